@@ -1,0 +1,48 @@
+/** Limits and behaviour of one broker engine. Every field has a default in `DEFAULT_BROKER_OPTIONS`. */
+export interface BrokerOptions {
+  /** A socket that sends no CONNECT within this time is closed. */
+  connectTimeoutMs: number;
+  /** Largest keep alive (seconds) a client may use; 0 = no limit. A v5 client that asks for more
+   * (or for 0) is told the server's value in CONNACK's Server Keep Alive [MQTT-3.2.2-21]. */
+  maxKeepalive: number;
+  /** Receive Maximum we advertise: unacknowledged inbound QoS 1/2 PUBLISHes a client may have open. */
+  receiveMaximum: number;
+  /** Cap on unacknowledged outbound QoS 1/2 messages per client (the client's own Receive Maximum may be lower). */
+  maxInflight: number;
+  /** Largest packet (bytes, whole packet) we accept; advertised as Maximum Packet Size in v5. */
+  maxPacketSize: number;
+  /** Messages kept per session while it is offline or its inflight window is full. */
+  maxQueued: number;
+  /** What is dropped when a session's queue is full: the oldest queued message or the new one. */
+  queueOverflow: 'drop-oldest' | 'drop-new';
+  /** Topic aliases a v5 client may set towards us (Topic Alias Maximum in CONNACK). */
+  topicAliasMaximum: number;
+  /** Subscriptions one client may hold; more are refused in SUBACK (0x97 quota exceeded / 0x80). */
+  maxSubscriptionsPerClient: number;
+  /** Longest session expiry (seconds) we keep; a longer request is lowered and told in CONNACK. */
+  maxSessionExpiry: number;
+  /** Bytes buffered towards one socket before QoS 0 deliveries to it are dropped (slow consumer). */
+  maxWriteBuffer: number;
+  /** Highest QoS we support. */
+  maximumQoS: 0 | 1 | 2;
+  retainAvailable: boolean;
+  /** Retained messages kept in all (new topics beyond this are refused with 0x97 / dropped). */
+  maxRetained: number;
+}
+
+export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
+  connectTimeoutMs: 10_000,
+  maxKeepalive: 0,
+  receiveMaximum: 1024,
+  maxInflight: 1024,
+  maxPacketSize: 1024 * 1024,
+  maxQueued: 1000,
+  queueOverflow: 'drop-oldest',
+  topicAliasMaximum: 64,
+  maxSubscriptionsPerClient: 1000,
+  maxSessionExpiry: 7 * 24 * 3600,
+  maxWriteBuffer: 4 * 1024 * 1024,
+  maximumQoS: 2,
+  retainAvailable: true,
+  maxRetained: 100_000,
+});
