@@ -1,0 +1,28 @@
+/** The dependency direction of ARCHITECTURE.md, enforced by `npm test` (npm run deps). */
+const forbid = (name, from, to, comment) => ({ name, comment, severity: 'error', from: { path: from }, to: { path: to } });
+
+module.exports = {
+  forbidden: [
+    forbid('core-is-a-leaf', '^src/core/', '^src/(?!core/)', 'core is shared by everyone and imports nothing of ours'),
+    forbid('mqtt-knows-no-sockets', '^src/mqtt/', '^src/(?!mqtt/|core/)', 'protocol knowledge only'),
+    forbid('broker-knows-no-gateway', '^src/broker/', '^src/(gateway|registry|storage|api|platform|cluster|sandbox|cli)/', 'the engine knows nothing of gateways or products'),
+    forbid('sandbox-knows-no-mqtt', '^src/sandbox/', '^src/(?!sandbox/|core/)', 'the sandbox runs scripts and nothing else'),
+    forbid('registry-through-ports', '^src/registry/', '^src/(gateway|broker|storage|api|platform|cluster)/', 'the registry talks to storage through its ports and to the runtime through events'),
+    forbid('storage-below-registry', '^src/storage/', '^src/(gateway|broker|api|platform|cluster)/', 'storage implements the registry ports'),
+    forbid('api-above-registry', '^src/api/', '^src/(gateway|broker|storage)/', 'the API calls registry services'),
+    forbid('gateway-not-api', '^src/gateway/', '^src/(api|storage)/', 'the data plane reads through registry ports'),
+    {
+      name: 'no-circular',
+      severity: 'error',
+      comment: 'cycles of runtime imports (type-only imports are allowed)',
+      from: { path: '^src/' },
+      to: { circular: true, dependencyTypesNot: ['type-only'] },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    exclude: { path: '\\.test\\.ts$' },
+  },
+};

@@ -1,0 +1,327 @@
+/**
+ * One network connection: framing and decoding of what the socket reads, batched writes with
+ * backpressure, keep alive bookkeeping, and the protocol state that lives only as long as the
+ * connection (negotiated limits, topic aliases). Session state lives in `Session`.
+ */
+import type { Socket } from 'node:net';
+import { isUtf8 } from 'node:buffer';
+import { Framer } from '../mqtt/framer.ts';
+import { PacketDecoder, encodePacket, encodePublish, type Packet, type ProtocolVersion, type QoS } from '../mqtt/codec.ts';
+import { RC } from '../mqtt/reason-codes.ts';
+import { forwardedBytesOf, remainingExpiry, topicBytesOf, type Message } from './message.ts';
+import type { Session, SessionLink } from './session.ts';
+import type { ClientInfo } from './hooks.ts';
+import type { BrokerContext } from './context.ts';
+import { scheduleFlush, type Flushable } from './flush-scheduler.ts';
+
+export type ConnectionState = 'awaiting-connect' | 'connecting' | 'connected' | 'closed';
+
+const EMPTY_TOPIC = Buffer.alloc(0);
+/** Above this many buffered bytes, a flush writes chunks one by one instead of concatenating them. */
+const CONCAT_LIMIT = 256 * 1024;
+
+export class Connection implements SessionLink, ClientInfo, Flushable {
+  readonly socket: Socket;
+  readonly broker: BrokerContext;
+  readonly remoteAddress: string | undefined;
+  state: ConnectionState = 'awaiting-connect';
+  protocolVersion: ProtocolVersion = 4;
+  clientId = '';
+  username: string | undefined;
+  identity: unknown;
+  session: Session | null = null;
+  /** Seconds; 0 = no keep alive. */
+  keepalive = 0;
+  readonly createdAt: number;
+  lastActivity: number;
+  /** Set when the client sent DISCONNECT 0x00: no will [MQTT-3.1.2-10]. */
+  normalDisconnect = false;
+  will: Message | null = null;
+  willDelay = 0;
+  /** The will's Message Expiry Interval (seconds, 0 = none), applied when it is published. */
+  willExpiry = 0;
+  /** The client's limits towards us (v5 CONNECT properties). */
+  clientReceiveMaximum = 65535;
+  clientMaxPacketSize = 0;
+  clientTopicAliasMaximum = 0;
+
+  readonly #framer: Framer;
+  readonly #decoder = new PacketDecoder();
+  #inAliases: Map<number, string> | undefined;
+  #outAliases: Map<string, number> | undefined;
+  #out: Buffer[] = [];
+  #outBytes = 0;
+  #flushQueued = false;
+  #suspended = false;
+  #held: Buffer[] | undefined;
+
+  constructor(socket: Socket, broker: BrokerContext) {
+    this.socket = socket;
+    this.broker = broker;
+    this.remoteAddress = socket.remoteAddress;
+    this.createdAt = this.lastActivity = broker.now();
+    this.#framer = new Framer(broker.options.maxPacketSize);
+    socket.on('data', this.#onData);
+    socket.on('error', this.#onError);
+    socket.on('close', this.#onClose);
+    socket.on('drain', this.#onDrain);
+  }
+
+  get sendQuota(): number {
+    return this.clientReceiveMaximum;
+  }
+
+  get congested(): boolean {
+    return this.socket.writableLength + this.#outBytes > this.broker.options.maxWriteBuffer;
+  }
+
+  get closed(): boolean {
+    return this.state === 'closed';
+  }
+
+  get isV5(): boolean {
+    return this.protocolVersion === 5;
+  }
+
+  setProtocolVersion(v: ProtocolVersion): void {
+    this.protocolVersion = v;
+    this.#decoder.protocolVersion = v;
+  }
+
+  // ---- reading ----
+
+  #onData = (chunk: Buffer): void => {
+    this.lastActivity = this.broker.now();
+    if (this.#suspended) {
+      (this.#held ??= []).push(chunk);
+      return;
+    }
+    this.#process(chunk);
+  };
+
+  #process(chunk: Buffer | null): void {
+    const err = this.#framer.push(chunk, this.#onFrame);
+    if (err === 'too-large') {
+      // [MQTT-3.2.2-15] packets above our Maximum Packet Size end the connection with 0x95.
+      this.protocolViolation(RC.PACKET_TOO_LARGE, 'packet_too_large');
+    } else if (err === 'malformed-length') {
+      this.protocolViolation(RC.MALFORMED_PACKET, 'malformed_remaining_length');
+    }
+  }
+
+  #onFrame = (frame: Buffer, type: number): boolean => {
+    if (this.state === 'closed') return false;
+    if (type === 3 && !publishTopicIsUtf8(frame)) {
+      // [MQTT-1.5.4-1] ill-formed UTF-8 in a topic name is a malformed packet.
+      this.protocolViolation(RC.MALFORMED_PACKET, 'invalid_utf8_topic');
+      return false;
+    }
+    if (type === 1 && this.state === 'awaiting-connect') {
+      const level = connectProtocolLevel(frame);
+      if (level === 5) this.setProtocolVersion(5);
+      else if (level === 3 || level === 4) this.setProtocolVersion(level);
+      else if (level !== null) {
+        // [MQTT-3.1.2-2] unsupported protocol level: CONNACK 0x01 (v3 form, the client's version is unknown) and close.
+        this.write(encodePacket({ cmd: 'connack', returnCode: 1, sessionPresent: false }, 4));
+        this.close('unsupported_protocol_version');
+        return false;
+      }
+    }
+    const packet = this.#decoder.decode(frame);
+    if (packet instanceof Error) {
+      this.protocolViolation(RC.MALFORMED_PACKET, 'malformed_packet', packet.message);
+      return false;
+    }
+    const pending = this.broker.dispatch(this, packet);
+    if (pending !== undefined) {
+      this.#suspend(pending);
+      return false;
+    }
+    return !this.closed;
+  };
+
+  /** Stops reading until an asynchronous step (authentication, authorization) settles. */
+  #suspend(pending: Promise<void>): void {
+    this.#suspended = true;
+    this.socket.pause();
+    pending.then(
+      () => this.#resumeReading(),
+      (err: unknown) => {
+        this.broker.logger.error({ err, clientId: this.clientId }, 'connection_handler_failed');
+        this.protocolViolation(RC.UNSPECIFIED_ERROR, 'handler_failed');
+      },
+    );
+  }
+
+  #resumeReading(): void {
+    this.#suspended = false;
+    if (this.state === 'closed') return;
+    const held = this.#held;
+    this.#held = undefined;
+    this.socket.resume();
+    this.#process(held === undefined ? null : Buffer.concat(held));
+  }
+
+  // ---- topic aliases ----
+
+  /** Inbound alias table (aliases the client set towards us). */
+  get inboundAliases(): Map<number, string> {
+    return (this.#inAliases ??= new Map<number, string>());
+  }
+
+  #outboundAlias(topic: string): { alias: number; known: boolean } {
+    if (this.clientTopicAliasMaximum === 0) return { alias: 0, known: false };
+    const aliases = (this.#outAliases ??= new Map<string, number>());
+    const existing = aliases.get(topic);
+    if (existing !== undefined) return { alias: existing, known: true };
+    if (aliases.size >= this.clientTopicAliasMaximum) return { alias: 0, known: false };
+    const alias = aliases.size + 1; // 1 … client's Topic Alias Maximum [MQTT-3.3.2-9]
+    aliases.set(topic, alias);
+    return { alias, known: false };
+  }
+
+  // ---- writing ----
+
+  write(buf: Buffer): void {
+    if (this.state === 'closed') return;
+    this.#out.push(buf);
+    this.#outBytes += buf.length;
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      scheduleFlush(this);
+    }
+  }
+
+  send(packet: Packet): void {
+    this.write(encodePacket(packet, this.protocolVersion));
+  }
+
+  flush(): void {
+    this.#flushQueued = false;
+    const out = this.#out;
+    if (out.length === 0 || this.socket.destroyed) return;
+    const bytes = this.#outBytes;
+    this.#out = [];
+    this.#outBytes = 0;
+    if (out.length === 1) {
+      this.socket.write(out[0]!);
+    } else if (bytes <= CONCAT_LIMIT) {
+      this.socket.write(Buffer.concat(out, bytes));
+    } else {
+      this.socket.cork();
+      for (const b of out) this.socket.write(b);
+      this.socket.uncork();
+    }
+  }
+
+  sendPublish(m: Message, qos: QoS, retain: boolean, packetId: number, dup: boolean, subIds: readonly number[] | undefined): boolean {
+    let frame: Buffer;
+    if (this.protocolVersion !== 5) {
+      frame = encodePublish({
+        topic: topicBytesOf(m), payload: m.payload, qos, retain, dup, packetId, protocolVersion: this.protocolVersion,
+        forwarded: EMPTY_TOPIC, messageExpiry: -1, topicAlias: 0, subscriptionIds: undefined,
+      });
+    } else {
+      const expiry = remainingExpiry(m, this.broker.now());
+      const { alias, known } = this.#outboundAlias(m.topic);
+      frame = encodePublish({
+        topic: known ? EMPTY_TOPIC : topicBytesOf(m), payload: m.payload, qos, retain, dup, packetId,
+        protocolVersion: 5, forwarded: forwardedBytesOf(m), messageExpiry: expiry, topicAlias: alias, subscriptionIds: subIds,
+      });
+    }
+    // [MQTT-3.1.2-24] never send a packet larger than the client's Maximum Packet Size.
+    if (this.clientMaxPacketSize > 0 && frame.length > this.clientMaxPacketSize) {
+      this.broker.stats.droppedTooLarge++;
+      return false;
+    }
+    this.broker.stats.messagesDelivered++;
+    this.write(frame);
+    return true;
+  }
+
+  sendPubrel(packetId: number): void {
+    this.send({ cmd: 'pubrel', messageId: packetId });
+  }
+
+  #onDrain = (): void => {
+    this.session?.drain();
+  };
+
+  // ---- closing ----
+
+  /**
+   * Ends the connection because of what the client did. v5 clients are told why: in CONNACK before
+   * the connection is accepted, in DISCONNECT after [MQTT-3.14.0-1, MQTT-4.13.1-1].
+   */
+  protocolViolation(reasonCode: number, event: string, detail?: string): void {
+    if (this.state === 'closed') return;
+    this.broker.stats.protocolErrors++;
+    this.broker.logger.debug({ clientId: this.clientId, remoteAddress: this.remoteAddress, reasonCode, detail }, event);
+    if (this.isV5) {
+      if (this.state === 'connected') this.send({ cmd: 'disconnect', reasonCode });
+      else this.send({ cmd: 'connack', reasonCode, sessionPresent: false });
+    }
+    this.close(event);
+  }
+
+  /** Server-initiated DISCONNECT with a reason (v5), then close. */
+  disconnect(reasonCode: number, reason: string): void {
+    if (this.state === 'closed') return;
+    if (this.isV5 && this.state === 'connected') this.send({ cmd: 'disconnect', reasonCode });
+    this.close(reason);
+  }
+
+  close(reason: string): void {
+    if (this.state === 'closed') return;
+    const wasConnected = this.state === 'connected';
+    this.state = 'closed';
+    this.#outDrainAndEnd();
+    this.broker.connectionClosed(this, reason, wasConnected);
+  }
+
+  #outDrainAndEnd(): void {
+    const out = this.#out;
+    this.#out = [];
+    this.#outBytes = 0;
+    const socket = this.socket;
+    if (!socket.destroyed) {
+      if (out.length > 0) socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+      socket.end();
+      // A peer that never finishes the close handshake must not hold the socket.
+      setTimeout(() => socket.destroy(), 2000).unref();
+    }
+  }
+
+  #onError = (err: Error): void => {
+    this.broker.logger.debug({ err: err.message, clientId: this.clientId }, 'socket_error');
+    this.socket.destroy();
+  };
+
+  #onClose = (): void => {
+    this.close(this.state === 'connected' ? 'connection_lost' : 'closed_before_connect');
+  };
+}
+
+/** The Protocol Level byte of a CONNECT frame, or null when the frame is too short to tell. */
+function connectProtocolLevel(frame: Buffer): number | null {
+  let pos = 1;
+  while (pos < frame.length && (frame[pos]! & 0x80) !== 0) pos++;
+  pos++;
+  if (pos + 2 > frame.length) return null;
+  const nameLen = frame.readUInt16BE(pos);
+  const levelAt = pos + 2 + nameLen;
+  return levelAt < frame.length ? frame[levelAt]! : null;
+}
+
+/** Checks the topic bytes of a PUBLISH frame are well-formed UTF-8 [MQTT-1.5.4-1]. */
+function publishTopicIsUtf8(frame: Buffer): boolean {
+  let pos = 1;
+  while (pos < frame.length && (frame[pos]! & 0x80) !== 0) pos++;
+  pos++;
+  if (pos + 2 > frame.length) return true; // too short: the decoder reports it as malformed
+  const len = frame.readUInt16BE(pos);
+  const topic = frame.subarray(pos + 2, pos + 2 + len);
+  // Fast path: pure ASCII needs no validation.
+  for (let i = 0; i < topic.length; i++) if (topic[i]! >= 0x80) return isUtf8(topic);
+  return true;
+}

@@ -1,0 +1,38 @@
+/** What packet handlers may use of the engine: a narrow view of `Broker`. */
+import type { Logger } from '../core/logger.ts';
+import type { BrokerOptions } from './options.ts';
+import type { BrokerStats } from './stats.ts';
+import type { BrokerHooks, ClientInfo } from './hooks.ts';
+import type { Router } from './router.ts';
+import type { RetainedStore } from './retained.ts';
+import type { Message } from './message.ts';
+import type { Session, Subscription } from './session.ts';
+import type { Connection } from './connection.ts';
+import type { Packet } from '../mqtt/codec.ts';
+
+export interface BrokerContext {
+  readonly options: BrokerOptions;
+  readonly stats: BrokerStats;
+  readonly logger: Logger;
+  readonly hooks: BrokerHooks;
+  readonly router: Router;
+  readonly retained: RetainedStore;
+  /** Runs the handler of one decoded packet (a promise when it must wait for a hook). */
+  dispatch(conn: Connection, packet: Packet): void | Promise<void>;
+  /** Wall clock in ms (one seam for time). */
+  now(): number;
+  /** A fresh server-assigned client identifier [MQTT-3.1.3-6]. */
+  assignClientId(): string;
+  /**
+   * Binds an authenticated connection to its session: takes over a connected one [MQTT-3.1.4-3],
+   * discards it on Clean Start [MQTT-3.1.2-4] or resumes it [MQTT-3.1.2-5]. Returns Session Present.
+   */
+  openSession(conn: Connection, cleanStart: boolean): { session: Session; present: boolean };
+  /** Routes an accepted message to subscribers and the retained store. */
+  publish(message: Message, from: ClientInfo | null): void;
+  subscribe(sub: Subscription): void;
+  unsubscribe(sub: Subscription): void;
+  /** The connection finished CONNECT/CONNACK. */
+  connectionReady(conn: Connection): void;
+  connectionClosed(conn: Connection, reason: string, wasConnected: boolean): void;
+}

@@ -1,0 +1,203 @@
+/**
+ * CONNECT as an ordered list of named steps: the list is the flow. Each step either continues or
+ * ends the attempt with a reason code (sent in CONNACK, then the connection is closed [MQTT-3.2.2-7]).
+ */
+import { forwardedPropertiesOf, type IConnectPacket } from '../../mqtt/codec.ts';
+import { RC, v3ConnackCode } from '../../mqtt/reason-codes.ts';
+import { isValidTopicName } from '../../mqtt/topics.ts';
+import { createMessage } from '../message.ts';
+import type { Connection } from '../connection.ts';
+import type { AuthResult } from '../hooks.ts';
+
+interface ConnectAttempt {
+  readonly conn: Connection;
+  readonly packet: IConnectPacket;
+  clientId: string;
+  assignedClientId: boolean;
+  /** Keep alive the server imposes, when it differs from the client's [MQTT-3.2.2-21]. */
+  serverKeepAlive: number | undefined;
+  sessionExpiry: number;
+  sessionExpiryLowered: boolean;
+}
+
+type StepResult = { refuse: number; reasonString?: string } | void;
+type Step = (a: ConnectAttempt) => StepResult | Promise<StepResult>;
+
+function checkClientId(a: ConnectAttempt): StepResult {
+  if (a.clientId.length > 0) return;
+  // [MQTT-3.1.3-8] a v3.1.1 client with an empty ClientId must ask for a clean session.
+  if (a.conn.protocolVersion !== 5 && !a.packet.clean) return { refuse: RC.CLIENT_IDENTIFIER_NOT_VALID };
+  // [MQTT-3.1.3-6] the server assigns a unique ClientId; v5 tells the client [MQTT-3.2.2-16].
+  a.clientId = a.conn.broker.assignClientId();
+  a.assignedClientId = true;
+}
+
+function checkAuthenticationMethod(a: ConnectAttempt): StepResult {
+  // No enhanced authentication is configured: a method we don't support is refused [MQTT-4.12.0-1? §4.12].
+  if (a.packet.properties?.authenticationMethod !== undefined) return { refuse: RC.BAD_AUTHENTICATION_METHOD };
+}
+
+function checkWill(a: ConnectAttempt): StepResult {
+  const will = a.packet.will;
+  if (will === undefined) return;
+  if (!isValidTopicName(will.topic)) return { refuse: RC.TOPIC_NAME_INVALID };
+  const qos = will.qos ?? 0;
+  if (qos > a.conn.broker.options.maximumQoS) return { refuse: RC.QOS_NOT_SUPPORTED }; // [MQTT-3.2.2-12]
+  if (will.retain === true && !a.conn.broker.options.retainAvailable) return { refuse: RC.RETAIN_NOT_SUPPORTED }; // [MQTT-3.2.2-13]
+}
+
+function negotiateLimits(a: ConnectAttempt): StepResult {
+  const { conn, packet } = a;
+  const opts = conn.broker.options;
+  const props = packet.properties;
+  let keepalive = packet.keepalive ?? 0;
+  if (opts.maxKeepalive > 0 && conn.protocolVersion === 5 && (keepalive === 0 || keepalive > opts.maxKeepalive)) {
+    keepalive = opts.maxKeepalive;
+    a.serverKeepAlive = keepalive; // [MQTT-3.2.2-21] the client must use the Server Keep Alive
+  }
+  conn.keepalive = keepalive;
+  if (conn.protocolVersion === 5) {
+    conn.clientReceiveMaximum = Math.min(props?.receiveMaximum ?? 65535, opts.maxInflight);
+    conn.clientMaxPacketSize = props?.maximumPacketSize ?? 0;
+    conn.clientTopicAliasMaximum = props?.topicAliasMaximum ?? 0;
+    const requested = props?.sessionExpiryInterval ?? 0; // [MQTT-3.1.2-?] absent means 0
+    a.sessionExpiry = Math.min(requested, opts.maxSessionExpiry);
+    a.sessionExpiryLowered = a.sessionExpiry !== requested;
+  } else {
+    conn.clientReceiveMaximum = opts.maxInflight;
+    // v3.1.1: Clean Session 0 keeps the session after the connection [MQTT-3.1.2-4].
+    a.sessionExpiry = packet.clean === true ? 0 : opts.maxSessionExpiry;
+  }
+}
+
+async function authenticate(a: ConnectAttempt): Promise<StepResult> {
+  const hook = a.conn.broker.hooks.authenticate;
+  if (hook === undefined) return;
+  const { conn, packet } = a;
+  let result: AuthResult;
+  try {
+    result = await hook({
+      clientId: a.clientId,
+      username: packet.username,
+      password: packet.password,
+      protocolVersion: conn.protocolVersion,
+      cleanStart: packet.clean !== false,
+      keepalive: packet.keepalive ?? 0,
+      properties: packet.properties,
+      remoteAddress: conn.remoteAddress,
+      socket: conn.socket,
+    });
+  } catch (err) {
+    // A failing authenticator is never an accept: the client hears "server unavailable".
+    conn.broker.logger.error({ err, clientId: a.clientId }, 'auth_hook_failed');
+    return { refuse: RC.SERVER_UNAVAILABLE };
+  }
+  if (!result.ok) return { refuse: result.reasonCode, reasonString: result.reasonString };
+  conn.identity = result.identity;
+}
+
+function storeWill(a: ConnectAttempt): StepResult {
+  const will = a.packet.will;
+  if (will === undefined) return;
+  const props = will.properties;
+  const expiry = props?.messageExpiryInterval;
+  a.conn.will = createMessage({
+    topic: will.topic,
+    payload: Buffer.isBuffer(will.payload) ? will.payload : Buffer.from(will.payload),
+    qos: will.qos ?? 0,
+    retain: will.retain === true,
+    properties: forwardedPropertiesOf(props),
+    expiresAt: 0,
+    senderId: a.clientId,
+  });
+  // The expiry clock of a will starts when it is published; keep the interval until then.
+  a.conn.willExpiry = expiry ?? 0;
+  a.conn.willDelay = props?.willDelayInterval ?? 0;
+}
+
+const CONNECT_STEPS: readonly Step[] = [
+  checkClientId,
+  checkAuthenticationMethod,
+  checkWill,
+  negotiateLimits,
+  authenticate,
+  storeWill,
+];
+
+export function handleConnect(conn: Connection, packet: IConnectPacket): void | Promise<void> {
+  conn.state = 'connecting';
+  const attempt: ConnectAttempt = {
+    conn,
+    packet,
+    clientId: packet.clientId,
+    assignedClientId: false,
+    serverKeepAlive: undefined,
+    sessionExpiry: 0,
+    sessionExpiryLowered: false,
+  };
+  conn.username = packet.username;
+  return runSteps(attempt, 0);
+}
+
+/** Runs steps synchronously until one returns a promise, so a hook-less CONNECT never waits. */
+function runSteps(a: ConnectAttempt, from: number): void | Promise<void> {
+  for (let i = from; i < CONNECT_STEPS.length; i++) {
+    if (a.conn.state === 'closed') return;
+    const r = CONNECT_STEPS[i]!(a);
+    if (r instanceof Promise) {
+      return r.then((res) => {
+        if (res !== undefined) return refuse(a, res.refuse, res.reasonString);
+        return runSteps(a, i + 1);
+      });
+    }
+    if (r !== undefined) return refuse(a, r.refuse, r.reasonString);
+  }
+  accept(a);
+}
+
+function refuse(a: ConnectAttempt, reasonCode: number, reasonString?: string): void {
+  const { conn } = a;
+  if (conn.state === 'closed') return;
+  conn.broker.stats.connectsRefused++;
+  conn.broker.logger.info({ clientId: a.clientId, username: a.packet.username, remoteAddress: conn.remoteAddress, reasonCode }, 'connect_refused');
+  if (conn.isV5) {
+    conn.send({ cmd: 'connack', sessionPresent: false, reasonCode, properties: reasonString === undefined ? undefined : { reasonString } });
+  } else {
+    conn.send({ cmd: 'connack', sessionPresent: false, returnCode: v3ConnackCode(reasonCode) });
+  }
+  conn.close('connect_refused');
+}
+
+function accept(a: ConnectAttempt): void {
+  const { conn } = a;
+  const opts = conn.broker.options;
+  conn.clientId = a.clientId;
+  const { session, present } = conn.broker.openSession(conn, a.packet.clean !== false);
+  session.expiryInterval = a.sessionExpiry;
+  if (conn.isV5) {
+    conn.send({
+      cmd: 'connack',
+      sessionPresent: present, // [MQTT-3.2.2-2, MQTT-3.2.2-3]
+      reasonCode: RC.SUCCESS,
+      properties: {
+        ...(a.sessionExpiryLowered ? { sessionExpiryInterval: a.sessionExpiry } : {}),
+        receiveMaximum: opts.receiveMaximum,
+        ...(opts.maximumQoS < 2 ? { maximumQoS: opts.maximumQoS } : {}),
+        ...(opts.retainAvailable ? {} : { retainAvailable: false }),
+        maximumPacketSize: opts.maxPacketSize,
+        ...(a.assignedClientId ? { assignedClientIdentifier: a.clientId } : {}),
+        topicAliasMaximum: opts.topicAliasMaximum,
+        wildcardSubscriptionAvailable: true,
+        subscriptionIdentifiersAvailable: true,
+        sharedSubscriptionAvailable: true,
+        ...(a.serverKeepAlive !== undefined ? { serverKeepAlive: a.serverKeepAlive } : {}),
+      },
+    });
+  } else {
+    conn.send({ cmd: 'connack', sessionPresent: present, returnCode: 0 });
+  }
+  conn.state = 'connected';
+  conn.broker.connectionReady(conn);
+  // Unacknowledged and queued messages of a resumed session follow the CONNACK [MQTT-4.4.0-1].
+  session.resume(conn);
+}

@@ -1,0 +1,98 @@
+/**
+ * Inbound PUBLISH as ordered checks, then authorization (a hook, maybe async), routing and the
+ * acknowledgement of its QoS flow.
+ */
+import { isUtf8 } from 'node:buffer';
+import { forwardedPropertiesOf, type IPublishPacket } from '../../mqtt/codec.ts';
+import { RC } from '../../mqtt/reason-codes.ts';
+import { isValidTopicName } from '../../mqtt/topics.ts';
+import { createMessage, type Message } from '../message.ts';
+import type { Connection } from '../connection.ts';
+
+export function handlePublish(conn: Connection, packet: IPublishPacket): void | Promise<void> {
+  const opts = conn.broker.options;
+  const session = conn.session!;
+  const qos = packet.qos;
+  const packetId = packet.messageId ?? 0;
+
+  // [MQTT-3.2.2-11] a QoS above the Maximum QoS we announced.
+  if (qos > opts.maximumQoS) return conn.protocolViolation(RC.QOS_NOT_SUPPORTED, 'qos_not_supported');
+  // [MQTT-3.2.2-14] retain when we announced Retain Available = 0.
+  if (packet.retain && !opts.retainAvailable) return conn.protocolViolation(RC.RETAIN_NOT_SUPPORTED, 'retain_not_supported');
+
+  let topic = packet.topic;
+  const alias = conn.isV5 ? packet.properties?.topicAlias : undefined;
+  if (alias !== undefined) {
+    // [MQTT-3.3.2-8] alias 0 or above our Topic Alias Maximum → DISCONNECT 0x94.
+    if (alias === 0 || alias > opts.topicAliasMaximum) return conn.protocolViolation(RC.TOPIC_ALIAS_INVALID, 'topic_alias_invalid');
+    if (topic.length > 0) {
+      conn.inboundAliases.set(alias, topic); // [MQTT-3.3.2-12] (re)binds the alias
+    } else {
+      const known = conn.inboundAliases.get(alias);
+      // An alias never bound on this connection is a protocol error [§3.3.2.3.4].
+      if (known === undefined) return conn.protocolViolation(RC.PROTOCOL_ERROR, 'topic_alias_unknown');
+      topic = known;
+    }
+  }
+  // [MQTT-3.3.2-2] no wildcards in a topic name; [MQTT-4.7.3-1] not empty (without an alias).
+  if (!isValidTopicName(topic)) return conn.protocolViolation(RC.TOPIC_NAME_INVALID, 'topic_name_invalid');
+
+  if (qos === 2 && session.incomingQos2.has(packetId)) {
+    // A re-sent QoS 2 PUBLISH we already took: acknowledge again, do not deliver twice [MQTT-4.3.3-?].
+    conn.send({ cmd: 'pubrec', messageId: packetId });
+    return;
+  }
+  // [MQTT-3.3.4-9] more unacknowledged QoS 2 PUBLISHes than our Receive Maximum.
+  if (qos === 2 && session.incomingQos2.size >= opts.receiveMaximum) {
+    return conn.protocolViolation(RC.RECEIVE_MAXIMUM_EXCEEDED, 'receive_maximum_exceeded');
+  }
+
+  const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+  const props = conn.isV5 ? packet.properties : undefined;
+  // [MQTT-3.3.2-?] Payload Format Indicator 1 promises UTF-8: check it and refuse with 0x99 if not.
+  if (props?.payloadFormatIndicator === true && !isUtf8(payload)) {
+    conn.broker.stats.droppedUnauthorized++;
+    acknowledge(conn, qos, packetId, RC.PAYLOAD_FORMAT_INVALID);
+    return;
+  }
+  const expiry = props?.messageExpiryInterval;
+  const message = createMessage({
+    topic,
+    payload,
+    qos,
+    retain: packet.retain,
+    properties: forwardedPropertiesOf(props),
+    expiresAt: expiry === undefined ? 0 : conn.broker.now() + expiry * 1000,
+    senderId: conn.clientId,
+  });
+
+  const authorize = conn.broker.hooks.authorizePublish;
+  if (authorize === undefined) return route(conn, message, packetId);
+  const verdict = authorize(conn, topic, message);
+  if (typeof verdict === 'number') return finish(conn, message, packetId, verdict);
+  return verdict.then((rc) => finish(conn, message, packetId, rc));
+}
+
+function finish(conn: Connection, message: Message, packetId: number, verdict: number): void {
+  if (conn.state === 'closed') return;
+  if (verdict !== RC.SUCCESS) {
+    conn.broker.stats.droppedUnauthorized++;
+    acknowledge(conn, message.qos, packetId, verdict); // v3.1.1 cannot refuse: acked and dropped
+    return;
+  }
+  route(conn, message, packetId);
+}
+
+function route(conn: Connection, message: Message, packetId: number): void {
+  conn.broker.publish(message, conn);
+  if (message.qos === 2) conn.session!.incomingQos2.add(packetId);
+  acknowledge(conn, message.qos, packetId, RC.SUCCESS);
+}
+
+function acknowledge(conn: Connection, qos: number, packetId: number, reasonCode: number): void {
+  if (qos === 0) return;
+  const rc = conn.isV5 ? reasonCode : undefined;
+  // [MQTT-4.3.2-2] PUBACK for QoS 1; [MQTT-4.3.3-?] PUBREC for QoS 2.
+  if (qos === 1) conn.send({ cmd: 'puback', messageId: packetId, reasonCode: rc });
+  else conn.send({ cmd: 'pubrec', messageId: packetId, reasonCode: rc });
+}

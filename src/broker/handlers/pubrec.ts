@@ -1,0 +1,12 @@
+import type { IPubrecPacket } from '../../mqtt/codec.ts';
+import { RC } from '../../mqtt/reason-codes.ts';
+import type { Connection } from '../connection.ts';
+
+/** PUBREC: answer with PUBREL [MQTT-4.3.3-?], unless the receiver refused the message (≥ 0x80). */
+export function handlePubrec(conn: Connection, packet: IPubrecPacket): void {
+  const packetId = packet.messageId ?? 0;
+  const outcome = conn.session?.received(packetId, packet.reasonCode ?? 0) ?? 'unknown';
+  if (outcome === 'pubrel') conn.sendPubrel(packetId);
+  // Unknown id: PUBREL with 0x92 tells the client we hold no such flow [MQTT-4.3.3-?].
+  else if (outcome === 'unknown') conn.send({ cmd: 'pubrel', messageId: packetId, reasonCode: conn.isV5 ? RC.PACKET_IDENTIFIER_NOT_FOUND : 0 });
+}

@@ -1,0 +1,19 @@
+import type { IUnsubscribePacket } from '../../mqtt/codec.ts';
+import { RC } from '../../mqtt/reason-codes.ts';
+import type { Connection } from '../connection.ts';
+
+/** UNSUBSCRIBE: remove each filter that matches exactly [MQTT-3.10.4-1], answer UNSUBACK [MQTT-3.10.4-4]. */
+export function handleUnsubscribe(conn: Connection, packet: IUnsubscribePacket): void {
+  const session = conn.session!;
+  const codes: number[] = [];
+  for (const raw of packet.unsubscriptions) {
+    const sub = session.subscriptions.get(raw);
+    if (sub === undefined) {
+      codes.push(RC.NO_SUBSCRIPTION_EXISTED);
+    } else {
+      conn.broker.unsubscribe(sub);
+      codes.push(RC.SUCCESS);
+    }
+  }
+  conn.send({ cmd: 'unsuback', messageId: packet.messageId ?? 0, ...(conn.isV5 ? { granted: codes } : {}) } as Parameters<Connection['send']>[0]);
+}

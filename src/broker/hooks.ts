@@ -1,0 +1,48 @@
+/** The seams the gateway layer plugs into, and the events the platform layer consumes. */
+import type { Socket } from 'node:net';
+import type { IConnectPacket, ProtocolVersion, QoS } from '../mqtt/codec.ts';
+import type { Message } from './message.ts';
+
+/** What a CONNECT presented, for the authentication hook. */
+export interface ConnectRequest {
+  readonly clientId: string;
+  readonly username: string | undefined;
+  readonly password: Buffer | undefined;
+  readonly protocolVersion: ProtocolVersion;
+  readonly cleanStart: boolean;
+  readonly keepalive: number;
+  readonly properties: IConnectPacket['properties'];
+  readonly remoteAddress: string | undefined;
+  /** The socket (a `tls.TLSSocket` on TLS listeners: peer certificate, authorization state). */
+  readonly socket: Socket;
+}
+
+export type AuthResult =
+  | { ok: true; identity?: unknown }
+  | { ok: false; reasonCode: number; reasonString?: string };
+
+/** A connected client as hooks and events see it. */
+export interface ClientInfo {
+  readonly clientId: string;
+  readonly username: string | undefined;
+  readonly protocolVersion: ProtocolVersion;
+  readonly remoteAddress: string | undefined;
+  /** Whatever the authentication hook attached (device identity in a gateway). */
+  readonly identity: unknown;
+}
+
+export interface BrokerHooks {
+  /** Decides a CONNECT. Reading from the socket pauses while it runs. Anonymous allow when absent. */
+  authenticate?: (request: ConnectRequest) => AuthResult | Promise<AuthResult>;
+  /** 0x00 allows; any other v5 reason code refuses (PUBACK/PUBREC carry it; QoS 0 is dropped). */
+  authorizePublish?: (client: ClientInfo, topic: string, message: Message) => number | Promise<number>;
+  /** Returns the granted QoS (≤ requested) or a failure reason code (≥ 0x80). */
+  authorizeSubscribe?: (client: ClientInfo, filter: string, qos: QoS) => number | Promise<number>;
+}
+
+export interface BrokerEvents {
+  client_connected: [client: ClientInfo];
+  client_disconnected: [client: ClientInfo, reason: string];
+  /** A message accepted from a client (after authorization), before routing. */
+  message_published: [message: Message, client: ClientInfo | null];
+}

@@ -1,0 +1,7 @@
+/** The MQTT engine's public surface. */
+export { Broker, type BrokerInit } from './broker.ts';
+export { DEFAULT_BROKER_OPTIONS, type BrokerOptions } from './options.ts';
+export type { BrokerHooks, BrokerEvents, ClientInfo, ConnectRequest, AuthResult } from './hooks.ts';
+export type { Message } from './message.ts';
+export type { BrokerStats } from './stats.ts';
+export { listen, type Listener, type ListenOptions } from './listener.ts';

@@ -1,0 +1,136 @@
+/**
+ * Subscriptions and matching: a qlobber trie for filters, shared-subscription groups kept here
+ * (qlobber sees `$share/...` as a literal), and the `$`-topic rule qlobber does not know.
+ */
+import { QlobberDedup } from 'qlobber';
+import type { QoS } from '../mqtt/codec.ts';
+import type { Session, Subscription } from './session.ts';
+
+/** A `$share/{group}/{filter}` group: each message goes to one member [MQTT-4.8.2-?]. */
+interface SharedGroup {
+  readonly kind: 'group';
+  readonly key: string;
+  readonly filter: string;
+  readonly members: Subscription[];
+  next: number;
+}
+
+type Entry = Subscription | SharedGroup;
+
+/** One delivery: a session and the merged options of all its subscriptions that matched. */
+export interface Delivery {
+  session: Session;
+  qos: QoS;
+  retainAsPublished: boolean;
+  subIds: number[] | undefined;
+}
+
+export class Router {
+  readonly #trie = new QlobberDedup<Entry>({
+    separator: '/',
+    wildcard_one: '+',
+    wildcard_some: '#',
+    match_empty_levels: true,
+  });
+  readonly #groups = new Map<string, SharedGroup>();
+  #count = 0;
+
+  get subscriptionCount(): number {
+    return this.#count;
+  }
+
+  add(sub: Subscription): void {
+    this.#count++;
+    if (sub.group === undefined) {
+      this.#trie.add(sub.filter, sub);
+      return;
+    }
+    const key = `${sub.group}\u0000${sub.filter}`;
+    let group = this.#groups.get(key);
+    if (group === undefined) {
+      group = { kind: 'group', key, filter: sub.filter, members: [], next: 0 };
+      this.#groups.set(key, group);
+      this.#trie.add(sub.filter, group);
+    }
+    group.members.push(sub);
+  }
+
+  remove(sub: Subscription): void {
+    this.#count--;
+    if (sub.group === undefined) {
+      this.#trie.remove(sub.filter, sub);
+      return;
+    }
+    const key = `${sub.group}\u0000${sub.filter}`;
+    const group = this.#groups.get(key);
+    if (group === undefined) return;
+    const i = group.members.indexOf(sub);
+    if (i >= 0) group.members.splice(i, 1);
+    if (group.members.length === 0) {
+      this.#groups.delete(key);
+      this.#trie.remove(sub.filter, group);
+    }
+  }
+
+  /**
+   * Who gets a message on `topic`. A client with overlapping subscriptions gets one copy at the
+   * highest granted QoS carrying every matching Subscription Identifier [MQTT-3.3.4-2, MQTT-3.3.4-3].
+   */
+  match(topic: string, senderId: string): Delivery[] {
+    const entries = this.#trie.match(topic);
+    const out: Delivery[] = [];
+    if (entries.size === 0) return out;
+    const dollar = topic.charCodeAt(0) === 0x24;
+    let bySession: Map<Session, Delivery> | undefined;
+    for (const entry of entries) {
+      // A filter starting with a wildcard does not match a topic starting with '$' [MQTT-4.7.2-1].
+      if (dollar && (entry.filter.charCodeAt(0) === 0x2b || entry.filter.charCodeAt(0) === 0x23)) continue;
+      const sub = 'kind' in entry ? pickMember(entry) : entry;
+      if (sub === undefined) continue;
+      // No Local: not back to the publisher's own session [MQTT-3.8.3-3].
+      if (sub.noLocal && sub.group === undefined && sub.session.clientId === senderId) continue;
+      if (entries.size === 1) {
+        out.push(deliveryOf(sub));
+        return out;
+      }
+      bySession ??= new Map();
+      const existing = bySession.get(sub.session);
+      if (existing === undefined) {
+        const d = deliveryOf(sub);
+        bySession.set(sub.session, d);
+        out.push(d);
+      } else {
+        if (sub.qos > existing.qos) existing.qos = sub.qos;
+        existing.retainAsPublished ||= sub.retainAsPublished;
+        if (sub.subscriptionId !== undefined) (existing.subIds ??= []).push(sub.subscriptionId);
+      }
+    }
+    return out;
+  }
+}
+
+function deliveryOf(sub: Subscription): Delivery {
+  return {
+    session: sub.session,
+    qos: sub.qos,
+    retainAsPublished: sub.retainAsPublished,
+    subIds: sub.subscriptionId === undefined ? undefined : [sub.subscriptionId],
+  };
+}
+
+/** Round robin over the group, preferring members whose client is connected. */
+function pickMember(group: SharedGroup): Subscription | undefined {
+  const n = group.members.length;
+  if (n === 0) return undefined;
+  for (let i = 0; i < n; i++) {
+    const sub = group.members[(group.next + i) % n]!;
+    if (sub.session.link !== null) {
+      group.next = (group.next + i + 1) % n;
+      return sub;
+    }
+  }
+  // Nobody online: queue on the next persistent member.
+  const sub = group.members[group.next % n]!;
+  group.next = (group.next + 1) % n;
+  return sub;
+}

@@ -1,0 +1,190 @@
+/**
+ * Session state that outlives a network connection (spec §4.1): subscriptions, outbound QoS 1/2
+ * messages in flight or queued, inbound QoS 2 packet ids awaiting PUBREL.
+ */
+import type { QoS } from '../mqtt/codec.ts';
+import { isExpired, type Message } from './message.ts';
+import type { BrokerStats } from './stats.ts';
+import type { LongTimer } from './long-timer.ts';
+
+/** How a session reaches its client while one is connected. Implemented by `Connection`. */
+export interface SessionLink {
+  /** Outbound QoS 1/2 messages the client accepts unacknowledged (its Receive Maximum, capped). */
+  readonly sendQuota: number;
+  /** The socket has more buffered than allowed: hold QoS 1/2, drop QoS 0. */
+  readonly congested: boolean;
+  /** Returns false when the message was not sent because it exceeds the client's Maximum Packet Size. */
+  sendPublish(m: Message, qos: QoS, retain: boolean, packetId: number, dup: boolean, subIds: readonly number[] | undefined): boolean;
+  sendPubrel(packetId: number): void;
+}
+
+export interface Subscription {
+  readonly session: Session;
+  /** The filter as the client sent it (`$share/g/a/+` included): the key within the session. */
+  readonly raw: string;
+  /** The filter that is matched (`a/+`). */
+  readonly filter: string;
+  readonly group: string | undefined;
+  qos: QoS;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  retainHandling: number;
+  subscriptionId: number | undefined;
+}
+
+interface Outbound {
+  message: Message;
+  qos: QoS;
+  retain: boolean;
+  subIds: readonly number[] | undefined;
+  packetId: number;
+  /** 'publish': waiting for PUBACK/PUBREC; 'pubrel': PUBREL sent, waiting for PUBCOMP. */
+  state: 'publish' | 'pubrel';
+}
+
+export interface SessionLimits {
+  maxQueued: number;
+  queueOverflow: 'drop-oldest' | 'drop-new';
+}
+
+export class Session {
+  readonly clientId: string;
+  readonly subscriptions = new Map<string, Subscription>();
+  /** Inbound QoS 2 packet ids received and not yet released [MQTT-4.3.3-?]. */
+  readonly incomingQos2 = new Set<number>();
+  /** Seconds the session lives after its connection closes; 0xFFFFFFFF = never expires. */
+  expiryInterval = 0;
+  expiryTimer: LongTimer | undefined;
+  /** A will waiting for its delay [MQTT-3.1.3-9]. */
+  willTimer: LongTimer | undefined;
+  link: SessionLink | null = null;
+
+  readonly #inflight = new Map<number, Outbound>();
+  #queue: Outbound[] = [];
+  #nextPacketId = 1;
+  readonly #limits: SessionLimits;
+  readonly #stats: BrokerStats;
+
+  constructor(clientId: string, limits: SessionLimits, stats: BrokerStats) {
+    this.clientId = clientId;
+    this.#limits = limits;
+    this.#stats = stats;
+  }
+
+  get inflightCount(): number {
+    return this.#inflight.size;
+  }
+
+  get queuedCount(): number {
+    return this.#queue.length;
+  }
+
+  /** Hands a matched message to this session at the delivery QoS. */
+  deliver(message: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined): void {
+    const link = this.link;
+    if (qos === 0) {
+      // QoS 0 is not queued: it goes now or not at all (offline or slow consumer).
+      if (link === null) {
+        this.#stats.droppedOffline++;
+      } else if (link.congested) {
+        this.#stats.droppedSlowConsumer++;
+      } else {
+        link.sendPublish(message, 0, retain, 0, false, subIds);
+      }
+      return;
+    }
+    const entry: Outbound = { message, qos, retain, subIds, packetId: 0, state: 'publish' };
+    if (link !== null && this.#queue.length === 0 && this.#inflight.size < link.sendQuota && !link.congested) {
+      this.#send(link, entry);
+    } else {
+      this.#enqueue(entry);
+    }
+  }
+
+  #enqueue(entry: Outbound): void {
+    if (this.#queue.length >= this.#limits.maxQueued) {
+      this.#stats.droppedQueueFull++;
+      if (this.#limits.queueOverflow === 'drop-new') return;
+      this.#queue.shift();
+    }
+    this.#queue.push(entry);
+  }
+
+  #send(link: SessionLink, entry: Outbound): void {
+    entry.packetId = this.#allocatePacketId();
+    if (link.sendPublish(entry.message, entry.qos, entry.retain, entry.packetId, false, entry.subIds)) {
+      this.#inflight.set(entry.packetId, entry);
+    }
+    // Not sent because it is larger than the client accepts: treated as delivered [MQTT-3.1.2-25].
+  }
+
+  #allocatePacketId(): number {
+    // Non-zero and not in use by another unacknowledged PUBLISH [MQTT-2.2.1-3].
+    for (;;) {
+      const id = this.#nextPacketId;
+      this.#nextPacketId = id === 65535 ? 1 : id + 1;
+      if (!this.#inflight.has(id)) return id;
+    }
+  }
+
+  /** Moves queued messages into the inflight window while the client has room. */
+  drain(): void {
+    const link = this.link;
+    if (link === null) return;
+    const now = Date.now();
+    while (this.#queue.length > 0 && this.#inflight.size < link.sendQuota && !link.congested) {
+      const entry = this.#queue.shift()!;
+      if (isExpired(entry.message, now)) {
+        this.#stats.droppedExpired++;
+        continue;
+      }
+      this.#send(link, entry);
+    }
+  }
+
+  /** PUBACK (QoS 1) or PUBCOMP (QoS 2) ends an outbound flow. Returns false for an unknown id. */
+  complete(packetId: number, expect: 'puback' | 'pubcomp'): boolean {
+    const entry = this.#inflight.get(packetId);
+    if (entry === undefined) return false;
+    if (expect === 'puback' ? entry.qos !== 1 : entry.state !== 'pubrel') return false;
+    this.#inflight.delete(packetId);
+    this.drain();
+    return true;
+  }
+
+  /** PUBREC: the QoS 2 flow moves on to PUBREL, or ends when the receiver refused it (≥ 0x80). */
+  received(packetId: number, reasonCode: number): 'pubrel' | 'ended' | 'unknown' {
+    const entry = this.#inflight.get(packetId);
+    if (entry === undefined || entry.qos !== 2) return 'unknown';
+    if (reasonCode >= 0x80) {
+      this.#inflight.delete(packetId);
+      this.drain();
+      return 'ended';
+    }
+    entry.state = 'pubrel';
+    return 'pubrel';
+  }
+
+  /**
+   * On reconnect with a kept session: resend unacknowledged PUBLISH with DUP set and PUBREL for
+   * those already received, in their original order [MQTT-4.4.0-1], then drain the queue.
+   */
+  resume(link: SessionLink): void {
+    this.link = link;
+    for (const entry of this.#inflight.values()) {
+      if (entry.state === 'pubrel') {
+        link.sendPubrel(entry.packetId);
+      } else if (!link.sendPublish(entry.message, entry.qos, entry.retain, entry.packetId, true, entry.subIds)) {
+        this.#inflight.delete(entry.packetId);
+      }
+    }
+    this.drain();
+  }
+
+  /** Forgets everything in flight (the session is ending). */
+  clearMessages(): void {
+    this.#inflight.clear();
+    this.#queue = [];
+    this.incomingQos2.clear();
+  }
+}

@@ -1,0 +1,30 @@
+/** Counters of one engine, read by metrics and tests. Plain fields: incremented on hot paths. */
+export interface BrokerStats {
+  connectionsAccepted: number;
+  connectsRefused: number;
+  messagesReceived: number;
+  messagesDelivered: number;
+  droppedOffline: number;
+  droppedSlowConsumer: number;
+  droppedQueueFull: number;
+  droppedExpired: number;
+  droppedTooLarge: number;
+  droppedUnauthorized: number;
+  protocolErrors: number;
+}
+
+export function createStats(): BrokerStats {
+  return {
+    connectionsAccepted: 0,
+    connectsRefused: 0,
+    messagesReceived: 0,
+    messagesDelivered: 0,
+    droppedOffline: 0,
+    droppedSlowConsumer: 0,
+    droppedQueueFull: 0,
+    droppedExpired: 0,
+    droppedTooLarge: 0,
+    droppedUnauthorized: 0,
+    protocolErrors: 0,
+  };
+}

@@ -1,0 +1,47 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import mqttPacket from 'mqtt-packet';
+import { encodeForwardedProperties, encodePublish, PacketDecoder } from './codec.ts';
+
+test('v3.1.1 PUBLISH QoS 1 bytes, field by field', () => {
+  const frame = encodePublish({
+    topic: Buffer.from('a/b'), payload: Buffer.from('hi'), qos: 1, retain: true, dup: true, packetId: 10,
+    protocolVersion: 4, forwarded: Buffer.alloc(0), messageExpiry: -1, topicAlias: 0, subscriptionIds: undefined,
+  });
+  assert.equal(frame.toString('hex'), [
+    '3b', // PUBLISH, DUP=1, QoS=1, RETAIN=1
+    '09', // Remaining Length 9
+    '0003', '612f62', // topic "a/b"
+    '000a', // packet id 10
+    '6869', // payload "hi"
+  ].join(''));
+});
+
+test('v5 PUBLISH with every property round-trips through mqtt-packet', () => {
+  const forwarded = encodeForwardedProperties({
+    payloadFormatIndicator: true, contentType: 'text/plain', responseTopic: 'r/t',
+    correlationData: Buffer.from([1, 2, 3]), userProperties: { a: '1', b: ['2', '3'] },
+  });
+  const frame = encodePublish({
+    topic: Buffer.from('t'), payload: Buffer.from('x'), qos: 2, retain: false, dup: false, packetId: 65535,
+    protocolVersion: 5, forwarded, messageExpiry: 30, topicAlias: 3, subscriptionIds: [1, 300],
+  });
+  const parser = mqttPacket.parser({ protocolVersion: 5 });
+  let packet: mqttPacket.IPublishPacket | undefined;
+  parser.on('packet', (p) => { packet = p as mqttPacket.IPublishPacket; });
+  parser.parse(frame);
+  assert.ok(packet);
+  assert.equal(packet.topic, 't');
+  assert.equal(packet.messageId, 65535);
+  assert.deepEqual({ ...packet.properties, userProperties: { ...packet.properties?.userProperties } }, {
+    messageExpiryInterval: 30, topicAlias: 3, subscriptionIdentifier: [1, 300], payloadFormatIndicator: true,
+    contentType: 'text/plain', responseTopic: 'r/t', correlationData: Buffer.from([1, 2, 3]), userProperties: { a: '1', b: ['2', '3'] },
+  });
+});
+
+test('decoder reports malformed frames as errors', () => {
+  const d = new PacketDecoder();
+  // SUBSCRIBE with reserved header bits 0000 instead of 0010 [MQTT-3.8.1-1].
+  const r = d.decode(Buffer.from('8006000100016100', 'hex'));
+  assert.ok(r instanceof Error);
+});

@@ -1,0 +1,177 @@
+/**
+ * The codec: mqtt-packet for parsing and for control packets, and a hand-written PUBLISH encoder
+ * for the delivery hot path (one allocation per frame, shareable between subscribers).
+ */
+import mqttPacket from 'mqtt-packet';
+import type { Packet, IPublishPacket, UserProperties } from 'mqtt-packet';
+
+export type { Packet, IPublishPacket, IConnectPacket, ISubscribePacket, IUnsubscribePacket, IDisconnectPacket,
+  IPubackPacket, IPubrecPacket, IPubrelPacket, IPubcompPacket, IAuthPacket, UserProperties, ISubscription } from 'mqtt-packet';
+
+export type ProtocolVersion = 3 | 4 | 5;
+export type QoS = 0 | 1 | 2;
+
+/** Decodes whole frames (from `Framer`) one at a time, keeping the protocol version per connection. */
+export class PacketDecoder {
+  #parser = mqttPacket.parser({ protocolVersion: 4 });
+  #packet: Packet | null = null;
+  #error: Error | null = null;
+
+  constructor() {
+    this.#parser.on('packet', (p: Packet) => {
+      this.#packet = p;
+    });
+    this.#parser.on('error', (e: Error) => {
+      this.#error = e;
+    });
+  }
+
+  /** The protocol version applied to the next frames (the parser switches on a v5 CONNECT itself). */
+  set protocolVersion(v: ProtocolVersion) {
+    (this.#parser as unknown as { settings: { protocolVersion: number } }).settings.protocolVersion = v;
+  }
+
+  decode(frame: Buffer): Packet | Error {
+    this.#packet = null;
+    this.#error = null;
+    this.#parser.parse(frame);
+    if (this.#error !== null) {
+      // A parser that failed mid-packet holds state; reset it (the connection closes anyway).
+      return this.#error;
+    }
+    return this.#packet ?? new Error('Incomplete packet');
+  }
+}
+
+export function encodePacket(packet: Packet, protocolVersion: ProtocolVersion): Buffer {
+  return mqttPacket.generate(packet, { protocolVersion });
+}
+
+/** v5 PUBLISH properties that travel with a message unchanged [MQTT-3.3.2-*]. */
+export interface ForwardedProperties {
+  payloadFormatIndicator?: boolean;
+  contentType?: string;
+  responseTopic?: string;
+  correlationData?: Buffer;
+  userProperties?: UserProperties;
+}
+
+export function forwardedPropertiesOf(p: IPublishPacket['properties']): ForwardedProperties | undefined {
+  if (p === undefined) return undefined;
+  const out: ForwardedProperties = {};
+  let any = false;
+  if (p.payloadFormatIndicator !== undefined) { out.payloadFormatIndicator = p.payloadFormatIndicator; any = true; }
+  if (p.contentType !== undefined) { out.contentType = p.contentType; any = true; }
+  if (p.responseTopic !== undefined) { out.responseTopic = p.responseTopic; any = true; }
+  if (p.correlationData !== undefined) { out.correlationData = p.correlationData; any = true; }
+  if (p.userProperties !== undefined) { out.userProperties = p.userProperties; any = true; }
+  return any ? out : undefined;
+}
+
+function varintSize(n: number): number {
+  return n < 128 ? 1 : n < 16384 ? 2 : n < 2097152 ? 3 : 4;
+}
+
+function writeVarint(buf: Buffer, off: number, n: number): number {
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) b |= 0x80;
+    buf[off++] = b;
+  } while (n > 0);
+  return off;
+}
+
+function utf8Field(s: string): Buffer {
+  const b = Buffer.from(s, 'utf8');
+  const out = Buffer.allocUnsafe(2 + b.length);
+  out.writeUInt16BE(b.length, 0);
+  b.copy(out, 2);
+  return out;
+}
+
+/** Encodes the forwarded properties once per message; the per-delivery ones are added around them. */
+export function encodeForwardedProperties(p: ForwardedProperties | undefined): Buffer {
+  if (p === undefined) return EMPTY;
+  const parts: Buffer[] = [];
+  if (p.payloadFormatIndicator !== undefined) parts.push(Buffer.from([0x01, p.payloadFormatIndicator ? 1 : 0]));
+  if (p.contentType !== undefined) parts.push(Buffer.from([0x03]), utf8Field(p.contentType));
+  if (p.responseTopic !== undefined) parts.push(Buffer.from([0x08]), utf8Field(p.responseTopic));
+  if (p.correlationData !== undefined) {
+    const h = Buffer.allocUnsafe(3);
+    h[0] = 0x09;
+    h.writeUInt16BE(p.correlationData.length, 1);
+    parts.push(h, p.correlationData);
+  }
+  if (p.userProperties !== undefined) {
+    for (const [k, v] of Object.entries(p.userProperties)) {
+      for (const value of Array.isArray(v) ? v : [v]) parts.push(Buffer.from([0x26]), utf8Field(k), utf8Field(value));
+    }
+  }
+  return Buffer.concat(parts);
+}
+
+const EMPTY = Buffer.alloc(0);
+
+export interface PublishFrame {
+  topic: Buffer; // UTF-8 bytes of the topic name, empty when an established alias is used
+  payload: Buffer;
+  qos: QoS;
+  retain: boolean;
+  dup: boolean;
+  packetId: number;
+  protocolVersion: ProtocolVersion;
+  /** v5 only: pre-encoded forwarded properties. */
+  forwarded: Buffer;
+  /** v5 only: remaining message expiry (seconds), or -1 for none. */
+  messageExpiry: number;
+  /** v5 only: topic alias or 0. */
+  topicAlias: number;
+  /** v5 only: subscription identifiers. */
+  subscriptionIds: readonly number[] | undefined;
+}
+
+/** Encodes one PUBLISH into a single buffer (spec §3.3). */
+export function encodePublish(f: PublishFrame): Buffer {
+  let propsLen = 0;
+  if (f.protocolVersion === 5) {
+    propsLen = f.forwarded.length;
+    if (f.messageExpiry >= 0) propsLen += 5;
+    if (f.topicAlias > 0) propsLen += 3;
+    if (f.subscriptionIds !== undefined) for (const id of f.subscriptionIds) propsLen += 1 + varintSize(id);
+  }
+  const remaining = 2 + f.topic.length + (f.qos > 0 ? 2 : 0) +
+    (f.protocolVersion === 5 ? varintSize(propsLen) + propsLen : 0) + f.payload.length;
+  const buf = Buffer.allocUnsafe(1 + varintSize(remaining) + remaining);
+  buf[0] = 0x30 | (f.dup ? 0x08 : 0) | (f.qos << 1) | (f.retain ? 1 : 0);
+  let off = writeVarint(buf, 1, remaining);
+  buf.writeUInt16BE(f.topic.length, off);
+  off += 2;
+  off += f.topic.copy(buf, off);
+  if (f.qos > 0) {
+    buf.writeUInt16BE(f.packetId, off);
+    off += 2;
+  }
+  if (f.protocolVersion === 5) {
+    off = writeVarint(buf, off, propsLen);
+    if (f.messageExpiry >= 0) {
+      buf[off++] = 0x02;
+      buf.writeUInt32BE(f.messageExpiry, off);
+      off += 4;
+    }
+    if (f.topicAlias > 0) {
+      buf[off++] = 0x23;
+      buf.writeUInt16BE(f.topicAlias, off);
+      off += 2;
+    }
+    if (f.subscriptionIds !== undefined) {
+      for (const id of f.subscriptionIds) {
+        buf[off++] = 0x0b;
+        off = writeVarint(buf, off, id);
+      }
+    }
+    off += f.forwarded.copy(buf, off);
+  }
+  f.payload.copy(buf, off);
+  return buf;
+}

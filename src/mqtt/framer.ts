@@ -1,0 +1,73 @@
+/**
+ * Splits a byte stream into whole MQTT control packets using only the fixed header (spec §2.1),
+ * so an oversized packet is refused from its header before its body is buffered, and a broken
+ * Remaining Length is caught before the codec sees it.
+ */
+export type FrameError = 'malformed-length' | 'too-large';
+
+export class Framer {
+  #pending: Buffer | null = null;
+  #maxPacketSize: number;
+
+  constructor(maxPacketSize: number) {
+    this.#maxPacketSize = maxPacketSize;
+  }
+
+  set maxPacketSize(value: number) {
+    this.#maxPacketSize = value;
+  }
+
+  /** Bytes held back waiting for the rest of a packet. */
+  get bufferedBytes(): number {
+    return this.#pending?.length ?? 0;
+  }
+
+  /**
+   * Appends `chunk` and calls `onFrame` for each complete packet in order. Stops early (keeping the
+   * rest) when `onFrame` returns false. Returns an error when the stream can no longer be framed.
+   */
+  push(chunk: Buffer | null, onFrame: (frame: Buffer, type: number) => boolean): FrameError | null {
+    let buf: Buffer;
+    if (this.#pending === null) {
+      if (chunk === null) return null;
+      buf = chunk;
+    } else {
+      buf = chunk === null ? this.#pending : Buffer.concat([this.#pending, chunk]);
+    }
+    this.#pending = null;
+    let off = 0;
+    const len = buf.length;
+    while (off < len) {
+      if (len - off < 2) break;
+      // Remaining Length: variable byte integer of at most four bytes [MQTT-1.5.5-1].
+      let remaining = 0;
+      let multiplier = 1;
+      let pos = off + 1;
+      let complete = false;
+      for (let i = 0; i < 4; i++) {
+        if (pos >= len) break;
+        const b = buf[pos++]!;
+        remaining += (b & 0x7f) * multiplier;
+        multiplier *= 128;
+        if ((b & 0x80) === 0) {
+          complete = true;
+          break;
+        }
+        if (i === 3) return 'malformed-length';
+      }
+      if (!complete) break; // header not all here yet
+      const total = pos - off + remaining;
+      if (total > this.#maxPacketSize) return 'too-large';
+      if (len - off < total) break;
+      const frame = buf.subarray(off, off + total);
+      off += total;
+      if (!onFrame(frame, frame[0]! >> 4)) break;
+    }
+    if (off < len) {
+      // Copy a small remainder so a big socket chunk is not kept alive by it.
+      const rest = buf.subarray(off);
+      this.#pending = rest.length < 4096 && buf.length > 65536 ? Buffer.from(rest) : rest;
+    }
+    return null;
+  }
+}
