@@ -17,6 +17,9 @@ import { createMessage, type Message } from './message.ts';
 import { Session, type Subscription } from './session.ts';
 import { Connection } from './connection.ts';
 import { LongTimer } from './long-timer.ts';
+import { Journal } from './journal.ts';
+import type { BrokerPersistence, StoredMessage } from './persistence.ts';
+import { parseSharedFilter } from '../mqtt/topics.ts';
 import type { BrokerContext } from './context.ts';
 import { dispatch } from './handlers/index.ts';
 
@@ -28,6 +31,8 @@ export interface BrokerInit {
   options?: Partial<BrokerOptions>;
   hooks?: BrokerHooks;
   logger?: Logger;
+  /** Durable retained messages and persistent sessions; in memory only when absent. */
+  persistence?: BrokerPersistence;
 }
 
 export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext {
@@ -42,6 +47,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   readonly #connections = new Set<Connection>();
   #sweep: NodeJS.Timeout;
   #closed = false;
+  readonly #persistence: BrokerPersistence | undefined;
+  readonly #journal: Journal | null;
 
   constructor(init: BrokerInit = {}) {
     super();
@@ -49,6 +56,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.hooks = init.hooks ?? {};
     this.logger = init.logger ?? silentLogger;
     this.retained = new RetainedStore(this.options.maxRetained);
+    this.#persistence = init.persistence;
+    this.#journal = init.persistence === undefined ? null : new Journal(init.persistence, this.logger);
     this.#sweep = setInterval(() => this.#sweepConnections(), SWEEP_INTERVAL_MS);
     this.#sweep.unref();
   }
@@ -68,6 +77,18 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   /** Connected clients (read-only views). */
   clients(): ClientInfo[] {
     return [...this.#connections].filter((c) => c.state === 'connected');
+  }
+
+  /** Disconnects connected clients matching a predicate (v5: with the reason code). Returns how many. */
+  disconnectWhere(predicate: (client: ClientInfo) => boolean, reasonCode: number): number {
+    let n = 0;
+    for (const conn of [...this.#connections]) {
+      if (conn.state === 'connected' && predicate(conn)) {
+        conn.disconnect(reasonCode, 'disconnected_by_server');
+        n++;
+      }
+    }
+    return n;
   }
 
   getSession(clientId: string): Session | undefined {
@@ -112,13 +133,62 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       session = undefined;
     }
     if (session === undefined) {
-      session = new Session(clientId, this.options, this.stats);
-      this.#sessions.set(clientId, session);
+      session = this.#newSession(clientId);
     } else {
       present = true; // [MQTT-3.2.2-3]
     }
     conn.session = session;
     return { session, present };
+  }
+
+  #newSession(clientId: string): Session {
+    const session = new Session(clientId, this.options, this.stats);
+    session.journal = this.#journal;
+    this.#sessions.set(clientId, session);
+    return session;
+  }
+
+  /**
+   * Loads retained messages and persistent sessions kept by the persistence, before listening.
+   * Sessions restart their expiry from when their connection closed.
+   */
+  async restore(): Promise<void> {
+    if (this.#persistence === undefined) return;
+    const state = await this.#persistence.load();
+    const now = Date.now();
+    for (const m of state.retained) {
+      if (m.expiresAt === 0 || m.expiresAt > now) this.retained.set(messageOf(m));
+    }
+    const outboundByClient = new Map<string, typeof state.outbound>();
+    for (const o of state.outbound) {
+      let list = outboundByClient.get(o.clientId);
+      if (list === undefined) outboundByClient.set(o.clientId, (list = []));
+      list.push(o);
+    }
+    for (const stored of state.sessions) {
+      const closedAt = stored.disconnectedAt ?? now;
+      const leftMs = stored.expiryInterval === NEVER_EXPIRES ? Infinity : stored.expiryInterval * 1000 - (now - closedAt);
+      const session = this.#newSession(stored.clientId);
+      if (leftMs <= 0) {
+        this.#destroySession(session);
+        continue;
+      }
+      session.expiryInterval = stored.expiryInterval;
+      session.disconnectedAt = closedAt;
+      for (const sub of stored.subscriptions) {
+        const shared = parseSharedFilter(sub.raw);
+        if (shared === 'invalid') continue;
+        this.subscribe({
+          session, raw: sub.raw, filter: shared === null ? sub.raw : shared.filter, group: shared?.group,
+          qos: sub.qos, noLocal: sub.noLocal, retainAsPublished: sub.retainAsPublished,
+          retainHandling: sub.retainHandling, subscriptionId: sub.subscriptionId,
+        });
+      }
+      for (const id of stored.incomingQos2) session.incomingQos2.add(id);
+      session.restoreOutbound((outboundByClient.get(stored.clientId) ?? []).sort((a, b) => a.seq - b.seq), (r) => messageOf(r.message));
+      if (leftMs !== Infinity) session.expiryTimer = new LongTimer(leftMs / 1000, () => this.#expireSession(session));
+    }
+    this.logger.info({ retained: this.retained.size, sessions: this.#sessions.size }, 'broker_state_restored');
   }
 
   connectionReady(conn: Connection): void {
@@ -142,7 +212,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   publish(message: Message, from: ClientInfo | null): void {
     this.stats.messagesReceived++;
     this.emit('message_published', message, from);
-    if (message.retain) this.retained.set(message);
+    // [MQTT-3.3.1-5] the server stores the message as the topic's retained message.
+    if (message.retain && this.retained.set(message)) this.#journal?.retained(message.topic, message.payload.length === 0 ? null : message);
     const deliveries = this.router.match(message.topic, message.senderId);
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
@@ -156,12 +227,14 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   subscribe(sub: Subscription): void {
     sub.session.subscriptions.set(sub.raw, sub);
     this.router.add(sub);
+    sub.session.changed();
   }
 
   unsubscribe(sub: Subscription): void {
     if (sub.session.subscriptions.get(sub.raw) !== sub) return;
     sub.session.subscriptions.delete(sub.raw);
     this.router.remove(sub);
+    sub.session.changed();
   }
 
   connectionClosed(conn: Connection, reason: string, wasConnected: boolean): void {
@@ -182,6 +255,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     const will = conn.will;
     conn.will = null;
     const expiry = session.expiryInterval;
+    session.disconnectedAt = Date.now();
+    session.changed();
     if (will !== null && !conn.normalDisconnect) {
       // The will waits for min(Will Delay, Session Expiry) [MQTT-3.1.3-9]; the session ending sends it now.
       const delay = Math.min(conn.willDelay, expiry);
@@ -210,6 +285,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   }
 
   #destroySession(session: Session): void {
+    this.#journal?.sessionDeleted(session.clientId, session);
+    session.journal = null;
     for (const sub of session.subscriptions.values()) this.router.remove(sub);
     session.subscriptions.clear();
     session.clearMessages();
@@ -242,4 +319,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     }
     await new Promise((r) => setImmediate(r));
   }
+}
+
+function messageOf(m: StoredMessage): Message {
+  return createMessage({ topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain, properties: m.properties, expiresAt: m.expiresAt, senderId: m.senderId });
 }

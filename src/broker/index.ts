@@ -5,3 +5,4 @@ export type { BrokerHooks, BrokerEvents, ClientInfo, ConnectRequest, AuthResult 
 export type { Message } from './message.ts';
 export type { BrokerStats } from './stats.ts';
 export { listen, type Listener, type ListenOptions } from './listener.ts';
+export type { BrokerPersistence, PersistenceBatch, PersistedState, StoredMessage, StoredSession, StoredOutbound, StoredSubscription } from './persistence.ts';

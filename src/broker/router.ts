@@ -89,9 +89,10 @@ export class Router {
       if (sub === undefined) continue;
       // No Local: not back to the publisher's own session [MQTT-3.8.3-3].
       if (sub.noLocal && sub.group === undefined && sub.session.clientId === senderId) continue;
-      if (entries.size === 1) {
+      // Each shared group delivers its own copy; only non-shared overlaps are merged.
+      if (entries.size === 1 || sub.group !== undefined) {
         out.push(deliveryOf(sub));
-        return out;
+        continue;
       }
       bySession ??= new Map();
       const existing = bySession.get(sub.session);

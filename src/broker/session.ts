@@ -6,6 +6,8 @@ import type { QoS } from '../mqtt/codec.ts';
 import { isExpired, type Message } from './message.ts';
 import type { BrokerStats } from './stats.ts';
 import type { LongTimer } from './long-timer.ts';
+import type { Journal } from './journal.ts';
+import type { StoredOutbound, StoredSession } from './persistence.ts';
 
 /** How a session reaches its client while one is connected. Implemented by `Connection`. */
 export interface SessionLink {
@@ -33,6 +35,8 @@ export interface Subscription {
 }
 
 interface Outbound {
+  /** Order within the session (the durable key). */
+  seq: number;
   message: Message;
   qos: QoS;
   retain: boolean;
@@ -58,10 +62,15 @@ export class Session {
   /** A will waiting for its delay [MQTT-3.1.3-9]. */
   willTimer: LongTimer | undefined;
   link: SessionLink | null = null;
+  /** Epoch ms the last connection closed; null while connected. */
+  disconnectedAt: number | null = null;
+  /** Set by the engine when durable state is configured. */
+  journal: Journal | null = null;
 
   readonly #inflight = new Map<number, Outbound>();
   #queue: Outbound[] = [];
   #nextPacketId = 1;
+  #nextSeq = 1;
   readonly #limits: SessionLimits;
   readonly #stats: BrokerStats;
 
@@ -79,6 +88,60 @@ export class Session {
     return this.#queue.length;
   }
 
+  /** Journaled: the session outlives its connection and durable state is configured. */
+  get #durable(): boolean {
+    return this.journal !== null && this.expiryInterval > 0;
+  }
+
+  #record(entry: Outbound): void {
+    if (this.#durable) this.journal!.outbound(this.clientId, entry);
+  }
+
+  #forget(entry: Outbound): void {
+    if (this.#durable) this.journal!.outboundDone(this.clientId, entry.seq);
+  }
+
+  /** Subscriptions, expiry or inbound QoS 2 ids changed. */
+  changed(): void {
+    if (this.#durable) this.journal!.session(this);
+  }
+
+  /** Records an inbound QoS 2 packet id as received (until PUBREL). */
+  takeQos2(packetId: number): void {
+    this.incomingQos2.add(packetId);
+    this.changed();
+  }
+
+  releaseQos2(packetId: number): boolean {
+    const known = this.incomingQos2.delete(packetId);
+    if (known) this.changed();
+    return known;
+  }
+
+  snapshot(): StoredSession {
+    return {
+      clientId: this.clientId,
+      expiryInterval: this.expiryInterval,
+      disconnectedAt: this.disconnectedAt,
+      subscriptions: [...this.subscriptions.values()].map((s) => ({
+        raw: s.raw, qos: s.qos, noLocal: s.noLocal, retainAsPublished: s.retainAsPublished,
+        retainHandling: s.retainHandling, subscriptionId: s.subscriptionId,
+      })),
+      incomingQos2: [...this.incomingQos2],
+    };
+  }
+
+  /** Puts back stored outbound messages (in `seq` order): those with a packet id were in flight. */
+  restoreOutbound(records: readonly StoredOutbound[], toMessage: (r: StoredOutbound) => Message): void {
+    for (const r of records) {
+      const entry: Outbound = { seq: r.seq, message: toMessage(r), qos: r.qos, retain: r.retain, subIds: r.subIds, packetId: r.packetId, state: r.state };
+      if (r.packetId > 0) this.#inflight.set(r.packetId, entry);
+      else this.#queue.push(entry);
+      if (r.seq >= this.#nextSeq) this.#nextSeq = r.seq + 1;
+      if (r.packetId >= this.#nextPacketId) this.#nextPacketId = r.packetId === 65535 ? 1 : r.packetId + 1;
+    }
+  }
+
   /** Hands a matched message to this session at the delivery QoS. */
   deliver(message: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined): void {
     const link = this.link;
@@ -93,7 +156,7 @@ export class Session {
       }
       return;
     }
-    const entry: Outbound = { message, qos, retain, subIds, packetId: 0, state: 'publish' };
+    const entry: Outbound = { seq: this.#nextSeq++, message, qos, retain, subIds, packetId: 0, state: 'publish' };
     if (link !== null && this.#queue.length === 0 && this.#inflight.size < link.sendQuota && !link.congested) {
       this.#send(link, entry);
     } else {
@@ -105,17 +168,21 @@ export class Session {
     if (this.#queue.length >= this.#limits.maxQueued) {
       this.#stats.droppedQueueFull++;
       if (this.#limits.queueOverflow === 'drop-new') return;
-      this.#queue.shift();
+      this.#forget(this.#queue.shift()!);
     }
     this.#queue.push(entry);
+    this.#record(entry);
   }
 
   #send(link: SessionLink, entry: Outbound): void {
     entry.packetId = this.#allocatePacketId();
     if (link.sendPublish(entry.message, entry.qos, entry.retain, entry.packetId, false, entry.subIds)) {
       this.#inflight.set(entry.packetId, entry);
+      this.#record(entry);
+    } else {
+      // Not sent because it is larger than the client accepts: treated as delivered [MQTT-3.1.2-25].
+      this.#forget(entry);
     }
-    // Not sent because it is larger than the client accepts: treated as delivered [MQTT-3.1.2-25].
   }
 
   #allocatePacketId(): number {
@@ -136,6 +203,7 @@ export class Session {
       const entry = this.#queue.shift()!;
       if (isExpired(entry.message, now)) {
         this.#stats.droppedExpired++;
+        this.#forget(entry);
         continue;
       }
       this.#send(link, entry);
@@ -148,6 +216,7 @@ export class Session {
     if (entry === undefined) return false;
     if (expect === 'puback' ? entry.qos !== 1 : entry.state !== 'pubrel') return false;
     this.#inflight.delete(packetId);
+    this.#forget(entry);
     this.drain();
     return true;
   }
@@ -158,10 +227,12 @@ export class Session {
     if (entry === undefined || entry.qos !== 2) return 'unknown';
     if (reasonCode >= 0x80) {
       this.#inflight.delete(packetId);
+      this.#forget(entry);
       this.drain();
       return 'ended';
     }
     entry.state = 'pubrel';
+    this.#record(entry);
     return 'pubrel';
   }
 
@@ -176,6 +247,7 @@ export class Session {
         link.sendPubrel(entry.packetId);
       } else if (!link.sendPublish(entry.message, entry.qos, entry.retain, entry.packetId, true, entry.subIds)) {
         this.#inflight.delete(entry.packetId);
+        this.#forget(entry);
       }
     }
     this.drain();

@@ -174,6 +174,8 @@ function accept(a: ConnectAttempt): void {
   conn.clientId = a.clientId;
   const { session, present } = conn.broker.openSession(conn, a.packet.clean !== false);
   session.expiryInterval = a.sessionExpiry;
+  session.disconnectedAt = null;
+  session.changed();
   if (conn.isV5) {
     conn.send({
       cmd: 'connack',

@@ -15,6 +15,7 @@ export function handleDisconnect(conn: Connection, packet: IDisconnectPacket): v
       return;
     }
     session.expiryInterval = Math.min(newExpiry, conn.broker.options.maxSessionExpiry);
+    session.changed();
   }
   conn.normalDisconnect = (packet.reasonCode ?? 0) !== RC.DISCONNECT_WITH_WILL;
   conn.close('client_disconnect');

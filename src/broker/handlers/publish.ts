@@ -85,7 +85,7 @@ function finish(conn: Connection, message: Message, packetId: number, verdict: n
 
 function route(conn: Connection, message: Message, packetId: number): void {
   conn.broker.publish(message, conn);
-  if (message.qos === 2) conn.session!.incomingQos2.add(packetId);
+  if (message.qos === 2) conn.session!.takeQos2(packetId);
   acknowledge(conn, message.qos, packetId, RC.SUCCESS);
 }
 

@@ -5,6 +5,6 @@ import type { Connection } from '../connection.ts';
 /** PUBREL releases an inbound QoS 2 packet id; always answered by PUBCOMP [MQTT-4.3.3-?]. */
 export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
   const packetId = packet.messageId ?? 0;
-  const known = conn.session?.incomingQos2.delete(packetId) ?? false;
+  const known = conn.session?.releaseQos2(packetId) ?? false;
   conn.send({ cmd: 'pubcomp', messageId: packetId, reasonCode: known || !conn.isV5 ? 0 : RC.PACKET_IDENTIFIER_NOT_FOUND });
 }

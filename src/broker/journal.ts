@@ -1,0 +1,91 @@
+/**
+ * Records changes to durable engine state and commits them once per event-loop turn (before that
+ * turn's socket writes). Only sessions that outlive their connection are journaled.
+ */
+import type { Logger } from '../core/logger.ts';
+import type { Message } from './message.ts';
+import type { Session } from './session.ts';
+import { scheduleCommit, type Committable } from './flush-scheduler.ts';
+import { emptyBatch, isBatchEmpty, type BrokerPersistence, type PersistenceBatch, type StoredMessage, type StoredOutbound } from './persistence.ts';
+
+export function storedMessage(m: Message): StoredMessage {
+  return { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain, properties: m.properties, expiresAt: m.expiresAt, senderId: m.senderId };
+}
+
+export interface OutboundRecord {
+  seq: number;
+  message: Message;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+  subIds: readonly number[] | undefined;
+  packetId: number;
+  state: 'publish' | 'pubrel';
+}
+
+export class Journal implements Committable {
+  #batch: PersistenceBatch = emptyBatch();
+  #scheduled = false;
+  readonly #store: BrokerPersistence;
+  readonly #logger: Logger;
+  /** Sessions whose snapshot must be rewritten at commit. */
+  readonly #dirty = new Set<Session>();
+
+  constructor(store: BrokerPersistence, logger: Logger) {
+    this.#store = store;
+    this.#logger = logger;
+  }
+
+  retained(topic: string, message: Message | null): void {
+    this.#batch.retained.set(topic, message === null ? null : storedMessage(message));
+    this.#schedule();
+  }
+
+  session(session: Session): void {
+    this.#dirty.add(session);
+    this.#schedule();
+  }
+
+  sessionDeleted(clientId: string, session: Session): void {
+    this.#dirty.delete(session);
+    this.#batch.sessions.set(clientId, null);
+    for (const key of this.#batch.outbound.keys()) if (key.startsWith(`${clientId}\u0000`)) this.#batch.outbound.delete(key);
+    this.#schedule();
+  }
+
+  outbound(clientId: string, r: OutboundRecord): void {
+    const stored: StoredOutbound = {
+      clientId, seq: r.seq, message: storedMessage(r.message), qos: r.qos, retain: r.retain,
+      subIds: r.subIds === undefined ? undefined : [...r.subIds], packetId: r.packetId, state: r.state,
+    };
+    this.#batch.outbound.set(`${clientId}\u0000${r.seq}`, stored);
+    this.#schedule();
+  }
+
+  outboundDone(clientId: string, seq: number): void {
+    this.#batch.outbound.set(`${clientId}\u0000${seq}`, null);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    scheduleCommit(this);
+  }
+
+  commit(): void {
+    this.#scheduled = false;
+    for (const s of this.#dirty) {
+      if (s.expiryInterval > 0) this.#batch.sessions.set(s.clientId, s.snapshot());
+    }
+    this.#dirty.clear();
+    if (isBatchEmpty(this.#batch)) return;
+    const batch = this.#batch;
+    this.#batch = emptyBatch();
+    try {
+      const r = this.#store.write(batch);
+      if (r instanceof Promise) r.catch((err: unknown) => this.#logger.error({ err }, 'persistence_write_failed'));
+    } catch (err) {
+      this.#logger.error({ err }, 'persistence_write_failed');
+    }
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Durable engine state: retained messages and persistent sessions (subscriptions, queued and
+ * in-flight QoS 1/2 messages, inbound QoS 2 ids). The engine records changes in a journal; the
+ * journal is written as one batch per event-loop turn, before that turn's socket writes leave, so
+ * an acknowledgement (PUBACK/PUBREC) never goes out for a message that is not yet stored.
+ */
+import type { ForwardedProperties, QoS } from '../mqtt/codec.ts';
+
+export interface StoredMessage {
+  topic: string;
+  payload: Buffer;
+  qos: QoS;
+  retain: boolean;
+  properties: ForwardedProperties | undefined;
+  expiresAt: number;
+  senderId: string;
+}
+
+export interface StoredSubscription {
+  raw: string;
+  qos: QoS;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  retainHandling: number;
+  subscriptionId: number | undefined;
+}
+
+export interface StoredSession {
+  clientId: string;
+  expiryInterval: number;
+  /** Epoch ms the last connection closed; null while connected. */
+  disconnectedAt: number | null;
+  subscriptions: StoredSubscription[];
+  incomingQos2: number[];
+}
+
+export interface StoredOutbound {
+  clientId: string;
+  /** Order within the session. */
+  seq: number;
+  message: StoredMessage;
+  qos: QoS;
+  retain: boolean;
+  subIds: number[] | undefined;
+  /** 0 while queued. */
+  packetId: number;
+  state: 'publish' | 'pubrel';
+}
+
+export interface PersistenceBatch {
+  /** topic → message, or null to delete. */
+  retained: Map<string, StoredMessage | null>;
+  /** clientId → session, or null to delete the session and all its messages. */
+  sessions: Map<string, StoredSession | null>;
+  /** `${clientId}\0${seq}` → message to upsert, or null to delete. */
+  outbound: Map<string, StoredOutbound | null>;
+}
+
+export interface PersistedState {
+  retained: StoredMessage[];
+  sessions: StoredSession[];
+  outbound: StoredOutbound[];
+}
+
+/** Where an engine keeps its durable state (one per gateway). */
+export interface BrokerPersistence {
+  load(): Promise<PersistedState>;
+  /** Applies a batch atomically. */
+  write(batch: PersistenceBatch): void | Promise<void>;
+}
+
+export function emptyBatch(): PersistenceBatch {
+  return { retained: new Map(), sessions: new Map(), outbound: new Map() };
+}
+
+export function isBatchEmpty(b: PersistenceBatch): boolean {
+  return b.retained.size === 0 && b.sessions.size === 0 && b.outbound.size === 0;
+}

@@ -1,0 +1,32 @@
+/**
+ * The authentication contract (EMQX chains, Mosquitto's "defer"): each provider answers allow, deny
+ * or ignore; a backend failure is never an allow and never confused with bad credentials.
+ */
+import type { TLSSocket } from 'node:tls';
+import type { ProtocolVersion } from '../../mqtt/codec.ts';
+
+/** What a device presented. The password stays a Buffer and is never logged. */
+export interface Credential {
+  readonly clientId: string;
+  readonly username: string | undefined;
+  readonly password: Buffer | undefined;
+  readonly protocolVersion: ProtocolVersion;
+  readonly remoteAddress: string | undefined;
+  readonly userProperties: Readonly<Record<string, string | string[]>> | undefined;
+  /** The TLS socket, for peer certificate facts. */
+  readonly socket: TLSSocket | undefined;
+}
+
+export type Decision =
+  | { kind: 'allow'; deviceName: string }
+  /** Refused: `reasonCode` is the v5 CONNACK code (0x86 bad credentials, 0x87 not authorized …). */
+  | { kind: 'deny'; reasonCode: number; reason: string }
+  /** Not this provider's call: the next one decides. */
+  | { kind: 'ignore' }
+  /** The backend could not answer (timeout, 5xx, script fault): CONNACK "server unavailable". */
+  | { kind: 'unavailable'; reason: string };
+
+export interface Authenticator {
+  readonly id: string;
+  authenticate(credential: Credential): Promise<Decision>;
+}

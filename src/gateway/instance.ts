@@ -1,0 +1,184 @@
+/**
+ * One running gateway: its own MQTT engine (its own topic space: devices on one gateway never see
+ * another's messages) behind its own TLS listener, with the gateway's verification in the CONNECT path.
+ */
+import tls from 'node:tls';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Broker, type AuthResult, type BrokerOptions, type ClientInfo, type ConnectRequest } from '../broker/index.ts';
+import { RC } from '../mqtt/reason-codes.ts';
+import type { Logger } from '../core/logger.ts';
+import type { GatewayRuntimeConfig } from '../registry/types.ts';
+import type { DeviceIdentity, GatewayDirectory } from './ports.ts';
+import { AuthChain } from './auth/chain.ts';
+import type { Authenticator } from './auth/authenticator.ts';
+import { ImportedAuthenticator } from './auth/imported/imported-authenticator.ts';
+import { FailureThrottle } from './auth/throttle.ts';
+import { tlsInputsDiffer, tlsOptionsFor } from './tls/server-options.ts';
+
+export interface GatewayInstanceDeps {
+  directory: GatewayDirectory;
+  logger: Logger;
+  /** Address the listener binds. */
+  host: string;
+  brokerOptions?: Partial<BrokerOptions>;
+}
+
+export class GatewayInstance {
+  readonly broker: Broker;
+  #config: GatewayRuntimeConfig;
+  #server: tls.Server | null = null;
+  #port = 0;
+  #chain: AuthChain;
+  #imported: ImportedAuthenticator;
+  readonly #throttle = new FailureThrottle();
+  readonly #deps: GatewayInstanceDeps;
+  readonly #log: Logger;
+
+  constructor(config: GatewayRuntimeConfig, deps: GatewayInstanceDeps) {
+    this.#config = config;
+    this.#deps = deps;
+    this.#log = deps.logger.child({ gatewayId: config.id, gateway: config.name });
+    this.#imported = new ImportedAuthenticator(config.productKey, deps.directory);
+    this.#chain = this.#buildChain();
+    this.broker = new Broker({
+      options: deps.brokerOptions,
+      logger: this.#log,
+      hooks: { authenticate: (req) => this.#authenticate(req) },
+    });
+    this.broker.on('client_connected', (c) => this.#deviceConnected(c));
+    this.broker.on('client_disconnected', (c, reason) => this.#deviceDisconnected(c, reason));
+  }
+
+  get config(): GatewayRuntimeConfig {
+    return this.#config;
+  }
+
+  /** The port actually listened on (0 before start). */
+  get port(): number {
+    return this.#port;
+  }
+
+  get connectedClients(): number {
+    return this.broker.clients().length;
+  }
+
+  async start(): Promise<void> {
+    this.#server = await this.#listen(this.#config.port);
+    this.#port = this.#config.port;
+    this.#log.info({ port: this.#port }, 'gateway_listening');
+  }
+
+  /**
+   * Applies an edited configuration live: a new certificate swaps in for new handshakes while
+   * connected devices stay; a new port moves the listener (connected devices stay on the old
+   * socket until they reconnect); a verification change applies to the next CONNECT.
+   */
+  async apply(next: GatewayRuntimeConfig): Promise<void> {
+    const previous = this.#config;
+    if (this.#server !== null && tlsInputsDiffer(previous, next)) {
+      this.#server.setSecureContext(tlsOptionsFor(next));
+      this.#log.info('gateway_certificates_swapped');
+    }
+    if (this.#server !== null && next.port !== this.#port) {
+      const moved = await this.#listen(next.port); // throws when the new port is taken: the old one stays
+      const old = this.#server;
+      this.#server = moved;
+      this.#port = next.port;
+      old.close();
+      this.#log.info({ port: next.port }, 'gateway_port_moved');
+    }
+    this.#config = next;
+    if (previous.authType !== next.authType || previous.productKey !== next.productKey) {
+      this.#imported = new ImportedAuthenticator(next.productKey, this.#deps.directory);
+    }
+    this.#chain = this.#buildChain();
+  }
+
+  /** A device row changed: forget its cached credentials; disconnect it when it is gone or disabled. */
+  deviceChanged(username: string | null, deviceName: string, disconnect: boolean): void {
+    this.#imported.invalidate(username);
+    if (disconnect) {
+      const n = this.broker.disconnectWhere((c) => (c.identity as DeviceIdentity | undefined)?.deviceName === deviceName, RC.ADMINISTRATIVE_ACTION);
+      if (n > 0) this.#log.info({ deviceName }, 'device_disconnected_by_operator');
+    }
+  }
+
+  async stop(): Promise<void> {
+    const server = this.#server;
+    this.#server = null;
+    this.#port = 0;
+    await this.broker.close();
+    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  #buildChain(): AuthChain {
+    const providers: Authenticator[] = [];
+    if (this.#config.authType === 'ONE_PARTY') providers.push(this.#imported);
+    // Third-party providers (function, HTTPS) plug in here; until then the chain denies.
+    return new AuthChain(providers);
+  }
+
+  async #listen(port: number): Promise<tls.Server> {
+    const server = tls.createServer(tlsOptionsFor(this.#config), (socket) => this.broker.handle(socket));
+    server.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
+      this.#log.info({ remoteAddress: socket.remoteAddress, reason: err.code ?? err.message }, 'tls_handshake_refused');
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, this.#deps.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.#log.error({ err }, 'gateway_listener_error'));
+    return server;
+  }
+
+  async #authenticate(req: ConnectRequest): Promise<AuthResult> {
+    const decision = await this.#chain.authenticate({
+      clientId: req.clientId,
+      username: req.username,
+      password: req.password,
+      protocolVersion: req.protocolVersion,
+      remoteAddress: req.remoteAddress,
+      userProperties: req.properties?.userProperties,
+      socket: req.socket instanceof tls.TLSSocket ? req.socket : undefined,
+    });
+    const who = { clientId: req.clientId, username: req.username, remoteAddress: req.remoteAddress };
+    switch (decision.kind) {
+      case 'allow': {
+        if (req.username !== undefined) this.#throttle.recordSuccess(`u:${req.username}`);
+        const identity: DeviceIdentity = { gatewayId: this.#config.id, productKey: this.#config.productKey, deviceName: decision.deviceName };
+        return { ok: true, identity };
+      }
+      case 'deny': {
+        const delay = this.#throttle.recordFailure([`u:${req.username ?? ''}`, `a:${req.remoteAddress ?? ''}`]);
+        this.#log.info({ ...who, reason: decision.reason, delayMs: delay }, 'connect_denied');
+        if (delay > 0) await sleep(delay);
+        return { ok: false, reasonCode: decision.reasonCode };
+      }
+      case 'unavailable':
+        this.#log.warn({ ...who, reason: decision.reason }, 'auth_backend_unavailable');
+        return { ok: false, reasonCode: RC.SERVER_UNAVAILABLE };
+      case 'ignore':
+        return { ok: false, reasonCode: RC.NOT_AUTHORIZED };
+    }
+  }
+
+  #deviceConnected(client: ClientInfo): void {
+    const identity = client.identity as DeviceIdentity | undefined;
+    if (identity === undefined) return;
+    this.#deps.directory
+      .recordDeviceConnected(identity.productKey, identity.deviceName, { clientAddress: client.remoteAddress ?? null, at: new Date() })
+      .catch((err: unknown) => this.#log.error({ err, deviceName: identity.deviceName }, 'device_state_update_failed'));
+  }
+
+  #deviceDisconnected(client: ClientInfo, reason: string): void {
+    const identity = client.identity as DeviceIdentity | undefined;
+    if (identity === undefined) return;
+    this.#log.debug({ deviceName: identity.deviceName, reason }, 'device_offline');
+    this.#deps.directory
+      .recordDeviceDisconnected(identity.productKey, identity.deviceName, new Date())
+      .catch((err: unknown) => this.#log.error({ err, deviceName: identity.deviceName }, 'device_state_update_failed'));
+  }
+}
