@@ -8,7 +8,14 @@ module.exports = {
     forbid('broker-knows-no-gateway', '^src/broker/', '^src/(gateway|registry|storage|api|platform|cluster|sandbox|cli)/', 'the engine knows nothing of gateways or products'),
     forbid('sandbox-knows-no-mqtt', '^src/sandbox/', '^src/(?!sandbox/|core/)', 'the sandbox runs scripts and nothing else'),
     forbid('registry-through-ports', '^src/registry/', '^src/(gateway|broker|storage|api|platform|cluster)/', 'the registry talks to storage through its ports and to the runtime through events'),
-    forbid('storage-below-registry', '^src/storage/', '^src/(gateway|broker|api|platform|cluster)/', 'storage implements the registry ports'),
+    forbid('storage-below-registry', '^src/storage/', '^src/(gateway|api|platform|cluster)/', 'storage implements the registry ports'),
+    {
+      name: 'storage-uses-engine-types-only',
+      comment: 'the engine persistence store implements broker types but runs no engine code',
+      severity: 'error',
+      from: { path: '^src/storage/' },
+      to: { path: '^src/broker/', dependencyTypesNot: ['type-only'] },
+    },
     forbid('api-above-registry', '^src/api/', '^src/(gateway|broker|storage)/', 'the API calls registry services'),
     forbid('gateway-not-api', '^src/gateway/', '^src/(api|storage)/', 'the data plane reads through registry ports'),
     {

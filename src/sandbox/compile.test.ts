@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { IsolatedVmRunner, ScriptCompileError } from './index.ts';
+
+const runner = new IsolatedVmRunner();
+after(() => runner.dispose());
+
+const HANDLER = { kind: 'module-function', entry: 'handler' } as const;
+
+async function compileError(source: string, options: Partial<typeof HANDLER & { timeoutMs: number }> = {}): Promise<ScriptCompileError> {
+  try {
+    await runner.compile(source, { ...HANDLER, ...options });
+  } catch (error) {
+    assert.ok(error instanceof ScriptCompileError, `expected a ScriptCompileError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail('the source compiled');
+}
+
+test('a syntax error names its line and column', async () => {
+  const error = await compileError([
+    'function handler(event) {',
+    '  const ok = event.password === "x";',
+    '  return { result: ok, };;)',
+    '}',
+  ].join('\n'));
+  assert.equal(error.reason, 'syntax');
+  assert.equal(error.line, 3);
+  assert.equal(error.column, 27);
+  assert.equal(error.message, "line 3: Unexpected token ')'");
+  assert.equal(error.detail, "Unexpected token ')'");
+});
+
+test('an unterminated function reports where the input ended', async () => {
+  const error = await compileError('function handler(event) {\n  return {');
+  assert.equal(error.reason, 'syntax');
+  assert.equal(error.line, 2);
+  assert.match(error.message, /^line 2: Unexpected end of input$/);
+});
+
+test('ES module syntax is a syntax error the operator can read', async () => {
+  const error = await compileError('export function handler() {}');
+  assert.equal(error.message, "line 1: Unexpected token 'export'");
+});
+
+test('a script without the entry function is rejected', async () => {
+  for (const source of ['function handle() {}', 'const handler = 5;', '// nothing here', 'module.exports = {}']) {
+    const error = await compileError(source);
+    assert.equal(error.reason, 'missing-entry', source);
+    assert.match(error.message, /does not define a function named handler/);
+  }
+});
+
+test('top-level code that throws or loops is rejected at compile time', async () => {
+  const threw = await compileError('const table = {};\ntable.missing.x = 1;\nfunction handler() {}');
+  assert.equal(threw.reason, 'init-threw');
+  assert.equal(threw.line, 2);
+  assert.match(threw.message, /^line 2: TypeError: Cannot set properties of undefined/);
+
+  const started = performance.now();
+  const looped = await compileError('while (true) {}\nfunction handler() {}', { timeoutMs: 100 });
+  assert.equal(looped.reason, 'init-timeout');
+  assert.ok(performance.now() - started < 1000);
+});
+
+test('limits out of range are refused rather than clamped', async () => {
+  await assert.rejects(runner.compile('function handler() {}', { ...HANDLER, memoryMb: 4 }), RangeError);
+  await assert.rejects(runner.compile('function handler() {}', { ...HANDLER, memoryMb: 512 }), RangeError);
+  await assert.rejects(runner.compile('function handler() {}', { ...HANDLER, timeoutMs: 0 }), RangeError);
+  const script = await runner.compile('function handler() { return {}; }', { ...HANDLER, memoryMb: 8 });
+  await assert.rejects(script.invoke([], { timeoutMs: 120_000 }), RangeError);
+});

@@ -1,0 +1,135 @@
+/**
+ * Durable engine state of one gateway in SQLite (better-sqlite3, raw prepared statements: this is on
+ * the message path). A batch is one transaction, written synchronously, so it is committed before
+ * the acknowledgements of the same event-loop turn are sent.
+ */
+import type Database from 'better-sqlite3';
+import type {
+  BrokerPersistence, PersistedState, PersistenceBatch, StoredMessage, StoredOutbound, StoredSession,
+} from '../broker/index.ts';
+import { decodeProperties, encodeProperties } from './mqtt-properties-json.ts';
+
+export const BROKER_STATE_DDL = `
+CREATE TABLE IF NOT EXISTS mqtt_retained (
+  gateway_id TEXT NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL,
+  properties TEXT, expires_at INTEGER NOT NULL, sender_id TEXT NOT NULL,
+  PRIMARY KEY (gateway_id, topic));
+CREATE TABLE IF NOT EXISTS mqtt_sessions (
+  gateway_id TEXT NOT NULL, client_id TEXT NOT NULL, expiry_interval INTEGER NOT NULL,
+  disconnected_at INTEGER, subscriptions TEXT NOT NULL, incoming_qos2 TEXT NOT NULL,
+  PRIMARY KEY (gateway_id, client_id));
+CREATE TABLE IF NOT EXISTS mqtt_session_messages (
+  gateway_id TEXT NOT NULL, client_id TEXT NOT NULL, seq INTEGER NOT NULL,
+  topic TEXT NOT NULL, payload BLOB NOT NULL, message_qos INTEGER NOT NULL, message_retain INTEGER NOT NULL,
+  properties TEXT, expires_at INTEGER NOT NULL, sender_id TEXT NOT NULL,
+  qos INTEGER NOT NULL, retain INTEGER NOT NULL, sub_ids TEXT, packet_id INTEGER NOT NULL, state TEXT NOT NULL,
+  PRIMARY KEY (gateway_id, client_id, seq));
+`;
+
+interface RetainedRow { topic: string; payload: Buffer; qos: number; properties: string | null; expires_at: number; sender_id: string }
+interface SessionRow { client_id: string; expiry_interval: number; disconnected_at: number | null; subscriptions: string; incoming_qos2: string }
+interface MessageRow {
+  client_id: string; seq: number; topic: string; payload: Buffer; message_qos: number; message_retain: number; properties: string | null;
+  expires_at: number; sender_id: string; qos: number; retain: number; sub_ids: string | null; packet_id: number; state: string;
+}
+
+type QoS = 0 | 1 | 2;
+
+export class SqliteBrokerStore implements BrokerPersistence {
+  readonly #db: Database.Database;
+  readonly #gatewayId: string;
+  readonly #putRetained: Database.Statement;
+  readonly #deleteRetained: Database.Statement;
+  readonly #putSession: Database.Statement;
+  readonly #deleteSession: Database.Statement;
+  readonly #deleteSessionMessages: Database.Statement;
+  readonly #putMessage: Database.Statement;
+  readonly #deleteMessage: Database.Statement;
+  readonly #writeBatch: (batch: PersistenceBatch) => void;
+
+  constructor(db: Database.Database, gatewayId: string) {
+    this.#db = db;
+    this.#gatewayId = gatewayId;
+    db.exec(BROKER_STATE_DDL);
+    this.#putRetained = db.prepare(`INSERT INTO mqtt_retained (gateway_id, topic, payload, qos, properties, expires_at, sender_id)
+      VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, topic) DO UPDATE SET payload = excluded.payload, qos = excluded.qos,
+      properties = excluded.properties, expires_at = excluded.expires_at, sender_id = excluded.sender_id`);
+    this.#deleteRetained = db.prepare('DELETE FROM mqtt_retained WHERE gateway_id = ? AND topic = ?');
+    this.#putSession = db.prepare(`INSERT INTO mqtt_sessions (gateway_id, client_id, expiry_interval, disconnected_at, subscriptions, incoming_qos2)
+      VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, client_id) DO UPDATE SET expiry_interval = excluded.expiry_interval,
+      disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, incoming_qos2 = excluded.incoming_qos2`);
+    this.#deleteSession = db.prepare('DELETE FROM mqtt_sessions WHERE gateway_id = ? AND client_id = ?');
+    this.#deleteSessionMessages = db.prepare('DELETE FROM mqtt_session_messages WHERE gateway_id = ? AND client_id = ?');
+    this.#putMessage = db.prepare(`INSERT INTO mqtt_session_messages (gateway_id, client_id, seq, topic, payload, message_qos, message_retain,
+      properties, expires_at, sender_id, qos, retain, sub_ids, packet_id, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (gateway_id, client_id, seq) DO UPDATE SET packet_id = excluded.packet_id, state = excluded.state`);
+    this.#deleteMessage = db.prepare('DELETE FROM mqtt_session_messages WHERE gateway_id = ? AND client_id = ? AND seq = ?');
+    this.#writeBatch = db.transaction((batch: PersistenceBatch) => this.#apply(batch));
+  }
+
+  load(): Promise<PersistedState> {
+    const g = this.#gatewayId;
+    const retained = (this.#db.prepare('SELECT topic, payload, qos, properties, expires_at, sender_id FROM mqtt_retained WHERE gateway_id = ?')
+      .all(g) as RetainedRow[]).map((r): StoredMessage => ({
+      topic: r.topic, payload: r.payload, qos: r.qos as QoS, retain: true, properties: decodeProperties(r.properties),
+      expiresAt: r.expires_at, senderId: r.sender_id,
+    }));
+    const sessions = (this.#db.prepare('SELECT client_id, expiry_interval, disconnected_at, subscriptions, incoming_qos2 FROM mqtt_sessions WHERE gateway_id = ?')
+      .all(g) as SessionRow[]).map((r): StoredSession => ({
+      clientId: r.client_id, expiryInterval: r.expiry_interval, disconnectedAt: r.disconnected_at,
+      subscriptions: JSON.parse(r.subscriptions) as StoredSession['subscriptions'],
+      incomingQos2: JSON.parse(r.incoming_qos2) as number[],
+    }));
+    const outbound = (this.#db.prepare('SELECT * FROM mqtt_session_messages WHERE gateway_id = ? ORDER BY client_id, seq')
+      .all(g) as MessageRow[]).map((r): StoredOutbound => ({
+      clientId: r.client_id, seq: r.seq,
+      message: {
+        topic: r.topic, payload: r.payload, qos: r.message_qos as QoS, retain: r.message_retain === 1,
+        properties: decodeProperties(r.properties), expiresAt: r.expires_at, senderId: r.sender_id,
+      },
+      qos: r.qos as QoS, retain: r.retain === 1, subIds: r.sub_ids === null ? undefined : JSON.parse(r.sub_ids) as number[],
+      packetId: r.packet_id, state: r.state === 'pubrel' ? 'pubrel' : 'publish',
+    }));
+    return Promise.resolve({ retained, sessions, outbound });
+  }
+
+  write(batch: PersistenceBatch): void {
+    this.#writeBatch(batch);
+  }
+
+  /** Forgets everything of this gateway (it was deleted). */
+  clear(): void {
+    const g = this.#gatewayId;
+    this.#db.transaction(() => {
+      this.#db.prepare('DELETE FROM mqtt_retained WHERE gateway_id = ?').run(g);
+      this.#db.prepare('DELETE FROM mqtt_sessions WHERE gateway_id = ?').run(g);
+      this.#db.prepare('DELETE FROM mqtt_session_messages WHERE gateway_id = ?').run(g);
+    })();
+  }
+
+  #apply(batch: PersistenceBatch): void {
+    const g = this.#gatewayId;
+    for (const [topic, m] of batch.retained) {
+      if (m === null) this.#deleteRetained.run(g, topic);
+      else this.#putRetained.run(g, topic, m.payload, m.qos, encodeProperties(m.properties), m.expiresAt, m.senderId);
+    }
+    for (const [clientId, s] of batch.sessions) {
+      if (s === null) {
+        this.#deleteSession.run(g, clientId);
+        this.#deleteSessionMessages.run(g, clientId);
+      } else {
+        this.#putSession.run(g, clientId, s.expiryInterval, s.disconnectedAt, JSON.stringify(s.subscriptions), JSON.stringify(s.incomingQos2));
+      }
+    }
+    for (const [key, o] of batch.outbound) {
+      if (o === null) {
+        const sep = key.lastIndexOf('\u0000');
+        this.#deleteMessage.run(g, key.slice(0, sep), Number(key.slice(sep + 1)));
+      } else {
+        const m = o.message;
+        this.#putMessage.run(g, o.clientId, o.seq, m.topic, m.payload, m.qos, m.retain ? 1 : 0, encodeProperties(m.properties),
+          m.expiresAt, m.senderId, o.qos, o.retain ? 1 : 0, o.subIds === undefined ? null : JSON.stringify(o.subIds), o.packetId, o.state);
+      }
+    }
+  }
+}

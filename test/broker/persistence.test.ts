@@ -1,0 +1,86 @@
+/** Retained messages and persistent sessions survive a restart of the engine (SQLite store). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import mqtt from 'mqtt';
+import { Broker, listen, type Listener } from '../../src/broker/index.ts';
+import { SqliteBrokerStore } from '../../src/storage/sqlite-broker-store.ts';
+
+async function startEngine(file: string, port = 0): Promise<{ broker: Broker; listener: Listener; db: BetterSqlite3.Database }> {
+  const db = new BetterSqlite3(file);
+  db.pragma('journal_mode = WAL');
+  const broker = new Broker({ persistence: new SqliteBrokerStore(db, 'gw1') });
+  await broker.restore();
+  const listener = await listen(broker, { host: '127.0.0.1', port });
+  return { broker, listener, db };
+}
+
+async function stopEngine(e: { broker: Broker; listener: Listener; db: BetterSqlite3.Database }): Promise<void> {
+  await e.broker.close();
+  await e.listener.close();
+  e.db.close();
+}
+
+test('[MQTT-3.1.2-5] [MQTT-4.4.0-1] sessions, queued QoS 1/2 messages and retained messages survive a restart', { timeout: 20_000 }, async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gh-persist-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'state.db');
+
+  let engine = await startEngine(file);
+  const url = () => `mqtt://127.0.0.1:${engine.listener.port}`;
+  // A persistent v5 subscriber and a v3.1.1 clean-session=0 subscriber, both then offline.
+  const sub5 = await mqtt.connectAsync(url(), { protocolVersion: 5, clientId: 'keeper5', clean: false, properties: { sessionExpiryInterval: 3600 } });
+  await sub5.subscribeAsync('fleet/#', { qos: 2 });
+  await sub5.endAsync();
+  const sub3 = await mqtt.connectAsync(url(), { protocolVersion: 4, clientId: 'keeper3', clean: false });
+  await sub3.subscribeAsync('fleet/+/temp', { qos: 1 });
+  await sub3.endAsync();
+
+  const pub = await mqtt.connectAsync(url(), { protocolVersion: 4 });
+  await pub.publishAsync('fleet/a/temp', '21', { qos: 1 });
+  await pub.publishAsync('fleet/b/temp', '22', { qos: 2 });
+  await pub.publishAsync('fleet/config', 'v7', { qos: 1, retain: true });
+  await pub.endAsync();
+
+  await stopEngine(engine);
+  engine = await startEngine(file);
+  t.after(() => stopEngine(engine));
+
+  // Listen before CONNACK: the stored messages follow it in the same read.
+  const resume = async (clientId: string, protocolVersion: 4 | 5, got: string[]): Promise<mqtt.MqttClient> => {
+    const client = mqtt.connect(url(), {
+      protocolVersion, clientId, clean: false, reconnectPeriod: 0,
+      ...(protocolVersion === 5 ? { properties: { sessionExpiryInterval: 3600 } } : {}),
+    });
+    t.after(() => client.end(true));
+    client.on('message', (topic, payload) => got.push(`${topic}=${payload.toString()}`));
+    await new Promise((resolve, reject) => client.once('connect', resolve).once('error', reject));
+    return client;
+  };
+  const got5: string[] = [];
+  const again5 = await resume('keeper5', 5, got5);
+  const got3: string[] = [];
+  const again3 = await resume('keeper3', 4, got3);
+  const deadline = Date.now() + 5000;
+  while ((got5.length < 3 || got3.length < 2) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(again5.connected && again3.connected, true);
+  assert.deepEqual(got5.sort(), ['fleet/a/temp=21', 'fleet/b/temp=22', 'fleet/config=v7']);
+  assert.deepEqual(got3.sort(), ['fleet/a/temp=21', 'fleet/b/temp=22']);
+
+  // The retained message is still there for a new subscriber.
+  const fresh = await mqtt.connectAsync(url(), { protocolVersion: 4 });
+  const retained = new Promise<string>((resolve) => fresh.on('message', (_t, p, packet) => packet.retain && resolve(p.toString())));
+  await fresh.subscribeAsync('fleet/config');
+  assert.equal(await retained, 'v7');
+  await Promise.all([again5.endAsync(), again3.endAsync(), fresh.endAsync()]);
+
+  // Delivered and acknowledged messages are gone from the store; sessions stay.
+  await new Promise((r) => setTimeout(r, 50));
+  const rows = engine.db.prepare('SELECT count(*) AS n FROM mqtt_session_messages').get() as { n: number };
+  assert.equal(rows.n, 0);
+  const sessions = engine.db.prepare('SELECT client_id FROM mqtt_sessions ORDER BY client_id').all() as { client_id: string }[];
+  assert.deepEqual(sessions.map((s) => s.client_id), ['keeper3', 'keeper5']);
+});
