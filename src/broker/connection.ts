@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net';
 import { isUtf8 } from 'node:buffer';
 import { Framer } from '../mqtt/framer.ts';
-import { PacketDecoder, encodePacket, encodePublish, type Packet, type ProtocolVersion, type QoS } from '../mqtt/codec.ts';
+import { PacketDecoder, decodePublishFast, encodePacket, encodePublish, type Packet, type ProtocolVersion, type QoS } from '../mqtt/codec.ts';
 import { RC } from '../mqtt/reason-codes.ts';
 import { forwardedBytesOf, remainingExpiry, topicBytesOf, type Message } from './message.ts';
 import type { Session, SessionLink } from './session.ts';
@@ -127,7 +127,8 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
         return false;
       }
     }
-    const packet = this.#decoder.decode(frame);
+    const packet = (type === 3 && this.state === 'connected' ? decodePublishFast(frame, this.protocolVersion) : null)
+      ?? this.#decoder.decode(frame);
     if (packet instanceof Error) {
       this.protocolViolation(RC.MALFORMED_PACKET, 'malformed_packet', packet.message);
       return false;

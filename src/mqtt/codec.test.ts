@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import mqttPacket from 'mqtt-packet';
-import { encodeForwardedProperties, encodePublish, PacketDecoder } from './codec.ts';
+import { decodePublishFast, encodeForwardedProperties, encodePublish, PacketDecoder } from './codec.ts';
 
 test('v3.1.1 PUBLISH QoS 1 bytes, field by field', () => {
   const frame = encodePublish({
@@ -44,4 +44,26 @@ test('decoder reports malformed frames as errors', () => {
   // SUBSCRIBE with reserved header bits 0000 instead of 0010 [MQTT-3.8.1-1].
   const r = d.decode(Buffer.from('8006000100016100', 'hex'));
   assert.ok(r instanceof Error);
+});
+
+test('fast PUBLISH decoding agrees with mqtt-packet, and rejects what the spec calls malformed', () => {
+  for (const protocolVersion of [4, 5] as const) {
+    for (const qos of [0, 1, 2] as const) {
+      const frame = mqttPacket.generate({ cmd: 'publish', topic: 'a/ü', payload: Buffer.from('xyz'), qos, dup: qos > 0, retain: true, messageId: qos > 0 ? 7 : undefined }, { protocolVersion });
+      const fast = decodePublishFast(frame, protocolVersion);
+      assert.ok(fast !== null && !(fast instanceof Error));
+      assert.equal(fast.topic, 'a/ü');
+      assert.equal(fast.qos, qos);
+      assert.equal(fast.retain, true);
+      assert.equal(fast.messageId, qos > 0 ? 7 : undefined);
+      assert.equal(Buffer.from(fast.payload).toString(), 'xyz');
+    }
+  }
+  // [MQTT-3.3.1-4] QoS 3; [MQTT-3.3.1-2] DUP on QoS 0; [MQTT-2.2.1-3] packet id 0.
+  assert.ok(decodePublishFast(Buffer.from('36050001610000', 'hex'), 4) instanceof Error);
+  assert.ok(decodePublishFast(Buffer.from('380300016178', 'hex'), 4) instanceof Error);
+  assert.ok(decodePublishFast(Buffer.from('32050001610000', 'hex'), 4) instanceof Error);
+  // v5 with properties goes to the generic decoder.
+  const withProps = mqttPacket.generate({ cmd: 'publish', topic: 't', payload: Buffer.from('x'), qos: 0, dup: false, retain: false, properties: { contentType: 'a' } }, { protocolVersion: 5 });
+  assert.equal(decodePublishFast(withProps, 5), null);
 });

@@ -43,6 +43,45 @@ export class PacketDecoder {
   }
 }
 
+/**
+ * Fast path for the most frequent packet: a PUBLISH without v5 properties, decoded straight from
+ * its frame (the payload is a view of the frame, no copy). Returns null when the generic decoder
+ * must handle it (v5 properties present), an Error for a malformed packet.
+ */
+export function decodePublishFast(frame: Buffer, protocolVersion: ProtocolVersion): IPublishPacket | Error | null {
+  const flags = frame[0]! & 0x0f;
+  const qos = (flags >> 1) & 0x03;
+  if (qos === 3) return new Error('Packet must not have both QoS bits set to 1'); // [MQTT-3.3.1-4]
+  const dup = (flags & 0x08) !== 0;
+  if (qos === 0 && dup) return new Error('DUP must be 0 for QoS 0 messages'); // [MQTT-3.3.1-2]
+  let pos = 1;
+  while ((frame[pos]! & 0x80) !== 0) pos++;
+  pos++;
+  if (pos + 2 > frame.length) return new Error('Cannot parse topic');
+  const topicLen = frame.readUInt16BE(pos);
+  pos += 2;
+  if (pos + topicLen > frame.length) return new Error('Cannot parse topic');
+  const topic = frame.toString('utf8', pos, pos + topicLen);
+  pos += topicLen;
+  let messageId: number | undefined;
+  if (qos > 0) {
+    if (pos + 2 > frame.length) return new Error('Cannot parse messageId');
+    messageId = frame.readUInt16BE(pos);
+    if (messageId === 0) return new Error('Packet identifier must be non-zero'); // [MQTT-2.2.1-3]
+    pos += 2;
+  }
+  if (protocolVersion === 5) {
+    if (pos >= frame.length) return new Error('Cannot parse properties length');
+    if (frame[pos] !== 0) return null; // properties present: generic decoder
+    pos++;
+  }
+  // A small payload is copied (from Node's buffer pool: cheap) so a queued or retained message does
+  // not keep the whole socket read alive; a large one keeps its view.
+  const view = frame.subarray(pos);
+  const payload = view.length <= 16 * 1024 ? Buffer.from(view) : view;
+  return { cmd: 'publish', qos: qos as QoS, dup, retain: (flags & 0x01) !== 0, topic, payload, messageId };
+}
+
 export function encodePacket(packet: Packet, protocolVersion: ProtocolVersion): Buffer {
   return mqttPacket.generate(packet, { protocolVersion });
 }
