@@ -6,8 +6,9 @@
 import type { Socket } from 'node:net';
 import { isUtf8 } from 'node:buffer';
 import { Framer } from '../mqtt/framer.ts';
-import { PacketDecoder, decodePublishFast, encodePacket, encodePublish, type Packet, type ProtocolVersion, type QoS } from '../mqtt/codec.ts';
+import { PacketDecoder, decodePublishFast, encodeAck, encodePacket, encodePublish, type Packet, type ProtocolVersion, type QoS } from '../mqtt/codec.ts';
 import { RC } from '../mqtt/reason-codes.ts';
+import { checkProperties, subscribeHasZeroSubscriptionId } from '../mqtt/properties.ts';
 import { forwardedBytesOf, remainingExpiry, topicBytesOf, type Message } from './message.ts';
 import type { Session, SessionLink } from './session.ts';
 import type { ClientInfo } from './hooks.ts';
@@ -127,13 +128,37 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
         return false;
       }
     }
-    const packet = (type === 3 && this.state === 'connected' ? decodePublishFast(frame, this.protocolVersion) : null)
-      ?? this.#decoder.decode(frame);
+    if (type === 8 && this.protocolVersion === 5 && subscribeHasZeroSubscriptionId(frame)) {
+      this.protocolViolation(RC.PROTOCOL_ERROR, 'subscription_identifier_zero');
+      return false;
+    }
+    let packet: Packet | Error;
+    try {
+      packet = (type === 3 && this.state === 'connected' ? decodePublishFast(frame, this.protocolVersion) : null)
+        ?? this.#decoder.decode(frame);
+    } catch (err) {
+      packet = err instanceof Error ? err : new Error(String(err)); // the codec threw on hostile bytes
+    }
     if (packet instanceof Error) {
       this.protocolViolation(RC.MALFORMED_PACKET, 'malformed_packet', packet.message);
       return false;
     }
-    const pending = this.broker.dispatch(this, packet);
+    if (this.protocolVersion === 5 && 'properties' in packet) {
+      const rc = checkProperties(packet.properties);
+      if (rc !== RC.SUCCESS) {
+        this.protocolViolation(rc, 'invalid_properties');
+        return false;
+      }
+    }
+    let pending: void | Promise<void>;
+    try {
+      pending = this.broker.dispatch(this, packet);
+    } catch (err) {
+      // A bug must cost this one connection, never the process.
+      this.broker.logger.error({ err, clientId: this.clientId, cmd: packet.cmd }, 'packet_handler_crashed');
+      this.protocolViolation(RC.IMPLEMENTATION_SPECIFIC_ERROR, 'packet_handler_crashed');
+      return false;
+    }
     if (pending !== undefined) {
       this.#suspend(pending);
       return false;
@@ -241,7 +266,11 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
   }
 
   sendPubrel(packetId: number): void {
-    this.send({ cmd: 'pubrel', messageId: packetId });
+    this.sendAck('pubrel', packetId, 0);
+  }
+
+  sendAck(cmd: 'puback' | 'pubrec' | 'pubrel' | 'pubcomp', packetId: number, reasonCode: number): void {
+    this.write(encodeAck(cmd, packetId, reasonCode, this.protocolVersion));
   }
 
   #onDrain = (): void => {

@@ -14,6 +14,11 @@ export class RetainedStore {
     return this.#byTopic.size;
   }
 
+  /** Would `set` take this message (a clear, a replacement, or room for a new topic)? */
+  accepts(message: Message): boolean {
+    return message.payload.length === 0 || this.#byTopic.size < this.#limit || this.#byTopic.has(message.topic);
+  }
+
   /**
    * Stores, replaces [MQTT-3.3.1-5] or clears [MQTT-3.3.1-6, MQTT-3.3.1-7] the retained message of a
    * topic. Returns false when a new topic would pass the store's limit.

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import mqttPacket from 'mqtt-packet';
-import { decodePublishFast, encodeForwardedProperties, encodePublish, PacketDecoder } from './codec.ts';
+import { decodePublishFast, encodeAck, encodeForwardedProperties, encodePublish, PacketDecoder } from './codec.ts';
 
 test('v3.1.1 PUBLISH QoS 1 bytes, field by field', () => {
   const frame = encodePublish({
@@ -66,4 +66,11 @@ test('fast PUBLISH decoding agrees with mqtt-packet, and rejects what the spec c
   // v5 with properties goes to the generic decoder.
   const withProps = mqttPacket.generate({ cmd: 'publish', topic: 't', payload: Buffer.from('x'), qos: 0, dup: false, retain: false, properties: { contentType: 'a' } }, { protocolVersion: 5 });
   assert.equal(decodePublishFast(withProps, 5), null);
+});
+
+test('acks use the two-byte form unless a v5 reason code must be said (§3.4.2.1)', () => {
+  assert.equal(encodeAck('puback', 258, 0, 5).toString('hex'), '40020102');
+  assert.equal(encodeAck('pubrel', 1, 0, 4).toString('hex'), '62020001');
+  assert.equal(encodeAck('pubrec', 1, 0x97, 5).toString('hex'), '5003000197');
+  assert.equal(encodeAck('pubcomp', 1, 0x92, 4).toString('hex'), '70020001'); // v3.1.1 cannot carry it
 });

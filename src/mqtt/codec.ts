@@ -82,6 +82,22 @@ export function decodePublishFast(frame: Buffer, protocolVersion: ProtocolVersio
   return { cmd: 'publish', qos: qos as QoS, dup, retain: (flags & 0x01) !== 0, topic, payload, messageId };
 }
 
+const ACK_TYPE = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 } as const;
+
+/**
+ * PUBACK / PUBREC / PUBREL / PUBCOMP. With reason 0x00 and no properties the short two-byte form is
+ * used in v5 too (§3.4.2.1): the form every client reads (some, like paho 1.6, read no other).
+ */
+export function encodeAck(cmd: keyof typeof ACK_TYPE, packetId: number, reasonCode: number, protocolVersion: ProtocolVersion): Buffer {
+  const long = protocolVersion === 5 && reasonCode !== 0;
+  const buf = Buffer.allocUnsafe(long ? 5 : 4);
+  buf[0] = ACK_TYPE[cmd];
+  buf[1] = long ? 3 : 2;
+  buf.writeUInt16BE(packetId, 2);
+  if (long) buf[4] = reasonCode;
+  return buf;
+}
+
 export function encodePacket(packet: Packet, protocolVersion: ProtocolVersion): Buffer {
   return mqttPacket.generate(packet, { protocolVersion });
 }

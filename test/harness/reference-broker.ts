@@ -5,7 +5,7 @@
  * skip themselves when `isReference` is set.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -55,6 +55,9 @@ async function makeTlsFiles(dir: string): Promise<{ caFile: string; certFile: st
   await writeFile(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');
   await execFileAsync('openssl', ['x509', '-req', '-in', csr, '-CA', caFile, '-CAkey', caKey, '-CAcreateserial',
     '-out', certFile, '-days', '2', '-extfile', ext]);
+  // mosquitto started as root drops to the "mosquitto" user before it reads these files.
+  await chmod(dir, 0o755);
+  for (const file of [caFile, certFile, keyFile]) await chmod(file, 0o644);
   return { caFile, certFile, keyFile };
 }
 

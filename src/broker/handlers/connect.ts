@@ -32,6 +32,12 @@ function checkClientId(a: ConnectAttempt): StepResult {
   a.assignedClientId = true;
 }
 
+function checkProperties(a: ConnectAttempt): StepResult {
+  const props = a.packet.properties;
+  // [MQTT-3.1.2-?] Receive Maximum 0 and Maximum Packet Size 0 are protocol errors (§3.1.2.11.3, §3.1.2.11.4).
+  if (props?.receiveMaximum === 0 || props?.maximumPacketSize === 0) return { refuse: RC.PROTOCOL_ERROR };
+}
+
 function checkAuthenticationMethod(a: ConnectAttempt): StepResult {
   // No enhanced authentication is configured: a method we don't support is refused [MQTT-4.12.0-1? §4.12].
   if (a.packet.properties?.authenticationMethod !== undefined) return { refuse: RC.BAD_AUTHENTICATION_METHOD };
@@ -116,6 +122,7 @@ function storeWill(a: ConnectAttempt): StepResult {
 }
 
 const CONNECT_STEPS: readonly Step[] = [
+  checkProperties,
   checkClientId,
   checkAuthenticationMethod,
   checkWill,

@@ -3,7 +3,7 @@ import { RC } from '../../mqtt/reason-codes.ts';
 import type { Connection } from '../connection.ts';
 
 /**
- * Client DISCONNECT. 0x00 discards the will [MQTT-3.14.4-3]; 0x04 keeps it [§3.14.2.1]. A v5 client
+ * Client DISCONNECT. 0x00 discards the will [MQTT-3.14.4-3]; any other reason keeps it. A v5 client
  * may change the session expiry here, but not from 0 to non-zero [MQTT-3.14.2-2].
  */
 export function handleDisconnect(conn: Connection, packet: IDisconnectPacket): void {
@@ -17,6 +17,7 @@ export function handleDisconnect(conn: Connection, packet: IDisconnectPacket): v
     session.expiryInterval = Math.min(newExpiry, conn.broker.options.maxSessionExpiry);
     session.changed();
   }
-  conn.normalDisconnect = (packet.reasonCode ?? 0) !== RC.DISCONNECT_WITH_WILL;
+  // Only Normal disconnection (0x00) deletes the will [MQTT-3.1.2-8]; 0x04 and error codes keep it.
+  conn.normalDisconnect = (packet.reasonCode ?? 0) === RC.SUCCESS;
   conn.close('client_disconnect');
 }

@@ -34,12 +34,23 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
       topic = known;
     }
   }
-  // [MQTT-3.3.2-2] no wildcards in a topic name; [MQTT-4.7.3-1] not empty (without an alias).
+  // [MQTT-1.5.4-2] U+0000 in a UTF-8 string is a malformed packet.
+  if (topic.includes('\u0000')) return conn.protocolViolation(RC.MALFORMED_PACKET, 'topic_contains_null');
+  // A zero-length topic without a Topic Alias is a protocol error [MQTT-3.3.2-?, §3.3.2.1].
+  if (topic.length === 0) return conn.protocolViolation(RC.PROTOCOL_ERROR, 'topic_empty');
+  // [MQTT-3.3.2-2] no wildcards in a topic name.
   if (!isValidTopicName(topic)) return conn.protocolViolation(RC.TOPIC_NAME_INVALID, 'topic_name_invalid');
+  if (conn.isV5) {
+    const p = packet.properties;
+    // [MQTT-3.3.2-14] the Response Topic is a topic name: no wildcards.
+    if (p?.responseTopic !== undefined && !isValidTopicName(p.responseTopic)) return conn.protocolViolation(RC.PROTOCOL_ERROR, 'response_topic_invalid');
+    // [MQTT-3.3.4-6] a client PUBLISH must not carry a Subscription Identifier.
+    if (p?.subscriptionIdentifier !== undefined) return conn.protocolViolation(RC.PROTOCOL_ERROR, 'subscription_identifier_from_client');
+  }
 
   if (qos === 2 && session.incomingQos2.has(packetId)) {
     // A re-sent QoS 2 PUBLISH we already took: acknowledge again, do not deliver twice [MQTT-4.3.3-?].
-    conn.send({ cmd: 'pubrec', messageId: packetId });
+    conn.sendAck('pubrec', packetId, 0);
     return;
   }
   // [MQTT-3.3.4-9] more unacknowledged QoS 2 PUBLISHes than our Receive Maximum.
@@ -84,6 +95,12 @@ function finish(conn: Connection, message: Message, packetId: number, verdict: n
 }
 
 function route(conn: Connection, message: Message, packetId: number): void {
+  // A new retained topic beyond the store's limit is refused as a whole (0x97).
+  if (message.retain && !conn.broker.retained.accepts(message)) {
+    conn.broker.stats.droppedQueueFull++;
+    acknowledge(conn, message.qos, packetId, RC.QUOTA_EXCEEDED);
+    return;
+  }
   conn.broker.publish(message, conn);
   if (message.qos === 2) conn.session!.takeQos2(packetId);
   acknowledge(conn, message.qos, packetId, RC.SUCCESS);
@@ -91,8 +108,6 @@ function route(conn: Connection, message: Message, packetId: number): void {
 
 function acknowledge(conn: Connection, qos: number, packetId: number, reasonCode: number): void {
   if (qos === 0) return;
-  const rc = conn.isV5 ? reasonCode : undefined;
-  // [MQTT-4.3.2-2] PUBACK for QoS 1; [MQTT-4.3.3-?] PUBREC for QoS 2.
-  if (qos === 1) conn.send({ cmd: 'puback', messageId: packetId, reasonCode: rc });
-  else conn.send({ cmd: 'pubrec', messageId: packetId, reasonCode: rc });
+  // [MQTT-4.3.2-2] PUBACK for QoS 1; [MQTT-4.3.3-?] PUBREC for QoS 2. v3.1.1 has no reason codes.
+  conn.sendAck(qos === 1 ? 'puback' : 'pubrec', packetId, conn.isV5 ? reasonCode : 0);
 }

@@ -8,5 +8,5 @@ export function handlePubrec(conn: Connection, packet: IPubrecPacket): void {
   const outcome = conn.session?.received(packetId, packet.reasonCode ?? 0) ?? 'unknown';
   if (outcome === 'pubrel') conn.sendPubrel(packetId);
   // Unknown id: PUBREL with 0x92 tells the client we hold no such flow [MQTT-4.3.3-?].
-  else if (outcome === 'unknown') conn.send({ cmd: 'pubrel', messageId: packetId, reasonCode: conn.isV5 ? RC.PACKET_IDENTIFIER_NOT_FOUND : 0 });
+  else if (outcome === 'unknown') conn.sendAck('pubrel', packetId, conn.isV5 ? RC.PACKET_IDENTIFIER_NOT_FOUND : 0);
 }

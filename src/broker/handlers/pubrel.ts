@@ -6,5 +6,5 @@ import type { Connection } from '../connection.ts';
 export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
   const packetId = packet.messageId ?? 0;
   const known = conn.session?.releaseQos2(packetId) ?? false;
-  conn.send({ cmd: 'pubcomp', messageId: packetId, reasonCode: known || !conn.isV5 ? 0 : RC.PACKET_IDENTIFIER_NOT_FOUND });
+  conn.sendAck('pubcomp', packetId, known || !conn.isV5 ? 0 : RC.PACKET_IDENTIFIER_NOT_FOUND);
 }

@@ -12,6 +12,8 @@ interface Outcome {
 }
 
 export function handleSubscribe(conn: Connection, packet: ISubscribePacket): void | Promise<void> {
+  // [MQTT-3.8.3-2] at least one Topic Filter.
+  if (packet.subscriptions.length === 0) return conn.protocolViolation(RC.PROTOCOL_ERROR, 'subscribe_without_filters');
   const subId = conn.isV5 ? packet.properties?.subscriptionIdentifier : undefined;
   // [MQTT-3.8.3-?] Subscription Identifier 0 is a protocol error.
   if (subId === 0) return conn.protocolViolation(RC.PROTOCOL_ERROR, 'subscription_identifier_zero');

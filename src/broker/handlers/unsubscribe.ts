@@ -4,6 +4,8 @@ import type { Connection } from '../connection.ts';
 
 /** UNSUBSCRIBE: remove each filter that matches exactly [MQTT-3.10.4-1], answer UNSUBACK [MQTT-3.10.4-4]. */
 export function handleUnsubscribe(conn: Connection, packet: IUnsubscribePacket): void {
+  // [MQTT-3.10.3-2] at least one Topic Filter.
+  if (packet.unsubscriptions.length === 0) return conn.protocolViolation(RC.PROTOCOL_ERROR, 'unsubscribe_without_filters');
   const session = conn.session!;
   const codes: number[] = [];
   for (const raw of packet.unsubscriptions) {
