@@ -1,21 +1,49 @@
 /**
- * Composition root. Until the gateway control plane lands, `npm start` runs the bare engine on
- * port 1883 (GATEHOUSE_MQTT_PORT) — the same as `gatehouse broker`.
+ * `npm start`: reads the configuration, starts Gatehouse (API and console on one port, every enabled
+ * gateway listening), and on a fresh install prints the admin token and a demo gateway to try.
  */
-import { Broker, listen } from './broker/index.ts';
+import { loadConfig } from './config/index.ts';
 import { createLogger } from './core/logger.ts';
+import { startGatehouse } from './app.ts';
+import { seedDemoGateway } from './first-start.ts';
 
-const logger = createLogger();
-const port = Number(process.env.GATEHOUSE_MQTT_PORT ?? 1883);
-const host = process.env.GATEHOUSE_MQTT_HOST ?? '0.0.0.0';
-const broker = new Broker({ logger });
-const listener = await listen(broker, { host, port });
-logger.info({ host, port: listener.port }, 'broker_listening');
+const prepared = await loadConfig();
+const { config } = prepared;
+const logger = createLogger(config.logLevel);
+for (const warning of prepared.warnings) logger.warn({ warning }, 'config_warning');
 
-const stop = async (): Promise<void> => {
-  await broker.close();
-  await listener.close();
-  process.exit(0);
+const gatehouse = await startGatehouse(prepared, logger);
+const lines = [`Gatehouse is running: console and API at ${gatehouse.url} (OpenAPI: ${gatehouse.url}/api/docs)`];
+if (prepared.generated.adminToken) {
+  lines.push(`Admin token (generated, saved in ${prepared.files.adminToken}): ${config.adminToken}`);
+}
+if (process.env.GATEHOUSE_DEMO !== 'off') {
+  const demo = await seedDemoGateway(gatehouse.registry, {
+    dataDir: config.dataDir,
+    publicHost: config.publicHost,
+    port: Number(process.env.GATEHOUSE_DEMO_PORT ?? 8883),
+  });
+  if (demo !== null) {
+    await gatehouse.runtime.startGateway(demo.gatewayId);
+    lines.push(
+      `A demo gateway is ready (self-signed test certificate; set GATEHOUSE_DEMO=off to skip): ${demo.url}`,
+      `  try: mosquitto_sub -h localhost -p ${demo.port} --cafile ${demo.caFile} -u ${demo.username} -P '${demo.password}' -t 'demo/#' -v`,
+      `       mosquitto_pub -h localhost -p ${demo.port} --cafile ${demo.caFile} -u ${demo.username} -P '${demo.password}' -t demo/hello -m world`,
+    );
+  }
+}
+process.stdout.write(`\n${lines.join('\n')}\n\n`);
+
+let stopping = false;
+const stop = (signal: string): void => {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'gatehouse_stopping');
+  gatehouse.close().then(
+    () => logger.info('gatehouse_stopped'),
+    (err: unknown) => logger.error({ err }, 'gatehouse_stop_failed'),
+  );
+  // Let the event loop empty instead of process.exit(): isolated-vm tears down isolates on exit.
 };
-process.once('SIGINT', () => void stop());
-process.once('SIGTERM', () => void stop());
+process.once('SIGINT', () => stop('SIGINT'));
+process.once('SIGTERM', () => stop('SIGTERM'));

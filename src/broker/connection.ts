@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net';
 import { isUtf8 } from 'node:buffer';
 import { Framer } from '../mqtt/framer.ts';
-import { PacketDecoder, decodePublishFast, encodeAck, encodePacket, encodePublish, type Packet, type ProtocolVersion, type QoS } from '../mqtt/codec.ts';
+import { decodeFrame, decodePublishFast, encodeAck, encodePacket, encodePublish, type Packet, type ProtocolVersion, type QoS } from '../mqtt/codec.ts';
 import { RC } from '../mqtt/reason-codes.ts';
 import { checkProperties, subscribeHasZeroSubscriptionId } from '../mqtt/properties.ts';
 import { forwardedBytesOf, remainingExpiry, topicBytesOf, type Message } from './message.ts';
@@ -47,7 +47,6 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
   clientTopicAliasMaximum = 0;
 
   readonly #framer: Framer;
-  readonly #decoder = new PacketDecoder();
   #inAliases: Map<number, string> | undefined;
   #outAliases: Map<string, number> | undefined;
   #out: Buffer[] = [];
@@ -86,7 +85,6 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
 
   setProtocolVersion(v: ProtocolVersion): void {
     this.protocolVersion = v;
-    this.#decoder.protocolVersion = v;
   }
 
   // ---- reading ----
@@ -135,7 +133,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
     let packet: Packet | Error;
     try {
       packet = (type === 3 && this.state === 'connected' ? decodePublishFast(frame, this.protocolVersion) : null)
-        ?? this.#decoder.decode(frame);
+        ?? decodeFrame(frame, this.protocolVersion);
     } catch (err) {
       packet = err instanceof Error ? err : new Error(String(err)); // the codec threw on hostile bytes
     }

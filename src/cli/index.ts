@@ -1,7 +1,9 @@
 /** The `gatehouse` command. */
 import { Command } from 'commander';
 import { registerBrokerCommand } from './broker-command.ts';
+import { registerAdminCommands } from './admin-commands.ts';
 
 const program = new Command('gatehouse').description('Gatehouse: a self-hostable MQTT access gateway');
 registerBrokerCommand(program);
+registerAdminCommands(program);
 await program.parseAsync(process.argv);

@@ -10,6 +10,57 @@ export const ERRORS = {
   GW_ERR_UNAUTHORIZED: { status: 401, message: 'Missing or invalid admin token' },
   GW_ERR_CONFIG_INVALID: { status: 500, message: 'Invalid process configuration' },
   GW_ERR_INTERNAL: { status: 500, message: 'Internal error' },
+  GW_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported content type' },
+  GW_ERR_BODY_TOO_LARGE: { status: 413, message: 'Request body too large' },
+
+  // Gateways (DESIGN.md "Contracts decided": gateway fields)
+  GW_ERR_GATEWAY_NOT_FOUND: { status: 404, message: 'No gateway with this ID' },
+  GW_ERR_GATEWAY_NAME_INVALID: { status: 400, message: 'Gateway name must be 4-30 characters of letters, digits and underscores' },
+  GW_ERR_GATEWAY_NAME_TAKEN: { status: 409, message: 'Another gateway already has this name' },
+  GW_ERR_PROTOCOL_UNSUPPORTED: { status: 400, message: 'Protocol must be MQTT' },
+  GW_ERR_PORT_OUT_OF_RANGE: { status: 400, message: 'Port must be an integer from 1024 to 65535' },
+  GW_ERR_PORT_TAKEN: { status: 409, message: 'Another gateway already uses this port' },
+  GW_ERR_PROVIDER_REQUIRED: { status: 400, message: 'Third-party verification needs a provider (FUNCTION or HTTPS)' },
+  GW_ERR_URL_INVALID: { status: 400, message: 'Not a valid URL' },
+  GW_ERR_URL_NOT_HTTPS: { status: 400, message: 'The verification URL must start with https://' },
+  GW_ERR_TOO_MANY_PARAMS: { status: 400, message: 'At most 10 custom verification parameters' },
+  GW_ERR_PARAM_TOO_LONG: { status: 400, message: 'Parameter keys and values are at most 64 characters' },
+  GW_ERR_PARAM_KEY_INVALID: { status: 400, message: 'Parameter key is empty, repeated or reserved' },
+  GW_ERR_TEMPLATE_VARIABLE_UNKNOWN: { status: 400, message: 'Unknown template variable' },
+  GW_ERR_FUNCTION_UNKNOWN: { status: 400, message: 'No verification function with this name' },
+  GW_ERR_OCSP_NEEDS_X509: { status: 400, message: 'Client OCSP verification needs X.509 device verification' },
+  GW_ERR_SCRIPT_REQUIRED: { status: 400, message: 'A script is required' },
+  GW_ERR_SCRIPT_SYNTAX: { status: 400, message: 'The script is not valid JavaScript' },
+
+  // Certificates (PEM)
+  GW_ERR_CERT_REQUIRED: { status: 400, message: 'A certificate is required by the chosen options' },
+  GW_ERR_CERT_INVALID: { status: 400, message: 'Not a valid PEM certificate' },
+  GW_ERR_CERT_CHAIN_REVERSED: { status: 400, message: 'The certificate chain is in reverse order: put the server certificate first' },
+  GW_ERR_CERT_CHAIN_BROKEN: { status: 400, message: 'A certificate in the chain was not issued by the next one' },
+  GW_ERR_CERT_NOT_CA: { status: 400, message: 'Not a CA certificate' },
+  GW_ERR_CERT_EXPIRED: { status: 400, message: 'Certificate has expired' },
+  GW_ERR_CERT_NOT_YET_VALID: { status: 400, message: 'Certificate is not valid yet' },
+  GW_ERR_KEY_INVALID: { status: 400, message: 'Not a valid unencrypted PEM private key' },
+  GW_ERR_KEY_MISMATCH: { status: 400, message: 'The private key does not match the server certificate' },
+
+  // Products and devices (one-party rows)
+  GW_ERR_PRODUCT_NOT_FOUND: { status: 404, message: 'No product with this product key' },
+  GW_ERR_DEVICE_NOT_FOUND: { status: 404, message: 'No device with this name in the product' },
+  GW_ERR_DEVICE_NAME_INVALID: { status: 400, message: 'Device name must be 4-32 characters of letters, digits and - _ @ . :' },
+  GW_ERR_DEVICE_NAME_TAKEN: { status: 409, message: 'The product already has a device with this name' },
+  GW_ERR_USERNAME_INVALID: { status: 400, message: 'Username must be 4-32 characters of letters, digits and - _ @ . :' },
+  GW_ERR_USERNAME_TAKEN: { status: 409, message: 'The product already has a device with this username' },
+  GW_ERR_PASSWORD_INVALID: { status: 400, message: 'Password must be 1-32 characters of letters, digits and - _ @ . :' },
+  GW_ERR_SN_INVALID: { status: 400, message: 'SN must be at most 64 printable characters' },
+  GW_ERR_IMPORT_TOO_LARGE: { status: 413, message: 'At most 10,000 rows per import request' },
+  GW_ERR_IMPORT_INVALID: { status: 400, message: 'The import is not a JSON array of rows or CSV sn,username,password' },
+
+  // Verification functions
+  GW_ERR_FUNCTION_NOT_FOUND: { status: 404, message: 'No function with this name' },
+  GW_ERR_FUNCTION_NAME_INVALID: { status: 400, message: 'Function name must be 1-64 characters of letters, digits, - and _' },
+  GW_ERR_FUNCTION_NAME_TAKEN: { status: 409, message: 'A function with this name already exists' },
+  GW_ERR_FUNCTION_IN_USE: { status: 409, message: 'A gateway uses this function' },
+  GW_ERR_FUNCTION_LIMIT_OUT_OF_RANGE: { status: 400, message: 'Function limit out of range' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

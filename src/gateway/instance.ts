@@ -4,7 +4,7 @@
  */
 import tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Broker, type AuthResult, type BrokerOptions, type ClientInfo, type ConnectRequest } from '../broker/index.ts';
+import { Broker, type AuthResult, type BrokerOptions, type BrokerPersistence, type ClientInfo, type ConnectRequest } from '../broker/index.ts';
 import { RC } from '../mqtt/reason-codes.ts';
 import type { Logger } from '../core/logger.ts';
 import type { GatewayRuntimeConfig } from '../registry/types.ts';
@@ -15,12 +15,20 @@ import { ImportedAuthenticator } from './auth/imported/imported-authenticator.ts
 import { FailureThrottle } from './auth/throttle.ts';
 import { tlsInputsDiffer, tlsOptionsFor } from './tls/server-options.ts';
 
+/** Opens the durable MQTT state (retained messages, persistent sessions) of a gateway. */
+export interface StateStoreFactory {
+  open(gatewayId: string): BrokerPersistence;
+  /** The gateway was deleted: drop its state. */
+  forget(gatewayId: string): void;
+}
+
 export interface GatewayInstanceDeps {
   directory: GatewayDirectory;
   logger: Logger;
   /** Address the listener binds. */
   host: string;
   brokerOptions?: Partial<BrokerOptions>;
+  stateStores?: StateStoreFactory;
 }
 
 export class GatewayInstance {
@@ -31,6 +39,7 @@ export class GatewayInstance {
   #chain: AuthChain;
   #imported: ImportedAuthenticator;
   readonly #throttle = new FailureThrottle();
+  readonly #authStats = { allowed: 0, denied: 0, unavailable: 0 };
   readonly #deps: GatewayInstanceDeps;
   readonly #log: Logger;
 
@@ -43,6 +52,7 @@ export class GatewayInstance {
     this.broker = new Broker({
       options: deps.brokerOptions,
       logger: this.#log,
+      persistence: deps.stateStores?.open(config.id),
       hooks: { authenticate: (req) => this.#authenticate(req) },
     });
     this.broker.on('client_connected', (c) => this.#deviceConnected(c));
@@ -58,11 +68,17 @@ export class GatewayInstance {
     return this.#port;
   }
 
+  /** CONNECT verification outcomes since the listener started. */
+  get authStats(): Readonly<Record<'allowed' | 'denied' | 'unavailable', number>> {
+    return this.#authStats;
+  }
+
   get connectedClients(): number {
     return this.broker.clients().length;
   }
 
   async start(): Promise<void> {
+    await this.broker.restore();
     this.#server = await this.#listen(this.#config.port);
     this.#port = this.#config.port;
     this.#log.info({ port: this.#port }, 'gateway_listening');
@@ -94,13 +110,24 @@ export class GatewayInstance {
     this.#chain = this.#buildChain();
   }
 
-  /** A device row changed: forget its cached credentials; disconnect it when it is gone or disabled. */
-  deviceChanged(username: string | null, deviceName: string, disconnect: boolean): void {
+  /**
+   * A device row changed: forget its cached credentials; disconnect it when it was deleted or
+   * disabled (v5 clients hear 0x98 administrative action).
+   */
+  deviceChanged(username: string | null, deviceName: string, change: 'updated' | 'deleted'): void {
     this.#imported.invalidate(username);
-    if (disconnect) {
+    const kick = (): void => {
       const n = this.broker.disconnectWhere((c) => (c.identity as DeviceIdentity | undefined)?.deviceName === deviceName, RC.ADMINISTRATIVE_ACTION);
-      if (n > 0) this.#log.info({ deviceName }, 'device_disconnected_by_operator');
+      if (n > 0) this.#log.info({ deviceName, change }, 'device_disconnected_by_operator');
+    };
+    if (change === 'deleted') {
+      kick();
+      return;
     }
+    this.#deps.directory.findDevice(this.#config.productKey, deviceName).then(
+      (device) => device?.status === 'DISABLED' && kick(),
+      (err: unknown) => this.#log.error({ err, deviceName }, 'device_lookup_failed'),
+    );
   }
 
   async stop(): Promise<void> {
@@ -147,17 +174,20 @@ export class GatewayInstance {
     const who = { clientId: req.clientId, username: req.username, remoteAddress: req.remoteAddress };
     switch (decision.kind) {
       case 'allow': {
+        this.#authStats.allowed++;
         if (req.username !== undefined) this.#throttle.recordSuccess(`u:${req.username}`);
         const identity: DeviceIdentity = { gatewayId: this.#config.id, productKey: this.#config.productKey, deviceName: decision.deviceName };
         return { ok: true, identity };
       }
       case 'deny': {
+        this.#authStats.denied++;
         const delay = this.#throttle.recordFailure([`u:${req.username ?? ''}`, `a:${req.remoteAddress ?? ''}`]);
         this.#log.info({ ...who, reason: decision.reason, delayMs: delay }, 'connect_denied');
         if (delay > 0) await sleep(delay);
         return { ok: false, reasonCode: decision.reasonCode };
       }
       case 'unavailable':
+        this.#authStats.unavailable++;
         this.#log.warn({ ...who, reason: decision.reason }, 'auth_backend_unavailable');
         return { ok: false, reasonCode: RC.SERVER_UNAVAILABLE };
       case 'ignore':
@@ -170,6 +200,7 @@ export class GatewayInstance {
     if (identity === undefined) return;
     this.#deps.directory
       .recordDeviceConnected(identity.productKey, identity.deviceName, { clientAddress: client.remoteAddress ?? null, at: new Date() })
+      .then(() => undefined)
       .catch((err: unknown) => this.#log.error({ err, deviceName: identity.deviceName }, 'device_state_update_failed'));
   }
 
@@ -178,7 +209,7 @@ export class GatewayInstance {
     if (identity === undefined) return;
     this.#log.debug({ deviceName: identity.deviceName, reason }, 'device_offline');
     this.#deps.directory
-      .recordDeviceDisconnected(identity.productKey, identity.deviceName, new Date())
+      .recordDeviceDisconnected(identity.productKey, identity.deviceName, { at: new Date() })
       .catch((err: unknown) => this.#log.error({ err, deviceName: identity.deviceName }, 'device_state_update_failed'));
   }
 }

@@ -4,16 +4,10 @@
  */
 import type { Logger } from '../core/logger.ts';
 import type { BrokerOptions } from '../broker/index.ts';
+import type { GatewayRuntime as GatewayRuntimePort, GatewayState } from '../registry/ports.ts';
 import type { GatewayStatus } from '../registry/types.ts';
 import type { GatewayDirectory } from './ports.ts';
-import { GatewayInstance } from './instance.ts';
-
-export interface GatewayState {
-  status: GatewayStatus;
-  reason: string | null;
-  connectedClients: number;
-  port: number | null;
-}
+import { GatewayInstance, type StateStoreFactory } from './instance.ts';
 
 export interface GatewayRuntimeOptions {
   directory: GatewayDirectory;
@@ -21,33 +15,52 @@ export interface GatewayRuntimeOptions {
   /** Address gateway listeners bind (GATEHOUSE_MQTT_HOST). */
   host: string;
   brokerOptions?: Partial<BrokerOptions>;
+  /** Durable retained messages and sessions per gateway; in memory when absent. */
+  stateStores?: StateStoreFactory;
 }
 
-export class GatewayRuntime {
+export class GatewayRuntime implements GatewayRuntimePort {
   readonly #instances = new Map<string, GatewayInstance>();
   readonly #errors = new Map<string, string>();
-  /** Operations per gateway run one after another (an edit during a start waits for it). */
+  /** Operations on one gateway run one after another (an edit during a start waits for it). */
   readonly #queues = new Map<string, Promise<unknown>>();
   readonly #options: GatewayRuntimeOptions;
+  readonly #unsubscribe: (() => void)[] = [];
 
   constructor(options: GatewayRuntimeOptions) {
     this.#options = options;
+    const events = options.directory.events;
+    this.#unsubscribe.push(
+      events.on('gateway.updated', ({ gatewayId }) => void this.reloadGateway(gatewayId)),
+      events.on('gateway.deleted', ({ gatewayId }) => void this.removeGateway(gatewayId)),
+      events.on('device.updated', (d) => this.deviceChanged(d.gatewayId, d.username, d.deviceName, 'updated')),
+      events.on('device.deleted', (d) => this.deviceChanged(d.gatewayId, d.username, d.deviceName, 'deleted')),
+    );
   }
 
   instance(gatewayId: string): GatewayInstance | undefined {
     return this.#instances.get(gatewayId);
   }
 
-  async startAll(): Promise<void> {
-    const ids = await this.#options.directory.listEnabledGatewayIds();
-    await Promise.all(ids.map((id) => this.startGateway(id).catch(() => undefined)));
+  instances(): IterableIterator<GatewayInstance> {
+    return this.#instances.values();
   }
 
-  /** Starts (or re-applies) a gateway. Failure leaves it in ERROR with the reason, and rethrows. */
-  startGateway(gatewayId: string): Promise<void> {
+  /** Boot: every gateway the operator left enabled starts; devices recorded online are not any more. */
+  async startAll(): Promise<void> {
+    const configs = await this.#options.directory.listGatewayRuntimeConfigs();
+    const now = new Date();
+    await Promise.all(configs.map(async (c) => {
+      await this.#options.directory.markGatewayDevicesOffline(c.id, now);
+      if (c.enabled) await this.startGateway(c.id);
+      else await this.#report(c.id, 'STOPPED', null);
+    }));
+  }
+
+  /** Starts (or re-applies) a gateway. A failure is reported as ERROR with its reason, not thrown. */
+  startGateway(gatewayId: string): Promise<GatewayState> {
     return this.#serial(gatewayId, async () => {
       const config = await this.#options.directory.getGatewayRuntimeConfig(gatewayId);
-      if (config === null) throw new Error(`gateway ${gatewayId} not found`);
       const running = this.#instances.get(gatewayId);
       try {
         if (running !== undefined) {
@@ -64,45 +77,54 @@ export class GatewayRuntime {
         this.#errors.set(gatewayId, reason);
         this.#options.logger.error({ gatewayId, reason }, 'gateway_start_failed');
         await this.#report(gatewayId, 'ERROR', reason);
-        throw new Error(reason, { cause: err });
       }
+      return this.gatewayState(gatewayId);
     });
   }
 
   /** Applies an edit to a running gateway (a stopped one picks it up when started). */
-  reloadGateway(gatewayId: string): Promise<void> {
-    if (!this.#instances.has(gatewayId)) return Promise.resolve();
-    return this.startGateway(gatewayId);
+  async reloadGateway(gatewayId: string): Promise<void> {
+    if (this.#instances.has(gatewayId)) await this.startGateway(gatewayId);
   }
 
-  stopGateway(gatewayId: string, status: GatewayStatus | null = 'STOPPED'): Promise<void> {
+  stopGateway(gatewayId: string): Promise<GatewayState> {
     return this.#serial(gatewayId, async () => {
-      const instance = this.#instances.get(gatewayId);
-      this.#instances.delete(gatewayId);
-      this.#errors.delete(gatewayId);
-      if (instance !== undefined) await instance.stop();
-      if (status !== null) await this.#report(gatewayId, status, null);
+      await this.#teardown(gatewayId);
+      await this.#options.directory.markGatewayDevicesOffline(gatewayId, new Date());
+      await this.#report(gatewayId, 'STOPPED', null);
+      return this.gatewayState(gatewayId);
     });
   }
 
-  /** The gateway is gone: disconnect its devices and free its port (no status to record). */
+  /** The gateway is gone: disconnect its devices, free its port, forget its durable MQTT state. */
   removeGateway(gatewayId: string): Promise<void> {
-    return this.stopGateway(gatewayId, null);
+    return this.#serial(gatewayId, async () => {
+      await this.#teardown(gatewayId);
+      this.#options.stateStores?.forget(gatewayId);
+    });
   }
 
-  deviceChanged(gatewayId: string, username: string | null, deviceName: string, disconnect: boolean): void {
-    this.#instances.get(gatewayId)?.deviceChanged(username, deviceName, disconnect);
+  deviceChanged(gatewayId: string, username: string | null, deviceName: string, change: 'updated' | 'deleted'): void {
+    this.#instances.get(gatewayId)?.deviceChanged(username, deviceName, change);
   }
 
   gatewayState(gatewayId: string): GatewayState {
     const instance = this.#instances.get(gatewayId);
-    if (instance !== undefined) return { status: 'RUNNING', reason: null, connectedClients: instance.connectedClients, port: instance.port };
+    if (instance !== undefined) return { status: 'RUNNING', reason: null, connectedClients: instance.connectedClients };
     const error = this.#errors.get(gatewayId);
-    return { status: error === undefined ? 'STOPPED' : 'ERROR', reason: error ?? null, connectedClients: 0, port: null };
+    return { status: error === undefined ? 'STOPPED' : 'ERROR', reason: error ?? null, connectedClients: 0 };
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#instances.keys()].map((id) => this.stopGateway(id, null)));
+    for (const off of this.#unsubscribe) off();
+    await Promise.all([...this.#instances.keys()].map((id) => this.#serial(id, () => this.#teardown(id))));
+  }
+
+  async #teardown(gatewayId: string): Promise<void> {
+    const instance = this.#instances.get(gatewayId);
+    this.#instances.delete(gatewayId);
+    this.#errors.delete(gatewayId);
+    if (instance !== undefined) await instance.stop();
   }
 
   async #report(gatewayId: string, status: GatewayStatus, reason: string | null): Promise<void> {

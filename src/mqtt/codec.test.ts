@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import mqttPacket from 'mqtt-packet';
-import { decodePublishFast, encodeAck, encodeForwardedProperties, encodePublish, PacketDecoder } from './codec.ts';
+import { decodeFrame, decodePublishFast, encodeAck, encodeForwardedProperties, encodePublish } from './codec.ts';
 
 test('v3.1.1 PUBLISH QoS 1 bytes, field by field', () => {
   const frame = encodePublish({
@@ -40,10 +40,12 @@ test('v5 PUBLISH with every property round-trips through mqtt-packet', () => {
 });
 
 test('decoder reports malformed frames as errors', () => {
-  const d = new PacketDecoder();
   // SUBSCRIBE with reserved header bits 0000 instead of 0010 [MQTT-3.8.1-1].
-  const r = d.decode(Buffer.from('8006000100016100', 'hex'));
+  const r = decodeFrame(Buffer.from('8006000100016100', 'hex'), 4);
   assert.ok(r instanceof Error);
+  // The shared parser is usable again afterwards.
+  const ok = decodeFrame(Buffer.from('c000', 'hex'), 4);
+  assert.ok(!(ok instanceof Error) && ok.cmd === 'pingreq');
 });
 
 test('fast PUBLISH decoding agrees with mqtt-packet, and rejects what the spec calls malformed', () => {

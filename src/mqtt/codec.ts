@@ -11,36 +11,42 @@ export type { Packet, IPublishPacket, IConnectPacket, ISubscribePacket, IUnsubsc
 export type ProtocolVersion = 3 | 4 | 5;
 export type QoS = 0 | 1 | 2;
 
-/** Decodes whole frames (from `Framer`) one at a time, keeping the protocol version per connection. */
-export class PacketDecoder {
-  #parser = mqttPacket.parser({ protocolVersion: 4 });
-  #packet: Packet | null = null;
-  #error: Error | null = null;
+/**
+ * Decodes whole frames (from `Framer`). Frames arrive complete, so the parser holds no state between
+ * them and one parser per protocol version serves every connection (a parser per connection costs
+ * kilobytes of memory per idle device). A parser that failed is replaced.
+ */
+const parsers = new Map<ProtocolVersion, { parser: ReturnType<typeof mqttPacket.parser>; packet: Packet | null; error: Error | null }>();
 
-  constructor() {
-    this.#parser.on('packet', (p: Packet) => {
-      this.#packet = p;
-    });
-    this.#parser.on('error', (e: Error) => {
-      this.#error = e;
-    });
+function parserFor(version: ProtocolVersion) {
+  let entry = parsers.get(version);
+  if (entry === undefined) {
+    const e = { parser: mqttPacket.parser({ protocolVersion: version }), packet: null as Packet | null, error: null as Error | null };
+    e.parser.on('packet', (p: Packet) => { e.packet = p; });
+    e.parser.on('error', (err: Error) => { e.error = err; });
+    parsers.set(version, (entry = e));
   }
+  return entry;
+}
 
-  /** The protocol version applied to the next frames (the parser switches on a v5 CONNECT itself). */
-  set protocolVersion(v: ProtocolVersion) {
-    (this.#parser as unknown as { settings: { protocolVersion: number } }).settings.protocolVersion = v;
+export function decodeFrame(frame: Buffer, protocolVersion: ProtocolVersion): Packet | Error {
+  const entry = parserFor(protocolVersion);
+  // The parser switches itself to v5 on a v5 CONNECT; pin it back to this connection's version.
+  (entry.parser as unknown as { settings: { protocolVersion: number } }).settings.protocolVersion = protocolVersion;
+  entry.packet = null;
+  entry.error = null;
+  try {
+    entry.parser.parse(frame);
+  } catch (err) {
+    entry.error = err instanceof Error ? err : new Error(String(err));
   }
-
-  decode(frame: Buffer): Packet | Error {
-    this.#packet = null;
-    this.#error = null;
-    this.#parser.parse(frame);
-    if (this.#error !== null) {
-      // A parser that failed mid-packet holds state; reset it (the connection closes anyway).
-      return this.#error;
-    }
-    return this.#packet ?? new Error('Incomplete packet');
+  const { packet, error } = entry;
+  entry.packet = null;
+  if (error !== null || packet === null) {
+    parsers.delete(protocolVersion); // its internal state is unknown now
+    return error ?? new Error('Incomplete packet');
   }
+  return packet;
 }
 
 /**

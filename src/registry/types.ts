@@ -110,7 +110,8 @@ export type ThirdPartyInput =
 
 export interface GatewayCreateInput {
   name: string;
-  protocol?: GatewayProtocol;
+  /** Only MQTT; anything else is GW_ERR_PROTOCOL_UNSUPPORTED. */
+  protocol?: string;
   /** Default 1883. */
   port?: number;
   dataParsing?: { enabled?: boolean; script?: string | null };

@@ -10,12 +10,13 @@ import type { DeviceCredential } from '../../../registry/types.ts';
 import type { Authenticator, Credential, Decision } from '../authenticator.ts';
 
 export interface CredentialSource {
-  findDeviceCredential(productKey: string, username: string): Promise<DeviceCredential | null>;
-  verifyPassword(passwordHash: string, password: string): Promise<boolean>;
+  findDeviceCredential(productKey: string, username: string): Promise<DeviceCredential | undefined>;
+  /** Constant time; with no hash it checks a dummy one, so an unknown user costs what a wrong password does. */
+  verifyPassword(passwordHash: string | undefined, password: string | Buffer): Promise<boolean>;
 }
 
 interface Cached {
-  credential: DeviceCredential | null;
+  credential: DeviceCredential | undefined;
   loadedAt: number;
   /** HMAC of the last password that verified against `credential.passwordHash`. */
   verified?: Buffer;
@@ -62,11 +63,14 @@ export class ImportedAuthenticator implements Authenticator {
       return { kind: 'unavailable', reason: `credential lookup failed: ${err instanceof Error ? err.message : String(err)}` };
     }
     const row = entry.credential;
-    if (row === null) return { kind: 'deny', reasonCode: RC.BAD_USER_NAME_OR_PASSWORD, reason: 'unknown_username' };
+    if (row === undefined) {
+      await this.#source.verifyPassword(undefined, credential.password); // same time as a wrong password
+      return { kind: 'deny', reasonCode: RC.BAD_USER_NAME_OR_PASSWORD, reason: 'unknown_username' };
+    }
     const digest = createHmac('sha256', this.#digestKey).update(row.passwordHash).update('\0').update(credential.password).digest();
     let ok = entry.verified !== undefined && timingSafeEqual(entry.verified, digest);
     if (!ok) {
-      ok = await this.#source.verifyPassword(row.passwordHash, credential.password.toString('utf8'));
+      ok = await this.#source.verifyPassword(row.passwordHash, credential.password);
       if (ok) entry.verified = digest;
     }
     if (!ok) return { kind: 'deny', reasonCode: RC.BAD_USER_NAME_OR_PASSWORD, reason: 'wrong_password' };

@@ -1,0 +1,114 @@
+/**
+ * /gateways: CRUD, start and stop. The registry owns the data and the rules; the runtime owns the
+ * listeners. Create and start ask the runtime to start and answer with what actually happened
+ * (RUNNING, or ERROR with the reason), so a script learns at once that a port is in use.
+ */
+import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
+import { Type, type Static } from 'typebox';
+import { GatehouseError } from '../../core/errors.ts';
+import type { GatewayRuntime, GatewayState } from '../../registry/ports.ts';
+import type { Registry } from '../../registry/registry.ts';
+import type { Gateway, GatewayCreateInput, ThirdPartyInput } from '../../registry/types.ts';
+import { errorResponses } from '../common-schemas.ts';
+import {
+  GatewayCreateBody, GatewayIdParams, GatewayList, GatewaySaved, GatewayUpdateBody, GatewayView,
+} from './schemas.ts';
+
+export interface GatewayRoutesOptions {
+  registry: Registry;
+  runtime: GatewayRuntime;
+}
+
+const tags = ['gateways'];
+
+type ThirdPartyBody = NonNullable<Static<typeof GatewayCreateBody>['thirdParty']>;
+
+/** The API takes one flat thirdParty object; the registry takes one shape per provider. */
+function thirdPartyInput(body: ThirdPartyBody | null | undefined): ThirdPartyInput | null | undefined {
+  if (body === undefined || body === null) return body;
+  const foreign = body.provider === 'FUNCTION'
+    ? (['url', 'params', 'caCertificate'] as const).find((k) => body[k] !== undefined)
+    : body.functionName !== undefined ? 'functionName' : undefined;
+  if (foreign !== undefined) {
+    throw new GatehouseError('GW_ERR_VALIDATION', `thirdParty.${foreign} does not apply to provider ${body.provider}`, `thirdParty.${foreign}`);
+  }
+  return body.provider === 'FUNCTION'
+    ? { provider: 'FUNCTION', functionName: body.functionName ?? '' }
+    : { provider: 'HTTPS', url: body.url ?? '', params: body.params, caCertificate: body.caCertificate };
+}
+
+export const gatewayRoutes: FastifyPluginCallbackTypebox<GatewayRoutesOptions> = (app, { registry, runtime }, done) => {
+  /** The stored gateway with the runtime's live status. */
+  const view = (gateway: Gateway, state: GatewayState = runtime.gatewayState(gateway.id)): Static<typeof GatewayView> => ({
+    ...gateway,
+    status: state.status,
+    statusReason: state.reason,
+    connectedClients: state.connectedClients,
+  });
+
+  /** A runtime failure must not turn a saved change into a 500: report it as the gateway's state. */
+  const settle = async (id: string, action: 'start' | 'stop'): Promise<GatewayState> => {
+    try {
+      return await (action === 'start' ? runtime.startGateway(id) : runtime.stopGateway(id));
+    } catch (error) {
+      app.log.error({ err: error, gatewayId: id, action }, 'gateway_runtime_failed');
+      return { ...runtime.gatewayState(id), status: 'ERROR', reason: (error as Error).message };
+    }
+  };
+
+  app.post('/gateways', {
+    schema: { tags, summary: 'Create a gateway (and its product), and start it', body: GatewayCreateBody, response: { 201: GatewaySaved, ...errorResponses } },
+  }, async (request, reply) => {
+    const input: GatewayCreateInput = { ...request.body, thirdParty: thirdPartyInput(request.body.thirdParty) };
+    const { gateway, warnings } = await registry.gateways.create(input);
+    const state = await settle(gateway.id, 'start');
+    return reply.status(201).send({ ...view(gateway, state), warnings });
+  });
+
+  app.get('/gateways', {
+    schema: { tags, summary: 'List gateways', response: { 200: GatewayList, ...errorResponses } },
+  }, async () => ({ items: (await registry.gateways.list()).map((g) => view(g)) }));
+
+  app.get('/gateways/:id', {
+    schema: { tags, summary: 'Get a gateway', params: GatewayIdParams, response: { 200: GatewayView, ...errorResponses } },
+  }, async (request) => view(await registry.gateways.get(request.params.id)));
+
+  app.patch('/gateways/:id', {
+    schema: {
+      tags, summary: 'Edit a gateway; applies live', params: GatewayIdParams, body: GatewayUpdateBody,
+      response: { 200: GatewaySaved, ...errorResponses },
+    },
+  }, async (request) => {
+    const patch = { ...request.body, thirdParty: thirdPartyInput(request.body.thirdParty) };
+    const { gateway, warnings } = await registry.gateways.update(request.params.id, patch);
+    return { ...view(gateway), warnings };
+  });
+
+  app.delete('/gateways/:id', {
+    schema: {
+      tags, summary: 'Delete a gateway with its product and devices', params: GatewayIdParams,
+      response: { 204: Type.Null({ description: 'Deleted' }), ...errorResponses },
+    },
+  }, async (request, reply) => {
+    await registry.gateways.get(request.params.id);
+    await settle(request.params.id, 'stop');
+    await registry.gateways.delete(request.params.id);
+    return reply.status(204).send(null);
+  });
+
+  app.post('/gateways/:id/start', {
+    schema: { tags, summary: 'Turn the listener on', params: GatewayIdParams, response: { 200: GatewayView, ...errorResponses } },
+  }, async (request) => {
+    const gateway = await registry.gateways.start(request.params.id);
+    return view(gateway, await settle(gateway.id, 'start'));
+  });
+
+  app.post('/gateways/:id/stop', {
+    schema: { tags, summary: 'Turn the listener off (connected devices are disconnected)', params: GatewayIdParams, response: { 200: GatewayView, ...errorResponses } },
+  }, async (request) => {
+    const gateway = await registry.gateways.stop(request.params.id);
+    return view(gateway, await settle(gateway.id, 'stop'));
+  });
+
+  done();
+};

@@ -1,0 +1,137 @@
+/**
+ * Gateway request and response schemas. They check shapes and types; the registry checks the rules
+ * (name pattern, port range, https URL, certificates …) so that each rule answers with its own code.
+ */
+import { Type } from 'typebox';
+import { Nullable, WarningSchema } from '../common-schemas.ts';
+
+const AuthType = Type.Enum(['ONE_PARTY', 'THIRD_PARTY']);
+const OcspMode = Type.Enum(['DISABLED', 'SERVER', 'CLIENT', 'SERVER_AND_CLIENT']);
+const OcspFailure = Type.Enum(['REJECT', 'ACCEPT']);
+const Pem = (description: string) => Type.String({ description });
+
+const HttpsParam = Type.Object({
+  key: Type.String({ description: '1-64 characters' }),
+  value: Type.String({
+    description: 'Up to 64 characters; may use ${username}, ${password}, ${clientId}, ${cert.cn}, ${cert.serial}, ${cert.issuer}, ${userProperties.<key>}',
+  }),
+}, { additionalProperties: false });
+
+const ThirdParty = Type.Object({
+  provider: Type.Enum(['FUNCTION', 'HTTPS']),
+  functionName: Type.Optional(Type.String({ description: 'FUNCTION: name of a stored verification function' })),
+  url: Type.Optional(Type.String({ description: 'HTTPS: must start with https://' })),
+  params: Type.Optional(Type.Array(HttpsParam, { description: 'HTTPS: up to 10 custom body fields' })),
+  caCertificate: Type.Optional(Nullable(Pem('HTTPS: CA to trust for the service instead of the system store'))),
+}, { additionalProperties: false, description: 'Required with THIRD_PARTY, absent with ONE_PARTY' });
+
+const DataParsing = Type.Object({
+  enabled: Type.Optional(Type.Boolean()),
+  script: Type.Optional(Nullable(Type.String({ description: 'Defines transformPayload(topic, bytes); required when enabled' }))),
+}, { additionalProperties: false });
+
+const CertificatesInput = Type.Object({
+  serverCertificateChain: Type.Optional(Pem('Server certificate first, then intermediates')),
+  serverPrivateKey: Type.Optional(Pem('Private key of the server certificate, unencrypted; write-only')),
+  deviceRootCertificates: Type.Optional(Nullable(Pem('CA certificates device certificates chain to; required with X.509'))),
+  trustedCertificate: Type.Optional(Nullable(Pem('Server root certificate; required with SERVER / SERVER_AND_CLIENT OCSP'))),
+}, { additionalProperties: false });
+
+const settingsProperties = {
+  name: Type.String({ description: '4-30 of A-Z a-z 0-9 _, unique' }),
+  protocol: Type.String({ description: 'MQTT' }),
+  port: Type.Integer({ description: '1024-65535, unique among gateways; default 1883' }),
+  dataParsing: DataParsing,
+  authType: AuthType,
+  thirdParty: Nullable(ThirdParty),
+  x509: Type.Object({ enabled: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+  ocsp: Type.Object({
+    mode: Type.Optional(OcspMode),
+    onResponderFailure: Type.Optional(OcspFailure),
+  }, { additionalProperties: false, description: 'CLIENT and SERVER_AND_CLIENT need x509.enabled' }),
+};
+
+export const GatewayCreateBody = Type.Object({
+  name: settingsProperties.name,
+  protocol: Type.Optional(settingsProperties.protocol),
+  port: Type.Optional(settingsProperties.port),
+  dataParsing: Type.Optional(settingsProperties.dataParsing),
+  authType: Type.Optional(settingsProperties.authType),
+  thirdParty: Type.Optional(settingsProperties.thirdParty),
+  x509: Type.Optional(settingsProperties.x509),
+  ocsp: Type.Optional(settingsProperties.ocsp),
+  certificates: CertificatesInput,
+}, { additionalProperties: false });
+
+export const GatewayUpdateBody = Type.Object({
+  name: Type.Optional(settingsProperties.name),
+  protocol: Type.Optional(settingsProperties.protocol),
+  port: Type.Optional(settingsProperties.port),
+  dataParsing: Type.Optional(settingsProperties.dataParsing),
+  authType: Type.Optional(settingsProperties.authType),
+  thirdParty: Type.Optional(settingsProperties.thirdParty),
+  x509: Type.Optional(settingsProperties.x509),
+  ocsp: Type.Optional(settingsProperties.ocsp),
+  certificates: Type.Optional(CertificatesInput),
+}, {
+  additionalProperties: false,
+  description: 'Only the fields to change. Nested objects merge key by key, except thirdParty, which is replaced whole.',
+});
+
+const ThirdPartyView = Type.Object({
+  provider: Type.Enum(['FUNCTION', 'HTTPS']),
+  functionName: Type.Optional(Type.String()),
+  url: Type.Optional(Type.String()),
+  params: Type.Optional(Type.Array(Type.Object({ key: Type.String(), value: Type.String() }))),
+  caCertificate: Type.Optional(Nullable(Type.String())),
+});
+
+const GatewayStatus = Type.Enum(['RUNNING', 'STOPPED', 'ERROR']);
+
+export const GatewayView = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  protocol: Type.String(),
+  port: Type.Integer(),
+  url: Type.String({ description: 'mqtts://<public host>:<port>: the endpoint devices use' }),
+  productKey: Type.String(),
+  dataParsing: Type.Object({ enabled: Type.Boolean(), script: Nullable(Type.String()) }),
+  authType: AuthType,
+  thirdParty: Nullable(ThirdPartyView),
+  x509: Type.Object({ enabled: Type.Boolean() }),
+  ocsp: Type.Object({ mode: OcspMode, onResponderFailure: OcspFailure }),
+  certificates: Type.Object({
+    serverCertificateChain: Type.String(),
+    deviceRootCertificates: Nullable(Type.String()),
+    trustedCertificate: Nullable(Type.String()),
+  }, { description: 'The private key is write-only and never returned' }),
+  enabled: Type.Boolean({ description: 'The operator wants the listener on (create/start) or off (stop)' }),
+  status: GatewayStatus,
+  statusReason: Nullable(Type.String()),
+  connectedClients: Type.Integer(),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+});
+
+export const GatewaySaved = Type.Object({
+  ...GatewayView.properties,
+  warnings: Type.Array(WarningSchema, { description: 'Non-fatal findings, e.g. a certificate expiring within 30 days' }),
+});
+
+export const GatewayListItem = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  url: Type.String(),
+  port: Type.Integer(),
+  authType: AuthType,
+  enabled: Type.Boolean(),
+  status: GatewayStatus,
+  statusReason: Nullable(Type.String()),
+  connectedClients: Type.Integer(),
+  productKey: Type.String(),
+  createdAt: Type.String(),
+});
+
+export const GatewayList = Type.Object({ items: Type.Array(GatewayListItem) });
+
+export const GatewayIdParams = Type.Object({ id: Type.String() });

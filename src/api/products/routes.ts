@@ -1,0 +1,96 @@
+/** /products and the devices under each: one-party rows added one by one or imported (JSON or CSV). */
+import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { GatehouseError } from '../../core/errors.ts';
+import type { Registry } from '../../registry/registry.ts';
+import { errorResponses } from '../common-schemas.ts';
+import {
+  DeviceCreateBody, DeviceList, DeviceListQuery, DeviceParams, DeviceUpdateBody, DeviceView, ImportCsvBody, ImportJsonBody,
+  ImportResultView, ProductList, ProductParams, ProductView,
+} from './schemas.ts';
+
+export interface ProductRoutesOptions {
+  registry: Registry;
+}
+
+/** 10,000 CSV rows of up to ~140 characters fit comfortably. */
+export const IMPORT_BODY_LIMIT = 8 * 1024 * 1024;
+
+export const productRoutes: FastifyPluginCallbackTypebox<ProductRoutesOptions> = (app, { registry }, done) => {
+  app.addContentTypeParser('text/csv', { parseAs: 'string', bodyLimit: IMPORT_BODY_LIMIT }, (_request, body, parsed) => {
+    parsed(null, body);
+  });
+
+  app.get('/products', {
+    schema: { tags: ['products'], summary: 'List products (one per gateway)', response: { 200: ProductList, ...errorResponses } },
+  }, async () => ({ items: await registry.products.list() }));
+
+  app.get('/products/:productKey', {
+    schema: { tags: ['products'], summary: 'Get a product', params: ProductParams, response: { 200: ProductView, ...errorResponses } },
+  }, (request) => registry.products.get(request.params.productKey));
+
+  const tags = ['devices'];
+
+  app.post('/products/:productKey/devices', {
+    schema: {
+      tags, summary: 'Add one device (a one-party row)', params: ProductParams, body: DeviceCreateBody,
+      response: { 201: DeviceView, ...errorResponses },
+    },
+  }, async (request, reply) => reply.status(201).send(await registry.devices.create(request.params.productKey, request.body)));
+
+  app.post('/products/:productKey/devices/import', {
+    bodyLimit: IMPORT_BODY_LIMIT,
+    schema: {
+      tags,
+      summary: 'Import devices: a JSON array of rows, or text/csv sn,username,password; answers per row',
+      params: ProductParams,
+      body: {
+        content: {
+          'application/json': { schema: ImportJsonBody },
+          'text/csv': { schema: ImportCsvBody },
+        },
+      },
+      response: { 200: ImportResultView, ...errorResponses },
+    },
+  }, async (request) => {
+    const body: unknown = request.body;
+    const isCsv = /^text\/csv\s*(;|$)/i.test(request.headers['content-type'] ?? '');
+    // fastify also parses text/plain into a string; only text/csv is CSV here.
+    if (typeof body === 'string' && !isCsv) {
+      throw new GatehouseError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', 'send application/json (an array of rows) or text/csv', 'content-type');
+    }
+    return typeof body === 'string'
+      ? registry.devices.importCsv(request.params.productKey, body)
+      : registry.devices.importJson(request.params.productKey, body);
+  });
+
+  app.get('/products/:productKey/devices', {
+    schema: {
+      tags, summary: 'List the devices of a product', params: ProductParams, querystring: DeviceListQuery,
+      response: { 200: DeviceList, ...errorResponses },
+    },
+  }, (request) => registry.devices.list(request.params.productKey, request.query));
+
+  app.get('/products/:productKey/devices/:deviceName', {
+    schema: { tags, summary: 'Get a device', params: DeviceParams, response: { 200: DeviceView, ...errorResponses } },
+  }, (request) => registry.devices.get(request.params.productKey, request.params.deviceName));
+
+  app.patch('/products/:productKey/devices/:deviceName', {
+    schema: {
+      tags, summary: 'Change password, SN or disabled', params: DeviceParams, body: DeviceUpdateBody,
+      response: { 200: DeviceView, ...errorResponses },
+    },
+  }, (request) => registry.devices.update(request.params.productKey, request.params.deviceName, request.body));
+
+  app.delete('/products/:productKey/devices/:deviceName', {
+    schema: {
+      tags, summary: 'Delete a device', params: DeviceParams,
+      response: { 204: Type.Null({ description: 'Deleted' }), ...errorResponses },
+    },
+  }, async (request, reply) => {
+    await registry.devices.delete(request.params.productKey, request.params.deviceName);
+    return reply.status(204).send(null);
+  });
+
+  done();
+};

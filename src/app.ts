@@ -1,0 +1,59 @@
+/**
+ * Builds and starts a whole Gatehouse from a prepared configuration: storage → registry → gateway
+ * runtime → API. `main.ts` calls it for `npm start`; integration tests call it in-process.
+ */
+import path from 'node:path';
+import { collectDefaultMetrics, Registry as MetricsRegistry } from 'prom-client';
+import type { PreparedConfig } from './config/index.ts';
+import type { Logger } from './core/logger.ts';
+import { openStorage } from './storage/index.ts';
+import { SqliteStateStores, MQTT_STATE_FILE } from './storage/sqlite-state-stores.ts';
+import { createRegistry, type Registry } from './registry/index.ts';
+import { GatewayRuntime } from './gateway/runtime.ts';
+import { registerGatewayMetrics } from './gateway/metrics.ts';
+import { buildApi, type Api } from './api/index.ts';
+
+export interface Gatehouse {
+  readonly registry: Registry;
+  readonly runtime: GatewayRuntime;
+  readonly api: Api;
+  /** Base URL of the API and console. */
+  readonly url: string;
+  readonly adminToken: string;
+  close(): Promise<void>;
+}
+
+export async function startGatehouse(prepared: PreparedConfig, logger: Logger): Promise<Gatehouse> {
+  const { config } = prepared;
+  const storage = await openStorage({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, logger });
+  const registry = await createRegistry({ storage, masterKey: config.masterKey, publicHost: config.publicHost, logger });
+  const stateStores = new SqliteStateStores(path.join(config.dataDir, MQTT_STATE_FILE));
+  const runtime = new GatewayRuntime({ directory: registry, logger, host: config.mqttHost, stateStores });
+  const metricsRegistry = new MetricsRegistry();
+  collectDefaultMetrics({ register: metricsRegistry });
+  registerGatewayMetrics(metricsRegistry, runtime);
+  const api = buildApi({ registry, runtime, logger, metricsRegistry, adminToken: config.adminToken });
+
+  await runtime.startAll();
+  await api.listen({ host: config.http.host, port: config.http.port });
+  const address = api.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : config.http.port;
+  const url = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${port}`;
+
+  let closed = false;
+  return {
+    registry,
+    runtime,
+    api,
+    url,
+    adminToken: config.adminToken,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await api.close();
+      await runtime.close();
+      stateStores.close();
+      await storage.close();
+    },
+  };
+}

@@ -1,0 +1,312 @@
+/**
+ * `gatehouse gateways …` and `gatehouse devices …`: the REST API from a shell, for people who script
+ * their fleet. Every command takes `--url` (GATEHOUSE_URL, default http://127.0.0.1:8080), `--token`
+ * (GATEHOUSE_ADMIN_TOKEN) and `--json` (print the API's answer as is instead of a table).
+ * Exit status 1 on any error, and when a start ends in ERROR or an import has failed rows.
+ */
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+
+export interface CliIo {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+  setExitCode: (code: number) => void;
+}
+
+const defaultIo: CliIo = {
+  out: (text) => process.stdout.write(`${text}\n`),
+  err: (text) => process.stderr.write(`${text}\n`),
+  env: process.env,
+  setExitCode: (code) => {
+    process.exitCode = code;
+  },
+};
+
+interface ConnectionFlags {
+  url?: string;
+  token?: string;
+  json?: boolean;
+}
+
+/** An API answer that was not 2xx, with the API's error body. */
+class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly field: string | null;
+
+  constructor(status: number, code: string, message: string, field: string | null) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+class ApiClient {
+  readonly baseUrl: string;
+  readonly #token: string | undefined;
+
+  constructor(baseUrl: string, token: string | undefined) {
+    this.baseUrl = baseUrl;
+    this.#token = token;
+  }
+
+  async request<T>(method: string, path: string, body?: { json?: unknown; csv?: string }): Promise<T> {
+    const headers: Record<string, string> = {};
+    if (this.#token) headers.authorization = `Bearer ${this.#token}`;
+    let payload: string | undefined;
+    if (body?.csv !== undefined) {
+      headers['content-type'] = 'text/csv';
+      payload = body.csv;
+    } else if (body?.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(body.json);
+    }
+    let response: Response;
+    try {
+      response = await fetch(new URL(path, this.baseUrl), { method, headers, body: payload });
+    } catch (error) {
+      const cause = (error as { cause?: { message?: string } }).cause?.message ?? (error as Error).message;
+      throw new ApiError(0, 'CLI_UNREACHABLE', `cannot reach ${this.baseUrl}: ${cause}`, null);
+    }
+    const text = await response.text();
+    const parsed: unknown = text === '' ? undefined : safeJson(text);
+    if (!response.ok) {
+      const error = (parsed as { error?: { code?: string; message?: string; field?: string | null } } | undefined)?.error;
+      throw new ApiError(response.status, error?.code ?? `HTTP_${response.status}`, error?.message ?? text, error?.field ?? null);
+    }
+    return parsed as T;
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** Left-aligned columns, a header row, two spaces between columns. */
+export function formatTable(headers: string[], rows: (string | number | null | undefined)[][]): string {
+  const cells = rows.map((row) => row.map((cell) => (cell === null || cell === undefined || cell === '' ? '-' : String(cell))));
+  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((row) => row[i]?.length ?? 0)));
+  const line = (row: string[]) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(headers), ...cells.map(line)].join('\n');
+}
+
+function readText(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ApiError(0, 'CLI_FILE_UNREADABLE', `cannot read ${what} ${file}: ${(error as Error).message}`, null);
+  }
+}
+
+function withConnection(command: Command): Command {
+  return command
+    .option('--url <url>', 'Gatehouse API address (GATEHOUSE_URL, default http://127.0.0.1:8080)')
+    .option('--token <token>', 'admin token (GATEHOUSE_ADMIN_TOKEN)')
+    .option('--json', 'print the API answer as JSON');
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/** Flags shared by `gateways create` and `gateways update`; each maps onto one request field. */
+function withGatewayFlags(command: Command): Command {
+  return command
+    .option('--file <gateway.json>', 'request body as JSON (the flags below override its fields)')
+    .option('--name <name>', 'gateway name: 4-30 of A-Z a-z 0-9 _')
+    .option('--port <port>', 'listener port 1024-65535 (default 1883)')
+    .option('--cert <chain.pem>', 'server certificate chain, leaf first')
+    .option('--key <key.pem>', 'private key of the server certificate')
+    .option('--device-roots <roots.pem>', 'CA certificates for X.509 device verification')
+    .option('--trusted <root.pem>', 'server root certificate (for server OCSP)')
+    .option('--x509', 'verify device certificates')
+    .option('--no-x509', 'do not verify device certificates')
+    .option('--ocsp <mode>', 'DISABLED | SERVER | CLIENT | SERVER_AND_CLIENT')
+    .option('--auth <type>', 'ONE_PARTY | THIRD_PARTY')
+    .option('--function <name>', 'third party: verify with this stored function')
+    .option('--https-url <url>', 'third party: verify with this https:// service')
+    .option('--param <key=value>', 'third party HTTPS: a custom body field (repeatable; value may use ${clientId} …)', collect)
+    .option('--parsing-script <file.js>', 'enable data parsing with this transformPayload script')
+    .option('--no-parsing', 'disable data parsing');
+}
+
+interface GatewayFlags extends ConnectionFlags {
+  file?: string;
+  name?: string;
+  port?: string;
+  cert?: string;
+  key?: string;
+  deviceRoots?: string;
+  trusted?: string;
+  x509?: boolean;
+  ocsp?: string;
+  auth?: string;
+  function?: string;
+  httpsUrl?: string;
+  param?: string[];
+  parsingScript?: string;
+  parsing?: boolean;
+}
+
+/** The request body the flags describe: `--file` first, then each flag given. */
+export function gatewayBodyFromFlags(flags: GatewayFlags): Record<string, unknown> {
+  const body: Record<string, unknown> = flags.file ? (JSON.parse(readText(flags.file, 'gateway file')) as Record<string, unknown>) : {};
+  const nested = (key: string): Record<string, unknown> => (body[key] = { ...(body[key] as Record<string, unknown> | undefined) });
+  if (flags.name !== undefined) body.name = flags.name;
+  if (flags.port !== undefined) body.port = Number(flags.port);
+  if (flags.cert !== undefined) nested('certificates').serverCertificateChain = readText(flags.cert, 'certificate chain');
+  if (flags.key !== undefined) nested('certificates').serverPrivateKey = readText(flags.key, 'private key');
+  if (flags.deviceRoots !== undefined) nested('certificates').deviceRootCertificates = readText(flags.deviceRoots, 'device roots');
+  if (flags.trusted !== undefined) nested('certificates').trustedCertificate = readText(flags.trusted, 'trusted certificate');
+  if (flags.x509 !== undefined) nested('x509').enabled = flags.x509;
+  if (flags.ocsp !== undefined) nested('ocsp').mode = flags.ocsp;
+  if (flags.auth !== undefined) body.authType = flags.auth;
+  if (flags.function !== undefined) {
+    body.authType ??= 'THIRD_PARTY';
+    body.thirdParty = { provider: 'FUNCTION', functionName: flags.function };
+  }
+  if (flags.httpsUrl !== undefined || flags.param !== undefined) {
+    body.authType ??= 'THIRD_PARTY';
+    const params = (flags.param ?? []).map((pair) => {
+      const at = pair.indexOf('=');
+      return at === -1 ? { key: pair, value: '' } : { key: pair.slice(0, at), value: pair.slice(at + 1) };
+    });
+    const current = (body.thirdParty as Record<string, unknown> | undefined) ?? {};
+    body.thirdParty = { ...current, provider: 'HTTPS', ...(flags.httpsUrl !== undefined ? { url: flags.httpsUrl } : {}), ...(flags.param ? { params } : {}) };
+  }
+  if (flags.parsingScript !== undefined) Object.assign(nested('dataParsing'), { enabled: true, script: readText(flags.parsingScript, 'parsing script') });
+  else if (flags.parsing === false) nested('dataParsing').enabled = false;
+  return body;
+}
+
+interface GatewayView {
+  id: string;
+  name: string;
+  port: number;
+  url: string;
+  status: string;
+  statusReason: string | null;
+  productKey: string;
+  authType: string;
+  connectedClients: number;
+  warnings?: { code: string; message: string }[];
+}
+
+interface DeviceView {
+  deviceName: string;
+  username: string | null;
+  sn: string | null;
+  status: string;
+  lastOnlineAt: string | null;
+  clientAddress: string | null;
+}
+
+interface ImportAnswer {
+  total: number;
+  created: number;
+  failed: number;
+  rows: { row: number; ok: boolean; deviceName?: string; error?: { code: string; message: string; field: string | null } }[];
+}
+
+function gatewayTable(gateways: GatewayView[]): string {
+  return formatTable(['ID', 'NAME', 'PORT', 'STATUS', 'CLIENTS', 'URL', 'PRODUCT KEY'],
+    gateways.map((g) => [g.id, g.name, g.port, g.status === 'ERROR' ? `ERROR (${g.statusReason ?? '?'})` : g.status, g.connectedClients, g.url, g.productKey]));
+}
+
+export function registerAdminCommands(program: Command, io: CliIo = defaultIo): void {
+  /** Runs a command body with a client, printing API errors as `error: CODE: message (field)`. */
+  // Commander calls actions with (…positional arguments, options, command).
+  const run = <F extends ConnectionFlags>(body: (client: ApiClient, flags: F, positional: string[]) => Promise<void>) => async (...args: unknown[]): Promise<void> => {
+    const command = args[args.length - 1] as Command;
+    const flags = command.opts<F>();
+    const positional = args.slice(0, -2) as string[];
+    const url = flags.url ?? io.env.GATEHOUSE_URL ?? 'http://127.0.0.1:8080';
+    const client = new ApiClient(url, flags.token ?? io.env.GATEHOUSE_ADMIN_TOKEN);
+    try {
+      await body(client, flags, positional);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      io.err(`error: ${error.code}: ${error.message}${error.field ? ` (${error.field})` : ''}`);
+      if (error.status === 401) io.err('hint: pass --token or set GATEHOUSE_ADMIN_TOKEN (printed at first start, kept in <data dir>/admin-token)');
+      io.setExitCode(1);
+    }
+  };
+  const print = (flags: ConnectionFlags, value: unknown, table: () => string): void => {
+    io.out(flags.json ? JSON.stringify(value, null, 2) : table());
+  };
+  const showGateway = (flags: ConnectionFlags, gateway: GatewayView): void => {
+    print(flags, gateway, () => gatewayTable([gateway]));
+    if (!flags.json) for (const warning of gateway.warnings ?? []) io.err(`warning: ${warning.code}: ${warning.message}`);
+    if (gateway.status === 'ERROR') io.setExitCode(1);
+  };
+
+  const gateways = program.command('gateways').description('create, list, edit, start and stop gateways');
+
+  withConnection(gateways.command('list').description('list gateways'))
+    .action(run(async (client, flags) => {
+      const { items } = await client.request<{ items: GatewayView[] }>('GET', '/api/v1/gateways');
+      print(flags, { items }, () => gatewayTable(items));
+    }));
+
+  withConnection(gateways.command('get <id>').description('show one gateway (JSON with --json)'))
+    .action(run(async (client, flags, [id = '']) => {
+      showGateway(flags, await client.request<GatewayView>('GET', `/api/v1/gateways/${encodeURIComponent(id)}`));
+    }));
+
+  withGatewayFlags(withConnection(gateways.command('create').description('create a gateway (and its product) and start it')))
+    .action(run<GatewayFlags>(async (client, flags) => {
+      showGateway(flags, await client.request<GatewayView>('POST', '/api/v1/gateways', { json: gatewayBodyFromFlags(flags) }));
+    }));
+
+  withGatewayFlags(withConnection(gateways.command('update <id>').description('change a gateway; only the given fields change, live')))
+    .action(run<GatewayFlags>(async (client, flags, [id = '']) => {
+      showGateway(flags, await client.request<GatewayView>('PATCH', `/api/v1/gateways/${encodeURIComponent(id)}`, { json: gatewayBodyFromFlags(flags) }));
+    }));
+
+  withConnection(gateways.command('delete <id>').description('delete a gateway with its product and devices'))
+    .action(run(async (client, flags, [id = '']) => {
+      await client.request('DELETE', `/api/v1/gateways/${encodeURIComponent(id)}`);
+      print(flags, { deleted: id }, () => `deleted ${id}`);
+    }));
+
+  for (const action of ['start', 'stop'] as const) {
+    withConnection(gateways.command(`${action} <id>`).description(action === 'start' ? 'turn the listener on' : 'turn the listener off'))
+      .action(run(async (client, flags, [id = '']) => {
+        showGateway(flags, await client.request<GatewayView>('POST', `/api/v1/gateways/${encodeURIComponent(id)}/${action}`));
+      }));
+  }
+
+  const devices = program.command('devices').description('import and list the devices of a product');
+
+  withConnection(devices.command('import <productKey> <file>').description('import one-party rows: CSV sn,username,password (header optional) or a .json array'))
+    .action(run(async (client, flags, [productKey = '', file = '']) => {
+      const text = readText(file, 'import file');
+      const body = file.toLowerCase().endsWith('.json') ? { json: JSON.parse(text) as unknown } : { csv: text };
+      const answer = await client.request<ImportAnswer>('POST', `/api/v1/products/${encodeURIComponent(productKey)}/devices/import`, body);
+      const failed = answer.rows.filter((r) => !r.ok);
+      print(flags, answer, () => [
+        `${answer.created} of ${answer.total} rows imported, ${answer.failed} failed`,
+        ...(failed.length > 0 ? ['', formatTable(['ROW', 'CODE', 'FIELD', 'MESSAGE'], failed.map((r) => [r.row, r.error?.code, r.error?.field, r.error?.message]))] : []),
+      ].join('\n'));
+      if (answer.failed > 0) io.setExitCode(1);
+    }));
+
+  withConnection(devices.command('list <productKey>').description('list the devices of a product')
+    .option('--limit <n>', 'at most this many (1-1000)', '100')
+    .option('--offset <n>', 'skip this many', '0'))
+    .action(run<ConnectionFlags & { limit: string; offset: string }>(async (client, flags, [productKey = '']) => {
+      const query = new URLSearchParams({ limit: flags.limit, offset: flags.offset });
+      const page = await client.request<{ items: DeviceView[]; total: number }>('GET', `/api/v1/products/${encodeURIComponent(productKey)}/devices?${query.toString()}`);
+      print(flags, page, () => [
+        formatTable(['DEVICE NAME', 'USERNAME', 'SN', 'STATUS', 'LAST ONLINE', 'ADDRESS'],
+          page.items.map((d) => [d.deviceName, d.username, d.sn, d.status, d.lastOnlineAt, d.clientAddress])),
+        `${page.items.length} of ${page.total} devices`,
+      ].join('\n'));
+    }));
+}

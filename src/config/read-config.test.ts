@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { GatehouseError } from '../core/errors.ts';
+import { readConfig } from './read-config.ts';
+
+function rejects(env: NodeJS.ProcessEnv, key: string, message?: RegExp): void {
+  assert.throws(() => readConfig(env, '/srv'), (e: unknown) => {
+    assert.ok(e instanceof GatehouseError);
+    assert.equal(e.code, 'GW_ERR_CONFIG_INVALID');
+    assert.equal(e.field, key);
+    assert.ok(e.message.startsWith(key), e.message);
+    if (message) assert.match(e.message, message);
+    return true;
+  });
+}
+
+test('defaults', () => {
+  const config = readConfig({}, '/srv');
+  assert.deepEqual(config, {
+    dataDir: '/srv/data', http: { host: '127.0.0.1', port: 8080 }, mqttHost: '0.0.0.0', publicHost: 'localhost',
+    adminToken: undefined, masterKey: undefined, databaseUrl: undefined, natsUrl: undefined, logLevel: 'info',
+  });
+});
+
+test('every key read', () => {
+  const config = readConfig({
+    GATEHOUSE_DATA_DIR: '/var/lib/gatehouse', GATEHOUSE_HTTP_PORT: '9090', GATEHOUSE_HTTP_HOST: '::1',
+    GATEHOUSE_MQTT_HOST: '10.0.0.5', GATEHOUSE_PUBLIC_HOST: 'gw.example.com', GATEHOUSE_ADMIN_TOKEN: 'a'.repeat(20),
+    GATEHOUSE_MASTER_KEY: 'ab'.repeat(32), GATEHOUSE_DATABASE_URL: 'postgres://u:p@db:5432/gatehouse',
+    GATEHOUSE_NATS_URL: 'nats://127.0.0.1:4222, tls://nats2:4222', GATEHOUSE_LOG_LEVEL: 'DEBUG',
+  }, '/srv');
+  assert.equal(config.dataDir, '/var/lib/gatehouse');
+  assert.deepEqual(config.http, { host: '::1', port: 9090 });
+  assert.equal(config.mqttHost, '10.0.0.5');
+  assert.equal(config.publicHost, 'gw.example.com');
+  assert.equal(config.masterKey?.length, 32);
+  assert.equal(config.logLevel, 'debug');
+  assert.equal(readConfig({ GATEHOUSE_MASTER_KEY: Buffer.alloc(32, 3).toString('base64') }).masterKey?.[0], 3);
+  assert.equal(readConfig({ GATEHOUSE_PUBLIC_HOST: '[2001:db8::1]' }).publicHost, '2001:db8::1');
+});
+
+test('each bad value names its key', () => {
+  rejects({ GATEHOUSE_HTTP_PORT: 'http' }, 'GATEHOUSE_HTTP_PORT');
+  rejects({ GATEHOUSE_HTTP_PORT: '70000' }, 'GATEHOUSE_HTTP_PORT');
+  rejects({ GATEHOUSE_HTTP_HOST: 'http://x' }, 'GATEHOUSE_HTTP_HOST');
+  rejects({ GATEHOUSE_MQTT_HOST: 'a b' }, 'GATEHOUSE_MQTT_HOST');
+  rejects({ GATEHOUSE_PUBLIC_HOST: 'gw.example.com:8883' }, 'GATEHOUSE_PUBLIC_HOST');
+  rejects({ GATEHOUSE_ADMIN_TOKEN: 'short' }, 'GATEHOUSE_ADMIN_TOKEN', /16/);
+  rejects({ GATEHOUSE_ADMIN_TOKEN: 'has a space in it, long enough' }, 'GATEHOUSE_ADMIN_TOKEN');
+  rejects({ GATEHOUSE_MASTER_KEY: 'abcd' }, 'GATEHOUSE_MASTER_KEY', /32 bytes/);
+  rejects({ GATEHOUSE_DATABASE_URL: 'mysql://x' }, 'GATEHOUSE_DATABASE_URL');
+  rejects({ GATEHOUSE_DATABASE_URL: 'not a url' }, 'GATEHOUSE_DATABASE_URL');
+  rejects({ GATEHOUSE_NATS_URL: 'http://nats' }, 'GATEHOUSE_NATS_URL');
+  rejects({ GATEHOUSE_LOG_LEVEL: 'loud' }, 'GATEHOUSE_LOG_LEVEL');
+});
+
+test('a config file with the same keys; the environment wins', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-config-'));
+  try {
+    const file = path.join(dir, 'gatehouse.env');
+    writeFileSync(file, '# comment\nGATEHOUSE_HTTP_PORT=9000\nexport GATEHOUSE_PUBLIC_HOST="file.example.com"\n\nGATEHOUSE_LOG_LEVEL=warn\n');
+    const config = readConfig({ GATEHOUSE_CONFIG_FILE: file, GATEHOUSE_LOG_LEVEL: 'error' });
+    assert.equal(config.http.port, 9000);
+    assert.equal(config.publicHost, 'file.example.com');
+    assert.equal(config.logLevel, 'error');
+    writeFileSync(file, 'GATEHOUSE_PORT=1\n');
+    rejects({ GATEHOUSE_CONFIG_FILE: file }, 'GATEHOUSE_CONFIG_FILE', /unknown key GATEHOUSE_PORT/);
+    rejects({ GATEHOUSE_CONFIG_FILE: path.join(dir, 'missing') }, 'GATEHOUSE_CONFIG_FILE');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

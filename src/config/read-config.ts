@@ -1,0 +1,152 @@
+/**
+ * Process configuration from the environment (and optionally an env-format file with the same keys),
+ * validated in one pass. Every problem is a `GW_ERR_CONFIG_INVALID` naming the key, so a typo in a
+ * deployment fails at start with a message that says which variable to fix.
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import path from 'node:path';
+import { GatehouseError } from '../core/errors.ts';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The keys this module reads. `GATEHOUSE_CONFIG_FILE` names a file of `KEY=value` lines with the same keys. */
+export const CONFIG_KEYS = [
+  'GATEHOUSE_DATA_DIR', 'GATEHOUSE_HTTP_PORT', 'GATEHOUSE_HTTP_HOST', 'GATEHOUSE_MQTT_HOST',
+  'GATEHOUSE_PUBLIC_HOST', 'GATEHOUSE_ADMIN_TOKEN', 'GATEHOUSE_MASTER_KEY', 'GATEHOUSE_DATABASE_URL',
+  'GATEHOUSE_NATS_URL', 'GATEHOUSE_LOG_LEVEL',
+] as const;
+export type ConfigKey = (typeof CONFIG_KEYS)[number];
+
+/** Configuration as given; secrets may still be missing (see `prepareDataDir`). */
+export interface ProcessConfig {
+  /** Absolute path of the data directory (SQLite file, generated secrets). */
+  dataDir: string;
+  http: { host: string; port: number };
+  /** Address the gateway listeners bind. */
+  mqttHost: string;
+  /** Host name put into gateway URLs (`mqtts://<publicHost>:<port>`). */
+  publicHost: string;
+  adminToken: string | undefined;
+  /** 32 bytes for AES-256-GCM. */
+  masterKey: Buffer | undefined;
+  /** PostgreSQL connection string; SQLite under `dataDir` when absent. */
+  databaseUrl: string | undefined;
+  natsUrl: string | undefined;
+  logLevel: LogLevel;
+}
+
+export const MIN_ADMIN_TOKEN_LENGTH = 16;
+
+export function readConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): ProcessConfig {
+  const source = withConfigFile(env, cwd);
+  const value = (key: ConfigKey): string | undefined => {
+    const raw = source[key]?.trim();
+    return raw === undefined || raw === '' ? undefined : raw;
+  };
+  return {
+    dataDir: path.resolve(cwd, value('GATEHOUSE_DATA_DIR') ?? './data'),
+    http: {
+      host: parseHost('GATEHOUSE_HTTP_HOST', value('GATEHOUSE_HTTP_HOST') ?? '127.0.0.1'),
+      port: parsePort('GATEHOUSE_HTTP_PORT', value('GATEHOUSE_HTTP_PORT') ?? '8080'),
+    },
+    mqttHost: parseHost('GATEHOUSE_MQTT_HOST', value('GATEHOUSE_MQTT_HOST') ?? '0.0.0.0'),
+    publicHost: parseHost('GATEHOUSE_PUBLIC_HOST', value('GATEHOUSE_PUBLIC_HOST') ?? 'localhost'),
+    adminToken: parseAdminToken(value('GATEHOUSE_ADMIN_TOKEN')),
+    masterKey: parseMasterKey('GATEHOUSE_MASTER_KEY', value('GATEHOUSE_MASTER_KEY')),
+    databaseUrl: parseUrl('GATEHOUSE_DATABASE_URL', value('GATEHOUSE_DATABASE_URL'), ['postgres:', 'postgresql:']),
+    natsUrl: parseNatsUrls(value('GATEHOUSE_NATS_URL')),
+    logLevel: parseLogLevel(value('GATEHOUSE_LOG_LEVEL') ?? 'info'),
+  };
+}
+
+function invalid(key: string, why: string): GatehouseError {
+  return new GatehouseError('GW_ERR_CONFIG_INVALID', `${key} ${why}`, key);
+}
+
+/** The environment wins over the file, so one variable can override a shared file. */
+function withConfigFile(env: NodeJS.ProcessEnv, cwd: string): NodeJS.ProcessEnv {
+  const file = env.GATEHOUSE_CONFIG_FILE?.trim();
+  if (!file) return env;
+  let text: string;
+  try {
+    text = readFileSync(path.resolve(cwd, file), 'utf8');
+  } catch (error) {
+    throw invalid('GATEHOUSE_CONFIG_FILE', `cannot be read: ${(error as Error).message}`);
+  }
+  const fromFile: Record<string, string> = {};
+  for (const [index, rawLine] of text.split(/\r?\n/).entries()) {
+    const line = rawLine.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const match = /^(?:export\s+)?([A-Z0-9_]+)\s*=\s*(.*)$/.exec(line);
+    if (!match) throw invalid('GATEHOUSE_CONFIG_FILE', `line ${index + 1} is not KEY=value`);
+    const [, key = '', rawValue = ''] = match;
+    if (!(CONFIG_KEYS as readonly string[]).includes(key)) {
+      throw invalid('GATEHOUSE_CONFIG_FILE', `line ${index + 1}: unknown key ${key}`);
+    }
+    fromFile[key] = rawValue.replace(/^(['"])(.*)\1$/, '$2');
+  }
+  const merged: NodeJS.ProcessEnv = { ...fromFile };
+  for (const [key, val] of Object.entries(env)) if (val !== undefined && val !== '') merged[key] = val;
+  return merged;
+}
+
+function parsePort(key: string, raw: string): number {
+  // 0 asks the OS for a free port: tests and side-by-side runs use it.
+  if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535) throw invalid(key, `must be a port number 0-65535, got "${raw}"`);
+  return Number(raw);
+}
+
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+function parseHost(key: string, raw: string): string {
+  const unbracketed = raw.startsWith('[') && raw.endsWith(']') ? raw.slice(1, -1) : raw;
+  if (isIP(unbracketed) !== 0 || HOST_NAME.test(raw)) return unbracketed;
+  throw invalid(key, `must be a host name or an IP address (no scheme, no port), got "${raw}"`);
+}
+
+function parseAdminToken(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  if (raw.length < MIN_ADMIN_TOKEN_LENGTH || !/^[\x21-\x7e]+$/.test(raw)) {
+    throw invalid('GATEHOUSE_ADMIN_TOKEN', `must be at least ${MIN_ADMIN_TOKEN_LENGTH} printable characters without spaces`);
+  }
+  return raw;
+}
+
+/** 32 bytes, written as 64 hex digits or as base64 (with or without padding, standard or URL alphabet). */
+export function parseMasterKey(key: string, raw: string | undefined): Buffer | undefined {
+  if (raw === undefined) return undefined;
+  let bytes: Buffer | undefined;
+  if (/^[0-9a-fA-F]{64}$/.test(raw)) bytes = Buffer.from(raw, 'hex');
+  else if (/^[A-Za-z0-9+/_-]{43}=?$/.test(raw)) bytes = Buffer.from(raw.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  if (bytes?.length !== 32) throw invalid(key, 'must be 32 bytes written as 64 hex digits or base64');
+  return bytes;
+}
+
+function parseUrl(key: string, raw: string | undefined, protocols: readonly string[]): string | undefined {
+  if (raw === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw invalid(key, 'is not a valid URL');
+  }
+  if (!protocols.includes(url.protocol)) throw invalid(key, `must start with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+  return raw;
+}
+
+/** NATS takes a comma-separated list of servers. */
+function parseNatsUrls(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  for (const server of raw.split(',')) parseUrl('GATEHOUSE_NATS_URL', server.trim(), ['nats:', 'tls:']);
+  return raw;
+}
+
+function parseLogLevel(raw: string): LogLevel {
+  const level = raw.toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw invalid('GATEHOUSE_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got "${raw}"`);
+  }
+  return level as LogLevel;
+}

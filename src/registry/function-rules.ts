@@ -1,0 +1,35 @@
+/** Rules for stored verification functions: name, source and the sandbox limits. */
+import { GatehouseError } from '../core/errors.ts';
+import { MAX_SCRIPT_LENGTH } from './gateway-rules.ts';
+import { findSyntaxError } from './script-syntax.ts';
+import type { FunctionInput } from './types.ts';
+
+export const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+export const TIMEOUT_MS = { min: 10, max: 30_000, default: 5_000 } as const;
+/** isolated-vm needs at least 8 MB per isolate. */
+export const MEMORY_MB = { min: 8, max: 512, default: 64 } as const;
+
+export function checkFunctionName(name: unknown): string {
+  if (typeof name !== 'string' || !FUNCTION_NAME.test(name)) throw new GatehouseError('GW_ERR_FUNCTION_NAME_INVALID', undefined, 'name');
+  return name;
+}
+
+export function checkFunctionInput(input: FunctionInput): Required<FunctionInput> {
+  const { source } = input;
+  if (typeof source !== 'string' || source.trim() === '') throw new GatehouseError('GW_ERR_SCRIPT_REQUIRED', 'source is required', 'source');
+  if (source.length > MAX_SCRIPT_LENGTH) throw new GatehouseError('GW_ERR_VALIDATION', `source is longer than ${MAX_SCRIPT_LENGTH} characters`, 'source');
+  const syntaxError = findSyntaxError(source, 'function.js');
+  if (syntaxError !== null) throw new GatehouseError('GW_ERR_SCRIPT_SYNTAX', `source: ${syntaxError}`, 'source');
+  return {
+    source,
+    timeoutMs: checkLimit(input.timeoutMs ?? TIMEOUT_MS.default, TIMEOUT_MS, 'timeoutMs'),
+    memoryMb: checkLimit(input.memoryMb ?? MEMORY_MB.default, MEMORY_MB, 'memoryMb'),
+  };
+}
+
+function checkLimit(value: unknown, range: { min: number; max: number }, field: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < range.min || value > range.max) {
+    throw new GatehouseError('GW_ERR_FUNCTION_LIMIT_OUT_OF_RANGE', `${field} must be an integer from ${range.min} to ${range.max}`, field);
+  }
+  return value;
+}

@@ -1,0 +1,19 @@
+/** The registry's public surface: what the API, `main` and the data plane may import. */
+export { createRegistry, Registry, type RegistryOptions } from './registry.ts';
+export type { GatewayService, GatewaySaveResult } from './gateway-service.ts';
+export type { ProductService } from './product-service.ts';
+export type { DeviceService, DevicePage } from './device-service.ts';
+export type { FunctionService } from './function-service.ts';
+export * from './ports.ts';
+export * from './types.ts';
+export type {
+  DeviceRef, GatewayChange, RegistryEventMap, RegistryEventName, RegistryEventSource, RegistryListener,
+} from './events.ts';
+export { renderTemplate, parseTemplate, type TemplateContext } from './templates.ts';
+export { describeDeviceCertificate } from './certificates.ts';
+export { verifyPassword, hashPassword } from './passwords.ts';
+export { checkDeviceName } from './device-rules.ts';
+export { MAX_IMPORT_ROWS } from './device-import.ts';
+export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './device-service.ts';
+export { TIMEOUT_MS as FUNCTION_TIMEOUT_MS, MEMORY_MB as FUNCTION_MEMORY_MB } from './function-rules.ts';
+export { DEFAULT_PORT, MIN_PORT, MAX_PORT, MAX_PARAMS, MAX_PARAM_LENGTH, MAX_SCRIPT_LENGTH } from './gateway-rules.ts';

@@ -1,0 +1,115 @@
+/**
+ * The registry: the domain services the API calls, and the narrow interface the data plane uses.
+ * Created once by `main` over an opened storage.
+ */
+import { GatehouseError } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import type { RegistryContext } from './context.ts';
+import { DeviceService } from './device-service.ts';
+import { RegistryEvents } from './events.ts';
+import { FunctionService } from './function-service.ts';
+import { GatewayService } from './gateway-service.ts';
+import { verifyPassword } from './passwords.ts';
+import type { RegistryForDataPlane, Storage } from './ports.ts';
+import { ProductService } from './product-service.ts';
+import { SecretBox } from './secrets.ts';
+import type {
+  Device, DeviceConnectionInfo, DeviceCredential, GatewayRuntimeConfig, GatewayStatus,
+} from './types.ts';
+
+const MASTER_KEY_CHECK = 'master_key_check';
+
+export interface RegistryOptions {
+  storage: Storage;
+  /** 32 bytes; encrypts server private keys at rest. */
+  masterKey: Buffer;
+  /** Host name in gateway URLs. */
+  publicHost: string;
+  logger: Logger;
+  /** The clock (tests move it to check certificate dates). */
+  now?: () => Date;
+}
+
+export class Registry implements RegistryForDataPlane {
+  readonly events: RegistryEvents;
+  readonly gateways: GatewayService;
+  readonly products: ProductService;
+  readonly devices: DeviceService;
+  readonly functions: FunctionService;
+  readonly #storage: Storage;
+
+  constructor(options: RegistryOptions) {
+    this.events = new RegistryEvents(options.logger);
+    const context: RegistryContext = {
+      storage: options.storage,
+      secrets: new SecretBox(options.masterKey),
+      events: this.events,
+      logger: options.logger,
+      publicHost: options.publicHost,
+      now: options.now ?? (() => new Date()),
+    };
+    this.#storage = options.storage;
+    this.gateways = new GatewayService(context);
+    this.products = new ProductService(context);
+    this.devices = new DeviceService(context, this.products);
+    this.functions = new FunctionService(context, this.gateways);
+  }
+
+  /** Resolves when storage answers (for `/health`). */
+  async ping(): Promise<void> {
+    await this.#storage.ping();
+  }
+
+  listGatewayRuntimeConfigs(): Promise<GatewayRuntimeConfig[]> {
+    return this.gateways.listRuntimeConfigs();
+  }
+
+  getGatewayRuntimeConfig(id: string): Promise<GatewayRuntimeConfig> {
+    return this.gateways.runtimeConfig(id);
+  }
+
+  findDeviceCredential(productKey: string, username: string): Promise<DeviceCredential | undefined> {
+    return this.devices.findCredential(productKey, username);
+  }
+
+  findDevice(productKey: string, deviceName: string): Promise<Device | undefined> {
+    return this.devices.find(productKey, deviceName);
+  }
+
+  verifyPassword(hash: string | undefined, password: string | Buffer): Promise<boolean> {
+    return verifyPassword(hash, password);
+  }
+
+  recordDeviceConnected(productKey: string, deviceName: string, info: DeviceConnectionInfo): Promise<Device> {
+    return this.devices.recordConnected(productKey, deviceName, info);
+  }
+
+  recordDeviceDisconnected(productKey: string, deviceName: string, info: { at: Date }): Promise<void> {
+    return this.devices.recordDisconnected(productKey, deviceName, info.at);
+  }
+
+  markGatewayDevicesOffline(gatewayId: string, at: Date): Promise<number> {
+    return this.devices.markGatewayOffline(gatewayId, at);
+  }
+
+  setGatewayStatus(id: string, status: GatewayStatus, reason: string | null): Promise<void> {
+    return this.gateways.setStatus(id, status, reason);
+  }
+}
+
+/**
+ * Builds the registry and checks the master key against the one that encrypted what storage holds,
+ * so a wrong GATEHOUSE_MASTER_KEY fails at start rather than at the first gateway start.
+ */
+export async function createRegistry(options: RegistryOptions): Promise<Registry> {
+  const check = new SecretBox(options.masterKey).keyCheck();
+  const stored = await options.storage.settings.get(MASTER_KEY_CHECK);
+  if (stored === undefined) {
+    await options.storage.settings.put(MASTER_KEY_CHECK, check);
+  } else if (stored !== check) {
+    throw new GatehouseError('GW_ERR_CONFIG_INVALID',
+      'GATEHOUSE_MASTER_KEY is not the key this database was created with (stored private keys would not decrypt)',
+      'GATEHOUSE_MASTER_KEY');
+  }
+  return new Registry(options);
+}

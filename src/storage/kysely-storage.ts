@@ -1,0 +1,63 @@
+/** `Storage` over a Kysely instance: the same repositories for SQLite and PostgreSQL, and transactions. */
+import { sql, type Kysely } from 'kysely';
+import type { Repositories, Storage } from '../registry/ports.ts';
+import { KyselyDeviceRepository } from './repositories/devices.ts';
+import { KyselyFunctionRepository } from './repositories/functions.ts';
+import { KyselyGatewayRepository } from './repositories/gateways.ts';
+import { KyselyProductRepository } from './repositories/products.ts';
+import { KyselyRetainedMessageRepository } from './repositories/retained.ts';
+import { KyselySessionRepository } from './repositories/sessions.ts';
+import { KyselySettingsRepository } from './repositories/settings.ts';
+import type { Database, Dialect } from './schema.ts';
+
+function repositoriesOver(db: Kysely<Database>): Repositories {
+  return {
+    gateways: new KyselyGatewayRepository(db),
+    products: new KyselyProductRepository(db),
+    devices: new KyselyDeviceRepository(db),
+    functions: new KyselyFunctionRepository(db),
+    settings: new KyselySettingsRepository(db),
+    retained: new KyselyRetainedMessageRepository(db),
+    sessions: new KyselySessionRepository(db),
+  };
+}
+
+export class KyselyStorage implements Storage {
+  readonly dialect: Dialect;
+  readonly gateways;
+  readonly products;
+  readonly devices;
+  readonly functions;
+  readonly settings;
+  readonly retained;
+  readonly sessions;
+  readonly #db: Kysely<Database>;
+  readonly #onClose: () => Promise<void>;
+
+  constructor(db: Kysely<Database>, dialect: Dialect, onClose: () => Promise<void> = () => db.destroy()) {
+    this.#db = db;
+    this.dialect = dialect;
+    this.#onClose = onClose;
+    ({
+      gateways: this.gateways, products: this.products, devices: this.devices, functions: this.functions,
+      settings: this.settings, retained: this.retained, sessions: this.sessions,
+    } = repositoriesOver(db));
+  }
+
+  /** For migrations and tests; application code goes through the repositories. */
+  get db(): Kysely<Database> {
+    return this.#db;
+  }
+
+  transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T> {
+    return this.#db.transaction().execute((trx) => work(repositoriesOver(trx)));
+  }
+
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.#db);
+  }
+
+  close(): Promise<void> {
+    return this.#onClose();
+  }
+}

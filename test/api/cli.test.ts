@@ -1,0 +1,103 @@
+/** `gatehouse gateways …` / `gatehouse devices …` against the API over real HTTP on 127.0.0.1. */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Command } from 'commander';
+import { registerAdminCommands } from '../../src/cli/admin-commands.ts';
+import { getApiCerts, type ApiCerts } from './certs.ts';
+import { ADMIN_TOKEN, startTestApi, type GatewayJson, type TestApi } from './helpers.ts';
+
+let api: TestApi;
+let certs: ApiCerts;
+let url: string;
+let files: string;
+
+before(async () => {
+  certs = await getApiCerts();
+  api = await startTestApi();
+  await api.app.listen({ host: '127.0.0.1', port: 0 });
+  url = `http://127.0.0.1:${(api.app.server.address() as AddressInfo).port}`;
+  files = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-cli-'));
+  await writeFile(path.join(files, 'chain.pem'), certs.chain);
+  await writeFile(path.join(files, 'key.pem'), certs.key);
+});
+after(async () => {
+  await api.close();
+  await certs.dispose();
+  await rm(files, { recursive: true, force: true });
+});
+
+/** Runs `gatehouse <args>` in-process; the URL and token come from the environment as a script's would. */
+async function gatehouse(...args: string[]): Promise<{ out: string; err: string; code: number }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  let code = 0;
+  const program = new Command('gatehouse').exitOverride();
+  registerAdminCommands(program, {
+    out: (text) => out.push(text), err: (text) => err.push(text),
+    env: { GATEHOUSE_URL: url, GATEHOUSE_ADMIN_TOKEN: ADMIN_TOKEN }, setExitCode: (c) => { code = c; },
+  });
+  await program.parseAsync(['node', 'gatehouse', ...args]);
+  return { out: out.join('\n'), err: err.join('\n'), code };
+}
+
+describe('gatehouse CLI', () => {
+  let id = '';
+  let productKey = '';
+
+  test('gateways create from flags and files, then list shows it', async () => {
+    const created = await gatehouse('gateways', 'create', '--name', 'cli_gw', '--port', '8890',
+      '--cert', path.join(files, 'chain.pem'), '--key', path.join(files, 'key.pem'), '--json');
+    assert.equal(created.code, 0, created.err);
+    const gateway = JSON.parse(created.out) as GatewayJson;
+    ({ id, productKey } = gateway);
+    assert.equal(gateway.url, 'mqtts://gw.example.com:8890');
+    const list = await gatehouse('gateways', 'list');
+    assert.equal(list.code, 0);
+    assert.match(list.out, /^ID\s+NAME\s+PORT\s+STATUS/);
+    assert.match(list.out, new RegExp(`${id}\\s+cli_gw\\s+8890\\s+RUNNING`));
+  });
+
+  test('gateways update / stop / start / get', async () => {
+    const updated = await gatehouse('gateways', 'update', id, '--https-url', 'https://verify.example.com/', '--param', 'sn=${clientId}', '--json');
+    assert.equal(updated.code, 0, updated.err);
+    assert.deepEqual((JSON.parse(updated.out) as GatewayJson).thirdParty, { provider: 'HTTPS', url: 'https://verify.example.com/', params: [{ key: 'sn', value: '${clientId}' }], caCertificate: null });
+    assert.match((await gatehouse('gateways', 'stop', id)).out, /STOPPED/);
+    assert.match((await gatehouse('gateways', 'start', id)).out, /RUNNING/);
+    assert.equal((JSON.parse((await gatehouse('gateways', 'get', id, '--json')).out) as GatewayJson).authType, 'THIRD_PARTY');
+  });
+
+  test('devices import a CSV file; failed rows are listed and the exit status is 1', async () => {
+    const csv = path.join(files, 'devices.csv');
+    await writeFile(csv, 'sn,username,password\nS1,cli-0001,pw1\nS2,bad,pw2\nS3,cli-0003,pw3\n');
+    const result = await gatehouse('devices', 'import', productKey, csv);
+    assert.equal(result.code, 1);
+    assert.match(result.out, /2 of 3 rows imported, 1 failed/);
+    assert.match(result.out, /2\s+GW_ERR_USERNAME_INVALID\s+username/);
+    const list = await gatehouse('devices', 'list', productKey);
+    assert.equal(list.code, 0);
+    assert.match(list.out, /cli-0001\s+cli-0001\s+S1\s+INACTIVE/);
+    assert.match(list.out, /2 of 2 devices/);
+  });
+
+  test('API errors print their code and field and exit 1', async () => {
+    const result = await gatehouse('gateways', 'create', '--name', 'x', '--cert', path.join(files, 'chain.pem'), '--key', path.join(files, 'key.pem'));
+    assert.equal(result.code, 1);
+    assert.match(result.err, /^error: GW_ERR_GATEWAY_NAME_INVALID: .* \(name\)$/);
+    const unauthorized = await gatehouse('gateways', 'list', '--token', 'wrong-token-0123456789');
+    assert.equal(unauthorized.code, 1);
+    assert.match(unauthorized.err, /GW_ERR_UNAUTHORIZED/);
+    const unreachable = await gatehouse('gateways', 'list', '--url', 'http://127.0.0.1:1');
+    assert.equal(unreachable.code, 1);
+    assert.match(unreachable.err, /cannot reach http:\/\/127\.0\.0\.1:1/);
+  });
+
+  test('gateways delete', async () => {
+    const result = await gatehouse('gateways', 'delete', id);
+    assert.equal(result.code, 0, result.err);
+    assert.match((await gatehouse('gateways', 'get', id)).err, /GW_ERR_GATEWAY_NOT_FOUND/);
+  });
+});

@@ -1,0 +1,392 @@
+/**
+ * The contract every `Storage` implementation must pass. `sqlite.test.ts` and `postgres.test.ts` run
+ * it, each with a factory that opens a fresh, migrated, empty database per test.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import {
+  DuplicateKeyError, type DeviceRecord, type GatewayRecord, type Storage, type UniqueKey,
+} from '../../src/registry/ports.ts';
+
+export type OpenFreshStorage = () => Promise<Storage>;
+
+const T0 = '2026-01-01T00:00:00.000Z';
+const T1 = '2026-01-02T00:00:00.000Z';
+
+function gateway(id: string, overrides: Partial<GatewayRecord> = {}): GatewayRecord {
+  return {
+    id,
+    name: `gw_${id}`,
+    protocol: 'MQTT',
+    port: 10_000 + Number.parseInt(id.replace(/\D/g, '') || '0', 10),
+    productKey: `pk_${id}`,
+    dataParsing: { enabled: false, script: null },
+    authType: 'THIRD_PARTY',
+    thirdParty: { provider: 'HTTPS', url: 'https://auth.example.com/verify', params: [{ key: 'sn', value: '${clientId}' }], caCertificate: null },
+    x509Enabled: true,
+    ocsp: { mode: 'SERVER_AND_CLIENT', onResponderFailure: 'REJECT' },
+    serverCertificateChain: 'CHAIN',
+    serverPrivateKeyEncrypted: 'v1:sealed',
+    deviceRootCertificates: 'ROOTS',
+    trustedCertificate: null,
+    enabled: true,
+    status: 'STOPPED',
+    statusReason: null,
+    createdAt: T0,
+    updatedAt: T0,
+    ...overrides,
+  };
+}
+
+function device(productKey: string, deviceName: string, overrides: Partial<DeviceRecord> = {}): DeviceRecord {
+  return {
+    productKey,
+    deviceName,
+    username: deviceName,
+    passwordHash: 'scrypt$hash',
+    sn: null,
+    origin: 'IMPORTED',
+    connectionState: 'INACTIVE',
+    disabled: false,
+    lastOnlineAt: null,
+    clientAddress: null,
+    certificate: null,
+    properties: {},
+    createdAt: T0,
+    updatedAt: T0,
+    ...overrides,
+  };
+}
+
+/** A gateway with its product, as the registry creates them. */
+async function seedGateway(storage: Storage, id: string, overrides: Partial<GatewayRecord> = {}): Promise<GatewayRecord> {
+  const record = gateway(id, overrides);
+  await storage.transaction(async (tx) => {
+    await tx.gateways.insert(record);
+    await tx.products.insert({ productKey: record.productKey, name: `Gateway${id}`, gatewayId: id, createdAt: record.createdAt });
+  });
+  return record;
+}
+
+async function assertDuplicate(write: Promise<unknown>, key: UniqueKey): Promise<void> {
+  await assert.rejects(write, (error: unknown) => {
+    assert.ok(error instanceof DuplicateKeyError, `expected DuplicateKeyError, got ${String(error)}`);
+    assert.equal(error.key, key);
+    return true;
+  });
+}
+
+export function repositoryContract(name: string, open: OpenFreshStorage): void {
+  /** Runs `body` with a fresh storage and closes it whatever happens. */
+  const withStorage = (body: (storage: Storage) => Promise<void>) => async () => {
+    const storage = await open();
+    try {
+      await body(storage);
+    } finally {
+      await storage.close();
+    }
+  };
+
+  describe(`repository contract: ${name}`, () => {
+    test('ping answers', withStorage(async (storage) => {
+      await storage.ping();
+    }));
+
+    describe('gateways', () => {
+      test('insert, get, find by name and port, list oldest first', withStorage(async (storage) => {
+        const a = await seedGateway(storage, 'a1', { createdAt: T1 });
+        const b = await seedGateway(storage, 'b2', { authType: 'ONE_PARTY', thirdParty: null, x509Enabled: false });
+        assert.deepEqual(await storage.gateways.get('a1'), a);
+        assert.deepEqual(await storage.gateways.findByName('gw_b2'), b);
+        assert.deepEqual(await storage.gateways.findByPort(a.port), a);
+        assert.equal(await storage.gateways.get('nope'), undefined);
+        assert.equal(await storage.gateways.findByName('nope'), undefined);
+        assert.equal(await storage.gateways.findByPort(1), undefined);
+        assert.deepEqual((await storage.gateways.list()).map((g) => g.id), ['b2', 'a1']);
+      }));
+
+      test('update replaces every field; setEnabled and setStatus change only theirs', withStorage(async (storage) => {
+        const original = await seedGateway(storage, 'g1');
+        const edited = gateway('g1', {
+          name: 'renamed', port: 20_000, dataParsing: { enabled: true, script: 'function transformPayload() {}' },
+          thirdParty: { provider: 'FUNCTION', functionName: 'verify' }, trustedCertificate: 'TRUSTED', updatedAt: T1,
+        });
+        await storage.gateways.update(edited);
+        assert.deepEqual(await storage.gateways.get('g1'), edited);
+
+        assert.equal(await storage.gateways.setEnabled('g1', false, '2026-01-03T00:00:00.000Z'), true);
+        assert.equal(await storage.gateways.setStatus('g1', 'ERROR', 'port in use'), true);
+        const after = await storage.gateways.get('g1');
+        assert.deepEqual(after, { ...edited, enabled: false, status: 'ERROR', statusReason: 'port in use', updatedAt: '2026-01-03T00:00:00.000Z' });
+        assert.equal(await storage.gateways.setStatus('missing', 'RUNNING', null), false);
+        assert.equal(original.createdAt, after?.createdAt);
+      }));
+
+      test('name and port are unique', withStorage(async (storage) => {
+        const a = await seedGateway(storage, 'a1');
+        await assertDuplicate(storage.gateways.insert(gateway('x1', { name: a.name, port: 30_001, productKey: 'pk_x1' })), 'gateways.name');
+        await assertDuplicate(storage.gateways.insert(gateway('x2', { name: 'gw_x2', port: a.port, productKey: 'pk_x2' })), 'gateways.port');
+        await assertDuplicate(storage.gateways.insert(gateway('a1', { name: 'other', port: 30_000 })), 'gateways.id');
+        const b = await seedGateway(storage, 'b2');
+        await assertDuplicate(storage.gateways.update({ ...b, name: a.name }), 'gateways.name');
+        await assertDuplicate(storage.gateways.update({ ...b, port: a.port }), 'gateways.port');
+      }));
+
+      test('delete takes the product, devices, retained messages and sessions with it', withStorage(async (storage) => {
+        const g = await seedGateway(storage, 'g1');
+        const other = await seedGateway(storage, 'g2');
+        await storage.devices.insert(device(g.productKey, 'dev-1'));
+        await storage.devices.insert(device(other.productKey, 'dev-1'));
+        await storage.retained.put({ gatewayId: 'g1', topic: 't', payload: Buffer.from('x'), qos: 1, properties: null, expiresAt: null });
+        await storage.sessions.put({ gatewayId: 'g1', clientId: 'c', expiryIntervalSeconds: 60, expiresAt: null, subscriptions: [] });
+        await storage.sessions.appendQueued({ gatewayId: 'g1', clientId: 'c', topic: 't', payload: Buffer.from('q'), qos: 1, retain: false, properties: null, packetId: null, expiresAt: null });
+
+        assert.equal(await storage.gateways.delete('g1'), true);
+        assert.equal(await storage.gateways.delete('g1'), false);
+        assert.equal(await storage.products.get(g.productKey), undefined);
+        assert.equal(await storage.devices.get(g.productKey, 'dev-1'), undefined);
+        assert.deepEqual(await storage.retained.listByGateway('g1'), []);
+        assert.deepEqual(await storage.sessions.listByGateway('g1'), []);
+        assert.deepEqual(await storage.sessions.listQueued('g1', 'c'), []);
+        // The other gateway is untouched.
+        assert.ok(await storage.devices.get(other.productKey, 'dev-1'));
+      }));
+    });
+
+    describe('products', () => {
+      test('get, by gateway, list with device counts', withStorage(async (storage) => {
+        const a = await seedGateway(storage, 'a1');
+        const b = await seedGateway(storage, 'b2', { createdAt: T1 });
+        await storage.devices.insertMany([device(a.productKey, 'dev-1'), device(a.productKey, 'dev-2')]);
+        assert.deepEqual(await storage.products.get(a.productKey), { productKey: a.productKey, name: 'Gatewaya1', gatewayId: 'a1', createdAt: T0 });
+        assert.equal((await storage.products.getByGatewayId('b2'))?.productKey, b.productKey);
+        assert.equal(await storage.products.get('missing'), undefined);
+        assert.deepEqual((await storage.products.listWithDeviceCounts()).map((p) => [p.productKey, p.deviceCount]), [
+          [a.productKey, 2], [b.productKey, 0],
+        ]);
+        await storage.gateways.insert(gateway('c3'));
+        await assertDuplicate(storage.products.insert({ productKey: a.productKey, name: 'x', gatewayId: 'c3', createdAt: T0 }), 'products.product_key');
+      }));
+    });
+
+    describe('devices', () => {
+      test('insert, get, find by username, update, delete', withStorage(async (storage) => {
+        const g = await seedGateway(storage, 'g1');
+        const record = device(g.productKey, 'dev-1', {
+          username: 'user-1', sn: 'SN 1', properties: { temperature: 21.5, tags: ['a'] },
+          certificate: { cn: 'dev-1', serial: '1003', issuer: 'CN=CA', fingerprint256: 'AA:BB' },
+        });
+        await storage.devices.insert(record);
+        assert.deepEqual(await storage.devices.get(g.productKey, 'dev-1'), record);
+        assert.deepEqual(await storage.devices.findByUsername(g.productKey, 'user-1'), record);
+        assert.equal(await storage.devices.findByUsername(g.productKey, 'dev-1'), undefined);
+        assert.equal(await storage.devices.get('other', 'dev-1'), undefined);
+
+        assert.equal(await storage.devices.update(g.productKey, 'dev-1', {
+          passwordHash: 'new', disabled: true, connectionState: 'ONLINE', lastOnlineAt: T1, clientAddress: '127.0.0.1:5000',
+          certificate: null, sn: null, properties: { x: 1 }, updatedAt: T1,
+        }), true);
+        assert.deepEqual(await storage.devices.get(g.productKey, 'dev-1'), {
+          ...record, passwordHash: 'new', disabled: true, connectionState: 'ONLINE', lastOnlineAt: T1,
+          clientAddress: '127.0.0.1:5000', certificate: null, sn: null, properties: { x: 1 }, updatedAt: T1,
+        });
+        assert.equal(await storage.devices.update(g.productKey, 'missing', { disabled: true }), false);
+        assert.equal(await storage.devices.delete(g.productKey, 'dev-1'), true);
+        assert.equal(await storage.devices.delete(g.productKey, 'dev-1'), false);
+      }));
+
+      test('device name and username are unique per product; NULL usernames never collide', withStorage(async (storage) => {
+        const a = await seedGateway(storage, 'a1');
+        const b = await seedGateway(storage, 'b2');
+        await storage.devices.insert(device(a.productKey, 'dev-1', { username: 'user-1' }));
+        await assertDuplicate(storage.devices.insert(device(a.productKey, 'dev-1', { username: 'user-2' })), 'devices.device_name');
+        await assertDuplicate(storage.devices.insert(device(a.productKey, 'dev-2', { username: 'user-1' })), 'devices.username');
+        // The same name and username in another product is fine.
+        await storage.devices.insert(device(b.productKey, 'dev-1', { username: 'user-1' }));
+        await storage.devices.insert(device(a.productKey, 'auto-1', { username: null, passwordHash: null, origin: 'AUTO_CREATED' }));
+        await storage.devices.insert(device(a.productKey, 'auto-2', { username: null, passwordHash: null, origin: 'AUTO_CREATED' }));
+        assert.equal(await storage.devices.count(a.productKey), 3);
+      }));
+
+      test('a device needs an existing product', withStorage(async (storage) => {
+        await assert.rejects(storage.devices.insert(device('no-such-product', 'dev-1')));
+      }));
+
+      test('insertMany is all or nothing', withStorage(async (storage) => {
+        const g = await seedGateway(storage, 'g1');
+        await storage.devices.insert(device(g.productKey, 'dev-3'));
+        await assertDuplicate(storage.devices.insertMany([device(g.productKey, 'dev-1'), device(g.productKey, 'dev-2'), device(g.productKey, 'dev-3', { username: 'fresh' })]), 'devices.device_name');
+        assert.equal(await storage.devices.count(g.productKey), 1);
+        await storage.devices.insertMany([]);
+      }));
+
+      test('list pages by device name; identities; count', withStorage(async (storage) => {
+        const g = await seedGateway(storage, 'g1');
+        const names = ['dev-c', 'dev-a', 'dev-e', 'dev-b', 'dev-d'];
+        await storage.devices.insertMany(names.map((n) => device(g.productKey, n, { username: n === 'dev-e' ? null : `u-${n}` })));
+        const page1 = await storage.devices.list(g.productKey, { limit: 2, offset: 0 });
+        const page2 = await storage.devices.list(g.productKey, { limit: 2, offset: 2 });
+        const page3 = await storage.devices.list(g.productKey, { limit: 2, offset: 4 });
+        assert.deepEqual([...page1, ...page2, ...page3].map((d) => d.deviceName), ['dev-a', 'dev-b', 'dev-c', 'dev-d', 'dev-e']);
+        assert.equal(await storage.devices.count(g.productKey), 5);
+        assert.equal(await storage.devices.count('missing'), 0);
+        const identities = (await storage.devices.listIdentities(g.productKey)).sort((x, y) => x.deviceName.localeCompare(y.deviceName));
+        assert.deepEqual(identities[4], { deviceName: 'dev-e', username: null });
+        assert.deepEqual(identities[0], { deviceName: 'dev-a', username: 'u-dev-a' });
+      }));
+
+      test('markProductOffline turns ONLINE devices of that product OFFLINE', withStorage(async (storage) => {
+        const a = await seedGateway(storage, 'a1');
+        const b = await seedGateway(storage, 'b2');
+        await storage.devices.insertMany([
+          device(a.productKey, 'on-1', { connectionState: 'ONLINE' }),
+          device(a.productKey, 'on-2', { connectionState: 'ONLINE' }),
+          device(a.productKey, 'never', { connectionState: 'INACTIVE' }),
+        ]);
+        await storage.devices.insert(device(b.productKey, 'on-1', { connectionState: 'ONLINE' }));
+        assert.equal(await storage.devices.markProductOffline(a.productKey, T1), 2);
+        assert.equal((await storage.devices.get(a.productKey, 'on-1'))?.connectionState, 'OFFLINE');
+        assert.equal((await storage.devices.get(a.productKey, 'on-1'))?.updatedAt, T1);
+        assert.equal((await storage.devices.get(a.productKey, 'never'))?.connectionState, 'INACTIVE');
+        assert.equal((await storage.devices.get(b.productKey, 'on-1'))?.connectionState, 'ONLINE');
+      }));
+    });
+
+    describe('functions', () => {
+      test('insert, get, list by name, update, delete, unique name', withStorage(async (storage) => {
+        const f = { name: 'verify', source: 'function handler() {}', timeoutMs: 500, memoryMb: 32, createdAt: T0, updatedAt: T0 };
+        await storage.functions.insert(f);
+        await storage.functions.insert({ ...f, name: 'another' });
+        assert.deepEqual(await storage.functions.get('verify'), f);
+        assert.deepEqual((await storage.functions.list()).map((x) => x.name), ['another', 'verify']);
+        await assertDuplicate(storage.functions.insert(f), 'functions.name');
+        assert.equal(await storage.functions.update({ ...f, source: 'x', timeoutMs: 1000, updatedAt: T1 }), true);
+        assert.deepEqual(await storage.functions.get('verify'), { ...f, source: 'x', timeoutMs: 1000, updatedAt: T1 });
+        assert.equal(await storage.functions.update({ ...f, name: 'missing' }), false);
+        assert.equal(await storage.functions.delete('verify'), true);
+        assert.equal(await storage.functions.get('verify'), undefined);
+      }));
+    });
+
+    describe('settings', () => {
+      test('get and put (upsert)', withStorage(async (storage) => {
+        assert.equal(await storage.settings.get('k'), undefined);
+        await storage.settings.put('k', 'v1');
+        await storage.settings.put('k', 'v2');
+        assert.equal(await storage.settings.get('k'), 'v2');
+      }));
+    });
+
+    describe('retained messages', () => {
+      test('put replaces per topic; get, list by topic, delete; properties keep their Buffers', withStorage(async (storage) => {
+        await seedGateway(storage, 'g1');
+        await seedGateway(storage, 'g2');
+        const properties = { correlationData: Buffer.from([0, 1, 2, 255]), userProperties: { a: ['1', '2'] }, contentType: 'json' };
+        const message = { gatewayId: 'g1', topic: 'b/t', payload: Buffer.from([0, 0xff, 0x10]), qos: 1 as const, properties, expiresAt: 1_900_000_000_000 };
+        await storage.retained.put(message);
+        await storage.retained.put({ gatewayId: 'g1', topic: 'a/t', payload: Buffer.from('old'), qos: 0, properties: null, expiresAt: null });
+        await storage.retained.put({ gatewayId: 'g1', topic: 'a/t', payload: Buffer.from('new'), qos: 2, properties: null, expiresAt: null });
+        await storage.retained.put({ gatewayId: 'g2', topic: 'a/t', payload: Buffer.from('other'), qos: 0, properties: null, expiresAt: null });
+
+        const got = await storage.retained.get('g1', 'b/t');
+        assert.deepEqual(got, message);
+        assert.ok(Buffer.isBuffer(got?.properties?.correlationData));
+        assert.deepEqual((await storage.retained.listByGateway('g1')).map((m) => [m.topic, m.payload.toString(), m.qos]), [
+          ['a/t', 'new', 2], ['b/t', '\u0000\ufffd\u0010', 1],
+        ]);
+        assert.equal(await storage.retained.delete('g1', 'a/t'), true);
+        assert.equal(await storage.retained.delete('g1', 'a/t'), false);
+        assert.equal(await storage.retained.get('g1', 'a/t'), undefined);
+        assert.equal((await storage.retained.get('g2', 'a/t'))?.payload.toString(), 'other');
+      }));
+
+      test('deleteExpired drops only messages past their expiry', withStorage(async (storage) => {
+        await seedGateway(storage, 'g1');
+        const base = { gatewayId: 'g1', payload: Buffer.from('x'), qos: 0 as const, properties: null };
+        await storage.retained.put({ ...base, topic: 'past', expiresAt: 1000 });
+        await storage.retained.put({ ...base, topic: 'now', expiresAt: 2000 });
+        await storage.retained.put({ ...base, topic: 'future', expiresAt: 3000 });
+        await storage.retained.put({ ...base, topic: 'never', expiresAt: null });
+        assert.equal(await storage.retained.deleteExpired(2000), 2);
+        assert.deepEqual((await storage.retained.listByGateway('g1')).map((m) => m.topic), ['future', 'never']);
+      }));
+    });
+
+    describe('sessions', () => {
+      const subscriptions = [
+        { topicFilter: 'a/+', qos: 1 as const, noLocal: false, retainAsPublished: true, retainHandling: 0, subscriptionId: 7 },
+        { topicFilter: '$share/g/b/#', qos: 2 as const, noLocal: true, retainAsPublished: false, retainHandling: 2, subscriptionId: null },
+      ];
+
+      test('put (upsert), get, list by client ID, delete', withStorage(async (storage) => {
+        await seedGateway(storage, 'g1');
+        await seedGateway(storage, 'g2');
+        const session = { gatewayId: 'g1', clientId: 'client-b', expiryIntervalSeconds: 0xffffffff, expiresAt: null, subscriptions };
+        await storage.sessions.put(session);
+        await storage.sessions.put({ gatewayId: 'g1', clientId: 'client-a', expiryIntervalSeconds: 60, expiresAt: 1_800_000_000_000, subscriptions: [] });
+        await storage.sessions.put({ gatewayId: 'g2', clientId: 'client-a', expiryIntervalSeconds: 1, expiresAt: null, subscriptions: [] });
+        assert.deepEqual(await storage.sessions.get('g1', 'client-b'), session);
+        await storage.sessions.put({ ...session, expiresAt: 1_700_000_000_000, subscriptions: [] });
+        assert.deepEqual(await storage.sessions.get('g1', 'client-b'), { ...session, expiresAt: 1_700_000_000_000, subscriptions: [] });
+        assert.deepEqual((await storage.sessions.listByGateway('g1')).map((s) => s.clientId), ['client-a', 'client-b']);
+        assert.equal(await storage.sessions.delete('g1', 'client-a'), true);
+        assert.equal(await storage.sessions.get('g1', 'client-a'), undefined);
+        assert.ok(await storage.sessions.get('g2', 'client-a'));
+      }));
+
+      test('queued messages keep their order, survive a session put, and go with the session', withStorage(async (storage) => {
+        await seedGateway(storage, 'g1');
+        const session = { gatewayId: 'g1', clientId: 'c', expiryIntervalSeconds: 60, expiresAt: null, subscriptions };
+        await storage.sessions.put(session);
+        const base = { gatewayId: 'g1', clientId: 'c', qos: 1 as const, retain: false, properties: null, packetId: null, expiresAt: null };
+        const ids: number[] = [];
+        for (const n of [1, 2, 3, 4]) ids.push(await storage.sessions.appendQueued({ ...base, topic: `t/${n}`, payload: Buffer.from([n]) }));
+        assert.ok(ids.every((id, i) => i === 0 || id > (ids[i - 1] as number)), 'ids increase');
+
+        assert.equal(await storage.sessions.setQueuedPacketId(ids[0] as number, 42), true);
+        assert.equal(await storage.sessions.deleteQueued('g1', 'c', [ids[1] as number, ids[2] as number, 999_999]), 2);
+        await storage.sessions.put({ ...session, subscriptions: [] });
+        const queued = await storage.sessions.listQueued('g1', 'c');
+        assert.deepEqual(queued.map((m) => [m.topic, m.packetId, m.payload[0]]), [['t/1', 42, 1], ['t/4', null, 4]]);
+        assert.equal(await storage.sessions.deleteQueued('g1', 'c', []), 0);
+
+        await storage.sessions.delete('g1', 'c');
+        assert.deepEqual(await storage.sessions.listQueued('g1', 'c'), []);
+      }));
+
+      test('a queued message needs its session', withStorage(async (storage) => {
+        await seedGateway(storage, 'g1');
+        await assert.rejects(storage.sessions.appendQueued({
+          gatewayId: 'g1', clientId: 'nobody', topic: 't', payload: Buffer.from('x'), qos: 1, retain: false, properties: null, packetId: null, expiresAt: null,
+        }));
+      }));
+    });
+
+    describe('transactions', () => {
+      test('commit when the work resolves, roll back when it throws', withStorage(async (storage) => {
+        const result = await storage.transaction(async (tx) => {
+          await tx.settings.put('committed', 'yes');
+          return 42;
+        });
+        assert.equal(result, 42);
+        await assert.rejects(storage.transaction(async (tx) => {
+          await tx.settings.put('rolled-back', 'yes');
+          await tx.gateways.insert(gateway('g1'));
+          throw new Error('boom');
+        }), /boom/);
+        assert.equal(await storage.settings.get('committed'), 'yes');
+        assert.equal(await storage.settings.get('rolled-back'), undefined);
+        assert.equal(await storage.gateways.get('g1'), undefined);
+      }));
+
+      test('a duplicate key inside a transaction rolls back the earlier writes', withStorage(async (storage) => {
+        const g = await seedGateway(storage, 'g1');
+        await assertDuplicate(storage.transaction(async (tx) => {
+          await tx.gateways.insert(gateway('g2'));
+          await tx.products.insert({ productKey: g.productKey, name: 'x', gatewayId: 'g2', createdAt: T0 });
+        }), 'products.product_key');
+        assert.equal(await storage.gateways.get('g2'), undefined);
+      }));
+    });
+  });
+}
