@@ -11,6 +11,7 @@ import type { GatewayRuntime } from '../registry/ports.ts';
 import type { Registry } from '../registry/registry.ts';
 import { bearerAuth } from './auth.ts';
 import { installErrorHandling, notFound } from './errors.ts';
+import { certificateRoutes } from './certificates/routes.ts';
 import { functionRoutes } from './functions/routes.ts';
 import { gatewayRoutes } from './gateways/routes.ts';
 import { registerOpenApi } from './openapi.ts';
@@ -61,6 +62,7 @@ export function buildApi(deps: ApiDependencies): Api {
     void v1.register(gatewayRoutes, { registry: deps.registry, runtime: deps.runtime });
     void v1.register(productRoutes, { registry: deps.registry });
     void v1.register(functionRoutes, { registry: deps.registry });
+    void v1.register(certificateRoutes);
     void v1.register(operationsRoutes, { registry: deps.registry, metricsRegistry: deps.metricsRegistry });
     done();
   }, { prefix: API_PREFIX });

@@ -69,14 +69,14 @@ before(async () => {
   pki = await getPki();
   gh = await startTestGatehouse();
   const port = await freePort();
-  const created = await gh.api<{ gateway?: GatewayJson } & GatewayJson>('POST', '/gateways', {
+  const created = await gh.api<GatewayJson>('POST', '/gateways', {
     name: 'legacy_fleet',
     port,
     authType: 'ONE_PARTY',
     certificates: { serverCertificateChain: pki.server.chainPem, serverPrivateKey: pki.server.keyPem },
   });
   assert.equal(created.status, 201, JSON.stringify(created.json));
-  gateway = created.json.gateway ?? created.json;
+  gateway = created.json;
   assert.equal(gateway.url, `mqtts://localhost:${port}`);
   const csv = 'sn,username,password\nSN-1,meter-0001,pw-one\nSN-2,meter-0002,pw-two\nSN-3,x,short-user\n';
   const imported = await gh.api<{ created: number; failed: number }>('POST', `/products/${gateway.productKey}/devices/import`, csv, 'text/csv');
@@ -154,9 +154,9 @@ test('a new port moves the listener; a connected device stays on its socket', { 
   const stay = await connect(gateway.port, { protocolVersion: 4, clientId: 'mover', username: 'meter-0002', password: 'pw-two' });
   const oldPort = gateway.port;
   const newPort = await freePort();
-  const patched = await gh.api<{ gateway?: GatewayJson } & GatewayJson>('PATCH', `/gateways/${gateway.id}`, { port: newPort });
+  const patched = await gh.api<GatewayJson>('PATCH', `/gateways/${gateway.id}`, { port: newPort });
   assert.equal(patched.status, 200, JSON.stringify(patched.json));
-  const next = patched.json.gateway ?? patched.json;
+  const next = patched.json;
   assert.equal(next.url, `mqtts://localhost:${newPort}`);
   const fresh = await waitFor('listener on the new port', async () => {
     try {
@@ -185,11 +185,11 @@ test('disabling a device disconnects it (0x98) and refuses it afterwards (0x87)'
 
 test('each gateway is its own topic space', { timeout: 15_000 }, async () => {
   const port = await freePort();
-  const other = await gh.api<{ gateway?: GatewayJson } & GatewayJson>('POST', '/gateways', {
+  const other = await gh.api<GatewayJson>('POST', '/gateways', {
     name: 'other_fleet', port, certificates: { serverCertificateChain: pki.server.chainPem, serverPrivateKey: pki.server.keyPem },
   });
   assert.equal(other.status, 201, JSON.stringify(other.json));
-  const og = other.json.gateway ?? other.json;
+  const og = other.json;
   await gh.api('POST', `/products/${og.productKey}/devices`, { username: 'meter-0001', password: 'other-pw' });
   const spy = await connect(og.port, { protocolVersion: 5, username: 'meter-0001', password: 'other-pw' });
   const leaked: string[] = [];
