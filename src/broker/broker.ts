@@ -19,13 +19,16 @@ import { Connection } from './connection.ts';
 import { LongTimer } from './long-timer.ts';
 import { Journal } from './journal.ts';
 import type { BrokerPersistence, StoredMessage } from './persistence.ts';
-import { parseSharedFilter } from '../mqtt/topics.ts';
+import { parseSharedFilter, topicMatches } from '../mqtt/topics.ts';
 import type { BrokerContext } from './context.ts';
 import { dispatch } from './handlers/index.ts';
 
 /** Session Expiry Interval meaning "never expires" [MQTT-3.1.2-?, §3.1.2.11.2]. */
 const NEVER_EXPIRES = 0xffffffff;
 const SWEEP_INTERVAL_MS = 250;
+
+/** How a `deliverTo` ended: sent at QoS 0, acknowledged at QoS 1/2, or why not. */
+export type DirectDelivery = 'offline' | 'not_subscribed' | 'sent' | 'acked' | 'timeout';
 
 export interface BrokerInit {
   options?: Partial<BrokerOptions>;
@@ -207,6 +210,42 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       expiresAt: init.expirySeconds === undefined ? 0 : Date.now() + init.expirySeconds * 1000,
       senderId: '',
     }), null);
+  }
+
+  /**
+   * Sends a message from outside MQTT to ONE connected client (the platform's downlink), through a
+   * subscription of that client matching the topic, at the lower of the asked and the granted QoS.
+   * Not routed to anyone else, not retained. For QoS 1 it resolves when the client's PUBACK for this
+   * very packet arrives ('acked') or after `ackTimeoutMs` ('timeout'; the message stays in flight).
+   */
+  deliverTo(clientId: string, init: { topic: string; payload: Buffer; qos: QoS }, ackTimeoutMs = 10_000): Promise<DirectDelivery> {
+    const session = this.#sessions.get(clientId);
+    if (session === undefined || session.link === null) return Promise.resolve('offline');
+    let granted = -1;
+    const subIds: number[] = [];
+    for (const sub of session.subscriptions.values()) {
+      if (!topicMatches(sub.filter, init.topic)) continue;
+      if (sub.qos > granted) granted = sub.qos;
+      if (sub.subscriptionId !== undefined) subIds.push(sub.subscriptionId);
+    }
+    if (granted < 0) return Promise.resolve('not_subscribed');
+    const qos = (init.qos < granted ? init.qos : granted) as QoS;
+    const message = createMessage({
+      topic: init.topic, payload: init.payload, qos, retain: false, properties: undefined, expiresAt: 0, senderId: '',
+    });
+    const ids = subIds.length > 0 ? subIds : undefined;
+    if (qos === 0) {
+      session.deliver(message, 0, false, ids);
+      return Promise.resolve('sent');
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve('timeout'), ackTimeoutMs);
+      timer.unref();
+      session.deliver(message, qos, false, ids, () => {
+        clearTimeout(timer);
+        resolve('acked');
+      });
+    });
   }
 
   publish(message: Message, from: ClientInfo | null): void {

@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net';
 import { isUtf8 } from 'node:buffer';
 import { Framer } from '../mqtt/framer.ts';
-import { decodeFrame, decodePublishFast, encodeAck, encodePacket, encodePublish, type Packet, type ProtocolVersion, type QoS } from '../mqtt/codec.ts';
+import { decodeAckFast, decodeFrame, decodePublishFast, encodeAck, encodePacket, encodePublish, type Packet, type ProtocolVersion, type QoS } from '../mqtt/codec.ts';
 import { RC } from '../mqtt/reason-codes.ts';
 import { checkProperties, subscribeHasZeroSubscriptionId } from '../mqtt/properties.ts';
 import { forwardedBytesOf, remainingExpiry, topicBytesOf, type Message } from './message.ts';
@@ -132,8 +132,10 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
     }
     let packet: Packet | Error;
     try {
-      packet = (type === 3 && this.state === 'connected' ? decodePublishFast(frame, this.protocolVersion) : null)
-        ?? decodeFrame(frame, this.protocolVersion);
+      const fast = this.state !== 'connected' ? null
+        : type === 3 ? decodePublishFast(frame, this.protocolVersion)
+          : type >= 4 && type <= 7 ? decodeAckFast(frame, type, this.protocolVersion) : null;
+      packet = fast ?? decodeFrame(frame, this.protocolVersion);
     } catch (err) {
       packet = err instanceof Error ? err : new Error(String(err)); // the codec threw on hostile bytes
     }

@@ -17,6 +17,8 @@ interface SharedGroup {
 
 type Entry = Subscription | SharedGroup;
 
+const MATCH_CACHE_SIZE = 10_000;
+
 /** One delivery: a session and the merged options of all its subscriptions that matched. */
 export interface Delivery {
   session: Session;
@@ -33,6 +35,11 @@ export class Router {
     match_empty_levels: true,
   });
   readonly #groups = new Map<string, SharedGroup>();
+  /**
+   * Trie answers per topic. Devices publish to a small set of topics over and over, and matching
+   * (splitting the topic, walking the trie) was the router's main cost; any subscription change clears it.
+   */
+  readonly #cache = new Map<string, Entry[]>();
   #count = 0;
 
   get subscriptionCount(): number {
@@ -40,6 +47,7 @@ export class Router {
   }
 
   add(sub: Subscription): void {
+    this.#cache.clear();
     this.#count++;
     if (sub.group === undefined) {
       this.#trie.add(sub.filter, sub);
@@ -56,6 +64,7 @@ export class Router {
   }
 
   remove(sub: Subscription): void {
+    this.#cache.clear();
     this.#count--;
     if (sub.group === undefined) {
       this.#trie.remove(sub.filter, sub);
@@ -77,9 +86,14 @@ export class Router {
    * highest granted QoS carrying every matching Subscription Identifier [MQTT-3.3.4-2, MQTT-3.3.4-3].
    */
   match(topic: string, senderId: string): Delivery[] {
-    const entries = this.#trie.match(topic);
+    let entries = this.#cache.get(topic);
+    if (entries === undefined) {
+      entries = [...this.#trie.match(topic)];
+      if (this.#cache.size >= MATCH_CACHE_SIZE) this.#cache.clear();
+      this.#cache.set(topic, entries);
+    }
     const out: Delivery[] = [];
-    if (entries.size === 0) return out;
+    if (entries.length === 0) return out;
     const dollar = topic.charCodeAt(0) === 0x24;
     let bySession: Map<Session, Delivery> | undefined;
     for (const entry of entries) {
@@ -90,7 +104,7 @@ export class Router {
       // No Local: not back to the publisher's own session [MQTT-3.8.3-3].
       if (sub.noLocal && sub.group === undefined && sub.session.clientId === senderId) continue;
       // Each shared group delivers its own copy; only non-shared overlaps are merged.
-      if (entries.size === 1 || sub.group !== undefined) {
+      if (entries.length === 1 || sub.group !== undefined) {
         out.push(deliveryOf(sub));
         continue;
       }

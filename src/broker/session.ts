@@ -44,6 +44,8 @@ interface Outbound {
   packetId: number;
   /** 'publish': waiting for PUBACK/PUBREC; 'pubrel': PUBREL sent, waiting for PUBCOMP. */
   state: 'publish' | 'pubrel';
+  /** Told when the client completes this flow (PUBACK / PUBCOMP); not persisted. */
+  onComplete?: () => void;
 }
 
 export interface SessionLimits {
@@ -142,8 +144,11 @@ export class Session {
     }
   }
 
-  /** Hands a matched message to this session at the delivery QoS. */
-  deliver(message: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined): void {
+  /**
+   * Hands a matched message to this session at the delivery QoS. `onComplete` hears the client's
+   * PUBACK / PUBCOMP of this very message (QoS 1/2 only).
+   */
+  deliver(message: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined, onComplete?: () => void): void {
     const link = this.link;
     if (qos === 0) {
       // QoS 0 is not queued: it goes now or not at all (offline or slow consumer).
@@ -156,7 +161,7 @@ export class Session {
       }
       return;
     }
-    const entry: Outbound = { seq: this.#nextSeq++, message, qos, retain, subIds, packetId: 0, state: 'publish' };
+    const entry: Outbound = { seq: this.#nextSeq++, message, qos, retain, subIds, packetId: 0, state: 'publish', onComplete };
     if (link !== null && this.#queue.length === 0 && this.#inflight.size < link.sendQuota && !link.congested) {
       this.#send(link, entry);
     } else {
@@ -217,6 +222,7 @@ export class Session {
     if (expect === 'puback' ? entry.qos !== 1 : entry.state !== 'pubrel') return false;
     this.#inflight.delete(packetId);
     this.#forget(entry);
+    entry.onComplete?.();
     this.drain();
     return true;
   }

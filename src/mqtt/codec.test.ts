@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import mqttPacket from 'mqtt-packet';
-import { decodeFrame, decodePublishFast, encodeAck, encodeForwardedProperties, encodePublish } from './codec.ts';
+import { decodeAckFast, decodeFrame, decodePublishFast, encodeAck, encodeForwardedProperties, encodePublish } from './codec.ts';
 
 test('v3.1.1 PUBLISH QoS 1 bytes, field by field', () => {
   const frame = encodePublish({
@@ -75,4 +75,23 @@ test('acks use the two-byte form unless a v5 reason code must be said (§3.4.2.1
   assert.equal(encodeAck('pubrel', 1, 0, 4).toString('hex'), '62020001');
   assert.equal(encodeAck('pubrec', 1, 0x97, 5).toString('hex'), '5003000197');
   assert.equal(encodeAck('pubcomp', 1, 0x92, 4).toString('hex'), '70020001'); // v3.1.1 cannot carry it
+});
+
+test('fast ack decoding agrees with mqtt-packet', () => {
+  for (const protocolVersion of [4, 5] as const) {
+    for (const cmd of ['puback', 'pubrec', 'pubrel', 'pubcomp'] as const) {
+      for (const reasonCode of protocolVersion === 5 ? [0, 0x10] : [0]) {
+        const bytes = mqttPacket.generate({ cmd, messageId: 513, reasonCode }, { protocolVersion });
+        const type = bytes[0]! >> 4;
+        const fast = decodeAckFast(bytes, type, protocolVersion);
+        const slow = decodeFrame(bytes, protocolVersion) as { cmd: string; messageId: number; reasonCode?: number };
+        if (fast === null) continue; // long form with properties: generic decoder
+        assert.ok(!(fast instanceof Error));
+        assert.equal(fast.cmd, slow.cmd);
+        assert.equal((fast as { messageId: number }).messageId, 513);
+        assert.equal((fast as { reasonCode?: number }).reasonCode ?? 0, slow.reasonCode ?? 0);
+      }
+    }
+  }
+  assert.ok(decodeAckFast(Buffer.from('60020001', 'hex'), 6, 4) instanceof Error); // PUBREL must have flags 0010
 });

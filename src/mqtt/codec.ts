@@ -88,6 +88,24 @@ export function decodePublishFast(frame: Buffer, protocolVersion: ProtocolVersio
   return { cmd: 'publish', qos: qos as QoS, dup, retain: (flags & 0x01) !== 0, topic, payload, messageId };
 }
 
+const ACK_CMD = [undefined, undefined, undefined, undefined, 'puback', 'pubrec', 'pubrel', 'pubcomp'] as const;
+
+/**
+ * Fast path for PUBACK / PUBREC / PUBREL / PUBCOMP without properties: half of all packets under QoS 1/2
+ * load. Returns null for anything the generic decoder must handle (properties, odd lengths).
+ */
+export function decodeAckFast(frame: Buffer, type: number, protocolVersion: ProtocolVersion): Packet | Error | null {
+  const cmd = ACK_CMD[type];
+  if (cmd === undefined) return null;
+  // Fixed header flags: 0010 for PUBREL, 0000 for the others [MQTT-2.1.3-1].
+  if ((frame[0]! & 0x0f) !== (type === 6 ? 0x02 : 0x00)) return new Error('Invalid header flag bits');
+  const len = frame[1]!;
+  if (frame.length !== len + 2) return null;
+  if (len === 2) return { cmd, messageId: frame.readUInt16BE(2) };
+  if (len === 3 && protocolVersion === 5) return { cmd, messageId: frame.readUInt16BE(2), reasonCode: frame[4]! };
+  return null;
+}
+
 const ACK_TYPE = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 } as const;
 
 /**
