@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import type { BenchCerts } from './certs.ts';
 import { spawnPinned, type Child } from './children.ts';
 
-export type BrokerName = 'gatehouse' | 'mosquitto' | 'mosquitto-nd' | 'aedes';
-export const BROKER_NAMES: BrokerName[] = ['gatehouse', 'mosquitto', 'mosquitto-nd', 'aedes'];
+export type BrokerName = 'gatehouse' | 'mosquitto' | 'mosquitto-nd' | 'aedes' | 'node-floor';
+export const BROKER_NAMES: BrokerName[] = ['gatehouse', 'mosquitto', 'mosquitto-nd', 'aedes', 'node-floor'];
 
 export function isBrokerName(name: string): name is BrokerName {
   return (BROKER_NAMES as string[]).includes(name);
@@ -123,6 +123,17 @@ export const BROKERS: Record<BrokerName, BrokerSpec> = {
     version: (repoRoot) => (JSON.parse(readFileSync(join(repoRoot, 'node_modules/aedes/package.json'), 'utf8')) as { version: string }).version,
     launch: (ctx) => ({
       argv: [...NODE, 'bench/peers/aedes-server.ts', '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
+        '--tls-cert', ctx.certs.serverCert, '--tls-key', ctx.certs.serverKey],
+      env: process.env,
+    }),
+  },
+  'node-floor': {
+    name: 'node-floor',
+    describe: 'Plain Node TLS/TCP relay, no broker logic: the floor of a Node server (bench/peers/node-floor.ts)',
+    unavailable: () => undefined,
+    version: () => process.version,
+    launch: (ctx) => ({
+      argv: [...NODE, 'bench/peers/node-floor.ts', '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
         '--tls-cert', ctx.certs.serverCert, '--tls-key', ctx.certs.serverKey],
       env: process.env,
     }),

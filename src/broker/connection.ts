@@ -61,10 +61,12 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
     this.remoteAddress = socket.remoteAddress;
     this.createdAt = this.lastActivity = broker.now();
     this.#framer = new Framer(broker.options.maxPacketSize);
-    socket.on('data', this.#onData);
-    socket.on('error', this.#onError);
-    socket.on('close', this.#onClose);
-    socket.on('drain', this.#onDrain);
+    // Shared listeners that find their connection on the socket: no closures per idle device.
+    (socket as SocketWithConnection)[CONNECTION] = this;
+    socket.on('data', onSocketData);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+    socket.on('drain', onSocketDrain);
   }
 
   get sendQuota(): number {
@@ -89,14 +91,15 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
 
   // ---- reading ----
 
-  #onData = (chunk: Buffer): void => {
+  /** @internal socket 'data' */
+  onData(chunk: Buffer): void {
     this.lastActivity = this.broker.now();
     if (this.#suspended) {
       (this.#held ??= []).push(chunk);
       return;
     }
     this.#process(chunk);
-  };
+  }
 
   #process(chunk: Buffer | null): void {
     const err = this.#framer.push(chunk, this.#onFrame);
@@ -273,9 +276,10 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
     this.write(encodeAck(cmd, packetId, reasonCode, this.protocolVersion));
   }
 
-  #onDrain = (): void => {
+  /** @internal socket 'drain': the client reads again, queued messages may go. */
+  onDrain(): void {
     this.session?.drain();
-  };
+  }
 
   // ---- closing ----
 
@@ -322,14 +326,32 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
     }
   }
 
-  #onError = (err: Error): void => {
+  /** @internal socket 'error' */
+  onError(err: Error): void {
     this.broker.logger.debug({ err: err.message, clientId: this.clientId }, 'socket_error');
     this.socket.destroy();
-  };
+  }
 
-  #onClose = (): void => {
+  /** @internal socket 'close' */
+  onClose(): void {
     this.close(this.state === 'connected' ? 'connection_lost' : 'closed_before_connect');
-  };
+  }
+}
+
+const CONNECTION = Symbol('gatehouse.connection');
+type SocketWithConnection = Socket & { [CONNECTION]: Connection };
+
+function onSocketData(this: Socket, chunk: Buffer): void {
+  (this as SocketWithConnection)[CONNECTION].onData(chunk);
+}
+function onSocketError(this: Socket, err: Error): void {
+  (this as SocketWithConnection)[CONNECTION].onError(err);
+}
+function onSocketClose(this: Socket): void {
+  (this as SocketWithConnection)[CONNECTION].onClose();
+}
+function onSocketDrain(this: Socket): void {
+  (this as SocketWithConnection)[CONNECTION].onDrain();
 }
 
 /** The Protocol Level byte of a CONNECT frame, or null when the frame is too short to tell. */

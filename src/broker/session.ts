@@ -55,9 +55,9 @@ export interface SessionLimits {
 
 export class Session {
   readonly clientId: string;
-  readonly subscriptions = new Map<string, Subscription>();
+  #subscriptions: Map<string, Subscription> | undefined;
   /** Inbound QoS 2 packet ids received and not yet released [MQTT-4.3.3-?]. */
-  readonly incomingQos2 = new Set<number>();
+  #incomingQos2: Set<number> | undefined;
   /** Seconds the session lives after its connection closes; 0xFFFFFFFF = never expires. */
   expiryInterval = 0;
   expiryTimer: LongTimer | undefined;
@@ -69,7 +69,8 @@ export class Session {
   /** Set by the engine when durable state is configured. */
   journal: Journal | null = null;
 
-  readonly #inflight = new Map<number, Outbound>();
+  // Collections are created on first use: most devices hold one session and are idle most of the time.
+  #inflightMap: Map<number, Outbound> | undefined;
   #queue: Outbound[] = [];
   #nextPacketId = 1;
   #nextSeq = 1;
@@ -82,8 +83,21 @@ export class Session {
     this.#stats = stats;
   }
 
+  get subscriptions(): Map<string, Subscription> {
+    return (this.#subscriptions ??= new Map());
+  }
+
+  /** Inbound QoS 2 packet ids received and not yet released. */
+  get incomingQos2(): Set<number> {
+    return (this.#incomingQos2 ??= new Set());
+  }
+
+  get #inflight(): Map<number, Outbound> {
+    return (this.#inflightMap ??= new Map());
+  }
+
   get inflightCount(): number {
-    return this.#inflight.size;
+    return this.#inflightMap?.size ?? 0;
   }
 
   get queuedCount(): number {
@@ -125,11 +139,11 @@ export class Session {
       clientId: this.clientId,
       expiryInterval: this.expiryInterval,
       disconnectedAt: this.disconnectedAt,
-      subscriptions: [...this.subscriptions.values()].map((s) => ({
+      subscriptions: [...(this.#subscriptions?.values() ?? [])].map((s) => ({
         raw: s.raw, qos: s.qos, noLocal: s.noLocal, retainAsPublished: s.retainAsPublished,
         retainHandling: s.retainHandling, subscriptionId: s.subscriptionId,
       })),
-      incomingQos2: [...this.incomingQos2],
+      incomingQos2: [...(this.#incomingQos2 ?? [])],
     };
   }
 
@@ -248,7 +262,7 @@ export class Session {
    */
   resume(link: SessionLink): void {
     this.link = link;
-    for (const entry of this.#inflight.values()) {
+    for (const entry of this.#inflightMap?.values() ?? []) {
       if (entry.state === 'pubrel') {
         link.sendPubrel(entry.packetId);
       } else if (!link.sendPublish(entry.message, entry.qos, entry.retain, entry.packetId, true, entry.subIds)) {
@@ -261,8 +275,8 @@ export class Session {
 
   /** Forgets everything in flight (the session is ending). */
   clearMessages(): void {
-    this.#inflight.clear();
+    this.#inflightMap = undefined;
     this.#queue = [];
-    this.incomingQos2.clear();
+    this.#incomingQos2 = undefined;
   }
 }
