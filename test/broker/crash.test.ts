@@ -16,7 +16,7 @@ async function startChild(file: string, port?: number): Promise<{ child: ChildPr
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', resolve);
+    createInterface({ input: child.stdout }).once('line', resolve);
     child.once('exit', (code) => reject(new Error(`engine exited with ${code}`)));
   });
   return { child, port: (JSON.parse(line) as { port: number }).port };
