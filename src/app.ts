@@ -9,13 +9,16 @@ import type { Logger } from './core/logger.ts';
 import { openStorage } from './storage/index.ts';
 import { SqliteStateStores, MQTT_STATE_FILE } from './storage/sqlite-state-stores.ts';
 import { createRegistry, type Registry } from './registry/index.ts';
-import { GatewayRuntime } from './gateway/runtime.ts';
+import { GatewayRuntime, type GatewayRuntimeOptions } from './gateway/runtime.ts';
 import { registerGatewayMetrics } from './gateway/metrics.ts';
 import { buildApi, type Api } from './api/index.ts';
+import { Platform, registerPlatformMetrics, type PlatformOptionsInput } from './platform/index.ts';
+import { IsolatedVmRunner } from './sandbox/index.ts';
 
 export interface Gatehouse {
   readonly registry: Registry;
   readonly runtime: GatewayRuntime;
+  readonly platform: Platform;
   readonly api: Api;
   /** Base URL of the API and console. */
   readonly url: string;
@@ -23,16 +26,33 @@ export interface Gatehouse {
   close(): Promise<void>;
 }
 
-export async function startGatehouse(prepared: PreparedConfig, logger: Logger): Promise<Gatehouse> {
+/** Knobs for in-process tests; production uses the defaults. */
+export interface GatehouseOverrides {
+  /** OCSP cache bounds and timeouts (DESIGN.md: 5 min … 1 h), shortened by OCSP tests. */
+  ocspTimings?: GatewayRuntimeOptions['ocspTimings'];
+  /** Message store bounds, webhook retry timings … (tests shorten the retries). */
+  platform?: PlatformOptionsInput;
+}
+
+export async function startGatehouse(prepared: PreparedConfig, logger: Logger, overrides: GatehouseOverrides = {}): Promise<Gatehouse> {
   const { config } = prepared;
   const storage = await openStorage({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, logger });
   const registry = await createRegistry({ storage, masterKey: config.masterKey, publicHost: config.publicHost, logger });
   const stateStores = new SqliteStateStores(path.join(config.dataDir, MQTT_STATE_FILE));
-  const runtime = new GatewayRuntime({ directory: registry, logger, host: config.mqttHost, stateStores });
+  const runtime = new GatewayRuntime({ directory: registry, logger, host: config.mqttHost, stateStores, ocspTimings: overrides.ocspTimings });
   const metricsRegistry = new MetricsRegistry();
   collectDefaultMetrics({ register: metricsRegistry });
   registerGatewayMetrics(metricsRegistry, runtime);
-  const api = buildApi({ registry, runtime, logger, metricsRegistry, adminToken: config.adminToken });
+  // The process's one sandbox for operator JavaScript (transformPayload scripts run here).
+  const runner = new IsolatedVmRunner();
+  const platformOptions: PlatformOptionsInput = {
+    ...overrides.platform,
+    messages: { keepPerDevice: config.messages.perDevice, maxAgeMs: config.messages.maxAgeHours * 3600_000, ...overrides.platform?.messages },
+  };
+  const platform = new Platform({ registry, runtime, messages: storage.messages, runner, logger, options: platformOptions });
+  await platform.start();
+  registerPlatformMetrics(metricsRegistry, platform);
+  const api = buildApi({ registry, runtime, logger, metricsRegistry, adminToken: config.adminToken, platform });
 
   await runtime.startAll();
   await api.listen({ host: config.http.host, port: config.http.port });
@@ -44,6 +64,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger): 
   return {
     registry,
     runtime,
+    platform,
     api,
     url,
     adminToken: config.adminToken,
@@ -52,6 +73,8 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger): 
       closed = true;
       await api.close();
       await runtime.close();
+      await platform.close();
+      runner.dispose();
       stateStores.close();
       await storage.close();
     },

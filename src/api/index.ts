@@ -9,14 +9,19 @@ import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../core/logger.ts';
 import type { GatewayRuntime } from '../registry/ports.ts';
 import type { Registry } from '../registry/registry.ts';
+import type { Platform } from '../platform/index.ts';
 import { bearerAuth } from './auth.ts';
 import { installErrorHandling, notFound } from './errors.ts';
 import { certificateRoutes } from './certificates/routes.ts';
 import { functionRoutes } from './functions/routes.ts';
 import { gatewayRoutes } from './gateways/routes.ts';
+import { messageRoutes } from './messages/routes.ts';
 import { registerOpenApi } from './openapi.ts';
 import { operationsRoutes } from './operations/routes.ts';
+import { parsingRoutes } from './parsing/routes.ts';
 import { productRoutes } from './products/routes.ts';
+import { streamRoutes } from './stream/routes.ts';
+import { webhookRoutes } from './webhooks/routes.ts';
 
 export const API_PREFIX = '/api/v1';
 
@@ -27,6 +32,8 @@ export interface ApiDependencies {
   metricsRegistry: MetricsRegistry;
   /** Every /api/v1 request must carry `Authorization: Bearer <adminToken>`. */
   adminToken: string;
+  /** Messages, stream, downlink, webhooks and parsing; absent in API tests that run without a data plane. */
+  platform?: Platform;
 }
 
 export type Api = FastifyInstance;
@@ -64,6 +71,13 @@ export function buildApi(deps: ApiDependencies): Api {
     void v1.register(functionRoutes, { registry: deps.registry });
     void v1.register(certificateRoutes);
     void v1.register(operationsRoutes, { registry: deps.registry, metricsRegistry: deps.metricsRegistry });
+    if (deps.platform !== undefined) {
+      const platform = deps.platform;
+      void v1.register(messageRoutes, { registry: deps.registry, platform });
+      void v1.register(streamRoutes, { platform });
+      void v1.register(webhookRoutes, { registry: deps.registry, platform });
+      void v1.register(parsingRoutes, { registry: deps.registry, platform });
+    }
     done();
   }, { prefix: API_PREFIX });
 

@@ -22,6 +22,7 @@ test('defaults', () => {
   assert.deepEqual(config, {
     dataDir: '/srv/data', http: { host: '127.0.0.1', port: 8080 }, mqttHost: '0.0.0.0', publicHost: 'localhost',
     adminToken: undefined, masterKey: undefined, databaseUrl: undefined, natsUrl: undefined, logLevel: 'info',
+    messages: { perDevice: 100, maxAgeHours: 168 },
   });
 });
 
@@ -31,6 +32,7 @@ test('every key read', () => {
     GATEHOUSE_MQTT_HOST: '10.0.0.5', GATEHOUSE_PUBLIC_HOST: 'gw.example.com', GATEHOUSE_ADMIN_TOKEN: 'a'.repeat(20),
     GATEHOUSE_MASTER_KEY: 'ab'.repeat(32), GATEHOUSE_DATABASE_URL: 'postgres://u:p@db:5432/gatehouse',
     GATEHOUSE_NATS_URL: 'nats://127.0.0.1:4222, tls://nats2:4222', GATEHOUSE_LOG_LEVEL: 'DEBUG',
+    GATEHOUSE_MESSAGES_PER_DEVICE: '500', GATEHOUSE_MESSAGES_MAX_AGE_HOURS: '24',
   }, '/srv');
   assert.equal(config.dataDir, '/var/lib/gatehouse');
   assert.deepEqual(config.http, { host: '::1', port: 9090 });
@@ -38,12 +40,15 @@ test('every key read', () => {
   assert.equal(config.publicHost, 'gw.example.com');
   assert.equal(config.masterKey?.length, 32);
   assert.equal(config.logLevel, 'debug');
+  assert.deepEqual(config.messages, { perDevice: 500, maxAgeHours: 24 });
   assert.equal(readConfig({ GATEHOUSE_MASTER_KEY: Buffer.alloc(32, 3).toString('base64') }).masterKey?.[0], 3);
   assert.equal(readConfig({ GATEHOUSE_PUBLIC_HOST: '[2001:db8::1]' }).publicHost, '2001:db8::1');
 });
 
 test('each bad value names its key', () => {
   rejects({ GATEHOUSE_HTTP_PORT: 'http' }, 'GATEHOUSE_HTTP_PORT');
+  rejects({ GATEHOUSE_MESSAGES_PER_DEVICE: '0' }, 'GATEHOUSE_MESSAGES_PER_DEVICE');
+  rejects({ GATEHOUSE_MESSAGES_MAX_AGE_HOURS: '1.5' }, 'GATEHOUSE_MESSAGES_MAX_AGE_HOURS');
   rejects({ GATEHOUSE_HTTP_PORT: '70000' }, 'GATEHOUSE_HTTP_PORT');
   rejects({ GATEHOUSE_HTTP_HOST: 'http://x' }, 'GATEHOUSE_HTTP_HOST');
   rejects({ GATEHOUSE_MQTT_HOST: 'a b' }, 'GATEHOUSE_MQTT_HOST');

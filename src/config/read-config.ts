@@ -15,7 +15,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export const CONFIG_KEYS = [
   'GATEHOUSE_DATA_DIR', 'GATEHOUSE_HTTP_PORT', 'GATEHOUSE_HTTP_HOST', 'GATEHOUSE_MQTT_HOST',
   'GATEHOUSE_PUBLIC_HOST', 'GATEHOUSE_ADMIN_TOKEN', 'GATEHOUSE_MASTER_KEY', 'GATEHOUSE_DATABASE_URL',
-  'GATEHOUSE_NATS_URL', 'GATEHOUSE_LOG_LEVEL',
+  'GATEHOUSE_NATS_URL', 'GATEHOUSE_LOG_LEVEL', 'GATEHOUSE_MESSAGES_PER_DEVICE', 'GATEHOUSE_MESSAGES_MAX_AGE_HOURS',
 ] as const;
 export type ConfigKey = (typeof CONFIG_KEYS)[number];
 
@@ -35,6 +35,8 @@ export interface ProcessConfig {
   databaseUrl: string | undefined;
   natsUrl: string | undefined;
   logLevel: LogLevel;
+  /** The message store keeps the newest `perDevice` messages of each device, none older than `maxAgeHours`. */
+  messages: { perDevice: number; maxAgeHours: number };
 }
 
 export const MIN_ADMIN_TOKEN_LENGTH = 16;
@@ -58,6 +60,10 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     databaseUrl: parseUrl('GATEHOUSE_DATABASE_URL', value('GATEHOUSE_DATABASE_URL'), ['postgres:', 'postgresql:']),
     natsUrl: parseNatsUrls(value('GATEHOUSE_NATS_URL')),
     logLevel: parseLogLevel(value('GATEHOUSE_LOG_LEVEL') ?? 'info'),
+    messages: {
+      perDevice: parseCount('GATEHOUSE_MESSAGES_PER_DEVICE', value('GATEHOUSE_MESSAGES_PER_DEVICE') ?? '100', 1, 100_000),
+      maxAgeHours: parseCount('GATEHOUSE_MESSAGES_MAX_AGE_HOURS', value('GATEHOUSE_MESSAGES_MAX_AGE_HOURS') ?? '168', 1, 87_600),
+    },
   };
 }
 
@@ -90,6 +96,11 @@ function withConfigFile(env: NodeJS.ProcessEnv, cwd: string): NodeJS.ProcessEnv 
   const merged: NodeJS.ProcessEnv = { ...fromFile };
   for (const [key, val] of Object.entries(env)) if (val !== undefined && val !== '') merged[key] = val;
   return merged;
+}
+
+function parseCount(key: string, raw: string, min: number, max: number): number {
+  if (!/^\d{1,9}$/.test(raw) || Number(raw) < min || Number(raw) > max) throw invalid(key, `must be an integer ${min}-${max}, got "${raw}"`);
+  return Number(raw);
 }
 
 function parsePort(key: string, raw: string): number {

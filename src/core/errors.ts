@@ -61,6 +61,15 @@ export const ERRORS = {
   GW_ERR_FUNCTION_NAME_TAKEN: { status: 409, message: 'A function with this name already exists' },
   GW_ERR_FUNCTION_IN_USE: { status: 409, message: 'A gateway uses this function' },
   GW_ERR_FUNCTION_LIMIT_OUT_OF_RANGE: { status: 400, message: 'Function limit out of range' },
+
+  // Platform side: messages, downlink, webhooks, parsing
+  GW_ERR_WEBHOOK_NOT_FOUND: { status: 404, message: 'No webhook with this id' },
+  GW_ERR_WEBHOOK_EVENTS_INVALID: { status: 400, message: 'Event types must be a non-empty list of message, online, offline' },
+  GW_ERR_WEBHOOK_SECRET_INVALID: { status: 400, message: 'The signing secret must be 16-128 printable characters' },
+  GW_ERR_DEAD_LETTER_NOT_FOUND: { status: 404, message: 'No dead letter with this id' },
+  GW_ERR_TOPIC_INVALID: { status: 400, message: 'Not a valid MQTT topic name' },
+  GW_ERR_PAYLOAD_INVALID: { status: 400, message: 'The payload is not valid base64 (or hex)' },
+  GW_ERR_TIME_INVALID: { status: 400, message: 'Not an ISO 8601 time' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -12,8 +12,15 @@ import type { DeviceIdentity, GatewayDirectory } from './ports.ts';
 import { AuthChain } from './auth/chain.ts';
 import type { Authenticator } from './auth/authenticator.ts';
 import { ImportedAuthenticator } from './auth/imported/imported-authenticator.ts';
+import { FunctionAuthenticator, type FunctionScripts } from './auth/function/index.ts';
+import { HttpsAuthenticator } from './auth/https/index.ts';
+import type { ThirdPartyStats } from './auth/third-party.ts';
+import { checkedDeviceName } from '../registry/index.ts';
 import { FailureThrottle } from './auth/throttle.ts';
 import { tlsInputsDiffer, tlsOptionsFor } from './tls/server-options.ts';
+import { CertificateChecks } from './tls/certificate-checks.ts';
+import type { OcspTimings } from './tls/ocsp-cache.ts';
+import type { GatewayOcspState } from '../registry/ports.ts';
 
 /** Opens the durable MQTT state (retained messages, persistent sessions) of a gateway. */
 export interface StateStoreFactory {
@@ -29,6 +36,10 @@ export interface GatewayInstanceDeps {
   host: string;
   brokerOptions?: Partial<BrokerOptions>;
   stateStores?: StateStoreFactory;
+  /** OCSP cache bounds and timeouts; the defaults follow DESIGN.md (tests shorten them). */
+  ocspTimings?: Partial<OcspTimings>;
+  /** Compiled verification functions shared by the gateways (third-party FUNCTION provider). */
+  functionScripts?: FunctionScripts;
 }
 
 export class GatewayInstance {
@@ -38,10 +49,14 @@ export class GatewayInstance {
   #port = 0;
   #chain: AuthChain;
   #imported: ImportedAuthenticator;
+  /** The third-party provider, kept across edits that leave `thirdParty` alone (its cache and breaker stay). */
+  #thirdParty: { key: string; provider: FunctionAuthenticator | HttpsAuthenticator } | null = null;
   readonly #throttle = new FailureThrottle();
   readonly #authStats = { allowed: 0, denied: 0, unavailable: 0 };
   readonly #deps: GatewayInstanceDeps;
   readonly #log: Logger;
+  /** Device certificate verification, OCSP stapling and client OCSP checks. */
+  readonly #certificates: CertificateChecks;
 
   constructor(config: GatewayRuntimeConfig, deps: GatewayInstanceDeps) {
     this.#config = config;
@@ -53,10 +68,22 @@ export class GatewayInstance {
       options: deps.brokerOptions,
       logger: this.#log,
       persistence: deps.stateStores?.open(config.id),
-      hooks: { authenticate: (req) => this.#authenticate(req) },
+      hooks: { authenticate: (req) => this.#checkCertificateThenAuthenticate(req) },
     });
     this.broker.on('client_connected', (c) => this.#deviceConnected(c));
     this.broker.on('client_disconnected', (c, reason) => this.#deviceDisconnected(c, reason));
+    const fingerprintOf = (c: ClientInfo): string | undefined => (c.identity as DeviceIdentity | undefined)?.certificate?.fingerprint256;
+    this.#certificates = new CertificateChecks(config, {
+      log: this.#log,
+      timings: deps.ocspTimings,
+      connectedCertificates: () => this.broker.clients().map(fingerprintOf).filter((f) => f !== undefined),
+      disconnect: (fingerprint) => this.broker.disconnectWhere((c) => fingerprintOf(c) === fingerprint, RC.ADMINISTRATIVE_ACTION),
+    });
+  }
+
+  /** Stapling and client-certificate checks of the running gateway (undefined without X.509 and OCSP). */
+  get ocspState(): GatewayOcspState | undefined {
+    return this.#certificates.state();
   }
 
   get config(): GatewayRuntimeConfig {
@@ -71,6 +98,11 @@ export class GatewayInstance {
   /** CONNECT verification outcomes since the listener started. */
   get authStats(): Readonly<Record<'allowed' | 'denied' | 'unavailable', number>> {
     return this.#authStats;
+  }
+
+  /** Counters of the third-party provider (calls, cache hits, breaker), or null for one-party gateways. */
+  get thirdPartyStats(): Readonly<ThirdPartyStats> | null {
+    return this.#thirdParty?.provider.stats ?? null;
   }
 
   get connectedClients(): number {
@@ -95,6 +127,7 @@ export class GatewayInstance {
       this.#server.setSecureContext(tlsOptionsFor(next));
       this.#log.info('gateway_certificates_swapped');
     }
+    this.#certificates.apply(next); // a rotated server certificate gets its own stapled response
     if (this.#server !== null && next.port !== this.#port) {
       const moved = await this.#listen(next.port); // throws when the new port is taken: the old one stays
       const old = this.#server;
@@ -134,6 +167,8 @@ export class GatewayInstance {
     const server = this.#server;
     this.#server = null;
     this.#port = 0;
+    this.#certificates.stop();
+    this.#replaceThirdParty(null);
     await this.broker.close();
     if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
@@ -141,12 +176,31 @@ export class GatewayInstance {
   #buildChain(): AuthChain {
     const providers: Authenticator[] = [];
     if (this.#config.authType === 'ONE_PARTY') providers.push(this.#imported);
-    // Third-party providers (function, HTTPS) plug in here; until then the chain denies.
+    const thirdParty = this.#config.authType === 'THIRD_PARTY' ? this.#config.thirdParty : null;
+    const key = thirdParty === null ? '' : JSON.stringify(thirdParty);
+    if (this.#thirdParty?.key !== key) this.#replaceThirdParty(thirdParty === null ? null : { key, thirdParty });
+    if (this.#thirdParty !== null) providers.push(this.#thirdParty.provider);
     return new AuthChain(providers);
   }
 
+  #replaceThirdParty(next: { key: string; thirdParty: NonNullable<GatewayRuntimeConfig['thirdParty']> } | null): void {
+    const old = this.#thirdParty?.provider;
+    if (old instanceof HttpsAuthenticator) void old.close();
+    if (next === null) {
+      this.#thirdParty = null;
+      return;
+    }
+    const provider = next.thirdParty.provider === 'FUNCTION'
+      ? new FunctionAuthenticator(next.thirdParty.functionName, this.#deps.functionScripts)
+      : new HttpsAuthenticator(next.thirdParty, this.#log);
+    this.#thirdParty = { key: next.key, provider };
+  }
+
   async #listen(port: number): Promise<tls.Server> {
-    const server = tls.createServer(tlsOptionsFor(this.#config), (socket) => this.broker.handle(socket));
+    const server = tls.createServer(tlsOptionsFor(this.#config), (socket) => {
+      if (this.#certificates.admit(socket)) this.broker.handle(socket);
+    });
+    this.#certificates.attach(server);
     server.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
       this.#log.info({ remoteAddress: socket.remoteAddress, reason: err.code ?? err.message }, 'tls_handshake_refused');
     });
@@ -158,7 +212,24 @@ export class GatewayInstance {
       });
     });
     server.on('error', (err) => this.#log.error({ err }, 'gateway_listener_error'));
+    this.#certificates.start();
     return server;
+  }
+
+  /**
+   * The certificate step of the CONNECT pipeline (client OCSP before the auth chain and CONNACK), then
+   * the chain; an accepted device carries its certificate facts in its identity.
+   */
+  async #checkCertificateThenAuthenticate(req: ConnectRequest): Promise<AuthResult> {
+    const step = await this.#certificates.beforeConnect(req.socket);
+    if (!step.ok) {
+      this.#authStats.denied++;
+      this.#log.info({ clientId: req.clientId, username: req.username, remoteAddress: req.remoteAddress, reason: step.reason }, 'connect_denied');
+      return { ok: false, reasonCode: step.reasonCode };
+    }
+    const result = await this.#authenticate(req);
+    if (!result.ok || step.certificate === undefined) return result;
+    return { ok: true, identity: { ...(result.identity as DeviceIdentity), certificate: step.certificate.info } };
   }
 
   async #authenticate(req: ConnectRequest): Promise<AuthResult> {
@@ -170,10 +241,17 @@ export class GatewayInstance {
       remoteAddress: req.remoteAddress,
       userProperties: req.properties?.userProperties,
       socket: req.socket instanceof tls.TLSSocket ? req.socket : undefined,
+      certificate: this.#certificates.certificateOf(req.socket)?.info,
     });
     const who = { clientId: req.clientId, username: req.username, remoteAddress: req.remoteAddress };
     switch (decision.kind) {
       case 'allow': {
+        // A third-party answer names the device; a name outside the rules is refused before CONNACK.
+        if (checkedDeviceName(decision.deviceName) === undefined) {
+          this.#authStats.denied++;
+          this.#log.info({ ...who, reason: 'device_name_invalid', deviceName: decision.deviceName.slice(0, 80) }, 'connect_denied');
+          return { ok: false, reasonCode: RC.BAD_USER_NAME_OR_PASSWORD };
+        }
         this.#authStats.allowed++;
         if (req.username !== undefined) this.#throttle.recordSuccess(`u:${req.username}`);
         const identity: DeviceIdentity = { gatewayId: this.#config.id, productKey: this.#config.productKey, deviceName: decision.deviceName };
@@ -199,7 +277,9 @@ export class GatewayInstance {
     const identity = client.identity as DeviceIdentity | undefined;
     if (identity === undefined) return;
     this.#deps.directory
-      .recordDeviceConnected(identity.productKey, identity.deviceName, { clientAddress: client.remoteAddress ?? null, at: new Date() })
+      .recordDeviceConnected(identity.productKey, identity.deviceName, {
+        clientAddress: client.remoteAddress ?? null, at: new Date(), ...(identity.certificate !== undefined ? { certificate: identity.certificate } : {}),
+      })
       .then(() => undefined)
       .catch((err: unknown) => this.#log.error({ err, deviceName: identity.deviceName }, 'device_state_update_failed'));
   }

@@ -2,6 +2,7 @@
 import { Gauge, type Registry } from 'prom-client';
 import type { BrokerStats } from '../broker/index.ts';
 import type { GatewayRuntime } from './runtime.ts';
+import type { ThirdPartyStats } from './auth/third-party.ts';
 
 const COUNTERS: readonly (keyof BrokerStats)[] = [
   'connectionsAccepted', 'connectsRefused', 'messagesReceived', 'messagesDelivered', 'droppedOffline',
@@ -15,7 +16,7 @@ function snake(name: string): string {
 export function registerGatewayMetrics(registry: Registry, runtime: GatewayRuntime): void {
   // Values are copied from the engines when Prometheus scrapes, so the message path only bumps plain fields.
   const refresh = (): void => {
-    for (const g of [connected, sessions, retained, auth, ...counters.values()]) g.reset();
+    for (const g of [connected, sessions, retained, auth, ...counters.values(), ...ocspGauges, ...thirdPartyGauges]) g.reset();
     for (const instance of runtime.instances()) {
       const gateway = instance.config.name;
       const broker = instance.broker;
@@ -24,6 +25,27 @@ export function registerGatewayMetrics(registry: Registry, runtime: GatewayRunti
       retained.set({ gateway }, broker.retained.size);
       for (const [result, n] of Object.entries(instance.authStats)) auth.set({ gateway, result }, n);
       for (const [name, gauge] of counters) gauge.set({ gateway }, broker.stats[name]);
+      const third = instance.thirdPartyStats;
+      if (third !== null) refreshThirdParty(gateway, third);
+      const ocsp = instance.ocspState;
+      if (ocsp !== undefined) {
+        for (const [reason, n] of Object.entries(ocsp.x509Refusals)) x509Refusals.set({ gateway, reason }, n);
+        if (ocsp.server !== null) {
+          const s = ocsp.server;
+          stapling.set({ gateway }, s.stapling ? 1 : 0);
+          if (s.ageSeconds !== null) stapleAge.set({ gateway }, s.ageSeconds);
+          if (s.nextRefreshAt !== null) nextRefresh.set({ gateway }, Math.max(0, (Date.parse(s.nextRefreshAt) - Date.now()) / 1000));
+          staplesServed.set({ gateway }, s.staplesServed);
+          for (const [kind, n] of Object.entries(s.responderErrors)) responderErrors.set({ gateway, side: 'server', kind }, n);
+        }
+        if (ocsp.client !== null) {
+          const c = ocsp.client;
+          for (const [result, n] of Object.entries(c.checks)) clientChecks.set({ gateway, result }, n);
+          cacheHits.set({ gateway }, c.cacheHits);
+          revokedConnected.set({ gateway }, c.revokedWhileConnected);
+          for (const [kind, n] of Object.entries(c.responderErrors)) responderErrors.set({ gateway, side: 'client', kind }, n);
+        }
+      }
     }
   };
   const connected = new Gauge({
@@ -39,4 +61,36 @@ export function registerGatewayMetrics(registry: Registry, runtime: GatewayRunti
     labelNames: ['gateway'],
     registers: [registry],
   })]));
+  // OCSP and X.509 (issue 4): stapling of the server certificate, device-certificate checks.
+  const gauge = (name: string, help: string, labelNames: string[] = []): Gauge =>
+    new Gauge({ name, help, labelNames: ['gateway', ...labelNames], registers: [registry] });
+  const stapling = gauge('gatehouse_gateway_ocsp_stapling', '1 while a fresh, verified good OCSP response is stapled to handshakes');
+  const stapleAge = gauge('gatehouse_gateway_ocsp_staple_age_seconds', 'Seconds since thisUpdate of the kept server OCSP response');
+  const nextRefresh = gauge('gatehouse_gateway_ocsp_staple_next_refresh_seconds', 'Seconds until the server OCSP response is fetched again');
+  const staplesServed = gauge('gatehouse_gateway_ocsp_staples_served_total', 'Handshakes that got an OCSP response stapled');
+  const responderErrors = gauge('gatehouse_gateway_ocsp_responder_errors_total', 'OCSP responder failures by side (server stapling, client checks) and kind', ['side', 'kind']);
+  const clientChecks = gauge('gatehouse_gateway_ocsp_client_checks_total', 'Device-certificate OCSP checks by result (good, revoked, unknown, responder_error)', ['result']);
+  const cacheHits = gauge('gatehouse_gateway_ocsp_client_cache_hits_total', 'Device-certificate OCSP checks answered from the cache');
+  const revokedConnected = gauge('gatehouse_gateway_ocsp_revoked_disconnects_total', 'Connected devices disconnected because their certificate became revoked');
+  const x509Refusals = gauge('gatehouse_gateway_x509_refusals_total', 'TLS connections refused for their client certificate, by reason', ['reason']);
+  const ocspGauges = [stapling, stapleAge, nextRefresh, staplesServed, responderErrors, clientChecks, cacheHits, revokedConnected, x509Refusals];
+  // Third-party verification (issue 5): the function or HTTPS provider of each gateway. Registered after
+  // `connected`, whose collect() refreshes every gauge: prom-client collects in registration order.
+  const thirdPartyGauge = (name: string, help: string, labelNames: string[]): Gauge =>
+    new Gauge({ name: `gatehouse_gateway_third_party_${name}`, help, labelNames: ['gateway', ...labelNames], registers: [registry] });
+  const thirdCalls = thirdPartyGauge('calls_total', 'Third-party verification answers by result (accept, reject, failure), cache hits included', ['provider', 'result']);
+  const thirdFailures = thirdPartyGauge('failures_total', 'Third-party verification failures by kind (timeout, http_5xx, network, bad_response, breaker_open, memory, threw …)', ['provider', 'kind']);
+  const thirdCacheHits = thirdPartyGauge('cache_hits_total', 'HTTPS verification answers served from the cache, by cached result', ['result']);
+  const thirdBreaker = thirdPartyGauge('breaker_state', 'Circuit breaker of the HTTPS verification service: 1 for the current state (closed, open, half_open)', ['state']);
+  const thirdBreakerOpened = thirdPartyGauge('breaker_opened_total', 'Times the circuit breaker of the HTTPS verification service opened', []);
+  const thirdPartyGauges = [thirdCalls, thirdFailures, thirdCacheHits, thirdBreaker, thirdBreakerOpened];
+  const refreshThirdParty = (gateway: string, stats: ThirdPartyStats): void => {
+    const { provider } = stats;
+    for (const [result, n] of Object.entries(stats.calls)) thirdCalls.set({ gateway, provider, result }, n);
+    for (const [kind, n] of Object.entries(stats.failures)) thirdFailures.set({ gateway, provider, kind }, n);
+    if (provider !== 'HTTPS') return;
+    for (const [result, n] of Object.entries(stats.cacheHits)) thirdCacheHits.set({ gateway, result }, n);
+    for (const state of ['closed', 'open', 'half_open'] as const) thirdBreaker.set({ gateway, state }, stats.breaker === state ? 1 : 0);
+    thirdBreakerOpened.set({ gateway }, stats.breakerOpened);
+  };
 }

@@ -3,11 +3,13 @@
  * use. `main.ts` passes the registry; the data plane never sees storage. Hot paths go through caches.
  */
 import type { RegistryForDataPlane } from '../registry/ports.ts';
+import type { DeviceCertificateInfo } from '../registry/types.ts';
 
 export type GatewayDirectory = Pick<RegistryForDataPlane,
   | 'events'
   | 'listGatewayRuntimeConfigs'
   | 'getGatewayRuntimeConfig'
+  | 'getFunction'
   | 'findDeviceCredential'
   | 'findDevice'
   | 'verifyPassword'
@@ -21,4 +23,6 @@ export interface DeviceIdentity {
   readonly gatewayId: string;
   readonly productKey: string;
   readonly deviceName: string;
+  /** The verified device certificate, with X.509 on. */
+  readonly certificate?: DeviceCertificateInfo;
 }

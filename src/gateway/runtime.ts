@@ -8,6 +8,8 @@ import type { GatewayRuntime as GatewayRuntimePort, GatewayState } from '../regi
 import type { GatewayStatus } from '../registry/types.ts';
 import type { GatewayDirectory } from './ports.ts';
 import { GatewayInstance, type StateStoreFactory } from './instance.ts';
+import { FunctionScripts } from './auth/function/index.ts';
+import type { OcspTimings } from './tls/ocsp-cache.ts';
 
 export interface GatewayRuntimeOptions {
   directory: GatewayDirectory;
@@ -17,18 +19,26 @@ export interface GatewayRuntimeOptions {
   brokerOptions?: Partial<BrokerOptions>;
   /** Durable retained messages and sessions per gateway; in memory when absent. */
   stateStores?: StateStoreFactory;
+  /** OCSP cache bounds and timeouts (defaults: DESIGN.md's 5 min … 1 h); tests shorten them. */
+  ocspTimings?: Partial<OcspTimings>;
 }
+
+/** What happened to a running instance; observers (the platform) attach to its broker on 'started'. */
+export type InstanceChange = 'started' | 'reconfigured' | 'stopped';
+export type InstanceObserver = (change: InstanceChange, instance: GatewayInstance) => void;
 
 export class GatewayRuntime implements GatewayRuntimePort {
   readonly #instances = new Map<string, GatewayInstance>();
   readonly #errors = new Map<string, string>();
   /** Operations on one gateway run one after another (an edit during a start waits for it). */
   readonly #queues = new Map<string, Promise<unknown>>();
-  readonly #options: GatewayRuntimeOptions;
+  readonly #options: GatewayRuntimeOptions & { functionScripts: FunctionScripts };
   readonly #unsubscribe: (() => void)[] = [];
+  readonly #observers = new Set<InstanceObserver>();
 
   constructor(options: GatewayRuntimeOptions) {
-    this.#options = options;
+    // One set of compiled verification functions for all gateways: a function is compiled once.
+    this.#options = { ...options, functionScripts: new FunctionScripts(options.directory, options.logger) };
     const events = options.directory.events;
     this.#unsubscribe.push(
       events.on('gateway.updated', ({ gatewayId }) => void this.reloadGateway(gatewayId)),
@@ -44,6 +54,28 @@ export class GatewayRuntime implements GatewayRuntimePort {
 
   instances(): IterableIterator<GatewayInstance> {
     return this.#instances.values();
+  }
+
+  /**
+   * Hears instances start, take an edited configuration and stop (the platform taps their traffic).
+   * Called for the instances already running, too. Returns the function that stops observing.
+   */
+  observeInstances(observer: InstanceObserver): () => void {
+    this.#observers.add(observer);
+    for (const instance of this.#instances.values()) this.#notify(observer, 'started', instance);
+    return () => this.#observers.delete(observer);
+  }
+
+  #notifyAll(change: InstanceChange, instance: GatewayInstance): void {
+    for (const observer of this.#observers) this.#notify(observer, change, instance);
+  }
+
+  #notify(observer: InstanceObserver, change: InstanceChange, instance: GatewayInstance): void {
+    try {
+      observer(change, instance);
+    } catch (err) {
+      this.#options.logger.error({ err, gatewayId: instance.config.id, change }, 'instance_observer_failed');
+    }
   }
 
   /** Boot: every gateway the operator left enabled starts; devices recorded online are not any more. */
@@ -65,10 +97,12 @@ export class GatewayRuntime implements GatewayRuntimePort {
       try {
         if (running !== undefined) {
           await running.apply(config);
+          this.#notifyAll('reconfigured', running);
         } else {
           const instance = new GatewayInstance(config, this.#options);
           await instance.start();
           this.#instances.set(gatewayId, instance);
+          this.#notifyAll('started', instance);
         }
         this.#errors.delete(gatewayId);
         await this.#report(gatewayId, 'RUNNING', null);
@@ -110,7 +144,10 @@ export class GatewayRuntime implements GatewayRuntimePort {
 
   gatewayState(gatewayId: string): GatewayState {
     const instance = this.#instances.get(gatewayId);
-    if (instance !== undefined) return { status: 'RUNNING', reason: null, connectedClients: instance.connectedClients };
+    if (instance !== undefined) {
+      const ocsp = instance.ocspState;
+      return { status: 'RUNNING', reason: null, connectedClients: instance.connectedClients, ...(ocsp !== undefined ? { ocsp } : {}) };
+    }
     const error = this.#errors.get(gatewayId);
     return { status: error === undefined ? 'STOPPED' : 'ERROR', reason: error ?? null, connectedClients: 0 };
   }
@@ -118,13 +155,17 @@ export class GatewayRuntime implements GatewayRuntimePort {
   async close(): Promise<void> {
     for (const off of this.#unsubscribe) off();
     await Promise.all([...this.#instances.keys()].map((id) => this.#serial(id, () => this.#teardown(id))));
+    this.#options.functionScripts.close();
   }
 
   async #teardown(gatewayId: string): Promise<void> {
     const instance = this.#instances.get(gatewayId);
     this.#instances.delete(gatewayId);
     this.#errors.delete(gatewayId);
-    if (instance !== undefined) await instance.stop();
+    if (instance !== undefined) {
+      await instance.stop();
+      this.#notifyAll('stopped', instance);
+    }
   }
 
   async #report(gatewayId: string, status: GatewayStatus, reason: string | null): Promise<void> {

@@ -164,6 +164,18 @@ export class DeviceService {
     this.#ctx.events.emit('device.disconnected', { ...this.#ref(product, record), at: at.toISOString() });
   }
 
+  /**
+   * A device reported property values (Alink property post): each one replaces the one it last
+   * reported, the others stay. Returns false when the device is gone.
+   */
+  async mergeProperties(productKey: string, deviceName: string, values: Record<string, unknown>, at: Date): Promise<boolean> {
+    const record = await this.#ctx.storage.devices.get(productKey, deviceName);
+    if (!record) return false;
+    return this.#ctx.storage.devices.update(productKey, deviceName, {
+      properties: { ...record.properties, ...values }, updatedAt: at.toISOString(),
+    });
+  }
+
   async markGatewayOffline(gatewayId: string, at: Date): Promise<number> {
     const product = await this.#ctx.storage.products.getByGatewayId(gatewayId);
     return product ? this.#ctx.storage.devices.markProductOffline(product.productKey, at.toISOString()) : 0;

@@ -41,6 +41,8 @@ export interface RegistryEventMap {
   'function.created': { name: string };
   'function.updated': { name: string };
   'function.deleted': { name: string };
+  /** A webhook was created, edited or deleted: the platform reloads its delivery targets. */
+  'webhook.changed': { webhookId: string };
 }
 
 export type RegistryEventName = keyof RegistryEventMap;

@@ -1,13 +1,16 @@
-/** Rules for stored verification functions: name, source and the sandbox limits. */
+/**
+ * Rules for stored verification functions: name, source and the sandbox limits. Whether the source
+ * runs is checked by compiling it in the sandbox (function-sandbox.ts), which is asynchronous.
+ */
 import { GatehouseError } from '../core/errors.ts';
+import { SANDBOX_LIMITS } from '../sandbox/index.ts';
 import { MAX_SCRIPT_LENGTH } from './gateway-rules.ts';
-import { findSyntaxError } from './script-syntax.ts';
 import type { FunctionInput } from './types.ts';
 
 export const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 export const TIMEOUT_MS = { min: 10, max: 30_000, default: 5_000 } as const;
-/** isolated-vm needs at least 8 MB per isolate. */
-export const MEMORY_MB = { min: 8, max: 512, default: 64 } as const;
+/** The sandbox's own range: isolated-vm needs at least 8 MB per isolate. */
+export const MEMORY_MB = { min: SANDBOX_LIMITS.memoryMb.min, max: SANDBOX_LIMITS.memoryMb.max, default: 64 } as const;
 
 export function checkFunctionName(name: unknown): string {
   if (typeof name !== 'string' || !FUNCTION_NAME.test(name)) throw new GatehouseError('GW_ERR_FUNCTION_NAME_INVALID', undefined, 'name');
@@ -18,8 +21,6 @@ export function checkFunctionInput(input: FunctionInput): Required<FunctionInput
   const { source } = input;
   if (typeof source !== 'string' || source.trim() === '') throw new GatehouseError('GW_ERR_SCRIPT_REQUIRED', 'source is required', 'source');
   if (source.length > MAX_SCRIPT_LENGTH) throw new GatehouseError('GW_ERR_VALIDATION', `source is longer than ${MAX_SCRIPT_LENGTH} characters`, 'source');
-  const syntaxError = findSyntaxError(source, 'function.js');
-  if (syntaxError !== null) throw new GatehouseError('GW_ERR_SCRIPT_SYNTAX', `source: ${syntaxError}`, 'source');
   return {
     source,
     timeoutMs: checkLimit(input.timeoutMs ?? TIMEOUT_MS.default, TIMEOUT_MS, 'timeoutMs'),

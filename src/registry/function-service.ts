@@ -2,6 +2,7 @@
 import { GatehouseError } from '../core/errors.ts';
 import { withDuplicatesTranslated, type RegistryContext } from './context.ts';
 import { checkFunctionInput, checkFunctionName } from './function-rules.ts';
+import { checkFunctionSource, dryRunFunction, type DryRunResult, type VerificationEvent } from './function-sandbox.ts';
 import type { GatewayService } from './gateway-service.ts';
 import type { FunctionRecord } from './ports.ts';
 import type { FunctionInput, VerificationFunction } from './types.ts';
@@ -18,6 +19,7 @@ export class FunctionService {
   async create(name: string, input: FunctionInput): Promise<VerificationFunction> {
     checkFunctionName(name);
     const checked = checkFunctionInput(input);
+    await checkFunctionSource(checked.source, checked);
     if (await this.#ctx.storage.functions.get(name)) {
       throw new GatehouseError('GW_ERR_FUNCTION_NAME_TAKEN', `a function named "${name}" exists`, 'name');
     }
@@ -34,6 +36,7 @@ export class FunctionService {
     const checked = checkFunctionInput(input);
     const existing = await this.#ctx.storage.functions.get(name);
     if (!existing) return { fn: await this.create(name, input), created: true };
+    await checkFunctionSource(checked.source, checked);
     const record: FunctionRecord = { ...existing, ...checked, updatedAt: this.#ctx.now().toISOString() };
     await this.#ctx.storage.functions.update(record);
     this.#ctx.events.emit('function.updated', { name });
@@ -48,6 +51,17 @@ export class FunctionService {
     const record = await this.#ctx.storage.functions.get(name);
     if (!record) throw new GatehouseError('GW_ERR_FUNCTION_NOT_FOUND', `no function named "${name}"`, 'name');
     return record;
+  }
+
+  /** Undefined when there is no function of that name. */
+  async find(name: string): Promise<VerificationFunction | undefined> {
+    return this.#ctx.storage.functions.get(name);
+  }
+
+  /** Runs the stored function once on `event` in a fresh isolate, as a CONNECT would (nothing is recorded). */
+  async invoke(name: string, event: VerificationEvent): Promise<DryRunResult> {
+    const fn = await this.get(name);
+    return dryRunFunction(fn.source, fn, event);
   }
 
   /** Refused while a gateway verifies with it: that gateway would reject every device. */

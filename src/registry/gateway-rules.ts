@@ -12,7 +12,7 @@ import { findSyntaxError } from './script-syntax.ts';
 import { parseTemplate } from './templates.ts';
 import {
   AUTH_TYPES, OCSP_FAILURE_POLICIES, OCSP_MODES, type GatewayCreateInput, type GatewayProtocol, type GatewaySettings, type GatewayUpdateInput,
-  type HttpsParam, type ThirdPartyConfig, type ThirdPartyInput, type Warning,
+  type HttpsParam, type StoredThirdPartyConfig, type ThirdPartyConfig, type ThirdPartyInput, type Warning,
 } from './types.ts';
 
 export const GATEWAY_NAME = /^[A-Za-z0-9_]{4,30}$/;
@@ -22,6 +22,11 @@ export const MAX_PORT = 65535;
 export const MAX_PARAMS = 10;
 export const MAX_PARAM_LENGTH = 64;
 export const MAX_SCRIPT_LENGTH = 256 * 1024;
+/** HTTPS verification call limits and defaults (DESIGN.md: per-gateway timeout, default 5 s). */
+export const HTTPS_TIMEOUT_MS = { min: 100, max: 30_000, default: 5_000 } as const;
+export const ACCEPT_CACHE_TTL_SECONDS = { min: 0, max: 86_400, default: 60 } as const;
+export const REJECT_CACHE_TTL_SECONDS = { min: 0, max: 3_600, default: 10 } as const;
+export const SIGNING_SECRET_LENGTH = { min: 16, max: 256 } as const;
 /** Body fields of the verification call itself; a custom parameter must not overwrite them. */
 const RESERVED_PARAM_KEYS = ['username', 'password', 'certificateCommonName'];
 
@@ -70,10 +75,31 @@ function thirdPartyFromInput(input: ThirdPartyInput | null | undefined): ThirdPa
     case 'FUNCTION':
       return { provider: 'FUNCTION', functionName: input.functionName };
     case 'HTTPS':
-      return { provider: 'HTTPS', url: input.url, params: input.params ?? [], caCertificate: optionalText(input.caCertificate, 'thirdParty.caCertificate') };
+      return {
+        provider: 'HTTPS',
+        url: input.url,
+        params: input.params ?? [],
+        caCertificate: optionalText(input.caCertificate, 'thirdParty.caCertificate'),
+        timeoutMs: input.timeoutMs ?? HTTPS_TIMEOUT_MS.default,
+        acceptCacheTtlSeconds: input.acceptCacheTtlSeconds ?? ACCEPT_CACHE_TTL_SECONDS.default,
+        rejectCacheTtlSeconds: input.rejectCacheTtlSeconds ?? REJECT_CACHE_TTL_SECONDS.default,
+        signingSecret: input.signingSecret ?? null,
+      };
     default:
       return fail('GW_ERR_PROVIDER_REQUIRED', 'thirdParty.provider', 'thirdParty.provider must be FUNCTION or HTTPS');
   }
+}
+
+/** Fills fields added after a gateway was stored (records from before they existed). */
+export function withThirdPartyDefaults(stored: StoredThirdPartyConfig | null): ThirdPartyConfig | null {
+  if (stored?.provider !== 'HTTPS') return stored;
+  return {
+    ...stored,
+    timeoutMs: stored.timeoutMs ?? HTTPS_TIMEOUT_MS.default,
+    acceptCacheTtlSeconds: stored.acceptCacheTtlSeconds ?? ACCEPT_CACHE_TTL_SECONDS.default,
+    rejectCacheTtlSeconds: stored.rejectCacheTtlSeconds ?? REJECT_CACHE_TTL_SECONDS.default,
+    signingSecret: stored.signingSecret ?? null,
+  };
 }
 
 /** Defaults applied to a create request. */
@@ -107,6 +133,11 @@ export interface DraftUpdate {
 export function draftFromUpdate(current: GatewayDraft, patch: GatewayUpdateInput): DraftUpdate {
   const authType = patch.authType ?? current.authType;
   let thirdParty = patch.thirdParty !== undefined ? thirdPartyFromInput(patch.thirdParty) : current.thirdParty;
+  // The signing secret is write-only, so an edit that does not mention it keeps it (null removes it).
+  if (thirdParty?.provider === 'HTTPS' && patch.thirdParty?.provider === 'HTTPS' && patch.thirdParty.signingSecret === undefined
+    && current.thirdParty?.provider === 'HTTPS') {
+    thirdParty = { ...thirdParty, signingSecret: current.thirdParty.signingSecret };
+  }
   // Switching to one-party verification drops the provider; naming one in the same edit is a mistake.
   if (authType === 'ONE_PARTY' && patch.thirdParty === undefined) thirdParty = null;
 
@@ -216,6 +247,20 @@ async function checkThirdParty(draft: GatewayDraft, context: DraftCheckContext):
   }
   checkHttpsUrl(thirdParty.url);
   checkParams(thirdParty.params);
+  checkInteger(thirdParty.timeoutMs, HTTPS_TIMEOUT_MS, 'thirdParty.timeoutMs');
+  checkInteger(thirdParty.acceptCacheTtlSeconds, ACCEPT_CACHE_TTL_SECONDS, 'thirdParty.acceptCacheTtlSeconds');
+  checkInteger(thirdParty.rejectCacheTtlSeconds, REJECT_CACHE_TTL_SECONDS, 'thirdParty.rejectCacheTtlSeconds');
+  const secret = thirdParty.signingSecret;
+  if (secret !== null && (typeof secret !== 'string' || secret.length < SIGNING_SECRET_LENGTH.min || secret.length > SIGNING_SECRET_LENGTH.max)) {
+    fail('GW_ERR_VALIDATION', 'thirdParty.signingSecret',
+      `thirdParty.signingSecret must be ${SIGNING_SECRET_LENGTH.min}-${SIGNING_SECRET_LENGTH.max} characters (or null for unsigned calls)`);
+  }
+}
+
+function checkInteger(value: unknown, range: { min: number; max: number }, field: string): void {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < range.min || value > range.max) {
+    fail('GW_ERR_VALIDATION', field, `${field} must be an integer from ${range.min} to ${range.max}`);
+  }
 }
 
 function checkHttpsUrl(url: unknown): void {

@@ -3,12 +3,14 @@ import { isIPv6 } from 'node:net';
 import { GatehouseError } from '../core/errors.ts';
 import { withDuplicatesTranslated, type RegistryContext } from './context.ts';
 import {
-  changedFields, checkDraft, checkName, checkPort, draftFromCreate, draftFromUpdate, type CertificateField, type CheckedDraft, type GatewayDraft,
+  changedFields, checkDraft, checkName, checkPort, draftFromCreate, draftFromUpdate, withThirdPartyDefaults,
+  type CertificateField, type CheckedDraft, type GatewayDraft,
 } from './gateway-rules.ts';
 import { newGatewayId, newProductKey } from './ids.ts';
 import type { GatewayRecord } from './ports.ts';
 import type {
-  Gateway, GatewayCreateInput, GatewayRuntimeConfig, GatewaySettings, GatewayStatus, GatewayUpdateInput, Warning,
+  Gateway, GatewayCreateInput, GatewayRuntimeConfig, GatewaySettings, GatewayStatus, GatewayUpdateInput, ThirdPartyConfig,
+  ThirdPartyView, Warning,
 } from './types.ts';
 
 const ALL_CERTIFICATE_FIELDS: ReadonlySet<CertificateField> = new Set([
@@ -170,7 +172,7 @@ export class GatewayService {
       productKey,
       dataParsing: draft.dataParsing,
       authType: draft.authType,
-      thirdParty: draft.thirdParty,
+      thirdParty: this.#sealThirdParty(id, draft.thirdParty),
       x509Enabled: draft.x509.enabled,
       ocsp: draft.ocsp,
       serverCertificateChain: draft.certificates.serverCertificateChain,
@@ -179,6 +181,29 @@ export class GatewayService {
       trustedCertificate: draft.certificates.trustedCertificate,
       ...state,
     };
+  }
+
+  #secretContext(id: string): string {
+    return `gateway:${id}:signingSecret`;
+  }
+
+  /** The HTTPS signing secret is kept encrypted like the private key. */
+  #sealThirdParty(id: string, thirdParty: ThirdPartyConfig | null): ThirdPartyConfig | null {
+    if (thirdParty?.provider !== 'HTTPS' || thirdParty.signingSecret === null) return thirdParty;
+    return { ...thirdParty, signingSecret: this.#ctx.secrets.encrypt(thirdParty.signingSecret, this.#secretContext(id)) };
+  }
+
+  #openThirdParty(record: GatewayRecord): ThirdPartyConfig | null {
+    const thirdParty = withThirdPartyDefaults(record.thirdParty);
+    if (thirdParty?.provider !== 'HTTPS' || thirdParty.signingSecret === null) return thirdParty;
+    return { ...thirdParty, signingSecret: this.#ctx.secrets.decrypt(thirdParty.signingSecret, this.#secretContext(record.id)) };
+  }
+
+  #thirdPartyView(record: GatewayRecord): ThirdPartyView | null {
+    const thirdParty = withThirdPartyDefaults(record.thirdParty);
+    if (thirdParty?.provider !== 'HTTPS') return thirdParty;
+    const { signingSecret, ...rest } = thirdParty;
+    return { ...rest, signingSecretSet: signingSecret !== null };
   }
 
   #toDraft(record: GatewayRecord): GatewayDraft {
@@ -200,7 +225,7 @@ export class GatewayService {
       port: record.port,
       dataParsing: record.dataParsing,
       authType: record.authType,
-      thirdParty: record.thirdParty,
+      thirdParty: this.#openThirdParty(record),
       x509: { enabled: record.x509Enabled },
       ocsp: record.ocsp,
     };
@@ -215,6 +240,7 @@ export class GatewayService {
     return {
       id: record.id,
       ...this.#settings(record),
+      thirdParty: this.#thirdPartyView(record),
       productKey: record.productKey,
       url: this.#url(record.port),
       enabled: record.enabled,
@@ -235,6 +261,7 @@ export class GatewayService {
     return {
       id: record.id,
       ...this.#settings(record),
+      thirdParty: draft.thirdParty,
       productKey: record.productKey,
       url: this.#url(record.port),
       enabled: record.enabled,

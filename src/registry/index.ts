@@ -4,6 +4,9 @@ export type { GatewayService, GatewaySaveResult } from './gateway-service.ts';
 export type { ProductService } from './product-service.ts';
 export type { DeviceService, DevicePage } from './device-service.ts';
 export type { FunctionService } from './function-service.ts';
+export {
+  WEBHOOK_EVENT_TYPES, type WebhookService, type Webhook, type WebhookInput, type WebhookTarget,
+} from './webhook-service.ts';
 export * from './ports.ts';
 export * from './types.ts';
 export type {
@@ -13,6 +16,8 @@ export { renderTemplate, parseTemplate, type TemplateContext } from './templates
 export { describeDeviceCertificate } from './certificates.ts';
 export { verifyPassword, hashPassword } from './passwords.ts';
 export { checkDeviceName } from './device-rules.ts';
+export { interpretVerificationOutput, checkedDeviceName, type VerificationVerdict } from './verification-result.ts';
+export type { DryRunResult, VerificationEvent } from './function-sandbox.ts';
 export { MAX_IMPORT_ROWS } from './device-import.ts';
 export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './device-service.ts';
 export { TIMEOUT_MS as FUNCTION_TIMEOUT_MS, MEMORY_MB as FUNCTION_MEMORY_MB } from './function-rules.ts';

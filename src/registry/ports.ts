@@ -7,7 +7,7 @@ import type { RegistryEventSource } from './events.ts';
 import type {
   AuthType, DataParsingConfig, Device, DeviceCertificateInfo, DeviceConnectionInfo, DeviceConnectionState,
   DeviceCredential, DeviceOrigin, GatewayProtocol, GatewayRuntimeConfig, GatewayStatus, OcspConfig,
-  ThirdPartyConfig,
+  StoredThirdPartyConfig, VerificationFunction,
 } from './types.ts';
 
 // ── Records: what storage keeps ────────────────────────────────────────────────────────────────────
@@ -20,7 +20,7 @@ export interface GatewayRecord {
   productKey: string;
   dataParsing: DataParsingConfig;
   authType: AuthType;
-  thirdParty: ThirdPartyConfig | null;
+  thirdParty: StoredThirdPartyConfig | null;
   x509Enabled: boolean;
   ocsp: OcspConfig;
   serverCertificateChain: string;
@@ -74,52 +74,61 @@ export interface FunctionRecord {
   updatedAt: string;
 }
 
-/** MQTT v5 properties as JSON; Buffers (correlation data) survive the round trip. */
-export type StoredProperties = Record<string, unknown>;
-
-export interface RetainedMessageRecord {
+/** A device message as stored (issue 6): raw bytes, and the parsing result or why it failed. */
+export interface MessageRecord {
+  /** Time-ordered (see platform ids): sorting by id is sorting by arrival. */
+  id: string;
   gatewayId: string;
+  productKey: string;
+  deviceName: string;
   topic: string;
+  qos: number;
   payload: Buffer;
-  qos: 0 | 1 | 2;
-  properties: StoredProperties | null;
-  /** Epoch ms after which the message is dropped; null = never. */
-  expiresAt: number | null;
+  parsed: Record<string, unknown> | null;
+  parseError: string | null;
+  receivedAt: string;
 }
 
-export interface PersistedSubscription {
-  /** The filter as the client sent it (`$share/g/a/+` included). */
-  topicFilter: string;
-  qos: 0 | 1 | 2;
-  noLocal: boolean;
-  retainAsPublished: boolean;
-  retainHandling: number;
-  subscriptionId: number | null;
+export interface MessageQuery {
+  gatewayId?: string;
+  productKey?: string;
+  deviceName?: string;
+  /** ISO 8601: only messages received at or after it. */
+  since?: string;
+  /** Only messages whose parsing failed. */
+  parseFailed?: boolean;
+  limit: number;
 }
 
-export interface SessionRecord {
-  gatewayId: string;
-  clientId: string;
-  /** The session expiry interval the client asked for (seconds; 0xFFFFFFFF = never). */
-  expiryIntervalSeconds: number;
-  /** Epoch ms at which the session may be discarded; null while connected or when it never expires. */
-  expiresAt: number | null;
-  subscriptions: PersistedSubscription[];
+export type WebhookEventType = 'message' | 'online' | 'offline';
+
+export interface WebhookRecord {
+  id: string;
+  /** https:// only. */
+  url: string;
+  description: string | null;
+  /** Only this gateway's events; null = every gateway. */
+  gatewayId: string | null;
+  eventTypes: WebhookEventType[];
+  /** The HMAC key, encrypted under the master key (secrets.ts). */
+  secretEncrypted: string;
+  /** PEM trusted in addition to the system roots (private CAs). */
+  caCertificate: string | null;
+  enabled: boolean;
+  createdAt: string;
+  updatedAt: string;
 }
 
-export interface QueuedMessageRecord {
-  /** Assigned by storage, increasing: the delivery order. */
-  id: number;
-  gatewayId: string;
-  clientId: string;
-  topic: string;
-  payload: Buffer;
-  qos: 0 | 1 | 2;
-  retain: boolean;
-  properties: StoredProperties | null;
-  /** Set once the message was sent and is awaiting acknowledgement. */
-  packetId: number | null;
-  expiresAt: number | null;
+export interface DeadLetterRecord {
+  id: string;
+  webhookId: string;
+  /** The delivery's event id (the receiver's deduplication key). */
+  eventId: string;
+  /** The JSON body that was POSTed. */
+  body: string;
+  attempts: number;
+  lastError: string;
+  failedAt: string;
 }
 
 // ── Repositories ──────────────────────────────────────────────────────────────────────────────────
@@ -149,7 +158,10 @@ export interface GatewayRepository {
   setEnabled(id: string, enabled: boolean, updatedAt: string): Promise<boolean>;
   /** Does not touch `updatedAt`: status is runtime state, not a configuration change. */
   setStatus(id: string, status: GatewayStatus, reason: string | null): Promise<boolean>;
-  /** Removes the gateway; its product, devices, retained messages and sessions go with it. */
+  /**
+   * Removes the gateway; its product and devices go with it. Its retained messages and sessions are not
+   * kept here: the data plane's own store forgets them (`GatewayRuntime.removeGateway`).
+   */
   delete(id: string): Promise<boolean>;
   get(id: string): Promise<GatewayRecord | undefined>;
   findByName(name: string): Promise<GatewayRecord | undefined>;
@@ -192,40 +204,35 @@ export interface FunctionRepository {
   delete(name: string): Promise<boolean>;
 }
 
+export interface MessageRepository {
+  /** A few statements for the whole batch, not one per message. */
+  insertMany(records: MessageRecord[]): Promise<void>;
+  /** Newest first. */
+  query(query: MessageQuery): Promise<MessageRecord[]>;
+  /** Keeps the newest `keep` of one device; returns how many went. */
+  pruneDevice(productKey: string, deviceName: string, keep: number): Promise<number>;
+  /** Drops every message received before `before` (ISO 8601); returns how many. */
+  pruneOlderThan(before: string): Promise<number>;
+}
+
+export interface WebhookRepository {
+  insert(record: WebhookRecord): Promise<void>;
+  update(record: WebhookRecord): Promise<boolean>;
+  get(id: string): Promise<WebhookRecord | undefined>;
+  /** Oldest first. */
+  list(): Promise<WebhookRecord[]>;
+  /** Its dead letters go with it. */
+  delete(id: string): Promise<boolean>;
+  insertDeadLetter(record: DeadLetterRecord): Promise<void>;
+  /** Newest first. */
+  listDeadLetters(webhookId: string, limit: number): Promise<DeadLetterRecord[]>;
+  deleteDeadLetter(webhookId: string, id: string): Promise<boolean>;
+}
+
 /** Small key/value facts about the installation (e.g. the master key's check value). */
 export interface SettingsRepository {
   get(key: string): Promise<string | undefined>;
   put(key: string, value: string): Promise<void>;
-}
-
-/** Retained messages of each gateway's topic space, so they survive a restart. */
-export interface RetainedMessageRepository {
-  get(gatewayId: string, topic: string): Promise<RetainedMessageRecord | undefined>;
-  /** Inserts or replaces the message of `(gatewayId, topic)`. */
-  put(record: RetainedMessageRecord): Promise<void>;
-  delete(gatewayId: string, topic: string): Promise<boolean>;
-  /** By topic. */
-  listByGateway(gatewayId: string): Promise<RetainedMessageRecord[]>;
-  /** Drops messages with `expiresAt <= now`; returns how many. */
-  deleteExpired(now: number): Promise<number>;
-}
-
-/** Persistent MQTT sessions and their queued QoS 1/2 messages. */
-export interface SessionRepository {
-  get(gatewayId: string, clientId: string): Promise<SessionRecord | undefined>;
-  /** Inserts or replaces the session (its queued messages stay). */
-  put(record: SessionRecord): Promise<void>;
-  /** Removes the session and its queued messages. */
-  delete(gatewayId: string, clientId: string): Promise<boolean>;
-  /** By client ID. */
-  listByGateway(gatewayId: string): Promise<SessionRecord[]>;
-  /** Appends to the session's queue (the session must exist); returns the message's id. */
-  appendQueued(message: Omit<QueuedMessageRecord, 'id'>): Promise<number>;
-  /** In delivery order. */
-  listQueued(gatewayId: string, clientId: string): Promise<QueuedMessageRecord[]>;
-  setQueuedPacketId(id: number, packetId: number | null): Promise<boolean>;
-  /** Removes acknowledged (or dropped) messages; returns how many. */
-  deleteQueued(gatewayId: string, clientId: string, ids: readonly number[]): Promise<number>;
 }
 
 export interface Repositories {
@@ -234,8 +241,8 @@ export interface Repositories {
   devices: DeviceRepository;
   functions: FunctionRepository;
   settings: SettingsRepository;
-  retained: RetainedMessageRepository;
-  sessions: SessionRepository;
+  messages: MessageRepository;
+  webhooks: WebhookRepository;
 }
 
 export interface Storage extends Repositories {
@@ -254,6 +261,51 @@ export interface GatewayState {
   /** Why the status is ERROR (port in use, bad certificate …); null otherwise. */
   reason: string | null;
   connectedClients: number;
+  /** Certificate checks of a running gateway with X.509 or OCSP on; absent otherwise. */
+  ocsp?: GatewayOcspState;
+}
+
+/** A running gateway's OCSP stapling and client-certificate checks (counters since the listener started). */
+export interface GatewayOcspState {
+  mode: OcspConfig['mode'];
+  /** Stapling of the server certificate (modes SERVER, SERVER_AND_CLIENT); null otherwise. */
+  server: OcspServerState | null;
+  /** Device-certificate checks (modes CLIENT, SERVER_AND_CLIENT); null otherwise. */
+  client: OcspClientState | null;
+  /** TLS connections refused for their client certificate, by reason (`cert_has_expired` …). */
+  x509Refusals: Record<string, number>;
+}
+
+export interface OcspServerState {
+  /** A response is stapled to handshakes right now. */
+  stapling: boolean;
+  /** Status in the last verified response; null before the first. */
+  certStatus: 'good' | 'revoked' | 'unknown' | null;
+  thisUpdate: string | null;
+  nextUpdate: string | null;
+  fetchedAt: string | null;
+  /** Seconds since the kept response's thisUpdate. */
+  ageSeconds: number | null;
+  /** When the kept response is dropped (nextUpdate clamped to 5 min … 1 h). */
+  expiresAt: string | null;
+  nextRefreshAt: string | null;
+  /** Handshakes that got the response stapled. */
+  staplesServed: number;
+  /** Responder failures by kind (`network`, `timeout`, `unverified`, `stale` …). */
+  responderErrors: Record<string, number>;
+  lastError: { at: string; reason: string } | null;
+}
+
+export interface OcspClientState {
+  onResponderFailure: OcspConfig['onResponderFailure'];
+  /** Checks by result: good, revoked, unknown, responder_error. */
+  checks: Record<'good' | 'revoked' | 'unknown' | 'responder_error', number>;
+  cacheHits: number;
+  cacheSize: number;
+  responderErrors: Record<string, number>;
+  lastError: { at: string; reason: string } | null;
+  /** Connected devices disconnected because their certificate became revoked. */
+  revokedWhileConnected: number;
 }
 
 /**
@@ -276,6 +328,8 @@ export interface RegistryForDataPlane {
   listGatewayRuntimeConfigs(): Promise<GatewayRuntimeConfig[]>;
   /** Throws GW_ERR_GATEWAY_NOT_FOUND. */
   getGatewayRuntimeConfig(id: string): Promise<GatewayRuntimeConfig>;
+  /** A verification function (source and limits), or undefined; the FUNCTION provider compiles it once. */
+  getFunction(name: string): Promise<VerificationFunction | undefined>;
   /** The one-party credential of `username` in a product, or undefined. */
   findDeviceCredential(productKey: string, username: string): Promise<DeviceCredential | undefined>;
   findDevice(productKey: string, deviceName: string): Promise<Device | undefined>;

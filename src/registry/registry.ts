@@ -13,8 +13,9 @@ import { verifyPassword } from './passwords.ts';
 import type { RegistryForDataPlane, Storage } from './ports.ts';
 import { ProductService } from './product-service.ts';
 import { SecretBox } from './secrets.ts';
+import { WebhookService } from './webhook-service.ts';
 import type {
-  Device, DeviceConnectionInfo, DeviceCredential, GatewayRuntimeConfig, GatewayStatus,
+  Device, DeviceConnectionInfo, DeviceCredential, GatewayRuntimeConfig, GatewayStatus, VerificationFunction,
 } from './types.ts';
 
 const MASTER_KEY_CHECK = 'master_key_check';
@@ -36,6 +37,7 @@ export class Registry implements RegistryForDataPlane {
   readonly products: ProductService;
   readonly devices: DeviceService;
   readonly functions: FunctionService;
+  readonly webhooks: WebhookService;
   readonly #storage: Storage;
 
   constructor(options: RegistryOptions) {
@@ -53,6 +55,7 @@ export class Registry implements RegistryForDataPlane {
     this.products = new ProductService(context);
     this.devices = new DeviceService(context, this.products);
     this.functions = new FunctionService(context, this.gateways);
+    this.webhooks = new WebhookService(context);
   }
 
   /** Resolves when storage answers (for `/health`). */
@@ -66,6 +69,10 @@ export class Registry implements RegistryForDataPlane {
 
   getGatewayRuntimeConfig(id: string): Promise<GatewayRuntimeConfig> {
     return this.gateways.runtimeConfig(id);
+  }
+
+  getFunction(name: string): Promise<VerificationFunction | undefined> {
+    return this.functions.find(name);
   }
 
   findDeviceCredential(productKey: string, username: string): Promise<DeviceCredential | undefined> {

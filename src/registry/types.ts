@@ -38,9 +38,27 @@ export interface HttpsProvider {
   params: HttpsParam[];
   /** PEM CA(s) to trust for the verification service instead of the system store; null = system store. */
   caCertificate: string | null;
+  /** Per-call time limit; a call that takes longer is a backend failure. */
+  timeoutMs: number;
+  /** How long an accept is remembered for the same credentials; 0 = not cached. */
+  acceptCacheTtlSeconds: number;
+  /** How long a reject is remembered (shorter: a device fixed on the service side gets in soon); 0 = not cached. */
+  rejectCacheTtlSeconds: number;
+  /**
+   * HMAC-SHA256 key for the request signature header, so the service can tell the call came from this
+   * gateway; null = unsigned. Write-only: the API shows `signingSecretSet` instead.
+   */
+  signingSecret: string | null;
 }
 
 export type ThirdPartyConfig = FunctionProvider | HttpsProvider;
+
+/** Fields added to the HTTPS provider after the first release: records from before lack them (defaults apply). */
+type HttpsProviderLaterFields = 'timeoutMs' | 'acceptCacheTtlSeconds' | 'rejectCacheTtlSeconds' | 'signingSecret';
+/** The provider as storage keeps it (the signing secret encrypted). */
+export type StoredThirdPartyConfig =
+  | FunctionProvider
+  | (Omit<HttpsProvider, HttpsProviderLaterFields> & Partial<Pick<HttpsProvider, HttpsProviderLaterFields>>);
 
 export interface OcspConfig {
   mode: OcspMode;
@@ -70,8 +88,14 @@ export interface GatewaySettings {
   ocsp: OcspConfig;
 }
 
-/** A gateway as the control plane returns it (no private key). */
-export interface Gateway extends GatewaySettings {
+/** The HTTPS provider as the API shows it: the signing secret is write-only. */
+export type HttpsProviderView = Omit<HttpsProvider, 'signingSecret'> & { signingSecretSet: boolean };
+export type ThirdPartyView = FunctionProvider | HttpsProviderView;
+
+/** A gateway as the control plane returns it (no private key, no signing secret). */
+export interface Gateway extends Omit<GatewaySettings, 'thirdParty'> {
+  /** Present exactly when `authType` is THIRD_PARTY. */
+  thirdParty: ThirdPartyView | null;
   id: string;
   productKey: string;
   /** `mqtts://<public host>:<port>`. */
@@ -106,7 +130,12 @@ export interface CertificatesInput {
 
 export type ThirdPartyInput =
   | { provider: 'FUNCTION'; functionName: string }
-  | { provider: 'HTTPS'; url: string; params?: HttpsParam[]; caCertificate?: string | null };
+  | {
+    provider: 'HTTPS'; url: string; params?: HttpsParam[]; caCertificate?: string | null;
+    timeoutMs?: number; acceptCacheTtlSeconds?: number; rejectCacheTtlSeconds?: number;
+    /** Omitted in an edit: the stored secret stays; null: removed. */
+    signingSecret?: string | null;
+  };
 
 export interface GatewayCreateInput {
   name: string;

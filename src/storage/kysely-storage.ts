@@ -4,10 +4,10 @@ import type { Repositories, Storage } from '../registry/ports.ts';
 import { KyselyDeviceRepository } from './repositories/devices.ts';
 import { KyselyFunctionRepository } from './repositories/functions.ts';
 import { KyselyGatewayRepository } from './repositories/gateways.ts';
+import { KyselyMessageRepository } from './repositories/messages.ts';
 import { KyselyProductRepository } from './repositories/products.ts';
-import { KyselyRetainedMessageRepository } from './repositories/retained.ts';
-import { KyselySessionRepository } from './repositories/sessions.ts';
 import { KyselySettingsRepository } from './repositories/settings.ts';
+import { KyselyWebhookRepository } from './repositories/webhooks.ts';
 import type { Database, Dialect } from './schema.ts';
 
 function repositoriesOver(db: Kysely<Database>): Repositories {
@@ -17,8 +17,8 @@ function repositoriesOver(db: Kysely<Database>): Repositories {
     devices: new KyselyDeviceRepository(db),
     functions: new KyselyFunctionRepository(db),
     settings: new KyselySettingsRepository(db),
-    retained: new KyselyRetainedMessageRepository(db),
-    sessions: new KyselySessionRepository(db),
+    messages: new KyselyMessageRepository(db),
+    webhooks: new KyselyWebhookRepository(db),
   };
 }
 
@@ -29,8 +29,8 @@ export class KyselyStorage implements Storage {
   readonly devices;
   readonly functions;
   readonly settings;
-  readonly retained;
-  readonly sessions;
+  readonly messages;
+  readonly webhooks;
   readonly #db: Kysely<Database>;
   readonly #onClose: () => Promise<void>;
 
@@ -40,7 +40,7 @@ export class KyselyStorage implements Storage {
     this.#onClose = onClose;
     ({
       gateways: this.gateways, products: this.products, devices: this.devices, functions: this.functions,
-      settings: this.settings, retained: this.retained, sessions: this.sessions,
+      settings: this.settings, messages: this.messages, webhooks: this.webhooks,
     } = repositoriesOver(db));
   }
 

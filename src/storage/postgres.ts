@@ -4,8 +4,8 @@ import pg from 'pg';
 import type { Database } from './schema.ts';
 
 /**
- * BIGINT (epoch-ms expiries, counts, serial ids) comes back from `pg` as a string by default. Every
- * value we keep in one fits a double exactly, so parse to number, for this pool only (not globally).
+ * BIGINT (e.g. `count(*)`) comes back from `pg` as a string by default. Every value we read as one
+ * fits a double exactly, so parse to number, for this pool only (not globally).
  */
 const parseInt8 = (value: string): number => Number(value);
 const types: pg.CustomTypesConfig = {

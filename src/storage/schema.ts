@@ -1,10 +1,8 @@
 /**
  * The tables as Kysely sees them. Portable column types only: JSON as text, booleans as 0/1 integers,
- * entity timestamps as ISO 8601 text (readable in a SQL shell), data-plane expiries as epoch-ms
- * integers (compared numerically on every sweep).
+ * timestamps as ISO 8601 text (readable in a SQL shell). The data plane's durable MQTT state (retained
+ * messages, sessions) is not here: it lives in its own SQLite file (sqlite-broker-store.ts).
  */
-import type { Generated } from 'kysely';
-
 export interface GatewaysTable {
   id: string;
   name: string;
@@ -65,34 +63,41 @@ export interface SettingsTable {
   value: string;
 }
 
-export interface RetainedMessagesTable {
+export interface MessagesTable {
+  id: string;
   gateway_id: string;
+  product_key: string;
+  device_name: string;
   topic: string;
-  payload: Buffer;
   qos: number;
-  properties: string | null;
-  expires_at: number | null;
+  /** Base64. */
+  payload: string;
+  parsed: string | null;
+  parse_error: string | null;
+  received_at: string;
 }
 
-export interface SessionsTable {
-  gateway_id: string;
-  client_id: string;
-  expiry_interval: number;
-  expires_at: number | null;
-  subscriptions: string;
+export interface WebhooksTable {
+  id: string;
+  url: string;
+  description: string | null;
+  gateway_id: string | null;
+  event_types: string;
+  secret_encrypted: string;
+  ca_certificate: string | null;
+  enabled: number;
+  created_at: string;
+  updated_at: string;
 }
 
-export interface SessionMessagesTable {
-  id: Generated<number>;
-  gateway_id: string;
-  client_id: string;
-  topic: string;
-  payload: Buffer;
-  qos: number;
-  retain: number;
-  properties: string | null;
-  packet_id: number | null;
-  expires_at: number | null;
+export interface WebhookDeadLettersTable {
+  id: string;
+  webhook_id: string;
+  event_id: string;
+  body: string;
+  attempts: number;
+  last_error: string;
+  failed_at: string;
 }
 
 export interface Database {
@@ -101,9 +106,9 @@ export interface Database {
   devices: DevicesTable;
   functions: FunctionsTable;
   settings: SettingsTable;
-  retained_messages: RetainedMessagesTable;
-  sessions: SessionsTable;
-  session_messages: SessionMessagesTable;
+  messages: MessagesTable;
+  webhooks: WebhooksTable;
+  webhook_dead_letters: WebhookDeadLettersTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';

@@ -64,7 +64,7 @@ describe('gatehouse CLI', () => {
   test('gateways update / stop / start / get', async () => {
     const updated = await gatehouse('gateways', 'update', id, '--https-url', 'https://verify.example.com/', '--param', 'sn=${clientId}', '--json');
     assert.equal(updated.code, 0, updated.err);
-    assert.deepEqual((JSON.parse(updated.out) as GatewayJson).thirdParty, { provider: 'HTTPS', url: 'https://verify.example.com/', params: [{ key: 'sn', value: '${clientId}' }], caCertificate: null });
+    assert.deepEqual((JSON.parse(updated.out) as GatewayJson).thirdParty, { provider: 'HTTPS', url: 'https://verify.example.com/', params: [{ key: 'sn', value: '${clientId}' }], caCertificate: null, timeoutMs: 5000, acceptCacheTtlSeconds: 60, rejectCacheTtlSeconds: 10, signingSecretSet: false });
     assert.match((await gatehouse('gateways', 'stop', id)).out, /STOPPED/);
     assert.match((await gatehouse('gateways', 'start', id)).out, /RUNNING/);
     assert.equal((JSON.parse((await gatehouse('gateways', 'get', id, '--json')).out) as GatewayJson).authType, 'THIRD_PARTY');

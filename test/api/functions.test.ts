@@ -29,7 +29,7 @@ describe('functions', () => {
     assert.equal(created.json.memoryMb, 64);
 
     assert.deepEqual((await api.call<FunctionJson>('GET', '/api/v1/functions/verify_a')).json, created.json);
-    assert.equal((await create({ name: 'verify-b', source: SOURCE, timeoutMs: 10, memoryMb: 512 })).status, 201);
+    assert.equal((await create({ name: 'verify-b', source: SOURCE, timeoutMs: 10, memoryMb: 256 })).status, 201);
     assert.deepEqual((await api.call<FunctionListJson>('GET', '/api/v1/functions')).json.items.map((f: { name: string }) => f.name), ['verify-b', 'verify_a']);
 
     api.events.length = 0;

@@ -75,7 +75,7 @@ describe('create', () => {
     assert.equal(got.status, 200);
     const { warnings: _w, ...withoutWarnings } = created.json;
     assert.deepEqual(got.json, withoutWarnings);
-    assert.deepEqual(got.json.thirdParty, body.thirdParty);
+    assert.deepEqual(got.json.thirdParty, { ...(body.thirdParty as object), timeoutMs: 5000, acceptCacheTtlSeconds: 60, rejectCacheTtlSeconds: 10, signingSecretSet: false });
     assert.deepEqual(got.json.ocsp, { mode: 'SERVER_AND_CLIENT', onResponderFailure: 'ACCEPT' });
     assert.equal(got.json.certificates.deviceRootCertificates, certs.caBundle);
     assert.equal(got.json.certificates.trustedCertificate, certs.root);
@@ -149,7 +149,8 @@ describe('read, edit, start, stop, delete', () => {
       json: { authType: 'THIRD_PARTY', thirdParty: { provider: 'HTTPS', url: 'https://verify.example.com/' } },
     });
     assert.equal(third.status, 200, third.body);
-    assert.deepEqual(third.json.thirdParty, { provider: 'HTTPS', url: 'https://verify.example.com/', params: [], caCertificate: null });
+    // The HTTPS provider's optional settings come back with their defaults (issue 5).
+    assert.deepEqual(third.json.thirdParty, { provider: 'HTTPS', url: 'https://verify.example.com/', params: [], caCertificate: null, timeoutMs: 5000, acceptCacheTtlSeconds: 60, rejectCacheTtlSeconds: 10, signingSecretSet: false });
     const back = await api.call<GatewayJson>('PATCH', `/api/v1/gateways/${created.id}`, { json: { authType: 'ONE_PARTY' } });
     assert.equal(back.status, 200, back.body);
     assert.equal(back.json.thirdParty, null);

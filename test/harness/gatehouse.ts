@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config/index.ts';
 import { createLogger } from '../../src/core/logger.ts';
-import { startGatehouse, type Gatehouse } from '../../src/app.ts';
+import { startGatehouse, type Gatehouse, type GatehouseOverrides } from '../../src/app.ts';
 
 export const TEST_ADMIN_TOKEN = 'e2e-admin-token-0123456789abcdef';
 
@@ -18,7 +18,7 @@ export interface TestGatehouse {
   stop(): Promise<void>;
 }
 
-export async function startTestGatehouse(options: { dataDir?: string } = {}): Promise<TestGatehouse> {
+export async function startTestGatehouse(options: { dataDir?: string } & GatehouseOverrides = {}): Promise<TestGatehouse> {
   const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'gh-e2e-')));
   const prepared = await loadConfig({
     GATEHOUSE_DATA_DIR: dataDir,
@@ -29,7 +29,7 @@ export async function startTestGatehouse(options: { dataDir?: string } = {}): Pr
     GATEHOUSE_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
     GATEHOUSE_LOG_LEVEL: process.env.GATEHOUSE_TEST_LOG_LEVEL ?? 'silent',
   }, dataDir);
-  const gatehouse = await startGatehouse(prepared, createLogger(prepared.config.logLevel));
+  const gatehouse = await startGatehouse(prepared, createLogger(prepared.config.logLevel), { ocspTimings: options.ocspTimings, platform: options.platform });
   return {
     gatehouse,
     dataDir,

@@ -9,6 +9,7 @@ import pg from 'pg';
 import { silentLogger } from '../../src/core/logger.ts';
 import { openStorage } from '../../src/storage/index.ts';
 import { repositoryContract } from './repository.contract.ts';
+import { platformRepositoryContract } from './platform-repositories.contract.ts';
 
 const url = process.env.GATEHOUSE_TEST_DATABASE_URL;
 
@@ -27,9 +28,11 @@ if (url === undefined || url === '') {
     }
   });
 
-  repositoryContract('postgres', async () => {
+  const openFresh = async () => {
     const schema = `gh_test_${run}_${schemas.length + 1}`;
     schemas.push(schema);
     return openStorage({ dataDir: os.tmpdir(), databaseUrl: url, postgresSchema: schema, logger: silentLogger });
-  });
+  };
+  repositoryContract('postgres', openFresh);
+  platformRepositoryContract('postgres', openFresh);
 }

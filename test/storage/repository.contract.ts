@@ -132,22 +132,16 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
         await assertDuplicate(storage.gateways.update({ ...b, port: a.port }), 'gateways.port');
       }));
 
-      test('delete takes the product, devices, retained messages and sessions with it', withStorage(async (storage) => {
+      test('delete takes the product and devices with it', withStorage(async (storage) => {
         const g = await seedGateway(storage, 'g1');
         const other = await seedGateway(storage, 'g2');
         await storage.devices.insert(device(g.productKey, 'dev-1'));
         await storage.devices.insert(device(other.productKey, 'dev-1'));
-        await storage.retained.put({ gatewayId: 'g1', topic: 't', payload: Buffer.from('x'), qos: 1, properties: null, expiresAt: null });
-        await storage.sessions.put({ gatewayId: 'g1', clientId: 'c', expiryIntervalSeconds: 60, expiresAt: null, subscriptions: [] });
-        await storage.sessions.appendQueued({ gatewayId: 'g1', clientId: 'c', topic: 't', payload: Buffer.from('q'), qos: 1, retain: false, properties: null, packetId: null, expiresAt: null });
 
         assert.equal(await storage.gateways.delete('g1'), true);
         assert.equal(await storage.gateways.delete('g1'), false);
         assert.equal(await storage.products.get(g.productKey), undefined);
         assert.equal(await storage.devices.get(g.productKey, 'dev-1'), undefined);
-        assert.deepEqual(await storage.retained.listByGateway('g1'), []);
-        assert.deepEqual(await storage.sessions.listByGateway('g1'), []);
-        assert.deepEqual(await storage.sessions.listQueued('g1', 'c'), []);
         // The other gateway is untouched.
         assert.ok(await storage.devices.get(other.productKey, 'dev-1'));
       }));
@@ -274,91 +268,6 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
         await storage.settings.put('k', 'v1');
         await storage.settings.put('k', 'v2');
         assert.equal(await storage.settings.get('k'), 'v2');
-      }));
-    });
-
-    describe('retained messages', () => {
-      test('put replaces per topic; get, list by topic, delete; properties keep their Buffers', withStorage(async (storage) => {
-        await seedGateway(storage, 'g1');
-        await seedGateway(storage, 'g2');
-        const properties = { correlationData: Buffer.from([0, 1, 2, 255]), userProperties: { a: ['1', '2'] }, contentType: 'json' };
-        const message = { gatewayId: 'g1', topic: 'b/t', payload: Buffer.from([0, 0xff, 0x10]), qos: 1 as const, properties, expiresAt: 1_900_000_000_000 };
-        await storage.retained.put(message);
-        await storage.retained.put({ gatewayId: 'g1', topic: 'a/t', payload: Buffer.from('old'), qos: 0, properties: null, expiresAt: null });
-        await storage.retained.put({ gatewayId: 'g1', topic: 'a/t', payload: Buffer.from('new'), qos: 2, properties: null, expiresAt: null });
-        await storage.retained.put({ gatewayId: 'g2', topic: 'a/t', payload: Buffer.from('other'), qos: 0, properties: null, expiresAt: null });
-
-        const got = await storage.retained.get('g1', 'b/t');
-        assert.deepEqual(got, message);
-        assert.ok(Buffer.isBuffer(got?.properties?.correlationData));
-        assert.deepEqual((await storage.retained.listByGateway('g1')).map((m) => [m.topic, m.payload.toString(), m.qos]), [
-          ['a/t', 'new', 2], ['b/t', '\u0000\ufffd\u0010', 1],
-        ]);
-        assert.equal(await storage.retained.delete('g1', 'a/t'), true);
-        assert.equal(await storage.retained.delete('g1', 'a/t'), false);
-        assert.equal(await storage.retained.get('g1', 'a/t'), undefined);
-        assert.equal((await storage.retained.get('g2', 'a/t'))?.payload.toString(), 'other');
-      }));
-
-      test('deleteExpired drops only messages past their expiry', withStorage(async (storage) => {
-        await seedGateway(storage, 'g1');
-        const base = { gatewayId: 'g1', payload: Buffer.from('x'), qos: 0 as const, properties: null };
-        await storage.retained.put({ ...base, topic: 'past', expiresAt: 1000 });
-        await storage.retained.put({ ...base, topic: 'now', expiresAt: 2000 });
-        await storage.retained.put({ ...base, topic: 'future', expiresAt: 3000 });
-        await storage.retained.put({ ...base, topic: 'never', expiresAt: null });
-        assert.equal(await storage.retained.deleteExpired(2000), 2);
-        assert.deepEqual((await storage.retained.listByGateway('g1')).map((m) => m.topic), ['future', 'never']);
-      }));
-    });
-
-    describe('sessions', () => {
-      const subscriptions = [
-        { topicFilter: 'a/+', qos: 1 as const, noLocal: false, retainAsPublished: true, retainHandling: 0, subscriptionId: 7 },
-        { topicFilter: '$share/g/b/#', qos: 2 as const, noLocal: true, retainAsPublished: false, retainHandling: 2, subscriptionId: null },
-      ];
-
-      test('put (upsert), get, list by client ID, delete', withStorage(async (storage) => {
-        await seedGateway(storage, 'g1');
-        await seedGateway(storage, 'g2');
-        const session = { gatewayId: 'g1', clientId: 'client-b', expiryIntervalSeconds: 0xffffffff, expiresAt: null, subscriptions };
-        await storage.sessions.put(session);
-        await storage.sessions.put({ gatewayId: 'g1', clientId: 'client-a', expiryIntervalSeconds: 60, expiresAt: 1_800_000_000_000, subscriptions: [] });
-        await storage.sessions.put({ gatewayId: 'g2', clientId: 'client-a', expiryIntervalSeconds: 1, expiresAt: null, subscriptions: [] });
-        assert.deepEqual(await storage.sessions.get('g1', 'client-b'), session);
-        await storage.sessions.put({ ...session, expiresAt: 1_700_000_000_000, subscriptions: [] });
-        assert.deepEqual(await storage.sessions.get('g1', 'client-b'), { ...session, expiresAt: 1_700_000_000_000, subscriptions: [] });
-        assert.deepEqual((await storage.sessions.listByGateway('g1')).map((s) => s.clientId), ['client-a', 'client-b']);
-        assert.equal(await storage.sessions.delete('g1', 'client-a'), true);
-        assert.equal(await storage.sessions.get('g1', 'client-a'), undefined);
-        assert.ok(await storage.sessions.get('g2', 'client-a'));
-      }));
-
-      test('queued messages keep their order, survive a session put, and go with the session', withStorage(async (storage) => {
-        await seedGateway(storage, 'g1');
-        const session = { gatewayId: 'g1', clientId: 'c', expiryIntervalSeconds: 60, expiresAt: null, subscriptions };
-        await storage.sessions.put(session);
-        const base = { gatewayId: 'g1', clientId: 'c', qos: 1 as const, retain: false, properties: null, packetId: null, expiresAt: null };
-        const ids: number[] = [];
-        for (const n of [1, 2, 3, 4]) ids.push(await storage.sessions.appendQueued({ ...base, topic: `t/${n}`, payload: Buffer.from([n]) }));
-        assert.ok(ids.every((id, i) => i === 0 || id > (ids[i - 1] as number)), 'ids increase');
-
-        assert.equal(await storage.sessions.setQueuedPacketId(ids[0] as number, 42), true);
-        assert.equal(await storage.sessions.deleteQueued('g1', 'c', [ids[1] as number, ids[2] as number, 999_999]), 2);
-        await storage.sessions.put({ ...session, subscriptions: [] });
-        const queued = await storage.sessions.listQueued('g1', 'c');
-        assert.deepEqual(queued.map((m) => [m.topic, m.packetId, m.payload[0]]), [['t/1', 42, 1], ['t/4', null, 4]]);
-        assert.equal(await storage.sessions.deleteQueued('g1', 'c', []), 0);
-
-        await storage.sessions.delete('g1', 'c');
-        assert.deepEqual(await storage.sessions.listQueued('g1', 'c'), []);
-      }));
-
-      test('a queued message needs its session', withStorage(async (storage) => {
-        await seedGateway(storage, 'g1');
-        await assert.rejects(storage.sessions.appendQueued({
-          gatewayId: 'g1', clientId: 'nobody', topic: 't', payload: Buffer.from('x'), qos: 1, retain: false, properties: null, packetId: null, expiresAt: null,
-        }));
       }));
     });
 

@@ -8,12 +8,14 @@ import { sql } from 'kysely';
 import { silentLogger } from '../../src/core/logger.ts';
 import { openStorage } from '../../src/storage/index.ts';
 import { repositoryContract } from './repository.contract.ts';
+import { platformRepositoryContract } from './platform-repositories.contract.ts';
 
 const root = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-sqlite-'));
 after(() => rm(root, { recursive: true, force: true }));
 let counter = 0;
 
 repositoryContract('sqlite', async () => openStorage({ dataDir: await mkdtemp(path.join(root, `db${++counter}-`)), logger: silentLogger }));
+platformRepositoryContract('sqlite', async () => openStorage({ dataDir: await mkdtemp(path.join(root, `db${++counter}-`)), logger: silentLogger }));
 
 test('sqlite: WAL journal and foreign keys are on; reopening applies no migration twice', async () => {
   const dataDir = await mkdtemp(path.join(root, 'pragmas-'));
@@ -28,6 +30,6 @@ test('sqlite: WAL journal and foreign keys are on; reopening applies no migratio
   const second = await openStorage({ dataDir, logger: silentLogger });
   assert.equal(await second.settings.get('kept'), 'yes');
   const applied = await sql<{ name: string }>`select name from kysely_migration`.execute(second.db);
-  assert.deepEqual(applied.rows.map((r) => r.name), ['0001-initial']);
+  assert.deepEqual(applied.rows.map((r) => r.name), ['0001-initial', '0002-platform']);
   await second.close();
 });

@@ -3,7 +3,9 @@ import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebo
 import { Type } from 'typebox';
 import type { Registry } from '../../registry/registry.ts';
 import { errorResponses } from '../common-schemas.ts';
-import { FunctionCreateBody, FunctionList, FunctionParams, FunctionPutBody, FunctionView } from './schemas.ts';
+import {
+  FunctionCreateBody, FunctionInvokeBody, FunctionInvokeResult, FunctionList, FunctionParams, FunctionPutBody, FunctionView,
+} from './schemas.ts';
 
 export interface FunctionRoutesOptions {
   registry: Registry;
@@ -36,6 +38,18 @@ export const functionRoutes: FastifyPluginCallbackTypebox<FunctionRoutesOptions>
     const { fn, created } = await registry.functions.put(request.params.name, request.body);
     return reply.status(created ? 201 : 200).send(fn);
   });
+
+  app.post('/functions/:name/invoke', {
+    schema: {
+      tags, summary: 'Dry run: call the function once with a verification input; shows its answer, console output and time',
+      params: FunctionParams, body: FunctionInvokeBody, response: { 200: FunctionInvokeResult, ...errorResponses },
+    },
+  }, (request) => registry.functions.invoke(request.params.name, {
+    userName: request.body.userName ?? null,
+    password: request.body.password ?? null,
+    clientId: request.body.clientId ?? '',
+    certificateCommonName: request.body.certificateCommonName ?? null,
+  }));
 
   app.delete('/functions/:name', {
     schema: {

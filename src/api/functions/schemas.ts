@@ -3,7 +3,7 @@ import { Type } from 'typebox';
 
 const limits = {
   timeoutMs: Type.Optional(Type.Integer({ description: '10-30000, default 5000' })),
-  memoryMb: Type.Optional(Type.Integer({ description: '8-512, default 64' })),
+  memoryMb: Type.Optional(Type.Integer({ description: '8-256, default 64' })),
 };
 
 const source = Type.String({
@@ -30,3 +30,31 @@ export const FunctionView = Type.Object({
 
 export const FunctionList = Type.Object({ items: Type.Array(FunctionView) });
 export const FunctionParams = Type.Object({ name: Type.String() });
+
+const NullableString = (description: string) => Type.Optional(Type.Union([Type.String(), Type.Null()], { description }));
+
+export const FunctionInvokeBody = Type.Object({
+  userName: NullableString('The MQTT username (null when the client sent none)'),
+  password: NullableString('The MQTT password as UTF-8 text'),
+  clientId: Type.Optional(Type.String({ description: 'The MQTT client identifier; default ""' })),
+  certificateCommonName: NullableString('CN of the client certificate, when X.509 is on'),
+}, { additionalProperties: false, description: 'The verification input a CONNECT would produce' });
+
+const InvokeErrorView = Type.Object({
+  kind: Type.Enum(['timeout', 'memory', 'threw', 'bad-result', 'busy', 'disposed', 'internal']),
+  message: Type.String(),
+  line: Type.Optional(Type.Integer()),
+});
+
+export const FunctionInvokeResult = Type.Object({
+  output: Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()], { description: 'What handler returned; null when it failed' }),
+  error: Type.Union([InvokeErrorView, Type.Null()], { description: 'Why the function produced no value; null when it answered' }),
+  decision: Type.Object({
+    result: Type.Enum(['ACCEPT', 'REJECT', 'SERVER_UNAVAILABLE']),
+    deviceName: Type.Union([Type.String(), Type.Null()]),
+    reason: Type.Union([Type.String(), Type.Null()]),
+    message: Type.Union([Type.String(), Type.Null()]),
+  }, { description: 'What a CONNECT with this input would get' }),
+  logs: Type.Array(Type.Object({ level: Type.Enum(['log', 'warn', 'error']), message: Type.String() })),
+  durationMs: Type.Number(),
+});

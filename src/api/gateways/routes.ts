@@ -27,14 +27,19 @@ type ThirdPartyBody = NonNullable<Static<typeof GatewayCreateBody>['thirdParty']
 function thirdPartyInput(body: ThirdPartyBody | null | undefined): ThirdPartyInput | null | undefined {
   if (body === undefined || body === null) return body;
   const foreign = body.provider === 'FUNCTION'
-    ? (['url', 'params', 'caCertificate'] as const).find((k) => body[k] !== undefined)
+    ? (['url', 'params', 'caCertificate', 'timeoutMs', 'acceptCacheTtlSeconds', 'rejectCacheTtlSeconds', 'signingSecret'] as const)
+      .find((k) => body[k] !== undefined)
     : body.functionName !== undefined ? 'functionName' : undefined;
   if (foreign !== undefined) {
     throw new GatehouseError('GW_ERR_VALIDATION', `thirdParty.${foreign} does not apply to provider ${body.provider}`, `thirdParty.${foreign}`);
   }
   return body.provider === 'FUNCTION'
     ? { provider: 'FUNCTION', functionName: body.functionName ?? '' }
-    : { provider: 'HTTPS', url: body.url ?? '', params: body.params, caCertificate: body.caCertificate };
+    : {
+      provider: 'HTTPS', url: body.url ?? '', params: body.params, caCertificate: body.caCertificate,
+      timeoutMs: body.timeoutMs, acceptCacheTtlSeconds: body.acceptCacheTtlSeconds, rejectCacheTtlSeconds: body.rejectCacheTtlSeconds,
+      signingSecret: body.signingSecret,
+    };
 }
 
 export const gatewayRoutes: FastifyPluginCallbackTypebox<GatewayRoutesOptions> = (app, { registry, runtime }, done) => {
@@ -44,6 +49,7 @@ export const gatewayRoutes: FastifyPluginCallbackTypebox<GatewayRoutesOptions> =
     status: state.status,
     statusReason: state.reason,
     connectedClients: state.connectedClients,
+    ocspStatus: state.ocsp ?? null,
   });
 
   /** A runtime failure must not turn a saved change into a 500: report it as the gateway's state. */

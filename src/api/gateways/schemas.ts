@@ -23,6 +23,13 @@ const ThirdParty = Type.Object({
   url: Type.Optional(Type.String({ description: 'HTTPS: must start with https://' })),
   params: Type.Optional(Type.Array(HttpsParam, { description: 'HTTPS: up to 10 custom body fields' })),
   caCertificate: Type.Optional(Nullable(Pem('HTTPS: CA to trust for the service instead of the system store'))),
+  timeoutMs: Type.Optional(Type.Integer({ description: 'HTTPS: per-call time limit, 100-30000, default 5000; a slower answer is a backend failure' })),
+  acceptCacheTtlSeconds: Type.Optional(Type.Integer({ description: 'HTTPS: how long an accept is reused for the same credentials, 0-86400, default 60 (0 = off)' })),
+  rejectCacheTtlSeconds: Type.Optional(Type.Integer({ description: 'HTTPS: how long a reject is reused, 0-3600, default 10 (0 = off)' })),
+  signingSecret: Type.Optional(Nullable(Type.String({
+    description: 'HTTPS: 16-256 characters; signs each call with X-Gatehouse-Timestamp and X-Gatehouse-Signature '
+      + '(sha256=hex HMAC-SHA256 of "<timestamp>.<body>"). Write-only; omitted in an edit keeps it, null removes it',
+  }))),
 }, { additionalProperties: false, description: 'Required with THIRD_PARTY, absent with ONE_PARTY' });
 
 const DataParsing = Type.Object({
@@ -84,9 +91,43 @@ const ThirdPartyView = Type.Object({
   url: Type.Optional(Type.String()),
   params: Type.Optional(Type.Array(Type.Object({ key: Type.String(), value: Type.String() }))),
   caCertificate: Type.Optional(Nullable(Type.String())),
+  timeoutMs: Type.Optional(Type.Integer()),
+  acceptCacheTtlSeconds: Type.Optional(Type.Integer()),
+  rejectCacheTtlSeconds: Type.Optional(Type.Integer()),
+  signingSecretSet: Type.Optional(Type.Boolean({ description: 'HTTPS: calls are signed (the secret itself is write-only)' })),
 });
 
 const GatewayStatus = Type.Enum(['RUNNING', 'STOPPED', 'ERROR']);
+
+const Counts = Type.Record(Type.String(), Type.Integer());
+const LastError = Nullable(Type.Object({ at: Type.String(), reason: Type.String() }));
+
+const OcspStatusView = Type.Object({
+  mode: OcspMode,
+  server: Nullable(Type.Object({
+    stapling: Type.Boolean({ description: 'A fresh, verified good response is stapled to handshakes right now' }),
+    certStatus: Nullable(Type.Enum(['good', 'revoked', 'unknown'])),
+    thisUpdate: Nullable(Type.String()),
+    nextUpdate: Nullable(Type.String()),
+    fetchedAt: Nullable(Type.String()),
+    ageSeconds: Nullable(Type.Integer({ description: 'Seconds since the kept response\'s thisUpdate' })),
+    expiresAt: Nullable(Type.String({ description: 'nextUpdate clamped to 5 min … 1 h after the fetch' })),
+    nextRefreshAt: Nullable(Type.String()),
+    staplesServed: Type.Integer(),
+    responderErrors: Counts,
+    lastError: LastError,
+  }, { description: 'Stapling of the server certificate (SERVER, SERVER_AND_CLIENT)' })),
+  client: Nullable(Type.Object({
+    onResponderFailure: OcspFailure,
+    checks: Type.Object({ good: Type.Integer(), revoked: Type.Integer(), unknown: Type.Integer(), responder_error: Type.Integer() }),
+    cacheHits: Type.Integer(),
+    cacheSize: Type.Integer(),
+    responderErrors: Counts,
+    lastError: LastError,
+    revokedWhileConnected: Type.Integer(),
+  }, { description: 'Device-certificate checks (CLIENT, SERVER_AND_CLIENT)' })),
+  x509Refusals: Type.Record(Type.String(), Type.Integer(), { description: 'TLS connections refused for their client certificate, by reason' }),
+}, { description: 'Live certificate checks of a running gateway with X.509 or OCSP on; counters since the listener started' });
 
 export const GatewayView = Type.Object({
   id: Type.String(),
@@ -109,6 +150,7 @@ export const GatewayView = Type.Object({
   status: GatewayStatus,
   statusReason: Nullable(Type.String()),
   connectedClients: Type.Integer(),
+  ocspStatus: Nullable(OcspStatusView),
   createdAt: Type.String(),
   updatedAt: Type.String(),
 });

@@ -4,6 +4,7 @@
  */
 import type { TLSSocket } from 'node:tls';
 import type { ProtocolVersion } from '../../mqtt/codec.ts';
+import type { DeviceCertificateInfo } from '../../registry/types.ts';
 
 /** What a device presented. The password stays a Buffer and is never logged. */
 export interface Credential {
@@ -15,6 +16,11 @@ export interface Credential {
   readonly userProperties: Readonly<Record<string, string | string[]>> | undefined;
   /** The TLS socket, for peer certificate facts. */
   readonly socket: TLSSocket | undefined;
+  /**
+   * The verified device certificate with X.509 on (`certificateCommonName` for third-party checks,
+   * `${cert.cn}`, `${cert.serial}`, `${cert.issuer}` for templates); undefined otherwise.
+   */
+  readonly certificate?: DeviceCertificateInfo | undefined;
 }
 
 export type Decision =

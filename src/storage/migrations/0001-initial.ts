@@ -1,9 +1,7 @@
-/** The first schema: gateways, products, devices, functions, settings, and the data plane's durable state. */
+/** The first schema: gateways, products, devices, functions, settings. */
 import type { Kysely, Migration } from 'kysely';
-import type { Dialect } from '../schema.ts';
 
-export function initialSchema(dialect: Dialect): Migration {
-  const binary = dialect === 'postgres' ? 'bytea' : 'blob';
+export function initialSchema(): Migration {
   return {
     async up(db: Kysely<unknown>): Promise<void> {
       await db.schema.createTable('gateways')
@@ -77,50 +75,10 @@ export function initialSchema(dialect: Dialect): Migration {
         .addColumn('value', 'text', (c) => c.notNull())
         .addPrimaryKeyConstraint('settings_pk', ['key'])
         .execute();
-
-      await db.schema.createTable('retained_messages')
-        .addColumn('gateway_id', 'text', (c) => c.notNull())
-        .addColumn('topic', 'text', (c) => c.notNull())
-        .addColumn('payload', binary, (c) => c.notNull())
-        .addColumn('qos', 'integer', (c) => c.notNull())
-        .addColumn('properties', 'text')
-        .addColumn('expires_at', 'bigint')
-        .addPrimaryKeyConstraint('retained_messages_pk', ['gateway_id', 'topic'])
-        .addForeignKeyConstraint('retained_messages_gateway_fk', ['gateway_id'], 'gateways', ['id'], (fk) => fk.onDelete('cascade'))
-        .execute();
-      await db.schema.createIndex('retained_messages_expiry').on('retained_messages').column('expires_at').execute();
-
-      await db.schema.createTable('sessions')
-        .addColumn('gateway_id', 'text', (c) => c.notNull())
-        .addColumn('client_id', 'text', (c) => c.notNull())
-        .addColumn('expiry_interval', 'bigint', (c) => c.notNull())
-        .addColumn('expires_at', 'bigint')
-        .addColumn('subscriptions', 'text', (c) => c.notNull())
-        .addPrimaryKeyConstraint('sessions_pk', ['gateway_id', 'client_id'])
-        .addForeignKeyConstraint('sessions_gateway_fk', ['gateway_id'], 'gateways', ['id'], (fk) => fk.onDelete('cascade'))
-        .execute();
-
-      await db.schema.createTable('session_messages')
-        .addColumn('id', dialect === 'postgres' ? 'bigserial' : 'integer', (c) =>
-          (dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
-        .addColumn('gateway_id', 'text', (c) => c.notNull())
-        .addColumn('client_id', 'text', (c) => c.notNull())
-        .addColumn('topic', 'text', (c) => c.notNull())
-        .addColumn('payload', binary, (c) => c.notNull())
-        .addColumn('qos', 'integer', (c) => c.notNull())
-        .addColumn('retain', 'integer', (c) => c.notNull())
-        .addColumn('properties', 'text')
-        .addColumn('packet_id', 'integer')
-        .addColumn('expires_at', 'bigint')
-        .addForeignKeyConstraint('session_messages_session_fk', ['gateway_id', 'client_id'], 'sessions',
-          ['gateway_id', 'client_id'], (fk) => fk.onDelete('cascade'))
-        .execute();
-      await db.schema.createIndex('session_messages_by_session').on('session_messages')
-        .columns(['gateway_id', 'client_id', 'id']).execute();
     },
 
     async down(db: Kysely<unknown>): Promise<void> {
-      for (const table of ['session_messages', 'sessions', 'retained_messages', 'settings', 'functions', 'devices', 'products', 'gateways']) {
+      for (const table of ['settings', 'functions', 'devices', 'products', 'gateways']) {
         await db.schema.dropTable(table).execute();
       }
     },

@@ -4,19 +4,14 @@
  * applied one.
  */
 import type { Migration, MigrationProvider } from 'kysely';
-import type { Dialect } from '../schema.ts';
 import { initialSchema } from './0001-initial.ts';
+import { platformSchema } from './0002-platform.ts';
 
 export class BundledMigrations implements MigrationProvider {
-  readonly #dialect: Dialect;
-
-  constructor(dialect: Dialect) {
-    this.#dialect = dialect;
-  }
-
   getMigrations(): Promise<Record<string, Migration>> {
     return Promise.resolve({
-      '0001-initial': initialSchema(this.#dialect),
+      '0001-initial': initialSchema(),
+      '0002-platform': platformSchema(),
     });
   }
 }

@@ -1,0 +1,50 @@
+/** /messages (stored device messages) and the downlink to one device. */
+import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
+import { GatehouseError } from '../../core/errors.ts';
+import { isValidTopicName } from '../../mqtt/topics.ts';
+import type { Platform } from '../../platform/index.ts';
+import type { Registry } from '../../registry/registry.ts';
+import { errorResponses } from '../common-schemas.ts';
+import { DownlinkBody, DownlinkParams, DownlinkView, MessageList, MessageQuery } from './schemas.ts';
+
+export interface MessageRoutesOptions {
+  registry: Registry;
+  platform: Platform;
+}
+
+const tags = ['messages'];
+const DEFAULT_LIMIT = 100;
+const MAX_LIMIT = 1000;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+export const messageRoutes: FastifyPluginCallbackTypebox<MessageRoutesOptions> = (app, { registry, platform }, done) => {
+  app.get('/messages', {
+    schema: { tags, summary: 'Stored device messages, raw and parsed, newest first', querystring: MessageQuery, response: { 200: MessageList, ...errorResponses } },
+  }, async (request) => {
+    const { limit = DEFAULT_LIMIT, since, ...filter } = request.query;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) throw new GatehouseError('GW_ERR_VALIDATION', `limit must be 1-${MAX_LIMIT}`, 'limit');
+    let sinceIso: string | undefined;
+    if (since !== undefined) {
+      const t = Date.parse(since);
+      if (Number.isNaN(t)) throw new GatehouseError('GW_ERR_TIME_INVALID', undefined, 'since');
+      sinceIso = new Date(t).toISOString();
+    }
+    return { items: await platform.queryMessages({ ...filter, since: sinceIso, limit }) };
+  });
+
+  app.post('/products/:productKey/devices/:deviceName/messages', {
+    schema: {
+      tags, summary: 'Send a message down to a device (it must be connected and subscribed to the topic)',
+      params: DownlinkParams, body: DownlinkBody, response: { 200: DownlinkView, ...errorResponses },
+    },
+  }, async (request) => {
+    const { productKey, deviceName } = request.params;
+    const { topic, payload, qos = 0 } = request.body;
+    await registry.devices.get(productKey, deviceName); // 404 for an unknown product or device
+    if (!isValidTopicName(topic) || topic.startsWith('$')) throw new GatehouseError('GW_ERR_TOPIC_INVALID', undefined, 'topic');
+    if (!BASE64.test(payload) || payload.length % 4 !== 0) throw new GatehouseError('GW_ERR_PAYLOAD_INVALID', undefined, 'payload');
+    return platform.downlink(productKey, deviceName, { topic, payload: Buffer.from(payload, 'base64'), qos });
+  });
+
+  done();
+};

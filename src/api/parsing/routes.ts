@@ -1,0 +1,64 @@
+/** A gateway's data parsing: its counters, and a dry run of its saved script or a draft on a sample. */
+import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { GatehouseError } from '../../core/errors.ts';
+import type { Platform } from '../../platform/index.ts';
+import type { Registry } from '../../registry/registry.ts';
+import { errorResponses, Nullable } from '../common-schemas.ts';
+
+export interface ParsingRoutesOptions {
+  registry: Registry;
+  platform: Platform;
+}
+
+const tags = ['gateways'];
+const HEX = /^(?:[0-9a-fA-F]{2})*$/;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+const GatewayParams = Type.Object({ id: Type.String() });
+
+const ParsingTestBody = Type.Object({
+  script: Type.Optional(Type.String({ description: 'A draft; the saved script when absent' })),
+  topic: Type.String(),
+  payload: Type.String({ description: 'Sample payload bytes' }),
+  encoding: Type.Optional(Type.Enum(['hex', 'base64'], { description: 'Of payload; default hex' })),
+}, { additionalProperties: false });
+
+const ParsingTestView = Type.Object({
+  output: Nullable(Type.Record(Type.String(), Type.Unknown())),
+  error: Nullable(Type.Object({ kind: Type.String(), message: Type.String(), line: Type.Optional(Type.Integer()) })),
+  propertyPost: Type.Boolean({ description: 'The output is an Alink property post' }),
+  logs: Type.Array(Type.Object({ level: Type.String(), message: Type.String() })),
+  durationMs: Type.Number(),
+});
+
+const ParsingStatsView = Type.Object({
+  enabled: Type.Boolean({ description: 'A script is compiled and runs on this gateway\'s messages' }),
+  parsed: Type.Integer(),
+  failed: Type.Integer({ description: 'Threw, timed out, ran out of memory or returned no object' }),
+  dropped: Type.Integer({ description: 'Not parsed because the script could not keep up' }),
+});
+
+export const parsingRoutes: FastifyPluginCallbackTypebox<ParsingRoutesOptions> = (app, { registry, platform }, done) => {
+  app.get('/gateways/:id/parsing', {
+    schema: { tags, summary: 'Data parsing counters since start', params: GatewayParams, response: { 200: ParsingStatsView, ...errorResponses } },
+  }, async (request) => {
+    await registry.getGatewayRuntimeConfig(request.params.id); // 404 for an unknown gateway
+    return platform.parsingStats(request.params.id);
+  });
+
+  app.post('/gateways/:id/parsing/test', {
+    schema: {
+      tags, summary: 'Run transformPayload (saved or draft) on a sample topic and payload',
+      params: GatewayParams, body: ParsingTestBody, response: { 200: ParsingTestView, ...errorResponses },
+    },
+  }, async (request) => {
+    const { script, topic, payload, encoding = 'hex' } = request.body;
+    const text = encoding === 'hex' ? payload.replace(/\s+/g, '') : payload;
+    const valid = encoding === 'hex' ? HEX.test(text) : BASE64.test(text) && text.length % 4 === 0;
+    if (!valid) throw new GatehouseError('GW_ERR_PAYLOAD_INVALID', `payload is not valid ${encoding}`, 'payload');
+    return platform.testParsing(request.params.id, { script, topic, payload: Buffer.from(text, encoding) });
+  });
+
+  done();
+};

@@ -1,0 +1,99 @@
+/**
+ * GET /stream: server-sent events of device messages and online/offline events, filtered by gateway
+ * and device, resumable with Last-Event-ID (from a bounded replay buffer). A client that cannot keep
+ * up is disconnected rather than buffered without bound; it resumes from its last id.
+ */
+import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
+import type { ServerResponse } from 'node:http';
+import { Type } from 'typebox';
+import { GatehouseError } from '../../core/errors.ts';
+import { eventMatches, type EventFilter, type Platform, type PlatformEvent } from '../../platform/index.ts';
+import { errorResponses } from '../common-schemas.ts';
+
+export interface StreamRoutesOptions {
+  platform: Platform;
+}
+
+const HEARTBEAT_MS = 15_000;
+const EVENT_TYPES = ['message', 'online', 'offline'] as const;
+
+const StreamQuery = Type.Object({
+  gatewayId: Type.Optional(Type.String()),
+  deviceName: Type.Optional(Type.String()),
+  types: Type.Optional(Type.String({ description: 'Comma-separated: message, online, offline (default all)' })),
+  lastEventId: Type.Optional(Type.String({ description: 'Same as the Last-Event-ID header' })),
+});
+
+function frame(event: PlatformEvent): string {
+  return `id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event.data)}\n\n`;
+}
+
+export const streamRoutes: FastifyPluginCallbackTypebox<StreamRoutesOptions> = (app, { platform }, done) => {
+  const open = new Set<ServerResponse>();
+  // Streams never end by themselves; without this, closing the server would wait for them forever.
+  app.addHook('preClose', (hookDone) => {
+    for (const res of open) res.end();
+    hookDone();
+  });
+
+  app.get('/stream', {
+    schema: {
+      tags: ['messages'], summary: 'Live device messages and online/offline events (text/event-stream)',
+      querystring: StreamQuery, response: { ...errorResponses },
+    },
+  }, (request, reply) => {
+    const { gatewayId, deviceName, types, lastEventId } = request.query;
+    let typeList: PlatformEvent['type'][] | undefined;
+    if (types !== undefined) {
+      typeList = types.split(',').map((t) => t.trim()) as PlatformEvent['type'][];
+      if (typeList.length === 0 || !typeList.every((t) => (EVENT_TYPES as readonly string[]).includes(t))) {
+        throw new GatehouseError('GW_ERR_VALIDATION', 'types must be a comma-separated list of message, online, offline', 'types');
+      }
+    }
+    const filter: EventFilter = { gatewayId, deviceName, types: typeList };
+    const header = request.headers['last-event-id'];
+    const resumeFrom = (typeof header === 'string' ? header : undefined) ?? lastEventId;
+
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    res.write(': gatehouse stream\n\n');
+    open.add(res);
+
+    const limit = platform.options.streamClientQueue;
+    let backlog = 0;
+    const send = (text: string): void => {
+      if (res.writableEnded) return;
+      if (res.write(text)) return;
+      // The socket is full: count what waits in Node's buffer; a client that never drains is cut off.
+      if (++backlog > limit) {
+        request.log.info({ backlog }, 'stream_client_too_slow');
+        res.end();
+      }
+    };
+    res.on('drain', () => {
+      backlog = 0;
+    });
+
+    if (resumeFrom !== undefined && resumeFrom !== '') {
+      for (const event of platform.hub.replayAfter(resumeFrom, filter)) send(frame(event));
+    }
+    const unsubscribe = platform.hub.subscribe((event) => {
+      if (eventMatches(filter, event)) send(frame(event));
+    });
+    const heartbeat = setInterval(() => send(': keep-alive\n\n'), HEARTBEAT_MS);
+    heartbeat.unref();
+    res.on('close', () => {
+      unsubscribe();
+      clearInterval(heartbeat);
+      open.delete(res);
+    });
+  });
+
+  done();
+};

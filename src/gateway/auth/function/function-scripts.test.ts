@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { silentLogger } from '../../../core/logger.ts';
+import { RegistryEvents } from '../../../registry/events.ts';
+import type { VerificationFunction } from '../../../registry/index.ts';
+import { FunctionScripts } from './function-scripts.ts';
+
+const events = new RegistryEvents(silentLogger);
+const stored = new Map<string, VerificationFunction>();
+let lookups = 0;
+const scripts = new FunctionScripts({
+  events,
+  getFunction: (name) => {
+    lookups++;
+    return Promise.resolve(stored.get(name));
+  },
+}, silentLogger);
+after(() => scripts.close());
+
+function store(name: string, source: string): void {
+  stored.set(name, { name, source, timeoutMs: 1000, memoryMb: 16, createdAt: '', updatedAt: '' });
+}
+
+test('a function is compiled once and reused; an update makes the next call compile the new source', async () => {
+  store('fn', 'function handler() { return { result: "true", deviceName: "v1" }; }');
+  const first = await scripts.get('fn');
+  assert.equal(await scripts.get('fn'), first);
+  assert.equal(lookups, 1);
+  const r1 = await first.invoke([{}]);
+  assert.ok(r1.ok && (r1.value as { deviceName: string }).deviceName === 'v1');
+
+  store('fn', 'function handler() { return { result: "true", deviceName: "v2" }; }');
+  events.emit('function.updated', { name: 'fn' });
+  const second = await scripts.get('fn');
+  assert.notEqual(second, first);
+  const r2 = await second.invoke([{}]);
+  assert.ok(r2.ok && (r2.value as { deviceName: string }).deviceName === 'v2');
+  // Calls already inside the replaced isolate are given their time before it is disposed.
+  assert.equal((await first.invoke([{}])).ok, true);
+});
+
+test('a missing function rejects (the provider answers "server unavailable")', async () => {
+  await assert.rejects(scripts.get('nope'), /no verification function named "nope"/);
+});

@@ -1,0 +1,36 @@
+/** What the platform side publishes about devices: the stream and the webhooks carry these. */
+
+/** A device message as the API shows it (DESIGN.md "Shapes"). */
+export interface MessageView {
+  id: string;
+  gatewayId: string;
+  productKey: string;
+  deviceName: string;
+  topic: string;
+  qos: number;
+  /** Base64. */
+  payload: string;
+  parsed: Record<string, unknown> | null;
+  parseError: string | null;
+  receivedAt: string;
+}
+
+export type PlatformEvent =
+  | { id: string; type: 'message'; gatewayId: string; deviceName: string; data: MessageView }
+  | {
+    id: string; type: 'online' | 'offline'; gatewayId: string; deviceName: string;
+    data: { gatewayId: string; productKey: string; deviceName: string; at: string; clientAddress?: string | null };
+  };
+
+export interface EventFilter {
+  gatewayId?: string;
+  deviceName?: string;
+  types?: readonly PlatformEvent['type'][];
+}
+
+export function matches(filter: EventFilter, event: PlatformEvent): boolean {
+  if (filter.gatewayId !== undefined && filter.gatewayId !== event.gatewayId) return false;
+  if (filter.deviceName !== undefined && filter.deviceName !== event.deviceName) return false;
+  if (filter.types !== undefined && !filter.types.includes(event.type)) return false;
+  return true;
+}

@@ -1,0 +1,12 @@
+/** The platform side of device data: what `app.ts` builds and the API routes call. */
+export {
+  Platform, toMessageView,
+  type DownlinkRequest, type DownlinkResult, type ParsingTestResult, type PlatformDeps, type PlatformRegistry, type PlatformRuntime,
+} from './platform.ts';
+export { DEFAULT_PLATFORM_OPTIONS, type PlatformOptions, type PlatformOptionsInput } from './options.ts';
+export type { EventFilter, MessageView, PlatformEvent } from './events.ts';
+export { matches as eventMatches } from './events.ts';
+export { signBody, SIGNATURE_HEADER, EVENT_ID_HEADER, EVENT_TYPE_HEADER } from './webhooks.ts';
+export { registerPlatformMetrics } from './metrics.ts';
+export { UplinkTap, type TappedGateway, type Uplink } from './uplink-tap.ts';
+export { GatewayParser, type ParsingLimits } from './parser.ts';

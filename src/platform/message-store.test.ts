@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { silentLogger } from '../core/logger.ts';
+import type { MessageQuery, MessageRecord, MessageRepository } from '../registry/index.ts';
+import { MessageStore } from './message-store.ts';
+
+class FakeRepo implements MessageRepository {
+  readonly batches: string[][] = [];
+  readonly prunes: [string, number][] = [];
+  fail = false;
+  insertMany(records: MessageRecord[]): Promise<void> {
+    if (this.fail) return Promise.reject(new Error('database down'));
+    this.batches.push(records.map((r) => r.id));
+    return Promise.resolve();
+  }
+  query(_q: MessageQuery): Promise<MessageRecord[]> {
+    return Promise.resolve([]);
+  }
+  pruneDevice(_pk: string, deviceName: string, keep: number): Promise<number> {
+    this.prunes.push([deviceName, keep]);
+    return Promise.resolve(0);
+  }
+  pruneOlderThan(): Promise<number> {
+    return Promise.resolve(0);
+  }
+}
+
+function record(id: string, deviceName = 'dev'): MessageRecord {
+  return { id, gatewayId: 'g', productKey: 'pk', deviceName, topic: 't', qos: 0, payload: Buffer.alloc(0), parsed: null, parseError: null, receivedAt: 'now' };
+}
+
+const OPTIONS = { keepPerDevice: 20, maxAgeMs: 3600_000, batchSize: 3, flushMs: 10_000, maxPending: 5 };
+
+test('messages are written in batches, the buffer is bounded, devices are pruned after a tenth of their quota', async () => {
+  const repo = new FakeRepo();
+  const store = new MessageStore(repo, OPTIONS, silentLogger);
+  for (let i = 0; i < 7; i++) store.add(record(`m${i}`));
+  assert.equal(store.stats.dropped, 2, 'beyond maxPending before a flush ran');
+  await store.flush();
+  assert.deepEqual(repo.batches, [['m0', 'm1', 'm2'], ['m3', 'm4']]);
+  assert.deepEqual(repo.prunes, [['dev', 20], ['dev', 20]], 'pruned after each batch that brought 2 (= 20 / 10) or more');
+  assert.equal(store.stats.written, 5);
+  await store.close();
+});
+
+test('a failing database drops the batch (counted) instead of growing the buffer', async () => {
+  const repo = new FakeRepo();
+  repo.fail = true;
+  const store = new MessageStore(repo, OPTIONS, silentLogger);
+  store.add(record('x'));
+  await store.flush();
+  assert.deepEqual(store.stats, { written: 0, dropped: 0, failed: 1, pending: 0 });
+  await store.close();
+});

@@ -1,0 +1,137 @@
+/**
+ * Writes device messages to storage in batches (one INSERT per batch, not one transaction per
+ * message) and keeps the store bounded: the newest `keepPerDevice` of each device, none older than
+ * `maxAgeMs`. The buffer is bounded too: when storage falls behind, new messages are dropped and
+ * counted rather than held until memory runs out.
+ */
+import type { Logger } from '../core/logger.ts';
+import type { MessageQuery, MessageRecord, MessageRepository } from '../registry/index.ts';
+
+export interface MessageStoreOptions {
+  keepPerDevice: number;
+  maxAgeMs: number;
+  batchSize: number;
+  flushMs: number;
+  /** Messages waiting to be written; more are dropped. */
+  maxPending: number;
+}
+
+export interface MessageStoreStats {
+  written: number;
+  dropped: number;
+  failed: number;
+  pending: number;
+}
+
+export class MessageStore {
+  readonly #repo: MessageRepository;
+  readonly #options: MessageStoreOptions;
+  readonly #log: Logger;
+  #buffer: MessageRecord[] = [];
+  #flushing: Promise<void> | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  readonly #ageTimer: NodeJS.Timeout;
+  /** Inserts per device since it was last pruned to `keepPerDevice`. */
+  readonly #sincePrune = new Map<string, { productKey: string; deviceName: string; n: number }>();
+  readonly #stats = { written: 0, dropped: 0, failed: 0 };
+
+  constructor(repo: MessageRepository, options: MessageStoreOptions, log: Logger) {
+    this.#repo = repo;
+    this.#options = options;
+    this.#log = log;
+    this.#ageTimer = setInterval(() => void this.#pruneByAge(), Math.min(60_000, Math.max(1000, options.maxAgeMs / 10)));
+    this.#ageTimer.unref();
+  }
+
+  get stats(): MessageStoreStats {
+    return { ...this.#stats, pending: this.#buffer.length };
+  }
+
+  add(record: MessageRecord): void {
+    if (this.#buffer.length >= this.#options.maxPending) {
+      this.#stats.dropped++;
+      return;
+    }
+    this.#buffer.push(record);
+    if (this.#buffer.length >= this.#options.batchSize) this.#schedule(0);
+    else this.#schedule(this.#options.flushMs);
+  }
+
+  /** Writes what is buffered (readers call it first, so a message just received is found). */
+  async flush(): Promise<void> {
+    while (this.#flushing !== null) await this.#flushing;
+    if (this.#buffer.length === 0) return;
+    this.#flushing = this.#write().finally(() => {
+      this.#flushing = null;
+    });
+    await this.#flushing;
+  }
+
+  async query(query: MessageQuery): Promise<MessageRecord[]> {
+    await this.flush();
+    return this.#repo.query(query);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#ageTimer);
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    await this.flush();
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#timer !== null) {
+      if (delayMs > 0) return;
+      clearTimeout(this.#timer);
+    }
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      void this.flush();
+    }, delayMs);
+    this.#timer.unref();
+  }
+
+  async #write(): Promise<void> {
+    while (this.#buffer.length > 0) {
+      const batch = this.#buffer.splice(0, this.#options.batchSize);
+      try {
+        await this.#repo.insertMany(batch);
+        this.#stats.written += batch.length;
+      } catch (err) {
+        // Not retried: a failing database must not turn into an ever-growing buffer.
+        this.#stats.failed += batch.length;
+        this.#log.error({ err, messages: batch.length }, 'message_store_write_failed');
+        continue;
+      }
+      for (const r of batch) {
+        const key = `${r.productKey}\u0000${r.deviceName}`;
+        const entry = this.#sincePrune.get(key) ?? { productKey: r.productKey, deviceName: r.deviceName, n: 0 };
+        entry.n++;
+        this.#sincePrune.set(key, entry);
+      }
+      await this.#pruneDevices();
+    }
+  }
+
+  /** A device is pruned after every tenth of its quota, so the table holds at most 110% of it. */
+  async #pruneDevices(): Promise<void> {
+    const slack = Math.max(1, Math.floor(this.#options.keepPerDevice / 10));
+    for (const [key, entry] of this.#sincePrune) {
+      if (entry.n < slack) continue;
+      this.#sincePrune.delete(key);
+      try {
+        await this.#repo.pruneDevice(entry.productKey, entry.deviceName, this.#options.keepPerDevice);
+      } catch (err) {
+        this.#log.error({ err, deviceName: entry.deviceName }, 'message_store_prune_failed');
+      }
+    }
+  }
+
+  async #pruneByAge(): Promise<void> {
+    try {
+      await this.#repo.pruneOlderThan(new Date(Date.now() - this.#options.maxAgeMs).toISOString());
+    } catch (err) {
+      this.#log.error({ err }, 'message_store_prune_failed');
+    }
+  }
+}

@@ -1,0 +1,42 @@
+/** Prometheus gauges of the platform side, copied from its plain counters at scrape time. */
+import { Gauge, type Registry } from 'prom-client';
+import type { Platform } from './platform.ts';
+
+export function registerPlatformMetrics(registry: Registry, platform: Platform): void {
+  const refresh = (): void => {
+    for (const g of [parsing, store, webhooks, webhookQueued]) g.reset();
+    for (const { gateway, counters } of platform.allParsingStats()) {
+      for (const result of ['parsed', 'failed', 'dropped'] as const) parsing.set({ gateway, result }, counters[result]);
+    }
+    const s = platform.storeStats();
+    store.set({ result: 'written' }, s.written);
+    store.set({ result: 'dropped' }, s.dropped);
+    store.set({ result: 'failed' }, s.failed);
+    store.set({ result: 'pending' }, s.pending);
+    for (const webhook of platform.webhookIds()) {
+      const w = platform.webhookStats(webhook);
+      if (w === undefined) continue;
+      webhooks.set({ webhook, result: 'delivered' }, w.delivered);
+      webhooks.set({ webhook, result: 'retried' }, w.retried);
+      webhooks.set({ webhook, result: 'dead_lettered' }, w.deadLettered);
+      webhooks.set({ webhook, result: 'dropped' }, w.dropped);
+      webhookQueued.set({ webhook }, w.queued + w.inFlight);
+    }
+  };
+  // prom-client collects in registration order: the first gauge's collect() refreshes them all.
+  const parsing = new Gauge({
+    name: 'gatehouse_parsing_messages_total', help: 'Data parsing outcomes per gateway since start (parsed, failed, dropped)',
+    labelNames: ['gateway', 'result'], registers: [registry], collect: refresh,
+  });
+  const store = new Gauge({
+    name: 'gatehouse_message_store_messages', help: 'Message store: written, dropped (buffer full), failed (database error) since start; pending now',
+    labelNames: ['result'], registers: [registry],
+  });
+  const webhooks = new Gauge({
+    name: 'gatehouse_webhook_deliveries_total', help: 'Webhook deliveries since start by result (delivered, retried, dead_lettered, dropped)',
+    labelNames: ['webhook', 'result'], registers: [registry],
+  });
+  const webhookQueued = new Gauge({
+    name: 'gatehouse_webhook_pending', help: 'Webhook deliveries queued or in flight', labelNames: ['webhook'], registers: [registry],
+  });
+}

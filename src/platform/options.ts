@@ -1,0 +1,47 @@
+/** The platform side's tunables, with the defaults a production install runs with. */
+import type { ParsingLimits } from './parser.ts';
+import type { MessageStoreOptions } from './message-store.ts';
+import type { WebhookOptions } from './webhooks.ts';
+
+export interface PlatformOptions {
+  parsing: ParsingLimits;
+  messages: MessageStoreOptions;
+  webhooks: WebhookOptions;
+  /** Events kept for Last-Event-ID resume of /stream. */
+  streamReplay: number;
+  /** Events queued per /stream client before it is cut off as too slow. */
+  streamClientQueue: number;
+  /** How long a QoS 1 downlink waits for the device's PUBACK. */
+  downlinkAckTimeoutMs: number;
+}
+
+export interface PlatformOptionsInput {
+  parsing?: Partial<ParsingLimits>;
+  messages?: Partial<MessageStoreOptions>;
+  webhooks?: Partial<WebhookOptions>;
+  streamReplay?: number;
+  streamClientQueue?: number;
+  downlinkAckTimeoutMs?: number;
+}
+
+export const DEFAULT_PLATFORM_OPTIONS: PlatformOptions = {
+  parsing: { timeoutMs: 100, memoryMb: 32, maxPending: 1000 },
+  messages: { keepPerDevice: 100, maxAgeMs: 7 * 24 * 3600_000, batchSize: 500, flushMs: 200, maxPending: 50_000 },
+  // 1 s, 2 s, 4 s … 5 min: eight attempts cover about four minutes of an endpoint being down.
+  webhooks: { maxAttempts: 8, baseDelayMs: 1000, maxDelayMs: 300_000, timeoutMs: 10_000, concurrency: 4, maxQueued: 10_000 },
+  streamReplay: 1000,
+  streamClientQueue: 1000,
+  downlinkAckTimeoutMs: 10_000,
+};
+
+export function resolvePlatformOptions(input: PlatformOptionsInput = {}): PlatformOptions {
+  const d = DEFAULT_PLATFORM_OPTIONS;
+  return {
+    parsing: { ...d.parsing, ...input.parsing },
+    messages: { ...d.messages, ...input.messages },
+    webhooks: { ...d.webhooks, ...input.webhooks },
+    streamReplay: input.streamReplay ?? d.streamReplay,
+    streamClientQueue: input.streamClientQueue ?? d.streamClientQueue,
+    downlinkAckTimeoutMs: input.downlinkAckTimeoutMs ?? d.downlinkAckTimeoutMs,
+  };
+}

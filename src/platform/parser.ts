@@ -1,0 +1,109 @@
+/**
+ * A gateway's data parsing: its `transformPayload` compiled once per script version in the shared
+ * sandbox, run on each uplink after the message has already been routed to MQTT subscribers. Calls
+ * waiting beyond `maxPending` are not run (dropped and counted): a slow or looping script costs the
+ * gateway its parsed output, never its MQTT traffic.
+ */
+import type { Logger } from '../core/logger.ts';
+import type { DataParsingConfig } from '../registry/index.ts';
+import { ScriptCompileError, type CompiledScript, type ScriptRunner } from '../sandbox/index.ts';
+
+export const TRANSFORM_FILENAME = 'transformPayload.js';
+
+export interface ParsingLimits {
+  /** Per message. */
+  timeoutMs: number;
+  memoryMb: number;
+  /** Messages waiting for the script per gateway; more are dropped unparsed. */
+  maxPending: number;
+}
+
+export type ParseOutcome =
+  | { ok: true; value: Record<string, unknown> }
+  | { ok: false; kind: string; error: string };
+
+export interface ParsingCounters {
+  parsed: number;
+  failed: number;
+  dropped: number;
+}
+
+export class GatewayParser {
+  readonly counters: ParsingCounters = { parsed: 0, failed: 0, dropped: 0 };
+  #source: string | null = null;
+  /** The compiled script (or why it does not compile) for `#source`. */
+  #compiled: Promise<CompiledScript | string> | null = null;
+  #pending = 0;
+  readonly #runner: ScriptRunner;
+  readonly #limits: ParsingLimits;
+  readonly #log: Logger;
+
+  constructor(runner: ScriptRunner, limits: ParsingLimits, log: Logger) {
+    this.#runner = runner;
+    this.#limits = limits;
+    this.#log = log;
+  }
+
+  /** Takes the gateway's (possibly edited) parsing settings; recompiles only when the script changed. */
+  configure(config: DataParsingConfig): void {
+    const source = config.enabled && config.script !== null && config.script.trim() !== '' ? config.script : null;
+    if (source === this.#source) return;
+    const previous = this.#compiled;
+    this.#source = source;
+    this.#compiled = source === null ? null : this.#compile(source);
+    // Calls already handed to the old script finish with 'disposed' and are counted as failures.
+    if (previous !== null) void previous.then((s) => typeof s !== 'string' && s.dispose());
+  }
+
+  get enabled(): boolean {
+    return this.#compiled !== null;
+  }
+
+  /** Null when parsing is off. Never rejects. */
+  parse(topic: string, payload: Buffer): Promise<ParseOutcome> | null {
+    const compiled = this.#compiled;
+    if (compiled === null) return null;
+    if (this.#pending >= this.#limits.maxPending) {
+      this.counters.dropped++;
+      return Promise.resolve({ ok: false, kind: 'dropped', error: 'not parsed: the parsing queue of this gateway is full' });
+    }
+    this.#pending++;
+    return this.#run(compiled, topic, payload).finally(() => this.#pending--);
+  }
+
+  dispose(): void {
+    this.configure({ enabled: false, script: null });
+  }
+
+  async #run(compiled: Promise<CompiledScript | string>, topic: string, payload: Buffer): Promise<ParseOutcome> {
+    const script = await compiled;
+    if (typeof script === 'string') {
+      this.counters.failed++;
+      return { ok: false, kind: 'compile', error: script };
+    }
+    const result = await script.invoke([topic, new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength)]);
+    if (result.ok) {
+      this.counters.parsed++;
+      return { ok: true, value: result.value as Record<string, unknown> };
+    }
+    if (result.error.kind === 'busy') {
+      this.counters.dropped++;
+      return { ok: false, kind: 'dropped', error: 'not parsed: the parsing queue of this gateway is full' };
+    }
+    this.counters.failed++;
+    return { ok: false, kind: result.error.kind, error: `${result.error.kind}: ${result.error.message}` };
+  }
+
+  async #compile(source: string): Promise<CompiledScript | string> {
+    try {
+      return await this.#runner.compile(source, {
+        kind: 'module-function', entry: 'transformPayload', filename: TRANSFORM_FILENAME, result: 'object',
+        timeoutMs: this.#limits.timeoutMs, memoryMb: this.#limits.memoryMb, maxQueued: this.#limits.maxPending,
+      });
+    } catch (err) {
+      const message = err instanceof ScriptCompileError ? err.message : (err as Error).message;
+      this.#log.warn({ reason: message }, 'parsing_script_unusable');
+      return `compile: ${message}`;
+    }
+  }
+}

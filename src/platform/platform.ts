@@ -1,0 +1,306 @@
+/**
+ * The platform side of the device data (issue 6): taps every running gateway, parses with the
+ * gateway's script, keeps the device's latest properties, stores messages, streams events, sends
+ * downlinks and feeds webhooks. Built once by `app.ts` over the registry, the runtime and the
+ * shared sandbox.
+ */
+import type { Logger } from '../core/logger.ts';
+import type { DirectDelivery } from '../broker/index.ts';
+import type { GatewayInstance } from '../gateway/instance.ts';
+import type { InstanceChange } from '../gateway/runtime.ts';
+import type { DeviceIdentity } from '../gateway/ports.ts';
+import type {
+  DeadLetterRecord, GatewayRuntimeConfig, MessageQuery, MessageRecord, MessageRepository, RegistryEventSource, WebhookTarget,
+} from '../registry/index.ts';
+import { GatehouseError } from '../core/errors.ts';
+import { ScriptCompileError, type LogLine, type ScriptRunner } from '../sandbox/index.ts';
+import { isPropertyPostTopic, propertyPostValues, type PropertyValue } from './alink.ts';
+import { EventHub } from './event-hub.ts';
+import type { MessageView, PlatformEvent } from './events.ts';
+import { newEventId } from './ids.ts';
+import { MessageStore, type MessageStoreStats } from './message-store.ts';
+import { resolvePlatformOptions, type PlatformOptions, type PlatformOptionsInput } from './options.ts';
+import { GatewayParser, TRANSFORM_FILENAME, type ParsingCounters } from './parser.ts';
+import { UplinkTap, type Uplink } from './uplink-tap.ts';
+import { WebhookDispatcher, type WebhookStats } from './webhooks.ts';
+
+/** The registry as the platform uses it. */
+export interface PlatformRegistry {
+  readonly events: RegistryEventSource;
+  getGatewayRuntimeConfig(id: string): Promise<GatewayRuntimeConfig>;
+  readonly devices: {
+    mergeProperties(productKey: string, deviceName: string, values: Record<string, unknown>, at: Date): Promise<boolean>;
+  };
+  readonly webhooks: {
+    targets(): Promise<WebhookTarget[]>;
+    recordDeadLetter(record: DeadLetterRecord): Promise<void>;
+  };
+}
+
+/** The runtime as the platform uses it. */
+export interface PlatformRuntime {
+  observeInstances(observer: (change: InstanceChange, instance: GatewayInstance) => void): () => void;
+  instances(): IterableIterator<GatewayInstance>;
+}
+
+export interface PlatformDeps {
+  registry: PlatformRegistry;
+  runtime: PlatformRuntime;
+  messages: MessageRepository;
+  /** The process's one sandbox (shared with verification functions). */
+  runner: ScriptRunner;
+  logger: Logger;
+  options?: PlatformOptionsInput;
+}
+
+export interface DownlinkRequest {
+  topic: string;
+  payload: Buffer;
+  qos: 0 | 1;
+}
+
+export interface DownlinkResult {
+  online: boolean;
+  /** OFFLINE, NOT_SUBSCRIBED (online but no subscription matches the topic), SENT (QoS 0), ACKED, TIMEOUT. */
+  result: 'OFFLINE' | 'NOT_SUBSCRIBED' | 'SENT' | 'ACKED' | 'TIMEOUT';
+  /** For QoS 1: whether the device's PUBACK arrived; null for QoS 0. */
+  acknowledged: boolean | null;
+}
+
+export interface ParsingTestResult {
+  /** The JSON object the script returned; null when it failed. */
+  output: Record<string, unknown> | null;
+  error: { kind: string; message: string; line?: number } | null;
+  /** The output is an Alink property post (it would update the device's properties). */
+  propertyPost: boolean;
+  logs: LogLine[];
+  durationMs: number;
+}
+
+export function toMessageView(r: MessageRecord): MessageView {
+  return {
+    id: r.id, gatewayId: r.gatewayId, productKey: r.productKey, deviceName: r.deviceName, topic: r.topic, qos: r.qos,
+    payload: r.payload.toString('base64'), parsed: r.parsed, parseError: r.parseError, receivedAt: r.receivedAt,
+  };
+}
+
+/** The best of several connections' outcomes wins. */
+const OUTCOME_RANK: readonly DirectDelivery[] = ['acked', 'sent', 'timeout', 'not_subscribed', 'offline'];
+
+export class Platform {
+  readonly options: PlatformOptions;
+  readonly hub: EventHub;
+  readonly store: MessageStore;
+  readonly webhooks: WebhookDispatcher;
+  readonly runner: ScriptRunner;
+  readonly #deps: PlatformDeps;
+  readonly #log: Logger;
+  readonly #parsers = new Map<string, { parser: GatewayParser; name: string }>();
+  readonly #taps = new Map<string, UplinkTap>();
+  /** Property values waiting to be written, per device; a newer post overwrites an older one. */
+  readonly #pendingProperties = new Map<string, { productKey: string; deviceName: string; values: Record<string, PropertyValue> }>();
+  #propertyWrite: Promise<void> | null = null;
+  readonly #unsubscribe: (() => void)[] = [];
+  #closed = false;
+
+  constructor(deps: PlatformDeps) {
+    this.#deps = deps;
+    this.runner = deps.runner;
+    this.options = resolvePlatformOptions(deps.options);
+    this.#log = deps.logger.child({ component: 'platform' });
+    this.hub = new EventHub(this.options.streamReplay);
+    this.store = new MessageStore(deps.messages, this.options.messages, this.#log);
+    this.webhooks = new WebhookDispatcher(deps.registry.webhooks, this.hub, this.options.webhooks, this.#log);
+  }
+
+  /** Loads webhooks and starts tapping gateways (those running now and those started later). */
+  async start(): Promise<void> {
+    const events = this.#deps.registry.events;
+    this.#unsubscribe.push(
+      events.on('webhook.changed', () => void this.webhooks.reload()),
+      // Counters of a deleted gateway go with it (its tap is closed when the runtime stops it).
+      events.on('gateway.deleted', ({ gatewayId }) => this.#parsers.delete(gatewayId)),
+      events.on('device.connected', (d) => this.#presence('online', d.gatewayId, d.productKey, d.deviceName, d.at, d.clientAddress)),
+      events.on('device.disconnected', (d) => this.#presence('offline', d.gatewayId, d.productKey, d.deviceName, d.at)),
+      this.#deps.runtime.observeInstances((change, instance) => this.#instanceChanged(change, instance)),
+    );
+    await this.webhooks.reload();
+  }
+
+  /** Parsing counters of a gateway since the process started. */
+  parsingStats(gatewayId: string): ParsingCounters & { enabled: boolean } {
+    const parser = this.#parsers.get(gatewayId)?.parser;
+    return { parsed: 0, failed: 0, dropped: 0, ...parser?.counters, enabled: parser?.enabled ?? false };
+  }
+
+  /** Parsing counters of every gateway that ran since start, by gateway name (for metrics). */
+  allParsingStats(): { gateway: string; counters: ParsingCounters }[] {
+    return [...this.#parsers.values()].map(({ parser, name }) => ({ gateway: name, counters: parser.counters }));
+  }
+
+  webhookIds(): string[] {
+    return this.webhooks.ids();
+  }
+
+  storeStats(): MessageStoreStats {
+    return this.store.stats;
+  }
+
+  webhookStats(webhookId: string): WebhookStats | undefined {
+    return this.webhooks.stats(webhookId);
+  }
+
+  async queryMessages(query: MessageQuery): Promise<MessageView[]> {
+    return (await this.store.query(query)).map(toMessageView);
+  }
+
+  /** Sends a message to one device through the gateway it is connected to. */
+  async downlink(productKey: string, deviceName: string, request: DownlinkRequest): Promise<DownlinkResult> {
+    let outcome: DirectDelivery = 'offline';
+    for (const instance of this.#deps.runtime.instances()) {
+      if (instance.config.productKey !== productKey) continue;
+      // A device may hold several connections (different client ids): each subscribed one gets it.
+      const connections = instance.broker.clients().filter((c) => (c.identity as DeviceIdentity | undefined)?.deviceName === deviceName);
+      const outcomes = await Promise.all(connections.map((c) => instance.broker.deliverTo(c.clientId, request, this.options.downlinkAckTimeoutMs)));
+      outcome = OUTCOME_RANK.find((o) => outcomes.includes(o)) ?? 'offline';
+      break;
+    }
+    const result = outcome.toUpperCase() as DownlinkResult['result'];
+    return {
+      online: outcome !== 'offline',
+      result,
+      acknowledged: request.qos === 1 && outcome !== 'offline' && outcome !== 'not_subscribed' && outcome !== 'sent' ? outcome === 'acked' : null,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const off of this.#unsubscribe.splice(0)) off();
+    for (const tap of this.#taps.values()) tap.close();
+    this.#taps.clear();
+    this.webhooks.close();
+    await this.store.close();
+    await this.#propertyWrite;
+  }
+
+  /**
+   * Runs the gateway's saved script, or a draft, on a sample: what the operator sees before saving.
+   * Compiled afresh and disposed: a draft must not replace the running script.
+   */
+  async testParsing(gatewayId: string, input: { script?: string; topic: string; payload: Buffer }): Promise<ParsingTestResult> {
+    const config = await this.#deps.registry.getGatewayRuntimeConfig(gatewayId);
+    const source = input.script ?? config.dataParsing.script;
+    if (source === null || source.trim() === '') throw new GatehouseError('GW_ERR_SCRIPT_REQUIRED', 'The gateway has no saved script; send one as "script"', 'script');
+    let script;
+    try {
+      script = await this.runner.compile(source, {
+        kind: 'module-function', entry: 'transformPayload', filename: TRANSFORM_FILENAME, result: 'object',
+        timeoutMs: this.options.parsing.timeoutMs, memoryMb: this.options.parsing.memoryMb,
+      });
+    } catch (err) {
+      if (err instanceof ScriptCompileError) throw new GatehouseError('GW_ERR_SCRIPT_SYNTAX', `script: ${err.message}`, 'script');
+      throw err;
+    }
+    try {
+      const result = await script.invoke([input.topic, new Uint8Array(input.payload)]);
+      const output = result.ok ? (result.value as Record<string, unknown>) : null;
+      const values = output === null ? null : propertyPostValues(output, Date.now());
+      return {
+        output,
+        error: result.ok ? null : { kind: result.error.kind, message: result.error.message, ...(result.error.line === undefined ? {} : { line: result.error.line }) },
+        propertyPost: values !== null,
+        logs: result.logs,
+        durationMs: result.durationMs,
+      };
+    } finally {
+      script.dispose();
+    }
+  }
+
+  #instanceChanged(change: InstanceChange, instance: GatewayInstance): void {
+    const gatewayId = instance.config.id;
+    if (change === 'stopped') {
+      this.#taps.get(gatewayId)?.close();
+      this.#taps.delete(gatewayId);
+      return;
+    }
+    const tap = this.#taps.get(gatewayId);
+    if (tap !== undefined) {
+      tap.reconfigured();
+      const entry = this.#parsers.get(gatewayId);
+      if (entry !== undefined) entry.name = instance.config.name;
+      return;
+    }
+    let entry = this.#parsers.get(gatewayId);
+    if (entry === undefined) {
+      entry = { parser: new GatewayParser(this.runner, this.options.parsing, this.#log.child({ gatewayId })), name: instance.config.name };
+      this.#parsers.set(gatewayId, entry);
+    }
+    entry.name = instance.config.name;
+    this.#taps.set(gatewayId, new UplinkTap(instance, entry.parser, (uplink) => this.#received(uplink)));
+  }
+
+  #received(u: Uplink): void {
+    if (this.#closed) return; // a parse that finished during shutdown: storage may be gone
+    const outcome = u.outcome;
+    const parsed = outcome?.ok === true ? outcome.value : null;
+    const record: MessageRecord = {
+      id: newEventId(u.receivedAt), gatewayId: u.gatewayId, productKey: u.productKey, deviceName: u.deviceName,
+      topic: u.topic, qos: u.qos, payload: u.payload, parsed,
+      parseError: outcome !== null && !outcome.ok ? outcome.error : null,
+      receivedAt: new Date(u.receivedAt).toISOString(),
+    };
+    if (record.parseError !== null) this.#log.debug({ gatewayId: u.gatewayId, deviceName: u.deviceName, reason: record.parseError }, 'parse_failed');
+
+    // A property post as the script made it, or as an Alink device sent it when nothing parses.
+    const post = parsed ?? (outcome === null && isPropertyPostTopic(u.topic) ? jsonObject(u.payload) : null);
+    const values = post === null ? null : propertyPostValues(post, u.receivedAt);
+    if (values !== null) this.#queueProperties(u.productKey, u.deviceName, values);
+
+    this.store.add(record);
+    const view = toMessageView(record);
+    this.hub.publish({ id: record.id, type: 'message', gatewayId: u.gatewayId, deviceName: u.deviceName, data: view });
+  }
+
+  #presence(type: 'online' | 'offline', gatewayId: string, productKey: string, deviceName: string, at: string, clientAddress?: string | null): void {
+    const event: PlatformEvent = {
+      id: newEventId(), type, gatewayId, deviceName,
+      data: { gatewayId, productKey, deviceName, at, ...(clientAddress === undefined ? {} : { clientAddress }) },
+    };
+    this.hub.publish(event);
+  }
+
+  #queueProperties(productKey: string, deviceName: string, values: Record<string, PropertyValue>): void {
+    const key = `${productKey}\u0000${deviceName}`;
+    const pending = this.#pendingProperties.get(key);
+    if (pending === undefined) this.#pendingProperties.set(key, { productKey, deviceName, values });
+    else Object.assign(pending.values, values);
+    this.#propertyWrite ??= Promise.resolve().then(() => this.#flushProperties());
+  }
+
+  /** One read-merge-write per device at a time, from this loop only, so posts never overwrite each other. */
+  async #flushProperties(): Promise<void> {
+    while (this.#pendingProperties.size > 0) {
+      const batch = [...this.#pendingProperties.values()];
+      this.#pendingProperties.clear();
+      for (const p of batch) {
+        try {
+          await this.#deps.registry.devices.mergeProperties(p.productKey, p.deviceName, p.values, new Date());
+        } catch (err) {
+          this.#log.error({ err, deviceName: p.deviceName }, 'device_properties_update_failed');
+        }
+      }
+    }
+    this.#propertyWrite = null;
+  }
+}
+
+function jsonObject(payload: Buffer): Record<string, unknown> | null {
+  if (payload.length === 0 || payload[0] !== 0x7b) return null; // '{'
+  try {
+    const value: unknown = JSON.parse(payload.toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}

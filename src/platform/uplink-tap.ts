@@ -1,0 +1,66 @@
+/**
+ * Taps one running gateway's uplink: every PUBLISH its devices make is, after the engine has routed
+ * it, parsed (when the gateway parses), stored, streamed and handed to webhooks. The engine's event
+ * fires before routing, so all work here is deferred to a microtask: the MQTT path pays for one
+ * closure per message and nothing else.
+ */
+import type { Broker, ClientInfo, Message } from '../broker/index.ts';
+import type { DeviceIdentity } from '../gateway/ports.ts';
+import type { DataParsingConfig } from '../registry/index.ts';
+import type { GatewayParser, ParseOutcome } from './parser.ts';
+
+/** An uplink with its parsing outcome (null when the gateway does not parse). */
+export interface Uplink {
+  gatewayId: string;
+  productKey: string;
+  deviceName: string;
+  topic: string;
+  qos: number;
+  payload: Buffer;
+  receivedAt: number;
+  outcome: ParseOutcome | null;
+}
+
+/** What a tap needs of a running gateway (a `GatewayInstance`, or a bare engine in the bench). */
+export interface TappedGateway {
+  readonly broker: Pick<Broker, 'on' | 'off'>;
+  readonly config: { readonly dataParsing: DataParsingConfig };
+}
+
+export class UplinkTap {
+  readonly parser: GatewayParser;
+  readonly #instance: TappedGateway;
+  readonly #listener: (message: Message, client: ClientInfo | null) => void;
+
+  constructor(instance: TappedGateway, parser: GatewayParser, onUplink: (uplink: Uplink) => void) {
+    this.#instance = instance;
+    this.parser = parser;
+    parser.configure(instance.config.dataParsing);
+    this.#listener = (message, client) => {
+      // Messages from the platform itself (downlink) have no client and are not uplink.
+      const identity = client?.identity as DeviceIdentity | undefined;
+      if (identity === undefined) return;
+      const receivedAt = Date.now();
+      queueMicrotask(() => {
+        const base = {
+          gatewayId: identity.gatewayId, productKey: identity.productKey, deviceName: identity.deviceName,
+          topic: message.topic, qos: message.qos, payload: message.payload, receivedAt,
+        };
+        const parsing = this.parser.parse(message.topic, message.payload);
+        if (parsing === null) onUplink({ ...base, outcome: null });
+        else void parsing.then((outcome) => onUplink({ ...base, outcome }));
+      });
+    };
+    instance.broker.on('message_published', this.#listener);
+  }
+
+  /** The gateway's configuration was edited: a new script is compiled once, here. */
+  reconfigured(): void {
+    this.parser.configure(this.#instance.config.dataParsing);
+  }
+
+  close(): void {
+    this.#instance.broker.off('message_published', this.#listener);
+    this.parser.dispose();
+  }
+}

@@ -1,0 +1,276 @@
+/**
+ * Delivers platform events to the operator's webhooks, at least once: each event is POSTed as JSON
+ * with its id (the receiver's deduplication key) and an HMAC-SHA256 signature, retried with
+ * exponential backoff and jitter, and recorded as a dead letter after the last attempt. Every
+ * webhook has its own bounded queue and connection pool, so a slow or dead endpoint delays only
+ * itself and never the MQTT path (which only appends to the queue).
+ */
+import { createHmac, randomInt } from 'node:crypto';
+import tls from 'node:tls';
+import { Agent, request } from 'undici';
+import type { Logger } from '../core/logger.ts';
+import type { DeadLetterRecord, WebhookTarget } from '../registry/index.ts';
+import type { EventHub } from './event-hub.ts';
+import type { PlatformEvent } from './events.ts';
+import { newEventId } from './ids.ts';
+
+export interface WebhookOptions {
+  /** Attempts in all, the first included. */
+  maxAttempts: number;
+  /** Delay before the second attempt; doubled for each further one. */
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** Connect, response headers and body, each. */
+  timeoutMs: number;
+  /** Requests in flight per webhook. */
+  concurrency: number;
+  /** Deliveries waiting per webhook; beyond it the oldest are dropped (and counted). */
+  maxQueued: number;
+}
+
+export interface WebhookSource {
+  targets(): Promise<WebhookTarget[]>;
+  recordDeadLetter(record: DeadLetterRecord): Promise<void>;
+}
+
+export const SIGNATURE_HEADER = 'x-gatehouse-signature';
+export const EVENT_ID_HEADER = 'x-gatehouse-event-id';
+export const EVENT_TYPE_HEADER = 'x-gatehouse-event-type';
+
+/** `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`: the time is signed so a captured request cannot be replayed later. */
+export function signBody(secret: string, body: string, unixSeconds: number): string {
+  const mac = createHmac('sha256', secret).update(`${unixSeconds}.${body}`).digest('hex');
+  return `t=${unixSeconds},v1=${mac}`;
+}
+
+interface Delivery {
+  eventId: string;
+  type: PlatformEvent['type'];
+  body: string;
+  attempts: number;
+  lastError: string;
+}
+
+export interface WebhookStats {
+  delivered: number;
+  retried: number;
+  deadLettered: number;
+  dropped: number;
+  queued: number;
+  inFlight: number;
+}
+
+/** One webhook: its queue, its pool, its retry timers. */
+class Endpoint {
+  target: WebhookTarget;
+  readonly stats = { delivered: 0, retried: 0, deadLettered: 0, dropped: 0 };
+  #agent: Agent;
+  readonly #queue: Delivery[] = [];
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #inFlight = 0;
+  #closed = false;
+  readonly #options: WebhookOptions;
+  readonly #source: WebhookSource;
+  readonly #log: Logger;
+
+  constructor(target: WebhookTarget, options: WebhookOptions, source: WebhookSource, log: Logger) {
+    this.target = target;
+    this.#options = options;
+    this.#source = source;
+    this.#log = log.child({ webhookId: target.id });
+    this.#agent = this.#newAgent();
+  }
+
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** A changed URL, secret or CA applies to the next request. */
+  retarget(target: WebhookTarget): void {
+    const caChanged = target.caCertificate !== this.target.caCertificate;
+    this.target = target;
+    if (caChanged) {
+      void this.#agent.close();
+      this.#agent = this.#newAgent();
+    }
+  }
+
+  wants(event: PlatformEvent): boolean {
+    return this.target.eventTypes.includes(event.type) && (this.target.gatewayId === null || this.target.gatewayId === event.gatewayId);
+  }
+
+  enqueue(event: PlatformEvent, body: string): void {
+    this.#push({ eventId: event.id, type: event.type, body, attempts: 0, lastError: '' });
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+    this.#queue.length = 0;
+    void this.#agent.close();
+  }
+
+  #push(delivery: Delivery): void {
+    if (this.#closed) return;
+    if (this.#queue.length >= this.#options.maxQueued) {
+      this.#queue.shift();
+      this.stats.dropped++;
+    }
+    this.#queue.push(delivery);
+    this.#pump();
+  }
+
+  #pump(): void {
+    while (!this.#closed && this.#inFlight < this.#options.concurrency && this.#queue.length > 0) {
+      const delivery = this.#queue.shift()!;
+      this.#inFlight++;
+      void this.#attempt(delivery).finally(() => {
+        this.#inFlight--;
+        this.#pump();
+      });
+    }
+  }
+
+  async #attempt(delivery: Delivery): Promise<void> {
+    delivery.attempts++;
+    const error = await this.#post(delivery);
+    if (this.#closed) return;
+    if (error === null) {
+      this.stats.delivered++;
+      return;
+    }
+    delivery.lastError = error;
+    if (delivery.attempts >= this.#options.maxAttempts) {
+      await this.#deadLetter(delivery);
+      return;
+    }
+    this.stats.retried++;
+    const exponential = Math.min(this.#options.maxDelayMs, this.#options.baseDelayMs * 2 ** (delivery.attempts - 1));
+    // Up to 20 % jitter so a recovering endpoint is not hit by every retry at the same instant.
+    const delay = Math.round(exponential * (0.8 + randomInt(0, 401) / 1000));
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      this.#push(delivery);
+    }, delay);
+    timer.unref();
+    this.#timers.add(timer);
+  }
+
+  /** Null when the endpoint took it (2xx); otherwise why not. */
+  async #post(delivery: Delivery): Promise<string | null> {
+    const now = Math.floor(Date.now() / 1000);
+    try {
+      const res = await request(this.target.url, {
+        method: 'POST',
+        dispatcher: this.#agent,
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'gatehouse-webhooks',
+          [EVENT_ID_HEADER]: delivery.eventId,
+          [EVENT_TYPE_HEADER]: delivery.type,
+          [SIGNATURE_HEADER]: signBody(this.target.secret, delivery.body, now),
+        },
+        body: delivery.body,
+        headersTimeout: this.#options.timeoutMs,
+        bodyTimeout: this.#options.timeoutMs,
+      });
+      await res.body.dump();
+      return res.statusCode >= 200 && res.statusCode < 300 ? null : `HTTP ${res.statusCode}`;
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      return e.code === undefined ? e.message : `${e.code}: ${e.message}`;
+    }
+  }
+
+  async #deadLetter(delivery: Delivery): Promise<void> {
+    this.stats.deadLettered++;
+    this.#log.warn({ eventId: delivery.eventId, attempts: delivery.attempts, reason: delivery.lastError }, 'webhook_dead_letter');
+    try {
+      await this.#source.recordDeadLetter({
+        id: newEventId(), webhookId: this.target.id, eventId: delivery.eventId, body: delivery.body,
+        attempts: delivery.attempts, lastError: delivery.lastError, failedAt: new Date().toISOString(),
+      });
+    } catch (err) {
+      this.#log.error({ err, eventId: delivery.eventId }, 'webhook_dead_letter_write_failed');
+    }
+  }
+
+  #newAgent(): Agent {
+    const ca = this.target.caCertificate === null ? undefined : [...tls.rootCertificates, this.target.caCertificate];
+    return new Agent({
+      connect: { timeout: this.#options.timeoutMs, ...(ca === undefined ? {} : { ca }) },
+      headersTimeout: this.#options.timeoutMs,
+      bodyTimeout: this.#options.timeoutMs,
+      connections: this.#options.concurrency,
+    });
+  }
+}
+
+export class WebhookDispatcher {
+  readonly #endpoints = new Map<string, Endpoint>();
+  readonly #source: WebhookSource;
+  readonly #options: WebhookOptions;
+  readonly #log: Logger;
+  readonly #unsubscribe: () => void;
+  #reloading: Promise<void> = Promise.resolve();
+
+  constructor(source: WebhookSource, hub: EventHub, options: WebhookOptions, log: Logger) {
+    this.#source = source;
+    this.#options = options;
+    this.#log = log;
+    this.#unsubscribe = hub.subscribe((event) => {
+      let body: string | undefined; // serialized once, for the first webhook that wants it
+      for (const endpoint of this.#endpoints.values()) {
+        if (endpoint.wants(event)) endpoint.enqueue(event, body ??= JSON.stringify({ id: event.id, type: event.type, data: event.data }));
+      }
+    });
+  }
+
+  /** Re-reads the webhooks (at start and after each change); queues of kept webhooks stay. */
+  reload(): Promise<void> {
+    this.#reloading = this.#reloading.then(() => this.#load(), () => this.#load());
+    return this.#reloading;
+  }
+
+  ids(): string[] {
+    return [...this.#endpoints.keys()];
+  }
+
+  stats(webhookId: string): WebhookStats | undefined {
+    const e = this.#endpoints.get(webhookId);
+    return e && { ...e.stats, queued: e.queued, inFlight: e.inFlight };
+  }
+
+  close(): void {
+    this.#unsubscribe();
+    for (const e of this.#endpoints.values()) e.close();
+    this.#endpoints.clear();
+  }
+
+  async #load(): Promise<void> {
+    let targets: WebhookTarget[];
+    try {
+      targets = await this.#source.targets();
+    } catch (err) {
+      this.#log.error({ err }, 'webhook_reload_failed');
+      return;
+    }
+    const ids = new Set(targets.map((t) => t.id));
+    for (const [id, endpoint] of this.#endpoints) {
+      if (!ids.has(id)) {
+        endpoint.close();
+        this.#endpoints.delete(id);
+      }
+    }
+    for (const target of targets) {
+      const existing = this.#endpoints.get(target.id);
+      if (existing !== undefined) existing.retarget(target);
+      else this.#endpoints.set(target.id, new Endpoint(target, this.#options, this.#source, this.#log));
+    }
+  }
+}

@@ -1,0 +1,81 @@
+import type { Kysely, Selectable } from 'kysely';
+import type {
+  DeadLetterRecord, WebhookEventType, WebhookRecord, WebhookRepository,
+} from '../../registry/ports.ts';
+import type { Database, WebhookDeadLettersTable, WebhooksTable } from '../schema.ts';
+
+function toRow(r: WebhookRecord): WebhooksTable {
+  return {
+    id: r.id, url: r.url, description: r.description, gateway_id: r.gatewayId, event_types: JSON.stringify(r.eventTypes),
+    secret_encrypted: r.secretEncrypted, ca_certificate: r.caCertificate, enabled: r.enabled ? 1 : 0,
+    created_at: r.createdAt, updated_at: r.updatedAt,
+  };
+}
+
+function fromRow(row: Selectable<WebhooksTable>): WebhookRecord {
+  return {
+    id: row.id, url: row.url, description: row.description, gatewayId: row.gateway_id,
+    eventTypes: JSON.parse(row.event_types) as WebhookEventType[], secretEncrypted: row.secret_encrypted,
+    caCertificate: row.ca_certificate, enabled: Boolean(row.enabled), createdAt: row.created_at, updatedAt: row.updated_at,
+  };
+}
+
+function deadLetterFromRow(row: Selectable<WebhookDeadLettersTable>): DeadLetterRecord {
+  return {
+    id: row.id, webhookId: row.webhook_id, eventId: row.event_id, body: row.body, attempts: Number(row.attempts),
+    lastError: row.last_error, failedAt: row.failed_at,
+  };
+}
+
+export class KyselyWebhookRepository implements WebhookRepository {
+  readonly #db: Kysely<Database>;
+
+  constructor(db: Kysely<Database>) {
+    this.#db = db;
+  }
+
+  async insert(record: WebhookRecord): Promise<void> {
+    await this.#db.insertInto('webhooks').values(toRow(record)).execute();
+  }
+
+  async update(record: WebhookRecord): Promise<boolean> {
+    const { id, ...row } = toRow(record);
+    const result = await this.#db.updateTable('webhooks').set(row).where('id', '=', id).executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
+  async get(id: string): Promise<WebhookRecord | undefined> {
+    const row = await this.#db.selectFrom('webhooks').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && fromRow(row);
+  }
+
+  async list(): Promise<WebhookRecord[]> {
+    return (await this.#db.selectFrom('webhooks').selectAll().orderBy('created_at').orderBy('id').execute()).map(fromRow);
+  }
+
+  async delete(id: string): Promise<boolean> {
+    // Not relying on the cascade: SQLite enforces it only with foreign_keys on.
+    await this.#db.deleteFrom('webhook_dead_letters').where('webhook_id', '=', id).execute();
+    const result = await this.#db.deleteFrom('webhooks').where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+
+  async insertDeadLetter(r: DeadLetterRecord): Promise<void> {
+    await this.#db.insertInto('webhook_dead_letters').values({
+      id: r.id, webhook_id: r.webhookId, event_id: r.eventId, body: r.body, attempts: r.attempts,
+      last_error: r.lastError, failed_at: r.failedAt,
+    }).execute();
+  }
+
+  async listDeadLetters(webhookId: string, limit: number): Promise<DeadLetterRecord[]> {
+    const rows = await this.#db.selectFrom('webhook_dead_letters').selectAll().where('webhook_id', '=', webhookId)
+      .orderBy('failed_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+    return rows.map(deadLetterFromRow);
+  }
+
+  async deleteDeadLetter(webhookId: string, id: string): Promise<boolean> {
+    const result = await this.#db.deleteFrom('webhook_dead_letters').where('webhook_id', '=', webhookId).where('id', '=', id)
+      .executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+}

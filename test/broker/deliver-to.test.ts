@@ -1,0 +1,77 @@
+/**
+ * `Broker.deliverTo`: a message from outside MQTT to ONE client, through its matching subscription
+ * at the lower of the asked and granted QoS, with the client's PUBACK of that very packet reported.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import mqtt from 'mqtt';
+import mqttPacket from 'mqtt-packet';
+import type { Broker } from '../../src/broker/index.ts';
+import { startEngine } from '../harness/engine.ts';
+import type { TestBroker } from '../harness/broker.ts';
+
+let server: TestBroker;
+let engine: Broker;
+const clients: mqtt.MqttClient[] = [];
+
+before(async () => {
+  server = await startEngine({});
+  engine = server.engine!;
+});
+
+after(async () => {
+  for (const c of clients) c.end(true);
+  await server.close();
+});
+
+async function connect(clientId: string, options: mqtt.IClientOptions = {}): Promise<mqtt.MqttClient> {
+  const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.port}`, { clientId, reconnectPeriod: 0, protocolVersion: 5, ...options });
+  clients.push(c);
+  return c;
+}
+
+test('QoS 1 resolves "acked" on the PUBACK; only the addressed client gets it, not other subscribers', async () => {
+  const target = await connect('target');
+  const other = await connect('other');
+  await target.subscribeAsync('cmd/#', { qos: 1 });
+  await other.subscribeAsync('cmd/#', { qos: 1 });
+  const heardByOther: string[] = [];
+  other.on('message', (t) => heardByOther.push(t));
+  const got = new Promise<mqtt.IPublishPacket>((resolve) => target.once('message', (_t, _p, packet) => resolve(packet)));
+  assert.equal(await engine.deliverTo('target', { topic: 'cmd/reboot', payload: Buffer.from('now'), qos: 1 }), 'acked');
+  const packet = await got;
+  assert.equal(packet.qos, 1);
+  assert.equal(packet.payload.toString(), 'now');
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(heardByOther, []);
+});
+
+test('granted QoS 0 downgrades the delivery ("sent"); no matching subscription, unknown or offline client are reported', async () => {
+  const c = await connect('qos0-only');
+  await c.subscribeAsync('low/+', { qos: 0 });
+  const got = new Promise<number>((resolve) => c.once('message', (_t, _p, packet) => resolve(packet.qos)));
+  assert.equal(await engine.deliverTo('qos0-only', { topic: 'low/x', payload: Buffer.alloc(0), qos: 1 }), 'sent');
+  assert.equal(await got, 0);
+  assert.equal(await engine.deliverTo('qos0-only', { topic: 'elsewhere', payload: Buffer.alloc(0), qos: 1 }), 'not_subscribed');
+  assert.equal(await engine.deliverTo('nobody', { topic: 'low/x', payload: Buffer.alloc(0), qos: 0 }), 'offline');
+  const kept = await connect('kept', { clean: false, properties: { sessionExpiryInterval: 60 } });
+  await kept.subscribeAsync('low/+', { qos: 1 });
+  await kept.endAsync();
+  assert.equal(await engine.deliverTo('kept', { topic: 'low/x', payload: Buffer.alloc(0), qos: 1 }), 'offline');
+});
+
+test('a client that never acknowledges: "timeout"', async () => {
+  // A raw MQTT client (mqtt-packet over a socket) that subscribes and then never sends PUBACK.
+  const socket = net.connect(server.port, '127.0.0.1');
+  after(() => socket.destroy());
+  const parser = mqttPacket.parser({ protocolVersion: 4 });
+  const seen: string[] = [];
+  parser.on('packet', (p: mqttPacket.Packet) => seen.push(p.cmd));
+  socket.on('data', (d) => parser.parse(d));
+  socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'mute', clean: true, keepalive: 60 }));
+  socket.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'mute/#', qos: 1 }] }));
+  while (!seen.includes('suback')) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(await engine.deliverTo('mute', { topic: 'mute/x', payload: Buffer.from('?'), qos: 1 }, 200), 'timeout');
+  assert.ok(seen.includes('publish'), 'the PUBLISH was sent; only its PUBACK is missing');
+});

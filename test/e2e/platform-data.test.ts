@@ -1,0 +1,241 @@
+/**
+ * Issue 6 end to end through real parts: a gateway with a transformPayload script and real MQTT.js
+ * devices over TLS. Binary payloads parsed to JSON and stored, an Alink property post updating the
+ * device in the API, a throwing and a looping script recorded while MQTT delivery goes on, the
+ * parsing dry run, the SSE stream read by a real HTTP client with Last-Event-ID resume, and
+ * downlinks at QoS 0 and 1 to a subscribed device.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { getPki, type SharedPki } from '../harness/pki.ts';
+import { removeDataDir, startTestGatehouse, TEST_ADMIN_TOKEN, type TestGatehouse } from '../harness/gatehouse.ts';
+import {
+  addDevices, Clients, createGateway, nextMessage, openStream, waitFor, type GatewayJson, type MessageJson,
+} from './platform-support.ts';
+
+const SENSOR_SCRIPT = `
+function transformPayload(topic, bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const values = { temperature: view.getInt16(0) / 10, humidity: view.getUint8(2) };
+  console.log('frame of', bytes.length, 'bytes');
+  if (topic.endsWith('/thing/model/up_raw')) {
+    return { id: '1', version: '1.0', method: 'thing.event.property.post', params: values };
+  }
+  return { ...values, topic };
+}`;
+
+// 0x00d7 = 215 → 21.5 °C (int16 big-endian, tenths); 0x37 = 55 % humidity.
+const FRAME = Buffer.from([0x00, 0xd7, 0x37]);
+
+let pki: SharedPki;
+let gh: TestGatehouse;
+let gw: GatewayJson;
+let clients: Clients;
+
+before(async () => {
+  pki = await getPki();
+  gh = await startTestGatehouse({ platform: { parsing: { timeoutMs: 50 }, messages: { flushMs: 20 } } });
+  clients = new Clients(pki);
+  gw = await createGateway(gh, pki, 'sensor_fleet', { dataParsing: { enabled: true, script: SENSOR_SCRIPT } });
+  await addDevices(gh, gw.productKey, ['sensor-01', 'sensor-02', 'watcher-1', 'idle-0001']);
+});
+
+after(async () => {
+  clients.closeAll();
+  await gh.stop();
+  await removeDataDir(gh.dataDir);
+});
+
+async function messages(query: string): Promise<MessageJson[]> {
+  const r = await gh.api<{ items: MessageJson[] }>('GET', `/messages?${query}`);
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  return r.json.items;
+}
+
+async function setScript(script: string, probeTopic: string, until: (m: MessageJson) => boolean): Promise<void> {
+  const r = await gh.api('PATCH', `/gateways/${gw.id}`, { dataParsing: { enabled: true, script } });
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  // The edit reaches the running gateway asynchronously: probe until the new script answers.
+  const probe = await clients.connect(gw.port, 'sensor-02', { clientId: `probe-${Date.now()}` });
+  await waitFor('new script in effect', async () => {
+    await probe.publishAsync(probeTopic, FRAME, { qos: 1 });
+    const latest = (await messages(`gatewayId=${gw.id}&deviceName=sensor-02&limit=1`))[0];
+    return latest !== undefined && until(latest) ? true : undefined;
+  });
+  await probe.endAsync();
+}
+
+test('a binary sensor payload is parsed to JSON and stored with the raw bytes; subscribers get it unchanged', async () => {
+  const watcher = await clients.connect(gw.port, 'watcher-1');
+  await watcher.subscribeAsync(`/${gw.productKey}/+/user/update`, { qos: 1 });
+  const sensor = await clients.connect(gw.port, 'sensor-01');
+  const topic = `/${gw.productKey}/sensor-01/user/update`;
+  const received = nextMessage(watcher, topic);
+  await sensor.publishAsync(topic, FRAME, { qos: 1 });
+  assert.deepEqual((await received).payload, FRAME);
+
+  const stored = await waitFor('stored message', async () => (await messages(`gatewayId=${gw.id}&deviceName=sensor-01`))[0]);
+  assert.equal(stored.topic, topic);
+  assert.equal(stored.qos, 1);
+  assert.equal(stored.productKey, gw.productKey);
+  assert.equal(Buffer.from(stored.payload, 'base64').toString('hex'), '00d737');
+  assert.deepEqual(stored.parsed, { temperature: 21.5, humidity: 55, topic });
+  assert.equal(stored.parseError, null);
+  const since = await messages(`deviceName=sensor-01&since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`);
+  assert.equal(since.length, 0);
+});
+
+test('an Alink property post from the script updates the device properties shown by the API', async () => {
+  const sensor = await clients.connect(gw.port, 'sensor-01', { clientId: 'c-sensor-01-b' });
+  await sensor.publishAsync(`/sys/${gw.productKey}/sensor-01/thing/model/up_raw`, Buffer.from([0x00, 0xe1, 0x40]), { qos: 1 });
+  const device = await waitFor('properties', async () => {
+    const r = await gh.api<{ properties: Record<string, { value: unknown; time: number }> }>('GET', `/products/${gw.productKey}/devices/sensor-01`);
+    return r.json.properties.temperature !== undefined ? r.json : undefined;
+  });
+  assert.equal(device.properties.temperature?.value, 22.5);
+  assert.equal(device.properties.humidity?.value, 64);
+  assert.ok(typeof device.properties.temperature?.time === 'number');
+});
+
+test('the parsing dry run shows the output, console lines and time; a syntax error is a 400 with the line', async () => {
+  const saved = await gh.api<{ output: Record<string, unknown>; logs: { message: string }[]; durationMs: number; propertyPost: boolean }>(
+    'POST', `/gateways/${gw.id}/parsing/test`, { topic: '/sys/pk/dn/thing/model/up_raw', payload: '00d737' });
+  assert.equal(saved.status, 200, JSON.stringify(saved.json));
+  assert.deepEqual(saved.json.output.params, { temperature: 21.5, humidity: 55 });
+  assert.equal(saved.json.propertyPost, true);
+  assert.deepEqual(saved.json.logs.map((l) => l.message), ['frame of 3 bytes']);
+  assert.ok(saved.json.durationMs >= 0);
+
+  const draft = await gh.api<{ output: null; error: { kind: string } }>('POST', `/gateways/${gw.id}/parsing/test`, {
+    script: 'function transformPayload(topic, bytes) { return [bytes.length]; }', topic: 't', payload: 'AAE=', encoding: 'base64',
+  });
+  assert.equal(draft.status, 200);
+  assert.equal(draft.json.output, null);
+  assert.equal(draft.json.error.kind, 'bad-result');
+
+  const greedy = await gh.api<{ output: null; error: { kind: string } }>('POST', `/gateways/${gw.id}/parsing/test`, {
+    script: 'function transformPayload() { return { big: new ArrayBuffer(512 * 1024 * 1024).byteLength }; }', topic: 't', payload: '00',
+  });
+  assert.equal(greedy.json.error.kind, 'memory', JSON.stringify(greedy.json));
+
+  const broken = await gh.api<{ error: { code: string; message: string } }>('POST', `/gateways/${gw.id}/parsing/test`, {
+    script: 'function transformPayload(topic, bytes) {\n  return {;\n}', topic: 't', payload: '00',
+  });
+  assert.equal(broken.status, 400);
+  assert.equal(broken.json.error.code, 'GW_ERR_SCRIPT_SYNTAX');
+  assert.match(broken.json.error.message, /line 2/);
+
+  const badHex = await gh.api<{ error: { code: string } }>('POST', `/gateways/${gw.id}/parsing/test`, { topic: 't', payload: 'zz' });
+  assert.equal(badHex.json.error.code, 'GW_ERR_PAYLOAD_INVALID');
+});
+
+test('a throwing script is recorded as a parse failure with the raw bytes while messages still flow', async () => {
+  const topic = `/${gw.productKey}/sensor-02/user/update`;
+  await setScript('function transformPayload(topic, bytes) { throw new Error("bad frame " + bytes.length); }', topic,
+    (m) => m.parseError?.includes('bad frame') === true);
+  const watcher = await clients.connect(gw.port, 'watcher-1', { clientId: 'w-throw' });
+  await watcher.subscribeAsync(topic, { qos: 1 });
+  const sensor = await clients.connect(gw.port, 'sensor-02');
+  const received = nextMessage(watcher, topic);
+  await sensor.publishAsync(topic, Buffer.from([1, 2, 3, 4]), { qos: 1 });
+  assert.deepEqual((await received).payload, Buffer.from([1, 2, 3, 4]));
+
+  const failed = await waitFor('failure stored', async () => (await messages(`gatewayId=${gw.id}&parseFailed=true`))
+    .find((m) => m.parseError === 'threw: Error: bad frame 4' || m.parseError?.startsWith('threw: Error: bad frame 4') === true));
+  assert.equal(failed.parsed, null);
+  assert.equal(Buffer.from(failed.payload, 'base64').toString('hex'), '01020304');
+  const stats = await gh.api<{ failed: number; enabled: boolean }>('GET', `/gateways/${gw.id}/parsing`);
+  assert.equal(stats.json.enabled, true);
+  assert.ok(stats.json.failed >= 2, JSON.stringify(stats.json));
+  const metrics = await (await fetch(`${gh.gatehouse.url}/api/v1/metrics`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })).text();
+  assert.match(metrics, /gatehouse_parsing_messages_total\{gateway="sensor_fleet",result="failed"\} [1-9]/);
+});
+
+test('a looping script is stopped by its time limit; delivery does not wait for it', async () => {
+  const topic = `/${gw.productKey}/sensor-02/user/loop`;
+  await setScript('function transformPayload() { for (;;) {} }', topic, (m) => m.parseError?.startsWith('timeout') === true);
+  const watcher = await clients.connect(gw.port, 'watcher-1', { clientId: 'w-loop' });
+  await watcher.subscribeAsync(topic, { qos: 0 });
+  const sensor = await clients.connect(gw.port, 'sensor-02', { clientId: 'c-sensor-02-loop' });
+  const started = Date.now();
+  const all = Promise.all([0, 1, 2, 3, 4].map(async () => nextMessage(watcher, topic)));
+  for (let i = 0; i < 5; i++) await sensor.publishAsync(topic, Buffer.from([i]), { qos: 0 });
+  await all;
+  // Five looping calls take five time limits inside the isolate; MQTT delivery did not queue behind them.
+  assert.ok(Date.now() - started < 1000, `delivery took ${Date.now() - started} ms`);
+  const latest = await waitFor('timeouts stored', async () => {
+    const items = (await messages(`deviceName=sensor-02&parseFailed=true&limit=10`)).filter((m) => m.topic === topic);
+    return items.length >= 6 ? items : undefined;
+  });
+  assert.ok(latest.every((m) => m.parseError?.startsWith('timeout') === true), JSON.stringify(latest.map((m) => m.parseError)));
+  // Back to the sensor script for the tests below.
+  await setScript(SENSOR_SCRIPT, `/${gw.productKey}/sensor-02/user/update`, (m) => m.parsed !== null);
+});
+
+test('the SSE stream delivers messages and online/offline events, filtered, and resumes from Last-Event-ID', async () => {
+  const url = `${gh.gatehouse.url}/api/v1/stream?gatewayId=${gw.id}&deviceName=sensor-01`;
+  const auth = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
+  const stream = await openStream(url, auth);
+  const sensor = await clients.connect(gw.port, 'sensor-01', { clientId: 'c-sse' });
+  const other = await clients.connect(gw.port, 'sensor-02', { clientId: 'c-sse-other' });
+  await other.publishAsync(`/${gw.productKey}/sensor-02/user/update`, FRAME, { qos: 1 }); // filtered out
+  await sensor.publishAsync(`/${gw.productKey}/sensor-01/user/update`, Buffer.from([0, 10, 1]), { qos: 1 });
+  await sensor.publishAsync(`/${gw.productKey}/sensor-01/user/update`, Buffer.from([0, 20, 2]), { qos: 1 });
+  const [online, first, second] = await stream.take(3);
+  assert.equal(online?.event, 'online');
+  assert.equal(online?.data.deviceName, 'sensor-01');
+  assert.equal(first?.event, 'message');
+  assert.deepEqual((first?.data as unknown as MessageJson).parsed, { temperature: 1, humidity: 1, topic: `/${gw.productKey}/sensor-01/user/update` });
+  assert.equal((second?.data as unknown as MessageJson).parsed?.humidity, 2);
+  await sensor.endAsync();
+  const [offline] = await stream.take(1);
+  assert.equal(offline?.event, 'offline');
+  stream.close();
+
+  // Resume after the first message: the second one and the offline event are replayed.
+  const resumed = await openStream(`${url}&types=message,offline`, { ...auth, 'last-event-id': first.id });
+  const replay = await resumed.take(2);
+  assert.deepEqual(replay.map((e) => e.id), [second!.id, offline.id]);
+  resumed.close();
+
+  const bad = await gh.api<{ error: { code: string } }>('GET', '/stream?types=nope');
+  assert.equal(bad.status, 400);
+  const docs = await (await fetch(`${gh.gatehouse.url}/api/docs/json`)).json() as { paths: Record<string, unknown> };
+  for (const p of ['/api/v1/stream', '/api/v1/messages', '/api/v1/webhooks', '/api/v1/gateways/{id}/parsing/test']) assert.ok(p in docs.paths, p);
+});
+
+test('a downlink reaches a subscribed device at QoS 0 and QoS 1 (acknowledged); offline and unsubscribed are reported', async () => {
+  const device = await clients.connect(gw.port, 'sensor-01', { clientId: 'c-downlink' });
+  const setTopic = `/sys/${gw.productKey}/sensor-01/thing/service/property/set`;
+  await device.subscribeAsync(setTopic, { qos: 1 });
+  const body = { method: 'thing.service.property.set', params: { interval: 30 } };
+  const payload = Buffer.from(JSON.stringify(body)).toString('base64');
+
+  const got0 = nextMessage(device, setTopic);
+  const r0 = await gh.api<{ online: boolean; result: string; acknowledged: boolean | null }>(
+    'POST', `/products/${gw.productKey}/devices/sensor-01/messages`, { topic: setTopic, payload, qos: 0 });
+  assert.equal(r0.status, 200, JSON.stringify(r0.json));
+  assert.deepEqual(r0.json, { online: true, result: 'SENT', acknowledged: null });
+  const m0 = await got0;
+  assert.deepEqual(JSON.parse(m0.payload.toString()), body);
+  assert.equal(m0.qos, 0);
+
+  const got1 = nextMessage(device, setTopic);
+  const r1 = await gh.api<{ online: boolean; result: string; acknowledged: boolean | null }>(
+    'POST', `/products/${gw.productKey}/devices/sensor-01/messages`, { topic: setTopic, payload, qos: 1 });
+  assert.deepEqual(r1.json, { online: true, result: 'ACKED', acknowledged: true });
+  assert.equal((await got1).qos, 1);
+
+  const unsubscribed = await gh.api<{ result: string }>(
+    'POST', `/products/${gw.productKey}/devices/sensor-01/messages`, { topic: '/other/topic', payload, qos: 1 });
+  assert.equal(unsubscribed.json.result, 'NOT_SUBSCRIBED');
+
+  const offline = await gh.api<{ online: boolean; result: string }>(
+    'POST', `/products/${gw.productKey}/devices/idle-0001/messages`, { topic: setTopic, payload, qos: 1 });
+  assert.deepEqual(offline.json, { online: false, result: 'OFFLINE', acknowledged: null });
+
+  const unknown = await gh.api<{ error: { code: string } }>('POST', `/products/${gw.productKey}/devices/ghost-device/messages`, { topic: setTopic, payload });
+  assert.equal(unknown.json.error.code, 'GW_ERR_DEVICE_NOT_FOUND');
+  const badTopic = await gh.api<{ error: { code: string } }>('POST', `/products/${gw.productKey}/devices/sensor-01/messages`, { topic: 'a/+', payload });
+  assert.equal(badTopic.json.error.code, 'GW_ERR_TOPIC_INVALID');
+});

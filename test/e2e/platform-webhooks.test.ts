@@ -1,0 +1,165 @@
+/**
+ * Issue 6 webhooks end to end: real HTTPS receivers on 127.0.0.1 (certificates from the test PKI,
+ * trusted through the webhook's CA), real MQTT.js devices. A receiver that fails twice then recovers
+ * gets every message (deduplicated by event id, each signature valid); one that always fails ends in
+ * the dead-letter list after the last retry; one that never answers does not slow MQTT delivery.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { getPki, type SharedPki } from '../harness/pki.ts';
+import { removeDataDir, startTestGatehouse, type TestGatehouse } from '../harness/gatehouse.ts';
+import { addDevices, Clients, createGateway, nextMessage, waitFor, type GatewayJson } from './platform-support.ts';
+
+interface Delivery { status: number; eventId: string; type: string; signature: string; body: string }
+
+/** An HTTPS endpoint answering each request with `respond(n)` (n counts from 1); null = never answer. */
+class Receiver {
+  readonly deliveries: Delivery[] = [];
+  readonly #server: https.Server;
+  #count = 0;
+
+  constructor(pki: SharedPki, respond: (n: number) => number | null) {
+    this.#server = https.createServer({ cert: pki.server.chainPem, key: pki.server.keyPem }, (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const status = respond(++this.#count);
+        this.deliveries.push({
+          status: status ?? 0, eventId: String(req.headers['x-gatehouse-event-id']), type: String(req.headers['x-gatehouse-event-type']),
+          signature: String(req.headers['x-gatehouse-signature']), body: Buffer.concat(chunks).toString(),
+        });
+        if (status !== null) res.writeHead(status).end();
+      });
+    });
+  }
+
+  async listen(): Promise<string> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
+    return `https://127.0.0.1:${(this.#server.address() as AddressInfo).port}/hook`;
+  }
+
+  close(): void {
+    this.#server.closeAllConnections();
+    this.#server.close();
+  }
+}
+
+const SECRET = 'test-signing-secret-0123456789';
+let pki: SharedPki;
+let gh: TestGatehouse;
+let gw: GatewayJson;
+let clients: Clients;
+const receivers: Receiver[] = [];
+
+before(async () => {
+  pki = await getPki();
+  gh = await startTestGatehouse({
+    platform: { webhooks: { maxAttempts: 4, baseDelayMs: 40, maxDelayMs: 200, timeoutMs: 500 } },
+  });
+  clients = new Clients(pki);
+  gw = await createGateway(gh, pki, 'hooked_fleet');
+  await addDevices(gh, gw.productKey, ['meter-01', 'meter-02']);
+});
+
+after(async () => {
+  clients.closeAll();
+  await gh.stop();
+  for (const r of receivers) r.close();
+  await removeDataDir(gh.dataDir);
+});
+
+async function addWebhook(url: string, extra: Record<string, unknown> = {}): Promise<{ id: string; secret: string }> {
+  const r = await gh.api<{ id: string; secret: string }>('POST', '/webhooks', {
+    url, caCertificate: pki.root.certPem, gatewayId: gw.id, secret: SECRET, ...extra,
+  });
+  assert.equal(r.status, 201, JSON.stringify(r.json));
+  return r.json;
+}
+
+test('webhooks are validated and listed without their secret', async () => {
+  const plain = await gh.api<{ error: { code: string } }>('POST', '/webhooks', { url: 'http://127.0.0.1/hook' });
+  assert.equal(plain.json.error.code, 'GW_ERR_URL_NOT_HTTPS');
+  const events = await gh.api<{ error: { code: string } }>('POST', '/webhooks', { url: 'https://x.example/h', eventTypes: [] });
+  assert.equal(events.json.error.code, 'GW_ERR_WEBHOOK_EVENTS_INVALID');
+  const created = await gh.api<{ id: string; secret: string }>('POST', '/webhooks', { url: 'https://x.example/h', enabled: false });
+  assert.equal(created.status, 201);
+  assert.ok(created.json.secret.length >= 16, 'a secret is generated and shown once');
+  const got = await gh.api<{ secret?: string; enabled: boolean }>('GET', `/webhooks/${created.json.id}`);
+  assert.equal(got.json.secret, undefined);
+  const patched = await gh.api<{ description: string }>('PATCH', `/webhooks/${created.json.id}`, { description: 'unused' });
+  assert.equal(patched.json.description, 'unused');
+  assert.equal((await gh.api('DELETE', `/webhooks/${created.json.id}`)).status, 204);
+  assert.equal((await gh.api('GET', `/webhooks/${created.json.id}`)).status, 404);
+});
+
+test('a receiver that fails twice then recovers gets every message, signed, at least once', async () => {
+  const receiver = new Receiver(pki, (n) => (n <= 2 ? 500 : 200));
+  receivers.push(receiver);
+  await addWebhook(await receiver.listen(), { eventTypes: ['message', 'online'] });
+
+  const meter = await clients.connect(gw.port, 'meter-01');
+  const sent: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const payload = `reading-${i}`;
+    sent.push(Buffer.from(payload).toString('base64'));
+    await meter.publishAsync(`/${gw.productKey}/meter-01/user/update`, payload, { qos: 1 });
+  }
+  const accepted = await waitFor('every message accepted', () => {
+    const ok = receiver.deliveries.filter((d) => d.status === 200 && d.type === 'message');
+    return new Set(ok.map((d) => d.eventId)).size >= 5 ? ok : undefined;
+  }, 10_000);
+  assert.equal(receiver.deliveries.filter((d) => d.status === 500).length, 2);
+  const bodies = [...new Map(accepted.map((d) => [d.eventId, JSON.parse(d.body) as { id: string; type: string; data: { payload: string; deviceName: string } }])).values()];
+  assert.deepEqual(bodies.map((b) => b.data.payload).sort(), [...sent].sort());
+  for (const d of receiver.deliveries) {
+    const body = JSON.parse(d.body) as { id: string };
+    assert.equal(body.id, d.eventId, 'the header id is the body id');
+    const match = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(d.signature);
+    assert.ok(match, d.signature);
+    assert.equal(match[2], createHmac('sha256', SECRET).update(`${match[1]}.${d.body}`).digest('hex'));
+  }
+  assert.ok(receiver.deliveries.some((d) => d.type === 'online' && d.status === 200), 'online events are delivered too');
+});
+
+test('after the last retry a delivery becomes a dead letter, listed by the API', async () => {
+  const receiver = new Receiver(pki, () => 503);
+  receivers.push(receiver);
+  const hook = await addWebhook(await receiver.listen(), { eventTypes: ['message'] });
+  const meter = await clients.connect(gw.port, 'meter-02');
+  await meter.publishAsync(`/${gw.productKey}/meter-02/user/update`, 'doomed', { qos: 1 });
+  const letters = await waitFor('dead letter', async () => {
+    const r = await gh.api<{ items: { id: string; eventId: string; attempts: number; lastError: string; body: string }[] }>(
+      'GET', `/webhooks/${hook.id}/dead-letters`);
+    return r.json.items.length > 0 ? r.json.items : undefined;
+  }, 10_000);
+  assert.equal(letters.length, 1);
+  assert.equal(letters[0]!.attempts, 4);
+  assert.equal(letters[0]!.lastError, 'HTTP 503');
+  assert.equal(receiver.deliveries.length, 4);
+  assert.equal((JSON.parse(letters[0]!.body) as { data: { payload: string } }).data.payload, Buffer.from('doomed').toString('base64'));
+  const stats = await gh.api<{ delivery: { deadLettered: number } }>('GET', `/webhooks/${hook.id}`);
+  assert.equal(stats.json.delivery.deadLettered, 1);
+  assert.equal((await gh.api('DELETE', `/webhooks/${hook.id}/dead-letters/${letters[0]!.id}`)).status, 204);
+  await gh.api('DELETE', `/webhooks/${hook.id}`);
+});
+
+test('an endpoint that never answers does not slow MQTT delivery', async () => {
+  const receiver = new Receiver(pki, () => null);
+  receivers.push(receiver);
+  await addWebhook(await receiver.listen(), { eventTypes: ['message'] });
+  const sub = await clients.connect(gw.port, 'meter-02', { clientId: 'sub-slow' });
+  const topic = `/${gw.productKey}/meter-02/user/slow`;
+  await sub.subscribeAsync(topic, { qos: 1 });
+  const pub = await clients.connect(gw.port, 'meter-01', { clientId: 'pub-slow' });
+  const started = Date.now();
+  for (let i = 0; i < 20; i++) {
+    const got = nextMessage(sub, topic);
+    await pub.publishAsync(topic, `m${i}`, { qos: 1 });
+    await got;
+  }
+  assert.ok(Date.now() - started < 2000, `20 round trips took ${Date.now() - started} ms`);
+  await waitFor('the hanging endpoint was called', () => (receiver.deliveries.length > 0 ? true : undefined));
+});

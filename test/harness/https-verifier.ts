@@ -1,0 +1,95 @@
+/**
+ * A customer's HTTPS verification service for third-party tests: a real HTTPS server on 127.0.0.1
+ * with the test PKI's `localhost` certificate (trust `pki.root` as the gateway's `caCertificate`).
+ * The username a device sends picks the answer, so one server covers every case:
+ *
+ * | username        | answer                                                     |
+ * |-----------------|------------------------------------------------------------|
+ * | `ok:<name>`     | 200 `{"deviceName": "<name>"}`                             |
+ * | `deny`          | 401                                                        |
+ * | `forbid`        | 403                                                        |
+ * | `boom`          | 500                                                        |
+ * | `slow`          | 200 with a valid deviceName, after `slowMs` (default 2 s)  |
+ * | `badjson`       | 200 with a body that is not JSON                           |
+ * | `nodevice`      | 200 `{"result": "ok"}` (no deviceName)                     |
+ * | `badname`       | 200 `{"deviceName": "x"}` (outside the device name rules)  |
+ * | anything else   | 401                                                        |
+ *
+ * Every request is recorded (parsed body and headers) for assertions on templates, signing and caching.
+ */
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Pki } from './pki.ts';
+
+export interface VerifierRequest {
+  path: string;
+  headers: IncomingHttpHeaders;
+  /** The raw body text. */
+  raw: string;
+  /** The parsed JSON body (undefined when it was not JSON). */
+  body: Record<string, unknown> | undefined;
+}
+
+export interface HttpsVerifier {
+  /** `https://127.0.0.1:<port>/verify`. */
+  url: string;
+  requests: VerifierRequest[];
+  /** Requests whose body has this username. */
+  requestsFor(username: string): VerifierRequest[];
+  slowMs: number;
+  close(): Promise<void>;
+}
+
+function answer(username: string): { status: number; body?: string } {
+  if (username.startsWith('ok:')) return { status: 200, body: JSON.stringify({ deviceName: username.slice(3) }) };
+  switch (username) {
+    case 'forbid': return { status: 403 };
+    case 'boom': return { status: 500, body: '{"error":"database down"}' };
+    case 'slow': return { status: 200, body: JSON.stringify({ deviceName: 'slow-device' }) };
+    case 'badjson': return { status: 200, body: '{"deviceName": "half' };
+    case 'nodevice': return { status: 200, body: JSON.stringify({ result: 'ok' }) };
+    case 'badname': return { status: 200, body: JSON.stringify({ deviceName: 'x' }) };
+    default: return { status: 401 };
+  }
+}
+
+export async function startHttpsVerifier(pki: Pick<Pki, 'server'>): Promise<HttpsVerifier> {
+  const requests: VerifierRequest[] = [];
+  const verifier: HttpsVerifier = {
+    url: '',
+    requests,
+    requestsFor: (username) => requests.filter((r) => r.body?.username === username),
+    slowMs: 2000,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+  const server = https.createServer({ cert: pki.server.chainPem, key: pki.server.keyPem }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks).toString('utf8');
+      let body: Record<string, unknown> | undefined;
+      try {
+        body = JSON.parse(raw) as Record<string, unknown>;
+      } catch {
+        body = undefined;
+      }
+      requests.push({ path: req.url ?? '', headers: req.headers, raw, body });
+      const username = typeof body?.username === 'string' ? body.username : '';
+      const { status, body: out } = answer(username);
+      const send = (): void => {
+        if (res.destroyed) return;
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(out);
+      };
+      if (username === 'slow') setTimeout(send, verifier.slowMs).unref();
+      else send();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  verifier.url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/verify`;
+  return verifier;
+}

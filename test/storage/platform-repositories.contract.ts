@@ -1,0 +1,83 @@
+/**
+ * The contract of the platform-side repositories (issue 6: messages, webhooks, dead letters) that
+ * every `Storage` implementation must pass; run by `sqlite.test.ts` and `postgres.test.ts`.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { MessageRecord, Storage, WebhookRecord } from '../../src/registry/ports.ts';
+import type { OpenFreshStorage } from './repository.contract.ts';
+
+function message(id: string, deviceName: string, receivedAt: string, overrides: Partial<MessageRecord> = {}): MessageRecord {
+  return {
+    id, gatewayId: 'gw1', productKey: 'pk1', deviceName, topic: `/pk1/${deviceName}/user/update`, qos: 1,
+    payload: Buffer.from([0, 0xff, 0x10]), parsed: { temperature: 21.5, nested: { ok: true } }, parseError: null, receivedAt,
+    ...overrides,
+  };
+}
+
+function webhook(id: string, overrides: Partial<WebhookRecord> = {}): WebhookRecord {
+  return {
+    id, url: 'https://hooks.example.com/in', description: null, gatewayId: null, eventTypes: ['message', 'online'],
+    secretEncrypted: 'v1:sealed', caCertificate: null, enabled: true, createdAt: '2026-01-01T00:00:00.000Z',
+    updatedAt: '2026-01-01T00:00:00.000Z', ...overrides,
+  };
+}
+
+async function withStorage(open: OpenFreshStorage, work: (s: Storage) => Promise<void>): Promise<void> {
+  const storage = await open();
+  try {
+    await work(storage);
+  } finally {
+    await storage.close();
+  }
+}
+
+export function platformRepositoryContract(name: string, open: OpenFreshStorage): void {
+  void describe(`${name}: platform repositories`, () => {
+    test('messages round-trip bytes and JSON, filter, order newest first, and prune per device and by age', () => withStorage(open, async (s) => {
+      await s.messages.insertMany([
+        message('a1', 'dev-a', '2026-01-01T00:00:01.000Z'),
+        message('a2', 'dev-a', '2026-01-01T00:00:02.000Z', { parsed: null, parseError: 'threw: Error: bad' }),
+        message('a3', 'dev-a', '2026-01-01T00:00:03.000Z'),
+        message('b1', 'dev-b', '2026-01-01T00:00:04.000Z', { gatewayId: 'gw2', productKey: 'pk2' }),
+      ]);
+      const all = await s.messages.query({ limit: 10 });
+      assert.deepEqual(all.map((m) => m.id), ['b1', 'a3', 'a2', 'a1']);
+      assert.deepEqual(all[3], message('a1', 'dev-a', '2026-01-01T00:00:01.000Z'));
+      assert.deepEqual((await s.messages.query({ gatewayId: 'gw1', deviceName: 'dev-a', limit: 2 })).map((m) => m.id), ['a3', 'a2']);
+      assert.deepEqual((await s.messages.query({ parseFailed: true, limit: 10 })).map((m) => m.id), ['a2']);
+      assert.deepEqual((await s.messages.query({ since: '2026-01-01T00:00:03.000Z', limit: 10 })).map((m) => m.id), ['b1', 'a3']);
+      assert.equal(await s.messages.pruneDevice('pk1', 'dev-a', 2), 1);
+      assert.deepEqual((await s.messages.query({ deviceName: 'dev-a', limit: 10 })).map((m) => m.id), ['a3', 'a2']);
+      assert.equal(await s.messages.pruneDevice('pk1', 'dev-a', 5), 0);
+      assert.equal(await s.messages.pruneOlderThan('2026-01-01T00:00:03.500Z'), 2);
+      assert.deepEqual((await s.messages.query({ limit: 10 })).map((m) => m.id), ['b1']);
+    }));
+
+    test('a batch larger than one statement is inserted whole', () => withStorage(open, async (s) => {
+      const batch = Array.from({ length: 1200 }, (_, i) => message(`m${String(i).padStart(5, '0')}`, 'dev-a', '2026-01-01T00:00:00.000Z'));
+      await s.messages.insertMany(batch);
+      assert.equal((await s.messages.query({ limit: 2000 })).length, 1200);
+    }));
+
+    test('webhooks: insert, update, list, dead letters, delete with its dead letters', () => withStorage(open, async (s) => {
+      await s.webhooks.insert(webhook('w1'));
+      await s.webhooks.insert(webhook('w2', { createdAt: '2026-01-02T00:00:00.000Z', gatewayId: 'gw1', caCertificate: 'PEM' }));
+      assert.deepEqual(await s.webhooks.get('w1'), webhook('w1'));
+      assert.equal(await s.webhooks.update(webhook('w1', { enabled: false, eventTypes: ['offline'] })), true);
+      assert.equal(await s.webhooks.update(webhook('nope')), false);
+      assert.deepEqual((await s.webhooks.list()).map((w) => [w.id, w.enabled, w.eventTypes]), [['w1', false, ['offline']], ['w2', true, ['message', 'online']]]);
+      for (const [id, at] of [['d1', '2026-01-03T00:00:00.000Z'], ['d2', '2026-01-04T00:00:00.000Z']] as const) {
+        await s.webhooks.insertDeadLetter({ id, webhookId: 'w1', eventId: `e-${id}`, body: '{"id":"x"}', attempts: 5, lastError: 'HTTP 503', failedAt: at });
+      }
+      assert.deepEqual((await s.webhooks.listDeadLetters('w1', 10)).map((d) => d.id), ['d2', 'd1']);
+      assert.equal((await s.webhooks.listDeadLetters('w1', 10))[0]?.attempts, 5);
+      assert.equal(await s.webhooks.deleteDeadLetter('w1', 'd1'), true);
+      assert.equal(await s.webhooks.deleteDeadLetter('w2', 'd2'), false);
+      assert.equal(await s.webhooks.delete('w1'), true);
+      assert.equal(await s.webhooks.get('w1'), undefined);
+      assert.deepEqual(await s.webhooks.listDeadLetters('w1', 10), []);
+      assert.equal(await s.webhooks.delete('w1'), false);
+    }));
+  });
+}
