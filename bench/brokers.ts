@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import type { BenchCerts } from './certs.ts';
 import { spawnPinned, type Child } from './children.ts';
 
-export type BrokerName = 'gatehouse' | 'mosquitto' | 'mosquitto-nd' | 'aedes' | 'node-floor';
-export const BROKER_NAMES: BrokerName[] = ['gatehouse', 'mosquitto', 'mosquitto-nd', 'aedes', 'node-floor'];
+export type BrokerName = 'gatehouse' | 'gatehouse-parsing' | 'mosquitto' | 'mosquitto-nd' | 'aedes' | 'node-floor';
+export const BROKER_NAMES: BrokerName[] = ['gatehouse', 'gatehouse-parsing', 'mosquitto', 'mosquitto-nd', 'aedes', 'node-floor'];
 
 export function isBrokerName(name: string): name is BrokerName {
   return (BROKER_NAMES as string[]).includes(name);
@@ -110,6 +110,17 @@ export const BROKERS: Record<BrokerName, BrokerSpec> = {
     },
     launch: (ctx) => ({
       argv: [...NODE, 'src/cli/index.ts', 'broker', '--host', '127.0.0.1', '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
+        '--tls-cert', ctx.certs.serverCert, '--tls-key', ctx.certs.serverKey],
+      env: { ...process.env, GATEHOUSE_LOG_LEVEL: 'warn' },
+    }),
+  },
+  'gatehouse-parsing': {
+    name: 'gatehouse-parsing',
+    describe: 'Gatehouse engine with data parsing on: transformPayload per PUBLISH in the sandbox (bench/peers/gatehouse-parsing.ts)',
+    unavailable: (repoRoot) => (existsSync(join(repoRoot, 'src/platform/index.ts')) ? undefined : 'src/platform does not exist yet'),
+    version: (repoRoot) => (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version,
+    launch: (ctx) => ({
+      argv: [...NODE, 'bench/peers/gatehouse-parsing.ts', '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
         '--tls-cert', ctx.certs.serverCert, '--tls-key', ctx.certs.serverKey],
       env: { ...process.env, GATEHOUSE_LOG_LEVEL: 'warn' },
     }),

@@ -36,15 +36,16 @@ export interface GatehouseOverrides {
 
 export async function startGatehouse(prepared: PreparedConfig, logger: Logger, overrides: GatehouseOverrides = {}): Promise<Gatehouse> {
   const { config } = prepared;
+  // The process's one sandbox for operator JavaScript: verification functions (checked when saved,
+  // run on CONNECT) and transformPayload scripts all run in it.
+  const runner = new IsolatedVmRunner({ onCatastrophicError: (message) => logger.fatal({ message }, 'sandbox_catastrophic_error') });
   const storage = await openStorage({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, logger });
-  const registry = await createRegistry({ storage, masterKey: config.masterKey, publicHost: config.publicHost, logger });
+  const registry = await createRegistry({ storage, masterKey: config.masterKey, publicHost: config.publicHost, logger, runner });
   const stateStores = new SqliteStateStores(path.join(config.dataDir, MQTT_STATE_FILE));
-  const runtime = new GatewayRuntime({ directory: registry, logger, host: config.mqttHost, stateStores, ocspTimings: overrides.ocspTimings });
+  const runtime = new GatewayRuntime({ directory: registry, logger, host: config.mqttHost, stateStores, ocspTimings: overrides.ocspTimings, runner });
   const metricsRegistry = new MetricsRegistry();
   collectDefaultMetrics({ register: metricsRegistry });
   registerGatewayMetrics(metricsRegistry, runtime);
-  // The process's one sandbox for operator JavaScript (transformPayload scripts run here).
-  const runner = new IsolatedVmRunner();
   const platformOptions: PlatformOptionsInput = {
     ...overrides.platform,
     messages: { keepPerDevice: config.messages.perDevice, maxAgeMs: config.messages.maxAgeHours * 3600_000, ...overrides.platform?.messages },
@@ -52,7 +53,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   const platform = new Platform({ registry, runtime, messages: storage.messages, runner, logger, options: platformOptions });
   await platform.start();
   registerPlatformMetrics(metricsRegistry, platform);
-  const api = buildApi({ registry, runtime, logger, metricsRegistry, adminToken: config.adminToken, platform });
+  const api = buildApi({ registry, runtime, logger, metricsRegistry, adminToken: config.adminToken, platform, console: {} });
 
   await runtime.startAll();
   await api.listen({ host: config.http.host, port: config.http.port });

@@ -13,6 +13,7 @@ import type { Platform } from '../platform/index.ts';
 import { bearerAuth } from './auth.ts';
 import { installErrorHandling, notFound } from './errors.ts';
 import { certificateRoutes } from './certificates/routes.ts';
+import { registerConsole, type ConsoleOptions } from './console.ts';
 import { functionRoutes } from './functions/routes.ts';
 import { gatewayRoutes } from './gateways/routes.ts';
 import { messageRoutes } from './messages/routes.ts';
@@ -34,6 +35,8 @@ export interface ApiDependencies {
   adminToken: string;
   /** Messages, stream, downlink, webhooks and parsing; absent in API tests that run without a data plane. */
   platform?: Platform;
+  /** Serve the web console (console/dist) at / with index.html for its routes; absent in API tests. */
+  console?: ConsoleOptions;
 }
 
 export type Api = FastifyInstance;
@@ -52,7 +55,7 @@ export function buildApi(deps: ApiDependencies): Api {
   // TypeBox's compiler does not coerce bodies: "8883" is not a port.
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   installErrorHandling(app);
-  app.setNotFoundHandler(notFound);
+  app.setNotFoundHandler(deps.console === undefined ? notFound : registerConsole(app, notFound, deps.console));
 
   app.addHook('onResponse', (request, reply, done) => {
     request.log.info({

@@ -2,26 +2,17 @@
  * Runs the gateways the operator wants running, and keeps each in step with the registry: started
  * at boot, started and stopped by the API, reloaded on edits, torn down on delete.
  */
-import type { Logger } from '../core/logger.ts';
-import type { BrokerOptions } from '../broker/index.ts';
 import type { GatewayRuntime as GatewayRuntimePort, GatewayState } from '../registry/ports.ts';
 import type { GatewayStatus } from '../registry/types.ts';
-import type { GatewayDirectory } from './ports.ts';
-import { GatewayInstance, type StateStoreFactory } from './instance.ts';
+import type { ScriptRunner } from '../sandbox/index.ts';
+import { GatewayInstance, type GatewayInstanceDeps } from './instance.ts';
 import { FunctionScripts } from './auth/function/index.ts';
-import type { OcspTimings } from './tls/ocsp-cache.ts';
 
-export interface GatewayRuntimeOptions {
-  directory: GatewayDirectory;
-  logger: Logger;
-  /** Address gateway listeners bind (GATEHOUSE_MQTT_HOST). */
-  host: string;
-  brokerOptions?: Partial<BrokerOptions>;
-  /** Durable retained messages and sessions per gateway; in memory when absent. */
-  stateStores?: StateStoreFactory;
-  /** OCSP cache bounds and timeouts (defaults: DESIGN.md's 5 min … 1 h); tests shorten them. */
-  ocspTimings?: Partial<OcspTimings>;
-}
+/** What a runtime needs: what every gateway instance needs, plus the process's one sandbox. */
+export type GatewayRuntimeOptions = Omit<GatewayInstanceDeps, 'functionScripts'> & {
+  /** The process's one sandbox: verification functions compile in it. */
+  runner: ScriptRunner;
+};
 
 /** What happened to a running instance; observers (the platform) attach to its broker on 'started'. */
 export type InstanceChange = 'started' | 'reconfigured' | 'stopped';
@@ -38,7 +29,7 @@ export class GatewayRuntime implements GatewayRuntimePort {
 
   constructor(options: GatewayRuntimeOptions) {
     // One set of compiled verification functions for all gateways: a function is compiled once.
-    this.#options = { ...options, functionScripts: new FunctionScripts(options.directory, options.logger) };
+    this.#options = { ...options, functionScripts: new FunctionScripts(options.directory, options.logger, options.runner) };
     const events = options.directory.events;
     this.#unsubscribe.push(
       events.on('gateway.updated', ({ gatewayId }) => void this.reloadGateway(gatewayId)),

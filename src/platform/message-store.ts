@@ -6,6 +6,7 @@
  */
 import type { Logger } from '../core/logger.ts';
 import type { MessageQuery, MessageRecord, MessageRepository } from '../registry/index.ts';
+import { DeferredFlush } from './deferred-flush.ts';
 
 export interface MessageStoreOptions {
   keepPerDevice: number;
@@ -28,8 +29,7 @@ export class MessageStore {
   readonly #options: MessageStoreOptions;
   readonly #log: Logger;
   #buffer: MessageRecord[] = [];
-  #flushing: Promise<void> | null = null;
-  #timer: NodeJS.Timeout | null = null;
+  readonly #flusher = new DeferredFlush(() => this.#write(), () => this.#buffer.length > 0);
   readonly #ageTimer: NodeJS.Timeout;
   /** Inserts per device since it was last pruned to `keepPerDevice`. */
   readonly #sincePrune = new Map<string, { productKey: string; deviceName: string; n: number }>();
@@ -53,18 +53,12 @@ export class MessageStore {
       return;
     }
     this.#buffer.push(record);
-    if (this.#buffer.length >= this.#options.batchSize) this.#schedule(0);
-    else this.#schedule(this.#options.flushMs);
+    this.#flusher.schedule(this.#buffer.length >= this.#options.batchSize ? 0 : this.#options.flushMs);
   }
 
   /** Writes what is buffered (readers call it first, so a message just received is found). */
-  async flush(): Promise<void> {
-    while (this.#flushing !== null) await this.#flushing;
-    if (this.#buffer.length === 0) return;
-    this.#flushing = this.#write().finally(() => {
-      this.#flushing = null;
-    });
-    await this.#flushing;
+  flush(): Promise<void> {
+    return this.#flusher.flush();
   }
 
   async query(query: MessageQuery): Promise<MessageRecord[]> {
@@ -74,21 +68,7 @@ export class MessageStore {
 
   async close(): Promise<void> {
     clearInterval(this.#ageTimer);
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
-    await this.flush();
-  }
-
-  #schedule(delayMs: number): void {
-    if (this.#timer !== null) {
-      if (delayMs > 0) return;
-      clearTimeout(this.#timer);
-    }
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      void this.flush();
-    }, delayMs);
-    this.#timer.unref();
+    await this.#flusher.close();
   }
 
   async #write(): Promise<void> {

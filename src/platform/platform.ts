@@ -10,7 +10,7 @@ import type { GatewayInstance } from '../gateway/instance.ts';
 import type { InstanceChange } from '../gateway/runtime.ts';
 import type { DeviceIdentity } from '../gateway/ports.ts';
 import type {
-  DeadLetterRecord, GatewayRuntimeConfig, MessageQuery, MessageRecord, MessageRepository, RegistryEventSource, WebhookTarget,
+  GatewayRuntimeConfig, MessageQuery, MessageRecord, MessageRepository, RegistryEventSource,
 } from '../registry/index.ts';
 import { GatehouseError } from '../core/errors.ts';
 import { ScriptCompileError, type LogLine, type ScriptRunner } from '../sandbox/index.ts';
@@ -22,7 +22,7 @@ import { MessageStore, type MessageStoreStats } from './message-store.ts';
 import { resolvePlatformOptions, type PlatformOptions, type PlatformOptionsInput } from './options.ts';
 import { GatewayParser, TRANSFORM_FILENAME, type ParsingCounters } from './parser.ts';
 import { UplinkTap, type Uplink } from './uplink-tap.ts';
-import { WebhookDispatcher, type WebhookStats } from './webhooks.ts';
+import { WebhookDispatcher, type WebhookSource, type WebhookStats } from './webhooks.ts';
 
 /** The registry as the platform uses it. */
 export interface PlatformRegistry {
@@ -31,10 +31,7 @@ export interface PlatformRegistry {
   readonly devices: {
     mergeProperties(productKey: string, deviceName: string, values: Record<string, unknown>, at: Date): Promise<boolean>;
   };
-  readonly webhooks: {
-    targets(): Promise<WebhookTarget[]>;
-    recordDeadLetter(record: DeadLetterRecord): Promise<void>;
-  };
+  readonly webhooks: WebhookSource;
 }
 
 /** The runtime as the platform uses it. */
@@ -63,7 +60,7 @@ export interface DownlinkResult {
   online: boolean;
   /** OFFLINE, NOT_SUBSCRIBED (online but no subscription matches the topic), SENT (QoS 0), ACKED, TIMEOUT. */
   result: 'OFFLINE' | 'NOT_SUBSCRIBED' | 'SENT' | 'ACKED' | 'TIMEOUT';
-  /** For QoS 1: whether the device's PUBACK arrived; null for QoS 0. */
+  /** QoS 1: whether the device's PUBACK arrived; null when nothing was sent at QoS 1 (QoS 0 asked or granted, offline …). */
   acknowledged: boolean | null;
 }
 
@@ -165,11 +162,10 @@ export class Platform {
       outcome = OUTCOME_RANK.find((o) => outcomes.includes(o)) ?? 'offline';
       break;
     }
-    const result = outcome.toUpperCase() as DownlinkResult['result'];
     return {
       online: outcome !== 'offline',
-      result,
-      acknowledged: request.qos === 1 && outcome !== 'offline' && outcome !== 'not_subscribed' && outcome !== 'sent' ? outcome === 'acked' : null,
+      result: outcome.toUpperCase() as DownlinkResult['result'],
+      acknowledged: outcome === 'acked' ? true : outcome === 'timeout' ? false : null,
     };
   }
 
@@ -178,7 +174,7 @@ export class Platform {
     for (const off of this.#unsubscribe.splice(0)) off();
     for (const tap of this.#taps.values()) tap.close();
     this.#taps.clear();
-    this.webhooks.close();
+    await this.webhooks.close();
     await this.store.close();
     await this.#propertyWrite;
   }

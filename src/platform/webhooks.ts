@@ -9,10 +9,11 @@ import { createHmac, randomInt } from 'node:crypto';
 import tls from 'node:tls';
 import { Agent, request } from 'undici';
 import type { Logger } from '../core/logger.ts';
-import type { DeadLetterRecord, WebhookTarget } from '../registry/index.ts';
+import type { DeadLetterRecord, OutboxEntry, WebhookTarget } from '../registry/index.ts';
 import type { EventHub } from './event-hub.ts';
 import type { PlatformEvent } from './events.ts';
 import { newEventId } from './ids.ts';
+import { Outbox, type OutboxStore } from './outbox.ts';
 
 export interface WebhookOptions {
   /** Attempts in all, the first included. */
@@ -28,9 +29,10 @@ export interface WebhookOptions {
   maxQueued: number;
 }
 
-export interface WebhookSource {
+export interface WebhookSource extends OutboxStore {
   targets(): Promise<WebhookTarget[]>;
   recordDeadLetter(record: DeadLetterRecord): Promise<void>;
+  listOutbox(webhookId: string, limit: number): Promise<OutboxEntry[]>;
 }
 
 export const SIGNATURE_HEADER = 'x-gatehouse-signature';
@@ -71,12 +73,14 @@ class Endpoint {
   #closed = false;
   readonly #options: WebhookOptions;
   readonly #source: WebhookSource;
+  readonly #outbox: Outbox;
   readonly #log: Logger;
 
-  constructor(target: WebhookTarget, options: WebhookOptions, source: WebhookSource, log: Logger) {
+  constructor(target: WebhookTarget, options: WebhookOptions, source: WebhookSource, outbox: Outbox, log: Logger) {
     this.target = target;
     this.#options = options;
     this.#source = source;
+    this.#outbox = outbox;
     this.#log = log.child({ webhookId: target.id });
     this.#agent = this.#newAgent();
   }
@@ -104,7 +108,13 @@ class Endpoint {
   }
 
   enqueue(event: PlatformEvent, body: string): void {
+    this.#outbox.add({ webhookId: this.target.id, eventId: event.id, eventType: event.type, body, createdAt: new Date().toISOString() });
     this.#push({ eventId: event.id, type: event.type, body, attempts: 0, lastError: '' });
+  }
+
+  /** Deliveries a previous run left unacknowledged (already in the outbox). */
+  resume(entries: OutboxEntry[]): void {
+    for (const e of entries) this.#push({ eventId: e.eventId, type: e.eventType, body: e.body, attempts: 0, lastError: '' });
   }
 
   close(): void {
@@ -118,7 +128,8 @@ class Endpoint {
   #push(delivery: Delivery): void {
     if (this.#closed) return;
     if (this.#queue.length >= this.#options.maxQueued) {
-      this.#queue.shift();
+      const dropped = this.#queue.shift()!;
+      this.#outbox.remove(this.target.id, dropped.eventId);
       this.stats.dropped++;
     }
     this.#queue.push(delivery);
@@ -142,6 +153,7 @@ class Endpoint {
     if (this.#closed) return;
     if (error === null) {
       this.stats.delivered++;
+      this.#outbox.remove(this.target.id, delivery.eventId);
       return;
     }
     delivery.lastError = error;
@@ -189,6 +201,7 @@ class Endpoint {
 
   async #deadLetter(delivery: Delivery): Promise<void> {
     this.stats.deadLettered++;
+    this.#outbox.remove(this.target.id, delivery.eventId);
     this.#log.warn({ eventId: delivery.eventId, attempts: delivery.attempts, reason: delivery.lastError }, 'webhook_dead_letter');
     try {
       await this.#source.recordDeadLetter({
@@ -217,12 +230,14 @@ export class WebhookDispatcher {
   readonly #options: WebhookOptions;
   readonly #log: Logger;
   readonly #unsubscribe: () => void;
+  readonly #outbox: Outbox;
   #reloading: Promise<void> = Promise.resolve();
 
   constructor(source: WebhookSource, hub: EventHub, options: WebhookOptions, log: Logger) {
     this.#source = source;
     this.#options = options;
     this.#log = log;
+    this.#outbox = new Outbox(source, log);
     this.#unsubscribe = hub.subscribe((event) => {
       let body: string | undefined; // serialized once, for the first webhook that wants it
       for (const endpoint of this.#endpoints.values()) {
@@ -246,10 +261,12 @@ export class WebhookDispatcher {
     return e && { ...e.stats, queued: e.queued, inFlight: e.inFlight };
   }
 
-  close(): void {
+  /** Stops delivering; what is still pending stays in the outbox for the next start. */
+  async close(): Promise<void> {
     this.#unsubscribe();
     for (const e of this.#endpoints.values()) e.close();
     this.#endpoints.clear();
+    await this.#outbox.close();
   }
 
   async #load(): Promise<void> {
@@ -269,8 +286,17 @@ export class WebhookDispatcher {
     }
     for (const target of targets) {
       const existing = this.#endpoints.get(target.id);
-      if (existing !== undefined) existing.retarget(target);
-      else this.#endpoints.set(target.id, new Endpoint(target, this.#options, this.#source, this.#log));
+      if (existing !== undefined) {
+        existing.retarget(target);
+        continue;
+      }
+      const endpoint = new Endpoint(target, this.#options, this.#source, this.#outbox, this.#log);
+      this.#endpoints.set(target.id, endpoint);
+      try {
+        endpoint.resume(await this.#source.listOutbox(target.id, this.#options.maxQueued));
+      } catch (err) {
+        this.#log.error({ err, webhookId: target.id }, 'webhook_outbox_read_failed');
+      }
     }
   }
 }

@@ -1,5 +1,6 @@
 /** What every registry service shares: storage, the secret box, the event bus, the clock. */
 import { GatehouseError } from '../core/errors.ts';
+import type { ScriptRunner } from '../sandbox/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { RegistryEvents } from './events.ts';
 import { DuplicateKeyError, type Storage } from './ports.ts';
@@ -13,6 +14,8 @@ export interface RegistryContext {
   /** Host name for gateway URLs. */
   publicHost: string;
   now(): Date;
+  /** The process's one sandbox: function sources compile in it when saved, and dry runs run there. */
+  runner: ScriptRunner;
 }
 
 /** A unique-constraint race turned into the error the pre-check would have given. */

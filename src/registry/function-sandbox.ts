@@ -5,7 +5,7 @@
  * and no isolate is kept for a function that no gateway runs.
  */
 import { GatehouseError } from '../core/errors.ts';
-import { IsolatedVmRunner, ScriptCompileError, type InvokeError, type JsonValue, type LogLine } from '../sandbox/index.ts';
+import { ScriptCompileError, type InvokeError, type JsonValue, type LogLine, type ScriptRunner } from '../sandbox/index.ts';
 import { interpretVerificationOutput, type VerificationVerdict } from './verification-result.ts';
 
 export const FUNCTION_FILENAME = 'function.js';
@@ -34,16 +34,9 @@ export interface DryRunResult {
   durationMs: number;
 }
 
-let runner: IsolatedVmRunner | undefined;
-
-function sandbox(): IsolatedVmRunner {
-  runner ??= new IsolatedVmRunner();
-  return runner;
-}
-
-async function compile(source: string, limits: FunctionLimits) {
+async function compile(runner: ScriptRunner, source: string, limits: FunctionLimits) {
   try {
-    return await sandbox().compile(source, {
+    return await runner.compile(source, {
       kind: 'module-function', entry: 'handler', filename: FUNCTION_FILENAME, timeoutMs: limits.timeoutMs, memoryMb: limits.memoryMb,
     });
   } catch (error) {
@@ -53,12 +46,12 @@ async function compile(source: string, limits: FunctionLimits) {
 }
 
 /** Throws GW_ERR_SCRIPT_SYNTAX ("source: line 3: Unexpected token …") when the source cannot run. */
-export async function checkFunctionSource(source: string, limits: FunctionLimits): Promise<void> {
-  (await compile(source, limits)).dispose();
+export async function checkFunctionSource(runner: ScriptRunner, source: string, limits: FunctionLimits): Promise<void> {
+  (await compile(runner, source, limits)).dispose();
 }
 
-export async function dryRunFunction(source: string, limits: FunctionLimits, event: VerificationEvent): Promise<DryRunResult> {
-  const script = await compile(source, limits);
+export async function dryRunFunction(runner: ScriptRunner, source: string, limits: FunctionLimits, event: VerificationEvent): Promise<DryRunResult> {
+  const script = await compile(runner, source, limits);
   try {
     const result = await script.invoke([{ ...event }]);
     const base = { logs: result.logs, durationMs: result.durationMs };

@@ -19,7 +19,7 @@ export class FunctionService {
   async create(name: string, input: FunctionInput): Promise<VerificationFunction> {
     checkFunctionName(name);
     const checked = checkFunctionInput(input);
-    await checkFunctionSource(checked.source, checked);
+    await checkFunctionSource(this.#ctx.runner, checked.source, checked);
     if (await this.#ctx.storage.functions.get(name)) {
       throw new GatehouseError('GW_ERR_FUNCTION_NAME_TAKEN', `a function named "${name}" exists`, 'name');
     }
@@ -36,7 +36,7 @@ export class FunctionService {
     const checked = checkFunctionInput(input);
     const existing = await this.#ctx.storage.functions.get(name);
     if (!existing) return { fn: await this.create(name, input), created: true };
-    await checkFunctionSource(checked.source, checked);
+    await checkFunctionSource(this.#ctx.runner, checked.source, checked);
     const record: FunctionRecord = { ...existing, ...checked, updatedAt: this.#ctx.now().toISOString() };
     await this.#ctx.storage.functions.update(record);
     this.#ctx.events.emit('function.updated', { name });
@@ -61,7 +61,7 @@ export class FunctionService {
   /** Runs the stored function once on `event` in a fresh isolate, as a CONNECT would (nothing is recorded). */
   async invoke(name: string, event: VerificationEvent): Promise<DryRunResult> {
     const fn = await this.get(name);
-    return dryRunFunction(fn.source, fn, event);
+    return dryRunFunction(this.#ctx.runner, fn.source, fn, event);
   }
 
   /** Refused while a gateway verifies with it: that gateway would reject every device. */

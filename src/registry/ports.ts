@@ -131,6 +131,15 @@ export interface DeadLetterRecord {
   failedAt: string;
 }
 
+/** A webhook delivery its endpoint has not acknowledged yet. */
+export interface OutboxEntry {
+  webhookId: string;
+  eventId: string;
+  eventType: WebhookEventType;
+  body: string;
+  createdAt: string;
+}
+
 // ── Repositories ──────────────────────────────────────────────────────────────────────────────────
 
 /** Unique columns whose violation storage reports as `DuplicateKeyError`. */
@@ -221,12 +230,17 @@ export interface WebhookRepository {
   get(id: string): Promise<WebhookRecord | undefined>;
   /** Oldest first. */
   list(): Promise<WebhookRecord[]>;
-  /** Its dead letters go with it. */
+  /** Its dead letters and pending deliveries go with it. */
   delete(id: string): Promise<boolean>;
   insertDeadLetter(record: DeadLetterRecord): Promise<void>;
   /** Newest first. */
   listDeadLetters(webhookId: string, limit: number): Promise<DeadLetterRecord[]>;
   deleteDeadLetter(webhookId: string, id: string): Promise<boolean>;
+  /** Records pending deliveries; one already recorded is left as it is. */
+  addToOutbox(entries: OutboxEntry[]): Promise<void>;
+  removeFromOutbox(keys: { webhookId: string; eventId: string }[]): Promise<void>;
+  /** Oldest first. */
+  listOutbox(webhookId: string, limit: number): Promise<OutboxEntry[]>;
 }
 
 /** Small key/value facts about the installation (e.g. the master key's check value). */

@@ -3,6 +3,7 @@
  * Created once by `main` over an opened storage.
  */
 import { GatehouseError } from '../core/errors.ts';
+import { IsolatedVmRunner, type ScriptRunner } from '../sandbox/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { RegistryContext } from './context.ts';
 import { DeviceService } from './device-service.ts';
@@ -29,6 +30,8 @@ export interface RegistryOptions {
   logger: Logger;
   /** The clock (tests move it to check certificate dates). */
   now?: () => Date;
+  /** The process's one sandbox (main passes the shared one; tests may leave it out and get their own). */
+  runner?: ScriptRunner;
 }
 
 export class Registry implements RegistryForDataPlane {
@@ -49,6 +52,7 @@ export class Registry implements RegistryForDataPlane {
       logger: options.logger,
       publicHost: options.publicHost,
       now: options.now ?? (() => new Date()),
+      runner: options.runner ?? new IsolatedVmRunner(),
     };
     this.#storage = options.storage;
     this.gateways = new GatewayService(context);

@@ -5,7 +5,7 @@
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { GatehouseError } from '../core/errors.ts';
 import type { RegistryContext } from './context.ts';
-import type { DeadLetterRecord, WebhookEventType, WebhookRecord } from './ports.ts';
+import type { DeadLetterRecord, OutboxEntry, WebhookEventType, WebhookRecord } from './ports.ts';
 
 export const WEBHOOK_EVENT_TYPES: readonly WebhookEventType[] = ['message', 'online', 'offline'];
 const SECRET = /^[\x21-\x7e]{16,128}$/;
@@ -108,6 +108,19 @@ export class WebhookService {
 
   async recordDeadLetter(record: DeadLetterRecord): Promise<void> {
     await this.#ctx.storage.webhooks.insertDeadLetter(record);
+  }
+
+  /** Pending deliveries, kept so that a restart does not lose them (the platform's dispatcher writes them). */
+  addToOutbox(entries: OutboxEntry[]): Promise<void> {
+    return this.#ctx.storage.webhooks.addToOutbox(entries);
+  }
+
+  removeFromOutbox(keys: { webhookId: string; eventId: string }[]): Promise<void> {
+    return this.#ctx.storage.webhooks.removeFromOutbox(keys);
+  }
+
+  listOutbox(webhookId: string, limit: number): Promise<OutboxEntry[]> {
+    return this.#ctx.storage.webhooks.listOutbox(webhookId, limit);
   }
 
   async deadLetters(id: string, limit = 100): Promise<DeadLetterRecord[]> {

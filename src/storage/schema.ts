@@ -100,6 +100,14 @@ export interface WebhookDeadLettersTable {
   failed_at: string;
 }
 
+export interface WebhookOutboxTable {
+  webhook_id: string;
+  event_id: string;
+  event_type: string;
+  body: string;
+  created_at: string;
+}
+
 export interface Database {
   gateways: GatewaysTable;
   products: ProductsTable;
@@ -109,6 +117,7 @@ export interface Database {
   messages: MessagesTable;
   webhooks: WebhooksTable;
   webhook_dead_letters: WebhookDeadLettersTable;
+  webhook_outbox: WebhookOutboxTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';

@@ -2,7 +2,8 @@
  * Issue 6 webhooks end to end: real HTTPS receivers on 127.0.0.1 (certificates from the test PKI,
  * trusted through the webhook's CA), real MQTT.js devices. A receiver that fails twice then recovers
  * gets every message (deduplicated by event id, each signature valid); one that always fails ends in
- * the dead-letter list after the last retry; one that never answers does not slow MQTT delivery.
+ * the dead-letter list after the last retry; one that never answers does not slow MQTT delivery; a
+ * delivery pending when the process stops is delivered after the restart.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -162,4 +163,27 @@ test('an endpoint that never answers does not slow MQTT delivery', async () => {
   }
   assert.ok(Date.now() - started < 2000, `20 round trips took ${Date.now() - started} ms`);
   await waitFor('the hanging endpoint was called', () => (receiver.deliveries.length > 0 ? true : undefined));
+});
+
+test('a delivery still pending when the process stops is delivered after the restart', async () => {
+  let answer: number | null = null; // hangs until the restart
+  const receiver = new Receiver(pki, () => answer);
+  receivers.push(receiver);
+  const hook = await addWebhook(await receiver.listen(), { eventTypes: ['message'] });
+  const meter = await clients.connect(gw.port, 'meter-01', { clientId: 'pub-restart' });
+  await meter.publishAsync(`/${gw.productKey}/meter-01/user/update`, 'survivor', { qos: 1 });
+  const first = await waitFor('first attempt', () => receiver.deliveries.find((d) => d.body.includes(Buffer.from('survivor').toString('base64'))));
+
+  await gh.stop();
+  answer = 200;
+  gh = await startTestGatehouse({
+    dataDir: gh.dataDir, platform: { webhooks: { maxAttempts: 4, baseDelayMs: 40, maxDelayMs: 200, timeoutMs: 500 } },
+  });
+  const again = await waitFor('redelivery after restart', () => receiver.deliveries.find((d) => d.eventId === first.eventId && d.status === 200), 10_000);
+  assert.equal(again.body, first.body);
+  await waitFor('nothing left pending', async () => {
+    const r = await gh.api<{ delivery?: { delivered: number; queued: number; inFlight: number } }>('GET', `/webhooks/${hook.id}`);
+    const d = r.json.delivery;
+    return d !== undefined && d.delivered >= 1 && d.queued === 0 && d.inFlight === 0 ? true : undefined;
+  });
 });

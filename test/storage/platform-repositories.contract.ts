@@ -60,7 +60,7 @@ export function platformRepositoryContract(name: string, open: OpenFreshStorage)
       assert.equal((await s.messages.query({ limit: 2000 })).length, 1200);
     }));
 
-    test('webhooks: insert, update, list, dead letters, delete with its dead letters', () => withStorage(open, async (s) => {
+    test('webhooks: insert, update, list, dead letters, outbox, delete with its dead letters and outbox', () => withStorage(open, async (s) => {
       await s.webhooks.insert(webhook('w1'));
       await s.webhooks.insert(webhook('w2', { createdAt: '2026-01-02T00:00:00.000Z', gatewayId: 'gw1', caCertificate: 'PEM' }));
       assert.deepEqual(await s.webhooks.get('w1'), webhook('w1'));
@@ -74,9 +74,17 @@ export function platformRepositoryContract(name: string, open: OpenFreshStorage)
       assert.equal((await s.webhooks.listDeadLetters('w1', 10))[0]?.attempts, 5);
       assert.equal(await s.webhooks.deleteDeadLetter('w1', 'd1'), true);
       assert.equal(await s.webhooks.deleteDeadLetter('w2', 'd2'), false);
+      const entry = (eventId: string, createdAt: string) => ({ webhookId: 'w1', eventId, eventType: 'message' as const, body: `{"id":"${eventId}"}`, createdAt });
+      await s.webhooks.addToOutbox([entry('e2', '2026-01-05T00:00:02.000Z'), entry('e1', '2026-01-05T00:00:01.000Z'), entry('e3', '2026-01-05T00:00:03.000Z')]);
+      await s.webhooks.addToOutbox([entry('e1', '2026-01-06T00:00:00.000Z')]); // already there: left as it is
+      assert.deepEqual(await s.webhooks.listOutbox('w1', 10), [entry('e1', '2026-01-05T00:00:01.000Z'), entry('e2', '2026-01-05T00:00:02.000Z'), entry('e3', '2026-01-05T00:00:03.000Z')]);
+      await s.webhooks.removeFromOutbox([{ webhookId: 'w1', eventId: 'e2' }, { webhookId: 'w2', eventId: 'e3' }]);
+      assert.deepEqual((await s.webhooks.listOutbox('w1', 10)).map((e) => e.eventId), ['e1', 'e3']);
+      assert.deepEqual((await s.webhooks.listOutbox('w1', 1)).map((e) => e.eventId), ['e1']);
       assert.equal(await s.webhooks.delete('w1'), true);
       assert.equal(await s.webhooks.get('w1'), undefined);
       assert.deepEqual(await s.webhooks.listDeadLetters('w1', 10), []);
+      assert.deepEqual(await s.webhooks.listOutbox('w1', 10), []);
       assert.equal(await s.webhooks.delete('w1'), false);
     }));
   });

@@ -37,5 +37,5 @@ export const DownlinkBody = Type.Object({
 export const DownlinkView = Type.Object({
   online: Type.Boolean({ description: 'The device was connected' }),
   result: Type.Enum(['OFFLINE', 'NOT_SUBSCRIBED', 'SENT', 'ACKED', 'TIMEOUT']),
-  acknowledged: Nullable(Type.Boolean({ description: 'QoS 1: the device sent PUBACK; null for QoS 0' })),
+  acknowledged: Nullable(Type.Boolean({ description: 'QoS 1: the device sent PUBACK in time; null when nothing went out at QoS 1' })),
 });

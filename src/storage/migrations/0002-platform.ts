@@ -1,4 +1,4 @@
-/** The platform side (issue 6): stored device messages, webhooks and their dead letters. */
+/** The platform side (issue 6): stored device messages, webhooks, their pending deliveries and dead letters. */
 import type { Kysely, Migration } from 'kysely';
 
 export function platformSchema(): Migration {
@@ -50,11 +50,21 @@ export function platformSchema(): Migration {
         .addPrimaryKeyConstraint('webhook_dead_letters_pk', ['id'])
         .addForeignKeyConstraint('webhook_dead_letters_webhook_fk', ['webhook_id'], 'webhooks', ['id'], (fk) => fk.onDelete('cascade'))
         .execute();
+      // Deliveries not yet acknowledged by their endpoint: reloaded at start, so a restart loses none.
+      await db.schema.createTable('webhook_outbox')
+        .addColumn('webhook_id', 'text', (c) => c.notNull())
+        .addColumn('event_id', 'text', (c) => c.notNull())
+        .addColumn('event_type', 'text', (c) => c.notNull())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('webhook_outbox_pk', ['webhook_id', 'event_id'])
+        .execute();
+
       await db.schema.createIndex('webhook_dead_letters_webhook').on('webhook_dead_letters').columns(['webhook_id', 'failed_at']).execute();
     },
 
     async down(db: Kysely<unknown>): Promise<void> {
-      for (const table of ['webhook_dead_letters', 'webhooks', 'messages']) {
+      for (const table of ['webhook_outbox', 'webhook_dead_letters', 'webhooks', 'messages']) {
         await db.schema.dropTable(table).execute();
       }
     },

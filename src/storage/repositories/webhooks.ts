@@ -1,8 +1,11 @@
 import type { Kysely, Selectable } from 'kysely';
 import type {
-  DeadLetterRecord, WebhookEventType, WebhookRecord, WebhookRepository,
+  DeadLetterRecord, OutboxEntry, WebhookEventType, WebhookRecord, WebhookRepository,
 } from '../../registry/ports.ts';
 import type { Database, WebhookDeadLettersTable, WebhooksTable } from '../schema.ts';
+
+/** Rows per statement; 5 columns each stays far below both engines' bound-parameter limits. */
+const ROWS_PER_STATEMENT = 500;
 
 function toRow(r: WebhookRecord): WebhooksTable {
   return {
@@ -56,6 +59,7 @@ export class KyselyWebhookRepository implements WebhookRepository {
   async delete(id: string): Promise<boolean> {
     // Not relying on the cascade: SQLite enforces it only with foreign_keys on.
     await this.#db.deleteFrom('webhook_dead_letters').where('webhook_id', '=', id).execute();
+    await this.#db.deleteFrom('webhook_outbox').where('webhook_id', '=', id).execute();
     const result = await this.#db.deleteFrom('webhooks').where('id', '=', id).executeTakeFirst();
     return result.numDeletedRows > 0n;
   }
@@ -77,5 +81,34 @@ export class KyselyWebhookRepository implements WebhookRepository {
     const result = await this.#db.deleteFrom('webhook_dead_letters').where('webhook_id', '=', webhookId).where('id', '=', id)
       .executeTakeFirst();
     return result.numDeletedRows > 0n;
+  }
+
+  async addToOutbox(entries: OutboxEntry[]): Promise<void> {
+    for (let i = 0; i < entries.length; i += ROWS_PER_STATEMENT) {
+      const rows = entries.slice(i, i + ROWS_PER_STATEMENT).map((e) => ({
+        webhook_id: e.webhookId, event_id: e.eventId, event_type: e.eventType, body: e.body, created_at: e.createdAt,
+      }));
+      await this.#db.insertInto('webhook_outbox').values(rows).onConflict((oc) => oc.columns(['webhook_id', 'event_id']).doNothing()).execute();
+    }
+  }
+
+  async removeFromOutbox(keys: { webhookId: string; eventId: string }[]): Promise<void> {
+    // Grouped by webhook: one DELETE … IN (…) per webhook and chunk.
+    const byWebhook = new Map<string, string[]>();
+    for (const k of keys) byWebhook.set(k.webhookId, [...(byWebhook.get(k.webhookId) ?? []), k.eventId]);
+    for (const [webhookId, eventIds] of byWebhook) {
+      for (let i = 0; i < eventIds.length; i += ROWS_PER_STATEMENT) {
+        await this.#db.deleteFrom('webhook_outbox').where('webhook_id', '=', webhookId)
+          .where('event_id', 'in', eventIds.slice(i, i + ROWS_PER_STATEMENT)).execute();
+      }
+    }
+  }
+
+  async listOutbox(webhookId: string, limit: number): Promise<OutboxEntry[]> {
+    const rows = await this.#db.selectFrom('webhook_outbox').selectAll().where('webhook_id', '=', webhookId)
+      .orderBy('created_at').orderBy('event_id').limit(limit).execute();
+    return rows.map((r) => ({
+      webhookId: r.webhook_id, eventId: r.event_id, eventType: r.event_type as WebhookEventType, body: r.body, createdAt: r.created_at,
+    }));
   }
 }

@@ -4,18 +4,23 @@ import { silentLogger } from '../../../core/logger.ts';
 import { RegistryEvents } from '../../../registry/events.ts';
 import type { VerificationFunction } from '../../../registry/index.ts';
 import { FunctionScripts } from './function-scripts.ts';
+import { IsolatedVmRunner } from '../../../sandbox/index.ts';
 
 const events = new RegistryEvents(silentLogger);
 const stored = new Map<string, VerificationFunction>();
 let lookups = 0;
+const runner = new IsolatedVmRunner();
 const scripts = new FunctionScripts({
   events,
   getFunction: (name) => {
     lookups++;
     return Promise.resolve(stored.get(name));
   },
-}, silentLogger);
-after(() => scripts.close());
+}, silentLogger, runner);
+after(() => {
+  scripts.close();
+  runner.dispose();
+});
 
 function store(name: string, source: string): void {
   stored.set(name, { name, source, timeoutMs: 1000, memoryMb: 16, createdAt: '', updatedAt: '' });

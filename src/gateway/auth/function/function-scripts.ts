@@ -5,7 +5,7 @@
  * new source. The old isolate is disposed once calls already inside it have had their time.
  */
 import type { Logger } from '../../../core/logger.ts';
-import { IsolatedVmRunner, type CompiledScript } from '../../../sandbox/index.ts';
+import type { CompiledScript, ScriptRunner } from '../../../sandbox/index.ts';
 import type { GatewayDirectory } from '../../ports.ts';
 
 /** How long a failed compile (function missing, stored source that no longer runs) is remembered. */
@@ -21,13 +21,15 @@ interface Entry {
 export class FunctionScripts {
   readonly #directory: Pick<GatewayDirectory, 'getFunction' | 'events'>;
   readonly #log: Logger;
-  readonly #runner = new IsolatedVmRunner();
+  /** The process's one sandbox (shared with data parsing and the registry's checks). */
+  readonly #runner: ScriptRunner;
   readonly #entries = new Map<string, Entry>();
   readonly #unsubscribe: (() => void)[];
   #closed = false;
 
-  constructor(directory: Pick<GatewayDirectory, 'getFunction' | 'events'>, logger: Logger) {
+  constructor(directory: Pick<GatewayDirectory, 'getFunction' | 'events'>, logger: Logger, runner: ScriptRunner) {
     this.#directory = directory;
+    this.#runner = runner;
     this.#log = logger;
     const drop = ({ name }: { name: string }): void => this.#drop(name);
     this.#unsubscribe = [
@@ -55,8 +57,8 @@ export class FunctionScripts {
   close(): void {
     this.#closed = true;
     for (const off of this.#unsubscribe) off();
+    for (const entry of this.#entries.values()) entry.compiled.then((script) => script.dispose(), () => undefined);
     this.#entries.clear();
-    this.#runner.dispose();
   }
 
   async #compile(name: string, setTimeoutMs: (ms: number) => void): Promise<CompiledScript> {

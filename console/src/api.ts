@@ -1,0 +1,175 @@
+/** The REST API client: every call carries the admin token; errors come back as `ApiError` with the field at fault. */
+
+const TOKEN_KEY = 'gatehouse.adminToken';
+export const API = '/api/v1';
+
+export function getToken(): string | null {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+export function setToken(token: string | null): void {
+  if (token === null) sessionStorage.removeItem(TOKEN_KEY);
+  else sessionStorage.setItem(TOKEN_KEY, token);
+}
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly field: string | null;
+
+  constructor(status: number, code: string, message: string, field: string | null) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+/** Listeners told when the token is refused, so the app can go back to the sign-in page. */
+const unauthorizedListeners = new Set<() => void>();
+export function onUnauthorized(listener: () => void): () => void {
+  unauthorizedListeners.add(listener);
+  return () => unauthorizedListeners.delete(listener);
+}
+
+export async function request<T>(method: string, path: string, body?: unknown, contentType = 'application/json', token = getToken()): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = contentType;
+  let res: Response;
+  try {
+    res = await fetch(`${API}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, 'NETWORK', 'Gatehouse is not reachable. Is it running?', null);
+  }
+  const text = await res.text();
+  let json: unknown = undefined;
+  if (text.length > 0) {
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+  }
+  if (!res.ok) {
+    const err = (json as { error?: { code?: string; message?: string; field?: string | null } } | undefined)?.error;
+    if (res.status === 401) for (const l of unauthorizedListeners) l();
+    throw new ApiError(res.status, err?.code ?? `HTTP_${res.status}`, err?.message ?? `${res.status} ${res.statusText}`, err?.field ?? null);
+  }
+  return json as T;
+}
+
+export const api = {
+  get: <T>(path: string) => request<T>('GET', path),
+  post: <T>(path: string, body?: unknown, contentType?: string) => request<T>('POST', path, body ?? {}, contentType),
+  patch: <T>(path: string, body: unknown) => request<T>('PATCH', path, body),
+  put: <T>(path: string, body: unknown) => request<T>('PUT', path, body),
+  del: (path: string) => request<undefined>('DELETE', path),
+};
+
+// Shapes (DESIGN.md "Shapes"), as far as the console uses them.
+
+export type GatewayStatus = 'RUNNING' | 'STOPPED' | 'ERROR';
+export type AuthType = 'ONE_PARTY' | 'THIRD_PARTY';
+export type OcspMode = 'DISABLED' | 'SERVER' | 'CLIENT' | 'SERVER_AND_CLIENT';
+
+export interface HttpsParam { key: string; value: string }
+
+export interface ThirdPartyView {
+  provider: 'FUNCTION' | 'HTTPS';
+  functionName?: string;
+  url?: string;
+  params?: HttpsParam[];
+  caCertificate?: string | null;
+  timeoutMs?: number;
+  acceptCacheTtlSeconds?: number;
+  rejectCacheTtlSeconds?: number;
+  signingSecretSet?: boolean;
+}
+
+export interface GatewayListItem {
+  id: string;
+  name: string;
+  url: string;
+  port: number;
+  authType: AuthType;
+  enabled: boolean;
+  status: GatewayStatus;
+  statusReason: string | null;
+  connectedClients: number;
+  productKey: string;
+  createdAt: string;
+}
+
+export interface Gateway extends GatewayListItem {
+  protocol: string;
+  dataParsing: { enabled: boolean; script: string | null };
+  thirdParty: ThirdPartyView | null;
+  x509: { enabled: boolean };
+  ocsp: { mode: OcspMode; onResponderFailure: 'REJECT' | 'ACCEPT' };
+  certificates: { serverCertificateChain: string; deviceRootCertificates: string | null; trustedCertificate: string | null };
+  updatedAt: string;
+}
+
+export interface Warning { code: string; message: string; field: string }
+export type SavedGateway = Gateway & { warnings: Warning[] };
+
+export interface Product { productKey: string; name: string; gatewayId: string; deviceCount: number; createdAt: string }
+
+export type DeviceStatus = 'INACTIVE' | 'ONLINE' | 'OFFLINE' | 'DISABLED';
+export interface Device {
+  deviceName: string;
+  productKey: string;
+  username: string | null;
+  sn: string | null;
+  status: DeviceStatus;
+  origin: 'IMPORTED' | 'AUTO_CREATED';
+  lastOnlineAt: string | null;
+  clientAddress: string | null;
+  certificate: { cn: string | null; serial: string; issuer: string; fingerprint256: string } | null;
+  createdAt: string;
+}
+
+export interface ImportResult {
+  total: number;
+  created: number;
+  failed: number;
+  rows: { row: number; ok: boolean; deviceName?: string; error?: { code: string; message: string; field: string | null } }[];
+}
+
+export interface VerificationFunction { name: string; source: string; timeoutMs: number; memoryMb: number; createdAt: string; updatedAt: string }
+
+export interface InvokeResult {
+  output: Record<string, unknown> | null;
+  error: { kind: string; message: string; line?: number } | null;
+  decision: { result: 'ACCEPT' | 'REJECT' | 'SERVER_UNAVAILABLE'; deviceName: string | null; reason: string | null; message: string | null };
+  logs: { level: string; message: string }[];
+  durationMs: number;
+}
+
+export interface ParsingTestResult {
+  output: Record<string, unknown> | null;
+  error: { kind: string; message: string; line?: number } | null;
+  propertyPost: boolean;
+  logs: { level: string; message: string }[];
+  durationMs: number;
+}
+
+export interface Message {
+  id: string;
+  gatewayId: string;
+  productKey: string;
+  deviceName: string;
+  topic: string;
+  qos: number;
+  payload: string;
+  parsed: Record<string, unknown> | null;
+  parseError: string | null;
+  receivedAt: string;
+}
+
+export interface SelfSigned { certificatePem: string; privateKeyPem: string; fingerprint256: string; notAfter: string; warning: string }

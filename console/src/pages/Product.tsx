@@ -1,0 +1,227 @@
+/** A product's page: its gateway, its devices (online state, last seen, address, certificate CN), import, add, disable. */
+import { useEffect, useRef, useState, type ChangeEvent, type FormEvent } from 'react';
+import { api, ApiError, type Device, type Gateway, type ImportResult, type Product } from '../api.ts';
+import { openStream } from '../stream.ts';
+import { Banner, CopyButton, Empty, Field, formatTime, Link, Spinner, StatusBadge, useLoad } from '../ui.tsx';
+import { checkDeviceName, checkPassword, checkUsername } from '../validation.ts';
+
+export function ProductPage({ productKey }: { productKey: string }) {
+  const product = useLoad(async () => {
+    const p = await api.get<Product>(`/products/${encodeURIComponent(productKey)}`);
+    const g = await api.get<Gateway>(`/gateways/${p.gatewayId}`).catch(() => null);
+    return { product: p, gateway: g };
+  }, [productKey]);
+  const devices = useLoad(() => api.get<{ items: Device[]; total: number }>(`/products/${encodeURIComponent(productKey)}/devices?limit=1000`), [productKey]);
+  const [panel, setPanel] = useState<'none' | 'import' | 'add'>('none');
+  const [actionError, setActionError] = useState<string | null>(null);
+  const reloadRef = useRef(devices.reload);
+  reloadRef.current = devices.reload;
+
+  // Online/offline events from the live stream refresh the list at once; a slow poll covers the rest.
+  const gatewayId = product.data?.product.gatewayId;
+  useEffect(() => {
+    if (gatewayId === undefined) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const refresh = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => reloadRef.current(), 200);
+    };
+    const stream = openStream({ gatewayId, types: 'online,offline' }, refresh, () => undefined);
+    const poll = setInterval(() => reloadRef.current(), 10_000);
+    return () => { stream.close(); clearInterval(poll); clearTimeout(timer); };
+  }, [gatewayId]);
+
+  const toggleDisabled = async (d: Device) => {
+    setActionError(null);
+    try {
+      await api.patch(`/products/${encodeURIComponent(productKey)}/devices/${encodeURIComponent(d.deviceName)}`, { disabled: d.status !== 'DISABLED' });
+    } catch (e) {
+      setActionError(`${d.deviceName}: ${(e as Error).message}`);
+    }
+    devices.reload();
+  };
+
+  if (product.error) return <div className="page"><Banner kind="error">{product.error.message}</Banner><Link to="/products">Back to products</Link></div>;
+  if (product.data === null) return <div className="page"><Spinner /></div>;
+  const { product: p, gateway: g } = product.data;
+  const items = devices.data?.items ?? [];
+  const online = items.filter((d) => d.status === 'ONLINE').length;
+
+  return (
+    <div className="page">
+      <div className="crumbs"><Link to="/products">Products</Link> / {p.name}</div>
+      <div className="page-head">
+        <div>
+          <h1>{p.name}</h1>
+          <p className="muted-text">Product key <code>{p.productKey}</code> <CopyButton text={p.productKey} /></p>
+        </div>
+        <div className="head-actions">
+          <button className="btn" onClick={() => setPanel(panel === 'add' ? 'none' : 'add')}>+ Add device</button>
+          <button className="btn primary" onClick={() => setPanel(panel === 'import' ? 'none' : 'import')}>Import CSV</button>
+        </div>
+      </div>
+
+      <div className="cards">
+        <div className="card stat"><div className="stat-label">Gateway</div><div className="stat-value">{g ? g.name : '—'}</div>
+          {g && <StatusBadge status={g.status} title={g.statusReason} />}</div>
+        <div className="card stat"><div className="stat-label">Gateway URL</div><div className="stat-value small-value"><code>{g?.url ?? '—'}</code></div>
+          {g && <CopyButton text={g.url} />}</div>
+        <div className="card stat"><div className="stat-label">Verification</div>
+          <div className="stat-value small-value">{g ? g.authType === 'ONE_PARTY' ? 'One-party (imported rows)' : `Third-party (${g.thirdParty?.provider === 'HTTPS' ? 'HTTPS' : `function ${g.thirdParty?.functionName ?? ''}`})` : '—'}</div>
+          {g?.x509.enabled && <span className="badge muted">X.509</span>}</div>
+        <div className="card stat"><div className="stat-label">Devices</div><div className="stat-value" data-testid="device-counts">{online} online / {devices.data?.total ?? 0}</div>
+          <Link to={`/messages?gatewayId=${p.gatewayId}`}>Live messages →</Link></div>
+      </div>
+
+      {panel === 'import' && <ImportPanel productKey={productKey} onDone={devices.reload} />}
+      {panel === 'add' && <AddDevicePanel productKey={productKey} onDone={() => { devices.reload(); }} />}
+      {actionError && <Banner kind="error" onClose={() => setActionError(null)}>{actionError}</Banner>}
+
+      <h2>Devices</h2>
+      {devices.loading && devices.data === null ? <Spinner /> : items.length === 0 ? (
+        <Empty title="No devices yet" action={<button className="btn primary" onClick={() => setPanel('import')}>Import a CSV file</button>}>
+          {g?.authType === 'THIRD_PARTY'
+            ? 'With third-party verification, devices appear here on their first accepted connection. You can also import rows.'
+            : 'Import your devices\' credentials as CSV (sn,username,password), or add them one by one. They can connect right away.'}
+        </Empty>
+      ) : (
+        <div className="table-wrap">
+          <table className="table devices">
+            <thead><tr><th>Device</th><th>Status</th><th>Last seen</th><th>Address</th><th>Certificate CN</th><th>SN</th><th className="actions">Actions</th></tr></thead>
+            <tbody>
+              {items.map((d) => (
+                <tr key={d.deviceName} data-device={d.deviceName}>
+                  <td data-label="Device"><strong>{d.deviceName}</strong>
+                    <div className="sub">{d.username !== null && d.username !== d.deviceName ? `user ${d.username} · ` : ''}{d.origin === 'AUTO_CREATED' ? 'created on first connect' : 'imported'}</div></td>
+                  <td data-label="Status"><StatusBadge status={d.status} /></td>
+                  <td data-label="Last seen" title={d.lastOnlineAt ?? undefined}>{formatTime(d.lastOnlineAt)}</td>
+                  <td data-label="Address">{d.clientAddress ? <code>{d.clientAddress}</code> : '—'}</td>
+                  <td data-label="Certificate CN">{d.certificate?.cn ?? '—'}</td>
+                  <td data-label="SN">{d.sn ?? '—'}</td>
+                  <td data-label="Actions" className="actions">
+                    <Link to={`/messages?gatewayId=${p.gatewayId}&deviceName=${encodeURIComponent(d.deviceName)}`} className="btn small">Messages</Link>
+                    <button className={`btn small${d.status === 'DISABLED' ? '' : ' danger'}`} onClick={() => void toggleDisabled(d)}>
+                      {d.status === 'DISABLED' ? 'Enable' : 'Disable'}
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </div>
+  );
+}
+
+function ImportPanel({ productKey, onDone }: { productKey: string; onDone: () => void }) {
+  const [result, setResult] = useState<ImportResult | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [fileName, setFileName] = useState<string | null>(null);
+  const onFile = async (e: ChangeEvent<HTMLInputElement>) => {
+    const file = e.target.files?.[0];
+    e.target.value = '';
+    if (!file) return;
+    setFileName(file.name);
+    setBusy(true);
+    setError(null);
+    setResult(null);
+    try {
+      const text = await file.text();
+      setResult(await api.post<ImportResult>(`/products/${encodeURIComponent(productKey)}/devices/import`, text, 'text/csv'));
+      onDone();
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div className="card panel">
+      <h3>Import devices from CSV</h3>
+      <p className="hint">Columns <code>sn,username,password</code>, one device per line. A header line is optional; with one, the columns may come in any order
+        and a <code>deviceName</code> column may be added (default: the username). Up to 10,000 rows; each row succeeds or fails on its own.</p>
+      <pre className="sample">sn,username,password{'\n'}SN0001,sensor-0001,s3cret-1{'\n'}SN0002,sensor-0002,s3cret-2</pre>
+      <label className="btn primary file-btn">
+        {busy ? 'Importing…' : 'Choose CSV file'}
+        <input type="file" accept=".csv,text/csv" onChange={(e) => void onFile(e)} disabled={busy} data-testid="csv-input" />
+      </label>
+      {fileName && <span className="muted-text"> {fileName}</span>}
+      {error && <Banner kind="error">{error}</Banner>}
+      {result && (
+        <div className="import-result" data-testid="import-result">
+          <Banner kind={result.failed === 0 ? 'ok' : result.created === 0 ? 'error' : 'warn'}>
+            {result.created} of {result.total} rows imported{result.failed > 0 ? `, ${result.failed} failed` : ''}.
+          </Banner>
+          <div className="table-wrap">
+            <table className="table compact">
+              <thead><tr><th>Row</th><th>Result</th><th>Device / error</th></tr></thead>
+              <tbody>
+                {result.rows.map((r) => (
+                  <tr key={r.row} className={r.ok ? '' : 'row-bad'}>
+                    <td>{r.row}</td>
+                    <td>{r.ok ? <span className="badge ok"><span className="dot" />Created</span> : <span className="badge bad"><span className="dot" />Failed</span>}</td>
+                    <td>{r.ok ? r.deviceName : <>{r.error?.field && <code>{r.error.field}</code>} {r.error?.message}</>}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </div>
+      )}
+    </div>
+  );
+}
+
+function AddDevicePanel({ productKey, onDone }: { productKey: string; onDone: () => void }) {
+  const [values, setValues] = useState({ username: '', password: '', sn: '', deviceName: '' });
+  const [touched, setTouched] = useState<Set<string>>(new Set());
+  const [serverError, setServerError] = useState<{ field: string | null; message: string } | null>(null);
+  const [done, setDone] = useState<string | null>(null);
+  const local: Record<string, string | null> = {
+    username: checkUsername(values.username),
+    password: checkPassword(values.password),
+    sn: values.sn.length > 64 ? 'SN must be at most 64 printable characters' : null,
+    deviceName: checkDeviceName(values.deviceName),
+  };
+  const errorFor = (f: string) => (serverError?.field === f ? serverError.message : touched.has(f) ? local[f] ?? null : null);
+  const set = (f: keyof typeof values, v: string) => {
+    setValues((s) => ({ ...s, [f]: v }));
+    setTouched((t) => new Set(t).add(f));
+    if (serverError?.field === f) setServerError(null);
+  };
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setTouched(new Set(Object.keys(values)));
+    if (Object.values(local).some((x) => x !== null)) return;
+    try {
+      const d = await api.post<Device>(`/products/${encodeURIComponent(productKey)}/devices`, {
+        username: values.username, password: values.password, sn: values.sn === '' ? null : values.sn,
+        ...(values.deviceName === '' ? {} : { deviceName: values.deviceName }),
+      });
+      setDone(`Device ${d.deviceName} added.`);
+      setValues({ username: '', password: '', sn: '', deviceName: '' });
+      setTouched(new Set());
+      onDone();
+    } catch (err) {
+      setServerError({ field: err instanceof ApiError ? err.field : null, message: (err as Error).message });
+    }
+  };
+  return (
+    <form className="card panel" onSubmit={(e) => void submit(e)} noValidate>
+      <h3>Add a device</h3>
+      <div className="row">
+        <Field label="Username" htmlFor="dev-username" required error={errorFor('username')}><input id="dev-username" value={values.username} onChange={(e) => set('username', e.target.value)} /></Field>
+        <Field label="Password" htmlFor="dev-password" required error={errorFor('password')}><input id="dev-password" type="password" value={values.password} onChange={(e) => set('password', e.target.value)} /></Field>
+      </div>
+      <div className="row">
+        <Field label="SN" htmlFor="dev-sn" error={errorFor('sn')}><input id="dev-sn" value={values.sn} onChange={(e) => set('sn', e.target.value)} /></Field>
+        <Field label="Device name" htmlFor="dev-name" error={errorFor('deviceName')} hint="Default: the username"><input id="dev-name" value={values.deviceName} onChange={(e) => set('deviceName', e.target.value)} /></Field>
+      </div>
+      {serverError && serverError.field === null && <Banner kind="error">{serverError.message}</Banner>}
+      {done && <Banner kind="ok">{done}</Banner>}
+      <button type="submit" className="btn primary">Add device</button>
+    </form>
+  );
+}
