@@ -5,6 +5,8 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const entry = fileURLToPath(new URL('../src/cli/index.ts', import.meta.url));
-const child = spawn(process.execPath, ['--no-node-snapshot', '--import', 'tsx', entry, ...process.argv.slice(2)], { stdio: 'inherit' });
+// Resolved from this package, not from the caller's working directory.
+const tsx = import.meta.resolve('tsx');
+const child = spawn(process.execPath, ['--no-node-snapshot', '--import', tsx, entry, ...process.argv.slice(2)], { stdio: 'inherit' });
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
