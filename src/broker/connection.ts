@@ -245,6 +245,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
 
   sendPublish(m: Message, qos: QoS, retain: boolean, packetId: number, dup: boolean, subIds: readonly number[] | undefined): boolean {
     let frame: Buffer;
+    let newAlias = false;
     if (this.protocolVersion !== 5) {
       frame = encodePublish({
         topic: topicBytesOf(m), payload: m.payload, qos, retain, dup, packetId, protocolVersion: this.protocolVersion,
@@ -253,6 +254,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
     } else {
       const expiry = remainingExpiry(m, this.broker.now());
       const { alias, known } = this.#outboundAlias(m.topic);
+      newAlias = alias > 0 && !known;
       frame = encodePublish({
         topic: known ? EMPTY_TOPIC : topicBytesOf(m), payload: m.payload, qos, retain, dup, packetId,
         protocolVersion: 5, forwarded: forwardedBytesOf(m), messageExpiry: expiry, topicAlias: alias, subscriptionIds: subIds,
@@ -260,6 +262,8 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
     }
     // [MQTT-3.1.2-24] never send a packet larger than the client's Maximum Packet Size.
     if (this.clientMaxPacketSize > 0 && frame.length > this.clientMaxPacketSize) {
+      // The client never saw this alias being set: forget it, or later messages would use it.
+      if (newAlias) this.#outAliases?.delete(m.topic);
       this.broker.stats.droppedTooLarge++;
       return false;
     }
