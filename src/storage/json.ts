@@ -1,25 +1,14 @@
 /**
- * JSON for text columns. Buffers (MQTT v5 correlation data, binary user properties) are written as
- * `{"$base64": "…"}` and come back as Buffers, so stored properties round-trip exactly.
+ * JSON for text columns (gateway settings, device certificate and properties). Plain JSON: device
+ * properties come from operator scripts and must round-trip exactly, whatever shape they have.
  */
 
 export function toJson(value: unknown): string {
-  return JSON.stringify(value, function replacer(this: unknown, key: string, v: unknown) {
-    // JSON.stringify has already called Buffer#toJSON by the time the replacer sees `v`; look at the raw value.
-    const raw = (this as Record<string, unknown>)[key];
-    return Buffer.isBuffer(raw) ? { $base64: raw.toString('base64') } : v;
-  });
+  return JSON.stringify(value);
 }
 
 export function fromJson<T>(text: string): T {
-  return JSON.parse(text, (_key, v: unknown) => {
-    if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
-      const keys = Object.keys(v);
-      const encoded = (v as { $base64?: unknown }).$base64;
-      if (keys.length === 1 && typeof encoded === 'string') return Buffer.from(encoded, 'base64');
-    }
-    return v;
-  }) as T;
+  return JSON.parse(text) as T;
 }
 
 export function toNullableJson(value: unknown): string | null {

@@ -167,7 +167,8 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
       test('insert, get, find by username, update, delete', withStorage(async (storage) => {
         const g = await seedGateway(storage, 'g1');
         const record = device(g.productKey, 'dev-1', {
-          username: 'user-1', sn: 'SN 1', properties: { temperature: 21.5, tags: ['a'] },
+          // Properties come from operator scripts: any JSON shape round-trips, even one that looks like an encoding.
+          username: 'user-1', sn: 'SN 1', properties: { temperature: 21.5, tags: ['a'], blob: { $base64: 'AAE=' } },
           certificate: { cn: 'dev-1', serial: '1003', issuer: 'CN=CA', fingerprint256: 'AA:BB' },
         });
         await storage.devices.insert(record);
