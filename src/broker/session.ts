@@ -216,7 +216,8 @@ export class Session {
   /** Moves queued messages into the inflight window while the client has room. */
   drain(): void {
     const link = this.link;
-    if (link === null) return;
+    // Called on every PUBACK/PUBCOMP: nothing to do (and no clock read) while nothing is queued.
+    if (link === null || this.#queue.length === 0) return;
     const now = Date.now();
     while (this.#queue.length > 0 && this.#inflight.size < link.sendQuota && !link.congested) {
       const entry = this.#queue.shift()!;
