@@ -5,7 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import { isUtf8 } from 'node:buffer';
-import { Framer } from '../mqtt/framer.ts';
+import { Framer, type FrameSink } from '../mqtt/framer.ts';
 import { decodeAckFast, decodeFrame, decodePublishFast, encodeAck, encodePacket, encodePublish, type Packet, type ProtocolVersion, type QoS } from '../mqtt/codec.ts';
 import { RC } from '../mqtt/reason-codes.ts';
 import { checkProperties, subscribeHasZeroSubscriptionId } from '../mqtt/properties.ts';
@@ -21,7 +21,7 @@ const EMPTY_TOPIC = Buffer.alloc(0);
 /** Above this many buffered bytes, a flush writes chunks one by one instead of concatenating them. */
 const CONCAT_LIMIT = 256 * 1024;
 
-export class Connection implements SessionLink, ClientInfo, Flushable {
+export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink {
   readonly socket: Socket;
   readonly broker: BrokerContext;
   readonly remoteAddress: string | undefined;
@@ -102,7 +102,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
   }
 
   #process(chunk: Buffer | null): void {
-    const err = this.#framer.push(chunk, this.#onFrame);
+    const err = this.#framer.push(chunk, this);
     if (err === 'too-large') {
       // [MQTT-3.2.2-15] packets above our Maximum Packet Size end the connection with 0x95.
       this.protocolViolation(RC.PACKET_TOO_LARGE, 'packet_too_large');
@@ -111,7 +111,8 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
     }
   }
 
-  #onFrame = (frame: Buffer, type: number): boolean => {
+  /** @internal one whole frame from the framer; false stops reading frames for now. */
+  onFrame(frame: Buffer, type: number): boolean {
     if (this.state === 'closed') return false;
     if (type === 3 && !publishTopicIsUtf8(frame)) {
       // [MQTT-1.5.4-1] ill-formed UTF-8 in a topic name is a malformed packet.
@@ -167,7 +168,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable {
       return false;
     }
     return !this.closed;
-  };
+  }
 
   /** Stops reading until an asynchronous step (authentication, authorization) settles. */
   #suspend(pending: Promise<void>): void {

@@ -8,6 +8,10 @@ import type { Packet, IPublishPacket, UserProperties } from 'mqtt-packet';
 export type { Packet, IPublishPacket, IConnectPacket, ISubscribePacket, IUnsubscribePacket, IDisconnectPacket,
   IPubackPacket, IPubrecPacket, IPubrelPacket, IPubcompPacket, IAuthPacket, UserProperties, ISubscription } from 'mqtt-packet';
 
+// mqtt-packet otherwise builds a table of 65,536 two-byte Buffers (about 7 MB of heap) on its first
+// encode. Our control packets are few and small; the table buys nothing here.
+mqttPacket.writeToStream.cacheNumbers = false;
+
 export type ProtocolVersion = 3 | 4 | 5;
 export type QoS = 0 | 1 | 2;
 

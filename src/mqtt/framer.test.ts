@@ -6,10 +6,7 @@ function collect(framer: Framer, chunks: Buffer[]): { frames: string[]; error: s
   const frames: string[] = [];
   let error: string | null = null;
   for (const c of chunks) {
-    error = framer.push(c, (f) => {
-      frames.push(f.toString('hex'));
-      return true;
-    }) ?? error;
+    error = framer.push(c, { onFrame: (f) => { frames.push(f.toString('hex')); return true; } }) ?? error;
   }
   return { frames, error };
 }
@@ -37,14 +34,8 @@ test('a packet above the maximum size is refused from its header alone', () => {
 test('stops when the consumer asks and resumes with the rest', () => {
   const framer = new Framer(1024);
   const seen: string[] = [];
-  framer.push(Buffer.from('c000d000', 'hex'), (f) => {
-    seen.push(f.toString('hex'));
-    return false;
-  });
+  framer.push(Buffer.from('c000d000', 'hex'), { onFrame: (f) => { seen.push(f.toString('hex')); return false; } });
   assert.deepEqual(seen, ['c000']);
-  framer.push(null, (f) => {
-    seen.push(f.toString('hex'));
-    return true;
-  });
+  framer.push(null, { onFrame: (f) => { seen.push(f.toString('hex')); return true; } });
   assert.deepEqual(seen, ['c000', 'd000']);
 });
