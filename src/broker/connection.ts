@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net';
 import { isUtf8 } from 'node:buffer';
 import { Framer, type FrameSink } from '../mqtt/framer.ts';
-import { decodeAckFast, decodeFrame, decodePublishFast, encodeAck, encodePacket, encodePublish, type Packet, type ProtocolVersion, type QoS } from '../mqtt/codec.ts';
+import { decodeAckFast, decodeConnectFast, decodeDisconnectFast, decodeFrame, decodePublishFast, encodeAck, encodePacket, encodePublish, type Packet, type ProtocolVersion, type QoS } from '../mqtt/codec.ts';
 import { RC } from '../mqtt/reason-codes.ts';
 import { checkProperties, subscribeHasZeroSubscriptionId } from '../mqtt/properties.ts';
 import { forwardedBytesOf, remainingExpiry, topicBytesOf, type Message } from './message.ts';
@@ -136,9 +136,11 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
     }
     let packet: Packet | Error;
     try {
-      const fast = this.state !== 'connected' ? null
-        : type === 3 ? decodePublishFast(frame, this.protocolVersion)
-          : type >= 4 && type <= 7 ? decodeAckFast(frame, type, this.protocolVersion) : null;
+      const fast = type === 1 ? decodeConnectFast(frame)
+        : this.state !== 'connected' ? null
+          : type === 3 ? decodePublishFast(frame, this.protocolVersion)
+            : type >= 4 && type <= 7 ? decodeAckFast(frame, type, this.protocolVersion)
+              : type === 14 ? decodeDisconnectFast(frame) : null;
       packet = fast ?? decodeFrame(frame, this.protocolVersion);
     } catch (err) {
       packet = err instanceof Error ? err : new Error(String(err)); // the codec threw on hostile bytes

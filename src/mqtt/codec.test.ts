@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import mqttPacket from 'mqtt-packet';
-import { decodeAckFast, decodeFrame, decodePublishFast, encodeAck, encodeForwardedProperties, encodePublish } from './codec.ts';
+import { decodeAckFast, decodeConnectFast, decodeDisconnectFast, decodeFrame, decodePublishFast, encodeAck, encodeForwardedProperties,
+  encodePacket, encodePublish } from './codec.ts';
 
 test('v3.1.1 PUBLISH QoS 1 bytes, field by field', () => {
   const frame = encodePublish({
@@ -94,4 +95,74 @@ test('fast ack decoding agrees with mqtt-packet', () => {
     }
   }
   assert.ok(decodeAckFast(Buffer.from('60020001', 'hex'), 6, 4) instanceof Error); // PUBREL must have flags 0010
+});
+
+const connectFrame = (p: Partial<mqttPacket.IConnectPacket>): Buffer =>
+  mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'dev-1', clean: true, keepalive: 60, ...p });
+
+/** The fields the engine reads from a CONNECT, as the generic decoder gives them. */
+function connectFields(p: mqttPacket.Packet | Error | null): unknown {
+  assert.ok(p !== null && !(p instanceof Error) && p.cmd === 'connect');
+  return { protocolVersion: p.protocolVersion, clean: p.clean, keepalive: p.keepalive, clientId: p.clientId,
+    username: p.username, password: p.password, will: p.will, properties: p.properties };
+}
+
+test('fast CONNECT decoding gives what the generic decoder gives', () => {
+  const cases: Partial<mqttPacket.IConnectPacket>[] = [
+    {},
+    { clean: false, keepalive: 0 },
+    { clientId: '' },
+    { username: 'u' },
+    { username: 'meter-7', password: Buffer.from([0, 1, 0xff, 0x80]) },
+    { username: '', password: Buffer.alloc(0) },
+    { protocolVersion: 5 },
+    { protocolVersion: 5, username: 'u', password: Buffer.from('p'), keepalive: 65535 },
+  ];
+  for (const c of cases) {
+    const frame = connectFrame(c);
+    const fast = decodeConnectFast(frame);
+    assert.notEqual(fast, null, JSON.stringify(c));
+    assert.deepEqual(connectFields(fast), connectFields(decodeFrame(frame, c.protocolVersion ?? 4)), JSON.stringify(c));
+  }
+});
+
+test('fast CONNECT decoding leaves everything unusual to the generic decoder', () => {
+  const frames = [
+    connectFrame({ will: { topic: 'w', payload: Buffer.from('x'), qos: 1, retain: false } }),
+    connectFrame({ protocolVersion: 5, properties: { sessionExpiryInterval: 10 } }),
+    connectFrame({ protocolId: 'MQIsdp', protocolVersion: 3 }),
+    connectFrame({ clientId: 'zähler' }), // non-ASCII: the generic decoder's UTF-8 handling applies
+    connectFrame({ username: 'a\u0000b' }),
+  ];
+  // [MQTT-3.1.2-3] reserved flag set
+  const reserved = connectFrame({});
+  reserved[9] = reserved[9]! | 0x01;
+  frames.push(reserved);
+  // trailing byte after the payload
+  const trailing = Buffer.concat([connectFrame({}), Buffer.from([0])]);
+  trailing[1] = trailing[1]! + 1;
+  frames.push(trailing);
+  // truncated client id
+  const short = connectFrame({ clientId: 'abcdef' }).subarray(0, -2);
+  short[1] = short.length - 2;
+  frames.push(short);
+  for (const f of frames) assert.equal(decodeConnectFast(f), null, f.toString('hex'));
+});
+
+test('fast DISCONNECT decoding takes only the two-byte form', () => {
+  assert.deepEqual(decodeDisconnectFast(Buffer.from('e000', 'hex')), { cmd: 'disconnect' });
+  assert.equal(decodeDisconnectFast(Buffer.from('e00104', 'hex')), null);
+  assert.equal(decodeDisconnectFast(Buffer.from('e100', 'hex')), null); // [MQTT-2.1.3-1] bad flags: generic decoder
+});
+
+test('hand-encoded CONNACK and PINGRESP match the generic encoder', () => {
+  for (const v of [3, 4] as const) {
+    for (const sessionPresent of [false, true]) {
+      for (const returnCode of [0, 5]) {
+        const packet = { cmd: 'connack', sessionPresent, returnCode } as const;
+        assert.deepEqual(encodePacket(packet, v), mqttPacket.generate(packet, { protocolVersion: v }));
+      }
+    }
+  }
+  assert.deepEqual(encodePacket({ cmd: 'pingresp' }, 5), mqttPacket.generate({ cmd: 'pingresp' }, { protocolVersion: 5 }));
 });

@@ -3,7 +3,7 @@
  * for the delivery hot path (one allocation per frame, shareable between subscribers).
  */
 import mqttPacket from 'mqtt-packet';
-import type { Packet, IPublishPacket, UserProperties } from 'mqtt-packet';
+import type { Packet, IPublishPacket, IConnectPacket, IDisconnectPacket, UserProperties } from 'mqtt-packet';
 
 export type { Packet, IPublishPacket, IConnectPacket, ISubscribePacket, IUnsubscribePacket, IDisconnectPacket,
   IPubackPacket, IPubrecPacket, IPubrelPacket, IPubcompPacket, IAuthPacket, UserProperties, ISubscription } from 'mqtt-packet';
@@ -92,6 +92,72 @@ export function decodePublishFast(frame: Buffer, protocolVersion: ProtocolVersio
   return { cmd: 'publish', qos: qos as QoS, dup, retain: (flags & 0x01) !== 0, topic, payload, messageId };
 }
 
+/** Reads a length-prefixed string that is plain ASCII without U+0000; null for anything else. */
+function asciiStringAt(frame: Buffer, pos: number): string | null {
+  if (pos + 2 > frame.length) return null;
+  const end = pos + 2 + frame.readUInt16BE(pos);
+  if (end > frame.length) return null;
+  for (let i = pos + 2; i < end; i++) {
+    const b = frame[i]!;
+    if (b === 0 || b >= 0x80) return null;
+  }
+  return frame.toString('latin1', pos + 2, end);
+}
+
+/**
+ * Fast path for the CONNECT most devices send: protocol "MQTT" level 4 or 5, no will, no v5
+ * properties, ASCII client id and user name. Every connect of a fleet goes through here, and
+ * the stream parser costs several times more while the process is still cold. Returns null for
+ * anything else, which the generic decoder then handles (and reports, if malformed).
+ */
+export function decodeConnectFast(frame: Buffer): IConnectPacket | null {
+  if (frame[0] !== 0x10) return null;
+  let pos = 1;
+  while (pos < frame.length && (frame[pos]! & 0x80) !== 0) pos++;
+  pos++;
+  if (pos + 10 > frame.length) return null;
+  // Protocol Name "MQTT" [MQTT-3.1.2-1]
+  if (frame[pos] !== 0 || frame[pos + 1] !== 4 || frame[pos + 2] !== 0x4d || frame[pos + 3] !== 0x51 ||
+    frame[pos + 4] !== 0x54 || frame[pos + 5] !== 0x54) return null;
+  const level = frame[pos + 6]!;
+  if (level !== 4 && level !== 5) return null;
+  const flags = frame[pos + 7]!;
+  // Reserved bit [MQTT-3.1.2-3] and the will bits (flag, QoS, retain): the generic decoder.
+  if ((flags & 0x3d) !== 0) return null;
+  const hasUsername = (flags & 0x80) !== 0;
+  const hasPassword = (flags & 0x40) !== 0;
+  if (hasPassword && !hasUsername) return null;
+  const keepalive = frame.readUInt16BE(pos + 8);
+  pos += 10;
+  if (level === 5) {
+    if (frame[pos] !== 0) return null; // properties present
+    pos++;
+  }
+  const clientId = asciiStringAt(frame, pos);
+  if (clientId === null) return null;
+  pos += 2 + clientId.length;
+  const packet: IConnectPacket = { cmd: 'connect', protocolId: 'MQTT', protocolVersion: level, clean: (flags & 0x02) !== 0, keepalive, clientId };
+  if (hasUsername) {
+    const username = asciiStringAt(frame, pos);
+    if (username === null) return null;
+    packet.username = username;
+    pos += 2 + username.length;
+  }
+  if (hasPassword) {
+    if (pos + 2 > frame.length) return null;
+    const end = pos + 2 + frame.readUInt16BE(pos);
+    if (end > frame.length) return null;
+    packet.password = Buffer.from(frame.subarray(pos + 2, end)); // a copy: the frame is not kept alive
+    pos = end;
+  }
+  return pos === frame.length ? packet : null;
+}
+
+/** DISCONNECT with no reason code and no properties (the usual two bytes); null for anything else. */
+export function decodeDisconnectFast(frame: Buffer): IDisconnectPacket | null {
+  return frame.length === 2 && frame[0] === 0xe0 && frame[1] === 0 ? { cmd: 'disconnect' } : null;
+}
+
 const ACK_CMD = [undefined, undefined, undefined, undefined, 'puback', 'pubrec', 'pubrel', 'pubcomp'] as const;
 
 /**
@@ -127,6 +193,11 @@ export function encodeAck(cmd: keyof typeof ACK_TYPE, packetId: number, reasonCo
 }
 
 export function encodePacket(packet: Packet, protocolVersion: ProtocolVersion): Buffer {
+  // The two control packets every v3 connection gets, without the generic encoder.
+  if (packet.cmd === 'connack' && protocolVersion !== 5 && typeof packet.returnCode === 'number') {
+    return Buffer.from([0x20, 2, packet.sessionPresent === true ? 1 : 0, packet.returnCode]);
+  }
+  if (packet.cmd === 'pingresp') return Buffer.from([0xd0, 0]);
   return mqttPacket.generate(packet, { protocolVersion });
 }
 
