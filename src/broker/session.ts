@@ -8,6 +8,7 @@ import type { BrokerStats } from './stats.ts';
 import type { LongTimer } from './long-timer.ts';
 import type { Journal } from './journal.ts';
 import type { StoredOutbound, StoredSession } from './persistence.ts';
+import { InflightTable } from './inflight-table.ts';
 
 /** How a session reaches its client while one is connected. Implemented by `Connection`. */
 export interface SessionLink {
@@ -70,7 +71,7 @@ export class Session {
   journal: Journal | null = null;
 
   // Collections are created on first use: most devices hold one session and are idle most of the time.
-  #inflightMap: Map<number, Outbound> | undefined;
+  #inflightTable: InflightTable<Outbound> | undefined;
   #queue: Outbound[] = [];
   #nextPacketId = 1;
   #nextSeq = 1;
@@ -92,12 +93,12 @@ export class Session {
     return (this.#incomingQos2 ??= new Set());
   }
 
-  get #inflight(): Map<number, Outbound> {
-    return (this.#inflightMap ??= new Map());
+  get #inflight(): InflightTable<Outbound> {
+    return (this.#inflightTable ??= new InflightTable());
   }
 
   get inflightCount(): number {
-    return this.#inflightMap?.size ?? 0;
+    return this.#inflightTable?.size ?? 0;
   }
 
   get queuedCount(): number {
@@ -151,7 +152,7 @@ export class Session {
   restoreOutbound(records: readonly StoredOutbound[], toMessage: (r: StoredOutbound) => Message): void {
     for (const r of records) {
       const entry: Outbound = { seq: r.seq, message: toMessage(r), qos: r.qos, retain: r.retain, subIds: r.subIds, packetId: r.packetId, state: r.state };
-      if (r.packetId > 0) this.#inflight.set(r.packetId, entry);
+      if (r.packetId > 0) this.#inflight.set(entry);
       else this.#queue.push(entry);
       if (r.seq >= this.#nextSeq) this.#nextSeq = r.seq + 1;
       if (r.packetId >= this.#nextPacketId) this.#nextPacketId = r.packetId === 65535 ? 1 : r.packetId + 1;
@@ -196,7 +197,7 @@ export class Session {
   #send(link: SessionLink, entry: Outbound): void {
     entry.packetId = this.#allocatePacketId();
     if (link.sendPublish(entry.message, entry.qos, entry.retain, entry.packetId, false, entry.subIds)) {
-      this.#inflight.set(entry.packetId, entry);
+      this.#inflight.set(entry);
       this.#record(entry);
     } else {
       // Not sent because it is larger than the client accepts: treated as delivered [MQTT-3.1.2-25].
@@ -209,7 +210,7 @@ export class Session {
     for (;;) {
       const id = this.#nextPacketId;
       this.#nextPacketId = id === 65535 ? 1 : id + 1;
-      if (!this.#inflight.has(id)) return id;
+      if (this.#inflight.isFree(id)) return id;
     }
   }
 
@@ -263,7 +264,7 @@ export class Session {
    */
   resume(link: SessionLink): void {
     this.link = link;
-    for (const entry of this.#inflightMap?.values() ?? []) {
+    for (const entry of this.#inflightTable?.ordered() ?? []) {
       if (entry.state === 'pubrel') {
         link.sendPubrel(entry.packetId);
       } else if (!link.sendPublish(entry.message, entry.qos, entry.retain, entry.packetId, true, entry.subIds)) {
@@ -276,7 +277,7 @@ export class Session {
 
   /** Forgets everything in flight (the session is ending). */
   clearMessages(): void {
-    this.#inflightMap = undefined;
+    this.#inflightTable = undefined;
     this.#queue = [];
     this.#incomingQos2 = undefined;
   }
