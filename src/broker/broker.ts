@@ -17,6 +17,7 @@ import { createMessage, type Message } from './message.ts';
 import { Session, type Subscription } from './session.ts';
 import { Connection } from './connection.ts';
 import { LongTimer } from './long-timer.ts';
+import { LingeringSockets } from './lingering-sockets.ts';
 import { Journal } from './journal.ts';
 import type { BrokerPersistence, StoredMessage } from './persistence.ts';
 import { parseSharedFilter, topicMatches } from '../mqtt/topics.ts';
@@ -26,6 +27,8 @@ import { dispatch } from './handlers/index.ts';
 /** Session Expiry Interval meaning "never expires" [MQTT-3.1.2-?, §3.1.2.11.2]. */
 const NEVER_EXPIRES = 0xffffffff;
 const SWEEP_INTERVAL_MS = 250;
+/** How long a socket we ended may wait for the peer to close it. */
+const LINGER_MS = 2000;
 
 /** How a `deliverTo` ended: sent at QoS 0, acknowledged at QoS 1/2, or why not. */
 export type DirectDelivery = 'offline' | 'not_subscribed' | 'sent' | 'acked' | 'timeout';
@@ -48,6 +51,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   readonly dispatch = dispatch;
   readonly #sessions = new Map<string, Session>();
   readonly #connections = new Set<Connection>();
+  readonly #lingering = new LingeringSockets(LINGER_MS);
   #sweep: NodeJS.Timeout;
   #closed = false;
   readonly #persistence: BrokerPersistence | undefined;
@@ -333,7 +337,12 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     if (this.#sessions.get(session.clientId) === session) this.#sessions.delete(session.clientId);
   }
 
+  lingerAfterEnd(socket: Socket): void {
+    this.#lingering.add(socket);
+  }
+
   #sweepConnections(): void {
+    this.#lingering.reap();
     const now = this.now();
     const connectDeadline = now - this.options.connectTimeoutMs;
     for (const conn of this.#connections) {
@@ -357,6 +366,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       session.willTimer?.cancel();
     }
     await new Promise((r) => setImmediate(r));
+    // The sweep has stopped: one last reaping for the sockets ended at shutdown.
+    setTimeout(() => this.#lingering.destroyAll(), LINGER_MS).unref();
   }
 }
 

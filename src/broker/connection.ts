@@ -329,7 +329,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
       if (out.length > 0) socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
       socket.end();
       // A peer that never finishes the close handshake must not hold the socket.
-      setTimeout(() => socket.destroy(), 2000).unref();
+      this.broker.lingerAfterEnd(socket);
     }
   }
 

@@ -8,6 +8,7 @@ import type { RetainedStore } from './retained.ts';
 import type { Message } from './message.ts';
 import type { Session, Subscription } from './session.ts';
 import type { Connection } from './connection.ts';
+import type { Socket } from 'node:net';
 import type { Packet } from '../mqtt/codec.ts';
 
 export interface BrokerContext {
@@ -35,4 +36,6 @@ export interface BrokerContext {
   /** The connection finished CONNECT/CONNACK. */
   connectionReady(conn: Connection): void;
   connectionClosed(conn: Connection, reason: string, wasConnected: boolean): void;
+  /** A socket we ended: destroyed if the peer has not finished closing it within the linger time. */
+  lingerAfterEnd(socket: Socket): void;
 }
