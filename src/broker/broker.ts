@@ -199,7 +199,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   }
 
   connectionReady(conn: Connection): void {
-    this.logger.debug({ clientId: conn.clientId, remoteAddress: conn.remoteAddress }, 'client_connected');
+    if (this.logger.isLevelEnabled('debug')) this.logger.debug({ clientId: conn.clientId, remoteAddress: conn.remoteAddress }, 'client_connected');
     this.emit('client_connected', conn);
   }
 
@@ -330,8 +330,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   #destroySession(session: Session): void {
     this.#journal?.sessionDeleted(session.clientId, session);
     session.journal = null;
-    for (const sub of session.subscriptions.values()) this.router.remove(sub);
-    session.subscriptions.clear();
+    for (const sub of session.takeSubscriptions()) this.router.remove(sub);
     session.clearMessages();
     session.expiryTimer?.cancel();
     if (this.#sessions.get(session.clientId) === session) this.#sessions.delete(session.clientId);

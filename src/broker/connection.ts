@@ -24,7 +24,6 @@ const CONCAT_LIMIT = 256 * 1024;
 export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink {
   readonly socket: Socket;
   readonly broker: BrokerContext;
-  readonly remoteAddress: string | undefined;
   state: ConnectionState = 'awaiting-connect';
   protocolVersion: ProtocolVersion = 4;
   clientId = '';
@@ -58,7 +57,6 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   constructor(socket: Socket, broker: BrokerContext) {
     this.socket = socket;
     this.broker = broker;
-    this.remoteAddress = socket.remoteAddress;
     this.createdAt = this.lastActivity = broker.now();
     this.#framer = new Framer(broker.options.maxPacketSize);
     // Shared listeners that find their connection on the socket: no closures per idle device.
@@ -67,6 +65,15 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
     socket.on('drain', onSocketDrain);
+  }
+
+  /**
+   * The peer's address, asked of the socket when first needed (a getpeername call that Node then
+   * caches): the bare engine never needs it for most connections. Undefined once the socket is gone
+   * if nobody asked before.
+   */
+  get remoteAddress(): string | undefined {
+    return this.socket.remoteAddress;
   }
 
   get sendQuota(): number {

@@ -88,6 +88,13 @@ export class Session {
     return (this.#subscriptions ??= new Map());
   }
 
+  /** Empties the session's subscriptions (it is ending) and returns them, for the router to forget. */
+  takeSubscriptions(): Subscription[] {
+    const subs = this.#subscriptions === undefined ? [] : [...this.#subscriptions.values()];
+    this.#subscriptions = undefined;
+    return subs;
+  }
+
   /** Inbound QoS 2 packet ids received and not yet released. */
   get incomingQos2(): Set<number> {
     return (this.#incomingQos2 ??= new Set());
