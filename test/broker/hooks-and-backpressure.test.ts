@@ -117,3 +117,31 @@ test('a subscriber that stops reading: QoS 0 is dropped and QoS 1 queues up to t
   // The publisher was never held up: all its QoS 1 messages were acknowledged.
   assert.equal(pub.connected, true);
 });
+
+test('without an authenticate hook CONNECT is accepted in the same turn: reads are never paused', { timeout: 10_000 }, async (t) => {
+  const broker = new Broker();
+  let pauses = 0;
+  const server = net.createServer((socket) => {
+    const pause = socket.pause.bind(socket);
+    socket.pause = () => {
+      pauses++;
+      return pause();
+    };
+    broker.handle(socket);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(async () => {
+    await broker.close();
+    server.close();
+  });
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  t.after(() => client.destroy());
+  const replies: Buffer[] = [];
+  client.on('data', (d: Buffer) => replies.push(d));
+  // CONNECT and PINGREQ in one write: both answered, the socket never paused for an authentication step.
+  client.write(Buffer.concat([frame({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'sync-1', clean: true, keepalive: 30 }), frame({ cmd: 'pingreq' })]));
+  const deadline = Date.now() + 5000;
+  while (Buffer.concat(replies).length < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(Buffer.concat(replies).toString('hex'), '20020000' + 'd000');
+  assert.equal(pauses, 0);
+});

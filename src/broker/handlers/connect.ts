@@ -7,7 +7,7 @@ import { RC, v3ConnackCode } from '../../mqtt/reason-codes.ts';
 import { isValidTopicName } from '../../mqtt/topics.ts';
 import { createMessage } from '../message.ts';
 import type { Connection } from '../connection.ts';
-import type { AuthResult } from '../hooks.ts';
+import type { AuthResult, BrokerHooks } from '../hooks.ts';
 
 interface ConnectAttempt {
   readonly conn: Connection;
@@ -76,9 +76,14 @@ function negotiateLimits(a: ConnectAttempt): StepResult {
   }
 }
 
-async function authenticate(a: ConnectAttempt): Promise<StepResult> {
+/** Synchronous when no authenticator is configured: a hook-less CONNECT never waits a turn. */
+function authenticate(a: ConnectAttempt): StepResult | Promise<StepResult> {
   const hook = a.conn.broker.hooks.authenticate;
   if (hook === undefined) return;
+  return authenticateWith(hook, a);
+}
+
+async function authenticateWith(hook: NonNullable<BrokerHooks['authenticate']>, a: ConnectAttempt): Promise<StepResult> {
   const { conn, packet } = a;
   let result: AuthResult;
   try {
