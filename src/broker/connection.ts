@@ -18,6 +18,8 @@ import { scheduleFlush, type Flushable } from './flush-scheduler.ts';
 export type ConnectionState = 'awaiting-connect' | 'connecting' | 'connected' | 'closed';
 
 const EMPTY_TOPIC = Buffer.alloc(0);
+/** Longer topic names are decoded for every PUBLISH rather than kept per connection. */
+const MAX_REMEMBERED_TOPIC = 256;
 /** Above this many buffered bytes, a flush writes chunks one by one instead of concatenating them. */
 const CONCAT_LIMIT = 256 * 1024;
 
@@ -53,6 +55,9 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   #flushQueued = false;
   #suspended = false;
   #held: Buffer[] | undefined;
+  /** The topic of the last PUBLISH received, and its bytes as sent (see #sameTopicAsLast). */
+  #lastTopic = '';
+  #lastTopicBytes: Buffer | undefined;
 
   constructor(socket: Socket, broker: BrokerContext) {
     this.socket = socket;
@@ -121,7 +126,10 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   /** @internal one whole frame from the framer; false stops reading frames for now. */
   onFrame(frame: Buffer, type: number): boolean {
     if (this.state === 'closed') return false;
-    if (type === 3 && !publishTopicIsUtf8(frame)) {
+    // Most devices publish to one topic: when the bytes are those of the previous PUBLISH, the name
+    // is already decoded and was checked to be UTF-8.
+    const knownTopic = type === 3 ? this.#sameTopicAsLast(frame) : undefined;
+    if (type === 3 && knownTopic === undefined && !publishTopicIsUtf8(frame)) {
       // [MQTT-1.5.4-1] ill-formed UTF-8 in a topic name is a malformed packet.
       this.protocolViolation(RC.MALFORMED_PACKET, 'invalid_utf8_topic');
       return false;
@@ -145,7 +153,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
     try {
       const fast = type === 1 ? decodeConnectFast(frame)
         : this.state !== 'connected' ? null
-          : type === 3 ? decodePublishFast(frame, this.protocolVersion)
+          : type === 3 ? decodePublishFast(frame, this.protocolVersion, knownTopic)
             : type >= 4 && type <= 7 ? decodeAckFast(frame, type, this.protocolVersion)
               : type === 14 ? decodeDisconnectFast(frame) : null;
       packet = fast ?? decodeFrame(frame, this.protocolVersion);
@@ -156,6 +164,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
       this.protocolViolation(RC.MALFORMED_PACKET, 'malformed_packet', packet.message);
       return false;
     }
+    if (packet.cmd === 'publish' && knownTopic === undefined) this.#rememberTopic(frame, packet.topic);
     if (this.protocolVersion === 5 && 'properties' in packet) {
       const rc = checkProperties(packet.properties);
       if (rc !== RC.SUCCESS) {
@@ -199,6 +208,24 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
     this.#held = undefined;
     this.socket.resume();
     this.#process(held === undefined ? null : Buffer.concat(held));
+  }
+
+  /** The previous PUBLISH's topic name when this frame carries the same topic bytes, else undefined. */
+  #sameTopicAsLast(frame: Buffer): string | undefined {
+    const last = this.#lastTopicBytes;
+    if (last === undefined) return undefined;
+    const at = topicLengthOffset(frame);
+    if (at + 2 + last.length > frame.length || frame.readUInt16BE(at) !== last.length) return undefined;
+    for (let i = 0, p = at + 2; i < last.length; i++, p++) if (frame[p] !== last[i]) return undefined;
+    return this.#lastTopic;
+  }
+
+  #rememberTopic(frame: Buffer, topic: string): void {
+    // An empty name (v5 topic alias) or a very long one is not worth keeping.
+    if (topic.length === 0 || topic.length > MAX_REMEMBERED_TOPIC) return;
+    const at = topicLengthOffset(frame);
+    this.#lastTopicBytes = Buffer.from(frame.subarray(at + 2, at + 2 + frame.readUInt16BE(at)));
+    this.#lastTopic = topic;
   }
 
   // ---- topic aliases ----
@@ -377,6 +404,13 @@ function connectProtocolLevel(frame: Buffer): number | null {
   const nameLen = frame.readUInt16BE(pos);
   const levelAt = pos + 2 + nameLen;
   return levelAt < frame.length ? frame[levelAt]! : null;
+}
+
+/** Offset of the Topic Name's length field in a PUBLISH frame (right after the fixed header). */
+function topicLengthOffset(frame: Buffer): number {
+  let pos = 1;
+  while (pos < frame.length && (frame[pos]! & 0x80) !== 0) pos++;
+  return pos + 1;
 }
 
 /** Checks the topic bytes of a PUBLISH frame are well-formed UTF-8 [MQTT-1.5.4-1]. */

@@ -17,7 +17,6 @@ export interface Message {
 }
 
 export interface MessageCache {
-  topicBytes?: Buffer;
   forwarded?: Buffer;
 }
 
@@ -25,9 +24,26 @@ export function createMessage(init: Omit<Message, 'cache'>): Message {
   return init;
 }
 
+/**
+ * UTF-8 bytes of recently delivered topic names. A device fleet publishes to a bounded set of topics,
+ * so most deliveries find their topic here instead of encoding it again for every message. The
+ * buffers are never written to (encoders copy from them). Emptied when full, like the match cache.
+ */
+const topicBytesCache = new Map<string, Buffer>();
+const TOPIC_BYTES_CACHE_SIZE = 4096;
+/** Longer names are encoded per delivery: the cache must stay small whatever clients send. */
+const TOPIC_BYTES_CACHE_MAX_LENGTH = 256;
+
 export function topicBytesOf(m: Message): Buffer {
-  const c = (m.cache ??= {});
-  return (c.topicBytes ??= Buffer.from(m.topic, 'utf8'));
+  let bytes = topicBytesCache.get(m.topic);
+  if (bytes === undefined) {
+    bytes = Buffer.from(m.topic, 'utf8');
+    if (m.topic.length <= TOPIC_BYTES_CACHE_MAX_LENGTH) {
+      if (topicBytesCache.size >= TOPIC_BYTES_CACHE_SIZE) topicBytesCache.clear();
+      topicBytesCache.set(m.topic, bytes);
+    }
+  }
+  return bytes;
 }
 
 export function forwardedBytesOf(m: Message): Buffer {

@@ -55,10 +55,10 @@ export function decodeFrame(frame: Buffer, protocolVersion: ProtocolVersion): Pa
 
 /**
  * Fast path for the most frequent packet: a PUBLISH without v5 properties, decoded straight from
- * its frame (the payload is a view of the frame, no copy). Returns null when the generic decoder
- * must handle it (v5 properties present), an Error for a malformed packet.
+ * its frame. Returns null when the generic decoder must handle it (v5 properties present), an Error
+ * for a malformed packet. `knownTopic` is the topic name the caller has checked these very bytes to be.
  */
-export function decodePublishFast(frame: Buffer, protocolVersion: ProtocolVersion): IPublishPacket | Error | null {
+export function decodePublishFast(frame: Buffer, protocolVersion: ProtocolVersion, knownTopic?: string): IPublishPacket | Error | null {
   const flags = frame[0]! & 0x0f;
   const qos = (flags >> 1) & 0x03;
   if (qos === 3) return new Error('Packet must not have both QoS bits set to 1'); // [MQTT-3.3.1-4]
@@ -71,7 +71,8 @@ export function decodePublishFast(frame: Buffer, protocolVersion: ProtocolVersio
   const topicLen = frame.readUInt16BE(pos);
   pos += 2;
   if (pos + topicLen > frame.length) return new Error('Cannot parse topic');
-  const topic = frame.toString('utf8', pos, pos + topicLen);
+  // The caller may already know these bytes (the connection's previous topic): no decoding then.
+  const topic = knownTopic ?? frame.toString('utf8', pos, pos + topicLen);
   pos += topicLen;
   let messageId: number | undefined;
   if (qos > 0) {
