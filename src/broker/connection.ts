@@ -6,7 +6,10 @@
 import type { Socket } from 'node:net';
 import { isUtf8 } from 'node:buffer';
 import { Framer, type FrameSink } from '../mqtt/framer.ts';
-import { decodeAckFast, decodeConnectFast, decodeDisconnectFast, decodeFrame, decodePublishFast, encodeAck, encodePacket, encodePublish, type Packet, type ProtocolVersion, type QoS } from '../mqtt/codec.ts';
+import {
+  decodeAckFast, decodeConnectFast, decodeDisconnectFast, decodeFrame, decodePublishFast, encodeAck, encodePacket, encodePublish,
+  variableHeaderOffset, type Packet, type ProtocolVersion, type QoS,
+} from '../mqtt/codec.ts';
 import { RC } from '../mqtt/reason-codes.ts';
 import { checkProperties, subscribeHasZeroSubscriptionId } from '../mqtt/properties.ts';
 import { forwardedBytesOf, remainingExpiry, topicBytesOf, type Message } from './message.ts';
@@ -214,7 +217,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   #sameTopicAsLast(frame: Buffer): string | undefined {
     const last = this.#lastTopicBytes;
     if (last === undefined) return undefined;
-    const at = topicLengthOffset(frame);
+    const at = variableHeaderOffset(frame);
     if (at + 2 + last.length > frame.length || frame.readUInt16BE(at) !== last.length) return undefined;
     for (let i = 0, p = at + 2; i < last.length; i++, p++) if (frame[p] !== last[i]) return undefined;
     return this.#lastTopic;
@@ -223,7 +226,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   #rememberTopic(frame: Buffer, topic: string): void {
     // An empty name (v5 topic alias) or a very long one is not worth keeping.
     if (topic.length === 0 || topic.length > MAX_REMEMBERED_TOPIC) return;
-    const at = topicLengthOffset(frame);
+    const at = variableHeaderOffset(frame);
     this.#lastTopicBytes = Buffer.from(frame.subarray(at + 2, at + 2 + frame.readUInt16BE(at)));
     this.#lastTopic = topic;
   }
@@ -397,27 +400,16 @@ function onSocketDrain(this: Socket): void {
 
 /** The Protocol Level byte of a CONNECT frame, or null when the frame is too short to tell. */
 function connectProtocolLevel(frame: Buffer): number | null {
-  let pos = 1;
-  while (pos < frame.length && (frame[pos]! & 0x80) !== 0) pos++;
-  pos++;
+  const pos = variableHeaderOffset(frame);
   if (pos + 2 > frame.length) return null;
   const nameLen = frame.readUInt16BE(pos);
   const levelAt = pos + 2 + nameLen;
   return levelAt < frame.length ? frame[levelAt]! : null;
 }
 
-/** Offset of the Topic Name's length field in a PUBLISH frame (right after the fixed header). */
-function topicLengthOffset(frame: Buffer): number {
-  let pos = 1;
-  while (pos < frame.length && (frame[pos]! & 0x80) !== 0) pos++;
-  return pos + 1;
-}
-
 /** Checks the topic bytes of a PUBLISH frame are well-formed UTF-8 [MQTT-1.5.4-1]. */
 function publishTopicIsUtf8(frame: Buffer): boolean {
-  let pos = 1;
-  while (pos < frame.length && (frame[pos]! & 0x80) !== 0) pos++;
-  pos++;
+  const pos = variableHeaderOffset(frame);
   if (pos + 2 > frame.length) return true; // too short: the decoder reports it as malformed
   const len = frame.readUInt16BE(pos);
   const topic = frame.subarray(pos + 2, pos + 2 + len);

@@ -34,10 +34,6 @@ export class InflightTable<T extends Keyed> {
     return entry !== undefined && entry.packetId === packetId ? entry : undefined;
   }
 
-  has(packetId: number): boolean {
-    return this.get(packetId) !== undefined;
-  }
-
   /**
    * True when `packetId` is not in use and can be added now. Grows the table first when it is half
    * full, so that a free id is always near the next one to try.

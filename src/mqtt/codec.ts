@@ -64,9 +64,7 @@ export function decodePublishFast(frame: Buffer, protocolVersion: ProtocolVersio
   if (qos === 3) return new Error('Packet must not have both QoS bits set to 1'); // [MQTT-3.3.1-4]
   const dup = (flags & 0x08) !== 0;
   if (qos === 0 && dup) return new Error('DUP must be 0 for QoS 0 messages'); // [MQTT-3.3.1-2]
-  let pos = 1;
-  while ((frame[pos]! & 0x80) !== 0) pos++;
-  pos++;
+  let pos = variableHeaderOffset(frame);
   if (pos + 2 > frame.length) return new Error('Cannot parse topic');
   const topicLen = frame.readUInt16BE(pos);
   pos += 2;
@@ -93,6 +91,16 @@ export function decodePublishFast(frame: Buffer, protocolVersion: ProtocolVersio
   return { cmd: 'publish', qos: qos as QoS, dup, retain: (flags & 0x01) !== 0, topic, payload, messageId };
 }
 
+/**
+ * Where the variable header of a whole frame starts: after the type byte and the Remaining Length
+ * (the Framer has already checked that length). In a PUBLISH, the Topic Name's length field.
+ */
+export function variableHeaderOffset(frame: Buffer): number {
+  let pos = 1;
+  while (pos < frame.length && (frame[pos]! & 0x80) !== 0) pos++;
+  return pos + 1;
+}
+
 /** Reads a length-prefixed string that is plain ASCII without U+0000; null for anything else. */
 function asciiStringAt(frame: Buffer, pos: number): string | null {
   if (pos + 2 > frame.length) return null;
@@ -113,9 +121,7 @@ function asciiStringAt(frame: Buffer, pos: number): string | null {
  */
 export function decodeConnectFast(frame: Buffer): IConnectPacket | null {
   if (frame[0] !== 0x10) return null;
-  let pos = 1;
-  while (pos < frame.length && (frame[pos]! & 0x80) !== 0) pos++;
-  pos++;
+  let pos = variableHeaderOffset(frame);
   if (pos + 10 > frame.length) return null;
   // Protocol Name "MQTT" [MQTT-3.1.2-1]
   if (frame[pos] !== 0 || frame[pos + 1] !== 4 || frame[pos + 2] !== 0x4d || frame[pos + 3] !== 0x51 ||

@@ -4,6 +4,7 @@
  * appeared twice is a Protocol Error [MQTT-2.2.2-?, §2.2.2.2].
  */
 import { RC } from './reason-codes.ts';
+import { variableHeaderOffset } from './codec.ts';
 
 /** Properties that may appear more than once in a packet. */
 const MULTI = new Set(['userProperties', 'subscriptionIdentifier']);
@@ -32,9 +33,7 @@ export function checkProperties(props: Record<string, unknown> | undefined): num
  * Checked on the raw frame because the codec rejects such a packet as malformed instead.
  */
 export function subscribeHasZeroSubscriptionId(frame: Buffer): boolean {
-  let pos = 1;
-  while (pos < frame.length && (frame[pos]! & 0x80) !== 0) pos++;
-  pos += 3; // end of Remaining Length, then the Packet Identifier
+  let pos = variableHeaderOffset(frame) + 2; // after the Packet Identifier
   const [propsLen, lenBytes] = readVarint(frame, pos);
   pos += lenBytes;
   const end = Math.min(frame.length, pos + propsLen);

@@ -5,16 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import mqtt from 'mqtt';
-import { Broker, listen } from '../../src/broker/index.ts';
+import { startEngine } from '../harness/engine.ts';
 
 test('an oversized message does not establish a topic alias; the next one on that topic arrives whole', { timeout: 10_000 }, async (t) => {
-  const broker = new Broker();
-  const l = await listen(broker, { host: '127.0.0.1', port: 0 });
-  t.after(async () => {
-    await broker.close();
-    await l.close();
-  });
-  const url = `mqtt://127.0.0.1:${l.port}`;
+  const server = await startEngine({});
+  t.after(() => server.close());
+  const broker = server.engine!;
+  const url = `mqtt://127.0.0.1:${server.port}`;
   const sub = await mqtt.connectAsync(url, {
     protocolVersion: 5, reconnectPeriod: 0, properties: { topicAliasMaximum: 5, maximumPacketSize: 200 },
   });

@@ -9,16 +9,12 @@ import net from 'node:net';
 import { once } from 'node:events';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
-import { Broker, listen } from '../../src/broker/index.ts';
+import { startEngine } from '../harness/engine.ts';
 
 test('repeated, alternating, multi-byte and aliased topics all arrive under their own names', { timeout: 10_000 }, async (t) => {
-  const broker = new Broker();
-  const l = await listen(broker, { host: '127.0.0.1', port: 0 });
-  t.after(async () => {
-    await broker.close();
-    await l.close();
-  });
-  const url = `mqtt://127.0.0.1:${l.port}`;
+  const server = await startEngine({});
+  t.after(() => server.close());
+  const url = `mqtt://127.0.0.1:${server.port}`;
   const sub = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0 });
   t.after(() => sub.end(true));
   const got: string[] = [];
@@ -49,13 +45,10 @@ test('repeated, alternating, multi-byte and aliased topics all arrive under thei
 });
 
 test('[MQTT-1.5.4-1] a topic with ill-formed UTF-8 after a valid one is still refused', { timeout: 10_000 }, async (t) => {
-  const broker = new Broker();
-  const l = await listen(broker, { host: '127.0.0.1', port: 0 });
-  t.after(async () => {
-    await broker.close();
-    await l.close();
-  });
-  const socket = net.connect(l.port, '127.0.0.1');
+  const server = await startEngine({});
+  t.after(() => server.close());
+  const broker = server.engine!;
+  const socket = net.connect(server.port, '127.0.0.1');
   t.after(() => socket.destroy());
   await once(socket, 'connect');
   socket.resume(); // read (and drop) the CONNACK, so the broker's FIN is seen
