@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import { defineConfig } from 'eslint/config';
 
 export default defineConfig(
-  { ignores: ['dist/**', 'node_modules/**', 'console/**', 'data/**', '.tmp/**', 'bench/results/**', '.dependency-cruiser.cjs'] },
+  { ignores: ['dist/**', 'node_modules/**', 'console/**', 'data/**', '.tmp/**', 'bench/results/**', 'bench/.build/**', '.dependency-cruiser.cjs'] },
   js.configs.recommended,
   tseslint.configs.recommendedTypeChecked,
   {

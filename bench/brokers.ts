@@ -5,6 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchCerts } from './certs.ts';
 import { spawnPinned, type Child } from './children.ts';
+import { DIST, ENTRIES, buildEntries } from '../scripts/build.mjs';
 
 export type BrokerName = 'gatehouse' | 'gatehouse-parsing' | 'mosquitto' | 'mosquitto-nd' | 'aedes' | 'node-floor';
 export const BROKER_NAMES: BrokerName[] = ['gatehouse', 'gatehouse-parsing', 'mosquitto', 'mosquitto-nd', 'aedes', 'node-floor'];
@@ -37,7 +38,28 @@ export interface BrokerSpec {
   launch(ctx: LaunchContext): Launch;
 }
 
-const NODE = [process.execPath, '--no-node-snapshot', '--import', 'tsx'];
+/**
+ * Every Node process of a run — Gatehouse, the Node peers and the generator — runs compiled JavaScript
+ * with plain node, never through tsx: tsx's module-hook thread has its own V8 heap whose garbage
+ * collections take the broker's single core from its event loop (several ms each, seconds after
+ * start-up, i.e. inside the measured window). Gatehouse runs dist/cli.mjs as `npm start` would; the
+ * bench's own entries are bundled into bench/.build by `buildBenchEntries` at the start of a run.
+ */
+const NODE = [process.execPath, '--no-node-snapshot'];
+export const BENCH_BUILD_DIR = 'bench/.build';
+const BENCH_ENTRIES = {
+  generator: 'bench/generator.ts',
+  'node-floor': 'bench/peers/node-floor.ts',
+  'aedes-server': 'bench/peers/aedes-server.ts',
+  'gatehouse-parsing': 'bench/peers/gatehouse-parsing.ts',
+};
+export const benchEntry = (name: keyof typeof BENCH_ENTRIES): string => `${BENCH_BUILD_DIR}/${name}.mjs`;
+
+/** Compiles Gatehouse (dist/, as `npm run build`) and the bench's own entries; relative to the repo root. */
+export async function buildBenchEntries(repoRoot: string): Promise<void> {
+  await buildEntries(ENTRIES, DIST);
+  await buildEntries(BENCH_ENTRIES, join(repoRoot, BENCH_BUILD_DIR));
+}
 
 function mosquittoPath(): string | undefined {
   const found = spawnSync('bash', ['-c', 'command -v mosquitto'], { encoding: 'utf8' });
@@ -96,7 +118,7 @@ function mosquittoSpec(name: 'mosquitto' | 'mosquitto-nd', noDelay: boolean): Br
 export const BROKERS: Record<BrokerName, BrokerSpec> = {
   gatehouse: {
     name: 'gatehouse',
-    describe: 'Gatehouse engine: `gatehouse broker` (src/cli/index.ts)',
+    describe: 'Gatehouse engine: `gatehouse broker` (dist/cli.mjs, built from src/cli/index.ts)',
     unavailable: (repoRoot) => (existsSync(join(repoRoot, 'src/cli/index.ts')) ? undefined : 'src/cli/index.ts does not exist yet'),
     version: (repoRoot) => {
       const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
@@ -109,7 +131,7 @@ export const BROKERS: Record<BrokerName, BrokerSpec> = {
       }
     },
     launch: (ctx) => ({
-      argv: [...NODE, 'src/cli/index.ts', 'broker', '--host', '127.0.0.1', '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
+      argv: [...NODE, 'dist/cli.mjs', 'broker', '--host', '127.0.0.1', '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
         '--tls-cert', ctx.certs.serverCert, '--tls-key', ctx.certs.serverKey],
       env: { ...process.env, GATEHOUSE_LOG_LEVEL: 'warn' },
     }),
@@ -120,7 +142,7 @@ export const BROKERS: Record<BrokerName, BrokerSpec> = {
     unavailable: (repoRoot) => (existsSync(join(repoRoot, 'src/platform/index.ts')) ? undefined : 'src/platform does not exist yet'),
     version: (repoRoot) => (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version,
     launch: (ctx) => ({
-      argv: [...NODE, 'bench/peers/gatehouse-parsing.ts', '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
+      argv: [...NODE, benchEntry('gatehouse-parsing'), '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
         '--tls-cert', ctx.certs.serverCert, '--tls-key', ctx.certs.serverKey],
       env: { ...process.env, GATEHOUSE_LOG_LEVEL: 'warn' },
     }),
@@ -133,7 +155,7 @@ export const BROKERS: Record<BrokerName, BrokerSpec> = {
     unavailable: (repoRoot) => (existsSync(join(repoRoot, 'node_modules/aedes/package.json')) ? undefined : 'aedes is not installed (npm ci)'),
     version: (repoRoot) => (JSON.parse(readFileSync(join(repoRoot, 'node_modules/aedes/package.json'), 'utf8')) as { version: string }).version,
     launch: (ctx) => ({
-      argv: [...NODE, 'bench/peers/aedes-server.ts', '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
+      argv: [...NODE, benchEntry('aedes-server'), '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
         '--tls-cert', ctx.certs.serverCert, '--tls-key', ctx.certs.serverKey],
       env: process.env,
     }),
@@ -144,7 +166,7 @@ export const BROKERS: Record<BrokerName, BrokerSpec> = {
     unavailable: () => undefined,
     version: () => process.version,
     launch: (ctx) => ({
-      argv: [...NODE, 'bench/peers/node-floor.ts', '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
+      argv: [...NODE, benchEntry('node-floor'), '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
         '--tls-cert', ctx.certs.serverCert, '--tls-key', ctx.certs.serverKey],
       env: process.env,
     }),

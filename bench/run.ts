@@ -12,7 +12,7 @@ import os from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { BROKER_NAMES, BROKERS, ensureMosquitto, freePort, isBrokerName, startBroker, waitForListeners, type BrokerName } from './brokers.ts';
+import { BROKER_NAMES, BROKERS, benchEntry, buildBenchEntries, ensureMosquitto, freePort, isBrokerName, startBroker, waitForListeners, type BrokerName } from './brokers.ts';
 import { generateCerts, type BenchCerts } from './certs.ts';
 import { killAllNow, spawnPinned, stopAll } from './children.ts';
 import { renderSummary, summarize, type RunRecord } from './report.ts';
@@ -209,7 +209,7 @@ async function runOne(rep: number, scenario: ScenarioName, broker: BrokerName, c
     await waitForListeners(brokerProc, [port, tlsPort], LISTEN_TIMEOUT_MS);
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     const gen = spawnPinned(1, [
-      process.execPath, '--no-node-snapshot', '--import', 'tsx', 'bench/generator.ts',
+      process.execPath, '--no-node-snapshot', benchEntry('generator'),
       '--scenario', scenario, '--host', '127.0.0.1', '--port', String(port), '--tls-port', String(tlsPort),
       '--ca', ctx.certs.caCert, '--broker-pid', String(brokerProc.pid),
       '--warmup', String(ctx.timing.warmup), '--duration', String(ctx.timing.duration), '--drain', String(ctx.timing.drain),
@@ -271,6 +271,7 @@ async function main(): Promise<void> {
   if (brokers.length === 0) die('no broker can run');
   const ref = options.ref ?? (brokers.includes('gatehouse') ? 'gatehouse' : brokers[0]!);
 
+  await buildBenchEntries(REPO_ROOT);
   const releaseLock = takeLock();
   const workDir = mkdtempSync(join(os.tmpdir(), 'gatehouse-bench-'));
   chmodSync(workDir, 0o755); // mosquitto drops root privileges and must still read its config and certificates
