@@ -1,4 +1,4 @@
-/** The `gatehouse` bin works from any working directory (tsx and the sources are found from the package). */
+/** The `gatehouse` bin works from any working directory (dist/ and its packages are found from the package). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
