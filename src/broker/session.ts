@@ -9,6 +9,7 @@ import type { LongTimer } from './long-timer.ts';
 import type { Journal } from './journal.ts';
 import type { StoredOutbound, StoredSession } from './persistence.ts';
 import { InflightTable } from './inflight-table.ts';
+import { RingQueue } from './ring-queue.ts';
 
 /** How a session reaches its client while one is connected. Implemented by `Connection`. */
 export interface SessionLink {
@@ -72,7 +73,7 @@ export class Session {
 
   // Collections are created on first use: most devices hold one session and are idle most of the time.
   #inflightTable: InflightTable<Outbound> | undefined;
-  #queue: Outbound[] = [];
+  #queue: RingQueue<Outbound> | undefined;
   #nextPacketId = 1;
   #nextSeq = 1;
   readonly #limits: SessionLimits;
@@ -109,7 +110,7 @@ export class Session {
   }
 
   get queuedCount(): number {
-    return this.#queue.length;
+    return this.#queue?.length ?? 0;
   }
 
   /** Journaled: the session outlives its connection and durable state is configured. */
@@ -160,7 +161,7 @@ export class Session {
     for (const r of records) {
       const entry: Outbound = { seq: r.seq, message: toMessage(r), qos: r.qos, retain: r.retain, subIds: r.subIds, packetId: r.packetId, state: r.state };
       if (r.packetId > 0) this.#inflight.set(entry);
-      else this.#queue.push(entry);
+      else (this.#queue ??= new RingQueue()).push(entry);
       if (r.seq >= this.#nextSeq) this.#nextSeq = r.seq + 1;
       if (r.packetId >= this.#nextPacketId) this.#nextPacketId = r.packetId === 65535 ? 1 : r.packetId + 1;
     }
@@ -184,7 +185,7 @@ export class Session {
       return;
     }
     const entry: Outbound = { seq: this.#nextSeq++, message, qos, retain, subIds, packetId: 0, state: 'publish', onComplete };
-    if (link !== null && this.#queue.length === 0 && this.#inflight.size < link.sendQuota && !link.congested) {
+    if (link !== null && this.queuedCount === 0 && this.#inflight.size < link.sendQuota && !link.congested) {
       this.#send(link, entry);
     } else {
       this.#enqueue(entry);
@@ -192,12 +193,13 @@ export class Session {
   }
 
   #enqueue(entry: Outbound): void {
-    if (this.#queue.length >= this.#limits.maxQueued) {
+    const queue = (this.#queue ??= new RingQueue());
+    if (queue.length >= this.#limits.maxQueued) {
       this.#stats.droppedQueueFull++;
       if (this.#limits.queueOverflow === 'drop-new') return;
-      this.#forget(this.#queue.shift()!);
+      this.#forget(queue.shift()!);
     }
-    this.#queue.push(entry);
+    queue.push(entry);
     this.#record(entry);
   }
 
@@ -225,10 +227,11 @@ export class Session {
   drain(): void {
     const link = this.link;
     // Called on every PUBACK/PUBCOMP: nothing to do (and no clock read) while nothing is queued.
-    if (link === null || this.#queue.length === 0) return;
+    if (link === null || this.queuedCount === 0) return;
     const now = Date.now();
-    while (this.#queue.length > 0 && this.#inflight.size < link.sendQuota && !link.congested) {
-      const entry = this.#queue.shift()!;
+    // this.#queue is read on every round: sending can end the session, which drops the queue.
+    while (this.queuedCount > 0 && this.#inflight.size < link.sendQuota && !link.congested) {
+      const entry = this.#queue!.shift()!;
       if (isExpired(entry.message, now)) {
         this.#stats.droppedExpired++;
         this.#forget(entry);
@@ -285,7 +288,7 @@ export class Session {
   /** Forgets everything in flight (the session is ending). */
   clearMessages(): void {
     this.#inflightTable = undefined;
-    this.#queue = [];
+    this.#queue = undefined;
     this.#incomingQos2 = undefined;
   }
 }

@@ -1,0 +1,63 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { RingQueue } from './ring-queue.ts';
+
+// A garbage collector to call: exposed to a fresh context without restarting node with --expose-gc.
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
+
+test('first in, first out across wrap-around and growth', () => {
+  const q = new RingQueue<number>();
+  const expected: number[] = [];
+  let next = 0;
+  // Interleave pushes and shifts so the head wraps before, while and after the ring grows.
+  for (let round = 0; round < 200; round++) {
+    const pushes = round % 7 + 1;
+    for (let i = 0; i < pushes; i++) {
+      q.push(next);
+      expected.push(next++);
+    }
+    const shifts = round % 5;
+    for (let i = 0; i < shifts && expected.length > 0; i++) assert.equal(q.shift(), expected.shift());
+    assert.equal(q.length, expected.length);
+  }
+  while (expected.length > 0) assert.equal(q.shift(), expected.shift());
+  assert.equal(q.length, 0);
+  assert.equal(q.shift(), undefined);
+});
+
+test('a drained large queue gives its ring back; a small one keeps it', () => {
+  const q = new RingQueue<string>();
+  for (let i = 0; i < 1000; i++) q.push(`m${i}`);
+  assert.equal(q.length, 1000);
+  assert.equal(q.capacity, 1024);
+  for (let i = 0; i < 999; i++) q.shift();
+  assert.equal(q.capacity, 1024, 'still holding one message');
+  assert.equal(q.shift(), 'm999');
+  assert.equal(q.capacity, 8);
+
+  for (let i = 0; i < 20; i++) q.push(`n${i}`);
+  assert.equal(q.capacity, 32);
+  for (let i = 0; i < 20; i++) assert.equal(q.shift(), `n${i}`);
+  assert.equal(q.capacity, 32, 'kept: small enough to reuse');
+});
+
+test('does not keep references to shifted items', async () => {
+  const q = new RingQueue<object>();
+  let item: object | undefined = {};
+  const ref = new WeakRef(item);
+  q.push(item);
+  q.push({});
+  item = undefined;
+  q.shift();
+  // The ring still holds the second item; the shifted one must be collectable. (A WeakRef target is
+  // kept until the current job ends, hence the turns between collections.)
+  for (let i = 0; i < 5 && ref.deref() !== undefined; i++) {
+    await new Promise((r) => setImmediate(r));
+    gc();
+  }
+  assert.equal(ref.deref(), undefined);
+  assert.equal(q.length, 1);
+});
