@@ -1,7 +1,8 @@
 /**
  * What `npm start` runs — the bundle in dist/ (scripts/build.mjs), plain node, no TypeScript loader —
- * started as a process on a fresh data directory: the console and the API answer on one port, and the
- * demo gateway it prints works with the exact mosquitto_sub / mosquitto_pub lines it prints.
+ * started as a process on a fresh data directory: the console and the API answer on one port, the
+ * `gatehouse` bin (dist/cli.mjs) lists the demo gateway through the API with the printed token, and the
+ * demo gateway works with the exact mosquitto_sub / mosquitto_pub lines it prints.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +17,7 @@ import { freePort, removeDataDir } from '../harness/gatehouse.ts';
 
 const run = promisify(execFile);
 
-test('dist/main.mjs serves console and API, and its demo gateway carries messages for the printed commands', { timeout: 60_000 }, async (t) => {
+test('dist/main.mjs serves console and API, the bin talks to it, and its demo gateway carries messages for the printed commands', { timeout: 60_000 }, async (t) => {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-start-'));
   t.after(() => removeDataDir(dataDir));
   await ensureBuilt(); // as the bin does: rebuilt when a source is newer than dist/
@@ -50,6 +51,15 @@ test('dist/main.mjs serves console and API, and its demo gateway carries message
   else assert.match(html, /console has not been built/);
   const unauthenticated = await fetch(`http://127.0.0.1:${httpPort}/api/v1/gateways`);
   assert.equal(unauthenticated.status, 401);
+
+  // The bin, with the admin token the first start printed.
+  const token = /Admin token \(generated[^)]*\): (\S+)/.exec(banner)?.[1];
+  assert.ok(token !== undefined, banner);
+  const { stdout: listed } = await run(process.execPath, ['bin/gatehouse.mjs', 'gateways', 'list', '--json'], {
+    env: { ...process.env, GATEHOUSE_URL: `http://127.0.0.1:${httpPort}`, GATEHOUSE_ADMIN_TOKEN: token },
+  });
+  const { items } = JSON.parse(listed) as { items: { port: number }[] };
+  assert.deepEqual(items.map((g) => g.port), [demoPort]);
 
   // The printed commands, run as printed (the shell quoting of the password included).
   const sub = /try: (mosquitto_sub .*)/.exec(banner)?.[1];
