@@ -4,11 +4,13 @@
  * by FrameScanner, and every loop is bounded by a count and by wall time.
  *
  *   node --import tsx bench/generator.ts --scenario qos0-tls --host 127.0.0.1 --port 1883 \
- *     --tls-port 8883 --ca ca.pem --broker-pid 1234 [--warmup 2 --duration 6 --drain 3]
+ *     --tls-port 8883 --ca ca.pem --broker-pid 1234 [--warmup 2 --duration 6 --drain 3] [--samples FILE]
+ *
+ * --samples FILE: a latency scenario also writes every sample there, one `sent_ms latency_ms` line each.
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { FrameScanner, PacketType, type FrameHandler } from './frame-scanner.ts';
 import {
@@ -121,6 +123,9 @@ class Conn {
 }
 
 let firstTls: GeneratorResult['tls'];
+
+/** --samples FILE (latency scenarios): where every sample is written. */
+let samplesPath: string | undefined;
 
 /** Opens a TCP or TLS connection to 127.0.0.1 and completes CONNECT→CONNACK (return code 0). */
 function openConn(target: Target, useTls: boolean, clientId: string, keepalive: number): Promise<Conn> {
@@ -545,6 +550,8 @@ async function runLatency(
   const t0 = start + BigInt(Math.round(timing.warmup * 1e9));
   const t1 = t0 + BigInt(Math.round(timing.duration * 1e9));
   let windowDelivered = 0;
+  /** Send time of each sample, ms after the window opened (for --samples). */
+  const sentAt = samplesPath === undefined ? undefined : new Float64Array(capacity);
 
   const acks = new AckBatch();
   sub.onFrame = (header, buf, bodyStart, bodyEnd) => {
@@ -556,7 +563,10 @@ async function runLatency(
     const stamp = buf.readBigUInt64BE(at);
     if (stamp >= t0 && stamp < t1) {
       windowDelivered++;
-      if (nSamples < capacity) samples[nSamples++] = Number(sub.arrivalNs - stamp) / 1e6;
+      if (nSamples < capacity) {
+        if (sentAt !== undefined) sentAt[nSamples] = Number(stamp - t0) / 1e6;
+        samples[nSamples++] = Number(sub.arrivalNs - stamp) / 1e6;
+      }
     }
   };
   sub.afterData = () => acks.flush(sub);
@@ -598,7 +608,14 @@ async function runLatency(
   s0 ??= s1;
   await waitUntil(() => delivered >= sent, timing.drain * 1000);
   const share = cpuShare(s0, s1);
+  if (samplesPath !== undefined && sentAt !== undefined) {
+    const lines: string[] = ['# sent_ms latency_ms (sent: ms after the measured window opened)'];
+    for (let i = 0; i < nSamples; i++) lines.push(`${sentAt[i]!.toFixed(3)} ${samples[i]!.toFixed(4)}`);
+    writeFileSync(samplesPath, `${lines.join('\n')}\n`);
+  }
   const sorted = samples.subarray(0, nSamples).sort();
+  let over = 0;
+  for (let i = nSamples - 1; i >= 0 && sorted[i]! > 0.2; i--) over++;
   const conns = [sub, ...pubs.map((p) => p.conn)];
   const dropped = conns.filter((c) => c.closed).length;
   const notes: string[] = [`${nSamples} latency samples`];
@@ -613,6 +630,7 @@ async function runLatency(
       p50_ms: round(percentile(sorted, 0.5), 3),
       p99_ms: round(percentile(sorted, 0.99), 3),
       p999_ms: round(percentile(sorted, 0.999), 3),
+      over_200us_pct: round((100 * over) / Math.max(1, nSamples), 3),
       broker_us_per_msg: round((1e6 * share.brokerSeconds) / Math.max(1, windowDelivered), 2),
       lost: Math.max(0, sent - delivered),
       msgs_per_s: round(windowDelivered / timing.duration, 0),
@@ -664,8 +682,10 @@ function main(): void {
       warmup: { type: 'string', default: '2' },
       duration: { type: 'string', default: '6' },
       drain: { type: 'string', default: '3' },
+      samples: { type: 'string' },
     },
   });
+  samplesPath = values.samples;
   if (values.host !== ONLY_HOST) fatal(`refusing to target ${values.host}: only ${ONLY_HOST} is allowed`, 2);
   const name = values.scenario ?? '';
   if (!isScenarioName(name)) fatal(`unknown --scenario '${name}'`, 2);

@@ -41,7 +41,8 @@ const USAGE = `usage: npm run bench -- [options]
   --warmup S        unmeasured seconds before that (default ${DEFAULT_TIMING.warmup})
   --drain S         seconds to wait for in-flight messages after publishing stops (default ${DEFAULT_TIMING.drain})
   --ref NAME        broker the ratios are computed for (default gatehouse, else the first broker)
-  --json PATH       where to write the results (default bench/results/<timestamp>.json)`;
+  --json PATH       where to write the results (default bench/results/<timestamp>.json)
+  --samples DIR     latency scenarios also write every sample to DIR/<rep>-<scenario>-<broker>.txt`;
 
 interface Options {
   scenarios: ScenarioName[];
@@ -50,6 +51,8 @@ interface Options {
   timing: Timing;
   ref: BrokerName | undefined;
   jsonPath: string;
+  /** --samples: where latency runs write their samples. */
+  samplesDir: string | undefined;
 }
 
 /** A usage error: the message and the usage text. */
@@ -85,6 +88,7 @@ function parseOptions(): Options {
       drain: { type: 'string', default: String(DEFAULT_TIMING.drain) },
       ref: { type: 'string' },
       json: { type: 'string' },
+      samples: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -111,6 +115,7 @@ function parseOptions(): Options {
     },
     ref: values.ref,
     jsonPath: resolve(values.json ?? join(REPO_ROOT, 'bench', 'results', `${stamp}.json`)),
+    samplesDir: values.samples === undefined ? undefined : resolve(values.samples),
   };
 }
 
@@ -193,6 +198,7 @@ interface RunContext {
   workDir: string;
   certs: BenchCerts;
   timing: Timing;
+  samplesDir: string | undefined;
 }
 
 /** One scenario against one fresh broker process. */
@@ -213,6 +219,7 @@ async function runOne(rep: number, scenario: ScenarioName, broker: BrokerName, c
       '--scenario', scenario, '--host', '127.0.0.1', '--port', String(port), '--tls-port', String(tlsPort),
       '--ca', ctx.certs.caCert, '--broker-pid', String(brokerProc.pid),
       '--warmup', String(ctx.timing.warmup), '--duration', String(ctx.timing.duration), '--drain', String(ctx.timing.drain),
+      ...(ctx.samplesDir !== undefined && SCENARIOS[scenario].shape.kind === 'latency' ? ['--samples', join(ctx.samplesDir, `${runId}.txt`)] : []),
     ], { cwd: REPO_ROOT, env: process.env, stdout: 'pipe', stderr: 'pipe' });
     let stdout = '';
     let stderr = '';
@@ -311,7 +318,8 @@ async function main(): Promise<void> {
     const versions = Object.fromEntries(brokers.map((b) => [b, BROKERS[b].version(REPO_ROOT)]));
     log(`brokers: ${brokers.map((b) => `${b} ${versions[b]}`).join(', ')}; ratios are ${ref} ÷ peer`);
     log(`scenarios: ${options.scenarios.join(', ')}; ${options.reps} rep(s); broker on CPU 0, generator on CPU 1`);
-    const ctx: RunContext = { workDir, certs, timing: options.timing };
+    if (options.samplesDir !== undefined) mkdirSync(options.samplesDir, { recursive: true });
+    const ctx: RunContext = { workDir, certs, timing: options.timing, samplesDir: options.samplesDir };
     runs: for (let rep = 1; rep <= options.reps; rep++) {
       for (const scenario of options.scenarios) {
         // Rotate the order each rep so no broker always runs first (or right after the heaviest one).

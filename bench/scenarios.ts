@@ -52,6 +52,8 @@ const latencyMetrics: MetricDef[] = [
   { key: 'p50_ms', label: 'p50 ms', better: 'lower', kind: 'perf', digits: 2 },
   { key: 'p99_ms', label: 'p99 ms', better: 'lower', kind: 'perf', digits: 2 },
   { key: 'p999_ms', label: 'p99.9 ms', better: 'lower', kind: 'perf', digits: 2 },
+  // The share of messages that met a stall: where it crosses 1 % decides p99.
+  { key: 'over_200us_pct', label: '% of msgs > 0.2 ms', better: 'lower', kind: 'perf', digits: 2 },
   { key: 'broker_us_per_msg', label: 'broker CPU µs/msg', better: 'lower', kind: 'perf', digits: 1 },
   { key: 'lost', label: 'lost after drain', better: 'lower', kind: 'fault', digits: 0 },
 ];
