@@ -202,13 +202,17 @@ interface RunContext {
 }
 
 /**
- * V8 flags of the generator. A latency run polls without sleeping and allocates on every loop turn; with
- * the default young generation it scavenged every ~15 ms (0.2–0.3 ms each), and every delivery that
- * arrived during one was stamped late — about 1 % of the samples, i.e. exactly where p99 is read. A
- * 64 MB young generation makes those pauses ~8× rarer (each ~1 ms, still counted, for every broker alike).
+ * What a latency run adds to the generator's command line: a 64 MB young generation — its loop polls
+ * without sleeping and allocates on every turn, and with V8's default it scavenged every ~15 ms
+ * (0.2–0.3 ms each), stamping about 1 % of the deliveries late, exactly where p99 is read (now ~8×
+ * rarer, each ~1 ms, for every broker alike) — and, with --samples, the file for its samples.
  */
-function generatorFlags(scenario: ScenarioName): string[] {
-  return SCENARIOS[scenario].shape.kind === 'latency' ? ['--min-semi-space-size=64', '--max-semi-space-size=64'] : [];
+function latencyGeneratorArgs(scenario: ScenarioName, runId: string, samplesDir: string | undefined): { flags: string[]; args: string[] } {
+  if (SCENARIOS[scenario].shape.kind !== 'latency') return { flags: [], args: [] };
+  return {
+    flags: ['--min-semi-space-size=64', '--max-semi-space-size=64'],
+    args: samplesDir === undefined ? [] : ['--samples', join(samplesDir, `${runId}.txt`)],
+  };
 }
 
 /** One scenario against one fresh broker process. */
@@ -224,12 +228,13 @@ async function runOne(rep: number, scenario: ScenarioName, broker: BrokerName, c
   try {
     await waitForListeners(brokerProc, [port, tlsPort], LISTEN_TIMEOUT_MS);
     await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const latency = latencyGeneratorArgs(scenario, runId, ctx.samplesDir);
     const gen = spawnPinned(1, [
-      process.execPath, '--no-node-snapshot', ...generatorFlags(scenario), benchEntry('generator'),
+      process.execPath, '--no-node-snapshot', ...latency.flags, benchEntry('generator'),
       '--scenario', scenario, '--host', '127.0.0.1', '--port', String(port), '--tls-port', String(tlsPort),
       '--ca', ctx.certs.caCert, '--broker-pid', String(brokerProc.pid),
       '--warmup', String(ctx.timing.warmup), '--duration', String(ctx.timing.duration), '--drain', String(ctx.timing.drain),
-      ...(ctx.samplesDir !== undefined && SCENARIOS[scenario].shape.kind === 'latency' ? ['--samples', join(ctx.samplesDir, `${runId}.txt`)] : []),
+      ...latency.args,
     ], { cwd: REPO_ROOT, env: process.env, stdout: 'pipe', stderr: 'pipe' });
     let stdout = '';
     let stderr = '';

@@ -11,6 +11,8 @@ import type { StoredOutbound, StoredSession } from './persistence.ts';
 import { InflightTable } from './inflight-table.ts';
 import { RingQueue } from './ring-queue.ts';
 
+const NO_SUBSCRIPTIONS: readonly Subscription[] = [];
+
 /** How a session reaches its client while one is connected. Implemented by `Connection`. */
 export interface SessionLink {
   /** Outbound QoS 1/2 messages the client accepts unacknowledged (its Receive Maximum, capped). */
@@ -90,10 +92,11 @@ export class Session {
   }
 
   /** Empties the session's subscriptions (it is ending) and returns them, for the router to forget. */
-  takeSubscriptions(): Subscription[] {
-    const subs = this.#subscriptions === undefined ? [] : [...this.#subscriptions.values()];
+  takeSubscriptions(): readonly Subscription[] {
+    const subs = this.#subscriptions;
+    if (subs === undefined) return NO_SUBSCRIPTIONS; // most sessions end without any: no array each
     this.#subscriptions = undefined;
-    return subs;
+    return [...subs.values()];
   }
 
   /** Inbound QoS 2 packet ids received and not yet released. */
