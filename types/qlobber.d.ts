@@ -6,6 +6,8 @@ declare module 'qlobber' {
     wildcard_some?: string;
     match_empty_levels?: boolean;
     cache_adds?: boolean;
+    /** Most levels in a topic; deeper topics throw 'too many words' (default 100). */
+    max_words?: number;
   }
   export class Qlobber<V = unknown> {
     constructor(options?: QlobberOptions);

@@ -17,10 +17,11 @@ import { createMessage, type Message } from './message.ts';
 import { Session, type Subscription } from './session.ts';
 import { Connection } from './connection.ts';
 import { LongTimer } from './long-timer.ts';
+import { Admission } from './admission.ts';
 import { LingeringSockets } from './lingering-sockets.ts';
 import { Journal } from './journal.ts';
 import type { BrokerPersistence, StoredMessage } from './persistence.ts';
-import { parseSharedFilter, topicMatches } from '../mqtt/topics.ts';
+import { parseSharedFilter, topicMatches, topicWithinLimits } from '../mqtt/topics.ts';
 import type { BrokerContext } from './context.ts';
 import { dispatch } from './handlers/index.ts';
 
@@ -46,7 +47,9 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   readonly stats: BrokerStats = createStats();
   readonly logger: Logger;
   readonly hooks: BrokerHooks;
-  readonly router = new Router();
+  readonly router: Router;
+  /** Per-address limits and accept times of raw sockets, for listeners in front of this engine. */
+  readonly admission: Admission;
   readonly retained: RetainedStore;
   readonly dispatch = dispatch;
   readonly #sessions = new Map<string, Session>();
@@ -63,6 +66,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.hooks = init.hooks ?? {};
     this.logger = init.logger ?? silentLogger;
     this.retained = new RetainedStore(this.options.maxRetained);
+    this.router = new Router(this.options.maxTopicLevels);
+    this.admission = new Admission(this.options, this.stats);
     this.#persistence = init.persistence;
     this.#journal = init.persistence === undefined ? null : new Journal(init.persistence, this.logger);
     this.#sweep = setInterval(() => this.#sweepConnections(), SWEEP_INTERVAL_MS);
@@ -184,7 +189,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       session.disconnectedAt = closedAt;
       for (const sub of stored.subscriptions) {
         const shared = parseSharedFilter(sub.raw);
-        if (shared === 'invalid') continue;
+        // Stored before a limit was lowered (or damaged): never handed to the router.
+        if (shared === 'invalid' || !topicWithinLimits(sub.raw, this.options.maxTopicLevels, this.options.maxTopicLength)) continue;
         this.subscribe({
           session, raw: sub.raw, filter: shared === null ? sub.raw : shared.filter, group: shared?.group,
           qos: sub.qos, noLocal: sub.noLocal, retainAsPublished: sub.retainAsPublished,
@@ -193,7 +199,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       }
       for (const id of stored.incomingQos2) session.incomingQos2.add(id);
       session.restoreOutbound((outboundByClient.get(stored.clientId) ?? []).sort((a, b) => a.seq - b.seq), (r) => messageOf(r.message));
-      if (leftMs !== Infinity) session.expiryTimer = new LongTimer(leftMs / 1000, () => this.#expireSession(session));
+      if (leftMs !== Infinity) session.expiryTimer = new LongTimer(leftMs / 1000, () => this.#expireSessionContained(session));
     }
     this.logger.info({ retained: this.retained.size, sessions: this.#sessions.size }, 'broker_state_restored');
   }
@@ -287,7 +293,21 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     conn.session = null;
     if (session.link === conn) {
       session.link = null;
-      this.#handleLostConnection(conn, session, reason);
+      // Runs from a socket's 'close' event: a throw here would reach the process, not the connection.
+      this.contain(() => this.#handleLostConnection(conn, session, reason), 'session_cleanup_failed', conn.clientId);
+    }
+  }
+
+  /**
+   * Runs work done for one client (cleanup, timers) so that a failure is logged and counted instead of
+   * escaping to the process: one client's state must never take every other client down with it.
+   */
+  contain(work: () => void, event: string, clientId: string): void {
+    try {
+      work();
+    } catch (err) {
+      this.stats.handlerCrashes++;
+      this.logger.error({ err, clientId }, event);
     }
   }
 
@@ -304,13 +324,14 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       // The will waits for min(Will Delay, Session Expiry) [MQTT-3.1.3-9]; the session ending sends it now.
       const delay = Math.min(conn.willDelay, expiry);
       if (delay === 0) this.#publishWill(conn, will);
-      else session.willTimer = new LongTimer(delay, () => {
+      else session.willTimer = new LongTimer(delay, () => this.contain(() => {
         session.willTimer = undefined;
         this.#publishWill(conn, will);
-      });
+      }, 'will_failed', session.clientId));
     }
-    if (expiry === 0) this.#destroySession(session); // [MQTT-3.1.2-?] expiry 0 ends the session with the connection
-    else if (expiry !== NEVER_EXPIRES) session.expiryTimer = new LongTimer(expiry, () => this.#expireSession(session));
+    // [MQTT-3.1.2-11? §3.1.2.11.2] Session Expiry 0 ends the session with the connection.
+    if (expiry === 0) this.#destroySession(session);
+    else if (expiry !== NEVER_EXPIRES) session.expiryTimer = new LongTimer(expiry, () => this.#expireSessionContained(session));
   }
 
   #publishWill(conn: Connection, will: Message): void {
@@ -318,6 +339,10 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     const message = expiry > 0 ? { ...will, expiresAt: Date.now() + expiry * 1000 } : will;
     this.logger.debug({ clientId: conn.clientId, topic: will.topic }, 'will_published');
     this.publish(message, null);
+  }
+
+  #expireSessionContained(session: Session): void {
+    this.contain(() => this.#expireSession(session), 'session_expiry_failed', session.clientId);
   }
 
   #expireSession(session: Session): void {
@@ -346,10 +371,12 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     const connectDeadline = now - this.options.connectTimeoutMs;
     for (const conn of this.#connections) {
       if (conn.state === 'awaiting-connect') {
-        if (conn.createdAt < connectDeadline) conn.close('connect_timeout');
+        if (conn.createdAt < connectDeadline) this.contain(() => conn.close('connect_timeout'), 'connection_close_failed', conn.clientId);
       } else if (conn.state === 'connected' && conn.keepalive > 0) {
-        // [MQTT-3.1.2-22] no packet within 1.5 × Keep Alive: the server closes the connection.
-        if (now - conn.lastActivity > conn.keepalive * 1500) conn.disconnect(RC.KEEP_ALIVE_TIMEOUT, 'keepalive_timeout');
+        // [MQTT-3.1.2-24] no packet within 1.5 × Keep Alive: the server closes the connection.
+        if (now - conn.lastActivity > conn.keepalive * 1500) {
+          this.contain(() => conn.disconnect(RC.KEEP_ALIVE_TIMEOUT, 'keepalive_timeout'), 'connection_close_failed', conn.clientId);
+        }
       }
     }
   }

@@ -17,6 +17,7 @@ import type { Session, SessionLink } from './session.ts';
 import type { ClientInfo } from './hooks.ts';
 import type { BrokerContext } from './context.ts';
 import { scheduleFlush, type Flushable } from './flush-scheduler.ts';
+import { acceptedAt } from './admission.ts';
 
 export type ConnectionState = 'awaiting-connect' | 'connecting' | 'connected' | 'closed';
 
@@ -65,7 +66,9 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   constructor(socket: Socket, broker: BrokerContext) {
     this.socket = socket;
     this.broker = broker;
-    this.createdAt = this.lastActivity = broker.now();
+    this.lastActivity = broker.now();
+    // The CONNECT deadline counts from the TCP accept, so a slow TLS handshake does not extend it.
+    this.createdAt = acceptedAt(socket, this.lastActivity);
     this.#framer = new Framer(broker.options.maxPacketSize);
     // Shared listeners that find their connection on the socket: no closures per idle device.
     (socket as SocketWithConnection)[CONNECTION] = this;
@@ -109,6 +112,13 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   /** @internal socket 'data' */
   onData(chunk: Buffer): void {
     this.lastActivity = this.broker.now();
+    // [MQTT-3.1.0-1] the first packet is a CONNECT: a stream starting with any other byte (an HTTP
+    // request, a TLS hello on a plain port) is dropped at once rather than framed into a bogus packet.
+    if (this.state === 'awaiting-connect' && this.#framer.bufferedBytes === 0 && chunk.length > 0 && chunk[0] !== 0x10) {
+      this.broker.stats.protocolErrors++;
+      this.close('first_packet_not_connect');
+      return;
+    }
     if (this.#suspended) {
       (this.#held ??= []).push(chunk);
       return;
@@ -128,6 +138,18 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
 
   /** @internal one whole frame from the framer; false stops reading frames for now. */
   onFrame(frame: Buffer, type: number): boolean {
+    try {
+      return this.#onFrame(frame, type);
+    } catch (err) {
+      // A bug must cost this one connection, never the process.
+      this.broker.stats.handlerCrashes++;
+      this.broker.logger.error({ err, clientId: this.clientId, type }, 'packet_handler_crashed');
+      this.protocolViolation(RC.IMPLEMENTATION_SPECIFIC_ERROR, 'packet_handler_crashed');
+      return false;
+    }
+  }
+
+  #onFrame(frame: Buffer, type: number): boolean {
     if (this.state === 'closed') return false;
     // Most devices publish to one topic: when the bytes are those of the previous PUBLISH, the name
     // is already decoded and was checked to be UTF-8.
@@ -175,15 +197,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
         return false;
       }
     }
-    let pending: void | Promise<void>;
-    try {
-      pending = this.broker.dispatch(this, packet);
-    } catch (err) {
-      // A bug must cost this one connection, never the process.
-      this.broker.logger.error({ err, clientId: this.clientId, cmd: packet.cmd }, 'packet_handler_crashed');
-      this.protocolViolation(RC.IMPLEMENTATION_SPECIFIC_ERROR, 'packet_handler_crashed');
-      return false;
-    }
+    const pending = this.broker.dispatch(this, packet);
     if (pending !== undefined) {
       this.#suspend(pending);
       return false;
@@ -198,6 +212,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
     pending.then(
       () => this.#resumeReading(),
       (err: unknown) => {
+        this.broker.stats.handlerCrashes++;
         this.broker.logger.error({ err, clientId: this.clientId }, 'connection_handler_failed');
         this.protocolViolation(RC.UNSPECIFIED_ERROR, 'handler_failed');
       },

@@ -4,5 +4,5 @@ export { DEFAULT_BROKER_OPTIONS, type BrokerOptions } from './options.ts';
 export type { BrokerHooks, BrokerEvents, ClientInfo, ConnectRequest, AuthResult } from './hooks.ts';
 export type { Message } from './message.ts';
 export type { BrokerStats } from './stats.ts';
-export { listen, type Listener, type ListenOptions } from './listener.ts';
+export { listen, guardTlsServer, type Listener, type ListenOptions } from './listener.ts';
 export type { BrokerPersistence, PersistenceBatch, PersistedState, StoredMessage, StoredSession, StoredOutbound, StoredSubscription } from './persistence.ts';

@@ -18,10 +18,12 @@ export interface Listener {
 
 export async function listen(broker: Broker, options: ListenOptions): Promise<Listener> {
   const server = options.tls === undefined
-    ? net.createServer({ noDelay: true }, (socket) => broker.handle(socket))
-    : tls.createServer({ ...options.tls }, (socket) => broker.handle(socket));
+    ? net.createServer({ noDelay: true }, (socket) => {
+      if (broker.admission.admit(socket)) broker.handle(socket);
+    })
+    : tls.createServer({ handshakeTimeout: broker.options.handshakeTimeoutMs, ...options.tls }, (socket) => broker.handle(socket));
   if (options.tls !== undefined) {
-    server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+    guardTlsServer(server as tls.Server, broker, (err, socket) => {
       broker.logger.debug({ err: err.message, remoteAddress: socket.remoteAddress }, 'tls_handshake_failed');
     });
   }
@@ -39,4 +41,20 @@ export async function listen(broker: Broker, options: ListenOptions): Promise<Li
     port,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/**
+ * What every TLS listener in front of an engine needs: per-address admission of raw sockets before the
+ * handshake, and a failed or timed-out handshake ending with the socket destroyed. With a
+ * 'tlsClientError' listener, Node leaves the socket open: it is ours to destroy.
+ */
+export function guardTlsServer(server: tls.Server, broker: Broker, onHandshakeError: (err: Error & { code?: string }, socket: tls.TLSSocket) => void): void {
+  server.prependListener('connection', (raw: net.Socket) => {
+    broker.admission.admit(raw);
+  });
+  server.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
+    socket.destroy();
+    if (err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') broker.stats.socketsRefused++;
+    onHandshakeError(err, socket);
+  });
 }

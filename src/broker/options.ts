@@ -1,6 +1,8 @@
+import type { AdmissionLimits } from './admission.ts';
+
 /** Limits and behaviour of one broker engine. Every field has a default in `DEFAULT_BROKER_OPTIONS`. */
-export interface BrokerOptions {
-  /** A socket that sends no CONNECT within this time is closed. */
+export interface BrokerOptions extends AdmissionLimits {
+  /** A socket whose CONNECT has not arrived this long after the TCP accept (TLS handshake included) is closed. */
   connectTimeoutMs: number;
   /** Largest keep alive (seconds) a client may use; 0 = no limit. A v5 client that asks for more
    * (or for 0) is told the server's value in CONNACK's Server Keep Alive [MQTT-3.2.2-21]. */
@@ -28,10 +30,19 @@ export interface BrokerOptions {
   retainAvailable: boolean;
   /** Retained messages kept in all (new topics beyond this are refused with 0x97 / dropped). */
   maxRetained: number;
+  /** Levels in a topic name or filter (EMQX's default); deeper ones are refused (0x90 / 0x8F). Kept
+   * below the router trie's own limit, which throws. */
+  maxTopicLevels: number;
+  /** Bytes (UTF-8) in a topic name or filter; longer ones are refused (0x90 / 0x8F). */
+  maxTopicLength: number;
 }
 
 export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
   connectTimeoutMs: 10_000,
+  handshakeTimeoutMs: 5_000,
+  // The bare engine (development, conformance, benchmarks) has no per-address limits; gateways set them.
+  maxConnectionsPerAddress: 0,
+  connectionRatePerAddress: 0,
   maxKeepalive: 0,
   receiveMaximum: 1024,
   maxInflight: 1024,
@@ -45,4 +56,6 @@ export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
   maximumQoS: 2,
   retainAvailable: true,
   maxRetained: 100_000,
+  maxTopicLevels: 128,
+  maxTopicLength: 4096,
 });

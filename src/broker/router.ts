@@ -5,6 +5,7 @@
 import { QlobberDedup } from 'qlobber';
 import type { QoS } from '../mqtt/codec.ts';
 import type { Session, Subscription } from './session.ts';
+import { DEFAULT_BROKER_OPTIONS } from './options.ts';
 
 /** A `$share/{group}/{filter}` group: each message goes to one member [MQTT-4.8.2-?]. */
 interface SharedGroup {
@@ -28,12 +29,7 @@ export interface Delivery {
 }
 
 export class Router {
-  readonly #trie = new QlobberDedup<Entry>({
-    separator: '/',
-    wildcard_one: '+',
-    wildcard_some: '#',
-    match_empty_levels: true,
-  });
+  readonly #trie: QlobberDedup<Entry>;
   readonly #groups = new Map<string, SharedGroup>();
   /**
    * Trie answers per topic. Devices publish to a small set of topics over and over, and matching
@@ -41,6 +37,20 @@ export class Router {
    */
   readonly #cache = new Map<string, Entry[]>();
   #count = 0;
+
+  /**
+   * @param maxLevels deepest topic the engine lets through: the trie throws on deeper ones ('too many
+   * words', 100 by default), so its limit is set above the engine's.
+   */
+  constructor(maxLevels = DEFAULT_BROKER_OPTIONS.maxTopicLevels) {
+    this.#trie = new QlobberDedup<Entry>({
+      separator: '/',
+      wildcard_one: '+',
+      wildcard_some: '#',
+      match_empty_levels: true,
+      max_words: maxLevels + 1,
+    });
+  }
 
   get subscriptionCount(): number {
     return this.#count;

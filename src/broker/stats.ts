@@ -10,7 +10,15 @@ export interface BrokerStats {
   droppedExpired: number;
   droppedTooLarge: number;
   droppedUnauthorized: number;
+  droppedInvalidPayload: number;
+  droppedRetainedQuota: number;
   protocolErrors: number;
+  /** SUBSCRIBE filters refused (invalid, over limits, over quota, not authorized). */
+  subscriptionsRefused: number;
+  /** Sockets refused or closed before CONNECT by admission: per-address caps, handshake deadline. */
+  socketsRefused: number;
+  /** Handler failures contained to their connection (a bug: designed never to happen). */
+  handlerCrashes: number;
 }
 
 export function createStats(): BrokerStats {
@@ -25,6 +33,11 @@ export function createStats(): BrokerStats {
     droppedExpired: 0,
     droppedTooLarge: 0,
     droppedUnauthorized: 0,
+    droppedInvalidPayload: 0,
+    droppedRetainedQuota: 0,
     protocolErrors: 0,
+    subscriptionsRefused: 0,
+    socketsRefused: 0,
+    handlerCrashes: 0,
   };
 }

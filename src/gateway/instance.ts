@@ -4,9 +4,10 @@
  */
 import tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Broker, type AuthResult, type BrokerOptions, type BrokerPersistence, type ClientInfo, type ConnectRequest } from '../broker/index.ts';
+import { Broker, guardTlsServer, type AuthResult, type BrokerOptions, type BrokerPersistence, type ClientInfo, type ConnectRequest } from '../broker/index.ts';
 import { RC } from '../mqtt/reason-codes.ts';
 import type { Logger } from '../core/logger.ts';
+import { logText } from '../core/log-text.ts';
 import type { GatewayRuntimeConfig } from '../registry/types.ts';
 import type { DeviceIdentity, GatewayDirectory } from './ports.ts';
 import { AuthChain } from './auth/chain.ts';
@@ -28,6 +29,12 @@ export interface StateStoreFactory {
   /** The gateway was deleted: drop its state. */
   forget(gatewayId: string): void;
 }
+
+/**
+ * Per-address limits of a gateway's port. Generous for fleets behind one NAT address, yet one stranger
+ * cannot hold more than this many sockets (each handshake ends within `handshakeTimeoutMs`).
+ */
+export const GATEWAY_ADMISSION = Object.freeze({ maxConnectionsPerAddress: 1000, connectionRatePerAddress: 200 });
 
 export interface GatewayInstanceDeps {
   directory: GatewayDirectory;
@@ -65,7 +72,7 @@ export class GatewayInstance {
     this.#imported = new ImportedAuthenticator(config.productKey, deps.directory);
     this.#chain = this.#buildChain();
     this.broker = new Broker({
-      options: deps.brokerOptions,
+      options: { ...GATEWAY_ADMISSION, ...deps.brokerOptions },
       logger: this.#log,
       persistence: deps.stateStores?.open(config.id),
       hooks: { authenticate: (req) => this.#checkCertificateThenAuthenticate(req) },
@@ -197,12 +204,12 @@ export class GatewayInstance {
   }
 
   async #listen(port: number): Promise<tls.Server> {
-    const server = tls.createServer(tlsOptionsFor(this.#config), (socket) => {
+    const server = tls.createServer({ handshakeTimeout: this.broker.options.handshakeTimeoutMs, ...tlsOptionsFor(this.#config) }, (socket) => {
       if (this.#certificates.admit(socket)) this.broker.handle(socket);
     });
     this.#certificates.attach(server);
-    server.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
-      this.#log.info({ remoteAddress: socket.remoteAddress, reason: err.code ?? err.message }, 'tls_handshake_refused');
+    guardTlsServer(server, this.broker, (err, socket) => {
+      this.#log.info({ remoteAddress: socket.remoteAddress, reason: err.code ?? err.message.slice(0, 200) }, 'tls_handshake_refused');
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -224,7 +231,7 @@ export class GatewayInstance {
     const step = await this.#certificates.beforeConnect(req.socket);
     if (!step.ok) {
       this.#authStats.denied++;
-      this.#log.info({ clientId: req.clientId, username: req.username, remoteAddress: req.remoteAddress, reason: step.reason }, 'connect_denied');
+      this.#log.info({ clientId: logText(req.clientId), username: logText(req.username), remoteAddress: req.remoteAddress, reason: step.reason }, 'connect_denied');
       return { ok: false, reasonCode: step.reasonCode };
     }
     const result = await this.#authenticate(req);
@@ -243,7 +250,9 @@ export class GatewayInstance {
       socket: req.socket instanceof tls.TLSSocket ? req.socket : undefined,
       certificate: this.#certificates.certificateOf(req.socket)?.info,
     });
-    const who = { clientId: req.clientId, username: req.username, remoteAddress: req.remoteAddress };
+    // Device-supplied text is bounded in logs; a reason (a function's message) never carries the password.
+    const who = { clientId: logText(req.clientId), username: logText(req.username), remoteAddress: req.remoteAddress };
+    const reasonOf = (reason: string): string | undefined => logText(reason, { secret: req.password });
     switch (decision.kind) {
       case 'allow': {
         // A third-party answer names the device; a name outside the rules is refused before CONNACK.
@@ -260,13 +269,13 @@ export class GatewayInstance {
       case 'deny': {
         this.#authStats.denied++;
         const delay = this.#throttle.recordFailure([`u:${req.username ?? ''}`, `a:${req.remoteAddress ?? ''}`]);
-        this.#log.info({ ...who, reason: decision.reason, delayMs: delay }, 'connect_denied');
+        this.#log.info({ ...who, reason: reasonOf(decision.reason), delayMs: delay }, 'connect_denied');
         if (delay > 0) await sleep(delay);
         return { ok: false, reasonCode: decision.reasonCode };
       }
       case 'unavailable':
         this.#authStats.unavailable++;
-        this.#log.warn({ ...who, reason: decision.reason }, 'auth_backend_unavailable');
+        this.#log.warn({ ...who, reason: reasonOf(decision.reason) }, 'auth_backend_unavailable');
         return { ok: false, reasonCode: RC.SERVER_UNAVAILABLE };
       case 'ignore':
         return { ok: false, reasonCode: RC.NOT_AUTHORIZED };

@@ -2,6 +2,7 @@
  * The codec: mqtt-packet for parsing and for control packets, and a hand-written PUBLISH encoder
  * for the delivery hot path (one allocation per frame, shareable between subscribers).
  */
+import { isUtf8 } from 'node:buffer';
 import mqttPacket from 'mqtt-packet';
 import type { Packet, IPublishPacket, IConnectPacket, IDisconnectPacket, UserProperties } from 'mqtt-packet';
 
@@ -22,15 +23,87 @@ export type QoS = 0 | 1 | 2;
  */
 const parsers = new Map<ProtocolVersion, { parser: ReturnType<typeof mqttPacket.parser>; packet: Packet | null; error: Error | null }>();
 
+/** The parts of mqtt-packet's parser that the strict checks below read (its own, unexported state). */
+interface ParserInternals {
+  _pos: number;
+  _list: { slice(start: number, end: number): Buffer; readUInt16BE(at: number): number; length: number };
+  _parseString: (this: ParserInternals) => string | null;
+  settings: { protocolVersion: number };
+}
+
+/** Why the last string the parser decoded was refused, or null. */
+let badString: string | null = null;
+
 function parserFor(version: ProtocolVersion) {
   let entry = parsers.get(version);
   if (entry === undefined) {
     const e = { parser: mqttPacket.parser({ protocolVersion: version }), packet: null as Packet | null, error: null as Error | null };
     e.parser.on('packet', (p: Packet) => { e.packet = p; });
     e.parser.on('error', (err: Error) => { e.error = err; });
+    strictStrings(e.parser as unknown as ParserInternals);
     parsers.set(version, (entry = e));
   }
   return entry;
+}
+
+/**
+ * Every UTF-8 string mqtt-packet decodes (client id, user name, will topic, topic filters, string
+ * properties, user properties) is checked on its raw bytes: ill-formed UTF-8 [MQTT-1.5.4-1] and
+ * U+0000 [MQTT-1.5.4-2] make the packet malformed. Decoding alone would turn bad bytes into U+FFFD,
+ * so `\xffdev` and `\xfedev` would become the same client id.
+ */
+function strictStrings(parser: ParserInternals): void {
+  const decode = parser._parseString;
+  parser._parseString = function parseStrictString(this: ParserInternals): string | null {
+    const start = this._pos;
+    const result = decode.call(this);
+    if (result === null || badString !== null) return result;
+    const raw = this._list.slice(start + 2, this._pos);
+    if (raw.includes(0)) badString = 'U+0000 in a UTF-8 string';
+    else if (!isUtf8(raw)) badString = 'ill-formed UTF-8 string';
+    return result;
+  };
+}
+
+/**
+ * What the generic decoder lets through and the specification refuses: bytes left over after a
+ * packet's fields [MQTT-1.5.5? §2.1.4 Remaining Length], a Packet Identifier of 0 [MQTT-2.2.1-3]
+ * (or missing), a PINGREQ or v3.1.1 DISCONNECT with a body [§3.12.1, §3.14.1].
+ */
+function strictnessError(packet: Packet, consumed: number, length: number, version: ProtocolVersion): Error | null {
+  switch (packet.cmd) {
+    case 'publish':
+      if (packet.qos > 0 && !validPacketId(packet.messageId)) return new Error('Packet identifier must be 1-65535');
+      return null; // the payload is the rest of the packet
+    case 'puback': case 'pubrec': case 'pubrel': case 'pubcomp':
+      // v3.1.1: Remaining Length is exactly 2 [§3.4.1, §3.5.1, §3.6.1, §3.7.1].
+      if (version !== 5 && length !== 2) return new Error(`${packet.cmd} must have a Remaining Length of 2`);
+      if (!validPacketId(packet.messageId)) return new Error('Packet identifier must be 1-65535');
+      break;
+    case 'subscribe': case 'unsubscribe':
+      // [MQTT-2.3.1-1] SUBSCRIBE and UNSUBSCRIBE carry a non-zero Packet Identifier.
+      if (!validPacketId(packet.messageId)) return new Error('Packet identifier must be 1-65535');
+      break;
+    case 'pingreq':
+      if (length !== 0) return new Error('PINGREQ must have a Remaining Length of 0');
+      return null;
+    case 'disconnect':
+      if (version !== 5 && length !== 0) return new Error('DISCONNECT must have a Remaining Length of 0');
+      break;
+    case 'connect':
+      // [MQTT-3.1.2-22] v3.1.1: a password without a user name.
+      if (packet.protocolVersion !== 5 && packet.password !== undefined && packet.username === undefined) {
+        return new Error('Password flag set without the User Name flag');
+      }
+      break;
+    default:
+      break;
+  }
+  return consumed === length ? null : new Error(`${length - consumed} bytes left over after the ${packet.cmd} fields`);
+}
+
+function validPacketId(id: number | undefined): boolean {
+  return id !== undefined && id !== null && id >= 1 && id <= 0xffff;
 }
 
 export function decodeFrame(frame: Buffer, protocolVersion: ProtocolVersion): Packet | Error {
@@ -39,18 +112,26 @@ export function decodeFrame(frame: Buffer, protocolVersion: ProtocolVersion): Pa
   (entry.parser as unknown as { settings: { protocolVersion: number } }).settings.protocolVersion = protocolVersion;
   entry.packet = null;
   entry.error = null;
+  badString = null;
+  let consumed = 0;
+  const internals = entry.parser as unknown as ParserInternals;
+  // The parser resets its position after emitting: read how far it got while the packet is emitted.
+  const onPacket = (): void => { consumed = internals._pos; };
+  entry.parser.once('packet', onPacket);
   try {
     entry.parser.parse(frame);
   } catch (err) {
     entry.error = err instanceof Error ? err : new Error(String(err));
   }
+  entry.parser.off('packet', onPacket);
   const { packet, error } = entry;
   entry.packet = null;
   if (error !== null || packet === null) {
     parsers.delete(protocolVersion); // its internal state is unknown now
     return error ?? new Error('Incomplete packet');
   }
-  return packet;
+  if (badString !== null) return new Error(badString);
+  return strictnessError(packet, consumed, frame.length - variableHeaderOffset(frame), protocolVersion) ?? packet;
 }
 
 /**

@@ -3,6 +3,20 @@ import { isUtf8 } from 'node:buffer';
 
 export const MAX_TOPIC_BYTES = 65535;
 
+/**
+ * A topic name or filter within the engine's limits: at most `maxLevels` levels and `maxBytes` bytes
+ * of UTF-8. The router's trie has a level limit of its own; deeper topics must never reach it.
+ */
+export function topicWithinLimits(topic: string, maxLevels: number, maxBytes: number): boolean {
+  if (topic.length > maxBytes) return false;
+  if (topic.length * 3 > maxBytes && Buffer.byteLength(topic) > maxBytes) return false;
+  let levels = 1;
+  for (let i = topic.indexOf('/'); i !== -1; i = topic.indexOf('/', i + 1)) {
+    if (++levels > maxLevels) return false;
+  }
+  return true;
+}
+
 /** A PUBLISH topic name: non-empty, no wildcards [MQTT-3.3.2-2], no U+0000 [MQTT-1.5.4-2]. */
 export function isValidTopicName(topic: string): boolean {
   if (topic.length === 0) return false; // [MQTT-4.7.3-1]

@@ -221,3 +221,12 @@ test('a service whose certificate the gateway does not trust is a backend failur
   const metrics = await scrapeMetrics(gh);
   assert.equal(metricValue(metrics, 'gatehouse_gateway_third_party_failures_total', { gateway: 'https_untrusted', provider: 'HTTPS', kind: 'network' }), 1);
 });
+
+test('an answer of hundreds of megabytes is read only up to its 64 KB limit: a backend failure, the stream aborted', { timeout: 30_000 }, async () => {
+  const gw = await createGateway('https_huge', { timeoutMs: 10_000 });
+  assert.equal(await connect(gw, 'huge'), SERVER_UNAVAILABLE);
+  // The old main read the whole body before its size check (300 MB in memory, every gateway stalled).
+  assert.ok(verifier.hugeBytesWritten < 32 * 1024 * 1024, `the service wrote ${verifier.hugeBytesWritten} bytes before the gateway hung up`);
+  const metrics = await scrapeMetrics(gh);
+  assert.equal(metricValue(metrics, 'gatehouse_gateway_third_party_failures_total', { gateway: 'https_huge', provider: 'HTTPS', kind: 'bad_response' }), 1);
+});

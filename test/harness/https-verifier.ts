@@ -13,6 +13,7 @@
  * | `badjson`       | 200 with a body that is not JSON                           |
  * | `nodevice`      | 200 `{"result": "ok"}` (no deviceName)                     |
  * | `badname`       | 200 `{"deviceName": "x"}` (outside the device name rules)  |
+ * | `huge`          | 200, chunked, no Content-Length: up to 300 MB until the client stops reading |
  * | anything else   | 401                                                        |
  *
  * Every request is recorded (parsed body and headers) for assertions on templates, signing and caching.
@@ -38,7 +39,31 @@ export interface HttpsVerifier {
   /** Requests whose body has this username. */
   requestsFor(username: string): VerifierRequest[];
   slowMs: number;
+  /** Bytes the `huge` answers managed to write before their client hung up. */
+  hugeBytesWritten: number;
   close(): Promise<void>;
+}
+
+const HUGE_CHUNK = Buffer.alloc(64 * 1024, 0x20);
+const HUGE_TOTAL = 300 * 1024 * 1024;
+
+/** Writes chunks while the client reads, up to HUGE_TOTAL; stops when the client hangs up. */
+function sendHuge(res: import('node:http').ServerResponse, verifier: HttpsVerifier): void {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.write('{"deviceName": "huge-device", "padding": "');
+  let sent = 0;
+  const pump = (): void => {
+    while (sent < HUGE_TOTAL && !res.destroyed) {
+      sent += HUGE_CHUNK.length;
+      verifier.hugeBytesWritten += HUGE_CHUNK.length;
+      if (!res.write(HUGE_CHUNK)) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    if (!res.destroyed) res.end('"}');
+  };
+  pump();
 }
 
 function answer(username: string): { status: number; body?: string } {
@@ -61,6 +86,7 @@ export async function startHttpsVerifier(pki: Pick<Pki, 'server'>): Promise<Http
     requests,
     requestsFor: (username) => requests.filter((r) => r.body?.username === username),
     slowMs: 2000,
+    hugeBytesWritten: 0,
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());
@@ -85,7 +111,8 @@ export async function startHttpsVerifier(pki: Pick<Pki, 'server'>): Promise<Http
         res.writeHead(status, { 'content-type': 'application/json' });
         res.end(out);
       };
-      if (username === 'slow') setTimeout(send, verifier.slowMs).unref();
+      if (username === 'huge') sendHuge(res, verifier);
+      else if (username === 'slow') setTimeout(send, verifier.slowMs).unref();
       else send();
     });
   });

@@ -4,8 +4,9 @@
  */
 import { forwardedPropertiesOf, type IConnectPacket } from '../../mqtt/codec.ts';
 import { RC, v3ConnackCode } from '../../mqtt/reason-codes.ts';
-import { isValidTopicName } from '../../mqtt/topics.ts';
+import { isValidTopicName, topicWithinLimits } from '../../mqtt/topics.ts';
 import { createMessage } from '../message.ts';
+import { logText } from '../../core/log-text.ts';
 import type { Connection } from '../connection.ts';
 import type { AuthResult, BrokerHooks } from '../hooks.ts';
 
@@ -47,6 +48,8 @@ function checkWill(a: ConnectAttempt): StepResult {
   const will = a.packet.will;
   if (will === undefined) return;
   if (!isValidTopicName(will.topic)) return { refuse: RC.TOPIC_NAME_INVALID };
+  const opts = a.conn.broker.options;
+  if (!topicWithinLimits(will.topic, opts.maxTopicLevels, opts.maxTopicLength)) return { refuse: RC.TOPIC_NAME_INVALID };
   const qos = will.qos ?? 0;
   if (qos > a.conn.broker.options.maximumQoS) return { refuse: RC.QOS_NOT_SUPPORTED }; // [MQTT-3.2.2-12]
   if (will.retain === true && !a.conn.broker.options.retainAvailable) return { refuse: RC.RETAIN_NOT_SUPPORTED }; // [MQTT-3.2.2-13]
@@ -171,7 +174,7 @@ function refuse(a: ConnectAttempt, reasonCode: number, reasonString?: string): v
   const { conn } = a;
   if (conn.state === 'closed') return;
   conn.broker.stats.connectsRefused++;
-  conn.broker.logger.info({ clientId: a.clientId, username: a.packet.username, remoteAddress: conn.remoteAddress, reasonCode }, 'connect_refused');
+  conn.broker.logger.info({ clientId: logText(a.clientId), username: logText(a.packet.username), remoteAddress: conn.remoteAddress, reasonCode }, 'connect_refused');
   if (conn.isV5) {
     conn.send({ cmd: 'connack', sessionPresent: false, reasonCode, properties: reasonString === undefined ? undefined : { reasonString } });
   } else {

@@ -5,7 +5,7 @@
 import { isUtf8 } from 'node:buffer';
 import { forwardedPropertiesOf, type IPublishPacket } from '../../mqtt/codec.ts';
 import { RC } from '../../mqtt/reason-codes.ts';
-import { isValidTopicName } from '../../mqtt/topics.ts';
+import { isValidTopicName, topicWithinLimits } from '../../mqtt/topics.ts';
 import { createMessage, type Message } from '../message.ts';
 import type { Connection } from '../connection.ts';
 
@@ -40,6 +40,8 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
   if (topic.length === 0) return conn.protocolViolation(RC.PROTOCOL_ERROR, 'topic_empty');
   // [MQTT-3.3.2-2] no wildcards in a topic name.
   if (!isValidTopicName(topic)) return conn.protocolViolation(RC.TOPIC_NAME_INVALID, 'topic_name_invalid');
+  // Deeper or longer than the engine accepts (as EMQX's max_topic_levels / max_topic_length): 0x90.
+  if (!topicWithinLimits(topic, opts.maxTopicLevels, opts.maxTopicLength)) return conn.protocolViolation(RC.TOPIC_NAME_INVALID, 'topic_over_limits');
   if (conn.isV5) {
     const p = packet.properties;
     // [MQTT-3.3.2-14] the Response Topic is a topic name: no wildcards.
@@ -62,7 +64,7 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
   const props = conn.isV5 ? packet.properties : undefined;
   // [MQTT-3.3.2-?] Payload Format Indicator 1 promises UTF-8: check it and refuse with 0x99 if not.
   if (props?.payloadFormatIndicator === true && !isUtf8(payload)) {
-    conn.broker.stats.droppedUnauthorized++;
+    conn.broker.stats.droppedInvalidPayload++;
     acknowledge(conn, qos, packetId, RC.PAYLOAD_FORMAT_INVALID);
     return;
   }
@@ -97,7 +99,7 @@ function finish(conn: Connection, message: Message, packetId: number, verdict: n
 function route(conn: Connection, message: Message, packetId: number): void {
   // A new retained topic beyond the store's limit is refused as a whole (0x97).
   if (message.retain && !conn.broker.retained.accepts(message)) {
-    conn.broker.stats.droppedQueueFull++;
+    conn.broker.stats.droppedRetainedQuota++;
     acknowledge(conn, message.qos, packetId, RC.QUOTA_EXCEEDED);
     return;
   }

@@ -1,7 +1,7 @@
 /** SUBSCRIBE: validate, authorize and store each filter, answer SUBACK, then send retained messages. */
 import type { ISubscribePacket, ISubscription, QoS } from '../../mqtt/codec.ts';
 import { RC, V3_SUBACK_FAILURE } from '../../mqtt/reason-codes.ts';
-import { isValidTopicFilter, parseSharedFilter } from '../../mqtt/topics.ts';
+import { isValidTopicFilter, parseSharedFilter, topicWithinLimits } from '../../mqtt/topics.ts';
 import type { Subscription } from '../session.ts';
 import type { Connection } from '../connection.ts';
 
@@ -40,6 +40,7 @@ export function handleSubscribe(conn: Connection, packet: ISubscribePacket): voi
 }
 
 function failure(conn: Connection, v5Code: number): Outcome {
+  conn.broker.stats.subscriptionsRefused++;
   return { code: conn.isV5 ? v5Code : V3_SUBACK_FAILURE };
 }
 
@@ -49,6 +50,9 @@ function subscribeOne(conn: Connection, s: ISubscription, subId: number | undefi
   if (shared === 'invalid') return failure(conn, RC.TOPIC_FILTER_INVALID);
   const filter = shared === null ? raw : shared.filter;
   if (!isValidTopicFilter(filter)) return failure(conn, RC.TOPIC_FILTER_INVALID); // [MQTT-4.7.1-1, MQTT-4.7.1-2]
+  // Deeper or longer than the engine accepts: refused like an invalid filter (EMQX answers 0x8F too).
+  const opts = conn.broker.options;
+  if (!topicWithinLimits(raw, opts.maxTopicLevels, opts.maxTopicLength)) return failure(conn, RC.TOPIC_FILTER_INVALID);
   const session = conn.session!;
   if (!session.subscriptions.has(raw) && session.subscriptions.size >= conn.broker.options.maxSubscriptionsPerClient) {
     return failure(conn, RC.QUOTA_EXCEEDED);

@@ -15,6 +15,7 @@ import { countFailure, newStats, type ThirdPartyStats } from '../third-party.ts'
 import { BREAKER_DEFAULTS, CircuitBreaker, type BreakerOptions } from './circuit-breaker.ts';
 import { ResultCache, type CachedAnswer } from './result-cache.ts';
 import { signatureHeaders, verificationBody } from './verification-request.ts';
+import { readBounded } from './read-bounded.ts';
 
 /** A verification answer is a small JSON object; anything bigger is not one. */
 const MAX_RESPONSE_BYTES = 64 * 1024;
@@ -111,7 +112,9 @@ export class HttpsAuthenticator implements Authenticator {
           return { kind: 'failure', failure: 'bad_response', detail: `response of ${length} bytes` };
         }
       }
-      text = status >= 200 && status < 300 ? await response.body.text() : '';
+      const read = status >= 200 && status < 300 ? await readBounded(response.body, MAX_RESPONSE_BYTES) : '';
+      if (read === null) return { kind: 'failure', failure: 'bad_response', detail: `response over ${MAX_RESPONSE_BYTES} bytes` };
+      text = read;
     } catch (err) {
       const e = err as Error & { code?: string; name: string };
       if (e.name === 'TimeoutError' || e.name === 'AbortError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT') {
@@ -121,7 +124,6 @@ export class HttpsAuthenticator implements Authenticator {
     }
     if (status === 401 || status === 403) return { kind: 'reject', reason: `service_refused_${status}` };
     if (status < 200 || status >= 300) return { kind: 'failure', failure: status >= 500 ? 'http_5xx' : 'http_other', detail: `status ${status}` };
-    if (text.length > MAX_RESPONSE_BYTES) return { kind: 'failure', failure: 'bad_response', detail: `response of ${text.length} characters` };
     let parsed: unknown;
     try {
       parsed = text.trim() === '' ? {} : JSON.parse(text);
