@@ -55,6 +55,17 @@ interface Outbound {
 export interface SessionLimits {
   maxQueued: number;
   queueOverflow: 'drop-oldest' | 'drop-new';
+  /** Bounds the retained messages a session may still owe its client (see `sendRetained`). */
+  maxRetained: number;
+}
+
+/** Retained messages owed to one subscription, sent as the client makes room. */
+interface RetainedBacklog {
+  readonly raw: string;
+  readonly messages: readonly Message[];
+  next: number;
+  readonly qos: QoS;
+  readonly subIds: readonly number[] | undefined;
 }
 
 export class Session {
@@ -76,6 +87,8 @@ export class Session {
   // Collections are created on first use: most devices hold one session and are idle most of the time.
   #inflightTable: InflightTable<Outbound> | undefined;
   #queue: RingQueue<Outbound> | undefined;
+  #retainedBacklog: RetainedBacklog[] | undefined;
+  #retainedOwed = 0;
   #nextPacketId = 1;
   #nextSeq = 1;
   readonly #limits: SessionLimits;
@@ -226,11 +239,72 @@ export class Session {
     }
   }
 
+  /**
+   * Sends the retained messages matching a new subscription [MQTT-3.3.1-9] at most at `qos`, paced by
+   * the client rather than pushed all at once: each goes only while the socket is not congested and,
+   * for QoS 1/2, while the inflight window has room and nothing is queued, so a large retained set
+   * reaches a new `#` subscriber whole instead of overflowing its queue or its write buffer. A new
+   * SUBSCRIBE of the same filter replaces what is still owed for it (it sends them all again).
+   */
+  sendRetained(raw: string, messages: readonly Message[], qos: QoS, subIds: readonly number[] | undefined): void {
+    if (messages.length === 0) return;
+    const backlog = (this.#retainedBacklog ??= []);
+    const same = backlog.findIndex((b) => b.raw === raw);
+    if (same >= 0) {
+      this.#retainedOwed -= backlog[same]!.messages.length - backlog[same]!.next;
+      backlog.splice(same, 1);
+    }
+    // References to messages the store holds anyway; bounded so that repeated SUBSCRIBEs of many
+    // filters cannot make one session hold millions of them.
+    let owed = messages;
+    const room = this.#limits.maxRetained - this.#retainedOwed;
+    if (owed.length > room) {
+      this.#stats.droppedRetainedBacklog += owed.length - Math.max(0, room);
+      owed = owed.slice(0, Math.max(0, room));
+    }
+    if (owed.length === 0) return;
+    backlog.push({ raw, messages: owed, next: 0, qos, subIds });
+    this.#retainedOwed += owed.length;
+    this.#pumpRetained();
+  }
+
+  get retainedOwed(): number {
+    return this.#retainedOwed;
+  }
+
+  #pumpRetained(): void {
+    const backlog = this.#retainedBacklog;
+    const link = this.link;
+    if (backlog === undefined || link === null) return;
+    const now = Date.now();
+    while (backlog.length > 0) {
+      const batch = backlog[0]!;
+      while (batch.next < batch.messages.length) {
+        const m = batch.messages[batch.next]!;
+        const qos = (m.qos < batch.qos ? m.qos : batch.qos);
+        if (link.congested) return;
+        if (qos > 0 && (this.queuedCount > 0 || this.#inflight.size >= link.sendQuota)) return;
+        batch.next++;
+        this.#retainedOwed--;
+        if (isExpired(m, now)) continue; // [MQTT-3.3.2-5]
+        // Retained messages to a new subscription carry RETAIN 1 [MQTT-3.3.1-8].
+        this.deliver(m, qos, true, batch.subIds);
+        if (this.link !== link) return; // delivering ended the connection
+      }
+      backlog.shift();
+    }
+    this.#retainedBacklog = undefined;
+  }
+
   /** Moves queued messages into the inflight window while the client has room. */
   drain(): void {
     const link = this.link;
     // Called on every PUBACK/PUBCOMP: nothing to do (and no clock read) while nothing is queued.
-    if (link === null || this.queuedCount === 0) return;
+    if (link === null) return;
+    if (this.queuedCount === 0) {
+      if (this.#retainedBacklog !== undefined) this.#pumpRetained();
+      return;
+    }
     const now = Date.now();
     // this.#queue is read on every round: sending can end the session, which drops the queue.
     while (this.queuedCount > 0 && this.#inflight.size < link.sendQuota && !link.congested) {
@@ -242,6 +316,7 @@ export class Session {
       }
       this.#send(link, entry);
     }
+    if (this.#retainedBacklog !== undefined && this.queuedCount === 0) this.#pumpRetained();
   }
 
   /** PUBACK (QoS 1) or PUBCOMP (QoS 2) ends an outbound flow. Returns false for an unknown id. */
@@ -292,6 +367,8 @@ export class Session {
   clearMessages(): void {
     this.#inflightTable = undefined;
     this.#queue = undefined;
+    this.#retainedBacklog = undefined;
+    this.#retainedOwed = 0;
     this.#incomingQos2 = undefined;
   }
 }

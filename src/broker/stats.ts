@@ -12,6 +12,8 @@ export interface BrokerStats {
   droppedUnauthorized: number;
   droppedInvalidPayload: number;
   droppedRetainedQuota: number;
+  /** Retained messages not sent to a subscriber because its session already owed too many. */
+  droppedRetainedBacklog: number;
   protocolErrors: number;
   /** SUBSCRIBE filters refused (invalid, over limits, over quota, not authorized). */
   subscriptionsRefused: number;
@@ -35,6 +37,7 @@ export function createStats(): BrokerStats {
     droppedUnauthorized: 0,
     droppedInvalidPayload: 0,
     droppedRetainedQuota: 0,
+    droppedRetainedBacklog: 0,
     protocolErrors: 0,
     subscriptionsRefused: 0,
     socketsRefused: 0,

@@ -7,7 +7,7 @@ import type { ThirdPartyStats } from './auth/third-party.ts';
 const COUNTERS: readonly (keyof BrokerStats)[] = [
   'connectionsAccepted', 'connectsRefused', 'messagesReceived', 'messagesDelivered', 'droppedOffline',
   'droppedSlowConsumer', 'droppedQueueFull', 'droppedExpired', 'droppedTooLarge', 'droppedUnauthorized', 'droppedInvalidPayload',
-  'droppedRetainedQuota', 'protocolErrors', 'subscriptionsRefused', 'socketsRefused', 'handlerCrashes',
+  'droppedRetainedQuota', 'droppedRetainedBacklog', 'protocolErrors', 'subscriptionsRefused', 'socketsRefused', 'handlerCrashes',
 ];
 
 function snake(name: string): string {

@@ -100,10 +100,9 @@ function answer(conn: Connection, packetId: number, outcomes: Outcome[]): void {
   for (const o of outcomes) {
     const sub = o.retainedFor;
     if (sub === undefined) continue;
-    for (const m of conn.broker.retained.match(sub.filter, now)) {
-      // Retained messages are sent with RETAIN set [MQTT-3.3.1-8? v5: MQTT-3.3.1-12? ], at most the granted QoS.
-      if (sub.noLocal && m.senderId === conn.clientId) continue;
-      sub.session.deliver(m, Math.min(m.qos, sub.qos) as QoS, true, sub.subscriptionId === undefined ? undefined : [sub.subscriptionId]);
-    }
+    let matched = conn.broker.retained.match(sub.filter, now);
+    if (sub.noLocal) matched = matched.filter((m) => m.senderId !== conn.clientId);
+    // Sent with RETAIN set, at most the granted QoS, paced by the client (never dropped for its pace).
+    sub.session.sendRetained(sub.raw, matched, sub.qos, sub.subscriptionId === undefined ? undefined : [sub.subscriptionId]);
   }
 }
