@@ -3,7 +3,8 @@
  * runtime → API. `main.ts` calls it for `npm start`; integration tests call it in-process.
  */
 import path from 'node:path';
-import { collectDefaultMetrics, Registry as MetricsRegistry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from 'prom-client';
+import { processGuard } from './core/process-guard.ts';
 import type { PreparedConfig } from './config/index.ts';
 import type { Logger } from './core/logger.ts';
 import { openStorage } from './storage/index.ts';
@@ -46,6 +47,10 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   const metricsRegistry = new MetricsRegistry();
   collectDefaultMetrics({ register: metricsRegistry });
   registerGatewayMetrics(metricsRegistry, runtime);
+  new Gauge({
+    name: 'gatehouse_uncaught_errors_total', help: 'Errors that escaped every per-connection guard (should stay 0: each is a bug)',
+    registers: [metricsRegistry], collect() { this.set(processGuard.uncaughtErrors); },
+  });
   const platformOptions: PlatformOptionsInput = {
     ...overrides.platform,
     messages: { keepPerDevice: config.messages.perDevice, maxAgeMs: config.messages.maxAgeHours * 3600_000, ...overrides.platform?.messages },

@@ -4,12 +4,14 @@
  */
 import { loadConfig } from './config/index.ts';
 import { createLogger } from './core/logger.ts';
+import { installProcessGuard } from './core/process-guard.ts';
 import { startGatehouse } from './app.ts';
 import { seedDemoGateway } from './first-start.ts';
 
 const prepared = await loadConfig();
 const { config } = prepared;
 const logger = createLogger(config.logLevel);
+installProcessGuard(logger);
 for (const warning of prepared.warnings) logger.warn({ warning }, 'config_warning');
 
 const gatehouse = await startGatehouse(prepared, logger);
