@@ -65,7 +65,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.options = { ...DEFAULT_BROKER_OPTIONS, ...init.options };
     this.hooks = init.hooks ?? {};
     this.logger = init.logger ?? silentLogger;
-    this.retained = new RetainedStore(this.options.maxRetained);
+    this.retained = new RetainedStore(this.options.maxRetained, this.options.maxRetainedBytes);
     this.router = new Router(this.options.maxTopicLevels);
     this.admission = new Admission(this.options, this.stats);
     this.#persistence = init.persistence;

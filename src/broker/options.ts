@@ -15,6 +15,8 @@ export interface BrokerOptions extends AdmissionLimits {
   maxPacketSize: number;
   /** Messages kept per session while it is offline or its inflight window is full. */
   maxQueued: number;
+  /** Bytes (payload + topic) of the messages queued per session; past it the queue overflows as by count. */
+  maxQueuedBytes: number;
   /** What is dropped when a session's queue is full: the oldest queued message or the new one. */
   queueOverflow: 'drop-oldest' | 'drop-new';
   /** Topic aliases a v5 client may set towards us (Topic Alias Maximum in CONNACK). */
@@ -30,6 +32,10 @@ export interface BrokerOptions extends AdmissionLimits {
   retainAvailable: boolean;
   /** Retained messages kept in all (new topics beyond this are refused with 0x97 / dropped). */
   maxRetained: number;
+  /** Bytes (payload + topic) of all retained messages; a message that would pass it is refused (0x97). */
+  maxRetainedBytes: number;
+  /** Bytes (UTF-8) of a client identifier; longer ones are refused (0x85 / v3.1.1 2). */
+  maxClientIdLength: number;
   /** Levels in a topic name or filter (EMQX's default); deeper ones are refused (0x90 / 0x8F). Kept
    * below the router trie's own limit, which throws. */
   maxTopicLevels: number;
@@ -48,6 +54,7 @@ export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
   maxInflight: 1024,
   maxPacketSize: 1024 * 1024,
   maxQueued: 1000,
+  maxQueuedBytes: 16 * 1024 * 1024,
   queueOverflow: 'drop-oldest',
   topicAliasMaximum: 64,
   maxSubscriptionsPerClient: 1000,
@@ -56,6 +63,8 @@ export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
   maximumQoS: 2,
   retainAvailable: true,
   maxRetained: 100_000,
+  maxRetainedBytes: 128 * 1024 * 1024,
+  maxClientIdLength: 256,
   maxTopicLevels: 128,
   maxTopicLength: 4096,
 });

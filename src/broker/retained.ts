@@ -2,35 +2,62 @@
 import { topicMatches } from '../mqtt/topics.ts';
 import { isExpired, type Message } from './message.ts';
 
+/** What a retained message costs the store: its payload and its topic. */
+function sizeOf(m: Message): number {
+  return m.payload.length + m.topic.length;
+}
+
 export class RetainedStore {
   readonly #byTopic = new Map<string, Message>();
   readonly #limit: number;
+  readonly #byteLimit: number;
+  #bytes = 0;
 
-  constructor(limit: number) {
+  /** At most `limit` topics and `byteLimit` bytes (payloads and topics) in all. */
+  constructor(limit: number, byteLimit = Infinity) {
     this.#limit = limit;
+    this.#byteLimit = byteLimit;
   }
 
   get size(): number {
     return this.#byTopic.size;
   }
 
-  /** Would `set` take this message (a clear, a replacement, or room for a new topic)? */
+  /** Bytes held (payloads and topics). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Would `set` take this message (a clear, or room in count and bytes for it)? */
   accepts(message: Message): boolean {
-    return message.payload.length === 0 || this.#byTopic.size < this.#limit || this.#byTopic.has(message.topic);
+    if (message.payload.length === 0) return true;
+    const old = this.#byTopic.get(message.topic);
+    if (old === undefined && this.#byTopic.size >= this.#limit) return false;
+    return this.#bytes - (old === undefined ? 0 : sizeOf(old)) + sizeOf(message) <= this.#byteLimit;
   }
 
   /**
    * Stores, replaces [MQTT-3.3.1-5] or clears [MQTT-3.3.1-6, MQTT-3.3.1-7] the retained message of a
-   * topic. Returns false when a new topic would pass the store's limit.
+   * topic. Returns false when it would pass the store's limits (count or bytes).
    */
   set(message: Message): boolean {
     if (message.payload.length === 0) {
-      this.#byTopic.delete(message.topic);
+      this.#delete(message.topic);
       return true;
     }
-    if (!this.#byTopic.has(message.topic) && this.#byTopic.size >= this.#limit) return false;
+    if (!this.accepts(message)) return false;
+    const old = this.#byTopic.get(message.topic);
+    if (old !== undefined) this.#bytes -= sizeOf(old);
     this.#byTopic.set(message.topic, message);
+    this.#bytes += sizeOf(message);
     return true;
+  }
+
+  #delete(topic: string): void {
+    const old = this.#byTopic.get(topic);
+    if (old === undefined) return;
+    this.#byTopic.delete(topic);
+    this.#bytes -= sizeOf(old);
   }
 
   /** Retained messages matching a filter; expired ones are dropped on the way [MQTT-3.3.2-5]. */
@@ -48,7 +75,7 @@ export class RetainedStore {
   }
 
   #keepLive(m: Message, now: number, out: Message[]): void {
-    if (isExpired(m, now)) this.#byTopic.delete(m.topic);
+    if (isExpired(m, now)) this.#delete(m.topic);
     else out.push(m);
   }
 

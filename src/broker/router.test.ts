@@ -8,7 +8,7 @@ import type { QoS } from '../mqtt/codec.ts';
 const online: SessionLink = { sendQuota: 10, congested: false, sendPublish: () => true, sendPubrel: () => undefined };
 
 function session(id: string, link: SessionLink | null = online): Session {
-  const s = new Session(id, { maxQueued: 10, queueOverflow: 'drop-oldest', maxRetained: 10 }, createStats());
+  const s = new Session(id, { maxQueued: 10, maxQueuedBytes: 1 << 20, queueOverflow: 'drop-oldest', maxRetained: 10 }, createStats());
   s.link = link;
   return s;
 }

@@ -13,6 +13,11 @@ import { RingQueue } from './ring-queue.ts';
 
 const NO_SUBSCRIPTIONS: readonly Subscription[] = [];
 
+/** What a queued message counts against `maxQueuedBytes`: its payload and its topic. */
+function queuedSize(entry: { message: Message }): number {
+  return entry.message.payload.length + entry.message.topic.length;
+}
+
 /** How a session reaches its client while one is connected. Implemented by `Connection`. */
 export interface SessionLink {
   /** Outbound QoS 1/2 messages the client accepts unacknowledged (its Receive Maximum, capped). */
@@ -54,6 +59,8 @@ interface Outbound {
 
 export interface SessionLimits {
   maxQueued: number;
+  /** Bytes (payload + topic) queued at most; past it the queue overflows as by count. */
+  maxQueuedBytes: number;
   queueOverflow: 'drop-oldest' | 'drop-new';
   /** Bounds the retained messages a session may still owe its client (see `sendRetained`). */
   maxRetained: number;
@@ -89,6 +96,7 @@ export class Session {
   #queue: RingQueue<Outbound> | undefined;
   #retainedBacklog: RetainedBacklog[] | undefined;
   #retainedOwed = 0;
+  #queuedBytes = 0;
   #nextPacketId = 1;
   #nextSeq = 1;
   readonly #limits: SessionLimits;
@@ -177,7 +185,10 @@ export class Session {
     for (const r of records) {
       const entry: Outbound = { seq: r.seq, message: toMessage(r), qos: r.qos, retain: r.retain, subIds: r.subIds, packetId: r.packetId, state: r.state };
       if (r.packetId > 0) this.#inflight.set(entry);
-      else (this.#queue ??= new RingQueue()).push(entry);
+      else {
+        (this.#queue ??= new RingQueue()).push(entry);
+        this.#queuedBytes += queuedSize(entry);
+      }
       if (r.seq >= this.#nextSeq) this.#nextSeq = r.seq + 1;
       if (r.packetId >= this.#nextPacketId) this.#nextPacketId = r.packetId === 65535 ? 1 : r.packetId + 1;
     }
@@ -210,13 +221,27 @@ export class Session {
 
   #enqueue(entry: Outbound): void {
     const queue = (this.#queue ??= new RingQueue());
-    if (queue.length >= this.#limits.maxQueued) {
+    const size = queuedSize(entry);
+    const { maxQueued, maxQueuedBytes } = this.#limits;
+    if (size > maxQueuedBytes || (this.#limits.queueOverflow === 'drop-new' && (queue.length >= maxQueued || this.#queuedBytes + size > maxQueuedBytes))) {
       this.#stats.droppedQueueFull++;
-      if (this.#limits.queueOverflow === 'drop-new') return;
-      this.#forget(queue.shift()!);
+      return;
+    }
+    // drop-oldest: make room in count and in bytes.
+    while (queue.length > 0 && (queue.length >= maxQueued || this.#queuedBytes + size > maxQueuedBytes)) {
+      this.#stats.droppedQueueFull++;
+      const dropped = queue.shift()!;
+      this.#queuedBytes -= queuedSize(dropped);
+      this.#forget(dropped);
     }
     queue.push(entry);
+    this.#queuedBytes += size;
     this.#record(entry);
+  }
+
+  /** Bytes of the queued messages (payloads and topics). */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
   }
 
   #send(link: SessionLink, entry: Outbound): void {
@@ -309,6 +334,7 @@ export class Session {
     // this.#queue is read on every round: sending can end the session, which drops the queue.
     while (this.queuedCount > 0 && this.#inflight.size < link.sendQuota && !link.congested) {
       const entry = this.#queue!.shift()!;
+      this.#queuedBytes -= queuedSize(entry);
       if (isExpired(entry.message, now)) {
         this.#stats.droppedExpired++;
         this.#forget(entry);
@@ -369,6 +395,7 @@ export class Session {
     this.#queue = undefined;
     this.#retainedBacklog = undefined;
     this.#retainedOwed = 0;
+    this.#queuedBytes = 0;
     this.#incomingQos2 = undefined;
   }
 }

@@ -1,7 +1,7 @@
 /** `gatehouse broker`: the bare engine on plain TCP (and TLS), anonymous, for development and conformance work. */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { Broker, listen, type BrokerOptions, type Listener } from '../broker/index.ts';
+import { Broker, DEFAULT_BROKER_OPTIONS, listen, type BrokerOptions, type Listener } from '../broker/index.ts';
 import { createLogger } from '../core/logger.ts';
 
 function positiveInt(name: string) {
@@ -12,8 +12,33 @@ function positiveInt(name: string) {
   };
 }
 
+/** Engine limits settable as flags: `--max-queued 500` sets `maxQueued`. Defaults in the help are the engine's. */
+const LIMIT_FLAGS: readonly { flag: string; key: keyof BrokerOptions; help: string }[] = [
+  { flag: 'max-keepalive', key: 'maxKeepalive', help: 'largest keep alive in seconds (0 = none); v5 clients asking for more get Server Keep Alive' },
+  { flag: 'receive-maximum', key: 'receiveMaximum', help: 'inbound QoS 1/2 window advertised to clients' },
+  { flag: 'max-inflight', key: 'maxInflight', help: 'outbound QoS 1/2 window per client' },
+  { flag: 'max-packet-size', key: 'maxPacketSize', help: 'largest packet accepted, in bytes' },
+  { flag: 'max-queued', key: 'maxQueued', help: 'messages queued per offline or busy session' },
+  { flag: 'max-queued-bytes', key: 'maxQueuedBytes', help: 'bytes (payloads and topics) queued per session' },
+  { flag: 'max-retained', key: 'maxRetained', help: 'retained messages in all' },
+  { flag: 'max-retained-bytes', key: 'maxRetainedBytes', help: 'bytes (payloads and topics) of all retained messages' },
+  { flag: 'max-subscriptions', key: 'maxSubscriptionsPerClient', help: 'subscriptions per session' },
+  { flag: 'max-topic-levels', key: 'maxTopicLevels', help: 'levels in a topic name or filter (at most 1000)' },
+  { flag: 'max-topic-length', key: 'maxTopicLength', help: 'bytes in a topic name or filter' },
+  { flag: 'max-client-id-length', key: 'maxClientIdLength', help: 'bytes in a client identifier' },
+  { flag: 'max-session-expiry', key: 'maxSessionExpiry', help: 'longest session expiry kept, in seconds' },
+  { flag: 'connect-timeout', key: 'connectTimeoutMs', help: 'ms from the TCP accept (TLS handshake included) to the CONNECT' },
+  { flag: 'handshake-timeout', key: 'handshakeTimeoutMs', help: 'ms for a TLS handshake' },
+  { flag: 'max-connections-per-address', key: 'maxConnectionsPerAddress', help: 'open sockets per source address (0 = no limit)' },
+  { flag: 'connection-rate-per-address', key: 'connectionRatePerAddress', help: 'new sockets per second per source address (0 = no limit)' },
+];
+
+function camel(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
 export function registerBrokerCommand(program: Command): void {
-  program
+  const command = program
     .command('broker')
     .description('run the bare MQTT engine (anonymous) for development and conformance work')
     .option('--host <address>', 'address to bind', '0.0.0.0')
@@ -21,42 +46,39 @@ export function registerBrokerCommand(program: Command): void {
     .option('--tls-port <port>', 'TLS port', positiveInt('--tls-port'))
     .option('--tls-cert <file>', 'PEM certificate chain (leaf first)')
     .option('--tls-key <file>', 'PEM private key')
-    .option('--max-keepalive <seconds>', 'largest keep alive; v5 clients asking for more get Server Keep Alive', positiveInt('--max-keepalive'))
-    .option('--receive-maximum <n>', 'inbound QoS 1/2 window advertised to clients', positiveInt('--receive-maximum'))
-    .option('--max-inflight <n>', 'outbound QoS 1/2 window per client', positiveInt('--max-inflight'))
-    .option('--max-packet-size <bytes>', 'largest packet accepted', positiveInt('--max-packet-size'))
-    .option('--max-queued <n>', 'messages queued per offline or busy session', positiveInt('--max-queued'))
-    .option('--log-level <level>', 'pino log level', process.env.GATEHOUSE_LOG_LEVEL ?? 'info')
-    .action(async (flags: {
-      host: string; port: number; tlsPort?: number; tlsCert?: string; tlsKey?: string; maxKeepalive?: number;
-      receiveMaximum?: number; maxInflight?: number; maxPacketSize?: number; maxQueued?: number; logLevel: string;
-    }) => {
-      const logger = createLogger(flags.logLevel);
-      const options: Partial<BrokerOptions> = {};
-      if (flags.maxKeepalive !== undefined) options.maxKeepalive = flags.maxKeepalive;
-      if (flags.receiveMaximum !== undefined) options.receiveMaximum = flags.receiveMaximum;
-      if (flags.maxInflight !== undefined) options.maxInflight = flags.maxInflight;
-      if (flags.maxPacketSize !== undefined) options.maxPacketSize = flags.maxPacketSize;
-      if (flags.maxQueued !== undefined) options.maxQueued = flags.maxQueued;
-      if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
-      const broker = new Broker({ options, logger });
-      const listeners: Listener[] = [];
-      if (flags.port > 0) listeners.push(await listen(broker, { host: flags.host, port: flags.port }));
-      if (flags.tlsCert !== undefined && flags.tlsKey !== undefined) {
-        listeners.push(await listen(broker, {
-          host: flags.host,
-          port: flags.tlsPort ?? 8883,
-          tls: { cert: readFileSync(flags.tlsCert), key: readFileSync(flags.tlsKey) },
-        }));
-      }
-      for (const l of listeners) logger.info({ port: l.port, tls: l.server instanceof (await import('node:tls')).Server }, 'broker_listening');
-      const stop = async (): Promise<void> => {
-        logger.info('broker_stopping');
-        await broker.close();
-        await Promise.all(listeners.map((l) => l.close()));
-        process.exit(0);
-      };
-      process.once('SIGINT', () => void stop());
-      process.once('SIGTERM', () => void stop());
-    });
+    .option('--log-level <level>', 'pino log level', process.env.GATEHOUSE_LOG_LEVEL ?? 'info');
+  for (const { flag, key, help } of LIMIT_FLAGS) {
+    command.option(`--${flag} <n>`, `${help} (default ${String(DEFAULT_BROKER_OPTIONS[key])})`, positiveInt(`--${flag}`));
+  }
+  command.action(async (flags: Record<string, unknown> & {
+    host: string; port: number; tlsPort?: number; tlsCert?: string; tlsKey?: string; logLevel: string;
+  }) => {
+    const logger = createLogger(flags.logLevel);
+    const options: Record<string, number> = {};
+    for (const { flag, key } of LIMIT_FLAGS) {
+      const value = flags[camel(flag)];
+      if (typeof value === 'number') options[key] = value;
+    }
+    if ((options.maxTopicLevels ?? 0) > 1000) throw new Error('--max-topic-levels must be at most 1000');
+    if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
+    const broker = new Broker({ options, logger });
+    const listeners: Listener[] = [];
+    if (flags.port > 0) listeners.push(await listen(broker, { host: flags.host, port: flags.port }));
+    if (flags.tlsCert !== undefined && flags.tlsKey !== undefined) {
+      listeners.push(await listen(broker, {
+        host: flags.host,
+        port: flags.tlsPort ?? 8883,
+        tls: { cert: readFileSync(flags.tlsCert), key: readFileSync(flags.tlsKey) },
+      }));
+    }
+    for (const l of listeners) logger.info({ port: l.port, tls: l.server instanceof (await import('node:tls')).Server }, 'broker_listening');
+    const stop = async (): Promise<void> => {
+      logger.info('broker_stopping');
+      await broker.close();
+      await Promise.all(listeners.map((l) => l.close()));
+      process.exit(0);
+    };
+    process.once('SIGINT', () => void stop());
+    process.once('SIGTERM', () => void stop());
+  });
 }

@@ -276,3 +276,57 @@ test('3,000 retained messages of 4 KB reach a new wildcard subscriber whole, at 
   assert.equal(engine.engine!.stats.droppedSlowConsumer, 0);
   assert.equal(engine.engine!.stats.droppedQueueFull, 0);
 });
+
+test('limits count bytes: retained messages past maxRetainedBytes are refused (v5 PUBACK 0x97), not stored', { timeout: 20_000 }, async (t) => {
+  const engine = await startEngine({ maxRetainedBytes: 64 * 1024 });
+  t.after(() => engine.close());
+  const { raw } = await rawClient(t, engine);
+  const kb20 = Buffer.alloc(20 * 1024, 0x62);
+  for (let i = 0; i < 3; i++) assert.equal((await raw.publish(`big/${i}`, kb20, { qos: 1, retain: true }))?.reasonCode ?? 0, 0);
+  const refused = await raw.publish('big/3', kb20, { qos: 1, retain: true });
+  assert.equal(refused?.reasonCode, 0x97, 'quota exceeded');
+  assert.equal(engine.engine!.retained.size, 3);
+  assert.ok(engine.engine!.retained.bytes <= 64 * 1024);
+  // Replacing a topic with a smaller message and clearing one make room again.
+  assert.equal((await raw.publish('big/0', '', { qos: 1, retain: true }))?.reasonCode ?? 0, 0);
+  assert.equal((await raw.publish('big/3', kb20, { qos: 1, retain: true }))?.reasonCode ?? 0, 0);
+  assert.equal(engine.engine!.stats.droppedRetainedQuota, 1);
+});
+
+test('limits count bytes: an offline session queues at most maxQueuedBytes, keeping the newest', { timeout: 20_000 }, async (t) => {
+  const engine = await startEngine({ maxQueuedBytes: 100 * 1024, maxQueued: 10_000 });
+  t.after(() => engine.close());
+  const clientId = uniqueId('offline');
+  const first = await RawClient.connect(engine, { clientId, properties: { sessionExpiryInterval: 600 } });
+  await first.raw.subscribe('q/#', 1);
+  first.raw.close();
+  await first.raw.expectClosed();
+  const { raw: pub } = await rawClient(t, engine);
+  const kb10 = Buffer.alloc(10 * 1024, 0x63);
+  for (let i = 0; i < 30; i++) await pub.publish(`q/${i}`, kb10, { qos: 1 });
+  const session = engine.engine!.getSession(clientId)!;
+  assert.ok(session.queuedBytes <= 100 * 1024, `${session.queuedBytes} bytes queued`);
+  assert.equal(session.queuedCount, 9, 'nine 10 KB messages (plus topics) fit in 100 KB');
+  const back = await RawClient.connect(engine, { clientId, clean: false, properties: { sessionExpiryInterval: 600 } });
+  closeAfter(t, back.raw);
+  const got: string[] = [];
+  for (let i = 0; i < 9; i++) {
+    const p = await back.raw.next('publish');
+    got.push(p.topic);
+    back.raw.send({ cmd: 'puback', messageId: p.messageId! });
+  }
+  assert.deepEqual(got, Array.from({ length: 9 }, (_, i) => `q/${21 + i}`), 'the newest nine, in order');
+});
+
+test('a client identifier longer than maxClientIdLength is refused (v5 0x85, v3.1.1 2)', { timeout: 10_000 }, async (t) => {
+  const long = 'd'.repeat(257);
+  const v5 = await RawClient.connect(broker, { clientId: long });
+  closeAfter(t, v5.raw);
+  assert.equal(v5.connack.reasonCode, 0x85);
+  const v3 = await RawClient.connect(broker, { clientId: long, protocolVersion: 4 });
+  closeAfter(t, v3.raw);
+  assert.equal(v3.connack.returnCode, 2);
+  const ok = await RawClient.connect(broker, { clientId: 'd'.repeat(256) });
+  closeAfter(t, ok.raw);
+  assert.equal(ok.connack.reasonCode, 0);
+});

@@ -25,6 +25,11 @@ type StepResult = { refuse: number; reasonString?: string } | void;
 type Step = (a: ConnectAttempt) => StepResult | Promise<StepResult>;
 
 function checkClientId(a: ConnectAttempt): StepResult {
+  const max = a.conn.broker.options.maxClientIdLength;
+  // Longer than we keep (sessions are keyed by it, durable state stores it): identifier not valid.
+  if (a.clientId.length > max || (a.clientId.length * 3 > max && Buffer.byteLength(a.clientId) > max)) {
+    return { refuse: RC.CLIENT_IDENTIFIER_NOT_VALID };
+  }
   if (a.clientId.length > 0) return;
   // [MQTT-3.1.3-8] a v3.1.1 client with an empty ClientId must ask for a clean session.
   if (a.conn.protocolVersion !== 5 && !a.packet.clean) return { refuse: RC.CLIENT_IDENTIFIER_NOT_VALID };
