@@ -187,11 +187,12 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       }
       session.expiryInterval = stored.expiryInterval;
       session.disconnectedAt = closedAt;
+      session.subscriptionsStored = true; // they come from the store: nothing to write back
       for (const sub of stored.subscriptions) {
         const shared = parseSharedFilter(sub.raw);
         // Stored before a limit was lowered (or damaged): never handed to the router.
         if (shared === 'invalid' || !topicWithinLimits(sub.raw, this.options.maxTopicLevels, this.options.maxTopicLength)) continue;
-        this.subscribe({
+        this.#attach({
           session, raw: sub.raw, filter: shared === null ? sub.raw : shared.filter, group: shared?.group,
           qos: sub.qos, noLocal: sub.noLocal, retainAsPublished: sub.retainAsPublished,
           retainHandling: sub.retainHandling, subscriptionId: sub.subscriptionId,
@@ -274,16 +275,20 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   }
 
   subscribe(sub: Subscription): void {
+    this.#attach(sub);
+    sub.session.subscriptionChanged(sub.raw, sub);
+  }
+
+  #attach(sub: Subscription): void {
     sub.session.subscriptions.set(sub.raw, sub);
     this.router.add(sub);
-    sub.session.changed();
   }
 
   unsubscribe(sub: Subscription): void {
     if (sub.session.subscriptions.get(sub.raw) !== sub) return;
     sub.session.subscriptions.delete(sub.raw);
     this.router.remove(sub);
-    sub.session.changed();
+    sub.session.subscriptionChanged(sub.raw, null);
   }
 
   connectionClosed(conn: Connection, reason: string, wasConnected: boolean): void {

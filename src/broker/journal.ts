@@ -4,12 +4,18 @@
  */
 import type { Logger } from '../core/logger.ts';
 import type { Message } from './message.ts';
-import type { Session } from './session.ts';
+import type { Session, Subscription } from './session.ts';
 import { scheduleCommit, type Committable } from './flush-scheduler.ts';
-import { emptyBatch, isBatchEmpty, type BrokerPersistence, type PersistenceBatch, type StoredMessage, type StoredOutbound } from './persistence.ts';
+import {
+  emptyBatch, isBatchEmpty, type BrokerPersistence, type PersistenceBatch, type StoredMessage, type StoredOutbound, type StoredSubscription,
+} from './persistence.ts';
 
 export function storedMessage(m: Message): StoredMessage {
   return { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain, properties: m.properties, expiresAt: m.expiresAt, senderId: m.senderId };
+}
+
+export function storedSubscription(s: Subscription): StoredSubscription {
+  return { raw: s.raw, qos: s.qos, noLocal: s.noLocal, retainAsPublished: s.retainAsPublished, retainHandling: s.retainHandling, subscriptionId: s.subscriptionId };
 }
 
 export interface OutboundRecord {
@@ -48,7 +54,17 @@ export class Journal implements Committable {
   sessionDeleted(clientId: string, session: Session): void {
     this.#dirty.delete(session);
     this.#batch.sessions.set(clientId, null);
-    for (const key of this.#batch.outbound.keys()) if (key.startsWith(`${clientId}\u0000`)) this.#batch.outbound.delete(key);
+    this.#batch.sessionsEnded.add(clientId); // the store drops its messages and subscriptions with it, first
+    const prefix = `${clientId}\u0000`;
+    for (const key of this.#batch.outbound.keys()) if (key.startsWith(prefix)) this.#batch.outbound.delete(key);
+    for (const key of this.#batch.subscriptions.keys()) if (key.startsWith(prefix)) this.#batch.subscriptions.delete(key);
+    session.subscriptionsStored = false;
+    this.#schedule();
+  }
+
+  /** One filter of a session was added, replaced (`sub`) or removed (null). */
+  subscription(clientId: string, raw: string, sub: StoredSubscription | null): void {
+    this.#batch.subscriptions.set(`${clientId}\u0000${raw}`, sub);
     this.#schedule();
   }
 
@@ -75,7 +91,13 @@ export class Journal implements Committable {
   commit(): void {
     this.#scheduled = false;
     for (const s of this.#dirty) {
-      if (s.expiryInterval > 0) this.#batch.sessions.set(s.clientId, s.snapshot());
+      if (s.expiryInterval <= 0) continue;
+      this.#batch.sessions.set(s.clientId, s.snapshot());
+      // A session becoming durable (or written for the first time) takes its filters along once.
+      if (!s.subscriptionsStored) {
+        for (const sub of s.subscriptions.values()) this.#batch.subscriptions.set(`${s.clientId}\u0000${sub.raw}`, storedSubscription(sub));
+        s.subscriptionsStored = true;
+      }
     }
     this.#dirty.clear();
     if (isBatchEmpty(this.#batch)) return;

@@ -30,6 +30,7 @@ export interface StoredSession {
   expiryInterval: number;
   /** Epoch ms the last connection closed; null while connected. */
   disconnectedAt: number | null;
+  /** Filled by `load()`; written one row each through `PersistenceBatch.subscriptions`, never as a whole. */
   subscriptions: StoredSubscription[];
   incomingQos2: number[];
 }
@@ -50,10 +51,20 @@ export interface StoredOutbound {
 export interface PersistenceBatch {
   /** topic → message, or null to delete. */
   retained: Map<string, StoredMessage | null>;
-  /** clientId → session, or null to delete the session and all its messages. */
+  /** clientId → session to upsert (null: deleted, as in `sessionsEnded`). */
   sessions: Map<string, StoredSession | null>;
   /** `${clientId}\0${seq}` → message to upsert, or null to delete. */
   outbound: Map<string, StoredOutbound | null>;
+  /**
+   * `${clientId}\0${raw filter}` → subscription to upsert, or null to delete. One row per filter: a
+   * SUBSCRIBE writes what it changed, not the session's thousand other filters.
+   */
+  subscriptions: Map<string, StoredSubscription | null>;
+  /**
+   * Sessions ended in this batch, applied before everything else: a client that cleans its session and
+   * starts a new one within one turn gets the new session's rows only, none of the old one's.
+   */
+  sessionsEnded: Set<string>;
 }
 
 export interface PersistedState {
@@ -70,9 +81,9 @@ export interface BrokerPersistence {
 }
 
 export function emptyBatch(): PersistenceBatch {
-  return { retained: new Map(), sessions: new Map(), outbound: new Map() };
+  return { retained: new Map(), sessions: new Map(), outbound: new Map(), subscriptions: new Map(), sessionsEnded: new Set() };
 }
 
 export function isBatchEmpty(b: PersistenceBatch): boolean {
-  return b.retained.size === 0 && b.sessions.size === 0 && b.outbound.size === 0;
+  return b.retained.size === 0 && b.sessions.size === 0 && b.outbound.size === 0 && b.subscriptions.size === 0 && b.sessionsEnded.size === 0;
 }

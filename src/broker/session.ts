@@ -6,7 +6,7 @@ import type { QoS } from '../mqtt/codec.ts';
 import { isExpired, type Message } from './message.ts';
 import type { BrokerStats } from './stats.ts';
 import type { LongTimer } from './long-timer.ts';
-import type { Journal } from './journal.ts';
+import { storedSubscription, type Journal } from './journal.ts';
 import type { StoredOutbound, StoredSession } from './persistence.ts';
 import { InflightTable } from './inflight-table.ts';
 import { RingQueue } from './ring-queue.ts';
@@ -150,9 +150,19 @@ export class Session {
     if (this.#durable) this.journal!.outboundDone(this.clientId, entry.seq);
   }
 
-  /** Subscriptions, expiry or inbound QoS 2 ids changed. */
+  /** Expiry, connection state or inbound QoS 2 ids changed. */
   changed(): void {
     if (this.#durable) this.journal!.session(this);
+  }
+
+  /** Set by the journal once every filter of this session is in the store (later ones go one by one). */
+  subscriptionsStored = false;
+
+  /** One filter was added or replaced (`sub`) or removed (null): journaled on its own. */
+  subscriptionChanged(raw: string, sub: Subscription | null): void {
+    if (!this.#durable) return;
+    if (this.subscriptionsStored) this.journal!.subscription(this.clientId, raw, sub === null ? null : storedSubscription(sub));
+    this.journal!.session(this); // a session not yet stored takes all its filters with its first write
   }
 
   /** Records an inbound QoS 2 packet id as received (until PUBREL). */
@@ -172,10 +182,7 @@ export class Session {
       clientId: this.clientId,
       expiryInterval: this.expiryInterval,
       disconnectedAt: this.disconnectedAt,
-      subscriptions: [...(this.#subscriptions?.values() ?? [])].map((s) => ({
-        raw: s.raw, qos: s.qos, noLocal: s.noLocal, retainAsPublished: s.retainAsPublished,
-        retainHandling: s.retainHandling, subscriptionId: s.subscriptionId,
-      })),
+      subscriptions: [], // journaled one by one (subscriptionChanged)
       incomingQos2: [...(this.#incomingQos2 ?? [])],
     };
   }

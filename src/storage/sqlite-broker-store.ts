@@ -5,7 +5,7 @@
  */
 import type Database from 'better-sqlite3';
 import type {
-  BrokerPersistence, PersistedState, PersistenceBatch, StoredMessage, StoredOutbound, StoredSession,
+  BrokerPersistence, PersistedState, PersistenceBatch, StoredMessage, StoredOutbound, StoredSession, StoredSubscription,
 } from '../broker/index.ts';
 import { decodeProperties, encodeProperties } from './mqtt-properties-json.ts';
 
@@ -18,6 +18,10 @@ CREATE TABLE IF NOT EXISTS mqtt_sessions (
   gateway_id TEXT NOT NULL, client_id TEXT NOT NULL, expiry_interval INTEGER NOT NULL,
   disconnected_at INTEGER, subscriptions TEXT NOT NULL, incoming_qos2 TEXT NOT NULL,
   PRIMARY KEY (gateway_id, client_id));
+CREATE TABLE IF NOT EXISTS mqtt_subscriptions (
+  gateway_id TEXT NOT NULL, client_id TEXT NOT NULL, raw TEXT NOT NULL, qos INTEGER NOT NULL,
+  no_local INTEGER NOT NULL, retain_as_published INTEGER NOT NULL, retain_handling INTEGER NOT NULL, subscription_id INTEGER,
+  PRIMARY KEY (gateway_id, client_id, raw));
 CREATE TABLE IF NOT EXISTS mqtt_session_messages (
   gateway_id TEXT NOT NULL, client_id TEXT NOT NULL, seq INTEGER NOT NULL,
   topic TEXT NOT NULL, payload BLOB NOT NULL, message_qos INTEGER NOT NULL, message_retain INTEGER NOT NULL,
@@ -28,6 +32,9 @@ CREATE TABLE IF NOT EXISTS mqtt_session_messages (
 
 interface RetainedRow { topic: string; payload: Buffer; qos: number; properties: string | null; expires_at: number; sender_id: string }
 interface SessionRow { client_id: string; expiry_interval: number; disconnected_at: number | null; subscriptions: string; incoming_qos2: string }
+interface SubscriptionRow {
+  client_id: string; raw: string; qos: number; no_local: number; retain_as_published: number; retain_handling: number; subscription_id: number | null;
+}
 interface MessageRow {
   client_id: string; seq: number; topic: string; payload: Buffer; message_qos: number; message_retain: number; properties: string | null;
   expires_at: number; sender_id: string; qos: number; retain: number; sub_ids: string | null; packet_id: number; state: string;
@@ -44,6 +51,9 @@ export class SqliteBrokerStore implements BrokerPersistence {
   readonly #deleteSession: Database.Statement;
   readonly #deleteSessionMessages: Database.Statement;
   readonly #putMessage: Database.Statement;
+  readonly #putSubscription: Database.Statement;
+  readonly #deleteSubscription: Database.Statement;
+  readonly #deleteSessionSubscriptions: Database.Statement;
   readonly #deleteMessage: Database.Statement;
   readonly #writeBatch: (batch: PersistenceBatch) => void;
 
@@ -64,6 +74,12 @@ export class SqliteBrokerStore implements BrokerPersistence {
       properties, expires_at, sender_id, qos, retain, sub_ids, packet_id, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (gateway_id, client_id, seq) DO UPDATE SET packet_id = excluded.packet_id, state = excluded.state`);
     this.#deleteMessage = db.prepare('DELETE FROM mqtt_session_messages WHERE gateway_id = ? AND client_id = ? AND seq = ?');
+    this.#putSubscription = db.prepare(`INSERT INTO mqtt_subscriptions (gateway_id, client_id, raw, qos, no_local, retain_as_published,
+      retain_handling, subscription_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, client_id, raw) DO UPDATE SET
+      qos = excluded.qos, no_local = excluded.no_local, retain_as_published = excluded.retain_as_published,
+      retain_handling = excluded.retain_handling, subscription_id = excluded.subscription_id`);
+    this.#deleteSubscription = db.prepare('DELETE FROM mqtt_subscriptions WHERE gateway_id = ? AND client_id = ? AND raw = ?');
+    this.#deleteSessionSubscriptions = db.prepare('DELETE FROM mqtt_subscriptions WHERE gateway_id = ? AND client_id = ?');
     this.#writeBatch = db.transaction((batch: PersistenceBatch) => this.#apply(batch));
   }
 
@@ -74,10 +90,20 @@ export class SqliteBrokerStore implements BrokerPersistence {
       topic: r.topic, payload: r.payload, qos: r.qos as QoS, retain: true, properties: decodeProperties(r.properties),
       expiresAt: r.expires_at, senderId: r.sender_id,
     }));
-    const sessions = (this.#db.prepare('SELECT client_id, expiry_interval, disconnected_at, subscriptions, incoming_qos2 FROM mqtt_sessions WHERE gateway_id = ?')
+    this.#moveLegacySubscriptions();
+    const filters = new Map<string, StoredSession['subscriptions']>();
+    for (const r of this.#db.prepare('SELECT * FROM mqtt_subscriptions WHERE gateway_id = ?').all(g) as SubscriptionRow[]) {
+      let list = filters.get(r.client_id);
+      if (list === undefined) filters.set(r.client_id, (list = []));
+      list.push({
+        raw: r.raw, qos: r.qos as QoS, noLocal: r.no_local === 1, retainAsPublished: r.retain_as_published === 1,
+        retainHandling: r.retain_handling, subscriptionId: r.subscription_id ?? undefined,
+      });
+    }
+    const sessions = (this.#db.prepare('SELECT client_id, expiry_interval, disconnected_at, incoming_qos2 FROM mqtt_sessions WHERE gateway_id = ?')
       .all(g) as SessionRow[]).map((r): StoredSession => ({
       clientId: r.client_id, expiryInterval: r.expiry_interval, disconnectedAt: r.disconnected_at,
-      subscriptions: JSON.parse(r.subscriptions) as StoredSession['subscriptions'],
+      subscriptions: filters.get(r.client_id) ?? [],
       incomingQos2: JSON.parse(r.incoming_qos2) as number[],
     }));
     const outbound = (this.#db.prepare('SELECT * FROM mqtt_session_messages WHERE gateway_id = ? ORDER BY client_id, seq')
@@ -93,6 +119,28 @@ export class SqliteBrokerStore implements BrokerPersistence {
     return Promise.resolve({ retained, sessions, outbound });
   }
 
+  /**
+   * State written before subscriptions had rows of their own kept them as JSON in the session row:
+   * moved into rows once, in one transaction, so nothing reads or rewrites that column again.
+   */
+  #moveLegacySubscriptions(): void {
+    const g = this.#gatewayId;
+    const legacy = this.#db.prepare(`SELECT client_id, subscriptions FROM mqtt_sessions WHERE gateway_id = ? AND subscriptions <> '[]'`)
+      .all(g) as Pick<SessionRow, 'client_id' | 'subscriptions'>[];
+    if (legacy.length === 0) return;
+    const clear = this.#db.prepare(`UPDATE mqtt_sessions SET subscriptions = '[]' WHERE gateway_id = ? AND client_id = ?`);
+    this.#db.transaction(() => {
+      for (const r of legacy) {
+        for (const s of JSON.parse(r.subscriptions) as StoredSession['subscriptions']) this.#putSubscriptionRow(r.client_id, s);
+        clear.run(g, r.client_id);
+      }
+    })();
+  }
+
+  #putSubscriptionRow(clientId: string, s: StoredSubscription): void {
+    this.#putSubscription.run(this.#gatewayId, clientId, s.raw, s.qos, s.noLocal ? 1 : 0, s.retainAsPublished ? 1 : 0, s.retainHandling, s.subscriptionId ?? null);
+  }
+
   write(batch: PersistenceBatch): void {
     this.#writeBatch(batch);
   }
@@ -104,22 +152,29 @@ export class SqliteBrokerStore implements BrokerPersistence {
       this.#db.prepare('DELETE FROM mqtt_retained WHERE gateway_id = ?').run(g);
       this.#db.prepare('DELETE FROM mqtt_sessions WHERE gateway_id = ?').run(g);
       this.#db.prepare('DELETE FROM mqtt_session_messages WHERE gateway_id = ?').run(g);
+      this.#db.prepare('DELETE FROM mqtt_subscriptions WHERE gateway_id = ?').run(g);
     })();
   }
 
   #apply(batch: PersistenceBatch): void {
     const g = this.#gatewayId;
+    for (const clientId of batch.sessionsEnded) {
+      this.#deleteSession.run(g, clientId);
+      this.#deleteSessionMessages.run(g, clientId);
+      this.#deleteSessionSubscriptions.run(g, clientId);
+    }
     for (const [topic, m] of batch.retained) {
       if (m === null) this.#deleteRetained.run(g, topic);
       else this.#putRetained.run(g, topic, m.payload, m.qos, encodeProperties(m.properties), m.expiresAt, m.senderId);
     }
     for (const [clientId, s] of batch.sessions) {
-      if (s === null) {
-        this.#deleteSession.run(g, clientId);
-        this.#deleteSessionMessages.run(g, clientId);
-      } else {
-        this.#putSession.run(g, clientId, s.expiryInterval, s.disconnectedAt, JSON.stringify(s.subscriptions), JSON.stringify(s.incomingQos2));
-      }
+      if (s !== null) this.#putSession.run(g, clientId, s.expiryInterval, s.disconnectedAt, '[]', JSON.stringify(s.incomingQos2));
+    }
+    for (const [key, sub] of batch.subscriptions) {
+      const sep = key.indexOf('\u0000');
+      const clientId = key.slice(0, sep);
+      if (sub === null) this.#deleteSubscription.run(g, clientId, key.slice(sep + 1));
+      else this.#putSubscriptionRow(clientId, sub);
     }
     for (const [key, o] of batch.outbound) {
       if (o === null) {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import mqtt from 'mqtt';
-import { Broker, listen, type Listener } from '../../src/broker/index.ts';
+import { Broker, listen, type Listener, type PersistenceBatch } from '../../src/broker/index.ts';
 import { SqliteBrokerStore } from '../../src/storage/sqlite-broker-store.ts';
 
 async function startEngine(file: string, port = 0): Promise<{ broker: Broker; listener: Listener; db: BetterSqlite3.Database }> {
@@ -83,4 +83,64 @@ test('[MQTT-3.1.2-5] [MQTT-4.4.0-1] sessions, queued QoS 1/2 messages and retain
   assert.equal(rows.n, 0);
   const sessions = engine.db.prepare('SELECT client_id FROM mqtt_sessions ORDER BY client_id').all() as { client_id: string }[];
   assert.deepEqual(sessions.map((s) => s.client_id), ['keeper3', 'keeper5']);
+});
+
+test('subscriptions are journaled one row each: a SUBSCRIBE writes what it changed, not the session\'s other filters', { timeout: 30_000 }, async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gh-persist-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const db = new BetterSqlite3(path.join(dir, 'state.db'));
+  t.after(() => db.close());
+  const store = new SqliteBrokerStore(db, 'gw1');
+  const batches: PersistenceBatch[] = [];
+  const broker = new Broker({ persistence: { load: () => store.load(), write: (b) => { batches.push(b); store.write(b); } } });
+  await broker.restore();
+  const listener = await listen(broker, { host: '127.0.0.1', port: 0 });
+  t.after(async () => { await broker.close(); await listener.close(); });
+  const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${listener.port}`, { clientId: 'many-filters', clean: false, reconnectPeriod: 0 });
+  t.after(() => c.end(true));
+  for (let i = 0; i < 300; i += 100) await c.subscribeAsync(Array.from({ length: 100 }, (_, j) => `f/${i + j}/#`), { qos: 1 });
+  batches.length = 0;
+  await c.subscribeAsync('one/more', { qos: 1 });
+  await c.unsubscribeAsync('f/0/#');
+  const written = batches.reduce((n, b) => n + b.subscriptions.size, 0);
+  assert.equal(written, 2, 'one row added, one removed: the other 299 filters are not rewritten');
+  for (const b of batches) for (const s of b.sessions.values()) assert.deepEqual(s?.subscriptions ?? [], [], 'no filters inside the session row');
+  const rows = db.prepare("SELECT raw FROM mqtt_subscriptions WHERE client_id = 'many-filters'").all() as { raw: string }[];
+  assert.equal(rows.length, 300);
+  assert.ok(rows.some((r) => r.raw === 'one/more') && !rows.some((r) => r.raw === 'f/0/#'));
+});
+
+test('state written with filters inside the session row (before rows of their own) is moved into rows at load', { timeout: 20_000 }, async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gh-persist-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'state.db');
+  const old = new BetterSqlite3(file);
+  new SqliteBrokerStore(old, 'gw1'); // creates the tables
+  const legacy = [{ raw: 'legacy/#', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }];
+  old.prepare('INSERT INTO mqtt_sessions (gateway_id, client_id, expiry_interval, disconnected_at, subscriptions, incoming_qos2) VALUES (?, ?, ?, ?, ?, ?)')
+    .run('gw1', 'old-client', 3600, Date.now(), JSON.stringify(legacy), '[]');
+  old.close();
+  const engine = await startEngine(file);
+  t.after(() => stopEngine(engine));
+  assert.deepEqual([...engine.broker.getSession('old-client')!.subscriptions.keys()], ['legacy/#']);
+  assert.equal((engine.db.prepare("SELECT subscriptions FROM mqtt_sessions WHERE client_id = 'old-client'").get() as { subscriptions: string }).subscriptions, '[]');
+  assert.equal((engine.db.prepare("SELECT count(*) AS n FROM mqtt_subscriptions WHERE client_id = 'old-client'").get() as { n: number }).n, 1);
+});
+
+test('[MQTT-3.1.2-4] a clean start of a stored session leaves none of the old filters in the store', { timeout: 20_000 }, async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gh-persist-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'state.db');
+  let engine = await startEngine(file);
+  const url = () => `mqtt://127.0.0.1:${engine.listener.port}`;
+  const first = await mqtt.connectAsync(url(), { protocolVersion: 5, clientId: 'restarter', clean: false, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 0 });
+  await first.subscribeAsync(['old/a', 'old/b'], { qos: 1 });
+  await first.endAsync();
+  const again = await mqtt.connectAsync(url(), { protocolVersion: 5, clientId: 'restarter', clean: true, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 0 });
+  await again.subscribeAsync('new/c', { qos: 1 });
+  await again.endAsync();
+  await stopEngine(engine);
+  engine = await startEngine(file);
+  t.after(() => stopEngine(engine));
+  assert.deepEqual([...engine.broker.getSession('restarter')!.subscriptions.keys()], ['new/c']);
 });
