@@ -15,10 +15,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import tls from 'node:tls';
 import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
 import mqtt from 'mqtt';
-import mqttPacket from 'mqtt-packet';
 import { DIST, ensureBuilt } from '../scripts/build.mjs';
 import { freePort } from '../test/harness/gatehouse.ts';
 
@@ -31,7 +30,7 @@ async function startServer(): Promise<Server> {
   await ensureBuilt();
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-abuse-'));
   const [httpPort, demoPort] = [await freePort(), await freePort()];
-  const child = spawn(process.execPath, ['--no-node-snapshot', path.join(DIST, 'main.mjs')], {
+  const child = spawn(process.execPath, ['--no-node-snapshot', ...(process.env.ABUSE_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.ABUSE_PROF] : []), path.join(DIST, 'main.mjs')], {
     env: { ...process.env, GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_HTTP_PORT: String(httpPort), GATEHOUSE_DEMO_PORT: String(demoPort), GATEHOUSE_LOG_LEVEL: 'error' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -77,31 +76,55 @@ async function quietGateway(server: Server): Promise<{ port: number; ca: string 
   return { port, ca: cert.certificatePem };
 }
 
-/** Sends PINGREQ every 10 ms on its own TLS connection; `take()` returns the round trips since the last take. */
-async function pinger(port: number, ca: string): Promise<{ take(): number[]; close(): void }> {
-  const socket = tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost' });
-  await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
-  socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'pinger', keepalive: 0, username: 'quiet-device', password: Buffer.from('quiet-pass') }));
-  const parser = mqttPacket.parser({ protocolVersion: 4 });
-  let sentAt = 0;
-  let samples: number[] = [];
-  let connected = false;
-  parser.on('packet', (p) => {
-    if (p.cmd === 'connack') connected = p.returnCode === 0;
-    if (p.cmd === 'pingresp') samples.push(Number(process.hrtime.bigint() - BigInt(sentAt)) / 1e6);
+/**
+ * The pinger runs in a worker thread of its own, so the flooding clients of this process never delay
+ * its timer or its reads: what it measures is the server's stall, not ours.
+ */
+async function pingerThread(port: number, ca: string): Promise<{ take(): Promise<number[]>; close(): Promise<void> }> {
+  const worker = new Worker(PINGER_SOURCE, { eval: true, workerData: { port, ca } });
+  await new Promise<void>((resolve, reject) => {
+    worker.once('message', (m: unknown) => (m === 'ready' ? resolve() : reject(new Error(String(m)))));
+    worker.once('error', reject);
   });
-  socket.on('data', (b: Buffer) => parser.parse(b));
-  await new Promise((r) => setTimeout(r, 200));
-  if (!connected) throw new Error('the pinger was not accepted');
-  const timer = setInterval(() => {
-    sentAt = Number(process.hrtime.bigint());
-    socket.write(Buffer.from([0xc0, 0x00]));
-  }, 10);
   return {
-    take() { const s = samples; samples = []; return s; },
-    close() { clearInterval(timer); socket.destroy(); },
+    take: () => new Promise<number[]>((resolve) => {
+      worker.once('message', (m: number[]) => resolve(m));
+      worker.postMessage('take');
+    }),
+    close: async () => { await worker.terminate(); },
   };
 }
+
+/**
+ * The pinger's thread (CommonJS source: worker threads do not get the TypeScript loader). It connects
+ * as the quiet gateway's device and sends PINGREQ every 10 ms; each 'take' message answers with the
+ * round trips (ms) measured since the last one.
+ */
+const PINGER_SOURCE = `
+const tls = require('node:tls');
+const { parentPort, workerData } = require('node:worker_threads');
+const mqttPacket = require('mqtt-packet');
+const { port, ca } = workerData;
+const socket = tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost' });
+socket.on('error', (err) => parentPort.postMessage(String(err)));
+socket.once('secureConnect', () => {
+  socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'pinger', keepalive: 0,
+    username: 'quiet-device', password: Buffer.from('quiet-pass') }));
+});
+const parser = mqttPacket.parser({ protocolVersion: 4 });
+const sent = []; // send times of the PINGREQs not yet answered, oldest first
+let samples = [];
+parser.on('packet', (p) => {
+  if (p.cmd === 'connack') {
+    if (p.returnCode !== 0) return parentPort.postMessage('the pinger was refused: ' + p.returnCode);
+    setInterval(() => { sent.push(process.hrtime.bigint()); socket.write(Buffer.from([0xc0, 0x00])); }, 10);
+    parentPort.postMessage('ready');
+  }
+  if (p.cmd === 'pingresp') samples.push(Number(process.hrtime.bigint() - sent.shift()) / 1e6);
+});
+socket.on('data', (b) => parser.parse(b));
+parentPort.on('message', () => { parentPort.postMessage(samples); samples = []; });
+`;
 
 async function rssMiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -170,14 +193,14 @@ const phases: Record<string, (server: Server, until: number) => Promise<string>>
 const server = await startServer();
 try {
   const quiet = await quietGateway(server);
-  const ping = await pinger(quiet.port, quiet.ca);
+  const ping = await pingerThread(quiet.port, quiet.ca);
   process.stdout.write(`gatehouse pid ${server.pid}, ${SECONDS} s per phase; PINGs on another gateway of the same process\n`);
   for (const [name, run] of Object.entries(phases)) {
-    ping.take();
+    await ping.take();
     const what = await run(server, Date.now() + SECONDS * 1000);
-    process.stdout.write(`${name.padEnd(18)} ${stats(ping.take())}; RSS ${(await rssMiB(server.pid)).toFixed(0)} MiB${what ? `; ${what}` : ''}\n`);
+    process.stdout.write(`${name.padEnd(18)} ${stats(await ping.take())}; RSS ${(await rssMiB(server.pid)).toFixed(0)} MiB${what ? `; ${what}` : ''}\n`);
   }
-  ping.close();
+  await ping.close();
 } finally {
   await server.stop();
 }

@@ -39,3 +39,39 @@ test('stops when the consumer asks and resumes with the rest', () => {
   framer.push(null, { onFrame: (f) => { seen.push(f.toString('hex')); return true; } });
   assert.deepEqual(seen, ['c000', 'd000']);
 });
+
+test('a large packet arriving in many chunks comes out whole and once, whatever the chunk boundaries', () => {
+  const frameOf = (bodyLength: number, fill: number): Buffer => {
+    const length: number[] = [];
+    let n = bodyLength;
+    do {
+      let byte = n % 128;
+      n = Math.floor(n / 128);
+      if (n > 0) byte |= 0x80;
+      length.push(byte);
+    } while (n > 0);
+    return Buffer.concat([Buffer.from([0x30, ...length]), Buffer.alloc(bodyLength, fill)]);
+  };
+  const expected = [frameOf(0, 0), frameOf(70_000, 1), frameOf(3, 2), frameOf(300, 3), frameOf(200_000, 4), frameOf(1, 5)];
+  const stream = Buffer.concat(expected);
+  let seed = 7;
+  const random = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  for (let round = 0; round < 50; round++) {
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < stream.length;) {
+      const size = 1 + Math.floor(random() * (round % 2 === 0 ? 20_000 : 17));
+      chunks.push(stream.subarray(at, at + size));
+      at += size;
+    }
+    const framer = new Framer(1 << 20);
+    const frames: Buffer[] = [];
+    for (const c of chunks) {
+      assert.equal(framer.push(c, { onFrame: (f) => { frames.push(Buffer.from(f)); return true; } }), null);
+      // A resume with nothing new (chunk null) changes nothing.
+      assert.equal(framer.push(null, { onFrame: (f) => { frames.push(Buffer.from(f)); return true; } }), null);
+    }
+    assert.equal(frames.length, expected.length, `round ${round}`);
+    frames.forEach((f, i) => assert.ok(f.equals(expected[i]!), `round ${round}, frame ${i}`));
+    assert.equal(framer.bufferedBytes, 0);
+  }
+});
