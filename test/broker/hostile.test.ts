@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import { after, before, test } from 'node:test';
 import { startEngine } from '../harness/engine.ts';
 import type { TestBroker } from '../harness/broker.ts';
-import { RawClient, Watchdog, closeAfter, expectDisconnect, rawClient, uniqueId, withTimeout } from '../conformance/helpers.ts';
+import { RawClient, Watchdog, closeAfter, expectDisconnect, field, frame, rawClient, uniqueId, withTimeout } from '../conformance/helpers.ts';
 
 const HANDSHAKE_MS = 300;
 const CONNECT_MS = 800;
@@ -18,25 +18,6 @@ before(async () => {
   broker = await startEngine({ tls: true, handshakeTimeoutMs: HANDSHAKE_MS, connectTimeoutMs: CONNECT_MS });
 });
 after(async () => { await broker?.close(); });
-
-/** A length-prefixed field from raw bytes (which need not be valid UTF-8). */
-function field(bytes: Buffer | number[] | string): Buffer {
-  const b = typeof bytes === 'string' ? Buffer.from(bytes) : Buffer.from(bytes);
-  return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
-}
-
-/** A whole packet: first byte, Remaining Length, body. */
-function frame(first: number, body: Buffer): Buffer {
-  const length: number[] = [];
-  let n = body.length;
-  do {
-    let byte = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) byte |= 0x80;
-    length.push(byte);
-  } while (n > 0);
-  return Buffer.concat([Buffer.from([first, ...length]), body]);
-}
 
 /** A CONNECT frame with raw client id bytes; level 4 or 5 (v5 gets an empty property list). */
 function connectFrame(clientId: Buffer | string, level: 4 | 5, options: { flags?: number; tail?: Buffer } = {}): Buffer {

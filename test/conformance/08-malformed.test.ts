@@ -6,31 +6,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startTestBroker, type TestBroker } from '../harness/broker.ts';
-import { RawClient, Watchdog, closeAfter, expectDisconnect, isReference, rawClient, uniqueId, uniqueTopic } from './helpers.ts';
+import { RawClient, Watchdog, closeAfter, expectDisconnect, field, frame, isReference, rawClient, uniqueId, uniqueTopic } from './helpers.ts';
 
 const MAX_PACKET = 4_096;
 let broker: TestBroker;
 before(async () => { broker = await startTestBroker({ maxPacketSize: MAX_PACKET, connectTimeoutMs: 500 }); });
 after(async () => { await broker?.close(); });
-
-/** A length-prefixed string field from raw bytes (which need not be valid UTF-8). */
-function field(bytes: Buffer | number[] | string): Buffer {
-  const b = typeof bytes === 'string' ? Buffer.from(bytes) : Buffer.from(bytes);
-  return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
-}
-
-/** A whole packet: first byte, one-or-more-byte Remaining Length, then the body. */
-function frame(first: number, body: Buffer): Buffer {
-  const length: number[] = [];
-  let n = body.length;
-  do {
-    let byte = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) byte |= 0x80;
-    length.push(byte);
-  } while (n > 0);
-  return Buffer.concat([Buffer.from([first, ...length]), body]);
-}
 
 /** A v5 PUBLISH QoS 0 whose topic is the given raw bytes and which has no properties. */
 function publishWithTopic(topic: Buffer | number[] | string, first = 0x30): Buffer {

@@ -135,6 +135,25 @@ export function codeOf(packet: { reasonCode?: number; returnCode?: number }): nu
 type Cmd = Packet['cmd'];
 export type PacketOf<C extends Cmd> = Extract<Packet, { cmd: C }>;
 
+/** A length-prefixed string field from raw bytes (which need not be valid UTF-8). */
+export function field(bytes: Buffer | number[] | string): Buffer {
+  const b = typeof bytes === 'string' ? Buffer.from(bytes) : Buffer.from(bytes);
+  return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
+}
+
+/** A whole packet: first byte, one-or-more-byte Remaining Length, then the body. */
+export function frame(first: number, body: Buffer): Buffer {
+  const length: number[] = [];
+  let n = body.length;
+  do {
+    let byte = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) byte |= 0x80;
+    length.push(byte);
+  } while (n > 0);
+  return Buffer.concat([Buffer.from([first, ...length]), body]);
+}
+
 export interface RawOptions {
   protocolVersion?: 3 | 4 | 5;
   useTls?: boolean;
