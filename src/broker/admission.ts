@@ -57,6 +57,8 @@ export class Admission {
       return false;
     }
     const { maxConnectionsPerAddress: maxOpen, connectionRatePerAddress: rate } = this.#limits;
+    (socket as StampedSocket)[ACCEPTED_AT] = now;
+    if (maxOpen === 0 && rate === 0) return true; // no per-address limits: nothing to count (the bare engine)
     let state = this.#byAddress.get(address);
     if (state === undefined) {
       if (this.#byAddress.size >= PRUNE_ABOVE) this.#prune(now);
@@ -74,7 +76,6 @@ export class Admission {
     }
     if (rate > 0) state.tokens -= 1;
     state.open++;
-    (socket as StampedSocket)[ACCEPTED_AT] = now;
     const counted = state;
     socket.once('close', () => {
       counted.open--;
