@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { PER_DEVICE_TEMPLATE } from '../registry/access-control.ts';
 
 export interface CliIo {
   out: (text: string) => void;
@@ -133,7 +134,10 @@ function withGatewayFlags(command: Command): Command {
     .option('--https-url <url>', 'third party: verify with this https:// service')
     .option('--param <key=value>', 'third party HTTPS: a custom body field (repeatable; value may use ${clientId} …)', collect)
     .option('--parsing-script <file.js>', 'enable data parsing with this transformPayload script')
-    .option('--no-parsing', 'disable data parsing');
+    .option('--no-parsing', 'disable data parsing')
+    .option('--acl-template <name>', 'topic access control: per-device (each device only under devices/${deviceName}/) or open (ALLOW, no rules)')
+    .option('--acl-default <action>', 'topic access control: ALLOW | DENY when no rule applies')
+    .option('--acl-rule <ACTION:ACCESS:topic>', 'topic access rule, e.g. ALLOW:ALL:devices/${deviceName}/# (repeatable, in order; replaces the rules)', collect);
 }
 
 interface GatewayFlags extends ConnectionFlags {
@@ -152,6 +156,9 @@ interface GatewayFlags extends ConnectionFlags {
   param?: string[];
   parsingScript?: string;
   parsing?: boolean;
+  aclTemplate?: string;
+  aclDefault?: string;
+  aclRule?: string[];
 }
 
 /** The request body the flags describe: `--file` first, then each flag given. */
@@ -182,6 +189,20 @@ export function gatewayBodyFromFlags(flags: GatewayFlags): Record<string, unknow
   }
   if (flags.parsingScript !== undefined) Object.assign(nested('dataParsing'), { enabled: true, script: readText(flags.parsingScript, 'parsing script') });
   else if (flags.parsing === false) nested('dataParsing').enabled = false;
+  if (flags.aclTemplate !== undefined) {
+    const templates: Record<string, unknown> = { 'per-device': PER_DEVICE_TEMPLATE, open: { defaultAction: 'ALLOW', rules: [] } };
+    const template = templates[flags.aclTemplate];
+    if (template === undefined) throw new ApiError(0, 'CLI_ACL_TEMPLATE_UNKNOWN', `--acl-template must be per-device or open, not ${flags.aclTemplate}`, 'accessControl');
+    body.accessControl = structuredClone(template);
+  }
+  if (flags.aclDefault !== undefined) nested('accessControl').defaultAction = flags.aclDefault;
+  if (flags.aclRule !== undefined) {
+    // ACTION:ACCESS:topic; the topic may hold ':' itself. The server checks every part.
+    nested('accessControl').rules = flags.aclRule.map((spec) => {
+      const [action = '', access = '', ...topic] = spec.split(':');
+      return { action, access, topic: topic.join(':') };
+    });
+  }
   return body;
 }
 

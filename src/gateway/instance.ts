@@ -9,7 +9,10 @@ import { RC } from '../mqtt/reason-codes.ts';
 import type { Logger } from '../core/logger.ts';
 import { logText } from '../core/log-text.ts';
 import type { GatewayRuntimeConfig } from '../registry/types.ts';
-import type { DeviceIdentity, GatewayDirectory } from './ports.ts';
+import type { DeviceIdentity, GatewayDirectory, SessionAccess } from './ports.ts';
+import { compileSessionAcl } from './acl/index.ts';
+import { parseSharedFilter } from '../mqtt/topics.ts';
+import type { QoS } from '../mqtt/codec.ts';
 import { AuthChain } from './auth/chain.ts';
 import type { Authenticator } from './auth/authenticator.ts';
 import { ImportedAuthenticator } from './auth/imported/imported-authenticator.ts';
@@ -22,6 +25,8 @@ import { tlsInputsDiffer, tlsOptionsFor } from './tls/server-options.ts';
 import { CertificateChecks } from './tls/certificate-checks.ts';
 import type { OcspTimings } from './tls/ocsp-cache.ts';
 import type { GatewayOcspState } from '../registry/ports.ts';
+import type { AclRule } from '../registry/access-control.ts';
+import type { SessionAcl } from './acl/index.ts';
 
 /** Opens the durable MQTT state (retained messages, persistent sessions) of a gateway. */
 export interface StateStoreFactory {
@@ -35,6 +40,11 @@ export interface StateStoreFactory {
  * cannot hold more than this many sockets (each handshake ends within `handshakeTimeoutMs`).
  */
 export const GATEWAY_ADMISSION = Object.freeze({ maxConnectionsPerAddress: 1000, connectionRatePerAddress: 200 });
+
+/** The auth chain's answer, before the certificate facts and the access rules are added. */
+type ChainOutcome =
+  | { ok: true; identity: DeviceIdentity; deviceRules: readonly AclRule[] }
+  | { ok: false; reasonCode: number };
 
 export interface GatewayInstanceDeps {
   directory: GatewayDirectory;
@@ -60,6 +70,8 @@ export class GatewayInstance {
   #thirdParty: { key: string; provider: FunctionAuthenticator | HttpsAuthenticator } | null = null;
   readonly #throttle = new FailureThrottle();
   readonly #authStats = { allowed: 0, denied: 0, unavailable: 0 };
+  /** PUBLISH and SUBSCRIBE refused by topic access control (a v3.1.1 PUBLISH is acknowledged and dropped). */
+  readonly #aclRefusals = { publish: 0, subscribe: 0 };
   readonly #deps: GatewayInstanceDeps;
   readonly #log: Logger;
   /** Device certificate verification, OCSP stapling and client OCSP checks. */
@@ -75,7 +87,11 @@ export class GatewayInstance {
       options: { ...GATEWAY_ADMISSION, ...deps.brokerOptions },
       logger: this.#log,
       persistence: deps.stateStores?.open(config.id),
-      hooks: { authenticate: (req) => this.#checkCertificateThenAuthenticate(req) },
+      hooks: {
+        authenticate: (req) => this.#checkCertificateThenAuthenticate(req),
+        authorizePublish: (client, topic) => this.#authorizePublish(client, topic),
+        authorizeSubscribe: (client, filter, qos) => this.#authorizeSubscribe(client, filter, qos),
+      },
     });
     this.broker.on('client_connected', (c) => this.#deviceConnected(c));
     this.broker.on('client_disconnected', (c, reason) => this.#deviceDisconnected(c, reason));
@@ -112,6 +128,11 @@ export class GatewayInstance {
     return this.#thirdParty?.provider.stats ?? null;
   }
 
+  /** PUBLISH and SUBSCRIBE packets refused by topic access control since the listener started. */
+  get aclRefusals(): Readonly<Record<'publish' | 'subscribe', number>> {
+    return this.#aclRefusals;
+  }
+
   get connectedClients(): number {
     return this.broker.clients().length;
   }
@@ -144,6 +165,7 @@ export class GatewayInstance {
       this.#log.info({ port: next.port }, 'gateway_port_moved');
     }
     this.#config = next;
+    if (JSON.stringify(previous.accessControl) !== JSON.stringify(next.accessControl)) this.#recompileAccess();
     if (previous.authType !== next.authType || previous.productKey !== next.productKey) {
       this.#imported = new ImportedAuthenticator(next.productKey, this.#deps.directory);
     }
@@ -235,11 +257,68 @@ export class GatewayInstance {
       return { ok: false, reasonCode: step.reasonCode };
     }
     const result = await this.#authenticate(req);
-    if (!result.ok || step.certificate === undefined) return result;
-    return { ok: true, identity: { ...(result.identity as DeviceIdentity), certificate: step.certificate.info } };
+    if (!result.ok) return result;
+    const { identity, deviceRules } = result;
+    const withCertificate: DeviceIdentity = step.certificate === undefined ? identity : { ...identity, certificate: step.certificate.info };
+    // Placeholders are filled once here, with every fact of the CONNECT known [issue 13].
+    const access: SessionAccess = { acl: this.#compileAcl(withCertificate, deviceRules, req.username, req.clientId), deviceRules, username: req.username, clientId: req.clientId };
+    return { ok: true, identity: { ...withCertificate, access } };
   }
 
-  async #authenticate(req: ConnectRequest): Promise<AuthResult> {
+  #compileAcl(identity: DeviceIdentity, deviceRules: readonly AclRule[], username: string | undefined, clientId: string): SessionAcl {
+    const { defaultAction, rules } = this.#config.accessControl;
+    return compileSessionAcl(deviceRules.length === 0 ? rules : [...deviceRules, ...rules], defaultAction, {
+      deviceName: identity.deviceName, username, clientId, productKey: identity.productKey, 'cert.cn': identity.certificate?.cn ?? undefined,
+    });
+  }
+
+  /** The gateway's rules changed: every connected device gets them for its next packet, and loses subscriptions they now refuse. */
+  #recompileAccess(): void {
+    for (const client of this.broker.clients()) {
+      const identity = client.identity as DeviceIdentity | undefined;
+      const access = identity?.access;
+      if (identity === undefined || access === undefined) continue;
+      access.acl = this.#compileAcl(identity, access.deviceRules, access.username, access.clientId);
+      this.#dropRefusedSubscriptions(client.clientId, access.acl);
+    }
+    this.#log.info({ rules: this.#config.accessControl.rules.length, defaultAction: this.#config.accessControl.defaultAction }, 'access_control_applied');
+  }
+
+  /**
+   * Subscriptions made before the rules allowed less (a resumed session, a live edit) would keep
+   * delivering what SUBSCRIBE now refuses: they are removed.
+   */
+  #dropRefusedSubscriptions(clientId: string, acl: SessionAcl): void {
+    const session = this.broker.getSession(clientId);
+    if (session === undefined || acl.allowsEverything) return;
+    for (const sub of [...session.subscriptions.values()]) {
+      if (acl.canSubscribe(sub.filter)) continue;
+      this.broker.unsubscribe(sub);
+      this.#log.info({ clientId, filter: sub.raw }, 'subscription_removed_by_access_control');
+    }
+  }
+
+  #authorizePublish(client: ClientInfo, topic: string): number {
+    const access = (client.identity as DeviceIdentity | undefined)?.access;
+    if (access === undefined || access.acl.canPublish(topic)) return RC.SUCCESS;
+    this.#aclRefusals.publish++;
+    if (this.#log.isLevelEnabled('debug')) this.#log.debug({ clientId: client.clientId, topic }, 'publish_refused_by_access_control');
+    return RC.NOT_AUTHORIZED; // v5 PUBACK/PUBREC 0x87; v3.1.1: acknowledged and dropped, as Mosquitto does
+  }
+
+  #authorizeSubscribe(client: ClientInfo, raw: string, qos: QoS): number {
+    const access = (client.identity as DeviceIdentity | undefined)?.access;
+    if (access === undefined) return qos;
+    // A shared subscription is checked on its filter: `$share/g/#` is as wide as `#` [MQTT-4.8.2-1].
+    const shared = parseSharedFilter(raw);
+    const filter = shared === null || shared === 'invalid' ? raw : shared.filter;
+    if (access.acl.canSubscribe(filter)) return qos;
+    this.#aclRefusals.subscribe++;
+    this.#log.info({ clientId: client.clientId, filter: raw }, 'subscribe_refused_by_access_control');
+    return RC.NOT_AUTHORIZED; // v5 SUBACK 0x87 for this filter; v3.1.1 0x80
+  }
+
+  async #authenticate(req: ConnectRequest): Promise<ChainOutcome> {
     const decision = await this.#chain.authenticate({
       clientId: req.clientId,
       username: req.username,
@@ -264,7 +343,7 @@ export class GatewayInstance {
         this.#authStats.allowed++;
         if (req.username !== undefined) this.#throttle.recordSuccess(`u:${req.username}`);
         const identity: DeviceIdentity = { gatewayId: this.#config.id, productKey: this.#config.productKey, deviceName: decision.deviceName };
-        return { ok: true, identity };
+        return { ok: true, identity, deviceRules: decision.acl ?? [] };
       }
       case 'deny': {
         this.#authStats.denied++;
@@ -285,6 +364,7 @@ export class GatewayInstance {
   #deviceConnected(client: ClientInfo): void {
     const identity = client.identity as DeviceIdentity | undefined;
     if (identity === undefined) return;
+    if (identity.access !== undefined) this.#dropRefusedSubscriptions(client.clientId, identity.access.acl);
     this.#deps.directory
       .recordDeviceConnected(identity.productKey, identity.deviceName, {
         clientAddress: client.remoteAddress ?? null, at: new Date(), ...(identity.certificate !== undefined ? { certificate: identity.certificate } : {}),

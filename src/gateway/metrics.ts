@@ -17,7 +17,7 @@ function snake(name: string): string {
 export function registerGatewayMetrics(registry: Registry, runtime: GatewayRuntime): void {
   // Values are copied from the engines when Prometheus scrapes, so the message path only bumps plain fields.
   const refresh = (): void => {
-    for (const g of [connected, sessions, retained, auth, ...counters.values(), ...ocspGauges, ...thirdPartyGauges]) g.reset();
+    for (const g of [connected, sessions, retained, auth, aclRefusals, ...counters.values(), ...ocspGauges, ...thirdPartyGauges]) g.reset();
     for (const instance of runtime.instances()) {
       const gateway = instance.config.name;
       const broker = instance.broker;
@@ -25,6 +25,7 @@ export function registerGatewayMetrics(registry: Registry, runtime: GatewayRunti
       sessions.set({ gateway }, broker.sessionCount);
       retained.set({ gateway }, broker.retained.size);
       for (const [result, n] of Object.entries(instance.authStats)) auth.set({ gateway, result }, n);
+      for (const [access, n] of Object.entries(instance.aclRefusals)) aclRefusals.set({ gateway, access }, n);
       for (const [name, gauge] of counters) gauge.set({ gateway }, broker.stats[name]);
       const third = instance.thirdPartyStats;
       if (third !== null) refreshThirdParty(gateway, third);
@@ -56,6 +57,12 @@ export function registerGatewayMetrics(registry: Registry, runtime: GatewayRunti
   const sessions = new Gauge({ name: 'gatehouse_gateway_sessions', help: 'MQTT sessions (connected and persistent) per gateway', labelNames: ['gateway'], registers: [registry] });
   const retained = new Gauge({ name: 'gatehouse_gateway_retained_messages', help: 'Retained messages per gateway', labelNames: ['gateway'], registers: [registry] });
   const auth = new Gauge({ name: 'gatehouse_gateway_auth_total', help: 'CONNECT verification outcomes per gateway (since the listener started)', labelNames: ['gateway', 'result'], registers: [registry] });
+  const aclRefusals = new Gauge({
+    name: 'gatehouse_gateway_acl_refusals_total',
+    help: 'PUBLISH (a v3.1.1 one acknowledged and dropped) and SUBSCRIBE filters refused by topic access control, per gateway',
+    labelNames: ['gateway', 'access'],
+    registers: [registry],
+  });
   const counters = new Map(COUNTERS.map((c) => [c, new Gauge({
     name: `gatehouse_gateway_${snake(c)}_total`,
     help: `Engine counter ${c} per gateway (since the listener started)`,

@@ -3,7 +3,9 @@
  * use. `main.ts` passes the registry; the data plane never sees storage. Hot paths go through caches.
  */
 import type { RegistryForDataPlane } from '../registry/ports.ts';
+import type { AclRule } from '../registry/access-control.ts';
 import type { DeviceCertificateInfo } from '../registry/types.ts';
+import type { SessionAcl } from './acl/index.ts';
 
 export type GatewayDirectory = Pick<RegistryForDataPlane,
   | 'events'
@@ -25,4 +27,15 @@ export interface DeviceIdentity {
   readonly deviceName: string;
   /** The verified device certificate, with X.509 on. */
   readonly certificate?: DeviceCertificateInfo;
+  /** Topic access control of this connection (set before CONNACK; recompiled when the gateway's rules change). */
+  access?: SessionAccess;
+}
+
+/** A connection's access rules: the inputs kept so an edit of the gateway can recompile them live. */
+export interface SessionAccess {
+  acl: SessionAcl;
+  /** Rules a third-party answer carried for this device, read before the gateway's. */
+  readonly deviceRules: readonly AclRule[];
+  readonly username: string | undefined;
+  readonly clientId: string;
 }

@@ -10,6 +10,7 @@ import {
 } from './certificates.ts';
 import { findSyntaxError } from './script-syntax.ts';
 import { parseTemplate } from './templates.ts';
+import { checkAccessControl, DEFAULT_ACCESS_CONTROL } from './access-control.ts';
 import {
   AUTH_TYPES, OCSP_FAILURE_POLICIES, OCSP_MODES, type GatewayCreateInput, type GatewayProtocol, type GatewaySettings, type GatewayUpdateInput,
   type HttpsParam, type StoredThirdPartyConfig, type ThirdPartyConfig, type ThirdPartyInput, type Warning,
@@ -114,6 +115,10 @@ export function draftFromCreate(input: GatewayCreateInput): GatewayDraft {
     thirdParty: thirdPartyFromInput(input.thirdParty),
     x509: { enabled: input.x509?.enabled ?? false },
     ocsp: { mode: input.ocsp?.mode ?? 'DISABLED', onResponderFailure: input.ocsp?.onResponderFailure ?? 'REJECT' },
+    accessControl: {
+      defaultAction: input.accessControl?.defaultAction ?? DEFAULT_ACCESS_CONTROL.defaultAction,
+      rules: input.accessControl?.rules ?? DEFAULT_ACCESS_CONTROL.rules,
+    },
     certificates: {
       serverCertificateChain: optionalText(certificates.serverCertificateChain, 'certificates.serverCertificateChain'),
       serverPrivateKey: optionalText(certificates.serverPrivateKey, 'certificates.serverPrivateKey'),
@@ -165,6 +170,10 @@ export function draftFromUpdate(current: GatewayDraft, patch: GatewayUpdateInput
       mode: patch.ocsp?.mode ?? current.ocsp.mode,
       onResponderFailure: patch.ocsp?.onResponderFailure ?? current.ocsp.onResponderFailure,
     },
+    accessControl: {
+      defaultAction: patch.accessControl?.defaultAction ?? current.accessControl.defaultAction,
+      rules: patch.accessControl?.rules ?? current.accessControl.rules,
+    },
     certificates,
   };
   return { draft, certificateFieldsGiven };
@@ -172,7 +181,7 @@ export function draftFromUpdate(current: GatewayDraft, patch: GatewayUpdateInput
 
 /** Which settings differ; compare checked (normalised) drafts, so re-sent identical PEM is no change. */
 export function changedFields(before: GatewayDraft, after: GatewayDraft): GatewayChange[] {
-  return (['name', 'port', 'dataParsing', 'authType', 'thirdParty', 'x509', 'ocsp', 'certificates'] as const)
+  return (['name', 'port', 'dataParsing', 'authType', 'thirdParty', 'x509', 'ocsp', 'accessControl', 'certificates'] as const)
     .filter((key) => JSON.stringify(before[key]) !== JSON.stringify(after[key]));
 }
 
@@ -204,7 +213,8 @@ export async function checkDraft(draft: GatewayDraft, context: DraftCheckContext
   await checkThirdParty(draft, context);
   expectBoolean(draft.x509.enabled, 'x509.enabled');
   checkOcsp(draft);
-  return checkCertificateSet(draft, context);
+  const accessControl = checkAccessControl(draft.accessControl);
+  return checkCertificateSet({ ...draft, accessControl }, context);
 }
 
 export function checkName(name: unknown): void {

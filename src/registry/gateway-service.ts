@@ -175,6 +175,7 @@ export class GatewayService {
       thirdParty: this.#sealThirdParty(id, draft.thirdParty),
       x509Enabled: draft.x509.enabled,
       ocsp: draft.ocsp,
+      accessControl: draft.accessControl,
       serverCertificateChain: draft.certificates.serverCertificateChain,
       serverPrivateKeyEncrypted: this.#ctx.secrets.encrypt(draft.certificates.serverPrivateKey, this.#keyContext(id)),
       deviceRootCertificates: draft.certificates.deviceRootCertificates,
@@ -228,6 +229,7 @@ export class GatewayService {
       thirdParty: this.#openThirdParty(record),
       x509: { enabled: record.x509Enabled },
       ocsp: record.ocsp,
+      accessControl: record.accessControl,
     };
   }
 

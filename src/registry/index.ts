@@ -9,6 +9,7 @@ export {
 } from './webhook-service.ts';
 export * from './ports.ts';
 export * from './types.ts';
+export * from './access-control.ts';
 export type {
   DeviceRef, GatewayChange, RegistryEventMap, RegistryEventName, RegistryEventSource, RegistryListener,
 } from './events.ts';

@@ -4,6 +4,7 @@
  * `RegistryForDataPlane`. Nothing here imports an implementation.
  */
 import type { RegistryEventSource } from './events.ts';
+import type { AccessControl } from './access-control.ts';
 import type {
   AuthType, DataParsingConfig, Device, DeviceCertificateInfo, DeviceConnectionInfo, DeviceConnectionState,
   DeviceCredential, DeviceOrigin, GatewayProtocol, GatewayRuntimeConfig, GatewayStatus, OcspConfig,
@@ -23,6 +24,7 @@ export interface GatewayRecord {
   thirdParty: StoredThirdPartyConfig | null;
   x509Enabled: boolean;
   ocsp: OcspConfig;
+  accessControl: AccessControl;
   serverCertificateChain: string;
   /** AES-256-GCM under the master key (see secrets.ts); never the plain PEM. */
   serverPrivateKeyEncrypted: string;

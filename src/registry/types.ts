@@ -3,6 +3,8 @@
  * and the data plane see them. Field names follow DESIGN.md ("Contracts decided", "Shapes").
  */
 
+import type { AccessControl } from './access-control.ts';
+
 export type GatewayProtocol = 'MQTT';
 export type AuthType = 'ONE_PARTY' | 'THIRD_PARTY';
 export type OcspMode = 'DISABLED' | 'SERVER' | 'CLIENT' | 'SERVER_AND_CLIENT';
@@ -86,6 +88,8 @@ export interface GatewaySettings {
   thirdParty: ThirdPartyConfig | null;
   x509: { enabled: boolean };
   ocsp: OcspConfig;
+  /** Topic access control applied to every session of the gateway (issue 13). */
+  accessControl: AccessControl;
 }
 
 /** The HTTPS provider as the API shows it: the signing secret is write-only. */
@@ -149,14 +153,20 @@ export interface GatewayCreateInput {
   thirdParty?: ThirdPartyInput | null;
   x509?: { enabled?: boolean };
   ocsp?: { mode?: OcspMode; onResponderFailure?: OcspResponderFailurePolicy };
+  /** Default ALLOW with no rules. */
+  accessControl?: Partial<AccessControl>;
   certificates: CertificatesInput;
 }
 
 /**
  * A partial edit. Nested objects merge key by key, except `thirdParty`, which is replaced whole
- * (switching provider changes every field of it).
+ * (switching provider changes every field of it), and `accessControl.rules`, replaced whole (an
+ * ordered list: a merge by position would mean nothing).
  */
-export type GatewayUpdateInput = Partial<Omit<GatewayCreateInput, 'certificates'>> & { certificates?: CertificatesInput };
+export type GatewayUpdateInput = Partial<Omit<GatewayCreateInput, 'certificates' | 'accessControl'>> & {
+  certificates?: CertificatesInput;
+  accessControl?: Partial<AccessControl>;
+};
 
 /** A non-fatal finding returned with a save, e.g. a certificate that expires within 30 days. */
 export interface Warning {

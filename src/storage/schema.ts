@@ -14,6 +14,8 @@ export interface GatewaysTable {
   third_party: string | null;
   x509_enabled: number;
   ocsp: string;
+  /** JSON; null in rows stored before access control existed (read as the default, ALLOW with no rules). */
+  access_control: string | null;
   server_certificate_chain: string;
   server_private_key_encrypted: string;
   device_root_certificates: string | null;

@@ -70,6 +70,20 @@ describe('gatehouse CLI', () => {
     assert.equal((JSON.parse((await gatehouse('gateways', 'get', id, '--json')).out) as GatewayJson).authType, 'THIRD_PARTY');
   });
 
+  test('gateways update --acl-template / --acl-default / --acl-rule set topic access control', async () => {
+    const template = await gatehouse('gateways', 'update', id, '--acl-template', 'per-device', '--json');
+    assert.equal(template.code, 0, template.err);
+    assert.deepEqual((JSON.parse(template.out) as { accessControl: unknown }).accessControl,
+      { defaultAction: 'DENY', rules: [{ action: 'ALLOW', access: 'ALL', topic: 'devices/${deviceName}/#' }] });
+    const rules = await gatehouse('gateways', 'update', id, '--acl-default', 'ALLOW', '--acl-rule', 'DENY:SUBSCRIBE:#', '--acl-rule', 'ALLOW:PUBLISH:a:b/${clientId}', '--json');
+    assert.equal(rules.code, 0, rules.err);
+    assert.deepEqual((JSON.parse(rules.out) as { accessControl: unknown }).accessControl,
+      { defaultAction: 'ALLOW', rules: [{ action: 'DENY', access: 'SUBSCRIBE', topic: '#' }, { action: 'ALLOW', access: 'PUBLISH', topic: 'a:b/${clientId}' }] });
+    const bad = await gatehouse('gateways', 'update', id, '--acl-rule', 'ALLOW:READ:x');
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /GW_ERR_VALIDATION: accessControl.rules\[0\].access must be one of PUBLISH, SUBSCRIBE, ALL/);
+  });
+
   test('devices import a CSV file; failed rows are listed and the exit status is 1', async () => {
     const csv = path.join(files, 'devices.csv');
     await writeFile(csv, 'sn,username,password\nS1,cli-0001,pw1\nS2,bad,pw2\nS3,cli-0003,pw3\n');

@@ -25,6 +25,7 @@ function gateway(id: string, overrides: Partial<GatewayRecord> = {}): GatewayRec
     thirdParty: { provider: 'HTTPS', url: 'https://auth.example.com/verify', params: [{ key: 'sn', value: '${clientId}' }], caCertificate: null },
     x509Enabled: true,
     ocsp: { mode: 'SERVER_AND_CLIENT', onResponderFailure: 'REJECT' },
+    accessControl: { defaultAction: 'ALLOW', rules: [] },
     serverCertificateChain: 'CHAIN',
     serverPrivateKeyEncrypted: 'v1:sealed',
     deviceRootCertificates: 'ROOTS',
@@ -110,6 +111,10 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
         const edited = gateway('g1', {
           name: 'renamed', port: 20_000, dataParsing: { enabled: true, script: 'function transformPayload() {}' },
           thirdParty: { provider: 'FUNCTION', functionName: 'verify' }, trustedCertificate: 'TRUSTED', updatedAt: T1,
+          accessControl: {
+            defaultAction: 'DENY',
+            rules: [{ action: 'ALLOW', access: 'ALL', topic: 'devices/${deviceName}/#' }, { action: 'DENY', access: 'SUBSCRIBE', topic: '#' }],
+          },
         });
         await storage.gateways.update(edited);
         assert.deepEqual(await storage.gateways.get('g1'), edited);

@@ -44,6 +44,30 @@ const CertificatesInput = Type.Object({
   trustedCertificate: Type.Optional(Nullable(Pem('Server root certificate; required with SERVER / SERVER_AND_CLIENT OCSP'))),
 }, { additionalProperties: false });
 
+const AclRule = Type.Object({
+  action: Type.Enum(['ALLOW', 'DENY']),
+  access: Type.Enum(['PUBLISH', 'SUBSCRIBE', 'ALL']),
+  topic: Type.String({
+    description: 'A topic filter (+ and # allowed) whose levels may each be exactly one placeholder: '
+      + '${deviceName}, ${username}, ${clientId}, ${productKey}, ${cert.cn}. A placeholder value holding +, # or / never matches',
+  }),
+}, { additionalProperties: false });
+
+/** Shared with a third-party answer's `acl` (OpenAPI: the verification service's contract). */
+export const AclRules = Type.Array(AclRule, {
+  description: 'Read in order; the first rule that applies decides. A SUBSCRIBE is allowed by an ALLOW rule only when its filter '
+    + 'covers every topic the requested filter can match; a DENY rule refuses any filter that can match one of its topics. At most 100',
+});
+
+const AccessControlInput = Type.Object({
+  defaultAction: Type.Optional(Type.Enum(['ALLOW', 'DENY'], { description: 'When no rule applies; default ALLOW' })),
+  rules: Type.Optional(AclRules),
+}, {
+  additionalProperties: false,
+  description: 'Topic access control of every session. Default ALLOW with no rules. In an edit, rules are replaced whole. '
+    + 'Refusals: v5 SUBACK 0x87 per filter and PUBACK/PUBREC 0x87; v3.1.1 SUBACK 0x80, a PUBLISH acknowledged and dropped',
+});
+
 const settingsProperties = {
   name: Type.String({ description: '4-30 of A-Z a-z 0-9 _, unique' }),
   protocol: Type.String({ description: 'MQTT' }),
@@ -56,6 +80,7 @@ const settingsProperties = {
     mode: Type.Optional(OcspMode),
     onResponderFailure: Type.Optional(OcspFailure),
   }, { additionalProperties: false, description: 'CLIENT and SERVER_AND_CLIENT need x509.enabled' }),
+  accessControl: AccessControlInput,
 };
 
 export const GatewayCreateBody = Type.Object({
@@ -67,6 +92,7 @@ export const GatewayCreateBody = Type.Object({
   thirdParty: Type.Optional(settingsProperties.thirdParty),
   x509: Type.Optional(settingsProperties.x509),
   ocsp: Type.Optional(settingsProperties.ocsp),
+  accessControl: Type.Optional(settingsProperties.accessControl),
   certificates: CertificatesInput,
 }, { additionalProperties: false });
 
@@ -79,6 +105,7 @@ export const GatewayUpdateBody = Type.Object({
   thirdParty: Type.Optional(settingsProperties.thirdParty),
   x509: Type.Optional(settingsProperties.x509),
   ocsp: Type.Optional(settingsProperties.ocsp),
+  accessControl: Type.Optional(settingsProperties.accessControl),
   certificates: Type.Optional(CertificatesInput),
 }, {
   additionalProperties: false,
@@ -141,6 +168,7 @@ export const GatewayView = Type.Object({
   thirdParty: Nullable(ThirdPartyView),
   x509: Type.Object({ enabled: Type.Boolean() }),
   ocsp: Type.Object({ mode: OcspMode, onResponderFailure: OcspFailure }),
+  accessControl: Type.Object({ defaultAction: Type.Enum(['ALLOW', 'DENY']), rules: AclRules }),
   certificates: Type.Object({
     serverCertificateChain: Type.String(),
     deviceRootCertificates: Nullable(Type.String()),

@@ -4,6 +4,7 @@
  */
 import type { TLSSocket } from 'node:tls';
 import type { ProtocolVersion } from '../../mqtt/codec.ts';
+import type { AclRule } from '../../registry/access-control.ts';
 import type { DeviceCertificateInfo } from '../../registry/types.ts';
 
 /** What a device presented. The password stays a Buffer and is never logged. */
@@ -24,7 +25,8 @@ export interface Credential {
 }
 
 export type Decision =
-  | { kind: 'allow'; deviceName: string }
+  /** `acl`: rules a third-party answer carried for this device, applied before the gateway's. */
+  | { kind: 'allow'; deviceName: string; acl?: readonly AclRule[] }
   /** Refused: `reasonCode` is the v5 CONNACK code (0x86 bad credentials, 0x87 not authorized …). */
   | { kind: 'deny'; reasonCode: number; reason: string }
   /** Not this provider's call: the next one decides. */

@@ -6,12 +6,14 @@
 import type { Migration, MigrationProvider } from 'kysely';
 import { initialSchema } from './0001-initial.ts';
 import { platformSchema } from './0002-platform.ts';
+import { accessControlSchema } from './0003-access-control.ts';
 
 export class BundledMigrations implements MigrationProvider {
   getMigrations(): Promise<Record<string, Migration>> {
     return Promise.resolve({
       '0001-initial': initialSchema(),
       '0002-platform': platformSchema(),
+      '0003-access-control': accessControlSchema(),
     });
   }
 }

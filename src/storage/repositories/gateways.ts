@@ -1,6 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { GatewayRecord, GatewayRepository } from '../../registry/ports.ts';
 import type { AuthType, GatewayProtocol, GatewayStatus } from '../../registry/types.ts';
+import { DEFAULT_ACCESS_CONTROL, type AccessControl } from '../../registry/access-control.ts';
 import { mappingDuplicates } from '../errors.ts';
 import { fromJson, fromNullableJson, toJson, toNullableJson } from '../json.ts';
 import type { Database, GatewaysTable } from '../schema.ts';
@@ -17,6 +18,7 @@ function toRow(r: GatewayRecord): GatewaysTable {
     third_party: toNullableJson(r.thirdParty),
     x509_enabled: r.x509Enabled ? 1 : 0,
     ocsp: toJson(r.ocsp),
+    access_control: toJson(r.accessControl),
     server_certificate_chain: r.serverCertificateChain,
     server_private_key_encrypted: r.serverPrivateKeyEncrypted,
     device_root_certificates: r.deviceRootCertificates,
@@ -41,6 +43,7 @@ function fromRow(row: Selectable<GatewaysTable>): GatewayRecord {
     thirdParty: fromNullableJson(row.third_party),
     x509Enabled: Boolean(row.x509_enabled),
     ocsp: fromJson(row.ocsp),
+    accessControl: fromNullableJson<AccessControl>(row.access_control) ?? DEFAULT_ACCESS_CONTROL,
     serverCertificateChain: row.server_certificate_chain,
     serverPrivateKeyEncrypted: row.server_private_key_encrypted,
     deviceRootCertificates: row.device_root_certificates,

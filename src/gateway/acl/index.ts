@@ -1,0 +1,1 @@
+export { compileSessionAcl, SessionAcl, type AclValues } from './session-acl.ts';
