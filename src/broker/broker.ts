@@ -122,7 +122,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     return `gh-${randomBytes(9).toString('base64url')}`;
   }
 
-  openSession(conn: Connection, cleanStart: boolean): { session: Session; present: boolean } {
+  /** `owner` was checked by the CONNECT (a session of another owner is never opened here); a new session records it. */
+  openSession(conn: Connection, cleanStart: boolean, owner?: string): { session: Session; present: boolean } {
     const clientId = conn.clientId;
     let session = this.#sessions.get(clientId);
     if (session?.link instanceof Connection && session.link !== conn) {
@@ -146,7 +147,9 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     }
     if (session === undefined) {
       session = this.#newSession(clientId);
+      session.owner = owner;
     } else {
+      session.owner ??= owner; // a session stored before owners were recorded is claimed by its first owner
       present = true; // [MQTT-3.2.2-3]
     }
     conn.session = session;
@@ -188,6 +191,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       session.expiryInterval = stored.expiryInterval;
       session.disconnectedAt = closedAt;
       session.subscriptionsStored = true; // they come from the store: nothing to write back
+      session.owner = stored.owner;
       for (const sub of stored.subscriptions) {
         const shared = parseSharedFilter(sub.raw);
         // Stored before a limit was lowered (or damaged): never handed to the router.

@@ -27,8 +27,11 @@ export interface BrokerContext {
   /**
    * Binds an authenticated connection to its session: takes over a connected one [MQTT-3.1.4-3],
    * discards it on Clean Start [MQTT-3.1.2-4] or resumes it [MQTT-3.1.2-5]. Returns Session Present.
+   * A new session records `owner`.
    */
-  openSession(conn: Connection, cleanStart: boolean): { session: Session; present: boolean };
+  openSession(conn: Connection, cleanStart: boolean, owner?: string): { session: Session; present: boolean };
+  /** The session kept under a client id, connected or not. */
+  getSession(clientId: string): Session | undefined;
   /** Routes an accepted message to subscribers and the retained store. */
   publish(message: Message, from: ClientInfo | null): void;
   subscribe(sub: Subscription): void;

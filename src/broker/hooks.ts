@@ -18,7 +18,11 @@ export interface ConnectRequest {
 }
 
 export type AuthResult =
-  | { ok: true; identity?: unknown }
+  /**
+   * `owner`: who the client is (a gateway's device). A session created under one owner is never resumed
+   * nor taken over under another: that CONNECT is refused 0x85 (v3.1.1: 2). Absent = no ownership.
+   */
+  | { ok: true; identity?: unknown; owner?: string }
   | { ok: false; reasonCode: number; reasonString?: string };
 
 /** A connected client as hooks and events see it. */

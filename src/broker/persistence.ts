@@ -27,6 +27,8 @@ export interface StoredSubscription {
 
 export interface StoredSession {
   clientId: string;
+  /** Who may resume it (`AuthResult.owner`); absent for sessions without one. */
+  owner?: string;
   expiryInterval: number;
   /** Epoch ms the last connection closed; null while connected. */
   disconnectedAt: number | null;

@@ -90,6 +90,8 @@ export class Session {
   disconnectedAt: number | null = null;
   /** Set by the engine when durable state is configured. */
   journal: Journal | null = null;
+  /** The principal that created the session (`AuthResult.owner`); only it may resume or take it over. */
+  owner: string | undefined;
 
   // Collections are created on first use: most devices hold one session and are idle most of the time.
   #inflightTable: InflightTable<Outbound> | undefined;
@@ -180,6 +182,7 @@ export class Session {
   snapshot(): StoredSession {
     return {
       clientId: this.clientId,
+      ...(this.owner !== undefined ? { owner: this.owner } : {}),
       expiryInterval: this.expiryInterval,
       disconnectedAt: this.disconnectedAt,
       subscriptions: [], // journaled one by one (subscriptionChanged)

@@ -262,7 +262,8 @@ export class GatewayInstance {
     const withCertificate: DeviceIdentity = step.certificate === undefined ? identity : { ...identity, certificate: step.certificate.info };
     // Placeholders are filled once here, with every fact of the CONNECT known [issue 13].
     const access: SessionAccess = { acl: this.#compileAcl(withCertificate, deviceRules, req.username, req.clientId), deviceRules, username: req.username, clientId: req.clientId };
-    return { ok: true, identity: { ...withCertificate, access } };
+    // The device owns its sessions: another device presenting the same client id is refused 0x85 (broker CONNECT step).
+    return { ok: true, identity: { ...withCertificate, access }, owner: identity.deviceName };
   }
 
   #compileAcl(identity: DeviceIdentity, deviceRules: readonly AclRule[], username: string | undefined, clientId: string): SessionAcl {

@@ -31,7 +31,14 @@ CREATE TABLE IF NOT EXISTS mqtt_session_messages (
 `;
 
 interface RetainedRow { topic: string; payload: Buffer; qos: number; properties: string | null; expires_at: number; sender_id: string }
-interface SessionRow { client_id: string; expiry_interval: number; disconnected_at: number | null; subscriptions: string; incoming_qos2: string }
+/** Columns added after the first release, for files created before them (CREATE TABLE IF NOT EXISTS keeps old tables). */
+function addLaterColumns(db: Database.Database): void {
+  const columns = (db.prepare('PRAGMA table_info(mqtt_sessions)').all() as { name: string }[]).map((c) => c.name);
+  // Issue 13: the device that owns a session (null in sessions stored before: claimed by the first owner to resume it).
+  if (!columns.includes('owner')) db.exec('ALTER TABLE mqtt_sessions ADD COLUMN owner TEXT');
+}
+
+interface SessionRow { client_id: string; owner: string | null; expiry_interval: number; disconnected_at: number | null; subscriptions: string; incoming_qos2: string }
 interface SubscriptionRow {
   client_id: string; raw: string; qos: number; no_local: number; retain_as_published: number; retain_handling: number; subscription_id: number | null;
 }
@@ -61,12 +68,13 @@ export class SqliteBrokerStore implements BrokerPersistence {
     this.#db = db;
     this.#gatewayId = gatewayId;
     db.exec(BROKER_STATE_DDL);
+    addLaterColumns(db);
     this.#putRetained = db.prepare(`INSERT INTO mqtt_retained (gateway_id, topic, payload, qos, properties, expires_at, sender_id)
       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, topic) DO UPDATE SET payload = excluded.payload, qos = excluded.qos,
       properties = excluded.properties, expires_at = excluded.expires_at, sender_id = excluded.sender_id`);
     this.#deleteRetained = db.prepare('DELETE FROM mqtt_retained WHERE gateway_id = ? AND topic = ?');
-    this.#putSession = db.prepare(`INSERT INTO mqtt_sessions (gateway_id, client_id, expiry_interval, disconnected_at, subscriptions, incoming_qos2)
-      VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, client_id) DO UPDATE SET expiry_interval = excluded.expiry_interval,
+    this.#putSession = db.prepare(`INSERT INTO mqtt_sessions (gateway_id, client_id, owner, expiry_interval, disconnected_at, subscriptions, incoming_qos2)
+      VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, client_id) DO UPDATE SET owner = excluded.owner, expiry_interval = excluded.expiry_interval,
       disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, incoming_qos2 = excluded.incoming_qos2`);
     this.#deleteSession = db.prepare('DELETE FROM mqtt_sessions WHERE gateway_id = ? AND client_id = ?');
     this.#deleteSessionMessages = db.prepare('DELETE FROM mqtt_session_messages WHERE gateway_id = ? AND client_id = ?');
@@ -100,9 +108,9 @@ export class SqliteBrokerStore implements BrokerPersistence {
         retainHandling: r.retain_handling, subscriptionId: r.subscription_id ?? undefined,
       });
     }
-    const sessions = (this.#db.prepare('SELECT client_id, expiry_interval, disconnected_at, incoming_qos2 FROM mqtt_sessions WHERE gateway_id = ?')
+    const sessions = (this.#db.prepare('SELECT client_id, owner, expiry_interval, disconnected_at, incoming_qos2 FROM mqtt_sessions WHERE gateway_id = ?')
       .all(g) as SessionRow[]).map((r): StoredSession => ({
-      clientId: r.client_id, expiryInterval: r.expiry_interval, disconnectedAt: r.disconnected_at,
+      clientId: r.client_id, ...(r.owner !== null ? { owner: r.owner } : {}), expiryInterval: r.expiry_interval, disconnectedAt: r.disconnected_at,
       subscriptions: filters.get(r.client_id) ?? [],
       incomingQos2: JSON.parse(r.incoming_qos2) as number[],
     }));
@@ -168,7 +176,7 @@ export class SqliteBrokerStore implements BrokerPersistence {
       else this.#putRetained.run(g, topic, m.payload, m.qos, encodeProperties(m.properties), m.expiresAt, m.senderId);
     }
     for (const [clientId, s] of batch.sessions) {
-      if (s !== null) this.#putSession.run(g, clientId, s.expiryInterval, s.disconnectedAt, '[]', JSON.stringify(s.incomingQos2));
+      if (s !== null) this.#putSession.run(g, clientId, s.owner ?? null, s.expiryInterval, s.disconnectedAt, '[]', JSON.stringify(s.incomingQos2));
     }
     for (const [key, sub] of batch.subscriptions) {
       const sep = key.indexOf('\u0000');

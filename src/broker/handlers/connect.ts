@@ -19,6 +19,8 @@ interface ConnectAttempt {
   serverKeepAlive: number | undefined;
   sessionExpiry: number;
   sessionExpiryLowered: boolean;
+  /** Who the authentication hook says the client is (see `AuthResult`). */
+  owner?: string;
 }
 
 type StepResult = { refuse: number; reasonString?: string } | void;
@@ -113,6 +115,20 @@ async function authenticateWith(hook: NonNullable<BrokerHooks['authenticate']>, 
   }
   if (!result.ok) return { refuse: result.reasonCode, reasonString: result.reasonString };
   conn.identity = result.identity;
+  a.owner = result.owner;
+}
+
+/**
+ * A session belongs to the principal that created it: another one presenting the same client id is
+ * refused rather than given the session (its queued messages) or the power to end it (a takeover or a
+ * Clean Start would discard it) [MQTT-3.1.4-3 applies within one owner]. Refusing beats keying sessions
+ * by owner + client id: the client id stays the one name of a session, for downlink and operators alike.
+ */
+function checkSessionOwner(a: ConnectAttempt): StepResult {
+  const existing = a.conn.broker.getSession(a.clientId);
+  if (existing?.owner !== undefined && a.owner !== undefined && existing.owner !== a.owner) {
+    return { refuse: RC.CLIENT_IDENTIFIER_NOT_VALID, reasonString: 'client identifier in use by another device' };
+  }
 }
 
 function storeWill(a: ConnectAttempt): StepResult {
@@ -141,6 +157,7 @@ const CONNECT_STEPS: readonly Step[] = [
   checkWill,
   negotiateLimits,
   authenticate,
+  checkSessionOwner,
   storeWill,
 ];
 
@@ -192,7 +209,7 @@ function accept(a: ConnectAttempt): void {
   const { conn } = a;
   const opts = conn.broker.options;
   conn.clientId = a.clientId;
-  const { session, present } = conn.broker.openSession(conn, a.packet.clean !== false);
+  const { session, present } = conn.broker.openSession(conn, a.packet.clean !== false, a.owner);
   session.expiryInterval = a.sessionExpiry;
   session.disconnectedAt = null;
   session.changed();
