@@ -9,6 +9,8 @@
  * | `deny`          | 401                                                        |
  * | `forbid`        | 403                                                        |
  * | `boom`          | 500                                                        |
+ * | `boom:<x>`      | 500                                                        |
+ * | `bad:<x>`       | 400 (a username the service finds malformed)               |
  * | `slow`          | 200 with a valid deviceName, after `slowMs` (default 2 s)  |
  * | `badjson`       | 200 with a body that is not JSON                           |
  * | `nodevice`      | 200 `{"result": "ok"}` (no deviceName)                     |
@@ -68,6 +70,8 @@ function sendHuge(res: import('node:http').ServerResponse, verifier: HttpsVerifi
 
 function answer(username: string): { status: number; body?: string } {
   if (username.startsWith('ok:')) return { status: 200, body: JSON.stringify({ deviceName: username.slice(3) }) };
+  if (username.startsWith('boom:')) return { status: 500, body: '{"error":"crashed on this input"}' };
+  if (username.startsWith('bad:')) return { status: 400, body: '{"error":"malformed username"}' };
   switch (username) {
     case 'forbid': return { status: 403 };
     case 'boom': return { status: 500, body: '{"error":"database down"}' };

@@ -2,22 +2,39 @@
  * A backend that keeps failing trips the breaker: for `openMs` every device is answered "server
  * unavailable" at once instead of piling up behind timeouts. Then one probe call is let through
  * (half-open); its success closes the breaker, its failure opens it again.
+ *
+ * Only an outage seen by many callers opens it (issue 13): the failures in a row must come from at least
+ * `failureThreshold` distinct usernames and `minAddresses` distinct source addresses. One stranger, from
+ * one address or with one username, whose CONNECTs make the customer's service fail, cannot lock every
+ * other device out; it only pays its own timeouts. The callers only count failures the backend is to
+ * blame for (timeouts, network errors, 5xx): a 4xx is that device's refusal.
  */
 import type { BreakerState } from '../third-party.ts';
 
 export interface BreakerOptions {
-  /** Consecutive backend failures that open the breaker. */
+  /** Consecutive backend failures, from as many distinct usernames, that open the breaker. */
   failureThreshold: number;
+  /** Distinct source addresses among those failures. */
+  minAddresses: number;
   openMs: number;
 }
 
-export const BREAKER_DEFAULTS: BreakerOptions = { failureThreshold: 5, openMs: 10_000 };
+export const BREAKER_DEFAULTS: BreakerOptions = { failureThreshold: 5, minAddresses: 2, openMs: 10_000 };
+
+/** Who made the call that failed. */
+export interface FailureSource {
+  username: string | undefined;
+  address: string | undefined;
+}
 
 export class CircuitBreaker {
   readonly #options: BreakerOptions;
   readonly #onChange: (state: BreakerState) => void;
   #state: BreakerState = 'closed';
   #failures = 0;
+  /** Distinct callers of the current run of failures (bounded: counting stops at the thresholds). */
+  readonly #usernames = new Set<string>();
+  readonly #addresses = new Set<string>();
   #openedAt = 0;
   #probing = false;
 
@@ -43,19 +60,31 @@ export class CircuitBreaker {
 
   /** The backend answered (accept or reject: it works). */
   recordSuccess(): void {
-    this.#failures = 0;
+    this.#reset();
     this.#probing = false;
     if (this.#state !== 'closed') this.#set('closed');
   }
 
-  recordFailure(now = Date.now()): void {
+  recordFailure(source: FailureSource, now = Date.now()): void {
     this.#failures++;
+    if (this.#usernames.size < this.#options.failureThreshold) this.#usernames.add(source.username ?? '');
+    if (this.#addresses.size < this.#options.minAddresses) this.#addresses.add(source.address ?? '');
     const probeFailed = this.#state === 'half_open';
     this.#probing = false;
-    if (probeFailed || (this.#state === 'closed' && this.#failures >= this.#options.failureThreshold)) {
+    const widespread = this.#failures >= this.#options.failureThreshold
+      && this.#usernames.size >= this.#options.failureThreshold
+      && this.#addresses.size >= this.#options.minAddresses;
+    if (probeFailed || (this.#state === 'closed' && widespread)) {
       this.#openedAt = now;
+      this.#reset();
       this.#set('open');
     }
+  }
+
+  #reset(): void {
+    this.#failures = 0;
+    this.#usernames.clear();
+    this.#addresses.clear();
   }
 
   #set(state: BreakerState): void {

@@ -1,10 +1,11 @@
 /**
  * Third-party verification by the customer's HTTPS service. One undici Agent per service keeps
  * connections alive between CONNECTs; TLS verification is always on (the gateway's CA certificate, when
- * set, replaces the system store). 2xx with a valid `deviceName` = accept; 401/403 or 2xx without one =
- * reject; a timeout, any other status, a network error or an unreadable body = backend failure, which
- * is never an accept. Answers are cached (accepts longer than rejects) and a failing backend trips a
- * circuit breaker.
+ * set, replaces the system store). 2xx with a valid `deviceName` = accept; any 4xx or 2xx without one =
+ * reject (the service refused that device: a 400 for a username it finds malformed is no outage); a
+ * timeout, a 5xx, another status, a network error or an unreadable body = backend failure, which is never
+ * an accept. Answers are cached (accepts longer than rejects); timeouts, network errors and 5xx from
+ * many callers trip a circuit breaker.
  */
 import { Agent, request } from 'undici';
 import type { Logger } from '../../../core/logger.ts';
@@ -16,6 +17,9 @@ import { BREAKER_DEFAULTS, CircuitBreaker, type BreakerOptions } from './circuit
 import { ResultCache, type CachedAnswer } from './result-cache.ts';
 import { signatureHeaders, verificationBody } from './verification-request.ts';
 import { readBounded } from './read-bounded.ts';
+
+/** Failures that are the service's fault, counted by the circuit breaker (issue 13). */
+const BREAKER_FAILURES = new Set(['timeout', 'network', 'http_5xx']);
 
 /** A verification answer is a small JSON object; anything bigger is not one. */
 const MAX_RESPONSE_BYTES = 64 * 1024;
@@ -64,7 +68,8 @@ export class HttpsAuthenticator implements Authenticator {
     }
     const outcome = await this.#call(body);
     if (outcome.kind === 'failure') {
-      this.#breaker.recordFailure();
+      // Only the backend's own faults count; a body it sent that we cannot read is not an outage.
+      if (BREAKER_FAILURES.has(outcome.failure)) this.#breaker.recordFailure({ username: credential.username, address: credential.remoteAddress });
       countFailure(this.stats, outcome.failure);
       return { kind: 'unavailable', reason: `https_${outcome.failure}: ${outcome.detail}` };
     }
@@ -103,7 +108,7 @@ export class HttpsAuthenticator implements Authenticator {
         headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
       });
       status = response.statusCode;
-      if (status === 401 || status === 403 || status < 200 || status >= 300) {
+      if (status < 200 || status >= 300) {
         await response.body.dump();
       } else {
         const length = Number(response.headers['content-length'] ?? 0);
@@ -122,7 +127,7 @@ export class HttpsAuthenticator implements Authenticator {
       }
       return { kind: 'failure', failure: 'network', detail: e.code ?? e.message };
     }
-    if (status === 401 || status === 403) return { kind: 'reject', reason: `service_refused_${status}` };
+    if (status >= 400 && status < 500) return { kind: 'reject', reason: `service_refused_${status}` };
     if (status < 200 || status >= 300) return { kind: 'failure', failure: status >= 500 ? 'http_5xx' : 'http_other', detail: `status ${status}` };
     let parsed: unknown;
     try {
