@@ -341,6 +341,16 @@ export class GatewayInstance {
           this.#log.info({ ...who, reason: 'device_name_invalid', deviceName: decision.deviceName.slice(0, 80) }, 'connect_denied');
           return { ok: false, reasonCode: RC.BAD_USER_NAME_OR_PASSWORD };
         }
+        // Disabled means disabled whoever verified the device (issue 13): the one-party rows carry the flag,
+        // a function's or an HTTPS service's accept (maybe cached) does not know it.
+        if (this.#config.authType === 'THIRD_PARTY') {
+          const device = await this.#deps.directory.findDevice(this.#config.productKey, decision.deviceName);
+          if (device?.status === 'DISABLED') {
+            this.#authStats.denied++;
+            this.#log.info({ ...who, reason: 'device_disabled', deviceName: decision.deviceName }, 'connect_denied');
+            return { ok: false, reasonCode: RC.NOT_AUTHORIZED };
+          }
+        }
         this.#authStats.allowed++;
         if (req.username !== undefined) this.#throttle.recordSuccess(`u:${req.username}`);
         const identity: DeviceIdentity = { gatewayId: this.#config.id, productKey: this.#config.productKey, deviceName: decision.deviceName };
