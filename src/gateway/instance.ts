@@ -3,7 +3,6 @@
  * another's messages) behind its own TLS listener, with the gateway's verification in the CONNECT path.
  */
 import tls from 'node:tls';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Broker, guardTlsServer, type AuthResult, type BrokerOptions, type BrokerPersistence, type ClientInfo, type ConnectRequest } from '../broker/index.ts';
 import { RC } from '../mqtt/reason-codes.ts';
 import type { Logger } from '../core/logger.ts';
@@ -20,7 +19,8 @@ import { FunctionAuthenticator, type FunctionScripts } from './auth/function/ind
 import { HttpsAuthenticator } from './auth/https/index.ts';
 import type { ThirdPartyStats } from './auth/third-party.ts';
 import { checkedDeviceName } from '../registry/index.ts';
-import { FailureThrottle } from './auth/throttle.ts';
+import { ConnectThrottle } from './auth/throttle.ts';
+import type { Decision } from './auth/authenticator.ts';
 import { tlsInputsDiffer, tlsOptionsFor } from './tls/server-options.ts';
 import { CertificateChecks } from './tls/certificate-checks.ts';
 import type { OcspTimings } from './tls/ocsp-cache.ts';
@@ -68,7 +68,7 @@ export class GatewayInstance {
   #imported: ImportedAuthenticator;
   /** The third-party provider, kept across edits that leave `thirdParty` alone (its cache and breaker stay). */
   #thirdParty: { key: string; provider: FunctionAuthenticator | HttpsAuthenticator } | null = null;
-  readonly #throttle = new FailureThrottle();
+  readonly #throttle = new ConnectThrottle();
   readonly #authStats = { allowed: 0, denied: 0, unavailable: 0 };
   /** PUBLISH and SUBSCRIBE refused by topic access control (a v3.1.1 PUBLISH is acknowledged and dropped). */
   readonly #aclRefusals = { publish: 0, subscribe: 0 };
@@ -319,8 +319,32 @@ export class GatewayInstance {
     return RC.NOT_AUTHORIZED; // v5 SUBACK 0x87 for this filter; v3.1.1 0x80
   }
 
+  /**
+   * The throttle step, then the chain: an attempt first waits its turn (one at a time per username and
+   * address pair, bounded per username and per address) and the delay its pair's or address's past
+   * failures earned, and only then costs a hash or an outbound call (issue 13). Attempts beyond the
+   * queues are refused at once with 0x9F (v3.1.1: 3).
+   */
   async #authenticate(req: ConnectRequest): Promise<ChainOutcome> {
-    const decision = await this.#chain.authenticate({
+    const turn = await this.#throttle.enter(req.username, req.remoteAddress);
+    if (turn === null) {
+      this.#authStats.denied++;
+      this.#log.info({ clientId: req.clientId, username: req.username, remoteAddress: req.remoteAddress, reason: 'too_many_attempts' }, 'connect_throttled');
+      return { ok: false, reasonCode: RC.CONNECTION_RATE_EXCEEDED };
+    }
+    let outcome: 'success' | 'failure' | 'other' = 'other';
+    try {
+      const decision = await this.#runChain(req);
+      if (decision.kind === 'allow') outcome = 'success';
+      else if (decision.kind === 'deny') outcome = 'failure';
+      return await this.#decide(req, decision);
+    } finally {
+      turn.finish(outcome);
+    }
+  }
+
+  #runChain(req: ConnectRequest): Promise<Decision> {
+    return this.#chain.authenticate({
       clientId: req.clientId,
       username: req.username,
       password: req.password,
@@ -330,6 +354,9 @@ export class GatewayInstance {
       socket: req.socket instanceof tls.TLSSocket ? req.socket : undefined,
       certificate: this.#certificates.certificateOf(req.socket)?.info,
     });
+  }
+
+  async #decide(req: ConnectRequest, decision: Decision): Promise<ChainOutcome> {
     // Device-supplied text is bounded in logs; a reason (a function's message) never carries the password.
     const who = { clientId: logText(req.clientId), username: logText(req.username), remoteAddress: req.remoteAddress };
     const reasonOf = (reason: string): string | undefined => logText(reason, { secret: req.password });
@@ -352,15 +379,12 @@ export class GatewayInstance {
           }
         }
         this.#authStats.allowed++;
-        if (req.username !== undefined) this.#throttle.recordSuccess(`u:${req.username}`);
         const identity: DeviceIdentity = { gatewayId: this.#config.id, productKey: this.#config.productKey, deviceName: decision.deviceName };
         return { ok: true, identity, deviceRules: decision.acl ?? [] };
       }
       case 'deny': {
         this.#authStats.denied++;
-        const delay = this.#throttle.recordFailure([`u:${req.username ?? ''}`, `a:${req.remoteAddress ?? ''}`]);
-        this.#log.info({ ...who, reason: reasonOf(decision.reason), delayMs: delay }, 'connect_denied');
-        if (delay > 0) await sleep(delay);
+        this.#log.info({ ...who, reason: reasonOf(decision.reason) }, 'connect_denied');
         return { ok: false, reasonCode: decision.reasonCode };
       }
       case 'unavailable':

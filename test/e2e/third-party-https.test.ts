@@ -49,6 +49,11 @@ async function connect(gw: GatewayJson, username: string, options: mqtt.IClientO
   return outcome.code;
 }
 
+/** MQTT.js passes socket options through to tls.connect: the source address of the connection. */
+function fromAddress(localAddress: string): mqtt.IClientOptions {
+  return { localAddress } as unknown as mqtt.IClientOptions;
+}
+
 before(async () => {
   pki = await getPki();
   gh = await startTestGatehouse();
@@ -158,7 +163,7 @@ test('accepts and rejects are cached: the same credentials do not reach the serv
 test('a backend that keeps failing for many devices trips the breaker: devices are answered at once without calling it', async () => {
   const gw = await createGateway('https_breaker', { params: [] });
   // An outage: five devices from two addresses all get 5xx (issue 13: one caller alone cannot open it).
-  for (let i = 0; i < 5; i++) assert.equal(await connect(gw, `boom:device-${i}`, { localAddress: `127.0.0.${1 + (i % 2)}` }), SERVER_UNAVAILABLE);
+  for (let i = 0; i < 5; i++) assert.equal(await connect(gw, `boom:device-${i}`, fromAddress(`127.0.0.${1 + (i % 2)}`)), SERVER_UNAVAILABLE);
   const before = verifier.requests.length;
   assert.equal(await connect(gw, 'ok:would-be-fine'), SERVER_UNAVAILABLE);
   assert.equal(verifier.requests.length, before, 'the open breaker did not call the service');

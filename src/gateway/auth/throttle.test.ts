@@ -29,3 +29,53 @@ test('the number of tracked keys is bounded', () => {
   // The oldest were evicted: u:0 starts over.
   assert.equal(t.recordFailure(['u:0'], 20), 10);
 });
+
+import { ConnectThrottle } from './throttle.ts';
+
+/** A throttle whose sleeps are recorded and resolve at once. */
+function throttle(options: ConstructorParameters<typeof ConnectThrottle>[0] = {}): { t: ConnectThrottle; slept: number[] } {
+  const slept: number[] = [];
+  return { t: new ConnectThrottle({ freeFailures: 1, baseDelayMs: 100, ...options }, (ms) => { slept.push(ms); return Promise.resolve(); }), slept };
+}
+
+test('attempts of one username and address run one at a time; beyond the queue they are refused without work', async () => {
+  const { t } = throttle({ maxWaitingPerPair: 2 });
+  const first = await t.enter('meter', '10.0.0.1');
+  assert.ok(first);
+  const waiting = [t.enter('meter', '10.0.0.1'), t.enter('meter', '10.0.0.1')];
+  assert.equal(await t.enter('meter', '10.0.0.1'), null, 'the queue is full');
+  let second: Awaited<(typeof waiting)[0]> | undefined;
+  void waiting[0]!.then((turn) => { second = turn; });
+  await Promise.resolve();
+  assert.equal(second, undefined, 'still waiting while the first runs');
+  first.finish('failure');
+  (await waiting[0]!)!.finish('failure');
+  (await waiting[1]!)!.finish('failure');
+});
+
+test('the delay earned by past failures is waited before the work, and only by that pair or address', async () => {
+  const { t, slept } = throttle();
+  for (let i = 0; i < 3; i++) (await t.enter('meter', '10.0.0.1'))!.finish('failure');
+  assert.deepEqual(slept, [100], 'the third attempt waited for the second failure');
+  (await t.enter('meter', '10.0.0.1'))!.finish('other');
+  assert.deepEqual(slept, [100, 200]);
+  // The same username from another address (the real device) and another username from another address: no wait.
+  (await t.enter('meter', '10.0.0.2'))!.finish('success');
+  (await t.enter('other', '10.0.0.3'))!.finish('success');
+  assert.deepEqual(slept, [100, 200]);
+});
+
+test('an address failing with many usernames is slowed after its own free failures', async () => {
+  const { t, slept } = throttle({ freeAddressFailures: 2 });
+  for (let i = 0; i < 4; i++) (await t.enter(`user-${i}`, '10.0.0.9'))!.finish('failure');
+  assert.deepEqual(slept, [100]);
+});
+
+test('concurrent verifications per username are bounded across addresses', async () => {
+  const { t } = throttle({ maxConcurrentPerUsername: 1, maxWaitingPerUsername: 0 });
+  const first = await t.enter('meter', '10.0.0.1');
+  assert.ok(first);
+  assert.equal(await t.enter('meter', '10.0.0.2'), null);
+  first.finish('success');
+  assert.ok(await t.enter('meter', '10.0.0.2'));
+});
