@@ -295,7 +295,7 @@ export class GatewayInstance {
     for (const sub of [...session.subscriptions.values()]) {
       if (acl.canSubscribe(sub.filter)) continue;
       this.broker.unsubscribe(sub);
-      this.#log.info({ clientId, filter: sub.raw }, 'subscription_removed_by_access_control');
+      this.#log.info({ clientId: logText(clientId), filter: logText(sub.raw) }, 'subscription_removed_by_access_control');
     }
   }
 
@@ -303,7 +303,7 @@ export class GatewayInstance {
     const access = (client.identity as DeviceIdentity | undefined)?.access;
     if (access === undefined || access.acl.canPublish(topic)) return RC.SUCCESS;
     this.#aclRefusals.publish++;
-    if (this.#log.isLevelEnabled('debug')) this.#log.debug({ clientId: client.clientId, topic }, 'publish_refused_by_access_control');
+    if (this.#log.isLevelEnabled('debug')) this.#log.debug({ clientId: logText(client.clientId), topic: logText(topic) }, 'publish_refused_by_access_control');
     return RC.NOT_AUTHORIZED; // v5 PUBACK/PUBREC 0x87; v3.1.1: acknowledged and dropped, as Mosquitto does
   }
 
@@ -315,7 +315,7 @@ export class GatewayInstance {
     const filter = shared === null || shared === 'invalid' ? raw : shared.filter;
     if (access.acl.canSubscribe(filter)) return qos;
     this.#aclRefusals.subscribe++;
-    this.#log.info({ clientId: client.clientId, filter: raw }, 'subscribe_refused_by_access_control');
+    this.#log.info({ clientId: logText(client.clientId), filter: logText(raw) }, 'subscribe_refused_by_access_control');
     return RC.NOT_AUTHORIZED; // v5 SUBACK 0x87 for this filter; v3.1.1 0x80
   }
 
@@ -329,7 +329,7 @@ export class GatewayInstance {
     const turn = await this.#throttle.enter(req.username, req.remoteAddress);
     if (turn === null) {
       this.#authStats.denied++;
-      this.#log.info({ clientId: req.clientId, username: req.username, remoteAddress: req.remoteAddress, reason: 'too_many_attempts' }, 'connect_throttled');
+      this.#log.info({ clientId: logText(req.clientId), username: logText(req.username), remoteAddress: req.remoteAddress, reason: 'too_many_attempts' }, 'connect_throttled');
       return { ok: false, reasonCode: RC.CONNECTION_RATE_EXCEEDED };
     }
     let outcome: 'success' | 'failure' | 'other' = 'other';
