@@ -39,7 +39,7 @@ function throttle(options: ConstructorParameters<typeof ConnectThrottle>[0] = {}
 }
 
 test('attempts of one username and address run one at a time; beyond the queue they are refused without work', async () => {
-  const { t } = throttle({ maxWaitingPerPair: 2 });
+  const { t } = throttle({ maxQueuedPerPair: 2 });
   const first = await t.enter('meter', '10.0.0.1');
   assert.ok(first);
   const waiting = [t.enter('meter', '10.0.0.1'), t.enter('meter', '10.0.0.1')];
@@ -78,4 +78,19 @@ test('concurrent verifications per username are bounded across addresses', async
   assert.equal(await t.enter('meter', '10.0.0.2'), null);
   first.finish('success');
   assert.ok(await t.enter('meter', '10.0.0.2'));
+});
+
+test('guesses queued while the pair looked innocent are refused but a few once it is throttled', async () => {
+  const { t } = throttle({ freeFailures: 1, maxQueuedPerPair: 64, maxWaitingPerPair: 2 });
+  const first = (await t.enter('meter', '10.0.0.1'))!;
+  const queued = Array.from({ length: 10 }, () => t.enter('meter', '10.0.0.1'));
+  first.finish('failure'); // 1 failure: still free; the next in line gets its turn
+  const second = (await queued[0]!)!;
+  second.finish('failure'); // 2 failures: throttled, the queue is cut to 2
+  const outcomes = await Promise.all(queued.slice(1).map(async (p) => {
+    const turn = await p;
+    turn?.finish('failure');
+    return turn === null ? 'refused' : 'ran';
+  }));
+  assert.deepEqual(outcomes, ['ran', 'ran', ...Array(7).fill('refused')]);
 });

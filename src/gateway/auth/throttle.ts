@@ -5,7 +5,9 @@
  * username alone: a device is only slowed down by failures from its own address, so a stranger guessing
  * its password elsewhere cannot lock it out. Attempts of one pair run one at a time and each waits the
  * delay its pair's (or address's) past failures earned *before* doing any work, so 200 parallel guesses
- * cost what 200 sequential ones do; attempts beyond a short queue are refused at once, without work.
+ * cost what 200 sequential ones do. Once a pair has failed more than its free failures, only a short
+ * queue of its attempts may wait; the rest are refused at once, without work (a device opening several
+ * connections at once, with no failures, just waits its turn).
  * Concurrent verifications per username and per address are bounded too (the hash CPU and the
  * customer's service are shared by everyone).
  */
@@ -20,7 +22,9 @@ export interface ThrottleOptions {
   windowMs: number;
   /** Bound on tracked keys; the oldest are evicted. */
   maxKeys: number;
-  /** Attempts of one pair waiting behind the running one; more are refused without work. */
+  /** Attempts of one pair waiting behind the running one while it has no failures beyond the free ones. */
+  maxQueuedPerPair: number;
+  /** … and once it has: more are refused without work. */
   maxWaitingPerPair: number;
   /** Verifications running at once for one username (from all addresses), and waiting for a turn. */
   maxConcurrentPerUsername: number;
@@ -32,7 +36,7 @@ export interface ThrottleOptions {
 
 export const DEFAULT_THROTTLE: ThrottleOptions = {
   freeFailures: 3, freeAddressFailures: 20, baseDelayMs: 250, maxDelayMs: 5000, windowMs: 10 * 60_000, maxKeys: 50_000,
-  maxWaitingPerPair: 4, maxConcurrentPerUsername: 4, maxWaitingPerUsername: 64, maxConcurrentPerAddress: 32, maxWaitingPerAddress: 256,
+  maxQueuedPerPair: 64, maxWaitingPerPair: 4, maxConcurrentPerUsername: 4, maxWaitingPerUsername: 64, maxConcurrentPerAddress: 32, maxWaitingPerAddress: 256,
 };
 
 interface FailureRecord {
@@ -89,7 +93,7 @@ export class FailureThrottle {
 /** Turns of a bounded number of holders per key, FIFO, with a bounded queue. */
 class KeyedGate {
   readonly #running = new Map<string, number>();
-  readonly #waiting = new Map<string, (() => void)[]>();
+  readonly #waiting = new Map<string, ((admitted: boolean) => void)[]>();
 
   /** Resolves true when the caller holds a turn (release it!), false at once when the queue is full. */
   enter(key: string, limit: number, maxWaiting: number): boolean | Promise<boolean> {
@@ -101,7 +105,15 @@ class KeyedGate {
     const queue = this.#waiting.get(key) ?? [];
     if (queue.length >= maxWaiting) return false;
     this.#waiting.set(key, queue);
-    return new Promise((resolve) => queue.push(() => resolve(true)));
+    return new Promise((resolve) => queue.push(resolve));
+  }
+
+  /** Refuses the waiters beyond the first `maxWaiting` (newest first). */
+  trim(key: string, maxWaiting: number): void {
+    const queue = this.#waiting.get(key);
+    if (queue === undefined) return;
+    for (const refused of queue.splice(maxWaiting)) refused(false);
+    if (queue.length === 0) this.#waiting.delete(key);
   }
 
   leave(key: string): void {
@@ -109,7 +121,7 @@ class KeyedGate {
     const next = queue?.shift();
     if (next !== undefined) {
       if (queue!.length === 0) this.#waiting.delete(key);
-      next(); // the turn passes on: `running` stays as it is
+      next(true); // the turn passes on: `running` stays as it is
       return;
     }
     const running = (this.#running.get(key) ?? 1) - 1;
@@ -146,8 +158,9 @@ export class ConnectThrottle {
     const user = `u:${username ?? ''}`;
     const addr = `a:${address ?? ''}`;
     const pair = `p:${username ?? ''}\u0000${address ?? ''}`;
-    if (!await this.#pairs.enter(pair, 1, o.maxWaitingPerPair)) return null;
-    const delay = this.#failures.delayFor([pair, addr], Date.now(), (key) => (key === addr ? o.freeAddressFailures : o.freeFailures));
+    const throttled = (): number => this.#failures.delayFor([pair, addr], Date.now(), (key) => (key === addr ? o.freeAddressFailures : o.freeFailures));
+    if (!await this.#pairs.enter(pair, 1, throttled() > 0 ? o.maxWaitingPerPair : o.maxQueuedPerPair)) return null;
+    const delay = throttled();
     if (delay > 0) await this.#sleep(delay);
     if (!await this.#addresses.enter(addr, o.maxConcurrentPerAddress, o.maxWaitingPerAddress)) {
       this.#pairs.leave(pair);
@@ -163,8 +176,11 @@ export class ConnectThrottle {
       finish: (outcome) => {
         if (done) return;
         done = true;
-        if (outcome === 'failure') this.#failures.recordFailure([pair, addr]);
-        else if (outcome === 'success') this.#failures.recordSuccess(pair);
+        if (outcome === 'failure') {
+          this.#failures.recordFailure([pair, addr]);
+          // Now throttled: of the guesses queued behind this one while it looked innocent, only a few may wait.
+          if (throttled() > 0) this.#pairs.trim(pair, o.maxWaitingPerPair);
+        } else if (outcome === 'success') this.#failures.recordSuccess(pair);
         this.#usernames.leave(user);
         this.#addresses.leave(addr);
         this.#pairs.leave(pair);
