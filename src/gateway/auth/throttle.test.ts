@@ -92,5 +92,5 @@ test('guesses queued while the pair looked innocent are refused but a few once i
     turn?.finish('failure');
     return turn === null ? 'refused' : 'ran';
   }));
-  assert.deepEqual(outcomes, ['ran', 'ran', ...Array(7).fill('refused')]);
+  assert.deepEqual(outcomes, ['ran', 'ran', ...Array<string>(7).fill('refused')]);
 });
