@@ -17,7 +17,7 @@ export { renderTemplate, parseTemplate, type TemplateContext } from './templates
 export { describeDeviceCertificate } from './certificates.ts';
 export { verifyPassword, hashPassword } from './passwords.ts';
 export { checkDeviceName } from './device-rules.ts';
-export { interpretVerificationOutput, checkedDeviceName, type VerificationVerdict } from './verification-result.ts';
+export { interpretVerificationOutput, checkedDeviceName, deviceAclOf, type VerificationVerdict } from './verification-result.ts';
 export type { DryRunResult, VerificationEvent } from './function-sandbox.ts';
 export { MAX_IMPORT_ROWS } from './device-import.ts';
 export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './device-service.ts';

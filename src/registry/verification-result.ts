@@ -4,9 +4,11 @@
  */
 import { GatehouseError } from '../core/errors.ts';
 import { checkDeviceName } from './device-rules.ts';
+import { checkAclRules, type AclRule } from './access-control.ts';
 
 export type VerificationVerdict =
-  | { kind: 'accept'; deviceName: string }
+  /** `acl`: topic access rules the answer carried for this device, applied before the gateway's. */
+  | { kind: 'accept'; deviceName: string; acl?: AclRule[] }
   /** The function said no (or accepted a device it did not name validly): bad credentials. */
   | { kind: 'reject'; reason: string; message: string | null }
   /** The answer is not a verification result: a fault of the function, never an accept. */
@@ -20,12 +22,12 @@ function truthOf(result: unknown): boolean | undefined {
   return undefined;
 }
 
-/** Reads `{result: "true"|"false"|boolean, deviceName?, message?}`. */
+/** Reads `{result: "true"|"false"|boolean, deviceName?, message?, acl?}`. */
 export function interpretVerificationOutput(output: unknown): VerificationVerdict {
   if (output === null || typeof output !== 'object' || Array.isArray(output)) {
     return { kind: 'invalid', reason: 'the function did not return an object' };
   }
-  const { result, deviceName, message } = output as Record<string, unknown>;
+  const { result, deviceName, message, acl } = output as Record<string, unknown>;
   const accepted = truthOf(result);
   if (accepted === undefined) {
     return { kind: 'invalid', reason: `result must be "true", "false" or a boolean, got ${JSON.stringify(result) ?? 'undefined'}` };
@@ -37,7 +39,21 @@ export function interpretVerificationOutput(output: unknown): VerificationVerdic
   }
   const name = checkedDeviceName(deviceName);
   if (name === undefined) return { kind: 'reject', reason: 'device_name_invalid', message: text };
-  return { kind: 'accept', deviceName: name };
+  if (acl === undefined || acl === null) return { kind: 'accept', deviceName: name };
+  // Rules that do not check out are a fault of the answer, never an accept with rules nobody meant.
+  const rules = deviceAclOf(acl);
+  if (typeof rules === 'string') return { kind: 'invalid', reason: rules };
+  return { kind: 'accept', deviceName: name, acl: rules };
+}
+
+/** The rules of a third-party answer's `acl`, or why they are not rules (shared with the HTTPS provider). */
+export function deviceAclOf(acl: unknown): AclRule[] | string {
+  try {
+    return checkAclRules(acl, 'acl');
+  } catch (error) {
+    if (error instanceof GatehouseError) return `${error.code}: ${error.message}`;
+    throw error;
+  }
 }
 
 /** The name when it follows the device name rules, else undefined. */

@@ -11,6 +11,8 @@
  * | `boom`          | 500                                                        |
  * | `boom:<x>`      | 500                                                        |
  * | `bad:<x>`       | 400 (a username the service finds malformed)               |
+ * | `acl:<name>`    | 200 `{"deviceName": "<name>", "acl": [ALLOW ALL svc/${deviceName}/#]}` |
+ * | `badacl:<name>` | 200 with an `acl` whose rule has an unknown placeholder   |
  * | `slow`          | 200 with a valid deviceName, after `slowMs` (default 2 s)  |
  * | `badjson`       | 200 with a body that is not JSON                           |
  * | `nodevice`      | 200 `{"result": "ok"}` (no deviceName)                     |
@@ -72,6 +74,12 @@ function answer(username: string): { status: number; body?: string } {
   if (username.startsWith('ok:')) return { status: 200, body: JSON.stringify({ deviceName: username.slice(3) }) };
   if (username.startsWith('boom:')) return { status: 500, body: '{"error":"crashed on this input"}' };
   if (username.startsWith('bad:')) return { status: 400, body: '{"error":"malformed username"}' };
+  if (username.startsWith('acl:')) {
+    return { status: 200, body: JSON.stringify({ deviceName: username.slice(4), acl: [{ action: 'ALLOW', access: 'ALL', topic: 'svc/${deviceName}/#' }] }) };
+  }
+  if (username.startsWith('badacl:')) {
+    return { status: 200, body: JSON.stringify({ deviceName: username.slice(7), acl: [{ action: 'ALLOW', access: 'ALL', topic: 'svc/${password}/#' }] }) };
+  }
   switch (username) {
     case 'forbid': return { status: 403 };
     case 'boom': return { status: 500, body: '{"error":"database down"}' };

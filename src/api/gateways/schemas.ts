@@ -19,8 +19,15 @@ const HttpsParam = Type.Object({
 
 const ThirdParty = Type.Object({
   provider: Type.Enum(['FUNCTION', 'HTTPS']),
-  functionName: Type.Optional(Type.String({ description: 'FUNCTION: name of a stored verification function' })),
-  url: Type.Optional(Type.String({ description: 'HTTPS: must start with https://' })),
+  functionName: Type.Optional(Type.String({
+    description: 'FUNCTION: name of a stored verification function. handler(event) returns {result, deviceName, message?, acl?}; '
+      + 'acl is a list of access rules (as accessControl.rules) applied to that device before the gateway\'s rules',
+  })),
+  url: Type.Optional(Type.String({
+    description: 'HTTPS: must start with https://. A 2xx answer {"deviceName": "…", "acl": [rules]?} accepts; acl (as accessControl.rules) '
+      + 'applies to that device before the gateway\'s rules; rules that do not check out make the answer a backend failure (0x88). '
+      + 'Any 4xx refuses the device (0x86); a timeout, a network error or a 5xx is a backend failure (0x88)',
+  })),
   params: Type.Optional(Type.Array(HttpsParam, { description: 'HTTPS: up to 10 custom body fields' })),
   caCertificate: Type.Optional(Nullable(Pem('HTTPS: CA to trust for the service instead of the system store'))),
   timeoutMs: Type.Optional(Type.Integer({ description: 'HTTPS: per-call time limit, 100-30000, default 5000; a slower answer is a backend failure' })),

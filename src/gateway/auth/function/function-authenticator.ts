@@ -52,7 +52,7 @@ export class FunctionAuthenticator implements Authenticator {
     switch (verdict.kind) {
       case 'accept':
         this.stats.calls.accept++;
-        return { kind: 'allow', deviceName: verdict.deviceName };
+        return { kind: 'allow', deviceName: verdict.deviceName, ...(verdict.acl !== undefined ? { acl: verdict.acl } : {}) };
       case 'reject':
         this.stats.calls.reject++;
         return { kind: 'deny', reasonCode: RC.BAD_USER_NAME_OR_PASSWORD, reason: verdict.message === null ? verdict.reason : `${verdict.reason}: ${verdict.message}` };

@@ -10,7 +10,7 @@
 import { Agent, request } from 'undici';
 import type { Logger } from '../../../core/logger.ts';
 import { RC } from '../../../mqtt/reason-codes.ts';
-import { checkedDeviceName, type HttpsProvider } from '../../../registry/index.ts';
+import { checkedDeviceName, deviceAclOf, type HttpsProvider } from '../../../registry/index.ts';
 import type { Authenticator, Credential, Decision } from '../authenticator.ts';
 import { countFailure, newStats, type ThirdPartyStats } from '../third-party.ts';
 import { BREAKER_DEFAULTS, CircuitBreaker, type BreakerOptions } from './circuit-breaker.ts';
@@ -87,7 +87,7 @@ export class HttpsAuthenticator implements Authenticator {
     const via = fromCache ? ' (cached)' : '';
     if (answer.kind === 'accept') {
       this.stats.calls.accept++;
-      return { kind: 'allow', deviceName: answer.deviceName };
+      return { kind: 'allow', deviceName: answer.deviceName, ...(answer.acl !== undefined ? { acl: answer.acl } : {}) };
     }
     this.stats.calls.reject++;
     return { kind: 'deny', reasonCode: RC.BAD_USER_NAME_OR_PASSWORD, reason: `${answer.reason}${via}` };
@@ -144,6 +144,11 @@ export class HttpsAuthenticator implements Authenticator {
     if (valid === undefined) {
       return { kind: 'reject', reason: `device_name_invalid: ${JSON.stringify(deviceName).slice(0, 80)}` };
     }
-    return { kind: 'accept', deviceName: valid };
+    const acl = (parsed as Record<string, unknown>).acl;
+    if (acl === undefined || acl === null) return { kind: 'accept', deviceName: valid };
+    // Rules that do not check out are the service's fault: never an accept with rules nobody meant.
+    const rules = deviceAclOf(acl);
+    if (typeof rules === 'string') return { kind: 'failure', failure: 'bad_response', detail: `acl: ${rules}` };
+    return { kind: 'accept', deviceName: valid, acl: rules };
   }
 }

@@ -4,9 +4,10 @@
  * are never cached. Oldest entries go first when the cache is full.
  */
 import { createHmac, randomBytes } from 'node:crypto';
+import type { AclRule } from '../../../registry/access-control.ts';
 
 export type CachedAnswer =
-  | { kind: 'accept'; deviceName: string }
+  | { kind: 'accept'; deviceName: string; acl?: AclRule[] }
   | { kind: 'reject'; reason: string };
 
 interface Entry {
