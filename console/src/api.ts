@@ -105,12 +105,18 @@ export interface GatewayListItem {
   createdAt: string;
 }
 
+export type AclAction = 'ALLOW' | 'DENY';
+export type AclAccess = 'PUBLISH' | 'SUBSCRIBE' | 'ALL';
+export interface AclRule { action: AclAction; access: AclAccess; topic: string }
+export interface AccessControl { defaultAction: AclAction; rules: AclRule[] }
+
 export interface Gateway extends GatewayListItem {
   protocol: string;
   dataParsing: { enabled: boolean; script: string | null };
   thirdParty: ThirdPartyView | null;
   x509: { enabled: boolean };
   ocsp: { mode: OcspMode; onResponderFailure: 'REJECT' | 'ACCEPT' };
+  accessControl: AccessControl;
   certificates: { serverCertificateChain: string; deviceRootCertificates: string | null; trustedCertificate: string | null };
   updatedAt: string;
 }

@@ -4,8 +4,9 @@
  * wording); on save, the API's answer is shown next to the field it names, on the step that has it.
  */
 import { useEffect, useMemo, useState, type FormEvent } from 'react';
+import { ACL_PLACEHOLDERS, checkAclTopic, MAX_ACL_RULES, PER_DEVICE_TEMPLATE } from '../acl.ts';
 import {
-  api, ApiError, type AuthType, type Gateway, type GatewayListItem, type HttpsParam, type OcspMode, type ParsingTestResult,
+  api, ApiError, type AclAction, type AclRule, type AuthType, type Gateway, type GatewayListItem, type HttpsParam, type OcspMode, type ParsingTestResult,
   type SavedGateway, type SelfSigned, type VerificationFunction,
 } from '../api.ts';
 import { setFlash } from '../flash.ts';
@@ -53,12 +54,14 @@ interface FormState {
   key: string;
   deviceRoots: string;
   trusted: string;
+  aclDefault: AclAction;
+  aclRules: AclRule[];
 }
 
 const EMPTY: FormState = {
   name: '', protocol: 'MQTT', port: String(DEFAULT_PORT), parsingEnabled: false, script: '', authType: 'ONE_PARTY', provider: 'FUNCTION',
   functionName: '', url: '', params: [], caCertificate: '', x509: false, ocspMode: 'DISABLED', onResponderFailure: 'REJECT',
-  chain: '', key: '', deviceRoots: '', trusted: '',
+  chain: '', key: '', deviceRoots: '', trusted: '', aclDefault: 'ALLOW', aclRules: [],
 };
 
 function fromGateway(g: Gateway): FormState {
@@ -69,6 +72,7 @@ function fromGateway(g: Gateway): FormState {
     x509: g.x509.enabled, ocspMode: g.ocsp.mode, onResponderFailure: g.ocsp.onResponderFailure,
     chain: g.certificates.serverCertificateChain, key: '', deviceRoots: g.certificates.deviceRootCertificates ?? '',
     trusted: g.certificates.trustedCertificate ?? '',
+    aclDefault: g.accessControl.defaultAction, aclRules: g.accessControl.rules,
   };
 }
 
@@ -95,6 +99,11 @@ function basicErrors(f: FormState): Errors {
   }
   const ocsp = checkOcsp(f.ocspMode, f.x509);
   if (ocsp) e['ocsp.mode'] = ocsp;
+  f.aclRules.forEach((r, i) => {
+    const field = `accessControl.rules[${i}].topic`;
+    const topic = checkAclTopic(r.topic, field);
+    if (topic) e[field] = topic;
+  });
   return e;
 }
 
@@ -220,6 +229,7 @@ export function GatewayFormPage({ id }: { id?: string }) {
       ...(thirdParty !== undefined ? { thirdParty } : {}),
       x509: { enabled: form.x509 },
       ocsp: { mode: form.ocspMode, onResponderFailure: form.onResponderFailure },
+      accessControl: { defaultAction: form.aclDefault, rules: form.aclRules },
       ...(editing && Object.keys(certificates).length === 0 ? {} : { certificates }),
     };
   };
@@ -372,6 +382,9 @@ export function GatewayFormPage({ id }: { id?: string }) {
             )}
           </fieldset>
 
+          <AccessEditor defaultAction={form.aclDefault} rules={form.aclRules} errorFor={errorFor}
+            onChange={(next, field) => { set('aclRules', next.rules, field); set('aclDefault', next.defaultAction, field); }} />
+
           <div className="form-actions">
             <button type="button" className="btn" onClick={() => navigate('/gateways')}>Cancel</button>
             <button type="submit" className="btn primary">Next</button>
@@ -422,8 +435,73 @@ export function GatewayFormPage({ id }: { id?: string }) {
 function fieldId(field: string): string {
   const param = /^thirdParty\.params\[(\d+)\]\.(key|value)$/.exec(field);
   if (param) return `param-${param[2]}-${param[1]}`;
-  const ids: Record<string, string> = { 'x509.enabled': 'x509', 'dataParsing.enabled': 'parsing', 'thirdParty.provider': 'provider', 'thirdParty': 'provider', 'thirdParty.params': 'params-add' };
+  const rule = /^accessControl\.rules\[(\d+)\]\.(action|access|topic)$/.exec(field);
+  if (rule) return `acl-${rule[2]}-${rule[1]}`;
+  const ids: Record<string, string> = { 'accessControl.defaultAction': 'acl-default', 'accessControl.rules': 'acl-add', 'x509.enabled': 'x509', 'dataParsing.enabled': 'parsing', 'thirdParty.provider': 'provider', 'thirdParty': 'provider', 'thirdParty.params': 'params-add' };
   return ids[field] ?? field;
+}
+
+/** "Access and limits": the gateway's topic access rules, in order, with the per-device template. */
+function AccessEditor({ defaultAction, rules, errorFor, onChange }: {
+  defaultAction: AclAction; rules: AclRule[]; errorFor: (f: string) => string | null;
+  onChange: (next: { defaultAction: AclAction; rules: AclRule[] }, field: string) => void;
+}) {
+  const update = (i: number, part: keyof AclRule, v: string) =>
+    onChange({ defaultAction, rules: rules.map((r, j) => (j === i ? { ...r, [part]: v } : r)) }, `accessControl.rules[${i}].${part}`);
+  const move = (i: number, by: -1 | 1) => {
+    const next = rules.slice();
+    const [rule] = next.splice(i, 1);
+    next.splice(i + by, 0, rule!);
+    onChange({ defaultAction, rules: next }, 'accessControl.rules');
+  };
+  return (
+    <fieldset>
+      <legend>Access and limits</legend>
+      <p className="hint">Which topics each device may publish to and subscribe to. Rules are read in order; the first that applies decides.
+        A level of a topic may be a placeholder, filled for each device when it connects: {ACL_PLACEHOLDERS.map((p) => <code key={p}>{`\${${p}}`} </code>)}.
+        Refused: MQTT 5 hears 0x87, MQTT 3.1.1 gets a SUBACK failure and its PUBLISH is dropped.</p>
+      <button type="button" className="btn small" id="acl-template"
+        onClick={() => onChange(structuredClone(PER_DEVICE_TEMPLATE), 'accessControl.rules')}>Each device only under its own topic</button>
+      <div className="acl-rules" data-testid="acl-rules">
+        {rules.map((r, i) => (
+          <div className="param-row acl-row" key={i} data-rule={i}>
+            <Field label="Action" htmlFor={`acl-action-${i}`} error={errorFor(`accessControl.rules[${i}].action`)}>
+              <select id={`acl-action-${i}`} value={r.action} onChange={(e) => update(i, 'action', e.target.value)}>
+                <option value="ALLOW">Allow</option>
+                <option value="DENY">Deny</option>
+              </select>
+            </Field>
+            <Field label="Access" htmlFor={`acl-access-${i}`} error={errorFor(`accessControl.rules[${i}].access`)}>
+              <select id={`acl-access-${i}`} value={r.access} onChange={(e) => update(i, 'access', e.target.value)}>
+                <option value="ALL">Publish and subscribe</option>
+                <option value="PUBLISH">Publish</option>
+                <option value="SUBSCRIBE">Subscribe</option>
+              </select>
+            </Field>
+            <Field label="Topic" htmlFor={`acl-topic-${i}`} error={errorFor(`accessControl.rules[${i}].topic`)}>
+              <input id={`acl-topic-${i}`} className="mono" value={r.topic} placeholder="devices/${deviceName}/#" onChange={(e) => update(i, 'topic', e.target.value)} />
+            </Field>
+            <div className="acl-moves">
+              <button type="button" className="btn small ghost" aria-label={`Move rule ${i + 1} up`} disabled={i === 0} onClick={() => move(i, -1)}>↑</button>
+              <button type="button" className="btn small ghost" aria-label={`Move rule ${i + 1} down`} disabled={i === rules.length - 1} onClick={() => move(i, 1)}>↓</button>
+              <button type="button" className="btn small ghost remove" aria-label={`Remove rule ${i + 1}`}
+                onClick={() => onChange({ defaultAction, rules: rules.filter((_, j) => j !== i) }, 'accessControl.rules')}>Remove</button>
+            </div>
+          </div>
+        ))}
+      </div>
+      {errorFor('accessControl.rules') && <div className="error-text">{errorFor('accessControl.rules')}</div>}
+      <button type="button" id="acl-add" className="btn small" disabled={rules.length >= MAX_ACL_RULES}
+        onClick={() => onChange({ defaultAction, rules: [...rules, { action: 'ALLOW', access: 'ALL', topic: '' }] }, 'accessControl.rules')}>+ Add rule</button>
+      <Field label="When no rule applies" htmlFor="acl-default" error={errorFor('accessControl.defaultAction')}
+        hint="Allow keeps devices whose firmware cannot change working; Deny admits only what a rule allows.">
+        <select id="acl-default" value={defaultAction} onChange={(e) => onChange({ defaultAction: e.target.value as AclAction, rules }, 'accessControl.defaultAction')}>
+          <option value="ALLOW">Allow</option>
+          <option value="DENY">Deny</option>
+        </select>
+      </Field>
+    </fieldset>
+  );
 }
 
 function ParamsEditor({ params, errorFor, onChange }: {

@@ -1,6 +1,7 @@
 /** A product's page: its gateway, its devices (online state, last seen, address, certificate CN), import, add, disable. */
-import { useEffect, useRef, useState, type ChangeEvent, type FormEvent } from 'react';
-import { api, ApiError, type Device, type Gateway, type ImportResult, type Product } from '../api.ts';
+import { Fragment, useEffect, useRef, useState, type ChangeEvent, type FormEvent } from 'react';
+import { effectiveRules } from '../acl.ts';
+import { api, ApiError, type AccessControl, type Device, type Gateway, type ImportResult, type Product } from '../api.ts';
 import { openStream } from '../stream.ts';
 import { Banner, CopyButton, Empty, Field, formatTime, Link, Spinner, StatusBadge, useLoad } from '../ui.tsx';
 import { checkDeviceName, checkPassword, checkUsername } from '../validation.ts';
@@ -14,6 +15,7 @@ export function ProductPage({ productKey }: { productKey: string }) {
   const devices = useLoad(() => api.get<{ items: Device[]; total: number }>(`/products/${encodeURIComponent(productKey)}/devices?limit=1000`), [productKey]);
   const [panel, setPanel] = useState<'none' | 'import' | 'add'>('none');
   const [actionError, setActionError] = useState<string | null>(null);
+  const [rulesOf, setRulesOf] = useState<string | null>(null);
   const reloadRef = useRef(devices.reload);
   reloadRef.current = devices.reload;
 
@@ -90,7 +92,8 @@ export function ProductPage({ productKey }: { productKey: string }) {
             <thead><tr><th>Device</th><th>Status</th><th>Last seen</th><th>Address</th><th>Certificate CN</th><th>SN</th><th className="actions">Actions</th></tr></thead>
             <tbody>
               {items.map((d) => (
-                <tr key={d.deviceName} data-device={d.deviceName}>
+                <Fragment key={d.deviceName}>
+                <tr data-device={d.deviceName}>
                   <td data-label="Device"><strong>{d.deviceName}</strong>
                     <div className="sub">{d.username !== null && d.username !== d.deviceName ? `user ${d.username} · ` : ''}{d.origin === 'AUTO_CREATED' ? 'created on first connect' : 'imported'}</div></td>
                   <td data-label="Status"><StatusBadge status={d.status} /></td>
@@ -100,11 +103,17 @@ export function ProductPage({ productKey }: { productKey: string }) {
                   <td data-label="SN">{d.sn ?? '—'}</td>
                   <td data-label="Actions" className="actions">
                     <Link to={`/messages?gatewayId=${p.gatewayId}&deviceName=${encodeURIComponent(d.deviceName)}`} className="btn small">Messages</Link>
+                    <button className="btn small" aria-expanded={rulesOf === d.deviceName}
+                      onClick={() => setRulesOf(rulesOf === d.deviceName ? null : d.deviceName)}>Access</button>
                     <button className={`btn small${d.status === 'DISABLED' ? '' : ' danger'}`} onClick={() => void toggleDisabled(d)}>
                       {d.status === 'DISABLED' ? 'Enable' : 'Disable'}
                     </button>
                   </td>
                 </tr>
+                {rulesOf === d.deviceName && g && (
+                  <tr className="detail" data-rules-of={d.deviceName}><td colSpan={7}><DeviceRules access={g.accessControl} device={d} /></td></tr>
+                )}
+                </Fragment>
               ))}
             </tbody>
           </table>
@@ -223,5 +232,29 @@ function AddDevicePanel({ productKey, onDone }: { productKey: string; onDone: ()
       {done && <Banner kind="ok">{done}</Banner>}
       <button type="submit" className="btn primary">Add device</button>
     </form>
+  );
+}
+
+/** A device's effective topic rules: the gateway's, with this device's values in the placeholders. */
+function DeviceRules({ access, device }: { access: AccessControl; device: Device }) {
+  const rules = effectiveRules(access, device);
+  const verb = { ALL: 'publish and subscribe', PUBLISH: 'publish', SUBSCRIBE: 'subscribe' } as const;
+  return (
+    <div className="device-rules" data-testid="device-rules">
+      <div className="label-line">Effective topic rules of {device.deviceName}</div>
+      {rules.length === 0 ? <p className="hint">No rules: everything is {access.defaultAction === 'ALLOW' ? 'allowed' : 'refused'}.</p> : (
+        <ol>
+          {rules.map((r, i) => (
+            <li key={i} data-effective-rule={i}>
+              <strong>{r.action === 'ALLOW' ? 'Allow' : 'Deny'}</strong> {verb[r.access]} <code>{r.filled ?? r.topic}</code>
+              {r.filled === null && <span className="muted-text"> — never matches this device (a placeholder has no usable value)</span>}
+              {r.perConnection && <span className="muted-text"> — ${'{clientId}'} is each connection's client id</span>}
+            </li>
+          ))}
+          <li data-effective-rule="default">Otherwise: <strong>{access.defaultAction === 'ALLOW' ? 'allow' : 'deny'}</strong></li>
+        </ol>
+      )}
+      <p className="hint">Rules a verification function or HTTPS service returns for this device apply first, per connection.</p>
+    </div>
   );
 }
