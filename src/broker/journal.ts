@@ -4,18 +4,14 @@
  */
 import type { Logger } from '../core/logger.ts';
 import type { Message } from './message.ts';
-import type { Session, Subscription } from './session.ts';
+import type { Session } from './session.ts';
 import { scheduleCommit, type Committable } from './flush-scheduler.ts';
 import {
-  emptyBatch, isBatchEmpty, type BrokerPersistence, type PersistenceBatch, type StoredMessage, type StoredOutbound, type StoredSubscription,
+  emptyBatch, isBatchEmpty, storedSubscription, type BrokerPersistence, type PersistenceBatch, type StoredMessage, type StoredOutbound, type StoredSubscription,
 } from './persistence.ts';
 
 export function storedMessage(m: Message): StoredMessage {
   return { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain, properties: m.properties, expiresAt: m.expiresAt, senderId: m.senderId };
-}
-
-export function storedSubscription(s: Subscription): StoredSubscription {
-  return { raw: s.raw, qos: s.qos, noLocal: s.noLocal, retainAsPublished: s.retainAsPublished, retainHandling: s.retainHandling, subscriptionId: s.subscriptionId };
 }
 
 export interface OutboundRecord {

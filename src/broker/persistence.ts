@@ -25,6 +25,11 @@ export interface StoredSubscription {
   subscriptionId: number | undefined;
 }
 
+/** The stored fields of a subscription (one row per filter); the engine's own object carries more. */
+export function storedSubscription(s: StoredSubscription): StoredSubscription {
+  return { raw: s.raw, qos: s.qos, noLocal: s.noLocal, retainAsPublished: s.retainAsPublished, retainHandling: s.retainHandling, subscriptionId: s.subscriptionId };
+}
+
 export interface StoredSession {
   clientId: string;
   /** Who may resume it (`AuthResult.owner`); absent for sessions without one. */

@@ -6,8 +6,8 @@ import type { QoS } from '../mqtt/codec.ts';
 import { isExpired, type Message } from './message.ts';
 import type { BrokerStats } from './stats.ts';
 import type { LongTimer } from './long-timer.ts';
-import { storedSubscription, type Journal } from './journal.ts';
-import type { StoredOutbound, StoredSession } from './persistence.ts';
+import type { Journal } from './journal.ts';
+import { storedSubscription, type StoredOutbound, type StoredSession } from './persistence.ts';
 import { InflightTable } from './inflight-table.ts';
 import { RingQueue } from './ring-queue.ts';
 
