@@ -7,8 +7,8 @@ import type { BenchCerts } from './certs.ts';
 import { spawnPinned, type Child } from './children.ts';
 import { DIST, ENTRIES, buildEntries } from '../scripts/build.mjs';
 
-export type BrokerName = 'gatehouse' | 'gatehouse-parsing' | 'mosquitto' | 'mosquitto-nd' | 'aedes' | 'node-floor';
-export const BROKER_NAMES: BrokerName[] = ['gatehouse', 'gatehouse-parsing', 'mosquitto', 'mosquitto-nd', 'aedes', 'node-floor'];
+export type BrokerName = 'gatehouse' | 'gatehouse-parsing' | 'gatehouse-journal' | 'mosquitto' | 'mosquitto-nd' | 'aedes' | 'node-floor';
+export const BROKER_NAMES: BrokerName[] = ['gatehouse', 'gatehouse-parsing', 'gatehouse-journal', 'mosquitto', 'mosquitto-nd', 'aedes', 'node-floor'];
 
 export function isBrokerName(name: string): name is BrokerName {
   return (BROKER_NAMES as string[]).includes(name);
@@ -144,6 +144,17 @@ export const BROKERS: Record<BrokerName, BrokerSpec> = {
     launch: (ctx) => ({
       argv: [...NODE, benchEntry('gatehouse-parsing'), '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
         '--tls-cert', ctx.certs.serverCert, '--tls-key', ctx.certs.serverKey],
+      env: { ...process.env, GATEHOUSE_LOG_LEVEL: 'warn' },
+    }),
+  },
+  'gatehouse-journal': {
+    name: 'gatehouse-journal',
+    describe: 'gatehouse-parsing plus the uplink journal: each QoS 1/2 uplink committed to SQLite before its PUBACK, rows removed in batches (bench/peers/gatehouse-parsing.ts --journal)',
+    unavailable: (repoRoot) => (existsSync(join(repoRoot, 'src/platform/uplink-journal.ts')) ? undefined : 'src/platform/uplink-journal.ts does not exist yet'),
+    version: (repoRoot) => (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version,
+    launch: (ctx) => ({
+      argv: [...NODE, benchEntry('gatehouse-parsing'), '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
+        '--tls-cert', ctx.certs.serverCert, '--tls-key', ctx.certs.serverKey, '--journal', join(ctx.workDir, `uplink-journal-${ctx.runId}.db`)],
       env: { ...process.env, GATEHOUSE_LOG_LEVEL: 'warn' },
     }),
   },

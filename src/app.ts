@@ -8,7 +8,10 @@ import { processGuard } from './core/process-guard.ts';
 import type { PreparedConfig } from './config/index.ts';
 import type { Logger } from './core/logger.ts';
 import { openStorage } from './storage/index.ts';
+import { damagedDatabase, isDamagedSqlite } from './storage/installation.ts';
+import { hasExistingState, newInstallationId, readIdentity, writeIdentity } from './config/identity.ts';
 import { SqliteStateStores, MQTT_STATE_FILE } from './storage/sqlite-state-stores.ts';
+import { SqliteUplinkJournal, UPLINK_JOURNAL_FILE } from './storage/sqlite-uplink-journal.ts';
 import { createRegistry, type Registry } from './registry/index.ts';
 import { GatewayRuntime, type GatewayRuntimeOptions } from './gateway/runtime.ts';
 import { registerGatewayMetrics } from './gateway/metrics.ts';
@@ -40,9 +43,23 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   // The process's one sandbox for operator JavaScript: verification functions (checked when saved,
   // run on CONNECT) and transformPayload scripts all run in it.
   const runner = new IsolatedVmRunner({ onCatastrophicError: (message) => logger.fatal({ message }, 'sandbox_catastrophic_error') });
-  const storage = await openStorage({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, logger });
+  // Whose directory and whose database: an empty, missing or foreign database beside an
+  // installation's state is refused here, before any migration or demo could be created over it.
+  const identity = await readIdentity(config.dataDir);
+  const existingState = await hasExistingState(config.dataDir, [
+    prepared.generated.adminToken ? null : prepared.files.adminToken,
+    prepared.generated.masterKey ? null : prepared.files.masterKey,
+  ]);
+  const storage = await openStorage({
+    dataDir: config.dataDir, databaseUrl: config.databaseUrl, logger,
+    claim: { expectedId: identity?.installationId ?? null, newId: newInstallationId(), existingState, dataDir: config.dataDir },
+  });
+  if (identity === null) {
+    await writeIdentity(config.dataDir, { installationId: storage.installationId!, createdAt: new Date().toISOString(), database: storage.dialect });
+    logger.info({ installationId: storage.installationId, dataDir: config.dataDir }, 'data_dir_identity_written');
+  }
   const registry = await createRegistry({ storage, masterKey: config.masterKey, publicHost: config.publicHost, logger, runner });
-  const stateStores = new SqliteStateStores(path.join(config.dataDir, MQTT_STATE_FILE));
+  const stateStores = openLocalSqlite(path.join(config.dataDir, MQTT_STATE_FILE), (file) => new SqliteStateStores(file));
   const runtime = new GatewayRuntime({ directory: registry, logger, host: config.mqttHost, stateStores, ocspTimings: overrides.ocspTimings, runner });
   const metricsRegistry = new MetricsRegistry();
   collectDefaultMetrics({ register: metricsRegistry });
@@ -55,7 +72,8 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
     ...overrides.platform,
     messages: { keepPerDevice: config.messages.perDevice, maxAgeMs: config.messages.maxAgeHours * 3600_000, ...overrides.platform?.messages },
   };
-  const platform = new Platform({ registry, runtime, messages: storage.messages, runner, logger, options: platformOptions });
+  const uplinkJournal = openLocalSqlite(path.join(config.dataDir, UPLINK_JOURNAL_FILE), (file) => new SqliteUplinkJournal(file));
+  const platform = new Platform({ registry, runtime, messages: storage.messages, runner, logger, options: platformOptions, journal: uplinkJournal });
   await platform.start();
   registerPlatformMetrics(metricsRegistry, platform);
   const api = buildApi({ registry, runtime, logger, metricsRegistry, adminToken: config.adminToken, platform, console: {} });
@@ -80,9 +98,19 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
       await api.close();
       await runtime.close();
       await platform.close();
+      uplinkJournal.close();
       runner.dispose();
       stateStores.close();
       await storage.close();
     },
   };
+}
+
+/** The node-local SQLite files: a damaged one is reported by name, not as a stack. */
+function openLocalSqlite<T>(file: string, open: (file: string) => T): T {
+  try {
+    return open(file);
+  } catch (error) {
+    throw isDamagedSqlite(error) ? damagedDatabase(file, error) : error;
+  }
 }

@@ -2,19 +2,31 @@
  * `npm start`: reads the configuration, starts Gatehouse (API and console on one port, every enabled
  * gateway listening), and on a fresh install prints the admin token and a demo gateway to try.
  */
-import { loadConfig } from './config/index.ts';
-import { createLogger } from './core/logger.ts';
+import { loadConfig, type PreparedConfig } from './config/index.ts';
+import { GatehouseError } from './core/errors.ts';
+import { createLogger, type Logger } from './core/logger.ts';
 import { installProcessGuard } from './core/process-guard.ts';
-import { startGatehouse } from './app.ts';
+import { startGatehouse, type Gatehouse } from './app.ts';
 import { seedDemoGateway } from './first-start.ts';
 
-const prepared = await loadConfig();
+/** A refusal to start (bad configuration, a data directory that is not what it should be) is one clear line, not a stack. */
+async function starting<T>(step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    if (!(error instanceof GatehouseError)) throw error;
+    process.stderr.write(`gatehouse: ${error.code}: ${error.message}\n`);
+    process.exit(1);
+  }
+}
+
+const prepared: PreparedConfig = await starting(() => loadConfig());
 const { config } = prepared;
-const logger = createLogger(config.logLevel);
+const logger: Logger = createLogger(config.logLevel);
 installProcessGuard(logger);
 for (const warning of prepared.warnings) logger.warn({ warning }, 'config_warning');
 
-const gatehouse = await startGatehouse(prepared, logger);
+const gatehouse: Gatehouse = await starting(() => startGatehouse(prepared, logger));
 const lines = [`Gatehouse is running: console and API at ${gatehouse.url} (OpenAPI: ${gatehouse.url}/api/docs)`];
 if (prepared.generated.adminToken) {
   lines.push(`Admin token (generated, saved in ${prepared.files.adminToken}): ${config.adminToken}`);

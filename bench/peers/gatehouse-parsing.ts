@@ -3,18 +3,23 @@
  * client given a device identity and the platform's uplink tap running a typical `transformPayload`
  * on each PUBLISH in the shared sandbox. Compared with `gatehouse`, it shows what parsing costs per
  * message (broker CPU µs/msg) and whether it slows MQTT delivery. Parsed results are counted and
- * dropped: storage is not part of this measurement.
+ * dropped: storage is not part of this measurement. With `--journal FILE` (the `gatehouse-journal`
+ * broker) every QoS 1/2 uplink is also committed to the platform's uplink journal before its PUBACK,
+ * and the rows are removed in batches as the message store settles them (every 200 ms), as `npm start`
+ * does: the difference to `gatehouse-parsing` is the journal's cost per message.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Broker, listen } from '../../src/broker/index.ts';
 import { createLogger } from '../../src/core/logger.ts';
-import { GatewayParser, UplinkTap } from '../../src/platform/index.ts';
+import { GatewayParser, UplinkJournal, UplinkTap, type JournalTicket } from '../../src/platform/index.ts';
+import { SqliteUplinkJournal } from '../../src/storage/sqlite-uplink-journal.ts';
 import { IsolatedVmRunner } from '../../src/sandbox/index.ts';
 
 const { values } = parseArgs({
   options: {
     port: { type: 'string' }, 'tls-port': { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' },
+    journal: { type: 'string' },
   },
 });
 
@@ -39,10 +44,19 @@ const runner = new IsolatedVmRunner();
 const parser = new GatewayParser(runner, { timeoutMs: 100, memoryMb: 32, maxPending: 10_000 }, logger);
 let parsed = 0;
 let failed = 0;
+const journalFile = values.journal === undefined ? null : new SqliteUplinkJournal(values.journal);
+const journal = journalFile === null ? undefined : new UplinkJournal(journalFile, logger);
+let settled: JournalTicket[] = [];
+const settleTimer = setInterval(() => {
+  const ids = settled;
+  settled = [];
+  journal?.settled(ids);
+}, 200);
 const tap = new UplinkTap({ broker, config: { dataParsing: { enabled: true, script: SCRIPT } } }, parser, (u) => {
   if (u.outcome?.ok === true) parsed++;
   else failed++;
-});
+  if (u.ticket !== null) settled.push(u.ticket);
+}, journal);
 
 const listeners = [await listen(broker, { host: '127.0.0.1', port: Number(values.port) })];
 if (values['tls-port'] !== undefined && values['tls-cert'] !== undefined && values['tls-key'] !== undefined) {
@@ -55,6 +69,8 @@ if (values['tls-port'] !== undefined && values['tls-cert'] !== undefined && valu
 const stop = async (): Promise<void> => {
   logger.warn({ parsed, failed, dropped: parser.counters.dropped }, 'bench_parsing_totals');
   tap.close();
+  clearInterval(settleTimer);
+  journalFile?.close();
   runner.dispose();
   await broker.close();
   await Promise.all(listeners.map((l) => l.close()));

@@ -5,4 +5,7 @@ export type { BrokerHooks, BrokerEvents, ClientInfo, ConnectRequest, AuthResult 
 export type { Message } from './message.ts';
 export type { BrokerStats } from './stats.ts';
 export { listen, guardTlsServer, type Listener, type ListenOptions } from './listener.ts';
+// The seam for state outside the engine that must be as durable as the engine's acknowledgements
+// (the platform's copy of an uplink): it commits with the engine's journals, before the turn's writes.
+export { scheduleCommit, type Committable } from './flush-scheduler.ts';
 export type { BrokerPersistence, PersistenceBatch, PersistedState, StoredMessage, StoredSession, StoredOutbound, StoredSubscription } from './persistence.ts';

@@ -10,6 +10,15 @@ export const ERRORS = {
   GW_ERR_UNAUTHORIZED: { status: 401, message: 'Missing or invalid admin token' },
   GW_ERR_CONFIG_INVALID: { status: 500, message: 'Invalid process configuration' },
   GW_ERR_INTERNAL: { status: 500, message: 'Internal error' },
+
+  // The data directory (checked at start, by `gatehouse doctor`, `backup` and `restore`)
+  GW_ERR_DATA_DIR_DATABASE_MISSING: { status: 500, message: 'The data directory holds an installation\'s state but its database is missing, empty or new' },
+  GW_ERR_DATA_DIR_DATABASE_FOREIGN: { status: 500, message: 'The database belongs to another installation or application' },
+  GW_ERR_DATA_DIR_DATABASE_DAMAGED: { status: 500, message: 'A database file of the data directory is damaged' },
+  GW_ERR_DATA_DIR_IDENTITY_INVALID: { status: 500, message: 'The data directory\'s identity file is unreadable' },
+  GW_ERR_DATA_DIR_PERMISSIONS: { status: 500, message: 'The data directory or a file in it is open to other users and cannot be tightened' },
+  GW_ERR_BACKUP_FAILED: { status: 500, message: 'The backup could not be written' },
+  GW_ERR_RESTORE_REFUSED: { status: 500, message: 'The restore was refused' },
   GW_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported content type' },
   GW_ERR_BODY_TOO_LARGE: { status: 413, message: 'Request body too large' },
 

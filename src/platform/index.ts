@@ -10,3 +10,4 @@ export { signBody, SIGNATURE_HEADER, EVENT_ID_HEADER, EVENT_TYPE_HEADER } from '
 export { registerPlatformMetrics } from './metrics.ts';
 export { UplinkTap, type TappedGateway, type Uplink } from './uplink-tap.ts';
 export { GatewayParser, type ParsingLimits } from './parser.ts';
+export { UplinkJournal, type JournaledUplink, type JournalTicket, type UplinkJournalStore } from './uplink-journal.ts';

@@ -7,6 +7,7 @@
 import type { Logger } from '../core/logger.ts';
 import type { MessageQuery, MessageRecord, MessageRepository } from '../registry/index.ts';
 import { DeferredFlush } from './deferred-flush.ts';
+import type { JournalTicket } from './uplink-journal.ts';
 
 export interface MessageStoreOptions {
   keepPerDevice: number;
@@ -29,14 +30,20 @@ export class MessageStore {
   readonly #options: MessageStoreOptions;
   readonly #log: Logger;
   #buffer: MessageRecord[] = [];
+  /** Beside each buffered record: its journal record, if it has one. */
+  #tickets: (JournalTicket | null)[] = [];
   readonly #flusher = new DeferredFlush(() => this.#write(), () => this.#buffer.length > 0);
   readonly #ageTimer: NodeJS.Timeout;
   /** Inserts per device since it was last pruned to `keepPerDevice`. */
   readonly #sincePrune = new Map<string, { productKey: string; deviceName: string; n: number }>();
   readonly #stats = { written: 0, dropped: 0, failed: 0 };
 
-  constructor(repo: MessageRepository, options: MessageStoreOptions, log: Logger) {
+  /** Runs after each batch is in storage, before the next is written (the platform settles its journal). */
+  readonly #afterWrite: (tickets: readonly JournalTicket[]) => Promise<void>;
+
+  constructor(repo: MessageRepository, options: MessageStoreOptions, log: Logger, afterWrite: (tickets: readonly JournalTicket[]) => Promise<void> = () => Promise.resolve()) {
     this.#repo = repo;
+    this.#afterWrite = afterWrite;
     this.#options = options;
     this.#log = log;
     this.#ageTimer = setInterval(() => void this.#pruneByAge(), Math.min(60_000, Math.max(1000, options.maxAgeMs / 10)));
@@ -47,12 +54,14 @@ export class MessageStore {
     return { ...this.#stats, pending: this.#buffer.length };
   }
 
-  add(record: MessageRecord): void {
+  /** A dropped record's journal record stays (replayed at the next start). */
+  add(record: MessageRecord, ticket: JournalTicket | null = null): void {
     if (this.#buffer.length >= this.#options.maxPending) {
       this.#stats.dropped++;
       return;
     }
     this.#buffer.push(record);
+    this.#tickets.push(ticket);
     this.#flusher.schedule(this.#buffer.length >= this.#options.batchSize ? 0 : this.#options.flushMs);
   }
 
@@ -74,15 +83,19 @@ export class MessageStore {
   async #write(): Promise<void> {
     while (this.#buffer.length > 0) {
       const batch = this.#buffer.splice(0, this.#options.batchSize);
+      const tickets = this.#tickets.splice(0, batch.length);
       try {
         await this.#repo.insertMany(batch);
         this.#stats.written += batch.length;
       } catch (err) {
-        // Not retried: a failing database must not turn into an ever-growing buffer.
+        // Not retried: a failing database must not turn into an ever-growing buffer. (Acknowledged
+        // messages stay in the platform's uplink journal and are replayed at the next start.)
         this.#stats.failed += batch.length;
         this.#log.error({ err, messages: batch.length }, 'message_store_write_failed');
         continue;
       }
+      const journaled = tickets.filter((t) => t !== null);
+      if (journaled.length > 0) await this.#afterWrite(journaled);
       for (const r of batch) {
         const key = `${r.productKey}\u0000${r.deviceName}`;
         const entry = this.#sincePrune.get(key) ?? { productKey: r.productKey, deviceName: r.deviceName, n: 0 };

@@ -36,6 +36,11 @@ export class Outbox {
     this.#push({ remove: { webhookId, eventId } });
   }
 
+  /** Resolves once everything asked for before the call is written (or failed and logged). */
+  flush(): Promise<void> {
+    return this.#flusher.flush();
+  }
+
   /** Writes everything asked for so far. */
   close(): Promise<void> {
     return this.#flusher.close();

@@ -21,6 +21,7 @@ import { newEventId } from './ids.ts';
 import { MessageStore, type MessageStoreStats } from './message-store.ts';
 import { resolvePlatformOptions, type PlatformOptions, type PlatformOptionsInput } from './options.ts';
 import { GatewayParser, TRANSFORM_FILENAME, type ParsingCounters } from './parser.ts';
+import { UplinkJournal, type JournaledUplink, type JournalTicket, type UplinkJournalStore } from './uplink-journal.ts';
 import { UplinkTap, type Uplink } from './uplink-tap.ts';
 import { WebhookDispatcher, type WebhookSource, type WebhookStats } from './webhooks.ts';
 
@@ -48,6 +49,8 @@ export interface PlatformDeps {
   runner: ScriptRunner;
   logger: Logger;
   options?: PlatformOptionsInput;
+  /** Where acknowledged uplinks are journaled before their acks leave; without it a crash may lose them. */
+  journal?: UplinkJournalStore;
 }
 
 export interface DownlinkRequest {
@@ -97,6 +100,11 @@ export class Platform {
   /** Property values waiting to be written, per device; a newer post overwrites an older one. */
   readonly #pendingProperties = new Map<string, { productKey: string; deviceName: string; values: Record<string, PropertyValue> }>();
   #propertyWrite: Promise<void> | null = null;
+  /** Property posts queued so far, and how many of them are written: journal rows wait for theirs. */
+  #propertiesQueued = 0;
+  #propertiesWritten = 0;
+  #propertyWaiters: { upTo: number; resolve: () => void }[] = [];
+  readonly #journal: UplinkJournal | null;
   readonly #unsubscribe: (() => void)[] = [];
   #closed = false;
 
@@ -106,7 +114,8 @@ export class Platform {
     this.options = resolvePlatformOptions(deps.options);
     this.#log = deps.logger.child({ component: 'platform' });
     this.hub = new EventHub(this.options.streamReplay);
-    this.store = new MessageStore(deps.messages, this.options.messages, this.#log);
+    this.#journal = deps.journal === undefined ? null : new UplinkJournal(deps.journal, this.#log);
+    this.store = new MessageStore(deps.messages, this.options.messages, this.#log, (tickets) => this.#settle(tickets));
     this.webhooks = new WebhookDispatcher(deps.registry.webhooks, this.hub, this.options.webhooks, this.#log);
   }
 
@@ -122,6 +131,7 @@ export class Platform {
       this.#deps.runtime.observeInstances((change, instance) => this.#instanceChanged(change, instance)),
     );
     await this.webhooks.reload();
+    await this.#replayJournal();
   }
 
   /** Parsing counters of a gateway since the process started. */
@@ -174,9 +184,15 @@ export class Platform {
     for (const off of this.#unsubscribe.splice(0)) off();
     for (const tap of this.#taps.values()) tap.close();
     this.#taps.clear();
+    this.#journal?.close();
     await this.webhooks.close();
     await this.store.close();
     await this.#propertyWrite;
+  }
+
+  /** Uplinks journaled since start and journal writes that failed (for metrics). */
+  journalStats(): { journaled: number; failed: number } | null {
+    return this.#journal === null ? null : { ...this.#journal.stats };
   }
 
   /**
@@ -227,21 +243,82 @@ export class Platform {
       if (entry !== undefined) entry.name = instance.config.name;
       return;
     }
-    let entry = this.#parsers.get(gatewayId);
-    if (entry === undefined) {
-      entry = { parser: new GatewayParser(this.runner, this.options.parsing, this.#log.child({ gatewayId })), name: instance.config.name };
-      this.#parsers.set(gatewayId, entry);
-    }
-    entry.name = instance.config.name;
-    this.#taps.set(gatewayId, new UplinkTap(instance, entry.parser, (uplink) => this.#received(uplink)));
+    const parser = this.#parserFor(gatewayId, instance.config.name);
+    this.#taps.set(gatewayId, new UplinkTap(instance, parser, (uplink) => this.#received(uplink), this.#journal ?? undefined));
   }
 
-  #received(u: Uplink): void {
-    if (this.#closed) return; // a parse that finished during shutdown: storage may be gone
+  #parserFor(gatewayId: string, name: string): GatewayParser {
+    let entry = this.#parsers.get(gatewayId);
+    if (entry === undefined) {
+      entry = { parser: new GatewayParser(this.runner, this.options.parsing, this.#log.child({ gatewayId })), name };
+      this.#parsers.set(gatewayId, entry);
+    }
+    entry.name = name;
+    return entry.parser;
+  }
+
+  /**
+   * Uplinks a previous run acknowledged but may not have stored, fed to webhooks or applied as
+   * properties (it crashed in between): each goes through the same path again, parsed with the
+   * gateway's current script. Writes are idempotent (message ids, outbox keys), so one that was
+   * in fact written is not doubled; a webhook may see an event twice (deliveries are at least once).
+   */
+  async #replayJournal(): Promise<void> {
+    if (this.#journal === null) return;
+    const rows = this.#journal.leftOver();
+    if (rows.length === 0) return;
+    this.#log.warn({ messages: rows.length }, 'uplink_journal_replay');
+    const parsers = new Map<string, GatewayParser | null>();
+    const gone: JournalTicket[] = [];
+    for (const { uplink: row, ticket } of rows) {
+      let parser = parsers.get(row.gatewayId);
+      if (parser === undefined) {
+        try {
+          const config = await this.#deps.registry.getGatewayRuntimeConfig(row.gatewayId);
+          parser = this.#parserFor(row.gatewayId, config.name);
+          parser.configure(config.dataParsing);
+        } catch {
+          parser = null; // the gateway was deleted: its messages went with it
+        }
+        parsers.set(row.gatewayId, parser);
+      }
+      if (parser === null) {
+        gone.push(ticket);
+        continue;
+      }
+      const parsing = parser.parse(row.topic, row.payload);
+      this.#received({ ...row, outcome: parsing === null ? null : await parsing, ticket });
+    }
+    // The taps compile the script again when their gateway starts; nothing runs it until then.
+    for (const parser of parsers.values()) parser?.dispose();
+    if (gone.length > 0) {
+      this.#log.warn({ messages: gone.length }, 'uplink_journal_gateway_gone');
+      this.#journal.settled(gone);
+    }
+    await this.store.flush();
+  }
+
+  /**
+   * A batch of messages is in the store: once the webhook outbox entries and property updates
+   * queued with them are written too, their journal rows go (QoS 0 never had one).
+   */
+  async #settle(tickets: readonly JournalTicket[]): Promise<void> {
+    if (this.#journal === null) return;
+    const propertiesDue = this.#propertiesQueued;
+    await this.webhooks.flushOutbox();
+    if (this.#propertiesWritten < propertiesDue) {
+      await new Promise<void>((resolve) => this.#propertyWaiters.push({ upTo: propertiesDue, resolve }));
+    }
+    this.#journal.settled(tickets);
+  }
+
+  #received(u: Uplink | (JournaledUplink & Pick<Uplink, 'outcome' | 'ticket'>)): void {
+    // A parse that finished during shutdown: storage may be gone (a QoS 1/2 one stays journaled).
+    if (this.#closed) return;
     const outcome = u.outcome;
     const parsed = outcome?.ok === true ? outcome.value : null;
     const record: MessageRecord = {
-      id: newEventId(u.receivedAt), gatewayId: u.gatewayId, productKey: u.productKey, deviceName: u.deviceName,
+      id: u.id, gatewayId: u.gatewayId, productKey: u.productKey, deviceName: u.deviceName,
       topic: u.topic, qos: u.qos, payload: u.payload, parsed,
       parseError: outcome !== null && !outcome.ok ? outcome.error : null,
       receivedAt: new Date(u.receivedAt).toISOString(),
@@ -253,7 +330,7 @@ export class Platform {
     const values = post === null ? null : propertyPostValues(post, u.receivedAt);
     if (values !== null) this.#queueProperties(u.productKey, u.deviceName, values);
 
-    this.store.add(record);
+    this.store.add(record, u.ticket);
     const view = toMessageView(record);
     this.hub.publish({ id: record.id, type: 'message', gatewayId: u.gatewayId, deviceName: u.deviceName, data: view });
   }
@@ -271,6 +348,7 @@ export class Platform {
     const pending = this.#pendingProperties.get(key);
     if (pending === undefined) this.#pendingProperties.set(key, { productKey, deviceName, values });
     else Object.assign(pending.values, values);
+    this.#propertiesQueued++;
     this.#propertyWrite ??= Promise.resolve().then(() => this.#flushProperties());
   }
 
@@ -279,6 +357,7 @@ export class Platform {
     while (this.#pendingProperties.size > 0) {
       const batch = [...this.#pendingProperties.values()];
       this.#pendingProperties.clear();
+      const upTo = this.#propertiesQueued;
       for (const p of batch) {
         try {
           await this.#deps.registry.devices.mergeProperties(p.productKey, p.deviceName, p.values, new Date());
@@ -286,6 +365,12 @@ export class Platform {
           this.#log.error({ err, deviceName: p.deviceName }, 'device_properties_update_failed');
         }
       }
+      this.#propertiesWritten = upTo;
+      this.#propertyWaiters = this.#propertyWaiters.filter((w) => {
+        if (w.upTo > upTo) return true;
+        w.resolve();
+        return false;
+      });
     }
     this.#propertyWrite = null;
   }

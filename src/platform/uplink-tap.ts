@@ -7,10 +7,14 @@
 import type { Broker, ClientInfo, Message } from '../broker/index.ts';
 import type { DeviceIdentity } from '../gateway/ports.ts';
 import type { DataParsingConfig } from '../registry/index.ts';
+import { newEventId } from './ids.ts';
 import type { GatewayParser, ParseOutcome } from './parser.ts';
+import type { JournalTicket, UplinkJournal } from './uplink-journal.ts';
 
 /** An uplink with its parsing outcome (null when the gateway does not parse). */
 export interface Uplink {
+  /** The message's id in the store and in events, given when the engine received it. */
+  id: string;
   gatewayId: string;
   productKey: string;
   deviceName: string;
@@ -19,6 +23,8 @@ export interface Uplink {
   payload: Buffer;
   receivedAt: number;
   outcome: ParseOutcome | null;
+  /** The journal record holding this uplink until it is written everywhere (QoS 1/2 with a journal). */
+  ticket: JournalTicket | null;
 }
 
 /** What a tap needs of a running gateway (a `GatewayInstance`, or a bare engine in the bench). */
@@ -32,7 +38,11 @@ export class UplinkTap {
   readonly #instance: TappedGateway;
   readonly #listener: (message: Message, client: ClientInfo | null) => void;
 
-  constructor(instance: TappedGateway, parser: GatewayParser, onUplink: (uplink: Uplink) => void) {
+  /**
+   * With a journal, every QoS 1/2 uplink is appended to it synchronously, in the engine's event, so
+   * it is committed before the engine's PUBACK/PUBREC for it leaves.
+   */
+  constructor(instance: TappedGateway, parser: GatewayParser, onUplink: (uplink: Uplink) => void, journal?: UplinkJournal) {
     this.#instance = instance;
     this.parser = parser;
     parser.configure(instance.config.dataParsing);
@@ -41,14 +51,15 @@ export class UplinkTap {
       const identity = client?.identity as DeviceIdentity | undefined;
       if (identity === undefined) return;
       const receivedAt = Date.now();
+      const base = {
+        id: newEventId(receivedAt), gatewayId: identity.gatewayId, productKey: identity.productKey, deviceName: identity.deviceName,
+        topic: message.topic, qos: message.qos, payload: message.payload, receivedAt,
+      };
+      const ticket = message.qos > 0 && journal !== undefined ? journal.add(base) : null;
       queueMicrotask(() => {
-        const base = {
-          gatewayId: identity.gatewayId, productKey: identity.productKey, deviceName: identity.deviceName,
-          topic: message.topic, qos: message.qos, payload: message.payload, receivedAt,
-        };
         const parsing = this.parser.parse(message.topic, message.payload);
-        if (parsing === null) onUplink({ ...base, outcome: null });
-        else void parsing.then((outcome) => onUplink({ ...base, outcome }));
+        if (parsing === null) onUplink({ ...base, outcome: null, ticket });
+        else void parsing.then((outcome) => onUplink({ ...base, outcome, ticket }));
       });
     };
     instance.broker.on('message_published', this.#listener);

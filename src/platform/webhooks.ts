@@ -261,6 +261,11 @@ export class WebhookDispatcher {
     return e && { ...e.stats, queued: e.queued, inFlight: e.inFlight };
   }
 
+  /** Resolves once the outbox entries of every event published so far are written. */
+  flushOutbox(): Promise<void> {
+    return this.#outbox.flush();
+  }
+
   /** Stops delivering; what is still pending stays in the outbox for the next start. */
   async close(): Promise<void> {
     this.#unsubscribe();

@@ -216,7 +216,7 @@ export interface FunctionRepository {
 }
 
 export interface MessageRepository {
-  /** A few statements for the whole batch, not one per message. */
+  /** A few statements for the whole batch, not one per message; an id already stored is left as it is. */
   insertMany(records: MessageRecord[]): Promise<void>;
   /** Newest first. */
   query(query: MessageQuery): Promise<MessageRecord[]>;

@@ -10,6 +10,7 @@ import { BundledMigrations } from './migrations/index.ts';
 import { openPostgres } from './postgres.ts';
 import type { Database, Dialect } from './schema.ts';
 import { openSqlite, sqliteFileIn } from './sqlite.ts';
+import { checkClaim, damagedDatabase, isDamagedSqlite, writeMarker, type DatabaseClaim } from './installation.ts';
 
 export { KyselyStorage } from './kysely-storage.ts';
 export { SQLITE_FILE } from './sqlite.ts';
@@ -22,11 +23,14 @@ export interface OpenStorageOptions {
   /** PostgreSQL only: a schema of our own (created if missing). */
   postgresSchema?: string;
   logger: Logger;
+  /** At start: check whose database this is before migrating (see installation.ts). */
+  claim?: Omit<DatabaseClaim, 'describe'>;
 }
 
 export async function openStorage(options: OpenStorageOptions): Promise<KyselyStorage> {
   let db: Kysely<Database>;
   let dialect: Dialect;
+  const file = sqliteFileIn(options.dataDir);
   if (options.databaseUrl !== undefined) {
     dialect = 'postgres';
     ({ db } = openPostgres({ connectionString: options.databaseUrl, schema: options.postgresSchema }));
@@ -35,15 +39,28 @@ export async function openStorage(options: OpenStorageOptions): Promise<KyselySt
     }
   } else {
     dialect = 'sqlite';
-    db = openSqlite(sqliteFileIn(options.dataDir));
+    try {
+      db = openSqlite(file);
+    } catch (error) {
+      throw isDamagedSqlite(error) ? damagedDatabase(file, error) : error;
+    }
   }
+  let installationId: string | null = null;
   try {
+    const claim = options.claim === undefined ? undefined
+      : await checkClaim(db, dialect, { ...options.claim, describe: dialect === 'sqlite' ? file : 'the PostgreSQL database of GATEHOUSE_DATABASE_URL' });
     await migrate(db, dialect, options.logger);
+    if (claim !== undefined) {
+      if (claim.needsMarker) await writeMarker(db, claim.installationId);
+      installationId = claim.installationId;
+    }
   } catch (error) {
     await db.destroy();
-    throw error;
+    throw dialect === 'sqlite' && isDamagedSqlite(error) ? damagedDatabase(file, error) : error;
   }
-  return new KyselyStorage(db, dialect);
+  const storage = new KyselyStorage(db, dialect);
+  storage.installationId = installationId;
+  return storage;
 }
 
 /** Applies every migration not yet applied, in order; fails on the first error. */

@@ -24,6 +24,8 @@ function repositoriesOver(db: Kysely<Database>): Repositories {
 
 export class KyselyStorage implements Storage {
   readonly dialect: Dialect;
+  /** The installation this database belongs to, once checked at start (null when not checked). */
+  installationId: string | null = null;
   readonly gateways;
   readonly products;
   readonly devices;

@@ -35,7 +35,8 @@ export class KyselyMessageRepository implements MessageRepository {
     // Not wrapped in a transaction of its own: this repository may already run inside one
     // (Storage.transaction), and a batch is usually a single statement anyway.
     for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
-      await this.#db.insertInto('messages').values(rows.slice(i, i + ROWS_PER_STATEMENT)).execute();
+      // A message replayed from the uplink journal after a crash may already be here: keep the first.
+      await this.#db.insertInto('messages').values(rows.slice(i, i + ROWS_PER_STATEMENT)).onConflict((oc) => oc.column('id').doNothing()).execute();
     }
   }
 
