@@ -32,8 +32,8 @@ function spawnMain(dataDir: string, httpPort: number, env: Record<string, string
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const out = { stdout: '', stderr: '' };
-  child.stdout!.on('data', (b: Buffer) => (out.stdout += b.toString()));
-  child.stderr!.on('data', (b: Buffer) => (out.stderr += b.toString()));
+  child.stdout.on('data', (b: Buffer) => (out.stdout += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (out.stderr += b.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return { child, out, exited };
 }
