@@ -2,6 +2,7 @@
  * Builds and starts a whole Gatehouse from a prepared configuration: storage → registry → gateway
  * runtime → API. `main.ts` calls it for `npm start`; integration tests call it in-process.
  */
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from 'prom-client';
 import { processGuard } from './core/process-guard.ts';
@@ -9,7 +10,8 @@ import type { PreparedConfig } from './config/index.ts';
 import type { Logger } from './core/logger.ts';
 import { openStorage } from './storage/index.ts';
 import { damagedDatabase, isDamagedSqlite } from './storage/installation.ts';
-import { hasExistingState, newInstallationId, readIdentity, writeIdentity } from './config/identity.ts';
+import { hasExistingState, newInstallationId, PID_FILE, readIdentity, writeIdentity } from './config/identity.ts';
+import { tightenDataDir } from './config/permissions.ts';
 import { SqliteStateStores, MQTT_STATE_FILE } from './storage/sqlite-state-stores.ts';
 import { SqliteUplinkJournal, UPLINK_JOURNAL_FILE } from './storage/sqlite-uplink-journal.ts';
 import { createRegistry, type Registry } from './registry/index.ts';
@@ -73,6 +75,11 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
     messages: { keepPerDevice: config.messages.perDevice, maxAgeMs: config.messages.maxAgeHours * 3600_000, ...overrides.platform?.messages },
   };
   const uplinkJournal = openLocalSqlite(path.join(config.dataDir, UPLINK_JOURNAL_FILE), (file) => new SqliteUplinkJournal(file));
+  // SQLite created its files with the process umask; owner-only like everything else here (their
+  // -wal and -shm files take the database file's mode).
+  await tightenDataDir(config.dataDir);
+  // `gatehouse restore` refuses while this process runs on the directory.
+  await writeFile(path.join(config.dataDir, PID_FILE), `${process.pid}\n`, { mode: 0o600 });
   const platform = new Platform({ registry, runtime, messages: storage.messages, runner, logger, options: platformOptions, journal: uplinkJournal });
   await platform.start();
   registerPlatformMetrics(metricsRegistry, platform);
@@ -99,6 +106,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
       await runtime.close();
       await platform.close();
       uplinkJournal.close();
+      await rm(path.join(config.dataDir, PID_FILE), { force: true });
       runner.dispose();
       stateStores.close();
       await storage.close();

@@ -34,6 +34,6 @@ export async function seedDemoGateway(registry: Registry, options: { dataDir: st
   const password = randomBytes(12).toString('base64url').replace(/[^A-Za-z0-9]/g, 'x');
   await registry.devices.create(gateway.productKey, { username: DEMO_USERNAME, password });
   const caFile = path.join(options.dataDir, 'demo-gateway-cert.pem');
-  await writeFile(caFile, cert.certificatePem, { mode: 0o644 });
+  await writeFile(caFile, cert.certificatePem, { mode: 0o600 }); // a public certificate, but the data directory is owner-only throughout
   return { gatewayId: gateway.id, url: gateway.url, port: gateway.port, username: DEMO_USERNAME, password, caFile };
 }

@@ -20,6 +20,8 @@ async function starting<T>(step: () => Promise<T>): Promise<T> {
   }
 }
 
+// Everything Gatehouse creates is owner-only (data directory 0700, files 0600), whatever the shell's umask.
+process.umask(0o077);
 const prepared: PreparedConfig = await starting(() => loadConfig());
 const { config } = prepared;
 const logger: Logger = createLogger(config.logLevel);

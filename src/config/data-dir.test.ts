@@ -39,13 +39,17 @@ test('configured secrets are used and nothing is written', async () => {
   await assert.rejects(stat(path.join(dataDir, 'admin-token')));
 });
 
-test('a secret file others can read is a warning; a broken one is an error naming the key', async () => {
+test('a secret file or directory others can read is tightened and reported; a broken secret is an error naming the key', async () => {
   const dataDir = path.join(root, 'loose');
   await prepareDataDir(readConfig({ GATEHOUSE_DATA_DIR: dataDir }));
   await chmod(path.join(dataDir, 'admin-token'), 0o644);
+  await chmod(dataDir, 0o755);
   const prepared = await prepareDataDir(readConfig({ GATEHOUSE_DATA_DIR: dataDir }));
-  assert.equal(prepared.warnings.length, 1);
-  assert.match(prepared.warnings[0] ?? '', /admin-token is readable by others/);
+  assert.equal(prepared.warnings.length, 2, prepared.warnings.join('\n'));
+  assert.match(prepared.warnings[0] ?? '', /loose \(mode 755 → 700\): was open to other users, now owner-only/);
+  assert.match(prepared.warnings[1] ?? '', /admin-token \(mode 644 → 600\): was open to other users, now owner-only/);
+  assert.equal((await stat(path.join(dataDir, 'admin-token'))).mode & 0o777, 0o600);
+  assert.equal((await stat(dataDir)).mode & 0o777, 0o700);
 
   await writeFile(path.join(dataDir, 'master.key'), 'too short\n');
   await assert.rejects(prepareDataDir(readConfig({ GATEHOUSE_DATA_DIR: dataDir })),

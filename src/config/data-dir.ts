@@ -8,6 +8,7 @@ import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { GatehouseError } from '../core/errors.ts';
 import { MIN_ADMIN_TOKEN_LENGTH, parseMasterKey, type ProcessConfig } from './read-config.ts';
+import { tightenDataDir } from './permissions.ts';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
 export const MASTER_KEY_FILE = 'master.key';
@@ -36,6 +37,8 @@ export async function prepareDataDir(config: ProcessConfig): Promise<PreparedCon
       `GATEHOUSE_DATA_DIR ${config.dataDir} cannot be created: ${(error as Error).message}`, 'GATEHOUSE_DATA_DIR');
   }
   const warnings: string[] = [];
+  // An existing directory (or files in it) open to other users is tightened, and said so.
+  for (const loose of await tightenDataDir(config.dataDir)) warnings.push(`${loose}: was open to other users, now owner-only`);
 
   const token = config.adminToken !== undefined
     ? { value: config.adminToken, generated: false, file: null }

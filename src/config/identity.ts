@@ -10,6 +10,8 @@ import path from 'node:path';
 import { GatehouseError } from '../core/errors.ts';
 
 export const IDENTITY_FILE = 'identity.json';
+/** The running process's pid, removed at a clean stop: `gatehouse restore` will not write under it. */
+export const PID_FILE = 'gatehouse.pid';
 
 export interface DataDirIdentity {
   installationId: string;

@@ -19,7 +19,8 @@ import type {
   Device, DeviceConnectionInfo, DeviceCredential, GatewayRuntimeConfig, GatewayStatus, VerificationFunction,
 } from './types.ts';
 
-const MASTER_KEY_CHECK = 'master_key_check';
+/** The setting holding the master key's check value (`gatehouse doctor` compares it too). */
+export const MASTER_KEY_CHECK = 'master_key_check';
 
 export interface RegistryOptions {
   storage: Storage;

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdtemp, open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -115,4 +115,29 @@ test('a directory that lost identity.json is adopted from its database\'s id; an
   assert.equal((JSON.parse(await readFile(path.join(dir, 'identity.json'), 'utf8')) as { installationId: string }).installationId, id);
   await writeFile(path.join(dir, 'identity.json'), '{not json');
   refusal(await runGatehouseExpectingExit(dir), 'GW_ERR_DATA_DIR_IDENTITY_INVALID', path.join(dir, 'identity.json'));
+});
+
+test('the data directory is 0700 and every file in it 0600 whatever the umask; a looser existing one is tightened and reported', { timeout: 60_000 }, async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-perm-'));
+  t.after(() => removeDataDir(dir));
+  await chmod(dir, 0o755); // as a directory made by hand with the usual umask would be
+  const modes = async (): Promise<Record<string, string>> => {
+    const out: Record<string, string> = { '.': ((await stat(dir)).mode & 0o777).toString(8) };
+    for (const f of await readdir(dir)) out[f] = ((await stat(path.join(dir, f))).mode & 0o777).toString(8);
+    return out;
+  };
+  const gh = await startGatehouseProcess(dir, { GATEHOUSE_DEMO: 'on', GATEHOUSE_DEMO_PORT: String(await freePort()) });
+  const running = await modes(); // with the WAL files of a running instance
+  await gh.stop();
+  assert.ok(Object.keys(running).includes('gatehouse.db-wal'), JSON.stringify(running));
+  for (const [f, mode] of Object.entries(running)) assert.equal(mode, f === '.' ? '700' : '600', `${f}: ${JSON.stringify(running)}`);
+
+  await chmod(dir, 0o755);
+  await chmod(path.join(dir, 'gatehouse.db'), 0o644);
+  const again = await startGatehouseProcess(dir);
+  const log = again.stdout() + again.stderr();
+  await again.stop();
+  assert.match(log, /gatehouse\.db \(mode 644 → 600\): was open to other users, now owner-only/);
+  assert.match(log, /\(mode 755 → 700\): was open to other users, now owner-only/);
+  for (const [f, mode] of Object.entries(await modes())) assert.equal(mode, f === '.' ? '700' : '600', f);
 });
