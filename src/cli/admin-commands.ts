@@ -53,13 +53,14 @@ class ApiClient {
     this.#token = token;
   }
 
-  async request<T>(method: string, path: string, body?: { json?: unknown; csv?: string }): Promise<T> {
+  async request<T>(method: string, path: string, body?: { json?: unknown; csv?: Buffer; charset?: string }): Promise<T> {
     const headers: Record<string, string> = {};
     if (this.#token) headers.authorization = `Bearer ${this.#token}`;
-    let payload: string | undefined;
+    let payload: string | Blob | undefined;
     if (body?.csv !== undefined) {
-      headers['content-type'] = 'text/csv';
-      payload = body.csv;
+      // The file's bytes as they are: the server detects the encoding (or is told it).
+      headers['content-type'] = body.charset === undefined ? 'text/csv' : `text/csv; charset=${body.charset}`;
+      payload = new Blob([new Uint8Array(body.csv)]);
     } else if (body?.json !== undefined) {
       headers['content-type'] = 'application/json';
       payload = JSON.stringify(body.json);
@@ -95,6 +96,14 @@ export function formatTable(headers: string[], rows: (string | number | null | u
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((row) => row[i]?.length ?? 0)));
   const line = (row: string[]) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
   return [line(headers), ...cells.map(line)].join('\n');
+}
+
+function readBytes(file: string, what: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    throw new ApiError(0, 'CLI_FILE_UNREADABLE', `cannot read ${what} ${file}: ${(error as Error).message}`, null);
+  }
 }
 
 function readText(file: string, what: string): string {
@@ -305,10 +314,13 @@ export function registerAdminCommands(program: Command, io: CliIo = defaultIo): 
 
   const devices = program.command('devices').description('import and list the devices of a product');
 
-  withConnection(devices.command('import <productKey> <file>').description('import one-party rows: CSV sn,username,password (header optional) or a .json array'))
+  withConnection(devices.command('import <productKey> <file>').description('import one-party rows: CSV sn,username,password (header optional) or a .json array')
+    .option('--charset <name>', 'the CSV\'s encoding when it is not UTF-8 (iso-8859-1, windows-1252, utf-16le …)'))
     .action(run(async (client, flags, [productKey = '', file = '']) => {
-      const text = readText(file, 'import file');
-      const body = file.toLowerCase().endsWith('.json') ? { json: JSON.parse(text) as unknown } : { csv: text };
+      const charset = (flags as { charset?: string }).charset;
+      const body = file.toLowerCase().endsWith('.json')
+        ? { json: JSON.parse(readText(file, 'import file')) as unknown }
+        : { csv: readBytes(file, 'import file'), ...(charset === undefined ? {} : { charset }) };
       const answer = await client.request<ImportAnswer>('POST', `/api/v1/products/${encodeURIComponent(productKey)}/devices/import`, body);
       const failed = answer.rows.filter((r) => !r.ok);
       print(flags, answer, () => [

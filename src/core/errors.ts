@@ -68,6 +68,8 @@ export const ERRORS = {
   GW_ERR_SN_INVALID: { status: 400, message: 'SN must be at most 64 printable characters' },
   GW_ERR_IMPORT_TOO_LARGE: { status: 413, message: 'At most 10,000 rows per import request' },
   GW_ERR_IMPORT_INVALID: { status: 400, message: 'The import is not a JSON array of rows or CSV sn,username,password' },
+  GW_ERR_IMPORT_ENCODING: { status: 400, message: 'The CSV is not UTF-8 and no charset was named' },
+  GW_ERR_IMPORT_CHARSET_UNSUPPORTED: { status: 400, message: 'The named charset is not supported for CSV imports' },
 
   // Verification functions
   GW_ERR_FUNCTION_NOT_FOUND: { status: 404, message: 'No function with this name' },

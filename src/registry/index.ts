@@ -20,6 +20,7 @@ export { checkDeviceName } from './device-rules.ts';
 export { interpretVerificationOutput, checkedDeviceName, deviceAclOf, type VerificationVerdict } from './verification-result.ts';
 export type { DryRunResult, VerificationEvent } from './function-sandbox.ts';
 export { MAX_IMPORT_ROWS } from './device-import.ts';
+export { decodeCsv, SUPPORTED_CHARSETS } from './csv-encoding.ts';
 export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './device-service.ts';
 export { TIMEOUT_MS as FUNCTION_TIMEOUT_MS, MEMORY_MB as FUNCTION_MEMORY_MB } from './function-rules.ts';
 export { DEFAULT_PORT, MIN_PORT, MAX_PORT, MAX_PARAMS, MAX_PARAM_LENGTH, MAX_SCRIPT_LENGTH } from './gateway-rules.ts';

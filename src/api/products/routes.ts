@@ -3,6 +3,7 @@ import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebo
 import { Type } from 'typebox';
 import { GatehouseError } from '../../core/errors.ts';
 import type { Registry } from '../../registry/registry.ts';
+import { decodeCsv, SUPPORTED_CHARSETS } from '../../registry/index.ts';
 import { errorResponses } from '../common-schemas.ts';
 import {
   DeviceCreateBody, DeviceList, DeviceListQuery, DeviceParams, DeviceUpdateBody, DeviceView, ImportCsvBody, ImportJsonBody,
@@ -17,8 +18,16 @@ export interface ProductRoutesOptions {
 export const IMPORT_BODY_LIMIT = 8 * 1024 * 1024;
 
 export const productRoutes: FastifyPluginCallbackTypebox<ProductRoutesOptions> = (app, { registry }, done) => {
-  app.addContentTypeParser('text/csv', { parseAs: 'string', bodyLimit: IMPORT_BODY_LIMIT }, (_request, body, parsed) => {
-    parsed(null, body);
+  // Bytes, decoded here: a BOM decides, else strict UTF-8 (the first bad byte refused by line and
+  // byte), unless the sender names the charset (`text/csv; charset=…` or `?charset=`).
+  app.addContentTypeParser('text/csv', { parseAs: 'buffer', bodyLimit: IMPORT_BODY_LIMIT }, (request, body, parsed) => {
+    const fromHeader = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(request.headers['content-type'] ?? '')?.[1];
+    const fromQuery = (request.query as { charset?: unknown } | undefined)?.charset;
+    try {
+      parsed(null, decodeCsv(body as Buffer, fromHeader ?? (typeof fromQuery === 'string' ? fromQuery : undefined)));
+    } catch (error) {
+      parsed(error as Error, undefined);
+    }
   });
 
   app.get('/products', {
@@ -44,6 +53,9 @@ export const productRoutes: FastifyPluginCallbackTypebox<ProductRoutesOptions> =
       tags,
       summary: 'Import devices: a JSON array of rows, or text/csv sn,username,password; answers per row',
       params: ProductParams,
+      querystring: Type.Object({
+        charset: Type.Optional(Type.String({ description: `The CSV's encoding when it is not UTF-8 (also as text/csv; charset=…): ${SUPPORTED_CHARSETS.join(', ')}` })),
+      }),
       body: {
         content: {
           'application/json': { schema: ImportJsonBody },
