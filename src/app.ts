@@ -73,6 +73,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   const platformOptions: PlatformOptionsInput = {
     ...overrides.platform,
     messages: { keepPerDevice: config.messages.perDevice, maxAgeMs: config.messages.maxAgeHours * 3600_000, ...overrides.platform?.messages },
+    deviceProperties: { ...config.deviceProperties, ...overrides.platform?.deviceProperties },
   };
   const uplinkJournal = openLocalSqlite(path.join(config.dataDir, UPLINK_JOURNAL_FILE), (file) => new SqliteUplinkJournal(file));
   // SQLite created its files with the process umask; owner-only like everything else here (their

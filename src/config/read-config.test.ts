@@ -23,6 +23,7 @@ test('defaults', () => {
     dataDir: '/srv/data', http: { host: '127.0.0.1', port: 8080 }, mqttHost: '0.0.0.0', publicHost: 'localhost',
     adminToken: undefined, masterKey: undefined, databaseUrl: undefined, natsUrl: undefined, logLevel: 'info',
     messages: { perDevice: 100, maxAgeHours: 168 },
+    deviceProperties: { maxCount: 500, maxBytes: 65536 },
   });
 });
 

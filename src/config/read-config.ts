@@ -16,6 +16,7 @@ export const CONFIG_KEYS = [
   'GATEHOUSE_DATA_DIR', 'GATEHOUSE_HTTP_PORT', 'GATEHOUSE_HTTP_HOST', 'GATEHOUSE_MQTT_HOST',
   'GATEHOUSE_PUBLIC_HOST', 'GATEHOUSE_ADMIN_TOKEN', 'GATEHOUSE_MASTER_KEY', 'GATEHOUSE_DATABASE_URL',
   'GATEHOUSE_NATS_URL', 'GATEHOUSE_LOG_LEVEL', 'GATEHOUSE_MESSAGES_PER_DEVICE', 'GATEHOUSE_MESSAGES_MAX_AGE_HOURS',
+  'GATEHOUSE_DEVICE_MAX_PROPERTIES', 'GATEHOUSE_DEVICE_MAX_PROPERTIES_BYTES',
 ] as const;
 export type ConfigKey = (typeof CONFIG_KEYS)[number];
 
@@ -37,6 +38,8 @@ export interface ProcessConfig {
   logLevel: LogLevel;
   /** The message store keeps the newest `perDevice` messages of each device, none older than `maxAgeHours`. */
   messages: { perDevice: number; maxAgeHours: number };
+  /** A device's stored properties: at most `maxCount` names and `maxBytes` of JSON; a post beyond either is refused. */
+  deviceProperties: { maxCount: number; maxBytes: number };
 }
 
 export const MIN_ADMIN_TOKEN_LENGTH = 16;
@@ -63,6 +66,10 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     messages: {
       perDevice: parseCount('GATEHOUSE_MESSAGES_PER_DEVICE', value('GATEHOUSE_MESSAGES_PER_DEVICE') ?? '100', 1, 100_000),
       maxAgeHours: parseCount('GATEHOUSE_MESSAGES_MAX_AGE_HOURS', value('GATEHOUSE_MESSAGES_MAX_AGE_HOURS') ?? '168', 1, 87_600),
+    },
+    deviceProperties: {
+      maxCount: parseCount('GATEHOUSE_DEVICE_MAX_PROPERTIES', value('GATEHOUSE_DEVICE_MAX_PROPERTIES') ?? '500', 1, 100_000),
+      maxBytes: parseCount('GATEHOUSE_DEVICE_MAX_PROPERTIES_BYTES', value('GATEHOUSE_DEVICE_MAX_PROPERTIES_BYTES') ?? '65536', 256, 16 * 1024 * 1024),
     },
   };
 }

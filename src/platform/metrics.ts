@@ -4,7 +4,7 @@ import type { Platform } from './platform.ts';
 
 export function registerPlatformMetrics(registry: Registry, platform: Platform): void {
   const refresh = (): void => {
-    for (const g of [parsing, store, journal, webhooks, webhookQueued]) g.reset();
+    for (const g of [parsing, store, propertyRefusals, journal, webhooks, webhookQueued]) g.reset();
     for (const { gateway, counters } of platform.allParsingStats()) {
       for (const result of ['parsed', 'failed', 'dropped'] as const) parsing.set({ gateway, result }, counters[result]);
     }
@@ -13,6 +13,9 @@ export function registerPlatformMetrics(registry: Registry, platform: Platform):
     store.set({ result: 'dropped' }, s.dropped);
     store.set({ result: 'failed' }, s.failed);
     store.set({ result: 'pending' }, s.pending);
+    const refused = platform.propertyRefusals();
+    propertyRefusals.set({ reason: 'too_many' }, refused.too_many);
+    propertyRefusals.set({ reason: 'too_large' }, refused.too_large);
     const j = platform.journalStats();
     if (j !== null) {
       journal.set({ result: 'journaled' }, j.journaled);
@@ -36,6 +39,10 @@ export function registerPlatformMetrics(registry: Registry, platform: Platform):
   const store = new Gauge({
     name: 'gatehouse_message_store_messages', help: 'Message store: written, dropped (buffer full), failed (database error) since start; pending now',
     labelNames: ['result'], registers: [registry],
+  });
+  const propertyRefusals = new Gauge({
+    name: 'gatehouse_device_property_posts_refused', help: 'Property posts refused since start because the device would exceed its property count (too_many) or bytes (too_large)',
+    labelNames: ['reason'], registers: [registry],
   });
   const journal = new Gauge({
     name: 'gatehouse_uplink_journal_messages', help: 'QoS 1/2 uplinks journaled before their acknowledgement since start, and journal writes that failed',

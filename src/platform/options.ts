@@ -13,6 +13,8 @@ export interface PlatformOptions {
   streamClientQueue: number;
   /** How long a QoS 1 downlink waits for the device's PUBACK. */
   downlinkAckTimeoutMs: number;
+  /** A device's properties: at most this many names and bytes of JSON (a post beyond is refused). */
+  deviceProperties: { maxCount: number; maxBytes: number };
 }
 
 export interface PlatformOptionsInput {
@@ -22,6 +24,7 @@ export interface PlatformOptionsInput {
   streamReplay?: number;
   streamClientQueue?: number;
   downlinkAckTimeoutMs?: number;
+  deviceProperties?: Partial<PlatformOptions['deviceProperties']>;
 }
 
 export const DEFAULT_PLATFORM_OPTIONS: PlatformOptions = {
@@ -32,6 +35,7 @@ export const DEFAULT_PLATFORM_OPTIONS: PlatformOptions = {
   streamReplay: 1000,
   streamClientQueue: 1000,
   downlinkAckTimeoutMs: 10_000,
+  deviceProperties: { maxCount: 500, maxBytes: 65_536 },
 };
 
 export function resolvePlatformOptions(input: PlatformOptionsInput = {}): PlatformOptions {
@@ -43,5 +47,6 @@ export function resolvePlatformOptions(input: PlatformOptionsInput = {}): Platfo
     streamReplay: input.streamReplay ?? d.streamReplay,
     streamClientQueue: input.streamClientQueue ?? d.streamClientQueue,
     downlinkAckTimeoutMs: input.downlinkAckTimeoutMs ?? d.downlinkAckTimeoutMs,
+    deviceProperties: { ...d.deviceProperties, ...input.deviceProperties },
   };
 }

@@ -10,7 +10,7 @@ import type { GatewayInstance } from '../gateway/instance.ts';
 import type { InstanceChange } from '../gateway/runtime.ts';
 import type { DeviceIdentity } from '../gateway/ports.ts';
 import type {
-  GatewayRuntimeConfig, MessageQuery, MessageRecord, MessageRepository, RegistryEventSource,
+  GatewayRuntimeConfig, MessageQuery, MessageRecord, MessageRepository, PropertyMergeResult, RegistryEventSource,
 } from '../registry/index.ts';
 import { GatehouseError } from '../core/errors.ts';
 import { ScriptCompileError, type LogLine, type ScriptRunner } from '../sandbox/index.ts';
@@ -30,7 +30,8 @@ export interface PlatformRegistry {
   readonly events: RegistryEventSource;
   getGatewayRuntimeConfig(id: string): Promise<GatewayRuntimeConfig>;
   readonly devices: {
-    mergeProperties(productKey: string, deviceName: string, values: Record<string, unknown>, at: Date): Promise<boolean>;
+    mergeProperties(productKey: string, deviceName: string, values: Record<string, unknown>, at: Date,
+      limits: { maxCount: number; maxBytes: number }): Promise<PropertyMergeResult>;
   };
   readonly webhooks: WebhookSource;
 }
@@ -105,6 +106,8 @@ export class Platform {
   #propertiesWritten = 0;
   #propertyWaiters: { upTo: number; resolve: () => void }[] = [];
   readonly #journal: UplinkJournal | null;
+  /** Property posts refused since start, by the limit they would have broken. */
+  readonly #propertiesRefused = { too_many: 0, too_large: 0 };
   readonly #unsubscribe: (() => void)[] = [];
   #closed = false;
 
@@ -188,6 +191,11 @@ export class Platform {
     await this.webhooks.close();
     await this.store.close();
     await this.#propertyWrite;
+  }
+
+  /** Property posts refused since start (over the count or the byte limit). */
+  propertyRefusals(): { too_many: number; too_large: number } {
+    return { ...this.#propertiesRefused };
   }
 
   /** Uplinks journaled since start and journal writes that failed (for metrics). */
@@ -360,7 +368,11 @@ export class Platform {
       const upTo = this.#propertiesQueued;
       for (const p of batch) {
         try {
-          await this.#deps.registry.devices.mergeProperties(p.productKey, p.deviceName, p.values, new Date());
+          const result = await this.#deps.registry.devices.mergeProperties(p.productKey, p.deviceName, p.values, new Date(), this.options.deviceProperties);
+          if (result === 'too_many' || result === 'too_large') {
+            this.#propertiesRefused[result]++;
+            this.#log.warn({ productKey: p.productKey, deviceName: p.deviceName, reason: result, posted: Object.keys(p.values).length, limits: this.options.deviceProperties }, 'device_properties_refused');
+          }
         } catch (err) {
           this.#log.error({ err, deviceName: p.deviceName }, 'device_properties_update_failed');
         }

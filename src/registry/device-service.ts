@@ -26,6 +26,9 @@ export interface DevicePage {
   total: number;
 }
 
+/** What became of a property post. */
+export type PropertyMergeResult = 'updated' | 'device_gone' | 'too_many' | 'too_large';
+
 export class DeviceService {
   readonly #ctx: RegistryContext;
   readonly #products: ProductService;
@@ -166,14 +169,19 @@ export class DeviceService {
 
   /**
    * A device reported property values (Alink property post): each one replaces the one it last
-   * reported, the others stay. Returns false when the device is gone.
+   * reported, the others stay. A post that would leave the device with more than `limits.maxCount`
+   * properties or more than `limits.maxBytes` of them (as JSON) is refused whole, as Alink refuses an
+   * oversized post: a device cannot grow its record without bound.
    */
-  async mergeProperties(productKey: string, deviceName: string, values: Record<string, unknown>, at: Date): Promise<boolean> {
+  async mergeProperties(productKey: string, deviceName: string, values: Record<string, unknown>, at: Date,
+    limits: { maxCount: number; maxBytes: number }): Promise<PropertyMergeResult> {
     const record = await this.#ctx.storage.devices.get(productKey, deviceName);
-    if (!record) return false;
-    return this.#ctx.storage.devices.update(productKey, deviceName, {
-      properties: { ...record.properties, ...values }, updatedAt: at.toISOString(),
-    });
+    if (!record) return 'device_gone';
+    const merged = { ...record.properties, ...values };
+    if (Object.keys(merged).length > limits.maxCount) return 'too_many';
+    if (Buffer.byteLength(JSON.stringify(merged)) > limits.maxBytes) return 'too_large';
+    return (await this.#ctx.storage.devices.update(productKey, deviceName, { properties: merged, updatedAt: at.toISOString() }))
+      ? 'updated' : 'device_gone';
   }
 
   async markGatewayOffline(gatewayId: string, at: Date): Promise<number> {
