@@ -43,6 +43,8 @@ export interface HttpsVerifier {
   /** Requests whose body has this username. */
   requestsFor(username: string): VerifierRequest[];
   slowMs: number;
+  /** `slow` answers actually sent (a gateway that answered its device first saw none of them yet). */
+  slowAnswered: number;
   /** Bytes the `huge` answers managed to write before their client hung up. */
   hugeBytesWritten: number;
   close(): Promise<void>;
@@ -98,6 +100,7 @@ export async function startHttpsVerifier(pki: Pick<Pki, 'server'>): Promise<Http
     requests,
     requestsFor: (username) => requests.filter((r) => r.body?.username === username),
     slowMs: 2000,
+    slowAnswered: 0,
     hugeBytesWritten: 0,
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
@@ -124,7 +127,12 @@ export async function startHttpsVerifier(pki: Pick<Pki, 'server'>): Promise<Http
         res.end(out);
       };
       if (username === 'huge') sendHuge(res, verifier);
-      else if (username === 'slow') setTimeout(send, verifier.slowMs).unref();
+      else if (username === 'slow') {
+        setTimeout(() => {
+          verifier.slowAnswered++;
+          send();
+        }, verifier.slowMs).unref();
+      }
       else send();
     });
   });
