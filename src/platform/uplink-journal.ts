@@ -14,6 +14,7 @@ import type { Logger } from '../core/logger.ts';
 
 /** An acknowledged uplink as received, before parsing. */
 export interface JournaledUplink {
+  /** The message's id in the store and in events, given when the engine received it. */
   id: string;
   gatewayId: string;
   productKey: string;

@@ -9,19 +9,10 @@ import type { DeviceIdentity } from '../gateway/ports.ts';
 import type { DataParsingConfig } from '../registry/index.ts';
 import { newEventId } from './ids.ts';
 import type { GatewayParser, ParseOutcome } from './parser.ts';
-import type { JournalTicket, UplinkJournal } from './uplink-journal.ts';
+import type { JournalTicket, JournaledUplink, UplinkJournal } from './uplink-journal.ts';
 
-/** An uplink with its parsing outcome (null when the gateway does not parse). */
-export interface Uplink {
-  /** The message's id in the store and in events, given when the engine received it. */
-  id: string;
-  gatewayId: string;
-  productKey: string;
-  deviceName: string;
-  topic: string;
-  qos: number;
-  payload: Buffer;
-  receivedAt: number;
+/** An uplink on its way through the platform: as journaled, plus what parsing and the journal made of it. */
+export interface Uplink extends JournaledUplink {
   outcome: ParseOutcome | null;
   /** The journal record holding this uplink until it is written everywhere (QoS 1/2 with a journal). */
   ticket: JournalTicket | null;
