@@ -33,19 +33,24 @@ const lines = [`Gatehouse is running: console and API at ${gatehouse.url} (OpenA
 if (prepared.generated.adminToken) {
   lines.push(`Admin token (generated, saved in ${prepared.files.adminToken}): ${config.adminToken}`);
 }
-if (process.env.GATEHOUSE_DEMO !== 'off') {
-  const demo = await seedDemoGateway(gatehouse.registry, {
-    dataDir: config.dataDir,
-    publicHost: config.publicHost,
-    port: Number(process.env.GATEHOUSE_DEMO_PORT ?? 8883),
-  });
+if (config.demo.enabled) {
+  const demo = await seedDemoGateway(gatehouse.registry, { dataDir: config.dataDir, publicHost: config.publicHost, port: config.demo.port });
   if (demo !== null) {
-    await gatehouse.runtime.startGateway(demo.gatewayId);
-    lines.push(
-      `A demo gateway is ready (self-signed test certificate; set GATEHOUSE_DEMO=off to skip): ${demo.url}`,
-      `  try: mosquitto_sub -h localhost -p ${demo.port} --cafile ${demo.caFile} -u ${demo.username} -P '${demo.password}' -t 'demo/#' -v`,
-      `       mosquitto_pub -h localhost -p ${demo.port} --cafile ${demo.caFile} -u ${demo.username} -P '${demo.password}' -t demo/hello -m world`,
-    );
+    const state = await gatehouse.runtime.startGateway(demo.gatewayId);
+    if (state.status === 'RUNNING') {
+      lines.push(
+        `A demo gateway is ready (self-signed test certificate; set GATEHOUSE_DEMO=off to skip): ${demo.url}`,
+        `  try: mosquitto_sub -h localhost -p ${demo.port} --cafile ${demo.caFile} -u ${demo.username} -P '${demo.password}' -t 'demo/#' -v`,
+        `       mosquitto_pub -h localhost -p ${demo.port} --cafile ${demo.caFile} -u ${demo.username} -P '${demo.password}' -t demo/hello -m world`,
+      );
+    } else {
+      // Saying "ready" over a listener that failed sent newcomers after a port that answers nothing.
+      lines.push(
+        `The demo gateway could not start: ${state.reason ?? state.status}.`,
+        `  Give it a free port in the console or with "gatehouse gateways update" (the edit starts it), or set GATEHOUSE_DEMO_PORT on a fresh data directory.`,
+        `  Its device: user ${demo.username}, password '${demo.password}', CA file ${demo.caFile}.`,
+      );
+    }
   }
 }
 process.stdout.write(`\n${lines.join('\n')}\n\n`);

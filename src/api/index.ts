@@ -19,6 +19,7 @@ import { gatewayRoutes } from './gateways/routes.ts';
 import { messageRoutes } from './messages/routes.ts';
 import { registerOpenApi } from './openapi.ts';
 import { operationsRoutes } from './operations/routes.ts';
+import { probeRoutes } from './operations/probes.ts';
 import { parsingRoutes } from './parsing/routes.ts';
 import { productRoutes } from './products/routes.ts';
 import { streamRoutes } from './stream/routes.ts';
@@ -65,6 +66,8 @@ export function buildApi(deps: ApiDependencies): Api {
   });
 
   registerOpenApi(app);
+  // Outside /api/v1 and its token: probes must answer a load balancer that holds no secret.
+  void app.withTypeProvider<TypeBoxTypeProvider>().register(probeRoutes, { registry: deps.registry, runtime: deps.runtime });
   void app.withTypeProvider<TypeBoxTypeProvider>().register((v1, _options, done) => {
     v1.addHook('onRequest', bearerAuth(deps.adminToken));
     // Unknown /api/v1 paths also need the token: without it, 401 rather than a map of what exists.

@@ -24,6 +24,7 @@ test('defaults', () => {
     adminToken: undefined, masterKey: undefined, databaseUrl: undefined, natsUrl: undefined, logLevel: 'info',
     messages: { perDevice: 100, maxAgeHours: 168 },
     deviceProperties: { maxCount: 500, maxBytes: 65536 },
+    demo: { enabled: true, port: 8883 },
   });
 });
 
@@ -61,6 +62,21 @@ test('each bad value names its key', () => {
   rejects({ GATEHOUSE_DATABASE_URL: 'not a url' }, 'GATEHOUSE_DATABASE_URL');
   rejects({ GATEHOUSE_NATS_URL: 'http://nats' }, 'GATEHOUSE_NATS_URL');
   rejects({ GATEHOUSE_LOG_LEVEL: 'loud' }, 'GATEHOUSE_LOG_LEVEL');
+  rejects({ GATEHOUSE_DEMO: 'no' }, 'GATEHOUSE_DEMO', /on or off/);
+  rejects({ GATEHOUSE_DEMO_PORT: '80' }, 'GATEHOUSE_DEMO_PORT', /1024-65535/);
+  rejects({ GATEHOUSE_DEMO_PORT: '70000' }, 'GATEHOUSE_DEMO_PORT');
+});
+
+test('the demo gateway: off, or on another port, from the environment or the config file', () => {
+  assert.deepEqual(readConfig({ GATEHOUSE_DEMO: 'off', GATEHOUSE_DEMO_PORT: '18883' }).demo, { enabled: false, port: 18883 });
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-config-'));
+  try {
+    const file = path.join(dir, 'gatehouse.env');
+    writeFileSync(file, 'GATEHOUSE_DEMO=off\nGATEHOUSE_DEMO_PORT=9883\n');
+    assert.deepEqual(readConfig({ GATEHOUSE_CONFIG_FILE: file }).demo, { enabled: false, port: 9883 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a config file with the same keys; the environment wins', () => {

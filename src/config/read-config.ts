@@ -16,7 +16,7 @@ export const CONFIG_KEYS = [
   'GATEHOUSE_DATA_DIR', 'GATEHOUSE_HTTP_PORT', 'GATEHOUSE_HTTP_HOST', 'GATEHOUSE_MQTT_HOST',
   'GATEHOUSE_PUBLIC_HOST', 'GATEHOUSE_ADMIN_TOKEN', 'GATEHOUSE_MASTER_KEY', 'GATEHOUSE_DATABASE_URL',
   'GATEHOUSE_NATS_URL', 'GATEHOUSE_LOG_LEVEL', 'GATEHOUSE_MESSAGES_PER_DEVICE', 'GATEHOUSE_MESSAGES_MAX_AGE_HOURS',
-  'GATEHOUSE_DEVICE_MAX_PROPERTIES', 'GATEHOUSE_DEVICE_MAX_PROPERTIES_BYTES',
+  'GATEHOUSE_DEVICE_MAX_PROPERTIES', 'GATEHOUSE_DEVICE_MAX_PROPERTIES_BYTES', 'GATEHOUSE_DEMO', 'GATEHOUSE_DEMO_PORT',
 ] as const;
 export type ConfigKey = (typeof CONFIG_KEYS)[number];
 
@@ -40,6 +40,8 @@ export interface ProcessConfig {
   messages: { perDevice: number; maxAgeHours: number };
   /** A device's stored properties: at most `maxCount` names and `maxBytes` of JSON; a post beyond either is refused. */
   deviceProperties: { maxCount: number; maxBytes: number };
+  /** The demo gateway created on a fresh install (`GATEHOUSE_DEMO=off` skips it) and its port. */
+  demo: { enabled: boolean; port: number };
 }
 
 export const MIN_ADMIN_TOKEN_LENGTH = 16;
@@ -70,6 +72,11 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     deviceProperties: {
       maxCount: parseCount('GATEHOUSE_DEVICE_MAX_PROPERTIES', value('GATEHOUSE_DEVICE_MAX_PROPERTIES') ?? '500', 1, 100_000),
       maxBytes: parseCount('GATEHOUSE_DEVICE_MAX_PROPERTIES_BYTES', value('GATEHOUSE_DEVICE_MAX_PROPERTIES_BYTES') ?? '65536', 256, 16 * 1024 * 1024),
+    },
+    demo: {
+      enabled: parseOnOff('GATEHOUSE_DEMO', value('GATEHOUSE_DEMO') ?? 'on'),
+      // A gateway's port rule (1024-65535): checked here so a bad value is a config error, not a crash after start.
+      port: parseCount('GATEHOUSE_DEMO_PORT', value('GATEHOUSE_DEMO_PORT') ?? '8883', 1024, 65535),
     },
   };
 }
@@ -108,6 +115,11 @@ function withConfigFile(env: NodeJS.ProcessEnv, cwd: string): NodeJS.ProcessEnv 
 function parseCount(key: string, raw: string, min: number, max: number): number {
   if (!/^\d{1,9}$/.test(raw) || Number(raw) < min || Number(raw) > max) throw invalid(key, `must be an integer ${min}-${max}, got "${raw}"`);
   return Number(raw);
+}
+
+function parseOnOff(key: string, raw: string): boolean {
+  if (raw !== 'on' && raw !== 'off') throw invalid(key, `must be on or off, got "${raw}"`);
+  return raw === 'on';
 }
 
 function parsePort(key: string, raw: string): number {

@@ -107,9 +107,18 @@ export class GatewayRuntime implements GatewayRuntimePort {
     });
   }
 
-  /** Applies an edit to a running gateway (a stopped one picks it up when started). */
+  /**
+   * Applies an edit to a running gateway (a stopped one picks it up when started). A gateway in ERROR
+   * tries again: the edit may have removed the cause (a free port, a valid certificate), and the banner
+   * promises edits apply live.
+   */
   async reloadGateway(gatewayId: string): Promise<void> {
-    if (this.#instances.has(gatewayId)) await this.startGateway(gatewayId);
+    if (this.#instances.has(gatewayId) || this.#errors.has(gatewayId)) await this.startGateway(gatewayId);
+  }
+
+  /** The gateway's state once the operations queued for it (an edit being applied) have run. */
+  settled(gatewayId: string): Promise<GatewayState> {
+    return this.#serial(gatewayId, () => Promise.resolve(this.gatewayState(gatewayId)));
   }
 
   stopGateway(gatewayId: string): Promise<GatewayState> {
@@ -135,11 +144,15 @@ export class GatewayRuntime implements GatewayRuntimePort {
 
   gatewayState(gatewayId: string): GatewayState {
     const instance = this.#instances.get(gatewayId);
+    const error = this.#errors.get(gatewayId);
     if (instance !== undefined) {
       const ocsp = instance.ocspState;
-      return { status: 'RUNNING', reason: null, connectedClients: instance.connectedClients, ...(ocsp !== undefined ? { ocsp } : {}) };
+      // An edit that failed to apply (the new port is taken) leaves the listener where it was: not what was asked.
+      const state: GatewayState = error === undefined
+        ? { status: 'RUNNING', reason: null, connectedClients: instance.connectedClients }
+        : { status: 'ERROR', reason: `${error}; still listening on port ${instance.port}`, connectedClients: instance.connectedClients };
+      return ocsp !== undefined ? { ...state, ocsp } : state;
     }
-    const error = this.#errors.get(gatewayId);
     return { status: error === undefined ? 'STOPPED' : 'ERROR', reason: error ?? null, connectedClients: 0 };
   }
 

@@ -333,6 +333,8 @@ export interface GatewayRuntime {
   stopGateway(id: string): Promise<GatewayState>;
   /** Live state; `{ status: 'STOPPED', reason: null, connectedClients: 0 }` for a gateway without a listener. */
   gatewayState(id: string): GatewayState;
+  /** The live state once what is queued for the gateway (an edit applying, a retry after ERROR) has run. */
+  settled(id: string): Promise<GatewayState>;
 }
 
 // ── The registry, as the data plane sees it ───────────────────────────────────────────────────────

@@ -1,5 +1,6 @@
 /** The admin token on every /api/v1 route, the OpenAPI document, /health and /metrics. */
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { expectError, startTestApi, type TestApi, ADMIN_TOKEN, type GatewayListJson } from './helpers.ts';
 
@@ -128,5 +129,30 @@ describe('operations', () => {
     } finally {
       api.registry.ping = original;
     }
+  });
+});
+
+describe('probes at the root', () => {
+  test('/ready is 503 with storage "error" once the database is closed; /health stays 200; neither needs a token', async () => {
+    const own = await startTestApi();
+    try {
+      const ready = await own.call<{ status: string; checks: Record<string, string> }>('GET', '/ready', { token: null });
+      assert.equal(ready.status, 200);
+      assert.deepEqual(ready.json.checks, { storage: 'ok', gateways: 'ok' });
+      await own.storage.close(); // the real database goes away, not a stub
+      const down = await own.call<{ status: string; checks: Record<string, string> }>('GET', '/ready', { token: null });
+      assert.equal(down.status, 503);
+      assert.deepEqual(down.json, { status: 'not_ready', checks: { storage: 'error', gateways: 'unknown' }, gatewaysNotReady: [] });
+      assert.equal((await own.call('GET', '/health', { token: null })).status, 200);
+    } finally {
+      await own.app.close();
+      await rm(own.dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test('OpenAPI documents /health and /ready without the bearer requirement', async () => {
+    const doc = (await api.call<{ paths: Record<string, Record<string, { security?: unknown[] }>> }>('GET', '/api/docs/json', { token: null })).json;
+    assert.deepEqual(doc.paths['/health']?.get?.security, []);
+    assert.deepEqual(doc.paths['/ready']?.get?.security, []);
   });
 });

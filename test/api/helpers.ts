@@ -45,6 +45,10 @@ export class FakeRuntime implements GatewayRuntime {
   gatewayState(id: string): GatewayState {
     return this.states.get(id) ?? { status: 'STOPPED', reason: null, connectedClients: 0 };
   }
+
+  settled(id: string): Promise<GatewayState> {
+    return Promise.resolve(this.gatewayState(id));
+  }
 }
 
 /** An answer; `json` is typed by the caller (`call<GatewayJson>(…)`), unchecked: the tests check it. */

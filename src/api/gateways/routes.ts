@@ -87,7 +87,8 @@ export const gatewayRoutes: FastifyPluginCallbackTypebox<GatewayRoutesOptions> =
   }, async (request) => {
     const patch = { ...request.body, thirdParty: thirdPartyInput(request.body.thirdParty) };
     const { gateway, warnings } = await registry.gateways.update(request.params.id, patch);
-    return { ...view(gateway), warnings };
+    // The edit is applied by the runtime (live, or a retry of a gateway in ERROR): answer what came of it.
+    return { ...view(gateway, await runtime.settled(gateway.id)), warnings };
   });
 
   app.delete('/gateways/:id', {

@@ -1,0 +1,66 @@
+/**
+ * Probes at the root, without the admin token, for load balancers and orchestrators: `/health` says the
+ * process answers (liveness), `/ready` says it can do its job (storage answers, every gateway the operator
+ * left on is listening). They answer states and gateway ids only: nothing an unauthenticated caller could
+ * use (no names, ports, reasons, counts of devices).
+ */
+import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { GatewayRuntime } from '../../registry/ports.ts';
+import type { Registry } from '../../registry/registry.ts';
+
+export interface ProbeRoutesOptions {
+  registry: Registry;
+  runtime: GatewayRuntime;
+}
+
+const Alive = Type.Object({ status: Type.Literal('ok'), uptimeSeconds: Type.Number() });
+
+const Readiness = Type.Object({
+  status: Type.Enum(['ready', 'not_ready']),
+  checks: Type.Object({
+    storage: Type.Enum(['ok', 'error']),
+    /** `unknown` when storage cannot say which gateways should run. */
+    gateways: Type.Enum(['ok', 'error', 'unknown']),
+  }),
+  /** Gateways the operator left on whose listener is not up, by id, with their status. */
+  gatewaysNotReady: Type.Array(Type.Object({ id: Type.String(), status: Type.Enum(['STOPPED', 'ERROR']) })),
+});
+
+const tags = ['operations'];
+
+export const probeRoutes: FastifyPluginCallbackTypebox<ProbeRoutesOptions> = (app, { registry, runtime }, done) => {
+  const startedAt = Date.now();
+
+  // `security: []`: the one place of the API without the bearer token (OpenAPI says so too).
+  app.get('/health', {
+    schema: { tags, summary: 'Liveness probe (no token): the process answers', security: [], response: { 200: Alive } },
+  }, () => ({ status: 'ok' as const, uptimeSeconds: Math.round((Date.now() - startedAt) / 1000) }));
+
+  app.get('/ready', {
+    schema: {
+      tags, summary: 'Readiness probe (no token): storage answers and every enabled gateway is listening',
+      security: [], response: { 200: Readiness, 503: Readiness },
+    },
+  }, async (_request, reply) => {
+    let gateways;
+    try {
+      gateways = await registry.gateways.list(); // a query: also the storage check
+    } catch (error) {
+      app.log.error({ err: error }, 'ready_storage_failed');
+      return reply.status(503).send({ status: 'not_ready', checks: { storage: 'error', gateways: 'unknown' }, gatewaysNotReady: [] });
+    }
+    const gatewaysNotReady: { id: string; status: 'STOPPED' | 'ERROR' }[] = [];
+    for (const gateway of gateways) {
+      if (!gateway.enabled) continue; // stopped on purpose: not a fault
+      const { status } = runtime.gatewayState(gateway.id);
+      if (status !== 'RUNNING') gatewaysNotReady.push({ id: gateway.id, status });
+    }
+    const ready = gatewaysNotReady.length === 0;
+    return reply.status(ready ? 200 : 503).send({
+      status: ready ? 'ready' : 'not_ready', checks: { storage: 'ok', gateways: ready ? 'ok' : 'error' }, gatewaysNotReady,
+    });
+  });
+
+  done();
+};
