@@ -52,6 +52,8 @@ const BENCH_ENTRIES = {
   'node-floor': 'bench/peers/node-floor.ts',
   'aedes-server': 'bench/peers/aedes-server.ts',
   'gatehouse-parsing': 'bench/peers/gatehouse-parsing.ts',
+  // The sandbox's worker thread, loaded from beside gatehouse-parsing.mjs (src/sandbox/quickjs-runner.ts).
+  'sandbox-worker': 'src/sandbox/quickjs-worker.ts',
 };
 export const benchEntry = (name: keyof typeof BENCH_ENTRIES): string => `${BENCH_BUILD_DIR}/${name}.mjs`;
 

@@ -10,7 +10,10 @@
  * measured as the p99 latency tail in `npm run bench` (docs/benchmarks.md). A running gateway should
  * carry no compiler.
  *
- *   node scripts/build.mjs            build dist/main.mjs and dist/cli.mjs
+ *   node scripts/build.mjs            build dist/main.mjs, dist/cli.mjs and dist/sandbox-worker.mjs
+ *
+ * dist/sandbox-worker.mjs is the sandbox's worker thread (src/sandbox/quickjs-worker.ts); the
+ * runner bundled into the other entries loads it from beside itself.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -20,7 +23,7 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const DIST = path.join(ROOT, 'dist');
 
 /** Entry name (output file without .mjs) → source, relative to the package root. */
-export const ENTRIES = { main: 'src/main.ts', cli: 'src/cli/index.ts' };
+export const ENTRIES = { main: 'src/main.ts', cli: 'src/cli/index.ts', 'sandbox-worker': 'src/sandbox/quickjs-worker.ts' };
 
 /** Bundles each entry into `outdir/<name>.mjs` (+ .map). */
 export async function buildEntries(entries, outdir) {

@@ -19,7 +19,7 @@ import { GatewayRuntime, type GatewayRuntimeOptions } from './gateway/runtime.ts
 import { registerGatewayMetrics } from './gateway/metrics.ts';
 import { buildApi, type Api } from './api/index.ts';
 import { Platform, registerPlatformMetrics, type PlatformOptionsInput } from './platform/index.ts';
-import { IsolatedVmRunner } from './sandbox/index.ts';
+import { QuickJsRunner } from './sandbox/index.ts';
 
 export interface Gatehouse {
   readonly registry: Registry;
@@ -44,7 +44,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   const { config } = prepared;
   // The process's one sandbox for operator JavaScript: verification functions (checked when saved,
   // run on CONNECT) and transformPayload scripts all run in it.
-  const runner = new IsolatedVmRunner({ onCatastrophicError: (message) => logger.fatal({ message }, 'sandbox_catastrophic_error') });
+  const runner = new QuickJsRunner();
   // Whose directory and whose database: an empty, missing or foreign database beside an
   // installation's state is refused here, before any migration or demo could be created over it.
   const identity = await readIdentity(config.dataDir);

@@ -64,7 +64,7 @@ const stop = (signal: string): void => {
     () => logger.info('gatehouse_stopped'),
     (err: unknown) => logger.error({ err }, 'gatehouse_stop_failed'),
   );
-  // Let the event loop empty instead of process.exit(): isolated-vm tears down isolates on exit.
+  // Let the event loop empty instead of process.exit(), so every close finishes its writes.
 };
 process.once('SIGINT', () => stop('SIGINT'));
 process.once('SIGTERM', () => stop('SIGTERM'));

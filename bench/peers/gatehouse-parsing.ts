@@ -14,7 +14,7 @@ import { Broker, listen } from '../../src/broker/index.ts';
 import { createLogger } from '../../src/core/logger.ts';
 import { GatewayParser, UplinkJournal, UplinkTap, type JournalTicket } from '../../src/platform/index.ts';
 import { SqliteUplinkJournal } from '../../src/storage/sqlite-uplink-journal.ts';
-import { IsolatedVmRunner } from '../../src/sandbox/index.ts';
+import { QuickJsRunner } from '../../src/sandbox/index.ts';
 
 const { values } = parseArgs({
   options: {
@@ -40,7 +40,7 @@ const broker = new Broker({
     authenticate: (req) => ({ ok: true, identity: { gatewayId: 'bench', productKey: 'bench', deviceName: req.clientId } }),
   },
 });
-const runner = new IsolatedVmRunner();
+const runner = new QuickJsRunner();
 const parser = new GatewayParser(runner, { timeoutMs: 100, memoryMb: 32, maxPending: 10_000 }, logger);
 let parsed = 0;
 let failed = 0;

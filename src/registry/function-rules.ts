@@ -9,7 +9,7 @@ import type { FunctionInput } from './types.ts';
 
 export const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 export const TIMEOUT_MS = { min: 10, max: 30_000, default: 5_000 } as const;
-/** The sandbox's own range: isolated-vm needs at least 8 MB per isolate. */
+/** The sandbox's own range of heap caps per script. */
 export const MEMORY_MB = { min: SANDBOX_LIMITS.memoryMb.min, max: SANDBOX_LIMITS.memoryMb.max, default: 64 } as const;
 
 export function checkFunctionName(name: unknown): string {

@@ -3,7 +3,7 @@
  * Created once by `main` over an opened storage.
  */
 import { GatehouseError } from '../core/errors.ts';
-import { IsolatedVmRunner, type ScriptRunner } from '../sandbox/index.ts';
+import { QuickJsRunner, type ScriptRunner } from '../sandbox/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { RegistryContext } from './context.ts';
 import { DeviceService } from './device-service.ts';
@@ -53,7 +53,7 @@ export class Registry implements RegistryForDataPlane {
       logger: options.logger,
       publicHost: options.publicHost,
       now: options.now ?? (() => new Date()),
-      runner: options.runner ?? new IsolatedVmRunner(),
+      runner: options.runner ?? new QuickJsRunner(),
     };
     this.#storage = options.storage;
     this.gateways = new GatewayService(context);

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { IsolatedVmRunner } from './index.ts';
+import { QuickJsRunner } from './index.ts';
 
 // Many connections call the same compiled script at once.
 
-const runner = new IsolatedVmRunner();
+const runner = new QuickJsRunner();
 after(() => runner.dispose());
 
 const HANDLER = { kind: 'module-function', entry: 'handler' } as const;
@@ -40,36 +40,35 @@ test('calls beyond the queue bound are answered busy at once', async () => {
   assert.equal(script.stats().failures.busy, 3);
 });
 
-test('a slow script does not block the event loop', async () => {
-  const script = await runner.compile(
-    'function handler() { const end = Date.now() + 300; while (Date.now() < end); return { done: true }; }', HANDLER);
-  let ticks = 0;
-  const timer = setInterval(() => { ticks++; }, 10);
-  const result = await script.invoke([]);
-  clearInterval(timer);
-  assert.ok(result.ok);
-  assert.ok(ticks >= 10, `only ${ticks} timer ticks during a 300 ms script`);
+test('a running script does not hold the event loop', { timeout: 20_000 }, async () => {
+  // The script spins until its 1 s limit; a 1 ms timer set after the call started fires first
+  // only if the script runs off the event loop.
+  const script = await runner.compile('function handler() { for (;;) {} }', { ...HANDLER, timeoutMs: 1000 });
+  const order: string[] = [];
+  const call = script.invoke([]).then((result) => order.push(`answer:${result.ok ? 'ok' : result.error.kind}`));
+  await new Promise((resolve) => setTimeout(resolve, 1));
+  order.push('timer');
+  await call;
+  assert.deepEqual(order, ['timer', 'answer:timeout']);
 });
 
-test('throughput of a trivial transformPayload, 20,000 calls', async (t) => {
+test('20,000 transformPayload calls from 1 and from 8 callers each get their own answer', { timeout: 60_000 }, async () => {
+  // Calls/s and CPU per call are measured by `npm run bench:sandbox`, not asserted here.
   const script = await runner.compile(
-    'function transformPayload(topic, b) { return { type: b[0], temperature: ((b[1] << 8) | b[2]) / 10, humidity: b[3] }; }',
+    'function transformPayload(topic, b) { return { type: b[0], temperature: ((b[1] << 8) | b[2]) / 10, seq: b[3] + 256 * b[4] }; }',
     { kind: 'module-function', entry: 'transformPayload' });
-  const payload = Buffer.from([0x01, 0x00, 0xd7, 0x37]);
   for (const callers of [1, 8]) {
     const total = 20_000;
     let next = 0;
-    let failed = 0;
-    const started = performance.now();
+    let wrong = 0;
     await Promise.all(Array.from({ length: callers }, async () => {
       while (next < total) {
-        next++;
-        if (!(await script.invoke(['dev/1/up', payload])).ok) failed++;
+        const seq = next++;
+        const result = await script.invoke(['dev/1/up', Buffer.from([0x01, 0x00, 0xd7, seq & 0xff, seq >> 8])]);
+        if (!result.ok || JSON.stringify(result.value) !== JSON.stringify({ type: 1, temperature: 21.5, seq })) wrong++;
       }
     }));
-    const perSecond = Math.round(total / ((performance.now() - started) / 1000));
-    t.diagnostic(`${callers} concurrent caller(s): ${perSecond} calls/s`);
-    assert.equal(failed, 0);
-    assert.ok(perSecond > 2000, `${perSecond} calls/s`);
+    assert.equal(wrong, 0, `${callers} caller(s)`);
   }
+  assert.equal(script.stats().succeeded, 40_000);
 });

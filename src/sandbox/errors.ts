@@ -20,14 +20,7 @@ export class ScriptCompileError extends Error {
   }
 }
 
-/** isolated-vm appends the origin to compile errors: "Unexpected token ';' [fn.js:4:11]". */
-export function parseSyntaxError(message: string): { detail: string; line?: number; column?: number } {
-  const match = /^(.*) \[(.*):(\d+):(\d+)\]$/s.exec(message);
-  if (!match) return { detail: message };
-  return { detail: match[1] ?? message, line: Number(match[3]), column: Number(match[4]) };
-}
-
-/** The first frame of a V8 stack that points into the operator's file: "at handler (fn.js:7:11)". */
+/** The first frame of a stack that points into the operator's file: "at handler (fn.js:7:11)". */
 export function lineFromStack(stack: string, filename: string): number | undefined {
   const escaped = filename.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const match = new RegExp(`${escaped}:(\\d+):\\d+`).exec(stack);

@@ -1,8 +1,9 @@
 import { createHash, createHmac, timingSafeEqual as nodeTimingSafeEqual } from 'node:crypto';
 
 /*
- * The host side of `gatehouse.crypto`. Arguments arrive as copies made by isolated-vm, so nothing
- * here can touch the script's heap, and results go back as copies. Errors thrown here surface in
+ * The host side of `gatehouse.crypto`, run on the sandbox worker. Arguments arrive as copies read
+ * out of the script's QuickJS memory, so nothing here can touch the script's heap, and results go
+ * back as copies. Errors thrown here surface in
  * the script as the same TypeError, which it may catch.
  */
 

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { IsolatedVmRunner, type CompiledScript, type InvokeResult, type JsonValue } from './index.ts';
+import { QuickJsRunner, type CompiledScript, type InvokeResult, type JsonValue } from './index.ts';
 
 // gatehouse.crypto and gatehouse.encoding, checked against node:crypto, Buffer and the WHATWG
 // TextEncoder/TextDecoder of the host.
 
-const runner = new IsolatedVmRunner();
+const runner = new QuickJsRunner();
 after(() => runner.dispose());
 
 /** A script that runs `op(input)` for an operation chosen by name, byte results as number arrays. */

@@ -2,7 +2,7 @@
  * The sandbox for operator JavaScript (verification functions, transformPayload). It knows
  * nothing about MQTT: callers compile a source once and invoke it with JSON values and bytes.
  */
-export { IsolatedVmRunner, type IsolatedVmRunnerOptions } from './isolated-vm-runner.ts';
+export { QuickJsRunner, type QuickJsRunnerOptions } from './quickjs-runner.ts';
 export { ScriptCompileError, type CompileFailureReason } from './errors.ts';
 export {
   SANDBOX_LIMITS, INVOKE_ERROR_KINDS,

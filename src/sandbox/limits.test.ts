@@ -1,18 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { IsolatedVmRunner, type CompiledScript } from './index.ts';
+import { QuickJsRunner, type CompiledScript } from './index.ts';
 import { errorOf, valueOf } from './test-support.ts';
 
 // What an operator's script must not be able to do to the gateway: run forever, eat the host's
 // memory, reach the host, or flood the logs.
 
-const runner = new IsolatedVmRunner();
+const runner = new QuickJsRunner();
 after(() => runner.dispose());
 
 const HANDLER = { kind: 'module-function', entry: 'handler' } as const;
 
 // One script whose behaviour each call picks, so "the next call works" is tested on the very
-// isolate (or its replacement) that just failed.
+// sandbox (or its replacement) that just failed.
 const MISCHIEF = `
   const kept = [];
   async function handler(what) {
@@ -34,44 +34,138 @@ async function mischief(memoryMb = 16, timeoutMs = 200): Promise<CompiledScript>
   return runner.compile(MISCHIEF, { ...HANDLER, memoryMb, timeoutMs, filename: 'mischief.js' });
 }
 
-test('an infinite loop is stopped within about twice its time limit, and the script stays usable', async () => {
+// A broken limit must fail fast, not hang the suite; durations are the bench's business. The
+// message and `restarts: 0` show the interrupt stopped the loop, not the worker watchdog.
+const HANG = { timeout: 20_000 };
+
+test('an infinite loop is stopped by its time limit, and the script stays usable', HANG, async () => {
   const script = await mischief();
-  const started = performance.now();
   const result = await script.invoke(['loop']);
-  const elapsed = performance.now() - started;
   assert.equal(errorOf(result).kind, 'timeout');
   assert.match(errorOf(result).message, /ran longer than 200 ms/);
-  assert.ok(elapsed < 400, `stopped after ${elapsed} ms`);
   assert.deepEqual(valueOf(await script.invoke(['ok'])), { fine: true, kept: 0 });
   assert.equal(script.stats().restarts, 0);
   assert.equal(script.stats().failures.timeout, 1);
 });
 
-test('a per-call time limit overrides the compiled one', async () => {
+test('a per-call time limit overrides the compiled one', HANG, async () => {
   const script = await mischief(16, 5000);
-  const started = performance.now();
-  assert.equal(errorOf(await script.invoke(['loop'], { timeoutMs: 50 })).kind, 'timeout');
-  assert.ok(performance.now() - started < 1000);
+  const error = errorOf(await script.invoke(['loop'], { timeoutMs: 50 }));
+  assert.equal(error.kind, 'timeout');
+  assert.match(error.message, /ran longer than 50 ms/);
 });
 
-test('a loop after an await is stopped, and an await that can never settle is a timeout', async () => {
+test('time spent in host functions counts toward the limit', HANG, async () => {
+  // Each HMAC over 4 MB takes milliseconds on the host, so QuickJS's own interrupt checks (every
+  // few thousand operations) would come seconds late; catching the refusal does not help either.
+  const script = await runner.compile(`
+    function handler(what) {
+      const big = 'x'.repeat(4000000);
+      if (what === 'small') for (;;) gatehouse.crypto.hash('sha256', 'x');
+      if (what === 'big') for (;;) gatehouse.crypto.hmac('sha512', big, big);
+      if (what === 'big-caught') for (;;) { try { gatehouse.crypto.hmac('sha512', big, big); } catch (e) { /* again */ } }
+      return {};
+    }`, { ...HANDLER, memoryMb: 64, timeoutMs: 200 });
+  for (const what of ['small', 'big', 'big-caught']) {
+    const error = errorOf(await script.invoke([what]));
+    assert.equal(error.kind, 'timeout', what);
+    assert.match(error.message, /ran longer than 200 ms/, what);
+  }
+  assert.equal(script.stats().restarts, 0);
+});
+
+test('hostile scripts are stopped, report what happened, and leave the script usable', HANG, async () => {
+  const script = await runner.compile(`
+    function handler(what) {
+      switch (what) {
+        case 'regex': return { r: /(a+)+$/.test('a'.repeat(40) + 'b') };
+        case 'finally': try { for (;;) {} } finally { for (;;) {} }
+        case 'catch': for (;;) { try { for (;;) {} } catch (e) { /* keep going */ } }
+        case 'sort': return { s: [3, 2, 1].sort(() => { for (;;) {} }) };
+        case 'getter': return { get a() { for (;;) {} } };
+        case 'toJSON': return { toJSON() { for (;;) {} } };
+        case 'proxy': return new Proxy({}, { ownKeys() { for (;;) {} } });
+        case 'eval': return eval('for (;;) {}');
+        case 'function-ctor': return Function('for (;;) {}')();
+        case 'recursion': { const f = () => f() + 1; return f(); }
+        case 'string-doubling': { let s = 'x'; for (;;) s += s; }
+        case 'promise-flood': { const go = () => Promise.resolve().then(go); go(); return new Promise(() => {}); }
+        case 'host-escape': return {
+          process: (function () {}).constructor('return typeof process')(),
+          require: typeof require, globals: Object.getOwnPropertyNames(globalThis).filter((n) => /^(std|os|process|Deno|Bun)$/.test(n)),
+        };
+      }
+      return { fine: true };
+    }`, { ...HANDLER, timeoutMs: 200, memoryMb: 16, filename: 'hostile.js' });
+  const expected: Record<string, string> = {
+    regex: 'timeout', finally: 'timeout', catch: 'timeout', sort: 'timeout', getter: 'timeout', toJSON: 'timeout',
+    proxy: 'timeout', eval: 'timeout', 'function-ctor': 'timeout', recursion: 'threw', 'string-doubling': 'threw',
+    'promise-flood': 'timeout',
+  };
+  for (const [what, kind] of Object.entries(expected)) {
+    const error = errorOf(await script.invoke([what]));
+    assert.equal(error.kind, kind, `${what}: ${error.message}`);
+    if (kind === 'timeout') assert.match(error.message, /ran longer than 200 ms/, what);
+    assert.deepEqual(valueOf(await script.invoke(['ok'])), { fine: true }, what);
+  }
+  assert.match(errorOf(await script.invoke(['recursion'])).message, /stack overflow/);
+  assert.deepEqual(valueOf(await script.invoke(['host-escape'])), { process: 'undefined', require: 'undefined', globals: [] });
+});
+
+test('a call stuck in native code past its limit gets its worker replaced; other scripts there recover', HANG, async () => {
+  // Array.prototype.join over a billion holes runs in C without asking the interrupt handler: the
+  // watchdog answers the call and moves every script of that worker to a new one.
+  const single = new QuickJsRunner({ workers: 1 });
+  try {
+    const stuck = await single.compile('function handler() { return { n: new Array(1e9).join("x").length }; }',
+      { ...HANDLER, timeoutMs: 100 });
+    const counter = await single.compile('let n = 0; function handler() { return { n: ++n }; }', HANDLER);
+    assert.deepEqual(valueOf(await counter.invoke([])), { n: 1 });
+    const error = errorOf(await stuck.invoke([]));
+    assert.equal(error.kind, 'timeout');
+    assert.match(error.message, /worker was replaced/);
+    // Recompiled on the new worker: top-level state starts again, as after any restart.
+    assert.deepEqual(valueOf(await counter.invoke([])), { n: 1 });
+    assert.equal(counter.stats().restarts, 1);
+  } finally {
+    single.dispose();
+  }
+});
+
+test('one script exhausting its memory leaves another script on the same worker untouched', HANG, async () => {
+  const single = new QuickJsRunner({ workers: 1 });
+  try {
+    const bomb = await single.compile(MISCHIEF, { ...HANDLER, memoryMb: 16, timeoutMs: 3000, filename: 'mischief.js' });
+    const counter = await single.compile('let n = 0; function handler() { return { n: ++n }; }', HANDLER);
+    assert.deepEqual(valueOf(await counter.invoke([])), { n: 1 });
+    const [bombed, counted] = await Promise.all([bomb.invoke(['array-bomb']), counter.invoke([])]);
+    assert.equal(errorOf(bombed).kind, 'memory');
+    assert.deepEqual(valueOf(counted), { n: 2 });
+    assert.deepEqual(valueOf(await counter.invoke([])), { n: 3 });
+    assert.equal(counter.stats().restarts, 0);
+  } finally {
+    single.dispose();
+  }
+});
+
+test('a loop after an await is stopped, and an await that can never settle is a timeout', HANG, async () => {
   const script = await mischief();
-  assert.equal(errorOf(await script.invoke(['loop-after-await'])).kind, 'timeout');
-  const started = performance.now();
+  const looped = errorOf(await script.invoke(['loop-after-await']));
+  assert.equal(looped.kind, 'timeout');
+  assert.match(looped.message, /ran longer than 200 ms/);
   const never = errorOf(await script.invoke(['await-forever']));
   assert.equal(never.kind, 'timeout');
   assert.match(never.message, /never settled/);
-  assert.ok(performance.now() - started < 600);
   assert.deepEqual(valueOf(await script.invoke(['ok'])), { fine: true, kept: 0 });
 });
 
-test('memory bombs are reported as memory, and the next call runs in a fresh isolate', async () => {
+test('memory bombs are reported as memory, and the next call runs in a fresh sandbox', HANG, async () => {
   const script = await mischief(16, 3000);
   for (const bomb of ['array-bomb', 'typed-bomb', 'string-bomb']) {
     const error = errorOf(await script.invoke([bomb]));
     assert.equal(error.kind, 'memory', bomb);
     assert.match(error.message, /memory limit of 16 MB/);
-    // The array bomb kept its garbage in a global: only a new isolate gets rid of it.
+    // The array bomb kept its garbage in a global: only a new sandbox gets rid of it.
     assert.deepEqual(valueOf(await script.invoke(['ok'])), { fine: true, kept: 0 }, bomb);
   }
   const stats = script.stats();
@@ -80,7 +174,20 @@ test('memory bombs are reported as memory, and the next call runs in a fresh iso
   assert.equal(stats.succeeded, 3);
 });
 
-test('calls waiting in an isolate that runs out of memory are answered, and later calls work', async () => {
+test('the memory limit is the configured size: 12 MB fit under 16 MB, 24 MB do not, and do under 32 MB', HANG, async () => {
+  const source = `function handler(mb) {
+    const kept = [];
+    for (let i = 0; i < mb * 16; i++) kept.push(new Uint8Array(65536));
+    return { mb: kept.length / 16 };
+  }`;
+  const small = await runner.compile(source, { ...HANDLER, memoryMb: 16 });
+  assert.deepEqual(valueOf(await small.invoke([12])), { mb: 12 });
+  assert.equal(errorOf(await small.invoke([24])).kind, 'memory');
+  const large = await runner.compile(source, { ...HANDLER, memoryMb: 32 });
+  assert.deepEqual(valueOf(await large.invoke([24])), { mb: 24 });
+});
+
+test('calls waiting behind one that runs out of memory are answered, and later calls work', HANG, async () => {
   const script = await mischief(16, 3000);
   const results = await Promise.all([script.invoke(['ok']), script.invoke(['array-bomb']), script.invoke(['ok']), script.invoke(['ok'])]);
   assert.equal(errorOf(results[1]).kind, 'memory');
@@ -90,14 +197,14 @@ test('calls waiting in an isolate that runs out of memory are answered, and late
   assert.deepEqual(valueOf(await script.invoke(['ok'])), { fine: true, kept: 0 });
 });
 
-test('an argument too big for the isolate is a memory failure, not a crash', async () => {
+test('an argument too big for the sandbox is a memory failure, not a crash', async () => {
   const script = await runner.compile('function transformPayload(topic, bytes) { return { n: bytes.length }; }',
     { kind: 'module-function', entry: 'transformPayload', memoryMb: 16 });
   assert.equal(errorOf(await script.invoke(['t', Buffer.alloc(64 * 1024 * 1024)])).kind, 'memory');
   assert.deepEqual(valueOf(await script.invoke(['t', Buffer.alloc(3)])), { n: 3 });
 });
 
-test('the host process stays healthy: RSS bounded across repeated memory bombs', async () => {
+test('the host process stays healthy: RSS bounded across repeated memory bombs', HANG, async () => {
   const script = await mischief(16, 3000);
   const before = process.memoryUsage().rss;
   for (let i = 0; i < 6; i++) {
@@ -136,7 +243,7 @@ test('console output is captured per call and bounded to 50 lines of 500 charact
     { level: 'warn', message: 'careful' },
   ]);
   assert.equal(small.logs[2]?.level, 'error');
-  assert.match(small.logs[2]?.message ?? '', /^TypeError: bad\n {4}at handler \(handler\.js:5:21\)/);
+  assert.match(small.logs[2]?.message ?? '', /^TypeError: bad\n {4}at handler \(handler\.js:5:34\)$/);
   assert.equal(small.logs[5]?.message.length, 500);
   assert.ok(small.logs[5]?.message.endsWith('\u2026'));
 
@@ -185,7 +292,7 @@ test('the host library is frozen', async () => {
   });
 });
 
-test('a disposed script answers disposed, and so do calls that were in flight', async () => {
+test('a disposed script answers disposed, and so do calls that were in flight', HANG, async () => {
   const script = await mischief(16, 1000);
   const inFlight = script.invoke(['loop']);
   await new Promise((resolve) => setTimeout(resolve, 20));

@@ -1,30 +1,29 @@
 /*
- * JavaScript that runs inside every script isolate before the operator's code. Its completion
- * value is `setup(config, hostLog, hostHmac, hostHash, hostTimingSafeEqual)`, which installs the
- * host library (console, gatehouse.crypto, gatehouse.encoding, TextEncoder, TextDecoder), removes
- * globals a script has no use for, and returns `bindEntry(fn)`. That gives back the function the
- * host calls for every invocation: `invoke(id, argCodes, ...args)`.
+ * JavaScript that runs inside every script's QuickJS context before the operator's code. Its
+ * completion value is `setup(configJson, hostLog, hostHmac, hostHash, hostTimingSafeEqual)`, which
+ * installs the host library (console, gatehouse.crypto, gatehouse.encoding, TextEncoder,
+ * TextDecoder), removes globals a script has no use for, and returns `bindEntry(fn)`. That gives
+ * back the function the worker calls for every invocation: `invoke(id, argCodes, ...args)`.
  *
- * invoke answers with one string, so a result crosses the isolate boundary as a single copy:
+ * invoke answers with one string, so a result leaves the sandbox as a single copy:
  *   'v' + JSON   the value
  *   't' + JSON   the script threw: {name, message, stack}
  *   'b' + text   the value is not acceptable JSON (text says why)
- *   'm' + text   an ArrayBuffer allocation hit the memory cap
- *   's'          the call awaited something that can never settle
+ *   'm' + text   an allocation hit the memory cap and the script let the error through
  * An async result is a promise of that string. The sandbox has no timers and no I/O, so once the
- * microtasks of a call's task have run, a still-pending promise can never settle by itself: every
- * later invocation (and `invoke(0)`, which the host sends when a call overstays its time limit)
- * first settles such calls with 's'.
+ * worker has run the call's pending jobs, a still-pending promise can never settle by itself: the
+ * worker answers it as "never settled" (quickjs-worker.ts).
  *
- * Encodings are plain JavaScript here, so the per-message path does not cross threads; hashing
- * and HMAC call node:crypto on the host. Intrinsics the wrapper relies on are captured up front so
- * a script that patches builtins only confuses itself.
+ * Encodings are plain JavaScript here, so the per-message path does not leave the sandbox;
+ * hashing and HMAC call node:crypto on the host, with strings as strings and bytes as a copied
+ * ArrayBuffer (the only binary type the host can read out of QuickJS). Intrinsics the wrapper
+ * relies on are captured up front so a script that patches builtins only confuses itself.
  *
  * Written without backticks or dollar-brace, so it can live in String.raw unchanged.
  */
 export const PRELUDE_SOURCE = String.raw`
 'use strict';
-(function setup(config, hostLog, hostHmac, hostHash, hostTimingSafeEqual) {
+(function setup(configJson, hostLog, hostHmac, hostHash, hostTimingSafeEqual) {
   const g = globalThis;
   const ReflectApply = Reflect.apply;
   const stringify = JSON.stringify;
@@ -41,10 +40,16 @@ export const PRELUDE_SOURCE = String.raw`
   const U8 = Uint8Array;
   const fromCharCode = String.fromCharCode;
   const slice = String.prototype.slice;
+  const split = String.prototype.split;
+  const includes = String.prototype.includes;
+  const join = Array.prototype.join;
   const objectToString = Object.prototype.toString;
   const ErrorCtor = Error;
+  const ArrayBufferCtor = ArrayBuffer;
+  const bufferSlice = ArrayBuffer.prototype.slice;
+  const config = parse(configJson);
 
-  for (const name of ['WebAssembly', 'SharedArrayBuffer', 'Atomics']) delete g[name];
+  for (const name of ['WebAssembly', 'SharedArrayBuffer', 'Atomics', 'queueMicrotask']) delete g[name];
 
   const maxLines = config.maxLines;
   const maxChars = config.maxChars;
@@ -55,20 +60,23 @@ export const PRELUDE_SOURCE = String.raw`
   let current = 0;
   let lines = 0;
   let truncated = false;
-  const pending = Object.create(null);
-  let pendingCount = 0;
-
-  function settleStale() {
-    for (const key in pending) {
-      const settle = pending[key];
-      delete pending[key];
-      settle('s');
-    }
-    pendingCount = 0;
-  }
 
   function cut(text, max) {
     return text.length > max ? ReflectApply(slice, text, [0, max - 1]) + '\u2026' : text;
+  }
+
+  // The frames below the operator's code are ours (invoke, and the native apply that calls the
+  // entry); an operator has no use for them.
+  function ownFrames(stack) {
+    const lines = ReflectApply(split, stack, ['\n']);
+    let end = lines.length;
+    for (let i = 0; i < lines.length; i++) {
+      if (ReflectApply(includes, lines[i], ['gatehouse:'])) { end = i; break; }
+    }
+    while (end > 0 && (lines[end - 1] === '' || ReflectApply(includes, lines[end - 1], ['(native)']))) end--;
+    const kept = [];
+    for (let i = 0; i < end; i++) kept[i] = lines[i];
+    return ReflectApply(join, kept, ['\n']);
   }
 
   function safeString(value) {
@@ -104,7 +112,10 @@ export const PRELUDE_SOURCE = String.raw`
     if (value === null) return 'null';
     try {
       if (value instanceof ErrorCtor) {
-        return typeof value.stack === 'string' ? value.stack : value.name + ': ' + value.message;
+        // QuickJS's stack holds only the frames; print it under "Name: message" as Node does.
+        const head = value.name + ': ' + value.message;
+        const frames = typeof value.stack === 'string' ? ownFrames(value.stack) : '';
+        return frames ? head + '\n' + frames : head;
       }
       if (isView(value) && typeof value.length === 'number') {
         const shown = [];
@@ -303,13 +314,19 @@ export const PRELUDE_SOURCE = String.raw`
     return out;
   }
 
-  // Strings go to the host as strings (hashed as UTF-8); anything else as a copied Uint8Array.
-  const hostInput = (value, what) => typeof value === 'string' ? value : bytesOnly(value, what + ' (or a string)');
+  // Strings go to the host as strings (hashed as UTF-8); bytes as an ArrayBuffer of their own.
+  function hostInput(value, what) {
+    if (typeof value === 'string') return value;
+    const view = bytesOnly(value, what + ' (or a string)');
+    return ReflectApply(bufferSlice, view.buffer, [view.byteOffset, view.byteOffset + view.byteLength]);
+  }
+  // Digests in the 'bytes' encoding come back as an ArrayBuffer.
+  const hostOutput = (value) => value instanceof ArrayBufferCtor ? new U8(value) : value;
 
   const gatehouse = freeze({
     crypto: freeze({
-      hmac: (alg, key, data, encoding) => hostHmac(alg, hostInput(key, 'key'), hostInput(data, 'data'), encoding),
-      hash: (alg, data, encoding) => hostHash(alg, hostInput(data, 'data'), encoding),
+      hmac: (alg, key, data, encoding) => hostOutput(hostHmac(alg, hostInput(key, 'key'), hostInput(data, 'data'), encoding)),
+      hash: (alg, data, encoding) => hostOutput(hostHash(alg, hostInput(data, 'data'), encoding)),
       timingSafeEqual: (a, b) => hostTimingSafeEqual(hostInput(a, 'a'), hostInput(b, 'b')),
     }),
     encoding: freeze({
@@ -414,7 +431,7 @@ export const PRELUDE_SOURCE = String.raw`
       if (error !== null && (typeof error === 'object' || typeof error === 'function')) {
         name = typeof error.name === 'string' ? error.name : '';
         message = typeof error.message === 'string' ? error.message : formatValue(error);
-        stack = typeof error.stack === 'string' ? error.stack : '';
+        stack = typeof error.stack === 'string' ? ownFrames(error.stack) : '';
       } else {
         message = formatValue(error);
       }
@@ -426,20 +443,21 @@ export const PRELUDE_SOURCE = String.raw`
 
   function thrown(error) {
     const d = describe(error);
-    if (d.name === 'RangeError' && d.message === 'Array buffer allocation failed') return 'm' + d.message;
+    if (d.name === 'InternalError' && d.message === 'out of memory') return 'm' + d.message;
     return 't' + stringify(d);
   }
 
   function bindEntry(entry) {
     if (typeof entry !== 'function') throw new TypeError('the entry is not a function');
     return function invoke(id, codes, ...raw) {
-      if (pendingCount > 0) settleStale();
-      if (id === 0) return 's';
       current = id;
       lines = 0;
       truncated = false;
       const args = [];
-      for (let i = 0; i < raw.length; i++) args[i] = codes[i] === 'j' ? parse(raw[i]) : raw[i];
+      for (let i = 0; i < raw.length; i++) {
+        const code = codes[i];
+        args[i] = code === 'j' ? parse(raw[i]) : code === 'b' ? new U8(raw[i]) : raw[i];
+      }
       let result;
       let then;
       try {
@@ -450,18 +468,10 @@ export const PRELUDE_SOURCE = String.raw`
       }
       if (typeof then !== 'function') return finish(result);
       return new PromiseCtor((settle) => {
-        pending[id] = settle;
-        pendingCount++;
-        const done = (answer) => {
-          if (pending[id] !== settle) return;
-          delete pending[id];
-          pendingCount--;
-          settle(answer);
-        };
         try {
-          ReflectApply(then, result, [(value) => done(finish(value)), (error) => done(thrown(error))]);
+          ReflectApply(then, result, [(value) => settle(finish(value)), (error) => settle(thrown(error))]);
         } catch (e) {
-          done(thrown(e));
+          settle(thrown(e));
         }
       });
     };

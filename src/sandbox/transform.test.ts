@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { IsolatedVmRunner } from './index.ts';
+import { QuickJsRunner } from './index.ts';
 import { errorOf, valueOf } from './test-support.ts';
 
 // transformPayload(topic, bytes) as issue 6 runs it: raw device bytes in, a JSON object out.
 
-const runner = new IsolatedVmRunner();
+const runner = new QuickJsRunner();
 after(() => runner.dispose());
 
 const TRANSFORM = { kind: 'module-function', entry: 'transformPayload' } as const;

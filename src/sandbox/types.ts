@@ -25,14 +25,15 @@ export interface CompileOptions {
   entry: EntryName;
   /** Per-call time limit unless `invoke` overrides it; also bounds the script's top-level code. */
   timeoutMs?: number;
-  /** Heap cap of the script's isolate, ArrayBuffers included. */
+  /** Heap cap of the script's sandbox, ArrayBuffers included: the cap of its WebAssembly memory
+   * beyond the engine's own 16 MB. */
   memoryMb?: number;
   /** Shown in stack traces and used to find the operator's line in them. */
   filename?: string;
   /** `object` (default): the result must be a plain JSON object. `json`: any JSON value. */
   result?: 'object' | 'json';
-  /** Calls handed to the isolate at once; V8 still runs them one after another, but pipelining
-   * them avoids a thread hop per call. */
+  /** Calls handed to the sandbox worker at once (one message); it runs them one after another,
+   * but batching them avoids a thread hop per call. */
   maxConcurrent?: number;
   /** Calls waiting beyond `maxConcurrent`; one more is answered `busy` at once. */
   maxQueued?: number;
@@ -53,10 +54,10 @@ export interface LogLine {
 
 /**
  * Why a call produced no value. `timeout`: over its time limit, or awaited something that can
- * never settle. `memory`: the isolate hit its heap cap (it is recreated on the next call).
+ * never settle. `memory`: the script hit its heap cap (its sandbox is recreated on the next call).
  * `threw`: the script threw or rejected. `bad-result`: the value was not JSON (or not an object
  * when one is required). `busy`: the queue was full. `disposed`: the script was disposed.
- * `internal`: isolated-vm failed in a way none of the above explains.
+ * `internal`: the sandbox failed in a way none of the above explains (a wasm trap, a lost worker).
  */
 export type InvokeErrorKind = 'timeout' | 'memory' | 'threw' | 'bad-result' | 'busy' | 'disposed' | 'internal';
 
@@ -77,8 +78,8 @@ interface InvokeOutcome {
   logs: LogLine[];
   /** True when console output was dropped because of the line limit. */
   logsTruncated: boolean;
-  /** Wall time from handing the call to the isolate to its answer. Time in our queue is not
-   * counted; time behind other calls already handed to the isolate is. */
+  /** Time the sandbox worker spent on this call, from its start to its answer. Time in our queue
+   * and behind other calls is not counted. */
   durationMs: number;
 }
 
@@ -91,7 +92,7 @@ export interface ScriptStats {
   calls: number;
   succeeded: number;
   failures: Record<InvokeErrorKind, number>;
-  /** Isolates recreated after a memory failure. */
+  /** Sandboxes recreated after a memory failure or a lost worker. */
   restarts: number;
   /** Sum of `durationMs` over all calls. */
   totalMs: number;
@@ -103,11 +104,11 @@ export interface ScriptStats {
 export interface CompiledScript {
   invoke(args: readonly SandboxArg[], options?: InvokeOptions): Promise<InvokeResult>;
   stats(): ScriptStats;
-  /** Frees the isolate; pending and later calls answer `disposed`. */
+  /** Frees the script's sandbox; pending and later calls answer `disposed`. */
   dispose(): void;
 }
 
-/** Compiles operator JavaScript into callable scripts. Backend-neutral: isolated-vm today. */
+/** Compiles operator JavaScript into callable scripts. Backend-neutral: QuickJS on WebAssembly today. */
 export interface ScriptRunner {
   /** Rejects with `ScriptCompileError` when the source does not parse, its top-level code fails,
    * or it does not define the entry function. */

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, test } from 'node:test';
-import { IsolatedVmRunner } from './index.ts';
+import { QuickJsRunner } from './index.ts';
 import { errorOf, valueOf } from './test-support.ts';
 
 // Verification functions as issue 5 runs them: handler({userName, password, clientId,
 // certificateCommonName}) → {result, deviceName?, message?}.
 
-const runner = new IsolatedVmRunner();
+const runner = new QuickJsRunner();
 after(() => runner.dispose());
 
 const HANDLER = { kind: 'module-function', entry: 'handler' } as const;

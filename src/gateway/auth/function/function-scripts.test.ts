@@ -4,12 +4,12 @@ import { silentLogger } from '../../../core/logger.ts';
 import { RegistryEvents } from '../../../registry/events.ts';
 import type { VerificationFunction } from '../../../registry/index.ts';
 import { FunctionScripts } from './function-scripts.ts';
-import { IsolatedVmRunner } from '../../../sandbox/index.ts';
+import { QuickJsRunner } from '../../../sandbox/index.ts';
 
 const events = new RegistryEvents(silentLogger);
 const stored = new Map<string, VerificationFunction>();
 let lookups = 0;
-const runner = new IsolatedVmRunner();
+const runner = new QuickJsRunner();
 const scripts = new FunctionScripts({
   events,
   getFunction: (name) => {

@@ -1,0 +1,453 @@
+import { availableParallelism } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
+import { lineFromStack, ScriptCompileError } from './errors.ts';
+import {
+  INVOKE_ERROR_KINDS, SANDBOX_LIMITS,
+  type CompiledScript, type CompileOptions, type InvokeError, type InvokeErrorKind, type InvokeOptions,
+  type InvokeResult, type JsonValue, type SandboxArg, type ScriptRunner, type ScriptStats,
+} from './types.ts';
+import type { CallAnswer, CallRequest, FromWorker, PreparedArg, ScriptSpec, ToWorker } from './worker-protocol.ts';
+
+/*
+ * Operator scripts run in QuickJS compiled to WebAssembly, on a small pool of worker threads
+ * (quickjs-worker.ts): nothing here is bound to V8's ABI, and a running script never holds the
+ * event loop. Each compiled script lives on one worker, in its own QuickJS instance with its own
+ * capped memory. Calls are queued here and handed to the worker `maxConcurrent` at a time; the
+ * calls queued in one turn of the event loop go in one message, so at saturation a thread hop is
+ * paid per batch, not per call.
+ *
+ * A watchdog per worker catches what the interrupt handler cannot (a worker stuck in host code or
+ * a wasm trap loop): a call still unanswered well past its deadline gets the worker terminated and
+ * replaced, its scripts recompiled there.
+ */
+
+export interface QuickJsRunnerOptions {
+  /** Worker threads that run scripts; default: the machine's parallelism, at most 4. */
+  workers?: number;
+}
+
+/** How long past its deadline a call may stay unanswered before its worker is replaced. */
+const STUCK_GRACE_MS = 1000;
+
+/** Bytes arguments beyond the script's memory cap are refused before they are copied in. */
+const MB = 1024 * 1024;
+
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+
+function startWorker(): Worker {
+  if (!FROM_SOURCE) {
+    // Bundled into dist/ (scripts/build.mjs) beside the entry that imports this module.
+    return new Worker(new URL('./sandbox-worker.mjs', import.meta.url));
+  }
+  // Run from TypeScript sources (tests, tsx): Node 20 does not apply the parent's `--import tsx`
+  // to a worker's entry, so the worker loads its module through tsx's API.
+  const href = JSON.stringify(new URL('./quickjs-worker.ts', import.meta.url).href);
+  return new Worker(`import('tsx/esm/api').then((tsx) => tsx.tsImport(${href}, ${href}))`, { eval: true });
+}
+
+type Outcome = { value: JsonValue } | { error: InvokeError };
+
+interface Job {
+  args: PreparedArg[];
+  bytes: number;
+  timeoutMs: number;
+  resolve: (result: InvokeResult) => void;
+}
+
+interface InFlight {
+  job: Job;
+  script: QuickJsScript;
+  deadline: number;
+}
+
+function checkRange(name: keyof typeof SANDBOX_LIMITS, value: number | undefined): number {
+  const range = SANDBOX_LIMITS[name];
+  if (typeof range !== 'object') throw new TypeError(`${name} is not a ranged limit`);
+  if (value === undefined) return range.default;
+  if (!Number.isInteger(value) || value < range.min || value > range.max) {
+    throw new RangeError(`${name} must be an integer from ${range.min} to ${range.max}, got ${value}`);
+  }
+  return value;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+function prepareArg(arg: SandboxArg): PreparedArg {
+  // A copy with its own ArrayBuffer: posting a pooled Buffer would hand the worker the whole
+  // 8 KiB pool slab, with other messages' bytes in it.
+  if (arg instanceof Uint8Array) return { code: 'b', bytes: new Uint8Array(arg) };
+  if (arg === null || typeof arg === 'string' || typeof arg === 'number' || typeof arg === 'boolean' || arg === undefined) {
+    return { code: 'r', value: arg };
+  }
+  const json = JSON.stringify(arg);
+  if (typeof json !== 'string') throw new TypeError('sandbox arguments must be JSON values or Uint8Array');
+  return { code: 'j', json };
+}
+
+function argBytes(arg: PreparedArg): number {
+  if (arg.code === 'b') return arg.bytes.byteLength;
+  if (arg.code === 'j') return arg.json.length * 3;
+  return typeof arg.value === 'string' ? arg.value.length * 3 : 0;
+}
+
+function emptyFailures(): Record<InvokeErrorKind, number> {
+  return Object.fromEntries(INVOKE_ERROR_KINDS.map((kind) => [kind, 0])) as Record<InvokeErrorKind, number>;
+}
+
+/** One worker thread and the scripts placed on it. */
+class WorkerHost {
+  readonly scripts = new Set<QuickJsScript>();
+  readonly #compiles = new Map<number, (reply: Extract<FromWorker, { type: 'compiled' }>) => void>();
+  readonly #inFlight = new Map<number, InFlight>();
+  readonly #onLost: (host: WorkerHost, reason: string) => void;
+  #worker: Worker;
+  #watchdog: NodeJS.Timeout | undefined;
+  #watchdogAt = Infinity;
+  #lost = false;
+
+  constructor(onLost: (host: WorkerHost, reason: string) => void) {
+    this.#onLost = onLost;
+    this.#worker = startWorker();
+    this.#worker.unref();
+    this.#worker.on('message', (message: FromWorker) => this.#receive(message));
+    this.#worker.on('error', (error) => this.#lose(`sandbox worker failed: ${error.message}`));
+    this.#worker.on('exit', (code) => this.#lose(`sandbox worker exited with code ${code}`));
+  }
+
+  get lost(): boolean {
+    return this.#lost;
+  }
+
+  send(message: ToWorker): void {
+    if (!this.#lost) this.#worker.postMessage(message);
+  }
+
+  compile(scriptId: number, spec: ScriptSpec): Promise<Extract<FromWorker, { type: 'compiled' }>> {
+    return new Promise((resolve) => {
+      this.#compiles.set(scriptId, resolve);
+      this.#updateRef();
+      this.send({ type: 'compile', scriptId, spec });
+    });
+  }
+
+  call(script: QuickJsScript, scriptId: number, batch: { callId: number; job: Job }[]): void {
+    const now = performance.now();
+    const calls: CallRequest[] = [];
+    for (const { callId, job } of batch) {
+      // Calls in one batch run one after another: a call's deadline includes those before it.
+      const deadline = now + calls.reduce((sum, c) => sum + c.timeoutMs, 0) + job.timeoutMs;
+      this.#inFlight.set(callId, { job, script, deadline });
+      calls.push({ callId, args: job.args, timeoutMs: job.timeoutMs });
+      this.#armWatchdog(deadline + STUCK_GRACE_MS);
+    }
+    this.#updateRef();
+    // Bytes go by copy (structured clone), never transferred: the caller keeps its buffers.
+    this.send({ type: 'calls', scriptId, calls });
+  }
+
+  /** Stops waiting for these calls (their script was disposed); a late answer is dropped. */
+  forget(callIds: Iterable<number>): void {
+    for (const id of callIds) this.#inFlight.delete(id);
+    this.#updateRef();
+  }
+
+  terminate(): void {
+    this.#lost = true;
+    clearTimeout(this.#watchdog);
+    void this.#worker.terminate();
+  }
+
+  #receive(message: FromWorker): void {
+    if (message.type === 'compiled') {
+      const resolve = this.#compiles.get(message.scriptId);
+      this.#compiles.delete(message.scriptId);
+      resolve?.(message);
+    } else {
+      for (const answer of message.answers) {
+        const entry = this.#inFlight.get(answer.callId);
+        if (!entry) continue;
+        this.#inFlight.delete(answer.callId);
+        entry.script.settle(entry.job, answer);
+      }
+    }
+    this.#updateRef();
+  }
+
+  // An idle worker must not keep the process alive; one with work outstanding must.
+  #updateRef(): void {
+    if (this.#lost) return;
+    if (this.#inFlight.size > 0 || this.#compiles.size > 0) this.#worker.ref();
+    else this.#worker.unref();
+  }
+
+  #armWatchdog(at: number): void {
+    if (this.#watchdog !== undefined) {
+      if (this.#watchdogAt <= at) return;
+      clearTimeout(this.#watchdog);
+    }
+    this.#watchdogAt = at;
+    this.#watchdog = setTimeout(() => {
+      this.#watchdog = undefined;
+      this.#watchdogAt = Infinity;
+      this.#checkStuck();
+    }, Math.max(1, at - performance.now()));
+    this.#watchdog.unref();
+  }
+
+  #checkStuck(): void {
+    const now = performance.now();
+    let next = Infinity;
+    for (const entry of this.#inFlight.values()) {
+      if (entry.deadline + STUCK_GRACE_MS <= now) {
+        this.#lose('a sandbox call overstayed its time limit in the worker; the worker was replaced', true);
+        return;
+      }
+      next = Math.min(next, entry.deadline + STUCK_GRACE_MS);
+    }
+    if (next < Infinity) this.#armWatchdog(next);
+  }
+
+  #lose(reason: string, stuck = false): void {
+    if (this.#lost) return;
+    this.terminate();
+    const now = performance.now();
+    for (const [callId, entry] of this.#inFlight) {
+      this.#inFlight.delete(callId);
+      const kind: InvokeErrorKind = stuck && entry.deadline <= now ? 'timeout' : 'internal';
+      entry.script.settle(entry.job, undefined, { kind, message: reason });
+    }
+    for (const [scriptId, resolve] of this.#compiles) {
+      this.#compiles.delete(scriptId);
+      resolve({ type: 'compiled', scriptId, internal: reason });
+    }
+    this.#onLost(this, reason);
+  }
+}
+
+let nextScriptId = 1;
+let nextCallId = 1;
+
+class QuickJsScript implements CompiledScript {
+  readonly id = nextScriptId++;
+  readonly #spec: ScriptSpec;
+  readonly #maxConcurrent: number;
+  readonly #maxQueued: number;
+  readonly #onDispose: (script: QuickJsScript) => void;
+  #host: WorkerHost;
+  #disposed = false;
+  #pumpScheduled = false;
+  readonly #queue: Job[] = [];
+  readonly #inFlight = new Map<Job, number>();
+  readonly #stats = { calls: 0, succeeded: 0, failures: emptyFailures(), restarts: 0, totalMs: 0 };
+
+  constructor(spec: ScriptSpec, limits: { maxConcurrent: number; maxQueued: number }, host: WorkerHost,
+    onDispose: (script: QuickJsScript) => void) {
+    this.#spec = spec;
+    this.#maxConcurrent = limits.maxConcurrent;
+    this.#maxQueued = limits.maxQueued;
+    this.#host = host;
+    this.#onDispose = onDispose;
+  }
+
+  get spec(): ScriptSpec {
+    return this.#spec;
+  }
+
+  /** Moves the script to a new worker after its old one was lost; its instance is rebuilt there. */
+  moveTo(host: WorkerHost): void {
+    this.#host = host;
+    host.scripts.add(this);
+    void host.compile(this.id, this.#spec);
+    this.#stats.restarts++;
+    this.#schedulePump();
+  }
+
+  invoke(args: readonly SandboxArg[], options: InvokeOptions = {}): Promise<InvokeResult> {
+    this.#stats.calls++;
+    if (this.#disposed) return Promise.resolve(this.#fail('disposed', 'the script has been disposed'));
+    // Calls handed over at the next pump are still in the queue: count them as started.
+    if (this.#inFlight.size + this.#queue.length >= this.#maxConcurrent + this.#maxQueued) {
+      return Promise.resolve(this.#fail('busy', `too many calls waiting (${this.#queue.length})`));
+    }
+    let timeoutMs: number;
+    let prepared: PreparedArg[];
+    try {
+      // Caller mistakes (not the script's) reject the promise.
+      timeoutMs = options.timeoutMs === undefined ? this.#spec.timeoutMs : checkRange('timeoutMs', options.timeoutMs);
+      prepared = args.map(prepareArg);
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new TypeError(String(error)));
+    }
+    const bytes = prepared.reduce((sum, arg) => sum + argBytes(arg), 0);
+    if (bytes > this.#spec.memoryMb * MB) {
+      return Promise.resolve(this.#fail('memory', `memory limit of ${this.#spec.memoryMb} MB reached: the arguments alone are ${Math.ceil(bytes / MB)} MB`));
+    }
+    return new Promise((resolve) => {
+      this.#queue.push({ args: prepared, bytes, timeoutMs, resolve });
+      this.#schedulePump();
+    });
+  }
+
+  stats(): ScriptStats {
+    return {
+      ...this.#stats,
+      failures: { ...this.#stats.failures },
+      totalMs: round(this.#stats.totalMs),
+      inFlight: this.#inFlight.size,
+      queued: this.#queue.length,
+    };
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const job of this.#queue.splice(0)) job.resolve(this.#fail('disposed', 'the script has been disposed'));
+    this.#host.forget(this.#inFlight.values());
+    for (const job of [...this.#inFlight.keys()]) {
+      this.#inFlight.delete(job);
+      job.resolve(this.#fail('disposed', 'the script has been disposed'));
+    }
+    this.#host.send({ type: 'dispose', scriptId: this.id });
+    this.#host.scripts.delete(this);
+    this.#onDispose(this);
+  }
+
+  /** An answer from the worker (or, with `error`, the worker's loss). */
+  settle(job: Job, answer: CallAnswer | undefined, error?: InvokeError): void {
+    if (!this.#inFlight.delete(job)) return;
+    if (answer?.restarted) this.#stats.restarts++;
+    const outcome: Outcome = answer ? this.#decode(answer) : { error: error ?? { kind: 'internal', message: 'no answer' } };
+    const durationMs = round(answer?.durationMs ?? 0);
+    const base = { logs: answer?.logs ?? [], logsTruncated: answer?.truncated ?? false, durationMs };
+    this.#stats.totalMs += durationMs;
+    if ('error' in outcome) {
+      this.#stats.failures[outcome.error.kind]++;
+      job.resolve({ ok: false, error: outcome.error, ...base });
+    } else {
+      this.#stats.succeeded++;
+      job.resolve({ ok: true, value: outcome.value, ...base });
+    }
+    this.#schedulePump();
+  }
+
+  #schedulePump(): void {
+    if (this.#pumpScheduled || this.#disposed) return;
+    this.#pumpScheduled = true;
+    queueMicrotask(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
+  }
+
+  #pump(): void {
+    if (this.#disposed || this.#host.lost) return;
+    const batch: { callId: number; job: Job }[] = [];
+    while (this.#queue.length > 0 && this.#inFlight.size < this.#maxConcurrent) {
+      const job = this.#queue.shift() as Job;
+      const callId = nextCallId++;
+      this.#inFlight.set(job, callId);
+      batch.push({ callId, job });
+    }
+    if (batch.length > 0) this.#host.call(this, this.id, batch);
+  }
+
+  #decode(answer: CallAnswer): Outcome {
+    if (answer.error) return { error: answer.error };
+    const raw = answer.raw;
+    if (typeof raw !== 'string' || raw.length === 0) return { error: { kind: 'internal', message: 'unexpected answer from the sandbox' } };
+    const body = raw.slice(1);
+    switch (raw[0]) {
+      case 'v':
+        return { value: JSON.parse(body) as JsonValue };
+      case 'b':
+        return { error: { kind: 'bad-result', message: body } };
+      case 'm':
+        return { error: { kind: 'memory', message: `memory limit of ${this.#spec.memoryMb} MB reached: ${body}` } };
+      case 's':
+        return { error: { kind: 'timeout', message: 'the function awaited a promise that never settled' } };
+      case 't': {
+        const { name, message, stack } = JSON.parse(body) as { name: string; message: string; stack: string };
+        const line = lineFromStack(stack, this.#spec.filename);
+        const text = name ? `${name}: ${message}` : message;
+        return { error: { kind: 'threw', message: line === undefined ? text : `${text} (line ${line})`, ...(line === undefined ? {} : { line }) } };
+      }
+      default:
+        return { error: { kind: 'internal', message: 'unexpected answer from the sandbox' } };
+    }
+  }
+
+  #fail(kind: InvokeErrorKind, message: string): InvokeResult {
+    this.#stats.failures[kind]++;
+    return { ok: false, error: { kind, message }, logs: [], logsTruncated: false, durationMs: 0 };
+  }
+}
+
+/** The QuickJS/WebAssembly backend of `ScriptRunner`. */
+export class QuickJsRunner implements ScriptRunner {
+  readonly #size: number;
+  readonly #hosts: WorkerHost[] = [];
+  readonly #live = new Set<QuickJsScript>();
+
+  constructor(options: QuickJsRunnerOptions = {}) {
+    const size = options.workers ?? Math.min(4, availableParallelism());
+    if (!Number.isInteger(size) || size < 1 || size > 64) throw new RangeError(`workers must be an integer from 1 to 64, got ${size}`);
+    this.#size = size;
+  }
+
+  async compile(source: string, options: CompileOptions): Promise<CompiledScript> {
+    if (options.kind !== 'module-function') throw new TypeError(`unknown script kind ${String(options.kind)}`);
+    if (typeof source !== 'string') throw new TypeError('source must be a string');
+    const spec: ScriptSpec = {
+      source,
+      entry: options.entry,
+      filename: options.filename ?? `${options.entry}.js`,
+      timeoutMs: checkRange('timeoutMs', options.timeoutMs),
+      memoryMb: checkRange('memoryMb', options.memoryMb),
+      requireObject: (options.result ?? 'object') === 'object',
+      maxResultChars: checkRange('maxResultChars', options.maxResultChars),
+    };
+    const limits = {
+      maxConcurrent: checkRange('maxConcurrent', options.maxConcurrent),
+      maxQueued: checkRange('maxQueued', options.maxQueued),
+    };
+    const host = this.#leastLoaded();
+    const script = new QuickJsScript(spec, limits, host, (s) => {
+      this.#live.delete(s);
+    });
+    const reply = await host.compile(script.id, spec);
+    if (reply.failure) {
+      const { reason, detail, line, column } = reply.failure;
+      throw new ScriptCompileError(reason, detail, line, column);
+    }
+    if (reply.internal !== undefined) throw new Error(reply.internal);
+    host.scripts.add(script);
+    this.#live.add(script);
+    return script;
+  }
+
+  dispose(): void {
+    for (const script of [...this.#live]) script.dispose();
+    for (const host of this.#hosts.splice(0)) host.terminate();
+  }
+
+  #leastLoaded(): WorkerHost {
+    if (this.#hosts.length < this.#size) {
+      const host = new WorkerHost((lost) => this.#replace(lost));
+      this.#hosts.push(host);
+      return host;
+    }
+    return this.#hosts.reduce((best, host) => host.scripts.size < best.scripts.size ? host : best);
+  }
+
+  #replace(lost: WorkerHost): void {
+    const index = this.#hosts.indexOf(lost);
+    if (index < 0) return;
+    const host = new WorkerHost((next) => this.#replace(next));
+    this.#hosts[index] = host;
+    for (const script of lost.scripts) script.moveTo(host);
+    lost.scripts.clear();
+  }
+}
