@@ -2,7 +2,7 @@
  * Compiled verification functions, by name, shared by every gateway that verifies with them: a
  * function is compiled once (on the first CONNECT that needs it) and reused, not recompiled per
  * CONNECT. An edit or a delete in the registry drops the compiled copy; the next CONNECT compiles the
- * new source. The old isolate is disposed once calls already inside it have had their time.
+ * new source. The old script is disposed once calls already inside it have had their time.
  */
 import type { Logger } from '../../../core/logger.ts';
 import type { CompiledScript, ScriptRunner } from '../../../sandbox/index.ts';
@@ -10,7 +10,7 @@ import type { GatewayDirectory } from '../../ports.ts';
 
 /** How long a failed compile (function missing, stored source that no longer runs) is remembered. */
 const FAILURE_TTL_MS = 5_000;
-/** Extra time given to calls in flight in a replaced isolate beyond the function's own limit. */
+/** Extra time given to calls in flight in a replaced script beyond the function's own limit. */
 const RETIRE_GRACE_MS = 1_000;
 
 interface Entry {
