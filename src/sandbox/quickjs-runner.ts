@@ -17,9 +17,12 @@ import type { CallAnswer, CallRequest, FromWorker, PreparedArg, ScriptSpec, ToWo
  * calls queued in one turn of the event loop go in one message, so at saturation a thread hop is
  * paid per batch, not per call.
  *
- * A watchdog per worker catches what the interrupt handler cannot (a worker stuck in host code or
- * a wasm trap loop): a call still unanswered well past its deadline gets the worker terminated and
- * replaced, its scripts recompiled there.
+ * A watchdog per worker catches what the interrupt handler cannot (a loop inside QuickJS's C code,
+ * such as a join over a billion holes): when the worker has said nothing for longer than the batch
+ * it is working on may take (the sum of its calls' limits) plus a grace, it is terminated and
+ * replaced, and its scripts are recompiled on the new one. Time is counted from the worker's last
+ * message, not from sending, so a worker busy booting, compiling or answering earlier batches is
+ * never mistaken for a stuck one.
  */
 
 export interface QuickJsRunnerOptions {
@@ -27,7 +30,7 @@ export interface QuickJsRunnerOptions {
   workers?: number;
 }
 
-/** How long past its deadline a call may stay unanswered before its worker is replaced. */
+/** How long past its batch's time limits a worker may stay silent before it is replaced. */
 const STUCK_GRACE_MS = 1000;
 
 /** Bytes arguments beyond the script's memory cap are refused before they are copied in. */
@@ -58,7 +61,13 @@ interface Job {
 interface InFlight {
   job: Job;
   script: QuickJsScript;
-  deadline: number;
+}
+
+/** Calls sent in one message; the worker answers them in one message, batches in order. */
+interface Batch {
+  callIds: number[];
+  /** The sum of the calls' time limits: the longest the worker may take over it. */
+  limitMs: number;
 }
 
 function checkRange(name: keyof typeof SANDBOX_LIMITS, value: number | undefined): number {
@@ -104,6 +113,9 @@ class WorkerHost {
   readonly #inFlight = new Map<number, InFlight>();
   readonly #onLost: (host: WorkerHost, reason: string) => void;
   #worker: Worker;
+  readonly #batches: Batch[] = [];
+  /** performance.now() of the worker's last message, or of sending to an idle worker. */
+  #lastProgress = 0;
   #watchdog: NodeJS.Timeout | undefined;
   #watchdogAt = Infinity;
   #lost = false;
@@ -134,15 +146,16 @@ class WorkerHost {
   }
 
   call(script: QuickJsScript, scriptId: number, batch: { callId: number; job: Job }[]): void {
-    const now = performance.now();
+    if (this.#batches.length === 0) this.#lastProgress = performance.now();
     const calls: CallRequest[] = [];
+    let limitMs = 0;
     for (const { callId, job } of batch) {
-      // Calls in one batch run one after another: a call's deadline includes those before it.
-      const deadline = now + calls.reduce((sum, c) => sum + c.timeoutMs, 0) + job.timeoutMs;
-      this.#inFlight.set(callId, { job, script, deadline });
+      this.#inFlight.set(callId, { job, script });
       calls.push({ callId, args: job.args, timeoutMs: job.timeoutMs });
-      this.#armWatchdog(deadline + STUCK_GRACE_MS);
+      limitMs += job.timeoutMs;
     }
+    this.#batches.push({ callIds: calls.map((c) => c.callId), limitMs });
+    this.#armWatchdog(this.#lastProgress + this.#batches[0]!.limitMs + STUCK_GRACE_MS);
     this.#updateRef();
     // Bytes go by copy (structured clone), never transferred: the caller keeps its buffers.
     this.send({ type: 'calls', scriptId, calls });
@@ -161,11 +174,14 @@ class WorkerHost {
   }
 
   #receive(message: FromWorker): void {
+    this.#lastProgress = performance.now();
     if (message.type === 'compiled') {
       const resolve = this.#compiles.get(message.scriptId);
       this.#compiles.delete(message.scriptId);
       resolve?.(message);
     } else {
+      // The worker answers whole batches, in the order they were sent.
+      if (this.#batches.length > 0) this.#batches.shift();
       for (const answer of message.answers) {
         const entry = this.#inFlight.get(answer.callId);
         if (!entry) continue;
@@ -198,26 +214,29 @@ class WorkerHost {
   }
 
   #checkStuck(): void {
+    const oldest = this.#batches[0];
+    if (oldest === undefined || this.#lost) return;
     const now = performance.now();
-    let next = Infinity;
-    for (const entry of this.#inFlight.values()) {
-      if (entry.deadline + STUCK_GRACE_MS <= now) {
-        this.#lose('a sandbox call overstayed its time limit in the worker; the worker was replaced', true);
-        return;
-      }
-      next = Math.min(next, entry.deadline + STUCK_GRACE_MS);
+    // A compile (booting a worker, recompiling moved scripts) comes before the batches behind it
+    // and has its own time limit inside.
+    const due = this.#compiles.size > 0 ? now + STUCK_GRACE_MS : this.#lastProgress + oldest.limitMs + STUCK_GRACE_MS;
+    if (now < due) {
+      this.#armWatchdog(due);
+      return;
     }
-    if (next < Infinity) this.#armWatchdog(next);
+    this.#lose('a sandbox call overstayed its time limit in the worker; the worker was replaced', new Set(oldest.callIds));
   }
 
-  #lose(reason: string, stuck = false): void {
+  /** `stuck`: the calls of the batch the worker was stuck in (answered timeout; the rest internal). */
+  #lose(reason: string, stuck?: Set<number>): void {
     if (this.#lost) return;
     this.terminate();
-    const now = performance.now();
+    this.#batches.length = 0;
     for (const [callId, entry] of this.#inFlight) {
       this.#inFlight.delete(callId);
-      const kind: InvokeErrorKind = stuck && entry.deadline <= now ? 'timeout' : 'internal';
-      entry.script.settle(entry.job, undefined, { kind, message: reason });
+      const kind: InvokeErrorKind = stuck?.has(callId) ? 'timeout' : 'internal';
+      const message = stuck === undefined || stuck.has(callId) ? reason : `${reason} (this call was waiting behind the stuck one)`;
+      entry.script.settle(entry.job, undefined, { kind, message });
     }
     for (const [scriptId, resolve] of this.#compiles) {
       this.#compiles.delete(scriptId);

@@ -1,8 +1,9 @@
 /**
  * What `npm start` runs — the bundle in dist/ (scripts/build.mjs), plain node, no TypeScript loader —
  * started as a process on a fresh data directory: the console and the API answer on one port, the
- * `gatehouse` bin (dist/cli.mjs) lists the demo gateway through the API with the printed token, and the
- * demo gateway works with the exact mosquitto_sub / mosquitto_pub lines it prints.
+ * `gatehouse` bin (dist/cli.mjs) lists the demo gateway through the API with the printed token, a
+ * verification function runs in the sandbox's bundled worker (dist/sandbox-worker.mjs), and the demo
+ * gateway works with the exact mosquitto_sub / mosquitto_pub lines it prints.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,7 +24,7 @@ test('dist/main.mjs serves console and API, the bin talks to it, and its demo ga
   await ensureBuilt(); // as the bin does: rebuilt when a source is newer than dist/
   const [httpPort, demoPort] = [await freePort(), await freePort()];
 
-  const child = spawn(process.execPath, ['--no-node-snapshot', '--enable-source-maps', path.join(DIST, 'main.mjs')], {
+  const child = spawn(process.execPath, ['--enable-source-maps', path.join(DIST, 'main.mjs')], {
     env: { ...process.env, GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_HTTP_PORT: String(httpPort), GATEHOUSE_DEMO_PORT: String(demoPort), GATEHOUSE_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -60,6 +61,18 @@ test('dist/main.mjs serves console and API, the bin talks to it, and its demo ga
   });
   const { items } = JSON.parse(listed) as { items: { port: number }[] };
   assert.deepEqual(items.map((g) => g.port), [demoPort]);
+
+  // The sandbox as shipped: saving a function compiles it, the dry run calls it (HMAC on the host).
+  const api = (method: string, route: string, json: unknown): Promise<Response> => fetch(`http://127.0.0.1:${httpPort}/api/v1${route}`, {
+    method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(json),
+  });
+  const saved = await api('POST', '/functions', {
+    name: 'start_check', source: 'function handler(e) { return { result: "true", deviceName: gatehouse.crypto.hash("sha256", e.userName).slice(0, 8) }; }',
+  });
+  assert.equal(saved.status, 201, await saved.clone().text());
+  const dryRun = await api('POST', '/functions/start_check/invoke', { userName: 'abc' });
+  assert.equal(dryRun.status, 200);
+  assert.deepEqual(((await dryRun.json()) as { output: unknown }).output, { result: 'true', deviceName: 'ba7816bf' });
 
   // The printed commands, run as printed (the shell quoting of the password included).
   const sub = /try: (mosquitto_sub .*)/.exec(banner)?.[1];
