@@ -68,7 +68,9 @@ export const PRELUDE_SOURCE = String.raw`
   // The frames below the operator's code are ours (invoke, and the native apply that calls the
   // entry); an operator has no use for them.
   function ownFrames(stack) {
-    const lines = ReflectApply(split, stack, ['\n']);
+    // A stack overflow's trace has thousands of frames; only the top ones are ever shown.
+    const top = stack.length > 8000 ? ReflectApply(slice, stack, [0, 8000]) : stack;
+    const lines = ReflectApply(split, top, ['\n']);
     let end = lines.length;
     for (let i = 0; i < lines.length; i++) {
       if (ReflectApply(includes, lines[i], ['gatehouse:'])) { end = i; break; }

@@ -73,6 +73,11 @@ interface Script {
   instance: Instance | undefined;
 }
 
+/**
+ * The scripts of this worker. Each has a wasm instance of its own, so an instance is never freed
+ * from inside: dropping the last reference frees its memory whole. (Freeing the QuickJS runtime
+ * first would only assert, and abort, when a failed compile or a trap left objects alive in it.)
+ */
 const scripts = new Map<number, Script>();
 /** The call running now; the interrupt handler and console read it. */
 let current: CallState = { id: 0, deadline: Infinity, logs: [], truncated: false, interrupted: false };
@@ -256,22 +261,13 @@ async function createInstance(spec: ScriptSpec): Promise<Instance> {
     bindEntry.dispose();
     return { runtime, context, invoke, memory, maxBytes: maxPages * 65536 };
   } catch (error) {
-    destroy({ runtime, context, invoke: context.undefined, memory, maxBytes: 0 });
+    // Nothing is freed inside: the instance is dropped whole (see `scripts`).
     if (error instanceof CompileFailed) throw error;
     // The prelude itself failed: out of memory at setup, or a wasm trap.
     throw new CompileFailed({ reason: 'init-memory', detail: `the sandbox could not be set up: ${(error as Error).message}` });
   }
 }
 
-function destroy(instance: Instance): void {
-  // Disposing a runtime that a trap left inconsistent can itself trap; the memory goes with the
-  // instance either way once nothing references it.
-  try {
-    if (instance.invoke !== instance.context.undefined) instance.invoke.dispose();
-    instance.context.dispose();
-    instance.runtime.dispose();
-  } catch { /* see above */ }
-}
 
 function argHandle(context: QuickJSContext, arg: PreparedArg): QuickJSHandle {
   switch (arg.code) {
@@ -345,7 +341,6 @@ async function answerCalls(scriptId: number, calls: CallRequest[]): Promise<Call
         // A memory failure, or a script that caught one and carried on with a full heap: the next
         // call gets a fresh instance, as V8 disposed an isolate at its heap cap.
         if (('error' in outcome && outcome.error.kind === 'memory') || ('raw' in outcome && outcome.raw[0] === 'm') || atCap || leftover) {
-          destroy(script.instance);
           script.instance = undefined;
         }
       } catch (error) {
@@ -355,7 +350,6 @@ async function answerCalls(scriptId: number, calls: CallRequest[]): Promise<Call
           outcome = { error: { kind, message: `restarting the script failed: ${error.message}` } };
         } else {
           // A wasm trap (or a bug here): the instance cannot be trusted any more.
-          if (script.instance) destroy(script.instance);
           script.instance = undefined;
           outcome = { error: { kind: 'internal', message: (error as Error).message } };
         }
@@ -399,8 +393,6 @@ async function handle(message: ToWorker): Promise<void> {
       return;
     }
     case 'dispose': {
-      const script = scripts.get(message.scriptId);
-      if (script?.instance) destroy(script.instance);
       scripts.delete(message.scriptId);
       return;
     }
