@@ -10,6 +10,8 @@ export interface RunRecord {
   ok: boolean;
   error?: string;
   result?: GeneratorResult;
+  /** gatehouse-parsing: messages its transformPayload parsed, failed, and dropped (queue full). */
+  parsing?: { parsed: number; failed: number; dropped: number };
 }
 
 export interface Cell {

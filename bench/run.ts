@@ -262,6 +262,10 @@ async function runOne(rep: number, scenario: ScenarioName, broker: BrokerName, c
     await brokerProc.stop();
     closeSync(logFd);
   }
+  // The parsing peer logs its totals as it stops: how many messages the sandbox really parsed,
+  // and how many its bounded queue dropped at saturation.
+  const totals = /"parsed":(\d+),"failed":(\d+),"dropped":(\d+)/.exec(readFileSync(logPath, 'utf8'));
+  if (totals) record.parsing = { parsed: Number(totals[1]), failed: Number(totals[2]), dropped: Number(totals[3]) };
   return record;
 }
 
@@ -273,7 +277,9 @@ function progressLine(record: RunRecord, reps: number): string {
     .join(' ');
   const cpu = record.result.cpu;
   const shares = cpu === null ? '' : `  cpu broker/gen/other ${cpu.brokerPct}/${cpu.genPct}/${cpu.otherPct}%`;
-  return `${head} ${metrics}${shares}`;
+  const p = record.parsing;
+  const parsing = p === undefined ? '' : `  parsing parsed/failed/dropped ${p.parsed}/${p.failed}/${p.dropped}`;
+  return `${head} ${metrics}${shares}${parsing}`;
 }
 
 async function main(): Promise<void> {
