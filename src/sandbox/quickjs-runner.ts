@@ -31,7 +31,8 @@ export interface QuickJsRunnerOptions {
 }
 
 /** How long past its batch's time limits a worker may stay silent before it is replaced. */
-const STUCK_GRACE_MS = 1000;
+// Generous: it only backs up the interrupt handler, and a loaded machine must not trip it.
+const STUCK_GRACE_MS = 5000;
 
 /** Bytes arguments beyond the script's memory cap are refused before they are copied in. */
 const MB = 1024 * 1024;
