@@ -89,7 +89,10 @@ test('hostile scripts are stopped, report what happened, and leave the script us
         case 'function-ctor': return Function('for (;;) {}')();
         case 'recursion': { const f = () => f() + 1; return f(); }
         case 'string-doubling': { let s = 'x'; for (;;) s += s; }
-        case 'promise-flood': { const go = () => Promise.resolve().then(go); go(); return new Promise(() => {}); }
+        // Microtasks that queue each other forever, in constant memory: only the time limit stops it.
+        case 'promise-flood': { const go = () => { Promise.resolve().then(go); }; go(); return new Promise(() => {}); }
+        // Each promise resolved with the next: a chain that grows until the heap is full.
+        case 'promise-chain': { const go = () => Promise.resolve().then(go); go(); return new Promise(() => {}); }
         case 'host-escape': return {
           process: (function () {}).constructor('return typeof process')(),
           require: typeof require, globals: Object.getOwnPropertyNames(globalThis).filter((n) => /^(std|os|process|Deno|Bun)$/.test(n)),
@@ -100,11 +103,12 @@ test('hostile scripts are stopped, report what happened, and leave the script us
   const expected: Record<string, string> = {
     regex: 'timeout', finally: 'timeout', catch: 'timeout', sort: 'timeout', getter: 'timeout', toJSON: 'timeout',
     proxy: 'timeout', eval: 'timeout', 'function-ctor': 'timeout', recursion: 'threw', 'string-doubling': 'threw',
-    'promise-flood': 'timeout',
+    'promise-flood': 'timeout', 'promise-chain': 'memory',
   };
   for (const [what, kind] of Object.entries(expected)) {
-    // What must fail on its own (a stack overflow takes ~50–200 ms to unwind) gets room to do so.
-    const error = errorOf(await script.invoke([what], kind === 'threw' ? { timeoutMs: 10_000 } : {}));
+    // What must fail on its own (a stack overflow takes ~50–200 ms to unwind, a promise chain
+    // fills 16 MB in ~250 ms) gets room to do so, so the time limit cannot win the race.
+    const error = errorOf(await script.invoke([what], kind === 'timeout' ? {} : { timeoutMs: 10_000 }));
     assert.equal(error.kind, kind, `${what}: ${error.message}`);
     if (kind === 'timeout') assert.match(error.message, /ran longer than 200 ms/, what);
     assert.deepEqual(valueOf(await script.invoke(['ok'])), { fine: true }, what);

@@ -64,8 +64,41 @@ interface Instance {
   runtime: QuickJSRuntime;
   context: QuickJSContext;
   invoke: QuickJSHandle;
-  memory: WebAssembly.Memory;
-  maxBytes: number;
+  heap: HeapWatch;
+}
+
+/** Whether the instance's allocator ran out of memory since `exhausted` was last cleared. */
+interface HeapWatch {
+  exhausted: boolean;
+}
+
+/** How many sizes Emscripten's `emscripten_resize_heap` tries (20 %, 10 % and 5 % above the
+ * current size, or the request if larger) before malloc returns NULL. */
+const GROW_ATTEMPTS = 3;
+
+/**
+ * The instance's memory, capped, with a watch on its growth. An allocation fails when the memory
+ * cannot grow, which happens before the cap is reached (the last step Emscripten asks for is 5 %
+ * of the current size), so the memory's size alone does not say the heap ran out. QuickJS turns
+ * the failure into an exception that a promise job can swallow; the refused growth is the one
+ * signal that always reaches us.
+ */
+function cappedMemory(maxPages: number): { memory: WebAssembly.Memory; heap: HeapWatch } {
+  const memory = new WebAssembly.Memory({ initial: INITIAL_PAGES, maximum: maxPages });
+  const heap: HeapWatch = { exhausted: false };
+  let refusedInARow = 0;
+  const grow = memory.grow.bind(memory);
+  memory.grow = (delta: number): number => {
+    try {
+      const previous = grow(delta);
+      refusedInARow = 0;
+      return previous;
+    } catch (error) {
+      if (++refusedInARow >= GROW_ATTEMPTS) heap.exhausted = true;
+      throw error;
+    }
+  };
+  return { memory, heap };
 }
 
 interface Script {
@@ -206,7 +239,7 @@ function initFailure(error: Thrown, spec: ScriptSpec): CompileFailure {
 
 async function createInstance(spec: ScriptSpec): Promise<Instance> {
   const maxPages = Math.max(INITIAL_PAGES, (spec.memoryMb + ENGINE_MB) * PAGES_PER_MB);
-  const memory = new WebAssembly.Memory({ initial: INITIAL_PAGES, maximum: maxPages });
+  const { memory, heap } = cappedMemory(maxPages);
   const module = await newQuickJSWASMModuleFromVariant(newVariant(variant, { wasmModule, wasmMemory: memory }));
   const runtime = module.newRuntime();
   runtime.setInterruptHandler(() => {
@@ -259,7 +292,7 @@ async function createInstance(spec: ScriptSpec): Promise<Instance> {
     const invoke = context.unwrapResult(context.callFunction(bindEntry, context.undefined, entry));
     entry.dispose();
     bindEntry.dispose();
-    return { runtime, context, invoke, memory, maxBytes: maxPages * 65536 };
+    return { runtime, context, invoke, heap };
   } catch (error) {
     // Nothing is freed inside: the instance is dropped whole (see `scripts`).
     if (error instanceof CompileFailed) throw error;
@@ -332,15 +365,24 @@ async function answerCalls(scriptId: number, calls: CallRequest[]): Promise<Call
           restarted = true;
         }
         current.deadline = performance.now() + call.timeoutMs;
+        script.instance.heap.exhausted = false;
         outcome = runCall(script.instance, call, script.spec);
-        if (current.interrupted) outcome = { error: { kind: 'timeout', message: `ran longer than ${call.timeoutMs} ms` } };
-        const atCap = script.instance.memory.buffer.byteLength >= script.instance.maxBytes;
+        const exhausted = script.instance.heap.exhausted;
+        if (current.interrupted) {
+          outcome = { error: { kind: 'timeout', message: `ran longer than ${call.timeoutMs} ms` } };
+        } else if ('raw' in outcome && outcome.raw === 's' && exhausted) {
+          // Out of memory inside a promise job never reaches us: QuickJS makes it the rejection of
+          // a promise nobody awaits (a chain of promises each resolved with the next one grows
+          // until then), and the call ends with the handler's promise pending. The full heap, not
+          // a promise that could never settle, is what stopped it.
+          outcome = { error: { kind: 'memory', message: `memory limit of ${script.spec.memoryMb} MB reached` } };
+        }
         // Jobs still queued after a call belong to work that was cut off (a promise chain past its
         // deadline, a flood of microtasks); run later, they would spend the next call's time.
         const leftover = script.instance.runtime.hasPendingJob();
         // A memory failure, or a script that caught one and carried on with a full heap: the next
         // call gets a fresh instance, as V8 disposed an isolate at its heap cap.
-        if (('error' in outcome && outcome.error.kind === 'memory') || ('raw' in outcome && outcome.raw[0] === 'm') || atCap || leftover) {
+        if (('error' in outcome && outcome.error.kind === 'memory') || ('raw' in outcome && outcome.raw[0] === 'm') || exhausted || leftover) {
           script.instance = undefined;
         }
       } catch (error) {
