@@ -41,6 +41,13 @@ export class Admission {
     this.#limits = next;
   }
 
+  /** The most sockets open from any one address now (metrics: use against `maxConnectionsPerAddress`). */
+  get mostOpenFromOneAddress(): number {
+    let most = 0;
+    for (const state of this.#byAddress.values()) if (state.open > most) most = state.open;
+    return most;
+  }
+
   /** Sockets from `address` that are open now (tests, metrics). */
   openFrom(address: string): number {
     return this.#byAddress.get(address)?.open ?? 0;

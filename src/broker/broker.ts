@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import type { QoS } from '../mqtt/codec.ts';
 import { RC } from '../mqtt/reason-codes.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
-import { DEFAULT_BROKER_OPTIONS, type BrokerOptions } from './options.ts';
+import { DEFAULT_BROKER_OPTIONS, type BrokerOptions, type LiveLimits } from './options.ts';
 import { createStats, type BrokerStats } from './stats.ts';
 import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.ts';
 import { Router } from './router.ts';
@@ -54,6 +54,10 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   readonly dispatch = dispatch;
   readonly #sessions = new Map<string, Session>();
   readonly #connections = new Set<Connection>();
+  /** Connections past CONNACK (`maxConnections` counts these). */
+  #connected = 0;
+  /** Sessions per owner (`maxSessionsPerOwner`), kept as sessions are created, claimed and ended. */
+  readonly #sessionsByOwner = new Map<string, number>();
   readonly #lingering = new LingeringSockets(LINGER_MS);
   #sweep: NodeJS.Timeout;
   #closed = false;
@@ -82,6 +86,34 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     return this.#connections.size;
   }
 
+  /** Clients past CONNACK right now. */
+  get connectedCount(): number {
+    return this.#connected;
+  }
+
+  /** Sessions (connected or kept) created by `owner`. */
+  sessionsOwnedBy(owner: string): number {
+    return this.#sessionsByOwner.get(owner) ?? 0;
+  }
+
+  /** The most sessions any one owner holds (metrics: use against `maxSessionsPerOwner`). */
+  get mostSessionsOfAnOwner(): number {
+    let most = 0;
+    for (const n of this.#sessionsByOwner.values()) if (n > most) most = n;
+    return most;
+  }
+
+  /**
+   * Changes limits of the running engine (a gateway edited live). Counts and rates apply to the next
+   * packet or CONNECT; a lowered cap never ends what is already there (a connected client, a kept
+   * retained message, a subscription) but refuses more. `maxPacketSize` applies to connections made from now
+   * on: the ones open were told the old value in CONNACK.
+   */
+  setLimits(limits: Partial<LiveLimits>): void {
+    Object.assign(this.options, limits);
+    this.retained.setLimits(this.options.maxRetained);
+  }
+
   get sessionCount(): number {
     return this.#sessions.size;
   }
@@ -101,6 +133,11 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       }
     }
     return n;
+  }
+
+  /** Every session, connected or kept (metrics read their sizes at scrape time). */
+  sessions(): IterableIterator<Session> {
+    return this.#sessions.values();
   }
 
   getSession(clientId: string): Session | undefined {
@@ -147,13 +184,26 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     }
     if (session === undefined) {
       session = this.#newSession(clientId);
-      session.owner = owner;
+      this.#own(session, owner);
     } else {
-      session.owner ??= owner; // a session stored before owners were recorded is claimed by its first owner
+      if (session.owner === undefined) this.#own(session, owner); // a session stored before owners were recorded is claimed by its first owner
       present = true; // [MQTT-3.2.2-3]
     }
     conn.session = session;
     return { session, present };
+  }
+
+  #own(session: Session, owner: string | undefined): void {
+    session.owner = owner;
+    if (owner !== undefined) this.#sessionsByOwner.set(owner, (this.#sessionsByOwner.get(owner) ?? 0) + 1);
+  }
+
+  #disown(session: Session): void {
+    const owner = session.owner;
+    if (owner === undefined) return;
+    const n = (this.#sessionsByOwner.get(owner) ?? 1) - 1;
+    if (n > 0) this.#sessionsByOwner.set(owner, n);
+    else this.#sessionsByOwner.delete(owner);
   }
 
   #newSession(clientId: string): Session {
@@ -191,7 +241,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       session.expiryInterval = stored.expiryInterval;
       session.disconnectedAt = closedAt;
       session.subscriptionsStored = true; // they come from the store: nothing to write back
-      session.owner = stored.owner;
+      this.#own(session, stored.owner);
       for (const sub of stored.subscriptions) {
         const shared = parseSharedFilter(sub.raw);
         // Stored before a limit was lowered (or damaged): never handed to the router.
@@ -210,6 +260,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   }
 
   connectionReady(conn: Connection): void {
+    this.#connected++;
     if (this.logger.isLevelEnabled('debug')) this.logger.debug({ clientId: conn.clientId, remoteAddress: conn.remoteAddress }, 'client_connected');
     this.emit('client_connected', conn);
   }
@@ -297,6 +348,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
 
   connectionClosed(conn: Connection, reason: string, wasConnected: boolean): void {
     this.#connections.delete(conn);
+    if (wasConnected) this.#connected--;
     const session = conn.session;
     if (!wasConnected || session === null) return;
     conn.session = null;
@@ -367,7 +419,10 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     for (const sub of session.takeSubscriptions()) this.router.remove(sub);
     session.clearMessages();
     session.expiryTimer?.cancel();
-    if (this.#sessions.get(session.clientId) === session) this.#sessions.delete(session.clientId);
+    if (this.#sessions.get(session.clientId) === session) {
+      this.#sessions.delete(session.clientId);
+      this.#disown(session);
+    }
   }
 
   lingerAfterEnd(socket: Socket): void {

@@ -18,6 +18,7 @@ import type { ClientInfo } from './hooks.ts';
 import type { BrokerContext } from './context.ts';
 import { scheduleFlush, type Flushable } from './flush-scheduler.ts';
 import { acceptedAt } from './admission.ts';
+import { Pacer } from './pacer.ts';
 
 export type ConnectionState = 'awaiting-connect' | 'connecting' | 'connected' | 'closed';
 
@@ -62,6 +63,8 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   /** The topic of the last PUBLISH received, and its bytes as sent (see #sameTopicAsLast). */
   #lastTopic = '';
   #lastTopicBytes: Buffer | undefined;
+  /** Created when a message or byte rate is first set for this connection. */
+  #pacer: Pacer | undefined;
 
   constructor(socket: Socket, broker: BrokerContext) {
     this.socket = socket;
@@ -130,6 +133,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
     const err = this.#framer.push(chunk, this);
     if (err === 'too-large') {
       // [MQTT-3.2.2-15] packets above our Maximum Packet Size end the connection with 0x95.
+      this.broker.stats.packetsTooLarge++;
       this.protocolViolation(RC.PACKET_TOO_LARGE, 'packet_too_large');
     } else if (err === 'malformed-length') {
       this.protocolViolation(RC.MALFORMED_PACKET, 'malformed_remaining_length');
@@ -198,11 +202,22 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
       }
     }
     const pending = this.broker.dispatch(this, packet);
-    if (pending !== undefined) {
-      this.#suspend(pending);
+    const wait = type === 3 ? this.#paceFor(frame.length) : 0;
+    if (pending !== undefined || wait > 0) {
+      this.#suspend(wait === 0 ? pending! : (pending ?? Promise.resolve()).then(() => pause(wait)));
       return false;
     }
     return !this.closed;
+  }
+
+  /** Ms to stop reading after a PUBLISH of `size` bytes, for a client over its message or byte rate (counted). */
+  #paceFor(size: number): number {
+    const { messagesPerSecondPerClient: messages, bytesPerSecondPerClient: bytes } = this.broker.options;
+    if (messages === 0 && bytes === 0) return 0;
+    const now = this.broker.now();
+    const wait = (this.#pacer ??= new Pacer(now)).take(size, messages, bytes, now);
+    if (wait > 0) this.broker.stats.publishesPaced++;
+    return wait;
   }
 
   /** Stops reading until an asynchronous step (authentication, authorization) settles. */
@@ -222,6 +237,8 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   #resumeReading(): void {
     this.#suspended = false;
     if (this.state === 'closed') return;
+    // Time we kept the client waiting (authentication, pacing) is not silence on its part [MQTT-3.1.2-24].
+    this.lastActivity = this.broker.now();
     const held = this.#held;
     this.#held = undefined;
     this.socket.resume();
@@ -431,4 +448,9 @@ function publishTopicIsUtf8(frame: Buffer): boolean {
   // Fast path: pure ASCII needs no validation.
   for (let i = 0; i < topic.length; i++) if (topic[i]! >= 0x80) return isUtf8(topic);
   return true;
+}
+
+/** Resolves after `ms`; never holds the process open (a paced connection of a stopping engine). */
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

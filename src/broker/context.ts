@@ -30,6 +30,10 @@ export interface BrokerContext {
    * A new session records `owner`.
    */
   openSession(conn: Connection, cleanStart: boolean, owner?: string): { session: Session; present: boolean };
+  /** Clients past CONNACK right now (`maxConnections`). */
+  readonly connectedCount: number;
+  /** Sessions created by `owner` that still exist (`maxSessionsPerOwner`). */
+  sessionsOwnedBy(owner: string): number;
   /** The session kept under a client id, connected or not. */
   getSession(clientId: string): Session | undefined;
   /** Routes an accepted message to subscribers and the retained store. */

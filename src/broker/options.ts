@@ -41,6 +41,16 @@ export interface BrokerOptions extends AdmissionLimits {
   maxTopicLevels: number;
   /** Bytes (UTF-8) in a topic name or filter; longer ones are refused (0x90 / 0x8F). */
   maxTopicLength: number;
+  /** Connected clients at once; a CONNECT beyond it is refused before authentication (0x97 / v3.1.1 3). 0 = no limit. */
+  maxConnections: number;
+  /** Sessions one owner (`AuthResult.owner`, a gateway's device) may hold under distinct client ids; a CONNECT
+   * that would open one more is refused (0x97 / v3.1.1 3). 0 = no limit. */
+  maxSessionsPerOwner: number;
+  /** PUBLISH packets per second one connection may send; past it its reads pause until it is back under
+   * the rate (paced, never dropped, as EMQX's limiter). 0 = no limit. */
+  messagesPerSecondPerClient: number;
+  /** Bytes (whole PUBLISH packets) per second one connection may send; paced like the message rate. 0 = no limit. */
+  bytesPerSecondPerClient: number;
 }
 
 export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
@@ -67,4 +77,14 @@ export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
   maxClientIdLength: 256,
   maxTopicLevels: 128,
   maxTopicLength: 4096,
+  maxConnections: 0,
+  maxSessionsPerOwner: 0,
+  messagesPerSecondPerClient: 0,
+  bytesPerSecondPerClient: 0,
 });
+
+/** The limits `Broker.setLimits` changes on a running engine (a gateway's `limits`, edited live). */
+export type LiveLimits = Pick<BrokerOptions,
+  | 'maxConnections' | 'maxSessionsPerOwner' | 'messagesPerSecondPerClient' | 'bytesPerSecondPerClient'
+  | 'maxSubscriptionsPerClient' | 'maxRetained' | 'maxPacketSize' | 'maxQueued' | 'maxSessionExpiry'
+  | 'maxConnectionsPerAddress' | 'connectionRatePerAddress'>;

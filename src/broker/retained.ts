@@ -9,12 +9,18 @@ function sizeOf(m: Message): number {
 
 export class RetainedStore {
   readonly #byTopic = new Map<string, Message>();
-  readonly #limit: number;
-  readonly #byteLimit: number;
+  #limit: number;
+  #byteLimit: number;
   #bytes = 0;
 
   /** At most `limit` topics and `byteLimit` bytes (payloads and topics) in all. */
   constructor(limit: number, byteLimit = Infinity) {
+    this.#limit = limit;
+    this.#byteLimit = byteLimit;
+  }
+
+  /** A lowered limit refuses new topics from now on; messages already kept stay until replaced or cleared. */
+  setLimits(limit: number, byteLimit = this.#byteLimit): void {
     this.#limit = limit;
     this.#byteLimit = byteLimit;
   }

@@ -123,6 +123,11 @@ export class Session {
   }
 
   /** Inbound QoS 2 packet ids received and not yet released. */
+  /** Subscriptions held, without creating the map of a session that has none. */
+  get subscriptionCount(): number {
+    return this.#subscriptions?.size ?? 0;
+  }
+
   get incomingQos2(): Set<number> {
     return (this.#incomingQos2 ??= new Set());
   }

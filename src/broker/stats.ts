@@ -21,6 +21,18 @@ export interface BrokerStats {
   socketsRefused: number;
   /** Handler failures contained to their connection (a bug: designed never to happen). */
   handlerCrashes: number;
+  /** CONNECTs refused because `maxConnections` clients were connected. */
+  connectsOverConnectionLimit: number;
+  /** CONNECTs refused because their owner already held `maxSessionsPerOwner` sessions. */
+  connectsOverSessionLimit: number;
+  /** Times a connection's reads paused because it sent faster than its message or byte rate. */
+  publishesPaced: number;
+  /** SUBSCRIBE filters refused because the session held `maxSubscriptionsPerClient` (also in subscriptionsRefused). */
+  subscriptionsOverLimit: number;
+  /** Packets over `maxPacketSize` (the connection was closed, 0x95). */
+  packetsTooLarge: number;
+  /** CONNECTs that asked for a longer session expiry than `maxSessionExpiry` and were granted that instead. */
+  sessionExpiryLowered: number;
 }
 
 export function createStats(): BrokerStats {
@@ -42,5 +54,11 @@ export function createStats(): BrokerStats {
     subscriptionsRefused: 0,
     socketsRefused: 0,
     handlerCrashes: 0,
+    connectsOverConnectionLimit: 0,
+    connectsOverSessionLimit: 0,
+    publishesPaced: 0,
+    subscriptionsOverLimit: 0,
+    packetsTooLarge: 0,
+    sessionExpiryLowered: 0,
   };
 }

@@ -146,7 +146,8 @@ function withGatewayFlags(command: Command): Command {
     .option('--no-parsing', 'disable data parsing')
     .option('--acl-template <name>', 'topic access control: per-device (each device only under devices/${deviceName}/) or open (ALLOW, no rules)')
     .option('--acl-default <action>', 'topic access control: ALLOW | DENY when no rule applies')
-    .option('--acl-rule <ACTION:ACCESS:topic>', 'topic access rule, e.g. ALLOW:ALL:devices/${deviceName}/# (repeatable, in order; replaces the rules)', collect);
+    .option('--acl-rule <ACTION:ACCESS:topic>', 'topic access rule, e.g. ALLOW:ALL:devices/${deviceName}/# (repeatable, in order; replaces the rules)', collect)
+    .option('--limit <name=value>', 'a gateway limit, e.g. maxConnections=500 or messagesPerSecondPerDevice=none (repeatable; others unchanged)', collect);
 }
 
 interface GatewayFlags extends ConnectionFlags {
@@ -168,6 +169,7 @@ interface GatewayFlags extends ConnectionFlags {
   aclTemplate?: string;
   aclDefault?: string;
   aclRule?: string[];
+  limit?: string[];
 }
 
 /** The request body the flags describe: `--file` first, then each flag given. */
@@ -211,6 +213,17 @@ export function gatewayBodyFromFlags(flags: GatewayFlags): Record<string, unknow
       const [action = '', access = '', ...topic] = spec.split(':');
       return { action, access, topic: topic.join(':') };
     });
+  }
+  for (const spec of flags.limit ?? []) {
+    // name=value; "none" (or "null") lifts the limit. The server checks names and ranges.
+    const at = spec.indexOf('=');
+    const name = at < 0 ? spec : spec.slice(0, at);
+    const text = at < 0 ? '' : spec.slice(at + 1).trim();
+    const value = text === 'none' || text === 'null' ? null : Number(text);
+    if (value !== null && (text === '' || Number.isNaN(value))) {
+      throw new ApiError(0, 'CLI_LIMIT_INVALID', `--limit ${spec}: write name=<number> or name=none`, `limits.${name}`);
+    }
+    nested('limits')[name] = value;
   }
   return body;
 }

@@ -45,6 +45,9 @@ export const ERRORS = {
   GW_ERR_ACL_TOPIC_INVALID: { status: 400, message: 'An access rule topic must be a valid topic filter whose placeholders fill whole levels' },
   GW_ERR_ACL_PLACEHOLDER_UNKNOWN: { status: 400, message: 'Unknown placeholder in an access rule topic' },
   GW_ERR_ACL_TOO_MANY_RULES: { status: 400, message: 'Too many access rules' },
+  GW_ERR_LIMIT_UNKNOWN: { status: 400, message: 'Unknown gateway limit' },
+  GW_ERR_LIMIT_NOT_INTEGER: { status: 400, message: 'A gateway limit must be a whole number or null (no limit)' },
+  GW_ERR_LIMIT_OUT_OF_RANGE: { status: 400, message: 'A gateway limit is outside its allowed range' },
 
   // Certificates (PEM)
   GW_ERR_CERT_REQUIRED: { status: 400, message: 'A certificate is required by the chosen options' },

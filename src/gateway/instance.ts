@@ -27,6 +27,8 @@ import type { OcspTimings } from './tls/ocsp-cache.ts';
 import type { GatewayOcspState } from '../registry/ports.ts';
 import type { AclRule } from '../registry/access-control.ts';
 import type { SessionAcl } from './acl/index.ts';
+import { engineLimitsOf, limitsUsageOf } from './limits.ts';
+import type { GatewayLimitsUsage } from '../registry/gateway-limits.ts';
 
 /** Opens the durable MQTT state (retained messages, persistent sessions) of a gateway. */
 export interface StateStoreFactory {
@@ -35,11 +37,6 @@ export interface StateStoreFactory {
   forget(gatewayId: string): void;
 }
 
-/**
- * Per-address limits of a gateway's port. Generous for fleets behind one NAT address, yet one stranger
- * cannot hold more than this many sockets (each handshake ends within `handshakeTimeoutMs`).
- */
-export const GATEWAY_ADMISSION = Object.freeze({ maxConnectionsPerAddress: 1000, connectionRatePerAddress: 200 });
 
 /** The auth chain's answer, before the certificate facts and the access rules are added. */
 type ChainOutcome =
@@ -84,7 +81,8 @@ export class GatewayInstance {
     this.#imported = new ImportedAuthenticator(config.productKey, deps.directory);
     this.#chain = this.#buildChain();
     this.broker = new Broker({
-      options: { ...GATEWAY_ADMISSION, ...deps.brokerOptions },
+      // The gateway's limits (per-address caps included) are the engine's; an edit sets them live.
+      options: { ...deps.brokerOptions, ...engineLimitsOf(config.limits) },
       logger: this.#log,
       persistence: deps.stateStores?.open(config.id),
       hooks: {
@@ -134,7 +132,12 @@ export class GatewayInstance {
   }
 
   get connectedClients(): number {
-    return this.broker.clients().length;
+    return this.broker.connectedCount;
+  }
+
+  /** Each limit's current use and how often it refused or paced (API, console, metrics). */
+  limitsUsage(): GatewayLimitsUsage {
+    return limitsUsageOf(this.broker);
   }
 
   async start(): Promise<void> {
@@ -165,6 +168,10 @@ export class GatewayInstance {
       this.#log.info({ port: next.port }, 'gateway_port_moved');
     }
     this.#config = next;
+    if (JSON.stringify(previous.limits) !== JSON.stringify(next.limits)) {
+      this.broker.setLimits(engineLimitsOf(next.limits));
+      this.#log.info({ limits: next.limits }, 'gateway_limits_applied');
+    }
     if (JSON.stringify(previous.accessControl) !== JSON.stringify(next.accessControl)) this.#recompileAccess();
     if (previous.authType !== next.authType || previous.productKey !== next.productKey) {
       this.#imported = new ImportedAuthenticator(next.productKey, this.#deps.directory);

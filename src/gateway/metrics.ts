@@ -3,11 +3,13 @@ import { Gauge, type Registry } from 'prom-client';
 import type { BrokerStats } from '../broker/index.ts';
 import type { GatewayRuntime } from './runtime.ts';
 import type { ThirdPartyStats } from './auth/third-party.ts';
+import { GATEWAY_LIMIT_NAMES } from '../registry/gateway-limits.ts';
 
 const COUNTERS: readonly (keyof BrokerStats)[] = [
   'connectionsAccepted', 'connectsRefused', 'messagesReceived', 'messagesDelivered', 'droppedOffline',
   'droppedSlowConsumer', 'droppedQueueFull', 'droppedExpired', 'droppedTooLarge', 'droppedUnauthorized', 'droppedInvalidPayload',
   'droppedRetainedQuota', 'droppedRetainedBacklog', 'protocolErrors', 'subscriptionsRefused', 'socketsRefused', 'handlerCrashes',
+  'connectsOverConnectionLimit', 'connectsOverSessionLimit', 'publishesPaced', 'subscriptionsOverLimit', 'packetsTooLarge', 'sessionExpiryLowered',
 ];
 
 function snake(name: string): string {
@@ -17,7 +19,7 @@ function snake(name: string): string {
 export function registerGatewayMetrics(registry: Registry, runtime: GatewayRuntime): void {
   // Values are copied from the engines when Prometheus scrapes, so the message path only bumps plain fields.
   const refresh = (): void => {
-    for (const g of [connected, sessions, retained, auth, aclRefusals, ...counters.values(), ...ocspGauges, ...thirdPartyGauges]) g.reset();
+    for (const g of [connected, sessions, retained, auth, aclRefusals, limit, limitUse, limitHits, ...counters.values(), ...ocspGauges, ...thirdPartyGauges]) g.reset();
     for (const instance of runtime.instances()) {
       const gateway = instance.config.name;
       const broker = instance.broker;
@@ -27,6 +29,15 @@ export function registerGatewayMetrics(registry: Registry, runtime: GatewayRunti
       for (const [result, n] of Object.entries(instance.authStats)) auth.set({ gateway, result }, n);
       for (const [access, n] of Object.entries(instance.aclRefusals)) aclRefusals.set({ gateway, access }, n);
       for (const [name, gauge] of counters) gauge.set({ gateway }, broker.stats[name]);
+      // Each limit the running gateway applies, its use now and its refusals (issue 13); a null limit has no value.
+      const usage = instance.limitsUsage();
+      for (const name of GATEWAY_LIMIT_NAMES) {
+        const value = instance.config.limits[name];
+        if (value !== null) limit.set({ gateway, limit: name }, value);
+        const use = usage[name];
+        if (use.current !== null) limitUse.set({ gateway, limit: name }, use.current);
+        limitHits.set({ gateway, limit: name }, use.hits);
+      }
       const third = instance.thirdPartyStats;
       if (third !== null) refreshThirdParty(gateway, third);
       const ocsp = instance.ocspState;
@@ -61,6 +72,19 @@ export function registerGatewayMetrics(registry: Registry, runtime: GatewayRunti
     name: 'gatehouse_gateway_acl_refusals_total',
     help: 'PUBLISH (a v3.1.1 one acknowledged and dropped) and SUBSCRIBE filters refused by topic access control, per gateway',
     labelNames: ['gateway', 'access'],
+    registers: [registry],
+  });
+  const limit = new Gauge({ name: 'gatehouse_gateway_limit', help: 'A limit of the gateway as it applies now (absent: no limit)', labelNames: ['gateway', 'limit'], registers: [registry] });
+  const limitUse = new Gauge({
+    name: 'gatehouse_gateway_limit_use',
+    help: 'Use against each limit now: connections, retained topics, and for per-device limits the most any one session, device or address holds',
+    labelNames: ['gateway', 'limit'],
+    registers: [registry],
+  });
+  const limitHits = new Gauge({
+    name: 'gatehouse_gateway_limit_hits_total',
+    help: 'Times each limit refused or paced (CONNECTs, SUBSCRIBE filters, retained messages, pauses of a device\'s reads …) since the listener started',
+    labelNames: ['gateway', 'limit'],
     registers: [registry],
   });
   const counters = new Map(COUNTERS.map((c) => [c, new Gauge({

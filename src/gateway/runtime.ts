@@ -148,9 +148,10 @@ export class GatewayRuntime implements GatewayRuntimePort {
     if (instance !== undefined) {
       const ocsp = instance.ocspState;
       // An edit that failed to apply (the new port is taken) leaves the listener where it was: not what was asked.
+      const live = { connectedClients: instance.connectedClients, limitsUsage: instance.limitsUsage() };
       const state: GatewayState = error === undefined
-        ? { status: 'RUNNING', reason: null, connectedClients: instance.connectedClients }
-        : { status: 'ERROR', reason: `${error}; still listening on port ${instance.port}`, connectedClients: instance.connectedClients };
+        ? { status: 'RUNNING', reason: null, ...live }
+        : { status: 'ERROR', reason: `${error}; still listening on port ${instance.port}`, ...live };
       return ocsp !== undefined ? { ...state, ocsp } : state;
     }
     return { status: error === undefined ? 'STOPPED' : 'ERROR', reason: error ?? null, connectedClients: 0 };

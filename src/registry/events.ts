@@ -7,7 +7,7 @@ import type { Logger } from '../core/logger.ts';
 
 /** Top-level gateway fields an edit may change; the runtime uses them to decide what to reload. */
 export type GatewayChange =
-  | 'name' | 'port' | 'dataParsing' | 'authType' | 'thirdParty' | 'x509' | 'ocsp' | 'accessControl' | 'certificates';
+  | 'name' | 'port' | 'dataParsing' | 'authType' | 'thirdParty' | 'x509' | 'ocsp' | 'accessControl' | 'limits' | 'certificates';
 
 export interface DeviceRef {
   gatewayId: string;

@@ -11,6 +11,7 @@ import {
 import { findSyntaxError } from './script-syntax.ts';
 import { parseTemplate } from './templates.ts';
 import { checkAccessControl, DEFAULT_ACCESS_CONTROL } from './access-control.ts';
+import { checkGatewayLimits, DEFAULT_GATEWAY_LIMITS } from './gateway-limits.ts';
 import {
   AUTH_TYPES, OCSP_FAILURE_POLICIES, OCSP_MODES, type GatewayCreateInput, type GatewayProtocol, type GatewaySettings, type GatewayUpdateInput,
   type HttpsParam, type StoredThirdPartyConfig, type ThirdPartyConfig, type ThirdPartyInput, type Warning,
@@ -119,6 +120,7 @@ export function draftFromCreate(input: GatewayCreateInput): GatewayDraft {
       defaultAction: input.accessControl?.defaultAction ?? DEFAULT_ACCESS_CONTROL.defaultAction,
       rules: input.accessControl?.rules ?? DEFAULT_ACCESS_CONTROL.rules,
     },
+    limits: { ...DEFAULT_GATEWAY_LIMITS, ...input.limits },
     certificates: {
       serverCertificateChain: optionalText(certificates.serverCertificateChain, 'certificates.serverCertificateChain'),
       serverPrivateKey: optionalText(certificates.serverPrivateKey, 'certificates.serverPrivateKey'),
@@ -174,6 +176,8 @@ export function draftFromUpdate(current: GatewayDraft, patch: GatewayUpdateInput
       defaultAction: patch.accessControl?.defaultAction ?? current.accessControl.defaultAction,
       rules: patch.accessControl?.rules ?? current.accessControl.rules,
     },
+    // Limits merge key by key: an edit names the ones it changes (null = no limit).
+    limits: { ...current.limits, ...patch.limits },
     certificates,
   };
   return { draft, certificateFieldsGiven };
@@ -181,7 +185,7 @@ export function draftFromUpdate(current: GatewayDraft, patch: GatewayUpdateInput
 
 /** Which settings differ; compare checked (normalised) drafts, so re-sent identical PEM is no change. */
 export function changedFields(before: GatewayDraft, after: GatewayDraft): GatewayChange[] {
-  return (['name', 'port', 'dataParsing', 'authType', 'thirdParty', 'x509', 'ocsp', 'accessControl', 'certificates'] as const)
+  return (['name', 'port', 'dataParsing', 'authType', 'thirdParty', 'x509', 'ocsp', 'accessControl', 'limits', 'certificates'] as const)
     .filter((key) => JSON.stringify(before[key]) !== JSON.stringify(after[key]));
 }
 
@@ -214,7 +218,8 @@ export async function checkDraft(draft: GatewayDraft, context: DraftCheckContext
   expectBoolean(draft.x509.enabled, 'x509.enabled');
   checkOcsp(draft);
   const accessControl = checkAccessControl(draft.accessControl);
-  return checkCertificateSet({ ...draft, accessControl }, context);
+  const limits = checkGatewayLimits(draft.limits);
+  return checkCertificateSet({ ...draft, accessControl, limits }, context);
 }
 
 export function checkName(name: unknown): void {

@@ -176,6 +176,7 @@ export class GatewayService {
       x509Enabled: draft.x509.enabled,
       ocsp: draft.ocsp,
       accessControl: draft.accessControl,
+      limits: draft.limits,
       serverCertificateChain: draft.certificates.serverCertificateChain,
       serverPrivateKeyEncrypted: this.#ctx.secrets.encrypt(draft.certificates.serverPrivateKey, this.#keyContext(id)),
       deviceRootCertificates: draft.certificates.deviceRootCertificates,
@@ -230,6 +231,7 @@ export class GatewayService {
       x509: { enabled: record.x509Enabled },
       ocsp: record.ocsp,
       accessControl: record.accessControl,
+      limits: record.limits,
     };
   }
 

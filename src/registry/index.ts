@@ -10,6 +10,7 @@ export {
 export * from './ports.ts';
 export * from './types.ts';
 export * from './access-control.ts';
+export * from './gateway-limits.ts';
 export type {
   DeviceRef, GatewayChange, RegistryEventMap, RegistryEventName, RegistryEventSource, RegistryListener,
 } from './events.ts';

@@ -5,6 +5,7 @@
  */
 import type { RegistryEventSource } from './events.ts';
 import type { AccessControl } from './access-control.ts';
+import type { GatewayLimits, GatewayLimitsUsage } from './gateway-limits.ts';
 import type {
   AuthType, DataParsingConfig, Device, DeviceCertificateInfo, DeviceConnectionInfo, DeviceConnectionState,
   DeviceCredential, DeviceOrigin, GatewayProtocol, GatewayRuntimeConfig, GatewayStatus, OcspConfig,
@@ -25,6 +26,7 @@ export interface GatewayRecord {
   x509Enabled: boolean;
   ocsp: OcspConfig;
   accessControl: AccessControl;
+  limits: GatewayLimits;
   serverCertificateChain: string;
   /** AES-256-GCM under the master key (see secrets.ts); never the plain PEM. */
   serverPrivateKeyEncrypted: string;
@@ -279,6 +281,8 @@ export interface GatewayState {
   connectedClients: number;
   /** Certificate checks of a running gateway with X.509 or OCSP on; absent otherwise. */
   ocsp?: GatewayOcspState;
+  /** Use of each limit on a running gateway; absent when it is not running. */
+  limitsUsage?: GatewayLimitsUsage;
 }
 
 /** A running gateway's OCSP stapling and client-certificate checks (counters since the listener started). */

@@ -4,6 +4,7 @@
  */
 
 import type { AccessControl } from './access-control.ts';
+import type { GatewayLimits } from './gateway-limits.ts';
 
 export type GatewayProtocol = 'MQTT';
 export type AuthType = 'ONE_PARTY' | 'THIRD_PARTY';
@@ -90,6 +91,8 @@ export interface GatewaySettings {
   ocsp: OcspConfig;
   /** Topic access control applied to every session of the gateway (issue 13). */
   accessControl: AccessControl;
+  /** What the gateway and each device on it may take (issue 13); each null = no limit. */
+  limits: GatewayLimits;
 }
 
 /** The HTTPS provider as the API shows it: the signing secret is write-only. */
@@ -155,6 +158,8 @@ export interface GatewayCreateInput {
   ocsp?: { mode?: OcspMode; onResponderFailure?: OcspResponderFailurePolicy };
   /** Default ALLOW with no rules. */
   accessControl?: Partial<AccessControl>;
+  /** Each omitted limit takes its default (`DEFAULT_GATEWAY_LIMITS`); null = no limit. */
+  limits?: Partial<GatewayLimits>;
   certificates: CertificatesInput;
 }
 

@@ -16,6 +16,8 @@ export interface GatewaysTable {
   ocsp: string;
   /** JSON; null in rows stored before access control existed (read as the default, ALLOW with no rules). */
   access_control: string | null;
+  /** JSON; null in rows stored before limits were settable (read as the defaults, which were the fixed limits). */
+  limits: string | null;
   server_certificate_chain: string;
   server_private_key_encrypted: string;
   device_root_certificates: string | null;

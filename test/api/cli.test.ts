@@ -84,6 +84,21 @@ describe('gatehouse CLI', () => {
     assert.match(bad.err, /GW_ERR_VALIDATION: accessControl.rules\[0\].access must be one of PUBLISH, SUBSCRIBE, ALL/);
   });
 
+  test('gateways update --limit sets limits by name (none lifts one); the server names a bad one', async () => {
+    const set = await gatehouse('gateways', 'update', id, '--limit', 'maxConnections=500', '--limit', 'maxPacketSize=none', '--json');
+    assert.equal(set.code, 0, set.err);
+    const limits = (JSON.parse(set.out) as { limits: Record<string, number | null> }).limits;
+    assert.equal(limits.maxConnections, 500);
+    assert.equal(limits.maxPacketSize, null);
+    assert.equal(limits.maxSubscriptionsPerDevice, 1000);
+    const bad = await gatehouse('gateways', 'update', id, '--limit', 'maxConnections=0');
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /GW_ERR_LIMIT_OUT_OF_RANGE: limits.maxConnections must be from 1/);
+    const typo = await gatehouse('gateways', 'update', id, '--limit', 'maxConnections=lots');
+    assert.equal(typo.code, 1);
+    assert.match(typo.err, /--limit maxConnections=lots/);
+  });
+
   test('devices import a CSV file; failed rows are listed and the exit status is 1', async () => {
     const csv = path.join(files, 'devices.csv');
     await writeFile(csv, 'sn,username,password\nS1,cli-0001,pw1\nS2,bad,pw2\nS3,cli-0003,pw3\n');

@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 import {
   DuplicateKeyError, type DeviceRecord, type GatewayRecord, type Storage, type UniqueKey,
 } from '../../src/registry/ports.ts';
+import { DEFAULT_GATEWAY_LIMITS } from '../../src/registry/gateway-limits.ts';
 
 export type OpenFreshStorage = () => Promise<Storage>;
 
@@ -26,6 +27,7 @@ function gateway(id: string, overrides: Partial<GatewayRecord> = {}): GatewayRec
     x509Enabled: true,
     ocsp: { mode: 'SERVER_AND_CLIENT', onResponderFailure: 'REJECT' },
     accessControl: { defaultAction: 'ALLOW', rules: [] },
+    limits: { ...DEFAULT_GATEWAY_LIMITS },
     serverCertificateChain: 'CHAIN',
     serverPrivateKeyEncrypted: 'v1:sealed',
     deviceRootCertificates: 'ROOTS',
@@ -115,6 +117,7 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
             defaultAction: 'DENY',
             rules: [{ action: 'ALLOW', access: 'ALL', topic: 'devices/${deviceName}/#' }, { action: 'DENY', access: 'SUBSCRIBE', topic: '#' }],
           },
+          limits: { ...DEFAULT_GATEWAY_LIMITS, maxConnections: 10, messagesPerSecondPerDevice: null, maxPacketSize: 4096 },
         });
         await storage.gateways.update(edited);
         assert.deepEqual(await storage.gateways.get('g1'), edited);

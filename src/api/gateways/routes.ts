@@ -50,6 +50,7 @@ export const gatewayRoutes: FastifyPluginCallbackTypebox<GatewayRoutesOptions> =
     statusReason: state.reason,
     connectedClients: state.connectedClients,
     ocspStatus: state.ocsp ?? null,
+    limitsUsage: state.limitsUsage ?? null,
   });
 
   /** A runtime failure must not turn a saved change into a 500: report it as the gateway's state. */

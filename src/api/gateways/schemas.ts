@@ -2,8 +2,9 @@
  * Gateway request and response schemas. They check shapes and types; the registry checks the rules
  * (name pattern, port range, https URL, certificates …) so that each rule answers with its own code.
  */
-import { Type } from 'typebox';
+import { Type, type TSchema } from 'typebox';
 import { Nullable, WarningSchema } from '../common-schemas.ts';
+import { DEFAULT_GATEWAY_LIMITS, GATEWAY_LIMIT_RANGES, type GatewayLimitName } from '../../registry/gateway-limits.ts';
 
 const AuthType = Type.Enum(['ONE_PARTY', 'THIRD_PARTY']);
 const OcspMode = Type.Enum(['DISABLED', 'SERVER', 'CLIENT', 'SERVER_AND_CLIENT']);
@@ -75,6 +76,48 @@ const AccessControlInput = Type.Object({
     + 'Refusals: v5 SUBACK 0x87 per filter and PUBACK/PUBREC 0x87; v3.1.1 SUBACK 0x80, a PUBLISH acknowledged and dropped',
 });
 
+const LIMIT_DESCRIPTIONS: Record<GatewayLimitName, string> = {
+  maxConnections: 'Devices connected at once; more are refused (v5 CONNACK 0x97, v3.1.1 3)',
+  messagesPerSecondPerDevice: 'PUBLISH packets per second per connection; a faster device is paced (its socket reads pause), never dropped',
+  bytesPerSecondPerDevice: 'Bytes (whole PUBLISH packets) per second per connection; paced like the message rate',
+  maxSubscriptionsPerDevice: 'Subscriptions per session (client id); more get 0x97 per filter (v3.1.1 0x80)',
+  maxRetainedMessages: 'Retained topics of the gateway; a new one beyond it is not stored (v5 PUBACK 0x97)',
+  maxPacketSize: 'Largest MQTT packet in bytes (v5 CONNACK Maximum Packet Size); a larger one ends the connection (0x95). Applies to connections made after an edit',
+  maxQueuedMessagesPerDevice: 'QoS 1/2 messages queued per session while it is offline or busy; the oldest is dropped beyond it',
+  maxSessionExpirySeconds: 'Longest session expiry granted; v5 CONNACK carries the granted Session Expiry Interval when it is lower than asked',
+  maxSessionsPerDevice: 'Sessions (distinct client ids) one device may hold; one more is refused (0x97 / v3.1.1 3)',
+  maxConnectionsPerAddress: 'Open sockets from one source address, before TLS; more are closed at once',
+  connectionRatePerAddress: 'New sockets per second from one source address (bursts of twice as many); more are closed at once',
+};
+const limitNames = Object.keys(DEFAULT_GATEWAY_LIMITS) as GatewayLimitName[];
+/** One property per limit, typed by name (Object.fromEntries alone would lose the keys). */
+const perLimit = <T extends TSchema>(schema: (name: GatewayLimitName) => T): Record<GatewayLimitName, T> =>
+  Object.fromEntries(limitNames.map((n) => [n, schema(n)])) as Record<GatewayLimitName, T>;
+const limitDescription = (name: GatewayLimitName): string => {
+  const [min, max] = GATEWAY_LIMIT_RANGES[name];
+  const fallback = DEFAULT_GATEWAY_LIMITS[name];
+  return `${LIMIT_DESCRIPTIONS[name]}. ${min}-${max}, or null for no limit; default ${fallback === null ? 'null' : fallback}`;
+};
+
+const LimitsInput = Type.Object(
+  perLimit((n) => Type.Optional(Nullable(Type.Number({ description: limitDescription(n) })))),
+  {
+    additionalProperties: false,
+    description: 'Per-gateway limits, enforced live; each null = no limit. In an edit, only the limits named change. '
+      + 'Out of range: GW_ERR_LIMIT_OUT_OF_RANGE; not a whole number: GW_ERR_LIMIT_NOT_INTEGER (field limits.<name>)',
+  },
+);
+
+const LimitsView = Type.Object(perLimit((n) => Nullable(Type.Integer({ description: limitDescription(n) }))));
+
+const LimitsUsageView = Type.Object(
+  perLimit(() => Type.Object({ current: Nullable(Type.Integer()), hits: Type.Integer() })),
+  {
+    description: 'A running gateway\'s use of each limit: current = the level now against the limit (for per-device limits, the most any '
+      + 'one device, session or address holds; null for rates, packet size and expiry), hits = refusals or pacings since the listener started',
+  },
+);
+
 const settingsProperties = {
   name: Type.String({ description: '4-30 of A-Z a-z 0-9 _, unique' }),
   protocol: Type.String({ description: 'MQTT' }),
@@ -88,6 +131,7 @@ const settingsProperties = {
     onResponderFailure: Type.Optional(OcspFailure),
   }, { additionalProperties: false, description: 'CLIENT and SERVER_AND_CLIENT need x509.enabled' }),
   accessControl: AccessControlInput,
+  limits: LimitsInput,
 };
 
 export const GatewayCreateBody = Type.Object({
@@ -100,6 +144,7 @@ export const GatewayCreateBody = Type.Object({
   x509: Type.Optional(settingsProperties.x509),
   ocsp: Type.Optional(settingsProperties.ocsp),
   accessControl: Type.Optional(settingsProperties.accessControl),
+  limits: Type.Optional(settingsProperties.limits),
   certificates: CertificatesInput,
 }, { additionalProperties: false });
 
@@ -113,6 +158,7 @@ export const GatewayUpdateBody = Type.Object({
   x509: Type.Optional(settingsProperties.x509),
   ocsp: Type.Optional(settingsProperties.ocsp),
   accessControl: Type.Optional(settingsProperties.accessControl),
+  limits: Type.Optional(settingsProperties.limits),
   certificates: Type.Optional(CertificatesInput),
 }, {
   additionalProperties: false,
@@ -176,6 +222,7 @@ export const GatewayView = Type.Object({
   x509: Type.Object({ enabled: Type.Boolean() }),
   ocsp: Type.Object({ mode: OcspMode, onResponderFailure: OcspFailure }),
   accessControl: Type.Object({ defaultAction: Type.Enum(['ALLOW', 'DENY']), rules: AclRules }),
+  limits: LimitsView,
   certificates: Type.Object({
     serverCertificateChain: Type.String(),
     deviceRootCertificates: Nullable(Type.String()),
@@ -186,6 +233,7 @@ export const GatewayView = Type.Object({
   statusReason: Nullable(Type.String()),
   connectedClients: Type.Integer(),
   ocspStatus: Nullable(OcspStatusView),
+  limitsUsage: Nullable(LimitsUsageView),
   createdAt: Type.String(),
   updatedAt: Type.String(),
 });

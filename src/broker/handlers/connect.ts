@@ -79,11 +79,27 @@ function negotiateLimits(a: ConnectAttempt): StepResult {
     const requested = props?.sessionExpiryInterval ?? 0; // [MQTT-3.1.2-?] absent means 0
     a.sessionExpiry = Math.min(requested, opts.maxSessionExpiry);
     a.sessionExpiryLowered = a.sessionExpiry !== requested;
+    // The CONNACK then carries the interval granted (§3.2.2.3.2).
+    if (a.sessionExpiryLowered) conn.broker.stats.sessionExpiryLowered++;
   } else {
     conn.clientReceiveMaximum = opts.maxInflight;
     // v3.1.1: Clean Session 0 keeps the session after the connection [MQTT-3.1.2-4].
     a.sessionExpiry = packet.clean === true ? 0 : opts.maxSessionExpiry;
   }
+}
+
+/**
+ * `maxConnections` clients are connected: refused before any authentication work (0x97, v3.1.1 3
+ * server unavailable). A client id whose connection is live is let through: its takeover frees a place.
+ */
+function checkConnectionQuota(a: ConnectAttempt): StepResult {
+  const broker = a.conn.broker;
+  const max = broker.options.maxConnections;
+  if (max === 0 || broker.connectedCount < max) return;
+  const live = broker.getSession(a.clientId)?.link;
+  if (live !== undefined && live !== null) return;
+  broker.stats.connectsOverConnectionLimit++;
+  return { refuse: RC.QUOTA_EXCEEDED, reasonString: 'too many connections' };
 }
 
 /** Synchronous when no authenticator is configured: a hook-less CONNECT never waits a turn. */
@@ -129,6 +145,13 @@ function checkSessionOwner(a: ConnectAttempt): StepResult {
   if (existing?.owner !== undefined && a.owner !== undefined && existing.owner !== a.owner) {
     return { refuse: RC.CLIENT_IDENTIFIER_NOT_VALID, reasonString: 'client identifier in use by another device' };
   }
+  // One more session for an owner already at its cap (a device cycling client ids to fill memory):
+  // refused 0x97 (v3.1.1 3). Its existing sessions, resumed or cleaned, are not "more".
+  const max = a.conn.broker.options.maxSessionsPerOwner;
+  if (existing === undefined && a.owner !== undefined && max > 0 && a.conn.broker.sessionsOwnedBy(a.owner) >= max) {
+    a.conn.broker.stats.connectsOverSessionLimit++;
+    return { refuse: RC.QUOTA_EXCEEDED, reasonString: 'too many sessions for this device' };
+  }
 }
 
 function storeWill(a: ConnectAttempt): StepResult {
@@ -156,6 +179,7 @@ const CONNECT_STEPS: readonly Step[] = [
   checkAuthenticationMethod,
   checkWill,
   negotiateLimits,
+  checkConnectionQuota,
   authenticate,
   checkSessionOwner,
   storeWill,

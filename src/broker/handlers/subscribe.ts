@@ -55,7 +55,8 @@ function subscribeOne(conn: Connection, s: ISubscription, subId: number | undefi
   if (!topicWithinLimits(raw, opts.maxTopicLevels, opts.maxTopicLength)) return failure(conn, RC.TOPIC_FILTER_INVALID);
   const session = conn.session!;
   if (!session.subscriptions.has(raw) && session.subscriptions.size >= conn.broker.options.maxSubscriptionsPerClient) {
-    return failure(conn, RC.QUOTA_EXCEEDED);
+    conn.broker.stats.subscriptionsOverLimit++;
+    return failure(conn, RC.QUOTA_EXCEEDED); // v3.1.1 0x80
   }
   // [MQTT-3.8.4-?] the granted QoS is at most the server's maximum.
   const requested = Math.min(s.qos, conn.broker.options.maximumQoS) as QoS;

@@ -7,6 +7,7 @@ import type { Migration, MigrationProvider } from 'kysely';
 import { initialSchema } from './0001-initial.ts';
 import { platformSchema } from './0002-platform.ts';
 import { accessControlSchema } from './0003-access-control.ts';
+import { gatewayLimitsSchema } from './0004-gateway-limits.ts';
 
 export class BundledMigrations implements MigrationProvider {
   getMigrations(): Promise<Record<string, Migration>> {
@@ -14,6 +15,7 @@ export class BundledMigrations implements MigrationProvider {
       '0001-initial': initialSchema(),
       '0002-platform': platformSchema(),
       '0003-access-control': accessControlSchema(),
+      '0004-gateway-limits': gatewayLimitsSchema(),
     });
   }
 }

@@ -2,6 +2,7 @@ import type { Kysely, Selectable } from 'kysely';
 import type { GatewayRecord, GatewayRepository } from '../../registry/ports.ts';
 import type { AuthType, GatewayProtocol, GatewayStatus } from '../../registry/types.ts';
 import { DEFAULT_ACCESS_CONTROL, type AccessControl } from '../../registry/access-control.ts';
+import { DEFAULT_GATEWAY_LIMITS, type GatewayLimits } from '../../registry/gateway-limits.ts';
 import { mappingDuplicates } from '../errors.ts';
 import { fromJson, fromNullableJson, toJson, toNullableJson } from '../json.ts';
 import type { Database, GatewaysTable } from '../schema.ts';
@@ -19,6 +20,7 @@ function toRow(r: GatewayRecord): GatewaysTable {
     x509_enabled: r.x509Enabled ? 1 : 0,
     ocsp: toJson(r.ocsp),
     access_control: toJson(r.accessControl),
+    limits: toJson(r.limits),
     server_certificate_chain: r.serverCertificateChain,
     server_private_key_encrypted: r.serverPrivateKeyEncrypted,
     device_root_certificates: r.deviceRootCertificates,
@@ -44,6 +46,8 @@ function fromRow(row: Selectable<GatewaysTable>): GatewayRecord {
     x509Enabled: Boolean(row.x509_enabled),
     ocsp: fromJson(row.ocsp),
     accessControl: fromNullableJson<AccessControl>(row.access_control) ?? DEFAULT_ACCESS_CONTROL,
+    // A limit added after the row was written reads as its default.
+    limits: { ...DEFAULT_GATEWAY_LIMITS, ...fromNullableJson<Partial<GatewayLimits>>(row.limits) },
     serverCertificateChain: row.server_certificate_chain,
     serverPrivateKeyEncrypted: row.server_private_key_encrypted,
     deviceRootCertificates: row.device_root_certificates,

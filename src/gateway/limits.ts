@@ -1,0 +1,56 @@
+/**
+ * A gateway's `limits` on its engine: each maps onto an engine option (null = the engine's "no limit"),
+ * set at start and live on every edit; and the use of each, read at scrape or API time.
+ */
+import type { Broker, LiveLimits } from '../broker/index.ts';
+import { MQTT_MAX_PACKET_SIZE, type GatewayLimits, type GatewayLimitsUsage } from '../registry/gateway-limits.ts';
+
+/** Session Expiry Interval that never expires [§3.1.2.11.2]: what "no limit" grants. */
+const NEVER_EXPIRES = 0xffffffff;
+
+/** The engine options a gateway's limits set. */
+export function engineLimitsOf(limits: GatewayLimits): LiveLimits {
+  const count = (v: number | null): number => v ?? Number.MAX_SAFE_INTEGER;
+  const zeroIsNone = (v: number | null): number => v ?? 0;
+  return {
+    maxConnections: zeroIsNone(limits.maxConnections),
+    messagesPerSecondPerClient: zeroIsNone(limits.messagesPerSecondPerDevice),
+    bytesPerSecondPerClient: zeroIsNone(limits.bytesPerSecondPerDevice),
+    maxSubscriptionsPerClient: count(limits.maxSubscriptionsPerDevice),
+    maxRetained: count(limits.maxRetainedMessages),
+    // Advertised in v5 CONNACK: "no limit" is the protocol's own largest packet.
+    maxPacketSize: limits.maxPacketSize ?? MQTT_MAX_PACKET_SIZE,
+    maxQueued: count(limits.maxQueuedMessagesPerDevice),
+    maxSessionExpiry: limits.maxSessionExpirySeconds ?? NEVER_EXPIRES,
+    maxSessionsPerOwner: zeroIsNone(limits.maxSessionsPerDevice),
+    maxConnectionsPerAddress: zeroIsNone(limits.maxConnectionsPerAddress),
+    connectionRatePerAddress: zeroIsNone(limits.connectionRatePerAddress),
+  };
+}
+
+/**
+ * Use of each limit. Per-device limits show the highest use of any one device (session, address),
+ * which is what meets the limit first. O(sessions): read when scraped or asked, never per packet.
+ */
+export function limitsUsageOf(broker: Broker): GatewayLimitsUsage {
+  let mostSubscriptions = 0;
+  let mostQueued = 0;
+  for (const session of broker.sessions()) {
+    if (session.subscriptionCount > mostSubscriptions) mostSubscriptions = session.subscriptionCount;
+    if (session.queuedCount > mostQueued) mostQueued = session.queuedCount;
+  }
+  const s = broker.stats;
+  return {
+    maxConnections: { current: broker.connectedCount, hits: s.connectsOverConnectionLimit },
+    messagesPerSecondPerDevice: { current: null, hits: s.publishesPaced },
+    bytesPerSecondPerDevice: { current: null, hits: s.publishesPaced },
+    maxSubscriptionsPerDevice: { current: mostSubscriptions, hits: s.subscriptionsOverLimit },
+    maxRetainedMessages: { current: broker.retained.size, hits: s.droppedRetainedQuota },
+    maxPacketSize: { current: null, hits: s.packetsTooLarge },
+    maxQueuedMessagesPerDevice: { current: mostQueued, hits: s.droppedQueueFull },
+    maxSessionExpirySeconds: { current: null, hits: s.sessionExpiryLowered },
+    maxSessionsPerDevice: { current: broker.mostSessionsOfAnOwner, hits: s.connectsOverSessionLimit },
+    maxConnectionsPerAddress: { current: broker.admission.mostOpenFromOneAddress, hits: s.socketsRefused },
+    connectionRatePerAddress: { current: null, hits: s.socketsRefused },
+  };
+}
