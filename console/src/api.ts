@@ -110,6 +110,16 @@ export type AclAccess = 'PUBLISH' | 'SUBSCRIBE' | 'ALL';
 export interface AclRule { action: AclAction; access: AclAccess; topic: string }
 export interface AccessControl { defaultAction: AclAction; rules: AclRule[] }
 
+/** The gateway's limits, in the order the console shows them (the API's `limits`; each null = no limit). */
+export const LIMIT_NAMES = [
+  'maxConnections', 'messagesPerSecondPerDevice', 'bytesPerSecondPerDevice', 'maxSubscriptionsPerDevice', 'maxRetainedMessages',
+  'maxPacketSize', 'maxQueuedMessagesPerDevice', 'maxSessionExpirySeconds', 'maxSessionsPerDevice', 'maxConnectionsPerAddress',
+  'connectionRatePerAddress',
+] as const;
+export type LimitName = (typeof LIMIT_NAMES)[number];
+export type GatewayLimits = Record<LimitName, number | null>;
+export type GatewayLimitsUsage = Record<LimitName, { current: number | null; hits: number }>;
+
 export interface Gateway extends GatewayListItem {
   protocol: string;
   dataParsing: { enabled: boolean; script: string | null };
@@ -117,6 +127,9 @@ export interface Gateway extends GatewayListItem {
   x509: { enabled: boolean };
   ocsp: { mode: OcspMode; onResponderFailure: 'REJECT' | 'ACCEPT' };
   accessControl: AccessControl;
+  limits: GatewayLimits;
+  /** Each limit's use on the running gateway; null when it is not running. */
+  limitsUsage: GatewayLimitsUsage | null;
   certificates: { serverCertificateChain: string; deviceRootCertificates: string | null; trustedCertificate: string | null };
   updatedAt: string;
 }

@@ -6,8 +6,8 @@
 import { useEffect, useMemo, useState, type FormEvent } from 'react';
 import { ACL_PLACEHOLDERS, checkAclTopic, MAX_ACL_RULES, PER_DEVICE_TEMPLATE } from '../acl.ts';
 import {
-  api, ApiError, type AclAction, type AclRule, type AuthType, type Gateway, type GatewayListItem, type HttpsParam, type OcspMode, type ParsingTestResult,
-  type SavedGateway, type SelfSigned, type VerificationFunction,
+  api, ApiError, LIMIT_NAMES, type AclAction, type AclRule, type AuthType, type Gateway, type GatewayLimitsUsage, type GatewayListItem, type HttpsParam,
+  type LimitName, type OcspMode, type ParsingTestResult, type SavedGateway, type SelfSigned, type VerificationFunction,
 } from '../api.ts';
 import { setFlash } from '../flash.ts';
 import { navigate } from '../router.ts';
@@ -56,12 +56,35 @@ interface FormState {
   trusted: string;
   aclDefault: AclAction;
   aclRules: AclRule[];
+  /** As typed; empty = no limit. */
+  limits: Record<LimitName, string>;
 }
+
+/** What a new gateway starts with: the limits every gateway had before they were settable (the API's defaults). */
+const DEFAULT_LIMITS: Record<LimitName, string> = {
+  maxConnections: '', messagesPerSecondPerDevice: '', bytesPerSecondPerDevice: '', maxSubscriptionsPerDevice: '1000',
+  maxRetainedMessages: '100000', maxPacketSize: '1048576', maxQueuedMessagesPerDevice: '1000', maxSessionExpirySeconds: '604800',
+  maxSessionsPerDevice: '', maxConnectionsPerAddress: '1000', connectionRatePerAddress: '200',
+};
+
+const LIMIT_LABELS: Record<LimitName, { label: string; unit: string; past: string }> = {
+  maxConnections: { label: 'Connected devices', unit: 'devices', past: 'refused (0x97; MQTT 3.1.1: server unavailable)' },
+  messagesPerSecondPerDevice: { label: 'Messages per second per device', unit: 'msg/s', past: 'paced: its reads pause, nothing is dropped' },
+  bytesPerSecondPerDevice: { label: 'Bytes per second per device', unit: 'B/s', past: 'paced: its reads pause, nothing is dropped' },
+  maxSubscriptionsPerDevice: { label: 'Subscriptions per device', unit: 'filters', past: 'refused per filter (0x97; 3.1.1: 0x80)' },
+  maxRetainedMessages: { label: 'Retained messages', unit: 'topics', past: 'not stored (PUBACK 0x97)' },
+  maxPacketSize: { label: 'Packet size', unit: 'bytes', past: 'the connection is closed (0x95)' },
+  maxQueuedMessagesPerDevice: { label: 'Queued messages per device', unit: 'messages', past: 'the oldest is dropped' },
+  maxSessionExpirySeconds: { label: 'Session expiry', unit: 'seconds', past: 'lowered to this (told in CONNACK)' },
+  maxSessionsPerDevice: { label: 'Sessions per device', unit: 'client ids', past: 'refused (0x97; 3.1.1: server unavailable)' },
+  maxConnectionsPerAddress: { label: 'Open sockets per address', unit: 'sockets', past: 'closed before TLS' },
+  connectionRatePerAddress: { label: 'New sockets per second per address', unit: 'per s', past: 'closed before TLS' },
+};
 
 const EMPTY: FormState = {
   name: '', protocol: 'MQTT', port: String(DEFAULT_PORT), parsingEnabled: false, script: '', authType: 'ONE_PARTY', provider: 'FUNCTION',
   functionName: '', url: '', params: [], caCertificate: '', x509: false, ocspMode: 'DISABLED', onResponderFailure: 'REJECT',
-  chain: '', key: '', deviceRoots: '', trusted: '', aclDefault: 'ALLOW', aclRules: [],
+  chain: '', key: '', deviceRoots: '', trusted: '', aclDefault: 'ALLOW', aclRules: [], limits: DEFAULT_LIMITS,
 };
 
 function fromGateway(g: Gateway): FormState {
@@ -73,6 +96,7 @@ function fromGateway(g: Gateway): FormState {
     chain: g.certificates.serverCertificateChain, key: '', deviceRoots: g.certificates.deviceRootCertificates ?? '',
     trusted: g.certificates.trustedCertificate ?? '',
     aclDefault: g.accessControl.defaultAction, aclRules: g.accessControl.rules,
+    limits: Object.fromEntries(LIMIT_NAMES.map((n) => [n, g.limits[n] === null ? '' : String(g.limits[n])])) as Record<LimitName, string>,
   };
 }
 
@@ -104,6 +128,10 @@ function basicErrors(f: FormState): Errors {
     const topic = checkAclTopic(r.topic, field);
     if (topic) e[field] = topic;
   });
+  for (const n of LIMIT_NAMES) {
+    // The API checks each range (and says it); here only the shape, as typed.
+    if (f.limits[n].trim() !== '' && !/^\d+$/.test(f.limits[n].trim())) e[`limits.${n}`] = `limits.${n} must be a whole number, or empty for no limit`;
+  }
   return e;
 }
 
@@ -230,6 +258,7 @@ export function GatewayFormPage({ id }: { id?: string }) {
       x509: { enabled: form.x509 },
       ocsp: { mode: form.ocspMode, onResponderFailure: form.onResponderFailure },
       accessControl: { defaultAction: form.aclDefault, rules: form.aclRules },
+      limits: Object.fromEntries(LIMIT_NAMES.map((n) => [n, form.limits[n].trim() === '' ? null : Number(form.limits[n])])),
       ...(editing && Object.keys(certificates).length === 0 ? {} : { certificates }),
     };
   };
@@ -384,6 +413,8 @@ export function GatewayFormPage({ id }: { id?: string }) {
 
           <AccessEditor defaultAction={form.aclDefault} rules={form.aclRules} errorFor={errorFor}
             onChange={(next, field) => { set('aclRules', next.rules, field); set('aclDefault', next.defaultAction, field); }} />
+          <LimitsEditor limits={form.limits} usage={original?.limitsUsage ?? null} errorFor={errorFor}
+            onChange={(name, value) => set('limits', { ...form.limits, [name]: value }, `limits.${name}`)} />
 
           <div className="form-actions">
             <button type="button" className="btn" onClick={() => navigate('/gateways')}>Cancel</button>
@@ -437,8 +468,42 @@ function fieldId(field: string): string {
   if (param) return `param-${param[2]}-${param[1]}`;
   const rule = /^accessControl\.rules\[(\d+)\]\.(action|access|topic)$/.exec(field);
   if (rule) return `acl-${rule[2]}-${rule[1]}`;
+  const limit = /^limits\.(\w+)$/.exec(field);
+  if (limit) return `limit-${limit[1]}`;
   const ids: Record<string, string> = { 'accessControl.defaultAction': 'acl-default', 'accessControl.rules': 'acl-add', 'x509.enabled': 'x509', 'dataParsing.enabled': 'parsing', 'thirdParty.provider': 'provider', 'thirdParty': 'provider', 'thirdParty.params': 'params-add' };
   return ids[field] ?? field;
+}
+
+/** The limits half of "Access and limits": each limit, empty for none, with its use on the running gateway beside it. */
+function LimitsEditor({ limits, usage, errorFor, onChange }: {
+  limits: Record<LimitName, string>; usage: GatewayLimitsUsage | null; errorFor: (f: string) => string | null;
+  onChange: (name: LimitName, value: string) => void;
+}) {
+  return (
+    <fieldset data-testid="limits">
+      <legend>Limits</legend>
+      <p className="hint">What the gateway and each device on it may take. Empty means no limit. Changes apply to the running gateway
+        without a restart; a lower limit refuses more, it never disconnects what is there.</p>
+      <div className="limits-grid">
+        {LIMIT_NAMES.map((n) => {
+          const use = usage?.[n];
+          return (
+            <Field key={n} label={LIMIT_LABELS[n].label} htmlFor={`limit-${n}`} error={errorFor(`limits.${n}`)} hint={`Past it: ${LIMIT_LABELS[n].past}`}>
+              <div className="limit-row">
+                <input id={`limit-${n}`} inputMode="numeric" value={limits[n]} placeholder="no limit" onChange={(e) => onChange(n, e.target.value)} />
+                <span className="limit-unit">{LIMIT_LABELS[n].unit}</span>
+                {use !== undefined && (
+                  <span className="limit-use" data-limit-use={n}>
+                    {use.current !== null ? `in use: ${use.current}` : ''}{use.current !== null && use.hits > 0 ? ' · ' : ''}{use.hits > 0 ? `hit ${use.hits}×` : ''}
+                  </span>
+                )}
+              </div>
+            </Field>
+          );
+        })}
+      </div>
+    </fieldset>
+  );
 }
 
 /** "Access and limits": the gateway's topic access rules, in order, with the per-device template. */
