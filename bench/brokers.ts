@@ -7,8 +7,8 @@ import type { BenchCerts } from './certs.ts';
 import { spawnPinned, type Child } from './children.ts';
 import { DIST, ENTRIES, buildEntries } from '../scripts/build.mjs';
 
-export type BrokerName = 'gatehouse' | 'gatehouse-parsing' | 'gatehouse-journal' | 'mosquitto' | 'mosquitto-nd' | 'aedes' | 'node-floor';
-export const BROKER_NAMES: BrokerName[] = ['gatehouse', 'gatehouse-parsing', 'gatehouse-journal', 'mosquitto', 'mosquitto-nd', 'aedes', 'node-floor'];
+export type BrokerName = 'gatehouse' | 'gatehouse-parsing' | 'gatehouse-journal' | 'gatehouse-acl-0' | 'gatehouse-acl-2' | 'gatehouse-acl-20' | 'mosquitto' | 'mosquitto-nd' | 'aedes' | 'node-floor';
+export const BROKER_NAMES: BrokerName[] = ['gatehouse', 'gatehouse-parsing', 'gatehouse-journal', 'gatehouse-acl-0', 'gatehouse-acl-2', 'gatehouse-acl-20', 'mosquitto', 'mosquitto-nd', 'aedes', 'node-floor'];
 
 export function isBrokerName(name: string): name is BrokerName {
   return (BROKER_NAMES as string[]).includes(name);
@@ -54,6 +54,7 @@ const BENCH_ENTRIES = {
   'gatehouse-parsing': 'bench/peers/gatehouse-parsing.ts',
   // The sandbox's worker thread, loaded from beside gatehouse-parsing.mjs (src/sandbox/quickjs-runner.ts).
   'sandbox-worker': 'src/sandbox/quickjs-worker.ts',
+  'gatehouse-acl': 'bench/peers/gatehouse-acl.ts',
 };
 export const benchEntry = (name: keyof typeof BENCH_ENTRIES): string => `${BENCH_BUILD_DIR}/${name}.mjs`;
 
@@ -149,6 +150,9 @@ export const BROKERS: Record<BrokerName, BrokerSpec> = {
       env: { ...process.env, GATEHOUSE_LOG_LEVEL: 'warn' },
     }),
   },
+  'gatehouse-acl-0': aclPeer(0),
+  'gatehouse-acl-2': aclPeer(2),
+  'gatehouse-acl-20': aclPeer(20),
   'gatehouse-journal': {
     name: 'gatehouse-journal',
     describe: 'gatehouse-parsing plus the uplink journal: each QoS 1/2 uplink committed to SQLite before its PUBACK, rows removed in batches (bench/peers/gatehouse-parsing.ts --journal)',
@@ -224,4 +228,19 @@ export async function waitForListeners(child: Child, ports: number[], timeoutMs:
 export function startBroker(spec: BrokerSpec, ctx: LaunchContext, logFd: number): Child {
   const { argv, env } = spec.launch(ctx);
   return spawnPinned(0, argv, { cwd: ctx.repoRoot, env, stdout: logFd, stderr: logFd });
+}
+
+/** The engine with a gateway's topic access control and `rules` rules per session (bench/peers/gatehouse-acl.ts). */
+function aclPeer(rules: 0 | 2 | 20): BrokerSpec {
+  return {
+    name: `gatehouse-acl-${rules}`,
+    describe: `Gatehouse engine with topic access control hooks, ${rules === 0 ? 'no rules (default ALLOW)' : `${rules} rules per session`} (bench/peers/gatehouse-acl.ts)`,
+    unavailable: (repoRoot) => (existsSync(join(repoRoot, 'src/gateway/acl/index.ts')) ? undefined : 'src/gateway/acl does not exist yet'),
+    version: (repoRoot) => (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version,
+    launch: (ctx) => ({
+      argv: [...NODE, benchEntry('gatehouse-acl'), '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
+        '--tls-cert', ctx.certs.serverCert, '--tls-key', ctx.certs.serverKey, '--rules', String(rules)],
+      env: { ...process.env, GATEHOUSE_LOG_LEVEL: 'warn' },
+    }),
+  };
 }
