@@ -2,6 +2,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
+import { AccessControlView, AclRules, LimitsView, VerificationAnswer } from './gateways/schemas.ts';
 
 export const DOCS_PREFIX = '/api/docs';
 
@@ -19,7 +20,11 @@ export function registerOpenApi(app: FastifyInstance): void {
         description: 'Control plane of Gatehouse, the MQTT access gateway. Every /api/v1 route takes `Authorization: Bearer <admin token>`. '
           + 'Errors are `{ "error": { "code": "GW_ERR_…", "message": "…", "field": "…" } }`.',
       },
-      components: { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } } },
+      components: {
+        securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } },
+        // Shapes a reader looks up by name: the gateway's rules and limits, and the contract a third-party verifier answers in.
+        schemas: { AccessControl: AccessControlView, AclRules, GatewayLimits: LimitsView, ThirdPartyVerificationAnswer: VerificationAnswer },
+      },
       security: [{ adminToken: [] }],
       tags: [
         { name: 'gateways', description: 'Gateways: listener, TLS, verification settings' },

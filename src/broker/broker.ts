@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import type { QoS } from '../mqtt/codec.ts';
 import { RC } from '../mqtt/reason-codes.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
+import { logText } from '../core/log-text.ts';
 import { DEFAULT_BROKER_OPTIONS, type BrokerOptions, type LiveLimits } from './options.ts';
 import { createStats, type BrokerStats } from './stats.ts';
 import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.ts';
@@ -398,7 +399,26 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   #publishWill(conn: Connection, will: Message): void {
     const expiry = conn.willExpiry;
     const message = expiry > 0 ? { ...will, expiresAt: Date.now() + expiry * 1000 } : will;
-    this.logger.debug({ clientId: conn.clientId, topic: will.topic }, 'will_published');
+    // A will is the client's PUBLISH, made when it is sent: it passes the client's publish authorization
+    // then, as any PUBLISH does (a gateway's topic rules), and a refused one is dropped and counted.
+    const authorize = this.hooks.authorizePublish;
+    const verdict = authorize === undefined ? RC.SUCCESS : authorize(conn, message.topic, message);
+    if (typeof verdict === 'number') this.#sendWill(conn, message, verdict);
+    else {
+      verdict.then(
+        (rc) => this.contain(() => this.#sendWill(conn, message, rc), 'will_failed', conn.clientId),
+        (err: unknown) => this.logger.error({ err, clientId: logText(conn.clientId) }, 'will_authorization_failed'),
+      );
+    }
+  }
+
+  #sendWill(conn: Connection, message: Message, verdict: number): void {
+    if (verdict !== RC.SUCCESS) {
+      this.stats.droppedUnauthorized++;
+      this.logger.info({ clientId: logText(conn.clientId), topic: logText(message.topic) }, 'will_refused');
+      return;
+    }
+    this.logger.debug({ clientId: conn.clientId, topic: message.topic }, 'will_published');
     this.publish(message, null);
   }
 

@@ -9,7 +9,7 @@ let api: TestApi;
 /** The parts of the OpenAPI document the tests read. */
 interface OpenApiDocument {
   openapi: string;
-  components: { securitySchemes: Record<string, unknown> };
+  components: { securitySchemes: Record<string, unknown>; schemas?: Record<string, { properties?: Record<string, unknown>; items?: unknown }> };
   paths: Record<string, Record<string, {
     requestBody?: { content: Record<string, unknown> };
     responses?: Record<string, unknown>;
@@ -82,6 +82,12 @@ describe('OpenAPI', () => {
     }
     const importBody = doc.paths['/api/v1/products/{productKey}/devices/import']?.post?.requestBody?.content ?? {};
     assert.ok(importBody['application/json'] && importBody['text/csv'], 'import documents JSON and CSV bodies');
+    // Issue 13: the rules, the limits and a third-party verifier's answer (with its acl) are named schemas.
+    const schemas = doc.components.schemas ?? {};
+    assert.deepEqual(Object.keys(schemas.AccessControl?.properties ?? {}), ['defaultAction', 'rules']);
+    assert.ok(schemas.AclRules?.items, 'AclRules is a list of rules');
+    assert.ok(schemas.GatewayLimits?.properties?.maxConnections && schemas.GatewayLimits.properties.maxSessionsPerDevice, 'every limit is documented');
+    assert.ok(schemas.ThirdPartyVerificationAnswer?.properties?.acl && schemas.ThirdPartyVerificationAnswer.properties.deviceName);
     const created = doc.paths['/api/v1/gateways']?.post?.responses?.['201'];
     assert.ok(!JSON.stringify(created).includes('serverPrivateKey'), 'the response schema has no private key');
   });

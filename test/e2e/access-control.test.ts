@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import mqtt from 'mqtt';
 import { getPki, type SharedPki } from '../harness/pki.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from '../harness/gatehouse.ts';
-import { metricValue, scrapeMetrics } from '../harness/third-party.ts';
+import { metricValue, scrapeMetrics, waitFor } from '../harness/third-party.ts';
 
 const run = promisify(execFile);
 
@@ -189,4 +189,37 @@ test('an edit applies to connected devices: a subscription the new rules refuse 
   assert.ok(!d2Got.includes('devices/dev-0002/cmd forged'));
   await spy.endAsync();
   await d2.endAsync();
+});
+
+test('a will is checked against the publish rules when it is published: one to a denied topic is not delivered, and counted (v3.1.1 and v5)', { timeout: 20_000 }, async () => {
+  const opened = await gh.api<GatewayJson>('PATCH', `/gateways/${gateway.id}`, { accessControl: TEMPLATE });
+  assert.equal(opened.status, 200, JSON.stringify(opened.json));
+  const d2 = await connect({ clientId: 'd2-will-target', username: 'dev-0002', password: 'pw-two' });
+  const d2Got = inbox(d2);
+  assert.deepEqual(await granted(d2, ['devices/dev-0002/#']), [1]);
+  const watcher = await connect({ clientId: 'd1-will-watch', username: 'dev-0001', password: 'pw-one' });
+  const watcherGot = inbox(watcher);
+  assert.deepEqual(await granted(watcher, ['devices/dev-0001/#']), [1]);
+  const refusedBefore = metricValue(await scrapeMetrics(gh), 'gatehouse_gateway_acl_refusals_total', { gateway: gateway.name, access: 'publish' }) ?? 0;
+
+  // dev-0001's will names dev-0002's command topic: the CONNECT passes, the will is refused when sent.
+  const forger = await connect({
+    protocolVersion: 4, clientId: 'd1-will-forger', username: 'dev-0001', password: 'pw-one',
+    will: { topic: 'devices/dev-0002/cmd', payload: Buffer.from('forged-will'), qos: 1, retain: false },
+  });
+  forger.stream.destroy(); // not a DISCONNECT: the will is due [MQTT-3.1.2-8]
+  await waitFor(async () => ((metricValue(await scrapeMetrics(gh), 'gatehouse_gateway_acl_refusals_total', { gateway: gateway.name, access: 'publish' }) ?? 0) > refusedBefore ? true : undefined));
+  // Its will under its own topic is delivered (v5).
+  const honest = await connect({
+    clientId: 'd1-will-honest', username: 'dev-0001', password: 'pw-one',
+    will: { topic: 'devices/dev-0001/status', payload: Buffer.from('gone'), qos: 1, retain: false },
+  });
+  honest.stream.destroy();
+  await received(watcherGot, 'devices/dev-0001/status gone');
+  // d2's own message after the refused will: once it arrives, the will would have been routed before it.
+  await d2.publishAsync('devices/dev-0002/sentinel', 'w', { qos: 1 });
+  await received(d2Got, 'devices/dev-0002/sentinel w');
+  assert.ok(!d2Got.some((m) => m.includes('forged-will')), `the refused will was delivered: ${JSON.stringify(d2Got)}`);
+  await d2.endAsync();
+  await watcher.endAsync();
 });

@@ -108,7 +108,9 @@ const LimitsInput = Type.Object(
   },
 );
 
-const LimitsView = Type.Object(perLimit((n) => Nullable(Type.Integer({ description: limitDescription(n) }))));
+export const LimitsView = Type.Object(perLimit((n) => Nullable(Type.Integer({ description: limitDescription(n) }))), {
+  description: 'Per-gateway limits; each null = no limit',
+});
 
 const LimitsUsageView = Type.Object(
   perLimit(() => Type.Object({ current: Nullable(Type.Integer()), hits: Type.Integer() })),
@@ -133,6 +135,24 @@ const settingsProperties = {
   accessControl: AccessControlInput,
   limits: LimitsInput,
 };
+
+export const AccessControlView = Type.Object({ defaultAction: Type.Enum(['ALLOW', 'DENY']), rules: AclRules }, {
+  description: 'Topic access control of every session of a gateway',
+});
+
+/**
+ * What a third-party verifier answers (not a route of ours: the customer's HTTPS service's 2xx body, or a
+ * verification function's return value), documented so a service can be written against it.
+ */
+export const VerificationAnswer = Type.Object({
+  result: Type.Optional(Type.Union([Type.Enum(['true', 'false']), Type.Boolean()], { description: 'Verification function only; HTTPS decides by status' })),
+  deviceName: Type.Optional(Type.String({ description: 'The device accepted (4-32 of A-Z a-z 0-9 - _ @ . :); created on its first connection. Without it: a refusal' })),
+  message: Type.Optional(Type.String({ description: 'Verification function only: why, for the log' })),
+  acl: Type.Optional(AclRules),
+}, {
+  description: 'A third-party verifier\'s accept: an HTTPS 2xx body, or a verification function\'s result. acl rules (as accessControl.rules) '
+    + 'apply to that device\'s session before the gateway\'s; rules that do not check out make the answer a backend failure (0x88), never an accept',
+});
 
 export const GatewayCreateBody = Type.Object({
   name: settingsProperties.name,
@@ -221,7 +241,7 @@ export const GatewayView = Type.Object({
   thirdParty: Nullable(ThirdPartyView),
   x509: Type.Object({ enabled: Type.Boolean() }),
   ocsp: Type.Object({ mode: OcspMode, onResponderFailure: OcspFailure }),
-  accessControl: Type.Object({ defaultAction: Type.Enum(['ALLOW', 'DENY']), rules: AclRules }),
+  accessControl: AccessControlView,
   limits: LimitsView,
   certificates: Type.Object({
     serverCertificateChain: Type.String(),
