@@ -102,6 +102,8 @@ export interface GatewayListItem {
   statusReason: string | null;
   connectedClients: number;
   productKey: string;
+  /** Trouble ahead (certificates expiring, a chain without intermediates, devices without an OCSP responder). */
+  warnings: Warning[];
   createdAt: string;
 }
 
@@ -135,7 +137,7 @@ export interface Gateway extends GatewayListItem {
 }
 
 export interface Warning { code: string; message: string; field: string }
-export type SavedGateway = Gateway & { warnings: Warning[] };
+export type SavedGateway = Gateway;
 
 export interface Product { productKey: string; name: string; gatewayId: string; deviceCount: number; createdAt: string }
 

@@ -90,6 +90,18 @@ export function Banner({ kind, children, onClose }: { kind: 'error' | 'ok' | 'wa
   );
 }
 
+/** A gateway's warnings (GW_WARN_…): trouble that has not stopped it yet, each with the field to look at. */
+export function GatewayWarnings({ warnings }: { warnings: readonly { code: string; message: string; field: string }[] }) {
+  return (
+    <Banner kind="warn">
+      <strong>Before devices notice:</strong>
+      <ul className="warnings">{warnings.map((w) => (
+        <li key={`${w.code}${w.field}${w.message}`} data-warning={w.code}><code>{w.field}</code>: {w.message}</li>
+      ))}</ul>
+    </Banner>
+  );
+}
+
 /** A PEM text area with an "upload file" button; the file's text replaces the field. */
 export function PemInput({ id, value, onChange, placeholder, rows = 6 }: {
   id: string; value: string; onChange: (v: string) => void; placeholder?: string; rows?: number;

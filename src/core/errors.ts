@@ -40,6 +40,7 @@ export const ERRORS = {
   GW_ERR_OCSP_NEEDS_X509: { status: 400, message: 'Client OCSP verification needs X.509 device verification' },
   GW_ERR_SCRIPT_REQUIRED: { status: 400, message: 'A script is required' },
   GW_ERR_SCRIPT_SYNTAX: { status: 400, message: 'The script is not valid JavaScript' },
+  GW_ERR_SCRIPT_NO_TRANSFORM: { status: 400, message: 'The parsing script does not define transformPayload(topic, bytes)' },
   GW_ERR_ACL_ACTION_INVALID: { status: 400, message: 'An access rule action (and the default action) must be ALLOW or DENY' },
   GW_ERR_ACL_ACCESS_INVALID: { status: 400, message: 'An access rule access must be PUBLISH, SUBSCRIBE or ALL' },
   GW_ERR_ACL_TOPIC_INVALID: { status: 400, message: 'An access rule topic must be a valid topic filter whose placeholders fill whole levels' },

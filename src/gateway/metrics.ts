@@ -4,6 +4,7 @@ import type { BrokerStats } from '../broker/index.ts';
 import type { GatewayRuntime } from './runtime.ts';
 import type { ThirdPartyStats } from './auth/third-party.ts';
 import { GATEWAY_LIMIT_NAMES } from '../registry/gateway-limits.ts';
+import { daysLeft } from '../registry/index.ts';
 
 const COUNTERS: readonly (keyof BrokerStats)[] = [
   'connectionsAccepted', 'connectsRefused', 'messagesReceived', 'messagesDelivered', 'droppedOffline',
@@ -19,9 +20,19 @@ function snake(name: string): string {
 export function registerGatewayMetrics(registry: Registry, runtime: GatewayRuntime): void {
   // Values are copied from the engines when Prometheus scrapes, so the message path only bumps plain fields.
   const refresh = (): void => {
-    for (const g of [connected, sessions, retained, auth, aclRefusals, limit, limitUse, limitHits, ...counters.values(), ...ocspGauges, ...thirdPartyGauges]) g.reset();
+    for (const g of [connected, sessions, retained, auth, aclRefusals, limit, limitUse, limitHits, certificateDays, ...counters.values(), ...ocspGauges, ...thirdPartyGauges]) g.reset();
+    const now = new Date();
     for (const instance of runtime.instances()) {
       const gateway = instance.config.name;
+      // The soonest expiry of each certificate field: alert on it before devices start failing the handshake.
+      const { serverCertificateChain, deviceRootCertificates, trustedCertificate } = instance.config.certificates;
+      for (const [certificate, pem] of [
+        ['serverCertificateChain', serverCertificateChain], ['deviceRootCertificates', deviceRootCertificates], ['trustedCertificate', trustedCertificate],
+      ] as const) {
+        if (pem === null) continue;
+        const days: number[] = daysLeft(pem, now);
+        if (days.length > 0) certificateDays.set({ gateway, certificate }, Math.min(...days));
+      }
       const broker = instance.broker;
       connected.set({ gateway }, instance.connectedClients);
       sessions.set({ gateway }, broker.sessionCount);
@@ -64,6 +75,11 @@ export function registerGatewayMetrics(registry: Registry, runtime: GatewayRunti
   const connected = new Gauge({
     name: 'gatehouse_gateway_connected_clients', help: 'Connected MQTT clients per gateway', labelNames: ['gateway'], registers: [registry],
     collect: refresh,
+  });
+  const certificateDays = new Gauge({
+    name: 'gatehouse_gateway_certificate_expiry_days',
+    help: 'Whole days until the soonest-expiring certificate of each field expires (negative once expired), per running gateway',
+    labelNames: ['gateway', 'certificate'], registers: [registry],
   });
   const sessions = new Gauge({ name: 'gatehouse_gateway_sessions', help: 'MQTT sessions (connected and persistent) per gateway', labelNames: ['gateway'], registers: [registry] });
   const retained = new Gauge({ name: 'gatehouse_gateway_retained_messages', help: 'Retained messages per gateway', labelNames: ['gateway'], registers: [registry] });

@@ -2,8 +2,8 @@
  * Runs the gateways the operator wants running, and keeps each in step with the registry: started
  * at boot, started and stopped by the API, reloaded on edits, torn down on delete.
  */
-import type { GatewayRuntime as GatewayRuntimePort, GatewayState } from '../registry/ports.ts';
-import type { GatewayStatus } from '../registry/types.ts';
+import type { GatewayOcspState, GatewayRuntime as GatewayRuntimePort, GatewayState } from '../registry/ports.ts';
+import type { GatewayStatus, Warning } from '../registry/types.ts';
 import type { ScriptRunner } from '../sandbox/index.ts';
 import { GatewayInstance, type GatewayInstanceDeps } from './instance.ts';
 import { FunctionScripts } from './auth/function/index.ts';
@@ -152,7 +152,9 @@ export class GatewayRuntime implements GatewayRuntimePort {
       const state: GatewayState = error === undefined
         ? { status: 'RUNNING', reason: null, ...live }
         : { status: 'ERROR', reason: `${error}; still listening on port ${instance.port}`, ...live };
-      return ocsp !== undefined ? { ...state, ocsp } : state;
+      if (ocsp === undefined) return state;
+      const warnings = ocspWarnings(ocsp);
+      return warnings.length === 0 ? { ...state, ocsp } : { ...state, ocsp, warnings };
     }
     return { status: error === undefined ? 'STOPPED' : 'ERROR', reason: error ?? null, connectedClients: 0 };
   }
@@ -191,6 +193,22 @@ export class GatewayRuntime implements GatewayRuntimePort {
     });
     return next;
   }
+}
+
+/**
+ * Client OCSP on while device certificates name no responder: each such device is refused as "server
+ * unavailable" (or let in unchecked, by policy) and nothing else said why [issue 14].
+ */
+function ocspWarnings(ocsp: GatewayOcspState): Warning[] {
+  const missing = ocsp.client?.responderErrors.no_responder_url ?? 0;
+  if (ocsp.client === null || missing === 0) return [];
+  const outcome = ocsp.client.onResponderFailure === 'REJECT' ? 'were refused (CONNACK server unavailable)' : 'were let in unchecked';
+  return [{
+    code: 'GW_WARN_OCSP_NO_RESPONDER',
+    message: `client OCSP is on (ocsp.mode ${ocsp.mode}) but ${missing} device certificate check(s) found no OCSP responder in the certificate `
+      + `(Authority Information Access); those devices ${outcome}. Issue device certificates that name a responder, or turn client OCSP off`,
+    field: 'ocsp.mode',
+  }];
 }
 
 function describeStartError(err: unknown, port: number): string {

@@ -136,9 +136,14 @@ export function checkServerChain(chainPem: string, keyPem: string, dates: DateCh
     throw new GatehouseError('GW_ERR_KEY_MISMATCH', `${fields.key} does not match the server certificate ${describe(leaf)}`, fields.key);
   }
 
+  return { chain, privateKeyPem, warnings: serverChainDateWarnings(chain, fields.chain, dates) };
+}
+
+/** The dates of a server chain's certificates, the leaf named as the server certificate. */
+export function serverChainDateWarnings(chain: ParsedCertificates, field: string, dates: DateCheck): Warning[] {
   const warnings: Warning[] = [];
-  certs.forEach((cert, i) => checkDates(cert, fields.chain, i === 0 ? 'server certificate' : `certificate ${i + 1}`, dates, warnings));
-  return { chain, privateKeyPem, warnings };
+  chain.certificates.forEach((cert, i) => checkDates(cert, field, i === 0 ? 'server certificate' : `certificate ${i + 1}`, dates, warnings));
+  return warnings;
 }
 
 /** CA certificates (device roots): each must be a CA and within its dates. */
@@ -174,6 +179,40 @@ export function trustedCertificateWarnings(trusted: ParsedCertificates, chain: P
     message: `${field} did not issue the last certificate of the server chain ${describe(top)}; OCSP responses for it may not verify`,
     field,
   }];
+}
+
+/** Signed by its own key under its own name (checkIssued would also ask for keyCertSign, which test leaves lack). */
+function selfSigned(cert: X509Certificate): boolean {
+  return cert.subject === cert.issuer && cert.verify(cert.publicKey);
+}
+
+/**
+ * A server chain of one certificate that is not self-signed, whose issuer is not the trusted certificate
+ * either: the intermediates are most likely missing, and devices that hold only the root then fail with
+ * "unable to verify the first certificate". A warning, not an error: a leaf issued straight by a root the
+ * devices hold needs nothing more.
+ */
+export function serverChainWarnings(chain: ParsedCertificates, field: string, trusted: ParsedCertificates | null): Warning[] {
+  const leaf = chain.certificates[0] as X509Certificate;
+  if (chain.certificates.length > 1 || selfSigned(leaf)) return [];
+  if (trusted?.certificates.some((t) => issuedBy(leaf, t)) === true) return [];
+  const issuer = /(?:^|\n)CN=([^\n]*)/.exec(leaf.issuer)?.[1] ?? leaf.issuer.replace(/\n/g, ', ');
+  return [{
+    code: 'GW_WARN_SERVER_CHAIN_INCOMPLETE',
+    message: `${field} holds only the server certificate ${describe(leaf)}, issued by "${issuer}", and not its issuer: devices that trust `
+      + 'only the root fail to verify the server ("unable to verify the first certificate"). Add the intermediate certificates after '
+      + 'the server certificate, unless that issuer is itself a root every device trusts',
+    field,
+  }];
+}
+
+/** Days until each certificate of a PEM field expires (negative once expired); `[]` for PEM that does not parse. */
+export function daysLeft(pem: string, now: Date): number[] {
+  try {
+    return parseCertificates(pem, 'pem').certificates.map((c) => Math.floor((new Date(c.validTo).getTime() - now.getTime()) / DAY_MS));
+  } catch {
+    return [];
+  }
 }
 
 /** CN, serial, issuer and fingerprint of a device certificate, as devices show it. */

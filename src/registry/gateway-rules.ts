@@ -6,7 +6,8 @@
 import { GatehouseError, type ErrorCode } from '../core/errors.ts';
 import type { GatewayChange } from './events.ts';
 import {
-  checkCaCertificates, checkCertificates, checkServerChain, trustedCertificateWarnings, type DateCheck,
+  checkCaCertificates, checkCertificates, checkServerChain, serverChainWarnings, trustedCertificateWarnings, type DateCheck,
+  type ParsedCertificates,
 } from './certificates.ts';
 import { findSyntaxError } from './script-syntax.ts';
 import { parseTemplate } from './templates.ts';
@@ -345,11 +346,14 @@ function checkCertificateSet(draft: GatewayDraft, context: DraftCheckContext): C
     warnings.push(...roots.warnings);
   }
   let trustedCertificate: string | null = null;
+  let trustedParsed: ParsedCertificates | null = null;
   if (certificates.trustedCertificate !== null) {
     const trusted = checkCertificates(certificates.trustedCertificate, field('trustedCertificate'), dates('trustedCertificate'));
     trustedCertificate = trusted.parsed.pem;
+    trustedParsed = trusted.parsed;
     warnings.push(...trusted.warnings, ...trustedCertificateWarnings(trusted.parsed, server.chain, field('trustedCertificate')));
   }
+  warnings.push(...serverChainWarnings(server.chain, field('serverCertificateChain'), trustedParsed));
   let thirdParty = draft.thirdParty;
   if (thirdParty?.provider === 'HTTPS' && thirdParty.caCertificate !== null) {
     const ca = checkCertificates(thirdParty.caCertificate, 'thirdParty.caCertificate', { now: context.now, strict: context.strictThirdPartyCa });

@@ -6,7 +6,9 @@ import {
   changedFields, checkDraft, checkName, checkPort, draftFromCreate, draftFromUpdate, withThirdPartyDefaults,
   type CertificateField, type CheckedDraft, type GatewayDraft,
 } from './gateway-rules.ts';
+import { storedCertificateWarnings, uniqueWarnings } from './gateway-warnings.ts';
 import { newGatewayId, newProductKey } from './ids.ts';
+import { checkTransformScript } from './transform-script.ts';
 import type { GatewayRecord } from './ports.ts';
 import type {
   Gateway, GatewayCreateInput, GatewayRuntimeConfig, GatewaySettings, GatewayStatus, GatewayUpdateInput, ThirdPartyConfig,
@@ -43,6 +45,7 @@ export class GatewayService {
       strictThirdPartyCa: true,
       functionExists: (name) => this.#functionExists(name),
     });
+    if (checked.draft.dataParsing.script !== null) await checkTransformScript(this.#ctx.runner, checked.draft.dataParsing.script);
     const id = newGatewayId();
     const productKey = newProductKey();
     const at = this.#ctx.now().toISOString();
@@ -55,7 +58,7 @@ export class GatewayService {
     }));
     this.#ctx.logger.info({ gatewayId: id, name: record.name, port: record.port }, 'gateway_created');
     this.#ctx.events.emit('gateway.created', { gatewayId: id, productKey });
-    return { gateway: this.#toGateway(record), warnings: checked.warnings };
+    return this.#saved(record, checked.warnings);
   }
 
   async list(): Promise<Gateway[]> {
@@ -78,7 +81,10 @@ export class GatewayService {
       functionExists: (name) => this.#functionExists(name),
     });
     const changed = changedFields(current, checked.draft);
-    if (changed.length === 0) return { gateway: this.#toGateway(record), warnings: checked.warnings };
+    if (changed.length === 0) return this.#saved(record, checked.warnings);
+    // Only a script being saved now is compiled: a stored one must not block an unrelated edit.
+    const script = checked.draft.dataParsing.script;
+    if (script !== null && script !== current.dataParsing.script) await checkTransformScript(this.#ctx.runner, script);
 
     const updated = this.#toRecord(id, record.productKey, checked.draft, {
       enabled: record.enabled, status: record.status, statusReason: record.statusReason,
@@ -87,7 +93,13 @@ export class GatewayService {
     await withDuplicatesTranslated(() => this.#ctx.storage.gateways.update(updated));
     this.#ctx.logger.info({ gatewayId: id, changed }, 'gateway_updated');
     this.#ctx.events.emit('gateway.updated', { gatewayId: id, productKey: record.productKey, changed });
-    return { gateway: this.#toGateway(updated), warnings: checked.warnings };
+    return this.#saved(updated, checked.warnings);
+  }
+
+  /** What a save found, with what the stored gateway shows on every read, each once. */
+  #saved(record: GatewayRecord, found: Warning[]): GatewaySaveResult {
+    const gateway = this.#toGateway(record);
+    return { gateway, warnings: uniqueWarnings([...found, ...gateway.warnings]) };
   }
 
   /** Removes the gateway with its product and devices. */
@@ -255,6 +267,11 @@ export class GatewayService {
         deviceRootCertificates: record.deviceRootCertificates,
         trustedCertificate: record.trustedCertificate,
       },
+      warnings: storedCertificateWarnings({
+        serverCertificateChain: record.serverCertificateChain,
+        deviceRootCertificates: record.deviceRootCertificates,
+        trustedCertificate: record.trustedCertificate,
+      }, this.#ctx.now()),
       createdAt: record.createdAt,
       updatedAt: record.updatedAt,
     };

@@ -15,7 +15,8 @@ export type {
   DeviceRef, GatewayChange, RegistryEventMap, RegistryEventName, RegistryEventSource, RegistryListener,
 } from './events.ts';
 export { renderTemplate, parseTemplate, type TemplateContext } from './templates.ts';
-export { describeDeviceCertificate } from './certificates.ts';
+export { describeDeviceCertificate, daysLeft } from './certificates.ts';
+export { uniqueWarnings } from './gateway-warnings.ts';
 export { verifyPassword, hashPassword } from './passwords.ts';
 export { checkDeviceName } from './device-rules.ts';
 export { interpretVerificationOutput, checkedDeviceName, deviceAclOf, type VerificationVerdict } from './verification-result.ts';

@@ -9,7 +9,7 @@ import type { GatewayLimits, GatewayLimitsUsage } from './gateway-limits.ts';
 import type {
   AuthType, DataParsingConfig, Device, DeviceCertificateInfo, DeviceConnectionInfo, DeviceConnectionState,
   DeviceCredential, DeviceOrigin, GatewayProtocol, GatewayRuntimeConfig, GatewayStatus, OcspConfig,
-  StoredThirdPartyConfig, VerificationFunction,
+  StoredThirdPartyConfig, VerificationFunction, Warning,
 } from './types.ts';
 
 // ── Records: what storage keeps ────────────────────────────────────────────────────────────────────
@@ -283,6 +283,8 @@ export interface GatewayState {
   ocsp?: GatewayOcspState;
   /** Use of each limit on a running gateway; absent when it is not running. */
   limitsUsage?: GatewayLimitsUsage;
+  /** What only traffic reveals (device certificates naming no OCSP responder …); absent when none. */
+  warnings?: Warning[];
 }
 
 /** A running gateway's OCSP stapling and client-certificate checks (counters since the listener started). */

@@ -113,6 +113,8 @@ export interface Gateway extends Omit<GatewaySettings, 'thirdParty'> {
   status: GatewayStatus;
   statusReason: string | null;
   certificates: PublicCertificates;
+  /** Findings about the stored certificates (expiring, an incomplete chain …), as of this read. */
+  warnings: Warning[];
   createdAt: string;
   updatedAt: string;
 }

@@ -11,7 +11,7 @@ import {
 } from '../api.ts';
 import { setFlash } from '../flash.ts';
 import { navigate } from '../router.ts';
-import { Banner, Field, Link, PemInput, Spinner, Toggle } from '../ui.tsx';
+import { Banner, Field, GatewayWarnings, Link, PemInput, Spinner, Toggle } from '../ui.tsx';
 import {
   checkGatewayName, checkHttpsUrl, checkOcsp, checkParams, checkPemCertificates, checkPemKey, checkPort, countPemCertificates,
   DEFAULT_PORT, MAX_PARAMS, MESSAGES, ocspNeedsX509, TEMPLATE_VARIABLES, type Errors,
@@ -305,6 +305,7 @@ export function GatewayFormPage({ id }: { id?: string }) {
         <li className={step === 2 ? 'current' : ''}><button type="button" onClick={() => next()}><span>2</span> Certificate Configuration</button></li>
       </ol>
       {unplacedError && <Banner kind="error">{serverError.message}</Banner>}
+      {original !== null && original.warnings.length > 0 && <GatewayWarnings warnings={original.warnings} />}
 
       {step === 1 ? (
         <form className="card form" onSubmit={next} noValidate>

@@ -73,7 +73,8 @@ export function GatewaysPage() {
                   <td data-label="ID"><code className="id">{g.id}</code></td>
                   <td data-label="Gateway URL"><span className="url"><code>{g.url}</code><CopyButton text={g.url} /></span></td>
                   <td data-label="Status"><StatusBadge status={g.status} title={g.statusReason} />
-                    {g.status === 'ERROR' && g.statusReason && <div className="sub bad-text">{g.statusReason}</div>}</td>
+                    {g.status === 'ERROR' && g.statusReason && <div className="sub bad-text">{g.statusReason}</div>}
+                    {g.warnings.map((w) => <div key={`${w.code}${w.field}${w.message}`} className="sub warn-text" data-warning={w.code} title={w.field}>⚠ {w.message}</div>)}</td>
                   <td data-label="Product"><Link to={`/products/${g.productKey}`}>Gateway{g.id}</Link></td>
                   <td data-label="Actions" className="actions">
                     {g.enabled && g.status !== 'ERROR'

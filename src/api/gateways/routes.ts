@@ -8,7 +8,8 @@ import { Type, type Static } from 'typebox';
 import { GatehouseError } from '../../core/errors.ts';
 import type { GatewayRuntime, GatewayState } from '../../registry/ports.ts';
 import type { Registry } from '../../registry/registry.ts';
-import type { Gateway, GatewayCreateInput, ThirdPartyInput } from '../../registry/types.ts';
+import type { Gateway, GatewayCreateInput, ThirdPartyInput, Warning } from '../../registry/types.ts';
+import { uniqueWarnings } from '../../registry/index.ts';
 import { errorResponses } from '../common-schemas.ts';
 import {
   GatewayCreateBody, GatewayIdParams, GatewayList, GatewaySaved, GatewayUpdateBody, GatewayView,
@@ -44,13 +45,15 @@ function thirdPartyInput(body: ThirdPartyBody | null | undefined): ThirdPartyInp
 
 export const gatewayRoutes: FastifyPluginCallbackTypebox<GatewayRoutesOptions> = (app, { registry, runtime }, done) => {
   /** The stored gateway with the runtime's live status. */
-  const view = (gateway: Gateway, state: GatewayState = runtime.gatewayState(gateway.id)): Static<typeof GatewayView> => ({
+  const view = (gateway: Gateway, state: GatewayState = runtime.gatewayState(gateway.id), found: Warning[] = []): Static<typeof GatewayView> => ({
     ...gateway,
     status: state.status,
     statusReason: state.reason,
     connectedClients: state.connectedClients,
     ocspStatus: state.ocsp ?? null,
     limitsUsage: state.limitsUsage ?? null,
+    // Stored certificates, what the save found, and what the running listener saw.
+    warnings: uniqueWarnings([...found, ...gateway.warnings, ...(state.warnings ?? [])]),
   });
 
   /** A runtime failure must not turn a saved change into a 500: report it as the gateway's state. */
@@ -69,7 +72,7 @@ export const gatewayRoutes: FastifyPluginCallbackTypebox<GatewayRoutesOptions> =
     const input: GatewayCreateInput = { ...request.body, thirdParty: thirdPartyInput(request.body.thirdParty) };
     const { gateway, warnings } = await registry.gateways.create(input);
     const state = await settle(gateway.id, 'start');
-    return reply.status(201).send({ ...view(gateway, state), warnings });
+    return reply.status(201).send(view(gateway, state, warnings));
   });
 
   app.get('/gateways', {
@@ -89,7 +92,7 @@ export const gatewayRoutes: FastifyPluginCallbackTypebox<GatewayRoutesOptions> =
     const patch = { ...request.body, thirdParty: thirdPartyInput(request.body.thirdParty) };
     const { gateway, warnings } = await registry.gateways.update(request.params.id, patch);
     // The edit is applied by the runtime (live, or a retry of a gateway in ERROR): answer what came of it.
-    return { ...view(gateway, await runtime.settled(gateway.id)), warnings };
+    return view(gateway, await runtime.settled(gateway.id), warnings);
   });
 
   app.delete('/gateways/:id', {

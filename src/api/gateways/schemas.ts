@@ -254,14 +254,16 @@ export const GatewayView = Type.Object({
   connectedClients: Type.Integer(),
   ocspStatus: Nullable(OcspStatusView),
   limitsUsage: Nullable(LimitsUsageView),
+  warnings: Type.Array(WarningSchema, {
+    description: 'Trouble ahead, as of this read: certificates expiring within 30 days (or expired), a server chain without its '
+      + 'intermediates, device certificates that name no OCSP responder while client OCSP is on …',
+  }),
   createdAt: Type.String(),
   updatedAt: Type.String(),
 });
 
-export const GatewaySaved = Type.Object({
-  ...GatewayView.properties,
-  warnings: Type.Array(WarningSchema, { description: 'Non-fatal findings, e.g. a certificate expiring within 30 days' }),
-});
+/** A create or an edit answers the gateway with what the save found besides (e.g. the HTTPS service's CA expiring). */
+export const GatewaySaved = GatewayView;
 
 export const GatewayListItem = Type.Object({
   id: Type.String(),
@@ -274,6 +276,7 @@ export const GatewayListItem = Type.Object({
   statusReason: Nullable(Type.String()),
   connectedClients: Type.Integer(),
   productKey: Type.String(),
+  warnings: Type.Array(WarningSchema),
   createdAt: Type.String(),
 });
 

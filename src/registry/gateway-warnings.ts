@@ -1,0 +1,60 @@
+/**
+ * Warnings of a stored gateway, returned with it on every read (not only by the save that first found
+ * them): a stored certificate ages into "expires in 12 days" without anyone saving anything. Computed
+ * from the stored PEM with the save's own checks, never strict (nothing here blocks a gateway), and kept
+ * per PEM so a list of gateways does not parse every certificate on every read.
+ */
+import {
+  checkCertificates, parseCertificates, serverChainDateWarnings, serverChainWarnings, trustedCertificateWarnings, type ParsedCertificates,
+} from './certificates.ts';
+import type { PublicCertificates, Warning } from './types.ts';
+
+const PARSED_CACHE_LIMIT = 256;
+const parsedCache = new Map<string, ParsedCertificates | null>();
+
+function parsed(pem: string, field: string): ParsedCertificates | null {
+  let hit = parsedCache.get(pem);
+  if (hit === undefined) {
+    try {
+      hit = parseCertificates(pem, field);
+    } catch {
+      hit = null; // stored PEM was checked when saved; one that no longer parses warns nothing rather than failing a read
+    }
+    if (parsedCache.size >= PARSED_CACHE_LIMIT) parsedCache.clear();
+    parsedCache.set(pem, hit);
+  }
+  return hit;
+}
+
+function dateWarnings(pem: string | null, field: string, now: Date): Warning[] {
+  if (pem === null || parsed(pem, field) === null) return [];
+  return checkCertificates(pem, field, { now, strict: false }).warnings;
+}
+
+export function storedCertificateWarnings(certificates: PublicCertificates, now: Date): Warning[] {
+  const chainField = 'certificates.serverCertificateChain';
+  const trustedField = 'certificates.trustedCertificate';
+  const chain = parsed(certificates.serverCertificateChain, chainField);
+  const trusted = certificates.trustedCertificate === null ? null : parsed(certificates.trustedCertificate, trustedField);
+  const warnings = [
+    ...(chain === null ? [] : serverChainDateWarnings(chain, chainField, { now, strict: false })),
+    ...dateWarnings(certificates.deviceRootCertificates, 'certificates.deviceRootCertificates', now),
+    ...dateWarnings(certificates.trustedCertificate, trustedField, now),
+  ];
+  if (chain !== null) {
+    if (trusted !== null) warnings.push(...trustedCertificateWarnings(trusted, chain, trustedField));
+    warnings.push(...serverChainWarnings(chain, chainField, trusted));
+  }
+  return warnings;
+}
+
+/** The same finding reported twice (by the save and by the stored state) is listed once. */
+export function uniqueWarnings(warnings: readonly Warning[]): Warning[] {
+  const seen = new Set<string>();
+  return warnings.filter((w) => {
+    const key = `${w.code}\u0000${w.field}\u0000${w.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
