@@ -7,8 +7,11 @@ import { withDuplicatesTranslated, type RegistryContext } from './context.ts';
 import { rowsFromCsv, rowsFromJson, type RawImportRow } from './device-import.ts';
 import { checkDeviceName, checkDeviceRow, checkPassword, checkSn, type CheckedDeviceRow } from './device-rules.ts';
 import type { DeviceRef } from './events.ts';
+import { storedProperty } from './device-properties.ts';
 import { hashPassword } from './passwords.ts';
-import { DuplicateKeyError, type DevicePatch, type DeviceRecord, type ProductRecord, type Repositories } from './ports.ts';
+import {
+  DuplicateKeyError, type DevicePatch, type DeviceRecord, type ProductRecord, type PropertyMergeResult, type Repositories,
+} from './ports.ts';
 import type { ProductService } from './product-service.ts';
 import type {
   Device, DeviceConnectionInfo, DeviceCreateInput, DeviceCredential, DeviceUpdateInput, ImportResult, ImportRowResult,
@@ -25,9 +28,6 @@ export interface DevicePage {
   items: Device[];
   total: number;
 }
-
-/** What became of a property post. */
-export type PropertyMergeResult = 'updated' | 'device_gone' | 'too_many' | 'too_large';
 
 export class DeviceService {
   readonly #ctx: RegistryContext;
@@ -46,7 +46,7 @@ export class DeviceService {
     const record = this.#newRecord(productKey, row, await hashPassword(row.password));
     await withDuplicatesTranslated(() => this.#ctx.storage.devices.insert(record));
     this.#ctx.events.emit('device.created', this.#ref(product, record));
-    return toDevice(record);
+    return toDevice(record, {});
   }
 
   /** A JSON array of rows (each `{sn?, username, password, deviceName?}`). */
@@ -73,18 +73,19 @@ export class DeviceService {
       this.#ctx.storage.devices.list(productKey, { limit, offset }),
       this.#ctx.storage.devices.count(productKey),
     ]);
-    return { items: records.map(toDevice), total };
+    const properties = await this.#ctx.storage.devices.propertiesOf(productKey, records.map((r) => r.deviceName));
+    return { items: records.map((r) => toDevice(r, properties.get(r.deviceName) ?? {})), total };
   }
 
   async get(productKey: string, deviceName: string): Promise<Device> {
     await this.#products.require(productKey);
-    return toDevice(await this.#record(productKey, deviceName));
+    return this.#withProperties(await this.#record(productKey, deviceName));
   }
 
   /** Undefined when the product or the device does not exist. */
   async find(productKey: string, deviceName: string): Promise<Device | undefined> {
     const record = await this.#ctx.storage.devices.get(productKey, deviceName);
-    return record && toDevice(record);
+    return record && this.#withProperties(record);
   }
 
   async update(productKey: string, deviceName: string, input: DeviceUpdateInput): Promise<Device> {
@@ -102,12 +103,12 @@ export class DeviceService {
       if (typeof input.disabled !== 'boolean') throw new GatehouseError('GW_ERR_VALIDATION', 'disabled must be true or false', 'disabled');
       patch.disabled = input.disabled;
     }
-    if (Object.keys(patch).length === 0) return toDevice(record);
+    if (Object.keys(patch).length === 0) return this.#withProperties(record);
     patch.updatedAt = this.#ctx.now().toISOString();
     await this.#ctx.storage.devices.update(productKey, deviceName, patch);
     const updated = { ...record, ...patch };
     this.#ctx.events.emit('device.updated', this.#ref(product, updated));
-    return toDevice(updated);
+    return this.#withProperties(updated);
   }
 
   async delete(productKey: string, deviceName: string): Promise<void> {
@@ -146,7 +147,7 @@ export class DeviceService {
         await this.#ctx.storage.devices.insert(created);
         this.#ctx.events.emit('device.created', this.#ref(product, created));
         this.#ctx.events.emit('device.connected', { ...this.#ref(product, created), clientAddress: info.clientAddress, at });
-        return toDevice(created);
+        return toDevice(created, {});
       } catch (error) {
         // Two first connections at once: the other one created it; record this one as an update.
         if (!(error instanceof DuplicateKeyError)) throw error;
@@ -156,7 +157,7 @@ export class DeviceService {
     await this.#ctx.storage.devices.update(productKey, deviceName, connection);
     record = { ...record, ...connection };
     this.#ctx.events.emit('device.connected', { ...this.#ref(product, record), clientAddress: info.clientAddress, at });
-    return toDevice(record);
+    return this.#withProperties(record);
   }
 
   async recordDisconnected(productKey: string, deviceName: string, at: Date): Promise<void> {
@@ -169,19 +170,16 @@ export class DeviceService {
 
   /**
    * A device reported property values (Alink property post): each one replaces the one it last
-   * reported, the others stay. A post that would leave the device with more than `limits.maxCount`
-   * properties or more than `limits.maxBytes` of them (as JSON) is refused whole, as Alink refuses an
-   * oversized post: a device cannot grow its record without bound.
+   * reported, the others stay, untouched in storage (one row per property). A post that would leave the
+   * device with more than `limits.maxCount` properties or more than `limits.maxBytes` of them (as one
+   * JSON document) is refused whole, as Alink refuses an oversized post: a device cannot grow its
+   * record without bound.
    */
-  async mergeProperties(productKey: string, deviceName: string, values: Record<string, unknown>, at: Date,
+  mergeProperties(productKey: string, deviceName: string, values: Record<string, unknown>, at: Date,
     limits: { maxCount: number; maxBytes: number }): Promise<PropertyMergeResult> {
-    const record = await this.#ctx.storage.devices.get(productKey, deviceName);
-    if (!record) return 'device_gone';
-    const merged = { ...record.properties, ...values };
-    if (Object.keys(merged).length > limits.maxCount) return 'too_many';
-    if (Buffer.byteLength(JSON.stringify(merged)) > limits.maxBytes) return 'too_large';
-    return (await this.#ctx.storage.devices.update(productKey, deviceName, { properties: merged, updatedAt: at.toISOString() }))
-      ? 'updated' : 'device_gone';
+    const posted = Object.entries(values).map(([name, value]) => storedProperty(name, value));
+    return this.#ctx.storage.devices.mergeProperties(productKey, deviceName, posted, at.toISOString(), (after) =>
+      after.count > limits.maxCount ? 'too_many' : after.bytes > limits.maxBytes ? 'too_large' : 'updated');
   }
 
   async markGatewayOffline(gatewayId: string, at: Date): Promise<number> {
@@ -287,7 +285,7 @@ export class DeviceService {
     return {
       productKey, deviceName, username: null, passwordHash: null, sn: null, origin: 'IMPORTED',
       connectionState: 'INACTIVE', disabled: false, lastOnlineAt: null, clientAddress: null, certificate: null,
-      properties: {}, createdAt: at, updatedAt: at,
+      createdAt: at, updatedAt: at,
     };
   }
 
@@ -296,12 +294,16 @@ export class DeviceService {
     return { ...this.#blankRecord(productKey, row.deviceName, at), username: row.username, passwordHash, sn: row.sn };
   }
 
+  async #withProperties(record: DeviceRecord): Promise<Device> {
+    return toDevice(record, await this.#ctx.storage.devices.properties(record.productKey, record.deviceName));
+  }
+
   #ref(product: ProductRecord, record: DeviceRecord): DeviceRef {
     return { gatewayId: product.gatewayId, productKey: product.productKey, deviceName: record.deviceName, username: record.username };
   }
 }
 
-export function toDevice(record: DeviceRecord): Device {
+export function toDevice(record: DeviceRecord, properties: Record<string, unknown>): Device {
   return {
     deviceName: record.deviceName,
     productKey: record.productKey,
@@ -312,7 +314,7 @@ export function toDevice(record: DeviceRecord): Device {
     lastOnlineAt: record.lastOnlineAt,
     clientAddress: record.clientAddress,
     certificate: record.certificate,
-    properties: record.properties,
+    properties,
     createdAt: record.createdAt,
     updatedAt: record.updatedAt,
   };

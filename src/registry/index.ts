@@ -2,7 +2,7 @@
 export { createRegistry, Registry, type RegistryOptions } from './registry.ts';
 export type { GatewayService, GatewaySaveResult } from './gateway-service.ts';
 export type { ProductService } from './product-service.ts';
-export type { DeviceService, DevicePage, PropertyMergeResult } from './device-service.ts';
+export type { DeviceService, DevicePage } from './device-service.ts';
 export type { FunctionService } from './function-service.ts';
 export {
   WEBHOOK_EVENT_TYPES, type WebhookService, type Webhook, type WebhookInput, type WebhookTarget,

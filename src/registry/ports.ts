@@ -6,6 +6,7 @@
 import type { RegistryEventSource } from './events.ts';
 import type { AccessControl } from './access-control.ts';
 import type { GatewayLimits, GatewayLimitsUsage } from './gateway-limits.ts';
+import type { PropertyTotals, StoredProperty } from './device-properties.ts';
 import type {
   AuthType, DataParsingConfig, Device, DeviceCertificateInfo, DeviceConnectionInfo, DeviceConnectionState,
   DeviceCredential, DeviceOrigin, GatewayProtocol, GatewayRuntimeConfig, GatewayStatus, OcspConfig,
@@ -60,14 +61,16 @@ export interface DeviceRecord {
   lastOnlineAt: string | null;
   clientAddress: string | null;
   certificate: DeviceCertificateInfo | null;
-  properties: Record<string, unknown>;
   createdAt: string;
   updatedAt: string;
 }
 
 export type DevicePatch = Partial<Pick<DeviceRecord,
   'passwordHash' | 'sn' | 'disabled' | 'connectionState' | 'lastOnlineAt' | 'clientAddress' | 'certificate'
-  | 'properties' | 'updatedAt'>>;
+  | 'updatedAt'>>;
+
+/** What became of a property post. */
+export type PropertyMergeResult = 'updated' | 'device_gone' | 'too_many' | 'too_large';
 
 export interface FunctionRecord {
   name: string;
@@ -206,6 +209,18 @@ export interface DeviceRepository {
   delete(productKey: string, deviceName: string): Promise<boolean>;
   /** Sets every ONLINE device of a product OFFLINE (after a restart or a stopped listener); returns how many. */
   markProductOffline(productKey: string, at: string): Promise<number>;
+  /** A device's properties by name (empty for an unknown device). */
+  properties(productKey: string, deviceName: string): Promise<Record<string, unknown>>;
+  /** The properties of several devices of a product (a list page), by device name; devices without any are absent. */
+  propertiesOf(productKey: string, deviceNames: readonly string[]): Promise<Map<string, Record<string, unknown>>>;
+  /**
+   * Writes the posted properties (and only those: the device's others are neither read nor rewritten)
+   * and the device's `updatedAt`, if `judge` answers 'updated' for the device's totals as they would be
+   * after the post; otherwise writes nothing. Atomic: concurrent posts to one device are judged one
+   * after the other, and posts of different keys both survive.
+   */
+  mergeProperties(productKey: string, deviceName: string, posted: readonly StoredProperty[], updatedAt: string,
+    judge: (after: PropertyTotals) => PropertyMergeResult): Promise<PropertyMergeResult>;
 }
 
 export interface FunctionRepository {

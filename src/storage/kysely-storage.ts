@@ -10,11 +10,11 @@ import { KyselySettingsRepository } from './repositories/settings.ts';
 import { KyselyWebhookRepository } from './repositories/webhooks.ts';
 import type { Database, Dialect } from './schema.ts';
 
-function repositoriesOver(db: Kysely<Database>): Repositories {
+function repositoriesOver(db: Kysely<Database>, dialect: Dialect): Repositories {
   return {
     gateways: new KyselyGatewayRepository(db),
     products: new KyselyProductRepository(db),
-    devices: new KyselyDeviceRepository(db),
+    devices: new KyselyDeviceRepository(db, dialect),
     functions: new KyselyFunctionRepository(db),
     settings: new KyselySettingsRepository(db),
     messages: new KyselyMessageRepository(db),
@@ -43,7 +43,7 @@ export class KyselyStorage implements Storage {
     ({
       gateways: this.gateways, products: this.products, devices: this.devices, functions: this.functions,
       settings: this.settings, messages: this.messages, webhooks: this.webhooks,
-    } = repositoriesOver(db));
+    } = repositoriesOver(db, dialect));
   }
 
   /** For migrations and tests; application code goes through the repositories. */
@@ -52,7 +52,7 @@ export class KyselyStorage implements Storage {
   }
 
   transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T> {
-    return this.#db.transaction().execute((trx) => work(repositoriesOver(trx)));
+    return this.#db.transaction().execute((trx) => work(repositoriesOver(trx, this.dialect)));
   }
 
   async ping(): Promise<void> {

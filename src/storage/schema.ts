@@ -48,9 +48,19 @@ export interface DevicesTable {
   last_online_at: string | null;
   client_address: string | null;
   certificate: string | null;
-  properties: string;
   created_at: string;
   updated_at: string;
+}
+
+/** One property of a device (an Alink property post writes only the names it carries). */
+export interface DevicePropertiesTable {
+  product_key: string;
+  device_name: string;
+  name: string;
+  /** JSON. */
+  value: string;
+  /** What this property adds to the device's JSON document (registry/device-properties.ts). */
+  bytes: number;
 }
 
 export interface FunctionsTable {
@@ -116,6 +126,7 @@ export interface Database {
   gateways: GatewaysTable;
   products: ProductsTable;
   devices: DevicesTable;
+  device_properties: DevicePropertiesTable;
   functions: FunctionsTable;
   settings: SettingsTable;
   messages: MessagesTable;

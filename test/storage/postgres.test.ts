@@ -10,6 +10,7 @@ import { silentLogger } from '../../src/core/logger.ts';
 import { openStorage } from '../../src/storage/index.ts';
 import { repositoryContract } from './repository.contract.ts';
 import { platformRepositoryContract } from './platform-repositories.contract.ts';
+import { devicePropertiesContract } from './device-properties.contract.ts';
 
 const url = process.env.GATEHOUSE_TEST_DATABASE_URL;
 
@@ -35,4 +36,5 @@ if (url === undefined || url === '') {
   };
   repositoryContract('postgres', openFresh);
   platformRepositoryContract('postgres', openFresh);
+  devicePropertiesContract('postgres', openFresh);
 }

@@ -41,7 +41,7 @@ function gateway(id: string, overrides: Partial<GatewayRecord> = {}): GatewayRec
   };
 }
 
-function device(productKey: string, deviceName: string, overrides: Partial<DeviceRecord> = {}): DeviceRecord {
+export function device(productKey: string, deviceName: string, overrides: Partial<DeviceRecord> = {}): DeviceRecord {
   return {
     productKey,
     deviceName,
@@ -54,7 +54,6 @@ function device(productKey: string, deviceName: string, overrides: Partial<Devic
     lastOnlineAt: null,
     clientAddress: null,
     certificate: null,
-    properties: {},
     createdAt: T0,
     updatedAt: T0,
     ...overrides,
@@ -62,7 +61,7 @@ function device(productKey: string, deviceName: string, overrides: Partial<Devic
 }
 
 /** A gateway with its product, as the registry creates them. */
-async function seedGateway(storage: Storage, id: string, overrides: Partial<GatewayRecord> = {}): Promise<GatewayRecord> {
+export async function seedGateway(storage: Storage, id: string, overrides: Partial<GatewayRecord> = {}): Promise<GatewayRecord> {
   const record = gateway(id, overrides);
   await storage.transaction(async (tx) => {
     await tx.gateways.insert(record);
@@ -175,8 +174,7 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
       test('insert, get, find by username, update, delete', withStorage(async (storage) => {
         const g = await seedGateway(storage, 'g1');
         const record = device(g.productKey, 'dev-1', {
-          // Properties come from operator scripts: any JSON shape round-trips, even one that looks like an encoding.
-          username: 'user-1', sn: 'SN 1', properties: { temperature: 21.5, tags: ['a'], blob: { $base64: 'AAE=' } },
+          username: 'user-1', sn: 'SN 1',
           certificate: { cn: 'dev-1', serial: '1003', issuer: 'CN=CA', fingerprint256: 'AA:BB' },
         });
         await storage.devices.insert(record);
@@ -187,11 +185,11 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
 
         assert.equal(await storage.devices.update(g.productKey, 'dev-1', {
           passwordHash: 'new', disabled: true, connectionState: 'ONLINE', lastOnlineAt: T1, clientAddress: '127.0.0.1:5000',
-          certificate: null, sn: null, properties: { x: 1 }, updatedAt: T1,
+          certificate: null, sn: null, updatedAt: T1,
         }), true);
         assert.deepEqual(await storage.devices.get(g.productKey, 'dev-1'), {
           ...record, passwordHash: 'new', disabled: true, connectionState: 'ONLINE', lastOnlineAt: T1,
-          clientAddress: '127.0.0.1:5000', certificate: null, sn: null, properties: { x: 1 }, updatedAt: T1,
+          clientAddress: '127.0.0.1:5000', certificate: null, sn: null, updatedAt: T1,
         });
         assert.equal(await storage.devices.update(g.productKey, 'missing', { disabled: true }), false);
         assert.equal(await storage.devices.delete(g.productKey, 'dev-1'), true);

@@ -4,11 +4,14 @@ import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { sql } from 'kysely';
+import { Migrator, sql } from 'kysely';
 import { silentLogger } from '../../src/core/logger.ts';
 import { openStorage } from '../../src/storage/index.ts';
+import { BundledMigrations } from '../../src/storage/migrations/index.ts';
+import { openSqlite, sqliteFileIn } from '../../src/storage/sqlite.ts';
 import { repositoryContract } from './repository.contract.ts';
 import { platformRepositoryContract } from './platform-repositories.contract.ts';
+import { devicePropertiesContract } from './device-properties.contract.ts';
 
 const root = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-sqlite-'));
 after(() => rm(root, { recursive: true, force: true }));
@@ -16,6 +19,7 @@ let counter = 0;
 
 repositoryContract('sqlite', async () => openStorage({ dataDir: await mkdtemp(path.join(root, `db${++counter}-`)), logger: silentLogger }));
 platformRepositoryContract('sqlite', async () => openStorage({ dataDir: await mkdtemp(path.join(root, `db${++counter}-`)), logger: silentLogger }));
+devicePropertiesContract('sqlite', async () => openStorage({ dataDir: await mkdtemp(path.join(root, `db${++counter}-`)), logger: silentLogger }));
 
 test('sqlite: WAL journal and foreign keys are on; reopening applies no migration twice', async () => {
   const dataDir = await mkdtemp(path.join(root, 'pragmas-'));
@@ -30,6 +34,46 @@ test('sqlite: WAL journal and foreign keys are on; reopening applies no migratio
   const second = await openStorage({ dataDir, logger: silentLogger });
   assert.equal(await second.settings.get('kept'), 'yes');
   const applied = await sql<{ name: string }>`select name from kysely_migration`.execute(second.db);
-  assert.deepEqual(applied.rows.map((r) => r.name), ['0001-initial', '0002-platform', '0003-access-control', '0004-gateway-limits']);
+  assert.deepEqual(applied.rows.map((r) => r.name), ['0001-initial', '0002-platform', '0003-access-control', '0004-gateway-limits', '0005-device-properties']);
   await second.close();
+});
+
+test('sqlite: properties that older versions kept as one JSON column are moved into rows, counted as before', { timeout: 30_000 }, async () => {
+  const dataDir = await mkdtemp(path.join(root, 'props-'));
+  const old = openSqlite(sqliteFileIn(dataDir));
+  const { error } = await new Migrator({ db: old, provider: new BundledMigrations() }).migrateTo('0004-gateway-limits');
+  assert.equal(error, undefined);
+  const T = '2026-01-01T00:00:00.000Z';
+  await sql`insert into gateways (id, name, protocol, port, product_key, data_parsing, auth_type, x509_enabled, ocsp,
+    server_certificate_chain, server_private_key_encrypted, enabled, status, created_at, updated_at)
+    values ('g1', 'gw_g1', 'MQTT', 10001, 'pk1', '{}', 'ONE_PARTY', 0, '{}', 'C', 'K', 1, 'STOPPED', ${T}, ${T})`.execute(old);
+  await sql`insert into products (product_key, name, gateway_id, created_at) values ('pk1', 'Gatewayg1', 'g1', ${T})`.execute(old);
+  const props = { temp: { value: 21.5, time: 1 }, 'ü': { value: [1, 'two'], time: 2 } };
+  // More devices than the migration reads per step, so its paging is crossed.
+  for (let i = 0; i < 1200; i++) {
+    const properties = i === 700 ? JSON.stringify(props) : i % 2 === 0 ? '{}' : JSON.stringify({ n: { value: i, time: 1 } });
+    await sql`insert into devices (product_key, device_name, origin, connection_state, disabled, properties, created_at, updated_at)
+      values ('pk1', ${`dev-${String(i).padStart(4, '0')}`}, 'IMPORTED', 'INACTIVE', 0, ${properties}, ${T}, ${T})`.execute(old);
+  }
+  await old.destroy();
+
+  const storage = await openStorage({ dataDir, logger: silentLogger });
+  try {
+    assert.deepEqual(await storage.devices.properties('pk1', 'dev-0700'), props);
+    assert.deepEqual(await storage.devices.properties('pk1', 'dev-1199'), { n: { value: 1199, time: 1 } });
+    assert.deepEqual(await storage.devices.properties('pk1', 'dev-0002'), {});
+    const rows = await sql<{ n: number }>`select count(*) as n from device_properties`.execute(storage.db);
+    assert.equal(rows.rows[0]?.n, 2 + 600);
+    const columns = await sql<{ name: string }>`pragma table_info(devices)`.execute(storage.db);
+    assert.equal(columns.rows.some((c) => c.name === 'properties'), false, 'the JSON column is gone');
+    // The byte count carried over is the one the caps used on the JSON document.
+    let seen = -1;
+    await storage.devices.mergeProperties('pk1', 'dev-0700', [], T, (after) => {
+      seen = after.bytes;
+      return 'updated';
+    });
+    assert.equal(seen, Buffer.byteLength(JSON.stringify(props)));
+  } finally {
+    await storage.close();
+  }
 });

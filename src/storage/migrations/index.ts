@@ -8,6 +8,7 @@ import { initialSchema } from './0001-initial.ts';
 import { platformSchema } from './0002-platform.ts';
 import { accessControlSchema } from './0003-access-control.ts';
 import { gatewayLimitsSchema } from './0004-gateway-limits.ts';
+import { devicePropertiesSchema } from './0005-device-properties.ts';
 
 export class BundledMigrations implements MigrationProvider {
   getMigrations(): Promise<Record<string, Migration>> {
@@ -16,6 +17,7 @@ export class BundledMigrations implements MigrationProvider {
       '0002-platform': platformSchema(),
       '0003-access-control': accessControlSchema(),
       '0004-gateway-limits': gatewayLimitsSchema(),
+      '0005-device-properties': devicePropertiesSchema(),
     });
   }
 }

@@ -1,9 +1,10 @@
 import type { Kysely, Selectable, Updateable } from 'kysely';
-import type { DevicePatch, DeviceRecord, DeviceRepository } from '../../registry/ports.ts';
+import { documentBytes, type PropertyTotals, type StoredProperty } from '../../registry/device-properties.ts';
+import type { DevicePatch, DeviceRecord, DeviceRepository, PropertyMergeResult } from '../../registry/ports.ts';
 import type { DeviceConnectionState, DeviceOrigin } from '../../registry/types.ts';
 import { mappingDuplicates } from '../errors.ts';
-import { fromJson, fromNullableJson, toJson, toNullableJson } from '../json.ts';
-import type { Database, DevicesTable } from '../schema.ts';
+import { fromJson, fromNullableJson, toNullableJson } from '../json.ts';
+import type { Database, DevicesTable, Dialect } from '../schema.ts';
 
 function toRow(r: DeviceRecord): DevicesTable {
   return {
@@ -18,7 +19,6 @@ function toRow(r: DeviceRecord): DevicesTable {
     last_online_at: r.lastOnlineAt,
     client_address: r.clientAddress,
     certificate: toNullableJson(r.certificate),
-    properties: toJson(r.properties),
     created_at: r.createdAt,
     updated_at: r.updatedAt,
   };
@@ -37,7 +37,6 @@ function fromRow(row: Selectable<DevicesTable>): DeviceRecord {
     lastOnlineAt: row.last_online_at,
     clientAddress: row.client_address,
     certificate: fromNullableJson(row.certificate),
-    properties: fromJson(row.properties),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -52,16 +51,17 @@ function patchToRow(patch: DevicePatch): Updateable<DevicesTable> {
   if (patch.lastOnlineAt !== undefined) row.last_online_at = patch.lastOnlineAt;
   if (patch.clientAddress !== undefined) row.client_address = patch.clientAddress;
   if (patch.certificate !== undefined) row.certificate = toNullableJson(patch.certificate);
-  if (patch.properties !== undefined) row.properties = toJson(patch.properties);
   if (patch.updatedAt !== undefined) row.updated_at = patch.updatedAt;
   return row;
 }
 
 export class KyselyDeviceRepository implements DeviceRepository {
   readonly #db: Kysely<Database>;
+  readonly #dialect: Dialect;
 
-  constructor(db: Kysely<Database>) {
+  constructor(db: Kysely<Database>, dialect: Dialect) {
     this.#db = db;
+    this.#dialect = dialect;
   }
 
   async insert(record: DeviceRecord): Promise<void> {
@@ -121,5 +121,55 @@ export class KyselyDeviceRepository implements DeviceRepository {
     const result = await this.#db.updateTable('devices').set({ connection_state: 'OFFLINE', updated_at: at })
       .where('product_key', '=', productKey).where('connection_state', '=', 'ONLINE').executeTakeFirst();
     return Number(result.numUpdatedRows);
+  }
+
+  async properties(productKey: string, deviceName: string): Promise<Record<string, unknown>> {
+    const rows = await this.#db.selectFrom('device_properties').select(['name', 'value'])
+      .where('product_key', '=', productKey).where('device_name', '=', deviceName).orderBy('name').execute();
+    return Object.fromEntries(rows.map((r) => [r.name, fromJson(r.value)]));
+  }
+
+  async propertiesOf(productKey: string, deviceNames: readonly string[]): Promise<Map<string, Record<string, unknown>>> {
+    const byDevice = new Map<string, Record<string, unknown>>();
+    if (deviceNames.length === 0) return byDevice;
+    const rows = await this.#db.selectFrom('device_properties').select(['device_name', 'name', 'value'])
+      .where('product_key', '=', productKey).where('device_name', 'in', deviceNames).orderBy('device_name').orderBy('name').execute();
+    for (const r of rows) {
+      let properties = byDevice.get(r.device_name);
+      if (properties === undefined) byDevice.set(r.device_name, properties = {});
+      properties[r.name] = fromJson(r.value);
+    }
+    return byDevice;
+  }
+
+  mergeProperties(productKey: string, deviceName: string, posted: readonly StoredProperty[], updatedAt: string,
+    judge: (after: PropertyTotals) => PropertyMergeResult): Promise<PropertyMergeResult> {
+    const work = async (db: Kysely<Database>): Promise<PropertyMergeResult> => {
+      // Lock the device row first so concurrent posts to one device are judged in turn (PostgreSQL; a
+      // SQLite transaction already holds the only connection).
+      let device = db.selectFrom('devices').select('device_name')
+        .where('product_key', '=', productKey).where('device_name', '=', deviceName);
+      if (this.#dialect === 'postgres') device = device.forUpdate();
+      if ((await device.executeTakeFirst()) === undefined) return 'device_gone';
+      const ofDevice = db.selectFrom('device_properties').where('product_key', '=', productKey).where('device_name', '=', deviceName);
+      // Totals come from the stored sizes (an aggregate over an index range), not from the values.
+      const totals = await ofDevice.select((eb) => [eb.fn.countAll<number | string>().as('n'), eb.fn.sum<number | string | null>('bytes').as('bytes')])
+        .executeTakeFirstOrThrow();
+      const names = posted.map((p) => p.name);
+      const replaced = names.length === 0 ? [] : await ofDevice.select(['bytes']).where('name', 'in', names).execute();
+      const count = Number(totals.n) + posted.length - replaced.length;
+      const bytes = Number(totals.bytes ?? 0) - replaced.reduce((sum, r) => sum + r.bytes, 0) + posted.reduce((sum, p) => sum + p.bytes, 0);
+      const verdict = judge({ count, bytes: documentBytes(count, bytes) });
+      if (verdict !== 'updated' || posted.length === 0) return verdict;
+      await db.insertInto('device_properties')
+        .values(posted.map((p) => ({ product_key: productKey, device_name: deviceName, name: p.name, value: p.valueJson, bytes: p.bytes })))
+        .onConflict((oc) => oc.columns(['product_key', 'device_name', 'name'])
+          .doUpdateSet((eb) => ({ value: eb.ref('excluded.value'), bytes: eb.ref('excluded.bytes') })))
+        .execute();
+      await db.updateTable('devices').set({ updated_at: updatedAt })
+        .where('product_key', '=', productKey).where('device_name', '=', deviceName).execute();
+      return 'updated';
+    };
+    return this.#db.isTransaction ? work(this.#db) : this.#db.transaction().execute(work);
   }
 }
