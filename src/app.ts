@@ -14,7 +14,7 @@ import { hasExistingState, newInstallationId, PID_FILE, readIdentity, writeIdent
 import { tightenDataDir } from './config/permissions.ts';
 import { SqliteStateStores, MQTT_STATE_FILE } from './storage/sqlite-state-stores.ts';
 import { SqliteUplinkJournal, UPLINK_JOURNAL_FILE } from './storage/sqlite-uplink-journal.ts';
-import { createRegistry, type Registry } from './registry/index.ts';
+import { createRegistry, DEFAULT_SCRYPT_COST, type Registry } from './registry/index.ts';
 import { GatewayRuntime, type GatewayRuntimeOptions } from './gateway/runtime.ts';
 import { registerGatewayMetrics } from './gateway/metrics.ts';
 import { buildApi, type Api } from './api/index.ts';
@@ -60,7 +60,10 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
     await writeIdentity(config.dataDir, { installationId: storage.installationId!, createdAt: new Date().toISOString(), database: storage.dialect });
     logger.info({ installationId: storage.installationId, dataDir: config.dataDir }, 'data_dir_identity_written');
   }
-  const registry = await createRegistry({ storage, masterKey: config.masterKey, publicHost: config.publicHost, logger, runner });
+  const registry = await createRegistry({
+    storage, masterKey: config.masterKey, publicHost: config.publicHost, logger, runner,
+    passwordCost: { ...DEFAULT_SCRYPT_COST, N: config.passwordScryptN },
+  });
   const stateStores = openLocalSqlite(path.join(config.dataDir, MQTT_STATE_FILE), (file) => new SqliteStateStores(file));
   const runtime = new GatewayRuntime({ directory: registry, logger, host: config.mqttHost, stateStores, ocspTimings: overrides.ocspTimings, runner });
   const metricsRegistry = new MetricsRegistry();

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { GatehouseError } from '../core/errors.ts';
+import { DEFAULT_SCRYPT_COST } from '../registry/passwords.ts';
 import { readConfig } from './read-config.ts';
 
 function rejects(env: NodeJS.ProcessEnv, key: string, message?: RegExp): void {
@@ -25,6 +26,7 @@ test('defaults', () => {
     messages: { perDevice: 100, maxAgeHours: 168 },
     deviceProperties: { maxCount: 500, maxBytes: 65536 },
     demo: { enabled: true, port: 8883 },
+    passwordScryptN: DEFAULT_SCRYPT_COST.N,
   });
 });
 
@@ -34,8 +36,9 @@ test('every key read', () => {
     GATEHOUSE_MQTT_HOST: '10.0.0.5', GATEHOUSE_PUBLIC_HOST: 'gw.example.com', GATEHOUSE_ADMIN_TOKEN: 'a'.repeat(20),
     GATEHOUSE_MASTER_KEY: 'ab'.repeat(32), GATEHOUSE_DATABASE_URL: 'postgres://u:p@db:5432/gatehouse',
     GATEHOUSE_NATS_URL: 'nats://127.0.0.1:4222, tls://nats2:4222', GATEHOUSE_LOG_LEVEL: 'DEBUG',
-    GATEHOUSE_MESSAGES_PER_DEVICE: '500', GATEHOUSE_MESSAGES_MAX_AGE_HOURS: '24',
+    GATEHOUSE_MESSAGES_PER_DEVICE: '500', GATEHOUSE_MESSAGES_MAX_AGE_HOURS: '24', GATEHOUSE_PASSWORD_SCRYPT_N: '32768',
   }, '/srv');
+  assert.equal(config.passwordScryptN, 32768);
   assert.equal(config.dataDir, '/var/lib/gatehouse');
   assert.deepEqual(config.http, { host: '::1', port: 9090 });
   assert.equal(config.mqttHost, '10.0.0.5');
@@ -49,6 +52,9 @@ test('every key read', () => {
 
 test('each bad value names its key', () => {
   rejects({ GATEHOUSE_HTTP_PORT: 'http' }, 'GATEHOUSE_HTTP_PORT');
+  rejects({ GATEHOUSE_PASSWORD_SCRYPT_N: '10000' }, 'GATEHOUSE_PASSWORD_SCRYPT_N', /power of two/);
+  rejects({ GATEHOUSE_PASSWORD_SCRYPT_N: '512' }, 'GATEHOUSE_PASSWORD_SCRYPT_N');
+  rejects({ GATEHOUSE_PASSWORD_SCRYPT_N: '2097152' }, 'GATEHOUSE_PASSWORD_SCRYPT_N');
   rejects({ GATEHOUSE_MESSAGES_PER_DEVICE: '0' }, 'GATEHOUSE_MESSAGES_PER_DEVICE');
   rejects({ GATEHOUSE_MESSAGES_MAX_AGE_HOURS: '1.5' }, 'GATEHOUSE_MESSAGES_MAX_AGE_HOURS');
   rejects({ GATEHOUSE_HTTP_PORT: '70000' }, 'GATEHOUSE_HTTP_PORT');

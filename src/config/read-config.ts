@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { GatehouseError } from '../core/errors.ts';
+import { DEFAULT_SCRYPT_COST, MAX_SCRYPT_N, MIN_SCRYPT_N } from '../registry/passwords.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -17,6 +18,7 @@ export const CONFIG_KEYS = [
   'GATEHOUSE_PUBLIC_HOST', 'GATEHOUSE_ADMIN_TOKEN', 'GATEHOUSE_MASTER_KEY', 'GATEHOUSE_DATABASE_URL',
   'GATEHOUSE_NATS_URL', 'GATEHOUSE_LOG_LEVEL', 'GATEHOUSE_MESSAGES_PER_DEVICE', 'GATEHOUSE_MESSAGES_MAX_AGE_HOURS',
   'GATEHOUSE_DEVICE_MAX_PROPERTIES', 'GATEHOUSE_DEVICE_MAX_PROPERTIES_BYTES', 'GATEHOUSE_DEMO', 'GATEHOUSE_DEMO_PORT',
+  'GATEHOUSE_PASSWORD_SCRYPT_N',
 ] as const;
 export type ConfigKey = (typeof CONFIG_KEYS)[number];
 
@@ -42,6 +44,8 @@ export interface ProcessConfig {
   deviceProperties: { maxCount: number; maxBytes: number };
   /** The demo gateway created on a fresh install (`GATEHOUSE_DEMO=off` skips it) and its port. */
   demo: { enabled: boolean; port: number };
+  /** scrypt N (a power of two) for device password hashes written from now on; older ones move to it at their next login. */
+  passwordScryptN: number;
 }
 
 export const MIN_ADMIN_TOKEN_LENGTH = 16;
@@ -78,6 +82,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       // A gateway's port rule (1024-65535): checked here so a bad value is a config error, not a crash after start.
       port: parseCount('GATEHOUSE_DEMO_PORT', value('GATEHOUSE_DEMO_PORT') ?? '8883', 1024, 65535),
     },
+    passwordScryptN: parseScryptN('GATEHOUSE_PASSWORD_SCRYPT_N', value('GATEHOUSE_PASSWORD_SCRYPT_N') ?? String(DEFAULT_SCRYPT_COST.N)),
   };
 }
 
@@ -120,6 +125,12 @@ function parseCount(key: string, raw: string, min: number, max: number): number 
 function parseOnOff(key: string, raw: string): boolean {
   if (raw !== 'on' && raw !== 'off') throw invalid(key, `must be on or off, got "${raw}"`);
   return raw === 'on';
+}
+
+function parseScryptN(key: string, raw: string): number {
+  const n = parseCount(key, raw, MIN_SCRYPT_N, MAX_SCRYPT_N);
+  if ((n & (n - 1)) !== 0) throw invalid(key, `must be a power of two (${MIN_SCRYPT_N}, ${MIN_SCRYPT_N * 2}, … ${MAX_SCRYPT_N}), got "${raw}"`);
+  return n;
 }
 
 function parsePort(key: string, raw: string): number {

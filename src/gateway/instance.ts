@@ -78,7 +78,7 @@ export class GatewayInstance {
     this.#config = config;
     this.#deps = deps;
     this.#log = deps.logger.child({ gatewayId: config.id, gateway: config.name });
-    this.#imported = new ImportedAuthenticator(config.productKey, deps.directory);
+    this.#imported = new ImportedAuthenticator(config.productKey, deps.directory, { logger: this.#log });
     this.#chain = this.#buildChain();
     this.broker = new Broker({
       // The gateway's limits (per-address caps included) are the engine's; an edit sets them live.
@@ -174,7 +174,7 @@ export class GatewayInstance {
     }
     if (JSON.stringify(previous.accessControl) !== JSON.stringify(next.accessControl)) this.#recompileAccess();
     if (previous.authType !== next.authType || previous.productKey !== next.productKey) {
-      this.#imported = new ImportedAuthenticator(next.productKey, this.#deps.directory);
+      this.#imported = new ImportedAuthenticator(next.productKey, this.#deps.directory, { logger: this.#log });
     }
     this.#chain = this.#buildChain();
   }

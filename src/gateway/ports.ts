@@ -15,6 +15,7 @@ export type GatewayDirectory = Pick<RegistryForDataPlane,
   | 'findDeviceCredential'
   | 'findDevice'
   | 'verifyPassword'
+  | 'upgradePasswordHash'
   | 'recordDeviceConnected'
   | 'recordDeviceDisconnected'
   | 'markGatewayDevicesOffline'

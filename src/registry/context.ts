@@ -4,6 +4,7 @@ import type { ScriptRunner } from '../sandbox/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { RegistryEvents } from './events.ts';
 import { DuplicateKeyError, type Storage } from './ports.ts';
+import type { ScryptCost } from './passwords.ts';
 import type { SecretBox } from './secrets.ts';
 
 export interface RegistryContext {
@@ -16,6 +17,8 @@ export interface RegistryContext {
   now(): Date;
   /** The process's one sandbox: function sources compile in it when saved, and dry runs run there. */
   runner: ScriptRunner;
+  /** scrypt cost of the password hashes written now. */
+  passwordCost: ScryptCost;
 }
 
 /** A unique-constraint race turned into the error the pre-check would have given. */

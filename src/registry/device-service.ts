@@ -8,7 +8,7 @@ import { rowsFromCsv, rowsFromJson, type RawImportRow } from './device-import.ts
 import { checkDeviceName, checkDeviceRow, checkPassword, checkSn, type CheckedDeviceRow } from './device-rules.ts';
 import type { DeviceRef } from './events.ts';
 import { storedProperty } from './device-properties.ts';
-import { hashPassword } from './passwords.ts';
+import { hashPassword, needsRehash } from './passwords.ts';
 import {
   DuplicateKeyError, type DevicePatch, type DeviceRecord, type ProductRecord, type PropertyMergeResult, type Repositories,
 } from './ports.ts';
@@ -43,7 +43,7 @@ export class DeviceService {
     const row = checkDeviceRow(input);
     const conflict = await this.#conflictOf(this.#ctx.storage, productKey, row);
     if (conflict) throw conflict;
-    const record = this.#newRecord(productKey, row, await hashPassword(row.password));
+    const record = this.#newRecord(productKey, row, await hashPassword(row.password, this.#ctx.passwordCost));
     await withDuplicatesTranslated(() => this.#ctx.storage.devices.insert(record));
     this.#ctx.events.emit('device.created', this.#ref(product, record));
     return toDevice(record, {});
@@ -96,7 +96,7 @@ export class DeviceService {
       if (record.username === null) {
         throw new GatehouseError('GW_ERR_VALIDATION', 'this device was created by third-party verification and has no one-party password', 'password');
       }
-      patch.passwordHash = await hashPassword(checkPassword(input.password));
+      patch.passwordHash = await hashPassword(checkPassword(input.password), this.#ctx.passwordCost);
     }
     if (input.sn !== undefined) patch.sn = checkSn(input.sn);
     if (input.disabled !== undefined) {
@@ -124,6 +124,13 @@ export class DeviceService {
     const record = await this.#ctx.storage.devices.findByUsername(productKey, username);
     if (!record || record.passwordHash === null) return undefined;
     return { deviceName: record.deviceName, passwordHash: record.passwordHash, disabled: record.disabled };
+  }
+
+  async upgradePasswordHash(productKey: string, deviceName: string, verifiedHash: string, password: string | Buffer): Promise<string | undefined> {
+    if (!needsRehash(verifiedHash, this.#ctx.passwordCost)) return undefined;
+    const next = await hashPassword(password, this.#ctx.passwordCost);
+    // No device.updated event: the credential means the same; the authenticator that asked keeps the new hash.
+    return (await this.#ctx.storage.devices.replacePasswordHash(productKey, deviceName, verifiedHash, next)) ? next : undefined;
   }
 
   async recordConnected(productKey: string, deviceName: string, info: DeviceConnectionInfo): Promise<Device> {
@@ -207,7 +214,7 @@ export class DeviceService {
 
     // Check against the product (and earlier rows) before hashing: hashing is the slow part.
     let accepted = this.#dropConflicts(candidates, await this.#ctx.storage.devices.listIdentities(productKey), results);
-    const hashes = await mapWithConcurrency(accepted, HASH_CONCURRENCY, ({ row }) => hashPassword(row.password));
+    const hashes = await mapWithConcurrency(accepted, HASH_CONCURRENCY, ({ row }) => hashPassword(row.password, this.#ctx.passwordCost));
     const hashOf = new Map(accepted.map((candidate, i) => [candidate, hashes[i] as string]));
 
     // Another request may have added devices while we hashed: check again inside the transaction.

@@ -17,7 +17,7 @@ export type {
 export { renderTemplate, parseTemplate, type TemplateContext } from './templates.ts';
 export { describeDeviceCertificate, daysLeft } from './certificates.ts';
 export { uniqueWarnings } from './gateway-warnings.ts';
-export { verifyPassword, hashPassword } from './passwords.ts';
+export { verifyPassword, hashPassword, DEFAULT_SCRYPT_COST, type ScryptCost } from './passwords.ts';
 export { checkDeviceName } from './device-rules.ts';
 export { interpretVerificationOutput, checkedDeviceName, deviceAclOf, type VerificationVerdict } from './verification-result.ts';
 export type { DryRunResult, VerificationEvent } from './function-sandbox.ts';

@@ -206,6 +206,8 @@ export interface DeviceRepository {
   /** Names and usernames of every device in a product (for checking an import in one query). */
   listIdentities(productKey: string): Promise<{ deviceName: string; username: string | null }[]>;
   update(productKey: string, deviceName: string, patch: DevicePatch): Promise<boolean>;
+  /** Compare-and-set: writes `next` only while the stored hash is still `expected`; whether it wrote. */
+  replacePasswordHash(productKey: string, deviceName: string, expected: string, next: string): Promise<boolean>;
   delete(productKey: string, deviceName: string): Promise<boolean>;
   /** Sets every ONLINE device of a product OFFLINE (after a restart or a stopped listener); returns how many. */
   markProductOffline(productKey: string, at: string): Promise<number>;
@@ -377,6 +379,12 @@ export interface RegistryForDataPlane {
    * so a missing user takes as long as a wrong password.
    */
   verifyPassword(hash: string | undefined, password: string | Buffer): Promise<boolean>;
+  /**
+   * A login just proved `password` against `verifiedHash`: when that hash was made at another cost than
+   * the current one, hash the password again at the current cost and store it, unless the device's hash
+   * changed meanwhile. The new hash, or undefined when nothing was written. Costs one hash when it writes.
+   */
+  upgradePasswordHash(productKey: string, deviceName: string, verifiedHash: string, password: string | Buffer): Promise<string | undefined>;
   /**
    * The device is online. A device that does not exist yet (a third-party verification accepted it)
    * is created with origin AUTO_CREATED; throws GW_ERR_DEVICE_NAME_INVALID for a name outside the rules.

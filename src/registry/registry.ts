@@ -10,7 +10,7 @@ import { DeviceService } from './device-service.ts';
 import { RegistryEvents } from './events.ts';
 import { FunctionService } from './function-service.ts';
 import { GatewayService } from './gateway-service.ts';
-import { verifyPassword } from './passwords.ts';
+import { DEFAULT_SCRYPT_COST, verifyPassword, type ScryptCost } from './passwords.ts';
 import type { RegistryForDataPlane, Storage } from './ports.ts';
 import { ProductService } from './product-service.ts';
 import { SecretBox } from './secrets.ts';
@@ -33,6 +33,8 @@ export interface RegistryOptions {
   now?: () => Date;
   /** The process's one sandbox (main passes the shared one; tests may leave it out and get their own). */
   runner?: ScriptRunner;
+  /** scrypt cost of new password hashes, and of old ones after a login (GATEHOUSE_PASSWORD_SCRYPT_N). */
+  passwordCost?: ScryptCost;
 }
 
 export class Registry implements RegistryForDataPlane {
@@ -43,6 +45,7 @@ export class Registry implements RegistryForDataPlane {
   readonly functions: FunctionService;
   readonly webhooks: WebhookService;
   readonly #storage: Storage;
+  readonly #passwordCost: ScryptCost;
 
   constructor(options: RegistryOptions) {
     this.events = new RegistryEvents(options.logger);
@@ -54,8 +57,10 @@ export class Registry implements RegistryForDataPlane {
       publicHost: options.publicHost,
       now: options.now ?? (() => new Date()),
       runner: options.runner ?? new QuickJsRunner(),
+      passwordCost: options.passwordCost ?? DEFAULT_SCRYPT_COST,
     };
     this.#storage = options.storage;
+    this.#passwordCost = context.passwordCost;
     this.gateways = new GatewayService(context);
     this.products = new ProductService(context);
     this.devices = new DeviceService(context, this.products);
@@ -89,7 +94,11 @@ export class Registry implements RegistryForDataPlane {
   }
 
   verifyPassword(hash: string | undefined, password: string | Buffer): Promise<boolean> {
-    return verifyPassword(hash, password);
+    return verifyPassword(hash, password, this.#passwordCost);
+  }
+
+  upgradePasswordHash(productKey: string, deviceName: string, verifiedHash: string, password: string | Buffer): Promise<string | undefined> {
+    return this.devices.upgradePasswordHash(productKey, deviceName, verifiedHash, password);
   }
 
   recordDeviceConnected(productKey: string, deviceName: string, info: DeviceConnectionInfo): Promise<Device> {

@@ -18,7 +18,8 @@ export interface TestGatehouse {
   stop(): Promise<void>;
 }
 
-export async function startTestGatehouse(options: { dataDir?: string } & GatehouseOverrides = {}): Promise<TestGatehouse> {
+/** `env`: more configuration keys (GATEHOUSE_…), read as the process would read them. */
+export async function startTestGatehouse(options: { dataDir?: string; env?: Record<string, string> } & GatehouseOverrides = {}): Promise<TestGatehouse> {
   const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'gh-e2e-')));
   const prepared = await loadConfig({
     GATEHOUSE_DATA_DIR: dataDir,
@@ -28,6 +29,7 @@ export async function startTestGatehouse(options: { dataDir?: string } & Gatehou
     GATEHOUSE_PUBLIC_HOST: 'localhost',
     GATEHOUSE_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
     GATEHOUSE_LOG_LEVEL: process.env.GATEHOUSE_TEST_LOG_LEVEL ?? 'silent',
+    ...options.env,
   }, dataDir);
   const gatehouse = await startGatehouse(prepared, createLogger(prepared.config.logLevel), { ocspTimings: options.ocspTimings, platform: options.platform });
   return {

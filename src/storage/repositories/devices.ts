@@ -111,6 +111,13 @@ export class KyselyDeviceRepository implements DeviceRepository {
     return result.numUpdatedRows > 0n;
   }
 
+  async replacePasswordHash(productKey: string, deviceName: string, expected: string, next: string): Promise<boolean> {
+    const result = await this.#db.updateTable('devices').set({ password_hash: next })
+      .where('product_key', '=', productKey).where('device_name', '=', deviceName).where('password_hash', '=', expected)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
   async delete(productKey: string, deviceName: string): Promise<boolean> {
     const result = await this.#db.deleteFrom('devices')
       .where('product_key', '=', productKey).where('device_name', '=', deviceName).executeTakeFirst();

@@ -15,6 +15,7 @@ function source(rows: Record<string, { deviceName: string; password: string; dis
       calls.verify++;
       return Promise.resolve(hash !== undefined && hash === `hash:${password.toString()}`);
     },
+    upgradePasswordHash: () => Promise.resolve(undefined),
   };
   return { s, calls };
 }
@@ -62,6 +63,7 @@ test('a failing lookup is "unavailable", never an allow', async () => {
   const auth = new ImportedAuthenticator('pk', {
     findDeviceCredential: () => Promise.reject(new Error('db down')),
     verifyPassword: () => Promise.resolve(true),
+    upgradePasswordHash: () => Promise.resolve(undefined),
   });
   assert.equal((await auth.authenticate(cred('meter-1', 'pw'))).kind, 'unavailable');
 });

@@ -7,12 +7,15 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { RC } from '../../../mqtt/reason-codes.ts';
 import type { DeviceCredential } from '../../../registry/types.ts';
+import type { Logger } from '../../../core/logger.ts';
 import type { Authenticator, Credential, Decision } from '../authenticator.ts';
 
 export interface CredentialSource {
   findDeviceCredential(productKey: string, username: string): Promise<DeviceCredential | undefined>;
   /** Constant time; with no hash it checks a dummy one, so an unknown user costs what a wrong password does. */
   verifyPassword(passwordHash: string | undefined, password: string | Buffer): Promise<boolean>;
+  /** After a login: the password hashed again at the current cost if `verifiedHash` has another (undefined if not). */
+  upgradePasswordHash(productKey: string, deviceName: string, verifiedHash: string, password: string | Buffer): Promise<string | undefined>;
 }
 
 interface Cached {
@@ -26,6 +29,7 @@ export interface ImportedAuthOptions {
   /** How long a looked-up row (or its absence) is trusted without change events. */
   cacheTtlMs: number;
   maxCached: number;
+  logger?: Logger;
 }
 
 const DEFAULTS: ImportedAuthOptions = { cacheTtlMs: 60_000, maxCached: 100_000 };
@@ -38,6 +42,8 @@ export class ImportedAuthenticator implements Authenticator {
   readonly #cache = new Map<string, Cached>();
   /** Per-process key: remembered password digests are useless outside this process. */
   readonly #digestKey = randomBytes(32);
+  /** A hash upgrade is running: one at a time, so a reconnect storm of old hashes pays at most one extra hash at once. */
+  #upgrading = false;
 
   constructor(productKey: string, source: CredentialSource, options: Partial<ImportedAuthOptions> = {}) {
     this.#productKey = productKey;
@@ -67,15 +73,42 @@ export class ImportedAuthenticator implements Authenticator {
       await this.#source.verifyPassword(undefined, credential.password); // same time as a wrong password
       return { kind: 'deny', reasonCode: RC.BAD_USER_NAME_OR_PASSWORD, reason: 'unknown_username' };
     }
-    const digest = createHmac('sha256', this.#digestKey).update(row.passwordHash).update('\0').update(credential.password).digest();
-    let ok = entry.verified !== undefined && timingSafeEqual(entry.verified, digest);
-    if (!ok) {
-      ok = await this.#source.verifyPassword(row.passwordHash, credential.password);
-      if (ok) entry.verified = digest;
-    }
+    const digest = this.#digest(row.passwordHash, credential.password);
+    const remembered = entry.verified !== undefined && timingSafeEqual(entry.verified, digest);
+    const ok = remembered || await this.#source.verifyPassword(row.passwordHash, credential.password);
     if (!ok) return { kind: 'deny', reasonCode: RC.BAD_USER_NAME_OR_PASSWORD, reason: 'wrong_password' };
+    if (!remembered) entry.verified = digest;
     if (row.disabled) return { kind: 'deny', reasonCode: RC.NOT_AUTHORIZED, reason: 'device_disabled' };
+    if (!remembered) this.#upgrade(username, entry, row, credential.password);
     return { kind: 'allow', deviceName: row.deviceName };
+  }
+
+  /**
+   * The password just verified against a stored hash: if that hash was made at an older cost, store one
+   * at the current cost, in the background (the CONNACK does not wait) and one at a time; a login that
+   * finds an upgrade running leaves its own for a later login.
+   */
+  #upgrade(username: string, entry: Cached, row: DeviceCredential, password: Buffer): void {
+    if (this.#upgrading) return;
+    this.#upgrading = true;
+    this.#source.upgradePasswordHash(this.#productKey, row.deviceName, row.passwordHash, password).then(
+      (next) => {
+        if (next === undefined) return;
+        this.#options.logger?.info({ productKey: this.#productKey, deviceName: row.deviceName }, 'password_hash_upgraded');
+        // Reconnects keep skipping the slow hash: remember the new hash and the digest that goes with it.
+        if (this.#cache.get(username) === entry && entry.credential === row) {
+          entry.credential = { ...row, passwordHash: next };
+          entry.verified = this.#digest(next, password);
+        }
+      },
+      (err: unknown) => this.#options.logger?.warn({ err, productKey: this.#productKey, deviceName: row.deviceName }, 'password_hash_upgrade_failed'),
+    ).finally(() => {
+      this.#upgrading = false;
+    });
+  }
+
+  #digest(passwordHash: string, password: Buffer): Buffer {
+    return createHmac('sha256', this.#digestKey).update(passwordHash).update('\0').update(password).digest();
   }
 
   async #lookup(username: string): Promise<Cached> {
