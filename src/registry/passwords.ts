@@ -1,10 +1,10 @@
 /**
  * Device passwords: salted scrypt hashes, verified in constant time.
  *
- * Cost N=2^12 (r=8, p=1, 4 MiB): measured here at about 5.7 ms per hash on one core, so a 10,000-row
- * import hashes in about 30 s on 2 cores, and an uncached CONNECT costs a few ms. N=2^14 made the same
- * import take almost 3 minutes. The parameters are stored in each hash, so a later cost increase applies
- * to new passwords without breaking old ones.
+ * Default cost N=2^12 (r=8, p=1, 4 MiB), chosen against a fleet reconnecting after a restart (every
+ * device then costs one hash): docs/benchmarks.md has the figures. GATEHOUSE_PASSWORD_SCRYPT_N changes
+ * it; the parameters are stored in each hash, so old hashes keep verifying and are rewritten at the
+ * current cost at the next successful login (needsRehash).
  */
 import { randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 
