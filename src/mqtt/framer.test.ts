@@ -75,3 +75,18 @@ test('a large packet arriving in many chunks comes out whole and once, whatever 
     assert.equal(framer.bufferedBytes, 0);
   }
 });
+
+test('[MQTT-3.1.2-24] the maximum size counts the whole packet, fixed header bytes included (issue 18)', () => {
+  // Maximum Packet Size is "the total number of bytes in an MQTT Control Packet": for a 130-byte limit, a
+  // PUBLISH whose Remaining Length is 127 (one length byte: 1 + 1 + 127 = 129) and one of 128 (two length
+  // bytes: 1 + 2 + 128 = 131) fall on either side, though both bodies are under 130.
+  const publish = (remaining: number): Buffer => {
+    const length = remaining < 128 ? [remaining] : [(remaining & 0x7f) | 0x80, remaining >> 7];
+    return Buffer.concat([Buffer.from([0x30, ...length]), Buffer.from([0x00, 0x01, 0x61]), Buffer.alloc(remaining - 3, 0x78)]);
+  };
+  assert.deepEqual(collect(new Framer(130), [publish(127)]), { frames: [publish(127).toString('hex')], error: null });
+  assert.equal(collect(new Framer(130), [publish(128)]).error, 'too-large');
+  // Exactly at the limit passes; one byte over does not.
+  assert.equal(collect(new Framer(129), [publish(127)]).error, null);
+  assert.equal(collect(new Framer(128), [publish(127)]).error, 'too-large');
+});

@@ -50,6 +50,10 @@ describe('admin token', () => {
     expectError(await api.call('GET', '/api/v1/gateways', { token: 'wrong-token-0123456789abcdef' }), 401, 'GW_ERR_UNAUTHORIZED');
     expectError(await api.call('GET', '/api/v1/gateways', { token: ADMIN_TOKEN.slice(0, -1) }), 401, 'GW_ERR_UNAUTHORIZED');
     expectError(await api.call('GET', '/api/v1/gateways', { token: `${ADMIN_TOKEN}x` }), 401, 'GW_ERR_UNAUTHORIZED');
+    // The token is compared byte for byte: the same letters in another case are another token (issue 18).
+    assert.notEqual(ADMIN_TOKEN.toUpperCase(), ADMIN_TOKEN, 'the test token must have letters');
+    expectError(await api.call('GET', '/api/v1/gateways', { token: ADMIN_TOKEN.toUpperCase() }), 401, 'GW_ERR_UNAUTHORIZED');
+    expectError(await api.call('GET', '/api/v1/gateways', { token: ADMIN_TOKEN.replace(/[a-z]/, (c) => c.toUpperCase()) }), 401, 'GW_ERR_UNAUTHORIZED');
     expectError(await api.call('GET', '/api/v1/gateways', { token: null, headers: { authorization: `Basic ${ADMIN_TOKEN}` } }), 401, 'GW_ERR_UNAUTHORIZED');
     expectError(await api.call('GET', '/api/v1/gateways', { token: null, headers: { authorization: 'Bearer' } }), 401, 'GW_ERR_UNAUTHORIZED');
   });

@@ -148,6 +148,15 @@ describe('authentication type and providers', () => {
     assert.equal((await create(body(https({ params: params(10) })))).status, 201);
   });
 
+  test('a signing secret of 15 or 257 characters → GW_ERR_VALIDATION naming it; 16 and 256 are fine (issue 18)', async () => {
+    for (const bad of ['s'.repeat(15), 's'.repeat(257), '']) {
+      expectError(await create(body(https({ signingSecret: bad }))), 400, 'GW_ERR_VALIDATION', 'thirdParty.signingSecret');
+    }
+    assert.equal((await create(body(https({ signingSecret: 's'.repeat(16) })))).status, 201);
+    assert.equal((await create(body(https({ signingSecret: 's'.repeat(256) })))).status, 201);
+    assert.equal((await create(body(https({ signingSecret: null })))).status, 201);
+  });
+
   test('a key or value over 64 characters → GW_ERR_PARAM_TOO_LONG naming which', async () => {
     expectError(await create(body(https({ params: [{ key: 'k'.repeat(65), value: 'v' }] }))), 400, 'GW_ERR_PARAM_TOO_LONG', 'thirdParty.params[0].key');
     expectError(await create(body(https({ params: [{ key: 'a', value: 'b' }, { key: 'k', value: 'v'.repeat(65) }] }))), 400, 'GW_ERR_PARAM_TOO_LONG', 'thirdParty.params[1].value');

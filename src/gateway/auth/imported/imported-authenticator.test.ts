@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ImportedAuthenticator, type CredentialSource } from './imported-authenticator.ts';
 import type { Credential } from '../authenticator.ts';
+import { DEFAULT_SCRYPT_COST, hashPassword, verifyPassword } from '../../../registry/passwords.ts';
+import type { DeviceCredential } from '../../../registry/types.ts';
 
 function source(rows: Record<string, { deviceName: string; password: string; disabled?: boolean }>) {
   const calls = { find: 0, verify: 0 };
@@ -66,4 +68,32 @@ test('a failing lookup is "unavailable", never an allow', async () => {
     upgradePasswordHash: () => Promise.resolve(undefined),
   });
   assert.equal((await auth.authenticate(cred('meter-1', 'pw'))).kind, 'unavailable');
+});
+
+test('a disabled device with a wrong password is refused as any wrong password is, after the same one hash (issue 18)', async () => {
+  // Real scrypt hashes, one cost for every row; the source counts the slow checks and the hashes' costs.
+  const rows = new Map<string, DeviceCredential>();
+  for (const [username, disabled] of [['on-1', false], ['off-1', true]] as const) {
+    rows.set(username, { deviceName: username, passwordHash: await hashPassword(`pw-${username}`), disabled });
+  }
+  const checks: string[] = [];
+  const auth = new ImportedAuthenticator('pk', {
+    findDeviceCredential: (_pk, username) => Promise.resolve(rows.get(username)),
+    verifyPassword: (hash, password) => {
+      checks.push(hash === undefined ? 'dummy' : hash.split('$').slice(0, 4).join('$'));
+      return verifyPassword(hash, password);
+    },
+    upgradePasswordHash: () => Promise.resolve(undefined),
+  });
+  const answer = async (username: string, password: string): Promise<string> => {
+    checks.length = 0;
+    const d = await auth.authenticate(cred(username, password));
+    return `${d.kind === 'deny' ? d.reasonCode : d.kind} after ${checks.join(',')}`;
+  };
+  const cost = `scrypt$${DEFAULT_SCRYPT_COST.N}$${DEFAULT_SCRYPT_COST.r}$${DEFAULT_SCRYPT_COST.p}`;
+  assert.equal(await answer('off-1', 'wrong'), `134 after ${cost}`, 'nothing says the device exists and is disabled');
+  assert.equal(await answer('on-1', 'wrong'), `134 after ${cost}`);
+  assert.equal(await answer('nobody', 'wrong'), '134 after dummy');
+  // Only the right password learns that the device is disabled.
+  assert.equal(await answer('off-1', 'pw-off-1'), `135 after ${cost}`);
 });
