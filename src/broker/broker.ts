@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import type { QoS } from '../mqtt/codec.ts';
+import type { DecodeLimits, QoS } from '../mqtt/codec.ts';
 import { RC } from '../mqtt/reason-codes.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
 import { logText } from '../core/log-text.ts';
@@ -113,6 +113,19 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   setLimits(limits: Partial<LiveLimits>): void {
     Object.assign(this.options, limits);
     this.retained.setLimits(this.options.maxRetained);
+  }
+
+  #decodeLimits: DecodeLimits = { maxUserProperties: 0, maxTopicFilters: 0 };
+  /** Element limits per packet for the decoder, from the options (read again if they change). */
+  get decodeLimits(): DecodeLimits {
+    const { maxUserProperties, maxSubscriptionsPerClient } = this.options;
+    const current = this.#decodeLimits;
+    if (current.maxUserProperties !== maxUserProperties || current.maxTopicFilters !== maxSubscriptionsPerClient) {
+      // A SUBSCRIBE with more filters than a session may hold at all cannot be granted: it is refused
+      // before its filters are decoded, not filter by filter after.
+      this.#decodeLimits = { maxUserProperties, maxTopicFilters: maxSubscriptionsPerClient };
+    }
+    return this.#decodeLimits;
   }
 
   get sessionCount(): number {

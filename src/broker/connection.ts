@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import { isUtf8 } from 'node:buffer';
 import { Framer, type FrameSink } from '../mqtt/framer.ts';
 import {
-  decodeAckFast, decodeConnectFast, decodeDisconnectFast, decodeFrame, decodePublishFast, encodeAck, encodePacket, encodePublish,
+  decodeAckFast, decodeConnectFast, decodeDisconnectFast, decodeFrame, decodePublishFast, encodeAck, encodePacket, encodePublish, PacketLimitError,
   variableHeaderOffset, type Packet, type ProtocolVersion, type QoS,
 } from '../mqtt/codec.ts';
 import { RC } from '../mqtt/reason-codes.ts';
@@ -185,9 +185,14 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
           : type === 3 ? decodePublishFast(frame, this.protocolVersion, knownTopic)
             : type >= 4 && type <= 7 ? decodeAckFast(frame, type, this.protocolVersion)
               : type === 14 ? decodeDisconnectFast(frame) : null;
-      packet = fast ?? decodeFrame(frame, this.protocolVersion);
+      packet = fast ?? decodeFrame(frame, this.protocolVersion, this.broker.decodeLimits);
     } catch (err) {
       packet = err instanceof Error ? err : new Error(String(err)); // the codec threw on hostile bytes
+    }
+    if (packet instanceof PacketLimitError) {
+      // Within the specification, over this server's limits: an administrative limit, 0x97.
+      this.protocolViolation(RC.QUOTA_EXCEEDED, 'packet_over_limits', packet.message);
+      return false;
     }
     if (packet instanceof Error) {
       this.protocolViolation(RC.MALFORMED_PACKET, 'malformed_packet', packet.message);

@@ -9,7 +9,7 @@ import type { Message } from './message.ts';
 import type { Session, Subscription } from './session.ts';
 import type { Connection } from './connection.ts';
 import type { Socket } from 'node:net';
-import type { Packet } from '../mqtt/codec.ts';
+import type { DecodeLimits, Packet } from '../mqtt/codec.ts';
 
 export interface BrokerContext {
   readonly options: BrokerOptions;
@@ -18,6 +18,8 @@ export interface BrokerContext {
   readonly hooks: BrokerHooks;
   readonly router: Router;
   readonly retained: RetainedStore;
+  /** Element limits per packet for the generic decoder (user properties, topic filters). */
+  readonly decodeLimits: DecodeLimits;
   /** Runs the handler of one decoded packet (a promise when it must wait for a hook). */
   dispatch(conn: Connection, packet: Packet): void | Promise<void>;
   /** Wall clock in ms (one seam for time). */

@@ -51,6 +51,10 @@ export interface BrokerOptions extends AdmissionLimits {
   messagesPerSecondPerClient: number;
   /** Bytes (whole PUBLISH packets) per second one connection may send; paced like the message rate. 0 = no limit. */
   bytesPerSecondPerClient: number;
+  /** User properties in one packet (will properties included); a packet with more is refused before it
+   * is decoded (v5 DISCONNECT / CONNACK 0x97). Topic filters per SUBSCRIBE / UNSUBSCRIBE are bounded the
+   * same way by `maxSubscriptionsPerClient`. */
+  maxUserProperties: number;
 }
 
 export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
@@ -81,6 +85,7 @@ export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
   maxSessionsPerOwner: 0,
   messagesPerSecondPerClient: 0,
   bytesPerSecondPerClient: 0,
+  maxUserProperties: 128,
 });
 
 /** The limits `Broker.setLimits` changes on a running engine (a gateway's `limits`, edited live). */

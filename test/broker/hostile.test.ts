@@ -316,3 +316,55 @@ test('a client identifier longer than maxClientIdLength is refused (v5 0x85, v3.
   closeAfter(t, ok.raw);
   assert.equal(ok.connack.reasonCode, 0);
 });
+
+function userProperties(n: number): Record<string, string> {
+  return Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, 'v']));
+}
+
+test('a v5 PUBLISH with more user properties than maxUserProperties ends that connection with 0x97 before it is decoded; the limit itself passes', { timeout: 20_000 }, async (t) => {
+  const dog = await Watchdog.start(t, broker);
+  const topic = `hostile/${uniqueId('up')}`;
+  const { raw: sub } = await rawClient(t, broker);
+  await sub.subscribe(topic, 1);
+  const { raw } = await rawClient(t, broker);
+  // 128 (the default limit) is a normal packet, delivered with every property.
+  await raw.publish(topic, 'at-limit', { qos: 1, properties: { userProperties: userProperties(128) } });
+  const delivered = await sub.next('publish', (p) => p.topic === topic);
+  assert.equal(Object.keys(delivered.properties?.userProperties ?? {}).length, 128);
+  // 100,000 of them (1.2 MB) took mqtt-packet ~1 s of the event loop to decode on the old main.
+  const { raw: flood } = await rawClient(t, broker);
+  flood.send({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 1, messageId: 1, dup: false, retain: false,
+    properties: { userProperties: userProperties(129) } });
+  await expectDisconnect(t, flood, 0x97);
+  await dog.check();
+  assert.equal(broker.engine!.stats.handlerCrashes, 0);
+  assert.ok(!sub.received.some((p) => p.cmd === 'publish' && p.payload.toString() === 'x'), 'the refused PUBLISH was not delivered');
+});
+
+test('a v5 CONNECT whose will carries more user properties than the limit is refused with CONNACK 0x97', { timeout: 10_000 }, async (t) => {
+  const raw = await RawClient.open(broker, { protocolVersion: 5 });
+  closeAfter(t, raw);
+  raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId: uniqueId('will'), keepalive: 30,
+    will: { topic: 'hostile/will', payload: Buffer.from('w'), qos: 0, retain: false, properties: { userProperties: userProperties(500) } } });
+  const connack = await raw.next('connack');
+  assert.equal(connack.reasonCode, 0x97);
+  await raw.expectClosed();
+});
+
+test('a SUBSCRIBE or UNSUBSCRIBE with more filters than a session may hold is refused whole (v5 0x97, v3.1.1 closed)', { timeout: 20_000 }, async (t) => {
+  const small = await startEngine({ maxSubscriptionsPerClient: 10 });
+  t.after(() => small.close());
+  const filters = (n: number): string[] => Array.from({ length: n }, (_, i) => `f/${i}`);
+  const { raw: v5 } = await rawClient(t, small);
+  assert.deepEqual(await v5.subscribe(filters(10), 0), Array(10).fill(0), 'ten filters, the limit, are granted');
+  v5.send({ cmd: 'subscribe', messageId: 9, subscriptions: filters(11).map((topic) => ({ topic, qos: 0 })) });
+  await expectDisconnect(t, v5, 0x97);
+  const { raw: u5 } = await rawClient(t, small);
+  u5.send({ cmd: 'unsubscribe', messageId: 9, unsubscriptions: filters(11) });
+  await expectDisconnect(t, u5, 0x97);
+  const { raw: v4 } = await rawClient(t, small, {}, { protocolVersion: 4 });
+  v4.send({ cmd: 'subscribe', messageId: 9, subscriptions: filters(5_000).map((topic) => ({ topic, qos: 0 })) });
+  await v4.expectClosed();
+  assert.ok(!v4.received.some((p) => p.cmd === 'suback'));
+  assert.equal(small.engine!.stats.handlerCrashes, 0);
+});
