@@ -118,12 +118,10 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   #decodeLimits: DecodeLimits = { maxUserProperties: 0, maxTopicFilters: 0 };
   /** Element limits per packet for the decoder, from the options (read again if they change). */
   get decodeLimits(): DecodeLimits {
-    const { maxUserProperties, maxSubscriptionsPerClient } = this.options;
+    const { maxUserProperties, maxFiltersPerPacket } = this.options;
     const current = this.#decodeLimits;
-    if (current.maxUserProperties !== maxUserProperties || current.maxTopicFilters !== maxSubscriptionsPerClient) {
-      // A SUBSCRIBE with more filters than a session may hold at all cannot be granted: it is refused
-      // before its filters are decoded, not filter by filter after.
-      this.#decodeLimits = { maxUserProperties, maxTopicFilters: maxSubscriptionsPerClient };
+    if (current.maxUserProperties !== maxUserProperties || current.maxTopicFilters !== maxFiltersPerPacket) {
+      this.#decodeLimits = { maxUserProperties, maxTopicFilters: maxFiltersPerPacket };
     }
     return this.#decodeLimits;
   }

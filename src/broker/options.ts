@@ -52,9 +52,11 @@ export interface BrokerOptions extends AdmissionLimits {
   /** Bytes (whole PUBLISH packets) per second one connection may send; paced like the message rate. 0 = no limit. */
   bytesPerSecondPerClient: number;
   /** User properties in one packet (will properties included); a packet with more is refused before it
-   * is decoded (v5 DISCONNECT / CONNACK 0x97). Topic filters per SUBSCRIBE / UNSUBSCRIBE are bounded the
-   * same way by `maxSubscriptionsPerClient`. */
+   * is decoded (v5 DISCONNECT / CONNACK 0x97). */
   maxUserProperties: number;
+  /** Topic filters in one SUBSCRIBE or UNSUBSCRIBE; a packet with more is refused whole before it is
+   * decoded (v5 DISCONNECT 0x97). Below it, filters past `maxSubscriptionsPerClient` get 0x97 each. */
+  maxFiltersPerPacket: number;
 }
 
 export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
@@ -86,6 +88,7 @@ export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
   messagesPerSecondPerClient: 0,
   bytesPerSecondPerClient: 0,
   maxUserProperties: 128,
+  maxFiltersPerPacket: 1000,
 });
 
 /** The limits `Broker.setLimits` changes on a running engine (a gateway's `limits`, edited live). */

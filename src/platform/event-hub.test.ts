@@ -20,3 +20,24 @@ test('listeners hear each event; the replay ring keeps the newest and resumes af
   assert.deepEqual(hub.replayAfter('00', { types: ['offline'] }).map((e) => e.id), ['05']);
   assert.deepEqual(hub.replayAfter('05', {}), []);
 });
+
+function message(id: string, payloadBytes: number): PlatformEvent {
+  return {
+    id, type: 'message', gatewayId: 'gw', deviceName: 'd',
+    data: { id, gatewayId: 'gw', productKey: 'pk', deviceName: 'd', topic: 't', qos: 1, payload: 'x'.repeat(payloadBytes), parsed: null, parseError: null, receivedAt: 'now' },
+  };
+}
+
+test('the replay ring is bounded in bytes as well as events: large messages push the oldest out, the newest always stays', () => {
+  const hub = new EventHub(1000, 10_000);
+  for (let i = 0; i < 20; i++) hub.publish(message(String(i).padStart(2, '0'), 1_900)); // 2,413 bytes each as counted
+  const kept = hub.replayAfter('', {}).map((e) => e.id);
+  assert.ok(hub.replayBytes <= 10_000, `${hub.replayBytes} bytes kept`);
+  assert.equal(kept.at(-1), '19', 'the newest is kept');
+  assert.equal(kept.length, 4, 'four events of 2,413 bytes fit in 10,000, five do not');
+  assert.deepEqual(kept, ['16', '17', '18', '19']);
+  hub.publish(message('20', 50_000));
+  assert.deepEqual(hub.replayAfter('', {}).map((e) => e.id), ['20'], 'one event over the bound alone is still kept');
+  for (let i = 21; i < 1100; i++) hub.publish(presence(String(i), 'd'));
+  assert.equal(hub.replayAfter('', {}).length, 19, 'small events: the count bound and the byte bound (19 × 512 bytes) hold together');
+});

@@ -3,24 +3,49 @@
  * ring so a stream that reconnects with Last-Event-ID gets what it missed. Listeners are called
  * synchronously and must not block: each one queues on its own side.
  */
-import { matches, type EventFilter, type PlatformEvent } from './events.ts';
+import { approximateEventBytes, matches, type EventFilter, type PlatformEvent } from './events.ts';
 
 export type EventListener = (event: PlatformEvent) => void;
 
 export class EventHub {
   readonly #ring: (PlatformEvent | undefined)[];
+  readonly #sizes: number[];
   #next = 0;
   #size = 0;
+  #bytes = 0;
+  readonly #replayBytes: number;
   readonly #listeners = new Set<EventListener>();
 
-  constructor(replayCapacity: number) {
+  /**
+   * Keeps the last `replayCapacity` events, and fewer when they hold more than `replayBytes` (1,000
+   * events of 1 MB messages would otherwise keep 1.3 GB of base64 for a stream's resume). The newest
+   * event is always kept.
+   */
+  constructor(replayCapacity: number, replayBytes = Number.POSITIVE_INFINITY) {
     this.#ring = new Array<PlatformEvent | undefined>(Math.max(1, replayCapacity));
+    this.#sizes = new Array<number>(this.#ring.length).fill(0);
+    this.#replayBytes = replayBytes;
+  }
+
+  /** Approximate bytes of the events kept for replay. */
+  get replayBytes(): number {
+    return this.#bytes;
   }
 
   publish(event: PlatformEvent): void {
+    const size = approximateEventBytes(event);
+    this.#bytes += size - this.#sizes[this.#next]!; // an overwritten slot gives its bytes back
     this.#ring[this.#next] = event;
+    this.#sizes[this.#next] = size;
     this.#next = (this.#next + 1) % this.#ring.length;
     if (this.#size < this.#ring.length) this.#size++;
+    while (this.#bytes > this.#replayBytes && this.#size > 1) {
+      const oldest = (this.#next - this.#size + this.#ring.length) % this.#ring.length;
+      this.#bytes -= this.#sizes[oldest]!;
+      this.#sizes[oldest] = 0;
+      this.#ring[oldest] = undefined;
+      this.#size--;
+    }
     for (const listener of this.#listeners) listener(event);
   }
 

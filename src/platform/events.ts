@@ -22,6 +22,17 @@ export type PlatformEvent =
     data: { gatewayId: string; productKey: string; deviceName: string; at: string; clientAddress?: string | null };
   };
 
+/**
+ * About what an event costs held in memory, without serializing it: the base64 payload and topic of a
+ * message (what grows with what devices send) plus a fixed allowance for the other fields. A parsed
+ * result is bounded by the parsing sandbox's own limits and counted by a fixed allowance too.
+ */
+export function approximateEventBytes(event: PlatformEvent): number {
+  const FIXED = 512;
+  if (event.type !== 'message') return FIXED;
+  return FIXED + event.data.payload.length + event.data.topic.length + (event.data.parsed === null ? 0 : FIXED);
+}
+
 export interface EventFilter {
   gatewayId?: string;
   deviceName?: string;

@@ -25,11 +25,11 @@ class FakeRepo implements MessageRepository {
   }
 }
 
-function record(id: string, deviceName = 'dev'): MessageRecord {
-  return { id, gatewayId: 'g', productKey: 'pk', deviceName, topic: 't', qos: 0, payload: Buffer.alloc(0), parsed: null, parseError: null, receivedAt: 'now' };
+function record(id: string, deviceName = 'dev', payloadBytes = 0): MessageRecord {
+  return { id, gatewayId: 'g', productKey: 'pk', deviceName, topic: 't', qos: 0, payload: Buffer.alloc(payloadBytes), parsed: null, parseError: null, receivedAt: 'now' };
 }
 
-const OPTIONS = { keepPerDevice: 20, maxAgeMs: 3600_000, batchSize: 3, flushMs: 10_000, maxPending: 5 };
+const OPTIONS = { keepPerDevice: 20, maxAgeMs: 3600_000, batchSize: 3, flushMs: 10_000, maxPending: 5, maxPendingBytes: 1024 * 1024 };
 
 test('messages are written in batches, the buffer is bounded, devices are pruned after a tenth of their quota', async () => {
   const repo = new FakeRepo();
@@ -50,5 +50,19 @@ test('a failing database drops the batch (counted) instead of growing the buffer
   store.add(record('x'));
   await store.flush();
   assert.deepEqual(store.stats, { written: 0, dropped: 0, failed: 1, pending: 0 });
+  await store.close();
+});
+
+test('the buffer is bounded in payload bytes too: large messages past maxPendingBytes are dropped (counted), room comes back after a write', async () => {
+  const repo = new FakeRepo();
+  const store = new MessageStore(repo, { ...OPTIONS, maxPending: 1000, batchSize: 1000, maxPendingBytes: 10_000 }, silentLogger);
+  for (let i = 0; i < 5; i++) store.add(record(`big${i}`, 'dev', 3_000));
+  assert.equal(store.stats.dropped, 2, 'three of 3,000 bytes fit in 10,000, the fourth and fifth do not');
+  store.add(record('small', 'dev', 500));
+  assert.equal(store.stats.dropped, 2, 'a message that still fits is kept');
+  await store.flush();
+  assert.deepEqual(repo.batches, [['big0', 'big1', 'big2', 'small']]);
+  store.add(record('after', 'dev', 9_000));
+  assert.equal(store.stats.pending, 1, 'the written bytes were given back');
   await store.close();
 });

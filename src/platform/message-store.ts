@@ -14,8 +14,9 @@ export interface MessageStoreOptions {
   maxAgeMs: number;
   batchSize: number;
   flushMs: number;
-  /** Messages waiting to be written; more are dropped. */
+  /** Messages, and bytes of their payloads, waiting to be written; more are dropped (and counted). */
   maxPending: number;
+  maxPendingBytes: number;
 }
 
 export interface MessageStoreStats {
@@ -30,6 +31,7 @@ export class MessageStore {
   readonly #options: MessageStoreOptions;
   readonly #log: Logger;
   #buffer: MessageRecord[] = [];
+  #pendingBytes = 0;
   /** Beside each buffered record: its journal record, if it has one. */
   #tickets: (JournalTicket | null)[] = [];
   readonly #flusher = new DeferredFlush(() => this.#write(), () => this.#buffer.length > 0);
@@ -56,10 +58,11 @@ export class MessageStore {
 
   /** A dropped record's journal record stays (replayed at the next start). */
   add(record: MessageRecord, ticket: JournalTicket | null = null): void {
-    if (this.#buffer.length >= this.#options.maxPending) {
+    if (this.#buffer.length >= this.#options.maxPending || this.#pendingBytes + record.payload.length > this.#options.maxPendingBytes) {
       this.#stats.dropped++;
       return;
     }
+    this.#pendingBytes += record.payload.length;
     this.#buffer.push(record);
     this.#tickets.push(ticket);
     this.#flusher.schedule(this.#buffer.length >= this.#options.batchSize ? 0 : this.#options.flushMs);
@@ -83,6 +86,7 @@ export class MessageStore {
   async #write(): Promise<void> {
     while (this.#buffer.length > 0) {
       const batch = this.#buffer.splice(0, this.#options.batchSize);
+      for (const r of batch) this.#pendingBytes -= r.payload.length;
       const tickets = this.#tickets.splice(0, batch.length);
       try {
         await this.#repo.insertMany(batch);

@@ -29,6 +29,7 @@ export function registerPlatformMetrics(registry: Registry, platform: Platform):
       webhooks.set({ webhook, result: 'dead_lettered' }, w.deadLettered);
       webhooks.set({ webhook, result: 'dropped' }, w.dropped);
       webhookQueued.set({ webhook }, w.queued + w.inFlight);
+      webhookHeldBytes.set({ webhook }, w.heldBytes);
     }
   };
   // prom-client collects in registration order: the first gauge's collect() refreshes them all.
@@ -53,6 +54,10 @@ export function registerPlatformMetrics(registry: Registry, platform: Platform):
     labelNames: ['webhook', 'result'], registers: [registry],
   });
   const webhookQueued = new Gauge({
-    name: 'gatehouse_webhook_pending', help: 'Webhook deliveries queued or in flight', labelNames: ['webhook'], registers: [registry],
+    name: 'gatehouse_webhook_pending', help: 'Webhook deliveries queued, waiting for a retry or in flight', labelNames: ['webhook'], registers: [registry],
+  });
+  const webhookHeldBytes = new Gauge({
+    name: 'gatehouse_webhook_held_bytes', help: 'Bytes of webhook delivery bodies held in memory (bounded by webhooks.maxQueuedBytes)',
+    labelNames: ['webhook'], registers: [registry],
   });
 }

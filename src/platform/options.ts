@@ -7,10 +7,12 @@ export interface PlatformOptions {
   parsing: ParsingLimits;
   messages: MessageStoreOptions;
   webhooks: WebhookOptions;
-  /** Events kept for Last-Event-ID resume of /stream. */
+  /** Events kept for Last-Event-ID resume of /stream, and at most this many bytes of them. */
   streamReplay: number;
-  /** Events queued per /stream client before it is cut off as too slow. */
+  streamReplayBytes: number;
+  /** Events, and bytes, waiting in a /stream client's socket buffer before it is cut off as too slow. */
   streamClientQueue: number;
+  streamClientBytes: number;
   /** How long a QoS 1 downlink waits for the device's PUBACK. */
   downlinkAckTimeoutMs: number;
   /** A device's properties: at most this many names and bytes of JSON (a post beyond is refused). */
@@ -22,18 +24,22 @@ export interface PlatformOptionsInput {
   messages?: Partial<MessageStoreOptions>;
   webhooks?: Partial<WebhookOptions>;
   streamReplay?: number;
+  streamReplayBytes?: number;
   streamClientQueue?: number;
+  streamClientBytes?: number;
   downlinkAckTimeoutMs?: number;
   deviceProperties?: Partial<PlatformOptions['deviceProperties']>;
 }
 
 export const DEFAULT_PLATFORM_OPTIONS: PlatformOptions = {
   parsing: { timeoutMs: 100, memoryMb: 32, maxPending: 1000 },
-  messages: { keepPerDevice: 100, maxAgeMs: 7 * 24 * 3600_000, batchSize: 500, flushMs: 200, maxPending: 50_000 },
+  messages: { keepPerDevice: 100, maxAgeMs: 7 * 24 * 3600_000, batchSize: 500, flushMs: 200, maxPending: 50_000, maxPendingBytes: 64 * 1024 * 1024 },
   // 1 s, 2 s, 4 s … 5 min: eight attempts cover about four minutes of an endpoint being down.
-  webhooks: { maxAttempts: 8, baseDelayMs: 1000, maxDelayMs: 300_000, timeoutMs: 10_000, concurrency: 4, maxQueued: 10_000 },
+  webhooks: { maxAttempts: 8, baseDelayMs: 1000, maxDelayMs: 300_000, timeoutMs: 10_000, concurrency: 4, maxQueued: 10_000, maxQueuedBytes: 64 * 1024 * 1024 },
   streamReplay: 1000,
+  streamReplayBytes: 16 * 1024 * 1024,
   streamClientQueue: 1000,
+  streamClientBytes: 8 * 1024 * 1024,
   downlinkAckTimeoutMs: 10_000,
   deviceProperties: { maxCount: 500, maxBytes: 65_536 },
 };
@@ -45,7 +51,9 @@ export function resolvePlatformOptions(input: PlatformOptionsInput = {}): Platfo
     messages: { ...d.messages, ...input.messages },
     webhooks: { ...d.webhooks, ...input.webhooks },
     streamReplay: input.streamReplay ?? d.streamReplay,
+    streamReplayBytes: input.streamReplayBytes ?? d.streamReplayBytes,
     streamClientQueue: input.streamClientQueue ?? d.streamClientQueue,
+    streamClientBytes: input.streamClientBytes ?? d.streamClientBytes,
     downlinkAckTimeoutMs: input.downlinkAckTimeoutMs ?? d.downlinkAckTimeoutMs,
     deviceProperties: { ...d.deviceProperties, ...input.deviceProperties },
   };

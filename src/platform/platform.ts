@@ -116,7 +116,7 @@ export class Platform {
     this.runner = deps.runner;
     this.options = resolvePlatformOptions(deps.options);
     this.#log = deps.logger.child({ component: 'platform' });
-    this.hub = new EventHub(this.options.streamReplay);
+    this.hub = new EventHub(this.options.streamReplay, this.options.streamReplayBytes);
     this.#journal = deps.journal === undefined ? null : new UplinkJournal(deps.journal, this.#log);
     this.store = new MessageStore(deps.messages, this.options.messages, this.#log, (tickets) => this.#settle(tickets));
     this.webhooks = new WebhookDispatcher(deps.registry.webhooks, this.hub, this.options.webhooks, this.#log);

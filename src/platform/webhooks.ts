@@ -25,8 +25,12 @@ export interface WebhookOptions {
   timeoutMs: number;
   /** Requests in flight per webhook. */
   concurrency: number;
-  /** Deliveries waiting per webhook; beyond it the oldest are dropped (and counted). */
+  /**
+   * Deliveries held per webhook (queued, in flight, or waiting for a retry); beyond it the oldest
+   * waiting one is dropped (and counted), as it is beyond `maxQueuedBytes` of bodies.
+   */
   maxQueued: number;
+  maxQueuedBytes: number;
 }
 
 export interface WebhookSource extends OutboxStore {
@@ -60,6 +64,8 @@ export interface WebhookStats {
   dropped: number;
   queued: number;
   inFlight: number;
+  /** Bytes of the bodies of every delivery held (queued, in flight, waiting for a retry). */
+  heldBytes: number;
 }
 
 /** One webhook: its queue, its pool, its retry timers. */
@@ -68,7 +74,11 @@ class Endpoint {
   readonly stats = { delivered: 0, retried: 0, deadLettered: 0, dropped: 0 };
   #agent: Agent;
   readonly #queue: Delivery[] = [];
-  readonly #timers = new Set<NodeJS.Timeout>();
+  /** Deliveries waiting for their next attempt, oldest first, with their timers. */
+  readonly #waiting = new Map<Delivery, NodeJS.Timeout>();
+  /** Every delivery accepted and not yet delivered, dead-lettered or dropped: in count and bytes. */
+  #held = 0;
+  #heldBytes = 0;
   #inFlight = 0;
   #closed = false;
   readonly #options: WebhookOptions;
@@ -85,8 +95,13 @@ class Endpoint {
     this.#agent = this.#newAgent();
   }
 
+  /** Deliveries waiting: for a free request slot or for their next attempt. */
   get queued(): number {
-    return this.#queue.length;
+    return this.#queue.length + this.#waiting.size;
+  }
+
+  get heldBytes(): number {
+    return this.#heldBytes;
   }
 
   get inFlight(): number {
@@ -109,31 +124,58 @@ class Endpoint {
 
   enqueue(event: PlatformEvent, body: string): void {
     this.#outbox.add({ webhookId: this.target.id, eventId: event.id, eventType: event.type, body, createdAt: new Date().toISOString() });
-    this.#push({ eventId: event.id, type: event.type, body, attempts: 0, lastError: '' });
+    this.#accept({ eventId: event.id, type: event.type, body, attempts: 0, lastError: '' });
   }
 
   /** Deliveries a previous run left unacknowledged (already in the outbox). */
   resume(entries: OutboxEntry[]): void {
-    for (const e of entries) this.#push({ eventId: e.eventId, type: e.eventType, body: e.body, attempts: 0, lastError: '' });
+    for (const e of entries) this.#accept({ eventId: e.eventId, type: e.eventType, body: e.body, attempts: 0, lastError: '' });
   }
 
   close(): void {
     this.#closed = true;
-    for (const t of this.#timers) clearTimeout(t);
-    this.#timers.clear();
+    for (const t of this.#waiting.values()) clearTimeout(t);
+    this.#waiting.clear();
     this.#queue.length = 0;
     void this.#agent.close();
   }
 
-  #push(delivery: Delivery): void {
+  /**
+   * A new delivery. What an endpoint holds is bounded in count and bytes whatever state its deliveries
+   * are in: an endpoint that is down keeps its deliveries waiting for retries, not queued, and those
+   * were once outside every bound (300 × 1 MB messages held 420 MB for an unreachable URL).
+   */
+  #accept(delivery: Delivery): void {
     if (this.#closed) return;
-    if (this.#queue.length >= this.#options.maxQueued) {
-      const dropped = this.#queue.shift()!;
-      this.#outbox.remove(this.target.id, dropped.eventId);
+    this.#held++;
+    this.#heldBytes += delivery.body.length;
+    while ((this.#held > this.#options.maxQueued || this.#heldBytes > this.#options.maxQueuedBytes) && this.#dropOldestWaiting()) {
       this.stats.dropped++;
     }
     this.#queue.push(delivery);
     this.#pump();
+  }
+
+  /** Drops the oldest delivery not in flight (queued first, then waiting for a retry); false if none. */
+  #dropOldestWaiting(): boolean {
+    let victim = this.#queue.shift();
+    if (victim === undefined) {
+      const oldest = this.#waiting.entries().next();
+      if (oldest.done === true) return false;
+      const [delivery, timer] = oldest.value;
+      clearTimeout(timer);
+      this.#waiting.delete(delivery);
+      victim = delivery;
+    }
+    this.#outbox.remove(this.target.id, victim.eventId);
+    this.#release(victim);
+    return true;
+  }
+
+  /** A delivery leaves the endpoint: delivered, dead-lettered or dropped. */
+  #release(delivery: Delivery): void {
+    this.#held--;
+    this.#heldBytes -= delivery.body.length;
   }
 
   #pump(): void {
@@ -154,6 +196,7 @@ class Endpoint {
     if (error === null) {
       this.stats.delivered++;
       this.#outbox.remove(this.target.id, delivery.eventId);
+      this.#release(delivery);
       return;
     }
     delivery.lastError = error;
@@ -166,11 +209,12 @@ class Endpoint {
     // Up to 20 % jitter so a recovering endpoint is not hit by every retry at the same instant.
     const delay = Math.round(exponential * (0.8 + randomInt(0, 401) / 1000));
     const timer = setTimeout(() => {
-      this.#timers.delete(timer);
-      this.#push(delivery);
+      this.#waiting.delete(delivery);
+      this.#queue.push(delivery);
+      this.#pump();
     }, delay);
     timer.unref();
-    this.#timers.add(timer);
+    this.#waiting.set(delivery, timer);
   }
 
   /** Null when the endpoint took it (2xx); otherwise why not. */
@@ -201,6 +245,7 @@ class Endpoint {
 
   async #deadLetter(delivery: Delivery): Promise<void> {
     this.stats.deadLettered++;
+    this.#release(delivery);
     this.#outbox.remove(this.target.id, delivery.eventId);
     this.#log.warn({ eventId: delivery.eventId, attempts: delivery.attempts, reason: delivery.lastError }, 'webhook_dead_letter');
     try {
@@ -258,7 +303,7 @@ export class WebhookDispatcher {
 
   stats(webhookId: string): WebhookStats | undefined {
     const e = this.#endpoints.get(webhookId);
-    return e && { ...e.stats, queued: e.queued, inFlight: e.inFlight };
+    return e && { ...e.stats, queued: e.queued, inFlight: e.inFlight, heldBytes: e.heldBytes };
   }
 
   /** Resolves once the outbox entries of every event published so far are written. */

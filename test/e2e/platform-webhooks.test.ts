@@ -199,3 +199,34 @@ test('a delivery still pending when the process stops is delivered after the res
     return d !== undefined && d.delivered >= 1 && d.queued === 0 && d.inFlight === 0 ? true : undefined;
   });
 });
+
+test('an unreachable endpoint holds at most maxQueuedBytes of deliveries, retries included; the oldest are dropped and counted', async (t) => {
+  // Its own instance: a 1 s first retry keeps every failed delivery waiting for its next attempt, where
+  // the old main kept them outside every bound (300 × 1 MB held 420 MB for an unreachable URL).
+  const bounded = await startTestGatehouse({
+    platform: { webhooks: { maxAttempts: 8, baseDelayMs: 1_000, maxDelayMs: 5_000, timeoutMs: 500, maxQueued: 10_000, maxQueuedBytes: 16 * 1024 } },
+  });
+  t.after(async () => { await bounded.stop(); await removeDataDir(bounded.dataDir); });
+  const boundedGw = await createGateway(bounded, pki, 'bounded_fleet');
+  await addDevices(bounded, boundedGw.productKey, ['meter-01']);
+  // A port nothing listens on: every attempt fails at once with ECONNREFUSED.
+  const closed = https.createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const deadUrl = `https://127.0.0.1:${(closed.address() as AddressInfo).port}/hook`;
+  await new Promise<void>((resolve) => closed.close(() => resolve()));
+  const created = await bounded.api<{ id: string }>('POST', '/webhooks', { url: deadUrl, caCertificate: pki.root.certPem, gatewayId: boundedGw.id, eventTypes: ['message'] });
+  assert.equal(created.status, 201);
+
+  const boundedClients = new Clients(pki);
+  t.after(() => boundedClients.closeAll());
+  const meter = await boundedClients.connect(boundedGw.port, 'meter-01');
+  const payload = Buffer.alloc(2_000, 0x61); // ~2.7 KB of base64 per event body
+  for (let i = 0; i < 30; i++) await meter.publishAsync(`/${boundedGw.productKey}/meter-01/user/update`, payload, { qos: 1 });
+  const stats = await waitFor('deliveries dropped past the byte bound', async () => {
+    const r = await bounded.api<{ delivery?: { dropped: number; queued: number; inFlight: number; heldBytes: number } }>('GET', `/webhooks/${created.json.id}`);
+    const d = r.json.delivery;
+    return d !== undefined && d.dropped > 0 && d.queued + d.inFlight > 0 ? d : undefined;
+  }, 10_000);
+  assert.ok(stats.heldBytes <= 16 * 1024, `held ${stats.heldBytes} bytes, bound 16384`);
+  assert.ok(stats.dropped >= 30 - Math.ceil(16 * 1024 / 2_700) - 1, `${stats.dropped} dropped of 30`);
+});

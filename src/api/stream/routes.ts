@@ -66,14 +66,16 @@ export const streamRoutes: FastifyPluginCallbackTypebox<StreamRoutesOptions> = (
     open.add(res);
 
     const limit = platform.options.streamClientQueue;
+    const byteLimit = platform.options.streamClientBytes;
     let backlog = 0;
     const send = (text: string): void => {
       if (res.writableEnded) return;
       if (res.write(text)) return;
-      // The socket is full: count what waits in Node's buffer; a client that never drains is cut off.
-      if (++backlog > limit) {
-        request.log.info({ backlog }, 'stream_client_too_slow');
-        res.end();
+      // The socket is full: count what waits in Node's buffer, in events and in bytes (a thousand 1 MB
+      // messages would otherwise wait in memory); a client that never drains is cut off.
+      if (++backlog > limit || res.writableLength > byteLimit) {
+        request.log.info({ backlog, bufferedBytes: res.writableLength }, 'stream_client_too_slow');
+        res.destroy();
       }
     };
     res.on('drain', () => {

@@ -29,7 +29,8 @@ export const WebhookView = Type.Object({
   secret: Type.Optional(Type.String({ description: 'Only in the answer that set it' })),
   delivery: Type.Optional(Type.Object({
     delivered: Type.Integer(), retried: Type.Integer(), deadLettered: Type.Integer(), dropped: Type.Integer(),
-    queued: Type.Integer(), inFlight: Type.Integer(),
+    queued: Type.Integer({ description: 'Waiting for a request slot or for their next attempt' }), inFlight: Type.Integer(),
+    heldBytes: Type.Integer({ description: 'Bytes of the bodies held (queued, waiting, in flight); bounded per webhook' }),
   }, { description: 'Since the process started' })),
 });
 

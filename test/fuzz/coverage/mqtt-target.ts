@@ -38,6 +38,7 @@ export interface MqttTargetOptions {
 }
 
 const ENGINE_OPTIONS: Partial<BrokerOptions> = { maxPacketSize: 64 * 1024 };
+const WATCHDOG_DEADLINE_MS = 20_000;
 
 /** Splits some inputs into several writes, derived from the bytes so a replay splits the same way. */
 export function chunksOf(input: Buffer): Buffer[] {
@@ -94,9 +95,10 @@ class WatchdogPair {
   async check(round: number): Promise<void> {
     const token = `round-${round}`;
     await this.pub.publishAsync('fuzz-watch/ping', token, { qos: 1 });
-    const deadline = Date.now() + 5_000;
+    // Generous: a machine busy with other work must not pass for an engine that stopped serving.
+    const deadline = Date.now() + WATCHDOG_DEADLINE_MS;
     while (!this.received.has(token)) {
-      if (Date.now() > deadline) throw new Finding('starved', `the watchdog subscriber did not receive ${token}`);
+      if (Date.now() > deadline) throw new Finding('starved', `the watchdog subscriber did not receive ${token} within ${WATCHDOG_DEADLINE_MS} ms`);
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     this.received.delete(token);
