@@ -78,3 +78,21 @@ test('removing the last member removes the group', () => {
   assert.equal(r.match('t', 'p').length, 0);
   assert.equal(r.subscriptionCount, 0);
 });
+
+test('[MQTT-4.8.2] a shared group spreads its messages: connected members take turns, each gets its share', () => {
+  // The test above checks each message reaches the group once; this one that the group is a load
+  // balancer and not "everything to one member" (issue 18: sending every message to one member passed).
+  const r = new Router();
+  const members = ['a', 'b', 'c'].map((id) => session(id));
+  const offline = session('d', null);
+  for (const s of [...members, offline]) r.add(sub(s, '$share/g/t/#', 1));
+  const order: string[] = [];
+  for (let i = 0; i < 12; i++) {
+    const d = r.match('t/1', 'p');
+    assert.equal(d.length, 1);
+    order.push(d[0]!.session.clientId);
+  }
+  for (const id of ['a', 'b', 'c']) assert.equal(order.filter((x) => x === id).length, 4, `${id} gets a third of 12: ${order.join('')}`);
+  assert.ok(!order.includes('d'), 'an offline member gets nothing while others are connected');
+  for (let i = 1; i < order.length; i++) assert.notEqual(order[i], order[i - 1], `no member twice in a row: ${order.join('')}`);
+});

@@ -192,3 +192,25 @@ test('[MQTT-3.3.4-1] a QoS 1 PUBLISH to a topic nobody subscribes to is still ac
   const puback = await raw.publish(uniqueTopic('nobody'), 'x', { qos: 1 });
   assert.ok([0x00, 0x10].includes(codeOf(puback as { reasonCode?: number }) ?? 0));
 });
+
+test('§4.3.3 §4.9 v5: a PUBREC with a failure reason (0x80 and above) ends that QoS 2 flow without a PUBREL and frees its inflight slot', { timeout: 10_000 }, async (t) => {
+  for (const failure of [0x80, 0x83, 0x97]) {
+    const topic = uniqueTopic('rec');
+    // Receive Maximum 1: the second message can only come once the first one's slot is free again.
+    const { raw: sub } = await rawClient(t, broker, { protocolVersion: 5, properties: { receiveMaximum: 1 } });
+    await sub.subscribe(topic, 2);
+    const { raw: pub } = await rawClient(t, broker, { protocolVersion: 5 });
+    await pub.publish(topic, 'first', { qos: 2 });
+    await pub.publish(topic, 'second', { qos: 2 });
+    const first = await sub.next('publish', (p) => p.payload.toString() === 'first');
+    assert.equal(first.qos, 2);
+    sub.send({ cmd: 'pubrec', messageId: first.messageId ?? 0, reasonCode: failure });
+    const second = await sub.next('publish', (p) => p.payload.toString() === 'second');
+    assert.equal(second.qos, 2);
+    // The engine answers a PUBREC at once; had it sent a PUBREL it would be there before the next PUBLISH.
+    assert.ok(!sub.received.some((p) => p.cmd === 'pubrel'), `no PUBREL after PUBREC 0x${failure.toString(16)}`);
+    sub.send({ cmd: 'pubrec', messageId: second.messageId ?? 0 });
+    assert.equal((await sub.next('pubrel')).messageId, second.messageId, 'a successful PUBREC still gets its PUBREL');
+    sub.send({ cmd: 'pubcomp', messageId: second.messageId ?? 0 });
+  }
+});
