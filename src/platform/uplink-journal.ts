@@ -11,20 +11,10 @@
  */
 import { scheduleCommit, type Committable } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
+import type { JournaledUplink } from '../registry/ports.ts';
 
-/** An acknowledged uplink as received, before parsing. */
-export interface JournaledUplink {
-  /** The message's id in the store and in events, given when the engine received it. */
-  id: string;
-  gatewayId: string;
-  productKey: string;
-  deviceName: string;
-  topic: string;
-  qos: number;
-  payload: Buffer;
-  /** Epoch ms. */
-  receivedAt: number;
-}
+export type { JournaledUplink };
+
 
 /** Where the journal lives: synchronous writes (they run before acknowledgements leave). */
 export interface UplinkJournalStore {

@@ -81,6 +81,23 @@ export interface FunctionRecord {
   updatedAt: string;
 }
 
+/**
+ * An acknowledged uplink as received, before parsing: what the platform journals before PUBACK and the
+ * storage's journal file keeps (issue 17).
+ */
+export interface JournaledUplink {
+  /** The message's id in the store and in events, given when the engine received it. */
+  id: string;
+  gatewayId: string;
+  productKey: string;
+  deviceName: string;
+  topic: string;
+  qos: number;
+  payload: Buffer;
+  /** Epoch ms. */
+  receivedAt: number;
+}
+
 /** A device message as stored (issue 6): raw bytes, and the parsing result or why it failed. */
 export interface MessageRecord {
   /** Time-ordered (see platform ids): sorting by id is sorting by arrival. */

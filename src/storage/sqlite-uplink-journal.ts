@@ -6,20 +6,9 @@
  * statement per turn rather than one per message, which is what keeps it cheap on the hot path.
  */
 import BetterSqlite3 from 'better-sqlite3';
+import type { JournaledUplink } from '../registry/ports.ts';
 
 export const UPLINK_JOURNAL_FILE = 'uplink-journal.db';
-
-/** Structurally the platform's `JournaledUplink` (storage does not import the platform). */
-export interface UplinkJournalRow {
-  id: string;
-  gatewayId: string;
-  productKey: string;
-  deviceName: string;
-  topic: string;
-  qos: number;
-  payload: Buffer;
-  receivedAt: number;
-}
 
 /** [id, gatewayId, productKey, deviceName, topic, qos, receivedAt, payload length] */
 type Meta = [string, string, string, string, string, number, number, number];
@@ -43,7 +32,7 @@ export class SqliteUplinkJournal {
     });
   }
 
-  append(uplinks: readonly UplinkJournalRow[]): number {
+  append(uplinks: readonly JournaledUplink[]): number {
     const meta: Meta[] = new Array<Meta>(uplinks.length);
     const payloads: Buffer[] = new Array<Buffer>(uplinks.length);
     for (let i = 0; i < uplinks.length; i++) {
@@ -59,7 +48,7 @@ export class SqliteUplinkJournal {
     this.#remove(keys);
   }
 
-  load(): { key: number; uplinks: UplinkJournalRow[] }[] {
+  load(): { key: number; uplinks: JournaledUplink[] }[] {
     const rows = this.#db.prepare('SELECT seq, meta, payloads FROM uplink_batches ORDER BY seq').all() as { seq: number; meta: string; payloads: Buffer }[];
     return rows.map((row) => {
       let offset = 0;
