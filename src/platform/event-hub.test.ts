@@ -41,3 +41,14 @@ test('the replay ring is bounded in bytes as well as events: large messages push
   for (let i = 21; i < 1100; i++) hub.publish(presence(String(i), 'd'));
   assert.equal(hub.replayAfter('', {}).length, 19, 'small events: the count bound and the byte bound (19 × 512 bytes) hold together');
 });
+
+test('a large parsed result counts toward the byte bound, not a fixed allowance', () => {
+  const hub = new EventHub(1000, 100_000);
+  for (let i = 0; i < 10; i++) {
+    const event = message(`p${i}`, 10);
+    if (event.type === 'message') event.data.parsed = { blob: 'y'.repeat(40_000) };
+    hub.publish(event);
+  }
+  assert.ok(hub.replayBytes <= 100_000, `${hub.replayBytes} bytes kept`);
+  assert.deepEqual(hub.replayAfter('', {}).map((e) => e.id), ['p8', 'p9'], 'two results of ~40 KB fit in 100 KB');
+});

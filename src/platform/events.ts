@@ -23,14 +23,16 @@ export type PlatformEvent =
   };
 
 /**
- * About what an event costs held in memory, without serializing it: the base64 payload and topic of a
- * message (what grows with what devices send) plus a fixed allowance for the other fields. A parsed
- * result is bounded by the parsing sandbox's own limits and counted by a fixed allowance too.
+ * About what an event costs held in memory: the base64 payload and topic of a message (what grows with
+ * what devices send), its parsed result as JSON (a transformPayload may return up to the sandbox's
+ * maxResultChars, 1 MiB by default: a fixed allowance let 1,000 of them pass a 16 MiB bound), plus a
+ * fixed allowance for the other fields.
  */
 export function approximateEventBytes(event: PlatformEvent): number {
   const FIXED = 512;
   if (event.type !== 'message') return FIXED;
-  return FIXED + event.data.payload.length + event.data.topic.length + (event.data.parsed === null ? 0 : FIXED);
+  const parsed = event.data.parsed === null ? 0 : JSON.stringify(event.data.parsed).length;
+  return FIXED + event.data.payload.length + event.data.topic.length + parsed;
 }
 
 export interface EventFilter {
