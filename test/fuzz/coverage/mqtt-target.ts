@@ -15,9 +15,11 @@
  * The engine is replaced every `restartEvery` inputs, so persistent sessions and retained messages the
  * inputs create do not pile up over a long run.
  */
+import { Writable } from 'node:stream';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { parser, type Packet } from 'mqtt-packet';
-import { Broker, listen, type BrokerOptions, type Listener } from '../../../src/broker/index.ts';
+import pino from 'pino';
+import { Broker, listen, type BrokerOptions, type ClientInfo, type Listener } from '../../../src/broker/index.ts';
 import { MemorySocket } from './memory-socket.ts';
 
 export class Finding extends Error {
@@ -35,6 +37,17 @@ export interface MqttTargetOptions {
   maxRssBytes: number;
   /** How long the engine may take to close a connection whose client has ended its stream. */
   closeDeadlineMs: number;
+}
+
+/** The engine's error-level log lines, kept so a contained crash is reported with its stack. */
+class ErrorLog {
+  readonly lines: string[] = [];
+  readonly logger = pino({ level: 'error', base: undefined }, new Writable({
+    write: (chunk: Buffer, _encoding, callback) => {
+      if (this.lines.length < 10) this.lines.push(chunk.toString().trim());
+      callback();
+    },
+  }));
 }
 
 const ENGINE_OPTIONS: Partial<BrokerOptions> = { maxPacketSize: 64 * 1024 };
@@ -66,10 +79,6 @@ function asksPersistentSession(input: Buffer): boolean {
   // Undecodable here but the engine may still have accepted it: count it as persistent (an allowance,
   // never a false leak report).
   return true;
-}
-
-function connackAccepted(answer: Buffer): boolean {
-  return answer.length >= 4 && answer[0] === 0x20 && answer[3] === 0x00;
 }
 
 class WatchdogPair {
@@ -118,6 +127,7 @@ export class MqttTarget {
   #persistentAllowance = 0;
   #rounds = 0;
   #escaped: Error | null = null;
+  #errorLog = new ErrorLog();
   readonly #onEscape = (error: unknown): void => {
     this.#escaped ??= error instanceof Error ? error : new Error(String(error));
   };
@@ -137,18 +147,28 @@ export class MqttTarget {
   /** Runs one input; throws a `Finding` when an invariant breaks. */
   async run(input: Buffer): Promise<void> {
     const socket = new MemorySocket();
+    // Accepted by the engine, whether or not its CONNACK reached the socket before the client went away
+    // (a client that sends CONNECT and closes at once still leaves the session it asked for).
+    let accepted = false;
+    const onConnected = (conn: ClientInfo): void => {
+      if (conn.remoteAddress === socket.remoteAddress) accepted = true;
+    };
+    this.#engine.on('client_connected', onConnected);
     this.#engine.handle(socket.asSocket());
     socket.deliver(chunksOf(input));
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), this.#options.closeDeadlineMs); });
     const outcome = await Promise.race([socket.ended, late]);
     clearTimeout(timer);
+    this.#engine.off('client_connected', onConnected);
     if (outcome === 'late') {
       socket.destroy();
       throw new Finding('socket_held', `the engine kept the connection open ${this.#options.closeDeadlineMs} ms after the client ended it`);
     }
-    if (connackAccepted(socket.answer) && asksPersistentSession(input)) this.#persistentAllowance += 1;
+    if (accepted && asksPersistentSession(input)) this.#persistentAllowance += 1;
     this.#throwIfBroken();
+    // Per input, so the finding names the input that left a session behind, not the 500th after it.
+    this.#throwIfSessionsLeaked();
     this.#sinceRestart += 1;
     if (this.#sinceRestart % this.#options.checkEvery === 0) await this.check();
     if (this.#sinceRestart >= this.#options.restartEvery) await this.#restart();
@@ -164,10 +184,7 @@ export class MqttTarget {
     if (this.#engine.connectionCount !== 2) {
       throw new Finding('connection_leak', `${this.#engine.connectionCount} connections open, only the watchdog's 2 expected`);
     }
-    const sessions = this.#engine.sessionCount;
-    if (sessions > 2 + this.#persistentAllowance) {
-      throw new Finding('session_leak', `${sessions} sessions, at most 2 watchdog + ${this.#persistentAllowance} persistent expected`);
-    }
+    this.#throwIfSessionsLeaked();
     const rss = process.memoryUsage().rss;
     if (rss > this.#options.maxRssBytes) throw new Finding('memory', `resident memory ${rss} bytes over ${this.#options.maxRssBytes}`);
     this.#throwIfBroken();
@@ -179,14 +196,24 @@ export class MqttTarget {
     await this.#stopEngine();
   }
 
+  #throwIfSessionsLeaked(): void {
+    const sessions = this.#engine.sessionCount;
+    if (sessions > 2 + this.#persistentAllowance) {
+      throw new Finding('session_leak', `${sessions} sessions, at most 2 watchdog + ${this.#persistentAllowance} persistent expected`);
+    }
+  }
+
   #throwIfBroken(): void {
     if (this.#escaped !== null) throw new Finding('escaped', this.#escaped.stack ?? String(this.#escaped));
     const crashes = this.#engine.stats.handlerCrashes;
-    if (crashes > 0) throw new Finding('handler_crash', `${crashes} handler failure(s) contained by the engine (see its log)`);
+    if (crashes > 0) {
+      throw new Finding('handler_crash', `${crashes} handler failure(s) contained by the engine:\n${this.#errorLog.lines.join('\n')}`);
+    }
   }
 
   async #startEngine(): Promise<void> {
-    this.#engine = new Broker({ options: ENGINE_OPTIONS });
+    this.#errorLog = new ErrorLog();
+    this.#engine = new Broker({ options: ENGINE_OPTIONS, logger: this.#errorLog.logger });
     this.#listener = await listen(this.#engine, { host: '127.0.0.1', port: 0 });
     this.#watchdog = await WatchdogPair.start(this.#listener.port);
     this.#sinceRestart = 0;

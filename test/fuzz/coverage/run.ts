@@ -22,6 +22,8 @@ const MAX_INPUT_BYTES = 4_096;
 
 export interface RunOptions {
   seconds: number;
+  /** Stop after this many executions too: a run bounded by work repeats the same inputs on any machine. */
+  maxExecutions?: number;
   seed: number;
   /** Extra corpus directories to read, and the first of them to write new inputs into. */
   workCorpus?: string;
@@ -60,7 +62,7 @@ export async function runMqttFuzz(options: RunOptions): Promise<RunReport> {
   let result: FuzzResult;
   try {
     result = await fuzz(target, {
-      seconds: options.seconds, seed: options.seed, maxLength: MAX_INPUT_BYTES, dictionary, seeds, coverage,
+      seconds: options.seconds, maxExecutions: options.maxExecutions, seed: options.seed, maxLength: MAX_INPUT_BYTES, dictionary, seeds, coverage,
       log: options.log,
       onNewInput: options.workCorpus
         ? (input) => writeFileSync(path.join(options.workCorpus as string, sha1(input)), input)
