@@ -166,3 +166,30 @@ test('hand-encoded CONNACK and PINGRESP match the generic encoder', () => {
   }
   assert.deepEqual(encodePacket({ cmd: 'pingresp' }, 5), mqttPacket.generate({ cmd: 'pingresp' }, { protocolVersion: 5 }));
 });
+
+test('v5 properties are exactly their Property Length, and every value is whole (§2.2.2.1): else malformed', () => {
+  // PUBLISH QoS 0, topic "t", then the Property Length, the properties, and the payload.
+  const publish = (properties: number[], payload: number[] = []): Buffer => {
+    const body = [0x00, 0x01, 0x74, properties.length, ...properties, ...payload];
+    return Buffer.from([0x30, body.length, ...body]);
+  };
+  const k = 0x6b;
+  // The fuzzer's finding: a user property whose value's length runs past the packet. mqtt-packet gave
+  // the value as null; delivered to a v5 subscriber it broke the encoder (a contained crash per message).
+  const nullValue = decodeFrame(publish([0x26, 0x00, 0x01, k, 0x00, 0x05]), 5);
+  assert.ok(nullValue instanceof Error, 'a user property value past the end');
+  assert.match(nullValue.message, /propert/i);
+  // A Content Type [0x03] cut the same way.
+  assert.ok(decodeFrame(publish([0x03, 0x00, 0x09]), 5) instanceof Error, 'a content type past the end');
+  // Correlation Data [0x09] (binary) cut the same way.
+  assert.ok(decodeFrame(publish([0x09, 0x00, 0x09]), 5) instanceof Error, 'correlation data past the end');
+  // A Content Type read on into the payload: the property block says 4 bytes, the string takes 7.
+  const overrun = decodeFrame(publish([0x03, 0x00, 0x05, 0x61], [0x62, 0x63, 0x64, 0x65]), 5);
+  assert.ok(overrun instanceof Error, 'a string longer than its property block');
+  // Whole properties still decode.
+  const whole = decodeFrame(publish([0x26, 0x00, 0x01, k, 0x00, 0x01, 0x76, 0x03, 0x00, 0x01, 0x61], [0x78]), 5);
+  assert.ok(!(whole instanceof Error) && whole.cmd === 'publish');
+  assert.deepEqual({ ...whole.properties?.userProperties }, { k: 'v' });
+  assert.equal(whole.properties?.contentType, 'a');
+  assert.deepEqual([...whole.payload as Buffer], [0x78]);
+});

@@ -29,10 +29,11 @@ interface ParserInternals {
   _parseStringPair: (this: ParserInternals) => unknown;
   _list: { slice(start: number, end: number): Buffer; readUInt16BE(at: number): number; length: number };
   _parseString: (this: ParserInternals) => string | null;
+  _parseProperties: (this: ParserInternals) => Record<string, unknown> | false;
   settings: { protocolVersion: number };
 }
 
-/** Why the last string the parser decoded was refused, or null. */
+/** Why the frame being decoded is malformed where mqtt-packet does not see it (a string, the properties), or null. */
 let badString: string | null = null;
 
 /**
@@ -62,6 +63,7 @@ function parserFor(version: ProtocolVersion) {
     e.parser.on('packet', (p: Packet) => { e.packet = p; });
     e.parser.on('error', (err: Error) => { e.error = err; });
     strictStrings(e.parser as unknown as ParserInternals);
+    exactProperties(e.parser as unknown as ParserInternals);
     countedUserProperties(e.parser as unknown as ParserInternals);
     parsers.set(version, (entry = e));
   }
@@ -85,6 +87,43 @@ function strictStrings(parser: ParserInternals): void {
     else if (!isUtf8(raw)) badString = 'ill-formed UTF-8 string';
     return result;
   };
+}
+
+/**
+ * A v5 property block is exactly its Property Length, and each property in it whole (§2.2.2.1). mqtt-packet
+ * reads a string or binary value that runs past the packet as null and goes on, and reads one that runs
+ * past the block on into the fields after it: a message then carried `null` in its properties (which
+ * broke the encoder at every delivery) or a payload cut short. Either makes the packet malformed.
+ */
+function exactProperties(parser: ParserInternals): void {
+  const decode = parser._parseProperties;
+  parser._parseProperties = function parseExactProperties(this: ParserInternals): Record<string, unknown> | false {
+    const start = this._pos;
+    const head = this._list.slice(start, Math.min(start + 4, this._list.length));
+    let length = 0;
+    let lengthBytes = 0;
+    for (let shift = 0; lengthBytes < head.length; shift += 7) {
+      const byte = head[lengthBytes++]!;
+      length += (byte & 0x7f) * 2 ** shift;
+      if ((byte & 0x80) === 0) break;
+    }
+    const result = decode.call(this);
+    if (result === false || badString !== null) return result;
+    if (this._pos !== start + lengthBytes + length) {
+      badString = `the properties take ${this._pos - start - lengthBytes} bytes, their Property Length says ${length}`;
+    } else if (!propertiesWhole(result)) {
+      badString = 'a property value runs past the end of the packet';
+    }
+    return result;
+  };
+}
+
+function propertiesWhole(properties: Record<string, unknown>): boolean {
+  for (const value of Object.values(properties)) {
+    if (value === null || (Array.isArray(value) && value.includes(null))) return false;
+    if (typeof value === 'object' && !Buffer.isBuffer(value) && !Array.isArray(value) && !propertiesWhole(value as Record<string, unknown>)) return false;
+  }
+  return true;
 }
 
 /** Stops the parser at the first user property over the limit, before it decodes the rest. */

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startTestBroker, type TestBroker } from '../harness/broker.ts';
-import { RawClient, Watchdog, closeAfter, expectDisconnect, field, frame, isReference, rawClient, uniqueId, uniqueTopic } from './helpers.ts';
+import { Inbox, RawClient, Watchdog, client, closeAfter, codeOf, expectDisconnect, field, frame, isReference, rawClient, uniqueId, uniqueTopic } from './helpers.ts';
 
 const MAX_PACKET = 4_096;
 let broker: TestBroker;
@@ -223,4 +223,28 @@ test('[MQTT-4.13.1-1] a property string whose length runs past the packet end is
 test('[MQTT-4.13.1-1] a Remaining Length longer than the packet\'s fields is malformed (DISCONNECT 0x81)', { timeout: 5_000 }, async (t) => {
   // SUBSCRIBE id 1, no properties, then a filter whose length prefix (0x00 0x20) runs past the packet end.
   await misbehave(t, (raw) => { raw.sendBytes([0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x20, 0x61, 0x00]); }, 0x81);
+});
+
+test('[MQTT-2.2.2] a will whose properties run past the CONNECT is malformed: refused, and no will with broken properties is ever retained', { timeout: 10_000 }, async (t) => {
+  // Found by the coverage-guided fuzzer: the will's user property value was decoded as null, the will
+  // was accepted, published retained at the abnormal close, and crashed the encoder (contained) at
+  // every delivery to a v5 subscriber after that.
+  const dog = await Watchdog.start(t, broker);
+  const topic = uniqueTopic('will');
+  const willProperties = [0x26, ...field('k'), 0xff, 0xff]; // a user property whose value claims 65,535 bytes
+  const connect = frame(0x10, Buffer.concat([
+    field('MQTT'), Buffer.from([0x05, 0x26 /* will retain, will flag, clean start */, 0x00, 0x1e, 0x00 /* no properties */]),
+    field(uniqueId('cutwill')), Buffer.from([willProperties.length, ...willProperties]), field(topic), field('x'),
+  ]));
+  const raw = closeAfter(t, await RawClient.open(broker));
+  raw.sendBytes([...connect]);
+  await raw.expectClosed(2_000);
+  const connack = raw.received.find((p) => p.cmd === 'connack');
+  if (connack !== undefined) assert.equal(codeOf(connack), 0x81);
+  const subscriber = await client(t, broker, { clientId: uniqueId('wsub') });
+  const inbox = new Inbox(subscriber);
+  await subscriber.subscribeAsync(topic, { qos: 0 });
+  await dog.check();
+  assert.equal(inbox.messages.length, 0, 'no will was retained');
+  if (broker.engine !== undefined) assert.equal(broker.engine.stats.handlerCrashes, 0);
 });
