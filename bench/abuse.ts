@@ -4,7 +4,7 @@
  * well-behaved client of the other gateway sends PINGREQ every 10 ms and times each PINGRESP. Prints,
  * per phase, that client's PING round trip (p50 / p99 / max) and the server's resident memory.
  *
- *   npm run bench:abuse -- [--seconds 5]
+ *   npm run bench:abuse -- [--seconds 5] [--phases retained-1mb,idle-sockets]
  *
  * Phases: idle; 1 MB retained messages published as fast as they are acknowledged (QoS 1, new topics);
  * five persistent sessions each subscribing 1,000 filters of 4 KB; 2,000 idle plain TCP sockets on the
@@ -21,7 +21,7 @@ import mqtt from 'mqtt';
 import { DIST, ensureBuilt } from '../scripts/build.mjs';
 import { freePort } from '../test/harness/gatehouse.ts';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, phases: { type: 'string' } } });
 const SECONDS = Number(values.seconds);
 
 interface Server { pid: number; http: string; token: string; demo: { port: number; username: string; password: string; ca: string }; stop(): Promise<void> }
@@ -195,7 +195,10 @@ try {
   const quiet = await quietGateway(server);
   const ping = await pingerThread(quiet.port, quiet.ca);
   process.stdout.write(`gatehouse pid ${server.pid}, ${SECONDS} s per phase; PINGs on another gateway of the same process\n`);
-  for (const [name, run] of Object.entries(phases)) {
+  const chosen = values.phases === undefined ? Object.keys(phases) : values.phases.split(',');
+  for (const name of chosen) {
+    const run = phases[name];
+    if (run === undefined) throw new Error(`unknown phase ${name}: ${Object.keys(phases).join(', ')}`);
     await ping.take();
     const what = await run(server, Date.now() + SECONDS * 1000);
     process.stdout.write(`${name.padEnd(18)} ${stats(await ping.take())}; RSS ${(await rssMiB(server.pid)).toFixed(0)} MiB${what ? `; ${what}` : ''}\n`);

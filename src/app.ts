@@ -14,6 +14,7 @@ import { hasExistingState, newInstallationId, PID_FILE, readIdentity, writeIdent
 import { tightenDataDir } from './config/permissions.ts';
 import { SqliteStateStores, MQTT_STATE_FILE } from './storage/sqlite-state-stores.ts';
 import { SqliteUplinkJournal, UPLINK_JOURNAL_FILE } from './storage/sqlite-uplink-journal.ts';
+import { WalCheckpointer } from './storage/wal-checkpointer.ts';
 import { createRegistry, DEFAULT_SCRYPT_COST, type Registry } from './registry/index.ts';
 import { GatewayRuntime, type GatewayRuntimeOptions } from './gateway/runtime.ts';
 import { registerGatewayMetrics } from './gateway/metrics.ts';
@@ -52,10 +53,18 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
     prepared.generated.adminToken ? null : prepared.files.adminToken,
     prepared.generated.masterKey ? null : prepared.files.masterKey,
   ]);
-  const storage = await openStorage({
-    dataDir: config.dataDir, databaseUrl: config.databaseUrl, logger,
-    claim: { expectedId: identity?.installationId ?? null, newId: newInstallationId(), existingState, dataDir: config.dataDir },
-  });
+  // The SQLite files written on the message path checkpoint their logs on a thread of their own.
+  const checkpointer = new WalCheckpointer({ logger });
+  let storage: Awaited<ReturnType<typeof openStorage>>;
+  try {
+    storage = await openStorage({
+      dataDir: config.dataDir, databaseUrl: config.databaseUrl, logger, walCheckpointer: checkpointer,
+      claim: { expectedId: identity?.installationId ?? null, newId: newInstallationId(), existingState, dataDir: config.dataDir },
+    });
+  } catch (error) {
+    await checkpointer.close();
+    throw error;
+  }
   if (identity === null) {
     await writeIdentity(config.dataDir, { installationId: storage.installationId!, createdAt: new Date().toISOString(), database: storage.dialect });
     logger.info({ installationId: storage.installationId, dataDir: config.dataDir }, 'data_dir_identity_written');
@@ -64,7 +73,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
     storage, masterKey: config.masterKey, publicHost: config.publicHost, logger, runner,
     passwordCost: { ...DEFAULT_SCRYPT_COST, N: config.passwordScryptN },
   });
-  const stateStores = openLocalSqlite(path.join(config.dataDir, MQTT_STATE_FILE), (file) => new SqliteStateStores(file));
+  const stateStores = openLocalSqlite(path.join(config.dataDir, MQTT_STATE_FILE), (file) => new SqliteStateStores(file, checkpointer));
   const runtime = new GatewayRuntime({ directory: registry, logger, host: config.mqttHost, stateStores, ocspTimings: overrides.ocspTimings, runner });
   const metricsRegistry = new MetricsRegistry();
   collectDefaultMetrics({ register: metricsRegistry });
@@ -73,12 +82,16 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
     name: 'gatehouse_uncaught_errors_total', help: 'Errors that escaped every per-connection guard (should stay 0: each is a bug)',
     registers: [metricsRegistry], collect() { this.set(processGuard.uncaughtErrors); },
   });
+  new Gauge({
+    name: 'gatehouse_sqlite_wal_bytes', help: 'Write-ahead logs of the SQLite files on the message path, checkpointed off the event loop',
+    registers: [metricsRegistry], collect() { this.set(checkpointer.walBytes()); },
+  });
   const platformOptions: PlatformOptionsInput = {
     ...overrides.platform,
     messages: { keepPerDevice: config.messages.perDevice, maxAgeMs: config.messages.maxAgeHours * 3600_000, ...overrides.platform?.messages },
     deviceProperties: { ...config.deviceProperties, ...overrides.platform?.deviceProperties },
   };
-  const uplinkJournal = openLocalSqlite(path.join(config.dataDir, UPLINK_JOURNAL_FILE), (file) => new SqliteUplinkJournal(file));
+  const uplinkJournal = openLocalSqlite(path.join(config.dataDir, UPLINK_JOURNAL_FILE), (file) => new SqliteUplinkJournal(file, checkpointer));
   // SQLite created its files with the process umask; owner-only like everything else here (their
   // -wal and -shm files take the database file's mode).
   await tightenDataDir(config.dataDir);
@@ -109,6 +122,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
       await api.close();
       await runtime.close();
       await platform.close();
+      await checkpointer.close();
       uplinkJournal.close();
       await rm(path.join(config.dataDir, PID_FILE), { force: true });
       runner.dispose();

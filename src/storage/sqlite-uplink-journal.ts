@@ -6,6 +6,7 @@
  * statement per turn rather than one per message, which is what keeps it cheap on the hot path.
  */
 import BetterSqlite3 from 'better-sqlite3';
+import type { WalCheckpointer } from './wal-checkpointer.ts';
 import type { JournaledUplink } from '../registry/ports.ts';
 
 export const UPLINK_JOURNAL_FILE = 'uplink-journal.db';
@@ -18,12 +19,14 @@ export class SqliteUplinkJournal {
   readonly #insert: BetterSqlite3.Statement;
   readonly #remove: (keys: readonly number[]) => void;
 
-  constructor(file: string) {
+  /** `checkpointer`: written on the message path, so its WAL checkpoints run off the event loop. */
+  constructor(file: string, checkpointer?: WalCheckpointer) {
     this.#db = new BetterSqlite3(file);
     this.#db.pragma('journal_mode = WAL');
     // NORMAL: a commit survives a crash of the process (kill -9, OOM), as the engine's state does;
     // not a power loss of the machine (that needs FULL, an fsync per commit).
     this.#db.pragma('synchronous = NORMAL');
+    checkpointer?.manage(this.#db, file);
     this.#db.exec('CREATE TABLE IF NOT EXISTS uplink_batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, meta TEXT NOT NULL, payloads BLOB NOT NULL)');
     this.#insert = this.#db.prepare('INSERT INTO uplink_batches (meta, payloads) VALUES (?, ?)');
     const deleteOne = this.#db.prepare('DELETE FROM uplink_batches WHERE seq = ?');
