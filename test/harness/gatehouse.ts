@@ -4,7 +4,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config/index.ts';
-import { createLogger } from '../../src/core/logger.ts';
+import pino from 'pino';
+import { createLogger, type Logger } from '../../src/core/logger.ts';
 import { startGatehouse, type Gatehouse, type GatehouseOverrides } from '../../src/app.ts';
 
 export const TEST_ADMIN_TOKEN = 'e2e-admin-token-0123456789abcdef';
@@ -18,8 +19,11 @@ export interface TestGatehouse {
   stop(): Promise<void>;
 }
 
-/** `env`: more configuration keys (GATEHOUSE_…), read as the process would read them. */
-export async function startTestGatehouse(options: { dataDir?: string; env?: Record<string, string> } & GatehouseOverrides = {}): Promise<TestGatehouse> {
+/**
+ * `env`: more configuration keys (GATEHOUSE_…), read as the process would read them. `logger`: where
+ * its log goes instead of nowhere (see `capturedLog`).
+ */
+export async function startTestGatehouse(options: { dataDir?: string; env?: Record<string, string>; logger?: Logger } & GatehouseOverrides = {}): Promise<TestGatehouse> {
   const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'gh-e2e-')));
   const prepared = await loadConfig({
     GATEHOUSE_DATA_DIR: dataDir,
@@ -31,7 +35,8 @@ export async function startTestGatehouse(options: { dataDir?: string; env?: Reco
     GATEHOUSE_LOG_LEVEL: process.env.GATEHOUSE_TEST_LOG_LEVEL ?? 'silent',
     ...options.env,
   }, dataDir);
-  const gatehouse = await startGatehouse(prepared, createLogger(prepared.config.logLevel), { ocspTimings: options.ocspTimings, platform: options.platform });
+  const logger = options.logger ?? createLogger(prepared.config.logLevel);
+  const gatehouse = await startGatehouse(prepared, logger, { ocspTimings: options.ocspTimings, platform: options.platform });
   return {
     gatehouse,
     dataDir,
@@ -46,6 +51,13 @@ export async function startTestGatehouse(options: { dataDir?: string; env?: Reco
     },
     stop: () => gatehouse.close(),
   };
+}
+
+/** A logger whose records a test can read: what the process logged, to check why it did something. */
+export function capturedLog(level = 'info'): { logger: Logger; records: Record<string, unknown>[] } {
+  const records: Record<string, unknown>[] = [];
+  const logger = pino({ level, base: undefined }, { write: (line: string) => void records.push(JSON.parse(line) as Record<string, unknown>) });
+  return { logger, records };
 }
 
 export async function removeDataDir(dir: string): Promise<void> {
