@@ -61,3 +61,17 @@ test('does not keep references to shifted items', async () => {
   assert.equal(ref.deref(), undefined);
   assert.equal(q.length, 1);
 });
+
+test('removeWhere takes out the items asked for and keeps the others in order, across a wrapped head', () => {
+  const q = new RingQueue<number>();
+  for (let i = 0; i < 6; i++) q.push(i);
+  for (let i = 0; i < 5; i++) q.shift(); // head near the end of the ring: the next pushes wrap
+  for (let i = 6; i < 12; i++) q.push(i);
+  assert.deepEqual(q.removeWhere((n) => n % 2 === 0), [6, 8, 10]);
+  assert.equal(q.length, 4);
+  assert.deepEqual([q.shift(), q.shift(), q.shift(), q.shift()], [5, 7, 9, 11]);
+  for (let i = 0; i < 3; i++) q.push(i);
+  assert.deepEqual(q.removeWhere(() => true), [0, 1, 2]);
+  assert.equal(q.length, 0);
+  assert.deepEqual(q.removeWhere(() => true), []);
+});

@@ -48,6 +48,17 @@ export class RingQueue<T> {
     return item;
   }
 
+  /** Removes the items `drop` picks, keeping the others in order; returns the removed ones. */
+  removeWhere(drop: (item: T) => boolean): T[] {
+    const removed: T[] = [];
+    for (let n = this.#length; n > 0; n--) {
+      const item = this.shift()!;
+      if (drop(item)) removed.push(item);
+      else this.push(item);
+    }
+    return removed;
+  }
+
   #grow(): void {
     const old = this.#slots;
     const slots = new Array<T | undefined>(old.length * 2).fill(undefined);

@@ -69,7 +69,7 @@ export interface SessionLimits {
 /** Retained messages owed to one subscription, sent as the client makes room. */
 interface RetainedBacklog {
   readonly raw: string;
-  readonly messages: readonly Message[];
+  messages: readonly Message[];
   next: number;
   readonly qos: QoS;
   readonly subIds: readonly number[] | undefined;
@@ -92,6 +92,12 @@ export class Session {
   journal: Journal | null = null;
   /** The principal that created the session (`AuthResult.owner`); only it may resume or take it over. */
   owner: string | undefined;
+  /**
+   * What the authentication hook attached to the connection that last opened this session (in memory
+   * only: undefined for a session restored from storage until its client reconnects). Kept while the
+   * session is offline so the layer above can judge what it holds again (a gateway's rules changed).
+   */
+  identity: unknown;
 
   // Collections are created on first use: most devices hold one session and are idle most of the time.
   #inflightTable: InflightTable<Outbound> | undefined;
@@ -402,6 +408,43 @@ export class Session {
       }
     }
     this.drain();
+  }
+
+  /**
+   * Forgets the messages this session still owes its client that `drop` picks (the client may no longer
+   * read them): queued ones, retained ones owed to a subscription, and, while no connection is attached,
+   * the ones sent but not acknowledged, which resuming would send again [MQTT-4.4.0-1]. A message in
+   * flight on a live connection has reached the client already, and a QoS 2 flow past PUBREC only
+   * completes a delivery made: both stay. Returns how many were dropped.
+   */
+  dropMessages(drop: (m: Message) => boolean): number {
+    let dropped = 0;
+    if (this.#queue !== undefined && this.#queue.length > 0) {
+      for (const entry of this.#queue.removeWhere((e) => drop(e.message))) {
+        this.#queuedBytes -= queuedSize(entry);
+        this.#forget(entry);
+        dropped++;
+      }
+    }
+    if (this.link === null && this.#inflightTable !== undefined) {
+      for (const entry of this.#inflightTable.ordered()) {
+        if (entry.state !== 'publish' || !drop(entry.message)) continue;
+        this.#inflightTable.delete(entry.packetId);
+        this.#forget(entry);
+        dropped++;
+      }
+    }
+    for (const batch of this.#retainedBacklog ?? []) {
+      const owed = batch.messages.slice(batch.next);
+      const kept = owed.filter((m) => !drop(m));
+      if (kept.length === owed.length) continue;
+      batch.messages = kept;
+      batch.next = 0;
+      this.#retainedOwed -= owed.length - kept.length;
+      dropped += owed.length - kept.length;
+    }
+    if (dropped > 0) this.drain(); // room in the window for what may still go
+    return dropped;
   }
 
   /** Forgets everything in flight (the session is ending). */

@@ -3,7 +3,7 @@
  * another's messages) behind its own TLS listener, with the gateway's verification in the CONNECT path.
  */
 import tls from 'node:tls';
-import { Broker, guardTlsServer, type AuthResult, type BrokerOptions, type BrokerPersistence, type ClientInfo, type ConnectRequest } from '../broker/index.ts';
+import { Broker, guardTlsServer, type AuthResult, type BrokerOptions, type BrokerPersistence, type ClientInfo, type ConnectRequest, type Session } from '../broker/index.ts';
 import { RC } from '../mqtt/reason-codes.ts';
 import type { Logger } from '../core/logger.ts';
 import { logText } from '../core/log-text.ts';
@@ -67,8 +67,13 @@ export class GatewayInstance {
   #thirdParty: { key: string; provider: FunctionAuthenticator | HttpsAuthenticator } | null = null;
   readonly #throttle = new ConnectThrottle();
   readonly #authStats = { allowed: 0, denied: 0, unavailable: 0 };
-  /** PUBLISH and SUBSCRIBE refused by topic access control (a v3.1.1 PUBLISH is acknowledged and dropped). */
-  readonly #aclRefusals = { publish: 0, subscribe: 0 };
+  /**
+   * Topic access control at work: PUBLISH and SUBSCRIBE refused (a v3.1.1 PUBLISH is acknowledged and
+   * dropped), subscriptions removed and owed messages dropped because rules changed under a session.
+   */
+  readonly #aclRefusals = { publish: 0, subscribe: 0, revoked: 0, delivery: 0 };
+  /** Bumped by every change of the gateway's rules: an access compiled under an older one is compiled again. */
+  #accessVersion = 0;
   readonly #deps: GatewayInstanceDeps;
   readonly #log: Logger;
   /** Device certificate verification, OCSP stapling and client OCSP checks. */
@@ -127,7 +132,7 @@ export class GatewayInstance {
   }
 
   /** PUBLISH and SUBSCRIBE packets refused by topic access control since the listener started. */
-  get aclRefusals(): Readonly<Record<'publish' | 'subscribe', number>> {
+  get aclRefusals(): Readonly<Record<'publish' | 'subscribe' | 'revoked' | 'delivery', number>> {
     return this.#aclRefusals;
   }
 
@@ -268,7 +273,9 @@ export class GatewayInstance {
     const { identity, deviceRules } = result;
     const withCertificate: DeviceIdentity = step.certificate === undefined ? identity : { ...identity, certificate: step.certificate.info };
     // Placeholders are filled once here, with every fact of the CONNECT known [issue 13].
-    const access: SessionAccess = { acl: this.#compileAcl(withCertificate, deviceRules, req.username, req.clientId), deviceRules, username: req.username, clientId: req.clientId };
+    const access: SessionAccess = {
+      acl: this.#compileAcl(withCertificate, deviceRules, req.username, req.clientId), version: this.#accessVersion, deviceRules, username: req.username, clientId: req.clientId,
+    };
     // The device owns its sessions: another device presenting the same client id is refused 0x85 (broker CONNECT step).
     return { ok: true, identity: { ...withCertificate, access }, owner: identity.deviceName };
   }
@@ -280,30 +287,54 @@ export class GatewayInstance {
     });
   }
 
-  /** The gateway's rules changed: every connected device gets them for its next packet, and loses subscriptions they now refuse. */
+  /**
+   * The gateway's rules changed: every session whose device is known (connected, or offline with the
+   * facts of its last CONNECT) gets them for its next packet, loses the subscriptions they now refuse and
+   * the messages it still owes on topics it may no longer read. A session restored after a restart is
+   * judged when its device reconnects (`#deviceConnected`).
+   */
   #recompileAccess(): void {
-    for (const client of this.broker.clients()) {
-      const identity = client.identity as DeviceIdentity | undefined;
+    this.#accessVersion++;
+    for (const session of this.broker.sessions()) {
+      const identity = session.identity as DeviceIdentity | undefined;
       const access = identity?.access;
       if (identity === undefined || access === undefined) continue;
-      access.acl = this.#compileAcl(identity, access.deviceRules, access.username, access.clientId);
-      this.#dropRefusedSubscriptions(client.clientId, access.acl);
+      this.#recompile(identity, access);
+      this.#revokeRefused(session, access.acl);
     }
     this.#log.info({ rules: this.#config.accessControl.rules.length, defaultAction: this.#config.accessControl.defaultAction }, 'access_control_applied');
   }
 
+  #recompile(identity: DeviceIdentity, access: SessionAccess): void {
+    access.acl = this.#compileAcl(identity, access.deviceRules, access.username, access.clientId);
+    access.version = this.#accessVersion;
+  }
+
   /**
-   * Subscriptions made before the rules allowed less (a resumed session, a live edit) would keep
-   * delivering what SUBSCRIBE now refuses: they are removed.
+   * What a session holds from before its rules allowed less (a live edit, or a session resumed under
+   * rules changed while it was away) would keep reaching the device: subscriptions SUBSCRIBE now refuses
+   * are removed, and the messages it still owes on topics it could not subscribe to now are dropped and
+   * counted (as Mosquitto re-checks a reconnecting client's queued messages against its ACL).
    */
-  #dropRefusedSubscriptions(clientId: string, acl: SessionAcl): void {
-    const session = this.broker.getSession(clientId);
-    if (session === undefined || acl.allowsEverything) return;
-    for (const sub of [...session.subscriptions.values()]) {
-      if (acl.canSubscribe(sub.filter)) continue;
-      this.broker.unsubscribe(sub);
-      this.#log.info({ clientId: logText(clientId), filter: logText(sub.raw) }, 'subscription_removed_by_access_control');
+  #revokeRefused(session: Session, acl: SessionAcl): void {
+    if (acl.allowsEverything) return;
+    if (session.subscriptionCount > 0) {
+      for (const sub of [...session.subscriptions.values()]) {
+        if (acl.canSubscribe(sub.filter)) continue;
+        this.broker.unsubscribe(sub);
+        this.#aclRefusals.revoked++;
+        this.#log.info({ clientId: logText(session.clientId), filter: logText(sub.raw) }, 'subscription_removed_by_access_control');
+      }
     }
+    const readable = new Map<string, boolean>(); // a queue holds few distinct topics: one rule walk each
+    const dropped = session.dropMessages((m) => {
+      let ok = readable.get(m.topic);
+      if (ok === undefined) readable.set(m.topic, (ok = acl.canSubscribe(m.topic)));
+      return !ok;
+    });
+    if (dropped === 0) return;
+    this.#aclRefusals.delivery += dropped;
+    this.#log.info({ clientId: logText(session.clientId), dropped }, 'messages_dropped_by_access_control');
   }
 
   #authorizePublish(client: ClientInfo, topic: string): number {
@@ -406,7 +437,14 @@ export class GatewayInstance {
   #deviceConnected(client: ClientInfo): void {
     const identity = client.identity as DeviceIdentity | undefined;
     if (identity === undefined) return;
-    if (identity.access !== undefined) this.#dropRefusedSubscriptions(client.clientId, identity.access.acl);
+    const access = identity.access;
+    if (access !== undefined) {
+      // Rules changed between the compile at CONNECT and now: compile again before anything is delivered.
+      if (access.version !== this.#accessVersion) this.#recompile(identity, access);
+      // Emitted before the session resumes: what it holds is judged before any of it is sent.
+      const session = this.broker.getSession(client.clientId);
+      if (session !== undefined) this.#revokeRefused(session, access.acl);
+    }
     this.#deps.directory
       .recordDeviceConnected(identity.productKey, identity.deviceName, {
         clientAddress: client.remoteAddress ?? null, at: new Date(), ...(identity.certificate !== undefined ? { certificate: identity.certificate } : {}),

@@ -86,7 +86,7 @@ export function registerGatewayMetrics(registry: Registry, runtime: GatewayRunti
   const auth = new Gauge({ name: 'gatehouse_gateway_auth_total', help: 'CONNECT verification outcomes per gateway (since the listener started)', labelNames: ['gateway', 'result'], registers: [registry] });
   const aclRefusals = new Gauge({
     name: 'gatehouse_gateway_acl_refusals_total',
-    help: 'PUBLISH (a v3.1.1 one acknowledged and dropped) and SUBSCRIBE filters refused by topic access control, per gateway',
+    help: 'Topic access control per gateway: PUBLISH (a v3.1.1 one acknowledged and dropped) and SUBSCRIBE filters refused; subscriptions removed (revoked) and owed messages dropped (delivery) after the rules changed',
     labelNames: ['gateway', 'access'],
     registers: [registry],
   });

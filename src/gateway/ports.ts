@@ -35,6 +35,8 @@ export interface DeviceIdentity {
 /** A connection's access rules: the inputs kept so an edit of the gateway can recompile them live. */
 export interface SessionAccess {
   acl: SessionAcl;
+  /** The gateway's rules version `acl` was compiled under. */
+  version: number;
   /** Rules a third-party answer carried for this device, read before the gateway's. */
   readonly deviceRules: readonly AclRule[];
   readonly username: string | undefined;

@@ -234,6 +234,7 @@ function accept(a: ConnectAttempt): void {
   const opts = conn.broker.options;
   conn.clientId = a.clientId;
   const { session, present } = conn.broker.openSession(conn, a.packet.clean !== false, a.owner);
+  session.identity = conn.identity;
   session.expiryInterval = a.sessionExpiry;
   session.disconnectedAt = null;
   session.changed();
