@@ -107,8 +107,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   /**
    * Changes limits of the running engine (a gateway edited live). Counts and rates apply to the next
    * packet or CONNECT; a lowered cap never ends what is already there (a connected client, a kept
-   * retained message, a subscription) but refuses more. `maxPacketSize` applies to connections made from now
-   * on: the ones open were told the old value in CONNACK.
+   * retained message, a subscription) but refuses more. `maxPacketSize` applies to connections whose CONNACK
+   * follows: the ones connected were told the old value in theirs.
    */
   setLimits(limits: Partial<LiveLimits>): void {
     Object.assign(this.options, limits);

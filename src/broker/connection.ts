@@ -106,6 +106,11 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
     return this.protocolVersion === 5;
   }
 
+  /** The largest packet read from now on (the limit CONNACK announces). */
+  setMaxPacketSize(bytes: number): void {
+    this.#framer.maxPacketSize = bytes;
+  }
+
   setProtocolVersion(v: ProtocolVersion): void {
     this.protocolVersion = v;
   }

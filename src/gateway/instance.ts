@@ -28,6 +28,7 @@ import type { GatewayOcspState } from '../registry/ports.ts';
 import type { AclRule } from '../registry/access-control.ts';
 import type { SessionAcl } from './acl/index.ts';
 import { engineLimitsOf, limitsUsageOf } from './limits.ts';
+import { DeviceChanges } from './device-changes.ts';
 import type { GatewayLimitsUsage } from '../registry/gateway-limits.ts';
 
 /** Opens the durable MQTT state (retained messages, persistent sessions) of a gateway. */
@@ -40,7 +41,7 @@ export interface StateStoreFactory {
 
 /** The auth chain's answer, before the certificate facts and the access rules are added. */
 type ChainOutcome =
-  | { ok: true; identity: DeviceIdentity; deviceRules: readonly AclRule[] }
+  | { ok: true; identity: DeviceIdentity; deviceRules: readonly AclRule[]; stateReadAt: number }
   | { ok: false; reasonCode: number };
 
 export interface GatewayInstanceDeps {
@@ -74,6 +75,10 @@ export class GatewayInstance {
   readonly #aclRefusals = { publish: 0, subscribe: 0, revoked: 0, delivery: 0 };
   /** Bumped by every change of the gateway's rules: an access compiled under an older one is compiled again. */
   #accessVersion = 0;
+  /** Devices the operator changed, so a CONNECT can tell whether what it read before a slow step still holds. */
+  readonly #deviceChanges = new DeviceChanges();
+  /** When an accepted CONNECT last knew its device's state (checked again once it is connected). */
+  readonly #stateReadAt = new WeakMap<DeviceIdentity, number>();
   readonly #deps: GatewayInstanceDeps;
   readonly #log: Logger;
   /** Device certificate verification, OCSP stapling and client OCSP checks. */
@@ -186,22 +191,40 @@ export class GatewayInstance {
 
   /**
    * A device row changed: forget its cached credentials; disconnect it when it was deleted or
-   * disabled (v5 clients hear 0x98 administrative action).
+   * disabled (v5 clients hear 0x98 administrative action). A CONNECT of that device still being verified
+   * sees the change through `#deviceChanges` (`#checkDeviceState`, `#deviceConnected`).
    */
   deviceChanged(username: string | null, deviceName: string, change: 'updated' | 'deleted'): void {
+    this.#deviceChanges.record(deviceName);
     this.#imported.invalidate(username);
-    const kick = (): void => {
-      const n = this.broker.disconnectWhere((c) => (c.identity as DeviceIdentity | undefined)?.deviceName === deviceName, RC.ADMINISTRATIVE_ACTION);
-      if (n > 0) this.#log.info({ deviceName, change }, 'device_disconnected_by_operator');
-    };
-    if (change === 'deleted') {
-      kick();
-      return;
-    }
+    if (change === 'deleted') this.#disconnectDevice(deviceName, change);
+    else this.#disconnectIfRefused(deviceName, change);
+  }
+
+  #disconnectDevice(deviceName: string, cause: string): void {
+    const n = this.broker.disconnectWhere((c) => (c.identity as DeviceIdentity | undefined)?.deviceName === deviceName, RC.ADMINISTRATIVE_ACTION);
+    if (n > 0) this.#log.info({ deviceName, change: cause }, 'device_disconnected_by_operator');
+  }
+
+  /** Reads the device and disconnects its connections if it may no longer connect (`#refusal`). */
+  #disconnectIfRefused(deviceName: string, cause: string): void {
     this.#deps.directory.findDevice(this.#config.productKey, deviceName).then(
-      (device) => device?.status === 'DISABLED' && kick(),
+      (device) => {
+        if (this.#refusal(device) !== null) this.#disconnectDevice(deviceName, cause);
+      },
       (err: unknown) => this.#log.error({ err, deviceName }, 'device_lookup_failed'),
     );
+  }
+
+  /**
+   * Why a device read from the registry may not connect, or null. Disabled means disabled whoever verified
+   * it; a one-party device must still exist (its row is its credential), while a third-party one that does
+   * not is created on its first connection: the customer's service decides that it exists.
+   */
+  #refusal(device: { status: string } | undefined): { reasonCode: number; reason: string } | null {
+    if (device?.status === 'DISABLED') return { reasonCode: RC.NOT_AUTHORIZED, reason: 'device_disabled' };
+    if (device === undefined && this.#config.authType === 'ONE_PARTY') return { reasonCode: RC.BAD_USER_NAME_OR_PASSWORD, reason: 'device_deleted' };
+    return null;
   }
 
   async stop(): Promise<void> {
@@ -270,14 +293,16 @@ export class GatewayInstance {
     }
     const result = await this.#authenticate(req);
     if (!result.ok) return result;
-    const { identity, deviceRules } = result;
+    const { identity, deviceRules, stateReadAt } = result;
     const withCertificate: DeviceIdentity = step.certificate === undefined ? identity : { ...identity, certificate: step.certificate.info };
     // Placeholders are filled once here, with every fact of the CONNECT known [issue 13].
     const access: SessionAccess = {
       acl: this.#compileAcl(withCertificate, deviceRules, req.username, req.clientId), version: this.#accessVersion, deviceRules, username: req.username, clientId: req.clientId,
     };
+    const connected: DeviceIdentity = { ...withCertificate, access };
+    this.#stateReadAt.set(connected, stateReadAt);
     // The device owns its sessions: another device presenting the same client id is refused 0x85 (broker CONNECT step).
-    return { ok: true, identity: { ...withCertificate, access }, owner: identity.deviceName };
+    return { ok: true, identity: connected, owner: identity.deviceName };
   }
 
   #compileAcl(identity: DeviceIdentity, deviceRules: readonly AclRule[], username: string | undefined, clientId: string): SessionAcl {
@@ -372,10 +397,11 @@ export class GatewayInstance {
     }
     let outcome: 'success' | 'failure' | 'other' = 'other';
     try {
+      const chainStartedAt = this.#deviceChanges.now;
       const decision = await this.#runChain(req);
       if (decision.kind === 'allow') outcome = 'success';
       else if (decision.kind === 'deny') outcome = 'failure';
-      return await this.#decide(req, decision);
+      return await this.#decide(req, decision, chainStartedAt);
     } finally {
       turn.finish(outcome);
     }
@@ -394,7 +420,7 @@ export class GatewayInstance {
     });
   }
 
-  async #decide(req: ConnectRequest, decision: Decision): Promise<ChainOutcome> {
+  async #decide(req: ConnectRequest, decision: Decision, chainStartedAt: number): Promise<ChainOutcome> {
     // Device-supplied text is bounded in logs; a reason (a function's message) never carries the password.
     const who = { clientId: logText(req.clientId), username: logText(req.username), remoteAddress: req.remoteAddress };
     const reasonOf = (reason: string): string | undefined => logText(reason, { secret: req.password });
@@ -406,19 +432,15 @@ export class GatewayInstance {
           this.#log.info({ ...who, reason: 'device_name_invalid', deviceName: decision.deviceName.slice(0, 80) }, 'connect_denied');
           return { ok: false, reasonCode: RC.BAD_USER_NAME_OR_PASSWORD };
         }
-        // Disabled means disabled whoever verified the device (issue 13): the one-party rows carry the flag,
-        // a function's or an HTTPS service's accept (maybe cached) does not know it.
-        if (this.#config.authType === 'THIRD_PARTY') {
-          const device = await this.#deps.directory.findDevice(this.#config.productKey, decision.deviceName);
-          if (device?.status === 'DISABLED') {
-            this.#authStats.denied++;
-            this.#log.info({ ...who, reason: 'device_disabled', deviceName: decision.deviceName }, 'connect_denied');
-            return { ok: false, reasonCode: RC.NOT_AUTHORIZED };
-          }
+        const refusal = await this.#checkDeviceState(decision.deviceName, chainStartedAt);
+        if (refusal !== null) {
+          this.#authStats.denied++;
+          this.#log.info({ ...who, reason: refusal.reason, deviceName: decision.deviceName }, 'connect_denied');
+          return { ok: false, reasonCode: refusal.reasonCode };
         }
         this.#authStats.allowed++;
         const identity: DeviceIdentity = { gatewayId: this.#config.id, productKey: this.#config.productKey, deviceName: decision.deviceName };
-        return { ok: true, identity, deviceRules: decision.acl ?? [] };
+        return { ok: true, identity, deviceRules: decision.acl ?? [], stateReadAt: this.#deviceChanges.now };
       }
       case 'deny': {
         this.#authStats.denied++;
@@ -434,9 +456,29 @@ export class GatewayInstance {
     }
   }
 
+  /**
+   * The device-state step, after the chain: disabled means disabled whoever verified the device (issue 13),
+   * and what the chain read before its slow step must still hold. One-party rows carry the state and were
+   * read when the chain started: only a device the operator changed since then is read again (the hot path
+   * reads nothing). A third-party accept (maybe cached) knows nothing of the state: it is always read.
+   * A change landing while the read is in flight makes it read again.
+   */
+  async #checkDeviceState(deviceName: string, chainStartedAt: number): Promise<{ reasonCode: number; reason: string } | null> {
+    if (this.#config.authType !== 'THIRD_PARTY' && !this.#deviceChanges.changedSince(deviceName, chainStartedAt)) return null;
+    for (;;) {
+      const readAt = this.#deviceChanges.now;
+      const device = await this.#deps.directory.findDevice(this.#config.productKey, deviceName);
+      if (!this.#deviceChanges.changedSince(deviceName, readAt)) return this.#refusal(device);
+    }
+  }
+
   #deviceConnected(client: ClientInfo): void {
     const identity = client.identity as DeviceIdentity | undefined;
     if (identity === undefined) return;
+    // The operator changed the device between the state step and now (the last hops to CONNACK): its
+    // kick found no connection yet, so it is judged again now that there is one.
+    const stateReadAt = this.#stateReadAt.get(identity);
+    if (stateReadAt !== undefined && this.#deviceChanges.changedSince(identity.deviceName, stateReadAt)) this.#disconnectIfRefused(identity.deviceName, 'changed_while_connecting');
     const access = identity.access;
     if (access !== undefined) {
       // Rules changed between the compile at CONNECT and now: compile again before anything is delivered.

@@ -14,6 +14,7 @@
  * | `acl:<name>`    | 200 `{"deviceName": "<name>", "acl": [ALLOW ALL svc/${deviceName}/#]}` |
  * | `badacl:<name>` | 200 with an `acl` whose rule has an unknown placeholder   |
  * | `slow`          | 200 with a valid deviceName, after `slowMs` (default 2 s)  |
+ * | `hold:<name>`   | 200 `{"deviceName": "<name>"}`, once the test calls `releaseHeld()` |
  * | `badjson`       | 200 with a body that is not JSON                           |
  * | `nodevice`      | 200 `{"result": "ok"}` (no deviceName)                     |
  * | `badname`       | 200 `{"deviceName": "x"}` (outside the device name rules)  |
@@ -47,6 +48,10 @@ export interface HttpsVerifier {
   slowAnswered: number;
   /** Bytes the `huge` answers managed to write before their client hung up. */
   hugeBytesWritten: number;
+  /** Resolves when the next `hold:` request arrives (its answer is held). */
+  whenHeld(): Promise<void>;
+  /** Sends the answers of every `hold:` request held so far. */
+  releaseHeld(): void;
   close(): Promise<void>;
 }
 
@@ -73,6 +78,7 @@ function sendHuge(res: import('node:http').ServerResponse, verifier: HttpsVerifi
 }
 
 function answer(username: string): { status: number; body?: string } {
+  if (username.startsWith('hold:')) return { status: 200, body: JSON.stringify({ deviceName: username.slice(5) }) };
   if (username.startsWith('ok:')) return { status: 200, body: JSON.stringify({ deviceName: username.slice(3) }) };
   if (username.startsWith('boom:')) return { status: 500, body: '{"error":"crashed on this input"}' };
   if (username.startsWith('bad:')) return { status: 400, body: '{"error":"malformed username"}' };
@@ -95,6 +101,8 @@ function answer(username: string): { status: number; body?: string } {
 
 export async function startHttpsVerifier(pki: Pick<Pki, 'server'>): Promise<HttpsVerifier> {
   const requests: VerifierRequest[] = [];
+  const held: (() => void)[] = [];
+  const holdWaiters: (() => void)[] = [];
   const verifier: HttpsVerifier = {
     url: '',
     requests,
@@ -102,6 +110,10 @@ export async function startHttpsVerifier(pki: Pick<Pki, 'server'>): Promise<Http
     slowMs: 2000,
     slowAnswered: 0,
     hugeBytesWritten: 0,
+    whenHeld: () => new Promise<void>((resolve) => holdWaiters.push(resolve)),
+    releaseHeld: () => {
+      for (const send of held.splice(0)) send();
+    },
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());
@@ -127,6 +139,10 @@ export async function startHttpsVerifier(pki: Pick<Pki, 'server'>): Promise<Http
         res.end(out);
       };
       if (username === 'huge') sendHuge(res, verifier);
+      else if (username.startsWith('hold:')) {
+        held.push(send);
+        for (const arrived of holdWaiters.splice(0)) arrived();
+      }
       else if (username === 'slow') {
         setTimeout(() => {
           verifier.slowAnswered++;

@@ -76,15 +76,27 @@ function negotiateLimits(a: ConnectAttempt): StepResult {
     conn.clientReceiveMaximum = Math.min(props?.receiveMaximum ?? 65535, opts.maxInflight);
     conn.clientMaxPacketSize = props?.maximumPacketSize ?? 0;
     conn.clientTopicAliasMaximum = props?.topicAliasMaximum ?? 0;
-    const requested = props?.sessionExpiryInterval ?? 0; // [MQTT-3.1.2-?] absent means 0
-    a.sessionExpiry = Math.min(requested, opts.maxSessionExpiry);
+  } else {
+    conn.clientReceiveMaximum = opts.maxInflight;
+  }
+}
+
+/**
+ * The session expiry granted, after authentication: `maxSessionExpiry` may be lowered live while a CONNECT
+ * is being verified, and the session gets the limit in force at CONNACK.
+ */
+function grantSessionExpiry(a: ConnectAttempt): StepResult {
+  const { conn, packet } = a;
+  const max = conn.broker.options.maxSessionExpiry;
+  if (conn.protocolVersion === 5) {
+    const requested = packet.properties?.sessionExpiryInterval ?? 0; // [MQTT-3.1.2-?] absent means 0
+    a.sessionExpiry = Math.min(requested, max);
     a.sessionExpiryLowered = a.sessionExpiry !== requested;
     // The CONNACK then carries the interval granted (§3.2.2.3.2).
     if (a.sessionExpiryLowered) conn.broker.stats.sessionExpiryLowered++;
   } else {
-    conn.clientReceiveMaximum = opts.maxInflight;
     // v3.1.1: Clean Session 0 keeps the session after the connection [MQTT-3.1.2-4].
-    a.sessionExpiry = packet.clean === true ? 0 : opts.maxSessionExpiry;
+    a.sessionExpiry = packet.clean === true ? 0 : max;
   }
 }
 
@@ -101,6 +113,12 @@ function checkConnectionQuota(a: ConnectAttempt): StepResult {
   broker.stats.connectsOverConnectionLimit++;
   return { refuse: RC.QUOTA_EXCEEDED, reasonString: 'too many connections' };
 }
+
+/**
+ * The same check once authentication is done, from here to CONNACK without a pause: CONNECTs verified at
+ * the same time all passed the first check, and the limit may have been lowered meanwhile.
+ */
+const checkConnectionQuotaAgain: Step = checkConnectionQuota;
 
 /** Synchronous when no authenticator is configured: a hook-less CONNECT never waits a turn. */
 function authenticate(a: ConnectAttempt): StepResult | Promise<StepResult> {
@@ -181,7 +199,9 @@ const CONNECT_STEPS: readonly Step[] = [
   negotiateLimits,
   checkConnectionQuota,
   authenticate,
+  checkConnectionQuotaAgain,
   checkSessionOwner,
+  grantSessionExpiry,
   storeWill,
 ];
 
@@ -233,6 +253,8 @@ function accept(a: ConnectAttempt): void {
   const { conn } = a;
   const opts = conn.broker.options;
   conn.clientId = a.clientId;
+  // The packet size this CONNACK announces is the one enforced (it may have changed since the socket opened).
+  conn.setMaxPacketSize(opts.maxPacketSize);
   const { session, present } = conn.broker.openSession(conn, a.packet.clean !== false, a.owner);
   session.identity = conn.identity;
   session.expiryInterval = a.sessionExpiry;

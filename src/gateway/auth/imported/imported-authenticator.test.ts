@@ -97,3 +97,29 @@ test('a disabled device with a wrong password is refused as any wrong password i
   // Only the right password learns that the device is disabled.
   assert.equal(await answer('off-1', 'pw-off-1'), `135 after ${cost}`);
 });
+
+test('a lookup overtaken by an invalidation is not cached: the next CONNECT reads the row as it is now', async () => {
+  const rows: Record<string, { deviceName: string; password: string; disabled?: boolean }> = { 'meter-1': { deviceName: 'd', password: 'pw' } };
+  const { s, calls } = source(rows);
+  // The first read is slow: it answers the row as it was, after the operator disabled the device.
+  const find = s.findDeviceCredential.bind(s);
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => { release = resolve; });
+  let slowOnce = true;
+  s.findDeviceCredential = (pk, username) => {
+    if (!slowOnce) return find(pk, username);
+    slowOnce = false;
+    const before = find(pk, username);
+    return released.then(() => before);
+  };
+  const auth = new ImportedAuthenticator('pk', s);
+  const first = auth.authenticate(cred('meter-1', 'pw'));
+  await new Promise((r) => setImmediate(r));
+  rows['meter-1'] = { ...rows['meter-1']!, disabled: true };
+  auth.invalidate('meter-1');
+  release();
+  assert.equal((await first).kind, 'allow'); // read before the change: the gateway's state step judges it
+  const next = await auth.authenticate(cred('meter-1', 'pw'));
+  assert.deepEqual(next.kind === 'deny' ? next.reasonCode : next.kind, 0x87);
+  assert.equal(calls.find, 2);
+});

@@ -44,6 +44,8 @@ export class ImportedAuthenticator implements Authenticator {
   readonly #digestKey = randomBytes(32);
   /** A hash upgrade is running: one at a time, so a reconnect storm of old hashes pays at most one extra hash at once. */
   #upgrading = false;
+  /** Counts invalidations: a lookup that an invalidation overtook does not cache what it read before it. */
+  #invalidations = 0;
 
   constructor(productKey: string, source: CredentialSource, options: Partial<ImportedAuthOptions> = {}) {
     this.#productKey = productKey;
@@ -53,6 +55,7 @@ export class ImportedAuthenticator implements Authenticator {
 
   /** Drops what is cached for a username (device edited, disabled or deleted). */
   invalidate(username: string | null): void {
+    this.#invalidations++;
     if (username === null) this.#cache.clear();
     else this.#cache.delete(username);
   }
@@ -115,8 +118,13 @@ export class ImportedAuthenticator implements Authenticator {
     const now = Date.now();
     const hit = this.#cache.get(username);
     if (hit !== undefined && now - hit.loadedAt < this.#options.cacheTtlMs) return hit;
+    const invalidations = this.#invalidations;
     const credential = await this.#source.findDeviceCredential(this.#productKey, username);
     const entry: Cached = { credential, loadedAt: now };
+    // The row changed while it was being read (a device disabled, a password replaced): what was read may
+    // be from before the change. It serves this attempt (the gateway checks the state again after the
+    // chain) but is not kept, or every CONNECT for a minute would see the old row.
+    if (invalidations !== this.#invalidations) return entry;
     // Keep what verified before if the row did not change.
     if (hit?.verified !== undefined && hit.credential?.passwordHash === credential?.passwordHash) entry.verified = hit.verified;
     this.#cache.delete(username);
