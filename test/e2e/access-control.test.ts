@@ -137,7 +137,7 @@ test('[MQTT-3.9.3-1] v5: SUBACK 0x87 per refused filter, PUBACK 0x87, nothing de
   await d2.endAsync();
 });
 
-test('v3.1.1 with mosquitto_sub/_pub: SUBACK 0x80, a refused QoS 1 PUBLISH is acknowledged, dropped and counted', { timeout: 20_000 }, async () => {
+test('v3.1.1 with mosquitto_sub/_pub: SUBACK 0x80, a refused QoS 1 PUBLISH is acknowledged, dropped and counted (QoS 0 dropped and counted)', { timeout: 20_000 }, async () => {
   // All filters refused: mosquitto_sub reports it and exits non-zero.
   const denied = await run('mosquitto_sub', [...tlsArgs(), '-u', 'dev-0001', '-P', 'pw-one', '-i', 'd1-v3', '-t', '#', '-t', 'devices/dev-0002/#', '-C', '1', '-W', '5'])
     .then((r) => ({ ...r, code: 0 }), (err: { stdout: string; stderr: string; code: number }) => err);
@@ -152,6 +152,9 @@ test('v3.1.1 with mosquitto_sub/_pub: SUBACK 0x80, a refused QoS 1 PUBLISH is ac
   await run('mosquitto_pub', [...tlsArgs(), '-u', 'dev-0001', '-P', 'pw-one', '-i', 'd1-pub', '-t', 'devices/dev-0002/cmd', '-m', 'forged', '-q', '1']);
   const after = metricValue(await scrapeMetrics(gh), 'gatehouse_gateway_dropped_unauthorized_total', { gateway: gateway.name }) ?? 0;
   assert.equal(after, before + 1);
+  // At QoS 0 there is nothing to acknowledge: dropped and counted all the same.
+  await run('mosquitto_pub', [...tlsArgs(), '-u', 'dev-0001', '-P', 'pw-one', '-i', 'd1-pub0', '-t', 'devices/dev-0002/cmd', '-m', 'forged-qos0', '-q', '0']);
+  await waitFor(async () => ((metricValue(await scrapeMetrics(gh), 'gatehouse_gateway_dropped_unauthorized_total', { gateway: gateway.name }) ?? 0) === after + 1 ? true : undefined));
   // Its own topic passes, to a subscriber on the same gateway; d2 never saw the forged command.
   const sub = run('mosquitto_sub', [...tlsArgs(), '-u', 'dev-0001', '-P', 'pw-one', '-i', 'd1-sub', '-t', 'devices/dev-0001/#', '-C', '1', '-W', '8', '-v', '-q', '1']);
   const d1 = await connect({ protocolVersion: 5, clientId: 'd1-watch', username: 'dev-0001', password: 'pw-one' });

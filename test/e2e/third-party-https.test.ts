@@ -161,7 +161,7 @@ test('accepts and rejects are cached: the same credentials do not reach the serv
   assert.ok((metricValue(metrics, 'gatehouse_gateway_third_party_calls_total', { gateway: 'https_fleet', provider: 'HTTPS', result: 'accept' }) ?? 0) >= 5);
 });
 
-test('a backend that keeps failing for many devices trips the breaker: devices are answered at once without calling it', async () => {
+test('a backend that keeps failing for many devices trips the breaker: devices are answered at once without calling it', { timeout: 30_000 }, async () => {
   const gw = await createGateway('https_breaker', { params: [] });
   // An outage: five devices from two addresses all get 5xx (issue 13: one caller alone cannot open it).
   for (let i = 0; i < 5; i++) assert.equal(await connect(gw, `boom:device-${i}`, fromAddress(`127.0.0.${1 + (i % 2)}`)), SERVER_UNAVAILABLE);
@@ -176,7 +176,7 @@ test('a backend that keeps failing for many devices trips the breaker: devices a
   assert.equal(metricValue(metrics, 'gatehouse_gateway_third_party_breaker_state', { gateway: 'https_fleet', state: 'closed' }), 1);
 });
 
-test('issue 13: 4xx answers are refusals of that device, not failures: a stranger\'s malformed usernames do not lock the gateway', async () => {
+test('issue 13: 4xx answers are refusals of that device, not failures: a stranger\'s malformed usernames do not lock the gateway', { timeout: 30_000 }, async () => {
   const gw = await createGateway('https_lockout_4xx', { params: [] });
   for (let i = 0; i < 8; i++) assert.equal(await connect(gw, `bad:stranger-${i}`), BAD_CREDENTIALS);
   // A device the gateway has never seen (nothing cached) still gets in.
@@ -186,12 +186,17 @@ test('issue 13: 4xx answers are refusals of that device, not failures: a strange
   assert.equal(metricValue(metrics, 'gatehouse_gateway_third_party_calls_total', { gateway: 'https_lockout_4xx', provider: 'HTTPS', result: 'reject' }), 8);
 });
 
-test('issue 13: one source address whose CONNECTs make the service fail (5xx) cannot open the breaker for everyone', async () => {
+test('issue 13: one source address, or one username from many addresses, whose CONNECTs make the service fail (5xx) cannot open the breaker for everyone', { timeout: 30_000 }, async () => {
   const gw = await createGateway('https_lockout_5xx', { params: [] });
   for (let i = 0; i < 8; i++) assert.equal(await connect(gw, `boom:stranger-${i}`), SERVER_UNAVAILABLE);
   assert.equal(await connect(gw, 'ok:fresh-device-2'), 0);
+  // On another gateway (the failures of both together would look like an outage): one username, four addresses.
+  const byName = await createGateway('https_lockout_5xx_name', { params: [] });
+  for (let i = 0; i < 8; i++) assert.equal(await connect(byName, 'boom:one-name', fromAddress(`127.0.0.${2 + (i % 4)}`)), SERVER_UNAVAILABLE);
+  assert.equal(await connect(byName, 'ok:fresh-device-3'), 0);
   const metrics = await scrapeMetrics(gh);
   assert.equal(metricValue(metrics, 'gatehouse_gateway_third_party_breaker_state', { gateway: 'https_lockout_5xx', state: 'closed' }), 1);
+  assert.equal(metricValue(metrics, 'gatehouse_gateway_third_party_breaker_state', { gateway: 'https_lockout_5xx_name', state: 'closed' }), 1);
 });
 
 test('the signing secret is write-only: shown as set, kept by an edit that does not mention it, removed with null', async () => {
