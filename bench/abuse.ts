@@ -1,28 +1,82 @@
 /**
- * `npm run bench:abuse`: how much one hostile device costs everyone else. Starts the real Gatehouse
- * (dist/main.mjs) on a fresh data directory with two gateways: a device floods the demo gateway while a
- * well-behaved client of the other gateway sends PINGREQ every 10 ms and times each PINGRESP. Prints,
- * per phase, that client's PING round trip (p50 / p99 / max) and the server's resident memory.
+ * `npm run bench:abuse`: how much one hostile device costs everyone else, in Gatehouse and in Mosquitto
+ * under the same scenario. Each broker runs with two TLS listeners in one process: a device floods the
+ * first while a well-behaved client of the second sends PINGREQ every 10 ms and times each PINGRESP.
+ * Prints, per phase and broker, that client's PING round trip (p50 / p99 / max) and the broker's
+ * resident memory.
  *
- *   npm run bench:abuse -- [--seconds 5] [--phases retained-1mb,idle-sockets]
+ *   npm run bench:abuse -- [--seconds 5] [--phases retained-1mb,idle-sockets] [--brokers gatehouse,mosquitto]
  *
- * Phases: idle; 1 MB retained messages published as fast as they are acknowledged (QoS 1, new topics);
- * five persistent sessions each subscribing 1,000 filters of 4 KB; 2,000 idle plain TCP sockets on the
- * flooded gateway's port. Loopback only; every loop is bounded by the phase's seconds.
+ * Gatehouse is the real product (dist/main.mjs) on a fresh data directory: the demo gateway is flooded,
+ * a second gateway is the quiet one. Mosquitto (Debian's, default settings: no persistence, anonymous)
+ * gets two TLS listeners. Phases, each bounded by its seconds: idle; 1 MB retained messages published as
+ * fast as they are acknowledged (QoS 1, new topics); five persistent sessions each subscribing 1,000
+ * filters of 4 KB; 1,000 clients each subscribing up to 1,000 filters; a publisher far faster than its
+ * subscriber, which stops reading (QoS 0, then QoS 1); 10,000 plain TCP sockets that never start TLS.
+ * Loopback only (source addresses across 127.0.0.0/8, as many devices behind many addresses).
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import mqtt from 'mqtt';
+import mqttPacket from 'mqtt-packet';
 import { DIST, ensureBuilt } from '../scripts/build.mjs';
 import { freePort } from '../test/harness/gatehouse.ts';
+import { generateCerts } from './certs.ts';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, phases: { type: 'string' } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, phases: { type: 'string' }, brokers: { type: 'string', default: 'gatehouse,mosquitto' } } });
 const SECONDS = Number(values.seconds);
+
+interface Listener { port: number; ca: string; username: string; password: string }
+/** A broker under test: the listener that is flooded, the quiet one the pinger uses, its process. */
+interface Target { name: string; pid: number; flood: Listener; quiet: Listener; stop(): Promise<void> }
+
+async function startGatehouse(): Promise<Target> {
+  const server = await startServer();
+  const quiet = await quietGateway(server);
+  return {
+    name: 'gatehouse', pid: server.pid,
+    flood: { port: server.demo.port, ca: server.demo.ca, username: server.demo.username, password: server.demo.password },
+    quiet: { port: quiet.port, ca: quiet.ca, username: 'quiet-device', password: 'quiet-pass' },
+    stop: () => server.stop(),
+  };
+}
+
+async function startMosquitto(): Promise<Target> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-abuse-mosquitto-'));
+  const certs = generateCerts(dir);
+  const [floodPort, quietPort] = [await freePort(), await freePort()];
+  const conf = path.join(dir, 'mosquitto.conf');
+  await writeFile(conf, [
+    'per_listener_settings false', 'allow_anonymous true', 'log_dest stderr', 'log_type error', 'connection_messages false',
+    ...[floodPort, quietPort].flatMap((port) => [`listener ${port} 127.0.0.1`, `certfile ${certs.serverCert}`, `keyfile ${certs.serverKey}`]),
+    '',
+  ].join('\n'));
+  // Its stderr is left out: every client that hangs up without a TLS close_notify is an OpenSSL error line.
+  const child = spawn('bash', ['-c', `ulimit -n 20000 && exec mosquitto -c ${conf}`], { stdio: ['ignore', 'ignore', 'ignore'] });
+  for (let i = 0; i < 100; i++) {
+    if (await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port: quietPort }, () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    })) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const ca = await readFile(certs.caCert, 'utf8');
+  const listener = (port: number): Listener => ({ port, ca, username: 'any', password: 'any' });
+  return {
+    name: 'mosquitto', pid: child.pid!, flood: listener(floodPort), quiet: listener(quietPort),
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
 
 interface Server { pid: number; http: string; token: string; demo: { port: number; username: string; password: string; ca: string }; stop(): Promise<void> }
 
@@ -30,7 +84,7 @@ async function startServer(): Promise<Server> {
   await ensureBuilt();
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-abuse-'));
   const [httpPort, demoPort] = [await freePort(), await freePort()];
-  const child = spawn(process.execPath, ['--no-node-snapshot', ...(process.env.ABUSE_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.ABUSE_PROF] : []), path.join(DIST, 'main.mjs')], {
+  const child = spawn('bash', ['-c', 'ulimit -n 20000 && exec "$@"', 'gatehouse', process.execPath, '--no-node-snapshot', ...(process.env.ABUSE_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.ABUSE_PROF] : []), path.join(DIST, 'main.mjs')], {
     env: { ...process.env, GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_HTTP_PORT: String(httpPort), GATEHOUSE_DEMO_PORT: String(demoPort), GATEHOUSE_LOG_LEVEL: 'error' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -80,8 +134,8 @@ async function quietGateway(server: Server): Promise<{ port: number; ca: string 
  * The pinger runs in a worker thread of its own, so the flooding clients of this process never delay
  * its timer or its reads: what it measures is the server's stall, not ours.
  */
-async function pingerThread(port: number, ca: string): Promise<{ take(): Promise<number[]>; close(): Promise<void> }> {
-  const worker = new Worker(PINGER_SOURCE, { eval: true, workerData: { port, ca } });
+async function pingerThread(listener: Listener): Promise<{ take(): Promise<number[]>; close(): Promise<void> }> {
+  const worker = new Worker(PINGER_SOURCE, { eval: true, workerData: listener });
   await new Promise<void>((resolve, reject) => {
     worker.once('message', (m: unknown) => (m === 'ready' ? resolve() : reject(new Error(String(m)))));
     worker.once('error', reject);
@@ -104,12 +158,12 @@ const PINGER_SOURCE = `
 const tls = require('node:tls');
 const { parentPort, workerData } = require('node:worker_threads');
 const mqttPacket = require('mqtt-packet');
-const { port, ca } = workerData;
+const { port, ca, username, password } = workerData;
 const socket = tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost' });
 socket.on('error', (err) => parentPort.postMessage(String(err)));
 socket.once('secureConnect', () => {
   socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'pinger', keepalive: 0,
-    username: 'quiet-device', password: Buffer.from('quiet-pass') }));
+    username, password: Buffer.from(password) }));
 });
 const parser = mqttPacket.parser({ protocolVersion: 4 });
 const sent = []; // send times of the PINGREQs not yet answered, oldest first
@@ -138,20 +192,56 @@ function stats(samples: number[]): string {
   return `PING p50 ${at(0.5)} ms, p99 ${at(0.99)} ms, max ${s[s.length - 1]!.toFixed(2)} ms (${s.length} pings)`;
 }
 
-async function device(server: Server, clientId: string, extra: mqtt.IClientOptions = {}): Promise<mqtt.MqttClient> {
+async function device(l: Listener, clientId: string, extra: mqtt.IClientOptions = {}): Promise<mqtt.MqttClient> {
   return mqtt.connectAsync({
-    host: '127.0.0.1', port: server.demo.port, protocol: 'mqtts', ca: server.demo.ca, servername: 'localhost', rejectUnauthorized: true,
-    username: server.demo.username, password: server.demo.password, clientId, reconnectPeriod: 0, ...extra,
+    host: '127.0.0.1', port: l.port, protocol: 'mqtts', ca: l.ca, servername: 'localhost', rejectUnauthorized: true,
+    username: l.username, password: l.password, clientId, reconnectPeriod: 0, connectTimeout: 10_000, ...extra,
   });
 }
 
-const phases: Record<string, (server: Server, until: number) => Promise<string>> = {
-  async idle(_server, until) {
+/** A loopback source address of its own for the i-th of many clients (127.0.<1..200>.<10..>). */
+function sourceAddress(i: number): string {
+  return `127.0.${1 + (i % 200)}.${10 + Math.floor(i / 200)}`;
+}
+
+/**
+ * A subscriber that stops reading: it subscribes over raw TLS, then never reads again, as a device on a
+ * dead link whose TCP connection has not noticed yet.
+ */
+async function stalledSubscriber(l: Listener, topic: string, qos: 0 | 1): Promise<tls.TLSSocket> {
+  const socket = tls.connect({ host: '127.0.0.1', port: l.port, ca: l.ca, servername: 'localhost' });
+  socket.on('error', () => undefined);
+  await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
+  socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `stalled-${qos}`, keepalive: 0, username: l.username, password: Buffer.from(l.password) }));
+  socket.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos }] }));
+  await new Promise((r) => setTimeout(r, 200));
+  socket.pause();
+  return socket;
+}
+
+async function fastPublisher(l: Listener, until: number, qos: 0 | 1): Promise<string> {
+  const topic = `fast/${qos}`;
+  const stalled = await stalledSubscriber(l, topic, qos);
+  const c = await device(l, `fast-pub-${qos}`, { protocolVersion: 5 });
+  const payload = Buffer.alloc(1024, 0x62);
+  let n = 0;
+  while (Date.now() < until) {
+    // QoS 0: 100 at a time, then wait for MQTT.js to hand them to the socket; QoS 1: 100 in flight.
+    await Promise.all(Array.from({ length: 100 }, () => c.publishAsync(topic, payload, { qos })));
+    n += 100;
+  }
+  await c.endAsync();
+  stalled.destroy();
+  return `${n} messages of 1 KB at QoS ${qos} published to a subscriber that stopped reading`;
+}
+
+const phases: Record<string, (l: Listener, until: number) => Promise<string>> = {
+  async idle(_l, until) {
     await new Promise((r) => setTimeout(r, until - Date.now()));
     return '';
   },
-  async 'retained-1mb'(server, until) {
-    const c = await device(server, 'flood-retained', { protocolVersion: 5 });
+  async 'retained-1mb'(l, until) {
+    const c = await device(l, 'flood-retained', { protocolVersion: 5 });
     const payload = Buffer.alloc(1_000_000, 0x61); // 1 MB: a whole packet stays under the default 1 MiB limit
     let n = 0;
     let refused = 0;
@@ -162,10 +252,10 @@ const phases: Record<string, (server: Server, until: number) => Promise<string>>
     await c.endAsync();
     return `${n} retained messages of 1 MB sent, ${refused} refused (quota)`;
   },
-  async 'subscriptions-4kb'(server, until) {
+  async 'subscriptions-4kb'(l, until) {
     let filters = 0;
     for (let s = 0; s < 5 && Date.now() < until; s++) {
-      const c = await device(server, `flood-subs-${s}`, { clean: false });
+      const c = await device(l, `flood-subs-${s}`, { clean: false });
       for (let i = 0; i < 1000 && Date.now() < until; i += 50) {
         await c.subscribeAsync(Array.from({ length: 50 }, (_, j) => `s${s}/${i + j}/${'x'.repeat(4000)}`), { qos: 1 });
         filters += 50;
@@ -174,36 +264,62 @@ const phases: Record<string, (server: Server, until: number) => Promise<string>>
     }
     return `${filters} filters of 4 KB subscribed by persistent sessions`;
   },
-  async 'idle-sockets'(server, until) {
+  async 'subscribers-1000'(l, phaseEnd) {
+    // 1,000 TLS handshakes and a million filters need more than a flood phase's seconds on two cores.
+    const until = Math.max(phaseEnd, Date.now() + 40_000);
+    const clients: mqtt.MqttClient[] = [];
+    let filters = 0;
+    try {
+      for (let i = 0; i < 1000 && Date.now() < until; i += 50) {
+        clients.push(...await Promise.all(Array.from({ length: 50 }, (_, j) => device(l, `many-${i + j}`, { localAddress: sourceAddress(i + j) } as mqtt.IClientOptions))));
+      }
+      // Up to 1,000 filters each (Gatehouse's default maximum per client), 100 per SUBSCRIBE, all clients in parallel.
+      for (let batch = 0; batch < 10 && Date.now() < until; batch++) {
+        await Promise.all(clients.map((c, i) => c.subscribeAsync(Array.from({ length: 100 }, (_, k) => `many/${i}/${batch * 100 + k}`), { qos: 1 })));
+        filters += clients.length * 100;
+      }
+    } finally {
+      await Promise.all(clients.map((c) => c.endAsync(true)));
+    }
+    return `${clients.length} clients, ${filters} filters subscribed`;
+  },
+  'fast-publisher-qos0': (l, until) => fastPublisher(l, until, 0),
+  'fast-publisher-qos1': (l, until) => fastPublisher(l, until, 1),
+  async 'idle-sockets'(l, until) {
     const sockets: net.Socket[] = [];
-    for (let i = 0; i < 2000 && Date.now() < until; i++) {
-      const s = net.connect({ host: '127.0.0.1', port: server.demo.port, localAddress: `127.0.${1 + (i % 200)}.${10 + Math.floor(i / 200)}` });
+    for (let i = 0; i < 10_000 && Date.now() < until; i++) {
+      const s = net.connect({ host: '127.0.0.1', port: l.port, localAddress: sourceAddress(i) });
       s.on('error', () => undefined);
       sockets.push(s);
+      if (i % 500 === 499) await new Promise((r) => setImmediate(r));
     }
     // Past the phase and the 5 s handshake deadline of the last socket opened: how many are left?
     const openedAt = Date.now();
     await new Promise((r) => setTimeout(r, Math.max(until - Date.now(), 12_000)));
     const open = sockets.filter((s) => !s.destroyed && s.readyState === 'open').length;
     for (const s of sockets) s.destroy();
-    return `${sockets.length} idle plain sockets from 200 addresses; ${open} still open ${((Date.now() - openedAt) / 1000).toFixed(1)} s after the last one opened`;
+    return `${sockets.length} plain sockets that never start TLS, from 200 addresses; ${open} still open ${((Date.now() - openedAt) / 1000).toFixed(1)} s after the last one opened`;
   },
 };
 
-const server = await startServer();
-try {
-  const quiet = await quietGateway(server);
-  const ping = await pingerThread(quiet.port, quiet.ca);
-  process.stdout.write(`gatehouse pid ${server.pid}, ${SECONDS} s per phase; PINGs on another gateway of the same process\n`);
-  const chosen = values.phases === undefined ? Object.keys(phases) : values.phases.split(',');
-  for (const name of chosen) {
-    const run = phases[name];
-    if (run === undefined) throw new Error(`unknown phase ${name}: ${Object.keys(phases).join(', ')}`);
-    await ping.take();
-    const what = await run(server, Date.now() + SECONDS * 1000);
-    process.stdout.write(`${name.padEnd(18)} ${stats(await ping.take())}; RSS ${(await rssMiB(server.pid)).toFixed(0)} MiB${what ? `; ${what}` : ''}\n`);
+const starters: Record<string, () => Promise<Target>> = { gatehouse: startGatehouse, mosquitto: startMosquitto };
+const chosenPhases = values.phases === undefined ? Object.keys(phases) : values.phases.split(',');
+for (const name of chosenPhases) if (phases[name] === undefined) throw new Error(`unknown phase ${name}: ${Object.keys(phases).join(', ')}`);
+process.stdout.write(`${SECONDS} s per phase; PINGs every 10 ms on the broker's other listener; load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
+for (const brokerName of values.brokers.split(',')) {
+  const start = starters[brokerName];
+  if (start === undefined) throw new Error(`unknown broker ${brokerName}: ${Object.keys(starters).join(', ')}`);
+  const target = await start();
+  try {
+    const ping = await pingerThread(target.quiet);
+    process.stdout.write(`${target.name} (pid ${target.pid})\n`);
+    for (const name of chosenPhases) {
+      await ping.take();
+      const what = await phases[name]!(target.flood, Date.now() + SECONDS * 1000);
+      process.stdout.write(`  ${name.padEnd(20)} ${stats(await ping.take())}; RSS ${(await rssMiB(target.pid)).toFixed(0)} MiB${what ? `; ${what}` : ''}\n`);
+    }
+    await ping.close();
+  } finally {
+    await target.stop();
   }
-  await ping.close();
-} finally {
-  await server.stop();
 }

@@ -66,3 +66,20 @@ test('the buffer is bounded in payload bytes too: large messages past maxPending
   assert.equal(store.stats.pending, 1, 'the written bytes were given back');
   await store.close();
 });
+
+test('a flush writes rowsPerWrite rows per statement and lets the event loop turn between statements', { timeout: 10_000 }, async () => {
+  const repo = new FakeRepo();
+  const store = new MessageStore(repo, { ...OPTIONS, maxPending: 1000, batchSize: 500, rowsPerWrite: 50 }, silentLogger);
+  for (let i = 0; i < 120; i++) store.add(record(`m${i}`));
+  // Another connection's work, queued while the store writes: it must run between the statements.
+  const turns: number[] = [];
+  const other = (): void => {
+    turns.push(repo.batches.length);
+    if (turns.length < 5) setImmediate(other);
+  };
+  setImmediate(other);
+  await store.flush();
+  assert.deepEqual(repo.batches.map((b) => b.length), [50, 50, 20]);
+  assert.ok(turns.some((n) => n === 1) && turns.some((n) => n === 2), `other work ran between the statements (saw ${turns.join(',')})`);
+  await store.close();
+});

@@ -12,8 +12,14 @@ import type { JournalTicket } from './uplink-journal.ts';
 export interface MessageStoreOptions {
   keepPerDevice: number;
   maxAgeMs: number;
+  /** Buffered messages that start a write at once (fewer wait up to `flushMs`). */
   batchSize: number;
   flushMs: number;
+  /**
+   * Rows per INSERT, with the event loop turning between them: SQLite writes synchronously, and one
+   * statement of 500 rows held every gateway of the process for tens of milliseconds.
+   */
+  rowsPerWrite?: number;
   /** Messages, and bytes of their payloads, waiting to be written; more are dropped (and counted). */
   maxPending: number;
   maxPendingBytes: number;
@@ -84,8 +90,12 @@ export class MessageStore {
   }
 
   async #write(): Promise<void> {
+    const rows = Math.min(this.#options.batchSize, this.#options.rowsPerWrite ?? 50);
+    let first = true;
     while (this.#buffer.length > 0) {
-      const batch = this.#buffer.splice(0, this.#options.batchSize);
+      if (!first) await new Promise<void>((resolve) => setImmediate(resolve));
+      first = false;
+      const batch = this.#buffer.splice(0, rows);
       for (const r of batch) this.#pendingBytes -= r.payload.length;
       const tickets = this.#tickets.splice(0, batch.length);
       try {

@@ -20,9 +20,35 @@ export function openSqlite(file: string, checkpointer?: WalCheckpointer): Kysely
   database.pragma('busy_timeout = 5000');
   database.pragma('synchronous = NORMAL');
   checkpointer?.manage(database, file);
+  cachePreparedStatements(database);
   return new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
 }
 
 export function sqliteFileIn(dataDir: string): string {
   return path.join(dataDir, SQLITE_FILE);
+}
+
+/** Distinct statements kept prepared; the application issues a few dozen shapes of query. */
+const PREPARED_STATEMENTS = 256;
+
+/**
+ * Kysely's SQLite driver prepares every query it runs, and SQLite's prepare is not cheap: on a flood of
+ * small messages it was a sixth of the message store's time. The same SQL text gets the same prepared
+ * statement back (least recently used ones dropped). Safe because the driver only runs a statement to
+ * completion (`all` / `run`); nothing here streams rows through `iterate`, which would hold one busy.
+ */
+export function cachePreparedStatements(database: BetterSqlite3.Database): void {
+  const prepare = database.prepare.bind(database);
+  const cache = new Map<string, BetterSqlite3.Statement>();
+  database.prepare = ((source: string) => {
+    let statement = cache.get(source);
+    if (statement !== undefined) {
+      cache.delete(source); // re-inserted below: the Map's order is the recency order
+    } else {
+      statement = prepare(source);
+      if (cache.size >= PREPARED_STATEMENTS) cache.delete(cache.keys().next().value as string);
+    }
+    cache.set(source, statement);
+    return statement;
+  }) as typeof database.prepare;
 }
