@@ -16,7 +16,7 @@ import { forwardedBytesOf, remainingExpiry, topicBytesOf, type Message } from '.
 import type { Session, SessionLink } from './session.ts';
 import type { ClientInfo } from './hooks.ts';
 import type { BrokerContext } from './context.ts';
-import { scheduleFlush, type Flushable } from './flush-scheduler.ts';
+import { flushIfOverdue, scheduleFlush, type Flushable } from './flush-scheduler.ts';
 import { acceptedAt } from './admission.ts';
 import { Pacer } from './pacer.ts';
 
@@ -132,6 +132,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
       return;
     }
     this.#process(chunk);
+    flushIfOverdue();
   }
 
   #process(chunk: Buffer | null): void {

@@ -12,9 +12,19 @@ export interface Committable {
   commit(): void;
 }
 
+/**
+ * How long a turn may run past its first queued write before that write leaves. One setImmediate per
+ * turn runs after the whole poll phase: with a thousand sockets readable at once (a fleet subscribing,
+ * a flood), a PINGRESP queued early waited for every other socket's input to be handled (seconds,
+ * measured by `npm run bench:abuse`). Past the budget, the next connection to finish its input flushes
+ * for everyone, so coalescing stays the rule for ordinary turns.
+ */
+const TURN_BUDGET_MS = 2;
+
 let queued: Flushable[] = [];
 let commits: Committable[] = [];
 let scheduled = false;
+let scheduledAt = 0;
 
 function flushAll(): void {
   scheduled = false;
@@ -31,6 +41,7 @@ function flushAll(): void {
 function schedule(): void {
   if (!scheduled) {
     scheduled = true;
+    scheduledAt = performance.now();
     setImmediate(flushAll);
   }
 }
@@ -43,4 +54,13 @@ export function scheduleFlush(target: Flushable): void {
 export function scheduleCommit(target: Committable): void {
   commits.push(target);
   schedule();
+}
+
+/**
+ * Called when a connection has handled a chunk of input: commits and flushes now if this turn has run
+ * past its budget (durable state first, as always, so no acknowledgement leaves before its state).
+ * The setImmediate already scheduled then finds nothing left to do.
+ */
+export function flushIfOverdue(): void {
+  if (scheduled && performance.now() - scheduledAt >= TURN_BUDGET_MS) flushAll();
 }
