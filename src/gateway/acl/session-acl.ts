@@ -4,7 +4,7 @@
  * decisions are cached per topic name, so a device publishing on the same few topics pays one Map
  * lookup per message.
  */
-import { parseAclTopic, type AclAction, type AclPlaceholder, type AclRule } from '../../registry/access-control.ts';
+import { parseAclTopic, type AclAction, type AclLevel, type AclPlaceholder, type AclRule } from '../../registry/access-control.ts';
 
 /** The values the placeholders take for one session; undefined = the session has none (e.g. no certificate). */
 export type AclValues = Readonly<Record<AclPlaceholder, string | undefined>>;
@@ -77,7 +77,7 @@ export function compileSessionAcl(rules: readonly AclRule[], defaultAction: AclA
   for (const rule of rules) {
     const levels: string[] = [];
     let usable = true;
-    for (const level of parseAclTopic(rule.topic, 'topic')) {
+    for (const level of parsedTopic(rule)) {
       if ('literal' in level) {
         levels.push(level.literal);
         continue;
@@ -98,6 +98,19 @@ export function compileSessionAcl(rules: readonly AclRule[], defaultAction: AclA
     });
   }
   return new SessionAcl(compiled, defaultAction);
+}
+
+/**
+ * A rule's topic, parsed once per rule object: every session of a gateway compiles the same rule objects
+ * (and a cached third-party accept hands out the same ones again), so a rule edit that recompiles every
+ * session of a large fleet, or a reconnect storm, does not parse each rule once per session.
+ */
+const parsedTopics = new WeakMap<AclRule, readonly AclLevel[]>();
+
+function parsedTopic(rule: AclRule): readonly AclLevel[] {
+  let levels = parsedTopics.get(rule);
+  if (levels === undefined) parsedTopics.set(rule, (levels = parseAclTopic(rule.topic, 'topic')));
+  return levels;
 }
 
 /**
