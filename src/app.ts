@@ -19,7 +19,9 @@ import { createRegistry, DEFAULT_SCRYPT_COST, type Registry } from './registry/i
 import { GatewayRuntime, type GatewayRuntimeOptions } from './gateway/runtime.ts';
 import { registerGatewayMetrics } from './gateway/metrics.ts';
 import { buildApi, type Api } from './api/index.ts';
-import { Platform, registerPlatformMetrics, type PlatformOptionsInput } from './platform/index.ts';
+import {
+  ConnectionEventRecorder, Platform, registerConnectionEventMetrics, registerPlatformMetrics, type ConnectionEventOptions, type PlatformOptionsInput,
+} from './platform/index.ts';
 import { QuickJsRunner } from './sandbox/index.ts';
 
 export interface Gatehouse {
@@ -39,6 +41,8 @@ export interface GatehouseOverrides {
   ocspTimings?: GatewayRuntimeOptions['ocspTimings'];
   /** Message store bounds, webhook retry timings … (tests shorten the retries). */
   platform?: PlatformOptionsInput;
+  /** Connection event batching and folding (tests shorten the fold window). */
+  connectionEvents?: Partial<ConnectionEventOptions>;
 }
 
 export async function startGatehouse(prepared: PreparedConfig, logger: Logger, overrides: GatehouseOverrides = {}): Promise<Gatehouse> {
@@ -74,7 +78,13 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
     passwordCost: { ...DEFAULT_SCRYPT_COST, N: config.passwordScryptN },
   });
   const stateStores = openLocalSqlite(path.join(config.dataDir, MQTT_STATE_FILE), (file) => new SqliteStateStores(file, checkpointer));
-  const runtime = new GatewayRuntime({ directory: registry, logger, host: config.mqttHost, stateStores, ocspTimings: overrides.ocspTimings, runner });
+  // In the platform's database (SQLite or PostgreSQL): every node of a cluster answers /events alike.
+  const connectionEvents = new ConnectionEventRecorder(storage.connectionEvents, logger, {
+    keepPerGateway: config.connectionEvents.perGateway, maxAgeMs: config.connectionEvents.maxAgeHours * 3600_000, ...overrides.connectionEvents,
+  });
+  const runtime = new GatewayRuntime({
+    directory: registry, logger, host: config.mqttHost, stateStores, ocspTimings: overrides.ocspTimings, runner, connectionEvents,
+  });
   const metricsRegistry = new MetricsRegistry();
   collectDefaultMetrics({ register: metricsRegistry });
   registerGatewayMetrics(metricsRegistry, runtime);
@@ -99,8 +109,10 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   await writeFile(path.join(config.dataDir, PID_FILE), `${process.pid}\n`, { mode: 0o600 });
   const platform = new Platform({ registry, runtime, messages: storage.messages, runner, logger, options: platformOptions, journal: uplinkJournal });
   await platform.start();
+  connectionEvents.onStored((record) => platform.publishConnectionEvent(record));
   registerPlatformMetrics(metricsRegistry, platform);
-  const api = buildApi({ registry, runtime, logger, metricsRegistry, adminToken: config.adminToken, platform, console: {} });
+  registerConnectionEventMetrics(metricsRegistry, connectionEvents);
+  const api = buildApi({ registry, runtime, logger, metricsRegistry, adminToken: config.adminToken, platform, connectionEvents, console: {} });
 
   await runtime.startAll();
   await api.listen({ host: config.http.host, port: config.http.port });
@@ -122,6 +134,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
       await api.close();
       await runtime.close();
       await platform.close();
+      await connectionEvents.close(); // after the listeners: their last disconnects are written
       await checkpointer.close();
       uplinkJournal.close();
       await rm(path.join(config.dataDir, PID_FILE), { force: true });

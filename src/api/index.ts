@@ -9,7 +9,8 @@ import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../core/logger.ts';
 import type { GatewayRuntime } from '../registry/ports.ts';
 import type { Registry } from '../registry/registry.ts';
-import type { Platform } from '../platform/index.ts';
+import type { ConnectionEventRecorder, Platform } from '../platform/index.ts';
+import { eventRoutes } from './events/routes.ts';
 import { bearerAuth } from './auth.ts';
 import { installErrorHandling, notFound } from './errors.ts';
 import { certificateRoutes } from './certificates/routes.ts';
@@ -36,6 +37,8 @@ export interface ApiDependencies {
   adminToken: string;
   /** Messages, stream, downlink, webhooks and parsing; absent in API tests that run without a data plane. */
   platform?: Platform;
+  /** Connection events (/events); absent in API tests that run without a data plane. */
+  connectionEvents?: ConnectionEventRecorder;
   /** Serve the web console (console/dist) at / with index.html for its routes; absent in API tests. */
   console?: ConsoleOptions;
 }
@@ -77,6 +80,7 @@ export function buildApi(deps: ApiDependencies): Api {
     void v1.register(functionRoutes, { registry: deps.registry });
     void v1.register(certificateRoutes);
     void v1.register(operationsRoutes, { registry: deps.registry, metricsRegistry: deps.metricsRegistry });
+    if (deps.connectionEvents !== undefined) void v1.register(eventRoutes, { connectionEvents: deps.connectionEvents });
     if (deps.platform !== undefined) {
       const platform = deps.platform;
       void v1.register(messageRoutes, { registry: deps.registry, platform });

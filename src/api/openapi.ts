@@ -2,6 +2,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
+import { ConnectionEvent } from './events/schemas.ts';
 import { AccessControlView, AclRules, LimitsView, VerificationAnswer } from './gateways/schemas.ts';
 
 export const DOCS_PREFIX = '/api/docs';
@@ -23,7 +24,7 @@ export function registerOpenApi(app: FastifyInstance): void {
       components: {
         securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } },
         // Shapes a reader looks up by name: the gateway's rules and limits, and the contract a third-party verifier answers in.
-        schemas: { AccessControl: AccessControlView, AclRules, GatewayLimits: LimitsView, ThirdPartyVerificationAnswer: VerificationAnswer },
+        schemas: { AccessControl: AccessControlView, AclRules, GatewayLimits: LimitsView, ThirdPartyVerificationAnswer: VerificationAnswer, ConnectionEvent },
       },
       security: [{ adminToken: [] }],
       tags: [
@@ -32,6 +33,7 @@ export function registerOpenApi(app: FastifyInstance): void {
         { name: 'devices', description: 'Devices of a product; one-party rows' },
         { name: 'functions', description: 'Verification functions for third-party verification' },
         { name: 'operations', description: 'Health and metrics' },
+        { name: 'events', description: 'Connection events: why a device could or could not connect, and why it went away' },
       ],
     },
   });

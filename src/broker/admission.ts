@@ -5,6 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import type { BrokerStats } from './stats.ts';
+import type { AdmissionLimit } from './hooks.ts';
 
 export interface AdmissionLimits {
   /** A TLS handshake not finished within this time ends with the socket destroyed. */
@@ -31,10 +32,12 @@ export class Admission {
   readonly #byAddress = new Map<string, AddressState>();
   #limits: AdmissionLimits;
   readonly #stats: BrokerStats;
+  readonly #onRefused: (address: string, limit: AdmissionLimit) => void;
 
-  constructor(limits: AdmissionLimits, stats: BrokerStats) {
+  constructor(limits: AdmissionLimits, stats: BrokerStats, onRefused: (address: string, limit: AdmissionLimit) => void = () => {}) {
     this.#limits = limits;
     this.#stats = stats;
+    this.#onRefused = onRefused;
   }
 
   set limits(next: AdmissionLimits) {
@@ -76,9 +79,12 @@ export class Admission {
       state.tokens = Math.min(rate * 2, state.tokens + ((now - state.refilledAt) * rate) / 1000);
       state.refilledAt = now;
     }
-    if ((maxOpen > 0 && state.open >= maxOpen) || (rate > 0 && state.tokens < 1)) {
+    const over: AdmissionLimit | null = maxOpen > 0 && state.open >= maxOpen ? 'maxConnectionsPerAddress'
+      : rate > 0 && state.tokens < 1 ? 'connectionRatePerAddress' : null;
+    if (over !== null) {
       this.#stats.socketsRefused++;
       socket.destroy();
+      this.#onRefused(address, over);
       return false;
     }
     if (rate > 0) state.tokens -= 1;

@@ -16,7 +16,7 @@ import { Router } from './router.ts';
 import { RetainedStore } from './retained.ts';
 import { createMessage, type Message } from './message.ts';
 import { Session, type Subscription } from './session.ts';
-import { Connection } from './connection.ts';
+import { Connection, type ConnectionState } from './connection.ts';
 import { LongTimer } from './long-timer.ts';
 import { Admission } from './admission.ts';
 import { LingeringSockets } from './lingering-sockets.ts';
@@ -72,7 +72,9 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.logger = init.logger ?? silentLogger;
     this.retained = new RetainedStore(this.options.maxRetained, this.options.maxRetainedBytes);
     this.router = new Router(this.options.maxTopicLevels);
-    this.admission = new Admission(this.options, this.stats);
+    this.admission = new Admission(this.options, this.stats, (address, limit) => {
+      if (this.listenerCount('socket_refused') > 0) this.emit('socket_refused', address, limit);
+    });
     this.#persistence = init.persistence;
     this.#journal = init.persistence === undefined ? null : new Journal(init.persistence, this.logger);
     this.#sweep = setInterval(() => this.#sweepConnections(), SWEEP_INTERVAL_MS);
@@ -136,11 +138,11 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   }
 
   /** Disconnects connected clients matching a predicate (v5: with the reason code). Returns how many. */
-  disconnectWhere(predicate: (client: ClientInfo) => boolean, reasonCode: number): number {
+  disconnectWhere(predicate: (client: ClientInfo) => boolean, reasonCode: number, reason = 'disconnected_by_server'): number {
     let n = 0;
     for (const conn of [...this.#connections]) {
       if (conn.state === 'connected' && predicate(conn)) {
-        conn.disconnect(reasonCode, 'disconnected_by_server');
+        conn.disconnect(reasonCode, reason);
         n++;
       }
     }
@@ -180,6 +182,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       const old = session.link;
       session.link = null;
       old.session = null;
+      old.farewell = { sent: old.isV5 ? RC.SESSION_TAKEN_OVER : null, reasonCode: RC.SESSION_TAKEN_OVER };
       this.#handleLostConnection(old, session, 'session_taken_over');
       old.disconnect(RC.SESSION_TAKEN_OVER, 'session_taken_over');
     }
@@ -358,9 +361,16 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     sub.session.subscriptionChanged(sub.raw, null);
   }
 
-  connectionClosed(conn: Connection, reason: string, wasConnected: boolean): void {
+  connectionClosed(conn: Connection, reason: string, was: ConnectionState): void {
     this.#connections.delete(conn);
+    const wasConnected = was === 'connected';
     if (wasConnected) this.#connected--;
+    else if ((was === 'awaiting-connect' || was === 'connecting') && this.listenerCount('connect_ended') > 0) {
+      this.contain(() => this.emit('connect_ended', {
+        socket: conn.socket, remoteAddress: conn.remoteAddress, clientId: conn.presented?.clientId, username: conn.presented?.username,
+        protocolVersion: conn.presented === null ? undefined : conn.protocolVersion, cause: reason, stage: was, farewell: conn.farewell,
+      }), 'connect_ended_listener_failed', conn.clientId);
+    }
     const session = conn.session;
     if (!wasConnected || session === null) return;
     conn.session = null;
@@ -387,7 +397,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   /** Will and session expiry after the connection of a session went away. */
   #handleLostConnection(conn: Connection, session: Session, reason: string): void {
     this.logger.debug({ clientId: conn.clientId, reason }, 'client_disconnected');
-    this.emit('client_disconnected', conn, reason);
+    this.emit('client_disconnected', conn, reason, conn.farewell);
     const will = conn.will;
     conn.will = null;
     const expiry = session.expiryInterval;

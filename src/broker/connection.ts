@@ -14,7 +14,7 @@ import { RC } from '../mqtt/reason-codes.ts';
 import { checkProperties, subscribeHasZeroSubscriptionId } from '../mqtt/properties.ts';
 import { forwardedBytesOf, remainingExpiry, topicBytesOf, type Message } from './message.ts';
 import type { Session, SessionLink } from './session.ts';
-import type { ClientInfo } from './hooks.ts';
+import type { ClientInfo, Farewell } from './hooks.ts';
 import type { BrokerContext } from './context.ts';
 import { flushIfOverdue, scheduleFlush, type Flushable } from './flush-scheduler.ts';
 import { acceptedAt } from './admission.ts';
@@ -51,6 +51,10 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   clientReceiveMaximum = 65535;
   clientMaxPacketSize = 0;
   clientTopicAliasMaximum = 0;
+  /** What the CONNECT presented, kept for connection events until a CONNACK accepts it. */
+  presented: { clientId: string; username: string | undefined } | null = null;
+  /** What the peer was told when this connection ended, set by whoever ends it (connection events). */
+  farewell: Farewell | null = null;
 
   readonly #framer: Framer;
   #inAliases: Map<number, string> | undefined;
@@ -176,6 +180,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
       else if (level !== null) {
         // [MQTT-3.1.2-2] unsupported protocol level: CONNACK 0x01 (v3 form, the client's version is unknown) and close.
         this.write(encodePacket({ cmd: 'connack', returnCode: 1, sessionPresent: false }, 4));
+        this.farewell = { sent: 1, reasonCode: RC.UNSUPPORTED_PROTOCOL_VERSION, detail: `protocol level ${level}` };
         this.close('unsupported_protocol_version');
         return false;
       }
@@ -382,22 +387,25 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
       if (this.state === 'connected') this.send({ cmd: 'disconnect', reasonCode });
       else this.send({ cmd: 'connack', reasonCode, sessionPresent: false });
     }
+    this.farewell ??= { sent: this.isV5 ? reasonCode : null, reasonCode, detail };
     this.close(event);
   }
 
   /** Server-initiated DISCONNECT with a reason (v5), then close. */
   disconnect(reasonCode: number, reason: string): void {
     if (this.state === 'closed') return;
-    if (this.isV5 && this.state === 'connected') this.send({ cmd: 'disconnect', reasonCode });
+    const sent = this.isV5 && this.state === 'connected';
+    if (sent) this.send({ cmd: 'disconnect', reasonCode });
+    this.farewell ??= { sent: sent ? reasonCode : null, reasonCode };
     this.close(reason);
   }
 
   close(reason: string): void {
     if (this.state === 'closed') return;
-    const wasConnected = this.state === 'connected';
+    const was = this.state;
     this.state = 'closed';
     this.#outDrainAndEnd();
-    this.broker.connectionClosed(this, reason, wasConnected);
+    this.broker.connectionClosed(this, reason, was);
   }
 
   #outDrainAndEnd(): void {

@@ -7,7 +7,7 @@ import type { Router } from './router.ts';
 import type { RetainedStore } from './retained.ts';
 import type { Message } from './message.ts';
 import type { Session, Subscription } from './session.ts';
-import type { Connection } from './connection.ts';
+import type { Connection, ConnectionState } from './connection.ts';
 import type { Socket } from 'node:net';
 import type { DecodeLimits, Packet } from '../mqtt/codec.ts';
 
@@ -44,7 +44,8 @@ export interface BrokerContext {
   unsubscribe(sub: Subscription): void;
   /** The connection finished CONNECT/CONNACK. */
   connectionReady(conn: Connection): void;
-  connectionClosed(conn: Connection, reason: string, wasConnected: boolean): void;
+  /** `was`: the connection's state before it closed. */
+  connectionClosed(conn: Connection, reason: string, was: ConnectionState): void;
   /** A socket we ended: destroyed if the peer has not finished closing it within the linger time. */
   lingerAfterEnd(socket: Socket): void;
 }

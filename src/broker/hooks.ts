@@ -44,9 +44,43 @@ export interface BrokerHooks {
   authorizeSubscribe?: (client: ClientInfo, filter: string, qos: QoS) => number | Promise<number>;
 }
 
+/** How a connection ended, as far as the peer was told: for connection events. */
+export interface Farewell {
+  /** What was sent (v5 CONNACK / DISCONNECT reason code, v3.1.1 CONNACK return code); null when nothing was. */
+  readonly sent: number | null;
+  /** The reason in v5 numbering, also for v3.1.1 clients (null: the connection just closed). */
+  readonly reasonCode: number | null;
+  /** The CONNECT step that refused (`checkWill`, `authenticate` …), when one did. */
+  readonly step?: string;
+  /** The decoder's or the step's words (never device secrets). */
+  readonly detail?: string;
+}
+
+/** A connection that ended before a CONNACK accepted it: refused, broken, or left by its client. */
+export interface EndedConnect {
+  readonly socket: Socket;
+  readonly remoteAddress: string | undefined;
+  /** What the CONNECT presented; undefined when none was read. */
+  readonly clientId: string | undefined;
+  readonly username: string | undefined;
+  readonly protocolVersion: ProtocolVersion | undefined;
+  /** `connect_refused`, a protocol violation (`malformed_packet` …), `connect_timeout`, `closed_before_connect` … */
+  readonly cause: string;
+  /** `awaiting-connect` (no CONNECT read yet) or `connecting` (its CONNECT was being decided). */
+  readonly stage: 'awaiting-connect' | 'connecting';
+  readonly farewell: Farewell | null;
+}
+
+/** A per-address admission limit that refused a raw socket. */
+export type AdmissionLimit = 'maxConnectionsPerAddress' | 'connectionRatePerAddress';
+
 export interface BrokerEvents {
   client_connected: [client: ClientInfo];
-  client_disconnected: [client: ClientInfo, reason: string];
+  client_disconnected: [client: ClientInfo, reason: string, farewell: Farewell | null];
+  /** Emitted only when listened to (the bare engine builds nothing for it). */
+  connect_ended: [attempt: EndedConnect];
+  /** A raw socket refused by admission before TLS or MQTT (the socket is destroyed). */
+  socket_refused: [remoteAddress: string, limit: AdmissionLimit];
   /** A message accepted from a client (after authorization), before routing. */
   message_published: [message: Message, client: ClientInfo | null];
 }

@@ -1,7 +1,7 @@
 /** The MQTT engine's public surface. */
 export { Broker, type BrokerInit, type DirectDelivery } from './broker.ts';
 export { DEFAULT_BROKER_OPTIONS, type BrokerOptions, type LiveLimits } from './options.ts';
-export type { BrokerHooks, BrokerEvents, ClientInfo, ConnectRequest, AuthResult } from './hooks.ts';
+export type { BrokerHooks, BrokerEvents, ClientInfo, ConnectRequest, AuthResult, AdmissionLimit, EndedConnect, Farewell } from './hooks.ts';
 export type { Message } from './message.ts';
 export type { Session } from './session.ts';
 export type { BrokerStats } from './stats.ts';

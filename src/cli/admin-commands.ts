@@ -15,7 +15,7 @@ export interface CliIo {
   setExitCode: (code: number) => void;
 }
 
-const defaultIo: CliIo = {
+export const defaultIo: CliIo = {
   out: (text) => process.stdout.write(`${text}\n`),
   err: (text) => process.stderr.write(`${text}\n`),
   env: process.env,
@@ -24,14 +24,14 @@ const defaultIo: CliIo = {
   },
 };
 
-interface ConnectionFlags {
+export interface ConnectionFlags {
   url?: string;
   token?: string;
   json?: boolean;
 }
 
 /** An API answer that was not 2xx, with the API's error body. */
-class ApiError extends Error {
+export class ApiError extends Error {
   readonly status: number;
   readonly code: string;
   readonly field: string | null;
@@ -44,13 +44,30 @@ class ApiError extends Error {
   }
 }
 
-class ApiClient {
+export class ApiClient {
   readonly baseUrl: string;
   readonly #token: string | undefined;
 
   constructor(baseUrl: string, token: string | undefined) {
     this.baseUrl = baseUrl;
     this.#token = token;
+  }
+
+  /** A GET whose body is read as it arrives (the /stream of server-sent events); API errors thrown as for request. */
+  async open(path: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    let response: Response;
+    try {
+      response = await fetch(new URL(path, this.baseUrl), { headers: this.#token ? { authorization: `Bearer ${this.#token}` } : {}, signal });
+    } catch (error) {
+      const cause = (error as { cause?: { message?: string } }).cause?.message ?? (error as Error).message;
+      throw new ApiError(0, 'CLI_UNREACHABLE', `cannot reach ${this.baseUrl}: ${cause}`, null);
+    }
+    if (!response.ok || response.body === null) {
+      const text = await response.text();
+      const error = (safeJson(text) as { error?: { code?: string; message?: string; field?: string | null } } | undefined)?.error;
+      throw new ApiError(response.status, error?.code ?? `HTTP_${response.status}`, error?.message ?? text, error?.field ?? null);
+    }
+    return response.body;
   }
 
   async request<T>(method: string, path: string, body?: { json?: unknown; csv?: Buffer; charset?: string }): Promise<T> {
@@ -80,6 +97,16 @@ class ApiClient {
     }
     return parsed as T;
   }
+}
+
+/** The API address: --url, GATEHOUSE_URL, or the server's own GATEHOUSE_HTTP_HOST / _PORT (a wildcard bind reached on loopback). */
+export function apiUrl(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  if (flag !== undefined) return flag;
+  if (env.GATEHOUSE_URL !== undefined && env.GATEHOUSE_URL !== '') return env.GATEHOUSE_URL;
+  const bound = env.GATEHOUSE_HTTP_HOST === undefined || env.GATEHOUSE_HTTP_HOST === '' ? '127.0.0.1' : env.GATEHOUSE_HTTP_HOST;
+  const host = bound === '0.0.0.0' ? '127.0.0.1' : bound === '::' ? '[::1]' : bound.includes(':') && !bound.startsWith('[') ? `[${bound}]` : bound;
+  const port = env.GATEHOUSE_HTTP_PORT === undefined || env.GATEHOUSE_HTTP_PORT === '' ? '8080' : env.GATEHOUSE_HTTP_PORT;
+  return `http://${host}:${port}`;
 }
 
 function safeJson(text: string): unknown {
@@ -114,9 +141,9 @@ function readText(file: string, what: string): string {
   }
 }
 
-function withConnection(command: Command): Command {
+export function withConnection(command: Command): Command {
   return command
-    .option('--url <url>', 'Gatehouse API address (GATEHOUSE_URL, default http://127.0.0.1:8080)')
+    .option('--url <url>', 'Gatehouse API address (default GATEHOUSE_URL, else http://GATEHOUSE_HTTP_HOST:GATEHOUSE_HTTP_PORT, else http://127.0.0.1:8080)')
     .option('--token <token>', 'admin token (GATEHOUSE_ADMIN_TOKEN)')
     .option('--json', 'print the API answer as JSON');
 }
@@ -262,15 +289,17 @@ function gatewayTable(gateways: GatewayView[]): string {
     gateways.map((g) => [g.id, g.name, g.port, g.status === 'ERROR' ? `ERROR (${g.statusReason ?? '?'})` : g.status, g.connectedClients, g.url, g.productKey]));
 }
 
-export function registerAdminCommands(program: Command, io: CliIo = defaultIo): void {
-  /** Runs a command body with a client, printing API errors as `error: CODE: message (field)`. */
+/**
+ * Wraps a command body: a client for the API address and token, API errors printed as
+ * `error: CODE: message (field)` with exit status 1.
+ */
+export function commandRunner(io: CliIo) {
   // Commander calls actions with (…positional arguments, options, command).
-  const run = <F extends ConnectionFlags>(body: (client: ApiClient, flags: F, positional: string[]) => Promise<void>) => async (...args: unknown[]): Promise<void> => {
+  return <F extends ConnectionFlags>(body: (client: ApiClient, flags: F, positional: string[]) => Promise<void>) => async (...args: unknown[]): Promise<void> => {
     const command = args[args.length - 1] as Command;
     const flags = command.opts<F>();
     const positional = args.slice(0, -2) as string[];
-    const url = flags.url ?? io.env.GATEHOUSE_URL ?? 'http://127.0.0.1:8080';
-    const client = new ApiClient(url, flags.token ?? io.env.GATEHOUSE_ADMIN_TOKEN);
+    const client = new ApiClient(apiUrl(flags.url, io.env), flags.token ?? io.env.GATEHOUSE_ADMIN_TOKEN);
     try {
       await body(client, flags, positional);
     } catch (error) {
@@ -280,6 +309,10 @@ export function registerAdminCommands(program: Command, io: CliIo = defaultIo): 
       io.setExitCode(1);
     }
   };
+}
+
+export function registerAdminCommands(program: Command, io: CliIo = defaultIo): void {
+  const run = commandRunner(io);
   const print = (flags: ConnectionFlags, value: unknown, table: () => string): void => {
     io.out(flags.json ? JSON.stringify(value, null, 2) : table());
   };

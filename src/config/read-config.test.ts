@@ -27,6 +27,7 @@ test('defaults', () => {
     deviceProperties: { maxCount: 500, maxBytes: 65536 },
     demo: { enabled: true, port: 8883 },
     passwordScryptN: DEFAULT_SCRYPT_COST.N,
+    connectionEvents: { perGateway: 10000, maxAgeHours: 168 },
   });
 });
 
@@ -71,6 +72,8 @@ test('each bad value names its key', () => {
   rejects({ GATEHOUSE_DEMO: 'no' }, 'GATEHOUSE_DEMO', /on or off/);
   rejects({ GATEHOUSE_DEMO_PORT: '80' }, 'GATEHOUSE_DEMO_PORT', /1024-65535/);
   rejects({ GATEHOUSE_DEMO_PORT: '70000' }, 'GATEHOUSE_DEMO_PORT');
+  rejects({ GATEHOUSE_EVENTS_PER_GATEWAY: '5' }, 'GATEHOUSE_EVENTS_PER_GATEWAY');
+  rejects({ GATEHOUSE_EVENTS_MAX_AGE_HOURS: '0' }, 'GATEHOUSE_EVENTS_MAX_AGE_HOURS');
 });
 
 test('the demo gateway: off, or on another port, from the environment or the config file', () => {

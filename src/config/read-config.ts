@@ -19,6 +19,7 @@ export const CONFIG_KEYS = [
   'GATEHOUSE_NATS_URL', 'GATEHOUSE_LOG_LEVEL', 'GATEHOUSE_MESSAGES_PER_DEVICE', 'GATEHOUSE_MESSAGES_MAX_AGE_HOURS',
   'GATEHOUSE_DEVICE_MAX_PROPERTIES', 'GATEHOUSE_DEVICE_MAX_PROPERTIES_BYTES', 'GATEHOUSE_DEMO', 'GATEHOUSE_DEMO_PORT',
   'GATEHOUSE_PASSWORD_SCRYPT_N',
+  'GATEHOUSE_EVENTS_PER_GATEWAY', 'GATEHOUSE_EVENTS_MAX_AGE_HOURS',
 ] as const;
 export type ConfigKey = (typeof CONFIG_KEYS)[number];
 
@@ -46,6 +47,8 @@ export interface ProcessConfig {
   demo: { enabled: boolean; port: number };
   /** scrypt N (a power of two) for device password hashes written from now on; older ones move to it at their next login. */
   passwordScryptN: number;
+  /** Connection events kept: the newest `perGateway` of each gateway, none older than `maxAgeHours`. */
+  connectionEvents: { perGateway: number; maxAgeHours: number };
 }
 
 export const MIN_ADMIN_TOKEN_LENGTH = 16;
@@ -83,6 +86,10 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       port: parseCount('GATEHOUSE_DEMO_PORT', value('GATEHOUSE_DEMO_PORT') ?? '8883', 1024, 65535),
     },
     passwordScryptN: parseScryptN('GATEHOUSE_PASSWORD_SCRYPT_N', value('GATEHOUSE_PASSWORD_SCRYPT_N') ?? String(DEFAULT_SCRYPT_COST.N)),
+    connectionEvents: {
+      perGateway: parseCount('GATEHOUSE_EVENTS_PER_GATEWAY', value('GATEHOUSE_EVENTS_PER_GATEWAY') ?? '10000', 10, 10_000_000),
+      maxAgeHours: parseCount('GATEHOUSE_EVENTS_MAX_AGE_HOURS', value('GATEHOUSE_EVENTS_MAX_AGE_HOURS') ?? '168', 1, 87_600),
+    },
   };
 }
 

@@ -90,6 +90,11 @@ export const ERRORS = {
   GW_ERR_TOPIC_INVALID: { status: 400, message: 'Not a valid MQTT topic name' },
   GW_ERR_PAYLOAD_INVALID: { status: 400, message: 'The payload is not valid base64 (or hex)' },
   GW_ERR_TIME_INVALID: { status: 400, message: 'Not an ISO 8601 time' },
+  // Connection events
+  GW_ERR_EVENT_TYPE_UNKNOWN: { status: 400, message: 'Unknown connection event type' },
+  GW_ERR_EVENT_REASON_UNKNOWN: { status: 400, message: 'Unknown connection event reason' },
+  GW_ERR_CURSOR_INVALID: { status: 400, message: 'Not a cursor this API gave (use nextCursor of the previous page)' },
+  GW_ERR_PAGE_LIMIT_INVALID: { status: 400, message: 'The page limit is outside its allowed range' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -8,7 +8,9 @@ import { RC } from '../mqtt/reason-codes.ts';
 import type { Logger } from '../core/logger.ts';
 import { logText } from '../core/log-text.ts';
 import type { GatewayRuntimeConfig } from '../registry/types.ts';
-import type { DeviceIdentity, GatewayDirectory, SessionAccess } from './ports.ts';
+import type { ConnectionEventSink, DeviceIdentity, GatewayDirectory, SessionAccess } from './ports.ts';
+import { certificateStepReason, denyReason, unavailableReason, type Provider } from './connection-reasons.ts';
+import { ConnectionEventReporter } from './connection-event-reporter.ts';
 import { compileSessionAcl } from './acl/index.ts';
 import { parseSharedFilter } from '../mqtt/topics.ts';
 import type { QoS } from '../mqtt/codec.ts';
@@ -55,6 +57,8 @@ export interface GatewayInstanceDeps {
   ocspTimings?: Partial<OcspTimings>;
   /** Compiled verification functions shared by the gateways (third-party FUNCTION provider). */
   functionScripts?: FunctionScripts;
+  /** Connection events (CONNECT outcomes, disconnect causes); absent in tests of the engine alone. */
+  connectionEvents?: ConnectionEventSink;
 }
 
 export class GatewayInstance {
@@ -83,6 +87,7 @@ export class GatewayInstance {
   readonly #log: Logger;
   /** Device certificate verification, OCSP stapling and client OCSP checks. */
   readonly #certificates: CertificateChecks;
+  readonly #events: ConnectionEventReporter;
 
   constructor(config: GatewayRuntimeConfig, deps: GatewayInstanceDeps) {
     this.#config = config;
@@ -90,6 +95,7 @@ export class GatewayInstance {
     this.#log = deps.logger.child({ gatewayId: config.id, gateway: config.name });
     this.#imported = new ImportedAuthenticator(config.productKey, deps.directory, { logger: this.#log });
     this.#chain = this.#buildChain();
+    this.#events = new ConnectionEventReporter(config.id, deps.connectionEvents, (socket) => this.#certificates.certificateOf(socket)?.info);
     this.broker = new Broker({
       // The gateway's limits (per-address caps included) are the engine's; an edit sets them live.
       options: { ...deps.brokerOptions, ...engineLimitsOf(config.limits) },
@@ -102,13 +108,20 @@ export class GatewayInstance {
       },
     });
     this.broker.on('client_connected', (c) => this.#deviceConnected(c));
-    this.broker.on('client_disconnected', (c, reason) => this.#deviceDisconnected(c, reason));
+    this.broker.on('client_disconnected', (c, reason, farewell) => {
+      const identity = c.identity as DeviceIdentity | undefined;
+      if (identity !== undefined) this.#events.disconnected(c, identity, reason, farewell);
+      this.#deviceDisconnected(c, reason);
+    });
+    this.broker.on('connect_ended', (attempt) => this.#events.connectEnded(attempt));
+    this.broker.on('socket_refused', (address, limit) => this.#events.socketRefused(address, limit));
     const fingerprintOf = (c: ClientInfo): string | undefined => (c.identity as DeviceIdentity | undefined)?.certificate?.fingerprint256;
     this.#certificates = new CertificateChecks(config, {
       log: this.#log,
       timings: deps.ocspTimings,
       connectedCertificates: () => this.broker.clients().map(fingerprintOf).filter((f) => f !== undefined),
-      disconnect: (fingerprint) => this.broker.disconnectWhere((c) => fingerprintOf(c) === fingerprint, RC.ADMINISTRATIVE_ACTION),
+      disconnect: (fingerprint) => this.broker.disconnectWhere((c) => fingerprintOf(c) === fingerprint, RC.ADMINISTRATIVE_ACTION, 'certificate_revoked'),
+      onRefused: (socket, reason, subject) => this.#events.certificateRefused(socket, reason, subject),
     });
   }
 
@@ -197,12 +210,13 @@ export class GatewayInstance {
   deviceChanged(username: string | null, deviceName: string, change: 'updated' | 'deleted'): void {
     this.#deviceChanges.record(deviceName);
     this.#imported.invalidate(username);
-    if (change === 'deleted') this.#disconnectDevice(deviceName, change);
+    if (change === 'deleted') this.#disconnectDevice(deviceName, 'device_deleted');
     else this.#disconnectIfRefused(deviceName, change);
   }
 
-  #disconnectDevice(deviceName: string, cause: string): void {
-    const n = this.broker.disconnectWhere((c) => (c.identity as DeviceIdentity | undefined)?.deviceName === deviceName, RC.ADMINISTRATIVE_ACTION);
+  /** `reason`: device_deleted or device_disabled, the disconnect's cause in connection events (KICKED). */
+  #disconnectDevice(deviceName: string, reason: string, cause = reason): void {
+    const n = this.broker.disconnectWhere((c) => (c.identity as DeviceIdentity | undefined)?.deviceName === deviceName, RC.ADMINISTRATIVE_ACTION, reason);
     if (n > 0) this.#log.info({ deviceName, change: cause }, 'device_disconnected_by_operator');
   }
 
@@ -210,7 +224,8 @@ export class GatewayInstance {
   #disconnectIfRefused(deviceName: string, cause: string): void {
     this.#deps.directory.findDevice(this.#config.productKey, deviceName).then(
       (device) => {
-        if (this.#refusal(device) !== null) this.#disconnectDevice(deviceName, cause);
+        const refusal = this.#refusal(device);
+        if (refusal !== null) this.#disconnectDevice(deviceName, refusal.reason, cause);
       },
       (err: unknown) => this.#log.error({ err, deviceName }, 'device_lookup_failed'),
     );
@@ -267,6 +282,7 @@ export class GatewayInstance {
     this.#certificates.attach(server);
     guardTlsServer(server, this.broker, (err, socket) => {
       this.#log.info({ remoteAddress: socket.remoteAddress, reason: err.code ?? err.message.slice(0, 200) }, 'tls_handshake_refused');
+      this.#events.handshakeFailed(socket, err.code ?? err.message);
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -289,6 +305,7 @@ export class GatewayInstance {
     if (!step.ok) {
       this.#authStats.denied++;
       this.#log.info({ clientId: logText(req.clientId), username: logText(req.username), remoteAddress: req.remoteAddress, reason: step.reason }, 'connect_denied');
+      this.#events.refused(req, certificateStepReason(step.reason), step.reason, step.reasonCode);
       return { ok: false, reasonCode: step.reasonCode };
     }
     const result = await this.#authenticate(req);
@@ -393,6 +410,7 @@ export class GatewayInstance {
     if (turn === null) {
       this.#authStats.denied++;
       this.#log.info({ clientId: logText(req.clientId), username: logText(req.username), remoteAddress: req.remoteAddress, reason: 'too_many_attempts' }, 'connect_throttled');
+      this.#events.refused(req, 'THROTTLED', 'too_many_attempts', RC.CONNECTION_RATE_EXCEEDED);
       return { ok: false, reasonCode: RC.CONNECTION_RATE_EXCEEDED };
     }
     let outcome: 'success' | 'failure' | 'other' = 'other';
@@ -430,12 +448,14 @@ export class GatewayInstance {
         if (checkedDeviceName(decision.deviceName) === undefined) {
           this.#authStats.denied++;
           this.#log.info({ ...who, reason: 'device_name_invalid', deviceName: decision.deviceName.slice(0, 80) }, 'connect_denied');
+          this.#events.refused(req, 'DEVICE_NAME_INVALID', `deviceName ${JSON.stringify(decision.deviceName.slice(0, 80))}`, RC.BAD_USER_NAME_OR_PASSWORD);
           return { ok: false, reasonCode: RC.BAD_USER_NAME_OR_PASSWORD };
         }
         const refusal = await this.#checkDeviceState(decision.deviceName, chainStartedAt);
         if (refusal !== null) {
           this.#authStats.denied++;
           this.#log.info({ ...who, reason: refusal.reason, deviceName: decision.deviceName }, 'connect_denied');
+          this.#events.refused(req, refusal.reason === 'device_disabled' ? 'DEVICE_DISABLED' : 'UNKNOWN_DEVICE', refusal.reason, refusal.reasonCode, decision.deviceName);
           return { ok: false, reasonCode: refusal.reasonCode };
         }
         this.#authStats.allowed++;
@@ -445,13 +465,16 @@ export class GatewayInstance {
       case 'deny': {
         this.#authStats.denied++;
         this.#log.info({ ...who, reason: reasonOf(decision.reason) }, 'connect_denied');
+        this.#events.refused(req, denyReason(this.#provider(), decision.reason), decision.reason, decision.reasonCode);
         return { ok: false, reasonCode: decision.reasonCode };
       }
       case 'unavailable':
         this.#authStats.unavailable++;
         this.#log.warn({ ...who, reason: reasonOf(decision.reason) }, 'auth_backend_unavailable');
+        this.#events.refused(req, unavailableReason(this.#provider()), decision.reason, RC.SERVER_UNAVAILABLE);
         return { ok: false, reasonCode: RC.SERVER_UNAVAILABLE };
       case 'ignore':
+        this.#events.refused(req, 'BAD_CREDENTIALS', 'no_authenticator_accepted', RC.NOT_AUTHORIZED);
         return { ok: false, reasonCode: RC.NOT_AUTHORIZED };
     }
   }
@@ -472,9 +495,14 @@ export class GatewayInstance {
     }
   }
 
+  #provider(): Provider {
+    return this.#config.authType === 'THIRD_PARTY' ? this.#config.thirdParty?.provider ?? null : null;
+  }
+
   #deviceConnected(client: ClientInfo): void {
     const identity = client.identity as DeviceIdentity | undefined;
     if (identity === undefined) return;
+    this.#events.accepted(client, identity);
     // The operator changed the device between the state step and now (the last hops to CONNACK): its
     // kick found no connection yet, so it is judged again now that there is one.
     const stateReadAt = this.#stateReadAt.get(identity);

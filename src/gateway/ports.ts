@@ -6,6 +6,12 @@ import type { RegistryForDataPlane } from '../registry/ports.ts';
 import type { AclRule } from '../registry/access-control.ts';
 import type { DeviceCertificateInfo } from '../registry/types.ts';
 import type { SessionAcl } from './acl/index.ts';
+import type { ConnectionEventInput } from '../registry/connection-events.ts';
+
+/** Where a gateway reports CONNECT outcomes and disconnects: must return at once (batched, folded, stored elsewhere). */
+export interface ConnectionEventSink {
+  record(event: ConnectionEventInput): void;
+}
 
 export type GatewayDirectory = Pick<RegistryForDataPlane,
   | 'events'

@@ -1,4 +1,5 @@
 /** What the platform side publishes about devices: the stream and the webhooks carry these. */
+import type { ConnectionEventRecord } from '../registry/connection-events.ts';
 
 /** A device message as the API shows it (DESIGN.md "Shapes"). */
 export interface MessageView {
@@ -17,6 +18,8 @@ export interface MessageView {
 
 export type PlatformEvent =
   | { id: string; type: 'message'; gatewayId: string; deviceName: string; data: MessageView }
+  /** A CONNECT outcome or a disconnect (issue 14); deviceName is '' for a device without a record. */
+  | { id: string; type: 'connection'; gatewayId: string; deviceName: string; data: ConnectionEventRecord }
   | {
     id: string; type: 'online' | 'offline'; gatewayId: string; deviceName: string;
     data: { gatewayId: string; productKey: string; deviceName: string; at: string; clientAddress?: string | null };
@@ -30,6 +33,8 @@ export type PlatformEvent =
  */
 export function approximateEventBytes(event: PlatformEvent): number {
   const FIXED = 512;
+  // A connection event's device text (client id, username, detail) is bounded but can pass the allowance.
+  if (event.type === 'connection') return FIXED + 2 * JSON.stringify(event.data).length;
   if (event.type !== 'message') return FIXED;
   const parsed = event.data.parsed === null ? 0 : JSON.stringify(event.data.parsed).length;
   return FIXED + event.data.payload.length + event.data.topic.length + parsed;

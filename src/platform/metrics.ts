@@ -1,6 +1,7 @@
 /** Prometheus gauges of the platform side, copied from its plain counters at scrape time. */
 import { Gauge, type Registry } from 'prom-client';
 import type { Platform } from './platform.ts';
+import type { ConnectionEventRecorder } from './connection-events.ts';
 
 export function registerPlatformMetrics(registry: Registry, platform: Platform): void {
   const refresh = (): void => {
@@ -59,5 +60,26 @@ export function registerPlatformMetrics(registry: Registry, platform: Platform):
   const webhookHeldBytes = new Gauge({
     name: 'gatehouse_webhook_held_bytes', help: 'Bytes of webhook delivery bodies held in memory (bounded by webhooks.maxQueuedBytes)',
     labelNames: ['webhook'], registers: [registry],
+  });
+}
+
+/** Connection events: recorded as rows, folded into rows, dropped (over the byte bound or a failed write), bytes held. */
+export function registerConnectionEventMetrics(registry: Registry, recorder: ConnectionEventRecorder): void {
+  const events = new Gauge({
+    name: 'gatehouse_connection_events_total', help: 'Connection events since start: recorded (a row), folded (counted into a row), dropped',
+    labelNames: ['result'], registers: [registry],
+    collect() {
+      const s = recorder.stats;
+      events.set({ result: 'recorded' }, s.recorded);
+      events.set({ result: 'folded' }, s.folded);
+      events.set({ result: 'dropped' }, s.dropped);
+    },
+  });
+  const held = new Gauge({
+    name: 'gatehouse_connection_events_held_bytes', help: 'Approximate bytes of connection events held in memory (folds and rows waiting for their write)',
+    registers: [registry],
+    collect() {
+      held.set(recorder.stats.heldBytes);
+    },
   });
 }

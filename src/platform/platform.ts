@@ -18,6 +18,7 @@ import { isPropertyPostTopic, propertyPostValues, type PropertyValue } from './a
 import { EventHub } from './event-hub.ts';
 import type { MessageView, PlatformEvent } from './events.ts';
 import { newEventId } from './ids.ts';
+import type { ConnectionEventRecord } from '../registry/connection-events.ts';
 import { MessageStore, type MessageStoreStats } from './message-store.ts';
 import { resolvePlatformOptions, type PlatformOptions, type PlatformOptionsInput } from './options.ts';
 import { GatewayParser, TRANSFORM_FILENAME, type ParsingCounters } from './parser.ts';
@@ -341,6 +342,11 @@ export class Platform {
     this.store.add(record, u.ticket);
     const view = toMessageView(record);
     this.hub.publish({ id: record.id, type: 'message', gatewayId: u.gatewayId, deviceName: u.deviceName, data: view });
+  }
+
+  /** A stored connection event goes live on /stream (deviceName '' for a device without a record). */
+  publishConnectionEvent(record: ConnectionEventRecord): void {
+    this.hub.publish({ id: newEventId(), type: 'connection', gatewayId: record.gatewayId, deviceName: record.deviceName ?? '', data: record });
   }
 
   #presence(type: 'online' | 'offline', gatewayId: string, productKey: string, deviceName: string, at: string, clientAddress?: string | null): void {

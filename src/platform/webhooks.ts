@@ -9,7 +9,7 @@ import { createHmac, randomInt } from 'node:crypto';
 import tls from 'node:tls';
 import { Agent, request } from 'undici';
 import type { Logger } from '../core/logger.ts';
-import type { DeadLetterRecord, OutboxEntry, WebhookTarget } from '../registry/index.ts';
+import type { DeadLetterRecord, OutboxEntry, WebhookEventType, WebhookTarget } from '../registry/index.ts';
 import type { EventHub } from './event-hub.ts';
 import type { PlatformEvent } from './events.ts';
 import { newEventId } from './ids.ts';
@@ -118,11 +118,13 @@ class Endpoint {
     }
   }
 
-  wants(event: PlatformEvent): boolean {
-    return this.target.eventTypes.includes(event.type) && (this.target.gatewayId === null || this.target.gatewayId === event.gatewayId);
+  /** Webhooks carry device data and presence; connection events stay on /stream and /events. */
+  wants(event: PlatformEvent): event is PlatformEvent & { type: WebhookEventType } {
+    return event.type !== 'connection' && this.target.eventTypes.includes(event.type)
+      && (this.target.gatewayId === null || this.target.gatewayId === event.gatewayId);
   }
 
-  enqueue(event: PlatformEvent, body: string): void {
+  enqueue(event: PlatformEvent & { type: WebhookEventType }, body: string): void {
     this.#outbox.add({ webhookId: this.target.id, eventId: event.id, eventType: event.type, body, createdAt: new Date().toISOString() });
     this.#accept({ eventId: event.id, type: event.type, body, attempts: 0, lastError: '' });
   }

@@ -11,6 +11,7 @@ export * from './ports.ts';
 export * from './types.ts';
 export * from './access-control.ts';
 export * from './gateway-limits.ts';
+export * from './connection-events.ts';
 export type {
   DeviceRef, GatewayChange, RegistryEventMap, RegistryEventName, RegistryEventSource, RegistryListener,
 } from './events.ts';

@@ -3,6 +3,7 @@
  * implements `GatewayRuntime` (src/gateway), and the data plane talks to the registry only through
  * `RegistryForDataPlane`. Nothing here imports an implementation.
  */
+import type { ConnectionEventRepository } from './connection-events.ts';
 import type { RegistryEventSource } from './events.ts';
 import type { AccessControl } from './access-control.ts';
 import type { GatewayLimits, GatewayLimitsUsage } from './gateway-limits.ts';
@@ -295,6 +296,7 @@ export interface Repositories {
   settings: SettingsRepository;
   messages: MessageRepository;
   webhooks: WebhookRepository;
+  connectionEvents: ConnectionEventRepository;
 }
 
 export interface Storage extends Repositories {

@@ -1,6 +1,7 @@
 /** `Storage` over a Kysely instance: the same repositories for SQLite and PostgreSQL, and transactions. */
 import { sql, type Kysely } from 'kysely';
 import type { Repositories, Storage } from '../registry/ports.ts';
+import { KyselyConnectionEventRepository } from './repositories/connection-events.ts';
 import { KyselyDeviceRepository } from './repositories/devices.ts';
 import { KyselyFunctionRepository } from './repositories/functions.ts';
 import { KyselyGatewayRepository } from './repositories/gateways.ts';
@@ -19,6 +20,7 @@ function repositoriesOver(db: Kysely<Database>, dialect: Dialect): Repositories 
     settings: new KyselySettingsRepository(db),
     messages: new KyselyMessageRepository(db),
     webhooks: new KyselyWebhookRepository(db),
+    connectionEvents: new KyselyConnectionEventRepository(db),
   };
 }
 
@@ -33,6 +35,7 @@ export class KyselyStorage implements Storage {
   readonly settings;
   readonly messages;
   readonly webhooks;
+  readonly connectionEvents;
   readonly #db: Kysely<Database>;
   readonly #onClose: () => Promise<void>;
 
@@ -43,6 +46,7 @@ export class KyselyStorage implements Storage {
     ({
       gateways: this.gateways, products: this.products, devices: this.devices, functions: this.functions,
       settings: this.settings, messages: this.messages, webhooks: this.webhooks,
+      connectionEvents: this.connectionEvents,
     } = repositoriesOver(db, dialect));
   }
 

@@ -122,6 +122,27 @@ export interface WebhookOutboxTable {
   created_at: string;
 }
 
+/** A CONNECT outcome or a disconnect (issue 14); repeats folded into `count`. */
+export interface ConnectionEventsTable {
+  /** Time-ordered text, as message ids. */
+  id: string;
+  gateway_id: string;
+  type: string;
+  reason: string;
+  detail: string | null;
+  mqtt_reason_code: number | null;
+  protocol_version: number | null;
+  client_id: string | null;
+  username: string | null;
+  device_name: string | null;
+  address: string | null;
+  /** JSON ({cn, serial, issuer, fingerprint256}). */
+  certificate: string | null;
+  at: string;
+  count: number;
+  last_at: string;
+}
+
 export interface Database {
   gateways: GatewaysTable;
   products: ProductsTable;
@@ -133,6 +154,7 @@ export interface Database {
   webhooks: WebhooksTable;
   webhook_dead_letters: WebhookDeadLettersTable;
   webhook_outbox: WebhookOutboxTable;
+  connection_events: ConnectionEventsTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';

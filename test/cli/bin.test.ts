@@ -11,5 +11,5 @@ const run = promisify(execFile);
 test('bin/gatehouse.mjs --help from another directory lists the commands', { timeout: 30_000 }, async () => {
   const bin = path.resolve('bin/gatehouse.mjs');
   const { stdout } = await run(process.execPath, [bin, '--help'], { cwd: os.tmpdir() });
-  for (const command of ['broker', 'gateways', 'devices', 'certs']) assert.match(stdout, new RegExp(`^\\s+${command}\\b`, 'm'));
+  for (const command of ['broker', 'gateways', 'devices', 'events', 'certs']) assert.match(stdout, new RegExp(`^\\s+${command}\\b`, 'm'));
 });

@@ -11,6 +11,7 @@ import { openStorage } from '../../src/storage/index.ts';
 import { repositoryContract } from './repository.contract.ts';
 import { platformRepositoryContract } from './platform-repositories.contract.ts';
 import { devicePropertiesContract } from './device-properties.contract.ts';
+import { connectionEventsContract } from './connection-events.contract.ts';
 
 const url = process.env.GATEHOUSE_TEST_DATABASE_URL;
 
@@ -37,4 +38,5 @@ if (url === undefined || url === '') {
   repositoryContract('postgres', openFresh);
   platformRepositoryContract('postgres', openFresh);
   devicePropertiesContract('postgres', openFresh);
+  connectionEventsContract('postgres', openFresh);
 }

@@ -15,12 +15,14 @@ export interface StreamRoutesOptions {
 }
 
 const HEARTBEAT_MS = 15_000;
-const EVENT_TYPES = ['message', 'online', 'offline'] as const;
+const EVENT_TYPES = ['message', 'online', 'offline', 'connection'] as const;
+/** Connection events only on request: consumers written before them keep the stream they knew. */
+const DEFAULT_TYPES: PlatformEvent['type'][] = ['message', 'online', 'offline'];
 
 const StreamQuery = Type.Object({
   gatewayId: Type.Optional(Type.String()),
   deviceName: Type.Optional(Type.String()),
-  types: Type.Optional(Type.String({ description: 'Comma-separated: message, online, offline (default all)' })),
+  types: Type.Optional(Type.String({ description: 'Comma-separated: message, online, offline, connection (CONNECT outcomes and disconnects); default message, online, offline' })),
   lastEventId: Type.Optional(Type.String({ description: 'Same as the Last-Event-ID header' })),
 });
 
@@ -47,10 +49,10 @@ export const streamRoutes: FastifyPluginCallbackTypebox<StreamRoutesOptions> = (
     if (types !== undefined) {
       typeList = types.split(',').map((t) => t.trim()) as PlatformEvent['type'][];
       if (typeList.length === 0 || !typeList.every((t) => (EVENT_TYPES as readonly string[]).includes(t))) {
-        throw new GatehouseError('GW_ERR_VALIDATION', 'types must be a comma-separated list of message, online, offline', 'types');
+        throw new GatehouseError('GW_ERR_VALIDATION', `types must be a comma-separated list of ${EVENT_TYPES.join(', ')}`, 'types');
       }
     }
-    const filter: EventFilter = { gatewayId, deviceName, types: typeList };
+    const filter: EventFilter = { gatewayId, deviceName, types: typeList ?? DEFAULT_TYPES };
     const header = request.headers['last-event-id'];
     const resumeFrom = (typeof header === 'string' ? header : undefined) ?? lastEventId;
 

@@ -23,18 +23,19 @@ interface ConnectAttempt {
   owner?: string;
 }
 
-type StepResult = { refuse: number; reasonString?: string } | void;
+/** `reasonString` goes to a v5 client; `detail` only to connection events. */
+type StepResult = { refuse: number; reasonString?: string; detail?: string } | void;
 type Step = (a: ConnectAttempt) => StepResult | Promise<StepResult>;
 
 function checkClientId(a: ConnectAttempt): StepResult {
   const max = a.conn.broker.options.maxClientIdLength;
   // Longer than we keep (sessions are keyed by it, durable state stores it): identifier not valid.
   if (a.clientId.length > max || (a.clientId.length * 3 > max && Buffer.byteLength(a.clientId) > max)) {
-    return { refuse: RC.CLIENT_IDENTIFIER_NOT_VALID };
+    return { refuse: RC.CLIENT_IDENTIFIER_NOT_VALID, detail: `client_id_too_long (over ${max} bytes)` };
   }
   if (a.clientId.length > 0) return;
   // [MQTT-3.1.3-8] a v3.1.1 client with an empty ClientId must ask for a clean session.
-  if (a.conn.protocolVersion !== 5 && !a.packet.clean) return { refuse: RC.CLIENT_IDENTIFIER_NOT_VALID };
+  if (a.conn.protocolVersion !== 5 && !a.packet.clean) return { refuse: RC.CLIENT_IDENTIFIER_NOT_VALID, detail: 'empty_client_id_without_clean_session [MQTT-3.1.3-8]' };
   // [MQTT-3.1.3-6] the server assigns a unique ClientId; v5 tells the client [MQTT-3.2.2-16].
   a.clientId = a.conn.broker.assignClientId();
   a.assignedClientId = true;
@@ -43,23 +44,24 @@ function checkClientId(a: ConnectAttempt): StepResult {
 function checkProperties(a: ConnectAttempt): StepResult {
   const props = a.packet.properties;
   // [MQTT-3.1.2-?] Receive Maximum 0 and Maximum Packet Size 0 are protocol errors (§3.1.2.11.3, §3.1.2.11.4).
-  if (props?.receiveMaximum === 0 || props?.maximumPacketSize === 0) return { refuse: RC.PROTOCOL_ERROR };
+  if (props?.receiveMaximum === 0) return { refuse: RC.PROTOCOL_ERROR, detail: 'receive_maximum_zero' };
+  if (props?.maximumPacketSize === 0) return { refuse: RC.PROTOCOL_ERROR, detail: 'maximum_packet_size_zero' };
 }
 
 function checkAuthenticationMethod(a: ConnectAttempt): StepResult {
   // No enhanced authentication is configured: a method we don't support is refused [MQTT-4.12.0-1? §4.12].
-  if (a.packet.properties?.authenticationMethod !== undefined) return { refuse: RC.BAD_AUTHENTICATION_METHOD };
+  if (a.packet.properties?.authenticationMethod !== undefined) return { refuse: RC.BAD_AUTHENTICATION_METHOD, detail: 'authentication_method_unsupported' };
 }
 
 function checkWill(a: ConnectAttempt): StepResult {
   const will = a.packet.will;
   if (will === undefined) return;
-  if (!isValidTopicName(will.topic)) return { refuse: RC.TOPIC_NAME_INVALID };
+  if (!isValidTopicName(will.topic)) return { refuse: RC.TOPIC_NAME_INVALID, detail: 'will_topic_invalid' };
   const opts = a.conn.broker.options;
-  if (!topicWithinLimits(will.topic, opts.maxTopicLevels, opts.maxTopicLength)) return { refuse: RC.TOPIC_NAME_INVALID };
+  if (!topicWithinLimits(will.topic, opts.maxTopicLevels, opts.maxTopicLength)) return { refuse: RC.TOPIC_NAME_INVALID, detail: 'will_topic_over_limits' };
   const qos = will.qos ?? 0;
-  if (qos > a.conn.broker.options.maximumQoS) return { refuse: RC.QOS_NOT_SUPPORTED }; // [MQTT-3.2.2-12]
-  if (will.retain === true && !a.conn.broker.options.retainAvailable) return { refuse: RC.RETAIN_NOT_SUPPORTED }; // [MQTT-3.2.2-13]
+  if (qos > a.conn.broker.options.maximumQoS) return { refuse: RC.QOS_NOT_SUPPORTED, detail: 'will_qos_not_supported' }; // [MQTT-3.2.2-12]
+  if (will.retain === true && !a.conn.broker.options.retainAvailable) return { refuse: RC.RETAIN_NOT_SUPPORTED, detail: 'will_retain_not_supported' }; // [MQTT-3.2.2-13]
 }
 
 function negotiateLimits(a: ConnectAttempt): StepResult {
@@ -111,7 +113,7 @@ function checkConnectionQuota(a: ConnectAttempt): StepResult {
   const live = broker.getSession(a.clientId)?.link;
   if (live !== undefined && live !== null) return;
   broker.stats.connectsOverConnectionLimit++;
-  return { refuse: RC.QUOTA_EXCEEDED, reasonString: 'too many connections' };
+  return { refuse: RC.QUOTA_EXCEEDED, reasonString: 'too many connections', detail: `maxConnections (${max})` };
 }
 
 /**
@@ -145,7 +147,7 @@ async function authenticateWith(hook: NonNullable<BrokerHooks['authenticate']>, 
   } catch (err) {
     // A failing authenticator is never an accept: the client hears "server unavailable".
     conn.broker.logger.error({ err, clientId: a.clientId }, 'auth_hook_failed');
-    return { refuse: RC.SERVER_UNAVAILABLE };
+    return { refuse: RC.SERVER_UNAVAILABLE, detail: 'auth_hook_failed' };
   }
   if (!result.ok) return { refuse: result.reasonCode, reasonString: result.reasonString };
   conn.identity = result.identity;
@@ -161,14 +163,14 @@ async function authenticateWith(hook: NonNullable<BrokerHooks['authenticate']>, 
 function checkSessionOwner(a: ConnectAttempt): StepResult {
   const existing = a.conn.broker.getSession(a.clientId);
   if (existing?.owner !== undefined && a.owner !== undefined && existing.owner !== a.owner) {
-    return { refuse: RC.CLIENT_IDENTIFIER_NOT_VALID, reasonString: 'client identifier in use by another device' };
+    return { refuse: RC.CLIENT_IDENTIFIER_NOT_VALID, reasonString: 'client identifier in use by another device', detail: 'client_id_owned_by_another_owner' };
   }
   // One more session for an owner already at its cap (a device cycling client ids to fill memory):
   // refused 0x97 (v3.1.1 3). Its existing sessions, resumed or cleaned, are not "more".
   const max = a.conn.broker.options.maxSessionsPerOwner;
   if (existing === undefined && a.owner !== undefined && max > 0 && a.conn.broker.sessionsOwnedBy(a.owner) >= max) {
     a.conn.broker.stats.connectsOverSessionLimit++;
-    return { refuse: RC.QUOTA_EXCEEDED, reasonString: 'too many sessions for this device' };
+    return { refuse: RC.QUOTA_EXCEEDED, reasonString: 'too many sessions for this device', detail: `maxSessionsPerOwner (${max})` };
   }
 }
 
@@ -191,18 +193,19 @@ function storeWill(a: ConnectAttempt): StepResult {
   a.conn.willDelay = props?.willDelayInterval ?? 0;
 }
 
-const CONNECT_STEPS: readonly Step[] = [
-  checkProperties,
-  checkClientId,
-  checkAuthenticationMethod,
-  checkWill,
-  negotiateLimits,
-  checkConnectionQuota,
-  authenticate,
-  checkConnectionQuotaAgain,
-  checkSessionOwner,
-  grantSessionExpiry,
-  storeWill,
+/** Named by string, not by Function.name: the bundle may rename functions, and the name is reported. */
+const CONNECT_STEPS: readonly (readonly [name: string, step: Step])[] = [
+  ['checkProperties', checkProperties],
+  ['checkClientId', checkClientId],
+  ['checkAuthenticationMethod', checkAuthenticationMethod],
+  ['checkWill', checkWill],
+  ['negotiateLimits', negotiateLimits],
+  ['checkConnectionQuota', checkConnectionQuota],
+  ['authenticate', authenticate],
+  ['checkConnectionQuotaAgain', checkConnectionQuotaAgain],
+  ['checkSessionOwner', checkSessionOwner],
+  ['grantSessionExpiry', grantSessionExpiry],
+  ['storeWill', storeWill],
 ];
 
 export function handleConnect(conn: Connection, packet: IConnectPacket): void | Promise<void> {
@@ -217,6 +220,7 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void | 
     sessionExpiryLowered: false,
   };
   conn.username = packet.username;
+  conn.presented = { clientId: packet.clientId, username: packet.username };
   return runSteps(attempt, 0);
 }
 
@@ -224,28 +228,33 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void | 
 function runSteps(a: ConnectAttempt, from: number): void | Promise<void> {
   for (let i = from; i < CONNECT_STEPS.length; i++) {
     if (a.conn.state === 'closed') return;
-    const r = CONNECT_STEPS[i]!(a);
+    const [name, step] = CONNECT_STEPS[i]!;
+    const r = step(a);
     if (r instanceof Promise) {
       return r.then((res) => {
-        if (res !== undefined) return refuse(a, res.refuse, res.reasonString);
+        if (res !== undefined) return refuse(a, name, res);
         return runSteps(a, i + 1);
       });
     }
-    if (r !== undefined) return refuse(a, r.refuse, r.reasonString);
+    if (r !== undefined) return refuse(a, name, r);
   }
   accept(a);
 }
 
-function refuse(a: ConnectAttempt, reasonCode: number, reasonString?: string): void {
+function refuse(a: ConnectAttempt, step: string, { refuse: reasonCode, reasonString, detail }: { refuse: number; reasonString?: string; detail?: string }): void {
   const { conn } = a;
   if (conn.state === 'closed') return;
   conn.broker.stats.connectsRefused++;
   conn.broker.logger.info({ clientId: logText(a.clientId), username: logText(a.packet.username), remoteAddress: conn.remoteAddress, reasonCode }, 'connect_refused');
+  let sent: number;
   if (conn.isV5) {
+    sent = reasonCode;
     conn.send({ cmd: 'connack', sessionPresent: false, reasonCode, properties: reasonString === undefined ? undefined : { reasonString } });
   } else {
-    conn.send({ cmd: 'connack', sessionPresent: false, returnCode: v3ConnackCode(reasonCode) });
+    sent = v3ConnackCode(reasonCode);
+    conn.send({ cmd: 'connack', sessionPresent: false, returnCode: sent });
   }
+  conn.farewell = { sent, reasonCode, step, detail: detail ?? reasonString };
   conn.close('connect_refused');
 }
 
@@ -255,6 +264,7 @@ function accept(a: ConnectAttempt): void {
   conn.clientId = a.clientId;
   // The packet size this CONNACK announces is the one enforced (it may have changed since the socket opened).
   conn.setMaxPacketSize(opts.maxPacketSize);
+  conn.presented = null;
   const { session, present } = conn.broker.openSession(conn, a.packet.clean !== false, a.owner);
   session.identity = conn.identity;
   session.expiryInterval = a.sessionExpiry;

@@ -28,6 +28,8 @@ export type CertificateStep =
 
 export interface CertificateChecksDeps {
   log: Logger;
+  /** A socket refused for its client certificate, before MQTT (the reason as the TLS layer names it). */
+  onRefused?: (socket: TLSSocket, reason: string, subject: string | undefined) => void;
   timings?: Partial<OcspTimings>;
   /** SHA-256 fingerprints of the device certificates of connected clients. */
   connectedCertificates: () => Iterable<string>;
@@ -102,6 +104,7 @@ export class CertificateChecks {
     if (!verdict.ok) {
       this.#x509Refusals[verdict.reason] = (this.#x509Refusals[verdict.reason] ?? 0) + 1;
       this.#deps.log.info({ remoteAddress: socket.remoteAddress, reason: verdict.reason, subject: verdict.subject }, 'tls_client_certificate_refused');
+      this.#deps.onRefused?.(socket, verdict.reason, verdict.subject);
       socket.destroy();
       return false;
     }

@@ -9,6 +9,7 @@ import { platformSchema } from './0002-platform.ts';
 import { accessControlSchema } from './0003-access-control.ts';
 import { gatewayLimitsSchema } from './0004-gateway-limits.ts';
 import { devicePropertiesSchema } from './0005-device-properties.ts';
+import { connectionEventsSchema } from './0006-connection-events.ts';
 
 export class BundledMigrations implements MigrationProvider {
   getMigrations(): Promise<Record<string, Migration>> {
@@ -18,6 +19,7 @@ export class BundledMigrations implements MigrationProvider {
       '0003-access-control': accessControlSchema(),
       '0004-gateway-limits': gatewayLimitsSchema(),
       '0005-device-properties': devicePropertiesSchema(),
+      '0006-connection-events': connectionEventsSchema(),
     });
   }
 }

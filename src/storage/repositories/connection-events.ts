@@ -1,0 +1,89 @@
+import type { Kysely, Selectable } from 'kysely';
+import type {
+  ConnectionEventQuery, ConnectionEventRecord, ConnectionEventRepository, ConnectionEventType, ConnectionReason,
+} from '../../registry/connection-events.ts';
+import type { DeviceCertificateInfo } from '../../registry/types.ts';
+import type { ConnectionEventsTable, Database } from '../schema.ts';
+
+/** Rows per INSERT: 15 columns each, under SQLite's 32,766 bound values and PostgreSQL's 65,535. */
+const ROWS_PER_STATEMENT = 500;
+
+function toRow(r: ConnectionEventRecord): ConnectionEventsTable {
+  return {
+    id: r.id, gateway_id: r.gatewayId, type: r.type, reason: r.reason, detail: r.detail, mqtt_reason_code: r.mqttReasonCode,
+    protocol_version: r.protocolVersion, client_id: r.clientId, username: r.username, device_name: r.deviceName, address: r.address,
+    certificate: r.certificate === null ? null : JSON.stringify(r.certificate), at: r.at, count: r.count, last_at: r.lastAt,
+  };
+}
+
+function fromRow(row: Selectable<ConnectionEventsTable>): ConnectionEventRecord {
+  return {
+    id: row.id, gatewayId: row.gateway_id,
+    // Written only from the typed record above: the columns hold the same literals.
+    type: row.type as ConnectionEventType, reason: row.reason as ConnectionReason,
+    detail: row.detail, mqttReasonCode: row.mqtt_reason_code === null ? null : Number(row.mqtt_reason_code),
+    protocolVersion: row.protocol_version === null ? null : Number(row.protocol_version),
+    clientId: row.client_id, username: row.username, deviceName: row.device_name, address: row.address,
+    certificate: row.certificate === null ? null : (JSON.parse(row.certificate) as DeviceCertificateInfo),
+    at: row.at, count: Number(row.count), lastAt: row.last_at,
+  };
+}
+
+export class KyselyConnectionEventRepository implements ConnectionEventRepository {
+  readonly #db: Kysely<Database>;
+
+  constructor(db: Kysely<Database>) {
+    this.#db = db;
+  }
+
+  async insertMany(records: readonly ConnectionEventRecord[]): Promise<void> {
+    const rows = records.map(toRow);
+    for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
+      await this.#db.insertInto('connection_events').values(rows.slice(i, i + ROWS_PER_STATEMENT))
+        .onConflict((oc) => oc.column('id').doNothing()).execute();
+    }
+  }
+
+  async addCounts(updates: readonly { id: string; count: number; lastAt: string }[]): Promise<void> {
+    // One statement per folded row: a batch holds at most one update per row, and few rows fold.
+    for (const u of updates) {
+      await this.#db.updateTable('connection_events')
+        .set((eb) => ({ count: eb('count', '+', u.count), last_at: u.lastAt }))
+        .where('id', '=', u.id).execute();
+    }
+  }
+
+  async query(q: ConnectionEventQuery): Promise<ConnectionEventRecord[]> {
+    let select = this.#db.selectFrom('connection_events').selectAll();
+    if (q.gatewayId !== undefined) select = select.where('gateway_id', '=', q.gatewayId);
+    if (q.deviceName !== undefined) select = select.where('device_name', '=', q.deviceName);
+    if (q.username !== undefined) select = select.where('username', '=', q.username);
+    if (q.clientId !== undefined) select = select.where('client_id', '=', q.clientId);
+    if (q.type !== undefined) select = select.where('type', '=', q.type);
+    if (q.reason !== undefined) select = select.where('reason', '=', q.reason);
+    if (q.since !== undefined) select = select.where('last_at', '>=', q.since);
+    if (q.before !== undefined) select = select.where('id', '<', q.before);
+    return (await select.orderBy('id', 'desc').limit(q.limit).execute()).map(fromRow);
+  }
+
+  async prunePerGateway(keep: number): Promise<number> {
+    const gateways = await this.#db.selectFrom('connection_events').select('gateway_id')
+      .groupBy('gateway_id').having((eb) => eb.fn.countAll(), '>', keep).execute();
+    let removed = 0;
+    for (const { gateway_id: gatewayId } of gateways) {
+      // The id of the `keep`-th newest event of the gateway: it and everything older go.
+      const boundary = await this.#db.selectFrom('connection_events').select('id').where('gateway_id', '=', gatewayId)
+        .orderBy('id', 'desc').offset(keep).limit(1).executeTakeFirst();
+      if (boundary === undefined) continue;
+      const result = await this.#db.deleteFrom('connection_events')
+        .where('gateway_id', '=', gatewayId).where('id', '<=', boundary.id).executeTakeFirst();
+      removed += Number(result.numDeletedRows);
+    }
+    return removed;
+  }
+
+  async pruneOlderThan(before: string): Promise<number> {
+    const result = await this.#db.deleteFrom('connection_events').where('last_at', '<', before).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+}
