@@ -1,6 +1,7 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import { defineConfig } from 'eslint/config';
+import { testTimeoutRule } from './scripts/lint/test-timeout-rule.mjs';
 
 export default defineConfig(
   { ignores: ['dist/**', 'node_modules/**', 'console/**', 'data/**', '.tmp/**', 'bench/results/**', 'bench/.build/**', '.dependency-cruiser.cjs'] },
@@ -14,6 +15,12 @@ export default defineConfig(
       }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
+  },
+  {
+    // Every test and hook has a timeout, so a broken limit fails fast (docs/testing.md).
+    files: ['src/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts'],
+    plugins: { gatehouse: { rules: { 'test-timeout': testTimeoutRule } } },
+    rules: { 'gatehouse/test-timeout': 'error' },
   },
   {
     files: ['**/*.js', '**/*.mjs', '**/*.cjs'],

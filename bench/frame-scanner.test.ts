@@ -34,7 +34,7 @@ function referenceLengths(data: Buffer): number[] {
   return seen;
 }
 
-test('frame scanner splits frames like mqtt-packet for every chunk size', () => {
+test('frame scanner splits frames like mqtt-packet for every chunk size', { timeout: 90_000 }, () => {
   const frames = sampleStream();
   const data = Buffer.concat(frames);
   const reference = referenceLengths(data);
@@ -48,12 +48,12 @@ test('frame scanner splits frames like mqtt-packet for every chunk size', () => 
   }
 });
 
-test('frame scanner rejects a five-byte Remaining Length', () => {
+test('frame scanner rejects a five-byte Remaining Length', { timeout: 5_000 }, () => {
   const scanner = new FrameScanner(() => undefined);
   assert.throws(() => scanner.push(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01])), /Remaining Length/);
 });
 
-test('publish template offsets match the generated frame', () => {
+test('publish template offsets match the generated frame', { timeout: 5_000 }, () => {
   const t = publishTemplate('bench/12', 100, 1);
   const frame = Buffer.from(t.frame);
   frame.writeUInt16BE(0xbeef, t.idOffset);
@@ -76,7 +76,7 @@ test('publish template offsets match the generated frame', () => {
   assert.equal(payloadStart, t.payloadOffset);
 });
 
-test('puback template carries its identifier at the patched offset', () => {
+test('puback template carries its identifier at the patched offset', { timeout: 5_000 }, () => {
   const frame = Buffer.from(PUBACK_TEMPLATE);
   frame.writeUInt16BE(4242, PUBACK_ID_OFFSET);
   assert.deepEqual(frame, generate({ cmd: 'puback', messageId: 4242 }));

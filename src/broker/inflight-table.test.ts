@@ -13,7 +13,7 @@ function allocate(table: InflightTable<Entry>, next: { id: number }): number {
   }
 }
 
-test('entries are found by packet id and only by their own id', () => {
+test('entries are found by packet id and only by their own id', { timeout: 5_000 }, () => {
   const t = new InflightTable<Entry>();
   t.set({ packetId: 5, seq: 1 });
   assert.equal(t.get(5)?.seq, 1);
@@ -25,7 +25,7 @@ test('entries are found by packet id and only by their own id', () => {
   assert.equal(t.get(5), undefined);
 });
 
-test('[MQTT-2.2.1-3] ids handed out through isFree are never in use, across wrap-around and growth', () => {
+test('[MQTT-2.2.1-3] ids handed out through isFree are never in use, across wrap-around and growth', { timeout: 10_000 }, () => {
   const t = new InflightTable<Entry>();
   const next = { id: 65000 };
   const live = new Map<number, Entry>();
@@ -50,7 +50,7 @@ test('[MQTT-2.2.1-3] ids handed out through isFree are never in use, across wrap
   for (const [id, e] of live) assert.equal(t.get(id), e);
 });
 
-test('restored ids that share a slot grow the table, and ordered() follows seq', () => {
+test('restored ids that share a slot grow the table, and ordered() follows seq', { timeout: 5_000 }, () => {
   const t = new InflightTable<Entry>();
   // 1, 17, 33 … all share slot 1 of a 16-slot table.
   const ids = [1, 17, 33, 49, 65535, 32768];

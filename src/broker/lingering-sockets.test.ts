@@ -17,7 +17,7 @@ async function pair(): Promise<{ server: net.Server; serverSide: net.Socket; cli
   return { server, serverSide, client };
 }
 
-test('a socket whose peer never closes is destroyed once its linger time is over, not before', async () => {
+test('a socket whose peer never closes is destroyed once its linger time is over, not before', { timeout: 5_000 }, async () => {
   const { server, serverSide, client } = await pair();
   const lingering = new LingeringSockets(150);
   serverSide.end();
@@ -33,7 +33,7 @@ test('a socket whose peer never closes is destroyed once its linger time is over
   server.close();
 });
 
-test('destroyAll ends every socket still lingering', async () => {
+test('destroyAll ends every socket still lingering', { timeout: 5_000 }, async () => {
   const { server, serverSide, client } = await pair();
   const lingering = new LingeringSockets(60_000);
   serverSide.end();

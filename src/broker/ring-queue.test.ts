@@ -8,7 +8,7 @@ import { RingQueue } from './ring-queue.ts';
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
 
-test('first in, first out across wrap-around and growth', () => {
+test('first in, first out across wrap-around and growth', { timeout: 5_000 }, () => {
   const q = new RingQueue<number>();
   const expected: number[] = [];
   let next = 0;
@@ -28,7 +28,7 @@ test('first in, first out across wrap-around and growth', () => {
   assert.equal(q.shift(), undefined);
 });
 
-test('a drained large queue gives its ring back; a small one keeps it', () => {
+test('a drained large queue gives its ring back; a small one keeps it', { timeout: 5_000 }, () => {
   const q = new RingQueue<string>();
   for (let i = 0; i < 1000; i++) q.push(`m${i}`);
   assert.equal(q.length, 1000);
@@ -44,7 +44,7 @@ test('a drained large queue gives its ring back; a small one keeps it', () => {
   assert.equal(q.capacity, 32, 'kept: small enough to reuse');
 });
 
-test('does not keep references to shifted items', async () => {
+test('does not keep references to shifted items', { timeout: 5_000 }, async () => {
   const q = new RingQueue<object>();
   let item: object | undefined = {};
   const ref = new WeakRef(item);

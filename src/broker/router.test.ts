@@ -21,7 +21,7 @@ function sub(s: Session, raw: string, qos: QoS, extra: Partial<Subscription> = {
   };
 }
 
-test('[MQTT-3.3.4-2] [MQTT-3.3.4-3] overlapping subscriptions give one copy at the highest QoS with every identifier', () => {
+test('[MQTT-3.3.4-2] [MQTT-3.3.4-3] overlapping subscriptions give one copy at the highest QoS with every identifier', { timeout: 5_000 }, () => {
   const r = new Router();
   const a = session('a');
   r.add(sub(a, 'x/#', 0, { subscriptionId: 1 }));
@@ -32,7 +32,7 @@ test('[MQTT-3.3.4-2] [MQTT-3.3.4-3] overlapping subscriptions give one copy at t
   assert.deepEqual(d[0]!.subIds?.sort(), [1, 2]);
 });
 
-test('[MQTT-4.7.2-1] a wildcard-first filter does not match $ topics', () => {
+test('[MQTT-4.7.2-1] a wildcard-first filter does not match $ topics', { timeout: 5_000 }, () => {
   const r = new Router();
   const a = session('a');
   r.add(sub(a, '#', 0));
@@ -42,7 +42,7 @@ test('[MQTT-4.7.2-1] a wildcard-first filter does not match $ topics', () => {
   assert.equal(r.match('$SYS/info', 'p').length, 1);
 });
 
-test('[MQTT-3.8.3-3] No Local skips the publisher own subscription', () => {
+test('[MQTT-3.8.3-3] No Local skips the publisher own subscription', { timeout: 5_000 }, () => {
   const r = new Router();
   const a = session('a');
   r.add(sub(a, 't', 0, { noLocal: true }));
@@ -50,7 +50,7 @@ test('[MQTT-3.8.3-3] No Local skips the publisher own subscription', () => {
   assert.equal(r.match('t', 'b').length, 1);
 });
 
-test('[MQTT-4.8.2] shared groups deliver to one member each, round robin, preferring connected members', () => {
+test('[MQTT-4.8.2] shared groups deliver to one member each, round robin, preferring connected members', { timeout: 5_000 }, () => {
   const r = new Router();
   const a = session('a');
   const b = session('b');
@@ -69,7 +69,7 @@ test('[MQTT-4.8.2] shared groups deliver to one member each, round robin, prefer
   assert.equal((counts.get('a') ?? 0) + (counts.get('b') ?? 0), 20);
 });
 
-test('removing the last member removes the group', () => {
+test('removing the last member removes the group', { timeout: 5_000 }, () => {
   const r = new Router();
   const a = session('a');
   const s = sub(a, '$share/g/t', 0);
@@ -79,7 +79,7 @@ test('removing the last member removes the group', () => {
   assert.equal(r.subscriptionCount, 0);
 });
 
-test('[MQTT-4.8.2] a shared group spreads its messages: connected members take turns, each gets its share', () => {
+test('[MQTT-4.8.2] a shared group spreads its messages: connected members take turns, each gets its share', { timeout: 5_000 }, () => {
   // The test above checks each message reaches the group once; this one that the group is a load
   // balancer and not "everything to one member" (issue 18: sending every message to one member passed).
   const r = new Router();

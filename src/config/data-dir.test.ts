@@ -8,9 +8,9 @@ import { prepareDataDir } from './data-dir.ts';
 import { readConfig } from './read-config.ts';
 
 const root = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-datadir-'));
-after(() => rm(root, { recursive: true, force: true }));
+after(() => rm(root, { recursive: true, force: true }), { timeout: 30_000 });
 
-test('first start generates token and master key (0600), the next start reads the same ones', async () => {
+test('first start generates token and master key (0600), the next start reads the same ones', { timeout: 5_000 }, async () => {
   const dataDir = path.join(root, 'fresh', 'data');
   const first = await prepareDataDir(readConfig({ GATEHOUSE_DATA_DIR: dataDir }));
   assert.deepEqual(first.generated, { adminToken: true, masterKey: true });
@@ -28,7 +28,7 @@ test('first start generates token and master key (0600), the next start reads th
   assert.deepEqual(second.warnings, []);
 });
 
-test('configured secrets are used and nothing is written', async () => {
+test('configured secrets are used and nothing is written', { timeout: 5_000 }, async () => {
   const dataDir = path.join(root, 'configured');
   const prepared = await prepareDataDir(readConfig({
     GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_ADMIN_TOKEN: 't'.repeat(24), GATEHOUSE_MASTER_KEY: '01'.repeat(32),
@@ -39,7 +39,7 @@ test('configured secrets are used and nothing is written', async () => {
   await assert.rejects(stat(path.join(dataDir, 'admin-token')));
 });
 
-test('a secret file or directory others can read is tightened and reported; a broken secret is an error naming the key', async () => {
+test('a secret file or directory others can read is tightened and reported; a broken secret is an error naming the key', { timeout: 5_000 }, async () => {
   const dataDir = path.join(root, 'loose');
   await prepareDataDir(readConfig({ GATEHOUSE_DATA_DIR: dataDir }));
   await chmod(path.join(dataDir, 'admin-token'), 0o644);

@@ -18,7 +18,7 @@ function rejects(env: NodeJS.ProcessEnv, key: string, message?: RegExp): void {
   });
 }
 
-test('defaults', () => {
+test('defaults', { timeout: 5_000 }, () => {
   const config = readConfig({}, '/srv');
   assert.deepEqual(config, {
     dataDir: '/srv/data', http: { host: '127.0.0.1', port: 8080 }, mqttHost: '0.0.0.0', publicHost: 'localhost',
@@ -31,7 +31,7 @@ test('defaults', () => {
   });
 });
 
-test('every key read', () => {
+test('every key read', { timeout: 5_000 }, () => {
   const config = readConfig({
     GATEHOUSE_DATA_DIR: '/var/lib/gatehouse', GATEHOUSE_HTTP_PORT: '9090', GATEHOUSE_HTTP_HOST: '::1',
     GATEHOUSE_MQTT_HOST: '10.0.0.5', GATEHOUSE_PUBLIC_HOST: 'gw.example.com', GATEHOUSE_ADMIN_TOKEN: 'a'.repeat(20),
@@ -51,7 +51,7 @@ test('every key read', () => {
   assert.equal(readConfig({ GATEHOUSE_PUBLIC_HOST: '[2001:db8::1]' }).publicHost, '2001:db8::1');
 });
 
-test('each bad value names its key', () => {
+test('each bad value names its key', { timeout: 5_000 }, () => {
   rejects({ GATEHOUSE_HTTP_PORT: 'http' }, 'GATEHOUSE_HTTP_PORT');
   rejects({ GATEHOUSE_PASSWORD_SCRYPT_N: '10000' }, 'GATEHOUSE_PASSWORD_SCRYPT_N', /power of two/);
   rejects({ GATEHOUSE_PASSWORD_SCRYPT_N: '512' }, 'GATEHOUSE_PASSWORD_SCRYPT_N');
@@ -76,7 +76,7 @@ test('each bad value names its key', () => {
   rejects({ GATEHOUSE_EVENTS_MAX_AGE_HOURS: '0' }, 'GATEHOUSE_EVENTS_MAX_AGE_HOURS');
 });
 
-test('the demo gateway: off, or on another port, from the environment or the config file', () => {
+test('the demo gateway: off, or on another port, from the environment or the config file', { timeout: 5_000 }, () => {
   assert.deepEqual(readConfig({ GATEHOUSE_DEMO: 'off', GATEHOUSE_DEMO_PORT: '18883' }).demo, { enabled: false, port: 18883 });
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-config-'));
   try {
@@ -88,7 +88,7 @@ test('the demo gateway: off, or on another port, from the environment or the con
   }
 });
 
-test('a config file with the same keys; the environment wins', () => {
+test('a config file with the same keys; the environment wins', { timeout: 5_000 }, () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-config-'));
   try {
     const file = path.join(dir, 'gatehouse.env');

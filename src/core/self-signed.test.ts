@@ -26,12 +26,12 @@ before(async () => {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   port = (server.address() as AddressInfo).port;
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   server.close();
   await once(server, 'close');
-});
+}, { timeout: 30_000 });
 
 /** Connects to the test server trusting only the generated certificate; resolves once the handshake is done. */
 async function handshake(options: tls.ConnectionOptions): Promise<tls.TLSSocket> {
@@ -45,7 +45,7 @@ async function handshake(options: tls.ConnectionOptions): Promise<tls.TLSSocket>
   }
 }
 
-test('subjectAltName holds the DNS name, the IPv4 and the IPv6 address', () => {
+test('subjectAltName holds the DNS name, the IPv4 and the IPv6 address', { timeout: 5_000 }, () => {
   const x509 = new X509Certificate(generated.certificatePem);
   const altNames = (x509.subjectAltName ?? '').split(', ');
   assert.ok(altNames.includes('DNS:localhost'), x509.subjectAltName);
@@ -57,13 +57,13 @@ test('subjectAltName holds the DNS name, the IPv4 and the IPv6 address', () => {
   assert.equal(x509.checkIP('::1'), '::1');
 });
 
-test('subject and issuer are the same two RDNs: O says not for production, CN is the first host', () => {
+test('subject and issuer are the same two RDNs: O says not for production, CN is the first host', { timeout: 5_000 }, () => {
   const x509 = new X509Certificate(generated.certificatePem);
   assert.equal(x509.subject, 'O=Gatehouse test certificate (not for production)\nCN=localhost');
   assert.equal(x509.issuer, x509.subject);
 });
 
-test('the private key matches the certificate and the certificate verifies with its own public key', () => {
+test('the private key matches the certificate and the certificate verifies with its own public key', { timeout: 5_000 }, () => {
   const x509 = new X509Certificate(generated.certificatePem);
   assert.match(generated.privateKeyPem, /^-----BEGIN PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+\n-----END PRIVATE KEY-----\n$/);
   const privateKey = createPrivateKey(generated.privateKeyPem);
@@ -74,7 +74,7 @@ test('the private key matches the certificate and the certificate verifies with 
   assert.equal(generated.fingerprint256, x509.fingerprint256);
 });
 
-test('validity runs from five minutes ago to now plus the given days', () => {
+test('validity runs from five minutes ago to now plus the given days', { timeout: 5_000 }, () => {
   const x509 = new X509Certificate(generated.certificatePem);
   const notBefore = Date.parse(x509.validFrom);
   const notAfter = Date.parse(x509.validTo);
@@ -84,7 +84,7 @@ test('validity runs from five minutes ago to now plus the given days', () => {
   assert.equal(generated.notAfter, new Date(notAfter).toISOString());
 });
 
-test('v3, ecdsa-with-SHA256, positive 16-byte serial and the four extensions with their criticality', async () => {
+test('v3, ecdsa-with-SHA256, positive 16-byte serial and the four extensions with their criticality', { timeout: 5_000 }, async () => {
   const x509 = new X509Certificate(generated.certificatePem);
   const certificate = pkijs.Certificate.fromBER(new Uint8Array(x509.raw));
   assert.equal(certificate.version, 2);
@@ -110,13 +110,13 @@ test('v3, ecdsa-with-SHA256, positive 16-byte serial and the four extensions wit
   assert.equal(await certificate.verify(), true);
 });
 
-test('two certificates get different serials and keys', async () => {
+test('two certificates get different serials and keys', { timeout: 5_000 }, async () => {
   const other = await createSelfSignedCertificate({ hosts: ['localhost'] });
   assert.notEqual(new X509Certificate(other.certificatePem).serialNumber, new X509Certificate(generated.certificatePem).serialNumber);
   assert.notEqual(other.privateKeyPem, generated.privateKeyPem);
 });
 
-test('a TLS client that trusts the certificate completes a handshake for servername localhost', async () => {
+test('a TLS client that trusts the certificate completes a handshake for servername localhost', { timeout: 5_000 }, async () => {
   const socket = await handshake({ servername: 'localhost' });
   try {
     assert.equal(socket.authorized, true, String(socket.authorizationError));
@@ -128,7 +128,7 @@ test('a TLS client that trusts the certificate completes a handshake for servern
   }
 });
 
-test('a TLS client connecting by IP address is checked against the IP SAN', async () => {
+test('a TLS client connecting by IP address is checked against the IP SAN', { timeout: 5_000 }, async () => {
   const socket = await handshake({});
   try {
     assert.equal(socket.authorized, true, String(socket.authorizationError));
@@ -139,11 +139,11 @@ test('a TLS client connecting by IP address is checked against the IP SAN', asyn
   }
 });
 
-test('a TLS client asking for a name the certificate does not hold is refused', async () => {
+test('a TLS client asking for a name the certificate does not hold is refused', { timeout: 5_000 }, async () => {
   await assert.rejects(handshake({ servername: 'example.com' }), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
 });
 
-test('commonName, wildcard DNS names and other IPv6 forms', async () => {
+test('commonName, wildcard DNS names and other IPv6 forms', { timeout: 5_000 }, async () => {
   const hosts = ['*.example.com', 'gw-1.internal', '2001:db8::abcd:1', '::ffff:192.0.2.1', 'fe80::'];
   const result = await createSelfSignedCertificate({ hosts, commonName: 'Gatehouse dev', days: 1 });
   const x509 = new X509Certificate(result.certificatePem);
@@ -156,7 +156,7 @@ test('commonName, wildcard DNS names and other IPv6 forms', async () => {
   assert.equal(x509.checkIP('::1'), undefined);
 });
 
-test('hosts that are neither a DNS name nor an IP address are refused with GW_ERR_VALIDATION', async () => {
+test('hosts that are neither a DNS name nor an IP address are refused with GW_ERR_VALIDATION', { timeout: 5_000 }, async () => {
   const bad: unknown[] = [
     'bad host', 'under_score.example', '-leading.example', 'trailing-.example', 'a..b', '.example', 'example.',
     'foo.*.example', '*', '*.', `${'a'.repeat(64)}.example`, `${'a.'.repeat(125)}abcd`, 'example.com:8883',
@@ -177,7 +177,7 @@ test('hosts that are neither a DNS name nor an IP address are refused with GW_ER
   }
 });
 
-test('a 253-character DNS name is accepted, days and commonName out of range are refused', async () => {
+test('a 253-character DNS name is accepted, days and commonName out of range are refused', { timeout: 5_000 }, async () => {
   const longest = `${'a.'.repeat(125)}abc`;
   assert.equal(longest.length, 253);
   await createSelfSignedCertificate({ hosts: ['localhost', longest], days: 825 });

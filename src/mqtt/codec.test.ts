@@ -4,7 +4,7 @@ import mqttPacket from 'mqtt-packet';
 import { decodeAckFast, decodeConnectFast, decodeDisconnectFast, decodeFrame, decodePublishFast, encodeAck, encodeForwardedProperties,
   encodePacket, encodePublish } from './codec.ts';
 
-test('v3.1.1 PUBLISH QoS 1 bytes, field by field', () => {
+test('v3.1.1 PUBLISH QoS 1 bytes, field by field', { timeout: 5_000 }, () => {
   const frame = encodePublish({
     topic: Buffer.from('a/b'), payload: Buffer.from('hi'), qos: 1, retain: true, dup: true, packetId: 10,
     protocolVersion: 4, forwarded: Buffer.alloc(0), messageExpiry: -1, topicAlias: 0, subscriptionIds: undefined,
@@ -18,7 +18,7 @@ test('v3.1.1 PUBLISH QoS 1 bytes, field by field', () => {
   ].join(''));
 });
 
-test('v5 PUBLISH with every property round-trips through mqtt-packet', () => {
+test('v5 PUBLISH with every property round-trips through mqtt-packet', { timeout: 5_000 }, () => {
   const forwarded = encodeForwardedProperties({
     payloadFormatIndicator: true, contentType: 'text/plain', responseTopic: 'r/t',
     correlationData: Buffer.from([1, 2, 3]), userProperties: { a: '1', b: ['2', '3'] },
@@ -40,7 +40,7 @@ test('v5 PUBLISH with every property round-trips through mqtt-packet', () => {
   });
 });
 
-test('decoder reports malformed frames as errors', () => {
+test('decoder reports malformed frames as errors', { timeout: 5_000 }, () => {
   // SUBSCRIBE with reserved header bits 0000 instead of 0010 [MQTT-3.8.1-1].
   const r = decodeFrame(Buffer.from('8006000100016100', 'hex'), 4);
   assert.ok(r instanceof Error);
@@ -49,7 +49,7 @@ test('decoder reports malformed frames as errors', () => {
   assert.ok(!(ok instanceof Error) && ok.cmd === 'pingreq');
 });
 
-test('fast PUBLISH decoding agrees with mqtt-packet, and rejects what the spec calls malformed', () => {
+test('fast PUBLISH decoding agrees with mqtt-packet, and rejects what the spec calls malformed', { timeout: 5_000 }, () => {
   for (const protocolVersion of [4, 5] as const) {
     for (const qos of [0, 1, 2] as const) {
       const frame = mqttPacket.generate({ cmd: 'publish', topic: 'a/ü', payload: Buffer.from('xyz'), qos, dup: qos > 0, retain: true, messageId: qos > 0 ? 7 : undefined }, { protocolVersion });
@@ -71,14 +71,14 @@ test('fast PUBLISH decoding agrees with mqtt-packet, and rejects what the spec c
   assert.equal(decodePublishFast(withProps, 5), null);
 });
 
-test('acks use the two-byte form unless a v5 reason code must be said (§3.4.2.1)', () => {
+test('acks use the two-byte form unless a v5 reason code must be said (§3.4.2.1)', { timeout: 5_000 }, () => {
   assert.equal(encodeAck('puback', 258, 0, 5).toString('hex'), '40020102');
   assert.equal(encodeAck('pubrel', 1, 0, 4).toString('hex'), '62020001');
   assert.equal(encodeAck('pubrec', 1, 0x97, 5).toString('hex'), '5003000197');
   assert.equal(encodeAck('pubcomp', 1, 0x92, 4).toString('hex'), '70020001'); // v3.1.1 cannot carry it
 });
 
-test('fast ack decoding agrees with mqtt-packet', () => {
+test('fast ack decoding agrees with mqtt-packet', { timeout: 5_000 }, () => {
   for (const protocolVersion of [4, 5] as const) {
     for (const cmd of ['puback', 'pubrec', 'pubrel', 'pubcomp'] as const) {
       for (const reasonCode of protocolVersion === 5 ? [0, 0x10] : [0]) {
@@ -107,7 +107,7 @@ function connectFields(p: mqttPacket.Packet | Error | null): unknown {
     username: p.username, password: p.password, will: p.will, properties: p.properties };
 }
 
-test('fast CONNECT decoding gives what the generic decoder gives', () => {
+test('fast CONNECT decoding gives what the generic decoder gives', { timeout: 5_000 }, () => {
   const cases: Partial<mqttPacket.IConnectPacket>[] = [
     {},
     { clean: false, keepalive: 0 },
@@ -126,7 +126,7 @@ test('fast CONNECT decoding gives what the generic decoder gives', () => {
   }
 });
 
-test('fast CONNECT decoding leaves everything unusual to the generic decoder', () => {
+test('fast CONNECT decoding leaves everything unusual to the generic decoder', { timeout: 5_000 }, () => {
   const frames = [
     connectFrame({ will: { topic: 'w', payload: Buffer.from('x'), qos: 1, retain: false } }),
     connectFrame({ protocolVersion: 5, properties: { sessionExpiryInterval: 10 } }),
@@ -149,13 +149,13 @@ test('fast CONNECT decoding leaves everything unusual to the generic decoder', (
   for (const f of frames) assert.equal(decodeConnectFast(f), null, f.toString('hex'));
 });
 
-test('fast DISCONNECT decoding takes only the two-byte form', () => {
+test('fast DISCONNECT decoding takes only the two-byte form', { timeout: 5_000 }, () => {
   assert.deepEqual(decodeDisconnectFast(Buffer.from('e000', 'hex')), { cmd: 'disconnect' });
   assert.equal(decodeDisconnectFast(Buffer.from('e00104', 'hex')), null);
   assert.equal(decodeDisconnectFast(Buffer.from('e100', 'hex')), null); // [MQTT-2.1.3-1] bad flags: generic decoder
 });
 
-test('hand-encoded CONNACK and PINGRESP match the generic encoder', () => {
+test('hand-encoded CONNACK and PINGRESP match the generic encoder', { timeout: 5_000 }, () => {
   for (const v of [3, 4] as const) {
     for (const sessionPresent of [false, true]) {
       for (const returnCode of [0, 5]) {
@@ -167,7 +167,7 @@ test('hand-encoded CONNACK and PINGRESP match the generic encoder', () => {
   assert.deepEqual(encodePacket({ cmd: 'pingresp' }, 5), mqttPacket.generate({ cmd: 'pingresp' }, { protocolVersion: 5 }));
 });
 
-test('v5 properties are exactly their Property Length, and every value is whole (§2.2.2.1): else malformed', () => {
+test('v5 properties are exactly their Property Length, and every value is whole (§2.2.2.1): else malformed', { timeout: 5_000 }, () => {
   // PUBLISH QoS 0, topic "t", then the Property Length, the properties, and the payload.
   const publish = (properties: number[], payload: number[] = []): Buffer => {
     const body = [0x00, 0x01, 0x74, properties.length, ...properties, ...payload];

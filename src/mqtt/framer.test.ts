@@ -11,7 +11,7 @@ function collect(framer: Framer, chunks: Buffer[]): { frames: string[]; error: s
   return { frames, error };
 }
 
-test('splits packets across and within chunks', () => {
+test('splits packets across and within chunks', { timeout: 5_000 }, () => {
   // PINGREQ = c0 00; PUBLISH QoS 0 "a" payload "x" = 30 04 00 01 61 78
   const stream = Buffer.from('c000300400016178c000', 'hex');
   const { frames, error } = collect(new Framer(1024), [stream.subarray(0, 3), stream.subarray(3, 7), stream.subarray(7)]);
@@ -19,19 +19,19 @@ test('splits packets across and within chunks', () => {
   assert.deepEqual(frames, ['c000', '300400016178', 'c000']);
 });
 
-test('[MQTT-1.5.5-1] a Remaining Length longer than four bytes is malformed', () => {
+test('[MQTT-1.5.5-1] a Remaining Length longer than four bytes is malformed', { timeout: 5_000 }, () => {
   const { error } = collect(new Framer(1 << 28), [Buffer.from('30ffffffff7f', 'hex')]);
   assert.equal(error, 'malformed-length');
 });
 
-test('a packet above the maximum size is refused from its header alone', () => {
+test('a packet above the maximum size is refused from its header alone', { timeout: 5_000 }, () => {
   // Remaining Length 200 (c8 01) declared, nothing of the body sent yet.
   const { error, frames } = collect(new Framer(100), [Buffer.from('30c801', 'hex')]);
   assert.equal(error, 'too-large');
   assert.deepEqual(frames, []);
 });
 
-test('stops when the consumer asks and resumes with the rest', () => {
+test('stops when the consumer asks and resumes with the rest', { timeout: 5_000 }, () => {
   const framer = new Framer(1024);
   const seen: string[] = [];
   framer.push(Buffer.from('c000d000', 'hex'), { onFrame: (f) => { seen.push(f.toString('hex')); return false; } });
@@ -40,7 +40,7 @@ test('stops when the consumer asks and resumes with the rest', () => {
   assert.deepEqual(seen, ['c000', 'd000']);
 });
 
-test('a large packet arriving in many chunks comes out whole and once, whatever the chunk boundaries', () => {
+test('a large packet arriving in many chunks comes out whole and once, whatever the chunk boundaries', { timeout: 60_000 }, () => {
   const frameOf = (bodyLength: number, fill: number): Buffer => {
     const length: number[] = [];
     let n = bodyLength;
@@ -76,7 +76,7 @@ test('a large packet arriving in many chunks comes out whole and once, whatever 
   }
 });
 
-test('[MQTT-3.1.2-24] the maximum size counts the whole packet, fixed header bytes included (issue 18)', () => {
+test('[MQTT-3.1.2-24] the maximum size counts the whole packet, fixed header bytes included (issue 18)', { timeout: 5_000 }, () => {
   // Maximum Packet Size is "the total number of bytes in an MQTT Control Packet": for a 130-byte limit, a
   // PUBLISH whose Remaining Length is 127 (one length byte: 1 + 1 + 127 = 129) and one of 128 (two length
   // bytes: 1 + 2 + 128 = 131) fall on either side, though both bodies are under 130.

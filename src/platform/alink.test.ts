@@ -4,7 +4,7 @@ import { isPropertyPostTopic, propertyPostValues } from './alink.ts';
 
 const AT = 1_700_000_000_000;
 
-test('a property post keeps bare values and {value, time} pairs, stamping bare ones with the arrival time', () => {
+test('a property post keeps bare values and {value, time} pairs, stamping bare ones with the arrival time', { timeout: 5_000 }, () => {
   const post = { id: '123', version: '1.0', sys: { ack: 0 }, method: 'thing.event.property.post',
     params: { Power: { value: 'on', time: 1524448722000 }, WF: 23.6, Pos: { lat: 1, lng: 2 } } };
   assert.deepEqual(propertyPostValues(post, AT), {
@@ -15,7 +15,7 @@ test('a property post keeps bare values and {value, time} pairs, stamping bare o
   });
 });
 
-test('anything else is not a property post', () => {
+test('anything else is not a property post', { timeout: 5_000 }, () => {
   assert.equal(propertyPostValues({ method: 'thing.event.alarm.post', params: { a: 1 } }, AT), null);
   assert.equal(propertyPostValues({ method: 'thing.event.property.post', params: {} }, AT), null);
   assert.equal(propertyPostValues({ method: 'thing.event.property.post', params: [1] }, AT), null);
@@ -24,7 +24,7 @@ test('anything else is not a property post', () => {
   assert.equal(propertyPostValues({ method: 'thing.event.property.post', params: tooMany }, AT), null, 'Alink 6106: over 200');
 });
 
-test('the Alink property post topic', () => {
+test('the Alink property post topic', { timeout: 5_000 }, () => {
   assert.equal(isPropertyPostTopic('/sys/pk/dn/thing/event/property/post'), true);
   assert.equal(isPropertyPostTopic('/sys/pk/dn/thing/event/property/post_reply'), false);
   assert.equal(isPropertyPostTopic('/pk/dn/user/update'), false);

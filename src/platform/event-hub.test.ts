@@ -7,7 +7,7 @@ function presence(id: string, deviceName: string, type: 'online' | 'offline' = '
   return { id, type, gatewayId: 'gw', deviceName, data: { gatewayId: 'gw', productKey: 'pk', deviceName, at: 'now' } };
 }
 
-test('listeners hear each event; the replay ring keeps the newest and resumes after an id, filtered', () => {
+test('listeners hear each event; the replay ring keeps the newest and resumes after an id, filtered', { timeout: 5_000 }, () => {
   const hub = new EventHub(3);
   const heard: string[] = [];
   const off = hub.subscribe((e) => heard.push(e.id));
@@ -28,7 +28,7 @@ function message(id: string, payloadBytes: number): PlatformEvent {
   };
 }
 
-test('the replay ring is bounded in bytes as well as events: large messages push the oldest out, the newest always stays', () => {
+test('the replay ring is bounded in bytes as well as events: large messages push the oldest out, the newest always stays', { timeout: 5_000 }, () => {
   const hub = new EventHub(1000, 10_000);
   for (let i = 0; i < 20; i++) hub.publish(message(String(i).padStart(2, '0'), 1_900)); // 2,413 bytes each as counted
   const kept = hub.replayAfter('', {}).map((e) => e.id);
@@ -42,7 +42,7 @@ test('the replay ring is bounded in bytes as well as events: large messages push
   assert.equal(hub.replayAfter('', {}).length, 19, 'small events: the count bound and the byte bound (19 × 512 bytes) hold together');
 });
 
-test('a large parsed result counts toward the byte bound, not a fixed allowance', () => {
+test('a large parsed result counts toward the byte bound, not a fixed allowance', { timeout: 5_000 }, () => {
   const hub = new EventHub(1000, 100_000);
   for (let i = 0; i < 10; i++) {
     const event = message(`p${i}`, 10);

@@ -31,7 +31,7 @@ function record(id: string, deviceName = 'dev', payloadBytes = 0): MessageRecord
 
 const OPTIONS = { keepPerDevice: 20, maxAgeMs: 3600_000, batchSize: 3, flushMs: 10_000, maxPending: 5, maxPendingBytes: 1024 * 1024 };
 
-test('messages are written in batches, the buffer is bounded, devices are pruned after a tenth of their quota', async () => {
+test('messages are written in batches, the buffer is bounded, devices are pruned after a tenth of their quota', { timeout: 5_000 }, async () => {
   const repo = new FakeRepo();
   const store = new MessageStore(repo, OPTIONS, silentLogger);
   for (let i = 0; i < 7; i++) store.add(record(`m${i}`));
@@ -43,7 +43,7 @@ test('messages are written in batches, the buffer is bounded, devices are pruned
   await store.close();
 });
 
-test('a failing database drops the batch (counted) instead of growing the buffer', async () => {
+test('a failing database drops the batch (counted) instead of growing the buffer', { timeout: 5_000 }, async () => {
   const repo = new FakeRepo();
   repo.fail = true;
   const store = new MessageStore(repo, OPTIONS, silentLogger);
@@ -53,7 +53,7 @@ test('a failing database drops the batch (counted) instead of growing the buffer
   await store.close();
 });
 
-test('the buffer is bounded in payload bytes too: large messages past maxPendingBytes are dropped (counted), room comes back after a write', async () => {
+test('the buffer is bounded in payload bytes too: large messages past maxPendingBytes are dropped (counted), room comes back after a write', { timeout: 5_000 }, async () => {
   const repo = new FakeRepo();
   const store = new MessageStore(repo, { ...OPTIONS, maxPending: 1000, batchSize: 1000, maxPendingBytes: 10_000 }, silentLogger);
   for (let i = 0; i < 5; i++) store.add(record(`big${i}`, 'dev', 3_000));

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { silentLogger } from '../core/logger.ts';
 import { RegistryEvents } from './events.ts';
 
-test('listeners get their events in order; unsubscribe stops them; a throwing listener is contained', () => {
+test('listeners get their events in order; unsubscribe stops them; a throwing listener is contained', { timeout: 5_000 }, () => {
   const events = new RegistryEvents(silentLogger);
   const seen: string[] = [];
   events.on('gateway.created', () => {

@@ -5,7 +5,7 @@ import { SecretBox } from './secrets.ts';
 
 const box = new SecretBox(Buffer.alloc(32, 1));
 
-test('round trip; fresh IV every time; no plaintext in the sealed form', () => {
+test('round trip; fresh IV every time; no plaintext in the sealed form', { timeout: 5_000 }, () => {
   const a = box.encrypt('-----BEGIN PRIVATE KEY-----', 'gateway:g1:serverPrivateKey');
   const b = box.encrypt('-----BEGIN PRIVATE KEY-----', 'gateway:g1:serverPrivateKey');
   assert.notEqual(a, b);
@@ -14,7 +14,7 @@ test('round trip; fresh IV every time; no plaintext in the sealed form', () => {
   assert.equal(box.decrypt(a, 'gateway:g1:serverPrivateKey'), '-----BEGIN PRIVATE KEY-----');
 });
 
-test('another context, another key or a tampered ciphertext does not decrypt', () => {
+test('another context, another key or a tampered ciphertext does not decrypt', { timeout: 5_000 }, () => {
   const sealed = box.encrypt('secret', 'gateway:g1:serverPrivateKey');
   const fails = (fn: () => unknown) => assert.throws(fn, (e: unknown) => e instanceof GatehouseError && e.code === 'GW_ERR_INTERNAL');
   fails(() => box.decrypt(sealed, 'gateway:g2:serverPrivateKey'));
@@ -26,7 +26,7 @@ test('another context, another key or a tampered ciphertext does not decrypt', (
   fails(() => box.decrypt('v0:x', 'c'));
 });
 
-test('the key check identifies the key without revealing it', () => {
+test('the key check identifies the key without revealing it', { timeout: 5_000 }, () => {
   assert.equal(box.keyCheck(), new SecretBox(Buffer.alloc(32, 1)).keyCheck());
   assert.notEqual(box.keyCheck(), new SecretBox(Buffer.alloc(32, 2)).keyCheck());
   assert.ok(!box.keyCheck().includes(Buffer.alloc(32, 1).toString('hex')));

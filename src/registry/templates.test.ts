@@ -8,7 +8,7 @@ const context: TemplateContext = {
   userProperties: { model: 'TH-2', empty: '' },
 };
 
-test('known variables: the fixed six and userProperties.<key>', () => {
+test('known variables: the fixed six and userProperties.<key>', { timeout: 5_000 }, () => {
   for (const name of ['username', 'password', 'clientId', 'cert.cn', 'cert.serial', 'cert.issuer', 'userProperties.model', 'userProperties.a.b']) {
     assert.equal(isKnownVariable(name), true, name);
   }
@@ -17,7 +17,7 @@ test('known variables: the fixed six and userProperties.<key>', () => {
   }
 });
 
-test('parse splits text and variables; rejects unknown and unterminated ones', () => {
+test('parse splits text and variables; rejects unknown and unterminated ones', { timeout: 5_000 }, () => {
   assert.deepEqual(parseTemplate('sn-${clientId}/${cert.cn}'), { ok: true, parts: [{ text: 'sn-' }, { variable: 'clientId' }, { text: '/' }, { variable: 'cert.cn' }] });
   assert.deepEqual(parseTemplate(''), { ok: true, parts: [] });
   assert.deepEqual(parseTemplate('$ {not} a variable'), { ok: true, parts: [{ text: '$ {not} a variable' }] });
@@ -29,7 +29,7 @@ test('parse splits text and variables; rejects unknown and unterminated ones', (
   assert.match(open.ok ? '' : open.message, /unterminated/);
 });
 
-test('render fills every variable; missing values render empty', () => {
+test('render fills every variable; missing values render empty', { timeout: 5_000 }, () => {
   assert.equal(renderTemplate('${username}:${password}@${clientId}', context), 'UN001:PW001@client-9');
   assert.equal(renderTemplate('${cert.cn}|${cert.serial}|${cert.issuer}', context), 'CN001|1003|CN=Test CA');
   assert.equal(renderTemplate('m=${userProperties.model};x=${userProperties.missing}', context), 'm=TH-2;x=');

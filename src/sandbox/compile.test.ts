@@ -3,7 +3,7 @@ import { after, test } from 'node:test';
 import { QuickJsRunner, ScriptCompileError } from './index.ts';
 
 const runner = new QuickJsRunner();
-after(() => runner.dispose());
+after(() => runner.dispose(), { timeout: 30_000 });
 
 const HANDLER = { kind: 'module-function', entry: 'handler' } as const;
 
@@ -17,7 +17,7 @@ async function compileError(source: string, options: Partial<typeof HANDLER & { 
   assert.fail('the source compiled');
 }
 
-test('a syntax error names its line and column', async () => {
+test('a syntax error names its line and column', { timeout: 20_000 }, async () => {
   const error = await compileError([
     'function handler(event) {',
     '  const ok = event.password === "x";',
@@ -31,19 +31,19 @@ test('a syntax error names its line and column', async () => {
   assert.equal(error.detail, "Unexpected token in expression: ')'");
 });
 
-test('an unterminated function reports where the input ended', async () => {
+test('an unterminated function reports where the input ended', { timeout: 10_000 }, async () => {
   const error = await compileError('function handler(event) {\n  return {');
   assert.equal(error.reason, 'syntax');
   assert.equal(error.line, 2);
   assert.match(error.message, /^line 2: Unexpected end of input$/);
 });
 
-test('ES module syntax is a syntax error the operator can read', async () => {
+test('ES module syntax is a syntax error the operator can read', { timeout: 5_000 }, async () => {
   const error = await compileError('export function handler() {}');
   assert.equal(error.message, 'line 1: Unsupported keyword: export');
 });
 
-test('a script without the entry function is rejected', async () => {
+test('a script without the entry function is rejected', { timeout: 5_000 }, async () => {
   for (const source of ['function handle() {}', 'const handler = 5;', '// nothing here', 'module.exports = {}']) {
     const error = await compileError(source);
     assert.equal(error.reason, 'missing-entry', source);
@@ -62,7 +62,7 @@ test('top-level code that throws or loops is rejected at compile time', { timeou
   assert.equal(looped.message, 'top-level code ran longer than 100 ms');
 });
 
-test('limits out of range are refused rather than clamped', async () => {
+test('limits out of range are refused rather than clamped', { timeout: 5_000 }, async () => {
   await assert.rejects(runner.compile('function handler() {}', { ...HANDLER, memoryMb: 4 }), RangeError);
   await assert.rejects(runner.compile('function handler() {}', { ...HANDLER, memoryMb: 512 }), RangeError);
   await assert.rejects(runner.compile('function handler() {}', { ...HANDLER, timeoutMs: 0 }), RangeError);

@@ -5,11 +5,11 @@ import { QuickJsRunner } from './index.ts';
 // Many connections call the same compiled script at once.
 
 const runner = new QuickJsRunner();
-after(() => runner.dispose());
+after(() => runner.dispose(), { timeout: 30_000 });
 
 const HANDLER = { kind: 'module-function', entry: 'handler' } as const;
 
-test('concurrent calls each get their own result and their own console lines', async () => {
+test('concurrent calls each get their own result and their own console lines', { timeout: 30_000 }, async () => {
   const script = await runner.compile(`
     async function handler(event) {
       console.log('checking ' + event.userName);
@@ -31,7 +31,7 @@ test('concurrent calls each get their own result and their own console lines', a
   assert.equal(stats.queued, 0);
 });
 
-test('calls beyond the queue bound are answered busy at once', async () => {
+test('calls beyond the queue bound are answered busy at once', { timeout: 15_000 }, async () => {
   const script = await runner.compile(
     'function handler() { const end = Date.now() + 100; while (Date.now() < end); return {}; }',
     { ...HANDLER, maxConcurrent: 1, maxQueued: 2 });

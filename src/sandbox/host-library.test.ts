@@ -7,7 +7,7 @@ import { QuickJsRunner, type CompiledScript, type InvokeResult, type JsonValue }
 // TextEncoder/TextDecoder of the host.
 
 const runner = new QuickJsRunner();
-after(() => runner.dispose());
+after(() => runner.dispose(), { timeout: 30_000 });
 
 /** A script that runs `op(input)` for an operation chosen by name, byte results as number arrays. */
 let lab: CompiledScript;
@@ -35,7 +35,7 @@ before(async () => {
         try { return { ok: out(ops[op](input)) }; } catch (e) { return { error: e.name + ': ' + e.message }; }
       }) };
     }`, { kind: 'module-function', entry: 'handler', timeoutMs: 5000, memoryMb: 64 });
-});
+}, { timeout: 60_000 });
 
 type Outcome = { ok: JsonValue } | { error: string };
 
@@ -54,7 +54,7 @@ function okValues(outcomes: Outcome[]): JsonValue[] {
 
 const bytesOf = (buffer: Uint8Array): { bytes: number[] } => ({ bytes: [...buffer] });
 
-test('hash and hmac match node:crypto for every algorithm and encoding', async () => {
+test('hash and hmac match node:crypto for every algorithm and encoding', { timeout: 15_000 }, async () => {
   const data = [...Buffer.from('payload ✓ 🔒', 'utf8')];
   const key = [...randomBytes(32)];
   for (const alg of ['md5', 'sha1', 'sha256', 'sha384', 'sha512']) {
@@ -72,7 +72,7 @@ test('hash and hmac match node:crypto for every algorithm and encoding', async (
   ])), Array(2).fill(createHmac('sha256', 'k').update('héllo', 'utf8').digest('hex')));
 });
 
-test('bad algorithms, encodings and inputs throw TypeErrors the script can catch', async () => {
+test('bad algorithms, encodings and inputs throw TypeErrors the script can catch', { timeout: 5_000 }, async () => {
   const outcomes = await run('hash', [
     { alg: 'sha3-256', data: 'x' },
     { alg: 'sha256', data: 'x', enc: 'latin1' },
@@ -82,13 +82,13 @@ test('bad algorithms, encodings and inputs throw TypeErrors the script can catch
   assert.match('error' in outcomes[0]! ? outcomes[0].error : '', /unsupported algorithm "sha3-256"/);
 });
 
-test('timingSafeEqual compares strings and bytes; different lengths are unequal', async () => {
+test('timingSafeEqual compares strings and bytes; different lengths are unequal', { timeout: 5_000 }, async () => {
   assert.deepEqual(okValues(await run('timingSafeEqual', [
     { a: 'abc', b: 'abc' }, { a: 'abc', b: 'abd' }, { a: 'abc', b: 'abcd' }, { a: [1, 2], b: [1, 2] },
   ])), [true, false, false, true]);
 });
 
-test('base64, base64url and hex match Buffer on random bytes, both ways', async () => {
+test('base64, base64url and hex match Buffer on random bytes, both ways', { timeout: 5_000 }, async () => {
   const samples = Array.from({ length: 60 }, (_, i) => randomBytes(i % 20 === 0 ? i * 7 : i));
   const data = samples.map((sample) => ({ data: [...sample] }));
   assert.deepEqual(okValues(await run('base64Encode', data)), samples.map((s) => s.toString('base64')));
@@ -99,7 +99,7 @@ test('base64, base64url and hex match Buffer on random bytes, both ways', async 
   assert.deepEqual(okValues(await run('hexDecode', samples.map((s) => ({ text: s.toString('hex').toUpperCase() })))), samples.map(bytesOf));
 });
 
-test('malformed base64 and hex are errors, not silently truncated', async () => {
+test('malformed base64 and hex are errors, not silently truncated', { timeout: 5_000 }, async () => {
   const outcomes = [
     ...await run('base64Decode', [{ text: 'ab$d' }, { text: 'abcde' }, { text: 'ab=c' }]),
     ...await run('hexDecode', [{ text: 'abc' }, { text: 'zz' }]),
@@ -108,7 +108,7 @@ test('malformed base64 and hex are errors, not silently truncated', async () => 
   assert.deepEqual(okValues(await run('base64Decode', [{ text: 'aGk\n' }])), [bytesOf(Buffer.from('hi'))]);
 });
 
-test('UTF-8 encode and decode match the WHATWG encoder and decoder, including invalid input', async () => {
+test('UTF-8 encode and decode match the WHATWG encoder and decoder, including invalid input', { timeout: 5_000 }, async () => {
   const strings = ['', 'plain', 'héllo wörld', '温度 21.5 °C', '🔒 emoji 👍🏽', 'lone \ud800 high', 'lone \udc00 low', '\ud83d', 'end \udbff'];
   const encoder = new TextEncoder();
   const expected = strings.map((text) => bytesOf(encoder.encode(text)));
@@ -129,7 +129,7 @@ test('UTF-8 encode and decode match the WHATWG encoder and decoder, including in
   }
 });
 
-test('TextDecoder strips a BOM unless told not to, and is strict when fatal', async () => {
+test('TextDecoder strips a BOM unless told not to, and is strict when fatal', { timeout: 5_000 }, async () => {
   const bom = [0xef, 0xbb, 0xbf, 0x68, 0x69];
   assert.deepEqual(okValues(await run('textDecoder', [{ data: bom }, { data: bom, ignoreBOM: true }])), ['hi', '\ufeffhi']);
   const [strict] = await run('textDecoder', [{ data: [0x68, 0xff], fatal: true }]);

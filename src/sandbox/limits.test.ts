@@ -7,7 +7,7 @@ import { errorOf, valueOf } from './test-support.ts';
 // memory, reach the host, or flood the logs.
 
 const runner = new QuickJsRunner();
-after(() => runner.dispose());
+after(() => runner.dispose(), { timeout: 30_000 });
 
 const HANDLER = { kind: 'module-function', entry: 'handler' } as const;
 
@@ -202,7 +202,7 @@ test('calls waiting behind one that runs out of memory are answered, and later c
   assert.deepEqual(valueOf(await script.invoke(['ok'])), { fine: true, kept: 0 });
 });
 
-test('an argument too big for the sandbox is a memory failure, not a crash', async () => {
+test('an argument too big for the sandbox is a memory failure, not a crash', { timeout: 5_000 }, async () => {
   const script = await runner.compile('function transformPayload(topic, bytes) { return { n: bytes.length }; }',
     { kind: 'module-function', entry: 'transformPayload', memoryMb: 16 });
   assert.equal(errorOf(await script.invoke(['t', Buffer.alloc(64 * 1024 * 1024)])).kind, 'memory');
@@ -220,7 +220,7 @@ test('the host process stays healthy: RSS bounded across repeated memory bombs',
   assert.ok(grownMb < 150, `RSS grew by ${grownMb.toFixed(0)} MB`);
 });
 
-test('a throw reports the message and the operator line; non-Error throws too', async () => {
+test('a throw reports the message and the operator line; non-Error throws too', { timeout: 5_000 }, async () => {
   const script = await mischief();
   const error = errorOf(await script.invoke(['throw']));
   assert.equal(error.kind, 'threw');
@@ -230,7 +230,7 @@ test('a throw reports the message and the operator line; non-Error throws too', 
   assert.equal(errorOf(await script.invoke(['throw-object'])).message, '{"code":42}');
 });
 
-test('console output is captured per call and bounded to 50 lines of 500 characters', async () => {
+test('console output is captured per call and bounded to 50 lines of 500 characters', { timeout: 5_000 }, async () => {
   const script = await runner.compile(`
     function handler(n) {
       console.log('start', n, { a: 1 }, [1, 2], null, undefined, 1n);
@@ -259,7 +259,7 @@ test('console output is captured per call and bounded to 50 lines of 500 charact
   assert.equal(flood.logs[49]?.message, 'line 46');
 });
 
-test('the sandbox has no require, process, fetch, timers or WebAssembly', async () => {
+test('the sandbox has no require, process, fetch, timers or WebAssembly', { timeout: 5_000 }, async () => {
   const script = await runner.compile(`
     function handler() {
       const names = ['require', 'process', 'fetch', 'setTimeout', 'setInterval', 'queueMicrotask', 'WebAssembly',
@@ -276,7 +276,7 @@ test('the sandbox has no require, process, fetch, timers or WebAssembly', async 
   assert.equal(value.console, 'function');
 });
 
-test('the host library is frozen', async () => {
+test('the host library is frozen', { timeout: 5_000 }, async () => {
   const script = await runner.compile(`
     'use strict';
     function handler() {

@@ -6,11 +6,11 @@ import { errorOf, valueOf } from './test-support.ts';
 // transformPayload(topic, bytes) as issue 6 runs it: raw device bytes in, a JSON object out.
 
 const runner = new QuickJsRunner();
-after(() => runner.dispose());
+after(() => runner.dispose(), { timeout: 30_000 });
 
 const TRANSFORM = { kind: 'module-function', entry: 'transformPayload' } as const;
 
-test('transformPayload turns sensor bytes into a property post', async () => {
+test('transformPayload turns sensor bytes into a property post', { timeout: 30_000 }, async () => {
   const script = await runner.compile(`
     function transformPayload(topic, bytes) {
       const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -37,7 +37,7 @@ test('transformPayload turns sensor bytes into a property post', async () => {
   });
 });
 
-test('the script gets a copy of exactly the payload bytes, never the Buffer pool or the original', async () => {
+test('the script gets a copy of exactly the payload bytes, never the Buffer pool or the original', { timeout: 20_000 }, async () => {
   const script = await runner.compile(`
     function transformPayload(topic, bytes) {
       const seen = { length: bytes.length, offset: bytes.byteOffset, bufferLength: bytes.buffer.byteLength };
@@ -50,7 +50,7 @@ test('the script gets a copy of exactly the payload bytes, never the Buffer pool
   assert.equal(pooled.toString(), 'hi');
 });
 
-test('results that are not plain JSON objects are bad-result, with a reason', async () => {
+test('results that are not plain JSON objects are bad-result, with a reason', { timeout: 5_000 }, async () => {
   const script = await runner.compile(`
     function transformPayload(topic) {
       const cyclic = {}; cyclic.self = cyclic;
@@ -93,21 +93,21 @@ test('results that are not plain JSON objects are bad-result, with a reason', as
   assert.equal(script.stats().failures['bad-result'], Object.keys(expected).length);
 });
 
-test('undefined properties are dropped as JSON.stringify drops them; dates become strings', async () => {
+test('undefined properties are dropped as JSON.stringify drops them; dates become strings', { timeout: 5_000 }, async () => {
   const script = await runner.compile(
     'function transformPayload() { return { a: 1, b: undefined, at: new Date(0), list: [undefined] }; }', TRANSFORM);
   assert.deepEqual(valueOf(await script.invoke(['t', new Uint8Array(0)])),
     { a: 1, at: '1970-01-01T00:00:00.000Z', list: [null] });
 });
 
-test("result: 'json' accepts any JSON value but still not undefined", async () => {
+test("result: 'json' accepts any JSON value but still not undefined", { timeout: 5_000 }, async () => {
   const script = await runner.compile('function transformPayload(t, b) { return b.length ? b[0] : undefined; }',
     { ...TRANSFORM, result: 'json' });
   assert.equal(valueOf(await script.invoke(['t', new Uint8Array([7])])), 7);
   assert.equal(errorOf(await script.invoke(['t', new Uint8Array(0)])).kind, 'bad-result');
 });
 
-test('a result larger than maxResultChars is bad-result', async () => {
+test('a result larger than maxResultChars is bad-result', { timeout: 5_000 }, async () => {
   const script = await runner.compile('function transformPayload() { return { s: "x".repeat(2000) }; }',
     { ...TRANSFORM, maxResultChars: 1000 });
   assert.match(errorOf(await script.invoke(['t', new Uint8Array(0)])).message, /too large \(2008 characters, limit 1000\)/);

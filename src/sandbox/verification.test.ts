@@ -8,12 +8,12 @@ import { errorOf, valueOf } from './test-support.ts';
 // certificateCommonName}) → {result, deviceName?, message?}.
 
 const runner = new QuickJsRunner();
-after(() => runner.dispose());
+after(() => runner.dispose(), { timeout: 30_000 });
 
 const HANDLER = { kind: 'module-function', entry: 'handler' } as const;
 const event = { userName: 'sensor-01', password: 'secret', clientId: 'client-1', certificateCommonName: null };
 
-test('a handler that accepts answers with its object', async () => {
+test('a handler that accepts answers with its object', { timeout: 45_000 }, async () => {
   const script = await runner.compile(
     'function handler(event) { return { result: "true", deviceName: event.userName }; }', HANDLER);
   const result = await script.invoke([event]);
@@ -23,7 +23,7 @@ test('a handler that accepts answers with its object', async () => {
   assert.equal(script.stats().succeeded, 1);
 });
 
-test('a handler that rejects answers with its reason (booleans pass through as they are)', async () => {
+test('a handler that rejects answers with its reason (booleans pass through as they are)', { timeout: 30_000 }, async () => {
   const script = await runner.compile(`
     function handler({ userName, password }) {
       if (userName === 'sensor-01' && password === 'secret') return { result: true, deviceName: userName };
@@ -34,7 +34,7 @@ test('a handler that rejects answers with its reason (booleans pass through as t
     { result: false, message: 'unknown device sensor-01' });
 });
 
-test('an async handler is awaited within the same limits', async () => {
+test('an async handler is awaited within the same limits', { timeout: 5_000 }, async () => {
   const script = await runner.compile(`
     async function handler(event) {
       await null;
@@ -45,7 +45,7 @@ test('an async handler is awaited within the same limits', async () => {
   assert.deepEqual(valueOf(await script.invoke([{ ...event, password: 'x' }])), { result: 'false' });
 });
 
-test('an async handler that rejects reports threw with the message and line', async () => {
+test('an async handler that rejects reports threw with the message and line', { timeout: 5_000 }, async () => {
   const script = await runner.compile([
     'async function handler(event) {',
     '  await null;',
@@ -56,7 +56,7 @@ test('an async handler that rejects reports threw with the message and line', as
     { kind: 'threw', message: 'Error: directory said no to sensor-01 (line 3)', line: 3 });
 });
 
-test('an HMAC-signed password is verified with the host library, matching node:crypto', async () => {
+test('an HMAC-signed password is verified with the host library, matching node:crypto', { timeout: 5_000 }, async () => {
   // The scheme of Aliyun-style device signing: password = "<timestamp>:<hex hmac-sha256>" over
   // clientId + deviceName + timestamp, keyed with the device secret.
   const script = await runner.compile(`
@@ -85,14 +85,14 @@ test('an HMAC-signed password is verified with the host library, matching node:c
     { result: 'false', message: 'unknown device' });
 });
 
-test('a handler can be a const arrow function or module.exports.handler', async () => {
+test('a handler can be a const arrow function or module.exports.handler', { timeout: 5_000 }, async () => {
   const arrow = await runner.compile('const handler = (e) => ({ result: "true", deviceName: e.clientId });', HANDLER);
   assert.deepEqual(valueOf(await arrow.invoke([event])), { result: 'true', deviceName: 'client-1' });
   const commonJs = await runner.compile('exports.handler = async (e) => ({ result: "false", message: e.userName });', HANDLER);
   assert.deepEqual(valueOf(await commonJs.invoke([event])), { result: 'false', message: 'sensor-01' });
 });
 
-test('state at the top level persists between calls of the same compiled script', async () => {
+test('state at the top level persists between calls of the same compiled script', { timeout: 5_000 }, async () => {
   const script = await runner.compile('let seen = 0; function handler() { seen++; return { result: "true", seen }; }', HANDLER);
   await script.invoke([event]);
   assert.deepEqual(valueOf(await script.invoke([event])), { result: 'true', seen: 2 });

@@ -24,8 +24,8 @@ interface HealthJson {
 
 before(async () => {
   api = await startTestApi();
-});
-after(() => api.close());
+}, { timeout: 60_000 });
+after(() => api.close(), { timeout: 30_000 });
 
 const V1_ROUTES: [string, string][] = [
   ['GET', '/api/v1/gateways'], ['POST', '/api/v1/gateways'], ['GET', '/api/v1/gateways/x'], ['PATCH', '/api/v1/gateways/x'],
@@ -39,14 +39,14 @@ const V1_ROUTES: [string, string][] = [
 
 describe('admin token', () => {
   for (const [method, url] of V1_ROUTES) {
-    test(`${method} ${url} without a token → 401 GW_ERR_UNAUTHORIZED`, async () => {
+    test(`${method} ${url} without a token → 401 GW_ERR_UNAUTHORIZED`, { timeout: 5_000 }, async () => {
       const reply = await api.call(method, url, { token: null, json: method === 'GET' || method === 'DELETE' ? undefined : {} });
       expectError(reply, 401, 'GW_ERR_UNAUTHORIZED', 'authorization');
       assert.match(String(reply.headers['www-authenticate']), /^Bearer/);
     });
   }
 
-  test('a wrong token, a prefix of it, or another scheme → 401', async () => {
+  test('a wrong token, a prefix of it, or another scheme → 401', { timeout: 5_000 }, async () => {
     expectError(await api.call('GET', '/api/v1/gateways', { token: 'wrong-token-0123456789abcdef' }), 401, 'GW_ERR_UNAUTHORIZED');
     expectError(await api.call('GET', '/api/v1/gateways', { token: ADMIN_TOKEN.slice(0, -1) }), 401, 'GW_ERR_UNAUTHORIZED');
     expectError(await api.call('GET', '/api/v1/gateways', { token: `${ADMIN_TOKEN}x` }), 401, 'GW_ERR_UNAUTHORIZED');
@@ -58,19 +58,19 @@ describe('admin token', () => {
     expectError(await api.call('GET', '/api/v1/gateways', { token: null, headers: { authorization: 'Bearer' } }), 401, 'GW_ERR_UNAUTHORIZED');
   });
 
-  test('the right token passes, scheme case-insensitive', async () => {
+  test('the right token passes, scheme case-insensitive', { timeout: 5_000 }, async () => {
     assert.equal((await api.call<GatewayListJson>('GET', '/api/v1/gateways')).status, 200);
     assert.equal((await api.call('GET', '/api/v1/gateways', { token: null, headers: { authorization: `bearer ${ADMIN_TOKEN}` } })).status, 200);
   });
 
-  test('an unknown route with the token → 404 GW_ERR_NOT_FOUND', async () => {
+  test('an unknown route with the token → 404 GW_ERR_NOT_FOUND', { timeout: 5_000 }, async () => {
     expectError(await api.call('GET', '/api/v1/no-such-route'), 404, 'GW_ERR_NOT_FOUND');
     expectError(await api.call('GET', '/nothing-here', { token: null }), 404, 'GW_ERR_NOT_FOUND');
   });
 });
 
 describe('OpenAPI', () => {
-  test('/api/docs/json is public and lists every v1 path with the bearer scheme', async () => {
+  test('/api/docs/json is public and lists every v1 path with the bearer scheme', { timeout: 10_000 }, async () => {
     const reply = await api.call<OpenApiDocument>('GET', '/api/docs/json', { token: null });
     assert.equal(reply.status, 200);
     const doc = reply.json;
@@ -96,7 +96,7 @@ describe('OpenAPI', () => {
     assert.ok(!JSON.stringify(created).includes('serverPrivateKey'), 'the response schema has no private key');
   });
 
-  test('/api/docs serves Swagger UI', async () => {
+  test('/api/docs serves Swagger UI', { timeout: 5_000 }, async () => {
     const reply = await api.app.inject({ method: 'GET', url: '/api/docs/' });
     assert.equal(reply.statusCode, 200);
     assert.match(reply.body, /swagger/i);
@@ -104,7 +104,7 @@ describe('OpenAPI', () => {
 });
 
 describe('operations', () => {
-  test('/health answers ok with storage reachable', async () => {
+  test('/health answers ok with storage reachable', { timeout: 5_000 }, async () => {
     const reply = await api.call<HealthJson>('GET', '/api/v1/health');
     assert.equal(reply.status, 200);
     assert.equal(reply.json.status, 'ok');
@@ -112,7 +112,7 @@ describe('operations', () => {
     assert.equal(typeof reply.json.uptimeSeconds, 'number');
   });
 
-  test('/metrics answers the Prometheus text format of the registry passed in', async () => {
+  test('/metrics answers the Prometheus text format of the registry passed in', { timeout: 15_000 }, async () => {
     const { Registry, Counter } = await import('prom-client');
     const { buildApi } = await import('../../src/api/index.ts');
     const { silentLogger } = await import('../../src/core/logger.ts');
@@ -129,7 +129,7 @@ describe('operations', () => {
     }
   });
 
-  test('/health answers 503 when storage does not', async () => {
+  test('/health answers 503 when storage does not', { timeout: 5_000 }, async () => {
     const original = api.registry.ping.bind(api.registry);
     api.registry.ping = () => Promise.reject(new Error('database is gone'));
     try {
@@ -143,7 +143,7 @@ describe('operations', () => {
 });
 
 describe('probes at the root', () => {
-  test('/ready is 503 with storage "error" once the database is closed; /health stays 200; neither needs a token', async () => {
+  test('/ready is 503 with storage "error" once the database is closed; /health stays 200; neither needs a token', { timeout: 15_000 }, async () => {
     const own = await startTestApi();
     try {
       const ready = await own.call<{ status: string; checks: Record<string, string> }>('GET', '/ready', { token: null });
@@ -160,7 +160,7 @@ describe('probes at the root', () => {
     }
   });
 
-  test('OpenAPI documents /health and /ready without the bearer requirement', async () => {
+  test('OpenAPI documents /health and /ready without the bearer requirement', { timeout: 5_000 }, async () => {
     const doc = (await api.call<{ paths: Record<string, Record<string, { security?: unknown[] }>> }>('GET', '/api/docs/json', { token: null })).json;
     assert.deepEqual(doc.paths['/health']?.get?.security, []);
     assert.deepEqual(doc.paths['/ready']?.get?.security, []);

@@ -23,12 +23,12 @@ before(async () => {
   files = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-cli-'));
   await writeFile(path.join(files, 'chain.pem'), certs.chain);
   await writeFile(path.join(files, 'key.pem'), certs.key);
-});
+}, { timeout: 60_000 });
 after(async () => {
   await api.close();
   await certs.dispose();
   await rm(files, { recursive: true, force: true });
-});
+}, { timeout: 30_000 });
 
 /** Runs `gatehouse <args>` in-process; the URL and token come from the environment as a script's would. */
 async function gatehouse(...args: string[]): Promise<{ out: string; err: string; code: number }> {
@@ -48,7 +48,7 @@ describe('gatehouse CLI', () => {
   let id = '';
   let productKey = '';
 
-  test('gateways create from flags and files, then list shows it', async () => {
+  test('gateways create from flags and files, then list shows it', { timeout: 20_000 }, async () => {
     const created = await gatehouse('gateways', 'create', '--name', 'cli_gw', '--port', '8890',
       '--cert', path.join(files, 'chain.pem'), '--key', path.join(files, 'key.pem'), '--json');
     assert.equal(created.code, 0, created.err);
@@ -61,7 +61,7 @@ describe('gatehouse CLI', () => {
     assert.match(list.out, new RegExp(`${id}\\s+cli_gw\\s+8890\\s+RUNNING`));
   });
 
-  test('gateways update / stop / start / get', async () => {
+  test('gateways update / stop / start / get', { timeout: 30_000 }, async () => {
     const updated = await gatehouse('gateways', 'update', id, '--https-url', 'https://verify.example.com/', '--param', 'sn=${clientId}', '--json');
     assert.equal(updated.code, 0, updated.err);
     assert.deepEqual((JSON.parse(updated.out) as GatewayJson).thirdParty, { provider: 'HTTPS', url: 'https://verify.example.com/', params: [{ key: 'sn', value: '${clientId}' }], caCertificate: null, timeoutMs: 5000, acceptCacheTtlSeconds: 60, rejectCacheTtlSeconds: 10, signingSecretSet: false });
@@ -70,7 +70,7 @@ describe('gatehouse CLI', () => {
     assert.equal((JSON.parse((await gatehouse('gateways', 'get', id, '--json')).out) as GatewayJson).authType, 'THIRD_PARTY');
   });
 
-  test('gateways update --acl-template / --acl-default / --acl-rule set topic access control', async () => {
+  test('gateways update --acl-template / --acl-default / --acl-rule set topic access control', { timeout: 5_000 }, async () => {
     const template = await gatehouse('gateways', 'update', id, '--acl-template', 'per-device', '--json');
     assert.equal(template.code, 0, template.err);
     assert.deepEqual((JSON.parse(template.out) as { accessControl: unknown }).accessControl,
@@ -84,7 +84,7 @@ describe('gatehouse CLI', () => {
     assert.match(bad.err, /GW_ERR_VALIDATION: accessControl.rules\[0\].access must be one of PUBLISH, SUBSCRIBE, ALL/);
   });
 
-  test('gateways update --limit sets limits by name (none lifts one); the server names a bad one', async () => {
+  test('gateways update --limit sets limits by name (none lifts one); the server names a bad one', { timeout: 5_000 }, async () => {
     const set = await gatehouse('gateways', 'update', id, '--limit', 'maxConnections=500', '--limit', 'maxPacketSize=none', '--json');
     assert.equal(set.code, 0, set.err);
     const limits = (JSON.parse(set.out) as { limits: Record<string, number | null> }).limits;
@@ -99,7 +99,7 @@ describe('gatehouse CLI', () => {
     assert.match(typo.err, /--limit maxConnections=lots/);
   });
 
-  test('devices import a CSV file; failed rows are listed and the exit status is 1', async () => {
+  test('devices import a CSV file; failed rows are listed and the exit status is 1', { timeout: 10_000 }, async () => {
     const csv = path.join(files, 'devices.csv');
     await writeFile(csv, 'sn,username,password\nS1,cli-0001,pw1\nS2,bad,pw2\nS3,cli-0003,pw3\n');
     const result = await gatehouse('devices', 'import', productKey, csv);
@@ -112,7 +112,7 @@ describe('gatehouse CLI', () => {
     assert.match(list.out, /2 of 2 devices/);
   });
 
-  test('API errors print their code and field and exit 1', async () => {
+  test('API errors print their code and field and exit 1', { timeout: 5_000 }, async () => {
     const result = await gatehouse('gateways', 'create', '--name', 'x', '--cert', path.join(files, 'chain.pem'), '--key', path.join(files, 'key.pem'));
     assert.equal(result.code, 1);
     assert.match(result.err, /^error: GW_ERR_GATEWAY_NAME_INVALID: .* \(name\)$/);
@@ -124,7 +124,7 @@ describe('gatehouse CLI', () => {
     assert.match(unreachable.err, /cannot reach http:\/\/127\.0\.0\.1:1/);
   });
 
-  test('gateways delete', async () => {
+  test('gateways delete', { timeout: 5_000 }, async () => {
     const result = await gatehouse('gateways', 'delete', id);
     assert.equal(result.code, 0, result.err);
     assert.match((await gatehouse('gateways', 'get', id)).err, /GW_ERR_GATEWAY_NOT_FOUND/);

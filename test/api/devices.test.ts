@@ -14,17 +14,17 @@ before(async () => {
   const gw = await api.call<GatewayJson>('POST', '/api/v1/gateways', { json: gatewayBody(certs) });
   assert.equal(gw.status, 201, gw.body);
   productKey = gw.json.productKey;
-});
+}, { timeout: 60_000 });
 after(async () => {
   await api.close();
   await certs.dispose();
-});
+}, { timeout: 30_000 });
 
 const devices = () => `/api/v1/products/${productKey}/devices`;
 const add = (json: unknown) => api.call<DeviceJson>('POST', devices(), { json });
 
 describe('add one device', () => {
-  test('creates it with the username as device name; the password is never returned', async () => {
+  test('creates it with the username as device name; the password is never returned', { timeout: 5_000 }, async () => {
     const reply = await add({ username: 'user-0001', password: 'S3cret:pw', sn: 'SN-0001' });
     assert.equal(reply.status, 201, reply.body);
     const { createdAt, updatedAt, ...rest } = reply.json;
@@ -38,65 +38,65 @@ describe('add one device', () => {
     assert.ok(!reply.body.toLowerCase().includes('password'));
   });
 
-  test('an explicit device name is used', async () => {
+  test('an explicit device name is used', { timeout: 5_000 }, async () => {
     const reply = await add({ username: 'user-0002', password: 'pw', deviceName: 'meter_02@site.a' });
     assert.equal(reply.status, 201, reply.body);
     assert.equal(reply.json.deviceName, 'meter_02@site.a');
   });
 
   for (const [why, username] of [['too short', 'abc'], ['too long', 'u'.repeat(33)], ['a space', 'user 1'], ['a slash', 'user/1'], ['non-ASCII', 'usér-1']]) {
-    test(`username ${why} → GW_ERR_USERNAME_INVALID`, async () => {
+    test(`username ${why} → GW_ERR_USERNAME_INVALID`, { timeout: 5_000 }, async () => {
       expectError(await add({ username, password: 'pw' }), 400, 'GW_ERR_USERNAME_INVALID', 'username');
     });
   }
 
-  test('username edge lengths and every allowed character', async () => {
+  test('username edge lengths and every allowed character', { timeout: 5_000 }, async () => {
     assert.equal((await add({ username: 'a-_@', password: 'p' })).status, 201);
     assert.equal((await add({ username: 'Az09-_@.:'.padEnd(32, 'x'), password: 'p' })).status, 201);
   });
 
   for (const [why, password] of [['empty', ''], ['too long', 'p'.repeat(33)], ['a space', 'pass word'], ['a quote', 'pa"ss']]) {
-    test(`password ${why} → GW_ERR_PASSWORD_INVALID`, async () => {
+    test(`password ${why} → GW_ERR_PASSWORD_INVALID`, { timeout: 5_000 }, async () => {
       expectError(await add({ username: 'user-pw-check', password }), 400, 'GW_ERR_PASSWORD_INVALID', 'password');
     });
   }
 
   for (const [why, deviceName] of [['too short', 'abc'], ['too long', 'd'.repeat(33)], ['a slash', 'dev/1']]) {
-    test(`device name ${why} → GW_ERR_DEVICE_NAME_INVALID`, async () => {
+    test(`device name ${why} → GW_ERR_DEVICE_NAME_INVALID`, { timeout: 5_000 }, async () => {
       expectError(await add({ username: 'user-dn-check', password: 'pw', deviceName }), 400, 'GW_ERR_DEVICE_NAME_INVALID', 'deviceName');
     });
   }
 
-  test('SN over 64 characters or with control characters → GW_ERR_SN_INVALID', async () => {
+  test('SN over 64 characters or with control characters → GW_ERR_SN_INVALID', { timeout: 5_000 }, async () => {
     expectError(await add({ username: 'user-sn-check', password: 'pw', sn: 's'.repeat(65) }), 400, 'GW_ERR_SN_INVALID', 'sn');
     expectError(await add({ username: 'user-sn-check', password: 'pw', sn: 'a\nb' }), 400, 'GW_ERR_SN_INVALID', 'sn');
   });
 
-  test('username taken in the product → GW_ERR_USERNAME_TAKEN; device name taken → GW_ERR_DEVICE_NAME_TAKEN', async () => {
+  test('username taken in the product → GW_ERR_USERNAME_TAKEN; device name taken → GW_ERR_DEVICE_NAME_TAKEN', { timeout: 5_000 }, async () => {
     assert.equal((await add({ username: 'user-dup1', password: 'pw' })).status, 201);
     expectError(await add({ username: 'user-dup1', password: 'pw', deviceName: 'other-name' }), 409, 'GW_ERR_USERNAME_TAKEN', 'username');
     expectError(await add({ username: 'user-dup2', password: 'pw', deviceName: 'user-dup1' }), 409, 'GW_ERR_DEVICE_NAME_TAKEN', 'deviceName');
   });
 
-  test('the same username in another product is fine', async () => {
+  test('the same username in another product is fine', { timeout: 5_000 }, async () => {
     const other = await api.call<GatewayJson>('POST', '/api/v1/gateways', { json: gatewayBody(certs, { name: 'second_gw', port: 8884 }) });
     const reply = await api.call<DeviceJson>('POST', `/api/v1/products/${other.json.productKey}/devices`, { json: { username: 'user-dup1', password: 'pw' } });
     assert.equal(reply.status, 201, reply.body);
   });
 
-  test('missing fields and unknown fields → GW_ERR_VALIDATION naming them', async () => {
+  test('missing fields and unknown fields → GW_ERR_VALIDATION naming them', { timeout: 5_000 }, async () => {
     expectError(await add({ username: 'user-x' }), 400, 'GW_ERR_VALIDATION', 'password');
     expectError(await add({ password: 'x' }), 400, 'GW_ERR_VALIDATION', 'username');
     expectError(await add({ username: 'user-x', password: 'x', status: 'ONLINE' }), 400, 'GW_ERR_VALIDATION', 'status');
   });
 
-  test('an unknown product → GW_ERR_PRODUCT_NOT_FOUND', async () => {
+  test('an unknown product → GW_ERR_PRODUCT_NOT_FOUND', { timeout: 5_000 }, async () => {
     expectError(await api.call('POST', '/api/v1/products/nope/devices', { json: { username: 'user-1234', password: 'pw' } }), 404, 'GW_ERR_PRODUCT_NOT_FOUND', 'productKey');
   });
 });
 
 describe('read, edit, delete', () => {
-  test('get one; list in name order with total, limit and offset', async () => {
+  test('get one; list in name order with total, limit and offset', { timeout: 5_000 }, async () => {
     const got = await api.call<DeviceJson>('GET', `${devices()}/user-0001`);
     assert.equal(got.status, 200);
     assert.equal(got.json.username, 'user-0001');
@@ -116,13 +116,13 @@ describe('read, edit, delete', () => {
     assert.equal(product.json.deviceCount, names.length);
   });
 
-  test('unknown device → GW_ERR_DEVICE_NOT_FOUND', async () => {
+  test('unknown device → GW_ERR_DEVICE_NOT_FOUND', { timeout: 5_000 }, async () => {
     expectError(await api.call<DeviceJson>('GET', `${devices()}/nobody`), 404, 'GW_ERR_DEVICE_NOT_FOUND', 'deviceName');
     expectError(await api.call<DeviceJson>('PATCH', `${devices()}/nobody`, { json: { disabled: true } }), 404, 'GW_ERR_DEVICE_NOT_FOUND', 'deviceName');
     expectError(await api.call('DELETE', `${devices()}/nobody`), 404, 'GW_ERR_DEVICE_NOT_FOUND', 'deviceName');
   });
 
-  test('disable shows DISABLED and tells the data plane; a new password replaces the hash', async () => {
+  test('disable shows DISABLED and tells the data plane; a new password replaces the hash', { timeout: 5_000 }, async () => {
     const before = await api.registry.findDeviceCredential(productKey, 'user-0001');
     assert.ok(before);
     assert.equal(await api.registry.verifyPassword(before.passwordHash, 'S3cret:pw'), true);
@@ -149,7 +149,7 @@ describe('read, edit, delete', () => {
     expectError(await api.call<DeviceJson>('PATCH', `${devices()}/user-0001`, { json: { username: 'renamed' } }), 400, 'GW_ERR_VALIDATION', 'username');
   });
 
-  test('delete', async () => {
+  test('delete', { timeout: 5_000 }, async () => {
     assert.equal((await add({ username: 'user-gone', password: 'pw' })).status, 201);
     const reply = await api.call('DELETE', `${devices()}/user-gone`);
     assert.equal(reply.status, 204);
@@ -161,7 +161,7 @@ describe('read, edit, delete', () => {
 describe('import', () => {
   const importUrl = () => `${devices()}/import`;
 
-  test('JSON array with good and bad rows answers per row and creates the good ones', async () => {
+  test('JSON array with good and bad rows answers per row and creates the good ones', { timeout: 5_000 }, async () => {
     const rows = [
       { sn: 'A1', username: 'imp-0001', password: 'pw1' },
       { username: 'imp-0002', password: 'pw2', deviceName: 'imp-device-2' },
@@ -199,7 +199,7 @@ describe('import', () => {
     assert.equal(await api.registry.verifyPassword(credential?.passwordHash, 'pw2'), true);
   });
 
-  test('CSV without a header: sn,username,password, with quotes, CRLF, blank lines and mixed rows', async () => {
+  test('CSV without a header: sn,username,password, with quotes, CRLF, blank lines and mixed rows', { timeout: 5_000 }, async () => {
     const csv = [
       'SN-1,csv-0001,pw-1',
       '"SN, with comma",csv-0002,pw-2',
@@ -223,7 +223,7 @@ describe('import', () => {
     assert.equal((await api.call<DeviceJson>('GET', `${devices()}/csv-0007`)).json.sn, 'SN-7');
   });
 
-  test('CSV with a header may reorder columns and add deviceName', async () => {
+  test('CSV with a header may reorder columns and add deviceName', { timeout: 5_000 }, async () => {
     const csv = 'username,password,deviceName,sn\nhdr-0001,pw,hdr-device-1,S1\nhdr-0002,pw,,S2\n';
     const reply = await api.call<ImportJson>('POST', importUrl(), { csv });
     assert.equal(reply.status, 200, reply.body);
@@ -231,23 +231,23 @@ describe('import', () => {
     assert.equal(reply.json.rows[0]?.row, 1, 'the header is not a row');
   });
 
-  test('CSV with content type parameters (charset) is accepted', async () => {
+  test('CSV with content type parameters (charset) is accepted', { timeout: 5_000 }, async () => {
     const reply = await api.call<ImportJson>('POST', importUrl(), { csv: 'sn,username,password\nS,cs-00001,pw\n', headers: { 'content-type': 'text/csv; charset=utf-8' } });
     assert.equal(reply.status, 200, reply.body);
     assert.equal(reply.json.created, 1);
   });
 
-  test('an unclosed quote → GW_ERR_IMPORT_INVALID for the request', async () => {
+  test('an unclosed quote → GW_ERR_IMPORT_INVALID for the request', { timeout: 5_000 }, async () => {
     expectError(await api.call<ImportJson>('POST', importUrl(), { csv: 'sn,username,password\n"open,bad-0001,pw\n' }), 400, 'GW_ERR_IMPORT_INVALID', 'body');
   });
 
-  test('no rows, or a JSON object instead of an array → GW_ERR_IMPORT_INVALID', async () => {
+  test('no rows, or a JSON object instead of an array → GW_ERR_IMPORT_INVALID', { timeout: 5_000 }, async () => {
     expectError(await api.call<ImportJson>('POST', importUrl(), { csv: 'sn,username,password\n' }), 400, 'GW_ERR_IMPORT_INVALID');
     expectError(await api.call<ImportJson>('POST', importUrl(), { json: [] }), 400, 'GW_ERR_IMPORT_INVALID');
     expectError(await api.call<ImportJson>('POST', importUrl(), { json: { username: 'x' } }), 400, 'GW_ERR_VALIDATION');
   });
 
-  test('10,001 rows → GW_ERR_IMPORT_TOO_LARGE, nothing created', async () => {
+  test('10,001 rows → GW_ERR_IMPORT_TOO_LARGE, nothing created', { timeout: 5_000 }, async () => {
     const before = (await api.call<ProductJson>('GET', `/api/v1/products/${productKey}`)).json.deviceCount;
     const lines = Array.from({ length: 10_001 }, (_, i) => `SN${i},big-${String(i).padStart(6, '0')},pw`);
     expectError(await api.call<ImportJson>('POST', importUrl(), { csv: lines.join('\n') }), 413, 'GW_ERR_IMPORT_TOO_LARGE', 'rows');
@@ -255,7 +255,7 @@ describe('import', () => {
     assert.equal((await api.call<ProductJson>('GET', `/api/v1/products/${productKey}`)).json.deviceCount, before);
   });
 
-  test('a few hundred rows import in one request', async () => {
+  test('a few hundred rows import in one request', { timeout: 90_000 }, async () => {
     const lines = Array.from({ length: 300 }, (_, i) => `SN${i},bulk-${String(i).padStart(4, '0')},pw-${i}`);
     const reply = await api.call<ImportJson>('POST', importUrl(), { csv: lines.join('\n') });
     assert.equal(reply.status, 200, reply.body.slice(0, 300));
@@ -264,7 +264,7 @@ describe('import', () => {
     assert.equal(await api.registry.verifyPassword(credential?.passwordHash, 'pw-299'), true);
   });
 
-  test('a plain-text body → GW_ERR_UNSUPPORTED_MEDIA_TYPE', async () => {
+  test('a plain-text body → GW_ERR_UNSUPPORTED_MEDIA_TYPE', { timeout: 5_000 }, async () => {
     expectError(await api.call<ImportJson>('POST', importUrl(), { csv: 'a,b,c', headers: { 'content-type': 'text/plain' } }), 415, 'GW_ERR_UNSUPPORTED_MEDIA_TYPE');
   });
 });

@@ -10,17 +10,17 @@ let certs: ApiCerts;
 before(async () => {
   certs = await getApiCerts();
   api = await startTestApi();
-});
+}, { timeout: 60_000 });
 after(async () => {
   await api.close();
   await certs.dispose();
-});
+}, { timeout: 30_000 });
 
 const SOURCE = 'async function handler(event) {\n  return { result: event.password === "ok" ? "true" : "false", deviceName: event.userName };\n}\n';
 const create = (json: unknown) => api.call<FunctionJson>('POST', '/api/v1/functions', { json });
 
 describe('functions', () => {
-  test('create with defaults, get, list, replace, delete', async () => {
+  test('create with defaults, get, list, replace, delete', { timeout: 60_000 }, async () => {
     const created = await create({ name: 'verify_a', source: SOURCE });
     assert.equal(created.status, 201, created.body);
     assert.equal(created.json.name, 'verify_a');
@@ -47,17 +47,17 @@ describe('functions', () => {
   });
 
   for (const [why, name] of [['empty', ''], ['a space', 'my fn'], ['a dot', 'fn.js'], ['65 characters', 'f'.repeat(65)]]) {
-    test(`name with ${why} → GW_ERR_FUNCTION_NAME_INVALID`, async () => {
+    test(`name with ${why} → GW_ERR_FUNCTION_NAME_INVALID`, { timeout: 5_000 }, async () => {
       expectError(await create({ name, source: SOURCE }), 400, 'GW_ERR_FUNCTION_NAME_INVALID', 'name');
     });
   }
 
-  test('a taken name → GW_ERR_FUNCTION_NAME_TAKEN', async () => {
+  test('a taken name → GW_ERR_FUNCTION_NAME_TAKEN', { timeout: 5_000 }, async () => {
     assert.equal((await create({ name: 'taken_fn', source: SOURCE })).status, 201);
     expectError(await create({ name: 'taken_fn', source: SOURCE }), 409, 'GW_ERR_FUNCTION_NAME_TAKEN', 'name');
   });
 
-  test('limits out of range → GW_ERR_FUNCTION_LIMIT_OUT_OF_RANGE naming which', async () => {
+  test('limits out of range → GW_ERR_FUNCTION_LIMIT_OUT_OF_RANGE naming which', { timeout: 5_000 }, async () => {
     expectError(await create({ name: 'lim_1', source: SOURCE, timeoutMs: 9 }), 400, 'GW_ERR_FUNCTION_LIMIT_OUT_OF_RANGE', 'timeoutMs');
     expectError(await create({ name: 'lim_1', source: SOURCE, timeoutMs: 30_001 }), 400, 'GW_ERR_FUNCTION_LIMIT_OUT_OF_RANGE', 'timeoutMs');
     expectError(await create({ name: 'lim_1', source: SOURCE, memoryMb: 4 }), 400, 'GW_ERR_FUNCTION_LIMIT_OUT_OF_RANGE', 'memoryMb');
@@ -65,13 +65,13 @@ describe('functions', () => {
     expectError(await api.call('PUT', '/api/v1/functions/lim_1', { json: { source: SOURCE, memoryMb: 1 } }), 400, 'GW_ERR_FUNCTION_LIMIT_OUT_OF_RANGE', 'memoryMb');
   });
 
-  test('empty source → GW_ERR_SCRIPT_REQUIRED; a syntax error → GW_ERR_SCRIPT_SYNTAX', async () => {
+  test('empty source → GW_ERR_SCRIPT_REQUIRED; a syntax error → GW_ERR_SCRIPT_SYNTAX', { timeout: 5_000 }, async () => {
     expectError(await create({ name: 'src_1', source: '  ' }), 400, 'GW_ERR_SCRIPT_REQUIRED', 'source');
     expectError(await create({ name: 'src_1', source: 'function handler( {' }), 400, 'GW_ERR_SCRIPT_SYNTAX', 'source');
     expectError(await create({ name: 'src_1' }), 400, 'GW_ERR_VALIDATION', 'source');
   });
 
-  test('a function a gateway uses cannot be deleted → GW_ERR_FUNCTION_IN_USE', async () => {
+  test('a function a gateway uses cannot be deleted → GW_ERR_FUNCTION_IN_USE', { timeout: 10_000 }, async () => {
     assert.equal((await create({ name: 'in_use', source: SOURCE })).status, 201);
     const gw = await api.call<GatewayJson>('POST', '/api/v1/gateways', {
       json: gatewayBody(certs, { name: 'fn_user', authType: 'THIRD_PARTY', thirdParty: { provider: 'FUNCTION', functionName: 'in_use' } }),
@@ -83,7 +83,7 @@ describe('functions', () => {
     assert.equal((await api.call('DELETE', '/api/v1/functions/in_use')).status, 204);
   });
 
-  test('unknown function → GW_ERR_FUNCTION_NOT_FOUND', async () => {
+  test('unknown function → GW_ERR_FUNCTION_NOT_FOUND', { timeout: 5_000 }, async () => {
     expectError(await api.call<FunctionJson>('GET', '/api/v1/functions/nope'), 404, 'GW_ERR_FUNCTION_NOT_FOUND', 'name');
     expectError(await api.call('DELETE', '/api/v1/functions/nope'), 404, 'GW_ERR_FUNCTION_NOT_FOUND', 'name');
   });

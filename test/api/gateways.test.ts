@@ -11,11 +11,11 @@ let certs: ApiCerts;
 before(async () => {
   certs = await getApiCerts();
   api = await startTestApi();
-});
+}, { timeout: 60_000 });
 after(async () => {
   await api.close();
   await certs.dispose();
-});
+}, { timeout: 30_000 });
 
 /** The body of the key without its armour: if this appears anywhere, the key leaked. */
 function keyMaterial(pem: string): string {
@@ -23,7 +23,7 @@ function keyMaterial(pem: string): string {
 }
 
 describe('create', () => {
-  test('creates the gateway, its product Gateway<id>, its URL, defaults, and starts it', async () => {
+  test('creates the gateway, its product Gateway<id>, its URL, defaults, and starts it', { timeout: 20_000 }, async () => {
     const reply = await api.call<GatewayJson>('POST', '/api/v1/gateways', { json: { name: 'create_1', certificates: { serverCertificateChain: certs.chain, serverPrivateKey: certs.key } } });
     assert.equal(reply.status, 201, reply.body);
     const gw = reply.json;
@@ -51,7 +51,7 @@ describe('create', () => {
     assert.ok(api.events.some((e) => e.name === 'gateway.created' && (e.payload as { gatewayId: string }).gatewayId === gw.id));
   });
 
-  test('a full third-party HTTPS gateway with X.509 and OCSP round-trips', async () => {
+  test('a full third-party HTTPS gateway with X.509 and OCSP round-trips', { timeout: 30_000 }, async () => {
     const body = gatewayBody(certs, {
       name: 'full_https',
       port: 8884,
@@ -81,7 +81,7 @@ describe('create', () => {
     assert.equal(got.json.certificates.trustedCertificate, certs.root);
   });
 
-  test('a start failure is reported as status ERROR with the reason, not as a failed create', async () => {
+  test('a start failure is reported as status ERROR with the reason, not as a failed create', { timeout: 5_000 }, async () => {
     const original = api.runtime.startGateway.bind(api.runtime);
     api.runtime.startGateway = (id) => {
       api.runtime.failures.set(id, 'port 8885 is in use');
@@ -99,7 +99,7 @@ describe('create', () => {
 });
 
 describe('read, edit, start, stop, delete', () => {
-  test('list carries id, name, url, status, productKey', async () => {
+  test('list carries id, name, url, status, productKey', { timeout: 5_000 }, async () => {
     const reply = await api.call<GatewayListJson>('GET', '/api/v1/gateways');
     assert.equal(reply.status, 200);
     assert.ok(reply.json.items.length >= 1);
@@ -109,7 +109,7 @@ describe('read, edit, start, stop, delete', () => {
     }
   });
 
-  test('unknown ID answers 404 GW_ERR_GATEWAY_NOT_FOUND', async () => {
+  test('unknown ID answers 404 GW_ERR_GATEWAY_NOT_FOUND', { timeout: 5_000 }, async () => {
     expectError(await api.call('GET', '/api/v1/gateways/nope'), 404, 'GW_ERR_GATEWAY_NOT_FOUND', 'id');
     expectError(await api.call('PATCH', '/api/v1/gateways/nope', { json: { name: 'whatever' } }), 404, 'GW_ERR_GATEWAY_NOT_FOUND', 'id');
     expectError(await api.call('DELETE', '/api/v1/gateways/nope'), 404, 'GW_ERR_GATEWAY_NOT_FOUND', 'id');
@@ -117,7 +117,7 @@ describe('read, edit, start, stop, delete', () => {
     expectError(await api.call('POST', '/api/v1/gateways/nope/stop'), 404, 'GW_ERR_GATEWAY_NOT_FOUND', 'id');
   });
 
-  test('PATCH changes what is given, keeps the rest, moves the URL with the port, and says what changed', async () => {
+  test('PATCH changes what is given, keeps the rest, moves the URL with the port, and says what changed', { timeout: 5_000 }, async () => {
     const created = (await api.call<GatewayJson>('POST', '/api/v1/gateways', { json: gatewayBody(certs, { name: 'edit_me', port: 9001 }) })).json;
     api.events.length = 0;
     const reply = await api.call<GatewayJson>('PATCH', `/api/v1/gateways/${created.id}`, {
@@ -143,7 +143,7 @@ describe('read, edit, start, stop, delete', () => {
     assert.deepEqual(api.events, []);
   });
 
-  test('PATCH can switch to third party and back; switching back drops the provider', async () => {
+  test('PATCH can switch to third party and back; switching back drops the provider', { timeout: 5_000 }, async () => {
     const created = (await api.call<GatewayJson>('POST', '/api/v1/gateways', { json: gatewayBody(certs, { name: 'switcher', port: 9003 }) })).json;
     const third = await api.call<GatewayJson>('PATCH', `/api/v1/gateways/${created.id}`, {
       json: { authType: 'THIRD_PARTY', thirdParty: { provider: 'HTTPS', url: 'https://verify.example.com/' } },
@@ -156,7 +156,7 @@ describe('read, edit, start, stop, delete', () => {
     assert.equal(back.json.thirdParty, null);
   });
 
-  test('stop and start record the wish and drive the runtime', async () => {
+  test('stop and start record the wish and drive the runtime', { timeout: 10_000 }, async () => {
     const created = (await api.call<GatewayJson>('POST', '/api/v1/gateways', { json: gatewayBody(certs, { name: 'toggle', port: 9004 }) })).json;
     api.events.length = 0;
     const stopped = await api.call<GatewayJson>('POST', `/api/v1/gateways/${created.id}/stop`);
@@ -171,7 +171,7 @@ describe('read, edit, start, stop, delete', () => {
     assert.equal((await api.registry.getGatewayRuntimeConfig(created.id)).enabled, true);
   });
 
-  test('DELETE stops it, removes product and devices, frees name and port', async () => {
+  test('DELETE stops it, removes product and devices, frees name and port', { timeout: 5_000 }, async () => {
     const created = (await api.call<GatewayJson>('POST', '/api/v1/gateways', { json: gatewayBody(certs, { name: 'doomed', port: 9005 }) })).json;
     const device = await api.call<DeviceJson>('POST', `/api/v1/products/${created.productKey}/devices`, { json: { username: 'dev-0001', password: 'pw' } });
     assert.equal(device.status, 201);
@@ -189,7 +189,7 @@ describe('read, edit, start, stop, delete', () => {
 });
 
 describe('the private key', () => {
-  test('is never in any response', async () => {
+  test('is never in any response', { timeout: 5_000 }, async () => {
     const created = await api.call<GatewayJson>('POST', '/api/v1/gateways', { json: gatewayBody(certs, { name: 'secretive', port: 9006 }) });
     const id = created.json.id;
     const material = keyMaterial(certs.key);
@@ -209,7 +209,7 @@ describe('the private key', () => {
     }
   });
 
-  test('is encrypted at rest, bound to its gateway', async () => {
+  test('is encrypted at rest, bound to its gateway', { timeout: 5_000 }, async () => {
     const rows = await sql<{ id: string; server_private_key_encrypted: string }>`select id, server_private_key_encrypted from gateways`.execute(api.storage.db);
     assert.ok(rows.rows.length > 0);
     for (const row of rows.rows) {

@@ -20,14 +20,14 @@ before(async () => {
   gateway = (await api.call<GatewayJson>('POST', '/api/v1/gateways', { json: gatewayBody(certs) })).json;
   const device = await api.call<DeviceJson>('POST', `/api/v1/products/${gateway.productKey}/devices`, { json: { username: 'dp-user-1', password: 'right:pw', deviceName: 'dp-device-1' } });
   assert.equal(device.status, 201, device.body);
-});
+}, { timeout: 60_000 });
 after(async () => {
   await api.close();
   await certs.dispose();
-});
+}, { timeout: 30_000 });
 
 describe('registry for the data plane', () => {
-  test('runtime config carries the decrypted key, the chain and the settings', async () => {
+  test('runtime config carries the decrypted key, the chain and the settings', { timeout: 5_000 }, async () => {
     const config = await api.registry.getGatewayRuntimeConfig(gateway.id);
     assert.equal(config.id, gateway.id);
     assert.equal(config.productKey, gateway.productKey);
@@ -44,7 +44,7 @@ describe('registry for the data plane', () => {
     await assert.rejects(api.registry.getGatewayRuntimeConfig('nope'), (e: unknown) => e instanceof GatehouseError && e.code === 'GW_ERR_GATEWAY_NOT_FOUND');
   });
 
-  test('credential lookup and constant-time verification', async () => {
+  test('credential lookup and constant-time verification', { timeout: 5_000 }, async () => {
     const credential = await api.registry.findDeviceCredential(gateway.productKey, 'dp-user-1');
     assert.ok(credential);
     assert.equal(credential.deviceName, 'dp-device-1');
@@ -60,7 +60,7 @@ describe('registry for the data plane', () => {
     assert.equal(await api.registry.verifyPassword('garbage', 'anything'), false);
   });
 
-  test('connected and disconnected show in the API as ONLINE / OFFLINE with address and certificate', async () => {
+  test('connected and disconnected show in the API as ONLINE / OFFLINE with address and certificate', { timeout: 5_000 }, async () => {
     const at = new Date('2026-03-01T10:00:00.000Z');
     const certificate = { cn: 'device-001', serial: '1003', issuer: 'CN=Gatehouse Test Intermediate CA', fingerprint256: 'AB:CD' };
     api.events.length = 0;
@@ -82,7 +82,7 @@ describe('registry for the data plane', () => {
     });
   });
 
-  test('a device a third-party service accepted is created on its first connection', async () => {
+  test('a device a third-party service accepted is created on its first connection', { timeout: 5_000 }, async () => {
     api.events.length = 0;
     const device = await api.registry.recordDeviceConnected(gateway.productKey, 'device_TH', { clientAddress: '10.0.0.9:1234', at: new Date() });
     assert.equal(device.origin, 'AUTO_CREATED');
@@ -100,7 +100,7 @@ describe('registry for the data plane', () => {
     await api.registry.recordDeviceDisconnected(gateway.productKey, 'ghost-device', { at: new Date() });
   });
 
-  test('markGatewayDevicesOffline turns the gateway\'s ONLINE devices OFFLINE', async () => {
+  test('markGatewayDevicesOffline turns the gateway\'s ONLINE devices OFFLINE', { timeout: 5_000 }, async () => {
     await api.registry.recordDeviceConnected(gateway.productKey, 'dp-device-1', { clientAddress: null, at: new Date() });
     const count = await api.registry.markGatewayDevicesOffline(gateway.id, new Date());
     assert.ok(count >= 1);
@@ -109,7 +109,7 @@ describe('registry for the data plane', () => {
     assert.equal(await api.registry.markGatewayDevicesOffline('nope', new Date()), 0);
   });
 
-  test('setGatewayStatus records the runtime\'s report', async () => {
+  test('setGatewayStatus records the runtime\'s report', { timeout: 5_000 }, async () => {
     await api.registry.setGatewayStatus(gateway.id, 'ERROR', 'EADDRINUSE');
     const stored = await api.registry.gateways.get(gateway.id);
     assert.equal(stored.status, 'ERROR');
@@ -119,7 +119,7 @@ describe('registry for the data plane', () => {
     await api.registry.setGatewayStatus('deleted-meanwhile', 'STOPPED', null);
   });
 
-  test('a listener that throws does not break the change or other listeners', async () => {
+  test('a listener that throws does not break the change or other listeners', { timeout: 5_000 }, async () => {
     const seen: string[] = [];
     const offA = api.registry.events.on('device.updated', () => {
       throw new Error('listener bug');
@@ -135,7 +135,7 @@ describe('registry for the data plane', () => {
     }
   });
 
-  test('a different master key is refused at start', async () => {
+  test('a different master key is refused at start', { timeout: 5_000 }, async () => {
     await assert.rejects(
       createRegistry({ storage: api.storage, masterKey: Buffer.alloc(32, 9), publicHost: 'x', logger: silentLogger }),
       (e: unknown) => e instanceof GatehouseError && e.code === 'GW_ERR_CONFIG_INVALID' && e.field === 'GATEHOUSE_MASTER_KEY',

@@ -18,12 +18,12 @@ const clients: mqtt.MqttClient[] = [];
 before(async () => {
   server = await startEngine({});
   engine = server.engine!;
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const c of clients) c.end(true);
   await server.close();
-});
+}, { timeout: 30_000 });
 
 async function connect(clientId: string, options: mqtt.IClientOptions = {}): Promise<mqtt.MqttClient> {
   const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.port}`, { clientId, reconnectPeriod: 0, protocolVersion: 5, ...options });
@@ -31,7 +31,7 @@ async function connect(clientId: string, options: mqtt.IClientOptions = {}): Pro
   return c;
 }
 
-test('QoS 1 resolves "acked" on the PUBACK; only the addressed client gets it, not other subscribers', async () => {
+test('QoS 1 resolves "acked" on the PUBACK; only the addressed client gets it, not other subscribers', { timeout: 5_000 }, async () => {
   const target = await connect('target');
   const other = await connect('other');
   await target.subscribeAsync('cmd/#', { qos: 1 });
@@ -47,7 +47,7 @@ test('QoS 1 resolves "acked" on the PUBACK; only the addressed client gets it, n
   assert.deepEqual(heardByOther, []);
 });
 
-test('granted QoS 0 downgrades the delivery ("sent"); no matching subscription, unknown or offline client are reported', async () => {
+test('granted QoS 0 downgrades the delivery ("sent"); no matching subscription, unknown or offline client are reported', { timeout: 5_000 }, async () => {
   const c = await connect('qos0-only');
   await c.subscribeAsync('low/+', { qos: 0 });
   const got = new Promise<number>((resolve) => c.once('message', (_t, _p, packet) => resolve(packet.qos)));
@@ -61,10 +61,10 @@ test('granted QoS 0 downgrades the delivery ("sent"); no matching subscription, 
   assert.equal(await engine.deliverTo('kept', { topic: 'low/x', payload: Buffer.alloc(0), qos: 1 }), 'offline');
 });
 
-test('a client that never acknowledges: "timeout"', async () => {
+test('a client that never acknowledges: "timeout"', { timeout: 5_000 }, async () => {
   // A raw MQTT client (mqtt-packet over a socket) that subscribes and then never sends PUBACK.
   const socket = net.connect(server.port, '127.0.0.1');
-  after(() => socket.destroy());
+  after(() => socket.destroy(), { timeout: 30_000 });
   const parser = mqttPacket.parser({ protocolVersion: 4 });
   const seen: string[] = [];
   parser.on('packet', (p: mqttPacket.Packet) => seen.push(p.cmd));

@@ -83,7 +83,7 @@ test('a refusing authentication hook answers CONNACK with its reason code (v5) o
   }
 });
 
-test('a subscriber that stops reading: QoS 0 is dropped and QoS 1 queues up to the bound, memory stays bounded', { timeout: 30_000 }, async (t) => {
+test('a subscriber that stops reading: QoS 0 is dropped and QoS 1 queues up to the bound, memory stays bounded', { timeout: 90_000 }, async (t) => {
   const broker = new Broker({ options: { maxWriteBuffer: 64 * 1024, maxQueued: 100, maxInflight: 50 } });
   const l = await listen(broker, { host: '127.0.0.1', port: 0 });
   t.after(async () => {

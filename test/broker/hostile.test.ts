@@ -16,8 +16,8 @@ const CONNECT_MS = 800;
 let broker: TestBroker;
 before(async () => {
   broker = await startEngine({ tls: true, handshakeTimeoutMs: HANDSHAKE_MS, connectTimeoutMs: CONNECT_MS });
-});
-after(async () => { await broker?.close(); });
+}, { timeout: 60_000 });
+after(async () => { await broker?.close(); }, { timeout: 30_000 });
 
 /** A CONNECT frame with raw client id bytes; level 4 or 5 (v5 gets an empty property list). */
 function connectFrame(clientId: Buffer | string, level: 4 | 5, options: { flags?: number; tail?: Buffer } = {}): Buffer {
@@ -47,7 +47,7 @@ function closed(socket: net.Socket, ms: number, what: string): Promise<void> {
   return withTimeout(new Promise<void>((resolve) => socket.once('close', () => resolve())), ms, what);
 }
 
-test('a SUBSCRIBE 300 levels deep is refused (0x8F) and its connection closing does not take the process down', { timeout: 10_000 }, async (t) => {
+test('a SUBSCRIBE 300 levels deep is refused (0x8F) and its connection closing does not take the process down', { timeout: 45_000 }, async (t) => {
   const dog = await Watchdog.start(t, broker);
   const { raw } = await rawClient(t, broker);
   assert.deepEqual(await raw.subscribe([deep(300), 'ok/+'], 1), [0x8f, 1], 'the deep filter refused, the next one granted');
@@ -231,7 +231,7 @@ test('PINGREQ, PUBACK and PUBREL with the wrong length end that connection (the 
   assert.equal(broker.engine!.stats.handlerCrashes, 0, 'no handler threw');
 });
 
-test('3,000 retained messages of 4 KB reach a new wildcard subscriber whole, at QoS 0 and QoS 1 (paced, not dropped)', { timeout: 60_000 }, async (t) => {
+test('3,000 retained messages of 4 KB reach a new wildcard subscriber whole, at QoS 0 and QoS 1 (paced, not dropped)', { timeout: 120_000 }, async (t) => {
   const engine = await startEngine({});
   t.after(() => engine.close());
   const N = 3_000;

@@ -16,11 +16,11 @@ const LIMITS = { maxPacketSize: 4096, topicAliasMaximum: 7, maximumQoS: 1, retai
 before(async () => {
   broker = await startTestBroker();
   limited = await startTestBroker(LIMITS);
-});
+}, { timeout: 60_000 });
 after(async () => {
   await broker?.close();
   await limited?.close();
-});
+}, { timeout: 30_000 });
 
 /** CONNECT bytes (one-byte remaining length): [8] is the protocol level, [9] the connect flags. */
 function connectBytes(packet: Partial<IConnectPacket> = {}, protocolVersion: 4 | 5 = 4): Buffer {
@@ -220,7 +220,7 @@ test('[MQTT-3.1.2-22] the server closes the connection after 1.5 × Keep Alive w
   assert.ok(elapsed >= 1_000, `closed too early: after ${elapsed} ms`);
 });
 
-test('[MQTT-3.1.2-22] [MQTT-3.12.4-1] PINGREQ keeps the connection open and is answered with PINGRESP', { timeout: 8_000 }, async (t) => {
+test('[MQTT-3.1.2-22] [MQTT-3.12.4-1] PINGREQ keeps the connection open and is answered with PINGRESP', { timeout: 45_000 }, async (t) => {
   const { raw } = await rawClient(t, broker, { keepalive: 1 });
   for (let i = 0; i < 6; i += 1) {
     raw.send({ cmd: 'pingreq' });
@@ -243,7 +243,7 @@ test('[MQTT-3.2.2-21] [MQTT-3.2.2-22] a v5 client asking for more than maxKeepal
 });
 
 test('[MQTT-3.2.2-21] [MQTT-3.1.2-22] the server enforces the Server Keep Alive it sent', {
-  timeout: 8_000,
+  timeout: 20_000,
   skip: isReference && 'mosquitto refuses max_keepalive below 10 s',
 }, async (t) => {
   const capped = await startTestBroker({ maxKeepalive: 1 });

@@ -8,8 +8,8 @@ import { startTestBroker, type TestBroker } from '../harness/broker.ts';
 import { Inbox, client, codeOf, delay, expectDisconnect, isReference, rawClient, uniqueTopic } from './helpers.ts';
 
 let broker: TestBroker;
-before(async () => { broker = await startTestBroker(); });
-after(async () => { await broker?.close(); });
+before(async () => { broker = await startTestBroker(); }, { timeout: 60_000 });
+after(async () => { await broker?.close(); }, { timeout: 30_000 });
 
 for (const version of [4, 5] as const) {
   const v = version === 5 ? 'v5' : 'v3.1.1';

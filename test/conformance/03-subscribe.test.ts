@@ -9,8 +9,8 @@ import { startTestBroker, type TestBroker } from '../harness/broker.ts';
 import { Inbox, client, delay, expectDisconnect, isReference, rawClient, uniqueId, uniqueTopic } from './helpers.ts';
 
 let broker: TestBroker;
-before(async () => { broker = await startTestBroker(); });
-after(async () => { await broker?.close(); });
+before(async () => { broker = await startTestBroker(); }, { timeout: 60_000 });
+after(async () => { await broker?.close(); }, { timeout: 30_000 });
 
 /** Which of `topics` a subscription to `filter` receives (waits for `expected` of them, then a little more). */
 async function matched(t: Parameters<typeof client>[0], filter: string, topics: string[], expected: number): Promise<string[]> {

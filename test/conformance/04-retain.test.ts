@@ -8,8 +8,8 @@ import { startTestBroker, type TestBroker } from '../harness/broker.ts';
 import { Inbox, client, codeOf, delay, expectDisconnect, isReference, rawClient, uniqueId, uniqueTopic } from './helpers.ts';
 
 let broker: TestBroker;
-before(async () => { broker = await startTestBroker(); });
-after(async () => { await broker?.close(); });
+before(async () => { broker = await startTestBroker(); }, { timeout: 60_000 });
+after(async () => { await broker?.close(); }, { timeout: 30_000 });
 
 test('[MQTT-3.3.1-5] [MQTT-3.3.1-9] a retained message is stored and sent with RETAIN 1 to a new subscriber', { timeout: 5_000 }, async (t) => {
   const topic = uniqueTopic('keep');

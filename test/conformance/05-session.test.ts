@@ -9,8 +9,8 @@ import { startTestBroker, type TestBroker } from '../harness/broker.ts';
 import { Inbox, RawClient, client, delay, expectDisconnect, isReference, rawClient, uniqueId, uniqueTopic } from './helpers.ts';
 
 let broker: TestBroker;
-before(async () => { broker = await startTestBroker(); });
-after(async () => { await broker?.close(); });
+before(async () => { broker = await startTestBroker(); }, { timeout: 60_000 });
+after(async () => { await broker?.close(); }, { timeout: 30_000 });
 
 const PERSIST = { clean: false, properties: { sessionExpiryInterval: 60 } } as const;
 
@@ -67,7 +67,7 @@ test('[MQTT-3.1.2-23] [MQTT-3.1.2.11.2] with Session Expiry 0 the session ends w
   assert.equal(connack.sessionPresent, false);
 });
 
-test('[MQTT-4.1.0-2] the session is discarded after the Session Expiry Interval', { timeout: 8_000 }, async (t) => {
+test('[MQTT-4.1.0-2] the session is discarded after the Session Expiry Interval', { timeout: 30_000 }, async (t) => {
   const clientId = uniqueId('expire');
   const { raw: first } = await rawClient(t, broker, { clientId, clean: false, properties: { sessionExpiryInterval: 1 } });
   await first.subscribe(uniqueTopic('expire'), 1);

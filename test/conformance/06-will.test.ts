@@ -9,8 +9,8 @@ import { startTestBroker, type TestBroker } from '../harness/broker.ts';
 import { Inbox, RawClient, client, codeOf, delay, isReference, rawClient, uniqueId, uniqueTopic } from './helpers.ts';
 
 let broker: TestBroker;
-before(async () => { broker = await startTestBroker(); });
-after(async () => { await broker?.close(); });
+before(async () => { broker = await startTestBroker(); }, { timeout: 60_000 });
+after(async () => { await broker?.close(); }, { timeout: 30_000 });
 
 type Will = NonNullable<IConnectPacket['will']>;
 
@@ -118,7 +118,7 @@ test('[MQTT-3.1.2-8] the Will is published after the Will Delay Interval, not be
   assert.ok(Date.now() - closedAt >= 900, 'after about one second');
 });
 
-test('[MQTT-3.1.3-9] the Will is not published when the client reconnects within the Will Delay Interval', { timeout: 6_000 }, async (t) => {
+test('[MQTT-3.1.3-9] the Will is not published when the client reconnects within the Will Delay Interval', { timeout: 30_000 }, async (t) => {
   const clientId = uniqueId('back');
   const { inbox, raw } = await setup(t, { properties: { willDelayInterval: 2 } }, { clientId, clean: true, properties: { sessionExpiryInterval: 30 } });
   raw.close();

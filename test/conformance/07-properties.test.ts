@@ -11,8 +11,8 @@ import { startTestBroker, type TestBroker } from '../harness/broker.ts';
 import { Inbox, client, codeOf, delay, expectDisconnect, isReference, rawClient, uniqueId, uniqueTopic } from './helpers.ts';
 
 let broker: TestBroker;
-before(async () => { broker = await startTestBroker(); });
-after(async () => { await broker?.close(); });
+before(async () => { broker = await startTestBroker(); }, { timeout: 60_000 });
+after(async () => { await broker?.close(); }, { timeout: 30_000 });
 
 const PERSIST = { clean: false, properties: { sessionExpiryInterval: 60 } } as const;
 
@@ -41,7 +41,7 @@ test('[MQTT-3.3.2-4] [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-17] [MQTT-3.3.2
   assert.equal(publish.payload.toString(), 'héllo');
 });
 
-test('[MQTT-3.3.2-6] the Message Expiry Interval is forwarded minus the time the message waited', { timeout: 6_000 }, async (t) => {
+test('[MQTT-3.3.2-6] the Message Expiry Interval is forwarded minus the time the message waited', { timeout: 30_000 }, async (t) => {
   const clientId = uniqueId('exp');
   const topic = uniqueTopic('exp');
   const { raw: first } = await rawClient(t, broker, { clientId, ...PERSIST });
@@ -58,7 +58,7 @@ test('[MQTT-3.3.2-6] the Message Expiry Interval is forwarded minus the time the
   assert.ok(left !== undefined && left <= 28 && left >= 26, `remaining expiry ${left}`);
 });
 
-test('[MQTT-3.3.2-5] a message that expires while queued is not delivered', { timeout: 6_000 }, async (t) => {
+test('[MQTT-3.3.2-5] a message that expires while queued is not delivered', { timeout: 30_000 }, async (t) => {
   const clientId = uniqueId('gone');
   const topic = uniqueTopic('gone');
   const { raw: first } = await rawClient(t, broker, { clientId, ...PERSIST });
@@ -75,7 +75,7 @@ test('[MQTT-3.3.2-5] a message that expires while queued is not delivered', { ti
   assert.deepEqual(got.map((p) => p.payload.toString()), ['forever']);
 });
 
-test('[MQTT-3.3.2-5] an expired retained message is not sent to new subscribers', { timeout: 6_000 }, async (t) => {
+test('[MQTT-3.3.2-5] an expired retained message is not sent to new subscribers', { timeout: 30_000 }, async (t) => {
   const topic = uniqueTopic('rexp');
   const pub = await client(t, broker);
   await pub.publishAsync(topic, 'stale', { qos: 1, retain: true, properties: { messageExpiryInterval: 1 } });
@@ -227,7 +227,7 @@ test('[MQTT-3.1.2-27] without a Topic Alias Maximum from the client the server s
 // -- Receive Maximum ------------------------------------------------------------------------------
 
 test('[MQTT-3.3.4-9] [MQTT-4.9.0-2] [MQTT-3.3.4-10] [MQTT-4.9.0-3] the server never has more unacknowledged QoS 1/2 PUBLISHes than the client\'s Receive Maximum', {
-  timeout: 6_000,
+  timeout: 20_000,
   skip: isReference && 'mosquitto 2.0.11 refills two slots after one acknowledgement (three in flight with Receive Maximum 2)',
 }, async (t) => {
   const topic = uniqueTopic('rm');

@@ -10,8 +10,8 @@ import { Inbox, RawClient, Watchdog, client, closeAfter, codeOf, expectDisconnec
 
 const MAX_PACKET = 4_096;
 let broker: TestBroker;
-before(async () => { broker = await startTestBroker({ maxPacketSize: MAX_PACKET, connectTimeoutMs: 500 }); });
-after(async () => { await broker?.close(); });
+before(async () => { broker = await startTestBroker({ maxPacketSize: MAX_PACKET, connectTimeoutMs: 500 }); }, { timeout: 60_000 });
+after(async () => { await broker?.close(); }, { timeout: 30_000 });
 
 /** A v5 PUBLISH QoS 0 whose topic is the given raw bytes and which has no properties. */
 function publishWithTopic(topic: Buffer | number[] | string, first = 0x30): Buffer {
@@ -38,7 +38,7 @@ async function misbehave(
 }
 
 test('[MQTT-3.1.4] a connection that sends no CONNECT within connectTimeoutMs is closed', {
-  timeout: 5_000,
+  timeout: 15_000,
   skip: isReference && 'mosquitto has no CONNECT timeout setting',
 }, async (t) => {
   const dog = await Watchdog.start(t, broker);

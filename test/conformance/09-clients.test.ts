@@ -15,8 +15,8 @@ const PAHO_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cli
 const VERSIONS = ['mqttv311', 'mqttv5'] as const;
 
 let broker: TestBroker;
-before(async () => { broker = await startTestBroker(); });
-after(async () => { await broker?.close(); });
+before(async () => { broker = await startTestBroker(); }, { timeout: 60_000 });
+after(async () => { await broker?.close(); }, { timeout: 30_000 });
 
 interface SubLine { topic: string; qos: number; retain: boolean; payload: string }
 

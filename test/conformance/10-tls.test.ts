@@ -22,11 +22,11 @@ before(async () => {
   tmpDir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-tls-'));
   caFile = path.join(tmpDir, 'ca.pem');
   if (broker.caPem !== undefined) await writeFile(caFile, broker.caPem);
-});
+}, { timeout: 60_000 });
 after(async () => {
   await broker?.close();
   await rm(tmpDir, { recursive: true, force: true });
-});
+}, { timeout: 30_000 });
 
 /** True (and the test marked skipped) when the broker has no TLS listener. */
 function noTls(t: TestContext): boolean {
@@ -39,7 +39,7 @@ function tlsArgs(version: string): string[] {
   return ['-h', broker.host, '-p', String(broker.tlsPort), '--cafile', caFile, '-V', version, '-i', uniqueId('mtls')];
 }
 
-test('[MQTT-4.2] MQTT.js over TLS: subscribe and publish at QoS 0, 1 and 2', { timeout: 8_000 }, async (t) => {
+test('[MQTT-4.2] MQTT.js over TLS: subscribe and publish at QoS 0, 1 and 2', { timeout: 30_000 }, async (t) => {
   if (noTls(t)) return;
   const topic = uniqueTopic('tls');
   const sub = await client(t, broker, { useTls: true });

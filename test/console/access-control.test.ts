@@ -43,7 +43,7 @@ before(async () => {
   await mkdir(SCREENSHOTS, { recursive: true });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   await browser?.close();
@@ -51,9 +51,9 @@ after(async () => {
     await gh.stop();
     await removeDataDir(gh.dataDir);
   }
-});
+}, { timeout: 30_000 });
 
-test('the rules editor: template, inline checks, order, save; a device shows its effective rules', { skip, timeout: 60_000 }, async () => {
+test('the rules editor: template, inline checks, order, save; a device shows its effective rules', { skip, timeout: 90_000 }, async () => {
   try {
     await scenario();
   } catch (err) {

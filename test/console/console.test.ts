@@ -42,7 +42,7 @@ before(async () => {
   gh = await startTestGatehouse();
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const c of clients) c.end(true);
@@ -51,9 +51,9 @@ after(async () => {
     await gh.stop();
     await removeDataDir(gh.dataDir);
   }
-});
+}, { timeout: 30_000 });
 
-test('the console: two-step gateway, CSV import, a device online and its messages live', { skip, timeout: 60_000 }, async () => {
+test('the console: two-step gateway, CSV import, a device online and its messages live', { skip, timeout: 120_000 }, async () => {
   try {
     await scenario();
   } catch (err) {

@@ -46,7 +46,7 @@ before(async () => {
   await mkdir(SCREENSHOTS, { recursive: true });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   device?.end(true);
@@ -55,7 +55,7 @@ after(async () => {
     await gh.stop();
     await removeDataDir(gh.dataDir);
   }
-});
+}, { timeout: 30_000 });
 
 function connectDevice(clientId: string): Promise<mqtt.MqttClient> {
   const client = mqtt.connect({
@@ -68,7 +68,7 @@ function connectDevice(clientId: string): Promise<mqtt.MqttClient> {
   });
 }
 
-test('limits in the form: current use beside each, checked as typed and by the API, saved and applied live', { skip, timeout: 60_000 }, async () => {
+test('limits in the form: current use beside each, checked as typed and by the API, saved and applied live', { skip, timeout: 90_000 }, async () => {
   try {
     await scenario();
   } catch (err) {

@@ -37,7 +37,7 @@ before(async () => {
   assert.deepEqual(gateway.warnings.map((w) => w.code), ['GW_WARN_SERVER_CHAIN_INCOMPLETE']);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   await browser?.close();
@@ -45,9 +45,9 @@ after(async () => {
     await gh.stop();
     await removeDataDir(gh.dataDir);
   }
-});
+}, { timeout: 30_000 });
 
-test('warnings in the gateway list and on the edit page; gone after the fix', { skip, timeout: 60_000 }, async () => {
+test('warnings in the gateway list and on the edit page; gone after the fix', { skip, timeout: 90_000 }, async () => {
   try {
     page.setDefaultTimeout(10_000);
     await page.goto(`${gh.gatehouse.url}/gateways`);

@@ -16,14 +16,14 @@ async function appFor(distDir: string) {
   return app;
 }
 
-test('a built console: files at their paths, index.html for console routes, API 404s stay JSON', async () => {
+test('a built console: files at their paths, index.html for console routes, API 404s stay JSON', { timeout: 15_000 }, async () => {
   const dist = await mkdtemp(path.join(os.tmpdir(), 'gh-console-'));
-  after(() => rm(dist, { recursive: true, force: true }));
+  after(() => rm(dist, { recursive: true, force: true }), { timeout: 30_000 });
   await mkdir(path.join(dist, 'assets'));
   await writeFile(path.join(dist, 'index.html'), '<!doctype html><div id="root"></div>');
   await writeFile(path.join(dist, 'assets', 'index-abc.js'), 'console.log(1)');
   const app = await appFor(dist);
-  after(() => app.close());
+  after(() => app.close(), { timeout: 30_000 });
 
   const root = await app.inject({ method: 'GET', url: '/' });
   assert.equal(root.statusCode, 200);
@@ -48,9 +48,9 @@ test('a built console: files at their paths, index.html for console routes, API 
   assert.equal(post.statusCode, 404);
 });
 
-test('no build: / says how to build the console, and nothing crashes', async () => {
+test('no build: / says how to build the console, and nothing crashes', { timeout: 5_000 }, async () => {
   const app = await appFor(path.join(os.tmpdir(), 'gh-console-never-built'));
-  after(() => app.close());
+  after(() => app.close(), { timeout: 30_000 });
   const root = await app.inject({ method: 'GET', url: '/' });
   assert.equal(root.statusCode, 200);
   assert.match(root.body, /npm --prefix console install/);

@@ -88,15 +88,15 @@ before(async () => {
   const csv = 'sn,username,password\nSN-1,dev-0001,pw-one\nSN-2,dev-0002,pw-two\n';
   const imported = await gh.api<{ created: number }>('POST', `/products/${gateway.productKey}/devices/import`, csv, 'text/csv');
   assert.equal(imported.json.created, 2);
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const c of clients) c.end(true);
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
-test('rules are checked when saved: codes name the field and the rule', { timeout: 10_000 }, async () => {
+test('rules are checked when saved: codes name the field and the rule', { timeout: 90_000 }, async () => {
   const bad = async (accessControl: unknown): Promise<[number, string, string]> => {
     const r = await gh.api<ErrorJson>('PATCH', `/gateways/${gateway.id}`, { accessControl });
     return [r.status, r.json.error.code, r.json.error.field];

@@ -30,13 +30,13 @@ before(async () => {
   gateway = created.json;
   const csv = 'sn,username,password\nA,dev-0001,right-one\nB,dev-0002,right-two\n';
   assert.equal((await gh.api<{ created: number }>('POST', `/products/${gateway.productKey}/devices/import`, csv, 'text/csv')).json.created, 2);
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const s of sockets) s.destroy();
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
 /** A TLS connection, handshake done, nothing sent yet. */
 function openTls(): Promise<tls.TLSSocket> {
@@ -62,7 +62,7 @@ function connackCode(socket: tls.TLSSocket): Promise<number> {
   });
 }
 
-test('parallel password guesses for one device are serialized and the surplus refused without work (0x9F); the device still gets in', { timeout: 60_000 }, async () => {
+test('parallel password guesses for one device are serialized and the surplus refused without work (0x9F); the device still gets in', { timeout: 90_000 }, async () => {
   const ATTEMPTS = 40;
   const attackers = await Promise.all(Array.from({ length: ATTEMPTS }, () => openTls()));
   const answers = attackers.map(connackCode);

@@ -30,7 +30,7 @@ const SCRIPT = `function transformPayload(topic, bytes) {
 
 const PER_QOS = 40;
 
-test('every QoS 1 and QoS 2 message acknowledged before a kill -9 is in the store, on the device and delivered to the webhook after restart', { timeout: 120_000 }, async (t) => {
+test('every QoS 1 and QoS 2 message acknowledged before a kill -9 is in the store, on the device and delivered to the webhook after restart', { timeout: 180_000 }, async (t) => {
   const pki = await getPki();
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gh-crash-'));
   let gh: GatehouseProcess | undefined;

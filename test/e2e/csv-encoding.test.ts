@@ -21,11 +21,11 @@ let gw: GatewayJson;
 before(async () => {
   gh = await startTestGatehouse();
   gw = await createGateway(gh, await getPki(), 'csv_fleet');
-});
+}, { timeout: 60_000 });
 after(async () => {
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
 interface ImportAnswer { created: number; failed: number; rows: { ok: boolean; error?: { code: string } }[] }
 interface ErrorAnswer { error: { code: string; message: string; field: string } }
@@ -45,7 +45,7 @@ async function snOf(deviceName: string): Promise<string | null> {
 
 const latin1 = (text: string): Buffer => Buffer.from(text, 'latin1');
 
-test('UTF-8 without and with a BOM: the SN keeps its accents, and a BOM before a header is not part of "sn"', async () => {
+test('UTF-8 without and with a BOM: the SN keeps its accents, and a BOM before a header is not part of "sn"', { timeout: 90_000 }, async () => {
   const plain = await importCsv(Buffer.from('Café-01,enc-0001,pw\n', 'utf8'));
   assert.equal(plain.status, 200, JSON.stringify(plain.json));
   assert.equal(await snOf('enc-0001'), 'Café-01');
@@ -55,7 +55,7 @@ test('UTF-8 without and with a BOM: the SN keeps its accents, and a BOM before a
   assert.equal(await snOf('enc-0002'), 'Naïve-02');
 });
 
-test('Latin-1 bytes without a charset are refused naming the line and byte, and nothing is created', async () => {
+test('Latin-1 bytes without a charset are refused naming the line and byte, and nothing is created', { timeout: 5_000 }, async () => {
   const r = await importCsv(latin1('sn,username,password\nOK-1,enc-0003,pw\nCaf\u00e9-03,enc-0004,pw\n'));
   assert.equal(r.status, 400);
   assert.equal(r.json.error.code, 'GW_ERR_IMPORT_ENCODING');
@@ -70,7 +70,7 @@ test('Latin-1 bytes without a charset are refused naming the line and byte, and 
   }
 });
 
-test('a named charset decodes: iso-8859-1 in the content type, windows-1252 (€) in the query, UTF-16LE by its BOM', async () => {
+test('a named charset decodes: iso-8859-1 in the content type, windows-1252 (€) in the query, UTF-16LE by its BOM', { timeout: 5_000 }, async () => {
   const l1 = await importCsv(latin1('Caf\u00e9-05,enc-0005,pw\n'), 'text/csv; charset=ISO-8859-1');
   assert.equal(l1.status, 200, JSON.stringify(l1.json));
   assert.equal(await snOf('enc-0005'), 'Café-05');
@@ -86,7 +86,7 @@ test('a named charset decodes: iso-8859-1 in the content type, windows-1252 (€
   assert.equal(unknown.json.error.field, 'charset');
 });
 
-test('gatehouse devices import sends the file\'s bytes: refused without --charset, imported with it', async () => {
+test('gatehouse devices import sends the file\'s bytes: refused without --charset, imported with it', { timeout: 90_000 }, async () => {
   const file = path.join(gh.dataDir, 'legacy.csv');
   await writeFile(file, latin1('sn,username,password\nM\u00fcnchen-09,enc-0009,pw\n'));
   const env = { ...process.env, GATEHOUSE_URL: gh.gatehouse.url, GATEHOUSE_ADMIN_TOKEN: TEST_ADMIN_TOKEN };

@@ -31,7 +31,7 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
   }
 }
 
-test('backup of a running instance with devices publishing, restore into a new directory, and the restored installation runs', { timeout: 180_000 }, async (t) => {
+test('backup of a running instance with devices publishing, restore into a new directory, and the restored installation runs', { timeout: 300_000 }, async (t) => {
   const pki = await getPki();
   const work = await mkdtemp(path.join(os.tmpdir(), 'gh-backup-'));
   const dir = path.join(work, 'data');
@@ -118,7 +118,7 @@ test('backup of a running instance with devices publishing, restore into a new d
   reconnected.end(true);
 });
 
-test('restore refuses an archive with a name outside the known files, and doctor reports a damaged database and loose permissions', { timeout: 60_000 }, async (t) => {
+test('restore refuses an archive with a name outside the known files, and doctor reports a damaged database and loose permissions', { timeout: 90_000 }, async (t) => {
   const work = await mkdtemp(path.join(os.tmpdir(), 'gh-backup-'));
   t.after(() => removeDataDir(work));
   const evilSource = path.join(work, 'x');

@@ -30,7 +30,7 @@ function refusal(r: { code: number | null; stdout: string; stderr: string }, cod
   assert.doesNotMatch(r.stdout, /Gatehouse is running|demo gateway/);
 }
 
-test('the first start writes identity.json (0600) and the same installation id into gatehouse.db; a restart accepts it', { timeout: 60_000 }, async (t) => {
+test('the first start writes identity.json (0600) and the same installation id into gatehouse.db; a restart accepts it', { timeout: 120_000 }, async (t) => {
   const { dir, id } = await freshInstall(t);
   assert.match(id, /^[0-9a-f-]{36}$/);
   assert.equal((await stat(path.join(dir, 'identity.json'))).mode & 0o777, 0o600);
@@ -41,7 +41,7 @@ test('the first start writes identity.json (0600) and the same installation id i
   await again.stop();
 });
 
-test('a zero-byte gatehouse.db beside existing state is refused with GW_ERR_DATA_DIR_DATABASE_MISSING, and no demo is seeded', { timeout: 60_000 }, async (t) => {
+test('a zero-byte gatehouse.db beside existing state is refused with GW_ERR_DATA_DIR_DATABASE_MISSING, and no demo is seeded', { timeout: 120_000 }, async (t) => {
   const { dir } = await freshInstall(t);
   const file = path.join(dir, 'gatehouse.db');
   await rm(`${file}-wal`, { force: true });
@@ -52,7 +52,7 @@ test('a zero-byte gatehouse.db beside existing state is refused with GW_ERR_DATA
   refusal(await runGatehouseExpectingExit(dir), 'GW_ERR_DATA_DIR_DATABASE_MISSING', file);
 });
 
-test('a missing gatehouse.db beside existing state is refused with GW_ERR_DATA_DIR_DATABASE_MISSING', { timeout: 60_000 }, async (t) => {
+test('a missing gatehouse.db beside existing state is refused with GW_ERR_DATA_DIR_DATABASE_MISSING', { timeout: 90_000 }, async (t) => {
   const { dir } = await freshInstall(t);
   const file = path.join(dir, 'gatehouse.db');
   for (const f of [file, `${file}-wal`, `${file}-shm`]) await rm(f, { force: true });
@@ -61,7 +61,7 @@ test('a missing gatehouse.db beside existing state is refused with GW_ERR_DATA_D
   assert.match(r.stderr, /gatehouse restore/);
 });
 
-test('another installation\'s gatehouse.db is refused with GW_ERR_DATA_DIR_DATABASE_FOREIGN naming both installations', { timeout: 90_000 }, async (t) => {
+test('another installation\'s gatehouse.db is refused with GW_ERR_DATA_DIR_DATABASE_FOREIGN naming both installations', { timeout: 120_000 }, async (t) => {
   const mine = await freshInstall(t);
   const other = await freshInstall(t);
   const file = path.join(mine.dir, 'gatehouse.db');
@@ -88,7 +88,7 @@ test('another application\'s SQLite database is refused with GW_ERR_DATA_DIR_DAT
   assert.equal((await readFile(file)).length, before.length);
 });
 
-test('a damaged gatehouse.db gives GW_ERR_DATA_DIR_DATABASE_DAMAGED naming the file, not a stack', { timeout: 60_000 }, async (t) => {
+test('a damaged gatehouse.db gives GW_ERR_DATA_DIR_DATABASE_DAMAGED naming the file, not a stack', { timeout: 90_000 }, async (t) => {
   const { dir } = await freshInstall(t);
   const file = path.join(dir, 'gatehouse.db');
   for (const f of [`${file}-wal`, `${file}-shm`]) await rm(f, { force: true });
@@ -99,7 +99,7 @@ test('a damaged gatehouse.db gives GW_ERR_DATA_DIR_DATABASE_DAMAGED naming the f
   refusal(await runGatehouseExpectingExit(dir), 'GW_ERR_DATA_DIR_DATABASE_DAMAGED', file);
 });
 
-test('a damaged mqtt-state.db is named the same way', { timeout: 60_000 }, async (t) => {
+test('a damaged mqtt-state.db is named the same way', { timeout: 90_000 }, async (t) => {
   const { dir } = await freshInstall(t);
   const file = path.join(dir, 'mqtt-state.db');
   for (const f of [`${file}-wal`, `${file}-shm`]) await rm(f, { force: true });
@@ -107,7 +107,7 @@ test('a damaged mqtt-state.db is named the same way', { timeout: 60_000 }, async
   refusal(await runGatehouseExpectingExit(dir), 'GW_ERR_DATA_DIR_DATABASE_DAMAGED', file);
 });
 
-test('a directory that lost identity.json is adopted from its database\'s id; an unreadable identity.json is refused', { timeout: 60_000 }, async (t) => {
+test('a directory that lost identity.json is adopted from its database\'s id; an unreadable identity.json is refused', { timeout: 90_000 }, async (t) => {
   const { dir, id } = await freshInstall(t);
   await rm(path.join(dir, 'identity.json'));
   const gh = await startGatehouseProcess(dir);

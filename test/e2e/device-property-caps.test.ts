@@ -23,12 +23,12 @@ before(async () => {
   gw = await createGateway(gh, pki, 'prop_fleet');
   await addDevices(gh, gw.productKey, ['sensor-01']);
   device = await clients.connect(gw.port, 'sensor-01');
-});
+}, { timeout: 60_000 });
 after(async () => {
   clients.closeAll();
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
 async function post(params: Record<string, unknown>): Promise<void> {
   await device.publishAsync(`/sys/${gw.productKey}/sensor-01/thing/event/property/post`, JSON.stringify({ method: 'thing.event.property.post', params }), { qos: 1 });
@@ -42,7 +42,7 @@ async function refused(reason: string): Promise<number> {
   return Number(new RegExp(`gatehouse_device_property_posts_refused\\{reason="${reason}"\\} (\\d+)`).exec(text)?.[1] ?? 'NaN');
 }
 
-test('posts beyond the property count are refused whole and counted; known properties still update', { timeout: 30_000 }, async () => {
+test('posts beyond the property count are refused whole and counted; known properties still update', { timeout: 90_000 }, async () => {
   await post(keys(0, 20));
   await post(keys(20, 20));
   await waitFor('40 properties', async () => (Object.keys(await properties()).length === 40 ? true : undefined));

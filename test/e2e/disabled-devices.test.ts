@@ -36,14 +36,14 @@ before(async () => {
     name: 'accept_all', source: 'function handler(e) { return { result: e.password === "pw-fn", deviceName: e.userName }; }',
   });
   assert.equal(fn.status, 201, JSON.stringify(fn.json));
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const c of clients) c.end(true);
   await gh.stop();
   await verifier.close();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
 async function connect(gw: GatewayJson, username: string, password: string, protocolVersion: 4 | 5 = 5): Promise<{ code: number; client?: mqtt.MqttClient }> {
   const outcome = await connectOutcome(pki, gw.port, { username, password, clientId: `c-${username}-${protocolVersion}`, protocolVersion });
@@ -71,7 +71,7 @@ const METHODS: { name: string; settings: () => Record<string, unknown>; username
 ];
 
 for (const method of METHODS) {
-  test(`${method.name}: a disabled device is refused (0x87 / 5) and kicked (0x98); deleting it kicks it`, { timeout: 20_000 }, async () => {
+  test(`${method.name}: a disabled device is refused (0x87 / 5) and kicked (0x98); deleting it kicks it`, { timeout: 60_000 }, async () => {
     const gw = await gatewayWith(`disabled_${method.name.replace('-', '_')}`, method.settings());
     await method.seed?.(gw);
     const device = `/products/${gw.productKey}/devices/${method.deviceName}`;

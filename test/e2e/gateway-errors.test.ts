@@ -7,13 +7,13 @@ import { freePort, removeDataDir, startTestGatehouse } from '../harness/gatehous
 
 interface GatewayJson { id: string; status: string; statusReason: string | null }
 
-test('port in use → ERROR with the reason; start again once it is free; a deleted gateway frees its port', { timeout: 20_000 }, async () => {
+test('port in use → ERROR with the reason; start again once it is free; a deleted gateway frees its port', { timeout: 60_000 }, async () => {
   const pki = await getPki();
   const gh = await startTestGatehouse();
   after(async () => {
     await gh.stop();
     await removeDataDir(gh.dataDir);
-  });
+  }, { timeout: 30_000 });
   const certificates = { serverCertificateChain: pki.server.chainPem, serverPrivateKey: pki.server.keyPem };
 
   // Something else (not a gateway) holds the port.

@@ -83,21 +83,21 @@ before(async () => {
   assert.equal(imported.status, 200, JSON.stringify(imported.json));
   assert.equal(imported.json.created, 2);
   assert.equal(imported.json.failed, 1);
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const c of clients) c.end(true);
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
-test('the created gateway is RUNNING on its own TLS port with the uploaded chain', async () => {
+test('the created gateway is RUNNING on its own TLS port with the uploaded chain', { timeout: 60_000 }, async () => {
   const got = await gh.api<GatewayJson>('GET', `/gateways/${gateway.id}`);
   assert.equal(got.json.status, 'RUNNING');
   assert.equal(await serverSerialAt(gateway.port), pki.server.serial);
 });
 
-test('imported devices connect over TLS with MQTT.js (v3.1.1 and v5) and show ONLINE in the API', async () => {
+test('imported devices connect over TLS with MQTT.js (v3.1.1 and v5) and show ONLINE in the API', { timeout: 10_000 }, async () => {
   const c5 = await connect(gateway.port, { protocolVersion: 5, clientId: 'm1', username: 'meter-0001', password: 'pw-one' });
   const device = await waitFor('device online', async () => {
     const r = await gh.api<DeviceJson>('GET', `/products/${gateway.productKey}/devices/meter-0001`);
@@ -114,7 +114,7 @@ test('imported devices connect over TLS with MQTT.js (v3.1.1 and v5) and show ON
   });
 });
 
-test('[MQTT-3.2.2-?] a wrong password or unknown username gets CONNACK 0x86 (v5) / 4 (v3.1.1)', async () => {
+test('[MQTT-3.2.2-?] a wrong password or unknown username gets CONNACK 0x86 (v5) / 4 (v3.1.1)', { timeout: 5_000 }, async () => {
   assert.equal((await connectError(gateway.port, { protocolVersion: 5, username: 'meter-0001', password: 'nope' })).code, 0x86);
   assert.equal((await connectError(gateway.port, { protocolVersion: 5, username: 'ghost-user', password: 'pw-one' })).code, 0x86);
   assert.equal((await connectError(gateway.port, { protocolVersion: 4, username: 'meter-0001', password: 'nope' })).code, 4);

@@ -104,15 +104,15 @@ before(async () => {
   const csv = `sn,username,password\n${Object.entries(DEVICES).map(([u, p], i) => `SN-${i},${u},${p}`).join('\n')}\n`;
   const imported = await gh.api<{ created: number }>('POST', `/products/${gateway.productKey}/devices/import`, csv, 'text/csv');
   assert.equal(imported.json.created, 3);
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const c of clients) c.end(true);
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
-test('defaults are the limits gateways always had; edits are checked, codes name the field and the rule', { timeout: 15_000 }, async () => {
+test('defaults are the limits gateways always had; edits are checked, codes name the field and the rule', { timeout: 45_000 }, async () => {
   assert.deepEqual(gateway.limits, {
     maxConnections: null, messagesPerSecondPerDevice: null, bytesPerSecondPerDevice: null, maxSubscriptionsPerDevice: 1000,
     maxRetainedMessages: 100_000, maxPacketSize: 1_048_576, maxQueuedMessagesPerDevice: 1000, maxSessionExpirySeconds: 604_800,

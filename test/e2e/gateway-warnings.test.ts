@@ -22,11 +22,11 @@ const created: string[] = [];
 before(async () => {
   pki = await getPki();
   gh = await startTestGatehouse();
-});
+}, { timeout: 60_000 });
 after(async () => {
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
 async function createGateway(name: string, body: Record<string, unknown>): Promise<GatewayJson> {
   const reply = await gh.api<GatewayJson>('POST', '/gateways', { name, port: await freePort(), ...body });
@@ -42,7 +42,7 @@ async function metrics(): Promise<string> {
   return res.text();
 }
 
-test('a server chain of the leaf alone, issued by an intermediate: GW_WARN_SERVER_CHAIN_INCOMPLETE on save, on GET and in the list', { timeout: 20_000 }, async () => {
+test('a server chain of the leaf alone, issued by an intermediate: GW_WARN_SERVER_CHAIN_INCOMPLETE on save, on GET and in the list', { timeout: 45_000 }, async () => {
   const leafOnly = await createGateway('leaf_only', { certificates: { serverCertificateChain: pki.server.certPem, serverPrivateKey: pki.server.keyPem } });
   assert.deepEqual(codes(leafOnly.warnings), ['GW_WARN_SERVER_CHAIN_INCOMPLETE']);
   const [warning] = leafOnly.warnings;

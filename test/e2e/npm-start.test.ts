@@ -18,7 +18,7 @@ import { freePort, removeDataDir } from '../harness/gatehouse.ts';
 
 const run = promisify(execFile);
 
-test('dist/main.mjs serves console and API, the bin talks to it, and its demo gateway carries messages for the printed commands', { timeout: 60_000 }, async (t) => {
+test('dist/main.mjs serves console and API, the bin talks to it, and its demo gateway carries messages for the printed commands', { timeout: 90_000 }, async (t) => {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-start-'));
   t.after(() => removeDataDir(dataDir));
   await ensureBuilt(); // as the bin does: rebuilt when a source is newer than dist/

@@ -94,15 +94,15 @@ before(async () => {
   gh = await startTestGatehouse({ ocspTimings: TIMINGS });
   gateway = await createGateway('stapling_fleet');
   await waitFor('first staple', async () => ((await serverState(gateway.id)).stapling ? true : undefined));
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   pki.responder.reset();
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
-test('a Node client with requestOCSP receives a stapled, verified, good response for the server certificate', async () => {
+test('a Node client with requestOCSP receives a stapled, verified, good response for the server certificate', { timeout: 90_000 }, async () => {
   const { staple, serial } = await handshake(gateway.port);
   assert.equal(serial, pki.server.serial);
   await assertGoodStaple(staple, pki.server);
@@ -116,7 +116,7 @@ test('openssl s_client -status sees the stapled response', { timeout: 15_000 }, 
   assert.match(stdout, /Verify return code: 0 \(ok\)/);
 });
 
-test('the API view and the metrics show the stapled response\'s age and next refresh', async () => {
+test('the API view and the metrics show the stapled response\'s age and next refresh', { timeout: 5_000 }, async () => {
   const state = await serverState(gateway.id);
   assert.equal(state.certStatus, 'good');
   assert.ok(state.ageSeconds !== null && state.ageSeconds >= 0 && state.ageSeconds < 120, String(state.ageSeconds));

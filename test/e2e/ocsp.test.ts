@@ -84,16 +84,16 @@ before(async () => {
   assert.equal(created.status, 201, JSON.stringify(created.json));
   gateway = created.json;
   assert.equal((await gh.api('POST', `/products/${gateway.productKey}/devices`, { username: 'meter-0001', password: 'pw-one' })).status, 201);
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const c of clients) c.end(true);
   pki.responder.reset();
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
-test('a good device connects after its OCSP check; a reconnect is answered from the cache', async () => {
+test('a good device connects after its OCSP check; a reconnect is answered from the cache', { timeout: 60_000 }, async () => {
   const before = await clientState();
   assert.equal(before.onResponderFailure, 'REJECT', 'reject is the default policy');
   await (await connect(pki.devices.good)).endAsync();
@@ -105,13 +105,13 @@ test('a good device connects after its OCSP check; a reconnect is answered from 
   assert.ok(state.cacheHits > before.cacheHits);
 });
 
-test('a revoked device certificate is refused before CONNACK: 0x87 (v5) / 5 (v3.1.1)', async () => {
+test('a revoked device certificate is refused before CONNACK: 0x87 (v5) / 5 (v3.1.1)', { timeout: 10_000 }, async () => {
   assert.equal(await connackCode(pki.devices.revoked), 0x87);
   assert.equal(await connackCode(pki.devices.revoked, { protocolVersion: 4 }), 5);
   assert.ok((await clientState()).checks.revoked >= 2);
 });
 
-test('revoking the certificate of a connected device disconnects it when its cached status expires', { timeout: 20_000 }, async () => {
+test('revoking the certificate of a connected device disconnects it when its cached status expires', { timeout: 45_000 }, async () => {
   const cert = await issueDevice(pki, 'device-live-revoke');
   const device = await connect(cert);
   const kicked = new Promise<number | undefined>((resolve) => device.once('disconnect', (p) => resolve(p.reasonCode)));
@@ -121,7 +121,7 @@ test('revoking the certificate of a connected device disconnects it when its cac
   assert.ok((await clientState()).revokedWhileConnected >= 1);
 });
 
-test('status unknown follows the policy: refused with REJECT, accepted with ACCEPT', async () => {
+test('status unknown follows the policy: refused with REJECT, accepted with ACCEPT', { timeout: 45_000 }, async () => {
   const cert = await unknownToResponder('device-unknown-status');
   assert.equal(await connackCode(cert), 0x87);
   await setPolicy('ACCEPT');
@@ -157,7 +157,7 @@ for (const mode of ['down', 'slow', 'wrong-signer', 'stale', 'http-error', 'try-
   });
 }
 
-test('client checks, cache hits and responder errors are in the metrics', async () => {
+test('client checks, cache hits and responder errors are in the metrics', { timeout: 5_000 }, async () => {
   const res = await fetch(`${gh.gatehouse.url}/api/v1/metrics`, { headers: { authorization: `Bearer ${gh.gatehouse.adminToken}` } });
   const text = await res.text();
   assert.match(text, /gatehouse_gateway_ocsp_client_checks_total\{gateway="ocsp_client_fleet",result="good"\} [1-9]/);

@@ -27,11 +27,11 @@ before(async () => {
   await addDevices(first, gw.productKey, ['meter-01', 'meter-02']);
   await first.stop();
   gh = await startTestGatehouse({ dataDir, env: { GATEHOUSE_PASSWORD_SCRYPT_N: NEW_N } });
-});
+}, { timeout: 60_000 });
 after(async () => {
   await gh.stop();
   await removeDataDir(dataDir);
-});
+}, { timeout: 30_000 });
 
 const storedHash = async (username: string): Promise<string> =>
   (await gh.gatehouse.registry.findDeviceCredential(gw.productKey, username))?.passwordHash ?? 'none';

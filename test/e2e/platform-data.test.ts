@@ -38,13 +38,13 @@ before(async () => {
   clients = new Clients(pki);
   gw = await createGateway(gh, pki, 'sensor_fleet', { dataParsing: { enabled: true, script: SENSOR_SCRIPT } });
   await addDevices(gh, gw.productKey, ['sensor-01', 'sensor-02', 'watcher-1', 'idle-0001']);
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   clients.closeAll();
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
 async function messages(query: string): Promise<MessageJson[]> {
   const r = await gh.api<{ items: MessageJson[] }>('GET', `/messages?${query}`);
@@ -65,7 +65,7 @@ async function setScript(script: string, probeTopic: string, until: (m: MessageJ
   await probe.endAsync();
 }
 
-test('a binary sensor payload is parsed to JSON and stored with the raw bytes; subscribers get it unchanged', async () => {
+test('a binary sensor payload is parsed to JSON and stored with the raw bytes; subscribers get it unchanged', { timeout: 60_000 }, async () => {
   const watcher = await clients.connect(gw.port, 'watcher-1');
   await watcher.subscribeAsync(`/${gw.productKey}/+/user/update`, { qos: 1 });
   const sensor = await clients.connect(gw.port, 'sensor-01');
@@ -85,7 +85,7 @@ test('a binary sensor payload is parsed to JSON and stored with the raw bytes; s
   assert.equal(since.length, 0);
 });
 
-test('an Alink property post from the script updates the device properties shown by the API', async () => {
+test('an Alink property post from the script updates the device properties shown by the API', { timeout: 5_000 }, async () => {
   const sensor = await clients.connect(gw.port, 'sensor-01', { clientId: 'c-sensor-01-b' });
   await sensor.publishAsync(`/sys/${gw.productKey}/sensor-01/thing/model/up_raw`, Buffer.from([0x00, 0xe1, 0x40]), { qos: 1 });
   const device = await waitFor('properties', async () => {
@@ -97,7 +97,7 @@ test('an Alink property post from the script updates the device properties shown
   assert.ok(typeof device.properties.temperature?.time === 'number');
 });
 
-test('the parsing dry run shows the output, console lines and time; a syntax error is a 400 with the line', async () => {
+test('the parsing dry run shows the output, console lines and time; a syntax error is a 400 with the line', { timeout: 5_000 }, async () => {
   const saved = await gh.api<{ output: Record<string, unknown>; logs: { message: string }[]; durationMs: number; propertyPost: boolean }>(
     'POST', `/gateways/${gw.id}/parsing/test`, { topic: '/sys/pk/dn/thing/model/up_raw', payload: '00d737' });
   assert.equal(saved.status, 200, JSON.stringify(saved.json));
@@ -129,7 +129,7 @@ test('the parsing dry run shows the output, console lines and time; a syntax err
   assert.equal(badHex.json.error.code, 'GW_ERR_PAYLOAD_INVALID');
 });
 
-test('a throwing script is recorded as a parse failure with the raw bytes while messages still flow', async () => {
+test('a throwing script is recorded as a parse failure with the raw bytes while messages still flow', { timeout: 10_000 }, async () => {
   const topic = `/${gw.productKey}/sensor-02/user/update`;
   await setScript('function transformPayload(topic, bytes) { throw new Error("bad frame " + bytes.length); }', topic,
     (m) => m.parseError?.includes('bad frame') === true);
@@ -151,7 +151,7 @@ test('a throwing script is recorded as a parse failure with the raw bytes while 
   assert.match(metrics, /gatehouse_parsing_messages_total\{gateway="sensor_fleet",result="failed"\} [1-9]/);
 });
 
-test('a looping script is stopped by its time limit; delivery does not wait for it', async () => {
+test('a looping script is stopped by its time limit; delivery does not wait for it', { timeout: 15_000 }, async () => {
   const topic = `/${gw.productKey}/sensor-02/user/loop`;
   await setScript('function transformPayload() { for (;;) {} }', topic, (m) => m.parseError?.startsWith('timeout') === true);
   const watcher = await clients.connect(gw.port, 'watcher-1', { clientId: 'w-loop' });
@@ -185,7 +185,7 @@ test('a looping script is stopped by its time limit; delivery does not wait for 
   await setScript(SENSOR_SCRIPT, `/${gw.productKey}/sensor-02/user/update`, (m) => m.parsed !== null);
 });
 
-test('the SSE stream delivers messages and online/offline events, filtered, and resumes from Last-Event-ID', async () => {
+test('the SSE stream delivers messages and online/offline events, filtered, and resumes from Last-Event-ID', { timeout: 5_000 }, async () => {
   const url = `${gh.gatehouse.url}/api/v1/stream?gatewayId=${gw.id}&deviceName=sensor-01`;
   const auth = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
   const stream = await openStream(url, auth);
@@ -217,7 +217,7 @@ test('the SSE stream delivers messages and online/offline events, filtered, and 
   for (const p of ['/api/v1/stream', '/api/v1/messages', '/api/v1/webhooks', '/api/v1/gateways/{id}/parsing/test']) assert.ok(p in docs.paths, p);
 });
 
-test('a downlink reaches a subscribed device at QoS 0 and QoS 1 (acknowledged); offline and unsubscribed are reported', async () => {
+test('a downlink reaches a subscribed device at QoS 0 and QoS 1 (acknowledged); offline and unsubscribed are reported', { timeout: 5_000 }, async () => {
   const device = await clients.connect(gw.port, 'sensor-01', { clientId: 'c-downlink' });
   const setTopic = `/sys/${gw.productKey}/sensor-01/thing/service/property/set`;
   await device.subscribeAsync(setTopic, { qos: 1 });

@@ -25,12 +25,12 @@ const squatters: net.Server[] = [];
 before(async () => {
   pki = await getPki();
   gh = await startTestGatehouse();
-});
+}, { timeout: 60_000 });
 after(async () => {
   for (const s of squatters) s.close();
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
 /** Something that is not a gateway holds a port. */
 async function squat(): Promise<{ port: number; release(): Promise<void> }> {
@@ -61,7 +61,7 @@ function handshake(port: number): Promise<void> {
 const certificates = (): { serverCertificateChain: string; serverPrivateKey: string } =>
   ({ serverCertificateChain: pki.server.chainPem, serverPrivateKey: pki.server.keyPem });
 
-test('/health answers without a token and carries nothing but liveness', { timeout: 10_000 }, async () => {
+test('/health answers without a token and carries nothing but liveness', { timeout: 30_000 }, async () => {
   const health = await probe<Record<string, unknown>>('/health');
   assert.equal(health.status, 200);
   assert.deepEqual(Object.keys(health.json).sort(), ['status', 'uptimeSeconds']);

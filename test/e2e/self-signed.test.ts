@@ -16,7 +16,7 @@ test('a self-signed test certificate from the API runs a gateway a client can ve
   after(async () => {
     await gh.stop();
     await removeDataDir(gh.dataDir);
-  });
+  }, { timeout: 30_000 });
   const cert = await gh.api<{ certificatePem: string; privateKeyPem: string; warning: string }>('POST', '/certificates/self-signed', { hosts: ['localhost', '127.0.0.1'] });
   assert.equal(cert.status, 201);
   assert.match(cert.json.warning, /test certificate/i);
@@ -41,7 +41,7 @@ test('a self-signed test certificate from the API runs a gateway a client can ve
 
 test('gatehouse certs self-signed writes a certificate and a private key', { timeout: 30_000 }, async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-cert-'));
-  after(() => rm(dir, { recursive: true, force: true }));
+  after(() => rm(dir, { recursive: true, force: true }), { timeout: 30_000 });
   const cert = path.join(dir, 'c.pem');
   const key = path.join(dir, 'k.pem');
   const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'certs', 'self-signed', '--host', 'gw.example.com', '--cert', cert, '--key', key]);

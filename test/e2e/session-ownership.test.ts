@@ -44,15 +44,15 @@ before(async () => {
   gateway = created.json;
   const csv = 'sn,username,password\nA,dev-a001,pw-a\nB,dev-b001,pw-b\nC,dev-c001,pw-c\n';
   assert.equal((await gh.api<{ created: number }>('POST', `/products/${gateway.productKey}/devices/import`, csv, 'text/csv')).json.created, 3);
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const c of clients) c.end(true);
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
-test('[MQTT-3.1.4-3] another device cannot resume or take over a session by presenting its client id', { timeout: 20_000 }, async () => {
+test('[MQTT-3.1.4-3] another device cannot resume or take over a session by presenting its client id', { timeout: 60_000 }, async () => {
   const persistent = { clean: false, properties: { sessionExpiryInterval: 600 } };
   // devB subscribes with a persistent session and goes away.
   const b = open({ clientId: 'devB-client', username: 'dev-b001', password: 'pw-b', ...persistent });

@@ -63,16 +63,16 @@ before(async () => {
   verifier = await startHttpsVerifier(pki);
   const fn = await gh.api('POST', '/functions', { name: 'rules_from_function', source: FUNCTION_SOURCE });
   assert.equal(fn.status, 201, JSON.stringify(fn.json));
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const c of clients) c.end(true);
   await gh.stop();
   await verifier.close();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
-test('a function\'s acl applies to that device before the gateway\'s rules', { timeout: 20_000 }, async () => {
+test('a function\'s acl applies to that device before the gateway\'s rules', { timeout: 90_000 }, async () => {
   const gw = await gatewayWith('acl_from_function', { provider: 'FUNCTION', functionName: 'rules_from_function' });
   const withRules = await device(gw, 'acl-dev1');
   assert.equal(await pubackCode(withRules, 'fleet/acl-dev1/up'), 0);

@@ -78,15 +78,15 @@ before(async () => {
     assert.equal(created.status, 201, JSON.stringify(created.json));
     gateways[functionName] = created.json;
   }));
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const c of clients) c.end(true);
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
-test('a function that accepts lets the device in and creates it in the gateway product', async () => {
+test('a function that accepts lets the device in and creates it in the gateway product', { timeout: 90_000 }, async () => {
   assert.equal(await connect('verify_signed', 'meter-0001', 'secret-meter-0001'), 0);
   const gw = gateways.verify_signed as GatewayJson;
   const device = await waitFor(async () => {
@@ -99,14 +99,14 @@ test('a function that accepts lets the device in and creates it in the gateway p
   assert.equal(await connect('verify_bool', 'anyone', 'no', { clientId: 'unit-8' }), BAD_CREDENTIALS);
 });
 
-test('a function that rejects is bad credentials; an invalid deviceName is a rejection and creates nothing', async () => {
+test('a function that rejects is bad credentials; an invalid deviceName is a rejection and creates nothing', { timeout: 5_000 }, async () => {
   assert.equal(await connect('verify_signed', 'meter-0002', 'guess'), BAD_CREDENTIALS);
   assert.equal(await connect('verify_signed', 'meter-0002', 'guess', { protocolVersion: 4 }), 4);
   assert.equal(await connect('verify_badname', 'meter-0003', 'x'), BAD_CREDENTIALS);
   assert.deepEqual(await deviceNames((gateways.verify_badname as GatewayJson).productKey), []);
 });
 
-test('functions that loop, throw, return garbage or exhaust their memory: server unavailable, others unaffected', async () => {
+test('functions that loop, throw, return garbage or exhaust their memory: server unavailable, others unaffected', { timeout: 5_000 }, async () => {
   assert.equal(await connect('verify_loop', 'meter-0001', 'x'), SERVER_UNAVAILABLE);
   // Why the CONNECT was refused, as logged: the function's own 100 ms limit stopped the loop, not the
   // 5 s default limit and not the worker watchdog replacing a worker that overstayed (its own words).
@@ -132,7 +132,7 @@ test('functions that loop, throw, return garbage or exhaust their memory: server
   assert.equal(metricValue(metrics, 'gatehouse_gateway_auth_total', { gateway: 'gw_verify_oom', result: 'unavailable' }), 2);
 });
 
-test('with X.509 on, the function gets the certificate common name', async () => {
+test('with X.509 on, the function gets the certificate common name', { timeout: 5_000 }, async () => {
   assert.equal(await connect('verify_cn', 'whoever', 'x', { cert: pki.devices.good.chainPem, key: pki.devices.good.keyPem }), 0);
   const names = await waitFor(async () => {
     const list = await deviceNames((gateways.verify_cn as GatewayJson).productKey);
@@ -141,7 +141,7 @@ test('with X.509 on, the function gets the certificate common name', async () =>
   assert.deepEqual(names, [`cn-${pki.devices.good.cn}`]);
 });
 
-test('concurrent first connections of the same device create it once', async () => {
+test('concurrent first connections of the same device create it once', { timeout: 5_000 }, async () => {
   const gw = gateways.verify_signed as GatewayJson;
   const codes = await Promise.all(Array.from({ length: 8 }, (_, i) =>
     connect('verify_signed', 'meter-0100', 'secret-meter-0100', { clientId: `meter-0100-${i}` })));
@@ -159,14 +159,14 @@ test('concurrent first connections of the same device create it once', async () 
   assert.equal(device.json.origin, 'AUTO_CREATED');
 });
 
-test('an edited function applies to the next CONNECT (recompiled on change, not per CONNECT)', async () => {
+test('an edited function applies to the next CONNECT (recompiled on change, not per CONNECT)', { timeout: 5_000 }, async () => {
   const put = await gh.api('PUT', '/functions/verify_bool', { source: 'const handler = (e) => ({ result: e.password === "new", deviceName: "bool-" + e.clientId });' });
   assert.equal(put.status, 200, JSON.stringify(put.json));
   assert.equal(await connect('verify_bool', 'anyone', 'ok', { clientId: 'unit-9' }), BAD_CREDENTIALS);
   assert.equal(await connect('verify_bool', 'anyone', 'new', { clientId: 'unit-10' }), 0);
 });
 
-test('a source that does not compile is refused at save with its line', async () => {
+test('a source that does not compile is refused at save with its line', { timeout: 5_000 }, async () => {
   const syntax = await gh.api<ErrorJson>('POST', '/functions', { name: 'broken', source: 'function handler(e) {\n  return { result: ;\n}' });
   assert.equal(syntax.status, 400);
   assert.equal(syntax.json.error.code, 'GW_ERR_SCRIPT_SYNTAX');
@@ -180,7 +180,7 @@ test('a source that does not compile is refused at save with its line', async ()
   assert.match(topLevelThrow.json.error.message, /line 2/);
 });
 
-test('the dry run shows the output, the console lines, the time and what a CONNECT would get', async () => {
+test('the dry run shows the output, the console lines, the time and what a CONNECT would get', { timeout: 5_000 }, async () => {
   interface DryRun { output: Record<string, unknown> | null; error: { kind: string; message: string } | null; decision: { result: string; deviceName: string | null }; logs: { level: string; message: string }[]; durationMs: number }
   const ok = await gh.api<DryRun>('POST', '/functions/verify_signed/invoke', { userName: 'meter-0009', password: 'secret-meter-0009', clientId: 'c-9' });
   assert.equal(ok.status, 200, JSON.stringify(ok.json));

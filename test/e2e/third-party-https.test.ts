@@ -68,16 +68,16 @@ before(async () => {
     timeoutMs: 400,
     signingSecret: SECRET,
   });
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const c of clients) c.end(true);
   await gh.stop();
   await verifier.close();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
-test('an accepted device connects, is created in the gateway product, and the service got the templated, signed call', async () => {
+test('an accepted device connects, is created in the gateway product, and the service got the templated, signed call', { timeout: 45_000 }, async () => {
   const code = await connect(gateway, 'ok:sensor-001', {
     clientId: 'sn-A100', properties: { userProperties: { region: 'eu-west', fw: '2.1' } },
   });
@@ -99,14 +99,14 @@ test('an accepted device connects, is created in the gateway product, and the se
   assert.equal(device.origin, 'AUTO_CREATED');
 });
 
-test('a user property the client did not send renders as empty text', async () => {
+test('a user property the client did not send renders as empty text', { timeout: 5_000 }, async () => {
   assert.equal(await connect(gateway, 'ok:sensor-002', { clientId: 'sn-B200' }), 0);
   const [call] = verifier.requestsFor('ok:sensor-002');
   assert.equal(call?.body?.region, '');
   assert.equal(call?.body?.tag, 'fw-/ok:sensor-002');
 });
 
-test('with X.509 on, the certificate reaches the service: certificateCommonName and ${cert.*} templates', async () => {
+test('with X.509 on, the certificate reaches the service: certificateCommonName and ${cert.*} templates', { timeout: 5_000 }, async () => {
   const gw = await createGateway('https_x509', {
     params: [{ key: 'cn', value: '${cert.cn}' }, { key: 'serial', value: '${cert.serial}' }, { key: 'issuer', value: '${cert.issuer}' }],
   }, true);
@@ -119,7 +119,7 @@ test('with X.509 on, the certificate reaches the service: certificateCommonName 
   assert.match(String(call?.body?.issuer), /CN=Gatehouse Test Intermediate/);
 });
 
-test('401 and 403 are bad credentials; 2xx without a deviceName or with an invalid one is a rejection', async () => {
+test('401 and 403 are bad credentials; 2xx without a deviceName or with an invalid one is a rejection', { timeout: 5_000 }, async () => {
   assert.equal(await connect(gateway, 'deny'), BAD_CREDENTIALS);
   assert.equal(await connect(gateway, 'forbid'), BAD_CREDENTIALS);
   assert.equal(await connect(gateway, 'nodevice'), BAD_CREDENTIALS);
@@ -128,7 +128,7 @@ test('401 and 403 are bad credentials; 2xx without a deviceName or with an inval
   assert.deepEqual(devices.json.items.map((d) => d.deviceName).sort(), ['sensor-001', 'sensor-002']);
 });
 
-test('500, a slow answer and bad JSON are backend failures: server unavailable, never an accept (v5 0x88, v3.1.1 3)', async () => {
+test('500, a slow answer and bad JSON are backend failures: server unavailable, never an accept (v5 0x88, v3.1.1 3)', { timeout: 5_000 }, async () => {
   assert.equal(await connect(gateway, 'boom'), SERVER_UNAVAILABLE);
   const slowBefore = verifier.slowAnswered;
   assert.equal(await connect(gateway, 'slow'), SERVER_UNAVAILABLE);
@@ -144,7 +144,7 @@ test('500, a slow answer and bad JSON are backend failures: server unavailable, 
   assert.equal(failures('bad_response'), 1);
 });
 
-test('accepts and rejects are cached: the same credentials do not reach the service again', async () => {
+test('accepts and rejects are cached: the same credentials do not reach the service again', { timeout: 5_000 }, async () => {
   const before = verifier.requests.length;
   assert.equal(await connect(gateway, 'ok:cached-01', { clientId: 'cache-1' }), 0);
   assert.equal(await connect(gateway, 'ok:cached-01', { clientId: 'cache-1' }), 0);
@@ -199,7 +199,7 @@ test('issue 13: one source address, or one username from many addresses, whose C
   assert.equal(metricValue(metrics, 'gatehouse_gateway_third_party_breaker_state', { gateway: 'https_lockout_5xx_name', state: 'closed' }), 1);
 });
 
-test('the signing secret is write-only: shown as set, kept by an edit that does not mention it, removed with null', async () => {
+test('the signing secret is write-only: shown as set, kept by an edit that does not mention it, removed with null', { timeout: 5_000 }, async () => {
   const read = await gh.api<GatewayJson>('GET', `/gateways/${gateway.id}`);
   assert.equal(read.json.thirdParty.signingSecretSet, true);
   assert.equal('signingSecret' in read.json.thirdParty, false);
@@ -229,7 +229,7 @@ test('the signing secret is write-only: shown as set, kept by an edit that does 
   assert.equal(verifier.requestsFor('ok:unsigned-01')[0]?.headers['x-gatehouse-signature'], undefined);
 });
 
-test('bad settings are refused when the gateway is saved', async () => {
+test('bad settings are refused when the gateway is saved', { timeout: 5_000 }, async () => {
   const bad = async (thirdParty: Record<string, unknown>): Promise<{ code: string; field: string }> => {
     const r = await gh.api<{ error: { code: string; field: string } }>('PATCH', `/gateways/${gateway.id}`, {
       thirdParty: { provider: 'HTTPS', url: verifier.url, ...thirdParty },
@@ -245,7 +245,7 @@ test('bad settings are refused when the gateway is saved', async () => {
   assert.equal((await bad({ signingSecret: 'short' })).field, 'thirdParty.signingSecret');
 });
 
-test('a service whose certificate the gateway does not trust is a backend failure (TLS verification stays on)', async () => {
+test('a service whose certificate the gateway does not trust is a backend failure (TLS verification stays on)', { timeout: 5_000 }, async () => {
   const gw = await createGateway('https_untrusted', { caCertificate: pki.rogue.certPem });
   assert.equal(await connect(gw, 'ok:never-created'), SERVER_UNAVAILABLE);
   const metrics = await scrapeMetrics(gh);

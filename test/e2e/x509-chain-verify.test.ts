@@ -17,22 +17,22 @@ before(async () => {
   pki = await getPki();
   root = x509(pki.root.certPem);
   intermediate = x509(pki.intermediate.certPem);
-});
+}, { timeout: 60_000 });
 
-test('an intermediate alone is a trust anchor; the issuer returned is the intermediate', () => {
+test('an intermediate alone is a trust anchor; the issuer returned is the intermediate', { timeout: 5_000 }, () => {
   const verdict = verifyChain(x509(pki.devices.good.certPem), [], [intermediate]);
   assert.ok(verdict.ok);
   assert.equal(verdict.issuer.fingerprint256, intermediate.fingerprint256);
 });
 
-test('with the root as anchor the path goes through the intermediate the device presented', () => {
+test('with the root as anchor the path goes through the intermediate the device presented', { timeout: 5_000 }, () => {
   const verdict = verifyChain(x509(pki.devices.good.certPem), [intermediate], [root]);
   assert.ok(verdict.ok);
   assert.equal(verdict.issuer.fingerprint256, intermediate.fingerprint256, 'the direct issuer, for OCSP');
   assert.deepEqual(verifyChain(x509(pki.devices.good.certPem), [], [root]), { ok: false, reason: 'unable_to_get_issuer_cert' });
 });
 
-test('expired, wrong-CA, self-signed and wrong-purpose certificates fail with their reason', () => {
+test('expired, wrong-CA, self-signed and wrong-purpose certificates fail with their reason', { timeout: 5_000 }, () => {
   assert.deepEqual(verifyChain(x509(pki.devices.expired.certPem), [], [intermediate]), { ok: false, reason: 'cert_has_expired' });
   assert.deepEqual(verifyChain(x509(pki.devices.wrongCa.certPem), [], [intermediate]), { ok: false, reason: 'unable_to_get_issuer_cert' });
   assert.deepEqual(verifyChain(x509(pki.devices.selfSigned.certPem), [], [intermediate]), { ok: false, reason: 'depth_zero_self_signed_cert' });
@@ -40,7 +40,7 @@ test('expired, wrong-CA, self-signed and wrong-purpose certificates fail with th
   assert.deepEqual(verifyChain(x509(pki.devices.good.certPem), [], [intermediate], Date.now() + 400 * 86_400_000), { ok: false, reason: 'cert_has_expired' });
 });
 
-test('a non-CA certificate presented as an intermediate does not make a path', () => {
+test('a non-CA certificate presented as an intermediate does not make a path', { timeout: 5_000 }, () => {
   const verdict = verifyChain(x509(pki.devices.good.certPem), [x509(pki.devices.revoked.certPem)], [root]);
   assert.equal(verdict.ok, false);
 });

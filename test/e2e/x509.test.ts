@@ -77,15 +77,15 @@ before(async () => {
   gh = await startTestGatehouse();
   full = await createGateway('x509_full_bundle', pki.caBundlePem);
   partial = await createGateway('x509_intermediate_only', pki.intermediate.certPem);
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const c of clients) c.end(true);
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
-test('a good device certificate and the right password connect; the device shows its certificate facts', async () => {
+test('a good device certificate and the right password connect; the device shows its certificate facts', { timeout: 60_000 }, async () => {
   const c = await connect(full.port, pki.devices.good);
   await c.endAsync();
   let device = await gh.api<DeviceJson>('GET', `/products/${full.productKey}/devices/meter-0001`);
@@ -102,16 +102,16 @@ test('a good device certificate and the right password connect; the device shows
   });
 });
 
-test('a device sending only its leaf verifies against the intermediate + root bundle', async () => {
+test('a device sending only its leaf verifies against the intermediate + root bundle', { timeout: 5_000 }, async () => {
   const c = await connect(full.port, pki.devices.good, { leafOnly: true, protocolVersion: 4 });
   await c.endAsync();
 });
 
-test('X.509 adds to one-party verification: a good certificate with a wrong password gets 0x86', async () => {
+test('X.509 adds to one-party verification: a good certificate with a wrong password gets 0x86', { timeout: 5_000 }, async () => {
   assert.equal((await refused(full.port, pki.devices.good, { password: 'wrong' })).code, 0x86);
 });
 
-test('missing, expired, wrong-CA and self-signed client certificates are refused at the handshake, with the reason', async () => {
+test('missing, expired, wrong-CA and self-signed client certificates are refused at the handshake, with the reason', { timeout: 5_000 }, async () => {
   const before = await refusals(full);
   for (const cert of [null, pki.devices.expired, pki.devices.wrongCa, pki.devices.selfSigned]) {
     const err = await refused(full.port, cert);
@@ -126,7 +126,7 @@ test('missing, expired, wrong-CA and self-signed client certificates are refused
   assert.equal(total(after) - total(before), 4, JSON.stringify(after));
 });
 
-test('a bundle of intermediates only: good devices connect (leaf alone or with chain), bad ones are refused', async () => {
+test('a bundle of intermediates only: good devices connect (leaf alone or with chain), bad ones are refused', { timeout: 5_000 }, async () => {
   await (await connect(partial.port, pki.devices.good, { leafOnly: true })).endAsync();
   await (await connect(partial.port, pki.devices.good)).endAsync();
   for (const cert of [null, pki.devices.expired, pki.devices.wrongCa, pki.devices.selfSigned]) {
@@ -139,7 +139,7 @@ test('a bundle of intermediates only: good devices connect (leaf alone or with c
   assert.ok((reasons.depth_zero_self_signed_cert ?? 0) >= 1, JSON.stringify(reasons));
 });
 
-test('turning X.509 off lets devices in without a certificate; the listener stays up', async () => {
+test('turning X.509 off lets devices in without a certificate; the listener stays up', { timeout: 5_000 }, async () => {
   const patched = await gh.api('PATCH', `/gateways/${full.id}`, { x509: { enabled: false }, certificates: { deviceRootCertificates: null } });
   assert.equal(patched.status, 200, JSON.stringify(patched.json));
   await (await connect(full.port, null)).endAsync();

@@ -44,14 +44,14 @@ test('coverage guidance finds a bug that needs four right bytes in a row', { tim
   }
 });
 
-test('the MQTT dictionary parses, escapes included', () => {
+test('the MQTT dictionary parses, escapes included', { timeout: 5_000 }, () => {
   const tokens = parseDictionary(readFileSync(path.join(FUZZ_DIR, 'mqtt.dict'), 'utf8'));
   assert.ok(tokens.length > 50);
   assert.deepEqual(parseDictionary('a="\\x10\\x00"\n# c\n"MQ\\"\\\\"'), [Buffer.from([0x10, 0x00]), Buffer.from('MQ"\\')]);
   assert.throws(() => parseDictionary('no quotes'), /line 1/);
 });
 
-test('the seed corpus has every packet type a client sends, in both versions', () => {
+test('the seed corpus has every packet type a client sends, in both versions', { timeout: 5_000 }, () => {
   const names = readdirSync(CORPUS_DIR);
   for (const v of ['v311', 'v5']) {
     for (const kind of ['connect', 'publish-qos0', 'publish-qos1-props', 'publish-qos2-flow', 'subscribe-unsubscribe', 'acks-unknown-ids', 'ping-disconnect']) {

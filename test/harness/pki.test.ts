@@ -120,16 +120,16 @@ describe('test PKI fixtures', () => {
   let pki: SharedPki;
   before(async () => {
     pki = await getPki();
-  });
+  }, { timeout: 60_000 });
 
-  test('getPki() generates once per process and returns the same set', async () => {
+  test('getPki() generates once per process and returns the same set', { timeout: 5_000 }, async () => {
     assert.equal(await getPki(), pki);
     assert.ok(existsSync(pki.intermediate.indexPath));
     assert.equal(pki.ocspUrl, pki.responder.url);
     assert.equal(new URL(pki.responder.url).hostname, '127.0.0.1');
   });
 
-  test('every key is ECDSA P-256 and every leaf names the responder in its AIA extension', () => {
+  test('every key is ECDSA P-256 and every leaf names the responder in its AIA extension', { timeout: 5_000 }, () => {
     const leaves = [pki.server, pki.serverRotated, pki.serverExpired, pki.serverNotYetValid, ...Object.values(pki.devices)];
     for (const cert of [pki.root, pki.intermediate, pki.rogue, pki.ocspSigner, ...leaves]) {
       assert.equal(new X509Certificate(cert.certPem).publicKey.asymmetricKeyDetails?.namedCurve, 'prime256v1', cert.certPath);
@@ -138,13 +138,13 @@ describe('test PKI fixtures', () => {
     for (const cert of leaves) assert.equal(ocspUrlOf(cert.certPem), pki.ocspUrl, cert.certPath);
   });
 
-  test('the server, rotated server and good device chains verify with openssl verify', async () => {
+  test('the server, rotated server and good device chains verify with openssl verify', { timeout: 5_000 }, async () => {
     for (const cert of [pki.server, pki.serverRotated, pki.devices.good, pki.devices.revoked, pki.ocspSigner]) {
       assert.equal(await opensslVerify(pki, cert), 'OK', cert.certPath);
     }
   });
 
-  test('expired, not-yet-valid, wrong-CA and self-signed certificates fail openssl verify', async () => {
+  test('expired, not-yet-valid, wrong-CA and self-signed certificates fail openssl verify', { timeout: 5_000 }, async () => {
     assert.equal(await opensslVerify(pki, pki.devices.expired), 'certificate has expired');
     assert.equal(await opensslVerify(pki, pki.serverExpired), 'certificate has expired');
     assert.equal(await opensslVerify(pki, pki.serverNotYetValid), 'certificate is not yet valid');
@@ -152,7 +152,7 @@ describe('test PKI fixtures', () => {
     assert.equal(await opensslVerify(pki, pki.devices.selfSigned), 'self-signed certificate');
   });
 
-  test('certificate details: names, pathlen, EKUs, serials, matching and mismatching keys', async () => {
+  test('certificate details: names, pathlen, EKUs, serials, matching and mismatching keys', { timeout: 5_000 }, async () => {
     const server = new X509Certificate(pki.server.certPem);
     assert.equal(server.subjectAltName, 'DNS:localhost, IP Address:127.0.0.1');
     assert.ok(server.checkIssued(new X509Certificate(pki.intermediate.certPem)));
@@ -178,10 +178,10 @@ describe('OCSP through the responder', () => {
   let pki: SharedPki;
   before(async () => {
     pki = await getPki();
-  });
-  afterEach(() => pki.responder.reset());
+  }, { timeout: 60_000 });
+  afterEach(() => pki.responder.reset(), { timeout: 30_000 });
 
-  test('the good device is good and the revoked one revoked (keyCompromise), both verified', async () => {
+  test('the good device is good and the revoked one revoked (keyCompromise), both verified', { timeout: 20_000 }, async () => {
     const good = await queryOcsp(pki.devices.good.certPem, pki.intermediate.certPem);
     assert.equal(good.status, 'good');
     assert.equal(good.verified, true, good.verifyError);
@@ -197,14 +197,14 @@ describe('OCSP through the responder', () => {
     assert.ok(revoked.revocationTime instanceof Date);
   });
 
-  test('the server certificate is good, also by GET; another CA\'s certificate is unknown', async () => {
+  test('the server certificate is good, also by GET; another CA\'s certificate is unknown', { timeout: 15_000 }, async () => {
     assert.equal((await queryOcsp(pki.server.certPem, pki.intermediate.certPem, { method: 'GET' })).status, 'good');
     assert.equal((await queryOcsp(pki.devices.good.certPem, pki.intermediate.certPem, { hashAlgorithm: 'SHA-256' })).status, 'good');
     const wrongCa = await queryOcsp(pki.devices.wrongCa.certPem, pki.rogue.certPem);
     assert.equal(wrongCa.status, 'unknown');
   });
 
-  test('revoke() shows on the very next request', async () => {
+  test('revoke() shows on the very next request', { timeout: 5_000 }, async () => {
     const device = await issueDevice(pki, 'device-revoke-live');
     assert.equal(device.cn, 'device-revoke-live');
     assert.equal((await queryOcsp(device.certPem, pki.intermediate.certPem)).status, 'good');
@@ -216,7 +216,7 @@ describe('OCSP through the responder', () => {
     await assert.rejects(revoke(pki, device), /Already revoked/);
   });
 
-  test('issueDevice() takes odd names, explicit dates and the rogue CA', async () => {
+  test('issueDevice() takes odd names, explicit dates and the rogue CA', { timeout: 5_000 }, async () => {
     const odd = await issueDevice(pki, 'dev/CN=admin+x', { days: 1 });
     assert.deepEqual({ ...new X509Certificate(odd.certPem).toLegacyObject().subject }, { CN: 'dev/CN=admin+x' });
     const expired = await issueDevice(pki, 'device-old', { startDate: new Date(Date.now() - 86_400_000 * 3), endDate: new Date(Date.now() - 86_400_000) });
@@ -226,25 +226,25 @@ describe('OCSP through the responder', () => {
     assert.equal(ocspUrlOf(rogue.certPem), undefined);
   });
 
-  test('mode down: the connection drops without an answer', async () => {
+  test('mode down: the connection drops without an answer', { timeout: 5_000 }, async () => {
     pki.responder.setMode('down');
     await rejectsWith(queryOcsp(pki.devices.good.certPem, pki.intermediate.certPem), 'network');
     assert.equal(pki.responder.requestCount, 1);
   });
 
-  test('mode http-error: HTTP 503', async () => {
+  test('mode http-error: HTTP 503', { timeout: 5_000 }, async () => {
     pki.responder.setMode('http-error');
     const error = await rejectsWith(queryOcsp(pki.devices.good.certPem, pki.intermediate.certPem), 'http-status');
     assert.equal(error.httpStatus, 503);
   });
 
-  test('mode try-later: OCSPResponse status tryLater (3)', async () => {
+  test('mode try-later: OCSPResponse status tryLater (3)', { timeout: 5_000 }, async () => {
     pki.responder.setMode('try-later');
     const error = await rejectsWith(queryOcsp(pki.devices.good.certPem, pki.intermediate.certPem), 'response-status');
     assert.equal(error.responseStatus, 3);
   });
 
-  test('mode slow: a short client timeout fires; a patient client gets the real answer', async () => {
+  test('mode slow: a short client timeout fires; a patient client gets the real answer', { timeout: 10_000 }, async () => {
     pki.responder.setMode('slow', { delayMs: 400 });
     await rejectsWith(queryOcsp(pki.devices.good.certPem, pki.intermediate.certPem, { timeoutMs: 100 }), 'timeout');
     const started = Date.now();
@@ -253,7 +253,7 @@ describe('OCSP through the responder', () => {
     assert.equal(answer.status, 'revoked');
   });
 
-  test('mode wrong-signer: a well-formed answer that does not verify', async () => {
+  test('mode wrong-signer: a well-formed answer that does not verify', { timeout: 5_000 }, async () => {
     pki.responder.setMode('wrong-signer');
     const answer = await queryOcsp(pki.devices.good.certPem, pki.intermediate.certPem);
     assert.equal(answer.verified, false);
@@ -261,7 +261,7 @@ describe('OCSP through the responder', () => {
     assert.equal(new X509Certificate(answer.responderCertsPem[0] ?? '').serialNumber, pki.rogueOcspSigner.serial);
   });
 
-  test('mode stale: a verified answer whose nextUpdate is an hour past', async () => {
+  test('mode stale: a verified answer whose nextUpdate is an hour past', { timeout: 5_000 }, async () => {
     pki.responder.setMode('stale');
     const answer = await queryOcsp(pki.devices.revoked.certPem, pki.intermediate.certPem);
     assert.equal(answer.verified, true, answer.verifyError);
@@ -271,12 +271,12 @@ describe('OCSP through the responder', () => {
     assert.ok(answer.nextUpdate && answer.nextUpdate.getTime() < Date.now() - 50 * 60_000);
   });
 
-  test('mode garbage: HTTP 200 with bytes that are not DER', async () => {
+  test('mode garbage: HTTP 200 with bytes that are not DER', { timeout: 5_000 }, async () => {
     pki.responder.setMode('garbage');
     await rejectsWith(queryOcsp(pki.devices.good.certPem, pki.intermediate.certPem), 'malformed');
   });
 
-  test('a request that is not OCSP gets malformedRequest (1); other methods 405', async () => {
+  test('a request that is not OCSP gets malformedRequest (1); other methods 405', { timeout: 5_000 }, async () => {
     const junk = await request(pki.responder.url, { method: 'POST', body: 'junk' });
     assert.equal(junk.statusCode, 200);
     assert.deepEqual([...Buffer.from(await junk.body.arrayBuffer())], [0x30, 0x03, 0x0a, 0x01, 0x01]);
@@ -290,9 +290,9 @@ describe('TLS with the fixtures', () => {
   let pki: SharedPki;
   before(async () => {
     pki = await getPki();
-  });
+  }, { timeout: 60_000 });
 
-  test('a client trusting the root handshakes with the server chain, by IP and by name', async () => {
+  test('a client trusting the root handshakes with the server chain, by IP and by name', { timeout: 5_000 }, async () => {
     const byIp = await handshake(pki);
     assert.equal(byIp.client.authorized, true, byIp.client.authorizationError);
     assert.equal(byIp.client.peerSerial, pki.server.serial);
@@ -300,7 +300,7 @@ describe('TLS with the fixtures', () => {
     assert.equal(byName.client.authorized, true, byName.client.authorizationError);
   });
 
-  test('device certificates: good is authorized; expired, wrong-CA and self-signed are not; revoked still is', async () => {
+  test('device certificates: good is authorized; expired, wrong-CA and self-signed are not; revoked still is', { timeout: 5_000 }, async () => {
     const results = Object.fromEntries(await Promise.all(Object.entries(pki.devices).map(async ([name, cert]) => {
       const { server } = await handshake(pki, { cert });
       return [name, server.authorized ? 'authorized' : server.authorizationError] as const;
@@ -315,7 +315,7 @@ describe('TLS with the fixtures', () => {
     });
   });
 
-  test('a stapled response from the responder reaches a client asking for OCSP and verifies', async () => {
+  test('a stapled response from the responder reaches a client asking for OCSP and verifies', { timeout: 5_000 }, async () => {
     const fetched = await queryOcsp(pki.server.certPem, pki.intermediate.certPem, { nonce: false });
     const { client } = await handshake(pki, { staple: fetched.der });
     assert.ok(client.stapled, 'no OCSPResponse event');
@@ -329,9 +329,9 @@ describe('a private PKI with its own responder', () => {
   const cleanup: (() => Promise<void>)[] = [];
   after(async () => {
     for (const step of cleanup.reverse()) await step();
-  });
+  }, { timeout: 30_000 });
 
-  test('createPki() after startOcspResponder(): independent CAs, revocation, cleanup', async () => {
+  test('createPki() after startOcspResponder(): independent CAs, revocation, cleanup', { timeout: 10_000 }, async () => {
     const shared = await getPki();
     const responder = await startOcspResponder();
     cleanup.push(() => responder.close());
@@ -351,7 +351,7 @@ describe('a private PKI with its own responder', () => {
     assert.equal(existsSync(pki.dir), false);
   });
 
-  test('createPki({dir}) writes into the given directory and leaves it to the caller', async () => {
+  test('createPki({dir}) writes into the given directory and leaves it to the caller', { timeout: 5_000 }, async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-pki-test-'));
     cleanup.push(() => rm(dir, { recursive: true, force: true }));
     const pki = await createPki({ ocspUrl: 'http://127.0.0.1:9/', dir });

@@ -34,7 +34,7 @@ async function withStorage(open: OpenFreshStorage, work: (s: Storage) => Promise
 
 export function platformRepositoryContract(name: string, open: OpenFreshStorage): void {
   void describe(`${name}: platform repositories`, () => {
-    test('messages round-trip bytes and JSON, filter, order newest first, and prune per device and by age', () => withStorage(open, async (s) => {
+    test('messages round-trip bytes and JSON, filter, order newest first, and prune per device and by age', { timeout: 5_000 }, () => withStorage(open, async (s) => {
       await s.messages.insertMany([
         message('a1', 'dev-a', '2026-01-01T00:00:01.000Z'),
         message('a2', 'dev-a', '2026-01-01T00:00:02.000Z', { parsed: null, parseError: 'threw: Error: bad' }),
@@ -54,13 +54,13 @@ export function platformRepositoryContract(name: string, open: OpenFreshStorage)
       assert.deepEqual((await s.messages.query({ limit: 10 })).map((m) => m.id), ['b1']);
     }));
 
-    test('a batch larger than one statement is inserted whole', () => withStorage(open, async (s) => {
+    test('a batch larger than one statement is inserted whole', { timeout: 5_000 }, () => withStorage(open, async (s) => {
       const batch = Array.from({ length: 1200 }, (_, i) => message(`m${String(i).padStart(5, '0')}`, 'dev-a', '2026-01-01T00:00:00.000Z'));
       await s.messages.insertMany(batch);
       assert.equal((await s.messages.query({ limit: 2000 })).length, 1200);
     }));
 
-    test('webhooks: insert, update, list, dead letters, outbox, delete with its dead letters and outbox', () => withStorage(open, async (s) => {
+    test('webhooks: insert, update, list, dead letters, outbox, delete with its dead letters and outbox', { timeout: 5_000 }, () => withStorage(open, async (s) => {
       await s.webhooks.insert(webhook('w1'));
       await s.webhooks.insert(webhook('w2', { createdAt: '2026-01-02T00:00:00.000Z', gatewayId: 'gw1', caCertificate: 'PEM' }));
       assert.deepEqual(await s.webhooks.get('w1'), webhook('w1'));

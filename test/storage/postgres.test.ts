@@ -28,7 +28,7 @@ if (url === undefined || url === '') {
     } finally {
       await client.end();
     }
-  });
+  }, { timeout: 30_000 });
 
   const openFresh = async () => {
     const schema = `gh_test_${run}_${schemas.length + 1}`;

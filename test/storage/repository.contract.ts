@@ -90,12 +90,12 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
   };
 
   describe(`repository contract: ${name}`, () => {
-    test('ping answers', withStorage(async (storage) => {
+    test('ping answers', { timeout: 5_000 }, withStorage(async (storage) => {
       await storage.ping();
     }));
 
     describe('gateways', () => {
-      test('insert, get, find by name and port, list oldest first', withStorage(async (storage) => {
+      test('insert, get, find by name and port, list oldest first', { timeout: 5_000 }, withStorage(async (storage) => {
         const a = await seedGateway(storage, 'a1', { createdAt: T1 });
         const b = await seedGateway(storage, 'b2', { authType: 'ONE_PARTY', thirdParty: null, x509Enabled: false });
         assert.deepEqual(await storage.gateways.get('a1'), a);
@@ -107,7 +107,7 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
         assert.deepEqual((await storage.gateways.list()).map((g) => g.id), ['b2', 'a1']);
       }));
 
-      test('update replaces every field; setEnabled and setStatus change only theirs', withStorage(async (storage) => {
+      test('update replaces every field; setEnabled and setStatus change only theirs', { timeout: 5_000 }, withStorage(async (storage) => {
         const original = await seedGateway(storage, 'g1');
         const edited = gateway('g1', {
           name: 'renamed', port: 20_000, dataParsing: { enabled: true, script: 'function transformPayload() {}' },
@@ -129,7 +129,7 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
         assert.equal(original.createdAt, after?.createdAt);
       }));
 
-      test('name and port are unique', withStorage(async (storage) => {
+      test('name and port are unique', { timeout: 5_000 }, withStorage(async (storage) => {
         const a = await seedGateway(storage, 'a1');
         await assertDuplicate(storage.gateways.insert(gateway('x1', { name: a.name, port: 30_001, productKey: 'pk_x1' })), 'gateways.name');
         await assertDuplicate(storage.gateways.insert(gateway('x2', { name: 'gw_x2', port: a.port, productKey: 'pk_x2' })), 'gateways.port');
@@ -139,7 +139,7 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
         await assertDuplicate(storage.gateways.update({ ...b, port: a.port }), 'gateways.port');
       }));
 
-      test('delete takes the product and devices with it', withStorage(async (storage) => {
+      test('delete takes the product and devices with it', { timeout: 5_000 }, withStorage(async (storage) => {
         const g = await seedGateway(storage, 'g1');
         const other = await seedGateway(storage, 'g2');
         await storage.devices.insert(device(g.productKey, 'dev-1'));
@@ -155,7 +155,7 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
     });
 
     describe('products', () => {
-      test('get, by gateway, list with device counts', withStorage(async (storage) => {
+      test('get, by gateway, list with device counts', { timeout: 5_000 }, withStorage(async (storage) => {
         const a = await seedGateway(storage, 'a1');
         const b = await seedGateway(storage, 'b2', { createdAt: T1 });
         await storage.devices.insertMany([device(a.productKey, 'dev-1'), device(a.productKey, 'dev-2')]);
@@ -171,7 +171,7 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
     });
 
     describe('devices', () => {
-      test('insert, get, find by username, update, delete', withStorage(async (storage) => {
+      test('insert, get, find by username, update, delete', { timeout: 5_000 }, withStorage(async (storage) => {
         const g = await seedGateway(storage, 'g1');
         const record = device(g.productKey, 'dev-1', {
           username: 'user-1', sn: 'SN 1',
@@ -196,7 +196,7 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
         assert.equal(await storage.devices.delete(g.productKey, 'dev-1'), false);
       }));
 
-      test('device name and username are unique per product; NULL usernames never collide', withStorage(async (storage) => {
+      test('device name and username are unique per product; NULL usernames never collide', { timeout: 5_000 }, withStorage(async (storage) => {
         const a = await seedGateway(storage, 'a1');
         const b = await seedGateway(storage, 'b2');
         await storage.devices.insert(device(a.productKey, 'dev-1', { username: 'user-1' }));
@@ -209,11 +209,11 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
         assert.equal(await storage.devices.count(a.productKey), 3);
       }));
 
-      test('a device needs an existing product', withStorage(async (storage) => {
+      test('a device needs an existing product', { timeout: 5_000 }, withStorage(async (storage) => {
         await assert.rejects(storage.devices.insert(device('no-such-product', 'dev-1')));
       }));
 
-      test('insertMany is all or nothing', withStorage(async (storage) => {
+      test('insertMany is all or nothing', { timeout: 5_000 }, withStorage(async (storage) => {
         const g = await seedGateway(storage, 'g1');
         await storage.devices.insert(device(g.productKey, 'dev-3'));
         await assertDuplicate(storage.devices.insertMany([device(g.productKey, 'dev-1'), device(g.productKey, 'dev-2'), device(g.productKey, 'dev-3', { username: 'fresh' })]), 'devices.device_name');
@@ -221,7 +221,7 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
         await storage.devices.insertMany([]);
       }));
 
-      test('list pages by device name; identities; count', withStorage(async (storage) => {
+      test('list pages by device name; identities; count', { timeout: 5_000 }, withStorage(async (storage) => {
         const g = await seedGateway(storage, 'g1');
         const names = ['dev-c', 'dev-a', 'dev-e', 'dev-b', 'dev-d'];
         await storage.devices.insertMany(names.map((n) => device(g.productKey, n, { username: n === 'dev-e' ? null : `u-${n}` })));
@@ -236,7 +236,7 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
         assert.deepEqual(identities[0], { deviceName: 'dev-a', username: 'u-dev-a' });
       }));
 
-      test('markProductOffline turns ONLINE devices of that product OFFLINE', withStorage(async (storage) => {
+      test('markProductOffline turns ONLINE devices of that product OFFLINE', { timeout: 5_000 }, withStorage(async (storage) => {
         const a = await seedGateway(storage, 'a1');
         const b = await seedGateway(storage, 'b2');
         await storage.devices.insertMany([
@@ -254,7 +254,7 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
     });
 
     describe('functions', () => {
-      test('insert, get, list by name, update, delete, unique name', withStorage(async (storage) => {
+      test('insert, get, list by name, update, delete, unique name', { timeout: 5_000 }, withStorage(async (storage) => {
         const f = { name: 'verify', source: 'function handler() {}', timeoutMs: 500, memoryMb: 32, createdAt: T0, updatedAt: T0 };
         await storage.functions.insert(f);
         await storage.functions.insert({ ...f, name: 'another' });
@@ -270,7 +270,7 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
     });
 
     describe('settings', () => {
-      test('get and put (upsert)', withStorage(async (storage) => {
+      test('get and put (upsert)', { timeout: 5_000 }, withStorage(async (storage) => {
         assert.equal(await storage.settings.get('k'), undefined);
         await storage.settings.put('k', 'v1');
         await storage.settings.put('k', 'v2');
@@ -279,7 +279,7 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
     });
 
     describe('transactions', () => {
-      test('commit when the work resolves, roll back when it throws', withStorage(async (storage) => {
+      test('commit when the work resolves, roll back when it throws', { timeout: 5_000 }, withStorage(async (storage) => {
         const result = await storage.transaction(async (tx) => {
           await tx.settings.put('committed', 'yes');
           return 42;
@@ -295,7 +295,7 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
         assert.equal(await storage.gateways.get('g1'), undefined);
       }));
 
-      test('a duplicate key inside a transaction rolls back the earlier writes', withStorage(async (storage) => {
+      test('a duplicate key inside a transaction rolls back the earlier writes', { timeout: 5_000 }, withStorage(async (storage) => {
         const g = await seedGateway(storage, 'g1');
         await assertDuplicate(storage.transaction(async (tx) => {
           await tx.gateways.insert(gateway('g2'));

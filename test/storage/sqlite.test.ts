@@ -15,7 +15,7 @@ import { devicePropertiesContract } from './device-properties.contract.ts';
 import { connectionEventsContract } from './connection-events.contract.ts';
 
 const root = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-sqlite-'));
-after(() => rm(root, { recursive: true, force: true }));
+after(() => rm(root, { recursive: true, force: true }), { timeout: 30_000 });
 let counter = 0;
 
 repositoryContract('sqlite', async () => openStorage({ dataDir: await mkdtemp(path.join(root, `db${++counter}-`)), logger: silentLogger }));
@@ -23,7 +23,7 @@ platformRepositoryContract('sqlite', async () => openStorage({ dataDir: await mk
 devicePropertiesContract('sqlite', async () => openStorage({ dataDir: await mkdtemp(path.join(root, `db${++counter}-`)), logger: silentLogger }));
 connectionEventsContract('sqlite', async () => openStorage({ dataDir: await mkdtemp(path.join(root, `db${++counter}-`)), logger: silentLogger }));
 
-test('sqlite: WAL journal and foreign keys are on; reopening applies no migration twice', async () => {
+test('sqlite: WAL journal and foreign keys are on; reopening applies no migration twice', { timeout: 5_000 }, async () => {
   const dataDir = await mkdtemp(path.join(root, 'pragmas-'));
   const first = await openStorage({ dataDir, logger: silentLogger });
   const journal = await sql<{ journal_mode: string }>`pragma journal_mode`.execute(first.db);

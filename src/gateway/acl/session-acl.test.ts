@@ -6,7 +6,7 @@ import { GatehouseError } from '../../core/errors.ts';
 
 const d1: AclValues = { deviceName: 'd1', username: 'user-1', clientId: 'c-1', productKey: 'pk', 'cert.cn': undefined };
 
-test('the per-device template: publish and subscribe only under devices/<name>/', () => {
+test('the per-device template: publish and subscribe only under devices/<name>/', { timeout: 5_000 }, () => {
   const acl = compileSessionAcl(PER_DEVICE_TEMPLATE.rules, PER_DEVICE_TEMPLATE.defaultAction, d1);
   assert.equal(acl.canPublish('devices/d1/telemetry'), true);
   assert.equal(acl.canPublish('devices/d1'), true); // '#' covers the parent level [MQTT-4.7.1-2]
@@ -20,7 +20,7 @@ test('the per-device template: publish and subscribe only under devices/<name>/'
   assert.equal(acl.canSubscribe('+/d1/x'), false);
 });
 
-test('the first rule that applies decides, else the default', () => {
+test('the first rule that applies decides, else the default', { timeout: 5_000 }, () => {
   const rules: AclRule[] = [
     { action: 'DENY', access: 'PUBLISH', topic: 'devices/${deviceName}/cmd' },
     { action: 'ALLOW', access: 'ALL', topic: 'devices/${deviceName}/#' },
@@ -36,7 +36,7 @@ test('the first rule that applies decides, else the default', () => {
   assert.equal(acl.canPublish('devices/d1/cmd'), false);
 });
 
-test('a DENY refuses any subscription that could receive one of its topics', () => {
+test('a DENY refuses any subscription that could receive one of its topics', { timeout: 5_000 }, () => {
   const acl = compileSessionAcl([{ action: 'DENY', access: 'SUBSCRIBE', topic: 'devices/+/secret' }], 'ALLOW', d1);
   assert.equal(acl.canSubscribe('devices/#'), false);
   assert.equal(acl.canSubscribe('devices/d1/+'), false);
@@ -45,7 +45,7 @@ test('a DENY refuses any subscription that could receive one of its topics', () 
   assert.equal(acl.canSubscribe('devices/d1/secret/x'), true);
 });
 
-test('a placeholder value with +, # or / never matches; a missing one neither', () => {
+test('a placeholder value with +, # or / never matches; a missing one neither', { timeout: 5_000 }, () => {
   const rules: AclRule[] = [{ action: 'ALLOW', access: 'ALL', topic: 'u/${username}/#' }, { action: 'ALLOW', access: 'ALL', topic: 'cn/${cert.cn}' }];
   for (const username of ['+', '#', 'a/b', 'x+', '']) {
     const acl = compileSessionAcl(rules, 'DENY', { ...d1, username });
@@ -60,19 +60,19 @@ test('a placeholder value with +, # or / never matches; a missing one neither', 
   assert.equal(withCert.canPublish('u/user-1/t'), true);
 });
 
-test('rule filters also cover $-topics (authority, not delivery)', () => {
+test('rule filters also cover $-topics (authority, not delivery)', { timeout: 5_000 }, () => {
   const acl = compileSessionAcl([{ action: 'DENY', access: 'ALL', topic: '#' }], 'ALLOW', d1);
   assert.equal(acl.canPublish('$SYS/x'), false);
   assert.equal(acl.canSubscribe('$SYS/#'), false);
 });
 
-test('allowsEverything only without a refusal possible', () => {
+test('allowsEverything only without a refusal possible', { timeout: 5_000 }, () => {
   assert.equal(compileSessionAcl([], 'ALLOW', d1).allowsEverything, true);
   assert.equal(compileSessionAcl([], 'DENY', d1).allowsEverything, false);
   assert.equal(compileSessionAcl([{ action: 'DENY', access: 'PUBLISH', topic: 'x' }], 'ALLOW', d1).allowsEverything, false);
 });
 
-test('rule checks name the field and the rule', () => {
+test('rule checks name the field and the rule', { timeout: 5_000 }, () => {
   const codeOf = (value: unknown): [string, string | undefined] => {
     try {
       checkAccessControl(value);

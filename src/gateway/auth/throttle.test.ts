@@ -2,20 +2,20 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FailureThrottle } from './throttle.ts';
 
-test('failures beyond the free ones wait longer each time, up to the cap', () => {
+test('failures beyond the free ones wait longer each time, up to the cap', { timeout: 5_000 }, () => {
   const t = new FailureThrottle({ freeFailures: 2, baseDelayMs: 100, maxDelayMs: 1000 });
   const delays = Array.from({ length: 7 }, (_, i) => t.recordFailure(['u:meter'], 1000 + i));
   assert.deepEqual(delays, [0, 0, 100, 200, 400, 800, 1000]);
 });
 
-test('an address that tries many usernames is slowed down too', () => {
+test('an address that tries many usernames is slowed down too', { timeout: 5_000 }, () => {
   const t = new FailureThrottle({ freeFailures: 1, baseDelayMs: 50 });
   assert.equal(t.recordFailure(['u:a', 'a:10.0.0.9'], 0), 0);
   assert.equal(t.recordFailure(['u:b', 'a:10.0.0.9'], 1), 50);
   assert.equal(t.recordFailure(['u:c', 'a:10.0.0.9'], 2), 100);
 });
 
-test('a success clears the username; old records are forgotten after the window', () => {
+test('a success clears the username; old records are forgotten after the window', { timeout: 5_000 }, () => {
   const t = new FailureThrottle({ freeFailures: 0, baseDelayMs: 10, windowMs: 1000 });
   assert.equal(t.recordFailure(['u:x'], 0), 10);
   t.recordSuccess('u:x');
@@ -23,7 +23,7 @@ test('a success clears the username; old records are forgotten after the window'
   assert.equal(t.recordFailure(['u:x'], 5000), 10); // the window passed: counted afresh
 });
 
-test('the number of tracked keys is bounded', () => {
+test('the number of tracked keys is bounded', { timeout: 5_000 }, () => {
   const t = new FailureThrottle({ freeFailures: 0, baseDelayMs: 10, maxKeys: 3 });
   for (let i = 0; i < 10; i++) t.recordFailure([`u:${i}`], i);
   // The oldest were evicted: u:0 starts over.
@@ -38,7 +38,7 @@ function throttle(options: ConstructorParameters<typeof ConnectThrottle>[0] = {}
   return { t: new ConnectThrottle({ freeFailures: 1, baseDelayMs: 100, ...options }, (ms) => { slept.push(ms); return Promise.resolve(); }), slept };
 }
 
-test('attempts of one username and address run one at a time; beyond the queue they are refused without work', async () => {
+test('attempts of one username and address run one at a time; beyond the queue they are refused without work', { timeout: 5_000 }, async () => {
   const { t } = throttle({ maxQueuedPerPair: 2 });
   const first = await t.enter('meter', '10.0.0.1');
   assert.ok(first);
@@ -53,7 +53,7 @@ test('attempts of one username and address run one at a time; beyond the queue t
   (await waiting[1]!)!.finish('failure');
 });
 
-test('the delay earned by past failures is waited before the work, and only by that pair or address', async () => {
+test('the delay earned by past failures is waited before the work, and only by that pair or address', { timeout: 5_000 }, async () => {
   const { t, slept } = throttle();
   for (let i = 0; i < 3; i++) (await t.enter('meter', '10.0.0.1'))!.finish('failure');
   assert.deepEqual(slept, [100], 'the third attempt waited for the second failure');
@@ -65,13 +65,13 @@ test('the delay earned by past failures is waited before the work, and only by t
   assert.deepEqual(slept, [100, 200]);
 });
 
-test('an address failing with many usernames is slowed after its own free failures', async () => {
+test('an address failing with many usernames is slowed after its own free failures', { timeout: 5_000 }, async () => {
   const { t, slept } = throttle({ freeAddressFailures: 2 });
   for (let i = 0; i < 4; i++) (await t.enter(`user-${i}`, '10.0.0.9'))!.finish('failure');
   assert.deepEqual(slept, [100]);
 });
 
-test('concurrent verifications per username are bounded across addresses', async () => {
+test('concurrent verifications per username are bounded across addresses', { timeout: 5_000 }, async () => {
   const { t } = throttle({ maxConcurrentPerUsername: 1, maxWaitingPerUsername: 0 });
   const first = await t.enter('meter', '10.0.0.1');
   assert.ok(first);
@@ -80,7 +80,7 @@ test('concurrent verifications per username are bounded across addresses', async
   assert.ok(await t.enter('meter', '10.0.0.2'));
 });
 
-test('guesses queued while the pair looked innocent are refused but a few once it is throttled', async () => {
+test('guesses queued while the pair looked innocent are refused but a few once it is throttled', { timeout: 5_000 }, async () => {
   const { t } = throttle({ freeFailures: 1, maxQueuedPerPair: 64, maxWaitingPerPair: 2 });
   const first = (await t.enter('meter', '10.0.0.1'))!;
   const queued = Array.from({ length: 10 }, () => t.enter('meter', '10.0.0.1'));

@@ -20,13 +20,13 @@ const scripts = new FunctionScripts({
 after(() => {
   scripts.close();
   runner.dispose();
-});
+}, { timeout: 30_000 });
 
 function store(name: string, source: string): void {
   stored.set(name, { name, source, timeoutMs: 1000, memoryMb: 16, createdAt: '', updatedAt: '' });
 }
 
-test('a function is compiled once and reused; an update makes the next call compile the new source', async () => {
+test('a function is compiled once and reused; an update makes the next call compile the new source', { timeout: 30_000 }, async () => {
   store('fn', 'function handler() { return { result: "true", deviceName: "v1" }; }');
   const first = await scripts.get('fn');
   assert.equal(await scripts.get('fn'), first);
@@ -45,6 +45,6 @@ test('a function is compiled once and reused; an update makes the next call comp
   assert.equal((await inFlight).ok, true);
 });
 
-test('a missing function rejects (the provider answers "server unavailable")', async () => {
+test('a missing function rejects (the provider answers "server unavailable")', { timeout: 5_000 }, async () => {
   await assert.rejects(scripts.get('nope'), /no verification function named "nope"/);
 });

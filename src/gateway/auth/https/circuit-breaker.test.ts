@@ -11,7 +11,7 @@ function breaker(): { b: CircuitBreaker; changes: BreakerState[] } {
 /** The i-th caller of a real outage: its own username, addresses alternating. */
 const caller = (i: number): FailureSource => ({ username: `device-${i}`, address: `10.0.0.${i % 2}` });
 
-test('consecutive failures of distinct callers open the breaker; a success in between resets the count', () => {
+test('consecutive failures of distinct callers open the breaker; a success in between resets the count', { timeout: 5_000 }, () => {
   const { b, changes } = breaker();
   b.recordFailure(caller(0), 0);
   b.recordFailure(caller(1), 0);
@@ -25,7 +25,7 @@ test('consecutive failures of distinct callers open the breaker; a success in be
   assert.deepEqual(changes, ['open']);
 });
 
-test('one address or one username cannot open it, however many failures it causes', () => {
+test('one address or one username cannot open it, however many failures it causes', { timeout: 5_000 }, () => {
   const { b } = breaker();
   for (let i = 0; i < 50; i++) b.recordFailure({ username: `stranger-${i}`, address: '203.0.113.9' }, i);
   assert.equal(b.state, 'closed', 'many usernames from one address');
@@ -37,7 +37,7 @@ test('one address or one username cannot open it, however many failures it cause
   assert.equal(b.state, 'open');
 });
 
-test('after openMs one probe goes through; its success closes, its failure reopens', () => {
+test('after openMs one probe goes through; its success closes, its failure reopens', { timeout: 5_000 }, () => {
   const { b, changes } = breaker();
   for (let i = 0; i < 3; i++) b.recordFailure(caller(i), 0);
   assert.equal(b.tryAcquire(1000), true);

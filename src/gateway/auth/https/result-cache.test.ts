@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ResultCache } from './result-cache.ts';
 
-test('accepts and rejects live for their own time; a zero TTL does not cache', () => {
+test('accepts and rejects live for their own time; a zero TTL does not cache', { timeout: 5_000 }, () => {
   const cache = new ResultCache(60_000, 5_000);
   const a = cache.keyOf('{"username":"a"}');
   const r = cache.keyOf('{"username":"r"}');
@@ -18,7 +18,7 @@ test('accepts and rejects live for their own time; a zero TTL does not cache', (
   assert.equal(off.size, 0);
 });
 
-test('the oldest entry goes when the cache is full', () => {
+test('the oldest entry goes when the cache is full', { timeout: 5_000 }, () => {
   const cache = new ResultCache(60_000, 60_000, 2);
   for (const k of ['k1', 'k2', 'k3']) cache.put(k, { kind: 'accept', deviceName: k }, 0);
   assert.equal(cache.get('k1', 1), undefined);

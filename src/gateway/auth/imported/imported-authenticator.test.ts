@@ -27,13 +27,13 @@ const cred = (username: string | undefined, password: string | undefined): Crede
   remoteAddress: '127.0.0.1', userProperties: undefined, socket: undefined,
 });
 
-test('allows the right password and names the device', async () => {
+test('allows the right password and names the device', { timeout: 5_000 }, async () => {
   const { s } = source({ 'meter-1': { deviceName: 'dev-1', password: 'pw' } });
   const auth = new ImportedAuthenticator('pk', s);
   assert.deepEqual(await auth.authenticate(cred('meter-1', 'pw')), { kind: 'allow', deviceName: 'dev-1' });
 });
 
-test('[MQTT-3.2.2-?] wrong password, unknown user and missing credentials are 0x86; disabled is 0x87', async () => {
+test('[MQTT-3.2.2-?] wrong password, unknown user and missing credentials are 0x86; disabled is 0x87', { timeout: 5_000 }, async () => {
   const { s, calls } = source({ 'meter-1': { deviceName: 'd', password: 'pw' }, off: { deviceName: 'o', password: 'pw', disabled: true } });
   const auth = new ImportedAuthenticator('pk', s);
   const code = async (c: Credential) => {
@@ -48,7 +48,7 @@ test('[MQTT-3.2.2-?] wrong password, unknown user and missing credentials are 0x
   assert.equal(await code(cred('off', 'pw')), 0x87);
 });
 
-test('reconnects hit the cache: no lookup and no slow hash per CONNECT', async () => {
+test('reconnects hit the cache: no lookup and no slow hash per CONNECT', { timeout: 5_000 }, async () => {
   const { s, calls } = source({ 'meter-1': { deviceName: 'd', password: 'pw' } });
   const auth = new ImportedAuthenticator('pk', s);
   for (let i = 0; i < 5; i++) assert.equal((await auth.authenticate(cred('meter-1', 'pw'))).kind, 'allow');
@@ -61,7 +61,7 @@ test('reconnects hit the cache: no lookup and no slow hash per CONNECT', async (
   assert.equal(calls.find, 2);
 });
 
-test('a failing lookup is "unavailable", never an allow', async () => {
+test('a failing lookup is "unavailable", never an allow', { timeout: 5_000 }, async () => {
   const auth = new ImportedAuthenticator('pk', {
     findDeviceCredential: () => Promise.reject(new Error('db down')),
     verifyPassword: () => Promise.resolve(true),
@@ -70,7 +70,7 @@ test('a failing lookup is "unavailable", never an allow', async () => {
   assert.equal((await auth.authenticate(cred('meter-1', 'pw'))).kind, 'unavailable');
 });
 
-test('a disabled device with a wrong password is refused as any wrong password is, after the same one hash (issue 18)', async () => {
+test('a disabled device with a wrong password is refused as any wrong password is, after the same one hash (issue 18)', { timeout: 5_000 }, async () => {
   // Real scrypt hashes, one cost for every row; the source counts the slow checks and the hashes' costs.
   const rows = new Map<string, DeviceCredential>();
   for (const [username, disabled] of [['on-1', false], ['off-1', true]] as const) {
