@@ -62,7 +62,7 @@ test('does not keep references to shifted items', { timeout: 5_000 }, async () =
   assert.equal(q.length, 1);
 });
 
-test('removeWhere takes out the items asked for and keeps the others in order, across a wrapped head', () => {
+test('removeWhere takes out the items asked for and keeps the others in order, across a wrapped head', { timeout: 5_000 }, () => {
   const q = new RingQueue<number>();
   for (let i = 0; i < 6; i++) q.push(i);
   for (let i = 0; i < 5; i++) q.shift(); // head near the end of the ring: the next pushes wrap

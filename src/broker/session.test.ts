@@ -25,7 +25,7 @@ function clientLink(quota: number): SessionLink & { sent: { topic: string; dup: 
 
 const secret = (m: Message) => m.topic.startsWith('secret/');
 
-test('dropMessages, live connection: queued and owed retained messages are dropped, what is in flight stays, the window refills', () => {
+test('dropMessages, live connection: queued and owed retained messages are dropped, what is in flight stays, the window refills', { timeout: 5_000 }, () => {
   const session = new Session('c', LIMITS, createStats());
   const link = clientLink(1);
   session.link = link;
@@ -45,7 +45,7 @@ test('dropMessages, live connection: queued and owed retained messages are dropp
   assert.deepEqual(link.sent.map((s) => s.topic), ['secret/1', 'ok/1']);
 });
 
-test('dropMessages, offline: messages in flight that resuming would send again are dropped; a QoS 2 flow past PUBREC completes', () => {
+test('dropMessages, offline: messages in flight that resuming would send again are dropped; a QoS 2 flow past PUBREC completes', { timeout: 5_000 }, () => {
   const session = new Session('c', LIMITS, createStats());
   const first = clientLink(10);
   session.link = first;

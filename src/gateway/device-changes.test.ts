@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DeviceChanges } from './device-changes.ts';
 
-test('a change is seen by moments taken before it, for that device only', () => {
+test('a change is seen by moments taken before it, for that device only', { timeout: 5_000 }, () => {
   const changes = new DeviceChanges();
   const before = changes.now;
   changes.record('d1');
@@ -11,7 +11,7 @@ test('a change is seen by moments taken before it, for that device only', () => 
   assert.equal(changes.changedSince('d1', changes.now), false);
 });
 
-test('past its bound the record starts again; a moment from before counts as changed, later ones are exact', () => {
+test('past its bound the record starts again; a moment from before counts as changed, later ones are exact', { timeout: 5_000 }, () => {
   const changes = new DeviceChanges(2);
   const early = changes.now;
   changes.record('a');

@@ -86,13 +86,13 @@ before(async () => {
   gateway = created.json;
   const csv = 'sn,username,password\nSN-1,dev-0001,pw-one\nSN-2,dev-0002,pw-two\n';
   assert.equal((await gh.api<{ created: number }>('POST', `/products/${gateway.productKey}/devices/import`, csv, 'text/csv')).json.created, 2);
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const c of clients) c.end(true);
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
 test('v5, offline session: messages queued before the change are dropped and counted; its "#" stops queueing at once', { timeout: 20_000 }, async () => {
   await setRules(OPEN);

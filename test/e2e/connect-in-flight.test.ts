@@ -95,14 +95,14 @@ before(async () => {
     name: 'accept_in_flight', source: 'function handler(e) { return { result: e.password === "pw-fn", deviceName: e.userName }; }',
   });
   assert.equal(fn.status, 201, JSON.stringify(fn.json));
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const c of clients) c.end(true);
   await gh.stop();
   await verifier.close();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
 test('one-party: a device disabled or deleted while its password is being hashed is refused (0x87 / 5; deleted 0x86)', { timeout: 30_000 }, async () => {
   const gw = await gatewayWith('inflight_onep', { authType: 'ONE_PARTY' });

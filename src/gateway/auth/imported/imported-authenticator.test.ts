@@ -98,7 +98,7 @@ test('a disabled device with a wrong password is refused as any wrong password i
   assert.equal(await answer('off-1', 'pw-off-1'), `135 after ${cost}`);
 });
 
-test('a lookup overtaken by an invalidation is not cached: the next CONNECT reads the row as it is now', async () => {
+test('a lookup overtaken by an invalidation is not cached: the next CONNECT reads the row as it is now', { timeout: 5_000 }, async () => {
   const rows: Record<string, { deviceName: string; password: string; disabled?: boolean }> = { 'meter-1': { deviceName: 'd', password: 'pw' } };
   const { s, calls } = source(rows);
   // The first read is slow: it answers the row as it was, after the operator disabled the device.
