@@ -24,12 +24,12 @@ before(async () => {
     name: 'cli_events', port: await freePort(), certificates: { serverCertificateChain: pki.server.chainPem, serverPrivateKey: pki.server.keyPem },
   })).json;
   assert.equal(gateway.status, 'RUNNING');
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
 /** Runs `gatehouse <args>` in-process with the environment an operator's shell would have on the server. */
 async function gatehouse(args: string[], onOut: (line: string) => void = () => {}): Promise<{ out: string[]; err: string[]; code: number }> {

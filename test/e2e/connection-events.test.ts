@@ -141,7 +141,7 @@ before(async () => {
     assert.equal((await gh.api('POST', `/products/${g.productKey}/devices`, { username, password })).status, 201);
   }
   assert.equal((await gh.api('PATCH', `/products/${plain.productKey}/devices/meter-off`, { disabled: true })).status, 200);
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   for (const c of clients) c.end(true);
@@ -149,7 +149,7 @@ after(async () => {
   await verifier.close();
   await gh.stop();
   await removeDataDir(gh.dataDir);
-});
+}, { timeout: 30_000 });
 
 test('one-party refusals: BAD_CREDENTIALS, UNKNOWN_DEVICE (found by username, no device), DEVICE_DISABLED, with the code sent', { timeout: 30_000 }, async () => {
   assert.equal(await attempt(plain, { clientId: 'c-wrong', username: 'meter-0001', password: 'nope' }), 0x86);

@@ -19,11 +19,11 @@ let storage: KyselyStorage;
 before(async () => {
   root = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-events-'));
   storage = await openStorage({ dataDir: root, logger: silentLogger });
-});
+}, { timeout: 60_000 });
 after(async () => {
   await storage.close();
   await rm(root, { recursive: true, force: true });
-});
+}, { timeout: 30_000 });
 
 function refusal(overrides: Partial<ConnectionEventInput> = {}): ConnectionEventInput {
   return {
