@@ -13,6 +13,8 @@ export interface CliIo {
   err: (text: string) => void;
   env: NodeJS.ProcessEnv;
   setExitCode: (code: number) => void;
+  /** Asks the operator a question on the terminal; null when there is none to ask (a script, a pipe). */
+  ask?: (question: string) => Promise<string | null>;
 }
 
 export const defaultIo: CliIo = {
@@ -22,7 +24,35 @@ export const defaultIo: CliIo = {
   setExitCode: (code) => {
     process.exitCode = code;
   },
+  ask: async (question) => {
+    if (!process.stdin.isTTY) return null;
+    const { createInterface } = await import('node:readline/promises');
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    try {
+      return await rl.question(question);
+    } finally {
+      rl.close();
+    }
+  },
 };
+
+/**
+ * A gateway named by its id or its name (ids first: a name never shadows an id). The CLI takes either
+ * wherever it takes a gateway.
+ */
+export async function findGateway(client: ApiClient, nameOrId: string): Promise<{ id: string; name: string; productKey: string }> {
+  const { items } = await client.request<{ items: { id: string; name: string; productKey: string }[] }>('GET', '/api/v1/gateways');
+  const found = items.find((g) => g.id === nameOrId) ?? items.find((g) => g.name === nameOrId);
+  if (found === undefined) throw new ApiError(404, 'GW_ERR_GATEWAY_NOT_FOUND', `no gateway with the id or name ${nameOrId}`, 'gateway');
+  return found;
+}
+
+/** A product by its key, or by its gateway's name or id (a product belongs to one gateway). */
+async function productKeyOf(client: ApiClient, productOrGateway: string): Promise<string> {
+  const { items } = await client.request<{ items: { id: string; name: string; productKey: string }[] }>('GET', '/api/v1/gateways');
+  const gateway = items.find((g) => g.productKey === productOrGateway) ?? items.find((g) => g.id === productOrGateway) ?? items.find((g) => g.name === productOrGateway);
+  return gateway?.productKey ?? productOrGateway;
+}
 
 export interface ConnectionFlags {
   url?: string;
@@ -330,8 +360,9 @@ export function registerAdminCommands(program: Command, io: CliIo = defaultIo): 
       print(flags, { items }, () => gatewayTable(items));
     }));
 
-  withConnection(gateways.command('get <id>').description('show one gateway (JSON with --json)'))
-    .action(run(async (client, flags, [id = '']) => {
+  withConnection(gateways.command('get <gateway>').description('show one gateway, by name or id (JSON with --json)'))
+    .action(run(async (client, flags, [gateway = '']) => {
+      const { id } = await findGateway(client, gateway);
       showGateway(flags, await client.request<GatewayView>('GET', `/api/v1/gateways/${encodeURIComponent(id)}`));
     }));
 
@@ -340,29 +371,44 @@ export function registerAdminCommands(program: Command, io: CliIo = defaultIo): 
       showGateway(flags, await client.request<GatewayView>('POST', '/api/v1/gateways', { json: gatewayBodyFromFlags(flags) }));
     }));
 
-  withGatewayFlags(withConnection(gateways.command('update <id>').description('change a gateway; only the given fields change, live')))
-    .action(run<GatewayFlags>(async (client, flags, [id = '']) => {
+  withGatewayFlags(withConnection(gateways.command('update <gateway>').description('change a gateway (by name or id); only the given fields change, live')))
+    .action(run<GatewayFlags>(async (client, flags, [gateway = '']) => {
+      const { id } = await findGateway(client, gateway);
       showGateway(flags, await client.request<GatewayView>('PATCH', `/api/v1/gateways/${encodeURIComponent(id)}`, { json: gatewayBodyFromFlags(flags) }));
     }));
 
-  withConnection(gateways.command('delete <id>').description('delete a gateway with its product and devices'))
-    .action(run(async (client, flags, [id = '']) => {
+  withConnection(gateways.command('delete <gateway>').description('delete a gateway (by name or id) with its product and devices; asks first')
+    .option('--yes', 'delete without asking (scripts)'))
+    .action(run<ConnectionFlags & { yes?: boolean }>(async (client, flags, [gateway = '']) => {
+      const { id, name, productKey } = await findGateway(client, gateway);
+      if (flags.yes !== true) {
+        const { total } = await client.request<{ total: number }>('GET', `/api/v1/products/${encodeURIComponent(productKey)}/devices?limit=1`);
+        const answer = await io.ask?.(`Delete gateway ${name} (${id}) with its product and ${total} device${total === 1 ? '' : 's'}? [y/N] `) ?? null;
+        if (answer === null) throw new ApiError(0, 'CLI_CONFIRMATION_REQUIRED', `deleting gateway ${name} with ${total} devices needs --yes when there is no terminal to ask`, 'yes');
+        if (!/^y(es)?$/i.test(answer.trim())) {
+          io.err(`not deleted: ${name}`);
+          io.setExitCode(1);
+          return;
+        }
+      }
       await client.request('DELETE', `/api/v1/gateways/${encodeURIComponent(id)}`);
-      print(flags, { deleted: id }, () => `deleted ${id}`);
+      print(flags, { deleted: id, name }, () => `deleted ${name} (${id})`);
     }));
 
   for (const action of ['start', 'stop'] as const) {
-    withConnection(gateways.command(`${action} <id>`).description(action === 'start' ? 'turn the listener on' : 'turn the listener off'))
-      .action(run(async (client, flags, [id = '']) => {
+    withConnection(gateways.command(`${action} <gateway>`).description(action === 'start' ? 'turn the listener on (gateway by name or id)' : 'turn the listener off (gateway by name or id)'))
+      .action(run(async (client, flags, [gateway = '']) => {
+        const { id } = await findGateway(client, gateway);
         showGateway(flags, await client.request<GatewayView>('POST', `/api/v1/gateways/${encodeURIComponent(id)}/${action}`));
       }));
   }
 
   const devices = program.command('devices').description('import and list the devices of a product');
 
-  withConnection(devices.command('import <productKey> <file>').description('import one-party rows: CSV sn,username,password (header optional) or a .json array')
+  withConnection(devices.command('import <product> <file>').description('import one-party rows (product: its key, or its gateway\'s name or id): CSV sn,username,password (header optional) or a .json array')
     .option('--charset <name>', 'the CSV\'s encoding when it is not UTF-8 (iso-8859-1, windows-1252, utf-16le …)'))
-    .action(run(async (client, flags, [productKey = '', file = '']) => {
+    .action(run(async (client, flags, [product = '', file = '']) => {
+      const productKey = await productKeyOf(client, product);
       const charset = (flags as { charset?: string }).charset;
       const body = file.toLowerCase().endsWith('.json')
         ? { json: JSON.parse(readText(file, 'import file')) as unknown }
@@ -376,10 +422,11 @@ export function registerAdminCommands(program: Command, io: CliIo = defaultIo): 
       if (answer.failed > 0) io.setExitCode(1);
     }));
 
-  withConnection(devices.command('list <productKey>').description('list the devices of a product')
+  withConnection(devices.command('list <product>').description('list the devices of a product (its key, or its gateway\'s name or id)')
     .option('--limit <n>', 'at most this many (1-1000)', '100')
     .option('--offset <n>', 'skip this many', '0'))
-    .action(run<ConnectionFlags & { limit: string; offset: string }>(async (client, flags, [productKey = '']) => {
+    .action(run<ConnectionFlags & { limit: string; offset: string }>(async (client, flags, [product = '']) => {
+      const productKey = await productKeyOf(client, product);
       const query = new URLSearchParams({ limit: flags.limit, offset: flags.offset });
       const page = await client.request<{ items: DeviceView[]; total: number }>('GET', `/api/v1/products/${encodeURIComponent(productKey)}/devices?${query.toString()}`);
       print(flags, page, () => [

@@ -5,7 +5,9 @@
  * `--json` prints one JSON object per line.
  */
 import type { Command } from 'commander';
-import { ApiError, commandRunner, defaultIo, formatTable, withConnection, type ApiClient, type CliIo, type ConnectionFlags } from './admin-commands.ts';
+import {
+  ApiError, commandRunner, defaultIo, findGateway, formatTable, withConnection, type ApiClient, type CliIo, type ConnectionFlags,
+} from './admin-commands.ts';
 
 interface EventView {
   id: string;
@@ -44,17 +46,9 @@ function withFilters(command: Command): Command {
     .option('--since <time>', 'ISO 8601: events at or after');
 }
 
-/** A gateway named by id or name, as the API knows it. */
-async function gatewayId(client: ApiClient, nameOrId: string): Promise<string> {
-  const { items } = await client.request<{ items: { id: string; name: string }[] }>('GET', '/api/v1/gateways');
-  const found = items.find((g) => g.id === nameOrId) ?? items.find((g) => g.name === nameOrId);
-  if (found === undefined) throw new ApiError(404, 'GW_ERR_GATEWAY_NOT_FOUND', `no gateway named ${nameOrId}`, 'gateway');
-  return found.id;
-}
-
 async function filterQuery(client: ApiClient, flags: FilterFlags): Promise<URLSearchParams> {
   const query = new URLSearchParams();
-  if (flags.gateway !== undefined) query.set('gatewayId', await gatewayId(client, flags.gateway));
+  if (flags.gateway !== undefined) query.set('gatewayId', (await findGateway(client, flags.gateway)).id);
   if (flags.device !== undefined) query.set('deviceName', flags.device);
   if (flags.username !== undefined) query.set('username', flags.username);
   if (flags.clientId !== undefined) query.set('clientId', flags.clientId);

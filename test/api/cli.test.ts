@@ -32,6 +32,12 @@ after(async () => {
 
 /** Runs `gatehouse <args>` in-process; the URL and token come from the environment as a script's would. */
 async function gatehouse(...args: string[]): Promise<{ out: string; err: string; code: number }> {
+  return gatehouseAnswering(undefined, ...args);
+}
+
+/** The same, with an operator at a terminal who answers every question with `answer` (null: no terminal). */
+async function gatehouseAnswering(answer: string | undefined, ...args: string[]): Promise<{ out: string; err: string; code: number; asked: string[] }> {
+  const asked: string[] = [];
   const out: string[] = [];
   const err: string[] = [];
   let code = 0;
@@ -39,9 +45,13 @@ async function gatehouse(...args: string[]): Promise<{ out: string; err: string;
   registerAdminCommands(program, {
     out: (text) => out.push(text), err: (text) => err.push(text),
     env: { GATEHOUSE_URL: url, GATEHOUSE_ADMIN_TOKEN: ADMIN_TOKEN }, setExitCode: (c) => { code = c; },
+    ask: (question) => {
+      asked.push(question);
+      return Promise.resolve(answer ?? null);
+    },
   });
   await program.parseAsync(['node', 'gatehouse', ...args]);
-  return { out: out.join('\n'), err: err.join('\n'), code };
+  return { out: out.join('\n'), err: err.join('\n'), code, asked };
 }
 
 describe('gatehouse CLI', () => {
@@ -65,9 +75,14 @@ describe('gatehouse CLI', () => {
     const updated = await gatehouse('gateways', 'update', id, '--https-url', 'https://verify.example.com/', '--param', 'sn=${clientId}', '--json');
     assert.equal(updated.code, 0, updated.err);
     assert.deepEqual((JSON.parse(updated.out) as GatewayJson).thirdParty, { provider: 'HTTPS', url: 'https://verify.example.com/', params: [{ key: 'sn', value: '${clientId}' }], caCertificate: null, timeoutMs: 5000, acceptCacheTtlSeconds: 60, rejectCacheTtlSeconds: 10, signingSecretSet: false });
-    assert.match((await gatehouse('gateways', 'stop', id)).out, /STOPPED/);
-    assert.match((await gatehouse('gateways', 'start', id)).out, /RUNNING/);
+    // A gateway is named by its name as well as its id.
+    assert.match((await gatehouse('gateways', 'stop', 'cli_gw')).out, /STOPPED/);
+    assert.match((await gatehouse('gateways', 'start', 'cli_gw')).out, /RUNNING/);
+    assert.equal((JSON.parse((await gatehouse('gateways', 'get', 'cli_gw', '--json')).out) as GatewayJson).authType, 'THIRD_PARTY');
     assert.equal((JSON.parse((await gatehouse('gateways', 'get', id, '--json')).out) as GatewayJson).authType, 'THIRD_PARTY');
+    const unknown = await gatehouse('gateways', 'get', 'no_such_gw');
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.err, /GW_ERR_GATEWAY_NOT_FOUND: no gateway with the id or name no_such_gw \(gateway\)/);
   });
 
   test('gateways update --acl-template / --acl-default / --acl-rule set topic access control', { timeout: 5_000 }, async () => {
@@ -110,6 +125,8 @@ describe('gatehouse CLI', () => {
     assert.equal(list.code, 0);
     assert.match(list.out, /cli-0001\s+cli-0001\s+S1\s+INACTIVE/);
     assert.match(list.out, /2 of 2 devices/);
+    // The product by its gateway's name.
+    assert.equal((await gatehouse('devices', 'list', 'cli_gw')).out, list.out);
   });
 
   test('API errors print their code and field and exit 1', { timeout: 5_000 }, async () => {
@@ -124,9 +141,29 @@ describe('gatehouse CLI', () => {
     assert.match(unreachable.err, /cannot reach http:\/\/127\.0\.0\.1:1/);
   });
 
-  test('gateways delete', { timeout: 5_000 }, async () => {
-    const result = await gatehouse('gateways', 'delete', id);
-    assert.equal(result.code, 0, result.err);
+  test('gateways delete asks first (naming the devices that go with it); no terminal needs --yes', { timeout: 10_000 }, async () => {
+    const scripted = await gatehouse('gateways', 'delete', 'cli_gw');
+    assert.equal(scripted.code, 1);
+    assert.match(scripted.err, /CLI_CONFIRMATION_REQUIRED: deleting gateway cli_gw with 2 devices needs --yes/);
+    const declined = await gatehouseAnswering('n', 'gateways', 'delete', 'cli_gw');
+    assert.deepEqual(declined.asked, [`Delete gateway cli_gw (${id}) with its product and 2 devices? [y/N] `]);
+    assert.equal(declined.code, 1);
+    assert.match(declined.err, /not deleted: cli_gw/);
+    assert.equal((await gatehouse('gateways', 'get', id)).code, 0, 'still there');
+
+    const confirmed = await gatehouseAnswering('yes', 'gateways', 'delete', 'cli_gw');
+    assert.equal(confirmed.code, 0, confirmed.err);
+    assert.match(confirmed.out, new RegExp(`deleted cli_gw \\(${id}\\)`));
     assert.match((await gatehouse('gateways', 'get', id)).err, /GW_ERR_GATEWAY_NOT_FOUND/);
+  });
+
+  test('gateways delete --yes asks nothing', { timeout: 10_000 }, async () => {
+    const created = await gatehouse('gateways', 'create', '--name', 'cli_gw_two', '--port', '8891',
+      '--cert', path.join(files, 'chain.pem'), '--key', path.join(files, 'key.pem'), '--json');
+    assert.equal(created.code, 0, created.err);
+    const deleted = await gatehouseAnswering('n', 'gateways', 'delete', 'cli_gw_two', '--yes', '--json');
+    assert.equal(deleted.code, 0, deleted.err);
+    assert.deepEqual(deleted.asked, []);
+    assert.equal((JSON.parse(deleted.out) as { name: string }).name, 'cli_gw_two');
   });
 });

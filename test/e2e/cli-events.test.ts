@@ -122,5 +122,5 @@ test('events tail --json prints one event per line; an unknown gateway name is a
 
   const unknown = await gatehouse(['events', 'tail', '--gateway', 'no_such_gateway']);
   assert.equal(unknown.code, 1);
-  assert.match(unknown.err.join('\n'), /GW_ERR_GATEWAY_NOT_FOUND: no gateway named no_such_gateway \(gateway\)/);
+  assert.match(unknown.err.join('\n'), /GW_ERR_GATEWAY_NOT_FOUND: no gateway with the id or name no_such_gateway \(gateway\)/);
 });
