@@ -116,7 +116,8 @@ export interface AccessControl { defaultAction: AclAction; rules: AclRule[] }
 export const LIMIT_NAMES = [
   'maxConnections', 'messagesPerSecondPerDevice', 'bytesPerSecondPerDevice', 'maxSubscriptionsPerDevice', 'maxRetainedMessages',
   'maxPacketSize', 'maxQueuedMessagesPerDevice', 'maxSessionExpirySeconds', 'maxSessionsPerDevice', 'maxConnectionsPerAddress',
-  'connectionRatePerAddress',
+  'connectionRatePerAddress', 'maxRetainedBytes', 'maxQueuedBytesPerDevice', 'maxTopicLevels', 'maxTopicLength', 'maxClientIdLength',
+  'maxUserPropertiesPerPacket', 'maxFiltersPerSubscribe',
 ] as const;
 export type LimitName = (typeof LIMIT_NAMES)[number];
 export type GatewayLimits = Record<LimitName, number | null>;

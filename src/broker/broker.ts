@@ -7,13 +7,14 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { DecodeLimits, QoS } from '../mqtt/codec.ts';
 import { RC } from '../mqtt/reason-codes.ts';
+import { TOPIC_LEVELS_CEILING } from '../mqtt/topics.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
 import { logText } from '../core/log-text.ts';
 import { DEFAULT_BROKER_OPTIONS, type BrokerOptions, type LiveLimits } from './options.ts';
 import { createStats, type BrokerStats } from './stats.ts';
 import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.ts';
 import { Router } from './router.ts';
-import { RetainedStore } from './retained.ts';
+import { RetainedStore, type RetainedBodies } from './retained.ts';
 import { createMessage, type Message } from './message.ts';
 import { Session, type Subscription } from './session.ts';
 import { Connection, type ConnectionState } from './connection.ts';
@@ -22,7 +23,7 @@ import { Admission } from './admission.ts';
 import { LingeringSockets } from './lingering-sockets.ts';
 import { Journal } from './journal.ts';
 import type { BrokerPersistence, StoredMessage } from './persistence.ts';
-import { parseSharedFilter, topicMatches, topicWithinLimits } from '../mqtt/topics.ts';
+import { parseSharedFilter, topicMatches, topicOverLimit, topicWithinLimits } from '../mqtt/topics.ts';
 import type { BrokerContext } from './context.ts';
 import { dispatch } from './handlers/index.ts';
 
@@ -68,15 +69,20 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   constructor(init: BrokerInit = {}) {
     super();
     this.options = { ...DEFAULT_BROKER_OPTIONS, ...init.options };
+    checkTopicLevels(this.options.maxTopicLevels);
     this.hooks = init.hooks ?? {};
     this.logger = init.logger ?? silentLogger;
-    this.retained = new RetainedStore(this.options.maxRetained, this.options.maxRetainedBytes);
-    this.router = new Router(this.options.maxTopicLevels);
+    // A persistence that reads payloads back lets the retained store keep only a cache of them in memory.
+    const p = init.persistence;
+    const bodies = p?.readRetainedPayload === undefined ? undefined : p as RetainedBodies;
+    this.retained = new RetainedStore(this.options.maxRetained, this.options.maxRetainedBytes, bodies, this.options.retainedCacheBytes);
+    // Built for the deepest topic any limit can allow: `maxTopicLevels` may be raised live (setLimits).
+    this.router = new Router(TOPIC_LEVELS_CEILING);
     this.admission = new Admission(this.options, this.stats, (address, limit) => {
       if (this.listenerCount('socket_refused') > 0) this.emit('socket_refused', address, limit);
     });
     this.#persistence = init.persistence;
-    this.#journal = init.persistence === undefined ? null : new Journal(init.persistence, this.logger);
+    this.#journal = init.persistence === undefined ? null : new Journal(init.persistence, this.logger, (m) => this.retained.written(m));
     this.#sweep = setInterval(() => this.#sweepConnections(), SWEEP_INTERVAL_MS);
     this.#sweep.unref();
   }
@@ -113,8 +119,18 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
    * follows: the ones connected were told the old value in theirs.
    */
   setLimits(limits: Partial<LiveLimits>): void {
+    if (limits.maxTopicLevels !== undefined) checkTopicLevels(limits.maxTopicLevels);
     Object.assign(this.options, limits);
-    this.retained.setLimits(this.options.maxRetained);
+    this.retained.setLimits(this.options.maxRetained, this.options.maxRetainedBytes);
+  }
+
+  /** A topic name or filter within `maxTopicLevels` and `maxTopicLength`; a refusal is counted by the limit it passed. */
+  topicWithinLimits(topic: string): boolean {
+    const over = topicOverLimit(topic, this.options.maxTopicLevels, this.options.maxTopicLength);
+    if (over === null) return true;
+    if (over === 'levels') this.stats.topicsOverLevels++;
+    else this.stats.topicsOverLength++;
+    return false;
   }
 
   #decodeLimits: DecodeLimits = { maxUserProperties: 0, maxTopicFilters: 0 };
@@ -236,9 +252,16 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     if (this.#persistence === undefined) return;
     const state = await this.#persistence.load();
     const now = Date.now();
+    // A payload left out must be readable later; a persistence that leaves it out without saying how
+    // to read it back is a bug of that persistence, logged instead of restoring messages with no body.
+    const readable = this.#persistence.readRetainedPayload !== undefined;
+    let unreadable = 0;
     for (const m of state.retained) {
-      if (m.expiresAt === 0 || m.expiresAt > now) this.retained.set(messageOf(m));
+      if (m.expiresAt !== 0 && m.expiresAt <= now) continue;
+      if (m.payload === undefined && !readable) unreadable++;
+      else this.retained.restore(m);
     }
+    if (unreadable > 0) this.logger.error({ unreadable }, 'retained_payloads_unreadable');
     const outboundByClient = new Map<string, typeof state.outbound>();
     for (const o of state.outbound) {
       let list = outboundByClient.get(o.clientId);
@@ -500,6 +523,11 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     // The sweep has stopped: one last reaping for the sockets ended at shutdown.
     setTimeout(() => this.#lingering.destroyAll(), LINGER_MS).unref();
   }
+}
+
+/** The router throws past its depth: no option may let a deeper topic through to it. */
+function checkTopicLevels(levels: number): void {
+  if (!(levels >= 1 && levels <= TOPIC_LEVELS_CEILING)) throw new RangeError(`maxTopicLevels must be from 1 to ${TOPIC_LEVELS_CEILING} (got ${levels})`);
 }
 
 function messageOf(m: StoredMessage): Message {

@@ -202,6 +202,8 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
     }
     if (packet instanceof PacketLimitError) {
       // Within the specification, over this server's limits: an administrative limit, 0x97.
+      if (packet.limit === 'maxUserProperties') this.broker.stats.packetsOverUserProperties++;
+      else this.broker.stats.packetsOverFilters++;
       this.protocolViolation(RC.QUOTA_EXCEEDED, 'packet_over_limits', packet.message);
       return false;
     }

@@ -18,6 +18,8 @@ export interface BrokerContext {
   readonly hooks: BrokerHooks;
   readonly router: Router;
   readonly retained: RetainedStore;
+  /** A topic name or filter within `maxTopicLevels` and `maxTopicLength`; a refusal is counted by the limit it passed. */
+  topicWithinLimits(topic: string): boolean;
   /** Element limits per packet for the generic decoder (user properties, topic filters). */
   readonly decodeLimits: DecodeLimits;
   /** Runs the handler of one decoded packet (a promise when it must wait for a hook). */

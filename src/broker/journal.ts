@@ -26,19 +26,25 @@ export interface OutboundRecord {
 
 export class Journal implements Committable {
   #batch: PersistenceBatch = emptyBatch();
+  /** The engine's retained messages in `#batch`, told to `#onRetainedWritten` once the batch is written. */
+  #retainedMessages = new Map<string, Message>();
+  readonly #onRetainedWritten: ((message: Message) => void) | undefined;
   #scheduled = false;
   readonly #store: BrokerPersistence;
   readonly #logger: Logger;
   /** Sessions whose snapshot must be rewritten at commit. */
   readonly #dirty = new Set<Session>();
 
-  constructor(store: BrokerPersistence, logger: Logger) {
+  constructor(store: BrokerPersistence, logger: Logger, onRetainedWritten?: (message: Message) => void) {
     this.#store = store;
     this.#logger = logger;
+    this.#onRetainedWritten = onRetainedWritten;
   }
 
   retained(topic: string, message: Message | null): void {
     this.#batch.retained.set(topic, message === null ? null : storedMessage(message));
+    if (message === null) this.#retainedMessages.delete(topic);
+    else this.#retainedMessages.set(topic, message);
     this.#schedule();
   }
 
@@ -99,10 +105,17 @@ export class Journal implements Committable {
     if (isBatchEmpty(this.#batch)) return;
     const batch = this.#batch;
     this.#batch = emptyBatch();
+    const retained = this.#retainedMessages;
+    if (retained.size > 0) this.#retainedMessages = new Map();
+    const written = (): void => {
+      if (this.#onRetainedWritten !== undefined) for (const m of retained.values()) this.#onRetainedWritten(m);
+    };
     try {
       const r = this.#store.write(batch);
-      if (r instanceof Promise) r.catch((err: unknown) => this.#logger.error({ err }, 'persistence_write_failed'));
+      if (r instanceof Promise) r.then(written, (err: unknown) => this.#logger.error({ err }, 'persistence_write_failed'));
+      else written();
     } catch (err) {
+      // Not written: the payloads stay in memory (a later write of the same topic may still succeed).
       this.#logger.error({ err }, 'persistence_write_failed');
     }
   }

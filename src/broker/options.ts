@@ -34,6 +34,9 @@ export interface BrokerOptions extends AdmissionLimits {
   maxRetained: number;
   /** Bytes (payload + topic) of all retained messages; a message that would pass it is refused (0x97). */
   maxRetainedBytes: number;
+  /** Payload bytes of written retained messages kept in memory (least recently used beyond are read
+   * back from the persistence when owed); applies only with a persistence that can read them. */
+  retainedCacheBytes: number;
   /** Bytes (UTF-8) of a client identifier; longer ones are refused (0x85 / v3.1.1 2). */
   maxClientIdLength: number;
   /** Levels in a topic name or filter (EMQX's default); deeper ones are refused (0x90 / 0x8F). Kept
@@ -80,6 +83,7 @@ export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
   retainAvailable: true,
   maxRetained: 100_000,
   maxRetainedBytes: 128 * 1024 * 1024,
+  retainedCacheBytes: 8 * 1024 * 1024,
   maxClientIdLength: 256,
   maxTopicLevels: 128,
   maxTopicLength: 4096,
@@ -95,4 +99,5 @@ export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
 export type LiveLimits = Pick<BrokerOptions,
   | 'maxConnections' | 'maxSessionsPerOwner' | 'messagesPerSecondPerClient' | 'bytesPerSecondPerClient'
   | 'maxSubscriptionsPerClient' | 'maxRetained' | 'maxPacketSize' | 'maxQueued' | 'maxSessionExpiry'
-  | 'maxConnectionsPerAddress' | 'connectionRatePerAddress'>;
+  | 'maxConnectionsPerAddress' | 'connectionRatePerAddress' | 'maxRetainedBytes' | 'maxQueuedBytes' | 'maxTopicLevels' | 'maxTopicLength'
+  | 'maxClientIdLength' | 'maxUserProperties' | 'maxFiltersPerPacket'>;

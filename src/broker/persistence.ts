@@ -74,8 +74,20 @@ export interface PersistenceBatch {
   sessionsEnded: Set<string>;
 }
 
+/** A retained message as `load()` returns it: the payload may be left out when `readRetainedPayload` can read it. */
+export interface StoredRetained {
+  topic: string;
+  qos: QoS;
+  properties: ForwardedProperties | undefined;
+  expiresAt: number;
+  senderId: string;
+  /** Bytes of the payload, given or not. */
+  payloadBytes: number;
+  payload?: Buffer;
+}
+
 export interface PersistedState {
-  retained: StoredMessage[];
+  retained: StoredRetained[];
   sessions: StoredSession[];
   outbound: StoredOutbound[];
 }
@@ -85,6 +97,11 @@ export interface BrokerPersistence {
   load(): Promise<PersistedState>;
   /** Applies a batch atomically. */
   write(batch: PersistenceBatch): void | Promise<void>;
+  /**
+   * The written payload of a topic's retained message. A store that has it loads retained messages
+   * without payloads, and the engine keeps only a bounded cache of them in memory.
+   */
+  readRetainedPayload?(topic: string): Buffer | undefined;
 }
 
 export function emptyBatch(): PersistenceBatch {

@@ -23,7 +23,13 @@ function clientLink(quota: number): SessionLink & { sent: { topic: string; dup: 
   };
 }
 
-const secret = (m: Message) => m.topic.startsWith('secret/');
+const secret = (m: { topic: string }) => m.topic.startsWith('secret/');
+
+/** The retained store as a session sees it: each message fetched whole when its turn comes. */
+const retainedSource = (...messages: Message[]) => {
+  const byTopic = new Map(messages.map((m) => [m.topic, m]));
+  return { refs: messages, source: { get: (topic: string) => byTopic.get(topic) } };
+};
 
 test('dropMessages, live connection: queued and owed retained messages are dropped, what is in flight stays, the window refills', { timeout: 5_000 }, () => {
   const session = new Session('c', LIMITS, createStats());
@@ -32,7 +38,8 @@ test('dropMessages, live connection: queued and owed retained messages are dropp
   session.deliver(message('secret/1'), 1, false, undefined); // in flight: the client has it
   session.deliver(message('secret/2'), 1, false, undefined);
   session.deliver(message('ok/1'), 1, false, undefined);
-  session.sendRetained('secret/#', [message('secret/r1'), message('secret/r2')], 1, undefined);
+  const owed = retainedSource(message('secret/r1'), message('secret/r2'));
+  session.sendRetained('secret/#', owed.refs, 1, undefined, owed.source);
   assert.equal(session.queuedCount, 2);
   assert.equal(session.retainedOwed, 2);
 

@@ -4,6 +4,7 @@
  */
 import type { QoS } from '../mqtt/codec.ts';
 import { isExpired, type Message } from './message.ts';
+import type { RetainedRef } from './retained.ts';
 import type { BrokerStats } from './stats.ts';
 import type { LongTimer } from './long-timer.ts';
 import type { Journal } from './journal.ts';
@@ -66,13 +67,19 @@ export interface SessionLimits {
   maxRetained: number;
 }
 
+/** Where a session fetches a retained message it owes, whole, when its turn comes. */
+export interface RetainedSource {
+  get(topic: string, now: number): Message | undefined;
+}
+
 /** Retained messages owed to one subscription, sent as the client makes room. */
 interface RetainedBacklog {
   readonly raw: string;
-  messages: readonly Message[];
+  refs: readonly RetainedRef[];
   next: number;
   readonly qos: QoS;
   readonly subIds: readonly number[] | undefined;
+  readonly source: RetainedSource;
 }
 
 export class Session {
@@ -246,11 +253,13 @@ export class Session {
     const { maxQueued, maxQueuedBytes } = this.#limits;
     if (size > maxQueuedBytes || (this.#limits.queueOverflow === 'drop-new' && (queue.length >= maxQueued || this.#queuedBytes + size > maxQueuedBytes))) {
       this.#stats.droppedQueueFull++;
+      if (queue.length < maxQueued) this.#stats.queueDropsOverBytes++;
       return;
     }
     // drop-oldest: make room in count and in bytes.
     while (queue.length > 0 && (queue.length >= maxQueued || this.#queuedBytes + size > maxQueuedBytes)) {
       this.#stats.droppedQueueFull++;
+      if (queue.length < maxQueued) this.#stats.queueDropsOverBytes++;
       const dropped = queue.shift()!;
       this.#queuedBytes -= queuedSize(dropped);
       this.#forget(dropped);
@@ -292,24 +301,25 @@ export class Session {
    * reaches a new `#` subscriber whole instead of overflowing its queue or its write buffer. A new
    * SUBSCRIBE of the same filter replaces what is still owed for it (it sends them all again).
    */
-  sendRetained(raw: string, messages: readonly Message[], qos: QoS, subIds: readonly number[] | undefined): void {
-    if (messages.length === 0) return;
+  sendRetained(raw: string, refs: readonly RetainedRef[], qos: QoS, subIds: readonly number[] | undefined, source: RetainedSource): void {
+    if (refs.length === 0) return;
     const backlog = (this.#retainedBacklog ??= []);
     const same = backlog.findIndex((b) => b.raw === raw);
     if (same >= 0) {
-      this.#retainedOwed -= backlog[same]!.messages.length - backlog[same]!.next;
+      this.#retainedOwed -= backlog[same]!.refs.length - backlog[same]!.next;
       backlog.splice(same, 1);
     }
-    // References to messages the store holds anyway; bounded so that repeated SUBSCRIBEs of many
-    // filters cannot make one session hold millions of them.
-    let owed = messages;
+    // References to the store's index entries, not payloads: each message is fetched whole (read back
+    // from disk if it left memory) only when the client has room for it. Bounded so that repeated
+    // SUBSCRIBEs of many filters cannot make one session hold millions of them.
+    let owed = refs;
     const room = this.#limits.maxRetained - this.#retainedOwed;
     if (owed.length > room) {
       this.#stats.droppedRetainedBacklog += owed.length - Math.max(0, room);
       owed = owed.slice(0, Math.max(0, room));
     }
     if (owed.length === 0) return;
-    backlog.push({ raw, messages: owed, next: 0, qos, subIds });
+    backlog.push({ raw, refs: owed, next: 0, qos, subIds, source });
     this.#retainedOwed += owed.length;
     this.#pumpRetained();
   }
@@ -325,14 +335,18 @@ export class Session {
     const now = Date.now();
     while (backlog.length > 0) {
       const batch = backlog[0]!;
-      while (batch.next < batch.messages.length) {
-        const m = batch.messages[batch.next]!;
-        const qos = (m.qos < batch.qos ? m.qos : batch.qos);
+      while (batch.next < batch.refs.length) {
         if (link.congested) return;
-        if (qos > 0 && (this.queuedCount > 0 || this.#inflight.size >= link.sendQuota)) return;
+        // Whether a QoS 0 delivery could go is known only from the message; asking for room first keeps
+        // a message that cannot go yet from being read back now and again later.
+        if (batch.qos > 0 && (this.queuedCount > 0 || this.#inflight.size >= link.sendQuota)) return;
+        // The topic's message now: a newer one if it was replaced since the SUBSCRIBE, none if it was
+        // cleared or expired [MQTT-3.3.2-5].
+        const m = batch.source.get(batch.refs[batch.next]!.topic, now);
         batch.next++;
         this.#retainedOwed--;
-        if (isExpired(m, now)) continue; // [MQTT-3.3.2-5]
+        if (m === undefined || isExpired(m, now)) continue;
+        const qos = (m.qos < batch.qos ? m.qos : batch.qos);
         // Retained messages to a new subscription carry RETAIN 1 [MQTT-3.3.1-8].
         this.deliver(m, qos, true, batch.subIds);
         if (this.link !== link) return; // delivering ended the connection
@@ -417,7 +431,7 @@ export class Session {
    * flight on a live connection has reached the client already, and a QoS 2 flow past PUBREC only
    * completes a delivery made: both stay. Returns how many were dropped.
    */
-  dropMessages(drop: (m: Message) => boolean): number {
+  dropMessages(drop: (m: { readonly topic: string }) => boolean): number {
     let dropped = 0;
     if (this.#queue !== undefined && this.#queue.length > 0) {
       for (const entry of this.#queue.removeWhere((e) => drop(e.message))) {
@@ -435,10 +449,10 @@ export class Session {
       }
     }
     for (const batch of this.#retainedBacklog ?? []) {
-      const owed = batch.messages.slice(batch.next);
-      const kept = owed.filter((m) => !drop(m));
+      const owed = batch.refs.slice(batch.next);
+      const kept = owed.filter((r) => !drop(r));
       if (kept.length === owed.length) continue;
-      batch.messages = kept;
+      batch.refs = kept;
       batch.next = 0;
       this.#retainedOwed -= owed.length - kept.length;
       dropped += owed.length - kept.length;

@@ -33,6 +33,20 @@ export interface BrokerStats {
   packetsTooLarge: number;
   /** CONNECTs that asked for a longer session expiry than `maxSessionExpiry` and were granted that instead. */
   sessionExpiryLowered: number;
+  /** Retained messages refused for `maxRetainedBytes` (also in droppedRetainedQuota, with those over the count). */
+  retainedOverBytes: number;
+  /** Queued messages dropped for `maxQueuedBytes` while the count had room (also in droppedQueueFull). */
+  queueDropsOverBytes: number;
+  /** Topic names and filters (PUBLISH, SUBSCRIBE, will) refused for passing `maxTopicLevels`. */
+  topicsOverLevels: number;
+  /** Topic names and filters refused for passing `maxTopicLength` (bytes). */
+  topicsOverLength: number;
+  /** CONNECTs refused for a client identifier longer than `maxClientIdLength`. */
+  clientIdsTooLong: number;
+  /** Packets refused whole for holding more than `maxUserProperties` user properties (0x97). */
+  packetsOverUserProperties: number;
+  /** SUBSCRIBE/UNSUBSCRIBE packets refused whole for holding more than `maxFiltersPerPacket` filters (0x97). */
+  packetsOverFilters: number;
 }
 
 export function createStats(): BrokerStats {
@@ -60,5 +74,12 @@ export function createStats(): BrokerStats {
     subscriptionsOverLimit: 0,
     packetsTooLarge: 0,
     sessionExpiryLowered: 0,
+    retainedOverBytes: 0,
+    queueDropsOverBytes: 0,
+    topicsOverLevels: 0,
+    topicsOverLength: 0,
+    clientIdsTooLong: 0,
+    packetsOverUserProperties: 0,
+    packetsOverFilters: 0,
   };
 }

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { Broker, DEFAULT_BROKER_OPTIONS, listen, type BrokerOptions, type Listener } from '../broker/index.ts';
 import { createLogger } from '../core/logger.ts';
+import { TOPIC_LEVELS_CEILING } from '../mqtt/topics.ts';
 
 function positiveInt(name: string) {
   return (value: string): number => {
@@ -61,7 +62,7 @@ export function registerBrokerCommand(program: Command): void {
       const value = flags[camel(flag)];
       if (typeof value === 'number') options[key] = value;
     }
-    if ((options.maxTopicLevels ?? 0) > 1000) throw new Error('--max-topic-levels must be at most 1000');
+    if ((options.maxTopicLevels ?? 0) > TOPIC_LEVELS_CEILING) throw new Error(`--max-topic-levels must be at most ${TOPIC_LEVELS_CEILING}`);
     if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
     const broker = new Broker({ options, logger });
     const listeners: Listener[] = [];

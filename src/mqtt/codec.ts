@@ -41,7 +41,14 @@ let badString: string | null = null;
  * proportion to its element count (100,000 user properties in a 1 MB PUBLISH take mqtt-packet about a
  * second of the event loop, for every gateway on the process). Refused before that work, with 0x97.
  */
-export class PacketLimitError extends Error {}
+/** A packet within the specification but over one of this server's element limits. */
+export class PacketLimitError extends Error {
+  readonly limit: keyof DecodeLimits;
+  constructor(limit: keyof DecodeLimits, message: string) {
+    super(message);
+    this.limit = limit;
+  }
+}
 
 /** Per-packet element limits applied while decoding. */
 export interface DecodeLimits {
@@ -132,7 +139,7 @@ function countedUserProperties(parser: ParserInternals): void {
   parser._parseStringPair = function parseCountedPair(this: ParserInternals): unknown {
     userPropertiesSeen += 1;
     if (userPropertiesSeen > decodeLimits.maxUserProperties) {
-      throw new PacketLimitError(`more than ${decodeLimits.maxUserProperties} user properties in one packet`);
+      throw new PacketLimitError('maxUserProperties', `more than ${decodeLimits.maxUserProperties} user properties in one packet`);
     }
     return decode.call(this);
   };
@@ -208,7 +215,7 @@ function validPacketId(id: number | undefined): boolean {
 export function decodeFrame(frame: Buffer, protocolVersion: ProtocolVersion, limits: DecodeLimits = NO_DECODE_LIMITS): Packet | Error {
   const type = frame[0]! >> 4;
   if ((type === 8 || type === 10) && topicFilterCount(frame, type, protocolVersion, limits.maxTopicFilters) > limits.maxTopicFilters) {
-    return new PacketLimitError(`more than ${limits.maxTopicFilters} topic filters in one ${type === 8 ? 'SUBSCRIBE' : 'UNSUBSCRIBE'}`);
+    return new PacketLimitError('maxTopicFilters', `more than ${limits.maxTopicFilters} topic filters in one ${type === 8 ? 'SUBSCRIBE' : 'UNSUBSCRIBE'}`);
   }
   const entry = parserFor(protocolVersion);
   // The parser switches itself to v5 on a v5 CONNECT; pin it back to this connection's version.

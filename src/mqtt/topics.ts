@@ -7,14 +7,25 @@ export const MAX_TOPIC_BYTES = 65535;
  * A topic name or filter within the engine's limits: at most `maxLevels` levels and `maxBytes` bytes
  * of UTF-8. The router's trie has a level limit of its own; deeper topics must never reach it.
  */
+/**
+ * The deepest topic the engine can be configured for: its router is built for this many levels once,
+ * so a limit raised on a running engine (a gateway edited live) never passes what the trie accepts.
+ */
+export const TOPIC_LEVELS_CEILING = 1000;
+
 export function topicWithinLimits(topic: string, maxLevels: number, maxBytes: number): boolean {
-  if (topic.length > maxBytes) return false;
-  if (topic.length * 3 > maxBytes && Buffer.byteLength(topic) > maxBytes) return false;
+  return topicOverLimit(topic, maxLevels, maxBytes) === null;
+}
+
+/** Which limit a topic name or filter passes: its UTF-8 bytes, or its levels; null within both. */
+export function topicOverLimit(topic: string, maxLevels: number, maxBytes: number): 'length' | 'levels' | null {
+  if (topic.length > maxBytes) return 'length';
+  if (topic.length * 3 > maxBytes && Buffer.byteLength(topic) > maxBytes) return 'length';
   let levels = 1;
   for (let i = topic.indexOf('/'); i !== -1; i = topic.indexOf('/', i + 1)) {
-    if (++levels > maxLevels) return false;
+    if (++levels > maxLevels) return 'levels';
   }
-  return true;
+  return null;
 }
 
 /** A PUBLISH topic name: non-empty, no wildcards [MQTT-3.3.2-2], no U+0000 [MQTT-1.5.4-2]. */

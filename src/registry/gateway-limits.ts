@@ -5,6 +5,7 @@
  * options (`gateway/limits.ts`).
  */
 import { GatehouseError } from '../core/errors.ts';
+import { TOPIC_LEVELS_CEILING } from '../mqtt/topics.ts';
 
 export interface GatewayLimits {
   /** Devices connected at once; more are refused (v5 CONNACK 0x97, v3.1.1 3). */
@@ -29,6 +30,20 @@ export interface GatewayLimits {
   maxConnectionsPerAddress: number | null;
   /** New sockets per second from one source address (bursts of twice as many); more are closed at once. */
   connectionRatePerAddress: number | null;
+  /** Bytes (payloads and topics) of all the gateway's retained messages; a message that would pass it is not stored (v5 PUBACK 0x97). */
+  maxRetainedBytes: number | null;
+  /** Bytes of QoS 1/2 messages queued for one session; the oldest are dropped beyond (a larger message alone: it is dropped). */
+  maxQueuedBytesPerDevice: number | null;
+  /** Levels in a topic name or filter; deeper ones are refused (v5 0x90 / 0x8F, v3.1.1 the connection closes). */
+  maxTopicLevels: number | null;
+  /** Bytes (UTF-8) of a topic name or filter; longer ones are refused like deeper ones. */
+  maxTopicLength: number | null;
+  /** Bytes (UTF-8) of a client identifier; longer ones are refused (v5 CONNACK 0x85, v3.1.1 2). */
+  maxClientIdLength: number | null;
+  /** User properties in one packet, a will's included; a packet with more ends the connection (v5 0x97). */
+  maxUserPropertiesPerPacket: number | null;
+  /** Topic filters in one SUBSCRIBE or UNSUBSCRIBE; a packet with more ends the connection (v5 0x97). */
+  maxFiltersPerSubscribe: number | null;
 }
 
 export type GatewayLimitName = keyof GatewayLimits;
@@ -54,7 +69,17 @@ export const DEFAULT_GATEWAY_LIMITS: Readonly<GatewayLimits> = Object.freeze({
   maxSessionsPerDevice: null,
   maxConnectionsPerAddress: 1000,
   connectionRatePerAddress: 200,
+  maxRetainedBytes: 128 * 1024 * 1024,
+  maxQueuedBytesPerDevice: 16 * 1024 * 1024,
+  maxTopicLevels: 128,
+  maxTopicLength: 4096,
+  maxClientIdLength: 256,
+  maxUserPropertiesPerPacket: 128,
+  maxFiltersPerSubscribe: 1000,
 });
+
+/** The longest UTF-8 string of the protocol [MQTT-1.5.4]: a topic's or client id's "no limit". */
+export const MQTT_MAX_STRING_BYTES = 65_535;
 
 /** The largest MQTT packet: a 1-byte header, 4 bytes of Remaining Length, and 268 435 455 bytes [MQTT-2.2.3]. */
 export const MQTT_MAX_PACKET_SIZE = 268_435_460;
@@ -75,6 +100,14 @@ export const GATEWAY_LIMIT_RANGES: Readonly<Record<GatewayLimitName, readonly [n
   maxSessionsPerDevice: [1, 100_000],
   maxConnectionsPerAddress: [1, 1_000_000],
   connectionRatePerAddress: [1, 1_000_000],
+  maxRetainedBytes: [0, 64 * 1024 ** 3],
+  maxQueuedBytesPerDevice: [0, 4 * 1024 ** 3],
+  maxTopicLevels: [1, TOPIC_LEVELS_CEILING],
+  maxTopicLength: [1, MQTT_MAX_STRING_BYTES],
+  // A server must accept client ids of 1 to 23 bytes [MQTT-3.1.3-5].
+  maxClientIdLength: [23, MQTT_MAX_STRING_BYTES],
+  maxUserPropertiesPerPacket: [0, 100_000],
+  maxFiltersPerSubscribe: [1, 100_000],
 });
 
 export const GATEWAY_LIMIT_NAMES = Object.keys(DEFAULT_GATEWAY_LIMITS) as GatewayLimitName[];

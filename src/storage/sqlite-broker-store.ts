@@ -5,7 +5,7 @@
  */
 import type Database from 'better-sqlite3';
 import type {
-  BrokerPersistence, PersistedState, PersistenceBatch, StoredMessage, StoredOutbound, StoredSession, StoredSubscription,
+  BrokerPersistence, PersistedState, PersistenceBatch, StoredOutbound, StoredRetained, StoredSession, StoredSubscription,
 } from '../broker/index.ts';
 import { decodeProperties, encodeProperties } from './mqtt-properties-json.ts';
 
@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS mqtt_session_messages (
   PRIMARY KEY (gateway_id, client_id, seq));
 `;
 
-interface RetainedRow { topic: string; payload: Buffer; qos: number; properties: string | null; expires_at: number; sender_id: string }
+interface RetainedRow { topic: string; payload_bytes: number; qos: number; properties: string | null; expires_at: number; sender_id: string }
 /** Columns added after the first release, for files created before them (CREATE TABLE IF NOT EXISTS keeps old tables). */
 function addLaterColumns(db: Database.Database): void {
   const columns = (db.prepare('PRAGMA table_info(mqtt_sessions)').all() as { name: string }[]).map((c) => c.name);
@@ -54,6 +54,7 @@ export class SqliteBrokerStore implements BrokerPersistence {
   readonly #gatewayId: string;
   readonly #putRetained: Database.Statement;
   readonly #deleteRetained: Database.Statement;
+  readonly #readRetained: Database.Statement;
   readonly #putSession: Database.Statement;
   readonly #deleteSession: Database.Statement;
   readonly #deleteSessionMessages: Database.Statement;
@@ -73,6 +74,7 @@ export class SqliteBrokerStore implements BrokerPersistence {
       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, topic) DO UPDATE SET payload = excluded.payload, qos = excluded.qos,
       properties = excluded.properties, expires_at = excluded.expires_at, sender_id = excluded.sender_id`);
     this.#deleteRetained = db.prepare('DELETE FROM mqtt_retained WHERE gateway_id = ? AND topic = ?');
+    this.#readRetained = db.prepare('SELECT payload FROM mqtt_retained WHERE gateway_id = ? AND topic = ?').pluck();
     this.#putSession = db.prepare(`INSERT INTO mqtt_sessions (gateway_id, client_id, owner, expiry_interval, disconnected_at, subscriptions, incoming_qos2)
       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, client_id) DO UPDATE SET owner = excluded.owner, expiry_interval = excluded.expiry_interval,
       disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, incoming_qos2 = excluded.incoming_qos2`);
@@ -93,9 +95,10 @@ export class SqliteBrokerStore implements BrokerPersistence {
 
   load(): Promise<PersistedState> {
     const g = this.#gatewayId;
-    const retained = (this.#db.prepare('SELECT topic, payload, qos, properties, expires_at, sender_id FROM mqtt_retained WHERE gateway_id = ?')
-      .all(g) as RetainedRow[]).map((r): StoredMessage => ({
-      topic: r.topic, payload: r.payload, qos: r.qos as QoS, retain: true, properties: decodeProperties(r.properties),
+    // The index only: payloads stay on disk until a subscriber is owed them (readRetainedPayload).
+    const retained = (this.#db.prepare(`SELECT topic, length(payload) AS payload_bytes, qos, properties, expires_at, sender_id
+      FROM mqtt_retained WHERE gateway_id = ?`).all(g) as RetainedRow[]).map((r): StoredRetained => ({
+      topic: r.topic, payloadBytes: r.payload_bytes, qos: r.qos as QoS, properties: decodeProperties(r.properties),
       expiresAt: r.expires_at, senderId: r.sender_id,
     }));
     this.#moveLegacySubscriptions();
@@ -151,6 +154,10 @@ export class SqliteBrokerStore implements BrokerPersistence {
 
   write(batch: PersistenceBatch): void {
     this.#writeBatch(batch);
+  }
+
+  readRetainedPayload(topic: string): Buffer | undefined {
+    return this.#readRetained.get(this.#gatewayId, topic) as Buffer | undefined;
   }
 
   /** Forgets everything of this gateway (it was deleted). */

@@ -144,3 +144,37 @@ test('[MQTT-3.1.2-4] a clean start of a stored session leaves none of the old fi
   t.after(() => stopEngine(engine));
   assert.deepEqual([...engine.broker.getSession('restarter')!.subscriptions.keys()], ['new/c']);
 });
+
+test('retained payloads stay on disk after a restart: none is loaded at start, a new subscriber gets each whole, memory holds the cache only', { timeout: 30_000 }, async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gh-persist-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'state.db');
+  let engine = await startEngine(file);
+  // 12 × 900 KiB: under the engine's 1 MiB packet limit, past its 8 MiB cache of retained payloads together.
+  const payloads = Array.from({ length: 12 }, (_, i) => Buffer.alloc(900 * 1024, i + 1));
+  const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${engine.listener.port}`, { clientId: 'big-pub', reconnectPeriod: 0 });
+  for (const [i, p] of payloads.entries()) await pub.publishAsync(`big/${i}`, p, { qos: 1, retain: true });
+  await pub.endAsync();
+  // Written and acknowledged: past the 8 MiB cache, the oldest left memory already.
+  assert.ok(engine.broker.retained.cachedBytes <= 8 * 1024 * 1024, `cached ${engine.broker.retained.cachedBytes}`);
+  await stopEngine(engine);
+
+  engine = await startEngine(file);
+  t.after(() => stopEngine(engine));
+  assert.equal(engine.broker.retained.size, 12);
+  assert.equal(engine.broker.retained.bytes, 10 * (900 * 1024 + 'big/0'.length) + 2 * (900 * 1024 + 'big/10'.length));
+  assert.equal(engine.broker.retained.cachedBytes, 0, 'no payload was loaded at start');
+  const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${engine.listener.port}`, { clientId: 'big-sub', reconnectPeriod: 0 });
+  t.after(() => sub.end(true));
+  const got = new Map<string, Buffer>();
+  const all = new Promise<void>((resolve) => sub.on('message', (topic, payload, packet) => {
+    assert.equal(packet.retain, true);
+    got.set(topic, payload);
+    if (got.size === payloads.length) resolve();
+  }));
+  await sub.subscribeAsync('big/#', { qos: 1 });
+  await all;
+  for (const [i, p] of payloads.entries()) assert.ok(got.get(`big/${i}`)?.equals(p), `big/${i} whole`);
+  assert.equal(engine.broker.retained.reads, 12, 'each payload read back once');
+  assert.ok(engine.broker.retained.cachedBytes <= 8 * 1024 * 1024);
+});

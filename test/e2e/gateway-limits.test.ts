@@ -117,6 +117,8 @@ test('defaults are the limits gateways always had; edits are checked, codes name
     maxConnections: null, messagesPerSecondPerDevice: null, bytesPerSecondPerDevice: null, maxSubscriptionsPerDevice: 1000,
     maxRetainedMessages: 100_000, maxPacketSize: 1_048_576, maxQueuedMessagesPerDevice: 1000, maxSessionExpirySeconds: 604_800,
     maxSessionsPerDevice: null, maxConnectionsPerAddress: 1000, connectionRatePerAddress: 200,
+    maxRetainedBytes: 128 * 1024 * 1024, maxQueuedBytesPerDevice: 16 * 1024 * 1024, maxTopicLevels: 128, maxTopicLength: 4096,
+    maxClientIdLength: 256, maxUserPropertiesPerPacket: 128, maxFiltersPerSubscribe: 1000,
   });
   const bad = async (limits: unknown): Promise<[number, string, string]> => {
     const r = await gh.api<ErrorJson>('PATCH', `/gateways/${gateway.id}`, { limits });
@@ -127,6 +129,8 @@ test('defaults are the limits gateways always had; edits are checked, codes name
   assert.deepEqual(await bad({ maxPacketSize: 300_000_000 }), [400, 'GW_ERR_LIMIT_OUT_OF_RANGE', 'limits.maxPacketSize']);
   assert.deepEqual(await bad({ messagesPerSecondPerDevice: 2.5 }), [400, 'GW_ERR_LIMIT_NOT_INTEGER', 'limits.messagesPerSecondPerDevice']);
   assert.deepEqual(await bad({ maxSessionsPerDevice: -1 }), [400, 'GW_ERR_LIMIT_OUT_OF_RANGE', 'limits.maxSessionsPerDevice']);
+  // The router is built for 1,000 levels: no limit may let a deeper topic through to it.
+  assert.deepEqual(await bad({ maxTopicLevels: 1001 }), [400, 'GW_ERR_LIMIT_OUT_OF_RANGE', 'limits.maxTopicLevels']);
   assert.equal((await gh.api<ErrorJson>('PATCH', `/gateways/${gateway.id}`, { limits: { maxConnection: 5 } })).status, 400);
   // Nothing was saved by the refused edits; null (no limit) is a value of its own.
   const current = await gh.api<GatewayJson>('GET', `/gateways/${gateway.id}`);
@@ -281,5 +285,107 @@ test('messagesPerSecondPerDevice and bytesPerSecondPerDevice: a faster device is
   assert.deepEqual(got, lines);
   assert.ok(await metric('gatehouse_gateway_limit_hits_total', { limit: 'bytesPerSecondPerDevice' }) > pacedByMessages, 'the 3.1.1 device was paced too');
   await setLimits({ bytesPerSecondPerDevice: null });
+  await endAll();
+});
+
+/** Resolves with the reason code of the DISCONNECT the gateway sends (v5), or -1 when it just closes. */
+function serverDisconnect(client: mqtt.MqttClient): Promise<number> {
+  return new Promise((resolve) => {
+    client.once('disconnect', (packet) => resolve(packet.reasonCode ?? 0));
+    client.once('close', () => resolve(-1));
+  });
+}
+
+test('maxRetainedBytes: a retained message that would pass the bytes of all retained messages is not stored (0x97); use is in bytes', { timeout: 20_000 }, async () => {
+  await setLimits({ maxRetainedBytes: 2000, maxRetainedMessages: 100_000 });
+  const { client } = await connect('dev-0001', { clientId: 'retain-bytes' });
+  assert.equal(await pubackCode(client, 'r/one', Buffer.alloc(0), true), 0); // what the test before kept
+  assert.equal(await pubackCode(client, 'rb/a', Buffer.alloc(1500, 1), true), 0);
+  assert.equal(await pubackCode(client, 'rb/b', Buffer.alloc(1000, 2), true), 0x97);
+  // Replacing the kept one frees its bytes first: a smaller one fits, and then the second topic too.
+  assert.equal(await pubackCode(client, 'rb/a', Buffer.alloc(500, 3), true), 0);
+  assert.equal(await pubackCode(client, 'rb/b', Buffer.alloc(1000, 2), true), 0);
+  assert.equal(await metric('gatehouse_gateway_limit_use', { limit: 'maxRetainedBytes' }), 500 + 4 + 1000 + 4);
+  assert.equal(await metric('gatehouse_gateway_limit_hits_total', { limit: 'maxRetainedBytes' }), 1);
+  // Cleared, so the tests after this one start from an empty retained store.
+  for (const topic of ['rb/a', 'rb/b']) assert.equal(await pubackCode(client, topic, Buffer.alloc(0), true), 0);
+  await setLimits({ maxRetainedBytes: 128 * 1024 * 1024 });
+  await endAll();
+});
+
+test('maxQueuedBytesPerDevice: an offline session keeps the newest messages that fit in its bytes, the oldest are dropped and counted', { timeout: 20_000 }, async () => {
+  await setLimits({ maxQueuedBytesPerDevice: 2500 });
+  const kept = { clean: false, properties: { sessionExpiryInterval: 300 } };
+  const { client: away } = await connect('dev-0002', { clientId: 'qbytes-v5', ...kept });
+  await granted(away, ['devices/dev-0002/bulk']);
+  await away.endAsync();
+  const { client: sender } = await connect('dev-0001', { clientId: 'qbytes-sender' });
+  for (let i = 1; i <= 4; i++) assert.equal(await pubackCode(sender, 'devices/dev-0002/bulk', `${i}`.repeat(1000)), 0);
+  const usage = (await gh.api<GatewayJson>('GET', `/gateways/${gateway.id}`)).json.limitsUsage!.maxQueuedBytesPerDevice!;
+  assert.ok(usage.current! <= 2500 && usage.current! >= 2000, `queued bytes ${usage.current}`);
+  const got: string[] = [];
+  const back = clientFor('dev-0002', { clientId: 'qbytes-v5', ...kept });
+  back.on('message', (_topic, payload) => got.push(payload.toString()[0]!));
+  await until(() => got.length >= 2);
+  await sender.publishAsync('devices/dev-0002/bulk', '5', { qos: 1 });
+  await until(() => got.includes('5'));
+  assert.deepEqual(got, ['3', '4', '5']);
+  assert.equal(await metric('gatehouse_gateway_limit_hits_total', { limit: 'maxQueuedBytesPerDevice' }), 2);
+  await setLimits({ maxQueuedBytesPerDevice: 16 * 1024 * 1024 });
+  await endAll();
+});
+
+test('maxTopicLevels and maxTopicLength: deeper or longer topics are refused (filter 0x8F, PUBLISH 0x90), counted; raised live past the old router depth, they route', { timeout: 30_000 }, async () => {
+  await setLimits({ maxTopicLevels: 3, maxTopicLength: 4096 });
+  const { client } = await connect('dev-0001', { clientId: 'levels-v5' });
+  assert.deepEqual(await granted(client, ['t/1/2', 't/1/2/3']), [1, 0x8f]);
+  const closed = serverDisconnect(client);
+  client.publish('t/1/2/3', 'deep', { qos: 1 });
+  assert.equal(await closed, 0x90);
+  assert.equal(await metric('gatehouse_gateway_limit_hits_total', { limit: 'maxTopicLevels' }), 2);
+
+  // 300 levels: past the 128 + 1 the engine's router was once built for, which threw on such a topic.
+  await setLimits({ maxTopicLevels: null, maxTopicLength: 20 });
+  const deep = Array.from({ length: 300 }, () => 'd').join('/');
+  const { client: reader } = await connect('dev-0002', { clientId: 'levels-reader' });
+  assert.deepEqual(await granted(reader, ['d/#', `x/${'y'.repeat(30)}`]), [1, 0x8f]);
+  assert.equal(await metric('gatehouse_gateway_limit_hits_total', { limit: 'maxTopicLength' }), 1);
+  await setLimits({ maxTopicLength: 4096 });
+  const got: string[] = [];
+  reader.on('message', (topic) => got.push(topic));
+  const { client: writer } = await connect('dev-0001', { clientId: 'levels-writer' });
+  assert.equal(await pubackCode(writer, deep, 'x'), 0);
+  await until(() => got.length === 1);
+  assert.equal(got[0], deep);
+  await setLimits({ maxTopicLevels: 128 });
+  await endAll();
+});
+
+test('maxClientIdLength: a longer client id is refused (v5 0x85, v3.1.1 2) and counted; at least 23 bytes [MQTT-3.1.3-5]', { timeout: 20_000 }, async () => {
+  const r = await gh.api<ErrorJson>('PATCH', `/gateways/${gateway.id}`, { limits: { maxClientIdLength: 22 } });
+  assert.deepEqual([r.status, r.json.error.code, r.json.error.field], [400, 'GW_ERR_LIMIT_OUT_OF_RANGE', 'limits.maxClientIdLength']);
+  await setLimits({ maxClientIdLength: 30 });
+  assert.equal(await refusalCode('dev-0001', { clientId: 'c'.repeat(31) }), 0x85);
+  assert.equal(await refusalCode('dev-0001', { clientId: 'c'.repeat(31), protocolVersion: 4 }), 2);
+  await connect('dev-0001', { clientId: 'c'.repeat(30) });
+  assert.equal(await metric('gatehouse_gateway_limit_hits_total', { limit: 'maxClientIdLength' }), 2);
+  await setLimits({ maxClientIdLength: 256 });
+  await endAll();
+});
+
+test('maxUserPropertiesPerPacket and maxFiltersPerSubscribe: a packet with more ends the connection with 0x97, counted', { timeout: 20_000 }, async () => {
+  await setLimits({ maxUserPropertiesPerPacket: 2, maxFiltersPerSubscribe: 2 });
+  const { client: props } = await connect('dev-0001', { clientId: 'props-v5' });
+  const closedProps = serverDisconnect(props);
+  props.publish('devices/dev-0001/p', 'x', { qos: 0, properties: { userProperties: { a: '1', b: '2', c: '3' } } });
+  assert.equal(await closedProps, 0x97);
+  const { client: filters } = await connect('dev-0002', { clientId: 'filters-v5' });
+  assert.deepEqual(await granted(filters, ['f/1', 'f/2']), [1, 1]);
+  const closedFilters = serverDisconnect(filters);
+  filters.subscribe(['f/1', 'f/2', 'f/3'], { qos: 1 });
+  assert.equal(await closedFilters, 0x97);
+  assert.equal(await metric('gatehouse_gateway_limit_hits_total', { limit: 'maxUserPropertiesPerPacket' }), 1);
+  assert.equal(await metric('gatehouse_gateway_limit_hits_total', { limit: 'maxFiltersPerSubscribe' }), 1);
+  await setLimits({ maxUserPropertiesPerPacket: 128, maxFiltersPerSubscribe: 1000 });
   await endAll();
 });

@@ -65,6 +65,8 @@ const DEFAULT_LIMITS: Record<LimitName, string> = {
   maxConnections: '', messagesPerSecondPerDevice: '', bytesPerSecondPerDevice: '', maxSubscriptionsPerDevice: '1000',
   maxRetainedMessages: '100000', maxPacketSize: '1048576', maxQueuedMessagesPerDevice: '1000', maxSessionExpirySeconds: '604800',
   maxSessionsPerDevice: '', maxConnectionsPerAddress: '1000', connectionRatePerAddress: '200',
+  maxRetainedBytes: '134217728', maxQueuedBytesPerDevice: '16777216', maxTopicLevels: '128', maxTopicLength: '4096', maxClientIdLength: '256',
+  maxUserPropertiesPerPacket: '128', maxFiltersPerSubscribe: '1000',
 };
 
 const LIMIT_LABELS: Record<LimitName, { label: string; unit: string; past: string }> = {
@@ -79,6 +81,13 @@ const LIMIT_LABELS: Record<LimitName, { label: string; unit: string; past: strin
   maxSessionsPerDevice: { label: 'Sessions per device', unit: 'client ids', past: 'refused (0x97; 3.1.1: server unavailable)' },
   maxConnectionsPerAddress: { label: 'Open sockets per address', unit: 'sockets', past: 'closed before TLS' },
   connectionRatePerAddress: { label: 'New sockets per second per address', unit: 'per s', past: 'closed before TLS' },
+  maxRetainedBytes: { label: 'Retained bytes', unit: 'bytes', past: 'not stored (PUBACK 0x97)' },
+  maxQueuedBytesPerDevice: { label: 'Queued bytes per device', unit: 'bytes', past: 'the oldest are dropped' },
+  maxTopicLevels: { label: 'Topic levels', unit: 'levels', past: 'refused (0x90; filters 0x8F); empty = 1000' },
+  maxTopicLength: { label: 'Topic length', unit: 'bytes', past: 'refused (0x90; filters 0x8F); empty = 65535' },
+  maxClientIdLength: { label: 'Client id length', unit: 'bytes', past: 'refused (0x85; 3.1.1: 2); empty = 65535' },
+  maxUserPropertiesPerPacket: { label: 'User properties per packet', unit: 'properties', past: 'the connection is closed (0x97)' },
+  maxFiltersPerSubscribe: { label: 'Filters per SUBSCRIBE', unit: 'filters', past: 'the connection is closed (0x97)' },
 };
 
 const EMPTY: FormState = {

@@ -88,6 +88,13 @@ const LIMIT_DESCRIPTIONS: Record<GatewayLimitName, string> = {
   maxSessionsPerDevice: 'Sessions (distinct client ids) one device may hold; one more is refused (0x97 / v3.1.1 3)',
   maxConnectionsPerAddress: 'Open sockets from one source address, before TLS; more are closed at once',
   connectionRatePerAddress: 'New sockets per second from one source address (bursts of twice as many); more are closed at once',
+  maxRetainedBytes: 'Bytes (payloads and topics) of all retained messages of the gateway; a message that would pass it is not stored (v5 PUBACK 0x97)',
+  maxQueuedBytesPerDevice: 'Bytes of QoS 1/2 messages queued per session; the oldest are dropped beyond it',
+  maxTopicLevels: 'Levels in a topic name or filter; deeper ones are refused (PUBLISH: v5 DISCONNECT 0x90; SUBSCRIBE: 0x8F per filter; will: CONNACK 0x90). null = the engine\'s most, 1000',
+  maxTopicLength: 'Bytes (UTF-8) of a topic name or filter; longer ones are refused like deeper ones. null = the protocol\'s most, 65535',
+  maxClientIdLength: 'Bytes (UTF-8) of a client identifier; longer ones are refused (v5 CONNACK 0x85, v3.1.1 2). At least 23 [MQTT-3.1.3-5]; null = 65535',
+  maxUserPropertiesPerPacket: 'User properties in one packet (a will\'s included); a packet with more ends the connection (v5 0x97)',
+  maxFiltersPerSubscribe: 'Topic filters in one SUBSCRIBE or UNSUBSCRIBE; a packet with more ends the connection (v5 0x97)',
 };
 const limitNames = Object.keys(DEFAULT_GATEWAY_LIMITS) as GatewayLimitName[];
 /** One property per limit, typed by name (Object.fromEntries alone would lose the keys). */

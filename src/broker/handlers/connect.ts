@@ -4,7 +4,7 @@
  */
 import { forwardedPropertiesOf, type IConnectPacket } from '../../mqtt/codec.ts';
 import { RC, v3ConnackCode } from '../../mqtt/reason-codes.ts';
-import { isValidTopicName, topicWithinLimits } from '../../mqtt/topics.ts';
+import { isValidTopicName } from '../../mqtt/topics.ts';
 import { createMessage } from '../message.ts';
 import { logText } from '../../core/log-text.ts';
 import type { Connection } from '../connection.ts';
@@ -31,6 +31,7 @@ function checkClientId(a: ConnectAttempt): StepResult {
   const max = a.conn.broker.options.maxClientIdLength;
   // Longer than we keep (sessions are keyed by it, durable state stores it): identifier not valid.
   if (a.clientId.length > max || (a.clientId.length * 3 > max && Buffer.byteLength(a.clientId) > max)) {
+    a.conn.broker.stats.clientIdsTooLong++;
     return { refuse: RC.CLIENT_IDENTIFIER_NOT_VALID, detail: `client_id_too_long (over ${max} bytes)` };
   }
   if (a.clientId.length > 0) return;
@@ -57,8 +58,9 @@ function checkWill(a: ConnectAttempt): StepResult {
   const will = a.packet.will;
   if (will === undefined) return;
   if (!isValidTopicName(will.topic)) return { refuse: RC.TOPIC_NAME_INVALID, detail: 'will_topic_invalid' };
-  const opts = a.conn.broker.options;
-  if (!topicWithinLimits(will.topic, opts.maxTopicLevels, opts.maxTopicLength)) return { refuse: RC.TOPIC_NAME_INVALID, detail: 'will_topic_over_limits' };
+  if (!a.conn.broker.topicWithinLimits(will.topic)) {
+    return { refuse: RC.TOPIC_NAME_INVALID, detail: 'will_topic_over_limits' };
+  }
   const qos = will.qos ?? 0;
   if (qos > a.conn.broker.options.maximumQoS) return { refuse: RC.QOS_NOT_SUPPORTED, detail: 'will_qos_not_supported' }; // [MQTT-3.2.2-12]
   if (will.retain === true && !a.conn.broker.options.retainAvailable) return { refuse: RC.RETAIN_NOT_SUPPORTED, detail: 'will_retain_not_supported' }; // [MQTT-3.2.2-13]

@@ -5,7 +5,7 @@
 import { isUtf8 } from 'node:buffer';
 import { forwardedPropertiesOf, type IPublishPacket } from '../../mqtt/codec.ts';
 import { RC } from '../../mqtt/reason-codes.ts';
-import { isValidTopicName, topicWithinLimits } from '../../mqtt/topics.ts';
+import { isValidTopicName } from '../../mqtt/topics.ts';
 import { createMessage, type Message } from '../message.ts';
 import type { Connection } from '../connection.ts';
 
@@ -41,7 +41,9 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
   // [MQTT-3.3.2-2] no wildcards in a topic name.
   if (!isValidTopicName(topic)) return conn.protocolViolation(RC.TOPIC_NAME_INVALID, 'topic_name_invalid');
   // Deeper or longer than the engine accepts (as EMQX's max_topic_levels / max_topic_length): 0x90.
-  if (!topicWithinLimits(topic, opts.maxTopicLevels, opts.maxTopicLength)) return conn.protocolViolation(RC.TOPIC_NAME_INVALID, 'topic_over_limits');
+  if (!conn.broker.topicWithinLimits(topic)) {
+    return conn.protocolViolation(RC.TOPIC_NAME_INVALID, 'topic_over_limits');
+  }
   if (conn.isV5) {
     const p = packet.properties;
     // [MQTT-3.3.2-14] the Response Topic is a topic name: no wildcards.
@@ -98,8 +100,10 @@ function finish(conn: Connection, message: Message, packetId: number, verdict: n
 
 function route(conn: Connection, message: Message, packetId: number): void {
   // A new retained topic beyond the store's limit is refused as a whole (0x97).
-  if (message.retain && !conn.broker.retained.accepts(message)) {
+  const refusal = message.retain ? conn.broker.retained.refusal(message) : null;
+  if (refusal !== null) {
     conn.broker.stats.droppedRetainedQuota++;
+    if (refusal === 'bytes') conn.broker.stats.retainedOverBytes++;
     acknowledge(conn, message.qos, packetId, RC.QUOTA_EXCEEDED);
     return;
   }

@@ -1,7 +1,7 @@
 /** SUBSCRIBE: validate, authorize and store each filter, answer SUBACK, then send retained messages. */
 import type { ISubscribePacket, ISubscription, QoS } from '../../mqtt/codec.ts';
 import { RC, V3_SUBACK_FAILURE } from '../../mqtt/reason-codes.ts';
-import { isValidTopicFilter, parseSharedFilter, topicWithinLimits } from '../../mqtt/topics.ts';
+import { isValidTopicFilter, parseSharedFilter } from '../../mqtt/topics.ts';
 import type { Subscription } from '../session.ts';
 import type { Connection } from '../connection.ts';
 
@@ -51,8 +51,9 @@ function subscribeOne(conn: Connection, s: ISubscription, subId: number | undefi
   const filter = shared === null ? raw : shared.filter;
   if (!isValidTopicFilter(filter)) return failure(conn, RC.TOPIC_FILTER_INVALID); // [MQTT-4.7.1-1, MQTT-4.7.1-2]
   // Deeper or longer than the engine accepts: refused like an invalid filter (EMQX answers 0x8F too).
-  const opts = conn.broker.options;
-  if (!topicWithinLimits(raw, opts.maxTopicLevels, opts.maxTopicLength)) return failure(conn, RC.TOPIC_FILTER_INVALID);
+  if (!conn.broker.topicWithinLimits(raw)) {
+    return failure(conn, RC.TOPIC_FILTER_INVALID);
+  }
   const session = conn.session!;
   if (!session.subscriptions.has(raw) && session.subscriptions.size >= conn.broker.options.maxSubscriptionsPerClient) {
     conn.broker.stats.subscriptionsOverLimit++;
@@ -104,6 +105,7 @@ function answer(conn: Connection, packetId: number, outcomes: Outcome[]): void {
     let matched = conn.broker.retained.match(sub.filter, now);
     if (sub.noLocal) matched = matched.filter((m) => m.senderId !== conn.clientId);
     // Sent with RETAIN set, at most the granted QoS, paced by the client (never dropped for its pace).
-    sub.session.sendRetained(sub.raw, matched, sub.qos, sub.subscriptionId === undefined ? undefined : [sub.subscriptionId]);
+    const store = conn.broker.retained;
+    sub.session.sendRetained(sub.raw, matched, sub.qos, sub.subscriptionId === undefined ? undefined : [sub.subscriptionId], store);
   }
 }
