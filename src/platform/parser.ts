@@ -16,6 +16,15 @@ export interface ParsingLimits {
   memoryMb: number;
   /** Messages waiting for the script per gateway; more are dropped unparsed. */
   maxPending: number;
+  /** Messages handed to the sandbox worker in one batch (default 64). */
+  batchSize?: number;
+  /**
+   * How long a message may wait for others to share its trip to the sandbox worker (default 2 ms).
+   * Every trip costs two thread hops whatever it carries; parsing happens after delivery and nobody
+   * waits on it, so at a few thousand messages a second a short wait turns a hop per message into a
+   * hop per batch.
+   */
+  batchWindowMs?: number;
 }
 
 export type ParseOutcome =
@@ -99,6 +108,7 @@ export class GatewayParser {
       return await this.#runner.compile(source, {
         kind: 'module-function', entry: 'transformPayload', filename: TRANSFORM_FILENAME, result: 'object',
         timeoutMs: this.#limits.timeoutMs, memoryMb: this.#limits.memoryMb, maxQueued: this.#limits.maxPending,
+        maxConcurrent: this.#limits.batchSize ?? 64, batchWindowMs: this.#limits.batchWindowMs ?? 2,
       });
     } catch (err) {
       const message = err instanceof ScriptCompileError ? err.message : (err as Error).message;

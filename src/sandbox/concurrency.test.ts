@@ -72,3 +72,29 @@ test('20,000 transformPayload calls from 1 and from 8 callers each get their own
   }
   assert.equal(script.stats().succeeded, 40_000);
 });
+
+test('a batch window gathers calls made in separate turns into one hand-over; without one each goes alone; a full batch does not wait', { timeout: 30_000 }, async () => {
+  const source = 'function transformPayload(topic, bytes) { return { topic, n: bytes.length }; }';
+  const options = { kind: 'module-function', entry: 'transformPayload', maxConcurrent: 64 } as const;
+  const spaced = async (script: Awaited<ReturnType<typeof runner.compile>>, n: number) => {
+    const answers = [];
+    for (let i = 0; i < n; i++) {
+      answers.push(script.invoke([`t/${i}`, new Uint8Array(i)]));
+      await new Promise((resolve) => setImmediate(resolve)); // the next call comes in another turn
+    }
+    return Promise.all(answers);
+  };
+  const windowed = await runner.compile(source, { ...options, batchWindowMs: 100 });
+  const results = await spaced(windowed, 10);
+  assert.deepEqual(results.map((r) => r.ok && r.value), Array.from({ length: 10 }, (_, i) => ({ topic: `t/${i}`, n: i })));
+  assert.equal(windowed.stats().batches, 1);
+  const eager = await runner.compile(source, options);
+  await spaced(eager, 10);
+  assert.equal(eager.stats().batches, 10);
+  // Four calls fill a batch of four: it goes without waiting for the window, the fifth waits for its own.
+  const small = await runner.compile(source, { ...options, maxConcurrent: 4, batchWindowMs: 100 });
+  const five = await Promise.all(Array.from({ length: 5 }, (_, i) => small.invoke([`s/${i}`, new Uint8Array(0)])));
+  assert.ok(five.every((r) => r.ok));
+  assert.equal(small.stats().batches, 2);
+  for (const s of [windowed, eager, small]) s.dispose();
+});

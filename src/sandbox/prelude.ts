@@ -383,19 +383,25 @@ export const PRELUDE_SOURCE = String.raw`
     constructor(message) { this.message = message; }
   }
 
+  // Called by stringify for every value of every result: the common cases return at once, and the
+  // words of a refusal are put together only when there is one.
+  function where(key) {
+    return key === '' ? 'the result is ' : 'the result contains (at key ' + stringify(key) + ') ';
+  }
+
   function checkJson(key, value) {
-    const where = key === '' ? 'the result is ' : 'the result contains (at key ' + stringify(key) + ') ';
     switch (typeof value) {
-      case 'function': throw new BadResult(where + 'a function');
-      case 'symbol': throw new BadResult(where + 'a symbol');
-      case 'bigint': throw new BadResult(where + 'a bigint');
+      case 'string': case 'boolean': return value;
+      case 'function': throw new BadResult(where(key) + 'a function');
+      case 'symbol': throw new BadResult(where(key) + 'a symbol');
+      case 'bigint': throw new BadResult(where(key) + 'a bigint');
       case 'number':
-        if (!isFinite(value)) throw new BadResult(where + safeString(value) + ', which JSON cannot represent');
+        if (!isFinite(value)) throw new BadResult(where(key) + safeString(value) + ', which JSON cannot represent');
         break;
       case 'object':
         if (value !== null && !isArray(value)) {
           const proto = getProto(value);
-          if (proto !== ObjectProto && proto !== null) throw new BadResult(where + typeName(value) + ', not a plain object');
+          if (proto !== ObjectProto && proto !== null) throw new BadResult(where(key) + typeName(value) + ', not a plain object');
         }
         break;
     }

@@ -255,19 +255,23 @@ class QuickJsScript implements CompiledScript {
   readonly #spec: ScriptSpec;
   readonly #maxConcurrent: number;
   readonly #maxQueued: number;
+  readonly #batchWindowMs: number;
+  /** Set while calls wait for the batch window to close. */
+  #window: NodeJS.Timeout | undefined;
   readonly #onDispose: (script: QuickJsScript) => void;
   #host: WorkerHost;
   #disposed = false;
   #pumpScheduled = false;
   readonly #queue: Job[] = [];
   readonly #inFlight = new Map<Job, number>();
-  readonly #stats = { calls: 0, succeeded: 0, failures: emptyFailures(), restarts: 0, totalMs: 0 };
+  readonly #stats = { calls: 0, succeeded: 0, failures: emptyFailures(), restarts: 0, totalMs: 0, batches: 0 };
 
-  constructor(spec: ScriptSpec, limits: { maxConcurrent: number; maxQueued: number }, host: WorkerHost,
+  constructor(spec: ScriptSpec, limits: { maxConcurrent: number; maxQueued: number; batchWindowMs: number }, host: WorkerHost,
     onDispose: (script: QuickJsScript) => void) {
     this.#spec = spec;
     this.#maxConcurrent = limits.maxConcurrent;
     this.#maxQueued = limits.maxQueued;
+    this.#batchWindowMs = limits.batchWindowMs;
     this.#host = host;
     this.#onDispose = onDispose;
   }
@@ -282,7 +286,7 @@ class QuickJsScript implements CompiledScript {
     host.scripts.add(this);
     void host.compile(this.id, this.#spec);
     this.#stats.restarts++;
-    this.#schedulePump();
+    this.#schedulePump(true);
   }
 
   invoke(args: readonly SandboxArg[], options: InvokeOptions = {}): Promise<InvokeResult> {
@@ -324,6 +328,8 @@ class QuickJsScript implements CompiledScript {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    clearTimeout(this.#window);
+    this.#window = undefined;
     for (const job of this.#queue.splice(0)) job.resolve(this.#fail('disposed', 'the script has been disposed'));
     this.#host.forget(this.#inFlight.values());
     for (const job of [...this.#inFlight.keys()]) {
@@ -350,11 +356,22 @@ class QuickJsScript implements CompiledScript {
       this.#stats.succeeded++;
       job.resolve({ ok: true, value: outcome.value, ...base });
     }
-    this.#schedulePump();
+    if (this.#queue.length > 0) this.#schedulePump(true);
   }
 
-  #schedulePump(): void {
+  /** `now`: the calls waiting go at the next microtask (room opened for calls that already waited). */
+  #schedulePump(now = false): void {
     if (this.#pumpScheduled || this.#disposed) return;
+    // Within a batch window, new calls gather until it closes or a whole batch is waiting.
+    if (!now && this.#batchWindowMs > 0 && this.#queue.length < this.#maxConcurrent) {
+      this.#window ??= setTimeout(() => {
+        this.#window = undefined;
+        this.#pump();
+      }, this.#batchWindowMs);
+      return;
+    }
+    clearTimeout(this.#window);
+    this.#window = undefined;
     this.#pumpScheduled = true;
     queueMicrotask(() => {
       this.#pumpScheduled = false;
@@ -371,7 +388,9 @@ class QuickJsScript implements CompiledScript {
       this.#inFlight.set(job, callId);
       batch.push({ callId, job });
     }
-    if (batch.length > 0) this.#host.call(this, this.id, batch);
+    if (batch.length === 0) return;
+    this.#stats.batches++;
+    this.#host.call(this, this.id, batch);
   }
 
   #decode(answer: CallAnswer): Outcome {
@@ -432,6 +451,7 @@ export class QuickJsRunner implements ScriptRunner {
     const limits = {
       maxConcurrent: checkRange('maxConcurrent', options.maxConcurrent),
       maxQueued: checkRange('maxQueued', options.maxQueued),
+      batchWindowMs: checkRange('batchWindowMs', options.batchWindowMs),
     };
     const host = this.#leastLoaded();
     const script = new QuickJsScript(spec, limits, host, (s) => {
