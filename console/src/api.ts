@@ -140,7 +140,11 @@ export interface Gateway extends GatewayListItem {
 export interface Warning { code: string; message: string; field: string }
 export type SavedGateway = Gateway;
 
-export interface Product { productKey: string; name: string; gatewayId: string; deviceCount: number; createdAt: string }
+export interface DeviceStatusCounts { online: number; offline: number; inactive: number; disabled: number }
+export interface Product { productKey: string; name: string; gatewayId: string; deviceCount: number; deviceCounts: DeviceStatusCounts; createdAt: string }
+
+/** A page of a product's devices (keyset: `nextCursor` leads to the next one). */
+export interface DevicePage { items: Device[]; nextCursor: string | null; total: number }
 
 export type DeviceStatus = 'INACTIVE' | 'ONLINE' | 'OFFLINE' | 'DISABLED';
 export interface Device {
@@ -156,11 +160,18 @@ export interface Device {
   createdAt: string;
 }
 
-export interface ImportResult {
+/** An import running in the background (POST /products/{key}/imports), polled for its progress. */
+export interface ImportOperation {
+  id: string;
+  productKey: string;
+  state: 'RUNNING' | 'DONE' | 'FAILED';
   total: number;
+  processed: number;
   created: number;
   failed: number;
-  rows: { row: number; ok: boolean; deviceName?: string; error?: { code: string; message: string; field: string | null } }[];
+  error: { code: string; message: string; field: string | null } | null;
+  failures: { row: number; error?: { code: string; message: string; field: string | null } }[];
+  failuresOmitted: number;
 }
 
 export interface VerificationFunction { name: string; source: string; timeoutMs: number; memoryMb: number; createdAt: string; updatedAt: string }

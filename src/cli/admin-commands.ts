@@ -422,17 +422,24 @@ export function registerAdminCommands(program: Command, io: CliIo = defaultIo): 
       if (answer.failed > 0) io.setExitCode(1);
     }));
 
-  withConnection(devices.command('list <product>').description('list the devices of a product (its key, or its gateway\'s name or id)')
-    .option('--limit <n>', 'at most this many (1-1000)', '100')
-    .option('--offset <n>', 'skip this many', '0'))
-    .action(run<ConnectionFlags & { limit: string; offset: string }>(async (client, flags, [product = '']) => {
+  withConnection(devices.command('list <product>').description('list the devices of a product (its key, or its gateway\'s name or id), a page at a time')
+    .option('--limit <n>', 'at most this many (1-500)', '50')
+    .option('--cursor <cursor>', 'the page after the one that printed this cursor')
+    .option('--search <prefix>', 'devices whose name, username or SN starts with this')
+    .option('--status <status>', 'online, offline, inactive or disabled'))
+    .action(run<ConnectionFlags & { limit: string; cursor?: string; search?: string; status?: string }>(async (client, flags, [product = '']) => {
       const productKey = await productKeyOf(client, product);
-      const query = new URLSearchParams({ limit: flags.limit, offset: flags.offset });
-      const page = await client.request<{ items: DeviceView[]; total: number }>('GET', `/api/v1/products/${encodeURIComponent(productKey)}/devices?${query.toString()}`);
+      const query = new URLSearchParams({ limit: flags.limit });
+      for (const key of ['cursor', 'search', 'status'] as const) {
+        const value = flags[key];
+        if (value !== undefined) query.set(key, value);
+      }
+      const page = await client.request<{ items: DeviceView[]; nextCursor: string | null; total: number }>(
+        'GET', `/api/v1/products/${encodeURIComponent(productKey)}/devices?${query.toString()}`);
       print(flags, page, () => [
         formatTable(['DEVICE NAME', 'USERNAME', 'SN', 'STATUS', 'LAST ONLINE', 'ADDRESS'],
           page.items.map((d) => [d.deviceName, d.username, d.sn, d.status, d.lastOnlineAt, d.clientAddress])),
-        `${page.items.length} of ${page.total} devices`,
+        `${page.items.length} of ${page.total} devices${page.nextCursor === null ? '' : `; next page: --cursor ${page.nextCursor}`}`,
       ].join('\n'));
     }));
 }

@@ -6,7 +6,10 @@ import { GatehouseError } from '../core/errors.ts';
 import { CsvSyntaxError, parseCsv } from './csv.ts';
 import type { ImportRowError } from './types.ts';
 
+/** Rows of one import request, answered when done, row by row. */
 export const MAX_IMPORT_ROWS = 10_000;
+/** Rows of one import operation (the console's path: it runs in the background and reports progress). */
+export const MAX_IMPORT_OPERATION_ROWS = 100_000;
 /** Without a header the columns are these, in this order (DESIGN.md). */
 const DEFAULT_COLUMNS = ['sn', 'username', 'password'];
 const HEADER_NAMES: Record<string, string> = { sn: 'sn', username: 'username', password: 'password', devicename: 'deviceName' };
@@ -19,22 +22,23 @@ export interface RawImportRow {
   error?: ImportRowError;
 }
 
-function tooLarge(count: number): GatehouseError {
-  return new GatehouseError('GW_ERR_IMPORT_TOO_LARGE', `${count} rows; at most ${MAX_IMPORT_ROWS} per request`, 'rows');
+function tooLarge(count: number, max: number): GatehouseError {
+  const what = max === MAX_IMPORT_ROWS ? 'per request (an import operation takes up to 100,000)' : 'per import operation';
+  return new GatehouseError('GW_ERR_IMPORT_TOO_LARGE', `${count} rows; at most ${max} ${what}`, 'rows');
 }
 
 function invalid(message: string, field = 'body'): GatehouseError {
   return new GatehouseError('GW_ERR_IMPORT_INVALID', message, field);
 }
 
-export function rowsFromJson(body: unknown): RawImportRow[] {
+export function rowsFromJson(body: unknown, max = MAX_IMPORT_ROWS): RawImportRow[] {
   if (!Array.isArray(body)) throw invalid('a JSON import is an array of {sn, username, password, deviceName?} objects');
-  if (body.length > MAX_IMPORT_ROWS) throw tooLarge(body.length);
+  if (body.length > max) throw tooLarge(body.length, max);
   if (body.length === 0) throw invalid('the import has no rows');
   return (body as unknown[]).map((value, index) => ({ row: index + 1, value }));
 }
 
-export function rowsFromCsv(text: string): RawImportRow[] {
+export function rowsFromCsv(text: string, max = MAX_IMPORT_ROWS): RawImportRow[] {
   let records: { fields: string[]; line: number }[];
   try {
     records = parseCsv(text);
@@ -47,7 +51,7 @@ export function rowsFromCsv(text: string): RawImportRow[] {
   const columns = header === undefined ? DEFAULT_COLUMNS : header.map((name) => HEADER_NAMES[name.toLowerCase()] as string);
   if (header !== undefined && new Set(columns).size !== columns.length) throw invalid('a CSV column is named twice', 'header');
   const dataRecords = header === undefined ? records : records.slice(1);
-  if (dataRecords.length > MAX_IMPORT_ROWS) throw tooLarge(dataRecords.length);
+  if (dataRecords.length > max) throw tooLarge(dataRecords.length, max);
   if (dataRecords.length === 0) throw invalid('the import has no rows');
 
   return dataRecords.map(({ fields, line }, index) => {

@@ -4,7 +4,10 @@
  */
 import { GatehouseError } from '../core/errors.ts';
 import { withDuplicatesTranslated, type RegistryContext } from './context.ts';
-import { rowsFromCsv, rowsFromJson, type RawImportRow } from './device-import.ts';
+import { MAX_IMPORT_OPERATION_ROWS, rowsFromCsv, rowsFromJson, type RawImportRow } from './device-import.ts';
+import { DeviceImporter, type ImportProgress } from './device-importer.ts';
+import { checkDeviceListInput, encodeCursor, type DeviceListInput } from './device-list-query.ts';
+import { blankDeviceRecord, rowDeviceRecord } from './device-records.ts';
 import { checkDeviceName, checkDeviceRow, checkPassword, checkSn, type CheckedDeviceRow } from './device-rules.ts';
 import type { DeviceRef } from './events.ts';
 import { storedProperty } from './device-properties.ts';
@@ -12,20 +15,15 @@ import { hashPassword, needsRehash } from './passwords.ts';
 import {
   DuplicateKeyError, type DevicePatch, type DeviceRecord, type ProductRecord, type PropertyMergeResult, type Repositories,
 } from './ports.ts';
+import { ImportOperations, type ImportOperation } from './import-operations.ts';
 import type { ProductService } from './product-service.ts';
-import type {
-  Device, DeviceConnectionInfo, DeviceCreateInput, DeviceCredential, DeviceUpdateInput, ImportResult, ImportRowResult,
-} from './types.ts';
-
-export const DEFAULT_PAGE_SIZE = 100;
-export const MAX_PAGE_SIZE = 1000;
-/** scrypt runs on libuv's pool (4 threads); leave room for the data plane's own password checks. */
-const HASH_CONCURRENCY = 2;
-/** Rows per INSERT: well under SQLite's 32,766 bound parameters and PostgreSQL's 65,535. */
-const INSERT_CHUNK = 500;
+import type { Device, DeviceConnectionInfo, DeviceCreateInput, DeviceCredential, DeviceUpdateInput, ImportResult } from './types.ts';
 
 export interface DevicePage {
   items: Device[];
+  /** Pass as `cursor` for the next page; null on the last one. */
+  nextCursor: string | null;
+  /** Devices that match the search and status (all of the product's without them). */
   total: number;
 }
 
@@ -33,9 +31,14 @@ export class DeviceService {
   readonly #ctx: RegistryContext;
   readonly #products: ProductService;
 
+  readonly #importer: DeviceImporter;
+  readonly #operations: ImportOperations;
+
   constructor(context: RegistryContext, products: ProductService) {
     this.#ctx = context;
     this.#products = products;
+    this.#importer = new DeviceImporter(context);
+    this.#operations = new ImportOperations((productKey, rows, onProgress) => this.#import(productKey, rows, onProgress), context.logger, context.now);
   }
 
   async create(productKey: string, input: DeviceCreateInput): Promise<Device> {
@@ -43,38 +46,57 @@ export class DeviceService {
     const row = checkDeviceRow(input);
     const conflict = await this.#conflictOf(this.#ctx.storage, productKey, row);
     if (conflict) throw conflict;
-    const record = this.#newRecord(productKey, row, await hashPassword(row.password, this.#ctx.passwordCost));
+    const record = rowDeviceRecord(productKey, row, await hashPassword(row.password, this.#ctx.passwordCost), this.#ctx.now().toISOString());
     await withDuplicatesTranslated(() => this.#ctx.storage.devices.insert(record));
     this.#ctx.events.emit('device.created', this.#ref(product, record));
     return toDevice(record, {});
   }
 
-  /** A JSON array of rows (each `{sn?, username, password, deviceName?}`). */
+  /** A JSON array of rows (each `{sn?, username, password, deviceName?}`), answered row by row when done. */
   async importJson(productKey: string, body: unknown): Promise<ImportResult> {
     await this.#products.require(productKey);
     return this.#import(productKey, rowsFromJson(body));
   }
 
-  /** CSV `sn,username,password`, header optional. */
+  /** CSV `sn,username,password`, header optional, answered row by row when done. */
   async importCsv(productKey: string, text: string): Promise<ImportResult> {
     await this.#products.require(productKey);
     return this.#import(productKey, rowsFromCsv(text));
   }
 
-  async list(productKey: string, page: { limit?: number; offset?: number } = {}): Promise<DevicePage> {
+  /** The same, up to 100,000 rows, as an operation: answered at once, its progress read with `importOperation`. */
+  async startImport(productKey: string, body: { csv: string } | { json: unknown }): Promise<ImportOperation> {
     await this.#products.require(productKey);
-    const limit = page.limit ?? DEFAULT_PAGE_SIZE;
-    const offset = page.offset ?? 0;
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
-      throw new GatehouseError('GW_ERR_VALIDATION', `limit must be an integer from 1 to ${MAX_PAGE_SIZE}`, 'limit');
-    }
-    if (!Number.isInteger(offset) || offset < 0) throw new GatehouseError('GW_ERR_VALIDATION', 'offset must be a non-negative integer', 'offset');
+    const rows = 'csv' in body ? rowsFromCsv(body.csv, MAX_IMPORT_OPERATION_ROWS) : rowsFromJson(body.json, MAX_IMPORT_OPERATION_ROWS);
+    return this.#operations.start(productKey, rows);
+  }
+
+  importOperation(productKey: string, id: string): ImportOperation {
+    return this.#operations.get(productKey, id);
+  }
+
+  /** Resolves when every import operation has finished. */
+  importsSettled(): Promise<void> {
+    return this.#operations.settled();
+  }
+
+  /** A page of devices in name order, after `cursor`, of those matching `search` (a prefix) and `status`. */
+  async list(productKey: string, input: DeviceListInput = {}): Promise<DevicePage> {
+    await this.#products.require(productKey);
+    const query = checkDeviceListInput(input);
+    // One more than the page: whether a next page exists, without a cursor that leads to an empty page.
     const [records, total] = await Promise.all([
-      this.#ctx.storage.devices.list(productKey, { limit, offset }),
-      this.#ctx.storage.devices.count(productKey),
+      this.#ctx.storage.devices.list(productKey, { ...query, limit: query.limit + 1 }),
+      this.#ctx.storage.devices.count(productKey, { search: query.search, status: query.status }),
     ]);
-    const properties = await this.#ctx.storage.devices.propertiesOf(productKey, records.map((r) => r.deviceName));
-    return { items: records.map((r) => toDevice(r, properties.get(r.deviceName) ?? {})), total };
+    const page = records.slice(0, query.limit);
+    const properties = await this.#ctx.storage.devices.propertiesOf(productKey, page.map((r) => r.deviceName));
+    const last = page[page.length - 1];
+    return {
+      items: page.map((r) => toDevice(r, properties.get(r.deviceName) ?? {})),
+      nextCursor: records.length > query.limit && last !== undefined ? encodeCursor(last.deviceName) : null,
+      total,
+    };
   }
 
   async get(productKey: string, deviceName: string): Promise<Device> {
@@ -148,7 +170,7 @@ export class DeviceService {
       // A third-party service accepted a device we have not seen: it joins the product now.
       checkDeviceName(deviceName);
       const created: DeviceRecord = {
-        ...this.#blankRecord(productKey, deviceName, at), origin: 'AUTO_CREATED', ...connection,
+        ...blankDeviceRecord(productKey, deviceName, at), origin: 'AUTO_CREATED', ...connection,
       };
       try {
         await this.#ctx.storage.devices.insert(created);
@@ -194,83 +216,14 @@ export class DeviceService {
     return product ? this.#ctx.storage.devices.markProductOffline(product.productKey, at.toISOString()) : 0;
   }
 
-  // ── Import ──────────────────────────────────────────────────────────────────────────────────────
-
-  async #import(productKey: string, rows: RawImportRow[]): Promise<ImportResult> {
-    const results: ImportRowResult[] = rows.map(({ row }) => ({ row, ok: false }));
-    const candidates: { index: number; row: CheckedDeviceRow }[] = [];
-    rows.forEach((raw, index) => {
-      const result = results[index] as ImportRowResult;
-      if (raw.error) {
-        result.error = raw.error;
-        return;
-      }
-      try {
-        candidates.push({ index, row: checkDeviceRow(raw.value) });
-      } catch (error) {
-        result.error = rowError(error);
-      }
-    });
-
-    // Check against the product (and earlier rows) before hashing: hashing is the slow part.
-    let accepted = this.#dropConflicts(candidates, await this.#ctx.storage.devices.listIdentities(productKey), results);
-    const hashes = await mapWithConcurrency(accepted, HASH_CONCURRENCY, ({ row }) => hashPassword(row.password, this.#ctx.passwordCost));
-    const hashOf = new Map(accepted.map((candidate, i) => [candidate, hashes[i] as string]));
-
-    // Another request may have added devices while we hashed: check again inside the transaction.
-    // On PostgreSQL a concurrent insert can still slip in; one retry re-checks against it.
-    let inserted: DeviceRecord[] = [];
-    for (let attempt = 1; ; attempt++) {
-      try {
-        inserted = await this.#ctx.storage.transaction(async (tx) => {
-          accepted = this.#dropConflicts(accepted, await tx.devices.listIdentities(productKey), results);
-          const records = accepted.map((c) => this.#newRecord(productKey, c.row, hashOf.get(c) as string));
-          for (let i = 0; i < records.length; i += INSERT_CHUNK) await tx.devices.insertMany(records.slice(i, i + INSERT_CHUNK));
-          return records;
-        });
-        break;
-      } catch (error) {
-        if (!(error instanceof DuplicateKeyError) || attempt >= 2) throw translateConflict(error);
-      }
-    }
-
-    accepted.forEach((candidate, i) => {
-      const result = results[candidate.index] as ImportRowResult;
-      result.ok = true;
-      result.deviceName = (inserted[i] as DeviceRecord).deviceName;
-    });
-    const product = await this.#products.require(productKey);
-    for (const record of inserted) this.#ctx.events.emit('device.created', this.#ref(product, record));
-    this.#ctx.logger.info({ productKey, rows: rows.length, created: inserted.length }, 'devices_imported');
-    return { total: rows.length, created: inserted.length, failed: rows.length - inserted.length, rows: results };
-  }
-
-  /** Keeps the candidates whose name and username are free, in order; marks the others. */
-  #dropConflicts<T extends { index: number; row: CheckedDeviceRow }>(
-    candidates: T[],
-    existing: { deviceName: string; username: string | null }[],
-    results: ImportRowResult[],
-  ): T[] {
-    const names = new Set(existing.map((d) => d.deviceName));
-    const usernames = new Set(existing.flatMap((d) => (d.username === null ? [] : [d.username])));
-    return candidates.filter(({ index, row }) => {
-      const result = results[index] as ImportRowResult;
-      const error = usernames.has(row.username)
-        ? new GatehouseError('GW_ERR_USERNAME_TAKEN', `username "${row.username}" is taken in this product`, 'username')
-        : names.has(row.deviceName)
-          ? new GatehouseError('GW_ERR_DEVICE_NAME_TAKEN', `device name "${row.deviceName}" is taken in this product`, 'deviceName')
-          : undefined;
-      if (error) {
-        result.error = rowError(error);
-        return false;
-      }
-      names.add(row.deviceName);
-      usernames.add(row.username);
-      return true;
-    });
-  }
-
   // ── Helpers ─────────────────────────────────────────────────────────────────────────────────────
+
+  async #import(productKey: string, rows: RawImportRow[], onProgress?: (progress: ImportProgress) => void): Promise<ImportResult> {
+    const { result, created } = await this.#importer.run(productKey, rows, onProgress);
+    const product = await this.#products.require(productKey);
+    for (const record of created) this.#ctx.events.emit('device.created', this.#ref(product, record));
+    return result;
+  }
 
   async #conflictOf(repos: Repositories, productKey: string, row: CheckedDeviceRow): Promise<GatehouseError | undefined> {
     if (await repos.devices.findByUsername(productKey, row.username)) {
@@ -286,19 +239,6 @@ export class DeviceService {
     const record = await this.#ctx.storage.devices.get(productKey, deviceName);
     if (!record) throw new GatehouseError('GW_ERR_DEVICE_NOT_FOUND', `no device "${deviceName}" in product "${productKey}"`, 'deviceName');
     return record;
-  }
-
-  #blankRecord(productKey: string, deviceName: string, at: string): DeviceRecord {
-    return {
-      productKey, deviceName, username: null, passwordHash: null, sn: null, origin: 'IMPORTED',
-      connectionState: 'INACTIVE', disabled: false, lastOnlineAt: null, clientAddress: null, certificate: null,
-      createdAt: at, updatedAt: at,
-    };
-  }
-
-  #newRecord(productKey: string, row: CheckedDeviceRow, passwordHash: string): DeviceRecord {
-    const at = this.#ctx.now().toISOString();
-    return { ...this.#blankRecord(productKey, row.deviceName, at), username: row.username, passwordHash, sn: row.sn };
   }
 
   async #withProperties(record: DeviceRecord): Promise<Device> {
@@ -325,28 +265,4 @@ export function toDevice(record: DeviceRecord, properties: Record<string, unknow
     createdAt: record.createdAt,
     updatedAt: record.updatedAt,
   };
-}
-
-function rowError(error: unknown): { code: string; message: string; field: string | null } {
-  if (error instanceof GatehouseError) return { code: error.code, message: error.message, field: error.field ?? null };
-  throw error;
-}
-
-function translateConflict(error: unknown): unknown {
-  return error instanceof DuplicateKeyError
-    ? new GatehouseError('GW_ERR_CONFLICT', 'devices of this product changed during the import; retry it')
-    : error;
-}
-
-async function mapWithConcurrency<T, R>(items: readonly T[], concurrency: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-  return results;
 }

@@ -22,8 +22,10 @@ export { verifyPassword, hashPassword, DEFAULT_SCRYPT_COST, type ScryptCost } fr
 export { checkDeviceName } from './device-rules.ts';
 export { interpretVerificationOutput, checkedDeviceName, deviceAclOf, type VerificationVerdict } from './verification-result.ts';
 export type { DryRunResult, VerificationEvent } from './function-sandbox.ts';
-export { MAX_IMPORT_ROWS } from './device-import.ts';
+export { MAX_IMPORT_ROWS, MAX_IMPORT_OPERATION_ROWS } from './device-import.ts';
+export { MAX_REPORTED_FAILURES, type ImportOperation, type ImportOperationState } from './import-operations.ts';
+export { IMPORT_STEP, type ImportProgress } from './device-importer.ts';
 export { decodeCsv, SUPPORTED_CHARSETS } from './csv-encoding.ts';
-export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './device-service.ts';
+export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_SEARCH_LENGTH, DEVICE_STATUSES, type DeviceListInput } from './device-list-query.ts';
 export { TIMEOUT_MS as FUNCTION_TIMEOUT_MS, MEMORY_MB as FUNCTION_MEMORY_MB } from './function-rules.ts';
 export { DEFAULT_PORT, MIN_PORT, MAX_PORT, MAX_PARAMS, MAX_PARAM_LENGTH, MAX_SCRIPT_LENGTH } from './gateway-rules.ts';

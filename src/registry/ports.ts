@@ -10,7 +10,7 @@ import type { GatewayLimits, GatewayLimitsUsage } from './gateway-limits.ts';
 import type { PropertyTotals, StoredProperty } from './device-properties.ts';
 import type {
   AuthType, DataParsingConfig, Device, DeviceCertificateInfo, DeviceConnectionInfo, DeviceConnectionState,
-  DeviceCredential, DeviceOrigin, GatewayProtocol, GatewayRuntimeConfig, GatewayStatus, OcspConfig,
+  DeviceCredential, DeviceOrigin, DeviceStatusCounts, GatewayProtocol, GatewayRuntimeConfig, GatewayStatus, OcspConfig,
   StoredThirdPartyConfig, VerificationFunction, Warning,
 } from './types.ts';
 
@@ -212,17 +212,43 @@ export interface ProductRepository {
   listWithDeviceCounts(): Promise<(ProductRecord & { deviceCount: number })[]>;
 }
 
+/** A device's status as the API shows it: DISABLED wins over the connection state. */
+export type DeviceStatusFilter = 'ONLINE' | 'OFFLINE' | 'INACTIVE' | 'DISABLED';
+
+export interface DeviceFilter {
+  /**
+   * A prefix of the device name, the username or the SN (case-sensitive, code point order): served by
+   * an index on each column on both backends, where a substring would need trigram indexes.
+   */
+  search?: string;
+  status?: DeviceStatusFilter;
+}
+
+export interface DevicePageQuery extends DeviceFilter {
+  limit: number;
+  /** The last device name of the previous page. */
+  after?: string;
+}
+
 export interface DeviceRepository {
   insert(record: DeviceRecord): Promise<void>;
   /** All or nothing. */
   insertMany(records: DeviceRecord[]): Promise<void>;
   get(productKey: string, deviceName: string): Promise<DeviceRecord | undefined>;
   findByUsername(productKey: string, username: string): Promise<DeviceRecord | undefined>;
-  /** Ordered by device name. */
-  list(productKey: string, page: { limit: number; offset: number }): Promise<DeviceRecord[]>;
-  count(productKey: string): Promise<number>;
+  /**
+   * One page in device-name order (code point order on both backends), the page after `after` (keyset:
+   * stable under inserts, never an offset), of the devices that match `filter`.
+   */
+  list(productKey: string, page: DevicePageQuery): Promise<DeviceRecord[]>;
+  /** Devices of the product, or of them those that match `filter`. */
+  count(productKey: string, filter?: DeviceFilter): Promise<number>;
+  /** Devices per status, exact, for one product or (no key) every product; a product without devices is absent. */
+  statusCounts(productKey?: string): Promise<Map<string, DeviceStatusCounts>>;
   /** Names and usernames of every device in a product (for checking an import in one query). */
   listIdentities(productKey: string): Promise<{ deviceName: string; username: string | null }[]>;
+  /** The devices of a product that hold one of these names or usernames (an import chunk's conflicts). */
+  findIdentities(productKey: string, deviceNames: readonly string[], usernames: readonly string[]): Promise<{ deviceName: string; username: string | null }[]>;
   update(productKey: string, deviceName: string, patch: DevicePatch): Promise<boolean>;
   /** Compare-and-set: writes `next` only while the stored hash is still `expected`; whether it wrote. */
   replacePasswordHash(productKey: string, deviceName: string, expected: string, next: string): Promise<boolean>;

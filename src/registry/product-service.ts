@@ -2,7 +2,11 @@
 import { GatehouseError } from '../core/errors.ts';
 import type { RegistryContext } from './context.ts';
 import type { ProductRecord } from './ports.ts';
-import type { Product } from './types.ts';
+import type { DeviceStatusCounts, Product } from './types.ts';
+
+function noDevices(): DeviceStatusCounts {
+  return { online: 0, offline: 0, inactive: 0, disabled: 0 };
+}
 
 export class ProductService {
   readonly #ctx: RegistryContext;
@@ -12,12 +16,14 @@ export class ProductService {
   }
 
   async list(): Promise<Product[]> {
-    return (await this.#ctx.storage.products.listWithDeviceCounts()).map((p) => ({ ...p }));
+    const [products, counts] = await Promise.all([this.#ctx.storage.products.listWithDeviceCounts(), this.#ctx.storage.devices.statusCounts()]);
+    return products.map((p) => ({ ...p, deviceCounts: counts.get(p.productKey) ?? noDevices() }));
   }
 
   async get(productKey: string): Promise<Product> {
     const record = await this.require(productKey);
-    return { ...record, deviceCount: await this.#ctx.storage.devices.count(productKey) };
+    const [deviceCount, counts] = await Promise.all([this.#ctx.storage.devices.count(productKey), this.#ctx.storage.devices.statusCounts(productKey)]);
+    return { ...record, deviceCount, deviceCounts: counts.get(productKey) ?? noDevices() };
   }
 
   /** The product record, or GW_ERR_PRODUCT_NOT_FOUND. */

@@ -182,12 +182,23 @@ export interface Warning {
   field: string;
 }
 
+/** Devices of a product per status (the status a device shows: DISABLED first, then its connection). */
+export interface DeviceStatusCounts {
+  online: number;
+  offline: number;
+  /** Never connected. */
+  inactive: number;
+  disabled: number;
+}
+
 export interface Product {
   productKey: string;
   /** `Gateway` followed by the gateway ID. */
   name: string;
   gatewayId: string;
   deviceCount: number;
+  /** Exact, counted by the database (a disabled device counts as disabled whatever its connection). */
+  deviceCounts: DeviceStatusCounts;
   createdAt: string;
 }
 

@@ -73,7 +73,7 @@ export async function migrate(db: Kysely<Database>, dialect: Dialect, logger: Lo
   const migrationTableSchema = dialect === 'postgres'
     ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]?.schema
     : undefined;
-  const migrator = new Migrator({ db, provider: new BundledMigrations(), migrationTableSchema });
+  const migrator = new Migrator({ db, provider: new BundledMigrations(dialect), migrationTableSchema });
   const { error, results } = await migrator.migrateToLatest();
   for (const result of results ?? []) {
     if (result.status === 'Success') logger.info({ migration: result.migrationName, dialect }, 'storage_migration_applied');

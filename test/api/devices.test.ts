@@ -96,24 +96,61 @@ describe('add one device', () => {
 });
 
 describe('read, edit, delete', () => {
-  test('get one; list in name order with total, limit and offset', { timeout: 5_000 }, async () => {
+  test('get one; list in name order with total, limit and a cursor to the next page', { timeout: 5_000 }, async () => {
     const got = await api.call<DeviceJson>('GET', `${devices()}/user-0001`);
     assert.equal(got.status, 200);
     assert.equal(got.json.username, 'user-0001');
-    const all = await api.call<DeviceListJson>('GET', devices());
+    const all = await api.call<DeviceListJson>('GET', `${devices()}?limit=500`);
     assert.equal(all.status, 200);
     const names = all.json.items.map((d: { deviceName: string }) => d.deviceName);
+    assert.ok(names.length >= 5, `enough devices to page: ${names.length}`);
     assert.deepEqual(names, [...names].sort());
     assert.equal(all.json.total, names.length);
-    const page = await api.call<DeviceListJson>('GET', `${devices()}?limit=2&offset=1`);
-    assert.deepEqual(page.json.items.map((d: { deviceName: string }) => d.deviceName), names.slice(1, 3));
-    assert.equal(page.json.total, names.length);
-    expectError(await api.call<DeviceListJson>('GET', `${devices()}?limit=0`), 400, 'GW_ERR_VALIDATION', 'limit');
-    expectError(await api.call<DeviceListJson>('GET', `${devices()}?limit=1001`), 400, 'GW_ERR_VALIDATION', 'limit');
-    expectError(await api.call<DeviceListJson>('GET', `${devices()}?offset=-1`), 400, 'GW_ERR_VALIDATION', 'offset');
-    expectError(await api.call<DeviceListJson>('GET', `${devices()}?limit=many`), 400, 'GW_ERR_VALIDATION', 'limit');
+    assert.equal(all.json.nextCursor, null, 'the last page has no next');
+    // Page by 2 to the end: every device once, in order; the last page says so.
+    const paged: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { json: DeviceListJson } = await api.call<DeviceListJson>('GET', `${devices()}?limit=2${cursor === null ? '' : `&cursor=${cursor}`}`);
+      assert.equal(page.json.total, names.length);
+      assert.ok(page.json.items.length === 2 || page.json.nextCursor === null);
+      paged.push(...page.json.items.map((d) => d.deviceName));
+      cursor = page.json.nextCursor;
+    } while (cursor !== null);
+    assert.deepEqual(paged, names);
     const product = await api.call<ProductJson>('GET', `/api/v1/products/${productKey}`);
     assert.equal(product.json.deviceCount, names.length);
+    assert.deepEqual(product.json.deviceCounts, { online: 0, offline: 0, inactive: names.length, disabled: 0 });
+  });
+
+  test('list query refusals name their field', { timeout: 5_000 }, async () => {
+    const list = (query: string) => api.call<DeviceListJson>('GET', `${devices()}?${query}`);
+    expectError(await list('limit=0'), 400, 'GW_ERR_PAGE_LIMIT_INVALID', 'limit');
+    expectError(await list('limit=501'), 400, 'GW_ERR_PAGE_LIMIT_INVALID', 'limit');
+    expectError(await list('limit=many'), 400, 'GW_ERR_VALIDATION', 'limit');
+    expectError(await list('cursor=not-a-cursor!'), 400, 'GW_ERR_CURSOR_INVALID', 'cursor');
+    expectError(await list(`cursor=${Buffer.from('x:user-0001').toString('base64url')}`), 400, 'GW_ERR_CURSOR_INVALID', 'cursor');
+    expectError(await list(`search=${'s'.repeat(65)}`), 400, 'GW_ERR_DEVICE_SEARCH_INVALID', 'search');
+    expectError(await list('search=a%0Ab'), 400, 'GW_ERR_DEVICE_SEARCH_INVALID', 'search');
+    expectError(await list('status=sleeping'), 400, 'GW_ERR_DEVICE_STATUS_INVALID', 'status');
+    // An old caller paging by offset would get the first page forever: it is told instead.
+    expectError(await list('offset=100'), 400, 'GW_ERR_PAGE_OFFSET_UNSUPPORTED', 'offset');
+    const defaults = await list('');
+    assert.ok(defaults.json.items.length <= 50);
+    assert.equal((await list('status=INACTIVE')).status, 200, 'the status as the device shows it is accepted too');
+  });
+
+  test('search (a prefix of name, username or SN) and status, with the filtered total', { timeout: 5_000 }, async () => {
+    const one = await api.call<DeviceListJson>('GET', `${devices()}?search=user-000&status=inactive`);
+    assert.equal(one.status, 200, one.body);
+    assert.ok(one.json.items.length > 0);
+    assert.ok(one.json.items.every((d) => d.deviceName.startsWith('user-000') || d.username?.startsWith('user-000') || d.sn?.startsWith('user-000')));
+    assert.equal(one.json.total, one.json.items.length);
+    const bySn = await api.call<DeviceListJson>('GET', `${devices()}?search=SN-000`);
+    assert.deepEqual(bySn.json.items.map((d) => d.sn), ['SN-0001']);
+    assert.equal(bySn.json.total, 1);
+    const none = await api.call<DeviceListJson>('GET', `${devices()}?status=online`);
+    assert.deepEqual(none.json, { items: [], nextCursor: null, total: 0 });
   });
 
   test('unknown device → GW_ERR_DEVICE_NOT_FOUND', { timeout: 5_000 }, async () => {

@@ -47,7 +47,8 @@ describe('create', () => {
 
     const product = await api.call<ProductJson>('GET', `/api/v1/products/${gw.productKey}`);
     assert.equal(product.status, 200);
-    assert.deepEqual(product.json, { productKey: gw.productKey, name: `Gateway${gw.id}`, gatewayId: gw.id, deviceCount: 0, createdAt: gw.createdAt });
+    assert.deepEqual(product.json, { productKey: gw.productKey, name: `Gateway${gw.id}`, gatewayId: gw.id, deviceCount: 0,
+      deviceCounts: { online: 0, offline: 0, inactive: 0, disabled: 0 }, createdAt: gw.createdAt });
     assert.ok(api.events.some((e) => e.name === 'gateway.created' && (e.payload as { gatewayId: string }).gatewayId === gw.id));
   });
 

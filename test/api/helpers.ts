@@ -9,10 +9,10 @@ import { Registry as MetricsRegistry } from 'prom-client';
 import type { Static } from 'typebox';
 import type { FunctionList, FunctionView } from '../../src/api/functions/schemas.ts';
 import type { GatewayList, GatewaySaved } from '../../src/api/gateways/schemas.ts';
-import type { DeviceList, DeviceView, ImportResultView, ProductView } from '../../src/api/products/schemas.ts';
+import type { DeviceList, DeviceView, ImportOperationView, ImportResultView, ProductView } from '../../src/api/products/schemas.ts';
 import { buildApi, type Api } from '../../src/api/index.ts';
 import { silentLogger } from '../../src/core/logger.ts';
-import { createRegistry, type Registry } from '../../src/registry/index.ts';
+import { createRegistry, type Registry, type ScryptCost } from '../../src/registry/index.ts';
 import type { GatewayRuntime, GatewayState } from '../../src/registry/ports.ts';
 import type { RegistryEventMap, RegistryEventName } from '../../src/registry/events.ts';
 import { openStorage, type KyselyStorage } from '../../src/storage/index.ts';
@@ -65,6 +65,7 @@ export type ProductJson = Static<typeof ProductView>;
 export type DeviceJson = Static<typeof DeviceView>;
 export type DeviceListJson = Static<typeof DeviceList>;
 export type ImportJson = Static<typeof ImportResultView>;
+export type ImportOperationJson = Static<typeof ImportOperationView>;
 export type FunctionJson = Static<typeof FunctionView>;
 export type FunctionListJson = Static<typeof FunctionList>;
 export interface ErrorJson {
@@ -98,11 +99,12 @@ const EVENT_NAMES: RegistryEventName[] = [
   'function.deleted',
 ];
 
-export async function startTestApi(options: { now?: () => Date; publicHost?: string } = {}): Promise<TestApi> {
+export async function startTestApi(options: { now?: () => Date; publicHost?: string; passwordCost?: ScryptCost } = {}): Promise<TestApi> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-api-'));
   const storage = await openStorage({ dataDir, logger: silentLogger });
   const registry = await createRegistry({
     storage, masterKey: MASTER_KEY, publicHost: options.publicHost ?? 'gw.example.com', logger: silentLogger, now: options.now,
+    passwordCost: options.passwordCost,
   });
   const events: TestApi['events'] = [];
   for (const name of EVENT_NAMES) {

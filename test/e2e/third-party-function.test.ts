@@ -52,7 +52,7 @@ async function connect(gatewayFor: string, userName: string, password: string, o
 }
 
 async function deviceNames(productKey: string): Promise<string[]> {
-  const r = await gh.api<{ items: { deviceName: string }[] }>('GET', `/products/${productKey}/devices?limit=1000`);
+  const r = await gh.api<{ items: { deviceName: string }[] }>('GET', `/products/${productKey}/devices?limit=500`);
   return r.json.items.map((d) => d.deviceName).sort();
 }
 

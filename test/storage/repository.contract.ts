@@ -221,19 +221,76 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
         await storage.devices.insertMany([]);
       }));
 
-      test('list pages by device name; identities; count', { timeout: 5_000 }, withStorage(async (storage) => {
+      test('list pages by device name after a cursor (keyset), stable under inserts; identities; count', { timeout: 5_000 }, withStorage(async (storage) => {
         const g = await seedGateway(storage, 'g1');
         const names = ['dev-c', 'dev-a', 'dev-e', 'dev-b', 'dev-d'];
         await storage.devices.insertMany(names.map((n) => device(g.productKey, n, { username: n === 'dev-e' ? null : `u-${n}` })));
-        const page1 = await storage.devices.list(g.productKey, { limit: 2, offset: 0 });
-        const page2 = await storage.devices.list(g.productKey, { limit: 2, offset: 2 });
-        const page3 = await storage.devices.list(g.productKey, { limit: 2, offset: 4 });
-        assert.deepEqual([...page1, ...page2, ...page3].map((d) => d.deviceName), ['dev-a', 'dev-b', 'dev-c', 'dev-d', 'dev-e']);
-        assert.equal(await storage.devices.count(g.productKey), 5);
+        const page1 = await storage.devices.list(g.productKey, { limit: 2 });
+        assert.deepEqual(page1.map((d) => d.deviceName), ['dev-a', 'dev-b']);
+        // A device added before the cursor neither repeats nor skips a row of the next pages.
+        await storage.devices.insert(device(g.productKey, 'dev-0', { username: 'u-dev-0' }));
+        const page2 = await storage.devices.list(g.productKey, { limit: 2, after: 'dev-b' });
+        const page3 = await storage.devices.list(g.productKey, { limit: 2, after: 'dev-d' });
+        assert.deepEqual([...page2, ...page3].map((d) => d.deviceName), ['dev-c', 'dev-d', 'dev-e']);
+        assert.equal(await storage.devices.count(g.productKey), 6);
         assert.equal(await storage.devices.count('missing'), 0);
         const identities = (await storage.devices.listIdentities(g.productKey)).sort((x, y) => x.deviceName.localeCompare(y.deviceName));
-        assert.deepEqual(identities[4], { deviceName: 'dev-e', username: null });
-        assert.deepEqual(identities[0], { deviceName: 'dev-a', username: 'u-dev-a' });
+        assert.deepEqual(identities[5], { deviceName: 'dev-e', username: null });
+        assert.deepEqual(identities[1], { deviceName: 'dev-a', username: 'u-dev-a' });
+        const found = await storage.devices.findIdentities(g.productKey, ['dev-a', 'nobody'], ['u-dev-c', 'u-nobody']);
+        assert.deepEqual(found.sort((x, y) => x.deviceName.localeCompare(y.deviceName)), [
+          { deviceName: 'dev-a', username: 'u-dev-a' }, { deviceName: 'dev-c', username: 'u-dev-c' },
+        ]);
+        assert.deepEqual(await storage.devices.findIdentities(g.productKey, [], []), []);
+      }));
+
+      test('one order on both backends: code points (upper case before lower, "-" before digits), whatever the locale', { timeout: 5_000 }, withStorage(async (storage) => {
+        const g = await seedGateway(storage, 'g1');
+        const names = ['dev_1', 'Dev-2', 'dev-10', 'dev-9', 'dev.3', 'dev:4', 'dev@5', 'DEV-6'];
+        await storage.devices.insertMany(names.map((n) => device(g.productKey, n)));
+        const order = (await storage.devices.list(g.productKey, { limit: 100 })).map((d) => d.deviceName);
+        assert.deepEqual(order, [...names].sort());
+        const after = (await storage.devices.list(g.productKey, { limit: 100, after: 'dev-9' })).map((d) => d.deviceName);
+        assert.deepEqual(after, [...names].sort().filter((n) => n > 'dev-9'));
+      }));
+
+      test('search: a prefix of the name, username or SN, case-sensitive; status; both with the cursor and the count', { timeout: 5_000 }, withStorage(async (storage) => {
+        const g = await seedGateway(storage, 'g1');
+        const other = await seedGateway(storage, 'o2');
+        await storage.devices.insertMany([
+          device(g.productKey, 'meter-001', { username: 'acme-001', sn: 'SN-9001', connectionState: 'ONLINE' }),
+          device(g.productKey, 'meter-002', { username: 'acme-002', sn: 'SN-9002', connectionState: 'OFFLINE' }),
+          device(g.productKey, 'meter-010', { username: 'acme-010', sn: 'ZZ-1', disabled: true, connectionState: 'ONLINE' }),
+          device(g.productKey, 'pump-001', { username: 'meter-x', sn: 'SN-7001' }),
+          device(g.productKey, 'pump-002', { username: null, passwordHash: null, sn: null, origin: 'AUTO_CREATED', connectionState: 'ONLINE' }),
+          device(g.productKey, 'valve-ü', { username: 'valve-u', sn: 'Grüße-1' }),
+          device(other.productKey, 'meter-003', { username: 'acme-003' }),
+        ]);
+        const names = async (query: Parameters<Storage['devices']['list']>[1]) => (await storage.devices.list(g.productKey, query)).map((d) => d.deviceName);
+        // "meter-" is a device name prefix of three and the username prefix of pump-001; another product's meter is not found.
+        assert.deepEqual(await names({ limit: 10, search: 'meter-' }), ['meter-001', 'meter-002', 'meter-010', 'pump-001']);
+        assert.equal(await storage.devices.count(g.productKey, { search: 'meter-' }), 4);
+        assert.deepEqual(await names({ limit: 2, search: 'meter-', after: 'meter-002' }), ['meter-010', 'pump-001']);
+        assert.deepEqual(await names({ limit: 10, search: 'meter-00' }), ['meter-001', 'meter-002']);
+        assert.deepEqual(await names({ limit: 10, search: 'acme-01' }), ['meter-010']);
+        assert.deepEqual(await names({ limit: 10, search: 'SN-9' }), ['meter-001', 'meter-002']);
+        assert.deepEqual(await names({ limit: 10, search: 'SN-' }), ['meter-001', 'meter-002', 'pump-001']);
+        assert.deepEqual(await names({ limit: 10, search: 'Grü' }), ['valve-ü']);
+        assert.deepEqual(await names({ limit: 10, search: 'valve-ü' }), ['valve-ü']);
+        // A prefix, not a substring; and case-sensitive.
+        assert.deepEqual(await names({ limit: 10, search: 'eter' }), []);
+        assert.deepEqual(await names({ limit: 10, search: 'METER' }), []);
+        // The status a device shows: DISABLED wins over its connection.
+        assert.deepEqual(await names({ limit: 10, status: 'ONLINE' }), ['meter-001', 'pump-002']);
+        assert.deepEqual(await names({ limit: 10, status: 'OFFLINE' }), ['meter-002']);
+        assert.deepEqual(await names({ limit: 10, status: 'INACTIVE' }), ['pump-001', 'valve-ü']);
+        assert.deepEqual(await names({ limit: 10, status: 'DISABLED' }), ['meter-010']);
+        assert.deepEqual(await names({ limit: 10, status: 'ONLINE', search: 'meter' }), ['meter-001']);
+        assert.equal(await storage.devices.count(g.productKey, { status: 'INACTIVE' }), 2);
+        assert.deepEqual(await storage.devices.statusCounts(g.productKey), new Map([[g.productKey, { online: 2, offline: 1, inactive: 2, disabled: 1 }]]));
+        const all = await storage.devices.statusCounts();
+        assert.deepEqual(all.get(other.productKey), { online: 0, offline: 0, inactive: 1, disabled: 0 });
+        assert.equal(all.size, 2);
       }));
 
       test('markProductOffline turns ONLINE devices of that product OFFLINE', { timeout: 5_000 }, withStorage(async (storage) => {

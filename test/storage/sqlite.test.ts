@@ -36,14 +36,14 @@ test('sqlite: WAL journal and foreign keys are on; reopening applies no migratio
   const second = await openStorage({ dataDir, logger: silentLogger });
   assert.equal(await second.settings.get('kept'), 'yes');
   const applied = await sql<{ name: string }>`select name from kysely_migration`.execute(second.db);
-  assert.deepEqual(applied.rows.map((r) => r.name), ['0001-initial', '0002-platform', '0003-access-control', '0004-gateway-limits', '0005-device-properties', '0006-connection-events']);
+  assert.deepEqual(applied.rows.map((r) => r.name), ['0001-initial', '0002-platform', '0003-access-control', '0004-gateway-limits', '0005-device-properties', '0006-connection-events', '0007-device-search']);
   await second.close();
 });
 
 test('sqlite: properties that older versions kept as one JSON column are moved into rows, counted as before', { timeout: 30_000 }, async () => {
   const dataDir = await mkdtemp(path.join(root, 'props-'));
   const old = openSqlite(sqliteFileIn(dataDir));
-  const { error } = await new Migrator({ db: old, provider: new BundledMigrations() }).migrateTo('0004-gateway-limits');
+  const { error } = await new Migrator({ db: old, provider: new BundledMigrations('sqlite') }).migrateTo('0004-gateway-limits');
   assert.equal(error, undefined);
   const T = '2026-01-01T00:00:00.000Z';
   await sql`insert into gateways (id, name, protocol, port, product_key, data_parsing, auth_type, x509_enabled, ocsp,

@@ -1,10 +1,19 @@
-/** A product's page: its gateway, its devices (online state, last seen, address, certificate CN), import, add, disable. */
+/**
+ * A product's page: its gateway, exact device counts per status, its devices a page at a time (searched and
+ * filtered by the server), import with progress, add, disable.
+ */
 import { Fragment, useEffect, useRef, useState, type ChangeEvent, type FormEvent } from 'react';
 import { effectiveRules } from '../acl.ts';
-import { api, ApiError, type AccessControl, type Device, type Gateway, type ImportResult, type Product } from '../api.ts';
+import { api, ApiError, type AccessControl, type Device, type DevicePage, type Gateway, type ImportOperation, type Product } from '../api.ts';
 import { openStream } from '../stream.ts';
 import { Banner, CopyButton, Empty, Field, formatTime, Link, Spinner, StatusBadge, useLoad } from '../ui.tsx';
 import { checkDeviceName, checkPassword, checkUsername } from '../validation.ts';
+
+const PAGE_SIZE = 50;
+/** Typing pauses this long before the list is searched: one request per word, not per key. */
+const SEARCH_DEBOUNCE_MS = 300;
+const STATUS_OPTIONS = [['', 'All statuses'], ['online', 'Online'], ['offline', 'Offline'], ['inactive', 'Never connected'], ['disabled', 'Disabled']] as const;
+const count = (n: number) => n.toLocaleString('en-US');
 
 export function ProductPage({ productKey }: { productKey: string }) {
   const product = useLoad(async () => {
@@ -12,14 +21,35 @@ export function ProductPage({ productKey }: { productKey: string }) {
     const g = await api.get<Gateway>(`/gateways/${p.gatewayId}`).catch(() => null);
     return { product: p, gateway: g };
   }, [productKey]);
-  const devices = useLoad(() => api.get<{ items: Device[]; total: number }>(`/products/${encodeURIComponent(productKey)}/devices?limit=1000`), [productKey]);
+  // The list is paged and searched by the server (a product may hold 100,000 devices): `cursors` is the way
+  // back, the cursor of each page shown so far (undefined for the first).
+  const [searchText, setSearchText] = useState('');
+  const [search, setSearch] = useState('');
+  const [status, setStatus] = useState('');
+  const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
+  const cursor = cursors[cursors.length - 1];
+  useEffect(() => {
+    const timer = setTimeout(() => {
+      if (searchText.trim() === search) return;
+      setSearch(searchText.trim());
+      setCursors([undefined]);
+    }, SEARCH_DEBOUNCE_MS);
+    return () => clearTimeout(timer);
+  }, [searchText, search]);
+  const devices = useLoad(() => {
+    const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+    if (cursor !== undefined) query.set('cursor', cursor);
+    if (search !== '') query.set('search', search);
+    if (status !== '') query.set('status', status);
+    return api.get<DevicePage>(`/products/${encodeURIComponent(productKey)}/devices?${query.toString()}`);
+  }, [productKey, cursor, search, status]);
   const [panel, setPanel] = useState<'none' | 'import' | 'add'>('none');
   const [actionError, setActionError] = useState<string | null>(null);
   const [rulesOf, setRulesOf] = useState<string | null>(null);
-  const reloadRef = useRef(devices.reload);
-  reloadRef.current = devices.reload;
+  const reloadRef = useRef(() => { devices.reload(); product.reload(); });
+  reloadRef.current = () => { devices.reload(); product.reload(); };
 
-  // Online/offline events from the live stream refresh the list at once; a slow poll covers the rest.
+  // Online/offline events from the live stream refresh the page and the counts at once; a slow poll covers the rest.
   const gatewayId = product.data?.product.gatewayId;
   useEffect(() => {
     if (gatewayId === undefined) return;
@@ -40,14 +70,16 @@ export function ProductPage({ productKey }: { productKey: string }) {
     } catch (e) {
       setActionError(`${d.deviceName}: ${(e as Error).message}`);
     }
-    devices.reload();
+    reloadRef.current();
   };
 
   if (product.error) return <div className="page"><Banner kind="error">{product.error.message}</Banner><Link to="/products">Back to products</Link></div>;
   if (product.data === null) return <div className="page"><Spinner /></div>;
   const { product: p, gateway: g } = product.data;
   const items = devices.data?.items ?? [];
-  const online = items.filter((d) => d.status === 'ONLINE').length;
+  const c = p.deviceCounts;
+  const first = (cursors.length - 1) * PAGE_SIZE;
+  const filtered = search !== '' || status !== '';
 
   return (
     <div className="page">
@@ -71,63 +103,93 @@ export function ProductPage({ productKey }: { productKey: string }) {
         <div className="card stat"><div className="stat-label">Verification</div>
           <div className="stat-value small-value">{g ? g.authType === 'ONE_PARTY' ? 'One-party (imported rows)' : `Third-party (${g.thirdParty?.provider === 'HTTPS' ? 'HTTPS' : `function ${g.thirdParty?.functionName ?? ''}`})` : '—'}</div>
           {g?.x509.enabled && <span className="badge muted">X.509</span>}</div>
-        <div className="card stat"><div className="stat-label">Devices</div><div className="stat-value" data-testid="device-counts">{online} online / {devices.data?.total ?? 0}</div>
+        <div className="card stat"><div className="stat-label">Devices</div>
+          <div className="stat-value" data-testid="device-counts">{count(c.online)} online / {count(p.deviceCount)}</div>
+          <div className="sub" data-testid="device-status-counts">{count(c.offline)} offline · {count(c.inactive)} never connected · {count(c.disabled)} disabled</div>
           <Link to={`/messages?gatewayId=${p.gatewayId}`}>Live messages →</Link></div>
       </div>
 
-      {panel === 'import' && <ImportPanel productKey={productKey} onDone={devices.reload} />}
-      {panel === 'add' && <AddDevicePanel productKey={productKey} onDone={() => { devices.reload(); }} />}
+      {panel === 'import' && <ImportPanel productKey={productKey} onDone={() => reloadRef.current()} />}
+      {panel === 'add' && <AddDevicePanel productKey={productKey} onDone={() => reloadRef.current()} />}
       {actionError && <Banner kind="error" onClose={() => setActionError(null)}>{actionError}</Banner>}
 
       <h2>Devices</h2>
-      {devices.loading && devices.data === null ? <Spinner /> : items.length === 0 ? (
+      {p.deviceCount === 0 && !filtered ? (
         <Empty title="No devices yet" action={<button className="btn primary" onClick={() => setPanel('import')}>Import a CSV file</button>}>
           {g?.authType === 'THIRD_PARTY'
             ? 'With third-party verification, devices appear here on their first accepted connection. You can also import rows.'
             : 'Import your devices\' credentials as CSV (sn,username,password), or add them one by one. They can connect right away.'}
         </Empty>
       ) : (
-        <div className="table-wrap">
-          <table className="table devices">
-            <thead><tr><th>Device</th><th>Status</th><th>Last seen</th><th>Address</th><th>Certificate CN</th><th>SN</th><th className="actions">Actions</th></tr></thead>
-            <tbody>
-              {items.map((d) => (
-                <Fragment key={d.deviceName}>
-                <tr data-device={d.deviceName}>
-                  <td data-label="Device"><strong>{d.deviceName}</strong>
-                    <div className="sub">{d.username !== null && d.username !== d.deviceName ? `user ${d.username} · ` : ''}{d.origin === 'AUTO_CREATED' ? 'created on first connect' : 'imported'}</div></td>
-                  <td data-label="Status"><StatusBadge status={d.status} /></td>
-                  <td data-label="Last seen" title={d.lastOnlineAt ?? undefined}>{formatTime(d.lastOnlineAt)}</td>
-                  <td data-label="Address">{d.clientAddress ? <code>{d.clientAddress}</code> : '—'}</td>
-                  <td data-label="Certificate CN">{d.certificate?.cn ?? '—'}</td>
-                  <td data-label="SN">{d.sn ?? '—'}</td>
-                  <td data-label="Actions" className="actions">
-                    <Link to={`/messages?gatewayId=${p.gatewayId}&deviceName=${encodeURIComponent(d.deviceName)}`} className="btn small">Messages</Link>
-                    <button className="btn small" aria-expanded={rulesOf === d.deviceName}
-                      onClick={() => setRulesOf(rulesOf === d.deviceName ? null : d.deviceName)}>Access</button>
-                    <button className={`btn small${d.status === 'DISABLED' ? '' : ' danger'}`} onClick={() => void toggleDisabled(d)}>
-                      {d.status === 'DISABLED' ? 'Enable' : 'Disable'}
-                    </button>
-                  </td>
-                </tr>
-                {rulesOf === d.deviceName && g && (
-                  <tr className="detail" data-rules-of={d.deviceName}><td colSpan={7}><DeviceRules access={g.accessControl} device={d} /></td></tr>
-                )}
-                </Fragment>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <>
+          <div className="list-tools">
+            <input type="search" aria-label="Search devices" placeholder="Name, username or SN starts with…" value={searchText}
+              onChange={(e) => setSearchText(e.target.value)} />
+            <select aria-label="Status" value={status} onChange={(e) => { setStatus(e.target.value); setCursors([undefined]); }}>
+              {STATUS_OPTIONS.map(([value, label]) => <option key={value} value={value}>{label}</option>)}
+            </select>
+            <span className="muted-text" data-testid="device-range">
+              {devices.data === null ? '' : devices.data.total === 0 ? 'No device matches'
+                : `${count(first + 1)}–${count(first + items.length)} of ${count(devices.data.total)}${filtered ? ' matching' : ''}`}
+            </span>
+            {devices.loading && <Spinner />}
+            <span className="pager">
+              <button className="btn small" aria-label="Previous page" disabled={cursors.length === 1}
+                onClick={() => setCursors(cursors.slice(0, -1))}>← Previous</button>
+              <button className="btn small" aria-label="Next page" disabled={!devices.data?.nextCursor}
+                onClick={() => { const next = devices.data?.nextCursor; if (next) setCursors([...cursors, next]); }}>Next →</button>
+            </span>
+          </div>
+          {devices.error && <Banner kind="error">{devices.error.message}</Banner>}
+          <div className="table-wrap">
+            <table className="table devices">
+              <thead><tr><th>Device</th><th>Status</th><th>Last seen</th><th>Address</th><th>Certificate CN</th><th>SN</th><th className="actions">Actions</th></tr></thead>
+              <tbody>
+                {items.map((d) => (
+                  <Fragment key={d.deviceName}>
+                  <tr data-device={d.deviceName}>
+                    <td data-label="Device"><strong>{d.deviceName}</strong>
+                      <div className="sub">{d.username !== null && d.username !== d.deviceName ? `user ${d.username} · ` : ''}{d.origin === 'AUTO_CREATED' ? 'created on first connect' : 'imported'}</div></td>
+                    <td data-label="Status"><StatusBadge status={d.status} /></td>
+                    <td data-label="Last seen" title={d.lastOnlineAt ?? undefined}>{formatTime(d.lastOnlineAt)}</td>
+                    <td data-label="Address">{d.clientAddress ? <code>{d.clientAddress}</code> : '—'}</td>
+                    <td data-label="Certificate CN">{d.certificate?.cn ?? '—'}</td>
+                    <td data-label="SN">{d.sn ?? '—'}</td>
+                    <td data-label="Actions" className="actions">
+                      <Link to={`/messages?gatewayId=${p.gatewayId}&deviceName=${encodeURIComponent(d.deviceName)}`} className="btn small">Messages</Link>
+                      <button className="btn small" aria-expanded={rulesOf === d.deviceName}
+                        onClick={() => setRulesOf(rulesOf === d.deviceName ? null : d.deviceName)}>Access</button>
+                      <button className={`btn small${d.status === 'DISABLED' ? '' : ' danger'}`} onClick={() => void toggleDisabled(d)}>
+                        {d.status === 'DISABLED' ? 'Enable' : 'Disable'}
+                      </button>
+                    </td>
+                  </tr>
+                  {rulesOf === d.deviceName && g && (
+                    <tr className="detail" data-rules-of={d.deviceName}><td colSpan={7}><DeviceRules access={g.accessControl} device={d} /></td></tr>
+                  )}
+                  </Fragment>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </>
       )}
     </div>
   );
 }
 
+/** Polls an import operation this often while it runs. */
+const IMPORT_POLL_MS = 500;
+/** Refreshes the device list this often while an import runs. */
+const LIST_REFRESH_MS = 5000;
+
 function ImportPanel({ productKey, onDone }: { productKey: string; onDone: () => void }) {
-  const [result, setResult] = useState<ImportResult | null>(null);
+  const [operation, setOperation] = useState<ImportOperation | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const [fileName, setFileName] = useState<string | null>(null);
+  const mounted = useRef(true);
+  useEffect(() => () => { mounted.current = false; }, []);
   const onFile = async (e: ChangeEvent<HTMLInputElement>) => {
     const file = e.target.files?.[0];
     e.target.value = '';
@@ -135,48 +197,71 @@ function ImportPanel({ productKey, onDone }: { productKey: string; onDone: () =>
     setFileName(file.name);
     setBusy(true);
     setError(null);
-    setResult(null);
+    setOperation(null);
     try {
       const text = await file.text();
-      setResult(await api.post<ImportResult>(`/products/${encodeURIComponent(productKey)}/devices/import`, text, 'text/csv'));
+      // An operation: the server answers at once and the import runs there; its progress is polled.
+      let op = await api.post<ImportOperation>(`/products/${encodeURIComponent(productKey)}/imports`, text, 'text/csv');
+      setOperation(op);
+      let listedAt = Date.now();
+      while (op.state === 'RUNNING' && mounted.current) {
+        await new Promise((resolve) => setTimeout(resolve, IMPORT_POLL_MS));
+        op = await api.get<ImportOperation>(`/products/${encodeURIComponent(productKey)}/imports/${op.id}`);
+        if (mounted.current) setOperation(op);
+        // The list and counts follow the import now and then, not at every poll.
+        if (Date.now() - listedAt > LIST_REFRESH_MS) {
+          listedAt = Date.now();
+          onDone();
+        }
+      }
+      if (op.state === 'FAILED' && op.error) setError(`The import stopped: ${op.error.message}. ${op.created} rows were imported before it.`);
       onDone();
     } catch (err) {
       setError((err as Error).message);
     } finally {
-      setBusy(false);
+      if (mounted.current) setBusy(false);
     }
   };
+  const running = operation?.state === 'RUNNING';
   return (
     <div className="card panel">
       <h3>Import devices from CSV</h3>
       <p className="hint">Columns <code>sn,username,password</code>, one device per line. A header line is optional; with one, the columns may come in any order
-        and a <code>deviceName</code> column may be added (default: the username). Up to 10,000 rows; each row succeeds or fails on its own.</p>
+        and a <code>deviceName</code> column may be added (default: the username). Up to 100,000 rows; each row succeeds or fails on its own.</p>
       <pre className="sample">sn,username,password{'\n'}SN0001,sensor-0001,s3cret-1{'\n'}SN0002,sensor-0002,s3cret-2</pre>
       <label className="btn primary file-btn">
         {busy ? 'Importing…' : 'Choose CSV file'}
         <input type="file" accept=".csv,text/csv" onChange={(e) => void onFile(e)} disabled={busy} data-testid="csv-input" />
       </label>
       {fileName && <span className="muted-text"> {fileName}</span>}
+      {running && operation && (
+        <div className="import-progress" data-testid="import-progress">
+          <progress max={operation.total} value={operation.processed} />
+          <span> {count(operation.processed)} of {count(operation.total)} rows · {count(operation.created)} created · {count(operation.failed)} failed</span>
+        </div>
+      )}
       {error && <Banner kind="error">{error}</Banner>}
-      {result && (
+      {operation && operation.state === 'DONE' && (
         <div className="import-result" data-testid="import-result">
-          <Banner kind={result.failed === 0 ? 'ok' : result.created === 0 ? 'error' : 'warn'}>
-            {result.created} of {result.total} rows imported{result.failed > 0 ? `, ${result.failed} failed` : ''}.
+          <Banner kind={operation.failed === 0 ? 'ok' : operation.created === 0 ? 'error' : 'warn'}>
+            {operation.created} of {operation.total} rows imported{operation.failed > 0 ? `, ${operation.failed} failed` : ''}.
           </Banner>
-          <div className="table-wrap">
-            <table className="table compact">
-              <thead><tr><th>Row</th><th>Result</th><th>Device / error</th></tr></thead>
-              <tbody>
-                {result.rows.map((r) => (
-                  <tr key={r.row} className={r.ok ? '' : 'row-bad'}>
-                    <td>{r.row}</td>
-                    <td>{r.ok ? <span className="badge ok"><span className="dot" />Created</span> : <span className="badge bad"><span className="dot" />Failed</span>}</td>
-                    <td>{r.ok ? r.deviceName : <>{r.error?.field && <code>{r.error.field}</code>} {r.error?.message}</>}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          {operation.failures.length > 0 && (
+            <div className="table-wrap">
+              <table className="table compact">
+                <thead><tr><th>Row</th><th>Error</th></tr></thead>
+                <tbody>
+                  {operation.failures.map((r) => (
+                    <tr key={r.row} className="row-bad">
+                      <td>{r.row}</td>
+                      <td>{r.error?.field && <code>{r.error.field}</code>} {r.error?.message}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+              {operation.failuresOmitted > 0 && <p className="hint">…and {count(operation.failuresOmitted)} more failed rows.</p>}
+            </div>
+          )}
         </div>
       )}
     </div>

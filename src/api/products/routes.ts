@@ -7,7 +7,7 @@ import { decodeCsv, SUPPORTED_CHARSETS } from '../../registry/index.ts';
 import { errorResponses } from '../common-schemas.ts';
 import {
   DeviceCreateBody, DeviceList, DeviceListQuery, DeviceParams, DeviceUpdateBody, DeviceView, ImportCsvBody, ImportJsonBody,
-  ImportResultView, ProductList, ProductParams, ProductView,
+  ImportOperationParams, ImportOperationView, ImportResultView, ProductList, ProductParams, ProductView,
 } from './schemas.ts';
 
 export interface ProductRoutesOptions {
@@ -16,6 +16,8 @@ export interface ProductRoutesOptions {
 
 /** 10,000 CSV rows of up to ~140 characters fit comfortably. */
 export const IMPORT_BODY_LIMIT = 8 * 1024 * 1024;
+/** The same for an import operation's 100,000 rows. */
+export const IMPORT_OPERATION_BODY_LIMIT = 24 * 1024 * 1024;
 
 export const productRoutes: FastifyPluginCallbackTypebox<ProductRoutesOptions> = (app, { registry }, done) => {
   // Bytes, decoded here: a BOM decides, else strict UTF-8 (the first bad byte refused by line and
@@ -47,38 +49,66 @@ export const productRoutes: FastifyPluginCallbackTypebox<ProductRoutesOptions> =
     },
   }, async (request, reply) => reply.status(201).send(await registry.devices.create(request.params.productKey, request.body)));
 
-  app.post('/products/:productKey/devices/import', {
-    bodyLimit: IMPORT_BODY_LIMIT,
-    schema: {
-      tags,
-      summary: 'Import devices: a JSON array of rows, or text/csv sn,username,password; answers per row',
-      params: ProductParams,
-      querystring: Type.Object({
-        charset: Type.Optional(Type.String({ description: `The CSV's encoding when it is not UTF-8 (also as text/csv; charset=…): ${SUPPORTED_CHARSETS.join(', ')}` })),
-      }),
-      body: {
-        content: {
-          'application/json': { schema: ImportJsonBody },
-          'text/csv': { schema: ImportCsvBody },
-        },
-      },
-      response: { 200: ImportResultView, ...errorResponses },
+  const importBody = {
+    content: {
+      'application/json': { schema: ImportJsonBody },
+      'text/csv': { schema: ImportCsvBody },
     },
-  }, async (request) => {
-    const body: unknown = request.body;
-    const isCsv = /^text\/csv\s*(;|$)/i.test(request.headers['content-type'] ?? '');
+  };
+  const charsetQuery = Type.Object({
+    charset: Type.Optional(Type.String({ description: `The CSV's encoding when it is not UTF-8 (also as text/csv; charset=…): ${SUPPORTED_CHARSETS.join(', ')}` })),
+  });
+  /** The body as an import: CSV text (text/csv only) or a JSON array. */
+  const importInput = (body: unknown, contentType: string | undefined): { csv: string } | { json: unknown } => {
+    const isCsv = /^text\/csv\s*(;|$)/i.test(contentType ?? '');
     // fastify also parses text/plain into a string; only text/csv is CSV here.
     if (typeof body === 'string' && !isCsv) {
       throw new GatehouseError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', 'send application/json (an array of rows) or text/csv', 'content-type');
     }
-    return typeof body === 'string'
-      ? registry.devices.importCsv(request.params.productKey, body)
-      : registry.devices.importJson(request.params.productKey, body);
+    return typeof body === 'string' ? { csv: body } : { json: body };
+  };
+
+  app.post('/products/:productKey/devices/import', {
+    bodyLimit: IMPORT_BODY_LIMIT,
+    schema: {
+      tags,
+      summary: 'Import up to 10,000 devices: a JSON array of rows, or text/csv sn,username,password; answers per row when done',
+      params: ProductParams, querystring: charsetQuery, body: importBody,
+      response: { 200: ImportResultView, ...errorResponses },
+    },
+  }, async (request) => {
+    const input = importInput(request.body, request.headers['content-type']);
+    return 'csv' in input
+      ? registry.devices.importCsv(request.params.productKey, input.csv)
+      : registry.devices.importJson(request.params.productKey, input.json);
   });
+
+  app.post('/products/:productKey/imports', {
+    bodyLimit: IMPORT_OPERATION_BODY_LIMIT,
+    schema: {
+      tags,
+      summary: 'Start importing up to 100,000 devices (the same body as devices/import); answers 202 at once, poll the operation for progress',
+      params: ProductParams, querystring: charsetQuery, body: importBody,
+      response: { 202: ImportOperationView, ...errorResponses },
+    },
+  }, async (request, reply) => {
+    const operation = await registry.devices.startImport(request.params.productKey, importInput(request.body, request.headers['content-type']));
+    return reply.status(202)
+      .header('location', `/api/v1/products/${encodeURIComponent(operation.productKey)}/imports/${operation.id}`)
+      .send(operation);
+  });
+
+  app.get('/products/:productKey/imports/:importId', {
+    schema: {
+      tags, summary: 'An import operation: its progress, and its failed rows once finished', params: ImportOperationParams,
+      response: { 200: ImportOperationView, ...errorResponses },
+    },
+  }, (request) => registry.devices.importOperation(request.params.productKey, request.params.importId));
 
   app.get('/products/:productKey/devices', {
     schema: {
-      tags, summary: 'List the devices of a product', params: ProductParams, querystring: DeviceListQuery,
+      tags, summary: 'A page of the devices of a product, by name; searched by a prefix of name, username or SN; by status',
+      params: ProductParams, querystring: DeviceListQuery,
       response: { 200: DeviceList, ...errorResponses },
     },
   }, (request) => registry.devices.list(request.params.productKey, request.query));

@@ -1,5 +1,6 @@
 /** Product and device schemas (devices live under their product). */
 import { Type } from 'typebox';
+import { DEFAULT_PAGE_SIZE, DEVICE_STATUSES, MAX_IMPORT_OPERATION_ROWS, MAX_PAGE_SIZE, MAX_REPORTED_FAILURES, MAX_SEARCH_LENGTH } from '../../registry/index.ts';
 import { Nullable } from '../common-schemas.ts';
 
 export const ProductView = Type.Object({
@@ -7,6 +8,12 @@ export const ProductView = Type.Object({
   name: Type.String({ description: 'Gateway<gateway ID>' }),
   gatewayId: Type.String(),
   deviceCount: Type.Integer(),
+  deviceCounts: Type.Object({
+    online: Type.Integer(),
+    offline: Type.Integer(),
+    inactive: Type.Integer({ description: 'Never connected' }),
+    disabled: Type.Integer({ description: 'Disabled, whatever their connection' }),
+  }, { description: 'Devices per status, exact (counted by the database)' }),
   createdAt: Type.String(),
 });
 
@@ -49,23 +56,50 @@ export const DeviceUpdateBody = Type.Object({
 }, { additionalProperties: false });
 
 export const DeviceListQuery = Type.Object({
-  limit: Type.Optional(Type.Integer({ description: '1-1000, default 100' })),
-  offset: Type.Optional(Type.Integer({ description: 'Default 0' })),
+  limit: Type.Optional(Type.Integer({ description: `1-${MAX_PAGE_SIZE}, default ${DEFAULT_PAGE_SIZE}` })),
+  cursor: Type.Optional(Type.String({ description: 'nextCursor of the previous page (opaque; stable while devices are added or removed)' })),
+  search: Type.Optional(Type.String({
+    description: `A prefix of the device name, username or SN (case-sensitive), up to ${MAX_SEARCH_LENGTH} characters`,
+  })),
+  status: Type.Optional(Type.String({ description: DEVICE_STATUSES.join(' | ') })),
+  offset: Type.Optional(Type.String({ description: 'Gone: refused with GW_ERR_PAGE_OFFSET_UNSUPPORTED (use cursor)' })),
 });
 
 export const DeviceList = Type.Object({
-  items: Type.Array(DeviceView, { description: 'Ordered by device name' }),
-  total: Type.Integer({ description: 'Devices in the product' }),
+  items: Type.Array(DeviceView, { description: 'Ordered by device name (code point order)' }),
+  nextCursor: Nullable(Type.String({ description: 'Pass as cursor for the next page; null on the last page' })),
+  total: Type.Integer({ description: 'Devices that match search and status (all the product\'s without them)' }),
 });
 
 /** Rows are checked one by one by the registry, so a bad row fails alone instead of the whole request. */
 export const ImportJsonBody = Type.Array(Type.Unknown(), {
-  description: 'Up to 10,000 rows, each {sn?, username, password, deviceName?}',
+  description: 'Up to 10,000 rows (100,000 for an import operation), each {sn?, username, password, deviceName?}',
 });
 
 export const ImportCsvBody = Type.String({
-  description: 'CSV with columns sn,username,password (header line optional; with a header the columns may come in any order and deviceName may be added). Up to 10,000 rows.',
+  description: 'CSV with columns sn,username,password (header line optional; with a header the columns may come in any order and deviceName may be added). Up to 10,000 rows (100,000 for an import operation).',
 });
+
+const RowError = Type.Object({ code: Type.String(), message: Type.String(), field: Nullable(Type.String()) });
+
+export const ImportOperationParams = Type.Object({ productKey: Type.String(), importId: Type.String() });
+
+export const ImportOperationView = Type.Object({
+  id: Type.String(),
+  productKey: Type.String(),
+  state: Type.Enum(['RUNNING', 'DONE', 'FAILED']),
+  total: Type.Integer({ description: 'Rows in the import' }),
+  processed: Type.Integer({ description: 'Rows decided so far (created or failed)' }),
+  created: Type.Integer(),
+  failed: Type.Integer(),
+  startedAt: Type.String(),
+  finishedAt: Nullable(Type.String()),
+  error: Nullable(RowError),
+  failures: Type.Array(Type.Object({ row: Type.Integer(), error: Type.Optional(RowError) }), {
+    description: `The failed rows once the operation is finished, the first ${MAX_REPORTED_FAILURES}`,
+  }),
+  failuresOmitted: Type.Integer({ description: 'Failed rows beyond those listed' }),
+}, { description: `An import of up to ${MAX_IMPORT_OPERATION_ROWS} rows running in the background; poll it for progress. Kept an hour after it finishes, in this process.` });
 
 export const ImportResultView = Type.Object({
   total: Type.Integer(),

@@ -10,8 +10,17 @@ import { accessControlSchema } from './0003-access-control.ts';
 import { gatewayLimitsSchema } from './0004-gateway-limits.ts';
 import { devicePropertiesSchema } from './0005-device-properties.ts';
 import { connectionEventsSchema } from './0006-connection-events.ts';
+import { deviceSearchSchema } from './0007-device-search.ts';
+import type { Dialect } from '../schema.ts';
 
 export class BundledMigrations implements MigrationProvider {
+  readonly #dialect: Dialect;
+
+  /** Most migrations are portable; one that is not (an index collation) is written per dialect. */
+  constructor(dialect: Dialect) {
+    this.#dialect = dialect;
+  }
+
   getMigrations(): Promise<Record<string, Migration>> {
     return Promise.resolve({
       '0001-initial': initialSchema(),
@@ -20,6 +29,7 @@ export class BundledMigrations implements MigrationProvider {
       '0004-gateway-limits': gatewayLimitsSchema(),
       '0005-device-properties': devicePropertiesSchema(),
       '0006-connection-events': connectionEventsSchema(),
+      '0007-device-search': deviceSearchSchema(this.#dialect),
     });
   }
 }

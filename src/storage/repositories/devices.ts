@@ -1,7 +1,7 @@
-import type { Kysely, Selectable, Updateable } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely, type RawBuilder, type Selectable, type Updateable } from 'kysely';
 import { documentBytes, type PropertyTotals, type StoredProperty } from '../../registry/device-properties.ts';
-import type { DevicePatch, DeviceRecord, DeviceRepository, PropertyMergeResult } from '../../registry/ports.ts';
-import type { DeviceConnectionState, DeviceOrigin } from '../../registry/types.ts';
+import type { DeviceFilter, DevicePageQuery, DevicePatch, DeviceRecord, DeviceRepository, PropertyMergeResult } from '../../registry/ports.ts';
+import type { DeviceConnectionState, DeviceOrigin, DeviceStatusCounts } from '../../registry/types.ts';
 import { mappingDuplicates } from '../errors.ts';
 import { fromJson, fromNullableJson, toNullableJson } from '../json.ts';
 import type { Database, DevicesTable, Dialect } from '../schema.ts';
@@ -55,6 +55,20 @@ function patchToRow(patch: DevicePatch): Updateable<DevicesTable> {
   return row;
 }
 
+/**
+ * The least string greater than every string that starts with `prefix`, in code point order: the prefix
+ * with its last code point raised by one (a last U+10FFFF is dropped and the one before raised; none left:
+ * no upper bound). Surrogate code points are skipped, as they cannot be stored.
+ */
+export function prefixEnd(prefix: string): string | undefined {
+  const points = Array.from(prefix, (ch) => ch.codePointAt(0) as number);
+  while (points.length > 0) {
+    const last = (points.pop() as number) + 1;
+    if (last <= 0x10ffff) return String.fromCodePoint(...points, last === 0xd800 ? 0xe000 : last);
+  }
+  return undefined;
+}
+
 export class KyselyDeviceRepository implements DeviceRepository {
   readonly #db: Kysely<Database>;
   readonly #dialect: Dialect;
@@ -85,22 +99,74 @@ export class KyselyDeviceRepository implements DeviceRepository {
     return row && fromRow(row);
   }
 
-  async list(productKey: string, page: { limit: number; offset: number }): Promise<DeviceRecord[]> {
-    const rows = await this.#db.selectFrom('devices').selectAll().where('product_key', '=', productKey)
-      .orderBy('device_name').limit(page.limit).offset(page.offset).execute();
+  async list(productKey: string, page: DevicePageQuery): Promise<DeviceRecord[]> {
+    let select = this.#filtered(productKey, page).selectAll();
+    if (page.after !== undefined) select = select.where(this.#c('device_name'), '>', page.after);
+    const rows = await select.orderBy(this.#c('device_name')).limit(page.limit).execute();
     return rows.map(fromRow);
   }
 
-  async count(productKey: string): Promise<number> {
-    const row = await this.#db.selectFrom('devices').where('product_key', '=', productKey)
+  async count(productKey: string, filter: DeviceFilter = {}): Promise<number> {
+    const row = await this.#filtered(productKey, filter)
       .select((eb) => eb.fn.countAll<number | string>().as('n')).executeTakeFirstOrThrow();
     return Number(row.n);
+  }
+
+  async statusCounts(productKey?: string): Promise<Map<string, DeviceStatusCounts>> {
+    let select = this.#db.selectFrom('devices').select(['product_key', 'disabled', 'connection_state'])
+      .select((eb) => eb.fn.countAll<number | string>().as('n'))
+      .groupBy(['product_key', 'disabled', 'connection_state']);
+    if (productKey !== undefined) select = select.where('product_key', '=', productKey);
+    const counts = new Map<string, DeviceStatusCounts>();
+    for (const row of await select.execute()) {
+      let c = counts.get(row.product_key);
+      if (c === undefined) counts.set(row.product_key, c = { online: 0, offline: 0, inactive: 0, disabled: 0 });
+      const n = Number(row.n);
+      if (Number(row.disabled) !== 0) c.disabled += n;
+      else if (row.connection_state === 'ONLINE') c.online += n;
+      else if (row.connection_state === 'OFFLINE') c.offline += n;
+      else c.inactive += n;
+    }
+    return counts;
   }
 
   async listIdentities(productKey: string): Promise<{ deviceName: string; username: string | null }[]> {
     const rows = await this.#db.selectFrom('devices').select(['device_name', 'username'])
       .where('product_key', '=', productKey).execute();
     return rows.map((r) => ({ deviceName: r.device_name, username: r.username }));
+  }
+
+  async findIdentities(productKey: string, deviceNames: readonly string[], usernames: readonly string[]): Promise<{ deviceName: string; username: string | null }[]> {
+    if (deviceNames.length === 0 && usernames.length === 0) return [];
+    const rows = await this.#db.selectFrom('devices').select(['device_name', 'username'])
+      .where('product_key', '=', productKey)
+      .where((eb) => eb.or([
+        ...(deviceNames.length > 0 ? [eb('device_name', 'in', deviceNames)] : []),
+        ...(usernames.length > 0 ? [eb('username', 'in', usernames)] : []),
+      ])).execute();
+    return rows.map((r) => ({ deviceName: r.device_name, username: r.username }));
+  }
+
+  /** A column compared in code point order (migration 0007: PostgreSQL's indexes are built `COLLATE "C"`). */
+  #c(column: 'device_name' | 'username' | 'sn'): RawBuilder<string> {
+    return this.#dialect === 'postgres' ? sql<string>`${sql.ref(column)} collate "C"` : sql<string>`${sql.ref(column)}`;
+  }
+
+  #filtered(productKey: string, filter: DeviceFilter) {
+    let select = this.#db.selectFrom('devices').where('product_key', '=', productKey);
+    if (filter.status === 'DISABLED') select = select.where('disabled', '=', 1);
+    else if (filter.status !== undefined) select = select.where('disabled', '=', 0).where('connection_state', '=', filter.status);
+    const search = filter.search;
+    if (search !== undefined && search !== '') {
+      // A prefix as an index range: [search, the next string after every string that starts with it).
+      const end = prefixEnd(search);
+      const within = (column: 'device_name' | 'username' | 'sn') => (eb: ExpressionBuilder<Database, 'devices'>) => eb.and([
+        eb(this.#c(column), '>=', search),
+        ...(end === undefined ? [] : [eb(this.#c(column), '<', end)]),
+      ]);
+      select = select.where((eb) => eb.or([within('device_name')(eb), within('username')(eb), within('sn')(eb)]));
+    }
+    return select;
   }
 
   async update(productKey: string, deviceName: string, patch: DevicePatch): Promise<boolean> {
