@@ -307,12 +307,21 @@ interface DeviceView {
   clientAddress: string | null;
 }
 
-interface ImportAnswer {
+interface ImportOperationView {
+  id: string;
+  state: 'RUNNING' | 'DONE' | 'FAILED';
   total: number;
+  processed: number;
   created: number;
   failed: number;
-  rows: { row: number; ok: boolean; deviceName?: string; error?: { code: string; message: string; field: string | null } }[];
+  error: { code: string; message: string; field: string | null } | null;
+  failures: { row: number; error?: { code: string; message: string; field: string | null } }[];
+  failuresOmitted: number;
 }
+
+/** How often `devices import` asks for its operation's progress, and tells it on stderr. */
+const IMPORT_POLL_MS = 500;
+const IMPORT_PROGRESS_EVERY_MS = 5000;
 
 function gatewayTable(gateways: GatewayView[]): string {
   return formatTable(['ID', 'NAME', 'PORT', 'STATUS', 'CLIENTS', 'URL', 'PRODUCT KEY'],
@@ -405,7 +414,7 @@ export function registerAdminCommands(program: Command, io: CliIo = defaultIo): 
 
   const devices = program.command('devices').description('import and list the devices of a product');
 
-  withConnection(devices.command('import <product> <file>').description('import one-party rows (product: its key, or its gateway\'s name or id): CSV sn,username,password (header optional) or a .json array')
+  withConnection(devices.command('import <product> <file>').description('import up to 100,000 one-party rows (product: its key, or its gateway\'s name or id): CSV sn,username,password (header optional) or a .json array; progress on stderr')
     .option('--charset <name>', 'the CSV\'s encoding when it is not UTF-8 (iso-8859-1, windows-1252, utf-16le …)'))
     .action(run(async (client, flags, [product = '', file = '']) => {
       const productKey = await productKeyOf(client, product);
@@ -413,13 +422,28 @@ export function registerAdminCommands(program: Command, io: CliIo = defaultIo): 
       const body = file.toLowerCase().endsWith('.json')
         ? { json: JSON.parse(readText(file, 'import file')) as unknown }
         : { csv: readBytes(file, 'import file'), ...(charset === undefined ? {} : { charset }) };
-      const answer = await client.request<ImportAnswer>('POST', `/api/v1/products/${encodeURIComponent(productKey)}/devices/import`, body);
-      const failed = answer.rows.filter((r) => !r.ok);
-      print(flags, answer, () => [
-        `${answer.created} of ${answer.total} rows imported, ${answer.failed} failed`,
-        ...(failed.length > 0 ? ['', formatTable(['ROW', 'CODE', 'FIELD', 'MESSAGE'], failed.map((r) => [r.row, r.error?.code, r.error?.field, r.error?.message]))] : []),
+      // An import operation: the server answers at once and imports in the background; its progress is polled.
+      const base = `/api/v1/products/${encodeURIComponent(productKey)}/imports`;
+      let operation = await client.request<ImportOperationView>('POST', base, body);
+      let toldAt = Date.now();
+      while (operation.state === 'RUNNING') {
+        await new Promise((resolve) => setTimeout(resolve, IMPORT_POLL_MS));
+        operation = await client.request<ImportOperationView>('GET', `${base}/${operation.id}`);
+        if (Date.now() - toldAt >= IMPORT_PROGRESS_EVERY_MS) {
+          toldAt = Date.now();
+          io.err(`importing: ${operation.processed} of ${operation.total} rows, ${operation.created} created, ${operation.failed} failed`);
+        }
+      }
+      if (operation.state === 'FAILED') {
+        throw new ApiError(0, operation.error?.code ?? 'GW_ERR_INTERNAL', `the import stopped after ${operation.created} rows: ${operation.error?.message ?? 'unknown error'}`, operation.error?.field ?? null);
+      }
+      const done = operation;
+      print(flags, done, () => [
+        `${done.created} of ${done.total} rows imported, ${done.failed} failed`,
+        ...(done.failures.length > 0 ? ['', formatTable(['ROW', 'CODE', 'FIELD', 'MESSAGE'], done.failures.map((r) => [r.row, r.error?.code, r.error?.field, r.error?.message]))] : []),
+        ...(done.failuresOmitted > 0 ? [`… and ${done.failuresOmitted} more failed rows`] : []),
       ].join('\n'));
-      if (answer.failed > 0) io.setExitCode(1);
+      if (done.failed > 0) io.setExitCode(1);
     }));
 
   withConnection(devices.command('list <product>').description('list the devices of a product (its key, or its gateway\'s name or id), a page at a time')
