@@ -146,11 +146,11 @@ test('100,000 devices: paged and searched by the server, past row 1,000; exact c
 
     // Status, exact: every disabled device, 100 of them.
     await page.getByLabel('Search devices').fill('');
-    await page.getByLabel('Status').selectOption('disabled');
+    await page.getByLabel('Status', { exact: true }).selectOption('disabled');
     await seeRange(`1–50 of ${n(expected().disabled)} matching`);
 
     // A real device far past row 1,000 connects over TLS: its row and the counts follow.
-    await page.getByLabel('Status').selectOption('');
+    await page.getByLabel('Status', { exact: true }).selectOption('');
     await page.getByLabel('Search devices').fill(name(REAL));
     await page.locator(`tr[data-device="${name(REAL)}"] [data-status="INACTIVE"]`).waitFor();
     const client = await mqtt.connectAsync({
