@@ -34,7 +34,7 @@ export function ProductsPage() {
                   <td data-label="Product"><Link to={`/products/${p.productKey}`}><strong>{p.name}</strong></Link></td>
                   <td data-label="Product key"><code>{p.productKey}</code></td>
                   <td data-label="Gateway">{data.gateways.get(p.gatewayId)?.name ?? p.gatewayId}</td>
-                  <td data-label="Devices">{p.deviceCount}</td>
+                  <td data-label="Devices">{p.deviceCount.toLocaleString('en-US')} <span className="sub">({p.deviceCounts.online.toLocaleString('en-US')} online)</span></td>
                   <td data-label="Actions" className="actions"><button className="btn small" onClick={() => navigate(`/products/${p.productKey}`)}>View</button></td>
                 </tr>
               ))}
