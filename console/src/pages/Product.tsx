@@ -36,13 +36,15 @@ export function ProductPage({ productKey }: { productKey: string }) {
     }, SEARCH_DEBOUNCE_MS);
     return () => clearTimeout(timer);
   }, [searchText, search]);
-  const devices = useLoad(() => {
-    const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
-    if (cursor !== undefined) query.set('cursor', cursor);
-    if (search !== '') query.set('search', search);
-    if (status !== '') query.set('status', status);
-    return api.get<DevicePage>(`/products/${encodeURIComponent(productKey)}/devices?${query.toString()}`);
-  }, [productKey, cursor, search, status]);
+  const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (cursor !== undefined) query.set('cursor', cursor);
+  if (search !== '') query.set('search', search);
+  if (status !== '') query.set('status', status);
+  const pageUrl = `/products/${encodeURIComponent(productKey)}/devices?${query.toString()}`;
+  // Each answer carries the query it answers: until the one asked for arrives, the rows of the last stay in
+  // view, but the range and "Next" wait (a stale cursor would skip or repeat a page).
+  const devices = useLoad(async () => ({ url: pageUrl, page: await api.get<DevicePage>(pageUrl) }), [pageUrl]);
+  const current = devices.data?.url === pageUrl ? devices.data.page : null;
   const [panel, setPanel] = useState<'none' | 'import' | 'add'>('none');
   const [actionError, setActionError] = useState<string | null>(null);
   const [rulesOf, setRulesOf] = useState<string | null>(null);
@@ -76,7 +78,7 @@ export function ProductPage({ productKey }: { productKey: string }) {
   if (product.error) return <div className="page"><Banner kind="error">{product.error.message}</Banner><Link to="/products">Back to products</Link></div>;
   if (product.data === null) return <div className="page"><Spinner /></div>;
   const { product: p, gateway: g } = product.data;
-  const items = devices.data?.items ?? [];
+  const items = current?.items ?? devices.data?.page.items ?? [];
   const c = p.deviceCounts;
   const first = (cursors.length - 1) * PAGE_SIZE;
   const filtered = search !== '' || status !== '';
@@ -129,15 +131,15 @@ export function ProductPage({ productKey }: { productKey: string }) {
               {STATUS_OPTIONS.map(([value, label]) => <option key={value} value={value}>{label}</option>)}
             </select>
             <span className="muted-text" data-testid="device-range">
-              {devices.data === null ? '' : devices.data.total === 0 ? 'No device matches'
-                : `${count(first + 1)}–${count(first + items.length)} of ${count(devices.data.total)}${filtered ? ' matching' : ''}`}
+              {current === null ? '' : current.total === 0 ? 'No device matches'
+                : `${count(first + 1)}–${count(first + current.items.length)} of ${count(current.total)}${filtered ? ' matching' : ''}`}
             </span>
             {devices.loading && <Spinner />}
             <span className="pager">
-              <button className="btn small" aria-label="Previous page" disabled={cursors.length === 1}
+              <button className="btn small" aria-label="Previous page" disabled={cursors.length === 1 || current === null}
                 onClick={() => setCursors(cursors.slice(0, -1))}>← Previous</button>
-              <button className="btn small" aria-label="Next page" disabled={!devices.data?.nextCursor}
-                onClick={() => { const next = devices.data?.nextCursor; if (next) setCursors([...cursors, next]); }}>Next →</button>
+              <button className="btn small" aria-label="Next page" disabled={!current?.nextCursor}
+                onClick={() => { const next = current?.nextCursor; if (next) setCursors([...cursors, next]); }}>Next →</button>
             </span>
           </div>
           {devices.error && <Banner kind="error">{devices.error.message}</Banner>}
