@@ -38,7 +38,7 @@ export class DeviceService {
     this.#ctx = context;
     this.#products = products;
     this.#importer = new DeviceImporter(context);
-    this.#operations = new ImportOperations((productKey, rows, onProgress) => this.#import(productKey, rows, onProgress), context.logger, context.now);
+    this.#operations = new ImportOperations((productKey, rows, onProgress) => this.#import(productKey, rows, onProgress), context.logger, () => context.now());
   }
 
   async create(productKey: string, input: DeviceCreateInput): Promise<Device> {

@@ -4,11 +4,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
+import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { silentLogger } from '../../src/core/logger.ts';
 import { openStorage } from '../../src/storage/index.ts';
-import { repositoryContract } from './repository.contract.ts';
+import { device, repositoryContract, seedGateway } from './repository.contract.ts';
 import { platformRepositoryContract } from './platform-repositories.contract.ts';
 import { devicePropertiesContract } from './device-properties.contract.ts';
 import { connectionEventsContract } from './connection-events.contract.ts';
@@ -39,4 +41,41 @@ if (url === undefined || url === '') {
   platformRepositoryContract('postgres', openFresh);
   devicePropertiesContract('postgres', openFresh);
   connectionEventsContract('postgres', openFresh);
+
+  // The test database's collation is C; an operator's is often a locale where case folds and '-' is ignored.
+  // Device lists still page, order and match by code point there: their comparisons are `COLLATE "C"` and
+  // served by indexes built with it (migration 0007).
+  test('postgres: device pages and prefixes in code point order under a locale collation, from the indexes', { timeout: 30_000 }, async () => {
+    const storage = await openFresh();
+    try {
+      for (const column of ['device_name', 'username', 'sn']) {
+        await sql`alter table devices alter column ${sql.id(column)} type text collate "en-x-icu"`.execute(storage.db);
+      }
+      const seeded = await seedGateway(storage, 'g1');
+      const names = ['dev-b', 'DEV-A', 'dev_c', 'devd', 'Dev-e', 'dev-10', 'dev-9'];
+      await storage.devices.insertMany(names.map((n) => device(seeded.productKey, n, { username: `u${n}`, sn: `S${n}` })));
+      const order = (await storage.devices.list(seeded.productKey, { limit: 100 })).map((d) => d.deviceName);
+      assert.deepEqual(order, [...names].sort());
+      const icu = (await sql<{ n: string }>`select device_name as n from devices order by device_name`.execute(storage.db)).rows.map((r) => r.n);
+      assert.notDeepEqual(icu, order, 'the column\'s own collation orders them otherwise');
+      assert.deepEqual((await storage.devices.list(seeded.productKey, { limit: 100, search: 'dev-' })).map((d) => d.deviceName), ['dev-10', 'dev-9', 'dev-b']);
+      assert.deepEqual((await storage.devices.list(seeded.productKey, { limit: 100, search: 'Sdev-' })).map((d) => d.deviceName), ['dev-10', 'dev-9', 'dev-b']);
+      assert.deepEqual((await storage.devices.list(seeded.productKey, { limit: 2, after: 'dev-10' })).map((d) => d.deviceName), ['dev-9', 'dev-b']);
+      // The plans, over enough devices for the planner to care: index ranges, not a scan of the product's devices.
+      const fleet = Array.from({ length: 5000 }, (_, i) => device(seeded.productKey, `fleet-${String(i).padStart(5, '0')}`, {
+        username: `user-${String(i).padStart(5, '0')}`, sn: `SN-${String(i).padStart(5, '0')}`,
+      }));
+      for (let i = 0; i < fleet.length; i += 500) await storage.devices.insertMany(fleet.slice(i, i + 500));
+      await sql`analyze devices`.execute(storage.db);
+      const plan = async (query: string) => (await sql.raw<{ 'QUERY PLAN': string }>(`explain ${query}`).execute(storage.db)).rows.map((r) => r['QUERY PLAN']).join('\n');
+      const key = seeded.productKey.replace(/'/g, "''");
+      const page = await plan(`select * from devices where product_key = '${key}' and device_name collate "C" > 'fleet-04000' order by device_name collate "C" limit 50`);
+      assert.match(page, /Index Scan using devices_by_name/, page);
+      const range = (column: string, from: string, to: string) => `(${column} collate "C" >= '${from}' and ${column} collate "C" < '${to}')`;
+      const search = await plan(`select * from devices where product_key = '${key}' and (${range('device_name', 'user-0421', 'user-0422')} or ${range('username', 'user-0421', 'user-0422')} or ${range('sn', 'user-0421', 'user-0422')})`);
+      for (const index of ['devices_by_name', 'devices_by_username', 'devices_by_sn']) assert.match(search, new RegExp(index), search);
+    } finally {
+      await storage.close();
+    }
+  });
 }

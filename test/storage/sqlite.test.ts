@@ -9,7 +9,7 @@ import { silentLogger } from '../../src/core/logger.ts';
 import { openStorage } from '../../src/storage/index.ts';
 import { BundledMigrations } from '../../src/storage/migrations/index.ts';
 import { openSqlite, sqliteFileIn } from '../../src/storage/sqlite.ts';
-import { repositoryContract } from './repository.contract.ts';
+import { device, repositoryContract, seedGateway } from './repository.contract.ts';
 import { platformRepositoryContract } from './platform-repositories.contract.ts';
 import { devicePropertiesContract } from './device-properties.contract.ts';
 import { connectionEventsContract } from './connection-events.contract.ts';
@@ -75,6 +75,34 @@ test('sqlite: properties that older versions kept as one JSON column are moved i
       return 'updated';
     });
     assert.equal(seen, Buffer.byteLength(JSON.stringify(props)));
+  } finally {
+    await storage.close();
+  }
+});
+
+test('sqlite: a device search is three index ranges (MULTI-INDEX OR), status counts read one covering index', { timeout: 30_000 }, async () => {
+  const storage = await openStorage({ dataDir: await mkdtemp(path.join(root, 'plan-')), logger: silentLogger });
+  try {
+    const g = await seedGateway(storage, 'g1');
+    const fleet = Array.from({ length: 5000 }, (_, i) => device(g.productKey, `fleet-${String(i).padStart(5, '0')}`, {
+      username: `user-${String(i).padStart(5, '0')}`, sn: `SN-${String(i).padStart(5, '0')}`,
+    }));
+    for (let i = 0; i < fleet.length; i += 500) await storage.devices.insertMany(fleet.slice(i, i + 500));
+    await sql`analyze`.execute(storage.db);
+    const plan = async (query: { sql: string; parameters: readonly unknown[] }) =>
+      (await storage.db.executeQuery<{ detail: string }>({ ...query, sql: `explain query plan ${query.sql}`, query: undefined as never, queryId: undefined as never })).rows.map((r) => r.detail).join('\n');
+    // The shape the repository builds (repositories/devices.ts #filtered): a range per searched column.
+    const search = await plan(storage.db.selectFrom('devices').selectAll().where('product_key', '=', g.productKey)
+      .where((eb) => eb.or((['device_name', 'username', 'sn'] as const).map((c) => eb.and([eb(c, '>=', 'user-0421'), eb(c, '<', 'user-0422')]))))
+      .orderBy('device_name').limit(51).compile());
+    assert.match(search, /MULTI-INDEX OR/, search);
+    assert.match(search, /\(product_key=\? AND device_name>\? AND device_name<\?\)/, search);
+    assert.match(search, /\(product_key=\? AND username>\? AND username<\?\)/, search);
+    assert.match(search, /USING INDEX devices_by_sn \(product_key=\? AND sn>\? AND sn<\?\)/, search);
+    const counts = await plan(storage.db.selectFrom('devices').select(['product_key', 'disabled', 'connection_state'])
+      .select((eb) => eb.fn.countAll().as('n')).where('product_key', '=', g.productKey).groupBy(['product_key', 'disabled', 'connection_state']).compile());
+    assert.match(counts, /COVERING INDEX devices_by_status/, counts);
+    assert.equal((await storage.devices.list(g.productKey, { limit: 50, search: 'user-0421' })).length, 10);
   } finally {
     await storage.close();
   }
