@@ -48,7 +48,7 @@ export async function findGateway(client: ApiClient, nameOrId: string): Promise<
 }
 
 /** A product by its key, or by its gateway's name or id (a product belongs to one gateway). */
-async function productKeyOf(client: ApiClient, productOrGateway: string): Promise<string> {
+export async function productKeyOf(client: ApiClient, productOrGateway: string): Promise<string> {
   const { items } = await client.request<{ items: { id: string; name: string; productKey: string }[] }>('GET', '/api/v1/gateways');
   const gateway = items.find((g) => g.productKey === productOrGateway) ?? items.find((g) => g.id === productOrGateway) ?? items.find((g) => g.name === productOrGateway);
   return gateway?.productKey ?? productOrGateway;
