@@ -83,3 +83,20 @@ test('a flush writes rowsPerWrite rows per statement and lets the event loop tur
   assert.ok(turns.some((n) => n === 1) && turns.some((n) => n === 2), `other work ran between the statements (saw ${turns.join(',')})`);
   await store.close();
 });
+
+test('a statement carries at most bytesPerWrite of payloads (one larger payload goes alone), the event loop turning between', { timeout: 10_000 }, async () => {
+  const repo = new FakeRepo();
+  const store = new MessageStore(repo, { ...OPTIONS, maxPending: 100, batchSize: 100, rowsPerWrite: 50, bytesPerWrite: 1000, maxPendingBytes: 1 << 20 }, silentLogger);
+  const sizes = [400, 400, 400, 5000, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100];
+  sizes.forEach((n, i) => store.add(record(`m${i}`, 'dev', n)));
+  await store.flush();
+  assert.deepEqual(repo.batches, [
+    ['m0', 'm1'], // 800; a third 400 would pass 1000
+    ['m2'], // 400, and the next one alone is 5000
+    ['m3'],
+    ['m4', 'm5', 'm6', 'm7', 'm8', 'm9', 'm10', 'm11', 'm12', 'm13'], // 1000
+    ['m14', 'm15'],
+  ]);
+  assert.equal(store.stats.written, sizes.length);
+  await store.close();
+});

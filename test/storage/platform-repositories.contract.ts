@@ -87,5 +87,21 @@ export function platformRepositoryContract(name: string, open: OpenFreshStorage)
       assert.deepEqual(await s.webhooks.listOutbox('w1', 10), []);
       assert.equal(await s.webhooks.delete('w1'), false);
     }));
+
+    test('webhooks: an outbox batch of large bodies is written whole, in several statements, every entry once', { timeout: 30_000 }, () => withStorage(open, async (s) => {
+      await s.webhooks.insert(webhook('w1'));
+      // 40 bodies of 100 KB and 700 small ones: past both the bytes and the rows of one statement.
+      const entries = [
+        ...Array.from({ length: 40 }, (_, i) => ({ webhookId: 'w1', eventId: `big-${String(i).padStart(3, '0')}`, eventType: 'message' as const,
+          body: JSON.stringify({ id: i, payload: 'x'.repeat(100_000) }), createdAt: `2026-01-05T00:00:00.${String(i).padStart(3, '0')}Z` })),
+        ...Array.from({ length: 700 }, (_, i) => ({ webhookId: 'w1', eventId: `small-${String(i).padStart(3, '0')}`, eventType: 'online' as const,
+          body: `{"id":${i}}`, createdAt: `2026-01-06T00:00:00.${String(i).padStart(3, '0')}Z` })),
+      ];
+      await s.webhooks.addToOutbox(entries);
+      const stored = await s.webhooks.listOutbox('w1', 1000);
+      assert.equal(stored.length, entries.length);
+      assert.deepEqual(stored.map((e) => e.eventId), entries.map((e) => e.eventId));
+      assert.equal(stored[39]?.body, entries[39]?.body);
+    }));
   });
 }

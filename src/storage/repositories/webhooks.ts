@@ -3,9 +3,13 @@ import type {
   DeadLetterRecord, OutboxEntry, WebhookEventType, WebhookRecord, WebhookRepository,
 } from '../../registry/ports.ts';
 import type { Database, WebhookDeadLettersTable, WebhooksTable } from '../schema.ts';
+import { chunksByRowsAndBytes } from '../chunks.ts';
 
 /** Rows per statement; 5 columns each stays far below both engines' bound-parameter limits. */
 const ROWS_PER_STATEMENT = 500;
+/** Body characters per outbox INSERT (a larger body goes alone): 500 message events of 1 MB were one statement of 600 MB. */
+const OUTBOX_BYTES_PER_STATEMENT = 256 * 1024;
+
 
 function toRow(r: WebhookRecord): WebhooksTable {
   return {
@@ -84,8 +88,12 @@ export class KyselyWebhookRepository implements WebhookRepository {
   }
 
   async addToOutbox(entries: OutboxEntry[]): Promise<void> {
-    for (let i = 0; i < entries.length; i += ROWS_PER_STATEMENT) {
-      const rows = entries.slice(i, i + ROWS_PER_STATEMENT).map((e) => ({
+    let first = true;
+    for (const chunk of chunksByRowsAndBytes(entries, ROWS_PER_STATEMENT, OUTBOX_BYTES_PER_STATEMENT, (e) => e.body.length)) {
+      // SQLite writes synchronously: the event loop turns between statements.
+      if (!first) await new Promise<void>((resolve) => setImmediate(resolve));
+      first = false;
+      const rows = chunk.map((e) => ({
         webhook_id: e.webhookId, event_id: e.eventId, event_type: e.eventType, body: e.body, created_at: e.createdAt,
       }));
       await this.#db.insertInto('webhook_outbox').values(rows).onConflict((oc) => oc.columns(['webhook_id', 'event_id']).doNothing()).execute();
