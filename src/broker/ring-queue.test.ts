@@ -42,6 +42,16 @@ test('a drained large queue gives its ring back; a small one keeps it', { timeou
   assert.equal(q.capacity, 32);
   for (let i = 0; i < 20; i++) assert.equal(q.shift(), `n${i}`);
   assert.equal(q.capacity, 32, 'kept: small enough to reuse');
+
+  // 64 slots is the largest ring kept; 128 is given back.
+  for (let i = 0; i < 64; i++) q.push(`o${i}`);
+  assert.equal(q.capacity, 64);
+  while (q.length > 0) q.shift();
+  assert.equal(q.capacity, 64);
+  for (let i = 0; i < 65; i++) q.push(`p${i}`);
+  assert.equal(q.capacity, 128);
+  while (q.length > 0) q.shift();
+  assert.equal(q.capacity, 8);
 });
 
 test('does not keep references to shifted items', { timeout: 5_000 }, async () => {

@@ -96,3 +96,66 @@ test('[MQTT-4.8.2] a shared group spreads its messages: connected members take t
   assert.ok(!order.includes('d'), 'an offline member gets nothing while others are connected');
   for (let i = 1; i < order.length; i++) assert.notEqual(order[i], order[i - 1], `no member twice in a row: ${order.join('')}`);
 });
+
+test('subscriptions added or removed after a match are seen by the next match, shared and plain', { timeout: 5_000 }, () => {
+  const r = new Router();
+  const a = session('a');
+  const b = session('b');
+  assert.equal(r.match('t', 'p').length, 0);
+  const plain = sub(a, 't', 0);
+  r.add(plain);
+  assert.deepEqual(r.match('t', 'p').map((d) => d.session.clientId), ['a']);
+  r.remove(plain);
+  assert.equal(r.match('t', 'p').length, 0);
+  // A group of two: removing one member leaves the other receiving everything; removing it twice changes nothing.
+  const first = sub(a, '$share/g/t', 1);
+  const second = sub(b, '$share/g/t', 1);
+  r.add(first);
+  assert.deepEqual(r.match('t', 'p').map((d) => d.session.clientId), ['a'], 'a group of one receives');
+  r.add(second);
+  r.remove(first);
+  r.remove(first);
+  assert.deepEqual([1, 2, 3].map(() => r.match('t', 'p').map((d) => d.session.clientId).join()), ['b', 'b', 'b']);
+  r.remove(second);
+  assert.equal(r.match('t', 'p').length, 0);
+});
+
+test('overlaps merge whatever the order: highest QoS, Retain As Published if any asked, only the identifiers given', { timeout: 5_000 }, () => {
+  for (const [hash, plus, exact] of [[2, 0, 1], [0, 2, 1], [1, 0, 2]] as const) {
+    const r = new Router();
+    const a = session('a');
+    r.add(sub(a, 'x/#', hash));
+    r.add(sub(a, 'x/+', plus, { subscriptionId: 7, retainAsPublished: true }));
+    r.add(sub(a, 'x/y', exact, { subscriptionId: 9 }));
+    const d = r.match('x/y', 'p');
+    assert.equal(d.length, 1);
+    assert.equal(d[0]!.qos, 2, `QoS ${hash}/${plus}/${exact}`);
+    assert.equal(d[0]!.retainAsPublished, true);
+    assert.deepEqual(d[0]!.subIds?.sort(), [7, 9]);
+  }
+  const r = new Router();
+  r.add(sub(session('a'), 'x/y', 1));
+  assert.deepEqual(r.match('x/y', 'p').map((d) => [d.qos, d.retainAsPublished, d.subIds]), [[1, false, undefined]]);
+});
+
+test('without No Local a client receives its own messages; + matches an empty level', { timeout: 5_000 }, () => {
+  const r = new Router();
+  const a = session('a');
+  r.add(sub(a, 't', 0));
+  r.add(sub(a, 'u/+/v', 0));
+  assert.equal(r.match('t', 'a').length, 1);
+  assert.equal(r.match('u//v', 'a').length, 1);
+});
+
+test('a shared group with nobody connected still takes turns among its members', { timeout: 5_000 }, () => {
+  const r = new Router();
+  for (const id of ['a', 'b']) r.add(sub(session(id, null), '$share/g/t', 1));
+  assert.deepEqual([1, 2, 3, 4].map(() => r.match('t', 'p')[0]!.session.clientId), ['a', 'b', 'a', 'b']);
+});
+
+test('the trie takes topics as deep as the engine allows', { timeout: 5_000 }, () => {
+  const r = new Router(5);
+  r.add(sub(session('a'), 'a/b/c/d/e', 0));
+  r.add(sub(session('b'), 'a/#', 0));
+  assert.equal(r.match('a/b/c/d/e', 'p').length, 2);
+});

@@ -4,6 +4,9 @@ import type { QoS } from '../mqtt/codec.ts';
 import { createMessage, type Message } from './message.ts';
 import { Session, type SessionLink } from './session.ts';
 import { createStats } from './stats.ts';
+import { Journal } from './journal.ts';
+import type { BrokerPersistence } from './persistence.ts';
+import { silentLogger } from '../core/logger.ts';
 
 const LIMITS = { maxQueued: 100, maxQueuedBytes: 1 << 20, queueOverflow: 'drop-oldest' as const, maxRetained: 100 };
 
@@ -68,4 +71,249 @@ test('dropMessages, offline: messages in flight that resuming would send again a
   session.resume(again);
   assert.deepEqual(again.pubrels, [first.sent[0]!.packetId]);
   assert.deepEqual(again.sent.map((s) => [s.topic, s.dup]), [['ok/c', true]]);
+});
+
+/** A link whose window, congestion and size refusals the test sets, recording qos, retain and ids too. */
+function flowLink(quota: number): SessionLink & { sent: { topic: string; qos: QoS; retain: boolean; packetId: number; dup: boolean }[]; pubrels: number[]; congested: boolean; refuse: Set<string> } {
+  const link = {
+    sent: [] as { topic: string; qos: QoS; retain: boolean; packetId: number; dup: boolean }[],
+    pubrels: [] as number[],
+    sendQuota: quota,
+    congested: false,
+    refuse: new Set<string>(),
+    sendPublish(m: Message, qos: QoS, retain: boolean, packetId: number, dup: boolean): boolean {
+      if (link.refuse.has(m.topic)) return false;
+      link.sent.push({ topic: m.topic, qos, retain, packetId, dup });
+      return true;
+    },
+    sendPubrel(id: number): void {
+      link.pubrels.push(id);
+    },
+  };
+  return link;
+}
+
+test('QoS 0 goes now or never: sent with no packet id, dropped offline or to a congested socket, each counted', { timeout: 5_000 }, () => {
+  const stats = createStats();
+  const session = new Session('c', LIMITS, stats);
+  session.deliver(message('q0/offline', 0), 0, false, undefined);
+  const link = flowLink(10);
+  session.link = link;
+  session.deliver(message('q0/sent', 0), 0, true, undefined);
+  link.congested = true;
+  session.deliver(message('q0/slow', 0), 0, false, undefined);
+  assert.deepEqual(link.sent, [{ topic: 'q0/sent', qos: 0, retain: true, packetId: 0, dup: false }]);
+  assert.deepEqual([stats.droppedOffline, stats.droppedSlowConsumer, session.queuedCount, session.inflightCount], [1, 1, 0, 0]);
+});
+
+test('[MQTT-4.9.0-2] the inflight window holds sendQuota messages; the rest queue in order and go as acknowledgements make room', { timeout: 5_000 }, () => {
+  const session = new Session('c', LIMITS, createStats());
+  const link = flowLink(2);
+  session.link = link;
+  const completed: string[] = [];
+  for (const t of ['m/1', 'm/2', 'm/3', 'm/4']) session.deliver(message(t), 1, false, undefined, () => completed.push(t));
+  assert.deepEqual(link.sent.map((s) => [s.topic, s.packetId]), [['m/1', 1], ['m/2', 2]]);
+  assert.deepEqual([session.inflightCount, session.queuedCount, session.queuedBytes], [2, 2, 'm/3'.length * 2 + 'm/4'.length * 2]);
+  assert.equal(session.complete(2, 'pubcomp'), false, 'a QoS 1 flow is not ended by PUBCOMP');
+  assert.equal(session.complete(9, 'puback'), false, 'an unknown id');
+  assert.equal(session.complete(2, 'puback'), true);
+  assert.deepEqual(completed, ['m/2']);
+  assert.deepEqual(link.sent.map((s) => [s.topic, s.packetId]), [['m/1', 1], ['m/2', 2], ['m/3', 3]]);
+  assert.equal(session.complete(2, 'puback'), false, 'already ended');
+  // A congested socket holds QoS 1 back, even with room in the window.
+  link.congested = true;
+  assert.equal(session.complete(1, 'puback'), true);
+  assert.equal(link.sent.length, 3);
+  assert.deepEqual([session.inflightCount, session.queuedCount, session.queuedBytes], [1, 1, 'm/4'.length * 2]);
+  link.congested = false;
+  session.drain();
+  assert.deepEqual(link.sent.map((s) => s.topic), ['m/1', 'm/2', 'm/3', 'm/4']);
+  assert.deepEqual([session.inflightCount, session.queuedCount, session.queuedBytes], [2, 0, 0]);
+  // While something is queued, a new message queues behind it rather than overtaking, even with room.
+  link.congested = true;
+  assert.equal(session.complete(3, 'puback'), true);
+  session.deliver(message('m/5'), 1, false, undefined);
+  link.congested = false;
+  session.deliver(message('m/6'), 1, false, undefined);
+  assert.deepEqual(link.sent.map((s) => s.topic).slice(4), []);
+  session.drain();
+  assert.deepEqual(link.sent.map((s) => s.topic).slice(4), ['m/5']);
+  assert.equal(session.queuedCount, 1);
+});
+
+test('QoS 2: PUBREC moves a flow to PUBREL; PUBREC ≥ 0x80 ends it, frees the slot, and sends what waited (issue 18)', { timeout: 5_000 }, () => {
+  const session = new Session('c', LIMITS, createStats());
+  const link = flowLink(1);
+  session.link = link;
+  session.deliver(message('q2/a', 2), 2, false, undefined);
+  session.deliver(message('q2/b', 2), 2, false, undefined);
+  session.deliver(message('q2/c', 2), 2, false, undefined);
+  assert.equal(session.complete(1, 'pubcomp'), false, 'no PUBCOMP before PUBREC');
+  assert.equal(session.received(1, 0x7f), 'pubrel', '0x7f is not a failure');
+  assert.equal(session.complete(1, 'puback'), false, 'a QoS 2 flow is not ended by PUBACK');
+  assert.equal(session.complete(1, 'pubcomp'), true);
+  assert.deepEqual(link.sent.map((s) => [s.topic, s.packetId]), [['q2/a', 1], ['q2/b', 2]]);
+  assert.equal(session.received(2, 0x80), 'ended');
+  assert.equal(session.complete(2, 'pubcomp'), false, 'ended: no PUBREL, no PUBCOMP');
+  assert.deepEqual(link.sent.map((s) => [s.topic, s.packetId]), [['q2/a', 1], ['q2/b', 2], ['q2/c', 3]], 'the slot went to the next');
+  assert.equal(session.received(3, 0x87), 'ended');
+  assert.equal(session.inflightCount, 0);
+  assert.equal(session.received(3, 0), 'unknown');
+  session.deliver(message('q1/d'), 1, false, undefined);
+  assert.equal(session.received(4, 0), 'unknown', 'PUBREC for a QoS 1 flow');
+  assert.equal(session.inflightCount, 1);
+});
+
+test('[MQTT-2.2.1-3] packet ids continue after restored ones, wrap from 65535 to 1 and skip ids in use', { timeout: 5_000 }, () => {
+  const session = new Session('c', LIMITS, createStats());
+  const toMessage = (r: { message: { topic: string } }) => message(r.message.topic);
+  const stored = (seq: number, packetId: number, topic: string) => ({
+    clientId: 'c', seq, qos: 1 as const, retain: false, subIds: undefined, packetId, state: 'publish' as const,
+    message: { topic, payload: Buffer.from(topic), qos: 1 as const, retain: false, properties: undefined, expiresAt: 0, senderId: '' },
+  });
+  session.restoreOutbound([stored(1, 1, 'r/one'), stored(2, 65535, 'r/last'), stored(3, 0, 'r/queued')], toMessage);
+  assert.deepEqual([session.inflightCount, session.queuedCount, session.queuedBytes], [2, 1, 'r/queued'.length * 2]);
+  const link = flowLink(3);
+  session.resume(link);
+  // Resent in their original order with DUP; then the queued one gets the next free id: 1 is taken, so 2.
+  assert.deepEqual(link.sent.map((s) => [s.topic, s.packetId, s.dup]), [['r/one', 1, true], ['r/last', 65535, true], ['r/queued', 2, false]]);
+  session.deliver(message('new'), 1, false, undefined);
+  assert.deepEqual(link.sent.map((s) => [s.topic, s.packetId]).slice(3), [], 'the window is full');
+  assert.equal(session.complete(65535, 'puback'), true);
+  assert.deepEqual(link.sent.map((s) => [s.topic, s.packetId]).slice(3), [['new', 3]]);
+});
+
+test('a message larger than the client accepts is not kept in flight [MQTT-3.1.2-25], on first send and on resume', { timeout: 5_000 }, () => {
+  const session = new Session('c', LIMITS, createStats());
+  const link = flowLink(5);
+  link.refuse.add('big/1');
+  session.link = link;
+  session.deliver(message('big/1'), 1, false, undefined);
+  session.deliver(message('ok/1'), 1, false, undefined);
+  assert.equal(session.inflightCount, 1);
+  session.link = null;
+  const smaller = flowLink(5);
+  smaller.refuse.add('ok/1');
+  session.resume(smaller);
+  assert.equal(session.inflightCount, 0, 'refused on resume: dropped, not resent forever');
+  assert.deepEqual(smaller.sent, []);
+});
+
+test('queue limits: drop-oldest makes room by count and by bytes, drop-new refuses; a message above the byte limit never queues', { timeout: 5_000 }, () => {
+  const fill = (overflow: 'drop-oldest' | 'drop-new', maxQueued: number, maxQueuedBytes: number, topics: string[]) => {
+    const stats = createStats();
+    const session = new Session('c', { ...LIMITS, maxQueued, maxQueuedBytes, queueOverflow: overflow }, stats);
+    for (const t of topics) session.deliver(message(t), 1, false, undefined); // offline: every one queues
+    const link = flowLink(100);
+    const state = { queued: session.queuedCount, bytes: session.queuedBytes, dropped: stats.droppedQueueFull };
+    session.resume(link);
+    return { ...state, sent: link.sent.map((s) => s.topic) };
+  };
+  // Each message counts its topic and payload: 'a1' is 4 bytes.
+  assert.deepEqual(fill('drop-oldest', 2, 100, ['a1', 'a2', 'a3']), { queued: 2, bytes: 8, dropped: 1, sent: ['a2', 'a3'] });
+  assert.deepEqual(fill('drop-new', 2, 100, ['a1', 'a2', 'a3']), { queued: 2, bytes: 8, dropped: 1, sent: ['a1', 'a2'] });
+  assert.deepEqual(fill('drop-oldest', 10, 8, ['a1', 'a2', 'a3']), { queued: 2, bytes: 8, dropped: 1, sent: ['a2', 'a3'] });
+  assert.deepEqual(fill('drop-new', 10, 8, ['a1', 'a2', 'a3']), { queued: 2, bytes: 8, dropped: 1, sent: ['a1', 'a2'] });
+  assert.deepEqual(fill('drop-oldest', 10, 12, ['a1', 'a2', 'a3']), { queued: 3, bytes: 12, dropped: 0, sent: ['a1', 'a2', 'a3'] }, 'exactly at the byte limit');
+  assert.deepEqual(fill('drop-oldest', 10, 7, ['a1', 'long', 'a3']), { queued: 1, bytes: 4, dropped: 2, sent: ['a3'] });
+  assert.deepEqual(fill('drop-oldest', 10, 3, ['a1']), { queued: 0, bytes: 0, dropped: 1, sent: [] }, 'too big for an empty queue');
+  assert.deepEqual(fill('drop-new', 10, 3, ['a1']), { queued: 0, bytes: 0, dropped: 1, sent: [] });
+});
+
+test('an expired queued message is dropped when its turn comes, not sent [MQTT-3.3.2-5]', { timeout: 5_000 }, () => {
+  const stats = createStats();
+  const session = new Session('c', LIMITS, stats);
+  const expired = createMessage({ topic: 'old', payload: Buffer.from('x'), qos: 1, retain: false, properties: undefined, expiresAt: Date.now() - 1, senderId: '' });
+  const fresh = createMessage({ topic: 'fresh', payload: Buffer.from('x'), qos: 1, retain: false, properties: undefined, expiresAt: Date.now() + 60_000, senderId: '' });
+  session.deliver(expired, 1, false, undefined);
+  session.deliver(fresh, 1, false, undefined);
+  const link = flowLink(5);
+  session.resume(link);
+  assert.deepEqual(link.sent.map((s) => s.topic), ['fresh']);
+  assert.deepEqual([stats.droppedExpired, session.queuedCount, session.queuedBytes], [1, 0, 0]);
+});
+
+test('retained messages for a new subscription: RETAIN set, at most the granted QoS, paced by the window, bounded, replaced by a new SUBSCRIBE', { timeout: 5_000 }, () => {
+  const stats = createStats();
+  const session = new Session('c', { ...LIMITS, maxRetained: 3 }, stats);
+  const link = flowLink(1);
+  session.link = link;
+  const r = (topic: string, qos: QoS) => message(topic, qos);
+  session.sendRetained('r/#', [r('r/1', 2), r('r/2', 0), r('r/3', 1), r('r/4', 1)], 1, undefined);
+  assert.equal(stats.droppedRetainedBacklog, 1, 'one over the bound of 3');
+  // QoS 2 downgraded to the grant; QoS 0 goes at once; the next QoS 1 waits for room in the window.
+  assert.deepEqual(link.sent.map((s) => [s.topic, s.qos, s.retain]), [['r/1', 1, true], ['r/2', 0, true]]);
+  assert.equal(session.retainedOwed, 1);
+  session.complete(1, 'puback');
+  assert.deepEqual(link.sent.map((s) => [s.topic, s.qos, s.retain]), [['r/1', 1, true], ['r/2', 0, true], ['r/3', 1, true]]);
+  assert.equal(session.retainedOwed, 0);
+  // A new SUBSCRIBE of the same filter replaces what was owed; the bound counts what is still owed.
+  link.congested = true;
+  session.sendRetained('s/#', [r('s/1', 0), r('s/2', 0)], 0, undefined);
+  session.sendRetained('s/#', [r('s/1', 0), r('s/2', 0), r('s/3', 0)], 0, undefined);
+  assert.equal(session.retainedOwed, 3);
+  session.sendRetained('t/#', [r('t/1', 0)], 0, undefined);
+  assert.equal(session.retainedOwed, 3, 'no room: the bound holds across filters');
+  assert.equal(stats.droppedRetainedBacklog, 2);
+  link.congested = false;
+  session.drain();
+  assert.deepEqual(link.sent.map((s) => s.topic).slice(3), ['s/1', 's/2', 's/3']);
+  assert.equal(session.retainedOwed, 0);
+});
+
+test('a durable session journals what it owes as it changes and forgets what is done: a restart would restore the open flows only', { timeout: 5_000 }, async () => {
+  // The store keeps the outbound rows the journal commits (once per turn), as a restart would load them.
+  const rows = new Map<string, string>();
+  const store: BrokerPersistence = {
+    load: () => Promise.reject(new Error('not loaded here')),
+    write: (batch) => {
+      for (const [key, r] of batch.outbound) {
+        if (r === null) rows.delete(key);
+        else rows.set(key, `${r.message.topic} id=${r.packetId} ${r.state}`);
+      }
+    },
+  };
+  const session = new Session('c', { ...LIMITS, maxQueued: 2 }, createStats());
+  session.journal = new Journal(store, silentLogger);
+  session.expiryInterval = 60;
+  const link = flowLink(1);
+  session.link = link;
+  const journaled = async (): Promise<string[]> => {
+    await new Promise((r) => setImmediate(r));
+    return [...rows.values()].sort();
+  };
+  session.deliver(message('j/1', 2), 2, false, undefined);
+  for (const t of ['j/2', 'j/3', 'j/4']) session.deliver(message(t), 1, false, undefined); // j/2 overflows the queue of 2
+  assert.deepEqual(await journaled(), ['j/1 id=1 publish', 'j/3 id=0 publish', 'j/4 id=0 publish']);
+  assert.equal(session.received(1, 0), 'pubrel');
+  assert.deepEqual(await journaled(), ['j/1 id=1 pubrel', 'j/3 id=0 publish', 'j/4 id=0 publish']);
+  assert.equal(session.complete(1, 'pubcomp'), true);
+  assert.deepEqual(await journaled(), ['j/3 id=2 publish', 'j/4 id=0 publish']);
+  assert.equal(session.complete(2, 'puback'), true);
+  session.deliver(message('j/5', 2), 2, false, undefined);
+  assert.equal(session.complete(3, 'puback'), true);
+  assert.deepEqual(await journaled(), ['j/5 id=4 publish']);
+  assert.equal(session.received(4, 0x80), 'ended');
+  link.refuse.add('j/6');
+  session.deliver(message('j/6'), 1, false, undefined);
+  assert.deepEqual(await journaled(), [], 'a refused PUBREC and a message too large for the client leave nothing');
+  // Offline: queued, then dropped; sent, then refused on resume; expired in the queue.
+  session.deliver(message('j/7'), 1, false, undefined);
+  session.link = null;
+  session.deliver(message('j/8'), 1, false, undefined);
+  session.deliver(createMessage({ topic: 'j/9', payload: Buffer.from('x'), qos: 1, retain: false, properties: undefined, expiresAt: Date.now() - 1, senderId: '' }), 1, false, undefined);
+  assert.deepEqual(await journaled(), ['j/7 id=6 publish', 'j/8 id=0 publish', 'j/9 id=0 publish']);
+  assert.equal(session.dropMessages((m) => m.topic === 'j/8'), 1);
+  assert.deepEqual(await journaled(), ['j/7 id=6 publish', 'j/9 id=0 publish']);
+  const smaller = flowLink(5);
+  smaller.refuse.add('j/7');
+  session.resume(smaller);
+  assert.deepEqual(await journaled(), []);
+  session.link = null;
+  session.deliver(message('j/10'), 1, false, undefined);
+  session.resume(flowLink(5));
+  session.link = null;
+  assert.deepEqual(await journaled(), ['j/10 id=7 publish']);
+  assert.equal(session.dropMessages((m) => m.topic === 'j/10'), 1, 'in flight while offline: resuming would send it again');
+  assert.deepEqual(await journaled(), []);
 });

@@ -56,6 +56,9 @@ test('each bad value names its key', { timeout: 5_000 }, () => {
   rejects({ GATEHOUSE_PASSWORD_SCRYPT_N: '10000' }, 'GATEHOUSE_PASSWORD_SCRYPT_N', /power of two/);
   rejects({ GATEHOUSE_PASSWORD_SCRYPT_N: '512' }, 'GATEHOUSE_PASSWORD_SCRYPT_N');
   rejects({ GATEHOUSE_PASSWORD_SCRYPT_N: '2097152' }, 'GATEHOUSE_PASSWORD_SCRYPT_N');
+  // The range's ends themselves are accepted: 2^10 and 2^20.
+  assert.equal(readConfig({ GATEHOUSE_PASSWORD_SCRYPT_N: '1024' }).passwordScryptN, 1024);
+  assert.equal(readConfig({ GATEHOUSE_PASSWORD_SCRYPT_N: '1048576' }).passwordScryptN, 1048576);
   rejects({ GATEHOUSE_MESSAGES_PER_DEVICE: '0' }, 'GATEHOUSE_MESSAGES_PER_DEVICE');
   rejects({ GATEHOUSE_MESSAGES_MAX_AGE_HOURS: '1.5' }, 'GATEHOUSE_MESSAGES_MAX_AGE_HOURS');
   rejects({ GATEHOUSE_HTTP_PORT: '70000' }, 'GATEHOUSE_HTTP_PORT');

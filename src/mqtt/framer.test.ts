@@ -90,3 +90,59 @@ test('[MQTT-3.1.2-24] the maximum size counts the whole packet, fixed header byt
   assert.equal(collect(new Framer(129), [publish(127)]).error, null);
   assert.equal(collect(new Framer(128), [publish(127)]).error, 'too-large');
 });
+
+/** A PUBLISH-typed frame of exactly `total` bytes, fixed header included, body filled with `fill`. */
+function frameOfTotal(total: number, fill = 0x78): Buffer {
+  for (let lengthBytes = 1; lengthBytes <= 4; lengthBytes++) {
+    const body = total - 1 - lengthBytes;
+    const length: number[] = [];
+    let n = body;
+    do {
+      length.push((n % 128) | (n >= 128 ? 0x80 : 0));
+      n = Math.floor(n / 128);
+    } while (n > 0);
+    if (length.length === lengthBytes) return Buffer.concat([Buffer.from([0x30, ...length]), Buffer.alloc(body, fill)]);
+  }
+  throw new Error(`no frame of ${total} bytes`);
+}
+
+test('bufferedBytes counts what waits: a partial header, a partial body, frames the consumer has not taken', { timeout: 5_000 }, () => {
+  const framer = new Framer(1024);
+  const frames: string[] = [];
+  const take = { onFrame: (f: Buffer) => { frames.push(f.toString('hex')); return true; } };
+  assert.equal(framer.bufferedBytes, 0);
+  framer.push(Buffer.from('30', 'hex'), take);
+  assert.equal(framer.bufferedBytes, 1, 'one byte of a fixed header');
+  framer.push(Buffer.from('0400', 'hex'), take);
+  assert.equal(framer.bufferedBytes, 3, 'the header and one body byte of six');
+  framer.push(Buffer.from('01', 'hex'), take);
+  assert.equal(framer.bufferedBytes, 4);
+  framer.push(Buffer.from('6178c0', 'hex'), take);
+  assert.deepEqual(frames, ['300400016178']);
+  assert.equal(framer.bufferedBytes, 1, 'the first byte of the next packet');
+  framer.push(Buffer.from('00', 'hex'), take);
+  assert.deepEqual(frames, ['300400016178', 'c000']);
+  assert.equal(framer.bufferedBytes, 0);
+  // Whole frames the consumer did not take yet are counted too.
+  framer.push(Buffer.from('c000d000e000', 'hex'), { onFrame: () => false });
+  assert.equal(framer.bufferedBytes, 4);
+});
+
+test('a small remainder of a big chunk is copied, so the chunk can be freed; other remainders are kept as they are', { timeout: 5_000 }, () => {
+  // The first frame is taken and the consumer stops: the rest (one whole frame) waits in the framer,
+  // and comes out on the next push. Copied means it no longer shares the big chunk's memory.
+  const restAfter = (chunkLength: number, restLength: number): { copied: boolean; frame: string } => {
+    const rest = frameOfTotal(restLength, 0x72);
+    const chunk = Buffer.concat([frameOfTotal(chunkLength - restLength), rest]);
+    const framer = new Framer(1 << 20);
+    framer.push(chunk, { onFrame: () => false });
+    const out: Buffer[] = [];
+    framer.push(null, { onFrame: (f) => { out.push(f); return true; } });
+    assert.equal(out.length, 1);
+    assert.ok(out[0]!.equals(rest));
+    return { copied: out[0]!.buffer !== chunk.buffer, frame: `${chunkLength}/${restLength}` };
+  };
+  assert.deepEqual(restAfter(65_537, 4_095), { copied: true, frame: '65537/4095' });
+  assert.deepEqual(restAfter(65_536, 4_095), { copied: false, frame: '65536/4095' }, 'a chunk of 64 KiB is not big');
+  assert.deepEqual(restAfter(65_537, 4_096), { copied: false, frame: '65537/4096' }, 'a remainder of 4 KiB is not small');
+});

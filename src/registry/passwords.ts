@@ -76,18 +76,23 @@ export function needsRehash(hash: string, cost: ScryptCost): boolean {
 const dummyHashes = new Map<string, Promise<string>>();
 
 /**
+ * The hash an unknown username is checked against: one per cost, made once per process from a random
+ * password, so it costs the time a wrong password costs and matches nothing a device can send.
+ */
+export function dummyHash(cost: ScryptCost): Promise<string> {
+  const key = `${cost.N}$${cost.r}$${cost.p}`;
+  let dummy = dummyHashes.get(key);
+  if (dummy === undefined) dummyHashes.set(key, dummy = hashPassword(randomBytes(16).toString('hex'), cost));
+  return dummy;
+}
+
+/**
  * True when `password` matches `hash`. With no hash (unknown username) a dummy made at `cost` (the
  * current one) is checked, so the answer takes as long as for a wrong password and does not reveal which
  * usernames exist.
  */
 export async function verifyPassword(hash: string | undefined, password: string | Buffer, cost: ScryptCost = DEFAULT_SCRYPT_COST): Promise<boolean> {
-  let dummy: Promise<string> | undefined;
-  if (hash === undefined) {
-    const key = `${cost.N}$${cost.r}$${cost.p}`;
-    dummy = dummyHashes.get(key);
-    if (dummy === undefined) dummyHashes.set(key, dummy = hashPassword(randomBytes(16).toString('hex'), cost));
-  }
-  const parsed = parseHash(hash ?? await (dummy as Promise<string>));
+  const parsed = parseHash(hash ?? await dummyHash(cost));
   if (!parsed) return false;
   const derived = await scrypt(password, parsed.salt, parsed.key.length, {
     N: parsed.N, r: parsed.r, p: parsed.p, maxmem: 256 * parsed.N * parsed.r,

@@ -38,8 +38,13 @@ describe('functions', () => {
     assert.equal(replaced.json.timeoutMs, 100);
     assert.equal(replaced.json.memoryMb, 64);
     assert.equal(replaced.json.createdAt, created.json.createdAt);
+    // What is stored is the new version, not only what the answer says.
+    const reread = await api.call<FunctionJson>('GET', '/api/v1/functions/verify_a');
+    assert.equal(reread.json.source, 'function handler() { return { result: "false" }; }');
+    assert.equal(reread.json.timeoutMs, 100);
     const upserted = await api.call<FunctionJson>('PUT', '/api/v1/functions/verify_c', { json: { source: SOURCE } });
     assert.equal(upserted.status, 201);
+    assert.equal((await api.call<FunctionJson>('GET', '/api/v1/functions/verify_c')).json.source, SOURCE);
 
     assert.equal((await api.call('DELETE', '/api/v1/functions/verify_c')).status, 204);
     expectError(await api.call<FunctionJson>('GET', '/api/v1/functions/verify_c'), 404, 'GW_ERR_FUNCTION_NOT_FOUND', 'name');
@@ -79,8 +84,11 @@ describe('functions', () => {
     assert.equal(gw.status, 201, gw.body);
     const error = expectError(await api.call('DELETE', '/api/v1/functions/in_use'), 409, 'GW_ERR_FUNCTION_IN_USE', 'name');
     assert.match(error.message, /fn_user/);
-    assert.equal((await api.call<GatewayJson>('PATCH', `/api/v1/gateways/${gw.json.id}`, { json: { authType: 'ONE_PARTY' } })).status, 200);
+    const unhooked = await api.call<GatewayJson>('PATCH', `/api/v1/gateways/${gw.json.id}`, { json: { authType: 'ONE_PARTY' } });
+    assert.equal(unhooked.status, 200);
+    assert.equal(unhooked.json.authType, 'ONE_PARTY');
     assert.equal((await api.call('DELETE', '/api/v1/functions/in_use')).status, 204);
+    expectError(await api.call('GET', '/api/v1/functions/in_use'), 404, 'GW_ERR_FUNCTION_NOT_FOUND', 'name');
   });
 
   test('unknown function → GW_ERR_FUNCTION_NOT_FOUND', { timeout: 5_000 }, async () => {

@@ -58,7 +58,9 @@ describe('name', () => {
     const other = (await create(body({ name: 'unique_two' }))).json;
     expectError(await api.call<GatewayJson>('PATCH', `/api/v1/gateways/${other.id}`, { json: { name: 'unique_one' } }), 409, 'GW_ERR_GATEWAY_NAME_TAKEN', 'name');
     // Keeping one's own name is not a conflict.
-    assert.equal((await api.call<GatewayJson>('PATCH', `/api/v1/gateways/${other.id}`, { json: { name: 'unique_two', port: other.port } })).status, 200);
+    const kept = await api.call<GatewayJson>('PATCH', `/api/v1/gateways/${other.id}`, { json: { name: 'unique_two', port: other.port } });
+    assert.equal(kept.status, 200);
+    assert.equal((await api.call<GatewayJson>('GET', `/api/v1/gateways/${other.id}`)).json.name, 'unique_two');
   });
 
   test('missing → GW_ERR_VALIDATION naming it', { timeout: 5_000 }, async () => {

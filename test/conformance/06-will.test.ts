@@ -53,7 +53,8 @@ test('[MQTT-3.14.2-1] [MQTT-3.1.2-8] DISCONNECT 0x04 (Disconnect with Will Messa
   const { inbox, raw } = await setup(t);
   raw.send({ cmd: 'disconnect', reasonCode: 0x04 });
   await raw.expectClosed();
-  await inbox.waitForCount(1);
+  const [will] = await inbox.waitForCount(1);
+  assert.equal(will?.payload.toString(), 'last words', 'the Will itself');
 });
 
 test('[MQTT-3.14.2-1] [MQTT-3.1.2-8] a client DISCONNECT with an error code (0x80) publishes the Will', {
@@ -63,7 +64,8 @@ test('[MQTT-3.14.2-1] [MQTT-3.1.2-8] a client DISCONNECT with an error code (0x8
   const { inbox, raw } = await setup(t);
   raw.send({ cmd: 'disconnect', reasonCode: 0x80, properties: { reasonString: 'sensor failed' } });
   await raw.expectClosed();
-  await inbox.waitForCount(1);
+  const [will] = await inbox.waitForCount(1);
+  assert.equal(will?.payload.toString(), 'last words', 'the Will itself');
 });
 
 test('[MQTT-3.1.2-14] [MQTT-3.1.2-15] Will Retain 0 is published non-retained; Will Retain 1 is stored as retained', { timeout: 5_000 }, async (t) => {
@@ -131,19 +133,22 @@ test('[MQTT-3.1.3-9] the Will is not published when the client reconnects within
 test('[MQTT-3.1.2-8] the Will is published when the session ends before the Will Delay Interval', { timeout: 8_000 }, async (t) => {
   const { inbox, raw } = await setup(t, { properties: { willDelayInterval: 60 } }, { clean: true, properties: { sessionExpiryInterval: 1 } });
   raw.close();
-  await inbox.waitForCount(1, 4_000);
+  const [will] = await inbox.waitForCount(1, 4_000);
+  assert.equal(will?.payload.toString(), 'last words', 'the Will itself');
 });
 
 test('[MQTT-3.1.2-8] the Will is published when the server closes the connection for a protocol error', { timeout: 5_000 }, async (t) => {
   const { inbox, raw } = await setup(t);
   raw.sendBytes([0x00, 0x00]); // packet type 0 is reserved
   await raw.expectClosed();
-  await inbox.waitForCount(1);
+  const [will] = await inbox.waitForCount(1);
+  assert.equal(will?.payload.toString(), 'last words', 'the Will itself');
 });
 
 test('[MQTT-3.1.2-8] [MQTT-3.1.2-22] the Will is published when the keep alive expires', { timeout: 10_000 }, async (t) => {
   const { inbox } = await setup(t, {}, { keepalive: 1 });
-  await inbox.waitForCount(1, isReference ? 7_000 : 3_000);
+  const [will] = await inbox.waitForCount(1, isReference ? 7_000 : 3_000);
+  assert.equal(will?.payload.toString(), 'last words', 'the Will itself');
 });
 
 test('[MQTT-3.1.3.3] a Will Topic with a wildcard is refused (CONNACK ≥ 0x80 or closed)', { timeout: 5_000 }, async (t) => {

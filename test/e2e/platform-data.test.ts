@@ -104,7 +104,16 @@ test('the parsing dry run shows the output, console lines and time; a syntax err
   assert.deepEqual(saved.json.output.params, { temperature: 21.5, humidity: 55 });
   assert.equal(saved.json.propertyPost, true);
   assert.deepEqual(saved.json.logs.map((l) => l.message), ['frame of 3 bytes']);
-  assert.ok(saved.json.durationMs >= 0);
+  assert.equal(typeof saved.json.durationMs, 'number');
+  // The time reported is the script's own: one that spins 5 ms of its clock reports at least that much,
+  // and less than the gateway's parsing limit (100 ms), which did not stop it.
+  const spinning = await gh.api<{ output: Record<string, unknown>; durationMs: number }>('POST', `/gateways/${gw.id}/parsing/test`, {
+    script: 'function transformPayload(topic, bytes) { const end = Date.now() + 5; while (Date.now() < end) {} return { spun: true }; }',
+    topic: 't', payload: 'AAE=', encoding: 'base64',
+  });
+  assert.equal(spinning.status, 200, JSON.stringify(spinning.json));
+  assert.deepEqual(spinning.json.output, { spun: true });
+  assert.ok(spinning.json.durationMs >= 4 && spinning.json.durationMs < 100, String(spinning.json.durationMs));
 
   const draft = await gh.api<{ output: null; error: { kind: string } }>('POST', `/gateways/${gw.id}/parsing/test`, {
     script: 'function transformPayload(topic, bytes) { return [bytes.length]; }', topic: 't', payload: 'AAE=', encoding: 'base64',

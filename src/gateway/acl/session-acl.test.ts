@@ -52,6 +52,9 @@ test('a placeholder value with +, # or / never matches; a missing one neither', 
     assert.equal(acl.canPublish(`u/${username}/t`), false, username);
     assert.equal(acl.canSubscribe('u/#'), false, username);
     assert.equal(acl.canSubscribe('u/+/#'), false, username);
+    // The rule is dropped whole, not cut short at the bad value (which would leave a rule for 'u').
+    assert.equal(acl.canPublish('u'), false, username);
+    assert.equal(acl.canSubscribe('u'), false, username);
   }
   const noCert = compileSessionAcl(rules, 'DENY', d1);
   assert.equal(noCert.canPublish('cn/undefined'), false);
@@ -70,6 +73,9 @@ test('allowsEverything only without a refusal possible', { timeout: 5_000 }, () 
   assert.equal(compileSessionAcl([], 'ALLOW', d1).allowsEverything, true);
   assert.equal(compileSessionAcl([], 'DENY', d1).allowsEverything, false);
   assert.equal(compileSessionAcl([{ action: 'DENY', access: 'PUBLISH', topic: 'x' }], 'ALLOW', d1).allowsEverything, false);
+  assert.equal(compileSessionAcl([{ action: 'ALLOW', access: 'ALL', topic: 'x' }], 'ALLOW', d1).allowsEverything, true);
+  assert.equal(compileSessionAcl([{ action: 'ALLOW', access: 'ALL', topic: 'x' }, { action: 'DENY', access: 'ALL', topic: 'y' }], 'ALLOW', d1).allowsEverything, false);
+  assert.equal(compileSessionAcl([{ action: 'ALLOW', access: 'ALL', topic: 'x' }], 'DENY', d1).allowsEverything, false);
 });
 
 test('rule checks name the field and the rule', { timeout: 5_000 }, () => {
@@ -90,4 +96,28 @@ test('rule checks name the field and the rule', { timeout: 5_000 }, () => {
   assert.deepEqual(codeOf({ defaultAction: 'ALLOW', rules: [{ action: 'ALLOW', access: 'ALL', topic: '$share/g/a' }] }), ['GW_ERR_ACL_TOPIC_INVALID', 'accessControl.rules[0].topic']);
   assert.deepEqual(codeOf({ defaultAction: 'ALLOW', rules: Array.from({ length: 101 }, () => ({ action: 'ALLOW', access: 'ALL', topic: 'a' })) }), ['GW_ERR_ACL_TOO_MANY_RULES', 'accessControl.rules']);
   assert.deepEqual(codeOf(PER_DEVICE_TEMPLATE), ['ok', undefined]);
+});
+
+test('an ALLOW with + covers exactly one level: not the parent, not a deeper filter, not a # in its place', { timeout: 5_000 }, () => {
+  const acl = compileSessionAcl([{ action: 'ALLOW', access: 'ALL', topic: 'a/+' }, { action: 'ALLOW', access: 'ALL', topic: 'b/+/#' }], 'DENY', d1);
+  assert.equal(acl.canSubscribe('a/x'), true);
+  assert.equal(acl.canSubscribe('a/+'), true, 'a + under a + is covered');
+  assert.equal(acl.canSubscribe('a/#'), false, 'a # reaches deeper than the +');
+  assert.equal(acl.canSubscribe('a/x/y'), false);
+  assert.equal(acl.canSubscribe('a'), false);
+  assert.equal(acl.canPublish('a/x'), true);
+  assert.equal(acl.canPublish('a/x/y'), false);
+  assert.equal(acl.canPublish('a'), false);
+  // '+' needs a level to be there, even before a '#' [MQTT-4.7.1-2].
+  assert.equal(acl.canPublish('b'), false);
+  assert.equal(acl.canPublish('b/x'), true);
+  assert.equal(acl.canSubscribe('b'), false);
+  assert.equal(acl.canSubscribe('b/x/#'), true);
+});
+
+test('a DENY does not reach a filter one level deeper than its last level, even ending in +', { timeout: 5_000 }, () => {
+  const acl = compileSessionAcl([{ action: 'DENY', access: 'SUBSCRIBE', topic: 'devices/+/secret' }], 'ALLOW', d1);
+  assert.equal(acl.canSubscribe('devices/d1/secret'), false);
+  assert.equal(acl.canSubscribe('devices/d1/secret/+'), true);
+  assert.equal(acl.canSubscribe('devices/+'), true, 'no topic of two levels is a secret');
 });

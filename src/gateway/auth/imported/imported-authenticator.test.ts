@@ -123,3 +123,100 @@ test('a lookup overtaken by an invalidation is not cached: the next CONNECT read
   assert.deepEqual(next.kind === 'deny' ? next.reasonCode : next.kind, 0x87);
   assert.equal(calls.find, 2);
 });
+
+/** A source whose hashes are `<tag>:<password>`, counting lookups and slow checks, with upgrades held until released. */
+function upgradingSource(rows: Map<string, DeviceCredential>) {
+  const calls = { find: 0, verify: 0, upgrades: [] as string[] };
+  const pending: ((next: string | undefined) => void)[] = [];
+  const s: CredentialSource = {
+    findDeviceCredential: (_pk, username) => {
+      calls.find++;
+      return Promise.resolve(rows.get(username));
+    },
+    verifyPassword: (hash, password) => {
+      calls.verify++;
+      return Promise.resolve(hash !== undefined && hash.slice(hash.indexOf(':') + 1) === password.toString());
+    },
+    upgradePasswordHash: (pk, deviceName, verifiedHash, password) => {
+      calls.upgrades.push(`${pk}/${deviceName} ${verifiedHash} ${password.toString()}`);
+      return new Promise((resolve) => pending.push(resolve));
+    },
+  };
+  return { s, calls, release: (next: string | undefined) => pending.shift()!(next) };
+}
+
+test('a login on an old hash starts one upgrade at a time; the new hash and its digest are remembered, so the next login pays no hash', { timeout: 5_000 }, async () => {
+  const rows = new Map<string, DeviceCredential>([
+    ['meter-1', { deviceName: 'd1', passwordHash: 'old:pw1', disabled: false }],
+    ['meter-2', { deviceName: 'd2', passwordHash: 'old:pw2', disabled: false }],
+    ['meter-3', { deviceName: 'd3', passwordHash: 'old:pw3', disabled: false }],
+  ]);
+  const { s, calls, release } = upgradingSource(rows);
+  const auth = new ImportedAuthenticator('pk', s);
+  assert.deepEqual(await auth.authenticate(cred('meter-1', 'pw1')), { kind: 'allow', deviceName: 'd1' });
+  assert.deepEqual(calls.upgrades, ['pk/d1 old:pw1 pw1']);
+  // While it runs, another device's login on an old hash leaves its upgrade for later.
+  assert.equal((await auth.authenticate(cred('meter-2', 'pw2'))).kind, 'allow');
+  assert.equal(calls.upgrades.length, 1);
+  release('new:pw1');
+  await new Promise((r) => setImmediate(r));
+  const before = { find: calls.find, verify: calls.verify };
+  assert.deepEqual(await auth.authenticate(cred('meter-1', 'pw1')), { kind: 'allow', deviceName: 'd1' });
+  assert.deepEqual({ find: calls.find, verify: calls.verify }, before, 'remembered against the new hash: no lookup, no hash');
+  assert.equal(calls.upgrades.length, 1, 'a remembered login starts no upgrade');
+  // The first upgrade is over: the next login on an old hash starts its own.
+  assert.equal((await auth.authenticate(cred('meter-3', 'pw3'))).kind, 'allow');
+  assert.deepEqual(calls.upgrades, ['pk/d1 old:pw1 pw1', 'pk/d3 old:pw3 pw3']);
+  release(undefined); // nothing to store (the hash was current after all): the cache stays as it was
+  await new Promise((r) => setImmediate(r));
+  const again = calls.verify;
+  assert.equal((await auth.authenticate(cred('meter-3', 'pw3'))).kind, 'allow');
+  assert.equal(calls.verify, again);
+});
+
+test('a cached row is trusted for cacheTtlMs, then read again; what verified before still counts if the hash is the same', { timeout: 5_000 }, async (t) => {
+  t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+  const rows = new Map<string, DeviceCredential>([['meter-1', { deviceName: 'd1', passwordHash: 'h:pw', disabled: false }]]);
+  const { s, calls } = upgradingSource(rows);
+  const auth = new ImportedAuthenticator('pk', s, { cacheTtlMs: 1_000 });
+  await auth.authenticate(cred('meter-1', 'pw'));
+  assert.deepEqual({ find: calls.find, verify: calls.verify }, { find: 1, verify: 1 });
+  t.mock.timers.tick(999);
+  await auth.authenticate(cred('meter-1', 'pw'));
+  assert.deepEqual({ find: calls.find, verify: calls.verify }, { find: 1, verify: 1 }, 'within the TTL: the cache');
+  t.mock.timers.tick(1);
+  await auth.authenticate(cred('meter-1', 'pw'));
+  assert.deepEqual({ find: calls.find, verify: calls.verify }, { find: 2, verify: 1 }, 'at the TTL: read again, the same hash keeps its digest');
+  // The row changed without an event: after the TTL the new hash is what counts.
+  rows.set('meter-1', { deviceName: 'd1', passwordHash: 'h:other', disabled: false });
+  t.mock.timers.tick(1_000);
+  assert.equal((await auth.authenticate(cred('meter-1', 'pw'))).kind, 'deny');
+  assert.deepEqual({ find: calls.find, verify: calls.verify }, { find: 3, verify: 2 });
+  // The default TTL is one minute.
+  const byDefault = new ImportedAuthenticator('pk', s);
+  await byDefault.authenticate(cred('meter-1', 'other'));
+  t.mock.timers.tick(59_999);
+  await byDefault.authenticate(cred('meter-1', 'other'));
+  assert.equal(calls.find, 4);
+  t.mock.timers.tick(1);
+  await byDefault.authenticate(cred('meter-1', 'other'));
+  assert.equal(calls.find, 5);
+});
+
+test('at most maxCached usernames are kept, the oldest read going first; invalidate(null) drops them all', { timeout: 5_000 }, async () => {
+  const rows = new Map<string, DeviceCredential>(['a', 'b', 'c'].map((u) => [`meter-${u}`, { deviceName: u, passwordHash: `h:${u}`, disabled: false }]));
+  const { s, calls } = upgradingSource(rows);
+  const auth = new ImportedAuthenticator('pk', s, { maxCached: 2 });
+  const finds = async (...usernames: string[]): Promise<number> => {
+    const before = calls.find;
+    for (const u of usernames) assert.equal((await auth.authenticate(cred(`meter-${u}`, u))).kind, 'allow');
+    return calls.find - before;
+  };
+  assert.equal(await finds('a', 'b'), 2);
+  assert.equal(await finds('a', 'b'), 0, 'two fit');
+  assert.equal(await finds('c'), 1);
+  assert.equal(await finds('b', 'c'), 0, 'the third pushed out the first read');
+  assert.equal(await finds('a'), 1);
+  auth.invalidate(null);
+  assert.equal(await finds('c', 'a'), 2);
+});
