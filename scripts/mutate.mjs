@@ -3,11 +3,11 @@
  *
  * For each module of MODULES: every mutant of its source files (operators flipped, conditions forced,
  * numeric boundaries moved by one, statements removed; see `mutantsOf`) is written, one at a time, into
- * a scratch copy of the tree (.tmp/mutate/tree), and the module's test files are run against it, each
+ * a scratch copy of the tree (.tmp/mutate/tree-<pid>), and the module's test files are run against it, each
  * in a process of its own with a deadline. A mutant is killed when a test file fails, timed out when a
  * file passes its deadline (counted as killed: the tests stopped it from looking right), survived when
  * every file passes. The working tree's src/ is never written: a crash leaves a mutant only in the
- * scratch copy, which the next run makes again.
+ * scratch copy, which no later run uses (each makes its own, and removes it at the end).
  *
  * Not StrykerJS: its current major needs Node 22 (the project supports 20), its command runner runs the
  * same command for every mutant with no per-module test list, and it brings Babel along. The TypeScript
@@ -350,11 +350,17 @@ async function main(argv) {
     }
     return;
   }
-  const results = await runMutation({ root: ROOT, modules: MODULES, names: chosen, scratch: path.join(ROOT, '.tmp', 'mutate', 'tree') });
-  const report = formatResults(results);
-  process.stdout.write(`\n${report}\n`);
-  fs.writeFileSync(path.join(ROOT, '.tmp', 'mutate', 'report.txt'), `${report}\n`);
-  if (json !== undefined) fs.writeFileSync(json, JSON.stringify(results, null, 2));
+  // A tree per run, so that two runs (of different modules) can go side by side.
+  const scratch = path.join(ROOT, '.tmp', 'mutate', `tree-${process.pid}`);
+  try {
+    const results = await runMutation({ root: ROOT, modules: MODULES, names: chosen, scratch });
+    const report = formatResults(results);
+    process.stdout.write(`\n${report}\n`);
+    fs.writeFileSync(path.join(ROOT, '.tmp', 'mutate', `report-${chosen.join('-')}.txt`), `${report}\n`);
+    if (json !== undefined) fs.writeFileSync(json, JSON.stringify(results, null, 2));
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
 }
 
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

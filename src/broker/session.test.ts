@@ -164,13 +164,15 @@ test('QoS 2: PUBREC moves a flow to PUBREL; PUBREC ≥ 0x80 ends it, frees the s
   assert.equal(session.inflightCount, 1);
 });
 
+/** A stored outbound QoS 1 message as a restart loads it (packet id 0: it was queued). */
+const stored = (seq: number, packetId: number, topic: string) => ({
+  clientId: 'c', seq, qos: 1 as const, retain: false, subIds: undefined, packetId, state: 'publish' as const,
+  message: { topic, payload: Buffer.from(topic), qos: 1 as const, retain: false, properties: undefined, expiresAt: 0, senderId: '' },
+});
+const toMessage = (r: { message: { topic: string } }) => message(r.message.topic);
+
 test('[MQTT-2.2.1-3] packet ids continue after restored ones, wrap from 65535 to 1 and skip ids in use', { timeout: 5_000 }, () => {
   const session = new Session('c', LIMITS, createStats());
-  const toMessage = (r: { message: { topic: string } }) => message(r.message.topic);
-  const stored = (seq: number, packetId: number, topic: string) => ({
-    clientId: 'c', seq, qos: 1 as const, retain: false, subIds: undefined, packetId, state: 'publish' as const,
-    message: { topic, payload: Buffer.from(topic), qos: 1 as const, retain: false, properties: undefined, expiresAt: 0, senderId: '' },
-  });
   session.restoreOutbound([stored(1, 1, 'r/one'), stored(2, 65535, 'r/last'), stored(3, 0, 'r/queued')], toMessage);
   assert.deepEqual([session.inflightCount, session.queuedCount, session.queuedBytes], [2, 1, 'r/queued'.length * 2]);
   const link = flowLink(3);
@@ -217,6 +219,7 @@ test('queue limits: drop-oldest makes room by count and by bytes, drop-new refus
   assert.deepEqual(fill('drop-oldest', 10, 12, ['a1', 'a2', 'a3']), { queued: 3, bytes: 12, dropped: 0, sent: ['a1', 'a2', 'a3'] }, 'exactly at the byte limit');
   assert.deepEqual(fill('drop-oldest', 10, 7, ['a1', 'long', 'a3']), { queued: 1, bytes: 4, dropped: 2, sent: ['a3'] });
   assert.deepEqual(fill('drop-oldest', 10, 3, ['a1']), { queued: 0, bytes: 0, dropped: 1, sent: [] }, 'too big for an empty queue');
+  assert.deepEqual(fill('drop-oldest', 10, 4, ['a1']), { queued: 1, bytes: 4, dropped: 0, sent: ['a1'] }, 'exactly the byte limit fits');
   assert.deepEqual(fill('drop-new', 10, 3, ['a1']), { queued: 0, bytes: 0, dropped: 1, sent: [] });
 });
 
@@ -309,11 +312,80 @@ test('a durable session journals what it owes as it changes and forgets what is 
   smaller.refuse.add('j/7');
   session.resume(smaller);
   assert.deepEqual(await journaled(), []);
+  // Queued offline, then too large for the client that comes back: forgotten when its turn comes.
+  session.link = null;
+  session.deliver(message('j/big'), 1, false, undefined);
+  assert.deepEqual(await journaled(), ['j/big id=0 publish']);
+  const refusing = flowLink(5);
+  refusing.refuse.add('j/big');
+  session.resume(refusing);
+  assert.deepEqual(await journaled(), []);
   session.link = null;
   session.deliver(message('j/10'), 1, false, undefined);
   session.resume(flowLink(5));
   session.link = null;
-  assert.deepEqual(await journaled(), ['j/10 id=7 publish']);
+  assert.deepEqual(await journaled(), ['j/10 id=8 publish']);
   assert.equal(session.dropMessages((m) => m.topic === 'j/10'), 1, 'in flight while offline: resuming would send it again');
   assert.deepEqual(await journaled(), []);
+});
+
+test('after a restore, new flows come after the restored ones: ids continue past the highest, wrap to 1, and resends keep the order', { timeout: 5_000 }, () => {
+  const session = new Session('c', LIMITS, createStats());
+  session.restoreOutbound([stored(1, 300, 'r/a'), stored(2, 301, 'r/b'), stored(3, 5, 'r/c')], toMessage);
+  const a = flowLink(10);
+  session.resume(a);
+  assert.deepEqual(a.sent.map((s) => [s.topic, s.packetId, s.dup]), [['r/a', 300, true], ['r/b', 301, true], ['r/c', 5, true]]);
+  assert.equal(session.complete(301, 'puback'), true);
+  session.deliver(message('n/1'), 1, false, undefined);
+  session.deliver(message('n/2'), 1, false, undefined);
+  assert.deepEqual(a.sent.slice(3).map((s) => [s.topic, s.packetId]), [['n/1', 302], ['n/2', 303]], 'past the highest id, not after the last one restored');
+  session.link = null;
+  const b = flowLink(10);
+  session.resume(b);
+  assert.deepEqual(b.sent.map((s) => s.topic), ['r/a', 'r/c', 'n/1', 'n/2'], 'resent in the order the flows began');
+
+  const single = new Session('s', LIMITS, createStats());
+  single.restoreOutbound([stored(1, 300, 's/a')], toMessage);
+  const c = flowLink(10);
+  single.resume(c);
+  single.deliver(message('s/n'), 1, false, undefined);
+  assert.deepEqual(c.sent.map((s) => [s.topic, s.packetId]), [['s/a', 300], ['s/n', 301]]);
+
+  // Allocation itself wraps too: after 65535 comes 1.
+  const high = new Session('h', LIMITS, createStats());
+  high.restoreOutbound([stored(1, 65534, 'h/a')], toMessage);
+  const f = flowLink(10);
+  high.resume(f);
+  high.deliver(message('h/b'), 1, false, undefined);
+  high.deliver(message('h/c'), 1, false, undefined);
+  assert.deepEqual(f.sent.map((s) => [s.topic, s.packetId]), [['h/a', 65534], ['h/b', 65535], ['h/c', 1]]);
+
+  const wrapped = new Session('w', LIMITS, createStats());
+  wrapped.restoreOutbound([stored(1, 65535, 'w/a')], toMessage);
+  const d = flowLink(10);
+  wrapped.resume(d);
+  wrapped.deliver(message('w/n'), 1, false, undefined);
+  assert.deepEqual(d.sent.map((s) => [s.topic, s.packetId]), [['w/a', 65535], ['w/n', 1]], 'after 65535 comes 1, never 0');
+  wrapped.link = null;
+  const e = flowLink(10);
+  wrapped.resume(e);
+  assert.deepEqual(e.sent.map((s) => s.topic), ['w/a', 'w/n']);
+});
+
+test('a new SUBSCRIBE replaces only what its own filter still owes, counting what was already sent', { timeout: 5_000 }, () => {
+  const session = new Session('c', { ...LIMITS, maxRetained: 10 }, createStats());
+  const link = flowLink(1);
+  session.link = link;
+  session.sendRetained('p/#', [message('p/1'), message('p/2'), message('p/3')], 1, undefined);
+  assert.deepEqual([link.sent.length, session.retainedOwed], [1, 2], 'p/1 sent, two owed');
+  link.congested = true;
+  session.sendRetained('q/#', [message('q/1', 0)], 0, undefined);
+  session.sendRetained('p/#', [message('p/1'), message('p/2'), message('p/3')], 1, undefined);
+  assert.equal(session.retainedOwed, 4, 'the two p/# still owed replaced by three, q/1 kept');
+  link.congested = false;
+  session.complete(1, 'puback');
+  assert.deepEqual(link.sent.map((s) => s.topic), ['p/1', 'q/1', 'p/1']);
+  for (let id = 2; id <= 3; id++) session.complete(id, 'puback');
+  assert.deepEqual(link.sent.map((s) => s.topic), ['p/1', 'q/1', 'p/1', 'p/2', 'p/3']);
+  assert.equal(session.retainedOwed, 0);
 });

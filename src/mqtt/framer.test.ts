@@ -89,6 +89,11 @@ test('[MQTT-3.1.2-24] the maximum size counts the whole packet, fixed header byt
   // Exactly at the limit passes; one byte over does not.
   assert.equal(collect(new Framer(129), [publish(127)]).error, null);
   assert.equal(collect(new Framer(128), [publish(127)]).error, 'too-large');
+  // The limit can change on a live framer (set to what CONNACK announced); the next packet meets the new one.
+  const framer = new Framer(1024);
+  assert.equal(collect(framer, [publish(127)]).error, null);
+  framer.maxPacketSize = 128;
+  assert.equal(collect(framer, [publish(127)]).error, 'too-large');
 });
 
 /** A PUBLISH-typed frame of exactly `total` bytes, fixed header included, body filled with `fill`. */
@@ -145,4 +150,26 @@ test('a small remainder of a big chunk is copied, so the chunk can be freed; oth
   assert.deepEqual(restAfter(65_537, 4_095), { copied: true, frame: '65537/4095' });
   assert.deepEqual(restAfter(65_536, 4_095), { copied: false, frame: '65536/4095' }, 'a chunk of 64 KiB is not big');
   assert.deepEqual(restAfter(65_537, 4_096), { copied: false, frame: '65537/4096' }, 'a remainder of 4 KiB is not small');
+});
+
+test('a stream fed one byte at a time, Remaining Lengths of one to three bytes split anywhere, comes out whole', { timeout: 15_000 }, () => {
+  // Bodies at each Remaining Length boundary: 0, 127 | 128, 16383 | 16384 (one, two, three length bytes).
+  const frames = [2, 129, 131, 16_386, 16_388].map((total, i) => frameOfTotal(total, i));
+  const stream = Buffer.concat(frames);
+  const framer = new Framer(1 << 20);
+  const out: Buffer[] = [];
+  for (let i = 0; i < stream.length; i++) {
+    assert.equal(framer.push(stream.subarray(i, i + 1), { onFrame: (f) => { out.push(Buffer.from(f)); return true; } }), null);
+  }
+  assert.equal(out.length, frames.length);
+  out.forEach((f, i) => assert.ok(f.equals(frames[i]!), `frame ${i}`));
+  assert.equal(framer.bufferedBytes, 0);
+});
+
+test('[MQTT-1.5.5-1] a four-byte Remaining Length is well-formed: judged by the size limit, or waited for', { timeout: 5_000 }, () => {
+  // 80 80 80 01 = 2^21 bytes.
+  assert.equal(collect(new Framer(1 << 20), [Buffer.from('3080808001', 'hex')]).error, 'too-large');
+  const framer = new Framer(1 << 28);
+  assert.deepEqual(collect(framer, [Buffer.from('3080808001', 'hex')]), { frames: [], error: null });
+  assert.equal(framer.bufferedBytes, 5);
 });

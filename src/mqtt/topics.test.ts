@@ -39,6 +39,7 @@ test('[MQTT-4.7.1-2] matching, including # matching the parent level', { timeout
   assert.equal(topicMatches('a/b', 'a/b/c'), false);
   assert.equal(topicMatches('a/b', 'a/b'), true);
   assert.equal(topicMatches('a/b', 'a/c'), false);
+  assert.equal(topicMatches('a/b', 'c/b'), false, 'the first level counts too');
   // '+' needs a level to be there, even before a '#'.
   assert.equal(topicMatches('sport/+/#', 'sport'), false);
   assert.equal(topicMatches('sport/+/#', 'sport/tennis'), true);
