@@ -389,3 +389,49 @@ test('a new SUBSCRIBE replaces only what its own filter still owes, counting wha
   assert.deepEqual(link.sent.map((s) => s.topic), ['p/1', 'q/1', 'p/1', 'p/2', 'p/3']);
   assert.equal(session.retainedOwed, 0);
 });
+
+test('owed retained messages wait in the backlog, not the queue; expired ones are skipped; offline they wait for the client', { timeout: 5_000 }, () => {
+  const session = new Session('c', LIMITS, createStats());
+  const stale = createMessage({ topic: 'r/stale', payload: Buffer.from('x'), qos: 0, retain: true, properties: undefined, expiresAt: Date.now() - 1, senderId: '' });
+  session.sendRetained('r/#', [message('r/1', 0), stale, message('r/2'), message('r/3')], 1, undefined);
+  assert.deepEqual([session.retainedOwed, session.queuedCount], [4, 0], 'offline: all owed, nothing sent');
+  const link = flowLink(1);
+  session.resume(link);
+  assert.deepEqual(link.sent.map((s) => s.topic), ['r/1', 'r/2']);
+  assert.deepEqual([session.retainedOwed, session.queuedCount, session.inflightCount], [1, 0, 1], 'r/3 waits owed for the window');
+  session.complete(link.sent[1]!.packetId, 'puback');
+  assert.deepEqual(link.sent.map((s) => s.topic), ['r/1', 'r/2', 'r/3']);
+});
+
+test('when the queue empties with room to spare, owed retained messages follow in the same drain', { timeout: 5_000 }, () => {
+  const session = new Session('c', LIMITS, createStats());
+  const link = flowLink(3);
+  session.link = link;
+  session.deliver(message('m/1'), 1, false, undefined);
+  link.congested = true;
+  session.deliver(message('m/2'), 1, false, undefined);
+  session.sendRetained('r/#', [message('r/1')], 1, undefined);
+  assert.deepEqual([session.queuedCount, session.retainedOwed], [1, 1]);
+  link.congested = false;
+  session.drain();
+  assert.deepEqual(link.sent.map((s) => s.topic), ['m/1', 'm/2', 'r/1']);
+});
+
+test('a delivery that ends the connection stops the retained messages there; the rest wait for the next one', { timeout: 5_000 }, () => {
+  const session = new Session('c', LIMITS, createStats());
+  const link = flowLink(10);
+  const sendPublish = link.sendPublish.bind(link);
+  // A write that fails closes the connection at once: the session is detached inside sendPublish.
+  link.sendPublish = (m, ...rest) => {
+    const sent = sendPublish(m, ...rest);
+    if (m.topic === 'r/1') session.link = null;
+    return sent;
+  };
+  session.link = link;
+  session.sendRetained('r/#', [message('r/1', 0), message('r/2', 0)], 0, undefined);
+  assert.deepEqual(link.sent.map((s) => s.topic), ['r/1']);
+  assert.equal(session.retainedOwed, 1);
+  const next = flowLink(10);
+  session.resume(next);
+  assert.deepEqual(next.sent.map((s) => s.topic), ['r/2']);
+});

@@ -173,3 +173,10 @@ test('[MQTT-1.5.5-1] a four-byte Remaining Length is well-formed: judged by the 
   assert.deepEqual(collect(framer, [Buffer.from('3080808001', 'hex')]), { frames: [], error: null });
   assert.equal(framer.bufferedBytes, 5);
 });
+
+test('each frame comes with its packet type, the high four bits of its first byte', { timeout: 5_000 }, () => {
+  // CONNECT-typed 10 00, PUBLISH QoS 1 flags 32 00, PINGREQ c0 00, AUTH f0 00.
+  const types: number[] = [];
+  new Framer(1024).push(Buffer.from('10003200c000f000', 'hex'), { onFrame: (_f, type) => { types.push(type); return true; } });
+  assert.deepEqual(types, [1, 3, 12, 15]);
+});

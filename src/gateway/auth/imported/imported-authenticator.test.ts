@@ -45,6 +45,12 @@ test('[MQTT-3.2.2-?] wrong password, unknown user and missing credentials are 0x
   assert.equal(await code(cred('ghost', 'pw')), 0x86);
   assert.equal(calls.verify, before + 1, 'an unknown user still pays for one hash check');
   assert.equal(await code(cred(undefined, undefined)), 0x86);
+  // Missing either part: refused before any lookup or hash.
+  const work = { ...calls };
+  for (const c of [cred(undefined, 'pw'), cred('meter-1', undefined), cred(undefined, undefined)]) {
+    assert.deepEqual(await auth.authenticate(c), { kind: 'deny', reasonCode: 0x86, reason: 'missing_credentials' });
+  }
+  assert.deepEqual(calls, work);
   assert.equal(await code(cred('off', 'pw')), 0x87);
 });
 
@@ -67,7 +73,14 @@ test('a failing lookup is "unavailable", never an allow', { timeout: 5_000 }, as
     verifyPassword: () => Promise.resolve(true),
     upgradePasswordHash: () => Promise.resolve(undefined),
   });
-  assert.equal((await auth.authenticate(cred('meter-1', 'pw'))).kind, 'unavailable');
+  assert.deepEqual(await auth.authenticate(cred('meter-1', 'pw')), { kind: 'unavailable', reason: 'credential lookup failed: db down' });
+  const odd = new ImportedAuthenticator('pk', {
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- a store rejecting with a non-Error is the case
+    findDeviceCredential: () => Promise.reject('timeout'),
+    verifyPassword: () => Promise.resolve(true),
+    upgradePasswordHash: () => Promise.resolve(undefined),
+  });
+  assert.deepEqual(await odd.authenticate(cred('meter-1', 'pw')), { kind: 'unavailable', reason: 'credential lookup failed: timeout' });
 });
 
 test('a disabled device with a wrong password is refused as any wrong password is, after the same one hash (issue 18)', { timeout: 5_000 }, async () => {
@@ -139,13 +152,19 @@ function upgradingSource(rows: Map<string, DeviceCredential>) {
     },
     upgradePasswordHash: (pk, deviceName, verifiedHash, password) => {
       calls.upgrades.push(`${pk}/${deviceName} ${verifiedHash} ${password.toString()}`);
-      return new Promise((resolve) => pending.push(resolve));
+      // As the registry does: the new hash is stored, then handed back.
+      return new Promise((resolve) => pending.push((next) => {
+        const username = [...rows].find(([, r]) => r.deviceName === deviceName)?.[0];
+        if (next !== undefined && username !== undefined) rows.set(username, { ...rows.get(username)!, passwordHash: next });
+        resolve(next);
+      }));
     },
   };
   return { s, calls, release: (next: string | undefined) => pending.shift()!(next) };
 }
 
-test('a login on an old hash starts one upgrade at a time; the new hash and its digest are remembered, so the next login pays no hash', { timeout: 5_000 }, async () => {
+test('a login on an old hash starts one upgrade at a time; the new hash and its digest are remembered, so the next login pays no hash', { timeout: 5_000 }, async (t) => {
+  t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
   const rows = new Map<string, DeviceCredential>([
     ['meter-1', { deviceName: 'd1', passwordHash: 'old:pw1', disabled: false }],
     ['meter-2', { deviceName: 'd2', passwordHash: 'old:pw2', disabled: false }],
@@ -164,6 +183,10 @@ test('a login on an old hash starts one upgrade at a time; the new hash and its 
   assert.deepEqual(await auth.authenticate(cred('meter-1', 'pw1')), { kind: 'allow', deviceName: 'd1' });
   assert.deepEqual({ find: calls.find, verify: calls.verify }, before, 'remembered against the new hash: no lookup, no hash');
   assert.equal(calls.upgrades.length, 1, 'a remembered login starts no upgrade');
+  // Read again after the cache's minute: the stored row has the new hash, which the cache already knew.
+  t.mock.timers.tick(60_000);
+  assert.equal((await auth.authenticate(cred('meter-1', 'pw1'))).kind, 'allow');
+  assert.deepEqual({ find: calls.find, verify: calls.verify }, { find: before.find + 1, verify: before.verify }, 'the same hash: still no slow hash');
   // The first upgrade is over: the next login on an old hash starts its own.
   assert.equal((await auth.authenticate(cred('meter-3', 'pw3'))).kind, 'allow');
   assert.deepEqual(calls.upgrades, ['pk/d1 old:pw1 pw1', 'pk/d3 old:pw3 pw3']);
@@ -217,6 +240,26 @@ test('at most maxCached usernames are kept, the oldest read going first; invalid
   assert.equal(await finds('c'), 1);
   assert.equal(await finds('b', 'c'), 0, 'the third pushed out the first read');
   assert.equal(await finds('a'), 1);
+  auth.invalidate('meter-c');
+  assert.equal(await finds('b', 'a'), 1, 'only the one named is dropped');
   auth.invalidate(null);
   assert.equal(await finds('c', 'a'), 2);
+});
+
+test('a row read again after its TTL counts as the newest read: eviction takes the one read longest ago', { timeout: 5_000 }, async (t) => {
+  t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+  const rows = new Map<string, DeviceCredential>(['a', 'b', 'c'].map((u) => [`meter-${u}`, { deviceName: u, passwordHash: `h:${u}`, disabled: false }]));
+  const { s, calls } = upgradingSource(rows);
+  const auth = new ImportedAuthenticator('pk', s, { maxCached: 2, cacheTtlMs: 1_000 });
+  await auth.authenticate(cred('meter-a', 'a'));
+  t.mock.timers.tick(500);
+  await auth.authenticate(cred('meter-b', 'b'));
+  t.mock.timers.tick(500);
+  await auth.authenticate(cred('meter-a', 'a')); // a's TTL is up: read again, now the newest
+  assert.equal(calls.find, 3);
+  await auth.authenticate(cred('meter-c', 'c')); // pushes out b, not a
+  await auth.authenticate(cred('meter-a', 'a'));
+  assert.equal(calls.find, 4);
+  await auth.authenticate(cred('meter-b', 'b'));
+  assert.equal(calls.find, 5);
 });
