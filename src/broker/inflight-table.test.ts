@@ -62,3 +62,14 @@ test('restored ids that share a slot grow the table, and ordered() follows seq',
   assert.equal(t.size, ids.length);
   assert.equal(t.ordered()[0]!.packetId, 17);
 });
+
+test('[MQTT-2.2.1-3] every one of the 65,535 ids can be in flight at once; then none is free', { timeout: 30_000 }, () => {
+  const t = new InflightTable<Entry>();
+  const next = { id: 1 };
+  for (let seq = 0; seq < 65_535; seq++) t.set({ packetId: allocate(t, next), seq });
+  assert.equal(t.size, 65_535);
+  for (let id = 1; id <= 65_535; id++) assert.equal(t.get(id)?.packetId, id);
+  for (const id of [1, 2, 32_768, 65_535]) assert.equal(t.isFree(id), false);
+  assert.equal(t.delete(32_768), true);
+  assert.equal(t.isFree(32_768), true);
+});

@@ -159,3 +159,24 @@ test('the trie takes topics as deep as the engine allows', { timeout: 5_000 }, (
   r.add(sub(session('b'), 'a/#', 0));
   assert.equal(r.match('a/b/c/d/e', 'p').length, 2);
 });
+
+test('a shared group emptied and joined again delivers again; removing a subscription twice is harmless', { timeout: 5_000 }, () => {
+  const r = new Router();
+  const a = session('a');
+  const first = sub(a, '$share/g/t', 1);
+  r.add(first);
+  r.remove(first);
+  r.remove(first);
+  assert.equal(r.match('t', 'p').length, 0);
+  r.add(sub(session('b'), '$share/g/t', 1));
+  assert.deepEqual(r.match('t', 'p').map((d) => d.session.clientId), ['b']);
+});
+
+test('identifiers merged from overlapping subscriptions are only the ones given, in any order of matching', { timeout: 5_000 }, () => {
+  const r = new Router();
+  const a = session('a');
+  r.add(sub(a, 'x/#', 0, { subscriptionId: 1 }));
+  r.add(sub(a, 'x/+', 0));
+  r.add(sub(a, 'x/y', 0));
+  assert.deepEqual(r.match('x/y', 'p').map((d) => d.subIds), [[1]]);
+});

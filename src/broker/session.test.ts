@@ -435,3 +435,21 @@ test('a delivery that ends the connection stops the retained messages there; the
   session.resume(next);
   assert.deepEqual(next.sent.map((s) => s.topic), ['r/2']);
 });
+
+test('dropMessages: of retained messages partly sent, only the unsent ones the filter picks go; a session with nothing queued drops from flight', { timeout: 5_000 }, () => {
+  const session = new Session('c', LIMITS, createStats());
+  const link = flowLink(1);
+  session.link = link;
+  session.sendRetained('r/#', [message('r/1'), message('secret/2'), message('r/3')], 1, undefined);
+  assert.equal(session.dropMessages(secret), 1);
+  assert.equal(session.retainedOwed, 1);
+  session.complete(link.sent[0]!.packetId, 'puback');
+  assert.deepEqual(link.sent.map((s) => s.topic), ['r/1', 'r/3']);
+
+  const inFlightOnly = new Session('f', LIMITS, createStats());
+  inFlightOnly.link = flowLink(5);
+  inFlightOnly.deliver(message('secret/x'), 1, false, undefined);
+  inFlightOnly.link = null;
+  assert.equal(inFlightOnly.dropMessages(secret), 1);
+  assert.equal(inFlightOnly.inflightCount, 0);
+});
