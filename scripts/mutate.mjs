@@ -278,7 +278,8 @@ export async function runMutation({ root, modules, names, scratch, log = (line) 
     for (const source of module.sources) {
       const { file, only } = typeof source === 'string' ? { file: source, only: undefined } : source;
       const target = path.join(scratch, file);
-      const original = fs.readFileSync(path.join(root, file), 'utf8');
+      // From the copy, not the working tree: the run measures the tree as it was when it started.
+      const original = fs.readFileSync(target, 'utf8');
       const mutants = mutantsOf(original, file, only);
       log(`${name}: ${file}: ${mutants.length} mutants`);
       try {
