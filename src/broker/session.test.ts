@@ -207,26 +207,26 @@ test('a message larger than the client accepts is not kept in flight [MQTT-3.1.2
   assert.deepEqual(smaller.sent, []);
 });
 
-test('queue limits: drop-oldest makes room by count and by bytes, drop-new refuses; a message above the byte limit never queues', { timeout: 5_000 }, () => {
+test('queue limits: drop-oldest makes room by count and by bytes, drop-new refuses; a message above the byte limit never queues; drops for bytes counted apart', { timeout: 5_000 }, () => {
   const fill = (overflow: 'drop-oldest' | 'drop-new', maxQueued: number, maxQueuedBytes: number, topics: string[]) => {
     const stats = createStats();
     const session = new Session('c', { ...LIMITS, maxQueued, maxQueuedBytes, queueOverflow: overflow }, stats);
     for (const t of topics) session.deliver(message(t), 1, false, undefined); // offline: every one queues
     const link = flowLink(100);
-    const state = { queued: session.queuedCount, bytes: session.queuedBytes, dropped: stats.droppedQueueFull };
+    const state = { queued: session.queuedCount, bytes: session.queuedBytes, dropped: stats.droppedQueueFull, overBytes: stats.queueDropsOverBytes };
     session.resume(link);
     return { ...state, sent: link.sent.map((s) => s.topic) };
   };
   // Each message counts its topic and payload: 'a1' is 4 bytes.
-  assert.deepEqual(fill('drop-oldest', 2, 100, ['a1', 'a2', 'a3']), { queued: 2, bytes: 8, dropped: 1, sent: ['a2', 'a3'] });
-  assert.deepEqual(fill('drop-new', 2, 100, ['a1', 'a2', 'a3']), { queued: 2, bytes: 8, dropped: 1, sent: ['a1', 'a2'] });
-  assert.deepEqual(fill('drop-oldest', 10, 8, ['a1', 'a2', 'a3']), { queued: 2, bytes: 8, dropped: 1, sent: ['a2', 'a3'] });
-  assert.deepEqual(fill('drop-new', 10, 8, ['a1', 'a2', 'a3']), { queued: 2, bytes: 8, dropped: 1, sent: ['a1', 'a2'] });
-  assert.deepEqual(fill('drop-oldest', 10, 12, ['a1', 'a2', 'a3']), { queued: 3, bytes: 12, dropped: 0, sent: ['a1', 'a2', 'a3'] }, 'exactly at the byte limit');
-  assert.deepEqual(fill('drop-oldest', 10, 7, ['a1', 'long', 'a3']), { queued: 1, bytes: 4, dropped: 2, sent: ['a3'] });
-  assert.deepEqual(fill('drop-oldest', 10, 3, ['a1']), { queued: 0, bytes: 0, dropped: 1, sent: [] }, 'too big for an empty queue');
-  assert.deepEqual(fill('drop-oldest', 10, 4, ['a1']), { queued: 1, bytes: 4, dropped: 0, sent: ['a1'] }, 'exactly the byte limit fits');
-  assert.deepEqual(fill('drop-new', 10, 3, ['a1']), { queued: 0, bytes: 0, dropped: 1, sent: [] });
+  assert.deepEqual(fill('drop-oldest', 2, 100, ['a1', 'a2', 'a3']), { queued: 2, bytes: 8, dropped: 1, overBytes: 0, sent: ['a2', 'a3'] });
+  assert.deepEqual(fill('drop-new', 2, 100, ['a1', 'a2', 'a3']), { queued: 2, bytes: 8, dropped: 1, overBytes: 0, sent: ['a1', 'a2'] });
+  assert.deepEqual(fill('drop-oldest', 10, 8, ['a1', 'a2', 'a3']), { queued: 2, bytes: 8, dropped: 1, overBytes: 1, sent: ['a2', 'a3'] });
+  assert.deepEqual(fill('drop-new', 10, 8, ['a1', 'a2', 'a3']), { queued: 2, bytes: 8, dropped: 1, overBytes: 1, sent: ['a1', 'a2'] });
+  assert.deepEqual(fill('drop-oldest', 10, 12, ['a1', 'a2', 'a3']), { queued: 3, bytes: 12, dropped: 0, overBytes: 0, sent: ['a1', 'a2', 'a3'] }, 'exactly at the byte limit');
+  assert.deepEqual(fill('drop-oldest', 10, 7, ['a1', 'long', 'a3']), { queued: 1, bytes: 4, dropped: 2, overBytes: 2, sent: ['a3'] });
+  assert.deepEqual(fill('drop-oldest', 10, 3, ['a1']), { queued: 0, bytes: 0, dropped: 1, overBytes: 1, sent: [] }, 'too big for an empty queue');
+  assert.deepEqual(fill('drop-oldest', 10, 4, ['a1']), { queued: 1, bytes: 4, dropped: 0, overBytes: 0, sent: ['a1'] }, 'exactly the byte limit fits');
+  assert.deepEqual(fill('drop-new', 10, 3, ['a1']), { queued: 0, bytes: 0, dropped: 1, overBytes: 1, sent: [] });
 });
 
 test('an expired queued message is dropped when its turn comes, not sent [MQTT-3.3.2-5]', { timeout: 5_000 }, () => {
@@ -459,4 +459,18 @@ test('dropMessages: of retained messages partly sent, only the unsent ones the f
   inFlightOnly.link = null;
   assert.equal(inFlightOnly.dropMessages(secret), 1);
   assert.equal(inFlightOnly.inflightCount, 0);
+});
+
+test('owed retained messages wait behind queued ones, even with room in the window', { timeout: 5_000 }, () => {
+  const session = new Session('c', LIMITS, createStats());
+  const link = flowLink(5);
+  session.link = link;
+  link.congested = true;
+  session.deliver(message('m/1'), 1, false, undefined);
+  link.congested = false;
+  owe(session, 'r/#', [message('r/1')], 1);
+  assert.equal(link.sent.length, 0, 'r/1 does not overtake the queued m/1');
+  assert.deepEqual([session.queuedCount, session.retainedOwed], [1, 1], 'and waits owed, not queued');
+  session.drain();
+  assert.deepEqual(link.sent.map((s) => s.topic), ['m/1', 'r/1']);
 });
