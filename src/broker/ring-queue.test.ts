@@ -26,6 +26,9 @@ test('first in, first out across wrap-around and growth', { timeout: 5_000 }, ()
   while (expected.length > 0) assert.equal(q.shift(), expected.shift());
   assert.equal(q.length, 0);
   assert.equal(q.shift(), undefined);
+  assert.equal(q.length, 0, 'shifting an empty queue leaves it empty');
+  q.push(-1);
+  assert.deepEqual([q.length, q.shift()], [1, -1]);
 });
 
 test('a drained large queue gives its ring back; a small one keeps it', { timeout: 5_000 }, () => {
