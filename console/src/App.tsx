@@ -6,6 +6,7 @@ import { Field, Link } from './ui.tsx';
 import { GatewaysPage } from './pages/Gateways.tsx';
 import { GatewayFormPage } from './pages/GatewayForm.tsx';
 import { ProductsPage } from './pages/Products.tsx';
+import { DevicePage } from './pages/Device.tsx';
 import { ProductPage } from './pages/Product.tsx';
 import { FunctionsPage } from './pages/Functions.tsx';
 import { MessagesPage } from './pages/Messages.tsx';
@@ -56,6 +57,8 @@ function Page({ path }: { path: string }) {
   const edit = match('/gateways/:id/edit', path);
   if (edit) return <GatewayFormPage id={edit.id} />;
   if (path === '/products') return <ProductsPage />;
+  const device = match('/products/:key/devices/:name', path);
+  if (device) return <DevicePage productKey={device.key!} deviceName={device.name!} />;
   const product = match('/products/:key', path);
   if (product) return <ProductPage productKey={product.key!} />;
   if (path === '/functions') return <FunctionsPage />;

@@ -157,8 +157,47 @@ export interface Device {
   lastOnlineAt: string | null;
   clientAddress: string | null;
   certificate: { cn: string | null; serial: string; issuer: string; fingerprint256: string } | null;
+  properties: Record<string, unknown>;
   createdAt: string;
+  updatedAt: string;
 }
+
+/** A device's MQTT session as the engine holds it (GET …/devices/{name}/sessions). */
+export interface DeviceSession {
+  gatewayId: string;
+  clientId: string;
+  connected: boolean;
+  address: string | null;
+  protocolVersion: number | null;
+  expiryIntervalSeconds: number;
+  disconnectedAt: string | null;
+  subscriptions: { filter: string; qos: number; noLocal: boolean; retainAsPublished: boolean; retainHandling: number }[];
+  inflight: number;
+  queued: number;
+  queuedBytes: number;
+  pending: { topic: string; qos: number; bytes: number; state: 'IN_FLIGHT' | 'QUEUED'; packetId: number | null }[];
+}
+
+/** A CONNECT outcome or a disconnect (GET /events). */
+export interface ConnectionEvent {
+  id: string;
+  gatewayId: string;
+  type: 'CONNECT_ACCEPTED' | 'CONNECT_REFUSED' | 'CONNECT_ABANDONED' | 'DISCONNECTED';
+  reason: string;
+  detail: string | null;
+  mqttReasonCode: number | null;
+  protocolVersion: number | null;
+  clientId: string | null;
+  username: string | null;
+  deviceName: string | null;
+  address: string | null;
+  certificate: { cn: string | null; serial: string; issuer: string; fingerprint256: string } | null;
+  at: string;
+  count: number;
+  lastAt: string;
+}
+
+export interface DownlinkResult { online: boolean; result: 'OFFLINE' | 'NOT_SUBSCRIBED' | 'SENT' | 'ACKED' | 'TIMEOUT'; acknowledged: boolean | null }
 
 /** An import running in the background (POST /products/{key}/imports), polled for its progress. */
 export interface ImportOperation {

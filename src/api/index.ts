@@ -10,6 +10,7 @@ import type { Logger } from '../core/logger.ts';
 import type { GatewayRuntime } from '../registry/ports.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { ConnectionEventRecorder, Platform } from '../platform/index.ts';
+import { deviceSessionRoutes } from './device-sessions/routes.ts';
 import { eventRoutes } from './events/routes.ts';
 import { bearerAuth } from './auth.ts';
 import { installErrorHandling, notFound } from './errors.ts';
@@ -84,6 +85,7 @@ export function buildApi(deps: ApiDependencies): Api {
     if (deps.platform !== undefined) {
       const platform = deps.platform;
       void v1.register(messageRoutes, { registry: deps.registry, platform });
+      void v1.register(deviceSessionRoutes, { registry: deps.registry, platform });
       void v1.register(streamRoutes, { platform });
       void v1.register(webhookRoutes, { registry: deps.registry, platform });
       void v1.register(parsingRoutes, { registry: deps.registry, platform });

@@ -48,6 +48,13 @@ export class RingQueue<T> {
     return item;
   }
 
+  /** The oldest `limit` items, in order, left in place (a read-only look at a session's queue). */
+  peek(limit: number): T[] {
+    const out: T[] = [];
+    for (let i = 0; i < Math.min(limit, this.#length); i++) out.push(this.#slots[(this.#head + i) & (this.#slots.length - 1)] as T);
+    return out;
+  }
+
   /** Removes the items `drop` picks, keeping the others in order; returns the removed ones. */
   removeWhere(drop: (item: T) => boolean): T[] {
     const removed: T[] = [];

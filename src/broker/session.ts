@@ -58,6 +58,16 @@ interface Outbound {
   onComplete?: () => void;
 }
 
+/** A message a session owes its client, as an operator sees it (no payload: its size). */
+export interface PendingMessage {
+  topic: string;
+  qos: QoS;
+  bytes: number;
+  /** IN_FLIGHT: sent, its acknowledgement awaited; QUEUED: waiting for room in the inflight window or for the client. */
+  state: 'IN_FLIGHT' | 'QUEUED';
+  packetId: number | null;
+}
+
 export interface SessionLimits {
   maxQueued: number;
   /** Bytes (payload + topic) queued at most; past it the queue overflows as by count. */
@@ -155,6 +165,18 @@ export class Session {
 
   get queuedCount(): number {
     return this.#queue?.length ?? 0;
+  }
+
+  /**
+   * What the session owes its client, oldest first: the messages in flight (sent, not yet acknowledged),
+   * then the queued ones, at most `limit` in all. Views: nothing is taken from the session.
+   */
+  pendingMessages(limit: number): PendingMessage[] {
+    const view = (e: Outbound, state: PendingMessage['state']): PendingMessage =>
+      ({ topic: e.message.topic, qos: e.qos, bytes: e.message.payload.length, state, packetId: state === 'QUEUED' ? null : e.packetId });
+    const inflight = this.#inflightTable?.ordered().slice(0, limit).map((e) => view(e, 'IN_FLIGHT')) ?? [];
+    const queued = this.#queue?.peek(limit - inflight.length).map((e) => view(e, 'QUEUED')) ?? [];
+    return [...inflight, ...queued];
   }
 
   /** Journaled: the session outlives its connection and durable state is configured. */

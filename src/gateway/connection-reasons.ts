@@ -78,7 +78,7 @@ export function disconnectReason(reason: string): ConnectionReason {
     case 'client_disconnect': return 'CLIENT_DISCONNECT';
     case 'session_taken_over': return 'TAKEN_OVER';
     case 'keepalive_timeout': return 'KEEPALIVE_TIMEOUT';
-    case 'disconnected_by_server': case 'device_disabled': case 'device_deleted': return 'KICKED';
+    case 'disconnected_by_server': case 'device_disabled': case 'device_deleted': case 'disconnected_by_operator': return 'KICKED';
     case 'certificate_revoked': return 'CERT_REVOKED';
     case 'server_shutting_down': return 'SERVER_SHUTDOWN';
     case 'connection_lost': return 'SOCKET_CLOSED';

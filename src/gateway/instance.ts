@@ -214,10 +214,19 @@ export class GatewayInstance {
     else this.#disconnectIfRefused(deviceName, change);
   }
 
-  /** `reason`: device_deleted or device_disabled, the disconnect's cause in connection events (KICKED). */
-  #disconnectDevice(deviceName: string, reason: string, cause = reason): void {
+  /**
+   * The operator's "disconnect now": every connection of the device ends (v5: 0x98 administrative action);
+   * it may connect again at once. Returns how many connections ended.
+   */
+  disconnectDevice(deviceName: string): number {
+    return this.#disconnectDevice(deviceName, 'disconnected_by_operator');
+  }
+
+  /** `reason`: device_deleted, device_disabled or disconnected_by_operator, the cause in connection events (KICKED). */
+  #disconnectDevice(deviceName: string, reason: string, cause = reason): number {
     const n = this.broker.disconnectWhere((c) => (c.identity as DeviceIdentity | undefined)?.deviceName === deviceName, RC.ADMINISTRATIVE_ACTION, reason);
     if (n > 0) this.#log.info({ deviceName, change: cause }, 'device_disconnected_by_operator');
+    return n;
   }
 
   /** Reads the device and disconnects its connections if it may no longer connect (`#refusal`). */

@@ -3,6 +3,7 @@ export {
   Platform, toMessageView,
   type DownlinkRequest, type DownlinkResult, type ParsingTestResult, type PlatformDeps, type PlatformRegistry, type PlatformRuntime,
 } from './platform.ts';
+export { PENDING_LISTED, type DeviceSessionView } from './device-sessions.ts';
 export { DEFAULT_PLATFORM_OPTIONS, type PlatformOptions, type PlatformOptionsInput } from './options.ts';
 export type { EventFilter, MessageView, PlatformEvent } from './events.ts';
 export { matches as eventMatches } from './events.ts';

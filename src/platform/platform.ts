@@ -15,6 +15,7 @@ import type {
 import { GatehouseError } from '../core/errors.ts';
 import { ScriptCompileError, type LogLine, type ScriptRunner } from '../sandbox/index.ts';
 import { isPropertyPostTopic, propertyPostValues, type PropertyValue } from './alink.ts';
+import { deviceSessions, type DeviceSessionView } from './device-sessions.ts';
 import { EventHub } from './event-hub.ts';
 import type { MessageView, PlatformEvent } from './events.ts';
 import { newEventId } from './ids.ts';
@@ -181,6 +182,20 @@ export class Platform {
       result: outcome.toUpperCase() as DownlinkResult['result'],
       acknowledged: outcome === 'acked' ? true : outcome === 'timeout' ? false : null,
     };
+  }
+
+  /** The device's MQTT sessions on its gateway, connected or kept (device-sessions.ts). */
+  deviceSessions(productKey: string, deviceName: string): DeviceSessionView[] {
+    return deviceSessions(this.#deps.runtime.instances(), productKey, deviceName);
+  }
+
+  /** Ends every connection of the device now (the operator's action); how many ended. It may connect again. */
+  disconnectDevice(productKey: string, deviceName: string): number {
+    let n = 0;
+    for (const instance of this.#deps.runtime.instances()) {
+      if (instance.config.productKey === productKey) n += instance.disconnectDevice(deviceName);
+    }
+    return n;
   }
 
   async close(): Promise<void> {

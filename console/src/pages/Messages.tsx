@@ -2,24 +2,11 @@
 import { useEffect, useState } from 'react';
 import { api, type GatewayListItem, type Message } from '../api.ts';
 import { navigate, useQuery } from '../router.ts';
+import { decodePayload } from '../payload.ts';
 import { openStream } from '../stream.ts';
 import { Banner, Empty, Field, useLoad } from '../ui.tsx';
 
 const KEEP = 200;
-
-function decodePayload(b64: string): { text: string | null; hex: string } {
-  const bin = atob(b64);
-  const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
-  const hex = [...bytes.slice(0, 256)].map((b) => b.toString(16).padStart(2, '0')).join(' ') + (bytes.length > 256 ? ' …' : '');
-  let text: string | null = null;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-    if (/[\u0000-\u0008\u000e-\u001f]/.test(text)) text = null;
-  } catch {
-    text = null;
-  }
-  return { text, hex };
-}
 
 interface Presence { id: string; type: 'online' | 'offline'; deviceName: string; at: string; clientAddress?: string | null }
 

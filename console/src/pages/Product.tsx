@@ -150,7 +150,7 @@ export function ProductPage({ productKey }: { productKey: string }) {
                 {items.map((d) => (
                   <Fragment key={d.deviceName}>
                   <tr data-device={d.deviceName}>
-                    <td data-label="Device"><strong>{d.deviceName}</strong>
+                    <td data-label="Device"><Link to={`/products/${encodeURIComponent(productKey)}/devices/${encodeURIComponent(d.deviceName)}`}><strong>{d.deviceName}</strong></Link>
                       <div className="sub">{d.username !== null && d.username !== d.deviceName ? `user ${d.username} · ` : ''}{d.origin === 'AUTO_CREATED' ? 'created on first connect' : 'imported'}</div></td>
                     <td data-label="Status"><StatusBadge status={d.status} /></td>
                     <td data-label="Last seen" title={d.lastOnlineAt ?? undefined}>{formatTime(d.lastOnlineAt)}</td>

@@ -5,6 +5,7 @@ import { isValidTopicName } from '../../mqtt/topics.ts';
 import type { Platform } from '../../platform/index.ts';
 import type { Registry } from '../../registry/registry.ts';
 import { errorResponses } from '../common-schemas.ts';
+import { decodePayload } from '../payload.ts';
 import { DownlinkBody, DownlinkParams, DownlinkView, MessageList, MessageQuery } from './schemas.ts';
 
 export interface MessageRoutesOptions {
@@ -15,7 +16,6 @@ export interface MessageRoutesOptions {
 const tags = ['messages'];
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1000;
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export const messageRoutes: FastifyPluginCallbackTypebox<MessageRoutesOptions> = (app, { registry, platform }, done) => {
   app.get('/messages', {
@@ -39,11 +39,10 @@ export const messageRoutes: FastifyPluginCallbackTypebox<MessageRoutesOptions> =
     },
   }, async (request) => {
     const { productKey, deviceName } = request.params;
-    const { topic, payload, qos = 0 } = request.body;
+    const { topic, payload, encoding = 'base64', qos = 0 } = request.body;
     await registry.devices.get(productKey, deviceName); // 404 for an unknown product or device
     if (!isValidTopicName(topic) || topic.startsWith('$')) throw new GatehouseError('GW_ERR_TOPIC_INVALID', undefined, 'topic');
-    if (!BASE64.test(payload) || payload.length % 4 !== 0) throw new GatehouseError('GW_ERR_PAYLOAD_INVALID', undefined, 'payload');
-    return platform.downlink(productKey, deviceName, { topic, payload: Buffer.from(payload, 'base64'), qos });
+    return platform.downlink(productKey, deviceName, { topic, payload: decodePayload(payload, encoding), qos });
   });
 
   done();

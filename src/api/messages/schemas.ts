@@ -30,7 +30,8 @@ export const DownlinkParams = Type.Object({ productKey: Type.String(), deviceNam
 
 export const DownlinkBody = Type.Object({
   topic: Type.String({ description: 'An MQTT topic name the device subscribes to' }),
-  payload: Type.String({ description: 'Base64' }),
+  payload: Type.String({ description: 'Base64, or as encoding says' }),
+  encoding: Type.Optional(Type.Enum(['base64', 'hex', 'text'], { description: 'How payload is written: base64 (default), hex, or text (sent as its UTF-8 bytes)' })),
   qos: Type.Optional(Type.Union([Type.Literal(0), Type.Literal(1)], { description: 'Default 0' })),
 }, { additionalProperties: false });
 

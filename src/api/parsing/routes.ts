@@ -5,6 +5,7 @@ import { GatehouseError } from '../../core/errors.ts';
 import type { Platform } from '../../platform/index.ts';
 import type { Registry } from '../../registry/registry.ts';
 import { errorResponses, Nullable } from '../common-schemas.ts';
+import { decodePayload } from '../payload.ts';
 
 export interface ParsingRoutesOptions {
   registry: Registry;
@@ -12,8 +13,6 @@ export interface ParsingRoutesOptions {
 }
 
 const tags = ['gateways'];
-const HEX = /^(?:[0-9a-fA-F]{2})*$/;
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 const GatewayParams = Type.Object({ id: Type.String() });
 
@@ -54,10 +53,7 @@ export const parsingRoutes: FastifyPluginCallbackTypebox<ParsingRoutesOptions> =
     },
   }, async (request) => {
     const { script, topic, payload, encoding = 'hex' } = request.body;
-    const text = encoding === 'hex' ? payload.replace(/\s+/g, '') : payload;
-    const valid = encoding === 'hex' ? HEX.test(text) : BASE64.test(text) && text.length % 4 === 0;
-    if (!valid) throw new GatehouseError('GW_ERR_PAYLOAD_INVALID', `payload is not valid ${encoding}`, 'payload');
-    return platform.testParsing(request.params.id, { script, topic, payload: Buffer.from(text, encoding) });
+    return platform.testParsing(request.params.id, { script, topic, payload: decodePayload(payload, encoding) });
   });
 
   done();
