@@ -88,3 +88,15 @@ test('removeWhere takes out the items asked for and keeps the others in order, a
   assert.equal(q.length, 0);
   assert.deepEqual(q.removeWhere(() => true), []);
 });
+
+test('peek: the oldest items in order, across wrap-around, left in place', { timeout: 5_000 }, () => {
+  const q = new RingQueue<number>();
+  for (let i = 0; i < 6; i++) q.push(i);
+  for (let i = 0; i < 4; i++) q.shift();
+  for (let i = 6; i < 12; i++) q.push(i); // the head has wrapped past the end of the ring
+  assert.deepEqual(q.peek(3), [4, 5, 6]);
+  assert.deepEqual(q.peek(100), [4, 5, 6, 7, 8, 9, 10, 11]);
+  assert.deepEqual(q.peek(0), []);
+  assert.equal(q.length, 8);
+  assert.equal(q.shift(), 4);
+});

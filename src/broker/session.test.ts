@@ -474,3 +474,24 @@ test('owed retained messages wait behind queued ones, even with room in the wind
   session.drain();
   assert.deepEqual(link.sent.map((s) => s.topic), ['m/1', 'r/1']);
 });
+
+test('pendingMessages: in flight first, then queued, oldest first, bounded; nothing is taken', { timeout: 5_000 }, () => {
+  const session = new Session('c', LIMITS, createStats());
+  const link = clientLink(2);
+  session.link = link;
+  for (const topic of ['a/1', 'a/2', 'a/3', 'a/4']) session.deliver(message(topic), 1, false, undefined);
+  const [first, second] = link.sent;
+  assert.deepEqual(session.pendingMessages(10), [
+    { topic: 'a/1', qos: 1, bytes: 3, state: 'IN_FLIGHT', packetId: first!.packetId },
+    { topic: 'a/2', qos: 1, bytes: 3, state: 'IN_FLIGHT', packetId: second!.packetId },
+    { topic: 'a/3', qos: 1, bytes: 3, state: 'QUEUED', packetId: null },
+    { topic: 'a/4', qos: 1, bytes: 3, state: 'QUEUED', packetId: null },
+  ]);
+  assert.deepEqual(session.pendingMessages(3).map((m) => m.topic), ['a/1', 'a/2', 'a/3']);
+  assert.deepEqual(session.pendingMessages(1).map((m) => m.topic), ['a/1']);
+  assert.deepEqual([session.inflightCount, session.queuedCount], [2, 2]);
+  // The queue still drains in order once the client acknowledges.
+  assert.ok(session.complete(first!.packetId, 'puback'));
+  assert.deepEqual(link.sent.map((s) => s.topic), ['a/1', 'a/2', 'a/3']);
+  assert.deepEqual(new Session('idle', LIMITS, createStats()).pendingMessages(10), []);
+});
