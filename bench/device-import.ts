@@ -121,7 +121,8 @@ try {
     op = await api<Operation>(server, 'GET', `/products/${fleet.productKey}/imports/${op.id}`);
     if (performance.now() - lastLine > 30_000) {
       lastLine = performance.now();
-      console.log(`  ${((performance.now() - started) / 1000).toFixed(0)} s: ${op.processed}/${op.total} rows, ${op.created} created`);
+      console.log(`  ${((performance.now() - started) / 1000).toFixed(0)} s: ${op.processed}/${op.total} rows, ${op.created} created; `
+        + `server peak RSS so far ${peakRssMiB(server.child.pid as number).toFixed(0)} MiB; load average ${os.loadavg()[0]?.toFixed(1)}`);
     }
   }
   const seconds = (performance.now() - started) / 1000;
