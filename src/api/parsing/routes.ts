@@ -1,7 +1,6 @@
 /** A gateway's data parsing: its counters, and a dry run of its saved script or a draft on a sample. */
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { GatehouseError } from '../../core/errors.ts';
 import type { Platform } from '../../platform/index.ts';
 import type { Registry } from '../../registry/registry.ts';
 import { errorResponses, Nullable } from '../common-schemas.ts';
