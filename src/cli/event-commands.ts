@@ -121,18 +121,24 @@ export function registerEventCommands(program: Command, io: CliIo = defaultIo): 
       const abort = new AbortController();
       const body = await client.open(`/api/v1/stream?${live.toString()}`, abort.signal);
       const lines = Number(flags.lines);
+      // Reading the backlog writes what the recorder still held, and those rows then go out live on the stream
+      // opened above: an event printed from the backlog is not printed (or counted) again when it arrives live.
+      const printed = new Set<string>();
       if (lines > 0) {
         query.set('limit', String(lines));
         const { items } = await client.request<{ items: EventView[] }>('GET', `/api/v1/events?${query.toString()}`);
         if (!flags.json) io.out(formatTable(HEADERS, []));
-        for (const e of items.reverse()) print(e);
+        for (const e of items.reverse()) {
+          printed.add(e.id);
+          print(e);
+        }
       } else if (!flags.json) {
         io.out(formatTable(HEADERS, []));
       }
       let seen = 0;
       try {
         for await (const e of sse<EventView>(body, 'connection')) {
-          if (!wanted(e, flags)) continue;
+          if (!wanted(e, flags) || printed.has(e.id)) continue;
           print(e);
           if (++seen >= exitAfter) break;
         }

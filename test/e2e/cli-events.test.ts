@@ -124,3 +124,22 @@ test('events tail --json prints one event per line; an unknown gateway name is a
   assert.equal(unknown.code, 1);
   assert.match(unknown.err.join('\n'), /GW_ERR_GATEWAY_NOT_FOUND: no gateway with the id or name no_such_gateway \(gateway\)/);
 });
+
+test('events tail prints an event once when reading the backlog wrote it and it also arrives live', { timeout: 60_000 }, async () => {
+  // Refused just before the tail starts: the recorder still holds the row (it writes every 200 ms), the tail's
+  // backlog read writes it, and the write sends it out live on the stream the tail opened first.
+  await strangerAttempt('c-cli-pending');
+  const tail = gatehouse(['events', 'tail', '--gateway', 'cli_events', '--lines', '5', '--exit-after', '1']);
+  let done = false;
+  void tail.then(() => {
+    done = true;
+  });
+  for (let i = 0; !done && i < 40; i++) {
+    await Promise.race([tail, new Promise((r) => setTimeout(r, 250))]);
+    if (!done) await strangerAttempt(`c-cli-after-${i}`);
+  }
+  const { out, code, err } = await tail;
+  assert.equal(code, 0, err.join('\n'));
+  assert.equal(out.filter((line) => line.includes('c-cli-pending')).length, 1, out.join('\n'));
+  assert.match(out[out.length - 1] ?? '', /c-cli-after-\d+/, 'the live event that ended the tail is a new one');
+});
