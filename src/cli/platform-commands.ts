@@ -57,24 +57,19 @@ export function payloadText(base64: string, max = 60): string {
   return shown.length > max ? `${shown.slice(0, max - 1)}…` : shown;
 }
 
-/** The payload a `messages send` flag describes, as bytes; exactly one of the forms. */
-export function payloadFromFlags(flags: { text?: string; hex?: string; base64?: string; file?: string }): Buffer {
+/**
+ * The downlink body's payload from exactly one `messages send` flag, written as given: the server's decoder
+ * (api/payload.ts) checks hex and base64, so the CLI and the console refuse the same inputs with the same code.
+ */
+export function payloadFromFlags(flags: { text?: string; hex?: string; base64?: string; file?: string }): { payload: string; encoding: 'text' | 'hex' | 'base64' } {
   const given = (['text', 'hex', 'base64', 'file'] as const).filter((k) => flags[k] !== undefined);
   if (given.length !== 1) {
     throw new ApiError(0, 'CLI_PAYLOAD_REQUIRED', `give the payload once: --text, --hex, --base64 or --file (got ${given.length === 0 ? 'none' : given.map((k) => `--${k}`).join(', ')})`, 'payload');
   }
-  if (flags.text !== undefined) return Buffer.from(flags.text, 'utf8');
-  if (flags.hex !== undefined) {
-    const hex = flags.hex.replace(/\s+/g, '');
-    if (!/^(?:[0-9a-fA-F]{2})*$/.test(hex)) throw new ApiError(0, 'CLI_PAYLOAD_INVALID', '--hex must be pairs of hex digits', 'payload');
-    return Buffer.from(hex, 'hex');
-  }
-  if (flags.base64 !== undefined) {
-    const b64 = flags.base64.replace(/\s+/g, '');
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new ApiError(0, 'CLI_PAYLOAD_INVALID', '--base64 must be base64 (padded)', 'payload');
-    return Buffer.from(b64, 'base64');
-  }
-  return readFile(flags.file!, 'payload file');
+  if (flags.text !== undefined) return { payload: flags.text, encoding: 'text' };
+  if (flags.hex !== undefined) return { payload: flags.hex, encoding: 'hex' };
+  if (flags.base64 !== undefined) return { payload: flags.base64, encoding: 'base64' };
+  return { payload: readFile(flags.file!, 'payload file').toString('base64'), encoding: 'base64' };
 }
 
 /**
@@ -196,14 +191,14 @@ export function registerPlatformCommands(program: Command, io: CliIo = defaultIo
     .option('--qos <0|1>', 'QoS 0 (default) or 1: wait for the device\'s PUBACK'))
     .action(run<ConnectionFlags & { text?: string; hex?: string; base64?: string; file?: string; qos?: string }>(
       async (client, flags, [product = '', device = '', topic = '']) => {
-        const payload = payloadFromFlags(flags);
+        const body = payloadFromFlags(flags);
         if (flags.qos !== undefined && flags.qos !== '0' && flags.qos !== '1') throw new ApiError(0, 'CLI_QOS_INVALID', '--qos must be 0 or 1', 'qos');
         const productKey = await productKeyOf(client, product);
         const answer = await client.request<{ online: boolean; result: string; acknowledged: boolean | null }>(
           'POST', path('products', productKey, 'devices', device, 'messages'),
-          { json: { topic, payload: payload.toString('base64'), qos: Number(flags.qos ?? '0') } },
+          { json: { topic, ...body, qos: Number(flags.qos ?? '0') } },
         );
-        print(flags, answer, () => `${answer.result}: ${payload.length} bytes to ${device} on ${topic}`);
+        print(flags, answer, () => `${answer.result}: to ${device} on ${topic}`);
         // Not delivered (offline, not subscribed, no PUBACK in time): a script must be able to tell.
         if (answer.result !== 'SENT' && answer.result !== 'ACKED') io.setExitCode(1);
       }));

@@ -112,7 +112,7 @@ test('messages: send down to a device in text, hex or base64 (by gateway name), 
     device.on('message', (_topic, payload) => got.push(payload));
     await device.subscribeAsync('devices/dev-1/cmd', { qos: 1 });
     const hex = await gatehouse(['messages', 'send', 'cli_platform', 'dev-1', 'devices/dev-1/cmd', '--hex', '01 02 ff', '--qos', '1']);
-    assert.deepEqual([hex.code, hex.out], [0, 'ACKED: 3 bytes to dev-1 on devices/dev-1/cmd'], hex.err);
+    assert.deepEqual([hex.code, hex.out], [0, 'ACKED: to dev-1 on devices/dev-1/cmd'], hex.err);
     const text = await gatehouse(['messages', 'send', gateway.productKey, 'dev-1', 'devices/dev-1/cmd', '--text', 'reboot', '--json']);
     assert.equal((JSON.parse(text.out) as { result: string }).result, 'SENT');
     await gatehouse(['messages', 'send', gateway.id, 'dev-1', 'devices/dev-1/cmd', '--base64', 'aGk=']);
@@ -120,11 +120,11 @@ test('messages: send down to a device in text, hex or base64 (by gateway name), 
     assert.deepEqual(got.map((b) => b.toString('hex')), ['0102ff', Buffer.from('reboot').toString('hex'), Buffer.from('hi').toString('hex')]);
 
     const notSubscribed = await gatehouse(['messages', 'send', 'cli_platform', 'dev-1', 'devices/dev-1/other', '--text', 'x']);
-    assert.deepEqual([notSubscribed.code, notSubscribed.out], [1, 'NOT_SUBSCRIBED: 1 bytes to dev-1 on devices/dev-1/other']);
+    assert.deepEqual([notSubscribed.code, notSubscribed.out], [1, 'NOT_SUBSCRIBED: to dev-1 on devices/dev-1/other']);
     const twoPayloads = await gatehouse(['messages', 'send', 'cli_platform', 'dev-1', 'devices/dev-1/cmd', '--text', 'a', '--hex', '61']);
     assert.deepEqual([twoPayloads.code, twoPayloads.err], [1, 'error: CLI_PAYLOAD_REQUIRED: give the payload once: --text, --hex, --base64 or --file (got --text, --hex) (payload)']);
     const badHex = await gatehouse(['messages', 'send', 'cli_platform', 'dev-1', 'devices/dev-1/cmd', '--hex', 'abc']);
-    assert.equal(badHex.code, 1);
+    assert.deepEqual([badHex.code, badHex.err], [1, 'error: GW_ERR_PAYLOAD_INVALID: payload is not valid hex (payload)']);
 
     await device.publishAsync('devices/dev-1/up', 'temp=21.5', { qos: 1 });
     await device.publishAsync('devices/dev-1/up', Buffer.from([0, 1, 2]), { qos: 1 });
@@ -142,7 +142,7 @@ test('messages: send down to a device in text, hex or base64 (by gateway name), 
     await device.endAsync(true);
   }
   const offline = await gatehouse(['messages', 'send', 'cli_platform', 'dev-1', 'devices/dev-1/cmd', '--text', 'x']);
-  assert.deepEqual([offline.code, offline.out], [1, 'OFFLINE: 1 bytes to dev-1 on devices/dev-1/cmd']);
+  assert.deepEqual([offline.code, offline.out], [1, 'OFFLINE: to dev-1 on devices/dev-1/cmd']);
 });
 
 test('webhooks: create for one gateway (secret shown once, on stderr), list, update, dead letters, delete with --yes', { timeout: 60_000 }, async () => {
