@@ -18,6 +18,15 @@ module.exports = {
     },
     forbid('api-above-registry', '^src/api/', '^src/(gateway|broker|storage)/', 'the API calls registry services'),
     forbid('gateway-not-api', '^src/gateway/', '^src/(api|storage)/', 'the data plane reads through registry ports'),
+    forbid('cluster-implements-ports', '^src/cluster/', '^src/(gateway|api|platform|storage|sandbox|cli)/',
+      'src/cluster/ implements the engine\'s cluster link and the registry\'s event bus, through their public surfaces only'),
+    {
+      name: 'only-the-root-starts-a-cluster',
+      comment: 'the engine and the registry learn ports, not NATS: only the composition root (app.ts) wires src/cluster/ in',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/(cluster/|app\\.ts$)' },
+      to: { path: '^src/cluster/' },
+    },
     {
       name: 'no-circular',
       severity: 'error',

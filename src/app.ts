@@ -23,6 +23,7 @@ import {
   ConnectionEventRecorder, Platform, registerConnectionEventMetrics, registerPlatformMetrics, type ConnectionEventOptions, type PlatformOptionsInput,
 } from './platform/index.ts';
 import { QuickJsRunner } from './sandbox/index.ts';
+import { registerClusterMetrics, startClusterNode, type ClusterNode } from './cluster/index.ts';
 
 export interface Gatehouse {
   readonly registry: Registry;
@@ -32,6 +33,8 @@ export interface Gatehouse {
   /** Base URL of the API and console. */
   readonly url: string;
   readonly adminToken: string;
+  /** This node's cluster parts when GATEHOUSE_NATS_URL is set; null for a single process. */
+  readonly cluster: ClusterNode | null;
   close(): Promise<void>;
 }
 
@@ -69,14 +72,31 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
     await checkpointer.close();
     throw error;
   }
+  // A cluster node (GATEHOUSE_NATS_URL, with PostgreSQL): the nodes share the database's installation id,
+  // which names their subjects and buckets. Unreachable NATS or a node id in use refuses the start.
+  let cluster: ClusterNode | null = null;
+  if (config.natsUrl !== undefined) {
+    try {
+      cluster = await startClusterNode({
+        servers: config.natsUrl, nodeId: config.nodeId, installationId: storage.installationId ?? 'default', logger,
+        apiUrl: `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`,
+      });
+    } catch (error) {
+      await storage.close();
+      await checkpointer.close();
+      throw error;
+    }
+  }
   if (identity === null) {
     await writeIdentity(config.dataDir, { installationId: storage.installationId!, createdAt: new Date().toISOString(), database: storage.dialect });
     logger.info({ installationId: storage.installationId, dataDir: config.dataDir }, 'data_dir_identity_written');
   }
   const registry = await createRegistry({
     storage, masterKey: config.masterKey, publicHost: config.publicHost, logger, runner,
-    passwordCost: { ...DEFAULT_SCRYPT_COST, N: config.passwordScryptN },
+    passwordCost: { ...DEFAULT_SCRYPT_COST, N: config.passwordScryptN }, nodeId: config.nodeId,
   });
+  // Changes made through other nodes' APIs apply here as this node's own (and ours there).
+  const leaveBus = cluster === null ? () => undefined : registry.events.connect(cluster.bus);
   const stateStores = openLocalSqlite(path.join(config.dataDir, MQTT_STATE_FILE), (file) => new SqliteStateStores(file, checkpointer));
   // In the platform's database (SQLite or PostgreSQL): every node of a cluster answers /events alike.
   const connectionEvents = new ConnectionEventRecorder(storage.connectionEvents, logger, {
@@ -84,10 +104,12 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   });
   const runtime = new GatewayRuntime({
     directory: registry, logger, host: config.mqttHost, stateStores, ocspTimings: overrides.ocspTimings, runner, connectionEvents,
+    ...(cluster === null ? {} : { clusterLinks: cluster.links }),
   });
   const metricsRegistry = new MetricsRegistry();
   collectDefaultMetrics({ register: metricsRegistry });
   registerGatewayMetrics(metricsRegistry, runtime);
+  if (cluster !== null) registerClusterMetrics(metricsRegistry, cluster);
   new Gauge({
     name: 'gatehouse_uncaught_errors_total', help: 'Errors that escaped every per-connection guard (should stay 0: each is a bug)',
     registers: [metricsRegistry], collect() { this.set(processGuard.uncaughtErrors); },
@@ -128,11 +150,14 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
     api,
     url,
     adminToken: config.adminToken,
+    cluster,
     async close() {
       if (closed) return;
       closed = true;
       await api.close();
+      leaveBus();
       await runtime.close();
+      await cluster?.close(); // after the engines: their links are closed, the lease goes last
       await platform.close();
       await connectionEvents.close(); // after the listeners: their last disconnects are written
       await checkpointer.close();

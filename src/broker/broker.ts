@@ -23,6 +23,7 @@ import { Admission } from './admission.ts';
 import { LingeringSockets } from './lingering-sockets.ts';
 import { Journal } from './journal.ts';
 import type { BrokerPersistence, StoredMessage } from './persistence.ts';
+import type { ClusterLink } from './cluster-link.ts';
 import { parseSharedFilter, topicMatches, topicOverLimit, topicWithinLimits } from '../mqtt/topics.ts';
 import type { BrokerContext } from './context.ts';
 import { dispatch } from './handlers/index.ts';
@@ -42,6 +43,8 @@ export interface BrokerInit {
   logger?: Logger;
   /** Durable retained messages and persistent sessions; in memory only when absent. */
   persistence?: BrokerPersistence;
+  /** The other nodes of a cluster (cluster-link.ts); a single process has none. */
+  link?: ClusterLink;
 }
 
 export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext {
@@ -65,6 +68,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   #closed = false;
   readonly #persistence: BrokerPersistence | undefined;
   readonly #journal: Journal | null;
+  readonly #link: ClusterLink | null;
 
   constructor(init: BrokerInit = {}) {
     super();
@@ -83,6 +87,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     });
     this.#persistence = init.persistence;
     this.#journal = init.persistence === undefined ? null : new Journal(init.persistence, this.logger, (m) => this.retained.written(m));
+    this.#link = init.link ?? null;
+    this.#link?.bind((message) => this.contain(() => this.#route(message), 'cluster_delivery_failed', message.senderId));
     this.#sweep = setInterval(() => this.#sweepConnections(), SWEEP_INTERVAL_MS);
     this.#sweep.unref();
   }
@@ -357,6 +363,16 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.emit('message_published', message, from);
     // [MQTT-3.3.1-5] the server stores the message as the topic's retained message.
     if (message.retain && this.retained.set(message)) this.#journal?.retained(message.topic, message.payload.length === 0 ? null : message);
+    this.#route(message);
+    // After local routing: the other nodes' subscribers (not yet durable across a node's death: issue 16 item 2).
+    if (this.#link !== null) this.#link.forward(message);
+  }
+
+  /**
+   * Delivers a message to this node's matching subscribers: one published here, or one another node
+   * forwarded (which this node neither stores as retained nor announces as published: its own node did).
+   */
+  #route(message: Message): void {
     const deliveries = this.router.match(message.topic, message.senderId);
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
@@ -375,12 +391,23 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   #attach(sub: Subscription): void {
     sub.session.subscriptions.set(sub.raw, sub);
     this.router.add(sub);
+    if (this.#link !== null && this.router.subscriptionCount === 1) this.#link.interest(true);
+  }
+
+  #detach(sub: Subscription): void {
+    this.router.remove(sub);
+    if (this.#link !== null && this.router.subscriptionCount === 0) this.#link.interest(false);
+  }
+
+  /** Resolves once other nodes' messages reach the subscriptions made so far (undefined: they already do). */
+  clusterSettled(): Promise<void> | undefined {
+    return this.#link === null ? undefined : this.#link.settled();
   }
 
   unsubscribe(sub: Subscription): void {
     if (sub.session.subscriptions.get(sub.raw) !== sub) return;
     sub.session.subscriptions.delete(sub.raw);
-    this.router.remove(sub);
+    this.#detach(sub);
     sub.session.subscriptionChanged(sub.raw, null);
   }
 
@@ -480,7 +507,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   #destroySession(session: Session): void {
     this.#journal?.sessionDeleted(session.clientId, session);
     session.journal = null;
-    for (const sub of session.takeSubscriptions()) this.router.remove(sub);
+    for (const sub of session.takeSubscriptions()) this.#detach(sub);
     session.clearMessages();
     session.expiryTimer?.cancel();
     if (this.#sessions.get(session.clientId) === session) {
@@ -514,6 +541,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#sweep);
+    this.#link?.close();
     for (const conn of [...this.#connections]) conn.disconnect(RC.SERVER_SHUTTING_DOWN, 'server_shutting_down');
     for (const session of this.#sessions.values()) {
       session.expiryTimer?.cancel();

@@ -44,6 +44,8 @@ export interface BrokerContext {
   publish(message: Message, from: ClientInfo | null): void;
   subscribe(sub: Subscription): void;
   unsubscribe(sub: Subscription): void;
+  /** Resolves once other nodes' messages reach the subscriptions made so far; undefined when they already do (or no cluster). */
+  clusterSettled(): Promise<void> | undefined;
   /** The connection finished CONNECT/CONNACK. */
   connectionReady(conn: Connection): void;
   /** `was`: the connection's state before it closed. */

@@ -7,7 +7,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { IDENTITY_FILE, PID_FILE, readIdentity, type DataDirIdentity } from '../config/identity.ts';
-import { ADMIN_TOKEN_FILE, MASTER_KEY_FILE } from '../config/index.ts';
+import { ADMIN_TOKEN_FILE, MASTER_KEY_FILE, NODE_ID_FILE } from '../config/index.ts';
 import { parseMasterKey, MIN_ADMIN_TOKEN_LENGTH } from '../config/read-config.ts';
 import { SecretBox } from '../registry/secrets.ts';
 import { MASTER_KEY_CHECK } from '../registry/registry.ts';
@@ -18,7 +18,7 @@ export type FindingLevel = 'ok' | 'warn' | 'problem';
 export interface Finding { level: FindingLevel; what: string }
 
 const KNOWN = new Set<string>([
-  IDENTITY_FILE, ADMIN_TOKEN_FILE, MASTER_KEY_FILE, PID_FILE, 'demo-gateway-cert.pem',
+  IDENTITY_FILE, ADMIN_TOKEN_FILE, MASTER_KEY_FILE, NODE_ID_FILE, PID_FILE, 'demo-gateway-cert.pem',
   ...DATABASE_FILES.flatMap((f) => [f, `${f}-wal`, `${f}-shm`]),
 ]);
 

@@ -28,6 +28,18 @@ test('first start generates token and master key (0600), the next start reads th
   assert.deepEqual(second.warnings, []);
 });
 
+test('the node id is generated once into the data directory and kept; GATEHOUSE_NODE_ID wins over it', { timeout: 5_000 }, async () => {
+  const dataDir = path.join(root, 'node-id');
+  const first = await prepareDataDir(readConfig({ GATEHOUSE_DATA_DIR: dataDir }));
+  assert.match(first.config.nodeId, /^node-[0-9a-f]{12}$/);
+  assert.equal((await stat(path.join(dataDir, 'node-id'))).mode & 0o777, 0o600);
+  assert.equal((await prepareDataDir(readConfig({ GATEHOUSE_DATA_DIR: dataDir }))).config.nodeId, first.config.nodeId);
+  assert.equal((await prepareDataDir(readConfig({ GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_NODE_ID: 'edge-2' }))).config.nodeId, 'edge-2');
+  await writeFile(path.join(dataDir, 'node-id'), 'not a token.\n', { mode: 0o600 });
+  await assert.rejects(prepareDataDir(readConfig({ GATEHOUSE_DATA_DIR: dataDir })),
+    (e: unknown) => e instanceof GatehouseError && e.code === 'GW_ERR_CONFIG_INVALID' && e.field === 'GATEHOUSE_NODE_ID');
+});
+
 test('configured secrets are used and nothing is written', { timeout: 5_000 }, async () => {
   const dataDir = path.join(root, 'configured');
   const prepared = await prepareDataDir(readConfig({

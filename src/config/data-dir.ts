@@ -7,16 +7,19 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { GatehouseError } from '../core/errors.ts';
-import { MIN_ADMIN_TOKEN_LENGTH, parseMasterKey, type ProcessConfig } from './read-config.ts';
+import { MIN_ADMIN_TOKEN_LENGTH, NODE_ID, parseMasterKey, type ProcessConfig } from './read-config.ts';
 import { tightenDataDir } from './permissions.ts';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
 export const MASTER_KEY_FILE = 'master.key';
+/** This node's cluster name when GATEHOUSE_NODE_ID is not set: generated once, kept with the directory. */
+export const NODE_ID_FILE = 'node-id';
 
 /** Configuration with every secret present. */
 export interface ResolvedConfig extends ProcessConfig {
   adminToken: string;
   masterKey: Buffer;
+  nodeId: string;
 }
 
 export interface PreparedConfig {
@@ -66,8 +69,16 @@ export async function prepareDataDir(config: ProcessConfig): Promise<PreparedCon
     masterKeyGenerated = secret.generated;
   }
 
+  // Every process has a node id, cluster or not: device presence records which node holds a device.
+  const nodeId = config.nodeId
+    ?? (await readOrCreateSecret(config.dataDir, NODE_ID_FILE, () => `node-${randomBytes(6).toString('hex')}`, warnings)).value;
+  if (!NODE_ID.test(nodeId)) {
+    throw new GatehouseError('GW_ERR_CONFIG_INVALID',
+      `GATEHOUSE_NODE_ID is not set and ${path.join(config.dataDir, NODE_ID_FILE)} does not hold 1-64 letters, digits, _ or -`, 'GATEHOUSE_NODE_ID');
+  }
+
   return {
-    config: { ...config, adminToken: token.value, masterKey },
+    config: { ...config, adminToken: token.value, masterKey, nodeId },
     generated: { adminToken: token.generated, masterKey: masterKeyGenerated },
     files: { adminToken: token.file, masterKey: masterKeyFile },
     warnings,

@@ -22,7 +22,7 @@ test('defaults', { timeout: 5_000 }, () => {
   const config = readConfig({}, '/srv');
   assert.deepEqual(config, {
     dataDir: '/srv/data', http: { host: '127.0.0.1', port: 8080 }, mqttHost: '0.0.0.0', publicHost: 'localhost',
-    adminToken: undefined, masterKey: undefined, databaseUrl: undefined, natsUrl: undefined, logLevel: 'info',
+    adminToken: undefined, masterKey: undefined, databaseUrl: undefined, natsUrl: undefined, nodeId: undefined, logLevel: 'info',
     messages: { perDevice: 100, maxAgeHours: 168 },
     deviceProperties: { maxCount: 500, maxBytes: 65536 },
     demo: { enabled: true, port: 8883 },
@@ -51,6 +51,19 @@ test('every key read', { timeout: 5_000 }, () => {
   assert.equal(readConfig({ GATEHOUSE_PUBLIC_HOST: '[2001:db8::1]' }).publicHost, '2001:db8::1');
 });
 
+test('a cluster node (GATEHOUSE_NATS_URL) without PostgreSQL is refused, naming both variables', { timeout: 5_000 }, () => {
+  assert.throws(() => readConfig({ GATEHOUSE_NATS_URL: 'nats://127.0.0.1:4222' }, '/srv'), (e: unknown) => {
+    assert.ok(e instanceof GatehouseError);
+    assert.equal(e.code, 'GW_ERR_CLUSTER_NEEDS_DATABASE');
+    assert.equal(e.field, 'GATEHOUSE_DATABASE_URL');
+    assert.match(e.message, /GATEHOUSE_NATS_URL.*GATEHOUSE_DATABASE_URL/);
+    return true;
+  });
+  const node = readConfig({ GATEHOUSE_NATS_URL: 'nats://127.0.0.1:4222', GATEHOUSE_DATABASE_URL: 'postgres://db/g', GATEHOUSE_NODE_ID: 'node_a-1' }, '/srv');
+  assert.equal(node.natsUrl, 'nats://127.0.0.1:4222');
+  assert.equal(node.nodeId, 'node_a-1');
+});
+
 test('each bad value names its key', { timeout: 5_000 }, () => {
   rejects({ GATEHOUSE_HTTP_PORT: 'http' }, 'GATEHOUSE_HTTP_PORT');
   rejects({ GATEHOUSE_PASSWORD_SCRYPT_N: '10000' }, 'GATEHOUSE_PASSWORD_SCRYPT_N', /power of two/);
@@ -70,7 +83,9 @@ test('each bad value names its key', { timeout: 5_000 }, () => {
   rejects({ GATEHOUSE_MASTER_KEY: 'abcd' }, 'GATEHOUSE_MASTER_KEY', /32 bytes/);
   rejects({ GATEHOUSE_DATABASE_URL: 'mysql://x' }, 'GATEHOUSE_DATABASE_URL');
   rejects({ GATEHOUSE_DATABASE_URL: 'not a url' }, 'GATEHOUSE_DATABASE_URL');
-  rejects({ GATEHOUSE_NATS_URL: 'http://nats' }, 'GATEHOUSE_NATS_URL');
+  rejects({ GATEHOUSE_NATS_URL: 'http://nats', GATEHOUSE_DATABASE_URL: 'postgres://db/g' }, 'GATEHOUSE_NATS_URL');
+  rejects({ GATEHOUSE_NODE_ID: 'node.1' }, 'GATEHOUSE_NODE_ID');
+  rejects({ GATEHOUSE_NODE_ID: 'x'.repeat(65) }, 'GATEHOUSE_NODE_ID');
   rejects({ GATEHOUSE_LOG_LEVEL: 'loud' }, 'GATEHOUSE_LOG_LEVEL');
   rejects({ GATEHOUSE_DEMO: 'no' }, 'GATEHOUSE_DEMO', /on or off/);
   rejects({ GATEHOUSE_DEMO_PORT: '80' }, 'GATEHOUSE_DEMO_PORT', /1024-65535/);

@@ -16,7 +16,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export const CONFIG_KEYS = [
   'GATEHOUSE_DATA_DIR', 'GATEHOUSE_HTTP_PORT', 'GATEHOUSE_HTTP_HOST', 'GATEHOUSE_MQTT_HOST',
   'GATEHOUSE_PUBLIC_HOST', 'GATEHOUSE_ADMIN_TOKEN', 'GATEHOUSE_MASTER_KEY', 'GATEHOUSE_DATABASE_URL',
-  'GATEHOUSE_NATS_URL', 'GATEHOUSE_LOG_LEVEL', 'GATEHOUSE_MESSAGES_PER_DEVICE', 'GATEHOUSE_MESSAGES_MAX_AGE_HOURS',
+  'GATEHOUSE_NATS_URL', 'GATEHOUSE_NODE_ID', 'GATEHOUSE_LOG_LEVEL', 'GATEHOUSE_MESSAGES_PER_DEVICE', 'GATEHOUSE_MESSAGES_MAX_AGE_HOURS',
   'GATEHOUSE_DEVICE_MAX_PROPERTIES', 'GATEHOUSE_DEVICE_MAX_PROPERTIES_BYTES', 'GATEHOUSE_DEMO', 'GATEHOUSE_DEMO_PORT',
   'GATEHOUSE_PASSWORD_SCRYPT_N',
   'GATEHOUSE_EVENTS_PER_GATEWAY', 'GATEHOUSE_EVENTS_MAX_AGE_HOURS',
@@ -37,7 +37,10 @@ export interface ProcessConfig {
   masterKey: Buffer | undefined;
   /** PostgreSQL connection string; SQLite under `dataDir` when absent. */
   databaseUrl: string | undefined;
+  /** NATS servers (comma-separated): this process is a cluster node (it then needs `databaseUrl`). */
   natsUrl: string | undefined;
+  /** This node's name in the cluster; generated once into the data directory when absent (`prepareDataDir`). */
+  nodeId: string | undefined;
   logLevel: LogLevel;
   /** The message store keeps the newest `perDevice` messages of each device, none older than `maxAgeHours`. */
   messages: { perDevice: number; maxAgeHours: number };
@@ -59,6 +62,15 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     const raw = source[key]?.trim();
     return raw === undefined || raw === '' ? undefined : raw;
   };
+  const databaseUrl = parseUrl('GATEHOUSE_DATABASE_URL', value('GATEHOUSE_DATABASE_URL'), ['postgres:', 'postgresql:']);
+  const natsUrl = parseNatsUrls(value('GATEHOUSE_NATS_URL'));
+  // Nodes share the registry, devices and messages through PostgreSQL: a node with a SQLite file of its
+  // own would run a cluster whose members disagree on every gateway.
+  if (natsUrl !== undefined && databaseUrl === undefined) {
+    throw new GatehouseError('GW_ERR_CLUSTER_NEEDS_DATABASE',
+      'GATEHOUSE_NATS_URL makes this process a cluster node, and every node shares its state through PostgreSQL: set GATEHOUSE_DATABASE_URL '
+      + '(postgres://…) as well, or unset GATEHOUSE_NATS_URL to run one process on SQLite', 'GATEHOUSE_DATABASE_URL');
+  }
   return {
     dataDir: path.resolve(cwd, value('GATEHOUSE_DATA_DIR') ?? './data'),
     http: {
@@ -69,8 +81,9 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     publicHost: parseHost('GATEHOUSE_PUBLIC_HOST', value('GATEHOUSE_PUBLIC_HOST') ?? 'localhost'),
     adminToken: parseAdminToken(value('GATEHOUSE_ADMIN_TOKEN')),
     masterKey: parseMasterKey('GATEHOUSE_MASTER_KEY', value('GATEHOUSE_MASTER_KEY')),
-    databaseUrl: parseUrl('GATEHOUSE_DATABASE_URL', value('GATEHOUSE_DATABASE_URL'), ['postgres:', 'postgresql:']),
-    natsUrl: parseNatsUrls(value('GATEHOUSE_NATS_URL')),
+    databaseUrl,
+    natsUrl,
+    nodeId: parseNodeId(value('GATEHOUSE_NODE_ID')),
     logLevel: parseLogLevel(value('GATEHOUSE_LOG_LEVEL') ?? 'info'),
     messages: {
       perDevice: parseCount('GATEHOUSE_MESSAGES_PER_DEVICE', value('GATEHOUSE_MESSAGES_PER_DEVICE') ?? '100', 1, 100_000),
@@ -188,6 +201,15 @@ function parseUrl(key: string, raw: string | undefined, protocols: readonly stri
 function parseNatsUrls(raw: string | undefined): string | undefined {
   if (raw === undefined) return undefined;
   for (const server of raw.split(',')) parseUrl('GATEHOUSE_NATS_URL', server.trim(), ['nats:', 'tls:']);
+  return raw;
+}
+
+/** A node id is a NATS subject token and a key of the nodes bucket: letters, digits, `_` and `-`. */
+export const NODE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+function parseNodeId(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  if (!NODE_ID.test(raw)) throw invalid('GATEHOUSE_NODE_ID', `must be 1-64 letters, digits, _ or -, got "${raw}"`);
   return raw;
 }
 

@@ -11,6 +11,11 @@ export const ERRORS = {
   GW_ERR_CONFIG_INVALID: { status: 500, message: 'Invalid process configuration' },
   GW_ERR_INTERNAL: { status: 500, message: 'Internal error' },
 
+  // A cluster node (GATEHOUSE_NATS_URL), checked at start
+  GW_ERR_CLUSTER_NEEDS_DATABASE: { status: 500, message: 'A cluster node (GATEHOUSE_NATS_URL) needs PostgreSQL (GATEHOUSE_DATABASE_URL)' },
+  GW_ERR_CLUSTER_NATS_UNREACHABLE: { status: 500, message: 'The NATS server of GATEHOUSE_NATS_URL cannot be reached' },
+  GW_ERR_CLUSTER_NODE_ID_TAKEN: { status: 500, message: 'Another running node uses this GATEHOUSE_NODE_ID' },
+
   // The data directory (checked at start, by `gatehouse doctor`, `backup` and `restore`)
   GW_ERR_DATA_DIR_DATABASE_MISSING: { status: 500, message: 'The data directory holds an installation\'s state but its database is missing, empty or new' },
   GW_ERR_DATA_DIR_DATABASE_FOREIGN: { status: 500, message: 'The database belongs to another installation or application' },

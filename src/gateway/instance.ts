@@ -3,7 +3,9 @@
  * another's messages) behind its own TLS listener, with the gateway's verification in the CONNECT path.
  */
 import tls from 'node:tls';
-import { Broker, guardTlsServer, type AuthResult, type BrokerOptions, type BrokerPersistence, type ClientInfo, type ConnectRequest, type Session } from '../broker/index.ts';
+import {
+  Broker, guardTlsServer, type AuthResult, type BrokerOptions, type BrokerPersistence, type ClientInfo, type ClusterLink, type ConnectRequest, type Session,
+} from '../broker/index.ts';
 import { RC } from '../mqtt/reason-codes.ts';
 import type { Logger } from '../core/logger.ts';
 import { logText } from '../core/log-text.ts';
@@ -40,6 +42,11 @@ export interface StateStoreFactory {
   forget(gatewayId: string): void;
 }
 
+/** Opens a gateway engine's link to the other nodes of a cluster (src/cluster/); the engine closes it. */
+export interface ClusterLinkFactory {
+  open(gatewayId: string): ClusterLink;
+}
+
 
 /** The auth chain's answer, before the certificate facts and the access rules are added. */
 type ChainOutcome =
@@ -59,6 +66,8 @@ export interface GatewayInstanceDeps {
   functionScripts?: FunctionScripts;
   /** Connection events (CONNECT outcomes, disconnect causes); absent in tests of the engine alone. */
   connectionEvents?: ConnectionEventSink;
+  /** A cluster node's links to the other nodes, one per gateway engine; absent in a single process. */
+  clusterLinks?: ClusterLinkFactory;
 }
 
 export class GatewayInstance {
@@ -101,6 +110,7 @@ export class GatewayInstance {
       options: { ...deps.brokerOptions, ...engineLimitsOf(config.limits) },
       logger: this.#log,
       persistence: deps.stateStores?.open(config.id),
+      link: deps.clusterLinks?.open(config.id),
       hooks: {
         authenticate: (req) => this.#checkCertificateThenAuthenticate(req),
         authorizePublish: (client, topic) => this.#authorizePublish(client, topic),
@@ -207,6 +217,11 @@ export class GatewayInstance {
    * disabled (v5 clients hear 0x98 administrative action). A CONNECT of that device still being verified
    * sees the change through `#deviceChanges` (`#checkDeviceState`, `#deviceConnected`).
    */
+  /** Device changes may have been missed (a cluster's bus was cut off): every cached credential is read again. */
+  forgetCachedCredentials(): void {
+    this.#imported.invalidate(null);
+  }
+
   deviceChanged(username: string | null, deviceName: string, change: 'updated' | 'deleted'): void {
     this.#deviceChanges.record(deviceName);
     this.#imported.invalidate(username);

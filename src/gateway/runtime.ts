@@ -3,7 +3,7 @@
  * at boot, started and stopped by the API, reloaded on edits, torn down on delete.
  */
 import type { GatewayOcspState, GatewayRuntime as GatewayRuntimePort, GatewayState } from '../registry/ports.ts';
-import type { GatewayStatus, Warning } from '../registry/types.ts';
+import type { GatewayRuntimeConfig, GatewayStatus, Warning } from '../registry/types.ts';
 import type { ScriptRunner } from '../sandbox/index.ts';
 import { GatewayInstance, type GatewayInstanceDeps } from './instance.ts';
 import { FunctionScripts } from './auth/function/index.ts';
@@ -32,6 +32,18 @@ export class GatewayRuntime implements GatewayRuntimePort {
     this.#options = { ...options, functionScripts: new FunctionScripts(options.directory, options.logger, options.runner) };
     const events = options.directory.events;
     this.#unsubscribe.push(
+      // Created, started or stopped through this node's API: the API asks this runtime itself and awaits
+      // it. Through another node's: this node applies it as its own (issue 16, a shared control plane).
+      events.on('gateway.created', ({ gatewayId }, { origin }) => {
+        if (origin === 'remote') void this.startGateway(gatewayId);
+      }),
+      events.on('gateway.started', ({ gatewayId }, { origin }) => {
+        if (origin === 'remote') void this.startGateway(gatewayId);
+      }),
+      events.on('gateway.stopped', ({ gatewayId }, { origin }) => {
+        if (origin === 'remote') void this.stopGateway(gatewayId);
+      }),
+      events.on('registry.resync', () => void this.reconcile()),
       events.on('gateway.updated', ({ gatewayId }) => void this.reloadGateway(gatewayId)),
       events.on('gateway.deleted', ({ gatewayId }) => void this.removeGateway(gatewayId)),
       events.on('device.updated', (d) => this.deviceChanged(d.gatewayId, d.username, d.deviceName, 'updated')),
@@ -69,12 +81,16 @@ export class GatewayRuntime implements GatewayRuntimePort {
     }
   }
 
-  /** Boot: every gateway the operator left enabled starts; devices recorded online are not any more. */
+  /**
+   * Boot: every gateway the operator left enabled starts; devices recorded online through this process
+   * are not any more. A cluster node clears only the devices it held: the other nodes' are still online.
+   */
   async startAll(): Promise<void> {
     const configs = await this.#options.directory.listGatewayRuntimeConfigs();
     const now = new Date();
+    const scope = this.#options.clusterLinks === undefined ? 'all' : 'node';
     await Promise.all(configs.map(async (c) => {
-      await this.#options.directory.markGatewayDevicesOffline(c.id, now);
+      await this.#options.directory.markGatewayDevicesOffline(c.id, now, scope);
       if (c.enabled) await this.startGateway(c.id);
       else await this.#report(c.id, 'STOPPED', null);
     }));
@@ -114,6 +130,29 @@ export class GatewayRuntime implements GatewayRuntimePort {
    */
   async reloadGateway(gatewayId: string): Promise<void> {
     if (this.#instances.has(gatewayId) || this.#errors.has(gatewayId)) await this.startGateway(gatewayId);
+  }
+
+  /**
+   * Brings every gateway in line with the registry after changes may have been missed (a cluster node
+   * whose bus was cut off): started, stopped, re-applied or removed as the stored configuration says,
+   * and cached credentials read again. Idempotent, as every operation here is.
+   */
+  async reconcile(): Promise<void> {
+    let configs: GatewayRuntimeConfig[];
+    try {
+      configs = await this.#options.directory.listGatewayRuntimeConfigs();
+    } catch (err) {
+      this.#options.logger.error({ err }, 'gateway_reconcile_failed');
+      return;
+    }
+    const stored = new Set(configs.map((c) => c.id));
+    const removals = [...this.#instances.keys()].filter((id) => !stored.has(id)).map((id) => this.removeGateway(id));
+    await Promise.all([...removals, ...configs.map(async (c) => {
+      if (c.enabled) await this.startGateway(c.id);
+      else if (this.#instances.has(c.id) || this.#errors.has(c.id)) await this.stopGateway(c.id);
+    })]);
+    for (const instance of this.#instances.values()) instance.forgetCachedCredentials();
+    this.#options.logger.info({ gateways: configs.length }, 'gateways_reconciled');
   }
 
   /** The gateway's state once the operations queued for it (an edit being applied) have run. */

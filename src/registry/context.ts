@@ -19,6 +19,8 @@ export interface RegistryContext {
   runner: ScriptRunner;
   /** scrypt cost of the password hashes written now. */
   passwordCost: ScryptCost;
+  /** This process's node id, recorded with a device's presence (null: none recorded, e.g. a registry in a test). */
+  nodeId: string | null;
 }
 
 /** A unique-constraint race turned into the error the pre-check would have given. */

@@ -165,6 +165,8 @@ export class DeviceService {
       ...(info.certificate !== undefined ? { certificate: info.certificate } : {}),
       updatedAt: at,
     };
+    // Which node holds it: that node's restart or disconnect marks it offline, no other node's.
+    const presence: DevicePatch = this.#ctx.nodeId === null ? {} : { onlineNode: this.#ctx.nodeId };
     let record = await this.#ctx.storage.devices.get(productKey, deviceName);
     if (!record) {
       // A third-party service accepted a device we have not seen: it joins the product now.
@@ -174,6 +176,7 @@ export class DeviceService {
       };
       try {
         await this.#ctx.storage.devices.insert(created);
+        if (this.#ctx.nodeId !== null) await this.#ctx.storage.devices.update(productKey, deviceName, presence);
         this.#ctx.events.emit('device.created', this.#ref(product, created));
         this.#ctx.events.emit('device.connected', { ...this.#ref(product, created), clientAddress: info.clientAddress, at });
         return toDevice(created, {});
@@ -183,7 +186,7 @@ export class DeviceService {
         record = await this.#record(productKey, deviceName);
       }
     }
-    await this.#ctx.storage.devices.update(productKey, deviceName, connection);
+    await this.#ctx.storage.devices.update(productKey, deviceName, { ...connection, ...presence });
     record = { ...record, ...connection };
     this.#ctx.events.emit('device.connected', { ...this.#ref(product, record), clientAddress: info.clientAddress, at });
     return this.#withProperties(record);
@@ -193,7 +196,8 @@ export class DeviceService {
     const product = await this.#ctx.storage.products.get(productKey);
     const record = await this.#ctx.storage.devices.get(productKey, deviceName);
     if (!product || !record) return; // deleted while connected: nothing left to record
-    await this.#ctx.storage.devices.update(productKey, deviceName, { connectionState: 'OFFLINE', updatedAt: at.toISOString() });
+    // A device that has connected to another node since is still online there: not recorded, not announced.
+    if (!(await this.#ctx.storage.devices.markOffline(productKey, deviceName, this.#ctx.nodeId, at.toISOString()))) return;
     this.#ctx.events.emit('device.disconnected', { ...this.#ref(product, record), at: at.toISOString() });
   }
 
@@ -211,9 +215,12 @@ export class DeviceService {
       after.count > limits.maxCount ? 'too_many' : after.bytes > limits.maxBytes ? 'too_large' : 'updated');
   }
 
-  async markGatewayOffline(gatewayId: string, at: Date): Promise<number> {
+  /** `node`: only the devices this node held (and those no node is recorded for); `all`: every one. */
+  async markGatewayOffline(gatewayId: string, at: Date, scope: 'all' | 'node' = 'all'): Promise<number> {
     const product = await this.#ctx.storage.products.getByGatewayId(gatewayId);
-    return product ? this.#ctx.storage.devices.markProductOffline(product.productKey, at.toISOString()) : 0;
+    if (!product) return 0;
+    const node = scope === 'node' && this.#ctx.nodeId !== null ? this.#ctx.nodeId : undefined;
+    return this.#ctx.storage.devices.markProductOffline(product.productKey, at.toISOString(), node);
   }
 
   // ── Helpers ─────────────────────────────────────────────────────────────────────────────────────

@@ -13,8 +13,10 @@ export * from './access-control.ts';
 export * from './gateway-limits.ts';
 export * from './connection-events.ts';
 export type {
-  DeviceRef, GatewayChange, RegistryEventMap, RegistryEventName, RegistryEventSource, RegistryListener,
+  DeviceRef, EventMeta, GatewayChange, RegistryEventMap, RegistryEventName, RegistryEventSource, RegistryListener,
 } from './events.ts';
+export { SHARED_EVENTS } from './events.ts';
+export type { RegistryEventBus, RemoteEventReceiver } from './event-bus.ts';
 export { renderTemplate, parseTemplate, type TemplateContext } from './templates.ts';
 export { describeDeviceCertificate, daysLeft } from './certificates.ts';
 export { uniqueWarnings } from './gateway-warnings.ts';

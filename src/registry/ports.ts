@@ -68,7 +68,10 @@ export interface DeviceRecord {
 
 export type DevicePatch = Partial<Pick<DeviceRecord,
   'passwordHash' | 'sn' | 'disabled' | 'connectionState' | 'lastOnlineAt' | 'clientAddress' | 'certificate'
-  | 'updatedAt'>>;
+  | 'updatedAt'>> & {
+  /** The node now holding the device's connection (written with ONLINE). */
+  onlineNode?: string | null;
+};
 
 /** What became of a property post. */
 export type PropertyMergeResult = 'updated' | 'device_gone' | 'too_many' | 'too_large';
@@ -253,8 +256,16 @@ export interface DeviceRepository {
   /** Compare-and-set: writes `next` only while the stored hash is still `expected`; whether it wrote. */
   replacePasswordHash(productKey: string, deviceName: string, expected: string, next: string): Promise<boolean>;
   delete(productKey: string, deviceName: string): Promise<boolean>;
-  /** Sets every ONLINE device of a product OFFLINE (after a restart or a stopped listener); returns how many. */
-  markProductOffline(productKey: string, at: string): Promise<number>;
+  /**
+   * Sets ONLINE devices of a product OFFLINE (after a restart or a stopped listener); returns how many.
+   * With `node`, only those that node held (or no node is recorded for): the other nodes' stay.
+   */
+  markProductOffline(productKey: string, at: string, node?: string): Promise<number>;
+  /**
+   * A device's connection ended on `node`: OFFLINE unless another node holds it now (null: whoever holds it).
+   * Whether it wrote (false: unknown device, or held by another node).
+   */
+  markOffline(productKey: string, deviceName: string, node: string | null, at: string): Promise<boolean>;
   /** A device's properties by name (empty for an unknown device). */
   properties(productKey: string, deviceName: string): Promise<Record<string, unknown>>;
   /** The properties of several devices of a product (a list page), by device name; devices without any are absent. */
@@ -440,8 +451,11 @@ export interface RegistryForDataPlane {
    * took over: the device is still online, through the new connection.
    */
   recordDeviceDisconnected(productKey: string, deviceName: string, info: { at: Date }): Promise<void>;
-  /** Every ONLINE device of the gateway goes OFFLINE (listener stopped, process restarted). */
-  markGatewayDevicesOffline(gatewayId: string, at: Date): Promise<number>;
+  /**
+   * ONLINE devices of the gateway go OFFLINE: every one (`all`: the listener stopped everywhere, or a single
+   * process restarted), or those this node held (`node`: a cluster node restarted; the others' stay ONLINE).
+   */
+  markGatewayDevicesOffline(gatewayId: string, at: Date, scope?: 'all' | 'node'): Promise<number>;
   /** Records what the runtime observed; shown by the API until the runtime reports again. */
   setGatewayStatus(id: string, status: GatewayStatus, reason: string | null): Promise<void>;
 }

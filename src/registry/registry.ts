@@ -35,6 +35,8 @@ export interface RegistryOptions {
   runner?: ScriptRunner;
   /** scrypt cost of new password hashes, and of old ones after a login (GATEHOUSE_PASSWORD_SCRYPT_N). */
   passwordCost?: ScryptCost;
+  /** This process's node id: device presence records which node holds a device (absent: none is recorded). */
+  nodeId?: string;
 }
 
 export class Registry implements RegistryForDataPlane {
@@ -58,6 +60,7 @@ export class Registry implements RegistryForDataPlane {
       now: options.now ?? (() => new Date()),
       runner: options.runner ?? new QuickJsRunner(),
       passwordCost: options.passwordCost ?? DEFAULT_SCRYPT_COST,
+      nodeId: options.nodeId ?? null,
     };
     this.#storage = options.storage;
     this.#passwordCost = context.passwordCost;
@@ -109,8 +112,8 @@ export class Registry implements RegistryForDataPlane {
     return this.devices.recordDisconnected(productKey, deviceName, info.at);
   }
 
-  markGatewayDevicesOffline(gatewayId: string, at: Date): Promise<number> {
-    return this.devices.markGatewayOffline(gatewayId, at);
+  markGatewayDevicesOffline(gatewayId: string, at: Date, scope: 'all' | 'node' = 'all'): Promise<number> {
+    return this.devices.markGatewayOffline(gatewayId, at, scope);
   }
 
   setGatewayStatus(id: string, status: GatewayStatus, reason: string | null): Promise<void> {

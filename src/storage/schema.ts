@@ -50,6 +50,8 @@ export interface DevicesTable {
   certificate: string | null;
   created_at: string;
   updated_at: string;
+  /** The node holding the device's connection while ONLINE (migration 0008); null for none or unknown. */
+  online_node: string | null;
 }
 
 /** One property of a device (an Alink property post writes only the names it carries). */

@@ -1,7 +1,7 @@
 /**
  * Gatehouse as `npm start` runs it: dist/main.mjs in a child process (plain node, no loader) on a
  * given data directory, so a test can kill -9 it, start it again on the same directory, or watch it
- * refuse to start. Only loopback: the API on 127.0.0.1, gateways bound to 127.0.0.1.
+ * refuse to start. Only loopback: the API and gateways on 127.0.0.1 unless `env` names another loopback address.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -53,7 +53,8 @@ export async function startGatehouseProcess(dataDir: string, env: Record<string,
     child.stdout!.on('data', onData);
     void exited.then((code) => reject(new Error(`dist/main.mjs exited ${code} before it was running: ${out.stderr}${out.stdout}`)));
   });
-  const url = `http://127.0.0.1:${httpPort}`;
+  // A cluster test gives each node its own loopback address (GATEHOUSE_HTTP_HOST=127.0.0.2, …).
+  const url = `http://${env.GATEHOUSE_HTTP_HOST ?? '127.0.0.1'}:${httpPort}`;
   return {
     child, url, exited,
     stdout: () => out.stdout,

@@ -308,6 +308,27 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
         assert.equal((await storage.devices.get(a.productKey, 'never'))?.connectionState, 'INACTIVE');
         assert.equal((await storage.devices.get(b.productKey, 'on-1'))?.connectionState, 'ONLINE');
       }));
+
+      test('presence per node: a node marks offline only the devices it holds (and those held by no node)', { timeout: 5_000 }, withStorage(async (storage) => {
+        const a = await seedGateway(storage, 'a1');
+        await storage.devices.insertMany(['on-a', 'on-b', 'legacy', 'moved'].map((name) => device(a.productKey, name, { connectionState: 'ONLINE' })));
+        await storage.devices.update(a.productKey, 'on-a', { onlineNode: 'node-a' });
+        await storage.devices.update(a.productKey, 'on-b', { onlineNode: 'node-b' });
+        await storage.devices.update(a.productKey, 'moved', { onlineNode: 'node-b' });
+        const state = async (name: string): Promise<string | undefined> => (await storage.devices.get(a.productKey, name))?.connectionState;
+        // Node A restarts: its own device and the one no node is recorded for go OFFLINE; node B's stay.
+        assert.equal(await storage.devices.markProductOffline(a.productKey, T1, 'node-a'), 2);
+        assert.deepEqual([await state('on-a'), await state('legacy'), await state('on-b')], ['OFFLINE', 'OFFLINE', 'ONLINE']);
+        // A connection that ended on node A does not mark offline a device node B holds now; node B's does.
+        assert.equal(await storage.devices.markOffline(a.productKey, 'moved', 'node-a', T1), false);
+        assert.equal(await state('moved'), 'ONLINE');
+        assert.equal(await storage.devices.markOffline(a.productKey, 'moved', 'node-b', T1), true);
+        assert.equal(await state('moved'), 'OFFLINE');
+        // Without a node (a registry that records none) and for every node, as before.
+        assert.equal(await storage.devices.markOffline(a.productKey, 'nobody', null, T1), false);
+        assert.equal(await storage.devices.markProductOffline(a.productKey, T1), 1);
+        assert.equal(await state('on-b'), 'OFFLINE');
+      }));
     });
 
     describe('functions', () => {

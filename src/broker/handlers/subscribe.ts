@@ -34,6 +34,10 @@ export function handleSubscribe(conn: Connection, packet: ISubscribePacket): voi
       }
       outcomes.push(r);
     }
+    // In a cluster, the SUBACK waits until the other nodes route to this one: a message published
+    // anywhere after the SUBACK reaches the new subscription.
+    const settled = conn.broker.clusterSettled();
+    if (settled !== undefined) return settled.then(() => answer(conn, packet.messageId ?? 0, outcomes));
     answer(conn, packet.messageId ?? 0, outcomes);
   };
   return run(0);

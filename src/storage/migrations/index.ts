@@ -12,6 +12,7 @@ import { devicePropertiesSchema } from './0005-device-properties.ts';
 import { connectionEventsSchema } from './0006-connection-events.ts';
 import { deviceSearchSchema } from './0007-device-search.ts';
 import type { Dialect } from '../schema.ts';
+import { devicePresenceSchema } from './0008-device-presence.ts';
 
 export class BundledMigrations implements MigrationProvider {
   readonly #dialect: Dialect;
@@ -30,6 +31,7 @@ export class BundledMigrations implements MigrationProvider {
       '0005-device-properties': devicePropertiesSchema(),
       '0006-connection-events': connectionEventsSchema(),
       '0007-device-search': deviceSearchSchema(this.#dialect),
+      '0008-device-presence': devicePresenceSchema(),
     });
   }
 }

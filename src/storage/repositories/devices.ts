@@ -21,6 +21,7 @@ function toRow(r: DeviceRecord): DevicesTable {
     certificate: toNullableJson(r.certificate),
     created_at: r.createdAt,
     updated_at: r.updatedAt,
+    online_node: null,
   };
 }
 
@@ -52,6 +53,7 @@ function patchToRow(patch: DevicePatch): Updateable<DevicesTable> {
   if (patch.clientAddress !== undefined) row.client_address = patch.clientAddress;
   if (patch.certificate !== undefined) row.certificate = toNullableJson(patch.certificate);
   if (patch.updatedAt !== undefined) row.updated_at = patch.updatedAt;
+  if (patch.onlineNode !== undefined) row.online_node = patch.onlineNode;
   return row;
 }
 
@@ -190,10 +192,20 @@ export class KyselyDeviceRepository implements DeviceRepository {
     return result.numDeletedRows > 0n;
   }
 
-  async markProductOffline(productKey: string, at: string): Promise<number> {
-    const result = await this.#db.updateTable('devices').set({ connection_state: 'OFFLINE', updated_at: at })
-      .where('product_key', '=', productKey).where('connection_state', '=', 'ONLINE').executeTakeFirst();
+  async markProductOffline(productKey: string, at: string, node?: string): Promise<number> {
+    let query = this.#db.updateTable('devices').set({ connection_state: 'OFFLINE', online_node: null, updated_at: at })
+      .where('product_key', '=', productKey).where('connection_state', '=', 'ONLINE');
+    if (node !== undefined) query = query.where((eb) => eb.or([eb('online_node', '=', node), eb('online_node', 'is', null)]));
+    const result = await query.executeTakeFirst();
     return Number(result.numUpdatedRows);
+  }
+
+  async markOffline(productKey: string, deviceName: string, node: string | null, at: string): Promise<boolean> {
+    let query = this.#db.updateTable('devices').set({ connection_state: 'OFFLINE', online_node: null, updated_at: at })
+      .where('product_key', '=', productKey).where('device_name', '=', deviceName);
+    if (node !== null) query = query.where((eb) => eb.or([eb('online_node', '=', node), eb('online_node', 'is', null)]));
+    const result = await query.executeTakeFirst();
+    return result.numUpdatedRows > 0n;
   }
 
   async properties(productKey: string, deviceName: string): Promise<Record<string, unknown>> {

@@ -36,6 +36,10 @@ export class FunctionScripts {
       directory.events.on('function.created', drop),
       directory.events.on('function.updated', drop),
       directory.events.on('function.deleted', drop),
+      // Changes of other nodes may have been missed: every function is compiled again when next used.
+      directory.events.on('registry.resync', () => {
+        for (const name of [...this.#entries.keys()]) this.#drop(name);
+      }),
     ];
   }
 

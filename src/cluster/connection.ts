@@ -1,0 +1,99 @@
+/**
+ * The node's one NATS connection. It reconnects forever (a NATS restart is an outage to ride out,
+ * not a reason to stop), and its state is observable: parts that must fail closed or read again
+ * after a gap (the registry bus, later the engine's fencing) listen to it. `noEcho`: a node never
+ * hears its own publishes, so it never routes its own messages twice.
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { GatehouseError } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+
+export type ClusterState = 'connected' | 'disconnected' | 'closed';
+
+export interface ClusterConnectionOptions {
+  /** GATEHOUSE_NATS_URL: comma-separated servers. */
+  servers: string;
+  nodeId: string;
+  /** The installation every node of this cluster shares (its PostgreSQL database's id): subjects and buckets are its own. */
+  installationId: string;
+  logger: Logger;
+}
+
+export class ClusterConnection {
+  readonly nc: NatsConnection;
+  readonly nodeId: string;
+  /** Subject prefix of this installation: two installations may share one NATS without hearing each other. */
+  readonly prefix: string;
+  /** A name for buckets and streams (letters, digits, `_` and `-` only). */
+  readonly bucketSuffix: string;
+  readonly #logger: Logger;
+  readonly #listeners = new Set<(state: ClusterState) => void>();
+  #state: ClusterState = 'connected';
+
+  static async open(options: ClusterConnectionOptions): Promise<ClusterConnection> {
+    const servers = options.servers.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    let nc: NatsConnection;
+    try {
+      nc = await connect({
+        servers, name: `gatehouse ${options.nodeId}`, noEcho: true,
+        // Reconnect forever, quickly: while cut off, the node's devices cannot reach the others'.
+        maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5_000,
+        // A server that stopped answering is noticed within seconds, not the default minutes.
+        pingInterval: 5_000, maxPingOut: 2,
+      });
+    } catch (error) {
+      throw new GatehouseError('GW_ERR_CLUSTER_NATS_UNREACHABLE',
+        `GATEHOUSE_NATS_URL ${servers.join(', ')} cannot be reached (${(error as Error).message}); start nats-server with -js there, or fix the URL`,
+        'GATEHOUSE_NATS_URL');
+    }
+    return new ClusterConnection(nc, options);
+  }
+
+  private constructor(nc: NatsConnection, options: ClusterConnectionOptions) {
+    this.nc = nc;
+    this.nodeId = options.nodeId;
+    const installation = options.installationId.replace(/[^A-Za-z0-9_-]/g, '_');
+    this.prefix = `gatehouse.${installation}`;
+    this.bucketSuffix = installation;
+    this.#logger = options.logger;
+    this.#logger.info({ server: nc.getServer(), nodeId: options.nodeId }, 'cluster_connected');
+    void this.#watch();
+  }
+
+  get state(): ClusterState {
+    return this.#state;
+  }
+
+  /** Hears every change of state; returns the function that stops. */
+  onState(listener: (state: ClusterState) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async #watch(): Promise<void> {
+    void this.nc.closed().then(() => this.#set('closed'));
+    for await (const status of this.nc.status()) {
+      if (status.type === 'disconnect') this.#set('disconnected');
+      else if (status.type === 'reconnect') this.#set('connected');
+    }
+  }
+
+  #set(state: ClusterState): void {
+    if (this.#state === state || this.#state === 'closed') return;
+    this.#state = state;
+    this.#logger[state === 'connected' ? 'info' : 'warn']({ state, server: this.nc.getServer() }, 'cluster_connection_state');
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(state);
+      } catch (err) {
+        this.#logger.error({ err, state }, 'cluster_state_listener_failed');
+      }
+    }
+  }
+
+  /** Sends what is buffered and closes (the lease goes with it: see NodeLeases.close). */
+  async close(): Promise<void> {
+    if (this.nc.isClosed()) return;
+    await this.nc.drain().catch(() => this.nc.close());
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * A cluster node's parts (issue 16): the NATS connection, the node's lease, the registry's event bus
+ * and the engines' links. `app.ts` starts them when GATEHOUSE_NATS_URL is set and hands the bus to the
+ * registry and the links to the gateway runtime, which know only their ports.
+ */
+import type { Logger } from '../core/logger.ts';
+import { ClusterConnection } from './connection.ts';
+import { NatsClusterLinks } from './links.ts';
+import { DEFAULT_LEASE_TIMINGS, NodeLeases, type LeaseTimings } from './node-leases.ts';
+import { NatsRegistryBus } from './registry-bus.ts';
+
+export { ClusterConnection, type ClusterState } from './connection.ts';
+export { NatsClusterLinks, type LinkCounters } from './links.ts';
+export { NodeLeases, type NodeLease, type LeaseTimings } from './node-leases.ts';
+export { NatsRegistryBus } from './registry-bus.ts';
+export { registerClusterMetrics } from './metrics.ts';
+
+export interface ClusterNode {
+  readonly connection: ClusterConnection;
+  readonly leases: NodeLeases;
+  readonly bus: NatsRegistryBus;
+  readonly links: NatsClusterLinks;
+  /** Gives the lease back and closes the connection (after the engines closed their links). */
+  close(): Promise<void>;
+}
+
+export interface ClusterNodeOptions {
+  servers: string;
+  nodeId: string;
+  installationId: string;
+  apiUrl: string | null;
+  logger: Logger;
+  leaseTimings?: LeaseTimings;
+}
+
+export async function startClusterNode(options: ClusterNodeOptions): Promise<ClusterNode> {
+  const logger = options.logger.child({ component: 'cluster', nodeId: options.nodeId });
+  const connection = await ClusterConnection.open({ servers: options.servers, nodeId: options.nodeId, installationId: options.installationId, logger });
+  let leases: NodeLeases;
+  try {
+    leases = await NodeLeases.join(connection, { apiUrl: options.apiUrl }, logger, options.leaseTimings ?? DEFAULT_LEASE_TIMINGS);
+  } catch (error) {
+    await connection.close();
+    throw error;
+  }
+  return {
+    connection,
+    leases,
+    bus: new NatsRegistryBus(connection, logger),
+    links: new NatsClusterLinks(connection, logger),
+    async close() {
+      await leases.close();
+      await connection.close();
+    },
+  };
+}

@@ -1,0 +1,141 @@
+/**
+ * The engine's cluster link on NATS: one subject per gateway (`<prefix>.route.<gatewayId>`), each
+ * gateway its own topic space. A node publishes every message of a gateway there after routing it
+ * locally, and subscribes to it only while its engine for that gateway has subscriptions, so NATS
+ * hands a gateway's traffic only to the nodes where someone listens in it. The receiving engine's
+ * router stays the one authority for matching (wildcards, the `$` rule, No Local, shared groups).
+ *
+ * Why one subject per gateway rather than a subject per topic: MQTT topics hold what NATS subjects
+ * cannot (`.`, spaces, `*`, `>`, empty levels), so per-topic subjects need an escaping scheme and a
+ * NATS subscription per distinct filter to keep in step with the trie; the gain is only for nodes that
+ * listen to a small part of a busy gateway. The frame carries the topic (wire.ts), so finer subjects
+ * can come later without changing what a node receives.
+ *
+ * Core NATS is at most once: a QoS 1/2 message forwarded here is not yet durable across a node's death
+ * or a NATS outage (issue 16 item 2 puts QoS 1/2 through JetStream).
+ */
+import type { Msg, Subscription } from '@nats-io/transport-node';
+import type { ClusterLink, Message } from '../broker/index.ts';
+import type { Logger } from '../core/logger.ts';
+import type { ClusterConnection } from './connection.ts';
+import { decodeMessage, encodeMessage } from './wire.ts';
+
+/** How long a SUBACK waits for NATS to confirm the node's interest before it goes anyway (NATS cut off). */
+const SETTLE_TIMEOUT_MS = 2_000;
+
+/** Messages of one gateway across nodes since the process started. */
+export interface LinkCounters {
+  forwarded: number;
+  received: number;
+  /** Frames that were not messages (another version of Gatehouse on the same NATS), dropped. */
+  malformed: number;
+  /** Publishes the NATS client refused (closed, or its reconnect buffer full), dropped. */
+  forwardFailed: number;
+}
+
+export class NatsClusterLinks {
+  readonly #conn: ClusterConnection;
+  readonly #logger: Logger;
+  readonly #counters = new Map<string, LinkCounters>();
+
+  constructor(conn: ClusterConnection, logger: Logger) {
+    this.#conn = conn;
+    this.#logger = logger;
+  }
+
+  open(gatewayId: string): ClusterLink {
+    let counters = this.#counters.get(gatewayId);
+    if (counters === undefined) this.#counters.set(gatewayId, (counters = { forwarded: 0, received: 0, malformed: 0, forwardFailed: 0 }));
+    return new NatsGatewayLink(this.#conn, `${this.#conn.prefix}.route.${gatewayId}`, counters, this.#logger.child({ gatewayId }));
+  }
+
+  /** Per gateway, for metrics (a gateway's counters outlive its engine's restarts). */
+  counters(): ReadonlyMap<string, Readonly<LinkCounters>> {
+    return this.#counters;
+  }
+}
+
+class NatsGatewayLink implements ClusterLink {
+  readonly #conn: ClusterConnection;
+  readonly #subject: string;
+  readonly #counters: LinkCounters;
+  readonly #logger: Logger;
+  #receive: ((message: Message) => void) | null = null;
+  #subscription: Subscription | null = null;
+  #settling: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(conn: ClusterConnection, subject: string, counters: LinkCounters, logger: Logger) {
+    this.#conn = conn;
+    this.#subject = subject;
+    this.#counters = counters;
+    this.#logger = logger;
+  }
+
+  bind(receive: (message: Message) => void): void {
+    this.#receive = receive;
+  }
+
+  forward(message: Message): void {
+    if (this.#closed) return;
+    try {
+      this.#conn.nc.publish(this.#subject, encodeMessage(message));
+      this.#counters.forwarded++;
+    } catch (err) {
+      this.#counters.forwardFailed++;
+      this.#logger.debug({ err }, 'cluster_forward_failed');
+    }
+  }
+
+  interest(present: boolean): void {
+    if (this.#closed) return;
+    if (present && this.#subscription === null) {
+      try {
+        this.#subscription = this.#conn.nc.subscribe(this.#subject, { callback: (err, msg) => this.#onMessage(err, msg) });
+      } catch (err) {
+        this.#logger.error({ err }, 'cluster_subscribe_failed');
+        return;
+      }
+      // A PING answered means the server has the SUB: whatever another node publishes from now reaches us.
+      const settling: Promise<void> = Promise.race([
+        this.#conn.nc.flush(),
+        new Promise<void>((resolve) => setTimeout(resolve, SETTLE_TIMEOUT_MS).unref()),
+      ]).then(() => undefined, (err: unknown) => this.#logger.warn({ err }, 'cluster_interest_unconfirmed'))
+        .finally(() => {
+          if (this.#settling === settling) this.#settling = undefined;
+        });
+      this.#settling = settling;
+    } else if (!present && this.#subscription !== null) {
+      this.#subscription.unsubscribe();
+      this.#subscription = null;
+    }
+  }
+
+  settled(): Promise<void> | undefined {
+    return this.#settling;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#subscription?.unsubscribe();
+    this.#subscription = null;
+    this.#receive = null;
+  }
+
+  #onMessage(err: Error | null, msg: Msg): void {
+    if (err !== null) {
+      this.#logger.error({ err }, 'cluster_subscription_failed');
+      return;
+    }
+    this.#counters.received++;
+    let message: Message;
+    try {
+      message = decodeMessage(msg.data);
+    } catch (error) {
+      this.#counters.malformed++;
+      this.#logger.warn({ err: error }, 'cluster_message_unreadable');
+      return;
+    }
+    this.#receive?.(message);
+  }
+}

@@ -1,0 +1,24 @@
+/** Prometheus view of a cluster node: its NATS connection and the messages its links carried, copied at scrape time. */
+import { Gauge, type Registry } from 'prom-client';
+import type { ClusterConnection } from './connection.ts';
+import type { LinkCounters, NatsClusterLinks } from './links.ts';
+
+const KINDS: readonly (keyof LinkCounters)[] = ['forwarded', 'received', 'malformed', 'forwardFailed'];
+
+export function registerClusterMetrics(registry: Registry, node: { connection: ClusterConnection; links: NatsClusterLinks }): void {
+  new Gauge({
+    name: 'gatehouse_cluster_connected', help: 'Whether this node is connected to NATS (1) or cut off from the cluster (0)',
+    registers: [registry], collect() { this.set(node.connection.state === 'connected' ? 1 : 0); },
+  });
+  new Gauge({
+    name: 'gatehouse_cluster_messages_total',
+    help: 'Messages of a gateway between this node and the others: forwarded, received, malformed (dropped), forward_failed (dropped)',
+    labelNames: ['gateway_id', 'kind'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [gatewayId, counters] of node.links.counters()) {
+        for (const kind of KINDS) this.set({ gateway_id: gatewayId, kind: kind.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`) }, counters[kind]);
+      }
+    },
+  });
+}

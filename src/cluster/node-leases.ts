@@ -1,0 +1,116 @@
+/**
+ * Which nodes are alive: each node keeps a lease in a KV bucket (one key per node id), renewed by a
+ * heartbeat; the bucket's max age drops the lease of a node that stopped renewing (killed, cut off).
+ * The list of live nodes is what later phases build on (a dead node's wills, its devices' presence);
+ * today it also refuses a second process that starts under a node id another live one holds.
+ */
+import { randomUUID } from 'node:crypto';
+import { Kvm, type KV } from '@nats-io/kv';
+import { GatehouseError } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import type { ClusterConnection } from './connection.ts';
+
+export interface NodeLease {
+  nodeId: string;
+  /** This process (a node id outlives restarts; the instance does not). */
+  instance: string;
+  startedAt: number;
+  /** Epoch ms of the last renewal. */
+  heartbeatAt: number;
+  /** Where its API listens (for operators; nodes never call each other). */
+  apiUrl: string | null;
+}
+
+export interface LeaseTimings {
+  heartbeatMs: number;
+  /** A lease not renewed for this long is dead. */
+  leaseMs: number;
+}
+
+export const DEFAULT_LEASE_TIMINGS: LeaseTimings = { heartbeatMs: 2_000, leaseMs: 10_000 };
+
+export class NodeLeases {
+  readonly #kv: KV;
+  readonly #conn: ClusterConnection;
+  readonly #logger: Logger;
+  readonly #timings: LeaseTimings;
+  readonly #lease: NodeLease;
+  #timer: NodeJS.Timeout | null = null;
+
+  /** Takes this node's lease; refuses (GW_ERR_CLUSTER_NODE_ID_TAKEN) while another live process renews it. */
+  static async join(conn: ClusterConnection, info: { apiUrl: string | null }, logger: Logger,
+    timings: LeaseTimings = DEFAULT_LEASE_TIMINGS): Promise<NodeLeases> {
+    // The bucket keeps one value per key and forgets it `leaseMs` after its last renewal.
+    const kv = await new Kvm(conn.nc).create(`gatehouse-nodes-${conn.bucketSuffix}`, { history: 1, ttl: timings.leaseMs });
+    const leases = new NodeLeases(kv, conn, logger, timings, info.apiUrl);
+    await leases.#claim();
+    return leases;
+  }
+
+  private constructor(kv: KV, conn: ClusterConnection, logger: Logger, timings: LeaseTimings, apiUrl: string | null) {
+    this.#kv = kv;
+    this.#conn = conn;
+    this.#logger = logger;
+    this.#timings = timings;
+    const now = Date.now();
+    this.#lease = { nodeId: conn.nodeId, instance: randomUUID(), startedAt: now, heartbeatAt: now, apiUrl };
+  }
+
+  /**
+   * A fresh lease of another process under this id is either a twin (two nodes configured alike) or
+   * this node's previous life, killed a moment ago. Only a twin keeps renewing: watch it for two beats.
+   */
+  async #claim(): Promise<void> {
+    const seen = await this.#read(this.#conn.nodeId);
+    if (seen !== null && seen.lease.instance !== this.#lease.instance && Date.now() - seen.lease.heartbeatAt < this.#timings.leaseMs) {
+      await new Promise((resolve) => setTimeout(resolve, this.#timings.heartbeatMs * 2 + 500));
+      const again = await this.#read(this.#conn.nodeId);
+      if (again !== null && again.revision !== seen.revision && again.lease.instance === seen.lease.instance) {
+        throw new GatehouseError('GW_ERR_CLUSTER_NODE_ID_TAKEN',
+          `node id ${this.#conn.nodeId} is held by another running node (API ${again.lease.apiUrl ?? 'unknown'}, started ${new Date(again.lease.startedAt).toISOString()}); `
+          + 'give each node its own GATEHOUSE_NODE_ID (or its own data directory)', 'GATEHOUSE_NODE_ID');
+      }
+    }
+    await this.#renew();
+    this.#timer = setInterval(() => void this.#renew(), this.#timings.heartbeatMs);
+    this.#timer.unref();
+  }
+
+  async #renew(): Promise<void> {
+    this.#lease.heartbeatAt = Date.now();
+    try {
+      await this.#kv.put(this.#lease.nodeId, JSON.stringify(this.#lease));
+    } catch (err) {
+      // Cut off from NATS: the connection's state says so; the lease lapses if it lasts.
+      this.#logger.debug({ err }, 'cluster_lease_renewal_failed');
+    }
+  }
+
+  async #read(nodeId: string): Promise<{ lease: NodeLease; revision: number } | null> {
+    const entry = await this.#kv.get(nodeId);
+    if (entry === null || entry.operation !== 'PUT') return null;
+    try {
+      return { lease: entry.json<NodeLease>(), revision: entry.revision };
+    } catch {
+      return null;
+    }
+  }
+
+  /** The nodes whose lease is live, this one included, by node id. */
+  async live(): Promise<NodeLease[]> {
+    const out: NodeLease[] = [];
+    const now = Date.now();
+    for await (const key of await this.#kv.keys()) {
+      const seen = await this.#read(key);
+      if (seen !== null && now - seen.lease.heartbeatAt < this.#timings.leaseMs) out.push(seen.lease);
+    }
+    return out.sort((a, b) => a.nodeId.localeCompare(b.nodeId));
+  }
+
+  /** A clean stop gives the lease back at once (a killed node's lapses). */
+  async close(): Promise<void> {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    await this.#kv.delete(this.#lease.nodeId).catch((err: unknown) => this.#logger.debug({ err }, 'cluster_lease_release_failed'));
+  }
+}

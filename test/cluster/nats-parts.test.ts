@@ -1,0 +1,172 @@
+/**
+ * The cluster's NATS parts against a real nats-server: node leases, the registry's event bus, the
+ * engines' links, and a connection riding out a NATS restart (a private nats-server this test starts
+ * and stops, beside the CI's shared one in GATEHOUSE_TEST_NATS_URL).
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { createMessage, type Message } from '../../src/broker/index.ts';
+import { ClusterConnection, NatsClusterLinks, NatsRegistryBus, NodeLeases, type ClusterState } from '../../src/cluster/index.ts';
+import { GatehouseError } from '../../src/core/errors.ts';
+import { silentLogger } from '../../src/core/logger.ts';
+import { RegistryEvents } from '../../src/registry/events.ts';
+import { freePort } from '../harness/gatehouse.ts';
+
+const natsUrl = process.env.GATEHOUSE_TEST_NATS_URL;
+const FAST = { heartbeatMs: 200, leaseMs: 1_000 };
+
+async function waitFor(what: string, probe: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+function message(topic: string, payload: string): Message {
+  return createMessage({ topic, payload: Buffer.from(payload), qos: 1, retain: false, properties: undefined, expiresAt: 0, senderId: 'pub' });
+}
+
+if (natsUrl === undefined) {
+  test('cluster NATS parts', { skip: 'GATEHOUSE_TEST_NATS_URL is not set (.ci/run starts nats-server and sets it)' }, () => {});
+} else {
+  describe('cluster NATS parts', { timeout: 60_000 }, () => {
+    // A fresh installation id per run: its own subjects and buckets on the shared server.
+    const installationId = randomUUID();
+    const connections: ClusterConnection[] = [];
+    const open = async (nodeId: string, servers = natsUrl): Promise<ClusterConnection> => {
+      const c = await ClusterConnection.open({ servers, nodeId, installationId, logger: silentLogger });
+      connections.push(c);
+      return c;
+    };
+    after(async () => {
+      for (const c of connections) await c.close();
+    }, { timeout: 10_000 });
+
+    test('leases list the live nodes; a second process under a live node id is refused; a clean stop gives the lease back', { timeout: 30_000 }, async () => {
+      const one = await NodeLeases.join(await open('node-1'), { apiUrl: 'http://127.0.0.2:8080' }, silentLogger, FAST);
+      const two = await NodeLeases.join(await open('node-2'), { apiUrl: null }, silentLogger, FAST);
+      assert.deepEqual((await one.live()).map((n) => n.nodeId), ['node-1', 'node-2']);
+      await assert.rejects(NodeLeases.join(await open('node-1'), { apiUrl: null }, silentLogger, FAST),
+        (e: unknown) => e instanceof GatehouseError && e.code === 'GW_ERR_CLUSTER_NODE_ID_TAKEN' && /node-1/.test(e.message));
+      await two.close();
+      assert.deepEqual((await one.live()).map((n) => n.nodeId), ['node-1']);
+      await one.close();
+      // A lease that stops being renewed without a clean stop (a killed node) lapses: here its holder stops renewing.
+      const killed = await open('node-3');
+      const lapsing = await NodeLeases.join(killed, { apiUrl: null }, silentLogger, FAST);
+      const watcher = await NodeLeases.join(await open('node-4'), { apiUrl: null }, silentLogger, FAST);
+      await killed.close(); // its renewals stop reaching NATS, as a killed process's would
+      await waitFor('node-3\'s lease to lapse', async () => !(await watcher.live()).some((n) => n.nodeId === 'node-3'));
+      await watcher.close();
+      await lapsing.close();
+    });
+
+    test('registry changes go to the other nodes, marked remote; node-local observations do not', { timeout: 30_000 }, async () => {
+      const [connA, connB] = [await open('bus-a'), await open('bus-b')];
+      const [busA, busB] = [new NatsRegistryBus(connA, silentLogger), new NatsRegistryBus(connB, silentLogger)];
+      const eventsA = new RegistryEvents(silentLogger);
+      const eventsB = new RegistryEvents(silentLogger);
+      const offA = eventsA.connect(busA);
+      const offB = eventsB.connect(busB);
+      const heardA: string[] = [];
+      const heardB: string[] = [];
+      for (const name of ['gateway.created', 'device.connected', 'gateway.deleted'] as const) {
+        eventsA.on(name, (payload, meta) => heardA.push(`${name} ${meta.origin}`));
+        eventsB.on(name, (payload, meta) => heardB.push(`${name} ${meta.origin} ${JSON.stringify(payload)}`));
+      }
+      await connB.nc.flush(); // node B's subscription is at the server before node A publishes
+      eventsA.emit('gateway.created', { gatewayId: 'g1', productKey: 'p1' });
+      eventsA.emit('device.connected', { gatewayId: 'g1', productKey: 'p1', deviceName: 'd', username: null, clientAddress: null, at: 'now' });
+      eventsA.emit('gateway.deleted', { gatewayId: 'g1', productKey: 'p1' });
+      await waitFor('node B to hear the delete', () => heardB.length >= 2);
+      assert.deepEqual(heardA, ['gateway.created local', 'device.connected local', 'gateway.deleted local']);
+      // In order, and without the device's presence, which is node A's own observation.
+      assert.deepEqual(heardB, [
+        'gateway.created remote {"gatewayId":"g1","productKey":"p1"}',
+        'gateway.deleted remote {"gatewayId":"g1","productKey":"p1"}',
+      ]);
+      offA();
+      offB();
+    });
+
+    test('a link receives a gateway\'s messages only while its engine has subscriptions there', { timeout: 30_000 }, async () => {
+      const connB = await open('link-b');
+      const [linksA, linksB] = [new NatsClusterLinks(await open('link-a'), silentLogger), new NatsClusterLinks(connB, silentLogger)];
+      const fromA = linksA.open('g1');
+      const markerFromA = linksA.open('g2');
+      const toB = linksB.open('g1');
+      const markerToB = linksB.open('g2');
+      const got: string[] = [];
+      toB.bind((m) => got.push(`${m.topic} ${m.payload.toString()}`));
+      markerToB.bind((m) => got.push(`marker ${m.payload.toString()}`));
+      for (const link of [fromA, markerFromA]) link.bind(() => assert.fail('node A has no subscriptions'));
+      markerToB.interest(true);
+      toB.interest(true);
+      await toB.settled();
+      assert.equal(toB.settled(), undefined, 'settled once confirmed');
+      fromA.forward(message('a.b/c d', 'one'));
+      markerFromA.forward(message('m', '1'));
+      await waitFor('the first marker', () => got.includes('marker 1'));
+      toB.interest(false);
+      await connB.nc.flush(); // the UNSUB is at the server before node A publishes again
+      fromA.forward(message('a.b/c d', 'two'));
+      markerFromA.forward(message('m', '2'));
+      await waitFor('the second marker', () => got.includes('marker 2'));
+      assert.deepEqual(got, ['a.b/c d one', 'marker 1', 'marker 2']);
+      assert.deepEqual(linksB.counters().get('g1'), { forwarded: 0, received: 1, malformed: 0, forwardFailed: 0 });
+      assert.equal(linksA.counters().get('g1')?.forwarded, 2);
+      for (const link of [fromA, markerFromA, toB, markerToB]) link.close();
+    });
+
+    test('a connection rides out a NATS restart: disconnected, then connected, and the registry bus asks for a resync', { timeout: 60_000 }, async (t) => {
+      const port = await freePort();
+      const store = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-nats-'));
+      t.after(() => rm(store, { recursive: true, force: true }));
+      let server: ChildProcess | null = null;
+      const startServer = async (): Promise<void> => {
+        server = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', store], { stdio: 'ignore' });
+        await waitFor('nats-server to listen', () => new Promise<boolean>((resolve) => {
+          const s = net.connect(port, '127.0.0.1', () => {
+            s.destroy();
+            resolve(true);
+          });
+          s.once('error', () => resolve(false));
+        }));
+      };
+      const stopServer = async (): Promise<void> => {
+        const running = server;
+        server = null;
+        if (running === null || running.exitCode !== null) return;
+        const exited = new Promise((resolve) => running.once('exit', resolve));
+        running.kill('SIGTERM');
+        await exited;
+      };
+      t.after(stopServer);
+      await startServer();
+      const conn = await open('restart-node', `nats://127.0.0.1:${port}`);
+      const states: ClusterState[] = [];
+      conn.onState((s) => states.push(s));
+      const events = new RegistryEvents(silentLogger);
+      events.connect(new NatsRegistryBus(conn, silentLogger));
+      let resyncs = 0;
+      events.on('registry.resync', (_payload, meta) => {
+        assert.equal(meta.origin, 'remote');
+        resyncs++;
+      });
+
+      await stopServer();
+      await waitFor('disconnected', () => conn.state === 'disconnected');
+      await startServer();
+      await waitFor('connected again', () => conn.state === 'connected', 30_000);
+      await waitFor('a resync', () => resyncs === 1);
+      assert.deepEqual(states, ['disconnected', 'connected']);
+    });
+  });
+}
