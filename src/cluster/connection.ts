@@ -10,6 +10,9 @@ import type { Logger } from '../core/logger.ts';
 
 export type ClusterState = 'connected' | 'disconnected' | 'closed';
 
+/** How long a stop waits for buffered messages to reach NATS. */
+const DRAIN_MS = 3_000;
+
 export interface ClusterConnectionOptions {
   /** GATEHOUSE_NATS_URL: comma-separated servers. */
   servers: string;
@@ -91,9 +94,13 @@ export class ClusterConnection {
     }
   }
 
-  /** Sends what is buffered and closes (the lease goes with it: see NodeLeases.close). */
+  /** Sends what is buffered and closes; a drain that does not finish within seconds (NATS away) is cut short. */
   async close(): Promise<void> {
     if (this.nc.isClosed()) return;
-    await this.nc.drain().catch(() => this.nc.close());
+    let timer: NodeJS.Timeout | undefined;
+    const cutShort = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), DRAIN_MS)));
+    const outcome = await Promise.race([this.nc.drain().then(() => 'drained' as const, () => 'failed' as const), cutShort]);
+    clearTimeout(timer);
+    if (outcome !== 'drained' && !this.nc.isClosed()) await this.nc.close();
   }
 }

@@ -1,10 +1,14 @@
 /**
  * Which nodes are alive: each node keeps a lease in a KV bucket (one key per node id), renewed by a
- * heartbeat; the bucket's max age drops the lease of a node that stopped renewing (killed, cut off).
+ * heartbeat; a lease not renewed for `leaseMs` (a node killed or cut off) is dead, judged by its
+ * heartbeat time, and its key stays (one per node id ever used) until a node of that id starts again.
+ * The keys are listed from the stream's subjects (one request) rather than `kv.keys()`, whose consumer
+ * waited forever now and then under load for a key replaced while it read (a test hung on it).
  * The list of live nodes is what later phases build on (a dead node's wills, its devices' presence);
  * today it also refuses a second process that starts under a node id another live one holds.
  */
 import { randomUUID } from 'node:crypto';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { GatehouseError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
@@ -31,6 +35,8 @@ export const DEFAULT_LEASE_TIMINGS: LeaseTimings = { heartbeatMs: 2_000, leaseMs
 
 export class NodeLeases {
   readonly #kv: KV;
+  readonly #bucket: string;
+  readonly #jsm: JetStreamManager;
   readonly #conn: ClusterConnection;
   readonly #logger: Logger;
   readonly #timings: LeaseTimings;
@@ -40,15 +46,18 @@ export class NodeLeases {
   /** Takes this node's lease; refuses (GW_ERR_CLUSTER_NODE_ID_TAKEN) while another live process renews it. */
   static async join(conn: ClusterConnection, info: { apiUrl: string | null }, logger: Logger,
     timings: LeaseTimings = DEFAULT_LEASE_TIMINGS): Promise<NodeLeases> {
-    // The bucket keeps one value per key and forgets it `leaseMs` after its last renewal.
-    const kv = await new Kvm(conn.nc).create(`gatehouse-nodes-${conn.bucketSuffix}`, { history: 1, ttl: timings.leaseMs });
-    const leases = new NodeLeases(kv, conn, logger, timings, info.apiUrl);
+    // One value per key: the latest renewal.
+    const bucket = `gatehouse-nodes-${conn.bucketSuffix}`;
+    const kv = await new Kvm(conn.nc).create(bucket, { history: 1 });
+    const leases = new NodeLeases(kv, bucket, await jetstreamManager(conn.nc), conn, logger, timings, info.apiUrl);
     await leases.#claim();
     return leases;
   }
 
-  private constructor(kv: KV, conn: ClusterConnection, logger: Logger, timings: LeaseTimings, apiUrl: string | null) {
+  private constructor(kv: KV, bucket: string, jsm: JetStreamManager, conn: ClusterConnection, logger: Logger, timings: LeaseTimings, apiUrl: string | null) {
     this.#kv = kv;
+    this.#bucket = bucket;
+    this.#jsm = jsm;
     this.#conn = conn;
     this.#logger = logger;
     this.#timings = timings;
@@ -100,7 +109,10 @@ export class NodeLeases {
   async live(): Promise<NodeLease[]> {
     const out: NodeLease[] = [];
     const now = Date.now();
-    for await (const key of await this.#kv.keys()) {
+    const prefix = `$KV.${this.#bucket}.`;
+    const info = await this.#jsm.streams.info(`KV_${this.#bucket}`, { subjects_filter: `${prefix}>` });
+    for (const subject of Object.keys(info.state.subjects ?? {})) {
+      const key = subject.slice(prefix.length);
       const seen = await this.#read(key);
       if (seen !== null && now - seen.lease.heartbeatAt < this.#timings.leaseMs) out.push(seen.lease);
     }

@@ -58,7 +58,7 @@ if (natsUrl === undefined) {
       await two.close();
       assert.deepEqual((await one.live()).map((n) => n.nodeId), ['node-1']);
       await one.close();
-      // A lease that stops being renewed without a clean stop (a killed node) lapses: here its holder stops renewing.
+      // A lease that stops being renewed without a clean stop (a killed node) lapses: here its holder is cut off.
       const killed = await open('node-3');
       const lapsing = await NodeLeases.join(killed, { apiUrl: null }, silentLogger, FAST);
       const watcher = await NodeLeases.join(await open('node-4'), { apiUrl: null }, silentLogger, FAST);

@@ -119,10 +119,12 @@ if (natsUrl === undefined || databaseUrl === undefined) {
       for (const dir of dirs) await removeDataDir(dir);
     }, { timeout: 60_000 });
 
-    test('a gateway created, stopped, started and deleted through node A applies on node B', { timeout: 60_000 }, async () => {
+    test('a gateway created, stopped, started and deleted through node A applies on node B', { timeout: 60_000 }, async (t) => {
       const gateway = await createGateway('cluster_control');
+      const createdAt = Date.now();
       // Node B heard the change over NATS and listens on the gateway's port at its own address.
       await waitFor('node B to listen', async () => ((await probeTls(pki, B, gateway.port)) === 'tls' ? true : undefined));
+      t.diagnostic(`node B answered TLS ${Date.now() - createdAt} ms after node A's 201 (a figure, not asserted)`);
       const onB = await nodeB.api<GatewayJson>('GET', `/gateways/${gateway.id}`);
       assert.equal(onB.json.status, 'RUNNING');
 
