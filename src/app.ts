@@ -65,7 +65,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   let storage: Awaited<ReturnType<typeof openStorage>>;
   try {
     storage = await openStorage({
-      dataDir: config.dataDir, databaseUrl: config.databaseUrl, logger, walCheckpointer: checkpointer,
+      dataDir: config.dataDir, databaseUrl: config.databaseUrl, logger,
       claim: { expectedId: identity?.installationId ?? null, newId: newInstallationId(), existingState, dataDir: config.dataDir },
     });
   } catch (error) {

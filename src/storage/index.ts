@@ -10,7 +10,6 @@ import { BundledMigrations } from './migrations/index.ts';
 import { openPostgres } from './postgres.ts';
 import type { Database, Dialect } from './schema.ts';
 import { openSqlite, sqliteFileIn } from './sqlite.ts';
-import type { WalCheckpointer } from './wal-checkpointer.ts';
 import { checkClaim, damagedDatabase, isDamagedSqlite, writeMarker, type DatabaseClaim } from './installation.ts';
 
 export { KyselyStorage } from './kysely-storage.ts';
@@ -26,8 +25,6 @@ export interface OpenStorageOptions {
   logger: Logger;
   /** At start: check whose database this is before migrating (see installation.ts). */
   claim?: Omit<DatabaseClaim, 'describe'>;
-  /** SQLite only: who runs the database's WAL checkpoints instead of the event loop. */
-  walCheckpointer?: WalCheckpointer;
 }
 
 export async function openStorage(options: OpenStorageOptions): Promise<KyselyStorage> {
@@ -43,7 +40,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<KyselySt
   } else {
     dialect = 'sqlite';
     try {
-      db = openSqlite(file, options.walCheckpointer);
+      db = openSqlite(file);
     } catch (error) {
       throw isDamagedSqlite(error) ? damagedDatabase(file, error) : error;
     }
