@@ -1,6 +1,6 @@
 /** The platform side of device data: what `app.ts` builds and the API routes call. */
 export {
-  Platform, toMessageView,
+  Platform,
   type DownlinkRequest, type DownlinkResult, type ParsingTestResult, type PlatformDeps, type PlatformRegistry, type PlatformRuntime,
 } from './platform.ts';
 export { PENDING_LISTED, type DeviceSessionView } from './device-sessions.ts';

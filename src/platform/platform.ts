@@ -17,7 +17,7 @@ import { ScriptCompileError, type LogLine, type ScriptRunner } from '../sandbox/
 import { isPropertyPostTopic, propertyPostValues, type PropertyValue } from './alink.ts';
 import { deviceSessions, type DeviceSessionView } from './device-sessions.ts';
 import { EventHub } from './event-hub.ts';
-import type { MessageView, PlatformEvent } from './events.ts';
+import { messageView, type MessageView, type PlatformEvent } from './events.ts';
 import { newEventId } from './ids.ts';
 import type { ConnectionEventRecord } from '../registry/connection-events.ts';
 import { MessageStore, type MessageStoreStats } from './message-store.ts';
@@ -78,13 +78,6 @@ export interface ParsingTestResult {
   propertyPost: boolean;
   logs: LogLine[];
   durationMs: number;
-}
-
-export function toMessageView(r: MessageRecord): MessageView {
-  return {
-    id: r.id, gatewayId: r.gatewayId, productKey: r.productKey, deviceName: r.deviceName, topic: r.topic, qos: r.qos,
-    payload: r.payload.toString('base64'), parsed: r.parsed, parseError: r.parseError, receivedAt: r.receivedAt,
-  };
 }
 
 /** The best of several connections' outcomes wins. */
@@ -163,7 +156,7 @@ export class Platform {
   }
 
   async queryMessages(query: MessageQuery): Promise<MessageView[]> {
-    return (await this.store.query(query)).map(toMessageView);
+    return (await this.store.query(query)).map(messageView);
   }
 
   /** Sends a message to one device through the gateway it is connected to. */
@@ -355,7 +348,7 @@ export class Platform {
     if (values !== null) this.#queueProperties(u.productKey, u.deviceName, values);
 
     this.store.add(record, u.ticket);
-    const view = toMessageView(record);
+    const view = messageView(record);
     this.hub.publish({ id: record.id, type: 'message', gatewayId: u.gatewayId, deviceName: u.deviceName, data: view });
   }
 

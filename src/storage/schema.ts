@@ -86,8 +86,8 @@ export interface MessagesTable {
   device_name: string;
   topic: string;
   qos: number;
-  /** Base64. */
-  payload: string;
+  /** The bytes as received (BLOB / bytea; base64 text before migration 0009). */
+  payload: Buffer;
   parsed: string | null;
   parse_error: string | null;
   received_at: string;

@@ -6,14 +6,17 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { sql } from 'kysely';
+import { Migrator, sql } from 'kysely';
 import pg from 'pg';
 import { silentLogger } from '../../src/core/logger.ts';
 import { openStorage } from '../../src/storage/index.ts';
+import { BundledMigrations } from '../../src/storage/migrations/index.ts';
+import { openPostgres } from '../../src/storage/postgres.ts';
 import { device, repositoryContract, seedGateway } from './repository.contract.ts';
 import { platformRepositoryContract } from './platform-repositories.contract.ts';
 import { devicePropertiesContract } from './device-properties.contract.ts';
 import { connectionEventsContract } from './connection-events.contract.ts';
+import { checkMessagePayloadUpgrade } from './message-payload-upgrade.ts';
 
 const url = process.env.GATEHOUSE_TEST_DATABASE_URL;
 
@@ -41,6 +44,16 @@ if (url === undefined || url === '') {
   platformRepositoryContract('postgres', openFresh);
   devicePropertiesContract('postgres', openFresh);
   connectionEventsContract('postgres', openFresh);
+
+  test('postgres: messages stored as base64 text before migration 0009 read back as the same bytes after it (bytea)', { timeout: 60_000 }, async () => {
+    const schema = `gh_test_${run}_${schemas.length + 1}`;
+    schemas.push(schema);
+    const { db: old } = openPostgres({ connectionString: url, schema });
+    await sql`create schema if not exists ${sql.id(schema)}`.execute(old);
+    const { error } = await new Migrator({ db: old, provider: new BundledMigrations('postgres'), migrationTableSchema: schema }).migrateTo('0007-device-search');
+    assert.equal(error, undefined);
+    await checkMessagePayloadUpgrade(old, () => openStorage({ dataDir: os.tmpdir(), databaseUrl: url, postgresSchema: schema, logger: silentLogger }));
+  });
 
   // The test database's collation is C; an operator's is often a locale where case folds and '-' is ignored.
   // Device lists still page, order and match by code point there: their comparisons are `COLLATE "C"` and

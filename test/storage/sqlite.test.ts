@@ -13,6 +13,7 @@ import { device, repositoryContract, seedGateway } from './repository.contract.t
 import { platformRepositoryContract } from './platform-repositories.contract.ts';
 import { devicePropertiesContract } from './device-properties.contract.ts';
 import { connectionEventsContract } from './connection-events.contract.ts';
+import { checkMessagePayloadUpgrade } from './message-payload-upgrade.ts';
 
 const root = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-sqlite-'));
 after(() => rm(root, { recursive: true, force: true }), { timeout: 30_000 });
@@ -36,8 +37,20 @@ test('sqlite: WAL journal and foreign keys are on; reopening applies no migratio
   const second = await openStorage({ dataDir, logger: silentLogger });
   assert.equal(await second.settings.get('kept'), 'yes');
   const applied = await sql<{ name: string }>`select name from kysely_migration`.execute(second.db);
-  assert.deepEqual(applied.rows.map((r) => r.name), ['0001-initial', '0002-platform', '0003-access-control', '0004-gateway-limits', '0005-device-properties', '0006-connection-events', '0007-device-search', '0008-device-presence']);
+  assert.deepEqual(applied.rows.map((r) => r.name), ['0001-initial', '0002-platform', '0003-access-control', '0004-gateway-limits', '0005-device-properties', '0006-connection-events', '0007-device-search', '0008-device-presence', '0009-message-payload-blob']);
   await second.close();
+});
+
+test('sqlite: messages stored as base64 text before migration 0009 read back as the same bytes after it', { timeout: 60_000 }, async () => {
+  const dataDir = await mkdtemp(path.join(root, 'payload-'));
+  const old = openSqlite(sqliteFileIn(dataDir));
+  const { error } = await new Migrator({ db: old, provider: new BundledMigrations('sqlite') }).migrateTo('0007-device-search');
+  assert.equal(error, undefined);
+  await checkMessagePayloadUpgrade(old, () => openStorage({ dataDir, logger: silentLogger }));
+  const check = openSqlite(sqliteFileIn(dataDir));
+  const types = await sql<{ t: string; n: number }>`select typeof(payload) as t, count(*) as n from messages group by 1`.execute(check);
+  assert.deepEqual(types.rows, [{ t: 'blob', n: 1235 }], 'no row is left as text');
+  await check.destroy();
 });
 
 test('sqlite: properties that older versions kept as one JSON column are moved into rows, counted as before', { timeout: 30_000 }, async () => {

@@ -11,6 +11,7 @@ import { gatewayLimitsSchema } from './0004-gateway-limits.ts';
 import { devicePropertiesSchema } from './0005-device-properties.ts';
 import { connectionEventsSchema } from './0006-connection-events.ts';
 import { deviceSearchSchema } from './0007-device-search.ts';
+import { messagePayloadBlobSchema } from './0009-message-payload-blob.ts';
 import type { Dialect } from '../schema.ts';
 import { devicePresenceSchema } from './0008-device-presence.ts';
 
@@ -32,6 +33,7 @@ export class BundledMigrations implements MigrationProvider {
       '0006-connection-events': connectionEventsSchema(),
       '0007-device-search': deviceSearchSchema(this.#dialect),
       '0008-device-presence': devicePresenceSchema(),
+      '0009-message-payload-blob': messagePayloadBlobSchema(this.#dialect),
     });
   }
 }

@@ -8,7 +8,7 @@ const ROWS_PER_STATEMENT = 500;
 function toRow(r: MessageRecord): MessagesTable {
   return {
     id: r.id, gateway_id: r.gatewayId, product_key: r.productKey, device_name: r.deviceName, topic: r.topic, qos: r.qos,
-    payload: r.payload.toString('base64'), parsed: r.parsed === null ? null : JSON.stringify(r.parsed),
+    payload: r.payload, parsed: r.parsed === null ? null : JSON.stringify(r.parsed),
     parse_error: r.parseError, received_at: r.receivedAt,
   };
 }
@@ -16,7 +16,7 @@ function toRow(r: MessageRecord): MessagesTable {
 function fromRow(row: Selectable<MessagesTable>): MessageRecord {
   return {
     id: row.id, gatewayId: row.gateway_id, productKey: row.product_key, deviceName: row.device_name, topic: row.topic,
-    qos: Number(row.qos), payload: Buffer.from(row.payload, 'base64'),
+    qos: Number(row.qos), payload: row.payload,
     parsed: row.parsed === null ? null : (JSON.parse(row.parsed) as Record<string, unknown>),
     parseError: row.parse_error, receivedAt: row.received_at,
   };
