@@ -507,7 +507,9 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   #destroySession(session: Session): void {
     this.#journal?.sessionDeleted(session.clientId, session);
     session.journal = null;
-    for (const sub of session.takeSubscriptions()) this.#detach(sub);
+    const before = this.router.subscriptionCount;
+    this.router.retire(session.takeSubscriptions());
+    if (this.#link !== null && before > 0 && this.router.subscriptionCount === 0) this.#link.interest(false);
     session.clearMessages();
     session.expiryTimer?.cancel();
     if (this.#sessions.get(session.clientId) === session) {

@@ -180,3 +180,49 @@ test('identifiers merged from overlapping subscriptions are only the ones given,
   r.add(sub(a, 'x/y', 0));
   assert.deepEqual(r.match('x/y', 'p').map((d) => d.subIds), [[1]]);
 });
+
+test('retire: an ended session\'s subscriptions stop matching at once and leave the trie a slice per turn, never blocking one turn for all', { timeout: 30_000 }, async () => {
+  const r = new Router();
+  const gone = session('gone');
+  const stays = session('stays');
+  const many = Array.from({ length: 20_000 }, (_, i) => sub(gone, `f/${i}`, 1));
+  for (const s of many) r.add(s);
+  const shared = sub(gone, '$share/g/f/1', 1);
+  const peer = sub(stays, '$share/g/f/1', 0);
+  r.add(shared);
+  r.add(peer);
+  const wide = sub(stays, 'f/#', 0);
+  r.add(wide);
+  assert.equal(r.subscriptionCount, 20_003);
+  assert.equal(r.match('f/7', 'p').length, 2);
+
+  r.retire([...many, shared]);
+  assert.equal(r.subscriptionCount, 2, 'counted out at once');
+  assert.ok(r.retiring > 0);
+  // Matched no more, though still in the trie: the plain filter, and the shared member (its peer takes every message).
+  for (let i = 0; i < 6; i++) {
+    const d = r.match('f/1', 'p');
+    assert.deepEqual(d.map((x) => x.session.clientId).sort(), ['stays', 'stays']);
+  }
+  // A new session subscribing to the same filter meanwhile is matched; the retired entry is not.
+  const next = session('gone');
+  r.add(sub(next, 'f/7', 2));
+  assert.deepEqual(r.match('f/7', 'p').map((d) => [d.session === next, d.qos]).sort(), [[false, 0], [true, 2]]);
+
+  let turns = 0;
+  while (r.retiring > 0 && turns < 10_000) {
+    await new Promise((resolve) => setImmediate(resolve));
+    turns++;
+  }
+  assert.equal(r.retiring, 0, 'all taken out of the trie in the end');
+  assert.ok(turns > 1, `spread over ${turns} turns, not one`);
+  assert.equal(r.subscriptionCount, 3);
+  assert.deepEqual(r.match('f/7', 'p').map((d) => d.session === next).sort(), [false, true]);
+  assert.equal(r.match('f/19999', 'p').length, 1, 'only the stays session\'s f/#');
+
+  // drainRetired takes every one out now.
+  r.retire([wide]);
+  r.drainRetired();
+  assert.equal(r.retiring, 0);
+  assert.deepEqual(r.match('f/19999', 'p'), []);
+});

@@ -20,6 +20,9 @@ type Entry = Subscription | SharedGroup;
 
 const MATCH_CACHE_SIZE = 10_000;
 
+/** How long one turn may spend taking retired subscriptions out of the trie. */
+const RETIRE_BUDGET_MS = 2;
+
 /** One delivery: a session and the merged options of all its subscriptions that matched. */
 export interface Delivery {
   session: Session;
@@ -37,6 +40,10 @@ export class Router {
    */
   readonly #cache = new Map<string, Entry[]>();
   #count = 0;
+  /** Subscriptions of ended sessions still in the trie, taken out a slice per turn (see `retire`). */
+  #retiring: Subscription[] = [];
+  #retiringAt = 0;
+  #sweep: NodeJS.Immediate | null = null;
 
   /**
    * @param maxLevels deepest topic the engine lets through: the trie throws on deeper ones ('too many
@@ -76,6 +83,10 @@ export class Router {
   remove(sub: Subscription): void {
     this.#cache.clear();
     this.#count--;
+    this.#detach(sub);
+  }
+
+  #detach(sub: Subscription): void {
     if (sub.group === undefined) {
       this.#trie.remove(sub.filter, sub);
       return;
@@ -89,6 +100,58 @@ export class Router {
       this.#groups.delete(key);
       this.#trie.remove(sub.filter, group);
     }
+  }
+
+  /**
+   * Takes an ended session's subscriptions out of matching at once, and out of the trie a slice per
+   * event-loop turn (at most RETIRE_BUDGET_MS each). A trie removal costs microseconds, but a session
+   * holds up to 1,000 filters and a fleet drops its connections together: 1,000 such sessions closing
+   * in one poll phase held the event loop for seconds (`npm run bench:abuse`, subscribers-1000 then
+   * the next phase), every other gateway's PINGs waiting behind. Until its removal a retired
+   * subscription is still in the trie, and `match` skips it.
+   */
+  retire(subs: Iterable<Subscription>): void {
+    let n = 0;
+    for (const sub of subs) {
+      sub.retired = true;
+      this.#retiring.push(sub);
+      n++;
+    }
+    if (n === 0) return;
+    this.#count -= n;
+    this.#cache.clear();
+    this.#sweep ??= setImmediate(() => this.#removeRetired());
+  }
+
+  /** Subscriptions retired but not yet out of the trie (for tests and metrics). */
+  get retiring(): number {
+    return this.#retiring.length - this.#retiringAt;
+  }
+
+  /** Removes every retired subscription now (at shutdown, or in tests). */
+  drainRetired(): void {
+    if (this.#sweep !== null) clearImmediate(this.#sweep);
+    this.#removeRetired(Number.POSITIVE_INFINITY);
+  }
+
+  #removeRetired(budgetMs = RETIRE_BUDGET_MS): void {
+    this.#sweep = null;
+    const until = performance.now() + budgetMs;
+    const list = this.#retiring;
+    let i = this.#retiringAt;
+    while (i < list.length) {
+      const end = Math.min(list.length, i + 64);
+      for (; i < end; i++) this.#detach(list[i]!);
+      if (performance.now() >= until) break;
+    }
+    if (i < list.length) {
+      this.#retiringAt = i;
+      this.#sweep = setImmediate(() => this.#removeRetired());
+    } else {
+      this.#retiring = [];
+      this.#retiringAt = 0;
+    }
+    this.#cache.clear();
   }
 
   /**
@@ -110,7 +173,7 @@ export class Router {
       // A filter starting with a wildcard does not match a topic starting with '$' [MQTT-4.7.2-1].
       if (dollar && (entry.filter.charCodeAt(0) === 0x2b || entry.filter.charCodeAt(0) === 0x23)) continue;
       const sub = 'kind' in entry ? pickMember(entry) : entry;
-      if (sub === undefined) continue;
+      if (sub === undefined || sub.retired === true) continue;
       // No Local: not back to the publisher's own session [MQTT-3.8.3-3].
       if (sub.noLocal && sub.group === undefined && sub.session.clientId === senderId) continue;
       // Each shared group delivers its own copy; only non-shared overlaps are merged.
@@ -149,13 +212,18 @@ function pickMember(group: SharedGroup): Subscription | undefined {
   if (n === 0) return undefined;
   for (let i = 0; i < n; i++) {
     const sub = group.members[(group.next + i) % n]!;
-    if (sub.session.link !== null) {
+    if (sub.session.link !== null && sub.retired !== true) {
       group.next = (group.next + i + 1) % n;
       return sub;
     }
   }
-  // Nobody online: queue on the next persistent member.
-  const sub = group.members[group.next % n]!;
-  group.next = (group.next + 1) % n;
-  return sub;
+  // Nobody online: queue on the next persistent member (a retired one is gone, whatever the trie still holds).
+  for (let i = 0; i < n; i++) {
+    const sub = group.members[(group.next + i) % n]!;
+    if (sub.retired !== true) {
+      group.next = (group.next + i + 1) % n;
+      return sub;
+    }
+  }
+  return undefined;
 }

@@ -42,6 +42,8 @@ export interface Subscription {
   retainAsPublished: boolean;
   retainHandling: number;
   subscriptionId: number | undefined;
+  /** Its session ended: matched no more, while the router takes it out of its trie (Router.retire). */
+  retired?: boolean;
 }
 
 interface Outbound {
