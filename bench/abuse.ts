@@ -5,7 +5,11 @@
  * Prints, per phase and broker, that client's PING round trip (p50 / p99 / max) and the broker's
  * resident memory.
  *
- *   npm run bench:abuse -- [--seconds 5] [--phases retained-1mb,idle-sockets] [--brokers gatehouse,mosquitto]
+ *   npm run bench:abuse -- [--seconds 5] [--phases retained-1mb,idle-sockets] [--brokers gatehouse,mosquitto] [--gc]
+ *
+ * `--gc` runs Gatehouse with `--trace-gc` and adds, per phase, its garbage collections: how many scavenges
+ * and mark-compacts, their summed and longest pauses. The counts depend on what the process allocates,
+ * not on the machine's load, so they compare two builds even on a busy machine; the pauses do not.
  *
  * Gatehouse is the real product (dist/main.mjs) on a fresh data directory: the demo gateway is flooded,
  * a second gateway is the quiet one. Mosquitto (Debian's, default settings: no persistence, anonymous)
@@ -29,18 +33,47 @@ import { DIST, ensureBuilt } from '../scripts/build.mjs';
 import { freePort } from '../test/harness/gatehouse.ts';
 import { generateCerts } from './certs.ts';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, phases: { type: 'string' }, brokers: { type: 'string', default: 'gatehouse,mosquitto' } } });
+const { values } = parseArgs({ options: {
+  seconds: { type: 'string', default: '5' }, phases: { type: 'string' }, brokers: { type: 'string', default: 'gatehouse,mosquitto' }, gc: { type: 'boolean', default: false },
+} });
 const SECONDS = Number(values.seconds);
 
 interface Listener { port: number; ca: string; username: string; password: string }
 /** A broker under test: the listener that is flooded, the quiet one the pinger uses, its process. */
-interface Target { name: string; pid: number; flood: Listener; quiet: Listener; stop(): Promise<void> }
+interface Target {
+  name: string; pid: number; flood: Listener; quiet: Listener; stop(): Promise<void>;
+  /** Garbage collections since the last call (with `--gc`, Gatehouse only). */
+  gc?: () => string;
+}
+
+/** Pauses per kind of collection, read from `--trace-gc` lines. */
+class GcTally {
+  #kinds = new Map<string, { n: number; ms: number; max: number }>();
+
+  read(line: string): void {
+    const m = /: (Scavenge|Minor Mark-Sweep|Mark-Compact(?: \(reduce\))?|Mark-Sweep)\b[^,]*, ([\d.]+) \/ [\d.]+ ms/.exec(line);
+    if (m === null) return;
+    const kind = m[1]!.startsWith('Mark-Compact') ? 'mark-compact' : m[1] === 'Scavenge' ? 'scavenge' : m[1]!.toLowerCase();
+    const k = this.#kinds.get(kind) ?? { n: 0, ms: 0, max: 0 };
+    const ms = Number(m[2]);
+    k.n++;
+    k.ms += ms;
+    k.max = Math.max(k.max, ms);
+    this.#kinds.set(kind, k);
+  }
+
+  take(): string {
+    const out = [...this.#kinds].map(([kind, k]) => `${k.n} ${kind} (${k.ms.toFixed(0)} ms, max ${k.max.toFixed(1)})`).join(', ');
+    this.#kinds = new Map();
+    return out === '' ? 'no GC' : out;
+  }
+}
 
 async function startGatehouse(): Promise<Target> {
   const server = await startServer();
   const quiet = await quietGateway(server);
   return {
-    name: 'gatehouse', pid: server.pid,
+    name: 'gatehouse', pid: server.pid, gc: server.gc,
     flood: { port: server.demo.port, ca: server.demo.ca, username: server.demo.username, password: server.demo.password },
     quiet: { port: quiet.port, ca: quiet.ca, username: 'quiet-device', password: 'quiet-pass' },
     stop: () => server.stop(),
@@ -78,21 +111,34 @@ async function startMosquitto(): Promise<Target> {
   };
 }
 
-interface Server { pid: number; http: string; token: string; demo: { port: number; username: string; password: string; ca: string }; stop(): Promise<void> }
+interface Server { pid: number; http: string; token: string; demo: { port: number; username: string; password: string; ca: string }; stop(): Promise<void>; gc?: () => string }
 
 async function startServer(): Promise<Server> {
   await ensureBuilt();
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-abuse-'));
   const [httpPort, demoPort] = [await freePort(), await freePort()];
-  const child = spawn('bash', ['-c', 'ulimit -n 20000 && exec "$@"', 'gatehouse', process.execPath, '--no-node-snapshot', ...(process.env.ABUSE_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.ABUSE_PROF] : []), path.join(DIST, 'main.mjs')], {
+  const child = spawn('bash', ['-c', 'ulimit -n 20000 && exec "$@"', 'gatehouse', process.execPath, '--no-node-snapshot', ...(process.env.ABUSE_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.ABUSE_PROF] : []), ...(values.gc ? ['--trace-gc'] : []), path.join(DIST, 'main.mjs')], {
     env: { ...process.env, GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_HTTP_PORT: String(httpPort), GATEHOUSE_DEMO_PORT: String(demoPort), GATEHOUSE_LOG_LEVEL: 'error' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
+  let ready = false;
+  const tally = new GcTally();
+  let partial = '';
   await new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (b: Buffer) => {
+      if (ready) {
+        // After start only --trace-gc lines come here (the logs go to stderr at level error).
+        const lines = (partial + b.toString()).split('\n');
+        partial = lines.pop()!;
+        for (const line of lines) tally.read(line);
+        return;
+      }
       out += b.toString();
-      if (/mosquitto_pub .*\n/.test(out)) resolve();
+      if (/mosquitto_pub .*\n/.test(out)) {
+        ready = true;
+        resolve();
+      }
     });
     child.once('exit', (code) => reject(new Error(`gatehouse exited with ${code}`)));
   });
@@ -100,7 +146,7 @@ async function startServer(): Promise<Server> {
   const sub = /-u (\S+) -P '([^']+)'/.exec(out)!;
   const ca = /--cafile (\S+)/.exec(out)![1]!;
   return {
-    pid: child.pid!, http: `http://127.0.0.1:${httpPort}`, token,
+    pid: child.pid!, http: `http://127.0.0.1:${httpPort}`, token, ...(values.gc ? { gc: () => tally.take() } : {}),
     demo: { port: demoPort, username: sub[1]!, password: sub[2]!, ca: await readFile(ca, 'utf8') },
     async stop() {
       child.kill('SIGTERM');
@@ -322,8 +368,10 @@ for (const brokerName of values.brokers.split(',')) {
     process.stdout.write(`${target.name} (pid ${target.pid})\n`);
     for (const name of chosenPhases) {
       await ping.take();
+      target.gc?.();
       const what = await phases[name]!(target.flood, Date.now() + SECONDS * 1000);
-      process.stdout.write(`  ${name.padEnd(20)} ${stats(await ping.take())}; RSS ${(await rssMiB(target.pid)).toFixed(0)} MiB${what ? `; ${what}` : ''}\n`);
+      const gc = target.gc === undefined ? '' : `; GC: ${target.gc()}`;
+      process.stdout.write(`  ${name.padEnd(20)} ${stats(await ping.take())}; RSS ${(await rssMiB(target.pid)).toFixed(0)} MiB${what ? `; ${what}` : ''}${gc}\n`);
     }
     await ping.close();
   } finally {
