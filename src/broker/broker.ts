@@ -31,6 +31,8 @@ import { dispatch } from './handlers/index.ts';
 /** Session Expiry Interval meaning "never expires" [MQTT-3.1.2-?, §3.1.2.11.2]. */
 const NEVER_EXPIRES = 0xffffffff;
 const SWEEP_INTERVAL_MS = 250;
+/** Retained topics looked at per sweep for expired messages: 4,000 a second, a few hundred microseconds each time. */
+const RETAINED_SWEEP_BUDGET = 1_000;
 /** How long a socket we ended may wait for the peer to close it. */
 const LINGER_MS = 2000;
 
@@ -89,7 +91,12 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.#journal = init.persistence === undefined ? null : new Journal(init.persistence, this.logger, (m) => this.retained.written(m));
     this.#link = init.link ?? null;
     this.#link?.bind((message) => this.contain(() => this.#route(message), 'cluster_delivery_failed', message.senderId));
-    this.#sweep = setInterval(() => this.#sweepConnections(), SWEEP_INTERVAL_MS);
+    this.retained.onExpired = (topic) => this.#journal?.retained(topic, null);
+    this.#sweep = setInterval(() => {
+      this.#sweepConnections();
+      // Expired retained messages leave the index (and the disk) even if no subscriber asks for them.
+      this.contain(() => this.retained.sweepExpired(this.now(), RETAINED_SWEEP_BUDGET), 'retained_sweep_failed');
+    }, SWEEP_INTERVAL_MS);
     this.#sweep.unref();
   }
 
@@ -263,7 +270,10 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     const readable = this.#persistence.readRetainedPayload !== undefined;
     let unreadable = 0;
     for (const m of state.retained) {
-      if (m.expiresAt !== 0 && m.expiresAt <= now) continue;
+      if (m.expiresAt !== 0 && m.expiresAt <= now) { // expired while the process was down: its row goes too
+        this.#journal?.retained(m.topic, null);
+        continue;
+      }
       if (m.payload === undefined && !readable) unreadable++;
       else this.retained.restore(m);
     }
@@ -434,13 +444,14 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   /**
    * Runs work done for one client (cleanup, timers) so that a failure is logged and counted instead of
    * escaping to the process: one client's state must never take every other client down with it.
+   * (No client id: the engine's own periodic work.)
    */
-  contain(work: () => void, event: string, clientId: string): void {
+  contain(work: () => void, event: string, clientId?: string): void {
     try {
       work();
     } catch (err) {
       this.stats.handlerCrashes++;
-      this.logger.error({ err, clientId }, event);
+      this.logger.error(clientId === undefined ? { err } : { err, clientId }, event);
     }
   }
 

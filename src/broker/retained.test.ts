@@ -103,3 +103,26 @@ test('limits: a new topic past the count, or a message past the bytes, is refuse
   store.setLimits(3, 2000);
   assert.equal(store.refusal(retained('c', 1)), null);
 });
+
+test('[MQTT-3.3.2-5] an expired message leaves the index and the store is told (match, get, and the sweep), freeing its bytes', { timeout: 5_000 }, () => {
+  const store = new RetainedStore(100, 3_000);
+  const expired: string[] = [];
+  store.onExpired = (topic) => expired.push(topic);
+  const t0 = 1_000_000;
+  for (const [topic, expiresAt] of [['a/1', t0 + 10], ['a/2', t0 + 20], ['b', t0 + 10], ['keep', 0]] as const) {
+    assert.ok(store.set(retained(topic, 500, 1, expiresAt)));
+  }
+  assert.equal(store.refusal(retained('new', 1_500)), 'bytes', 'full while they are held');
+  assert.deepEqual(store.match('a/+', t0 + 15).map((r) => r.topic), ['a/2']);
+  assert.deepEqual(expired, ['a/1']);
+  assert.equal(store.get('b', t0 + 15), undefined);
+  assert.deepEqual(expired, ['a/1', 'b']);
+  // Nobody asks for a/2: the sweep finds it, a budget of topics at a time, going on where it stopped.
+  store.sweepExpired(t0 + 30, 1);
+  store.sweepExpired(t0 + 30, 1);
+  assert.deepEqual(expired, ['a/1', 'b', 'a/2']);
+  store.sweepExpired(t0 + 30, 10);
+  assert.deepEqual(expired, ['a/1', 'b', 'a/2'], 'a message without expiry stays');
+  assert.equal(store.size, 1);
+  assert.equal(store.refusal(retained('new', 1_500)), null, 'their bytes are free again');
+});

@@ -59,6 +59,14 @@ export class RetainedStore {
   #cachedBytes = 0;
   /** Payloads read back from the store (metrics, tests). */
   reads = 0;
+  /**
+   * Told each topic whose message expired and left the index [MQTT-3.3.2-5], so the store deletes its
+   * row too: the index freed its share of the byte limit, and a row left behind was disk that no limit
+   * counted (a device could fill the disk with short-lived retained messages).
+   */
+  onExpired: ((topic: string) => void) | undefined;
+  /** Where the sweep of expired messages goes on from (Map iterators see deletions, and insertions at the end). */
+  #sweepCursor: Iterator<Entry> | null = null;
 
   /**
    * At most `limit` topics and `byteLimit` bytes (payloads and topics) in all. With `bodies`, payloads
@@ -169,8 +177,30 @@ export class RetainedStore {
   }
 
   #keepLive(e: Entry, now: number, out: RetainedRef[]): void {
-    if (e.expiresAt !== 0 && e.expiresAt <= now) this.#delete(e.topic);
+    if (e.expiresAt !== 0 && e.expiresAt <= now) this.#expire(e.topic);
     else out.push(e);
+  }
+
+  #expire(topic: string): void {
+    this.#delete(topic);
+    this.onExpired?.(topic);
+  }
+
+  /**
+   * Drops expired messages nobody asked for, looking at up to `budget` topics per call and going on
+   * from there at the next: their bytes count against the limits until dropped.
+   */
+  sweepExpired(now: number, budget: number): void {
+    for (let i = 0; i < budget; i++) {
+      this.#sweepCursor ??= this.#byTopic.values();
+      const next = this.#sweepCursor.next();
+      if (next.done === true) {
+        this.#sweepCursor = null;
+        return;
+      }
+      const e = next.value;
+      if (e.expiresAt !== 0 && e.expiresAt <= now) this.#expire(e.topic);
+    }
   }
 
   /**
@@ -182,7 +212,7 @@ export class RetainedStore {
     if (entry === undefined) return undefined;
     if (entry.message !== undefined) {
       if (isExpired(entry.message, now)) {
-        this.#delete(topic);
+        this.#expire(topic);
         return undefined;
       }
       if (entry.durable) { // most recently used: to the end of the eviction order
@@ -192,7 +222,7 @@ export class RetainedStore {
       return entry.message;
     }
     if (entry.expiresAt !== 0 && entry.expiresAt <= now) {
-      this.#delete(topic);
+      this.#expire(topic);
       return undefined;
     }
     const payload = this.#bodies?.readRetainedPayload(topic);
