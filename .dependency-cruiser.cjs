@@ -27,6 +27,14 @@ module.exports = {
       from: { path: '^src/', pathNot: '^src/(cluster/|app\\.ts$)' },
       to: { path: '^src/cluster/' },
     },
+    forbid('client-is-standalone', '^src/client/', '^src/(?!client/)', 'the API client is bundled into the console: it knows the API only through its generated types'),
+    {
+      name: 'client-runs-in-browsers',
+      comment: 'the console bundles src/client/: no Node built-in modules there',
+      severity: 'error',
+      from: { path: '^src/client/' },
+      to: { dependencyTypes: ['core'] },
+    },
     {
       name: 'no-circular',
       severity: 'error',

@@ -6,6 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import {
+  allItems, ApiError, createApiClient, ok, type ApiClient, type Device, type Gateway, type GatewayCreate, type GatewayListItem,
+} from '../client/index.ts';
 import { PER_DEVICE_TEMPLATE } from '../registry/access-control.ts';
 
 export interface CliIo {
@@ -37,11 +40,23 @@ export const defaultIo: CliIo = {
 };
 
 /**
+ * The API client of the CLI: the one the console uses too (src/client/), typed by the route schemas; a server
+ * that does not answer is `CLI_UNREACHABLE` naming the address tried.
+ */
+export function cliClient(baseUrl: string, token: string | undefined): ApiClient {
+  return createApiClient({
+    baseUrl,
+    token: () => token,
+    unreachable: (cause) => new ApiError(0, 'CLI_UNREACHABLE', `cannot reach ${baseUrl}: ${cause}`, null),
+  });
+}
+
+/**
  * A gateway named by its id or its name (ids first: a name never shadows an id). The CLI takes either
  * wherever it takes a gateway.
  */
-export async function findGateway(client: ApiClient, nameOrId: string): Promise<{ id: string; name: string; productKey: string }> {
-  const { items } = await client.request<{ items: { id: string; name: string; productKey: string }[] }>('GET', '/api/v1/gateways');
+export async function findGateway(client: ApiClient, nameOrId: string): Promise<GatewayListItem> {
+  const { items } = await ok(client.GET('/api/v1/gateways'));
   const found = items.find((g) => g.id === nameOrId) ?? items.find((g) => g.name === nameOrId);
   if (found === undefined) throw new ApiError(404, 'GW_ERR_GATEWAY_NOT_FOUND', `no gateway with the id or name ${nameOrId}`, 'gateway');
   return found;
@@ -49,7 +64,7 @@ export async function findGateway(client: ApiClient, nameOrId: string): Promise<
 
 /** A product by its key, or by its gateway's name or id (a product belongs to one gateway). */
 export async function productKeyOf(client: ApiClient, productOrGateway: string): Promise<string> {
-  const { items } = await client.request<{ items: { id: string; name: string; productKey: string }[] }>('GET', '/api/v1/gateways');
+  const { items } = await ok(client.GET('/api/v1/gateways'));
   const gateway = items.find((g) => g.productKey === productOrGateway) ?? items.find((g) => g.id === productOrGateway) ?? items.find((g) => g.name === productOrGateway);
   return gateway?.productKey ?? productOrGateway;
 }
@@ -60,75 +75,6 @@ export interface ConnectionFlags {
   json?: boolean;
 }
 
-/** An API answer that was not 2xx, with the API's error body. */
-export class ApiError extends Error {
-  readonly status: number;
-  readonly code: string;
-  readonly field: string | null;
-
-  constructor(status: number, code: string, message: string, field: string | null) {
-    super(message);
-    this.status = status;
-    this.code = code;
-    this.field = field;
-  }
-}
-
-export class ApiClient {
-  readonly baseUrl: string;
-  readonly #token: string | undefined;
-
-  constructor(baseUrl: string, token: string | undefined) {
-    this.baseUrl = baseUrl;
-    this.#token = token;
-  }
-
-  /** A GET whose body is read as it arrives (the /stream of server-sent events); API errors thrown as for request. */
-  async open(path: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
-    let response: Response;
-    try {
-      response = await fetch(new URL(path, this.baseUrl), { headers: this.#token ? { authorization: `Bearer ${this.#token}` } : {}, signal });
-    } catch (error) {
-      const cause = (error as { cause?: { message?: string } }).cause?.message ?? (error as Error).message;
-      throw new ApiError(0, 'CLI_UNREACHABLE', `cannot reach ${this.baseUrl}: ${cause}`, null);
-    }
-    if (!response.ok || response.body === null) {
-      const text = await response.text();
-      const error = (safeJson(text) as { error?: { code?: string; message?: string; field?: string | null } } | undefined)?.error;
-      throw new ApiError(response.status, error?.code ?? `HTTP_${response.status}`, error?.message ?? text, error?.field ?? null);
-    }
-    return response.body;
-  }
-
-  async request<T>(method: string, path: string, body?: { json?: unknown; csv?: Buffer; charset?: string }): Promise<T> {
-    const headers: Record<string, string> = {};
-    if (this.#token) headers.authorization = `Bearer ${this.#token}`;
-    let payload: string | Blob | undefined;
-    if (body?.csv !== undefined) {
-      // The file's bytes as they are: the server detects the encoding (or is told it).
-      headers['content-type'] = body.charset === undefined ? 'text/csv' : `text/csv; charset=${body.charset}`;
-      payload = new Blob([new Uint8Array(body.csv)]);
-    } else if (body?.json !== undefined) {
-      headers['content-type'] = 'application/json';
-      payload = JSON.stringify(body.json);
-    }
-    let response: Response;
-    try {
-      response = await fetch(new URL(path, this.baseUrl), { method, headers, body: payload });
-    } catch (error) {
-      const cause = (error as { cause?: { message?: string } }).cause?.message ?? (error as Error).message;
-      throw new ApiError(0, 'CLI_UNREACHABLE', `cannot reach ${this.baseUrl}: ${cause}`, null);
-    }
-    const text = await response.text();
-    const parsed: unknown = text === '' ? undefined : safeJson(text);
-    if (!response.ok) {
-      const error = (parsed as { error?: { code?: string; message?: string; field?: string | null } } | undefined)?.error;
-      throw new ApiError(response.status, error?.code ?? `HTTP_${response.status}`, error?.message ?? text, error?.field ?? null);
-    }
-    return parsed as T;
-  }
-}
-
 /** The API address: --url, GATEHOUSE_URL, or the server's own GATEHOUSE_HTTP_HOST / _PORT (a wildcard bind reached on loopback). */
 export function apiUrl(flag: string | undefined, env: NodeJS.ProcessEnv): string {
   if (flag !== undefined) return flag;
@@ -137,14 +83,6 @@ export function apiUrl(flag: string | undefined, env: NodeJS.ProcessEnv): string
   const host = bound === '0.0.0.0' ? '127.0.0.1' : bound === '::' ? '[::1]' : bound.includes(':') && !bound.startsWith('[') ? `[${bound}]` : bound;
   const port = env.GATEHOUSE_HTTP_PORT === undefined || env.GATEHOUSE_HTTP_PORT === '' ? '8080' : env.GATEHOUSE_HTTP_PORT;
   return `http://${host}:${port}`;
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
 }
 
 /** Left-aligned columns, a header row, two spaces between columns. */
@@ -285,45 +223,11 @@ export function gatewayBodyFromFlags(flags: GatewayFlags): Record<string, unknow
   return body;
 }
 
-interface GatewayView {
-  id: string;
-  name: string;
-  port: number;
-  url: string;
-  status: string;
-  statusReason: string | null;
-  productKey: string;
-  authType: string;
-  connectedClients: number;
-  warnings?: { code: string; message: string }[];
-}
-
-interface DeviceView {
-  deviceName: string;
-  username: string | null;
-  sn: string | null;
-  status: string;
-  lastOnlineAt: string | null;
-  clientAddress: string | null;
-}
-
-interface ImportOperationView {
-  id: string;
-  state: 'RUNNING' | 'DONE' | 'FAILED';
-  total: number;
-  processed: number;
-  created: number;
-  failed: number;
-  error: { code: string; message: string; field: string | null } | null;
-  failures: { row: number; error?: { code: string; message: string; field: string | null } }[];
-  failuresOmitted: number;
-}
-
 /** How often `devices import` asks for its operation's progress, and tells it on stderr. */
 const IMPORT_POLL_MS = 500;
 const IMPORT_PROGRESS_EVERY_MS = 5000;
 
-function gatewayTable(gateways: GatewayView[]): string {
+function gatewayTable(gateways: GatewayListItem[]): string {
   return formatTable(['ID', 'NAME', 'PORT', 'STATUS', 'CLIENTS', 'URL', 'PRODUCT KEY'],
     gateways.map((g) => [g.id, g.name, g.port, g.status === 'ERROR' ? `ERROR (${g.statusReason ?? '?'})` : g.status, g.connectedClients, g.url, g.productKey]));
 }
@@ -338,7 +242,7 @@ export function commandRunner(io: CliIo) {
     const command = args[args.length - 1] as Command;
     const flags = command.opts<F>();
     const positional = args.slice(0, -2) as string[];
-    const client = new ApiClient(apiUrl(flags.url, io.env), flags.token ?? io.env.GATEHOUSE_ADMIN_TOKEN);
+    const client = cliClient(apiUrl(flags.url, io.env), flags.token ?? io.env.GATEHOUSE_ADMIN_TOKEN);
     try {
       await body(client, flags, positional);
     } catch (error) {
@@ -355,9 +259,9 @@ export function registerAdminCommands(program: Command, io: CliIo = defaultIo): 
   const print = (flags: ConnectionFlags, value: unknown, table: () => string): void => {
     io.out(flags.json ? JSON.stringify(value, null, 2) : table());
   };
-  const showGateway = (flags: ConnectionFlags, gateway: GatewayView): void => {
+  const showGateway = (flags: ConnectionFlags, gateway: Gateway): void => {
     print(flags, gateway, () => gatewayTable([gateway]));
-    if (!flags.json) for (const warning of gateway.warnings ?? []) io.err(`warning: ${warning.code}: ${warning.message}`);
+    if (!flags.json) for (const warning of gateway.warnings) io.err(`warning: ${warning.code}: ${warning.message}`);
     if (gateway.status === 'ERROR') io.setExitCode(1);
   };
 
@@ -365,25 +269,26 @@ export function registerAdminCommands(program: Command, io: CliIo = defaultIo): 
 
   withConnection(gateways.command('list').description('list gateways'))
     .action(run(async (client, flags) => {
-      const { items } = await client.request<{ items: GatewayView[] }>('GET', '/api/v1/gateways');
+      const { items } = await ok(client.GET('/api/v1/gateways'));
       print(flags, { items }, () => gatewayTable(items));
     }));
 
   withConnection(gateways.command('get <gateway>').description('show one gateway, by name or id (JSON with --json)'))
     .action(run(async (client, flags, [gateway = '']) => {
       const { id } = await findGateway(client, gateway);
-      showGateway(flags, await client.request<GatewayView>('GET', `/api/v1/gateways/${encodeURIComponent(id)}`));
+      showGateway(flags, await ok(client.GET('/api/v1/gateways/{id}', { params: { path: { id } } })));
     }));
 
   withGatewayFlags(withConnection(gateways.command('create').description('create a gateway (and its product) and start it')))
     .action(run<GatewayFlags>(async (client, flags) => {
-      showGateway(flags, await client.request<GatewayView>('POST', '/api/v1/gateways', { json: gatewayBodyFromFlags(flags) }));
+      // What the flags and the file say, unchecked here: the server checks every field and names the one at fault.
+      showGateway(flags, await ok(client.POST('/api/v1/gateways', { body: gatewayBodyFromFlags(flags) as GatewayCreate })));
     }));
 
   withGatewayFlags(withConnection(gateways.command('update <gateway>').description('change a gateway (by name or id); only the given fields change, live')))
     .action(run<GatewayFlags>(async (client, flags, [gateway = '']) => {
       const { id } = await findGateway(client, gateway);
-      showGateway(flags, await client.request<GatewayView>('PATCH', `/api/v1/gateways/${encodeURIComponent(id)}`, { json: gatewayBodyFromFlags(flags) }));
+      showGateway(flags, await ok(client.PATCH('/api/v1/gateways/{id}', { params: { path: { id } }, body: gatewayBodyFromFlags(flags) })));
     }));
 
   withConnection(gateways.command('delete <gateway>').description('delete a gateway (by name or id) with its product and devices; asks first')
@@ -391,7 +296,7 @@ export function registerAdminCommands(program: Command, io: CliIo = defaultIo): 
     .action(run<ConnectionFlags & { yes?: boolean }>(async (client, flags, [gateway = '']) => {
       const { id, name, productKey } = await findGateway(client, gateway);
       if (flags.yes !== true) {
-        const { total } = await client.request<{ total: number }>('GET', `/api/v1/products/${encodeURIComponent(productKey)}/devices?limit=1`);
+        const { total } = await ok(client.GET('/api/v1/products/{productKey}/devices', { params: { path: { productKey }, query: { limit: 1 } } }));
         const answer = await io.ask?.(`Delete gateway ${name} (${id}) with its product and ${total} device${total === 1 ? '' : 's'}? [y/N] `) ?? null;
         if (answer === null) throw new ApiError(0, 'CLI_CONFIRMATION_REQUIRED', `deleting gateway ${name} with ${total} devices needs --yes when there is no terminal to ask`, 'yes');
         if (!/^y(es)?$/i.test(answer.trim())) {
@@ -400,7 +305,7 @@ export function registerAdminCommands(program: Command, io: CliIo = defaultIo): 
           return;
         }
       }
-      await client.request('DELETE', `/api/v1/gateways/${encodeURIComponent(id)}`);
+      await ok(client.DELETE('/api/v1/gateways/{id}', { params: { path: { id } } }));
       print(flags, { deleted: id, name }, () => `deleted ${name} (${id})`);
     }));
 
@@ -408,7 +313,8 @@ export function registerAdminCommands(program: Command, io: CliIo = defaultIo): 
     withConnection(gateways.command(`${action} <gateway>`).description(action === 'start' ? 'turn the listener on (gateway by name or id)' : 'turn the listener off (gateway by name or id)'))
       .action(run(async (client, flags, [gateway = '']) => {
         const { id } = await findGateway(client, gateway);
-        showGateway(flags, await client.request<GatewayView>('POST', `/api/v1/gateways/${encodeURIComponent(id)}/${action}`));
+        const path = action === 'start' ? '/api/v1/gateways/{id}/start' : '/api/v1/gateways/{id}/stop';
+        showGateway(flags, await ok(client.POST(path, { params: { path: { id } } })));
       }));
   }
 
@@ -419,16 +325,21 @@ export function registerAdminCommands(program: Command, io: CliIo = defaultIo): 
     .action(run(async (client, flags, [product = '', file = '']) => {
       const productKey = await productKeyOf(client, product);
       const charset = (flags as { charset?: string }).charset;
-      const body = file.toLowerCase().endsWith('.json')
-        ? { json: JSON.parse(readText(file, 'import file')) as unknown }
-        : { csv: readBytes(file, 'import file'), ...(charset === undefined ? {} : { charset }) };
       // An import operation: the server answers at once and imports in the background; its progress is polled.
-      const base = `/api/v1/products/${encodeURIComponent(productKey)}/imports`;
-      let operation = await client.request<ImportOperationView>('POST', base, body);
+      const started = file.toLowerCase().endsWith('.json')
+        ? client.POST('/api/v1/products/{productKey}/imports', { params: { path: { productKey } }, body: JSON.parse(readText(file, 'import file')) as unknown[] })
+        : client.POST('/api/v1/products/{productKey}/imports', {
+          params: { path: { productKey } },
+          // The file's bytes as they are: the server detects the encoding (or is told it). The schema can only call them a string.
+          body: new Blob([new Uint8Array(readBytes(file, 'import file'))]) as unknown as string,
+          bodySerializer: (bytes) => bytes,
+          headers: { 'content-type': charset === undefined ? 'text/csv' : `text/csv; charset=${charset}` },
+        });
+      let operation = await ok(started);
       let toldAt = Date.now();
       while (operation.state === 'RUNNING') {
         await new Promise((resolve) => setTimeout(resolve, IMPORT_POLL_MS));
-        operation = await client.request<ImportOperationView>('GET', `${base}/${operation.id}`);
+        operation = await ok(client.GET('/api/v1/products/{productKey}/imports/{importId}', { params: { path: { productKey, importId: operation.id } } }));
         if (Date.now() - toldAt >= IMPORT_PROGRESS_EVERY_MS) {
           toldAt = Date.now();
           io.err(`importing: ${operation.processed} of ${operation.total} rows, ${operation.created} created, ${operation.failed} failed`);
@@ -450,20 +361,25 @@ export function registerAdminCommands(program: Command, io: CliIo = defaultIo): 
     .option('--limit <n>', 'at most this many (1-500)', '50')
     .option('--cursor <cursor>', 'the page after the one that printed this cursor')
     .option('--search <prefix>', 'devices whose name, username or SN starts with this')
-    .option('--status <status>', 'online, offline, inactive or disabled'))
-    .action(run<ConnectionFlags & { limit: string; cursor?: string; search?: string; status?: string }>(async (client, flags, [product = '']) => {
+    .option('--status <status>', 'online, offline, inactive or disabled')
+    .option('--all', 'every page, one after the other (--limit is the page size)'))
+    .action(run<ConnectionFlags & { limit: string; cursor?: string; search?: string; status?: string; all?: boolean }>(async (client, flags, [product = '']) => {
       const productKey = await productKeyOf(client, product);
-      const query = new URLSearchParams({ limit: flags.limit });
-      for (const key of ['cursor', 'search', 'status'] as const) {
-        const value = flags[key];
-        if (value !== undefined) query.set(key, value);
+      const page = (cursor: string | undefined) => ok(client.GET('/api/v1/products/{productKey}/devices', {
+        params: { path: { productKey }, query: { limit: Number(flags.limit), cursor, search: flags.search, status: flags.status } },
+      }));
+      const table = (items: Device[]) => formatTable(['DEVICE NAME', 'USERNAME', 'SN', 'STATUS', 'LAST ONLINE', 'ADDRESS'],
+        items.map((d) => [d.deviceName, d.username, d.sn, d.status, d.lastOnlineAt, d.clientAddress]));
+      if (flags.all === true) {
+        const items: Device[] = [];
+        for await (const device of allItems(page)) items.push(device);
+        print(flags, { items, total: items.length }, () => `${table(items)}\n${items.length} devices`);
+        return;
       }
-      const page = await client.request<{ items: DeviceView[]; nextCursor: string | null; total: number }>(
-        'GET', `/api/v1/products/${encodeURIComponent(productKey)}/devices?${query.toString()}`);
-      print(flags, page, () => [
-        formatTable(['DEVICE NAME', 'USERNAME', 'SN', 'STATUS', 'LAST ONLINE', 'ADDRESS'],
-          page.items.map((d) => [d.deviceName, d.username, d.sn, d.status, d.lastOnlineAt, d.clientAddress])),
-        `${page.items.length} of ${page.total} devices${page.nextCursor === null ? '' : `; next page: --cursor ${page.nextCursor}`}`,
+      const answer = await page(flags.cursor);
+      print(flags, answer, () => [
+        table(answer.items),
+        `${answer.items.length} of ${answer.total} devices${answer.nextCursor === null ? '' : `; next page: --cursor ${answer.nextCursor}`}`,
       ].join('\n'));
     }));
 }

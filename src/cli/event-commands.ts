@@ -5,25 +5,8 @@
  * `--json` prints one JSON object per line.
  */
 import type { Command } from 'commander';
-import {
-  ApiError, commandRunner, defaultIo, findGateway, formatTable, withConnection, type ApiClient, type CliIo, type ConnectionFlags,
-} from './admin-commands.ts';
-
-interface EventView {
-  id: string;
-  gatewayId: string;
-  type: string;
-  reason: string;
-  detail: string | null;
-  mqttReasonCode: number | null;
-  clientId: string | null;
-  username: string | null;
-  deviceName: string | null;
-  address: string | null;
-  at: string;
-  count: number;
-  lastAt: string;
-}
+import { ApiError, ok, serverSentEvents, type ApiClient, type ConnectionEvent, type EventQuery } from '../client/index.ts';
+import { commandRunner, defaultIo, findGateway, formatTable, withConnection, type CliIo, type ConnectionFlags } from './admin-commands.ts';
 
 interface FilterFlags extends ConnectionFlags {
   gateway?: string;
@@ -46,50 +29,24 @@ function withFilters(command: Command): Command {
     .option('--since <time>', 'ISO 8601: events at or after');
 }
 
-async function filterQuery(client: ApiClient, flags: FilterFlags): Promise<URLSearchParams> {
-  const query = new URLSearchParams();
-  if (flags.gateway !== undefined) query.set('gatewayId', (await findGateway(client, flags.gateway)).id);
-  if (flags.device !== undefined) query.set('deviceName', flags.device);
-  if (flags.username !== undefined) query.set('username', flags.username);
-  if (flags.clientId !== undefined) query.set('clientId', flags.clientId);
-  if (flags.type !== undefined) query.set('type', flags.type);
-  if (flags.reason !== undefined) query.set('reason', flags.reason);
-  if (flags.since !== undefined) query.set('since', flags.since);
-  return query;
+async function filterQuery(client: ApiClient, flags: FilterFlags): Promise<EventQuery> {
+  return {
+    gatewayId: flags.gateway === undefined ? undefined : (await findGateway(client, flags.gateway)).id,
+    deviceName: flags.device, username: flags.username, clientId: flags.clientId, type: flags.type, reason: flags.reason, since: flags.since,
+  };
 }
 
 const HEADERS = ['AT', 'TYPE', 'REASON', 'SENT', 'CLIENT ID', 'USERNAME', 'DEVICE', 'ADDRESS', 'COUNT', 'DETAIL'];
 
-function row(e: EventView): (string | number | null)[] {
+function row(e: ConnectionEvent): (string | number | null)[] {
   const sent = e.mqttReasonCode === null ? null : `0x${e.mqttReasonCode.toString(16).padStart(2, '0')}`;
   return [e.at, e.type, e.reason, sent, e.clientId, e.username, e.deviceName, e.address, e.count > 1 ? `x${e.count}` : null, e.detail];
 }
 
 /** The filters /events has and /stream does not: applied to live events here. */
-function wanted(e: EventView, flags: FilterFlags): boolean {
+function wanted(e: ConnectionEvent, flags: FilterFlags): boolean {
   return (flags.username === undefined || e.username === flags.username) && (flags.clientId === undefined || e.clientId === flags.clientId)
     && (flags.type === undefined || e.type === flags.type) && (flags.reason === undefined || e.reason === flags.reason);
-}
-
-/** Server-sent events of one type from a byte stream: each `data:` line of an event of that type, parsed. */
-async function* sse<T>(body: ReadableStream<Uint8Array>, type: string): AsyncGenerator<T> {
-  const decoder = new TextDecoder();
-  const reader = body.getReader();
-  let buffered = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffered += decoder.decode(value, { stream: true });
-    let end: number;
-    while ((end = buffered.indexOf('\n\n')) >= 0) {
-      const block = buffered.slice(0, end);
-      buffered = buffered.slice(end + 2);
-      const lines = block.split('\n');
-      if (!lines.includes(`event: ${type}`)) continue;
-      const data = lines.filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
-      if (data !== '') yield JSON.parse(data) as T;
-    }
-  }
 }
 
 export function registerEventCommands(program: Command, io: CliIo = defaultIo): void {
@@ -100,8 +57,7 @@ export function registerEventCommands(program: Command, io: CliIo = defaultIo): 
     .option('--limit <n>', 'at most this many (1-1000)', '50')))
     .action(run<FilterFlags & { limit: string }>(async (client, flags) => {
       const query = await filterQuery(client, flags);
-      query.set('limit', flags.limit);
-      const page = await client.request<{ items: EventView[]; nextCursor: string | null }>('GET', `/api/v1/events?${query.toString()}`);
+      const page = await ok(client.GET('/api/v1/events', { params: { query: { ...query, limit: Number(flags.limit) } } }));
       io.out(flags.json ? JSON.stringify(page, null, 2) : formatTable(HEADERS, page.items.map(row)));
     }));
 
@@ -110,23 +66,21 @@ export function registerEventCommands(program: Command, io: CliIo = defaultIo): 
     .option('--exit-after <n>', 'stop after this many live events')))
     .action(run<FilterFlags & { lines: string; exitAfter?: string }>(async (client, flags) => {
       const query = await filterQuery(client, flags);
-      const print = (e: EventView): void => io.out(flags.json ? JSON.stringify(e) : formatTable(HEADERS, [row(e)]).split('\n')[1] ?? '');
+      const print = (e: ConnectionEvent): void => io.out(flags.json ? JSON.stringify(e) : formatTable(HEADERS, [row(e)]).split('\n')[1] ?? '');
       const exitAfter = flags.exitAfter === undefined ? Infinity : Number(flags.exitAfter);
       if (!(exitAfter > 0)) throw new ApiError(0, 'CLI_EXIT_AFTER_INVALID', '--exit-after must be a positive number', 'exit-after');
       // The stream first, so nothing happens between the backlog and the live part unseen.
-      const live = new URLSearchParams({ types: 'connection' });
-      const gateway = query.get('gatewayId');
-      if (gateway !== null) live.set('gatewayId', gateway);
-      if (flags.device !== undefined) live.set('deviceName', flags.device);
       const abort = new AbortController();
-      const body = await client.open(`/api/v1/stream?${live.toString()}`, abort.signal);
+      const body = await ok(client.GET('/api/v1/stream', {
+        params: { query: { types: 'connection', gatewayId: query.gatewayId, deviceName: flags.device } }, parseAs: 'stream', signal: abort.signal,
+      }));
+      if (body === null) throw new ApiError(0, 'CLI_STREAM_EMPTY', 'the stream answered without a body', null);
       const lines = Number(flags.lines);
       // Reading the backlog writes what the recorder still held, and those rows then go out live on the stream
       // opened above: an event printed from the backlog is not printed (or counted) again when it arrives live.
       const printed = new Set<string>();
       if (lines > 0) {
-        query.set('limit', String(lines));
-        const { items } = await client.request<{ items: EventView[] }>('GET', `/api/v1/events?${query.toString()}`);
+        const { items } = await ok(client.GET('/api/v1/events', { params: { query: { ...query, limit: lines } } }));
         if (!flags.json) io.out(formatTable(HEADERS, []));
         for (const e of items.reverse()) {
           printed.add(e.id);
@@ -137,7 +91,9 @@ export function registerEventCommands(program: Command, io: CliIo = defaultIo): 
       }
       let seen = 0;
       try {
-        for await (const e of sse<EventView>(body, 'connection')) {
+        for await (const event of serverSentEvents(body)) {
+          if (event.type !== 'connection') continue;
+          const e = JSON.parse(event.data) as ConnectionEvent;
           if (!wanted(e, flags) || printed.has(e.id)) continue;
           print(e);
           if (++seen >= exitAfter) break;

@@ -41,7 +41,16 @@ export const streamRoutes: FastifyPluginCallbackTypebox<StreamRoutesOptions> = (
   app.get('/stream', {
     schema: {
       tags: ['messages'], summary: 'Live device messages and online/offline events (text/event-stream)',
-      querystring: StreamQuery, response: { ...errorResponses },
+      querystring: StreamQuery,
+      response: {
+        // Documents the stream (the route writes it itself, so nothing is serialized against this).
+        200: {
+          description: 'Server-sent events: each has an `id` (send it back as Last-Event-ID to resume), an `event` (message, online, '
+            + 'offline, connection) and one `data` line of JSON; a `: keep-alive` comment comes every 15 s',
+          content: { 'text/event-stream': { schema: Type.String() } },
+        },
+        ...errorResponses,
+      },
     },
   }, (request, reply) => {
     const { gatewayId, deviceName, types, lastEventId } = request.query;
