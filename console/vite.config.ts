@@ -8,5 +8,7 @@ export default defineConfig({
   build: { outDir: 'dist', emptyOutDir: true, sourcemap: false },
   server: {
     proxy: { '/api': process.env.GATEHOUSE_URL ?? 'http://127.0.0.1:8080' },
+    // The API client is shared with the CLI and lives in the repository's src/client/.
+    fs: { allow: ['..'] },
   },
 });

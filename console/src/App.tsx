@@ -1,6 +1,6 @@
 /** Sign-in, the frame (header and navigation) and the page for the current path. */
 import { useEffect, useState, type FormEvent } from 'react';
-import { ApiError, getToken, onUnauthorized, request, setToken } from './api.ts';
+import { ApiError, apiWithToken, getToken, ok, onUnauthorized, setToken } from './api.ts';
 import { match, navigate, usePath } from './router.ts';
 import { Field, Link } from './ui.tsx';
 import { GatewaysPage } from './pages/Gateways.tsx';
@@ -20,7 +20,7 @@ function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
     setBusy(true);
     setError(null);
     try {
-      await request('GET', '/gateways', undefined, undefined, token.trim());
+      await ok(apiWithToken(token.trim()).GET('/api/v1/gateways'));
       setToken(token.trim());
       onSignedIn();
     } catch (err) {

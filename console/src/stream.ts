@@ -1,14 +1,16 @@
 /**
- * GET /stream read with fetch (EventSource cannot send the Authorization header). Reconnects with
- * Last-Event-ID after a drop, so nothing in the server's replay buffer is missed.
+ * GET /stream read with fetch through the API client (EventSource cannot send the Authorization header), its
+ * frames parsed by the client's shared reader. Reconnects with Last-Event-ID after a drop, so nothing in the
+ * server's replay buffer is missed.
  */
-import { API, getToken } from './api.ts';
+import { serverSentEvents } from '../../src/client/index.ts';
+import { api, ok, type StreamQuery } from './api.ts';
 
 export interface StreamEvent { id: string; type: string; data: unknown }
 
 export interface StreamHandle { close(): void }
 
-export function openStream(query: Record<string, string>, onEvent: (e: StreamEvent) => void, onState: (connected: boolean) => void): StreamHandle {
+export function openStream(query: StreamQuery, onEvent: (e: StreamEvent) => void, onState: (connected: boolean) => void): StreamHandle {
   const controller = new AbortController();
   let lastId: string | null = null;
   let closed = false;
@@ -16,41 +18,20 @@ export function openStream(query: Record<string, string>, onEvent: (e: StreamEve
   const run = async (): Promise<void> => {
     while (!closed) {
       try {
-        const params = new URLSearchParams(query);
-        const headers: Record<string, string> = { accept: 'text/event-stream', authorization: `Bearer ${getToken() ?? ''}` };
-        if (lastId !== null) headers['last-event-id'] = lastId;
-        const res = await fetch(`${API}/stream?${params.toString()}`, { headers, signal: controller.signal });
-        if (!res.ok || res.body === null) throw new Error(`stream answered ${res.status}`);
+        const body = await ok(api.GET('/api/v1/stream', {
+          params: { query },
+          headers: { accept: 'text/event-stream', ...(lastId === null ? {} : { 'last-event-id': lastId }) },
+          parseAs: 'stream',
+          signal: controller.signal,
+        }));
+        if (body === null) throw new Error('the stream answered without a body');
         onState(true);
-        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-        let buffer = '';
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buffer += value;
-          let end: number;
-          while ((end = buffer.indexOf('\n\n')) !== -1) {
-            const frame = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            let id = '';
-            let type = 'message';
-            const data: string[] = [];
-            for (const line of frame.split('\n')) {
-              if (line.startsWith(':')) continue;
-              const colon = line.indexOf(':');
-              const name = colon === -1 ? line : line.slice(0, colon);
-              const val = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
-              if (name === 'id') id = val;
-              else if (name === 'event') type = val;
-              else if (name === 'data') data.push(val);
-            }
-            if (data.length === 0) continue;
-            if (id !== '') lastId = id;
-            try {
-              onEvent({ id, type, data: JSON.parse(data.join('\n')) });
-            } catch {
-              // A frame that is not JSON is not ours; skip it.
-            }
+        for await (const event of serverSentEvents(body)) {
+          if (event.id !== '') lastId = event.id;
+          try {
+            onEvent({ id: event.id, type: event.type, data: JSON.parse(event.data) });
+          } catch {
+            // A frame that is not JSON is not ours; skip it.
           }
         }
       } catch {

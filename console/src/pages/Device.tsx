@@ -4,7 +4,7 @@
  * connection-event timeline; and the actions: disable or enable, disconnect now, delete, send a message down.
  */
 import { useEffect, useRef, useState, type FormEvent } from 'react';
-import { api, ApiError, type ConnectionEvent, type Device, type DeviceSession, type DownlinkResult, type Message, type Product } from '../api.ts';
+import { api, ApiError, ok, type ConnectionEvent, type DeviceSession, type DownlinkResult, type Message } from '../api.ts';
 import { decodePayload } from '../payload.ts';
 import { navigate } from '../router.ts';
 import { openStream } from '../stream.ts';
@@ -14,21 +14,24 @@ const EVENTS_SHOWN = 50;
 const MESSAGES_SHOWN = 20;
 
 export function DevicePage({ productKey, deviceName }: { productKey: string; deviceName: string }) {
-  const base = `/products/${encodeURIComponent(productKey)}/devices/${encodeURIComponent(deviceName)}`;
+  const base = { params: { path: { productKey, deviceName } } };
   const device = useLoad(async () => {
-    const [d, p] = await Promise.all([api.get<Device>(base), api.get<Product>(`/products/${encodeURIComponent(productKey)}`)]);
+    const [d, p] = await Promise.all([
+      ok(api.GET('/api/v1/products/{productKey}/devices/{deviceName}', base)),
+      ok(api.GET('/api/v1/products/{productKey}', { params: { path: { productKey } } })),
+    ]);
     return { device: d, product: p };
   }, [productKey, deviceName]);
-  const sessions = useLoad(() => api.get<{ items: DeviceSession[] }>(`${base}/sessions`), [productKey, deviceName]);
+  const sessions = useLoad(() => ok(api.GET('/api/v1/products/{productKey}/devices/{deviceName}/sessions', base)), [productKey, deviceName]);
   const gatewayId = device.data?.product.gatewayId;
   const username = device.data?.device.username ?? null;
   const messages = useLoad(async () => gatewayId === undefined ? null
-    : api.get<{ items: Message[] }>(`/messages?gatewayId=${gatewayId}&deviceName=${encodeURIComponent(deviceName)}&limit=${MESSAGES_SHOWN}`), [gatewayId, deviceName]);
+    : ok(api.GET('/api/v1/messages', { params: { query: { gatewayId, deviceName, limit: MESSAGES_SHOWN } } })), [gatewayId, deviceName]);
   const events = useLoad(async () => {
     if (gatewayId === undefined) return null;
     // By device name, and by username: a refusal before the device was known (a wrong password) carries only the latter.
-    const queries = [`deviceName=${encodeURIComponent(deviceName)}`, ...(username === null ? [] : [`username=${encodeURIComponent(username)}`])];
-    const pages = await Promise.all(queries.map((q) => api.get<{ items: ConnectionEvent[] }>(`/events?gatewayId=${gatewayId}&${q}&limit=${EVENTS_SHOWN}`)));
+    const queries = [{ deviceName }, ...(username === null ? [] : [{ username }])];
+    const pages = await Promise.all(queries.map((q) => ok(api.GET('/api/v1/events', { params: { query: { gatewayId, ...q, limit: EVENTS_SHOWN } } }))));
     const byId = new Map(pages.flatMap((p) => p.items).map((e) => [e.id, e]));
     return [...byId.values()].sort((a, b) => (a.id < b.id ? 1 : -1)).slice(0, EVENTS_SHOWN);
   }, [gatewayId, deviceName, username]);
@@ -76,16 +79,16 @@ export function DevicePage({ productKey, deviceName }: { productKey: string; dev
         </div>
         <div className="head-actions">
           <button className={`btn${d.status === 'DISABLED' ? '' : ' danger'}`} onClick={() => void act(d.status === 'DISABLED' ? 'Enable' : 'Disable', async () => {
-            await api.patch(base, { disabled: d.status !== 'DISABLED' });
+            await ok(api.PATCH('/api/v1/products/{productKey}/devices/{deviceName}', { ...base, body: { disabled: d.status !== 'DISABLED' } }));
             return d.status === 'DISABLED' ? `${d.deviceName} may connect again.` : `${d.deviceName} is disabled: it is disconnected and refused at CONNECT.`;
           })}>{d.status === 'DISABLED' ? 'Enable' : 'Disable'}</button>
           <button className="btn" disabled={!connected} onClick={() => void act('Disconnect', async () => {
-            const r = await api.post<{ disconnected: number }>(`${base}/disconnect`);
+            const r = await ok(api.POST('/api/v1/products/{productKey}/devices/{deviceName}/disconnect', base));
             return `${r.disconnected} connection${r.disconnected === 1 ? '' : 's'} ended.`;
           })}>Disconnect now</button>
           <button className="btn danger" onClick={() => {
             if (!confirm(`Delete device ${d.deviceName}? It is disconnected and its credentials are gone. This cannot be undone.`)) return;
-            void api.del(base).then(() => navigate(`/products/${encodeURIComponent(productKey)}`), (e: unknown) => setNotice({ kind: 'error', text: `Delete: ${(e as Error).message}` }));
+            void ok(api.DELETE('/api/v1/products/{productKey}/devices/{deviceName}', base)).then(() => navigate(`/products/${encodeURIComponent(productKey)}`), (e: unknown) => setNotice({ kind: 'error', text: `Delete: ${(e as Error).message}` }));
           }}>Delete</button>
         </div>
       </div>
@@ -114,7 +117,7 @@ export function DevicePage({ productKey, deviceName }: { productKey: string; dev
             </table>
           )}
           <h2>Send a message down</h2>
-          <SendMessage path={`${base}/messages`} onSent={() => reload.current()} />
+          <SendMessage productKey={productKey} deviceName={deviceName} onSent={() => reload.current()} />
         </section>
         <section>
           <h2>Connection events</h2>
@@ -206,7 +209,7 @@ const OUTCOME: Record<DownlinkResult['result'], string> = {
   OFFLINE: 'Not sent: the device is not connected.',
 };
 
-function SendMessage({ path, onSent }: { path: string; onSent: () => void }) {
+function SendMessage({ productKey, deviceName, onSent }: { productKey: string; deviceName: string; onSent: () => void }) {
   const [topic, setTopic] = useState('');
   const [payload, setPayload] = useState('');
   const [encoding, setEncoding] = useState<'text' | 'hex' | 'base64'>('text');
@@ -218,7 +221,9 @@ function SendMessage({ path, onSent }: { path: string; onSent: () => void }) {
     setBusy(true);
     setResult(null);
     try {
-      const r = await api.post<DownlinkResult>(path, { topic, payload, encoding, qos });
+      const r = await ok(api.POST('/api/v1/products/{productKey}/devices/{deviceName}/messages', {
+        params: { path: { productKey, deviceName } }, body: { topic, payload, encoding, qos },
+      }));
       setResult({ kind: r.result === 'ACKED' || r.result === 'SENT' ? 'ok' : 'warn', text: OUTCOME[r.result] });
       onSent();
     } catch (err) {

@@ -1,6 +1,6 @@
 /** Verification functions: write, dry-run (invoke) and save. */
 import { useState, type FormEvent } from 'react';
-import { api, ApiError, type InvokeResult, type VerificationFunction } from '../api.ts';
+import { api, ApiError, ok, type InvokeResult, type VerificationFunction } from '../api.ts';
 import { Banner, Empty, Field, Spinner, useLoad } from '../ui.tsx';
 import { checkFunctionName } from '../validation.ts';
 
@@ -17,7 +17,7 @@ async function handler(event) {
 const DECISION_CLASS: Record<string, string> = { ACCEPT: 'ok', REJECT: 'warn', SERVER_UNAVAILABLE: 'bad' };
 
 export function FunctionsPage() {
-  const list = useLoad(() => api.get<{ items: VerificationFunction[] }>('/functions'));
+  const list = useLoad(() => ok(api.GET('/api/v1/functions')));
   const [selected, setSelected] = useState<string | null>(null);
   const [creating, setCreating] = useState(false);
   // The editor keeps its state (dry-run result included) across its own saves; a new choice starts afresh.
@@ -83,7 +83,7 @@ function FunctionEditor({ fn, onSaved, onDeleted }: { fn: VerificationFunction |
     setServerError(null);
     setSaved(null);
     try {
-      await api.put(`/functions/${encodeURIComponent(name)}`, { source, timeoutMs: Number(timeoutMs), memoryMb: Number(memoryMb) });
+      await ok(api.PUT('/api/v1/functions/{name}', { params: { path: { name } }, body: { source, timeoutMs: Number(timeoutMs), memoryMb: Number(memoryMb) } }));
       setSaved(`Saved "${name}". Gateways that use it pick up the new version on the next CONNECT.`);
       onSaved(name);
       return true;
@@ -99,10 +99,13 @@ function FunctionEditor({ fn, onSaved, onDeleted }: { fn: VerificationFunction |
     // The dry run calls the stored function: save the draft first.
     if (!(await save())) return;
     try {
-      setResult(await api.post<InvokeResult>(`/functions/${encodeURIComponent(name)}/invoke`, {
-        userName: input.userName, password: input.password, clientId: input.clientId,
-        certificateCommonName: input.certificateCommonName === '' ? null : input.certificateCommonName,
-      }));
+      setResult(await ok(api.POST('/api/v1/functions/{name}/invoke', {
+        params: { path: { name } },
+        body: {
+          userName: input.userName, password: input.password, clientId: input.clientId,
+          certificateCommonName: input.certificateCommonName === '' ? null : input.certificateCommonName,
+        },
+      })));
     } catch (err) {
       setInvokeError((err as Error).message);
     }
@@ -111,7 +114,7 @@ function FunctionEditor({ fn, onSaved, onDeleted }: { fn: VerificationFunction |
   const remove = async () => {
     if (fn === null || !confirm(`Delete function "${fn.name}"?`)) return;
     try {
-      await api.del(`/functions/${encodeURIComponent(fn.name)}`);
+      await ok(api.DELETE('/api/v1/functions/{name}', { params: { path: { name: fn.name } } }));
       onDeleted();
     } catch (err) {
       setServerError({ field: null, message: (err as Error).message });

@@ -6,8 +6,8 @@
 import { useEffect, useMemo, useState, type FormEvent } from 'react';
 import { ACL_PLACEHOLDERS, checkAclTopic, MAX_ACL_RULES, PER_DEVICE_TEMPLATE } from '../acl.ts';
 import {
-  api, ApiError, LIMIT_NAMES, type AclAction, type AclRule, type AuthType, type Gateway, type GatewayLimitsUsage, type GatewayListItem, type HttpsParam,
-  type LimitName, type OcspMode, type ParsingTestResult, type SavedGateway, type SelfSigned, type VerificationFunction,
+  api, ApiError, LIMIT_NAMES, ok, type AclAction, type AclRule, type AuthType, type Gateway, type GatewayCreate, type GatewayLimitsUsage,
+  type GatewayUpdate, type HttpsParam, type LimitName, type OcspMode, type ParsingTestResult, type SelfSignedCertificate, type VerificationFunction,
 } from '../api.ts';
 import { setFlash } from '../flash.ts';
 import { navigate } from '../router.ts';
@@ -191,12 +191,12 @@ export function GatewayFormPage({ id }: { id?: string }) {
   const [anyGatewayId, setAnyGatewayId] = useState<string | null>(id ?? null);
 
   useEffect(() => {
-    api.get<{ items: VerificationFunction[] }>('/functions').then((r) => setFunctions(r.items), () => setFunctions([]));
+    ok(api.GET('/api/v1/functions')).then((r) => setFunctions(r.items), () => setFunctions([]));
     if (id !== undefined) {
-      api.get<Gateway>(`/gateways/${id}`).then((g) => { setOriginal(g); setForm(fromGateway(g)); }, (e: Error) => setLoadError(e.message));
+      ok(api.GET('/api/v1/gateways/{id}', { params: { path: { id } } })).then((g) => { setOriginal(g); setForm(fromGateway(g)); }, (e: Error) => setLoadError(e.message));
     } else {
       // The parsing dry run runs a draft through an existing gateway's route (see ParsingTest).
-      api.get<{ items: GatewayListItem[] }>('/gateways').then((r) => setAnyGatewayId(r.items[0]?.id ?? null), () => undefined);
+      ok(api.GET('/api/v1/gateways')).then((r) => setAnyGatewayId(r.items[0]?.id ?? null), () => undefined);
     }
   }, [id]);
 
@@ -232,12 +232,12 @@ export function GatewayFormPage({ id }: { id?: string }) {
     window.scrollTo(0, 0);
   };
 
-  const buildBody = () => {
+  const buildBody = (): GatewayUpdate => {
     const thirdParty = form.authType === 'THIRD_PARTY'
       ? form.provider === 'FUNCTION'
-        ? { provider: 'FUNCTION', functionName: form.functionName }
+        ? { provider: 'FUNCTION' as const, functionName: form.functionName }
         : {
-          provider: 'HTTPS', url: form.url, params: form.params, caCertificate: form.caCertificate.trim() === '' ? null : form.caCertificate,
+          provider: 'HTTPS' as const, url: form.url, params: form.params, caCertificate: form.caCertificate.trim() === '' ? null : form.caCertificate,
           // thirdParty is replaced whole on an edit: keep the limits this form does not show (the signing secret stays by itself).
           ...(original?.thirdParty?.provider === 'HTTPS' ? {
             timeoutMs: original.thirdParty.timeoutMs,
@@ -246,14 +246,15 @@ export function GatewayFormPage({ id }: { id?: string }) {
           } : {}),
         }
       : undefined;
-    const certificates: Record<string, string | null> = {};
-    const certField = (name: string, value: string, before: string | null | undefined, needed: boolean) => {
+    const certificates: NonNullable<GatewayUpdate['certificates']> = {};
+    const certField = (name: 'deviceRootCertificates' | 'trustedCertificate', value: string, before: string | null | undefined, needed: boolean) => {
       const v = needed && value.trim() !== '' ? value : null;
       if (!editing) { if (v !== null) certificates[name] = v; return; }
       // An edit sends only what changed: a re-sent certificate would have its dates checked again.
       if ((before ?? null) !== v) certificates[name] = v;
     };
-    certField('serverCertificateChain', form.chain, original?.certificates.serverCertificateChain, true);
+    // The chain is replaced, never removed (the API has no null for it; step 2 requires one before saving).
+    if (form.chain.trim() !== '' && form.chain !== original?.certificates.serverCertificateChain) certificates.serverCertificateChain = form.chain;
     if (form.key.trim() !== '') certificates.serverPrivateKey = form.key;
     certField('deviceRootCertificates', form.deviceRoots, original?.certificates.deviceRootCertificates, form.x509);
     certField('trustedCertificate', form.trusted, original?.certificates.trustedCertificate, serverOcsp(form.ocspMode));
@@ -267,7 +268,7 @@ export function GatewayFormPage({ id }: { id?: string }) {
       x509: { enabled: form.x509 },
       ocsp: { mode: form.ocspMode, onResponderFailure: form.onResponderFailure },
       accessControl: { defaultAction: form.aclDefault, rules: form.aclRules },
-      limits: Object.fromEntries(LIMIT_NAMES.map((n) => [n, form.limits[n].trim() === '' ? null : Number(form.limits[n])])),
+      limits: Object.fromEntries(LIMIT_NAMES.map((n) => [n, form.limits[n].trim() === '' ? null : Number(form.limits[n])])) as GatewayUpdate['limits'],
       ...(editing && Object.keys(certificates).length === 0 ? {} : { certificates }),
     };
   };
@@ -279,9 +280,10 @@ export function GatewayFormPage({ id }: { id?: string }) {
     setSaving(true);
     setServerError(null);
     try {
-      const saved = editing
-        ? await api.patch<SavedGateway>(`/gateways/${id}`, buildBody())
-        : await api.post<SavedGateway>('/gateways', buildBody());
+      const saved = id !== undefined
+        ? await ok(api.PATCH('/api/v1/gateways/{id}', { params: { path: { id } }, body: buildBody() }))
+        // A new gateway's name and chain are there: step 1 and step 2 refuse to save without them.
+        : await ok(api.POST('/api/v1/gateways', { body: buildBody() as GatewayCreate }));
       const details = saved.warnings.map((w) => `${w.field}: ${w.message}`);
       if (saved.status === 'ERROR') details.unshift(`It is not running: ${saved.statusReason ?? 'unknown reason'}`);
       setFlash({
@@ -629,7 +631,7 @@ function ParsingTest({ gatewayId, script }: { gatewayId: string | null; script: 
     setError(null);
     setResult(null);
     try {
-      setResult(await api.post<ParsingTestResult>(`/gateways/${gatewayId}/parsing/test`, { script, topic, payload, encoding: 'hex' }));
+      setResult(await ok(api.POST('/api/v1/gateways/{id}/parsing/test', { params: { path: { id: gatewayId } }, body: { script, topic, payload, encoding: 'hex' } })));
     } catch (e) {
       setError((e as Error).message);
     } finally {
@@ -657,7 +659,7 @@ function ParsingTest({ gatewayId, script }: { gatewayId: string | null; script: 
   );
 }
 
-function SelfSignedButton({ onGenerated }: { onGenerated: (c: SelfSigned) => void }) {
+function SelfSignedButton({ onGenerated }: { onGenerated: (c: SelfSignedCertificate) => void }) {
   const defaultHosts = [...new Set([location.hostname, 'localhost', '127.0.0.1'])].join(', ');
   const [hosts, setHosts] = useState(defaultHosts);
   const [busy, setBusy] = useState(false);
@@ -667,7 +669,7 @@ function SelfSignedButton({ onGenerated }: { onGenerated: (c: SelfSigned) => voi
     setNote(null);
     try {
       const list = hosts.split(/[\s,]+/).filter(Boolean);
-      const cert = await api.post<SelfSigned>('/certificates/self-signed', { hosts: list });
+      const cert = await ok(api.POST('/api/v1/certificates/self-signed', { body: { hosts: list } }));
       onGenerated(cert);
       setNote({ kind: 'ok', text: `${cert.warning} Valid until ${new Date(cert.notAfter).toLocaleDateString()}.` });
     } catch (e) {

@@ -1,12 +1,12 @@
 /** The gateway list: name, ID, URL (copy), status, product; start, stop, edit, delete. */
 import { useEffect, useState } from 'react';
-import { api, type GatewayListItem } from '../api.ts';
+import { api, ok, type GatewayListItem } from '../api.ts';
 import { takeFlash } from '../flash.ts';
 import { navigate } from '../router.ts';
 import { Banner, CopyButton, Empty, Link, Spinner, StatusBadge, useLoad } from '../ui.tsx';
 
 export function GatewaysPage() {
-  const { data, error, loading, reload } = useLoad(() => api.get<{ items: GatewayListItem[] }>('/gateways'));
+  const { data, error, loading, reload } = useLoad(() => ok(api.GET('/api/v1/gateways')));
   const [busy, setBusy] = useState<string | null>(null);
   const [actionError, setActionError] = useState<string | null>(null);
   const [flash, setFlashState] = useState(takeFlash);
@@ -22,9 +22,10 @@ export function GatewaysPage() {
     setBusy(g.id);
     setActionError(null);
     try {
-      if (action === 'delete') await api.del(`/gateways/${g.id}`);
+      const path = { params: { path: { id: g.id } } };
+      if (action === 'delete') await ok(api.DELETE('/api/v1/gateways/{id}', path));
       else {
-        const result = await api.post<GatewayListItem>(`/gateways/${g.id}/${action}`);
+        const result = await ok(api.POST(action === 'start' ? '/api/v1/gateways/{id}/start' : '/api/v1/gateways/{id}/stop', path));
         if (result.status === 'ERROR') setActionError(`${g.name}: ${result.statusReason ?? 'failed to start'}`);
       }
     } catch (e) {

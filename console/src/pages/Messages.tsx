@@ -1,6 +1,6 @@
 /** Live device messages (raw and parsed) from /stream, after the latest stored ones from /messages. */
 import { useEffect, useState } from 'react';
-import { api, type GatewayListItem, type Message } from '../api.ts';
+import { api, ok, type Message, type StreamQuery } from '../api.ts';
 import { navigate, useQuery } from '../router.ts';
 import { decodePayload } from '../payload.ts';
 import { openStream } from '../stream.ts';
@@ -14,7 +14,7 @@ export function MessagesPage() {
   const query = useQuery();
   const gatewayId = query.get('gatewayId') ?? '';
   const deviceName = query.get('deviceName') ?? '';
-  const gateways = useLoad(() => api.get<{ items: GatewayListItem[] }>('/gateways'));
+  const gateways = useLoad(() => ok(api.GET('/api/v1/gateways')));
   const [messages, setMessages] = useState<Message[]>([]);
   const [presence, setPresence] = useState<Presence[]>([]);
   const [connected, setConnected] = useState(false);
@@ -23,14 +23,14 @@ export function MessagesPage() {
   const [deviceDraft, setDeviceDraft] = useState(deviceName);
 
   useEffect(() => {
-    const filter: Record<string, string> = {};
+    const filter: StreamQuery = {};
     if (gatewayId !== '') filter.gatewayId = gatewayId;
     if (deviceName !== '') filter.deviceName = deviceName;
     let live = true;
     setMessages([]);
     setPresence([]);
     setError(null);
-    api.get<{ items: Message[] }>(`/messages?${new URLSearchParams({ ...filter, limit: '50' }).toString()}`).then(
+    ok(api.GET('/api/v1/messages', { params: { query: { ...filter, limit: 50 } } })).then(
       (r) => { if (live) setMessages((m) => mergeMessages(m, r.items)); },
       (e: Error) => { if (live) setError(e.message); },
     );

@@ -4,7 +4,7 @@
  */
 import { Fragment, useEffect, useRef, useState, type ChangeEvent, type FormEvent } from 'react';
 import { effectiveRules } from '../acl.ts';
-import { api, ApiError, type AccessControl, type Device, type DevicePage, type Gateway, type ImportOperation, type Product } from '../api.ts';
+import { api, ApiError, ok, type AccessControl, type Device, type DeviceListQuery, type ImportOperation } from '../api.ts';
 import { openStream } from '../stream.ts';
 import { Banner, CopyButton, Empty, Field, formatTime, Link, Spinner, StatusBadge, useLoad } from '../ui.tsx';
 import { checkDeviceName, checkPassword, checkUsername } from '../validation.ts';
@@ -17,8 +17,8 @@ const count = (n: number) => n.toLocaleString('en-US');
 
 export function ProductPage({ productKey }: { productKey: string }) {
   const product = useLoad(async () => {
-    const p = await api.get<Product>(`/products/${encodeURIComponent(productKey)}`);
-    const g = await api.get<Gateway>(`/gateways/${p.gatewayId}`).catch(() => null);
+    const p = await ok(api.GET('/api/v1/products/{productKey}', { params: { path: { productKey } } }));
+    const g = await ok(api.GET('/api/v1/gateways/{id}', { params: { path: { id: p.gatewayId } } })).catch(() => null);
     return { product: p, gateway: g };
   }, [productKey]);
   // The list is paged and searched by the server (a product may hold 100,000 devices): `cursors` is the way
@@ -36,14 +36,14 @@ export function ProductPage({ productKey }: { productKey: string }) {
     }, SEARCH_DEBOUNCE_MS);
     return () => clearTimeout(timer);
   }, [searchText, search]);
-  const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
-  if (cursor !== undefined) query.set('cursor', cursor);
-  if (search !== '') query.set('search', search);
-  if (status !== '') query.set('status', status);
-  const pageUrl = `/products/${encodeURIComponent(productKey)}/devices?${query.toString()}`;
+  const query: DeviceListQuery = { limit: PAGE_SIZE, cursor, search: search === '' ? undefined : search, status: status === '' ? undefined : status };
+  const pageUrl = `${productKey}?${JSON.stringify(query)}`;
   // Each answer carries the query it answers: until the one asked for arrives, the rows of the last stay in
   // view, but the range and "Next" wait (a stale cursor would skip or repeat a page).
-  const devices = useLoad(async () => ({ url: pageUrl, page: await api.get<DevicePage>(pageUrl) }), [pageUrl]);
+  const devices = useLoad(async () => ({
+    url: pageUrl,
+    page: await ok(api.GET('/api/v1/products/{productKey}/devices', { params: { path: { productKey }, query } })),
+  }), [pageUrl]);
   const current = devices.data?.url === pageUrl ? devices.data.page : null;
   const [panel, setPanel] = useState<'none' | 'import' | 'add'>('none');
   const [actionError, setActionError] = useState<string | null>(null);
@@ -68,7 +68,9 @@ export function ProductPage({ productKey }: { productKey: string }) {
   const toggleDisabled = async (d: Device) => {
     setActionError(null);
     try {
-      await api.patch(`/products/${encodeURIComponent(productKey)}/devices/${encodeURIComponent(d.deviceName)}`, { disabled: d.status !== 'DISABLED' });
+      await ok(api.PATCH('/api/v1/products/{productKey}/devices/{deviceName}', {
+        params: { path: { productKey, deviceName: d.deviceName } }, body: { disabled: d.status !== 'DISABLED' },
+      }));
     } catch (e) {
       setActionError(`${d.deviceName}: ${(e as Error).message}`);
     }
@@ -203,12 +205,14 @@ function ImportPanel({ productKey, onDone }: { productKey: string; onDone: () =>
     try {
       const text = await file.text();
       // An operation: the server answers at once and the import runs there; its progress is polled.
-      let op = await api.post<ImportOperation>(`/products/${encodeURIComponent(productKey)}/imports`, text, 'text/csv');
+      let op = await ok(api.POST('/api/v1/products/{productKey}/imports', {
+        params: { path: { productKey } }, body: text, bodySerializer: (csv) => csv, headers: { 'content-type': 'text/csv' },
+      }));
       setOperation(op);
       let listedAt = Date.now();
       while (op.state === 'RUNNING' && mounted.current) {
         await new Promise((resolve) => setTimeout(resolve, IMPORT_POLL_MS));
-        op = await api.get<ImportOperation>(`/products/${encodeURIComponent(productKey)}/imports/${op.id}`);
+        op = await ok(api.GET('/api/v1/products/{productKey}/imports/{importId}', { params: { path: { productKey, importId: op.id } } }));
         if (mounted.current) setOperation(op);
         // The list and counts follow the import now and then, not at every poll.
         if (Date.now() - listedAt > LIST_REFRESH_MS) {
@@ -292,10 +296,13 @@ function AddDevicePanel({ productKey, onDone }: { productKey: string; onDone: ()
     setTouched(new Set(Object.keys(values)));
     if (Object.values(local).some((x) => x !== null)) return;
     try {
-      const d = await api.post<Device>(`/products/${encodeURIComponent(productKey)}/devices`, {
-        username: values.username, password: values.password, sn: values.sn === '' ? null : values.sn,
-        ...(values.deviceName === '' ? {} : { deviceName: values.deviceName }),
-      });
+      const d = await ok(api.POST('/api/v1/products/{productKey}/devices', {
+        params: { path: { productKey } },
+        body: {
+          username: values.username, password: values.password, sn: values.sn === '' ? null : values.sn,
+          ...(values.deviceName === '' ? {} : { deviceName: values.deviceName }),
+        },
+      }));
       setDone(`Device ${d.deviceName} added.`);
       setValues({ username: '', password: '', sn: '', deviceName: '' });
       setTouched(new Set());

@@ -1,13 +1,13 @@
 /** Products: one per gateway, created with it. */
-import { api, type GatewayListItem, type Product } from '../api.ts';
+import { api, ok } from '../api.ts';
 import { navigate } from '../router.ts';
 import { Banner, Empty, Link, Spinner, useLoad } from '../ui.tsx';
 
 export function ProductsPage() {
   const { data, error, loading } = useLoad(async () => {
     const [products, gateways] = await Promise.all([
-      api.get<{ items: Product[] }>('/products'),
-      api.get<{ items: GatewayListItem[] }>('/gateways'),
+      ok(api.GET('/api/v1/products')),
+      ok(api.GET('/api/v1/gateways')),
     ]);
     return { products: products.items, gateways: new Map(gateways.items.map((g) => [g.id, g])) };
   });
