@@ -23,7 +23,7 @@ import {
   ConnectionEventRecorder, Platform, registerConnectionEventMetrics, registerPlatformMetrics, type ConnectionEventOptions, type PlatformOptionsInput,
 } from './platform/index.ts';
 import { QuickJsRunner } from './sandbox/index.ts';
-import { registerClusterMetrics, startClusterNode, type ClusterNode } from './cluster/index.ts';
+import { registerClusterMetrics, startClusterNode, type ClusterNode, type LeaseTimings } from './cluster/index.ts';
 
 export interface Gatehouse {
   readonly registry: Registry;
@@ -46,6 +46,8 @@ export interface GatehouseOverrides {
   platform?: PlatformOptionsInput;
   /** Connection event batching and folding (tests shorten the fold window). */
   connectionEvents?: Partial<ConnectionEventOptions>;
+  /** A cluster node's lease heartbeat and length (tests of a NATS outage shorten them). */
+  clusterLeaseTimings?: LeaseTimings;
 }
 
 export async function startGatehouse(prepared: PreparedConfig, logger: Logger, overrides: GatehouseOverrides = {}): Promise<Gatehouse> {
@@ -80,6 +82,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
       cluster = await startClusterNode({
         servers: config.natsUrl, nodeId: config.nodeId, installationId: storage.installationId ?? 'default', logger,
         apiUrl: `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`,
+        ...(overrides.clusterLeaseTimings === undefined ? {} : { leaseTimings: overrides.clusterLeaseTimings }),
       });
     } catch (error) {
       await storage.close();
@@ -134,7 +137,10 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   connectionEvents.onStored((record) => platform.publishConnectionEvent(record));
   registerPlatformMetrics(metricsRegistry, platform);
   registerConnectionEventMetrics(metricsRegistry, connectionEvents);
-  const api = buildApi({ registry, runtime, logger, metricsRegistry, adminToken: config.adminToken, platform, connectionEvents, console: {} });
+  const api = buildApi({
+    registry, runtime, logger, metricsRegistry, adminToken: config.adminToken, platform, connectionEvents, console: {},
+    ...(cluster === null ? {} : { clusterReachable: () => cluster.connection.state === 'connected' }),
+  });
 
   await runtime.startAll();
   await api.listen({ host: config.http.host, port: config.http.port });

@@ -42,6 +42,8 @@ export interface ApiDependencies {
   connectionEvents?: ConnectionEventRecorder;
   /** Serve the web console (console/dist) at / with index.html for its routes; absent in API tests. */
   console?: ConsoleOptions;
+  /** A cluster node: whether it reaches the other nodes, for `/ready`; absent for a single process. */
+  clusterReachable?: () => boolean;
 }
 
 export type Api = FastifyInstance;
@@ -71,7 +73,9 @@ export function buildApi(deps: ApiDependencies): Api {
 
   registerOpenApi(app);
   // Outside /api/v1 and its token: probes must answer a load balancer that holds no secret.
-  void app.withTypeProvider<TypeBoxTypeProvider>().register(probeRoutes, { registry: deps.registry, runtime: deps.runtime });
+  void app.withTypeProvider<TypeBoxTypeProvider>().register(probeRoutes, {
+    registry: deps.registry, runtime: deps.runtime, ...(deps.clusterReachable === undefined ? {} : { clusterReachable: deps.clusterReachable }),
+  });
   void app.withTypeProvider<TypeBoxTypeProvider>().register((v1, _options, done) => {
     v1.addHook('onRequest', bearerAuth(deps.adminToken));
     // Unknown /api/v1 paths also need the token: without it, 401 rather than a map of what exists.

@@ -90,7 +90,10 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.#persistence = init.persistence;
     this.#journal = init.persistence === undefined ? null : new Journal(init.persistence, this.logger, (m) => this.retained.written(m));
     this.#link = init.link ?? null;
-    this.#link?.bind((message) => this.contain(() => this.#route(message), 'cluster_delivery_failed', message.senderId));
+    this.#link?.bind({
+      receive: (message) => this.contain(() => this.#route(message), 'cluster_delivery_failed', message.senderId),
+      cutOff: () => this.#cutOff(),
+    });
     this.retained.onExpired = (topic) => this.#journal?.retained(topic, null);
     this.#sweep = setInterval(() => {
       this.#sweepConnections();
@@ -412,6 +415,21 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   /** Resolves once other nodes' messages reach the subscriptions made so far (undefined: they already do). */
   clusterSettled(): Promise<void> | undefined {
     return this.#link === null ? undefined : this.#link.settled();
+  }
+
+  /** Whether the other nodes of the cluster can be reached (always, without a cluster). */
+  clusterReachable(): boolean {
+    return this.#link === null || this.#link.reachable();
+  }
+
+  /**
+   * Cut off longer than the node's lease: the other nodes count this one dead, so every client goes
+   * (v5: 0x9C use another server) and reconnects through the load balancer to a node that is alive.
+   */
+  #cutOff(): void {
+    const n = this.disconnectWhere(() => true, RC.USE_ANOTHER_SERVER, 'cluster_cut_off');
+    this.stats.clusterCutOffDisconnects += n;
+    this.logger.warn({ disconnected: n }, 'cluster_cut_off_clients_disconnected');
   }
 
   unsubscribe(sub: Subscription): void {

@@ -6,12 +6,27 @@
  * subscriptions at all, so a node receives a topic space's traffic only while someone here listens.
  * The engine knows nothing of what carries the messages (src/cluster/ holds the NATS link); without
  * a cluster there is no link and the publish path pays one null check.
+ *
+ * A node that cannot reach the others fails closed (issue 16 item 8): while `reachable()` is false the
+ * engine refuses new CONNECTs (0x88, v3.1.1 3) and acknowledges no QoS 1/2 PUBLISH; a node cut off
+ * longer than its lease is dead to the others, and the link's `cutOff` ends every connection here.
  */
 import type { Message } from './message.ts';
 
+/** What the engine hands its link. */
+export interface LinkEndpoint {
+  /** A message published on another node: for this node's subscribers. */
+  receive(message: Message): void;
+  /**
+   * This node has been cut off from the cluster longer than its lease: the other nodes count it dead
+   * (they may take its sessions over), so its clients must go and reconnect to a node that is alive.
+   */
+  cutOff(): void;
+}
+
 export interface ClusterLink {
-  /** Called once by the engine: where messages published on other nodes go. */
-  bind(receive: (message: Message) => void): void;
+  /** Called once by the engine. */
+  bind(endpoint: LinkEndpoint): void;
   /** A message published on this node, already routed here: for the other nodes' subscribers. */
   forward(message: Message): void;
   /** Whether this engine has subscriptions (true at the first, false when the last one goes). */
@@ -21,6 +36,8 @@ export interface ClusterLink {
    * already: a SUBACK waits for it, so a message published anywhere after the SUBACK reaches the subscriber.
    */
   settled(): Promise<void> | undefined;
+  /** Whether the other nodes can be reached now (false: this node is cut off, and fails closed). */
+  reachable(): boolean;
   /** The engine stops: no more messages either way. */
   close(): void;
 }

@@ -46,6 +46,8 @@ export interface BrokerContext {
   unsubscribe(sub: Subscription): void;
   /** Resolves once other nodes' messages reach the subscriptions made so far; undefined when they already do (or no cluster). */
   clusterSettled(): Promise<void> | undefined;
+  /** Whether the other nodes of a cluster can be reached (always true without one): false refuses CONNECTs and QoS 1/2 PUBLISHes. */
+  clusterReachable(): boolean;
   /** The connection finished CONNECT/CONNACK. */
   connectionReady(conn: Connection): void;
   /** `was`: the connection's state before it closed. */

@@ -47,6 +47,12 @@ export interface BrokerStats {
   packetsOverUserProperties: number;
   /** SUBSCRIBE/UNSUBSCRIBE packets refused whole for holding more than `maxFiltersPerPacket` filters (0x97). */
   packetsOverFilters: number;
+  /** CONNECTs refused (0x88, v3.1.1 3) because this cluster node could not reach the others. */
+  connectsRefusedClusterUnreachable: number;
+  /** QoS 1/2 PUBLISHes not acknowledged (their connection closed, 0x9C) because this cluster node could not reach the others. */
+  publishesRefusedClusterUnreachable: number;
+  /** Connections ended (0x9C) because this cluster node was cut off longer than its lease. */
+  clusterCutOffDisconnects: number;
 }
 
 export function createStats(): BrokerStats {
@@ -81,5 +87,8 @@ export function createStats(): BrokerStats {
     clientIdsTooLong: 0,
     packetsOverUserProperties: 0,
     packetsOverFilters: 0,
+    connectsRefusedClusterUnreachable: 0,
+    publishesRefusedClusterUnreachable: 0,
+    clusterCutOffDisconnects: 0,
   };
 }

@@ -4,9 +4,10 @@
  * after a gap (the registry bus, later the engine's fencing) listen to it. `noEcho`: a node never
  * hears its own publishes, so it never routes its own messages twice.
  */
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { GatehouseError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
+import { loadNatsClient, type NatsClient } from './nats-client.ts';
 
 export type ClusterState = 'connected' | 'disconnected' | 'closed';
 
@@ -24,6 +25,8 @@ export interface ClusterConnectionOptions {
 
 export class ClusterConnection {
   readonly nc: NatsConnection;
+  /** The client packages (JetStream, KV) for the parts that build on this connection. */
+  readonly client: NatsClient;
   readonly nodeId: string;
   /** Subject prefix of this installation: two installations may share one NATS without hearing each other. */
   readonly prefix: string;
@@ -35,9 +38,10 @@ export class ClusterConnection {
 
   static async open(options: ClusterConnectionOptions): Promise<ClusterConnection> {
     const servers = options.servers.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    const client = await loadNatsClient();
     let nc: NatsConnection;
     try {
-      nc = await connect({
+      nc = await client.connect({
         servers, name: `gatehouse ${options.nodeId}`, noEcho: true,
         // Reconnect forever, quickly: while cut off, the node's devices cannot reach the others'.
         maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5_000,
@@ -49,11 +53,12 @@ export class ClusterConnection {
         `GATEHOUSE_NATS_URL ${servers.join(', ')} cannot be reached (${(error as Error).message}); start nats-server with -js there, or fix the URL`,
         'GATEHOUSE_NATS_URL');
     }
-    return new ClusterConnection(nc, options);
+    return new ClusterConnection(nc, client, options);
   }
 
-  private constructor(nc: NatsConnection, options: ClusterConnectionOptions) {
+  private constructor(nc: NatsConnection, client: NatsClient, options: ClusterConnectionOptions) {
     this.nc = nc;
+    this.client = client;
     this.nodeId = options.nodeId;
     const installation = options.installationId.replace(/[^A-Za-z0-9_-]/g, '_');
     this.prefix = `gatehouse.${installation}`;

@@ -36,19 +36,23 @@ export interface ClusterNodeOptions {
 export async function startClusterNode(options: ClusterNodeOptions): Promise<ClusterNode> {
   const logger = options.logger.child({ component: 'cluster', nodeId: options.nodeId });
   const connection = await ClusterConnection.open({ servers: options.servers, nodeId: options.nodeId, installationId: options.installationId, logger });
+  const timings = options.leaseTimings ?? DEFAULT_LEASE_TIMINGS;
   let leases: NodeLeases;
   try {
-    leases = await NodeLeases.join(connection, { apiUrl: options.apiUrl }, logger, options.leaseTimings ?? DEFAULT_LEASE_TIMINGS);
+    leases = await NodeLeases.join(connection, { apiUrl: options.apiUrl }, logger, timings);
   } catch (error) {
     await connection.close();
     throw error;
   }
+  // Cut off for as long as a lease lasts, the node is dead to the others: its engines end their connections.
+  const links = new NatsClusterLinks(connection, logger, timings.leaseMs);
   return {
     connection,
     leases,
     bus: new NatsRegistryBus(connection, logger),
-    links: new NatsClusterLinks(connection, logger),
+    links,
     async close() {
+      links.close();
       await leases.close();
       await connection.close();
     },

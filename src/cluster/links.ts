@@ -15,7 +15,7 @@
  * or a NATS outage (issue 16 item 2 puts QoS 1/2 through JetStream).
  */
 import type { Msg, Subscription } from '@nats-io/transport-node';
-import type { ClusterLink, Message } from '../broker/index.ts';
+import type { ClusterLink, LinkEndpoint, Message } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
 import { decodeMessage, encodeMessage } from './wire.ts';
@@ -33,20 +33,58 @@ export interface LinkCounters {
   forwardFailed: number;
 }
 
+/**
+ * The links of one node's engines. Fail closed (issue 16 item 8): while the NATS connection is down every
+ * link says it cannot reach the cluster; once it has been down for `cutOffMs` (the node's lease: the other
+ * nodes now count this one dead) every engine is told to end its connections. Reconnecting undoes both.
+ */
 export class NatsClusterLinks {
   readonly #conn: ClusterConnection;
   readonly #logger: Logger;
   readonly #counters = new Map<string, LinkCounters>();
+  readonly #open = new Set<NatsGatewayLink>();
+  readonly #cutOffMs: number;
+  #cutOffTimer: NodeJS.Timeout | null = null;
+  readonly #offState: () => void;
 
-  constructor(conn: ClusterConnection, logger: Logger) {
+  constructor(conn: ClusterConnection, logger: Logger, cutOffMs: number) {
     this.#conn = conn;
     this.#logger = logger;
+    this.#cutOffMs = cutOffMs;
+    this.#offState = conn.onState((state) => this.#onState(state));
   }
 
   open(gatewayId: string): ClusterLink {
     let counters = this.#counters.get(gatewayId);
     if (counters === undefined) this.#counters.set(gatewayId, (counters = { forwarded: 0, received: 0, malformed: 0, forwardFailed: 0 }));
-    return new NatsGatewayLink(this.#conn, `${this.#conn.prefix}.route.${gatewayId}`, counters, this.#logger.child({ gatewayId }));
+    const link = new NatsGatewayLink(this.#conn, `${this.#conn.prefix}.route.${gatewayId}`, counters, this.#logger.child({ gatewayId }),
+      () => this.#open.delete(link));
+    this.#open.add(link);
+    return link;
+  }
+
+  #onState(state: 'connected' | 'disconnected' | 'closed'): void {
+    if (state === 'disconnected' && this.#cutOffTimer === null) {
+      this.#cutOffTimer = setTimeout(() => {
+        this.#cutOffTimer = null;
+        this.#logger.warn({ cutOffMs: this.#cutOffMs, gateways: this.#open.size }, 'cluster_cut_off_past_lease');
+        for (const link of [...this.#open]) link.cutOff();
+      }, this.#cutOffMs);
+      this.#cutOffTimer.unref();
+    } else if (state !== 'disconnected') {
+      this.#stopTimer();
+    }
+  }
+
+  #stopTimer(): void {
+    if (this.#cutOffTimer !== null) clearTimeout(this.#cutOffTimer);
+    this.#cutOffTimer = null;
+  }
+
+  /** Stops watching the connection (the node stops). */
+  close(): void {
+    this.#stopTimer();
+    this.#offState();
   }
 
   /** Per gateway, for metrics (a gateway's counters outlive its engine's restarts). */
@@ -60,20 +98,31 @@ class NatsGatewayLink implements ClusterLink {
   readonly #subject: string;
   readonly #counters: LinkCounters;
   readonly #logger: Logger;
-  #receive: ((message: Message) => void) | null = null;
+  readonly #onClose: () => void;
+  #endpoint: LinkEndpoint | null = null;
   #subscription: Subscription | null = null;
   #settling: Promise<void> | undefined;
   #closed = false;
 
-  constructor(conn: ClusterConnection, subject: string, counters: LinkCounters, logger: Logger) {
+  constructor(conn: ClusterConnection, subject: string, counters: LinkCounters, logger: Logger, onClose: () => void) {
     this.#conn = conn;
     this.#subject = subject;
     this.#counters = counters;
     this.#logger = logger;
+    this.#onClose = onClose;
   }
 
-  bind(receive: (message: Message) => void): void {
-    this.#receive = receive;
+  bind(endpoint: LinkEndpoint): void {
+    this.#endpoint = endpoint;
+  }
+
+  reachable(): boolean {
+    return this.#conn.state === 'connected';
+  }
+
+  /** The node has been cut off past its lease (NatsClusterLinks decides when). */
+  cutOff(): void {
+    this.#endpoint?.cutOff();
   }
 
   forward(message: Message): void {
@@ -119,7 +168,8 @@ class NatsGatewayLink implements ClusterLink {
     this.#closed = true;
     this.#subscription?.unsubscribe();
     this.#subscription = null;
-    this.#receive = null;
+    this.#endpoint = null;
+    this.#onClose();
   }
 
   #onMessage(err: Error | null, msg: Msg): void {
@@ -136,6 +186,6 @@ class NatsGatewayLink implements ClusterLink {
       this.#logger.warn({ err: error }, 'cluster_message_unreadable');
       return;
     }
-    this.#receive?.(message);
+    this.#endpoint?.receive(message);
   }
 }

@@ -8,8 +8,8 @@
  * today it also refuses a second process that starts under a node id another live one holds.
  */
 import { randomUUID } from 'node:crypto';
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import type { JetStreamManager } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
 import { GatehouseError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
@@ -48,8 +48,8 @@ export class NodeLeases {
     timings: LeaseTimings = DEFAULT_LEASE_TIMINGS): Promise<NodeLeases> {
     // One value per key: the latest renewal.
     const bucket = `gatehouse-nodes-${conn.bucketSuffix}`;
-    const kv = await new Kvm(conn.nc).create(bucket, { history: 1 });
-    const leases = new NodeLeases(kv, bucket, await jetstreamManager(conn.nc), conn, logger, timings, info.apiUrl);
+    const kv = await new conn.client.Kvm(conn.nc).create(bucket, { history: 1 });
+    const leases = new NodeLeases(kv, bucket, await conn.client.jetstreamManager(conn.nc), conn, logger, timings, info.apiUrl);
     await leases.#claim();
     return leases;
   }

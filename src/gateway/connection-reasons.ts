@@ -59,6 +59,7 @@ export function endedConnectReason(cause: string, farewell: Farewell | null): { 
       // The gateway's hook recorded its refusal itself; only a hook that threw is left to report.
       case 'authenticate': return detail === 'auth_hook_failed' ? { reason: 'BACKEND_UNAVAILABLE', detail } : null;
       case 'checkConnectionQuota': case 'checkConnectionQuotaAgain': return { reason: 'QUOTA_EXCEEDED', detail: 'maxConnections' };
+      case 'checkClusterReachable': case 'checkClusterReachableAgain': return { reason: 'CLUSTER_UNAVAILABLE', detail: 'this node cannot reach NATS' };
       case 'checkSessionOwner':
         return farewell.reasonCode === RC.QUOTA_EXCEEDED ? { reason: 'QUOTA_EXCEEDED', detail: 'maxSessionsPerDevice' }
           : { reason: 'CLIENT_ID_IN_USE', detail: 'the client id names a session of another device' };
@@ -81,6 +82,8 @@ export function disconnectReason(reason: string): ConnectionReason {
     case 'disconnected_by_server': case 'device_disabled': case 'device_deleted': case 'disconnected_by_operator': return 'KICKED';
     case 'certificate_revoked': return 'CERT_REVOKED';
     case 'server_shutting_down': return 'SERVER_SHUTDOWN';
+    // This cluster node could not reach NATS: a QoS 1/2 PUBLISH it could not route, or cut off past its lease.
+    case 'cluster_unreachable': case 'cluster_cut_off': return 'CLUSTER_UNAVAILABLE';
     case 'connection_lost': return 'SOCKET_CLOSED';
     default: return 'PROTOCOL_ERROR'; // the engine's event name is the specific violation (detail)
   }

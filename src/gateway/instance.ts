@@ -212,16 +212,16 @@ export class GatewayInstance {
     this.#chain = this.#buildChain();
   }
 
-  /**
-   * A device row changed: forget its cached credentials; disconnect it when it was deleted or
-   * disabled (v5 clients hear 0x98 administrative action). A CONNECT of that device still being verified
-   * sees the change through `#deviceChanges` (`#checkDeviceState`, `#deviceConnected`).
-   */
   /** Device changes may have been missed (a cluster's bus was cut off): every cached credential is read again. */
   forgetCachedCredentials(): void {
     this.#imported.invalidate(null);
   }
 
+  /**
+   * A device row changed: forget its cached credentials; disconnect it when it was deleted or
+   * disabled (v5 clients hear 0x98 administrative action). A CONNECT of that device still being verified
+   * sees the change through `#deviceChanges` (`#checkDeviceState`, `#deviceConnected`).
+   */
   deviceChanged(username: string | null, deviceName: string, change: 'updated' | 'deleted'): void {
     this.#deviceChanges.record(deviceName);
     this.#imported.invalidate(username);

@@ -11,6 +11,7 @@ const COUNTERS: readonly (keyof BrokerStats)[] = [
   'droppedSlowConsumer', 'droppedQueueFull', 'droppedExpired', 'droppedTooLarge', 'droppedUnauthorized', 'droppedInvalidPayload',
   'droppedRetainedQuota', 'droppedRetainedBacklog', 'protocolErrors', 'subscriptionsRefused', 'socketsRefused', 'handlerCrashes',
   'connectsOverConnectionLimit', 'connectsOverSessionLimit', 'publishesPaced', 'subscriptionsOverLimit', 'packetsTooLarge', 'sessionExpiryLowered',
+  'connectsRefusedClusterUnreachable', 'publishesRefusedClusterUnreachable', 'clusterCutOffDisconnects',
 ];
 
 function snake(name: string): string {

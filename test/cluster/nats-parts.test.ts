@@ -4,19 +4,14 @@
  * and stops, beside the CI's shared one in GATEHOUSE_TEST_NATS_URL).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { createMessage, type Message } from '../../src/broker/index.ts';
 import { ClusterConnection, NatsClusterLinks, NatsRegistryBus, NodeLeases, type ClusterState } from '../../src/cluster/index.ts';
 import { GatehouseError } from '../../src/core/errors.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import { RegistryEvents } from '../../src/registry/events.ts';
-import { freePort } from '../harness/gatehouse.ts';
+import { privateNatsServer } from '../harness/nats-server.ts';
 
 const natsUrl = process.env.GATEHOUSE_TEST_NATS_URL;
 const FAST = { heartbeatMs: 200, leaseMs: 1_000 };
@@ -98,15 +93,16 @@ if (natsUrl === undefined) {
 
     test('a link receives a gateway\'s messages only while its engine has subscriptions there', { timeout: 30_000 }, async () => {
       const connB = await open('link-b');
-      const [linksA, linksB] = [new NatsClusterLinks(await open('link-a'), silentLogger), new NatsClusterLinks(connB, silentLogger)];
+      const [linksA, linksB] = [new NatsClusterLinks(await open('link-a'), silentLogger, 10_000), new NatsClusterLinks(connB, silentLogger, 10_000)];
       const fromA = linksA.open('g1');
       const markerFromA = linksA.open('g2');
       const toB = linksB.open('g1');
       const markerToB = linksB.open('g2');
       const got: string[] = [];
-      toB.bind((m) => got.push(`${m.topic} ${m.payload.toString()}`));
-      markerToB.bind((m) => got.push(`marker ${m.payload.toString()}`));
-      for (const link of [fromA, markerFromA]) link.bind(() => assert.fail('node A has no subscriptions'));
+      const cutOff = (): never => assert.fail('never cut off here');
+      toB.bind({ receive: (m) => got.push(`${m.topic} ${m.payload.toString()}`), cutOff });
+      markerToB.bind({ receive: (m) => got.push(`marker ${m.payload.toString()}`), cutOff });
+      for (const link of [fromA, markerFromA]) link.bind({ receive: () => assert.fail('node A has no subscriptions'), cutOff });
       markerToB.interest(true);
       toB.interest(true);
       await toB.settled();
@@ -123,34 +119,15 @@ if (natsUrl === undefined) {
       assert.deepEqual(linksB.counters().get('g1'), { forwarded: 0, received: 1, malformed: 0, forwardFailed: 0 });
       assert.equal(linksA.counters().get('g1')?.forwarded, 2);
       for (const link of [fromA, markerFromA, toB, markerToB]) link.close();
+      linksA.close();
+      linksB.close();
     });
 
     test('a connection rides out a NATS restart: disconnected, then connected, and the registry bus asks for a resync', { timeout: 60_000 }, async (t) => {
-      const port = await freePort();
-      const store = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-nats-'));
-      t.after(() => rm(store, { recursive: true, force: true }));
-      let server: ChildProcess | null = null;
-      const startServer = async (): Promise<void> => {
-        server = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', store], { stdio: 'ignore' });
-        await waitFor('nats-server to listen', () => new Promise<boolean>((resolve) => {
-          const s = net.connect(port, '127.0.0.1', () => {
-            s.destroy();
-            resolve(true);
-          });
-          s.once('error', () => resolve(false));
-        }));
-      };
-      const stopServer = async (): Promise<void> => {
-        const running = server;
-        server = null;
-        if (running === null || running.exitCode !== null) return;
-        const exited = new Promise((resolve) => running.once('exit', resolve));
-        running.kill('SIGTERM');
-        await exited;
-      };
-      t.after(stopServer);
-      await startServer();
-      const conn = await open('restart-node', `nats://127.0.0.1:${port}`);
+      const nats = await privateNatsServer();
+      t.after(() => nats.dispose());
+      await nats.start();
+      const conn = await open('restart-node', nats.url);
       const states: ClusterState[] = [];
       conn.onState((s) => states.push(s));
       const events = new RegistryEvents(silentLogger);
@@ -160,13 +137,25 @@ if (natsUrl === undefined) {
         assert.equal(meta.origin, 'remote');
         resyncs++;
       });
+      // The engines' links fail closed while NATS is away, and are told once when it has been away for a lease.
+      const links = new NatsClusterLinks(conn, silentLogger, 500);
+      const link = links.open('g1');
+      let cutOffs = 0;
+      link.bind({ receive: () => undefined, cutOff: () => cutOffs++ });
+      assert.equal(link.reachable(), true);
 
-      await stopServer();
+      await nats.stop();
       await waitFor('disconnected', () => conn.state === 'disconnected');
-      await startServer();
+      assert.equal(link.reachable(), false);
+      await waitFor('the links cut off', () => cutOffs === 1);
+      await nats.start();
       await waitFor('connected again', () => conn.state === 'connected', 30_000);
+      assert.equal(link.reachable(), true);
       await waitFor('a resync', () => resyncs === 1);
       assert.deepEqual(states, ['disconnected', 'connected']);
+      assert.equal(cutOffs, 1, 'told once per outage');
+      link.close();
+      links.close();
     });
   });
 }

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -89,4 +89,12 @@ test('dist/main.mjs serves console and API, the bin talks to it, and its demo ga
   }
   const { stdout: line } = await received;
   assert.equal(line.trim(), 'demo/hello world');
+});
+
+test('a single process loads no NATS client: dist/main.mjs imports @nats-io only dynamically, once GATEHOUSE_NATS_URL makes it a cluster node', { timeout: 60_000 }, async () => {
+  await ensureBuilt();
+  const bundle = await readFile(path.join(DIST, 'main.mjs'), 'utf8');
+  // A static import would be hoisted to the top of the bundle and run at every start (src/cluster/nats-client.ts).
+  assert.doesNotMatch(bundle, /^import\b[^;]*?from\s*["']@nats-io\//m);
+  for (const name of ['transport-node', 'jetstream', 'kv']) assert.match(bundle, new RegExp(`import\\(\\s*["']@nats-io/${name}["']\\s*\\)`));
 });

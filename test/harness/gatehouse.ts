@@ -36,7 +36,9 @@ export async function startTestGatehouse(options: { dataDir?: string; env?: Reco
     ...options.env,
   }, dataDir);
   const logger = options.logger ?? createLogger(prepared.config.logLevel);
-  const gatehouse = await startGatehouse(prepared, logger, { ocspTimings: options.ocspTimings, platform: options.platform });
+  const gatehouse = await startGatehouse(prepared, logger, {
+    ocspTimings: options.ocspTimings, platform: options.platform, clusterLeaseTimings: options.clusterLeaseTimings,
+  });
   return {
     gatehouse,
     dataDir,

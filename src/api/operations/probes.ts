@@ -1,7 +1,7 @@
 /**
  * Probes at the root, without the admin token, for load balancers and orchestrators: `/health` says the
  * process answers (liveness), `/ready` says it can do its job (storage answers, every gateway the operator
- * left on is listening). They answer states and gateway ids only: nothing an unauthenticated caller could
+ * left on is listening, and a cluster node reaches NATS). They answer states and gateway ids only: nothing an unauthenticated caller could
  * use (no names, ports, reasons, counts of devices).
  */
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
@@ -12,6 +12,8 @@ import type { Registry } from '../../registry/registry.ts';
 export interface ProbeRoutesOptions {
   registry: Registry;
   runtime: GatewayRuntime;
+  /** A cluster node: whether it reaches the other nodes (NATS); absent for a single process. */
+  clusterReachable?: () => boolean;
 }
 
 const Alive = Type.Object({ status: Type.Literal('ok'), uptimeSeconds: Type.Number() });
@@ -22,6 +24,11 @@ const Readiness = Type.Object({
     storage: Type.Enum(['ok', 'error']),
     /** `unknown` when storage cannot say which gateways should run. */
     gateways: Type.Enum(['ok', 'error', 'unknown']),
+    /**
+     * A cluster node only: `unreachable` while it cannot reach NATS; it then refuses new CONNECTs and QoS 1/2
+     * PUBLISHes (it fails closed), so a load balancer should send devices to another node.
+     */
+    cluster: Type.Optional(Type.Enum(['ok', 'unreachable'])),
   }),
   /** Gateways the operator left on whose listener is not up, by id, with their status. */
   gatewaysNotReady: Type.Array(Type.Object({ id: Type.String(), status: Type.Enum(['STOPPED', 'ERROR']) })),
@@ -29,8 +36,10 @@ const Readiness = Type.Object({
 
 const tags = ['operations'];
 
-export const probeRoutes: FastifyPluginCallbackTypebox<ProbeRoutesOptions> = (app, { registry, runtime }, done) => {
+export const probeRoutes: FastifyPluginCallbackTypebox<ProbeRoutesOptions> = (app, { registry, runtime, clusterReachable }, done) => {
   const startedAt = Date.now();
+  const clusterCheck = (): { cluster?: 'ok' | 'unreachable' } =>
+    (clusterReachable === undefined ? {} : { cluster: clusterReachable() ? 'ok' : 'unreachable' });
 
   // `security: []`: the one place of the API without the bearer token (OpenAPI says so too).
   app.get('/health', {
@@ -39,7 +48,7 @@ export const probeRoutes: FastifyPluginCallbackTypebox<ProbeRoutesOptions> = (ap
 
   app.get('/ready', {
     schema: {
-      tags, summary: 'Readiness probe (no token): storage answers and every enabled gateway is listening',
+      tags, summary: 'Readiness probe (no token): storage answers, every enabled gateway is listening, and a cluster node reaches NATS',
       security: [], response: { 200: Readiness, 503: Readiness },
     },
   }, async (_request, reply) => {
@@ -48,7 +57,7 @@ export const probeRoutes: FastifyPluginCallbackTypebox<ProbeRoutesOptions> = (ap
       gateways = await registry.gateways.list(); // a query: also the storage check
     } catch (error) {
       app.log.error({ err: error }, 'ready_storage_failed');
-      return reply.status(503).send({ status: 'not_ready', checks: { storage: 'error', gateways: 'unknown' }, gatewaysNotReady: [] });
+      return reply.status(503).send({ status: 'not_ready', checks: { storage: 'error', gateways: 'unknown', ...clusterCheck() }, gatewaysNotReady: [] });
     }
     const gatewaysNotReady: { id: string; status: 'STOPPED' | 'ERROR' }[] = [];
     for (const gateway of gateways) {
@@ -56,9 +65,10 @@ export const probeRoutes: FastifyPluginCallbackTypebox<ProbeRoutesOptions> = (ap
       const { status } = runtime.gatewayState(gateway.id);
       if (status !== 'RUNNING') gatewaysNotReady.push({ id: gateway.id, status });
     }
-    const ready = gatewaysNotReady.length === 0;
+    const cluster = clusterCheck();
+    const ready = gatewaysNotReady.length === 0 && cluster.cluster !== 'unreachable';
     return reply.status(ready ? 200 : 503).send({
-      status: ready ? 'ready' : 'not_ready', checks: { storage: 'ok', gateways: ready ? 'ok' : 'error' }, gatewaysNotReady,
+      status: ready ? 'ready' : 'not_ready', checks: { storage: 'ok', gateways: gatewaysNotReady.length === 0 ? 'ok' : 'error', ...cluster }, gatewaysNotReady,
     });
   });
 

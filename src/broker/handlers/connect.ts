@@ -124,6 +124,20 @@ function checkConnectionQuota(a: ConnectAttempt): StepResult {
  */
 const checkConnectionQuotaAgain: Step = checkConnectionQuota;
 
+/**
+ * A cluster node that cannot reach the others fails closed (issue 16 item 8): the session may be owned,
+ * and messages routed, only through the cluster. Server unavailable (0x88, v3.1.1 3); the client retries,
+ * through the load balancer, on a node that can.
+ */
+function checkClusterReachable(a: ConnectAttempt): StepResult {
+  if (a.conn.broker.clusterReachable()) return;
+  a.conn.broker.stats.connectsRefusedClusterUnreachable++;
+  return { refuse: RC.SERVER_UNAVAILABLE, reasonString: 'cluster unreachable', detail: 'cluster_unreachable' };
+}
+
+/** Once more after authentication, which may have waited while the node was cut off; from here to CONNACK nothing waits. */
+const checkClusterReachableAgain: Step = checkClusterReachable;
+
 /** Synchronous when no authenticator is configured: a hook-less CONNECT never waits a turn. */
 function authenticate(a: ConnectAttempt): StepResult | Promise<StepResult> {
   const hook = a.conn.broker.hooks.authenticate;
@@ -203,8 +217,10 @@ const CONNECT_STEPS: readonly (readonly [name: string, step: Step])[] = [
   ['checkWill', checkWill],
   ['negotiateLimits', negotiateLimits],
   ['checkConnectionQuota', checkConnectionQuota],
+  ['checkClusterReachable', checkClusterReachable],
   ['authenticate', authenticate],
   ['checkConnectionQuotaAgain', checkConnectionQuotaAgain],
+  ['checkClusterReachableAgain', checkClusterReachableAgain],
   ['checkSessionOwner', checkSessionOwner],
   ['grantSessionExpiry', grantSessionExpiry],
   ['storeWill', storeWill],

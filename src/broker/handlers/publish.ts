@@ -99,6 +99,15 @@ function finish(conn: Connection, message: Message, packetId: number, verdict: n
 }
 
 function route(conn: Connection, message: Message, packetId: number): void {
+  // A cluster node cut off from the others fails closed (issue 16 item 8): a QoS 1/2 message it cannot
+  // pass on is not acknowledged, and its connection goes (v5: 0x9C use another server), so the client
+  // sends it again, with DUP, once it is connected to a node that can route it. Nothing is delivered here
+  // first: a QoS 2 message delivered now and again after the retry would arrive twice.
+  if (message.qos > 0 && !conn.broker.clusterReachable()) {
+    conn.broker.stats.publishesRefusedClusterUnreachable++;
+    conn.disconnect(RC.USE_ANOTHER_SERVER, 'cluster_unreachable');
+    return;
+  }
   // A new retained topic beyond the store's limit is refused as a whole (0x97).
   const refusal = message.retain ? conn.broker.retained.refusal(message) : null;
   if (refusal !== null) {
