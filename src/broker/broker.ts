@@ -90,10 +90,6 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.#persistence = init.persistence;
     this.#journal = init.persistence === undefined ? null : new Journal(init.persistence, this.logger, (m) => this.retained.written(m));
     this.#link = init.link ?? null;
-    this.#link?.bind({
-      receive: (message) => this.contain(() => this.#route(message), 'cluster_delivery_failed', message.senderId),
-      cutOff: () => this.#cutOff(),
-    });
     this.retained.onExpired = (topic) => this.#journal?.retained(topic, null);
     this.#sweep = setInterval(() => {
       this.#sweepConnections();
@@ -265,7 +261,10 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
    * Sessions restart their expiry from when their connection closed.
    */
   async restore(): Promise<void> {
-    if (this.#persistence === undefined) return;
+    if (this.#persistence === undefined) {
+      this.#bindLink();
+      return;
+    }
     const state = await this.#persistence.load();
     const now = Date.now();
     // A payload left out must be readable later; a persistence that leaves it out without saying how
@@ -314,6 +313,20 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       if (leftMs !== Infinity) session.expiryTimer = new LongTimer(leftMs / 1000, () => this.#expireSessionContained(session));
     }
     this.logger.info({ retained: this.retained.size, sessions: this.#sessions.size }, 'broker_state_restored');
+    // In the same turn as the restored subscriptions: no message of another node falls between them and the link.
+    this.#bindLink();
+  }
+
+  /**
+   * The other nodes' messages and the cluster's retained set come in from here on: after this node's own
+   * state is restored, so the cluster's newer retained messages replace the ones this node kept, never the reverse.
+   */
+  #bindLink(): void {
+    this.#link?.bind({
+      receive: (message) => this.contain(() => this.#route(message), 'cluster_delivery_failed', message.senderId),
+      retained: (message) => this.contain(() => this.#followRetained(message), 'cluster_retained_failed', message.senderId),
+      cutOff: () => this.#cutOff(),
+    });
   }
 
   connectionReady(conn: Connection): void {
@@ -324,7 +337,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
 
   /** Publishes a message from outside MQTT (the platform's downlink, tests). */
   publishMessage(init: { topic: string; payload: Buffer; qos?: QoS; retain?: boolean; expirySeconds?: number }): void {
-    this.publish(createMessage({
+    void this.publish(createMessage({
       topic: init.topic,
       payload: init.payload,
       qos: init.qos ?? 0,
@@ -371,14 +384,29 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     });
   }
 
-  publish(message: Message, from: ClientInfo | null): void {
+  /**
+   * Routes a message to every subscriber (here, then on the other nodes of a cluster). Returns undefined, or for
+   * a retained message on a cluster node, a promise resolved once the cluster's store holds it (the PUBACK waits).
+   */
+  publish(message: Message, from: ClientInfo | null): Promise<void> | undefined {
     this.stats.messagesReceived++;
     this.emit('message_published', message, from);
+    let replicated: Promise<void> | undefined;
     // [MQTT-3.3.1-5] the server stores the message as the topic's retained message.
-    if (message.retain && this.retained.set(message)) this.#journal?.retained(message.topic, message.payload.length === 0 ? null : message);
+    if (message.retain && this.retained.set(message)) {
+      this.#journal?.retained(message.topic, message.payload.length === 0 ? null : message);
+      if (this.#link !== null) replicated = this.#link.retain(message);
+    }
     this.#route(message);
     // After local routing: the other nodes' subscribers (not yet durable across a node's death: issue 16 item 2).
     if (this.#link !== null) this.#link.forward(message);
+    return replicated;
+  }
+
+  /** The cluster's store set or cleared a topic's retained message (on any node): this store follows it. */
+  #followRetained(message: Message): void {
+    this.retained.replicate(message);
+    this.#journal?.retained(message.topic, message.payload.length === 0 ? null : message);
   }
 
   /**
@@ -412,9 +440,16 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     if (this.#link !== null && this.router.subscriptionCount === 0) this.#link.interest(false);
   }
 
-  /** Resolves once other nodes' messages reach the subscriptions made so far (undefined: they already do). */
-  clusterSettled(): Promise<void> | undefined {
-    return this.#link === null ? undefined : this.#link.settled();
+  /**
+   * Resolves once other nodes' messages reach the subscriptions made so far and, `withRetained`, once this store
+   * holds every retained message the cluster's held (undefined: both already hold, or no cluster).
+   */
+  clusterSettled(withRetained = false): Promise<void> | undefined {
+    if (this.#link === null) return undefined;
+    const interest = this.#link.settled();
+    const retained = withRetained ? this.#link.retainedSettled() : undefined;
+    if (retained === undefined) return interest;
+    return interest === undefined ? retained : Promise.all([interest, retained]).then(() => undefined);
   }
 
   /** Whether the other nodes of the cluster can be reached (always, without a cluster). */
@@ -519,7 +554,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       return;
     }
     this.logger.debug({ clientId: conn.clientId, topic: message.topic }, 'will_published');
-    this.publish(message, null);
+    void this.publish(message, null);
   }
 
   #expireSessionContained(session: Session): void {

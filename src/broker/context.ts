@@ -40,12 +40,15 @@ export interface BrokerContext {
   sessionsOwnedBy(owner: string): number;
   /** The session kept under a client id, connected or not. */
   getSession(clientId: string): Session | undefined;
-  /** Routes an accepted message to subscribers and the retained store. */
-  publish(message: Message, from: ClientInfo | null): void;
+  /**
+   * Routes an accepted message to subscribers and the retained store; for a retained message on a cluster
+   * node, a promise resolved once the cluster's store holds it.
+   */
+  publish(message: Message, from: ClientInfo | null): Promise<void> | undefined;
   subscribe(sub: Subscription): void;
   unsubscribe(sub: Subscription): void;
   /** Resolves once other nodes' messages reach the subscriptions made so far; undefined when they already do (or no cluster). */
-  clusterSettled(): Promise<void> | undefined;
+  clusterSettled(withRetained?: boolean): Promise<void> | undefined;
   /** Whether the other nodes of a cluster can be reached (always true without one): false refuses CONNECTs and QoS 1/2 PUBLISHes. */
   clusterReachable(): boolean;
   /** The connection finished CONNECT/CONNACK. */

@@ -130,6 +130,18 @@ export class RetainedStore {
     return true;
   }
 
+  /**
+   * A retained message as the cluster's store holds it (issue 16: set or cleared on any node, in the order
+   * that store decided): taken past this store's limits, which the publishing node judged; nodes racing
+   * for the last place may pass them by a few, and every node then holds the same set.
+   */
+  replicate(message: Message): void {
+    this.#delete(message.topic);
+    if (message.payload.length === 0) return;
+    this.#byTopic.set(message.topic, entryOf(message, false));
+    this.#bytes += sizeOf(message.payload.length, message.topic);
+  }
+
   /** The store has written this message: if it is still the topic's, its payload may now leave memory. */
   written(message: Message): void {
     const entry = this.#byTopic.get(message.topic);

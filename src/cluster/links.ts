@@ -18,13 +18,14 @@ import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { ClusterLink, LinkEndpoint, Message } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
+import { RetainedReplica, type RetainedCounters } from './retained-replica.ts';
 import { decodeMessage, encodeMessage } from './wire.ts';
 
 /** How long a SUBACK waits for NATS to confirm the node's interest before it goes anyway (NATS cut off). */
 const SETTLE_TIMEOUT_MS = 2_000;
 
 /** Messages of one gateway across nodes since the process started. */
-export interface LinkCounters {
+export interface LinkCounters extends RetainedCounters {
   forwarded: number;
   received: number;
   /** Frames that were not messages (another version of Gatehouse on the same NATS), dropped. */
@@ -56,9 +57,12 @@ export class NatsClusterLinks {
 
   open(gatewayId: string): ClusterLink {
     let counters = this.#counters.get(gatewayId);
-    if (counters === undefined) this.#counters.set(gatewayId, (counters = { forwarded: 0, received: 0, malformed: 0, forwardFailed: 0 }));
-    const link = new NatsGatewayLink(this.#conn, `${this.#conn.prefix}.route.${gatewayId}`, counters, this.#logger.child({ gatewayId }),
-      () => this.#open.delete(link));
+    if (counters === undefined) {
+      this.#counters.set(gatewayId, (counters = { forwarded: 0, received: 0, malformed: 0, forwardFailed: 0, retainedStored: 0, retainedTooLarge: 0 }));
+    }
+    const logger = this.#logger.child({ gatewayId });
+    const link = new NatsGatewayLink(this.#conn, `${this.#conn.prefix}.route.${gatewayId}`, counters, logger,
+      new RetainedReplica(this.#conn, gatewayId, counters, logger), () => this.#open.delete(link));
     this.#open.add(link);
     return link;
   }
@@ -98,22 +102,33 @@ class NatsGatewayLink implements ClusterLink {
   readonly #subject: string;
   readonly #counters: LinkCounters;
   readonly #logger: Logger;
+  readonly #retained: RetainedReplica;
   readonly #onClose: () => void;
   #endpoint: LinkEndpoint | null = null;
   #subscription: Subscription | null = null;
   #settling: Promise<void> | undefined;
   #closed = false;
 
-  constructor(conn: ClusterConnection, subject: string, counters: LinkCounters, logger: Logger, onClose: () => void) {
+  constructor(conn: ClusterConnection, subject: string, counters: LinkCounters, logger: Logger, retained: RetainedReplica, onClose: () => void) {
     this.#conn = conn;
     this.#subject = subject;
     this.#counters = counters;
     this.#logger = logger;
+    this.#retained = retained;
     this.#onClose = onClose;
   }
 
   bind(endpoint: LinkEndpoint): void {
     this.#endpoint = endpoint;
+    this.#retained.start((message) => this.#endpoint?.retained(message));
+  }
+
+  retain(message: Message): Promise<void> {
+    return this.#retained.put(message);
+  }
+
+  retainedSettled(): Promise<void> {
+    return this.#retained.settled();
   }
 
   reachable(): boolean {
@@ -169,6 +184,7 @@ class NatsGatewayLink implements ClusterLink {
     this.#subscription?.unsubscribe();
     this.#subscription = null;
     this.#endpoint = null;
+    this.#retained.close();
     this.#onClose();
   }
 

@@ -3,7 +3,7 @@ import { Gauge, type Registry } from 'prom-client';
 import type { ClusterConnection } from './connection.ts';
 import type { LinkCounters, NatsClusterLinks } from './links.ts';
 
-const KINDS: readonly (keyof LinkCounters)[] = ['forwarded', 'received', 'malformed', 'forwardFailed'];
+const KINDS: readonly (keyof LinkCounters)[] = ['forwarded', 'received', 'malformed', 'forwardFailed', 'retainedStored', 'retainedTooLarge'];
 
 export function registerClusterMetrics(registry: Registry, node: { connection: ClusterConnection; links: NatsClusterLinks }): void {
   new Gauge({
@@ -12,7 +12,8 @@ export function registerClusterMetrics(registry: Registry, node: { connection: C
   });
   new Gauge({
     name: 'gatehouse_cluster_messages_total',
-    help: 'Messages of a gateway between this node and the others: forwarded, received, malformed (dropped), forward_failed (dropped)',
+    help: 'Messages of a gateway between this node and the others: forwarded, received, malformed (dropped), forward_failed (dropped), '
+      + 'retained_stored (retained messages written to the cluster\'s store), retained_too_large (over NATS max_payload: kept on this node only)',
     labelNames: ['gateway_id', 'kind'], registers: [registry],
     collect() {
       this.reset();

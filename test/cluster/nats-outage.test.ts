@@ -4,7 +4,7 @@
  * fails closed and says so: new CONNECTs refused (0x88, v3.1.1 3), a QoS 1/2 PUBLISH not acknowledged
  * (its connection closed, 0x9C, nothing delivered), `/ready` 503 with `checks.cluster: unreachable`;
  * cut off longer than its lease, it ends every connection; when NATS returns, everything works again
- * without anyone's help.
+ * without anyone's help (routing across nodes, retained messages through the nodes' bucket watchers).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -215,6 +215,12 @@ if (databaseUrl === undefined || !natsConfigured) {
       const pubAgain = await connect(A, gateway.port, 'late-a');
       await pubAgain.publishAsync('plant/after', 'y', { qos: 1 });
       await waitFor('the message after the outage on node B', () => (onB.includes('plant/after y') ? true : undefined));
+      // The nodes follow the cluster's retained messages again (their bucket watchers outlived the restart).
+      await pubAgain.publishAsync('plant/state', 'z', { qos: 1, retain: true });
+      const late = await connect(B, gateway.port, 'late-v3');
+      const retained = new Promise<string>((resolve) => late.once('message', (topic, payload, packet) => resolve(`${topic} ${payload.toString()} ${packet.retain}`)));
+      await late.subscribeAsync('plant/state', { qos: 1 });
+      assert.equal(await retained, 'plant/state z true');
     });
   });
 }

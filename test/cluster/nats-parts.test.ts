@@ -100,9 +100,10 @@ if (natsUrl === undefined) {
       const markerToB = linksB.open('g2');
       const got: string[] = [];
       const cutOff = (): never => assert.fail('never cut off here');
-      toB.bind({ receive: (m) => got.push(`${m.topic} ${m.payload.toString()}`), cutOff });
-      markerToB.bind({ receive: (m) => got.push(`marker ${m.payload.toString()}`), cutOff });
-      for (const link of [fromA, markerFromA]) link.bind({ receive: () => assert.fail('node A has no subscriptions'), cutOff });
+      const retained = (): void => undefined;
+      toB.bind({ receive: (m) => got.push(`${m.topic} ${m.payload.toString()}`), retained, cutOff });
+      markerToB.bind({ receive: (m) => got.push(`marker ${m.payload.toString()}`), retained, cutOff });
+      for (const link of [fromA, markerFromA]) link.bind({ receive: () => assert.fail('node A has no subscriptions'), retained, cutOff });
       markerToB.interest(true);
       toB.interest(true);
       await toB.settled();
@@ -116,7 +117,7 @@ if (natsUrl === undefined) {
       markerFromA.forward(message('m', '2'));
       await waitFor('the second marker', () => got.includes('marker 2'));
       assert.deepEqual(got, ['a.b/c d one', 'marker 1', 'marker 2']);
-      assert.deepEqual(linksB.counters().get('g1'), { forwarded: 0, received: 1, malformed: 0, forwardFailed: 0 });
+      assert.deepEqual(linksB.counters().get('g1'), { forwarded: 0, received: 1, malformed: 0, forwardFailed: 0, retainedStored: 0, retainedTooLarge: 0 });
       assert.equal(linksA.counters().get('g1')?.forwarded, 2);
       for (const link of [fromA, markerFromA, toB, markerToB]) link.close();
       linksA.close();
@@ -141,7 +142,7 @@ if (natsUrl === undefined) {
       const links = new NatsClusterLinks(conn, silentLogger, 500);
       const link = links.open('g1');
       let cutOffs = 0;
-      link.bind({ receive: () => undefined, cutOff: () => cutOffs++ });
+      link.bind({ receive: () => undefined, retained: () => undefined, cutOff: () => cutOffs++ });
       assert.equal(link.reachable(), true);
 
       await nats.stop();

@@ -2,7 +2,8 @@
  * Two Gatehouse nodes as `npm start` runs them (dist/main.mjs child processes), each with its own data
  * directory and loopback address (node A on 127.0.0.2, node B on 127.0.0.3), sharing one PostgreSQL
  * database (a schema of this run's own, beside the storage contract suite's) and the CI's nats-server
- * (GATEHOUSE_TEST_NATS_URL): issue 16, phase 1 — a shared control plane and routing across nodes.
+ * (GATEHOUSE_TEST_NATS_URL): issue 16, phase 1 — a shared control plane and routing across nodes — and
+ * retained messages that outlive the node that set them (item 4).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -207,6 +208,20 @@ if (natsUrl === undefined || databaseUrl === undefined) {
       // The node holding it still records its end.
       device.end(true);
       await waitFor('the device OFFLINE', async () => ((await status(nodeA)) === 'OFFLINE' ? true : undefined));
+    });
+
+    test('a retained message set on node A survives A\'s kill -9: a new subscriber on node B gets it (issue 16 item 4)', { timeout: 90_000 }, async () => {
+      const gateway = await createGateway('cluster_retained');
+      for (const name of ['ret-pub', 'ret-sub']) await addDevice(gateway.productKey, name);
+      await waitFor('node B to listen', async () => ((await probeTls(pki, B, gateway.port)) === 'tls' ? true : undefined));
+      const publisher = await connect(A, gateway.port, 'ret-pub');
+      await publisher.publishAsync('config/x', 'kept', { qos: 1, retain: true }); // acknowledged: in JetStream
+      await nodeA.kill9();
+      const subscriber = await connect(B, gateway.port, 'ret-sub');
+      const got = new Promise<string>((resolve) => subscriber.once('message', (topic, payload, packet) => resolve(`${topic} ${payload.toString()} ${packet.retain}`)));
+      await subscriber.subscribeAsync('config/#', { qos: 1 });
+      assert.equal(await got, 'config/x kept true');
+      nodeA = await startGatehouseProcess(dirs[0]!, envOf('node-a', A)); // for after(): a node to stop
     });
   });
 }

@@ -54,7 +54,7 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
 
   if (qos === 2 && session.incomingQos2.has(packetId)) {
     // A re-sent QoS 2 PUBLISH we already took: acknowledge again, do not deliver twice [MQTT-4.3.3-?].
-    conn.sendAck('pubrec', packetId, 0);
+    acknowledge(conn, 2, packetId, RC.SUCCESS);
     return;
   }
   // [MQTT-3.3.4-9] more unacknowledged QoS 2 PUBLISHes than our Receive Maximum.
@@ -116,13 +116,24 @@ function route(conn: Connection, message: Message, packetId: number): void {
     acknowledge(conn, message.qos, packetId, RC.QUOTA_EXCEEDED);
     return;
   }
-  conn.broker.publish(message, conn);
+  // A retained message on a cluster node is acknowledged once the cluster's store holds it, so any later
+  // subscriber, on any node, gets it (issue 16 item 4).
+  const replicated = conn.broker.publish(message, conn);
   if (message.qos === 2) conn.session!.takeQos2(packetId);
-  acknowledge(conn, message.qos, packetId, RC.SUCCESS);
+  acknowledge(conn, message.qos, packetId, RC.SUCCESS, replicated);
 }
 
-function acknowledge(conn: Connection, qos: number, packetId: number, reasonCode: number): void {
+/** Sends the PUBACK or PUBREC once `after` (if given) resolved, and after the acknowledgements still waiting. */
+function acknowledge(conn: Connection, qos: number, packetId: number, reasonCode: number, after?: Promise<void>): void {
   if (qos === 0) return;
   // [MQTT-4.3.2-2] PUBACK for QoS 1; [MQTT-4.3.3-?] PUBREC for QoS 2. v3.1.1 has no reason codes.
-  conn.sendAck(qos === 1 ? 'puback' : 'pubrec', packetId, conn.isV5 ? reasonCode : 0);
+  const send = (): void => conn.sendAck(qos === 1 ? 'puback' : 'pubrec', packetId, conn.isV5 ? reasonCode : 0);
+  const before = conn.acksPending;
+  if (after === undefined && before === null) return send();
+  // [MQTT-4.6.0-2] in the order the PUBLISHes came: one waiting for a cluster's store holds back the later ones.
+  const chained: Promise<void> = Promise.all([before, after]).then(() => {
+    if (conn.state !== 'closed') send();
+    if (conn.acksPending === chained) conn.acksPending = null;
+  });
+  conn.acksPending = chained;
 }

@@ -35,8 +35,9 @@ export function handleSubscribe(conn: Connection, packet: ISubscribePacket): voi
       outcomes.push(r);
     }
     // In a cluster, the SUBACK waits until the other nodes route to this one: a message published
-    // anywhere after the SUBACK reaches the new subscription.
-    const settled = conn.broker.clusterSettled();
+    // anywhere after the SUBACK reaches the new subscription; and, when retained messages are due, until
+    // this node holds every retained message the cluster held, so none acknowledged anywhere is missed.
+    const settled = conn.broker.clusterSettled(outcomes.some((o) => o.retainedFor !== undefined));
     if (settled !== undefined) return settled.then(() => answer(conn, packet.messageId ?? 0, outcomes));
     answer(conn, packet.messageId ?? 0, outcomes);
   };
