@@ -51,7 +51,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness probe (no token): storage answers and every enabled gateway is listening */
+        /** Readiness probe (no token): storage answers, every enabled gateway is listening, and a cluster node reaches NATS */
         get: {
             parameters: {
                 query?: never;
@@ -75,6 +75,8 @@ export interface paths {
                                 storage: "ok" | "error";
                                 /** @enum {unknown} */
                                 gateways: "ok" | "error" | "unknown";
+                                /** @enum {unknown} */
+                                cluster?: "ok" | "unreachable";
                             };
                             gatewaysNotReady: {
                                 id: string;
@@ -98,6 +100,8 @@ export interface paths {
                                 storage: "ok" | "error";
                                 /** @enum {unknown} */
                                 gateways: "ok" | "error" | "unknown";
+                                /** @enum {unknown} */
+                                cluster?: "ok" | "unreachable";
                             };
                             gatewaysNotReady: {
                                 id: string;
@@ -3718,7 +3722,7 @@ export interface paths {
                     clientId?: string;
                     /** @description CONNECT_ACCEPTED | CONNECT_REFUSED | CONNECT_ABANDONED | DISCONNECTED */
                     type?: string;
-                    /** @description ACCEPTED | BAD_CREDENTIALS | UNKNOWN_DEVICE | DEVICE_DISABLED | DEVICE_NAME_INVALID | CLIENT_ID_IN_USE | CERT_MISSING | CERT_EXPIRED | CERT_UNTRUSTED | CERT_REVOKED | CERT_STATUS_UNKNOWN | OCSP_UNAVAILABLE | TLS_HANDSHAKE_FAILED | FUNCTION_REJECTED | FUNCTION_FAILED | HTTPS_REJECTED | HTTPS_UNAVAILABLE | BACKEND_UNAVAILABLE | THROTTLED | QUOTA_EXCEEDED | PROTOCOL_ERROR | KEEPALIVE_TIMEOUT | TAKEN_OVER | KICKED | CLIENT_DISCONNECT | SOCKET_CLOSED | SERVER_SHUTDOWN */
+                    /** @description ACCEPTED | BAD_CREDENTIALS | UNKNOWN_DEVICE | DEVICE_DISABLED | DEVICE_NAME_INVALID | CLIENT_ID_IN_USE | CERT_MISSING | CERT_EXPIRED | CERT_UNTRUSTED | CERT_REVOKED | CERT_STATUS_UNKNOWN | OCSP_UNAVAILABLE | TLS_HANDSHAKE_FAILED | FUNCTION_REJECTED | FUNCTION_FAILED | HTTPS_REJECTED | HTTPS_UNAVAILABLE | BACKEND_UNAVAILABLE | THROTTLED | QUOTA_EXCEEDED | PROTOCOL_ERROR | KEEPALIVE_TIMEOUT | TAKEN_OVER | KICKED | CLIENT_DISCONNECT | SOCKET_CLOSED | SERVER_SHUTDOWN | CLUSTER_UNAVAILABLE */
                     reason?: string;
                     /** @description ISO 8601: events whose last occurrence is at or after it */
                     since?: string;
@@ -3753,7 +3757,7 @@ export interface paths {
                                  * @description Stable reason code
                                  * @enum {unknown}
                                  */
-                                reason: "ACCEPTED" | "BAD_CREDENTIALS" | "UNKNOWN_DEVICE" | "DEVICE_DISABLED" | "DEVICE_NAME_INVALID" | "CLIENT_ID_IN_USE" | "CERT_MISSING" | "CERT_EXPIRED" | "CERT_UNTRUSTED" | "CERT_REVOKED" | "CERT_STATUS_UNKNOWN" | "OCSP_UNAVAILABLE" | "TLS_HANDSHAKE_FAILED" | "FUNCTION_REJECTED" | "FUNCTION_FAILED" | "HTTPS_REJECTED" | "HTTPS_UNAVAILABLE" | "BACKEND_UNAVAILABLE" | "THROTTLED" | "QUOTA_EXCEEDED" | "PROTOCOL_ERROR" | "KEEPALIVE_TIMEOUT" | "TAKEN_OVER" | "KICKED" | "CLIENT_DISCONNECT" | "SOCKET_CLOSED" | "SERVER_SHUTDOWN";
+                                reason: "ACCEPTED" | "BAD_CREDENTIALS" | "UNKNOWN_DEVICE" | "DEVICE_DISABLED" | "DEVICE_NAME_INVALID" | "CLIENT_ID_IN_USE" | "CERT_MISSING" | "CERT_EXPIRED" | "CERT_UNTRUSTED" | "CERT_REVOKED" | "CERT_STATUS_UNKNOWN" | "OCSP_UNAVAILABLE" | "TLS_HANDSHAKE_FAILED" | "FUNCTION_REJECTED" | "FUNCTION_FAILED" | "HTTPS_REJECTED" | "HTTPS_UNAVAILABLE" | "BACKEND_UNAVAILABLE" | "THROTTLED" | "QUOTA_EXCEEDED" | "PROTOCOL_ERROR" | "KEEPALIVE_TIMEOUT" | "TAKEN_OVER" | "KICKED" | "CLIENT_DISCONNECT" | "SOCKET_CLOSED" | "SERVER_SHUTDOWN" | "CLUSTER_UNAVAILABLE";
                                 /** @description The specific violation, limit, backend answer or TLS error */
                                 detail: string | null;
                                 /** @description What the device was sent: v5 CONNACK/DISCONNECT reason code, or v3.1.1 CONNACK return code; null when nothing was sent */
@@ -5168,7 +5172,7 @@ export interface components {
              * @description Stable reason code
              * @enum {unknown}
              */
-            reason: "ACCEPTED" | "BAD_CREDENTIALS" | "UNKNOWN_DEVICE" | "DEVICE_DISABLED" | "DEVICE_NAME_INVALID" | "CLIENT_ID_IN_USE" | "CERT_MISSING" | "CERT_EXPIRED" | "CERT_UNTRUSTED" | "CERT_REVOKED" | "CERT_STATUS_UNKNOWN" | "OCSP_UNAVAILABLE" | "TLS_HANDSHAKE_FAILED" | "FUNCTION_REJECTED" | "FUNCTION_FAILED" | "HTTPS_REJECTED" | "HTTPS_UNAVAILABLE" | "BACKEND_UNAVAILABLE" | "THROTTLED" | "QUOTA_EXCEEDED" | "PROTOCOL_ERROR" | "KEEPALIVE_TIMEOUT" | "TAKEN_OVER" | "KICKED" | "CLIENT_DISCONNECT" | "SOCKET_CLOSED" | "SERVER_SHUTDOWN";
+            reason: "ACCEPTED" | "BAD_CREDENTIALS" | "UNKNOWN_DEVICE" | "DEVICE_DISABLED" | "DEVICE_NAME_INVALID" | "CLIENT_ID_IN_USE" | "CERT_MISSING" | "CERT_EXPIRED" | "CERT_UNTRUSTED" | "CERT_REVOKED" | "CERT_STATUS_UNKNOWN" | "OCSP_UNAVAILABLE" | "TLS_HANDSHAKE_FAILED" | "FUNCTION_REJECTED" | "FUNCTION_FAILED" | "HTTPS_REJECTED" | "HTTPS_UNAVAILABLE" | "BACKEND_UNAVAILABLE" | "THROTTLED" | "QUOTA_EXCEEDED" | "PROTOCOL_ERROR" | "KEEPALIVE_TIMEOUT" | "TAKEN_OVER" | "KICKED" | "CLIENT_DISCONNECT" | "SOCKET_CLOSED" | "SERVER_SHUTDOWN" | "CLUSTER_UNAVAILABLE";
             /** @description The specific violation, limit, backend answer or TLS error */
             detail: string | null;
             /** @description What the device was sent: v5 CONNACK/DISCONNECT reason code, or v3.1.1 CONNACK return code; null when nothing was sent */
