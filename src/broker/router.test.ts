@@ -226,3 +226,64 @@ test('retire: an ended session\'s subscriptions stop matching at once and leave 
   assert.equal(r.retiring, 0);
   assert.deepEqual(r.match('f/19999', 'p'), []);
 });
+
+/** Which client each of `n` messages on `topic` goes to (one delivery each). */
+function turns(r: Router, topic: string, n: number): string[] {
+  return Array.from({ length: n }, () => r.match(topic, 'p').map((d) => d.session.clientId).join('+'));
+}
+
+test('removing a subscription the router does not hold changes nothing: not the count, not a group (issue 18)', { timeout: 5_000 }, () => {
+  // The count went down on every remove, held or not; a stranger removed from a group must not take a member with it.
+  const r = new Router();
+  const a = session('a');
+  const plain = sub(a, 't', 0);
+  r.add(plain);
+  r.remove(sub(a, 't', 0)); // equal, but never added
+  assert.equal(r.subscriptionCount, 1);
+  assert.deepEqual(turns(r, 't', 1), ['a']);
+  r.remove(plain);
+  r.remove(plain);
+  assert.equal(r.subscriptionCount, 0);
+  const members = ['a', 'b', 'c'].map((id) => sub(session(id), '$share/g/s', 1));
+  for (const m of members) r.add(m);
+  r.remove(sub(session('d'), '$share/g/s', 1)); // same group and filter, never added
+  r.remove(sub(a, '$share/h/s', 1)); // a group that does not exist
+  assert.equal(r.subscriptionCount, 3);
+  assert.deepEqual(turns(r, 's', 6), ['a', 'b', 'c', 'a', 'b', 'c']);
+  // The member in the middle leaves: the two others take turns.
+  r.remove(members[1]!);
+  assert.equal(r.subscriptionCount, 2);
+  assert.deepEqual(turns(r, 's', 4), ['a', 'c', 'a', 'c']);
+});
+
+test('adding a subscription twice holds it once: counted once, one turn in its group, gone with one remove (issue 18)', { timeout: 5_000 }, () => {
+  const r = new Router();
+  const x = sub(session('a'), '$share/g/t', 1);
+  r.add(x);
+  r.add(x);
+  r.add(sub(session('b'), '$share/g/t', 1));
+  assert.equal(r.subscriptionCount, 2);
+  assert.deepEqual(turns(r, 't', 4), ['a', 'b', 'a', 'b']);
+  r.remove(x);
+  assert.deepEqual(turns(r, 't', 2), ['b', 'b']);
+  const plain = sub(session('c'), 'u', 0);
+  r.add(plain);
+  r.add(plain);
+  r.remove(plain);
+  assert.deepEqual(turns(r, 'u', 1), ['']);
+  assert.equal(r.subscriptionCount, 1);
+});
+
+test('the match cache keeps at most its size of topics, emptied when full or when a subscription changes', { timeout: 5_000 }, () => {
+  // A publisher sending to ever new topics must not grow the router's memory without end.
+  const r = new Router(128, 3);
+  r.add(sub(session('a'), 't/#', 0));
+  const seen = ['t/1', 't/2', 't/3', 't/1'].map((topic) => [turns(r, topic, 1)[0], r.cachedTopics]);
+  assert.deepEqual(seen, [['a', 1], ['a', 2], ['a', 3], ['a', 3]], 'each new topic is kept, a known one is not kept twice');
+  assert.deepEqual(turns(r, 't/4', 1), ['a']);
+  assert.equal(r.cachedTopics, 1, 'full: emptied, then the new topic kept');
+  r.add(sub(session('b'), 't/4', 0));
+  assert.equal(r.cachedTopics, 0);
+  assert.deepEqual(r.match('t/4', 'p').map((d) => d.session.clientId).sort(), ['a', 'b']);
+  assert.equal(r.cachedTopics, 1);
+});

@@ -18,7 +18,8 @@ interface SharedGroup {
 
 type Entry = Subscription | SharedGroup;
 
-const MATCH_CACHE_SIZE = 10_000;
+/** Topics whose trie answers are kept: a publisher sending to ever new topics must not grow it without end. */
+export const MATCH_CACHE_SIZE = 10_000;
 
 /** How long one turn may spend taking retired subscriptions out of the trie. */
 const RETIRE_BUDGET_MS = 2;
@@ -39,7 +40,13 @@ export class Router {
    * (splitting the topic, walking the trie) was the router's main cost; any subscription change clears it.
    */
   readonly #cache = new Map<string, Entry[]>();
-  #count = 0;
+  readonly #cacheSize: number;
+  /**
+   * The subscriptions held (retired ones leave it at once), so that adding one twice, or removing or
+   * retiring one that is not here, changes nothing: the count followed every call, and a shared group
+   * took the same member twice.
+   */
+  readonly #subscriptions = new Set<Subscription>();
   /** Subscriptions of ended sessions still in the trie, taken out a slice per turn (see `retire`). */
   #retiring: Subscription[] = [];
   #retiringAt = 0;
@@ -47,25 +54,33 @@ export class Router {
 
   /**
    * @param maxLevels deepest topic the engine lets through: the trie throws on deeper ones ('too many
-   * words', 100 by default), so its limit is set above the engine's.
+   * words', 100 by default), so its limit is the engine's.
+   * @param cacheSize topics whose answers are kept (MATCH_CACHE_SIZE; smaller in tests).
    */
-  constructor(maxLevels = DEFAULT_BROKER_OPTIONS.maxTopicLevels) {
+  constructor(maxLevels = DEFAULT_BROKER_OPTIONS.maxTopicLevels, cacheSize = MATCH_CACHE_SIZE) {
     this.#trie = new QlobberDedup<Entry>({
       separator: '/',
       wildcard_one: '+',
       wildcard_some: '#',
       match_empty_levels: true,
-      max_words: maxLevels + 1,
+      max_words: maxLevels,
     });
+    this.#cacheSize = cacheSize;
   }
 
   get subscriptionCount(): number {
-    return this.#count;
+    return this.#subscriptions.size;
+  }
+
+  /** Topics whose answers are cached (for the bound's test). */
+  get cachedTopics(): number {
+    return this.#cache.size;
   }
 
   add(sub: Subscription): void {
+    if (this.#subscriptions.has(sub)) return;
+    this.#subscriptions.add(sub);
     this.#cache.clear();
-    this.#count++;
     if (sub.group === undefined) {
       this.#trie.add(sub.filter, sub);
       return;
@@ -81,21 +96,22 @@ export class Router {
   }
 
   remove(sub: Subscription): void {
+    if (!this.#subscriptions.delete(sub)) return;
     this.#cache.clear();
-    this.#count--;
     this.#detach(sub);
   }
 
+  /** Takes a subscription that was held (removed, or retired) out of the trie, once. */
   #detach(sub: Subscription): void {
     if (sub.group === undefined) {
       this.#trie.remove(sub.filter, sub);
       return;
     }
+    // It was held, so its group exists and has it as a member.
     const key = `${sub.group}\u0000${sub.filter}`;
-    const group = this.#groups.get(key);
-    if (group === undefined) return;
-    const i = group.members.indexOf(sub);
-    if (i >= 0) group.members.splice(i, 1);
+    const group = this.#groups.get(key)!;
+    group.members.splice(group.members.indexOf(sub), 1);
+    // A group leaves the trie with its last member.
     if (group.members.length === 0) {
       this.#groups.delete(key);
       this.#trie.remove(sub.filter, group);
@@ -113,12 +129,12 @@ export class Router {
   retire(subs: Iterable<Subscription>): void {
     let n = 0;
     for (const sub of subs) {
+      if (!this.#subscriptions.delete(sub)) continue; // not held: nothing to retire
       sub.retired = true;
       this.#retiring.push(sub);
       n++;
     }
     if (n === 0) return;
-    this.#count -= n;
     this.#cache.clear();
     this.#sweep ??= setImmediate(() => this.#removeRetired());
   }
@@ -162,7 +178,7 @@ export class Router {
     let entries = this.#cache.get(topic);
     if (entries === undefined) {
       entries = [...this.#trie.match(topic)];
-      if (this.#cache.size >= MATCH_CACHE_SIZE) this.#cache.clear();
+      if (this.#cache.size >= this.#cacheSize) this.#cache.clear();
       this.#cache.set(topic, entries);
     }
     const out: Delivery[] = [];
@@ -188,7 +204,7 @@ export class Router {
         bySession.set(sub.session, d);
         out.push(d);
       } else {
-        if (sub.qos > existing.qos) existing.qos = sub.qos;
+        existing.qos = Math.max(existing.qos, sub.qos) as QoS;
         existing.retainAsPublished ||= sub.retainAsPublished;
         if (sub.subscriptionId !== undefined) (existing.subIds ??= []).push(sub.subscriptionId);
       }
