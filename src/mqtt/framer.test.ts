@@ -180,3 +180,56 @@ test('each frame comes with its packet type, the high four bits of its first byt
   new Framer(1024).push(Buffer.from('10003200c000f000', 'hex'), { onFrame: (_f, type) => { types.push(type); return true; } });
   assert.deepEqual(types, [1, 3, 12, 15]);
 });
+
+/** Everything one framer makes of `chunks`: the frames, and each push's answer. */
+function feed(maxPacketSize: number, chunks: Buffer[]): { frames: string[]; answers: (string | null)[] } {
+  const framer = new Framer(maxPacketSize);
+  const frames: string[] = [];
+  const answers = chunks.map((c) => framer.push(c, { onFrame: (f) => { frames.push(f.toString('hex')); return true; } }));
+  return { frames, answers };
+}
+
+test('a stream cut in two anywhere frames as it does whole: the same frames, and an error as soon as its evidence is in', { timeout: 15_000 }, () => {
+  // A fixed header cut inside its Remaining Length must be waited for, not read as a shorter length:
+  // read short, a too-large packet would be buffered up to the short length before being refused, and
+  // a fifth length byte would be taken for body (issue 18: two such mutants passed every test).
+  const cases: { max: number; hex: string; error: string | null; evidence: number }[] = [
+    // PINGREQ; PUBLISH "a" "x"; a PUBLISH of Remaining Length 128 (80 01); PINGRESP.
+    { max: 1024, hex: `c000300400016178${frameOfTotal(131).toString('hex')}d000`, error: null, evidence: 0 },
+    // PINGREQ, then a Remaining Length of 200 (c8 01) under a limit of 100: refused once its 01 is in.
+    { max: 100, hex: 'c00030c801', error: 'too-large', evidence: 4 },
+    // PINGREQ, then five length bytes: malformed once the fourth, still continued, is in.
+    { max: 1 << 28, hex: 'c00030ffffffff7f', error: 'malformed-length', evidence: 6 },
+  ];
+  for (const { max, hex, error, evidence } of cases) {
+    const stream = Buffer.from(hex, 'hex');
+    const whole = feed(max, [stream]);
+    assert.deepEqual(whole.answers, [error], hex);
+    for (let cut = 1; cut < stream.length; cut++) {
+      const split = feed(max, [stream.subarray(0, cut), stream.subarray(cut)]);
+      assert.deepEqual(split.frames, whole.frames, `${hex} cut at ${cut}`);
+      // The push that brings the byte completing the evidence answers with the error (the connection ends
+      // there: what a push after an error answers is not asked).
+      const at = split.answers.findIndex((a) => a !== null);
+      assert.deepEqual([at, split.answers[at] ?? null], error === null ? [-1, null] : [cut > evidence ? 0 : 1, error], `${hex} cut at ${cut}`);
+    }
+  }
+});
+
+test('a frame that arrives within one chunk is handed on as a view of that chunk, not a copy', { timeout: 5_000 }, () => {
+  // Buffer.alloc (not from the shared pool): a frame on the chunk's memory has the chunk's ArrayBuffer.
+  const own = (hex: string): Buffer => {
+    const b = Buffer.alloc(hex.length / 2);
+    b.write(hex, 'hex');
+    return b;
+  };
+  const framer = new Framer(1024);
+  // Each chunk holds whole frames only, so nothing is left over between them: the next chunk is not
+  // joined to an (empty) remainder of the last.
+  for (const chunk of [own('c000300400016178'), own('d000e000'), own('c000')]) {
+    const views: boolean[] = [];
+    framer.push(chunk, { onFrame: (f) => { views.push(f.buffer === chunk.buffer); return true; } });
+    assert.ok(views.length > 0 && views.every(Boolean), `frames of ${chunk.toString('hex')} are views of it: ${views.join()}`);
+    assert.equal(framer.bufferedBytes, 0);
+  }
+});
