@@ -30,7 +30,7 @@ test('the number of tracked keys is bounded', { timeout: 5_000 }, () => {
   assert.equal(t.recordFailure(['u:0'], 20), 10);
 });
 
-import { ConnectThrottle } from './throttle.ts';
+import { ConnectThrottle, type ConnectTurn } from './throttle.ts';
 
 /** A throttle whose sleeps are recorded and resolve at once. */
 function throttle(options: ConstructorParameters<typeof ConnectThrottle>[0] = {}): { t: ConnectThrottle; slept: number[] } {
@@ -93,4 +93,161 @@ test('guesses queued while the pair looked innocent are refused but a few once i
     return turn === null ? 'refused' : 'ran';
   }));
   assert.deepEqual(outcomes, ['ran', 'ran', ...Array<string>(7).fill('refused')]);
+});
+
+/** What `p` has come to once everything ready to run has run (one turn of the event loop): its value, or 'waiting'. */
+function now<T>(p: Promise<T>): Promise<T | 'waiting'> {
+  return Promise.race([p, new Promise<'waiting'>((resolve) => setImmediate(() => resolve('waiting')))]);
+}
+
+/** Runs every attempt of `attempts` that got a turn to its end ('success'), in order (each may wait for the one before). */
+async function finishAll(attempts: Promise<ConnectTurn | null>[]): Promise<void> {
+  for (const p of attempts) (await p)?.finish('success');
+}
+
+test('the gateway\'s failure throttle (DEFAULT_THROTTLE): three free failures, then 250 ms doubling up to 5 s, for ten minutes; 50 000 keys', { timeout: 15_000 }, () => {
+  // The gateway builds its throttle with the defaults: these are the numbers the README gives operators.
+  const t = new FailureThrottle();
+  assert.deepEqual(Array.from({ length: 9 }, (_, i) => t.recordFailure(['p:meter'], i)), [0, 0, 0, 250, 500, 1000, 2000, 4000, 5000]);
+  assert.equal(t.delayFor(['p:meter'], 8 + 600_000), 5000, 'ten minutes after the last failure: still counted');
+  assert.equal(t.delayFor(['p:meter'], 8 + 600_001), 0);
+  const many = new FailureThrottle();
+  for (let i = 0; i <= 50_000; i++) many.recordFailure([`k${i}`], 0);
+  assert.equal(many.size, 50_000);
+  assert.equal(many.delayFor(['k0'], 1, () => 0), 0, 'the oldest key was evicted');
+  assert.equal(many.delayFor(['k1'], 1, () => 0), 250);
+});
+
+test('a record lives windowMs from its last failure and is dropped when found expired; a new failure makes its key the newest', { timeout: 5_000 }, () => {
+  const t = new FailureThrottle({ freeFailures: 0, baseDelayMs: 10, windowMs: 1000, maxKeys: 2 });
+  assert.equal(t.delayFor(['u:x'], 0), 0, 'no record: no delay, even with no free failures');
+  t.recordFailure(['u:x'], 0);
+  t.recordFailure(['u:x'], 900);
+  assert.equal(t.delayFor(['u:x'], 1900), 20, 'the window runs from the last failure');
+  assert.equal(t.size, 1);
+  assert.equal(t.delayFor(['u:x'], 1901), 0);
+  assert.equal(t.size, 0, 'found expired: dropped');
+  // k1, k2, then k1 again: k2 is the oldest when k3 comes, and goes.
+  for (const [key, at] of [['k1', 2000], ['k2', 2000], ['k1', 2001], ['k3', 2002]] as const) t.recordFailure([key], at);
+  assert.equal(t.size, 2);
+  assert.deepEqual(['k1', 'k2', 'k3'].map((k) => t.delayFor([k], 2003)), [20, 0, 10]);
+});
+
+test('the gateway\'s CONNECT throttle (DEFAULT_THROTTLE): 20 free failures per address; per pair 64 queued, 4 once throttled; 4 per username and 32 per address at once, 64 and 256 waiting', { timeout: 30_000 }, async () => {
+  const slept: number[] = [];
+  const t = new ConnectThrottle({}, (ms) => { slept.push(ms); return Promise.resolve(); });
+  // An address trying a new username each time: 20 failures are free, the 21st earns the first delay.
+  for (let i = 0; i < 21; i++) (await t.enter(`user-${i}`, '10.0.0.9'))!.finish('failure');
+  assert.deepEqual(slept, []);
+  (await t.enter('user-21', '10.0.0.9'))!.finish('failure');
+  assert.deepEqual(slept, [250]);
+
+  // One pair with no failures: one runs, 64 wait, the next is refused.
+  const first = t.enter('meter', '10.0.0.1');
+  const queued = Array.from({ length: 65 }, () => t.enter('meter', '10.0.0.1'));
+  assert.notEqual(await now(first), 'waiting');
+  assert.deepEqual(await Promise.all(queued.map(async (p) => { const v = await now(p); return v === 'waiting' ? v : v === null ? 'refused' : 'ran'; })),
+    [...Array<string>(64).fill('waiting'), 'refused']);
+  await finishAll([first, ...queued]);
+
+  // A pair past its three free failures: one runs, 4 wait, the next is refused.
+  for (let i = 0; i < 4; i++) (await t.enter('guess', '10.0.0.2'))!.finish('failure');
+  const running = t.enter('guess', '10.0.0.2');
+  const throttled = Array.from({ length: 5 }, () => t.enter('guess', '10.0.0.2'));
+  assert.notEqual(await now(running), 'waiting');
+  assert.deepEqual(await Promise.all(throttled.map(async (p) => { const v = await now(p); return v === 'waiting' ? v : v === null ? 'refused' : 'ran'; })),
+    [...Array<string>(4).fill('waiting'), 'refused']);
+  await finishAll([running, ...throttled]);
+
+  // One username from many addresses: 4 run, 64 wait, the next is refused; one address with many usernames: 32 and 256.
+  for (const [attempts, runs, waits] of [
+    [Array.from({ length: 69 }, (_, i) => t.enter('fleet', `10.1.${i >> 8}.${i & 255}`)), 4, 64],
+    [Array.from({ length: 289 }, (_, i) => t.enter(`device-${i}`, '10.2.0.1')), 32, 256],
+  ] as const) {
+    const states = await Promise.all(attempts.map(async (p) => { const v = await now(p); return v === 'waiting' ? v : v === null ? 'refused' : 'ran'; }));
+    assert.deepEqual(states, [...Array<string>(runs).fill('ran'), ...Array<string>(waits).fill('waiting'), 'refused']);
+    await finishAll(attempts);
+  }
+  assert.equal(t.heldKeys, 0, 'nothing is held once every turn is over');
+});
+
+test('an attempt refused by the address or the username limit gives back the turns it already held', { timeout: 5_000 }, async () => {
+  const { t } = throttle({ maxConcurrentPerAddress: 1, maxWaitingPerAddress: 0 });
+  const a = (await t.enter('a', '10.0.0.1'))!;
+  assert.equal(await t.enter('b', '10.0.0.1'), null, 'the address is busy');
+  a.finish('success');
+  const b = await now(t.enter('b', '10.0.0.1'));
+  assert.ok(b !== 'waiting' && b !== null, 'b\'s pair was given back');
+  b.finish('success');
+  assert.equal(t.heldKeys, 0);
+
+  const { t: u } = throttle({ maxConcurrentPerUsername: 1, maxWaitingPerUsername: 0 });
+  const x = (await u.enter('meter', '10.0.0.1'))!;
+  assert.equal(await u.enter('meter', '10.0.0.2'), null, 'the username is busy');
+  x.finish('success');
+  const y = await now(u.enter('meter', '10.0.0.2'));
+  assert.ok(y !== 'waiting' && y !== null, 'the pair and the address were given back');
+  y.finish('success');
+  assert.equal(u.heldKeys, 0);
+});
+
+test('a username\'s count of running turns goes down by one per finished turn', { timeout: 5_000 }, async () => {
+  const { t } = throttle({ maxConcurrentPerUsername: 2, maxWaitingPerUsername: 0 });
+  const a = (await t.enter('meter', '10.0.0.1'))!;
+  const b = (await t.enter('meter', '10.0.0.2'))!;
+  assert.equal(await t.enter('meter', '10.0.0.3'), null);
+  a.finish('success');
+  const c = (await t.enter('meter', '10.0.0.3'))!;
+  assert.equal(await t.enter('meter', '10.0.0.4'), null, 'two run again: the limit');
+  b.finish('success');
+  c.finish('success');
+  assert.equal(t.heldKeys, 0);
+});
+
+test('finishing a turn twice passes it on once', { timeout: 5_000 }, async () => {
+  const { t } = throttle();
+  const a = (await t.enter('meter', '10.0.0.1'))!;
+  const w1 = t.enter('meter', '10.0.0.1');
+  const w2 = t.enter('meter', '10.0.0.1');
+  a.finish('failure');
+  a.finish('failure');
+  assert.notEqual(await now(w1), 'waiting');
+  assert.equal(await now(w2), 'waiting', 'the pair runs one at a time still');
+  await finishAll([w1, w2]);
+  assert.equal(t.heldKeys, 0);
+});
+
+test('a success clears the pair\'s failures; an outcome that is neither (a backend error) clears nothing', { timeout: 5_000 }, async () => {
+  const { t, slept } = throttle(); // one free failure, 100 ms
+  for (let i = 0; i < 2; i++) (await t.enter('meter', '10.0.0.1'))!.finish('failure');
+  (await t.enter('meter', '10.0.0.1'))!.finish('other'); // waited 100
+  (await t.enter('meter', '10.0.0.1'))!.finish('success'); // still two failures: waited 100
+  (await t.enter('meter', '10.0.0.1'))!.finish('success'); // cleared
+  assert.deepEqual(slept, [100, 100]);
+});
+
+test('pairs, usernames and addresses are each their own: another username or another address does not wait for a busy one', { timeout: 5_000 }, async () => {
+  const { t } = throttle({ maxConcurrentPerAddress: 1, maxWaitingPerAddress: 0, maxConcurrentPerUsername: 1, maxWaitingPerUsername: 0 });
+  const a = (await t.enter('a', '10.0.0.1'))!;
+  const other = await now(t.enter('b', '10.0.0.2'));
+  assert.ok(other !== 'waiting' && other !== null, 'another username from another address');
+  other.finish('success');
+  a.finish('success');
+  const { t: v } = throttle();
+  const x = (await v.enter('x', '10.0.0.1'))!;
+  const sameAddress = await now(v.enter('y', '10.0.0.1'));
+  const sameUsername = await now(v.enter('x', '10.0.0.2'));
+  assert.ok(sameAddress !== 'waiting' && sameAddress !== null, 'another username from the same address: its own pair');
+  assert.ok(sameUsername !== 'waiting' && sameUsername !== null, 'the same username from another address: its own pair');
+  for (const turn of [x, sameAddress, sameUsername]) turn.finish('success');
+  assert.equal(v.heldKeys, 0);
+});
+
+test('guesses queued while the pair looked innocent are all refused once it is throttled, when none may wait', { timeout: 5_000 }, async () => {
+  const { t } = throttle({ freeFailures: 0, maxQueuedPerPair: 8, maxWaitingPerPair: 0 });
+  const first = (await t.enter('meter', '10.0.0.1'))!;
+  const queued = Array.from({ length: 3 }, () => t.enter('meter', '10.0.0.1'));
+  first.finish('failure');
+  assert.deepEqual(await Promise.all(queued), [null, null, null]);
+  assert.equal(t.heldKeys, 0);
 });

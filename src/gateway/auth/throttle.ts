@@ -80,6 +80,11 @@ export class FailureThrottle {
     this.#records.delete(key);
   }
 
+  /** Keys with a record (for the bound's test: expired ones are dropped when met). */
+  get size(): number {
+    return this.#records.size;
+  }
+
   #fresh(key: string, now: number): FailureRecord | undefined {
     const r = this.#records.get(key);
     if (r !== undefined && now - r.lastAt > this.#options.windowMs) {
@@ -116,6 +121,7 @@ class KeyedGate {
     if (queue.length === 0) this.#waiting.delete(key);
   }
 
+  /** Gives back a turn `enter` gave (to the next waiter, if any). */
   leave(key: string): void {
     const queue = this.#waiting.get(key);
     const next = queue?.shift();
@@ -124,9 +130,14 @@ class KeyedGate {
       next(true); // the turn passes on: `running` stays as it is
       return;
     }
-    const running = (this.#running.get(key) ?? 1) - 1;
+    const running = this.#running.get(key)! - 1;
     if (running <= 0) this.#running.delete(key);
     else this.#running.set(key, running);
+  }
+
+  /** Keys with a turn running or waiting: none is kept once its turns are over. */
+  get size(): number {
+    return this.#running.size + this.#waiting.size;
   }
 }
 
@@ -149,6 +160,11 @@ export class ConnectThrottle {
     this.#sleep = sleep;
   }
 
+  /** Pairs, usernames and addresses with a turn running or waiting (for the test that none is kept after). */
+  get heldKeys(): number {
+    return this.#pairs.size + this.#usernames.size + this.#addresses.size;
+  }
+
   /**
    * Waits for this attempt's turn and its earned delay; null = refused without any work (too many
    * attempts of this pair, username or address are already waiting).
@@ -158,10 +174,10 @@ export class ConnectThrottle {
     const user = `u:${username ?? ''}`;
     const addr = `a:${address ?? ''}`;
     const pair = `p:${username ?? ''}\u0000${address ?? ''}`;
-    const throttled = (): number => this.#failures.delayFor([pair, addr], Date.now(), (key) => (key === addr ? o.freeAddressFailures : o.freeFailures));
-    if (!await this.#pairs.enter(pair, 1, throttled() > 0 ? o.maxWaitingPerPair : o.maxQueuedPerPair)) return null;
-    const delay = throttled();
-    if (delay > 0) await this.#sleep(delay);
+    const earned = (): number => this.#failures.delayFor([pair, addr], Date.now(), (key) => (key === addr ? o.freeAddressFailures : o.freeFailures));
+    if (!await this.#pairs.enter(pair, 1, earned() === 0 ? o.maxQueuedPerPair : o.maxWaitingPerPair)) return null;
+    const delay = earned();
+    if (delay !== 0) await this.#sleep(delay);
     if (!await this.#addresses.enter(addr, o.maxConcurrentPerAddress, o.maxWaitingPerAddress)) {
       this.#pairs.leave(pair);
       return null;
@@ -179,7 +195,7 @@ export class ConnectThrottle {
         if (outcome === 'failure') {
           this.#failures.recordFailure([pair, addr]);
           // Now throttled: of the guesses queued behind this one while it looked innocent, only a few may wait.
-          if (throttled() > 0) this.#pairs.trim(pair, o.maxWaitingPerPair);
+          if (earned() !== 0) this.#pairs.trim(pair, o.maxWaitingPerPair);
         } else if (outcome === 'success') this.#failures.recordSuccess(pair);
         this.#usernames.leave(user);
         this.#addresses.leave(addr);

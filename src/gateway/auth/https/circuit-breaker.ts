@@ -31,8 +31,11 @@ export class CircuitBreaker {
   readonly #options: BreakerOptions;
   readonly #onChange: (state: BreakerState) => void;
   #state: BreakerState = 'closed';
-  #failures = 0;
-  /** Distinct callers of the current run of failures (bounded: counting stops at the thresholds). */
+  /**
+   * Distinct callers of the current run of failures (bounded: counting stops at the thresholds, so a
+   * stranger's endless failures under new names hold no more memory). No separate count of failures:
+   * `failureThreshold` distinct usernames take at least as many failures.
+   */
   readonly #usernames = new Set<string>();
   readonly #addresses = new Set<string>();
   #openedAt = 0;
@@ -45,6 +48,11 @@ export class CircuitBreaker {
 
   get state(): BreakerState {
     return this.#state;
+  }
+
+  /** Distinct usernames and addresses counted in the current run of failures (for the bound's test). */
+  get counted(): { usernames: number; addresses: number } {
+    return { usernames: this.#usernames.size, addresses: this.#addresses.size };
   }
 
   /** Whether a call may go to the backend now; false = answer "unavailable" without calling. */
@@ -66,14 +74,11 @@ export class CircuitBreaker {
   }
 
   recordFailure(source: FailureSource, now = Date.now()): void {
-    this.#failures++;
     if (this.#usernames.size < this.#options.failureThreshold) this.#usernames.add(source.username ?? '');
     if (this.#addresses.size < this.#options.minAddresses) this.#addresses.add(source.address ?? '');
     const probeFailed = this.#state === 'half_open';
     this.#probing = false;
-    const widespread = this.#failures >= this.#options.failureThreshold
-      && this.#usernames.size >= this.#options.failureThreshold
-      && this.#addresses.size >= this.#options.minAddresses;
+    const widespread = this.#usernames.size >= this.#options.failureThreshold && this.#addresses.size >= this.#options.minAddresses;
     if (probeFailed || (this.#state === 'closed' && widespread)) {
       this.#openedAt = now;
       this.#reset();
@@ -82,7 +87,6 @@ export class CircuitBreaker {
   }
 
   #reset(): void {
-    this.#failures = 0;
     this.#usernames.clear();
     this.#addresses.clear();
   }
