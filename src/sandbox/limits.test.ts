@@ -126,12 +126,36 @@ test('a call stuck in native code past its limit gets its worker replaced; other
       { ...HANDLER, timeoutMs: 100 });
     const counter = await single.compile('let n = 0; function handler() { return { n: ++n }; }', HANDLER);
     assert.deepEqual(valueOf(await counter.invoke([])), { n: 1 });
-    const error = errorOf(await stuck.invoke([]));
+    // A call of another script sent behind the stuck one, and a compile sent behind both: the worker
+    // never gets to them. The compile must not hide the stuck worker from the watchdog (it did: any
+    // compile outstanding made the watchdog wait, so the worker was never replaced).
+    const stuckCall = stuck.invoke([]);
+    const behind = counter.invoke([]);
+    await new Promise((resolve) => setImmediate(resolve)); // both handed to the worker
+    const compile = single.compile('function handler() { return {}; }', HANDLER).then(() => 'compiled', (e: Error) => e.message);
+    const error = errorOf(await stuckCall);
     assert.equal(error.kind, 'timeout');
     assert.match(error.message, /worker was replaced/);
+    const waited = errorOf(await behind);
+    assert.equal(waited.kind, 'internal');
+    assert.match(waited.message, /worker was replaced \(this call was waiting behind the stuck one\)$/);
+    assert.match(await compile, /overstayed its time limit/, 'the compile the old worker never got to is answered');
     // Recompiled on the new worker: top-level state starts again, as after any restart.
     assert.deepEqual(valueOf(await counter.invoke([])), { n: 1 });
     assert.equal(counter.stats().restarts, 1);
+  } finally {
+    single.dispose();
+  }
+});
+
+test('a call running longer than the watchdog looks, within its own limit, is answered, not taken for stuck', HANG, async () => {
+  // The watchdog looks every second; a call of 1.5 s under a 3 s limit is seen at work at least once.
+  const single = new QuickJsRunner({ workers: 1 });
+  try {
+    const slow = await single.compile('function handler() { const end = Date.now() + 1500; while (Date.now() < end) {} return { done: true }; }',
+      { ...HANDLER, timeoutMs: 3000 });
+    assert.deepEqual(valueOf(await slow.invoke([])), { done: true });
+    assert.equal(slow.stats().restarts, 0);
   } finally {
     single.dispose();
   }

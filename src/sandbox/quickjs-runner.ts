@@ -22,7 +22,8 @@ import type { CallAnswer, CallRequest, FromWorker, PreparedArg, ScriptSpec, ToWo
  * it is working on may take (the sum of its calls' limits) plus a grace, it is terminated and
  * replaced, and its scripts are recompiled on the new one. Time is counted from the worker's last
  * message, not from sending, so a worker busy booting, compiling or answering earlier batches is
- * never mistaken for a stuck one.
+ * never mistaken for a stuck one. The watchdog looks once a second (one timer per worker, not one
+ * per call); a batch overstays by its grace at least, so the second it may take to notice is noise.
  */
 
 export interface QuickJsRunnerOptions {
@@ -33,6 +34,9 @@ export interface QuickJsRunnerOptions {
 /** How long past its batch's time limits a worker may stay silent before it is replaced. */
 // Generous: it only backs up the interrupt handler, and a loaded machine must not trip it.
 const STUCK_GRACE_MS = 5000;
+
+/** How often a worker's watchdog looks at the batch it is working on. */
+const WATCHDOG_TICK_MS = 1000;
 
 /** Bytes arguments beyond the script's memory cap are refused before they are copied in. */
 const MB = 1024 * 1024;
@@ -69,11 +73,20 @@ interface Batch {
   callIds: number[];
   /** The sum of the calls' time limits: the longest the worker may take over it. */
   limitMs: number;
+  /** Its place among the messages the worker answers in order (compiles and batches). */
+  seq: number;
 }
 
-function checkRange(name: keyof typeof SANDBOX_LIMITS, value: number | undefined): number {
+interface PendingCompile {
+  resolve: (reply: Extract<FromWorker, { type: 'compiled' }>) => void;
+  seq: number;
+}
+
+/** The limits an operator may choose within a range (the others are fixed numbers). */
+type RangedLimit = { [K in keyof typeof SANDBOX_LIMITS]: (typeof SANDBOX_LIMITS)[K] extends object ? K : never }[keyof typeof SANDBOX_LIMITS];
+
+function checkRange(name: RangedLimit, value: number | undefined): number {
   const range = SANDBOX_LIMITS[name];
-  if (typeof range !== 'object') throw new TypeError(`${name} is not a ranged limit`);
   if (value === undefined) return range.default;
   if (!Number.isInteger(value) || value < range.min || value > range.max) {
     throw new RangeError(`${name} must be an integer from ${range.min} to ${range.max}, got ${value}`);
@@ -110,15 +123,16 @@ function emptyFailures(): Record<InvokeErrorKind, number> {
 /** One worker thread and the scripts placed on it. */
 class WorkerHost {
   readonly scripts = new Set<QuickJsScript>();
-  readonly #compiles = new Map<number, (reply: Extract<FromWorker, { type: 'compiled' }>) => void>();
+  readonly #compiles = new Map<number, PendingCompile>();
   readonly #inFlight = new Map<number, InFlight>();
   readonly #onLost: (host: WorkerHost, reason: string) => void;
   #worker: Worker;
   readonly #batches: Batch[] = [];
   /** performance.now() of the worker's last message, or of sending to an idle worker. */
   #lastProgress = 0;
+  /** Compiles and batches sent: the worker answers them in the order of these numbers. */
+  #sent = 0;
   #watchdog: NodeJS.Timeout | undefined;
-  #watchdogAt = Infinity;
   #lost = false;
 
   constructor(onLost: (host: WorkerHost, reason: string) => void) {
@@ -128,6 +142,7 @@ class WorkerHost {
     this.#worker.on('message', (message: FromWorker) => this.#receive(message));
     this.#worker.on('error', (error) => this.#lose(`sandbox worker failed: ${error.message}`));
     this.#worker.on('exit', (code) => this.#lose(`sandbox worker exited with code ${code}`));
+    this.#startWatchdog();
   }
 
   get lost(): boolean {
@@ -140,7 +155,7 @@ class WorkerHost {
 
   compile(scriptId: number, spec: ScriptSpec): Promise<Extract<FromWorker, { type: 'compiled' }>> {
     return new Promise((resolve) => {
-      this.#compiles.set(scriptId, resolve);
+      this.#compiles.set(scriptId, { resolve, seq: ++this.#sent });
       this.#updateRef();
       this.send({ type: 'compile', scriptId, spec });
     });
@@ -155,8 +170,7 @@ class WorkerHost {
       calls.push({ callId, args: job.args, timeoutMs: job.timeoutMs });
       limitMs += job.timeoutMs;
     }
-    this.#batches.push({ callIds: calls.map((c) => c.callId), limitMs });
-    this.#armWatchdog(this.#lastProgress + this.#batches[0]!.limitMs + STUCK_GRACE_MS);
+    this.#batches.push({ callIds: calls.map((c) => c.callId), limitMs, seq: ++this.#sent });
     this.#updateRef();
     // Bytes go by copy (structured clone), never transferred: the caller keeps its buffers.
     this.send({ type: 'calls', scriptId, calls });
@@ -170,16 +184,16 @@ class WorkerHost {
 
   terminate(): void {
     this.#lost = true;
-    clearTimeout(this.#watchdog);
+    clearInterval(this.#watchdog);
     void this.#worker.terminate();
   }
 
   #receive(message: FromWorker): void {
     this.#lastProgress = performance.now();
     if (message.type === 'compiled') {
-      const resolve = this.#compiles.get(message.scriptId);
+      const pending = this.#compiles.get(message.scriptId);
       this.#compiles.delete(message.scriptId);
-      resolve?.(message);
+      pending?.resolve(message);
     } else {
       // The worker answers whole batches, in the order they were sent.
       if (this.#batches.length > 0) this.#batches.shift();
@@ -200,49 +214,37 @@ class WorkerHost {
     else this.#worker.unref();
   }
 
-  #armWatchdog(at: number): void {
-    if (this.#watchdog !== undefined) {
-      if (this.#watchdogAt <= at) return;
-      clearTimeout(this.#watchdog);
-    }
-    this.#watchdogAt = at;
-    this.#watchdog = setTimeout(() => {
-      this.#watchdog = undefined;
-      this.#watchdogAt = Infinity;
-      this.#checkStuck();
-    }, Math.max(1, at - performance.now()));
+  // Unref'd: an idle runner must not keep the process alive (a worker with work outstanding does).
+  #startWatchdog(): void {
+    this.#watchdog = setInterval(() => this.#checkStuck(), WATCHDOG_TICK_MS);
     this.#watchdog.unref();
   }
 
   #checkStuck(): void {
     const oldest = this.#batches[0];
-    if (oldest === undefined || this.#lost) return;
-    const now = performance.now();
-    // A compile (booting a worker, recompiling moved scripts) comes before the batches behind it
-    // and has its own time limit inside.
-    const due = this.#compiles.size > 0 ? now + STUCK_GRACE_MS : this.#lastProgress + oldest.limitMs + STUCK_GRACE_MS;
-    if (now < due) {
-      this.#armWatchdog(due);
-      return;
-    }
+    if (oldest === undefined) return;
+    // A compile sent before the oldest batch (booting a worker, recompiling moved scripts) is worked on
+    // first and has its own time limit inside. One sent after it waits behind it like any batch: it
+    // must not hide a worker stuck in the batch.
+    for (const { seq } of this.#compiles.values()) if (seq < oldest.seq) return;
+    if (performance.now() - this.#lastProgress <= oldest.limitMs + STUCK_GRACE_MS) return;
     this.#lose('a sandbox call overstayed its time limit in the worker; the worker was replaced', new Set(oldest.callIds));
   }
 
-  /** `stuck`: the calls of the batch the worker was stuck in (answered timeout; the rest internal). */
+  /**
+   * Answers every call and compile this worker still owes, and has it replaced. `stuck`: the calls of
+   * the batch the worker was stuck in (answered timeout; the rest internal). The host is dropped after,
+   * so its tables are left as they are.
+   */
   #lose(reason: string, stuck?: Set<number>): void {
     if (this.#lost) return;
     this.terminate();
-    this.#batches.length = 0;
     for (const [callId, entry] of this.#inFlight) {
-      this.#inFlight.delete(callId);
       const kind: InvokeErrorKind = stuck?.has(callId) ? 'timeout' : 'internal';
       const message = stuck === undefined || stuck.has(callId) ? reason : `${reason} (this call was waiting behind the stuck one)`;
       entry.script.settle(entry.job, undefined, { kind, message });
     }
-    for (const [scriptId, resolve] of this.#compiles) {
-      this.#compiles.delete(scriptId);
-      resolve({ type: 'compiled', scriptId, internal: reason });
-    }
+    for (const [scriptId, { resolve }] of this.#compiles) resolve({ type: 'compiled', scriptId, internal: reason });
     this.#onLost(this, reason);
   }
 }
