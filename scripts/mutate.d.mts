@@ -21,7 +21,11 @@ export interface ModuleResult {
   total: number;
   score: number;
   survivors: Survivor[];
+  /** SHA-256 of each source as measured: a recheck is refused when one changed. */
+  sources: Record<string, string>;
   seconds: number;
+  /** Survivors of an earlier run that ran again (0 for a whole run). */
+  rechecked: number;
 }
 export declare const MODULES: Record<string, ModuleSpec>;
 export declare function mutantsOf(text: string, fileName?: string, only?: string[]): Mutant[];
@@ -33,6 +37,8 @@ export declare function runMutation(options: {
   modules: Record<string, ModuleSpec>;
   names: string[];
   scratch: string;
+  /** Results of an earlier run: a module found here runs only its survivors (`--recheck`). */
+  previous?: ModuleResult[];
   log?: (line: string) => void;
 }): Promise<ModuleResult[]>;
 export declare function formatResults(results: ModuleResult[]): string;

@@ -13,10 +13,15 @@
  * same command for every mutant with no per-module test list, and it brings Babel along. The TypeScript
  * compiler, already a devDependency, parses the sources here.
  *
- * Options: `--list` prints the mutants without running tests; `--json FILE` writes the results.
+ * Options: `--list` prints the mutants without running tests; `--json FILE` writes the results;
+ * `--recheck FILE` (the JSON of an earlier run of the same modules) runs only that run's survivors
+ * again, against the tests as they are now, and adds what they kill to that run's counts: for tests
+ * written after a long run. Refused when a source changed since (its SHA-256 is in the JSON): then
+ * every mutant is different, and only a whole run measures it.
  */
 import { spawn } from 'node:child_process';
 import { clearTimeout, setTimeout } from 'node:timers';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,8 +81,9 @@ export const MODULES = {
     tests: ['src/broker/ring-queue.test.ts', 'src/broker/inflight-table.test.ts', 'src/broker/session.test.ts'],
   },
   'sandbox-limits': {
-    sources: [{ file: 'src/sandbox/quickjs-runner.ts', only: ['#armWatchdog', '#checkStuck', '#lose', 'invoke', 'checkRange'] }],
-    tests: ['src/sandbox/limits.test.ts'],
+    sources: [{ file: 'src/sandbox/quickjs-runner.ts', only: ['#startWatchdog', '#checkStuck', '#lose', 'invoke', 'checkRange'] }],
+    // invoke-checks: the ranges, the queue bound and the argument bytes, in seconds; limits: the rest.
+    tests: ['src/sandbox/invoke-checks.test.ts', 'src/sandbox/limits.test.ts'],
   },
 };
 
@@ -255,15 +261,21 @@ export function runTestFile(cwd, file, timeoutMs) {
   });
 }
 
+const sameMutant = (a, b) => a.file === b.file && a.line === b.line && a.column === b.column && a.operator === b.operator && a.original === b.original;
+
 /**
  * Measures the modules of `names` from `modules` on a scratch copy of `root`. Returns one result per
- * module: `{ name, killed, survived, timeout, total, score, survivors: [{ file, line, operator, original }] }`.
+ * module: `{ name, killed, survived, timeout, total, score, survivors: [{ file, line, operator, original }],
+ * sources: { file: sha256 }, seconds, rechecked }`. `previous`: results of an earlier run (by module name);
+ * a module found there runs only its survivors, and its counts start from that run's (`rechecked`: how
+ * many survivors ran again).
  */
-export async function runMutation({ root, modules, names, scratch, log = (line) => process.stdout.write(`${line}\n`) }) {
+export async function runMutation({ root, modules, names, scratch, previous = [], log = (line) => process.stdout.write(`${line}\n`) }) {
   makeScratchTree(root, scratch);
   const results = [];
   for (const name of names) {
     const module = modules[name];
+    const earlier = previous.find((r) => r.name === name);
     const started = Date.now();
     // The unmutated tree must pass, and its times set each file's deadline.
     const deadlines = new Map();
@@ -274,14 +286,24 @@ export async function runMutation({ root, modules, names, scratch, log = (line) 
       deadlines.set(test, Math.max(10_000, 5 * ms + 5_000));
     }
     const tests = [...module.tests].sort((a, b) => deadlines.get(a) - deadlines.get(b));
-    const result = { name, killed: 0, survived: 0, timeout: 0, total: 0, score: 0, survivors: [], seconds: 0 };
+    const result = { name, killed: 0, survived: 0, timeout: 0, total: 0, score: 0, survivors: [], sources: {}, seconds: 0, rechecked: 0 };
+    if (earlier !== undefined) {
+      Object.assign(result, { killed: earlier.killed, timeout: earlier.timeout, total: earlier.total - earlier.survived, rechecked: earlier.survived });
+    }
     for (const source of module.sources) {
       const { file, only } = typeof source === 'string' ? { file: source, only: undefined } : source;
       const target = path.join(scratch, file);
       // From the copy, not the working tree: the run measures the tree as it was when it started.
       const original = fs.readFileSync(target, 'utf8');
-      const mutants = mutantsOf(original, file, only);
-      log(`${name}: ${file}: ${mutants.length} mutants`);
+      result.sources[file] = createHash('sha256').update(original).digest('hex');
+      let mutants = mutantsOf(original, file, only);
+      if (earlier !== undefined) {
+        if (earlier.sources?.[file] !== result.sources[file]) throw new Error(`${name}: ${file} changed since the run being rechecked: run the module whole`);
+        const survivors = earlier.survivors.filter((s) => s.file === file);
+        mutants = mutants.filter((m) => survivors.some((s) => sameMutant(s, { file, ...m })));
+        if (mutants.length !== survivors.length) throw new Error(`${name}: ${file}: survivors of the earlier run not found among its mutants`);
+      }
+      log(`${name}: ${file}: ${mutants.length} mutants${earlier === undefined ? '' : ' (survivors of the earlier run)'}`);
       try {
         for (const mutant of mutants) {
           fs.writeFileSync(target, applyMutant(original, mutant));
@@ -305,7 +327,7 @@ export async function runMutation({ root, modules, names, scratch, log = (line) 
       }
     }
     result.score = result.total === 0 ? 100 : Math.floor((10_000 * (result.killed + result.timeout)) / result.total) / 100;
-    result.seconds = Math.round((Date.now() - started) / 1000);
+    result.seconds = Math.round((Date.now() - started) / 1000) + (earlier?.seconds ?? 0);
     results.push(result);
   }
   return results;
@@ -319,9 +341,10 @@ function oneLine(text) {
 export function formatResults(results) {
   const lines = ['module            mutants  killed  timeout  survived    score   time'];
   for (const r of results) {
-    lines.push(`${r.name.padEnd(16)} ${String(r.total).padStart(8)} ${String(r.killed).padStart(7)} ${String(r.timeout).padStart(8)} ${String(r.survived).padStart(9)} ${r.score.toFixed(2).padStart(7)} % ${String(r.seconds).padStart(5)} s`);
+    lines.push(`${r.name.padEnd(16)} ${String(r.total).padStart(8)} ${String(r.killed).padStart(7)} ${String(r.timeout).padStart(8)} ${String(r.survived).padStart(9)} ${r.score.toFixed(2).padStart(7)} % ${String(r.seconds).padStart(5)} s`
+      + (r.rechecked > 0 ? `  (${r.rechecked} survivors of an earlier run ran again)` : ''));
   }
-  lines.push('(timeouts count as killed in the score)');
+  lines.push('(timeouts count as killed in the score; time: both runs when rechecked)');
   for (const r of results) {
     for (const s of r.survivors) lines.push(`survivor ${r.name}: ${s.file}:${s.line}:${s.column}  ${s.operator}  [${oneLine(s.original)}]`);
   }
@@ -332,7 +355,9 @@ async function main(argv) {
   const list = argv.includes('--list');
   const jsonAt = argv.indexOf('--json');
   const json = jsonAt === -1 ? undefined : argv[jsonAt + 1];
-  const names = argv.filter((a, i) => !a.startsWith('--') && (jsonAt === -1 || i !== jsonAt + 1));
+  const recheckAt = argv.indexOf('--recheck');
+  const previous = recheckAt === -1 ? [] : JSON.parse(fs.readFileSync(argv[recheckAt + 1], 'utf8'));
+  const names = argv.filter((a, i) => !a.startsWith('--') && (jsonAt === -1 || i !== jsonAt + 1) && (recheckAt === -1 || i !== recheckAt + 1));
   for (const name of names) {
     if (!(name in MODULES)) {
       process.stderr.write(`unknown module ${name}; modules: ${Object.keys(MODULES).join(', ')}\n`);
@@ -354,7 +379,7 @@ async function main(argv) {
   // A tree per run, so that two runs (of different modules) can go side by side.
   const scratch = path.join(ROOT, '.tmp', 'mutate', `tree-${process.pid}`);
   try {
-    const results = await runMutation({ root: ROOT, modules: MODULES, names: chosen, scratch });
+    const results = await runMutation({ root: ROOT, modules: MODULES, names: chosen, scratch, previous });
     const report = formatResults(results);
     process.stdout.write(`\n${report}\n`);
     fs.writeFileSync(path.join(ROOT, '.tmp', 'mutate', `report-${chosen.join('-')}.txt`), `${report}\n`);

@@ -80,6 +80,24 @@ test('fee', { timeout: 5_000 }, () => {
     assert.match(formatResults([result]), /survivor fee: src\/fee\.ts:3:14 {2}18 → 17/);
     assert.equal(await readFile(path.join(root, 'src', 'fee.ts'), 'utf8'), FEE, 'the source itself is never written');
     assert.equal(await readFile(path.join(root, '.tmp', 'tree', 'src', 'fee.ts'), 'utf8'), FEE, 'the scratch copy is restored after the last mutant');
+
+    // --recheck: a test written for the survivor; only the survivor runs again, and the counts add up.
+    await writeFile(path.join(root, 'src', 'fee.test.ts'), (await readFile(path.join(root, 'src', 'fee.test.ts'), 'utf8'))
+      .replace('assert.equal(fee(5), 5);', 'assert.equal(fee(5), 5);\n  assert.equal(fee(17), 5);'));
+    const recheckLines: string[] = [];
+    const fixtureModules = { fee: { sources: ['src/fee.ts'], tests: ['src/fee.test.ts'] } };
+    const [again] = await runMutation({
+      root, scratch: path.join(root, '.tmp', 'tree'), names: ['fee'], log: (line) => recheckLines.push(line), modules: fixtureModules, previous: [result],
+    });
+    assert.ok(again);
+    assert.deepEqual({ total: again.total, killed: again.killed, survived: again.survived, rechecked: again.rechecked, score: again.score },
+      { total: 9, killed: 9, survived: 0, rechecked: 1, score: 100 }, recheckLines.join('\n'));
+    assert.equal(recheckLines.filter((l) => /^ {2}(killed|SURVIVED|timeout)/.test(l)).length, 1, `only the survivor ran: ${recheckLines.join('\n')}`);
+    assert.match(formatResults([again]), /1 survivors of an earlier run ran again/);
+    // A source changed since: its mutants are not the ones measured, so a recheck is refused.
+    await writeFile(path.join(root, 'src', 'fee.ts'), FEE.replace('return 5;', 'return 5; // changed'));
+    await assert.rejects(runMutation({ root, scratch: path.join(root, '.tmp', 'tree'), names: ['fee'], log: () => undefined, modules: fixtureModules, previous: [result] }),
+      /changed since the run being rechecked/);
   } finally {
     await rm(root, { recursive: true, force: true });
   }
