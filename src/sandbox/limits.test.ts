@@ -148,6 +148,21 @@ test('a call stuck in native code past its limit gets its worker replaced; other
   }
 });
 
+test('a call sent behind a long compile is not taken for stuck: the compile is worked on first, under its own limit', HANG, async () => {
+  const single = new QuickJsRunner({ workers: 1 });
+  try {
+    const quick = await single.compile('function handler() { return { ok: true }; }', { ...HANDLER, timeoutMs: 100 });
+    // Top-level code of 6 s under a 10 s limit: longer than the call's 100 ms and the watchdog's 5 s grace together.
+    const slow = single.compile('const end = Date.now() + 6000; while (Date.now() < end) {} function handler() { return {}; }',
+      { ...HANDLER, timeoutMs: 10_000 });
+    assert.deepEqual(valueOf(await quick.invoke([])), { ok: true });
+    await slow;
+    assert.equal(quick.stats().restarts, 0);
+  } finally {
+    single.dispose();
+  }
+});
+
 test('a call running longer than the watchdog looks, within its own limit, is answered, not taken for stuck', HANG, async () => {
   // The watchdog looks every second; a call of 1.5 s under a 3 s limit is seen at work at least once.
   const single = new QuickJsRunner({ workers: 1 });
