@@ -26,6 +26,8 @@ export interface ModuleResult {
   seconds: number;
   /** Survivors of an earlier run that ran again (0 for a whole run). */
   rechecked: number;
+  /** `I/K` when only every K-th mutant from the I-th ran (`--shard`). */
+  shard?: string;
 }
 export declare const MODULES: Record<string, ModuleSpec>;
 export declare function mutantsOf(text: string, fileName?: string, only?: string[]): Mutant[];
@@ -39,6 +41,8 @@ export declare function runMutation(options: {
   scratch: string;
   /** Results of an earlier run: a module found here runs only its survivors (`--recheck`). */
   previous?: ModuleResult[];
+  /** Every `count`-th mutant of each source from the `index`-th (`--shard`). */
+  shard?: { index: number; count: number };
   log?: (line: string) => void;
 }): Promise<ModuleResult[]>;
 export declare function formatResults(results: ModuleResult[]): string;

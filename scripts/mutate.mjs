@@ -17,7 +17,8 @@
  * `--recheck FILE` (the JSON of an earlier run of the same modules) runs only that run's survivors
  * again, against the tests as they are now, and adds what they kill to that run's counts: for tests
  * written after a long run. Refused when a source changed since (its SHA-256 is in the JSON): then
- * every mutant is different, and only a whole run measures it.
+ * every mutant is different, and only a whole run measures it. `--shard I/K` runs every K-th mutant of each
+ * source starting with the I-th (0 ≤ I < K), so that K processes can share a long module; their results add up.
  */
 import { spawn } from 'node:child_process';
 import { clearTimeout, setTimeout } from 'node:timers';
@@ -270,7 +271,7 @@ const sameMutant = (a, b) => a.file === b.file && a.line === b.line && a.column 
  * a module found there runs only its survivors, and its counts start from that run's (`rechecked`: how
  * many survivors ran again).
  */
-export async function runMutation({ root, modules, names, scratch, previous = [], log = (line) => process.stdout.write(`${line}\n`) }) {
+export async function runMutation({ root, modules, names, scratch, previous = [], shard = undefined, log = (line) => process.stdout.write(`${line}\n`) }) {
   makeScratchTree(root, scratch);
   const results = [];
   for (const name of names) {
@@ -286,7 +287,7 @@ export async function runMutation({ root, modules, names, scratch, previous = []
       deadlines.set(test, Math.max(10_000, 5 * ms + 5_000));
     }
     const tests = [...module.tests].sort((a, b) => deadlines.get(a) - deadlines.get(b));
-    const result = { name, killed: 0, survived: 0, timeout: 0, total: 0, score: 0, survivors: [], sources: {}, seconds: 0, rechecked: 0 };
+    const result = { name, killed: 0, survived: 0, timeout: 0, total: 0, score: 0, survivors: [], sources: {}, seconds: 0, rechecked: 0, ...(shard ? { shard: `${shard.index}/${shard.count}` } : {}) };
     if (earlier !== undefined) {
       Object.assign(result, { killed: earlier.killed, timeout: earlier.timeout, total: earlier.total - earlier.survived, rechecked: earlier.survived });
     }
@@ -297,6 +298,7 @@ export async function runMutation({ root, modules, names, scratch, previous = []
       const original = fs.readFileSync(target, 'utf8');
       result.sources[file] = createHash('sha256').update(original).digest('hex');
       let mutants = mutantsOf(original, file, only);
+      if (shard !== undefined) mutants = mutants.filter((_, i) => i % shard.count === shard.index);
       if (earlier !== undefined) {
         if (earlier.sources?.[file] !== result.sources[file]) throw new Error(`${name}: ${file} changed since the run being rechecked: run the module whole`);
         const survivors = earlier.survivors.filter((s) => s.file === file);
@@ -341,7 +343,7 @@ function oneLine(text) {
 export function formatResults(results) {
   const lines = ['module            mutants  killed  timeout  survived    score   time'];
   for (const r of results) {
-    lines.push(`${r.name.padEnd(16)} ${String(r.total).padStart(8)} ${String(r.killed).padStart(7)} ${String(r.timeout).padStart(8)} ${String(r.survived).padStart(9)} ${r.score.toFixed(2).padStart(7)} % ${String(r.seconds).padStart(5)} s`
+    lines.push(`${(r.shard ? `${r.name} ${r.shard}` : r.name).padEnd(16)} ${String(r.total).padStart(8)} ${String(r.killed).padStart(7)} ${String(r.timeout).padStart(8)} ${String(r.survived).padStart(9)} ${r.score.toFixed(2).padStart(7)} % ${String(r.seconds).padStart(5)} s`
       + (r.rechecked > 0 ? `  (${r.rechecked} survivors of an earlier run ran again)` : ''));
   }
   lines.push('(timeouts count as killed in the score; time: both runs when rechecked)');
@@ -357,7 +359,15 @@ async function main(argv) {
   const json = jsonAt === -1 ? undefined : argv[jsonAt + 1];
   const recheckAt = argv.indexOf('--recheck');
   const previous = recheckAt === -1 ? [] : JSON.parse(fs.readFileSync(argv[recheckAt + 1], 'utf8'));
-  const names = argv.filter((a, i) => !a.startsWith('--') && (jsonAt === -1 || i !== jsonAt + 1) && (recheckAt === -1 || i !== recheckAt + 1));
+  const shardAt = argv.indexOf('--shard');
+  const [index, count] = shardAt === -1 ? [] : argv[shardAt + 1].split('/').map(Number);
+  const shard = shardAt === -1 ? undefined : { index, count };
+  if (shard !== undefined && !(Number.isInteger(index) && Number.isInteger(count) && index >= 0 && index < count)) {
+    process.stderr.write('--shard I/K: 0 ≤ I < K\n');
+    process.exit(2);
+  }
+  const valueAt = new Set([jsonAt, recheckAt, shardAt].filter((i) => i !== -1).map((i) => i + 1));
+  const names = argv.filter((a, i) => !a.startsWith('--') && !valueAt.has(i));
   for (const name of names) {
     if (!(name in MODULES)) {
       process.stderr.write(`unknown module ${name}; modules: ${Object.keys(MODULES).join(', ')}\n`);
@@ -379,10 +389,10 @@ async function main(argv) {
   // A tree per run, so that two runs (of different modules) can go side by side.
   const scratch = path.join(ROOT, '.tmp', 'mutate', `tree-${process.pid}`);
   try {
-    const results = await runMutation({ root: ROOT, modules: MODULES, names: chosen, scratch, previous });
+    const results = await runMutation({ root: ROOT, modules: MODULES, names: chosen, scratch, previous, shard });
     const report = formatResults(results);
     process.stdout.write(`\n${report}\n`);
-    fs.writeFileSync(path.join(ROOT, '.tmp', 'mutate', `report-${chosen.join('-')}.txt`), `${report}\n`);
+    fs.writeFileSync(path.join(ROOT, '.tmp', 'mutate', `report-${chosen.join('-')}${shard ? `-shard-${shard.index}-of-${shard.count}` : ''}.txt`), `${report}\n`);
     if (json !== undefined) fs.writeFileSync(json, JSON.stringify(results, null, 2));
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });

@@ -94,6 +94,15 @@ test('fee', { timeout: 5_000 }, () => {
       { total: 9, killed: 9, survived: 0, rechecked: 1, score: 100 }, recheckLines.join('\n'));
     assert.equal(recheckLines.filter((l) => /^ {2}(killed|SURVIVED|timeout)/.test(l)).length, 1, `only the survivor ran: ${recheckLines.join('\n')}`);
     assert.match(formatResults([again]), /1 survivors of an earlier run ran again/);
+    // --shard: two processes sharing the module run every other mutant each; together they run them all.
+    const shards = [];
+    for (const index of [0, 1]) {
+      const [part] = await runMutation({ root, scratch: path.join(root, '.tmp', `shard-${index}`), names: ['fee'], log: () => undefined, modules: fixtureModules, shard: { index, count: 2 } });
+      assert.ok(part);
+      shards.push(part);
+    }
+    assert.deepEqual(shards.map((r) => [r.shard, r.total]), [['0/2', 5], ['1/2', 4]]);
+    assert.equal(shards[0]!.killed + shards[1]!.killed + shards[0]!.timeout + shards[1]!.timeout, 9, 'with the test for 17, every mutant is killed');
     // A source changed since: its mutants are not the ones measured, so a recheck is refused.
     await writeFile(path.join(root, 'src', 'fee.ts'), FEE.replace('return 5;', 'return 5; // changed'));
     await assert.rejects(runMutation({ root, scratch: path.join(root, '.tmp', 'tree'), names: ['fee'], log: () => undefined, modules: fixtureModules, previous: [result] }),
