@@ -209,6 +209,8 @@ test('finishing a turn twice passes it on once', { timeout: 5_000 }, async () =>
   const a = (await t.enter('meter', '10.0.0.1'))!;
   const w1 = t.enter('meter', '10.0.0.1');
   const w2 = t.enter('meter', '10.0.0.1');
+  // The pair (one running, two waiting), the username and the address (one running each).
+  assert.equal(t.heldKeys, 4, 'a pair with turns running and waiting counts as two keys held');
   a.finish('failure');
   a.finish('failure');
   assert.notEqual(await now(w1), 'waiting');

@@ -32,6 +32,7 @@ test('one address or one username cannot open it, however many failures it cause
   const other = breaker().b;
   for (let i = 0; i < 50; i++) other.recordFailure({ username: 'victim', address: `198.51.100.${i}` }, i);
   assert.equal(other.state, 'closed', 'one username from many addresses');
+  assert.deepEqual(other.counted, { usernames: 1, addresses: 2 }, 'addresses counted up to minAddresses only');
   // A real outage afterwards still opens it.
   for (let i = 0; i < 3; i++) b.recordFailure(caller(i), 100);
   assert.equal(b.state, 'open');

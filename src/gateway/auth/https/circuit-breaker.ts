@@ -69,7 +69,7 @@ export class CircuitBreaker {
   /** The backend answered (accept or reject: it works). */
   recordSuccess(): void {
     this.#reset();
-    this.#probing = false;
+    // `#probing` may stay set: it counts only half open, which comes after failures, and each clears it.
     if (this.#state !== 'closed') this.#set('closed');
   }
 

@@ -12,10 +12,14 @@ test('accepts and rejects live for their own time; a zero TTL does not cache', {
   assert.deepEqual(cache.get(a, 4_999), { kind: 'accept', deviceName: 'dev-a' });
   assert.deepEqual(cache.get(r, 4_999), { kind: 'reject', reason: 'no' });
   assert.equal(cache.get(r, 5_000), undefined);
+  assert.equal(cache.get(a, 59_999)?.kind, 'accept', 'an accept outlives the reject TTL');
   assert.equal(cache.get(a, 60_000), undefined);
   const off = new ResultCache(0, 0);
   off.put(a, { kind: 'accept', deviceName: 'dev-a' }, 0);
   assert.equal(off.size, 0);
+  const brief = new ResultCache(1, 1);
+  brief.put(a, { kind: 'accept', deviceName: 'dev-a' }, 0);
+  assert.equal(brief.get(a, 0)?.kind, 'accept', 'a TTL of 1 ms still caches');
 });
 
 test('the oldest entry goes when the cache is full', { timeout: 5_000 }, () => {
