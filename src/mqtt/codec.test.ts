@@ -63,7 +63,7 @@ test('fast PUBLISH decoding agrees with mqtt-packet, and rejects what the spec c
     }
   }
   // [MQTT-3.3.1-4] QoS 3; [MQTT-3.3.1-2] DUP on QoS 0; [MQTT-2.2.1-3] packet id 0.
-  assert.ok(decodePublishFast(Buffer.from('36050001610000', 'hex'), 4) instanceof Error);
+  assert.equal(failure(decodePublishFast(Buffer.from('36050001610001', 'hex'), 4)), 'Packet must not have both QoS bits set to 1');
   assert.ok(decodePublishFast(Buffer.from('380300016178', 'hex'), 4) instanceof Error);
   assert.ok(decodePublishFast(Buffer.from('32050001610000', 'hex'), 4) instanceof Error);
   // v5 with properties goes to the generic decoder.
@@ -364,6 +364,25 @@ test('fast PUBLISH decoding: cut frames are errors, the known topic is used as g
     assert.equal(p.payload.length, size);
     assert.equal((p.payload as Buffer).buffer !== frame.buffer, copied, `${size} bytes copied: ${copied}`);
   }
+});
+
+test('the second round (issue 18): cut CONNECT headers, trailing bytes after filters, mqtt-packet\'s own errors pass through', { timeout: 5_000 }, () => {
+  // A CONNECT that ends right after its keepalive (no client id length), and one whose user name flag
+  // has nothing after the client id: not the fast path's (the generic decoder reports them).
+  const headerOnly = Buffer.from('100a00044d515454040200 3c'.replace(/ /g, ''), 'hex');
+  assert.equal(decodeConnectFast(headerOnly), null);
+  const noUsername = Buffer.from('100e00044d51545404820' + '03c00026162', 'hex');
+  assert.equal(noUsername.length, 16);
+  assert.equal(decodeConnectFast(noUsername), null);
+  // A SUBSCRIBE with one byte after its last filter: counting stops there (no length field to read),
+  // and the decoder reports the frame.
+  const trailing = Buffer.from('8207000100016100ff', 'hex');
+  assert.equal(topicFilterCount(trailing, 8, 4, 100), 1);
+  assert.ok(decodeFrame(trailing, 4, { maxUserProperties: 10, maxTopicFilters: 10 }) instanceof Error);
+  // An UNSUBSCRIBE whose last filter is empty: a filter all the same (the decoder judges it), counted.
+  assert.equal(topicFilterCount(Buffer.from('a20700010001610000', 'hex'), 10, 4, 100), 2);
+  // mqtt-packet's own message for what it refuses (SUBSCRIBE header flags 0000) comes through as it is.
+  assert.equal(failure(decodeFrame(Buffer.from('8006000100016100', 'hex'), 4)), 'Invalid header flag bits, must be 0x2 for subscribe packet');
 });
 
 test('importing the codec turns off mqtt-packet\'s table of 65,536 number buffers (about 7 MB)', { timeout: 5_000 }, () => {
