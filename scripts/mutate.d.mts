@@ -46,3 +46,4 @@ export declare function runMutation(options: {
   log?: (line: string) => void;
 }): Promise<ModuleResult[]>;
 export declare function formatResults(results: ModuleResult[]): string;
+export declare function mergeShards(results: ModuleResult[]): ModuleResult[];

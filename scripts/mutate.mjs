@@ -14,7 +14,7 @@
  * compiler, already a devDependency, parses the sources here.
  *
  * Options: `--list` prints the mutants without running tests; `--json FILE` writes the results;
- * `--recheck FILE` (the JSON of an earlier run of the same modules) runs only that run's survivors
+ * `--recheck FILE[,FILE…]` (the JSON of an earlier run of the same modules, or of its shards) runs only that run's survivors
  * again, against the tests as they are now, and adds what they kill to that run's counts: for tests
  * written after a long run. Refused when a source changed since (its SHA-256 is in the JSON): then
  * every mutant is different, and only a whole run measures it. `--shard I/K` runs every K-th mutant of each
@@ -340,6 +340,34 @@ function oneLine(text) {
   return flat.length > 60 ? `${flat.slice(0, 57)}…` : flat;
 }
 
+/**
+ * One result per module from the results of runs that shared it (`--shard`): counts added up, survivors
+ * together, the longest time (the shards ran side by side). Refused unless the shards are all there
+ * (0/K … K−1/K, once each) and measured the same sources.
+ */
+export function mergeShards(results) {
+  const byName = new Map();
+  for (const r of results) byName.set(r.name, [...(byName.get(r.name) ?? []), r]);
+  return [...byName.values()].map((parts) => {
+    const [first] = parts;
+    if (parts.length === 1 && first.shard === undefined) return first;
+    const count = Number(String(first.shard).split('/')[1]);
+    const seen = parts.map((p) => p.shard).sort();
+    const all = Array.from({ length: count }, (_, i) => `${i}/${count}`).sort();
+    if (JSON.stringify(seen) !== JSON.stringify(all)) throw new Error(`${first.name}: shards ${seen.join(', ')} are not all of ${count}`);
+    if (parts.some((p) => JSON.stringify(p.sources) !== JSON.stringify(first.sources))) throw new Error(`${first.name}: the shards measured different sources`);
+    const merged = { ...first, killed: 0, survived: 0, timeout: 0, total: 0, survivors: [], seconds: 0, rechecked: 0 };
+    delete merged.shard;
+    for (const p of parts) {
+      for (const key of ['killed', 'survived', 'timeout', 'total', 'rechecked']) merged[key] += p[key];
+      merged.survivors.push(...p.survivors);
+      merged.seconds = Math.max(merged.seconds, p.seconds);
+    }
+    merged.score = merged.total === 0 ? 100 : Math.floor((10_000 * (merged.killed + merged.timeout)) / merged.total) / 100;
+    return merged;
+  });
+}
+
 export function formatResults(results) {
   const lines = ['module            mutants  killed  timeout  survived    score   time'];
   for (const r of results) {
@@ -358,7 +386,8 @@ async function main(argv) {
   const jsonAt = argv.indexOf('--json');
   const json = jsonAt === -1 ? undefined : argv[jsonAt + 1];
   const recheckAt = argv.indexOf('--recheck');
-  const previous = recheckAt === -1 ? [] : JSON.parse(fs.readFileSync(argv[recheckAt + 1], 'utf8'));
+  // Several files (comma-separated): the shards of one run, merged.
+  const previous = recheckAt === -1 ? [] : mergeShards(argv[recheckAt + 1].split(',').flatMap((file) => JSON.parse(fs.readFileSync(file, 'utf8'))));
   const shardAt = argv.indexOf('--shard');
   const [index, count] = shardAt === -1 ? [] : argv[shardAt + 1].split('/').map(Number);
   const shard = shardAt === -1 ? undefined : { index, count };

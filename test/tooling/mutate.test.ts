@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm, symlink, writeFile, mkdir } from 'node:fs/promis
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from '../../scripts/build.mjs';
-import { applyMutant, formatResults, MODULES, mutantsOf, runMutation } from '../../scripts/mutate.mjs';
+import { applyMutant, formatResults, mergeShards, MODULES, mutantsOf, runMutation, type ModuleResult } from '../../scripts/mutate.mjs';
 
 const FEE = `/** A fee by age. */
 export function fee(age: number): number {
@@ -95,7 +95,7 @@ test('fee', { timeout: 5_000 }, () => {
     assert.equal(recheckLines.filter((l) => /^ {2}(killed|SURVIVED|timeout)/.test(l)).length, 1, `only the survivor ran: ${recheckLines.join('\n')}`);
     assert.match(formatResults([again]), /1 survivors of an earlier run ran again/);
     // --shard: two processes sharing the module run every other mutant each; together they run them all.
-    const shards = [];
+    const shards: ModuleResult[] = [];
     for (const index of [0, 1]) {
       const [part] = await runMutation({ root, scratch: path.join(root, '.tmp', `shard-${index}`), names: ['fee'], log: () => undefined, modules: fixtureModules, shard: { index, count: 2 } });
       assert.ok(part);
@@ -103,6 +103,9 @@ test('fee', { timeout: 5_000 }, () => {
     }
     assert.deepEqual(shards.map((r) => [r.shard, r.total]), [['0/2', 5], ['1/2', 4]]);
     assert.equal(shards[0]!.killed + shards[1]!.killed + shards[0]!.timeout + shards[1]!.timeout, 9, 'with the test for 17, every mutant is killed');
+    const [whole] = mergeShards(shards);
+    assert.deepEqual([whole?.total, whole?.killed, whole?.survived, whole?.score, whole?.shard], [9, 9, 0, 100, undefined]);
+    assert.throws(() => mergeShards([shards[0]!]), /shards 0\/2 are not all of 2/);
     // A source changed since: its mutants are not the ones measured, so a recheck is refused.
     await writeFile(path.join(root, 'src', 'fee.ts'), FEE.replace('return 5;', 'return 5; // changed'));
     await assert.rejects(runMutation({ root, scratch: path.join(root, '.tmp', 'tree'), names: ['fee'], log: () => undefined, modules: fixtureModules, previous: [result] }),
