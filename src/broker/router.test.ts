@@ -287,3 +287,32 @@ test('the match cache keeps at most its size of topics, emptied when full or whe
   assert.deepEqual(r.match('t/4', 'p').map((d) => d.session.clientId).sort(), ['a', 'b']);
   assert.equal(r.cachedTopics, 1);
 });
+
+test('a shared group with nobody connected queues on its members that are not retired, in turn', { timeout: 5_000 }, () => {
+  // Retired members stay in the trie until the sweep takes them out; meanwhile they get no turn.
+  const r = new Router();
+  const members = ['a', 'b', 'c', 'd'].map((id) => sub(session(id, null), '$share/g/t', 1));
+  for (const m of members) r.add(m);
+  r.retire([members[0]!, members[2]!]);
+  assert.deepEqual(turns(r, 't', 4), ['b', 'd', 'b', 'd']);
+  r.retire([members[1]!]);
+  assert.deepEqual(turns(r, 't', 2), ['d', 'd']);
+  r.retire([members[3]!]);
+  assert.deepEqual(turns(r, 't', 1), [''], 'every member retired: nobody');
+});
+
+test('the retired count goes down turn by turn as the sweep takes them out of the trie', { timeout: 30_000 }, async () => {
+  const r = new Router();
+  const s = session('gone');
+  const many = Array.from({ length: 20_000 }, (_, i) => sub(s, `f/${i}`, 1));
+  for (const m of many) r.add(m);
+  r.retire(many);
+  assert.equal(r.retiring, 20_000);
+  let last = r.retiring;
+  while (r.retiring > 0) {
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(r.retiring <= last, `${r.retiring} after ${last}`);
+    last = r.retiring;
+  }
+  assert.equal(r.subscriptionCount, 0);
+});
