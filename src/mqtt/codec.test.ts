@@ -388,6 +388,32 @@ test('the second round (issue 18): cut CONNECT headers, trailing bytes after fil
   assert.equal(failure(decodeFrame(Buffer.from('8006000100016100', 'hex'), 4)), 'Invalid header flag bits, must be 0x2 for subscribe packet');
 });
 
+test('the third round (issue 18): one byte where a string length goes, v5 properties that read as a client id, the indicator true', { timeout: 5_000 }, () => {
+  // One byte after the keepalive, and one after the client id when a user name is flagged: no room for
+  // a length field, so not the fast path's (reading one would throw past the end of the frame).
+  const oneAfterKeepalive = Buffer.from('100b00044d5154540402003c00', 'hex');
+  assert.equal(oneAfterKeepalive.length, 13);
+  assert.equal(decodeConnectFast(oneAfterKeepalive), null);
+  const oneAfterClientId = Buffer.from('100f00044d5154540482003c0002616200', 'hex');
+  assert.equal(oneAfterClientId.length, 17);
+  assert.equal(decodeConnectFast(oneAfterClientId), null);
+  // A v5 CONNECT with properties is the generic decoder's, even when the bytes after its Property
+  // Length would pass for a client id: read as a length, 0x1106 (the Session Expiry Interval's
+  // identifier and its first byte) spans exactly to the end of the frame, every byte of it ASCII.
+  const withProperties = connectFrame({ protocolVersion: 5, clientId: 'a'.repeat(4353), properties: { sessionExpiryInterval: 0x06010101 } });
+  const at = variableHeaderOffset(withProperties) + 10;
+  assert.equal(withProperties.subarray(at, at + 8).toString('hex'), '0511060101011101');
+  assert.equal(withProperties.length - (at + 3), 0x1106);
+  assert.equal(decodeConnectFast(withProperties), null);
+  const generic = decodeFrame(withProperties, 5);
+  assert.ok(!(generic instanceof Error) && generic.cmd === 'connect');
+  assert.equal(generic.clientId, 'a'.repeat(4353));
+  assert.equal(generic.properties?.sessionExpiryInterval, 0x06010101);
+  // The Payload Format Indicator is forwarded unaltered [MQTT-3.3.2-4]: the byte 1 when true, 0 when false (§3.3.2.3.2).
+  assert.equal(encodeForwardedProperties({ payloadFormatIndicator: true }).toString('hex'), '0101');
+  assert.equal(encodeForwardedProperties({ payloadFormatIndicator: false }).toString('hex'), '0100');
+});
+
 test('importing the codec turns off mqtt-packet\'s table of 65,536 number buffers (about 7 MB)', { timeout: 5_000 }, () => {
   assert.equal(mqttPacket.writeToStream.cacheNumbers, false);
 });
