@@ -62,6 +62,24 @@ test('top-level code that throws or loops is rejected at compile time', { timeou
   assert.equal(looped.message, 'top-level code ran longer than 100 ms');
 });
 
+test('top-level loops are stopped by the interrupt handler at the script\'s limit: plain, of host calls, of host calls that catch the refusal', { timeout: 20_000 }, async () => {
+  // Host calls are reachable at top level (the prelude is set up before the script runs); past the
+  // deadline each refuses to run, and the interrupt handler stops a loop that catches the refusal.
+  const loops = [
+    'for (;;) {}',
+    'for (;;) gatehouse.crypto.hash(\'sha256\', \'x\');',
+    'const big = \'x\'.repeat(1000000);\nfor (;;) { try { gatehouse.crypto.hmac(\'sha512\', big, big); } catch (e) { /* again */ } }',
+  ];
+  for (const loop of loops) {
+    const error = await compileError(`${loop}\nfunction handler() {}`, { timeoutMs: 100 });
+    assert.equal(error.reason, 'init-timeout', loop);
+    // The handler's words, not the watchdog's: the worker was not replaced.
+    assert.equal(error.message, 'top-level code ran longer than 100 ms', loop);
+  }
+  const after = await runner.compile('function handler() { return { ok: true }; }', HANDLER);
+  assert.equal((await after.invoke([])).ok, true);
+});
+
 test('limits out of range are refused rather than clamped', { timeout: 5_000 }, async () => {
   await assert.rejects(runner.compile('function handler() {}', { ...HANDLER, memoryMb: 4 }), RangeError);
   await assert.rejects(runner.compile('function handler() {}', { ...HANDLER, memoryMb: 512 }), RangeError);

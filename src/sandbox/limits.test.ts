@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { QuickJsRunner, type CompiledScript } from './index.ts';
+import { QuickJsRunner, ScriptCompileError, type CompiledScript, type InvokeResult } from './index.ts';
 import { errorOf, valueOf } from './test-support.ts';
 
 // What an operator's script must not be able to do to the gateway: run forever, eat the host's
@@ -124,7 +124,8 @@ test('a call stuck in native code past its limit gets its worker replaced; other
   try {
     const stuck = await single.compile('function handler() { return { n: new Array(1e9).join("x").length }; }',
       { ...HANDLER, timeoutMs: 100 });
-    const counter = await single.compile('let n = 0; function handler() { return { n: ++n }; }', HANDLER);
+    // Every call of it is handed to the worker at once (none waits in the script's own queue).
+    const counter = await single.compile('let n = 0; function handler() { return { n: ++n }; }', { ...HANDLER, maxConcurrent: 1024 });
     assert.deepEqual(valueOf(await counter.invoke([])), { n: 1 });
     // A call of another script sent behind the stuck one, and a compile sent behind both: the worker
     // never gets to them. The compile must not hide the stuck worker from the watchdog (it did: any
@@ -133,6 +134,15 @@ test('a call stuck in native code past its limit gets its worker replaced; other
     const behind = counter.invoke([]);
     await new Promise((resolve) => setImmediate(resolve)); // both handed to the worker
     const compile = single.compile('function handler() { return {}; }', HANDLER).then(() => 'compiled', (e: Error) => e.message);
+    // Work that keeps coming must not hide the stuck worker either: sending to a busy worker leaves
+    // the watchdog's clock alone (only work sent to an idle one starts it again).
+    const pings: Promise<InvokeResult>[] = [];
+    let answered = false;
+    void stuckCall.then(() => { answered = true; });
+    while (!answered) {
+      pings.push(counter.invoke([], { timeoutMs: 50 }));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
     const error = errorOf(await stuckCall);
     assert.equal(error.kind, 'timeout');
     assert.equal(error.message, 'a sandbox call overstayed its time limit in the worker; the worker was replaced');
@@ -140,9 +150,38 @@ test('a call stuck in native code past its limit gets its worker replaced; other
     assert.equal(waited.kind, 'internal');
     assert.match(waited.message, /worker was replaced \(this call was waiting behind the stuck one\)$/);
     assert.match(await compile, /overstayed its time limit/, 'the compile the old worker never got to is answered');
+    assert.ok(pings.length > 0);
+    for (const ping of await Promise.all(pings)) assert.match(errorOf(ping).message, /\(this call was waiting behind the stuck one\)$/);
     // Recompiled on the new worker: top-level state starts again, as after any restart.
     assert.deepEqual(valueOf(await counter.invoke([])), { n: 1 });
     assert.equal(counter.stats().restarts, 1);
+  } finally {
+    single.dispose();
+  }
+});
+
+test('top-level code stuck in native code: the compile fails init-timeout, the worker is replaced, its other scripts recover', HANG, async () => {
+  // The same join as above, run by the script's top-level code: the compile never answered (the
+  // watchdog watched calls only), and everything sent to that worker after it waited for ever.
+  const single = new QuickJsRunner({ workers: 1 });
+  try {
+    const counter = await single.compile('let n = 0; function handler() { return { n: ++n }; }', HANDLER);
+    assert.deepEqual(valueOf(await counter.invoke([])), { n: 1 });
+    const stuck = single.compile('const s = new Array(1e9).join("x");\nfunction handler() { return {}; }', { ...HANDLER, timeoutMs: 100 })
+      .then(() => undefined, (error: unknown) => error);
+    const behind = counter.invoke([]); // sent to the worker after the compile
+    const error = await stuck;
+    assert.ok(error instanceof ScriptCompileError, `a compile error, got ${String(error)}`);
+    assert.equal(error.reason, 'init-timeout');
+    assert.equal(error.message, 'top-level code ran longer than 100 ms; the worker was replaced');
+    const waited = errorOf(await behind);
+    assert.equal(waited.kind, 'internal');
+    assert.equal(waited.message,
+      'a script\'s top-level code overstayed its time limit in the worker; the worker was replaced (this call was waiting behind the stuck one)');
+    // Recompiled on the new worker: top-level state starts again, as after any restart.
+    assert.deepEqual(valueOf(await counter.invoke([])), { n: 1 });
+    assert.equal(counter.stats().restarts, 1);
+    assert.deepEqual(valueOf(await (await single.compile('function handler() { return { next: true }; }', HANDLER)).invoke([])), { next: true });
   } finally {
     single.dispose();
   }

@@ -7,7 +7,10 @@ import {
   type CompiledScript, type CompileOptions, type InvokeError, type InvokeErrorKind, type InvokeOptions,
   type InvokeResult, type JsonValue, type SandboxArg, type ScriptRunner, type ScriptStats,
 } from './types.ts';
-import type { CallAnswer, CallRequest, FromWorker, PreparedArg, ScriptSpec, ToWorker } from './worker-protocol.ts';
+import {
+  SETUP_TIMEOUT_MS,
+  type CallAnswer, type CallRequest, type FromWorker, type PreparedArg, type ScriptSpec, type ToWorker,
+} from './worker-protocol.ts';
 
 /*
  * Operator scripts run in QuickJS compiled to WebAssembly, on a small pool of worker threads
@@ -18,12 +21,15 @@ import type { CallAnswer, CallRequest, FromWorker, PreparedArg, ScriptSpec, ToWo
  * paid per batch, not per call.
  *
  * A watchdog per worker catches what the interrupt handler cannot (a loop inside QuickJS's C code,
- * such as a join over a billion holes): when the worker has said nothing for longer than the batch
- * it is working on may take (the sum of its calls' limits) plus a grace, it is terminated and
- * replaced, and its scripts are recompiled on the new one. Time is counted from the worker's last
- * message, not from sending, so a worker busy booting, compiling or answering earlier batches is
- * never mistaken for a stuck one. The watchdog looks once a second (one timer per worker, not one
- * per call); a batch overstays by its grace at least, so the second it may take to notice is noise.
+ * such as a join over a billion holes, in a call or in a script's top-level code): when the worker
+ * has said nothing for longer than the work it is on may take (a batch: the sum of its calls'
+ * limits; a compile: the prelude's setup and the script's limit for its top-level code) plus a
+ * grace, it is terminated and replaced, and its scripts are recompiled on the new one. The worker
+ * answers its work in the order it was sent, so the work it is on is the oldest unanswered. Time is
+ * counted from the worker's last message, not from sending, so a worker busy booting (it says when
+ * it is ready) or answering earlier work is never mistaken for a stuck one. The watchdog looks once
+ * a second (one timer per worker, not one per call); work overstays by its grace at least, so the
+ * second it may take to notice is noise.
  */
 
 export interface QuickJsRunnerOptions {
@@ -79,6 +85,10 @@ interface Batch {
 
 interface PendingCompile {
   resolve: (reply: Extract<FromWorker, { type: 'compiled' }>) => void;
+  /** The longest the worker may take over it: the prelude's setup and the top-level code's limit. */
+  limitMs: number;
+  /** The script's limit, which its top-level code runs under. */
+  timeoutMs: number;
   seq: number;
 }
 
@@ -134,6 +144,8 @@ class WorkerHost {
   #sent = 0;
   #watchdog: NodeJS.Timeout | undefined;
   #lost = false;
+  /** The worker said it booted: until then its silence is not the work's. */
+  #ready = false;
 
   constructor(onLost: (host: WorkerHost, reason: string) => void) {
     this.#onLost = onLost;
@@ -155,14 +167,15 @@ class WorkerHost {
 
   compile(scriptId: number, spec: ScriptSpec): Promise<Extract<FromWorker, { type: 'compiled' }>> {
     return new Promise((resolve) => {
-      this.#compiles.set(scriptId, { resolve, seq: ++this.#sent });
+      this.#markBusy();
+      this.#compiles.set(scriptId, { resolve, limitMs: SETUP_TIMEOUT_MS + spec.timeoutMs, timeoutMs: spec.timeoutMs, seq: ++this.#sent });
       this.#updateRef();
       this.send({ type: 'compile', scriptId, spec });
     });
   }
 
   call(script: QuickJsScript, scriptId: number, batch: { callId: number; job: Job }[]): void {
-    if (this.#batches.length === 0) this.#lastProgress = performance.now();
+    this.#markBusy();
     const calls: CallRequest[] = [];
     let limitMs = 0;
     for (const { callId, job } of batch) {
@@ -188,9 +201,16 @@ class WorkerHost {
     void this.#worker.terminate();
   }
 
+  /** Work sent to an idle worker is timed from now (its last message may be long ago). */
+  #markBusy(): void {
+    if (this.#batches.length === 0 && this.#compiles.size === 0) this.#lastProgress = performance.now();
+  }
+
   #receive(message: FromWorker): void {
     this.#lastProgress = performance.now();
-    if (message.type === 'compiled') {
+    if (message.type === 'ready') {
+      this.#ready = true;
+    } else if (message.type === 'compiled') {
       const pending = this.#compiles.get(message.scriptId);
       this.#compiles.delete(message.scriptId);
       pending?.resolve(message);
@@ -221,30 +241,36 @@ class WorkerHost {
   }
 
   #checkStuck(): void {
-    const oldest = this.#batches[0];
+    if (!this.#ready) return;
+    // The work the worker is on: the oldest batch or compile (it answers them in the order sent). A
+    // compile sent behind a stuck batch waits like any batch, and must not hide the stuck one.
+    let oldest: Batch | PendingCompile | undefined = this.#batches[0];
+    for (const compile of this.#compiles.values()) if (oldest === undefined || compile.seq < oldest.seq) oldest = compile;
     if (oldest === undefined) return;
-    // A compile sent before the oldest batch (booting a worker, recompiling moved scripts) is worked on
-    // first and has its own time limit inside. One sent after it waits behind it like any batch: it
-    // must not hide a worker stuck in the batch.
-    for (const { seq } of this.#compiles.values()) if (seq < oldest.seq) return;
     if (performance.now() - this.#lastProgress <= oldest.limitMs + STUCK_GRACE_MS) return;
-    this.#lose('a sandbox call overstayed its time limit in the worker; the worker was replaced', new Set(oldest.callIds));
+    this.#lose('callIds' in oldest
+      ? 'a sandbox call overstayed its time limit in the worker; the worker was replaced'
+      : 'a script\'s top-level code overstayed its time limit in the worker; the worker was replaced', oldest);
   }
 
   /**
-   * Answers every call and compile this worker still owes, and has it replaced. `stuck`: the calls of
-   * the batch the worker was stuck in (answered timeout; the rest internal). The host is dropped after,
-   * so its tables are left as they are.
+   * Answers every call and compile this worker still owes, and has it replaced. `stuck`: the batch
+   * (its calls answered timeout) or the compile (answered init-timeout) the worker was stuck in; the
+   * rest is answered internal. The host is dropped after, so its tables are left as they are.
    */
-  #lose(reason: string, stuck?: Set<number>): void {
+  #lose(reason: string, stuck?: Batch | PendingCompile): void {
     if (this.#lost) return;
     this.terminate();
+    const stuckCalls = new Set(stuck !== undefined && 'callIds' in stuck ? stuck.callIds : []);
+    const behind = stuck === undefined ? reason : `${reason} (this call was waiting behind the stuck one)`;
     for (const [callId, entry] of this.#inFlight) {
-      const kind: InvokeErrorKind = stuck?.has(callId) ? 'timeout' : 'internal';
-      const message = stuck === undefined || stuck.has(callId) ? reason : `${reason} (this call was waiting behind the stuck one)`;
-      entry.script.settle(entry.job, undefined, { kind, message });
+      entry.script.settle(entry.job, undefined, stuckCalls.has(callId) ? { kind: 'timeout', message: reason } : { kind: 'internal', message: behind });
     }
-    for (const [scriptId, { resolve }] of this.#compiles) resolve({ type: 'compiled', scriptId, internal: reason });
+    for (const [scriptId, compile] of this.#compiles) {
+      compile.resolve(compile === stuck
+        ? { type: 'compiled', scriptId, failure: { reason: 'init-timeout', detail: `top-level code ran longer than ${compile.timeoutMs} ms; the worker was replaced` } }
+        : { type: 'compiled', scriptId, internal: reason });
+    }
     this.#onLost(this, reason);
   }
 }

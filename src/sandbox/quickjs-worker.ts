@@ -11,8 +11,9 @@ import { lineFromStack } from './errors.ts';
 import { hostHash, hostHmac, hostTimingSafeEqual } from './host-crypto.ts';
 import { entryLookupSource, PRELUDE_SOURCE } from './prelude.ts';
 import { SANDBOX_LIMITS, type InvokeErrorKind, type LogLine } from './types.ts';
-import type {
-  CallAnswer, CallRequest, CompileFailure, FromWorker, PreparedArg, ScriptSpec, ToWorker,
+import {
+  SETUP_TIMEOUT_MS,
+  type CallAnswer, type CallRequest, type CompileFailure, type FromWorker, type PreparedArg, type ScriptSpec, type ToWorker,
 } from './worker-protocol.ts';
 
 /*
@@ -39,7 +40,6 @@ const PAGES_PER_MB = 16;
  * leave 25.3 MiB. Added to `memoryMb`, so a script can allocate about what its limit says (at
  * least ~10 MiB, the floor of the initial memory). */
 const ENGINE_MB = 6;
-const SETUP_TIMEOUT_MS = 5000;
 
 // The package's types are CommonJS declarations, so TypeScript sees the ES module's default export
 // one level down; at run time Node loads the ES build, whose default is the variant itself.
@@ -444,3 +444,5 @@ async function handle(message: ToWorker): Promise<void> {
 port.on('message', (message: ToWorker) => {
   chain = chain.then(() => handle(message));
 });
+// Booting (this module, its imports, the wasm module's compilation) is not a script's time.
+port.postMessage({ type: 'ready' } satisfies FromWorker);

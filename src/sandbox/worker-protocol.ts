@@ -6,6 +6,12 @@ import type { InvokeErrorKind, LogLine } from './types.ts';
  * structured-cloned by postMessage, so nothing the worker sends can alias the host's objects.
  */
 
+/**
+ * The longest the worker's own setup of a script's instance (the prelude) may run before the script's
+ * top-level code: the interrupt handler's deadline there, and part of a compile's limit for the watchdog.
+ */
+export const SETUP_TIMEOUT_MS = 5000;
+
 /** What a worker needs to (re)create a script's QuickJS instance. */
 export interface ScriptSpec {
   source: string;
@@ -54,5 +60,7 @@ export interface CallAnswer {
 }
 
 export type FromWorker =
+  /** Booted: from now on, the worker's silence counts against the work it was given. */
+  | { type: 'ready' }
   | { type: 'compiled'; scriptId: number; failure?: CompileFailure; internal?: string }
   | { type: 'answers'; scriptId: number; answers: CallAnswer[] };
