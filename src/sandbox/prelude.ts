@@ -1,9 +1,16 @@
 /*
  * JavaScript that runs inside every script's QuickJS context before the operator's code. Its
- * completion value is `setup(configJson, hostLog, hostHmac, hostHash, hostTimingSafeEqual)`, which
- * installs the host library (console, gatehouse.crypto, gatehouse.encoding, TextEncoder,
+ * completion value is `setup(configJson, hostLog, hostHmac, hostHash, hostTimingSafeEqual, hostNext)`,
+ * which installs the host library (console, gatehouse.crypto, gatehouse.encoding, TextEncoder,
  * TextDecoder), removes globals a script has no use for, and returns `bindEntry(fn)`. That gives
- * back the function the worker calls for every invocation: `invoke(id, argCodes, ...args)`.
+ * back the two functions the worker calls: `[invoke(id, argCodes, ...args), invokeBatch(buffer, start)]`.
+ *
+ * invokeBatch runs many calls in one crossing: their arguments come packed in one ArrayBuffer
+ * (worker-protocol.ts, `packCalls`), and before each call it asks the host `hostNext(answerOfThePrevious)`,
+ * which hands the previous answer over, starts the next call's time limit and console, and answers
+ * true when the batch must stop there (the host then drops the instance or is done). A call that
+ * answers with a promise ends the crossing: invokeBatch returns the promise, the worker runs its jobs,
+ * and calls invokeBatch again from the next call.
  *
  * invoke answers with one string, so a result leaves the sandbox as a single copy:
  *   'v' + JSON   the value
@@ -23,7 +30,7 @@
  */
 export const PRELUDE_SOURCE = String.raw`
 'use strict';
-(function setup(configJson, hostLog, hostHmac, hostHash, hostTimingSafeEqual) {
+(function setup(configJson, hostLog, hostHmac, hostHash, hostTimingSafeEqual, hostNext) {
   const g = globalThis;
   const ReflectApply = Reflect.apply;
   const stringify = JSON.stringify;
@@ -47,6 +54,10 @@ export const PRELUDE_SOURCE = String.raw`
   const ErrorCtor = Error;
   const ArrayBufferCtor = ArrayBuffer;
   const bufferSlice = ArrayBuffer.prototype.slice;
+  const I32 = Int32Array;
+  const U16 = Uint16Array;
+  const subarray = Object.getPrototypeOf(Uint8Array.prototype).subarray;
+  const NumberCtor = Number;
   const config = parse(configJson);
 
   for (const name of ['WebAssembly', 'SharedArrayBuffer', 'Atomics', 'queueMicrotask']) delete g[name];
@@ -455,34 +466,90 @@ export const PRELUDE_SOURCE = String.raw`
     return 't' + stringify(d);
   }
 
+  function run(entry, id, args) {
+    current = id;
+    lines = 0;
+    truncated = false;
+    let result;
+    let then;
+    try {
+      result = ReflectApply(entry, undefined, args);
+      if (result !== null && (typeof result === 'object' || typeof result === 'function')) then = result.then;
+    } catch (e) {
+      return thrown(e);
+    }
+    if (typeof then !== 'function') return finish(result);
+    return new PromiseCtor((settle) => {
+      try {
+        ReflectApply(then, result, [(value) => settle(finish(value)), (error) => settle(thrown(error))]);
+      } catch (e) {
+        settle(thrown(e));
+      }
+    });
+  }
+
+  // ---- a packed batch (layout: worker-protocol.ts, packCalls) --------------------------------
+  // fromCharCode over a typed array in slices: an argument list has a length limit.
+  function unpackText(units, start, length) {
+    let text = '';
+    for (let at = start; at < start + length; at += 4096) {
+      const end = at + 4096 < start + length ? at + 4096 : start + length;
+      text += ReflectApply(fromCharCode, null, ReflectApply(subarray, units, [at, end]));
+    }
+    return text;
+  }
+
+  function unpackArg(buffer, units, bytesStart, kind, start, length) {
+    switch (kind) {
+      case 0: return undefined;
+      case 1: return null;
+      case 2: return false;
+      case 3: return true;
+      case 4: return NumberCtor(unpackText(units, start, length));
+      case 5: return unpackText(units, start, length);
+      case 6: return parse(unpackText(units, start, length));
+      // Each call's bytes in an ArrayBuffer of their own, as invoke gives them.
+      default: return new U8(ReflectApply(bufferSlice, buffer, [bytesStart + start, bytesStart + start + length]));
+    }
+  }
+
+  function bindBatch(entry) {
+    return function invokeBatch(buffer, start) {
+      const top = new I32(buffer, 0, 4);
+      const count = top[0];
+      const head = new I32(buffer, 0, top[3]);
+      const units = new U16(buffer, head[1], (head[2] - head[1]) / 2);
+      const bytesStart = head[2];
+      let at = 4;
+      for (let k = 0; k < start; k++) at += 1 + 3 * head[at];
+      // '' before the first call: no answer yet (every answer has its one-letter prefix).
+      let answer = '';
+      for (let k = start; k < count; k++) {
+        if (hostNext(answer)) return 0;
+        const args = [];
+        const argc = head[at++];
+        for (let i = 0; i < argc; i++, at += 3) {
+          args[i] = unpackArg(buffer, units, bytesStart, head[at], head[at + 1], head[at + 2]);
+        }
+        answer = run(entry, k + 1, args);
+        if (typeof answer !== 'string') return answer;
+      }
+      hostNext(answer);
+      return 0;
+    };
+  }
+
   function bindEntry(entry) {
     if (typeof entry !== 'function') throw new TypeError('the entry is not a function');
-    return function invoke(id, codes, ...raw) {
-      current = id;
-      lines = 0;
-      truncated = false;
+    function invoke(id, codes, ...raw) {
       const args = [];
       for (let i = 0; i < raw.length; i++) {
         const code = codes[i];
         args[i] = code === 'j' ? parse(raw[i]) : code === 'b' ? new U8(raw[i]) : raw[i];
       }
-      let result;
-      let then;
-      try {
-        result = ReflectApply(entry, undefined, args);
-        if (result !== null && (typeof result === 'object' || typeof result === 'function')) then = result.then;
-      } catch (e) {
-        return thrown(e);
-      }
-      if (typeof then !== 'function') return finish(result);
-      return new PromiseCtor((settle) => {
-        try {
-          ReflectApply(then, result, [(value) => settle(finish(value)), (error) => settle(thrown(error))]);
-        } catch (e) {
-          settle(thrown(e));
-        }
-      });
-    };
+      return run(entry, id, args);
+    }
+    return [invoke, bindBatch(entry)];
   }
 
   return bindEntry;

@@ -1,4 +1,4 @@
-import { availableParallelism } from 'node:os';
+import { availableParallelism, endianness } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { lineFromStack, ScriptCompileError } from './errors.ts';
@@ -8,8 +8,8 @@ import {
   type InvokeResult, type JsonValue, type SandboxArg, type ScriptRunner, type ScriptStats,
 } from './types.ts';
 import {
-  SETUP_TIMEOUT_MS,
-  type CallAnswer, type CallRequest, type FromWorker, type PreparedArg, type ScriptSpec, type ToWorker,
+  packCalls, SETUP_TIMEOUT_MS,
+  type CallAnswer, type FromWorker, type PreparedArg, type ScriptSpec, type ToWorker,
 } from './worker-protocol.ts';
 
 /*
@@ -35,6 +35,12 @@ import {
 export interface QuickJsRunnerOptions {
   /** Worker threads that run scripts; default: the machine's parallelism, at most 4. */
   workers?: number;
+  /**
+   * Scheduling niceness of the worker threads (Linux; 0 to 19, default 0). Background work such as
+   * payload parsing runs at 10, so that on a busy core the event loop forwarding MQTT traffic gets
+   * the CPU first and the scripts take what is left.
+   */
+  niceness?: number;
 }
 
 /** How long past its batch's time limits a worker may stay silent before it is replaced. */
@@ -49,15 +55,22 @@ const MB = 1024 * 1024;
 
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
 
-function startWorker(): Worker {
+/** Arguments packed into one message at most (a call with more goes alone). */
+const PACK_BYTES = 256 * 1024;
+
+/** Packed calls are read by WebAssembly, which is little-endian. */
+const LITTLE_ENDIAN = endianness() === 'LE';
+
+function startWorker(niceness: number): Worker {
+  const workerData = { niceness };
   if (!FROM_SOURCE) {
     // Bundled into dist/ (scripts/build.mjs) beside the entry that imports this module.
-    return new Worker(new URL('./sandbox-worker.mjs', import.meta.url));
+    return new Worker(new URL('./sandbox-worker.mjs', import.meta.url), { workerData });
   }
   // Run from TypeScript sources (tests, tsx): Node 20 does not apply the parent's `--import tsx`
   // to a worker's entry, so the worker loads its module through tsx's API.
   const href = JSON.stringify(new URL('./quickjs-worker.ts', import.meta.url).href);
-  return new Worker(`import('tsx/esm/api').then((tsx) => tsx.tsImport(${href}, ${href}))`, { eval: true });
+  return new Worker(`import('tsx/esm/api').then((tsx) => tsx.tsImport(${href}, ${href}))`, { eval: true, workerData });
 }
 
 type Outcome = { value: JsonValue } | { error: InvokeError };
@@ -147,9 +160,9 @@ class WorkerHost {
   /** The worker said it booted: until then its silence is not the work's. */
   #ready = false;
 
-  constructor(onLost: (host: WorkerHost, reason: string) => void) {
+  constructor(onLost: (host: WorkerHost, reason: string) => void, niceness: number) {
     this.#onLost = onLost;
-    this.#worker = startWorker();
+    this.#worker = startWorker(niceness);
     this.#worker.unref();
     this.#worker.on('message', (message: FromWorker) => this.#receive(message));
     this.#worker.on('error', (error) => this.#lose(`sandbox worker failed: ${error.message}`));
@@ -174,19 +187,46 @@ class WorkerHost {
     });
   }
 
+  /**
+   * Hands calls to the worker. Calls go packed in one buffer (one crossing into QuickJS for them all,
+   * see worker-protocol.ts), at most PACK_BYTES of arguments a message so that a batch never holds
+   * much of a script's memory at once; a call with larger arguments, or alone, goes by itself.
+   */
   call(script: QuickJsScript, scriptId: number, batch: { callId: number; job: Job }[]): void {
+    let group: { callId: number; job: Job }[] = [];
+    let groupBytes = 0;
+    for (const item of batch) {
+      if (group.length > 0 && (groupBytes + item.job.bytes > PACK_BYTES || item.job.bytes > PACK_BYTES)) {
+        this.#send(script, scriptId, group);
+        group = [];
+        groupBytes = 0;
+      }
+      group.push(item);
+      groupBytes += item.job.bytes;
+    }
+    if (group.length > 0) this.#send(script, scriptId, group);
+  }
+
+  #send(script: QuickJsScript, scriptId: number, group: { callId: number; job: Job }[]): void {
     this.#markBusy();
-    const calls: CallRequest[] = [];
+    const callIds: number[] = [];
+    const timeouts: number[] = [];
     let limitMs = 0;
-    for (const { callId, job } of batch) {
+    for (const { callId, job } of group) {
       this.#inFlight.set(callId, { job, script });
-      calls.push({ callId, args: job.args, timeoutMs: job.timeoutMs });
+      callIds.push(callId);
+      timeouts.push(job.timeoutMs);
       limitMs += job.timeoutMs;
     }
-    this.#batches.push({ callIds: calls.map((c) => c.callId), limitMs, seq: ++this.#sent });
+    this.#batches.push({ callIds, limitMs, seq: ++this.#sent });
     this.#updateRef();
+    if (group.length > 1 && LITTLE_ENDIAN) {
+      const buffer = packCalls(group.map(({ job }) => job.args));
+      if (!this.#lost) this.#worker.postMessage({ type: 'packed', scriptId, callIds, timeouts, buffer } satisfies ToWorker, [buffer]);
+      return;
+    }
     // Bytes go by copy (structured clone), never transferred: the caller keeps its buffers.
-    this.send({ type: 'calls', scriptId, calls });
+    this.send({ type: 'calls', scriptId, calls: group.map(({ callId, job }) => ({ callId, args: job.args, timeoutMs: job.timeoutMs })) });
   }
 
   /** Stops waiting for these calls (their script was disposed); a late answer is dropped. */
@@ -455,6 +495,7 @@ class QuickJsScript implements CompiledScript {
 /** The QuickJS/WebAssembly backend of `ScriptRunner`. */
 export class QuickJsRunner implements ScriptRunner {
   readonly #size: number;
+  readonly #niceness: number;
   readonly #hosts: WorkerHost[] = [];
   readonly #live = new Set<QuickJsScript>();
 
@@ -462,6 +503,9 @@ export class QuickJsRunner implements ScriptRunner {
     const size = options.workers ?? Math.min(4, availableParallelism());
     if (!Number.isInteger(size) || size < 1 || size > 64) throw new RangeError(`workers must be an integer from 1 to 64, got ${size}`);
     this.#size = size;
+    const niceness = options.niceness ?? 0;
+    if (!Number.isInteger(niceness) || niceness < 0 || niceness > 19) throw new RangeError(`niceness must be an integer from 0 to 19, got ${niceness}`);
+    this.#niceness = niceness;
   }
 
   async compile(source: string, options: CompileOptions): Promise<CompiledScript> {
@@ -503,7 +547,7 @@ export class QuickJsRunner implements ScriptRunner {
 
   #leastLoaded(): WorkerHost {
     if (this.#hosts.length < this.#size) {
-      const host = new WorkerHost((lost) => this.#replace(lost));
+      const host = new WorkerHost((lost) => this.#replace(lost), this.#niceness);
       this.#hosts.push(host);
       return host;
     }
@@ -513,7 +557,7 @@ export class QuickJsRunner implements ScriptRunner {
   #replace(lost: WorkerHost): void {
     const index = this.#hosts.indexOf(lost);
     if (index < 0) return;
-    const host = new WorkerHost((next) => this.#replace(next));
+    const host = new WorkerHost((next) => this.#replace(next), this.#niceness);
     this.#hosts[index] = host;
     for (const script of lost.scripts) script.moveTo(host);
     lost.scripts.clear();

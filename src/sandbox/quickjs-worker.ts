@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import releaseSync from '@jitl/quickjs-wasmfile-release-sync';
 import {
   newQuickJSWASMModuleFromVariant, newVariant,
@@ -13,7 +14,8 @@ import { entryLookupSource, PRELUDE_SOURCE } from './prelude.ts';
 import { SANDBOX_LIMITS, type InvokeErrorKind, type LogLine } from './types.ts';
 import {
   SETUP_TIMEOUT_MS,
-  type CallAnswer, type CallRequest, type CompileFailure, type FromWorker, type PreparedArg, type ScriptSpec, type ToWorker,
+  type CallAnswer, type CallRequest, type CompileFailure, type FromWorker, type PackedCalls, type PreparedArg, type ScriptSpec,
+  type ToWorker,
 } from './worker-protocol.ts';
 
 /*
@@ -31,6 +33,24 @@ import {
 
 const port = parentPort;
 if (!port) throw new Error('quickjs-worker.ts must run as a worker thread');
+
+/**
+ * Lowers this thread's scheduling priority (QuickJsRunnerOptions.niceness). On Linux
+ * setpriority(PRIO_PROCESS, tid) applies to one thread, and /proc/thread-self names it; the event
+ * loop and the other threads of the process keep theirs. Raising niceness needs no privilege.
+ * Elsewhere the threads keep the process's priority.
+ */
+function lowerPriority(niceness: number): void {
+  if (niceness === 0 || process.platform !== 'linux') return;
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, niceness);
+  } catch {
+    // No /proc (or a seccomp policy refusing it): the thread works at the process's priority, and
+    // only its share of a busy core differs. Failing here would replace the worker forever.
+  }
+}
+lowerPriority((workerData as { niceness?: number } | null)?.niceness ?? 0);
 
 /** The module's declared initial memory: 16 MiB in 64 KiB pages, the smallest it links with. */
 const INITIAL_PAGES = 256;
@@ -64,6 +84,8 @@ interface Instance {
   runtime: QuickJSRuntime;
   context: QuickJSContext;
   invoke: QuickJSHandle;
+  /** The prelude's invokeBatch(buffer, start): packed calls in one crossing. */
+  invokeBatch: QuickJSHandle;
   heap: HeapWatch;
 }
 
@@ -205,7 +227,13 @@ function hostFunctions(context: QuickJSContext): QuickJSHandle[] {
     answer(() => hostHash(read(alg), read(data), read(encoding))));
   const equal = context.newFunction('hostTimingSafeEqual', (a, b) =>
     answer(() => hostTimingSafeEqual(read(a), read(b))));
-  return [log, hmac, hash, equal];
+  // invokeBatch's step between two calls: the previous call's answer in, the next call started.
+  const next = context.newFunction('hostNext', (rawHandle) => {
+    // Always a string from the prelude; '' when no call has answered yet.
+    const raw = context.getString(rawHandle);
+    return packedStep(raw === '' ? undefined : raw) ? context.true : context.false;
+  });
+  return [log, hmac, hash, equal, next];
 }
 
 /** A SyntaxError from the parser has a bare location frame ("    at fn.js:3:27"); one thrown by
@@ -289,10 +317,11 @@ async function createInstance(spec: ScriptSpec): Promise<Instance> {
         detail: `the script does not define a function named ${spec.entry} (a top-level function or module.exports.${spec.entry})`,
       });
     }
-    const invoke = context.unwrapResult(context.callFunction(bindEntry, context.undefined, entry));
-    entry.dispose();
-    bindEntry.dispose();
-    return { runtime, context, invoke, heap };
+    const pair = context.unwrapResult(context.callFunction(bindEntry, context.undefined, entry));
+    const invoke = context.getProp(pair, 0);
+    const invokeBatch = context.getProp(pair, 1);
+    for (const handle of [pair, entry, bindEntry]) handle.dispose();
+    return { runtime, context, invoke, invokeBatch, heap };
   } catch (error) {
     // Nothing is freed inside: the instance is dropped whole (see `scripts`).
     if (error instanceof CompileFailed) throw error;
@@ -319,33 +348,71 @@ function argHandle(context: QuickJSContext, arg: PreparedArg): QuickJSHandle {
 
 type Outcome = { raw: string } | { error: { kind: InvokeErrorKind; message: string } };
 
-function failure(error: Thrown, call: CallRequest, spec: ScriptSpec): Outcome {
-  if (isTimeout(error)) return { error: { kind: 'timeout', message: `ran longer than ${call.timeoutMs} ms` } };
+function failure(error: Thrown, timeoutMs: number, spec: ScriptSpec): Outcome {
+  if (isTimeout(error)) return { error: { kind: 'timeout', message: `ran longer than ${timeoutMs} ms` } };
   if (isMemory(error)) return { error: { kind: 'memory', message: `memory limit of ${spec.memoryMb} MB reached` } };
   return { error: { kind: 'internal', message: error.name ? `${error.name}: ${error.message}` : error.message } };
 }
 
-function runCall(instance: Instance, call: CallRequest, spec: ScriptSpec): Outcome {
+/** A call answered with a promise: run what it queued. No timers or I/O exist in here, so whatever
+ * is still pending afterwards can never settle. */
+function settlePromise(instance: Instance, value: QuickJSHandle, timeoutMs: number, spec: ScriptSpec): Outcome {
   const { context, runtime } = instance;
+  const jobs = runtime.executePendingJobs();
+  if (jobs.error) return failure(readError(context, jobs.error), timeoutMs, spec);
+  const state = context.getPromiseState(value);
+  if (state.type === 'pending') return { raw: 's' };
+  if (state.type === 'rejected') return failure(readError(context, state.error), timeoutMs, spec);
+  return { raw: state.value.consume((v) => context.getString(v)) };
+}
+
+function runCall(instance: Instance, call: CallRequest, spec: ScriptSpec): Outcome {
+  const { context } = instance;
   const codes = call.args.map((arg) => arg.code === 'r' ? 'r' : arg.code).join('');
   const handles = [context.newNumber(current.id), context.newString(codes), ...call.args.map((arg) => argHandle(context, arg))];
   const result = context.callFunction(instance.invoke, context.undefined, ...handles);
   for (const handle of handles) handle.dispose();
-  if (result.error) return failure(readError(context, result.error), call, spec);
+  if (result.error) return failure(readError(context, result.error), call.timeoutMs, spec);
   const value = result.value;
   try {
     if (context.typeof(value) === 'string') return { raw: context.getString(value) };
-    // A promise: run what it queued. No timers or I/O exist in here, so whatever is still
-    // pending afterwards can never settle.
-    const jobs = runtime.executePendingJobs();
-    if (jobs.error) return failure(readError(context, jobs.error), call, spec);
-    const state = context.getPromiseState(value);
-    if (state.type === 'pending') return { raw: 's' };
-    if (state.type === 'rejected') return failure(readError(context, state.error), call, spec);
-    return { raw: state.value.consume((v) => context.getString(v)) };
+    return settlePromise(instance, value, call.timeoutMs, spec);
   } finally {
     value.dispose();
   }
+}
+
+/**
+ * What a finished call's outcome becomes once its instance is looked at, and whether the instance
+ * must be dropped before the next call.
+ */
+function checkInstance(instance: Instance, outcome: Outcome, timeoutMs: number, spec: ScriptSpec): { outcome: Outcome; drop: boolean } {
+  const exhausted = instance.heap.exhausted;
+  if (current.interrupted) {
+    outcome = { error: { kind: 'timeout', message: `ran longer than ${timeoutMs} ms` } };
+  } else if ('raw' in outcome && outcome.raw === 's' && exhausted) {
+    // Out of memory inside a promise job never reaches us: QuickJS makes it the rejection of
+    // a promise nobody awaits (a chain of promises each resolved with the next one grows
+    // until then), and the call ends with the handler's promise pending. The full heap, not
+    // a promise that could never settle, is what stopped it.
+    outcome = { error: { kind: 'memory', message: `memory limit of ${spec.memoryMb} MB reached` } };
+  }
+  // Jobs still queued after a call belong to work that was cut off (a promise chain past its
+  // deadline, a flood of microtasks); run later, they would spend the next call's time.
+  const leftover = instance.runtime.hasPendingJob();
+  // A memory failure, or a script that caught one and carried on with a full heap: the next
+  // call gets a fresh instance, as V8 disposed an isolate at its heap cap.
+  const drop = ('error' in outcome && outcome.error.kind === 'memory') || ('raw' in outcome && outcome.raw[0] === 'm') || exhausted || leftover;
+  return { outcome, drop };
+}
+
+function restartFailure(error: unknown): Outcome {
+  if (error instanceof CompileFailed) {
+    const kind: InvokeErrorKind = error.failure.reason === 'init-timeout' ? 'timeout'
+      : error.failure.reason === 'init-memory' ? 'memory' : 'threw';
+    return { error: { kind, message: `restarting the script failed: ${error.message}` } };
+  }
+  return { error: { kind: 'internal', message: (error as Error).message } };
 }
 
 async function answerCalls(scriptId: number, calls: CallRequest[]): Promise<CallAnswer[]> {
@@ -357,7 +424,7 @@ async function answerCalls(scriptId: number, calls: CallRequest[]): Promise<Call
     current = { id: call.callId, deadline: started + call.timeoutMs, logs: [], truncated: false, interrupted: false };
     let outcome: Outcome;
     if (!script) {
-      outcome = { error: { kind: 'disposed', message: 'the script has been disposed' } };
+      outcome = DISPOSED;
     } else {
       try {
         if (!script.instance) {
@@ -366,35 +433,13 @@ async function answerCalls(scriptId: number, calls: CallRequest[]): Promise<Call
         }
         current.deadline = performance.now() + call.timeoutMs;
         script.instance.heap.exhausted = false;
-        outcome = runCall(script.instance, call, script.spec);
-        const exhausted = script.instance.heap.exhausted;
-        if (current.interrupted) {
-          outcome = { error: { kind: 'timeout', message: `ran longer than ${call.timeoutMs} ms` } };
-        } else if ('raw' in outcome && outcome.raw === 's' && exhausted) {
-          // Out of memory inside a promise job never reaches us: QuickJS makes it the rejection of
-          // a promise nobody awaits (a chain of promises each resolved with the next one grows
-          // until then), and the call ends with the handler's promise pending. The full heap, not
-          // a promise that could never settle, is what stopped it.
-          outcome = { error: { kind: 'memory', message: `memory limit of ${script.spec.memoryMb} MB reached` } };
-        }
-        // Jobs still queued after a call belong to work that was cut off (a promise chain past its
-        // deadline, a flood of microtasks); run later, they would spend the next call's time.
-        const leftover = script.instance.runtime.hasPendingJob();
-        // A memory failure, or a script that caught one and carried on with a full heap: the next
-        // call gets a fresh instance, as V8 disposed an isolate at its heap cap.
-        if (('error' in outcome && outcome.error.kind === 'memory') || ('raw' in outcome && outcome.raw[0] === 'm') || exhausted || leftover) {
-          script.instance = undefined;
-        }
+        const checked = checkInstance(script.instance, runCall(script.instance, call, script.spec), call.timeoutMs, script.spec);
+        outcome = checked.outcome;
+        if (checked.drop) script.instance = undefined;
       } catch (error) {
-        if (error instanceof CompileFailed) {
-          const kind: InvokeErrorKind = error.failure.reason === 'init-timeout' ? 'timeout'
-            : error.failure.reason === 'init-memory' ? 'memory' : 'threw';
-          outcome = { error: { kind, message: `restarting the script failed: ${error.message}` } };
-        } else {
-          // A wasm trap (or a bug here): the instance cannot be trusted any more.
-          script.instance = undefined;
-          outcome = { error: { kind: 'internal', message: (error as Error).message } };
-        }
+        // A wasm trap (or a bug here): the instance cannot be trusted any more.
+        if (!(error instanceof CompileFailed)) script.instance = undefined;
+        outcome = restartFailure(error);
       }
     }
     answers.push({
@@ -406,6 +451,143 @@ async function answerCalls(scriptId: number, calls: CallRequest[]): Promise<Call
       restarted,
     });
     restarted = false;
+  }
+  return answers;
+}
+
+const DISPOSED: Outcome = { error: { kind: 'disposed', message: 'the script has been disposed' } };
+
+/** A packed batch running in one crossing into an instance; hostNext (packedStep) moves it on. */
+interface PackedRun {
+  instance: Instance;
+  spec: ScriptSpec;
+  message: PackedCalls;
+  answers: CallAnswer[];
+  /** The next call to start, and the call running (-1: none). */
+  next: number;
+  active: number;
+  started: number;
+  /** The instance was created for this run: said on its first answer. */
+  restarted: boolean;
+  /** A call left the instance unfit (memory, queued jobs): the run stops before the next call. */
+  drop: boolean;
+}
+
+let packed: PackedRun | undefined;
+
+function endPacked(run: PackedRun, outcome: Outcome): void {
+  const k = run.active;
+  run.active = -1;
+  const checked = checkInstance(run.instance, outcome, run.message.timeouts[k] as number, run.spec);
+  if (checked.drop) run.drop = true;
+  run.answers[k] = {
+    callId: run.message.callIds[k] as number,
+    ...checked.outcome,
+    logs: current.logs,
+    truncated: current.truncated,
+    durationMs: performance.now() - run.started,
+    restarted: run.restarted,
+  };
+  run.restarted = false;
+}
+
+/** hostNext: ends the running call with its answer and starts the next; true: the batch stops here. */
+function packedStep(raw: string | undefined): boolean {
+  const run = packed;
+  if (run === undefined) return true;
+  if (run.active >= 0) endPacked(run, raw === undefined ? { error: { kind: 'internal', message: 'no answer from the sandbox' } } : { raw });
+  if (run.drop || run.next >= run.message.callIds.length) return true;
+  const k = run.next++;
+  run.active = k;
+  run.started = performance.now();
+  // The same per-call state as a call of its own: its own time limit, console and heap watch.
+  current = { id: k + 1, deadline: run.started + (run.message.timeouts[k] as number), logs: [], truncated: false, interrupted: false };
+  run.instance.heap.exhausted = false;
+  return false;
+}
+
+/** Fails the call running (or, when none has started, the next one) with `outcome`, unchecked. */
+function failPacked(run: PackedRun, outcome: Outcome, check: boolean): void {
+  if (run.active < 0) {
+    run.active = run.next++;
+    run.started = performance.now();
+  }
+  if (check) {
+    endPacked(run, outcome);
+    return;
+  }
+  const k = run.active;
+  run.active = -1;
+  run.drop = true;
+  run.answers[k] = {
+    callId: run.message.callIds[k] as number, ...outcome, logs: current.logs, truncated: current.truncated,
+    durationMs: performance.now() - run.started, restarted: run.restarted,
+  };
+  run.restarted = false;
+}
+
+/**
+ * Packed calls: one crossing into QuickJS runs them all (the prelude's invokeBatch), with every
+ * guarantee of a call of its own: each call's time limit starts at its own start (hostNext), a
+ * failing call ends the crossing and the next crossing resumes after it, and a call that leaves the
+ * instance unfit has the rest run on a fresh one.
+ */
+async function answerPacked(scriptId: number, message: PackedCalls): Promise<CallAnswer[]> {
+  const script = scripts.get(scriptId);
+  const count = message.callIds.length;
+  const answers: CallAnswer[] = [];
+  let next = 0;
+  while (next < count) {
+    const started = performance.now();
+    if (!script) {
+      answers[next] = { callId: message.callIds[next] as number, ...DISPOSED, logs: [], truncated: false, durationMs: 0, restarted: false };
+      next++;
+      continue;
+    }
+    let restarted = false;
+    if (!script.instance) {
+      try {
+        script.instance = await createInstance(script.spec);
+        restarted = true;
+      } catch (error) {
+        answers[next] = {
+          callId: message.callIds[next] as number, ...restartFailure(error), logs: [], truncated: false,
+          durationMs: performance.now() - started, restarted: false,
+        };
+        next++;
+        continue;
+      }
+    }
+    const instance = script.instance;
+    const run: PackedRun = { instance, spec: script.spec, message, answers, next, active: -1, started, restarted, drop: false };
+    packed = run;
+    // Until the first hostNext the prelude runs under a limit of its own, not a finished call's spent one.
+    current = { id: 0, deadline: performance.now() + (message.timeouts[next] as number), logs: [], truncated: false, interrupted: false };
+    try {
+      const { context } = instance;
+      const handles = [context.newArrayBuffer(message.buffer), context.newNumber(next)];
+      const result = context.callFunction(instance.invokeBatch, context.undefined, ...handles);
+      for (const handle of handles) handle.dispose();
+      if (result.error) {
+        const error = readError(context, result.error);
+        failPacked(run, failure(error, message.timeouts[run.active < 0 ? run.next : run.active] as number, script.spec), true);
+      } else {
+        const value = result.value;
+        try {
+          // The running call answered with a promise: invokeBatch stopped there.
+          if (run.active >= 0) endPacked(run, settlePromise(instance, value, message.timeouts[run.active] as number, script.spec));
+        } finally {
+          value.dispose();
+        }
+      }
+    } catch (error) {
+      // A wasm trap (or a bug here): the instance cannot be trusted any more.
+      failPacked(run, { error: { kind: 'internal', message: (error as Error).message } }, false);
+    } finally {
+      packed = undefined;
+    }
+    if (run.drop) script.instance = undefined;
+    next = run.next;
   }
   return answers;
 }
@@ -431,6 +613,11 @@ async function handle(message: ToWorker): Promise<void> {
     }
     case 'calls': {
       const answers = await answerCalls(message.scriptId, message.calls);
+      port?.postMessage({ type: 'answers', scriptId: message.scriptId, answers } satisfies FromWorker);
+      return;
+    }
+    case 'packed': {
+      const answers = await answerPacked(message.scriptId, message);
       port?.postMessage({ type: 'answers', scriptId: message.scriptId, answers } satisfies FromWorker);
       return;
     }
