@@ -55,6 +55,10 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   // The process's one sandbox for operator JavaScript: verification functions (checked when saved,
   // run on CONNECT) and transformPayload scripts all run in it.
   const runner = new QuickJsRunner();
+  // Payload parsing has a sandbox of its own whose threads run at a lower priority: on a busy core
+  // the event loop forwarding MQTT traffic goes first, and parsing takes what is left (what it
+  // cannot keep up with is dropped and counted, platform/parser.ts). Threads start with the first script.
+  const parsingRunner = new QuickJsRunner({ niceness: 10 });
   // Whose directory and whose database: an empty, missing or foreign database beside an
   // installation's state is refused here, before any migration or demo could be created over it.
   const identity = await readIdentity(config.dataDir);
@@ -132,7 +136,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   await tightenDataDir(config.dataDir);
   // `gatehouse restore` refuses while this process runs on the directory.
   await writeFile(path.join(config.dataDir, PID_FILE), `${process.pid}\n`, { mode: 0o600 });
-  const platform = new Platform({ registry, runtime, messages: storage.messages, runner, logger, options: platformOptions, journal: uplinkJournal });
+  const platform = new Platform({ registry, runtime, messages: storage.messages, runner, parsingRunner, logger, options: platformOptions, journal: uplinkJournal });
   await platform.start();
   connectionEvents.onStored((record) => platform.publishConnectionEvent(record));
   registerPlatformMetrics(metricsRegistry, platform);
@@ -170,6 +174,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
       uplinkJournal.close();
       await rm(path.join(config.dataDir, PID_FILE), { force: true });
       runner.dispose();
+      parsingRunner.dispose();
       stateStores.close();
       await storage.close();
     },

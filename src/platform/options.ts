@@ -32,7 +32,7 @@ export interface PlatformOptionsInput {
 }
 
 export const DEFAULT_PLATFORM_OPTIONS: PlatformOptions = {
-  parsing: { timeoutMs: 100, memoryMb: 32, maxPending: 1000 },
+  parsing: { timeoutMs: 100, memoryMb: 32, maxPending: 1000, maxPendingBytes: 16 * 1024 * 1024 },
   messages: { keepPerDevice: 100, maxAgeMs: 7 * 24 * 3600_000, batchSize: 500, flushMs: 200, maxPending: 50_000, maxPendingBytes: 64 * 1024 * 1024 },
   // 1 s, 2 s, 4 s … 5 min: eight attempts cover about four minutes of an endpoint being down.
   webhooks: { maxAttempts: 8, baseDelayMs: 1000, maxDelayMs: 300_000, timeoutMs: 10_000, concurrency: 4, maxQueued: 10_000, maxQueuedBytes: 64 * 1024 * 1024 },

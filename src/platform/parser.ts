@@ -1,8 +1,11 @@
 /**
- * A gateway's data parsing: its `transformPayload` compiled once per script version in the shared
- * sandbox, run on each uplink after the message has already been routed to MQTT subscribers. Calls
- * waiting beyond `maxPending` are not run (dropped and counted): a slow or looping script costs the
- * gateway its parsed output, never its MQTT traffic.
+ * A gateway's data parsing: its `transformPayload` compiled once per script version in the parsing
+ * sandbox (worker threads at a lower priority), run on each uplink after the message has already been
+ * routed to MQTT subscribers. MQTT never waits for it. When parsing cannot keep up, what waits for the
+ * script is bounded per gateway in messages (`maxPending`) and in payload bytes (`maxPendingBytes`);
+ * a message beyond either bound is not parsed (stored and streamed with its parse error, counted as
+ * `dropped`): a slow or looping script, or a core busy forwarding MQTT, costs the gateway parsed
+ * output, never its MQTT traffic and never unbounded memory.
  */
 import type { Logger } from '../core/logger.ts';
 import type { DataParsingConfig } from '../registry/index.ts';
@@ -10,12 +13,16 @@ import { ScriptCompileError, type CompiledScript, type ScriptRunner } from '../s
 
 export const TRANSFORM_FILENAME = 'transformPayload.js';
 
+const DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024;
+
 export interface ParsingLimits {
   /** Per message. */
   timeoutMs: number;
   memoryMb: number;
   /** Messages waiting for the script per gateway; more are dropped unparsed. */
   maxPending: number;
+  /** Payload and topic bytes waiting for the script per gateway; more are dropped unparsed (default 16 MiB). */
+  maxPendingBytes?: number;
   /** Messages handed to the sandbox worker in one batch (default 64). */
   batchSize?: number;
   /**
@@ -37,12 +44,16 @@ export interface ParsingCounters {
   dropped: number;
 }
 
+const DROPPED: ParseOutcome = Object.freeze({ ok: false, kind: 'dropped', error: 'not parsed: the parsing queue of this gateway is full' });
+
 export class GatewayParser {
   readonly counters: ParsingCounters = { parsed: 0, failed: 0, dropped: 0 };
   #source: string | null = null;
   /** The compiled script (or why it does not compile) for `#source`. */
   #compiled: Promise<CompiledScript | string> | null = null;
   #pending = 0;
+  #pendingBytes = 0;
+  readonly #maxPendingBytes: number;
   readonly #runner: ScriptRunner;
   readonly #limits: ParsingLimits;
   readonly #log: Logger;
@@ -50,6 +61,7 @@ export class GatewayParser {
   constructor(runner: ScriptRunner, limits: ParsingLimits, log: Logger) {
     this.#runner = runner;
     this.#limits = limits;
+    this.#maxPendingBytes = limits.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     this.#log = log;
   }
 
@@ -72,12 +84,18 @@ export class GatewayParser {
   parse(topic: string, payload: Buffer): Promise<ParseOutcome> | null {
     const compiled = this.#compiled;
     if (compiled === null) return null;
-    if (this.#pending >= this.#limits.maxPending) {
+    // A topic is at most 65,535 bytes of UTF-8; its UTF-16 length is close enough for a bound.
+    const bytes = payload.byteLength + topic.length;
+    if (this.#pending >= this.#limits.maxPending || this.#pendingBytes + bytes > this.#maxPendingBytes) {
       this.counters.dropped++;
-      return Promise.resolve({ ok: false, kind: 'dropped', error: 'not parsed: the parsing queue of this gateway is full' });
+      return Promise.resolve(DROPPED);
     }
     this.#pending++;
-    return this.#run(compiled, topic, payload).finally(() => this.#pending--);
+    this.#pendingBytes += bytes;
+    return this.#run(compiled, topic, payload).finally(() => {
+      this.#pending--;
+      this.#pendingBytes -= bytes;
+    });
   }
 
   dispose(): void {
@@ -97,7 +115,7 @@ export class GatewayParser {
     }
     if (result.error.kind === 'busy') {
       this.counters.dropped++;
-      return { ok: false, kind: 'dropped', error: 'not parsed: the parsing queue of this gateway is full' };
+      return DROPPED;
     }
     this.counters.failed++;
     return { ok: false, kind: result.error.kind, error: `${result.error.kind}: ${result.error.message}` };

@@ -48,8 +48,10 @@ export interface PlatformDeps {
   registry: PlatformRegistry;
   runtime: PlatformRuntime;
   messages: MessageRepository;
-  /** The process's one sandbox (shared with verification functions). */
+  /** The process's sandbox (shared with verification functions): parsing dry runs, which someone waits on. */
   runner: ScriptRunner;
+  /** The sandbox the gateways' parsing runs in, in the background (default: `runner`). */
+  parsingRunner?: ScriptRunner;
   logger: Logger;
   options?: PlatformOptionsInput;
   /** Where acknowledged uplinks are journaled before their acks leave; without it a crash may lose them. */
@@ -267,7 +269,7 @@ export class Platform {
   #parserFor(gatewayId: string, name: string): GatewayParser {
     let entry = this.#parsers.get(gatewayId);
     if (entry === undefined) {
-      entry = { parser: new GatewayParser(this.runner, this.options.parsing, this.#log.child({ gatewayId })), name };
+      entry = { parser: new GatewayParser(this.#deps.parsingRunner ?? this.runner, this.options.parsing, this.#log.child({ gatewayId })), name };
       this.#parsers.set(gatewayId, entry);
     }
     entry.name = name;
