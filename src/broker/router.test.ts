@@ -1,11 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Router } from './router.ts';
 import { Session, type SessionLink, type Subscription } from './session.ts';
 import { createStats } from './stats.ts';
 import type { QoS } from '../mqtt/codec.ts';
 
 const online: SessionLink = { sendQuota: 10, congested: false, sendPublish: () => true, sendPubrel: () => undefined };
+
+// A context made after the flag has V8's `gc`: a test can then see an object collected (WeakRef).
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
 
 function session(id: string, link: SessionLink | null = online): Session {
   const s = new Session(id, { maxQueued: 10, maxQueuedBytes: 1 << 20, queueOverflow: 'drop-oldest', maxRetained: 10 }, createStats());
@@ -220,11 +226,15 @@ test('retire: an ended session\'s subscriptions stop matching at once and leave 
   assert.deepEqual(r.match('f/7', 'p').map((d) => d.session === next).sort(), [false, true]);
   assert.equal(r.match('f/19999', 'p').length, 1, 'only the stays session\'s f/#');
 
-  // drainRetired takes every one out now.
+  // drainRetired takes every one out now, and leaves no sweep behind (one would empty the cache again).
   r.retire([wide]);
   r.drainRetired();
   assert.equal(r.retiring, 0);
   assert.deepEqual(r.match('f/19999', 'p'), []);
+  assert.equal(r.cachedTopics, 1);
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(r.cachedTopics, 1, 'the answer cached after the drain is still cached a turn later');
 });
 
 /** Which client each of `n` messages on `topic` goes to (one delivery each). */
@@ -315,4 +325,68 @@ test('the retired count goes down turn by turn as the sweep takes them out of th
     last = r.retiring;
   }
   assert.equal(r.subscriptionCount, 0);
+});
+
+/** Lets the event loop turn until the sweep has taken every retired subscription out of the trie (at most `max` turns). */
+async function swept(r: Router, max = 10_000): Promise<void> {
+  let turns = 0;
+  while (r.retiring > 0 && turns < max) {
+    await new Promise((resolve) => setImmediate(resolve));
+    turns++;
+  }
+  assert.equal(r.retiring, 0, `still ${r.retiring} retiring after ${turns} turns`);
+}
+
+test('retiring what the router does not hold changes nothing; a retire after a finished sweep is swept too (issue 18)', { timeout: 10_000 }, async () => {
+  const r = new Router();
+  const members = ['a', 'b', 'c'].map((id) => sub(session(id), '$share/g/s', 1));
+  for (const m of members) r.add(m);
+  r.add(sub(session('p'), 't', 0));
+  assert.deepEqual(turns(r, 't', 1), ['p']);
+  assert.deepEqual(turns(r, 's', 3), ['a', 'b', 'c']);
+  assert.equal(r.cachedTopics, 2);
+  // Never added: a stranger in the group, one of a group that does not exist, a plain one. Taking a
+  // stranger "out" of a group would take out whoever is last in it.
+  r.retire([sub(session('d'), '$share/g/s', 1), sub(session('e'), '$share/h/s', 1), sub(session('f'), 't', 0)]);
+  assert.equal(r.retiring, 0);
+  assert.equal(r.subscriptionCount, 4);
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(r.cachedTopics, 2, 'nothing to sweep: the cached answers are kept');
+  assert.deepEqual(turns(r, 's', 3), ['a', 'b', 'c']);
+  // Retired, swept, then retired again and removed: it leaves its group once, its peers stay.
+  r.retire([members[1]!]);
+  await swept(r);
+  r.retire([members[1]!]);
+  r.remove(members[1]!);
+  assert.equal(r.retiring, 0);
+  assert.equal(r.subscriptionCount, 3);
+  assert.deepEqual(turns(r, 's', 4), ['a', 'c', 'a', 'c']);
+  // The sweep ended; the next retire starts a new one by itself.
+  r.retire([members[0]!]);
+  await swept(r, 100);
+  assert.deepEqual(turns(r, 's', 2), ['c', 'c']);
+  assert.deepEqual(turns(r, 't', 1), ['p']);
+});
+
+test('once swept, an ended session is not kept alive by the router: not by the trie, its group or an answer cached meanwhile (issue 18)', { timeout: 10_000 }, async () => {
+  const r = new Router();
+  const stays = session('stays');
+  r.add(sub(stays, 'f/#', 0));
+  r.add(sub(stays, '$share/g/f/1', 0));
+  const gone = ((): WeakRef<Session> => {
+    const s = session('gone');
+    const subs = [...Array.from({ length: 100 }, (_, i) => sub(s, `f/${i}`, 1)), sub(s, '$share/g/f/1', 1)];
+    for (const x of subs) r.add(x);
+    r.retire(subs);
+    // Matched before the sweep: the cached answer names its retired subscription and its group.
+    assert.deepEqual(r.match('f/1', 'p').map((d) => d.session.clientId), ['stays', 'stays']);
+    return new WeakRef(s);
+  })();
+  await swept(r);
+  // A WeakRef holds its target until the job that made it ends: collect a turn later.
+  await new Promise((resolve) => setImmediate(resolve));
+  collectGarbage();
+  assert.equal(gone.deref(), undefined, 'the ended session was collected');
+  assert.deepEqual(r.match('f/1', 'p').map((d) => d.session.clientId), ['stays', 'stays']);
 });

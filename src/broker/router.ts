@@ -50,7 +50,7 @@ export class Router {
   /** Subscriptions of ended sessions still in the trie, taken out a slice per turn (see `retire`). */
   #retiring: Subscription[] = [];
   #retiringAt = 0;
-  #sweep: NodeJS.Immediate | null = null;
+  #sweep: NodeJS.Immediate | undefined;
 
   /**
    * @param maxLevels deepest topic the engine lets through: the trie throws on deeper ones ('too many
@@ -127,15 +127,14 @@ export class Router {
    * subscription is still in the trie, and `match` skips it.
    */
   retire(subs: Iterable<Subscription>): void {
-    let n = 0;
+    const before = this.#retiring.length;
     for (const sub of subs) {
-      if (!this.#subscriptions.delete(sub)) continue; // not held: nothing to retire
+      if (!this.#subscriptions.delete(sub)) continue; // not held (never added, removed, retired already): nothing to retire
       sub.retired = true;
       this.#retiring.push(sub);
-      n++;
     }
-    if (n === 0) return;
-    this.#cache.clear();
+    // The match cache may keep answers naming these: `match` skips them, and the sweep's end clears it.
+    if (this.#retiring.length === before) return;
     this.#sweep ??= setImmediate(() => this.#removeRetired());
   }
 
@@ -146,27 +145,26 @@ export class Router {
 
   /** Removes every retired subscription now (at shutdown, or in tests). */
   drainRetired(): void {
-    if (this.#sweep !== null) clearImmediate(this.#sweep);
+    clearImmediate(this.#sweep);
     this.#removeRetired(Number.POSITIVE_INFINITY);
   }
 
   #removeRetired(budgetMs = RETIRE_BUDGET_MS): void {
-    this.#sweep = null;
+    this.#sweep = undefined;
     const until = performance.now() + budgetMs;
     const list = this.#retiring;
     let i = this.#retiringAt;
-    while (i < list.length) {
-      const end = Math.min(list.length, i + 64);
-      for (; i < end; i++) this.#detach(list[i]!);
-      if (performance.now() >= until) break;
-    }
+    // The clock read per removal costs tens of nanoseconds; a removal, microseconds.
+    while (i < list.length && performance.now() < until) this.#detach(list[i++]!);
+    this.#retiringAt = i;
     if (i < list.length) {
-      this.#retiringAt = i;
       this.#sweep = setImmediate(() => this.#removeRetired());
-    } else {
-      this.#retiring = [];
-      this.#retiringAt = 0;
+      return;
     }
+    this.#retiring = [];
+    this.#retiringAt = 0;
+    // Answers cached while the sweep ran may name retired subscriptions (`match` skips them) and groups
+    // it emptied (nobody to pick): kept, they would keep the ended sessions alive.
     this.#cache.clear();
   }
 
@@ -182,7 +180,6 @@ export class Router {
       this.#cache.set(topic, entries);
     }
     const out: Delivery[] = [];
-    if (entries.length === 0) return out;
     const dollar = topic.charCodeAt(0) === 0x24;
     let bySession: Map<Session, Delivery> | undefined;
     for (const entry of entries) {
@@ -224,8 +221,8 @@ function deliveryOf(sub: Subscription): Delivery {
 
 /** Round robin over the group, preferring members whose client is connected. */
 function pickMember(group: SharedGroup): Subscription | undefined {
+  // An empty group (emptied by the retirement sweep while its answer was cached) has nobody to pick.
   const n = group.members.length;
-  if (n === 0) return undefined;
   for (let i = 0; i < n; i++) {
     const sub = group.members[(group.next + i) % n]!;
     if (sub.session.link !== null && sub.retired !== true) {
