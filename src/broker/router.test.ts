@@ -390,3 +390,29 @@ test('once swept, an ended session is not kept alive by the router: not by the t
   assert.equal(gone.deref(), undefined, 'the ended session was collected');
   assert.deepEqual(r.match('f/1', 'p').map((d) => d.session.clientId), ['stays', 'stays']);
 });
+
+test('a shared group left by its last member leaves no trace: 100,000 groups joined and left keep no memory (issue 18)', { timeout: 30_000 }, () => {
+  // A device may subscribe and unsubscribe under ever new group names: a group kept once empty (in the
+  // router's table of groups or in its trie, where it matches and yields nobody) would grow the heap
+  // without end, seen by nothing but memory.
+  const r = new Router();
+  const s = session('a');
+  const joinAndLeave = (from: number): void => {
+    for (let i = from; i < from + 100_000; i++) {
+      const x = sub(s, `$share/g${i}/t`, 0);
+      r.add(x);
+      r.remove(x);
+    }
+  };
+  joinAndLeave(0); // the trie's node for t and the code's own first allocations
+  collectGarbage();
+  const before = process.memoryUsage().heapUsed;
+  joinAndLeave(100_000);
+  collectGarbage();
+  const kept = process.memoryUsage().heapUsed - before;
+  // 100,000 groups kept would be ten megabytes or more; none kept is noise.
+  assert.ok(kept < 4 * 1024 * 1024, `${(kept / 1024 / 1024).toFixed(1)} MB kept`);
+  assert.equal(r.subscriptionCount, 0);
+  r.add(sub(s, '$share/g7/t', 0));
+  assert.deepEqual(turns(r, 't', 1), ['a']);
+});
