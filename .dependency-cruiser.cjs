@@ -18,8 +18,22 @@ module.exports = {
     },
     forbid('api-above-registry', '^src/api/', '^src/(gateway|broker|storage)/', 'the API calls registry services'),
     forbid('gateway-not-api', '^src/gateway/', '^src/(api|storage)/', 'the data plane reads through registry ports'),
-    forbid('cluster-implements-ports', '^src/cluster/', '^src/(gateway|api|platform|storage|sandbox|cli)/',
+    forbid('cluster-implements-ports', '^src/cluster/', '^src/(gateway|api|storage|sandbox|cli)/',
       'src/cluster/ implements the engine\'s cluster link and the registry\'s event bus, through their public surfaces only'),
+    {
+      name: 'cluster-knows-the-platform-port-only',
+      comment: 'src/cluster/ implements the platform\'s peers port (platform/peers.ts) and knows its types, nothing else of the platform',
+      severity: 'error',
+      from: { path: '^src/cluster/' },
+      to: { path: '^src/platform/', pathNot: '^src/platform/peers\\.ts$' },
+    },
+    {
+      name: 'cluster-imports-the-platform-port-as-types',
+      comment: 'the platform port is types only: a node loads no platform code through src/cluster/',
+      severity: 'error',
+      from: { path: '^src/cluster/' },
+      to: { path: '^src/platform/peers\\.ts$', dependencyTypesNot: ['type-only'] },
+    },
     {
       name: 'only-the-root-starts-a-cluster',
       comment: 'the engine and the registry learn ports, not NATS: only the composition root (app.ts) wires src/cluster/ in',

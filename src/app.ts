@@ -136,7 +136,10 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   await tightenDataDir(config.dataDir);
   // `gatehouse restore` refuses while this process runs on the directory.
   await writeFile(path.join(config.dataDir, PID_FILE), `${process.pid}\n`, { mode: 0o600 });
-  const platform = new Platform({ registry, runtime, messages: storage.messages, runner, parsingRunner, logger, options: platformOptions, journal: uplinkJournal });
+  const platform = new Platform({
+    registry, runtime, messages: storage.messages, runner, parsingRunner, logger, options: platformOptions, journal: uplinkJournal, nodeId: config.nodeId,
+    ...(cluster === null ? {} : { peers: cluster.peers }),
+  });
   await platform.start();
   connectionEvents.onStored((record) => platform.publishConnectionEvent(record));
   registerPlatformMetrics(metricsRegistry, platform);

@@ -8,11 +8,13 @@ import { ClusterConnection } from './connection.ts';
 import { NatsClusterLinks } from './links.ts';
 import { DEFAULT_LEASE_TIMINGS, NodeLeases, type LeaseTimings } from './node-leases.ts';
 import { NatsRegistryBus } from './registry-bus.ts';
+import { NatsPlatformPeers } from './platform-peers.ts';
 
 export { ClusterConnection, type ClusterState } from './connection.ts';
 export { NatsClusterLinks, type LinkCounters } from './links.ts';
 export { NodeLeases, type NodeLease, type LeaseTimings } from './node-leases.ts';
 export { NatsRegistryBus } from './registry-bus.ts';
+export { NatsPlatformPeers, type PeerCounters } from './platform-peers.ts';
 export { registerClusterMetrics } from './metrics.ts';
 
 export interface ClusterNode {
@@ -20,6 +22,8 @@ export interface ClusterNode {
   readonly leases: NodeLeases;
   readonly bus: NatsRegistryBus;
   readonly links: NatsClusterLinks;
+  /** The platform's view of the other nodes: shared /stream events, downlinks, sessions (item 7). */
+  readonly peers: NatsPlatformPeers;
   /** Gives the lease back and closes the connection (after the engines closed their links). */
   close(): Promise<void>;
 }
@@ -51,6 +55,8 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     leases,
     bus: new NatsRegistryBus(connection, logger),
     links,
+    peers: new NatsPlatformPeers(connection, logger, timings.leaseMs,
+      async () => (await leases.live()).filter((lease) => lease.nodeId !== options.nodeId).length),
     async close() {
       links.close();
       await leases.close();

@@ -2,10 +2,21 @@
 import { Gauge, type Registry } from 'prom-client';
 import type { ClusterConnection } from './connection.ts';
 import type { LinkCounters, NatsClusterLinks } from './links.ts';
+import type { NatsPlatformPeers, PeerCounters } from './platform-peers.ts';
 
 const KINDS: readonly (keyof LinkCounters)[] = ['forwarded', 'received', 'malformed', 'forwardFailed', 'retainedStored', 'retainedTooLarge'];
+const PEER_KINDS: readonly (keyof PeerCounters)[] = ['shared', 'heard', 'malformed', 'asked', 'unanswered'];
 
-export function registerClusterMetrics(registry: Registry, node: { connection: ClusterConnection; links: NatsClusterLinks }): void {
+export function registerClusterMetrics(registry: Registry, node: { connection: ClusterConnection; links: NatsClusterLinks; peers: NatsPlatformPeers }): void {
+  new Gauge({
+    name: 'gatehouse_cluster_platform_total',
+    help: 'The platform side between nodes: events shared with the others and heard from them, malformed frames (dropped), '
+      + 'requests asked of the others (downlink, sessions, disconnect) and answers that did not come in time',
+    labelNames: ['kind'], registers: [registry],
+    collect() {
+      for (const kind of PEER_KINDS) this.set({ kind }, node.peers.counters[kind]);
+    },
+  });
   new Gauge({
     name: 'gatehouse_cluster_connected', help: 'Whether this node is connected to NATS (1) or cut off from the cluster (0)',
     registers: [registry], collect() { this.set(node.connection.state === 'connected' ? 1 : 0); },

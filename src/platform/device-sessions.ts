@@ -54,5 +54,27 @@ export function deviceSessions(instances: Iterable<GatewayInstance>, productKey:
       });
     }
   }
-  return views.sort((a, b) => Number(b.connected) - Number(a.connected) || (a.clientId < b.clientId ? -1 : 1));
+  return sortViews(views);
+}
+
+/** Connected first, then by client id. */
+function sortViews(views: DeviceSessionView[]): DeviceSessionView[] {
+  return views.sort((a, b) => Number(b.connected) - Number(a.connected) || (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0));
+}
+
+/**
+ * The sessions of a device across the nodes of a cluster (issue 16 item 7): each node lists those it holds.
+ * A client id held by two nodes (kept offline on one, connected to the other since) is listed once, as the
+ * node holding its connection sees it.
+ */
+export function mergeSessionViews(lists: readonly (readonly DeviceSessionView[])[]): DeviceSessionView[] {
+  const byClient = new Map<string, DeviceSessionView>();
+  for (const list of lists) {
+    for (const view of list) {
+      const key = `${view.gatewayId}\u0000${view.clientId}`;
+      const seen = byClient.get(key);
+      if (seen === undefined || (!seen.connected && view.connected)) byClient.set(key, view);
+    }
+  }
+  return sortViews([...byClient.values()]);
 }

@@ -5,7 +5,11 @@
  */
 import { approximateEventBytes, matches, type EventFilter, type PlatformEvent } from './events.ts';
 
-export type EventListener = (event: PlatformEvent) => void;
+/**
+ * `remote`: the event is of a device connected to another node of the cluster (its own node stored it and
+ * calls the webhooks for it); a stream shows it, nothing else acts on it.
+ */
+export type EventListener = (event: PlatformEvent, remote: boolean) => void;
 
 export class EventHub {
   readonly #ring: (PlatformEvent | undefined)[];
@@ -32,7 +36,7 @@ export class EventHub {
     return this.#bytes;
   }
 
-  publish(event: PlatformEvent): void {
+  publish(event: PlatformEvent, remote = false): void {
     const size = approximateEventBytes(event);
     this.#bytes += size - this.#sizes[this.#next]!; // an overwritten slot gives its bytes back
     this.#ring[this.#next] = event;
@@ -46,7 +50,7 @@ export class EventHub {
       this.#ring[oldest] = undefined;
       this.#size--;
     }
-    for (const listener of this.#listeners) listener(event);
+    for (const listener of this.#listeners) listener(event, remote);
   }
 
   subscribe(listener: EventListener): () => void {

@@ -13,3 +13,4 @@ export { UplinkTap, type TappedGateway, type Uplink } from './uplink-tap.ts';
 export { GatewayParser, type ParsingLimits } from './parser.ts';
 export { UplinkJournal, type JournaledUplink, type JournalTicket, type UplinkJournalStore } from './uplink-journal.ts';
 export { ConnectionEventRecorder, DEFAULT_CONNECTION_EVENT_OPTIONS, type ConnectionEventOptions } from './connection-events.ts';
+export type { PeerAnswer, PeerRequest, PlatformPeers, SharedEvent } from './peers.ts';

@@ -5,11 +5,11 @@
  * removed after it, never left behind.
  */
 import type { Logger } from '../core/logger.ts';
-import type { OutboxEntry } from '../registry/index.ts';
+import type { OutboxClaim, OutboxEntry } from '../registry/index.ts';
 import { DeferredFlush } from './deferred-flush.ts';
 
 export interface OutboxStore {
-  addToOutbox(entries: OutboxEntry[]): Promise<void>;
+  addToOutbox(entries: OutboxEntry[], claim?: OutboxClaim): Promise<void>;
   removeFromOutbox(keys: { webhookId: string; eventId: string }[]): Promise<void>;
 }
 
@@ -22,10 +22,13 @@ export class Outbox {
   readonly #log: Logger;
   #ops: Op[] = [];
   readonly #flusher = new DeferredFlush(() => this.#write(), () => this.#ops.length > 0);
+  readonly #claim: () => OutboxClaim;
 
-  constructor(store: OutboxStore, log: Logger) {
+  /** `claim`: this node's claim as of now, written with each row (this node sends it; issue 16). */
+  constructor(store: OutboxStore, log: Logger, claim: () => OutboxClaim) {
     this.#store = store;
     this.#log = log;
+    this.#claim = claim;
   }
 
   add(entry: OutboxEntry): void {
@@ -62,7 +65,7 @@ export class Outbox {
         while (j < ops.length && ('add' in ops[j]!) === isAdd) j++;
         const run = ops.slice(i, j);
         try {
-          if (isAdd) await this.#store.addToOutbox(run.map((o) => (o as { add: OutboxEntry }).add));
+          if (isAdd) await this.#store.addToOutbox(run.map((o) => (o as { add: OutboxEntry }).add), this.#claim());
           else await this.#store.removeFromOutbox(run.map((o) => (o as { remove: { webhookId: string; eventId: string } }).remove));
         } catch (err) {
           // Delivery goes on from memory; only the restart guarantee is lost for these.

@@ -15,7 +15,7 @@ import type {
 import { GatehouseError } from '../core/errors.ts';
 import { ScriptCompileError, type LogLine, type ScriptRunner } from '../sandbox/index.ts';
 import { isPropertyPostTopic, propertyPostValues, type PropertyValue } from './alink.ts';
-import { deviceSessions, type DeviceSessionView } from './device-sessions.ts';
+import { deviceSessions, mergeSessionViews, type DeviceSessionView } from './device-sessions.ts';
 import { EventHub } from './event-hub.ts';
 import { messageView, type MessageView, type PlatformEvent } from './events.ts';
 import { newEventId } from './ids.ts';
@@ -25,6 +25,7 @@ import { resolvePlatformOptions, type PlatformOptions, type PlatformOptionsInput
 import { GatewayParser, TRANSFORM_FILENAME, type ParsingCounters } from './parser.ts';
 import { UplinkJournal, type JournaledUplink, type JournalTicket, type UplinkJournalStore } from './uplink-journal.ts';
 import { UplinkTap, type Uplink } from './uplink-tap.ts';
+import type { PeerAnswer, PeerRequest, PlatformPeers, SharedEvent } from './peers.ts';
 import { WebhookDispatcher, type WebhookSource, type WebhookStats } from './webhooks.ts';
 
 /** The registry as the platform uses it. */
@@ -56,6 +57,10 @@ export interface PlatformDeps {
   options?: PlatformOptionsInput;
   /** Where acknowledged uplinks are journaled before their acks leave; without it a crash may lose them. */
   journal?: UplinkJournalStore;
+  /** This node's id (webhook outbox rows are claimed under it). */
+  nodeId?: string;
+  /** The other nodes of a cluster (issue 16 item 7); absent for a single process. */
+  peers?: PlatformPeers;
 }
 
 export interface DownlinkRequest {
@@ -84,6 +89,11 @@ export interface ParsingTestResult {
 
 /** The best of several connections' outcomes wins. */
 const OUTCOME_RANK: readonly DirectDelivery[] = ['acked', 'sent', 'timeout', 'not_subscribed', 'offline'];
+
+/** A single process's outbox claims: taken at start only, so their length matters only to a later cluster. */
+const LOCAL_CLAIM_MS = 10_000;
+/** How long another node has to answer, beyond its own wait for a device (a QoS 1 downlink's PUBACK). */
+const PEER_ANSWER_MS = 3_000;
 
 export class Platform {
   readonly options: PlatformOptions;
@@ -116,7 +126,9 @@ export class Platform {
     this.hub = new EventHub(this.options.streamReplay, this.options.streamReplayBytes);
     this.#journal = deps.journal === undefined ? null : new UplinkJournal(deps.journal, this.#log);
     this.store = new MessageStore(deps.messages, this.options.messages, this.#log, (tickets) => this.#settle(tickets));
-    this.webhooks = new WebhookDispatcher(deps.registry.webhooks, this.hub, this.options.webhooks, this.#log);
+    this.webhooks = new WebhookDispatcher(deps.registry.webhooks, this.hub, this.options.webhooks, this.#log, {
+      nodeId: deps.peers?.nodeId ?? deps.nodeId ?? 'local', claimMs: deps.peers?.claimMs ?? LOCAL_CLAIM_MS, shared: deps.peers !== undefined,
+    });
   }
 
   /** Loads webhooks and starts tapping gateways (those running now and those started later). */
@@ -130,6 +142,10 @@ export class Platform {
       events.on('device.disconnected', (d) => this.#presence('offline', d.gatewayId, d.productKey, d.deviceName, d.at)),
       this.#deps.runtime.observeInstances((change, instance) => this.#instanceChanged(change, instance)),
     );
+    const peers = this.#deps.peers;
+    if (peers !== undefined) {
+      this.#unsubscribe.push(peers.onShared((shared) => this.#heard(shared)), peers.serve((request) => this.#answer(request)));
+    }
     await this.webhooks.reload();
     await this.#replayJournal();
   }
@@ -161,17 +177,17 @@ export class Platform {
     return (await this.store.query(query)).map(messageView);
   }
 
-  /** Sends a message to one device through the gateway it is connected to. */
+  /**
+   * Sends a message to one device through the gateway it is connected to: on this node and, in a cluster,
+   * on every other node (each sends it to the device's connections it holds); the best outcome wins.
+   */
   async downlink(productKey: string, deviceName: string, request: DownlinkRequest): Promise<DownlinkResult> {
-    let outcome: DirectDelivery = 'offline';
-    for (const instance of this.#deps.runtime.instances()) {
-      if (instance.config.productKey !== productKey) continue;
-      // A device may hold several connections (different client ids): each subscribed one gets it.
-      const connections = instance.broker.clients().filter((c) => (c.identity as DeviceIdentity | undefined)?.deviceName === deviceName);
-      const outcomes = await Promise.all(connections.map((c) => instance.broker.deliverTo(c.clientId, request, this.options.downlinkAckTimeoutMs)));
-      outcome = OUTCOME_RANK.find((o) => outcomes.includes(o)) ?? 'offline';
-      break;
-    }
+    const here = this.#downlinkHere(productKey, deviceName, request);
+    const there = this.#ask({
+      kind: 'downlink', productKey, deviceName, topic: request.topic, payloadBase64: request.payload.toString('base64'), qos: request.qos,
+    }, this.options.downlinkAckTimeoutMs);
+    const outcomes = [await here, ...(await there).flatMap((a) => (a.kind === 'downlink' ? [a.outcome] : []))];
+    const outcome = OUTCOME_RANK.find((o) => outcomes.includes(o)) ?? 'offline';
     return {
       online: outcome !== 'offline',
       result: outcome.toUpperCase() as DownlinkResult['result'],
@@ -179,18 +195,70 @@ export class Platform {
     };
   }
 
-  /** The device's MQTT sessions on its gateway, connected or kept (device-sessions.ts). */
-  deviceSessions(productKey: string, deviceName: string): DeviceSessionView[] {
-    return deviceSessions(this.#deps.runtime.instances(), productKey, deviceName);
+  async #downlinkHere(productKey: string, deviceName: string, request: DownlinkRequest): Promise<DirectDelivery> {
+    for (const instance of this.#deps.runtime.instances()) {
+      if (instance.config.productKey !== productKey) continue;
+      // A device may hold several connections (different client ids): each subscribed one gets it.
+      const connections = instance.broker.clients().filter((c) => (c.identity as DeviceIdentity | undefined)?.deviceName === deviceName);
+      const outcomes = await Promise.all(connections.map((c) => instance.broker.deliverTo(c.clientId, request, this.options.downlinkAckTimeoutMs)));
+      return OUTCOME_RANK.find((o) => outcomes.includes(o)) ?? 'offline';
+    }
+    return 'offline';
   }
 
-  /** Ends every connection of the device now (the operator's action); how many ended. It may connect again. */
-  disconnectDevice(productKey: string, deviceName: string): number {
+  /** The device's MQTT sessions on its gateway, connected or kept (device-sessions.ts), on every node of a cluster. */
+  async deviceSessions(productKey: string, deviceName: string): Promise<DeviceSessionView[]> {
+    const here = deviceSessions(this.#deps.runtime.instances(), productKey, deviceName);
+    if (this.#deps.peers === undefined) return here;
+    const there = await this.#ask({ kind: 'sessions', productKey, deviceName }, 0);
+    return mergeSessionViews([here, ...there.flatMap((a) => (a.kind === 'sessions' ? [a.sessions] : []))]);
+  }
+
+  /** Ends every connection of the device now, on every node (the operator's action); how many ended. It may connect again. */
+  async disconnectDevice(productKey: string, deviceName: string): Promise<number> {
+    let n = this.#disconnectHere(productKey, deviceName);
+    for (const a of await this.#ask({ kind: 'disconnect', productKey, deviceName }, 0)) if (a.kind === 'disconnect') n += a.disconnected;
+    return n;
+  }
+
+  #disconnectHere(productKey: string, deviceName: string): number {
     let n = 0;
     for (const instance of this.#deps.runtime.instances()) {
       if (instance.config.productKey === productKey) n += instance.disconnectDevice(deviceName);
     }
     return n;
+  }
+
+  /** The other nodes' answers (none without a cluster); `waitMs`: how long they may wait for a device first. */
+  #ask(request: PeerRequest, waitMs: number): Promise<PeerAnswer[]> {
+    return this.#deps.peers === undefined ? Promise.resolve([]) : this.#deps.peers.ask(request, waitMs + PEER_ANSWER_MS);
+  }
+
+  /** Another node asks about the device's connections this node holds. */
+  async #answer(request: PeerRequest): Promise<PeerAnswer> {
+    switch (request.kind) {
+      case 'downlink':
+        return {
+          kind: 'downlink',
+          outcome: await this.#downlinkHere(request.productKey, request.deviceName,
+            { topic: request.topic, payload: Buffer.from(request.payloadBase64, 'base64'), qos: request.qos }),
+        };
+      case 'sessions':
+        return { kind: 'sessions', sessions: deviceSessions(this.#deps.runtime.instances(), request.productKey, request.deviceName) };
+      case 'disconnect':
+        return { kind: 'disconnect', disconnected: this.#disconnectHere(request.productKey, request.deviceName) };
+    }
+  }
+
+  /** An event of another node's device: for this node's streams (and its replay ring), not its webhooks. */
+  #heard(shared: SharedEvent): void {
+    if (this.#closed) return;
+    if (shared.kind === 'message') {
+      const r = shared.record;
+      this.hub.publish({ id: r.id, type: 'message', gatewayId: r.gatewayId, deviceName: r.deviceName, data: messageView(r) }, true);
+    } else {
+      this.hub.publish(shared.event, true);
+    }
   }
 
   async close(): Promise<void> {
@@ -352,19 +420,27 @@ export class Platform {
     this.store.add(record, u.ticket);
     const view = messageView(record);
     this.hub.publish({ id: record.id, type: 'message', gatewayId: u.gatewayId, deviceName: u.deviceName, data: view });
+    // Stored and sent to webhooks here only; the other nodes' streams show it too.
+    this.#deps.peers?.share({ kind: 'message', record });
   }
 
   /** A stored connection event goes live on /stream (deviceName '' for a device without a record). */
   publishConnectionEvent(record: ConnectionEventRecord): void {
-    this.hub.publish({ id: newEventId(), type: 'connection', gatewayId: record.gatewayId, deviceName: record.deviceName ?? '', data: record });
+    this.#publishLocal({ id: newEventId(), type: 'connection', gatewayId: record.gatewayId, deviceName: record.deviceName ?? '', data: record });
+  }
+
+  /** An event of this node's device: its streams and webhooks, and the other nodes' streams. */
+  #publishLocal(event: Exclude<PlatformEvent, { type: 'message' }>): void {
+    this.hub.publish(event);
+    this.#deps.peers?.share({ kind: 'event', event });
   }
 
   #presence(type: 'online' | 'offline', gatewayId: string, productKey: string, deviceName: string, at: string, clientAddress?: string | null): void {
-    const event: PlatformEvent = {
+    const event: Exclude<PlatformEvent, { type: 'message' }> = {
       id: newEventId(), type, gatewayId, deviceName,
       data: { gatewayId, productKey, deviceName, at, ...(clientAddress === undefined ? {} : { clientAddress }) },
     };
-    this.hub.publish(event);
+    this.#publishLocal(event);
   }
 
   #queueProperties(productKey: string, deviceName: string, values: Record<string, PropertyValue>): void {

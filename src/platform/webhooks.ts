@@ -9,7 +9,7 @@ import { createHmac, randomInt } from 'node:crypto';
 import tls from 'node:tls';
 import { Agent, request } from 'undici';
 import type { Logger } from '../core/logger.ts';
-import type { DeadLetterRecord, OutboxEntry, WebhookEventType, WebhookTarget } from '../registry/index.ts';
+import type { DeadLetterRecord, OutboxClaim, OutboxEntry, WebhookEventType, WebhookTarget } from '../registry/index.ts';
 import type { EventHub } from './event-hub.ts';
 import type { PlatformEvent } from './events.ts';
 import { newEventId } from './ids.ts';
@@ -36,7 +36,21 @@ export interface WebhookOptions {
 export interface WebhookSource extends OutboxStore {
   targets(): Promise<WebhookTarget[]>;
   recordDeadLetter(record: DeadLetterRecord): Promise<void>;
-  listOutbox(webhookId: string, limit: number): Promise<OutboxEntry[]>;
+  claimOutbox(webhookId: string, claim: OutboxClaim & { now: string; own: boolean }, limit: number): Promise<OutboxEntry[]>;
+  renewOutboxClaims(claim: OutboxClaim): Promise<number>;
+}
+
+/**
+ * Who sends the outbox's rows (issue 16 item 7). Each row is claimed by the node that sends it, so a node
+ * that starts takes only rows nobody holds, never those a live node is sending; in a cluster (`shared`) a
+ * node renews its claims and takes the rows whose claim lapsed (their node died) every third of `claimMs`.
+ */
+export interface OutboxNode {
+  nodeId: string;
+  /** How long a claim lasts unless renewed (a cluster node's lease). */
+  claimMs: number;
+  /** Other nodes share the outbox (a cluster); false: one process, which claims at start only and pays nothing after. */
+  shared: boolean;
 }
 
 export const SIGNATURE_HEADER = 'x-gatehouse-signature';
@@ -106,6 +120,15 @@ class Endpoint {
 
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  /** Deliveries accepted and not yet delivered, dead-lettered or dropped. */
+  get held(): number {
+    return this.#held;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** A changed URL, secret or CA applies to the next request. */
@@ -278,14 +301,24 @@ export class WebhookDispatcher {
   readonly #log: Logger;
   readonly #unsubscribe: () => void;
   readonly #outbox: Outbox;
+  readonly #node: OutboxNode;
   #reloading: Promise<void> = Promise.resolve();
+  #sweepTimer: NodeJS.Timeout | null = null;
+  #sweeping: Promise<void> | null = null;
 
-  constructor(source: WebhookSource, hub: EventHub, options: WebhookOptions, log: Logger) {
+  constructor(source: WebhookSource, hub: EventHub, options: WebhookOptions, log: Logger, node: OutboxNode) {
     this.#source = source;
     this.#options = options;
     this.#log = log;
-    this.#outbox = new Outbox(source, log);
-    this.#unsubscribe = hub.subscribe((event) => {
+    this.#node = node;
+    this.#outbox = new Outbox(source, log, () => this.#claim());
+    if (node.shared) {
+      this.#sweepTimer = setInterval(() => void this.sweep(), Math.max(50, Math.floor(node.claimMs / 3)));
+      this.#sweepTimer.unref();
+    }
+    this.#unsubscribe = hub.subscribe((event, remote) => {
+      // Another node's device: that node calls the webhooks for it (once per event, not once per node).
+      if (remote) return;
       let body: string | undefined; // serialized once, for the first webhook that wants it
       for (const endpoint of this.#endpoints.values()) {
         if (endpoint.wants(event)) endpoint.enqueue(event, body ??= JSON.stringify({ id: event.id, type: event.type, data: event.data }));
@@ -313,8 +346,49 @@ export class WebhookDispatcher {
     return this.#outbox.flush();
   }
 
-  /** Stops delivering; what is still pending stays in the outbox for the next start. */
+  /**
+   * Renews this node's claims, then takes rows whose claim lapsed (a dead node's) for the endpoints with room.
+   * Run by the timer in a cluster; one sweep at a time.
+   */
+  sweep(): Promise<void> {
+    this.#sweeping ??= this.#sweep().finally(() => {
+      this.#sweeping = null;
+    });
+    return this.#sweeping;
+  }
+
+  async #sweep(): Promise<void> {
+    try {
+      await this.#source.renewOutboxClaims(this.#claim());
+    } catch (err) {
+      // Past claimMs without a renewal another node may send these rows too (at least once, then twice).
+      this.#log.warn({ err }, 'webhook_outbox_claims_renew_failed');
+      return;
+    }
+    await this.#reloading;
+    for (const [id, endpoint] of [...this.#endpoints]) {
+      const room = this.#options.maxQueued - endpoint.held;
+      if (room <= 0 || endpoint.closed) continue;
+      try {
+        const entries = await this.#source.claimOutbox(id, { ...this.#claim(), now: new Date().toISOString(), own: false }, room);
+        if (entries.length > 0) this.#log.info({ webhookId: id, deliveries: entries.length }, 'webhook_outbox_taken_over');
+        // An endpoint closed meanwhile (webhook disabled): the rows stay ours, taken again when it is enabled.
+        endpoint.resume(entries);
+      } catch (err) {
+        this.#log.error({ err, webhookId: id }, 'webhook_outbox_claim_failed');
+      }
+    }
+  }
+
+  #claim(): OutboxClaim {
+    return { nodeId: this.#node.nodeId, until: new Date(Date.now() + this.#node.claimMs).toISOString() };
+  }
+
+  /** Stops delivering; what is still pending stays in the outbox for the next start (or, in a cluster, another node). */
   async close(): Promise<void> {
+    if (this.#sweepTimer !== null) clearInterval(this.#sweepTimer);
+    this.#sweepTimer = null;
+    await this.#sweeping;
     this.#unsubscribe();
     for (const e of this.#endpoints.values()) e.close();
     this.#endpoints.clear();
@@ -345,7 +419,9 @@ export class WebhookDispatcher {
       const endpoint = new Endpoint(target, this.#options, this.#source, this.#outbox, this.#log);
       this.#endpoints.set(target.id, endpoint);
       try {
-        endpoint.resume(await this.#source.listOutbox(target.id, this.#options.maxQueued));
+        // Rows nobody sends: unclaimed, lapsed, or this node's own (its previous life, or a closed endpoint's).
+        // Never rows another live node claims: it is sending them (a node's start once sent them twice).
+        endpoint.resume(await this.#source.claimOutbox(target.id, { ...this.#claim(), now: new Date().toISOString(), own: true }, this.#options.maxQueued));
       } catch (err) {
         this.#log.error({ err, webhookId: target.id }, 'webhook_outbox_read_failed');
       }

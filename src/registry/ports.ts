@@ -168,6 +168,15 @@ export interface OutboxEntry {
   createdAt: string;
 }
 
+/**
+ * Which node sends an outbox row, and until when (issue 16): one node at a time sends a delivery, and
+ * one whose node died is taken by another once the claim lapses. ISO times (they compare as text).
+ */
+export interface OutboxClaim {
+  nodeId: string;
+  until: string;
+}
+
 // ── Repositories ──────────────────────────────────────────────────────────────────────────────────
 
 /** Unique columns whose violation storage reports as `DuplicateKeyError`. */
@@ -312,11 +321,20 @@ export interface WebhookRepository {
   /** Newest first. */
   listDeadLetters(webhookId: string, limit: number): Promise<DeadLetterRecord[]>;
   deleteDeadLetter(webhookId: string, id: string): Promise<boolean>;
-  /** Records pending deliveries; one already recorded is left as it is. */
-  addToOutbox(entries: OutboxEntry[]): Promise<void>;
+  /** Records pending deliveries, claimed by the node that sends them; one already recorded is left as it is. */
+  addToOutbox(entries: OutboxEntry[], claim?: OutboxClaim): Promise<void>;
   removeFromOutbox(keys: { webhookId: string; eventId: string }[]): Promise<void>;
   /** Oldest first. */
   listOutbox(webhookId: string, limit: number): Promise<OutboxEntry[]>;
+  /**
+   * Claims up to `limit` of the webhook's rows, oldest first, and returns them: rows nobody claims, rows whose
+   * claim lapsed before `now`, and with `own`, rows claimed by `claim.nodeId` (a previous life of this node, or
+   * rows a closed endpoint of it left). Rows another claimer holds locked at that moment are skipped, never
+   * waited for: two nodes claiming at once get disjoint rows.
+   */
+  claimOutbox(webhookId: string, claim: OutboxClaim & { now: string; own: boolean }, limit: number): Promise<OutboxEntry[]>;
+  /** Pushes every claim of the node to `until`; how many rows it holds. */
+  renewOutboxClaims(claim: OutboxClaim): Promise<number>;
 }
 
 /** Small key/value facts about the installation (e.g. the master key's check value). */

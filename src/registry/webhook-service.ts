@@ -5,7 +5,7 @@
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { GatehouseError } from '../core/errors.ts';
 import type { RegistryContext } from './context.ts';
-import type { DeadLetterRecord, OutboxEntry, WebhookEventType, WebhookRecord } from './ports.ts';
+import type { DeadLetterRecord, OutboxClaim, OutboxEntry, WebhookEventType, WebhookRecord } from './ports.ts';
 
 export const WEBHOOK_EVENT_TYPES: readonly WebhookEventType[] = ['message', 'online', 'offline'];
 const SECRET = /^[\x21-\x7e]{16,128}$/;
@@ -111,8 +111,8 @@ export class WebhookService {
   }
 
   /** Pending deliveries, kept so that a restart does not lose them (the platform's dispatcher writes them). */
-  addToOutbox(entries: OutboxEntry[]): Promise<void> {
-    return this.#ctx.storage.webhooks.addToOutbox(entries);
+  addToOutbox(entries: OutboxEntry[], claim?: OutboxClaim): Promise<void> {
+    return this.#ctx.storage.webhooks.addToOutbox(entries, claim);
   }
 
   removeFromOutbox(keys: { webhookId: string; eventId: string }[]): Promise<void> {
@@ -121,6 +121,15 @@ export class WebhookService {
 
   listOutbox(webhookId: string, limit: number): Promise<OutboxEntry[]> {
     return this.#ctx.storage.webhooks.listOutbox(webhookId, limit);
+  }
+
+  /** Deliveries this node is to send (issue 16: one node sends each; repositories explain which rows). */
+  claimOutbox(webhookId: string, claim: OutboxClaim & { now: string; own: boolean }, limit: number): Promise<OutboxEntry[]> {
+    return this.#ctx.storage.webhooks.claimOutbox(webhookId, claim, limit);
+  }
+
+  renewOutboxClaims(claim: OutboxClaim): Promise<number> {
+    return this.#ctx.storage.webhooks.renewOutboxClaims(claim);
   }
 
   async deadLetters(id: string, limit = 100): Promise<DeadLetterRecord[]> {

@@ -19,7 +19,7 @@ function repositoriesOver(db: Kysely<Database>, dialect: Dialect): Repositories 
     functions: new KyselyFunctionRepository(db),
     settings: new KyselySettingsRepository(db),
     messages: new KyselyMessageRepository(db),
-    webhooks: new KyselyWebhookRepository(db),
+    webhooks: new KyselyWebhookRepository(db, dialect),
     connectionEvents: new KyselyConnectionEventRepository(db),
   };
 }

@@ -122,6 +122,10 @@ export interface WebhookOutboxTable {
   event_type: string;
   body: string;
   created_at: string;
+  /** The node sending it (issue 16); null for rows written before claims. */
+  claimed_by: string | null;
+  /** ISO time the claim lapses unless its node renews it. */
+  claimed_until: string | null;
 }
 
 /** A CONNECT outcome or a disconnect (issue 14); repeats folded into `count`. */

@@ -210,6 +210,25 @@ if (natsUrl === undefined || databaseUrl === undefined) {
       await waitFor('the device OFFLINE', async () => ((await status(nodeA)) === 'OFFLINE' ? true : undefined));
     });
 
+    test('a node killed (-9) and started again marks offline only the devices it held: node B\'s stays ONLINE throughout', { timeout: 90_000 }, async () => {
+      const gateway = await createGateway('cluster_presence_kill');
+      for (const name of ['on-a', 'on-b']) await addDevice(gateway.productKey, name);
+      await waitFor('node B to listen', async () => ((await probeTls(pki, B, gateway.port)) === 'tls' ? true : undefined));
+      await connect(A, gateway.port, 'on-a');
+      const onB = await connect(B, gateway.port, 'on-b');
+      const status = async (name: string): Promise<string> =>
+        (await nodeB.api<DeviceJson>('GET', `/products/${gateway.productKey}/devices/${name}`)).json.status;
+      await waitFor('both devices ONLINE', async () => ((await status('on-a')) === 'ONLINE' && (await status('on-b')) === 'ONLINE' ? true : undefined));
+
+      await nodeA.kill9(); // no shutdown code runs on A
+      assert.equal(await status('on-b'), 'ONLINE', 'node A\'s death left node B\'s device online');
+      nodeA = await startGatehouseProcess(dirs[0]!, envOf('node-a', A));
+      // Started again, node A clears what it held (its device's connection died with it), and only that.
+      assert.equal(await status('on-a'), 'OFFLINE');
+      assert.equal(await status('on-b'), 'ONLINE', 'node A\'s start left node B\'s device online');
+      assert.ok(onB.connected);
+    });
+
     test('a retained message set on node A survives A\'s kill -9: a new subscriber on node B gets it (issue 16 item 4)', { timeout: 90_000 }, async () => {
       const gateway = await createGateway('cluster_retained');
       for (const name of ['ret-pub', 'ret-sub']) await addDevice(gateway.productKey, name);

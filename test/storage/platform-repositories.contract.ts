@@ -88,6 +88,36 @@ export function platformRepositoryContract(name: string, open: OpenFreshStorage)
       assert.equal(await s.webhooks.delete('w1'), false);
     }));
 
+    test('webhooks: outbox rows are claimed by one node; another takes them only unclaimed or lapsed; own rows on request; claims renew', { timeout: 10_000 }, () => withStorage(open, async (s) => {
+      await s.webhooks.insert(webhook('w1'));
+      await s.webhooks.insert(webhook('w2'));
+      const entry = (webhookId: string, eventId: string, createdAt: string) => ({ webhookId, eventId, eventType: 'message' as const, body: `{"id":"${eventId}"}`, createdAt });
+      const t = (s: number): string => new Date(Date.UTC(2026, 0, 5, 0, 0, s)).toISOString();
+      await s.webhooks.addToOutbox([entry('w1', 'a2', t(2)), entry('w1', 'a1', t(1))], { nodeId: 'node-a', until: t(10) });
+      await s.webhooks.addToOutbox([entry('w1', 'u1', t(3))]); // written before claims existed: nobody's
+      await s.webhooks.addToOutbox([entry('w2', 'b1', t(1))], { nodeId: 'node-b', until: t(10) });
+      const claim = (nodeId: string, now: number, own: boolean, webhookId = 'w1', limit = 10) =>
+        s.webhooks.claimOutbox(webhookId, { nodeId, until: t(now + 10), now: t(now), own }, limit).then((rows) => rows.map((r) => r.eventId));
+
+      // While node A's claim holds, node C takes only the row nobody claims; then nothing (it holds that one now).
+      assert.deepEqual(await claim('node-c', 5, false), ['u1']);
+      assert.deepEqual(await claim('node-c', 5, false), []);
+      // Node A restarting takes its own rows back (and leaves C's, whose claim holds).
+      assert.deepEqual(await claim('node-a', 5, true), ['a1', 'a2']);
+      // Node A renews (until 25): at 20 its rows are still its own, while C's (until 15) lapsed and go to B, oldest first, up to the limit.
+      assert.equal(await s.webhooks.renewOutboxClaims({ nodeId: 'node-a', until: t(25) }), 2);
+      assert.deepEqual(await claim('node-b', 20, false, 'w1', 1), ['u1']);
+      assert.deepEqual(await claim('node-b', 20, false), []);
+      // Past node A's claim, its rows go to whoever sweeps, whole entries, oldest first (B's own u1, until 30, stays put).
+      const taken = await s.webhooks.claimOutbox('w1', { nodeId: 'node-b', until: t(50), now: t(26), own: false }, 10);
+      assert.deepEqual(taken, [entry('w1', 'a1', t(1)), entry('w1', 'a2', t(2))]);
+      // Another webhook's rows are its own; a removed row is claimed by nobody.
+      assert.deepEqual(await claim('node-c', 60, false, 'w2'), ['b1']);
+      await s.webhooks.removeFromOutbox([{ webhookId: 'w2', eventId: 'b1' }]);
+      assert.deepEqual(await claim('node-c', 90, true, 'w2'), []);
+      assert.equal(await s.webhooks.renewOutboxClaims({ nodeId: 'node-a', until: t(99) }), 0);
+    }));
+
     test('webhooks: an outbox batch of large bodies is written whole, in several statements, every entry once', { timeout: 30_000 }, () => withStorage(open, async (s) => {
       await s.webhooks.insert(webhook('w1'));
       // 40 bodies of 100 KB and 700 small ones: past both the bytes and the rows of one statement.

@@ -37,7 +37,7 @@ test('sqlite: WAL journal and foreign keys are on; reopening applies no migratio
   const second = await openStorage({ dataDir, logger: silentLogger });
   assert.equal(await second.settings.get('kept'), 'yes');
   const applied = await sql<{ name: string }>`select name from kysely_migration`.execute(second.db);
-  assert.deepEqual(applied.rows.map((r) => r.name), ['0001-initial', '0002-platform', '0003-access-control', '0004-gateway-limits', '0005-device-properties', '0006-connection-events', '0007-device-search', '0008-device-presence', '0009-message-payload-blob']);
+  assert.deepEqual(applied.rows.map((r) => r.name), ['0001-initial', '0002-platform', '0003-access-control', '0004-gateway-limits', '0005-device-properties', '0006-connection-events', '0007-device-search', '0008-device-presence', '0009-message-payload-blob', '0010-webhook-outbox-claims']);
   await second.close();
 });
 

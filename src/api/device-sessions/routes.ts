@@ -51,7 +51,7 @@ export const deviceSessionRoutes: FastifyPluginCallbackTypebox<DeviceSessionRout
   }, async (request) => {
     const { productKey, deviceName } = request.params;
     await registry.devices.get(productKey, deviceName); // 404 for an unknown product or device
-    return { items: platform.deviceSessions(productKey, deviceName) };
+    return { items: await platform.deviceSessions(productKey, deviceName) };
   });
 
   app.post('/products/:productKey/devices/:deviceName/disconnect', {
@@ -62,7 +62,7 @@ export const deviceSessionRoutes: FastifyPluginCallbackTypebox<DeviceSessionRout
   }, async (request) => {
     const { productKey, deviceName } = request.params;
     await registry.devices.get(productKey, deviceName);
-    return { disconnected: platform.disconnectDevice(productKey, deviceName) };
+    return { disconnected: await platform.disconnectDevice(productKey, deviceName) };
   });
 
   done();

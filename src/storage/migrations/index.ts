@@ -14,6 +14,7 @@ import { deviceSearchSchema } from './0007-device-search.ts';
 import { messagePayloadBlobSchema } from './0009-message-payload-blob.ts';
 import type { Dialect } from '../schema.ts';
 import { devicePresenceSchema } from './0008-device-presence.ts';
+import { webhookOutboxClaimsSchema } from './0010-webhook-outbox-claims.ts';
 
 export class BundledMigrations implements MigrationProvider {
   readonly #dialect: Dialect;
@@ -34,6 +35,7 @@ export class BundledMigrations implements MigrationProvider {
       '0007-device-search': deviceSearchSchema(this.#dialect),
       '0008-device-presence': devicePresenceSchema(),
       '0009-message-payload-blob': messagePayloadBlobSchema(this.#dialect),
+      '0010-webhook-outbox-claims': webhookOutboxClaimsSchema(),
     });
   }
 }

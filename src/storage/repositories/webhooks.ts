@@ -1,11 +1,11 @@
 import type { Kysely, Selectable } from 'kysely';
 import type {
-  DeadLetterRecord, OutboxEntry, WebhookEventType, WebhookRecord, WebhookRepository,
+  DeadLetterRecord, OutboxClaim, OutboxEntry, WebhookEventType, WebhookRecord, WebhookRepository,
 } from '../../registry/ports.ts';
-import type { Database, WebhookDeadLettersTable, WebhooksTable } from '../schema.ts';
+import type { Database, Dialect, WebhookDeadLettersTable, WebhookOutboxTable, WebhooksTable } from '../schema.ts';
 import { chunksByRowsAndBytes } from '../chunks.ts';
 
-/** Rows per statement; 5 columns each stays far below both engines' bound-parameter limits. */
+/** Rows per statement; 7 columns each stays far below both engines' bound-parameter limits. */
 const ROWS_PER_STATEMENT = 500;
 /** Body characters per outbox INSERT (a larger body goes alone): 500 message events of 1 MB were one statement of 600 MB. */
 const OUTBOX_BYTES_PER_STATEMENT = 256 * 1024;
@@ -34,11 +34,17 @@ function deadLetterFromRow(row: Selectable<WebhookDeadLettersTable>): DeadLetter
   };
 }
 
+function outboxFromRow(r: Selectable<WebhookOutboxTable>): OutboxEntry {
+  return { webhookId: r.webhook_id, eventId: r.event_id, eventType: r.event_type as WebhookEventType, body: r.body, createdAt: r.created_at };
+}
+
 export class KyselyWebhookRepository implements WebhookRepository {
   readonly #db: Kysely<Database>;
+  readonly #dialect: Dialect;
 
-  constructor(db: Kysely<Database>) {
+  constructor(db: Kysely<Database>, dialect: Dialect) {
     this.#db = db;
+    this.#dialect = dialect;
   }
 
   async insert(record: WebhookRecord): Promise<void> {
@@ -87,7 +93,7 @@ export class KyselyWebhookRepository implements WebhookRepository {
     return result.numDeletedRows > 0n;
   }
 
-  async addToOutbox(entries: OutboxEntry[]): Promise<void> {
+  async addToOutbox(entries: OutboxEntry[], claim?: OutboxClaim): Promise<void> {
     let first = true;
     for (const chunk of chunksByRowsAndBytes(entries, ROWS_PER_STATEMENT, OUTBOX_BYTES_PER_STATEMENT, (e) => e.body.length)) {
       // SQLite writes synchronously: the event loop turns between statements.
@@ -95,6 +101,7 @@ export class KyselyWebhookRepository implements WebhookRepository {
       first = false;
       const rows = chunk.map((e) => ({
         webhook_id: e.webhookId, event_id: e.eventId, event_type: e.eventType, body: e.body, created_at: e.createdAt,
+        claimed_by: claim?.nodeId ?? null, claimed_until: claim?.until ?? null,
       }));
       await this.#db.insertInto('webhook_outbox').values(rows).onConflict((oc) => oc.columns(['webhook_id', 'event_id']).doNothing()).execute();
     }
@@ -115,8 +122,42 @@ export class KyselyWebhookRepository implements WebhookRepository {
   async listOutbox(webhookId: string, limit: number): Promise<OutboxEntry[]> {
     const rows = await this.#db.selectFrom('webhook_outbox').selectAll().where('webhook_id', '=', webhookId)
       .orderBy('created_at').orderBy('event_id').limit(limit).execute();
-    return rows.map((r) => ({
-      webhookId: r.webhook_id, eventId: r.event_id, eventType: r.event_type as WebhookEventType, body: r.body, createdAt: r.created_at,
-    }));
+    return rows.map(outboxFromRow);
+  }
+
+  async claimOutbox(webhookId: string, claim: OutboxClaim & { now: string; own: boolean }, limit: number): Promise<OutboxEntry[]> {
+    const claimable = (db: Kysely<Database>) => db.selectFrom('webhook_outbox').select('event_id').where('webhook_id', '=', webhookId)
+      .where((eb) => eb.or([
+        eb('claimed_by', 'is', null),
+        eb('claimed_until', '<', claim.now),
+        ...(claim.own ? [eb('claimed_by', '=', claim.nodeId)] : []),
+      ]))
+      .orderBy('created_at').orderBy('event_id').limit(limit);
+    const set = { claimed_by: claim.nodeId, claimed_until: claim.until };
+    let rows: Selectable<WebhookOutboxTable>[];
+    if (this.#dialect === 'postgres') {
+      // One statement: the candidate rows are locked as they are picked, and rows another node is claiming
+      // this instant are skipped rather than waited for (it takes them; we take the others). The outer
+      // WHERE is checked again on each locked row's newest version, so a row claimed just before is left.
+      rows = await this.#db.updateTable('webhook_outbox').set(set).where('webhook_id', '=', webhookId)
+        .where('event_id', 'in', claimable(this.#db).forUpdate().skipLocked())
+        .returningAll().execute();
+    } else {
+      // SQLite serves one process (no cluster without PostgreSQL): pick, then claim, in one transaction.
+      rows = await this.#db.transaction().execute(async (trx) => {
+        const ids = (await claimable(trx).execute()).map((r) => r.event_id);
+        if (ids.length === 0) return [];
+        await trx.updateTable('webhook_outbox').set(set).where('webhook_id', '=', webhookId).where('event_id', 'in', ids).execute();
+        return trx.selectFrom('webhook_outbox').selectAll().where('webhook_id', '=', webhookId).where('event_id', 'in', ids).execute();
+      });
+    }
+    // RETURNING keeps no order: oldest first, as listed.
+    return rows.map(outboxFromRow).sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0));
+  }
+
+  async renewOutboxClaims(claim: OutboxClaim): Promise<number> {
+    const result = await this.#db.updateTable('webhook_outbox').set({ claimed_until: claim.until })
+      .where('claimed_by', '=', claim.nodeId).executeTakeFirst();
+    return Number(result.numUpdatedRows);
   }
 }

@@ -1,0 +1,181 @@
+/**
+ * The platform's peers port on NATS (issue 16 item 7). Two core subjects per installation:
+ *
+ * - `<prefix>.platform.events`: every platform event of a node's own devices (messages, online/offline,
+ *   connection events), heard by every other node, whose `/stream` then shows it. Core NATS is at most
+ *   once, as a stream is (a client resumes from the replay ring of the node it reaches).
+ * - `<prefix>.platform.ask`: a request about a device (downlink, its sessions, "disconnect now"), sent to
+ *   every other node at once; each answers for its own connections. The asker expects one answer per
+ *   other live node (their leases) and stops waiting at the first of: all answered, `maxWaitMs`.
+ *
+ * A message event travels as a binary frame (its record as JSON, then the payload's bytes), not as the
+ * API's base64 view: encoding base64 on every uplink is what issue 12 took off the event loop.
+ *
+ *   u8 version (1), u8 kind (1 message, 2 other event), u32 header length, header (JSON), payload (the rest)
+ */
+import type { Subscription } from '@nats-io/transport-node';
+import type { Logger } from '../core/logger.ts';
+import type { MessageRecord } from '../registry/index.ts';
+import type { PeerAnswer, PeerRequest, PlatformPeers, SharedEvent } from '../platform/peers.ts';
+import type { ClusterConnection } from './connection.ts';
+
+const VERSION = 1;
+const KIND_MESSAGE = 1;
+const KIND_EVENT = 2;
+const HEADER = 6;
+
+export interface PeerCounters {
+  /** Events this node shared, and heard from the others. */
+  shared: number;
+  heard: number;
+  /** Frames that were not events (another version of Gatehouse on the same NATS), dropped. */
+  malformed: number;
+  /** Requests sent to the other nodes, and those a node did not answer in time. */
+  asked: number;
+  unanswered: number;
+}
+
+export function encodeSharedEvent(shared: SharedEvent): Buffer {
+  const { kind, header, payload } = shared.kind === 'message'
+    ? { kind: KIND_MESSAGE, header: Buffer.from(JSON.stringify({ ...shared.record, payload: undefined })), payload: shared.record.payload }
+    : { kind: KIND_EVENT, header: Buffer.from(JSON.stringify(shared.event)), payload: null };
+  const out = Buffer.allocUnsafe(HEADER + header.length + (payload?.length ?? 0));
+  out[0] = VERSION;
+  out[1] = kind;
+  out.writeUInt32BE(header.length, 2);
+  header.copy(out, HEADER);
+  payload?.copy(out, HEADER + header.length);
+  return out;
+}
+
+/** Throws on a frame that is not one: the caller counts and drops it. */
+export function decodeSharedEvent(bytes: Uint8Array): SharedEvent {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (b.length < HEADER || b[0] !== VERSION) throw new Error(`not a version ${VERSION} event frame`);
+  const length = b.readUInt32BE(2);
+  if (HEADER + length > b.length) throw new Error('event frame cut short');
+  const header = JSON.parse(b.toString('utf8', HEADER, HEADER + length)) as unknown;
+  if (b[1] === KIND_MESSAGE) {
+    // A copy: the frame's buffer belongs to the NATS client, and the record outlives it in the replay ring.
+    return { kind: 'message', record: { ...(header as Omit<MessageRecord, 'payload'>), payload: Buffer.from(b.subarray(HEADER + length)) } };
+  }
+  if (b[1] === KIND_EVENT) return { kind: 'event', event: header as Extract<SharedEvent, { kind: 'event' }>['event'] };
+  throw new Error(`event frame of kind ${b[1]}`);
+}
+
+/** The platform stops after the node's connection closed (app.ts): its subscriptions went with it. */
+function stop(subscription: Subscription): void {
+  if (subscription.isClosed()) return;
+  subscription.unsubscribe();
+}
+
+export class NatsPlatformPeers implements PlatformPeers {
+  readonly nodeId: string;
+  readonly claimMs: number;
+  readonly counters: PeerCounters = { shared: 0, heard: 0, malformed: 0, asked: 0, unanswered: 0 };
+  readonly #conn: ClusterConnection;
+  readonly #logger: Logger;
+  readonly #otherLiveNodes: () => Promise<number>;
+  readonly #eventsSubject: string;
+  readonly #askSubject: string;
+
+  /** `otherLiveNodes`: how many other nodes hold a live lease now (how many answers a request waits for). */
+  constructor(conn: ClusterConnection, logger: Logger, claimMs: number, otherLiveNodes: () => Promise<number>) {
+    this.#conn = conn;
+    this.#logger = logger;
+    this.nodeId = conn.nodeId;
+    this.claimMs = claimMs;
+    this.#otherLiveNodes = otherLiveNodes;
+    this.#eventsSubject = `${conn.prefix}.platform.events`;
+    this.#askSubject = `${conn.prefix}.platform.ask`;
+  }
+
+  share(event: SharedEvent): void {
+    try {
+      this.#conn.nc.publish(this.#eventsSubject, encodeSharedEvent(event));
+      this.counters.shared++;
+    } catch (err) {
+      // Closed, or cut off beyond the client's buffer: the other nodes' streams miss it (at most once).
+      this.#logger.debug({ err }, 'cluster_platform_share_failed');
+    }
+  }
+
+  onShared(listener: (event: SharedEvent) => void): () => void {
+    const subscription: Subscription = this.#conn.nc.subscribe(this.#eventsSubject, {
+      callback: (err, msg) => {
+        if (err !== null) {
+          this.#logger.error({ err }, 'cluster_platform_subscription_failed');
+          return;
+        }
+        let event: SharedEvent;
+        try {
+          event = decodeSharedEvent(msg.data);
+        } catch (error) {
+          this.counters.malformed++;
+          this.#logger.warn({ err: error }, 'cluster_platform_event_unreadable');
+          return;
+        }
+        this.counters.heard++;
+        listener(event);
+      },
+    });
+    return () => stop(subscription);
+  }
+
+  async ask(request: PeerRequest, maxWaitMs: number): Promise<PeerAnswer[]> {
+    if (this.#conn.state !== 'connected') return [];
+    let expected: number;
+    try {
+      expected = await this.#otherLiveNodes();
+    } catch (err) {
+      this.#logger.warn({ err, kind: request.kind }, 'cluster_platform_nodes_unknown');
+      return [];
+    }
+    if (expected === 0) return [];
+    this.counters.asked++;
+    const answers: PeerAnswer[] = [];
+    try {
+      // The connection is noEcho: this node never hears its own request, only the others'.
+      const replies = await this.#conn.nc.requestMany(this.#askSubject, JSON.stringify(request), { strategy: 'count', maxMessages: expected, maxWait: maxWaitMs });
+      for await (const reply of replies) {
+        try {
+          answers.push(reply.json<PeerAnswer>());
+        } catch {
+          this.counters.malformed++;
+        }
+      }
+    } catch (err) {
+      // No node listening (all gone since their leases were read), or NATS away: what answered is what we have.
+      this.#logger.debug({ err, kind: request.kind }, 'cluster_platform_ask_failed');
+    }
+    if (answers.length < expected) {
+      this.counters.unanswered += expected - answers.length;
+      this.#logger.warn({ kind: request.kind, expected, answered: answers.length }, 'cluster_platform_ask_unanswered');
+    }
+    return answers;
+  }
+
+  serve(handler: (request: PeerRequest) => Promise<PeerAnswer>): () => void {
+    const subscription: Subscription = this.#conn.nc.subscribe(this.#askSubject, {
+      callback: (err, msg) => {
+        if (err !== null) {
+          this.#logger.error({ err }, 'cluster_platform_subscription_failed');
+          return;
+        }
+        let request: PeerRequest;
+        try {
+          request = msg.json<PeerRequest>();
+        } catch (error) {
+          this.counters.malformed++;
+          this.#logger.warn({ err: error }, 'cluster_platform_request_unreadable');
+          return;
+        }
+        void handler(request).then(
+          (answer) => msg.respond(JSON.stringify(answer)),
+          (error: unknown) => this.#logger.error({ err: error, kind: request.kind }, 'cluster_platform_request_failed'),
+        );
+      },
+    });
+    return () => stop(subscription);
+  }
+}

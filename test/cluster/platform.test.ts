@@ -1,0 +1,351 @@
+/**
+ * Issue 16 item 7, the platform side across nodes: two in-process nodes (A on 127.0.0.2, B on 127.0.0.3) on
+ * one PostgreSQL schema of this run's own and the nats-server of GATEHOUSE_TEST_NATS_URL, real MQTT.js
+ * devices, a real HTTPS webhook receiver on 127.0.0.1. Through node A's API, for a device connected to
+ * node B: `/stream` shows its events (and the store holds each message once); a downlink reaches it (QoS 0
+ * and 1; offline everywhere answers as for a local device); its sessions are listed and "disconnect now"
+ * ends its connection. Webhooks: each event delivered once, not once per node, including when a node starts
+ * while deliveries are in flight; outbox rows of a dead node are taken by one survivor once their claim lapses.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import { after, before, describe, test } from 'node:test';
+import mqtt from 'mqtt';
+import pg from 'pg';
+import { freePort, removeDataDir, startTestGatehouse, TEST_ADMIN_TOKEN, type TestGatehouse } from '../harness/gatehouse.ts';
+import { getPki, type SharedPki } from '../harness/pki.ts';
+import { openStream } from '../e2e/platform-support.ts';
+
+const databaseUrl = process.env.GATEHOUSE_TEST_DATABASE_URL;
+const natsUrl = process.env.GATEHOUSE_TEST_NATS_URL;
+
+const A = '127.0.0.2';
+const B = '127.0.0.3';
+const C = '127.0.0.4';
+/** Short leases: a claim lapses (and is swept) within seconds. */
+const LEASE = { heartbeatMs: 300, leaseMs: 1_500 };
+
+interface GatewayJson { id: string; port: number; productKey: string }
+interface DownlinkJson { online: boolean; result: string; acknowledged: boolean | null }
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** An HTTPS webhook endpoint that records every request and answers 200, or holds its answers while `held`. */
+class Receiver {
+  readonly deliveries: { eventId: string; type: string; body: string }[] = [];
+  #held: (() => void)[] | null = null;
+  readonly #server: https.Server;
+
+  constructor(pki: SharedPki) {
+    this.#server = https.createServer({ cert: pki.server.chainPem, key: pki.server.keyPem }, (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        this.deliveries.push({ eventId: String(req.headers['x-gatehouse-event-id']), type: String(req.headers['x-gatehouse-event-type']), body: Buffer.concat(chunks).toString() });
+        const answer = (): void => void res.writeHead(200).end();
+        if (this.#held === null) answer();
+        else this.#held.push(answer);
+      });
+    });
+  }
+
+  hold(): void {
+    this.#held ??= [];
+  }
+
+  release(): void {
+    const held = this.#held ?? [];
+    this.#held = null;
+    for (const answer of held) answer();
+  }
+
+  /** How many times each event id was delivered. */
+  counts(type?: string): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const d of this.deliveries) if (type === undefined || d.type === type) out.set(d.eventId, (out.get(d.eventId) ?? 0) + 1);
+    return out;
+  }
+
+  async listen(): Promise<string> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
+    return `https://127.0.0.1:${(this.#server.address() as AddressInfo).port}/hook`;
+  }
+
+  close(): void {
+    this.release();
+    this.#server.closeAllConnections();
+    this.#server.close();
+  }
+}
+
+if (databaseUrl === undefined || natsUrl === undefined) {
+  test('the platform side across nodes', { skip: 'GATEHOUSE_TEST_NATS_URL and GATEHOUSE_TEST_DATABASE_URL must be set (.ci/run sets both; test/cluster/README.md)' }, () => {});
+} else {
+  describe('the platform side across cluster nodes (issue 16 item 7)', { timeout: 240_000 }, () => {
+    const schema = `cluster_${randomBytes(6).toString('hex')}`;
+    const dbUrl = new URL(databaseUrl);
+    dbUrl.searchParams.set('options', `-c search_path=${schema}`);
+    const masterKey = randomBytes(32).toString('hex');
+    const clients: mqtt.MqttClient[] = [];
+    const nodes: TestGatehouse[] = [];
+    const receivers: Receiver[] = [];
+    let db: pg.Client;
+    let pki: SharedPki;
+    let nodeA: TestGatehouse;
+    let nodeB: TestGatehouse;
+    let gateway: GatewayJson;
+    let device = 0;
+
+    const startNode = async (nodeId: string, host: string): Promise<TestGatehouse> => {
+      const node = await startTestGatehouse({
+        env: {
+          GATEHOUSE_DATABASE_URL: dbUrl.toString(), GATEHOUSE_NATS_URL: natsUrl, GATEHOUSE_MASTER_KEY: masterKey,
+          GATEHOUSE_NODE_ID: nodeId, GATEHOUSE_HTTP_HOST: host, GATEHOUSE_MQTT_HOST: host,
+        },
+        clusterLeaseTimings: LEASE,
+        platform: { webhooks: { maxAttempts: 4, baseDelayMs: 40, maxDelayMs: 200, timeoutMs: 20_000 }, downlinkAckTimeoutMs: 3_000 },
+      });
+      nodes.push(node);
+      return node;
+    };
+    const listening = (host: string): Promise<true> => waitFor(`${host} to listen`, () => new Promise<true | undefined>((resolve) => {
+      const socket = tls.connect({ host, port: gateway.port, servername: 'localhost', ca: pki.root.certPem });
+      socket.once('secureConnect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(undefined));
+    }));
+    const newDevice = async (): Promise<string> => {
+      const name = `dev-${++device}`;
+      const r = await nodeA.api('POST', `/products/${gateway.productKey}/devices`, { username: name, password: `pw-${name}` });
+      assert.equal(r.status, 201, JSON.stringify(r.json));
+      return name;
+    };
+    const connect = (host: string, name: string, options: mqtt.IClientOptions = {}): Promise<mqtt.MqttClient> => {
+      const client = mqtt.connect({
+        host, port: gateway.port, protocol: 'mqtts', ca: pki.root.certPem, servername: 'localhost', reconnectPeriod: 0, connectTimeout: 5000,
+        protocolVersion: 5, clientId: `c-${name}`, username: name, password: `pw-${name}`, ...options,
+      });
+      clients.push(client);
+      return new Promise((resolve, reject) => {
+        client.once('connect', () => resolve(client));
+        client.once('error', reject);
+      });
+    };
+    const auth = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
+
+    before(async () => {
+      pki = await getPki();
+      db = new pg.Client({ connectionString: databaseUrl });
+      await db.connect();
+      await db.query(`create schema ${schema}`);
+      nodeA = await startNode('platform-a', A); // first: it migrates the schema
+      nodeB = await startNode('platform-b', B);
+      const created = await nodeA.api<GatewayJson>('POST', '/gateways', {
+        name: 'platform_gw', port: await freePort(), authType: 'ONE_PARTY',
+        certificates: { serverCertificateChain: pki.server.chainPem, serverPrivateKey: pki.server.keyPem },
+      });
+      assert.equal(created.status, 201, JSON.stringify(created.json));
+      gateway = created.json;
+      await listening(A);
+      await listening(B);
+    }, { timeout: 60_000 });
+
+    after(async () => {
+      for (const client of clients) client.end(true);
+      for (const receiver of receivers) receiver.close();
+      await Promise.all(nodes.map((n) => n.stop()));
+      await db.query(`drop schema if exists ${schema} cascade`);
+      await db.end();
+      for (const node of nodes) await removeDataDir(node.dataDir);
+    }, { timeout: 60_000 });
+
+    test('/stream on node A shows the messages and online/offline events of a device on node B; the store holds each message once', { timeout: 60_000 }, async () => {
+      const name = await newDevice();
+      const stream = await openStream(`${nodeA.gatehouse.url}/api/v1/stream?gatewayId=${gateway.id}&deviceName=${name}`, auth);
+      // A subscriber on node A: node B forwards the message here, and node A must still not store it a second time.
+      const watcher = await connect(A, await newDevice());
+      await watcher.subscribeAsync(`/${gateway.productKey}/${name}/#`, { qos: 1 });
+      const heardOnA = new Promise<string>((resolve) => watcher.once('message', (_t, payload) => resolve(payload.toString())));
+
+      const onB = await connect(B, name);
+      const topic = `/${gateway.productKey}/${name}/user/update`;
+      await onB.publishAsync(topic, 'from node B', { qos: 1 });
+      // The two come in either order (the online event waits for the device's row to be written).
+      const both = await stream.take(2, 15_000);
+      const online = both.find((e) => e.event === 'online');
+      const message = both.find((e) => e.event === 'message');
+      assert.ok(online !== undefined && message !== undefined, JSON.stringify(both));
+      assert.equal(online?.data.deviceName, name);
+      assert.equal(message?.event, 'message');
+      assert.equal(message?.data.topic, topic);
+      assert.equal(Buffer.from(String(message?.data.payload), 'base64').toString(), 'from node B');
+      assert.equal(await heardOnA, 'from node B');
+
+      onB.end(true);
+      const [offline] = await stream.take(1, 15_000);
+      assert.equal(offline?.event, 'offline');
+      stream.close();
+
+      // A stream resumed on node A from an id older than all replays the message (node A's ring holds node B's events).
+      const resumed = await openStream(`${nodeA.gatehouse.url}/api/v1/stream?gatewayId=${gateway.id}&deviceName=${name}&types=message`, { ...auth, 'last-event-id': '0' });
+      assert.equal((await resumed.take(1, 15_000))[0]?.id, message?.id);
+      resumed.close();
+
+      // Stored once, by node B, read through either node.
+      const rows = await waitFor('the message stored', async () => {
+        const r = await db.query<{ id: string }>(`select id from ${schema}.messages where device_name = $1`, [name]);
+        return r.rows.length > 0 ? r.rows : undefined;
+      });
+      await nodeA.gatehouse.platform.store.flush();
+      assert.deepEqual((await db.query<{ id: string }>(`select id from ${schema}.messages where device_name = $1`, [name])).rows, rows);
+      assert.deepEqual(rows.map((r) => r.id), [message?.id]);
+      const listed = await nodeA.api<{ items: { id: string }[] }>('GET', `/messages?gatewayId=${gateway.id}&deviceName=${name}`);
+      assert.deepEqual(listed.json.items.map((m) => m.id), [message?.id]);
+    });
+
+    test('a downlink through node A reaches a device on node B at QoS 0 and 1; offline everywhere answers as for a local device', { timeout: 60_000 }, async () => {
+      const name = await newDevice();
+      const onB = await connect(B, name);
+      const got: { topic: string; payload: string; qos: number }[] = [];
+      onB.on('message', (topic, payload, packet) => got.push({ topic, payload: payload.toString(), qos: packet.qos }));
+      const path = `/products/${gateway.productKey}/devices/${name}/messages`;
+
+      // Online on node B, no subscription matches: as a local device would answer.
+      const unmatched = await nodeA.api<DownlinkJson>('POST', path, { topic: 'cmd/none', payload: 'x', encoding: 'text', qos: 1 });
+      assert.deepEqual(unmatched.json, { online: true, result: 'NOT_SUBSCRIBED', acknowledged: null });
+
+      await onB.subscribeAsync('cmd/#', { qos: 1 });
+      const one = await nodeA.api<DownlinkJson>('POST', path, { topic: 'cmd/one', payload: 'qos one', encoding: 'text', qos: 1 });
+      assert.equal(one.status, 200, JSON.stringify(one.json));
+      assert.deepEqual(one.json, { online: true, result: 'ACKED', acknowledged: true }); // node B saw the device's PUBACK
+      const zero = await nodeA.api<DownlinkJson>('POST', path, { topic: 'cmd/zero', payload: 'qos zero', encoding: 'text', qos: 0 });
+      assert.deepEqual(zero.json, { online: true, result: 'SENT', acknowledged: null });
+      await waitFor('both downlinks on the device', () => (got.length >= 2 ? true : undefined));
+      assert.deepEqual(got, [{ topic: 'cmd/one', payload: 'qos one', qos: 1 }, { topic: 'cmd/zero', payload: 'qos zero', qos: 0 }]);
+
+      // Offline everywhere: what node B answers for its own offline device, node A answers too.
+      onB.end(true);
+      const offline = { online: false, result: 'OFFLINE', acknowledged: null };
+      await waitFor('the device gone from node B', async () =>
+        ((await nodeB.api<DownlinkJson>('POST', path, { topic: 'cmd/x', payload: 'x', encoding: 'text', qos: 1 })).json.online ? undefined : true));
+      assert.deepEqual((await nodeA.api<DownlinkJson>('POST', path, { topic: 'cmd/x', payload: 'x', encoding: 'text', qos: 1 })).json, offline);
+      assert.deepEqual((await nodeB.api<DownlinkJson>('POST', path, { topic: 'cmd/x', payload: 'x', encoding: 'text', qos: 0 })).json, offline);
+    });
+
+    test('the sessions of a device on node B are listed through node A, and "disconnect now" through node A ends its connection on B', { timeout: 60_000 }, async () => {
+      const name = await newDevice();
+      const onB = await connect(B, name, { clientId: `s-${name}`, properties: { sessionExpiryInterval: 300 } });
+      await onB.subscribeAsync('conf/#', { qos: 1 });
+      const sessions = await nodeA.api<{ items: { clientId: string; connected: boolean; address: string | null; subscriptions: { filter: string }[] }[] }>(
+        'GET', `/products/${gateway.productKey}/devices/${name}/sessions`);
+      assert.equal(sessions.status, 200, JSON.stringify(sessions.json));
+      assert.deepEqual(sessions.json.items.map((s) => ({ clientId: s.clientId, connected: s.connected, filters: s.subscriptions.map((f) => f.filter) })),
+        [{ clientId: `s-${name}`, connected: true, filters: ['conf/#'] }]);
+
+      const reason = new Promise<number | undefined>((resolve) => onB.once('disconnect', (packet) => resolve(packet.reasonCode)));
+      const closed = new Promise<void>((resolve) => onB.once('close', () => resolve()));
+      const r = await nodeA.api<{ disconnected: number }>('POST', `/products/${gateway.productKey}/devices/${name}/disconnect`);
+      assert.deepEqual(r.json, { disconnected: 1 });
+      assert.equal(await reason, 0x98); // administrative action, sent by node B
+      await closed;
+      // Kept offline on node B for its expiry: still listed through node A, not connected.
+      const after = await nodeA.api<{ items: { clientId: string; connected: boolean }[] }>('GET', `/products/${gateway.productKey}/devices/${name}/sessions`);
+      assert.deepEqual(after.json.items.map((s) => [s.clientId, s.connected]), [[`s-${name}`, false]]);
+    });
+
+    test('webhooks: each event delivered once, not once per node, also when a node starts while deliveries are in flight', { timeout: 90_000 }, async () => {
+      const receiver = new Receiver(pki);
+      receivers.push(receiver);
+      const hook = await nodeA.api<{ id: string }>('POST', '/webhooks', { url: await receiver.listen(), caCertificate: pki.root.certPem, gatewayId: gateway.id, eventTypes: ['message'] });
+      assert.equal(hook.status, 201, JSON.stringify(hook.json));
+      await waitFor('node B to load the webhook', () => (nodeB.gatehouse.platform.webhookIds().includes(hook.json.id) ? true : undefined));
+
+      // Messages from a device on each node (three each: a webhook has four requests in flight per node).
+      receiver.hold();
+      const onA = await connect(A, await newDevice());
+      const onB = await connect(B, await newDevice());
+      for (let i = 0; i < 3; i++) {
+        await onA.publishAsync(`t/a/${i}`, `a${i}`, { qos: 1 });
+        await onB.publishAsync(`t/b/${i}`, `b${i}`, { qos: 1 });
+      }
+      // Every delivery is in flight (the receiver holds its answers) and its outbox row written, claimed by its node.
+      await waitFor('six deliveries in flight', () => (receiver.deliveries.length >= 6 ? true : undefined));
+      const claims = await waitFor('six outbox rows', async () => {
+        const r = await db.query<{ claimed_by: string; n: string }>(`select claimed_by, count(*) as n from ${schema}.webhook_outbox where webhook_id = $1 group by claimed_by order by claimed_by`, [hook.json.id]);
+        return r.rows.reduce((n, row) => n + Number(row.n), 0) === 6 ? r.rows : undefined;
+      });
+      assert.deepEqual(claims.map((r) => [r.claimed_by, Number(r.n)]), [['platform-a', 3], ['platform-b', 3]]);
+
+      // A third node starts now: it reads the outbox, and must not send what A and B are sending.
+      const nodeC = await startNode('platform-c', C);
+      await nodeC.gatehouse.platform.webhooks.sweep(); // and a sweep: the claims are live, nothing to take
+      const onC = nodeC.gatehouse.platform.webhookStats(hook.json.id);
+      assert.deepEqual([onC?.queued, onC?.inFlight], [0, 0], 'node C holds none of the deliveries');
+      receiver.release();
+      await waitFor('the outbox empty', async () => {
+        const r = await db.query<{ n: string }>(`select count(*) as n from ${schema}.webhook_outbox where webhook_id = $1`, [hook.json.id]);
+        return Number(r.rows[0]?.n) === 0 ? true : undefined;
+      });
+      await nodeC.stop();
+      const counts = receiver.counts('message');
+      assert.equal(counts.size, 6);
+      assert.deepEqual([...counts.values()], Array.from({ length: 6 }, () => 1), 'each message delivered once');
+      const payloads = receiver.deliveries.map((d) => Buffer.from((JSON.parse(d.body) as { data: { payload: string } }).data.payload, 'base64').toString()).sort();
+      assert.deepEqual(payloads, ['a0', 'a1', 'a2', 'b0', 'b1', 'b2']);
+    });
+
+    test('webhooks: rows a dead node had claimed are sent once by one survivor after the claim lapses, never while it holds', { timeout: 90_000 }, async (t) => {
+      const receiver = new Receiver(pki);
+      receivers.push(receiver);
+      const hook = await nodeA.api<{ id: string }>('POST', '/webhooks', { url: await receiver.listen(), caCertificate: pki.root.certPem, gatewayId: gateway.id, eventTypes: ['message'] });
+      assert.equal(hook.status, 201, JSON.stringify(hook.json));
+      await waitFor('node B to load the webhook', () => (nodeB.gatehouse.platform.webhookIds().includes(hook.json.id) ? true : undefined));
+      // What a node killed mid-delivery leaves: 300 rows claimed by it, its claim still running.
+      const until = new Date(Date.now() + 3_600_000).toISOString();
+      for (let i = 0; i < 300; i += 100) {
+        const values: string[] = [];
+        const params: string[] = [];
+        for (let j = i; j < i + 100; j++) {
+          const id = `dead-${String(j).padStart(4, '0')}`;
+          params.push(hook.json.id, id, JSON.stringify({ id, type: 'message', data: { n: j } }), new Date(Date.now() + j).toISOString(), until);
+          const k = params.length;
+          values.push(`($${k - 4}, $${k - 3}, 'message', $${k - 2}, $${k - 1}, 'dead-node', $${k})`);
+        }
+        await db.query(`insert into ${schema}.webhook_outbox (webhook_id, event_id, event_type, body, created_at, claimed_by, claimed_until) values ${values.join(', ')}`, params);
+      }
+      // While its claim holds, the survivors leave the rows alone.
+      await Promise.all([nodeA.gatehouse.platform.webhooks.sweep(), nodeB.gatehouse.platform.webhooks.sweep()]);
+      assert.equal(receiver.deliveries.length, 0);
+      // The claim lapses (the dead node renews it no more): both survivors sweep at once; each row goes to one.
+      await db.query(`update ${schema}.webhook_outbox set claimed_until = $1 where claimed_by = 'dead-node'`, [new Date(Date.now() - 1000).toISOString()]);
+      await Promise.all([nodeA.gatehouse.platform.webhooks.sweep(), nodeB.gatehouse.platform.webhooks.sweep()]);
+      await waitFor('the 300 rows delivered', () => (receiver.counts().size >= 300 ? true : undefined));
+      await waitFor('the outbox empty', async () => {
+        const r = await db.query<{ n: string }>(`select count(*) as n from ${schema}.webhook_outbox where webhook_id = $1`, [hook.json.id]);
+        return Number(r.rows[0]?.n) === 0 ? true : undefined;
+      });
+      // More sweeps find nothing left to send twice.
+      await Promise.all([nodeA.gatehouse.platform.webhooks.sweep(), nodeB.gatehouse.platform.webhooks.sweep()]);
+      const counts = receiver.counts();
+      assert.equal(counts.size, 300);
+      assert.equal(receiver.deliveries.length, 300, 'each row delivered once');
+      const takenA = nodeA.gatehouse.platform.webhookStats(hook.json.id)?.delivered ?? 0;
+      const takenB = nodeB.gatehouse.platform.webhookStats(hook.json.id)?.delivered ?? 0;
+      assert.equal(takenA + takenB, 300);
+      t.diagnostic(`rows taken: node A ${takenA}, node B ${takenB} (a figure, not asserted)`);
+    });
+  });
+}
