@@ -215,6 +215,22 @@ test('a call running longer than the watchdog looks, within its own limit, is an
   }
 });
 
+test('a worker idle for longer than a call\'s limit and the grace together is timed from the call sent to it, not from its last message', HANG, async () => {
+  // Idle 9 s, then a call of 1.5 s under a 3 s limit: timed from the worker's last answer, the watchdog
+  // would see 9 s of silence against 3 s and the 5 s grace, and replace a worker doing its work.
+  const single = new QuickJsRunner({ workers: 1 });
+  try {
+    const slow = await single.compile('function handler(ms) { const end = Date.now() + ms; while (Date.now() < end) {} return { done: true }; }',
+      { ...HANDLER, timeoutMs: 3000 });
+    assert.deepEqual(valueOf(await slow.invoke([0])), { done: true });
+    await new Promise((resolve) => setTimeout(resolve, 9000));
+    assert.deepEqual(valueOf(await slow.invoke([1500])), { done: true });
+    assert.equal(slow.stats().restarts, 0);
+  } finally {
+    single.dispose();
+  }
+});
+
 test('one script exhausting its memory leaves another script on the same worker untouched', HANG, async () => {
   const single = new QuickJsRunner({ workers: 1 });
   try {
