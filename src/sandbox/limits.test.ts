@@ -160,6 +160,30 @@ test('a call stuck in native code past its limit gets its worker replaced; other
   }
 });
 
+test('calls that keep coming to a worker stuck in a call, with no compile outstanding, do not hide it from the watchdog', HANG, async () => {
+  // Each call sent to a busy worker must leave the watchdog's clock alone, whatever else is waiting
+  // (the test above has a compile outstanding all along; here there is none).
+  const single = new QuickJsRunner({ workers: 1 });
+  try {
+    const stuck = await single.compile('function handler() { return { n: new Array(1e9).join("x").length }; }', { ...HANDLER, timeoutMs: 100 });
+    const pinger = await single.compile('function handler() { return {}; }', { ...HANDLER, maxConcurrent: 1024 });
+    const stuckCall = stuck.invoke([]);
+    let answered = false;
+    void stuckCall.then(() => { answered = true; });
+    const pings: Promise<InvokeResult>[] = [];
+    while (!answered) {
+      pings.push(pinger.invoke([], { timeoutMs: 50 }));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.equal(errorOf(await stuckCall).kind, 'timeout');
+    assert.ok(pings.length > 0);
+    for (const ping of await Promise.all(pings)) assert.match(errorOf(ping).message, /\(this call was waiting behind the stuck one\)$/);
+    assert.deepEqual(valueOf(await pinger.invoke([])), {});
+  } finally {
+    single.dispose();
+  }
+});
+
 test('top-level code stuck in native code: the compile fails init-timeout, the worker is replaced, its other scripts recover', HANG, async () => {
   // The same join as above, run by the script's top-level code: the compile never answered (the
   // watchdog watched calls only), and everything sent to that worker after it waited for ever.
