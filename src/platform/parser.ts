@@ -80,15 +80,15 @@ export class GatewayParser {
     return this.#compiled !== null;
   }
 
-  /** Null when parsing is off. Never rejects. */
-  parse(topic: string, payload: Buffer): Promise<ParseOutcome> | null {
+  /** Null when parsing is off; the outcome itself when the message is not parsed (dropped). Never rejects. */
+  parse(topic: string, payload: Buffer): Promise<ParseOutcome> | ParseOutcome | null {
     const compiled = this.#compiled;
     if (compiled === null) return null;
     // A topic is at most 65,535 bytes of UTF-8; its UTF-16 length is close enough for a bound.
     const bytes = payload.byteLength + topic.length;
     if (this.#pending >= this.#limits.maxPending || this.#pendingBytes + bytes > this.#maxPendingBytes) {
       this.counters.dropped++;
-      return Promise.resolve(DROPPED);
+      return DROPPED;
     }
     this.#pending++;
     this.#pendingBytes += bytes;
