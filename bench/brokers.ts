@@ -7,8 +7,8 @@ import type { BenchCerts } from './certs.ts';
 import { spawnPinned, type Child } from './children.ts';
 import { DIST, ENTRIES, buildEntries } from '../scripts/build.mjs';
 
-export type BrokerName = 'gatehouse' | 'gatehouse-parsing' | 'gatehouse-journal' | 'gatehouse-acl-0' | 'gatehouse-acl-2' | 'gatehouse-acl-20' | 'mosquitto' | 'mosquitto-nd' | 'aedes' | 'node-floor';
-export const BROKER_NAMES: BrokerName[] = ['gatehouse', 'gatehouse-parsing', 'gatehouse-journal', 'gatehouse-acl-0', 'gatehouse-acl-2', 'gatehouse-acl-20', 'mosquitto', 'mosquitto-nd', 'aedes', 'node-floor'];
+export type BrokerName = 'gatehouse' | 'gatehouse-tap' | 'gatehouse-parsing' | 'gatehouse-journal' | 'gatehouse-acl-0' | 'gatehouse-acl-2' | 'gatehouse-acl-20' | 'mosquitto' | 'mosquitto-nd' | 'aedes' | 'node-floor';
+export const BROKER_NAMES: BrokerName[] = ['gatehouse', 'gatehouse-tap', 'gatehouse-parsing', 'gatehouse-journal', 'gatehouse-acl-0', 'gatehouse-acl-2', 'gatehouse-acl-20', 'mosquitto', 'mosquitto-nd', 'aedes', 'node-floor'];
 
 export function isBrokerName(name: string): name is BrokerName {
   return (BROKER_NAMES as string[]).includes(name);
@@ -153,6 +153,17 @@ export const BROKERS: Record<BrokerName, BrokerSpec> = {
   'gatehouse-acl-0': aclPeer(0),
   'gatehouse-acl-2': aclPeer(2),
   'gatehouse-acl-20': aclPeer(20),
+  'gatehouse-tap': {
+    name: 'gatehouse-tap',
+    describe: 'gatehouse-parsing with parsing off: the platform\'s uplink tap on every PUBLISH, no script (bench/peers/gatehouse-parsing.ts --no-parsing)',
+    unavailable: (repoRoot) => (existsSync(join(repoRoot, 'src/platform/index.ts')) ? undefined : 'src/platform does not exist yet'),
+    version: (repoRoot) => (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version,
+    launch: (ctx) => ({
+      argv: [...NODE, benchEntry('gatehouse-parsing'), '--port', String(ctx.port), '--tls-port', String(ctx.tlsPort),
+        '--tls-cert', ctx.certs.serverCert, '--tls-key', ctx.certs.serverKey, '--no-parsing'],
+      env: { ...process.env, GATEHOUSE_LOG_LEVEL: 'warn' },
+    }),
+  },
   'gatehouse-journal': {
     name: 'gatehouse-journal',
     describe: 'gatehouse-parsing plus the uplink journal: each QoS 1/2 uplink committed to SQLite before its PUBACK, rows removed in batches (bench/peers/gatehouse-parsing.ts --journal)',
