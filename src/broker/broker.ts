@@ -23,7 +23,7 @@ import { Admission } from './admission.ts';
 import { LingeringSockets } from './lingering-sockets.ts';
 import { Journal } from './journal.ts';
 import type { BrokerPersistence, StoredMessage } from './persistence.ts';
-import type { ClusterLink } from './cluster-link.ts';
+import type { ClusterLink, RecordedWill, SessionClaim } from './cluster-link.ts';
 import { parseSharedFilter, topicMatches, topicOverLimit, topicWithinLimits } from '../mqtt/topics.ts';
 import type { BrokerContext } from './context.ts';
 import { dispatch } from './handlers/index.ts';
@@ -205,15 +205,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   openSession(conn: Connection, cleanStart: boolean, owner?: string): { session: Session; present: boolean } {
     const clientId = conn.clientId;
     let session = this.#sessions.get(clientId);
-    if (session?.link instanceof Connection && session.link !== conn) {
-      // [MQTT-3.1.4-3] the existing connection is closed; v5 clients hear 0x8E.
-      const old = session.link;
-      session.link = null;
-      old.session = null;
-      old.farewell = { sent: old.isV5 ? RC.SESSION_TAKEN_OVER : null, reasonCode: RC.SESSION_TAKEN_OVER };
-      this.#handleLostConnection(old, session, 'session_taken_over');
-      old.disconnect(RC.SESSION_TAKEN_OVER, 'session_taken_over');
-    }
+    if (session?.link instanceof Connection && session.link !== conn) this.#takeOver(session.link, session);
     if (session !== undefined) {
       session.expiryTimer?.cancel();
       // A will delayed for this session is not sent once the session resumes [MQTT-3.1.3-9].
@@ -234,6 +226,54 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     }
     conn.session = session;
     return { session, present };
+  }
+
+  /** [MQTT-3.1.4-3] the existing connection is closed; v5 clients hear 0x8E. */
+  #takeOver(old: Connection, session: Session): void {
+    session.link = null;
+    old.session = null;
+    old.farewell = { sent: old.isV5 ? RC.SESSION_TAKEN_OVER : null, reasonCode: RC.SESSION_TAKEN_OVER };
+    this.#handleLostConnection(old, session, 'session_taken_over');
+    old.disconnect(RC.SESSION_TAKEN_OVER, 'session_taken_over');
+  }
+
+  /**
+   * A CONNECT on a cluster node claims the session in the cluster's record before it opens it here (undefined
+   * without a cluster: nothing to wait for). The will goes into the record only if the client may publish it.
+   */
+  claimSession(conn: Connection, clientId: string, owner: string | undefined, sessionExpiry: number): Promise<SessionClaim | 'owned' | 'lost'> | undefined {
+    const link = this.#link;
+    if (link === null) return undefined;
+    const will = conn.will;
+    if (will === null) return link.claimSession(clientId, owner, null);
+    const recorded = (verdict: number): RecordedWill | null =>
+      (verdict === RC.SUCCESS ? { message: will, delay: Math.min(conn.willDelay, sessionExpiry), expiry: conn.willExpiry } : null);
+    const authorize = this.hooks.authorizePublish;
+    const verdict = authorize === undefined ? RC.SUCCESS : authorize(conn, will.topic, will);
+    if (typeof verdict === 'number') return link.claimSession(clientId, owner, recorded(verdict));
+    return verdict.then((rc) => link.claimSession(clientId, owner, recorded(rc)));
+  }
+
+  /** The will of a connection on another node that a claim here ended (its Will Delay was 0): published once, here. */
+  publishDisplacedWill(conn: Connection, will: RecordedWill): void {
+    this.#publishWill(conn, will.message, will.expiry);
+  }
+
+  /**
+   * Another node claimed the session: the connection here goes (0x8E), without its will (the claiming node
+   * handles it), and the session's state here with it (it is not this node's any more).
+   */
+  #sessionMoved(clientId: string): void {
+    const session = this.#sessions.get(clientId);
+    if (session === undefined) return;
+    this.stats.sessionsMovedAway++;
+    session.willTimer?.cancel();
+    session.willTimer = undefined;
+    if (session.link instanceof Connection) {
+      session.link.will = null;
+      this.#takeOver(session.link, session);
+    }
+    this.#destroySession(session);
   }
 
   #own(session: Session, owner: string | undefined): void {
@@ -326,6 +366,11 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       receive: (message) => this.contain(() => this.#route(message), 'cluster_delivery_failed', message.senderId),
       retained: (message) => this.contain(() => this.#followRetained(message), 'cluster_retained_failed', message.senderId),
       cutOff: () => this.#cutOff(),
+      sessionMoved: (clientId) => this.contain(() => this.#sessionMoved(clientId), 'cluster_session_moved_failed', clientId),
+      publishWill: (will) => this.contain(() => {
+        this.stats.clusterWillsPublished++;
+        this.#sendWill(null, will.message, will.expiry, RC.SUCCESS); // authorized at its CONNECT, on the node that recorded it
+      }, 'will_failed', will.message.senderId),
     });
   }
 
@@ -517,13 +562,17 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     const expiry = session.expiryInterval;
     session.disconnectedAt = Date.now();
     session.changed();
-    if (will !== null && !conn.normalDisconnect) {
-      // The will waits for min(Will Delay, Session Expiry) [MQTT-3.1.3-9]; the session ending sends it now.
-      const delay = Math.min(conn.willDelay, expiry);
-      if (delay === 0) this.#publishWill(conn, will);
+    // The will waits for min(Will Delay, Session Expiry) [MQTT-3.1.3-9]; the session ending sends it now.
+    const due = will !== null && !conn.normalDisconnect ? will : null;
+    const delay = Math.min(conn.willDelay, expiry);
+    // A cluster node publishes the will only once the session's record says this node still holds it (a takeover
+    // on this node keeps the in-memory path: the claim that displaced this connection was this node's own).
+    if (this.#link !== null && reason !== 'session_taken_over') this.#endInCluster(this.#link, conn, session, due, delay);
+    else if (due !== null) {
+      if (delay === 0) this.#publishWill(conn, due, conn.willExpiry);
       else session.willTimer = new LongTimer(delay, () => this.contain(() => {
         session.willTimer = undefined;
-        this.#publishWill(conn, will);
+        this.#publishWill(conn, due, conn.willExpiry);
       }, 'will_failed', session.clientId));
     }
     // [MQTT-3.1.2-11? §3.1.2.11.2] Session Expiry 0 ends the session with the connection.
@@ -531,29 +580,54 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     else if (expiry !== NEVER_EXPIRES) session.expiryTimer = new LongTimer(expiry, () => this.#expireSessionContained(session));
   }
 
-  #publishWill(conn: Connection, will: Message): void {
+  /**
+   * The record learns the connection's end (and keeps a delayed will, for a survivor should this node die). A
+   * write that fails (another node took the session, or NATS is away and the survivors will count this node dead)
+   * publishes nothing here: whoever holds the record does, once.
+   */
+  #endInCluster(link: ClusterLink, conn: Connection, session: Session, will: Message | null, delay: number): void {
     const expiry = conn.willExpiry;
-    const message = expiry > 0 ? { ...will, expiresAt: Date.now() + expiry * 1000 } : will;
+    const recorded: RecordedWill | null = will === null ? null : { message: will, delay, expiry };
+    link.connectionEnded(conn.clientId, { will: recorded, sessionEnds: session.expiryInterval === 0 }).then((held) => {
+      if (!held || will === null) return;
+      if (delay === 0) return this.#publishWill(conn, will, expiry);
+      // A new connection resumed the session meanwhile (its claim replaced the record's will), or it ended.
+      if (session.link !== null || this.#sessions.get(session.clientId) !== session) return;
+      session.willTimer = new LongTimer(delay, () => {
+        session.willTimer = undefined;
+        link.takeWill(conn.clientId).then(
+          (taken) => { if (taken) this.contain(() => this.#publishWill(conn, will, expiry), 'will_failed', conn.clientId); },
+          (err: unknown) => this.logger.error({ err, clientId: logText(conn.clientId) }, 'cluster_will_claim_failed'),
+        );
+      });
+    }).catch((err: unknown) => this.logger.error({ err, clientId: logText(conn.clientId) }, 'cluster_connection_end_failed'));
+  }
+
+  #publishWill(conn: Connection, will: Message, expiry: number): void {
     // A will is the client's PUBLISH, made when it is sent: it passes the client's publish authorization
     // then, as any PUBLISH does (a gateway's topic rules), and a refused one is dropped and counted.
     const authorize = this.hooks.authorizePublish;
-    const verdict = authorize === undefined ? RC.SUCCESS : authorize(conn, message.topic, message);
-    if (typeof verdict === 'number') this.#sendWill(conn, message, verdict);
+    const verdict = authorize === undefined ? RC.SUCCESS : authorize(conn, will.topic, will);
+    if (typeof verdict === 'number') this.#sendWill(conn, will, expiry, verdict);
     else {
       verdict.then(
-        (rc) => this.contain(() => this.#sendWill(conn, message, rc), 'will_failed', conn.clientId),
+        (rc) => this.contain(() => this.#sendWill(conn, will, expiry, rc), 'will_failed', conn.clientId),
         (err: unknown) => this.logger.error({ err, clientId: logText(conn.clientId) }, 'will_authorization_failed'),
       );
     }
   }
 
-  #sendWill(conn: Connection, message: Message, verdict: number): void {
+  /** `conn` null: a will recorded in the cluster by a node that died, published by this one. */
+  #sendWill(conn: Connection | null, will: Message, expiry: number, verdict: number): void {
+    const clientId = conn?.clientId ?? will.senderId;
     if (verdict !== RC.SUCCESS) {
       this.stats.droppedUnauthorized++;
-      this.logger.info({ clientId: logText(conn.clientId), topic: logText(message.topic) }, 'will_refused');
+      this.logger.info({ clientId: logText(clientId), topic: logText(will.topic) }, 'will_refused');
       return;
     }
-    this.logger.debug({ clientId: conn.clientId, topic: message.topic }, 'will_published');
+    // The will's expiry clock starts when it is published.
+    const message = expiry > 0 ? { ...will, expiresAt: Date.now() + expiry * 1000 } : will;
+    this.logger.debug({ clientId, topic: message.topic }, 'will_published');
     void this.publish(message, null);
   }
 

@@ -16,6 +16,41 @@
  */
 import type { Message } from './message.ts';
 
+/**
+ * A will as the cluster's session record keeps it (issue 16 items 3 and 6): the node holding the connection
+ * may die, and another node then publishes it. Only a will the client's publish authorization allowed at
+ * CONNECT is recorded (a survivor has no connection to ask the hook with).
+ */
+export interface RecordedWill {
+  message: Message;
+  /** Will Delay Interval, seconds [MQTT-3.1.3-9]. */
+  delay: number;
+  /** The will's Message Expiry Interval (seconds, 0 = none), applied when it is published. */
+  expiry: number;
+}
+
+/** What the cluster's session record said when a CONNECT here claimed the session. */
+export interface SessionClaim {
+  /**
+   * This node held the session last (or nobody did): its state here is the session's state. Otherwise the
+   * state stayed with the node that held it, and the session starts clean here (Session Present 0).
+   */
+  local: boolean;
+  /**
+   * The will of a connection on another node that this claim ended, to publish now (a Will Delay of 0:
+   * the new connection does not cancel it [MQTT-3.1.3-9]); the claim won the record, so no other node does.
+   */
+  displacedWill: RecordedWill | null;
+}
+
+/** How a connection's end leaves its session in the cluster's record. */
+export interface ConnectionEnd {
+  /** The will still due (not after DISCONNECT 0x00 [MQTT-3.1.2-10]), with its delay already min(Will Delay, Session Expiry). */
+  will: RecordedWill | null;
+  /** Session Expiry 0: the session ends with the connection and its record goes. */
+  sessionEnds: boolean;
+}
+
 /** What the engine hands its link. */
 export interface LinkEndpoint {
   /** A message published on another node: for this node's subscribers. */
@@ -30,6 +65,14 @@ export interface LinkEndpoint {
    * (they may take its sessions over), so its clients must go and reconnect to a node that is alive.
    */
   cutOff(): void;
+  /**
+   * Another node claimed this session (a CONNECT there with its client id): the connection here, if any,
+   * is closed (v5: 0x8E [MQTT-3.1.4-3]) without its will (the claiming node handles it) and the session's
+   * state here is dropped (it is not this node's any more).
+   */
+  sessionMoved(clientId: string): void;
+  /** A will this node claimed in the cluster's records (a dead node's client's): publish it now. */
+  publishWill(will: RecordedWill): void;
 }
 
 export interface ClusterLink {
@@ -55,6 +98,21 @@ export interface ClusterLink {
    * (undefined: it already does): retained messages for a new subscription are read after it.
    */
   retainedSettled(): Promise<void> | undefined;
+  /**
+   * Claims the session of `clientId` for a CONNECT on this node (issue 16 item 3): a compare-and-swap on the
+   * cluster's session record, so of two nodes claiming at once one wins and the other's write fails. Once it
+   * resolves the node that held it has closed its connection (or could not be reached in a bounded time).
+   * `'owned'`: the session belongs to another principal (`owner`); `'lost'`: a later claim elsewhere won.
+   */
+  claimSession(clientId: string, owner: string | undefined, will: RecordedWill | null): Promise<SessionClaim | 'owned' | 'lost'>;
+  /**
+   * The connection of the session claimed here ended (not taken over on this node). Resolves true when this
+   * node still held the record and wrote the end into it: only then may it publish the will (now, or when
+   * `takeWill` says so after the delay). False: another node holds the session, or NATS could not be reached.
+   */
+  connectionEnded(clientId: string, end: ConnectionEnd): Promise<boolean>;
+  /** A delayed will is due: true when this node took it out of the record (and publishes it; nobody else will). */
+  takeWill(clientId: string): Promise<boolean>;
   /** Whether the other nodes can be reached now (false: this node is cut off, and fails closed). */
   reachable(): boolean;
   /** The engine stops: no more messages either way. */

@@ -10,6 +10,7 @@ import type { Session, Subscription } from './session.ts';
 import type { Connection, ConnectionState } from './connection.ts';
 import type { Socket } from 'node:net';
 import type { DecodeLimits, Packet } from '../mqtt/codec.ts';
+import type { RecordedWill, SessionClaim } from './cluster-link.ts';
 
 export interface BrokerContext {
   readonly options: BrokerOptions;
@@ -34,6 +35,13 @@ export interface BrokerContext {
    * A new session records `owner`.
    */
   openSession(conn: Connection, cleanStart: boolean, owner?: string): { session: Session; present: boolean };
+  /**
+   * A cluster node claims the session of `clientId` in the cluster's record (`conn`'s will recorded there);
+   * undefined without a cluster.
+   */
+  claimSession(conn: Connection, clientId: string, owner: string | undefined, sessionExpiry: number): Promise<SessionClaim | 'owned' | 'lost'> | undefined;
+  /** Publishes, once, the will of a connection on another node that this node's claim ended. */
+  publishDisplacedWill(conn: Connection, will: RecordedWill): void;
   /** Clients past CONNACK right now (`maxConnections`). */
   readonly connectedCount: number;
   /** Sessions created by `owner` that still exist (`maxSessionsPerOwner`). */

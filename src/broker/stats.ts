@@ -53,6 +53,12 @@ export interface BrokerStats {
   publishesRefusedClusterUnreachable: number;
   /** Connections ended (0x9C) because this cluster node was cut off longer than its lease. */
   clusterCutOffDisconnects: number;
+  /** Sessions another cluster node claimed (a CONNECT there with the client id): their connection here closed 0x8E, their state dropped. */
+  sessionsMovedAway: number;
+  /** CONNECTs refused because a later claim of their session on another node won the cluster's record (0x89, v3.1.1 3). */
+  connectsLostSessionClaim: number;
+  /** Wills of a dead cluster node's clients that this node claimed and published. */
+  clusterWillsPublished: number;
 }
 
 export function createStats(): BrokerStats {
@@ -90,5 +96,8 @@ export function createStats(): BrokerStats {
     connectsRefusedClusterUnreachable: 0,
     publishesRefusedClusterUnreachable: 0,
     clusterCutOffDisconnects: 0,
+    sessionsMovedAway: 0,
+    connectsLostSessionClaim: 0,
+    clusterWillsPublished: 0,
   };
 }

@@ -9,6 +9,7 @@ import { NatsClusterLinks } from './links.ts';
 import { DEFAULT_LEASE_TIMINGS, NodeLeases, type LeaseTimings } from './node-leases.ts';
 import { NatsRegistryBus } from './registry-bus.ts';
 import { NatsPlatformPeers } from './platform-peers.ts';
+import { SessionRecords } from './session-records.ts';
 
 export { ClusterConnection, type ClusterState } from './connection.ts';
 export { NatsClusterLinks, type LinkCounters } from './links.ts';
@@ -48,8 +49,10 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     await connection.close();
     throw error;
   }
+  const me = { nodeId: options.nodeId, instance: leases.instance };
+  const records = SessionRecords.opener(connection);
   // Cut off for as long as a lease lasts, the node is dead to the others: its engines end their connections.
-  const links = new NatsClusterLinks(connection, logger, timings.leaseMs);
+  const links = new NatsClusterLinks(connection, logger, timings.leaseMs, me, records);
   return {
     connection,
     leases,

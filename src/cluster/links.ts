@@ -15,10 +15,12 @@
  * or a NATS outage (issue 16 item 2 puts QoS 1/2 through JetStream).
  */
 import type { Msg, Subscription } from '@nats-io/transport-node';
-import type { ClusterLink, LinkEndpoint, Message } from '../broker/index.ts';
+import type { ClusterLink, ConnectionEnd, LinkEndpoint, Message, RecordedWill, SessionClaim } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
 import { RetainedReplica, type RetainedCounters } from './retained-replica.ts';
+import type { OpenRecords } from './session-records.ts';
+import { SessionOwnership, type RecordIdentity, type SessionNotice } from './session-ownership.ts';
 import { decodeMessage, encodeMessage } from './wire.ts';
 
 /** How long a SUBACK waits for NATS to confirm the node's interest before it goes anyway (NATS cut off). */
@@ -44,15 +46,25 @@ export class NatsClusterLinks {
   readonly #logger: Logger;
   readonly #counters = new Map<string, LinkCounters>();
   readonly #open = new Set<NatsGatewayLink>();
+  /** The engine of each gateway running here (the last opened): session notices and adopted wills go to it. */
+  readonly #byGateway = new Map<string, NatsGatewayLink>();
   readonly #cutOffMs: number;
+  readonly #me: RecordIdentity;
+  readonly #records: OpenRecords;
+  readonly #notices: Subscription;
   #cutOffTimer: NodeJS.Timeout | null = null;
+  #wasCutOff = false;
   readonly #offState: () => void;
 
-  constructor(conn: ClusterConnection, logger: Logger, cutOffMs: number) {
+  constructor(conn: ClusterConnection, logger: Logger, cutOffMs: number, me: RecordIdentity, records: OpenRecords) {
     this.#conn = conn;
     this.#logger = logger;
     this.#cutOffMs = cutOffMs;
+    this.#me = me;
+    this.#records = records;
     this.#offState = conn.onState((state) => this.#onState(state));
+    // Claims of this process's sessions by other nodes: one subject per process, answered once the connection is closed.
+    this.#notices = conn.nc.subscribe(`${conn.prefix}.sessions.${me.instance}`, { callback: (err, msg) => this.#onNotice(err, msg) });
   }
 
   open(gatewayId: string): ClusterLink {
@@ -61,13 +73,45 @@ export class NatsClusterLinks {
       this.#counters.set(gatewayId, (counters = { forwarded: 0, received: 0, malformed: 0, forwardFailed: 0, retainedStored: 0, retainedTooLarge: 0 }));
     }
     const logger = this.#logger.child({ gatewayId });
-    const link = new NatsGatewayLink(this.#conn, `${this.#conn.prefix}.route.${gatewayId}`, counters, logger,
-      new RetainedReplica(this.#conn, gatewayId, counters, logger), () => this.#open.delete(link));
+    const link: NatsGatewayLink = new NatsGatewayLink(this.#conn, `${this.#conn.prefix}.route.${gatewayId}`, counters, logger,
+      new RetainedReplica(this.#conn, gatewayId, counters, logger),
+      new SessionOwnership(this.#conn, this.#records, gatewayId, this.#me, logger, () => link.endpoint),
+      () => {
+        this.#open.delete(link);
+        if (this.#byGateway.get(gatewayId) === link) this.#byGateway.delete(gatewayId);
+      });
     this.#open.add(link);
+    this.#byGateway.set(gatewayId, link);
     return link;
   }
 
+  /** The session ownership of a gateway running here (the will reaper adopts a dead node's records through it). */
+  ownership(gatewayId: string): SessionOwnership | undefined {
+    return this.#byGateway.get(gatewayId)?.ownership;
+  }
+
+  #onNotice(err: Error | null, msg: Msg): void {
+    if (err !== null) {
+      this.#logger.error({ err }, 'cluster_session_notices_failed');
+      return;
+    }
+    try {
+      const notice = msg.json<SessionNotice>();
+      this.#byGateway.get(notice.gatewayId)?.ownership.moved(notice.clientId, notice.revision);
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'cluster_session_notice_unreadable');
+    }
+    // Answered after the connection was told to close: the claimer's CONNACK follows this one's DISCONNECT.
+    if (msg.reply !== undefined && msg.reply !== '') msg.respond();
+  }
+
   #onState(state: 'connected' | 'disconnected' | 'closed'): void {
+    if (state === 'disconnected') this.#wasCutOff = true;
+    else if (state === 'connected' && this.#wasCutOff) {
+      this.#wasCutOff = false;
+      // Notices of claims made while this node was away were lost: read every session record it holds again.
+      for (const link of this.#byGateway.values()) void link.ownership.revalidate();
+    }
     if (state === 'disconnected' && this.#cutOffTimer === null) {
       this.#cutOffTimer = setTimeout(() => {
         this.#cutOffTimer = null;
@@ -89,6 +133,7 @@ export class NatsClusterLinks {
   close(): void {
     this.#stopTimer();
     this.#offState();
+    this.#notices.unsubscribe();
   }
 
   /** Per gateway, for metrics (a gateway's counters outlive its engine's restarts). */
@@ -103,19 +148,40 @@ class NatsGatewayLink implements ClusterLink {
   readonly #counters: LinkCounters;
   readonly #logger: Logger;
   readonly #retained: RetainedReplica;
+  readonly ownership: SessionOwnership;
   readonly #onClose: () => void;
   #endpoint: LinkEndpoint | null = null;
   #subscription: Subscription | null = null;
   #settling: Promise<void> | undefined;
   #closed = false;
 
-  constructor(conn: ClusterConnection, subject: string, counters: LinkCounters, logger: Logger, retained: RetainedReplica, onClose: () => void) {
+  constructor(conn: ClusterConnection, subject: string, counters: LinkCounters, logger: Logger, retained: RetainedReplica,
+    ownership: SessionOwnership, onClose: () => void) {
     this.#conn = conn;
     this.#subject = subject;
     this.#counters = counters;
     this.#logger = logger;
     this.#retained = retained;
+    this.ownership = ownership;
     this.#onClose = onClose;
+  }
+
+  get endpoint(): LinkEndpoint | null {
+    return this.#endpoint;
+  }
+
+  claimSession(clientId: string, owner: string | undefined, will: RecordedWill | null): Promise<SessionClaim | 'owned' | 'lost'> {
+    return this.ownership.claim(clientId, owner, will);
+  }
+
+  connectionEnded(clientId: string, end: ConnectionEnd): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false); // the node stops: the survivors publish what the records hold
+    return this.ownership.connectionEnded(clientId, end);
+  }
+
+  takeWill(clientId: string): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false);
+    return this.ownership.takeWill(clientId);
   }
 
   bind(endpoint: LinkEndpoint): void {

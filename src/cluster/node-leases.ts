@@ -105,6 +105,11 @@ export class NodeLeases {
     }
   }
 
+  /** This process (node ids outlive restarts): what the cluster's session records name as a session's holder. */
+  get instance(): string {
+    return this.#lease.instance;
+  }
+
   /** The nodes whose lease is live, this one included, by node id. */
   async live(): Promise<NodeLease[]> {
     const out: NodeLease[] = [];

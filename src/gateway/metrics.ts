@@ -12,6 +12,7 @@ const COUNTERS: readonly (keyof BrokerStats)[] = [
   'droppedRetainedQuota', 'droppedRetainedBacklog', 'protocolErrors', 'subscriptionsRefused', 'socketsRefused', 'handlerCrashes',
   'connectsOverConnectionLimit', 'connectsOverSessionLimit', 'publishesPaced', 'subscriptionsOverLimit', 'packetsTooLarge', 'sessionExpiryLowered',
   'connectsRefusedClusterUnreachable', 'publishesRefusedClusterUnreachable', 'clusterCutOffDisconnects',
+  'sessionsMovedAway', 'connectsLostSessionClaim', 'clusterWillsPublished',
 ];
 
 function snake(name: string): string {

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { createMessage, type Message } from '../../src/broker/index.ts';
 import { ClusterConnection, NatsClusterLinks, NatsRegistryBus, NodeLeases, type ClusterState } from '../../src/cluster/index.ts';
+import { SessionRecords } from '../../src/cluster/session-records.ts';
 import { GatehouseError } from '../../src/core/errors.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import { RegistryEvents } from '../../src/registry/events.ts';
@@ -23,6 +24,13 @@ async function waitFor(what: string, probe: () => boolean | Promise<boolean>, ms
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
+
+/** The links of a node whose engines hold no sessions here (session ownership has its own test: session-ownership.test.ts). */
+function linksOf(conn: ClusterConnection, cutOffMs: number): NatsClusterLinks {
+  return new NatsClusterLinks(conn, silentLogger, cutOffMs, { nodeId: conn.nodeId, instance: randomUUID() }, SessionRecords.opener(conn));
+}
+
+const noSessions = { sessionMoved: (): never => assert.fail('no sessions here'), publishWill: (): never => assert.fail('no wills here') };
 
 function message(topic: string, payload: string): Message {
   return createMessage({ topic, payload: Buffer.from(payload), qos: 1, retain: false, properties: undefined, expiresAt: 0, senderId: 'pub' });
@@ -93,7 +101,7 @@ if (natsUrl === undefined) {
 
     test('a link receives a gateway\'s messages only while its engine has subscriptions there', { timeout: 30_000 }, async () => {
       const connB = await open('link-b');
-      const [linksA, linksB] = [new NatsClusterLinks(await open('link-a'), silentLogger, 10_000), new NatsClusterLinks(connB, silentLogger, 10_000)];
+      const [linksA, linksB] = [linksOf(await open('link-a'), 10_000), linksOf(connB, 10_000)];
       const fromA = linksA.open('g1');
       const markerFromA = linksA.open('g2');
       const toB = linksB.open('g1');
@@ -101,9 +109,9 @@ if (natsUrl === undefined) {
       const got: string[] = [];
       const cutOff = (): never => assert.fail('never cut off here');
       const retained = (): void => undefined;
-      toB.bind({ receive: (m) => got.push(`${m.topic} ${m.payload.toString()}`), retained, cutOff });
-      markerToB.bind({ receive: (m) => got.push(`marker ${m.payload.toString()}`), retained, cutOff });
-      for (const link of [fromA, markerFromA]) link.bind({ receive: () => assert.fail('node A has no subscriptions'), retained, cutOff });
+      toB.bind({ receive: (m) => got.push(`${m.topic} ${m.payload.toString()}`), retained, cutOff, ...noSessions });
+      markerToB.bind({ receive: (m) => got.push(`marker ${m.payload.toString()}`), retained, cutOff, ...noSessions });
+      for (const link of [fromA, markerFromA]) link.bind({ receive: () => assert.fail('node A has no subscriptions'), retained, cutOff, ...noSessions });
       markerToB.interest(true);
       toB.interest(true);
       await toB.settled();
@@ -139,10 +147,10 @@ if (natsUrl === undefined) {
         resyncs++;
       });
       // The engines' links fail closed while NATS is away, and are told once when it has been away for a lease.
-      const links = new NatsClusterLinks(conn, silentLogger, 500);
+      const links = linksOf(conn, 500);
       const link = links.open('g1');
       let cutOffs = 0;
-      link.bind({ receive: () => undefined, retained: () => undefined, cutOff: () => cutOffs++ });
+      link.bind({ receive: () => undefined, retained: () => undefined, cutOff: () => cutOffs++, ...noSessions });
       assert.equal(link.reachable(), true);
 
       await nats.stop();

@@ -9,6 +9,7 @@ import { createMessage } from '../message.ts';
 import { logText } from '../../core/log-text.ts';
 import type { Connection } from '../connection.ts';
 import type { AuthResult, BrokerHooks } from '../hooks.ts';
+import type { SessionClaim } from '../cluster-link.ts';
 
 interface ConnectAttempt {
   readonly conn: Connection;
@@ -21,6 +22,8 @@ interface ConnectAttempt {
   sessionExpiryLowered: boolean;
   /** Who the authentication hook says the client is (see `AuthResult`). */
   owner?: string;
+  /** A cluster node's claim of the session (`claimSession`); undefined without a cluster. */
+  claim?: SessionClaim;
 }
 
 /** `reasonString` goes to a v5 client; `detail` only to connection events. */
@@ -209,6 +212,30 @@ function storeWill(a: ConnectAttempt): StepResult {
   a.conn.willDelay = props?.willDelayInterval ?? 0;
 }
 
+/**
+ * One owner per session across a cluster (issue 16 item 3): the session is claimed in the cluster's record by
+ * compare-and-swap; the node that held it closes its connection (0x8E) before this resolves. The last step: its
+ * answer is the last wait before CONNACK, so nothing here changes between the claim and the session opening.
+ * Another principal's session is refused as `checkSessionOwner` refuses it here; a claim that a later one on
+ * another node beat is refused server busy (0x89, v3.1.1 3): that later connection owns the session now.
+ */
+function claimSession(a: ConnectAttempt): StepResult | Promise<StepResult> {
+  const claiming = a.conn.broker.claimSession(a.conn, a.clientId, a.owner, a.sessionExpiry);
+  if (claiming === undefined) return;
+  return claiming.then((claim): StepResult => {
+    if (claim === 'owned') return { refuse: RC.CLIENT_IDENTIFIER_NOT_VALID, reasonString: 'client identifier in use by another device', detail: 'client_id_owned_by_another_owner' };
+    if (claim === 'lost') {
+      a.conn.broker.stats.connectsLostSessionClaim++;
+      return { refuse: RC.SERVER_BUSY, reasonString: 'session taken over by a later connection', detail: 'session_claim_lost' };
+    }
+    a.claim = claim;
+  }, (err: unknown): StepResult => {
+    // The record could not be written (NATS away meanwhile): the session cannot be owned, so no CONNACK.
+    a.conn.broker.logger.warn({ err, clientId: logText(a.clientId) }, 'cluster_session_claim_failed');
+    return { refuse: RC.SERVER_UNAVAILABLE, reasonString: 'cluster unreachable', detail: 'session_claim_failed' };
+  });
+}
+
 /** Named by string, not by Function.name: the bundle may rename functions, and the name is reported. */
 const CONNECT_STEPS: readonly (readonly [name: string, step: Step])[] = [
   ['checkProperties', checkProperties],
@@ -224,6 +251,7 @@ const CONNECT_STEPS: readonly (readonly [name: string, step: Step])[] = [
   ['checkSessionOwner', checkSessionOwner],
   ['grantSessionExpiry', grantSessionExpiry],
   ['storeWill', storeWill],
+  ['claimSession', claimSession],
 ];
 
 export function handleConnect(conn: Connection, packet: IConnectPacket): void | Promise<void> {
@@ -283,7 +311,9 @@ function accept(a: ConnectAttempt): void {
   // The packet size this CONNACK announces is the one enforced (it may have changed since the socket opened).
   conn.setMaxPacketSize(opts.maxPacketSize);
   conn.presented = null;
-  const { session, present } = conn.broker.openSession(conn, a.packet.clean !== false, a.owner);
+  // A session claimed from another node starts clean here: its state stayed there (Session Present 0).
+  const cleanStart = a.packet.clean !== false || (a.claim !== undefined && !a.claim.local);
+  const { session, present } = conn.broker.openSession(conn, cleanStart, a.owner);
   session.identity = conn.identity;
   session.expiryInterval = a.sessionExpiry;
   session.disconnectedAt = null;
@@ -314,4 +344,6 @@ function accept(a: ConnectAttempt): void {
   conn.broker.connectionReady(conn);
   // Unacknowledged and queued messages of a resumed session follow the CONNACK [MQTT-4.4.0-1].
   session.resume(conn);
+  // The connection this claim ended on another node had a will without delay: it goes now, once (the claim won the record).
+  if (a.claim?.displacedWill != null) conn.broker.publishDisplacedWill(conn, a.claim.displacedWill);
 }

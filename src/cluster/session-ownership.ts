@@ -1,0 +1,223 @@
+/**
+ * One owner per session across the cluster (issue 16 item 3), for one gateway's engine on this node.
+ *
+ * A CONNECT claims the session by compare-and-swap on its record (session-records.ts): of two nodes claiming
+ * at once, one write fails, reads again and claims over the winner, so the last claim wins and every node that
+ * lost hears of it. The claimer tells the node that held it (`<prefix>.sessions.<instance>`, a request that
+ * node answers once its connection is closed, 0x8E) and waits for that answer — bounded, and at once when the
+ * node is gone (NATS answers "no responders") — before its CONNACK. A notice that overtakes the loser's own
+ * claim (its write was on its way) fences it: a claim whose revision is below a notice's is lost.
+ *
+ * Every later write of this node (the connection's end, a delayed will taken) names the revision it holds, so
+ * a node that lost the session, or was cut off while another claimed it, cannot write over the record; when
+ * its NATS connection comes back it reads its records again and lets go of those it lost.
+ *
+ * Writes of one session go one after the other (a chain per key): a connection's end and the next CONNECT's
+ * claim on this node never interleave.
+ */
+import type { LinkEndpoint, RecordedWill, SessionClaim, ConnectionEnd } from '../broker/index.ts';
+import type { Logger } from '../core/logger.ts';
+import type { ClusterConnection } from './connection.ts';
+import { SessionRecords, willEntry, willOf, type OpenRecords, type SessionRecord } from './session-records.ts';
+
+/** How long a claim waits for the node that held the session to close its connection. */
+const NOTICE_TIMEOUT_MS = 2_000;
+/** Claims racing on one session: each lost write reads again; past this many something is wrong. */
+const MAX_CLAIM_ATTEMPTS = 8;
+
+/** What a claimer sends the node that held the session. */
+export interface SessionNotice {
+  gatewayId: string;
+  clientId: string;
+  /** The claimer's revision: the holder's claims below it are lost. */
+  revision: number;
+}
+
+/** This node's identity in the records. */
+export interface RecordIdentity {
+  nodeId: string;
+  instance: string;
+}
+
+export class SessionOwnership {
+  readonly #conn: ClusterConnection;
+  readonly #records: OpenRecords;
+  readonly #gatewayId: string;
+  readonly #me: RecordIdentity;
+  readonly #logger: Logger;
+  readonly #endpoint: () => LinkEndpoint | null;
+  /** Sessions this node holds: key → the client id and the revision of this node's last write. */
+  readonly #held = new Map<string, { clientId: string; revision: number }>();
+  /** The highest revision another node claimed, per key, as its notices said. */
+  readonly #fences = new Map<string, number>();
+  readonly #chains = new Map<string, Promise<unknown>>();
+
+  constructor(conn: ClusterConnection, records: OpenRecords, gatewayId: string, me: RecordIdentity, logger: Logger,
+    endpoint: () => LinkEndpoint | null) {
+    this.#conn = conn;
+    this.#records = records;
+    this.#gatewayId = gatewayId;
+    this.#me = me;
+    this.#logger = logger;
+    this.#endpoint = endpoint;
+  }
+
+  #serial<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#chains.get(key) ?? Promise.resolve();
+    const next = previous.then(work, work);
+    const settled = next.then(() => undefined, () => undefined);
+    this.#chains.set(key, settled);
+    void settled.then(() => {
+      if (this.#chains.get(key) === settled) this.#chains.delete(key);
+    });
+    return next;
+  }
+
+  #record(clientId: string, owner: string | undefined, connected: boolean, will: SessionRecord['will']): SessionRecord {
+    return {
+      v: 1, gatewayId: this.#gatewayId, clientId, node: this.#me.nodeId, instance: this.#me.instance,
+      ...(owner === undefined ? {} : { owner }), connected, will, at: Date.now(),
+    };
+  }
+
+  claim(clientId: string, owner: string | undefined, will: RecordedWill | null): Promise<SessionClaim | 'owned' | 'lost'> {
+    const key = SessionRecords.key(this.#gatewayId, clientId);
+    return this.#serial(key, () => this.#claim(key, clientId, owner, will));
+  }
+
+  async #claim(key: string, clientId: string, owner: string | undefined, will: RecordedWill | null): Promise<SessionClaim | 'owned' | 'lost'> {
+    const records = await this.#records();
+    for (let attempt = 1; ; attempt++) {
+      const seen = await records.get(key);
+      const previous = seen?.record;
+      // Another principal's session [MQTT-3.1.4-3 applies within one owner] (checkSessionOwner, across nodes).
+      if (previous?.owner !== undefined && owner !== undefined && previous.owner !== owner) return 'owned';
+      const record = this.#record(clientId, owner ?? previous?.owner, true, will === null ? null : willEntry(will, null));
+      let revision: number;
+      try {
+        revision = seen === null ? await records.create(key, record) : await records.update(key, record, seen.revision);
+      } catch (err) {
+        // Another claim wrote first: read what it wrote and claim over it (the last claim wins).
+        if (attempt < MAX_CLAIM_ATTEMPTS && this.#conn.state === 'connected') continue;
+        throw err;
+      }
+      if (this.#lostTo(key, revision)) return 'lost';
+      this.#held.set(key, { clientId, revision });
+      if (previous === undefined || previous.instance === this.#me.instance) return { local: true, displacedWill: null };
+      await this.#notify(previous, clientId, revision);
+      // A later claim elsewhere may have beaten this one while the holder was closing its connection.
+      if (this.#lostTo(key, revision)) return 'lost';
+      return {
+        // This node id held it last (this process, or its previous life whose state the engine restored).
+        local: previous.node === this.#me.nodeId,
+        displacedWill: displaced(previous),
+      };
+    }
+  }
+
+  /** A notice from a later claim already arrived: this claim (at `revision`) lost. */
+  #lostTo(key: string, revision: number): boolean {
+    if ((this.#fences.get(key) ?? 0) <= revision) return false;
+    if (this.#held.get(key)?.revision === revision) this.#held.delete(key);
+    return true;
+  }
+
+  /** Tells the node that held the session; waits (bounded) for it to close a live connection. */
+  async #notify(previous: SessionRecord, clientId: string, revision: number): Promise<void> {
+    const subject = `${this.#conn.prefix}.sessions.${previous.instance}`;
+    const notice: SessionNotice = { gatewayId: this.#gatewayId, clientId, revision };
+    try {
+      if (previous.connected) await this.#conn.nc.request(subject, JSON.stringify(notice), { timeout: NOTICE_TIMEOUT_MS });
+      else this.#conn.nc.publish(subject, JSON.stringify(notice));
+    } catch (err) {
+      // Gone (no responders) or too slow: it fails closed while cut off and reads its records again when back.
+      this.#logger.debug({ err, holder: previous.node }, 'cluster_session_notice_unanswered');
+    }
+  }
+
+  /** Another node claimed a session (its notice): this node's connection and state of it go, unless it claimed again since. */
+  moved(clientId: string, revision: number): void {
+    const key = SessionRecords.key(this.#gatewayId, clientId);
+    if ((this.#fences.get(key) ?? 0) < revision) this.#fences.set(key, revision);
+    const held = this.#held.get(key);
+    if (held !== undefined && held.revision > revision) return;
+    this.#held.delete(key);
+    this.#endpoint()?.sessionMoved(clientId);
+  }
+
+  connectionEnded(clientId: string, end: ConnectionEnd): Promise<boolean> {
+    const key = SessionRecords.key(this.#gatewayId, clientId);
+    return this.#serial(key, async () => {
+      const held = this.#held.get(key);
+      if (held === undefined) return false;
+      const records = await this.#records();
+      // A will without delay is published now by this node: the record keeps only a will still to come.
+      const pending = end.will !== null && end.will.delay > 0 ? willEntry(end.will, Date.now() + end.will.delay * 1000) : null;
+      try {
+        if (end.sessionEnds && pending === null) {
+          await records.remove(key, held.revision);
+          this.#held.delete(key);
+        } else {
+          const seen = await records.get(key);
+          if (seen === null || seen.revision !== held.revision) throw new Error('the session record moved on');
+          held.revision = await records.update(key, { ...seen.record, connected: false, will: pending, at: Date.now() }, held.revision);
+        }
+        return true;
+      } catch (err) {
+        this.#logger.debug({ err, clientId }, 'cluster_session_end_not_recorded');
+        if (this.#held.get(key) === held) this.#held.delete(key);
+        return false;
+      }
+    });
+  }
+
+  takeWill(clientId: string): Promise<boolean> {
+    const key = SessionRecords.key(this.#gatewayId, clientId);
+    return this.#serial(key, async () => {
+      const held = this.#held.get(key);
+      if (held === undefined) return false;
+      const records = await this.#records();
+      try {
+        const seen = await records.get(key);
+        if (seen === null || seen.revision !== held.revision || seen.record.will === null) return false;
+        held.revision = await records.update(key, { ...seen.record, will: null, at: Date.now() }, held.revision);
+        return true;
+      } catch (err) {
+        this.#logger.debug({ err, clientId }, 'cluster_will_not_taken');
+        return false;
+      }
+    });
+  }
+
+  /** Back from a NATS outage: the sessions another node claimed meanwhile are let go (their notices were lost). */
+  async revalidate(): Promise<void> {
+    if (this.#held.size === 0) return;
+    let records: SessionRecords;
+    try {
+      records = await this.#records();
+    } catch (err) {
+      this.#logger.warn({ err }, 'cluster_session_revalidation_failed'); // NATS away again: the next reconnect reads them
+      return;
+    }
+    for (const [key, held] of [...this.#held]) {
+      await this.#serial(key, async () => {
+        if (this.#held.get(key) !== held) return;
+        const seen = await records.get(key);
+        if (seen !== null && seen.revision === held.revision) return;
+        this.#logger.info({ clientId: held.clientId, holder: seen?.record.node ?? null }, 'cluster_session_lost_while_cut_off');
+        this.moved(held.clientId, seen?.revision ?? held.revision + 1);
+      }).catch((err: unknown) => this.#logger.warn({ err }, 'cluster_session_revalidation_failed'));
+    }
+  }
+}
+
+/**
+ * The will of the connection a claim ended elsewhere, if the claimer must publish it: a live connection's will
+ * without delay (a new connection cancels only a delayed one [MQTT-3.1.3-9]), or a will whose delay passed.
+ */
+function displaced(previous: SessionRecord): RecordedWill | null {
+  const will = previous.will;
+  if (will === null) return null;
+  const due = previous.connected ? will.delay === 0 : will.dueAt !== null && will.dueAt <= Date.now();
+  return due ? willOf(will) : null;
+}

@@ -1,0 +1,120 @@
+/**
+ * The cluster's session records (issue 16 items 3 and 6): one JetStream KV bucket per installation
+ * (`gatehouse-sessions-<installation>`), one key per session (`<gatewayId>.<SHA-256 of the client id>`:
+ * client ids hold what keys cannot), the value who holds the session and the will of its connection.
+ *
+ * The KV revision is the fencing token: every write names the revision it read (`update`, `remove`), so a
+ * node whose view is old — another node claimed the session since, or it was cut off while that happened —
+ * fails instead of writing over the newer owner. Why a KV record per session rather than a stream of claims:
+ * the server keeps only the current record (history 1), a survivor reads exactly what is due, and the
+ * compare-and-swap is the server's own (expected last subject sequence), not a protocol of ours.
+ */
+import { createHash } from 'node:crypto';
+import type { JetStreamManager } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import type { Message, RecordedWill } from '../broker/index.ts';
+import type { ClusterConnection } from './connection.ts';
+import { decodeMessage, encodeMessage } from './wire.ts';
+
+/** A will as the record holds it: its message frame (wire.ts) in base64, and when it is due once its connection ended. */
+export interface WillEntry {
+  frame: string;
+  /** min(Will Delay, Session Expiry), seconds. */
+  delay: number;
+  /** Message Expiry Interval of the will, seconds (0: none). */
+  expiry: number;
+  /** Epoch ms at which it is published, once its connection ended; null while the connection is live. */
+  dueAt: number | null;
+}
+
+export interface SessionRecord {
+  v: 1;
+  gatewayId: string;
+  clientId: string;
+  /** The node id that holds the session (what operators read; a restart keeps it). */
+  node: string;
+  /** The process that holds it: its fencing identity (node-leases.ts `instance`). */
+  instance: string;
+  /** The principal that created the session (`AuthResult.owner`): another one may neither resume nor take it over. */
+  owner?: string;
+  connected: boolean;
+  will: WillEntry | null;
+  /** Epoch ms of this write. */
+  at: number;
+}
+
+export function willEntry(will: RecordedWill, dueAt: number | null): WillEntry {
+  return { frame: encodeMessage(will.message).toString('base64'), delay: will.delay, expiry: will.expiry, dueAt };
+}
+
+export function willOf(entry: WillEntry): RecordedWill {
+  const message: Message = decodeMessage(Buffer.from(entry.frame, 'base64'));
+  return { message, delay: entry.delay, expiry: entry.expiry };
+}
+
+/** Opens the bucket on first use, and again after a failure (NATS may have been away): no request before one is needed. */
+export type OpenRecords = () => Promise<SessionRecords>;
+
+export class SessionRecords {
+  readonly #kv: KV;
+  readonly #jsm: JetStreamManager;
+  readonly #bucket: string;
+
+  static async open(conn: ClusterConnection): Promise<SessionRecords> {
+    const bucket = `gatehouse-sessions-${conn.bucketSuffix}`;
+    const kv = await new conn.client.Kvm(conn.nc).create(bucket, { history: 1 });
+    return new SessionRecords(kv, await conn.client.jetstreamManager(conn.nc), bucket);
+  }
+
+  static opener(conn: ClusterConnection): OpenRecords {
+    let opening: Promise<SessionRecords> | null = null;
+    return () => {
+      if (opening === null) {
+        const attempt = SessionRecords.open(conn);
+        attempt.catch(() => {
+          if (opening === attempt) opening = null;
+        });
+        opening = attempt;
+      }
+      return opening;
+    };
+  }
+
+  private constructor(kv: KV, jsm: JetStreamManager, bucket: string) {
+    this.#kv = kv;
+    this.#jsm = jsm;
+    this.#bucket = bucket;
+  }
+
+  static key(gatewayId: string, clientId: string): string {
+    return `${gatewayId.replace(/[^A-Za-z0-9_-]/g, '_')}.${createHash('sha256').update(clientId).digest('base64url')}`;
+  }
+
+  async get(key: string): Promise<{ record: SessionRecord; revision: number } | null> {
+    const entry = await this.#kv.get(key);
+    if (entry === null || entry.operation !== 'PUT') return null;
+    return { record: entry.json<SessionRecord>(), revision: entry.revision };
+  }
+
+  /** Fails when the key holds a record (another claim got there first). */
+  create(key: string, record: SessionRecord): Promise<number> {
+    return this.#kv.create(key, JSON.stringify(record));
+  }
+
+  /** Fails unless the record is still at `revision`. */
+  update(key: string, record: SessionRecord, revision: number): Promise<number> {
+    return this.#kv.update(key, JSON.stringify(record), revision);
+  }
+
+  /** Deletes the record if it is still at `revision` (the session ended). */
+  remove(key: string, revision: number): Promise<void> {
+    return this.#kv.delete(key, { previousSeq: revision });
+  }
+
+  /** Every key with a record, from the stream's subjects (one request; see node-leases.ts on `kv.keys()`). */
+  async keys(): Promise<string[]> {
+    const prefix = `$KV.${this.#bucket}.`;
+    const info = await this.#jsm.streams.info(`KV_${this.#bucket}`, { subjects_filter: `${prefix}>` });
+    return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
+  }
+}

@@ -1,0 +1,242 @@
+/**
+ * Issue 16 item 3: one owner per session across nodes, fenced. Two in-process nodes (A on 127.0.0.2, reaching
+ * NATS through a relay the test can cut, and B on 127.0.0.3), one PostgreSQL, the CI's nats-server. A CONNECT on
+ * B takes a session over from A (v5 hears 0x8E, v3.1.1 a close [MQTT-3.1.4-3]; Session Present 0, the state
+ * stayed on A); the will of the connection taken over is published once, by B, without delay and not at all
+ * with one [MQTT-3.1.3-9]; two clients racing with one client id end with one connected; a node cut off while
+ * its session is claimed elsewhere cannot write over the record and lets go of its connection when back.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type mqtt from 'mqtt';
+import { randomUUID } from 'node:crypto';
+import { createMessage, type RecordedWill } from '../../src/broker/index.ts';
+import { SessionOwnership } from '../../src/cluster/session-ownership.ts';
+import { SessionRecords } from '../../src/cluster/session-records.ts';
+import { silentLogger } from '../../src/core/logger.ts';
+import type { TestGatehouse } from '../harness/gatehouse.ts';
+import { clusterNatsUrl, clusterSkip, engineOf, natsRelay, TestCluster, waitFor, type GatewayJson, type NatsRelay } from '../harness/cluster.ts';
+
+const A = '127.0.0.2';
+const B = '127.0.0.3';
+// A lease longer than any step here: a node cut off on purpose is not yet dead to the other (that is item 6's test).
+const LEASE = { heartbeatMs: 500, leaseMs: 60_000 };
+
+/** Wills seen by a subscriber, by topic; markers show that everything published before them has arrived. */
+class WillWatch {
+  readonly seen: string[] = [];
+  readonly client: mqtt.MqttClient;
+  constructor(client: mqtt.MqttClient) {
+    this.client = client;
+    client.on('message', (topic, payload) => this.seen.push(`${topic} ${payload.toString()}`));
+  }
+  count(entry: string): number {
+    return this.seen.filter((s) => s === entry).length;
+  }
+}
+
+if (clusterSkip !== undefined) {
+  test('session ownership across nodes', { skip: clusterSkip, timeout: 1_000 }, () => {});
+} else {
+  describe('one owner per session across cluster nodes (issue 16 item 3)', { timeout: 300_000 }, () => {
+    const cluster = new TestCluster();
+    let relay: NatsRelay;
+    let nodeA: TestGatehouse;
+    let nodeB: TestGatehouse;
+    let gateway: GatewayJson;
+    let watchA: WillWatch;
+    let watchB: WillWatch;
+    let markers = 0;
+
+    /** Publishes a marker through each node and waits for both on both watchers: what was published before is in. */
+    const settle = async (): Promise<void> => {
+      const pubA = await cluster.connect(A, gateway, await cluster.addDevice(nodeA, gateway));
+      const pubB = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
+      const mark = `${++markers}`;
+      await pubA.publishAsync('will/marker', `a${mark}`, { qos: 1 });
+      await pubB.publishAsync('will/marker', `b${mark}`, { qos: 1 });
+      for (const watch of [watchA, watchB]) {
+        await waitFor('the markers', () => (watch.count(`will/marker a${mark}`) === 1 && watch.count(`will/marker b${mark}`) === 1 ? true : undefined));
+      }
+      pubA.end(true);
+      pubB.end(true);
+    };
+    const clientsOn = (node: TestGatehouse, clientId: string): number =>
+      engineOf(node, gateway.id).clients().filter((c) => c.clientId === clientId).length;
+
+    before(async () => {
+      await cluster.setUp();
+      relay = await natsRelay(clusterNatsUrl!);
+      nodeA = await cluster.startNode('own-a', A, { natsUrl: relay.url, leaseTimings: LEASE }); // first: it migrates the schema
+      nodeB = await cluster.startNode('own-b', B, { leaseTimings: LEASE });
+      gateway = await cluster.createGateway(nodeA, 'ownership_gw');
+      await cluster.listening(B, gateway);
+      watchA = new WillWatch(await cluster.connect(A, gateway, await cluster.addDevice(nodeA, gateway)));
+      watchB = new WillWatch(await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway)));
+      await watchA.client.subscribeAsync('will/#', { qos: 1 });
+      await watchB.client.subscribeAsync('will/#', { qos: 1 });
+    }, { timeout: 60_000 });
+
+    after(async () => {
+      relay?.restore();
+      await cluster.dispose();
+      await relay?.close();
+    }, { timeout: 60_000 });
+
+    test('a CONNECT on node B takes over the session connected on node A: v5 hears 0x8E, v3.1.1 a close; Session Present 0, then 1 on B [MQTT-3.1.4-3]', { timeout: 60_000 }, async () => {
+      const device = await cluster.addDevice(nodeA, gateway);
+      const persistent = { clean: false, properties: { sessionExpiryInterval: 300 } };
+      const old = await cluster.connect(A, gateway, device, persistent);
+      await old.subscribeAsync('cmd/#', { qos: 1 });
+      const taken = new Promise<number | undefined>((resolve) => old.once('disconnect', (packet) => resolve(packet.reasonCode)));
+
+      const fresh = cluster.open(B, gateway, device, persistent);
+      const connack = await new Promise<mqtt.IConnackPacket>((resolve, reject) => {
+        fresh.once('connect', resolve);
+        fresh.once('error', reject);
+      });
+      assert.equal(await taken, 0x8e);
+      // The session's state stayed on node A, which dropped it: B starts it clean [MQTT-3.2.2-2].
+      assert.equal(connack.sessionPresent, false);
+      await waitFor('node A to drop the session', () => (engineOf(nodeA, gateway.id).getSession(`c-${device}`) === undefined ? true : undefined));
+      assert.equal(clientsOn(nodeB, `c-${device}`), 1);
+      assert.ok(!old.connected);
+
+      // Node B holds it now: its next connection resumes it here.
+      fresh.end(true);
+      await waitFor('the connection to end on B', () => (clientsOn(nodeB, `c-${device}`) === 0 ? true : undefined));
+      const again = cluster.open(B, gateway, device, persistent);
+      const resumed = await new Promise<mqtt.IConnackPacket>((resolve, reject) => {
+        again.once('connect', resolve);
+        again.once('error', reject);
+      });
+      assert.equal(resumed.sessionPresent, true);
+
+      // v3.1.1: no DISCONNECT from a server; the network connection is closed.
+      const v3Device = await cluster.addDevice(nodeA, gateway);
+      const oldV3 = await cluster.connect(A, gateway, v3Device, { protocolVersion: 4 });
+      const packets: string[] = [];
+      oldV3.on('packetreceive', (packet) => packets.push(packet.cmd));
+      const closed = new Promise<void>((resolve) => oldV3.once('close', () => resolve()));
+      await cluster.connect(B, gateway, v3Device, { protocolVersion: 4 });
+      await closed;
+      assert.ok(!packets.includes('disconnect'));
+      assert.equal(clientsOn(nodeA, `c-${v3Device}`), 0);
+      assert.equal(clientsOn(nodeB, `c-${v3Device}`), 1);
+    });
+
+    test('the will of the connection taken over: without delay published once, by B and not by A; with a delay not at all [MQTT-3.1.3-9]', { timeout: 60_000 }, async () => {
+      const now = await cluster.addDevice(nodeA, gateway);
+      await cluster.connect(A, gateway, now, { will: { topic: `will/${now}`, payload: Buffer.from('gone'), qos: 1, retain: false } });
+      await cluster.connect(B, gateway, now);
+      for (const watch of [watchA, watchB]) await waitFor('the will', () => (watch.count(`will/${now} gone`) > 0 ? true : undefined));
+
+      const delayed = await cluster.addDevice(nodeA, gateway);
+      await cluster.connect(A, gateway, delayed, {
+        properties: { sessionExpiryInterval: 60 },
+        will: { topic: `will/${delayed}`, payload: Buffer.from('gone'), qos: 1, retain: false, properties: { willDelayInterval: 1 } },
+      });
+      await cluster.connect(B, gateway, delayed, { properties: { sessionExpiryInterval: 60 } });
+      // Past the will's delay: had either node kept it, it would have gone by now.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      await settle();
+      for (const watch of [watchA, watchB]) {
+        assert.equal(watch.count(`will/${now} gone`), 1, 'the will without delay, once');
+        assert.equal(watch.count(`will/${delayed} gone`), 0, 'the delayed will, cancelled by the new connection');
+      }
+    });
+
+    test('two clients racing with one client id on nodes A and B, 20 rounds: each round ends with exactly one connected', { timeout: 240_000 }, async () => {
+      const device = await cluster.addDevice(nodeA, gateway);
+      const clientId = `c-${device}`;
+      for (let round = 0; round < 20; round++) {
+        const pair = [cluster.open(A, gateway, device), cluster.open(B, gateway, device)];
+        // Each one is accepted and then perhaps taken over, or refused (a later claim won before its CONNACK).
+        await Promise.all(pair.map((client) => new Promise<void>((resolve) => {
+          client.on('error', () => undefined); // a refusal (0x89) is an outcome here, not a failure
+          client.once('connect', () => resolve());
+          client.once('close', () => resolve());
+        })));
+        await waitFor(`round ${round}: one connection left`, () =>
+          (pair.filter((c) => c.connected).length === 1 && clientsOn(nodeA, clientId) + clientsOn(nodeB, clientId) === 1 ? true : undefined));
+        for (const client of pair) client.end(true);
+        await waitFor(`round ${round}: both gone`, () => (clientsOn(nodeA, clientId) + clientsOn(nodeB, clientId) === 0 ? true : undefined));
+      }
+    });
+
+    test('a process that lost the record cannot write over it: its connection\'s end and its delayed will are refused by the revision they name', { timeout: 30_000 }, async () => {
+      // Two holders of one session as two processes would be, on node A's NATS connection: `late` claimed first,
+      // then `winner`; `late` never heard of it (no process listens on its notice subject).
+      const conn = nodeA.gatehouse.cluster!.connection;
+      const records = SessionRecords.opener(conn);
+      const moved: string[] = [];
+      const holder = (instance: string): SessionOwnership => new SessionOwnership(conn, records, gateway.id, { nodeId: instance, instance }, silentLogger,
+        () => ({ receive: () => undefined, retained: () => undefined, cutOff: () => undefined, sessionMoved: (id) => moved.push(id), publishWill: () => undefined }));
+      const late = holder(`late-${randomUUID()}`);
+      const winner = holder(`winner-${randomUUID()}`);
+      const will: RecordedWill = {
+        message: createMessage({ topic: 'will/fenced', payload: Buffer.from('x'), qos: 1, retain: false, properties: undefined, expiresAt: 0, senderId: 'c-fenced' }),
+        delay: 5, expiry: 0,
+      };
+      const first = await late.claim('c-fenced', 'owner-1', will);
+      assert.deepEqual(first, { local: true, displacedWill: null });
+      const second = await winner.claim('c-fenced', 'owner-1', null);
+      assert.ok(typeof second === 'object' && !second.local, 'claimed from another process');
+      // Another principal cannot claim it at all.
+      assert.equal(await holder(`third-${randomUUID()}`).claim('c-fenced', 'owner-2', null), 'owned');
+
+      assert.equal(await late.connectionEnded('c-fenced', { will, sessionEnds: false }), false);
+      assert.equal(await late.takeWill('c-fenced'), false);
+      const seen = await (await records()).get(SessionRecords.key(gateway.id, 'c-fenced'));
+      assert.ok(seen !== null);
+      assert.deepEqual([seen.record.node.startsWith('winner-'), seen.record.connected, seen.record.will], [true, true, null]);
+      // The winner's own writes go through.
+      assert.equal(await winner.connectionEnded('c-fenced', { will, sessionEnds: false }), true);
+      assert.equal(await winner.takeWill('c-fenced'), true);
+      assert.deepEqual(moved, []);
+    });
+
+    test('node A cut off from NATS while B claims its sessions: A publishes no will of them, and back it lets go of its connection', { timeout: 90_000 }, async () => {
+      const kept = await cluster.addDevice(nodeA, gateway);
+      const dropped = await cluster.addDevice(nodeA, gateway);
+      const will = (device: string): mqtt.IClientOptions['will'] => ({ topic: `will/${device}`, payload: Buffer.from('gone'), qos: 1, retain: false });
+      const keptOnA = await cluster.connect(A, gateway, kept, { clean: false, properties: { sessionExpiryInterval: 300 }, will: will(kept) });
+      const droppedOnA = await cluster.connect(A, gateway, dropped, { will: will(dropped) });
+
+      relay.sever();
+      const clusterA = nodeA.gatehouse.cluster!;
+      await waitFor('node A cut off', () => (clusterA.connection.state === 'disconnected' ? true : undefined));
+      // Node B claims both; node A cannot hear it (B does not wait for an answer that cannot come).
+      const keptOnB = await cluster.connect(B, gateway, kept, { clean: false, properties: { sessionExpiryInterval: 300 } });
+      const droppedOnB = await cluster.connect(B, gateway, dropped);
+      assert.ok(keptOnA.connected, 'node A could not be told');
+      // The device drops node A's connection while A is cut off: A's end of it must not reach the record.
+      droppedOnA.stream.destroy();
+      await waitFor('node A to see it go', () => (clientsOn(nodeA, `c-${dropped}`) === 0 ? true : undefined));
+
+      const letGo = new Promise<number | undefined>((resolve) => keptOnA.once('disconnect', (packet) => resolve(packet.reasonCode)));
+      relay.restore();
+      await waitFor('node A back', () => (clusterA.connection.state === 'connected' ? true : undefined), 30_000);
+      // Back, node A reads its records: the session it held went to B, so its connection goes (0x8E) and its state too.
+      assert.equal(await letGo, 0x8e);
+      await waitFor('node A to drop the session', () => (engineOf(nodeA, gateway.id).getSession(`c-${kept}`) === undefined ? true : undefined));
+
+      await settle();
+      // The wills: once each, by B when it took the live connections over (their delay was 0). None by A: a will
+      // A published would reach its own subscriber (B's reached no one on A while A was cut off) and B's twice.
+      for (const device of [kept, dropped]) {
+        assert.equal(watchB.count(`will/${device} gone`), 1, `${device}'s will on B`);
+        assert.equal(watchA.count(`will/${device} gone`), 0, `${device}'s will on A`);
+      }
+      // The records still name B, connected: node A wrote nothing over them.
+      const records = await SessionRecords.open(nodeB.gatehouse.cluster!.connection);
+      for (const device of [kept, dropped]) {
+        const seen = await records.get(SessionRecords.key(gateway.id, `c-${device}`));
+        assert.ok(seen !== null);
+        assert.deepEqual([seen.record.node, seen.record.connected], ['own-b', true], device);
+      }
+      assert.ok(keptOnB.connected && droppedOnB.connected);
+      assert.equal(clientsOn(nodeB, `c-${kept}`) + clientsOn(nodeB, `c-${dropped}`), 2);
+    });
+  });
+}

@@ -1,0 +1,219 @@
+/**
+ * What a cluster test needs (issue 16), in one place: a PostgreSQL schema of the run's own (the nodes' shared
+ * database, dropped at the end), nodes in-process or as `npm start` runs them on their own loopback addresses
+ * (127.0.0.2, 127.0.0.3, …) sharing one master key, a gateway and its devices, MQTT.js clients that connect or
+ * report the CONNACK refusal, and a TCP relay in front of NATS that cuts one node off while the others stay.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import mqtt from 'mqtt';
+import pg from 'pg';
+import type { LeaseTimings } from '../../src/cluster/index.ts';
+import type { Broker } from '../../src/broker/index.ts';
+import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from './gatehouse.ts';
+import { startGatehouseProcess, type GatehouseProcess } from './gatehouse-process.ts';
+import { getPki, type SharedPki } from './pki.ts';
+
+export const clusterNatsUrl = process.env.GATEHOUSE_TEST_NATS_URL;
+export const clusterDatabaseUrl = process.env.GATEHOUSE_TEST_DATABASE_URL;
+/** Why a cluster suite is skipped, or undefined when it can run. */
+export const clusterSkip = clusterNatsUrl === undefined || clusterDatabaseUrl === undefined
+  ? 'GATEHOUSE_TEST_NATS_URL and GATEHOUSE_TEST_DATABASE_URL must be set (.ci/run sets both; test/cluster/README.md)'
+  : undefined;
+
+export interface GatewayJson { id: string; name: string; port: number; productKey: string; status: string }
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Anything with the admin API: an in-process node or a process. */
+interface ApiNode {
+  api<T = unknown>(method: string, urlPath: string, body?: unknown): Promise<{ status: number; json: T }>;
+}
+
+/**
+ * One cluster of a test file: its schema, its nodes (stopped and dropped by `dispose`), its clients (ended).
+ * `natsUrl` defaults to the CI's nats-server; nodes may be given another (a relay, a private server).
+ */
+export class TestCluster {
+  readonly schema = `cluster_${randomBytes(6).toString('hex')}`;
+  readonly masterKey = randomBytes(32).toString('hex');
+  readonly clients: mqtt.MqttClient[] = [];
+  readonly #inProcess: TestGatehouse[] = [];
+  readonly #processes: { node: GatehouseProcess; dir: string }[] = [];
+  #pki: SharedPki | undefined;
+  #device = 0;
+
+  get pki(): SharedPki {
+    assert.ok(this.#pki !== undefined, 'TestCluster.setUp() first');
+    return this.#pki;
+  }
+
+  get databaseUrl(): string {
+    const url = new URL(clusterDatabaseUrl!);
+    url.searchParams.set('options', `-c search_path=${this.schema}`);
+    return url.toString();
+  }
+
+  async setUp(): Promise<void> {
+    this.#pki = await getPki();
+    const admin = new pg.Client({ connectionString: clusterDatabaseUrl });
+    await admin.connect();
+    await admin.query(`create schema ${this.schema}`);
+    await admin.end();
+  }
+
+  env(nodeId: string, host: string, natsUrl = clusterNatsUrl!): Record<string, string> {
+    return {
+      GATEHOUSE_DATABASE_URL: this.databaseUrl, GATEHOUSE_NATS_URL: natsUrl, GATEHOUSE_MASTER_KEY: this.masterKey,
+      GATEHOUSE_NODE_ID: nodeId, GATEHOUSE_HTTP_HOST: host, GATEHOUSE_MQTT_HOST: host,
+    };
+  }
+
+  /** A node in this process (its engines can be inspected). The first one started migrates the schema. */
+  async startNode(nodeId: string, host: string, options: { natsUrl?: string; leaseTimings?: LeaseTimings } = {}): Promise<TestGatehouse> {
+    const node = await startTestGatehouse({ env: this.env(nodeId, host, options.natsUrl), clusterLeaseTimings: options.leaseTimings });
+    this.#inProcess.push(node);
+    return node;
+  }
+
+  /** A node as `npm start` runs it (dist/main.mjs): one a test can kill -9. */
+  async startProcess(nodeId: string, host: string): Promise<GatehouseProcess> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-node-'));
+    const node = await startGatehouseProcess(dir, this.env(nodeId, host));
+    this.#processes.push({ node, dir });
+    return node;
+  }
+
+  async createGateway(node: ApiNode, name: string): Promise<GatewayJson> {
+    const created = await node.api<GatewayJson>('POST', '/gateways', {
+      name, port: await freePort(), authType: 'ONE_PARTY',
+      certificates: { serverCertificateChain: this.pki.server.chainPem, serverPrivateKey: this.pki.server.keyPem },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.json));
+    return created.json;
+  }
+
+  /** A new device of the gateway (username = its name, password `pw-<name>`); its name. */
+  async addDevice(node: ApiNode, gateway: GatewayJson, name = `dev-${++this.#device}`): Promise<string> {
+    const r = await node.api('POST', `/products/${gateway.productKey}/devices`, { username: name, password: `pw-${name}` });
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+    return name;
+  }
+
+  /** Resolves once `host` completes a TLS handshake on the gateway's port. */
+  listening(host: string, gateway: GatewayJson): Promise<true> {
+    return waitFor(`${host} to listen on ${gateway.port}`, () => new Promise<true | undefined>((resolve) => {
+      const socket = tls.connect({ host, port: gateway.port, servername: 'localhost', ca: this.pki.root.certPem });
+      socket.once('secureConnect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(undefined));
+    }));
+  }
+
+  /** An MQTT.js client of `device` (v5 unless told; client id `c-<device>` unless told), not yet connected. */
+  open(host: string, gateway: GatewayJson, device: string, options: mqtt.IClientOptions = {}): mqtt.MqttClient {
+    const client = mqtt.connect({
+      host, port: gateway.port, protocol: 'mqtts', ca: this.pki.root.certPem, servername: 'localhost', reconnectPeriod: 0,
+      connectTimeout: 10_000, protocolVersion: 5, clientId: `c-${device}`, username: device, password: `pw-${device}`, ...options,
+    });
+    this.clients.push(client);
+    return client;
+  }
+
+  connect(host: string, gateway: GatewayJson, device: string, options: mqtt.IClientOptions = {}): Promise<mqtt.MqttClient> {
+    const client = this.open(host, gateway, device, options);
+    return new Promise((resolve, reject) => {
+      client.once('connect', () => resolve(client));
+      client.once('error', reject);
+      client.once('close', () => reject(new Error(`${device} closed before CONNACK`)));
+    });
+  }
+
+  async dispose(): Promise<void> {
+    for (const client of this.clients) client.end(true);
+    await Promise.all([...this.#inProcess.map((n) => n.stop()), ...this.#processes.map((p) => p.node.stop())]);
+    const admin = new pg.Client({ connectionString: clusterDatabaseUrl });
+    await admin.connect();
+    await admin.query(`drop schema if exists ${this.schema} cascade`);
+    await admin.end();
+    for (const dir of [...this.#inProcess.map((n) => n.dataDir), ...this.#processes.map((p) => p.dir)]) await removeDataDir(dir);
+  }
+}
+
+/** The engine of a gateway on an in-process node. */
+export function engineOf(node: TestGatehouse, gatewayId: string): Broker {
+  const instance = [...node.gatehouse.runtime.instances()].find((i) => i.config.id === gatewayId);
+  assert.ok(instance !== undefined, `gateway ${gatewayId} runs on the node`);
+  return instance.broker;
+}
+
+/** A counter of the gateway engines' (`gatehouse_gateway_<name>_total`) as a node's /metrics shows it. */
+export async function gatewayCounter(node: { url: string }, gateway: GatewayJson, name: string): Promise<number> {
+  const res = await fetch(`${node.url}/api/v1/metrics`, { headers: { authorization: 'Bearer e2e-admin-token-0123456789abcdef' } });
+  const line = (await res.text()).split('\n').find((l) => l.startsWith(`gatehouse_gateway_${name}_total{gateway="${gateway.name}"}`));
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+/**
+ * A TCP relay on 127.0.0.1 in front of a NATS server: a node connected through it is cut off from the cluster
+ * (`sever`: its connections dropped, new ones refused) while the others stay connected; `restore` lets it back.
+ */
+export interface NatsRelay {
+  readonly url: string;
+  sever(): void;
+  restore(): void;
+  close(): Promise<void>;
+}
+
+export async function natsRelay(target: string): Promise<NatsRelay> {
+  const to = new URL(target);
+  const sockets = new Set<net.Socket>();
+  let open = true;
+  const server = net.createServer((client) => {
+    if (!open) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(Number(to.port), to.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.once('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+    }
+    client.pipe(upstream).pipe(client);
+    client.once('close', () => upstream.destroy());
+    upstream.once('close', () => client.destroy());
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    sever() {
+      open = false;
+      for (const s of sockets) s.destroy();
+    },
+    restore() {
+      open = true;
+    },
+    async close() {
+      open = false;
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
