@@ -23,7 +23,9 @@ import {
   ConnectionEventRecorder, Platform, registerConnectionEventMetrics, registerPlatformMetrics, type ConnectionEventOptions, type PlatformOptionsInput,
 } from './platform/index.ts';
 import { QuickJsRunner } from './sandbox/index.ts';
-import { registerClusterMetrics, startClusterNode, type ClusterNode, type LeaseTimings } from './cluster/index.ts';
+import {
+  DEFAULT_LEASE_TIMINGS, PresenceReaper, registerClusterMetrics, startClusterNode, type ClusterNode, type LeaseTimings,
+} from './cluster/index.ts';
 
 export interface Gatehouse {
   readonly registry: Registry;
@@ -150,6 +152,10 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   });
 
   await runtime.startAll();
+  // A dead node's devices go OFFLINE once its lease lapsed: every node checks once a lease (idempotent).
+  const reaper = cluster === null ? null : new PresenceReaper(cluster.connection, cluster.leases,
+    (live) => registry.devices.markDeadNodesOffline(live, new Date()), logger.child({ component: 'cluster' }),
+    (overrides.clusterLeaseTimings ?? DEFAULT_LEASE_TIMINGS).leaseMs);
   await api.listen({ host: config.http.host, port: config.http.port });
   const address = api.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.http.port;
@@ -170,6 +176,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
       await api.close();
       leaveBus();
       await runtime.close();
+      await reaper?.close();
       await cluster?.close(); // after the engines: their links are closed, the lease goes last
       await platform.close();
       await connectionEvents.close(); // after the listeners: their last disconnects are written

@@ -13,9 +13,10 @@ import { SessionRecords } from './session-records.ts';
 
 export { ClusterConnection, type ClusterState } from './connection.ts';
 export { NatsClusterLinks, type LinkCounters } from './links.ts';
-export { NodeLeases, type NodeLease, type LeaseTimings } from './node-leases.ts';
+export { DEFAULT_LEASE_TIMINGS, NodeLeases, type NodeLease, type LeaseTimings } from './node-leases.ts';
 export { NatsRegistryBus } from './registry-bus.ts';
 export { NatsPlatformPeers, type PeerCounters } from './platform-peers.ts';
+export { PresenceReaper } from './presence-reaper.ts';
 export { registerClusterMetrics } from './metrics.ts';
 
 export interface ClusterNode {

@@ -223,6 +223,14 @@ export class DeviceService {
     return this.#ctx.storage.devices.markProductOffline(product.productKey, at.toISOString(), node);
   }
 
+  /**
+   * A cluster's nodes whose lease lapsed are dead: the devices they held go OFFLINE (issue 16 item 7), as a
+   * node that starts clears its own. Idempotent, so any live node may run it; `live`: every node with a live lease.
+   */
+  markDeadNodesOffline(live: readonly string[], at: Date): Promise<number> {
+    return this.#ctx.storage.devices.markDeadNodesOffline(live, at.toISOString());
+  }
+
   // ── Helpers ─────────────────────────────────────────────────────────────────────────────────────
 
   async #import(productKey: string, rows: RawImportRow[], onProgress?: (progress: ImportProgress) => void): Promise<ImportResult> {

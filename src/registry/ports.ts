@@ -275,6 +275,8 @@ export interface DeviceRepository {
    * Whether it wrote (false: unknown device, or held by another node).
    */
   markOffline(productKey: string, deviceName: string, node: string | null, at: string): Promise<boolean>;
+  /** Devices recorded as held by a node not in `live` (a dead node's) go OFFLINE; how many. */
+  markDeadNodesOffline(live: readonly string[], at: string): Promise<number>;
   /** A device's properties by name (empty for an unknown device). */
   properties(productKey: string, deviceName: string): Promise<Record<string, unknown>>;
   /** The properties of several devices of a product (a list page), by device name; devices without any are absent. */

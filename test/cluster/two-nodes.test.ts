@@ -210,7 +210,7 @@ if (natsUrl === undefined || databaseUrl === undefined) {
       await waitFor('the device OFFLINE', async () => ((await status(nodeA)) === 'OFFLINE' ? true : undefined));
     });
 
-    test('a node killed (-9) and started again marks offline only the devices it held: node B\'s stays ONLINE throughout', { timeout: 90_000 }, async () => {
+    test('a node killed (-9): once its lease lapsed node B marks its devices OFFLINE, and only those; started again it clears only its own', { timeout: 90_000 }, async () => {
       const gateway = await createGateway('cluster_presence_kill');
       for (const name of ['on-a', 'on-b']) await addDevice(gateway.productKey, name);
       await waitFor('node B to listen', async () => ((await probeTls(pki, B, gateway.port)) === 'tls' ? true : undefined));
@@ -220,12 +220,15 @@ if (natsUrl === undefined || databaseUrl === undefined) {
         (await nodeB.api<DeviceJson>('GET', `/products/${gateway.productKey}/devices/${name}`)).json.status;
       await waitFor('both devices ONLINE', async () => ((await status('on-a')) === 'ONLINE' && (await status('on-b')) === 'ONLINE' ? true : undefined));
 
-      await nodeA.kill9(); // no shutdown code runs on A
+      await nodeA.kill9(); // no shutdown code runs on A: it marks nothing
+      // Node A's lease lapses (10 s); node B, checking once a lease, marks A's device OFFLINE.
+      await waitFor('node A\'s device OFFLINE', async () => ((await status('on-a')) === 'OFFLINE' ? true : undefined), 40_000);
       assert.equal(await status('on-b'), 'ONLINE', 'node A\'s death left node B\'s device online');
+      // The device comes back through node A, started again: A clears what it held before (nothing now), not B's.
       nodeA = await startGatehouseProcess(dirs[0]!, envOf('node-a', A));
-      // Started again, node A clears what it held (its device's connection died with it), and only that.
-      assert.equal(await status('on-a'), 'OFFLINE');
       assert.equal(await status('on-b'), 'ONLINE', 'node A\'s start left node B\'s device online');
+      await connect(A, gateway.port, 'on-a', 'c-on-a-again');
+      await waitFor('node A\'s device ONLINE again', async () => ((await status('on-a')) === 'ONLINE' ? true : undefined));
       assert.ok(onB.connected);
     });
 

@@ -329,6 +329,22 @@ export function repositoryContract(name: string, open: OpenFreshStorage): void {
         assert.equal(await storage.devices.markProductOffline(a.productKey, T1), 1);
         assert.equal(await state('on-b'), 'OFFLINE');
       }));
+
+      test('a dead node\'s devices: those held by a node not among the live ones go OFFLINE, and only those', { timeout: 5_000 }, withStorage(async (storage) => {
+        const a = await seedGateway(storage, 'a1');
+        await storage.devices.insertMany(['on-a', 'on-b', 'on-dead', 'legacy'].map((name) => device(a.productKey, name, { connectionState: 'ONLINE' })));
+        await storage.devices.update(a.productKey, 'on-a', { onlineNode: 'node-a' });
+        await storage.devices.update(a.productKey, 'on-b', { onlineNode: 'node-b' });
+        await storage.devices.update(a.productKey, 'on-dead', { onlineNode: 'node-dead' });
+        const state = async (name: string): Promise<string | undefined> => (await storage.devices.get(a.productKey, name))?.connectionState;
+        assert.equal(await storage.devices.markDeadNodesOffline(['node-a', 'node-b'], T1), 1);
+        assert.deepEqual(await Promise.all(['on-a', 'on-b', 'on-dead', 'legacy'].map(state)), ['ONLINE', 'ONLINE', 'OFFLINE', 'ONLINE']);
+        assert.equal((await storage.devices.get(a.productKey, 'on-dead'))?.updatedAt, T1);
+        // Done again: nothing left to do. Node B dies too.
+        assert.equal(await storage.devices.markDeadNodesOffline(['node-a', 'node-b'], T1), 0);
+        assert.equal(await storage.devices.markDeadNodesOffline(['node-a'], T1), 1);
+        assert.deepEqual(await Promise.all(['on-a', 'on-b'].map(state)), ['ONLINE', 'OFFLINE']);
+      }));
     });
 
     describe('functions', () => {

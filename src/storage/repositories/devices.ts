@@ -208,6 +208,14 @@ export class KyselyDeviceRepository implements DeviceRepository {
     return result.numUpdatedRows > 0n;
   }
 
+  async markDeadNodesOffline(live: readonly string[], at: string): Promise<number> {
+    let query = this.#db.updateTable('devices').set({ connection_state: 'OFFLINE', online_node: null, updated_at: at })
+      .where('online_node', 'is not', null);
+    if (live.length > 0) query = query.where('online_node', 'not in', live);
+    const result = await query.executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
   async properties(productKey: string, deviceName: string): Promise<Record<string, unknown>> {
     const rows = await this.#db.selectFrom('device_properties').select(['name', 'value'])
       .where('product_key', '=', productKey).where('device_name', '=', deviceName).orderBy('name').execute();
