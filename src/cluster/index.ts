@@ -10,10 +10,12 @@ import { DEFAULT_LEASE_TIMINGS, NodeLeases, type LeaseTimings } from './node-lea
 import { NatsRegistryBus } from './registry-bus.ts';
 import { NatsPlatformPeers } from './platform-peers.ts';
 import { SessionRecords } from './session-records.ts';
+import { WillReaper } from './will-reaper.ts';
 
 export { ClusterConnection, type ClusterState } from './connection.ts';
 export { NatsClusterLinks, type LinkCounters } from './links.ts';
-export { DEFAULT_LEASE_TIMINGS, NodeLeases, type NodeLease, type LeaseTimings } from './node-leases.ts';
+export { DEFAULT_LEASE_TIMINGS, NodeLeases, type NodeLease, type DeadLease, type LeaseTimings } from './node-leases.ts';
+export { WillReaper } from './will-reaper.ts';
 export { NatsRegistryBus } from './registry-bus.ts';
 export { NatsPlatformPeers, type PeerCounters } from './platform-peers.ts';
 export { PresenceReaper } from './presence-reaper.ts';
@@ -24,6 +26,8 @@ export interface ClusterNode {
   readonly leases: NodeLeases;
   readonly bus: NatsRegistryBus;
   readonly links: NatsClusterLinks;
+  /** Publishes the wills of dead nodes' clients (one survivor each). */
+  readonly reaper: WillReaper;
   /** The platform's view of the other nodes: shared /stream events, downlinks, sessions (item 7). */
   readonly peers: NatsPlatformPeers;
   /** Gives the lease back and closes the connection (after the engines closed their links). */
@@ -54,14 +58,17 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   const records = SessionRecords.opener(connection);
   // Cut off for as long as a lease lasts, the node is dead to the others: its engines end their connections.
   const links = new NatsClusterLinks(connection, logger, timings.leaseMs, me, records);
+  const reaper = new WillReaper(connection, leases, records, me, (gatewayId) => links.ownership(gatewayId), logger, timings.heartbeatMs);
   return {
     connection,
     leases,
     bus: new NatsRegistryBus(connection, logger),
     links,
+    reaper,
     peers: new NatsPlatformPeers(connection, logger, timings.leaseMs,
       async () => (await leases.live()).filter((lease) => lease.nodeId !== options.nodeId).length),
     async close() {
+      reaper.close();
       links.close();
       await leases.close();
       await connection.close();

@@ -4,8 +4,9 @@
  * heartbeat time, and its key stays (one per node id ever used) until a node of that id starts again.
  * The keys are listed from the stream's subjects (one request) rather than `kv.keys()`, whose consumer
  * waited forever now and then under load for a key replaced while it read (a test hung on it).
- * The list of live nodes is what later phases build on (a dead node's wills, its devices' presence);
- * today it also refuses a second process that starts under a node id another live one holds.
+ * The list of live nodes refuses a second process that starts under a node id another live one holds; the
+ * list of dead ones (`dead()`) tells the survivors whose wills to publish (will-reaper.ts). A clean stop
+ * marks its lease stopped rather than deleting it, so the survivors learn of that death too.
  */
 import { randomUUID } from 'node:crypto';
 import type { JetStreamManager } from '@nats-io/jetstream';
@@ -23,6 +24,16 @@ export interface NodeLease {
   heartbeatAt: number;
   /** Where its API listens (for operators; nodes never call each other). */
   apiUrl: string | null;
+  /** Epoch ms of a clean stop: the lease is dead from then on. */
+  stoppedAt?: number;
+}
+
+/** A process that held a lease and is gone: killed (its lease lapsed), stopped, or replaced by a restart under its node id. */
+export interface DeadLease {
+  nodeId: string;
+  instance: string;
+  /** When it died as far as the cluster can tell: its last renewal, or its stop. The same on every survivor. */
+  diedAt: number;
 }
 
 export interface LeaseTimings {
@@ -42,6 +53,8 @@ export class NodeLeases {
   readonly #timings: LeaseTimings;
   readonly #lease: NodeLease;
   #timer: NodeJS.Timeout | null = null;
+  /** The previous process under this node id, whose lease this one replaced at start: dead, but no survivor saw it lapse. */
+  #replaced: DeadLease | null = null;
 
   /** Takes this node's lease; refuses (GW_ERR_CLUSTER_NODE_ID_TAKEN) while another live process renews it. */
   static async join(conn: ClusterConnection, info: { apiUrl: string | null }, logger: Logger,
@@ -71,7 +84,7 @@ export class NodeLeases {
    */
   async #claim(): Promise<void> {
     const seen = await this.#read(this.#conn.nodeId);
-    if (seen !== null && seen.lease.instance !== this.#lease.instance && Date.now() - seen.lease.heartbeatAt < this.#timings.leaseMs) {
+    if (seen !== null && seen.lease.instance !== this.#lease.instance && this.#isLive(seen.lease, Date.now())) {
       await new Promise((resolve) => setTimeout(resolve, this.#timings.heartbeatMs * 2 + 500));
       const again = await this.#read(this.#conn.nodeId);
       if (again !== null && again.revision !== seen.revision && again.lease.instance === seen.lease.instance) {
@@ -79,6 +92,11 @@ export class NodeLeases {
           `node id ${this.#conn.nodeId} is held by another running node (API ${again.lease.apiUrl ?? 'unknown'}, started ${new Date(again.lease.startedAt).toISOString()}); `
           + 'give each node its own GATEHOUSE_NODE_ID (or its own data directory)', 'GATEHOUSE_NODE_ID');
       }
+    }
+    const previous = await this.#read(this.#conn.nodeId);
+    if (previous !== null && previous.lease.instance !== this.#lease.instance) {
+      const { nodeId, instance, heartbeatAt, stoppedAt } = previous.lease;
+      this.#replaced = { nodeId, instance, diedAt: stoppedAt ?? heartbeatAt };
     }
     await this.#renew();
     this.#timer = setInterval(() => void this.#renew(), this.#timings.heartbeatMs);
@@ -105,29 +123,52 @@ export class NodeLeases {
     }
   }
 
-  /** This process (node ids outlive restarts): what the cluster's session records name as a session's holder. */
+  /** This process (node ids outlive restarts). */
   get instance(): string {
     return this.#lease.instance;
   }
 
-  /** The nodes whose lease is live, this one included, by node id. */
-  async live(): Promise<NodeLease[]> {
+  /** Every lease in the bucket, one per node id ever used. */
+  async #all(): Promise<NodeLease[]> {
     const out: NodeLease[] = [];
-    const now = Date.now();
     const prefix = `$KV.${this.#bucket}.`;
     const info = await this.#jsm.streams.info(`KV_${this.#bucket}`, { subjects_filter: `${prefix}>` });
     for (const subject of Object.keys(info.state.subjects ?? {})) {
-      const key = subject.slice(prefix.length);
-      const seen = await this.#read(key);
-      if (seen !== null && now - seen.lease.heartbeatAt < this.#timings.leaseMs) out.push(seen.lease);
+      const seen = await this.#read(subject.slice(prefix.length));
+      if (seen !== null) out.push(seen.lease);
     }
     return out.sort((a, b) => a.nodeId.localeCompare(b.nodeId));
   }
 
-  /** A clean stop gives the lease back at once (a killed node's lapses). */
+  #isLive(lease: NodeLease, now: number): boolean {
+    return lease.stoppedAt === undefined && now - lease.heartbeatAt < this.#timings.leaseMs;
+  }
+
+  /** The nodes whose lease is live, this one included, by node id. */
+  async live(): Promise<NodeLease[]> {
+    const now = Date.now();
+    return (await this.#all()).filter((lease) => this.#isLive(lease, now));
+  }
+
+  /** The processes known dead: leases lapsed or stopped, and the one this process replaced at start. */
+  async dead(): Promise<DeadLease[]> {
+    const now = Date.now();
+    const out: DeadLease[] = this.#replaced === null ? [] : [this.#replaced];
+    for (const lease of await this.#all()) {
+      if (lease.instance === this.#lease.instance || this.#isLive(lease, now)) continue;
+      out.push({ nodeId: lease.nodeId, instance: lease.instance, diedAt: lease.stoppedAt ?? lease.heartbeatAt });
+    }
+    return out;
+  }
+
+  /**
+   * A clean stop ends the lease at once (a killed node's lapses): marked stopped, not deleted, so that the
+   * survivors publish the wills of the clients this node held.
+   */
   async close(): Promise<void> {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
-    await this.#kv.delete(this.#lease.nodeId).catch((err: unknown) => this.#logger.debug({ err }, 'cluster_lease_release_failed'));
+    const stopped: NodeLease = { ...this.#lease, stoppedAt: Date.now() };
+    await this.#kv.put(this.#lease.nodeId, JSON.stringify(stopped)).catch((err: unknown) => this.#logger.debug({ err }, 'cluster_lease_release_failed'));
   }
 }

@@ -189,6 +189,23 @@ export class SessionOwnership {
     });
   }
 
+  /**
+   * A survivor took a dead node's record over (will-reaper.ts): its will is due at `dueAt`; published by this
+   * node if the record is still this node's then (a CONNECT anywhere meanwhile cancels it [MQTT-3.1.3-9]).
+   */
+  adopt(clientId: string, revision: number, will: RecordedWill, dueAt: number): void {
+    const key = SessionRecords.key(this.#gatewayId, clientId);
+    this.#held.set(key, { clientId, revision });
+    const publish = (): void => {
+      this.takeWill(clientId).then((taken) => {
+        if (taken) this.#endpoint()?.publishWill(will);
+      }, (err: unknown) => this.#logger.error({ err, clientId }, 'cluster_will_claim_failed'));
+    };
+    const wait = dueAt - Date.now();
+    if (wait <= 0) publish();
+    else setTimeout(publish, wait).unref();
+  }
+
   /** Back from a NATS outage: the sessions another node claimed meanwhile are let go (their notices were lost). */
   async revalidate(): Promise<void> {
     if (this.#held.size === 0) return;

@@ -45,7 +45,7 @@ if (natsUrl === undefined || databaseUrl === undefined) {
       assert.deepEqual((await cluster.leases.live()).map((n) => n.nodeId), ['in-process-1']);
       const metrics = await (await fetch(`${gh.gatehouse.url}/api/v1/metrics`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })).text();
       assert.match(metrics, /^gatehouse_cluster_connected 1$/m);
-      // A second node reads the lease list too; the first one's clean stop removed its lease.
+      // A second node reads the lease list too; the first one's clean stop ended its lease (marked stopped).
       const other = await startTestGatehouse({ env: { ...env, GATEHOUSE_NATS_URL: natsUrl, GATEHOUSE_NODE_ID: 'in-process-2' } });
       dirs.push(other.dataDir);
       assert.deepEqual((await other.gatehouse.cluster!.leases.live()).map((n) => n.nodeId), ['in-process-1', 'in-process-2']);
