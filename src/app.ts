@@ -181,11 +181,11 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
       await platform.close();
       await connectionEvents.close(); // after the listeners: their last disconnects are written
       await checkpointer.close();
-      uplinkJournal.close();
+      await uplinkJournal.close();
       await rm(path.join(config.dataDir, PID_FILE), { force: true });
       runner.dispose();
       parsingRunner.dispose();
-      stateStores.close();
+      await stateStores.close();
       await storage.close();
     },
   };

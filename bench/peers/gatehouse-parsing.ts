@@ -73,10 +73,10 @@ const stop = async (): Promise<void> => {
   logger.warn({ parsed, failed, dropped: parser.counters.dropped }, 'bench_parsing_totals');
   tap.close();
   clearInterval(settleTimer);
-  journalFile?.close();
   runner.dispose();
   await broker.close();
   await Promise.all(listeners.map((l) => l.close()));
+  await journalFile?.close();
   process.exit(0);
 };
 process.once('SIGINT', () => void stop());

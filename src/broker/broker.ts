@@ -22,6 +22,7 @@ import { LongTimer } from './long-timer.ts';
 import { Admission } from './admission.ts';
 import { LingeringSockets } from './lingering-sockets.ts';
 import { Journal } from './journal.ts';
+import { CommitGate } from './commit-gate.ts';
 import type { BrokerPersistence, StoredMessage } from './persistence.ts';
 import type { ClusterLink, RecordedWill, SessionClaim } from './cluster-link.ts';
 import { parseSharedFilter, topicMatches, topicOverLimit, topicWithinLimits } from '../mqtt/topics.ts';
@@ -58,6 +59,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   /** Per-address limits and accept times of raw sockets, for listeners in front of this engine. */
   readonly admission: Admission;
   readonly retained: RetainedStore;
+  readonly commits = new CommitGate();
   readonly dispatch = dispatch;
   readonly #sessions = new Map<string, Session>();
   readonly #connections = new Set<Connection>();
@@ -88,7 +90,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       if (this.listenerCount('socket_refused') > 0) this.emit('socket_refused', address, limit);
     });
     this.#persistence = init.persistence;
-    this.#journal = init.persistence === undefined ? null : new Journal(init.persistence, this.logger, (m) => this.retained.written(m));
+    this.#journal = init.persistence === undefined ? null : new Journal(init.persistence, this.logger, this.commits, (m) => this.retained.written(m));
     this.#link = init.link ?? null;
     this.retained.onExpired = (topic) => this.#journal?.retained(topic, null);
     this.#sweep = setInterval(() => {

@@ -66,6 +66,15 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   #outAliases: Map<string, number> | undefined;
   #out: Buffer[] = [];
   #outBytes = 0;
+  /**
+   * Output flushed while a commit it depends on was in flight (see `CommitGate`): it leaves in order,
+   * each batch once its commit has settled. Null when nothing is held.
+   */
+  #gated: GatedOutput[] | null = null;
+  #gatedBytes = 0;
+  /** The connection is closed: the socket ends once what it owes has left (`#outDrainAndEnd`). */
+  #endWhenReleased = false;
+  readonly #release = (): void => this.#releaseGated();
   #flushQueued = false;
   #suspended = false;
   #held: Buffer[] | undefined;
@@ -104,7 +113,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   }
 
   get congested(): boolean {
-    return this.socket.writableLength + this.#outBytes > this.broker.options.maxWriteBuffer;
+    return this.socket.writableLength + this.#outBytes + this.#gatedBytes > this.broker.options.maxWriteBuffer;
   }
 
   get closed(): boolean {
@@ -323,10 +332,23 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   flush(): void {
     this.#flushQueued = false;
     const out = this.#out;
-    if (out.length === 0 || this.socket.destroyed) return;
-    const bytes = this.#outBytes;
-    this.#out = [];
-    this.#outBytes = 0;
+    if (this.socket.destroyed) return;
+    if (out.length > 0) {
+      const bytes = this.#outBytes;
+      this.#out = [];
+      this.#outBytes = 0;
+      // Behind a commit still in flight (or behind output already held): held, in order [MQTT-4.6.0-2].
+      const commit = this.broker.commits.required;
+      if (this.#gated !== null || commit !== 0) this.#hold(out, bytes, commit);
+      else this.#writeOut(out, bytes);
+    }
+    if (this.#endWhenReleased && this.#gated === null) {
+      this.#endWhenReleased = false;
+      this.socket.end();
+    }
+  }
+
+  #writeOut(out: Buffer[], bytes: number): void {
     if (out.length === 1) {
       this.socket.write(out[0]!);
     } else if (bytes <= CONCAT_LIMIT) {
@@ -415,16 +437,57 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
     this.broker.connectionClosed(this, reason, was);
   }
 
+  /**
+   * What is owed (a PUBACK, the DISCONNECT) leaves, then the socket ends — in the flush scheduler's
+   * turn, after this turn's commits, so the last acknowledgements still follow the state they cover.
+   */
   #outDrainAndEnd(): void {
-    const out = this.#out;
-    this.#out = [];
-    this.#outBytes = 0;
     const socket = this.socket;
-    if (!socket.destroyed) {
-      if (out.length > 0) socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
-      socket.end();
-      // A peer that never finishes the close handshake must not hold the socket.
-      this.broker.lingerAfterEnd(socket);
+    if (socket.destroyed) {
+      this.#out = [];
+      this.#outBytes = 0;
+      return;
+    }
+    // A peer that never finishes the close handshake must not hold the socket (nor a commit that never settles).
+    this.broker.lingerAfterEnd(socket);
+    this.#endWhenReleased = true;
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      scheduleFlush(this);
+    }
+  }
+
+  #hold(out: Buffer[], bytes: number, commit: number): void {
+    if (this.#gated === null) {
+      this.#gated = [];
+      this.broker.commits.wait(this.#release);
+    }
+    // A batch never waits for less than the one before it: they leave in order.
+    const previous = this.#gated.at(-1)?.commit ?? 0;
+    this.#gated.push({ out, bytes, commit: Math.max(commit, previous) });
+    this.#gatedBytes += bytes;
+  }
+
+  /** Commits settled: the held batches whose commit has, in order. */
+  #releaseGated(): void {
+    const gated = this.#gated;
+    if (gated === null) return;
+    const commits = this.broker.commits;
+    let i = 0;
+    while (i < gated.length && commits.passed(gated[i]!.commit)) i++;
+    if (i === 0) return;
+    const due = gated.splice(0, i);
+    if (gated.length === 0) {
+      this.#gated = null;
+      commits.unwait(this.#release);
+    }
+    for (const batch of due) {
+      this.#gatedBytes -= batch.bytes;
+      if (!this.socket.destroyed) this.#writeOut(batch.out, batch.bytes);
+    }
+    if (this.#gated === null && this.#endWhenReleased) {
+      this.#endWhenReleased = false;
+      if (!this.socket.destroyed) this.socket.end();
     }
   }
 
@@ -437,7 +500,20 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   /** @internal socket 'close' */
   onClose(): void {
     this.close(this.state === 'connected' ? 'connection_lost' : 'closed_before_connect');
+    // Output still held for a commit has nowhere to go now.
+    if (this.#gated !== null) {
+      this.#gated = null;
+      this.#gatedBytes = 0;
+      this.broker.commits.unwait(this.#release);
+    }
   }
+}
+
+/** Output held behind a commit: written once commit `commit` of the engine's gate has settled. */
+interface GatedOutput {
+  out: Buffer[];
+  bytes: number;
+  commit: number;
 }
 
 const CONNECTION = Symbol('gatehouse.connection');

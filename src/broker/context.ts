@@ -11,6 +11,7 @@ import type { Connection, ConnectionState } from './connection.ts';
 import type { Socket } from 'node:net';
 import type { DecodeLimits, Packet } from '../mqtt/codec.ts';
 import type { RecordedWill, SessionClaim } from './cluster-link.ts';
+import type { CommitGate } from './commit-gate.ts';
 
 export interface BrokerContext {
   readonly options: BrokerOptions;
@@ -19,6 +20,8 @@ export interface BrokerContext {
   readonly hooks: BrokerHooks;
   readonly router: Router;
   readonly retained: RetainedStore;
+  /** Commits of this engine's durable state in flight: output that depends on them waits (`Connection.flush`). */
+  readonly commits: CommitGate;
   /** A topic name or filter within `maxTopicLevels` and `maxTopicLength`; a refusal is counted by the limit it passed. */
   topicWithinLimits(topic: string): boolean;
   /** Element limits per packet for the generic decoder (user properties, topic filters). */

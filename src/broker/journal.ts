@@ -6,6 +6,7 @@ import type { Logger } from '../core/logger.ts';
 import type { Message } from './message.ts';
 import type { Session } from './session.ts';
 import { scheduleCommit, type Committable } from './flush-scheduler.ts';
+import type { CommitGate } from './commit-gate.ts';
 import {
   emptyBatch, isBatchEmpty, storedSubscription, type BrokerPersistence, type PersistenceBatch, type StoredMessage, type StoredOutbound, type StoredSubscription,
 } from './persistence.ts';
@@ -32,12 +33,15 @@ export class Journal implements Committable {
   #scheduled = false;
   readonly #store: BrokerPersistence;
   readonly #logger: Logger;
+  readonly #gate: CommitGate;
   /** Sessions whose snapshot must be rewritten at commit. */
   readonly #dirty = new Set<Session>();
 
-  constructor(store: BrokerPersistence, logger: Logger, onRetainedWritten?: (message: Message) => void) {
+  /** `gate`: a store that writes asynchronously holds the engine's output there until each batch is written. */
+  constructor(store: BrokerPersistence, logger: Logger, gate: CommitGate, onRetainedWritten?: (message: Message) => void) {
     this.#store = store;
     this.#logger = logger;
+    this.#gate = gate;
     this.#onRetainedWritten = onRetainedWritten;
   }
 
@@ -112,7 +116,10 @@ export class Journal implements Committable {
     };
     try {
       const r = this.#store.write(batch);
-      if (r instanceof Promise) r.then(written, (err: unknown) => this.#logger.error({ err }, 'persistence_write_failed'));
+      if (r instanceof Promise) {
+        this.#gate.track(r);
+        r.then(written, (err: unknown) => this.#logger.error({ err }, 'persistence_write_failed'));
+      }
       else written();
     } catch (err) {
       // Not written: the payloads stay in memory (a later write of the same topic may still succeed).

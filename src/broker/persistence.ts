@@ -95,8 +95,11 @@ export interface PersistedState {
 /** Where an engine keeps its durable state (one per gateway). */
 export interface BrokerPersistence {
   load(): Promise<PersistedState>;
-  /** Applies a batch atomically. */
-  write(batch: PersistenceBatch): void | Promise<void>;
+  /**
+   * Applies a batch atomically: written on return, or when the promise settles (the engine then holds
+   * the output that depends on it until then).
+   */
+  write(batch: PersistenceBatch): void | Promise<unknown>;
   /**
    * The written payload of a topic's retained message. A store that has it loads retained messages
    * without payloads, and the engine keeps only a bounded cache of them in memory.

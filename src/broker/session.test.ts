@@ -5,6 +5,7 @@ import { createMessage, type Message } from './message.ts';
 import { Session, type SessionLink } from './session.ts';
 import { createStats } from './stats.ts';
 import { Journal } from './journal.ts';
+import { CommitGate } from './commit-gate.ts';
 import type { BrokerPersistence } from './persistence.ts';
 import { silentLogger } from '../core/logger.ts';
 
@@ -284,7 +285,7 @@ test('a durable session journals what it owes as it changes and forgets what is 
     },
   };
   const session = new Session('c', { ...LIMITS, maxQueued: 2 }, createStats());
-  session.journal = new Journal(store, silentLogger);
+  session.journal = new Journal(store, silentLogger, new CommitGate());
   session.expiryInterval = 60;
   const link = flowLink(1);
   session.link = link;

@@ -38,8 +38,8 @@ import type { GatewayLimitsUsage } from '../registry/gateway-limits.ts';
 /** Opens the durable MQTT state (retained messages, persistent sessions) of a gateway. */
 export interface StateStoreFactory {
   open(gatewayId: string): BrokerPersistence;
-  /** The gateway was deleted: drop its state. */
-  forget(gatewayId: string): void;
+  /** The gateway was deleted: drop its state (settles once gone, after what was written before). */
+  forget(gatewayId: string): void | Promise<void>;
 }
 
 /** Opens a gateway engine's link to the other nodes of a cluster (src/cluster/); the engine closes it. */

@@ -173,7 +173,7 @@ export class GatewayRuntime implements GatewayRuntimePort {
   removeGateway(gatewayId: string): Promise<void> {
     return this.#serial(gatewayId, async () => {
       await this.#teardown(gatewayId);
-      this.#options.stateStores?.forget(gatewayId);
+      await this.#options.stateStores?.forget(gatewayId);
     });
   }
 

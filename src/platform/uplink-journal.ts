@@ -3,33 +3,38 @@
  * it. The message store, the webhook outbox and device properties are written in batches some
  * milliseconds later (to the registry's database, which may be PostgreSQL, over async drivers); a
  * crash in between used to lose acknowledged messages from the platform side. So the acknowledged
- * uplinks of each event-loop turn are first appended here as one record, synchronously, in the
- * engine's commit phase (the flush scheduler runs every journal's commit before that turn's socket
- * writes leave), to a local SQLite file. A turn's record is removed once every message in it has its
+ * uplinks of each event-loop turn are first appended here as one record, in the engine's commit phase
+ * (the flush scheduler runs every journal's commit before that turn's socket writes), to a local SQLite
+ * file; when the store writes on a thread, the engines whose uplinks are in the record hold their
+ * output until it has committed (`CommitGate`), so the PUBACK still never leaves first. A turn's record is removed once every message in it has its
  * message row, its webhook outbox entries and its property update written; records left by a crash
  * are replayed at the next start. QoS 0 is not journaled: it may be lost.
  */
-import { scheduleCommit, type Committable } from '../broker/index.ts';
+import { scheduleCommit, type CommitGate, type Committable } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { JournaledUplink } from '../registry/ports.ts';
 
 export type { JournaledUplink };
 
 
-/** Where the journal lives: synchronous writes (they run before acknowledgements leave). */
+/** Where the journal lives: writes that settle before the acknowledgements they cover leave. */
 export interface UplinkJournalStore {
-  /** One record for a turn's uplinks; returns its key. */
-  append(uplinks: readonly JournaledUplink[]): number;
-  remove(keys: readonly number[]): void;
+  /** One record for a turn's uplinks; returns its key (a promise of it when written on a thread). */
+  append(uplinks: readonly JournaledUplink[]): number | Promise<number>;
+  remove(keys: readonly number[]): unknown;
   /** Every record left, oldest first. */
   load(): { key: number; uplinks: JournaledUplink[] }[];
 }
 
 /** The record an uplink is in: it goes when its last uplink is settled. */
 export interface JournalTicket {
+  /** The record's key; APPENDING while its append is in flight, NOT_JOURNALED when it failed. */
   key: number;
   remaining: number;
 }
+
+const APPENDING = -1;
+const NOT_JOURNALED = -2;
 
 export interface UplinkJournalStats {
   journaled: number;
@@ -41,6 +46,8 @@ export class UplinkJournal implements Committable {
   readonly #log: Logger;
   #pending: JournaledUplink[] = [];
   #ticket: JournalTicket | null = null;
+  /** The engines whose uplinks are in the pending record: their output waits for its append. */
+  readonly #gates = new Set<CommitGate>();
   readonly stats: UplinkJournalStats = { journaled: 0, failed: 0 };
 
   constructor(store: UplinkJournalStore, log: Logger) {
@@ -48,11 +55,15 @@ export class UplinkJournal implements Committable {
     this.#log = log;
   }
 
-  /** Called synchronously while the engine handles the PUBLISH, so the record commits before its ack. */
-  add(uplink: JournaledUplink): JournalTicket {
+  /**
+   * Called synchronously while the engine handles the PUBLISH, so the record commits before its ack;
+   * `gate`: that engine's, held until the record is written when the store writes asynchronously.
+   */
+  add(uplink: JournaledUplink, gate?: CommitGate): JournalTicket {
     this.#pending.push(uplink);
+    if (gate !== undefined) this.#gates.add(gate);
     if (this.#ticket === null) {
-      this.#ticket = { key: -1, remaining: 0 };
+      this.#ticket = { key: APPENDING, remaining: 0 };
       scheduleCommit(this);
     }
     this.#ticket.remaining++;
@@ -64,14 +75,30 @@ export class UplinkJournal implements Committable {
     const uplinks = this.#pending;
     this.#ticket = null;
     this.#pending = [];
+    const gates = [...this.#gates];
+    this.#gates.clear();
     if (ticket === null || uplinks.length === 0) return;
-    try {
-      ticket.key = this.#store.append(uplinks);
-      this.stats.journaled += uplinks.length;
-    } catch (err) {
+    const failed = (err: unknown): void => {
       // The messages still flow to the store from memory; only the crash guarantee is lost for them.
+      ticket.key = NOT_JOURNALED;
       this.stats.failed += uplinks.length;
       this.#log.error({ err, messages: uplinks.length }, 'uplink_journal_write_failed');
+    };
+    const appended = (key: number): void => {
+      ticket.key = key;
+      this.stats.journaled += uplinks.length;
+      // Every uplink of it was settled while the append was in flight.
+      if (ticket.remaining === 0) this.#remove([key]);
+    };
+    try {
+      const r = this.#store.append(uplinks);
+      if (typeof r === 'number') appended(r);
+      else {
+        for (const gate of gates) gate.track(r);
+        r.then(appended, failed);
+      }
+    } catch (err) {
+      failed(err);
     }
   }
 
@@ -79,12 +106,17 @@ export class UplinkJournal implements Committable {
   settled(tickets: readonly JournalTicket[]): void {
     const done: number[] = [];
     for (const t of tickets) if (--t.remaining === 0 && t.key >= 0) done.push(t.key);
-    if (done.length === 0) return;
+    if (done.length > 0) this.#remove(done);
+  }
+
+  #remove(keys: number[]): void {
+    // Left behind, they are replayed once more at the next start (the writes there are idempotent).
+    const failed = (err: unknown): void => this.#log.error({ err, records: keys.length }, 'uplink_journal_remove_failed');
     try {
-      this.#store.remove(done);
+      const r = this.#store.remove(keys);
+      if (r instanceof Promise) r.catch(failed);
     } catch (err) {
-      // Left behind, they are replayed once more at the next start (the writes there are idempotent).
-      this.#log.error({ err, records: done.length }, 'uplink_journal_remove_failed');
+      failed(err);
     }
   }
 

@@ -20,7 +20,7 @@ export interface Uplink extends JournaledUplink {
 
 /** What a tap needs of a running gateway (a `GatewayInstance`, or a bare engine in the bench). */
 export interface TappedGateway {
-  readonly broker: Pick<Broker, 'on' | 'off'>;
+  readonly broker: Pick<Broker, 'on' | 'off' | 'commits'>;
   readonly config: { readonly dataParsing: DataParsingConfig };
 }
 
@@ -53,7 +53,7 @@ export class UplinkTap {
         id: newEventId(receivedAt), gatewayId: identity.gatewayId, productKey: identity.productKey, deviceName: identity.deviceName,
         topic: message.topic, qos: message.qos, payload: message.payload, receivedAt, outcome: null, ticket: null,
       };
-      if (message.qos > 0 && journal !== undefined) uplink.ticket = journal.add(uplink);
+      if (message.qos > 0 && journal !== undefined) uplink.ticket = journal.add(uplink, instance.broker.commits);
       this.#due.push(uplink);
       if (!this.#drainScheduled) {
         this.#drainScheduled = true;

@@ -1,9 +1,11 @@
 /**
- * Durable engine state of one gateway in SQLite (better-sqlite3, raw prepared statements: this is on
- * the message path). A batch is one transaction, written synchronously, so it is committed before
- * the acknowledgements of the same event-loop turn are sent.
+ * Durable engine state of one gateway in SQLite. A batch is one transaction, written on the file's
+ * writer thread (`SqliteWriter`): the engine holds the acknowledgements of that turn until it has
+ * committed (`CommitGate`), and the event loop never waits for SQLite's appends. Reads (the index at
+ * start, a retained payload a subscriber is owed) use the caller's own connection.
  */
 import type Database from 'better-sqlite3';
+import type { SqliteWriter, WriteStatement } from './sqlite-writer.ts';
 import type {
   BrokerPersistence, PersistedState, PersistenceBatch, StoredOutbound, StoredRetained, StoredSession, StoredSubscription,
 } from '../broker/index.ts';
@@ -50,50 +52,23 @@ interface MessageRow {
 type QoS = 0 | 1 | 2;
 
 export class SqliteBrokerStore implements BrokerPersistence {
+  /** The caller's connection: reads only (the index at start, retained payloads on demand). */
   readonly #db: Database.Database;
   readonly #gatewayId: string;
-  readonly #putRetained: Database.Statement;
-  readonly #deleteRetained: Database.Statement;
+  readonly #writer: SqliteWriter;
   readonly #readRetained: Database.Statement;
-  readonly #putSession: Database.Statement;
-  readonly #deleteSession: Database.Statement;
-  readonly #deleteSessionMessages: Database.Statement;
-  readonly #putMessage: Database.Statement;
-  readonly #putSubscription: Database.Statement;
-  readonly #deleteSubscription: Database.Statement;
-  readonly #deleteSessionSubscriptions: Database.Statement;
-  readonly #deleteMessage: Database.Statement;
-  readonly #writeBatch: (batch: PersistenceBatch) => void;
 
-  constructor(db: Database.Database, gatewayId: string) {
+  /** `db` reads the file, `writer` writes it; the tables exist (`prepareBrokerState`). */
+  constructor(db: Database.Database, gatewayId: string, writer: SqliteWriter) {
     this.#db = db;
     this.#gatewayId = gatewayId;
-    db.exec(BROKER_STATE_DDL);
-    addLaterColumns(db);
-    this.#putRetained = db.prepare(`INSERT INTO mqtt_retained (gateway_id, topic, payload, qos, properties, expires_at, sender_id)
-      VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, topic) DO UPDATE SET payload = excluded.payload, qos = excluded.qos,
-      properties = excluded.properties, expires_at = excluded.expires_at, sender_id = excluded.sender_id`);
-    this.#deleteRetained = db.prepare('DELETE FROM mqtt_retained WHERE gateway_id = ? AND topic = ?');
+    this.#writer = writer;
     this.#readRetained = db.prepare('SELECT payload FROM mqtt_retained WHERE gateway_id = ? AND topic = ?').pluck();
-    this.#putSession = db.prepare(`INSERT INTO mqtt_sessions (gateway_id, client_id, owner, expiry_interval, disconnected_at, subscriptions, incoming_qos2)
-      VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, client_id) DO UPDATE SET owner = excluded.owner, expiry_interval = excluded.expiry_interval,
-      disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, incoming_qos2 = excluded.incoming_qos2`);
-    this.#deleteSession = db.prepare('DELETE FROM mqtt_sessions WHERE gateway_id = ? AND client_id = ?');
-    this.#deleteSessionMessages = db.prepare('DELETE FROM mqtt_session_messages WHERE gateway_id = ? AND client_id = ?');
-    this.#putMessage = db.prepare(`INSERT INTO mqtt_session_messages (gateway_id, client_id, seq, topic, payload, message_qos, message_retain,
-      properties, expires_at, sender_id, qos, retain, sub_ids, packet_id, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-      ON CONFLICT (gateway_id, client_id, seq) DO UPDATE SET packet_id = excluded.packet_id, state = excluded.state`);
-    this.#deleteMessage = db.prepare('DELETE FROM mqtt_session_messages WHERE gateway_id = ? AND client_id = ? AND seq = ?');
-    this.#putSubscription = db.prepare(`INSERT INTO mqtt_subscriptions (gateway_id, client_id, raw, qos, no_local, retain_as_published,
-      retain_handling, subscription_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, client_id, raw) DO UPDATE SET
-      qos = excluded.qos, no_local = excluded.no_local, retain_as_published = excluded.retain_as_published,
-      retain_handling = excluded.retain_handling, subscription_id = excluded.subscription_id`);
-    this.#deleteSubscription = db.prepare('DELETE FROM mqtt_subscriptions WHERE gateway_id = ? AND client_id = ? AND raw = ?');
-    this.#deleteSessionSubscriptions = db.prepare('DELETE FROM mqtt_subscriptions WHERE gateway_id = ? AND client_id = ?');
-    this.#writeBatch = db.transaction((batch: PersistenceBatch) => this.#apply(batch));
   }
 
-  load(): Promise<PersistedState> {
+  async load(): Promise<PersistedState> {
+    // A gateway restarted while its last batches are still being written reads them too.
+    await this.#writer.drain();
     const g = this.#gatewayId;
     // The index only: payloads stay on disk until a subscriber is owed them (readRetainedPayload).
     const retained = (this.#db.prepare(`SELECT topic, length(payload) AS payload_bytes, qos, properties, expires_at, sender_id
@@ -101,7 +76,6 @@ export class SqliteBrokerStore implements BrokerPersistence {
       topic: r.topic, payloadBytes: r.payload_bytes, qos: r.qos as QoS, properties: decodeProperties(r.properties),
       expiresAt: r.expires_at, senderId: r.sender_id,
     }));
-    this.#moveLegacySubscriptions();
     const filters = new Map<string, StoredSession['subscriptions']>();
     for (const r of this.#db.prepare('SELECT * FROM mqtt_subscriptions WHERE gateway_id = ?').all(g) as SubscriptionRow[]) {
       let list = filters.get(r.client_id);
@@ -127,79 +101,106 @@ export class SqliteBrokerStore implements BrokerPersistence {
       qos: r.qos as QoS, retain: r.retain === 1, subIds: r.sub_ids === null ? undefined : JSON.parse(r.sub_ids) as number[],
       packetId: r.packet_id, state: r.state === 'pubrel' ? 'pubrel' : 'publish',
     }));
-    return Promise.resolve({ retained, sessions, outbound });
+    return { retained, sessions, outbound };
   }
 
-  /**
-   * State written before subscriptions had rows of their own kept them as JSON in the session row:
-   * moved into rows once, in one transaction, so nothing reads or rewrites that column again.
-   */
-  #moveLegacySubscriptions(): void {
-    const g = this.#gatewayId;
-    const legacy = this.#db.prepare(`SELECT client_id, subscriptions FROM mqtt_sessions WHERE gateway_id = ? AND subscriptions <> '[]'`)
-      .all(g) as Pick<SessionRow, 'client_id' | 'subscriptions'>[];
-    if (legacy.length === 0) return;
-    const clear = this.#db.prepare(`UPDATE mqtt_sessions SET subscriptions = '[]' WHERE gateway_id = ? AND client_id = ?`);
-    this.#db.transaction(() => {
-      for (const r of legacy) {
-        for (const s of JSON.parse(r.subscriptions) as StoredSession['subscriptions']) this.#putSubscriptionRow(r.client_id, s);
-        clear.run(g, r.client_id);
-      }
-    })();
-  }
-
-  #putSubscriptionRow(clientId: string, s: StoredSubscription): void {
-    this.#putSubscription.run(this.#gatewayId, clientId, s.raw, s.qos, s.noLocal ? 1 : 0, s.retainAsPublished ? 1 : 0, s.retainHandling, s.subscriptionId ?? null);
-  }
-
-  write(batch: PersistenceBatch): void {
-    this.#writeBatch(batch);
+  /** Written on the writer's thread; settles once committed (the engine holds the acknowledgements until then). */
+  write(batch: PersistenceBatch): Promise<number> {
+    return this.#writer.run(statementsOf(this.#gatewayId, batch));
   }
 
   readRetainedPayload(topic: string): Buffer | undefined {
     return this.#readRetained.get(this.#gatewayId, topic) as Buffer | undefined;
   }
 
-  /** Forgets everything of this gateway (it was deleted). */
-  clear(): void {
-    const g = this.#gatewayId;
-    this.#db.transaction(() => {
-      this.#db.prepare('DELETE FROM mqtt_retained WHERE gateway_id = ?').run(g);
-      this.#db.prepare('DELETE FROM mqtt_sessions WHERE gateway_id = ?').run(g);
-      this.#db.prepare('DELETE FROM mqtt_session_messages WHERE gateway_id = ?').run(g);
-      this.#db.prepare('DELETE FROM mqtt_subscriptions WHERE gateway_id = ?').run(g);
-    })();
+  /** Forgets everything of this gateway (it was deleted), after what was written before. */
+  clear(): Promise<number> {
+    return this.#writer.run(clearStatements(this.#gatewayId));
   }
+}
 
-  #apply(batch: PersistenceBatch): void {
-    const g = this.#gatewayId;
-    for (const clientId of batch.sessionsEnded) {
-      this.#deleteSession.run(g, clientId);
-      this.#deleteSessionMessages.run(g, clientId);
-      this.#deleteSessionSubscriptions.run(g, clientId);
-    }
-    for (const [topic, m] of batch.retained) {
-      if (m === null) this.#deleteRetained.run(g, topic);
-      else this.#putRetained.run(g, topic, m.payload, m.qos, encodeProperties(m.properties), m.expiresAt, m.senderId);
-    }
-    for (const [clientId, s] of batch.sessions) {
-      if (s !== null) this.#putSession.run(g, clientId, s.owner ?? null, s.expiryInterval, s.disconnectedAt, '[]', JSON.stringify(s.incomingQos2));
-    }
-    for (const [key, sub] of batch.subscriptions) {
-      const sep = key.indexOf('\u0000');
-      const clientId = key.slice(0, sep);
-      if (sub === null) this.#deleteSubscription.run(g, clientId, key.slice(sep + 1));
-      else this.#putSubscriptionRow(clientId, sub);
-    }
-    for (const [key, o] of batch.outbound) {
-      if (o === null) {
-        const sep = key.lastIndexOf('\u0000');
-        this.#deleteMessage.run(g, key.slice(0, sep), Number(key.slice(sep + 1)));
-      } else {
-        const m = o.message;
-        this.#putMessage.run(g, o.clientId, o.seq, m.topic, m.payload, m.qos, m.retain ? 1 : 0, encodeProperties(m.properties),
-          m.expiresAt, m.senderId, o.qos, o.retain ? 1 : 0, o.subIds === undefined ? null : JSON.stringify(o.subIds), o.packetId, o.state);
-      }
+const PUT_RETAINED = `INSERT INTO mqtt_retained (gateway_id, topic, payload, qos, properties, expires_at, sender_id)
+  VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, topic) DO UPDATE SET payload = excluded.payload, qos = excluded.qos,
+  properties = excluded.properties, expires_at = excluded.expires_at, sender_id = excluded.sender_id`;
+const DELETE_RETAINED = 'DELETE FROM mqtt_retained WHERE gateway_id = ? AND topic = ?';
+const PUT_SESSION = `INSERT INTO mqtt_sessions (gateway_id, client_id, owner, expiry_interval, disconnected_at, subscriptions, incoming_qos2)
+  VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, client_id) DO UPDATE SET owner = excluded.owner, expiry_interval = excluded.expiry_interval,
+  disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, incoming_qos2 = excluded.incoming_qos2`;
+const DELETE_SESSION = 'DELETE FROM mqtt_sessions WHERE gateway_id = ? AND client_id = ?';
+const DELETE_SESSION_MESSAGES = 'DELETE FROM mqtt_session_messages WHERE gateway_id = ? AND client_id = ?';
+const PUT_MESSAGE = `INSERT INTO mqtt_session_messages (gateway_id, client_id, seq, topic, payload, message_qos, message_retain,
+  properties, expires_at, sender_id, qos, retain, sub_ids, packet_id, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+  ON CONFLICT (gateway_id, client_id, seq) DO UPDATE SET packet_id = excluded.packet_id, state = excluded.state`;
+const DELETE_MESSAGE = 'DELETE FROM mqtt_session_messages WHERE gateway_id = ? AND client_id = ? AND seq = ?';
+const PUT_SUBSCRIPTION = `INSERT INTO mqtt_subscriptions (gateway_id, client_id, raw, qos, no_local, retain_as_published,
+  retain_handling, subscription_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, client_id, raw) DO UPDATE SET
+  qos = excluded.qos, no_local = excluded.no_local, retain_as_published = excluded.retain_as_published,
+  retain_handling = excluded.retain_handling, subscription_id = excluded.subscription_id`;
+const DELETE_SUBSCRIPTION = 'DELETE FROM mqtt_subscriptions WHERE gateway_id = ? AND client_id = ? AND raw = ?';
+const DELETE_SESSION_SUBSCRIPTIONS = 'DELETE FROM mqtt_subscriptions WHERE gateway_id = ? AND client_id = ?';
+
+function putSubscription(g: string, clientId: string, s: StoredSubscription): WriteStatement {
+  return { sql: PUT_SUBSCRIPTION, params: [g, clientId, s.raw, s.qos, s.noLocal ? 1 : 0, s.retainAsPublished ? 1 : 0, s.retainHandling, s.subscriptionId ?? null] };
+}
+
+function clearStatements(g: string): WriteStatement[] {
+  return ['mqtt_retained', 'mqtt_sessions', 'mqtt_session_messages', 'mqtt_subscriptions'].map((table) => ({ sql: `DELETE FROM ${table} WHERE gateway_id = ?`, params: [g] }));
+}
+
+/** One batch as the statements of one transaction, ended sessions first (see `PersistenceBatch.sessionsEnded`). */
+function statementsOf(g: string, batch: PersistenceBatch): WriteStatement[] {
+  const out: WriteStatement[] = [];
+  for (const clientId of batch.sessionsEnded) {
+    out.push({ sql: DELETE_SESSION, params: [g, clientId] }, { sql: DELETE_SESSION_MESSAGES, params: [g, clientId] }, { sql: DELETE_SESSION_SUBSCRIPTIONS, params: [g, clientId] });
+  }
+  for (const [topic, m] of batch.retained) {
+    if (m === null) out.push({ sql: DELETE_RETAINED, params: [g, topic] });
+    else out.push({ sql: PUT_RETAINED, params: [g, topic, m.payload, m.qos, encodeProperties(m.properties), m.expiresAt, m.senderId] });
+  }
+  for (const [clientId, s] of batch.sessions) {
+    if (s !== null) out.push({ sql: PUT_SESSION, params: [g, clientId, s.owner ?? null, s.expiryInterval, s.disconnectedAt, '[]', JSON.stringify(s.incomingQos2)] });
+  }
+  for (const [key, sub] of batch.subscriptions) {
+    const sep = key.indexOf('\u0000');
+    const clientId = key.slice(0, sep);
+    if (sub === null) out.push({ sql: DELETE_SUBSCRIPTION, params: [g, clientId, key.slice(sep + 1)] });
+    else out.push(putSubscription(g, clientId, sub));
+  }
+  for (const [key, o] of batch.outbound) {
+    if (o === null) {
+      const sep = key.lastIndexOf('\u0000');
+      out.push({ sql: DELETE_MESSAGE, params: [g, key.slice(0, sep), Number(key.slice(sep + 1))] });
+    } else {
+      const m = o.message;
+      out.push({
+        sql: PUT_MESSAGE,
+        params: [g, o.clientId, o.seq, m.topic, m.payload, m.qos, m.retain ? 1 : 0, encodeProperties(m.properties), m.expiresAt, m.senderId,
+          o.qos, o.retain ? 1 : 0, o.subIds === undefined ? null : JSON.stringify(o.subIds), o.packetId, o.state],
+      });
     }
   }
+  return out;
+}
+
+/**
+ * The tables, on the caller's connection before any writer opens the file: made when missing, columns
+ * added since the first release added, and subscriptions kept the old way (JSON in the session row)
+ * moved into rows of their own, once, so nothing reads or rewrites that column again.
+ */
+export function prepareBrokerState(db: Database.Database): void {
+  db.exec(BROKER_STATE_DDL);
+  addLaterColumns(db);
+  const legacy = db.prepare(`SELECT gateway_id, client_id, subscriptions FROM mqtt_sessions WHERE subscriptions <> '[]'`)
+    .all() as { gateway_id: string; client_id: string; subscriptions: string }[];
+  if (legacy.length === 0) return;
+  const clear = db.prepare(`UPDATE mqtt_sessions SET subscriptions = '[]' WHERE gateway_id = ? AND client_id = ?`);
+  db.transaction(() => {
+    for (const r of legacy) {
+      for (const sub of JSON.parse(r.subscriptions) as StoredSession['subscriptions']) {
+        const { sql, params } = putSubscription(r.gateway_id, r.client_id, sub);
+        db.prepare(sql).run(params);
+      }
+      clear.run(r.gateway_id, r.client_id);
+    }
+  })();
 }

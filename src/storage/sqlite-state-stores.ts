@@ -1,35 +1,44 @@
 /**
  * The MQTT state of every gateway (retained messages, persistent sessions) in one local SQLite file,
- * apart from the registry's database: it is written on the message path, synchronously, and never
- * contends with API transactions. (Multi-node deployments will need a shared store instead.)
+ * apart from the registry's database: it is written on the message path and never contends with API
+ * transactions. Writes go through one writer thread (`SqliteWriter`), reads through a connection here.
+ * (Multi-node deployments keep what must be shared in NATS instead.)
  */
 import BetterSqlite3 from 'better-sqlite3';
 import type { WalCheckpointer } from './wal-checkpointer.ts';
-import { SqliteBrokerStore } from './sqlite-broker-store.ts';
+import { prepareBrokerState, SqliteBrokerStore } from './sqlite-broker-store.ts';
+import { SqliteWriter } from './sqlite-writer.ts';
 
 export const MQTT_STATE_FILE = 'mqtt-state.db';
 
+/** The writing connection's settings. NORMAL: a commit survives a crash of the process (not of the machine), at a fraction of FULL's cost. */
+export const MESSAGE_PATH_PRAGMAS = ['journal_mode = WAL', 'synchronous = NORMAL'] as const;
+
 export class SqliteStateStores {
   readonly #db: BetterSqlite3.Database;
+  readonly #writer: SqliteWriter;
 
-  /** `checkpointer`: written on the message path, so its WAL checkpoints run off the event loop. */
+  /** `checkpointer`: written on the message path, so its WAL checkpoints run off the writer's thread too. */
   constructor(file: string, checkpointer?: WalCheckpointer) {
     this.#db = new BetterSqlite3(file);
-    this.#db.pragma('journal_mode = WAL');
-    // NORMAL: a commit survives a crash of the process (not of the machine), at a fraction of FULL's cost.
-    this.#db.pragma('synchronous = NORMAL');
-    checkpointer?.manage(this.#db, file);
+    for (const p of MESSAGE_PATH_PRAGMAS) this.#db.pragma(p);
+    prepareBrokerState(this.#db);
+    this.#writer = new SqliteWriter(file, MESSAGE_PATH_PRAGMAS);
+    checkpointer?.manage(this.#writer, file);
   }
 
   open(gatewayId: string): SqliteBrokerStore {
-    return new SqliteBrokerStore(this.#db, gatewayId);
+    return new SqliteBrokerStore(this.#db, gatewayId, this.#writer);
   }
 
-  forget(gatewayId: string): void {
-    new SqliteBrokerStore(this.#db, gatewayId).clear();
+  /** Forgets a deleted gateway's state, after everything written before. */
+  async forget(gatewayId: string): Promise<void> {
+    await new SqliteBrokerStore(this.#db, gatewayId, this.#writer).clear();
   }
 
-  close(): void {
+  /** Lets every write commit, then closes both connections. */
+  async close(): Promise<void> {
+    await this.#writer.close();
     this.#db.close();
   }
 }

@@ -19,7 +19,6 @@
 import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import type BetterSqlite3 from 'better-sqlite3';
 import type { Logger } from '../core/logger.ts';
 
 export interface WalCheckpointerOptions {
@@ -67,8 +66,14 @@ parentPort.on('message', (m) => {
 });
 `;
 
+/** The connection that writes a file: a better-sqlite3 connection, or the thread that holds it (`SqliteWriter`). */
+export interface WritingConnection {
+  readonly open: boolean;
+  pragma(source: string): unknown;
+}
+
 interface Managed {
-  db: BetterSqlite3.Database;
+  db: WritingConnection;
   wal: string;
   inFlight: boolean;
   /** The log's modification time when the last checkpoint was asked for: unchanged, nothing new to copy. */
@@ -114,7 +119,7 @@ export class WalCheckpointer {
   }
 
   /** Takes over the checkpoints of `db` (a WAL-mode connection to `file`). */
-  manage(db: BetterSqlite3.Database, file: string): void {
+  manage(db: WritingConnection, file: string): void {
     const m: Managed = { db, wal: `${file}-wal`, inFlight: false, askedAtMtime: 0, askedAt: 0, selfCheckpointing: false };
     // Where the log is trimmed to when the writer starts it over: its size otherwise stays at its peak.
     // (Under the hand-back mark, so a log the connection checkpointed itself can return to the worker.)

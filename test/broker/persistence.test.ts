@@ -7,20 +7,24 @@ import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { Broker, listen, type Listener, type PersistenceBatch } from '../../src/broker/index.ts';
-import { SqliteBrokerStore } from '../../src/storage/sqlite-broker-store.ts';
+import { prepareBrokerState } from '../../src/storage/sqlite-broker-store.ts';
+import { SqliteStateStores } from '../../src/storage/sqlite-state-stores.ts';
 
-async function startEngine(file: string, port = 0): Promise<{ broker: Broker; listener: Listener; db: BetterSqlite3.Database }> {
-  const db = new BetterSqlite3(file);
-  db.pragma('journal_mode = WAL');
-  const broker = new Broker({ persistence: new SqliteBrokerStore(db, 'gw1') });
+interface Engine { broker: Broker; listener: Listener; stores: SqliteStateStores; db: BetterSqlite3.Database }
+
+/** The engine on the state file as the product runs it (writes on the writer's thread); `db` reads the file for the test. */
+async function startEngine(file: string, port = 0): Promise<Engine> {
+  const stores = new SqliteStateStores(file);
+  const broker = new Broker({ persistence: stores.open('gw1') });
   await broker.restore();
   const listener = await listen(broker, { host: '127.0.0.1', port });
-  return { broker, listener, db };
+  return { broker, listener, stores, db: new BetterSqlite3(file, { readonly: true }) };
 }
 
-async function stopEngine(e: { broker: Broker; listener: Listener; db: BetterSqlite3.Database }): Promise<void> {
+async function stopEngine(e: Engine): Promise<void> {
   await e.broker.close();
   await e.listener.close();
+  await e.stores.close();
   e.db.close();
 }
 
@@ -88,11 +92,12 @@ test('[MQTT-3.1.2-5] [MQTT-4.4.0-1] sessions, queued QoS 1/2 messages and retain
 test('subscriptions are journaled one row each: a SUBSCRIBE writes what it changed, not the session\'s other filters', { timeout: 30_000 }, async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'gh-persist-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const db = new BetterSqlite3(path.join(dir, 'state.db'));
-  t.after(() => db.close());
-  const store = new SqliteBrokerStore(db, 'gw1');
+  const stores = new SqliteStateStores(path.join(dir, 'state.db'));
+  const db = new BetterSqlite3(path.join(dir, 'state.db'), { readonly: true });
+  t.after(async () => { await stores.close(); db.close(); });
+  const store = stores.open('gw1');
   const batches: PersistenceBatch[] = [];
-  const broker = new Broker({ persistence: { load: () => store.load(), write: (b) => { batches.push(b); store.write(b); } } });
+  const broker = new Broker({ persistence: { load: () => store.load(), write: (b) => { batches.push(b); return store.write(b); } } });
   await broker.restore();
   const listener = await listen(broker, { host: '127.0.0.1', port: 0 });
   t.after(async () => { await broker.close(); await listener.close(); });
@@ -115,7 +120,7 @@ test('state written with filters inside the session row (before rows of their ow
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'state.db');
   const old = new BetterSqlite3(file);
-  new SqliteBrokerStore(old, 'gw1'); // creates the tables
+  prepareBrokerState(old); // creates the tables
   const legacy = [{ raw: 'legacy/#', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }];
   old.prepare('INSERT INTO mqtt_sessions (gateway_id, client_id, expiry_interval, disconnected_at, subscriptions, incoming_qos2) VALUES (?, ?, ?, ?, ?, ?)')
     .run('gw1', 'old-client', 3600, Date.now(), JSON.stringify(legacy), '[]');
@@ -213,7 +218,8 @@ test('[MQTT-3.3.2-5] an expired retained message leaves the disk too, asked for 
   await new Promise((r) => setTimeout(r, 2_000)); // exp/later expires while nothing runs
   engine = await startEngine(file);
   running = true;
-  await new Promise((r) => setImmediate(r));
+  // Deleted by the restore's first commit, which the writer thread applies a moment later.
+  for (let i = 0; i < 40 && rows().length > 1; i++) await new Promise((r) => setTimeout(r, 50));
   assert.deepEqual(rows(), ['keep'], 'expired during the downtime: deleted at start');
   assert.equal(engine.broker.retained.size, 1);
 });
