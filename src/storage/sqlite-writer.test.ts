@@ -29,6 +29,7 @@ test('BLOB parameters cross as exactly their bytes: views of a larger buffer are
   assert.equal(m.blob?.byteLength, 15, 'only the 15 bytes of the two parameters');
   assert.deepEqual(m.refs, [0, 1, 0, 10, 1, 1, 10, 5]);
   assert.deepEqual(m.params, [['a', null], ['b', null], ['c', null]]);
+  assert.deepEqual([m.sql, m.statements], [[INSERT], [0, 0, 0]], 'the SQL text crosses once');
   assert.deepEqual(Buffer.from(m.blob).subarray(10), b);
   assert.equal(packTransaction(2, [{ sql: INSERT, params: ['x', 1] }]).blob, null, 'no BLOB, nothing packed');
 });

@@ -56,7 +56,7 @@ try {
 const transaction = db === null ? null : db.transaction((m, blob) => {
   for (let i = 0; i < m.refs.length; i += 4) m.params[m.refs[i]][m.refs[i + 1]] = blob.subarray(m.refs[i + 2], m.refs[i + 2] + m.refs[i + 3]);
   let last = 0;
-  for (let i = 0; i < m.sql.length; i++) last = prepare(m.sql[i]).run(m.params[i]).lastInsertRowid;
+  for (let i = 0; i < m.statements.length; i++) last = prepare(m.sql[m.statements[i]]).run(m.params[i]).lastInsertRowid;
   return Number(last);
 });
 parentPort.on('message', (m) => {
@@ -84,10 +84,15 @@ interface ErrorShape { name: string; message: string; code?: string }
 interface Reply { id: number; lastInsertRowid?: number; error?: ErrorShape }
 interface Pending { resolve: (lastInsertRowid: number) => void; reject: (error: Error) => void }
 
-/** A transaction as it crosses to the thread: BLOB parameters replaced by [statement, parameter, offset, length] into `blob`. */
+/**
+ * A transaction as it crosses to the thread: each distinct SQL text once (a batch of a thousand rows
+ * repeats one), statements as indexes into it; BLOB parameters replaced by [statement, parameter,
+ * offset, length] into `blob`.
+ */
 interface TransactionMessage {
   id: number;
   sql: string[];
+  statements: number[];
   params: unknown[][];
   refs: number[];
   blob: ArrayBuffer | null;
@@ -121,7 +126,14 @@ export function packTransaction(id: number, statements: readonly WriteStatement[
     }
     params[i] = copy;
   }
-  return { id, sql: statements.map((s) => s.sql), params, refs, blob: packed === null ? null : packed.buffer };
+  const sql: string[] = [];
+  const index = new Map<string, number>();
+  const order = statements.map((s) => {
+    let at = index.get(s.sql);
+    if (at === undefined) index.set(s.sql, (at = sql.push(s.sql) - 1));
+    return at;
+  });
+  return { id, sql, statements: order, params, refs, blob: packed === null ? null : packed.buffer };
 }
 
 export class SqliteWriter {

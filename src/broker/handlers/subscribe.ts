@@ -4,6 +4,7 @@ import { RC, V3_SUBACK_FAILURE } from '../../mqtt/reason-codes.ts';
 import { isValidTopicFilter, parseSharedFilter } from '../../mqtt/topics.ts';
 import type { Subscription } from '../session.ts';
 import type { Connection } from '../connection.ts';
+import { nextTurn, pastDeadline, sliceDeadline } from '../slices.ts';
 
 interface Outcome {
   code: number;
@@ -22,8 +23,12 @@ export function handleSubscribe(conn: Connection, packet: ISubscribePacket): voi
     if (s.nl === true && s.topic.startsWith('$share/')) return conn.protocolViolation(RC.PROTOCOL_ERROR, 'no_local_on_shared');
   }
   const outcomes: Outcome[] = [];
-  const run = (i: number): void | Promise<void> => {
-    for (; i < packet.subscriptions.length; i++) {
+  const run = (from: number): void | Promise<void> => {
+    const deadline = sliceDeadline();
+    for (let i = from; i < packet.subscriptions.length; i++) {
+      // Taken over or closed while this packet waited for its next slice: nothing more to do.
+      if (conn.state === 'closed') return;
+      if (i > from && pastDeadline(deadline)) return nextTurn().then(() => run(i));
       const r = subscribeOne(conn, packet.subscriptions[i]!, subId);
       if (r instanceof Promise) {
         const at = i;
