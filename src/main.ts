@@ -28,12 +28,35 @@ const logger: Logger = createLogger(config.logLevel);
 installProcessGuard(logger);
 for (const warning of prepared.warnings) logger.warn({ warning }, 'config_warning');
 
+// Signals are taken from here on: one that came while Gatehouse was still starting used to end the process
+// at once (Node's default), its SQLite files left with their write-ahead logs; now the start finishes,
+// then everything closes as for any stop.
+let started: Gatehouse | null = null;
+let stopSignal: string | null = null;
+const close = (gatehouse: Gatehouse): void => {
+  gatehouse.close().then(
+    () => logger.info('gatehouse_stopped'),
+    (err: unknown) => logger.error({ err }, 'gatehouse_stop_failed'),
+  );
+  // Let the event loop empty instead of process.exit(), so every close finishes its writes.
+};
+const stop = (signal: string): void => {
+  if (stopSignal !== null) return;
+  stopSignal = signal;
+  logger.info({ signal, starting: started === null }, 'gatehouse_stopping');
+  if (started !== null) close(started);
+};
+process.once('SIGINT', () => stop('SIGINT'));
+process.once('SIGTERM', () => stop('SIGTERM'));
+
 const gatehouse: Gatehouse = await starting(() => startGatehouse(prepared, logger));
+started = gatehouse;
+if (stopSignal !== null) close(gatehouse);
 const lines = [`Gatehouse is running: console and API at ${gatehouse.url} (OpenAPI: ${gatehouse.url}/api/docs)`];
 if (prepared.generated.adminToken) {
   lines.push(`Admin token (generated, saved in ${prepared.files.adminToken}): ${config.adminToken}`);
 }
-if (config.demo.enabled) {
+if (config.demo.enabled && stopSignal === null) {
   const demo = await seedDemoGateway(gatehouse.registry, { dataDir: config.dataDir, publicHost: config.publicHost, port: config.demo.port });
   if (demo !== null) {
     const state = await gatehouse.runtime.startGateway(demo.gatewayId);
@@ -53,18 +76,4 @@ if (config.demo.enabled) {
     }
   }
 }
-process.stdout.write(`\n${lines.join('\n')}\n\n`);
-
-let stopping = false;
-const stop = (signal: string): void => {
-  if (stopping) return;
-  stopping = true;
-  logger.info({ signal }, 'gatehouse_stopping');
-  gatehouse.close().then(
-    () => logger.info('gatehouse_stopped'),
-    (err: unknown) => logger.error({ err }, 'gatehouse_stop_failed'),
-  );
-  // Let the event loop empty instead of process.exit(), so every close finishes its writes.
-};
-process.once('SIGINT', () => stop('SIGINT'));
-process.once('SIGTERM', () => stop('SIGTERM'));
+if (stopSignal === null) process.stdout.write(`\n${lines.join('\n')}\n\n`);
