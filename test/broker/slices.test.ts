@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import mqtt from 'mqtt';
-import { Broker, listen } from '../../src/broker/index.ts';
+import { Broker, listen, type Listener } from '../../src/broker/index.ts';
 import { setSliceClock } from '../../src/broker/slices.ts';
 
 /** Counts event-loop turns (one setImmediate per turn) until stopped. */
@@ -22,13 +22,19 @@ function turnCounter(): { readonly turns: number; stop(): void } {
   return { get turns() { return turns; }, stop() { running = false; } };
 }
 
-test('[MQTT-3.8.4-6] a SUBSCRIBE of 200 filters is handled over many turns, its SUBACK whole and in order; UNSUBSCRIBE too', { timeout: 20_000 }, async (t) => {
+/** An engine whose slice clock moves 1 ms per look: every filter past a slice's first ends the slice. */
+async function slicedEngine(t: { after(fn: () => unknown): void }): Promise<{ broker: Broker; listener: Listener }> {
   let now = 0;
   setSliceClock(() => (now += 1));
   t.after(() => setSliceClock(undefined));
   const broker = new Broker();
   const listener = await listen(broker, { host: '127.0.0.1', port: 0 });
   t.after(async () => { await broker.close(); await listener.close(); });
+  return { broker, listener };
+}
+
+test('[MQTT-3.8.4-6] a SUBSCRIBE of 200 filters is handled over many turns, its SUBACK whole and in order; UNSUBSCRIBE too', { timeout: 20_000 }, async (t) => {
+  const { broker, listener } = await slicedEngine(t);
   const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${listener.port}`, { clientId: 'many', protocolVersion: 5, reconnectPeriod: 0 });
   t.after(() => c.end(true));
   const filters = Array.from({ length: 200 }, (_, i) => `s/${i}/#`);
@@ -56,12 +62,7 @@ test('[MQTT-3.8.4-6] a SUBSCRIBE of 200 filters is handled over many turns, its 
 });
 
 test('a client gone while its SUBSCRIBE is between slices leaves nothing behind', { timeout: 20_000 }, async (t) => {
-  let now = 0;
-  setSliceClock(() => (now += 1));
-  t.after(() => setSliceClock(undefined));
-  const broker = new Broker();
-  const listener = await listen(broker, { host: '127.0.0.1', port: 0 });
-  t.after(async () => { await broker.close(); await listener.close(); });
+  const { broker, listener } = await slicedEngine(t);
   const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${listener.port}`, { clientId: 'gone', clean: true, reconnectPeriod: 0 });
   c.subscribe(Array.from({ length: 500 }, (_, i) => `g/${i}`), { qos: 0 });
   await new Promise((r) => setTimeout(r, 20)); // part of it handled

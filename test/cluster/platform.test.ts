@@ -18,6 +18,7 @@ import pg from 'pg';
 import { freePort, removeDataDir, startTestGatehouse, TEST_ADMIN_TOKEN, type TestGatehouse } from '../harness/gatehouse.ts';
 import { getPki, type SharedPki } from '../harness/pki.ts';
 import { openStream } from '../e2e/platform-support.ts';
+import { waitFor } from '../harness/cluster.ts';
 
 const databaseUrl = process.env.GATEHOUSE_TEST_DATABASE_URL;
 const natsUrl = process.env.GATEHOUSE_TEST_NATS_URL;
@@ -30,16 +31,6 @@ const LEASE = { heartbeatMs: 300, leaseMs: 1_500 };
 
 interface GatewayJson { id: string; port: number; productKey: string }
 interface DownlinkJson { online: boolean; result: string; acknowledged: boolean | null }
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /** An HTTPS webhook endpoint that records every request and answers 200, or holds its answers while `held`. */
 class Receiver {
