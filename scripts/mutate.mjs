@@ -82,7 +82,7 @@ export const MODULES = {
     tests: ['src/broker/ring-queue.test.ts', 'src/broker/inflight-table.test.ts', 'src/broker/session.test.ts'],
   },
   'sandbox-limits': {
-    sources: [{ file: 'src/sandbox/quickjs-runner.ts', only: ['#startWatchdog', '#markBusy', '#checkStuck', '#lose', 'invoke', 'checkRange'] }],
+    sources: [{ file: 'src/sandbox/quickjs-runner.ts', only: ['#startWatchdog', '#markBusy', '#rebuilding', '#checkStuck', '#lose', 'invoke', 'checkRange'] }],
     // invoke-checks: the ranges, the queue bound and the argument bytes, in seconds; limits: the rest.
     tests: ['src/sandbox/invoke-checks.test.ts', 'src/sandbox/limits.test.ts'],
   },

@@ -226,6 +226,40 @@ test('a call sent behind a long compile is not taken for stuck: the compile is w
   }
 });
 
+test('a call that rebuilds its script after a memory failure runs the top-level code again under the compile\'s limit, not the calls\' [both batch paths]', HANG, async () => {
+  // Top-level code of 7 s under a 10 s limit, calls of 200 ms: the rebuild of the instance dropped
+  // by a memory failure runs that code again inside the batch that needs it. Timed against the
+  // calls' limits and the 5 s grace alone, the worker doing that rebuild was taken for stuck and
+  // replaced, and the call answered timeout.
+  const single = new QuickJsRunner({ workers: 1 });
+  try {
+    const script = await single.compile(`const end = Date.now() + 7000; while (Date.now() < end) {}
+      function handler(what) {
+        if (what === 'bomb') { const local = []; for (;;) local.push(new Float64Array(1000000)); }
+        console.log('ran ' + what);
+        return { what };
+      }`, { ...HANDLER, timeoutMs: 10_000 });
+    const call = { timeoutMs: 200 };
+    // A batch of two (packed): the bomb drops the instance, the second call rebuilds it.
+    const [bomb, packed] = await Promise.all([script.invoke(['bomb'], call), script.invoke(['packed'], call)]);
+    assert.equal(errorOf(bomb).kind, 'memory');
+    assert.deepEqual(valueOf(packed), { what: 'packed' });
+    assert.deepEqual(packed.logs, [{ level: 'log', message: 'ran packed' }]);
+    // A call alone after a bomb alone: the rebuild is the first thing of its batch.
+    assert.equal(errorOf(await script.invoke(['bomb'], call)).kind, 'memory');
+    const alone = await script.invoke(['alone'], call);
+    assert.deepEqual(valueOf(alone), { what: 'alone' });
+    // The call after a rebuild logs as any call does (its output was dropped as top-level code's).
+    assert.deepEqual(alone.logs, [{ level: 'log', message: 'ran alone' }]);
+    const stats = script.stats();
+    assert.equal(stats.failures.memory, 2);
+    assert.equal(stats.failures.timeout, 0);
+    assert.equal(stats.restarts, 2); // the two rebuilds; no worker replaced
+  } finally {
+    single.dispose();
+  }
+});
+
 test('a call running longer than the watchdog looks, within its own limit, is answered, not taken for stuck', HANG, async () => {
   // The watchdog looks every second; a call of 1.5 s under a 3 s limit is seen at work at least once.
   const single = new QuickJsRunner({ workers: 1 });

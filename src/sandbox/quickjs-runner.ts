@@ -23,10 +23,12 @@ import {
  * A watchdog per worker catches what the interrupt handler cannot (a loop inside QuickJS's C code,
  * such as a join over a billion holes, in a call or in a script's top-level code): when the worker
  * has said nothing for longer than the work it is on may take (a batch: the sum of its calls'
- * limits; a compile: the prelude's setup and the script's limit for its top-level code) plus a
- * grace, it is terminated and replaced, and its scripts are recompiled on the new one. The worker
- * answers its work in the order it was sent, so the work it is on is the oldest unanswered. Time is
- * counted from the worker's last message, not from sending, so a worker busy booting (it says when
+ * limits, and a compile's limit for each rebuild of the script's instance it does — a memory
+ * failure drops the instance, and the next call runs the top-level code again; a compile: the
+ * prelude's setup and the script's limit for its top-level code) plus a grace, it is terminated
+ * and replaced, and its scripts are recompiled on the new one. The worker answers its work in the
+ * order it was sent, so the work it is on is the oldest unanswered. Time is counted from the
+ * worker's last answer (or its boot), not from sending, so a worker busy booting (it says when
  * it is ready) or answering earlier work is never mistaken for a stuck one. The watchdog looks once
  * a second (one timer per worker, not one per call); work overstays by its grace at least, so the
  * second it may take to notice is noise.
@@ -90,8 +92,13 @@ interface InFlight {
 /** Calls sent in one message; the worker answers them in one message, batches in order. */
 interface Batch {
   callIds: number[];
-  /** The sum of the calls' time limits: the longest the worker may take over it. */
+  /**
+   * The longest the worker may take over it: the sum of the calls' time limits, and a compile's
+   * limit for each rebuild of the script's instance it does meanwhile (`rebuilding`).
+   */
   limitMs: number;
+  /** A compile's limit for the script: what each rebuild adds to `limitMs`. */
+  rebuildMs: number;
   /** Its place among the messages the worker answers in order (compiles and batches). */
   seq: number;
 }
@@ -218,7 +225,7 @@ class WorkerHost {
       timeouts.push(job.timeoutMs);
       limitMs += job.timeoutMs;
     }
-    this.#batches.push({ callIds, limitMs, seq: ++this.#sent });
+    this.#batches.push({ callIds, limitMs, rebuildMs: SETUP_TIMEOUT_MS + script.spec.timeoutMs, seq: ++this.#sent });
     this.#updateRef();
     if (group.length > 1 && LITTLE_ENDIAN) {
       const buffer = packCalls(group.map(({ job }) => job.args));
@@ -247,6 +254,10 @@ class WorkerHost {
   }
 
   #receive(message: FromWorker): void {
+    if (message.type === 'rebuilding') {
+      this.#rebuilding();
+      return;
+    }
     this.#lastProgress = performance.now();
     if (message.type === 'ready') {
       this.#ready = true;
@@ -265,6 +276,17 @@ class WorkerHost {
       }
     }
     this.#updateRef();
+  }
+
+  /**
+   * The worker is rebuilding a script's instance inside the batch it is on (the oldest: it answers in
+   * order, and a compile never rebuilds), running the script's top-level code again: the batch may
+   * take a compile's limit more. The clock goes on from the batch's start (this is no answer), so a
+   * rebuild stuck in native code is found once the calls' limits and the rebuilds' have passed.
+   */
+  #rebuilding(): void {
+    const batch = this.#batches[0];
+    if (batch !== undefined) batch.limitMs += batch.rebuildMs;
   }
 
   // An idle worker must not keep the process alive; one with work outstanding must.

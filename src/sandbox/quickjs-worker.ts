@@ -406,6 +406,16 @@ function checkInstance(instance: Instance, outcome: Outcome, timeoutMs: number, 
   return { outcome, drop };
 }
 
+/**
+ * A script's instance made anew inside a batch (the last one was dropped): the host hears of it
+ * first, so that its watchdog gives the batch a compile's limit more (the prelude's setup and the
+ * top-level code's limit) instead of taking a worker running long top-level code for a stuck one.
+ */
+async function rebuild(scriptId: number, spec: ScriptSpec): Promise<Instance> {
+  port?.postMessage({ type: 'rebuilding', scriptId } satisfies FromWorker);
+  return createInstance(spec);
+}
+
 function restartFailure(error: unknown): Outcome {
   if (error instanceof CompileFailed) {
     const kind: InvokeErrorKind = error.failure.reason === 'init-timeout' ? 'timeout'
@@ -428,10 +438,12 @@ async function answerCalls(scriptId: number, calls: CallRequest[]): Promise<Call
     } else {
       try {
         if (!script.instance) {
-          script.instance = await createInstance(script.spec);
+          script.instance = await rebuild(scriptId, script.spec);
           restarted = true;
         }
-        current.deadline = performance.now() + call.timeoutMs;
+        // Anew: a rebuild ran the script's top-level code under a `current` of its own (id 0,
+        // whose console lines are dropped), which must not be the call's.
+        current = { id: call.callId, deadline: performance.now() + call.timeoutMs, logs: [], truncated: false, interrupted: false };
         script.instance.heap.exhausted = false;
         const checked = checkInstance(script.instance, runCall(script.instance, call, script.spec), call.timeoutMs, script.spec);
         outcome = checked.outcome;
@@ -547,7 +559,7 @@ async function answerPacked(scriptId: number, message: PackedCalls): Promise<Cal
     let restarted = false;
     if (!script.instance) {
       try {
-        script.instance = await createInstance(script.spec);
+        script.instance = await rebuild(scriptId, script.spec);
         restarted = true;
       } catch (error) {
         answers[next] = {

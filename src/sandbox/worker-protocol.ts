@@ -155,4 +155,9 @@ export type FromWorker =
   /** Booted: from now on, the worker's silence counts against the work it was given. */
   | { type: 'ready' }
   | { type: 'compiled'; scriptId: number; failure?: CompileFailure; internal?: string }
+  /**
+   * About to rebuild a script's instance (dropped after a memory failure) inside the batch it is
+   * on: its top-level code runs again there, which the batch's calls' limits do not cover.
+   */
+  | { type: 'rebuilding'; scriptId: number }
   | { type: 'answers'; scriptId: number; answers: CallAnswer[] };
