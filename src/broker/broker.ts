@@ -59,7 +59,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   /** Per-address limits and accept times of raw sockets, for listeners in front of this engine. */
   readonly admission: Admission;
   readonly retained: RetainedStore;
-  readonly commits = new CommitGate();
+  readonly commits: CommitGate;
   readonly dispatch = dispatch;
   readonly #sessions = new Map<string, Session>();
   readonly #connections = new Set<Connection>();
@@ -89,6 +89,12 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.admission = new Admission(this.options, this.stats, (address, limit) => {
       if (this.listenerCount('socket_refused') > 0) this.emit('socket_refused', address, limit);
     });
+    this.commits = new CommitGate(this.options.maxUncommittedBytes);
+    this.commits.onPressure = (overloaded, bytes) => {
+      // Once per episode, not per paused read: the disk (or the writer's thread) is behind this gateway's input.
+      if (overloaded) this.logger.warn({ uncommittedBytes: bytes, limit: this.options.maxUncommittedBytes }, 'writes_behind_reads_paused');
+      else this.logger.info({ uncommittedBytes: bytes }, 'writes_caught_up_reads_resumed');
+    };
     this.#persistence = init.persistence;
     this.#journal = init.persistence === undefined ? null : new Journal(init.persistence, this.logger, this.commits, (m) => this.retained.written(m));
     this.#link = init.link ?? null;
@@ -669,8 +675,9 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     for (const conn of this.#connections) {
       if (conn.state === 'awaiting-connect') {
         if (conn.createdAt < connectDeadline) this.contain(() => conn.close('connect_timeout'), 'connection_close_failed', conn.clientId);
-      } else if (conn.state === 'connected' && conn.keepalive > 0) {
-        // [MQTT-3.1.2-24] no packet within 1.5 × Keep Alive: the server closes the connection.
+      } else if (conn.state === 'connected' && conn.keepalive > 0 && !conn.readingSuspended) {
+        // [MQTT-3.1.2-24] no packet within 1.5 × Keep Alive: the server closes the connection. Not while
+        // this server is the one not reading (pacing, a pending step, writes behind): that silence is ours.
         if (now - conn.lastActivity > conn.keepalive * 1500) {
           this.contain(() => conn.disconnect(RC.KEEP_ALIVE_TIMEOUT, 'keepalive_timeout'), 'connection_close_failed', conn.clientId);
         }

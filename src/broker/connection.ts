@@ -120,6 +120,11 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
     return this.state === 'closed';
   }
 
+  /** This server is not reading the connection (pacing, a pending step, writes behind): its silence is ours. */
+  get readingSuspended(): boolean {
+    return this.#suspended;
+  }
+
   get isV5(): boolean {
     return this.protocolVersion === 5;
   }
@@ -154,6 +159,13 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   }
 
   #process(chunk: Buffer | null): void {
+    if (this.state === 'connected' && this.broker.commits.overloaded) {
+      // The gateway's writes are behind its input: read nothing more until they catch up (frames the
+      // framer still holds wait with it).
+      if (chunk !== null) (this.#held ??= []).push(chunk);
+      this.#pauseForWrites();
+      return;
+    }
     const err = this.#framer.push(chunk, this);
     if (err === 'too-large') {
       // [MQTT-3.2.2-15] packets above our Maximum Packet Size end the connection with 0x95.
@@ -239,7 +251,21 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
       this.#suspend(wait === 0 ? pending! : (pending ?? Promise.resolve()).then(() => pause(wait)));
       return false;
     }
+    if (this.broker.commits.overloaded && !this.closed) {
+      this.#pauseForWrites();
+      return false;
+    }
     return !this.closed;
+  }
+
+  /**
+   * Stops reading until the gateway's unwritten state is back under half its bound (`CommitGate`): a
+   * client that publishes faster than the disk writes (3.1.1 QoS 1 without waiting for PUBACKs) is
+   * slowed to the disk's pace instead of growing the writer's queue.
+   */
+  #pauseForWrites(): void {
+    this.broker.stats.readsPausedForWrites++;
+    this.#suspend(this.broker.commits.relieved());
   }
 
   /** Ms to stop reading after a PUBLISH of `size` bytes, for a client over its message or byte rate (counted). */

@@ -15,6 +15,12 @@ export function storedMessage(m: Message): StoredMessage {
   return { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain, properties: m.properties, expiresAt: m.expiresAt, senderId: m.senderId };
 }
 
+/**
+ * What a record costs while it waits for the writer: its topic and payload (or filter), and a row's
+ * worth of the rest. An estimate for the commit gate's byte bound, not the file's size.
+ */
+const ROW_BYTES = 64;
+
 export interface OutboundRecord {
   seq: number;
   message: Message;
@@ -36,6 +42,8 @@ export class Journal implements Committable {
   readonly #gate: CommitGate;
   /** Sessions whose snapshot must be rewritten at commit. */
   readonly #dirty = new Set<Session>();
+  /** Bytes recorded in `#batch` (told to the gate as they come: see `CommitGate`). */
+  #batchBytes = 0;
 
   /** `gate`: a store that writes asynchronously holds the engine's output there until each batch is written. */
   constructor(store: BrokerPersistence, logger: Logger, gate: CommitGate, onRetainedWritten?: (message: Message) => void) {
@@ -46,6 +54,7 @@ export class Journal implements Committable {
   }
 
   retained(topic: string, message: Message | null): void {
+    this.#count(ROW_BYTES + topic.length + (message === null ? 0 : message.payload.length));
     this.#batch.retained.set(topic, message === null ? null : storedMessage(message));
     if (message === null) this.#retainedMessages.delete(topic);
     else this.#retainedMessages.set(topic, message);
@@ -58,6 +67,7 @@ export class Journal implements Committable {
   }
 
   sessionDeleted(clientId: string, session: Session): void {
+    this.#count(ROW_BYTES);
     this.#dirty.delete(session);
     this.#batch.sessions.set(clientId, null);
     this.#batch.sessionsEnded.add(clientId); // the store drops its messages and subscriptions with it, first
@@ -70,11 +80,13 @@ export class Journal implements Committable {
 
   /** One filter of a session was added, replaced (`sub`) or removed (null). */
   subscription(clientId: string, raw: string, sub: StoredSubscription | null): void {
+    this.#count(ROW_BYTES + raw.length);
     this.#batch.subscriptions.set(`${clientId}\u0000${raw}`, sub);
     this.#schedule();
   }
 
   outbound(clientId: string, r: OutboundRecord): void {
+    this.#count(ROW_BYTES + r.message.topic.length + r.message.payload.length);
     const stored: StoredOutbound = {
       clientId, seq: r.seq, message: storedMessage(r.message), qos: r.qos, retain: r.retain,
       subIds: r.subIds === undefined ? undefined : [...r.subIds], packetId: r.packetId, state: r.state,
@@ -84,8 +96,14 @@ export class Journal implements Committable {
   }
 
   outboundDone(clientId: string, seq: number): void {
+    this.#count(ROW_BYTES);
     this.#batch.outbound.set(`${clientId}\u0000${seq}`, null);
     this.#schedule();
+  }
+
+  #count(bytes: number): void {
+    this.#batchBytes += bytes;
+    this.#gate.add(bytes);
   }
 
   #schedule(): void {
@@ -98,15 +116,24 @@ export class Journal implements Committable {
     this.#scheduled = false;
     for (const s of this.#dirty) {
       if (s.expiryInterval <= 0) continue;
+      this.#count(ROW_BYTES);
       this.#batch.sessions.set(s.clientId, s.snapshot());
       // A session becoming durable (or written for the first time) takes its filters along once.
       if (!s.subscriptionsStored) {
-        for (const sub of s.subscriptions.values()) this.#batch.subscriptions.set(`${s.clientId}\u0000${sub.raw}`, storedSubscription(sub));
+        for (const sub of s.subscriptions.values()) {
+          this.#count(ROW_BYTES + sub.raw.length);
+          this.#batch.subscriptions.set(`${s.clientId}\u0000${sub.raw}`, storedSubscription(sub));
+        }
         s.subscriptionsStored = true;
       }
     }
     this.#dirty.clear();
-    if (isBatchEmpty(this.#batch)) return;
+    const bytes = this.#batchBytes;
+    this.#batchBytes = 0;
+    if (isBatchEmpty(this.#batch)) {
+      this.#gate.release(bytes);
+      return;
+    }
     const batch = this.#batch;
     this.#batch = emptyBatch();
     const retained = this.#retainedMessages;
@@ -117,12 +144,15 @@ export class Journal implements Committable {
     try {
       const r = this.#store.write(batch);
       if (r instanceof Promise) {
-        this.#gate.track(r);
+        this.#gate.track(r, bytes);
         r.then(written, (err: unknown) => this.#logger.error({ err }, 'persistence_write_failed'));
+      } else {
+        this.#gate.release(bytes);
+        written();
       }
-      else written();
     } catch (err) {
       // Not written: the payloads stay in memory (a later write of the same topic may still succeed).
+      this.#gate.release(bytes);
       this.#logger.error({ err }, 'persistence_write_failed');
     }
   }

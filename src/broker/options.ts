@@ -60,6 +60,9 @@ export interface BrokerOptions extends AdmissionLimits {
   /** Topic filters in one SUBSCRIBE or UNSUBSCRIBE; a packet with more is refused whole before it is
    * decoded (v5 DISCONNECT 0x97). Below it, filters past `maxSubscriptionsPerClient` get 0x97 each. */
   maxFiltersPerPacket: number;
+  /** Bytes of durable state (payloads, topics, filters) recorded and not yet written by the store's writer
+   * thread; past it every connection of the engine stops reading until half of it is written. 0 = no limit. */
+  maxUncommittedBytes: number;
 }
 
 export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
@@ -93,6 +96,7 @@ export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
   bytesPerSecondPerClient: 0,
   maxUserProperties: 128,
   maxFiltersPerPacket: 1000,
+  maxUncommittedBytes: 16 * 1024 * 1024,
 });
 
 /** The limits `Broker.setLimits` changes on a running engine (a gateway's `limits`, edited live). */

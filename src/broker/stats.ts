@@ -27,6 +27,8 @@ export interface BrokerStats {
   connectsOverSessionLimit: number;
   /** Times a connection's reads paused because it sent faster than its message or byte rate. */
   publishesPaced: number;
+  /** Times a connection stopped reading because the engine's unwritten state passed `maxUncommittedBytes`. */
+  readsPausedForWrites: number;
   /** SUBSCRIBE filters refused because the session held `maxSubscriptionsPerClient` (also in subscriptionsRefused). */
   subscriptionsOverLimit: number;
   /** Packets over `maxPacketSize` (the connection was closed, 0x95). */
@@ -83,6 +85,7 @@ export function createStats(): BrokerStats {
     connectsOverConnectionLimit: 0,
     connectsOverSessionLimit: 0,
     publishesPaced: 0,
+    readsPausedForWrites: 0,
     subscriptionsOverLimit: 0,
     packetsTooLarge: 0,
     sessionExpiryLowered: 0,

@@ -28,6 +28,7 @@ const LIMIT_FLAGS: readonly { flag: string; key: keyof BrokerOptions; help: stri
   { flag: 'max-topic-length', key: 'maxTopicLength', help: 'bytes in a topic name or filter' },
   { flag: 'max-user-properties', key: 'maxUserProperties', help: 'user properties in one packet (v5)' },
   { flag: 'max-filters-per-packet', key: 'maxFiltersPerPacket', help: 'topic filters in one SUBSCRIBE or UNSUBSCRIBE' },
+  { flag: 'max-uncommitted-bytes', key: 'maxUncommittedBytes', help: 'bytes of state waiting for the disk before reads pause (0 = no limit)' },
   { flag: 'max-client-id-length', key: 'maxClientIdLength', help: 'bytes in a client identifier' },
   { flag: 'max-session-expiry', key: 'maxSessionExpiry', help: 'longest session expiry kept, in seconds' },
   { flag: 'connect-timeout', key: 'connectTimeoutMs', help: 'ms from the TCP accept (TLS handshake included) to the CONNECT' },

@@ -10,7 +10,7 @@ const COUNTERS: readonly (keyof BrokerStats)[] = [
   'connectionsAccepted', 'connectsRefused', 'messagesReceived', 'messagesDelivered', 'droppedOffline',
   'droppedSlowConsumer', 'droppedQueueFull', 'droppedExpired', 'droppedTooLarge', 'droppedUnauthorized', 'droppedInvalidPayload',
   'droppedRetainedQuota', 'droppedRetainedBacklog', 'protocolErrors', 'subscriptionsRefused', 'socketsRefused', 'handlerCrashes',
-  'connectsOverConnectionLimit', 'connectsOverSessionLimit', 'publishesPaced', 'subscriptionsOverLimit', 'packetsTooLarge', 'sessionExpiryLowered',
+  'connectsOverConnectionLimit', 'connectsOverSessionLimit', 'publishesPaced', 'readsPausedForWrites', 'subscriptionsOverLimit', 'packetsTooLarge', 'sessionExpiryLowered',
   'connectsRefusedClusterUnreachable', 'publishesRefusedClusterUnreachable', 'clusterCutOffDisconnects',
   'sessionsMovedAway', 'connectsLostSessionClaim', 'clusterWillsPublished',
 ];

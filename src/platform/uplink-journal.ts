@@ -35,6 +35,8 @@ export interface JournalTicket {
 
 const APPENDING = -1;
 const NOT_JOURNALED = -2;
+/** A journal row's fixed part (id, gateway, product, times) in the commit gate's estimate. */
+const UPLINK_ROW_BYTES = 128;
 
 export interface UplinkJournalStats {
   journaled: number;
@@ -46,8 +48,11 @@ export class UplinkJournal implements Committable {
   readonly #log: Logger;
   #pending: JournaledUplink[] = [];
   #ticket: JournalTicket | null = null;
-  /** The engines whose uplinks are in the pending record: their output waits for its append. */
-  readonly #gates = new Set<CommitGate>();
+  /**
+   * The engines whose uplinks are in the pending record, with the bytes each added: their output waits
+   * for its append, and their reads once too much of theirs waits for it (`CommitGate`).
+   */
+  readonly #gates = new Map<CommitGate, number>();
   readonly stats: UplinkJournalStats = { journaled: 0, failed: 0 };
 
   constructor(store: UplinkJournalStore, log: Logger) {
@@ -61,7 +66,12 @@ export class UplinkJournal implements Committable {
    */
   add(uplink: JournaledUplink, gate?: CommitGate): JournalTicket {
     this.#pending.push(uplink);
-    if (gate !== undefined) this.#gates.add(gate);
+    if (gate !== undefined) {
+      // An estimate of what waits for the writer: the payload, the names, a row's worth of the rest.
+      const bytes = UPLINK_ROW_BYTES + uplink.payload.length + uplink.topic.length + uplink.deviceName.length;
+      gate.add(bytes);
+      this.#gates.set(gate, (this.#gates.get(gate) ?? 0) + bytes);
+    }
     if (this.#ticket === null) {
       this.#ticket = { key: APPENDING, remaining: 0 };
       scheduleCommit(this);
@@ -77,7 +87,13 @@ export class UplinkJournal implements Committable {
     this.#pending = [];
     const gates = [...this.#gates];
     this.#gates.clear();
-    if (ticket === null || uplinks.length === 0) return;
+    const release = (): void => {
+      for (const [gate, bytes] of gates) gate.release(bytes);
+    };
+    if (ticket === null || uplinks.length === 0) {
+      release();
+      return;
+    }
     const failed = (err: unknown): void => {
       // The messages still flow to the store from memory; only the crash guarantee is lost for them.
       ticket.key = NOT_JOURNALED;
@@ -92,12 +108,15 @@ export class UplinkJournal implements Committable {
     };
     try {
       const r = this.#store.append(uplinks);
-      if (typeof r === 'number') appended(r);
-      else {
-        for (const gate of gates) gate.track(r);
+      if (typeof r === 'number') {
+        release();
+        appended(r);
+      } else {
+        for (const [gate, bytes] of gates) gate.track(r, bytes);
         r.then(appended, failed);
       }
     } catch (err) {
+      release();
       failed(err);
     }
   }

@@ -14,6 +14,14 @@ export const MQTT_STATE_FILE = 'mqtt-state.db';
 /** The writing connection's settings. NORMAL: a commit survives a crash of the process (not of the machine), at a fraction of FULL's cost. */
 export const MESSAGE_PATH_PRAGMAS = ['journal_mode = WAL', 'synchronous = NORMAL'] as const;
 
+/**
+ * The writer thread's connection waits up to 30 s for a lock another process holds (a backup, a
+ * `sqlite3` shell) instead of better-sqlite3's 5 s: it waits on its own thread, and the gateway's reads
+ * pause meanwhile (`CommitGate`), where a failed write would have lost the state it carried. The
+ * connections on the event loop keep the short default.
+ */
+export const WRITER_PRAGMAS = [...MESSAGE_PATH_PRAGMAS, 'busy_timeout = 30000'] as const;
+
 export class SqliteStateStores {
   readonly #db: BetterSqlite3.Database;
   readonly #writer: SqliteWriter;
@@ -23,7 +31,7 @@ export class SqliteStateStores {
     this.#db = new BetterSqlite3(file);
     for (const p of MESSAGE_PATH_PRAGMAS) this.#db.pragma(p);
     prepareBrokerState(this.#db);
-    this.#writer = new SqliteWriter(file, MESSAGE_PATH_PRAGMAS);
+    this.#writer = new SqliteWriter(file, WRITER_PRAGMAS);
     checkpointer?.manage(this.#writer, file);
   }
 

@@ -10,7 +10,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import type { WalCheckpointer } from './wal-checkpointer.ts';
 import type { JournaledUplink } from '../registry/ports.ts';
 import { SqliteWriter } from './sqlite-writer.ts';
-import { MESSAGE_PATH_PRAGMAS } from './sqlite-state-stores.ts';
+import { MESSAGE_PATH_PRAGMAS, WRITER_PRAGMAS } from './sqlite-state-stores.ts';
 
 export const UPLINK_JOURNAL_FILE = 'uplink-journal.db';
 
@@ -32,7 +32,7 @@ export class SqliteUplinkJournal {
     // not a power loss of the machine (that needs FULL, an fsync per commit).
     for (const p of MESSAGE_PATH_PRAGMAS) this.#db.pragma(p);
     this.#db.exec('CREATE TABLE IF NOT EXISTS uplink_batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, meta TEXT NOT NULL, payloads BLOB NOT NULL)');
-    this.#writer = new SqliteWriter(file, MESSAGE_PATH_PRAGMAS);
+    this.#writer = new SqliteWriter(file, WRITER_PRAGMAS);
     checkpointer?.manage(this.#writer, file);
   }
 

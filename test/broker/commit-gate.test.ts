@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
-import { Broker, listen, type BrokerPersistence, type Listener, type PersistenceBatch } from '../../src/broker/index.ts';
+import { Broker, CommitGate, listen, type BrokerPersistence, type Listener, type PersistenceBatch } from '../../src/broker/index.ts';
 import type { Connection } from '../../src/broker/connection.ts';
 
 interface HeldWrite { batch: PersistenceBatch; resolve(): void; reject(err: Error): void }
@@ -139,4 +139,38 @@ test('a connection closed for a protocol error still sends the PUBACK it owes af
   a.writes[1]!.resolve();
   await client.ended;
   assert.deepEqual(client.packets.filter((p) => p.cmd !== 'connack').map((p) => [p.cmd, (p as { messageId?: number }).messageId]), [['puback', 7]]);
+});
+
+test('the gate counts bytes from the moment they are recorded until their commit settles, and relieves readers at half its limit', { timeout: 5_000 }, async () => {
+  const gate = new CommitGate(1000);
+  const pressure: boolean[] = [];
+  gate.onPressure = (overloaded) => pressure.push(overloaded);
+  gate.add(600);
+  assert.equal(gate.overloaded, false);
+  gate.add(600); // recorded this turn, its commit not started yet: already counted
+  assert.equal(gate.overloaded, true);
+  assert.equal(gate.overloads, 1);
+  let relieved = false;
+  const relief = gate.relieved().then(() => { relieved = true; });
+  let settleFirst!: () => void;
+  let failSecond!: (e: Error) => void;
+  gate.track(new Promise<void>((r) => { settleFirst = r; }), 600);
+  gate.track(new Promise<void>((_, reject) => { failSecond = reject; }), 600);
+  assert.equal(gate.uncommittedBytes, 1200);
+  // The later commit fails first: its bytes are no longer waiting, whatever the order.
+  failSecond(new Error('disk full'));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(gate.uncommittedBytes, 600);
+  assert.equal(gate.overloaded, false);
+  assert.equal(relieved, false, 'not relieved above half the limit (500)');
+  settleFirst();
+  await relief;
+  assert.equal(gate.uncommittedBytes, 0);
+  assert.deepEqual(pressure, [true, false]);
+  // Bytes written synchronously are released without a commit.
+  gate.add(1200);
+  gate.release(1200);
+  assert.equal(gate.uncommittedBytes, 0);
+  await gate.relieved();
+  assert.deepEqual(pressure, [true, false, true, false]);
 });
