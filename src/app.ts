@@ -119,6 +119,11 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   collectDefaultMetrics({ register: metricsRegistry });
   registerGatewayMetrics(metricsRegistry, runtime);
   if (cluster !== null) registerClusterMetrics(metricsRegistry, cluster);
+  // With GATEHOUSE_WORKERS each scrape is answered by the worker its connection reached: this says which.
+  new Gauge({
+    name: 'gatehouse_node_info', help: 'This process\'s node id (a worker\'s is <node id>-w<index>): the process whose figures this scrape shows',
+    labelNames: ['node_id'], registers: [metricsRegistry], collect() { this.set({ node_id: config.nodeId }, 1); },
+  });
   new Gauge({
     name: 'gatehouse_uncaught_errors_total', help: 'Errors that escaped every per-connection guard (should stay 0: each is a bug)',
     registers: [metricsRegistry], collect() { this.set(processGuard.uncaughtErrors); },

@@ -5,7 +5,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { GatehouseError } from '../core/errors.ts';
 import { DEFAULT_SCRYPT_COST } from '../registry/passwords.ts';
-import { readConfig } from './read-config.ts';
+import { availableParallelism } from 'node:os';
+import { MAX_WORKERS, readConfig, workerNodeId } from './read-config.ts';
 
 function rejects(env: NodeJS.ProcessEnv, key: string, message?: RegExp): void {
   assert.throws(() => readConfig(env, '/srv'), (e: unknown) => {
@@ -22,7 +23,7 @@ test('defaults', { timeout: 5_000 }, () => {
   const config = readConfig({}, '/srv');
   assert.deepEqual(config, {
     dataDir: '/srv/data', http: { host: '127.0.0.1', port: 8080 }, mqttHost: '0.0.0.0', publicHost: 'localhost',
-    adminToken: undefined, masterKey: undefined, databaseUrl: undefined, natsUrl: undefined, nodeId: undefined, logLevel: 'info',
+    adminToken: undefined, masterKey: undefined, databaseUrl: undefined, natsUrl: undefined, nodeId: undefined, workers: undefined, logLevel: 'info',
     messages: { perDevice: 100, maxAgeHours: 168 },
     deviceProperties: { maxCount: 500, maxBytes: 65536 },
     demo: { enabled: true, port: 8883 },
@@ -62,6 +63,35 @@ test('a cluster node (GATEHOUSE_NATS_URL) without PostgreSQL is refused, naming 
   const node = readConfig({ GATEHOUSE_NATS_URL: 'nats://127.0.0.1:4222', GATEHOUSE_DATABASE_URL: 'postgres://db/g', GATEHOUSE_NODE_ID: 'node_a-1' }, '/srv');
   assert.equal(node.natsUrl, 'nats://127.0.0.1:4222');
   assert.equal(node.nodeId, 'node_a-1');
+});
+
+test('GATEHOUSE_WORKERS: auto or 1-64, and only for a cluster node, naming the missing variable', { timeout: 5_000 }, () => {
+  const cluster = { GATEHOUSE_NATS_URL: 'nats://127.0.0.1:4222', GATEHOUSE_DATABASE_URL: 'postgres://db/g' };
+  assert.equal(readConfig(cluster).workers, undefined);
+  assert.equal(readConfig({ ...cluster, GATEHOUSE_WORKERS: '2' }).workers, 2);
+  assert.equal(readConfig({ ...cluster, GATEHOUSE_WORKERS: '1' }).workers, 1);
+  assert.equal(readConfig({ ...cluster, GATEHOUSE_WORKERS: String(MAX_WORKERS) }).workers, MAX_WORKERS);
+  assert.equal(readConfig({ ...cluster, GATEHOUSE_WORKERS: 'AUTO' }).workers, Math.min(availableParallelism(), MAX_WORKERS));
+  for (const bad of ['0', '-1', '1.5', 'two', String(MAX_WORKERS + 1), '99999999999']) {
+    rejects({ ...cluster, GATEHOUSE_WORKERS: bad }, 'GATEHOUSE_WORKERS', /auto or an integer 1-64/);
+  }
+  const needs = (env: NodeJS.ProcessEnv, field: string, names: RegExp): void => {
+    assert.throws(() => readConfig(env, '/srv'), (e: unknown) => {
+      assert.ok(e instanceof GatehouseError);
+      assert.equal(e.code, 'GW_ERR_WORKERS_NEED_CLUSTER');
+      assert.equal(e.field, field);
+      assert.match(e.message, names);
+      return true;
+    });
+  };
+  needs({ GATEHOUSE_WORKERS: '2' }, 'GATEHOUSE_NATS_URL', /set GATEHOUSE_NATS_URL and GATEHOUSE_DATABASE_URL/);
+  needs({ GATEHOUSE_WORKERS: '2', GATEHOUSE_DATABASE_URL: 'postgres://db/g' }, 'GATEHOUSE_NATS_URL', /set GATEHOUSE_NATS_URL,/);
+  needs({ GATEHOUSE_WORKERS: 'auto', GATEHOUSE_NATS_URL: 'nats://127.0.0.1:4222' }, 'GATEHOUSE_DATABASE_URL', /set GATEHOUSE_DATABASE_URL,/);
+  // A worker's node id (the node's plus -w<index>) must still be a node id: the node's is shorter with workers.
+  assert.equal(readConfig({ ...cluster, GATEHOUSE_WORKERS: '2', GATEHOUSE_NODE_ID: 'a'.repeat(60) }).nodeId, 'a'.repeat(60));
+  rejects({ ...cluster, GATEHOUSE_WORKERS: '2', GATEHOUSE_NODE_ID: 'a'.repeat(61) }, 'GATEHOUSE_NODE_ID', /at most 60/);
+  assert.equal(readConfig({ ...cluster, GATEHOUSE_NODE_ID: 'a'.repeat(64) }).nodeId, 'a'.repeat(64));
+  assert.equal(workerNodeId('a'.repeat(60), MAX_WORKERS).length, 64);
 });
 
 test('each bad value names its key', { timeout: 5_000 }, () => {

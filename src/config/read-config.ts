@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { GatehouseError } from '../core/errors.ts';
 import { DEFAULT_SCRYPT_COST, MAX_SCRYPT_N, MIN_SCRYPT_N } from '../registry/passwords.ts';
@@ -19,7 +20,7 @@ export const CONFIG_KEYS = [
   'GATEHOUSE_NATS_URL', 'GATEHOUSE_NODE_ID', 'GATEHOUSE_LOG_LEVEL', 'GATEHOUSE_MESSAGES_PER_DEVICE', 'GATEHOUSE_MESSAGES_MAX_AGE_HOURS',
   'GATEHOUSE_DEVICE_MAX_PROPERTIES', 'GATEHOUSE_DEVICE_MAX_PROPERTIES_BYTES', 'GATEHOUSE_DEMO', 'GATEHOUSE_DEMO_PORT',
   'GATEHOUSE_PASSWORD_SCRYPT_N',
-  'GATEHOUSE_EVENTS_PER_GATEWAY', 'GATEHOUSE_EVENTS_MAX_AGE_HOURS',
+  'GATEHOUSE_EVENTS_PER_GATEWAY', 'GATEHOUSE_EVENTS_MAX_AGE_HOURS', 'GATEHOUSE_WORKERS',
 ] as const;
 export type ConfigKey = (typeof CONFIG_KEYS)[number];
 
@@ -41,6 +42,11 @@ export interface ProcessConfig {
   natsUrl: string | undefined;
   /** This node's name in the cluster; generated once into the data directory when absent (`prepareDataDir`). */
   nodeId: string | undefined;
+  /**
+   * `GATEHOUSE_WORKERS`: this many worker processes (node:cluster), each a cluster node of its own, share the
+   * ports; undefined runs one process as before.
+   */
+  workers: number | undefined;
   logLevel: LogLevel;
   /** The message store keeps the newest `perDevice` messages of each device, none older than `maxAgeHours`. */
   messages: { perDevice: number; maxAgeHours: number };
@@ -66,6 +72,16 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
   const natsUrl = parseNatsUrls(value('GATEHOUSE_NATS_URL'));
   // Nodes share the registry, devices and messages through PostgreSQL: a node with a SQLite file of its
   // own would run a cluster whose members disagree on every gateway.
+  const workers = parseWorkers(value('GATEHOUSE_WORKERS'));
+  // Every worker is a full cluster node (a device's reconnect may land on any of them): without NATS and
+  // PostgreSQL the workers could share neither sessions nor the registry.
+  if (workers !== undefined && (natsUrl === undefined || databaseUrl === undefined)) {
+    const missing = [natsUrl === undefined ? 'GATEHOUSE_NATS_URL' : null, databaseUrl === undefined ? 'GATEHOUSE_DATABASE_URL' : null]
+      .filter((key) => key !== null);
+    throw new GatehouseError('GW_ERR_WORKERS_NEED_CLUSTER',
+      `GATEHOUSE_WORKERS runs each worker process as a cluster node, which shares its state through NATS and PostgreSQL: set ${missing.join(' and ')}, `
+      + 'or unset GATEHOUSE_WORKERS to run one process', missing[0]);
+  }
   if (natsUrl !== undefined && databaseUrl === undefined) {
     throw new GatehouseError('GW_ERR_CLUSTER_NEEDS_DATABASE',
       'GATEHOUSE_NATS_URL makes this process a cluster node, and every node shares its state through PostgreSQL: set GATEHOUSE_DATABASE_URL '
@@ -83,7 +99,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     masterKey: parseMasterKey('GATEHOUSE_MASTER_KEY', value('GATEHOUSE_MASTER_KEY')),
     databaseUrl,
     natsUrl,
-    nodeId: parseNodeId(value('GATEHOUSE_NODE_ID')),
+    nodeId: parseNodeId(value('GATEHOUSE_NODE_ID'), workers),
+    workers,
     logLevel: parseLogLevel(value('GATEHOUSE_LOG_LEVEL') ?? 'info'),
     messages: {
       perDevice: parseCount('GATEHOUSE_MESSAGES_PER_DEVICE', value('GATEHOUSE_MESSAGES_PER_DEVICE') ?? '100', 1, 100_000),
@@ -207,10 +224,35 @@ function parseNatsUrls(raw: string | undefined): string | undefined {
 /** A node id is a NATS subject token and a key of the nodes bucket: letters, digits, `_` and `-`. */
 export const NODE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
-function parseNodeId(raw: string | undefined): string | undefined {
+/** A worker's node id is the node's with `-w<index>` after it (workerNodeId), within the 64 characters of any node id. */
+export const MAX_WORKERS = 64;
+export const WORKER_NODE_ID_SUFFIX_LENGTH = `-w${MAX_WORKERS}`.length;
+
+export function workerNodeId(nodeId: string, index: number): string {
+  return `${nodeId}-w${index}`;
+}
+
+function parseNodeId(raw: string | undefined, workers: number | undefined): string | undefined {
   if (raw === undefined) return undefined;
   if (!NODE_ID.test(raw)) throw invalid('GATEHOUSE_NODE_ID', `must be 1-64 letters, digits, _ or -, got "${raw}"`);
+  if (workers !== undefined && raw.length > 64 - WORKER_NODE_ID_SUFFIX_LENGTH) {
+    throw invalid('GATEHOUSE_NODE_ID', `must be at most ${64 - WORKER_NODE_ID_SUFFIX_LENGTH} characters with GATEHOUSE_WORKERS `
+      + `(each worker's node id adds -w<index>), got ${raw.length}`);
+  }
   return raw;
+}
+
+/**
+ * A positive integer or `auto` (one per core the process may use). Capped at MAX_WORKERS: each worker is a whole
+ * node (its own NATS connection, lease, PostgreSQL pool and engines), and more processes than cores only share them.
+ */
+function parseWorkers(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  if (raw.toLowerCase() === 'auto') return Math.min(availableParallelism(), MAX_WORKERS);
+  if (!/^\d{1,9}$/.test(raw) || Number(raw) < 1 || Number(raw) > MAX_WORKERS) {
+    throw invalid('GATEHOUSE_WORKERS', `must be auto or an integer 1-${MAX_WORKERS}, got "${raw}"`);
+  }
+  return Number(raw);
 }
 
 function parseLogLevel(raw: string): LogLevel {

@@ -14,6 +14,7 @@ export const ERRORS = {
   // A cluster node (GATEHOUSE_NATS_URL), checked at start
   GW_ERR_CLUSTER_NEEDS_DATABASE: { status: 500, message: 'A cluster node (GATEHOUSE_NATS_URL) needs PostgreSQL (GATEHOUSE_DATABASE_URL)' },
   GW_ERR_CLUSTER_NATS_UNREACHABLE: { status: 500, message: 'The NATS server of GATEHOUSE_NATS_URL cannot be reached' },
+  GW_ERR_WORKERS_NEED_CLUSTER: { status: 500, message: 'GATEHOUSE_WORKERS needs GATEHOUSE_NATS_URL and GATEHOUSE_DATABASE_URL' },
   GW_ERR_CLUSTER_NODE_ID_TAKEN: { status: 500, message: 'Another running node uses this GATEHOUSE_NODE_ID' },
 
   // The data directory (checked at start, by `gatehouse doctor`, `backup` and `restore`)

@@ -89,12 +89,25 @@ export class TestCluster {
     return node;
   }
 
-  /** A node as `npm start` runs it (dist/main.mjs): one a test can kill -9. */
-  async startProcess(nodeId: string, host: string): Promise<GatehouseProcess> {
+  /** A node as `npm start` runs it (dist/main.mjs): one a test can kill -9. `env`: more settings (GATEHOUSE_WORKERS …). */
+  async startProcess(nodeId: string, host: string, env: Record<string, string> = {}): Promise<GatehouseProcess & { dir: string }> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-node-'));
-    const node = await startGatehouseProcess(dir, this.env(nodeId, host));
+    const node = await startGatehouseProcess(dir, { ...this.env(nodeId, host), ...env });
     this.#processes.push({ node, dir });
-    return node;
+    return Object.assign(node, { dir });
+  }
+
+  /** Which node holds each device of the gateway (`devices.online_node`; null when offline), by device name. */
+  async onlineNodes(gateway: GatewayJson): Promise<Map<string, string | null>> {
+    const db = new pg.Client({ connectionString: this.databaseUrl });
+    await db.connect();
+    try {
+      const { rows } = await db.query<{ device_name: string; online_node: string | null }>(
+        'select device_name, online_node from devices where product_key = $1', [gateway.productKey]);
+      return new Map(rows.map((r) => [r.device_name, r.online_node]));
+    } finally {
+      await db.end();
+    }
   }
 
   async createGateway(node: ApiNode, name: string): Promise<GatewayJson> {

@@ -1,0 +1,252 @@
+/**
+ * GATEHOUSE_WORKERS (issue 16): `npm start` (dist/main.mjs) with 2 workers on nats-server and PostgreSQL. Devices
+ * connecting through the one gateway port land on both workers (each worker records itself as the device's node,
+ * `devices.online_node`, under its own node id `<node>-w1` / `<node>-w2`); a message crosses between them both ways;
+ * a client id taken over from one worker by the other; a gateway stopped and started through the API stops and
+ * listens on both; `kill -9` of a worker: the primary starts it again and devices reconnect; SIGTERM: every worker
+ * closes cleanly and the primary exits 0. Then the primary's limits: a worker that cannot start (NATS unreachable)
+ * ends the start with exit 1; a worker killed again and again right after each start makes the primary give up.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import mqtt from 'mqtt';
+import { runGatehouseExpectingExit, type GatehouseProcess } from '../harness/gatehouse-process.ts';
+import { freePort } from '../harness/gatehouse.ts';
+import { clusterSkip, TestCluster, waitFor, type GatewayJson } from '../harness/cluster.ts';
+
+const HOST = '127.0.0.2';
+type Node = GatehouseProcess & { dir: string };
+
+/** The pid a worker wrote into its own data directory (`workers/<index>/gatehouse.pid`), once it is there. */
+async function workerPid(node: Node, index: number): Promise<number | undefined> {
+  const text = await readFile(path.join(node.dir, 'workers', String(index), 'gatehouse.pid'), 'utf8').catch(() => '');
+  return /^\d+\n$/.test(text) ? Number(text) : undefined;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The primary's log (GATEHOUSE_LOG_LEVEL=info): records of one message. */
+function primaryLog(node: Node, msg: string): Record<string, unknown>[] {
+  return node.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((r) => r.role === 'primary' && r.msg === msg);
+}
+
+/** A restarted worker: a new pid, alive, that the primary saw become ready. */
+function restarted(node: Node, index: number, oldPid: number): Promise<number> {
+  return waitFor(`worker ${index} to run again`, async () => {
+    const pid = await workerPid(node, index);
+    if (pid === undefined || pid === oldPid || !alive(pid)) return undefined;
+    return primaryLog(node, 'worker_ready').some((r) => r.worker === index && r.pid === pid) ? pid : undefined;
+  }, 90_000);
+}
+
+if (clusterSkip !== undefined) {
+  test('GATEHOUSE_WORKERS', { skip: clusterSkip, timeout: 1_000 }, () => {});
+} else {
+  describe('GATEHOUSE_WORKERS=2: one port, two cluster nodes (issue 16)', { timeout: 400_000 }, () => {
+    const cluster = new TestCluster();
+    let node: Node;
+    let gateway: GatewayJson;
+    const w1 = 'workers-w1';
+    const w2 = 'workers-w2';
+
+    /** New devices connected one after the other until both workers hold one; their names by worker. */
+    async function onBothWorkers(options: mqtt.IClientOptions = {}): Promise<{ w1: string[]; w2: string[]; clients: Map<string, mqtt.MqttClient> }> {
+      const clients = new Map<string, mqtt.MqttClient>();
+      for (let i = 0; i < 8; i++) {
+        const device = await cluster.addDevice(node, gateway);
+        clients.set(device, await cluster.connect(HOST, gateway, device, options));
+        const held = await waitFor('the devices recorded online', async () => {
+          const nodes = await cluster.onlineNodes(gateway);
+          return [...clients.keys()].every((d) => typeof nodes.get(d) === 'string') ? nodes : undefined;
+        });
+        const on = (worker: string): string[] => [...clients.keys()].filter((d) => held.get(d) === worker);
+        if (i >= 1 && on(w1).length > 0 && on(w2).length > 0) return { w1: on(w1), w2: on(w2), clients };
+      }
+      assert.fail('8 devices connected through one port all landed on one worker');
+    }
+
+    before(async () => {
+      await cluster.setUp();
+      node = await cluster.startProcess('workers', HOST, { GATEHOUSE_WORKERS: '2', GATEHOUSE_LOG_LEVEL: 'info' });
+      assert.match(node.stdout(), /Gatehouse is running with 2 workers: console and API at http:\/\/127\.0\.0\.2:\d+/);
+      gateway = await cluster.createGateway(node, 'workers_gw');
+      await cluster.listening(HOST, gateway);
+    }, { timeout: 120_000 });
+
+    after(() => cluster.dispose(), { timeout: 90_000 });
+
+    test('each worker is a node of its own: own node id, own data directory and message-path files, logs say which', { timeout: 30_000 }, async () => {
+      for (const index of [1, 2]) {
+        const dir = path.join(node.dir, 'workers', String(index));
+        assert.ok(alive((await workerPid(node, index))!), `worker ${index} runs`);
+        for (const file of ['identity.json', 'mqtt-state.db', 'uplink-journal.db']) assert.ok((await stat(path.join(dir, file))).isFile(), `${dir}/${file}`);
+        const started = primaryLog(node, 'worker_ready').find((r) => r.worker === index);
+        assert.equal(started?.nodeId, `workers-w${index}`);
+      }
+      // The primary serves nothing itself but holds the node's pid file (`gatehouse restore` refuses meanwhile).
+      assert.equal(Number(await readFile(path.join(node.dir, 'gatehouse.pid'), 'utf8')), node.child.pid);
+      // /metrics is one worker's, and says whose: two requests on fresh connections reach one worker each.
+      const answered = new Set<string>();
+      for (let i = 0; i < 6 && answered.size < 2; i++) {
+        const res = await fetch(`${node.url}/api/v1/metrics`, { headers: { authorization: 'Bearer e2e-admin-token-0123456789abcdef', connection: 'close' } });
+        answered.add(/^gatehouse_node_info\{node_id="([^"]+)"\} 1$/m.exec(await res.text())?.[1] ?? 'none');
+      }
+      assert.deepEqual([...answered].sort(), ['workers-w1', 'workers-w2']);
+      const workerLines = node.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { worker?: unknown });
+      assert.ok(workerLines.some((r) => r.worker === 1) && workerLines.some((r) => r.worker === 2), 'log lines name their worker');
+    });
+
+    test('devices through one port land on both workers; QoS 0 and 1 cross between them both ways', { timeout: 90_000 }, async () => {
+      const { w1: on1, w2: on2, clients } = await onBothWorkers();
+      const pairs: [string, string][] = [[on1[0]!, on2[0]!], [on2[0]!, on1[0]!]];
+      for (const [from, to] of pairs) {
+        const subscriber = clients.get(to)!;
+        const got: string[] = [];
+        const listener = (topic: string, payload: Buffer): void => void got.push(`${topic} ${payload.toString()}`);
+        subscriber.on('message', listener);
+        await subscriber.subscribeAsync(`cross/${to}/#`, { qos: 1 });
+        await clients.get(from)!.publishAsync(`cross/${to}/q0`, `from ${from}`, { qos: 0 });
+        await clients.get(from)!.publishAsync(`cross/${to}/q1`, `from ${from}`, { qos: 1 });
+        await waitFor(`${from} → ${to}`, () => (got.length === 2 ? true : undefined));
+        assert.deepEqual(got.sort(), [`cross/${to}/q0 from ${from}`, `cross/${to}/q1 from ${from}`]);
+        subscriber.off('message', listener);
+      }
+    });
+
+    test('a client id connected on one worker is taken over by a CONNECT that lands on the other (v5 0x8E) [MQTT-3.1.4-3]', { timeout: 90_000 }, async () => {
+      const device = await cluster.addDevice(node, gateway);
+      let holder = await cluster.connect(HOST, gateway, device);
+      let heldBy = await waitFor('the first connection recorded', async () => (await cluster.onlineNodes(gateway)).get(device) ?? undefined);
+      // Round-robin sends the next connection to the other worker unless another came between: try a few times.
+      for (let attempt = 0; attempt < 6; attempt++) {
+        const reason = new Promise<number | undefined>((resolve) => holder.once('disconnect', (packet) => resolve(packet.reasonCode)));
+        const next = await cluster.connect(HOST, gateway, device);
+        assert.equal(await reason, 0x8e, 'the connection taken over is told 0x8E');
+        const moved = await waitFor('the new connection recorded', async () => {
+          const now = (await cluster.onlineNodes(gateway)).get(device);
+          return now !== heldBy ? now : undefined;
+        }, 3_000).catch(() => undefined);
+        holder = next;
+        if (moved !== undefined) {
+          assert.ok(moved === w1 || moved === w2);
+          assert.notEqual(moved, heldBy);
+          // The new holder works: it gets what it subscribes to.
+          await holder.subscribeAsync(`takeover/${device}`, { qos: 1 });
+          const got = new Promise<string>((resolve) => holder.once('message', (_t, p) => resolve(p.toString())));
+          const other = await cluster.connect(HOST, gateway, await cluster.addDevice(node, gateway));
+          await other.publishAsync(`takeover/${device}`, 'after', { qos: 1 });
+          assert.equal(await got, 'after');
+          return;
+        }
+        heldBy = (await cluster.onlineNodes(gateway)).get(device) ?? heldBy;
+      }
+      assert.fail('no CONNECT of six landed on the other worker');
+    });
+
+    test('a gateway stopped through the API stops listening on both workers; started again, both take devices', { timeout: 90_000 }, async () => {
+      const stopped = await node.api<{ status: string }>('POST', `/gateways/${gateway.id}/stop`);
+      assert.equal(stopped.status, 200, JSON.stringify(stopped.json));
+      // node:cluster's primary keeps a shared port open while any worker listens on it: refused = closed on both.
+      await waitFor('the port closed on both workers', async () => {
+        for (let i = 0; i < 4; i++) {
+          const refused = await new Promise<boolean>((resolve) => {
+            const socket = net.connect(gateway.port, HOST);
+            socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+            socket.once('connect', () => {
+              socket.destroy();
+              resolve(false);
+            });
+          });
+          if (!refused) return undefined;
+        }
+        return true;
+      });
+      const started = await node.api<{ status: string }>('POST', `/gateways/${gateway.id}/start`);
+      assert.equal(started.status, 200, JSON.stringify(started.json));
+      await cluster.listening(HOST, gateway);
+      await onBothWorkers();
+    });
+
+    test('kill -9 of a worker: the primary starts it again, its devices reconnect, messages cross again', { timeout: 180_000 }, async () => {
+      const { w1: on1, clients } = await onBothWorkers({ reconnectPeriod: 300 });
+      const reconnected = on1.map((d) => new Promise<void>((resolve) => clients.get(d)!.once('close', () => clients.get(d)!.once('connect', () => resolve()))));
+      const oldPid = (await workerPid(node, 1))!;
+      process.kill(oldPid, 'SIGKILL');
+      await Promise.all(reconnected);
+      const newPid = await restarted(node, 1, oldPid);
+      assert.ok(primaryLog(node, 'worker_died').some((r) => r.worker === 1 && r.pid === oldPid && r.signal === 'SIGKILL'));
+      assert.equal(node.child.exitCode, null, 'the primary runs on');
+      // The restarted worker takes devices again (its node id is the same), and messages cross.
+      const again = await onBothWorkers();
+      assert.ok(alive(newPid));
+      const sub = again.clients.get(again.w1[0]!)!;
+      await sub.subscribeAsync('after-kill', { qos: 1 });
+      const got = new Promise<string>((resolve) => sub.once('message', (_t, p) => resolve(p.toString())));
+      await again.clients.get(again.w2[0]!)!.publishAsync('after-kill', 'crossed', { qos: 1 });
+      assert.equal(await got, 'crossed');
+    });
+
+    test('SIGTERM: the primary forwards it, every worker closes cleanly, the primary exits 0', { timeout: 90_000 }, async () => {
+      const pids = [(await workerPid(node, 1))!, (await workerPid(node, 2))!];
+      for (const client of cluster.clients) client.end(true);
+      await node.stop();
+      assert.equal(await node.exited, 0, node.stderr());
+      for (const pid of pids) assert.equal(alive(pid), false, `worker ${pid} ended`);
+      // A worker removes its pid file only at the end of a clean close; the primary its own once all are gone.
+      for (const index of [1, 2]) {
+        await assert.rejects(stat(path.join(node.dir, 'workers', String(index), 'gatehouse.pid')), { code: 'ENOENT' });
+      }
+      await assert.rejects(stat(path.join(node.dir, 'gatehouse.pid')), { code: 'ENOENT' });
+      assert.equal(primaryLog(node, 'worker_exited').filter((r) => r.code === 0).length, 2);
+    });
+  });
+
+  describe('GATEHOUSE_WORKERS: the primary gives up rather than loop (issue 16)', { timeout: 300_000 }, () => {
+    const cluster = new TestCluster();
+    before(() => cluster.setUp(), { timeout: 30_000 });
+    after(() => cluster.dispose(), { timeout: 90_000 });
+
+    test('a worker that cannot start ends the start: exit 1, its reason on stderr, no restart', { timeout: 90_000 }, async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-node-'));
+      const unreachable = `nats://127.0.0.1:${await freePort()}`;
+      const run = await runGatehouseExpectingExit(dir, {
+        ...cluster.env('noworkers', HOST, unreachable), GATEHOUSE_WORKERS: '2', GATEHOUSE_LOG_LEVEL: 'info',
+      }, 80_000);
+      assert.equal(run.code, 1, run.stdout + run.stderr);
+      assert.match(run.stderr, /GW_ERR_CLUSTER_NATS_UNREACHABLE/);
+      assert.match(run.stdout, /"msg":"worker_start_failed"/);
+      assert.doesNotMatch(run.stdout, /Gatehouse is running/);
+      assert.equal((run.stdout.match(/"msg":"worker_started"/g) ?? []).length, 1, 'worker 2 never started, worker 1 not again');
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    test('killed again and again within 30 s of each start, a worker is restarted with a back-off, then the primary gives up (exit 1)', { timeout: 240_000 }, async () => {
+      const node = await cluster.startProcess('crashloop', HOST, { GATEHOUSE_WORKERS: '1', GATEHOUSE_LOG_LEVEL: 'info' });
+      let pid = (await workerPid(node, 1))!;
+      for (let death = 1; death <= 4; death++) {
+        process.kill(pid, 'SIGKILL');
+        if (death === 4) break;
+        pid = await restarted(node, 1, pid);
+      }
+      assert.equal(await node.exited, 1, node.stdout());
+      const died = primaryLog(node, 'worker_died');
+      assert.deepEqual(died.map((r) => r.restartInMs), [1_000, 2_000, 4_000]);
+      const gaveUp = primaryLog(node, 'workers_giving_up');
+      assert.equal(gaveUp.length, 1);
+      assert.equal(gaveUp[0]!.deathsInARow, 4);
+      assert.equal(alive(pid), false);
+    });
+  });
+}
