@@ -37,8 +37,8 @@ const RETAINED_SWEEP_BUDGET = 1_000;
 /** How long a socket we ended may wait for the peer to close it. */
 const LINGER_MS = 2000;
 
-/** How a `deliverTo` ended: sent at QoS 0, acknowledged at QoS 1/2, or why not. */
-export type DirectDelivery = 'offline' | 'not_subscribed' | 'sent' | 'acked' | 'timeout';
+/** How a `deliverTo` ended: sent at QoS 0, acknowledged at QoS 1/2, or why not (dropped: online and subscribed, not sent). */
+export type DirectDelivery = 'offline' | 'not_subscribed' | 'sent' | 'acked' | 'timeout' | 'dropped';
 
 export interface BrokerInit {
   options?: Partial<BrokerOptions>;
@@ -423,17 +423,17 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       topic: init.topic, payload: init.payload, qos, retain: false, properties: undefined, expiresAt: 0, senderId: '',
     });
     const ids = subIds.length > 0 ? subIds : undefined;
-    if (qos === 0) {
-      session.deliver(message, 0, false, ids);
-      return Promise.resolve('sent');
-    }
+    // Dropped rather than sent (larger than the device accepts, its socket congested, its queue full):
+    // said so, not reported as sent or left to time out.
+    if (qos === 0) return Promise.resolve(session.deliver(message, 0, false, ids) ? 'sent' : 'dropped');
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve('timeout'), ackTimeoutMs);
       timer.unref();
-      session.deliver(message, qos, false, ids, () => {
+      const end = (delivered: boolean): void => {
         clearTimeout(timer);
-        resolve('acked');
-      });
+        resolve(delivered ? 'acked' : 'dropped');
+      };
+      if (!session.deliver(message, qos, false, ids, end)) end(false);
     });
   }
 

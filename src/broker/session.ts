@@ -57,7 +57,7 @@ interface Outbound {
   /** 'publish': waiting for PUBACK/PUBREC; 'pubrel': PUBREL sent, waiting for PUBCOMP. */
   state: 'publish' | 'pubrel';
   /** Told when the client completes this flow (PUBACK / PUBCOMP); not persisted. */
-  onComplete?: () => void;
+  onComplete?: (delivered: boolean) => void;
 }
 
 /** A message a session owes its client, as an operator sees it (no payload: its size). */
@@ -247,38 +247,40 @@ export class Session {
   }
 
   /**
-   * Hands a matched message to this session at the delivery QoS. `onComplete` hears the client's
-   * PUBACK / PUBCOMP of this very message (QoS 1/2 only).
+   * Hands a matched message to this session at the delivery QoS. Returns false when it was dropped at
+   * once (QoS 0: offline, slow consumer, larger than the client accepts; QoS 1/2: refused by the queue or
+   * too large). `onComplete` (QoS 1/2) hears how this very message ended: true for the client's PUBACK /
+   * PUBCOMP, false when it was dropped later (queue overflow, expiry, too large when its turn came).
    */
-  deliver(message: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined, onComplete?: () => void): void {
+  deliver(message: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined, onComplete?: (delivered: boolean) => void): boolean {
     const link = this.link;
     if (qos === 0) {
       // QoS 0 is not queued: it goes now or not at all (offline or slow consumer).
       if (link === null) {
         this.#stats.droppedOffline++;
-      } else if (link.congested) {
-        this.#stats.droppedSlowConsumer++;
-      } else {
-        link.sendPublish(message, 0, retain, 0, false, subIds);
+        return false;
       }
-      return;
+      if (link.congested) {
+        this.#stats.droppedSlowConsumer++;
+        return false;
+      }
+      return link.sendPublish(message, 0, retain, 0, false, subIds);
     }
     const entry: Outbound = { seq: this.#nextSeq++, message, qos, retain, subIds, packetId: 0, state: 'publish', onComplete };
     if (link !== null && this.queuedCount === 0 && this.#inflight.size < link.sendQuota && !link.congested) {
-      this.#send(link, entry);
-    } else {
-      this.#enqueue(entry);
+      return this.#send(link, entry);
     }
+    return this.#enqueue(entry);
   }
 
-  #enqueue(entry: Outbound): void {
+  #enqueue(entry: Outbound): boolean {
     const queue = (this.#queue ??= new RingQueue());
     const size = queuedSize(entry);
     const { maxQueued, maxQueuedBytes } = this.#limits;
     if (size > maxQueuedBytes || (this.#limits.queueOverflow === 'drop-new' && (queue.length >= maxQueued || this.#queuedBytes + size > maxQueuedBytes))) {
       this.#stats.droppedQueueFull++;
       if (queue.length < maxQueued) this.#stats.queueDropsOverBytes++;
-      return;
+      return false;
     }
     // drop-oldest: make room in count and in bytes.
     while (queue.length > 0 && (queue.length >= maxQueued || this.#queuedBytes + size > maxQueuedBytes)) {
@@ -287,10 +289,12 @@ export class Session {
       const dropped = queue.shift()!;
       this.#queuedBytes -= queuedSize(dropped);
       this.#forget(dropped);
+      dropped.onComplete?.(false);
     }
     queue.push(entry);
     this.#queuedBytes += size;
     this.#record(entry);
+    return true;
   }
 
   /** Bytes of the queued messages (payloads and topics). */
@@ -298,15 +302,18 @@ export class Session {
     return this.#queuedBytes;
   }
 
-  #send(link: SessionLink, entry: Outbound): void {
+  #send(link: SessionLink, entry: Outbound): boolean {
     entry.packetId = this.#allocatePacketId();
     if (link.sendPublish(entry.message, entry.qos, entry.retain, entry.packetId, false, entry.subIds)) {
       this.#inflight.set(entry);
       this.#record(entry);
-    } else {
-      // Not sent because it is larger than the client accepts: treated as delivered [MQTT-3.1.2-25].
-      this.#forget(entry);
+      return true;
     }
+    // Not sent because it is larger than the client accepts: discarded as if delivered [MQTT-3.1.2-25];
+    // whoever waits on it hears it was not.
+    this.#forget(entry);
+    entry.onComplete?.(false);
+    return false;
   }
 
   #allocatePacketId(): number {
@@ -397,6 +404,7 @@ export class Session {
       if (isExpired(entry.message, now)) {
         this.#stats.droppedExpired++;
         this.#forget(entry);
+        entry.onComplete?.(false);
         continue;
       }
       this.#send(link, entry);
@@ -411,7 +419,7 @@ export class Session {
     if (expect === 'puback' ? entry.qos !== 1 : entry.state !== 'pubrel') return false;
     this.#inflight.delete(packetId);
     this.#forget(entry);
-    entry.onComplete?.();
+    entry.onComplete?.(true);
     this.drain();
     return true;
   }

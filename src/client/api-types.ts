@@ -3977,8 +3977,11 @@ export interface paths {
                         "application/json": {
                             /** @description The device was connected */
                             online: boolean;
-                            /** @enum {unknown} */
-                            result: "OFFLINE" | "NOT_SUBSCRIBED" | "SENT" | "ACKED" | "TIMEOUT";
+                            /**
+                             * @description DROPPED: connected and subscribed, but not sent (larger than the device's Maximum Packet Size, its socket congested at QoS 0, or its queue full)
+                             * @enum {unknown}
+                             */
+                            result: "OFFLINE" | "NOT_SUBSCRIBED" | "SENT" | "ACKED" | "TIMEOUT" | "DROPPED";
                             /** @description QoS 1: the device sent PUBACK in time; null when nothing went out at QoS 1 */
                             acknowledged: boolean | null;
                         };

@@ -98,6 +98,7 @@ export const ERRORS = {
   GW_ERR_WEBHOOK_SECRET_INVALID: { status: 400, message: 'The signing secret must be 16-128 printable characters' },
   GW_ERR_DEAD_LETTER_NOT_FOUND: { status: 404, message: 'No dead letter with this id' },
   GW_ERR_TOPIC_INVALID: { status: 400, message: 'Not a valid MQTT topic name' },
+  GW_ERR_TOPIC_OVER_LIMIT: { status: 400, message: 'The topic has more levels or bytes than the gateway allows its devices' },
   GW_ERR_PAYLOAD_INVALID: { status: 400, message: 'The payload is not valid base64 (or hex)' },
   GW_ERR_TIME_INVALID: { status: 400, message: 'Not an ISO 8601 time' },
   // Connection events

@@ -71,8 +71,11 @@ export interface DownlinkRequest {
 
 export interface DownlinkResult {
   online: boolean;
-  /** OFFLINE, NOT_SUBSCRIBED (online but no subscription matches the topic), SENT (QoS 0), ACKED, TIMEOUT. */
-  result: 'OFFLINE' | 'NOT_SUBSCRIBED' | 'SENT' | 'ACKED' | 'TIMEOUT';
+  /**
+   * OFFLINE, NOT_SUBSCRIBED (online but no subscription matches the topic), SENT (QoS 0), ACKED, TIMEOUT,
+   * DROPPED (online and subscribed, but not sent: larger than the device accepts, its socket congested, its queue full).
+   */
+  result: 'OFFLINE' | 'NOT_SUBSCRIBED' | 'SENT' | 'ACKED' | 'TIMEOUT' | 'DROPPED';
   /** QoS 1: whether the device's PUBACK arrived; null when nothing was sent at QoS 1 (QoS 0 asked or granted, offline …). */
   acknowledged: boolean | null;
 }
@@ -88,7 +91,7 @@ export interface ParsingTestResult {
 }
 
 /** The best of several connections' outcomes wins. */
-const OUTCOME_RANK: readonly DirectDelivery[] = ['acked', 'sent', 'timeout', 'not_subscribed', 'offline'];
+const OUTCOME_RANK: readonly DirectDelivery[] = ['acked', 'sent', 'timeout', 'dropped', 'not_subscribed', 'offline'];
 
 /** A single process's outbox claims: taken at start only, so their length matters only to a later cluster. */
 const LOCAL_CLAIM_MS = 10_000;

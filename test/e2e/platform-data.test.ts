@@ -264,3 +264,38 @@ test('a downlink reaches a subscribed device at QoS 0 and QoS 1 (acknowledged); 
   const badTopic = await gh.api<{ error: { code: string } }>('POST', `/products/${gw.productKey}/devices/sensor-01/messages`, { topic: 'a/+', payload });
   assert.equal(badTopic.json.error.code, 'GW_ERR_TOPIC_INVALID');
 });
+
+test('a downlink the device would refuse is reported DROPPED, not SENT or a TIMEOUT; a topic past the gateway\'s limits is a 400 naming the field', { timeout: 15_000 }, async () => {
+  // A v5 device that accepts packets of at most 256 bytes [MQTT-3.1.2-24]: a larger PUBLISH is never sent to it.
+  const device = await clients.connect(gw.port, 'sensor-02', { clientId: 'c-small-packets', properties: { maximumPacketSize: 256 } });
+  const setTopic = `/sys/${gw.productKey}/sensor-02/thing/service/property/set`;
+  await device.subscribeAsync(setTopic, { qos: 1 });
+  const send = (payload: Buffer, qos: 0 | 1, topic = setTopic) => gh.api<{ online: boolean; result: string; acknowledged: boolean | null; error?: { code: string; field: string } }>(
+    'POST', `/products/${gw.productKey}/devices/sensor-02/messages`, { topic, payload: payload.toString('base64'), qos });
+
+  const large = Buffer.alloc(1024, 0x61);
+  const r0 = await send(large, 0);
+  assert.deepEqual(r0.json, { online: true, result: 'DROPPED', acknowledged: null });
+  // QoS 1: answered at once, where it used to wait out the acknowledgement time and say TIMEOUT.
+  const r1 = await send(large, 1);
+  assert.deepEqual(r1.json, { online: true, result: 'DROPPED', acknowledged: null });
+  const small = nextMessage(device, setTopic);
+  const r2 = await send(Buffer.from('ok'), 1);
+  assert.deepEqual(r2.json, { online: true, result: 'ACKED', acknowledged: true });
+  assert.equal((await small).payload.toString(), 'ok');
+
+  // The gateway's topic limits apply to what the platform sends its devices, as to what they publish.
+  const limited = await gh.api('PATCH', `/gateways/${gw.id}`, { limits: { maxTopicLevels: 8 } });
+  assert.equal(limited.status, 200, JSON.stringify(limited.json));
+  try {
+    const deep = await send(Buffer.from('x'), 0, 'a/b/c/d/e/f/g/h/i'); // 9 levels
+    assert.equal(deep.status, 400);
+    assert.equal(deep.json.error?.code, 'GW_ERR_TOPIC_OVER_LIMIT');
+    assert.equal(deep.json.error?.field, 'topic');
+    const atLimit = await send(Buffer.from('x'), 0, 'a/b/c/d/e/f/g/h'); // 8 levels: allowed, not subscribed
+    assert.equal(atLimit.json.result, 'NOT_SUBSCRIBED');
+  } finally {
+    const restored = await gh.api('PATCH', `/gateways/${gw.id}`, { limits: { maxTopicLevels: null } });
+    assert.equal(restored.status, 200, JSON.stringify(restored.json));
+  }
+});

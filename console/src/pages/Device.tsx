@@ -207,6 +207,7 @@ const OUTCOME: Record<DownlinkResult['result'], string> = {
   TIMEOUT: 'Sent, but the device did not acknowledge it in time.',
   NOT_SUBSCRIBED: 'Not sent: the device is connected but not subscribed to this topic.',
   OFFLINE: 'Not sent: the device is not connected.',
+  DROPPED: 'Not sent: the device is connected and subscribed, but the message is larger than it accepts, or it is not reading fast enough.',
 };
 
 function SendMessage({ productKey, deviceName, onSent }: { productKey: string; deviceName: string; onSent: () => void }) {

@@ -1,7 +1,8 @@
 /** /messages (stored device messages) and the downlink to one device. */
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { GatehouseError } from '../../core/errors.ts';
-import { isValidTopicName } from '../../mqtt/topics.ts';
+import { isValidTopicName, TOPIC_LEVELS_CEILING, topicWithinLimits } from '../../mqtt/topics.ts';
+import { MQTT_MAX_STRING_BYTES } from '../../registry/gateway-limits.ts';
 import type { Platform } from '../../platform/index.ts';
 import type { Registry } from '../../registry/registry.ts';
 import { errorResponses } from '../common-schemas.ts';
@@ -42,6 +43,13 @@ export const messageRoutes: FastifyPluginCallbackTypebox<MessageRoutesOptions> =
     const { topic, payload, encoding = 'base64', qos = 0 } = request.body;
     await registry.devices.get(productKey, deviceName); // 404 for an unknown product or device
     if (!isValidTopicName(topic) || topic.startsWith('$')) throw new GatehouseError('GW_ERR_TOPIC_INVALID', undefined, 'topic');
+    // The gateway's own topic limits, as for its devices' PUBLISHes: firmware was promised no deeper or longer topic.
+    const { limits } = await registry.gateways.get((await registry.products.require(productKey)).gatewayId);
+    const maxLevels = limits.maxTopicLevels ?? TOPIC_LEVELS_CEILING;
+    const maxBytes = limits.maxTopicLength ?? MQTT_MAX_STRING_BYTES;
+    if (!topicWithinLimits(topic, maxLevels, maxBytes)) {
+      throw new GatehouseError('GW_ERR_TOPIC_OVER_LIMIT', `the gateway allows ${maxLevels} topic levels and ${maxBytes} bytes (maxTopicLevels, maxTopicLength)`, 'topic');
+    }
     return platform.downlink(productKey, deviceName, { topic, payload: decodePayload(payload, encoding), qos });
   });
 

@@ -37,6 +37,8 @@ export const DownlinkBody = Type.Object({
 
 export const DownlinkView = Type.Object({
   online: Type.Boolean({ description: 'The device was connected' }),
-  result: Type.Enum(['OFFLINE', 'NOT_SUBSCRIBED', 'SENT', 'ACKED', 'TIMEOUT']),
+  result: Type.Enum(['OFFLINE', 'NOT_SUBSCRIBED', 'SENT', 'ACKED', 'TIMEOUT', 'DROPPED'], {
+    description: 'DROPPED: connected and subscribed, but not sent (larger than the device\'s Maximum Packet Size, its socket congested at QoS 0, or its queue full)',
+  }),
   acknowledged: Nullable(Type.Boolean({ description: 'QoS 1: the device sent PUBACK in time; null when nothing went out at QoS 1' })),
 });
