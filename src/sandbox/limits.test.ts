@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { after, test } from 'node:test';
 import { QuickJsRunner, ScriptCompileError, type CompiledScript, type InvokeResult } from './index.ts';
 import { errorOf, valueOf } from './test-support.ts';
@@ -447,6 +449,26 @@ test('the host library is frozen', { timeout: 5_000 }, async () => {
     attempts: { replaceHmac: 'TypeError', replaceLibrary: 'TypeError', addEncoding: 'TypeError' },
     frozen: true,
   });
+});
+
+test('an idle runner does not keep its process alive: a program that used it and never disposed it ends', HANG, async () => {
+  // A gateway's runner lives as long as its process, and a CLI or test that forgets dispose() must
+  // still end. The worker and its watchdog's interval hold the process only while work is outstanding.
+  const index = JSON.stringify(new URL('./index.ts', import.meta.url).href);
+  const program = `import { QuickJsRunner } from ${index};
+    const runner = new QuickJsRunner({ workers: 1 });
+    const script = await runner.compile('function handler() { return { ok: true }; }', { kind: 'module-function', entry: 'handler' });
+    process.stdout.write(JSON.stringify(await script.invoke([])));`;
+  const child = spawn(process.execPath, ['--no-node-snapshot', '--import', 'tsx', '--input-type=module', '-e', program], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { out += chunk; });
+  // A deadline that only catches the hang: the program takes a second or two; held, it never ends.
+  const alive = setTimeout(() => child.kill('SIGKILL'), 40_000);
+  const [code, signal] = await once(child, 'exit') as [number | null, NodeJS.Signals | null];
+  clearTimeout(alive);
+  assert.equal(signal, null, 'the process was still alive 40 s after its last call: the runner held it');
+  assert.equal(code, 0);
+  assert.deepEqual(valueOf(JSON.parse(out) as InvokeResult), { ok: true });
 });
 
 test('a disposed script answers disposed, and so do calls that were in flight', HANG, async () => {
