@@ -32,6 +32,8 @@ import { dispatch } from './handlers/index.ts';
 /** Session Expiry Interval meaning "never expires" [MQTT-3.1.2-?, §3.1.2.11.2]. */
 const NEVER_EXPIRES = 0xffffffff;
 const SWEEP_INTERVAL_MS = 250;
+/** A retained message's fixed part (record, key) in the commit gate's byte estimate. */
+const RETAINED_HOLD_OVERHEAD = 64;
 /** Retained topics looked at per sweep for expired messages: 4,000 a second, a few hundred microseconds each time. */
 const RETAINED_SWEEP_BUDGET = 1_000;
 /** How long a socket we ended may wait for the peer to close it. */
@@ -448,7 +450,12 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     // [MQTT-3.3.1-5] the server stores the message as the topic's retained message.
     if (message.retain && this.retained.set(message)) {
       this.#journal?.retained(message.topic, message.payload.length === 0 ? null : message);
-      if (this.#link !== null) replicated = this.#link.retain(message);
+      if (this.#link !== null) {
+        replicated = this.#link.retain(message);
+        // A 3.1.1 client need not wait for its PUBACKs: what is on its way to the cluster's store counts
+        // against the same byte bound as the disk's writes, or a stalled NATS would queue it without bound.
+        this.commits.hold(replicated, RETAINED_HOLD_OVERHEAD + message.topic.length + message.payload.length);
+      }
     }
     this.#route(message);
     // After local routing: the other nodes' subscribers (not yet durable across a node's death: issue 16 item 2).

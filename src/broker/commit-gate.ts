@@ -96,6 +96,16 @@ export class CommitGate {
     commit.then(settle, settle);
   }
 
+  /**
+   * `bytes` of state on their way to a store that no output waits for here (a cluster's retained store:
+   * the acknowledgement waits on its own promise): counted against the limit until `settles` settles.
+   */
+  hold(settles: PromiseLike<unknown>, bytes: number): void {
+    this.add(bytes);
+    const done = (): void => this.release(bytes);
+    settles.then(done, done);
+  }
+
   /** Settles once the bytes waiting for the writer are back to half the limit (at once when they are). */
   relieved(): Promise<void> {
     if (!this.#underLowWater()) return new Promise((resolve) => this.#reliefWaiters.push(resolve));

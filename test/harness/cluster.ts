@@ -185,11 +185,15 @@ export async function gatewayCounter(node: { url: string }, gateway: GatewayJson
 /**
  * A TCP relay on 127.0.0.1 in front of a NATS server: a node connected through it is cut off from the cluster
  * (`sever`: its connections dropped, new ones refused) while the others stay connected; `restore` lets it back.
+ * `stall` keeps the connections open but forwards nothing (NATS slow to answer, as a congested link): what
+ * either side sends meanwhile is held, in order, and `flow` passes it on.
  */
 export interface NatsRelay {
   readonly url: string;
   sever(): void;
   restore(): void;
+  stall(): void;
+  flow(): void;
   close(): Promise<void>;
 }
 
@@ -197,6 +201,14 @@ export async function natsRelay(target: string): Promise<NatsRelay> {
   const to = new URL(target);
   const sockets = new Set<net.Socket>();
   let open = true;
+  let stalled = false;
+  const held: { to: net.Socket; data: Buffer }[] = [];
+  const forward = (from: net.Socket, to: net.Socket): void => {
+    from.on('data', (data: Buffer) => {
+      if (stalled) held.push({ to, data });
+      else to.write(data);
+    });
+  };
   const server = net.createServer((client) => {
     if (!open) {
       client.destroy();
@@ -208,7 +220,8 @@ export async function natsRelay(target: string): Promise<NatsRelay> {
       s.once('close', () => sockets.delete(s));
       s.on('error', () => undefined);
     }
-    client.pipe(upstream).pipe(client);
+    forward(client, upstream);
+    forward(upstream, client);
     client.once('close', () => upstream.destroy());
     upstream.once('close', () => client.destroy());
   });
@@ -222,6 +235,13 @@ export async function natsRelay(target: string): Promise<NatsRelay> {
     },
     restore() {
       open = true;
+    },
+    stall() {
+      stalled = true;
+    },
+    flow() {
+      stalled = false;
+      for (const { to, data } of held.splice(0)) if (!to.destroyed) to.write(data);
     },
     async close() {
       open = false;
