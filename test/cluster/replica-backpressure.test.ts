@@ -60,7 +60,7 @@ if (clusterSkip !== undefined) {
       const parser = mqttPacket.parser({ protocolVersion: 4 });
       const packets: mqttPacket.Packet[] = [];
       parser.on('packet', (p) => packets.push(p));
-      socket.on('data', (d) => parser.parse(d));
+      socket.on('data', (d: Buffer) => parser.parse(d));
       socket.write(frame({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `c-${device}`, keepalive: 0, username: device, password: Buffer.from(`pw-${device}`) }));
       await waitFor('CONNACK', () => (packets.some((p) => p.cmd === 'connack') ? true : undefined));
       assert.equal((packets[0] as mqttPacket.IConnackPacket).returnCode, 0);
