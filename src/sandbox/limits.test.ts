@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import { after, test } from 'node:test';
 import { QuickJsRunner, ScriptCompileError, type CompiledScript, type InvokeResult } from './index.ts';
 import { errorOf, valueOf } from './test-support.ts';
@@ -158,6 +159,43 @@ test('a call stuck in native code past its limit gets its worker replaced; other
     assert.deepEqual(valueOf(await counter.invoke([])), { n: 1 });
     assert.equal(counter.stats().restarts, 1);
   } finally {
+    single.dispose();
+  }
+});
+
+test('a worker that ends unasked (a crash, not the watchdog): what it owed is answered internal with why, its scripts recover on a new one', HANG, async () => {
+  // The worker is found as the one the runner posts to, and ended from outside, as a fatal error in
+  // the thread would end it. Nothing was stuck, so no call is a timeout or "waiting behind" one.
+  const workers = new Set<Worker>();
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- only ever applied to a Worker, and put back
+  const post = Worker.prototype.postMessage;
+  Worker.prototype.postMessage = function (this: Worker, ...args: Parameters<Worker['postMessage']>) {
+    workers.add(this);
+    post.apply(this, args);
+  };
+  const single = new QuickJsRunner({ workers: 1 });
+  try {
+    const slow = await single.compile('function handler() { const end = Date.now() + 3000; while (Date.now() < end) {} return {}; }',
+      { ...HANDLER, timeoutMs: 10_000 });
+    const counter = await single.compile('let n = 0; function handler() { return { n: ++n }; }', HANDLER);
+    Worker.prototype.postMessage = post;
+    assert.deepEqual(valueOf(await counter.invoke([])), { n: 1 });
+    assert.equal(workers.size, 1);
+    const running = slow.invoke([]);
+    const behind = counter.invoke([]);
+    const compile = single.compile('function handler() { return {}; }', HANDLER).then(() => 'compiled', (e: Error) => e.message);
+    await new Promise((resolve) => setImmediate(resolve)); // all handed to the worker
+    for (const worker of workers) await worker.terminate();
+    for (const result of [await running, await behind]) {
+      assert.deepEqual(errorOf(result), { kind: 'internal', message: 'sandbox worker exited with code 1' });
+    }
+    assert.equal(await compile, 'sandbox worker exited with code 1');
+    // Both scripts moved to a new worker: top-level state starts again, as after any restart.
+    assert.deepEqual(valueOf(await counter.invoke([])), { n: 1 });
+    assert.equal(counter.stats().restarts, 1);
+    assert.deepEqual(valueOf(await slow.invoke([])), {});
+  } finally {
+    Worker.prototype.postMessage = post;
     single.dispose();
   }
 });
