@@ -25,6 +25,13 @@ export interface TestGatehouse {
  */
 export async function startTestGatehouse(options: { dataDir?: string; env?: Record<string, string>; logger?: Logger } & GatehouseOverrides = {}): Promise<TestGatehouse> {
   const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'gh-e2e-')));
+  // GATEHOUSE_TEST_WORKERS=N: the same suite against `npm start` with N workers (gatehouse-workers.ts).
+  const workersHarness = await import('./gatehouse-workers.ts');
+  const workers = workersHarness.testWorkers();
+  if (workers !== undefined) {
+    const { dataDir: _dir, env, ...overrides } = options;
+    return workersHarness.startWorkersGatehouse(workers, dataDir, env ?? {}, overrides);
+  }
   const prepared = await loadConfig({
     GATEHOUSE_DATA_DIR: dataDir,
     GATEHOUSE_HTTP_PORT: '0',
@@ -64,6 +71,7 @@ export function capturedLog(level = 'info'): { logger: Logger; records: Record<s
 
 export async function removeDataDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
+  await (await import('./gatehouse-workers.ts')).dropWorkersSchema(dir);
 }
 
 /** A TCP port that was free a moment ago on 127.0.0.1. */
