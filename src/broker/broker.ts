@@ -13,7 +13,7 @@ import { logText } from '../core/log-text.ts';
 import { DEFAULT_BROKER_OPTIONS, type BrokerOptions, type LiveLimits } from './options.ts';
 import { createStats, type BrokerStats } from './stats.ts';
 import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.ts';
-import { Router } from './router.ts';
+import { Router, type Delivery, type RemotePick } from './router.ts';
 import { RetainedStore, type RetainedBodies } from './retained.ts';
 import { createMessage, type Message } from './message.ts';
 import { Session, type Subscription } from './session.ts';
@@ -100,6 +100,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.#persistence = init.persistence;
     this.#journal = init.persistence === undefined ? null : new Journal(init.persistence, this.logger, this.commits, (m) => this.retained.written(m));
     this.#link = init.link ?? null;
+    const link = this.#link;
+    if (link !== null) this.router.onLocalGroup = (group, filter, present) => link.sharedInterest(group, filter, present);
     this.retained.onExpired = (topic) => this.#journal?.retained(topic, null);
     this.#sweep = setInterval(() => {
       this.#sweepConnections();
@@ -373,7 +375,26 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
    */
   #bindLink(): void {
     this.#link?.bind({
-      receive: (message) => this.contain(() => this.#route(message), 'cluster_delivery_failed', message.senderId),
+      receive: (message) => this.contain(() => this.#route(message, null), 'cluster_delivery_failed', message.senderId),
+      sharedElsewhere: (group, filter, nodes) => this.router.setRemotes(group, filter, nodes),
+      receiveShared: (group, filter, message, done) => {
+        let delivered = false;
+        this.contain(() => (delivered = this.#deliverShared(this.router.pickLocal(group, filter), message, done)), 'cluster_delivery_failed', message.senderId);
+        return delivered;
+      },
+      reshare: (group, filter, message, avoid) => {
+        let placed = false;
+        this.contain(() => {
+          const pick = this.router.pick(group, filter, avoid);
+          if (typeof pick === 'string') {
+            this.#link?.forwardShared(pick, group, filter, message);
+            placed = true;
+          } else {
+            placed = this.#deliverShared(pick, message, undefined);
+          }
+        }, 'cluster_delivery_failed', message.senderId);
+        return placed;
+      },
       retained: (message) => this.contain(() => this.#followRetained(message), 'cluster_retained_failed', message.senderId),
       cutOff: () => this.#cutOff(),
       sessionMoved: (clientId) => this.contain(() => this.#sessionMoved(clientId), 'cluster_session_moved_failed', clientId),
@@ -457,10 +478,28 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
         this.commits.hold(replicated, RETAINED_HOLD_OVERHEAD + message.topic.length + message.payload.length);
       }
     }
-    this.#route(message);
+    const link = this.#link;
+    if (link === null) {
+      this.#route(message, undefined);
+      return replicated;
+    }
+    // A shared group's pick may fall on another node: the message goes there for one member of it (item 5).
+    this.#route(message, (node, group, filter) => link.forwardShared(node, group, filter, message));
     // After local routing: the other nodes' subscribers (not yet durable across a node's death: issue 16 item 2).
-    if (this.#link !== null) this.#link.forward(message);
+    link.forward(message);
     return replicated;
+  }
+
+  /** A shared group's member here gets a message another node's pick (or a re-pick) sent here; false: none left. */
+  #deliverShared(d: Delivery | undefined, message: Message, done: (() => void) | undefined): boolean {
+    if (d === undefined) return false;
+    // The member's granted QoS caps the delivery, as for any subscription [MQTT-4.8.2-3].
+    const qos = (message.qos < d.qos ? message.qos : d.qos);
+    d.session.deliver(message, qos, d.retainAsPublished && message.retain, d.subIds, qos === 1 ? done : undefined);
+    // A QoS 2 delivery is its member's to complete, never another member's [MQTT-4.8.2-4, MQTT-4.8.2-5]: the
+    // sender stops keeping it now. A QoS 1 one is done at its PUBACK (whatever its reason code [MQTT-4.8.2-6]).
+    if (qos !== 1) done?.();
+    return true;
   }
 
   /** The cluster's store set or cleared a topic's retained message (on any node): this store follows it. */
@@ -473,8 +512,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
    * Delivers a message to this node's matching subscribers: one published here, or one another node
    * forwarded (which this node neither stores as retained nor announces as published: its own node did).
    */
-  #route(message: Message): void {
-    const deliveries = this.router.match(message.topic, message.senderId);
+  #route(message: Message, remote: RemotePick | null | undefined): void {
+    const deliveries = this.router.match(message.topic, message.senderId, remote);
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
       // Delivered at the lower of the published and the granted QoS [MQTT-3.8.4-8? §3.8.4];

@@ -7,6 +7,13 @@
  * The engine knows nothing of what carries the messages (src/cluster/ holds the NATS link); without
  * a cluster there is no link and the publish path pays one null check.
  *
+ * Shared subscriptions span the nodes (issue 16 item 5): each node tells the link when it gets its first
+ * member of a group and loses its last, and the link tells the engine which other nodes hold members of
+ * each group. The node a message is published on picks each matching group's member among its own members
+ * and those nodes (once each); a pick that falls on another node sends the message there alone, for one of
+ * that node's members, and the message every node receives through `forward` skips shared groups. A group
+ * with members on one node only is picked in memory, as in a single process.
+ *
  * Retained messages live in the cluster's store (issue 16 item 4): each engine keeps the whole set of its
  * topic space in its own store, as before, and follows the cluster's.
  *
@@ -73,6 +80,20 @@ export interface LinkEndpoint {
   sessionMoved(clientId: string): void;
   /** A will this node claimed in the cluster's records (a dead node's client's): publish it now. */
   publishWill(will: RecordedWill): void;
+  /** The other nodes holding members of a shared group now (none: the group has members here only, or nowhere). */
+  sharedElsewhere(group: string, filter: string, nodes: readonly string[]): void;
+  /**
+   * A message a node's pick sent to this node for one member of a shared group here. False: no member is left
+   * here (the sender picks again). `done` hears that member's PUBACK for a QoS 1 delivery; it is called at once
+   * for QoS 0 and for QoS 2, which is that member's to complete and never another's [MQTT-4.8.2-4, MQTT-4.8.2-5].
+   */
+  receiveShared(group: string, filter: string, message: Message, done: (() => void) | undefined): boolean;
+  /**
+   * A message this node sent to another node for a shared group that did not reach a member there (that node
+   * died, or had none left): picked again among the group's candidates, that node excluded. False: nobody is
+   * left to pick.
+   */
+  reshare(group: string, filter: string, message: Message, avoid: string): boolean;
 }
 
 export interface ClusterLink {
@@ -82,9 +103,14 @@ export interface ClusterLink {
   forward(message: Message): void;
   /** Whether this engine has subscriptions (true at the first, false when the last one goes). */
   interest(present: boolean): void;
+  /** Whether this engine has members of a shared group (true at the first, false when the last one goes). */
+  sharedInterest(group: string, filter: string, present: boolean): void;
+  /** A message published here whose shared group's pick fell on another node (`node`): for one member there. */
+  forwardShared(node: string, group: string, filter: string, message: Message): void;
   /**
-   * Resolves once the interest last declared is in force across the cluster, or undefined when it is
-   * already: a SUBACK waits for it, so a message published anywhere after the SUBACK reaches the subscriber.
+   * Resolves once the interest last declared (shared groups' included) is in force across the cluster, or
+   * undefined when it is already: a SUBACK waits for it, so a message published anywhere after the SUBACK
+   * reaches the subscriber (a shared group's: once the other nodes read the group's record, which they follow).
    */
   settled(): Promise<void> | undefined;
   /**

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { Router } from './router.ts';
+import { Router, type Delivery, type RemotePick } from './router.ts';
 import { Session, type SessionLink, type Subscription } from './session.ts';
 import { createStats } from './stats.ts';
 import type { QoS } from '../mqtt/codec.ts';
@@ -415,4 +415,76 @@ test('a shared group left by its last member leaves no trace: 100,000 groups joi
   assert.equal(r.subscriptionCount, 0);
   r.add(sub(s, '$share/g7/t', 0));
   assert.deepEqual(turns(r, 't', 1), ['a']);
+});
+
+test('[MQTT-4.8.2-2] a cluster node picks each shared group\'s member among its own members and, once each, the other nodes holding members (issue 16 item 5)', { timeout: 5_000 }, () => {
+  const r = new Router();
+  const a = session('a');
+  r.add(sub(a, '$share/g/t/#', 1));
+  r.setRemotes('g', 't/#', ['node-b', 'node-c']);
+  const order: string[] = [];
+  const picks = (topic: string): Delivery[] => r.match(topic, 'p', (node, group, filter) => order.push(`${node} ${group} ${filter}`));
+  for (let i = 0; i < 6; i++) {
+    const d = picks('t/1');
+    for (const x of d) order.push(x.session.clientId);
+  }
+  // One candidate per message, in turn: the member here and each other node (which picks among its own).
+  assert.deepEqual(order, ['a', 'node-b g t/#', 'node-c g t/#', 'a', 'node-b g t/#', 'node-c g t/#']);
+  // A message another node published: that node picked the group's member, so the group is left out here.
+  r.add(sub(a, 't/#', 0));
+  assert.deepEqual(r.match('t/1', 'p', null).map((x) => [x.session.clientId, x.qos]), [['a', 0]]);
+  // A single process (no remote pick given) never picks another node.
+  r.setRemotes('g', 't/#', []);
+  assert.equal(r.match('x', 'p').length, 0);
+});
+
+test('a shared group with members on other nodes only is matched here (its pick goes there), and leaves the trie with the last of them (issue 16 item 5)', { timeout: 5_000 }, () => {
+  const r = new Router();
+  const local: boolean[] = [];
+  r.onLocalGroup = (group, filter, present) => local.push(present);
+  const sent: string[] = [];
+  const remote: RemotePick = (node) => sent.push(node);
+  r.setRemotes('g', 't', ['node-b']);
+  assert.deepEqual(r.match('t', 'p', remote), []);
+  assert.deepEqual(sent, ['node-b']);
+  assert.equal(r.subscriptionCount, 0, 'another node\'s members are not subscriptions here');
+  // A member here joins and leaves: the node is told at the first and at the last, not in between.
+  const a = session('a');
+  const s1 = sub(a, '$share/g/t', 1);
+  const s2 = sub(session('b'), '$share/g/t', 1);
+  r.add(s1);
+  r.add(s2);
+  r.remove(s1);
+  r.remove(s2);
+  assert.deepEqual(local, [true, false]);
+  sent.length = 0;
+  r.match('t', 'p', remote);
+  assert.deepEqual(sent, ['node-b'], 'the group stays while another node holds members');
+  r.setRemotes('g', 't', []);
+  sent.length = 0;
+  assert.deepEqual(r.match('t', 'p', remote), []);
+  assert.deepEqual(sent, [], 'gone with the last node');
+  // Told of no node for a group never seen: nothing is created.
+  r.setRemotes('h', 't', []);
+  assert.deepEqual(r.match('t', 'p', remote), []);
+});
+
+test('a message picked again avoids the node it went to; pickLocal picks only members here (issue 16 item 5)', { timeout: 5_000 }, () => {
+  const r = new Router();
+  r.setRemotes('g', 't', ['node-b']);
+  assert.equal(r.pick('g', 't', 'node-b'), undefined, 'nobody else to pick');
+  assert.equal(r.pickLocal('g', 't'), undefined);
+  const a = session('a');
+  r.add(sub(a, '$share/g/t', 2));
+  for (let i = 0; i < 4; i++) assert.equal((r.pick('g', 't', 'node-b') as Delivery).session.clientId, 'a');
+  r.setRemotes('g', 't', ['node-b', 'node-c']);
+  const again = new Set<string>();
+  for (let i = 0; i < 6; i++) {
+    const p = r.pick('g', 't', 'node-b');
+    again.add(typeof p === 'string' ? p : p!.session.clientId);
+  }
+  assert.deepEqual([...again].sort(), ['a', 'node-c']);
+  for (let i = 0; i < 4; i++) assert.equal(r.pickLocal('g', 't')?.session.clientId, 'a');
+  assert.equal(r.pickLocal('g', 't')?.qos, 2);
+  assert.equal(r.pick('nope', 't', 'node-b'), undefined);
 });

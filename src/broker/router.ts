@@ -7,14 +7,25 @@ import type { QoS } from '../mqtt/codec.ts';
 import type { Session, Subscription } from './session.ts';
 import { DEFAULT_BROKER_OPTIONS } from './options.ts';
 
-/** A `$share/{group}/{filter}` group: each message goes to one member [MQTT-4.8.2-?]. */
+/**
+ * A `$share/{group}/{filter}` group: each message goes to one member [MQTT-4.8.2-2]. On a cluster node the
+ * group's candidates are its members here and, once each, the other nodes holding members of it (`remotes`,
+ * told by the cluster link): a pick that falls on another node sends the message there, and that node picks
+ * among its own members. A group with members on this node only picks as a single process does.
+ */
 interface SharedGroup {
   readonly kind: 'group';
   readonly key: string;
+  readonly group: string;
   readonly filter: string;
   readonly members: Subscription[];
+  /** Other nodes (process instances) with members of this group; empty without a cluster. */
+  remotes: readonly string[];
   next: number;
 }
+
+/** A shared group's pick that fell on another node: the message goes there for one of its members. */
+export type RemotePick = (node: string, group: string, filter: string) => void;
 
 type Entry = Subscription | SharedGroup;
 
@@ -47,6 +58,11 @@ export class Router {
    * took the same member twice.
    */
   readonly #subscriptions = new Set<Subscription>();
+  /**
+   * Told when this node gets its first member of a shared group and when its last one goes (the cluster link
+   * tells the other nodes); unset without a cluster.
+   */
+  onLocalGroup: ((group: string, filter: string, present: boolean) => void) | undefined;
   /** Subscriptions of ended sessions still in the trie, taken out a slice per turn (see `retire`). */
   #retiring: Subscription[] = [];
   #retiringAt = 0;
@@ -85,14 +101,69 @@ export class Router {
       this.#trie.add(sub.filter, sub);
       return;
     }
-    const key = `${sub.group}\u0000${sub.filter}`;
+    const group = this.#group(sub.group, sub.filter);
+    group.members.push(sub);
+    if (group.members.length === 1) this.onLocalGroup?.(group.group, group.filter, true);
+  }
+
+  #group(name: string, filter: string): SharedGroup {
+    const key = `${name}\u0000${filter}`;
     let group = this.#groups.get(key);
     if (group === undefined) {
-      group = { kind: 'group', key, filter: sub.filter, members: [], next: 0 };
+      group = { kind: 'group', key, group: name, filter, members: [], remotes: [], next: 0 };
       this.#groups.set(key, group);
-      this.#trie.add(sub.filter, group);
+      this.#trie.add(filter, group);
     }
-    group.members.push(sub);
+    return group;
+  }
+
+  /** A group leaves the trie once it has no member here and no other node has any. */
+  #dropIfEmpty(group: SharedGroup): void {
+    if (group.members.length > 0 || group.remotes.length > 0) return;
+    this.#groups.delete(group.key);
+    this.#trie.remove(group.filter, group);
+  }
+
+  /**
+   * The other nodes holding members of a shared group (the cluster link follows them): a message published
+   * here goes to one candidate of the group, here or on one of those nodes.
+   */
+  setRemotes(name: string, filter: string, nodes: readonly string[]): void {
+    const existing = this.#groups.get(`${name}\u0000${filter}`);
+    if (existing === undefined && nodes.length === 0) return;
+    this.#cache.clear();
+    const group = existing ?? this.#group(name, filter);
+    group.remotes = nodes;
+    group.next = 0;
+    this.#dropIfEmpty(group);
+  }
+
+  /**
+   * A shared group's next candidate, for a message picked again (the node it went to died or had no member
+   * left): a member here, or another node's name; never `avoid`. Undefined: nobody else to pick.
+   */
+  pick(name: string, filter: string, avoid: string): Delivery | string | undefined {
+    const group = this.#groups.get(`${name}\u0000${filter}`);
+    if (group === undefined) return undefined;
+    // Round robin: at most one turn lands on `avoid` before every other candidate had one.
+    for (let i = 0; i < 2; i++) {
+      const sub = pickMember(group, true);
+      if (sub === undefined) return undefined;
+      if (typeof sub !== 'string') return deliveryOf(sub);
+      if (sub !== avoid) return sub;
+    }
+    return undefined;
+  }
+
+  /**
+   * One member here of a shared group, for a message another node sent to this group (its pick fell on this
+   * node); undefined when none is left.
+   */
+  pickLocal(name: string, filter: string): Delivery | undefined {
+    const group = this.#groups.get(`${name}\u0000${filter}`);
+    if (group === undefined) return undefined;
+    const sub = pickMember(group, false);
+    return sub === undefined || typeof sub === 'string' ? undefined : deliveryOf(sub);
   }
 
   remove(sub: Subscription): void {
@@ -108,14 +179,11 @@ export class Router {
       return;
     }
     // It was held, so its group exists and has it as a member.
-    const key = `${sub.group}\u0000${sub.filter}`;
-    const group = this.#groups.get(key)!;
+    const group = this.#groups.get(`${sub.group}\u0000${sub.filter}`)!;
     group.members.splice(group.members.indexOf(sub), 1);
-    // A group leaves the trie with its last member.
-    if (group.members.length === 0) {
-      this.#groups.delete(key);
-      this.#trie.remove(sub.filter, group);
-    }
+    if (group.members.length > 0) return;
+    this.onLocalGroup?.(group.group, group.filter, false);
+    this.#dropIfEmpty(group);
   }
 
   /**
@@ -171,8 +239,11 @@ export class Router {
   /**
    * Who gets a message on `topic`. A client with overlapping subscriptions gets one copy at the
    * highest granted QoS carrying every matching Subscription Identifier [MQTT-3.3.4-2, MQTT-3.3.4-3].
+   * `remote`: a cluster node publishing (a group's pick may fall on another node, which is told through it);
+   * null: the message was published on another node, which picked every shared group's member itself, so
+   * only the non-shared subscriptions here get it; undefined: a single process.
    */
-  match(topic: string, senderId: string): Delivery[] {
+  match(topic: string, senderId: string, remote?: RemotePick | null): Delivery[] {
     let entries = this.#cache.get(topic);
     if (entries === undefined) {
       entries = [...this.#trie.match(topic)];
@@ -185,7 +256,17 @@ export class Router {
     for (const entry of entries) {
       // A filter starting with a wildcard does not match a topic starting with '$' [MQTT-4.7.2-1].
       if (dollar && (entry.filter.charCodeAt(0) === 0x2b || entry.filter.charCodeAt(0) === 0x23)) continue;
-      const sub = 'kind' in entry ? pickMember(entry) : entry;
+      let sub: Subscription | string | undefined;
+      if ('kind' in entry) {
+        if (remote === null) continue;
+        sub = pickMember(entry, remote !== undefined);
+        if (typeof sub === 'string') {
+          remote!(sub, entry.group, entry.filter);
+          continue;
+        }
+      } else {
+        sub = entry;
+      }
       if (sub === undefined || sub.retired === true) continue;
       // No Local: not back to the publisher's own session [MQTT-3.8.3-3].
       if (sub.noLocal && sub.group === undefined && sub.session.clientId === senderId) continue;
@@ -219,22 +300,33 @@ function deliveryOf(sub: Subscription): Delivery {
   };
 }
 
-/** Round robin over the group, preferring members whose client is connected. */
-function pickMember(group: SharedGroup): Subscription | undefined {
+/**
+ * Round robin over the group, preferring members whose client is connected; with `remotes`, the other nodes
+ * holding members are candidates too (one turn each, taken as connected: that node picks among its own), and
+ * a pick that falls on one returns its name.
+ */
+function pickMember(group: SharedGroup, remotes: boolean): Subscription | string | undefined {
   // An empty group (emptied by the retirement sweep while its answer was cached) has nobody to pick.
-  const n = group.members.length;
+  const local = group.members.length;
+  const n = remotes ? local + group.remotes.length : local;
   for (let i = 0; i < n; i++) {
-    const sub = group.members[(group.next + i) % n]!;
+    const at = (group.next + i) % n;
+    if (at >= local) {
+      group.next = (at + 1) % n;
+      return group.remotes[at - local]!;
+    }
+    const sub = group.members[at]!;
     if (sub.session.link !== null && sub.retired !== true) {
-      group.next = (group.next + i + 1) % n;
+      group.next = (at + 1) % n;
       return sub;
     }
   }
-  // Nobody online: queue on the next persistent member (a retired one is gone, whatever the trie still holds).
-  for (let i = 0; i < n; i++) {
-    const sub = group.members[(group.next + i) % n]!;
+  // Nobody online (nor another node): queue on the next persistent member (a retired one is gone, whatever the trie still holds).
+  for (let i = 0; i < local; i++) {
+    const at = (group.next + i) % local;
+    const sub = group.members[at]!;
     if (sub.retired !== true) {
-      group.next = (group.next + i + 1) % n;
+      group.next = (at + 1) % local;
       return sub;
     }
   }

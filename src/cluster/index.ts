@@ -59,6 +59,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   // Cut off for as long as a lease lasts, the node is dead to the others: its engines end their connections.
   const links = new NatsClusterLinks(connection, logger, timings.leaseMs, me, records);
   const reaper = new WillReaper(connection, leases, records, me, (gatewayId) => links.ownership(gatewayId), logger, timings.heartbeatMs);
+  reaper.onDeaths = (instances) => links.nodesDead(instances);
   return {
     connection,
     leases,

@@ -11,6 +11,9 @@
  * listen to a small part of a busy gateway. The frame carries the topic (wire.ts), so finer subjects
  * can come later without changing what a node receives.
  *
+ * Shared subscriptions: the node a message is published on picks each shared group's member, here or on
+ * another node (shared-groups.ts); the message every node gets on the gateway's subject skips shared groups.
+ *
  * Core NATS is at most once: a QoS 1/2 message forwarded here is not yet durable across a node's death
  * or a NATS outage (issue 16 item 2 puts QoS 1/2 through JetStream).
  */
@@ -21,13 +24,14 @@ import type { ClusterConnection } from './connection.ts';
 import { RetainedReplica, type RetainedCounters } from './retained-replica.ts';
 import type { OpenRecords } from './session-records.ts';
 import { SessionOwnership, type RecordIdentity, type SessionNotice } from './session-ownership.ts';
+import { SharedDirectory, SharedRelay, sharedCounters, type SharedCounters } from './shared-groups.ts';
 import { decodeMessage, encodeMessage } from './wire.ts';
 
 /** How long a SUBACK waits for NATS to confirm the node's interest before it goes anyway (NATS cut off). */
 const SETTLE_TIMEOUT_MS = 2_000;
 
 /** Messages of one gateway across nodes since the process started. */
-export interface LinkCounters extends RetainedCounters {
+export interface LinkCounters extends RetainedCounters, SharedCounters {
   forwarded: number;
   received: number;
   /** Frames that were not messages (another version of Gatehouse on the same NATS), dropped. */
@@ -52,6 +56,9 @@ export class NatsClusterLinks {
   readonly #me: RecordIdentity;
   readonly #records: OpenRecords;
   readonly #notices: Subscription;
+  /** Node processes found dead (their leases lapsed): shared groups' records of them are ignored. */
+  readonly #dead = new Set<string>();
+  readonly #relay: SharedRelay;
   #cutOffTimer: NodeJS.Timeout | null = null;
   #wasCutOff = false;
   readonly #offState: () => void;
@@ -65,17 +72,49 @@ export class NatsClusterLinks {
     this.#offState = conn.onState((state) => this.#onState(state));
     // Claims of this process's sessions by other nodes: one subject per process, answered once the connection is closed.
     this.#notices = conn.nc.subscribe(`${conn.prefix}.sessions.${me.instance}`, { callback: (err, msg) => this.#onNotice(err, msg) });
+    this.#relay = new SharedRelay(conn, me.instance, logger, (gatewayId) => this.#byGateway.get(gatewayId)?.endpoint ?? undefined,
+      (gatewayId) => this.#countersOf(gatewayId));
+  }
+
+  #countersOf(gatewayId: string): LinkCounters {
+    let counters = this.#counters.get(gatewayId);
+    if (counters === undefined) {
+      this.#counters.set(gatewayId, (counters = {
+        forwarded: 0, received: 0, malformed: 0, forwardFailed: 0, retainedStored: 0, retainedTooLarge: 0, ...sharedCounters(),
+      }));
+    }
+    return counters;
+  }
+
+  /**
+   * Node processes found dead (the will reaper's look at the leases, each heartbeat): they hold no shared
+   * group's member any more, and what was sent to them for one and not completed is picked again.
+   */
+  nodesDead(instances: Iterable<string>): void {
+    const fresh = new Set<string>();
+    for (const instance of instances) {
+      if (instance === this.#me.instance || this.#dead.has(instance)) continue;
+      this.#dead.add(instance);
+      fresh.add(instance);
+    }
+    if (fresh.size === 0) return;
+    for (const link of this.#byGateway.values()) link.shared.forget(fresh);
+    this.#relay.nodesDead(fresh);
+  }
+
+  /** QoS 1/2 messages sent to other nodes for shared groups and not yet completed there (tests). */
+  get sharedKept(): number {
+    return this.#relay.kept;
   }
 
   open(gatewayId: string): ClusterLink {
-    let counters = this.#counters.get(gatewayId);
-    if (counters === undefined) {
-      this.#counters.set(gatewayId, (counters = { forwarded: 0, received: 0, malformed: 0, forwardFailed: 0, retainedStored: 0, retainedTooLarge: 0 }));
-    }
+    const counters = this.#countersOf(gatewayId);
     const logger = this.#logger.child({ gatewayId });
     const link: NatsGatewayLink = new NatsGatewayLink(this.#conn, `${this.#conn.prefix}.route.${gatewayId}`, counters, logger,
       new RetainedReplica(this.#conn, gatewayId, counters, logger),
       new SessionOwnership(this.#conn, this.#records, gatewayId, this.#me, logger, () => link.endpoint),
+      new SharedDirectory(this.#conn, gatewayId, this.#me.instance, this.#dead, logger),
+      (node, group, filter, message) => this.#relay.send(gatewayId, node, group, filter, message),
       () => {
         this.#open.delete(link);
         if (this.#byGateway.get(gatewayId) === link) this.#byGateway.delete(gatewayId);
@@ -134,6 +173,7 @@ export class NatsClusterLinks {
     this.#stopTimer();
     this.#offState();
     this.#notices.unsubscribe();
+    this.#relay.close();
   }
 
   /** Per gateway, for metrics (a gateway's counters outlive its engine's restarts). */
@@ -149,6 +189,8 @@ class NatsGatewayLink implements ClusterLink {
   readonly #logger: Logger;
   readonly #retained: RetainedReplica;
   readonly ownership: SessionOwnership;
+  readonly shared: SharedDirectory;
+  readonly #sendShared: ClusterLink['forwardShared'];
   readonly #onClose: () => void;
   #endpoint: LinkEndpoint | null = null;
   #subscription: Subscription | null = null;
@@ -156,13 +198,15 @@ class NatsGatewayLink implements ClusterLink {
   #closed = false;
 
   constructor(conn: ClusterConnection, subject: string, counters: LinkCounters, logger: Logger, retained: RetainedReplica,
-    ownership: SessionOwnership, onClose: () => void) {
+    ownership: SessionOwnership, shared: SharedDirectory, sendShared: ClusterLink['forwardShared'], onClose: () => void) {
     this.#conn = conn;
     this.#subject = subject;
     this.#counters = counters;
     this.#logger = logger;
     this.#retained = retained;
     this.ownership = ownership;
+    this.shared = shared;
+    this.#sendShared = sendShared;
     this.#onClose = onClose;
   }
 
@@ -187,6 +231,15 @@ class NatsGatewayLink implements ClusterLink {
   bind(endpoint: LinkEndpoint): void {
     this.#endpoint = endpoint;
     this.#retained.start((message) => this.#endpoint?.retained(message));
+    this.shared.start((group, filter, nodes) => this.#endpoint?.sharedElsewhere(group, filter, nodes));
+  }
+
+  sharedInterest(group: string, filter: string, present: boolean): void {
+    if (!this.#closed) this.shared.set(group, filter, present);
+  }
+
+  forwardShared(node: string, group: string, filter: string, message: Message): void {
+    if (!this.#closed) this.#sendShared(node, group, filter, message);
   }
 
   retain(message: Message): Promise<void> {
@@ -242,7 +295,9 @@ class NatsGatewayLink implements ClusterLink {
   }
 
   settled(): Promise<void> | undefined {
-    return this.#settling;
+    const shared = this.shared.settled();
+    if (shared === undefined) return this.#settling;
+    return this.#settling === undefined ? shared : Promise.all([this.#settling, shared]).then(() => undefined);
   }
 
   close(): void {
@@ -251,6 +306,7 @@ class NatsGatewayLink implements ClusterLink {
     this.#subscription = null;
     this.#endpoint = null;
     this.#retained.close();
+    this.shared.close();
     this.#onClose();
   }
 

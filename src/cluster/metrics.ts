@@ -4,7 +4,8 @@ import type { ClusterConnection } from './connection.ts';
 import type { LinkCounters, NatsClusterLinks } from './links.ts';
 import type { NatsPlatformPeers, PeerCounters } from './platform-peers.ts';
 
-const KINDS: readonly (keyof LinkCounters)[] = ['forwarded', 'received', 'malformed', 'forwardFailed', 'retainedStored', 'retainedTooLarge'];
+const KINDS: readonly (keyof LinkCounters)[] = ['forwarded', 'received', 'malformed', 'forwardFailed', 'retainedStored', 'retainedTooLarge',
+  'sharedSent', 'sharedReceived', 'sharedRepicked', 'sharedUndeliverable', 'sharedUntracked'];
 const PEER_KINDS: readonly (keyof PeerCounters)[] = ['shared', 'heard', 'malformed', 'asked', 'unanswered'];
 
 export function registerClusterMetrics(registry: Registry, node: { connection: ClusterConnection; links: NatsClusterLinks; peers: NatsPlatformPeers }): void {
@@ -24,7 +25,10 @@ export function registerClusterMetrics(registry: Registry, node: { connection: C
   new Gauge({
     name: 'gatehouse_cluster_messages_total',
     help: 'Messages of a gateway between this node and the others: forwarded, received, malformed (dropped), forward_failed (dropped), '
-      + 'retained_stored (retained messages written to the cluster\'s store), retained_too_large (over NATS max_payload: kept on this node only)',
+      + 'retained_stored (retained messages written to the cluster\'s store), retained_too_large (over NATS max_payload: kept on this node only), '
+      + 'shared_sent / shared_received (messages for a shared group\'s member on another node), shared_repicked (sent again: that node died '
+      + 'before its member completed them, or had no member left), shared_undeliverable (no member left, dropped), shared_untracked '
+      + '(QoS 1/2 messages past the bound kept for redelivery)',
     labelNames: ['gateway_id', 'kind'], registers: [registry],
     collect() {
       this.reset();

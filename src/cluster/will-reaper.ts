@@ -30,6 +30,8 @@ export class WillReaper {
   /** Deaths this node has dealt with (won or lost): asked about once. */
   readonly #seen = new Set<string>();
   #running = false;
+  /** Hears every process found dead, at each look (shared groups' messages sent to them are picked again). */
+  onDeaths: ((instances: string[]) => void) | undefined;
 
   constructor(conn: ClusterConnection, leases: NodeLeases, records: OpenRecords, me: RecordIdentity,
     ownership: (gatewayId: string) => SessionOwnership | undefined, logger: Logger, everyMs: number) {
@@ -48,7 +50,9 @@ export class WillReaper {
     if (this.#running || this.#conn.state !== 'connected') return;
     this.#running = true;
     try {
-      for (const dead of await this.#leases.dead()) {
+      const deaths = await this.#leases.dead();
+      this.onDeaths?.(deaths.map((dead) => dead.instance));
+      for (const dead of deaths) {
         const name = `${dead.instance}-${dead.diedAt}`;
         if (this.#seen.has(name)) continue;
         let won: boolean;

@@ -30,7 +30,11 @@ function linksOf(conn: ClusterConnection, cutOffMs: number): NatsClusterLinks {
   return new NatsClusterLinks(conn, silentLogger, cutOffMs, { nodeId: conn.nodeId, instance: randomUUID() }, SessionRecords.opener(conn));
 }
 
-const noSessions = { sessionMoved: (): never => assert.fail('no sessions here'), publishWill: (): never => assert.fail('no wills here') };
+const noSessions = {
+  sessionMoved: (): never => assert.fail('no sessions here'), publishWill: (): never => assert.fail('no wills here'),
+  sharedElsewhere: (): undefined => undefined, // other tests' groups on the shared NATS are none of these links'
+  receiveShared: (): never => assert.fail('no shared groups here'), reshare: (): never => assert.fail('no shared groups here'),
+};
 
 function message(topic: string, payload: string): Message {
   return createMessage({ topic, payload: Buffer.from(payload), qos: 1, retain: false, properties: undefined, expiresAt: 0, senderId: 'pub' });

@@ -171,7 +171,8 @@ if (clusterSkip !== undefined) {
       const records = SessionRecords.opener(conn);
       const moved: string[] = [];
       const holder = (instance: string): SessionOwnership => new SessionOwnership(conn, records, gateway.id, { nodeId: instance, instance }, silentLogger,
-        () => ({ receive: () => undefined, retained: () => undefined, cutOff: () => undefined, sessionMoved: (id) => moved.push(id), publishWill: () => undefined }));
+        () => ({ receive: () => undefined, retained: () => undefined, cutOff: () => undefined, sessionMoved: (id) => moved.push(id), publishWill: () => undefined,
+          sharedElsewhere: () => undefined, receiveShared: () => false, reshare: () => false }));
       const late = holder(`late-${randomUUID()}`);
       const winner = holder(`winner-${randomUUID()}`);
       const will: RecordedWill = {

@@ -1,0 +1,418 @@
+/**
+ * Shared subscriptions across nodes (issue 16 item 5): each message to one member of a group in the whole
+ * cluster [MQTT-4.8.2-2], spread over the members of every node, and a QoS 1/2 message sent to a node that
+ * dies before its member acknowledged it sent again, to another member.
+ *
+ * The node a message is published on decides (router.ts): it picks each matching group's member among its
+ * own members and, once each, the other nodes holding members of the group. So it must know those nodes:
+ *
+ * - `SharedDirectory`, one per gateway engine: a JetStream KV bucket of the gateway's own
+ *   (`gatehouse-shared-<installation>-<gatewayId>`), one key per group and node process
+ *   (`<SHA-256 of group and filter, base64url>.<instance>`, value the group and the filter), written when
+ *   the node gets its first member of the group and deleted when its last one goes. Every node watches it
+ *   and tells its engine which other nodes hold each group. Keys grow with groups × nodes, never with devices
+ *   (a member joining a group that already has members here writes nothing). A SUBACK waits for the write.
+ * - `SharedRelay`, one per node: a pick that fell on another node sends the message there alone, on that
+ *   process's subject (`<prefix>.shared.<instance>`), and that node picks among its own members; the message
+ *   every node gets through the gateway's subject (links.ts) skips shared groups. A QoS 1/2 message is kept
+ *   here until the other node answers on a reply subject of this process: at its member's PUBACK when
+ *   delivered at QoS 1, at once when delivered at QoS 0 or 2 (a QoS 2 message is that member's to complete
+ *   and MUST NOT go to another [MQTT-4.8.2-4, MQTT-4.8.2-5]); when that node dies first (its lease lapsed:
+ *   node-leases.ts, told each heartbeat by the will reaper) or answers that it has no member left, the
+ *   message is picked again among the group's other candidates. A PUBACK with a reason code of 0x80 or more
+ *   is an answer too: the message is not sent to another member [MQTT-4.8.2-6].
+ *
+ * Why not NATS queue groups and a JetStream consumer per group (scale.md's proposal): a queue group or a
+ * consumer picks the node, but then a group with members on one node only pays a NATS round trip per
+ * message instead of an in-memory pick, and the publishing node cannot deliver to its own member without
+ * asking NATS first. Here a one-node group costs what it cost before; NATS carries a message only to the
+ * node picked. What this does not cover yet: a message kept here for redelivery lives in this process's
+ * memory (a publishing node's own death loses the right to redeliver, not the message already handed over),
+ * until QoS 1/2 messages live in JetStream (item 2), when the kept copy can become the stream's.
+ */
+import { createHash } from 'node:crypto';
+import type { KV, KvWatchEntry } from '@nats-io/kv';
+import type { Msg, QueuedIterator, Subscription } from '@nats-io/transport-node';
+import type { LinkEndpoint, Message } from '../broker/index.ts';
+import type { Logger } from '../core/logger.ts';
+import type { ClusterConnection } from './connection.ts';
+import { decodeMessage, encodeMessage } from './wire.ts';
+
+/** A failed write is tried again, backing off to this, for as long as the engine runs. */
+const RETRY_MAX_MS = 2_000;
+/** How long a SUBACK waits for the group's record (NATS away: it goes anyway). */
+const SETTLE_TIMEOUT_MS = 2_000;
+/**
+ * QoS 1/2 messages kept for redelivery per node: beyond it the oldest is no longer kept (its member on the
+ * other node still has it; only its redelivery after that node's death is lost), counted `shared_untracked`.
+ */
+export const MAX_KEPT = 10_000;
+/** Times one message is picked again before it is dropped (nodes answering that they have no member left). */
+const MAX_REPICKS = 3;
+
+export interface SharedCounters {
+  /** Messages sent to another node for a shared group's member there. */
+  sharedSent: number;
+  /** Messages another node sent here for a shared group's member. */
+  sharedReceived: number;
+  /** Messages picked again: the node they went to died before its member completed them, or had no member left. */
+  sharedRepicked: number;
+  /** Messages for a shared group that no member was left to take (dropped). */
+  sharedUndeliverable: number;
+  /** QoS 1/2 messages no longer kept for redelivery (over MAX_KEPT). */
+  sharedUntracked: number;
+}
+
+export function sharedCounters(): SharedCounters {
+  return { sharedSent: 0, sharedReceived: 0, sharedRepicked: 0, sharedUndeliverable: 0, sharedUntracked: 0 };
+}
+
+interface GroupEntry {
+  group: string;
+  filter: string;
+  nodes: Set<string>;
+}
+
+/** One gateway's directory of which node processes hold members of which shared groups. */
+export class SharedDirectory {
+  readonly #conn: ClusterConnection;
+  readonly #bucket: string;
+  readonly #instance: string;
+  readonly #logger: Logger;
+  /** Node processes known dead (shared by every gateway of the node): their records are ignored and deleted. */
+  readonly #dead: ReadonlySet<string>;
+  readonly #groups = new Map<string, GroupEntry>();
+  /** The groups this node holds members of (its keys in the bucket). */
+  readonly #mine = new Set<string>();
+  #kv: Promise<KV> | null = null;
+  #writes: Promise<void> = Promise.resolve();
+  #pendingWrites = 0;
+  #applied = 0;
+  #watch: QueuedIterator<KvWatchEntry> | null = null;
+  #tell: LinkEndpoint['sharedElsewhere'] | null = null;
+  #closed = false;
+  readonly #offState: () => void;
+
+  constructor(conn: ClusterConnection, gatewayId: string, instance: string, dead: ReadonlySet<string>, logger: Logger) {
+    this.#conn = conn;
+    this.#bucket = `gatehouse-shared-${conn.bucketSuffix}-${gatewayId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    this.#instance = instance;
+    this.#dead = dead;
+    this.#logger = logger;
+    // Back from a NATS outage, watch again at once (as retained-replica.ts does), from the next revision.
+    this.#offState = conn.onState((state) => {
+      if (state === 'connected') this.#watch?.stop();
+    });
+  }
+
+  #open(): Promise<KV> {
+    if (this.#kv === null) {
+      const opening = new this.#conn.client.Kvm(this.#conn.nc).create(this.#bucket, { history: 1 });
+      opening.catch(() => {
+        if (this.#kv === opening) this.#kv = null;
+      });
+      this.#kv = opening;
+    }
+    return this.#kv;
+  }
+
+  /** Follows the bucket until closed, telling the engine the other nodes of each group as they change. */
+  start(tell: LinkEndpoint['sharedElsewhere']): void {
+    this.#tell = tell;
+    void this.#follow();
+  }
+
+  async #follow(): Promise<void> {
+    for (let attempt = 0; !this.#closed; attempt++) {
+      try {
+        const kv = await this.#open();
+        const watch = await kv.watch(this.#applied === 0 ? {} : { resumeFromRevision: this.#applied + 1 });
+        if (this.#closed) {
+          watch.stop();
+          return;
+        }
+        this.#watch = watch;
+        attempt = 0;
+        for await (const entry of watch) this.#apply(entry);
+      } catch (err) {
+        if (this.#closed) return;
+        this.#logger.warn({ err, bucket: this.#bucket }, 'cluster_shared_watch_failed');
+      }
+      if (!this.#closed) await pause(Math.min(250 * 2 ** attempt, RETRY_MAX_MS));
+    }
+  }
+
+  #apply(entry: KvWatchEntry): void {
+    if (entry.revision > this.#applied) this.#applied = entry.revision;
+    const dot = entry.key.indexOf('.');
+    if (dot < 0) return;
+    const hash = entry.key.slice(0, dot);
+    const node = entry.key.slice(dot + 1);
+    if (node === this.#instance) return; // this node's own members are the router's
+    if (this.#dead.has(node)) {
+      if (entry.operation === 'PUT') this.#deleteKey(entry.key);
+      return;
+    }
+    let group = this.#groups.get(hash);
+    if (entry.operation === 'PUT') {
+      if (group === undefined) {
+        try {
+          const { group: name, filter } = entry.json<{ group: string; filter: string }>();
+          if (typeof name !== 'string' || typeof filter !== 'string') throw new Error('not a shared group record');
+          this.#groups.set(hash, (group = { group: name, filter, nodes: new Set() }));
+        } catch (err) {
+          this.#logger.warn({ err, bucket: this.#bucket, key: entry.key }, 'cluster_shared_record_unreadable');
+          return;
+        }
+      }
+      if (group.nodes.has(node)) return;
+      group.nodes.add(node);
+    } else {
+      if (group === undefined || !group.nodes.delete(node)) return;
+    }
+    this.#changed(hash, group);
+  }
+
+  #changed(hash: string, group: GroupEntry): void {
+    if (group.nodes.size === 0) this.#groups.delete(hash);
+    this.#tell?.(group.group, group.filter, [...group.nodes]);
+  }
+
+  /** This node got its first member of a group (present) or lost its last one. */
+  set(group: string, filter: string, present: boolean): void {
+    if (this.#closed) return;
+    const key = `${keyOf(group, filter)}.${this.#instance}`;
+    if (present) this.#mine.add(key);
+    else this.#mine.delete(key);
+    const value = JSON.stringify({ group, filter });
+    this.#pendingWrites++;
+    this.#writes = this.#writes.then(() => this.#write(key, present ? value : null)).finally(() => this.#pendingWrites--);
+  }
+
+  async #write(key: string, value: string | null): Promise<void> {
+    for (let attempt = 0; !this.#closed; attempt++) {
+      // A later change of the same key is queued behind this one: the last one wins.
+      if (value !== null && !this.#mine.has(key)) return;
+      if (value === null && this.#mine.has(key)) return;
+      try {
+        const kv = await this.#open();
+        if (value === null) await kv.delete(key);
+        else await kv.put(key, value);
+        return;
+      } catch (err) {
+        if (this.#closed) return;
+        this.#logger.warn({ err, bucket: this.#bucket, attempt }, 'cluster_shared_write_failed');
+        await pause(Math.min(250 * 2 ** attempt, RETRY_MAX_MS));
+      }
+    }
+  }
+
+  /** Resolves once this node's group records are written (or after a bounded wait); undefined: they are. */
+  settled(): Promise<void> | undefined {
+    if (this.#pendingWrites === 0) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, SETTLE_TIMEOUT_MS)));
+    return Promise.race([this.#writes, late]).finally(() => clearTimeout(timer));
+  }
+
+  /** Node processes found dead: they hold no member any more (their records are deleted, by any survivor). */
+  forget(dead: ReadonlySet<string>): void {
+    for (const [hash, group] of this.#groups) {
+      let changed = false;
+      for (const node of group.nodes) {
+        if (!dead.has(node)) continue;
+        group.nodes.delete(node);
+        this.#deleteKey(`${hash}.${node}`);
+        changed = true;
+      }
+      if (changed) this.#changed(hash, group);
+    }
+  }
+
+  #deleteKey(key: string): void {
+    void this.#open().then((kv) => kv.delete(key)).catch((err: unknown) => this.#logger.debug({ err, key }, 'cluster_shared_delete_failed'));
+  }
+
+  /** The engine stops: this node's records go (a killed node's are deleted by the survivors once its lease lapsed). */
+  close(): void {
+    this.#closed = true;
+    this.#offState();
+    this.#watch?.stop();
+    this.#watch = null;
+    for (const key of this.#mine) this.#deleteKey(key);
+    this.#mine.clear();
+  }
+}
+
+function keyOf(group: string, filter: string): string {
+  return createHash('sha256').update(group).update('\u0000').update(filter).digest('base64url');
+}
+
+/** What the relay needs of a gateway's engine here. */
+export type SharedTarget = Pick<LinkEndpoint, 'receiveShared' | 'reshare'>;
+
+interface Kept {
+  gatewayId: string;
+  node: string;
+  group: string;
+  filter: string;
+  message: Message;
+}
+
+/** Messages sent from node to node for shared groups' members, and the QoS 1/2 ones kept until completed. */
+export class SharedRelay {
+  readonly #conn: ClusterConnection;
+  readonly #instance: string;
+  readonly #logger: Logger;
+  readonly #target: (gatewayId: string) => SharedTarget | undefined;
+  readonly #counters: (gatewayId: string) => SharedCounters;
+  readonly #inbound: Subscription;
+  readonly #replies: Subscription;
+  /** QoS 1/2 messages sent to another node, by reply number, oldest first, until that node's member completed them. */
+  readonly #kept = new Map<number, Kept>();
+  readonly #repicks = new WeakMap<Message, number>();
+  #next = 0;
+
+  constructor(conn: ClusterConnection, instance: string, logger: Logger, target: (gatewayId: string) => SharedTarget | undefined,
+    counters: (gatewayId: string) => SharedCounters) {
+    this.#conn = conn;
+    this.#instance = instance;
+    this.#logger = logger;
+    this.#target = target;
+    this.#counters = counters;
+    this.#inbound = conn.nc.subscribe(subjectOf(conn, instance), { callback: (err, msg) => this.#onMessage(err, msg) });
+    this.#replies = conn.nc.subscribe(`${conn.prefix}.shared-done.${instance}.*`, { callback: (err, msg) => this.#onReply(err, msg) });
+  }
+
+  /** Messages kept for redelivery (tests, metrics). */
+  get kept(): number {
+    return this.#kept.size;
+  }
+
+  send(gatewayId: string, node: string, group: string, filter: string, message: Message): void {
+    const counters = this.#counters(gatewayId);
+    let reply: string | undefined;
+    if (message.qos > 0) {
+      const n = ++this.#next;
+      this.#kept.set(n, { gatewayId, node, group, filter, message });
+      reply = `${this.#conn.prefix}.shared-done.${this.#instance}.${n}`;
+      if (this.#kept.size > MAX_KEPT) {
+        const oldest = this.#kept.keys().next().value!;
+        const dropped = this.#kept.get(oldest)!;
+        this.#kept.delete(oldest);
+        this.#counters(dropped.gatewayId).sharedUntracked++;
+      }
+    }
+    try {
+      this.#conn.nc.publish(subjectOf(this.#conn, node), frameOf(gatewayId, group, filter, message), reply === undefined ? undefined : { reply });
+      counters.sharedSent++;
+    } catch (err) {
+      // NATS refused it (closed, or its buffer full): a kept message stays kept and goes again if that node dies.
+      this.#logger.debug({ err }, 'cluster_shared_send_failed');
+    }
+  }
+
+  /** Node processes found dead: what was sent to them and not completed is picked again. */
+  nodesDead(dead: ReadonlySet<string>): void {
+    for (const [n, kept] of this.#kept) {
+      if (!dead.has(kept.node)) continue;
+      this.#kept.delete(n);
+      this.#repick(kept);
+    }
+  }
+
+  #repick(kept: Kept): void {
+    const counters = this.#counters(kept.gatewayId);
+    const times = (this.#repicks.get(kept.message) ?? 0) + 1;
+    this.#repicks.set(kept.message, times);
+    const target = this.#target(kept.gatewayId);
+    if (times > MAX_REPICKS || target === undefined || !target.reshare(kept.group, kept.filter, kept.message, kept.node)) {
+      counters.sharedUndeliverable++;
+      this.#logger.warn({ gatewayId: kept.gatewayId, group: kept.group, topic: kept.message.topic }, 'cluster_shared_undeliverable');
+      return;
+    }
+    counters.sharedRepicked++;
+  }
+
+  #onMessage(err: Error | null, msg: Msg): void {
+    if (err !== null) {
+      this.#logger.error({ err }, 'cluster_shared_subscription_failed');
+      return;
+    }
+    let parsed: { gatewayId: string; group: string; filter: string; message: Message };
+    try {
+      parsed = parseFrame(msg.data);
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'cluster_shared_message_unreadable');
+      return;
+    }
+    const { gatewayId, group, filter, message } = parsed;
+    this.#counters(gatewayId).sharedReceived++;
+    const reply = msg.reply === undefined || msg.reply === '' ? undefined : msg.reply;
+    const answer = (text: string): void => {
+      try {
+        this.#conn.nc.publish(reply!, text);
+      } catch (error) {
+        this.#logger.debug({ err: error }, 'cluster_shared_answer_failed');
+      }
+    };
+    const target = this.#target(gatewayId);
+    const delivered = target !== undefined
+      && target.receiveShared(group, filter, message, reply === undefined ? undefined : () => answer(''));
+    if (delivered) return;
+    if (reply !== undefined) answer('none'); // the sender picks another member
+    else this.#counters(gatewayId).sharedUndeliverable++;
+  }
+
+  #onReply(err: Error | null, msg: Msg): void {
+    if (err !== null) return;
+    const n = Number(msg.subject.slice(msg.subject.lastIndexOf('.') + 1));
+    const kept = this.#kept.get(n);
+    if (kept === undefined) return;
+    this.#kept.delete(n);
+    if (msg.data.length > 0) this.#repick(kept); // no member left there
+  }
+
+  close(): void {
+    this.#inbound.unsubscribe();
+    this.#replies.unsubscribe();
+    this.#kept.clear();
+  }
+}
+
+function subjectOf(conn: ClusterConnection, instance: string): string {
+  return `${conn.prefix}.shared.${instance}`;
+}
+
+/** u16 length + gateway id, u16 length + group, u16 length + filter (UTF-8), then the message frame (wire.ts). */
+function frameOf(gatewayId: string, group: string, filter: string, message: Message): Buffer {
+  const parts = [gatewayId, group, filter].map((s) => Buffer.from(s, 'utf8'));
+  const head = Buffer.allocUnsafe(parts.reduce((n, p) => n + 2 + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    head.writeUInt16BE(p.length, at);
+    at += 2 + p.copy(head, at + 2);
+  }
+  return Buffer.concat([head, encodeMessage(message)]);
+}
+
+function parseFrame(bytes: Uint8Array): { gatewayId: string; group: string; filter: string; message: Message } {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 0;
+  const field = (): string => {
+    if (at + 2 > b.length) throw new Error('shared message frame cut short');
+    const length = b.readUInt16BE(at);
+    if (at + 2 + length > b.length) throw new Error('shared message frame cut short');
+    const s = b.subarray(at + 2, at + 2 + length).toString('utf8');
+    at += 2 + length;
+    return s;
+  };
+  const gatewayId = field();
+  const group = field();
+  const filter = field();
+  return { gatewayId, group, filter, message: decodeMessage(b.subarray(at)) };
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
