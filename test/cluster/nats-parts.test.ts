@@ -129,7 +129,10 @@ if (natsUrl === undefined) {
       markerFromA.forward(message('m', '2'));
       await waitFor('the second marker', () => got.includes('marker 2'));
       assert.deepEqual(got, ['a.b/c d one', 'marker 1', 'marker 2']);
-      assert.deepEqual(linksB.counters().get('g1'), { forwarded: 0, received: 1, malformed: 0, forwardFailed: 0, retainedStored: 0, retainedTooLarge: 0 });
+      assert.deepEqual(linksB.counters().get('g1'), {
+        forwarded: 0, received: 1, malformed: 0, forwardFailed: 0, retainedStored: 0, retainedTooLarge: 0,
+        sharedSent: 0, sharedReceived: 0, sharedRepicked: 0, sharedUndeliverable: 0, sharedUntracked: 0,
+      });
       assert.equal(linksA.counters().get('g1')?.forwarded, 2);
       for (const link of [fromA, markerFromA, toB, markerToB]) link.close();
       linksA.close();

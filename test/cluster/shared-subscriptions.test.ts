@@ -156,11 +156,14 @@ if (clusterSkip !== undefined) {
       await waitFor('a message in flight to the member on A', () => (onA.length > 0 ? true : undefined));
       await waitFor('the member on B\'s share', () => (got.length >= 5 ? true : undefined));
       assert.ok(got.length < sent.length, `some messages went to A (B got ${got.length} of ${sent.length})`);
+      const links = nodeB.gatehouse.cluster!.links;
+      assert.ok(links.sharedKept > 0, 'B keeps what it sent to A until A\'s member acknowledges it');
 
       await nodeA.kill9();
       // Once A's lease lapsed (10 s), B sends what A never completed to the member left: B's.
       await waitFor('every message at the member on B', () => (counts(got).size === sent.length ? true : undefined), 60_000);
       assert.deepEqual([...counts(got).keys()].sort(), [...sent].sort());
+      assert.equal(links.sharedKept, 0, 'nothing kept once sent again to the member here');
       await Promise.all([memberB, publisher].map((c) => c.endAsync()));
     });
   });
