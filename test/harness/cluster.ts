@@ -90,9 +90,9 @@ export class TestCluster {
   }
 
   /** A node as `npm start` runs it (dist/main.mjs): one a test can kill -9. `env`: more settings (GATEHOUSE_WORKERS …). */
-  async startProcess(nodeId: string, host: string, env: Record<string, string> = {}): Promise<GatehouseProcess & { dir: string }> {
+  async startProcess(nodeId: string, host: string, env: Record<string, string> = {}, options: { fromSource?: boolean } = {}): Promise<GatehouseProcess & { dir: string }> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-node-'));
-    const node = await startGatehouseProcess(dir, { ...this.env(nodeId, host), ...env });
+    const node = await startGatehouseProcess(dir, { ...this.env(nodeId, host), ...env }, options);
     this.#processes.push({ node, dir });
     return Object.assign(node, { dir });
   }

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { DIST, ensureBuilt } from '../../scripts/build.mjs';
+import { DIST, ensureBuilt, ROOT } from '../../scripts/build.mjs';
 import { freePort, TEST_ADMIN_TOKEN } from './gatehouse.ts';
 
 export interface GatehouseProcess {
@@ -22,8 +22,13 @@ export interface GatehouseProcess {
   stop(): Promise<void>;
 }
 
-function spawnMain(dataDir: string, httpPort: number, env: Record<string, string>): { child: ChildProcess; out: { stdout: string; stderr: string }; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--no-node-snapshot', '--enable-source-maps', path.join(DIST, 'main.mjs')], {
+/**
+ * `fromSource`: src/main.ts through tsx instead of the bundle, for code that runs only in such a child (the
+ * `GATEHOUSE_WORKERS` primary): the test suite's coverage counts src/ files, which the bundle's run does not reach.
+ */
+function spawnMain(dataDir: string, httpPort: number, env: Record<string, string>, fromSource = false): { child: ChildProcess; out: { stdout: string; stderr: string }; exited: Promise<number | null> } {
+  const entry = fromSource ? ['--import', 'tsx', path.join(ROOT, 'src', 'main.ts')] : ['--enable-source-maps', path.join(DIST, 'main.mjs')];
+  const child = spawn(process.execPath, ['--no-node-snapshot', ...entry], {
     env: {
       ...process.env, GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_HTTP_PORT: String(httpPort), GATEHOUSE_HTTP_HOST: '127.0.0.1',
       GATEHOUSE_MQTT_HOST: '127.0.0.1', GATEHOUSE_PUBLIC_HOST: 'localhost', GATEHOUSE_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
@@ -39,10 +44,10 @@ function spawnMain(dataDir: string, httpPort: number, env: Record<string, string
 }
 
 /** Starts dist/main.mjs and resolves once it says it is running. */
-export async function startGatehouseProcess(dataDir: string, env: Record<string, string> = {}): Promise<GatehouseProcess> {
+export async function startGatehouseProcess(dataDir: string, env: Record<string, string> = {}, options: { fromSource?: boolean } = {}): Promise<GatehouseProcess> {
   await ensureBuilt();
   const httpPort = await freePort();
-  const { child, out, exited } = spawnMain(dataDir, httpPort, env);
+  const { child, out, exited } = spawnMain(dataDir, httpPort, env, options.fromSource);
   await new Promise<void>((resolve, reject) => {
     const onData = (): void => {
       if (out.stdout.includes('Gatehouse is running')) {
