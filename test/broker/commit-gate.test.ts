@@ -10,7 +10,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import mqtt from 'mqtt';
-import mqttPacket from 'mqtt-packet';
+import type mqttPacket from 'mqtt-packet';
+import { frame, readPackets } from '../harness/raw-mqtt.ts';
 import { Broker, CommitGate, listen, type BrokerPersistence, type Listener, type PersistenceBatch } from '../../src/broker/index.ts';
 import type { Connection } from '../../src/broker/connection.ts';
 
@@ -47,18 +48,12 @@ async function until(predicate: () => boolean, what: string): Promise<void> {
   assert.ok(predicate(), what);
 }
 
-function frame(packet: object, protocolVersion: 4 | 5 = 4): Buffer {
-  return mqttPacket.generate(packet as mqttPacket.Packet, { protocolVersion });
-}
 
 /** A raw client (persistent session): its parsed packets in order; `release` settles the engine's writes the CONNACK waits for. */
 async function rawClient(port: number, clientId: string, release: () => Promise<void>): Promise<{ socket: net.Socket; packets: mqttPacket.Packet[]; ended: Promise<void> }> {
   const socket = net.connect(port, '127.0.0.1');
   await new Promise((r) => socket.once('connect', r));
-  const parser = mqttPacket.parser({ protocolVersion: 4 });
-  const packets: mqttPacket.Packet[] = [];
-  parser.on('packet', (p) => packets.push(p));
-  socket.on('data', (d) => parser.parse(d));
+  const packets = readPackets(socket);
   const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   socket.write(frame({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, clientId, keepalive: 0 }));
   await release();

@@ -13,7 +13,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import mqttPacket from 'mqtt-packet';
+import type mqttPacket from 'mqtt-packet';
+import { frame, readPackets } from '../harness/raw-mqtt.ts';
 import { Broker, listen, type Listener } from '../../src/broker/index.ts';
 import type { Connection } from '../../src/broker/connection.ts';
 import { SqliteStateStores } from '../../src/storage/sqlite-state-stores.ts';
@@ -22,9 +23,6 @@ const LIMIT = 256 * 1024;
 const PAYLOAD = 16 * 1024;
 const MESSAGES = 200; // 3.2 MB of retained state, twelve times the bound
 
-function frame(packet: object): Buffer {
-  return mqttPacket.generate(packet as mqttPacket.Packet, { protocolVersion: 4 });
-}
 
 async function until(predicate: () => boolean, what: string, ms = 15_000): Promise<void> {
   const end = Date.now() + ms;
@@ -37,10 +35,7 @@ interface RawClient { socket: net.Socket; packets: mqttPacket.Packet[] }
 async function rawClient(port: number, clientId: string, keepalive: number): Promise<RawClient> {
   const socket = net.connect(port, '127.0.0.1');
   await new Promise((r) => socket.once('connect', r));
-  const parser = mqttPacket.parser({ protocolVersion: 4 });
-  const packets: mqttPacket.Packet[] = [];
-  parser.on('packet', (p) => packets.push(p));
-  socket.on('data', (d) => parser.parse(d));
+  const packets = readPackets(socket);
   socket.write(frame({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive }));
   await until(() => packets.some((p) => p.cmd === 'connack'), `CONNACK for ${clientId}`);
   return { socket, packets };

@@ -9,7 +9,8 @@
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import mqttPacket from 'mqtt-packet';
+import type mqttPacket from 'mqtt-packet';
+import { frame, readPackets } from '../harness/raw-mqtt.ts';
 import { DEFAULT_BROKER_OPTIONS } from '../../src/broker/index.ts';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
 import { clusterNatsUrl, clusterSkip, engineOf, natsRelay, TestCluster, waitFor, type GatewayJson, type NatsRelay } from '../harness/cluster.ts';
@@ -25,9 +26,6 @@ const MESSAGES = Math.ceil((LIMIT * 1.5) / PAYLOAD); // half as much again as th
  */
 const ONE_PACKET = 3 * (PAYLOAD + 1024);
 
-function frame(packet: object): Buffer {
-  return mqttPacket.generate(packet as mqttPacket.Packet, { protocolVersion: 4 });
-}
 
 if (clusterSkip !== undefined) {
   test('retained puts to the cluster\'s store are bounded in bytes', { skip: clusterSkip, timeout: 1_000 }, () => {});
@@ -57,10 +55,7 @@ if (clusterSkip !== undefined) {
       const socket = tls.connect({ host: A, port: gateway.port, servername: 'localhost', ca: cluster.pki.root.certPem });
       t.after(() => socket.destroy());
       await new Promise<void>((resolve, reject) => { socket.once('secureConnect', resolve); socket.once('error', reject); });
-      const parser = mqttPacket.parser({ protocolVersion: 4 });
-      const packets: mqttPacket.Packet[] = [];
-      parser.on('packet', (p) => packets.push(p));
-      socket.on('data', (d: Buffer) => parser.parse(d));
+      const packets = readPackets(socket);
       socket.write(frame({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `c-${device}`, keepalive: 0, username: device, password: Buffer.from(`pw-${device}`) }));
       await waitFor('CONNACK', () => (packets.some((p) => p.cmd === 'connack') ? true : undefined));
       assert.equal((packets[0] as mqttPacket.IConnackPacket).returnCode, 0);
