@@ -16,7 +16,7 @@ import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.ts';
 import { Router, type Delivery, type RemotePick } from './router.ts';
 import { RetainedStore, type RetainedBodies } from './retained.ts';
 import { createMessage, type Message } from './message.ts';
-import { Session, type Subscription } from './session.ts';
+import { DROPPED, Session, type DeliveryEnd, type Subscription } from './session.ts';
 import { Connection, type ConnectionState } from './connection.ts';
 import { LongTimer } from './long-timer.ts';
 import { Admission } from './admission.ts';
@@ -39,8 +39,16 @@ const RETAINED_SWEEP_BUDGET = 1_000;
 /** How long a socket we ended may wait for the peer to close it. */
 const LINGER_MS = 2000;
 
-/** How a `deliverTo` ended: sent at QoS 0, acknowledged at QoS 1/2, or why not (dropped: online and subscribed, not sent). */
-export type DirectDelivery = 'offline' | 'not_subscribed' | 'sent' | 'acked' | 'timeout' | 'dropped';
+/**
+ * How a `deliverTo` ended: sent at QoS 0, acknowledged at QoS 1/2, refused by the client (its PUBACK or PUBREC
+ * with a reason code ≥ 0x80, in `reasonCode`), or why not (dropped: online and subscribed, not sent).
+ */
+export type DirectOutcome = 'offline' | 'not_subscribed' | 'sent' | 'acked' | 'refused' | 'timeout' | 'dropped';
+export interface DirectDelivery {
+  outcome: DirectOutcome;
+  /** The client's reason code when it answered (0 for success, and in MQTT 3.1.1); absent when it did not. */
+  reasonCode?: number;
+}
 
 export interface BrokerInit {
   options?: Partial<BrokerOptions>;
@@ -428,11 +436,11 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
    * Sends a message from outside MQTT to ONE connected client (the platform's downlink), through a
    * subscription of that client matching the topic, at the lower of the asked and the granted QoS.
    * Not routed to anyone else, not retained. For QoS 1 it resolves when the client's PUBACK for this
-   * very packet arrives ('acked') or after `ackTimeoutMs` ('timeout'; the message stays in flight).
+   * very packet arrives ('acked', or 'refused' with a failure reason code) or after `ackTimeoutMs` ('timeout'; the message stays in flight).
    */
   deliverTo(clientId: string, init: { topic: string; payload: Buffer; qos: QoS }, ackTimeoutMs = 10_000): Promise<DirectDelivery> {
     const session = this.#sessions.get(clientId);
-    if (session === undefined || session.link === null) return Promise.resolve('offline');
+    if (session === undefined || session.link === null) return Promise.resolve({ outcome: 'offline' });
     let granted = -1;
     const subIds: number[] = [];
     for (const sub of session.subscriptions.values()) {
@@ -440,7 +448,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       if (sub.qos > granted) granted = sub.qos;
       if (sub.subscriptionId !== undefined) subIds.push(sub.subscriptionId);
     }
-    if (granted < 0) return Promise.resolve('not_subscribed');
+    if (granted < 0) return Promise.resolve({ outcome: 'not_subscribed' });
     const qos = (init.qos < granted ? init.qos : granted) as QoS;
     const message = createMessage({
       topic: init.topic, payload: init.payload, qos, retain: false, properties: undefined, expiresAt: 0, senderId: '',
@@ -448,15 +456,17 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     const ids = subIds.length > 0 ? subIds : undefined;
     // Dropped rather than sent (larger than the device accepts, its socket congested, its queue full):
     // said so, not reported as sent or left to time out.
-    if (qos === 0) return Promise.resolve(session.deliver(message, 0, false, ids) ? 'sent' : 'dropped');
+    if (qos === 0) return Promise.resolve({ outcome: session.deliver(message, 0, false, ids) ? 'sent' : 'dropped' });
     return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve('timeout'), ackTimeoutMs);
+      const timer = setTimeout(() => resolve({ outcome: 'timeout' }), ackTimeoutMs);
       timer.unref();
-      const end = (delivered: boolean): void => {
+      const end = (reasonCode: DeliveryEnd): void => {
         clearTimeout(timer);
-        resolve(delivered ? 'acked' : 'dropped');
+        // A reason code of 0x80 or above is the client's refusal (MQTT 5 §3.4.2.1), not an acknowledgement of receipt.
+        if (reasonCode === DROPPED) resolve({ outcome: 'dropped' });
+        else resolve({ outcome: reasonCode >= 0x80 ? 'refused' : 'acked', reasonCode });
       };
-      if (!session.deliver(message, qos, false, ids, end)) end(false);
+      if (!session.deliver(message, qos, false, ids, end)) end(DROPPED);
     });
   }
 

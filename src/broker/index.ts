@@ -1,5 +1,5 @@
 /** The MQTT engine's public surface. */
-export { Broker, type BrokerInit, type DirectDelivery } from './broker.ts';
+export { Broker, type BrokerInit, type DirectDelivery, type DirectOutcome } from './broker.ts';
 export { DEFAULT_BROKER_OPTIONS, type BrokerOptions, type LiveLimits } from './options.ts';
 export type { BrokerHooks, BrokerEvents, ClientInfo, ConnectRequest, AuthResult, AdmissionLimit, EndedConnect, Farewell } from './hooks.ts';
 export { createMessage, type Message } from './message.ts';

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { QoS } from '../mqtt/codec.ts';
 import { createMessage, type Message } from './message.ts';
-import { Session, type SessionLink } from './session.ts';
+import { DROPPED, Session, type DeliveryEnd, type SessionLink } from './session.ts';
 import { createStats } from './stats.ts';
 import { Journal } from './journal.ts';
 import { CommitGate } from './commit-gate.ts';
@@ -169,6 +169,45 @@ test('QoS 2: PUBREC moves a flow to PUBREL; PUBREC ≥ 0x80 ends it, frees the s
   session.deliver(message('q1/d'), 1, false, undefined);
   assert.equal(session.received(4, 0), 'unknown', 'PUBREC for a QoS 1 flow');
   assert.equal(session.inflightCount, 1);
+});
+
+test('whoever waits on a QoS 1/2 delivery hears how it ended: the client\'s reason code, or DROPPED', { timeout: 5_000 }, () => {
+  const session = new Session('c', { ...LIMITS, maxQueued: 2 }, createStats());
+  const link = flowLink(1);
+  session.link = link;
+  const ends = new Map<string, DeliveryEnd[]>();
+  const tell = (topic: string) => (end: DeliveryEnd) => ends.set(topic, [...(ends.get(topic) ?? []), end]);
+  const send = (topic: string, qos: QoS = 1, expiresAt = 0) =>
+    session.deliver(createMessage({ topic, payload: Buffer.from(topic), qos, retain: false, properties: undefined, expiresAt, senderId: '' }), qos, false, undefined, tell(topic));
+
+  assert.ok(send('a'));                               // in flight, packet id 1
+  assert.ok(send('b'));                               // queued
+  assert.ok(send('c', 1, Date.now() - 1));            // queued, already expired when its turn comes
+  assert.ok(send('d'));                               // drop-oldest: 'b' leaves the full queue
+  assert.deepEqual(ends.get('b'), [DROPPED]);
+  // A v5 PUBACK carrying a failure ends the flow and is told as such (MQTT 5 §3.4.2.1), not as a success.
+  assert.ok(session.complete(1, 'puback', 0x87));
+  assert.deepEqual(ends.get('a'), [0x87]);
+  assert.deepEqual(ends.get('c'), [DROPPED], 'expired while queued: dropped at its turn');
+  assert.deepEqual(link.sent.map((s) => s.topic), ['a', 'd']);
+  assert.ok(session.complete(link.sent[1]!.packetId, 'puback'));
+  assert.deepEqual(ends.get('d'), [0], 'a plain PUBACK (or 3.1.1) is 0');
+
+  // QoS 2: a PUBREC refusal ends the flow there [MQTT-4.3.3-4]; a PUBCOMP tells its own code (0x92 included).
+  assert.ok(send('e', 2));
+  assert.equal(session.received(link.sent[2]!.packetId, 0x97), 'ended');
+  assert.deepEqual(ends.get('e'), [0x97]);
+  assert.ok(send('f', 2));
+  assert.equal(session.received(link.sent[3]!.packetId, 0), 'pubrel');
+  assert.equal(ends.get('f'), undefined, 'not ended at PUBREC');
+  assert.ok(session.complete(link.sent[3]!.packetId, 'pubcomp', 0x92));
+  assert.deepEqual(ends.get('f'), [0x92]);
+
+  // Too large for the client when it is sent: dropped at once, told once.
+  link.refuse.add('g');
+  assert.equal(send('g'), false);
+  assert.deepEqual(ends.get('g'), [DROPPED]);
+  assert.deepEqual([...ends.values()].map((e) => e.length), [1, 1, 1, 1, 1, 1, 1], 'each told exactly once');
 });
 
 /** A stored outbound QoS 1 message as a restart loads it (packet id 0: it was queued). */

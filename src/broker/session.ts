@@ -56,9 +56,18 @@ interface Outbound {
   packetId: number;
   /** 'publish': waiting for PUBACK/PUBREC; 'pubrel': PUBREL sent, waiting for PUBCOMP. */
   state: 'publish' | 'pubrel';
-  /** Told when the client completes this flow (PUBACK / PUBCOMP); not persisted. */
-  onComplete?: (delivered: boolean) => void;
+  /** Told how this flow ended (see `DeliveryEnd`); not persisted. */
+  onComplete?: (end: DeliveryEnd) => void;
 }
+
+/**
+ * How an outbound QoS 1/2 message ended, for whoever waits on it: the client's reason code on the PUBACK,
+ * PUBREC (a refusal, ≥ 0x80, ends the flow there) or PUBCOMP — 0 in MQTT 3.1.1, which has none — or
+ * `DROPPED` when it never reached the client (queue overflow, expiry, too large for it).
+ */
+export type DeliveryEnd = number;
+/** `DeliveryEnd` of a message that never reached its client. */
+export const DROPPED = -1;
 
 /** A message a session owes its client, as an operator sees it (no payload: its size). */
 export interface PendingMessage {
@@ -249,10 +258,11 @@ export class Session {
   /**
    * Hands a matched message to this session at the delivery QoS. Returns false when it was dropped at
    * once (QoS 0: offline, slow consumer, larger than the client accepts; QoS 1/2: refused by the queue or
-   * too large). `onComplete` (QoS 1/2) hears how this very message ended: true for the client's PUBACK /
-   * PUBCOMP, false when it was dropped later (queue overflow, expiry, too large when its turn came).
+   * too large). `onComplete` (QoS 1/2) hears how this very message ended: the client's reason code on the
+   * PUBACK, PUBREC refusal or PUBCOMP, or `DROPPED` when it was dropped later (queue overflow, expiry, too large
+   * when its turn came).
    */
-  deliver(message: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined, onComplete?: (delivered: boolean) => void): boolean {
+  deliver(message: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined, onComplete?: (end: DeliveryEnd) => void): boolean {
     const link = this.link;
     if (qos === 0) {
       // QoS 0 is not queued: it goes now or not at all (offline or slow consumer).
@@ -289,7 +299,7 @@ export class Session {
       const dropped = queue.shift()!;
       this.#queuedBytes -= queuedSize(dropped);
       this.#forget(dropped);
-      dropped.onComplete?.(false);
+      dropped.onComplete?.(DROPPED);
     }
     queue.push(entry);
     this.#queuedBytes += size;
@@ -312,7 +322,7 @@ export class Session {
     // Not sent because it is larger than the client accepts: discarded as if delivered [MQTT-3.1.2-25];
     // whoever waits on it hears it was not.
     this.#forget(entry);
-    entry.onComplete?.(false);
+    entry.onComplete?.(DROPPED);
     return false;
   }
 
@@ -404,7 +414,7 @@ export class Session {
       if (isExpired(entry.message, now)) {
         this.#stats.droppedExpired++;
         this.#forget(entry);
-        entry.onComplete?.(false);
+        entry.onComplete?.(DROPPED);
         continue;
       }
       this.#send(link, entry);
@@ -412,14 +422,17 @@ export class Session {
     if (this.#retainedBacklog !== undefined && this.queuedCount === 0) this.#pumpRetained();
   }
 
-  /** PUBACK (QoS 1) or PUBCOMP (QoS 2) ends an outbound flow. Returns false for an unknown id. */
-  complete(packetId: number, expect: 'puback' | 'pubcomp'): boolean {
+  /**
+   * PUBACK (QoS 1) or PUBCOMP (QoS 2) ends an outbound flow, whatever its reason code (a PUBACK ≥ 0x80 is
+   * the client's refusal, told to whoever waits). Returns false for an unknown id.
+   */
+  complete(packetId: number, expect: 'puback' | 'pubcomp', reasonCode = 0): boolean {
     const entry = this.#inflight.get(packetId);
     if (entry === undefined) return false;
     if (expect === 'puback' ? entry.qos !== 1 : entry.state !== 'pubrel') return false;
     this.#inflight.delete(packetId);
     this.#forget(entry);
-    entry.onComplete?.(true);
+    entry.onComplete?.(reasonCode);
     this.drain();
     return true;
   }
@@ -431,6 +444,7 @@ export class Session {
     if (reasonCode >= 0x80) {
       this.#inflight.delete(packetId);
       this.#forget(entry);
+      entry.onComplete?.(reasonCode);
       this.drain();
       return 'ended';
     }

@@ -172,8 +172,9 @@ export function registerPlatformCommands(program: Command, io: CliIo = defaultIo
           params: { path: { productKey, deviceName: device } },
           body: { topic, ...body, qos: flags.qos === '1' ? 1 : 0 },
         }));
-        print(flags, answer, () => `${answer.result}: to ${device} on ${topic}`);
-        // Not delivered (offline, not subscribed, no PUBACK in time): a script must be able to tell.
+        const refusal = answer.reasonCode === undefined ? '' : ` (reason code 0x${answer.reasonCode.toString(16)})`;
+        print(flags, answer, () => `${answer.result}${refusal}: to ${device} on ${topic}`);
+        // Not delivered (offline, not subscribed, refused, no PUBACK in time): a script must be able to tell.
         if (answer.result !== 'SENT' && answer.result !== 'ACKED') io.setExitCode(1);
       }));
 

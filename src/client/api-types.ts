@@ -3978,12 +3978,14 @@ export interface paths {
                             /** @description The device was connected */
                             online: boolean;
                             /**
-                             * @description DROPPED: connected and subscribed, but not sent (larger than the device's Maximum Packet Size, its socket congested at QoS 0, or its queue full)
+                             * @description REFUSED: the device answered with a PUBACK reason code of 0x80 or above (MQTT 5), in reasonCode. DROPPED: connected and subscribed, but not sent (larger than the device's Maximum Packet Size, its socket congested at QoS 0, or its queue full)
                              * @enum {unknown}
                              */
-                            result: "OFFLINE" | "NOT_SUBSCRIBED" | "SENT" | "ACKED" | "TIMEOUT" | "DROPPED";
-                            /** @description QoS 1: the device sent PUBACK in time; null when nothing went out at QoS 1 */
+                            result: "OFFLINE" | "NOT_SUBSCRIBED" | "SENT" | "ACKED" | "REFUSED" | "TIMEOUT" | "DROPPED";
+                            /** @description QoS 1: the device sent PUBACK in time (REFUSED included); null when nothing went out at QoS 1 */
                             acknowledged: boolean | null;
+                            /** @description REFUSED only: the reason code of the device's PUBACK (e.g. 135 = 0x87 not authorized, 151 = 0x97 quota exceeded) */
+                            reasonCode?: number;
                         };
                     };
                 };

@@ -23,7 +23,7 @@ export type PeerRequest =
   | { kind: 'disconnect'; productKey: string; deviceName: string };
 
 export type PeerAnswer =
-  | { kind: 'downlink'; outcome: DirectDelivery }
+  | { kind: 'downlink'; delivery: DirectDelivery }
   | { kind: 'sessions'; sessions: DeviceSessionView[] }
   | { kind: 'disconnect'; disconnected: number };
 

@@ -5,7 +5,7 @@
  * shared sandbox.
  */
 import type { Logger } from '../core/logger.ts';
-import type { DirectDelivery } from '../broker/index.ts';
+import type { DirectDelivery, DirectOutcome } from '../broker/index.ts';
 import type { GatewayInstance } from '../gateway/instance.ts';
 import type { InstanceChange } from '../gateway/runtime.ts';
 import type { DeviceIdentity } from '../gateway/ports.ts';
@@ -72,12 +72,15 @@ export interface DownlinkRequest {
 export interface DownlinkResult {
   online: boolean;
   /**
-   * OFFLINE, NOT_SUBSCRIBED (online but no subscription matches the topic), SENT (QoS 0), ACKED, TIMEOUT,
-   * DROPPED (online and subscribed, but not sent: larger than the device accepts, its socket congested, its queue full).
+   * OFFLINE, NOT_SUBSCRIBED (online but no subscription matches the topic), SENT (QoS 0), ACKED, REFUSED (the
+   * device's PUBACK carried a failure reason code, ≥ 0x80), TIMEOUT, DROPPED (online and subscribed, but not sent:
+   * larger than the device accepts, its socket congested, its queue full).
    */
-  result: 'OFFLINE' | 'NOT_SUBSCRIBED' | 'SENT' | 'ACKED' | 'TIMEOUT' | 'DROPPED';
+  result: 'OFFLINE' | 'NOT_SUBSCRIBED' | 'SENT' | 'ACKED' | 'REFUSED' | 'TIMEOUT' | 'DROPPED';
   /** QoS 1: whether the device's PUBACK arrived; null when nothing was sent at QoS 1 (QoS 0 asked or granted, offline …). */
   acknowledged: boolean | null;
+  /** REFUSED: the reason code of the device's PUBACK (for example 0x87 not authorized, 0x97 quota exceeded). */
+  reasonCode?: number;
 }
 
 export interface ParsingTestResult {
@@ -90,8 +93,16 @@ export interface ParsingTestResult {
   durationMs: number;
 }
 
-/** The best of several connections' outcomes wins. */
-const OUTCOME_RANK: readonly DirectDelivery[] = ['acked', 'sent', 'timeout', 'dropped', 'not_subscribed', 'offline'];
+/** The best of several connections' outcomes wins: a device's refusal is an answer, better than none. */
+const OUTCOME_RANK: readonly DirectOutcome[] = ['acked', 'sent', 'refused', 'timeout', 'dropped', 'not_subscribed', 'offline'];
+
+function best(deliveries: readonly DirectDelivery[]): DirectDelivery {
+  for (const outcome of OUTCOME_RANK) {
+    const found = deliveries.find((d) => d.outcome === outcome);
+    if (found !== undefined) return found;
+  }
+  return { outcome: 'offline' };
+}
 
 /** A single process's outbox claims: taken at start only, so their length matters only to a later cluster. */
 const LOCAL_CLAIM_MS = 10_000;
@@ -189,13 +200,14 @@ export class Platform {
     const there = this.#ask({
       kind: 'downlink', productKey, deviceName, topic: request.topic, payloadBase64: request.payload.toString('base64'), qos: request.qos,
     }, this.options.downlinkAckTimeoutMs);
-    const outcomes = [await here, ...(await there).flatMap((a) => (a.kind === 'downlink' ? [a.outcome] : []))];
-    const outcome = OUTCOME_RANK.find((o) => outcomes.includes(o)) ?? 'offline';
-    return {
+    const { outcome, reasonCode } = best([await here, ...(await there).flatMap((a) => (a.kind === 'downlink' ? [a.delivery] : []))]);
+    const result: DownlinkResult = {
       online: outcome !== 'offline',
       result: outcome.toUpperCase() as DownlinkResult['result'],
-      acknowledged: outcome === 'acked' ? true : outcome === 'timeout' ? false : null,
+      acknowledged: outcome === 'acked' || outcome === 'refused' ? true : outcome === 'timeout' ? false : null,
     };
+    if (outcome === 'refused') result.reasonCode = reasonCode;
+    return result;
   }
 
   async #downlinkHere(productKey: string, deviceName: string, request: DownlinkRequest): Promise<DirectDelivery> {
@@ -203,10 +215,9 @@ export class Platform {
       if (instance.config.productKey !== productKey) continue;
       // A device may hold several connections (different client ids): each subscribed one gets it.
       const connections = instance.broker.clients().filter((c) => (c.identity as DeviceIdentity | undefined)?.deviceName === deviceName);
-      const outcomes = await Promise.all(connections.map((c) => instance.broker.deliverTo(c.clientId, request, this.options.downlinkAckTimeoutMs)));
-      return OUTCOME_RANK.find((o) => outcomes.includes(o)) ?? 'offline';
+      return best(await Promise.all(connections.map((c) => instance.broker.deliverTo(c.clientId, request, this.options.downlinkAckTimeoutMs))));
     }
-    return 'offline';
+    return { outcome: 'offline' };
   }
 
   /** The device's MQTT sessions on its gateway, connected or kept (device-sessions.ts), on every node of a cluster. */
@@ -243,7 +254,7 @@ export class Platform {
       case 'downlink':
         return {
           kind: 'downlink',
-          outcome: await this.#downlinkHere(request.productKey, request.deviceName,
+          delivery: await this.#downlinkHere(request.productKey, request.deviceName,
             { topic: request.topic, payload: Buffer.from(request.payloadBase64, 'base64'), qos: request.qos }),
         };
       case 'sessions':

@@ -265,7 +265,7 @@ test('a downlink reaches a subscribed device at QoS 0 and QoS 1 (acknowledged); 
   assert.equal(badTopic.json.error.code, 'GW_ERR_TOPIC_INVALID');
 });
 
-test('a downlink the device would refuse is reported DROPPED, not SENT or a TIMEOUT; a topic past the gateway\'s limits is a 400 naming the field', { timeout: 15_000 }, async () => {
+test('a downlink the device would refuse is reported DROPPED, not SENT or a TIMEOUT; one it refuses in its PUBACK is REFUSED with the reason code; a topic past the gateway\'s limits is a 400 naming the field', { timeout: 15_000 }, async () => {
   // A v5 device that accepts packets of at most 256 bytes [MQTT-3.1.2-24]: a larger PUBLISH is never sent to it.
   const device = await clients.connect(gw.port, 'sensor-02', { clientId: 'c-small-packets', properties: { maximumPacketSize: 256 } });
   const setTopic = `/sys/${gw.productKey}/sensor-02/thing/service/property/set`;
@@ -283,6 +283,15 @@ test('a downlink the device would refuse is reported DROPPED, not SENT or a TIME
   const r2 = await send(Buffer.from('ok'), 1);
   assert.deepEqual(r2.json, { online: true, result: 'ACKED', acknowledged: true });
   assert.equal((await small).payload.toString(), 'ok');
+
+  // A v5 device may answer PUBACK with a failure (here 0x87, not authorized): the application is told the device
+  // said no, with its code (MQTT 5 §3.4.2.1) — not ACKED as if it had taken the command.
+  await addDevices(gh, gw.productKey, ['refuser-01']);
+  const refusing = await clients.connect(gw.port, 'refuser-01', { customHandleAcks: (_topic, _message, _packet, done) => done(0x87) });
+  const refuserTopic = `/sys/${gw.productKey}/refuser-01/thing/service/property/set`;
+  await refusing.subscribeAsync(refuserTopic, { qos: 1 });
+  const r3 = await gh.api('POST', `/products/${gw.productKey}/devices/refuser-01/messages`, { topic: refuserTopic, payload: 'bm8=', qos: 1 });
+  assert.deepEqual(r3.json, { online: true, result: 'REFUSED', acknowledged: true, reasonCode: 0x87 });
 
   // The gateway's topic limits apply to what the platform sends its devices, as to what they publish.
   const limited = await gh.api('PATCH', `/gateways/${gw.id}`, { limits: { maxTopicLevels: 8 } });

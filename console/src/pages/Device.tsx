@@ -204,6 +204,7 @@ function RecentMessages({ messages }: { messages: Message[] | null }) {
 const OUTCOME: Record<DownlinkResult['result'], string> = {
   ACKED: 'Delivered: the device acknowledged it (PUBACK).',
   SENT: 'Sent to the device.',
+  REFUSED: 'Refused: the device answered with a failure reason code.',
   TIMEOUT: 'Sent, but the device did not acknowledge it in time.',
   NOT_SUBSCRIBED: 'Not sent: the device is connected but not subscribed to this topic.',
   OFFLINE: 'Not sent: the device is not connected.',
@@ -225,7 +226,8 @@ function SendMessage({ productKey, deviceName, onSent }: { productKey: string; d
       const r = await ok(api.POST('/api/v1/products/{productKey}/devices/{deviceName}/messages', {
         params: { path: { productKey, deviceName } }, body: { topic, payload, encoding, qos },
       }));
-      setResult({ kind: r.result === 'ACKED' || r.result === 'SENT' ? 'ok' : 'warn', text: OUTCOME[r.result] });
+      const code = r.reasonCode === undefined ? '' : ` (reason code 0x${r.reasonCode.toString(16)})`;
+      setResult({ kind: r.result === 'ACKED' || r.result === 'SENT' ? 'ok' : 'warn', text: OUTCOME[r.result] + code });
       onSent();
     } catch (err) {
       setResult({ kind: 'error', text: (err as Error).message, field: err instanceof ApiError ? err.field : null });

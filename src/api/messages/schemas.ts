@@ -37,8 +37,10 @@ export const DownlinkBody = Type.Object({
 
 export const DownlinkView = Type.Object({
   online: Type.Boolean({ description: 'The device was connected' }),
-  result: Type.Enum(['OFFLINE', 'NOT_SUBSCRIBED', 'SENT', 'ACKED', 'TIMEOUT', 'DROPPED'], {
-    description: 'DROPPED: connected and subscribed, but not sent (larger than the device\'s Maximum Packet Size, its socket congested at QoS 0, or its queue full)',
+  result: Type.Enum(['OFFLINE', 'NOT_SUBSCRIBED', 'SENT', 'ACKED', 'REFUSED', 'TIMEOUT', 'DROPPED'], {
+    description: 'REFUSED: the device answered with a PUBACK reason code of 0x80 or above (MQTT 5), in reasonCode. '
+      + 'DROPPED: connected and subscribed, but not sent (larger than the device\'s Maximum Packet Size, its socket congested at QoS 0, or its queue full)',
   }),
-  acknowledged: Nullable(Type.Boolean({ description: 'QoS 1: the device sent PUBACK in time; null when nothing went out at QoS 1' })),
+  acknowledged: Nullable(Type.Boolean({ description: 'QoS 1: the device sent PUBACK in time (REFUSED included); null when nothing went out at QoS 1' })),
+  reasonCode: Type.Optional(Type.Integer({ minimum: 0x80, maximum: 0xff, description: 'REFUSED only: the reason code of the device\'s PUBACK (e.g. 135 = 0x87 not authorized, 151 = 0x97 quota exceeded)' })),
 });

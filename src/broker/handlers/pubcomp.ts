@@ -3,5 +3,5 @@ import type { Connection } from '../connection.ts';
 
 /** PUBCOMP ends an outbound QoS 2 flow [MQTT-4.3.3-?]. */
 export function handlePubcomp(conn: Connection, packet: IPubcompPacket): void {
-  conn.session?.complete(packet.messageId ?? 0, 'pubcomp');
+  conn.session?.complete(packet.messageId ?? 0, 'pubcomp', packet.reasonCode ?? 0);
 }
