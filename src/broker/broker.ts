@@ -32,7 +32,7 @@ import { dispatch } from './handlers/index.ts';
 /** Session Expiry Interval meaning "never expires" [MQTT-3.1.2-?, §3.1.2.11.2]. */
 const NEVER_EXPIRES = 0xffffffff;
 const SWEEP_INTERVAL_MS = 250;
-/** A retained message's fixed part (record, key) in the commit gate's byte estimate. */
+/** A retained or cluster-stored message's fixed part (record, key, frame header) in the commit gate's byte estimate. */
 const RETAINED_HOLD_OVERHEAD = 64;
 /** Retained topics looked at per sweep for expired messages: 4,000 a second, a few hundred microseconds each time. */
 const RETAINED_SWEEP_BUDGET = 1_000;
@@ -471,10 +471,11 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   }
 
   /**
-   * Routes a message to every subscriber (here, then on the other nodes of a cluster). Returns undefined, or for
-   * a retained message on a cluster node, a promise resolved once the cluster's store holds it (the PUBACK waits).
+   * Routes a message to every subscriber (here, then on the other nodes of a cluster). Returns undefined, or on a
+   * cluster node a promise the PUBACK waits for: true once the cluster holds what it must (a QoS 1/2 message in its
+   * stream, a retained message in its store), false when the cluster's stream refused the message.
    */
-  publish(message: Message, from: ClientInfo | null): Promise<void> | undefined {
+  publish(message: Message, from: ClientInfo | null): Promise<boolean> | undefined {
     this.stats.messagesReceived++;
     this.emit('message_published', message, from);
     let replicated: Promise<void> | undefined;
@@ -491,13 +492,23 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     const link = this.#link;
     if (link === null) {
       this.#route(message, undefined);
-      return replicated;
+      return undefined;
+    }
+    if (message.qos > 0) {
+      // A cluster node's QoS 1/2 message is stored in the cluster's stream first and routed from there, here as on
+      // every node (issue 16 item 2): acknowledged only once it survives this node's death, delivered once per node.
+      // Each matching shared group's member is picked now, once for the whole cluster, and the picks travel with
+      // the stored message: only the picked node delivers to that group [MQTT-4.8.2-2].
+      const stored = link.store(message, this.router.sharedPicks(message.topic));
+      // Under the same byte bound as the retained store's puts: a 3.1.1 flood while NATS is slow stops the reads.
+      this.commits.hold(stored, RETAINED_HOLD_OVERHEAD + message.topic.length + message.payload.length);
+      return replicated === undefined ? stored : Promise.all([stored, replicated]).then(([ok]) => ok);
     }
     // A shared group's pick may fall on another node: the message goes there for one member of it (item 5).
     this.#route(message, (node, group, filter) => link.forwardShared(node, group, filter, message));
-    // After local routing: the other nodes' subscribers (not yet durable across a node's death: issue 16 item 2).
+    // After local routing: the other nodes' subscribers (QoS 0: at most once).
     link.forward(message);
-    return replicated;
+    return replicated?.then(() => true);
   }
 
   /** A shared group's member here gets a message another node's pick (or a re-pick) sent here; false: none left. */

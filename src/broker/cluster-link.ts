@@ -22,6 +22,7 @@
  * longer than its lease is dead to the others, and the link's `cutOff` ends every connection here.
  */
 import type { Message } from './message.ts';
+import type { SharedPick } from './router.ts';
 
 /**
  * A will as the cluster's session record keeps it (issue 16 items 3 and 6): the node holding the connection
@@ -60,7 +61,7 @@ export interface ConnectionEnd {
 
 /** What the engine hands its link. */
 export interface LinkEndpoint {
-  /** A message published on another node: for this node's subscribers. */
+  /** A message published on another node (QoS 0), or a QoS 1/2 message the cluster stored: for this node's subscribers. */
   receive(message: Message): void;
   /**
    * A topic's retained message as the cluster's store holds it (set or cleared, empty payload, on any node,
@@ -99,8 +100,17 @@ export interface LinkEndpoint {
 export interface ClusterLink {
   /** Called once by the engine, when it has restored its own state (`Broker.restore`). */
   bind(endpoint: LinkEndpoint): void;
-  /** A message published on this node, already routed here: for the other nodes' subscribers. */
+  /** A QoS 0 message published on this node, already routed here: for the other nodes' subscribers (at most once). */
   forward(message: Message): void;
+  /**
+   * A QoS 1/2 message published on this node (issue 16 item 2), NOT routed here: stored in the cluster's stream,
+   * from which every node's subscribers get it, this node's included (through `LinkEndpoint.receive`), once each.
+   * Resolves true once the stream holds it — the PUBACK / PUBREC waits for it, so an acknowledged message survives
+   * the death of this node — and false when the stream refused it (nothing is delivered anywhere). `picks`: the
+   * node this one picked for each matching shared group (null: this node), stored with the message; every node
+   * delivers to the non-shared subscribers and to the groups picked for it alone (through `receiveShared`).
+   */
+  store(message: Message, picks: readonly SharedPick[]): Promise<boolean>;
   /** Whether this engine has subscriptions (true at the first, false when the last one goes). */
   interest(present: boolean): void;
   /** Whether this engine has members of a shared group (true at the first, false when the last one goes). */

@@ -52,10 +52,11 @@ export interface BrokerContext {
   /** The session kept under a client id, connected or not. */
   getSession(clientId: string): Session | undefined;
   /**
-   * Routes an accepted message to subscribers and the retained store; for a retained message on a cluster
-   * node, a promise resolved once the cluster's store holds it.
+   * Routes an accepted message to subscribers and the retained store; on a cluster node, a promise resolved once
+   * the cluster holds what it must (a QoS 1/2 message in its stream, a retained message in its store): true, or
+   * false when the stream refused the message (delivered nowhere).
    */
-  publish(message: Message, from: ClientInfo | null): Promise<void> | undefined;
+  publish(message: Message, from: ClientInfo | null): Promise<boolean> | undefined;
   subscribe(sub: Subscription): void;
   unsubscribe(sub: Subscription): void;
   /** Resolves once other nodes' messages reach the subscriptions made so far; undefined when they already do (or no cluster). */

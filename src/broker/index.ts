@@ -4,6 +4,7 @@ export { DEFAULT_BROKER_OPTIONS, type BrokerOptions, type LiveLimits } from './o
 export type { BrokerHooks, BrokerEvents, ClientInfo, ConnectRequest, AuthResult, AdmissionLimit, EndedConnect, Farewell } from './hooks.ts';
 export { createMessage, type Message } from './message.ts';
 export type { ClusterLink, ConnectionEnd, LinkEndpoint, RecordedWill, SessionClaim } from './cluster-link.ts';
+export type { SharedPick } from './router.ts';
 export type { PendingMessage, Session } from './session.ts';
 export type { BrokerStats } from './stats.ts';
 export { listen, guardTlsServer, type Listener, type ListenOptions } from './listener.ts';

@@ -21,11 +21,24 @@ interface SharedGroup {
   readonly members: Subscription[];
   /** Other nodes (process instances) with members of this group; empty without a cluster. */
   remotes: readonly string[];
+  /** The round robin over members here and other nodes (a message published here). */
   next: number;
+  /**
+   * The round robin over members here only, for a message whose pick (made on the node it was published on)
+   * fell on this node: kept apart, or those picks would reset the rotation over the nodes.
+   */
+  nextLocal: number;
 }
 
 /** A shared group's pick that fell on another node: the message goes there for one of its members. */
 export type RemotePick = (node: string, group: string, filter: string) => void;
+
+/** The node picked for one shared group matching a message: null for this node, or another node's name. */
+export interface SharedPick {
+  group: string;
+  filter: string;
+  node: string | null;
+}
 
 type Entry = Subscription | SharedGroup;
 
@@ -110,7 +123,7 @@ export class Router {
     const key = `${name}\u0000${filter}`;
     let group = this.#groups.get(key);
     if (group === undefined) {
-      group = { kind: 'group', key, group: name, filter, members: [], remotes: [], next: 0 };
+      group = { kind: 'group', key, group: name, filter, members: [], remotes: [], next: 0, nextLocal: 0 };
       this.#groups.set(key, group);
       this.#trie.add(filter, group);
     }
@@ -244,12 +257,7 @@ export class Router {
    * only the non-shared subscriptions here get it; undefined: a single process.
    */
   match(topic: string, senderId: string, remote?: RemotePick | null): Delivery[] {
-    let entries = this.#cache.get(topic);
-    if (entries === undefined) {
-      entries = [...this.#trie.match(topic)];
-      if (this.#cache.size >= this.#cacheSize) this.#cache.clear();
-      this.#cache.set(topic, entries);
-    }
+    const entries = this.#entries(topic);
     const out: Delivery[] = [];
     const dollar = topic.charCodeAt(0) === 0x24;
     let bySession: Map<Session, Delivery> | undefined;
@@ -289,6 +297,36 @@ export class Router {
     }
     return out;
   }
+
+  #entries(topic: string): Entry[] {
+    let entries = this.#cache.get(topic);
+    if (entries === undefined) {
+      entries = [...this.#trie.match(topic)];
+      if (this.#cache.size >= this.#cacheSize) this.#cache.clear();
+      this.#cache.set(topic, entries);
+    }
+    return entries;
+  }
+
+  /**
+   * A cluster node's QoS 1/2 message (issue 16 item 2) reaches every node from the cluster's stream, so the node
+   * it is published on picks each matching shared group's member (here, or another node holding members) before
+   * storing it, and only the picked node delivers it to that group: one member in the whole cluster [MQTT-4.8.2-2].
+   * Empty when no shared group matches.
+   */
+  sharedPicks(topic: string): SharedPick[] {
+    const picks: SharedPick[] = [];
+    const dollar = topic.charCodeAt(0) === 0x24;
+    for (const entry of this.#entries(topic)) {
+      if (!('kind' in entry)) continue;
+      // A filter starting with a wildcard does not match a topic starting with '$' [MQTT-4.7.2-1].
+      if (dollar && (entry.filter.charCodeAt(0) === 0x2b || entry.filter.charCodeAt(0) === 0x23)) continue;
+      const sub = pickMember(entry, true);
+      if (sub === undefined || (typeof sub !== 'string' && sub.retired === true)) continue;
+      picks.push({ group: entry.group, filter: entry.filter, node: typeof sub === 'string' ? sub : null });
+    }
+    return picks;
+  }
 }
 
 function deliveryOf(sub: Subscription): Delivery {
@@ -309,24 +347,29 @@ function pickMember(group: SharedGroup, remotes: boolean): Subscription | string
   // An empty group (emptied by the retirement sweep while its answer was cached) has nobody to pick.
   const local = group.members.length;
   const n = remotes ? local + group.remotes.length : local;
+  const start = remotes ? group.next : group.nextLocal;
+  const advance = (at: number, of: number): void => {
+    if (remotes) group.next = (at + 1) % of;
+    else group.nextLocal = (at + 1) % of;
+  };
   for (let i = 0; i < n; i++) {
-    const at = (group.next + i) % n;
+    const at = (start + i) % n;
     if (at >= local) {
-      group.next = (at + 1) % n;
+      advance(at, n);
       return group.remotes[at - local]!;
     }
     const sub = group.members[at]!;
     if (sub.session.link !== null && sub.retired !== true) {
-      group.next = (at + 1) % n;
+      advance(at, n);
       return sub;
     }
   }
   // Nobody online (nor another node): queue on the next persistent member (a retired one is gone, whatever the trie still holds).
   for (let i = 0; i < local; i++) {
-    const at = (group.next + i) % local;
+    const at = (start + i) % local;
     const sub = group.members[at]!;
     if (sub.retired !== true) {
-      group.next = (at + 1) % local;
+      advance(at, local);
       return sub;
     }
   }

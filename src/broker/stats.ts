@@ -53,6 +53,8 @@ export interface BrokerStats {
   connectsRefusedClusterUnreachable: number;
   /** QoS 1/2 PUBLISHes not acknowledged (their connection closed, 0x9C) because this cluster node could not reach the others. */
   publishesRefusedClusterUnreachable: number;
+  /** QoS 1/2 PUBLISHes the cluster's stream refused (over NATS max_payload, or a stream error): answered 0x97, delivered nowhere. */
+  publishesRefusedClusterStream: number;
   /** Connections ended (0x9C) because this cluster node was cut off longer than its lease. */
   clusterCutOffDisconnects: number;
   /** Sessions another cluster node claimed (a CONNECT there with the client id): their connection here closed 0x8E, their state dropped. */
@@ -98,6 +100,7 @@ export function createStats(): BrokerStats {
     packetsOverFilters: 0,
     connectsRefusedClusterUnreachable: 0,
     publishesRefusedClusterUnreachable: 0,
+    publishesRefusedClusterStream: 0,
     clusterCutOffDisconnects: 0,
     sessionsMovedAway: 0,
     connectsLostSessionClaim: 0,

@@ -14,13 +14,16 @@
  * Shared subscriptions: the node a message is published on picks each shared group's member, here or on
  * another node (shared-groups.ts); the message every node gets on the gateway's subject skips shared groups.
  *
- * Core NATS is at most once: a QoS 1/2 message forwarded here is not yet durable across a node's death
- * or a NATS outage (issue 16 item 2 puts QoS 1/2 through JetStream).
+ * Core NATS is at most once: only QoS 0 goes that way. A QoS 1/2 message goes through the cluster's stream
+ * (issue 16 item 2, durable-messages.ts): acknowledged once stored, delivered from the stream on every node,
+ * to each shared group by the node picked for it alone (the picks travel with the stored message).
  */
 import type { Msg, Subscription } from '@nats-io/transport-node';
-import type { ClusterLink, ConnectionEnd, LinkEndpoint, Message, RecordedWill, SessionClaim } from '../broker/index.ts';
+import type { ClusterLink, ConnectionEnd, LinkEndpoint, Message, RecordedWill, SessionClaim, SharedPick } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
+import { DurableMessages, type DurableCounters } from './durable-messages.ts';
+import { MessageStream } from './message-stream.ts';
 import { RetainedReplica, type RetainedCounters } from './retained-replica.ts';
 import type { OpenRecords } from './session-records.ts';
 import { SessionOwnership, type RecordIdentity, type SessionNotice } from './session-ownership.ts';
@@ -31,7 +34,7 @@ import { decodeMessage, encodeMessage } from './wire.ts';
 const SETTLE_TIMEOUT_MS = 2_000;
 
 /** Messages of one gateway across nodes since the process started. */
-export interface LinkCounters extends RetainedCounters, SharedCounters {
+export interface LinkCounters extends RetainedCounters, SharedCounters, DurableCounters {
   forwarded: number;
   received: number;
   /** Frames that were not messages (another version of Gatehouse on the same NATS), dropped. */
@@ -59,6 +62,7 @@ export class NatsClusterLinks {
   /** Node processes found dead (their leases lapsed): shared groups' records of them are ignored. */
   readonly #dead = new Set<string>();
   readonly #relay: SharedRelay;
+  readonly #stream: MessageStream;
   #cutOffTimer: NodeJS.Timeout | null = null;
   #wasCutOff = false;
   readonly #offState: () => void;
@@ -69,6 +73,7 @@ export class NatsClusterLinks {
     this.#cutOffMs = cutOffMs;
     this.#me = me;
     this.#records = records;
+    this.#stream = new MessageStream(conn);
     this.#offState = conn.onState((state) => this.#onState(state));
     // Claims of this process's sessions by other nodes: one subject per process, answered once the connection is closed.
     this.#notices = conn.nc.subscribe(`${conn.prefix}.sessions.${me.instance}`, { callback: (err, msg) => this.#onNotice(err, msg) });
@@ -81,6 +86,7 @@ export class NatsClusterLinks {
     if (counters === undefined) {
       this.#counters.set(gatewayId, (counters = {
         forwarded: 0, received: 0, malformed: 0, forwardFailed: 0, retainedStored: 0, retainedTooLarge: 0, ...sharedCounters(),
+        stored: 0, storeRefused: 0, storeRetried: 0, storedReceived: 0, storeDropped: 0,
       }));
     }
     return counters;
@@ -115,6 +121,8 @@ export class NatsClusterLinks {
       new SessionOwnership(this.#conn, this.#records, gatewayId, this.#me, logger, () => link.endpoint),
       new SharedDirectory(this.#conn, gatewayId, this.#me.instance, this.#dead, logger),
       (node, group, filter, message) => this.#relay.send(gatewayId, node, group, filter, message),
+      new DurableMessages(this.#conn, this.#stream, gatewayId, this.#me.instance, counters, logger, this.#relay,
+        () => link.endpoint),
       () => {
         this.#open.delete(link);
         if (this.#byGateway.get(gatewayId) === link) this.#byGateway.delete(gatewayId);
@@ -150,6 +158,8 @@ export class NatsClusterLinks {
       this.#wasCutOff = false;
       // Notices of claims made while this node was away were lost: read every session record it holds again.
       for (const link of this.#byGateway.values()) void link.ownership.revalidate();
+      // QoS 1/2 messages stored while this node was away reached no subscriber here: read them from the stream.
+      for (const link of this.#open) link.durable.reconnected();
     }
     if (state === 'disconnected' && this.#cutOffTimer === null) {
       this.#cutOffTimer = setTimeout(() => {
@@ -191,6 +201,7 @@ class NatsGatewayLink implements ClusterLink {
   readonly ownership: SessionOwnership;
   readonly shared: SharedDirectory;
   readonly #sendShared: ClusterLink['forwardShared'];
+  readonly durable: DurableMessages;
   readonly #onClose: () => void;
   #endpoint: LinkEndpoint | null = null;
   #subscription: Subscription | null = null;
@@ -198,7 +209,8 @@ class NatsGatewayLink implements ClusterLink {
   #closed = false;
 
   constructor(conn: ClusterConnection, subject: string, counters: LinkCounters, logger: Logger, retained: RetainedReplica,
-    ownership: SessionOwnership, shared: SharedDirectory, sendShared: ClusterLink['forwardShared'], onClose: () => void) {
+    ownership: SessionOwnership, shared: SharedDirectory, sendShared: ClusterLink['forwardShared'], durable: DurableMessages,
+    onClose: () => void) {
     this.#conn = conn;
     this.#subject = subject;
     this.#counters = counters;
@@ -207,6 +219,7 @@ class NatsGatewayLink implements ClusterLink {
     this.ownership = ownership;
     this.shared = shared;
     this.#sendShared = sendShared;
+    this.durable = durable;
     this.#onClose = onClose;
   }
 
@@ -270,6 +283,11 @@ class NatsGatewayLink implements ClusterLink {
     }
   }
 
+  store(message: Message, picks: readonly SharedPick[]): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false);
+    return this.durable.store(message, picks);
+  }
+
   interest(present: boolean): void {
     if (this.#closed) return;
     if (present && this.#subscription === null) {
@@ -279,9 +297,10 @@ class NatsGatewayLink implements ClusterLink {
         this.#logger.error({ err }, 'cluster_subscribe_failed');
         return;
       }
-      // A PING answered means the server has the SUB: whatever another node publishes from now reaches us.
+      // A PING answered means the server has the SUB: whatever another node publishes from now reaches us; the QoS 1/2
+      // feed is in force once it read where the gateway's stream stands and subscribed.
       const settling: Promise<void> = Promise.race([
-        this.#conn.nc.flush(),
+        Promise.all([this.#conn.nc.flush(), this.durable.start()]),
         new Promise<void>((resolve) => setTimeout(resolve, SETTLE_TIMEOUT_MS).unref()),
       ]).then(() => undefined, (err: unknown) => this.#logger.warn({ err }, 'cluster_interest_unconfirmed'))
         .finally(() => {
@@ -291,6 +310,7 @@ class NatsGatewayLink implements ClusterLink {
     } else if (!present && this.#subscription !== null) {
       this.#subscription.unsubscribe();
       this.#subscription = null;
+      this.durable.stop();
     }
   }
 
@@ -305,6 +325,7 @@ class NatsGatewayLink implements ClusterLink {
     this.#subscription?.unsubscribe();
     this.#subscription = null;
     this.#endpoint = null;
+    this.durable.close();
     this.#retained.close();
     this.shared.close();
     this.#onClose();

@@ -4,8 +4,11 @@ import type { ClusterConnection } from './connection.ts';
 import type { LinkCounters, NatsClusterLinks } from './links.ts';
 import type { NatsPlatformPeers, PeerCounters } from './platform-peers.ts';
 
-const KINDS: readonly (keyof LinkCounters)[] = ['forwarded', 'received', 'malformed', 'forwardFailed', 'retainedStored', 'retainedTooLarge',
-  'sharedSent', 'sharedReceived', 'sharedRepicked', 'sharedUndeliverable', 'sharedUntracked'];
+const KINDS: readonly (keyof LinkCounters)[] = [
+  'forwarded', 'received', 'malformed', 'forwardFailed', 'retainedStored', 'retainedTooLarge',
+  'sharedSent', 'sharedReceived', 'sharedRepicked', 'sharedUndeliverable', 'sharedUntracked',
+  'stored', 'storeRefused', 'storeRetried', 'storedReceived', 'storeDropped',
+];
 const PEER_KINDS: readonly (keyof PeerCounters)[] = ['shared', 'heard', 'malformed', 'asked', 'unanswered'];
 
 export function registerClusterMetrics(registry: Registry, node: { connection: ClusterConnection; links: NatsClusterLinks; peers: NatsPlatformPeers }): void {
@@ -26,9 +29,13 @@ export function registerClusterMetrics(registry: Registry, node: { connection: C
     name: 'gatehouse_cluster_messages_total',
     help: 'Messages of a gateway between this node and the others: forwarded, received, malformed (dropped), forward_failed (dropped), '
       + 'retained_stored (retained messages written to the cluster\'s store), retained_too_large (over NATS max_payload: kept on this node only), '
-      + 'shared_sent / shared_received (messages for a shared group\'s member on another node), shared_repicked (sent again: that node died '
+      + 'shared_sent / shared_received (messages for a shared group\'s member on another node: picked there at a QoS 1/2 '
+      + 'message\'s store, or a QoS 0 one sent there), shared_repicked (sent again: that node died '
       + 'before its member completed them, or had no member left), shared_undeliverable (no member left, dropped), shared_untracked '
-      + '(QoS 1/2 messages past the bound kept for redelivery)',
+      + '(QoS 1/2 messages past the bound kept for redelivery), '
+      + 'stored (QoS 1/2 messages written to the cluster\'s stream), store_refused (refused by it: over NATS max_payload or a stream error, '
+      + 'answered 0x97), store_retried (publishes to it tried again), stored_received (its messages handed to this node\'s subscribers), '
+      + 'store_dropped (gaps this node could not read back: removed by the stream\'s limits)',
     labelNames: ['gateway_id', 'kind'], registers: [registry],
     collect() {
       this.reset();

@@ -26,9 +26,10 @@
  * consumer picks the node, but then a group with members on one node only pays a NATS round trip per
  * message instead of an in-memory pick, and the publishing node cannot deliver to its own member without
  * asking NATS first. Here a one-node group costs what it cost before; NATS carries a message only to the
- * node picked. What this does not cover yet: a message kept here for redelivery lives in this process's
- * memory (a publishing node's own death loses the right to redeliver, not the message already handed over),
- * until QoS 1/2 messages live in JetStream (item 2), when the kept copy can become the stream's.
+ * node picked. A QoS 1/2 message published on a cluster node is in the cluster's stream (item 2,
+ * durable-messages.ts): its picks travel in the stored message's header, and what is kept here for its redelivery
+ * is its stream sequence, read back for a re-pick. The list of what is kept lives in this process's memory: a
+ * publishing node's own death loses the right to redeliver, not the message already handed over.
  */
 import { createHash } from 'node:crypto';
 import type { KV, KvWatchEntry } from '@nats-io/kv';
@@ -256,7 +257,12 @@ interface Kept {
   node: string;
   group: string;
   filter: string;
-  message: Message;
+  /**
+   * The message itself while it is only here: sent over core NATS (`send`), or on its way into the cluster's stream.
+   * Once the stream holds it (`rest`), null: the kept copy is its stream sequence, read back for a re-pick.
+   */
+  message: Message | null;
+  stored?: { seq: number; read: (seq: number) => Promise<Message | null> };
 }
 
 /** Messages sent from node to node for shared groups' members, and the QoS 1/2 ones kept until completed. */
@@ -291,24 +297,66 @@ export class SharedRelay {
 
   send(gatewayId: string, node: string, group: string, filter: string, message: Message): void {
     const counters = this.#counters(gatewayId);
-    let reply: string | undefined;
-    if (message.qos > 0) {
-      const n = ++this.#next;
-      this.#kept.set(n, { gatewayId, node, group, filter, message });
-      reply = `${this.#conn.prefix}.shared-done.${this.#instance}.${n}`;
-      if (this.#kept.size > MAX_KEPT) {
-        const oldest = this.#kept.keys().next().value!;
-        const dropped = this.#kept.get(oldest)!;
-        this.#kept.delete(oldest);
-        this.#counters(dropped.gatewayId).sharedUntracked++;
-      }
-    }
+    const reply = message.qos > 0 ? this.keep(gatewayId, node, group, filter, message) : undefined;
     try {
       this.#conn.nc.publish(subjectOf(this.#conn, node), frameOf(gatewayId, group, filter, message), reply === undefined ? undefined : { reply });
       counters.sharedSent++;
     } catch (err) {
       // NATS refused it (closed, or its buffer full): a kept message stays kept and goes again if that node dies.
       this.#logger.debug({ err }, 'cluster_shared_send_failed');
+    }
+  }
+
+  /**
+   * Keeps a QoS 1/2 message picked for a group's member on another node until that node answers on the returned
+   * reply subject (its member completed it, or it has none left), or dies (picked again). Used for the messages
+   * sent here (`send`) and for the QoS 1/2 messages of the cluster's stream whose pick named another node.
+   */
+  keep(gatewayId: string, node: string, group: string, filter: string, message: Message): string {
+    const n = ++this.#next;
+    this.#kept.set(n, { gatewayId, node, group, filter, message });
+    if (this.#kept.size > MAX_KEPT) {
+      const oldest = this.#kept.keys().next().value!;
+      const dropped = this.#kept.get(oldest)!;
+      this.#kept.delete(oldest);
+      this.#counters(dropped.gatewayId).sharedUntracked++;
+    }
+    return `${this.#conn.prefix}.shared-done.${this.#instance}.${n}`;
+  }
+
+  /**
+   * A kept message the cluster's stream now holds as `seq`: only the sequence stays here (a few dozen bytes, not the
+   * payload), and a re-pick reads the message back with `read`.
+   */
+  rest(reply: string, seq: number, read: (seq: number) => Promise<Message | null>): void {
+    const kept = this.#kept.get(Number(reply.slice(reply.lastIndexOf('.') + 1)));
+    if (kept === undefined) return; // completed already, or re-picked
+    kept.message = null;
+    kept.stored = { seq, read };
+  }
+
+  /** A kept message the stream refused (never delivered anywhere): nothing to redeliver. */
+  release(reply: string): void {
+    this.#kept.delete(Number(reply.slice(reply.lastIndexOf('.') + 1)));
+  }
+
+  /**
+   * A stored QoS 1/2 message whose pick for a shared group named this node (issue 16 item 2): one member here gets
+   * it. `reply` (another node picked this one and keeps the message): answered at that member's PUBACK (QoS 1) or at
+   * once (QoS 0/2), or with 'none' when no member is left here, and the publishing node picks again. Without one (this
+   * node published it and picked itself), a group with no member left here is picked again here, this node avoided.
+   */
+  deliverPicked(gatewayId: string, group: string, filter: string, message: Message, reply: string | undefined): void {
+    if (reply !== undefined) {
+      this.#deliverHere(gatewayId, group, filter, message, reply);
+      return;
+    }
+    const target = this.#target(gatewayId);
+    if (target === undefined) return; // the engine stopped: its subscribers are gone with it
+    if (target.receiveShared(group, filter, message, undefined)) return;
+    if (!target.reshare(group, filter, message, this.#instance)) {
+      this.#counters(gatewayId).sharedUndeliverable++;
+      this.#logger.warn({ gatewayId, group, topic: message.topic }, 'cluster_shared_undeliverable');
     }
   }
 
@@ -322,13 +370,33 @@ export class SharedRelay {
   }
 
   #repick(kept: Kept): void {
+    if (kept.message !== null) {
+      this.#repickMessage(kept, kept.message);
+      return;
+    }
+    const { seq, read } = kept.stored!;
+    read(seq).then((message) => {
+      if (message !== null) {
+        this.#repickMessage(kept, message);
+        return;
+      }
+      // The stream's limits removed it before its member completed it.
+      this.#counters(kept.gatewayId).sharedUndeliverable++;
+      this.#logger.warn({ gatewayId: kept.gatewayId, group: kept.group, seq }, 'cluster_shared_undeliverable');
+    }, (err: unknown) => {
+      this.#counters(kept.gatewayId).sharedUndeliverable++;
+      this.#logger.warn({ err, gatewayId: kept.gatewayId, group: kept.group, seq }, 'cluster_shared_undeliverable');
+    });
+  }
+
+  #repickMessage(kept: Kept, message: Message): void {
     const counters = this.#counters(kept.gatewayId);
-    const times = (this.#repicks.get(kept.message) ?? 0) + 1;
-    this.#repicks.set(kept.message, times);
+    const times = (this.#repicks.get(message) ?? 0) + 1;
+    this.#repicks.set(message, times);
     const target = this.#target(kept.gatewayId);
-    if (times > MAX_REPICKS || target === undefined || !target.reshare(kept.group, kept.filter, kept.message, kept.node)) {
+    if (times > MAX_REPICKS || target === undefined || !target.reshare(kept.group, kept.filter, message, kept.node)) {
       counters.sharedUndeliverable++;
-      this.#logger.warn({ gatewayId: kept.gatewayId, group: kept.group, topic: kept.message.topic }, 'cluster_shared_undeliverable');
+      this.#logger.warn({ gatewayId: kept.gatewayId, group: kept.group, topic: message.topic }, 'cluster_shared_undeliverable');
       return;
     }
     counters.sharedRepicked++;
@@ -348,7 +416,10 @@ export class SharedRelay {
     }
     const { gatewayId, group, filter, message } = parsed;
     this.#counters(gatewayId).sharedReceived++;
-    const reply = msg.reply === undefined || msg.reply === '' ? undefined : msg.reply;
+    this.#deliverHere(gatewayId, group, filter, message, msg.reply === undefined || msg.reply === '' ? undefined : msg.reply);
+  }
+
+  #deliverHere(gatewayId: string, group: string, filter: string, message: Message, reply: string | undefined): void {
     const answer = (text: string): void => {
       try {
         this.#conn.nc.publish(reply!, text);

@@ -11,7 +11,7 @@ const COUNTERS: readonly (keyof BrokerStats)[] = [
   'droppedSlowConsumer', 'droppedQueueFull', 'droppedExpired', 'droppedTooLarge', 'droppedUnauthorized', 'droppedInvalidPayload',
   'droppedRetainedQuota', 'droppedRetainedBacklog', 'protocolErrors', 'subscriptionsRefused', 'socketsRefused', 'handlerCrashes',
   'connectsOverConnectionLimit', 'connectsOverSessionLimit', 'publishesPaced', 'readsPausedForWrites', 'subscriptionsOverLimit', 'packetsTooLarge', 'sessionExpiryLowered',
-  'connectsRefusedClusterUnreachable', 'publishesRefusedClusterUnreachable', 'clusterCutOffDisconnects',
+  'connectsRefusedClusterUnreachable', 'publishesRefusedClusterUnreachable', 'publishesRefusedClusterStream', 'clusterCutOffDisconnects',
   'sessionsMovedAway', 'connectsLostSessionClaim', 'clusterWillsPublished',
 ];
 

@@ -116,23 +116,33 @@ function route(conn: Connection, message: Message, packetId: number): void {
     acknowledge(conn, message.qos, packetId, RC.QUOTA_EXCEEDED);
     return;
   }
-  // A retained message on a cluster node is acknowledged once the cluster's store holds it, so any later
+  // On a cluster node a QoS 1/2 message is acknowledged once the cluster's stream holds it, so it survives this
+  // node's death (issue 16 item 2), and a retained message once the cluster's store holds it, so any later
   // subscriber, on any node, gets it (issue 16 item 4).
-  const replicated = conn.broker.publish(message, conn);
+  const held = conn.broker.publish(message, conn);
   if (message.qos === 2) conn.session!.takeQos2(packetId);
-  acknowledge(conn, message.qos, packetId, RC.SUCCESS, replicated);
+  acknowledge(conn, message.qos, packetId, RC.SUCCESS, held);
 }
 
-/** Sends the PUBACK or PUBREC once `after` (if given) resolved, and after the acknowledgements still waiting. */
-function acknowledge(conn: Connection, qos: number, packetId: number, reasonCode: number, after?: Promise<void>): void {
+/**
+ * Sends the PUBACK or PUBREC once `after` (if given) resolved, and after the acknowledgements still waiting. `after`
+ * resolving false: the cluster's stream refused the message, which no one received: 0x97 in v5 (v3.1.1 cannot
+ * refuse: acknowledged and dropped, as any refusal), and a QoS 2 packet id is free again (no PUBREL follows a
+ * PUBREC of an error [MQTT-4.3.3-?]).
+ */
+function acknowledge(conn: Connection, qos: number, packetId: number, reasonCode: number, after?: Promise<boolean>): void {
   if (qos === 0) return;
   // [MQTT-4.3.2-2] PUBACK for QoS 1; [MQTT-4.3.3-?] PUBREC for QoS 2. v3.1.1 has no reason codes.
-  const send = (): void => conn.sendAck(qos === 1 ? 'puback' : 'pubrec', packetId, conn.isV5 ? reasonCode : 0);
+  const send = (rc: number): void => conn.sendAck(qos === 1 ? 'puback' : 'pubrec', packetId, conn.isV5 ? rc : 0);
   const before = conn.acksPending;
-  if (after === undefined && before === null) return send();
+  if (after === undefined && before === null) return send(reasonCode);
   // [MQTT-4.6.0-2] in the order the PUBLISHes came: one waiting for a cluster's store holds back the later ones.
-  const chained: Promise<void> = Promise.all([before, after]).then(() => {
-    if (conn.state !== 'closed') send();
+  const chained: Promise<void> = Promise.all([before, after]).then(([, held]) => {
+    if (held === false) {
+      conn.broker.stats.publishesRefusedClusterStream++;
+      if (qos === 2) conn.session?.releaseQos2(packetId);
+    }
+    if (conn.state !== 'closed') send(held === false ? RC.QUOTA_EXCEEDED : reasonCode);
     if (conn.acksPending === chained) conn.acksPending = null;
   });
   conn.acksPending = chained;

@@ -1,0 +1,305 @@
+/**
+ * One gateway's QoS 1/2 messages on this node (issue 16 item 2), through the cluster's stream (message-stream.ts):
+ * `store` writes a message published here and resolves once the stream holds it (the PUBACK / PUBREC waits for
+ * it); the feed hands every stored message of the gateway, this node's own included, to the engine once, in the
+ * stream's order, while the engine has subscriptions. A message published on a node that dies right after its
+ * PUBACK is in the stream already, and the stream republishes it to every node that listens.
+ *
+ * Shared groups (item 5): every node receives every stored message, so the node it is published on picks each
+ * matching group's member (router.ts `sharedPicks`: one of its own members, or another node holding members) and
+ * writes the picks into a header of the stored message (`Gatehouse-Shared-Picks`, base64url of JSON
+ * `[group, filter, node, reply?][]`); a node delivers to a group only when the pick names it [MQTT-4.8.2-2]. A pick
+ * of another node is kept by the publishing node (SharedRelay, in memory, ≤ MAX_KEPT) with a reply subject in the
+ * header: the picked node answers at its member's PUBACK, and if it dies first the message is picked again.
+ */
+import type { Msg, MsgHdrs, Subscription } from '@nats-io/transport-node';
+import type { Message, SharedPick } from '../broker/index.ts';
+import type { Logger } from '../core/logger.ts';
+import type { ClusterConnection } from './connection.ts';
+import { isRefusal, type MessageStream } from './message-stream.ts';
+import type { SharedCounters, SharedRelay } from './shared-groups.ts';
+import { decodeMessage, encodeMessage } from './wire.ts';
+
+/** A failed publish is tried again, backing off to this, for as long as the link is open. */
+const RETRY_MAX_MS = 2_000;
+/** Room left in NATS max_payload for the headers of a stored message (its id) and of its republished copy. */
+const HEADER_ROOM = 512;
+/** The header naming the node picked for each shared group the message matched. */
+export const PICKS_HEADER = 'Gatehouse-Shared-Picks';
+
+/** One shared group's pick as stored: group, filter, node process picked, reply subject when the publisher keeps it. */
+type StoredPick = [group: string, filter: string, node: string, reply?: string];
+
+export interface DurableCounters {
+  /** QoS 1/2 messages this node wrote to the cluster's stream (acknowledged to their publishers). */
+  stored: number;
+  /** QoS 1/2 messages the stream refused (over NATS max_payload, or its answer an error): never acknowledged as received. */
+  storeRefused: number;
+  /** Publishes to the stream tried again (no answer in time: NATS away). */
+  storeRetried: number;
+  /** Stored messages handed to this node's engine (from the stream's republished copies, or read to fill a gap). */
+  storedReceived: number;
+  /** Gaps in a gateway's stored messages this node could not fill: the stream's limits had removed them. */
+  storeDropped: number;
+}
+
+/** Every publish of this process has its own id (`Nats-Msg-Id`): a retry is the same id, a later message never is. */
+let published = 0;
+
+export class DurableMessages {
+  readonly #conn: ClusterConnection;
+  readonly #stream: MessageStream;
+  readonly #gatewayId: string;
+  readonly #instance: string;
+  readonly #counters: DurableCounters & SharedCounters;
+  readonly #logger: Logger;
+  readonly #relay: SharedRelay;
+  readonly #endpoint: () => { receive(message: Message): void } | null;
+  #subscription: Subscription | null = null;
+  /**
+   * The stream sequence of the last message of the gateway handed to the engine, or the gateway's last one when the
+   * feed started: what the stream holds after it is owed to this node's subscribers.
+   */
+  #last = 0;
+  /** The feed's start: the gateway's last sequence read, then the subscription in force (a SUBACK waits for it). */
+  #starting: Promise<void> | undefined;
+  /** Changes at every stop: a start that a stop overtook does not subscribe. */
+  #generation = 0;
+  /** Republished copies (or a check after a reconnect) waiting while a gap is read from the stream. */
+  #queue: (Msg | 'check')[] = [];
+  #draining = false;
+  #closed = false;
+
+  constructor(conn: ClusterConnection, stream: MessageStream, gatewayId: string, instance: string, counters: DurableCounters & SharedCounters,
+    logger: Logger, relay: SharedRelay, endpoint: () => { receive(message: Message): void } | null) {
+    this.#conn = conn;
+    this.#stream = stream;
+    this.#gatewayId = gatewayId;
+    this.#instance = instance;
+    this.#counters = counters;
+    this.#logger = logger;
+    this.#relay = relay;
+    this.#endpoint = endpoint;
+  }
+
+  /** Resolves true once the stream holds the message, false when it refused it (or the link closed first). */
+  store(message: Message, picks: readonly SharedPick[]): Promise<boolean> {
+    const frame = encodeMessage(message);
+    let headers: MsgHdrs | undefined;
+    let headerBytes = 0;
+    const replies: string[] = [];
+    if (picks.length > 0) {
+      const stored: StoredPick[] = picks.map((p) => [p.group, p.filter, p.node ?? this.#instance]);
+      // A pick of another node is kept here until that node's member completes it (picked again if that node dies
+      // first); its reply subject goes into the header, which is written once, before the stream's ack.
+      for (const pick of stored) {
+        if (pick[2] === this.#instance) continue;
+        const reply = this.#relay.keep(this.#gatewayId, pick[2], pick[0], pick[1], message);
+        pick.push(reply);
+        replies.push(reply);
+      }
+      const value = Buffer.from(JSON.stringify(stored)).toString('base64url');
+      headers = this.#conn.client.headers();
+      headers.set(PICKS_HEADER, value);
+      headerBytes = PICKS_HEADER.length + 4 + value.length;
+    }
+    const maxPayload = this.#conn.nc.info?.max_payload;
+    const storing = maxPayload !== undefined && frame.length + headerBytes + HEADER_ROOM > maxPayload
+      ? this.#tooLarge(frame.length, maxPayload)
+      : this.#storeUntilDone(frame, `${this.#instance}.${++published}`, headers);
+    if (replies.length === 0) return storing.then((seq) => seq > 0);
+    this.#counters.sharedSent += replies.length;
+    return storing.then((seq) => {
+      for (const reply of replies) {
+        // Stored: what is kept for a re-pick is the sequence. Refused (or the link closed first): delivered nowhere.
+        if (seq > 0) this.#relay.rest(reply, seq, this.#read);
+        else this.#relay.release(reply);
+      }
+      return seq > 0;
+    });
+  }
+
+  /** A stored message read back by its sequence (a shared group's re-pick); null once the stream's limits removed it. */
+  readonly #read = async (seq: number): Promise<Message | null> => {
+    const stored = await this.#stream.get(seq);
+    return stored === null ? null : decodeMessage(stored.data);
+  };
+
+  #tooLarge(bytes: number, maxPayload: number): Promise<number> {
+    this.#counters.storeRefused++;
+    this.#logger.warn({ bytes, maxPayload }, 'cluster_message_too_large');
+    return Promise.resolve(0);
+  }
+
+  /** The stream sequence once stored; 0 when refused (or the link closed first). */
+  async #storeUntilDone(frame: Buffer, msgId: string, headers: MsgHdrs | undefined): Promise<number> {
+    for (let attempt = 0; !this.#closed; attempt++) {
+      try {
+        const ack = await this.#stream.publish(this.#gatewayId, frame, msgId, headers);
+        this.#counters.stored++;
+        return ack.seq;
+      } catch (err) {
+        if (this.#closed) break;
+        if (isRefusal(err)) {
+          this.#counters.storeRefused++;
+          this.#logger.warn({ err }, 'cluster_message_refused');
+          return 0;
+        }
+        // The same id again: if the first try was stored after all, the stream drops this one as its duplicate.
+        this.#counters.storeRetried++;
+        this.#stream.reopen();
+        this.#logger.debug({ err, attempt }, 'cluster_message_store_retry');
+        await pause(Math.min(100 * 2 ** attempt, RETRY_MAX_MS));
+      }
+    }
+    return 0;
+  }
+
+  /**
+   * Starts handing the gateway's stored messages to the engine: every one stored after the gateway's last when this
+   * is called. Resolves once the subscription is in force (a SUBACK waits for it). The last sequence is read BEFORE
+   * subscribing: a message stored in between is a gap the next copy (or a reconnect's check) reads back, while a
+   * sequence read after subscribing could cover copies not yet arrived, which would then be skipped as handed.
+   */
+  start(): Promise<void> | undefined {
+    if (this.#closed || this.#subscription !== null) return this.#starting;
+    if (this.#starting !== undefined) return this.#starting;
+    const generation = this.#generation;
+    const wanted = (): boolean => generation === this.#generation && !this.#closed;
+    const starting: Promise<void> = (async () => {
+      const origin = await this.#retrying(() => this.#stream.last(this.#gatewayId), wanted);
+      if (!wanted()) return;
+      this.#last = origin;
+      this.#subscription = this.#conn.nc.subscribe(this.#stream.storedSubject(this.#gatewayId), {
+        callback: (err, msg) => {
+          if (err !== null) {
+            this.#logger.error({ err }, 'cluster_stored_subscription_failed');
+            return;
+          }
+          this.#queue.push(msg);
+          void this.#drain();
+        },
+      });
+      await this.#conn.nc.flush();
+    })().catch((err: unknown) => {
+      if (wanted()) this.#logger.error({ err }, 'cluster_stored_feed_start_failed');
+    }).finally(() => {
+      if (this.#starting === starting) this.#starting = undefined;
+    });
+    this.#starting = starting;
+    return starting;
+  }
+
+  /** No subscriptions here any more: what is stored from now on is not for this node. */
+  stop(): void {
+    this.#generation++;
+    this.#starting = undefined;
+    this.#subscription?.unsubscribe();
+    this.#subscription = null;
+    this.#queue = [];
+    this.#last = 0;
+  }
+
+  /** Back from a NATS outage: the copies republished meanwhile were lost; read them from the stream. */
+  reconnected(): void {
+    if (this.#subscription === null) return;
+    this.#queue.push('check');
+    void this.#drain();
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.stop();
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#draining) return;
+    this.#draining = true;
+    try {
+      while (this.#queue.length > 0 && this.#subscription !== null) {
+        const item = this.#queue.shift()!;
+        if (item === 'check') {
+          await this.#fill(await this.#retrying(() => this.#stream.last(this.#gatewayId), () => this.#subscription !== null));
+          continue;
+        }
+        const seq = Number(item.headers?.get('Nats-Sequence'));
+        const previous = Number(item.headers?.get('Nats-Last-Sequence'));
+        if (!(seq > 0) || !(previous >= 0)) {
+          this.#logger.warn({ subject: item.subject }, 'cluster_stored_copy_unsequenced');
+          continue;
+        }
+        if (seq <= this.#last) continue; // read from the stream already, while a gap was filled
+        // The gateway's message before this one never reached this node: read what is missing, in order.
+        if (previous > this.#last) await this.#fill(previous);
+        if (this.#subscription === null) return;
+        this.#hand(seq, item.data, item.headers);
+      }
+    } catch (err) {
+      // Only a read given up because the feed stopped (the engine's subscriptions went, or the link closed).
+      if (this.#subscription !== null) this.#logger.error({ err }, 'cluster_stored_feed_failed');
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  /** Reads the gateway's stored messages after the last one handed, up to `upTo`, and hands them over. */
+  async #fill(upTo: number): Promise<void> {
+    while (this.#last < upTo && this.#subscription !== null) {
+      const after = this.#last;
+      const next = await this.#retrying(() => this.#stream.next(this.#gatewayId, after), () => this.#subscription !== null);
+      if (this.#subscription === null || this.#last !== after) return;
+      if (next === null || next.seq > upTo) {
+        // The stream's limits removed the gateway's message `upTo` (at least) before this node read it.
+        this.#counters.storeDropped++;
+        this.#logger.warn({ after, upTo }, 'cluster_stored_messages_dropped');
+        this.#last = upTo;
+        return;
+      }
+      this.#hand(next.seq, next.data, next.header);
+    }
+  }
+
+  #hand(seq: number, data: Uint8Array, headers: MsgHdrs | undefined): void {
+    this.#last = seq;
+    this.#counters.storedReceived++;
+    let message: Message;
+    let picks: StoredPick[] = [];
+    try {
+      message = decodeMessage(data);
+      const value = headers?.get(PICKS_HEADER);
+      if (value !== undefined && value !== '') picks = parsePicks(value);
+    } catch (err) {
+      this.#logger.warn({ err, seq }, 'cluster_stored_message_unreadable');
+      return;
+    }
+    // Non-shared subscribers here; shared groups are skipped there [MQTT-4.8.2-2] and get it below when picked here.
+    this.#endpoint()?.receive(message);
+    for (const [group, filter, node, reply] of picks) {
+      if (node === this.#instance) this.#relay.deliverPicked(this.#gatewayId, group, filter, message, reply);
+    }
+  }
+
+  /** A read from the stream, tried again while NATS is away, as long as it is `wanted`. */
+  async #retrying<T>(read: () => Promise<T>, wanted: () => boolean): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await read();
+      } catch (err) {
+        if (!wanted()) throw err;
+        this.#logger.warn({ err, attempt }, 'cluster_stored_read_failed');
+        await pause(Math.min(100 * 2 ** attempt, RETRY_MAX_MS));
+      }
+    }
+  }
+}
+
+function parsePicks(value: string): StoredPick[] {
+  const picks: unknown = JSON.parse(Buffer.from(value, 'base64url').toString('utf8'));
+  if (!Array.isArray(picks) || !picks.every((p) => Array.isArray(p) && p.length >= 3 && p.length <= 4
+    && p.every((field) => typeof field === 'string'))) throw new Error('shared picks header unreadable');
+  return picks as StoredPick[];
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
