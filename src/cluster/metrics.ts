@@ -9,12 +9,13 @@ const KINDS: readonly (keyof LinkCounters)[] = [
   'sharedSent', 'sharedReceived', 'sharedRepicked', 'sharedUndeliverable', 'sharedUntracked',
   'stored', 'storeRefused', 'storeRetried', 'storedReceived', 'storeDropped',
 ];
-const PEER_KINDS: readonly (keyof PeerCounters)[] = ['shared', 'heard', 'malformed', 'asked', 'unanswered'];
+const PEER_KINDS: readonly (keyof PeerCounters)[] = ['shared', 'dropped', 'heard', 'malformed', 'asked', 'unanswered'];
 
 export function registerClusterMetrics(registry: Registry, node: { connection: ClusterConnection; links: NatsClusterLinks; peers: NatsPlatformPeers }): void {
   new Gauge({
     name: 'gatehouse_cluster_platform_total',
-    help: 'The platform side between nodes: events shared with the others and heard from them, malformed frames (dropped), '
+    help: 'The platform side between nodes: events shared with the others and heard from them, dropped (not shared: NATS had not '
+      + 'confirmed 8 MiB of events before them), malformed frames (dropped), '
       + 'requests asked of the others (downlink, sessions, disconnect) and answers that did not come in time',
     labelNames: ['kind'], registers: [registry],
     collect() {

@@ -18,15 +18,24 @@ import type { Logger } from '../core/logger.ts';
 import type { MessageRecord } from '../registry/index.ts';
 import type { PeerAnswer, PeerRequest, PlatformPeers, SharedEvent } from '../platform/peers.ts';
 import type { ClusterConnection } from './connection.ts';
+import { PublishBudget } from './publish-budget.ts';
 
 const VERSION = 1;
 const KIND_MESSAGE = 1;
 const KIND_EVENT = 2;
 const HEADER = 6;
+/**
+ * Platform events (payloads included) published and not yet confirmed by NATS, at most: past it, events are
+ * dropped and counted rather than queued in the NATS client's buffer (publish-budget.ts). 8 MiB is ~128
+ * uplinks of 64 KB in flight, far more than a NATS server that keeps up ever leaves unconfirmed.
+ */
+export const MAX_UNCONFIRMED_EVENT_BYTES = 8 * 1024 * 1024;
 
 export interface PeerCounters {
   /** Events this node shared, and heard from the others. */
   shared: number;
+  /** Events not shared because NATS had not confirmed the ones before (MAX_UNCONFIRMED_EVENT_BYTES): the other nodes' streams miss them. */
+  dropped: number;
   heard: number;
   /** Frames that were not events (another version of Gatehouse on the same NATS), dropped. */
   malformed: number;
@@ -72,7 +81,10 @@ function stop(subscription: Subscription): void {
 export class NatsPlatformPeers implements PlatformPeers {
   readonly nodeId: string;
   readonly claimMs: number;
-  readonly counters: PeerCounters = { shared: 0, heard: 0, malformed: 0, asked: 0, unanswered: 0 };
+  readonly counters: PeerCounters = { shared: 0, dropped: 0, heard: 0, malformed: 0, asked: 0, unanswered: 0 };
+  readonly budget: PublishBudget;
+  /** A drop episode is logged once, at its first drop; it ends at the next event shared. */
+  #dropping = false;
   readonly #conn: ClusterConnection;
   readonly #logger: Logger;
   readonly #otherLiveNodes: () => Promise<number>;
@@ -80,8 +92,10 @@ export class NatsPlatformPeers implements PlatformPeers {
   readonly #askSubject: string;
 
   /** `otherLiveNodes`: how many other nodes hold a live lease now (how many answers a request waits for). */
-  constructor(conn: ClusterConnection, logger: Logger, claimMs: number, otherLiveNodes: () => Promise<number>) {
+  constructor(conn: ClusterConnection, logger: Logger, claimMs: number, otherLiveNodes: () => Promise<number>,
+    maxUnconfirmedBytes = MAX_UNCONFIRMED_EVENT_BYTES) {
     this.#conn = conn;
+    this.budget = new PublishBudget(maxUnconfirmedBytes, () => conn.nc.flush());
     this.#logger = logger;
     this.nodeId = conn.nodeId;
     this.claimMs = claimMs;
@@ -92,7 +106,20 @@ export class NatsPlatformPeers implements PlatformPeers {
 
   share(event: SharedEvent): void {
     try {
-      this.#conn.nc.publish(this.#eventsSubject, encodeSharedEvent(event));
+      const frame = encodeSharedEvent(event);
+      if (!this.budget.admit(frame.length)) {
+        this.counters.dropped++;
+        if (!this.#dropping) {
+          this.#dropping = true;
+          this.#logger.warn({ unconfirmedBytes: this.budget.unconfirmed, limit: this.budget.maxBytes }, 'cluster_platform_events_dropped_nats_behind');
+        }
+        return;
+      }
+      if (this.#dropping) {
+        this.#dropping = false;
+        this.#logger.info({ dropped: this.counters.dropped }, 'cluster_platform_events_shared_again');
+      }
+      this.#conn.nc.publish(this.#eventsSubject, frame);
       this.counters.shared++;
     } catch (err) {
       // Closed, or cut off beyond the client's buffer: the other nodes' streams miss it (at most once).
