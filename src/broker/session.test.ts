@@ -210,6 +210,60 @@ test('whoever waits on a QoS 1/2 delivery hears how it ended: the client\'s reas
   assert.deepEqual([...ends.values()].map((e) => e.length), [1, 1, 1, 1, 1, 1, 1], 'each told exactly once');
 });
 
+test('deliver says false for a message it drops at once: QoS 0 offline or congested, QoS 1 refused by a full drop-new queue or larger than the queue', { timeout: 5_000 }, () => {
+  const session = new Session('c', { ...LIMITS, maxQueued: 1, maxQueuedBytes: 64, queueOverflow: 'drop-new' }, createStats());
+  assert.equal(session.deliver(message('q0/offline', 0), 0, false, undefined), false, 'QoS 0 is not queued for an absent client');
+  const link = flowLink(1);
+  session.link = link;
+  link.congested = true;
+  assert.equal(session.deliver(message('q0/congested', 0), 0, false, undefined), false, 'QoS 0 to a slow consumer');
+  assert.equal(session.deliver(message('q1/queued'), 1, false, undefined), true, 'queued behind the congestion');
+  assert.equal(session.deliver(message('q1/full'), 1, false, undefined), false, 'drop-new: the queue is full');
+  const big = createMessage({ topic: 'q1/big', payload: Buffer.alloc(100), qos: 1, retain: false, properties: undefined, expiresAt: 0, senderId: '' });
+  assert.equal(session.deliver(big, 1, false, undefined), false, 'larger than the whole queue');
+  link.congested = false;
+  assert.equal(session.deliver(message('q0/sent', 0), 0, false, undefined), true);
+});
+
+test('every other way a waiting message ends tells its waiter: dropped by access control, too large on resume, the session ending', { timeout: 5_000 }, () => {
+  const ends = new Map<string, DeliveryEnd[]>();
+  const tell = (topic: string) => (end: DeliveryEnd) => ends.set(topic, [...(ends.get(topic) ?? []), end]);
+  const send = (session: Session, topic: string, qos: QoS = 1) => session.deliver(message(topic, qos), qos, false, undefined, tell(topic));
+
+  // dropMessages (an access rule removed): queued, and offline in flight.
+  const denied = new Session('c', LIMITS, createStats());
+  const first = flowLink(1);
+  denied.link = first;
+  send(denied, 'secret/inflight');
+  send(denied, 'secret/queued');
+  denied.link = null;
+  assert.equal(denied.dropMessages(secret), 2);
+  assert.deepEqual([ends.get('secret/inflight'), ends.get('secret/queued')], [[DROPPED], [DROPPED]]);
+
+  // Resumed by a connection that accepts smaller packets: the message in flight cannot be sent again.
+  const shrunk = new Session('c', LIMITS, createStats());
+  shrunk.link = flowLink(1);
+  send(shrunk, 'big/one');
+  shrunk.link = null;
+  const small = flowLink(1);
+  small.refuse.add('big/one');
+  shrunk.resume(small);
+  assert.deepEqual(ends.get('big/one'), [DROPPED]);
+
+  // The session ends (a clean-start client gone) with messages in flight and queued: each told once; a QoS 2
+  // flow past its PUBREC reached the client (0), the others did not.
+  const ending = new Session('c', LIMITS, createStats());
+  const last = flowLink(2);
+  ending.link = last;
+  send(ending, 'end/received', 2);
+  send(ending, 'end/inflight', 1);
+  send(ending, 'end/queued', 1);
+  assert.equal(ending.received(last.sent[0]!.packetId, 0), 'pubrel');
+  ending.clearMessages();
+  assert.deepEqual([ends.get('end/received'), ends.get('end/inflight'), ends.get('end/queued')], [[0], [DROPPED], [DROPPED]]);
+  assert.deepEqual([ending.inflightCount, ending.queuedCount, ending.queuedBytes], [0, 0, 0]);
+});
+
 /** A stored outbound QoS 1 message as a restart loads it (packet id 0: it was queued). */
 const stored = (seq: number, packetId: number, topic: string) => ({
   clientId: 'c', seq, qos: 1 as const, retain: false, subIds: undefined, packetId, state: 'publish' as const,

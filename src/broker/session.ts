@@ -203,6 +203,12 @@ export class Session {
     if (this.#durable) this.journal!.outboundDone(this.clientId, entry.seq);
   }
 
+  /** An outbound message leaves without reaching its client: forgotten, and whoever waits on it is told. */
+  #drop(entry: Outbound): void {
+    this.#forget(entry);
+    entry.onComplete?.(DROPPED);
+  }
+
   /** Expiry, connection state or inbound QoS 2 ids changed. */
   changed(): void {
     if (this.#durable) this.journal!.session(this);
@@ -298,8 +304,7 @@ export class Session {
       if (queue.length < maxQueued) this.#stats.queueDropsOverBytes++;
       const dropped = queue.shift()!;
       this.#queuedBytes -= queuedSize(dropped);
-      this.#forget(dropped);
-      dropped.onComplete?.(DROPPED);
+      this.#drop(dropped);
     }
     queue.push(entry);
     this.#queuedBytes += size;
@@ -321,8 +326,7 @@ export class Session {
     }
     // Not sent because it is larger than the client accepts: discarded as if delivered [MQTT-3.1.2-25];
     // whoever waits on it hears it was not.
-    this.#forget(entry);
-    entry.onComplete?.(DROPPED);
+    this.#drop(entry);
     return false;
   }
 
@@ -413,8 +417,7 @@ export class Session {
       this.#queuedBytes -= queuedSize(entry);
       if (isExpired(entry.message, now)) {
         this.#stats.droppedExpired++;
-        this.#forget(entry);
-        entry.onComplete?.(DROPPED);
+        this.#drop(entry);
         continue;
       }
       this.#send(link, entry);
@@ -464,7 +467,7 @@ export class Session {
         link.sendPubrel(entry.packetId);
       } else if (!link.sendPublish(entry.message, entry.qos, entry.retain, entry.packetId, true, entry.subIds)) {
         this.#inflight.delete(entry.packetId);
-        this.#forget(entry);
+        this.#drop(entry);
       }
     }
     this.drain();
@@ -482,7 +485,7 @@ export class Session {
     if (this.#queue !== undefined && this.#queue.length > 0) {
       for (const entry of this.#queue.removeWhere((e) => drop(e.message))) {
         this.#queuedBytes -= queuedSize(entry);
-        this.#forget(entry);
+        this.#drop(entry);
         dropped++;
       }
     }
@@ -490,7 +493,7 @@ export class Session {
       for (const entry of this.#inflightTable.ordered()) {
         if (entry.state !== 'publish' || !drop(entry.message)) continue;
         this.#inflightTable.delete(entry.packetId);
-        this.#forget(entry);
+        this.#drop(entry);
         dropped++;
       }
     }
@@ -507,8 +510,13 @@ export class Session {
     return dropped;
   }
 
-  /** Forgets everything in flight (the session is ending). */
+  /**
+   * Forgets everything in flight (the session is ending). Whoever waits on a message is told: DROPPED, or for a
+   * QoS 2 flow past its PUBREC 0 (the client has the message; only the PUBCOMP is missing).
+   */
   clearMessages(): void {
+    for (const entry of this.#inflightTable?.ordered() ?? []) entry.onComplete?.(entry.state === 'pubrel' ? 0 : DROPPED);
+    for (const entry of this.#queue?.removeWhere(() => true) ?? []) entry.onComplete?.(DROPPED);
     this.#inflightTable = undefined;
     this.#queue = undefined;
     this.#retainedBacklog = undefined;

@@ -94,3 +94,19 @@ test('a 3.1.1 client has no reason codes: its PUBACK is "acked" with code 0', { 
   await old.subscribeAsync('v4/#', { qos: 1 });
   assert.deepEqual(await engine.deliverTo('old-311', { topic: 'v4/x', payload: Buffer.from('1'), qos: 1 }, 3_000), { outcome: 'acked', reasonCode: 0 });
 });
+
+test('a clean-start client that goes away before its PUBACK: "dropped" when its session ends, not a wait for the timeout', { timeout: 10_000 }, async () => {
+  const socket = net.connect(server.port, '127.0.0.1');
+  const parser = mqttPacket.parser({ protocolVersion: 4 });
+  const seen: string[] = [];
+  parser.on('packet', (p: mqttPacket.Packet) => {
+    seen.push(p.cmd);
+    if (p.cmd === 'publish') socket.destroy(); // gone with the message, never acknowledged
+  });
+  socket.on('data', (d) => parser.parse(d));
+  socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'vanishing', clean: true, keepalive: 60 }));
+  socket.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'gone/#', qos: 1 }] }));
+  while (!seen.includes('suback')) await new Promise((r) => setTimeout(r, 10));
+  // 'timeout' (what it said before) only comes after the 8 s; the session's end answers first.
+  assert.deepEqual(await engine.deliverTo('vanishing', { topic: 'gone/x', payload: Buffer.from('?'), qos: 1 }, 8_000), { outcome: 'dropped' });
+});
