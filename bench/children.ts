@@ -28,7 +28,15 @@ export interface SpawnOptions {
 
 /** Runs `argv` through `bash -c 'ulimit -n …; exec taskset -c CPU …'`: exec keeps the pid, so `pid` is the real process. */
 export function spawnPinned(cpu: number, argv: string[], options: SpawnOptions): Child {
-  const script = `ulimit -n ${FD_LIMIT} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec taskset -c ${cpu} "$@"`;
+  return spawnChild(['taskset', '-c', String(cpu), ...argv], options);
+}
+
+/**
+ * The same without pinning (the cluster benchmark's nodes, which must have every core): `bash -c 'ulimit -n …;
+ * exec …'`, its own process group, tracked for `stopAll`.
+ */
+export function spawnChild(argv: string[], options: SpawnOptions): Child {
+  const script = `ulimit -n ${FD_LIMIT} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`;
   const proc = spawn('bash', ['-c', script, 'bench-child', ...argv], {
     cwd: options.cwd,
     env: options.env,

@@ -400,8 +400,15 @@ async function main(): Promise<void> {
   else if (!existsSync(options.jsonPath)) process.exitCode = 1;
 }
 
-main().catch((err: unknown) => {
-  log(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-  killAllNow();
-  process.exitCode = 1;
-});
+// `npm run bench -- --cluster …` is the cluster benchmark (bench/cluster.ts, issue 16): its own topologies and phases.
+const clusterFlag = process.argv.indexOf('--cluster');
+if (clusterFlag >= 0) {
+  process.argv.splice(clusterFlag, 1);
+  await import('./cluster.ts');
+} else {
+  main().catch((err: unknown) => {
+    log(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    killAllNow();
+    process.exitCode = 1;
+  });
+}
