@@ -11,10 +11,9 @@ import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
 import { MAX_UNCONFIRMED_EVENT_BYTES } from '../../src/cluster/platform-peers.ts';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
-import { clusterNatsUrl, clusterSkip, natsRelay, TestCluster, waitFor, type GatewayJson, type NatsRelay } from '../harness/cluster.ts';
+import { clusterSkip, startRelayedNode, waitFor, type GatewayJson, type NatsRelay, type RelayedNode, type TestCluster } from '../harness/cluster.ts';
 
 const A = '127.0.0.2';
-const LEASE = { heartbeatMs: 500, leaseMs: 60_000 };
 const PAYLOAD = 64 * 1024;
 const MESSAGES = Math.ceil((MAX_UNCONFIRMED_EVENT_BYTES * 2) / PAYLOAD); // twice the bound
 /** An event's frame: the payload and its JSON header (ids, topic, device, times). */
@@ -24,24 +23,18 @@ if (clusterSkip !== undefined) {
   test('platform events on their way to NATS are bounded in bytes', { skip: clusterSkip, timeout: 1_000 }, () => {});
 } else {
   describe('platform events on their way to the other nodes are bounded in bytes (issue 12, issue 16 item 7)', { timeout: 180_000 }, () => {
-    const cluster = new TestCluster();
+    let relayed: RelayedNode & { stop(): Promise<void> } | undefined;
+    let cluster: TestCluster;
     let relay: NatsRelay;
     let node: TestGatehouse;
     let gateway: GatewayJson;
 
     before(async () => {
-      await cluster.setUp();
-      relay = await natsRelay(clusterNatsUrl!);
-      node = await cluster.startNode('ev-a', A, { natsUrl: relay.url, leaseTimings: LEASE });
-      gateway = await cluster.createGateway(node, 'events_bound_gw');
-      await cluster.listening(A, gateway);
+      relayed = await startRelayedNode('ev-a', A, 'events_bound_gw');
+      ({ cluster, relay, node, gateway } = relayed);
     }, { timeout: 60_000 });
 
-    after(async () => {
-      relay?.flow();
-      await cluster.dispose();
-      await relay?.close();
-    }, { timeout: 60_000 });
+    after(() => relayed?.stop(), { timeout: 60_000 });
 
     test('a flood of uplinks while NATS does not answer: at most the bound is published, the rest dropped and counted; sharing resumes after', { timeout: 120_000 }, async (t) => {
       const peers = node.gatehouse.cluster!.peers;

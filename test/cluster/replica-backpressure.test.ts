@@ -13,10 +13,9 @@ import type mqttPacket from 'mqtt-packet';
 import { frame, readPackets } from '../harness/raw-mqtt.ts';
 import { DEFAULT_BROKER_OPTIONS } from '../../src/broker/index.ts';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
-import { clusterNatsUrl, clusterSkip, engineOf, natsRelay, TestCluster, waitFor, type GatewayJson, type NatsRelay } from '../harness/cluster.ts';
+import { clusterSkip, engineOf, startRelayedNode, waitFor, type GatewayJson, type NatsRelay, type RelayedNode, type TestCluster } from '../harness/cluster.ts';
 
 const A = '127.0.0.2';
-const LEASE = { heartbeatMs: 500, leaseMs: 60_000 };
 const PAYLOAD = 64 * 1024;
 const LIMIT = DEFAULT_BROKER_OPTIONS.maxUncommittedBytes;
 const MESSAGES = Math.ceil((LIMIT * 1.5) / PAYLOAD); // half as much again as the bound
@@ -31,24 +30,18 @@ if (clusterSkip !== undefined) {
   test('retained puts to the cluster\'s store are bounded in bytes', { skip: clusterSkip, timeout: 1_000 }, () => {});
 } else {
   describe('retained messages on their way to the cluster\'s store are bounded in bytes (issue 12, issue 16 item 4)', { timeout: 180_000 }, () => {
-    const cluster = new TestCluster();
+    let relayed: RelayedNode & { stop(): Promise<void> } | undefined;
+    let cluster: TestCluster;
     let relay: NatsRelay;
     let node: TestGatehouse;
     let gateway: GatewayJson;
 
     before(async () => {
-      await cluster.setUp();
-      relay = await natsRelay(clusterNatsUrl!);
-      node = await cluster.startNode('bp-a', A, { natsUrl: relay.url, leaseTimings: LEASE });
-      gateway = await cluster.createGateway(node, 'replica_bp_gw');
-      await cluster.listening(A, gateway);
+      relayed = await startRelayedNode('bp-a', A, 'replica_bp_gw');
+      ({ cluster, relay, node, gateway } = relayed);
     }, { timeout: 60_000 });
 
-    after(async () => {
-      relay?.flow();
-      await cluster.dispose();
-      await relay?.close();
-    }, { timeout: 60_000 });
+    after(() => relayed?.stop(), { timeout: 60_000 });
 
     test('a 3.1.1 QoS 1 retained flood while NATS does not answer pauses reads within the bound; all acknowledged in order once it does', { timeout: 120_000 }, async (t) => {
       const device = await cluster.addDevice(node, gateway);

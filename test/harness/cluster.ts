@@ -250,3 +250,33 @@ export async function natsRelay(target: string): Promise<NatsRelay> {
     },
   };
 }
+
+/** One in-process node whose NATS connection goes through a relay (`stall` / `sever` it), with one gateway listening. */
+export interface RelayedNode {
+  readonly cluster: TestCluster;
+  readonly relay: NatsRelay;
+  readonly node: TestGatehouse;
+  readonly gateway: GatewayJson;
+}
+
+/**
+ * Starts a cluster's shared parts, a relay in front of the CI's nats-server and one node on `host` behind it
+ * (a long lease, so a stall does not cut it off), with a gateway named `gatewayName` listening. `stop` lets the
+ * relay flow again (what it held reaches the node, which then closes cleanly) and disposes of everything.
+ */
+export async function startRelayedNode(nodeId: string, host: string, gatewayName: string): Promise<RelayedNode & { stop(): Promise<void> }> {
+  const cluster = new TestCluster();
+  await cluster.setUp();
+  const relay = await natsRelay(clusterNatsUrl!);
+  const node = await cluster.startNode(nodeId, host, { natsUrl: relay.url, leaseTimings: { heartbeatMs: 500, leaseMs: 60_000 } });
+  const gateway = await cluster.createGateway(node, gatewayName);
+  await cluster.listening(host, gateway);
+  return {
+    cluster, relay, node, gateway,
+    async stop() {
+      relay.flow();
+      await cluster.dispose();
+      await relay.close();
+    },
+  };
+}
