@@ -104,6 +104,8 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
     storage, masterKey: config.masterKey, publicHost: config.publicHost, logger, runner,
     passwordCost: { ...DEFAULT_SCRYPT_COST, N: config.passwordScryptN }, nodeId: config.nodeId,
   });
+  // Node ids are unique while running: what this id left RUNNING died with its previous process.
+  await registry.devices.failInterruptedImports();
   // Changes made through other nodes' APIs apply here as this node's own (and ours there).
   const leaveBus = cluster === null ? () => undefined : registry.events.connect(cluster.bus);
   const stateStores = openLocalSqlite(path.join(config.dataDir, MQTT_STATE_FILE), (file) => new SqliteStateStores(file, checkpointer));
@@ -179,6 +181,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
       if (closed) return;
       closed = true;
       await api.close();
+      await registry.devices.closeImports();
       leaveBus();
       await runtime.close();
       await reaper?.close();

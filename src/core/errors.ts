@@ -78,6 +78,7 @@ export const ERRORS = {
   GW_ERR_SN_INVALID: { status: 400, message: 'SN must be at most 64 printable characters' },
   GW_ERR_IMPORT_TOO_LARGE: { status: 413, message: 'Too many rows: at most 10,000 per import request, 100,000 per import operation' },
   GW_ERR_IMPORT_NOT_FOUND: { status: 404, message: 'No import operation with this id (finished ones are kept for an hour)' },
+  GW_ERR_IMPORT_INTERRUPTED: { status: 500, message: 'The node running the import stopped before it finished; rows imported before stay' },
   GW_ERR_DEVICE_STATUS_INVALID: { status: 400, message: 'status must be online, offline, inactive or disabled' },
   GW_ERR_DEVICE_SEARCH_INVALID: { status: 400, message: 'search is at most 64 characters, without control characters' },
   GW_ERR_PAGE_OFFSET_UNSUPPORTED: { status: 400, message: 'Device lists page by cursor: pass nextCursor of the previous page as cursor (offset is gone)' },

@@ -38,7 +38,8 @@ export class DeviceService {
     this.#ctx = context;
     this.#products = products;
     this.#importer = new DeviceImporter(context);
-    this.#operations = new ImportOperations((productKey, rows, onProgress) => this.#import(productKey, rows, onProgress), context.logger, () => context.now());
+    this.#operations = new ImportOperations((productKey, rows, onProgress) => this.#import(productKey, rows, onProgress),
+      context.storage.importOperations, context.logger, () => context.now(), context.nodeId);
   }
 
   async create(productKey: string, input: DeviceCreateInput): Promise<Device> {
@@ -71,13 +72,23 @@ export class DeviceService {
     return this.#operations.start(productKey, rows);
   }
 
-  importOperation(productKey: string, id: string): ImportOperation {
+  importOperation(productKey: string, id: string): Promise<ImportOperation> {
     return this.#operations.get(productKey, id);
   }
 
   /** Resolves when every import operation has finished. */
   importsSettled(): Promise<void> {
     return this.#operations.settled();
+  }
+
+  /** At the node's start: import operations a previous life of this node left RUNNING are FAILED. */
+  failInterruptedImports(): Promise<number> {
+    return this.#operations.failOwnInterrupted();
+  }
+
+  /** At the node's stop: its running import operations are recorded FAILED and stop at their next step. */
+  closeImports(): Promise<void> {
+    return this.#operations.close();
   }
 
   /** A page of devices in name order, after `cursor`, of those matching `search` (a prefix) and `status`. */

@@ -4,6 +4,7 @@
  * `RegistryForDataPlane`. Nothing here imports an implementation.
  */
 import type { ConnectionEventRepository } from './connection-events.ts';
+import type { ImportOperationRepository } from './import-operation-records.ts';
 import type { RegistryEventSource } from './events.ts';
 import type { AccessControl } from './access-control.ts';
 import type { GatewayLimits, GatewayLimitsUsage } from './gateway-limits.ts';
@@ -354,6 +355,7 @@ export interface Repositories {
   messages: MessageRepository;
   webhooks: WebhookRepository;
   connectionEvents: ConnectionEventRepository;
+  importOperations: ImportOperationRepository;
 }
 
 export interface Storage extends Repositories {

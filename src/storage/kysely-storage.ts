@@ -5,6 +5,7 @@ import { KyselyConnectionEventRepository } from './repositories/connection-event
 import { KyselyDeviceRepository } from './repositories/devices.ts';
 import { KyselyFunctionRepository } from './repositories/functions.ts';
 import { KyselyGatewayRepository } from './repositories/gateways.ts';
+import { KyselyImportOperationRepository } from './repositories/import-operations.ts';
 import { KyselyMessageRepository } from './repositories/messages.ts';
 import { KyselyProductRepository } from './repositories/products.ts';
 import { KyselySettingsRepository } from './repositories/settings.ts';
@@ -21,6 +22,7 @@ function repositoriesOver(db: Kysely<Database>, dialect: Dialect): Repositories 
     messages: new KyselyMessageRepository(db),
     webhooks: new KyselyWebhookRepository(db, dialect),
     connectionEvents: new KyselyConnectionEventRepository(db),
+    importOperations: new KyselyImportOperationRepository(db),
   };
 }
 
@@ -36,6 +38,7 @@ export class KyselyStorage implements Storage {
   readonly messages;
   readonly webhooks;
   readonly connectionEvents;
+  readonly importOperations;
   readonly #db: Kysely<Database>;
   readonly #onClose: () => Promise<void>;
 
@@ -46,7 +49,7 @@ export class KyselyStorage implements Storage {
     ({
       gateways: this.gateways, products: this.products, devices: this.devices, functions: this.functions,
       settings: this.settings, messages: this.messages, webhooks: this.webhooks,
-      connectionEvents: this.connectionEvents,
+      connectionEvents: this.connectionEvents, importOperations: this.importOperations,
     } = repositoriesOver(db, dialect));
   }
 

@@ -149,6 +149,29 @@ export interface ConnectionEventsTable {
   last_at: string;
 }
 
+/** An import operation (issue 14), shared by every node (issue 16). */
+export interface ImportOperationsTable {
+  id: string;
+  product_key: string;
+  /** RUNNING, DONE or FAILED. */
+  state: string;
+  total: number;
+  processed: number;
+  created: number;
+  failed: number;
+  started_at: string;
+  finished_at: string | null;
+  /** JSON ({code, message, field}) of a FAILED operation. */
+  error: string | null;
+  /** JSON array of the failed rows reported one by one. */
+  failures: string;
+  failures_omitted: number;
+  /** The node running it (null: a registry without a node id, e.g. in a test). */
+  node_id: string | null;
+  /** ISO time: a RUNNING operation whose lease is past lost its node. */
+  lease_until: string | null;
+}
+
 export interface Database {
   gateways: GatewaysTable;
   products: ProductsTable;
@@ -161,6 +184,7 @@ export interface Database {
   webhook_dead_letters: WebhookDeadLettersTable;
   webhook_outbox: WebhookOutboxTable;
   connection_events: ConnectionEventsTable;
+  import_operations: ImportOperationsTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';

@@ -16,6 +16,7 @@ import { device, repositoryContract, seedGateway } from './repository.contract.t
 import { platformRepositoryContract } from './platform-repositories.contract.ts';
 import { devicePropertiesContract } from './device-properties.contract.ts';
 import { connectionEventsContract } from './connection-events.contract.ts';
+import { importOperationsContract } from './import-operations.contract.ts';
 import { checkMessagePayloadUpgrade } from './message-payload-upgrade.ts';
 
 const url = process.env.GATEHOUSE_TEST_DATABASE_URL;
@@ -44,6 +45,7 @@ if (url === undefined || url === '') {
   platformRepositoryContract('postgres', openFresh);
   devicePropertiesContract('postgres', openFresh);
   connectionEventsContract('postgres', openFresh);
+  importOperationsContract('postgres', openFresh);
 
   test('postgres: messages stored as base64 text before migration 0009 read back as the same bytes after it (bytea)', { timeout: 60_000 }, async () => {
     const schema = `gh_test_${run}_${schemas.length + 1}`;

@@ -13,6 +13,7 @@ import { device, repositoryContract, seedGateway } from './repository.contract.t
 import { platformRepositoryContract } from './platform-repositories.contract.ts';
 import { devicePropertiesContract } from './device-properties.contract.ts';
 import { connectionEventsContract } from './connection-events.contract.ts';
+import { importOperationsContract } from './import-operations.contract.ts';
 import { checkMessagePayloadUpgrade } from './message-payload-upgrade.ts';
 
 const root = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-sqlite-'));
@@ -23,6 +24,7 @@ repositoryContract('sqlite', async () => openStorage({ dataDir: await mkdtemp(pa
 platformRepositoryContract('sqlite', async () => openStorage({ dataDir: await mkdtemp(path.join(root, `db${++counter}-`)), logger: silentLogger }));
 devicePropertiesContract('sqlite', async () => openStorage({ dataDir: await mkdtemp(path.join(root, `db${++counter}-`)), logger: silentLogger }));
 connectionEventsContract('sqlite', async () => openStorage({ dataDir: await mkdtemp(path.join(root, `db${++counter}-`)), logger: silentLogger }));
+importOperationsContract('sqlite', async () => openStorage({ dataDir: await mkdtemp(path.join(root, `db${++counter}-`)), logger: silentLogger }));
 
 test('sqlite: WAL journal and foreign keys are on; reopening applies no migration twice', { timeout: 5_000 }, async () => {
   const dataDir = await mkdtemp(path.join(root, 'pragmas-'));
@@ -37,7 +39,7 @@ test('sqlite: WAL journal and foreign keys are on; reopening applies no migratio
   const second = await openStorage({ dataDir, logger: silentLogger });
   assert.equal(await second.settings.get('kept'), 'yes');
   const applied = await sql<{ name: string }>`select name from kysely_migration`.execute(second.db);
-  assert.deepEqual(applied.rows.map((r) => r.name), ['0001-initial', '0002-platform', '0003-access-control', '0004-gateway-limits', '0005-device-properties', '0006-connection-events', '0007-device-search', '0008-device-presence', '0009-message-payload-blob', '0010-webhook-outbox-claims']);
+  assert.deepEqual(applied.rows.map((r) => r.name), ['0001-initial', '0002-platform', '0003-access-control', '0004-gateway-limits', '0005-device-properties', '0006-connection-events', '0007-device-search', '0008-device-presence', '0009-message-payload-blob', '0010-webhook-outbox-claims', '0011-import-operations']);
   await second.close();
 });
 

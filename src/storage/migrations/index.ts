@@ -15,6 +15,7 @@ import { messagePayloadBlobSchema } from './0009-message-payload-blob.ts';
 import type { Dialect } from '../schema.ts';
 import { devicePresenceSchema } from './0008-device-presence.ts';
 import { webhookOutboxClaimsSchema } from './0010-webhook-outbox-claims.ts';
+import { importOperationsSchema } from './0011-import-operations.ts';
 
 export class BundledMigrations implements MigrationProvider {
   readonly #dialect: Dialect;
@@ -36,6 +37,7 @@ export class BundledMigrations implements MigrationProvider {
       '0008-device-presence': devicePresenceSchema(),
       '0009-message-payload-blob': messagePayloadBlobSchema(this.#dialect),
       '0010-webhook-outbox-claims': webhookOutboxClaimsSchema(),
+      '0011-import-operations': importOperationsSchema(),
     });
   }
 }
