@@ -87,6 +87,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
     try {
       cluster = await startClusterNode({
         servers: config.natsUrl, nodeId: config.nodeId, installationId: storage.installationId ?? 'default', logger,
+        streamMaxBytes: config.clusterStreamMaxBytes,
         apiUrl: `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`,
         ...(overrides.clusterLeaseTimings === undefined ? {} : { leaseTimings: overrides.clusterLeaseTimings }),
       });

@@ -5,6 +5,7 @@
  */
 import type { Logger } from '../core/logger.ts';
 import { ClusterConnection } from './connection.ts';
+import { DEFAULT_MESSAGE_STREAM_LIMITS } from './message-stream.ts';
 import { NatsClusterLinks } from './links.ts';
 import { DEFAULT_LEASE_TIMINGS, NodeLeases, type LeaseTimings } from './node-leases.ts';
 import { NatsRegistryBus } from './registry-bus.ts';
@@ -41,6 +42,8 @@ export interface ClusterNodeOptions {
   apiUrl: string | null;
   logger: Logger;
   leaseTimings?: LeaseTimings;
+  /** The QoS 1/2 message stream's size (DEFAULT_MESSAGE_STREAM_LIMITS when absent). */
+  streamMaxBytes?: number;
 }
 
 export async function startClusterNode(options: ClusterNodeOptions): Promise<ClusterNode> {
@@ -57,7 +60,8 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   const me = { nodeId: options.nodeId, instance: leases.instance };
   const records = SessionRecords.opener(connection);
   // Cut off for as long as a lease lasts, the node is dead to the others: its engines end their connections.
-  const links = new NatsClusterLinks(connection, logger, timings.leaseMs, me, records);
+  const links = new NatsClusterLinks(connection, logger, timings.leaseMs, me, records,
+    options.streamMaxBytes === undefined ? DEFAULT_MESSAGE_STREAM_LIMITS : { ...DEFAULT_MESSAGE_STREAM_LIMITS, maxBytes: options.streamMaxBytes });
   const reaper = new WillReaper(connection, leases, records, me, (gatewayId) => links.ownership(gatewayId), logger, timings.heartbeatMs);
   reaper.onDeaths = (instances) => links.nodesDead(instances);
   return {

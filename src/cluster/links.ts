@@ -23,7 +23,7 @@ import type { ClusterLink, ConnectionEnd, LinkEndpoint, Message, RecordedWill, S
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
 import { DurableMessages, type DurableCounters } from './durable-messages.ts';
-import { MessageStream } from './message-stream.ts';
+import { DEFAULT_MESSAGE_STREAM_LIMITS, MessageStream, type MessageStreamLimits } from './message-stream.ts';
 import { RetainedReplica, type RetainedCounters } from './retained-replica.ts';
 import type { OpenRecords } from './session-records.ts';
 import { SessionOwnership, type RecordIdentity, type SessionNotice } from './session-ownership.ts';
@@ -67,13 +67,14 @@ export class NatsClusterLinks {
   #wasCutOff = false;
   readonly #offState: () => void;
 
-  constructor(conn: ClusterConnection, logger: Logger, cutOffMs: number, me: RecordIdentity, records: OpenRecords) {
+  constructor(conn: ClusterConnection, logger: Logger, cutOffMs: number, me: RecordIdentity, records: OpenRecords,
+    streamLimits: MessageStreamLimits = DEFAULT_MESSAGE_STREAM_LIMITS) {
     this.#conn = conn;
     this.#logger = logger;
     this.#cutOffMs = cutOffMs;
     this.#me = me;
     this.#records = records;
-    this.#stream = new MessageStream(conn);
+    this.#stream = new MessageStream(conn, streamLimits);
     this.#offState = conn.onState((state) => this.#onState(state));
     // Claims of this process's sessions by other nodes: one subject per process, answered once the connection is closed.
     this.#notices = conn.nc.subscribe(`${conn.prefix}.sessions.${me.instance}`, { callback: (err, msg) => this.#onNotice(err, msg) });

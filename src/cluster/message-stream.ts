@@ -85,11 +85,20 @@ export class MessageStream {
       republish: { src: `${prefix}.qos.>`, dest: `${prefix}.stored.>` },
     };
     try {
-      await jsm.streams.info(this.name);
-      await jsm.streams.update(this.name, config); // another version's limits: this one's
+      try {
+        await jsm.streams.info(this.name);
+        await jsm.streams.update(this.name, config); // another version's limits: this one's
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+        await jsm.streams.add(config);
+      }
     } catch (error) {
-      if (!isNotFound(error)) throw error;
-      await jsm.streams.add(config);
+      // JetStream reserves max_bytes in full on its storage when the stream is made: say which setting to change.
+      if (error instanceof Error && /insufficient (storage )?resources/i.test(error.message)) {
+        throw new Error(`the NATS server has no room for the ${this.#limits.maxBytes} bytes of stream ${this.name} `
+          + `(${error.message}): free JetStream storage (max_file_store) or set GATEHOUSE_CLUSTER_STREAM_MAX_MB lower`, { cause: error });
+      }
+      throw error;
     }
     return { js: client.jetstream(nc, { timeout: PUBLISH_TIMEOUT_MS }), jsm };
   }

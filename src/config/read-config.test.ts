@@ -24,6 +24,7 @@ test('defaults', { timeout: 5_000 }, () => {
   assert.deepEqual(config, {
     dataDir: '/srv/data', http: { host: '127.0.0.1', port: 8080 }, mqttHost: '0.0.0.0', publicHost: 'localhost',
     adminToken: undefined, masterKey: undefined, databaseUrl: undefined, natsUrl: undefined, nodeId: undefined, workers: undefined, logLevel: 'info',
+    clusterStreamMaxBytes: 1024 ** 3,
     messages: { perDevice: 100, maxAgeHours: 168 },
     deviceProperties: { maxCount: 500, maxBytes: 65536 },
     demo: { enabled: true, port: 8883 },
@@ -122,6 +123,9 @@ test('each bad value names its key', { timeout: 5_000 }, () => {
   rejects({ GATEHOUSE_DEMO_PORT: '70000' }, 'GATEHOUSE_DEMO_PORT');
   rejects({ GATEHOUSE_EVENTS_PER_GATEWAY: '5' }, 'GATEHOUSE_EVENTS_PER_GATEWAY');
   rejects({ GATEHOUSE_EVENTS_MAX_AGE_HOURS: '0' }, 'GATEHOUSE_EVENTS_MAX_AGE_HOURS');
+  rejects({ GATEHOUSE_CLUSTER_STREAM_MAX_MB: '0' }, 'GATEHOUSE_CLUSTER_STREAM_MAX_MB', /1-1048576/);
+  rejects({ GATEHOUSE_CLUSTER_STREAM_MAX_MB: '1048577' }, 'GATEHOUSE_CLUSTER_STREAM_MAX_MB');
+  assert.equal(readConfig({ GATEHOUSE_CLUSTER_STREAM_MAX_MB: '64' }).clusterStreamMaxBytes, 64 * 1024 * 1024);
 });
 
 test('the demo gateway: off, or on another port, from the environment or the config file', { timeout: 5_000 }, () => {

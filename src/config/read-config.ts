@@ -20,7 +20,7 @@ export const CONFIG_KEYS = [
   'GATEHOUSE_NATS_URL', 'GATEHOUSE_NODE_ID', 'GATEHOUSE_LOG_LEVEL', 'GATEHOUSE_MESSAGES_PER_DEVICE', 'GATEHOUSE_MESSAGES_MAX_AGE_HOURS',
   'GATEHOUSE_DEVICE_MAX_PROPERTIES', 'GATEHOUSE_DEVICE_MAX_PROPERTIES_BYTES', 'GATEHOUSE_DEMO', 'GATEHOUSE_DEMO_PORT',
   'GATEHOUSE_PASSWORD_SCRYPT_N',
-  'GATEHOUSE_EVENTS_PER_GATEWAY', 'GATEHOUSE_EVENTS_MAX_AGE_HOURS', 'GATEHOUSE_WORKERS',
+  'GATEHOUSE_EVENTS_PER_GATEWAY', 'GATEHOUSE_EVENTS_MAX_AGE_HOURS', 'GATEHOUSE_WORKERS', 'GATEHOUSE_CLUSTER_STREAM_MAX_MB',
 ] as const;
 export type ConfigKey = (typeof CONFIG_KEYS)[number];
 
@@ -42,6 +42,11 @@ export interface ProcessConfig {
   natsUrl: string | undefined;
   /** This node's name in the cluster; generated once into the data directory when absent (`prepareDataDir`). */
   nodeId: string | undefined;
+  /**
+   * `GATEHOUSE_CLUSTER_STREAM_MAX_MB`: the size of the cluster's JetStream stream of QoS 1/2 messages (the oldest
+   * go first past it). JetStream reserves it in full on the NATS server's storage when the stream is created.
+   */
+  clusterStreamMaxBytes: number;
   /**
    * `GATEHOUSE_WORKERS`: this many worker processes (node:cluster), each a cluster node of its own, share the
    * ports; undefined runs one process as before.
@@ -100,6 +105,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     databaseUrl,
     natsUrl,
     nodeId: parseNodeId(value('GATEHOUSE_NODE_ID'), workers),
+    // 1 MiB to 1 TiB; every node of a cluster should say the same (the last node to start sets the stream's size).
+    clusterStreamMaxBytes: parseCount('GATEHOUSE_CLUSTER_STREAM_MAX_MB', value('GATEHOUSE_CLUSTER_STREAM_MAX_MB') ?? '1024', 1, 1_048_576) * 1024 * 1024,
     workers,
     logLevel: parseLogLevel(value('GATEHOUSE_LOG_LEVEL') ?? 'info'),
     messages: {

@@ -14,6 +14,7 @@ import tls from 'node:tls';
 import mqtt from 'mqtt';
 import pg from 'pg';
 import type { LeaseTimings } from '../../src/cluster/index.ts';
+import { loadNatsClient } from '../../src/cluster/nats-client.ts';
 import type { Broker } from '../../src/broker/index.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from './gatehouse.ts';
 import { startGatehouseProcess, type GatehouseProcess } from './gatehouse-process.ts';
@@ -79,6 +80,9 @@ export class TestCluster {
     return {
       GATEHOUSE_DATABASE_URL: this.databaseUrl, GATEHOUSE_NATS_URL: natsUrl, GATEHOUSE_MASTER_KEY: this.masterKey,
       GATEHOUSE_NODE_ID: nodeId, GATEHOUSE_HTTP_HOST: host, GATEHOUSE_MQTT_HOST: host,
+      // JetStream reserves a stream's whole size when it is made: a test installation's small one leaves the CI's
+      // nats-server room for every file of the suite (at the 1 GiB default, ~55 fill a 74 GB disk's store).
+      GATEHOUSE_CLUSTER_STREAM_MAX_MB: String(TEST_STREAM_MAX_MB),
     };
   }
 
@@ -162,9 +166,33 @@ export class TestCluster {
     await Promise.all([...this.#inProcess.map((n) => n.stop()), ...this.#processes.map((p) => p.node.stop())]);
     const admin = new pg.Client({ connectionString: clusterDatabaseUrl });
     await admin.connect();
+    const installation = await admin.query<{ value: string }>(`select value from ${this.schema}.settings where key = 'installation_id'`).catch(() => null);
     await admin.query(`drop schema if exists ${this.schema} cascade`);
     await admin.end();
+    const installationId = installation?.rows[0]?.value;
+    if (installationId !== undefined) await deleteInstallationStreams(installationId);
     for (const dir of [...this.#inProcess.map((n) => n.dataDir), ...this.#processes.map((p) => p.dir)]) await removeDataDir(dir);
+  }
+}
+
+/** A test installation's QoS 1/2 stream size (GATEHOUSE_CLUSTER_STREAM_MAX_MB). */
+export const TEST_STREAM_MAX_MB = 64;
+
+/**
+ * Deletes the JetStream streams (the message stream, the KV buckets' streams) of one installation from the CI's
+ * nats-server, so that a long suite does not fill its store with reservations of files that ended.
+ */
+async function deleteInstallationStreams(installationId: string): Promise<void> {
+  const suffix = installationId.replace(/[^A-Za-z0-9_-]/g, '_');
+  const client = await loadNatsClient();
+  const nc = await client.connect({ servers: clusterNatsUrl! });
+  try {
+    const jsm = await client.jetstreamManager(nc);
+    for await (const stream of jsm.streams.list()) {
+      if (stream.config.name.includes(suffix)) await jsm.streams.delete(stream.config.name);
+    }
+  } finally {
+    await nc.close();
   }
 }
 
