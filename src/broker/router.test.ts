@@ -488,3 +488,38 @@ test('a message picked again avoids the node it went to; pickLocal picks only me
   assert.equal(r.pickLocal('g', 't')?.qos, 2);
   assert.equal(r.pick('nope', 't', 'node-b'), undefined);
 });
+
+test('[MQTT-4.8.2-2] sharedPicks: the publishing node picks each matching group\'s member once, here (null) or another node, in turn; plain subscriptions are not picks (issue 16 item 2)', { timeout: 5_000 }, () => {
+  const r = new Router();
+  const a = session('a');
+  r.add(sub(a, 't/#', 1)); // a plain subscription: delivered by every node from the stream, never picked
+  r.add(sub(a, '$share/g1/t/#', 1));
+  r.setRemotes('g1', 't/#', ['node-b']);
+  r.setRemotes('g2', 't/+', ['node-c']); // members on another node only
+  const picksOf = (topic: string) => r.sharedPicks(topic).map((p) => `${p.group} ${p.filter} ${p.node ?? 'here'}`).sort();
+  assert.deepEqual(picksOf('t/1'), ['g1 t/# here', 'g2 t/+ node-c']);
+  assert.deepEqual(picksOf('t/1'), ['g1 t/# node-b', 'g2 t/+ node-c'], 'the group\'s turn moves on: the other node');
+  assert.deepEqual(picksOf('t/1'), ['g1 t/# here', 'g2 t/+ node-c']);
+  assert.deepEqual(picksOf('t/1/deeper'), ['g1 t/# node-b'], 'only the groups whose filter matches');
+  assert.deepEqual(r.sharedPicks('other'), [], 'no group matches: no picks');
+  // A pick for a message another node sent here does not take a turn of the cluster-wide rotation.
+  assert.equal(r.pickLocal('g1', 't/#')?.session.clientId, 'a');
+  assert.deepEqual(picksOf('t/1'), ['g1 t/# here', 'g2 t/+ node-c']);
+});
+
+test('[MQTT-4.7.2-1] sharedPicks: a group whose filter starts with a wildcard is not picked for a $ topic; one naming $ is; a retired member is never picked', { timeout: 5_000 }, () => {
+  const r = new Router();
+  const a = session('a');
+  r.add(sub(a, '$share/all/#', 1));
+  r.add(sub(a, '$share/plus/+/x', 1));
+  r.add(sub(a, '$share/sys/$SYS/#', 1));
+  assert.deepEqual(r.sharedPicks('$SYS/x').map((p) => p.group), ['sys']);
+  assert.deepEqual(r.sharedPicks('y/x').map((p) => [p.group, p.node]).sort(), [['all', null], ['plus', null]]);
+  // Its session ended: the member is retired at once, even before the sweep takes it out of the trie.
+  const b = session('b', null);
+  const lone = sub(b, '$share/lone/z', 1);
+  r.add(lone);
+  assert.deepEqual(r.sharedPicks('z').map((p) => p.group).sort(), ['all', 'lone']);
+  r.retire([lone]);
+  assert.deepEqual(r.sharedPicks('z').map((p) => p.group), ['all']);
+});
