@@ -453,8 +453,10 @@ test('a shared group with members on other nodes only is matched here (its pick 
   const s1 = sub(a, '$share/g/t', 1);
   const s2 = sub(session('b'), '$share/g/t', 1);
   r.add(s1);
+  assert.deepEqual(local, [true], 'told at the first member');
   r.add(s2);
   r.remove(s1);
+  assert.deepEqual(local, [true], 'nothing told in between');
   r.remove(s2);
   assert.deepEqual(local, [true, false]);
   sent.length = 0;
