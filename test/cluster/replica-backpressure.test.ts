@@ -20,10 +20,11 @@ const PAYLOAD = 64 * 1024;
 const LIMIT = DEFAULT_BROKER_OPTIONS.maxUncommittedBytes;
 const MESSAGES = Math.ceil((LIMIT * 1.5) / PAYLOAD); // half as much again as the bound
 /**
- * What one packet may take past the bound (the check follows each packet): its three records — the node's
- * retained row, its uplink journal row, its put to the cluster's store — with their fixed parts.
+ * What one packet may take past the bound (the check follows each packet): its four records — the node's
+ * retained row, its uplink journal row, its put to the cluster's retained store, and (since issue 16 item 2)
+ * its store in the cluster's message stream before its PUBACK — with their fixed parts.
  */
-const ONE_PACKET = 3 * (PAYLOAD + 1024);
+const ONE_PACKET = 4 * (PAYLOAD + 1024);
 
 
 if (clusterSkip !== undefined) {
