@@ -512,14 +512,22 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   }
 
   /** A shared group's member here gets a message another node's pick (or a re-pick) sent here; false: none left. */
-  #deliverShared(d: Delivery | undefined, message: Message, done: (() => void) | undefined): boolean {
+  #deliverShared(d: Delivery | undefined, message: Message, done: ((delivered: boolean) => void) | undefined): boolean {
     if (d === undefined) return false;
     // The member's granted QoS caps the delivery, as for any subscription [MQTT-4.8.2-3].
     const qos = (message.qos < d.qos ? message.qos : d.qos);
-    d.session.deliver(message, qos, d.retainAsPublished && message.retain, d.subIds, qos === 1 ? done : undefined);
+    // A QoS 1 one is done at its PUBACK, whatever its reason code [MQTT-4.8.2-6]; one that never reached the
+    // member (its session ended first, its queue refused it) goes back to the sender for another member.
+    let told = false;
+    const ended = qos === 1 && done !== undefined ? (end: DeliveryEnd): void => {
+      told = true;
+      done(end !== DROPPED);
+    } : undefined;
+    // Refused at once by the member's queue (drop-new, too large for it): not every refusal is told through `ended`.
+    if (!d.session.deliver(message, qos, d.retainAsPublished && message.retain, d.subIds, ended) && qos === 1 && !told) done?.(false);
     // A QoS 2 delivery is its member's to complete, never another member's [MQTT-4.8.2-4, MQTT-4.8.2-5]: the
-    // sender stops keeping it now. A QoS 1 one is done at its PUBACK (whatever its reason code [MQTT-4.8.2-6]).
-    if (qos !== 1) done?.();
+    // sender stops keeping it now.
+    if (qos !== 1) done?.(true);
     return true;
   }
 

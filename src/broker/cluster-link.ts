@@ -85,10 +85,12 @@ export interface LinkEndpoint {
   sharedElsewhere(group: string, filter: string, nodes: readonly string[]): void;
   /**
    * A message a node's pick sent to this node for one member of a shared group here. False: no member is left
-   * here (the sender picks again). `done` hears that member's PUBACK for a QoS 1 delivery; it is called at once
-   * for QoS 0 and for QoS 2, which is that member's to complete and never another's [MQTT-4.8.2-4, MQTT-4.8.2-5].
+   * here (the sender picks again). `done` hears how a QoS 1 delivery to that member ended: true at its PUBACK
+   * (whatever its reason code [MQTT-4.8.2-6]), false when it never reached the member (its session ended first,
+   * its queue refused it): the sender then gives it to another member. It is called with true at once for QoS 0
+   * and for QoS 2, which is that member's to complete and never another's [MQTT-4.8.2-4, MQTT-4.8.2-5].
    */
-  receiveShared(group: string, filter: string, message: Message, done: (() => void) | undefined): boolean;
+  receiveShared(group: string, filter: string, message: Message, done: ((delivered: boolean) => void) | undefined): boolean;
   /**
    * A message this node sent to another node for a shared group that did not reach a member there (that node
    * died, or had none left): picked again among the group's candidates, that node excluded. False: nobody is

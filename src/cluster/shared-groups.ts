@@ -429,7 +429,7 @@ export class SharedRelay {
     };
     const target = this.#target(gatewayId);
     const delivered = target !== undefined
-      && target.receiveShared(group, filter, message, reply === undefined ? undefined : () => answer(''));
+      && target.receiveShared(group, filter, message, reply === undefined ? undefined : (delivered) => answer(delivered ? '' : 'none'));
     if (delivered) return;
     if (reply !== undefined) answer('none'); // the sender picks another member
     else this.#counters(gatewayId).sharedUndeliverable++;

@@ -132,6 +132,31 @@ if (clusterSkip !== undefined) {
       await Promise.all([memberA, memberB, onA, onB].map((c) => c.endAsync()));
     });
 
+    test('a clean-start member on A that goes away with QoS 1 messages unacknowledged: they go to another member, not lost', { timeout: 120_000 }, async () => {
+      const onA: string[] = [];
+      const got: Got[] = [];
+      // Its PUBACKs withheld, then it leaves: its session ends with the messages in flight [MQTT-4.8.2].
+      const memberA = await client(A, { clean: true, customHandleAcks: (_topic, payload) => { onA.push(payload.toString()); } });
+      const memberB = await client(B);
+      collect(memberB, 'B', got);
+      await memberA.subscribeAsync('$share/g4/gone/#', { qos: 1 });
+      await memberB.subscribeAsync('$share/g4/gone/#', { qos: 1 });
+      const publisher = await client(B);
+      const sent: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        sent.push(`g-${i}`);
+        await publisher.publishAsync('gone/x', `g-${i}`, { qos: 1 });
+      }
+      await waitFor('messages in flight to the member on A', () => (onA.length > 0 ? true : undefined));
+      await waitFor('the member on B\'s share', () => (got.length >= 4 ? true : undefined));
+      memberA.end(true);
+      // A tells B they never reached a member; B gives them to the member left (on a live node: no lease to wait for).
+      await waitFor('every message at the member on B', () => (counts(got).size === sent.length ? true : undefined), 30_000);
+      assert.deepEqual([...counts(got).keys()].sort(), [...sent].sort());
+      await waitFor('nothing kept', () => (nodeB.gatehouse.cluster!.links.sharedKept === 0 ? true : undefined));
+      await Promise.all([memberB, publisher].map((c) => c.endAsync()));
+    });
+
     test('kill -9 of the node holding a member with QoS 1 messages in flight to it: they go to a member on the survivor', { timeout: 180_000 }, async () => {
       const onA: string[] = [];
       const got: Got[] = [];
