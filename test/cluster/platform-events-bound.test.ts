@@ -10,8 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
 import { MAX_UNCONFIRMED_EVENT_BYTES } from '../../src/cluster/platform-peers.ts';
-import type { TestGatehouse } from '../harness/gatehouse.ts';
-import { clusterSkip, startRelayedNode, waitFor, type GatewayJson, type NatsRelay, type RelayedNode, type TestCluster } from '../harness/cluster.ts';
+import { clusterSkip, startRelayedNode, waitFor, type RelayedNode } from '../harness/cluster.ts';
 
 const A = '127.0.0.2';
 const PAYLOAD = 64 * 1024;
@@ -23,20 +22,14 @@ if (clusterSkip !== undefined) {
   test('platform events on their way to NATS are bounded in bytes', { skip: clusterSkip, timeout: 1_000 }, () => {});
 } else {
   describe('platform events on their way to the other nodes are bounded in bytes (issue 12, issue 16 item 7)', { timeout: 180_000 }, () => {
-    let relayed: RelayedNode & { stop(): Promise<void> } | undefined;
-    let cluster: TestCluster;
-    let relay: NatsRelay;
-    let node: TestGatehouse;
-    let gateway: GatewayJson;
+    let relayed: (RelayedNode & { stop(): Promise<void> }) | undefined;
 
-    before(async () => {
-      relayed = await startRelayedNode('ev-a', A, 'events_bound_gw');
-      ({ cluster, relay, node, gateway } = relayed);
-    }, { timeout: 60_000 });
+    before(async () => { relayed = await startRelayedNode('ev-a', A, 'events_bound_gw'); }, { timeout: 60_000 });
 
     after(() => relayed?.stop(), { timeout: 60_000 });
 
     test('a flood of uplinks while NATS does not answer: at most the bound is published, the rest dropped and counted; sharing resumes after', { timeout: 120_000 }, async (t) => {
+      const { cluster, relay, node, gateway } = relayed!;
       const peers = node.gatehouse.cluster!.peers;
       const device = await cluster.addDevice(node, gateway);
       const client = await mqtt.connectAsync({

@@ -12,8 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import type mqttPacket from 'mqtt-packet';
 import { frame, readPackets } from '../harness/raw-mqtt.ts';
 import { DEFAULT_BROKER_OPTIONS } from '../../src/broker/index.ts';
-import type { TestGatehouse } from '../harness/gatehouse.ts';
-import { clusterSkip, engineOf, startRelayedNode, waitFor, type GatewayJson, type NatsRelay, type RelayedNode, type TestCluster } from '../harness/cluster.ts';
+import { clusterSkip, engineOf, startRelayedNode, waitFor, type RelayedNode } from '../harness/cluster.ts';
 
 const A = '127.0.0.2';
 const PAYLOAD = 64 * 1024;
@@ -31,20 +30,14 @@ if (clusterSkip !== undefined) {
   test('retained puts to the cluster\'s store are bounded in bytes', { skip: clusterSkip, timeout: 1_000 }, () => {});
 } else {
   describe('retained messages on their way to the cluster\'s store are bounded in bytes (issue 12, issue 16 item 4)', { timeout: 180_000 }, () => {
-    let relayed: RelayedNode & { stop(): Promise<void> } | undefined;
-    let cluster: TestCluster;
-    let relay: NatsRelay;
-    let node: TestGatehouse;
-    let gateway: GatewayJson;
+    let relayed: (RelayedNode & { stop(): Promise<void> }) | undefined;
 
-    before(async () => {
-      relayed = await startRelayedNode('bp-a', A, 'replica_bp_gw');
-      ({ cluster, relay, node, gateway } = relayed);
-    }, { timeout: 60_000 });
+    before(async () => { relayed = await startRelayedNode('bp-a', A, 'replica_bp_gw'); }, { timeout: 60_000 });
 
     after(() => relayed?.stop(), { timeout: 60_000 });
 
     test('a 3.1.1 QoS 1 retained flood while NATS does not answer pauses reads within the bound; all acknowledged in order once it does', { timeout: 120_000 }, async (t) => {
+      const { cluster, relay, node, gateway } = relayed!;
       const device = await cluster.addDevice(node, gateway);
       const socket = tls.connect({ host: A, port: gateway.port, servername: 'localhost', ca: cluster.pki.root.certPem });
       t.after(() => socket.destroy());
