@@ -20,7 +20,7 @@
  * Loopback only (source addresses across 127.0.0.0/8, as many devices behind many addresses).
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -132,6 +132,7 @@ async function startServer(): Promise<Server> {
         const lines = (partial + b.toString()).split('\n');
         partial = lines.pop()!;
         for (const line of lines) tally.read(line);
+        if (process.env.ABUSE_GC_LOG) void appendFile(process.env.ABUSE_GC_LOG, lines.map((l) => `${l}\n`).join(''));
         return;
       }
       out += b.toString();

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Framer } from './framer.ts';
+import { Framer, SHARED_FRAME_BYTES } from './framer.ts';
 
 function collect(framer: Framer, chunks: Buffer[]): { frames: string[]; error: string | null } {
   const frames: string[] = [];
@@ -231,5 +231,60 @@ test('a frame that arrives within one chunk is handed on as a view of that chunk
     framer.push(chunk, { onFrame: (f) => { views.push(f.buffer === chunk.buffer); return true; } });
     assert.ok(views.length > 0 && views.every(Boolean), `frames of ${chunk.toString('hex')} are views of it: ${views.join()}`);
     assert.equal(framer.bufferedBytes, 0);
+  }
+});
+
+test('a frame of 64 KiB or more joined from several chunks is in shared memory (it crosses to the writer threads uncopied); smaller or single-chunk frames are not', { timeout: 5_000 }, () => {
+  const frames: Buffer[] = [];
+  const sink = { onFrame: (f: Buffer) => { frames.push(f); return true; } };
+  const framer = new Framer(1 << 24);
+  const big = frameOfTotal(SHARED_FRAME_BYTES, 0x61);
+  const under = frameOfTotal(SHARED_FRAME_BYTES - 1, 0x62);
+  for (const f of [big, under]) for (let at = 0; at < f.length; at += 16_384) framer.push(f.subarray(at, at + 16_384), sink);
+  framer.push(Buffer.from(frameOfTotal(SHARED_FRAME_BYTES, 0x63)), sink); // whole in one chunk: a view of it
+  assert.equal(frames.length, 3);
+  assert.ok(frames[0]!.equals(big) && frames[1]!.equals(under), 'the bytes are the same either way');
+  assert.deepEqual(frames.map((f) => f.buffer instanceof SharedArrayBuffer), [true, false, false]);
+});
+
+test('a big frame gets its shared buffer once a quarter of it has arrived, and is copied in as it comes: a peer that announces a big frame makes the process hold at most four times what it sent', { timeout: 5_000 }, () => {
+  const total = 1 << 20;
+  const big = frameOfTotal(total, 0x61);
+  big.fill(0x5a, total - 4096); // its last bytes differ: a chunk copied to the wrong place shows
+  const frames: Buffer[] = [];
+  const framer = new Framer(1 << 24);
+  const held: number[] = [];
+  for (let at = 0; at < total; at += 16_384) {
+    framer.push(big.subarray(at, at + 16_384), { onFrame: (f) => { frames.push(f); return true; } });
+    held.push(framer.bufferedBytes);
+  }
+  // 16 chunks are a quarter: before, what arrived; from then on the whole frame is reserved.
+  assert.deepEqual(held.slice(0, 16), Array.from({ length: 16 }, (_, i) => i === 15 ? total : (i + 1) * 16_384));
+  assert.ok(held.slice(15, -1).every((h) => h === total), 'reserved once, for the whole frame');
+  assert.equal(held.at(-1), 0);
+  assert.equal(frames.length, 1);
+  assert.ok(frames[0]!.buffer instanceof SharedArrayBuffer && frames[0]!.equals(big));
+});
+
+test('a big frame cut anywhere, with frames after it in its last chunk, comes out whole and in order; a sink that stops at it keeps what follows', { timeout: 10_000 }, () => {
+  const big = frameOfTotal(SHARED_FRAME_BYTES * 2, 0x61);
+  big.fill(0x5a, big.length - 100);
+  const after = Buffer.from('c000d000', 'hex'); // PINGREQ, PINGRESP
+  const stream = Buffer.concat([Buffer.from('c000', 'hex'), big, after]);
+  for (const cut of [1, 2, 3, 5, 4096, 32_768, 32_769, SHARED_FRAME_BYTES / 2 + 2, 100_000, stream.length - after.length, stream.length - 3, stream.length - 1]) {
+    for (const stopAtBig of [false, true]) {
+      const framer = new Framer(1 << 24);
+      const seen: Buffer[] = [];
+      const sink = { onFrame: (f: Buffer) => { seen.push(Buffer.from(f)); return !(stopAtBig && f.length === big.length); } };
+      // Cut into pieces of `cut` bytes (the last shorter).
+      for (let at = 0; at < stream.length; at += cut) framer.push(stream.subarray(at, at + cut), sink);
+      if (stopAtBig) {
+        const before = seen.length;
+        framer.push(null, sink); // the sink is ready again
+        assert.ok(seen.length >= before, `cut ${cut}`);
+      }
+      assert.deepEqual(seen.map((f) => f.toString('hex')), [Buffer.from('c000', 'hex'), big, after.subarray(0, 2), after.subarray(2)].map((f) => f.toString('hex')), `cut ${cut}, stop at the big frame: ${stopAtBig}`);
+      assert.equal(framer.bufferedBytes, 0, `cut ${cut}`);
+    }
   }
 });

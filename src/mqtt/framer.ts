@@ -11,15 +11,63 @@ export interface FrameSink {
 }
 
 /**
- * The chunks of one incomplete frame whose length is known, joined once it is whole: concatenating
- * on every chunk copied a 1 MB packet arriving in 16 KB TLS records ~64 times (32 MB per packet).
+ * One incomplete frame whose length is known. Its bytes are gathered as chunks and joined once whole:
+ * concatenating on every chunk copied a 1 MB packet arriving in 16 KB TLS records ~64 times (32 MB per
+ * packet). A big frame (`SHARED_FRAME_BYTES` or more) instead gets its shared buffer once a quarter of it
+ * has arrived, and each later chunk is copied in as it comes: the first write to fresh shared memory costs a
+ * page fault per 4 KiB (~2.7 ms per MB on this machine, against ~0.3 ms to copy into reused memory), and
+ * paid all at once on the frame's last chunk it stalled every gateway's sockets for as long. Waiting for a
+ * quarter bounds what a peer that announces a big frame and sends little of it makes this process reserve:
+ * four times what it sent.
  */
 interface PartialFrame {
-  readonly chunks: Buffer[];
-  /** Bytes in `chunks`. */
+  /** The frame's bytes so far, until `target` is reserved. */
+  chunks: Buffer[];
+  /** Bytes of the frame received so far (never more than `total`). */
   length: number;
   /** Bytes of the whole frame, fixed header included. */
   readonly total: number;
+  /** The frame's shared buffer, filled up to `length`, once reserved. */
+  target: Buffer | null;
+}
+
+/**
+ * A frame joined from several chunks at least this big is assembled in a SharedArrayBuffer: its payload then
+ * crosses to the threads that write it (the engine's state, the uplink journal, the message store) by
+ * reference instead of a copy each. During a flood of 1 MB messages those copies were most of the external
+ * memory the process allocated, and V8 answers external memory with full (mark-compact) collections that
+ * stop every gateway's sockets (`npm run bench:abuse -- --gc`, retained-1mb). Small frames stay in Node's
+ * pooled buffers, which cost less to allocate.
+ */
+export const SHARED_FRAME_BYTES = 64 * 1024;
+
+/** `chunks` copied one after another into the start of `target`. */
+function copyInto(target: Buffer, chunks: readonly Buffer[]): void {
+  let at = 0;
+  for (const c of chunks) at += c.copy(target, at);
+}
+
+/** Adds `chunk`'s first bytes to `partial`, up to the frame's end; returns how many it took. */
+function fill(partial: PartialFrame, chunk: Buffer): number {
+  const take = Math.min(partial.total - partial.length, chunk.length);
+  if (partial.target !== null) chunk.copy(partial.target, partial.length, 0, take);
+  else partial.chunks.push(take === chunk.length ? chunk : chunk.subarray(0, take));
+  partial.length += take;
+  if (partial.target === null && partial.length < partial.total && partial.total >= SHARED_FRAME_BYTES && partial.length * 4 >= partial.total) {
+    partial.target = Buffer.from(new SharedArrayBuffer(partial.total));
+    copyInto(partial.target, partial.chunks);
+    partial.chunks = [];
+  }
+  return take;
+}
+
+/** The whole frame `partial` gathered. */
+function join(partial: PartialFrame): Buffer {
+  if (partial.target !== null) return partial.target;
+  if (partial.total < SHARED_FRAME_BYTES) return Buffer.concat(partial.chunks, partial.total);
+  const joined = Buffer.from(new SharedArrayBuffer(partial.total));
+  copyInto(joined, partial.chunks);
+  return joined;
 }
 
 export class Framer {
@@ -38,7 +86,9 @@ export class Framer {
 
   /** Bytes held back waiting for the rest of a packet. */
   get bufferedBytes(): number {
-    return this.#partial?.length ?? this.#pending?.length ?? 0;
+    const partial = this.#partial;
+    if (partial !== null) return partial.target === null ? partial.length : partial.total;
+    return this.#pending?.length ?? 0;
   }
 
   /**
@@ -52,11 +102,17 @@ export class Framer {
     const partial = this.#partial;
     if (partial !== null) {
       if (chunk === null) return null;
-      partial.chunks.push(chunk);
-      partial.length += chunk.length;
+      const took = fill(partial, chunk);
       if (partial.length < partial.total) return null;
-      buf = Buffer.concat(partial.chunks, partial.length);
       this.#partial = null;
+      const rest = chunk.subarray(took);
+      const frame = join(partial);
+      if (!sink.onFrame(frame, frame[0]! >> 4)) {
+        this.#pending = rest.length === 0 ? null : rest;
+        return null;
+      }
+      if (rest.length === 0) return null;
+      buf = rest;
     } else if (this.#pending === null) {
       if (chunk === null) return null;
       buf = chunk;
@@ -99,8 +155,11 @@ export class Framer {
       // Copy a small remainder so a big socket chunk is not kept alive by it.
       const rest = buf.subarray(off);
       const kept = rest.length < 4096 && buf.length > 65536 ? Buffer.from(rest) : rest;
-      if (incompleteTotal !== 0) this.#partial = { chunks: [kept], length: kept.length, total: incompleteTotal };
-      else this.#pending = kept;
+      if (incompleteTotal !== 0) {
+        const started: PartialFrame = { chunks: [], length: 0, total: incompleteTotal, target: null };
+        fill(started, kept);
+        this.#partial = started;
+      } else this.#pending = kept;
     }
     return null;
   }

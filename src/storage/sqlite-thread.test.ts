@@ -36,6 +36,17 @@ test('sqlite thread: rows, changes and BLOBs come back as the synchronous driver
   });
 });
 
+test('sqlite thread: a BLOB that is a view of shared memory (a large frame\'s payload) is stored as exactly its bytes', { timeout: 15_000 }, async () => {
+  await withDb(async (db) => {
+    const frame = Buffer.from(new SharedArrayBuffer(128 * 1024));
+    for (let i = 0; i < frame.length; i++) frame[i] = (i * 13) % 251;
+    const payload = frame.subarray(9, 9 + 100 * 1024);
+    await db.insertInto('t').values({ n: 1, body: payload }).execute();
+    const row = await db.selectFrom('t').selectAll().executeTakeFirstOrThrow();
+    assert.ok(row.body?.equals(payload), 'the view\'s bytes, not the whole shared buffer');
+  });
+});
+
 test('sqlite thread: SQLite errors keep their code (callers map SQLITE_CONSTRAINT_* to their own errors)', { timeout: 15_000 }, async () => {
   await withDb(async (db) => {
     await db.insertInto('t').values({ n: 1, body: null }).execute();

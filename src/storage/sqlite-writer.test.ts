@@ -52,6 +52,26 @@ test('transactions commit in posting order with their BLOBs whole; the caller\'s
   assert.ok(rows[2]!.body.equals(source));
 });
 
+test('a BLOB over shared memory (a large frame) crosses by reference, not packed, and is written whole beside packed ones', { timeout: 20_000 }, async (t) => {
+  const shared = Buffer.from(new SharedArrayBuffer(256 * 1024));
+  for (let i = 0; i < shared.length; i++) shared[i] = (i * 7) % 253;
+  const payload = shared.subarray(5, 5 + 200 * 1024); // a PUBLISH's payload: a view inside its frame
+  const small = Buffer.from('packed');
+  const m = packTransaction(1, [{ sql: INSERT, params: ['shared', payload] }, { sql: INSERT, params: ['small', small] }]);
+  assert.equal(m.blob?.byteLength, small.length, 'only the unshared parameter is copied');
+  assert.deepEqual(m.refs, [1, 1, 0, small.length]);
+  assert.equal(m.params[0]![1], payload, 'the shared view stays a parameter: postMessage shares its memory');
+
+  const { file, reader } = scratch(t);
+  const writer = new SqliteWriter(file, ['journal_mode = WAL', 'synchronous = NORMAL']);
+  t.after(() => writer.close());
+  await writer.run([{ sql: INSERT, params: ['shared', payload] }, { sql: INSERT, params: ['small', small] }]);
+  const rows = reader.prepare('SELECT name, body FROM t ORDER BY k').all() as { name: string; body: Buffer }[];
+  assert.deepEqual(rows.map((r) => r.name), ['shared', 'small']);
+  assert.ok(rows[0]!.body.equals(payload), 'exactly the view\'s bytes, not its whole shared buffer');
+  assert.ok(rows[1]!.body.equals(small));
+});
+
 test('a failing statement rolls its whole transaction back with SQLite\'s code; the next transaction still commits', { timeout: 20_000 }, async (t) => {
   const { file, reader } = scratch(t);
   const writer = new SqliteWriter(file, []);

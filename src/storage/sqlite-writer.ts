@@ -18,6 +18,7 @@
  * Bytes: a structured clone of a Buffer copies its whole backing store, and a payload is often a view
  * of a 64 KB socket read or an 8 KB pool slab. So the BLOB parameters of a transaction are packed into
  * one unpooled buffer of exactly their size, transferred (not cloned), and cut back into views there.
+ * A parameter over a SharedArrayBuffer (a large frame's payload) is not packed: it crosses by reference.
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
@@ -108,7 +109,7 @@ function toError(shape: ErrorShape): Error {
 /** The statements with their BLOB parameters packed into one buffer of exactly their size. */
 export function packTransaction(id: number, statements: readonly WriteStatement[]): TransactionMessage {
   let bytes = 0;
-  for (const s of statements) for (const p of s.params) if (p instanceof Uint8Array) bytes += p.byteLength;
+  for (const s of statements) for (const p of s.params) if (p instanceof Uint8Array && !(p.buffer instanceof SharedArrayBuffer)) bytes += p.byteLength;
   const packed = bytes === 0 ? null : Buffer.allocUnsafeSlow(bytes);
   const refs: number[] = [];
   const params: unknown[][] = new Array<unknown[]>(statements.length);
@@ -118,7 +119,8 @@ export function packTransaction(id: number, statements: readonly WriteStatement[
     const copy = source.slice();
     for (let j = 0; j < copy.length; j++) {
       const p = copy[j];
-      if (!(p instanceof Uint8Array)) continue;
+      // A view of shared memory (a large frame, see framer.ts) crosses as it is: by reference, not copied.
+      if (!(p instanceof Uint8Array) || p.buffer instanceof SharedArrayBuffer) continue;
       packed!.set(p, offset);
       refs.push(i, j, offset, p.byteLength);
       offset += p.byteLength;

@@ -157,9 +157,21 @@ test('retained payloads stay on disk after a restart: none is loaded at start, a
   let engine = await startEngine(file);
   // 12 × 900 KiB: under the engine's 1 MiB packet limit, past its 8 MiB cache of retained payloads together.
   const payloads = Array.from({ length: 12 }, (_, i) => Buffer.alloc(900 * 1024, i + 1));
+  // A live subscriber too: each frame arrives in many socket reads and is joined in shared memory (framer.ts),
+  // written to disk from there and sent on from there.
+  const live = await mqtt.connectAsync(`mqtt://127.0.0.1:${engine.listener.port}`, { clientId: 'big-live', reconnectPeriod: 0 });
+  const heard = new Map<string, Buffer>();
+  const heardAll = new Promise<void>((resolve) => live.on('message', (topic, payload) => {
+    heard.set(topic, payload);
+    if (heard.size === payloads.length) resolve();
+  }));
+  await live.subscribeAsync('big/#', { qos: 1 });
   const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${engine.listener.port}`, { clientId: 'big-pub', reconnectPeriod: 0 });
   for (const [i, p] of payloads.entries()) await pub.publishAsync(`big/${i}`, p, { qos: 1, retain: true });
   await pub.endAsync();
+  await heardAll;
+  for (const [i, p] of payloads.entries()) assert.ok(heard.get(`big/${i}`)?.equals(p), `big/${i} whole to the live subscriber`);
+  await live.endAsync();
   // Written and acknowledged: past the 8 MiB cache, the oldest left memory already.
   assert.ok(engine.broker.retained.cachedBytes <= 8 * 1024 * 1024, `cached ${engine.broker.retained.cachedBytes}`);
   await stopEngine(engine);
