@@ -45,7 +45,8 @@ export interface BrokerSpec {
  * start-up, i.e. inside the measured window). Gatehouse runs dist/cli.mjs as `npm start` would; the
  * bench's own entries are bundled into bench/.build by `buildBenchEntries` at the start of a run.
  */
-const NODE = [process.execPath, '--no-node-snapshot'];
+// BENCH_PROF=DIR: every Node process of the run writes a CPU profile there (`--cpu-prof`), one file per process.
+const NODE = [process.execPath, '--no-node-snapshot', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROF] : [])];
 export const BENCH_BUILD_DIR = 'bench/.build';
 const BENCH_ENTRIES = {
   generator: 'bench/generator.ts',

@@ -20,7 +20,7 @@ import { GatewayRuntime, type GatewayRuntimeOptions } from './gateway/runtime.ts
 import { registerGatewayMetrics } from './gateway/metrics.ts';
 import { buildApi, type Api } from './api/index.ts';
 import {
-  ConnectionEventRecorder, Platform, registerConnectionEventMetrics, registerPlatformMetrics, type ConnectionEventOptions, type PlatformOptionsInput,
+  ConnectionEventRecorder, PARSING_NICENESS, Platform, registerConnectionEventMetrics, registerPlatformMetrics, type ConnectionEventOptions, type PlatformOptionsInput,
 } from './platform/index.ts';
 import { QuickJsRunner } from './sandbox/index.ts';
 import {
@@ -60,7 +60,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   // Payload parsing has a sandbox of its own whose threads run at a lower priority: on a busy core
   // the event loop forwarding MQTT traffic goes first, and parsing takes what is left (what it
   // cannot keep up with is dropped and counted, platform/parser.ts). Threads start with the first script.
-  const parsingRunner = new QuickJsRunner({ niceness: 10 });
+  const parsingRunner = new QuickJsRunner({ niceness: PARSING_NICENESS });
   // Whose directory and whose database: an empty, missing or foreign database beside an
   // installation's state is refused here, before any migration or demo could be created over it.
   const identity = await readIdentity(config.dataDir);

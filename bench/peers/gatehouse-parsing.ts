@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Broker, listen } from '../../src/broker/index.ts';
 import { createLogger } from '../../src/core/logger.ts';
-import { GatewayParser, UplinkJournal, UplinkTap, type JournalTicket } from '../../src/platform/index.ts';
+import { DEFAULT_PLATFORM_OPTIONS, GatewayParser, PARSING_NICENESS, UplinkJournal, UplinkTap, type JournalTicket } from '../../src/platform/index.ts';
 import { SqliteUplinkJournal } from '../../src/storage/sqlite-uplink-journal.ts';
 import { QuickJsRunner } from '../../src/sandbox/index.ts';
 
@@ -43,8 +43,9 @@ const broker = new Broker({
   },
 });
 // As `npm start` runs parsing: a sandbox of its own whose threads yield the core to the event loop.
-const runner = new QuickJsRunner({ niceness: 10 });
-const parser = new GatewayParser(runner, { timeoutMs: 100, memoryMb: 32, maxPending: 10_000 }, logger);
+const runner = new QuickJsRunner({ niceness: PARSING_NICENESS });
+// The limits `npm start` gives each gateway's parsing (its queue of messages waiting for the sandbox).
+const parser = new GatewayParser(runner, DEFAULT_PLATFORM_OPTIONS.parsing, logger);
 let parsed = 0;
 let failed = 0;
 const journalFile = values.journal === undefined ? null : new SqliteUplinkJournal(values.journal);

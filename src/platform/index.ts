@@ -4,7 +4,7 @@ export {
   type DownlinkRequest, type DownlinkResult, type ParsingTestResult, type PlatformDeps, type PlatformRegistry, type PlatformRuntime,
 } from './platform.ts';
 export { PENDING_LISTED, type DeviceSessionView } from './device-sessions.ts';
-export { DEFAULT_PLATFORM_OPTIONS, type PlatformOptions, type PlatformOptionsInput } from './options.ts';
+export { DEFAULT_PLATFORM_OPTIONS, PARSING_NICENESS, type PlatformOptions, type PlatformOptionsInput } from './options.ts';
 export type { EventFilter, MessageView, PlatformEvent } from './events.ts';
 export { matches as eventMatches } from './events.ts';
 export { signBody, SIGNATURE_HEADER, EVENT_ID_HEADER, EVENT_TYPE_HEADER } from './webhooks.ts';

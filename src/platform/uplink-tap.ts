@@ -76,6 +76,9 @@ export class UplinkTap {
         uplink.outcome = parsing;
         this.#onUplink(uplink);
       } else {
+        // It waits for the sandbox (up to its queue's length of calls): a payload that is a view of the
+        // socket read it came in would keep that whole read's memory alive meanwhile.
+        if (uplink.payload.byteLength < uplink.payload.buffer.byteLength) uplink.payload = Buffer.from(uplink.payload);
         void parsing.then((outcome) => {
           uplink.outcome = outcome;
           this.#onUplink(uplink);

@@ -39,7 +39,7 @@ export interface QuickJsRunnerOptions {
   workers?: number;
   /**
    * Scheduling niceness of the worker threads (Linux; 0 to 19, default 0). Background work such as
-   * payload parsing runs at 10, so that on a busy core the event loop forwarding MQTT traffic gets
+   * payload parsing runs at 19 (PARSING_NICENESS), so that on a busy core the event loop forwarding MQTT traffic gets
    * the CPU first and the scripts take what is left.
    */
   niceness?: number;
