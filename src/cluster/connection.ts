@@ -8,6 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { GatehouseError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { loadNatsClient, type NatsClient } from './nats-client.ts';
+import { MAX_UNCONFIRMED_PUBLISH_BYTES, PublishBudget } from './publish-budget.ts';
 
 export type ClusterState = 'connected' | 'disconnected' | 'closed';
 
@@ -21,6 +22,8 @@ export interface ClusterConnectionOptions {
   /** The installation every node of this cluster shares (its PostgreSQL database's id): subjects and buckets are its own. */
   installationId: string;
   logger: Logger;
+  /** Core NATS publishes that may be dropped, unconfirmed, at most (MAX_UNCONFIRMED_PUBLISH_BYTES when absent). */
+  maxUnconfirmedBytes?: number;
 }
 
 export class ClusterConnection {
@@ -32,6 +35,11 @@ export class ClusterConnection {
   readonly prefix: string;
   /** A name for buckets and streams (letters, digits, `_` and `-` only). */
   readonly bucketSuffix: string;
+  /**
+   * The bytes of at-most-once publishes (QoS 0 forwards, platform events) NATS has not confirmed: one bound for
+   * the whole node, so no flood of any kind grows the NATS client's buffer past it (issue 12).
+   */
+  readonly budget: PublishBudget;
   readonly #logger: Logger;
   readonly #listeners = new Set<(state: ClusterState) => void>();
   #state: ClusterState = 'connected';
@@ -63,6 +71,7 @@ export class ClusterConnection {
     const installation = options.installationId.replace(/[^A-Za-z0-9_-]/g, '_');
     this.prefix = `gatehouse.${installation}`;
     this.bucketSuffix = installation;
+    this.budget = new PublishBudget(options.maxUnconfirmedBytes ?? MAX_UNCONFIRMED_PUBLISH_BYTES, () => nc.flush());
     this.#logger = options.logger;
     this.#logger.info({ server: nc.getServer(), nodeId: options.nodeId }, 'cluster_connected');
     void this.#watch();

@@ -41,6 +41,8 @@ export interface LinkCounters extends RetainedCounters, SharedCounters, DurableC
   malformed: number;
   /** Publishes the NATS client refused (closed, or its reconnect buffer full), dropped. */
   forwardFailed: number;
+  /** QoS 0 messages not forwarded: NATS had not confirmed the node's publishes before them (MAX_UNCONFIRMED_PUBLISH_BYTES). */
+  forwardDropped: number;
 }
 
 /**
@@ -86,7 +88,7 @@ export class NatsClusterLinks {
     let counters = this.#counters.get(gatewayId);
     if (counters === undefined) {
       this.#counters.set(gatewayId, (counters = {
-        forwarded: 0, received: 0, malformed: 0, forwardFailed: 0, retainedStored: 0, retainedTooLarge: 0, ...sharedCounters(),
+        forwarded: 0, received: 0, malformed: 0, forwardFailed: 0, forwardDropped: 0, retainedStored: 0, retainedTooLarge: 0, ...sharedCounters(),
         stored: 0, storeRefused: 0, storeRetried: 0, storedReceived: 0, storeDropped: 0,
       }));
     }
@@ -208,6 +210,8 @@ class NatsGatewayLink implements ClusterLink {
   #subscription: Subscription | null = null;
   #settling: Promise<void> | undefined;
   #closed = false;
+  /** A run of forwards dropped for the budget is logged once, at its first; it ends at the next one forwarded. */
+  #dropping = false;
 
   constructor(conn: ClusterConnection, subject: string, counters: LinkCounters, logger: Logger, retained: RetainedReplica,
     ownership: SessionOwnership, shared: SharedDirectory, sendShared: ClusterLink['forwardShared'], durable: DurableMessages,
@@ -276,7 +280,23 @@ class NatsGatewayLink implements ClusterLink {
   forward(message: Message): void {
     if (this.#closed) return;
     try {
-      this.#conn.nc.publish(this.#subject, encodeMessage(message));
+      const frame = encodeMessage(message);
+      // `nc.publish` never waits: with NATS not reading, a device's QoS 0 flood would pile up in the client's
+      // buffer without a bound (issue 12). At most once, so past the node's budget it is dropped and counted.
+      const budget = this.#conn.budget;
+      if (!budget.admit(frame.length)) {
+        this.#counters.forwardDropped++;
+        if (!this.#dropping) {
+          this.#dropping = true;
+          this.#logger.warn({ unconfirmedBytes: budget.unconfirmed, limit: budget.maxBytes }, 'cluster_forwards_dropped_nats_behind');
+        }
+        return;
+      }
+      if (this.#dropping) {
+        this.#dropping = false;
+        this.#logger.info({ dropped: this.#counters.forwardDropped }, 'cluster_forwards_sent_again');
+      }
+      this.#conn.nc.publish(this.#subject, frame);
       this.#counters.forwarded++;
     } catch (err) {
       this.#counters.forwardFailed++;

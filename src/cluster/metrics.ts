@@ -5,8 +5,8 @@ import type { LinkCounters, NatsClusterLinks } from './links.ts';
 import type { NatsPlatformPeers, PeerCounters } from './platform-peers.ts';
 
 const KINDS: readonly (keyof LinkCounters)[] = [
-  'forwarded', 'received', 'malformed', 'forwardFailed', 'retainedStored', 'retainedTooLarge',
-  'sharedSent', 'sharedReceived', 'sharedRepicked', 'sharedUndeliverable', 'sharedUntracked',
+  'forwarded', 'received', 'malformed', 'forwardFailed', 'forwardDropped', 'retainedStored', 'retainedTooLarge',
+  'sharedSent', 'sharedReceived', 'sharedRepicked', 'sharedUndeliverable', 'sharedUntracked', 'sharedDropped',
   'stored', 'storeRefused', 'storeRetried', 'storedReceived', 'storeDropped',
 ];
 const PEER_KINDS: readonly (keyof PeerCounters)[] = ['shared', 'dropped', 'heard', 'malformed', 'asked', 'unanswered'];
@@ -15,7 +15,7 @@ export function registerClusterMetrics(registry: Registry, node: { connection: C
   new Gauge({
     name: 'gatehouse_cluster_platform_total',
     help: 'The platform side between nodes: events shared with the others and heard from them, dropped (not shared: NATS had not '
-      + 'confirmed 8 MiB of events before them), malformed frames (dropped), '
+      + 'confirmed 8 MiB of this node\'s publishes before them), malformed frames (dropped), '
       + 'requests asked of the others (downlink, sessions, disconnect) and answers that did not come in time',
     labelNames: ['kind'], registers: [registry],
     collect() {
@@ -29,6 +29,7 @@ export function registerClusterMetrics(registry: Registry, node: { connection: C
   new Gauge({
     name: 'gatehouse_cluster_messages_total',
     help: 'Messages of a gateway between this node and the others: forwarded, received, malformed (dropped), forward_failed (dropped), '
+      + 'forward_dropped and shared_dropped (QoS 0, not sent: NATS had not confirmed 8 MiB of this node\'s publishes before them), '
       + 'retained_stored (retained messages written to the cluster\'s store), retained_too_large (over NATS max_payload: kept on this node only), '
       + 'shared_sent / shared_received (messages for a shared group\'s member on another node: picked there at a QoS 1/2 '
       + 'message\'s store, or a QoS 0 one sent there), shared_repicked (sent again: that node died '

@@ -18,23 +18,17 @@ import type { Logger } from '../core/logger.ts';
 import type { MessageRecord } from '../registry/index.ts';
 import type { PeerAnswer, PeerRequest, PlatformPeers, SharedEvent } from '../platform/peers.ts';
 import type { ClusterConnection } from './connection.ts';
-import { PublishBudget } from './publish-budget.ts';
+import type { PublishBudget } from './publish-budget.ts';
 
 const VERSION = 1;
 const KIND_MESSAGE = 1;
 const KIND_EVENT = 2;
 const HEADER = 6;
-/**
- * Platform events (payloads included) published and not yet confirmed by NATS, at most: past it, events are
- * dropped and counted rather than queued in the NATS client's buffer (publish-budget.ts). 8 MiB is ~128
- * uplinks of 64 KB in flight, far more than a NATS server that keeps up ever leaves unconfirmed.
- */
-export const MAX_UNCONFIRMED_EVENT_BYTES = 8 * 1024 * 1024;
 
 export interface PeerCounters {
   /** Events this node shared, and heard from the others. */
   shared: number;
-  /** Events not shared because NATS had not confirmed the ones before (MAX_UNCONFIRMED_EVENT_BYTES): the other nodes' streams miss them. */
+  /** Events not shared because NATS had not confirmed the ones before (the connection's budget, MAX_UNCONFIRMED_PUBLISH_BYTES): the other nodes' streams miss them. */
   dropped: number;
   heard: number;
   /** Frames that were not events (another version of Gatehouse on the same NATS), dropped. */
@@ -92,10 +86,10 @@ export class NatsPlatformPeers implements PlatformPeers {
   readonly #askSubject: string;
 
   /** `otherLiveNodes`: how many other nodes hold a live lease now (how many answers a request waits for). */
-  constructor(conn: ClusterConnection, logger: Logger, claimMs: number, otherLiveNodes: () => Promise<number>,
-    maxUnconfirmedBytes = MAX_UNCONFIRMED_EVENT_BYTES) {
+  constructor(conn: ClusterConnection, logger: Logger, claimMs: number, otherLiveNodes: () => Promise<number>) {
     this.#conn = conn;
-    this.budget = new PublishBudget(maxUnconfirmedBytes, () => conn.nc.flush());
+    // Shared with the node's QoS 0 forwards: one bound on what the node has published and NATS not confirmed.
+    this.budget = conn.budget;
     this.#logger = logger;
     this.nodeId = conn.nodeId;
     this.claimMs = claimMs;

@@ -13,6 +13,14 @@
  * later answer confirms everything before it, since NATS answers PINGs in order. A flush that fails (the
  * connection closed) confirms too: what it covered is no longer in this process's memory.
  */
+/**
+ * What one node may have published on core NATS and not yet had confirmed, at most: the QoS 0 messages it
+ * forwards to the other nodes' subscribers and shared groups, and its platform events (payloads included).
+ * Past it they are dropped and counted rather than queued in the NATS client's buffer. 8 MiB is ~128
+ * messages of 64 KB in flight, far more than a NATS server that keeps up ever leaves unconfirmed.
+ */
+export const MAX_UNCONFIRMED_PUBLISH_BYTES = 8 * 1024 * 1024;
+
 export class PublishBudget {
   readonly maxBytes: number;
   readonly #flush: () => Promise<void>;

@@ -62,10 +62,12 @@ export interface SharedCounters {
   sharedUndeliverable: number;
   /** QoS 1/2 messages no longer kept for redelivery (over MAX_KEPT). */
   sharedUntracked: number;
+  /** QoS 0 messages for a member on another node not sent: NATS had not confirmed the node's publishes before them. */
+  sharedDropped: number;
 }
 
 export function sharedCounters(): SharedCounters {
-  return { sharedSent: 0, sharedReceived: 0, sharedRepicked: 0, sharedUndeliverable: 0, sharedUntracked: 0 };
+  return { sharedSent: 0, sharedReceived: 0, sharedRepicked: 0, sharedUndeliverable: 0, sharedUntracked: 0, sharedDropped: 0 };
 }
 
 interface GroupEntry {
@@ -299,7 +301,14 @@ export class SharedRelay {
     const counters = this.#counters(gatewayId);
     const reply = message.qos > 0 ? this.keep(gatewayId, node, group, filter, message) : undefined;
     try {
-      this.#conn.nc.publish(subjectOf(this.#conn, node), frameOf(gatewayId, group, filter, message), reply === undefined ? undefined : { reply });
+      const frame = frameOf(gatewayId, group, filter, message);
+      // QoS 0 (at most once) under the node's budget of unconfirmed publishes, as the other QoS 0 forwards; a
+      // QoS 1/2 one is kept until its node answers, so it is not dropped here (MAX_KEPT bounds those).
+      if (reply === undefined && !this.#conn.budget.admit(frame.length)) {
+        counters.sharedDropped++;
+        return;
+      }
+      this.#conn.nc.publish(subjectOf(this.#conn, node), frame, reply === undefined ? undefined : { reply });
       counters.sharedSent++;
     } catch (err) {
       // NATS refused it (closed, or its buffer full): a kept message stays kept and goes again if that node dies.
