@@ -205,7 +205,9 @@ async function startNode(infra: Infra, name: string, host: string, extra: Record
   if (infra.natsUrl !== undefined && infra.schema !== undefined) {
     Object.assign(env, { GATEHOUSE_NATS_URL: infra.natsUrl, GATEHOUSE_DATABASE_URL: schemaUrl(infra.schema), GATEHOUSE_NODE_ID: name });
   }
-  const child = spawnChild([process.execPath, '--no-node-snapshot', path.join(DIST, 'main.mjs')], {
+  // BENCH_PROF=DIR: each Gatehouse process writes a CPU profile there when it stops (`--cpu-prof`), as in `npm run bench`.
+  const prof = process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROF] : [];
+  const child = spawnChild([process.execPath, '--no-node-snapshot', ...prof, path.join(DIST, 'main.mjs')], {
     cwd: REPO_ROOT, env: { ...process.env, ...env }, stdout: 'pipe', stderr: 'pipe',
   });
   let out = '';
