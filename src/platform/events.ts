@@ -17,24 +17,58 @@ export interface MessageView {
   receivedAt: string;
 }
 
-/** The payload's length in bytes of each view made by messageView, for approximateEventBytes without encoding it. */
-const payloadLengths = new WeakMap<MessageView, number>();
-
 /**
  * A message as the API shows it, its base64 payload encoded when first read (then kept): every uplink
  * becomes a view for the stream's replay ring, and most are never read by anyone (no stream open, no
  * webhook), while encoding a 1 MB payload cost a millisecond and a 1.4 MB string for the collector.
- * The payload is an enumerable own property in its usual place, so JSON and schema serializers see it.
+ * A class whose `payload` is a getter (schema serializers read it by name; `toJSON` gives JSON.stringify the
+ * same fields in the same order): a per-object `Object.defineProperty` made every view a dictionary-mode
+ * object, ~2.5-3.6 µs each against ~0.05 µs, paid for every uplink and, on a cluster node, for every
+ * message another node's device sent.
  */
+class LazyMessageView implements MessageView {
+  readonly id: string;
+  readonly gatewayId: string;
+  readonly productKey: string;
+  readonly deviceName: string;
+  readonly topic: string;
+  readonly qos: number;
+  readonly parsed: Record<string, unknown> | null;
+  readonly parseError: string | null;
+  readonly receivedAt: string;
+  /** The payload's length in bytes, for approximateEventBytes without encoding it. */
+  readonly payloadBytes: number;
+  readonly #bytes: Buffer;
+  #base64: string | undefined;
+
+  constructor(r: MessageRecord) {
+    this.id = r.id;
+    this.gatewayId = r.gatewayId;
+    this.productKey = r.productKey;
+    this.deviceName = r.deviceName;
+    this.topic = r.topic;
+    this.qos = r.qos;
+    this.parsed = r.parsed;
+    this.parseError = r.parseError;
+    this.receivedAt = r.receivedAt;
+    this.payloadBytes = r.payload.length;
+    this.#bytes = r.payload;
+  }
+
+  get payload(): string {
+    return (this.#base64 ??= this.#bytes.toString('base64'));
+  }
+
+  toJSON(): MessageView {
+    return {
+      id: this.id, gatewayId: this.gatewayId, productKey: this.productKey, deviceName: this.deviceName, topic: this.topic,
+      qos: this.qos, payload: this.payload, parsed: this.parsed, parseError: this.parseError, receivedAt: this.receivedAt,
+    };
+  }
+}
+
 export function messageView(r: MessageRecord): MessageView {
-  const view = { id: r.id, gatewayId: r.gatewayId, productKey: r.productKey, deviceName: r.deviceName, topic: r.topic, qos: r.qos } as MessageView;
-  let base64: string | undefined;
-  Object.defineProperty(view, 'payload', { enumerable: true, configurable: true, get: () => (base64 ??= r.payload.toString('base64')) });
-  view.parsed = r.parsed;
-  view.parseError = r.parseError;
-  view.receivedAt = r.receivedAt;
-  payloadLengths.set(view, r.payload.length);
-  return view;
+  return new LazyMessageView(r);
 }
 
 function base64Length(bytes: number): number {
@@ -62,8 +96,7 @@ export function approximateEventBytes(event: PlatformEvent): number {
   if (event.type === 'connection') return FIXED + 2 * JSON.stringify(event.data).length;
   if (event.type !== 'message') return FIXED;
   const parsed = event.data.parsed === null ? 0 : JSON.stringify(event.data.parsed).length;
-  const bytes = payloadLengths.get(event.data);
-  const payload = bytes === undefined ? event.data.payload.length : base64Length(bytes);
+  const payload = event.data instanceof LazyMessageView ? base64Length(event.data.payloadBytes) : event.data.payload.length;
   return FIXED + payload + event.data.topic.length + parsed;
 }
 
