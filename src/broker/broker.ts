@@ -34,6 +34,8 @@ const NEVER_EXPIRES = 0xffffffff;
 const SWEEP_INTERVAL_MS = 250;
 /** A retained or cluster-stored message's fixed part (record, key, frame header) in the commit gate's byte estimate. */
 const RETAINED_HOLD_OVERHEAD = 64;
+/** Other members a shared group's QoS 1 message is offered to after its first pick never got it (then dropped, counted). */
+const MAX_SHARED_REPICKS = 16;
 /** Retained topics looked at per sweep for expired messages: 4,000 a second, a few hundred microseconds each time. */
 const RETAINED_SWEEP_BUDGET = 1_000;
 /** How long a socket we ended may wait for the peer to close it. */
@@ -548,8 +550,39 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       // Delivered at the lower of the published and the granted QoS [MQTT-3.8.4-8? §3.8.4];
       // RETAIN is kept only with Retain As Published [MQTT-3.3.1-12, MQTT-3.3.1-13].
       const qos = (message.qos < d.qos ? message.qos : d.qos);
-      d.session.deliver(message, qos, d.retainAsPublished && message.retain, d.subIds);
+      // A single process's shared group member gets a QoS 1 message that may have to go to another member
+      // (a cluster node's QoS 1 messages take the stream's path, where the picking node does the same).
+      if (qos === 1 && d.shared !== undefined && remote === undefined) this.#deliverToMember(d, message, d.shared.group, d.shared.filter, 0);
+      else d.session.deliver(message, qos, d.retainAsPublished && message.retain, d.subIds);
     }
+  }
+
+  /**
+   * A QoS 1 message to a shared group's member. If it never reaches that member — its session ends before the
+   * PUBACK (a clean start gone), or its queue refuses it — another member of the group gets it: "If the Client's
+   * Session terminates before the Client reconnects, the Server SHOULD send the Application Message to another
+   * Client that is subscribed to the same Shared Subscription" (MQTT 5 §4.8.2). A PUBACK with any reason code
+   * ends it [MQTT-4.8.2-6]. At most MAX_SHARED_REPICKS other members, so members that all refuse cannot bounce it forever.
+   */
+  #deliverToMember(d: Delivery, message: Message, group: string, filter: string, tries: number): void {
+    let told = false;
+    const ended = (end: DeliveryEnd): void => {
+      told = true;
+      // After the ending session's subscriptions are retired: the next pick cannot fall on it again.
+      if (end === DROPPED) queueMicrotask(() => this.#repickMember(d, message, group, filter, tries));
+    };
+    if (!d.session.deliver(message, 1, d.retainAsPublished && message.retain, d.subIds, ended) && !told) this.#repickMember(d, message, group, filter, tries);
+  }
+
+  #repickMember(previous: Delivery, message: Message, group: string, filter: string, tries: number): void {
+    if (this.#closed) return;
+    const next = tries < MAX_SHARED_REPICKS ? this.router.pickOther(group, filter, previous.session) : undefined;
+    if (next === undefined) {
+      this.stats.sharedUndeliverable++;
+      return;
+    }
+    this.stats.sharedRepicked++;
+    this.contain(() => this.#deliverToMember(next, message, group, filter, tries + 1), 'shared_repick_failed', message.senderId);
   }
 
   subscribe(sub: Subscription): void {

@@ -54,6 +54,8 @@ export interface Delivery {
   qos: QoS;
   retainAsPublished: boolean;
   subIds: number[] | undefined;
+  /** A shared group's pick: the group and its filter (another member can be picked for it). */
+  shared: { readonly group: string; readonly filter: string } | undefined;
 }
 
 export class Router {
@@ -172,6 +174,21 @@ export class Router {
    * One member here of a shared group, for a message another node sent to this group (its pick fell on this
    * node); undefined when none is left.
    */
+  /**
+   * Another member here of a shared group, for a message `except`'s session never got (its session ended, its
+   * queue refused it): round robin, skipping that session and members whose session ended.
+   */
+  pickOther(name: string, filter: string, except: Session): Delivery | undefined {
+    const group = this.#groups.get(`${name}\u0000${filter}`);
+    if (group === undefined) return undefined;
+    for (let i = 0; i < group.members.length; i++) {
+      const sub = pickMember(group, false);
+      if (sub === undefined || typeof sub === 'string') return undefined;
+      if (sub.session !== except && sub.retired !== true) return deliveryOf(sub);
+    }
+    return undefined;
+  }
+
   pickLocal(name: string, filter: string): Delivery | undefined {
     const group = this.#groups.get(`${name}\u0000${filter}`);
     if (group === undefined) return undefined;
@@ -335,6 +352,8 @@ function deliveryOf(sub: Subscription): Delivery {
     qos: sub.qos,
     retainAsPublished: sub.retainAsPublished,
     subIds: sub.subscriptionId === undefined ? undefined : [sub.subscriptionId],
+    // Always present (one shape for every delivery): the matching loop stays monomorphic.
+    shared: sub.group === undefined ? undefined : { group: sub.group, filter: sub.filter },
   };
 }
 

@@ -63,6 +63,10 @@ export interface BrokerStats {
   connectsLostSessionClaim: number;
   /** Wills of a dead cluster node's clients that this node claimed and published. */
   clusterWillsPublished: number;
+  /** QoS 1 messages of a shared group sent to another member here: the member picked first never got them (its session ended, its queue refused them). */
+  sharedRepicked: number;
+  /** QoS 1 messages of a shared group no member here could take after such a re-pick (dropped). */
+  sharedUndeliverable: number;
 }
 
 export function createStats(): BrokerStats {
@@ -105,5 +109,7 @@ export function createStats(): BrokerStats {
     sessionsMovedAway: 0,
     connectsLostSessionClaim: 0,
     clusterWillsPublished: 0,
+    sharedRepicked: 0,
+    sharedUndeliverable: 0,
   };
 }

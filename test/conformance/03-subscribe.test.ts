@@ -203,6 +203,43 @@ test('[MQTT-4.8.2] a shared subscription delivers each message to one member of 
   assert.equal(plainInbox.messages.length, count, 'a non-shared subscription gets every message');
 });
 
+test('[MQTT-4.8.2] QoS 1 messages a shared member never acknowledged go to another member once its session ends; QoS 2 ones do not [MQTT-4.8.2-5]', { timeout: 10_000 }, async (t) => {
+  // MQTT 5 §4.8.2: "If the Client's Session terminates before the Client reconnects, the Server SHOULD send the
+  // Application Message to another Client that is subscribed to the same Shared Subscription" (QoS 1); a QoS 2
+  // one MUST NOT go to another Client [MQTT-4.8.2-5].
+  const topic = uniqueTopic('share-end');
+  const group = uniqueId('g');
+  // The member that takes messages and never acknowledges them: a clean start without session expiry.
+  const { raw: silent } = await rawClient(t, broker, { clientId: uniqueId('silent'), clean: true });
+  assert.deepEqual(await silent.subscribe(`$share/${group}/${topic}`, 2), [2]);
+  const other = await client(t, broker);
+  const inbox = new Inbox(other);
+  assert.deepEqual((await other.subscribeAsync(`$share/${group}/${topic}`, { qos: 2 })).map((g) => g.qos), [2]);
+  const pub = await client(t, broker);
+  const count = 6;
+  for (let i = 0; i < count; i += 1) await pub.publishAsync(topic, `q1-${i}`, { qos: 1 });
+  for (let i = 0; i < count; i += 1) await pub.publishAsync(topic, `q2-${i}`, { qos: 2 });
+  // Round robin: the silent member got some of each and acknowledged none.
+  const held = async (qos: number): Promise<string[]> => {
+    const deadline = Date.now() + 3_000;
+    for (;;) {
+      const got = silent.received.filter((p) => p.cmd === 'publish' && p.qos === qos).map((p) => (p as { payload: Buffer }).payload.toString());
+      if (got.length + inbox.payloads().filter((x) => x.startsWith(`q${qos}-`)).length >= count || Date.now() > deadline) return got;
+      await delay(20);
+    }
+  };
+  const heldQos1 = await held(1);
+  const heldQos2 = await held(2);
+  assert.ok(heldQos1.length > 0 && heldQos2.length > 0, `the silent member holds some of each: ${heldQos1.join()} / ${heldQos2.join()}`);
+  silent.close(); // its session ends with the connection
+  await inbox.waitForCount(2 * count - heldQos2.length);
+  await delay(100);
+  const payloads = inbox.payloads();
+  assert.deepEqual(payloads.filter((x) => x.startsWith('q1-')).sort(), Array.from({ length: count }, (_, i) => `q1-${i}`).sort(),
+    'every QoS 1 message reached the group, those the silent member held included');
+  assert.deepEqual(payloads.filter((x) => heldQos2.includes(x)), [], 'no QoS 2 message the silent member held went to another member');
+});
+
 test('[MQTT-4.8.2-1] [MQTT-4.8.2-2] a malformed shared subscription filter is refused (SUBACK ≥ 0x80 or closed)', { timeout: 5_000 }, async (t) => {
   // mosquitto 2.0.11 accepts "$share/g" and "$share//a" as SUBACK 0x00.
   const filters = isReference ? ['$share/g+/a'] : ['$share/g', '$share//a', '$share/g+/a', '$share/g#/a'];
