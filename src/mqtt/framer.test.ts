@@ -235,16 +235,31 @@ test('a frame that arrives within one chunk is handed on as a view of that chunk
 });
 
 test('a frame of 64 KiB or more joined from several chunks is in shared memory (it crosses to the writer threads uncopied); smaller or single-chunk frames are not', { timeout: 5_000 }, () => {
+  assert.equal(SHARED_FRAME_BYTES, 65_536, 'the threshold is 64 KiB (the cases below are written for it)');
   const frames: Buffer[] = [];
   const sink = { onFrame: (f: Buffer) => { frames.push(f); return true; } };
   const framer = new Framer(1 << 24);
-  const big = frameOfTotal(SHARED_FRAME_BYTES, 0x61);
-  const under = frameOfTotal(SHARED_FRAME_BYTES - 1, 0x62);
+  const big = frameOfTotal(65_536, 0x61);
+  const under = frameOfTotal(65_535, 0x62);
   for (const f of [big, under]) for (let at = 0; at < f.length; at += 16_384) framer.push(f.subarray(at, at + 16_384), sink);
-  framer.push(Buffer.from(frameOfTotal(SHARED_FRAME_BYTES, 0x63)), sink); // whole in one chunk: a view of it
-  assert.equal(frames.length, 3);
-  assert.ok(frames[0]!.equals(big) && frames[1]!.equals(under), 'the bytes are the same either way');
-  assert.deepEqual(frames.map((f) => f.buffer instanceof SharedArrayBuffer), [true, false, false]);
+  framer.push(Buffer.from(frameOfTotal(65_536, 0x63)), sink); // whole in one chunk: a view of it
+  // Most of it in its last chunk, so it is whole before a quarter of it waited: joined at the end, shared too.
+  const late = frameOfTotal(65_536, 0x64);
+  late.fill(0x65, 30_000);
+  framer.push(late.subarray(0, 100), sink);
+  framer.push(late.subarray(100), sink);
+  assert.equal(frames.length, 4);
+  assert.ok(frames[0]!.equals(big) && frames[1]!.equals(under) && frames[3]!.equals(late), 'the bytes are the same either way');
+  assert.deepEqual(frames.map((f) => f.buffer instanceof SharedArrayBuffer), [true, false, false, true]);
+});
+
+test('a frame of exactly 64 KiB has its shared buffer from its first quarter on; one byte less is gathered as chunks', { timeout: 5_000 }, () => {
+  for (const [total, reserved] of [[65_536, true], [65_535, false]] as const) {
+    const framer = new Framer(1 << 24);
+    const frame = frameOfTotal(total, 0x61);
+    framer.push(frame.subarray(0, 16_384), { onFrame: () => true });
+    assert.equal(framer.bufferedBytes, reserved ? total : 16_384, `${total} bytes`);
+  }
 });
 
 test('a big frame gets its shared buffer once a quarter of it has arrived, and is copied in as it comes: a peer that announces a big frame makes the process hold at most four times what it sent', { timeout: 5_000 }, () => {
@@ -275,7 +290,8 @@ test('a big frame cut anywhere, with frames after it in its last chunk, comes ou
     for (const stopAtBig of [false, true]) {
       const framer = new Framer(1 << 24);
       const seen: Buffer[] = [];
-      const sink = { onFrame: (f: Buffer) => { seen.push(Buffer.from(f)); return !(stopAtBig && f.length === big.length); } };
+      const types: number[] = [];
+      const sink = { onFrame: (f: Buffer, type: number) => { seen.push(Buffer.from(f)); types.push(type); return !(stopAtBig && f.length === big.length); } };
       // Cut into pieces of `cut` bytes (the last shorter).
       for (let at = 0; at < stream.length; at += cut) framer.push(stream.subarray(at, at + cut), sink);
       if (stopAtBig) {
@@ -284,6 +300,7 @@ test('a big frame cut anywhere, with frames after it in its last chunk, comes ou
         assert.ok(seen.length >= before, `cut ${cut}`);
       }
       assert.deepEqual(seen.map((f) => f.toString('hex')), [Buffer.from('c000', 'hex'), big, after.subarray(0, 2), after.subarray(2)].map((f) => f.toString('hex')), `cut ${cut}, stop at the big frame: ${stopAtBig}`);
+      assert.deepEqual(types, [12, 3, 12, 13], `cut ${cut}: each frame's packet type (PINGREQ, PUBLISH, PINGREQ, PINGRESP)`);
       assert.equal(framer.bufferedBytes, 0, `cut ${cut}`);
     }
   }
