@@ -26,6 +26,7 @@ import { QuickJsRunner } from './sandbox/index.ts';
 import {
   DEFAULT_LEASE_TIMINGS, PresenceReaper, registerClusterMetrics, startClusterNode, type ClusterNode, type LeaseTimings,
 } from './cluster/index.ts';
+import { workerIndex, workerMetrics } from './workers.ts';
 
 export interface Gatehouse {
   readonly registry: Registry;
@@ -124,7 +125,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   if (cluster !== null) registerClusterMetrics(metricsRegistry, cluster);
   // With GATEHOUSE_WORKERS each scrape is answered by the worker its connection reached: this says which.
   new Gauge({
-    name: 'gatehouse_node_info', help: 'This process\'s node id (a worker\'s is <node id>-w<index>): the process whose figures this scrape shows',
+    name: 'gatehouse_node_info', help: 'This process\'s node id (a worker\'s is <node id>-w<index>); under GATEHOUSE_WORKERS one series per worker, every worker\'s figures in one scrape',
     labelNames: ['node_id'], registers: [metricsRegistry], collect() { this.set({ node_id: config.nodeId }, 1); },
   });
   new Gauge({
@@ -154,8 +155,10 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   connectionEvents.onStored((record) => platform.publishConnectionEvent(record));
   registerPlatformMetrics(metricsRegistry, platform);
   registerConnectionEventMetrics(metricsRegistry, connectionEvents);
+  // Under GATEHOUSE_WORKERS a scrape reaches one worker: it answers for the machine (every worker's figures).
+  const scrapeMetrics = workerIndex() === null ? () => metricsRegistry.metrics() : workerMetrics(metricsRegistry, config.nodeId);
   const api = buildApi({
-    registry, runtime, logger, metricsRegistry, adminToken: config.adminToken, platform, connectionEvents, console: {},
+    registry, runtime, logger, metricsRegistry, scrapeMetrics, adminToken: config.adminToken, platform, connectionEvents, console: {},
     ...(cluster === null ? {} : { clusterReachable: () => cluster.connection.state === 'connected' }),
   });
 

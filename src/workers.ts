@@ -12,6 +12,7 @@
  * QUICK_DEATH_MS of the worker's start; forwards SIGTERM / SIGINT and exits once every worker has closed.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type Registry as MetricsRegistry } from 'prom-client';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { workerNodeId, type PreparedConfig } from './config/index.ts';
@@ -31,6 +32,78 @@ export const MAX_QUICK_DEATHS = 4;
 const RESTART_BACKOFF_MS = 1_000;
 /** A worker that has not exited this long after the stop signal is killed, and the primary exits 1. */
 const STOP_TIMEOUT_MS = 60_000;
+/** A scrape waits this long for every worker's figures; past it the scrape fails rather than show a part as the whole. */
+const SCRAPE_TIMEOUT_MS = 5_000;
+
+/**
+ * Metrics whose sum over workers means nothing: each worker's own state (its NATS connection, its copy of the
+ * retained messages, the OCSP response it staples, its breaker) or a peak. A machine-wide scrape keeps them per
+ * worker with a `node_id` label; every other series is summed (counters, connected clients …) or, where
+ * every worker holds the same value, taken once (their prom-client `aggregator`: a limit's value, a
+ * certificate's days left).
+ */
+export const PER_NODE_METRICS: ReadonlySet<string> = new Set([
+  'gatehouse_cluster_connected', 'gatehouse_gateway_retained_messages',
+  'gatehouse_gateway_ocsp_stapling', 'gatehouse_gateway_ocsp_staple_age_seconds', 'gatehouse_gateway_ocsp_staple_next_refresh_seconds',
+  'gatehouse_gateway_third_party_breaker_state',
+]);
+
+type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
+/** Worker ↔ primary messages of a machine-wide scrape. */
+interface MetricsMessage {
+  gatehouse: 'metrics_request' | 'metrics_collect' | 'metrics_part' | 'metrics_answer';
+  id: number;
+  nodeId?: string;
+  metrics?: MetricsJson;
+  text?: string;
+  error?: string;
+}
+
+function isMetricsMessage(message: unknown): message is MetricsMessage {
+  const kind = typeof message === 'object' && message !== null ? (message as { gatehouse?: unknown }).gatehouse : undefined;
+  return kind === 'metrics_request' || kind === 'metrics_collect' || kind === 'metrics_part' || kind === 'metrics_answer';
+}
+
+/**
+ * Use against each gateway limit, the machine's: `maxConnections` is the connections of every worker (summed); the
+ * others are the most any one session, device or address holds (or the retained set every worker holds alike), so the
+ * machine's is the highest of the workers'. One metric cannot have two prom-client aggregators: merged here.
+ */
+const LIMIT_USE = 'gatehouse_gateway_limit_use';
+const SUMMED_LIMIT_USE: ReadonlySet<string> = new Set(['maxConnections']);
+
+function mergeLimitUse(parts: MetricsJson[]): MetricsJson[] {
+  const merged = new Map<string, MetricValue<string>>();
+  let first: MetricObjectWithValues<MetricValue<string>> | undefined;
+  let firstPart = -1;
+  for (const [i, metrics] of parts.entries()) {
+    for (const metric of metrics) {
+      if (metric.name !== LIMIT_USE) continue;
+      if (first === undefined) {
+        first = metric;
+        firstPart = i;
+      }
+      for (const value of metric.values) {
+        const key = JSON.stringify(Object.entries(value.labels).sort(([a], [b]) => a.localeCompare(b)));
+        const seen = merged.get(key);
+        if (seen === undefined) merged.set(key, { ...value });
+        else seen.value = SUMMED_LIMIT_USE.has(String(value.labels.limit)) ? seen.value + value.value : Math.max(seen.value, value.value);
+      }
+    }
+  }
+  if (first === undefined) return parts;
+  const whole = { ...first, values: [...merged.values()] };
+  // The merged metric in one part alone: the aggregation then has one value per series to take as it is.
+  return parts.map((metrics, i) => metrics.flatMap((metric) => (metric.name !== LIMIT_USE ? [metric] : i === firstPart ? [whole] : [])));
+}
+
+/** Every worker's figures as one exposition: per-node series labelled with their node, the others aggregated. */
+export function aggregateWorkerMetrics(parts: { nodeId: string; metrics: MetricsJson }[]): Promise<string> {
+  const labelled = parts.map(({ nodeId, metrics }) => metrics.map((metric) => (PER_NODE_METRICS.has(metric.name)
+    ? { ...metric, values: metric.values.map((v) => ({ ...v, labels: { ...v.labels, node_id: nodeId } })) }
+    : metric)));
+  return AggregatorRegistry.aggregate(mergeLimitUse(labelled)).metrics();
+}
 
 /** What a worker tells the primary once it runs: its API's URL and the lines `npm start` prints. */
 export interface WorkerReady {
@@ -81,6 +154,52 @@ export function reportWorkerReady(url: string, lines: string[]): void {
 /** The worker's side of the stop: once closed, leaving the IPC channel lets the process end like a single one. */
 export function leaveWorkers(): void {
   if (cluster.isWorker && cluster.worker?.isConnected() === true) cluster.worker.disconnect();
+}
+
+/**
+ * A worker's `/metrics`: the machine's figures, not this worker's alone, since a scrape lands on any worker.
+ * Answers the primary's collections with this worker's registry, and returns the scrape: ask the primary,
+ * which collects from every worker and aggregates.
+ */
+export function workerMetrics(local: MetricsRegistry, nodeId: string): () => Promise<string> {
+  let next = 0;
+  const waiting = new Map<number, { resolve: (text: string) => void; reject: (error: Error) => void }>();
+  process.on('message', (message: unknown) => {
+    if (!isMetricsMessage(message)) return;
+    if (message.gatehouse === 'metrics_collect') {
+      void local.getMetricsAsJSON().then(
+        (metrics) => process.send?.({ gatehouse: 'metrics_part', id: message.id, nodeId, metrics } satisfies MetricsMessage),
+        (error: unknown) => process.send?.({ gatehouse: 'metrics_part', id: message.id, nodeId, error: String(error) } satisfies MetricsMessage),
+      );
+    } else if (message.gatehouse === 'metrics_answer') {
+      const asked = waiting.get(message.id);
+      waiting.delete(message.id);
+      if (message.text !== undefined) asked?.resolve(message.text);
+      else asked?.reject(new Error(message.error ?? 'no metrics'));
+    }
+  });
+  return () => new Promise<string>((resolve, reject) => {
+    const id = next++;
+    const timer = setTimeout(() => {
+      waiting.delete(id);
+      reject(new Error('the primary did not answer the metrics scrape'));
+    }, 2 * SCRAPE_TIMEOUT_MS);
+    waiting.set(id, {
+      resolve: (text) => (clearTimeout(timer), resolve(text)),
+      reject: (error) => (clearTimeout(timer), reject(error)),
+    });
+    process.send?.({ gatehouse: 'metrics_request', id } satisfies MetricsMessage);
+  });
+}
+
+/** A machine-wide scrape the primary is collecting. */
+interface Scrape {
+  /** The worker whose /metrics was asked, and its request's id. */
+  from: Worker;
+  askedId: number;
+  pending: Set<Worker>;
+  parts: { nodeId: string; metrics: MetricsJson }[];
+  timer: NodeJS.Timeout;
 }
 
 interface Slot {
@@ -161,6 +280,10 @@ export async function runPrimary(prepared: PreparedConfig, logger: Logger, print
     slot.ready = false;
     log.info({ worker: slot.index, pid: worker.process.pid }, 'worker_started');
     worker.on('message', (message: unknown) => {
+      if (isMetricsMessage(message)) {
+        onMetricsMessage(worker, message);
+        return;
+      }
       if (!isWorkerReady(message)) return;
       slot.ready = true;
       if (slot.index === 1 && firstReady === null) firstReady = message;
@@ -172,7 +295,47 @@ export async function runPrimary(prepared: PreparedConfig, logger: Logger, print
     return worker;
   };
 
+  // A scrape: every ready worker's figures, aggregated, answered to the worker that was asked.
+  let nextScrape = 0;
+  const scrapes = new Map<number, Scrape>();
+  const settle = (id: number, reply: Omit<MetricsMessage, 'gatehouse' | 'id'>): void => {
+    const scrape = scrapes.get(id);
+    if (scrape === undefined) return;
+    scrapes.delete(id);
+    clearTimeout(scrape.timer);
+    if (scrape.from.isConnected()) scrape.from.send({ gatehouse: 'metrics_answer', id: scrape.askedId, ...reply } satisfies MetricsMessage);
+  };
+  const aggregateWhenComplete = (id: number): void => {
+    const scrape = scrapes.get(id);
+    if (scrape === undefined || scrape.pending.size > 0) return;
+    aggregateWorkerMetrics(scrape.parts).then((text) => settle(id, { text }), (error: unknown) => settle(id, { error: String(error) }));
+  };
+  const onMetricsMessage = (from: Worker, message: MetricsMessage): void => {
+    if (message.gatehouse === 'metrics_request') {
+      const targets = slots.filter((s) => s.ready && s.worker?.isConnected() === true).map((s) => s.worker as Worker);
+      const id = nextScrape++;
+      const timer = setTimeout(() => settle(id, { error: `a worker did not answer within ${SCRAPE_TIMEOUT_MS} ms` }), SCRAPE_TIMEOUT_MS);
+      timer.unref();
+      scrapes.set(id, { from, askedId: message.id, pending: new Set(targets), parts: [], timer });
+      for (const target of targets) target.send({ gatehouse: 'metrics_collect', id } satisfies MetricsMessage);
+      aggregateWhenComplete(id);
+    } else if (message.gatehouse === 'metrics_part') {
+      const scrape = scrapes.get(message.id);
+      if (scrape === undefined || !scrape.pending.delete(from)) return;
+      if (message.metrics === undefined) settle(message.id, { error: message.error ?? 'a worker failed to collect its metrics' });
+      else {
+        scrape.parts.push({ nodeId: message.nodeId ?? `pid ${from.process.pid}`, metrics: message.metrics });
+        aggregateWhenComplete(message.id);
+      }
+    }
+  };
+
   const onExit = (slot: Slot, worker: Worker, code: number | null, signal: string | null): void => {
+    // A scrape waiting for this worker's figures is answered with the others' (it is gone, its figures with it).
+    for (const [id, scrape] of scrapes) {
+      if (scrape.from === worker) settle(id, { error: 'the worker asked has exited' });
+      else if (scrape.pending.delete(worker)) aggregateWhenComplete(id);
+    }
     if (slot.worker !== worker) return;
     slot.worker = null;
     const livedMs = Date.now() - slot.startedAt;

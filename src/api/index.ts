@@ -34,6 +34,8 @@ export interface ApiDependencies {
   runtime: GatewayRuntime;
   logger: Logger;
   metricsRegistry: MetricsRegistry;
+  /** The /metrics body: the registry's text, or under GATEHOUSE_WORKERS every worker's aggregated (workers.ts). */
+  scrapeMetrics?: () => Promise<string>;
   /** Every /api/v1 request must carry `Authorization: Bearer <adminToken>`. */
   adminToken: string;
   /** Messages, stream, downlink, webhooks and parsing; absent in API tests that run without a data plane. */
@@ -84,7 +86,9 @@ export function buildApi(deps: ApiDependencies): Api {
     void v1.register(productRoutes, { registry: deps.registry });
     void v1.register(functionRoutes, { registry: deps.registry });
     void v1.register(certificateRoutes);
-    void v1.register(operationsRoutes, { registry: deps.registry, metricsRegistry: deps.metricsRegistry });
+    void v1.register(operationsRoutes, {
+      registry: deps.registry, metricsRegistry: deps.metricsRegistry, scrape: deps.scrapeMetrics ?? (() => deps.metricsRegistry.metrics()),
+    });
     if (deps.connectionEvents !== undefined) void v1.register(eventRoutes, { connectionEvents: deps.connectionEvents });
     if (deps.platform !== undefined) {
       const platform = deps.platform;

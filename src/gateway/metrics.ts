@@ -82,6 +82,8 @@ export function registerGatewayMetrics(registry: Registry, runtime: GatewayRunti
     name: 'gatehouse_gateway_certificate_expiry_days',
     help: 'Whole days until the soonest-expiring certificate of each field expires (negative once expired), per running gateway',
     labelNames: ['gateway', 'certificate'], registers: [registry],
+    // Every worker of GATEHOUSE_WORKERS holds the same certificates: a machine-wide scrape takes the value once.
+    aggregator: 'min',
   });
   const sessions = new Gauge({ name: 'gatehouse_gateway_sessions', help: 'MQTT sessions (connected and persistent) per gateway', labelNames: ['gateway'], registers: [registry] });
   const retained = new Gauge({ name: 'gatehouse_gateway_retained_messages', help: 'Retained messages per gateway', labelNames: ['gateway'], registers: [registry] });
@@ -92,7 +94,10 @@ export function registerGatewayMetrics(registry: Registry, runtime: GatewayRunti
     labelNames: ['gateway', 'access'],
     registers: [registry],
   });
-  const limit = new Gauge({ name: 'gatehouse_gateway_limit', help: 'A limit of the gateway as it applies now (absent: no limit)', labelNames: ['gateway', 'limit'], registers: [registry] });
+  const limit = new Gauge({
+    name: 'gatehouse_gateway_limit', help: 'A limit of the gateway as it applies now (absent: no limit)', labelNames: ['gateway', 'limit'], registers: [registry],
+    aggregator: 'first', // the same configuration on every worker
+  });
   const limitUse = new Gauge({
     name: 'gatehouse_gateway_limit_use',
     help: 'Use against each limit now: connections, retained topics, and for per-device limits the most any one session, device or address holds',

@@ -98,15 +98,26 @@ if (clusterSkip !== undefined) {
       }
       // The primary serves nothing itself but holds the node's pid file (`gatehouse restore` refuses meanwhile).
       assert.equal(Number(await readFile(path.join(node.dir, 'gatehouse.pid'), 'utf8')), node.child.pid);
-      // /metrics is one worker's, and says whose: two requests on fresh connections reach one worker each.
-      const answered = new Set<string>();
-      for (let i = 0; i < 6 && answered.size < 2; i++) {
-        const res = await fetch(`${node.url}/api/v1/metrics`, { headers: { authorization: 'Bearer e2e-admin-token-0123456789abcdef', connection: 'close' } });
-        answered.add(/^gatehouse_node_info\{node_id="([^"]+)"\} 1$/m.exec(await res.text())?.[1] ?? 'none');
-      }
-      assert.deepEqual([...answered].sort(), ['workers-w1', 'workers-w2']);
       const workerLines = node.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { worker?: unknown });
       assert.ok(workerLines.some((r) => r.worker === 1) && workerLines.some((r) => r.worker === 2), 'log lines name their worker');
+    });
+
+    test('/metrics answers for the machine wherever a scrape lands: both workers named, their connections summed, per-worker state labelled', { timeout: 90_000 }, async () => {
+      const { w1: on1, w2: on2, clients } = await onBothWorkers();
+      // Scrapes on fresh connections: the primary hands each to the next worker, so both workers answer some.
+      for (let i = 0; i < 4; i++) {
+        const res = await fetch(`${node.url}/api/v1/metrics`, { headers: { authorization: 'Bearer e2e-admin-token-0123456789abcdef', connection: 'close' } });
+        assert.equal(res.status, 200);
+        const text = await res.text();
+        for (const worker of [w1, w2]) {
+          assert.match(text, new RegExp(`^gatehouse_node_info\\{node_id="${worker}"\\} 1$`, 'm'), `scrape ${i} names ${worker}`);
+          assert.match(text, new RegExp(`^gatehouse_cluster_connected\\{node_id="${worker}"\\} 1$`, 'm'), `scrape ${i}: ${worker}'s own NATS state`);
+        }
+        // Every device connected on either worker, in one series (a worker's own scrape would show its part).
+        assert.match(text, new RegExp(`^gatehouse_gateway_connected_clients\\{gateway="${gateway.name}"\\} ${clients.size}$`, 'm'),
+          `scrape ${i}: ${on1.length} + ${on2.length} devices`);
+      }
+      for (const client of clients.values()) await client.endAsync(true);
     });
 
     test('devices through one port land on both workers; QoS 0 and 1 cross between them both ways', { timeout: 90_000 }, async () => {

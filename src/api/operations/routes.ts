@@ -8,6 +8,8 @@ import { errorResponses } from '../common-schemas.ts';
 export interface OperationsRoutesOptions {
   registry: Registry;
   metricsRegistry: MetricsRegistry;
+  /** The exposition: this process's registry, or the machine's under GATEHOUSE_WORKERS. */
+  scrape: () => Promise<string>;
 }
 
 const Health = Type.Object({
@@ -18,7 +20,7 @@ const Health = Type.Object({
 
 const tags = ['operations'];
 
-export const operationsRoutes: FastifyPluginCallbackTypebox<OperationsRoutesOptions> = (app, { registry, metricsRegistry }, done) => {
+export const operationsRoutes: FastifyPluginCallbackTypebox<OperationsRoutesOptions> = (app, { registry, metricsRegistry, scrape }, done) => {
   const startedAt = Date.now();
 
   app.get('/health', {
@@ -40,7 +42,7 @@ export const operationsRoutes: FastifyPluginCallbackTypebox<OperationsRoutesOpti
       response: { 200: Type.String({ description: 'text/plain; version=0.0.4' }), ...errorResponses },
     },
   }, async (_request, reply) => {
-    const body = await metricsRegistry.metrics();
+    const body = await scrape();
     return reply.header('content-type', metricsRegistry.contentType).send(body);
   });
 
