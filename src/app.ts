@@ -117,7 +117,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   });
   const runtime = new GatewayRuntime({
     directory: registry, logger, host: config.mqttHost, stateStores, ocspTimings: overrides.ocspTimings, runner, connectionEvents,
-    ...(cluster === null ? {} : { clusterLinks: cluster.links }),
+    ...(cluster === null ? {} : { clusterLinks: cluster.links, clusterThrottles: cluster.throttles }),
   });
   const metricsRegistry = new MetricsRegistry();
   collectDefaultMetrics({ register: metricsRegistry });

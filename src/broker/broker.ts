@@ -111,6 +111,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.#journal = init.persistence === undefined ? null : new Journal(init.persistence, this.logger, this.commits, (m) => this.retained.written(m));
     this.#link = init.link ?? null;
     const link = this.#link;
+    link?.connections.limit(this.options.maxConnections);
     if (link !== null) this.router.onLocalGroup = (group, filter, present) => link.sharedInterest(group, filter, present);
     this.retained.onExpired = (topic) => this.#journal?.retained(topic, null);
     this.#sweep = setInterval(() => {
@@ -132,6 +133,60 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   /** Clients past CONNACK right now. */
   get connectedCount(): number {
     return this.#connected;
+  }
+
+  /**
+   * `maxConnections` in force: the connections of the gateway on every node of a cluster (this node's places, granted
+   * CONNECTs on their way included, and the other live nodes' as last seen), this engine's connections otherwise.
+   */
+  get connectionsHeld(): number {
+    return this.#link === null ? this.#connected : this.#link.connections.usage().current;
+  }
+
+  /** `connectionsHeld` from the cluster's count as it is now (read; the engine's own count without a cluster). */
+  async connectionsHeldNow(): Promise<number> {
+    if (this.#link === null) return this.#connected;
+    await this.#link.connections.refresh();
+    return this.#link.connections.usage().current;
+  }
+
+  /** Use against `maxConnections` and its refusals: the whole cluster's on a cluster node (limitsUsage). */
+  connectionLimitUsage(): { current: number; hits: number } {
+    return this.#link === null ? { current: this.#connected, hits: this.stats.connectsOverConnectionLimit } : this.#link.connections.usage();
+  }
+
+  /** A CONNECT refused for `maxConnections` (counted here, and for the cluster's usage on a cluster node). */
+  connectionLimitHit(): void {
+    this.stats.connectsOverConnectionLimit++;
+    this.#link?.connections.refused();
+  }
+
+  /** A node of a cluster (the engine has a link to the other nodes). */
+  get clustered(): boolean {
+    return this.#link !== null;
+  }
+
+  /**
+   * A cluster node's place for `conn` among the gateway's maxConnections (true: taken; false: the cluster is full;
+   * always true without a cluster, where the engine's own count is the limit's). A place granted to a connection that
+   * closed meanwhile is given back at once.
+   */
+  takeConnectionPlace(conn: Connection, force: boolean): boolean | Promise<boolean> {
+    const link = this.#link;
+    if (link === null) return true;
+    const hold = (granted: boolean): boolean => {
+      if (!granted) return false;
+      if (conn.state === 'closed') link.connections.give();
+      else conn.holdsPlace = true;
+      return true;
+    };
+    const taking = link.connections.take(force);
+    return typeof taking === 'boolean' ? hold(taking) : taking.then(hold);
+  }
+
+  /** Whether the session of `clientId` is connected on another node of the cluster (false without one). */
+  connectedElsewhere(clientId: string): Promise<boolean> | false {
+    return this.#link === null ? false : this.#link.connectedElsewhere(clientId);
   }
 
   /** Sessions (connected or kept) created by `owner`. */
@@ -156,6 +211,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     if (limits.maxTopicLevels !== undefined) checkTopicLevels(limits.maxTopicLevels);
     Object.assign(this.options, limits);
     this.retained.setLimits(this.options.maxRetained, this.options.maxRetainedBytes);
+    this.#link?.connections.limit(this.options.maxConnections);
   }
 
   /** A topic name or filter within `maxTopicLevels` and `maxTopicLength`; a refusal is counted by the limit it passed. */
@@ -637,6 +693,10 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
 
   connectionClosed(conn: Connection, reason: string, was: ConnectionState): void {
     this.#connections.delete(conn);
+    if (conn.holdsPlace) {
+      conn.holdsPlace = false;
+      this.#link?.connections.give();
+    }
     const wasConnected = was === 'connected';
     if (wasConnected) this.#connected--;
     else if ((was === 'awaiting-connect' || was === 'connecting') && this.listenerCount('connect_ended') > 0) {

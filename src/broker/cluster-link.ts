@@ -99,7 +99,39 @@ export interface LinkEndpoint {
   reshare(group: string, filter: string, message: Message, avoid: string): boolean;
 }
 
+/**
+ * The gateway's `maxConnections` across the cluster (issue 16): every connection of the engine holds a place from
+ * the CONNECT step that takes it until it ends, and the places of all nodes together stay within the limit.
+ */
+export interface ClusterConnectionCounts {
+  /** The limit now (0: none); set at start and by every edit. */
+  limit(max: number): void;
+  /** Places the other live nodes hold, as last seen (the check before authentication: no request). */
+  elsewhere(): number;
+  /** Reads the cluster's count now (the view `elsewhere` and `usage` answer from may lag the others' writes). */
+  refresh(): Promise<void>;
+  /**
+   * A place for a CONNECT about to be accepted: true when the cluster holds fewer than the limit (or `force`: a
+   * takeover, whose old connection gives its place back), false when full. Rejects when the cluster's count cannot
+   * be written (NATS away): the CONNECT is refused, as every CONNECT of a cut-off node is.
+   */
+  take(force: boolean): boolean | Promise<boolean>;
+  /** A place taken is given back: its connection ended, or its CONNECT did not reach CONNACK. */
+  give(): void;
+  /** A CONNECT refused for the limit on this node. */
+  refused(): void;
+  /** Places held and refusals counted on every live node (the gateway's limitsUsage). */
+  usage(): { current: number; hits: number };
+}
+
 export interface ClusterLink {
+  /** The gateway's maxConnections across the cluster. */
+  readonly connections: ClusterConnectionCounts;
+  /**
+   * Whether the session of `clientId` is connected on another node, as the cluster's record says: a CONNECT taking it
+   * over frees a place there, so the limit lets it through as it lets through a takeover on this node.
+   */
+  connectedElsewhere(clientId: string): Promise<boolean>;
   /** Called once by the engine, when it has restored its own state (`Broker.restore`). */
   bind(endpoint: LinkEndpoint): void;
   /** A QoS 0 message published on this node, already routed here: for the other nodes' subscribers (at most once). */

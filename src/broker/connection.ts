@@ -55,6 +55,8 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   presented: { clientId: string; username: string | undefined } | null = null;
   /** What the peer was told when this connection ended, set by whoever ends it (connection events). */
   farewell: Farewell | null = null;
+  /** A cluster node's place for this connection among the gateway's maxConnections (given back when it ends). */
+  holdsPlace = false;
   /**
    * The last PUBACK/PUBREC still waiting (a retained message on its way to a cluster's store): later ones
    * queue behind it, so they leave in the order the PUBLISHes came [MQTT-4.6.0-2]. Null when none waits.

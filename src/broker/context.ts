@@ -45,8 +45,20 @@ export interface BrokerContext {
   claimSession(conn: Connection, clientId: string, owner: string | undefined, sessionExpiry: number): Promise<SessionClaim | 'owned' | 'lost'> | undefined;
   /** Publishes, once, the will of a connection on another node that this node's claim ended. */
   publishDisplacedWill(conn: Connection, will: RecordedWill): void;
-  /** Clients past CONNACK right now (`maxConnections`). */
+  /** Clients past CONNACK right now (`maxConnections` in a single process). */
   readonly connectedCount: number;
+  /** `maxConnections` in force: on a cluster node the gateway's connections on every node (issue 16). */
+  readonly connectionsHeld: number;
+  /** `connectionsHeld` read from the cluster's count now (a cluster node's view may lag). */
+  connectionsHeldNow(): Promise<number>;
+  /** A node of a cluster. */
+  readonly clustered: boolean;
+  /** A CONNECT refused for `maxConnections`: counted (and for the cluster's usage on a cluster node). */
+  connectionLimitHit(): void;
+  /** A cluster node's place for `conn` among the gateway's maxConnections (always true without a cluster). */
+  takeConnectionPlace(conn: Connection, force: boolean): boolean | Promise<boolean>;
+  /** Whether the session of `clientId` is connected on another node (false without a cluster). */
+  connectedElsewhere(clientId: string): Promise<boolean> | false;
   /** Sessions created by `owner` that still exist (`maxSessionsPerOwner`). */
   sessionsOwnedBy(owner: string): number;
   /** The session kept under a client id, connected or not. */

@@ -15,6 +15,8 @@ export interface ConnectRequest {
   readonly remoteAddress: string | undefined;
   /** The socket (a `tls.TLSSocket` on TLS listeners: peer certificate, authorization state). */
   readonly socket: Socket;
+  /** When the CONNECT was read (epoch ms; reading stays paused while it is verified). */
+  readonly receivedAt: number;
 }
 
 export type AuthResult =

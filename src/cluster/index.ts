@@ -12,11 +12,13 @@ import { NatsRegistryBus } from './registry-bus.ts';
 import { NatsPlatformPeers } from './platform-peers.ts';
 import { SessionRecords } from './session-records.ts';
 import { WillReaper } from './will-reaper.ts';
+import { ClusterThrottles } from './attempt-throttles.ts';
 
 export { ClusterConnection, type ClusterState } from './connection.ts';
 export { NatsClusterLinks, type LinkCounters } from './links.ts';
 export { DEFAULT_LEASE_TIMINGS, NodeLeases, type NodeLease, type DeadLease, type LeaseTimings } from './node-leases.ts';
 export { WillReaper } from './will-reaper.ts';
+export { ClusterThrottles, type AttemptGate, type AttemptTurn } from './attempt-throttles.ts';
 export { NatsRegistryBus } from './registry-bus.ts';
 export { NatsPlatformPeers, type PeerCounters } from './platform-peers.ts';
 export { PresenceReaper } from './presence-reaper.ts';
@@ -31,6 +33,8 @@ export interface ClusterNode {
   readonly reaper: WillReaper;
   /** The platform's view of the other nodes: shared /stream events, downlinks, sessions (item 7). */
   readonly peers: NatsPlatformPeers;
+  /** The gateways' CONNECT throttles across the nodes: each source address judged by one home node. */
+  readonly throttles: ClusterThrottles;
   /** Gives the lease back and closes the connection (after the engines closed their links). */
   close(): Promise<void>;
 }
@@ -61,19 +65,25 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   const records = SessionRecords.opener(connection);
   // Cut off for as long as a lease lasts, the node is dead to the others: its engines end their connections.
   const links = new NatsClusterLinks(connection, logger, timings.leaseMs, me, records,
-    options.streamMaxBytes === undefined ? DEFAULT_MESSAGE_STREAM_LIMITS : { ...DEFAULT_MESSAGE_STREAM_LIMITS, maxBytes: options.streamMaxBytes });
+    options.streamMaxBytes === undefined ? DEFAULT_MESSAGE_STREAM_LIMITS : { ...DEFAULT_MESSAGE_STREAM_LIMITS, maxBytes: options.streamMaxBytes },
+    timings.heartbeatMs);
   const reaper = new WillReaper(connection, leases, records, me, (gatewayId) => links.ownership(gatewayId), logger, timings.heartbeatMs);
   reaper.onDeaths = (instances) => links.nodesDead(instances);
+  // The live nodes known from the start, so that every node homes an address alike from its first CONNECT.
+  await leases.live().catch((err: unknown) => logger.warn({ err }, 'cluster_leases_unread'));
+  const throttles = new ClusterThrottles(connection, leases.instance, () => leases.liveInstances(), logger);
   return {
     connection,
     leases,
     bus: new NatsRegistryBus(connection, logger),
     links,
     reaper,
+    throttles,
     peers: new NatsPlatformPeers(connection, logger, timings.leaseMs,
       async () => (await leases.live()).filter((lease) => lease.nodeId !== options.nodeId).length),
     async close() {
       reaper.close();
+      throttles.close();
       links.close();
       await leases.close();
       await connection.close();

@@ -22,6 +22,7 @@ import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { ClusterLink, ConnectionEnd, LinkEndpoint, Message, RecordedWill, SessionClaim, SharedPick } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
+import { connectionCountsBucket, GatewayConnectionCounts } from './connection-counts.ts';
 import { DurableMessages, type DurableCounters } from './durable-messages.ts';
 import { DEFAULT_MESSAGE_STREAM_LIMITS, MessageStream, type MessageStreamLimits } from './message-stream.ts';
 import { RetainedReplica, type RetainedCounters } from './retained-replica.ts';
@@ -68,12 +69,20 @@ export class NatsClusterLinks {
   #cutOffTimer: NodeJS.Timeout | null = null;
   #wasCutOff = false;
   readonly #offState: () => void;
+  /** The installation's bucket of connection counts (maxConnections across nodes), opened on first use. */
+  readonly #countsBucket: ReturnType<typeof connectionCountsBucket>;
+  /** Each engine's part of the counts is its own (an engine started again here is a new part). */
+  #engines = 0;
+  readonly #heartbeatMs: number;
 
+  /** `cutOffMs` is the node's lease; `heartbeatMs` its renewal (the connection counts renew theirs as often). */
   constructor(conn: ClusterConnection, logger: Logger, cutOffMs: number, me: RecordIdentity, records: OpenRecords,
-    streamLimits: MessageStreamLimits = DEFAULT_MESSAGE_STREAM_LIMITS) {
+    streamLimits: MessageStreamLimits = DEFAULT_MESSAGE_STREAM_LIMITS, heartbeatMs = Math.max(250, Math.floor(cutOffMs / 5))) {
     this.#conn = conn;
     this.#logger = logger;
     this.#cutOffMs = cutOffMs;
+    this.#heartbeatMs = heartbeatMs;
+    this.#countsBucket = connectionCountsBucket(conn);
     this.#me = me;
     this.#records = records;
     this.#stream = new MessageStream(conn, streamLimits);
@@ -126,6 +135,8 @@ export class NatsClusterLinks {
       (node, group, filter, message) => this.#relay.send(gatewayId, node, group, filter, message),
       new DurableMessages(this.#conn, this.#stream, gatewayId, this.#me.instance, counters, logger, this.#relay,
         () => link.endpoint),
+      new GatewayConnectionCounts(this.#conn, this.#countsBucket, gatewayId, `${this.#me.instance}.${++this.#engines}`,
+        { heartbeatMs: this.#heartbeatMs, leaseMs: this.#cutOffMs }, logger),
       () => {
         this.#open.delete(link);
         if (this.#byGateway.get(gatewayId) === link) this.#byGateway.delete(gatewayId);
@@ -205,6 +216,7 @@ class NatsGatewayLink implements ClusterLink {
   readonly shared: SharedDirectory;
   readonly #sendShared: ClusterLink['forwardShared'];
   readonly durable: DurableMessages;
+  readonly connections: GatewayConnectionCounts;
   readonly #onClose: () => void;
   #endpoint: LinkEndpoint | null = null;
   #subscription: Subscription | null = null;
@@ -215,7 +227,7 @@ class NatsGatewayLink implements ClusterLink {
 
   constructor(conn: ClusterConnection, subject: string, counters: LinkCounters, logger: Logger, retained: RetainedReplica,
     ownership: SessionOwnership, shared: SharedDirectory, sendShared: ClusterLink['forwardShared'], durable: DurableMessages,
-    onClose: () => void) {
+    connections: GatewayConnectionCounts, onClose: () => void) {
     this.#conn = conn;
     this.#subject = subject;
     this.#counters = counters;
@@ -225,6 +237,7 @@ class NatsGatewayLink implements ClusterLink {
     this.shared = shared;
     this.#sendShared = sendShared;
     this.durable = durable;
+    this.connections = connections;
     this.#onClose = onClose;
   }
 
@@ -234,6 +247,10 @@ class NatsGatewayLink implements ClusterLink {
 
   claimSession(clientId: string, owner: string | undefined, will: RecordedWill | null): Promise<SessionClaim | 'owned' | 'lost'> {
     return this.ownership.claim(clientId, owner, will);
+  }
+
+  connectedElsewhere(clientId: string): Promise<boolean> {
+    return this.ownership.connectedElsewhere(clientId);
   }
 
   connectionEnded(clientId: string, end: ConnectionEnd): Promise<boolean> {
@@ -347,6 +364,7 @@ class NatsGatewayLink implements ClusterLink {
     this.#subscription = null;
     this.#endpoint = null;
     this.durable.close();
+    this.connections.close();
     this.#retained.close();
     this.shared.close();
     this.#onClose();

@@ -55,6 +55,8 @@ export class NodeLeases {
   #timer: NodeJS.Timeout | null = null;
   /** The previous process under this node id, whose lease this one replaced at start: dead, but no survivor saw it lapse. */
   #replaced: DeadLease | null = null;
+  /** The leases as last read (`liveInstances`). */
+  #seen: NodeLease[] = [];
 
   /** Takes this node's lease; refuses (GW_ERR_CLUSTER_NODE_ID_TAKEN) while another live process renews it. */
   static async join(conn: ClusterConnection, info: { apiUrl: string | null }, logger: Logger,
@@ -128,6 +130,15 @@ export class NodeLeases {
     return this.#lease.instance;
   }
 
+  /**
+   * The instances of the live node processes as the last look at the leases found them (the will reaper looks each
+   * heartbeat): for choices every node must make alike without a request each time (attempt-throttles.ts).
+   */
+  liveInstances(): readonly string[] {
+    const now = Date.now();
+    return this.#seen.filter((lease) => this.#isLive(lease, now)).map((lease) => lease.instance);
+  }
+
   /** Every lease in the bucket, one per node id ever used. */
   async #all(): Promise<NodeLease[]> {
     const out: NodeLease[] = [];
@@ -137,7 +148,8 @@ export class NodeLeases {
       const seen = await this.#read(subject.slice(prefix.length));
       if (seen !== null) out.push(seen.lease);
     }
-    return out.sort((a, b) => a.nodeId.localeCompare(b.nodeId));
+    this.#seen = out.sort((a, b) => a.nodeId.localeCompare(b.nodeId));
+    return this.#seen;
   }
 
   #isLive(lease: NodeLease, now: number): boolean {

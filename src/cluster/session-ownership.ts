@@ -135,6 +135,12 @@ export class SessionOwnership {
     }
   }
 
+  /** Whether the record says the session of `clientId` is connected on another process (maxConnections lets its takeover through). */
+  async connectedElsewhere(clientId: string): Promise<boolean> {
+    const seen = await (await this.#records()).get(SessionRecords.key(this.#gatewayId, clientId));
+    return seen !== null && seen.record.connected && seen.record.instance !== this.#me.instance;
+  }
+
   /** Another node claimed a session (its notice): this node's connection and state of it go, unless it claimed again since. */
   moved(clientId: string, revision: number): void {
     const key = SessionRecords.key(this.#gatewayId, clientId);

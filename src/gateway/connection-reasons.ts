@@ -58,7 +58,10 @@ export function endedConnectReason(cause: string, farewell: Farewell | null): { 
     switch (farewell.step) {
       // The gateway's hook recorded its refusal itself; only a hook that threw is left to report.
       case 'authenticate': return detail === 'auth_hook_failed' ? { reason: 'BACKEND_UNAVAILABLE', detail } : null;
-      case 'checkConnectionQuota': case 'checkConnectionQuotaAgain': return { reason: 'QUOTA_EXCEEDED', detail: 'maxConnections' };
+      case 'checkConnectionQuota': case 'checkConnectionQuotaAgain':
+        // A cluster node that could not read or write the cluster's count refuses as unavailable (issue 16).
+        return farewell.reasonCode === RC.QUOTA_EXCEEDED ? { reason: 'QUOTA_EXCEEDED', detail: 'maxConnections' }
+          : { reason: 'CLUSTER_UNAVAILABLE', detail: detail ?? 'the cluster\'s connection count cannot be reached' };
       case 'checkClusterReachable': case 'checkClusterReachableAgain': return { reason: 'CLUSTER_UNAVAILABLE', detail: 'this node cannot reach NATS' };
       case 'checkSessionOwner':
         return farewell.reasonCode === RC.QUOTA_EXCEEDED ? { reason: 'QUOTA_EXCEEDED', detail: 'maxSessionsPerDevice' }

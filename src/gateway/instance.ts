@@ -23,7 +23,7 @@ import { FunctionAuthenticator, type FunctionScripts } from './auth/function/ind
 import { HttpsAuthenticator } from './auth/https/index.ts';
 import type { ThirdPartyStats } from './auth/third-party.ts';
 import { checkedDeviceName } from '../registry/index.ts';
-import { ConnectThrottle } from './auth/throttle.ts';
+import { ConnectThrottle, type ConnectGate } from './auth/throttle.ts';
 import type { Decision } from './auth/authenticator.ts';
 import { tlsInputsDiffer, tlsOptionsFor } from './tls/server-options.ts';
 import { CertificateChecks } from './tls/certificate-checks.ts';
@@ -47,6 +47,15 @@ export interface ClusterLinkFactory {
   open(gatewayId: string): ClusterLink;
 }
 
+/**
+ * A cluster node's CONNECT throttles (src/cluster/attempt-throttles.ts): the gateway's own throttle judges the source
+ * addresses homed on this node, and the attempts of the others are judged by their home's, so that brute-force
+ * protection holds for a source wherever its attempts land. Closed when the gateway stops here.
+ */
+export interface ClusterThrottleFactory {
+  open(gatewayId: string, local: ConnectGate): ConnectGate & { close(): void };
+}
+
 
 /** The auth chain's answer, before the certificate facts and the access rules are added. */
 type ChainOutcome =
@@ -68,6 +77,8 @@ export interface GatewayInstanceDeps {
   connectionEvents?: ConnectionEventSink;
   /** A cluster node's links to the other nodes, one per gateway engine; absent in a single process. */
   clusterLinks?: ClusterLinkFactory;
+  /** A cluster node's CONNECT throttles across the nodes; absent in a single process (the gateway's own throttle). */
+  clusterThrottles?: ClusterThrottleFactory;
 }
 
 export class GatewayInstance {
@@ -79,7 +90,7 @@ export class GatewayInstance {
   #imported: ImportedAuthenticator;
   /** The third-party provider, kept across edits that leave `thirdParty` alone (its cache and breaker stay). */
   #thirdParty: { key: string; provider: FunctionAuthenticator | HttpsAuthenticator } | null = null;
-  readonly #throttle = new ConnectThrottle();
+  readonly #throttle: ConnectGate & { close?(): void };
   readonly #authStats = { allowed: 0, denied: 0, unavailable: 0 };
   /**
    * Topic access control at work: PUBLISH and SUBSCRIBE refused (a v3.1.1 PUBLISH is acknowledged and
@@ -101,6 +112,7 @@ export class GatewayInstance {
   constructor(config: GatewayRuntimeConfig, deps: GatewayInstanceDeps) {
     this.#config = config;
     this.#deps = deps;
+    this.#throttle = deps.clusterThrottles?.open(config.id, new ConnectThrottle()) ?? new ConnectThrottle();
     this.#log = deps.logger.child({ gatewayId: config.id, gateway: config.name });
     this.#imported = new ImportedAuthenticator(config.productKey, deps.directory, { logger: this.#log });
     this.#chain = this.#buildChain();
@@ -271,6 +283,7 @@ export class GatewayInstance {
     this.#server = null;
     this.#port = 0;
     this.#certificates.stop();
+    this.#throttle.close?.();
     this.#replaceThirdParty(null);
     await this.broker.close();
     if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -430,7 +443,9 @@ export class GatewayInstance {
    * queues are refused at once with 0x9F (v3.1.1: 3).
    */
   async #authenticate(req: ConnectRequest): Promise<ChainOutcome> {
-    const turn = await this.#throttle.enter(req.username, req.remoteAddress);
+    // On a cluster node an attempt homed on another node is judged as of its arrival here (the hop must not let it in).
+    const turn = await (this.#deps.clusterThrottles === undefined ? this.#throttle.enter(req.username, req.remoteAddress)
+      : this.#throttle.enter(req.username, req.remoteAddress, req.receivedAt));
     if (turn === null) {
       this.#authStats.denied++;
       this.#log.info({ clientId: logText(req.clientId), username: logText(req.username), remoteAddress: req.remoteAddress, reason: 'too_many_attempts' }, 'connect_throttled');

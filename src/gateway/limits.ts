@@ -52,7 +52,8 @@ export function limitsUsageOf(broker: Broker): GatewayLimitsUsage {
   }
   const s = broker.stats;
   return {
-    maxConnections: { current: broker.connectedCount, hits: s.connectsOverConnectionLimit },
+    // The gateway's across the nodes of a cluster (the limit is), this engine's in a single process.
+    maxConnections: broker.connectionLimitUsage(),
     messagesPerSecondPerDevice: { current: null, hits: s.publishesPaced },
     bytesPerSecondPerDevice: { current: null, hits: s.publishesPaced },
     maxSubscriptionsPerDevice: { current: mostSubscriptions, hits: s.subscriptionsOverLimit },

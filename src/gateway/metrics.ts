@@ -47,7 +47,9 @@ export function registerGatewayMetrics(registry: Registry, runtime: GatewayRunti
       for (const name of GATEWAY_LIMIT_NAMES) {
         const value = instance.config.limits[name];
         if (value !== null) limit.set({ gateway, limit: name }, value);
-        const use = usage[name];
+        // Per process, as every series here: maxConnections' cluster-wide use (the API's) would be counted once per
+        // node by a sum over nodes or workers; this process's connections and refusals sum to the machine's.
+        const use = name === 'maxConnections' ? { current: broker.connectedCount, hits: broker.stats.connectsOverConnectionLimit } : usage[name];
         if (use.current !== null) limitUse.set({ gateway, limit: name }, use.current);
         limitHits.set({ gateway, limit: name }, use.hits);
       }

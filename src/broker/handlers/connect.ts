@@ -24,6 +24,8 @@ interface ConnectAttempt {
   owner?: string;
   /** A cluster node's claim of the session (`claimSession`); undefined without a cluster. */
   claim?: SessionClaim;
+  /** The client id's session is connected (here or on another node): its takeover frees the place it takes. */
+  takeover: boolean;
 }
 
 /** `reasonString` goes to a v5 client; `detail` only to connection events. */
@@ -110,22 +112,72 @@ function grantSessionExpiry(a: ConnectAttempt): StepResult {
 /**
  * `maxConnections` clients are connected: refused before any authentication work (0x97, v3.1.1 3
  * server unavailable). A client id whose connection is live is let through: its takeover frees a place.
+ * On a cluster node the limit is the gateway's across the nodes (issue 16): this node's places and the others' as
+ * last seen, and a client id connected on another node is let through too (its takeover frees a place there).
  */
-function checkConnectionQuota(a: ConnectAttempt): StepResult {
+function checkConnectionQuota(a: ConnectAttempt): StepResult | Promise<StepResult> {
   const broker = a.conn.broker;
   const max = broker.options.maxConnections;
-  if (max === 0 || broker.connectedCount < max) return;
+  if (max === 0 || broker.connectionsHeld < max) return;
   const live = broker.getSession(a.clientId)?.link;
-  if (live !== undefined && live !== null) return;
-  broker.stats.connectsOverConnectionLimit++;
+  if (live !== undefined && live !== null) {
+    a.takeover = true;
+    return;
+  }
+  if (!broker.clustered) return overConnectionLimit(a, max);
+  return fullInCluster(a, max);
+}
+
+/**
+ * The view a cluster node holds of the other nodes' places may lag their writes (a place given back there a moment
+ * ago): the count is read before a refusal, and a client id connected on another node is let through.
+ */
+async function fullInCluster(a: ConnectAttempt, max: number): Promise<StepResult> {
+  const broker = a.conn.broker;
+  try {
+    if (await broker.connectionsHeldNow() < max) return;
+    if (await broker.connectedElsewhere(a.clientId)) {
+      a.takeover = true;
+      return;
+    }
+  } catch (err) {
+    broker.logger.warn({ err, clientId: logText(a.clientId) }, 'cluster_connection_count_unreadable');
+    return { refuse: RC.SERVER_UNAVAILABLE, reasonString: 'cluster unreachable', detail: 'connection_count_unreadable' };
+  }
+  return overConnectionLimit(a, max);
+}
+
+function overConnectionLimit(a: ConnectAttempt, max: number): StepResult {
+  a.conn.broker.connectionLimitHit();
   return { refuse: RC.QUOTA_EXCEEDED, reasonString: 'too many connections', detail: `maxConnections (${max})` };
 }
 
 /**
- * The same check once authentication is done, from here to CONNACK without a pause: CONNECTs verified at
- * the same time all passed the first check, and the limit may have been lowered meanwhile.
+ * The same check once authentication is done: CONNECTs verified at the same time all passed the first check, and
+ * the limit may have been lowered meanwhile. In a single process from here to CONNACK nothing waits. A cluster node
+ * takes a place in the cluster's count (compare-and-swap: two nodes never both take the last one); a takeover
+ * found by the first check takes one in any case (the connection it ends gives its own back).
  */
-const checkConnectionQuotaAgain: Step = checkConnectionQuota;
+function checkConnectionQuotaAgain(a: ConnectAttempt): StepResult | Promise<StepResult> {
+  const broker = a.conn.broker;
+  const max = broker.options.maxConnections;
+  const liveHere = (): boolean => {
+    const live = broker.getSession(a.clientId)?.link;
+    return live !== undefined && live !== null;
+  };
+  if (!broker.clustered) {
+    if (max === 0 || broker.connectedCount < max || liveHere()) return;
+    return overConnectionLimit(a, max);
+  }
+  const taking = broker.takeConnectionPlace(a.conn, max === 0 || a.takeover || liveHere());
+  if (taking === true) return;
+  if (taking === false) return overConnectionLimit(a, max);
+  return taking.then((granted): StepResult => (granted ? undefined : overConnectionLimit(a, max)), (err: unknown): StepResult => {
+    // The cluster's count could not be written (NATS away meanwhile): no place, so no CONNACK.
+    a.conn.broker.logger.warn({ err, clientId: logText(a.clientId) }, 'cluster_connection_place_failed');
+    return { refuse: RC.SERVER_UNAVAILABLE, reasonString: 'cluster unreachable', detail: 'connection_place_failed' };
+  });
+}
 
 /**
  * A cluster node that cannot reach the others fails closed (issue 16 item 8): the session may be owned,
@@ -162,6 +214,7 @@ async function authenticateWith(hook: NonNullable<BrokerHooks['authenticate']>, 
       properties: packet.properties,
       remoteAddress: conn.remoteAddress,
       socket: conn.socket,
+      receivedAt: conn.lastActivity,
     });
   } catch (err) {
     // A failing authenticator is never an accept: the client hears "server unavailable".
@@ -264,6 +317,7 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void | 
     serverKeepAlive: undefined,
     sessionExpiry: 0,
     sessionExpiryLowered: false,
+    takeover: false,
   };
   conn.username = packet.username;
   conn.presented = { clientId: packet.clientId, username: packet.username };

@@ -253,3 +253,18 @@ test('guesses queued while the pair looked innocent are all refused once it is t
   assert.deepEqual(await Promise.all(queued), [null, null, null]);
   assert.equal(t.heldKeys, 0);
 });
+
+test('an attempt another node asked about is judged as of its arrival there: arrived before its throttled pair\'s queue was cut, it is cut too (issue 16)', { timeout: 5_000 }, async () => {
+  const { t } = throttle();
+  const arrived = Date.now() - 1_000;
+  // The second failure is past the free one: the pair is throttled and its queue cut now.
+  for (let i = 0; i < 2; i++) (await t.enter('guess', '10.0.0.7'))!.finish('failure');
+  assert.equal(await t.enter('guess', '10.0.0.7', arrived), null, 'reached this node after the cut it would have fallen to');
+  const later = await t.enter('guess', '10.0.0.7', Date.now() + 1);
+  assert.ok(later, 'one that arrived after the cut waits its turn as on one process');
+  later.finish('other');
+  // A pair never throttled is not judged by arrival: nothing was cut.
+  const other = await t.enter('meter', '10.0.0.7', arrived);
+  assert.ok(other);
+  other.finish('success');
+});

@@ -42,6 +42,8 @@ export const DEFAULT_THROTTLE: ThrottleOptions = {
 interface FailureRecord {
   failures: number;
   lastAt: number;
+  /** When its queue was last cut to `maxWaitingPerPair` (0: never). */
+  trimmedAt: number;
 }
 
 /** Counts failures per key and turns them into a delay: free ones, then doubling up to a cap. */
@@ -56,7 +58,7 @@ export class FailureThrottle {
   /** Records a failure against each key; returns the delay the worst key has now earned. */
   recordFailure(keys: readonly string[], now = Date.now()): number {
     for (const key of keys) {
-      const r = this.#fresh(key, now) ?? { failures: 0, lastAt: now };
+      const r = this.#fresh(key, now) ?? { failures: 0, lastAt: now, trimmedAt: 0 };
       r.failures++;
       r.lastAt = now;
       this.#records.delete(key); // re-insert: Map order = recency, for eviction
@@ -78,6 +80,17 @@ export class FailureThrottle {
 
   recordSuccess(key: string): void {
     this.#records.delete(key);
+  }
+
+  /** The key's queue was cut now (it is throttled). */
+  recordTrim(key: string, now = Date.now()): void {
+    const r = this.#fresh(key, now);
+    if (r !== undefined) r.trimmedAt = now;
+  }
+
+  /** When the key's queue was last cut (0: never, or its record is gone). */
+  trimmedAt(key: string, now = Date.now()): number {
+    return this.#fresh(key, now)?.trimmedAt ?? 0;
   }
 
   /** Keys with a record (for the bound's test: expired ones are dropped when met). */
@@ -146,7 +159,13 @@ export interface ConnectTurn {
   finish(outcome: 'success' | 'failure' | 'other'): void;
 }
 
-export class ConnectThrottle {
+/** What the CONNECT path asks for a turn: a ConnectThrottle, or on a cluster node the cluster's (issue 16). */
+export interface ConnectGate {
+  /** `arrivedAt`: when the CONNECT reached the node (epoch ms), if not now (another node asked: ConnectThrottle.enter). */
+  enter(username: string | undefined, address: string | undefined, arrivedAt?: number): Promise<ConnectTurn | null>;
+}
+
+export class ConnectThrottle implements ConnectGate {
   readonly #options: ThrottleOptions;
   readonly #failures: FailureThrottle;
   readonly #pairs = new KeyedGate();
@@ -167,14 +186,18 @@ export class ConnectThrottle {
 
   /**
    * Waits for this attempt's turn and its earned delay; null = refused without any work (too many
-   * attempts of this pair, username or address are already waiting).
+   * attempts of this pair, username or address are already waiting). `arrivedAt`: when the CONNECT reached its
+   * node, on a cluster where another node asks this one (cluster/attempt-throttles.ts): one that arrived before
+   * its throttled pair's queue was cut and reaches it after would have been cut with the others, and is refused
+   * (the hop between nodes must not let a guess in that the same guess on this node would not have got).
    */
-  async enter(username: string | undefined, address: string | undefined): Promise<ConnectTurn | null> {
+  async enter(username: string | undefined, address: string | undefined, arrivedAt?: number): Promise<ConnectTurn | null> {
     const o = this.#options;
     const user = `u:${username ?? ''}`;
     const addr = `a:${address ?? ''}`;
     const pair = `p:${username ?? ''}\u0000${address ?? ''}`;
     const earned = (): number => this.#failures.delayFor([pair, addr], Date.now(), (key) => (key === addr ? o.freeAddressFailures : o.freeFailures));
+    if (arrivedAt !== undefined && arrivedAt < this.#failures.trimmedAt(pair) && earned() !== 0) return null;
     if (!await this.#pairs.enter(pair, 1, earned() === 0 ? o.maxQueuedPerPair : o.maxWaitingPerPair)) return null;
     const delay = earned();
     if (delay !== 0) await this.#sleep(delay);
@@ -195,7 +218,10 @@ export class ConnectThrottle {
         if (outcome === 'failure') {
           this.#failures.recordFailure([pair, addr]);
           // Now throttled: of the guesses queued behind this one while it looked innocent, only a few may wait.
-          if (earned() !== 0) this.#pairs.trim(pair, o.maxWaitingPerPair);
+          if (earned() !== 0) {
+            this.#pairs.trim(pair, o.maxWaitingPerPair);
+            this.#failures.recordTrim(pair);
+          }
         } else if (outcome === 'success') this.#failures.recordSuccess(pair);
         this.#usernames.leave(user);
         this.#addresses.leave(addr);
