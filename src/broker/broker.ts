@@ -16,15 +16,15 @@ import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.ts';
 import { Router, type Delivery, type RemotePick } from './router.ts';
 import { RetainedStore, type RetainedBodies } from './retained.ts';
 import { createMessage, type Message } from './message.ts';
-import { DROPPED, Session, type DeliveryEnd, type Subscription } from './session.ts';
+import { DROPPED, Session, type DeliveryEnd, type FlowHooks, type Subscription } from './session.ts';
 import { Connection, type ConnectionState } from './connection.ts';
 import { LongTimer } from './long-timer.ts';
 import { Admission } from './admission.ts';
 import { LingeringSockets } from './lingering-sockets.ts';
 import { Journal } from './journal.ts';
 import { CommitGate } from './commit-gate.ts';
-import type { BrokerPersistence, StoredMessage } from './persistence.ts';
-import type { ClusterLink, RecordedWill, SessionClaim } from './cluster-link.ts';
+import { storedSubscription, type BrokerPersistence, type StoredMessage } from './persistence.ts';
+import type { ClusterLink, MovedFlow, MovedSession, RecordedWill, SessionClaim } from './cluster-link.ts';
 import { parseSharedFilter, topicMatches, topicOverLimit, topicWithinLimits } from '../mqtt/topics.ts';
 import type { BrokerContext } from './context.ts';
 import { dispatch } from './handlers/index.ts';
@@ -38,6 +38,10 @@ const RETAINED_HOLD_OVERHEAD = 64;
 const MAX_SHARED_REPICKS = 16;
 /** Retained topics looked at per sweep for expired messages: 4,000 a second, a few hundred microseconds each time. */
 const RETAINED_SWEEP_BUDGET = 1_000;
+/** What a QoS 2 flow restored at its PUBREL holds in place of its message (the client has it already). */
+const RELEASED_PLACEHOLDER: Message = createMessage({
+  topic: '', payload: Buffer.alloc(0), qos: 2, retain: false, properties: undefined, expiresAt: 0, senderId: '',
+});
 /** How long a socket we ended may wait for the peer to close it. */
 const LINGER_MS = 2000;
 
@@ -280,7 +284,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   }
 
   /** `owner` was checked by the CONNECT (a session of another owner is never opened here); a new session records it. */
-  openSession(conn: Connection, cleanStart: boolean, owner?: string): { session: Session; present: boolean } {
+  openSession(conn: Connection, cleanStart: boolean, owner?: string, moved?: MovedSession): { session: Session; present: boolean } {
     const clientId = conn.clientId;
     let session = this.#sessions.get(clientId);
     if (session?.link instanceof Connection && session.link !== conn) this.#takeOver(session.link, session);
@@ -298,6 +302,11 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     if (session === undefined) {
       session = this.#newSession(clientId);
       this.#own(session, owner);
+      // Its state moved here from another node's record (issue 16 item 2): resumed [MQTT-3.2.2-3].
+      if (moved !== undefined) {
+        this.#resumeMoved(session, moved);
+        present = true;
+      }
     } else {
       if (session.owner === undefined) this.#own(session, owner); // a session stored before owners were recorded is claimed by its first owner
       present = true; // [MQTT-3.2.2-3]
@@ -319,17 +328,31 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
    * A CONNECT on a cluster node claims the session in the cluster's record before it opens it here (undefined
    * without a cluster: nothing to wait for). The will goes into the record only if the client may publish it.
    */
-  claimSession(conn: Connection, clientId: string, owner: string | undefined, sessionExpiry: number): Promise<SessionClaim | 'owned' | 'lost'> | undefined {
+  claimSession(conn: Connection, clientId: string, owner: string | undefined, sessionExpiry: number, clean: boolean): Promise<SessionClaim | 'owned' | 'lost'> | undefined {
     const link = this.#link;
     if (link === null) return undefined;
     const will = conn.will;
-    if (will === null) return link.claimSession(clientId, owner, null);
+    const claim = (recorded: RecordedWill | null): Promise<SessionClaim | 'owned' | 'lost'> =>
+      link.claimSession(clientId, owner, recorded, clean).then((c) => this.#movedFlows(link, clientId, c));
+    if (will === null) return claim(null);
     const recorded = (verdict: number): RecordedWill | null =>
       (verdict === RC.SUCCESS ? { message: will, delay: Math.min(conn.willDelay, sessionExpiry), expiry: conn.willExpiry } : null);
     const authorize = this.hooks.authorizePublish;
     const verdict = authorize === undefined ? RC.SUCCESS : authorize(conn, will.topic, will);
-    if (typeof verdict === 'number') return link.claimSession(clientId, owner, recorded(verdict));
-    return verdict.then((rc) => link.claimSession(clientId, owner, recorded(rc)));
+    if (typeof verdict === 'number') return claim(recorded(verdict));
+    return verdict.then((rc) => claim(recorded(rc)));
+  }
+
+  /**
+   * A claim with the session's state from the cluster's record (issue 16 item 2): this engine resumes from it unless it
+   * holds the session itself (claimed here last and still in memory), and then first reads back the messages its flows
+   * in flight resend.
+   */
+  #movedFlows(link: ClusterLink, clientId: string, claim: SessionClaim | 'owned' | 'lost'): SessionClaim | 'owned' | 'lost' | Promise<SessionClaim> {
+    if (typeof claim !== 'object' || claim.moved === undefined) return claim;
+    const moved = claim.moved;
+    if (claim.local && this.#sessions.has(clientId)) return { local: true, displacedWill: claim.displacedWill };
+    return link.readFlows(moved.inflight).then((inflight) => ({ ...claim, moved: { ...moved, inflight } }));
   }
 
   /** The will of a connection on another node that a claim here ended (its Will Delay was 0): published once, here. */
@@ -352,6 +375,103 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       this.#takeOver(session.link, session);
     }
     this.#destroySession(session);
+  }
+
+  /**
+   * A persistent session taken over from another node's record: its subscriptions, the flows it had in flight there
+   * (resent at CONNACK under their packet ids, with DUP, or their PUBREL [MQTT-4.4.0-1]), and the stored messages
+   * after its floor, replayed from the cluster's stream for it alone before it joins the live feed.
+   */
+  #resumeMoved(session: Session, moved: MovedSession): void {
+    const link = this.#link!;
+    session.replaying = true;
+    for (const sub of moved.subscriptions) {
+      const shared = parseSharedFilter(sub.raw);
+      if (shared === 'invalid' || !topicWithinLimits(sub.raw, this.options.maxTopicLevels, this.options.maxTopicLength)) continue;
+      const attached: Subscription = {
+        session, raw: sub.raw, filter: shared === null ? sub.raw : shared.filter, group: shared?.group,
+        qos: sub.qos, noLocal: sub.noLocal, retainAsPublished: sub.retainAsPublished,
+        retainHandling: sub.retainHandling, subscriptionId: sub.subscriptionId,
+      };
+      this.#attach(attached);
+      session.subscriptionChanged(attached.raw, attached);
+    }
+    this.stats.clusterSessionsResumed++;
+    // First: the replay's record of the session must exist before its flows are told to it (same turn, no reads yet).
+    link.replay(session.clientId, moved,
+      (message, seq) => this.contain(() => this.#replayOne(session, message, seq), 'cluster_replay_failed', message.senderId),
+      () => {
+        session.replaying = false;
+      },
+      () => (this.#sessions.get(session.clientId) === session ? session.queueHalfFull : null));
+    for (const flow of moved.inflight) {
+      if (flow.packetId !== 0) this.#restoreFlow(session, flow); // id 0: a QoS 2 delivery completed there, only skipped
+    }
+  }
+
+  /** One flow another node had in flight, put back in the session to be resent at its CONNACK [MQTT-4.4.0-1]. */
+  #restoreFlow(session: Session, flow: MovedFlow): void {
+    const tracked = this.#link!.delivered(session.clientId, flow.seq);
+    const hooks: FlowHooks | undefined = tracked === undefined ? undefined : { received: tracked.onReceived };
+    if (flow.released) {
+      // Its PUBREC came: the client has the message, only the PUBREL is owed [MQTT-4.3.3].
+      if (!session.restoreFlow({
+        packetId: flow.packetId, message: RELEASED_PLACEHOLDER, qos: 2, retain: false, subIds: undefined, state: 'pubrel',
+        onComplete: tracked?.onComplete, hooks,
+      })) tracked?.onComplete(DROPPED);
+      return;
+    }
+    const message = flow.message!;
+    // Its subscription as it is now gives RETAIN and the identifiers; the QoS is the one it was sent at.
+    const d = this.router.match(message.topic, message.senderId, null).find((m) => m.session === session);
+    if (!session.restoreFlow({
+      packetId: flow.packetId, message, qos: flow.qos, retain: d !== undefined && d.retainAsPublished && message.retain,
+      subIds: d?.subIds, state: 'publish', onComplete: tracked?.onComplete, hooks,
+    })) tracked?.onComplete(DROPPED);
+  }
+
+  /** One replayed stored message, for the resumed session only (shared groups were picked when it was stored). */
+  #replayOne(session: Session, message: Message, seq: number): void {
+    if (this.#sessions.get(session.clientId) !== session) return;
+    const deliveries = this.router.match(message.topic, message.senderId, null);
+    for (let i = 0; i < deliveries.length; i++) {
+      const d = deliveries[i]!;
+      if (d.session !== session) continue;
+      this.#deliverStored(d, message, seq);
+    }
+  }
+
+  /**
+   * A stored message (stream sequence `seq`) to one delivery; a tracked session's record follows its flow: a QoS 2
+   * PUBLISH leaves only once its packet id is in the record (a commit of the engine's gate), so a node that resumes
+   * the session after this one's death resends it under that id, never as a new message [MQTT-4.4.0-1].
+   */
+  #deliverStored(d: Delivery, message: Message, seq: number): void {
+    const qos = (message.qos < d.qos ? message.qos : d.qos);
+    const retain = d.retainAsPublished && message.retain;
+    if (qos === 0) {
+      d.session.deliver(message, 0, retain, d.subIds);
+      return;
+    }
+    const tracked = this.#link!.delivered(d.session.clientId, seq);
+    const hooks: FlowHooks | undefined = tracked === undefined ? undefined : {
+      sent: (packetId, sentQos) => {
+        const written = tracked.onSent(packetId, sentQos);
+        if (written !== undefined) this.commits.track(written);
+      },
+      received: qos === 2 ? tracked.onReceived : undefined,
+    };
+    // Refused at once (its queue full): done for the record's floor as well.
+    if (!d.session.deliver(message, qos, retain, d.subIds, tracked?.onComplete, hooks)) tracked?.onComplete(DROPPED);
+  }
+
+  /**
+   * A cluster node's persistent session opened (its client connected): the cluster's record follows its
+   * subscriptions and floor from now (another node can resume it). Undefined without a cluster.
+   */
+  clusterSessionOpened(session: Session): void {
+    if (this.#link === null || session.expiryInterval === 0) return;
+    this.#link.sessionChanged(session.clientId, [...session.subscriptions.values()].map(storedSubscription));
   }
 
   #own(session: Session, owner: string | undefined): void {
@@ -441,7 +561,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
    */
   #bindLink(): void {
     this.#link?.bind({
-      receive: (message) => this.contain(() => this.#route(message, null), 'cluster_delivery_failed', message.senderId),
+      receive: (message, seq) => this.contain(() => (seq === undefined ? this.#route(message, null) : this.#routeStored(message, seq)),
+        'cluster_delivery_failed', message.senderId),
       sharedElsewhere: (group, filter, nodes) => this.router.setRemotes(group, filter, nodes),
       receiveShared: (group, filter, message, done) => {
         let delivered = false;
@@ -641,9 +762,28 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.contain(() => this.#deliverToMember(next, message, group, filter, tries + 1), 'shared_repick_failed', message.senderId);
   }
 
+  /**
+   * A QoS 1/2 message the cluster's stream handed this node (issue 16 item 2), in stream order: to this node's
+   * non-shared subscribers (shared groups get it through their pick), except a session still replaying the stream.
+   */
+  #routeStored(message: Message, seq: number): void {
+    const deliveries = this.router.match(message.topic, message.senderId, null);
+    for (let i = 0; i < deliveries.length; i++) {
+      const d = deliveries[i]!;
+      if (d.session.replaying) continue; // its replay reads this one from the stream, in order
+      this.#deliverStored(d, message, seq);
+    }
+  }
+
   subscribe(sub: Subscription): void {
     this.#attach(sub);
     sub.session.subscriptionChanged(sub.raw, sub);
+    this.#clusterSubscriptionsChanged(sub.session);
+  }
+
+  #clusterSubscriptionsChanged(session: Session): void {
+    if (this.#link === null || session.expiryInterval === 0) return;
+    this.#link.sessionChanged(session.clientId, [...session.subscriptions.values()].map(storedSubscription));
   }
 
   #attach(sub: Subscription): void {
@@ -689,6 +829,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     sub.session.subscriptions.delete(sub.raw);
     this.#detach(sub);
     sub.session.subscriptionChanged(sub.raw, null);
+    this.#clusterSubscriptionsChanged(sub.session);
   }
 
   connectionClosed(conn: Connection, reason: string, was: ConnectionState): void {
@@ -819,6 +960,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   }
 
   #destroySession(session: Session): void {
+    this.#link?.sessionChanged(session.clientId, null);
     this.#journal?.sessionDeleted(session.clientId, session);
     session.journal = null;
     const before = this.router.subscriptionCount;

@@ -23,6 +23,7 @@
  */
 import type { Message } from './message.ts';
 import type { SharedPick } from './router.ts';
+import type { StoredSubscription } from './persistence.ts';
 
 /**
  * A will as the cluster's session record keeps it (issue 16 items 3 and 6): the node holding the connection
@@ -37,6 +38,42 @@ export interface RecordedWill {
   expiry: number;
 }
 
+/**
+ * A persistent session's state as the cluster's record keeps it (issue 16 item 2, step b), for a node that takes the
+ * session over after the node holding it died or lost it: its subscriptions, the stream sequence every stored message
+ * at or below which is done for it (`floor`), and its deliveries that hold a packet id (`inflight`, in stream order):
+ * sent and unacknowledged (`message` read back from the stream, resent with DUP under the same id [MQTT-4.4.0-1]), or
+ * past their PUBREC (`released`: only the PUBREL is owed, the client has the message).
+ */
+export interface MovedSession {
+  subscriptions: StoredSubscription[];
+  floor: number;
+  inflight: MovedFlow[];
+}
+
+export interface MovedFlow {
+  seq: number;
+  /** 0: a QoS 2 delivery completed there (the replay skips it, nothing is resent). */
+  packetId: number;
+  qos: 1 | 2;
+  released: boolean;
+  /** The stored message, for a flow not released; absent: the stream no longer has it (or the read was over its bound). */
+  message?: Message;
+}
+
+/** Told how one stored QoS 1/2 message handed to a persistent session here goes (the record follows it). */
+export interface StoredDelivery {
+  /** PUBACK / PUBCOMP (their reason code), or dropped (session.ts `DeliveryEnd`): done either way. */
+  readonly onComplete: (end: number) => void;
+  /**
+   * Its PUBLISH got packet id `packetId`: a promise for a QoS 2 one (the record's write, which the PUBLISH waits for
+   * through the engine's commit gate), undefined for QoS 1 (written with the floor).
+   */
+  readonly onSent: (packetId: number, qos: number) => Promise<unknown> | undefined;
+  /** QoS 2 PUBREC: resolves once the record says so; the PUBREL waits for it (a replay must not resend it). */
+  readonly onReceived: (packetId: number) => Promise<void>;
+}
+
 /** What the cluster's session record said when a CONNECT here claimed the session. */
 export interface SessionClaim {
   /**
@@ -49,6 +86,12 @@ export interface SessionClaim {
    * the new connection does not cancel it [MQTT-3.1.3-9]); the claim won the record, so no other node does.
    */
   displacedWill: RecordedWill | null;
+  /**
+   * The session's state as the record holds it (absent with Clean Start, or when none was written): a CONNECT without
+   * Clean Start resumes it here (Session Present 1), its backlog replayed from the cluster's stream, unless this
+   * engine holds the session itself (`local`, and still in memory).
+   */
+  moved?: MovedSession;
 }
 
 /** How a connection's end leaves its session in the cluster's record. */
@@ -61,8 +104,11 @@ export interface ConnectionEnd {
 
 /** What the engine hands its link. */
 export interface LinkEndpoint {
-  /** A message published on another node (QoS 0), or a QoS 1/2 message the cluster stored: for this node's subscribers. */
-  receive(message: Message): void;
+  /**
+   * A message published on another node (QoS 0), or a QoS 1/2 message the cluster stored (`seq`: its stream
+   * sequence, in order): for this node's subscribers.
+   */
+  receive(message: Message, seq?: number): void;
   /**
    * A topic's retained message as the cluster's store holds it (set or cleared, empty payload, on any node,
    * this one included, or before this engine started): this engine's store follows it.
@@ -172,9 +218,10 @@ export interface ClusterLink {
    * Claims the session of `clientId` for a CONNECT on this node (issue 16 item 3): a compare-and-swap on the
    * cluster's session record, so of two nodes claiming at once one wins and the other's write fails. Once it
    * resolves the node that held it has closed its connection (or could not be reached in a bounded time).
-   * `'owned'`: the session belongs to another principal (`owner`); `'lost'`: a later claim elsewhere won.
+   * `'owned'`: the session belongs to another principal (`owner`); `'lost'`: a later claim elsewhere won. `clean`: the
+   * CONNECT's Clean Start, which discards the state the record holds [MQTT-3.1.2-4].
    */
-  claimSession(clientId: string, owner: string | undefined, will: RecordedWill | null): Promise<SessionClaim | 'owned' | 'lost'>;
+  claimSession(clientId: string, owner: string | undefined, will: RecordedWill | null, clean: boolean): Promise<SessionClaim | 'owned' | 'lost'>;
   /**
    * The connection of the session claimed here ended (not taken over on this node). Resolves true when this
    * node still held the record and wrote the end into it: only then may it publish the will (now, or when
@@ -185,6 +232,28 @@ export interface ClusterLink {
   takeWill(clientId: string): Promise<boolean>;
   /** Whether the other nodes can be reached now (false: this node is cut off, and fails closed). */
   reachable(): boolean;
+  /**
+   * A persistent session here changed its subscriptions (null: the session ended here, or moved away): the cluster's
+   * record follows, so another node can resume it. Only sessions with a Session Expiry are told.
+   */
+  sessionChanged(clientId: string, subscriptions: StoredSubscription[] | null): void;
+  /**
+   * The messages of a moved session's flows that were sent and not acknowledged, read back from the cluster's stream
+   * to be resent under their packet ids [MQTT-4.4.0-1]; bounded in bytes: a flow left out (over it, or gone from the
+   * stream) is not in the answer, and its message is replayed as a new delivery.
+   */
+  readFlows(flows: MovedFlow[]): Promise<MovedFlow[]>;
+  /** A stored message (`seq`) handed to a tracked persistent session at QoS 1/2; undefined: the session is not tracked. */
+  delivered(clientId: string, seq: number): StoredDelivery | undefined;
+  /**
+   * A session resumed here from another node's record: hands it the stored messages after `moved.floor` (those of
+   * `moved.inflight` skipped: the engine restored them), in order, through `hand`, and calls `caughtUp` in the turn it
+   * reaches the live feed: from then the feed's messages reach it as any subscriber's. Reads one message at a time
+   * (and a bounded number for all the gateway's replays at once), and waits while `full()` is true (the session holds
+   * as much queued as a replay may give it); null: the session is gone here, the replay stops.
+   */
+  replay(clientId: string, moved: MovedSession, hand: (message: Message, seq: number) => void, caughtUp: () => void,
+    full: () => boolean | null): void;
   /** The engine stops: no more messages either way. */
   close(): void;
 }

@@ -6,6 +6,7 @@ import type { BrokerHooks, ClientInfo } from './hooks.ts';
 import type { Router } from './router.ts';
 import type { RetainedStore } from './retained.ts';
 import type { Message } from './message.ts';
+import type { MovedSession } from './cluster-link.ts';
 import type { Session, Subscription } from './session.ts';
 import type { Connection, ConnectionState } from './connection.ts';
 import type { Socket } from 'node:net';
@@ -37,12 +38,14 @@ export interface BrokerContext {
    * discards it on Clean Start [MQTT-3.1.2-4] or resumes it [MQTT-3.1.2-5]. Returns Session Present.
    * A new session records `owner`.
    */
-  openSession(conn: Connection, cleanStart: boolean, owner?: string): { session: Session; present: boolean };
+  openSession(conn: Connection, cleanStart: boolean, owner?: string, moved?: MovedSession): { session: Session; present: boolean };
+  /** A cluster node's persistent session opened: the cluster's record follows it from now (no-op without a cluster). */
+  clusterSessionOpened(session: Session): void;
   /**
    * A cluster node claims the session of `clientId` in the cluster's record (`conn`'s will recorded there);
    * undefined without a cluster.
    */
-  claimSession(conn: Connection, clientId: string, owner: string | undefined, sessionExpiry: number): Promise<SessionClaim | 'owned' | 'lost'> | undefined;
+  claimSession(conn: Connection, clientId: string, owner: string | undefined, sessionExpiry: number, clean: boolean): Promise<SessionClaim | 'owned' | 'lost'> | undefined;
   /** Publishes, once, the will of a connection on another node that this node's claim ended. */
   publishDisplacedWill(conn: Connection, will: RecordedWill): void;
   /** Clients past CONNACK right now (`maxConnections` in a single process). */

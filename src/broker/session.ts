@@ -58,6 +58,29 @@ interface Outbound {
   state: 'publish' | 'pubrel';
   /** Told how this flow ended (see `DeliveryEnd`); not persisted. */
   onComplete?: (end: DeliveryEnd) => void;
+  /** A cluster's stored message (issue 16 item 2): the cluster's record follows its flow; not persisted. */
+  hooks?: FlowHooks;
+}
+
+/** How a cluster's stored message delivered to a persistent session tells the cluster's record of its flow (issue 16). */
+export interface FlowHooks {
+  /** Its PUBLISH got `packetId`: called in the turn it is queued on the connection, before it can leave. */
+  sent?(packetId: number, qos: QoS): void;
+  /** Its PUBREC came: the PUBREL waits for this (the record says it was received, so a resume sends only the PUBREL). */
+  received?(packetId: number): Promise<void>;
+}
+
+/** A flow in flight that another node held (issue 16 item 2), put back to be resent on the next CONNACK [MQTT-4.4.0-1]. */
+export interface RestoredFlow {
+  packetId: number;
+  message: Message;
+  qos: QoS;
+  retain: boolean;
+  subIds: readonly number[] | undefined;
+  /** 'pubrel': its PUBREC came, only the PUBREL is owed (`message` is a placeholder). */
+  state: 'publish' | 'pubrel';
+  onComplete?: (end: DeliveryEnd) => void;
+  hooks?: FlowHooks;
 }
 
 /**
@@ -268,7 +291,8 @@ export class Session {
    * PUBACK, PUBREC refusal or PUBCOMP, or `DROPPED` when it was dropped later (queue overflow, expiry, too large
    * when its turn came).
    */
-  deliver(message: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined, onComplete?: (end: DeliveryEnd) => void): boolean {
+  deliver(message: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined, onComplete?: (end: DeliveryEnd) => void,
+    hooks?: FlowHooks): boolean {
     const link = this.link;
     if (qos === 0) {
       // QoS 0 is not queued: it goes now or not at all (offline or slow consumer).
@@ -282,7 +306,7 @@ export class Session {
       }
       return link.sendPublish(message, 0, retain, 0, false, subIds);
     }
-    const entry: Outbound = { seq: this.#nextSeq++, message, qos, retain, subIds, packetId: 0, state: 'publish', onComplete };
+    const entry: Outbound = { seq: this.#nextSeq++, message, qos, retain, subIds, packetId: 0, state: 'publish', onComplete, hooks };
     if (link !== null && this.queuedCount === 0 && this.#inflight.size < link.sendQuota && !link.congested) {
       return this.#send(link, entry);
     }
@@ -319,6 +343,7 @@ export class Session {
 
   #send(link: SessionLink, entry: Outbound): boolean {
     entry.packetId = this.#allocatePacketId();
+    entry.hooks?.sent?.(entry.packetId, entry.qos);
     if (link.sendPublish(entry.message, entry.qos, entry.retain, entry.packetId, false, entry.subIds)) {
       this.#inflight.set(entry);
       this.#record(entry);
@@ -441,7 +466,7 @@ export class Session {
   }
 
   /** PUBREC: the QoS 2 flow moves on to PUBREL, or ends when the receiver refused it (≥ 0x80). */
-  received(packetId: number, reasonCode: number): 'pubrel' | 'ended' | 'unknown' {
+  received(packetId: number, reasonCode: number): 'pubrel' | 'ended' | 'unknown' | Promise<void> {
     const entry = this.#inflight.get(packetId);
     if (entry === undefined || entry.qos !== 2) return 'unknown';
     if (reasonCode >= 0x80) {
@@ -453,8 +478,39 @@ export class Session {
     }
     entry.state = 'pubrel';
     this.#record(entry);
-    return 'pubrel';
+    // A cluster's stored message: the PUBREL leaves once the cluster's record holds it as received, so a node that
+    // resumes this session after this one's death sends that PUBREL instead of the message again.
+    return entry.hooks?.received?.(packetId) ?? 'pubrel';
   }
+
+  /**
+   * Flows another node held in flight before it lost this session (issue 16 item 2), in their order: `resume` resends
+   * each PUBLISH with DUP under its packet id, or its PUBREL when its PUBREC came [MQTT-4.4.0-1]. False: its packet id
+   * is taken here already (it is not restored).
+   */
+  restoreFlow(flow: RestoredFlow): boolean {
+    if (!this.#inflight.isFree(flow.packetId)) return false;
+    this.#inflight.set({
+      seq: this.#nextSeq++, message: flow.message, qos: flow.qos, retain: flow.retain, subIds: flow.subIds, packetId: flow.packetId,
+      state: flow.state, onComplete: flow.onComplete, hooks: flow.hooks,
+    });
+    return true;
+  }
+
+  /**
+   * Whether the queue holds half of what it may (count or bytes): a cluster's replay for this session waits for room
+   * rather than make it overflow (issue 16 item 2: those messages were acknowledged to their publishers).
+   */
+  get queueHalfFull(): boolean {
+    const queued = this.queuedCount;
+    return queued > 0 && (queued * 2 >= this.#limits.maxQueued || this.#queuedBytes * 2 >= this.#limits.maxQueuedBytes);
+  }
+
+  /**
+   * A session resumed from another node's record is replaying the cluster's stream (issue 16 item 2): the live
+   * feed's stored messages skip it until the replay caught up with them.
+   */
+  replaying = false;
 
   /**
    * On reconnect with a kept session: resend unacknowledged PUBLISH with DUP set and PUBREL for

@@ -67,6 +67,8 @@ export interface BrokerStats {
   sharedRepicked: number;
   /** QoS 1 messages of a shared group no member here could take after such a re-pick (dropped). */
   sharedUndeliverable: number;
+  /** Persistent sessions resumed here from another node's record (its node died or let it go), their backlog replayed from the cluster's stream. */
+  clusterSessionsResumed: number;
 }
 
 export function createStats(): BrokerStats {
@@ -111,5 +113,6 @@ export function createStats(): BrokerStats {
     clusterWillsPublished: 0,
     sharedRepicked: 0,
     sharedUndeliverable: 0,
+    clusterSessionsResumed: 0,
   };
 }

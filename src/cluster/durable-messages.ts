@@ -24,6 +24,14 @@ import { decodeMessage, encodeMessage } from './wire.ts';
 const RETRY_MAX_MS = 2_000;
 /** Room left in NATS max_payload for the headers of a stored message (its id) and of its republished copy. */
 const HEADER_ROOM = 512;
+/** How often a replay whose session is full looks again. */
+const REPLAY_WAIT_MS = 20;
+/**
+ * Stored messages read at once for all the replays of one gateway on this node (each ≤ NATS max_payload): a fleet
+ * that reconnects here after its node's death, each session with a backlog, makes the node hold at most this many
+ * reads in memory, not one per session.
+ */
+const REPLAY_READS_AT_ONCE = 8;
 /** The header naming the node picked for each shared group the message matched. */
 export const PICKS_HEADER = 'Gatehouse-Shared-Picks';
 
@@ -41,6 +49,8 @@ export interface DurableCounters {
   storedReceived: number;
   /** Gaps in a gateway's stored messages this node could not fill: the stream's limits had removed them. */
   storeDropped: number;
+  /** Stored messages read back for sessions resumed here from another node's record (step b). */
+  replayed: number;
 }
 
 /** Every publish of this process has its own id (`Nats-Msg-Id`): a retry is the same id, a later message never is. */
@@ -54,7 +64,7 @@ export class DurableMessages {
   readonly #counters: DurableCounters & SharedCounters;
   readonly #logger: Logger;
   readonly #relay: SharedRelay;
-  readonly #endpoint: () => { receive(message: Message): void } | null;
+  readonly #endpoint: () => { receive(message: Message, seq?: number): void } | null;
   #subscription: Subscription | null = null;
   /**
    * The stream sequence of the last message of the gateway handed to the engine, or the gateway's last one when the
@@ -69,9 +79,12 @@ export class DurableMessages {
   #queue: (Msg | 'check')[] = [];
   #draining = false;
   #closed = false;
+  /** Replay reads in flight, and the replays waiting for one (REPLAY_READS_AT_ONCE). */
+  #reading = 0;
+  readonly #readWaiters: (() => void)[] = [];
 
   constructor(conn: ClusterConnection, stream: MessageStream, gatewayId: string, instance: string, counters: DurableCounters & SharedCounters,
-    logger: Logger, relay: SharedRelay, endpoint: () => { receive(message: Message): void } | null) {
+    logger: Logger, relay: SharedRelay, endpoint: () => { receive(message: Message, seq?: number): void } | null) {
     this.#conn = conn;
     this.#stream = stream;
     this.#gatewayId = gatewayId;
@@ -190,6 +203,94 @@ export class DurableMessages {
     return starting;
   }
 
+  /** The last stored message handed to the engine; undefined while the feed does not run (or is starting). */
+  position(): number | undefined {
+    return this.#subscription === null ? undefined : this.#last;
+  }
+
+  /** The feed's start while it is starting (undefined: it runs, or does not). */
+  ready(): Promise<void> | undefined {
+    return this.#starting;
+  }
+
+  /**
+   * Replays the gateway's stored messages after `from` for one session resumed here (issue 16 item 2, step b), in
+   * order, one read at a time, and at most REPLAY_READS_AT_ONCE reads for all the gateway's replays; waits while
+   * `full()` (the session holds as much queued as a replay may give it: messages are never dropped for a replay's
+   * haste). Once it reached the feed's position — checked in the turn the feed hands its next message in — `caughtUp`
+   * is called: from then the feed's messages reach the session. No consumer: STREAM.MSG.GET next_by_subj, as for a
+   * gap. `full()` null: the session is gone here, the replay stops.
+   */
+  async replay(from: number, skip: ReadonlySet<number>, hand: (message: Message, seq: number) => void, at: (seq: number) => void,
+    caughtUp: () => void, full: () => boolean | null): Promise<void> {
+    await this.#starting;
+    let pos = from;
+    const wanted = (): boolean => !this.#closed && full() !== null;
+    // A floor below the stream's first message: its limits (max_age, max_bytes) removed part of the backlog.
+    const first = await this.#replayRead(() => this.#stream.first(), wanted);
+    if (first > from + 1) {
+      this.#counters.storeDropped++;
+      this.#logger.warn({ floor: from, first }, 'cluster_replay_messages_dropped');
+    }
+    for (;;) {
+      if (!wanted()) return;
+      const target = this.#subscription === null ? 0 : this.#last;
+      if (pos >= target) {
+        caughtUp();
+        return;
+      }
+      if (full() === true) {
+        await pause(REPLAY_WAIT_MS);
+        continue;
+      }
+      const after = pos;
+      const next = await this.#replayRead(() => this.#stream.next(this.#gatewayId, after), wanted);
+      if (next === null || next.seq > target) {
+        pos = target; // none of the gateway's between: the check above decides again (the feed may have moved on)
+        continue;
+      }
+      pos = next.seq;
+      at(pos);
+      if (skip.has(pos)) continue;
+      let message: Message;
+      try {
+        message = decodeMessage(next.data);
+      } catch (err) {
+        this.#logger.warn({ err, seq: pos }, 'cluster_stored_message_unreadable');
+        continue;
+      }
+      this.#counters.replayed++;
+      hand(message, pos);
+    }
+  }
+
+  /**
+   * The stored message `seq` of this gateway, for a resumed session's flow in flight (null: the stream no longer has
+   * it); under the same bound as the replays' reads, tried once (a CONNECT waits for it: a failure throws).
+   */
+  async read(seq: number): Promise<Message | null> {
+    const stored = await this.#replayRead(() => this.#stream.get(seq), () => false);
+    if (stored === null || stored.subject !== this.#stream.subject(this.#gatewayId)) return null;
+    try {
+      return decodeMessage(stored.data);
+    } catch (err) {
+      this.#logger.warn({ err, seq }, 'cluster_stored_message_unreadable');
+      return null;
+    }
+  }
+
+  /** One replay read, once fewer than REPLAY_READS_AT_ONCE are in flight for this gateway. */
+  async #replayRead<T>(read: () => Promise<T>, wanted: () => boolean): Promise<T> {
+    while (this.#reading >= REPLAY_READS_AT_ONCE) await new Promise<void>((resolve) => this.#readWaiters.push(resolve));
+    this.#reading++;
+    try {
+      return await this.#retrying(read, wanted);
+    } finally {
+      this.#reading--;
+      this.#readWaiters.shift()?.();
+    }
+  }
+
   /** No subscriptions here any more: what is stored from now on is not for this node. */
   stop(): void {
     this.#generation++;
@@ -273,7 +374,7 @@ export class DurableMessages {
       return;
     }
     // Non-shared subscribers here; shared groups are skipped there [MQTT-4.8.2-2] and get it below when picked here.
-    this.#endpoint()?.receive(message);
+    this.#endpoint()?.receive(message, seq);
     for (const [group, filter, node, reply] of picks) {
       if (node === this.#instance) this.#relay.deliverPicked(this.#gatewayId, group, filter, message, reply);
     }

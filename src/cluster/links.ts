@@ -19,7 +19,9 @@
  * to each shared group by the node picked for it alone (the picks travel with the stored message).
  */
 import type { Msg, Subscription } from '@nats-io/transport-node';
-import type { ClusterLink, ConnectionEnd, LinkEndpoint, Message, RecordedWill, SessionClaim, SharedPick } from '../broker/index.ts';
+import type {
+  ClusterLink, ConnectionEnd, LinkEndpoint, Message, MovedFlow, MovedSession, RecordedWill, SessionClaim, SharedPick, StoredDelivery, StoredSubscription,
+} from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
 import { connectionCountsBucket, GatewayConnectionCounts } from './connection-counts.ts';
@@ -28,11 +30,16 @@ import { DEFAULT_MESSAGE_STREAM_LIMITS, MessageStream, type MessageStreamLimits 
 import { RetainedReplica, type RetainedCounters } from './retained-replica.ts';
 import type { OpenRecords } from './session-records.ts';
 import { SessionOwnership, type RecordIdentity, type SessionNotice } from './session-ownership.ts';
+import { SessionStates } from './session-states.ts';
 import { SharedDirectory, SharedRelay, sharedCounters, type SharedCounters } from './shared-groups.ts';
 import { decodeMessage, encodeMessage } from './wire.ts';
 
 /** How long a SUBACK waits for NATS to confirm the node's interest before it goes anyway (NATS cut off). */
 const SETTLE_TIMEOUT_MS = 2_000;
+/** Bytes of in-flight messages a resumed session reads back to resend under their packet ids (the default queue bound). */
+const MAX_FLOW_BYTES = 16 * 1024 * 1024;
+/** Those read at once (each waits for one of the gateway's replay reads, durable-messages.ts). */
+const FLOW_READS_AT_ONCE = 8;
 
 /** Messages of one gateway across nodes since the process started. */
 export interface LinkCounters extends RetainedCounters, SharedCounters, DurableCounters {
@@ -98,7 +105,7 @@ export class NatsClusterLinks {
     if (counters === undefined) {
       this.#counters.set(gatewayId, (counters = {
         forwarded: 0, received: 0, malformed: 0, forwardFailed: 0, forwardDropped: 0, retainedStored: 0, retainedTooLarge: 0, ...sharedCounters(),
-        stored: 0, storeRefused: 0, storeRetried: 0, storedReceived: 0, storeDropped: 0,
+        stored: 0, storeRefused: 0, storeRetried: 0, storedReceived: 0, storeDropped: 0, replayed: 0,
       }));
     }
     return counters;
@@ -128,9 +135,10 @@ export class NatsClusterLinks {
   open(gatewayId: string): ClusterLink {
     const counters = this.#countersOf(gatewayId);
     const logger = this.#logger.child({ gatewayId });
+    const ownership = new SessionOwnership(this.#conn, this.#records, gatewayId, this.#me, logger, () => link.endpoint);
     const link: NatsGatewayLink = new NatsGatewayLink(this.#conn, `${this.#conn.prefix}.route.${gatewayId}`, counters, logger,
       new RetainedReplica(this.#conn, gatewayId, counters, logger),
-      new SessionOwnership(this.#conn, this.#records, gatewayId, this.#me, logger, () => link.endpoint),
+      ownership,
       new SharedDirectory(this.#conn, gatewayId, this.#me.instance, this.#dead, logger),
       (node, group, filter, message) => this.#relay.send(gatewayId, node, group, filter, message),
       new DurableMessages(this.#conn, this.#stream, gatewayId, this.#me.instance, counters, logger, this.#relay,
@@ -217,6 +225,7 @@ class NatsGatewayLink implements ClusterLink {
   readonly #sendShared: ClusterLink['forwardShared'];
   readonly durable: DurableMessages;
   readonly connections: GatewayConnectionCounts;
+  readonly #states: SessionStates;
   readonly #onClose: () => void;
   #endpoint: LinkEndpoint | null = null;
   #subscription: Subscription | null = null;
@@ -238,6 +247,7 @@ class NatsGatewayLink implements ClusterLink {
     this.#sendShared = sendShared;
     this.durable = durable;
     this.connections = connections;
+    this.#states = new SessionStates(ownership, () => durable.position(), () => durable.ready(), logger);
     this.#onClose = onClose;
   }
 
@@ -245,8 +255,68 @@ class NatsGatewayLink implements ClusterLink {
     return this.#endpoint;
   }
 
-  claimSession(clientId: string, owner: string | undefined, will: RecordedWill | null): Promise<SessionClaim | 'owned' | 'lost'> {
-    return this.ownership.claim(clientId, owner, will);
+  claimSession(clientId: string, owner: string | undefined, will: RecordedWill | null, clean: boolean): Promise<SessionClaim | 'owned' | 'lost'> {
+    return this.ownership.claim(clientId, owner, will, clean);
+  }
+
+  /**
+   * The messages of a moved session's flows that were sent and not acknowledged, read back from the stream to be
+   * resent under their packet ids [MQTT-4.4.0-1]: at most MAX_FLOW_BYTES of them (what its node held in flight, and
+   * the engine's own queue bound); one over it, or gone from the stream, is left out and replayed as a new delivery.
+   */
+  async readFlows(flows: MovedFlow[]): Promise<MovedFlow[]> {
+    const read = new Map<number, Message>();
+    const unreleased = flows.filter((f) => !f.released);
+    let bytes = 0;
+    // A few at a time (the replays' bound on reads), so a window of a thousand flows is not a thousand round trips.
+    for (let i = 0; i < unreleased.length && bytes <= MAX_FLOW_BYTES; i += FLOW_READS_AT_ONCE) {
+      const batch = unreleased.slice(i, i + FLOW_READS_AT_ONCE);
+      const messages = await Promise.all(batch.map((flow) => this.durable.read(flow.seq).catch((err: unknown) => {
+        this.#logger.warn({ err, seq: flow.seq }, 'cluster_session_flow_unread');
+        return null;
+      })));
+      for (let k = 0; k < batch.length; k++) {
+        const message = messages[k];
+        if (message === null || message === undefined) continue;
+        bytes += message.topic.length + message.payload.length;
+        read.set(batch[k]!.seq, message);
+      }
+    }
+    const kept: MovedFlow[] = [];
+    for (const flow of flows) {
+      if (flow.released) kept.push(flow);
+      else {
+        const message = read.get(flow.seq);
+        if (message !== undefined) kept.push({ ...flow, message });
+      }
+    }
+    return kept;
+  }
+
+  sessionChanged(clientId: string, subscriptions: StoredSubscription[] | null): void {
+    if (!this.#closed) this.#states.changed(clientId, subscriptions);
+  }
+
+  delivered(clientId: string, seq: number): StoredDelivery | undefined {
+    return this.#states.delivered(clientId, seq);
+  }
+
+  replay(clientId: string, moved: MovedSession, hand: (message: Message, seq: number) => void, caughtUp: () => void,
+    full: () => boolean | null): void {
+    this.#states.replaying(clientId, moved);
+    if (moved.subscriptions.length === 0) {
+      // Nothing of the stream can match: nothing to read (a session without subscriptions has no useful floor).
+      this.#states.caughtUp(clientId);
+      caughtUp();
+      return;
+    }
+    const skip = new Set(moved.inflight.map((f) => f.seq));
+    this.durable.replay(moved.floor, skip, hand, (seq) => this.#states.replayed(clientId, seq), () => {
+      this.#states.caughtUp(clientId);
+      caughtUp();
+    }, full).catch((err: unknown) => {
+      if (!this.#closed && full() !== null) this.#logger.error({ err, clientId }, 'cluster_replay_failed');
+    });
   }
 
   connectedElsewhere(clientId: string): Promise<boolean> {
@@ -353,9 +423,9 @@ class NatsGatewayLink implements ClusterLink {
   }
 
   settled(): Promise<void> | undefined {
-    const shared = this.shared.settled();
-    if (shared === undefined) return this.#settling;
-    return this.#settling === undefined ? shared : Promise.all([this.#settling, shared]).then(() => undefined);
+    const waits = [this.#settling, this.shared.settled(), this.#states.settled()].filter((p) => p !== undefined);
+    if (waits.length === 0) return undefined;
+    return waits.length === 1 ? waits[0] : Promise.all(waits).then(() => undefined);
   }
 
   close(): void {
@@ -365,6 +435,7 @@ class NatsGatewayLink implements ClusterLink {
     this.#endpoint = null;
     this.durable.close();
     this.connections.close();
+    this.#states.close();
     this.#retained.close();
     this.shared.close();
     this.#onClose();

@@ -133,6 +133,12 @@ export class MessageStream {
     }
   }
 
+  /** The stream's first sequence: every message below it was removed by its limits. */
+  async first(): Promise<number> {
+    const { jsm } = await this.#open();
+    return (await jsm.streams.info(this.name)).state.first_seq;
+  }
+
   /** The sequence of the gateway's last stored message (0: none). */
   async last(gatewayId: string): Promise<number> {
     const { jsm } = await this.#open();

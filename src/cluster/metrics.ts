@@ -7,7 +7,7 @@ import type { NatsPlatformPeers, PeerCounters } from './platform-peers.ts';
 const KINDS: readonly (keyof LinkCounters)[] = [
   'forwarded', 'received', 'malformed', 'forwardFailed', 'forwardDropped', 'retainedStored', 'retainedTooLarge',
   'sharedSent', 'sharedReceived', 'sharedRepicked', 'sharedUndeliverable', 'sharedUntracked', 'sharedDropped',
-  'stored', 'storeRefused', 'storeRetried', 'storedReceived', 'storeDropped',
+  'stored', 'storeRefused', 'storeRetried', 'storedReceived', 'storeDropped', 'replayed',
 ];
 const PEER_KINDS: readonly (keyof PeerCounters)[] = ['shared', 'dropped', 'heard', 'malformed', 'asked', 'unanswered'];
 
@@ -37,7 +37,8 @@ export function registerClusterMetrics(registry: Registry, node: { connection: C
       + '(QoS 1/2 messages past the bound kept for redelivery), '
       + 'stored (QoS 1/2 messages written to the cluster\'s stream), store_refused (refused by it: over NATS max_payload or a stream error, '
       + 'answered 0x97), store_retried (publishes to it tried again), stored_received (its messages handed to this node\'s subscribers), '
-      + 'store_dropped (gaps this node could not read back: removed by the stream\'s limits)',
+      + 'store_dropped (gaps this node could not read back: removed by the stream\'s limits), replayed (stored messages read back '
+      + 'for persistent sessions resumed here from another node)',
     labelNames: ['gateway_id', 'kind'], registers: [registry],
     collect() {
       this.reset();

@@ -15,10 +15,10 @@
  * Writes of one session go one after the other (a chain per key): a connection's end and the next CONNECT's
  * claim on this node never interleave.
  */
-import type { LinkEndpoint, RecordedWill, SessionClaim, ConnectionEnd } from '../broker/index.ts';
+import type { LinkEndpoint, MovedSession, RecordedWill, SessionClaim, ConnectionEnd } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
-import { SessionRecords, willEntry, willOf, type OpenRecords, type SessionRecord } from './session-records.ts';
+import { SessionRecords, willEntry, willOf, type OpenRecords, type SessionRecord, type SessionState } from './session-records.ts';
 
 /** How long a claim waits for the node that held the session to close its connection. */
 const NOTICE_TIMEOUT_MS = 2_000;
@@ -80,12 +80,12 @@ export class SessionOwnership {
     };
   }
 
-  claim(clientId: string, owner: string | undefined, will: RecordedWill | null): Promise<SessionClaim | 'owned' | 'lost'> {
+  claim(clientId: string, owner: string | undefined, will: RecordedWill | null, clean: boolean): Promise<SessionClaim | 'owned' | 'lost'> {
     const key = SessionRecords.key(this.#gatewayId, clientId);
-    return this.#serial(key, () => this.#claim(key, clientId, owner, will));
+    return this.#serial(key, () => this.#claim(key, clientId, owner, will, clean));
   }
 
-  async #claim(key: string, clientId: string, owner: string | undefined, will: RecordedWill | null): Promise<SessionClaim | 'owned' | 'lost'> {
+  async #claim(key: string, clientId: string, owner: string | undefined, will: RecordedWill | null, clean: boolean): Promise<SessionClaim | 'owned' | 'lost'> {
     const records = await this.#records();
     for (let attempt = 1; ; attempt++) {
       const seen = await records.get(key);
@@ -93,6 +93,9 @@ export class SessionOwnership {
       // Another principal's session [MQTT-3.1.4-3 applies within one owner] (checkSessionOwner, across nodes).
       if (previous?.owner !== undefined && owner !== undefined && previous.owner !== owner) return 'owned';
       const record = this.#record(clientId, owner ?? previous?.owner, true, will === null ? null : willEntry(will, null));
+      // The session's state stays in the record until this node writes its own (a Clean Start discards it
+      // [MQTT-3.1.2-4]): should this node die first, the next one still resumes the session from it.
+      if (!clean && previous?.state !== undefined) record.state = previous.state;
       let revision: number;
       try {
         revision = seen === null ? await records.create(key, record) : await records.update(key, record, seen.revision);
@@ -103,14 +106,26 @@ export class SessionOwnership {
       }
       if (this.#lostTo(key, revision)) return 'lost';
       this.#held.set(key, { clientId, revision });
-      if (previous === undefined || previous.instance === this.#me.instance) return { local: true, displacedWill: null };
+      if (previous === undefined) return { local: true, displacedWill: null };
+      if (previous.instance === this.#me.instance) {
+        // This process wrote it last. Its engine may not hold the session all the same (a CONNECT here that claimed
+        // it and failed before CONNACK, a dead process's record adopted for its will): the state goes with the claim,
+        // and the engine resumes from it only if it holds no session of that client (issue 16 item 2).
+        const state = clean ? undefined : previous.state;
+        return { local: true, displacedWill: null, ...(state === undefined ? {} : { moved: movedOf(state) }) };
+      }
       await this.#notify(previous, clientId, revision);
       // A later claim elsewhere may have beaten this one while the holder was closing its connection.
       if (this.#lostTo(key, revision)) return 'lost';
+      const state = clean ? undefined : previous.state;
+      // This node id held it last (its previous life, whose state the engine restored from its file): local, unless
+      // the record holds the session's state, which is newer than that file (the stream went on while this process
+      // was away, and the record's floor says what the session still needs from it).
+      const local = previous.node === this.#me.nodeId && state === undefined;
       return {
-        // This node id held it last (this process, or its previous life whose state the engine restored).
-        local: previous.node === this.#me.nodeId,
+        local,
         displacedWill: displaced(previous),
+        ...(state === undefined ? {} : { moved: movedOf(state) }),
       };
     }
   }
@@ -177,6 +192,30 @@ export class SessionOwnership {
     });
   }
 
+  /**
+   * Writes a held session's state into its record (issue 16 item 2, step b), by compare-and-swap on the revision this
+   * node holds: false when it does not hold the session (any more), or the write failed. `make` is called when the
+   * write's turn comes (writes of one session go one after the other), so what it writes is the latest.
+   */
+  saveState(clientId: string, make: () => SessionState | undefined): Promise<boolean> {
+    const key = SessionRecords.key(this.#gatewayId, clientId);
+    return this.#serial(key, async () => {
+      const state = make();
+      const held = this.#held.get(key);
+      if (held === undefined) return false;
+      const records = await this.#records();
+      try {
+        const seen = await records.get(key);
+        if (seen === null || seen.revision !== held.revision) return false;
+        held.revision = await records.update(key, { ...seen.record, state, at: Date.now() }, held.revision);
+        return true;
+      } catch (err) {
+        this.#logger.debug({ err, clientId }, 'cluster_session_state_not_written');
+        return false;
+      }
+    });
+  }
+
   takeWill(clientId: string): Promise<boolean> {
     const key = SessionRecords.key(this.#gatewayId, clientId);
     return this.#serial(key, async () => {
@@ -238,6 +277,15 @@ export class SessionOwnership {
  * The will of the connection a claim ended elsewhere, if the claimer must publish it: a live connection's will
  * without delay (a new connection cancels only a delayed one [MQTT-3.1.3-9]), or a will whose delay passed.
  */
+/** What a node resumes a session from: its record's state (issue 16 item 2, step b). */
+function movedOf(state: SessionState): MovedSession {
+  return {
+    subscriptions: state.subscriptions,
+    floor: state.floor,
+    inflight: (state.inflight ?? []).map(([seq, packetId, qos, released]) => ({ seq, packetId, qos: qos === 1 ? 1 as const : 2 as const, released: released === 1 })),
+  };
+}
+
 function displaced(previous: SessionRecord): RecordedWill | null {
   const will = previous.will;
   if (will === null) return null;

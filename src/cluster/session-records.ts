@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
-import type { Message, RecordedWill } from '../broker/index.ts';
+import type { Message, RecordedWill, StoredSubscription } from '../broker/index.ts';
 import type { ClusterConnection } from './connection.ts';
 import { decodeMessage, encodeMessage } from './wire.ts';
 
@@ -41,6 +41,24 @@ export interface SessionRecord {
   will: WillEntry | null;
   /** Epoch ms of this write. */
   at: number;
+  /**
+   * A persistent session's state (issue 16 item 2, step b), written by the node holding it: what another node needs
+   * to resume it after that node's death. Absent: nothing to resume (a clean start, or no node wrote it yet).
+   */
+  state?: SessionState;
+}
+
+export interface SessionState {
+  subscriptions: StoredSubscription[];
+  /** Stream sequence: every stored message of the gateway at or below it is done for this session. */
+  floor: number;
+  /**
+   * Deliveries above the floor that hold a packet id: [stream sequence, packet id, QoS, 1 once its PUBREC came].
+   * A QoS 2 one is written before its PUBLISH leaves, so a node that resumes the session resends it under the same
+   * packet id with DUP [MQTT-4.4.0-1] (or its PUBREL), never as a new message; QoS 1 ones are written with the floor.
+   * Packet id 0: a QoS 2 delivery that ended, kept until the floor passes it so a replay skips it.
+   */
+  inflight: [number, number, number, number][];
 }
 
 export function willEntry(will: RecordedWill, dueAt: number | null): WillEntry {

@@ -12,7 +12,7 @@ const COUNTERS: readonly (keyof BrokerStats)[] = [
   'droppedRetainedQuota', 'droppedRetainedBacklog', 'protocolErrors', 'subscriptionsRefused', 'socketsRefused', 'handlerCrashes',
   'connectsOverConnectionLimit', 'connectsOverSessionLimit', 'publishesPaced', 'readsPausedForWrites', 'subscriptionsOverLimit', 'packetsTooLarge', 'sessionExpiryLowered',
   'connectsRefusedClusterUnreachable', 'publishesRefusedClusterUnreachable', 'publishesRefusedClusterStream', 'clusterCutOffDisconnects',
-  'sessionsMovedAway', 'connectsLostSessionClaim', 'clusterWillsPublished', 'sharedRepicked', 'sharedUndeliverable',
+  'sessionsMovedAway', 'connectsLostSessionClaim', 'clusterWillsPublished', 'sharedRepicked', 'sharedUndeliverable', 'clusterSessionsResumed',
 ];
 
 function snake(name: string): string {

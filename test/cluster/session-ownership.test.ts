@@ -1,8 +1,8 @@
 /**
  * Issue 16 item 3: one owner per session across nodes, fenced. Two in-process nodes (A on 127.0.0.2, reaching
  * NATS through a relay the test can cut, and B on 127.0.0.3), one PostgreSQL, the CI's nats-server. A CONNECT on
- * B takes a session over from A (v5 hears 0x8E, v3.1.1 a close [MQTT-3.1.4-3]; Session Present 0, the state
- * stayed on A); the will of the connection taken over is published once, by B, without delay and not at all
+ * B takes a session over from A (v5 hears 0x8E, v3.1.1 a close [MQTT-3.1.4-3]; Session Present 1, the state
+ * moved with the record, item 2); the will of the connection taken over is published once, by B, without delay and not at all
  * with one [MQTT-3.1.3-9]; two clients racing with one client id end with one connected; a node cut off while
  * its session is claimed elsewhere cannot write over the record and lets go of its connection when back.
  */
@@ -12,7 +12,7 @@ import type mqtt from 'mqtt';
 import { randomUUID } from 'node:crypto';
 import { createMessage, type RecordedWill } from '../../src/broker/index.ts';
 import { SessionOwnership } from '../../src/cluster/session-ownership.ts';
-import { SessionRecords } from '../../src/cluster/session-records.ts';
+import { SessionRecords, type SessionState } from '../../src/cluster/session-records.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
 import { clusterNatsUrl, clusterSkip, engineOf, natsRelay, TestCluster, waitFor, type GatewayJson, type NatsRelay } from '../harness/cluster.ts';
@@ -83,7 +83,7 @@ if (clusterSkip !== undefined) {
       await relay?.close();
     }, { timeout: 60_000 });
 
-    test('a CONNECT on node B takes over the session connected on node A: v5 hears 0x8E, v3.1.1 a close; Session Present 0, then 1 on B [MQTT-3.1.4-3]', { timeout: 60_000 }, async () => {
+    test('a CONNECT on node B takes over the session connected on node A: v5 hears 0x8E, v3.1.1 a close; Session Present 1 on B with its subscriptions (the record holds its state), and again 1 [MQTT-3.1.4-3, MQTT-3.2.2-2]', { timeout: 60_000 }, async () => {
       const device = await cluster.addDevice(nodeA, gateway);
       const persistent = { clean: false, properties: { sessionExpiryInterval: 300 } };
       const old = await cluster.connect(A, gateway, device, persistent);
@@ -96,10 +96,13 @@ if (clusterSkip !== undefined) {
         fresh.once('error', reject);
       });
       assert.equal(await taken, 0x8e);
-      // The session's state stayed on node A, which dropped it: B starts it clean [MQTT-3.2.2-2].
-      assert.equal(connack.sessionPresent, false);
+      // The session's state moved with its record (issue 16 item 2): B resumes it [MQTT-3.2.2-2], its subscription too.
+      assert.equal(connack.sessionPresent, true);
       await waitFor('node A to drop the session', () => (engineOf(nodeA, gateway.id).getSession(`c-${device}`) === undefined ? true : undefined));
       assert.equal(clientsOn(nodeB, `c-${device}`), 1);
+      const command = new Promise<string>((resolve) => fresh.once('message', (topic) => resolve(topic)));
+      await watchA.client.publishAsync('cmd/moved', 'x', { qos: 1 });
+      assert.equal(await command, 'cmd/moved');
       // The DISCONNECT arrives before the socket's close: MQTT.js clears `connected` only at the close.
       await waitFor('the taken-over client to be closed', () => (!old.connected ? true : undefined));
 
@@ -180,18 +183,28 @@ if (clusterSkip !== undefined) {
         message: createMessage({ topic: 'will/fenced', payload: Buffer.from('x'), qos: 1, retain: false, properties: undefined, expiresAt: 0, senderId: 'c-fenced' }),
         delay: 5, expiry: 0,
       };
-      const first = await late.claim('c-fenced', 'owner-1', will);
+      const first = await late.claim('c-fenced', 'owner-1', will, false);
       assert.deepEqual(first, { local: true, displacedWill: null });
-      const second = await winner.claim('c-fenced', 'owner-1', null);
+      // The session's state in the record (issue 16 item 2): what the next holder resumes from.
+      const state: SessionState = { subscriptions: [], floor: 41, inflight: [[42, 7, 2, 1], [43, 8, 2, 0]] };
+      assert.equal(await late.saveState('c-fenced', () => state), true);
+      const second = await winner.claim('c-fenced', 'owner-1', null, false);
       assert.ok(typeof second === 'object' && !second.local, 'claimed from another process');
+      assert.deepEqual(second.moved, {
+        subscriptions: [], floor: 41,
+        inflight: [{ seq: 42, packetId: 7, qos: 2, released: true }, { seq: 43, packetId: 8, qos: 2, released: false }],
+      }, 'the claim hands over the state the record held');
       // Another principal cannot claim it at all.
-      assert.equal(await holder(`third-${randomUUID()}`).claim('c-fenced', 'owner-2', null), 'owned');
+      assert.equal(await holder(`third-${randomUUID()}`).claim('c-fenced', 'owner-2', null, false), 'owned');
 
+      // Nor its session's state: the winner's record keeps the state it took over.
+      assert.equal(await late.saveState('c-fenced', () => ({ subscriptions: [], floor: 99, inflight: [] })), false);
       assert.equal(await late.connectionEnded('c-fenced', { will, sessionEnds: false }), false);
       assert.equal(await late.takeWill('c-fenced'), false);
       const seen = await (await records()).get(SessionRecords.key(gateway.id, 'c-fenced'));
       assert.ok(seen !== null);
       assert.deepEqual([seen.record.node.startsWith('winner-'), seen.record.connected, seen.record.will], [true, true, null]);
+      assert.deepEqual(seen.record.state, state);
       // The winner's own writes go through.
       assert.equal(await winner.connectionEnded('c-fenced', { will, sessionEnds: false }), true);
       assert.equal(await winner.takeWill('c-fenced'), true);

@@ -273,7 +273,7 @@ function storeWill(a: ConnectAttempt): StepResult {
  * another node beat is refused server busy (0x89, v3.1.1 3): that later connection owns the session now.
  */
 function claimSession(a: ConnectAttempt): StepResult | Promise<StepResult> {
-  const claiming = a.conn.broker.claimSession(a.conn, a.clientId, a.owner, a.sessionExpiry);
+  const claiming = a.conn.broker.claimSession(a.conn, a.clientId, a.owner, a.sessionExpiry, a.packet.clean !== false);
   if (claiming === undefined) return;
   return claiming.then((claim): StepResult => {
     if (claim === 'owned') return { refuse: RC.CLIENT_IDENTIFIER_NOT_VALID, reasonString: 'client identifier in use by another device', detail: 'client_id_owned_by_another_owner' };
@@ -365,11 +365,15 @@ function accept(a: ConnectAttempt): void {
   // The packet size this CONNACK announces is the one enforced (it may have changed since the socket opened).
   conn.setMaxPacketSize(opts.maxPacketSize);
   conn.presented = null;
-  // A session claimed from another node starts clean here: its state stayed there (Session Present 0).
+  // A session claimed from another node starts here from the state its record holds (issue 16 item 2: Session
+  // Present 1, its backlog replayed from the cluster's stream), or clean when the record holds none.
   const cleanStart = a.packet.clean !== false || (a.claim !== undefined && !a.claim.local);
-  const { session, present } = conn.broker.openSession(conn, cleanStart, a.owner);
+  // Applied by openSession only to a session this engine does not hold (the claim read it for that case).
+  const moved = a.packet.clean === false ? a.claim?.moved : undefined;
+  const { session, present } = conn.broker.openSession(conn, cleanStart, a.owner, moved);
   session.identity = conn.identity;
   session.expiryInterval = a.sessionExpiry;
+  conn.broker.clusterSessionOpened(session);
   session.disconnectedAt = null;
   session.changed();
   if (conn.isV5) {

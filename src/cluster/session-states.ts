@@ -1,0 +1,240 @@
+/**
+ * The persistent sessions of one gateway's engine on this node, as the cluster's session records keep them (issue 16
+ * item 2, step b): their subscriptions, their floor in the cluster's stream and their deliveries that hold a packet
+ * id, so a node that resumes a session after this one's death replays exactly what the session still owed its client.
+ *
+ * - The floor is the stream sequence every stored message at or below which is done for the session: below the
+ *   oldest stored message handed to it and not yet acknowledged (queued or in flight), else the last message the
+ *   feed handed this node (everything the session matched up to it was handed to it), else the replay's position.
+ *   It is written lazily: once a second per session whose state moved, so a resumed session may get again at QoS 1
+ *   what it acknowledged in the last second (duplicates QoS 1 allows).
+ * - A QoS 2 delivery's packet id is written before its PUBLISH leaves (the write is a commit of the engine's gate,
+ *   which holds the turn's output until it settles), and its PUBREC before its PUBREL leaves: a node that resumes
+ *   the session resends that PUBLISH with DUP under the same packet id, or that PUBREL [MQTT-4.4.0-1], never the
+ *   message as a new one, so the client gets it once [MQTT-4.3.3]. QoS 1 packet ids go with the floor's writes (one
+ *   sent in the last second is replayed under a new id: a duplicate QoS 1 allows).
+ * - Subscriptions are written when they change; the SUBACK waits for it (`settled`).
+ * - A state over MAX_STATE_BYTES (many long filters, a large window) is not kept: the record then holds none, the
+ *   session is not resumed elsewhere (Session Present 0 there), and it is logged: never a value NATS refuses.
+ *
+ * Only sessions with a Session Expiry are tracked, and only while this node holds their record (session-ownership.ts
+ * writes by compare-and-swap on the revision it holds: a node that lost a session cannot write over its state).
+ */
+import type { MovedSession, StoredDelivery, StoredSubscription } from '../broker/index.ts';
+import type { Logger } from '../core/logger.ts';
+import type { SessionOwnership } from './session-ownership.ts';
+import type { SessionState } from './session-records.ts';
+
+/** How long a SUBACK waits for the session's subscriptions to be in its record before it goes anyway. */
+const SETTLE_TIMEOUT_MS = 2_000;
+/** How often the floors of the sessions that moved are written. */
+const FLOOR_WRITE_MS = 1_000;
+/** A session state larger than this is not written (NATS max_payload is 1 MiB by default; the record has more). */
+export const MAX_STATE_BYTES = 256 * 1024;
+
+/**
+ * Flows kept per session (in flight, and QoS 2 ones completed above the floor): past it the session is no longer
+ * tracked (a client that leaves one QoS 2 delivery unanswered forever while completing the others would grow them).
+ */
+const MAX_FLOWS = 8_192;
+
+/** A delivery holding a packet id: the id (0: a QoS 2 delivery completed, for a replay to skip), its QoS, and whether its PUBREC came. */
+interface Flow {
+  packetId: number;
+  qos: number;
+  released: boolean;
+}
+
+interface Tracked {
+  clientId: string;
+  subscriptions: StoredSubscription[];
+  /** Stream sequences handed to the session and not completed (queued or in flight). */
+  outstanding: Set<number>;
+  /** Deliveries that hold a packet id: stream sequence → flow. */
+  flows: Map<number, Flow>;
+  /** The replay's position while the session replays the stream; null once it caught up (or never replayed). */
+  replayAt: number | null;
+  /** The floor last written (a session with nothing outstanding follows the feed's position). */
+  floor: number;
+  dirty: boolean;
+  /** Over a bound (MAX_FLOWS, MAX_STATE_BYTES): the record is written without state once, then the session is not tracked. */
+  abandoned: boolean;
+  /** The write queued and not yet begun: later changes are in it. */
+  queued: Promise<boolean> | null;
+}
+
+export class SessionStates {
+  readonly #ownership: SessionOwnership;
+  /** The feed's position: the last stored message handed to this node's engine (undefined: the feed is not running). */
+  readonly #position: () => number | undefined;
+  /** The feed's start, while it is starting: a floor read before it would not know where the stream stands. */
+  readonly #ready: () => Promise<void> | undefined;
+  readonly #logger: Logger;
+  readonly #tracked = new Map<string, Tracked>();
+  /** Subscription writes a SUBACK waits for. */
+  readonly #pending = new Set<Promise<boolean>>();
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(ownership: SessionOwnership, position: () => number | undefined, ready: () => Promise<void> | undefined, logger: Logger) {
+    this.#ownership = ownership;
+    this.#position = position;
+    this.#ready = ready;
+    this.#logger = logger;
+    this.#timer = setInterval(() => this.#writeFloors(), FLOOR_WRITE_MS);
+    this.#timer.unref();
+  }
+
+  /** A persistent session's subscriptions (it connected here, or changed them); null: it ended or moved away. */
+  changed(clientId: string, subscriptions: StoredSubscription[] | null): void {
+    if (subscriptions === null) {
+      this.#tracked.delete(clientId);
+      return;
+    }
+    let t = this.#tracked.get(clientId);
+    if (t === undefined) {
+      const floor = this.#position() ?? 0;
+      this.#tracked.set(clientId, (t = {
+        clientId, subscriptions, outstanding: new Set(), flows: new Map(), replayAt: null, floor, dirty: true, abandoned: false, queued: null,
+      }));
+    }
+    t.subscriptions = subscriptions;
+    const write = this.#save(t);
+    this.#pending.add(write);
+    void write.finally(() => this.#pending.delete(write));
+  }
+
+  /**
+   * Resolves once the subscriptions last changed are in the records (or their writes failed), or after a bounded
+   * wait (NATS slow or away: the SUBACK goes anyway, as for the route's interest); undefined: they are.
+   */
+  settled(): Promise<void> | undefined {
+    if (this.#pending.size === 0) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, SETTLE_TIMEOUT_MS)));
+    return Promise.race([Promise.all(this.#pending).then(() => undefined), late]).finally(() => clearTimeout(timer));
+  }
+
+  /** A session resumed from another node's record starts replaying from its floor. */
+  replaying(clientId: string, moved: MovedSession): void {
+    const t: Tracked = {
+      clientId, subscriptions: moved.subscriptions, outstanding: new Set(), flows: new Map(), replayAt: moved.floor,
+      floor: moved.floor, dirty: true, abandoned: false, queued: null,
+    };
+    // The engine restores these (delivered() is told of each): kept until then, in case it writes before.
+    for (const f of moved.inflight) {
+      t.flows.set(f.seq, { packetId: f.packetId, qos: f.qos, released: f.released });
+      if (f.packetId !== 0) t.outstanding.add(f.seq); // id 0: completed, kept for the replay to skip
+    }
+    this.#tracked.set(clientId, t);
+  }
+
+  replayed(clientId: string, seq: number): void {
+    const t = this.#tracked.get(clientId);
+    if (t === undefined || t.replayAt === null) return;
+    t.replayAt = seq;
+    t.dirty = true;
+  }
+
+  caughtUp(clientId: string): void {
+    const t = this.#tracked.get(clientId);
+    if (t !== undefined) t.replayAt = null;
+  }
+
+  delivered(clientId: string, seq: number): StoredDelivery | undefined {
+    const t = this.#tracked.get(clientId);
+    if (t === undefined) return undefined;
+    t.outstanding.add(seq);
+    t.dirty = true;
+    const mine = (): boolean => this.#tracked.get(clientId) === t;
+    return {
+      onComplete: () => {
+        t.outstanding.delete(seq);
+        t.dirty = true;
+        // A QoS 2 delivery that ended above the floor stays in the record (id 0) until the floor passes it: a replay
+        // from an older floor (a message before it still unacknowledged) must skip it, not send it again [MQTT-4.3.3].
+        if (t.flows.get(seq)?.qos !== 2) t.flows.delete(seq);
+        else if (t.flows.size > MAX_FLOWS) t.abandoned = true;
+        else t.flows.set(seq, { packetId: 0, qos: 2, released: true });
+      },
+      onSent: (packetId, qos) => {
+        if (!mine()) return undefined;
+        t.flows.set(seq, { packetId, qos, released: false });
+        t.dirty = true;
+        // QoS 2: in the record before the PUBLISH leaves (the caller's commit gate holds it until this settles).
+        return qos === 2 ? this.#save(t) : undefined;
+      },
+      onReceived: (packetId) => {
+        if (!mine()) return Promise.resolve();
+        t.flows.set(seq, { packetId, qos: 2, released: true });
+        // Whatever the write's fate the PUBREL goes: a failed write means this node no longer holds the session
+        // (another node's record says so) or NATS is away (the node fails closed and its clients go).
+        return this.#save(t).then(() => undefined);
+      },
+    };
+  }
+
+  #floorOf(t: Tracked): number {
+    // The lowest, not the first added: a resumed session's flows come before the older messages its replay reads.
+    let oldest = Infinity;
+    for (const seq of t.outstanding) if (seq < oldest) oldest = seq;
+    if (oldest !== Infinity) return oldest - 1;
+    if (t.replayAt !== null) return t.replayAt;
+    return this.#position() ?? t.floor;
+  }
+
+  #save(t: Tracked): Promise<boolean> {
+    if (t.queued !== null) return t.queued;
+    const ready = this.#ready() ?? Promise.resolve();
+    const write = ready.then(() => this.#ownership.saveState(t.clientId, () => {
+      t.queued = null;
+      t.dirty = false;
+      if (t.abandoned) return undefined;
+      const floor = this.#floorOf(t);
+      if (floor > t.floor) t.floor = floor;
+      // Flows at or below the floor are done for a replay without them.
+      const inflight: SessionState['inflight'] = [];
+      for (const [seq, f] of t.flows) {
+        if (seq <= t.floor) t.flows.delete(seq);
+        else inflight.push([seq, f.packetId, f.qos, f.released ? 1 : 0]);
+      }
+      // The flows in stream order, which is the order a resume resends them in [MQTT-4.4.0-1].
+      inflight.sort((x, y) => x[0] - y[0]);
+      const state: SessionState = { subscriptions: t.subscriptions, floor: t.floor, inflight };
+      if (stateBytes(state) <= MAX_STATE_BYTES) return state;
+      t.abandoned = true;
+      return undefined;
+    })).then((written) => {
+      if (t.abandoned && this.#tracked.get(t.clientId) === t) {
+        // Written without state (or not at all): another node will not resume it, and Session Present 0 says so there.
+        this.#logger.warn({ clientId: t.clientId, subscriptions: t.subscriptions.length, flows: t.flows.size }, 'cluster_session_state_too_large');
+        this.#tracked.delete(t.clientId);
+      } else if (!written && this.#tracked.get(t.clientId) === t) {
+        // Not this node's session any more (or not yet: restored from this node's file, not claimed): not tracked.
+        this.#logger.debug({ clientId: t.clientId }, 'cluster_session_state_untracked');
+        this.#tracked.delete(t.clientId);
+      }
+      return written;
+    }, (err: unknown) => {
+      this.#logger.warn({ err, clientId: t.clientId }, 'cluster_session_state_write_failed');
+      return false;
+    });
+    t.queued = write;
+    return write;
+  }
+
+  #writeFloors(): void {
+    for (const t of this.#tracked.values()) {
+      if (t.dirty && t.queued === null) void this.#save(t);
+    }
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+    this.#tracked.clear();
+  }
+}
+
+/** The bytes of a state in its record (JSON, as session-records.ts writes it). */
+function stateBytes(state: SessionState): number {
+  return Buffer.byteLength(JSON.stringify(state));
+}
