@@ -40,7 +40,8 @@ test('an uplink that waits for the parsing sandbox holds a copy of its payload, 
       assert.equal(uplink!.payload.toString(), 'hello');
       if (enabled) {
         assert.deepEqual(uplink!.outcome, { ok: true, value: { n: 5 } });
-        assert.ok(uplink!.payload.buffer.byteLength < 64 * 1024, `a copy (its memory is ${uplink!.payload.buffer.byteLength} bytes)`);
+        // Its own memory (Node's pool for small copies, whose slab size differs between versions), not the read's.
+        assert.notEqual(uplink!.payload.buffer, message.payload.buffer, 'a copy, not a view of the socket read');
       } else {
         assert.equal(uplink!.outcome, null);
         assert.equal(uplink!.payload.buffer, message.payload.buffer, 'no wait, no copy');
