@@ -729,7 +729,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       const qos = (message.qos < d.qos ? message.qos : d.qos);
       // A single process's shared group member gets a QoS 1 message that may have to go to another member
       // (a cluster node's QoS 1 messages take the stream's path, where the picking node does the same).
-      if (qos === 1 && d.shared !== undefined && remote === undefined) this.#deliverToMember(d, message, d.shared.group, d.shared.filter, 0);
+      const shared = d.shared;
+      if (qos === 1 && shared?.group !== undefined && remote === undefined) this.#deliverToMember(d, message, shared.group, shared.filter, 0);
       else d.session.deliver(message, qos, d.retainAsPublished && message.retain, d.subIds);
     }
   }

@@ -54,8 +54,8 @@ export interface Delivery {
   qos: QoS;
   retainAsPublished: boolean;
   subIds: number[] | undefined;
-  /** A shared group's pick: the group and its filter (another member can be picked for it). */
-  shared: { readonly group: string; readonly filter: string } | undefined;
+  /** A shared group's pick: the member's subscription, naming the group and its filter (another member can be picked for it). */
+  shared: Subscription | undefined;
 }
 
 export class Router {
@@ -353,7 +353,7 @@ function deliveryOf(sub: Subscription): Delivery {
     retainAsPublished: sub.retainAsPublished,
     subIds: sub.subscriptionId === undefined ? undefined : [sub.subscriptionId],
     // Always present (one shape for every delivery): the matching loop stays monomorphic.
-    shared: sub.group === undefined ? undefined : { group: sub.group, filter: sub.filter },
+    shared: sub.group === undefined ? undefined : sub, // no object per match: the subscription names both
   };
 }
 

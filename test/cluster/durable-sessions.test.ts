@@ -42,12 +42,7 @@ if (clusterSkip !== undefined) {
     let gateway: GatewayJson;
 
     before(async () => {
-      await cluster.setUp();
-      nodeA = await cluster.startProcess('sessions-a', A); // first: it migrates the schema
-      nodeB = await cluster.startNode('sessions-b', B);
-      gateway = await cluster.createGateway(nodeA, 'sessions_gw');
-      await cluster.listening(A, gateway);
-      await cluster.listening(B, gateway);
+      ({ nodeA, nodeB, gateway } = await cluster.startProcessAndNode('sessions', A, B));
     }, { timeout: 120_000 });
 
     after(() => cluster.dispose(), { timeout: 60_000 });

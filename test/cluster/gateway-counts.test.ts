@@ -13,6 +13,7 @@ import type mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
 import { clusterNatsUrl, clusterSkip, engineOf, natsRelay, TestCluster, waitFor, type GatewayJson, type NatsRelay } from '../harness/cluster.ts';
+import { connackReasonCode } from '../harness/raw-mqtt.ts';
 
 const A = '127.0.0.2';
 const B = '127.0.0.3';
@@ -70,17 +71,6 @@ if (clusterSkip !== undefined) {
       });
     }
 
-    /** The v5 CONNACK reason code a socket receives. */
-    function connackCode(socket: tls.TLSSocket): Promise<number> {
-      return new Promise((resolve, reject) => {
-        let got = Buffer.alloc(0);
-        socket.on('data', (chunk: Buffer) => {
-          got = Buffer.concat([got, chunk]);
-          if (got.length >= 4) resolve(got[3]!);
-        });
-        socket.once('close', () => reject(new Error('closed without CONNACK')));
-      });
-    }
 
     /** 0 when the device connects (its client ended again at once), else the CONNACK's refusal. */
     async function outcome(host: string, device: string, clientId = `c-${device}`): Promise<number> {
@@ -94,7 +84,7 @@ if (clusterSkip !== undefined) {
       const device = await cluster.addDevice(nodeA, gateway);
       const ATTEMPTS = 40;
       const attackers = await Promise.all(Array.from({ length: ATTEMPTS }, (_, i) => openTls(i % 2 === 0 ? A : B)));
-      const answers = attackers.map(connackCode);
+      const answers = attackers.map(connackReasonCode);
       // Every guess leaves in the same turn, half to each node.
       attackers.forEach((socket, i) => socket.write(mqttPacket.generate({
         cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 30, clientId: `guess-${i}`,

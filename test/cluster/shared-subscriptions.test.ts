@@ -40,12 +40,7 @@ if (clusterSkip !== undefined) {
     let gateway: GatewayJson;
 
     before(async () => {
-      await cluster.setUp();
-      nodeA = await cluster.startProcess('shared-a', A); // first: it migrates the schema
-      nodeB = await cluster.startNode('shared-b', B);
-      gateway = await cluster.createGateway(nodeA, 'shared_gw');
-      await cluster.listening(A, gateway);
-      await cluster.listening(B, gateway);
+      ({ nodeA, nodeB, gateway } = await cluster.startProcessAndNode('shared', A, B));
     }, { timeout: 120_000 });
 
     after(() => cluster.dispose(), { timeout: 60_000 });

@@ -11,6 +11,7 @@ import mqttPacket from 'mqtt-packet';
 import { getPki, type SharedPki } from '../harness/pki.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from '../harness/gatehouse.ts';
 import { connectOutcome, metricValue, scrapeMetrics } from '../harness/third-party.ts';
+import { connackReasonCode } from '../harness/raw-mqtt.ts';
 
 interface GatewayJson { id: string; name: string; port: number; productKey: string }
 
@@ -47,25 +48,11 @@ function openTls(): Promise<tls.TLSSocket> {
   });
 }
 
-/** The v5 CONNACK reason code the socket receives (byte 3: fixed header, length, flags, reason). */
-function connackCode(socket: tls.TLSSocket): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let got = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
-      got = Buffer.concat([got, chunk]);
-      if (got.length >= 4) {
-        assert.equal(got[0], 0x20, 'a CONNACK');
-        resolve(got[3]!);
-      }
-    });
-    socket.once('close', () => reject(new Error('closed without CONNACK')));
-  });
-}
 
 test('parallel password guesses for one device are serialized and the surplus refused without work (0x9F); the device still gets in', { timeout: 90_000 }, async () => {
   const ATTEMPTS = 40;
   const attackers = await Promise.all(Array.from({ length: ATTEMPTS }, () => openTls()));
-  const answers = attackers.map(connackCode);
+  const answers = attackers.map(connackReasonCode);
   // Every guess leaves in the same turn, so they all reach the gateway together.
   attackers.forEach((socket, i) => socket.write(mqttPacket.generate({
     cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 30, clientId: `guess-${i}`,

@@ -101,6 +101,20 @@ export class TestCluster {
     return Object.assign(node, { dir });
   }
 
+  /**
+   * The shared parts, node A as `npm start` runs it (first: it migrates the schema) and node B in-process, with a
+   * gateway named `<name>_gw` listening on both: the start of the tests that kill -9 A while B carries on.
+   */
+  async startProcessAndNode(name: string, hostA: string, hostB: string): Promise<{ nodeA: GatehouseProcess; nodeB: TestGatehouse; gateway: GatewayJson }> {
+    await this.setUp();
+    const nodeA = await this.startProcess(`${name}-a`, hostA);
+    const nodeB = await this.startNode(`${name}-b`, hostB);
+    const gateway = await this.createGateway(nodeA, `${name}_gw`);
+    await this.listening(hostA, gateway);
+    await this.listening(hostB, gateway);
+    return { nodeA, nodeB, gateway };
+  }
+
   /** Which node holds each device of the gateway (`devices.online_node`; null when offline), by device name. */
   async onlineNodes(gateway: GatewayJson): Promise<Map<string, string | null>> {
     const db = new pg.Client({ connectionString: this.databaseUrl });

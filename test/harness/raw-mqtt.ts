@@ -18,3 +18,18 @@ export function readPackets(socket: Socket, protocolVersion: 4 | 5 = 4): mqttPac
   socket.on('data', (d: Buffer) => parser.parse(d));
   return packets;
 }
+
+/** The v5 CONNACK reason code `socket` receives (byte 3: fixed header, length, flags, reason); rejects if it closes first. */
+export function connackReasonCode(socket: Socket): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let got = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      got = Buffer.concat([got, chunk]);
+      if (got.length >= 4) {
+        if (got[0] !== 0x20) reject(new Error(`not a CONNACK: first byte 0x${got[0]!.toString(16)}`));
+        else resolve(got[3]!);
+      }
+    });
+    socket.once('close', () => reject(new Error('closed without CONNACK')));
+  });
+}
