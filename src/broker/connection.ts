@@ -136,6 +136,11 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
     this.#framer.maxPacketSize = bytes;
   }
 
+  /** The client is accepted: its big frames may go to shared memory from now on (framer.ts). */
+  shareLargeFrames(): void {
+    this.#framer.shareLargeFrames = true;
+  }
+
   setProtocolVersion(v: ProtocolVersion): void {
     this.protocolVersion = v;
   }

@@ -239,6 +239,7 @@ test('a frame of 64 KiB or more joined from several chunks is in shared memory (
   const frames: Buffer[] = [];
   const sink = { onFrame: (f: Buffer) => { frames.push(f); return true; } };
   const framer = new Framer(1 << 24);
+  framer.shareLargeFrames = true; // an accepted client's
   const big = frameOfTotal(65_536, 0x61);
   const under = frameOfTotal(65_535, 0x62);
   for (const f of [big, under]) for (let at = 0; at < f.length; at += 16_384) framer.push(f.subarray(at, at + 16_384), sink);
@@ -256,6 +257,7 @@ test('a frame of 64 KiB or more joined from several chunks is in shared memory (
 test('a frame of exactly 64 KiB has its shared buffer from its first quarter on; one byte less is gathered as chunks', { timeout: 5_000 }, () => {
   for (const [total, reserved] of [[65_536, true], [65_535, false]] as const) {
     const framer = new Framer(1 << 24);
+    framer.shareLargeFrames = true; // an accepted client's
     const frame = frameOfTotal(total, 0x61);
     framer.push(frame.subarray(0, 16_384), { onFrame: () => true });
     assert.equal(framer.bufferedBytes, reserved ? total : 16_384, `${total} bytes`);
@@ -268,6 +270,7 @@ test('a big frame gets its shared buffer once a quarter of it has arrived, and i
   big.fill(0x5a, total - 4096); // its last bytes differ: a chunk copied to the wrong place shows
   const frames: Buffer[] = [];
   const framer = new Framer(1 << 24);
+  framer.shareLargeFrames = true; // an accepted client's
   const held: number[] = [];
   for (let at = 0; at < total; at += 16_384) {
     framer.push(big.subarray(at, at + 16_384), { onFrame: (f) => { frames.push(f); return true; } });
@@ -289,6 +292,7 @@ test('a big frame cut anywhere, with frames after it in its last chunk, comes ou
   for (const cut of [1, 2, 3, 5, 4096, 32_768, 32_769, SHARED_FRAME_BYTES / 2 + 2, 100_000, stream.length - after.length, stream.length - 3, stream.length - 1]) {
     for (const stopAtBig of [false, true]) {
       const framer = new Framer(1 << 24);
+      framer.shareLargeFrames = true; // an accepted client's
       const seen: Buffer[] = [];
       const types: number[] = [];
       const sink = { onFrame: (f: Buffer, type: number) => { seen.push(Buffer.from(f)); types.push(type); return !(stopAtBig && f.length === big.length); } };
@@ -304,4 +308,19 @@ test('a big frame cut anywhere, with frames after it in its last chunk, comes ou
       assert.equal(framer.bufferedBytes, 0, `cut ${cut}`);
     }
   }
+});
+
+test('before the client is accepted nothing is reserved ahead of what arrived: a stranger\'s big CONNECT is held as the bytes it sent, and not in shared memory', { timeout: 5_000 }, () => {
+  const framer = new Framer(1 << 24); // shareLargeFrames is off until CONNACK
+  const frames: Buffer[] = [];
+  const connect = frameOfTotal(1 << 20, 0x61);
+  connect[0] = 0x10;
+  const held: number[] = [];
+  for (let at = 0; at < connect.length; at += 16_384) {
+    framer.push(connect.subarray(at, at + 16_384), { onFrame: (f) => { frames.push(f); return true; } });
+    held.push(framer.bufferedBytes);
+  }
+  assert.deepEqual(held, Array.from({ length: 64 }, (_, i) => (i === 63 ? 0 : (i + 1) * 16_384)), 'what arrived, never the whole frame ahead');
+  assert.equal(frames.length, 1);
+  assert.ok(frames[0]!.equals(connect) && !(frames[0]!.buffer instanceof SharedArrayBuffer));
 });

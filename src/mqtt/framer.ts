@@ -29,6 +29,8 @@ interface PartialFrame {
   readonly total: number;
   /** The frame's shared buffer, filled up to `length`, once reserved. */
   target: Buffer | null;
+  /** Whether a big frame goes to shared memory (`Framer.shareLargeFrames` when it started). */
+  readonly shared: boolean;
 }
 
 /**
@@ -53,7 +55,8 @@ function fill(partial: PartialFrame, chunk: Buffer): number {
   if (partial.target !== null) chunk.copy(partial.target, partial.length, 0, take);
   else partial.chunks.push(take === chunk.length ? chunk : chunk.subarray(0, take));
   partial.length += take;
-  if (partial.target === null && partial.length < partial.total && partial.total >= SHARED_FRAME_BYTES && partial.length * 4 >= partial.total) {
+  if (partial.shared && partial.target === null && partial.length < partial.total && partial.total >= SHARED_FRAME_BYTES
+    && partial.length * 4 >= partial.total) {
     partial.target = Buffer.from(new SharedArrayBuffer(partial.total));
     copyInto(partial.target, partial.chunks);
     partial.chunks = [];
@@ -64,7 +67,7 @@ function fill(partial: PartialFrame, chunk: Buffer): number {
 /** The whole frame `partial` gathered. */
 function join(partial: PartialFrame): Buffer {
   if (partial.target !== null) return partial.target;
-  if (partial.total < SHARED_FRAME_BYTES) return Buffer.concat(partial.chunks, partial.total);
+  if (!partial.shared || partial.total < SHARED_FRAME_BYTES) return Buffer.concat(partial.chunks, partial.total);
   const joined = Buffer.from(new SharedArrayBuffer(partial.total));
   copyInto(joined, partial.chunks);
   return joined;
@@ -75,6 +78,11 @@ export class Framer {
   #pending: Buffer | null = null;
   #partial: PartialFrame | null = null;
   #maxPacketSize: number;
+  /**
+   * Big frames go to shared memory, reserved once a quarter has arrived. Off until the peer is accepted (the
+   * engine turns it on at CONNACK): a stranger's CONNECT is held as the bytes it sent, never reserved ahead of them.
+   */
+  shareLargeFrames = false;
 
   constructor(maxPacketSize: number) {
     this.#maxPacketSize = maxPacketSize;
@@ -156,7 +164,7 @@ export class Framer {
       const rest = buf.subarray(off);
       const kept = rest.length < 4096 && buf.length > 65536 ? Buffer.from(rest) : rest;
       if (incompleteTotal !== 0) {
-        const started: PartialFrame = { chunks: [], length: 0, total: incompleteTotal, target: null };
+        const started: PartialFrame = { chunks: [], length: 0, total: incompleteTotal, target: null, shared: this.shareLargeFrames };
         fill(started, kept);
         this.#partial = started;
       } else this.#pending = kept;

@@ -364,6 +364,7 @@ function accept(a: ConnectAttempt): void {
   conn.clientId = a.clientId;
   // The packet size this CONNACK announces is the one enforced (it may have changed since the socket opened).
   conn.setMaxPacketSize(opts.maxPacketSize);
+  conn.shareLargeFrames();
   conn.presented = null;
   // A session claimed from another node starts here from the state its record holds (issue 16 item 2: Session
   // Present 1, its backlog replayed from the cluster's stream), or clean when the record holds none.
