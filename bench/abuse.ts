@@ -19,14 +19,13 @@
  * subscriber, which stops reading (QoS 0, then QoS 1); 10,000 plain TCP sockets that never start TLS.
  * Loopback only (source addresses across 127.0.0.0/8, as many devices behind many addresses).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { DIST, ensureBuilt } from '../scripts/build.mjs';
@@ -44,6 +43,16 @@ interface Target {
   name: string; pid: number; flood: Listener; quiet: Listener; stop(): Promise<void>;
   /** Garbage collections since the last call (with `--gc`, Gatehouse only). */
   gc?: () => string;
+  /** The broker's own event-loop delay since the last call (Gatehouse only: its /metrics). */
+  loopDelay?: () => Promise<string>;
+}
+
+/** A child that this process takes down with it, however it ends (a failed start included). */
+function killedOnExit<T extends ChildProcess>(child: T): T {
+  const kill = (): void => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); };
+  process.once('exit', kill);
+  child.once('exit', () => process.off('exit', kill));
+  return child;
 }
 
 /** Pauses per kind of collection, read from `--trace-gc` lines. */
@@ -73,7 +82,7 @@ async function startGatehouse(): Promise<Target> {
   const server = await startServer();
   const quiet = await quietGateway(server);
   return {
-    name: 'gatehouse', pid: server.pid, gc: server.gc,
+    name: 'gatehouse', pid: server.pid, gc: server.gc, loopDelay: () => eventLoopDelay(server),
     flood: { port: server.demo.port, ca: server.demo.ca, username: server.demo.username, password: server.demo.password },
     quiet: { port: quiet.port, ca: quiet.ca, username: 'quiet-device', password: 'quiet-pass' },
     stop: () => server.stop(),
@@ -91,7 +100,7 @@ async function startMosquitto(): Promise<Target> {
     '',
   ].join('\n'));
   // Its stderr is left out: every client that hangs up without a TLS close_notify is an OpenSSL error line.
-  const child = spawn('bash', ['-c', `ulimit -n 20000 && exec mosquitto -c ${conf}`], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const child = killedOnExit(spawn('bash', ['-c', `ulimit -n 20000 && exec mosquitto -c ${conf}`], { stdio: ['ignore', 'ignore', 'ignore'] }));
   for (let i = 0; i < 100; i++) {
     if (await new Promise<boolean>((resolve) => {
       const s = net.connect({ host: '127.0.0.1', port: quietPort }, () => { s.destroy(); resolve(true); });
@@ -117,10 +126,11 @@ async function startServer(): Promise<Server> {
   await ensureBuilt();
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-abuse-'));
   const [httpPort, demoPort] = [await freePort(), await freePort()];
-  const child = spawn('bash', ['-c', 'ulimit -n 20000 && exec "$@"', 'gatehouse', process.execPath, '--no-node-snapshot', ...(process.env.ABUSE_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.ABUSE_PROF] : []), ...(values.gc ? ['--trace-gc'] : []), path.join(DIST, 'main.mjs')], {
+  const child = killedOnExit(spawn('bash', ['-c', 'ulimit -n 20000 && exec "$@"', 'gatehouse', process.execPath, '--no-node-snapshot', ...(process.env.ABUSE_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.ABUSE_PROF] : []), ...(values.gc ? ['--trace-gc'] : []), path.join(DIST, 'main.mjs')], {
     env: { ...process.env, GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_HTTP_PORT: String(httpPort), GATEHOUSE_DEMO_PORT: String(demoPort), GATEHOUSE_LOG_LEVEL: 'error' },
     stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  }));
+
   let out = '';
   let ready = false;
   const tally = new GcTally();
@@ -157,6 +167,22 @@ async function startServer(): Promise<Server> {
   };
 }
 
+/**
+ * Gatehouse's event-loop delay as its /metrics reports it (prom-client's monitor, reset at each scrape,
+ * so a scrape before a phase and one after it give the phase's): what a stalled loop cost every
+ * client, measured inside the broker, apart from the machine's scheduling of the pinger. The monitor's
+ * timer fires every 10 ms and records whole intervals; what is printed is the delay past those 10 ms.
+ */
+const MONITOR_INTERVAL_MS = 10; // prom-client's eventLoopMonitoringPrecision default, which Gatehouse keeps
+
+async function eventLoopDelay(server: Server): Promise<string> {
+  const res = await fetch(`${server.http}/api/v1/metrics`, { headers: { authorization: `Bearer ${server.token}` } });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`/metrics answered ${res.status}: ${text.slice(0, 200)}`);
+  const read = (name: string): string => Math.max(0, Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]) * 1000 - MONITOR_INTERVAL_MS).toFixed(1);
+  return `event loop delay p50 ${read('nodejs_eventloop_lag_p50_seconds')}, p99 ${read('nodejs_eventloop_lag_p99_seconds')}, max ${read('nodejs_eventloop_lag_max_seconds')} ms`;
+}
+
 async function api<T>(server: Server, method: string, url: string, body?: unknown): Promise<T> {
   const res = await fetch(`${server.http}/api/v1${url}`, {
     method, headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
@@ -178,21 +204,28 @@ async function quietGateway(server: Server): Promise<{ port: number; ca: string 
 }
 
 /**
- * The pinger runs in a worker thread of its own, so the flooding clients of this process never delay
- * its timer or its reads: what it measures is the server's stall, not ours.
+ * The pinger runs in a process of its own, so the flooding clients of this process never delay its
+ * timer or its reads (nor this process's garbage collections, which a worker thread of it shared):
+ * what it measures is the server's stall and the machine's scheduling, not the flooding client's.
  */
-async function pingerThread(listener: Listener): Promise<{ take(): Promise<number[]>; close(): Promise<void> }> {
-  const worker = new Worker(PINGER_SOURCE, { eval: true, workerData: listener });
+async function pingerProcess(listener: Listener): Promise<{ take(): Promise<number[]>; close(): Promise<void> }> {
+  const child = killedOnExit(spawn(process.execPath, ['-e', PINGER_SOURCE], {
+    env: { ...process.env, PINGER_LISTENER: JSON.stringify(listener) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    cwd: path.dirname(DIST),
+  }));
   await new Promise<void>((resolve, reject) => {
-    worker.once('message', (m: unknown) => (m === 'ready' ? resolve() : reject(new Error(String(m)))));
-    worker.once('error', reject);
+    child.once('message', (m: unknown) => (m === 'ready' ? resolve() : reject(new Error(String(m)))));
+    child.once('error', reject);
   });
   return {
     take: () => new Promise<number[]>((resolve) => {
-      worker.once('message', (m: number[]) => resolve(m));
-      worker.postMessage('take');
+      child.once('message', (m: number[]) => resolve(m));
+      child.send('take');
     }),
-    close: async () => { await worker.terminate(); },
+    close: async () => {
+      child.kill();
+      await new Promise((resolve) => child.once('exit', resolve));
+    },
   };
 }
 
@@ -203,9 +236,9 @@ async function pingerThread(listener: Listener): Promise<{ take(): Promise<numbe
  */
 const PINGER_SOURCE = `
 const tls = require('node:tls');
-const { parentPort, workerData } = require('node:worker_threads');
 const mqttPacket = require('mqtt-packet');
-const { port, ca, username, password } = workerData;
+const { port, ca, username, password } = JSON.parse(process.env.PINGER_LISTENER);
+const parentPort = { postMessage: (m) => process.send(m), on: (e, f) => process.on(e, f) };
 const socket = tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost' });
 socket.on('error', (err) => parentPort.postMessage(String(err)));
 socket.once('secureConnect', () => {
@@ -365,13 +398,14 @@ for (const brokerName of values.brokers.split(',')) {
   if (start === undefined) throw new Error(`unknown broker ${brokerName}: ${Object.keys(starters).join(', ')}`);
   const target = await start();
   try {
-    const ping = await pingerThread(target.quiet);
+    const ping = await pingerProcess(target.quiet);
     process.stdout.write(`${target.name} (pid ${target.pid})\n`);
     for (const name of chosenPhases) {
       await ping.take();
       target.gc?.();
+      await target.loopDelay?.();
       const what = await phases[name]!(target.flood, Date.now() + SECONDS * 1000);
-      const gc = target.gc === undefined ? '' : `; GC: ${target.gc()}`;
+      const gc = `${target.gc === undefined ? '' : `; GC: ${target.gc()}`}${target.loopDelay === undefined ? '' : `; ${await target.loopDelay()}`}`;
       process.stdout.write(`  ${name.padEnd(20)} ${stats(await ping.take())}; RSS ${(await rssMiB(target.pid)).toFixed(0)} MiB${what ? `; ${what}` : ''}${gc}\n`);
     }
     await ping.close();
