@@ -28,8 +28,8 @@ import { connectionCountsBucket, GatewayConnectionCounts } from './connection-co
 import { DurableMessages, type DurableCounters } from './durable-messages.ts';
 import { DEFAULT_MESSAGE_STREAM_LIMITS, MessageStream, type MessageStreamLimits } from './message-stream.ts';
 import { RetainedReplica, type RetainedCounters } from './retained-replica.ts';
-import type { OpenRecords } from './session-records.ts';
-import { SessionOwnership, type RecordIdentity, type SessionNotice } from './session-ownership.ts';
+import type { OpenRecords, SessionState } from './session-records.ts';
+import { SessionOwnership, type NoticeAnswer, type RecordIdentity, type SessionNotice } from './session-ownership.ts';
 import { SessionStates } from './session-states.ts';
 import { SharedDirectory, SharedRelay, sharedCounters, type SharedCounters } from './shared-groups.ts';
 import { decodeMessage, encodeMessage } from './wire.ts';
@@ -164,14 +164,17 @@ export class NatsClusterLinks {
       this.#logger.error({ err }, 'cluster_session_notices_failed');
       return;
     }
+    let answer: NoticeAnswer = {};
     try {
       const notice = msg.json<SessionNotice>();
-      this.#byGateway.get(notice.gatewayId)?.ownership.moved(notice.clientId, notice.revision);
+      const state = this.#byGateway.get(notice.gatewayId)?.sessionClaimed(notice.clientId, notice.revision);
+      if (state !== undefined) answer = { state };
     } catch (error) {
       this.#logger.warn({ err: error }, 'cluster_session_notice_unreadable');
     }
-    // Answered after the connection was told to close: the claimer's CONNACK follows this one's DISCONNECT.
-    if (msg.reply !== undefined && msg.reply !== '') msg.respond();
+    // Answered after the connection was told to close: the claimer's CONNACK follows this one's DISCONNECT, and the
+    // session resumes there from the state it had here at that moment.
+    if (msg.reply !== undefined && msg.reply !== '') msg.respond(JSON.stringify(answer));
   }
 
   #onState(state: 'connected' | 'disconnected' | 'closed'): void {
@@ -257,6 +260,15 @@ class NatsGatewayLink implements ClusterLink {
 
   claimSession(clientId: string, owner: string | undefined, will: RecordedWill | null, clean: boolean): Promise<SessionClaim | 'owned' | 'lost'> {
     return this.ownership.claim(clientId, owner, will, clean);
+  }
+
+  /**
+   * Another node's claim of a session (its notice): the connection here goes (0x8E), and the state the session had
+   * here at that moment goes to the claimer, if this node let it go (not when it claimed it again since).
+   */
+  sessionClaimed(clientId: string, revision: number): SessionState | undefined {
+    const state = this.#states.handOver(clientId);
+    return this.ownership.moved(clientId, revision) ? state : undefined;
   }
 
   /**

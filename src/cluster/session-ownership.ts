@@ -33,6 +33,15 @@ export interface SessionNotice {
   revision: number;
 }
 
+/**
+ * The holder's answer to a notice: the session's state as it was when its connection closed there, newer than the
+ * record's (written at most once a second, and no more once the claim is written). Empty from a node that did not
+ * hold it, or from an older version: the claim then resumes from the record.
+ */
+export interface NoticeAnswer {
+  state?: SessionState;
+}
+
 /** This node's identity in the records. */
 export interface RecordIdentity {
   nodeId: string;
@@ -114,10 +123,10 @@ export class SessionOwnership {
         const state = clean ? undefined : previous.state;
         return { local: true, displacedWill: null, ...(state === undefined ? {} : { moved: movedOf(state) }) };
       }
-      await this.#notify(previous, clientId, revision);
+      const handed = await this.#notify(previous, clientId, revision);
       // A later claim elsewhere may have beaten this one while the holder was closing its connection.
       if (this.#lostTo(key, revision)) return 'lost';
-      const state = clean ? undefined : previous.state;
+      const state = clean ? undefined : handed ?? previous.state;
       // This node id held it last (its previous life, whose state the engine restored from its file): local, unless
       // the record holds the session's state, which is newer than that file (the stream went on while this process
       // was away, and the record's floor says what the session still needs from it).
@@ -137,16 +146,24 @@ export class SessionOwnership {
     return true;
   }
 
-  /** Tells the node that held the session; waits (bounded) for it to close a live connection. */
-  async #notify(previous: SessionRecord, clientId: string, revision: number): Promise<void> {
+  /**
+   * Tells the node that held the session; waits (bounded) for it to close a live connection, and takes the session's
+   * state from its answer (undefined: none came, the record's is the latest there is).
+   */
+  async #notify(previous: SessionRecord, clientId: string, revision: number): Promise<SessionState | undefined> {
     const subject = `${this.#conn.prefix}.sessions.${previous.instance}`;
     const notice: SessionNotice = { gatewayId: this.#gatewayId, clientId, revision };
     try {
-      if (previous.connected) await this.#conn.nc.request(subject, JSON.stringify(notice), { timeout: NOTICE_TIMEOUT_MS });
-      else this.#conn.nc.publish(subject, JSON.stringify(notice));
+      if (!previous.connected) {
+        this.#conn.nc.publish(subject, JSON.stringify(notice));
+        return undefined;
+      }
+      const answer = await this.#conn.nc.request(subject, JSON.stringify(notice), { timeout: NOTICE_TIMEOUT_MS });
+      return answer.data.length === 0 ? undefined : stateOf(answer.json<NoticeAnswer>());
     } catch (err) {
       // Gone (no responders) or too slow: it fails closed while cut off and reads its records again when back.
       this.#logger.debug({ err, holder: previous.node }, 'cluster_session_notice_unanswered');
+      return undefined;
     }
   }
 
@@ -156,14 +173,18 @@ export class SessionOwnership {
     return seen !== null && seen.record.connected && seen.record.instance !== this.#me.instance;
   }
 
-  /** Another node claimed a session (its notice): this node's connection and state of it go, unless it claimed again since. */
-  moved(clientId: string, revision: number): void {
+  /**
+   * Another node claimed a session (its notice): this node's connection and state of it go, unless it claimed again
+   * since. True when this node held it and let it go.
+   */
+  moved(clientId: string, revision: number): boolean {
     const key = SessionRecords.key(this.#gatewayId, clientId);
     if ((this.#fences.get(key) ?? 0) < revision) this.#fences.set(key, revision);
     const held = this.#held.get(key);
-    if (held !== undefined && held.revision > revision) return;
+    if (held !== undefined && held.revision > revision) return false;
     this.#held.delete(key);
     this.#endpoint()?.sessionMoved(clientId);
+    return held !== undefined;
   }
 
   connectionEnded(clientId: string, end: ConnectionEnd): Promise<boolean> {
@@ -277,6 +298,13 @@ export class SessionOwnership {
  * The will of the connection a claim ended elsewhere, if the claimer must publish it: a live connection's will
  * without delay (a new connection cancels only a delayed one [MQTT-3.1.3-9]), or a will whose delay passed.
  */
+/** The state in a holder's answer, if it has the shape of one (a node of another version may answer otherwise). */
+function stateOf(answer: NoticeAnswer): SessionState | undefined {
+  const state = answer.state;
+  if (state === undefined || state === null || typeof state !== 'object') return undefined;
+  return Number.isSafeInteger(state.floor) && Array.isArray(state.subscriptions) && Array.isArray(state.inflight) ? state : undefined;
+}
+
 /** What a node resumes a session from: its record's state (issue 16 item 2, step b). */
 function movedOf(state: SessionState): MovedSession {
   return {

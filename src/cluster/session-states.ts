@@ -6,8 +6,9 @@
  * - The floor is the stream sequence every stored message at or below which is done for the session: below the
  *   oldest stored message handed to it and not yet acknowledged (queued or in flight), else the last message the
  *   feed handed this node (everything the session matched up to it was handed to it), else the replay's position.
- *   It is written lazily: once a second per session whose state moved, so a resumed session may get again at QoS 1
- *   what it acknowledged in the last second (duplicates QoS 1 allows).
+ *   It is written lazily: once a second per session whose state moved, so a session resumed after its node's death
+ *   may get again at QoS 1 what it acknowledged in the last second (duplicates QoS 1 allows). A live takeover gets
+ *   the state as of the connection's close in the notice's answer instead (`handOver`).
  * - A QoS 2 delivery's packet id is written before its PUBLISH leaves (the write is a commit of the engine's gate,
  *   which holds the turn's output until it settles), and its PUBREC before its PUBREL leaves: a node that resumes
  *   the session resends that PUBLISH with DUP under the same packet id, or that PUBREL [MQTT-4.4.0-1], never the
@@ -182,27 +183,44 @@ export class SessionStates {
     return this.#position() ?? t.floor;
   }
 
+  /** The session's state as of now, as its record holds it (undefined: over a bound, not kept). */
+  #snapshot(t: Tracked): SessionState | undefined {
+    if (t.abandoned) return undefined;
+    const floor = this.#floorOf(t);
+    if (floor > t.floor) t.floor = floor;
+    // Flows at or below the floor are done for a replay without them.
+    const inflight: SessionState['inflight'] = [];
+    for (const [seq, f] of t.flows) {
+      if (seq <= t.floor) t.flows.delete(seq);
+      else inflight.push([seq, f.packetId, f.qos, f.released ? 1 : 0]);
+    }
+    // The flows in stream order, which is the order a resume resends them in [MQTT-4.4.0-1].
+    inflight.sort((x, y) => x[0] - y[0]);
+    const state: SessionState = { subscriptions: t.subscriptions, floor: t.floor, inflight };
+    if (stateBytes(state) <= MAX_STATE_BYTES) return state;
+    t.abandoned = true;
+    return undefined;
+  }
+
+  /**
+   * The state of a session another node is claiming while its connection is here, for the claim's answer: the record
+   * has the floor of its last write (up to FLOOR_WRITE_MS old, and the claimer's write now forbids this node's), so a
+   * resume from it would repeat every QoS 1 message acknowledged since, and a QoS 2 PUBLISH sent after the claim was
+   * written (its packet id's write refused) would be replayed as a new message. Taken in the same turn as the
+   * connection's close, so nothing is delivered here after it. Undefined: not tracked here.
+   */
+  handOver(clientId: string): SessionState | undefined {
+    const t = this.#tracked.get(clientId);
+    return t === undefined ? undefined : this.#snapshot(t);
+  }
+
   #save(t: Tracked): Promise<boolean> {
     if (t.queued !== null) return t.queued;
     const ready = this.#ready() ?? Promise.resolve();
     const write = ready.then(() => this.#ownership.saveState(t.clientId, () => {
       t.queued = null;
       t.dirty = false;
-      if (t.abandoned) return undefined;
-      const floor = this.#floorOf(t);
-      if (floor > t.floor) t.floor = floor;
-      // Flows at or below the floor are done for a replay without them.
-      const inflight: SessionState['inflight'] = [];
-      for (const [seq, f] of t.flows) {
-        if (seq <= t.floor) t.flows.delete(seq);
-        else inflight.push([seq, f.packetId, f.qos, f.released ? 1 : 0]);
-      }
-      // The flows in stream order, which is the order a resume resends them in [MQTT-4.4.0-1].
-      inflight.sort((x, y) => x[0] - y[0]);
-      const state: SessionState = { subscriptions: t.subscriptions, floor: t.floor, inflight };
-      if (stateBytes(state) <= MAX_STATE_BYTES) return state;
-      t.abandoned = true;
-      return undefined;
+      return this.#snapshot(t);
     })).then((written) => {
       if (t.abandoned && this.#tracked.get(t.clientId) === t) {
         // Written without state (or not at all): another node will not resume it, and Session Present 0 says so there.

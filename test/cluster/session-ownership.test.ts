@@ -129,6 +129,48 @@ if (clusterSkip !== undefined) {
       assert.equal(clientsOn(nodeB, `c-${v3Device}`), 1);
     });
 
+    test('a takeover resumes the session from its state on A when its connection closed, not from the record\'s last write: QoS 1 messages acknowledged on A do not come again on B', { timeout: 60_000 }, async () => {
+      const records = SessionRecords.opener(nodeA.gatehouse.cluster!.connection);
+      const device = await cluster.addDevice(nodeA, gateway);
+      const clientId = `c-${device}`;
+      const key = SessionRecords.key(gateway.id, clientId);
+      const revision = async (): Promise<number | undefined> => (await (await records()).get(key))?.revision;
+      const persistent = { clean: false, properties: { sessionExpiryInterval: 300 } };
+      const old = await cluster.connect(A, gateway, device, persistent);
+      await old.subscribeAsync('handover/#', { qos: 1 });
+      const onA: string[] = [];
+      old.on('message', (_topic, payload) => onA.push(payload.toString()));
+      const publisher = await cluster.connect(A, gateway, await cluster.addDevice(nodeA, gateway));
+
+      // A round of messages delivered and acknowledged on A with no write of the record from its start to the takeover
+      // (A writes a session's floor once a second): the record's floor is then below all of them.
+      let batch: string[] = [];
+      for (let round = 1; ; round++) {
+        const before = await revision();
+        batch = Array.from({ length: 20 }, (_, i) => `r${round}-${i}`);
+        for (const m of batch) await publisher.publishAsync('handover/x', m, { qos: 1 });
+        await waitFor('the round on A', () => (batch.every((m) => onA.includes(m)) ? true : undefined));
+        await waitFor('its PUBACKs on A', () => (engineOf(nodeA, gateway.id).getSession(clientId)?.inflightCount === 0 ? true : undefined));
+        if (await revision() === before) break;
+        assert.ok(round < 10, 'ten rounds each with a write of the record in it');
+      }
+
+      const fresh = cluster.open(B, gateway, device, persistent);
+      const onB: string[] = [];
+      fresh.on('message', (_topic, payload) => onB.push(payload.toString()));
+      const connack = await new Promise<mqtt.IConnackPacket>((resolve, reject) => {
+        fresh.once('connect', resolve);
+        fresh.once('error', reject);
+      });
+      assert.equal(connack.sessionPresent, true);
+      // A resumed session replays the stream after its floor before it joins the live feed: once a message published
+      // after the takeover is in, whatever the resume replays is too.
+      await publisher.publishAsync('handover/x', 'after', { qos: 1 });
+      await waitFor('the message after the takeover on B', () => (onB.includes('after') ? true : undefined));
+      assert.deepEqual(onB.filter((m) => batch.includes(m)), [], 'acknowledged on A, not delivered again on B');
+      publisher.end(true);
+    });
+
     test('the will of the connection taken over: without delay published once, by B and not by A; with a delay not at all [MQTT-3.1.3-9]', { timeout: 60_000 }, async () => {
       const now = await cluster.addDevice(nodeA, gateway);
       await cluster.connect(A, gateway, now, { will: { topic: `will/${now}`, payload: Buffer.from('gone'), qos: 1, retain: false } });
