@@ -260,6 +260,21 @@ socket.on('data', (b) => parser.parse(b));
 parentPort.on('message', () => { parentPort.postMessage(samples); samples = []; });
 `;
 
+/**
+ * The broker's main thread (its event loop; Mosquitto's only thread): nanoseconds run and waited on a run queue
+ * (/proc/<pid>/task/<pid>/schedstat). Waiting for a CPU delays every client as a blocked loop would, but is the
+ * machine's: on two cores shared with the flooding client it shows how much of a PING's delay is that.
+ */
+async function mainThreadSchedule(pid: number): Promise<{ ran: number; waited: number }> {
+  const [ran, waited] = (await readFile(`/proc/${pid}/task/${pid}/schedstat`, 'utf8')).trim().split(/\s+/).map(Number);
+  return { ran: ran!, waited: waited! };
+}
+
+function scheduleSince(before: { ran: number; waited: number }, after: { ran: number; waited: number }): string {
+  const ms = (ns: number): string => (ns / 1e6).toFixed(0);
+  return `main thread ran ${ms(after.ran - before.ran)} ms, waited for a CPU ${ms(after.waited - before.waited)} ms`;
+}
+
 async function rssMiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
@@ -404,9 +419,11 @@ for (const brokerName of values.brokers.split(',')) {
       await ping.take();
       target.gc?.();
       await target.loopDelay?.();
+      const scheduled = await mainThreadSchedule(target.pid);
       const what = await phases[name]!(target.flood, Date.now() + SECONDS * 1000);
+      const schedule = scheduleSince(scheduled, await mainThreadSchedule(target.pid));
       const gc = `${target.gc === undefined ? '' : `; GC: ${target.gc()}`}${target.loopDelay === undefined ? '' : `; ${await target.loopDelay()}`}`;
-      process.stdout.write(`  ${name.padEnd(20)} ${stats(await ping.take())}; RSS ${(await rssMiB(target.pid)).toFixed(0)} MiB${what ? `; ${what}` : ''}${gc}\n`);
+      process.stdout.write(`  ${name.padEnd(20)} ${stats(await ping.take())}; RSS ${(await rssMiB(target.pid)).toFixed(0)} MiB${what ? `; ${what}` : ''}${gc}; ${schedule}\n`);
     }
     await ping.close();
   } finally {
