@@ -36,10 +36,14 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { DIST, ensureBuilt } from '../scripts/build.mjs';
 import { freePort } from './brokers.ts';
+import { reportFlags, reportOnDeadline, tail } from '../test/harness/gatehouse-process.ts';
 import { killAllNow, spawnChild, stopAll, type Child } from './children.ts';
 import { Client, PublishFrame, readStamp, type Connected } from './cluster-client.ts';
 import { cpuPer, latencySummary, Ledger, renderTable } from './cluster-report.ts';
 import { machineBusySeconds, processCpuSeconds } from './proc.ts';
+
+/** How long a node may take to say it is running (a fleet's database on a loaded machine). */
+const START_DEADLINE_MS = 120_000;
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const TOKEN = 'bench-admin-token-0123456789abcdef';
@@ -207,17 +211,20 @@ async function startNode(infra: Infra, name: string, host: string, extra: Record
   }
   // BENCH_PROF=DIR: each Gatehouse process writes a CPU profile there when it stops (`--cpu-prof`), as in `npm run bench`.
   const prof = process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROF] : [];
-  const child = spawnChild([process.execPath, '--no-node-snapshot', ...prof, path.join(DIST, 'main.mjs')], {
+  // A node that never says it is running is asked for its diagnostic report (where it waits) before it is killed.
+  const reportDir = mkdtempSync(path.join(os.tmpdir(), `gatehouse-bench-report-${name}-`));
+  infra.dirs.push(reportDir);
+  const child = spawnChild([process.execPath, '--no-node-snapshot', ...reportFlags(reportDir), ...prof, path.join(DIST, 'main.mjs')], {
     cwd: REPO_ROOT, env: { ...process.env, ...env }, stdout: 'pipe', stderr: 'pipe',
   });
   let out = '';
   const keep = (b: Buffer): void => void (out = (out + b.toString()).slice(-16_000));
   child.proc.stdout?.on('data', keep);
   child.proc.stderr?.on('data', keep);
-  const deadline = Date.now() + 120_000;
+  const deadline = Date.now() + START_DEADLINE_MS;
   while (!out.includes('Gatehouse is running')) {
     if (child.exitStatus !== undefined) throw new Error(`${name} exited ${child.exitStatus} while starting: ${out.slice(-2000)}`);
-    if (Date.now() > deadline) throw new Error(`${name} did not start within 120 s: ${out.slice(-2000)}`);
+    if (Date.now() > deadline) throw await reportOnDeadline(name, child.proc, reportDir, START_DEADLINE_MS, () => tail(out), child.exited);
     await sleep(50);
   }
   const node: Node = { name, host, http: `http://${host}:${httpPort}`, dataDir: dir, child, output: () => out, env };

@@ -6,6 +6,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from 'prom-client';
 import { processGuard } from './core/process-guard.ts';
+import { StartSteps } from './core/start-steps.ts';
 import type { PreparedConfig } from './config/index.ts';
 import type { Logger } from './core/logger.ts';
 import { openStorage } from './storage/index.ts';
@@ -53,8 +54,18 @@ export interface GatehouseOverrides {
   clusterLeaseTimings?: LeaseTimings;
 }
 
+/**
+ * How long each step of the start that waits on the network may take before the start fails
+ * (GW_ERR_START_STEP_TIMED_OUT, core/start-steps.ts). Storage includes the migrations, which on a large
+ * database may take long; the others wait on requests that each answer within seconds or not at all.
+ */
+const START_STEP_DEADLINE_MS = {
+  storage: 15 * 60_000, cluster: 60_000, registry: 60_000, imports: 60_000, platform: 5 * 60_000, gateways: 5 * 60_000, api: 60_000,
+} as const;
+
 export async function startGatehouse(prepared: PreparedConfig, logger: Logger, overrides: GatehouseOverrides = {}): Promise<Gatehouse> {
   const { config } = prepared;
+  const steps = new StartSteps(logger);
   // The process's one sandbox for operator JavaScript: verification functions (checked when saved,
   // run on CONNECT) and transformPayload scripts all run in it.
   const runner = new QuickJsRunner();
@@ -73,10 +84,10 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   const checkpointer = new WalCheckpointer({ logger });
   let storage: Awaited<ReturnType<typeof openStorage>>;
   try {
-    storage = await openStorage({
+    storage = await steps.run('storage', 'the database: connect, check whose it is, migrate', START_STEP_DEADLINE_MS.storage, () => openStorage({
       dataDir: config.dataDir, databaseUrl: config.databaseUrl, logger,
       claim: { expectedId: identity?.installationId ?? null, newId: newInstallationId(), existingState, dataDir: config.dataDir },
-    });
+    }));
   } catch (error) {
     await checkpointer.close();
     throw error;
@@ -86,12 +97,12 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   let cluster: ClusterNode | null = null;
   if (config.natsUrl !== undefined) {
     try {
-      cluster = await startClusterNode({
-        servers: config.natsUrl, nodeId: config.nodeId, installationId: storage.installationId ?? 'default', logger,
+      cluster = await steps.run('cluster', 'NATS: connect, the node\'s lease, the live leases', START_STEP_DEADLINE_MS.cluster, () => startClusterNode({
+        servers: config.natsUrl!, nodeId: config.nodeId, installationId: storage.installationId ?? 'default', logger,
         streamMaxBytes: config.clusterStreamMaxBytes,
         apiUrl: `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`,
         ...(overrides.clusterLeaseTimings === undefined ? {} : { leaseTimings: overrides.clusterLeaseTimings }),
-      });
+      }));
     } catch (error) {
       await storage.close();
       await checkpointer.close();
@@ -102,12 +113,12 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
     await writeIdentity(config.dataDir, { installationId: storage.installationId!, createdAt: new Date().toISOString(), database: storage.dialect });
     logger.info({ installationId: storage.installationId, dataDir: config.dataDir }, 'data_dir_identity_written');
   }
-  const registry = await createRegistry({
+  const registry = await steps.run('registry', 'the database: the registry\'s settings', START_STEP_DEADLINE_MS.registry, () => createRegistry({
     storage, masterKey: config.masterKey, publicHost: config.publicHost, logger, runner,
     passwordCost: { ...DEFAULT_SCRYPT_COST, N: config.passwordScryptN }, nodeId: config.nodeId,
-  });
+  }));
   // Node ids are unique while running: what this id left RUNNING died with its previous process.
-  await registry.devices.failInterruptedImports();
+  await steps.run('imports', 'the database: imports left running', START_STEP_DEADLINE_MS.imports, () => registry.devices.failInterruptedImports());
   // Changes made through other nodes' APIs apply here as this node's own (and ours there).
   const leaveBus = cluster === null ? () => undefined : registry.events.connect(cluster.bus);
   const stateStores = openLocalSqlite(path.join(config.dataDir, MQTT_STATE_FILE), (file) => new SqliteStateStores(file, checkpointer));
@@ -151,7 +162,7 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
     registry, runtime, messages: storage.messages, runner, parsingRunner, logger, options: platformOptions, journal: uplinkJournal, nodeId: config.nodeId,
     ...(cluster === null ? {} : { peers: cluster.peers }),
   });
-  await platform.start();
+  await steps.run('platform', 'the database: webhooks and their outbox, the uplink journal\'s replay', START_STEP_DEADLINE_MS.platform, () => platform.start());
   connectionEvents.onStored((record) => platform.publishConnectionEvent(record));
   registerPlatformMetrics(metricsRegistry, platform);
   registerConnectionEventMetrics(metricsRegistry, connectionEvents);
@@ -162,12 +173,12 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
     ...(cluster === null ? {} : { clusterReachable: () => cluster.connection.state === 'connected' }),
   });
 
-  await runtime.startAll();
+  await steps.run('gateways', 'the database and, on a cluster node, NATS: every enabled gateway started', START_STEP_DEADLINE_MS.gateways, () => runtime.startAll());
   // A dead node's devices go OFFLINE once its lease lapsed: every node checks once a lease (idempotent).
   const reaper = cluster === null ? null : new PresenceReaper(cluster.connection, cluster.leases,
     (live) => registry.devices.markDeadNodesOffline(live, new Date()), logger.child({ component: 'cluster' }),
     (overrides.clusterLeaseTimings ?? DEFAULT_LEASE_TIMINGS).leaseMs);
-  await api.listen({ host: config.http.host, port: config.http.port });
+  await steps.run('api', 'the API\'s plugins and its listening socket', START_STEP_DEADLINE_MS.api, () => api.listen({ host: config.http.host, port: config.http.port }));
   const address = api.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.http.port;
   const url = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${port}`;

@@ -16,6 +16,8 @@ export const ERRORS = {
   GW_ERR_CLUSTER_NATS_UNREACHABLE: { status: 500, message: 'The NATS server of GATEHOUSE_NATS_URL cannot be reached' },
   GW_ERR_WORKERS_NEED_CLUSTER: { status: 500, message: 'GATEHOUSE_WORKERS needs GATEHOUSE_NATS_URL and GATEHOUSE_DATABASE_URL' },
   GW_ERR_CLUSTER_NODE_ID_TAKEN: { status: 500, message: 'Another running node uses this GATEHOUSE_NODE_ID' },
+  // A step of the start (storage, NATS, the gateways, the API) waited past its deadline
+  GW_ERR_START_STEP_TIMED_OUT: { status: 500, message: 'A step of the start did not finish in time' },
 
   // The data directory (checked at start, by `gatehouse doctor`, `backup` and `restore`)
   GW_ERR_DATA_DIR_DATABASE_MISSING: { status: 500, message: 'The data directory holds an installation\'s state but its database is missing, empty or new' },

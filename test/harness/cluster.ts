@@ -17,7 +17,7 @@ import type { LeaseTimings } from '../../src/cluster/index.ts';
 import { loadNatsClient } from '../../src/cluster/nats-client.ts';
 import type { Broker } from '../../src/broker/index.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from './gatehouse.ts';
-import { startGatehouseProcess, type GatehouseProcess } from './gatehouse-process.ts';
+import { startGatehouseProcess, type GatehouseProcess, type SpawnOptions } from './gatehouse-process.ts';
 import { getPki, type SharedPki } from './pki.ts';
 
 export const clusterNatsUrl = process.env.GATEHOUSE_TEST_NATS_URL;
@@ -94,7 +94,7 @@ export class TestCluster {
   }
 
   /** A node as `npm start` runs it (dist/main.mjs): one a test can kill -9. `env`: more settings (GATEHOUSE_WORKERS …). */
-  async startProcess(nodeId: string, host: string, env: Record<string, string> = {}, options: { fromSource?: boolean } = {}): Promise<GatehouseProcess & { dir: string }> {
+  async startProcess(nodeId: string, host: string, env: Record<string, string> = {}, options: SpawnOptions = {}): Promise<GatehouseProcess & { dir: string }> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-node-'));
     const node = await startGatehouseProcess(dir, { ...this.env(nodeId, host), ...env }, options);
     this.#processes.push({ node, dir });
