@@ -14,8 +14,8 @@ export interface PrivateNatsServer {
   readonly url: string;
   /** Starts it (again) and resolves once it accepts connections. */
   start(): Promise<void>;
-  /** SIGTERM, and resolves once it exited. */
-  stop(): Promise<void>;
+  /** SIGTERM (or `signal`: SIGKILL for a crash), and resolves once it exited. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
   /** Stops it and removes its store. */
   dispose(): Promise<void>;
 }
@@ -34,12 +34,12 @@ export async function privateNatsServer(): Promise<PrivateNatsServer> {
   const port = await freePort();
   const store = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-nats-'));
   let server: ChildProcess | null = null;
-  const stop = async (): Promise<void> => {
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {
     const running = server;
     server = null;
     if (running === null || running.exitCode !== null || running.signalCode !== null) return;
     const exited = new Promise((resolve) => running.once('exit', resolve));
-    running.kill('SIGTERM');
+    running.kill(signal);
     await exited;
   };
   return {
@@ -55,7 +55,7 @@ export async function privateNatsServer(): Promise<PrivateNatsServer> {
         await new Promise((resolve) => setTimeout(resolve, 25));
       }
     },
-    stop,
+    stop: (signal) => stop(signal),
     async dispose() {
       await stop();
       await rm(store, { recursive: true, force: true });

@@ -1,0 +1,169 @@
+/**
+ * Issue 16 item 2 step c and item 8: a NATS restart under QoS 1 and QoS 2 load. Two in-process nodes (A on
+ * 127.0.0.2, B on 127.0.0.3) on a private nats-server (its own port and JetStream store) that is killed with -9
+ * while publishers on A send QoS 1 and QoS 2 continuously, and started again on the same port and store. Persistent
+ * subscribers, MQTT 5 on B and MQTT 3.1.1 on A, take both topics. Asserted: every message acknowledged to its
+ * publisher (PUBACK, PUBCOMP) reaches each subscriber — QoS 2 exactly once [MQTT-4.3.3-1], QoS 1 at least once
+ * [MQTT-4.3.2-1] (duplicates counted) — in the order it was published per topic [MQTT-4.6.0-2]; nothing is
+ * acknowledged while NATS is away (fail closed); the publishers, reconnecting by themselves, get in once it is back,
+ * and /ready is 200 again on both nodes.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type mqtt from 'mqtt';
+import type { TestGatehouse } from '../harness/gatehouse.ts';
+import { clusterSkip, TestCluster, waitFor, type GatewayJson } from '../harness/cluster.ts';
+import { privateNatsServer, type PrivateNatsServer } from '../harness/nats-server.ts';
+
+const A = '127.0.0.2';
+const B = '127.0.0.3';
+// Longer than the outage: the subscribers stay connected through it (a node cut off past its lease ends them all).
+const LEASE = { heartbeatMs: 250, leaseMs: 20_000 };
+/** Messages a publisher may have unacknowledged at once. */
+const WINDOW = 16;
+
+interface Ledger {
+  /** Sequence numbers acknowledged (PUBACK / PUBCOMP), with when. */
+  acked: Map<number, number>;
+  next: number;
+  inFlight: number;
+}
+
+/** Publishes `<prefix>-<n>` on `topic` continuously at `qos`, up to WINDOW unacknowledged, while `running()`. */
+function publishLoop(client: mqtt.MqttClient, topic: string, qos: 1 | 2, running: () => boolean): { ledger: Ledger; done: Promise<void> } {
+  const ledger: Ledger = { acked: new Map(), next: 0, inFlight: 0 };
+  const done = (async () => {
+    while (running()) {
+      if (!client.connected || ledger.inFlight >= WINDOW) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        continue;
+      }
+      const n = ledger.next++;
+      ledger.inFlight++;
+      client.publish(topic, `${topic}-${n}`, { qos }, (err, packet) => {
+        ledger.inFlight--;
+        // A reason code of 0x80 or more in MQTT 5's PUBACK / PUBREC is a refusal, not an acknowledgement.
+        const code = (packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
+        if (!err && code < 0x80) ledger.acked.set(n, Date.now());
+      });
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  })();
+  return { ledger, done };
+}
+
+function collect(client: mqtt.MqttClient): Map<string, number[]> {
+  const byTopic = new Map<string, number[]>();
+  client.on('message', (topic, payload) => {
+    const n = Number(payload.toString().slice(topic.length + 1));
+    let list = byTopic.get(topic);
+    if (list === undefined) byTopic.set(topic, (list = []));
+    list.push(n);
+  });
+  return byTopic;
+}
+
+if (clusterSkip !== undefined) {
+  test('a NATS restart under QoS 1/2 load', { skip: clusterSkip, timeout: 1_000 }, () => {});
+} else {
+  describe('a NATS restart under QoS 1 and QoS 2 load (issue 16 item 2 step c, item 8)', { timeout: 180_000 }, () => {
+    const cluster = new TestCluster();
+    let nats: PrivateNatsServer;
+    let nodeA: TestGatehouse;
+    let nodeB: TestGatehouse;
+    let gateway: GatewayJson;
+
+    before(async () => {
+      await cluster.setUp();
+      nats = await privateNatsServer();
+      await nats.start();
+      nodeA = await cluster.startNode('restart-a', A, { natsUrl: nats.url, leaseTimings: LEASE });
+      nodeB = await cluster.startNode('restart-b', B, { natsUrl: nats.url, leaseTimings: LEASE });
+      gateway = await cluster.createGateway(nodeA, 'restart_gw');
+      await cluster.listening(A, gateway);
+      await cluster.listening(B, gateway);
+    }, { timeout: 90_000 });
+
+    after(async () => {
+      await nats?.start(); // the nodes stop cleanly with NATS there
+      await cluster.dispose();
+      await nats?.dispose();
+    }, { timeout: 60_000 });
+
+    const ready = async (node: TestGatehouse): Promise<number> => (await fetch(`${node.gatehouse.url}/ready`)).status;
+
+    // Fails about one run in two (issue 16, step c found it): a QoS 2 message published around the kill reaches a
+    // subscriber after a later one of the same publisher and topic (seen on A's 3.1.1 and B's v5 subscriber), and with
+    // a clean-session publisher once twice. Suspected: the store's retry of a publish left unanswered by the dying
+    // server lands after later publishes the NATS client buffered and sent on reconnect. todo until fixed in src/cluster.
+    test('nats-server killed (-9) and started again while QoS 1 and 2 are published on A: every acknowledged message reaches the persistent subscribers on A and B, QoS 2 once, in order; nothing acknowledged while it is away', {
+      timeout: 150_000, todo: 'QoS 2 order across a NATS restart: a defect this test found, not yet fixed (see above)',
+    }, async () => {
+      const persistent5 = { clean: false, reconnectPeriod: 300, properties: { sessionExpiryInterval: 600 } };
+      const persistent3 = { clean: false, reconnectPeriod: 300, protocolVersion: 4 as const };
+      const sub5 = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway), persistent5);
+      const sub3 = await cluster.connect(A, gateway, await cluster.addDevice(nodeA, gateway), persistent3);
+      const got5 = collect(sub5);
+      const got3 = collect(sub3);
+      for (const sub of [sub5, sub3]) {
+        await sub.subscribeAsync('load/q1', { qos: 1 });
+        await sub.subscribeAsync('load/q2', { qos: 2 });
+      }
+      // Persistent publishers too: a QoS 2 PUBLISH resent after a reconnect is the same message only within a session.
+      const pub1 = await cluster.connect(A, gateway, await cluster.addDevice(nodeA, gateway), persistent5);
+      const pub2 = await cluster.connect(A, gateway, await cluster.addDevice(nodeA, gateway), persistent3);
+      let publishing = true;
+      const q1 = publishLoop(pub1, 'load/q1', 1, () => publishing);
+      const q2 = publishLoop(pub2, 'load/q2', 2, () => publishing);
+
+      await waitFor('load before the restart', () => (q1.ledger.acked.size >= 200 && q2.ledger.acked.size >= 200 ? true : undefined), 30_000)
+        .catch((e: unknown) => assert.fail(`${String(e)}: QoS 1 ${q1.ledger.acked.size} of ${q1.ledger.next}, QoS 2 ${q2.ledger.acked.size} of ${q2.ledger.next}`));
+      await nats.stop('SIGKILL');
+      await waitFor('both nodes not ready', async () => ((await ready(nodeA)) === 503 && (await ready(nodeB)) === 503 ? true : undefined), 10_000);
+      // From here until NATS is back nothing may be acknowledged: no node can store a message.
+      const awayFrom = Date.now();
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      const awayUntil = Date.now();
+      await nats.start();
+      await waitFor('both nodes ready again', async () => ((await ready(nodeA)) === 200 && (await ready(nodeB)) === 200 ? true : undefined), 30_000);
+      const [acked1, acked2] = [q1.ledger.acked.size, q2.ledger.acked.size];
+      // The publishers reconnect by themselves and are acknowledged again.
+      await waitFor('load after the restart', () => (q1.ledger.acked.size >= acked1 + 200 && q2.ledger.acked.size >= acked2 + 200 ? true : undefined), 30_000);
+      publishing = false;
+      await Promise.all([q1.done, q2.done]);
+      await waitFor('publishes settled', () => (q1.ledger.inFlight === 0 && q2.ledger.inFlight === 0 ? true : undefined), 15_000).catch(() => undefined);
+
+      const duringOutage = [...q1.ledger.acked.values(), ...q2.ledger.acked.values()].filter((at) => at > awayFrom && at < awayUntil);
+      assert.equal(duringOutage.length, 0, 'nothing acknowledged while NATS was away');
+
+      const expected = { 'load/q1': [...q1.ledger.acked.keys()].sort((a, b) => a - b), 'load/q2': [...q2.ledger.acked.keys()].sort((a, b) => a - b) };
+      const missing = (got: Map<string, number[]>, topic: 'load/q1' | 'load/q2'): number[] => {
+        const seen = new Set(got.get(topic) ?? []);
+        return expected[topic].filter((n) => !seen.has(n));
+      };
+      await waitFor('every acknowledged message delivered', () => ([got5, got3].every((got) => missing(got, 'load/q1').length === 0
+        && missing(got, 'load/q2').length === 0) ? true : undefined), 30_000).catch(() => undefined);
+
+      for (const [name, got] of [['v5 on B', got5], ['3.1.1 on A', got3]] as const) {
+        for (const topic of ['load/q1', 'load/q2'] as const) {
+          const lost = missing(got, topic);
+          assert.deepEqual(lost.slice(0, 20), [], `${name} ${topic}: ${lost.length} acknowledged messages lost of ${expected[topic].length}`);
+          const received = got.get(topic) ?? [];
+          const firsts = received.filter((n, i) => received.indexOf(n) === i);
+          const outOfOrder = firsts.filter((n, i) => i > 0 && n < firsts[i - 1]!);
+          assert.deepEqual(outOfOrder.slice(0, 20), [], `${name} ${topic}: in publishing order [MQTT-4.6.0-2]`);
+          const duplicates = received.length - firsts.length;
+          const twice = firsts.filter((n) => received.filter((m) => m === n).length > 1);
+          if (topic === 'load/q2') {
+            assert.equal(duplicates, 0, `${name} ${topic}: exactly once [MQTT-4.3.3-1]; more than once: ${twice.slice(0, 20).join(', ')} `
+              + `(acknowledged to the publisher at ${twice.slice(0, 5).map((n) => (q2.ledger.acked.get(n) ?? 0) - awayFrom).join(', ')} ms from the outage)`);
+          }
+          else console.log(`# ${name} ${topic}: ${received.length} received, ${firsts.length} distinct, ${duplicates} duplicates (QoS 1 allows them)`);
+        }
+      }
+      console.log(`# published ${q1.ledger.next} QoS 1 (${q1.ledger.acked.size} acknowledged), ${q2.ledger.next} QoS 2 (${q2.ledger.acked.size} acknowledged)`);
+      assert.equal(await ready(nodeA), 200);
+      assert.equal(await ready(nodeB), 200);
+    });
+  });
+}
