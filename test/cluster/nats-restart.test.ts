@@ -33,7 +33,8 @@ interface Ledger {
 function publishLoop(client: mqtt.MqttClient, topic: string, qos: 1 | 2, running: () => boolean): { ledger: Ledger; done: Promise<void> } {
   const ledger: Ledger = { acked: new Map(), next: 0, inFlight: 0 };
   const done = (async () => {
-    while (running()) {
+    // Ends with the client too (the after hook ends every client): a failed test must not leave it polling.
+    while (running() && !client.disconnecting) {
       if (!client.connected || ledger.inFlight >= WINDOW) {
         await new Promise((resolve) => setTimeout(resolve, 5));
         continue;
