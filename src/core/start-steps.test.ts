@@ -6,14 +6,15 @@ import { capturedLog } from '../../test/harness/gatehouse.ts';
 
 test('a start step past its deadline fails the start naming the step, and says so while it waits', { timeout: 5_000 }, async () => {
   const { logger, records } = capturedLog('debug');
-  const steps = new StartSteps(logger, { slowEveryMs: 50 });
-  const error = await steps.run('gateways', 'every enabled gateway started', 300, () => new Promise<never>(() => undefined)).then(
+  const steps = new StartSteps(logger, { slowEveryMs: 20 });
+  // A deadline fifty intervals long: said at least once while waiting even on a machine whose timers run late.
+  const error = await steps.run('gateways', 'every enabled gateway started', 1_000, () => new Promise<never>(() => undefined)).then(
     () => assert.fail('resolved'), (e: unknown) => e);
   assert.ok(error instanceof GatehouseError);
   assert.equal(error.code, 'GW_ERR_START_STEP_TIMED_OUT');
-  assert.match(error.message, /the start step "gateways" \(every enabled gateway started\) did not finish within 0 s/);
+  assert.match(error.message, /the start step "gateways" \(every enabled gateway started\) did not finish within 1 s/);
   const slow = records.filter((r) => r.msg === 'start_step_slow');
-  assert.ok(slow.length >= 3, `still waiting, said ${slow.length} times`);
+  assert.ok(slow.length >= 1, 'said while still waiting');
   assert.ok(slow.every((r) => r.step === 'gateways' && r.level === 40));
   assert.deepEqual(records.filter((r) => r.msg === 'start_step_timed_out').map((r) => r.step), ['gateways']);
   assert.deepEqual(records.filter((r) => r.msg === 'start_step').map((r) => r.step), ['gateways']);
