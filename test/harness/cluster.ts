@@ -14,11 +14,11 @@ import tls from 'node:tls';
 import mqtt from 'mqtt';
 import pg from 'pg';
 import type { LeaseTimings } from '../../src/cluster/index.ts';
-import { loadNatsClient } from '../../src/cluster/nats-client.ts';
 import type { Broker } from '../../src/broker/index.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from './gatehouse.ts';
 import { startGatehouseProcess, type GatehouseProcess, type SpawnOptions } from './gatehouse-process.ts';
 import { getPki, type SharedPki } from './pki.ts';
+import { deleteInstallationStreams, TEST_STREAM_MAX_MB } from './nats-streams.ts';
 
 export const clusterNatsUrl = process.env.GATEHOUSE_TEST_NATS_URL;
 export const clusterDatabaseUrl = process.env.GATEHOUSE_TEST_DATABASE_URL;
@@ -184,29 +184,8 @@ export class TestCluster {
     await admin.query(`drop schema if exists ${this.schema} cascade`);
     await admin.end();
     const installationId = installation?.rows[0]?.value;
-    if (installationId !== undefined) await deleteInstallationStreams(installationId);
+    if (installationId !== undefined) await deleteInstallationStreams(clusterNatsUrl!, installationId);
     for (const dir of [...this.#inProcess.map((n) => n.dataDir), ...this.#processes.map((p) => p.dir)]) await removeDataDir(dir);
-  }
-}
-
-/** A test installation's QoS 1/2 stream size (GATEHOUSE_CLUSTER_STREAM_MAX_MB). */
-export const TEST_STREAM_MAX_MB = 64;
-
-/**
- * Deletes the JetStream streams (the message stream, the KV buckets' streams) of one installation from the CI's
- * nats-server, so that a long suite does not fill its store with reservations of files that ended.
- */
-async function deleteInstallationStreams(installationId: string): Promise<void> {
-  const suffix = installationId.replace(/[^A-Za-z0-9_-]/g, '_');
-  const client = await loadNatsClient();
-  const nc = await client.connect({ servers: clusterNatsUrl! });
-  try {
-    const jsm = await client.jetstreamManager(nc);
-    for await (const stream of jsm.streams.list()) {
-      if (stream.config.name.includes(suffix)) await jsm.streams.delete(stream.config.name);
-    }
-  } finally {
-    await nc.close();
   }
 }
 

@@ -3,7 +3,7 @@
  * `npm start` (dist/main.mjs) with GATEHOUSE_WORKERS=N on the nats-server and PostgreSQL of GATEHOUSE_TEST_NATS_URL
  * and GATEHOUSE_TEST_DATABASE_URL, so the same test files run against a node of N worker processes. Each data
  * directory gets a PostgreSQL schema of its own (a restart on the directory finds its database again; removing
- * the directory drops it). What only a process's memory holds (the registry, runtime and platform objects, a
+ * the directory drops it, and the installation's streams on the nats-server). What only a process's memory holds (the registry, runtime and platform objects, a
  * captured log, shortened internal timings) cannot reach the workers: using it fails with a message saying so.
  */
 import { randomBytes } from 'node:crypto';
@@ -11,6 +11,7 @@ import pg from 'pg';
 import type { Gatehouse, GatehouseOverrides } from '../../src/app.ts';
 import type { Logger } from '../../src/core/logger.ts';
 import { startGatehouseProcess } from './gatehouse-process.ts';
+import { deleteInstallationStreams, TEST_STREAM_MAX_MB } from './nats-streams.ts';
 import type { TestGatehouse } from './gatehouse.ts';
 
 /** The worker count the suite runs against, or undefined for the usual in-process Gatehouse. */
@@ -51,12 +52,20 @@ async function schemaFor(dataDir: string): Promise<string> {
   return schema;
 }
 
-/** Drops the schema of a data directory's node, if it had one (removeDataDir calls it). */
+/**
+ * Drops the schema of a data directory's node, if it had one (removeDataDir calls it), and its installation's
+ * streams on the nats-server (each run is an installation of its own: left there, their reservations add up).
+ */
 export async function dropWorkersSchema(dataDir: string): Promise<void> {
   const schema = schemas.get(dataDir);
   if (schema === undefined) return;
   schemas.delete(dataDir);
-  await admin((client) => client.query(`drop schema if exists ${schema} cascade`));
+  const installationId = await admin(async (client) => {
+    const found = await client.query<{ value: string }>(`select value from ${schema}.settings where key = 'installation_id'`).catch(() => null);
+    await client.query(`drop schema if exists ${schema} cascade`);
+    return found?.rows[0]?.value;
+  });
+  if (installationId !== undefined) await deleteInstallationStreams(process.env.GATEHOUSE_TEST_NATS_URL!, installationId);
 }
 
 const IN_MEMORY = ['registry', 'runtime', 'platform', 'api', 'cluster'] as const;
@@ -75,7 +84,7 @@ export async function startWorkersGatehouse(
   }
   const node = await startGatehouseProcess(dataDir, {
     GATEHOUSE_WORKERS: String(workers), GATEHOUSE_NATS_URL: natsUrl, GATEHOUSE_DATABASE_URL: databaseUrl(await schemaFor(dataDir)),
-    GATEHOUSE_LOG_LEVEL: process.env.GATEHOUSE_TEST_LOG_LEVEL ?? 'warn', ...env,
+    GATEHOUSE_LOG_LEVEL: process.env.GATEHOUSE_TEST_LOG_LEVEL ?? 'warn', GATEHOUSE_CLUSTER_STREAM_MAX_MB: String(TEST_STREAM_MAX_MB), ...env,
   });
   const surface: Record<string, unknown> = { url: node.url, adminToken: (await import('./gatehouse.ts')).TEST_ADMIN_TOKEN };
   for (const key of IN_MEMORY) {
