@@ -24,7 +24,7 @@ import { LingeringSockets } from './lingering-sockets.ts';
 import { Journal } from './journal.ts';
 import { CommitGate } from './commit-gate.ts';
 import { storedSubscription, type BrokerPersistence, type StoredMessage } from './persistence.ts';
-import type { ClusterLink, MovedFlow, MovedSession, RecordedWill, SessionClaim } from './cluster-link.ts';
+import type { ClusterLink, MovedFlow, MovedSession, RecordedWill, SessionClaim, SessionsHere } from './cluster-link.ts';
 import { parseSharedFilter, topicMatches, topicOverLimit, topicWithinLimits } from '../mqtt/topics.ts';
 import type { BrokerContext } from './context.ts';
 import { dispatch } from './handlers/index.ts';
@@ -116,6 +116,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.#link = init.link ?? null;
     const link = this.#link;
     link?.connections.limit(this.options.maxConnections);
+    link?.sessionCounts.limit(this.options.maxSessionsPerOwner, this.#sessionsHere);
     if (link !== null) this.router.onLocalGroup = (group, filter, present) => link.sharedInterest(group, filter, present);
     this.retained.onExpired = (topic) => this.#journal?.retained(topic, null);
     this.#sweep = setInterval(() => {
@@ -193,13 +194,44 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     return this.#link === null ? false : this.#link.connectedElsewhere(clientId);
   }
 
-  /** Sessions (connected or kept) created by `owner`. */
+  /** Sessions (connected or kept) created by `owner`: on a cluster node with the limit set, on every live node. */
   sessionsOwnedBy(owner: string): number {
+    if (this.#link !== null && this.options.maxSessionsPerOwner > 0) return this.#link.sessionCounts.count(owner);
     return this.#sessionsByOwner.get(owner) ?? 0;
   }
 
-  /** The most sessions any one owner holds (metrics: use against `maxSessionsPerOwner`). */
+  /** This engine's sessions per owner: its part of a cluster's count. */
+  readonly #sessionsHere: SessionsHere = {
+    of: (owner) => this.#sessionsByOwner.get(owner) ?? 0,
+    all: () => this.#sessionsByOwner.entries(),
+  };
+
+  takeSessionPlace(conn: Connection, owner: string): true | Promise<boolean> {
+    const link = this.#link;
+    if (link === null) return true;
+    return link.sessionCounts.take(owner).then((granted) => {
+      if (!granted) return false;
+      // Held until the session opens (openSession) or the CONNECT ends without it (connectionClosed).
+      if (conn.state === 'closed') link.sessionCounts.settle(owner);
+      else conn.sessionPlaceOf = owner;
+      return true;
+    });
+  }
+
+  sessionRecorded(clientId: string, owner: string): Promise<boolean> | false {
+    return this.#link === null ? false : this.#link.sessionRecorded(clientId, owner);
+  }
+
+  #settleSessionPlace(conn: Connection): void {
+    const owner = conn.sessionPlaceOf;
+    if (owner === undefined) return;
+    conn.sessionPlaceOf = undefined;
+    this.#link?.sessionCounts.settle(owner);
+  }
+
+  /** The most sessions any one owner holds (metrics: use against `maxSessionsPerOwner`; a cluster node's: on every node). */
   get mostSessionsOfAnOwner(): number {
+    if (this.#link !== null && this.options.maxSessionsPerOwner > 0) return this.#link.sessionCounts.most();
     let most = 0;
     for (const n of this.#sessionsByOwner.values()) if (n > most) most = n;
     return most;
@@ -216,6 +248,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     Object.assign(this.options, limits);
     this.retained.setLimits(this.options.maxRetained, this.options.maxRetainedBytes);
     this.#link?.connections.limit(this.options.maxConnections);
+    this.#link?.sessionCounts.limit(this.options.maxSessionsPerOwner, this.#sessionsHere);
   }
 
   /** A topic name or filter within `maxTopicLevels` and `maxTopicLength`; a refusal is counted by the limit it passed. */
@@ -312,6 +345,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       present = true; // [MQTT-3.2.2-3]
     }
     conn.session = session;
+    this.#settleSessionPlace(conn);
     return { session, present };
   }
 
@@ -476,7 +510,9 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
 
   #own(session: Session, owner: string | undefined): void {
     session.owner = owner;
-    if (owner !== undefined) this.#sessionsByOwner.set(owner, (this.#sessionsByOwner.get(owner) ?? 0) + 1);
+    if (owner === undefined) return;
+    this.#sessionsByOwner.set(owner, (this.#sessionsByOwner.get(owner) ?? 0) + 1);
+    this.#link?.sessionCounts.changed(owner);
   }
 
   #disown(session: Session): void {
@@ -485,6 +521,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     const n = (this.#sessionsByOwner.get(owner) ?? 1) - 1;
     if (n > 0) this.#sessionsByOwner.set(owner, n);
     else this.#sessionsByOwner.delete(owner);
+    this.#link?.sessionCounts.changed(owner);
   }
 
   #newSession(clientId: string): Session {
@@ -839,6 +876,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       conn.holdsPlace = false;
       this.#link?.connections.give();
     }
+    this.#settleSessionPlace(conn);
     const wasConnected = was === 'connected';
     if (wasConnected) this.#connected--;
     else if ((was === 'awaiting-connect' || was === 'connecting') && this.listenerCount('connect_ended') > 0) {

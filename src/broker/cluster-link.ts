@@ -170,9 +170,46 @@ export interface ClusterConnectionCounts {
   usage(): { current: number; hits: number };
 }
 
+/** This engine's sessions per owner, as `ClusterSessionCounts` reads them (the engine's count is this node's part). */
+export interface SessionsHere {
+  of(owner: string): number;
+  all(): Iterable<[owner: string, sessions: number]>;
+}
+
+/**
+ * The gateway's `maxSessionsPerOwner` across the cluster (issue 16): the sessions of one owner on all nodes together
+ * stay within the limit. The engine's own sessions are its part; a new one takes a place from the CONNECT step that
+ * judges it until its session is opened (or the CONNECT failed).
+ */
+export interface ClusterSessionCounts {
+  /** The limit now (0: none), set at start and by every edit, and where this engine's sessions per owner are read. */
+  limit(max: number, here: SessionsHere): void;
+  /**
+   * A place for one more session of `owner` here: true when the owner holds fewer than the limit on every live node
+   * together (places granted and not yet settled included). Rejects when the count cannot be written (NATS away):
+   * the CONNECT is refused, as every CONNECT of a cut-off node is.
+   */
+  take(owner: string): Promise<boolean>;
+  /** A place `take` granted is done with: its session is open here (counted by the engine now) or its CONNECT failed. */
+  settle(owner: string): void;
+  /** This engine's sessions of `owner` changed (one opened, ended, expired or moved to another node). */
+  changed(owner: string): void;
+  /** The sessions of `owner` on every live node, as last seen. */
+  count(owner: string): number;
+  /** The most sessions one owner holds on every live node, among the owners of this engine's sessions (the use shown). */
+  most(): number;
+}
+
 export interface ClusterLink {
   /** The gateway's maxConnections across the cluster. */
   readonly connections: ClusterConnectionCounts;
+  /** The gateway's maxSessionsPerOwner across the cluster. */
+  readonly sessionCounts: ClusterSessionCounts;
+  /**
+   * Whether the cluster's record holds a session of `clientId` created by `owner` (on any node): taking it over is not
+   * one more session of that owner, so the limit lets it through as it lets through a session this engine holds.
+   */
+  sessionRecorded(clientId: string, owner: string): Promise<boolean>;
   /**
    * Whether the session of `clientId` is connected on another node, as the cluster's record says: a CONNECT taking it
    * over frees a place there, so the limit lets it through as it lets through a takeover on this node.

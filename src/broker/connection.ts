@@ -57,6 +57,8 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   farewell: Farewell | null = null;
   /** A cluster node's place for this connection among the gateway's maxConnections (given back when it ends). */
   holdsPlace = false;
+  /** A cluster node's place for a new session of this owner among its maxSessionsPerOwner, until the session opens. */
+  sessionPlaceOf: string | undefined = undefined;
   /**
    * The last PUBACK/PUBREC still waiting (a retained message on its way to a cluster's store): later ones
    * queue behind it, so they leave in the order the PUBLISHes came [MQTT-4.6.0-2]. Null when none waits.

@@ -62,8 +62,15 @@ export interface BrokerContext {
   takeConnectionPlace(conn: Connection, force: boolean): boolean | Promise<boolean>;
   /** Whether the session of `clientId` is connected on another node (false without a cluster). */
   connectedElsewhere(clientId: string): Promise<boolean> | false;
-  /** Sessions created by `owner` that still exist (`maxSessionsPerOwner`). */
+  /** Sessions created by `owner` that still exist (`maxSessionsPerOwner`): on a cluster node, on every live node. */
   sessionsOwnedBy(owner: string): number;
+  /**
+   * A cluster node's place for one more session of `owner` (the engine's own count without a cluster: true, judged by
+   * `sessionsOwnedBy`); rejects when the cluster's count cannot be written.
+   */
+  takeSessionPlace(conn: Connection, owner: string): true | Promise<boolean>;
+  /** Whether the cluster's record holds a session of `clientId` created by `owner` (false without a cluster). */
+  sessionRecorded(clientId: string, owner: string): Promise<boolean> | false;
   /** The session kept under a client id, connected or not. */
   getSession(clientId: string): Session | undefined;
   /**

@@ -18,8 +18,10 @@
  * holds places renews its part every heartbeat. A stale part is dropped by the next write.
  *
  * Fail closed: a place that cannot be written (NATS away) is not given (the CONNECT is refused 0x88, as every
- * CONNECT of a cut-off node is). Without a limit nothing is written: places are counted here only, and written
- * when a limit is set. Bounded: a value holds one part per live process (~100 bytes each), a bucket key per gateway.
+ * CONNECT of a cut-off node is). Without a limit no CONNECT waits for a write: places are counted here and this
+ * node's part is written with its heartbeat (at most once a heartbeat per gateway, while it holds any), so the gateway's
+ * connected clients the API shows are the cluster's, a heartbeat late at most. Bounded: a value holds one part per live
+ * process (~100 bytes each), a bucket key per gateway.
  */
 import type { KV, KvWatchEntry } from '@nats-io/kv';
 import type { QueuedIterator } from '@nats-io/transport-node';
@@ -35,7 +37,7 @@ const MAX_VALUE_BYTES = 64 * 1024;
 const MAX_CAS_ROUNDS = 50;
 const RETRY_MAX_MS = 2_000;
 
-interface Part {
+export interface Part {
   /** Places held. */
   n: number;
   /** CONNECTs refused for the limit by this process since it started. */
@@ -44,7 +46,7 @@ interface Part {
   at: number;
 }
 
-interface CountsValue {
+export interface CountsValue {
   v: 1;
   parts: Record<string, Part>;
 }
@@ -117,22 +119,19 @@ export class GatewayConnectionCounts implements ClusterConnectionCounts {
   }
 
   limit(max: number): void {
+    const starting = this.#max === 0 && max > 0;
     this.#max = max;
     if (this.#closed) return;
-    if (max === 0) {
-      if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
-      this.#heartbeat = null;
-      return;
-    }
     this.#startFollowing();
+    if (starting) this.#schedule(); // a limit from now on: this node's places go into the record at once
     if (this.#heartbeat !== null) return;
-    // A limit from now on: this node's places (counted here while there was none) go into the record, renewed
-    // each heartbeat while it holds any (a part not renewed for a lease stops counting).
+    // This node's places, renewed each heartbeat while it holds any (a part not renewed for a lease stops counting).
+    // Without a limit they are written only here, at most once a heartbeat: the gateway's connected clients (the
+    // API's) are the cluster's all the same, a heartbeat late at most, and no CONNECT waits for a write.
     this.#heartbeat = setInterval(() => {
       if (this.#held > 0 || this.#view?.parts[this.#instance] !== undefined) this.#schedule();
     }, this.#timings.heartbeatMs);
     this.#heartbeat.unref();
-    this.#schedule();
   }
 
   elsewhere(): number {
@@ -257,7 +256,10 @@ export class GatewayConnectionCounts implements ClusterConnectionCounts {
       const value = JSON.stringify({ v: 1, parts } satisfies CountsValue);
       try {
         const revision = view.revision === 0 ? await kv.create(this.#key, value) : await kv.update(this.#key, value, view.revision);
-        this.#held = held;
+        // Places given back (or taken without a limit) while the write was on its way count still: added, not
+        // assigned, and written again.
+        this.#held += granted;
+        if (this.#held !== held) this.#dirty = true;
         this.#adopt({ parts, revision });
         return answers;
       } catch (err) {
@@ -271,7 +273,7 @@ export class GatewayConnectionCounts implements ClusterConnectionCounts {
   async #read(kv: KV): Promise<View> {
     const entry = await kv.get(this.#key);
     if (entry === null || entry.operation !== 'PUT') return { parts: {}, revision: entry?.revision ?? 0 };
-    const view = { parts: parsed(entry.json<CountsValue>()), revision: entry.revision };
+    const view = { parts: parsedParts(entry.json<CountsValue>()), revision: entry.revision };
     this.#adopt(view);
     return view;
   }
@@ -296,7 +298,7 @@ export class GatewayConnectionCounts implements ClusterConnectionCounts {
           this.#watch = watch;
           attempt = 0;
           for await (const entry of watch) {
-            if (entry.operation === 'PUT') this.#adopt({ parts: parsed(entry.json<CountsValue>()), revision: entry.revision });
+            if (entry.operation === 'PUT') this.#adopt({ parts: parsedParts(entry.json<CountsValue>()), revision: entry.revision });
           }
         } catch (err) {
           if (this.#closed) return;
@@ -308,8 +310,8 @@ export class GatewayConnectionCounts implements ClusterConnectionCounts {
   }
 }
 
-/** Parts of a value another version may have written: anything unreadable counts as nothing (it is rewritten). */
-function parsed(value: CountsValue): Record<string, Part> {
+/** Parts of a value another version may have written: anything unreadable counts as nothing (it is rewritten). Also session-counts.ts's. */
+export function parsedParts(value: CountsValue): Record<string, Part> {
   const out: Record<string, Part> = {};
   if (value?.v !== 1 || typeof value.parts !== 'object' || value.parts === null) return out;
   for (const [instance, part] of Object.entries(value.parts)) {

@@ -66,7 +66,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   // Cut off for as long as a lease lasts, the node is dead to the others: its engines end their connections.
   const links = new NatsClusterLinks(connection, logger, timings.leaseMs, me, records,
     options.streamMaxBytes === undefined ? DEFAULT_MESSAGE_STREAM_LIMITS : { ...DEFAULT_MESSAGE_STREAM_LIMITS, maxBytes: options.streamMaxBytes },
-    timings.heartbeatMs);
+    timings.heartbeatMs, () => leases.liveInstances());
   const reaper = new WillReaper(connection, leases, records, me, (gatewayId) => links.ownership(gatewayId), logger, timings.heartbeatMs);
   reaper.onDeaths = (instances) => links.nodesDead(instances);
   // The live nodes known from the start, so that every node homes an address alike from its first CONNECT.

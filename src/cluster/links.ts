@@ -25,6 +25,7 @@ import type {
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
 import { connectionCountsBucket, GatewayConnectionCounts } from './connection-counts.ts';
+import { GatewaySessionCounts, sessionCountsBucket } from './session-counts.ts';
 import { DurableMessages, type DurableCounters } from './durable-messages.ts';
 import { DEFAULT_MESSAGE_STREAM_LIMITS, MessageStream, type MessageStreamLimits } from './message-stream.ts';
 import { RetainedReplica, type RetainedCounters } from './retained-replica.ts';
@@ -78,18 +79,24 @@ export class NatsClusterLinks {
   readonly #offState: () => void;
   /** The installation's bucket of connection counts (maxConnections across nodes), opened on first use. */
   readonly #countsBucket: ReturnType<typeof connectionCountsBucket>;
+  /** The installation's bucket of sessions per owner (maxSessionsPerOwner across nodes), opened on first use. */
+  readonly #sessionCountsBucket: ReturnType<typeof sessionCountsBucket>;
+  readonly #liveInstances: () => readonly string[];
   /** Each engine's part of the counts is its own (an engine started again here is a new part). */
   #engines = 0;
   readonly #heartbeatMs: number;
 
   /** `cutOffMs` is the node's lease; `heartbeatMs` its renewal (the connection counts renew theirs as often). */
   constructor(conn: ClusterConnection, logger: Logger, cutOffMs: number, me: RecordIdentity, records: OpenRecords,
-    streamLimits: MessageStreamLimits = DEFAULT_MESSAGE_STREAM_LIMITS, heartbeatMs = Math.max(250, Math.floor(cutOffMs / 5))) {
+    streamLimits: MessageStreamLimits = DEFAULT_MESSAGE_STREAM_LIMITS, heartbeatMs = Math.max(250, Math.floor(cutOffMs / 5)),
+    liveInstances: () => readonly string[] = () => []) {
     this.#conn = conn;
     this.#logger = logger;
     this.#cutOffMs = cutOffMs;
     this.#heartbeatMs = heartbeatMs;
     this.#countsBucket = connectionCountsBucket(conn);
+    this.#sessionCountsBucket = sessionCountsBucket(conn);
+    this.#liveInstances = liveInstances;
     this.#me = me;
     this.#records = records;
     this.#stream = new MessageStream(conn, streamLimits);
@@ -145,6 +152,8 @@ export class NatsClusterLinks {
         () => link.endpoint),
       new GatewayConnectionCounts(this.#conn, this.#countsBucket, gatewayId, `${this.#me.instance}.${++this.#engines}`,
         { heartbeatMs: this.#heartbeatMs, leaseMs: this.#cutOffMs }, logger),
+      new GatewaySessionCounts(this.#conn, this.#sessionCountsBucket, gatewayId, `${this.#me.instance}.${this.#engines}`,
+        this.#cutOffMs, this.#liveInstances, logger),
       () => {
         this.#open.delete(link);
         if (this.#byGateway.get(gatewayId) === link) this.#byGateway.delete(gatewayId);
@@ -228,6 +237,7 @@ class NatsGatewayLink implements ClusterLink {
   readonly #sendShared: ClusterLink['forwardShared'];
   readonly durable: DurableMessages;
   readonly connections: GatewayConnectionCounts;
+  readonly sessionCounts: GatewaySessionCounts;
   readonly #states: SessionStates;
   readonly #onClose: () => void;
   #endpoint: LinkEndpoint | null = null;
@@ -239,7 +249,7 @@ class NatsGatewayLink implements ClusterLink {
 
   constructor(conn: ClusterConnection, subject: string, counters: LinkCounters, logger: Logger, retained: RetainedReplica,
     ownership: SessionOwnership, shared: SharedDirectory, sendShared: ClusterLink['forwardShared'], durable: DurableMessages,
-    connections: GatewayConnectionCounts, onClose: () => void) {
+    connections: GatewayConnectionCounts, sessionCounts: GatewaySessionCounts, onClose: () => void) {
     this.#conn = conn;
     this.#subject = subject;
     this.#counters = counters;
@@ -250,6 +260,7 @@ class NatsGatewayLink implements ClusterLink {
     this.#sendShared = sendShared;
     this.durable = durable;
     this.connections = connections;
+    this.sessionCounts = sessionCounts;
     this.#states = new SessionStates(ownership, () => durable.position(), () => durable.ready(), logger);
     this.#onClose = onClose;
   }
@@ -333,6 +344,10 @@ class NatsGatewayLink implements ClusterLink {
 
   connectedElsewhere(clientId: string): Promise<boolean> {
     return this.ownership.connectedElsewhere(clientId);
+  }
+
+  sessionRecorded(clientId: string, owner: string): Promise<boolean> {
+    return this.ownership.recorded(clientId, owner);
   }
 
   connectionEnded(clientId: string, end: ConnectionEnd): Promise<boolean> {
@@ -447,6 +462,7 @@ class NatsGatewayLink implements ClusterLink {
     this.#endpoint = null;
     this.durable.close();
     this.connections.close();
+    this.sessionCounts.close();
     this.#states.close();
     this.#retained.close();
     this.shared.close();

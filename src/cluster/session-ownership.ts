@@ -173,6 +173,12 @@ export class SessionOwnership {
     return seen !== null && seen.record.connected && seen.record.instance !== this.#me.instance;
   }
 
+  /** Whether the record holds a session of `clientId` created by `owner` (maxSessionsPerOwner lets its takeover through). */
+  async recorded(clientId: string, owner: string): Promise<boolean> {
+    const seen = await (await this.#records()).get(SessionRecords.key(this.#gatewayId, clientId));
+    return seen !== null && (seen.record.owner === undefined || seen.record.owner === owner);
+  }
+
   /**
    * Another node claimed a session (its notice): this node's connection and state of it go, unless it claimed again
    * since. True when this node held it and let it go.

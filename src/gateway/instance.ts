@@ -176,8 +176,9 @@ export class GatewayInstance {
     return this.#aclRefusals;
   }
 
+  /** The gateway's connected clients: on a cluster node, those of every live node (a heartbeat late at most). */
   get connectedClients(): number {
-    return this.broker.connectedCount;
+    return this.broker.connectionsHeld;
   }
 
   /** Each limit's current use and how often it refused or paced (API, console, metrics). */

@@ -36,7 +36,8 @@ export function registerGatewayMetrics(registry: Registry, runtime: GatewayRunti
         if (days.length > 0) certificateDays.set({ gateway, certificate }, Math.min(...days));
       }
       const broker = instance.broker;
-      connected.set({ gateway }, instance.connectedClients);
+      // This process's: a scrape of several processes sums them (the API's connectedClients is the cluster's).
+      connected.set({ gateway }, broker.connectedCount);
       sessions.set({ gateway }, broker.sessionCount);
       retained.set({ gateway }, broker.retained.size);
       for (const [result, n] of Object.entries(instance.authStats)) auth.set({ gateway, result }, n);

@@ -4,7 +4,9 @@
  * throttle (one at a time, a short queue, the surplus refused 0x9F without a hash: at most 8 of 40 checked, as on one
  * process); `maxConnections: 2` counts the connections of both nodes (a third device refused 0x97 on either, a
  * takeover from the other node let through, the API's use and refusals the gateway's); a node cut off stops counting
- * once its lease has lapsed (its connections free their places without it).
+ * once its lease has lapsed (its connections free their places without it); `maxSessionsPerDevice: 2` counts a device's
+ * sessions on both nodes (a third client id refused 0x97 on either, its own sessions resumed on the other node); without
+ * a limit, the gateway's connected clients each node's API shows are both nodes'.
  */
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
@@ -102,6 +104,51 @@ if (clusterSkip !== undefined) {
       // The device, from its own address, on either node.
       assert.equal(await outcome(A, device), 0);
       assert.equal(await outcome(B, device), 0);
+    });
+
+    test('maxSessionsPerDevice: 2 counts the device\'s sessions on both nodes: a third client id is refused 0x97 on either; its sessions still resume on the other node', { timeout: 90_000 }, async () => {
+      const r = await nodeA.api('PATCH', `/gateways/${gateway.id}`, { limits: { maxSessionsPerDevice: 2 } });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      await waitFor('both nodes to apply the limit', () => ([nodeA, nodeB].every((n) => engineOf(n, gateway.id).options.maxSessionsPerOwner === 2) ? true : undefined));
+      const device = await cluster.addDevice(nodeA, gateway);
+      const kept = { clean: false, properties: { sessionExpiryInterval: 300 }, ...FROM_DEVICE } as mqtt.IClientOptions;
+      // One session on each node (kept after their connections end).
+      const a = await cluster.connect(A, gateway, device, { clientId: 'sess-a', ...kept });
+      const b = await cluster.connect(B, gateway, device, { clientId: 'sess-b', ...kept });
+      await Promise.all([a.endAsync(), b.endAsync()]);
+      // Each node holds one: a node counting its own would admit a third.
+      assert.equal(await outcome(A, device, 'sess-c'), 0x97, 'A: sess-a here, sess-b on B');
+      assert.equal(await outcome(B, device, 'sess-c'), 0x97, 'B: sess-b here, sess-a on A');
+      // Its own sessions are not "more": sess-a resumes on B (it moves there), and the device still holds two.
+      const resumed = await cluster.connect(B, gateway, device, { clientId: 'sess-a', ...kept });
+      await resumed.endAsync();
+      assert.equal(await outcome(A, device, 'sess-d'), 0x97, 'both on B now');
+      // The use shown is the device's sessions on every node (B holds both).
+      assert.equal(engineOf(nodeB, gateway.id).mostSessionsOfAnOwner, 2);
+      // Lifted: a third opens.
+      await nodeA.api('PATCH', `/gateways/${gateway.id}`, { limits: { maxSessionsPerDevice: null } });
+      await waitFor('both nodes to lift the limit', () => ([nodeA, nodeB].every((n) => engineOf(n, gateway.id).options.maxSessionsPerOwner === 0) ? true : undefined));
+      assert.equal(await outcome(A, device, 'sess-c'), 0);
+    });
+
+    test('without a limit, each node\'s API shows the gateway\'s connected clients on both nodes', { timeout: 60_000 }, async () => {
+      const [d1, d2] = [await cluster.addDevice(nodeA, gateway), await cluster.addDevice(nodeA, gateway)];
+      const onA = await cluster.connect(A, gateway, d1, FROM_DEVICE);
+      const onB = await cluster.connect(B, gateway, d2, FROM_DEVICE);
+      for (const node of [nodeA, nodeB]) {
+        // Written with each node's heartbeat (no CONNECT waits for it): polled until it has caught up.
+        let seen: unknown;
+        await waitFor('the gateway\'s connected clients through each node\'s API', async () => {
+          seen = (await node.api<{ connectedClients: number }>('GET', `/gateways/${gateway.id}`)).json.connectedClients;
+          return seen === 2 ? true : undefined;
+        }, 10_000).catch(() => undefined);
+        assert.equal(seen, 2, 'one connection on each node');
+      }
+      await Promise.all([onA.endAsync(), onB.endAsync()]);
+      await waitFor('the API to follow the disconnects', async () => {
+        const counts = await Promise.all([nodeA, nodeB].map(async (node) => (await node.api<{ connectedClients: number }>('GET', `/gateways/${gateway.id}`)).json.connectedClients));
+        return counts.every((n) => n === 0) ? true : undefined;
+      }, 10_000);
     });
 
     test('maxConnections: 2 counts both nodes: a third device is refused 0x97 on either, a takeover from the other node passes, the API shows the gateway\'s use', { timeout: 90_000 }, async () => {

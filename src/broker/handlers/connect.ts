@@ -232,18 +232,43 @@ async function authenticateWith(hook: NonNullable<BrokerHooks['authenticate']>, 
  * Clean Start would discard it) [MQTT-3.1.4-3 applies within one owner]. Refusing beats keying sessions
  * by owner + client id: the client id stays the one name of a session, for downlink and operators alike.
  */
-function checkSessionOwner(a: ConnectAttempt): StepResult {
+function checkSessionOwner(a: ConnectAttempt): StepResult | Promise<StepResult> {
   const existing = a.conn.broker.getSession(a.clientId);
   if (existing?.owner !== undefined && a.owner !== undefined && existing.owner !== a.owner) {
     return { refuse: RC.CLIENT_IDENTIFIER_NOT_VALID, reasonString: 'client identifier in use by another device', detail: 'client_id_owned_by_another_owner' };
   }
   // One more session for an owner already at its cap (a device cycling client ids to fill memory):
   // refused 0x97 (v3.1.1 3). Its existing sessions, resumed or cleaned, are not "more".
-  const max = a.conn.broker.options.maxSessionsPerOwner;
-  if (existing === undefined && a.owner !== undefined && max > 0 && a.conn.broker.sessionsOwnedBy(a.owner) >= max) {
-    a.conn.broker.stats.connectsOverSessionLimit++;
-    return { refuse: RC.QUOTA_EXCEEDED, reasonString: 'too many sessions for this device', detail: `maxSessionsPerOwner (${max})` };
+  const broker = a.conn.broker;
+  const max = broker.options.maxSessionsPerOwner;
+  if (existing !== undefined || a.owner === undefined || max === 0) return;
+  if (!broker.clustered) {
+    if (broker.sessionsOwnedBy(a.owner) >= max) return overSessionLimit(a, max);
+    return;
   }
+  return takeSessionPlace(a, a.owner, max);
+}
+
+/**
+ * A cluster node counts the owner's sessions on every node (issue 16): a new one takes a place by compare-and-swap, so
+ * two nodes never both open the last one. A session of this owner recorded on another node is not a new one: taking
+ * it over moves it here (that node gives its place back).
+ */
+async function takeSessionPlace(a: ConnectAttempt, owner: string, max: number): Promise<StepResult> {
+  const broker = a.conn.broker;
+  try {
+    if (await broker.takeSessionPlace(a.conn, owner)) return;
+    if (await broker.sessionRecorded(a.clientId, owner)) return;
+  } catch (err) {
+    broker.logger.warn({ err, clientId: logText(a.clientId) }, 'cluster_session_place_failed');
+    return { refuse: RC.SERVER_UNAVAILABLE, reasonString: 'cluster unreachable', detail: 'session_place_failed' };
+  }
+  return overSessionLimit(a, max);
+}
+
+function overSessionLimit(a: ConnectAttempt, max: number): StepResult {
+  a.conn.broker.stats.connectsOverSessionLimit++;
+  return { refuse: RC.QUOTA_EXCEEDED, reasonString: 'too many sessions for this device', detail: `maxSessionsPerOwner (${max})` };
 }
 
 function storeWill(a: ConnectAttempt): StepResult {
