@@ -160,10 +160,12 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   await writeFile(path.join(config.dataDir, PID_FILE), `${process.pid}\n`, { mode: 0o600 });
   const platform = new Platform({
     registry, runtime, messages: storage.messages, runner, parsingRunner, logger, options: platformOptions, journal: uplinkJournal, nodeId: config.nodeId,
-    ...(cluster === null ? {} : { peers: cluster.peers }),
+    ...(cluster === null ? {} : { peers: cluster.peers, flushConnectionEvents: () => connectionEvents.flushed() }),
   });
   await steps.run('platform', 'the database: webhooks and their outbox, the uplink journal\'s replay', START_STEP_DEADLINE_MS.platform, () => platform.start());
   connectionEvents.onStored((record) => platform.publishConnectionEvent(record));
+  // A cluster node's read of connection events includes what the other nodes hold for their next batch.
+  connectionEvents.flushElsewhere = platform.flushConnectionEventsElsewhere;
   registerPlatformMetrics(metricsRegistry, platform);
   registerConnectionEventMetrics(metricsRegistry, connectionEvents);
   // Under GATEHOUSE_WORKERS a scrape reaches one worker: it answers for the machine (every worker's figures).

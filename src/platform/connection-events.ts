@@ -71,6 +71,7 @@ export class ConnectionEventRecorder {
   readonly #flush: DeferredFlush;
   readonly #pruner: NodeJS.Timeout;
   #listener: ((record: ConnectionEventRecord) => void) | null = null;
+  #elsewhere: (() => Promise<void>) | null = null;
   readonly #stats = { recorded: 0, folded: 0, dropped: 0, writeFailures: 0 };
 
   constructor(repository: ConnectionEventRepository, logger: Logger, options: Partial<ConnectionEventOptions> = {}) {
@@ -119,9 +120,22 @@ export class ConnectionEventRecorder {
     this.#markDirty(next);
   }
 
-  /** Written events matching the query, newest first; what was recorded before the call is included. */
+  /**
+   * Where the other nodes of a cluster write what they hold now (the platform asks them): their events are batched
+   * on their node as this one's are here, and a read through this node's API must include them too.
+   */
+  set flushElsewhere(flush: (() => Promise<void>) | null) {
+    this.#elsewhere = flush;
+  }
+
+  /** What this node holds for the next batch, written now (another node's read is about to follow). */
+  flushed(): Promise<void> {
+    return this.#flush.flush();
+  }
+
+  /** Written events matching the query, newest first; what was recorded before the call (on any node) is included. */
   async query(query: ConnectionEventQuery): Promise<ConnectionEventRecord[]> {
-    await this.#flush.flush();
+    await Promise.all([this.#flush.flush(), this.#elsewhere?.()]);
     return this.#repository.query(query);
   }
 

@@ -20,12 +20,15 @@ export type SharedEvent =
 export type PeerRequest =
   | { kind: 'downlink'; productKey: string; deviceName: string; topic: string; payloadBase64: string; qos: 0 | 1 }
   | { kind: 'sessions'; productKey: string; deviceName: string }
-  | { kind: 'disconnect'; productKey: string; deviceName: string };
+  | { kind: 'disconnect'; productKey: string; deviceName: string }
+  /** Write the connection events held for the next batch now: a read through another node's API is about to follow. */
+  | { kind: 'flush-connection-events' };
 
 export type PeerAnswer =
   | { kind: 'downlink'; delivery: DirectDelivery }
   | { kind: 'sessions'; sessions: DeviceSessionView[] }
-  | { kind: 'disconnect'; disconnected: number };
+  | { kind: 'disconnect'; disconnected: number }
+  | { kind: 'flush-connection-events' };
 
 export interface PlatformPeers {
   /** This node's id (webhook outbox rows are claimed under it). */

@@ -61,6 +61,8 @@ export interface PlatformDeps {
   nodeId?: string;
   /** The other nodes of a cluster (issue 16 item 7); absent for a single process. */
   peers?: PlatformPeers;
+  /** This node's connection events held for their next batch, written now (another node's read asks for it). */
+  flushConnectionEvents?: () => Promise<void>;
 }
 
 export interface DownlinkRequest {
@@ -243,6 +245,17 @@ export class Platform {
     return n;
   }
 
+  /**
+   * The other nodes of a cluster write the connection events they hold for their next batch (resolves once they
+   * answered, or were waited for as long as any request): a read through this node's API follows. Undefined alone.
+   */
+  get flushConnectionEventsElsewhere(): (() => Promise<void>) | null {
+    if (this.#deps.peers === undefined) return null;
+    return async () => {
+      await this.#ask({ kind: 'flush-connection-events' }, 0);
+    };
+  }
+
   /** The other nodes' answers (none without a cluster); `waitMs`: how long they may wait for a device first. */
   #ask(request: PeerRequest, waitMs: number): Promise<PeerAnswer[]> {
     return this.#deps.peers === undefined ? Promise.resolve([]) : this.#deps.peers.ask(request, waitMs + PEER_ANSWER_MS);
@@ -261,6 +274,9 @@ export class Platform {
         return { kind: 'sessions', sessions: deviceSessions(this.#deps.runtime.instances(), request.productKey, request.deviceName) };
       case 'disconnect':
         return { kind: 'disconnect', disconnected: this.#disconnectHere(request.productKey, request.deviceName) };
+      case 'flush-connection-events':
+        await this.#deps.flushConnectionEvents?.();
+        return { kind: 'flush-connection-events' };
     }
   }
 

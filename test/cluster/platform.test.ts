@@ -6,6 +6,7 @@
  * and 1; offline everywhere answers as for a local device); its sessions are listed and "disconnect now"
  * ends its connection. Webhooks: each event delivered once, not once per node, including when a node starts
  * while deliveries are in flight; outbox rows of a dead node are taken by one survivor once their claim lapses.
+ * Connection events read through node A include those another node holds for its next batch (it writes them first).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -15,10 +16,12 @@ import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
 import pg from 'pg';
+import type { GatehouseOverrides } from '../../src/app.ts';
 import { freePort, removeDataDir, startTestGatehouse, TEST_ADMIN_TOKEN, type TestGatehouse } from '../harness/gatehouse.ts';
 import { getPki, type SharedPki } from '../harness/pki.ts';
 import { openStream } from '../e2e/platform-support.ts';
 import { waitFor } from '../harness/cluster.ts';
+import { deleteInstallationStreams, TEST_STREAM_MAX_MB } from '../harness/nats-streams.ts';
 
 const databaseUrl = process.env.GATEHOUSE_TEST_DATABASE_URL;
 const natsUrl = process.env.GATEHOUSE_TEST_NATS_URL;
@@ -26,6 +29,7 @@ const natsUrl = process.env.GATEHOUSE_TEST_NATS_URL;
 const A = '127.0.0.2';
 const B = '127.0.0.3';
 const C = '127.0.0.4';
+const D = '127.0.0.5';
 /** Short leases: a claim lapses (and is swept) within seconds. */
 const LEASE = { heartbeatMs: 300, leaseMs: 1_500 };
 
@@ -98,11 +102,13 @@ if (databaseUrl === undefined || natsUrl === undefined) {
     let gateway: GatewayJson;
     let device = 0;
 
-    const startNode = async (nodeId: string, host: string): Promise<TestGatehouse> => {
+    const startNode = async (nodeId: string, host: string, overrides: Pick<GatehouseOverrides, 'connectionEvents'> = {}): Promise<TestGatehouse> => {
       const node = await startTestGatehouse({
+        ...overrides,
         env: {
           GATEHOUSE_DATABASE_URL: dbUrl.toString(), GATEHOUSE_NATS_URL: natsUrl, GATEHOUSE_MASTER_KEY: masterKey,
           GATEHOUSE_NODE_ID: nodeId, GATEHOUSE_HTTP_HOST: host, GATEHOUSE_MQTT_HOST: host,
+          GATEHOUSE_CLUSTER_STREAM_MAX_MB: String(TEST_STREAM_MAX_MB),
         },
         clusterLeaseTimings: LEASE,
         platform: { webhooks: { maxAttempts: 4, baseDelayMs: 40, maxDelayMs: 200, timeoutMs: 20_000 }, downlinkAckTimeoutMs: 3_000 },
@@ -158,7 +164,10 @@ if (databaseUrl === undefined || natsUrl === undefined) {
       for (const client of clients) client.end(true);
       for (const receiver of receivers) receiver.close();
       await Promise.all(nodes.map((n) => n.stop()));
+      const installation = await db.query<{ value: string }>(`select value from ${schema}.settings where key = 'installation_id'`).catch(() => null);
       await db.query(`drop schema if exists ${schema} cascade`);
+      const installationId = installation?.rows[0]?.value;
+      if (installationId !== undefined) await deleteInstallationStreams(natsUrl, installationId);
       await db.end();
       for (const node of nodes) await removeDataDir(node.dataDir);
     }, { timeout: 60_000 });
@@ -255,6 +264,22 @@ if (databaseUrl === undefined || natsUrl === undefined) {
       // Kept offline on node B for its expiry: still listed through node A, not connected.
       const after = await nodeA.api<{ items: { clientId: string; connected: boolean }[] }>('GET', `/products/${gateway.productKey}/devices/${name}/sessions`);
       assert.deepEqual(after.json.items.map((s) => [s.clientId, s.connected]), [[`s-${name}`, false]]);
+    });
+
+    test('connection events read through node A include those another node still holds for its next batch', { timeout: 60_000 }, async () => {
+      // Node D writes its batches a minute apart: only the read's request makes it write sooner.
+      const nodeD = await startNode('platform-d', D, { connectionEvents: { flushMs: 60_000 } });
+      try {
+        await listening(D);
+        const name = await newDevice();
+        const refused = await connect(D, name, { clientId: `ev-${name}`, password: 'wrong' }).then(() => 0, (err: { code?: number }) => err.code);
+        assert.equal(refused, 0x86);
+        const events = await nodeA.api<{ items: { clientId: string; reason: string; type: string }[] }>('GET', `/events?gatewayId=${gateway.id}&clientId=ev-${name}`);
+        assert.equal(events.status, 200, JSON.stringify(events.json));
+        assert.deepEqual(events.json.items.map((e) => e.reason), ['BAD_CREDENTIALS']);
+      } finally {
+        await nodeD.stop();
+      }
     });
 
     test('webhooks: each event delivered once, not once per node, also when a node starts while deliveries are in flight', { timeout: 90_000 }, async () => {
