@@ -240,32 +240,42 @@ async function api<T>(node: Node, method: string, url: string, body?: string | o
   return (await res.json()) as T;
 }
 
-/** Pids of every server process of the topology now: the nodes, a workers primary's children, nats-server. */
-function serverPids(infra: Infra): number[] {
-  const pids: number[] = [];
-  for (const node of infra.nodes) {
-    if (node.child.exitStatus !== undefined) continue;
-    pids.push(node.child.pid);
-    try {
-      const children = readFileSync(`/proc/${node.child.pid}/task/${node.child.pid}/children`, 'utf8').trim();
-      if (children !== '') pids.push(...children.split(/\s+/).map(Number));
-    } catch {
-      // gone meanwhile
-    }
+/** Pids of one node's processes now: the node, and a workers primary's children. */
+function nodePids(node: Node): number[] {
+  if (node.child.exitStatus !== undefined) return [];
+  const pids = [node.child.pid];
+  try {
+    const children = readFileSync(`/proc/${node.child.pid}/task/${node.child.pid}/children`, 'utf8').trim();
+    if (children !== '') pids.push(...children.split(/\s+/).map(Number));
+  } catch {
+    // gone meanwhile
   }
   return pids;
 }
 
-interface CpuSnap { at: number; nodes: number; nats: number; driver: number; machine: number }
-
-function cpuSnap(infra: Infra): CpuSnap {
-  let nodes = 0;
-  for (const pid of serverPids(infra)) {
+/** CPU seconds of one node's processes (an exited one counts 0). */
+function nodeCpuSeconds(node: Node): number {
+  let seconds = 0;
+  for (const pid of nodePids(node)) {
     try {
-      nodes += processCpuSeconds(pid);
+      seconds += processCpuSeconds(pid);
     } catch {
       // exited between the listing and the read
     }
+  }
+  return seconds;
+}
+
+/** `byNode`: each node's own part of `nodes` (node-a publishes, node-b subscribes on nodes2), by name. */
+interface CpuSnap { at: number; nodes: number; byNode: Record<string, number>; nats: number; driver: number; machine: number }
+
+function cpuSnap(infra: Infra): CpuSnap {
+  let nodes = 0;
+  const byNode: Record<string, number> = {};
+  for (const node of infra.nodes) {
+    const seconds = nodeCpuSeconds(node);
+    byNode[node.name] = seconds;
+    nodes += seconds;
   }
   let nats = 0;
   if (infra.nats !== undefined && infra.nats.exitStatus === undefined) {
@@ -276,18 +286,22 @@ function cpuSnap(infra: Infra): CpuSnap {
     }
   }
   const u = process.cpuUsage();
-  return { at: now(), nodes, nats, driver: (u.user + u.system) / 1e6, machine: machineBusySeconds() };
+  return { at: now(), nodes, byNode, nats, driver: (u.user + u.system) / 1e6, machine: machineBusySeconds() };
 }
 
 /** CPU seconds of the servers (nodes + nats-server) between two snapshots, and each share in % of one core. */
-function cpuBetween(a: CpuSnap, b: CpuSnap): { servers: number; wall: number; pct: Record<string, number> } {
+function cpuBetween(a: CpuSnap, b: CpuSnap): { servers: number; wall: number; pct: Record<string, number>; parts: Record<string, number> } {
   const wall = (b.at - a.at) / 1000;
   const nodes = b.nodes - a.nodes;
   const nats = b.nats - a.nats;
   const driver = b.driver - a.driver;
   const other = Math.max(0, b.machine - a.machine - nodes - nats - driver);
   const pct = (s: number): number => Math.round((1000 * s) / wall) / 10;
-  return { servers: nodes + nats, wall, pct: { nodes: pct(nodes), nats: pct(nats), driver: pct(driver), other: pct(other) } };
+  // Each node's and nats-server's seconds apart: where a message's cost falls (sending node, receiving node, NATS).
+  const parts: Record<string, number> = { nats };
+  for (const [name, seconds] of Object.entries(b.byNode)) parts[name] = seconds - (a.byNode[name] ?? seconds);
+  const byNode = Object.fromEntries(Object.keys(b.byNode).map((name) => [name, pct(parts[name]!)]));
+  return { servers: nodes + nats, wall, parts, pct: { nodes: pct(nodes), nats: pct(nats), driver: pct(driver), other: pct(other), ...(Object.keys(byNode).length > 1 ? byNode : {}) } };
 }
 
 // ---------------------------------------------------------------- setup
@@ -340,7 +354,10 @@ async function setUp(infra: Infra): Promise<void> {
 }
 
 async function tearDown(infra: Infra): Promise<void> {
-  await Promise.all([...infra.nodes.map((n) => n.child.stop(10_000)), infra.nats?.stop(5000)]);
+  // The nodes before nats-server: a node stopping drains its NATS connection, and one whose server went first
+  // waited out its grace and was killed (no CPU profile written under BENCH_PROF).
+  await Promise.all(infra.nodes.map((n) => n.child.stop(10_000)));
+  await infra.nats?.stop(5000);
   if (infra.schema !== undefined) await sql(`drop schema if exists ${infra.schema} cascade`).catch((err: unknown) => log(`  could not drop schema ${infra.schema}: ${String(err)}`));
   for (const dir of infra.dirs) rmSync(dir, { recursive: true, force: true });
 }
@@ -465,6 +482,8 @@ async function throughput(infra: Infra, qos: 0 | 1): Promise<Figures> {
   };
   if (qos === 0) f.qos0_missing = counts.missing;
   else Object.assign(f, { qos1_lost: counts.lostAcked, qos1_duplicates: counts.duplicates });
+  // Per process (JSON only): on nodes2 node-a is the publishers' node and node-b the subscriber's.
+  if (infra.topology !== 'single') for (const [name, seconds] of Object.entries(cpu.parts)) f[`${p}_cpu_us_per_msg_${name}`] = cpuPer(seconds, d1 - d0, 1e6);
   logPhase(infra, p, `${Math.round((d1 - d0) / cpu.wall)} msg/s, ${closedNote([sub, ...pubs])}sent ${counts.sent}, acked ${counts.acked}, delivered ${counts.delivered}, missing ${counts.missing}, lost ${counts.lostAcked}, dup ${counts.duplicates}, unknown ${counts.unknown}`, cpu.pct);
   return f;
 }
@@ -476,7 +495,8 @@ function closedNote(clients: Client[]): string {
 }
 
 function logPhase(infra: Infra, phase: string, what: string, pct?: Record<string, number>): void {
-  const shares = pct === undefined ? '' : `  cpu% nodes/nats/driver/other ${pct.nodes}/${pct.nats}/${pct.driver}/${pct.other}`;
+  const split = pct?.['node-a'] === undefined ? '' : ` (a ${pct['node-a']} b ${pct['node-b']})`;
+  const shares = pct === undefined ? '' : `  cpu% nodes/nats/driver/other ${pct.nodes}${split}/${pct.nats}/${pct.driver}/${pct.other}`;
   cpuShares.push({ topology: infra.topology, phase, ...(pct ?? {}) });
   log(`  ${infra.topology} ${phase}: ${what}${shares}`);
 }
