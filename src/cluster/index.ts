@@ -68,7 +68,12 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     options.streamMaxBytes === undefined ? DEFAULT_MESSAGE_STREAM_LIMITS : { ...DEFAULT_MESSAGE_STREAM_LIMITS, maxBytes: options.streamMaxBytes },
     timings.heartbeatMs, () => leases.liveInstances());
   const reaper = new WillReaper(connection, leases, records, me, (gatewayId) => links.ownership(gatewayId), logger, timings.heartbeatMs);
-  reaper.onDeaths = (instances) => links.nodesDead(instances);
+  const peers = new NatsPlatformPeers(connection, logger, timings.leaseMs, leases.instance,
+    async () => (await leases.live()).filter((lease) => lease.nodeId !== options.nodeId).length);
+  reaper.onDeaths = (instances) => {
+    links.nodesDead(instances);
+    peers.nodesDead(instances);
+  };
   // The live nodes known from the start, so that every node homes an address alike from its first CONNECT.
   await leases.live().catch((err: unknown) => logger.warn({ err }, 'cluster_leases_unread'));
   const throttles = new ClusterThrottles(connection, leases.instance, () => leases.liveInstances(), logger);
@@ -79,10 +84,10 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     links,
     reaper,
     throttles,
-    peers: new NatsPlatformPeers(connection, logger, timings.leaseMs,
-      async () => (await leases.live()).filter((lease) => lease.nodeId !== options.nodeId).length),
+    peers,
     async close() {
       reaper.close();
+      peers.close();
       throttles.close();
       links.close();
       await leases.close();

@@ -1,9 +1,20 @@
 /**
- * The platform's peers port on NATS (issue 16 item 7). Two core subjects per installation:
+ * The platform's peers port on NATS (issue 16 item 7). Core subjects per installation:
  *
- * - `<prefix>.platform.events`: every platform event of a node's own devices (messages, online/offline,
- *   connection events), heard by every other node, whose `/stream` then shows it. Core NATS is at most
- *   once, as a stream is (a client resumes from the replay ring of the node it reaches).
+ * - `<prefix>.platform.events`: the platform events of a node's own devices (messages, online/offline,
+ *   connection events), for the other nodes' `/stream`s. Core NATS is at most once, as a stream is (a client
+ *   resumes from the replay ring of the node it reaches).
+ * - `<prefix>.platform.listening`: which nodes hear those events now. Only a node with a `/stream` open (and
+ *   for a while after its last closed, platform.ts) needs them: every node stores, and sends to webhooks, the
+ *   events of its own devices only. So a node shares its events only while another node says it listens, and a
+ *   node subscribes to them only while it listens: with no stream open anywhere, an uplink costs the cluster
+ *   nothing beyond its own node (it was an encode and a NATS message on the sending node, a delivery by
+ *   nats-server, and a decode, a message view and a replay-ring slot on every other node: the largest part of
+ *   a receiving node's CPU per message in `npm run bench:cluster`). A node that starts listening asks (a
+ *   request each other live node answers once it has noted it), so what they share after `ready` is heard; it
+ *   says so when it stops. States are idempotent, keyed by process instance: a node that starts or reconnects
+ *   says its own and asks the others for theirs (`<prefix>.platform.hello`); a dead process's entry goes with
+ *   its lease (`nodesDead`).
  * - `<prefix>.platform.ask`: a request about a device (downlink, its sessions, "disconnect now"), sent to
  *   every other node at once; each answers for its own connections. The asker expects one answer per
  *   other live node (their leases) and stops waiting at the first of: all answered, `maxWaitMs`.
@@ -13,7 +24,7 @@
  *
  *   u8 version (1), u8 kind (1 message, 2 other event), u32 header length, header (JSON), payload (the rest)
  */
-import type { Subscription } from '@nats-io/transport-node';
+import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../core/logger.ts';
 import type { MessageRecord } from '../registry/index.ts';
 import type { PeerAnswer, PeerRequest, PlatformPeers, SharedEvent } from '../platform/peers.ts';
@@ -72,6 +83,15 @@ function stop(subscription: Subscription): void {
   subscription.unsubscribe();
 }
 
+/** How long a node that starts listening waits for the other nodes to note it (NATS slow or a node not answering). */
+const LISTEN_WAIT_MS = 2_000;
+
+/** What a node says on `<prefix>.platform.listening`. */
+interface ListeningState {
+  instance: string;
+  listening: boolean;
+}
+
 export class NatsPlatformPeers implements PlatformPeers {
   readonly nodeId: string;
   readonly claimMs: number;
@@ -81,24 +101,61 @@ export class NatsPlatformPeers implements PlatformPeers {
   #dropping = false;
   readonly #conn: ClusterConnection;
   readonly #logger: Logger;
+  readonly #instance: string;
   readonly #otherLiveNodes: () => Promise<number>;
   readonly #eventsSubject: string;
   readonly #askSubject: string;
+  readonly #listeningSubject: string;
+  readonly #helloSubject: string;
+  /** The other node processes that hear this node's events now: it shares them only while there is one. */
+  readonly #listeners = new Set<string>();
+  /** This node's subscription to the others' events, while it listens. */
+  #hearing: Subscription | null = null;
+  readonly #subscriptions: Subscription[];
+  readonly #offState: () => void;
+  #wasCut = false;
 
-  /** `otherLiveNodes`: how many other nodes hold a live lease now (how many answers a request waits for). */
-  constructor(conn: ClusterConnection, logger: Logger, claimMs: number, otherLiveNodes: () => Promise<number>) {
+  /**
+   * `instance`: this process's (its lease's), naming it to the others; `otherLiveNodes`: how many other nodes hold a
+   * live lease now (how many answers a request waits for).
+   */
+  constructor(conn: ClusterConnection, logger: Logger, claimMs: number, instance: string, otherLiveNodes: () => Promise<number>) {
     this.#conn = conn;
     // Shared with the node's QoS 0 forwards: one bound on what the node has published and NATS not confirmed.
     this.budget = conn.budget;
     this.#logger = logger;
     this.nodeId = conn.nodeId;
     this.claimMs = claimMs;
+    this.#instance = instance;
     this.#otherLiveNodes = otherLiveNodes;
     this.#eventsSubject = `${conn.prefix}.platform.events`;
     this.#askSubject = `${conn.prefix}.platform.ask`;
+    this.#listeningSubject = `${conn.prefix}.platform.listening`;
+    this.#helloSubject = `${conn.prefix}.platform.hello`;
+    this.#subscriptions = [
+      conn.nc.subscribe(this.#listeningSubject, { callback: (err, msg) => this.#onListening(err, msg) }),
+      conn.nc.subscribe(this.#helloSubject, { callback: (err) => (err === null ? this.#say() : undefined) }),
+    ];
+    this.#offState = conn.onState((state) => {
+      if (state === 'disconnected') this.#wasCut = true;
+      else if (state === 'connected' && this.#wasCut) {
+        // Either side may have missed a change while cut off: say ours again, and ask for theirs.
+        this.#wasCut = false;
+        this.#greet();
+      }
+    });
+    // A restarted node under the same id is a new instance; the others learn who listens from their answers.
+    this.#greet();
+  }
+
+  /** Other node processes that hear this node's events now (tests, metrics). */
+  get listeners(): number {
+    return this.#listeners.size;
   }
 
   share(event: SharedEvent): void {
+    // No other node has a stream open (nor just had): nothing of this event is needed elsewhere.
+    if (this.#listeners.size === 0) return;
     try {
       const frame = encodeSharedEvent(event);
       if (!this.budget.admit(frame.length)) {
@@ -121,7 +178,8 @@ export class NatsPlatformPeers implements PlatformPeers {
     }
   }
 
-  onShared(listener: (event: SharedEvent) => void): () => void {
+  hear(listener: (event: SharedEvent) => void): { ready: Promise<void>; stop(): void } {
+    if (this.#hearing !== null) throw new Error('already hearing the other nodes\' events');
     const subscription: Subscription = this.#conn.nc.subscribe(this.#eventsSubject, {
       callback: (err, msg) => {
         if (err !== null) {
@@ -140,7 +198,91 @@ export class NatsPlatformPeers implements PlatformPeers {
         listener(event);
       },
     });
-    return () => stop(subscription);
+    this.#hearing = subscription;
+    // The SUB goes out before the request on the same connection: a node that answered shares to a server that has it.
+    const ready = this.#tellListening();
+    return {
+      ready,
+      stop: () => {
+        if (this.#hearing !== subscription) return;
+        this.#hearing = null;
+        this.#say();
+        stop(subscription);
+      },
+    };
+  }
+
+  /** Dead node processes (their leases lapsed or were replaced): they hear nothing any more. */
+  nodesDead(instances: Iterable<string>): void {
+    for (const instance of instances) this.#listeners.delete(instance);
+  }
+
+  /** Asks every other live node to note that this one listens; resolves once they answered, or after LISTEN_WAIT_MS. */
+  async #tellListening(): Promise<void> {
+    if (this.#conn.state !== 'connected') return; // said again once connected (#greet)
+    try {
+      const expected = await this.#otherLiveNodes();
+      if (expected === 0) return; // a node that starts later asks (hello), and this one answers
+      const replies = await this.#conn.nc.requestMany(this.#listeningSubject, this.#state(), { strategy: 'count', maxMessages: expected, maxWait: LISTEN_WAIT_MS });
+      for await (const reply of replies) void reply; // each answer is a node that noted it
+    } catch (err) {
+      // No node listening on the subject (all gone since their leases were read), or NATS away: said again on reconnect.
+      this.#logger.debug({ err }, 'cluster_platform_listening_unconfirmed');
+    }
+  }
+
+  #state(): string {
+    return JSON.stringify({ instance: this.#instance, listening: this.#hearing !== null } satisfies ListeningState);
+  }
+
+  /** Says whether this node listens, to every node (no answer awaited). */
+  #say(): void {
+    try {
+      this.#conn.nc.publish(this.#listeningSubject, this.#state());
+    } catch (err) {
+      this.#logger.debug({ err }, 'cluster_platform_listening_unsent');
+    }
+  }
+
+  /** Says this node's state and asks every other node for its own. */
+  #greet(): void {
+    this.#say();
+    try {
+      this.#conn.nc.publish(this.#helloSubject);
+    } catch (err) {
+      this.#logger.debug({ err }, 'cluster_platform_hello_unsent');
+    }
+  }
+
+  #onListening(err: Error | null, msg: Msg): void {
+    if (err !== null) {
+      this.#logger.error({ err }, 'cluster_platform_subscription_failed');
+      return;
+    }
+    let state: ListeningState;
+    try {
+      state = msg.json<ListeningState>();
+      if (typeof state.instance !== 'string' || typeof state.listening !== 'boolean') throw new Error('not a listening state');
+    } catch (error) {
+      this.counters.malformed++;
+      this.#logger.warn({ err: error }, 'cluster_platform_listening_unreadable');
+      return;
+    }
+    if (state.listening) this.#listeners.add(state.instance);
+    else this.#listeners.delete(state.instance);
+    // Answered once noted: the listener's `ready` means this node shares to it from now on.
+    if (msg.reply !== undefined && msg.reply !== '') msg.respond();
+  }
+
+  /** Stops hearing and answering (the node stops); its connection's close takes the subscriptions anyway. */
+  close(): void {
+    this.#offState();
+    if (this.#hearing !== null) {
+      stop(this.#hearing);
+      this.#hearing = null;
+      this.#say();
+    }
+    for (const subscription of this.#subscriptions) stop(subscription);
   }
 
   async ask(request: PeerRequest, maxWaitMs: number): Promise<PeerAnswer[]> {

@@ -10,6 +10,11 @@ export interface PlatformOptions {
   /** Events kept for Last-Event-ID resume of /stream, and at most this many bytes of them. */
   streamReplay: number;
   streamReplayBytes: number;
+  /**
+   * A cluster node hears the other nodes' events only while a /stream is open on it, and for this long after its last
+   * closed: a stream that resumes within it finds their events in the replay ring.
+   */
+  streamHearingGraceMs: number;
   /** Events, and bytes, waiting in a /stream client's socket buffer before it is cut off as too slow. */
   streamClientQueue: number;
   streamClientBytes: number;
@@ -25,6 +30,7 @@ export interface PlatformOptionsInput {
   webhooks?: Partial<WebhookOptions>;
   streamReplay?: number;
   streamReplayBytes?: number;
+  streamHearingGraceMs?: number;
   streamClientQueue?: number;
   streamClientBytes?: number;
   downlinkAckTimeoutMs?: number;
@@ -47,6 +53,7 @@ export const DEFAULT_PLATFORM_OPTIONS: PlatformOptions = {
   webhooks: { maxAttempts: 8, baseDelayMs: 1000, maxDelayMs: 300_000, timeoutMs: 10_000, concurrency: 4, maxQueued: 10_000, maxQueuedBytes: 64 * 1024 * 1024 },
   streamReplay: 1000,
   streamReplayBytes: 16 * 1024 * 1024,
+  streamHearingGraceMs: 30_000,
   streamClientQueue: 1000,
   streamClientBytes: 8 * 1024 * 1024,
   downlinkAckTimeoutMs: 10_000,
@@ -61,6 +68,7 @@ export function resolvePlatformOptions(input: PlatformOptionsInput = {}): Platfo
     webhooks: { ...d.webhooks, ...input.webhooks },
     streamReplay: input.streamReplay ?? d.streamReplay,
     streamReplayBytes: input.streamReplayBytes ?? d.streamReplayBytes,
+    streamHearingGraceMs: input.streamHearingGraceMs ?? d.streamHearingGraceMs,
     streamClientQueue: input.streamClientQueue ?? d.streamClientQueue,
     streamClientBytes: input.streamClientBytes ?? d.streamClientBytes,
     downlinkAckTimeoutMs: input.downlinkAckTimeoutMs ?? d.downlinkAckTimeoutMs,

@@ -2,8 +2,9 @@
  * The platform's port to the other nodes of a cluster (issue 16 item 7): what a node's API shows and does
  * for devices connected to other nodes. Each node taps, stores and sends to webhooks only what its own
  * devices publish (a message is stored once, and a webhook called once, by the node that received it);
- * through this port it shares those events with the other nodes' `/stream`s, and it asks the other nodes
- * for what only the node holding a device's connection can do (downlink, its sessions, "disconnect now").
+ * through this port it shares those events with the other nodes' `/stream`s (only while one is open there),
+ * and it asks the other nodes for what only the node holding a device's connection can do (downlink, its
+ * sessions, "disconnect now").
  * `src/cluster/platform-peers.ts` is the NATS implementation; a single process has none and pays nothing.
  */
 import type { DirectDelivery } from '../broker/index.ts';
@@ -35,10 +36,17 @@ export interface PlatformPeers {
   readonly nodeId: string;
   /** How long a claim on an outbox row lasts unless renewed: the node's lease (a dead node's rows go to another after it). */
   readonly claimMs: number;
-  /** An event of this node's devices, for the other nodes' streams. Never throws, never waits. */
+  /**
+   * An event of this node's devices, for the streams of the other nodes that hear them now (none: it goes nowhere).
+   * Never throws, never waits.
+   */
   share(event: SharedEvent): void;
-  /** Hears the events the other nodes share; returns the function that stops. */
-  onShared(listener: (event: SharedEvent) => void): () => void;
+  /**
+   * Hears the events the other nodes share, until `stop`. The others share their events only while some node hears
+   * them: a node hears only while it has a consumer for them (platform.ts: a `/stream`). `ready` resolves once the
+   * other live nodes know (or after a bounded wait): what they share from then on reaches `listener`. One at a time.
+   */
+  hear(listener: (event: SharedEvent) => void): { ready: Promise<void>; stop(): void };
   /**
    * Asks every other live node and resolves with the answers that came within `maxWaitMs` (none when this
    * node is alone or cut off: the caller answers from its own devices).

@@ -133,6 +133,10 @@ export class Platform {
   readonly #propertiesRefused = { too_many: 0, too_large: 0 };
   readonly #unsubscribe: (() => void)[] = [];
   #closed = false;
+  /** /stream consumers here (watchOthers), and the other nodes' events heard for them (and a grace after the last). */
+  #watchers = 0;
+  #hearing: { ready: Promise<void>; stop(): void } | null = null;
+  #graceTimer: NodeJS.Timeout | null = null;
 
   constructor(deps: PlatformDeps) {
     this.#deps = deps;
@@ -160,7 +164,7 @@ export class Platform {
     );
     const peers = this.#deps.peers;
     if (peers !== undefined) {
-      this.#unsubscribe.push(peers.onShared((shared) => this.#heard(shared)), peers.serve((request) => this.#answer(request)));
+      this.#unsubscribe.push(peers.serve((request) => this.#answer(request)));
     }
     await this.webhooks.reload();
     await this.#replayJournal();
@@ -280,6 +284,39 @@ export class Platform {
     }
   }
 
+  /**
+   * A consumer of the other nodes' events here (a /stream): on a cluster node they are heard only while one is
+   * open, and `streamHearingGraceMs` after the last closed, so no node pays for events nobody reads (the other
+   * nodes do not even send them). `ready`: from then on what the other nodes share reaches the hub (at once on a
+   * single process). `close` once the consumer is gone.
+   */
+  watchOthers(): { ready: Promise<void>; close(): void } {
+    const peers = this.#deps.peers;
+    if (peers === undefined || this.#closed) return { ready: Promise.resolve(), close: () => undefined };
+    this.#watchers++;
+    if (this.#graceTimer !== null) clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
+    const hearing = (this.#hearing ??= peers.hear((shared) => this.#heard(shared)));
+    let closed = false;
+    return {
+      ready: hearing.ready,
+      close: () => {
+        if (closed) return;
+        closed = true;
+        if (--this.#watchers > 0 || this.#closed) return;
+        this.#graceTimer = setTimeout(() => this.#stopHearing(), this.options.streamHearingGraceMs);
+        this.#graceTimer.unref();
+      },
+    };
+  }
+
+  #stopHearing(): void {
+    if (this.#graceTimer !== null) clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
+    this.#hearing?.stop();
+    this.#hearing = null;
+  }
+
   /** An event of another node's device: for this node's streams (and its replay ring), not its webhooks. */
   #heard(shared: SharedEvent): void {
     if (this.#closed) return;
@@ -293,6 +330,7 @@ export class Platform {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#stopHearing();
     for (const off of this.#unsubscribe.splice(0)) off();
     for (const tap of this.#taps.values()) tap.close();
     this.#taps.clear();

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
 import { MAX_UNCONFIRMED_PUBLISH_BYTES } from '../../src/cluster/publish-budget.ts';
-import { clusterSkip, startRelayedNode, waitFor, type RelayedNode } from '../harness/cluster.ts';
+import { clusterSkip, natsObserver, startRelayedNode, waitFor, type RelayedNode } from '../harness/cluster.ts';
 
 const A = '127.0.0.2';
 const B = '127.0.0.3';
@@ -42,6 +42,11 @@ if (clusterSkip !== undefined) {
         clientId: `c-${device}`, username: device, password: `pw-${device}`, reconnectPeriod: 0, protocolVersion: 5,
       });
       t.after(() => client.end(true));
+      // A node shares its events only while another node hears them (a /stream open there): one says it does.
+      const listener = await natsObserver();
+      t.after(() => listener.close());
+      await listener.listen(connection.prefix, 'events-bound-listener');
+      assert.equal(peers.listeners, 1);
       const offered = () => peers.counters.shared + peers.counters.dropped;
       const before = { shared: peers.counters.shared, dropped: peers.counters.dropped, offered: offered(), ...forwards() };
       let peak = 0;

@@ -20,7 +20,7 @@ import type { GatehouseOverrides } from '../../src/app.ts';
 import { freePort, removeDataDir, startTestGatehouse, TEST_ADMIN_TOKEN, type TestGatehouse } from '../harness/gatehouse.ts';
 import { getPki, type SharedPki } from '../harness/pki.ts';
 import { openStream } from '../e2e/platform-support.ts';
-import { waitFor } from '../harness/cluster.ts';
+import { natsObserver, waitFor } from '../harness/cluster.ts';
 import { deleteInstallationStreams, TEST_STREAM_MAX_MB } from '../harness/nats-streams.ts';
 
 const databaseUrl = process.env.GATEHOUSE_TEST_DATABASE_URL;
@@ -32,6 +32,8 @@ const C = '127.0.0.4';
 const D = '127.0.0.5';
 /** Short leases: a claim lapses (and is swept) within seconds. */
 const LEASE = { heartbeatMs: 300, leaseMs: 1_500 };
+/** How long a node keeps hearing the others' events after its last /stream closed. */
+const GRACE_MS = 1_000;
 
 interface GatewayJson { id: string; port: number; productKey: string }
 interface DownlinkJson { online: boolean; result: string; acknowledged: boolean | null }
@@ -111,7 +113,7 @@ if (databaseUrl === undefined || natsUrl === undefined) {
           GATEHOUSE_CLUSTER_STREAM_MAX_MB: String(TEST_STREAM_MAX_MB),
         },
         clusterLeaseTimings: LEASE,
-        platform: { webhooks: { maxAttempts: 4, baseDelayMs: 40, maxDelayMs: 200, timeoutMs: 20_000 }, downlinkAckTimeoutMs: 3_000 },
+        platform: { webhooks: { maxAttempts: 4, baseDelayMs: 40, maxDelayMs: 200, timeoutMs: 20_000 }, downlinkAckTimeoutMs: 3_000, streamHearingGraceMs: GRACE_MS },
       });
       nodes.push(node);
       return node;
@@ -214,6 +216,61 @@ if (databaseUrl === undefined || natsUrl === undefined) {
       assert.deepEqual(rows.map((r) => r.id), [message?.id]);
       const listed = await nodeA.api<{ items: { id: string }[] }>('GET', `/messages?gatewayId=${gateway.id}&deviceName=${name}`);
       assert.deepEqual(listed.json.items.map((m) => m.id), [message?.id]);
+    });
+
+    test('a node hears the others\' events only while a /stream is open on it (and a grace after): with none open anywhere, node B sends none', { timeout: 60_000 }, async () => {
+      const peersA = nodeA.gatehouse.cluster!.peers;
+      const peersB = nodeB.gatehouse.cluster!.peers;
+      // The streams of the test before are closed: once their grace passed, node B knows no node listens.
+      await waitFor('no node listening', () => (peersA.listeners === 0 && peersB.listeners === 0 ? true : undefined));
+      const observer = await natsObserver();
+      try {
+        const onSubject = await observer.count(`${nodeA.gatehouse.cluster!.connection.prefix}.platform.events`);
+        const name = await newDevice();
+        const stored = async (count: number): Promise<void> => {
+          await waitFor(`${count} messages stored`, async () => {
+            await nodeB.gatehouse.platform.store.flush();
+            const r = await db.query<{ n: string }>(`select count(*) as n from ${schema}.messages where device_name = $1`, [name]);
+            return Number(r.rows[0]?.n) >= count ? true : undefined;
+          });
+        };
+        const heardBefore = peersA.counters.heard;
+        const sharedBefore = peersB.counters.shared;
+        const onB = await connect(B, name);
+        const topic = `/${gateway.productKey}/${name}/user/update`;
+        for (let i = 0; i < 5; i++) await onB.publishAsync(topic, `unheard ${i}`, { qos: 1 });
+        await stored(5);
+        const settled = async (): Promise<void> => {
+          await nodeB.gatehouse.cluster!.connection.nc.flush(); // what node B published is on the server
+          await observer.settle(); // and what the server had for the observer, counted
+        };
+        await settled();
+        // Stored by node B, and nothing of them (nor of the device's online event) went to NATS or node A.
+        assert.equal(onSubject(), 0, 'no platform event published on NATS');
+        assert.equal(peersB.counters.shared, sharedBefore);
+        assert.equal(peersA.counters.heard, heardBefore);
+
+        // A stream on node A: node B sends from the moment the response began.
+        const stream = await openStream(`${nodeA.gatehouse.url}/api/v1/stream?gatewayId=${gateway.id}&deviceName=${name}&types=message`, auth);
+        assert.equal(peersB.listeners, 1);
+        await onB.publishAsync(topic, 'heard', { qos: 1 });
+        const [event] = await stream.take(1, 15_000);
+        assert.equal(Buffer.from(String(event?.data.payload), 'base64').toString(), 'heard');
+        await settled();
+        assert.equal(onSubject(), 1, 'the one message sent while the stream was open');
+        stream.close();
+
+        // Closed, and its grace passed: node B stops sending.
+        await waitFor('node B to stop sending', () => (peersB.listeners === 0 ? true : undefined));
+        const sent = onSubject();
+        for (let i = 0; i < 3; i++) await onB.publishAsync(topic, `unheard again ${i}`, { qos: 1 });
+        await stored(9);
+        await settled();
+        assert.equal(onSubject(), sent, 'nothing published on NATS once no stream is open');
+        onB.end(true);
+      } finally {
+        await observer.close();
+      }
     });
 
     test('a downlink through node A reaches a device on node B at QoS 0 and 1; offline everywhere answers as for a local device', { timeout: 60_000 }, async () => {

@@ -15,6 +15,7 @@ import mqtt from 'mqtt';
 import pg from 'pg';
 import type { LeaseTimings } from '../../src/cluster/index.ts';
 import type { Broker } from '../../src/broker/index.ts';
+import { loadNatsClient } from '../../src/cluster/nats-client.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from './gatehouse.ts';
 import { startGatehouseProcess, type GatehouseProcess, type SpawnOptions } from './gatehouse-process.ts';
 import { getPki, type SharedPki } from './pki.ts';
@@ -187,6 +188,35 @@ export class TestCluster {
     if (installationId !== undefined) await deleteInstallationStreams(clusterNatsUrl!, installationId);
     for (const dir of [...this.#inProcess.map((n) => n.dataDir), ...this.#processes.map((p) => p.dir)]) await removeDataDir(dir);
   }
+}
+
+/**
+ * A NATS connection of its own on the CI's nats-server, as a stranger to the nodes: it hears a subject as any
+ * node would (`count`: how many messages came on it), and can say it listens to the nodes' platform events as a
+ * node with a /stream open would (`listen`: resolves once the node answered that it noted it).
+ */
+export async function natsObserver(): Promise<{
+  count(subject: string): Promise<() => number>;
+  listen(prefix: string, instance: string): Promise<void>;
+  /** Resolves once everything the server had for this connection when called has been counted. */
+  settle(): Promise<void>;
+  close(): Promise<void>;
+}> {
+  const client = await loadNatsClient();
+  const nc = await client.connect({ servers: clusterNatsUrl! });
+  return {
+    async count(subject) {
+      let n = 0;
+      nc.subscribe(subject, { callback: () => void n++ });
+      await nc.flush(); // the server has the SUB: whatever is published from now on is counted
+      return () => n;
+    },
+    async listen(prefix, instance) {
+      await nc.request(`${prefix}.platform.listening`, JSON.stringify({ instance, listening: true }), { timeout: 5_000 });
+    },
+    settle: () => nc.flush(),
+    close: () => nc.close(),
+  };
 }
 
 /** The engine of a gateway on an in-process node. */

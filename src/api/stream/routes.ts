@@ -67,44 +67,60 @@ export const streamRoutes: FastifyPluginCallbackTypebox<StreamRoutesOptions> = (
 
     reply.hijack();
     const res = reply.raw;
-    res.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache, no-transform',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
-    res.write(': gatehouse stream\n\n');
     open.add(res);
+    /** Writes the head and the replay, follows the hub; returns what ends it. */
+    const start = (): (() => void) => {
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+      res.write(': gatehouse stream\n\n');
 
-    const limit = platform.options.streamClientQueue;
-    const byteLimit = platform.options.streamClientBytes;
-    let backlog = 0;
-    const send = (text: string): void => {
-      if (res.writableEnded) return;
-      if (res.write(text)) return;
-      // The socket is full: count what waits in Node's buffer, in events and in bytes (a thousand 1 MB
-      // messages would otherwise wait in memory); a client that never drains is cut off.
-      if (++backlog > limit || res.writableLength > byteLimit) {
-        request.log.info({ backlog, bufferedBytes: res.writableLength }, 'stream_client_too_slow');
-        res.destroy();
+      const limit = platform.options.streamClientQueue;
+      const byteLimit = platform.options.streamClientBytes;
+      let backlog = 0;
+      const send = (text: string): void => {
+        if (res.writableEnded) return;
+        if (res.write(text)) return;
+        // The socket is full: count what waits in Node's buffer, in events and in bytes (a thousand 1 MB
+        // messages would otherwise wait in memory); a client that never drains is cut off.
+        if (++backlog > limit || res.writableLength > byteLimit) {
+          request.log.info({ backlog, bufferedBytes: res.writableLength }, 'stream_client_too_slow');
+          res.destroy();
+        }
+      };
+      res.on('drain', () => {
+        backlog = 0;
+      });
+
+      if (resumeFrom !== undefined && resumeFrom !== '') {
+        for (const event of platform.hub.replayAfter(resumeFrom, filter)) send(frame(event));
       }
+      const unsubscribe = platform.hub.subscribe((event) => {
+        if (eventMatches(filter, event)) send(frame(event));
+      });
+      const heartbeat = setInterval(() => send(': keep-alive\n\n'), HEARTBEAT_MS);
+      heartbeat.unref();
+      return () => {
+        unsubscribe();
+        clearInterval(heartbeat);
+      };
     };
-    res.on('drain', () => {
-      backlog = 0;
-    });
 
-    if (resumeFrom !== undefined && resumeFrom !== '') {
-      for (const event of platform.hub.replayAfter(resumeFrom, filter)) send(frame(event));
-    }
-    const unsubscribe = platform.hub.subscribe((event) => {
-      if (eventMatches(filter, event)) send(frame(event));
-    });
-    const heartbeat = setInterval(() => send(': keep-alive\n\n'), HEARTBEAT_MS);
-    heartbeat.unref();
+    // On a cluster node the other nodes send their devices' events only while a stream is open here: the stream
+    // starts once they know, so an event of another node's device published after the response began is in it.
+    const others = platform.watchOthers();
+    let stop = (): void => undefined;
     res.on('close', () => {
-      unsubscribe();
-      clearInterval(heartbeat);
+      stop();
+      others.close();
       open.delete(res);
+    });
+    void others.ready.then(() => {
+      if (res.destroyed || res.writableEnded) return;
+      stop = start();
     });
   });
 
