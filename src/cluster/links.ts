@@ -33,7 +33,7 @@ import type { OpenRecords, SessionState } from './session-records.ts';
 import { SessionOwnership, type NoticeAnswer, type RecordIdentity, type SessionNotice } from './session-ownership.ts';
 import { SessionStates } from './session-states.ts';
 import { SharedDirectory, SharedRelay, sharedCounters, type SharedCounters } from './shared-groups.ts';
-import { decodeMessage, encodeMessage } from './wire.ts';
+import { batchOverhead, decodeFrames, encodeBatch, encodeMessage } from './wire.ts';
 
 /** How long a SUBACK waits for NATS to confirm the node's interest before it goes anyway (NATS cut off). */
 const SETTLE_TIMEOUT_MS = 2_000;
@@ -41,6 +41,12 @@ const SETTLE_TIMEOUT_MS = 2_000;
 const MAX_FLOW_BYTES = 16 * 1024 * 1024;
 /** Those read at once (each waits for one of the gateway's replay reads, durable-messages.ts). */
 const FLOW_READS_AT_ONCE = 8;
+/**
+ * The QoS 0 forwards of one event-loop turn cross in one NATS message (wire.ts batch frame) of at most this many bytes
+ * (a message larger goes alone): each NATS message costs the sending node, nats-server and the receiving node more
+ * than its bytes. Within the budget's granularity (a batch is admitted or dropped whole) and far below max_payload.
+ */
+const MAX_FORWARD_BATCH_BYTES = 64 * 1024;
 
 /** Messages of one gateway across nodes since the process started. */
 export interface LinkCounters extends RetainedCounters, SharedCounters, DurableCounters {
@@ -246,6 +252,10 @@ class NatsGatewayLink implements ClusterLink {
   #closed = false;
   /** A run of forwards dropped for the budget is logged once, at its first; it ends at the next one forwarded. */
   #dropping = false;
+  /** This turn's QoS 0 forwards, in order, and their bytes: sent together at the turn's end (or once past the batch's bound). */
+  #batch: Buffer[] = [];
+  #batchBytes = 0;
+  #batchScheduled = false;
 
   constructor(conn: ClusterConnection, subject: string, counters: LinkCounters, logger: Logger, retained: RetainedReplica,
     ownership: SessionOwnership, shared: SharedDirectory, sendShared: ClusterLink['forwardShared'], durable: DurableMessages,
@@ -393,13 +403,33 @@ class NatsGatewayLink implements ClusterLink {
 
   forward(message: Message): void {
     if (this.#closed) return;
+    const frame = encodeMessage(message);
+    if (this.#batch.length > 0 && batchOverhead(this.#batch.length + 1) + this.#batchBytes + frame.length > MAX_FORWARD_BATCH_BYTES) this.#sendBatch();
+    this.#batch.push(frame);
+    this.#batchBytes += frame.length;
+    if (!this.#batchScheduled) {
+      this.#batchScheduled = true;
+      // After the turn's I/O: the messages every connection read in it go together (the broker's own writes wait as long).
+      setImmediate(() => {
+        this.#batchScheduled = false;
+        this.#sendBatch();
+      });
+    }
+  }
+
+  /** Publishes the turn's forwards, in order, as one NATS message. */
+  #sendBatch(): void {
+    const frames = this.#batch;
+    if (frames.length === 0) return;
+    const data = frames.length === 1 ? frames[0]! : encodeBatch(frames, this.#batchBytes);
+    this.#batch = [];
+    this.#batchBytes = 0;
     try {
-      const frame = encodeMessage(message);
       // `nc.publish` never waits: with NATS not reading, a device's QoS 0 flood would pile up in the client's
       // buffer without a bound (issue 12). At most once, so past the node's budget it is dropped and counted.
       const budget = this.#conn.budget;
-      if (!budget.admit(frame.length)) {
-        this.#counters.forwardDropped++;
+      if (!budget.admit(data.length)) {
+        this.#counters.forwardDropped += frames.length;
         if (!this.#dropping) {
           this.#dropping = true;
           this.#logger.warn({ unconfirmedBytes: budget.unconfirmed, limit: budget.maxBytes }, 'cluster_forwards_dropped_nats_behind');
@@ -410,10 +440,10 @@ class NatsGatewayLink implements ClusterLink {
         this.#dropping = false;
         this.#logger.info({ dropped: this.#counters.forwardDropped }, 'cluster_forwards_sent_again');
       }
-      this.#conn.nc.publish(this.#subject, frame);
-      this.#counters.forwarded++;
+      this.#conn.nc.publish(this.#subject, data);
+      this.#counters.forwarded += frames.length;
     } catch (err) {
-      this.#counters.forwardFailed++;
+      this.#counters.forwardFailed += frames.length;
       this.#logger.debug({ err }, 'cluster_forward_failed');
     }
   }
@@ -456,6 +486,7 @@ class NatsGatewayLink implements ClusterLink {
   }
 
   close(): void {
+    this.#sendBatch(); // what the engine forwarded before it closed still goes
     this.#closed = true;
     this.#subscription?.unsubscribe();
     this.#subscription = null;
@@ -474,15 +505,16 @@ class NatsGatewayLink implements ClusterLink {
       this.#logger.error({ err }, 'cluster_subscription_failed');
       return;
     }
-    this.#counters.received++;
-    let message: Message;
+    let messages: Message[];
     try {
-      message = decodeMessage(msg.data);
+      messages = decodeFrames(msg.data);
     } catch (error) {
+      this.#counters.received++;
       this.#counters.malformed++;
       this.#logger.warn({ err: error }, 'cluster_message_unreadable');
       return;
     }
-    this.#endpoint?.receive(message);
+    this.#counters.received += messages.length;
+    for (const message of messages) this.#endpoint?.receive(message);
   }
 }

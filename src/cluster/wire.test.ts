@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createMessage } from '../broker/index.ts';
-import { decodeMessage, encodeMessage } from './wire.ts';
+import { decodeFrames, decodeMessage, encodeBatch, encodeMessage } from './wire.ts';
 
 test('a message crosses nodes unchanged, whatever its topic holds (., spaces, *, >, empty levels, UTF-8)', { timeout: 5_000 }, () => {
   for (const topic of ['a/b', 'a.b c/*/>//end', '/', '$SYS/x', 'ünï/кириллица/🙂', 'x'.repeat(4000)]) {
@@ -28,4 +28,16 @@ test('a frame that is not a message throws (the link counts and drops it)', { ti
   const qos3 = Buffer.from(good);
   qos3[1] = 3;
   assert.throws(() => decodeMessage(qos3), /QoS 3/);
+});
+
+test('a batch frame carries several messages in order; a lone frame decodes as one; a cut batch throws', { timeout: 5_000 }, () => {
+  const messages = ['a/1', 'b.c *', '', 'd/#'].map((topic, i) =>
+    createMessage({ topic, payload: Buffer.from(`p${i}`), qos: 0, retain: i === 1, properties: undefined, expiresAt: 0, senderId: `s${i}` }));
+  const frames = messages.map(encodeMessage);
+  const batch = encodeBatch(frames, frames.reduce((n, f) => n + f.length, 0));
+  assert.deepEqual(decodeFrames(batch), messages);
+  assert.deepEqual(decodeFrames(frames[2]!), [messages[2]]);
+  assert.throws(() => decodeFrames(batch.subarray(0, batch.length - 1)), /cut short/);
+  assert.throws(() => decodeFrames(Buffer.from([2])), /empty batch/);
+  assert.throws(() => decodeFrames(Buffer.from([3, 0, 0])), /version 1/);
 });

@@ -10,12 +10,22 @@
  *   u16 sender length, sender client id (UTF-8; No Local compares it)
  *   [u32 properties length, properties (JSON; correlation data as base64)]
  *   payload: the rest
+ *
+ * QoS 0 forwards of one event-loop turn cross together (links.ts): a NATS message costs the sending node, nats-server
+ * and every receiving node more than the bytes it carries, so several messages go in one batch frame:
+ *
+ *   u8  2, then per message: u32 length, its frame as above
+ *
+ * A lone message goes as its own frame (version 1).
  */
 import type { ForwardedProperties, QoS } from '../mqtt/codec.ts';
 import { createMessage, type Message } from '../broker/index.ts';
 
 const VERSION = 1;
+const BATCH = 2;
 const HEADER = 2 + 8;
+/** A batch frame's bytes for `frames`, before the frames themselves: its first byte and a length per frame. */
+export const batchOverhead = (frames: number): number => 1 + 4 * frames;
 
 interface WireProperties extends Omit<ForwardedProperties, 'correlationData'> {
   correlationData?: string;
@@ -76,4 +86,33 @@ export function decodeMessage(bytes: Uint8Array): Message {
   // A copy: the frame's buffer belongs to the NATS client, and the payload may outlive it in a queue.
   const payload = Buffer.from(b.subarray(at));
   return createMessage({ topic, payload, qos, retain: (flags & 4) !== 0, properties, expiresAt, senderId });
+}
+
+/** Frames of several messages (encodeMessage's) in one batch frame; `bytes`: their total length. */
+export function encodeBatch(frames: readonly Buffer[], bytes: number): Buffer {
+  const out = Buffer.allocUnsafe(batchOverhead(frames.length) + bytes);
+  out[0] = BATCH;
+  let at = 1;
+  for (const frame of frames) {
+    out.writeUInt32BE(frame.length, at);
+    at += 4 + frame.copy(out, at + 4);
+  }
+  return out;
+}
+
+/** The messages of a frame, a lone message's or a batch's, in order. Throws on one that is neither (nothing of it is used). */
+export function decodeFrames(bytes: Uint8Array): Message[] {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (b[0] !== BATCH) return [decodeMessage(b)];
+  const out: Message[] = [];
+  let at = 1;
+  while (at < b.length) {
+    if (at + 4 > b.length) throw new Error('batch frame cut short');
+    const length = b.readUInt32BE(at);
+    if (at + 4 + length > b.length) throw new Error('batch frame cut short');
+    out.push(decodeMessage(b.subarray(at + 4, at + 4 + length)));
+    at += 4 + length;
+  }
+  if (out.length === 0) throw new Error('empty batch frame');
+  return out;
 }

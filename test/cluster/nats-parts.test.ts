@@ -140,6 +140,48 @@ if (natsUrl === undefined) {
       linksB.close();
     });
 
+    test('the QoS 0 forwards of one turn cross in one NATS message, in order; a turn past the batch bound in several', { timeout: 30_000 }, async () => {
+      const connA = await open('batch-a');
+      const connB = await open('batch-b');
+      const [linksA, linksB] = [linksOf(connA, 10_000), linksOf(connB, 10_000)];
+      const fromA = linksA.open('g3');
+      const toB = linksB.open('g3');
+      const got: string[] = [];
+      const cutOff = (): never => assert.fail('never cut off here');
+      const retained = (): void => undefined;
+      toB.bind({ receive: (m) => got.push(`${m.topic} ${m.payload.toString()}`), retained, cutOff, ...noSessions });
+      fromA.bind({ receive: () => assert.fail('node A has no subscriptions'), retained, cutOff, ...noSessions });
+      toB.interest(true);
+      await toB.settled();
+      // What crosses on the gateway's subject, as NATS carries it.
+      let natsMessages = 0;
+      connB.nc.subscribe(`${connB.prefix}.route.g3`, { callback: () => void natsMessages++ });
+      await connB.nc.flush();
+
+      const expected: string[] = [];
+      for (let i = 0; i < 100; i++) {
+        fromA.forward(message(`t/${i % 3}`, String(i)));
+        expected.push(`t/${i % 3} ${i}`);
+      }
+      await waitFor('the hundred messages on node B', () => got.length >= 100);
+      assert.deepEqual(got, expected, 'every message once, in the order forwarded');
+      assert.equal(natsMessages, 1, 'one NATS message for the turn');
+      assert.equal(linksA.counters().get('g3')?.forwarded, 100);
+      assert.equal(linksB.counters().get('g3')?.received, 100);
+
+      // 40 messages of 4 KiB in one turn: past the 64 KiB bound the turn goes in several NATS messages, still in order.
+      got.length = 0;
+      natsMessages = 0;
+      const big = 'x'.repeat(4096);
+      for (let i = 0; i < 40; i++) fromA.forward(message('big', `${i} ${big}`));
+      await waitFor('the forty large messages on node B', () => got.length >= 40);
+      assert.deepEqual(got.map((line) => Number(line.split(' ')[1])), Array.from({ length: 40 }, (_, i) => i));
+      assert.equal(natsMessages, 3, 'each NATS message at most 64 KiB');
+      for (const link of [fromA, toB]) link.close();
+      linksA.close();
+      linksB.close();
+    });
+
     test('a connection rides out a NATS restart: disconnected, then connected, and the registry bus asks for a resync', { timeout: 60_000 }, async (t) => {
       const nats = await privateNatsServer();
       t.after(() => nats.dispose());
