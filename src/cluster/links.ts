@@ -224,6 +224,7 @@ export class NatsClusterLinks {
     this.#offState();
     this.#notices.unsubscribe();
     this.#relay.close();
+    this.#stream.close();
   }
 
   /** Per gateway, for metrics (a gateway's counters outlive its engine's restarts). */
