@@ -27,7 +27,7 @@ import type { KV, KvWatchEntry } from '@nats-io/kv';
 import type { QueuedIterator } from '@nats-io/transport-node';
 import type { ClusterConnectionCounts } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
-import type { ClusterConnection } from './connection.ts';
+import { openedOnce, type ClusterConnection } from './connection.ts';
 import type { LeaseTimings } from './node-leases.ts';
 
 /** The bucket's bounds: a value is one part per node process; JetStream reserves max_bytes on disk at creation. */
@@ -65,18 +65,8 @@ interface Take {
 
 /** Opens the installation's bucket once per node (and again after a failure: NATS may have been away). */
 export function connectionCountsBucket(conn: ClusterConnection): () => Promise<KV> {
-  let opening: Promise<KV> | null = null;
-  return () => {
-    if (opening === null) {
-      const attempt = new conn.client.Kvm(conn.nc).create(`gatehouse-connections-${conn.bucketSuffix}`,
-        { history: 1, max_bytes: BUCKET_MAX_BYTES, maxValueSize: MAX_VALUE_BYTES });
-      attempt.catch(() => {
-        if (opening === attempt) opening = null;
-      });
-      opening = attempt;
-    }
-    return opening;
-  };
+  return openedOnce(() => new conn.client.Kvm(conn.nc).create(`gatehouse-connections-${conn.bucketSuffix}`,
+    { history: 1, max_bytes: BUCKET_MAX_BYTES, maxValueSize: MAX_VALUE_BYTES }));
 }
 
 export class GatewayConnectionCounts implements ClusterConnectionCounts {

@@ -10,6 +10,24 @@ import type { Logger } from '../core/logger.ts';
 import { loadNatsClient, type NatsClient } from './nats-client.ts';
 import { MAX_UNCONFIRMED_PUBLISH_BYTES, PublishBudget } from './publish-budget.ts';
 
+/**
+ * `open` run once and its promise shared, run again after it failed (NATS may have been away): how a node opens
+ * the installation's KV buckets on first use.
+ */
+export function openedOnce<T>(open: () => Promise<T>): () => Promise<T> {
+  let opening: Promise<T> | null = null;
+  return () => {
+    if (opening === null) {
+      const attempt = open();
+      attempt.catch(() => {
+        if (opening === attempt) opening = null;
+      });
+      opening = attempt;
+    }
+    return opening;
+  };
+}
+
 export type ClusterState = 'connected' | 'disconnected' | 'closed';
 
 /** How long a stop waits for buffered messages to reach NATS. */

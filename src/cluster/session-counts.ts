@@ -26,7 +26,7 @@ import type { QueuedIterator } from '@nats-io/transport-node';
 import type { ClusterSessionCounts, SessionsHere } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import { parsedParts, type CountsValue, type Part } from './connection-counts.ts';
-import type { ClusterConnection } from './connection.ts';
+import { openedOnce, type ClusterConnection } from './connection.ts';
 
 /** One key per owner with sessions: 64 MiB holds ~500,000 of them (JetStream reserves max_bytes on disk at creation). */
 const BUCKET_MAX_BYTES = 64 * 1024 * 1024;
@@ -53,18 +53,8 @@ interface Owner {
 
 /** Opens the installation's bucket once per node (and again after a failure: NATS may have been away). */
 export function sessionCountsBucket(conn: ClusterConnection): () => Promise<KV> {
-  let opening: Promise<KV> | null = null;
-  return () => {
-    if (opening === null) {
-      const attempt = new conn.client.Kvm(conn.nc).create(`gatehouse-session-counts-${conn.bucketSuffix}`,
-        { history: 1, max_bytes: BUCKET_MAX_BYTES, maxValueSize: MAX_VALUE_BYTES });
-      attempt.catch(() => {
-        if (opening === attempt) opening = null;
-      });
-      opening = attempt;
-    }
-    return opening;
-  };
+  return openedOnce(() => new conn.client.Kvm(conn.nc).create(`gatehouse-session-counts-${conn.bucketSuffix}`,
+    { history: 1, max_bytes: BUCKET_MAX_BYTES, maxValueSize: MAX_VALUE_BYTES }));
 }
 
 export class GatewaySessionCounts implements ClusterSessionCounts {

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { Message, RecordedWill, StoredSubscription } from '../broker/index.ts';
-import type { ClusterConnection } from './connection.ts';
+import { openedOnce, type ClusterConnection } from './connection.ts';
 import { decodeMessage, encodeMessage } from './wire.ts';
 
 /** A will as the record holds it: its message frame (wire.ts) in base64, and when it is due once its connection ended. */
@@ -85,17 +85,7 @@ export class SessionRecords {
   }
 
   static opener(conn: ClusterConnection): OpenRecords {
-    let opening: Promise<SessionRecords> | null = null;
-    return () => {
-      if (opening === null) {
-        const attempt = SessionRecords.open(conn);
-        attempt.catch(() => {
-          if (opening === attempt) opening = null;
-        });
-        opening = attempt;
-      }
-      return opening;
-    };
+    return openedOnce(() => SessionRecords.open(conn));
   }
 
   private constructor(kv: KV, jsm: JetStreamManager, bucket: string) {
