@@ -131,6 +131,8 @@ export class Session {
   #subscriptions: Map<string, Subscription> | undefined;
   /** Inbound QoS 2 packet ids received and not yet released [MQTT-4.3.3-?]. */
   #incomingQos2: Set<number> | undefined;
+  /** Of those, the ones whose message a cluster's stream is still storing (their PUBREC waits for it). */
+  #qos2Storing: Map<number, Promise<boolean>> | undefined;
   /** Seconds the session lives after its connection closes; 0xFFFFFFFF = never expires. */
   expiryInterval = 0;
   expiryTimer: LongTimer | undefined;
@@ -179,12 +181,12 @@ export class Session {
     return [...subs.values()];
   }
 
-  /** Inbound QoS 2 packet ids received and not yet released. */
   /** Subscriptions held, without creating the map of a session that has none. */
   get subscriptionCount(): number {
     return this.#subscriptions?.size ?? 0;
   }
 
+  /** Inbound QoS 2 packet ids received and not yet released. */
   get incomingQos2(): Set<number> {
     return (this.#incomingQos2 ??= new Set());
   }
@@ -247,10 +249,25 @@ export class Session {
     this.journal!.session(this); // a session not yet stored takes all its filters with its first write
   }
 
-  /** Records an inbound QoS 2 packet id as received (until PUBREL). */
-  takeQos2(packetId: number): void {
+  /**
+   * Records an inbound QoS 2 packet id as received (until PUBREL). `storing`: the cluster's stream is storing the
+   * message; a resend of the packet id before it is done (the client reconnected meanwhile) waits for the same store.
+   */
+  takeQos2(packetId: number, storing?: Promise<boolean>): void {
     this.incomingQos2.add(packetId);
+    if (storing !== undefined) {
+      const map = (this.#qos2Storing ??= new Map());
+      map.set(packetId, storing);
+      void storing.finally(() => {
+        if (map.get(packetId) === storing) map.delete(packetId);
+      });
+    }
     this.changed();
+  }
+
+  /** The store a received QoS 2 packet id's message is still waiting for, if any (see takeQos2). */
+  qos2Storing(packetId: number): Promise<boolean> | undefined {
+    return this.#qos2Storing?.get(packetId);
   }
 
   releaseQos2(packetId: number): boolean {

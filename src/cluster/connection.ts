@@ -102,6 +102,17 @@ export class ClusterConnection {
     return this.#state;
   }
 
+  /**
+   * Whether a publish now goes out on the NATS client's current connection. Read from the client's protocol
+   * handler (nats-core 3.3.1, pinned), not from `state`, which follows the status events a moment later: a publish
+   * made while the client is between connections is kept in its buffer and sent on the next one, after whatever
+   * was retried meanwhile, and the ordered publisher of the stream (message-stream.ts) must never let that happen.
+   */
+  get writable(): boolean {
+    const connected = (this.nc as { protocol?: { connected?: unknown } }).protocol?.connected;
+    return typeof connected === 'boolean' ? connected && !this.nc.isClosed() : this.#state === 'connected';
+  }
+
   /** Hears every change of state; returns the function that stops. */
   onState(listener: (state: ClusterState) => void): () => void {
     this.#listeners.add(listener);

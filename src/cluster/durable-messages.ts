@@ -144,29 +144,29 @@ export class DurableMessages {
     return Promise.resolve(0);
   }
 
-  /** The stream sequence once stored; 0 when refused (or the link closed first). */
+  /**
+   * The stream sequence once stored; 0 when refused, or cancelled (the link closed first). The stream's publisher
+   * tries again for as long as it takes, in the order of the calls (message-stream.ts): the call is made here
+   * before anything is awaited, so the order of `store` calls is the order the stream stores them in.
+   */
   async #storeUntilDone(frame: Buffer, msgId: string, headers: MsgHdrs | undefined): Promise<number> {
-    for (let attempt = 0; !this.#closed; attempt++) {
-      try {
-        const ack = await this.#stream.publish(this.#gatewayId, frame, msgId, headers);
-        this.#counters.stored++;
-        return ack.seq;
-      } catch (err) {
-        if (this.#closed) break;
-        if (isRefusal(err)) {
-          this.#counters.storeRefused++;
-          this.#logger.warn({ err }, 'cluster_message_refused');
-          return 0;
-        }
-        // The same id again: if the first try was stored after all, the stream drops this one as its duplicate.
-        this.#counters.storeRetried++;
-        this.#stream.reopen();
-        this.#logger.debug({ err, attempt }, 'cluster_message_store_retry');
-        await pause(Math.min(100 * 2 ** attempt, RETRY_MAX_MS));
+    if (this.#closed) return 0;
+    try {
+      const ack = await this.#stream.publish(this.#gatewayId, frame, msgId, headers, this.#retried);
+      this.#counters.stored++;
+      return ack.seq;
+    } catch (err) {
+      if (isRefusal(err)) {
+        this.#counters.storeRefused++;
+        this.#logger.warn({ err }, 'cluster_message_refused');
       }
+      return 0;
     }
-    return 0;
   }
+
+  readonly #retried = (): void => {
+    this.#counters.storeRetried++;
+  };
 
   /**
    * Starts handing the gateway's stored messages to the engine: every one stored after the gateway's last when this
@@ -310,6 +310,7 @@ export class DurableMessages {
 
   close(): void {
     this.#closed = true;
+    this.#stream.cancel(this.#gatewayId); // its stores not yet done end now (resolving 0), not once NATS is back
     this.stop();
   }
 

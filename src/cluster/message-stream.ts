@@ -34,6 +34,8 @@ export const DEFAULT_MESSAGE_STREAM_LIMITS: MessageStreamLimits = { maxBytes: 10
 const DUPLICATE_WINDOW_MS = 120_000;
 /** How long one publish waits for the stream's ack before it is tried again. */
 const PUBLISH_TIMEOUT_MS = 5_000;
+/** After a failure the oldest unanswered publish is tried again, backing off to this. */
+const RETRY_MAX_MS = 2_000;
 
 const NS_PER_MS = 1_000_000;
 
@@ -47,72 +49,224 @@ export class StreamRefusal extends Error {
   }
 }
 
+/** A publish cancelled before the stream answered it (its gateway stopped here, or the node stops). */
+export class StoreCancelled extends Error {
+  constructor() {
+    super('the publish to the stream was cancelled');
+  }
+}
+
+/** One publish of the ordered publisher, from its call until the stream's answer (or its cancel). */
+interface Pending {
+  readonly subject: string;
+  readonly frame: Uint8Array;
+  readonly headers: MsgHdrs;
+  readonly resolve: (ack: PubAck) => void;
+  readonly reject: (err: Error) => void;
+  readonly onRetry: (() => void) | undefined;
+  /** When it was last handed to NATS; 0: not yet, or not since a failure. */
+  sentAt: number;
+  sends: number;
+}
+
 /**
- * This node's publishes to the stream, on one reply subscription: a PubAck comes back on `<inbox>.<n>`. nats.js's
- * `js.publish` is a request per message (request, timer and deferred objects, and an Error built at each answer to
- * cancel what was already resolved): in a profile of a node publishing QoS 1 under load, its share of the samples was
- * second only to the socket writes. Here a publish is a map entry, unanswered ones are swept once a quarter of the
- * timeout (no timer each), and what the stream answered is read as `js.publish` read it.
+ * This node's publishes to the stream, in order, on one reply subscription: a PubAck comes back on `<inbox>.<n>`.
+ *
+ * Order: the stream must store a publisher's messages in the order they came [MQTT-4.6.0-6] — the nodes deliver
+ * them in the stream's order. On one NATS connection they arrive and are stored in the order sent, so while all
+ * goes well every publish goes out at once, unanswered ones pipelined. Once one fails (no answer in time, NATS
+ * gone, no stream to answer), none of those still unanswered may be stored before it: publishing stops, the oldest
+ * unanswered one is sent again alone until the stream answers it, and only then the others, in their order. Each
+ * carries its `Nats-Msg-Id`, so one the stream had stored before the failure is answered as its duplicate (same
+ * sequence) and stored once. Nothing is handed to the NATS client between two connections (its buffer would send it
+ * on the next one ahead of the retried ones). Retrying each message on its own, as before, let a later message's
+ * retry land before an earlier one's after a NATS restart (test/cluster/nats-restart).
+ *
+ * Cost: nats.js's `js.publish` is a request per message (request, timer and deferred objects, and an Error built at
+ * each answer to cancel what was already resolved); in a profile of a node publishing QoS 1 under load its share of
+ * the samples was second only to the socket writes. Here a publish is a map entry, and unanswered ones are swept
+ * once a quarter of the timeout (no timer each).
  */
 class StreamPublisher {
   readonly #conn: ClusterConnection;
   readonly #inbox: string;
   readonly #subscription: Subscription;
-  readonly #pending = new Map<number, { resolve: (ack: PubAck) => void; reject: (err: Error) => void; at: number }>();
+  /** In publish order. */
+  readonly #pending = new Map<number, Pending>();
   readonly #sweeper: NodeJS.Timeout;
+  readonly #stopWatching: () => void;
+  /** The stream made sure of (again, after a failure: NATS may have been replaced and its store wiped). */
+  readonly #ensure: (again: boolean) => Promise<unknown>;
   #next = 0;
+  /** Until the stream has been made sure of, and after a failure: only the oldest publish is sent, alone. */
+  #recovering = true;
+  /** That one, once sent. */
+  #probe: number | null = null;
+  #attempt = 0;
+  #retryTimer: NodeJS.Timeout | null = null;
+  #ensuredOnce = false;
+  #closed = false;
 
-  constructor(conn: ClusterConnection, timeoutMs: number) {
+  constructor(conn: ClusterConnection, timeoutMs: number, ensure: (again: boolean) => Promise<unknown>) {
     this.#conn = conn;
+    this.#ensure = ensure;
     this.#inbox = `_INBOX.gatehouse-stream.${conn.bucketSuffix}.${randomUUID().replaceAll('-', '')}`;
     this.#subscription = conn.nc.subscribe(`${this.#inbox}.*`, { callback: (err, msg) => (err === null ? this.#answer(msg) : undefined) });
     this.#sweeper = setInterval(() => {
       const due = Date.now() - timeoutMs;
-      for (const [n, entry] of this.#pending) {
-        if (entry.at > due) break; // in publish order
-        this.#pending.delete(n);
-        entry.reject(new Error(`no answer from the stream within ${timeoutMs} ms`));
+      for (const entry of this.#pending.values()) {
+        if (entry.sentAt !== 0 && entry.sentAt <= due) return this.#fail();
       }
     }, Math.max(10, timeoutMs / 4));
     this.#sweeper.unref();
+    // Whatever was sent on the connection that went is unanswered for good: the failure is known now, not in 5 s.
+    this.#stopWatching = conn.onState((state) => {
+      if (state !== 'connected') return this.#fail();
+      // Back: the next try now, not at the end of its back-off.
+      if (this.#recovering && this.#probe === null && this.#retryTimer !== null) {
+        clearTimeout(this.#retryTimer);
+        this.#retryTimer = null;
+        this.#schedule(0);
+      }
+    });
+    this.#schedule(0);
   }
 
-  publish(subject: string, frame: Uint8Array, msgId: string, headers: MsgHdrs): Promise<PubAck> {
+  /** Resolves with the stream's ack once stored; rejects when the stream refused it or it was cancelled. */
+  publish(subject: string, frame: Uint8Array, msgId: string, headers: MsgHdrs, onRetry?: () => void): Promise<PubAck> {
+    if (this.#closed) return Promise.reject(new StoreCancelled());
     headers.set('Nats-Msg-Id', msgId);
     const n = ++this.#next;
     return new Promise<PubAck>((resolve, reject) => {
-      this.#pending.set(n, { resolve, reject, at: Date.now() });
-      try {
-        this.#conn.nc.publish(subject, frame, { reply: `${this.#inbox}.${n}`, headers });
-      } catch (err) {
-        this.#pending.delete(n);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      }
+      const entry: Pending = { subject, frame, headers, resolve, reject, onRetry, sentAt: 0, sends: 0 };
+      this.#pending.set(n, entry);
+      if (!this.#recovering) this.#send(n, entry);
     });
+  }
+
+  /** Cancels the unanswered publishes on `subject` (its gateway stopped here): they are not sent again. */
+  cancel(subject: string): void {
+    for (const [n, entry] of this.#pending) {
+      if (entry.subject !== subject) continue;
+      this.#pending.delete(n);
+      entry.reject(new StoreCancelled());
+      if (this.#probe === n) {
+        this.#probe = null;
+        this.#schedule(0);
+      }
+    }
+  }
+
+  /** Hands one publish to NATS; false (and the failure begun) when it cannot go out on the current connection. */
+  #send(n: number, entry: Pending): boolean {
+    if (!this.#conn.writable) {
+      this.#fail();
+      return false;
+    }
+    if (entry.sends++ > 0) entry.onRetry?.();
+    entry.sentAt = Date.now();
+    try {
+      this.#conn.nc.publish(entry.subject, entry.frame, { reply: `${this.#inbox}.${n}`, headers: entry.headers });
+      return true;
+    } catch {
+      this.#fail();
+      return false;
+    }
   }
 
   #answer(msg: Msg): void {
     const n = Number(msg.subject.slice(this.#inbox.length + 1));
     const entry = this.#pending.get(n);
-    if (entry === undefined) return; // swept already: that publish is being tried again under its id
-    this.#pending.delete(n);
+    if (entry === undefined) return;
+    // No responders (the stream is not there, or not yet after a restart): as unanswered. A late answer of an
+    // earlier send (sentAt 0: failed since) says nothing of the send now pending.
     if (msg.data.length === 0 && msg.headers?.code === 503) {
-      entry.reject(new Error('no JetStream stream answered (no responders)'));
+      if (entry.sentAt !== 0) this.#fail();
       return;
     }
+    let answer: { error?: { code?: number; err_code?: number; description?: string }; stream?: string; seq?: number; duplicate?: boolean };
     try {
-      const answer = msg.json<{ error?: { code?: number; err_code?: number; description?: string }; stream?: string; seq?: number; duplicate?: boolean }>();
-      if (answer.error !== undefined) entry.reject(new StreamRefusal(answer.error.description ?? 'error', answer.error.err_code));
-      else if (typeof answer.stream !== 'string' || answer.stream === '' || typeof answer.seq !== 'number') entry.reject(new Error('invalid ack response'));
-      else entry.resolve({ stream: answer.stream, seq: answer.seq, duplicate: answer.duplicate ?? false, domain: '' });
-    } catch (err) {
-      entry.reject(err instanceof Error ? err : new Error(String(err)));
+      answer = msg.json();
+    } catch {
+      if (entry.sentAt !== 0) this.#fail();
+      return;
+    }
+    if (answer.error !== undefined) {
+      this.#settle(n);
+      entry.reject(new StreamRefusal(answer.error.description ?? 'error', answer.error.err_code));
+    } else if (typeof answer.stream !== 'string' || answer.stream === '' || typeof answer.seq !== 'number') {
+      if (entry.sentAt !== 0) this.#fail();
+    } else {
+      // Stored, whichever send this answers: the stream keeps one copy per message id.
+      this.#settle(n);
+      entry.resolve({ stream: answer.stream, seq: answer.seq, duplicate: answer.duplicate ?? false, domain: '' });
     }
   }
 
+  /** The stream answered publish `n` for good; the one a recovery waited for lets the others go, in order. */
+  #settle(n: number): void {
+    this.#pending.delete(n);
+    if (this.#probe !== n) return;
+    this.#probe = null;
+    this.#recovering = false;
+    this.#attempt = 0;
+    for (const [m, entry] of this.#pending) {
+      if (entry.sentAt === 0 && !this.#send(m, entry)) return;
+    }
+  }
+
+  /** A publish failed: every unanswered one is sent again, the oldest first and alone. */
+  #fail(): void {
+    if (this.#closed) return;
+    for (const entry of this.#pending.values()) entry.sentAt = 0;
+    this.#probe = null;
+    if (!this.#recovering) {
+      this.#recovering = true;
+      this.#attempt = 0;
+    }
+    this.#schedule(Math.min(100 * 2 ** this.#attempt++, RETRY_MAX_MS));
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#retryTimer !== null || this.#closed) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      void this.#retry();
+    }, delayMs);
+    this.#retryTimer.unref();
+  }
+
+  async #retry(): Promise<void> {
+    if (!this.#recovering || this.#probe !== null) return;
+    const again = Math.min(100 * 2 ** this.#attempt++, RETRY_MAX_MS);
+    if (!this.#conn.writable) return this.#schedule(again);
+    try {
+      await this.#ensure(this.#ensuredOnce);
+      this.#ensuredOnce = true;
+    } catch {
+      return this.#schedule(again);
+    }
+    // A failure meanwhile scheduled the next try itself.
+    if (this.#closed || !this.#recovering || this.#probe !== null || this.#retryTimer !== null) return;
+    const head = this.#pending.entries().next();
+    if (head.done === true) {
+      this.#recovering = false;
+      this.#attempt = 0;
+      return;
+    }
+    const [n, entry] = head.value;
+    if (this.#send(n, entry)) this.#probe = n;
+  }
+
   close(): void {
+    this.#closed = true;
     clearInterval(this.#sweeper);
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    this.#stopWatching();
     if (!this.#subscription.isClosed()) this.#subscription.unsubscribe();
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const entry of pending) entry.reject(new StoreCancelled());
   }
 }
 
@@ -189,11 +343,21 @@ export class MessageStream {
     this.#opening = null;
   }
 
-  /** Stores a frame; resolves with the stream's ack (throws when the stream refused it or did not answer in time). */
-  async publish(gatewayId: string, frame: Uint8Array, msgId: string, headers?: MsgHdrs): Promise<PubAck> {
-    await this.#open();
-    this.#publisher ??= new StreamPublisher(this.#conn, PUBLISH_TIMEOUT_MS);
-    return this.#publisher.publish(this.subject(gatewayId), frame, msgId, headers ?? this.#conn.client.headers());
+  /**
+   * Stores a frame, in the order of the calls (see StreamPublisher): resolves with the stream's ack, tried again
+   * for as long as it takes; rejects when the stream refused it (StreamRefusal) or it was cancelled (StoreCancelled).
+   */
+  publish(gatewayId: string, frame: Uint8Array, msgId: string, headers?: MsgHdrs, onRetry?: () => void): Promise<PubAck> {
+    this.#publisher ??= new StreamPublisher(this.#conn, PUBLISH_TIMEOUT_MS, (again) => {
+      if (again) this.reopen();
+      return this.#open();
+    });
+    return this.#publisher.publish(this.subject(gatewayId), frame, msgId, headers ?? this.#conn.client.headers(), onRetry);
+  }
+
+  /** Cancels the gateway's publishes not yet stored (its link here closes): they are not tried again. */
+  cancel(gatewayId: string): void {
+    this.#publisher?.cancel(this.subject(gatewayId));
   }
 
   /** Stops the publisher's reply subscription and sweeper (the node stops). */

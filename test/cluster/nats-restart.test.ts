@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type mqtt from 'mqtt';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
-import { clusterSkip, TestCluster, waitFor, type GatewayJson } from '../harness/cluster.ts';
+import { clusterSkip, collectAtPublish, TestCluster, waitFor, type GatewayJson } from '../harness/cluster.ts';
 import { privateNatsServer, type PrivateNatsServer } from '../harness/nats-server.ts';
 
 const A = '127.0.0.2';
@@ -53,15 +53,10 @@ function publishLoop(client: mqtt.MqttClient, topic: string, qos: 1 | 2, running
   return { ledger, done };
 }
 
-function collect(client: mqtt.MqttClient): Map<string, number[]> {
-  const byTopic = new Map<string, number[]>();
-  client.on('message', (topic, payload) => {
-    const n = Number(payload.toString().slice(topic.length + 1));
-    let list = byTopic.get(topic);
-    if (list === undefined) byTopic.set(topic, (list = []));
-    list.push(n);
-  });
-  return byTopic;
+/** Per topic, the sequence numbers received, in the order their PUBLISH packets arrived (see collectAtPublish). */
+function collect(client: mqtt.MqttClient): { get(topic: string): number[] } {
+  const got = collectAtPublish(client);
+  return { get: (topic) => got.payloads(topic).map((payload) => Number(payload.slice(topic.length + 1))) };
 }
 
 if (clusterSkip !== undefined) {
@@ -93,12 +88,11 @@ if (clusterSkip !== undefined) {
 
     const ready = async (node: TestGatehouse): Promise<number> => (await fetch(`${node.gatehouse.url}/ready`)).status;
 
-    // Fails about one run in two (issue 16, step c found it): a QoS 2 message published around the kill reaches a
-    // subscriber after a later one of the same publisher and topic (seen on A's 3.1.1 and B's v5 subscriber), and with
-    // a clean-session publisher once twice. Suspected: the store's retry of a publish left unanswered by the dying
-    // server lands after later publishes the NATS client buffered and sent on reconnect. todo until fixed in src/cluster.
+    // Found the stream storing a QoS 2 message published around the kill after later ones (each publish was retried
+    // on its own), and a resend after a reconnect stored twice: src/cluster/message-stream.ts retries in order and
+    // publish.ts's resend waits for the store on its way (test/cluster/stream-order, test/broker/cluster-store-ack).
     test('nats-server killed (-9) and started again while QoS 1 and 2 are published on A: every acknowledged message reaches the persistent subscribers on A and B, QoS 2 once, in order; nothing acknowledged while it is away', {
-      timeout: 150_000, todo: 'QoS 2 order across a NATS restart: a defect this test found, not yet fixed (see above)',
+      timeout: 150_000,
     }, async () => {
       const persistent5 = { clean: false, reconnectPeriod: 300, properties: { sessionExpiryInterval: 600 } };
       const persistent3 = { clean: false, reconnectPeriod: 300, protocolVersion: 4 as const };
@@ -138,7 +132,7 @@ if (clusterSkip !== undefined) {
       assert.equal(duringOutage.length, 0, 'nothing acknowledged while NATS was away');
 
       const expected = { 'load/q1': [...q1.ledger.acked.keys()].sort((a, b) => a - b), 'load/q2': [...q2.ledger.acked.keys()].sort((a, b) => a - b) };
-      const missing = (got: Map<string, number[]>, topic: 'load/q1' | 'load/q2'): number[] => {
+      const missing = (got: { get(topic: string): number[] }, topic: 'load/q1' | 'load/q2'): number[] => {
         const seen = new Set(got.get(topic) ?? []);
         return expected[topic].filter((n) => !seen.has(n));
       };

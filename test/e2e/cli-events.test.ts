@@ -74,7 +74,7 @@ test('events tail --gateway <name> prints the stored events, then a refusal live
   const listed = await gatehouse(['events', 'list', '--gateway', 'cli_events', '--reason', 'UNKNOWN_DEVICE', '--json']);
   assert.equal(listed.code, 0, listed.err.join('\n'));
   const page = JSON.parse(listed.out.join('\n')) as { items: { clientId: string; reason: string; gatewayId: string }[] };
-  assert.deepEqual(page.items.map((e) => [e.clientId, e.reason, e.gatewayId]), [['c-cli-stored', 'UNKNOWN_DEVICE', gateway.id]]);
+  assert.deepEqual(page.items.map((e) => [e.clientId, e.reason, e.gatewayId]), [['c-cli-stored', 'UNKNOWN_DEVICE', gateway.id]], listed.out.join('\n'));
 
   let headerSeen!: () => void;
   const header = new Promise<void>((resolve) => {
@@ -94,10 +94,12 @@ test('events tail --gateway <name> prints the stored events, then a refusal live
     await Promise.race([tail, new Promise((r) => setTimeout(r, 250))]);
   }
   const { out, err, code } = await tail;
-  assert.equal(code, 0, err.join('\n'));
-  assert.match(out[0] ?? '', /^AT\s+TYPE\s+REASON\s+SENT\s+CLIENT ID\s+USERNAME/);
-  assert.match(out[1] ?? '', /CONNECT_REFUSED\s+UNKNOWN_DEVICE\s+0x86\s+c-cli-stored\s+cli-stranger/, 'the stored event first');
-  assert.match(out[out.length - 1] ?? '', /CONNECT_REFUSED\s+UNKNOWN_DEVICE\s+0x86\s+c-cli-live-\d+\s+cli-stranger/, 'then the live one');
+  // What the tail printed goes with each failure: a flaky run on a loaded CI machine must say what it saw.
+  const printed = `\n--- printed:\n${out.join('\n')}\n--- errors:\n${err.join('\n')}`;
+  assert.equal(code, 0, printed);
+  assert.match(out[0] ?? '', /^AT\s+TYPE\s+REASON\s+SENT\s+CLIENT ID\s+USERNAME/, printed);
+  assert.match(out[1] ?? '', /CONNECT_REFUSED\s+UNKNOWN_DEVICE\s+0x86\s+c-cli-stored\s+cli-stranger/, `the stored event first${printed}`);
+  assert.match(out[out.length - 1] ?? '', /CONNECT_REFUSED\s+UNKNOWN_DEVICE\s+0x86\s+c-cli-live-\d+\s+cli-stranger/, `then the live one${printed}`);
   assert.ok(!out.join('\n').includes('pw-secret-cli'));
 });
 

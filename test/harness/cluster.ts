@@ -49,6 +49,38 @@ interface ApiNode {
  * One cluster of a test file: its schema, its nodes (stopped and dropped by `dispose`), its clients (ended).
  * `natsUrl` defaults to the CI's nats-server; nodes may be given another (a relay, a private server).
  */
+/**
+ * What a subscriber received, in the order the PUBLISH packets arrived: MQTT.js hands a QoS 2 message to the
+ * application at PUBREL and a QoS 1 one at PUBLISH, so with both in flight its 'message' order is not the order the
+ * server sent them in [MQTT-4.6.0-6] — a QoS 1 message sent after a QoS 2 one comes out first whenever the PUBREC /
+ * PUBREL round trip is slower than the next PUBLISH (a loaded machine). A QoS 2 PUBLISH whose packet id is held
+ * (received, its PUBREL not yet) is a resend of the same message, counted once [MQTT-4.3.3]; it is kept across the
+ * client's reconnects, as the session is.
+ */
+export function collectAtPublish(client: mqtt.MqttClient): {
+  received: { topic: string; payload: string }[];
+  /** The payloads received, in order; of one topic if given. */
+  payloads(topic?: string): string[];
+  count(payload: string): number;
+} {
+  const received: { topic: string; payload: string }[] = [];
+  const held = new Set<number>();
+  client.on('packetreceive', (packet) => {
+    if (packet.cmd === 'pubrel') held.delete(packet.messageId!);
+    if (packet.cmd !== 'publish') return;
+    if (packet.qos === 2) {
+      if (held.has(packet.messageId!)) return;
+      held.add(packet.messageId!);
+    }
+    received.push({ topic: packet.topic, payload: packet.payload.toString() });
+  });
+  return {
+    received,
+    payloads: (topic) => received.filter((r) => topic === undefined || r.topic === topic).map((r) => r.payload),
+    count: (payload) => received.filter((r) => r.payload === payload).length,
+  };
+}
+
 export class TestCluster {
   readonly schema = `cluster_${randomBytes(6).toString('hex')}`;
   readonly masterKey = randomBytes(32).toString('hex');

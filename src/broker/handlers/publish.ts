@@ -53,8 +53,10 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
   }
 
   if (qos === 2 && session.incomingQos2.has(packetId)) {
-    // A re-sent QoS 2 PUBLISH we already took: acknowledge again, do not deliver twice [MQTT-4.3.3-?].
-    acknowledge(conn, 2, packetId, RC.SUCCESS);
+    // A re-sent QoS 2 PUBLISH we already took: acknowledge again, do not deliver twice [MQTT-4.3.3-10]. On a
+    // cluster node whose stream is still storing the first one (the client reconnected meanwhile), the PUBREC
+    // waits for that store, as the first one's did: neither earlier, nor a second store of the same message.
+    acknowledge(conn, 2, packetId, RC.SUCCESS, session.qos2Storing(packetId));
     return;
   }
   // [MQTT-3.3.4-9] more unacknowledged QoS 2 PUBLISHes than our Receive Maximum.
@@ -120,7 +122,7 @@ function route(conn: Connection, message: Message, packetId: number): void {
   // node's death (issue 16 item 2), and a retained message once the cluster's store holds it, so any later
   // subscriber, on any node, gets it (issue 16 item 4).
   const held = conn.broker.publish(message, conn);
-  if (message.qos === 2) conn.session!.takeQos2(packetId);
+  if (message.qos === 2) conn.session!.takeQos2(packetId, held);
   acknowledge(conn, message.qos, packetId, RC.SUCCESS, held);
 }
 
