@@ -105,7 +105,7 @@ export class NatsClusterLinks {
     this.#liveInstances = liveInstances;
     this.#me = me;
     this.#records = records;
-    this.#stream = new MessageStream(conn, streamLimits);
+    this.#stream = new MessageStream(conn, streamLimits, logger);
     this.#offState = conn.onState((state) => this.#onState(state));
     // Claims of this process's sessions by other nodes: one subject per process, answered once the connection is closed.
     this.#notices = conn.nc.subscribe(`${conn.prefix}.sessions.${me.instance}`, { callback: (err, msg) => this.#onNotice(err, msg) });

@@ -20,6 +20,7 @@
 import { randomUUID } from 'node:crypto';
 import type { JetStreamClient, JetStreamManager, PubAck, StoredMsg } from '@nats-io/jetstream';
 import type { Msg, MsgHdrs, Subscription } from '@nats-io/transport-node';
+import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
 
 /** The stream's limits: the oldest messages go first once it holds this many bytes, or once they are this old. */
@@ -46,6 +47,17 @@ export class StreamRefusal extends Error {
   constructor(description: string, code: number | undefined) {
     super(`the stream refused the message: ${description}`);
     this.code = code;
+  }
+}
+
+/**
+ * The stream cannot be made: the NATS server has no room for its size (JetStream reserves max_bytes in full). A
+ * setting to change, not a moment to wait out: the publishes waiting are refused (0x97) with this message, not held.
+ */
+export class NoRoomForStream extends StreamRefusal {
+  constructor(message: string) {
+    super(message, undefined);
+    this.message = message;
   }
 }
 
@@ -106,10 +118,18 @@ class StreamPublisher {
   #retryTimer: NodeJS.Timeout | null = null;
   #ensuredOnce = false;
   #closed = false;
+  readonly #logger: Logger;
+  /** The current failure's start, for its one log line at the end (0: none), and whether it was warned about. */
+  #failedSince = 0;
+  #warned = false;
+  #retriedInEpisode = 0;
+  /** Failed tries to make sure of the stream in a row: the first is logged with its error. */
+  #ensureFailures = 0;
 
-  constructor(conn: ClusterConnection, timeoutMs: number, ensure: (again: boolean) => Promise<unknown>) {
+  constructor(conn: ClusterConnection, timeoutMs: number, ensure: (again: boolean) => Promise<unknown>, logger: Logger) {
     this.#conn = conn;
     this.#ensure = ensure;
+    this.#logger = logger;
     this.#inbox = `_INBOX.gatehouse-stream.${conn.bucketSuffix}.${randomUUID().replaceAll('-', '')}`;
     this.#subscription = conn.nc.subscribe(`${this.#inbox}.*`, { callback: (err, msg) => (err === null ? this.#answer(msg) : undefined) });
     this.#sweeper = setInterval(() => {
@@ -163,7 +183,10 @@ class StreamPublisher {
       this.#fail();
       return false;
     }
-    if (entry.sends++ > 0) entry.onRetry?.();
+    if (entry.sends++ > 0) {
+      this.#retriedInEpisode++;
+      entry.onRetry?.();
+    }
     entry.sentAt = Date.now();
     try {
       this.#conn.nc.publish(entry.subject, entry.frame, { reply: `${this.#inbox}.${n}`, headers: entry.headers });
@@ -208,11 +231,19 @@ class StreamPublisher {
     this.#pending.delete(n);
     if (this.#probe !== n) return;
     this.#probe = null;
-    this.#recovering = false;
-    this.#attempt = 0;
+    this.#recovered();
     for (const [m, entry] of this.#pending) {
       if (entry.sentAt === 0 && !this.#send(m, entry)) return;
     }
+  }
+
+  #recovered(): void {
+    this.#recovering = false;
+    this.#attempt = 0;
+    if (this.#warned) this.#logger.info({ afterMs: Date.now() - this.#failedSince, retried: this.#retriedInEpisode, waiting: this.#pending.size }, 'cluster_stream_publishing_again');
+    this.#warned = false;
+    this.#failedSince = 0;
+    this.#retriedInEpisode = 0;
   }
 
   /** A publish failed: every unanswered one is sent again, the oldest first and alone. */
@@ -223,6 +254,12 @@ class StreamPublisher {
     if (!this.#recovering) {
       this.#recovering = true;
       this.#attempt = 0;
+    }
+    if (this.#failedSince === 0) this.#failedSince = Date.now();
+    // Once per failure, and only when it holds something back (a NATS disconnect is logged by the connection).
+    if (!this.#warned && this.#pending.size > 0) {
+      this.#warned = true;
+      this.#logger.warn({ waiting: this.#pending.size, connection: this.#conn.state }, 'cluster_stream_publishing_held');
     }
     this.#schedule(Math.min(100 * 2 ** this.#attempt++, RETRY_MAX_MS));
   }
@@ -243,15 +280,24 @@ class StreamPublisher {
     try {
       await this.#ensure(this.#ensuredOnce);
       this.#ensuredOnce = true;
-    } catch {
+      this.#ensureFailures = 0;
+    } catch (error) {
+      if (this.#failedSince === 0) this.#failedSince = Date.now();
+      if (this.#ensureFailures++ === 0) this.#logger.warn({ err: error }, 'cluster_stream_unavailable');
+      // No room for the stream: what waits now is refused at once (0x97, the log naming the setting), and the
+      // next try, for what comes later, in a while: the stream is made by itself once the room is there.
+      if (error instanceof NoRoomForStream) {
+        const refused = [...this.#pending.values()];
+        this.#pending.clear();
+        for (const entry of refused) entry.reject(error);
+      }
       return this.#schedule(again);
     }
     // A failure meanwhile scheduled the next try itself.
     if (this.#closed || !this.#recovering || this.#probe !== null || this.#retryTimer !== null) return;
     const head = this.#pending.entries().next();
     if (head.done === true) {
-      this.#recovering = false;
-      this.#attempt = 0;
+      this.#recovered();
       return;
     }
     const [n, entry] = head.value;
@@ -277,9 +323,12 @@ export class MessageStream {
   #opening: Promise<{ js: JetStreamClient; jsm: JetStreamManager }> | null = null;
   #publisher: StreamPublisher | null = null;
 
-  constructor(conn: ClusterConnection, limits: MessageStreamLimits = DEFAULT_MESSAGE_STREAM_LIMITS) {
+  readonly #logger: Logger;
+
+  constructor(conn: ClusterConnection, limits: MessageStreamLimits, logger: Logger) {
     this.#conn = conn;
     this.#limits = limits;
+    this.#logger = logger;
     this.name = `gatehouse-messages-${conn.bucketSuffix}`;
   }
 
@@ -330,8 +379,8 @@ export class MessageStream {
     } catch (error) {
       // JetStream reserves max_bytes in full on its storage when the stream is made: say which setting to change.
       if (error instanceof Error && /insufficient (storage )?resources/i.test(error.message)) {
-        throw new Error(`the NATS server has no room for the ${this.#limits.maxBytes} bytes of stream ${this.name} `
-          + `(${error.message}): free JetStream storage (max_file_store) or set GATEHOUSE_CLUSTER_STREAM_MAX_MB lower`, { cause: error });
+        throw Object.assign(new NoRoomForStream(`the NATS server has no room for the ${this.#limits.maxBytes} bytes of stream ${this.name} `
+          + `(${error.message}): free JetStream storage (max_file_store) or set GATEHOUSE_CLUSTER_STREAM_MAX_MB lower`), { cause: error });
       }
       throw error;
     }
@@ -351,7 +400,7 @@ export class MessageStream {
     this.#publisher ??= new StreamPublisher(this.#conn, PUBLISH_TIMEOUT_MS, (again) => {
       if (again) this.reopen();
       return this.#open();
-    });
+    }, this.#logger);
     return this.#publisher.publish(this.subject(gatewayId), frame, msgId, headers ?? this.#conn.client.headers(), onRetry);
   }
 

@@ -3,13 +3,15 @@
  * (issue 16 item 2, item 8; src/cluster/message-stream.ts): publishes pipelined when NATS is killed (-9) are tried
  * again the oldest first, and nothing published while it is away overtakes them. The nodes deliver in the stream's
  * order, so this is the order subscribers see [MQTT-4.6.0-6]. A private nats-server, killed and started again on
- * the same port and store; the stream read back by subject afterwards.
+ * the same port and store; the stream read back by subject afterwards. And a stream the NATS server has no room for
+ * (JetStream reserves its size in full) refuses the publishes waiting for it, naming the setting, rather than
+ * holding them for ever.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, test } from 'node:test';
 import { ClusterConnection } from '../../src/cluster/index.ts';
-import { MessageStream } from '../../src/cluster/message-stream.ts';
+import { MessageStream, NoRoomForStream } from '../../src/cluster/message-stream.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import { privateNatsServer, type PrivateNatsServer } from '../harness/nats-server.ts';
 
@@ -41,7 +43,7 @@ if (natsUrl === undefined) {
     nats = await privateNatsServer();
     await nats.start();
     conn = await ClusterConnection.open({ servers: nats.url, nodeId: 'order', installationId: randomUUID(), logger: silentLogger });
-    const stream = new MessageStream(conn, { maxBytes: 64 * 1024 * 1024, maxAgeMs: 600_000 });
+    const stream = new MessageStream(conn, { maxBytes: 64 * 1024 * 1024, maxAgeMs: 600_000 }, silentLogger);
     const gatewayId = 'order-gw';
     const acked = new Map<number, number>(); // message number → when acknowledged
     const refused: string[] = [];
@@ -91,5 +93,31 @@ if (natsUrl === undefined) {
     assert.deepEqual(outOfOrder.slice(0, 20), [], 'in publishing order');
     assert.deepEqual(stored, Array.from({ length: next }, (_, i) => i));
     stream.close();
+  });
+
+  test('a stream the NATS server has no room for: each publish is refused with a message naming the setting, none held; the same stream with room stores', { timeout: 60_000 }, async () => {
+    const shared = await ClusterConnection.open({ servers: natsUrl, nodeId: 'no-room', installationId: randomUUID(), logger: silentLogger });
+    try {
+      // 1 PiB: more than any JetStream here can reserve.
+      const huge = new MessageStream(shared, { maxBytes: 2 ** 50, maxAgeMs: 600_000 }, silentLogger);
+      const outcomes = await Promise.allSettled([1, 2, 3].map((n) => huge.publish('no-room-gw', Buffer.from(String(n)), `no-room-${n}`)));
+      for (const outcome of outcomes) {
+        assert.equal(outcome.status, 'rejected');
+        const reason = (outcome).reason as Error;
+        assert.ok(reason instanceof NoRoomForStream, String(reason));
+        assert.match(reason.message, /no room for the 1125899906842624 bytes of stream .*GATEHOUSE_CLUSTER_STREAM_MAX_MB/);
+      }
+      // A publish after the refusal waits for the next try and is refused the same way: the publisher goes on.
+      await assert.rejects(huge.publish('no-room-gw', Buffer.from('4'), 'no-room-4'), NoRoomForStream);
+      huge.close();
+      const fits = new MessageStream(shared, { maxBytes: 1024 * 1024, maxAgeMs: 600_000 }, silentLogger);
+      const ack = await fits.publish('no-room-gw', Buffer.from('5'), 'no-room-5');
+      assert.equal(ack.seq, 1);
+      fits.close();
+      const jsm = await shared.client.jetstreamManager(shared.nc);
+      await jsm.streams.delete(fits.name);
+    } finally {
+      await shared.close();
+    }
   });
 }
