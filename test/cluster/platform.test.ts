@@ -30,8 +30,14 @@ const A = '127.0.0.2';
 const B = '127.0.0.3';
 const C = '127.0.0.4';
 const D = '127.0.0.5';
-/** Short leases: a claim lapses (and is swept) within seconds. */
-const LEASE = { heartbeatMs: 300, leaseMs: 1_500 };
+/**
+ * The nodes' leases, which their webhook outbox claims last (renewed every third). Not short: the nodes run in
+ * this one process, so a node starting here holds the others' event loop, and at a CI load of 11 a 1.5 s lease
+ * lapsed during node C's start — C then rightly took A's and B's rows as a dead node's, and the test that a
+ * starting node leaves live claims alone failed. No test here waits for a lease to lapse: the dead node's claim
+ * is lapsed by hand in the database.
+ */
+const LEASE = { heartbeatMs: 1_000, leaseMs: 15_000 };
 /** How long a node keeps hearing the others' events after its last /stream closed. */
 const GRACE_MS = 1_000;
 
