@@ -19,7 +19,7 @@ import { WalCheckpointer } from './storage/wal-checkpointer.ts';
 import { createRegistry, DEFAULT_SCRYPT_COST, type Registry } from './registry/index.ts';
 import { GatewayRuntime, type GatewayRuntimeOptions } from './gateway/runtime.ts';
 import { registerGatewayMetrics } from './gateway/metrics.ts';
-import { buildApi, type Api } from './api/index.ts';
+import { buildApi, readinessCheck, type Api } from './api/index.ts';
 import {
   ConnectionEventRecorder, PARSING_NICENESS, Platform, registerConnectionEventMetrics, registerPlatformMetrics, type ConnectionEventOptions, type PlatformOptionsInput,
 } from './platform/index.ts';
@@ -27,7 +27,7 @@ import { QuickJsRunner } from './sandbox/index.ts';
 import {
   DEFAULT_LEASE_TIMINGS, PresenceReaper, registerClusterMetrics, startClusterNode, type ClusterNode, type LeaseTimings,
 } from './cluster/index.ts';
-import { workerIndex, workerMetrics } from './workers.ts';
+import { workerIndex, workerMetrics, workerReadiness } from './workers.ts';
 
 export interface Gatehouse {
   readonly registry: Registry;
@@ -169,10 +169,14 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   registerPlatformMetrics(metricsRegistry, platform);
   registerConnectionEventMetrics(metricsRegistry, connectionEvents);
   // Under GATEHOUSE_WORKERS a scrape reaches one worker: it answers for the machine (every worker's figures).
+  // Likewise /ready: a probe reaches one worker, which answers for every worker (a single process pays nothing).
   const scrapeMetrics = workerIndex() === null ? () => metricsRegistry.metrics() : workerMetrics(metricsRegistry, config.nodeId);
+  const clusterReachable = cluster === null ? undefined : () => cluster.connection.state === 'connected';
+  const readiness = workerIndex() === null ? undefined
+    : workerReadiness(readinessCheck({ registry, runtime, ...(clusterReachable === undefined ? {} : { clusterReachable }) }, logger.child({ component: 'api' })), config.nodeId);
   const api = buildApi({
     registry, runtime, logger, metricsRegistry, scrapeMetrics, adminToken: config.adminToken, platform, connectionEvents, console: {},
-    ...(cluster === null ? {} : { clusterReachable: () => cluster.connection.state === 'connected' }),
+    ...(clusterReachable === undefined ? {} : { clusterReachable }), ...(readiness === undefined ? {} : { readiness }),
   });
 
   await steps.run('gateways', 'the database and, on a cluster node, NATS: every enabled gateway started', START_STEP_DEADLINE_MS.gateways, () => runtime.startAll());

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { aggregateWorkerMetrics } from './workers.ts';
+import { aggregateWorkerMetrics, mergeReadiness } from './workers.ts';
 
 /** One worker's registry as the primary receives it (getMetricsAsJSON). */
 async function worker(figures: { accepted: number; connected: number; limitUse: Record<string, number>; cluster: number }): Promise<Awaited<ReturnType<Registry['getMetricsAsJSON']>>> {
@@ -28,4 +28,44 @@ test('a machine-wide scrape: counters and connections summed, per-worker state l
   assert.equal(line('gatehouse_gateway_limit{gateway="g",limit="maxConnections"}'), 'gatehouse_gateway_limit{gateway="g",limit="maxConnections"} 10');
   assert.equal(line('gatehouse_cluster_connected{node_id="n-w1"}'), 'gatehouse_cluster_connected{node_id="n-w1"} 1');
   assert.equal(line('gatehouse_cluster_connected{node_id="n-w2"}'), 'gatehouse_cluster_connected{node_id="n-w2"} 0');
+});
+
+type Part = Parameters<typeof mergeReadiness>[0][number];
+const ready: Part = { status: 'ready', checks: { storage: 'ok', gateways: 'ok', cluster: 'ok' }, gatewaysNotReady: [] };
+
+test('/ready for the machine: every worker ready and every worker answered is ready, with workers ok', { timeout: 5_000 }, () => {
+  assert.deepEqual(mergeReadiness([ready, ready], 0), {
+    status: 'ready', checks: { storage: 'ok', gateways: 'ok', cluster: 'ok', workers: 'ok' }, gatewaysNotReady: [],
+  });
+});
+
+test('/ready for the machine: one worker not ready makes it not ready; each check the worst, gateways the union by id (ERROR over STOPPED)', { timeout: 5_000 }, () => {
+  const one: Part = {
+    status: 'not_ready', checks: { storage: 'ok', gateways: 'error', cluster: 'unreachable' },
+    gatewaysNotReady: [{ id: 'g2', status: 'STOPPED' }, { id: 'g1', status: 'STOPPED' }],
+  };
+  const other: Part = { status: 'not_ready', checks: { storage: 'error', gateways: 'unknown', cluster: 'ok' }, gatewaysNotReady: [] };
+  const third: Part = { status: 'not_ready', checks: { storage: 'ok', gateways: 'error', cluster: 'ok' }, gatewaysNotReady: [{ id: 'g2', status: 'ERROR' }] };
+  assert.deepEqual(mergeReadiness([one, other, third], 0), {
+    status: 'not_ready', checks: { storage: 'error', gateways: 'error', cluster: 'unreachable', workers: 'ok' },
+    gatewaysNotReady: [{ id: 'g1', status: 'STOPPED' }, { id: 'g2', status: 'ERROR' }],
+  });
+  // The same parts in another order: the same answer (ERROR is kept whichever worker said it first).
+  assert.deepEqual(mergeReadiness([third, other, one], 0), mergeReadiness([one, other, third], 0));
+  // unknown is worse than ok, error worse than unknown.
+  assert.equal(mergeReadiness([ready, other], 0).checks.gateways, 'unknown');
+  assert.equal(mergeReadiness([ready, { ...ready, checks: { ...ready.checks, cluster: 'unreachable' } }], 0).checks.cluster, 'unreachable');
+});
+
+test('/ready for the machine: a worker that gave no answer (late, missing, starting) makes it not ready even when every answer is ready', { timeout: 5_000 }, () => {
+  assert.deepEqual(mergeReadiness([ready], 1), {
+    status: 'not_ready', checks: { storage: 'ok', gateways: 'ok', cluster: 'ok', workers: 'error' }, gatewaysNotReady: [],
+  });
+  // No answer at all: nothing confirmed that storage answers or which gateways run.
+  assert.deepEqual(mergeReadiness([], 2), { status: 'not_ready', checks: { storage: 'error', gateways: 'unknown', workers: 'error' }, gatewaysNotReady: [] });
+});
+
+test('/ready for the machine: a cluster check only when the workers gave one', { timeout: 5_000 }, () => {
+  const single: Part = { status: 'ready', checks: { storage: 'ok', gateways: 'ok' }, gatewaysNotReady: [] };
+  assert.deepEqual(mergeReadiness([single], 0).checks, { storage: 'ok', gateways: 'ok', workers: 'ok' });
 });

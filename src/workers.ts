@@ -18,6 +18,7 @@ import path from 'node:path';
 import { workerNodeId, type PreparedConfig } from './config/index.ts';
 import { PID_FILE } from './config/identity.ts';
 import type { Logger } from './core/logger.ts';
+import type { Readiness } from './api/index.ts';
 
 /** Set by the primary in each worker's environment: which worker it is (1…N). Not an operator's setting. */
 export const WORKER_INDEX_ENV = 'GATEHOUSE_WORKER_INDEX';
@@ -34,6 +35,12 @@ const RESTART_BACKOFF_MS = 1_000;
 const STOP_TIMEOUT_MS = 60_000;
 /** A scrape waits this long for every worker's figures; past it the scrape fails rather than show a part as the whole. */
 const SCRAPE_TIMEOUT_MS = 5_000;
+/** A /ready waits this long for every worker's checks; a worker that has not answered by then counts as not ready. */
+const READY_TIMEOUT_MS = 2_000;
+/** A worker's asks of the primary in flight at once (a scrape each; /ready's share one): past it an ask fails at once. */
+const MAX_ASKS_IN_FLIGHT = 8;
+/** The primary's gatherings at once, whatever the workers ask: past it an ask is answered with an error at once. */
+const MAX_GATHERINGS = 32;
 
 /**
  * Metrics whose sum over workers means nothing: each worker's own state (its NATS connection, its copy of the
@@ -49,20 +56,129 @@ export const PER_NODE_METRICS: ReadonlySet<string> = new Set([
 ]);
 
 type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
-/** Worker ↔ primary messages of a machine-wide scrape. */
-interface MetricsMessage {
-  gatehouse: 'metrics_request' | 'metrics_collect' | 'metrics_part' | 'metrics_answer';
+
+/**
+ * What a worker may ask the primary for: the machine's answer, gathered from every worker's part. A worker asks
+ * (`gather_request`), the primary asks every worker for its part (`gather_collect`, the asker included), gathers
+ * the parts (`gather_part`) until all are in or the topic's deadline passed, merges them and answers the asker
+ * (`gather_answer`). The same code runs on both sides of the channel; every message and every part is still checked.
+ */
+type Topic = 'metrics' | 'readiness';
+const TOPICS: ReadonlySet<string> = new Set<Topic>(['metrics', 'readiness']);
+const GATHER_KINDS: ReadonlySet<string> = new Set(['gather_request', 'gather_collect', 'gather_part', 'gather_answer']);
+
+interface GatherMessage {
+  gatehouse: 'gather_request' | 'gather_collect' | 'gather_part' | 'gather_answer';
+  topic: Topic;
   id: number;
+  /** gather_part: the sender's node id (a metrics part's `node_id` label). */
   nodeId?: string;
-  metrics?: MetricsJson;
-  text?: string;
+  /** gather_part: the worker's part; gather_answer: the machine's answer (checked against the topic's guards). */
+  value?: unknown;
   error?: string;
 }
 
-function isMetricsMessage(message: unknown): message is MetricsMessage {
-  const kind = typeof message === 'object' && message !== null ? (message as { gatehouse?: unknown }).gatehouse : undefined;
-  return kind === 'metrics_request' || kind === 'metrics_collect' || kind === 'metrics_part' || kind === 'metrics_answer';
+function isGatherMessage(message: unknown): message is GatherMessage {
+  if (typeof message !== 'object' || message === null) return false;
+  const m = message as Partial<Record<keyof GatherMessage, unknown>>;
+  return typeof m.gatehouse === 'string' && GATHER_KINDS.has(m.gatehouse) && typeof m.topic === 'string' && TOPICS.has(m.topic)
+    && Number.isSafeInteger(m.id) && (m.nodeId === undefined || typeof m.nodeId === 'string') && (m.error === undefined || typeof m.error === 'string');
 }
+
+/** What the primary gathered for one ask: the parts in, and which workers (by index) gave none and why. */
+interface Gathered<Part> {
+  parts: { nodeId: string; part: Part }[];
+  /** Asked, not answered within the deadline. */
+  late: number[];
+  /** Not asked (no worker, or one still starting) or gone before it answered. */
+  missing: number[];
+  /** Answered with an error or with something that is not a part. */
+  failed: { worker: number; error: string }[];
+}
+
+/** One kind of machine-wide answer: how long its gathering may take, how parts and answers are checked, how parts merge. */
+interface GatherTopic<Part, Answer> {
+  name: Topic;
+  deadlineMs: number;
+  /** Concurrent asks share the gathering in flight (a flood of probes costs one round) rather than each start one. */
+  shared: boolean;
+  isPart(value: unknown): value is Part;
+  isAnswer(value: unknown): value is Answer;
+  /** The machine's answer; a rejection is answered to the asker as an error. */
+  merge(gathered: Gathered<Part>): Promise<Answer>;
+}
+
+const metricsTopic: GatherTopic<MetricsJson, string> = {
+  name: 'metrics',
+  deadlineMs: SCRAPE_TIMEOUT_MS,
+  shared: false, // a scrape after an event must count it: it never takes figures collected before it was asked
+  isPart: (value): value is MetricsJson => Array.isArray(value),
+  isAnswer: (value): value is string => typeof value === 'string',
+  async merge({ parts, late, failed }) {
+    // A worker gone meanwhile took its figures with it; one that is there and silent would make a part look like the whole.
+    if (late.length > 0) throw new Error(`a worker did not answer within ${SCRAPE_TIMEOUT_MS} ms`);
+    if (failed.length > 0) throw new Error(`a worker failed to collect its metrics: ${failed[0]!.error}`);
+    return aggregateWorkerMetrics(parts.map(({ nodeId, part }) => ({ nodeId, metrics: part })));
+  },
+};
+
+const READY_STATES: ReadonlySet<unknown> = new Set(['ready', 'not_ready']);
+const GATEWAY_STATES: ReadonlySet<unknown> = new Set(['STOPPED', 'ERROR']);
+
+function isReadiness(value: unknown): value is Readiness {
+  if (typeof value !== 'object' || value === null) return false;
+  const { status, checks, gatewaysNotReady } = value as Partial<Record<keyof Readiness, unknown>>;
+  if (!READY_STATES.has(status) || typeof checks !== 'object' || checks === null || !Array.isArray(gatewaysNotReady)) return false;
+  const c = checks as Partial<Record<keyof Readiness['checks'], unknown>>;
+  return (c.storage === 'ok' || c.storage === 'error') && (c.gateways === 'ok' || c.gateways === 'error' || c.gateways === 'unknown')
+    && (c.cluster === undefined || c.cluster === 'ok' || c.cluster === 'unreachable') && (c.workers === undefined || c.workers === 'ok' || c.workers === 'error')
+    && gatewaysNotReady.every((g: unknown) => typeof g === 'object' && g !== null
+      && typeof (g as { id?: unknown }).id === 'string' && GATEWAY_STATES.has((g as { status?: unknown }).status));
+}
+
+const GATEWAYS_WORST: readonly Readiness['checks']['gateways'][] = ['ok', 'unknown', 'error'];
+
+/**
+ * The machine's readiness from every worker's: ready only if every worker answered ready. Each check the worst of
+ * the workers' (storage `error` if any; gateways `error` before `unknown` before `ok`; cluster `unreachable` if any),
+ * the gateways not ready the union by id (ERROR over STOPPED), and `workers` `error` if any worker gave no answer
+ * (`unanswered`). With no answer at all, nothing confirmed that storage answers: storage `error`, gateways `unknown`.
+ */
+export function mergeReadiness(parts: readonly Readiness[], unanswered: number): Readiness {
+  const gateways = new Map<string, Readiness['gatewaysNotReady'][number]['status']>();
+  for (const part of parts) {
+    for (const { id, status } of part.gatewaysNotReady) if (gateways.get(id) !== 'ERROR') gateways.set(id, status);
+  }
+  const worstGateways = parts.length === 0 ? 'unknown'
+    : GATEWAYS_WORST[Math.max(...parts.map((p) => GATEWAYS_WORST.indexOf(p.checks.gateways)))]!;
+  const clusters = parts.flatMap((p) => (p.checks.cluster === undefined ? [] : [p.checks.cluster]));
+  const checks: Readiness['checks'] = {
+    storage: parts.length > 0 && parts.every((p) => p.checks.storage === 'ok') ? 'ok' : 'error',
+    gateways: worstGateways,
+    ...(clusters.length === 0 ? {} : { cluster: clusters.includes('unreachable') ? 'unreachable' : 'ok' }),
+    workers: unanswered === 0 ? 'ok' : 'error',
+  };
+  const ready = unanswered === 0 && parts.length > 0 && parts.every((p) => p.status === 'ready');
+  return {
+    status: ready ? 'ready' : 'not_ready',
+    checks,
+    gatewaysNotReady: [...gateways].sort(([a], [b]) => a.localeCompare(b)).map(([id, status]) => ({ id, status })),
+  };
+}
+
+const readinessTopic: GatherTopic<Readiness, Readiness> = {
+  name: 'readiness',
+  deadlineMs: READY_TIMEOUT_MS,
+  shared: true,
+  isPart: isReadiness,
+  isAnswer: isReadiness,
+  merge: ({ parts, late, missing, failed }) => Promise.resolve(mergeReadiness(parts.map((p) => p.part), late.length + missing.length + failed.length)),
+};
+
+const GATHER_TOPICS: Record<Topic, GatherTopic<unknown, unknown>> = {
+  metrics: metricsTopic,
+  readiness: readinessTopic,
+};
 
 /**
  * Use against each gateway limit, the machine's: `maxConnections` is the connections of every worker (summed); the
@@ -157,49 +273,177 @@ export function leaveWorkers(): void {
 }
 
 /**
+ * A worker's side of one topic: answers the primary's collections with `collect` (this worker's part), and returns
+ * the ask: the primary's answer for the machine. Asks of a shared topic made while one is in flight share it.
+ */
+function workerGathering<Part, Answer>(topic: GatherTopic<Part, Answer>, nodeId: string, collect: () => Promise<Part>): () => Promise<Answer> {
+  let next = 0;
+  const waiting = new Map<number, { resolve: (answer: Answer) => void; reject: (error: Error) => void }>();
+  let inFlight: Promise<Answer> | null = null;
+  const send = (message: GatherMessage): void => {
+    try {
+      process.send?.(message);
+    } catch {
+      // The channel closed: the primary is gone and this worker ends with it; an ask then times out.
+    }
+  };
+  process.on('message', (message: unknown) => {
+    if (!isGatherMessage(message) || message.topic !== topic.name) return;
+    if (message.gatehouse === 'gather_collect') {
+      void collect().then(
+        (value) => send({ gatehouse: 'gather_part', topic: topic.name, id: message.id, nodeId, value }),
+        (error: unknown) => send({ gatehouse: 'gather_part', topic: topic.name, id: message.id, nodeId, error: String(error) }),
+      );
+    } else if (message.gatehouse === 'gather_answer') {
+      const asked = waiting.get(message.id);
+      waiting.delete(message.id);
+      if (topic.isAnswer(message.value)) asked?.resolve(message.value);
+      else asked?.reject(new Error(message.error ?? `no ${topic.name} answer`));
+    }
+  });
+  const ask = (): Promise<Answer> => new Promise<Answer>((resolve, reject) => {
+    if (waiting.size >= MAX_ASKS_IN_FLIGHT) {
+      reject(new Error(`${MAX_ASKS_IN_FLIGHT} ${topic.name} asks already wait for the primary`));
+      return;
+    }
+    const id = next++;
+    // The primary answers within its deadline; twice that and it is not answering.
+    const timer = setTimeout(() => {
+      waiting.delete(id);
+      reject(new Error(`the primary did not answer the ${topic.name} ask`));
+    }, 2 * topic.deadlineMs);
+    waiting.set(id, {
+      resolve: (answer) => (clearTimeout(timer), resolve(answer)),
+      reject: (error) => (clearTimeout(timer), reject(error)),
+    });
+    send({ gatehouse: 'gather_request', topic: topic.name, id });
+  });
+  if (!topic.shared) return ask;
+  return () => (inFlight ??= ask().finally(() => (inFlight = null)));
+}
+
+/**
  * A worker's `/metrics`: the machine's figures, not this worker's alone, since a scrape lands on any worker.
  * Answers the primary's collections with this worker's registry, and returns the scrape: ask the primary,
  * which collects from every worker and aggregates.
  */
 export function workerMetrics(local: MetricsRegistry, nodeId: string): () => Promise<string> {
-  let next = 0;
-  const waiting = new Map<number, { resolve: (text: string) => void; reject: (error: Error) => void }>();
-  process.on('message', (message: unknown) => {
-    if (!isMetricsMessage(message)) return;
-    if (message.gatehouse === 'metrics_collect') {
-      void local.getMetricsAsJSON().then(
-        (metrics) => process.send?.({ gatehouse: 'metrics_part', id: message.id, nodeId, metrics } satisfies MetricsMessage),
-        (error: unknown) => process.send?.({ gatehouse: 'metrics_part', id: message.id, nodeId, error: String(error) } satisfies MetricsMessage),
-      );
-    } else if (message.gatehouse === 'metrics_answer') {
-      const asked = waiting.get(message.id);
-      waiting.delete(message.id);
-      if (message.text !== undefined) asked?.resolve(message.text);
-      else asked?.reject(new Error(message.error ?? 'no metrics'));
-    }
-  });
-  return () => new Promise<string>((resolve, reject) => {
-    const id = next++;
-    const timer = setTimeout(() => {
-      waiting.delete(id);
-      reject(new Error('the primary did not answer the metrics scrape'));
-    }, 2 * SCRAPE_TIMEOUT_MS);
-    waiting.set(id, {
-      resolve: (text) => (clearTimeout(timer), resolve(text)),
-      reject: (error) => (clearTimeout(timer), reject(error)),
-    });
-    process.send?.({ gatehouse: 'metrics_request', id } satisfies MetricsMessage);
+  return workerGathering(metricsTopic, nodeId, () => local.getMetricsAsJSON());
+}
+
+/**
+ * A worker's `/ready`: the machine's readiness, not this worker's alone, since a probe lands on any worker. Answers
+ * the primary's collections with this worker's own checks (`local`), and returns the probe: ask the primary, which
+ * gathers every worker's and merges them. Should the primary not answer, this worker's own with `workers` `error`.
+ */
+export function workerReadiness(local: () => Promise<Readiness>, nodeId: string): () => Promise<Readiness> {
+  const ask = workerGathering(readinessTopic, nodeId, local);
+  return () => ask().catch(async () => {
+    const own = await local();
+    return { ...own, status: 'not_ready', checks: { ...own.checks, workers: 'error' } };
   });
 }
 
-/** A machine-wide scrape the primary is collecting. */
-interface Scrape {
-  /** The worker whose /metrics was asked, and its request's id. */
-  from: Worker;
-  askedId: number;
-  pending: Set<Worker>;
-  parts: { nodeId: string; metrics: MetricsJson }[];
+/** An ask the primary is gathering the parts of. */
+interface Gathering {
+  topic: GatherTopic<unknown, unknown>;
+  /** The workers whose ask this answers, each with its ask's id (one unless the topic is shared). */
+  askers: { worker: Worker; id: number }[];
+  /** Workers asked that have not answered yet, with their index. */
+  pending: Map<Worker, number>;
+  gathered: Gathered<unknown>;
   timer: NodeJS.Timeout;
+}
+
+/**
+ * The primary's side: asks every worker for its part, gathers the parts with the topic's deadline and answers the
+ * askers. A worker is asked when its slot has a ready worker on a connected channel; a slot without one is
+ * `missing` at once (readiness: a worker dead, restarting or starting means the machine is not ready).
+ */
+function primaryGatherings(slots: readonly Slot[], log: Logger): { onMessage(from: Worker, message: GatherMessage): void; onExit(worker: Worker): void } {
+  let nextId = 0;
+  const gatherings = new Map<number, Gathering>();
+  const open = new Map<Topic, number>(); // a shared topic's gathering in flight
+  const lastMissing = new Map<Topic, string>();
+
+  const answer = (asker: { worker: Worker; id: number }, topic: Topic, reply: { value: unknown } | { error: string }): void => {
+    if (asker.worker.isConnected()) asker.worker.send({ gatehouse: 'gather_answer', topic, id: asker.id, ...reply } satisfies GatherMessage);
+  };
+  const finish = (id: number): void => {
+    const gathering = gatherings.get(id);
+    if (gathering === undefined) return;
+    gatherings.delete(id);
+    if (open.get(gathering.topic.name) === id) open.delete(gathering.topic.name);
+    clearTimeout(gathering.timer);
+    const { topic, askers, gathered } = gathering;
+    gathered.late.push(...gathering.pending.values());
+    // Once per change, not per ask: which workers gave no part (a probe every second would repeat it).
+    const missing = JSON.stringify({ late: gathered.late, missing: gathered.missing, failed: gathered.failed.map((f) => f.worker) });
+    if (missing !== (lastMissing.get(topic.name) ?? JSON.stringify({ late: [], missing: [], failed: [] }))) {
+      lastMissing.set(topic.name, missing);
+      const details = { topic: topic.name, late: gathered.late, missing: gathered.missing, failed: gathered.failed };
+      if (gathered.late.length + gathered.missing.length + gathered.failed.length === 0) log.info(details, 'gather_workers_all_answered');
+      else log.warn(details, 'gather_workers_missing');
+    }
+    if (askers.length === 0) return;
+    topic.merge(gathered).then(
+      (value) => askers.forEach((asker) => answer(asker, topic.name, { value })),
+      (error: unknown) => askers.forEach((asker) => answer(asker, topic.name, { error: String(error) })),
+    );
+  };
+  const finishWhenComplete = (id: number): void => {
+    if (gatherings.get(id)?.pending.size === 0) finish(id);
+  };
+
+  return {
+    onMessage(from, message) {
+      const topic = GATHER_TOPICS[message.topic];
+      if (message.gatehouse === 'gather_request') {
+        const shared = topic.shared ? open.get(topic.name) : undefined;
+        if (shared !== undefined) {
+          gatherings.get(shared)?.askers.push({ worker: from, id: message.id });
+          return;
+        }
+        if (gatherings.size >= MAX_GATHERINGS) {
+          answer({ worker: from, id: message.id }, topic.name, { error: `${MAX_GATHERINGS} gatherings already in flight` });
+          return;
+        }
+        const id = nextId++;
+        const pending = new Map<Worker, number>();
+        const missing: number[] = [];
+        for (const slot of slots) {
+          if (slot.ready && slot.worker?.isConnected() === true) pending.set(slot.worker, slot.index);
+          else missing.push(slot.index);
+        }
+        const timer = setTimeout(() => finish(id), topic.deadlineMs);
+        timer.unref();
+        gatherings.set(id, { topic, askers: [{ worker: from, id: message.id }], pending, gathered: { parts: [], late: [], missing, failed: [] }, timer });
+        if (topic.shared) open.set(topic.name, id);
+        for (const target of pending.keys()) target.send({ gatehouse: 'gather_collect', topic: topic.name, id } satisfies GatherMessage);
+        finishWhenComplete(id);
+      } else if (message.gatehouse === 'gather_part') {
+        const gathering = gatherings.get(message.id);
+        const index = gathering?.pending.get(from);
+        if (gathering === undefined || index === undefined || gathering.topic !== topic) return;
+        gathering.pending.delete(from);
+        if (message.error === undefined && topic.isPart(message.value)) {
+          gathering.gathered.parts.push({ nodeId: message.nodeId ?? `pid ${from.process.pid}`, part: message.value });
+        } else gathering.gathered.failed.push({ worker: index, error: message.error ?? 'not a part' });
+        finishWhenComplete(message.id);
+      }
+    },
+    onExit(worker) {
+      for (const [id, gathering] of gatherings) {
+        // Its asks die with it; a part it owed is missing (gone, its figures or checks with it).
+        gathering.askers = gathering.askers.filter((asker) => asker.worker !== worker);
+        const index = gathering.pending.get(worker);
+        if (index === undefined) continue;
+        gathering.pending.delete(worker);
+        gathering.gathered.missing.push(index);
+        finishWhenComplete(id);
+      }
+    },
+  };
 }
 
 interface Slot {
@@ -280,8 +524,8 @@ export async function runPrimary(prepared: PreparedConfig, logger: Logger, print
     slot.ready = false;
     log.info({ worker: slot.index, pid: worker.process.pid }, 'worker_started');
     worker.on('message', (message: unknown) => {
-      if (isMetricsMessage(message)) {
-        onMetricsMessage(worker, message);
+      if (isGatherMessage(message)) {
+        gatherings.onMessage(worker, message);
         return;
       }
       if (!isWorkerReady(message)) return;
@@ -295,47 +539,11 @@ export async function runPrimary(prepared: PreparedConfig, logger: Logger, print
     return worker;
   };
 
-  // A scrape: every ready worker's figures, aggregated, answered to the worker that was asked.
-  let nextScrape = 0;
-  const scrapes = new Map<number, Scrape>();
-  const settle = (id: number, reply: Omit<MetricsMessage, 'gatehouse' | 'id'>): void => {
-    const scrape = scrapes.get(id);
-    if (scrape === undefined) return;
-    scrapes.delete(id);
-    clearTimeout(scrape.timer);
-    if (scrape.from.isConnected()) scrape.from.send({ gatehouse: 'metrics_answer', id: scrape.askedId, ...reply } satisfies MetricsMessage);
-  };
-  const aggregateWhenComplete = (id: number): void => {
-    const scrape = scrapes.get(id);
-    if (scrape === undefined || scrape.pending.size > 0) return;
-    aggregateWorkerMetrics(scrape.parts).then((text) => settle(id, { text }), (error: unknown) => settle(id, { error: String(error) }));
-  };
-  const onMetricsMessage = (from: Worker, message: MetricsMessage): void => {
-    if (message.gatehouse === 'metrics_request') {
-      const targets = slots.filter((s) => s.ready && s.worker?.isConnected() === true).map((s) => s.worker as Worker);
-      const id = nextScrape++;
-      const timer = setTimeout(() => settle(id, { error: `a worker did not answer within ${SCRAPE_TIMEOUT_MS} ms` }), SCRAPE_TIMEOUT_MS);
-      timer.unref();
-      scrapes.set(id, { from, askedId: message.id, pending: new Set(targets), parts: [], timer });
-      for (const target of targets) target.send({ gatehouse: 'metrics_collect', id } satisfies MetricsMessage);
-      aggregateWhenComplete(id);
-    } else if (message.gatehouse === 'metrics_part') {
-      const scrape = scrapes.get(message.id);
-      if (scrape === undefined || !scrape.pending.delete(from)) return;
-      if (message.metrics === undefined) settle(message.id, { error: message.error ?? 'a worker failed to collect its metrics' });
-      else {
-        scrape.parts.push({ nodeId: message.nodeId ?? `pid ${from.process.pid}`, metrics: message.metrics });
-        aggregateWhenComplete(message.id);
-      }
-    }
-  };
+  // /metrics and /ready: every worker's part, answered to the worker that was asked.
+  const gatherings = primaryGatherings(slots, log);
 
   const onExit = (slot: Slot, worker: Worker, code: number | null, signal: string | null): void => {
-    // A scrape waiting for this worker's figures is answered with the others' (it is gone, its figures with it).
-    for (const [id, scrape] of scrapes) {
-      if (scrape.from === worker) settle(id, { error: 'the worker asked has exited' });
-      else if (scrape.pending.delete(worker)) aggregateWhenComplete(id);
-    }
+    gatherings.onExit(worker);
     if (slot.worker !== worker) return;
     slot.worker = null;
     const livedMs = Date.now() - slot.startedAt;

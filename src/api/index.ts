@@ -21,13 +21,14 @@ import { gatewayRoutes } from './gateways/routes.ts';
 import { messageRoutes } from './messages/routes.ts';
 import { registerOpenApi } from './openapi.ts';
 import { operationsRoutes } from './operations/routes.ts';
-import { probeRoutes } from './operations/probes.ts';
+import { probeRoutes, type Readiness } from './operations/probes.ts';
 import { parsingRoutes } from './parsing/routes.ts';
 import { productRoutes } from './products/routes.ts';
 import { streamRoutes } from './stream/routes.ts';
 import { webhookRoutes } from './webhooks/routes.ts';
 
 export const API_PREFIX = '/api/v1';
+export { readinessCheck, type Readiness } from './operations/probes.ts';
 
 export interface ApiDependencies {
   registry: Registry;
@@ -46,6 +47,8 @@ export interface ApiDependencies {
   console?: ConsoleOptions;
   /** A cluster node: whether it reaches the other nodes, for `/ready`; absent for a single process. */
   clusterReachable?: () => boolean;
+  /** The /ready answer: this process's checks, or under GATEHOUSE_WORKERS the machine's (workers.ts). */
+  readiness?: () => Promise<Readiness>;
 }
 
 export type Api = FastifyInstance;
@@ -77,6 +80,7 @@ export function buildApi(deps: ApiDependencies): Api {
   // Outside /api/v1 and its token: probes must answer a load balancer that holds no secret.
   void app.withTypeProvider<TypeBoxTypeProvider>().register(probeRoutes, {
     registry: deps.registry, runtime: deps.runtime, ...(deps.clusterReachable === undefined ? {} : { clusterReachable: deps.clusterReachable }),
+    ...(deps.readiness === undefined ? {} : { readiness: deps.readiness }),
   });
   void app.withTypeProvider<TypeBoxTypeProvider>().register((v1, _options, done) => {
     v1.addHook('onRequest', bearerAuth(deps.adminToken));

@@ -77,6 +77,8 @@ export interface paths {
                                 gateways: "ok" | "error" | "unknown";
                                 /** @enum {unknown} */
                                 cluster?: "ok" | "unreachable";
+                                /** @enum {unknown} */
+                                workers?: "ok" | "error";
                             };
                             gatewaysNotReady: {
                                 id: string;
@@ -102,6 +104,8 @@ export interface paths {
                                 gateways: "ok" | "error" | "unknown";
                                 /** @enum {unknown} */
                                 cluster?: "ok" | "unreachable";
+                                /** @enum {unknown} */
+                                workers?: "ok" | "error";
                             };
                             gatewaysNotReady: {
                                 id: string;

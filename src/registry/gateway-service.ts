@@ -139,7 +139,12 @@ export class GatewayService {
 
   async #setEnabled(id: string, enabled: boolean): Promise<Gateway> {
     const record = await this.#record(id);
-    if (record.enabled === enabled) return this.#toGateway(record);
+    if (record.enabled === enabled) {
+      // A start of a gateway already on is a retry (one in ERROR tries again): on every node of a cluster, not only
+      // the one whose API took it, or a node left in ERROR would stay there while the others listen.
+      if (enabled) this.#ctx.events.emit('gateway.started', { gatewayId: id });
+      return this.#toGateway(record);
+    }
     const updatedAt = this.#ctx.now().toISOString();
     await this.#ctx.storage.gateways.setEnabled(id, enabled, updatedAt);
     this.#ctx.events.emit(enabled ? 'gateway.started' : 'gateway.stopped', { gatewayId: id });

@@ -170,6 +170,10 @@ describe('read, edit, start, stop, delete', () => {
     assert.deepEqual(api.runtime.calls.slice(-2), [`stop ${created.id}`, `start ${created.id}`]);
     assert.deepEqual(api.events.map((e) => e.name), ['gateway.stopped', 'gateway.started']);
     assert.equal((await api.registry.getGatewayRuntimeConfig(created.id)).enabled, true);
+    // A start of a gateway already on: a retry, told to the other nodes too (one left in ERROR there tries again).
+    const again = await api.call<GatewayJson>('POST', `/api/v1/gateways/${created.id}/start`);
+    assert.equal(again.json.status, 'RUNNING');
+    assert.deepEqual(api.events.map((e) => e.name), ['gateway.stopped', 'gateway.started', 'gateway.started']);
   });
 
   test('DELETE stops it, removes product and devices, frees name and port', { timeout: 5_000 }, async () => {

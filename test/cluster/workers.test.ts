@@ -20,6 +20,7 @@ import { clusterSkip, TestCluster, waitFor, type GatewayJson } from '../harness/
 
 const HOST = '127.0.0.2';
 type Node = GatehouseProcess & { dir: string };
+interface ReadyJson { status: string; checks: Record<string, string>; gatewaysNotReady: { id: string; status: string }[] }
 
 /** The pid a worker wrote into its own data directory (`workers/<index>/gatehouse.pid`), once it is there. */
 async function workerPid(node: Node, index: number): Promise<number | undefined> {
@@ -120,6 +121,40 @@ if (clusterSkip !== undefined) {
       for (const client of clients.values()) await client.endAsync(true);
     });
 
+    /** GET /ready on a fresh connection (the primary hands each to the next worker); undefined if not answered within `waitMs`. */
+    async function probeReady(waitMs = 20_000): Promise<{ status: number; json: ReadyJson } | undefined> {
+      try {
+        const res = await fetch(`${node.url}/ready`, { headers: { connection: 'close' }, signal: AbortSignal.timeout(waitMs) });
+        return { status: res.status, json: await res.json() as ReadyJson };
+      } catch (error) {
+        if ((error as Error).name === 'TimeoutError') return undefined;
+        throw error;
+      }
+    }
+    const machineReady: ReadyJson = { status: 'ready', checks: { storage: 'ok', gateways: 'ok', cluster: 'ok', workers: 'ok' }, gatewaysNotReady: [] };
+    const workerMissing: ReadyJson = { status: 'not_ready', checks: { storage: 'ok', gateways: 'ok', cluster: 'ok', workers: 'error' }, gatewaysNotReady: [] };
+
+    test('/ready answers for the machine wherever a probe lands: one worker stopped (SIGSTOP) and every answer is 503, workers error; continued, 200 again', { timeout: 90_000 }, async () => {
+      for (let i = 0; i < 4; i++) assert.deepEqual(await probeReady(), { status: 200, json: machineReady }, `probe ${i}`);
+      const stopped = (await workerPid(node, 2))!;
+      process.kill(stopped, 'SIGSTOP');
+      let answers: ({ status: number; json: ReadyJson } | undefined)[];
+      try {
+        // Four at once on four connections: the stopped worker's share waits (it cannot answer); the other worker's
+        // answer once the primary's deadline for worker 2's checks has passed. Well under the 10 s node lease.
+        answers = await Promise.all(Array.from({ length: 4 }, () => probeReady(6_000)));
+      } finally {
+        process.kill(stopped, 'SIGCONT');
+      }
+      const answered = answers.filter((a) => a !== undefined);
+      assert.ok(answered.length > 0, 'the running worker answered');
+      for (const answer of answered) assert.deepEqual(answer, { status: 503, json: workerMissing });
+      // Continued, it answers the primary again: ready on every probe, both workers answering some.
+      await waitFor('/ready 200 again', async () => ((await probeReady())?.status === 200 ? true : undefined), 30_000);
+      for (let i = 0; i < 4; i++) assert.deepEqual(await probeReady(), { status: 200, json: machineReady }, `probe ${i} after SIGCONT`);
+      assert.equal(node.child.exitCode, null, 'the primary runs on');
+    });
+
     test('devices through one port land on both workers; QoS 0 and 1 cross between them both ways', { timeout: 90_000 }, async () => {
       const { w1: on1, w2: on2, clients } = await onBothWorkers();
       const pairs: [string, string][] = [[on1[0]!, on2[0]!], [on2[0]!, on1[0]!]];
@@ -196,9 +231,16 @@ if (clusterSkip !== undefined) {
       const reconnected = on1.map((d) => new Promise<void>((resolve) => clients.get(d)!.once('close', () => clients.get(d)!.once('connect', () => resolve()))));
       const oldPid = (await workerPid(node, 1))!;
       process.kill(oldPid, 'SIGKILL');
+      // Until the primary has started it again and it is ready (a 1 s back-off, then its whole start), the machine is not.
+      // Probed once the primary knows it dead, so that the probe's connection is not handed to the dead worker.
+      await waitFor('the primary to see the death', () => (primaryLog(node, 'worker_died').some((r) => r.pid === oldPid) ? true : undefined));
+      assert.deepEqual(await probeReady(), { status: 503, json: workerMissing }, 'a worker dead or starting: the machine is not ready');
       await Promise.all(reconnected);
       const newPid = await restarted(node, 1, oldPid);
+      await waitFor('/ready 200 once the restarted worker is ready', async () => ((await probeReady())?.status === 200 ? true : undefined), 30_000);
       assert.ok(primaryLog(node, 'worker_died').some((r) => r.worker === 1 && r.pid === oldPid && r.signal === 'SIGKILL'));
+      assert.ok(primaryLog(node, 'gather_workers_missing').some((r) => r.topic === 'readiness' && JSON.stringify(r.missing) === '[1]'),
+        'the primary\'s log says which worker /ready missed');
       assert.equal(node.child.exitCode, null, 'the primary runs on');
       // The restarted worker takes devices again (its node id is the same), and messages cross.
       const again = await onBothWorkers();
