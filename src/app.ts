@@ -28,6 +28,7 @@ import {
   DEFAULT_LEASE_TIMINGS, PresenceReaper, registerClusterMetrics, startClusterNode, type ClusterNode, type LeaseTimings,
 } from './cluster/index.ts';
 import { workerIndex, workerMetrics, workerReadiness } from './workers.ts';
+import { workerAdmission } from './address-admission.ts';
 
 export interface Gatehouse {
   readonly registry: Registry;
@@ -129,6 +130,8 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   const runtime = new GatewayRuntime({
     directory: registry, logger, host: config.mqttHost, stateStores, ocspTimings: overrides.ocspTimings, runner, connectionEvents,
     ...(cluster === null ? {} : { clusterLinks: cluster.links, clusterThrottles: cluster.throttles }),
+    // Under GATEHOUSE_WORKERS the per-address socket limits count the machine: the primary keeps the tables.
+    ...(workerIndex() === null ? {} : { sharedAdmission: workerAdmission() }),
   });
   const metricsRegistry = new MetricsRegistry();
   collectDefaultMetrics({ register: metricsRegistry });

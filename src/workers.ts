@@ -4,7 +4,8 @@
  * and hands each accepted connection to a worker round-robin (SCHED_RR, Node 20 included; TLS and MQTT run in
  * the worker). Each worker is a whole cluster node under a node id of its own, with the same rules as nodes on
  * different machines, because a device's reconnect may land on any of them: they share sessions, retained
- * messages and the registry through NATS and PostgreSQL only, never through the primary.
+ * messages and the registry through NATS and PostgreSQL only, never through the primary (which
+ * counts only the machine's per-address sockets of admission: address-admission.ts).
  *
  * The primary: starts worker 1 alone (on an empty database it creates the schema and the installation id the
  * others adopt), then the others; prints the banner once all are ready; restarts a worker that dies, with a
@@ -19,6 +20,7 @@ import { workerNodeId, type PreparedConfig } from './config/index.ts';
 import { PID_FILE } from './config/identity.ts';
 import type { Logger } from './core/logger.ts';
 import type { Readiness } from './api/index.ts';
+import { isAdmissionRequest, MachineAdmission } from './address-admission.ts';
 
 /** Set by the primary in each worker's environment: which worker it is (1…N). Not an operator's setting. */
 export const WORKER_INDEX_ENV = 'GATEHOUSE_WORKER_INDEX';
@@ -524,6 +526,10 @@ export async function runPrimary(prepared: PreparedConfig, logger: Logger, print
     slot.ready = false;
     log.info({ worker: slot.index, pid: worker.process.pid }, 'worker_started');
     worker.on('message', (message: unknown) => {
+      if (isAdmissionRequest(message)) {
+        machineAdmission.handle(worker, message);
+        return;
+      }
       if (isGatherMessage(message)) {
         gatherings.onMessage(worker, message);
         return;
@@ -539,11 +545,15 @@ export async function runPrimary(prepared: PreparedConfig, logger: Logger, print
     return worker;
   };
 
+  // The per-address socket limits of every gateway, counted for the machine (address-admission.ts).
+  const machineAdmission = new MachineAdmission();
+
   // /metrics and /ready: every worker's part, answered to the worker that was asked.
   const gatherings = primaryGatherings(slots, log);
 
   const onExit = (slot: Slot, worker: Worker, code: number | null, signal: string | null): void => {
     gatherings.onExit(worker);
+    machineAdmission.forget(worker); // its sockets closed with it
     if (slot.worker !== worker) return;
     slot.worker = null;
     const livedMs = Date.now() - slot.startedAt;

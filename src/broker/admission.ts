@@ -6,103 +6,124 @@
 import type { Socket } from 'node:net';
 import type { BrokerStats } from './stats.ts';
 import type { AdmissionLimit } from './hooks.ts';
+import { AddressTable, type AddressLimits } from './address-table.ts';
 
-export interface AdmissionLimits {
+export interface AdmissionLimits extends AddressLimits {
   /** A TLS handshake not finished within this time ends with the socket destroyed. */
   handshakeTimeoutMs: number;
-  /** Open sockets from one source address; 0 = no limit. */
-  maxConnectionsPerAddress: number;
-  /** New sockets per second from one source address (bursts of twice as many); 0 = no limit. */
-  connectionRatePerAddress: number;
 }
 
-/** Addresses kept while they have no open socket, before the table is pruned. */
-const PRUNE_ABOVE = 4096;
+/**
+ * The machine's per-address tables, for an engine in a GATEHOUSE_WORKERS worker (src/address-admission.ts: the
+ * primary keeps them, so one address gets one allowance on the machine, not one per worker).
+ */
+export interface SharedAdmission {
+  /**
+   * Counts a new socket from `address` on the machine under `limits`: the limit it is over (not counted), null (counted
+   * until `release`), or 'unanswered' when the machine's table could not be asked in time (judge locally).
+   */
+  ask(address: string, limits: AddressLimits): Promise<AdmissionLimit | null | 'unanswered'>;
+  /** A socket the machine counted has closed. */
+  release(address: string): void;
+}
+
 const ACCEPTED_AT = Symbol('gatehouse.acceptedAt');
-
-interface AddressState {
-  open: number;
-  tokens: number;
-  refilledAt: number;
-}
 
 type StampedSocket = Socket & { [ACCEPTED_AT]?: number; _parent?: unknown };
 
 export class Admission {
-  readonly #byAddress = new Map<string, AddressState>();
+  /** This process's sockets per address: the judge of a single process, or of a worker whose primary did not answer. */
+  readonly #local = new AddressTable();
   #limits: AdmissionLimits;
   readonly #stats: BrokerStats;
   readonly #onRefused: (address: string, limit: AdmissionLimit) => void;
+  readonly #shared: SharedAdmission | null;
 
-  constructor(limits: AdmissionLimits, stats: BrokerStats, onRefused: (address: string, limit: AdmissionLimit) => void = () => {}) {
+  constructor(limits: AdmissionLimits, stats: BrokerStats, onRefused: (address: string, limit: AdmissionLimit) => void = () => {}, shared: SharedAdmission | null = null) {
     this.#limits = limits;
     this.#stats = stats;
     this.#onRefused = onRefused;
+    this.#shared = shared;
   }
 
   set limits(next: AdmissionLimits) {
     this.#limits = next;
   }
 
-  /** The most sockets open from any one address now (metrics: use against `maxConnectionsPerAddress`). */
+  /**
+   * The most sockets open from any one address now (metrics: use against `maxConnectionsPerAddress`), in this process
+   * (under GATEHOUSE_WORKERS the machine's scrape takes the highest of the workers').
+   */
   get mostOpenFromOneAddress(): number {
-    let most = 0;
-    for (const state of this.#byAddress.values()) if (state.open > most) most = state.open;
-    return most;
+    return this.#local.mostOpen;
   }
 
-  /** Sockets from `address` that are open now (tests, metrics). */
+  /** Sockets from `address` that are open now in this process (tests, metrics). */
   openFrom(address: string): number {
-    return this.#byAddress.get(address)?.open ?? 0;
+    return this.#local.openFrom(address);
   }
 
   /**
-   * Called for every accepted TCP socket (the server's 'connection' event). Destroys it and returns
-   * false when its address is over a limit; otherwise stamps its accept time and counts it until close.
+   * Called for every accepted TCP socket (the server's 'connection' event): stamps its accept time, then either
+   * destroys it (its address is over a limit) or calls `proceed` (TLS or MQTT takes it) and counts it until close.
+   * Synchronous in a single process; in a worker, once the machine's table has answered — until then nothing reads
+   * the socket for TLS or MQTT (what arrives waits in its buffer, which stops reading the handle once full).
    */
-  admit(socket: Socket, now = Date.now()): boolean {
+  admit(socket: Socket, proceed: () => void, now = Date.now()): void {
     const address = socket.remoteAddress;
     if (address === undefined) {
       socket.destroy(); // already gone
-      return false;
+      return;
     }
-    const { maxConnectionsPerAddress: maxOpen, connectionRatePerAddress: rate } = this.#limits;
     (socket as StampedSocket)[ACCEPTED_AT] = now;
-    if (maxOpen === 0 && rate === 0) return true; // no per-address limits: nothing to count (the bare engine)
-    let state = this.#byAddress.get(address);
-    if (state === undefined) {
-      if (this.#byAddress.size >= PRUNE_ABOVE) this.#prune(now);
-      state = { open: 0, tokens: rate * 2, refilledAt: now };
-      this.#byAddress.set(address, state);
+    const { maxConnectionsPerAddress, connectionRatePerAddress } = this.#limits;
+    if (maxConnectionsPerAddress === 0 && connectionRatePerAddress === 0) {
+      proceed(); // no per-address limits: nothing to count (the bare engine)
+      return;
     }
-    if (rate > 0) {
-      state.tokens = Math.min(rate * 2, state.tokens + ((now - state.refilledAt) * rate) / 1000);
-      state.refilledAt = now;
+    const limits: AddressLimits = { maxConnectionsPerAddress, connectionRatePerAddress };
+    if (this.#shared === null) {
+      this.#judgeLocally(socket, address, limits, now, proceed);
+      return;
     }
-    const over: AdmissionLimit | null = maxOpen > 0 && state.open >= maxOpen ? 'maxConnectionsPerAddress'
-      : rate > 0 && state.tokens < 1 ? 'connectionRatePerAddress' : null;
-    if (over !== null) {
-      this.#stats.socketsRefused++;
-      socket.destroy();
-      this.#onRefused(address, over);
-      return false;
-    }
-    if (rate > 0) state.tokens -= 1;
-    state.open++;
-    const counted = state;
-    socket.once('close', () => {
-      counted.open--;
+    const shared = this.#shared;
+    // Nobody else listens yet: a reset while the machine is asked must not be an uncaught 'error'.
+    const ignore = (): void => {};
+    socket.on('error', ignore);
+    void shared.ask(address, limits).then((verdict) => {
+      socket.off('error', ignore);
+      if (verdict === 'unanswered') this.#judgeLocally(socket, address, limits, Date.now(), proceed);
+      else if (verdict !== null) this.#refuse(socket, address, verdict);
+      else if (socket.destroyed) shared.release(address); // gone while the machine was asked
+      else {
+        this.#local.add(address, Date.now());
+        socket.once('close', () => {
+          this.#local.release(address);
+          shared.release(address);
+        });
+        proceed();
+      }
     });
-    return true;
   }
 
-  /** Drops addresses with no open socket whose rate bucket has refilled: the table stays bounded. */
-  #prune(now: number): void {
-    const rate = this.#limits.connectionRatePerAddress;
-    for (const [address, state] of this.#byAddress) {
-      const full = rate === 0 || state.tokens + ((now - state.refilledAt) * rate) / 1000 >= rate * 2;
-      if (state.open === 0 && full) this.#byAddress.delete(address);
+  #judgeLocally(socket: Socket, address: string, limits: AddressLimits, now: number, proceed: () => void): void {
+    const over = this.#local.take(address, limits, now);
+    if (over !== null) {
+      this.#refuse(socket, address, over);
+      return;
     }
+    if (socket.destroyed) {
+      this.#local.release(address);
+      return;
+    }
+    socket.once('close', () => this.#local.release(address));
+    proceed();
+  }
+
+  #refuse(socket: Socket, address: string, over: AdmissionLimit): void {
+    this.#stats.socketsRefused++;
+    socket.destroy();
+    this.#onRefused(address, over);
   }
 }
 

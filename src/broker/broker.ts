@@ -19,7 +19,7 @@ import { createMessage, type Message } from './message.ts';
 import { DROPPED, Session, type DeliveryEnd, type FlowHooks, type Subscription } from './session.ts';
 import { Connection, type ConnectionState } from './connection.ts';
 import { LongTimer } from './long-timer.ts';
-import { Admission } from './admission.ts';
+import { Admission, type SharedAdmission } from './admission.ts';
 import { LingeringSockets } from './lingering-sockets.ts';
 import { Journal } from './journal.ts';
 import { CommitGate } from './commit-gate.ts';
@@ -64,6 +64,8 @@ export interface BrokerInit {
   persistence?: BrokerPersistence;
   /** The other nodes of a cluster (cluster-link.ts); a single process has none. */
   link?: ClusterLink;
+  /** Under GATEHOUSE_WORKERS, the machine's per-address tables (the primary's); a single process counts alone. */
+  sharedAdmission?: SharedAdmission;
 }
 
 export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext {
@@ -104,7 +106,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.router = new Router(TOPIC_LEVELS_CEILING);
     this.admission = new Admission(this.options, this.stats, (address, limit) => {
       if (this.listenerCount('socket_refused') > 0) this.emit('socket_refused', address, limit);
-    });
+    }, init.sharedAdmission ?? null);
     this.commits = new CommitGate(this.options.maxUncommittedBytes);
     this.commits.onPressure = (overloaded, bytes) => {
       // Once per episode, not per paused read: the disk (or the writer's thread) is behind this gateway's input.

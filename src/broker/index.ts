@@ -13,3 +13,5 @@ export { listen, guardTlsServer, type Listener, type ListenOptions } from './lis
 export { scheduleCommit, type Committable } from './flush-scheduler.ts';
 export { CommitGate } from './commit-gate.ts';
 export type { BrokerPersistence, PersistenceBatch, PersistedState, StoredMessage, StoredRetained, StoredSession, StoredOutbound, StoredSubscription } from './persistence.ts';
+export { AddressTable, type AddressLimits } from './address-table.ts';
+export type { SharedAdmission } from './admission.ts';

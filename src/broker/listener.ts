@@ -19,7 +19,7 @@ export interface Listener {
 export async function listen(broker: Broker, options: ListenOptions): Promise<Listener> {
   const server = options.tls === undefined
     ? net.createServer({ noDelay: true }, (socket) => {
-      if (broker.admission.admit(socket)) broker.handle(socket);
+      broker.admission.admit(socket, () => broker.handle(socket));
     })
     : tls.createServer({ handshakeTimeout: broker.options.handshakeTimeoutMs, ...options.tls }, (socket) => broker.handle(socket));
   if (options.tls !== undefined) {
@@ -46,11 +46,18 @@ export async function listen(broker: Broker, options: ListenOptions): Promise<Li
 /**
  * What every TLS listener in front of an engine needs: per-address admission of raw sockets before the
  * handshake, and a failed or timed-out handshake ending with the socket destroyed. With a
- * 'tlsClientError' listener, Node leaves the socket open: it is ours to destroy.
+ * 'tlsClientError' listener, Node leaves the socket open: it is ours to destroy. Call it on a server just
+ * created: a 'connection' listener added afterwards would see sockets before admission.
  */
 export function guardTlsServer(server: tls.Server, broker: Broker, onHandshakeError: (err: Error & { code?: string }, socket: tls.TLSSocket) => void): void {
-  server.prependListener('connection', (raw: net.Socket) => {
-    broker.admission.admit(raw);
+  // tls.Server's own listener wraps the socket and starts the handshake at once; under GATEHOUSE_WORKERS admission
+  // answers later (the primary is asked), so that listener runs only for an admitted socket.
+  const handshake = server.listeners('connection');
+  server.removeAllListeners('connection');
+  server.on('connection', (raw: net.Socket) => {
+    broker.admission.admit(raw, () => {
+      for (const listener of handshake) Reflect.apply(listener, server, [raw]);
+    });
   });
   server.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
     socket.destroy();

@@ -4,7 +4,7 @@
  */
 import tls from 'node:tls';
 import {
-  Broker, guardTlsServer, type AuthResult, type BrokerOptions, type BrokerPersistence, type ClientInfo, type ClusterLink, type ConnectRequest, type Session,
+  Broker, guardTlsServer, type AuthResult, type BrokerOptions, type BrokerPersistence, type ClientInfo, type ClusterLink, type ConnectRequest, type Session, type SharedAdmission,
 } from '../broker/index.ts';
 import { RC } from '../mqtt/reason-codes.ts';
 import type { Logger } from '../core/logger.ts';
@@ -79,6 +79,8 @@ export interface GatewayInstanceDeps {
   clusterLinks?: ClusterLinkFactory;
   /** A cluster node's CONNECT throttles across the nodes; absent in a single process (the gateway's own throttle). */
   clusterThrottles?: ClusterThrottleFactory;
+  /** Under GATEHOUSE_WORKERS, the machine's per-address admission tables (the primary's), one port per gateway. */
+  sharedAdmission?: { open(gatewayId: string): SharedAdmission };
 }
 
 export class GatewayInstance {
@@ -123,6 +125,7 @@ export class GatewayInstance {
       logger: this.#log,
       persistence: deps.stateStores?.open(config.id),
       link: deps.clusterLinks?.open(config.id),
+      sharedAdmission: deps.sharedAdmission?.open(config.id),
       hooks: {
         authenticate: (req) => this.#checkCertificateThenAuthenticate(req),
         authorizePublish: (client, topic) => this.#authorizePublish(client, topic),

@@ -103,6 +103,59 @@ if (clusterSkip !== undefined) {
       assert.ok(workerLines.some((r) => r.worker === 1) && workerLines.some((r) => r.worker === 2), 'log lines name their worker');
     });
 
+    /** Worker log records of one message (GATEHOUSE_LOG_LEVEL=info), by worker index. */
+    function workerLog(msg: string): Record<string, unknown>[] {
+      return node.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((r) => typeof r.worker === 'number' && r.msg === msg);
+    }
+
+    /** Edits the gateway's limits and waits until both workers' engines run with them. */
+    async function setLimitsOnBoth(limits: Record<string, number>): Promise<void> {
+      const before = workerLog('gateway_limits_applied').length;
+      const r = await node.api('PATCH', `/gateways/${gateway.id}`, { limits });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      await waitFor('both workers to apply the limits', () => {
+        const applied = workerLog('gateway_limits_applied').slice(before).filter((l) => JSON.stringify(l.limits).includes(JSON.stringify(limits).slice(1, -1)));
+        return new Set(applied.map((l) => l.worker)).size === 2 ? true : undefined;
+      });
+    }
+
+    test('maxConnectionsPerAddress counts the machine: 4 devices from one address over both workers, a 5th refused before TLS; one closes, one more gets in (issue 12)', { timeout: 90_000 }, async () => {
+      // A source address of its own: no other test's connection counts against it.
+      const localAddress = '127.0.0.9';
+      await setLimitsOnBoth({ maxConnectionsPerAddress: 4 });
+      try {
+        const held: mqtt.MqttClient[] = [];
+        let refused = 0;
+        /** One device connecting from `localAddress`: connected (held), or closed by the gateway before CONNACK. */
+        const attempt = async (): Promise<boolean> => {
+          const device = await cluster.addDevice(node, gateway);
+          const client = await cluster.connect(HOST, gateway, device, { localAddress } as mqtt.IClientOptions).catch(() => null);
+          if (client === null) refused++;
+          else held.push(client);
+          return client !== null;
+        };
+        // Round-robin alternates the workers: before the machine's count, each admitted 4 (8 in all).
+        for (let i = 0; i < 8; i++) await attempt();
+        assert.equal(held.length, 4, `connected from one address: ${held.length}, refused ${refused}`);
+        assert.equal(refused, 4);
+        const nodes = await waitFor('the held devices recorded online', async () => {
+          const online = await cluster.onlineNodes(gateway);
+          const names = held.map((c) => online.get(c.options.username!));
+          return names.every((n) => typeof n === 'string') ? names : undefined;
+        });
+        assert.ok(nodes.includes(w1) && nodes.includes(w2), `the 4 connections span both workers: ${nodes.join(', ')}`);
+        // One closes: the machine's count drops (its worker tells the primary) and one more device gets in, once.
+        await held.shift()!.endAsync(true);
+        await waitFor('a device from the address admitted again', async () => ((await attempt()) ? true : undefined));
+        assert.equal(held.length, 4);
+        assert.equal(await attempt(), false, 'the cap holds again');
+        for (const client of held) await client.endAsync(true);
+      } finally {
+        await setLimitsOnBoth({ maxConnectionsPerAddress: 1000 });
+      }
+    });
+
     test('/metrics answers for the machine wherever a scrape lands: both workers named, their connections summed, per-worker state labelled', { timeout: 90_000 }, async () => {
       const { w1: on1, w2: on2, clients } = await onBothWorkers();
       // Scrapes on fresh connections: the primary hands each to the next worker, so both workers answer some.
