@@ -75,10 +75,29 @@ export async function removeDataDir(dir: string): Promise<void> {
 }
 
 /** A TCP port that was free a moment ago on 127.0.0.1. */
-export async function freePort(): Promise<number> {
+/**
+ * The loopback addresses tests listen on (cluster nodes on 127.0.0.2 …). A port the kernel hands out as free on
+ * 127.0.0.1 may be in use on another of them: in a clean-clone CI run a gateway got the port node A's API held on
+ * 127.0.0.2, and A's restart then could not listen its API there.
+ */
+const TEST_HOSTS = ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6'];
+
+function listenOnce(port: number, host: string): Promise<net.Server | null> {
   const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(null));
+    server.listen(port, host, () => resolve(server));
+  });
+}
+
+/** A port free on every loopback address tests listen on (at this moment: another test may still take it). */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    const first = (await listenOnce(0, TEST_HOSTS[0]!))!;
+    const port = (first.address() as net.AddressInfo).port;
+    const others = await Promise.all(TEST_HOSTS.slice(1).map((host) => listenOnce(port, host)));
+    const open = [first, ...others].filter((server): server is net.Server => server !== null);
+    await Promise.all(open.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    if (others.every((server) => server !== null) || attempt >= 20) return port;
+  }
 }
