@@ -7,6 +7,7 @@ import path from 'node:path';
 import { collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from 'prom-client';
 import { processGuard } from './core/process-guard.ts';
 import { StartSteps } from './core/start-steps.ts';
+import { GatehouseError } from './core/errors.ts';
 import type { PreparedConfig } from './config/index.ts';
 import type { Logger } from './core/logger.ts';
 import { openStorage } from './storage/index.ts';
@@ -187,7 +188,14 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   const reaper = cluster === null ? null : new PresenceReaper(cluster.connection, cluster.leases,
     (live) => registry.devices.markDeadNodesOffline(live, new Date()), logger.child({ component: 'cluster' }),
     (overrides.clusterLeaseTimings ?? DEFAULT_LEASE_TIMINGS).leaseMs);
-  await steps.run('api', 'the API\'s plugins and its listening socket', START_STEP_DEADLINE_MS.api, () => api.listen({ host: config.http.host, port: config.http.port }));
+  await steps.run('api', 'the API\'s plugins and its listening socket', START_STEP_DEADLINE_MS.api,
+    () => api.listen({ host: config.http.host, port: config.http.port }).catch((error: unknown) => {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'EADDRINUSE' && code !== 'EACCES' && code !== 'EADDRNOTAVAIL') throw error;
+      throw new GatehouseError('GW_ERR_HTTP_PORT_UNAVAILABLE', `the console and API cannot listen on ${config.http.host}:${config.http.port} `
+        + `(${code}: ${code === 'EADDRINUSE' ? 'another process holds it' : code === 'EACCES' ? 'no permission' : 'no such address here'}); `
+        + 'set GATEHOUSE_HTTP_PORT (or GATEHOUSE_HTTP_HOST) to a free one', 'GATEHOUSE_HTTP_PORT');
+    }));
   const address = api.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.http.port;
   const url = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${port}`;

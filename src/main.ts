@@ -17,8 +17,10 @@ async function starting<T>(step: () => Promise<T>): Promise<T> {
   try {
     return await step();
   } catch (error) {
-    if (!(error instanceof GatehouseError)) throw error;
-    process.stderr.write(`gatehouse: ${error.code}: ${error.message}\n`);
+    // Any failure ends the start, with its reason: rethrown from here it reached the process guard as an
+    // uncaught exception, which kept the process alive, half started (its gateways listening, no API) for ever.
+    if (error instanceof GatehouseError) process.stderr.write(`gatehouse: ${error.code}: ${error.message}\n`);
+    else process.stderr.write(`gatehouse: the start failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
     process.exit(1);
   }
 }

@@ -18,6 +18,7 @@ export const ERRORS = {
   GW_ERR_CLUSTER_NODE_ID_TAKEN: { status: 500, message: 'Another running node uses this GATEHOUSE_NODE_ID' },
   // A step of the start (storage, NATS, the gateways, the API) waited past its deadline
   GW_ERR_START_STEP_TIMED_OUT: { status: 500, message: 'A step of the start did not finish in time' },
+  GW_ERR_HTTP_PORT_UNAVAILABLE: { status: 500, message: 'The console and API cannot listen on their address and port' },
 
   // The data directory (checked at start, by `gatehouse doctor`, `backup` and `restore`)
   GW_ERR_DATA_DIR_DATABASE_MISSING: { status: 500, message: 'The data directory holds an installation\'s state but its database is missing, empty or new' },

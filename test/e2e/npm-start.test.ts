@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -97,4 +98,33 @@ test('a single process loads no NATS client: dist/main.mjs imports @nats-io only
   // A static import would be hoisted to the top of the bundle and run at every start (src/cluster/nats-client.ts).
   assert.doesNotMatch(bundle, /^import\b[^;]*?from\s*["']@nats-io\//m);
   for (const name of ['transport-node', 'jetstream', 'kv']) assert.match(bundle, new RegExp(`import\\(\\s*["']@nats-io/${name}["']\\s*\\)`));
+});
+
+test('an API port another process holds: dist/main.mjs exits 1 naming the port and the setting, not half started', { timeout: 60_000 }, async (t) => {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-start-'));
+  t.after(() => removeDataDir(dataDir));
+  await ensureBuilt();
+  const holder = net.createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => holder.close(() => resolve())));
+  const port = (holder.address() as net.AddressInfo).port;
+  const child = spawn(process.execPath, [path.join(DIST, 'main.mjs')], {
+    env: { ...process.env, GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_HTTP_HOST: '127.0.0.1', GATEHOUSE_HTTP_PORT: String(port), GATEHOUSE_DEMO: 'off', GATEHOUSE_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  // Before the fix it never exited: the failure reached the process guard as an uncaught exception.
+  const code = await new Promise<number | null>((resolve) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve(-1);
+    }, 40_000);
+    child.once('exit', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+  assert.equal(code, 1, stderr);
+  assert.match(stderr, new RegExp(`GW_ERR_HTTP_PORT_UNAVAILABLE: the console and API cannot listen on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE.*GATEHOUSE_HTTP_PORT`));
 });
