@@ -280,7 +280,7 @@ if (clusterSkip !== undefined) {
     });
 
     test('kill -9 of a worker: the primary starts it again, its devices reconnect, messages cross again', { timeout: 180_000 }, async () => {
-      const { w1: on1, clients } = await onBothWorkers({ reconnectPeriod: 300 });
+      const { w1: on1, clients } = await onBothWorkers({ reconnectPeriod: 300, reconnectOnConnackError: true });
       const reconnected = on1.map((d) => new Promise<void>((resolve) => clients.get(d)!.once('close', () => clients.get(d)!.once('connect', () => resolve()))));
       const oldPid = (await workerPid(node, 1))!;
       process.kill(oldPid, 'SIGKILL');
