@@ -206,8 +206,8 @@ export class SessionOwnership {
           await records.remove(key, held.revision);
           this.#held.delete(key);
         } else {
-          const seen = await records.get(key);
-          if (seen === null || seen.revision !== held.revision) throw new Error('the session record moved on');
+          const seen = await this.#stillHeld(records, key, held);
+          if (seen === null) throw new Error('the session record moved on');
           held.revision = await records.update(key, { ...seen.record, connected: false, will: pending, at: Date.now() }, held.revision);
         }
         return true;
@@ -221,8 +221,9 @@ export class SessionOwnership {
 
   /**
    * Writes a held session's state into its record (issue 16 item 2, step b), by compare-and-swap on the revision this
-   * node holds: false when it does not hold the session (any more), or the write failed. `make` is called when the
-   * write's turn comes (writes of one session go one after the other), so what it writes is the latest.
+   * node holds: false when it does not hold the session (any more); rejects when the write failed (NATS away or
+   * slow: the session is still this node's, and the next write tries again). `make` is called when the write's turn
+   * comes (writes of one session go one after the other), so what it writes is the latest.
    */
   saveState(clientId: string, make: () => SessionState | undefined): Promise<boolean> {
     const key = SessionRecords.key(this.#gatewayId, clientId);
@@ -231,16 +232,26 @@ export class SessionOwnership {
       const held = this.#held.get(key);
       if (held === undefined) return false;
       const records = await this.#records();
-      try {
-        const seen = await records.get(key);
-        if (seen === null || seen.revision !== held.revision) return false;
-        held.revision = await records.update(key, { ...seen.record, state, at: Date.now() }, held.revision);
-        return true;
-      } catch (err) {
-        this.#logger.debug({ err, clientId }, 'cluster_session_state_not_written');
-        return false;
-      }
+      const seen = await this.#stillHeld(records, key, held);
+      if (seen === null) return false;
+      held.revision = await records.update(key, { ...seen.record, state, at: Date.now() }, held.revision);
+      return true;
     });
+  }
+
+  /**
+   * The record, if this process still holds it: at the revision of its last write, or at a later one it wrote too —
+   * a write whose answer was lost (NATS went away while it was on its way, and it had landed), which then becomes
+   * the revision held. Every writer puts its own instance in the record (a claim, a reaper's adoption), so a record
+   * naming this process was last written by it. Null: the record is gone or another process's now.
+   */
+  async #stillHeld(records: SessionRecords, key: string, held: { revision: number }): Promise<{ record: SessionRecord; revision: number } | null> {
+    const seen = await records.get(key);
+    if (seen === null) return null;
+    if (seen.revision === held.revision) return seen;
+    if (seen.revision < held.revision || seen.record.instance !== this.#me.instance) return null;
+    held.revision = seen.revision;
+    return seen;
   }
 
   takeWill(clientId: string): Promise<boolean> {
@@ -250,8 +261,8 @@ export class SessionOwnership {
       if (held === undefined) return false;
       const records = await this.#records();
       try {
-        const seen = await records.get(key);
-        if (seen === null || seen.revision !== held.revision || seen.record.will === null) return false;
+        const seen = await this.#stillHeld(records, key, held);
+        if (seen === null || seen.record.will === null) return false;
         held.revision = await records.update(key, { ...seen.record, will: null, at: Date.now() }, held.revision);
         return true;
       } catch (err) {
@@ -291,8 +302,8 @@ export class SessionOwnership {
     for (const [key, held] of [...this.#held]) {
       await this.#serial(key, async () => {
         if (this.#held.get(key) !== held) return;
+        if (await this.#stillHeld(records, key, held) !== null) return;
         const seen = await records.get(key);
-        if (seen !== null && seen.revision === held.revision) return;
         this.#logger.info({ clientId: held.clientId, holder: seen?.record.node ?? null }, 'cluster_session_lost_while_cut_off');
         this.moved(held.clientId, seen?.revision ?? held.revision + 1);
       }).catch((err: unknown) => this.#logger.warn({ err }, 'cluster_session_revalidation_failed'));

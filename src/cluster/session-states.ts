@@ -75,6 +75,8 @@ export class SessionStates {
   /** Subscription writes a SUBACK waits for. */
   readonly #pending = new Set<Promise<boolean>>();
   readonly #timer: NodeJS.Timeout;
+  /** Writes failed since the last that did not: the first is warned about, the end of the run logged. */
+  #failedWrites = 0;
 
   constructor(ownership: SessionOwnership, position: () => number | undefined, ready: () => Promise<void> | undefined, logger: Logger) {
     this.#ownership = ownership;
@@ -222,6 +224,10 @@ export class SessionStates {
       t.dirty = false;
       return this.#snapshot(t);
     })).then((written) => {
+      if (this.#failedWrites > 0) {
+        this.#logger.info({ failed: this.#failedWrites }, 'cluster_session_state_writes_again');
+        this.#failedWrites = 0;
+      }
       if (t.abandoned && this.#tracked.get(t.clientId) === t) {
         // Written without state (or not at all): another node will not resume it, and Session Present 0 says so there.
         this.#logger.warn({ clientId: t.clientId, subscriptions: t.subscriptions.length, flows: t.flows.size }, 'cluster_session_state_too_large');
@@ -233,7 +239,15 @@ export class SessionStates {
       }
       return written;
     }, (err: unknown) => {
-      this.#logger.warn({ err, clientId: t.clientId }, 'cluster_session_state_write_failed');
+      // NATS away or slow: the session is still this node's (a claim elsewhere is heard as a notice, or read when
+      // NATS is back), so it stays tracked and its next floor write tries again. Untracking it here stopped its
+      // record for good: a resume after this node's later death replayed from the floor before the outage, every
+      // QoS 2 message completed since as a new one (test/cluster/session-state-outage).
+      if (t.queued === write) t.queued = null;
+      t.dirty = true;
+      this.#failedWrites++;
+      if (this.#failedWrites === 1) this.#logger.warn({ err, clientId: t.clientId }, 'cluster_session_state_writes_failing');
+      else this.#logger.debug({ err, clientId: t.clientId }, 'cluster_session_state_not_written');
       return false;
     });
     t.queued = write;

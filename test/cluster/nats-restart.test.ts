@@ -12,8 +12,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type mqtt from 'mqtt';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
-import { clusterSkip, collectAtPublish, TestCluster, waitFor, type GatewayJson } from '../harness/cluster.ts';
-import { privateNatsServer, type PrivateNatsServer } from '../harness/nats-server.ts';
+import { clusterSkip, collectAtPublish, natsOutage, TestCluster, waitFor, type GatewayJson } from '../harness/cluster.ts';
+import type { PrivateNatsServer } from '../harness/nats-server.ts';
 
 const A = '127.0.0.2';
 const B = '127.0.0.3';
@@ -70,21 +70,13 @@ if (clusterSkip !== undefined) {
     let gateway: GatewayJson;
 
     before(async () => {
-      await cluster.setUp();
-      nats = await privateNatsServer();
-      await nats.start();
+      nats = await cluster.setUpOnPrivateNats();
       nodeA = await cluster.startNode('restart-a', A, { natsUrl: nats.url, leaseTimings: LEASE });
       nodeB = await cluster.startNode('restart-b', B, { natsUrl: nats.url, leaseTimings: LEASE });
-      gateway = await cluster.createGateway(nodeA, 'restart_gw');
-      await cluster.listening(A, gateway);
-      await cluster.listening(B, gateway);
+      gateway = await cluster.createGateway(nodeA, 'restart_gw', [A, B]);
     }, { timeout: 90_000 });
 
-    after(async () => {
-      await nats?.start(); // the nodes stop cleanly with NATS there
-      await cluster.dispose();
-      await nats?.dispose();
-    }, { timeout: 60_000 });
+    after(() => cluster.dispose(), { timeout: 60_000 });
 
     const ready = async (node: TestGatehouse): Promise<number> => (await fetch(`${node.gatehouse.url}/ready`)).status;
 
@@ -116,14 +108,8 @@ if (clusterSkip !== undefined) {
 
       await waitFor('load before the restart', () => (q1.ledger.acked.size >= 200 && q2.ledger.acked.size >= 200 ? true : undefined), 30_000)
         .catch((e: unknown) => assert.fail(`${String(e)}: QoS 1 ${q1.ledger.acked.size} of ${q1.ledger.next}, QoS 2 ${q2.ledger.acked.size} of ${q2.ledger.next}`));
-      await nats.stop('SIGKILL');
-      await waitFor('both nodes not ready', async () => ((await ready(nodeA)) === 503 && (await ready(nodeB)) === 503 ? true : undefined), 10_000);
-      // From here until NATS is back nothing may be acknowledged: no node can store a message.
-      const awayFrom = Date.now();
-      await new Promise((resolve) => setTimeout(resolve, 2_000));
-      const awayUntil = Date.now();
-      await nats.start();
-      await waitFor('both nodes ready again', async () => ((await ready(nodeA)) === 200 && (await ready(nodeB)) === 200 ? true : undefined), 30_000);
+      // From `awayFrom` until NATS is back nothing may be acknowledged: no node can store a message.
+      const { from: awayFrom, until: awayUntil } = await natsOutage(nats, [nodeA.gatehouse.url, nodeB.gatehouse.url]);
       const [acked1, acked2] = [q1.ledger.acked.size, q2.ledger.acked.size];
       // The publishers reconnect by themselves and are acknowledged again.
       await waitFor('load after the restart', () => (q1.ledger.acked.size >= acked1 + 200 && q2.ledger.acked.size >= acked2 + 200 ? true : undefined), 30_000)

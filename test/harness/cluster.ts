@@ -20,6 +20,7 @@ import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from 
 import { startGatehouseProcess, type GatehouseProcess, type SpawnOptions } from './gatehouse-process.ts';
 import { getPki, type SharedPki } from './pki.ts';
 import { deleteInstallationStreams, TEST_STREAM_MAX_MB } from './nats-streams.ts';
+import { privateNatsServer, type PrivateNatsServer } from './nats-server.ts';
 
 export const clusterNatsUrl = process.env.GATEHOUSE_TEST_NATS_URL;
 export const clusterDatabaseUrl = process.env.GATEHOUSE_TEST_DATABASE_URL;
@@ -38,6 +39,26 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/**
+ * A NATS outage under the nodes whose API base URLs are given: kill -9 of the private nats-server, until every node's
+ * /ready is 503, `awayMs` more, then the server started again (same port and store), until every /ready is 200.
+ * `from` / `until`: the span in which no node could store anything (from all not ready to the restart).
+ */
+export async function natsOutage(nats: PrivateNatsServer, nodeUrls: string[], awayMs = 2_000): Promise<{ from: number; until: number }> {
+  const all = (status: number) => async (): Promise<true | undefined> => {
+    const answers = await Promise.all(nodeUrls.map(async (url) => (await fetch(`${url}/ready`)).status));
+    return answers.every((s) => s === status) ? true : undefined;
+  };
+  await nats.stop('SIGKILL');
+  await waitFor('every node not ready', all(503), 10_000);
+  const from = Date.now();
+  await new Promise((resolve) => setTimeout(resolve, awayMs));
+  const until = Date.now();
+  await nats.start();
+  await waitFor('every node ready again', all(200), 30_000);
+  return { from, until };
 }
 
 /** Anything with the admin API: an in-process node or a process. */
@@ -89,6 +110,7 @@ export class TestCluster {
   readonly #processes: { node: GatehouseProcess; dir: string }[] = [];
   #pki: SharedPki | undefined;
   #device = 0;
+  #nats: PrivateNatsServer | null = null;
 
   get pki(): SharedPki {
     assert.ok(this.#pki !== undefined, 'TestCluster.setUp() first');
@@ -161,12 +183,25 @@ export class TestCluster {
     }
   }
 
-  async createGateway(node: ApiNode, name: string): Promise<GatewayJson> {
+  /**
+   * The shared parts, and a nats-server of this cluster's own for its nodes (`natsUrl: nats.url`), which a test may
+   * kill and start again; dispose starts it again first (the nodes stop cleanly with NATS there), then removes it.
+   */
+  async setUpOnPrivateNats(): Promise<PrivateNatsServer> {
+    await this.setUp();
+    this.#nats = await privateNatsServer();
+    await this.#nats.start();
+    return this.#nats;
+  }
+
+  /** A gateway made through `node`'s API, once listening on each of `listeningOn` (the nodes' MQTT hosts) if given. */
+  async createGateway(node: ApiNode, name: string, listeningOn: string[] = []): Promise<GatewayJson> {
     const created = await node.api<GatewayJson>('POST', '/gateways', {
       name, port: await freePort(), authType: 'ONE_PARTY',
       certificates: { serverCertificateChain: this.pki.server.chainPem, serverPrivateKey: this.pki.server.keyPem },
     });
     assert.equal(created.status, 201, JSON.stringify(created.json));
+    for (const host of listeningOn) await this.listening(host, created.json);
     return created.json;
   }
 
@@ -209,6 +244,7 @@ export class TestCluster {
   }
 
   async dispose(): Promise<void> {
+    await this.#nats?.start();
     for (const client of this.clients) client.end(true);
     await Promise.all([...this.#inProcess.map((n) => n.stop()), ...this.#processes.map((p) => p.node.stop())]);
     const admin = new pg.Client({ connectionString: clusterDatabaseUrl });
@@ -219,6 +255,7 @@ export class TestCluster {
     const installationId = installation?.rows[0]?.value;
     if (installationId !== undefined) await deleteInstallationStreams(clusterNatsUrl!, installationId);
     for (const dir of [...this.#inProcess.map((n) => n.dataDir), ...this.#processes.map((p) => p.dir)]) await removeDataDir(dir);
+    await this.#nats?.dispose();
   }
 }
 
@@ -269,7 +306,9 @@ export async function gatewayCounter(node: { url: string }, gateway: GatewayJson
  * A TCP relay on 127.0.0.1 in front of a NATS server: a node connected through it is cut off from the cluster
  * (`sever`: its connections dropped, new ones refused) while the others stay connected; `restore` lets it back.
  * `stall` keeps the connections open but forwards nothing (NATS slow to answer, as a congested link): what
- * either side sends meanwhile is held, in order, and `flow` passes it on.
+ * either side sends meanwhile is held, in order, and `flow` passes it on. `deafenAfter(pattern)`: once the node
+ * sends a protocol line matching `pattern` (a `PUB` to a subject), what NATS sends the node is dropped until `sever`
+ * — that message lands, its answer is lost.
  */
 export interface NatsRelay {
   readonly url: string;
@@ -277,6 +316,7 @@ export interface NatsRelay {
   restore(): void;
   stall(): void;
   flow(): void;
+  deafenAfter(pattern: RegExp): void;
   close(): Promise<void>;
 }
 
@@ -285,9 +325,16 @@ export async function natsRelay(target: string): Promise<NatsRelay> {
   const sockets = new Set<net.Socket>();
   let open = true;
   let stalled = false;
+  let deaf = false;
+  let deafenAt: RegExp | null = null;
   const held: { to: net.Socket; data: Buffer }[] = [];
-  const forward = (from: net.Socket, to: net.Socket): void => {
+  const forward = (from: net.Socket, to: net.Socket, toNode: boolean): void => {
     from.on('data', (data: Buffer) => {
+      if (deaf && toNode) return;
+      if (!toNode && deafenAt?.test(data.toString('latin1')) === true) {
+        deafenAt = null;
+        deaf = true;
+      }
       if (stalled) held.push({ to, data });
       else to.write(data);
     });
@@ -303,8 +350,8 @@ export async function natsRelay(target: string): Promise<NatsRelay> {
       s.once('close', () => sockets.delete(s));
       s.on('error', () => undefined);
     }
-    forward(client, upstream);
-    forward(upstream, client);
+    forward(client, upstream, false);
+    forward(upstream, client, true);
     client.once('close', () => upstream.destroy());
     upstream.once('close', () => client.destroy());
   });
@@ -314,6 +361,7 @@ export async function natsRelay(target: string): Promise<NatsRelay> {
     url: `nats://127.0.0.1:${port}`,
     sever() {
       open = false;
+      deaf = false;
       for (const s of sockets) s.destroy();
     },
     restore() {
@@ -325,6 +373,9 @@ export async function natsRelay(target: string): Promise<NatsRelay> {
     flow() {
       stalled = false;
       for (const { to, data } of held.splice(0)) if (!to.destroyed) to.write(data);
+    },
+    deafenAfter(pattern) {
+      deafenAt = pattern;
     },
     async close() {
       open = false;
