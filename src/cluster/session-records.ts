@@ -73,7 +73,20 @@ export function willOf(entry: WillEntry): RecordedWill {
 /** Opens the bucket on first use, and again after a failure (NATS may have been away): no request before one is needed. */
 export type OpenRecords = () => Promise<SessionRecords>;
 
+/**
+ * A record operation asked while the node is between two NATS connections: refused at once rather than kept in the
+ * NATS client's buffer until the next connection, where it would wait out its timeout (5 s) behind the server's
+ * restart — and with it every later operation of that session (they go one after the other), a device's reconnect
+ * once NATS is back among them.
+ */
+export class RecordsUnreachable extends Error {
+  constructor() {
+    super('the session records are unreachable: NATS is away');
+  }
+}
+
 export class SessionRecords {
+  readonly #conn: ClusterConnection;
   readonly #kv: KV;
   readonly #jsm: JetStreamManager;
   readonly #bucket: string;
@@ -81,14 +94,15 @@ export class SessionRecords {
   static async open(conn: ClusterConnection): Promise<SessionRecords> {
     const bucket = `gatehouse-sessions-${conn.bucketSuffix}`;
     const kv = await new conn.client.Kvm(conn.nc).create(bucket, { history: 1 });
-    return new SessionRecords(kv, await conn.client.jetstreamManager(conn.nc), bucket);
+    return new SessionRecords(conn, kv, await conn.client.jetstreamManager(conn.nc), bucket);
   }
 
   static opener(conn: ClusterConnection): OpenRecords {
     return openedOnce(() => SessionRecords.open(conn));
   }
 
-  private constructor(kv: KV, jsm: JetStreamManager, bucket: string) {
+  private constructor(conn: ClusterConnection, kv: KV, jsm: JetStreamManager, bucket: string) {
+    this.#conn = conn;
     this.#kv = kv;
     this.#jsm = jsm;
     this.#bucket = bucket;
@@ -98,29 +112,36 @@ export class SessionRecords {
     return `${gatewayId.replace(/[^A-Za-z0-9_-]/g, '_')}.${createHash('sha256').update(clientId).digest('base64url')}`;
   }
 
+  /** The KV bucket, if a request can go out now (RecordsUnreachable otherwise). */
+  #reachable(): KV {
+    if (!this.#conn.writable) throw new RecordsUnreachable();
+    return this.#kv;
+  }
+
   async get(key: string): Promise<{ record: SessionRecord; revision: number } | null> {
-    const entry = await this.#kv.get(key);
+    const entry = await this.#reachable().get(key);
     if (entry === null || entry.operation !== 'PUT') return null;
     return { record: entry.json<SessionRecord>(), revision: entry.revision };
   }
 
   /** Fails when the key holds a record (another claim got there first). */
-  create(key: string, record: SessionRecord): Promise<number> {
-    return this.#kv.create(key, JSON.stringify(record));
+  async create(key: string, record: SessionRecord): Promise<number> {
+    return this.#reachable().create(key, JSON.stringify(record));
   }
 
   /** Fails unless the record is still at `revision`. */
-  update(key: string, record: SessionRecord, revision: number): Promise<number> {
-    return this.#kv.update(key, JSON.stringify(record), revision);
+  async update(key: string, record: SessionRecord, revision: number): Promise<number> {
+    return this.#reachable().update(key, JSON.stringify(record), revision);
   }
 
   /** Deletes the record if it is still at `revision` (the session ended). */
-  remove(key: string, revision: number): Promise<void> {
-    return this.#kv.delete(key, { previousSeq: revision });
+  async remove(key: string, revision: number): Promise<void> {
+    return this.#reachable().delete(key, { previousSeq: revision });
   }
 
   /** Every key with a record, from the stream's subjects (one request; see node-leases.ts on `kv.keys()`). */
   async keys(): Promise<string[]> {
+    this.#reachable();
     const prefix = `$KV.${this.#bucket}.`;
     const info = await this.#jsm.streams.info(`KV_${this.#bucket}`, { subjects_filter: `${prefix}>` });
     return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length));

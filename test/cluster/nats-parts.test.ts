@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { createMessage, type Message } from '../../src/broker/index.ts';
 import { ClusterConnection, NatsClusterLinks, NatsRegistryBus, NodeLeases, type ClusterState } from '../../src/cluster/index.ts';
-import { SessionRecords } from '../../src/cluster/session-records.ts';
+import { RecordsUnreachable, SessionRecords } from '../../src/cluster/session-records.ts';
 import { GatehouseError } from '../../src/core/errors.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import { RegistryEvents } from '../../src/registry/events.ts';
@@ -215,6 +215,30 @@ if (natsUrl === undefined) {
       assert.equal(cutOffs, 1, 'told once per outage');
       link.close();
       links.close();
+    });
+
+    test('session records refuse an operation while NATS is away (RecordsUnreachable), not keep it for the next connection, and work once it is back', { timeout: 60_000 }, async (t) => {
+      const nats = await privateNatsServer();
+      t.after(() => nats.dispose());
+      await nats.start();
+      const conn = await open('records-node', nats.url);
+      const records = await SessionRecords.open(conn);
+      const key = SessionRecords.key('g1', 'c1');
+      const record = { v: 1 as const, gatewayId: 'g1', clientId: 'c1', node: 'records-node', instance: 'i1', connected: true, will: null, at: 0 };
+      const revision = await records.create(key, record);
+
+      await nats.stop('SIGKILL');
+      await waitFor('disconnected', () => !conn.writable);
+      // Kept in the NATS client's buffer, it would have waited out its timeout after the restart (a TimeoutError),
+      // and every later operation of the session behind it: a device's reconnect once NATS is back among them.
+      await assert.rejects(records.update(key, { ...record, connected: false }, revision), RecordsUnreachable);
+      await assert.rejects(records.get(key), RecordsUnreachable);
+      await nats.start();
+      await waitFor('connected again', () => conn.writable, 30_000);
+      await waitFor('the bucket answers again', async () => (await records.get(key).catch(() => undefined)) !== undefined, 30_000);
+      const seen = await records.get(key);
+      assert.deepEqual(seen, { record, revision }, 'nothing written while NATS was away, nothing sent late');
+      assert.equal(await records.update(key, { ...record, connected: false }, revision), revision + 1);
     });
   });
 }
