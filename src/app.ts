@@ -19,16 +19,18 @@ import { SqliteUplinkJournal, UPLINK_JOURNAL_FILE } from './storage/sqlite-uplin
 import { WalCheckpointer } from './storage/wal-checkpointer.ts';
 import { createRegistry, DEFAULT_SCRYPT_COST, type Registry } from './registry/index.ts';
 import { GatewayRuntime, type GatewayRuntimeOptions } from './gateway/runtime.ts';
+import { DEFAULT_OCSP_TIMINGS } from './gateway/tls/ocsp-cache.ts';
+import { parseTestOverrides, TEST_OVERRIDES_ENV } from './config/test-overrides.ts';
 import { registerGatewayMetrics } from './gateway/metrics.ts';
 import { buildApi, readinessCheck, type Api } from './api/index.ts';
 import {
-  ConnectionEventRecorder, PARSING_NICENESS, Platform, registerConnectionEventMetrics, registerPlatformMetrics, type ConnectionEventOptions, type PlatformOptionsInput,
+  ConnectionEventRecorder, DEFAULT_CONNECTION_EVENT_OPTIONS, DEFAULT_PLATFORM_OPTIONS, PARSING_NICENESS, Platform, registerConnectionEventMetrics, registerPlatformMetrics, type ConnectionEventOptions, type PlatformOptionsInput,
 } from './platform/index.ts';
 import { QuickJsRunner } from './sandbox/index.ts';
 import {
   DEFAULT_LEASE_TIMINGS, PresenceReaper, registerClusterMetrics, startClusterNode, type ClusterNode, type LeaseTimings,
 } from './cluster/index.ts';
-import { workerIndex, workerMetrics, workerReadiness } from './workers.ts';
+import { workerIndex, workerMetrics, workerParsingStats, workerReadiness } from './workers.ts';
 import { workerAdmission } from './address-admission.ts';
 
 export interface Gatehouse {
@@ -54,6 +56,21 @@ export interface GatehouseOverrides {
   connectionEvents?: Partial<ConnectionEventOptions>;
   /** A cluster node's lease heartbeat and length (tests of a NATS outage shorten them). */
   clusterLeaseTimings?: LeaseTimings;
+}
+
+/**
+ * `GATEHOUSE_TEST_OVERRIDES` (test-only, docs/testing.md): the same overrides as JSON for a process `npm start`
+ * started, checked against the defaults they shorten (a field that is not one of them, or not a number >= 0, is
+ * GW_ERR_CONFIG_INVALID naming it). Undefined when unset.
+ */
+export function readTestOverrides(env: NodeJS.ProcessEnv = process.env): GatehouseOverrides | undefined {
+  const parsed = parseTestOverrides(env[TEST_OVERRIDES_ENV], {
+    ocspTimings: DEFAULT_OCSP_TIMINGS, platform: DEFAULT_PLATFORM_OPTIONS, connectionEvents: DEFAULT_CONNECTION_EVENT_OPTIONS,
+    clusterLeaseTimings: DEFAULT_LEASE_TIMINGS,
+  }) as GatehouseOverrides | undefined;
+  if (parsed?.clusterLeaseTimings === undefined) return parsed;
+  // The lease timings are used whole: what the JSON leaves out keeps its default.
+  return { ...parsed, clusterLeaseTimings: { ...DEFAULT_LEASE_TIMINGS, ...parsed.clusterLeaseTimings } };
 }
 
 /**
@@ -178,9 +195,12 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   const clusterReachable = cluster === null ? undefined : () => cluster.connection.state === 'connected';
   const readiness = workerIndex() === null ? undefined
     : workerReadiness(readinessCheck({ registry, runtime, ...(clusterReachable === undefined ? {} : { clusterReachable }) }, logger.child({ component: 'api' })), config.nodeId);
+  // And a gateway's parsing counters: its devices' messages are parsed by whichever worker holds each connection.
+  const parsingStats = workerIndex() === null ? undefined : workerParsingStats(() => platform.parsingStatsByGateway(), config.nodeId);
   const api = buildApi({
     registry, runtime, logger, metricsRegistry, scrapeMetrics, adminToken: config.adminToken, platform, connectionEvents, console: {},
     ...(clusterReachable === undefined ? {} : { clusterReachable }), ...(readiness === undefined ? {} : { readiness }),
+    ...(parsingStats === undefined ? {} : { parsingStats }),
   });
 
   await steps.run('gateways', 'the database and, on a cluster node, NATS: every enabled gateway started', START_STEP_DEADLINE_MS.gateways, () => runtime.startAll());

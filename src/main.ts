@@ -8,7 +8,7 @@ import { loadConfig, type PreparedConfig } from './config/index.ts';
 import { GatehouseError } from './core/errors.ts';
 import { createLogger, type Logger } from './core/logger.ts';
 import { installProcessGuard } from './core/process-guard.ts';
-import { startGatehouse, type Gatehouse } from './app.ts';
+import { readTestOverrides, startGatehouse, type Gatehouse, type GatehouseOverrides } from './app.ts';
 import { seedDemoGateway } from './first-start.ts';
 import { leaveWorkers, reportWorkerReady, runPrimary, workerConfig, workerIndex } from './workers.ts';
 
@@ -28,6 +28,8 @@ async function starting<T>(step: () => Promise<T>): Promise<T> {
 // Everything Gatehouse creates is owner-only (data directory 0700, files 0600), whatever the shell's umask.
 process.umask(0o077);
 const loaded: PreparedConfig = await starting(() => loadConfig());
+// Checked here, before any worker starts: a bad value is one line from the primary, not one per worker.
+const testOverrides: GatehouseOverrides | undefined = await starting(() => Promise.resolve(readTestOverrides()));
 const worker = workerIndex();
 if (loaded.config.workers !== undefined && worker === null) {
   // The primary: it serves nothing itself, it starts the workers and watches them until they stop.
@@ -46,6 +48,8 @@ async function serve(worker: number | null): Promise<void> {
   const logger: Logger = worker === null ? createLogger(config.logLevel) : createLogger(config.logLevel).child({ worker });
   installProcessGuard(logger);
   if (worker === null) for (const warning of prepared.warnings) logger.warn({ warning }, 'config_warning');
+  // Test-only: an operator who set it by mistake runs with shortened timings and bounds, and should see why.
+  if (testOverrides !== undefined) logger.warn({ overrides: testOverrides }, 'test_overrides_applied');
 
   // Signals are taken from here on: one that came while Gatehouse was still starting used to end the process
   // at once (Node's default), its SQLite files left with their write-ahead logs; now the start finishes,
@@ -71,7 +75,7 @@ async function serve(worker: number | null): Promise<void> {
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
 
-  const gatehouse: Gatehouse = await starting(() => startGatehouse(prepared, logger));
+  const gatehouse: Gatehouse = await starting(() => startGatehouse(prepared, logger, testOverrides));
   started = gatehouse;
   if (stopSignal !== null) close(gatehouse);
   const lines = [`Gatehouse is running: console and API at ${gatehouse.url} (OpenAPI: ${gatehouse.url}/api/docs)`];

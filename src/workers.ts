@@ -20,6 +20,7 @@ import { workerNodeId, type PreparedConfig } from './config/index.ts';
 import { PID_FILE } from './config/identity.ts';
 import type { Logger } from './core/logger.ts';
 import type { Readiness } from './api/index.ts';
+import type { ParsingStats } from './platform/index.ts';
 import { isAdmissionRequest, MachineAdmission } from './address-admission.ts';
 
 /** Set by the primary in each worker's environment: which worker it is (1…N). Not an operator's setting. */
@@ -65,8 +66,8 @@ type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
  * the parts (`gather_part`) until all are in or the topic's deadline passed, merges them and answers the asker
  * (`gather_answer`). The same code runs on both sides of the channel; every message and every part is still checked.
  */
-type Topic = 'metrics' | 'readiness';
-const TOPICS: ReadonlySet<string> = new Set<Topic>(['metrics', 'readiness']);
+type Topic = 'metrics' | 'readiness' | 'parsing';
+const TOPICS: ReadonlySet<string> = new Set<Topic>(['metrics', 'readiness', 'parsing']);
 const GATHER_KINDS: ReadonlySet<string> = new Set(['gather_request', 'gather_collect', 'gather_part', 'gather_answer']);
 
 interface GatherMessage {
@@ -177,9 +178,50 @@ const readinessTopic: GatherTopic<Readiness, Readiness> = {
   merge: ({ parts, late, missing, failed }) => Promise.resolve(mergeReadiness(parts.map((p) => p.part), late.length + missing.length + failed.length)),
 };
 
+/** Each gateway's parsing counters by gateway id: a worker's own, or the machine's sum. */
+type ParsingByGateway = Record<string, ParsingStats>;
+
+function isParsingByGateway(value: unknown): value is ParsingByGateway {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  return Object.values(value).every((s: unknown) => {
+    const stats = s as Partial<Record<keyof ParsingStats, unknown>> | null;
+    return typeof stats === 'object' && stats !== null && typeof stats.enabled === 'boolean'
+      && [stats.parsed, stats.failed, stats.dropped].every((n) => Number.isSafeInteger(n));
+  });
+}
+
+/** Sums the workers' counters of each gateway; its script runs (`enabled`) where any worker runs it. */
+export function mergeParsingStats(parts: readonly ParsingByGateway[]): ParsingByGateway {
+  const merged: ParsingByGateway = {};
+  for (const part of parts) {
+    for (const [gatewayId, stats] of Object.entries(part)) {
+      const sum = merged[gatewayId] ??= { parsed: 0, failed: 0, dropped: 0, enabled: false };
+      merged[gatewayId] = {
+        parsed: sum.parsed + stats.parsed, failed: sum.failed + stats.failed, dropped: sum.dropped + stats.dropped, enabled: sum.enabled || stats.enabled,
+      };
+    }
+  }
+  return merged;
+}
+
+const parsingTopic: GatherTopic<ParsingByGateway, ParsingByGateway> = {
+  name: 'parsing',
+  deadlineMs: SCRAPE_TIMEOUT_MS,
+  shared: false, // like a scrape: a read after a message must count it
+  isPart: isParsingByGateway,
+  isAnswer: isParsingByGateway,
+  merge({ parts, late, failed }) {
+    // A part shown as the whole would undercount: a worker there and silent fails the read, one gone took its counts.
+    if (late.length > 0) return Promise.reject(new Error(`a worker did not answer within ${SCRAPE_TIMEOUT_MS} ms`));
+    if (failed.length > 0) return Promise.reject(new Error(`a worker failed to read its parsing counters: ${failed[0]!.error}`));
+    return Promise.resolve(mergeParsingStats(parts.map((p) => p.part)));
+  },
+};
+
 const GATHER_TOPICS: Record<Topic, GatherTopic<unknown, unknown>> = {
   metrics: metricsTopic,
   readiness: readinessTopic,
+  parsing: parsingTopic,
 };
 
 /**
@@ -344,6 +386,16 @@ export function workerReadiness(local: () => Promise<Readiness>, nodeId: string)
     const own = await local();
     return { ...own, status: 'not_ready', checks: { ...own.checks, workers: 'error' } };
   });
+}
+
+/**
+ * A worker's `GET /gateways/:id/parsing`: the machine's counters, not this worker's alone, since a device's messages
+ * are parsed by the worker its connection landed on and the request lands on any. Answers the primary's collections
+ * with this worker's counters of every gateway (`local`), and returns the read of one gateway's.
+ */
+export function workerParsingStats(local: () => ParsingByGateway, nodeId: string): (gatewayId: string) => Promise<ParsingStats> {
+  const ask = workerGathering(parsingTopic, nodeId, () => Promise.resolve(local()));
+  return async (gatewayId) => (await ask())[gatewayId] ?? { parsed: 0, failed: 0, dropped: 0, enabled: false };
 }
 
 /** An ask the primary is gathering the parts of. */

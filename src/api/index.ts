@@ -9,7 +9,7 @@ import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../core/logger.ts';
 import type { GatewayRuntime } from '../registry/ports.ts';
 import type { Registry } from '../registry/registry.ts';
-import type { ConnectionEventRecorder, Platform } from '../platform/index.ts';
+import type { ConnectionEventRecorder, ParsingStats, Platform } from '../platform/index.ts';
 import { deviceSessionRoutes } from './device-sessions/routes.ts';
 import { eventRoutes } from './events/routes.ts';
 import { bearerAuth } from './auth.ts';
@@ -49,6 +49,8 @@ export interface ApiDependencies {
   clusterReachable?: () => boolean;
   /** The /ready answer: this process's checks, or under GATEHOUSE_WORKERS the machine's (workers.ts). */
   readiness?: () => Promise<Readiness>;
+  /** `GET /gateways/:id/parsing`: the platform's counters, or under GATEHOUSE_WORKERS the machine's (workers.ts). */
+  parsingStats?: (gatewayId: string) => Promise<ParsingStats>;
 }
 
 export type Api = FastifyInstance;
@@ -100,7 +102,9 @@ export function buildApi(deps: ApiDependencies): Api {
       void v1.register(deviceSessionRoutes, { registry: deps.registry, platform });
       void v1.register(streamRoutes, { platform });
       void v1.register(webhookRoutes, { registry: deps.registry, platform });
-      void v1.register(parsingRoutes, { registry: deps.registry, platform });
+      void v1.register(parsingRoutes, {
+        registry: deps.registry, platform, stats: deps.parsingStats ?? ((gatewayId) => Promise.resolve(platform.parsingStats(gatewayId))),
+      });
     }
     done();
   }, { prefix: API_PREFIX });

@@ -10,7 +10,7 @@ export { matches as eventMatches } from './events.ts';
 export { signBody, SIGNATURE_HEADER, EVENT_ID_HEADER, EVENT_TYPE_HEADER } from './webhooks.ts';
 export { registerPlatformMetrics, registerConnectionEventMetrics } from './metrics.ts';
 export { UplinkTap, type TappedGateway, type Uplink } from './uplink-tap.ts';
-export { GatewayParser, type ParsingLimits } from './parser.ts';
+export { GatewayParser, type ParsingLimits, type ParsingStats } from './parser.ts';
 export { UplinkJournal, type JournaledUplink, type JournalTicket, type UplinkJournalStore } from './uplink-journal.ts';
 export { ConnectionEventRecorder, DEFAULT_CONNECTION_EVENT_OPTIONS, type ConnectionEventOptions } from './connection-events.ts';
 export type { PeerAnswer, PeerRequest, PlatformPeers, SharedEvent } from './peers.ts';

@@ -44,6 +44,9 @@ export interface ParsingCounters {
   dropped: number;
 }
 
+/** A gateway's counters and whether a compiled script runs on its messages (`GET /gateways/:id/parsing`). */
+export type ParsingStats = ParsingCounters & { enabled: boolean };
+
 const DROPPED: ParseOutcome = Object.freeze({ ok: false, kind: 'dropped', error: 'not parsed: the parsing queue of this gateway is full' });
 
 export class GatewayParser {

@@ -22,7 +22,7 @@ import { newEventId } from './ids.ts';
 import type { ConnectionEventRecord } from '../registry/connection-events.ts';
 import { MessageStore, type MessageStoreStats } from './message-store.ts';
 import { resolvePlatformOptions, type PlatformOptions, type PlatformOptionsInput } from './options.ts';
-import { GatewayParser, TRANSFORM_FILENAME, type ParsingCounters } from './parser.ts';
+import { GatewayParser, TRANSFORM_FILENAME, type ParsingCounters, type ParsingStats } from './parser.ts';
 import { UplinkJournal, type JournaledUplink, type JournalTicket, type UplinkJournalStore } from './uplink-journal.ts';
 import { UplinkTap, type Uplink } from './uplink-tap.ts';
 import type { PeerAnswer, PeerRequest, PlatformPeers, SharedEvent } from './peers.ts';
@@ -171,9 +171,14 @@ export class Platform {
   }
 
   /** Parsing counters of a gateway since the process started. */
-  parsingStats(gatewayId: string): ParsingCounters & { enabled: boolean } {
+  parsingStats(gatewayId: string): ParsingStats {
     const parser = this.#parsers.get(gatewayId)?.parser;
     return { parsed: 0, failed: 0, dropped: 0, ...parser?.counters, enabled: parser?.enabled ?? false };
+  }
+
+  /** `parsingStats` of every gateway that ran since start, by gateway id (a worker's part of the machine's, workers.ts). */
+  parsingStatsByGateway(): Record<string, ParsingStats> {
+    return Object.fromEntries([...this.#parsers.keys()].map((gatewayId) => [gatewayId, this.parsingStats(gatewayId)]));
   }
 
   /** Parsing counters of every gateway that ran since start, by gateway name (for metrics). */

@@ -174,6 +174,43 @@ if (clusterSkip !== undefined) {
       for (const client of clients.values()) await client.endAsync(true);
     });
 
+    test('a gateway\'s parsing counters answer for the machine wherever the read lands: both workers\' failures counted', { timeout: 90_000 }, async () => {
+      const token = { authorization: 'Bearer e2e-admin-token-0123456789abcdef', connection: 'close' };
+      const patch = (dataParsing: Record<string, unknown>) => node.api('PATCH', `/gateways/${gateway.id}`, { dataParsing });
+      assert.equal((await patch({ enabled: true, script: 'function transformPayload() { throw new Error("no frame"); }' })).status, 200);
+      const { clients } = await onBothWorkers();
+      try {
+        // Each device publishes until one of its messages is stored as a parse failure: its worker runs the script.
+        let published = 0;
+        for (const [device, client] of clients) {
+          await waitFor(`a parse failure of ${device} stored`, async () => {
+            await client.publishAsync(`parse/${device}`, Buffer.from([1, 2, 3]), { qos: 1 });
+            published++;
+            const r = await node.api<{ items: unknown[] }>('GET', `/messages?gatewayId=${gateway.id}&deviceName=${device}&parseFailed=true&limit=1`);
+            return r.json.items.length > 0 ? true : undefined;
+          });
+        }
+        // Every message stored, so every one was parsed (or found no script yet) and counted: the counts hold still.
+        await waitFor('every message stored', async () => {
+          const r = await node.api<{ items: { topic: string }[] }>('GET', `/messages?gatewayId=${gateway.id}&limit=500`);
+          return r.json.items.filter((m) => m.topic.startsWith('parse/')).length === published ? true : undefined;
+        });
+        // The machine's count of failures, from /metrics (every worker's summed); each read on a fresh connection
+        // (the primary hands each to the next worker) must say the same, not the part of the worker it reached.
+        const scrape = await (await fetch(`${node.url}/api/v1/metrics`, { headers: token })).text();
+        const failed = Number(new RegExp(`^gatehouse_parsing_messages_total\\{gateway="${gateway.name}",result="failed"\\} (\\d+)$`, 'm').exec(scrape)?.[1]);
+        assert.ok(failed >= clients.size, `failures counted: ${failed}`);
+        for (let i = 0; i < 4; i++) {
+          const res = await fetch(`${node.url}/api/v1/gateways/${gateway.id}/parsing`, { headers: token });
+          assert.equal(res.status, 200);
+          assert.deepEqual(await res.json(), { enabled: true, parsed: 0, failed, dropped: 0 }, `read ${i}`);
+        }
+      } finally {
+        for (const client of clients.values()) await client.endAsync(true);
+        assert.equal((await patch({ enabled: false })).status, 200);
+      }
+    });
+
     /** GET /ready on a fresh connection (the primary hands each to the next worker); undefined if not answered within `waitMs`. */
     async function probeReady(waitMs = 20_000): Promise<{ status: number; json: ReadyJson } | undefined> {
       try {

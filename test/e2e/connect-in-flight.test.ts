@@ -14,6 +14,7 @@ import { getPki, type SharedPki } from '../harness/pki.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from '../harness/gatehouse.ts';
 import { startHttpsVerifier, type HttpsVerifier } from '../harness/https-verifier.ts';
 import { waitFor } from '../harness/third-party.ts';
+import { inProcessOnly } from '../harness/gatehouse-workers.ts';
 
 interface GatewayJson { id: string; port: number; productKey: string }
 
@@ -87,7 +88,11 @@ async function createDevice(gw: GatewayJson, username: string, password: string)
 
 const forDevice = (deviceName: string) => (_productKey: unknown, name: unknown) => name === deviceName;
 
+/** The window is held open in the registry object of the test's process: a worker's cannot be reached. */
+const skip = inProcessOnly('holds a call of the registry object in flight while the test makes its change');
+
 before(async () => {
+  if (skip !== false) return;
   pki = await getPki();
   gh = await startTestGatehouse();
   verifier = await startHttpsVerifier(pki);
@@ -98,13 +103,14 @@ before(async () => {
 }, { timeout: 60_000 });
 
 after(async () => {
+  if (skip !== false) return;
   for (const c of clients) c.end(true);
   await gh.stop();
   await verifier.close();
   await removeDataDir(gh.dataDir);
 }, { timeout: 30_000 });
 
-test('one-party: a device disabled or deleted while its password is being hashed is refused (0x87 / 5; deleted 0x86)', { timeout: 30_000 }, async () => {
+test('one-party: a device disabled or deleted while its password is being hashed is refused (0x87 / 5; deleted 0x86)', { skip, timeout: 30_000 }, async () => {
   const gw = await gatewayWith('inflight_onep', { authType: 'ONE_PARTY' });
   const cases = [
     { device: 'dev-dis5', protocolVersion: 5 as const, change: 'disable', expected: 0x87 },
@@ -133,7 +139,7 @@ async function firstConnection(gw: GatewayJson, username: string, password: stri
 }
 
 for (const method of ['function', 'https'] as const) {
-  test(`${method}: a device disabled while its verification is in flight, or while its state is being read, is refused (0x87)`, { timeout: 30_000 }, async () => {
+  test(`${method}: a device disabled while its verification is in flight, or while its state is being read, is refused (0x87)`, { skip, timeout: 30_000 }, async () => {
     const gw = method === 'function'
       ? await gatewayWith('inflight_fn', { authType: 'THIRD_PARTY', thirdParty: { provider: 'FUNCTION', functionName: 'accept_in_flight' } })
       : await gatewayWith('inflight_https', { authType: 'THIRD_PARTY', thirdParty: { provider: 'HTTPS', url: verifier.url, caCertificate: pki.root.certPem } });
@@ -176,7 +182,7 @@ for (const method of ['function', 'https'] as const) {
   });
 }
 
-test('limits lowered while CONNECTs are being verified: maxConnections (also among concurrent ones), maxSessionExpirySeconds; a raised maxPacketSize is what CONNACK announces', { timeout: 40_000 }, async () => {
+test('limits lowered while CONNECTs are being verified: maxConnections (also among concurrent ones), maxSessionExpirySeconds; a raised maxPacketSize is what CONNACK announces', { skip, timeout: 40_000 }, async () => {
   const gw = await gatewayWith('inflight_limits', { authType: 'ONE_PARTY', limits: { maxPacketSize: 2048 } });
   for (const d of ['lim-0001', 'lim-0002', 'lim-0003', 'lim-0004', 'lim-0005', 'lim-0006', 'lim-0007']) await createDevice(gw, d, 'pw-lim');
   const as = (device: string, extra: mqtt.IClientOptions = {}) => ({ clientId: `c-${device}`, username: device, password: 'pw-lim', ...extra });

@@ -33,8 +33,9 @@ after(async () => {
   await removeDataDir(dataDir);
 }, { timeout: 30_000 });
 
+/** The hash as stored (read from the database: the test's process or a worker may have written it). */
 const storedHash = async (username: string): Promise<string> =>
-  (await gh.gatehouse.registry.findDeviceCredential(gw.productKey, username))?.passwordHash ?? 'none';
+  (await gh.query<{ password_hash: string | null }>('select password_hash from devices where product_key = $1 and username = $2', [gw.productKey, username]))[0]?.password_hash ?? 'none';
 
 /** The CONNACK reason code MQTT.js reports for a refused CONNECT. */
 async function refusal(clients: Clients, device: string, password: string): Promise<number | undefined> {

@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { getPki, type SharedPki } from '../harness/pki.ts';
 import { removeDataDir, startTestGatehouse, TEST_ADMIN_TOKEN, type TestGatehouse } from '../harness/gatehouse.ts';
+import { inProcessOnly } from '../harness/gatehouse-workers.ts';
 import {
   addDevices, Clients, createGateway, nextMessage, openStream, waitFor, type GatewayJson, type MessageJson,
 } from './platform-support.ts';
@@ -163,7 +164,9 @@ test('a throwing script is recorded as a parse failure with the raw bytes while 
   assert.match(metrics, /gatehouse_parsing_messages_total\{gateway="sensor_fleet",result="failed"\} [1-9]/);
 });
 
-test('a looping script is stopped by its time limit; delivery does not wait for it', { timeout: 15_000 }, async () => {
+test('a looping script is stopped by its time limit; delivery does not wait for it', {
+  timeout: 15_000, skip: inProcessOnly('reads the parser\'s counters in the same turn as a message arrives; a read through the API comes later'),
+}, async () => {
   const topic = `/${gw.productKey}/sensor-02/user/loop`;
   await setScript('function transformPayload() { for (;;) {} }', topic, (m) => m.parseError?.startsWith('timeout') === true);
   const watcher = await clients.connect(gw.port, 'watcher-1', { clientId: 'w-loop' });

@@ -3,16 +3,18 @@
  * `npm start` (dist/main.mjs) with GATEHOUSE_WORKERS=N on the nats-server and PostgreSQL of GATEHOUSE_TEST_NATS_URL
  * and GATEHOUSE_TEST_DATABASE_URL, so the same test files run against a node of N worker processes. Each data
  * directory gets a PostgreSQL schema of its own (a restart on the directory finds its database again; removing
- * the directory drops it, and the installation's streams on the nats-server). What only a process's memory holds (the registry, runtime and platform objects, a
- * captured log, shortened internal timings) cannot reach the workers: using it fails with a message saying so.
+ * the directory drops it, and the installation's streams on the nats-server). The test's overrides reach the workers as
+ * GATEHOUSE_TEST_OVERRIDES, and a captured log gets the JSON lines every worker prints. What only a process's memory
+ * holds (the registry, runtime and platform objects) cannot reach the test: using it fails with a message saying so.
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Gatehouse, GatehouseOverrides } from '../../src/app.ts';
-import type { Logger } from '../../src/core/logger.ts';
-import { startGatehouseProcess } from './gatehouse-process.ts';
+import { TEST_OVERRIDES_ENV } from '../../src/config/test-overrides.ts';
+import { startGatehouseProcess, type GatehouseProcess } from './gatehouse-process.ts';
 import { deleteInstallationStreams, TEST_STREAM_MAX_MB } from './nats-streams.ts';
-import type { TestGatehouse } from './gatehouse.ts';
+import type { CapturedLog, TestGatehouse } from './gatehouse.ts';
+import { queryDatabase } from './database-query.ts';
 
 /** The worker count the suite runs against, or undefined for the usual in-process Gatehouse. */
 export function testWorkers(): number | undefined {
@@ -20,6 +22,15 @@ export function testWorkers(): number | undefined {
   if (raw === undefined || raw === '') return undefined;
   if (!/^[1-9]\d?$/.test(raw)) throw new Error(`GATEHOUSE_TEST_WORKERS must be a worker count 1-99, got "${raw}"`);
   return Number(raw);
+}
+
+/**
+ * A test's `skip` where it needs what only the test's process can hold (calls into its registry object, a counter
+ * read in the same turn as an event): the reason under GATEHOUSE_TEST_WORKERS, false in-process. docs/testing.md
+ * lists these tests.
+ */
+export function inProcessOnly(why: string): string | false {
+  return testWorkers() === undefined ? false : `in-process only: ${why}`;
 }
 
 const schemas = new Map<string, string>();
@@ -70,22 +81,43 @@ export async function dropWorkersSchema(dataDir: string): Promise<void> {
 
 const IN_MEMORY = ['registry', 'runtime', 'platform', 'api', 'cluster'] as const;
 
+/** Adds each JSON line the process prints (every worker's log; not its "Gatehouse is running" text) to `records`. */
+function followLog(node: GatehouseProcess, records: Record<string, unknown>[]): void {
+  let read = 0;
+  const take = (): void => {
+    const text = node.stdout();
+    const end = text.lastIndexOf('\n');
+    if (end < read) return;
+    for (const line of text.slice(read, end).split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        records.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        // not a log record
+      }
+    }
+    read = end + 1;
+  };
+  take();
+  node.child.stdout!.on('data', take);
+}
+
 export async function startWorkersGatehouse(
-  workers: number, dataDir: string, env: Record<string, string>, options: { logger?: Logger } & GatehouseOverrides,
+  workers: number, dataDir: string, env: Record<string, string>, options: { log?: CapturedLog } & GatehouseOverrides,
 ): Promise<TestGatehouse> {
   const natsUrl = process.env.GATEHOUSE_TEST_NATS_URL;
   if (natsUrl === undefined || process.env.GATEHOUSE_TEST_DATABASE_URL === undefined) {
     throw new Error('GATEHOUSE_TEST_WORKERS needs GATEHOUSE_TEST_NATS_URL and GATEHOUSE_TEST_DATABASE_URL (docs/testing.md)');
   }
-  const given = (Object.keys(options) as (keyof typeof options)[]).filter((key) => options[key] !== undefined);
-  if (given.length > 0) {
-    throw new Error(`GATEHOUSE_TEST_WORKERS: ${given.join(', ')} cannot reach worker processes (in-process overrides); `
-      + 'this test runs only in-process (docs/testing.md lists it)');
-  }
+  const { log, ...overrides } = options;
+  const nodeDatabase = env.GATEHOUSE_DATABASE_URL ?? databaseUrl(await schemaFor(dataDir));
+  const given = Object.values(overrides).some((value) => value !== undefined);
   const node = await startGatehouseProcess(dataDir, {
-    GATEHOUSE_WORKERS: String(workers), GATEHOUSE_NATS_URL: natsUrl, GATEHOUSE_DATABASE_URL: databaseUrl(await schemaFor(dataDir)),
-    GATEHOUSE_LOG_LEVEL: process.env.GATEHOUSE_TEST_LOG_LEVEL ?? 'warn', GATEHOUSE_CLUSTER_STREAM_MAX_MB: String(TEST_STREAM_MAX_MB), ...env,
+    GATEHOUSE_WORKERS: String(workers), GATEHOUSE_NATS_URL: natsUrl, GATEHOUSE_DATABASE_URL: nodeDatabase,
+    GATEHOUSE_LOG_LEVEL: log?.level ?? process.env.GATEHOUSE_TEST_LOG_LEVEL ?? 'warn', GATEHOUSE_CLUSTER_STREAM_MAX_MB: String(TEST_STREAM_MAX_MB),
+    ...(given ? { [TEST_OVERRIDES_ENV]: JSON.stringify(overrides) } : {}), ...env,
   });
+  if (log !== undefined) followLog(node, log.records);
   const surface: Record<string, unknown> = { url: node.url, adminToken: (await import('./gatehouse.ts')).TEST_ADMIN_TOKEN };
   for (const key of IN_MEMORY) {
     Object.defineProperty(surface, key, {
@@ -98,6 +130,7 @@ export async function startWorkersGatehouse(
     gatehouse: surface as unknown as Gatehouse,
     dataDir,
     api: (method, urlPath, body, contentType) => node.api(method, urlPath, body, contentType),
+    query: (sql, params) => queryDatabase({ databaseUrl: nodeDatabase, dataDir }, sql, params),
     async stop() {
       await node.stop();
       const code = await node.exited;

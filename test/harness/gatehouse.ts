@@ -7,6 +7,7 @@ import { loadConfig } from '../../src/config/index.ts';
 import pino from 'pino';
 import { createLogger, type Logger } from '../../src/core/logger.ts';
 import { startGatehouse, type Gatehouse, type GatehouseOverrides } from '../../src/app.ts';
+import { queryDatabase } from './database-query.ts';
 
 export const TEST_ADMIN_TOKEN = 'e2e-admin-token-0123456789abcdef';
 
@@ -15,15 +16,18 @@ export interface TestGatehouse {
   dataDir: string;
   /** Calls the REST API with the admin token; JSON in and out unless a string body and content type are given. */
   api<T = unknown>(method: string, urlPath: string, body?: unknown, contentType?: string): Promise<{ status: number; json: T }>;
+  /** Reads the node's database (database-query.ts: `$1`… parameters), for a stored result the API does not show. */
+  query<T>(sql: string, params?: unknown[]): Promise<T[]>;
   /** Stops the process-level parts (keeps the data directory). */
   stop(): Promise<void>;
 }
 
 /**
- * `env`: more configuration keys (GATEHOUSE_…), read as the process would read them. `logger`: where
- * its log goes instead of nowhere (see `capturedLog`).
+ * `env`: more configuration keys (GATEHOUSE_…), read as the process would read them. `log`: its log kept for the
+ * test to read instead of dropped (`capturedLog`; against workers, the JSON lines every worker prints).
+ * The overrides reach worker processes as GATEHOUSE_TEST_OVERRIDES.
  */
-export async function startTestGatehouse(options: { dataDir?: string; env?: Record<string, string>; logger?: Logger } & GatehouseOverrides = {}): Promise<TestGatehouse> {
+export async function startTestGatehouse(options: { dataDir?: string; env?: Record<string, string>; log?: CapturedLog } & GatehouseOverrides = {}): Promise<TestGatehouse> {
   const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'gh-e2e-')));
   // GATEHOUSE_TEST_WORKERS=N: the same suite against `npm start` with N workers (gatehouse-workers.ts).
   const workersHarness = await import('./gatehouse-workers.ts');
@@ -42,9 +46,9 @@ export async function startTestGatehouse(options: { dataDir?: string; env?: Reco
     GATEHOUSE_LOG_LEVEL: process.env.GATEHOUSE_TEST_LOG_LEVEL ?? 'silent',
     ...options.env,
   }, dataDir);
-  const logger = options.logger ?? createLogger(prepared.config.logLevel);
+  const logger = options.log?.logger ?? createLogger(prepared.config.logLevel);
   const gatehouse = await startGatehouse(prepared, logger, {
-    ocspTimings: options.ocspTimings, platform: options.platform, clusterLeaseTimings: options.clusterLeaseTimings,
+    ocspTimings: options.ocspTimings, platform: options.platform, connectionEvents: options.connectionEvents, clusterLeaseTimings: options.clusterLeaseTimings,
   });
   return {
     gatehouse,
@@ -58,15 +62,26 @@ export async function startTestGatehouse(options: { dataDir?: string; env?: Reco
       const text = await res.text();
       return { status: res.status, json: (text.length > 0 ? JSON.parse(text) : undefined) as T };
     },
+    query: (sql, params) => queryDatabase({ databaseUrl: prepared.config.databaseUrl, dataDir }, sql, params),
     stop: () => gatehouse.close(),
   };
 }
 
-/** A logger whose records a test can read: what the process logged, to check why it did something. */
-export function capturedLog(level = 'info'): { logger: Logger; records: Record<string, unknown>[] } {
+/**
+ * What a Gatehouse logged, for a test to check why it did something. In-process its `logger` writes `records`; against
+ * workers (GATEHOUSE_TEST_WORKERS) the process runs at `level` and its JSON lines are added to `records` as they are
+ * read from its output, so a test waits for a record rather than expect it at once.
+ */
+export interface CapturedLog {
+  readonly logger: Logger;
+  readonly records: Record<string, unknown>[];
+  readonly level: string;
+}
+
+export function capturedLog(level = 'info'): CapturedLog {
   const records: Record<string, unknown>[] = [];
   const logger = pino({ level, base: undefined }, { write: (line: string) => void records.push(JSON.parse(line) as Record<string, unknown>) });
-  return { logger, records };
+  return { logger, records, level };
 }
 
 export async function removeDataDir(dir: string): Promise<void> {

@@ -1,7 +1,7 @@
 /** A gateway's data parsing: its counters, and a dry run of its saved script or a draft on a sample. */
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { Platform } from '../../platform/index.ts';
+import type { ParsingStats, Platform } from '../../platform/index.ts';
 import type { Registry } from '../../registry/registry.ts';
 import { errorResponses, Nullable } from '../common-schemas.ts';
 import { decodePayload } from '../payload.ts';
@@ -9,6 +9,8 @@ import { decodePayload } from '../payload.ts';
 export interface ParsingRoutesOptions {
   registry: Registry;
   platform: Platform;
+  /** A gateway's counters: this process's, or under GATEHOUSE_WORKERS the machine's. */
+  stats: (gatewayId: string) => Promise<ParsingStats>;
 }
 
 const tags = ['gateways'];
@@ -37,12 +39,12 @@ const ParsingStatsView = Type.Object({
   dropped: Type.Integer({ description: 'Not parsed because the script could not keep up' }),
 });
 
-export const parsingRoutes: FastifyPluginCallbackTypebox<ParsingRoutesOptions> = (app, { registry, platform }, done) => {
+export const parsingRoutes: FastifyPluginCallbackTypebox<ParsingRoutesOptions> = (app, { registry, platform, stats }, done) => {
   app.get('/gateways/:id/parsing', {
     schema: { tags, summary: 'Data parsing counters since start', params: GatewayParams, response: { 200: ParsingStatsView, ...errorResponses } },
   }, async (request) => {
     await registry.getGatewayRuntimeConfig(request.params.id); // 404 for an unknown gateway
-    return platform.parsingStats(request.params.id);
+    return stats(request.params.id);
   });
 
   app.post('/gateways/:id/parsing/test', {
