@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { aggregateWorkerMetrics, mergeReadiness } from './workers.ts';
+import { aggregateWorkerMetrics, mergeCountersById, mergeReadiness } from './workers.ts';
 
 /** One worker's registry as the primary receives it (getMetricsAsJSON). */
 async function worker(figures: { accepted: number; connected: number; limitUse: Record<string, number>; cluster: number }): Promise<Awaited<ReturnType<Registry['getMetricsAsJSON']>>> {
@@ -68,4 +68,17 @@ test('/ready for the machine: a worker that gave no answer (late, missing, start
 test('/ready for the machine: a cluster check only when the workers gave one', { timeout: 5_000 }, () => {
   const single: Part = { status: 'ready', checks: { storage: 'ok', gateways: 'ok' }, gatewaysNotReady: [] };
   assert.deepEqual(mergeReadiness([single], 0).checks, { storage: 'ok', gateways: 'ok', workers: 'ok' });
+});
+
+test('counters by id over the workers: each id\'s numbers summed, a flag true where any worker\'s is, an id one worker lacks kept', { timeout: 5_000 }, () => {
+  const merged = mergeCountersById([
+    { g1: { parsed: 2, failed: 1, dropped: 0, enabled: false }, g2: { parsed: 5, failed: 0, dropped: 1, enabled: true } },
+    { g1: { parsed: 3, failed: 4, dropped: 2, enabled: true } },
+    {},
+  ]);
+  assert.deepEqual(merged, {
+    g1: { parsed: 5, failed: 5, dropped: 2, enabled: true },
+    g2: { parsed: 5, failed: 0, dropped: 1, enabled: true },
+  });
+  assert.deepEqual(mergeCountersById([]), {});
 });

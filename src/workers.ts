@@ -20,7 +20,7 @@ import { workerNodeId, type PreparedConfig } from './config/index.ts';
 import { PID_FILE } from './config/identity.ts';
 import type { Logger } from './core/logger.ts';
 import type { Readiness } from './api/index.ts';
-import type { ParsingStats } from './platform/index.ts';
+import type { ParsingStats, WebhookStats } from './platform/index.ts';
 import { isAdmissionRequest, MachineAdmission } from './address-admission.ts';
 
 /** Set by the primary in each worker's environment: which worker it is (1…N). Not an operator's setting. */
@@ -66,8 +66,8 @@ type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
  * the parts (`gather_part`) until all are in or the topic's deadline passed, merges them and answers the asker
  * (`gather_answer`). The same code runs on both sides of the channel; every message and every part is still checked.
  */
-type Topic = 'metrics' | 'readiness' | 'parsing';
-const TOPICS: ReadonlySet<string> = new Set<Topic>(['metrics', 'readiness', 'parsing']);
+type Topic = 'metrics' | 'readiness' | 'parsing' | 'webhooks';
+const TOPICS: ReadonlySet<string> = new Set<Topic>(['metrics', 'readiness', 'parsing', 'webhooks']);
 const GATHER_KINDS: ReadonlySet<string> = new Set(['gather_request', 'gather_collect', 'gather_part', 'gather_answer']);
 
 interface GatherMessage {
@@ -178,50 +178,64 @@ const readinessTopic: GatherTopic<Readiness, Readiness> = {
   merge: ({ parts, late, missing, failed }) => Promise.resolve(mergeReadiness(parts.map((p) => p.part), late.length + missing.length + failed.length)),
 };
 
-/** Each gateway's parsing counters by gateway id: a worker's own, or the machine's sum. */
-type ParsingByGateway = Record<string, ParsingStats>;
+/** Counters of each thing (a gateway's parsing, a webhook's deliveries) by its id: a worker's own, or the machine's sum. */
+type CountersById<C> = Record<string, C>;
 
-function isParsingByGateway(value: unknown): value is ParsingByGateway {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  return Object.values(value).every((s: unknown) => {
-    const stats = s as Partial<Record<keyof ParsingStats, unknown>> | null;
-    return typeof stats === 'object' && stats !== null && typeof stats.enabled === 'boolean'
-      && [stats.parsed, stats.failed, stats.dropped].every((n) => Number.isSafeInteger(n));
-  });
+/** Numbers summed over the workers; a flag is true where any worker's is (a gateway's script runs where any worker runs it). */
+function addCounters<C extends object>(a: C, b: C): C {
+  const sum: Record<string, number | boolean> = { ...(a as Record<string, number | boolean>) };
+  for (const [key, value] of Object.entries(b as Record<string, number | boolean>)) {
+    const mine = sum[key];
+    sum[key] = typeof value === 'boolean' ? value || mine === true : (typeof mine === 'number' ? mine : 0) + value;
+  }
+  return sum as C;
 }
 
-/** Sums the workers' counters of each gateway; its script runs (`enabled`) where any worker runs it. */
-export function mergeParsingStats(parts: readonly ParsingByGateway[]): ParsingByGateway {
-  const merged: ParsingByGateway = {};
+/** Each id's counters summed over the workers' parts. */
+export function mergeCountersById<C extends object>(parts: readonly CountersById<C>[]): CountersById<C> {
+  const merged: CountersById<C> = {};
   for (const part of parts) {
-    for (const [gatewayId, stats] of Object.entries(part)) {
-      const sum = merged[gatewayId] ??= { parsed: 0, failed: 0, dropped: 0, enabled: false };
-      merged[gatewayId] = {
-        parsed: sum.parsed + stats.parsed, failed: sum.failed + stats.failed, dropped: sum.dropped + stats.dropped, enabled: sum.enabled || stats.enabled,
-      };
-    }
+    for (const [id, counters] of Object.entries(part)) merged[id] = merged[id] === undefined ? { ...counters } : addCounters(merged[id], counters);
   }
   return merged;
 }
 
-const parsingTopic: GatherTopic<ParsingByGateway, ParsingByGateway> = {
-  name: 'parsing',
-  deadlineMs: SCRAPE_TIMEOUT_MS,
-  shared: false, // like a scrape: a read after a message must count it
-  isPart: isParsingByGateway,
-  isAnswer: isParsingByGateway,
-  merge({ parts, late, failed }) {
-    // A part shown as the whole would undercount: a worker there and silent fails the read, one gone took its counts.
-    if (late.length > 0) return Promise.reject(new Error(`a worker did not answer within ${SCRAPE_TIMEOUT_MS} ms`));
-    if (failed.length > 0) return Promise.reject(new Error(`a worker failed to read its parsing counters: ${failed[0]!.error}`));
-    return Promise.resolve(mergeParsingStats(parts.map((p) => p.part)));
-  },
-};
+/** A part whose every entry has these number fields (safe integers) and these flags. */
+function countersGuard<C>(numbers: readonly string[], flags: readonly string[] = []): (value: unknown) => value is CountersById<C> {
+  return (value): value is CountersById<C> => typeof value === 'object' && value !== null && !Array.isArray(value)
+    && Object.values(value).every((entry: unknown) => {
+      if (typeof entry !== 'object' || entry === null) return false;
+      const fields = entry as Record<string, unknown>;
+      return numbers.every((key) => Number.isSafeInteger(fields[key])) && flags.every((key) => typeof fields[key] === 'boolean');
+    });
+}
+
+/** A machine-wide read of counters by id: like a scrape, never a part shown as the whole. */
+function countersTopic<C extends object>(name: Topic, what: string, isPart: (value: unknown) => value is CountersById<C>): GatherTopic<CountersById<C>, CountersById<C>> {
+  return {
+    name,
+    deadlineMs: SCRAPE_TIMEOUT_MS,
+    shared: false, // a read after an event must count it
+    isPart,
+    isAnswer: isPart,
+    merge({ parts, late, failed }) {
+      // A worker there and silent fails the read (its part would be missing from the sum); one gone took its counts.
+      if (late.length > 0) return Promise.reject(new Error(`a worker did not answer within ${SCRAPE_TIMEOUT_MS} ms`));
+      if (failed.length > 0) return Promise.reject(new Error(`a worker failed to read its ${what}: ${failed[0]!.error}`));
+      return Promise.resolve(mergeCountersById(parts.map((p) => p.part)));
+    },
+  };
+}
+
+const parsingTopic = countersTopic<ParsingStats>('parsing', 'parsing counters', countersGuard(['parsed', 'failed', 'dropped'], ['enabled']));
+const webhooksTopic = countersTopic<WebhookStats>('webhooks', 'webhook counters',
+  countersGuard(['delivered', 'retried', 'deadLettered', 'dropped', 'queued', 'inFlight', 'heldBytes']));
 
 const GATHER_TOPICS: Record<Topic, GatherTopic<unknown, unknown>> = {
   metrics: metricsTopic,
   readiness: readinessTopic,
   parsing: parsingTopic,
+  webhooks: webhooksTopic,
 };
 
 /**
@@ -393,9 +407,17 @@ export function workerReadiness(local: () => Promise<Readiness>, nodeId: string)
  * are parsed by the worker its connection landed on and the request lands on any. Answers the primary's collections
  * with this worker's counters of every gateway (`local`), and returns the read of one gateway's.
  */
-export function workerParsingStats(local: () => ParsingByGateway, nodeId: string): (gatewayId: string) => Promise<ParsingStats> {
+export function workerParsingStats(local: () => CountersById<ParsingStats>, nodeId: string): (gatewayId: string) => Promise<ParsingStats> {
   const ask = workerGathering(parsingTopic, nodeId, () => Promise.resolve(local()));
   return async (gatewayId) => (await ask())[gatewayId] ?? { parsed: 0, failed: 0, dropped: 0, enabled: false };
+}
+
+/**
+ * A worker's webhook delivery counters (`GET /webhooks`, `/webhooks/:id`): the machine's, every webhook's summed over
+ * the workers, since each worker delivers the events of its own devices (and takes over a dead node's outbox rows).
+ */
+export function workerWebhookStats(local: () => CountersById<WebhookStats>, nodeId: string): () => Promise<CountersById<WebhookStats>> {
+  return workerGathering(webhooksTopic, nodeId, () => Promise.resolve(local()));
 }
 
 /** An ask the primary is gathering the parts of. */

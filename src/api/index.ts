@@ -9,7 +9,7 @@ import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../core/logger.ts';
 import type { GatewayRuntime } from '../registry/ports.ts';
 import type { Registry } from '../registry/registry.ts';
-import type { ConnectionEventRecorder, ParsingStats, Platform } from '../platform/index.ts';
+import type { ConnectionEventRecorder, ParsingStats, Platform, WebhookStats } from '../platform/index.ts';
 import { deviceSessionRoutes } from './device-sessions/routes.ts';
 import { eventRoutes } from './events/routes.ts';
 import { bearerAuth } from './auth.ts';
@@ -51,6 +51,8 @@ export interface ApiDependencies {
   readiness?: () => Promise<Readiness>;
   /** `GET /gateways/:id/parsing`: the platform's counters, or under GATEHOUSE_WORKERS the machine's (workers.ts). */
   parsingStats?: (gatewayId: string) => Promise<ParsingStats>;
+  /** Every webhook's delivery counters by id: the platform's, or under GATEHOUSE_WORKERS the machine's (workers.ts). */
+  webhookStats?: () => Promise<Record<string, WebhookStats>>;
 }
 
 export type Api = FastifyInstance;
@@ -101,7 +103,7 @@ export function buildApi(deps: ApiDependencies): Api {
       void v1.register(messageRoutes, { registry: deps.registry, platform });
       void v1.register(deviceSessionRoutes, { registry: deps.registry, platform });
       void v1.register(streamRoutes, { platform });
-      void v1.register(webhookRoutes, { registry: deps.registry, platform });
+      void v1.register(webhookRoutes, { registry: deps.registry, stats: deps.webhookStats ?? (() => Promise.resolve(platform.webhookStatsById())) });
       void v1.register(parsingRoutes, {
         registry: deps.registry, platform, stats: deps.parsingStats ?? ((gatewayId) => Promise.resolve(platform.parsingStats(gatewayId))),
       });

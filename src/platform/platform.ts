@@ -198,6 +198,14 @@ export class Platform {
     return this.webhooks.stats(webhookId);
   }
 
+  /** `webhookStats` of every webhook this process delivers for, by id (a worker's part of the machine's, workers.ts). */
+  webhookStatsById(): Record<string, WebhookStats> {
+    return Object.fromEntries(this.webhooks.ids().flatMap((id) => {
+      const stats = this.webhooks.stats(id);
+      return stats === undefined ? [] : [[id, stats]];
+    }));
+  }
+
   async queryMessages(query: MessageQuery): Promise<MessageView[]> {
     return (await this.store.query(query)).map(messageView);
   }

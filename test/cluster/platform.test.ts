@@ -10,8 +10,6 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
@@ -19,6 +17,7 @@ import pg from 'pg';
 import type { GatehouseOverrides } from '../../src/app.ts';
 import { freePort, removeDataDir, startTestGatehouse, TEST_ADMIN_TOKEN, type TestGatehouse } from '../harness/gatehouse.ts';
 import { getPki, type SharedPki } from '../harness/pki.ts';
+import { WebhookReceiver as Receiver } from '../harness/webhook-receiver.ts';
 import { openStream } from '../e2e/platform-support.ts';
 import { natsObserver, waitFor } from '../harness/cluster.ts';
 import { deleteInstallationStreams, TEST_STREAM_MAX_MB } from '../harness/nats-streams.ts';
@@ -43,54 +42,6 @@ const GRACE_MS = 1_000;
 
 interface GatewayJson { id: string; port: number; productKey: string }
 interface DownlinkJson { online: boolean; result: string; acknowledged: boolean | null }
-
-/** An HTTPS webhook endpoint that records every request and answers 200, or holds its answers while `held`. */
-class Receiver {
-  readonly deliveries: { eventId: string; type: string; body: string }[] = [];
-  #held: (() => void)[] | null = null;
-  readonly #server: https.Server;
-
-  constructor(pki: SharedPki) {
-    this.#server = https.createServer({ cert: pki.server.chainPem, key: pki.server.keyPem }, (req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        this.deliveries.push({ eventId: String(req.headers['x-gatehouse-event-id']), type: String(req.headers['x-gatehouse-event-type']), body: Buffer.concat(chunks).toString() });
-        const answer = (): void => void res.writeHead(200).end();
-        if (this.#held === null) answer();
-        else this.#held.push(answer);
-      });
-    });
-  }
-
-  hold(): void {
-    this.#held ??= [];
-  }
-
-  release(): void {
-    const held = this.#held ?? [];
-    this.#held = null;
-    for (const answer of held) answer();
-  }
-
-  /** How many times each event id was delivered. */
-  counts(type?: string): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const d of this.deliveries) if (type === undefined || d.type === type) out.set(d.eventId, (out.get(d.eventId) ?? 0) + 1);
-    return out;
-  }
-
-  async listen(): Promise<string> {
-    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
-    return `https://127.0.0.1:${(this.#server.address() as AddressInfo).port}/hook`;
-  }
-
-  close(): void {
-    this.release();
-    this.#server.closeAllConnections();
-    this.#server.close();
-  }
-}
 
 if (databaseUrl === undefined || natsUrl === undefined) {
   test('the platform side across nodes', { skip: 'GATEHOUSE_TEST_NATS_URL and GATEHOUSE_TEST_DATABASE_URL must be set (.ci/run sets both; test/cluster/README.md)' }, () => {});

@@ -17,6 +17,7 @@ import mqtt from 'mqtt';
 import { runGatehouseExpectingExit, type GatehouseProcess } from '../harness/gatehouse-process.ts';
 import { freePort } from '../harness/gatehouse.ts';
 import { clusterSkip, TestCluster, waitFor, type GatewayJson } from '../harness/cluster.ts';
+import { WebhookReceiver } from '../harness/webhook-receiver.ts';
 
 const HOST = '127.0.0.2';
 type Node = GatehouseProcess & { dir: string };
@@ -208,6 +209,42 @@ if (clusterSkip !== undefined) {
       } finally {
         for (const client of clients.values()) await client.endAsync(true);
         assert.equal((await patch({ enabled: false })).status, 200);
+      }
+    });
+
+    test('a webhook\'s delivery counters answer for the machine wherever the read lands: both workers\' deliveries counted', { timeout: 90_000 }, async () => {
+      const receiver = new WebhookReceiver(cluster.pki);
+      const hook = await node.api<{ id: string }>('POST', '/webhooks', {
+        url: await receiver.listen(), caCertificate: cluster.pki.root.certPem, gatewayId: gateway.id, eventTypes: ['message'],
+      });
+      assert.equal(hook.status, 201, JSON.stringify(hook.json));
+      const { clients } = await onBothWorkers();
+      try {
+        // Each device publishes until one of its messages reached the endpoint: its worker has loaded the webhook.
+        let published = 0;
+        for (const [device, client] of clients) {
+          await waitFor(`a delivery of ${device}'s message`, async () => {
+            await client.publishAsync(`hook/${device}`, `from ${device}`, { qos: 1 });
+            published++;
+            return receiver.deliveries.some((d) => d.body.includes(Buffer.from(`from ${device}`).toString('base64'))) ? true : undefined;
+          });
+        }
+        const delivered = await waitFor('every delivery answered and counted', async () => {
+          const r = await node.api<{ delivery?: { delivered: number; queued: number; inFlight: number } }>('GET', `/webhooks/${hook.json.id}`);
+          const d = r.json.delivery;
+          return d !== undefined && d.queued === 0 && d.inFlight === 0 && d.delivered === receiver.deliveries.length ? d.delivered : undefined;
+        });
+        assert.ok(delivered >= clients.size && delivered <= published, `delivered ${delivered} of ${published}`);
+        // Each read on a fresh connection (the primary hands each to the next worker) says the machine's figure.
+        for (let i = 0; i < 4; i++) {
+          const res = await fetch(`${node.url}/api/v1/webhooks`, { headers: { authorization: 'Bearer e2e-admin-token-0123456789abcdef', connection: 'close' } });
+          const listed = (await res.json() as { items: { id: string; delivery?: { delivered: number } }[] }).items.find((w) => w.id === hook.json.id);
+          assert.equal(listed?.delivery?.delivered, delivered, `read ${i}`);
+        }
+      } finally {
+        for (const client of clients.values()) await client.endAsync(true);
+        assert.equal((await node.api('DELETE', `/webhooks/${hook.json.id}`)).status, 204);
+        receiver.close();
       }
     });
 

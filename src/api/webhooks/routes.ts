@@ -5,7 +5,7 @@
  */
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { Platform } from '../../platform/index.ts';
+import type { WebhookStats } from '../../platform/index.ts';
 import type { Webhook } from '../../registry/index.ts';
 import type { Registry } from '../../registry/registry.ts';
 import { errorResponses } from '../common-schemas.ts';
@@ -15,15 +15,19 @@ import {
 
 export interface WebhookRoutesOptions {
   registry: Registry;
-  platform: Platform;
+  /** Every webhook's delivery counters by id: this process's, or under GATEHOUSE_WORKERS the machine's. */
+  stats: () => Promise<Record<string, WebhookStats>>;
 }
 
 const tags = ['webhooks'];
 
-export const webhookRoutes: FastifyPluginCallbackTypebox<WebhookRoutesOptions> = (app, { registry, platform }, done) => {
-  const withStats = (w: Webhook) => {
-    const delivery = platform.webhookStats(w.id);
-    return delivery === undefined ? w : { ...w, delivery };
+export const webhookRoutes: FastifyPluginCallbackTypebox<WebhookRoutesOptions> = (app, { registry, stats }, done) => {
+  const withStats = async <W extends Webhook>(webhooks: W[]) => {
+    const all = await stats();
+    return webhooks.map((w) => {
+      const delivery = all[w.id];
+      return delivery === undefined ? w : { ...w, delivery };
+    });
   };
 
   app.post('/webhooks', {
@@ -32,11 +36,11 @@ export const webhookRoutes: FastifyPluginCallbackTypebox<WebhookRoutesOptions> =
 
   app.get('/webhooks', {
     schema: { tags, summary: 'List webhooks', response: { 200: WebhookList, ...errorResponses } },
-  }, async () => ({ items: (await registry.webhooks.list()).map(withStats) }));
+  }, async () => ({ items: await withStats(await registry.webhooks.list()) }));
 
   app.get('/webhooks/:id', {
     schema: { tags, summary: 'Get a webhook with its delivery counters', params: WebhookParams, response: { 200: WebhookView, ...errorResponses } },
-  }, async (request) => withStats(await registry.webhooks.get(request.params.id)));
+  }, async (request) => (await withStats([await registry.webhooks.get(request.params.id)]))[0]);
 
   app.patch('/webhooks/:id', {
     schema: { tags, summary: 'Edit a webhook', params: WebhookParams, body: WebhookUpdateBody, response: { 200: WebhookView, ...errorResponses } },
