@@ -30,7 +30,7 @@ import { QuickJsRunner } from './sandbox/index.ts';
 import {
   DEFAULT_LEASE_TIMINGS, PresenceReaper, registerClusterMetrics, startClusterNode, type ClusterNode, type LeaseTimings,
 } from './cluster/index.ts';
-import { workerIndex, workerMetrics, workerParsingStats, workerReadiness, workerWebhookStats } from './workers.ts';
+import { workerIndex, workerMetrics, workerOcspStates, workerParsingStats, workerReadiness, workerWebhookStats } from './workers.ts';
 import { workerAdmission } from './address-admission.ts';
 
 export interface Gatehouse {
@@ -198,10 +198,13 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   // And a gateway's parsing counters and a webhook's deliveries: each worker parses and delivers its own devices' messages.
   const parsingStats = workerIndex() === null ? undefined : workerParsingStats(() => platform.parsingStatsByGateway(), config.nodeId);
   const webhookStats = workerIndex() === null ? undefined : workerWebhookStats(() => platform.webhookStatsById(), config.nodeId);
+  // And a gateway's certificate checks: each worker checks and staples on the connections it holds.
+  const ocspStates = workerIndex() === null ? undefined : workerOcspStates(() => runtime.ocspStates(), config.nodeId);
   const api = buildApi({
     registry, runtime, logger, metricsRegistry, scrapeMetrics, adminToken: config.adminToken, platform, connectionEvents, console: {},
     ...(clusterReachable === undefined ? {} : { clusterReachable }), ...(readiness === undefined ? {} : { readiness }),
     ...(parsingStats === undefined ? {} : { parsingStats }), ...(webhookStats === undefined ? {} : { webhookStats }),
+    ...(ocspStates === undefined ? {} : { ocspStates }),
   });
 
   await steps.run('gateways', 'the database and, on a cluster node, NATS: every enabled gateway started', START_STEP_DEADLINE_MS.gateways, () => runtime.startAll());

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { aggregateWorkerMetrics, mergeCountersById, mergeReadiness } from './workers.ts';
+import { aggregateWorkerMetrics, mergeCountersById, mergeOcspStates, mergeReadiness } from './workers.ts';
 
 /** One worker's registry as the primary receives it (getMetricsAsJSON). */
 async function worker(figures: { accepted: number; connected: number; limitUse: Record<string, number>; cluster: number }): Promise<Awaited<ReturnType<Registry['getMetricsAsJSON']>>> {
@@ -81,4 +81,31 @@ test('counters by id over the workers: each id\'s numbers summed, a flag true wh
     g2: { parsed: 5, failed: 0, dropped: 1, enabled: true },
   });
   assert.deepEqual(mergeCountersById([]), {});
+});
+
+test('a gateway\'s certificate checks over the workers: counters summed, the latest error, stapling only if every worker staples, the weakest staple shown', { timeout: 5_000 }, () => {
+  const server = (stapling: boolean, thisUpdate: string | null, served: number, lastError: { at: string; reason: string } | null) => ({
+    stapling, certStatus: thisUpdate === null ? null : 'good' as const, thisUpdate, nextUpdate: null, fetchedAt: thisUpdate, ageSeconds: thisUpdate === null ? null : 1,
+    expiresAt: null, nextRefreshAt: null, staplesServed: served, responderErrors: { network: 1 }, lastError,
+  });
+  const client = (good: number, lastError: { at: string; reason: string } | null) => ({
+    onResponderFailure: 'REJECT' as const, checks: { good, revoked: 1, unknown: 0, responder_error: 0 }, cacheHits: good - 1, cacheSize: 1,
+    responderErrors: { timeout: 2 }, lastError, revokedWhileConnected: 0,
+  });
+  const early = { at: '2026-12-06T01:00:00.000Z', reason: 'network: refused' };
+  const late = { at: '2026-12-06T02:00:00.000Z', reason: 'timeout' };
+  const w1 = { mode: 'SERVER_AND_CLIENT' as const, server: server(true, '2026-12-06T00:10:00Z', 3, late), client: client(2, early), x509Refusals: { cert_has_expired: 1 } };
+  const w2 = { mode: 'SERVER_AND_CLIENT' as const, server: server(true, '2026-12-06T00:05:00Z', 4, null), client: client(3, late), x509Refusals: { cert_has_expired: 2, unable_to_verify_leaf_signature: 1 } };
+  const both = mergeOcspStates([w1, w2]);
+  assert.deepEqual(both.client, {
+    onResponderFailure: 'REJECT', checks: { good: 5, revoked: 2, unknown: 0, responder_error: 0 }, cacheHits: 3, cacheSize: 2,
+    responderErrors: { timeout: 4 }, lastError: late, revokedWhileConnected: 0,
+  });
+  assert.deepEqual(both.server, { ...w2.server, staplesServed: 7, responderErrors: { network: 2 }, lastError: late }); // the older response
+  assert.deepEqual(both.x509Refusals, { cert_has_expired: 3, unable_to_verify_leaf_signature: 1 });
+  // One worker without a staple (its response expired, or not fetched yet): the machine does not staple, and shows that one.
+  const paused = mergeOcspStates([w1, { ...w2, server: server(false, null, 4, null) }]);
+  assert.equal(paused.server?.stapling, false);
+  assert.equal(paused.server?.thisUpdate, null);
+  assert.equal(mergeOcspStates([{ ...w1, server: null, client: null }]).server, null);
 });

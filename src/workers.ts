@@ -20,6 +20,7 @@ import { workerNodeId, type PreparedConfig } from './config/index.ts';
 import { PID_FILE } from './config/identity.ts';
 import type { Logger } from './core/logger.ts';
 import type { Readiness } from './api/index.ts';
+import type { GatewayOcspState, OcspServerState } from './registry/ports.ts';
 import type { ParsingStats, WebhookStats } from './platform/index.ts';
 import { isAdmissionRequest, MachineAdmission } from './address-admission.ts';
 
@@ -66,8 +67,8 @@ type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
  * the parts (`gather_part`) until all are in or the topic's deadline passed, merges them and answers the asker
  * (`gather_answer`). The same code runs on both sides of the channel; every message and every part is still checked.
  */
-type Topic = 'metrics' | 'readiness' | 'parsing' | 'webhooks';
-const TOPICS: ReadonlySet<string> = new Set<Topic>(['metrics', 'readiness', 'parsing', 'webhooks']);
+type Topic = 'metrics' | 'readiness' | 'parsing' | 'webhooks' | 'ocsp';
+const TOPICS: ReadonlySet<string> = new Set<Topic>(['metrics', 'readiness', 'parsing', 'webhooks', 'ocsp']);
 const GATHER_KINDS: ReadonlySet<string> = new Set(['gather_request', 'gather_collect', 'gather_part', 'gather_answer']);
 
 interface GatherMessage {
@@ -231,11 +232,83 @@ const parsingTopic = countersTopic<ParsingStats>('parsing', 'parsing counters', 
 const webhooksTopic = countersTopic<WebhookStats>('webhooks', 'webhook counters',
   countersGuard(['delivered', 'retried', 'deadLettered', 'dropped', 'queued', 'inFlight', 'heldBytes']));
 
+type LastError = { at: string; reason: string } | null;
+
+function sumCounts(records: readonly Record<string, number>[]): Record<string, number> {
+  const sum: Record<string, number> = {};
+  for (const record of records) for (const [key, n] of Object.entries(record)) sum[key] = (sum[key] ?? 0) + n;
+  return sum;
+}
+
+function latestError(errors: readonly LastError[]): LastError {
+  return errors.reduce<LastError>((latest, e) => (e !== null && (latest === null || e.at > latest.at) ? e : latest), null);
+}
+
+/**
+ * One gateway's certificate checks on the machine, from each worker's (every worker runs the gateway's listener with its
+ * own OCSP cache and its own staple): counters summed, the latest error. The machine staples only if every worker does
+ * (a handshake lands on any), and the kept response shown is the one of a worker that does not staple, else the oldest.
+ * The mode and the failure policy are the first worker's (every worker's once an edit has reached them all).
+ */
+export function mergeOcspStates(states: readonly GatewayOcspState[]): GatewayOcspState {
+  const servers = states.flatMap((s) => (s.server === null ? [] : [s.server]));
+  const clients = states.flatMap((s) => (s.client === null ? [] : [s.client]));
+  const weakest = servers.reduce<OcspServerState | undefined>((worst, s) => {
+    if (worst === undefined) return s;
+    if (worst.stapling !== s.stapling) return s.stapling ? worst : s;
+    return (s.thisUpdate ?? '') < (worst.thisUpdate ?? '') ? s : worst;
+  }, undefined);
+  return {
+    mode: states[0]!.mode,
+    server: weakest === undefined ? null : {
+      ...weakest,
+      stapling: servers.every((s) => s.stapling),
+      staplesServed: servers.reduce((n, s) => n + s.staplesServed, 0),
+      responderErrors: sumCounts(servers.map((s) => s.responderErrors)),
+      lastError: latestError(servers.map((s) => s.lastError)),
+    },
+    client: clients.length === 0 ? null : {
+      onResponderFailure: clients[0]!.onResponderFailure,
+      checks: sumCounts(clients.map((c) => c.checks)),
+      cacheHits: clients.reduce((n, c) => n + c.cacheHits, 0),
+      cacheSize: clients.reduce((n, c) => n + c.cacheSize, 0),
+      responderErrors: sumCounts(clients.map((c) => c.responderErrors)),
+      lastError: latestError(clients.map((c) => c.lastError)),
+      revokedWhileConnected: clients.reduce((n, c) => n + c.revokedWhileConnected, 0),
+    },
+    x509Refusals: sumCounts(states.map((s) => s.x509Refusals)),
+  };
+}
+
+function isOcspStates(value: unknown): value is Record<string, GatewayOcspState> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((state: unknown) => {
+    const s = state as Partial<Record<keyof GatewayOcspState, unknown>> | null;
+    return typeof s === 'object' && s !== null && typeof s.mode === 'string' && typeof s.x509Refusals === 'object' && s.x509Refusals !== null
+      && (s.server === null || typeof s.server === 'object') && (s.client === null || typeof s.client === 'object');
+  });
+}
+
+const ocspTopic: GatherTopic<Record<string, GatewayOcspState>, Record<string, GatewayOcspState>> = {
+  name: 'ocsp',
+  deadlineMs: SCRAPE_TIMEOUT_MS,
+  shared: false, // a read after a CONNECT must count its check
+  isPart: isOcspStates,
+  isAnswer: isOcspStates,
+  merge({ parts, late, failed }) {
+    if (late.length > 0) return Promise.reject(new Error(`a worker did not answer within ${SCRAPE_TIMEOUT_MS} ms`));
+    if (failed.length > 0) return Promise.reject(new Error(`a worker failed to read its certificate checks: ${failed[0]!.error}`));
+    const byGateway = new Map<string, GatewayOcspState[]>();
+    for (const { part } of parts) for (const [id, state] of Object.entries(part)) byGateway.set(id, [...(byGateway.get(id) ?? []), state]);
+    return Promise.resolve(Object.fromEntries([...byGateway].map(([id, states]) => [id, mergeOcspStates(states)])));
+  },
+};
+
 const GATHER_TOPICS: Record<Topic, GatherTopic<unknown, unknown>> = {
   metrics: metricsTopic,
   readiness: readinessTopic,
   parsing: parsingTopic,
   webhooks: webhooksTopic,
+  ocsp: ocspTopic,
 };
 
 /**
@@ -418,6 +491,14 @@ export function workerParsingStats(local: () => CountersById<ParsingStats>, node
  */
 export function workerWebhookStats(local: () => CountersById<WebhookStats>, nodeId: string): () => Promise<CountersById<WebhookStats>> {
   return workerGathering(webhooksTopic, nodeId, () => Promise.resolve(local()));
+}
+
+/**
+ * A worker's certificate checks of its gateways (`GET /gateways/:id`'s `ocspStatus`): the machine's, every worker's
+ * merged (mergeOcspStates), since a device's check and a handshake's staple happen on the worker its connection reached.
+ */
+export function workerOcspStates(local: () => Record<string, GatewayOcspState>, nodeId: string): () => Promise<Record<string, GatewayOcspState>> {
+  return workerGathering(ocspTopic, nodeId, () => Promise.resolve(local()));
 }
 
 /** An ask the primary is gathering the parts of. */

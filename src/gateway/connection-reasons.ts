@@ -47,6 +47,8 @@ export function admissionReason(limit: AdmissionLimit): ConnectionReason {
   return limit === 'connectionRatePerAddress' ? 'THROTTLED' : 'QUOTA_EXCEEDED';
 }
 
+const CLIENT_ID_IN_USE = { reason: 'CLIENT_ID_IN_USE', detail: 'the client id names a session of another device' } as const;
+
 /**
  * An attempt the engine ended before CONNACK: a CONNECT step's refusal (the gateway's own `authenticate`
  * step reports itself, with more to say), a protocol violation, a deadline, or the client leaving.
@@ -64,8 +66,13 @@ export function endedConnectReason(cause: string, farewell: Farewell | null): { 
           : { reason: 'CLUSTER_UNAVAILABLE', detail: detail ?? 'the cluster\'s connection count cannot be reached' };
       case 'checkClusterReachable': case 'checkClusterReachableAgain': return { reason: 'CLUSTER_UNAVAILABLE', detail: 'this node cannot reach NATS' };
       case 'checkSessionOwner':
-        return farewell.reasonCode === RC.QUOTA_EXCEEDED ? { reason: 'QUOTA_EXCEEDED', detail: 'maxSessionsPerDevice' }
-          : { reason: 'CLIENT_ID_IN_USE', detail: 'the client id names a session of another device' };
+        return farewell.reasonCode === RC.QUOTA_EXCEEDED ? { reason: 'QUOTA_EXCEEDED', detail: 'maxSessionsPerDevice' } : CLIENT_ID_IN_USE;
+      // A cluster node learns that another device owns the client id from the cluster's record when the session is
+      // held by another node (or worker): the same refusal as checkSessionOwner's, not a protocol error.
+      case 'claimSession':
+        if (farewell.reasonCode === RC.CLIENT_IDENTIFIER_NOT_VALID) return CLIENT_ID_IN_USE;
+        if (farewell.reasonCode === RC.SERVER_UNAVAILABLE) return { reason: 'CLUSTER_UNAVAILABLE', detail: 'the session\'s record in the cluster cannot be written' };
+        return { reason: 'PROTOCOL_ERROR', detail: detail ?? farewell.step };
       default: return { reason: 'PROTOCOL_ERROR', detail: detail ?? farewell.step ?? null };
     }
   }

@@ -181,6 +181,16 @@ export class GatewayRuntime implements GatewayRuntimePort {
     this.#instances.get(gatewayId)?.deviceChanged(username, deviceName, change);
   }
 
+  /** The certificate checks of every running gateway with X.509 or OCSP on, by id (a worker's part of the machine's, workers.ts). */
+  ocspStates(): Record<string, GatewayOcspState> {
+    const states: Record<string, GatewayOcspState> = {};
+    for (const [id, instance] of this.#instances) {
+      const ocsp = instance.ocspState;
+      if (ocsp !== undefined) states[id] = ocsp;
+    }
+    return states;
+  }
+
   gatewayState(gatewayId: string): GatewayState {
     const instance = this.#instances.get(gatewayId);
     const error = this.#errors.get(gatewayId);

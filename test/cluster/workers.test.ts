@@ -64,13 +64,13 @@ if (clusterSkip !== undefined) {
     const w2 = 'workers-w2';
 
     /** New devices connected one after the other until both workers hold one; their names by worker. */
-    async function onBothWorkers(options: mqtt.IClientOptions = {}): Promise<{ w1: string[]; w2: string[]; clients: Map<string, mqtt.MqttClient> }> {
+    async function onBothWorkers(options: mqtt.IClientOptions = {}, through: GatewayJson = gateway): Promise<{ w1: string[]; w2: string[]; clients: Map<string, mqtt.MqttClient> }> {
       const clients = new Map<string, mqtt.MqttClient>();
       for (let i = 0; i < 8; i++) {
-        const device = await cluster.addDevice(node, gateway);
-        clients.set(device, await cluster.connect(HOST, gateway, device, options));
+        const device = await cluster.addDevice(node, through);
+        clients.set(device, await cluster.connect(HOST, through, device, options));
         const held = await waitFor('the devices recorded online', async () => {
-          const nodes = await cluster.onlineNodes(gateway);
+          const nodes = await cluster.onlineNodes(through);
           return [...clients.keys()].every((d) => typeof nodes.get(d) === 'string') ? nodes : undefined;
         });
         const on = (worker: string): string[] => [...clients.keys()].filter((d) => held.get(d) === worker);
@@ -245,6 +245,30 @@ if (clusterSkip !== undefined) {
         for (const client of clients.values()) await client.endAsync(true);
         assert.equal((await node.api('DELETE', `/webhooks/${hook.json.id}`)).status, 204);
         receiver.close();
+      }
+    });
+
+    test('a gateway\'s certificate checks (ocspStatus) answer for the machine wherever the read lands: both workers\' checks counted', { timeout: 90_000 }, async () => {
+      const { pki } = cluster;
+      const created = await node.api<GatewayJson>('POST', '/gateways', {
+        name: 'workers_ocsp', port: await freePort(), authType: 'ONE_PARTY', x509: { enabled: true }, ocsp: { mode: 'CLIENT' },
+        certificates: { serverCertificateChain: pki.server.chainPem, serverPrivateKey: pki.server.keyPem, deviceRootCertificates: pki.caBundlePem },
+      });
+      assert.equal(created.status, 201, JSON.stringify(created.json));
+      const checked = created.json;
+      try {
+        await cluster.listening(HOST, checked);
+        const { clients } = await onBothWorkers({ cert: pki.devices.good.chainPem, key: pki.devices.good.keyPem }, checked);
+        for (const client of clients.values()) await client.endAsync(true);
+        // Each read on a fresh connection (the next worker) counts every connection's check, not its worker's.
+        for (let i = 0; i < 4; i++) {
+          const res = await fetch(`${node.url}/api/v1/gateways/${checked.id}`, { headers: { authorization: 'Bearer e2e-admin-token-0123456789abcdef', connection: 'close' } });
+          const view = await res.json() as { ocspStatus: { client: { checks: { good: number }; cacheSize: number } } };
+          assert.equal(view.ocspStatus.client.checks.good, clients.size, `read ${i}`);
+          assert.equal(view.ocspStatus.client.cacheSize, 2, `read ${i}: the certificate kept by each worker`);
+        }
+      } finally {
+        assert.equal((await node.api('DELETE', `/gateways/${checked.id}`)).status, 204);
       }
     });
 

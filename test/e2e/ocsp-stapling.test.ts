@@ -16,6 +16,7 @@ import { getPki, type IssuedCert, type SharedPki } from '../harness/pki.ts';
 import { readOcspResponse } from '../harness/ocsp-client.ts';
 import type { OcspResponderMode } from '../harness/ocsp-responder.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from '../harness/gatehouse.ts';
+import { testWorkers } from '../harness/gatehouse-workers.ts';
 
 const run = promisify(execFile);
 
@@ -125,9 +126,13 @@ test('the API view and the metrics show the stapled response\'s age and next ref
   assert.ok(state.staplesServed >= 1);
   const res = await fetch(`${gh.gatehouse.url}/api/v1/metrics`, { headers: { authorization: `Bearer ${gh.gatehouse.adminToken}` } });
   const text = await res.text();
-  assert.match(text, /gatehouse_gateway_ocsp_stapling\{gateway="stapling_fleet"\} 1/);
-  assert.match(text, /gatehouse_gateway_ocsp_staple_age_seconds\{gateway="stapling_fleet"\} \d/);
-  assert.match(text, /gatehouse_gateway_ocsp_staple_next_refresh_seconds\{gateway="stapling_fleet"\} \d/);
+  // One series per process that staples (GATEHOUSE_TEST_WORKERS: each worker's own staple, labelled node_id): all of them.
+  const series = (name: string): string[] => [...text.matchAll(new RegExp(`^${name}\\{gateway="stapling_fleet"(?:,node_id="[^"]+")?\\} (\\S+)$`, 'gm'))].map((m) => m[1]!);
+  assert.deepEqual(series('gatehouse_gateway_ocsp_stapling'), Array<string>(testWorkers() ?? 1).fill('1'));
+  assert.ok(series('gatehouse_gateway_ocsp_staple_age_seconds').every((v) => /^\d/.test(v)));
+  assert.equal(series('gatehouse_gateway_ocsp_staple_age_seconds').length, testWorkers() ?? 1);
+  assert.ok(series('gatehouse_gateway_ocsp_staple_next_refresh_seconds').every((v) => /^\d/.test(v)));
+  assert.equal(series('gatehouse_gateway_ocsp_staple_next_refresh_seconds').length, testWorkers() ?? 1);
 });
 
 test('responder down: stapling pauses once the kept response expires, and resumes when a fresh one arrives', { timeout: 20_000 }, async () => {

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { getPki, type SharedPki } from '../harness/pki.ts';
 import { removeDataDir, startTestGatehouse, TEST_ADMIN_TOKEN, type TestGatehouse } from '../harness/gatehouse.ts';
-import { inProcessOnly } from '../harness/gatehouse-workers.ts';
+import { inProcessOnly, testWorkers } from '../harness/gatehouse-workers.ts';
 import {
   addDevices, Clients, createGateway, nextMessage, openStream, waitFor, type GatewayJson, type MessageJson,
 } from './platform-support.ts';
@@ -56,14 +56,21 @@ async function messages(query: string): Promise<MessageJson[]> {
 async function setScript(script: string, probeTopic: string, until: (m: MessageJson) => boolean): Promise<void> {
   const r = await gh.api('PATCH', `/gateways/${gw.id}`, { dataParsing: { enabled: true, script } });
   assert.equal(r.status, 200, JSON.stringify(r.json));
-  // The edit reaches the running gateway asynchronously: probe until the new script answers.
-  const probe = await clients.connect(gw.port, 'sensor-02', { clientId: `probe-${Date.now()}` });
+  // The edit reaches the running gateway asynchronously, in each process that runs it (GATEHOUSE_TEST_WORKERS): probe
+  // on a fresh connection each time (the next may land on another worker) until the new script answered that many in a row.
+  const processes = testWorkers() ?? 1;
+  let inARow = 0;
   await waitFor('new script in effect', async () => {
-    await probe.publishAsync(probeTopic, FRAME, { qos: 1 });
+    const probe = await clients.connect(gw.port, 'sensor-02', { clientId: `probe-${Date.now()}-${inARow}` });
+    try {
+      await probe.publishAsync(probeTopic, FRAME, { qos: 1 });
+    } finally {
+      await probe.endAsync();
+    }
     const latest = (await messages(`gatewayId=${gw.id}&deviceName=sensor-02&limit=1`))[0];
-    return latest !== undefined && until(latest) ? true : undefined;
+    inARow = latest !== undefined && until(latest) ? inARow + 1 : 0;
+    return inARow >= processes ? true : undefined;
   });
-  await probe.endAsync();
 }
 
 test('a binary sensor payload is parsed to JSON and stored with the raw bytes; subscribers get it unchanged', { timeout: 60_000 }, async () => {
@@ -142,7 +149,7 @@ test('the parsing dry run shows the output, console lines and time; a syntax err
   assert.equal(badHex.json.error.code, 'GW_ERR_PAYLOAD_INVALID');
 });
 
-test('a throwing script is recorded as a parse failure with the raw bytes while messages still flow', { timeout: 10_000 }, async () => {
+test('a throwing script is recorded as a parse failure with the raw bytes while messages still flow', { timeout: 20_000 }, async () => {
   const topic = `/${gw.productKey}/sensor-02/user/update`;
   await setScript('function transformPayload(topic, bytes) { throw new Error("bad frame " + bytes.length); }', topic,
     (m) => m.parseError?.includes('bad frame') === true);
@@ -162,6 +169,8 @@ test('a throwing script is recorded as a parse failure with the raw bytes while 
   assert.ok(stats.json.failed >= 2, JSON.stringify(stats.json));
   const metrics = await (await fetch(`${gh.gatehouse.url}/api/v1/metrics`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })).text();
   assert.match(metrics, /gatehouse_parsing_messages_total\{gateway="sensor_fleet",result="failed"\} [1-9]/);
+  // Back to the sensor script for the tests below (the looping test, which also restores it, runs only in-process).
+  await setScript(SENSOR_SCRIPT, `/${gw.productKey}/sensor-02/user/update`, (m) => m.parsed !== null);
 });
 
 test('a looping script is stopped by its time limit; delivery does not wait for it', {

@@ -6,7 +6,7 @@
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type, type Static } from 'typebox';
 import { GatehouseError } from '../../core/errors.ts';
-import type { GatewayRuntime, GatewayState } from '../../registry/ports.ts';
+import type { GatewayOcspState, GatewayRuntime, GatewayState } from '../../registry/ports.ts';
 import type { Registry } from '../../registry/registry.ts';
 import type { Gateway, GatewayCreateInput, ThirdPartyInput, Warning } from '../../registry/types.ts';
 import { uniqueWarnings } from '../../registry/index.ts';
@@ -18,6 +18,8 @@ import {
 export interface GatewayRoutesOptions {
   registry: Registry;
   runtime: GatewayRuntime;
+  /** Every running gateway's certificate checks by id: under GATEHOUSE_WORKERS the machine's (workers.ts); absent: this process's. */
+  ocspStates?: () => Promise<Record<string, GatewayOcspState>>;
 }
 
 const tags = ['gateways'];
@@ -43,7 +45,7 @@ function thirdPartyInput(body: ThirdPartyBody | null | undefined): ThirdPartyInp
     };
 }
 
-export const gatewayRoutes: FastifyPluginCallbackTypebox<GatewayRoutesOptions> = (app, { registry, runtime }, done) => {
+export const gatewayRoutes: FastifyPluginCallbackTypebox<GatewayRoutesOptions> = (app, { registry, runtime, ocspStates }, done) => {
   /** The stored gateway with the runtime's live status. */
   const view = (gateway: Gateway, state: GatewayState = runtime.gatewayState(gateway.id), found: Warning[] = []): Static<typeof GatewayView> => ({
     ...gateway,
@@ -81,7 +83,12 @@ export const gatewayRoutes: FastifyPluginCallbackTypebox<GatewayRoutesOptions> =
 
   app.get('/gateways/:id', {
     schema: { tags, summary: 'Get a gateway', params: GatewayIdParams, response: { 200: GatewayView, ...errorResponses } },
-  }, async (request) => view(await registry.gateways.get(request.params.id)));
+  }, async (request) => {
+    const gateway = await registry.gateways.get(request.params.id);
+    const state = runtime.gatewayState(gateway.id);
+    if (ocspStates === undefined || state.ocsp === undefined) return view(gateway, state);
+    return view(gateway, { ...state, ocsp: (await ocspStates())[gateway.id] ?? state.ocsp });
+  });
 
   app.patch('/gateways/:id', {
     schema: {
