@@ -7,13 +7,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import path from 'node:path';
-import Database from 'better-sqlite3';
 import type mqtt from 'mqtt';
 import { getPki, type SharedPki } from '../harness/pki.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from '../harness/gatehouse.ts';
 import { startHttpsVerifier, type HttpsVerifier } from '../harness/https-verifier.ts';
-import { connectOutcome, metricValue, scrapeMetrics, waitFor } from '../harness/third-party.ts';
+import { connectOutcome, metricValue, metricValues, scrapeMetrics, waitFor } from '../harness/third-party.ts';
+import { testWorkers } from '../harness/gatehouse-workers.ts';
 
 interface GatewayJson { id: string; name: string; port: number; productKey: string; thirdParty: Record<string, unknown> }
 
@@ -146,14 +145,15 @@ test('500, a slow answer and bad JSON are backend failures: server unavailable, 
 
 test('accepts and rejects are cached: the same credentials do not reach the service again', { timeout: 5_000 }, async () => {
   const before = verifier.requests.length;
-  assert.equal(await connect(gateway, 'ok:cached-01', { clientId: 'cache-1' }), 0);
-  assert.equal(await connect(gateway, 'ok:cached-01', { clientId: 'cache-1' }), 0);
-  assert.equal(await connect(gateway, 'deny', { clientId: 'cache-2', password: 'other' }), BAD_CREDENTIALS);
-  assert.equal(await connect(gateway, 'deny', { clientId: 'cache-2', password: 'other' }), BAD_CREDENTIALS);
-  assert.equal(verifier.requests.length - before, 2);
+  // Each process keeps its own cache (GATEHOUSE_TEST_WORKERS: a worker each; the primary hands each new connection to
+  // the next): the same credentials once per process ask the service, once more is answered from a cache.
+  const processes = testWorkers() ?? 1;
+  for (let i = 0; i <= processes; i++) assert.equal(await connect(gateway, 'ok:cached-01', { clientId: 'cache-1' }), 0);
+  for (let i = 0; i <= processes; i++) assert.equal(await connect(gateway, 'deny', { clientId: 'cache-2', password: 'other' }), BAD_CREDENTIALS);
+  assert.equal(verifier.requests.length - before, 2 * processes);
   // Another password is another question.
   assert.equal(await connect(gateway, 'ok:cached-01', { clientId: 'cache-1', password: 'changed' }), 0);
-  assert.equal(verifier.requests.length - before, 3);
+  assert.equal(verifier.requests.length - before, 2 * processes + 1);
 
   const metrics = await scrapeMetrics(gh);
   assert.equal(metricValue(metrics, 'gatehouse_gateway_third_party_cache_hits_total', { gateway: 'https_fleet', result: 'accept' }), 1);
@@ -163,15 +163,20 @@ test('accepts and rejects are cached: the same credentials do not reach the serv
 
 test('a backend that keeps failing for many devices trips the breaker: devices are answered at once without calling it', { timeout: 30_000 }, async () => {
   const gw = await createGateway('https_breaker', { params: [] });
-  // An outage: five devices from two addresses all get 5xx (issue 13: one caller alone cannot open it).
-  for (let i = 0; i < 5; i++) assert.equal(await connect(gw, `boom:device-${i}`, fromAddress(`127.0.0.${1 + (i % 2)}`)), SERVER_UNAVAILABLE);
+  // An outage: five devices from two addresses all get 5xx (issue 13: one caller alone cannot open it). Each process
+  // has its own breaker (GATEHOUSE_TEST_WORKERS: the primary hands each new connection to the next worker): the outage
+  // is seen by every one, from both addresses.
+  const processes = testWorkers() ?? 1;
+  for (let i = 0; i < 5 * processes; i++) {
+    assert.equal(await connect(gw, `boom:device-${i}`, fromAddress(`127.0.0.${1 + (Math.floor(i / processes) % 2)}`)), SERVER_UNAVAILABLE);
+  }
   const before = verifier.requests.length;
   assert.equal(await connect(gw, 'ok:would-be-fine'), SERVER_UNAVAILABLE);
   assert.equal(verifier.requests.length, before, 'the open breaker did not call the service');
 
   const metrics = await scrapeMetrics(gh);
-  assert.equal(metricValue(metrics, 'gatehouse_gateway_third_party_breaker_state', { gateway: 'https_breaker', state: 'open' }), 1);
-  assert.equal(metricValue(metrics, 'gatehouse_gateway_third_party_breaker_opened_total', { gateway: 'https_breaker' }), 1);
+  assert.deepEqual(metricValues(metrics, 'gatehouse_gateway_third_party_breaker_state', { gateway: 'https_breaker', state: 'open' }), Array<number>(processes).fill(1));
+  assert.equal(metricValue(metrics, 'gatehouse_gateway_third_party_breaker_opened_total', { gateway: 'https_breaker' }), processes);
   assert.equal(metricValue(metrics, 'gatehouse_gateway_third_party_failures_total', { gateway: 'https_breaker', provider: 'HTTPS', kind: 'breaker_open' }), 1);
   assert.equal(metricValue(metrics, 'gatehouse_gateway_third_party_breaker_state', { gateway: 'https_fleet', state: 'closed' }), 1);
 });
@@ -188,11 +193,15 @@ test('issue 13: 4xx answers are refusals of that device, not failures: a strange
 
 test('issue 13: one source address, or one username from many addresses, whose CONNECTs make the service fail (5xx) cannot open the breaker for everyone', { timeout: 30_000 }, async () => {
   const gw = await createGateway('https_lockout_5xx', { params: [] });
-  for (let i = 0; i < 8; i++) assert.equal(await connect(gw, `boom:stranger-${i}`), SERVER_UNAVAILABLE);
+  // As many failures for each process's breaker as one process gets (GATEHOUSE_TEST_WORKERS: one breaker per worker).
+  const processes = testWorkers() ?? 1;
+  for (let i = 0; i < 8 * processes; i++) assert.equal(await connect(gw, `boom:stranger-${i}`), SERVER_UNAVAILABLE);
   assert.equal(await connect(gw, 'ok:fresh-device-2'), 0);
   // On another gateway (the failures of both together would look like an outage): one username, four addresses.
   const byName = await createGateway('https_lockout_5xx_name', { params: [] });
-  for (let i = 0; i < 8; i++) assert.equal(await connect(byName, 'boom:one-name', fromAddress(`127.0.0.${2 + (i % 4)}`)), SERVER_UNAVAILABLE);
+  for (let i = 0; i < 8 * processes; i++) {
+    assert.equal(await connect(byName, 'boom:one-name', fromAddress(`127.0.0.${2 + (Math.floor(i / processes) % 4)}`)), SERVER_UNAVAILABLE);
+  }
   assert.equal(await connect(byName, 'ok:fresh-device-3'), 0);
   const metrics = await scrapeMetrics(gh);
   assert.equal(metricValue(metrics, 'gatehouse_gateway_third_party_breaker_state', { gateway: 'https_lockout_5xx', state: 'closed' }), 1);
@@ -208,9 +217,8 @@ test('the signing secret is write-only: shown as set, kept by an edit that does 
   assert.equal(read.json.thirdParty.rejectCacheTtlSeconds, 10);
 
   // At rest it is encrypted like the private key.
-  const db = new Database(path.join(gh.dataDir, 'gatehouse.db'), { readonly: true });
-  const row = db.prepare('select third_party from gateways where id = ?').get(gateway.id) as { third_party: string };
-  db.close();
+  const [row] = await gh.query<{ third_party: string }>('select third_party from gateways where id = $1', [gateway.id]);
+  assert.ok(row !== undefined);
   assert.ok(!row.third_party.includes(SECRET));
   assert.match(String((JSON.parse(row.third_party) as { signingSecret: string }).signingSecret), /^v1:/);
 

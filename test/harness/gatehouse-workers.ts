@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Gatehouse, GatehouseOverrides } from '../../src/app.ts';
 import { TEST_OVERRIDES_ENV } from '../../src/config/test-overrides.ts';
-import { startGatehouseProcess, type GatehouseProcess } from './gatehouse-process.ts';
+import { startGatehouseProcess, tail, type GatehouseProcess } from './gatehouse-process.ts';
 import { deleteInstallationStreams, TEST_STREAM_MAX_MB } from './nats-streams.ts';
 import type { CapturedLog, TestGatehouse } from './gatehouse.ts';
 import { queryDatabase } from './database-query.ts';
@@ -134,7 +134,7 @@ export async function startWorkersGatehouse(
     async stop() {
       await node.stop();
       const code = await node.exited;
-      if (code !== 0) throw new Error(`GATEHOUSE_WORKERS node exited ${code} at its stop: ${node.stderr()}`);
+      if (code !== 0) throw new Error(`GATEHOUSE_WORKERS node exited ${code} at its stop (null: killed, its stop took too long): ${tail(node.stderr())}\n--- stdout (tail) ---\n${tail(node.stdout())}`);
     },
   };
 }

@@ -27,13 +27,19 @@ export function connectOutcome(pki: Pick<Pki, 'root'>, port: number, options: mq
 
 /** The value of one Prometheus sample, e.g. `metricValue(text, 'x_total', { gateway: 'gw', result: 'accept' })`; undefined when absent. */
 export function metricValue(text: string, name: string, labels: Record<string, string>): number | undefined {
+  return metricValues(text, name, labels)[0];
+}
+
+/** Every series of `name` carrying `labels` (GATEHOUSE_TEST_WORKERS: a worker's own state is a series each, `node_id`). */
+export function metricValues(text: string, name: string, labels: Record<string, string>): number[] {
+  const values: number[] = [];
   for (const line of text.split('\n')) {
     if (!line.startsWith(`${name}{`)) continue;
     const close = line.lastIndexOf('}');
     const sample = new Map([...line.slice(name.length + 1, close).matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
-    if (Object.entries(labels).every(([k, v]) => sample.get(k) === v)) return Number(line.slice(close + 1).trim());
+    if (Object.entries(labels).every(([k, v]) => sample.get(k) === v)) values.push(Number(line.slice(close + 1).trim()));
   }
-  return undefined;
+  return values;
 }
 
 export async function scrapeMetrics(gh: TestGatehouse): Promise<string> {
