@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
+import type { Subscription } from '@nats-io/transport-node';
 import { GatehouseError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
@@ -57,6 +58,8 @@ export class NodeLeases {
   #replaced: DeadLease | null = null;
   /** The leases as last read (`liveInstances`). */
   #seen: NodeLease[] = [];
+  /** Other nodes' notices that they joined: the leases are read again at once (`liveInstances`). */
+  #joins: Subscription | null = null;
 
   /** Takes this node's lease; refuses (GW_ERR_CLUSTER_NODE_ID_TAKEN) while another live process renews it. */
   static async join(conn: ClusterConnection, info: { apiUrl: string | null }, logger: Logger,
@@ -66,7 +69,26 @@ export class NodeLeases {
     const kv = await new conn.client.Kvm(conn.nc).create(bucket, { history: 1 });
     const leases = new NodeLeases(kv, bucket, await conn.client.jetstreamManager(conn.nc), conn, logger, timings, info.apiUrl);
     await leases.#claim();
+    await leases.#announce();
     return leases;
+  }
+
+  /**
+   * Choices every node must make alike from the live leases (an address's throttle home, attempt-throttles.ts) must
+   * not wait for the next look to count a node that just joined: until then the nodes that were there chose without
+   * it, the newcomer with it, and two of them judged one source's guesses apart (brute-force with GATEHOUSE_WORKERS=2:
+   * 16 guesses checked, not 8). A node that joins says so once its lease is written; every node reads them again then.
+   */
+  async #announce(): Promise<void> {
+    const subject = `${this.#conn.prefix}.nodes.joined`;
+    this.#joins = this.#conn.nc.subscribe(subject, {
+      callback: (err) => {
+        if (err !== null) return;
+        this.#all().catch((error: unknown) => this.#logger.debug({ err: error }, 'cluster_leases_read_failed'));
+      },
+    });
+    await this.#all();
+    this.#conn.nc.publish(subject, this.#lease.instance);
   }
 
   private constructor(kv: KV, bucket: string, jsm: JetStreamManager, conn: ClusterConnection, logger: Logger, timings: LeaseTimings, apiUrl: string | null) {
@@ -180,6 +202,8 @@ export class NodeLeases {
   async close(): Promise<void> {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
+    this.#joins?.unsubscribe();
+    this.#joins = null;
     const stopped: NodeLease = { ...this.#lease, stoppedAt: Date.now() };
     await this.#kv.put(this.#lease.nodeId, JSON.stringify(stopped)).catch((err: unknown) => this.#logger.debug({ err }, 'cluster_lease_release_failed'));
   }

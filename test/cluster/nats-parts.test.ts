@@ -75,6 +75,19 @@ if (natsUrl === undefined) {
       await lapsing.close();
     });
 
+    test('a node that joins is counted by the nodes already there at once, not at their next look at the leases', { timeout: 30_000 }, async () => {
+      // No renewal and no look at the leases during the test: only the join itself can tell the first node.
+      const slow = { heartbeatMs: 120_000, leaseMs: 240_000 };
+      const first = await NodeLeases.join(await open('join-1'), { apiUrl: null }, silentLogger, slow);
+      const second = await NodeLeases.join(await open('join-2'), { apiUrl: null }, silentLogger, slow);
+      // An address's throttle home is chosen from these on every node (attempt-throttles.ts): both must count both.
+      assert.ok(second.liveInstances().includes(first.instance), 'the newcomer counts the nodes there');
+      await waitFor('the first node to count the newcomer', () => first.liveInstances().includes(second.instance));
+      assert.ok(first.liveInstances().includes(first.instance));
+      await second.close();
+      await first.close();
+    });
+
     test('registry changes go to the other nodes, marked remote; node-local observations do not', { timeout: 30_000 }, async () => {
       const [connA, connB] = [await open('bus-a'), await open('bus-b')];
       const [busA, busB] = [new NatsRegistryBus(connA, silentLogger), new NatsRegistryBus(connB, silentLogger)];
