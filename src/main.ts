@@ -27,9 +27,10 @@ async function starting<T>(step: () => Promise<T>): Promise<T> {
 
 // Everything Gatehouse creates is owner-only (data directory 0700, files 0600), whatever the shell's umask.
 process.umask(0o077);
-const loaded: PreparedConfig = await starting(() => loadConfig());
-// Checked here, before any worker starts: a bad value is one line from the primary, not one per worker.
+// Checked first: before any worker starts (a bad value is one line from the primary, not one per worker), and
+// before the configuration prepares the data directory (a refused start leaves no generated secrets behind).
 const testOverrides: GatehouseOverrides | undefined = await starting(() => Promise.resolve(readTestOverrides()));
+const loaded: PreparedConfig = await starting(() => loadConfig());
 const worker = workerIndex();
 if (loaded.config.workers !== undefined && worker === null) {
   // The primary: it serves nothing itself, it starts the workers and watches them until they stop.

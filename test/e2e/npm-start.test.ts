@@ -16,6 +16,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { DIST, ensureBuilt } from '../../scripts/build.mjs';
 import { freePort, removeDataDir } from '../harness/gatehouse.ts';
+import { runGatehouseExpectingExit, startGatehouseProcess } from '../harness/gatehouse-process.ts';
 
 const run = promisify(execFile);
 
@@ -127,4 +128,21 @@ test('an API port another process holds: dist/main.mjs exits 1 naming the port a
   });
   assert.equal(code, 1, stderr);
   assert.match(stderr, new RegExp(`GW_ERR_HTTP_PORT_UNAVAILABLE: the console and API cannot listen on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE.*GATEHOUSE_HTTP_PORT`));
+});
+
+test('GATEHOUSE_TEST_OVERRIDES (test-only): a field that is not an override refuses the start naming it; a good value is applied and logged at warn', { timeout: 90_000 }, async (t) => {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-overrides-'));
+  t.after(() => removeDataDir(dataDir));
+  const refused = await runGatehouseExpectingExit(dataDir, { GATEHOUSE_TEST_OVERRIDES: '{"platform":{"webhooks":{"maxAttemps":4}}}' });
+  assert.equal(refused.code, 1, refused.stderr);
+  assert.match(refused.stderr, /^gatehouse: GW_ERR_CONFIG_INVALID: GATEHOUSE_TEST_OVERRIDES platform\.webhooks\.maxAttemps is not an override \(known here: maxAttempts,/m);
+
+  // Refused before the data directory was prepared: the same directory starts afterwards (no secrets left without a database).
+  const overrides = { ocspTimings: { retryMs: 200 }, platform: { webhooks: { maxAttempts: 4 } } };
+  const node = await startGatehouseProcess(dataDir, { GATEHOUSE_TEST_OVERRIDES: JSON.stringify(overrides) });
+  t.after(() => node.stop());
+  // An operator who set it by mistake sees it: one warn line at start with what it changed.
+  const applied = node.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg?: string; level?: number; overrides?: unknown })
+    .filter((r) => r.msg === 'test_overrides_applied');
+  assert.deepEqual(applied.map((r) => [r.level, r.overrides]), [[40, overrides]]);
 });
