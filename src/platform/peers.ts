@@ -10,7 +10,7 @@
 import type { DirectDelivery } from '../broker/index.ts';
 import type { MessageRecord } from '../registry/index.ts';
 import type { DeviceSessionView } from './device-sessions.ts';
-import type { PlatformEvent } from './events.ts';
+import type { EventFilter, PlatformEvent } from './events.ts';
 
 /** A platform event as it crosses nodes: a message as its record (its payload as bytes), the others as they are. */
 export type SharedEvent =
@@ -23,13 +23,16 @@ export type PeerRequest =
   | { kind: 'sessions'; productKey: string; deviceName: string }
   | { kind: 'disconnect'; productKey: string; deviceName: string }
   /** Write the connection events held for the next batch now: a read through another node's API is about to follow. */
-  | { kind: 'flush-connection-events' };
+  | { kind: 'flush-connection-events' }
+  /** The events kept for /stream resume after `after` that match `filter`: a stream resumes on another node than it ran on. */
+  | { kind: 'replay'; after: string; filter: EventFilter };
 
 export type PeerAnswer =
   | { kind: 'downlink'; delivery: DirectDelivery }
   | { kind: 'sessions'; sessions: DeviceSessionView[] }
   | { kind: 'disconnect'; disconnected: number }
-  | { kind: 'flush-connection-events' };
+  | { kind: 'flush-connection-events' }
+  | { kind: 'replay'; events: PlatformEvent[] };
 
 export interface PlatformPeers {
   /** This node's id (webhook outbox rows are claimed under it). */

@@ -17,7 +17,7 @@ import { ScriptCompileError, type LogLine, type ScriptRunner } from '../sandbox/
 import { isPropertyPostTopic, propertyPostValues, type PropertyValue } from './alink.ts';
 import { deviceSessions, mergeSessionViews, type DeviceSessionView } from './device-sessions.ts';
 import { EventHub } from './event-hub.ts';
-import { messageView, type MessageView, type PlatformEvent } from './events.ts';
+import { messageView, type EventFilter, type MessageView, type PlatformEvent } from './events.ts';
 import { newEventId } from './ids.ts';
 import type { ConnectionEventRecord } from '../registry/connection-events.ts';
 import { MessageStore, type MessageStoreStats } from './message-store.ts';
@@ -110,6 +110,19 @@ function best(deliveries: readonly DirectDelivery[]): DirectDelivery {
 const LOCAL_CLAIM_MS = 10_000;
 /** How long another node has to answer, beyond its own wait for a device (a QoS 1 downlink's PUBACK). */
 const PEER_ANSWER_MS = 3_000;
+/** A replay answer to another node stays well under NATS's default 1 MiB message: the oldest events that fit. */
+const MAX_REPLAY_ANSWER_BYTES = 512 * 1024;
+
+function boundedReplay(events: PlatformEvent[]): PlatformEvent[] {
+  let bytes = 0;
+  const out: PlatformEvent[] = [];
+  for (const event of events) {
+    bytes += JSON.stringify(event).length;
+    if (bytes > MAX_REPLAY_ANSWER_BYTES) break;
+    out.push(event);
+  }
+  return out;
+}
 
 export class Platform {
   readonly options: PlatformOptions;
@@ -294,7 +307,24 @@ export class Platform {
       case 'flush-connection-events':
         await this.#deps.flushConnectionEvents?.();
         return { kind: 'flush-connection-events' };
+      case 'replay':
+        return { kind: 'replay', events: boundedReplay(this.hub.replayAfter(request.after, request.filter)) };
     }
+  }
+
+  /**
+   * The events after `lastId` that match `filter`, oldest first, for a /stream resumed with Last-Event-ID: this node's
+   * replay ring and, on a cluster node, every other node's (a resume reaches any node, and under GATEHOUSE_WORKERS
+   * the next worker: this one heard another node's events only while it had a stream open). Never rejects.
+   */
+  async replayAfter(lastId: string, filter: EventFilter): Promise<PlatformEvent[]> {
+    const events = new Map(this.hub.replayAfter(lastId, filter).map((e) => [e.id, e]));
+    const answers = await this.#ask({ kind: 'replay', after: lastId, filter }, 0).catch(() => [] as PeerAnswer[]);
+    for (const answer of answers) {
+      if (answer.kind !== 'replay' || !Array.isArray(answer.events)) continue;
+      for (const e of answer.events) if (typeof e?.id === 'string' && e.id > lastId && !events.has(e.id)) events.set(e.id, e);
+    }
+    return [...events.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   /**

@@ -230,6 +230,30 @@ if (databaseUrl === undefined || natsUrl === undefined) {
       }
     });
 
+    test('a /stream resumed on node A replays what node B kept and node A never heard (a reconnect may reach any node; with GATEHOUSE_WORKERS, the next worker)', { timeout: 60_000 }, async () => {
+      const peersA = nodeA.gatehouse.cluster!.peers;
+      const peersB = nodeB.gatehouse.cluster!.peers;
+      await waitFor('no node listening', () => (peersA.listeners === 0 && peersB.listeners === 0 ? true : undefined));
+      const name = await newDevice();
+      const onB = await connect(B, name);
+      const topic = `/${gateway.productKey}/${name}/user/update`;
+      const heardBefore = peersA.counters.heard;
+      for (let i = 0; i < 3; i++) await onB.publishAsync(topic, `kept ${i}`, { qos: 1 });
+      const filter = { gatewayId: gateway.id, deviceName: name, types: ['message' as const] };
+      await waitFor('node B to keep the three', () => (nodeB.gatehouse.platform.hub.replayAfter('0', filter).length === 3 ? true : undefined));
+      assert.equal(peersA.counters.heard, heardBefore, 'node A heard none of them (no stream open anywhere)');
+      // The client's last event was before these: it resumes, and its reconnect reaches node A.
+      const resumed = await openStream(`${nodeA.gatehouse.url}/api/v1/stream?gatewayId=${gateway.id}&deviceName=${name}&types=message`, { ...auth, 'last-event-id': '0' });
+      const replay = await resumed.take(3, 15_000);
+      assert.deepEqual(replay.map((e) => Buffer.from(String(e.data.payload), 'base64').toString()), ['kept 0', 'kept 1', 'kept 2']);
+      // Then live, once each: a message after the resume.
+      await onB.publishAsync(topic, 'live', { qos: 1 });
+      const [live] = await resumed.take(1, 15_000);
+      assert.equal(Buffer.from(String(live?.data.payload), 'base64').toString(), 'live');
+      resumed.close();
+      onB.end(true);
+    });
+
     test('a downlink through node A reaches a device on node B at QoS 0 and 1; offline everywhere answers as for a local device', { timeout: 60_000 }, async () => {
       const name = await newDevice();
       const onB = await connect(B, name);

@@ -95,12 +95,25 @@ export const streamRoutes: FastifyPluginCallbackTypebox<StreamRoutesOptions> = (
         backlog = 0;
       });
 
-      if (resumeFrom !== undefined && resumeFrom !== '') {
-        for (const event of platform.hub.replayAfter(resumeFrom, filter)) send(frame(event));
-      }
+      // A resume replays what was kept after its id, on this node and the others (the reconnect may reach another node
+      // or worker than the stream ran on): live events meanwhile wait behind the replay, each sent once.
+      let waiting: PlatformEvent[] | null = resumeFrom !== undefined && resumeFrom !== '' ? [] : null;
       const unsubscribe = platform.hub.subscribe((event) => {
-        if (eventMatches(filter, event)) send(frame(event));
+        if (!eventMatches(filter, event)) return;
+        if (waiting !== null) waiting.push(event);
+        else send(frame(event));
       });
+      if (waiting !== null) {
+        void platform.replayAfter(resumeFrom!, filter).then((replay) => {
+          const sent = new Set<string>();
+          for (const event of replay) {
+            sent.add(event.id);
+            send(frame(event));
+          }
+          for (const event of waiting ?? []) if (!sent.has(event.id)) send(frame(event));
+          waiting = null;
+        });
+      }
       const heartbeat = setInterval(() => send(': keep-alive\n\n'), HEARTBEAT_MS);
       heartbeat.unref();
       return () => {
