@@ -3,7 +3,8 @@
  * at boot, started and stopped by the API, reloaded on edits, torn down on delete.
  */
 import type { GatewayOcspState, GatewayRuntime as GatewayRuntimePort, GatewayState } from '../registry/ports.ts';
-import type { GatewayRuntimeConfig, GatewayStatus, Warning } from '../registry/types.ts';
+import type { GatewayRuntimeConfig, GatewayStatus } from '../registry/types.ts';
+import { ocspStateWarnings } from '../registry/index.ts';
 import type { ScriptRunner } from '../sandbox/index.ts';
 import { GatewayInstance, type GatewayInstanceDeps } from './instance.ts';
 import { FunctionScripts } from './auth/function/index.ts';
@@ -202,7 +203,7 @@ export class GatewayRuntime implements GatewayRuntimePort {
         ? { status: 'RUNNING', reason: null, ...live }
         : { status: 'ERROR', reason: `${error}; still listening on port ${instance.port}`, ...live };
       if (ocsp === undefined) return state;
-      const warnings = ocspWarnings(ocsp);
+      const warnings = ocspStateWarnings(ocsp);
       return warnings.length === 0 ? { ...state, ocsp } : { ...state, ocsp, warnings };
     }
     return { status: error === undefined ? 'STOPPED' : 'ERROR', reason: error ?? null, connectedClients: 0 };
@@ -248,18 +249,6 @@ export class GatewayRuntime implements GatewayRuntimePort {
  * Client OCSP on while device certificates name no responder: each such device is refused as "server
  * unavailable" (or let in unchecked, by policy) and nothing else said why [issue 14].
  */
-function ocspWarnings(ocsp: GatewayOcspState): Warning[] {
-  const missing = ocsp.client?.responderErrors.no_responder_url ?? 0;
-  if (ocsp.client === null || missing === 0) return [];
-  const outcome = ocsp.client.onResponderFailure === 'REJECT' ? 'were refused (CONNACK server unavailable)' : 'were let in unchecked';
-  return [{
-    code: 'GW_WARN_OCSP_NO_RESPONDER',
-    message: `client OCSP is on (ocsp.mode ${ocsp.mode}) but ${missing} device certificate check(s) found no OCSP responder in the certificate `
-      + `(Authority Information Access); those devices ${outcome}. Issue device certificates that name a responder, or turn client OCSP off`,
-    field: 'ocsp.mode',
-  }];
-}
-
 function describeStartError(err: unknown, port: number): string {
   const e = err as NodeJS.ErrnoException;
   if (e.code === 'EADDRINUSE') return `port ${port} is already in use`;

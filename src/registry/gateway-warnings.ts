@@ -7,6 +7,7 @@
 import {
   checkCertificates, parseCertificates, serverChainDateWarnings, serverChainWarnings, trustedCertificateWarnings, type ParsedCertificates,
 } from './certificates.ts';
+import type { GatewayOcspState } from './ports.ts';
 import type { PublicCertificates, Warning } from './types.ts';
 
 const PARSED_CACHE_LIMIT = 256;
@@ -57,4 +58,20 @@ export function uniqueWarnings(warnings: readonly Warning[]): Warning[] {
     seen.add(key);
     return true;
   });
+}
+
+/**
+ * What only traffic reveals, from a running gateway's certificate checks (its runtime state, or under
+ * GATEHOUSE_WORKERS the machine's merged state): device certificates that named no OCSP responder.
+ */
+export function ocspStateWarnings(ocsp: GatewayOcspState): Warning[] {
+  const missing = ocsp.client?.responderErrors.no_responder_url ?? 0;
+  if (ocsp.client === null || missing === 0) return [];
+  const outcome = ocsp.client.onResponderFailure === 'REJECT' ? 'were refused (CONNACK server unavailable)' : 'were let in unchecked';
+  return [{
+    code: 'GW_WARN_OCSP_NO_RESPONDER',
+    message: `client OCSP is on (ocsp.mode ${ocsp.mode}) but ${missing} device certificate check(s) found no OCSP responder in the certificate `
+      + `(Authority Information Access); those devices ${outcome}. Issue device certificates that name a responder, or turn client OCSP off`,
+    field: 'ocsp.mode',
+  }];
 }

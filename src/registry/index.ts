@@ -19,7 +19,7 @@ export { SHARED_EVENTS } from './events.ts';
 export type { RegistryEventBus, RemoteEventReceiver } from './event-bus.ts';
 export { renderTemplate, parseTemplate, type TemplateContext } from './templates.ts';
 export { describeDeviceCertificate, daysLeft } from './certificates.ts';
-export { uniqueWarnings } from './gateway-warnings.ts';
+export { ocspStateWarnings, uniqueWarnings } from './gateway-warnings.ts';
 export { verifyPassword, hashPassword, DEFAULT_SCRYPT_COST, type ScryptCost } from './passwords.ts';
 export { checkDeviceName } from './device-rules.ts';
 export { interpretVerificationOutput, checkedDeviceName, deviceAclOf, type VerificationVerdict } from './verification-result.ts';

@@ -18,6 +18,7 @@ import { runGatehouseExpectingExit, type GatehouseProcess } from '../harness/gat
 import { freePort } from '../harness/gatehouse.ts';
 import { clusterSkip, TestCluster, waitFor, type GatewayJson } from '../harness/cluster.ts';
 import { WebhookReceiver } from '../harness/webhook-receiver.ts';
+import { issueDevice } from '../harness/pki.ts';
 
 const HOST = '127.0.0.2';
 type Node = GatehouseProcess & { dir: string };
@@ -260,12 +261,18 @@ if (clusterSkip !== undefined) {
         await cluster.listening(HOST, checked);
         const { clients } = await onBothWorkers({ cert: pki.devices.good.chainPem, key: pki.devices.good.keyPem }, checked);
         for (const client of clients.values()) await client.endAsync(true);
+        // One device whose certificate names no responder, refused on the worker it reaches: the warning is the machine's.
+        const noResponder = await issueDevice(pki, 'workers-no-aia', { ocspUrl: null });
+        const refused = await cluster.connect(HOST, checked, await cluster.addDevice(node, checked), { cert: noResponder.chainPem, key: noResponder.keyPem })
+          .then(() => 0, (err: { code?: number }) => err.code);
+        assert.equal(refused, 0x88);
         // Each read on a fresh connection (the next worker) counts every connection's check, not its worker's.
         for (let i = 0; i < 4; i++) {
           const res = await fetch(`${node.url}/api/v1/gateways/${checked.id}`, { headers: { authorization: 'Bearer e2e-admin-token-0123456789abcdef', connection: 'close' } });
-          const view = await res.json() as { ocspStatus: { client: { checks: { good: number }; cacheSize: number } } };
+          const view = await res.json() as { ocspStatus: { client: { checks: { good: number }; cacheSize: number } }; warnings: { code: string }[] };
           assert.equal(view.ocspStatus.client.checks.good, clients.size, `read ${i}`);
           assert.equal(view.ocspStatus.client.cacheSize, 2, `read ${i}: the certificate kept by each worker`);
+          assert.ok(view.warnings.some((w) => w.code === 'GW_WARN_OCSP_NO_RESPONDER'), `read ${i}: ${JSON.stringify(view.warnings)}`);
         }
       } finally {
         assert.equal((await node.api('DELETE', `/gateways/${checked.id}`)).status, 204);

@@ -9,7 +9,7 @@ import { GatehouseError } from '../../core/errors.ts';
 import type { GatewayOcspState, GatewayRuntime, GatewayState } from '../../registry/ports.ts';
 import type { Registry } from '../../registry/registry.ts';
 import type { Gateway, GatewayCreateInput, ThirdPartyInput, Warning } from '../../registry/types.ts';
-import { uniqueWarnings } from '../../registry/index.ts';
+import { ocspStateWarnings, uniqueWarnings } from '../../registry/index.ts';
 import { errorResponses } from '../common-schemas.ts';
 import {
   GatewayCreateBody, GatewayIdParams, GatewayList, GatewaySaved, GatewayUpdateBody, GatewayView,
@@ -87,7 +87,9 @@ export const gatewayRoutes: FastifyPluginCallbackTypebox<GatewayRoutesOptions> =
     const gateway = await registry.gateways.get(request.params.id);
     const state = runtime.gatewayState(gateway.id);
     if (ocspStates === undefined || state.ocsp === undefined) return view(gateway, state);
-    return view(gateway, { ...state, ocsp: (await ocspStates())[gateway.id] ?? state.ocsp });
+    // The machine's checks, and what they reveal (a warning another worker's traffic raised included).
+    const ocsp = (await ocspStates())[gateway.id] ?? state.ocsp;
+    return view(gateway, { ...state, ocsp, warnings: ocspStateWarnings(ocsp) });
   });
 
   app.patch('/gateways/:id', {
