@@ -7,6 +7,7 @@
 import { loadConfig, type PreparedConfig } from './config/index.ts';
 import { GatehouseError } from './core/errors.ts';
 import { createLogger, type Logger } from './core/logger.ts';
+import { exitAfterClose } from './core/exit-after-close.ts';
 import { installProcessGuard } from './core/process-guard.ts';
 import { readTestOverrides, startGatehouse, type Gatehouse, type GatehouseOverrides } from './app.ts';
 import { seedDemoGateway } from './first-start.ts';
@@ -64,8 +65,11 @@ async function serve(worker: number | null): Promise<void> {
         logger.error({ err }, 'gatehouse_stop_failed');
         process.exitCode = 1;
       },
-    ).finally(leaveWorkers);
-    // Let the event loop empty instead of process.exit(), so every close finishes its writes.
+    ).finally(() => {
+      leaveWorkers();
+      // Let the event loop empty instead of process.exit(), so every close finishes its writes — but not for ever.
+      exitAfterClose(logger);
+    });
   };
   const stop = (signal: string): void => {
     if (stopSignal !== null) return;
