@@ -113,11 +113,11 @@ const PEER_ANSWER_MS = 3_000;
 /** A replay answer to another node stays well under NATS's default 1 MiB message: the oldest events that fit. */
 const MAX_REPLAY_ANSWER_BYTES = 512 * 1024;
 
-function boundedReplay(events: PlatformEvent[]): PlatformEvent[] {
+export function boundedReplay(events: PlatformEvent[]): PlatformEvent[] {
   let bytes = 0;
   const out: PlatformEvent[] = [];
   for (const event of events) {
-    bytes += JSON.stringify(event).length;
+    bytes += Buffer.byteLength(JSON.stringify(event)); // bytes, not UTF-16 units: a text payload of CJK is 3 bytes a character
     if (bytes > MAX_REPLAY_ANSWER_BYTES) break;
     out.push(event);
   }
