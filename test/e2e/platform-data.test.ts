@@ -5,7 +5,7 @@
  * parsing dry run, the SSE stream read by a real HTTP client with Last-Event-ID resume, and
  * downlinks at QoS 0 and 1 to a subscribed device.
  */
-import { after, before, test } from 'node:test';
+import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { getPki, type SharedPki } from '../harness/pki.ts';
 import { removeDataDir, startTestGatehouse, TEST_ADMIN_TOKEN, type TestGatehouse } from '../harness/gatehouse.ts';
@@ -51,6 +51,14 @@ async function messages(query: string): Promise<MessageJson[]> {
   const r = await gh.api<{ items: MessageJson[] }>('GET', `/messages?${query}`);
   assert.equal(r.status, 200, JSON.stringify(r.json));
   return r.json.items;
+}
+
+/**
+ * Back to the sensor script once the test ends, passed or not: a test that failed with its own script in effect would
+ * otherwise fail the tests after it (a looping script left in place makes every later message wait out its limit).
+ */
+function restoreSensorScriptAfter(t: TestContext): void {
+  t.after(() => setScript(SENSOR_SCRIPT, `/${gw.productKey}/sensor-02/user/update`, (m) => m.parsed !== null));
 }
 
 async function setScript(script: string, probeTopic: string, until: (m: MessageJson) => boolean): Promise<void> {
@@ -149,7 +157,8 @@ test('the parsing dry run shows the output, console lines and time; a syntax err
   assert.equal(badHex.json.error.code, 'GW_ERR_PAYLOAD_INVALID');
 });
 
-test('a throwing script is recorded as a parse failure with the raw bytes while messages still flow', { timeout: 20_000 }, async () => {
+test('a throwing script is recorded as a parse failure with the raw bytes while messages still flow', { timeout: 20_000 }, async (t) => {
+  restoreSensorScriptAfter(t);
   const topic = `/${gw.productKey}/sensor-02/user/update`;
   await setScript('function transformPayload(topic, bytes) { throw new Error("bad frame " + bytes.length); }', topic,
     (m) => m.parseError?.includes('bad frame') === true);
@@ -169,13 +178,12 @@ test('a throwing script is recorded as a parse failure with the raw bytes while 
   assert.ok(stats.json.failed >= 2, JSON.stringify(stats.json));
   const metrics = await (await fetch(`${gh.gatehouse.url}/api/v1/metrics`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })).text();
   assert.match(metrics, /gatehouse_parsing_messages_total\{gateway="sensor_fleet",result="failed"\} [1-9]/);
-  // Back to the sensor script for the tests below (the looping test, which also restores it, runs only in-process).
-  await setScript(SENSOR_SCRIPT, `/${gw.productKey}/sensor-02/user/update`, (m) => m.parsed !== null);
 });
 
 test('a looping script is stopped by its time limit; delivery does not wait for it', {
   timeout: 15_000, skip: inProcessOnly('reads the parser\'s counters in the same turn as a message arrives; a read through the API comes later'),
-}, async () => {
+}, async (t) => {
+  restoreSensorScriptAfter(t);
   const topic = `/${gw.productKey}/sensor-02/user/loop`;
   await setScript('function transformPayload() { for (;;) {} }', topic, (m) => m.parseError?.startsWith('timeout') === true);
   const watcher = await clients.connect(gw.port, 'watcher-1', { clientId: 'w-loop' });
@@ -205,8 +213,6 @@ test('a looping script is stopped by its time limit; delivery does not wait for 
     return items.length >= 6 ? items : undefined;
   });
   assert.ok(latest.every((m) => m.parseError?.startsWith('timeout') === true), JSON.stringify(latest.map((m) => m.parseError)));
-  // Back to the sensor script for the tests below.
-  await setScript(SENSOR_SCRIPT, `/${gw.productKey}/sensor-02/user/update`, (m) => m.parsed !== null);
 });
 
 test('the SSE stream delivers messages and online/offline events, filtered, and resumes from Last-Event-ID', { timeout: 5_000 }, async () => {

@@ -50,7 +50,11 @@ export class Clients {
   }
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 5000): Promise<T> {
+/**
+ * Polls `probe` until it gives a value. The deadline is long enough for a machine under load (each probe may connect
+ * and query); the test's own timeout bounds the wait too.
+ */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 15_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await probe();
