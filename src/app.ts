@@ -30,7 +30,7 @@ import { QuickJsRunner } from './sandbox/index.ts';
 import {
   DEFAULT_LEASE_TIMINGS, PresenceReaper, registerClusterMetrics, startClusterNode, type ClusterNode, type LeaseTimings,
 } from './cluster/index.ts';
-import { workerIndex, workerMetrics, workerOcspStates, workerParsingStats, workerReadiness, workerWebhookStats } from './workers.ts';
+import { workerIndex, workerLimitsUsages, workerMetrics, workerOcspStates, workerParsingStats, workerReadiness, workerWebhookStats } from './workers.ts';
 import { workerAdmission } from './address-admission.ts';
 
 export interface Gatehouse {
@@ -200,11 +200,13 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   const webhookStats = workerIndex() === null ? undefined : workerWebhookStats(() => platform.webhookStatsById(), config.nodeId);
   // And a gateway's certificate checks: each worker checks and staples on the connections it holds.
   const ocspStates = workerIndex() === null ? undefined : workerOcspStates(() => runtime.ocspStates(), config.nodeId);
+  // And a gateway's use of its limits: each worker holds the sessions, queues and refusals of its own connections.
+  const limitsUsages = workerIndex() === null ? undefined : workerLimitsUsages(() => runtime.limitsUsages(), config.nodeId);
   const api = buildApi({
     registry, runtime, logger, metricsRegistry, scrapeMetrics, adminToken: config.adminToken, platform, connectionEvents, console: {},
     ...(clusterReachable === undefined ? {} : { clusterReachable }), ...(readiness === undefined ? {} : { readiness }),
     ...(parsingStats === undefined ? {} : { parsingStats }), ...(webhookStats === undefined ? {} : { webhookStats }),
-    ...(ocspStates === undefined ? {} : { ocspStates }),
+    ...(ocspStates === undefined ? {} : { ocspStates }), ...(limitsUsages === undefined ? {} : { limitsUsages }),
   });
 
   await steps.run('gateways', 'the database and, on a cluster node, NATS: every enabled gateway started', START_STEP_DEADLINE_MS.gateways, () => runtime.startAll());

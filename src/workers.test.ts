@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { aggregateWorkerMetrics, mergeCountersById, mergeOcspStates, mergeReadiness } from './workers.ts';
+import { aggregateWorkerMetrics, mergeCountersById, mergeLimitsUsage, mergeOcspStates, mergeReadiness } from './workers.ts';
 
 /** One worker's registry as the primary receives it (getMetricsAsJSON). */
 async function worker(figures: { accepted: number; connected: number; limitUse: Record<string, number>; cluster: number }): Promise<Awaited<ReturnType<Registry['getMetricsAsJSON']>>> {
@@ -108,4 +108,19 @@ test('a gateway\'s certificate checks over the workers: counters summed, the lat
   assert.equal(paused.server?.stapling, false);
   assert.equal(paused.server?.thisUpdate, null);
   assert.equal(mergeOcspStates([{ ...w1, server: null, client: null }]).server, null);
+});
+
+test('a gateway\'s use of its limits over the workers: refusals summed, the level the highest, maxConnections (each worker\'s is the cluster\'s) the highest of both', { timeout: 5_000 }, () => {
+  const use = (current: number | null, hits: number): { current: number | null; hits: number } => ({ current, hits });
+  const merged = mergeLimitsUsage([
+    { maxConnections: use(3, 1), maxQueuedBytesPerDevice: use(0, 0), maxPacketSize: use(null, 2), maxRetainedMessages: use(4, 1) },
+    { maxConnections: use(3, 1), maxQueuedBytesPerDevice: use(2100, 2), maxPacketSize: use(null, 1), maxRetainedMessages: use(4, 0) },
+    { maxConnections: use(2, 0), maxQueuedBytesPerDevice: use(null, 0), maxPacketSize: use(null, 0), maxRetainedMessages: use(null, 0) },
+  ] as never[]) as unknown as Record<string, { current: number | null; hits: number }>;
+  assert.deepEqual(merged, {
+    maxConnections: use(3, 1),
+    maxQueuedBytesPerDevice: use(2100, 2),
+    maxPacketSize: use(null, 3),
+    maxRetainedMessages: use(4, 1),
+  });
 });

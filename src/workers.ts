@@ -21,6 +21,7 @@ import { PID_FILE } from './config/identity.ts';
 import type { Logger } from './core/logger.ts';
 import type { Readiness } from './api/index.ts';
 import type { GatewayOcspState, OcspServerState } from './registry/ports.ts';
+import type { GatewayLimitsUsage, LimitUse } from './registry/gateway-limits.ts';
 import type { ParsingStats, WebhookStats } from './platform/index.ts';
 import { isAdmissionRequest, MachineAdmission } from './address-admission.ts';
 
@@ -67,8 +68,7 @@ type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
  * the parts (`gather_part`) until all are in or the topic's deadline passed, merges them and answers the asker
  * (`gather_answer`). The same code runs on both sides of the channel; every message and every part is still checked.
  */
-type Topic = 'metrics' | 'readiness' | 'parsing' | 'webhooks' | 'ocsp';
-const TOPICS: ReadonlySet<string> = new Set<Topic>(['metrics', 'readiness', 'parsing', 'webhooks', 'ocsp']);
+type Topic = 'metrics' | 'readiness' | 'parsing' | 'webhooks' | 'ocsp' | 'limits';
 const GATHER_KINDS: ReadonlySet<string> = new Set(['gather_request', 'gather_collect', 'gather_part', 'gather_answer']);
 
 interface GatherMessage {
@@ -85,7 +85,7 @@ interface GatherMessage {
 function isGatherMessage(message: unknown): message is GatherMessage {
   if (typeof message !== 'object' || message === null) return false;
   const m = message as Partial<Record<keyof GatherMessage, unknown>>;
-  return typeof m.gatehouse === 'string' && GATHER_KINDS.has(m.gatehouse) && typeof m.topic === 'string' && TOPICS.has(m.topic)
+  return typeof m.gatehouse === 'string' && GATHER_KINDS.has(m.gatehouse) && typeof m.topic === 'string' && Object.hasOwn(GATHER_TOPICS, m.topic)
     && Number.isSafeInteger(m.id) && (m.nodeId === undefined || typeof m.nodeId === 'string') && (m.error === undefined || typeof m.error === 'string');
 }
 
@@ -303,12 +303,58 @@ const ocspTopic: GatherTopic<Record<string, GatewayOcspState>, Record<string, Ga
   },
 };
 
+/**
+ * One gateway's use of its limits on the machine, from each worker's (a session, and so its queue and subscriptions, is
+ * held by the worker its connection landed on): refusals summed; the level is the highest of the workers' (the most any
+ * one session, device or address holds, or the retained set every worker holds alike). `maxConnections` is already the
+ * whole cluster's on every worker (the connection counts are shared): the highest, not a sum.
+ */
+export function mergeLimitsUsage(usages: readonly GatewayLimitsUsage[]): GatewayLimitsUsage {
+  const merged: Record<string, LimitUse> = {};
+  for (const usage of usages) {
+    for (const [name, use] of Object.entries<LimitUse>(usage)) {
+      const before = merged[name];
+      if (before === undefined) {
+        merged[name] = { ...use };
+        continue;
+      }
+      const current = before.current === null ? use.current : use.current === null ? before.current : Math.max(before.current, use.current);
+      merged[name] = { current, hits: name === 'maxConnections' ? Math.max(before.hits, use.hits) : before.hits + use.hits };
+    }
+  }
+  return merged as GatewayLimitsUsage;
+}
+
+function isLimitsUsages(value: unknown): value is Record<string, GatewayLimitsUsage> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((usage: unknown) =>
+    typeof usage === 'object' && usage !== null && !Array.isArray(usage) && Object.values(usage).every((use: unknown) => {
+      const u = use as Partial<LimitUse> | null;
+      return typeof u === 'object' && u !== null && Number.isSafeInteger(u.hits) && (u.current === null || Number.isSafeInteger(u.current));
+    }));
+}
+
+const limitsTopic: GatherTopic<Record<string, GatewayLimitsUsage>, Record<string, GatewayLimitsUsage>> = {
+  name: 'limits',
+  deadlineMs: SCRAPE_TIMEOUT_MS,
+  shared: false, // a read after a refusal must count it
+  isPart: isLimitsUsages,
+  isAnswer: isLimitsUsages,
+  merge({ parts, late, failed }) {
+    if (late.length > 0) return Promise.reject(new Error(`a worker did not answer within ${SCRAPE_TIMEOUT_MS} ms`));
+    if (failed.length > 0) return Promise.reject(new Error(`a worker failed to read its limits' use: ${failed[0]!.error}`));
+    const byGateway = new Map<string, GatewayLimitsUsage[]>();
+    for (const { part } of parts) for (const [id, usage] of Object.entries(part)) byGateway.set(id, [...(byGateway.get(id) ?? []), usage]);
+    return Promise.resolve(Object.fromEntries([...byGateway].map(([id, usages]) => [id, mergeLimitsUsage(usages)])));
+  },
+};
+
 const GATHER_TOPICS: Record<Topic, GatherTopic<unknown, unknown>> = {
   metrics: metricsTopic,
   readiness: readinessTopic,
   parsing: parsingTopic,
   webhooks: webhooksTopic,
   ocsp: ocspTopic,
+  limits: limitsTopic,
 };
 
 /**
@@ -499,6 +545,14 @@ export function workerWebhookStats(local: () => CountersById<WebhookStats>, node
  */
 export function workerOcspStates(local: () => Record<string, GatewayOcspState>, nodeId: string): () => Promise<Record<string, GatewayOcspState>> {
   return workerGathering(ocspTopic, nodeId, () => Promise.resolve(local()));
+}
+
+/**
+ * A worker's use of its gateways' limits (`GET /gateways/:id`'s `limitsUsage`): the machine's, every worker's merged
+ * (mergeLimitsUsage), since a device's session, queue and refusals are on the worker its connection reached.
+ */
+export function workerLimitsUsages(local: () => Record<string, GatewayLimitsUsage>, nodeId: string): () => Promise<Record<string, GatewayLimitsUsage>> {
+  return workerGathering(limitsTopic, nodeId, () => Promise.resolve(local()));
 }
 
 /** An ask the primary is gathering the parts of. */

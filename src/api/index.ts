@@ -8,6 +8,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../core/logger.ts';
 import type { GatewayOcspState, GatewayRuntime } from '../registry/ports.ts';
+import type { GatewayLimitsUsage } from '../registry/gateway-limits.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { ConnectionEventRecorder, ParsingStats, Platform, WebhookStats } from '../platform/index.ts';
 import { deviceSessionRoutes } from './device-sessions/routes.ts';
@@ -55,6 +56,8 @@ export interface ApiDependencies {
   webhookStats?: () => Promise<Record<string, WebhookStats>>;
   /** A gateway's `ocspStatus` in `GET /gateways/:id`: under GATEHOUSE_WORKERS the machine's (workers.ts); absent: the runtime's. */
   ocspStates?: () => Promise<Record<string, GatewayOcspState>>;
+  /** A gateway's `limitsUsage` in `GET /gateways/:id`: under GATEHOUSE_WORKERS the machine's (workers.ts); absent: the runtime's. */
+  limitsUsages?: () => Promise<Record<string, GatewayLimitsUsage>>;
 }
 
 export type Api = FastifyInstance;
@@ -92,7 +95,10 @@ export function buildApi(deps: ApiDependencies): Api {
     v1.addHook('onRequest', bearerAuth(deps.adminToken));
     // Unknown /api/v1 paths also need the token: without it, 401 rather than a map of what exists.
     v1.setNotFoundHandler(notFound);
-    void v1.register(gatewayRoutes, { registry: deps.registry, runtime: deps.runtime, ...(deps.ocspStates === undefined ? {} : { ocspStates: deps.ocspStates }) });
+    void v1.register(gatewayRoutes, {
+      registry: deps.registry, runtime: deps.runtime, ...(deps.ocspStates === undefined ? {} : { ocspStates: deps.ocspStates }),
+      ...(deps.limitsUsages === undefined ? {} : { limitsUsages: deps.limitsUsages }),
+    });
     void v1.register(productRoutes, { registry: deps.registry });
     void v1.register(functionRoutes, { registry: deps.registry });
     void v1.register(certificateRoutes);

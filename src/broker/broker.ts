@@ -433,9 +433,10 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       session.subscriptionChanged(attached.raw, attached);
     }
     this.stats.clusterSessionsResumed++;
+    const queued = new Map(moved.queued.map((q) => [q.seq, q.qos]));
     // First: the replay's record of the session must exist before its flows are told to it (same turn, no reads yet).
     link.replay(session.clientId, moved,
-      (message, seq) => this.contain(() => this.#replayOne(session, message, seq), 'cluster_replay_failed', message.senderId),
+      (message, seq) => this.contain(() => this.#replayOne(session, message, seq, queued.get(seq)), 'cluster_replay_failed', message.senderId),
       () => {
         session.replaying = false;
       },
@@ -447,7 +448,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
 
   /** One flow another node had in flight, put back in the session to be resent at its CONNACK [MQTT-4.4.0-1]. */
   #restoreFlow(session: Session, flow: MovedFlow): void {
-    const tracked = this.#link!.delivered(session.clientId, flow.seq);
+    const tracked = this.#link!.delivered(session.clientId, flow.seq, flow.qos);
     const hooks: FlowHooks | undefined = tracked === undefined ? undefined : { received: tracked.onReceived };
     if (flow.released) {
       // Its PUBREC came: the client has the message, only the PUBREL is owed [MQTT-4.3.3].
@@ -466,14 +467,24 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     })) tracked?.onComplete(DROPPED);
   }
 
-  /** One replayed stored message, for the resumed session only (shared groups were picked when it was stored). */
-  #replayOne(session: Session, message: Message, seq: number): void {
+  /**
+   * One replayed stored message, for the resumed session only (shared groups were picked when it was stored).
+   * `queuedAt`: the QoS it was queued at on the node the session moved from, where it waited to be sent; delivered at
+   * it even when no subscription matches it now (one removed meanwhile), as that node would have [MQTT-4.1.0-1].
+   */
+  #replayOne(session: Session, message: Message, seq: number, queuedAt: 1 | 2 | undefined): void {
     if (this.#sessions.get(session.clientId) !== session) return;
     const deliveries = this.router.match(message.topic, message.senderId, null);
+    let matched = false;
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
       if (d.session !== session) continue;
+      matched = true;
       this.#deliverStored(d, message, seq);
+    }
+    if (!matched && queuedAt !== undefined && this.hooks.mayReceive?.(session.identity, message.topic) !== false) {
+      // Its subscription is gone: no RETAIN as published and no identifiers, as for a flow restored without one.
+      this.#deliverStored({ session, qos: queuedAt, retainAsPublished: false, subIds: undefined, shared: undefined }, message, seq);
     }
   }
 
@@ -489,7 +500,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       d.session.deliver(message, 0, retain, d.subIds);
       return;
     }
-    const tracked = this.#link!.delivered(d.session.clientId, seq);
+    const tracked = this.#link!.delivered(d.session.clientId, seq, qos);
     const hooks: FlowHooks | undefined = tracked === undefined ? undefined : {
       sent: (packetId, sentQos) => {
         const written = tracked.onSent(packetId, sentQos);
@@ -1041,6 +1052,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#sweep);
+    // The persistent sessions' last states, while this node still holds them (after the link's close it writes nothing).
+    if (this.#link !== null) await this.#link.saveSessions();
     this.#link?.close();
     for (const conn of [...this.#connections]) conn.disconnect(RC.SERVER_SHUTTING_DOWN, 'server_shutting_down');
     for (const session of this.#sessions.values()) {

@@ -49,6 +49,16 @@ export interface MovedSession {
   subscriptions: StoredSubscription[];
   floor: number;
   inflight: MovedFlow[];
+  /**
+   * Stored messages queued for the session there and not yet sent, in stream order, with the QoS they were queued at:
+   * the replay delivers them even if no subscription matches them now (one removed while they waited).
+   */
+  queued: MovedQueued[];
+}
+
+export interface MovedQueued {
+  seq: number;
+  qos: 1 | 2;
 }
 
 export interface MovedFlow {
@@ -280,8 +290,8 @@ export interface ClusterLink {
    * stream) is not in the answer, and its message is replayed as a new delivery.
    */
   readFlows(flows: MovedFlow[]): Promise<MovedFlow[]>;
-  /** A stored message (`seq`) handed to a tracked persistent session at QoS 1/2; undefined: the session is not tracked. */
-  delivered(clientId: string, seq: number): StoredDelivery | undefined;
+  /** A stored message (`seq`) handed to a tracked persistent session at QoS 1/2 (`qos`); undefined: the session is not tracked. */
+  delivered(clientId: string, seq: number, qos: 1 | 2): StoredDelivery | undefined;
   /**
    * A session resumed here from another node's record: hands it the stored messages after `moved.floor` (those of
    * `moved.inflight` skipped: the engine restored them), in order, through `hand`, and calls `caughtUp` in the turn it
@@ -291,6 +301,12 @@ export interface ClusterLink {
    */
   replay(clientId: string, moved: MovedSession, hand: (message: Message, seq: number) => void, caughtUp: () => void,
     full: () => boolean | null): void;
+  /**
+   * The engine stops, its clients still connected: the record of every persistent session held here gets its state as
+   * of now (the lazy writes are up to a second behind), so the node that resumes one gets what it was still owed
+   * here, queued messages included. Resolves once written, failed, or after a bound (NATS slow or away).
+   */
+  saveSessions(): Promise<void>;
   /** The engine stops: no more messages either way. */
   close(): void;
 }

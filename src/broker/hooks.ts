@@ -44,6 +44,12 @@ export interface BrokerHooks {
   authorizePublish?: (client: ClientInfo, topic: string, message: Message) => number | Promise<number>;
   /** Returns the granted QoS (≤ requested) or a failure reason code (≥ 0x80). */
   authorizeSubscribe?: (client: ClientInfo, filter: string, qos: QoS) => number | Promise<number>;
+  /**
+   * A message a session was owed that none of its subscriptions covers any more (queued for it on the node it moved
+   * from, before a subscription was removed): whether it may still receive it (`identity`: the authentication hook's).
+   * Absent: it may.
+   */
+  mayReceive?: (identity: unknown, topic: string) => boolean;
 }
 
 /** How a connection ended, as far as the peer was told: for connection events. */

@@ -219,10 +219,12 @@ export class DurableMessages {
    * `full()` (the session holds as much queued as a replay may give it: messages are never dropped for a replay's
    * haste). Once it reached the feed's position — checked in the turn the feed hands its next message in — `caughtUp`
    * is called: from then the feed's messages reach the session. No consumer: STREAM.MSG.GET next_by_subj, as for a
-   * gap. `full()` null: the session is gone here, the replay stops.
+   * gap. `full()` null: the session is gone here, the replay stops. `through`: a sequence the replay reaches even
+   * while the feed does not run here (a session that moved with queued messages and no subscription gives this node
+   * no interest in the gateway, so no feed to catch up with).
    */
   async replay(from: number, skip: ReadonlySet<number>, hand: (message: Message, seq: number) => void, at: (seq: number) => void,
-    caughtUp: () => void, full: () => boolean | null): Promise<void> {
+    caughtUp: () => void, full: () => boolean | null, through = 0): Promise<void> {
     await this.#starting;
     let pos = from;
     const wanted = (): boolean => !this.#closed && full() !== null;
@@ -234,7 +236,7 @@ export class DurableMessages {
     }
     for (;;) {
       if (!wanted()) return;
-      const target = this.#subscription === null ? 0 : this.#last;
+      const target = Math.max(this.#subscription === null ? 0 : this.#last, through);
       if (pos >= target) {
         caughtUp();
         return;

@@ -331,15 +331,15 @@ class NatsGatewayLink implements ClusterLink {
     if (!this.#closed) this.#states.changed(clientId, subscriptions);
   }
 
-  delivered(clientId: string, seq: number): StoredDelivery | undefined {
-    return this.#states.delivered(clientId, seq);
+  delivered(clientId: string, seq: number, qos: 1 | 2): StoredDelivery | undefined {
+    return this.#states.delivered(clientId, seq, qos);
   }
 
   replay(clientId: string, moved: MovedSession, hand: (message: Message, seq: number) => void, caughtUp: () => void,
     full: () => boolean | null): void {
     this.#states.replaying(clientId, moved);
-    if (moved.subscriptions.length === 0) {
-      // Nothing of the stream can match: nothing to read (a session without subscriptions has no useful floor).
+    if (moved.subscriptions.length === 0 && moved.queued.length === 0) {
+      // Nothing of the stream can reach it: nothing to read (a session without subscriptions has no useful floor).
       this.#states.caughtUp(clientId);
       caughtUp();
       return;
@@ -348,7 +348,7 @@ class NatsGatewayLink implements ClusterLink {
     this.durable.replay(moved.floor, skip, hand, (seq) => this.#states.replayed(clientId, seq), () => {
       this.#states.caughtUp(clientId);
       caughtUp();
-    }, full).catch((err: unknown) => {
+    }, full, moved.queued.at(-1)?.seq ?? 0).catch((err: unknown) => {
       if (!this.#closed && full() !== null) this.#logger.error({ err, clientId }, 'cluster_replay_failed');
     });
   }
@@ -484,6 +484,10 @@ class NatsGatewayLink implements ClusterLink {
     const waits = [this.#settling, this.shared.settled(), this.#states.settled()].filter((p) => p !== undefined);
     if (waits.length === 0) return undefined;
     return waits.length === 1 ? waits[0] : Promise.all(waits).then(() => undefined);
+  }
+
+  saveSessions(): Promise<void> {
+    return this.#closed ? Promise.resolve() : this.#states.saveAll();
   }
 
   close(): void {

@@ -15,7 +15,7 @@
  * Writes of one session go one after the other (a chain per key): a connection's end and the next CONNECT's
  * claim on this node never interleave.
  */
-import type { LinkEndpoint, MovedSession, RecordedWill, SessionClaim, ConnectionEnd } from '../broker/index.ts';
+import type { LinkEndpoint, MovedQueued, MovedSession, RecordedWill, SessionClaim, ConnectionEnd } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
 import { SessionRecords, willEntry, willOf, type OpenRecords, type SessionRecord, type SessionState } from './session-records.ts';
@@ -328,7 +328,21 @@ function movedOf(state: SessionState): MovedSession {
     subscriptions: state.subscriptions,
     floor: state.floor,
     inflight: (state.inflight ?? []).map(([seq, packetId, qos, released]) => ({ seq, packetId, qos: qos === 1 ? 1 as const : 2 as const, released: released === 1 })),
+    queued: queuedOf(state.queued),
   };
+}
+
+/** A record's queued list, in stream order; entries of another shape are left out (a node of another version wrote it). */
+function queuedOf(queued: unknown): MovedQueued[] {
+  if (!Array.isArray(queued)) return [];
+  const kept: MovedQueued[] = [];
+  for (const entry of queued as unknown[]) {
+    if (!Array.isArray(entry)) continue;
+    const [seq, qos] = entry as unknown[];
+    if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || (qos !== 1 && qos !== 2)) continue;
+    kept.push({ seq, qos });
+  }
+  return kept.sort((x, y) => x.seq - y.seq);
 }
 
 function displaced(previous: SessionRecord): RecordedWill | null {

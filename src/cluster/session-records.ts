@@ -59,6 +59,14 @@ export interface SessionState {
    * Packet id 0: a QoS 2 delivery that ended, kept until the floor passes it so a replay skips it.
    */
   inflight: [number, number, number, number][];
+  /**
+   * Stored messages handed to the session and not yet sent (no packet id yet): [stream sequence, QoS it was queued at].
+   * A resume delivers these even when no subscription of the session matches them any more (an UNSUBSCRIBE, or a
+   * subscription the access rules removed, while they waited): they are part of the session's state [MQTT-4.1.0-1],
+   * as on the node that queued them. Absent: a record of an older node, or a queue too long to list within
+   * MAX_STATE_BYTES (session-states.ts): the resume then matches the replay against the subscriptions only.
+   */
+  queued?: [number, number][];
 }
 
 export function willEntry(will: RecordedWill, dueAt: number | null): WillEntry {

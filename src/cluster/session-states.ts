@@ -28,6 +28,8 @@ import type { SessionState } from './session-records.ts';
 
 /** How long a SUBACK waits for the session's subscriptions to be in its record before it goes anyway. */
 const SETTLE_TIMEOUT_MS = 2_000;
+/** How long a stopping node waits for its sessions' last writes. */
+const SAVE_ALL_TIMEOUT_MS = 2_000;
 /** How often the floors of the sessions that moved are written. */
 const FLOOR_WRITE_MS = 1_000;
 /** A session state larger than this is not written (NATS max_payload is 1 MiB by default; the record has more). */
@@ -49,8 +51,13 @@ interface Flow {
 interface Tracked {
   clientId: string;
   subscriptions: StoredSubscription[];
-  /** Stream sequences handed to the session and not completed (queued or in flight). */
-  outstanding: Set<number>;
+  /** Stream sequences handed to the session and not completed (queued or in flight), with the QoS they were handed at. */
+  outstanding: Map<number, 1 | 2>;
+  /**
+   * A resumed session's queued messages of the record it was resumed from that its replay has not reached yet: still
+   * owed (a write during the replay lists them, so a second move loses none of them), dropped once the replay passes.
+   */
+  carried: Map<number, 1 | 2>;
   /** Deliveries that hold a packet id: stream sequence → flow. */
   flows: Map<number, Flow>;
   /** The replay's position while the session replays the stream; null once it caught up (or never replayed). */
@@ -97,7 +104,8 @@ export class SessionStates {
     if (t === undefined) {
       const floor = this.#position() ?? 0;
       this.#tracked.set(clientId, (t = {
-        clientId, subscriptions, outstanding: new Set(), flows: new Map(), replayAt: null, floor, dirty: true, abandoned: false, queued: null,
+        clientId, subscriptions, outstanding: new Map(), carried: new Map(), flows: new Map(), replayAt: null, floor, dirty: true, abandoned: false,
+        queued: null,
       }));
     }
     t.subscriptions = subscriptions;
@@ -120,13 +128,13 @@ export class SessionStates {
   /** A session resumed from another node's record starts replaying from its floor. */
   replaying(clientId: string, moved: MovedSession): void {
     const t: Tracked = {
-      clientId, subscriptions: moved.subscriptions, outstanding: new Set(), flows: new Map(), replayAt: moved.floor,
-      floor: moved.floor, dirty: true, abandoned: false, queued: null,
+      clientId, subscriptions: moved.subscriptions, outstanding: new Map(), carried: new Map(moved.queued.map((q) => [q.seq, q.qos])),
+      flows: new Map(), replayAt: moved.floor, floor: moved.floor, dirty: true, abandoned: false, queued: null,
     };
     // The engine restores these (delivered() is told of each): kept until then, in case it writes before.
     for (const f of moved.inflight) {
       t.flows.set(f.seq, { packetId: f.packetId, qos: f.qos, released: f.released });
-      if (f.packetId !== 0) t.outstanding.add(f.seq); // id 0: completed, kept for the replay to skip
+      if (f.packetId !== 0) t.outstanding.set(f.seq, f.qos); // id 0: completed, kept for the replay to skip
     }
     this.#tracked.set(clientId, t);
   }
@@ -135,18 +143,22 @@ export class SessionStates {
     const t = this.#tracked.get(clientId);
     if (t === undefined || t.replayAt === null) return;
     t.replayAt = seq;
+    // Reached: handed to the session again (now outstanding), or refused there (its access rules, a full queue).
+    for (const carried of t.carried.keys()) if (carried <= seq) t.carried.delete(carried);
     t.dirty = true;
   }
 
   caughtUp(clientId: string): void {
     const t = this.#tracked.get(clientId);
-    if (t !== undefined) t.replayAt = null;
+    if (t === undefined) return;
+    t.replayAt = null;
+    t.carried.clear(); // the stream no longer had them (its limits removed part of the backlog)
   }
 
-  delivered(clientId: string, seq: number): StoredDelivery | undefined {
+  delivered(clientId: string, seq: number, qos: 1 | 2): StoredDelivery | undefined {
     const t = this.#tracked.get(clientId);
     if (t === undefined) return undefined;
-    t.outstanding.add(seq);
+    t.outstanding.set(seq, qos);
     t.dirty = true;
     const mine = (): boolean => this.#tracked.get(clientId) === t;
     return {
@@ -179,7 +191,7 @@ export class SessionStates {
   #floorOf(t: Tracked): number {
     // The lowest, not the first added: a resumed session's flows come before the older messages its replay reads.
     let oldest = Infinity;
-    for (const seq of t.outstanding) if (seq < oldest) oldest = seq;
+    for (const seq of t.outstanding.keys()) if (seq < oldest) oldest = seq;
     if (oldest !== Infinity) return oldest - 1;
     if (t.replayAt !== null) return t.replayAt;
     return this.#position() ?? t.floor;
@@ -199,6 +211,14 @@ export class SessionStates {
     // The flows in stream order, which is the order a resume resends them in [MQTT-4.4.0-1].
     inflight.sort((x, y) => x[0] - y[0]);
     const state: SessionState = { subscriptions: t.subscriptions, floor: t.floor, inflight };
+    const queued = queuedOf(t);
+    if (queued.length > 0) {
+      const listed = { ...state, queued };
+      if (stateBytes(listed) <= MAX_STATE_BYTES) return listed;
+      // A queue too long to list: a resume matches the replay against the subscriptions only (what waited for a
+      // subscription removed meanwhile is not delivered there), rather than no resume at all.
+      this.#logger.debug({ clientId: t.clientId, queued: queued.length }, 'cluster_session_queue_not_listed');
+    }
     if (stateBytes(state) <= MAX_STATE_BYTES) return state;
     t.abandoned = true;
     return undefined;
@@ -254,6 +274,20 @@ export class SessionStates {
     return write;
   }
 
+  /**
+   * The node stops: every session whose state moved since its last write is written now (its floor, what it still has
+   * queued), so a resume elsewhere gets it exact rather than up to FLOOR_WRITE_MS behind. Bounded: NATS slow or away
+   * must not hold the stop (the records then keep the last writes that made it).
+   */
+  saveAll(): Promise<void> {
+    const writes: Promise<boolean>[] = [];
+    for (const t of this.#tracked.values()) if (t.dirty) writes.push(this.#save(t));
+    if (writes.length === 0) return Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, SAVE_ALL_TIMEOUT_MS)));
+    return Promise.race([Promise.all(writes).then(() => undefined), late]).finally(() => clearTimeout(timer));
+  }
+
   #writeFloors(): void {
     for (const t of this.#tracked.values()) {
       if (t.dirty && t.queued === null) void this.#save(t);
@@ -264,6 +298,20 @@ export class SessionStates {
     clearInterval(this.#timer);
     this.#tracked.clear();
   }
+}
+
+/**
+ * The session's queued messages: handed to it and not sent (no packet id: a flow of the record's `inflight` is resent
+ * from there), and a resume's carried ones its replay has not reached, in stream order.
+ */
+function queuedOf(t: Tracked): [number, number][] {
+  const queued: [number, number][] = [];
+  for (const [seq, qos] of t.outstanding) {
+    const flow = t.flows.get(seq);
+    if (seq > t.floor && (flow === undefined || flow.packetId === 0)) queued.push([seq, qos]);
+  }
+  for (const [seq, qos] of t.carried) if (seq > t.floor && !t.outstanding.has(seq)) queued.push([seq, qos]);
+  return queued.sort((x, y) => x[0] - y[0]);
 }
 
 /** The bytes of a state in its record (JSON, as session-records.ts writes it). */

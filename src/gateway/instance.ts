@@ -130,6 +130,7 @@ export class GatewayInstance {
         authenticate: (req) => this.#checkCertificateThenAuthenticate(req),
         authorizePublish: (client, topic) => this.#authorizePublish(client, topic),
         authorizeSubscribe: (client, filter, qos) => this.#authorizeSubscribe(client, filter, qos),
+        mayReceive: (identity, topic) => this.#mayReceive(identity, topic),
       },
     });
     this.broker.on('client_connected', (c) => this.#deviceConnected(c));
@@ -418,6 +419,14 @@ export class GatewayInstance {
     if (dropped === 0) return;
     this.#aclRefusals.delivery += dropped;
     this.#log.info({ clientId: logText(session.clientId), dropped }, 'messages_dropped_by_access_control');
+  }
+
+  /** A message owed to a session that moved here without the subscription it was queued for: the rules as in #revokeRefused. */
+  #mayReceive(identity: unknown, topic: string): boolean {
+    const acl = (identity as DeviceIdentity | undefined)?.access?.acl;
+    if (acl === undefined || acl.allowsEverything || acl.canSubscribe(topic)) return true;
+    this.#aclRefusals.delivery++;
+    return false;
   }
 
   #authorizePublish(client: ClientInfo, topic: string): number {

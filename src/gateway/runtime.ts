@@ -3,6 +3,7 @@
  * at boot, started and stopped by the API, reloaded on edits, torn down on delete.
  */
 import type { GatewayOcspState, GatewayRuntime as GatewayRuntimePort, GatewayState } from '../registry/ports.ts';
+import type { GatewayLimitsUsage } from '../registry/gateway-limits.ts';
 import type { GatewayRuntimeConfig, GatewayStatus } from '../registry/types.ts';
 import { ocspStateWarnings } from '../registry/index.ts';
 import type { ScriptRunner } from '../sandbox/index.ts';
@@ -190,6 +191,13 @@ export class GatewayRuntime implements GatewayRuntimePort {
       if (ocsp !== undefined) states[id] = ocsp;
     }
     return states;
+  }
+
+  /** The use of every running gateway's limits, by id (a worker's part of the machine's, workers.ts). */
+  limitsUsages(): Record<string, GatewayLimitsUsage> {
+    const usages: Record<string, GatewayLimitsUsage> = {};
+    for (const [id, instance] of this.#instances) usages[id] = instance.limitsUsage();
+    return usages;
   }
 
   gatewayState(gatewayId: string): GatewayState {

@@ -52,6 +52,7 @@ function handStoredLink(): { link: ClusterLink; stores: PendingStore[] } {
     readFlows: (flows) => Promise.resolve(flows),
     delivered: () => undefined,
     replay: (_clientId, _moved, _hand, caughtUp) => caughtUp(),
+    saveSessions: () => Promise.resolve(),
     close: () => undefined,
   };
   return { link, stores };

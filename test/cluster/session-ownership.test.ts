@@ -228,13 +228,18 @@ if (clusterSkip !== undefined) {
       const first = await late.claim('c-fenced', 'owner-1', will, false);
       assert.deepEqual(first, { local: true, displacedWill: null });
       // The session's state in the record (issue 16 item 2): what the next holder resumes from.
-      const state: SessionState = { subscriptions: [], floor: 41, inflight: [[42, 7, 2, 1], [43, 8, 2, 0]] };
+      // Queued entries of another shape (a QoS 0, a sequence that is not a number) are left out; the rest in stream order.
+      const state: SessionState = {
+        subscriptions: [], floor: 41, inflight: [[42, 7, 2, 1], [43, 8, 2, 0]],
+        queued: [[45, 1], [44, 2], [46, 0], ['47', 1] as unknown as [number, number], 48 as unknown as [number, number]],
+      };
       assert.equal(await late.saveState('c-fenced', () => state), true);
       const second = await winner.claim('c-fenced', 'owner-1', null, false);
       assert.ok(typeof second === 'object' && !second.local, 'claimed from another process');
       assert.deepEqual(second.moved, {
         subscriptions: [], floor: 41,
         inflight: [{ seq: 42, packetId: 7, qos: 2, released: true }, { seq: 43, packetId: 8, qos: 2, released: false }],
+        queued: [{ seq: 44, qos: 2 }, { seq: 45, qos: 1 }],
       }, 'the claim hands over the state the record held');
       // Another principal cannot claim it at all.
       assert.equal(await holder(`third-${randomUUID()}`).claim('c-fenced', 'owner-2', null, false), 'owned');

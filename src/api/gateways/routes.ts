@@ -7,6 +7,7 @@ import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebo
 import { Type, type Static } from 'typebox';
 import { GatehouseError } from '../../core/errors.ts';
 import type { GatewayOcspState, GatewayRuntime, GatewayState } from '../../registry/ports.ts';
+import type { GatewayLimitsUsage } from '../../registry/gateway-limits.ts';
 import type { Registry } from '../../registry/registry.ts';
 import type { Gateway, GatewayCreateInput, ThirdPartyInput, Warning } from '../../registry/types.ts';
 import { ocspStateWarnings, uniqueWarnings } from '../../registry/index.ts';
@@ -20,6 +21,8 @@ export interface GatewayRoutesOptions {
   runtime: GatewayRuntime;
   /** Every running gateway's certificate checks by id: under GATEHOUSE_WORKERS the machine's (workers.ts); absent: this process's. */
   ocspStates?: () => Promise<Record<string, GatewayOcspState>>;
+  /** Every running gateway's use of its limits by id: under GATEHOUSE_WORKERS the machine's (workers.ts); absent: this process's. */
+  limitsUsages?: () => Promise<Record<string, GatewayLimitsUsage>>;
 }
 
 const tags = ['gateways'];
@@ -45,7 +48,7 @@ function thirdPartyInput(body: ThirdPartyBody | null | undefined): ThirdPartyInp
     };
 }
 
-export const gatewayRoutes: FastifyPluginCallbackTypebox<GatewayRoutesOptions> = (app, { registry, runtime, ocspStates }, done) => {
+export const gatewayRoutes: FastifyPluginCallbackTypebox<GatewayRoutesOptions> = (app, { registry, runtime, ocspStates, limitsUsages }, done) => {
   /** The stored gateway with the runtime's live status. */
   const view = (gateway: Gateway, state: GatewayState = runtime.gatewayState(gateway.id), found: Warning[] = []): Static<typeof GatewayView> => ({
     ...gateway,
@@ -85,7 +88,9 @@ export const gatewayRoutes: FastifyPluginCallbackTypebox<GatewayRoutesOptions> =
     schema: { tags, summary: 'Get a gateway', params: GatewayIdParams, response: { 200: GatewayView, ...errorResponses } },
   }, async (request) => {
     const gateway = await registry.gateways.get(request.params.id);
-    const state = runtime.gatewayState(gateway.id);
+    let state = runtime.gatewayState(gateway.id);
+    // The machine's use: a device's session, queue and refusals are on the worker its connection reached.
+    if (limitsUsages !== undefined && state.limitsUsage !== undefined) state = { ...state, limitsUsage: (await limitsUsages())[gateway.id] ?? state.limitsUsage };
     if (ocspStates === undefined || state.ocsp === undefined) return view(gateway, state);
     // The machine's checks, and what they reveal (a warning another worker's traffic raised included).
     const ocsp = (await ocspStates())[gateway.id] ?? state.ocsp;
