@@ -143,7 +143,8 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
   const stateStores = openLocalSqlite(path.join(config.dataDir, MQTT_STATE_FILE), (file) => new SqliteStateStores(file, checkpointer));
   // In the platform's database (SQLite or PostgreSQL): every node of a cluster answers /events alike.
   const connectionEvents = new ConnectionEventRecorder(storage.connectionEvents, logger, {
-    keepPerGateway: config.connectionEvents.perGateway, maxAgeMs: config.connectionEvents.maxAgeHours * 3600_000, ...overrides.connectionEvents,
+    keepPerGateway: config.connectionEvents.perGateway, maxAgeMs: config.connectionEvents.maxAgeHours * 3600_000,
+    foldAcrossNodes: cluster !== null, ...overrides.connectionEvents,
   });
   const runtime = new GatewayRuntime({
     directory: registry, logger, host: config.mqttHost, stateStores, ocspTimings: overrides.ocspTimings, runner, connectionEvents,

@@ -21,6 +21,11 @@ export interface ConnectionEventOptions {
   flushMs: number;
   /** Repeats of one key within this window are folded into one row. */
   foldWindowMs: number;
+  /**
+   * A cluster node: the other nodes fold the same key apart (a device's retries land on any of them), so a new row is
+   * folded into another node's stored row of that key within the window (ConnectionEventRepository.foldMany).
+   */
+  foldAcrossNodes: boolean;
   /** Folds and unwritten rows held, in approximate bytes; beyond it new events are dropped (counted). */
   maxBytes: number;
   pruneIntervalMs: number;
@@ -28,6 +33,7 @@ export interface ConnectionEventOptions {
 
 export const DEFAULT_CONNECTION_EVENT_OPTIONS: ConnectionEventOptions = {
   keepPerGateway: 10_000, maxAgeMs: 7 * 24 * 3600_000, flushMs: 200, foldWindowMs: 10_000, maxBytes: 4 * 1024 * 1024, pruneIntervalMs: 60_000,
+  foldAcrossNodes: false,
 };
 
 /** Map entry, key, record object and bookkeeping, beyond the text the event carries. */
@@ -181,6 +187,7 @@ export class ConnectionEventRecorder {
     const batch = this.#dirty;
     this.#dirty = [];
     const inserts: ConnectionEventRecord[] = [];
+    const insertedFolds: Fold[] = [];
     const updates: { id: string; count: number; lastAt: string }[] = [];
     let occurrences = 0;
     for (const fold of batch) {
@@ -188,6 +195,7 @@ export class ConnectionEventRecorder {
       occurrences += fold.unwritten;
       if (!fold.inserted) {
         inserts.push({ ...fold.record });
+        insertedFolds.push(fold);
         fold.inserted = true;
       } else {
         updates.push({ id: fold.record.id, count: fold.unwritten, lastAt: fold.record.lastAt });
@@ -195,8 +203,10 @@ export class ConnectionEventRecorder {
       fold.unwritten = 0;
       if (!fold.inMap) this.#bytes -= fold.bytes;
     }
+    let rows = inserts;
     try {
-      await this.#repository.insertMany(inserts);
+      if (this.#options.foldAcrossNodes && inserts.length > 0) rows = await this.#foldAcrossNodes(inserts, insertedFolds);
+      else await this.#repository.insertMany(inserts);
       await this.#repository.addCounts(updates);
     } catch (err) {
       // Not retried: a database that cannot keep up must not make the process hold more.
@@ -205,7 +215,23 @@ export class ConnectionEventRecorder {
       this.#log.error({ err, events: occurrences }, 'connection_events_write_failed');
       return;
     }
-    if (this.#listener !== null) for (const record of inserts) this.#listener(record);
+    if (this.#listener !== null) for (const record of rows) this.#listener(record);
+  }
+
+  /** Inserts, or folds into another node's row of the same key; the new rows (a fold's next counts go to its row). */
+  async #foldAcrossNodes(inserts: ConnectionEventRecord[], folds: Fold[]): Promise<ConnectionEventRecord[]> {
+    const ids = await this.#repository.foldMany(inserts, this.#options.foldWindowMs);
+    const rows: ConnectionEventRecord[] = [];
+    for (let i = 0; i < inserts.length; i++) {
+      if (ids[i] === inserts[i]!.id) {
+        rows.push(inserts[i]!);
+        continue;
+      }
+      folds[i]!.record.id = ids[i]!;
+      this.#stats.recorded--;
+      this.#stats.folded++;
+    }
+    return rows;
   }
 }
 

@@ -91,6 +91,13 @@ export interface ConnectionEventRepository {
   insertMany(records: readonly ConnectionEventRecord[]): Promise<void>;
   /** Folded occurrences added to stored rows. */
   addCounts(updates: readonly { id: string; count: number; lastAt: string }[]): Promise<void>;
+  /**
+   * For the nodes of a cluster, which fold apart: each record is folded into the newest stored row of the same key
+   * (gateway, type, reason, client id, username, device, address) whose first occurrence is at most `windowMs` before
+   * the record's (its count added, its last occurrence moved), else inserted; one key at a time across the nodes
+   * sharing the database. Returns, in order, the id of the row each record went to (its own when inserted).
+   */
+  foldMany(records: readonly ConnectionEventRecord[], windowMs: number): Promise<string[]>;
   /** Newest first. */
   query(query: ConnectionEventQuery): Promise<ConnectionEventRecord[]>;
   /** Keeps the newest `keep` of each gateway; returns how many went. */

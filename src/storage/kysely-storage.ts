@@ -21,7 +21,7 @@ function repositoriesOver(db: Kysely<Database>, dialect: Dialect): Repositories 
     settings: new KyselySettingsRepository(db),
     messages: new KyselyMessageRepository(db),
     webhooks: new KyselyWebhookRepository(db, dialect),
-    connectionEvents: new KyselyConnectionEventRepository(db),
+    connectionEvents: new KyselyConnectionEventRepository(db, dialect),
     importOperations: new KyselyImportOperationRepository(db),
   };
 }

@@ -55,6 +55,37 @@ test('50 identical refusals in a second are one row with count 50; a different a
   await recorder.close();
 });
 
+test('two cluster nodes fold one device\'s retries into one row: each adds to the row the other wrote, a new row goes live once', { timeout: 30_000 }, async () => {
+  // Two recorders on one database, as two nodes (or workers) of a cluster: a device's retries land on either.
+  const options = { flushMs: 10, foldAcrossNodes: true };
+  const nodeA = new ConnectionEventRecorder(storage.connectionEvents, silentLogger, options);
+  const nodeB = new ConnectionEventRecorder(storage.connectionEvents, silentLogger, options);
+  const live: ConnectionEventRecord[] = [];
+  nodeA.onStored((r) => live.push(r));
+  nodeB.onStored((r) => live.push(r));
+  const t0 = Date.now();
+  const retry = (i: number): ConnectionEventInput => refusal({ gatewayId: 'gw-nodes', at: new Date(t0 + i * 10).toISOString() });
+  for (let i = 0; i < 30; i++) (i % 2 === 0 ? nodeA : nodeB).record(retry(i), t0 + i * 10);
+  await Promise.all([nodeA.flushed(), nodeB.flushed()]);
+  // More after both wrote: each node's next counts go to the one row, whichever node inserted it.
+  for (let i = 30; i < 40; i++) (i % 2 === 0 ? nodeA : nodeB).record(retry(i), t0 + i * 10);
+  const rows = await nodeA.query({ gatewayId: 'gw-nodes', limit: 10 });
+  await nodeB.flushed();
+  const final = await nodeA.query({ gatewayId: 'gw-nodes', limit: 10 });
+  assert.equal(rows.length, 1, JSON.stringify(rows));
+  assert.deepEqual(final.map((r) => r.count), [40]);
+  assert.equal(live.length, 1, 'the row goes live once, from the node that inserted it');
+  assert.equal(nodeA.stats.recorded + nodeB.stats.recorded, 1);
+  assert.equal(nodeA.stats.folded + nodeB.stats.folded, 39);
+  // Another key is another row, also across nodes.
+  nodeB.record(refusal({ gatewayId: 'gw-nodes', address: '127.0.0.9' }), t0 + 500);
+  assert.equal((await nodeA.query({ gatewayId: 'gw-nodes', limit: 10 })).length, 1, 'nodeA\'s read does not flush nodeB without a cluster');
+  await nodeB.flushed();
+  assert.equal((await nodeA.query({ gatewayId: 'gw-nodes', limit: 10 })).length, 2);
+  await nodeA.close();
+  await nodeB.close();
+});
+
 test('a flood of distinct refusals is bounded in bytes: beyond the cap events are dropped and counted', { timeout: 30_000 }, async () => {
   const maxBytes = 64 * 1024;
   const recorder = new ConnectionEventRecorder(storage.connectionEvents, silentLogger, { flushMs: 10, maxBytes, foldWindowMs: 1000 });

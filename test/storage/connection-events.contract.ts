@@ -73,6 +73,31 @@ export function connectionEventsContract(name: string, open: OpenFreshStorage): 
       assert.deepEqual((await s.connectionEvents.query({ since: later, limit: 10 })).map((e) => e.id), [id(1)]);
     }));
 
+    test('foldMany (cluster nodes): a record folds into the newest row of its key within the window, else it is a row; one key at a time', { timeout: 30_000 }, () => withStorage(open, async (s) => {
+      const WINDOW = 10_000;
+      const at = (second: number): string => new Date(Date.UTC(2026, 0, 1, 0, 0, second)).toISOString();
+      const same = (n: number, second: number, overrides: Partial<ConnectionEventRecord> = {}): ConnectionEventRecord =>
+        event(n, { clientId: 'c-retry', at: at(second), lastAt: at(second), ...overrides });
+      assert.deepEqual(await s.connectionEvents.foldMany([same(1, 1, { count: 2 })], WINDOW), [id(1)]);
+      // Within the window: into row 1, its count added and its last occurrence moved; a null field is part of the key.
+      assert.deepEqual(await s.connectionEvents.foldMany([same(2, 5, { count: 3 }), same(3, 6, { username: null })], WINDOW), [id(1), id(3)]);
+      // An earlier last occurrence (a node's clock behind) does not move lastAt back.
+      assert.deepEqual(await s.connectionEvents.foldMany([same(4, 3)], WINDOW), [id(1)]);
+      // Past the window from the row's first occurrence: a new row.
+      assert.deepEqual(await s.connectionEvents.foldMany([same(5, 12)], WINDOW), [id(5)]);
+      const rows = await s.connectionEvents.query({ clientId: 'c-retry', limit: 10 });
+      assert.deepEqual(rows.map((r) => [r.id, r.count, r.at, r.lastAt]), [
+        [id(5), 1, at(12), at(12)], [id(3), 1, at(6), at(6)], [id(1), 6, at(1), at(5)],
+      ]);
+      // Two nodes writing one new key at once: one row with both counts.
+      const racing = await Promise.all([
+        s.connectionEvents.foldMany([same(6, 30, { reason: 'THROTTLED' })], WINDOW),
+        s.connectionEvents.foldMany([same(7, 30, { reason: 'THROTTLED' })], WINDOW),
+      ]);
+      const throttled = await s.connectionEvents.query({ reason: 'THROTTLED', clientId: 'c-retry', limit: 10 });
+      assert.deepEqual(throttled.map((r) => r.count), [2], JSON.stringify(racing));
+    }));
+
     test('retention: the newest N of each gateway, and nothing whose last occurrence is older than the cut', { timeout: 30_000 }, () => withStorage(open, async (s) => {
       const rows: ConnectionEventRecord[] = [];
       for (let n = 1; n <= 30; n++) rows.push(event(n, { gatewayId: n % 3 === 0 ? 'gw-small' : 'gw-big' }));

@@ -12,6 +12,7 @@ import { silentLogger } from '../../src/core/logger.ts';
 import { openStorage } from '../../src/storage/index.ts';
 import { BundledMigrations } from '../../src/storage/migrations/index.ts';
 import { openPostgres } from '../../src/storage/postgres.ts';
+import { foldLockOf } from '../../src/storage/repositories/connection-events.ts';
 import { device, repositoryContract, seedGateway } from './repository.contract.ts';
 import { platformRepositoryContract } from './platform-repositories.contract.ts';
 import { devicePropertiesContract } from './device-properties.contract.ts';
@@ -55,6 +56,40 @@ if (url === undefined || url === '') {
     const { error } = await new Migrator({ db: old, provider: new BundledMigrations('postgres'), migrationTableSchema: schema }).migrateTo('0007-device-search');
     assert.equal(error, undefined);
     await checkMessagePayloadUpgrade(old, () => openStorage({ dataDir: os.tmpdir(), databaseUrl: url, postgresSchema: schema, logger: silentLogger }));
+  });
+
+  test('postgres: a node folding a connection event waits while another node folds the same key, then folds into that node\'s row', { timeout: 30_000 }, async () => {
+    const storage = await openFresh();
+    const schema = schemas[schemas.length - 1]!;
+    const other = new pg.Client({ connectionString: url });
+    await other.connect();
+    try {
+      const at = new Date().toISOString();
+      const row = {
+        id: '00000000000001abcdef', gatewayId: 'gw1', type: 'CONNECT_REFUSED' as const, reason: 'THROTTLED' as const, detail: null,
+        mqttReasonCode: 0x9f, protocolVersion: 5, clientId: 'c-1', username: 'meter-1', deviceName: null, address: '127.0.0.1',
+        certificate: null, at, count: 4, lastAt: at,
+      };
+      // The other node, in the middle of its fold of the key: it holds the key's lock and has not written yet.
+      await other.query('begin');
+      await other.query('select pg_advisory_xact_lock($1::bigint)', [foldLockOf(row)]);
+      let finished = false;
+      const folding = storage.connectionEvents.foldMany([{ ...row, id: '00000000000002abcdef', count: 1 }], 10_000).then((ids) => {
+        finished = true;
+        return ids;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(finished, false, 'the fold waits for the key\'s lock');
+      await other.query(`insert into "${schema}".connection_events (id, gateway_id, type, reason, detail, mqtt_reason_code, protocol_version,
+        client_id, username, device_name, address, certificate, at, count, last_at) values ($1, $2, $3, $4, null, $5, $6, $7, $8, null, $9, null, $10, $11, $10)`,
+      [row.id, row.gatewayId, row.type, row.reason, row.mqttReasonCode, row.protocolVersion, row.clientId, row.username, row.address, row.at, row.count]);
+      await other.query('commit');
+      assert.deepEqual(await folding, [row.id], 'folded into the row the other node wrote, not a second row');
+      assert.deepEqual((await storage.connectionEvents.query({ gatewayId: 'gw1', limit: 10 })).map((r) => r.count), [5]);
+    } finally {
+      await other.end();
+      await storage.close();
+    }
   });
 
   // The test database's collation is C; an operator's is often a locale where case folds and '-' is ignored.

@@ -1,9 +1,19 @@
-import type { Kysely, Selectable } from 'kysely';
+import { createHash } from 'node:crypto';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import type {
   ConnectionEventQuery, ConnectionEventRecord, ConnectionEventRepository, ConnectionEventType, ConnectionReason,
 } from '../../registry/connection-events.ts';
 import type { DeviceCertificateInfo } from '../../registry/types.ts';
-import type { ConnectionEventsTable, Database } from '../schema.ts';
+import type { ConnectionEventsTable, Database, Dialect } from '../schema.ts';
+
+/**
+ * The PostgreSQL advisory lock of a record's fold key (the key the recorder folds by in memory): 64 bits of its SHA-256,
+ * as text for the bigint cast (a key's text may hold what PostgreSQL text cannot, and two keys sharing a lock only wait).
+ */
+export function foldLockOf(r: ConnectionEventRecord): string {
+  const key = JSON.stringify([r.gatewayId, r.type, r.reason, r.clientId, r.username, r.deviceName, r.address]);
+  return createHash('sha256').update(key).digest().readBigInt64BE(0).toString();
+}
 
 /** Rows per INSERT: 15 columns each, under SQLite's 32,766 bound values and PostgreSQL's 65,535. */
 const ROWS_PER_STATEMENT = 500;
@@ -31,9 +41,11 @@ function fromRow(row: Selectable<ConnectionEventsTable>): ConnectionEventRecord 
 
 export class KyselyConnectionEventRepository implements ConnectionEventRepository {
   readonly #db: Kysely<Database>;
+  readonly #dialect: Dialect;
 
-  constructor(db: Kysely<Database>) {
+  constructor(db: Kysely<Database>, dialect: Dialect) {
     this.#db = db;
+    this.#dialect = dialect;
   }
 
   async insertMany(records: readonly ConnectionEventRecord[]): Promise<void> {
@@ -51,6 +63,34 @@ export class KyselyConnectionEventRepository implements ConnectionEventRepositor
         .set((eb) => ({ count: eb('count', '+', u.count), last_at: u.lastAt }))
         .where('id', '=', u.id).execute();
     }
+  }
+
+  async foldMany(records: readonly ConnectionEventRecord[], windowMs: number): Promise<string[]> {
+    const ids: string[] = [];
+    // One transaction per record: a batch holds one record per key, and only cluster nodes fold here.
+    for (const r of records) {
+      ids.push(await this.#db.transaction().execute(async (tx) => {
+        // Two nodes writing the same key at once would each find nothing and insert: the key's lock makes the second
+        // find the first's row. SQLite has one writer (a single process) and needs none.
+        if (this.#dialect === 'postgres') await sql`select pg_advisory_xact_lock(${foldLockOf(r)}::bigint)`.execute(tx);
+        let same = tx.selectFrom('connection_events').select('id')
+          .where('gateway_id', '=', r.gatewayId).where('type', '=', r.type).where('reason', '=', r.reason)
+          .where('at', '>=', new Date(Date.parse(r.at) - windowMs).toISOString());
+        for (const [column, value] of [['client_id', r.clientId], ['username', r.username], ['device_name', r.deviceName], ['address', r.address]] as const) {
+          same = value === null ? same.where(column, 'is', null) : same.where(column, '=', value);
+        }
+        const found = await same.orderBy('id', 'desc').limit(1).executeTakeFirst();
+        if (found === undefined) {
+          await tx.insertInto('connection_events').values(toRow(r)).onConflict((oc) => oc.column('id').doNothing()).execute();
+          return r.id;
+        }
+        await tx.updateTable('connection_events')
+          .set((eb) => ({ count: eb('count', '+', r.count), last_at: sql<string>`case when last_at < ${r.lastAt} then ${r.lastAt} else last_at end` }))
+          .where('id', '=', found.id).execute();
+        return found.id;
+      }));
+    }
+    return ids;
   }
 
   async query(q: ConnectionEventQuery): Promise<ConnectionEventRecord[]> {
