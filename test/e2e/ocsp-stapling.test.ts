@@ -70,6 +70,15 @@ async function serverState(id: string): Promise<ServerState> {
   return got.json.ocspStatus.server;
 }
 
+/**
+ * The server side's state once there is one: undefined while the gateway has none yet (it is starting; with
+ * GATEHOUSE_TEST_WORKERS a restart reaches the other worker a moment later), for a waitFor to try again.
+ */
+async function serverStateOnceThere(id: string): Promise<ServerState | undefined> {
+  const got = await gh.api<GatewayJson>('GET', `/gateways/${id}`);
+  return got.json.ocspStatus?.server ?? undefined;
+}
+
 /** The staple verifies (delegated responder → intermediate → root), is fresh, and says `good` for `cert`. */
 async function assertGoodStaple(staple: Buffer | null, cert: IssuedCert): Promise<void> {
   assert.ok(staple, 'a response was stapled');
@@ -94,7 +103,7 @@ before(async () => {
   pki = await getPki();
   gh = await startTestGatehouse({ ocspTimings: TIMINGS });
   gateway = await createGateway('stapling_fleet');
-  await waitFor('first staple', async () => ((await serverState(gateway.id)).stapling ? true : undefined));
+  await waitFor('first staple', async () => ((await serverStateOnceThere(gateway.id))?.stapling === true ? true : undefined));
 }, { timeout: 60_000 });
 
 after(async () => {
@@ -161,7 +170,7 @@ for (const [mode, kind] of [['wrong-signer', 'unverified'], ['stale', 'stale'], 
     try {
       await gh.api('POST', `/gateways/${other.id}/stop`);
       await gh.api('POST', `/gateways/${other.id}/start`);
-      await waitFor(`a ${kind} error`, async () => (((await serverState(other.id)).responderErrors[kind] ?? 0) >= 1 ? true : undefined));
+      await waitFor(`a ${kind} error`, async () => (((await serverStateOnceThere(other.id))?.responderErrors[kind] ?? 0) >= 1 ? true : undefined));
       assert.equal((await handshake(other.port)).staple, null);
       assert.equal((await serverState(other.id)).stapling, false);
     } finally {
