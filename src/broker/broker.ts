@@ -23,7 +23,7 @@ import { Admission, type SharedAdmission } from './admission.ts';
 import { LingeringSockets } from './lingering-sockets.ts';
 import { Journal } from './journal.ts';
 import { CommitGate } from './commit-gate.ts';
-import { storedSubscription, type BrokerPersistence, type StoredMessage } from './persistence.ts';
+import { storedSubscription, type BrokerPersistence, type StoredMessage, type StoredSubscription } from './persistence.ts';
 import type { ClusterLink, MovedFlow, MovedSession, RecordedWill, SessionClaim, SessionsHere } from './cluster-link.ts';
 import { parseSharedFilter, topicMatches, topicOverLimit, topicWithinLimits } from '../mqtt/topics.ts';
 import type { BrokerContext } from './context.ts';
@@ -434,9 +434,12 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     }
     this.stats.clusterSessionsResumed++;
     const queued = new Map(moved.queued.map((q) => [q.seq, q.qos]));
+    // The subscriptions the replayed messages were stored under, whatever becomes of the session's own meanwhile.
+    const recorded = moved.subscriptions.filter((sub) => parseSharedFilter(sub.raw) === null);
     // First: the replay's record of the session must exist before its flows are told to it (same turn, no reads yet).
     link.replay(session.clientId, moved,
-      (message, seq) => this.contain(() => this.#replayOne(session, message, seq, queued.get(seq)), 'cluster_replay_failed', message.senderId),
+      (message, seq) => this.contain(() => this.#replayOne(session, message, seq, queued.get(seq) ?? recordedQos(recorded, message, session.clientId)),
+        'cluster_replay_failed', message.senderId),
       () => {
         session.replaying = false;
       },
@@ -469,10 +472,13 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
 
   /**
    * One replayed stored message, for the resumed session only (shared groups were picked when it was stored).
-   * `queuedAt`: the QoS it was queued at on the node the session moved from, where it waited to be sent; delivered at
-   * it even when no subscription matches it now (one removed meanwhile), as that node would have [MQTT-4.1.0-1].
+   * `owed`: the QoS the session owed it at as it moved: queued for it on the node it moved from, or matched by a
+   * subscription of the session's record (stored while the session was held there, or while no node held it);
+   * delivered at it even when no subscription matches it now — one removed meanwhile, by the client, or by the access
+   * rules as the session resumed here before the replay reached it — as a node holding it in its queue would have
+   * [MQTT-4.1.0-1]. The rules still decide (`mayReceive`), as they do for a queue.
    */
-  #replayOne(session: Session, message: Message, seq: number, queuedAt: 1 | 2 | undefined): void {
+  #replayOne(session: Session, message: Message, seq: number, owed: QoS | undefined): void {
     if (this.#sessions.get(session.clientId) !== session) return;
     const deliveries = this.router.match(message.topic, message.senderId, null);
     let matched = false;
@@ -482,9 +488,9 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       matched = true;
       this.#deliverStored(d, message, seq);
     }
-    if (!matched && queuedAt !== undefined && this.hooks.mayReceive?.(session.identity, message.topic) !== false) {
+    if (!matched && owed !== undefined && owed > 0 && this.hooks.mayReceive?.(session.identity, message.topic) !== false) {
       // Its subscription is gone: no RETAIN as published and no identifiers, as for a flow restored without one.
-      this.#deliverStored({ session, qos: queuedAt, retainAsPublished: false, subIds: undefined, shared: undefined }, message, seq);
+      this.#deliverStored({ session, qos: owed, retainAsPublished: false, subIds: undefined, shared: undefined }, message, seq);
     }
   }
 
@@ -1064,6 +1070,19 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     // The sweep has stopped: one last reaping for the sockets ended at shutdown.
     setTimeout(() => this.#lingering.destroyAll(), LINGER_MS).unref();
   }
+}
+
+/**
+ * The QoS a stored message was owed at by the subscriptions of a moved session's record: the highest of those that
+ * match it (No Local honoured); undefined when none does.
+ */
+function recordedQos(recorded: readonly StoredSubscription[], message: Message, clientId: string): QoS | undefined {
+  let owed: QoS | undefined;
+  for (const sub of recorded) {
+    if (sub.noLocal && message.senderId === clientId) continue;
+    if ((owed === undefined || sub.qos > owed) && topicMatches(sub.raw, message.topic)) owed = sub.qos;
+  }
+  return owed;
 }
 
 /** The router throws past its depth: no option may let a deeper topic through to it. */

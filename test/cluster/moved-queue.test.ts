@@ -7,9 +7,13 @@
  * would have [MQTT-4.1.0-1] (it is part of the session's state), though no subscription of the session matches it.
  * Before, B replayed the stream against the subscriptions only and the message was lost (found with
  * GATEHOUSE_TEST_WORKERS=2: access-control-changes' v3.1.1 test, whose reconnect lands on the other worker).
+ * The same when the messages were stored while no node held the session: the rules take its `#` away as it resumes
+ * on B, before the replay reaches them; what the record's `#` owed it and it may read still comes (the replay
+ * matches the record's subscriptions too). And a node restarted as itself gets what was stored while it was down.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type mqtt from 'mqtt';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
 import { clusterSkip, engineOf, TestCluster, waitFor, type GatewayJson } from '../harness/cluster.ts';
 
@@ -36,17 +40,36 @@ if (clusterSkip !== undefined) {
 
     after(() => cluster.dispose(), { timeout: 60_000 });
 
-    test('a message queued on A for a subscription the access rules then removed is delivered on B, the refused one is not', { timeout: 30_000 }, async () => {
-      const setRules = async (accessControl: object): Promise<void> => {
-        const r = await nodeA.api('PATCH', `/gateways/${gateway.id}`, { accessControl });
-        assert.equal(r.status, 200, JSON.stringify(r.json));
-      };
-      await setRules(OPEN);
+    const setRules = async (accessControl: object): Promise<void> => {
+      const r = await nodeA.api('PATCH', `/gateways/${gateway.id}`, { accessControl });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+    };
+
+    /** Two new devices, and the spy's persistent session on `host` holding `filter`, left offline there. */
+    const spyAway = async (host: string, clientId: string, filter: (spy: string) => string): Promise<{ spyDevice: string; publisherDevice: string }> => {
       const spyDevice = await cluster.addDevice(nodeA, gateway);
       const publisherDevice = await cluster.addDevice(nodeA, gateway);
-      const first = await cluster.connect(A, gateway, spyDevice, { clientId: 'spy', ...PERSISTENT });
-      assert.deepEqual((await first.subscribeAsync('#', { qos: 1 })).map((g) => g.qos), [1]);
+      const first = await cluster.connect(host, gateway, spyDevice, { clientId, ...PERSISTENT });
+      assert.deepEqual((await first.subscribeAsync(filter(spyDevice), { qos: 1 })).map((g) => g.qos), [1]);
       await first.endAsync();
+      return { spyDevice, publisherDevice };
+    };
+
+    /** The spy's persistent session again, on `host`: what it receives from its CONNACK on, and its Session Present. */
+    const resume = async (host: string, device: string, clientId: string): Promise<{ client: mqtt.MqttClient; got: string[]; sessionPresent: boolean }> => {
+      const got: string[] = [];
+      const client = cluster.open(host, gateway, device, { clientId, ...PERSISTENT });
+      client.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
+      const connack = await new Promise<{ sessionPresent: boolean }>((resolve, reject) => {
+        client.once('connect', resolve);
+        client.once('error', reject);
+      });
+      return { client, got, sessionPresent: connack.sessionPresent };
+    };
+
+    test('a message queued on A for a subscription the access rules then removed is delivered on B, the refused one is not', { timeout: 30_000 }, async () => {
+      await setRules(OPEN);
+      const { spyDevice, publisherDevice } = await spyAway(A, 'spy', () => '#');
 
       const publisher = await cluster.connect(B, gateway, publisherDevice);
       await publisher.publishAsync(`devices/${publisherDevice}/secret`, 'theirs', { qos: 1 });
@@ -64,14 +87,8 @@ if (clusterSkip !== undefined) {
         return h?.queued === 1 && h.subscriptions === 0 ? true : undefined;
       });
 
-      const got: string[] = [];
-      const again = cluster.open(B, gateway, spyDevice, { clientId: 'spy', ...PERSISTENT });
-      again.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
-      const connack = await new Promise<{ sessionPresent: boolean }>((resolve, reject) => {
-        again.once('connect', resolve);
-        again.once('error', reject);
-      });
-      assert.equal(connack.sessionPresent, true);
+      const { client: again, got, sessionPresent } = await resume(B, spyDevice, 'spy');
+      assert.equal(sessionPresent, true);
       // Queued messages come before anything published after the reconnect: the marker, once here, says all came.
       assert.deepEqual((await again.subscribeAsync(`devices/${spyDevice}/#`, { qos: 1 })).map((g) => g.qos), [1]);
       await again.publishAsync(`devices/${spyDevice}/marker`, 'm', { qos: 1 });
@@ -82,19 +99,11 @@ if (clusterSkip !== undefined) {
     });
 
     test('messages stored after the session\'s node stopped, under a subscription the rules remove as it resumes on B: the readable one is delivered, the refused one not', { timeout: 60_000 }, async () => {
-      const setRules = async (accessControl: object): Promise<void> => {
-        const r = await nodeA.api('PATCH', `/gateways/${gateway.id}`, { accessControl });
-        assert.equal(r.status, 200, JSON.stringify(r.json));
-      };
       await setRules(OPEN);
       const C = '127.0.0.4';
       const nodeC = await cluster.startNode('moved-queue-c', C);
       await cluster.listening(C, gateway);
-      const spyDevice = await cluster.addDevice(nodeA, gateway);
-      const publisherDevice = await cluster.addDevice(nodeA, gateway);
-      const first = await cluster.connect(C, gateway, spyDevice, { clientId: 'spy-stopped', ...PERSISTENT });
-      assert.deepEqual((await first.subscribeAsync('#', { qos: 1 })).map((g) => g.qos), [1]);
-      await first.endAsync();
+      const { spyDevice, publisherDevice } = await spyAway(C, 'spy-stopped', () => '#');
       // C stops (its record says the session's '#' and its floor); what follows is stored while no node holds it.
       await nodeC.stop();
       const publisher = await cluster.connect(B, gateway, publisherDevice);
@@ -113,18 +122,40 @@ if (clusterSkip !== undefined) {
 
       // B resumes it from the record: the rules take its '#' away as it resumes, before the replay reaches either
       // message; what it was owed under that '#' and may read still comes, as it would from a queue.
-      const got: string[] = [];
-      const again = cluster.open(B, gateway, spyDevice, { clientId: 'spy-stopped', ...PERSISTENT });
-      again.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
-      const connack = await new Promise<{ sessionPresent: boolean }>((resolve, reject) => {
-        again.once('connect', resolve);
-        again.once('error', reject);
-      });
-      assert.equal(connack.sessionPresent, true);
+      const { client: again, got, sessionPresent } = await resume(B, spyDevice, 'spy-stopped');
+      assert.equal(sessionPresent, true);
       assert.deepEqual((await again.subscribeAsync(`devices/${spyDevice}/#`, { qos: 1 })).map((g) => g.qos), [1]);
       await again.publishAsync(`devices/${spyDevice}/marker`, 'm', { qos: 1 });
       await waitFor('the marker on B', () => (got.includes(`devices/${spyDevice}/marker m`) ? true : undefined));
       assert.deepEqual(got, [`devices/${spyDevice}/cmd mine`, `devices/${spyDevice}/marker m`]);
+      await again.endAsync();
+      await publisher.endAsync();
+    });
+
+    test('a node restarted as itself resumes its offline session from the cluster\'s record: what was stored while it was down comes, not only its file\'s queue', { timeout: 60_000 }, async () => {
+      await setRules(OPEN);
+      const D = '127.0.0.5';
+      const nodeD = await cluster.startNode('moved-queue-d', D);
+      await cluster.listening(D, gateway);
+      const { spyDevice, publisherDevice } = await spyAway(D, 'spy-restarted', (spy) => `devices/${spy}/#`);
+      const publisher = await cluster.connect(B, gateway, publisherDevice);
+      await publisher.publishAsync(`devices/${spyDevice}/cmd`, 'before', { qos: 1 });
+      await waitFor('the first message queued on D', () => {
+        const session = [...engineOf(nodeD, gateway.id).sessions()].find((s) => s.clientId === 'spy-restarted');
+        return session?.queuedCount === 1 ? true : undefined;
+      });
+      await nodeD.stop();
+      // Stored while D is away: no node hears it for the session but through its record.
+      await publisher.publishAsync(`devices/${spyDevice}/cmd`, 'while-down', { qos: 1 });
+      const restarted = await cluster.startNode('moved-queue-d', D, { dataDir: nodeD.dataDir });
+      await cluster.listening(D, gateway);
+      assert.equal([...engineOf(restarted, gateway.id).sessions()].some((s) => s.clientId === 'spy-restarted'), true, 'restored from its file');
+
+      const { client: again, got, sessionPresent } = await resume(D, spyDevice, 'spy-restarted');
+      assert.equal(sessionPresent, true);
+      await again.publishAsync(`devices/${spyDevice}/marker`, 'm', { qos: 1 });
+      await waitFor('the marker on D', () => (got.includes(`devices/${spyDevice}/marker m`) ? true : undefined));
+      assert.deepEqual(got, [`devices/${spyDevice}/cmd before`, `devices/${spyDevice}/cmd while-down`, `devices/${spyDevice}/marker m`]);
       await again.endAsync();
       await publisher.endAsync();
     });

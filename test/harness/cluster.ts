@@ -141,9 +141,14 @@ export class TestCluster {
     };
   }
 
-  /** A node in this process (its engines can be inspected). The first one started migrates the schema. */
-  async startNode(nodeId: string, host: string, options: { natsUrl?: string; leaseTimings?: LeaseTimings } = {}): Promise<TestGatehouse> {
-    const node = await startTestGatehouse({ env: this.env(nodeId, host, options.natsUrl), clusterLeaseTimings: options.leaseTimings });
+  /**
+   * A node in this process (its engines can be inspected). The first one started migrates the schema. `dataDir`: the
+   * directory of a node stopped before, to start it again as the same node.
+   */
+  async startNode(nodeId: string, host: string, options: { natsUrl?: string; leaseTimings?: LeaseTimings; dataDir?: string } = {}): Promise<TestGatehouse> {
+    const node = await startTestGatehouse({
+      env: this.env(nodeId, host, options.natsUrl), clusterLeaseTimings: options.leaseTimings, ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
+    });
     this.#inProcess.push(node);
     return node;
   }
