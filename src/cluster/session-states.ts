@@ -120,9 +120,7 @@ export class SessionStates {
    */
   settled(): Promise<void> | undefined {
     if (this.#pending.size === 0) return undefined;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, SETTLE_TIMEOUT_MS)));
-    return Promise.race([Promise.all(this.#pending).then(() => undefined), late]).finally(() => clearTimeout(timer));
+    return allWithin([...this.#pending], SETTLE_TIMEOUT_MS);
   }
 
   /** A session resumed from another node's record starts replaying from its floor. */
@@ -282,10 +280,7 @@ export class SessionStates {
   saveAll(): Promise<void> {
     const writes: Promise<boolean>[] = [];
     for (const t of this.#tracked.values()) if (t.dirty) writes.push(this.#save(t));
-    if (writes.length === 0) return Promise.resolve();
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, SAVE_ALL_TIMEOUT_MS)));
-    return Promise.race([Promise.all(writes).then(() => undefined), late]).finally(() => clearTimeout(timer));
+    return writes.length === 0 ? Promise.resolve() : allWithin(writes, SAVE_ALL_TIMEOUT_MS);
   }
 
   #writeFloors(): void {
@@ -298,6 +293,13 @@ export class SessionStates {
     clearInterval(this.#timer);
     this.#tracked.clear();
   }
+}
+
+/** Resolves once every write settled (a write resolves false when it fails), or after `ms`, whichever is first. */
+function allWithin(writes: readonly Promise<boolean>[], ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  return Promise.race([Promise.all(writes).then(() => undefined), late]).finally(() => clearTimeout(timer));
 }
 
 /**
