@@ -32,6 +32,7 @@ import {
 } from './cluster/index.ts';
 import { workerIndex, workerLimitsUsages, workerMetrics, workerOcspStates, workerParsingStats, workerReadiness, workerWebhookStats } from './workers.ts';
 import { workerAdmission } from './address-admission.ts';
+import { workerPorts } from './port-share.ts';
 
 export interface Gatehouse {
   readonly registry: Registry;
@@ -150,7 +151,8 @@ export async function startGatehouse(prepared: PreparedConfig, logger: Logger, o
     directory: registry, logger, host: config.mqttHost, stateStores, ocspTimings: overrides.ocspTimings, runner, connectionEvents,
     ...(cluster === null ? {} : { clusterLinks: cluster.links, clusterThrottles: cluster.throttles }),
     // Under GATEHOUSE_WORKERS the per-address socket limits count the machine: the primary keeps the tables.
-    ...(workerIndex() === null ? {} : { sharedAdmission: workerAdmission() }),
+    // and the primary binds each gateway port once, handing its sockets to the workers (port-share.ts).
+    ...(workerIndex() === null ? {} : { sharedAdmission: workerAdmission(), ports: workerPorts() }),
   });
   const metricsRegistry = new MetricsRegistry();
   collectDefaultMetrics({ register: metricsRegistry });

@@ -1,8 +1,8 @@
 /**
  * `GATEHOUSE_WORKERS=N` (issue 16): all cores of one machine. The primary process starts N worker processes
- * through node:cluster and serves nothing itself: it holds the listening sockets (the API's and every gateway's)
- * and hands each accepted connection to a worker round-robin (SCHED_RR, Node 20 included; TLS and MQTT run in
- * the worker). Each worker is a whole cluster node under a node id of its own, with the same rules as nodes on
+ * through node:cluster and serves nothing itself: it holds the listening sockets and hands each accepted
+ * connection to a worker in turn — the API's through node:cluster's round-robin (SCHED_RR, Node 20 included), every
+ * gateway's through port-share.ts (which says why) — and TLS and MQTT run in the worker. Each worker is a whole cluster node under a node id of its own, with the same rules as nodes on
  * different machines, because a device's reconnect may land on any of them: they share sessions, retained
  * messages and the registry through NATS and PostgreSQL only, never through the primary (which
  * counts only the machine's per-address sockets of admission: address-admission.ts).
@@ -24,6 +24,7 @@ import type { GatewayOcspState, OcspServerState } from './registry/ports.ts';
 import type { GatewayLimitsUsage, LimitUse } from './registry/gateway-limits.ts';
 import type { ParsingStats, WebhookStats } from './platform/index.ts';
 import { isAdmissionRequest, MachineAdmission } from './address-admission.ts';
+import { isPortRequest, PrimaryPorts } from './port-share.ts';
 
 /** Set by the primary in each worker's environment: which worker it is (1…N). Not an operator's setting. */
 export const WORKER_INDEX_ENV = 'GATEHOUSE_WORKER_INDEX';
@@ -739,6 +740,10 @@ export async function runPrimary(prepared: PreparedConfig, logger: Logger, print
         machineAdmission.handle(worker, message);
         return;
       }
+      if (isPortRequest(message)) {
+        gatewayPorts.handle(worker, message);
+        return;
+      }
       if (isGatherMessage(message)) {
         gatherings.onMessage(worker, message);
         return;
@@ -756,6 +761,8 @@ export async function runPrimary(prepared: PreparedConfig, logger: Logger, print
 
   // The per-address socket limits of every gateway, counted for the machine (address-admission.ts).
   const machineAdmission = new MachineAdmission();
+  // Every gateway port, bound once here and its sockets handed to the workers running the gateway (port-share.ts).
+  const gatewayPorts = new PrimaryPorts((reason) => log.warn({ reason }, 'gateway_socket_refused'));
 
   // /metrics and /ready: every worker's part, answered to the worker that was asked.
   const gatherings = primaryGatherings(slots, log);
@@ -763,6 +770,7 @@ export async function runPrimary(prepared: PreparedConfig, logger: Logger, print
   const onExit = (slot: Slot, worker: Worker, code: number | null, signal: string | null): void => {
     gatherings.onExit(worker);
     machineAdmission.forget(worker); // its sockets closed with it
+    gatewayPorts.forget(worker);
     if (slot.worker !== worker) return;
     slot.worker = null;
     const livedMs = Date.now() - slot.startedAt;

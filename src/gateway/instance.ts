@@ -33,6 +33,7 @@ import type { AclRule } from '../registry/access-control.ts';
 import type { SessionAcl } from './acl/index.ts';
 import { engineLimitsOf, limitsUsageOf } from './limits.ts';
 import { DeviceChanges } from './device-changes.ts';
+import { directPorts, type GatewayPorts } from './listen-port.ts';
 import type { GatewayLimitsUsage } from '../registry/gateway-limits.ts';
 
 /** Opens the durable MQTT state (retained messages, persistent sessions) of a gateway. */
@@ -81,6 +82,8 @@ export interface GatewayInstanceDeps {
   clusterThrottles?: ClusterThrottleFactory;
   /** Under GATEHOUSE_WORKERS, the machine's per-address admission tables (the primary's), one port per gateway. */
   sharedAdmission?: { open(gatewayId: string): SharedAdmission };
+  /** How the TLS listener takes its port: itself (default), or through the primary under GATEHOUSE_WORKERS. */
+  ports?: GatewayPorts;
 }
 
 export class GatewayInstance {
@@ -107,6 +110,7 @@ export class GatewayInstance {
   readonly #stateReadAt = new WeakMap<DeviceIdentity, number>();
   readonly #deps: GatewayInstanceDeps;
   readonly #log: Logger;
+  readonly #ports: GatewayPorts;
   /** Device certificate verification, OCSP stapling and client OCSP checks. */
   readonly #certificates: CertificateChecks;
   readonly #events: ConnectionEventReporter;
@@ -114,6 +118,7 @@ export class GatewayInstance {
   constructor(config: GatewayRuntimeConfig, deps: GatewayInstanceDeps) {
     this.#config = config;
     this.#deps = deps;
+    this.#ports = deps.ports ?? directPorts;
     this.#throttle = deps.clusterThrottles?.open(config.id, new ConnectThrottle()) ?? new ConnectThrottle();
     this.#log = deps.logger.child({ gatewayId: config.id, gateway: config.name });
     this.#imported = new ImportedAuthenticator(config.productKey, deps.directory, { logger: this.#log });
@@ -214,7 +219,7 @@ export class GatewayInstance {
       const old = this.#server;
       this.#server = moved;
       this.#port = next.port;
-      old.close();
+      void this.#ports.close(old);
       this.#log.info({ port: next.port }, 'gateway_port_moved');
     }
     this.#config = next;
@@ -291,7 +296,7 @@ export class GatewayInstance {
     this.#throttle.close?.();
     this.#replaceThirdParty(null);
     await this.broker.close();
-    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server !== null) await this.#ports.close(server);
   }
 
   #buildChain(): AuthChain {
@@ -326,13 +331,7 @@ export class GatewayInstance {
       this.#log.info({ remoteAddress: socket.remoteAddress, reason: err.code ?? err.message.slice(0, 200) }, 'tls_handshake_refused');
       this.#events.handshakeFailed(socket, err.code ?? err.message);
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, this.#deps.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await this.#ports.listen(server, this.#config.id, port, this.#deps.host);
     server.on('error', (err) => this.#log.error({ err }, 'gateway_listener_error'));
     this.#certificates.start();
     return server;

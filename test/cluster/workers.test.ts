@@ -11,6 +11,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import net from 'node:net';
+import tls from 'node:tls';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
@@ -52,6 +54,26 @@ function restarted(node: Node, index: number, oldPid: number): Promise<number> {
     if (pid === undefined || pid === oldPid || !alive(pid)) return undefined;
     return primaryLog(node, 'worker_ready').some((r) => r.worker === index && r.pid === pid) ? pid : undefined;
   }, 90_000);
+}
+
+/**
+ * A device's first steps on a port: TCP, then a TLS ClientHello. How it ended: 'refused' (no listener), 'closed' (the
+ * server closed or reset it, before or after the handshake), or 'held' when nothing ended it within 15 s.
+ */
+function knock(host: string, port: number): Promise<'refused' | 'closed' | 'held'> {
+  return new Promise((resolve) => {
+    const socket = tls.connect({ host, port, rejectUnauthorized: false });
+    let refused = false;
+    const held = setTimeout(() => {
+      socket.destroy();
+      resolve('held');
+    }, 15_000);
+    socket.on('error', (err: NodeJS.ErrnoException) => (refused = err.code === 'ECONNREFUSED'));
+    socket.on('close', () => {
+      clearTimeout(held);
+      resolve(refused ? 'refused' : 'closed');
+    });
+  });
 }
 
 if (clusterSkip !== undefined) {
@@ -363,7 +385,7 @@ if (clusterSkip !== undefined) {
     test('a gateway stopped through the API stops listening on both workers; started again, both take devices', { timeout: 90_000 }, async () => {
       const stopped = await node.api<{ status: string }>('POST', `/gateways/${gateway.id}/stop`);
       assert.equal(stopped.status, 200, JSON.stringify(stopped.json));
-      // node:cluster's primary keeps a shared port open while any worker listens on it: refused = closed on both.
+      // The primary keeps a gateway's port open while any worker runs the gateway: refused = stopped on both.
       await waitFor('the port closed on both workers', async () => {
         for (let i = 0; i < 4; i++) {
           const refused = await new Promise<boolean>((resolve) => {
@@ -382,6 +404,23 @@ if (clusterSkip !== undefined) {
       assert.equal(started.status, 200, JSON.stringify(started.json));
       await cluster.listening(HOST, gateway);
       await onBothWorkers();
+    });
+
+    test('devices knocking as a gateway is deleted each get an answer: no socket is held by the primary with nobody to take it', { timeout: 120_000 }, async () => {
+      // node:cluster's round-robin queued a socket whose handoff the last worker refused as it closed the port, on the
+      // port's handle it had just closed: the device waited forever (6 of 12 connects right after a DELETE).
+      const outcomes: string[] = [];
+      for (let cycle = 0; cycle < 8; cycle++) {
+        const doomed = await cluster.createGateway(node, `doomed_${cycle}_gw`);
+        await cluster.listening(HOST, doomed);
+        const device = await cluster.connect(HOST, doomed, await cluster.addDevice(node, doomed));
+        await device.endAsync();
+        assert.equal((await node.api('DELETE', `/gateways/${doomed.id}`)).status, 204);
+        const knocks = Array.from({ length: 3 }, (_, i) => sleep(i * 50).then(() => knock(HOST, doomed.port)));
+        outcomes.push(...await Promise.all(knocks));
+      }
+      // 'held': no close within 15 s (the CONNECT deadline is 10 s, and the workers apply a deletion within a second).
+      assert.deepEqual(outcomes.filter((o) => o === 'held'), [], `outcomes: ${outcomes.join(', ')}`);
     });
 
     test('kill -9 of a worker: the primary starts it again, its devices reconnect, messages cross again', { timeout: 180_000 }, async () => {
