@@ -391,6 +391,20 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     return link.readFlows(moved.inflight).then((inflight) => ({ ...claim, moved: { ...moved, inflight } }));
   }
 
+  /**
+   * A connection that closed while its session was being claimed (before CONNACK): the record the claim wrote learns
+   * the end, with no will (a connection never accepted has none); the will of a connection the claim displaced on
+   * another node is still this node's to publish, once.
+   */
+  claimAbandoned(conn: Connection, clientId: string, claim: SessionClaim, sessionEnds: boolean): void {
+    const link = this.#link;
+    if (link === null) return;
+    conn.clientId = clientId; // the will's sender, and what the logs name
+    if (claim.displacedWill != null) this.contain(() => this.publishDisplacedWill(conn, claim.displacedWill!), 'will_failed', clientId);
+    link.connectionEnded(clientId, { will: null, sessionEnds })
+      .catch((err: unknown) => this.logger.error({ err, clientId: logText(clientId) }, 'cluster_connection_end_failed'));
+  }
+
   /** The will of a connection on another node that a claim here ended (its Will Delay was 0): published once, here. */
   publishDisplacedWill(conn: Connection, will: RecordedWill): void {
     this.#publishWill(conn, will.message, will.expiry);
@@ -1061,7 +1075,13 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     // The persistent sessions' last states, while this node still holds them (after the link's close it writes nothing).
     if (this.#link !== null) await this.#link.saveSessions();
     this.#link?.close();
-    for (const conn of [...this.#connections]) conn.disconnect(RC.SERVER_SHUTTING_DOWN, 'server_shutting_down');
+    for (const conn of [...this.#connections]) {
+      // A CONNECT still being verified hears why it ends (v5 0x88 server unavailable, v3.1.1 3): a bare close
+      // leaves some clients waiting for a CONNACK that never comes.
+      if (conn.state === 'connecting') {
+        conn.refuseConnect(RC.SERVER_UNAVAILABLE, { step: 'shutdown', reasonString: 'server shutting down', detail: 'server_shutting_down', cause: 'server_shutting_down' });
+      } else conn.disconnect(RC.SERVER_SHUTTING_DOWN, 'server_shutting_down');
+    }
     for (const session of this.#sessions.values()) {
       session.expiryTimer?.cancel();
       session.willTimer?.cancel();

@@ -10,7 +10,7 @@ import {
   decodeAckFast, decodeConnectFast, decodeDisconnectFast, decodeFrame, decodePublishFast, encodeAck, encodePacket, encodePublish, PacketLimitError,
   variableHeaderOffset, type Packet, type ProtocolVersion, type QoS,
 } from '../mqtt/codec.ts';
-import { RC } from '../mqtt/reason-codes.ts';
+import { RC, v3ConnackCode } from '../mqtt/reason-codes.ts';
 import { checkProperties, subscribeHasZeroSubscriptionId } from '../mqtt/properties.ts';
 import { forwardedBytesOf, remainingExpiry, topicBytesOf, type Message } from './message.ts';
 import type { Session, SessionLink } from './session.ts';
@@ -453,6 +453,24 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
     }
     this.farewell ??= { sent: this.isV5 ? reasonCode : null, reasonCode, detail };
     this.close(event);
+  }
+
+  /**
+   * Ends a CONNECT not yet answered: CONNACK with the reason code (v3.1.1: its closest return code), then the close
+   * [MQTT-3.2.2-7]. `why.step`, `why.detail` go to connection events; `why.reasonString` to a v5 client too.
+   */
+  refuseConnect(reasonCode: number, why: { step: string; reasonString?: string; detail?: string; cause?: string }): void {
+    if (this.state === 'closed') return;
+    let sent: number;
+    if (this.isV5) {
+      sent = reasonCode;
+      this.send({ cmd: 'connack', sessionPresent: false, reasonCode, properties: why.reasonString === undefined ? undefined : { reasonString: why.reasonString } });
+    } else {
+      sent = v3ConnackCode(reasonCode);
+      this.send({ cmd: 'connack', sessionPresent: false, returnCode: sent });
+    }
+    this.farewell = { sent, reasonCode, step: why.step, detail: why.detail ?? why.reasonString };
+    this.close(why.cause ?? 'connect_refused');
   }
 
   /** Server-initiated DISCONNECT with a reason (v5), then close. */

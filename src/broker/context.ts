@@ -48,6 +48,8 @@ export interface BrokerContext {
   claimSession(conn: Connection, clientId: string, owner: string | undefined, sessionExpiry: number, clean: boolean): Promise<SessionClaim | 'owned' | 'lost'> | undefined;
   /** Publishes, once, the will of a connection on another node that this node's claim ended. */
   publishDisplacedWill(conn: Connection, will: RecordedWill): void;
+  /** `conn` closed while its claim of `clientId` was on its way: the record learns the end (no will; `sessionEnds`: expiry 0). */
+  claimAbandoned(conn: Connection, clientId: string, claim: SessionClaim, sessionEnds: boolean): void;
   /** Clients past CONNACK right now (`maxConnections` in a single process). */
   readonly connectedCount: number;
   /** `maxConnections` in force: on a cluster node the gateway's connections on every node (issue 16). */

@@ -10,53 +10,9 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import type mqttPacket from 'mqtt-packet';
-import { Broker, listen, type ClusterLink, type LinkEndpoint, type Message } from '../../src/broker/index.ts';
+import { Broker, listen } from '../../src/broker/index.ts';
+import { handStoredLink, type PendingStore } from '../harness/hand-link.ts';
 import { frame, readPackets } from '../harness/raw-mqtt.ts';
-
-interface PendingStore { message: Message; done(stored: boolean): void }
-
-/** A link of one node: stores wait for the test; a stored message comes back to the engine as the stream's copy would. */
-function handStoredLink(): { link: ClusterLink; stores: PendingStore[] } {
-  const stores: PendingStore[] = [];
-  let endpoint: LinkEndpoint | undefined;
-  let seq = 0;
-  const link: ClusterLink = {
-    connections: { limit: () => undefined, elsewhere: () => 0, refresh: () => Promise.resolve(), take: () => true, give: () => undefined, refused: () => undefined, usage: () => ({ current: 0, hits: 0 }) },
-    sessionCounts: { limit: () => undefined, take: () => Promise.resolve(true), settle: () => undefined, changed: () => undefined, count: () => 0, most: () => 0 },
-    sessionRecorded: () => Promise.resolve(false),
-    connectedElsewhere: () => Promise.resolve(false),
-    bind: (e) => {
-      endpoint = e;
-    },
-    forward: () => undefined,
-    store: (message) => new Promise<boolean>((resolve) => {
-      stores.push({
-        message,
-        done: (stored) => {
-          if (stored) endpoint?.receive(message, ++seq);
-          resolve(stored);
-        },
-      });
-    }),
-    interest: () => undefined,
-    sharedInterest: () => undefined,
-    forwardShared: () => undefined,
-    settled: () => undefined,
-    retain: () => Promise.resolve(),
-    retainedSettled: () => undefined,
-    claimSession: () => Promise.resolve({ local: true, displacedWill: null }),
-    connectionEnded: () => Promise.resolve(true),
-    takeWill: () => Promise.resolve(false),
-    reachable: () => true,
-    sessionChanged: () => undefined,
-    readFlows: (flows) => Promise.resolve(flows),
-    delivered: () => undefined,
-    replay: (_clientId, _moved, _hand, caughtUp) => caughtUp(),
-    saveSessions: () => Promise.resolve(),
-    close: () => undefined,
-  };
-  return { link, stores };
-}
 
 async function waitFor(what: string, probe: () => boolean): Promise<void> {
   for (let i = 0; i < 500 && !probe(); i++) await new Promise((resolve) => setTimeout(resolve, 10));

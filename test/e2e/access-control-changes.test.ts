@@ -15,6 +15,7 @@ import mqtt from 'mqtt';
 import { getPki, type SharedPki } from '../harness/pki.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from '../harness/gatehouse.ts';
 import { metricValue, scrapeMetrics } from '../harness/third-party.ts';
+import { connackOf } from '../harness/mqtt-connack.ts';
 
 const run = promisify(execFile);
 
@@ -38,10 +39,7 @@ function connect(options: mqtt.IClientOptions): Promise<{ client: mqtt.MqttClien
   clients.push(client);
   const got: string[] = [];
   client.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
-  return new Promise((resolve, reject) => {
-    client.once('connect', (connack) => resolve({ client, connack, got }));
-    client.once('error', reject);
-  });
+  return connackOf(client).then((connack) => ({ client, connack, got }));
 }
 
 const spy = (clientId: string, extra: mqtt.IClientOptions = {}) => connect({ clientId, username: 'dev-0001', password: 'pw-one', ...PERSISTENT, ...extra });

@@ -11,6 +11,7 @@ import mqtt from 'mqtt';
 import { getPki, type SharedPki } from '../harness/pki.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from '../harness/gatehouse.ts';
 import { metricValue, scrapeMetrics, waitFor } from '../harness/third-party.ts';
+import { connackOf } from '../harness/mqtt-connack.ts';
 
 const run = promisify(execFile);
 
@@ -30,10 +31,7 @@ function connect(options: mqtt.IClientOptions): Promise<mqtt.MqttClient> {
     reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 5, ...options,
   });
   clients.push(client);
-  return new Promise((resolve, reject) => {
-    client.once('connect', () => resolve(client));
-    client.once('error', reject);
-  });
+  return connackOf(client).then(() => client);
 }
 
 /** Messages a client receives, as `topic payload`. */

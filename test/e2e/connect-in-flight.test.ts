@@ -15,6 +15,7 @@ import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from 
 import { startHttpsVerifier, type HttpsVerifier } from '../harness/https-verifier.ts';
 import { waitFor } from '../harness/third-party.ts';
 import { inProcessOnly } from '../harness/gatehouse-workers.ts';
+import { connackOf } from '../harness/mqtt-connack.ts';
 
 interface GatewayJson { id: string; port: number; productKey: string }
 
@@ -63,13 +64,10 @@ function connect(gw: GatewayJson, options: mqtt.IClientOptions): Promise<{ code:
     reconnectPeriod: 0, connectTimeout: 15_000, protocolVersion: 5, ...options,
   });
   clients.push(client);
-  return new Promise((resolve, reject) => {
-    client.once('connect', (connack) => resolve({ code: 0, client, connack }));
-    client.once('error', (err: Error & { code?: number | string }) => {
-      client.end(true);
-      if (typeof err.code === 'number') resolve({ code: err.code });
-      else reject(err);
-    });
+  return connackOf(client).then((connack) => ({ code: 0, client, connack }), (err: Error & { code?: number | string }) => {
+    client.end(true);
+    if (typeof err.code === 'number') return { code: err.code };
+    throw err;
   });
 }
 

@@ -14,6 +14,7 @@ import mqttPacket from 'mqtt-packet';
 import { startHttpsVerifier, type HttpsVerifier } from '../harness/https-verifier.ts';
 import { getPki, issueDevice, type IssuedCert, type SharedPki } from '../harness/pki.ts';
 import { freePort, removeDataDir, startTestGatehouse, TEST_ADMIN_TOKEN, type TestGatehouse } from '../harness/gatehouse.ts';
+import { connackOf } from '../harness/mqtt-connack.ts';
 
 interface GatewayJson { id: string; port: number; productKey: string; status: string }
 interface EventJson {
@@ -59,10 +60,7 @@ function attempt(gateway: GatewayJson, options: mqtt.IClientOptions): Promise<nu
 
 function connected(gateway: GatewayJson, options: mqtt.IClientOptions): Promise<mqtt.MqttClient> {
   const client = open(gateway, options);
-  return new Promise((resolve, reject) => {
-    client.once('connect', () => resolve(client));
-    client.once('error', reject);
-  });
+  return connackOf(client).then(() => client);
 }
 
 async function events(query: string): Promise<EventList> {

@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import mqtt from 'mqtt';
 import { getPki, type SharedPki } from '../harness/pki.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from '../harness/gatehouse.ts';
+import { connackOf } from '../harness/mqtt-connack.ts';
 
 const run = promisify(execFile);
 
@@ -29,10 +30,7 @@ function connect(port: number, options: mqtt.IClientOptions): Promise<mqtt.MqttC
     host: '127.0.0.1', port, protocol: 'mqtts', ca: pki.root.certPem, servername: 'localhost', reconnectPeriod: 0, connectTimeout: 5000, ...options,
   });
   clients.push(client);
-  return new Promise((resolve, reject) => {
-    client.once('connect', () => resolve(client));
-    client.once('error', reject);
-  });
+  return connackOf(client).then(() => client);
 }
 
 async function connectError(port: number, options: mqtt.IClientOptions): Promise<{ code?: number }> {
@@ -232,7 +230,7 @@ test('a restart keeps retained messages and persistent sessions with their queue
   });
   clients.push(back);
   back.on('message', (t, p) => got.push(`${t}=${p.toString()}`));
-  const connack = await new Promise<mqtt.IConnackPacket>((resolve, reject) => back.once('connect', resolve).once('error', reject));
+  const connack = await connackOf(back);
   assert.equal(connack.sessionPresent, true);
   await waitFor('queued message', () => (got.length > 0 ? true : undefined));
   assert.deepEqual(got, ['orders/1=queued-while-offline']);

@@ -12,6 +12,7 @@ import mqtt from 'mqtt';
 import { getPki, type SharedPki } from '../harness/pki.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from '../harness/gatehouse.ts';
 import { metricValue, scrapeMetrics, waitFor } from '../harness/third-party.ts';
+import { connackOf } from '../harness/mqtt-connack.ts';
 
 const run = promisify(execFile);
 
@@ -42,10 +43,7 @@ function clientFor(device: DeviceName, options: mqtt.IClientOptions): mqtt.MqttC
 /** Connects; resolves with the client and its CONNACK, rejects with the refusal (its `code` is the reason / return code). */
 function connect(device: DeviceName, options: mqtt.IClientOptions): Promise<{ client: mqtt.MqttClient; connack: mqtt.IConnackPacket }> {
   const client = clientFor(device, options);
-  return new Promise((resolve, reject) => {
-    client.once('connect', (connack) => resolve({ client, connack }));
-    client.once('error', reject);
-  });
+  return connackOf(client).then((connack) => ({ client, connack }));
 }
 
 async function refusalCode(device: DeviceName, options: mqtt.IClientOptions): Promise<number> {

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import mqtt from 'mqtt';
 import { getPki, issueDevice, type SharedPki } from '../harness/pki.ts';
 import { freePort, removeDataDir, startTestGatehouse, TEST_ADMIN_TOKEN, type TestGatehouse } from '../harness/gatehouse.ts';
+import { connackOf } from '../harness/mqtt-connack.ts';
 
 interface Warning { code: string; message: string; field: string }
 interface GatewayJson { id: string; name: string; productKey: string; port: number; status: string; warnings: Warning[] }
@@ -108,10 +109,7 @@ test('client OCSP on, a device certificate that names no responder: the device i
     host: '127.0.0.1', port: gateway.port, protocol: 'mqtts', ca: pki.root.certPem, servername: 'localhost', reconnectPeriod: 0,
     connectTimeout: 8000, protocolVersion: 5, username: 'meter-0001', password: 'pw-one', cert: noAia.chainPem, key: noAia.keyPem,
   });
-  const code = await new Promise<number | undefined>((resolve) => {
-    client.once('connect', () => resolve(0));
-    client.once('error', (err) => resolve((err as { code?: number }).code));
-  });
+  const code = await connackOf(client).then(() => 0, (err: { code?: number }) => err.code);
   client.end(true);
   assert.equal(code, 0x88, 'server unavailable, the symptom the operator saw');
   const got = (await gh.api<GatewayJson>('GET', `/gateways/${gateway.id}`)).json;

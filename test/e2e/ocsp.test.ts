@@ -12,6 +12,7 @@ import mqtt from 'mqtt';
 import { getPki, issueDevice, revoke, type IssuedCert, type SharedPki } from '../harness/pki.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from '../harness/gatehouse.ts';
 import { testWorkers } from '../harness/gatehouse-workers.ts';
+import { connackOf } from '../harness/mqtt-connack.ts';
 
 interface ClientState {
   onResponderFailure: string;
@@ -36,11 +37,7 @@ function connect(cert: IssuedCert, options: mqtt.IClientOptions = {}): Promise<m
     connectTimeout: 8000, protocolVersion: 5, username: 'meter-0001', password: 'pw-one', cert: cert.chainPem, key: cert.keyPem, ...options,
   });
   clients.push(client);
-  return new Promise((resolve, reject) => {
-    client.once('connect', () => resolve(client));
-    client.once('error', reject);
-    client.once('close', () => reject(new Error('closed before CONNACK')));
-  });
+  return connackOf(client).then(() => client);
 }
 
 async function connackCode(cert: IssuedCert, options: mqtt.IClientOptions = {}): Promise<number | undefined> {

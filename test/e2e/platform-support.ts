@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import mqtt from 'mqtt';
 import type { SharedPki } from '../harness/pki.ts';
 import { freePort, type TestGatehouse } from '../harness/gatehouse.ts';
+import { connackOf } from '../harness/mqtt-connack.ts';
 
 export interface GatewayJson { id: string; name: string; port: number; productKey: string; status: string }
 
@@ -39,10 +40,7 @@ export class Clients {
       connectTimeout: 5000, protocolVersion: 5, clientId: `c-${device}`, username: device, password: `pw-${device}`, ...options,
     });
     this.#all.push(client);
-    return new Promise((resolve, reject) => {
-      client.once('connect', () => resolve(client));
-      client.once('error', reject);
-    });
+    return connackOf(client).then(() => client);
   }
 
   closeAll(): void {

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import mqtt from 'mqtt';
 import { getPki, type SharedPki } from '../harness/pki.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from '../harness/gatehouse.ts';
+import { connackOf } from '../harness/mqtt-connack.ts';
 
 const run = promisify(execFile);
 
@@ -26,10 +27,7 @@ function open(options: mqtt.IClientOptions): { client: mqtt.MqttClient; connack:
     reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 5, ...options,
   });
   clients.push(client);
-  const connack = new Promise<mqtt.IConnackPacket>((resolve, reject) => {
-    client.once('connect', resolve);
-    client.once('error', reject);
-  });
+  const connack = connackOf(client);
   return { client, connack };
 }
 

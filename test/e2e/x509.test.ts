@@ -10,6 +10,7 @@ import { X509Certificate } from 'node:crypto';
 import mqtt from 'mqtt';
 import { getPki, issueDevice, type IssuedCert, type SharedPki } from '../harness/pki.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from '../harness/gatehouse.ts';
+import { connackOf } from '../harness/mqtt-connack.ts';
 
 interface GatewayJson {
   id: string; port: number; productKey: string; status: string;
@@ -35,11 +36,7 @@ function connect(port: number, cert: IssuedCert | null, options: mqtt.IClientOpt
     ...options,
   });
   clients.push(client);
-  return new Promise((resolve, reject) => {
-    client.once('connect', () => resolve(client));
-    client.once('error', reject);
-    client.once('close', () => reject(new Error('closed before CONNACK')));
-  });
+  return connackOf(client).then(() => client);
 }
 
 async function refused(port: number, cert: IssuedCert | null, options: mqtt.IClientOptions & { leafOnly?: boolean } = {}): Promise<{ code?: number; message: string }> {

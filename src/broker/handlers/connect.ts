@@ -3,7 +3,7 @@
  * ends the attempt with a reason code (sent in CONNACK, then the connection is closed [MQTT-3.2.2-7]).
  */
 import { forwardedPropertiesOf, type IConnectPacket } from '../../mqtt/codec.ts';
-import { RC, v3ConnackCode } from '../../mqtt/reason-codes.ts';
+import { RC } from '../../mqtt/reason-codes.ts';
 import { isValidTopicName } from '../../mqtt/topics.ts';
 import { createMessage } from '../message.ts';
 import { logText } from '../../core/log-text.ts';
@@ -363,6 +363,12 @@ function runSteps(a: ConnectAttempt, from: number): void | Promise<void> {
     }
     if (r !== undefined) return refuse(a, name, r);
   }
+  // Gone while the last step waited (a cluster node's session claim): no session opens for a connection that is
+  // not there (it would count as connected, and hold the session, for ever).
+  if (a.conn.state === 'closed') {
+    if (a.claim !== undefined) a.conn.broker.claimAbandoned(a.conn, a.clientId, a.claim, a.sessionExpiry === 0);
+    return;
+  }
   accept(a);
 }
 
@@ -371,16 +377,7 @@ function refuse(a: ConnectAttempt, step: string, { refuse: reasonCode, reasonStr
   if (conn.state === 'closed') return;
   conn.broker.stats.connectsRefused++;
   conn.broker.logger.info({ clientId: logText(a.clientId), username: logText(a.packet.username), remoteAddress: conn.remoteAddress, reasonCode }, 'connect_refused');
-  let sent: number;
-  if (conn.isV5) {
-    sent = reasonCode;
-    conn.send({ cmd: 'connack', sessionPresent: false, reasonCode, properties: reasonString === undefined ? undefined : { reasonString } });
-  } else {
-    sent = v3ConnackCode(reasonCode);
-    conn.send({ cmd: 'connack', sessionPresent: false, returnCode: sent });
-  }
-  conn.farewell = { sent, reasonCode, step, detail: detail ?? reasonString };
-  conn.close('connect_refused');
+  conn.refuseConnect(reasonCode, { step, reasonString, detail });
 }
 
 function accept(a: ConnectAttempt): void {
