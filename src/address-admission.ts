@@ -111,6 +111,11 @@ export class MachineAdmission {
     this.#byWorker.delete(worker);
   }
 
+  /** The most sockets open on the machine from any one address for `gateway` (its use of maxConnectionsPerAddress). */
+  mostOpen(gateway: string): number {
+    return this.#tables.get(gateway)?.mostOpen ?? 0;
+  }
+
   /** Sockets from `address` open on the machine for `gateway` (tests). */
   openFrom(gateway: string, address: string): number {
     return this.#tables.get(gateway)?.openFrom(address) ?? 0;

@@ -12,20 +12,25 @@ async function worker(figures: { accepted: number; connected: number; limitUse: 
   for (const [limit, value] of Object.entries(figures.limitUse)) use.set({ gateway: 'g', limit }, value);
   new Gauge({ name: 'gatehouse_cluster_connected', help: 'h', registers: [registry] }).set(figures.cluster);
   new Gauge({ name: 'gatehouse_gateway_limit', help: 'h', labelNames: ['gateway', 'limit'], registers: [registry], aggregator: 'first' }).set({ gateway: 'g', limit: 'maxConnections' }, 10);
+  new Gauge({ name: 'gatehouse_gateway_info', help: 'h', labelNames: ['gateway', 'gateway_id'], registers: [registry], aggregator: 'first' }).set({ gateway: 'g', gateway_id: 'id-g' }, 1);
   return registry.getMetricsAsJSON();
 }
 
-test('a machine-wide scrape: counters and connections summed, per-worker state labelled, a limit once, use against a per-device limit the highest', { timeout: 5_000 }, async () => {
+test('a machine-wide scrape: counters and connections summed, per-worker state labelled, a limit once, use against a per-device limit the highest, per address the primary\'s count', { timeout: 5_000 }, async () => {
+  const byAddress = { mostOpenFromOneAddress: (id: string) => (id === 'id-g' ? 6 : 0) };
   const text = await aggregateWorkerMetrics([
-    { nodeId: 'n-w1', metrics: await worker({ accepted: 3, connected: 2, limitUse: { maxConnections: 2, maxSubscriptionsPerDevice: 7 }, cluster: 1 }) },
-    { nodeId: 'n-w2', metrics: await worker({ accepted: 4, connected: 1, limitUse: { maxConnections: 1, maxSubscriptionsPerDevice: 5 }, cluster: 0 }) },
-  ]);
+    { nodeId: 'n-w1', metrics: await worker({ accepted: 3, connected: 2, limitUse: { maxConnections: 2, maxSubscriptionsPerDevice: 7, maxConnectionsPerAddress: 3 }, cluster: 1 }) },
+    { nodeId: 'n-w2', metrics: await worker({ accepted: 4, connected: 1, limitUse: { maxConnections: 1, maxSubscriptionsPerDevice: 5, maxConnectionsPerAddress: 3 }, cluster: 0 }) },
+  ], byAddress);
   const line = (prefix: string): string | undefined => text.split('\n').find((l) => l.startsWith(prefix));
   assert.equal(line('gatehouse_gateway_connections_accepted_total{gateway="g"}'), 'gatehouse_gateway_connections_accepted_total{gateway="g"} 7');
   assert.equal(line('gatehouse_gateway_connected_clients{gateway="g"}'), 'gatehouse_gateway_connected_clients{gateway="g"} 3');
   assert.equal(line('gatehouse_gateway_limit_use{gateway="g",limit="maxConnections"}'), 'gatehouse_gateway_limit_use{gateway="g",limit="maxConnections"} 3');
   assert.equal(line('gatehouse_gateway_limit_use{gateway="g",limit="maxSubscriptionsPerDevice"}'), 'gatehouse_gateway_limit_use{gateway="g",limit="maxSubscriptionsPerDevice"} 7');
   assert.equal(line('gatehouse_gateway_limit{gateway="g",limit="maxConnections"}'), 'gatehouse_gateway_limit{gateway="g",limit="maxConnections"} 10');
+  // One address's 3 sockets on each worker are 6 on the machine (the highest of the workers' would say 3).
+  assert.equal(line('gatehouse_gateway_limit_use{gateway="g",limit="maxConnectionsPerAddress"}'), 'gatehouse_gateway_limit_use{gateway="g",limit="maxConnectionsPerAddress"} 6');
+  assert.equal(line('gatehouse_gateway_info{gateway="g",gateway_id="id-g"}'), 'gatehouse_gateway_info{gateway="g",gateway_id="id-g"} 1');
   assert.equal(line('gatehouse_cluster_connected{node_id="n-w1"}'), 'gatehouse_cluster_connected{node_id="n-w1"} 1');
   assert.equal(line('gatehouse_cluster_connected{node_id="n-w2"}'), 'gatehouse_cluster_connected{node_id="n-w2"} 0');
 });

@@ -101,6 +101,12 @@ interface Gathered<Part> {
   failed: { worker: number; error: string }[];
 }
 
+/** What only the primary knows, for a merge: the machine's per-address socket counts (address-admission.ts). */
+export interface MachineFigures {
+  /** The most sockets open on the machine from any one address, for a gateway (by id). */
+  mostOpenFromOneAddress(gatewayId: string): number;
+}
+
 /** One kind of machine-wide answer: how long its gathering may take, how parts and answers are checked, how parts merge. */
 interface GatherTopic<Part, Answer> {
   name: Topic;
@@ -110,7 +116,7 @@ interface GatherTopic<Part, Answer> {
   isPart(value: unknown): value is Part;
   isAnswer(value: unknown): value is Answer;
   /** The machine's answer; a rejection is answered to the asker as an error. */
-  merge(gathered: Gathered<Part>): Promise<Answer>;
+  merge(gathered: Gathered<Part>, machine: MachineFigures): Promise<Answer>;
 }
 
 const metricsTopic: GatherTopic<MetricsJson, string> = {
@@ -119,11 +125,11 @@ const metricsTopic: GatherTopic<MetricsJson, string> = {
   shared: false, // a scrape after an event must count it: it never takes figures collected before it was asked
   isPart: (value): value is MetricsJson => Array.isArray(value),
   isAnswer: (value): value is string => typeof value === 'string',
-  async merge({ parts, late, failed }) {
+  async merge({ parts, late, failed }, machine) {
     // A worker gone meanwhile took its figures with it; one that is there and silent would make a part look like the whole.
     if (late.length > 0) throw new Error(`a worker did not answer within ${SCRAPE_TIMEOUT_MS} ms`);
     if (failed.length > 0) throw new Error(`a worker failed to collect its metrics: ${failed[0]!.error}`);
-    return aggregateWorkerMetrics(parts.map(({ nodeId, part }) => ({ nodeId, metrics: part })));
+    return aggregateWorkerMetrics(parts.map(({ nodeId, part }) => ({ nodeId, metrics: part })), machine);
   },
 };
 
@@ -340,12 +346,17 @@ const limitsTopic: GatherTopic<Record<string, GatewayLimitsUsage>, Record<string
   shared: false, // a read after a refusal must count it
   isPart: isLimitsUsages,
   isAnswer: isLimitsUsages,
-  merge({ parts, late, failed }) {
+  merge({ parts, late, failed }, machine) {
     if (late.length > 0) return Promise.reject(new Error(`a worker did not answer within ${SCRAPE_TIMEOUT_MS} ms`));
     if (failed.length > 0) return Promise.reject(new Error(`a worker failed to read its limits' use: ${failed[0]!.error}`));
     const byGateway = new Map<string, GatewayLimitsUsage[]>();
     for (const { part } of parts) for (const [id, usage] of Object.entries(part)) byGateway.set(id, [...(byGateway.get(id) ?? []), usage]);
-    return Promise.resolve(Object.fromEntries([...byGateway].map(([id, usages]) => [id, mergeLimitsUsage(usages)])));
+    return Promise.resolve(Object.fromEntries([...byGateway].map(([id, usages]) => {
+      const merged = mergeLimitsUsage(usages);
+      // The sockets of one address over every worker: only the primary counts them together.
+      merged.maxConnectionsPerAddress = { ...merged.maxConnectionsPerAddress, current: machine.mostOpenFromOneAddress(id) };
+      return [id, merged];
+    })));
   },
 };
 
@@ -364,9 +375,16 @@ const GATHER_TOPICS: Record<Topic, GatherTopic<unknown, unknown>> = {
  * machine's is the highest of the workers'. One metric cannot have two prom-client aggregators: merged here.
  */
 const LIMIT_USE = 'gatehouse_gateway_limit_use';
+const GATEWAY_INFO = 'gatehouse_gateway_info';
 const SUMMED_LIMIT_USE: ReadonlySet<string> = new Set(['maxConnections']);
 
-function mergeLimitUse(parts: MetricsJson[]): MetricsJson[] {
+function mergeLimitUse(parts: MetricsJson[], machine: MachineFigures): MetricsJson[] {
+  // gateway name → id, from gatehouse_gateway_info: the series are labelled by name, the primary counts by id.
+  const ids = new Map<string, string>();
+  for (const metric of parts.flat()) {
+    if (metric.name !== GATEWAY_INFO) continue;
+    for (const { labels } of metric.values) ids.set(String(labels.gateway), String(labels.gateway_id));
+  }
   const merged = new Map<string, MetricValue<string>>();
   let first: MetricObjectWithValues<MetricValue<string>> | undefined;
   let firstPart = -1;
@@ -386,17 +404,22 @@ function mergeLimitUse(parts: MetricsJson[]): MetricsJson[] {
     }
   }
   if (first === undefined) return parts;
+  for (const value of merged.values()) {
+    const id = ids.get(String(value.labels.gateway));
+    // The sockets of one address over every worker: only the primary counts them together.
+    if (value.labels.limit === 'maxConnectionsPerAddress' && id !== undefined) value.value = machine.mostOpenFromOneAddress(id);
+  }
   const whole = { ...first, values: [...merged.values()] };
   // The merged metric in one part alone: the aggregation then has one value per series to take as it is.
   return parts.map((metrics, i) => metrics.flatMap((metric) => (metric.name !== LIMIT_USE ? [metric] : i === firstPart ? [whole] : [])));
 }
 
 /** Every worker's figures as one exposition: per-node series labelled with their node, the others aggregated. */
-export function aggregateWorkerMetrics(parts: { nodeId: string; metrics: MetricsJson }[]): Promise<string> {
+export function aggregateWorkerMetrics(parts: { nodeId: string; metrics: MetricsJson }[], machine: MachineFigures): Promise<string> {
   const labelled = parts.map(({ nodeId, metrics }) => metrics.map((metric) => (PER_NODE_METRICS.has(metric.name)
     ? { ...metric, values: metric.values.map((v) => ({ ...v, labels: { ...v.labels, node_id: nodeId } })) }
     : metric)));
-  return AggregatorRegistry.aggregate(mergeLimitUse(labelled)).metrics();
+  return AggregatorRegistry.aggregate(mergeLimitUse(labelled, machine)).metrics();
 }
 
 /** What a worker tells the primary once it runs: its API's URL and the lines `npm start` prints. */
@@ -572,7 +595,7 @@ interface Gathering {
  * askers. A worker is asked when its slot has a ready worker on a connected channel; a slot without one is
  * `missing` at once (readiness: a worker dead, restarting or starting means the machine is not ready).
  */
-function primaryGatherings(slots: readonly Slot[], log: Logger): { onMessage(from: Worker, message: GatherMessage): void; onExit(worker: Worker): void } {
+function primaryGatherings(slots: readonly Slot[], log: Logger, machine: MachineFigures): { onMessage(from: Worker, message: GatherMessage): void; onExit(worker: Worker): void } {
   let nextId = 0;
   const gatherings = new Map<number, Gathering>();
   const open = new Map<Topic, number>(); // a shared topic's gathering in flight
@@ -598,7 +621,7 @@ function primaryGatherings(slots: readonly Slot[], log: Logger): { onMessage(fro
       else log.warn(details, 'gather_workers_missing');
     }
     if (askers.length === 0) return;
-    topic.merge(gathered).then(
+    topic.merge(gathered, machine).then(
       (value) => askers.forEach((asker) => answer(asker, topic.name, { value })),
       (error: unknown) => askers.forEach((asker) => answer(asker, topic.name, { error: String(error) })),
     );
@@ -765,7 +788,7 @@ export async function runPrimary(prepared: PreparedConfig, logger: Logger, print
   const gatewayPorts = new PrimaryPorts((reason) => log.warn({ reason }, 'gateway_socket_refused'));
 
   // /metrics and /ready: every worker's part, answered to the worker that was asked.
-  const gatherings = primaryGatherings(slots, log);
+  const gatherings = primaryGatherings(slots, log, { mostOpenFromOneAddress: (id) => machineAdmission.mostOpen(id) });
 
   const onExit = (slot: Slot, worker: Worker, code: number | null, signal: string | null): void => {
     gatherings.onExit(worker);

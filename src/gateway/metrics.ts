@@ -22,10 +22,11 @@ function snake(name: string): string {
 export function registerGatewayMetrics(registry: Registry, runtime: GatewayRuntime): void {
   // Values are copied from the engines when Prometheus scrapes, so the message path only bumps plain fields.
   const refresh = (): void => {
-    for (const g of [connected, sessions, retained, auth, aclRefusals, limit, limitUse, limitHits, certificateDays, ...counters.values(), ...ocspGauges, ...thirdPartyGauges]) g.reset();
+    for (const g of [info, connected, sessions, retained, auth, aclRefusals, limit, limitUse, limitHits, certificateDays, ...counters.values(), ...ocspGauges, ...thirdPartyGauges]) g.reset();
     const now = new Date();
     for (const instance of runtime.instances()) {
       const gateway = instance.config.name;
+      info.set({ gateway, gateway_id: instance.config.id }, 1);
       // The soonest expiry of each certificate field: alert on it before devices start failing the handshake.
       const { serverCertificateChain, deviceRootCertificates, trustedCertificate } = instance.config.certificates;
       for (const [certificate, pem] of [
@@ -87,6 +88,11 @@ export function registerGatewayMetrics(registry: Registry, runtime: GatewayRunti
     labelNames: ['gateway', 'certificate'], registers: [registry],
     // Every worker of GATEHOUSE_WORKERS holds the same certificates: a machine-wide scrape takes the value once.
     aggregator: 'min',
+  });
+  const info = new Gauge({
+    name: 'gatehouse_gateway_info', help: 'Each running gateway, its name (the other series\' label) with its id (the API\'s): always 1',
+    labelNames: ['gateway', 'gateway_id'], registers: [registry],
+    aggregator: 'first', // every worker runs the same gateways
   });
   const sessions = new Gauge({ name: 'gatehouse_gateway_sessions', help: 'MQTT sessions (connected and persistent) per gateway', labelNames: ['gateway'], registers: [registry] });
   const retained = new Gauge({ name: 'gatehouse_gateway_retained_messages', help: 'Retained messages per gateway', labelNames: ['gateway'], registers: [registry] });

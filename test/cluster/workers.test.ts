@@ -169,6 +169,13 @@ if (clusterSkip !== undefined) {
           return names.every((n) => typeof n === 'string') ? names : undefined;
         });
         assert.ok(nodes.includes(w1) && nodes.includes(w2), `the 4 connections span both workers: ${nodes.join(', ')}`);
+        // The use an operator reads is the machine's, wherever the read lands: 4 from the address, not a worker's share.
+        for (let i = 0; i < 2; i++) {
+          const usage = (await node.api<{ limitsUsage: Record<string, { current: number | null }> }>('GET', `/gateways/${gateway.id}`)).json.limitsUsage;
+          assert.equal(usage.maxConnectionsPerAddress!.current, 4, `read ${i}: limitsUsage`);
+          const res = await fetch(`${node.url}/api/v1/metrics`, { headers: { authorization: 'Bearer e2e-admin-token-0123456789abcdef', connection: 'close' } });
+          assert.match(await res.text(), new RegExp(`^gatehouse_gateway_limit_use\\{gateway="${gateway.name}",limit="maxConnectionsPerAddress"\\} 4$`, 'm'), `scrape ${i}`);
+        }
         // One closes: the machine's count drops (its worker tells the primary) and one more device gets in, once.
         await held.shift()!.endAsync(true);
         await waitFor('a device from the address admitted again', async () => ((await attempt()) ? true : undefined));
