@@ -96,7 +96,7 @@ test('a second gateway on a bound port, or one worker twice, is refused EADDRINU
 
 test('a socket nobody can take is closed in the primary: a worker gone, or every worker too far behind', { timeout: 10_000 }, async () => {
   const refusals: string[] = [];
-  const ports = new PrimaryPorts((reason) => refusals.push(reason));
+  const ports = new PrimaryPorts((event, reason) => refusals.push(`${event}: ${reason}`));
   const port = await freePort();
   const slow = worker(false);
   ports.handle(slow, listen(1, 'gw-a', port));
@@ -108,7 +108,7 @@ test('a socket nobody can take is closed in the primary: a worker gone, or every
   const extra = await dial(port);
   await until('the extra one closed', () => (extra.socket.destroyed || extra.socket.readableEnded ? true : undefined));
   assert.equal(slow.sockets.length, MAX_HANDOFFS_IN_FLIGHT);
-  assert.deepEqual(refusals, ['every worker of the gateway is behind on its sockets']);
+  assert.deepEqual(refusals, ['gateway_socket_refused: every worker of the gateway is behind on its sockets']);
   // The worker's channel is gone: nothing is handed to it.
   slow.connected = false;
   const late = await dial(port);

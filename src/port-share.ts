@@ -61,15 +61,18 @@ interface SharedPort {
 
 const keyOf = (host: string, port: number): string => `${host}|${port}`;
 
+/** What the primary logs of its ports. */
+export type PortEvent = 'gateway_socket_refused' | 'gateway_port_error';
+
 /** The primary's side: one bound socket per gateway port, its accepted sockets handed to the workers in turn. */
 export class PrimaryPorts {
   readonly #ports = new Map<string, SharedPort>();
   readonly #inFlight = new Map<PortPeer, number>();
-  readonly #onRefused: (reason: string) => void;
+  readonly #report: (event: PortEvent, reason: string) => void;
 
-  /** `onRefused`: a socket closed in the primary (no worker could take it), for the log. */
-  constructor(onRefused: (reason: string) => void = () => undefined) {
-    this.#onRefused = onRefused;
+  /** `report`: for the log, a socket closed in the primary (no worker could take it) or a bound port's accept error. */
+  constructor(report: (event: PortEvent, reason: string) => void = () => undefined) {
+    this.#report = report;
   }
 
   handle(from: PortPeer, message: WorkerToPrimary): void {
@@ -110,19 +113,22 @@ export class PrimaryPorts {
     const server = net.createServer({ pauseOnConnect: true });
     const shared: SharedPort = { gateway: ask.gateway, port: ask.port, server, bound: false, members: [from], waiting: [{ peer: from, id: ask.id }], next: 0 };
     this.#ports.set(key, shared);
-    server.once('error', (err: NodeJS.ErrnoException) => {
+    const bindFailed = (err: NodeJS.ErrnoException): void => {
       if (this.#ports.get(key) === shared) this.#ports.delete(key);
       for (const { peer, id } of shared.waiting.splice(0)) this.#answer(peer, id, { code: err.code ?? 'EINVAL', message: err.message });
-    });
+    };
+    server.once('error', bindFailed);
     server.on('connection', (socket: net.Socket) => this.#handOff(shared, socket));
     server.listen(ask.port, ask.host, () => {
+      // From now on an error is an accept's (EMFILE …): logged, the port stays.
+      server.off('error', bindFailed);
+      server.on('error', (err) => this.#report('gateway_port_error', err.message));
       shared.bound = true;
       // Every worker left while the port was being bound: nobody takes its sockets.
       if (shared.members.length === 0) {
         this.#close(key, shared);
         return;
       }
-      server.on('error', (err) => this.#onRefused(`listener error: ${err.message}`));
       for (const { peer, id } of shared.waiting.splice(0)) this.#answer(peer, id, null);
     });
   }
@@ -157,7 +163,7 @@ export class PrimaryPorts {
       return;
     }
     socket.destroy();
-    this.#onRefused(members.length === 0 ? 'no worker runs the gateway' : 'every worker of the gateway is behind on its sockets');
+    this.#report('gateway_socket_refused', members.length === 0 ? 'no worker runs the gateway' : 'every worker of the gateway is behind on its sockets');
   }
 
   #answer(peer: PortPeer, id: number, error: ListenAnswer['error']): void {

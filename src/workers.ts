@@ -785,7 +785,7 @@ export async function runPrimary(prepared: PreparedConfig, logger: Logger, print
   // The per-address socket limits of every gateway, counted for the machine (address-admission.ts).
   const machineAdmission = new MachineAdmission();
   // Every gateway port, bound once here and its sockets handed to the workers running the gateway (port-share.ts).
-  const gatewayPorts = new PrimaryPorts((reason) => log.warn({ reason }, 'gateway_socket_refused'));
+  const gatewayPorts = new PrimaryPorts((event, reason) => log.warn({ reason }, event));
 
   // /metrics and /ready: every worker's part, answered to the worker that was asked.
   const gatherings = primaryGatherings(slots, log, { mostOpenFromOneAddress: (id) => machineAdmission.mostOpen(id) });
