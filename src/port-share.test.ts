@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isPortRequest, MAX_HANDOFFS_IN_FLIGHT, PrimaryPorts, type PortPeer } from './port-share.ts';
+import { isPortRequest, PrimaryPorts, type PortPeer } from './port-share.ts';
 import { freePort } from '../test/harness/gatehouse.ts';
 
 const HOST = '127.0.0.1';
@@ -96,24 +96,25 @@ test('a second gateway on a bound port, or one worker twice, is refused EADDRINU
 
 test('a socket nobody can take is closed in the primary: a worker gone, or every worker too far behind', { timeout: 10_000 }, async () => {
   const refusals: string[] = [];
-  const ports = new PrimaryPorts((event, reason) => refusals.push(`${event}: ${reason}`));
+  const IN_FLIGHT = 16;
+  const ports = new PrimaryPorts((event, reason) => refusals.push(`${event}: ${reason}`), IN_FLIGHT);
   const port = await freePort();
   const slow = worker(false);
   ports.handle(slow, listen(1, 'gw-a', port));
   await until('bound', () => (slow.answers.length === 1 ? true : undefined));
   const clients = [];
-  for (let i = 0; i < MAX_HANDOFFS_IN_FLIGHT; i++) clients.push(await dial(port));
-  await until('every socket handed off', () => (slow.sockets.length === MAX_HANDOFFS_IN_FLIGHT ? true : undefined));
+  for (let i = 0; i < IN_FLIGHT; i++) clients.push(await dial(port));
+  await until('every socket handed off', () => (slow.sockets.length === IN_FLIGHT ? true : undefined));
   // One more than the worker's channel may hold unconfirmed: closed by the primary, not queued.
   const extra = await dial(port);
   await until('the extra one closed', () => (extra.socket.destroyed || extra.socket.readableEnded ? true : undefined));
-  assert.equal(slow.sockets.length, MAX_HANDOFFS_IN_FLIGHT);
+  assert.equal(slow.sockets.length, IN_FLIGHT);
   assert.deepEqual(refusals, ['gateway_socket_refused: every worker of the gateway is behind on its sockets']);
   // The worker's channel is gone: nothing is handed to it.
   slow.connected = false;
   const late = await dial(port);
   await until('the late one closed', () => (late.socket.destroyed || late.socket.readableEnded ? true : undefined));
-  assert.equal(slow.sockets.length, MAX_HANDOFFS_IN_FLIGHT);
+  assert.equal(slow.sockets.length, IN_FLIGHT);
   for (const s of [...slow.sockets, ...clients.map((c) => c.socket), extra.socket, late.socket]) s.destroy();
   ports.forget(slow);
   assert.deepEqual(ports.boundPorts(), [], 'a worker that exits leaves the port; nobody else runs it, so it closes');
