@@ -13,6 +13,7 @@
  * header: the picked node answers at its member's PUBACK, and if it dies first the message is picked again.
  */
 import type { Msg, MsgHdrs, Subscription } from '@nats-io/transport-node';
+import type { StoredMsg } from '@nats-io/jetstream';
 import type { Message, SharedPick } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
@@ -32,6 +33,13 @@ const REPLAY_WAIT_MS = 20;
  * reads in memory, not one per session.
  */
 const REPLAY_READS_AT_ONCE = 8;
+/**
+ * Replay reads kept for the other replays of the gateway (by the sequence read after), and their bytes: sessions
+ * resumed here together — a fleet whose node died — replay the same messages, and each is read from the stream once
+ * rather than once per session (100 sessions with a 3 s backlog made 100 × 3,000 reads, 12–25 s to drain).
+ */
+const SHARED_READS = 4_096;
+const SHARED_READ_BYTES = 16 * 1024 * 1024;
 /** The header naming the node picked for each shared group the message matched. */
 export const PICKS_HEADER = 'Gatehouse-Shared-Picks';
 
@@ -51,6 +59,8 @@ export interface DurableCounters {
   storeDropped: number;
   /** Stored messages read back for sessions resumed here from another node's record (step b). */
   replayed: number;
+  /** Reads of the stream those replays made (one serves every replay that reaches the same message meanwhile). */
+  replayReads: number;
 }
 
 /** Every publish of this process has its own id (`Nats-Msg-Id`): a retry is the same id, a later message never is. */
@@ -82,6 +92,9 @@ export class DurableMessages {
   /** Replay reads in flight, and the replays waiting for one (REPLAY_READS_AT_ONCE). */
   #reading = 0;
   readonly #readWaiters: (() => void)[] = [];
+  /** The replays' reads of "the gateway's next message after seq", in flight or answered (SHARED_READS). */
+  readonly #sharedNext = new Map<number, { read: Promise<StoredMsg | null>; bytes: number }>();
+  #sharedBytes = 0;
 
   constructor(conn: ClusterConnection, stream: MessageStream, gatewayId: string, instance: string, counters: DurableCounters & SharedCounters,
     logger: Logger, relay: SharedRelay, endpoint: () => { receive(message: Message, seq?: number): void } | null) {
@@ -245,8 +258,7 @@ export class DurableMessages {
         await pause(REPLAY_WAIT_MS);
         continue;
       }
-      const after = pos;
-      const next = await this.#replayRead(() => this.#stream.next(this.#gatewayId, after), wanted);
+      const next = await this.#nextAfter(pos);
       if (next === null || next.seq > target) {
         pos = target; // none of the gateway's between: the check above decides again (the feed may have moved on)
         continue;
@@ -281,6 +293,39 @@ export class DurableMessages {
     }
   }
 
+  /**
+   * The gateway's next stored message after `after`, for a replay: read once for every replay that asks meanwhile (a
+   * message's sequence never changes and later ones come after it, so an answer stays true; "none yet" is not kept).
+   * Tried until the link closes, whichever replay asked first: the others wait on the same read.
+   */
+  #nextAfter(after: number): Promise<StoredMsg | null> {
+    const known = this.#sharedNext.get(after);
+    if (known !== undefined) return known.read;
+    this.#counters.replayReads++;
+    const entry = { read: this.#replayRead(() => this.#stream.next(this.#gatewayId, after), () => !this.#closed), bytes: 0 };
+    this.#sharedNext.set(after, entry);
+    const forget = (): void => {
+      if (this.#sharedNext.get(after) === entry) this.#sharedNext.delete(after);
+    };
+    entry.read.then((next) => {
+      if (next === null || this.#sharedNext.get(after) !== entry) return forget();
+      entry.bytes = next.data.length;
+      this.#sharedBytes += entry.bytes;
+      this.#trimSharedReads();
+    }, forget);
+    this.#trimSharedReads();
+    return entry.read;
+  }
+
+  /** The oldest kept reads go first, down to SHARED_READS and SHARED_READ_BYTES. */
+  #trimSharedReads(): void {
+    for (const [after, entry] of this.#sharedNext) {
+      if (this.#sharedNext.size <= SHARED_READS && this.#sharedBytes <= SHARED_READ_BYTES) return;
+      this.#sharedNext.delete(after);
+      this.#sharedBytes -= entry.bytes;
+    }
+  }
+
   /** One replay read, once fewer than REPLAY_READS_AT_ONCE are in flight for this gateway. */
   async #replayRead<T>(read: () => Promise<T>, wanted: () => boolean): Promise<T> {
     while (this.#reading >= REPLAY_READS_AT_ONCE) await new Promise<void>((resolve) => this.#readWaiters.push(resolve));
@@ -312,6 +357,8 @@ export class DurableMessages {
 
   close(): void {
     this.#closed = true;
+    this.#sharedNext.clear();
+    this.#sharedBytes = 0;
     this.#stream.cancel(this.#gatewayId); // its stores not yet done end now (resolving 0), not once NATS is back
     this.stop();
   }

@@ -118,7 +118,7 @@ export class NatsClusterLinks {
     if (counters === undefined) {
       this.#counters.set(gatewayId, (counters = {
         forwarded: 0, received: 0, malformed: 0, forwardFailed: 0, forwardDropped: 0, retainedStored: 0, retainedTooLarge: 0, ...sharedCounters(),
-        stored: 0, storeRefused: 0, storeRetried: 0, storedReceived: 0, storeDropped: 0, replayed: 0,
+        stored: 0, storeRefused: 0, storeRetried: 0, storedReceived: 0, storeDropped: 0, replayed: 0, replayReads: 0,
       }));
     }
     return counters;

@@ -7,7 +7,7 @@ import type { NatsPlatformPeers, PeerCounters } from './platform-peers.ts';
 const KINDS: readonly (keyof LinkCounters)[] = [
   'forwarded', 'received', 'malformed', 'forwardFailed', 'forwardDropped', 'retainedStored', 'retainedTooLarge',
   'sharedSent', 'sharedReceived', 'sharedRepicked', 'sharedUndeliverable', 'sharedUntracked', 'sharedDropped',
-  'stored', 'storeRefused', 'storeRetried', 'storedReceived', 'storeDropped', 'replayed',
+  'stored', 'storeRefused', 'storeRetried', 'storedReceived', 'storeDropped', 'replayed', 'replayReads',
 ];
 const PEER_KINDS: readonly (keyof PeerCounters)[] = ['shared', 'dropped', 'heard', 'malformed', 'asked', 'unanswered'];
 
@@ -38,7 +38,8 @@ export function registerClusterMetrics(registry: Registry, node: { connection: C
       + 'stored (QoS 1/2 messages written to the cluster\'s stream), store_refused (refused by it: over NATS max_payload or a stream error, '
       + 'answered 0x97), store_retried (publishes to it tried again), stored_received (its messages handed to this node\'s subscribers), '
       + 'store_dropped (gaps this node could not read back: removed by the stream\'s limits), replayed (stored messages read back '
-      + 'for persistent sessions resumed here from another node)',
+      + 'for persistent sessions resumed here from another node), replay_reads (the stream reads those replays made: one serves every '
+      + 'replay that reaches the same message meanwhile)',
     labelNames: ['gateway_id', 'kind'], registers: [registry],
     collect() {
       this.reset();
