@@ -17,6 +17,8 @@ export interface ConnectRequest {
   readonly socket: Socket;
   /** When the CONNECT was read (epoch ms; reading stays paused while it is verified). */
   readonly receivedAt: number;
+  /** When its TCP connection was accepted (epoch ms), before the TLS handshake and the CONNECT. */
+  readonly acceptedAt: number;
 }
 
 export type AuthResult =

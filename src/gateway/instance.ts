@@ -455,9 +455,11 @@ export class GatewayInstance {
    * queues are refused at once with 0x9F (v3.1.1: 3).
    */
   async #authenticate(req: ConnectRequest): Promise<ChainOutcome> {
-    // On a cluster node an attempt homed on another node is judged as of its arrival here (the hop must not let it in).
+    // On a cluster node an attempt homed on another node is judged as of its connection's arrival here: neither the
+    // hop to the home nor this node's own delay in reading the CONNECT may let in a guess of connections opened
+    // together (an attacker who opens them all, then guesses on each, gets the surplus refused wherever it lands).
     const turn = await (this.#deps.clusterThrottles === undefined ? this.#throttle.enter(req.username, req.remoteAddress)
-      : this.#throttle.enter(req.username, req.remoteAddress, req.receivedAt));
+      : this.#throttle.enter(req.username, req.remoteAddress, req.acceptedAt));
     if (turn === null) {
       this.#authStats.denied++;
       this.#log.info({ clientId: logText(req.clientId), username: logText(req.username), remoteAddress: req.remoteAddress, reason: 'too_many_attempts' }, 'connect_throttled');

@@ -215,6 +215,7 @@ async function authenticateWith(hook: NonNullable<BrokerHooks['authenticate']>, 
       remoteAddress: conn.remoteAddress,
       socket: conn.socket,
       receivedAt: conn.lastActivity,
+      acceptedAt: conn.createdAt,
     });
   } catch (err) {
     // A failing authenticator is never an accept: the client hears "server unavailable".

@@ -161,7 +161,7 @@ export interface ConnectTurn {
 
 /** What the CONNECT path asks for a turn: a ConnectThrottle, or on a cluster node the cluster's (issue 16). */
 export interface ConnectGate {
-  /** `arrivedAt`: when the CONNECT reached the node (epoch ms), if not now (another node asked: ConnectThrottle.enter). */
+  /** `arrivedAt`: when the attempt's connection reached the node (epoch ms), if not now (another node asked: ConnectThrottle.enter). */
   enter(username: string | undefined, address: string | undefined, arrivedAt?: number): Promise<ConnectTurn | null>;
 }
 
@@ -186,8 +186,8 @@ export class ConnectThrottle implements ConnectGate {
 
   /**
    * Waits for this attempt's turn and its earned delay; null = refused without any work (too many
-   * attempts of this pair, username or address are already waiting). `arrivedAt`: when the CONNECT reached its
-   * node, on a cluster where another node asks this one (cluster/attempt-throttles.ts): one that arrived before
+   * attempts of this pair, username or address are already waiting). `arrivedAt`: when the attempt's connection
+   * reached its node, on a cluster where another node asks this one (cluster/attempt-throttles.ts): one that arrived before
    * its throttled pair's queue was cut and reaches it after would have been cut with the others, and is refused
    * (the hop between nodes must not let a guess in that the same guess on this node would not have got).
    */
