@@ -447,6 +447,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       session.subscriptionChanged(attached.raw, attached);
     }
     this.stats.clusterSessionsResumed++;
+    // QoS 2 messages the stream holds from the client, their PUBREL still to come: a resend is acknowledged, not stored again.
+    for (const packetId of moved.received) session.takeQos2(packetId);
     const queued = new Map(moved.queued.map((q) => [q.seq, q.qos]));
     // The subscriptions the replayed messages were stored under, whatever becomes of the session's own meanwhile.
     const recorded = moved.subscriptions.filter((sub) => parseSharedFilter(sub.raw) === null);
@@ -659,6 +661,10 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
         this.stats.clusterWillsPublished++;
         this.#sendWill(null, will.message, will.expiry, RC.SUCCESS); // authorized at its CONNECT, on the node that recorded it
       }, 'will_failed', will.message.senderId),
+      receivedQos2: (clientId) => {
+        const session = this.#sessions.get(clientId);
+        return session === undefined ? [] : [...session.incomingQos2].filter((id) => session.qos2Storing(id) === undefined);
+      },
     });
   }
 

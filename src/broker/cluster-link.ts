@@ -54,6 +54,8 @@ export interface MovedSession {
    * the replay delivers them even if no subscription matches them now (one removed while they waited).
    */
   queued: MovedQueued[];
+  /** Inbound QoS 2 packet ids whose message the stream holds, PUBREL not come yet (a live takeover hands them over). */
+  received: number[];
 }
 
 export interface MovedQueued {
@@ -137,6 +139,11 @@ export interface LinkEndpoint {
   sessionMoved(clientId: string): void;
   /** A will this node claimed in the cluster's records (a dead node's client's): publish it now. */
   publishWill(will: RecordedWill): void;
+  /**
+   * The session's inbound QoS 2 packet ids whose message the stream holds (PUBREC sent or on its way) and whose PUBREL
+   * has not come: what another node's claim of it takes along. Not those still being stored.
+   */
+  receivedQos2(clientId: string): number[];
   /** The other nodes holding members of a shared group now (none: the group has members here only, or nowhere). */
   sharedElsewhere(group: string, filter: string, nodes: readonly string[]): void;
   /**

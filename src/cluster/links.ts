@@ -289,7 +289,10 @@ class NatsGatewayLink implements ClusterLink {
    * here at that moment goes to the claimer, if this node let it go (not when it claimed it again since).
    */
   sessionClaimed(clientId: string, revision: number): SessionState | undefined {
-    const state = this.#states.handOver(clientId);
+    let state = this.#states.handOver(clientId);
+    // Read before the move drops the session here.
+    const received = this.#endpoint?.receivedQos2(clientId) ?? [];
+    if (state !== undefined && received.length > 0) state = { ...state, received };
     return this.ownership.moved(clientId, revision) ? state : undefined;
   }
 

@@ -329,7 +329,14 @@ function movedOf(state: SessionState): MovedSession {
     floor: state.floor,
     inflight: (state.inflight ?? []).map(([seq, packetId, qos, released]) => ({ seq, packetId, qos: qos === 1 ? 1 as const : 2 as const, released: released === 1 })),
     queued: queuedOf(state.queued),
+    received: receivedOf(state.received),
   };
+}
+
+/** A handed-over state's received QoS 2 packet ids: packet ids only (1–65535), each once; anything else left out. */
+function receivedOf(received: unknown): number[] {
+  if (!Array.isArray(received)) return [];
+  return [...new Set((received as unknown[]).filter((id): id is number => Number.isSafeInteger(id) && (id as number) >= 1 && (id as number) <= 65_535))];
 }
 
 /** A record's queued list, in stream order; entries of another shape are left out (a node of another version wrote it). */

@@ -67,6 +67,13 @@ export interface SessionState {
    * MAX_STATE_BYTES (session-states.ts): the resume then matches the replay against the subscriptions only.
    */
   queued?: [number, number][];
+  /**
+   * Inbound QoS 2 packet ids whose message the cluster's stream holds and whose PUBREL has not come: the node that
+   * resumes the session answers a resent PUBLISH of one with PUBREC and no second store [MQTT-4.3.3-10], and its
+   * PUBREL with PUBCOMP. Only in the state a live takeover hands over (a write per QoS 2 PUBLISH is not paid for it:
+   * after a node's death a resend of one is stored again, as before).
+   */
+  received?: number[];
 }
 
 export function willEntry(will: RecordedWill, dueAt: number | null): WillEntry {

@@ -8,7 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import tls from 'node:tls';
 import type mqtt from 'mqtt';
+import type mqttPacket from 'mqtt-packet';
 import { randomUUID } from 'node:crypto';
 import { createMessage, type RecordedWill } from '../../src/broker/index.ts';
 import { SessionOwnership } from '../../src/cluster/session-ownership.ts';
@@ -16,6 +18,7 @@ import { SessionRecords, type SessionState } from '../../src/cluster/session-rec
 import { silentLogger } from '../../src/core/logger.ts';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
 import { clusterNatsUrl, clusterSkip, engineOf, natsRelay, TestCluster, waitFor, type GatewayJson, type NatsRelay } from '../harness/cluster.ts';
+import { frame, readPackets } from '../harness/raw-mqtt.ts';
 
 const A = '127.0.0.2';
 const B = '127.0.0.3';
@@ -171,6 +174,52 @@ if (clusterSkip !== undefined) {
       publisher.end(true);
     });
 
+    test('a QoS 2 PUBLISH whose PUBREC A sent, resent with DUP to B after a takeover: PUBREC without a second store, delivered once, its PUBREL completed [MQTT-4.3.3-10]', { timeout: 60_000 }, async () => {
+      const device = await cluster.addDevice(nodeA, gateway);
+      const subscriber = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
+      const got: string[] = [];
+      subscriber.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
+      await subscriber.subscribeAsync('exactly/#', { qos: 2 });
+      /** The device's connection, raw over TLS: the test decides what it sends and sees every packet. */
+      const rawOn = async (host: string): Promise<{ socket: tls.TLSSocket; packets: mqttPacket.Packet[] }> => {
+        const socket = tls.connect({ host, port: gateway.port, servername: 'localhost', ca: cluster.pki.root.certPem });
+        await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+        const packets = readPackets(socket, 5);
+        socket.write(frame({
+          cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: false, clientId: `exactly-${device}`, keepalive: 0,
+          username: device, password: Buffer.from(`pw-${device}`), properties: { sessionExpiryInterval: 600 },
+        }, 5));
+        await waitFor(`CONNACK from ${host}`, () => packets.find((p) => p.cmd === 'connack'));
+        return { socket, packets };
+      };
+      const publish = { cmd: 'publish', topic: 'exactly/once', payload: Buffer.from('q2'), qos: 2, messageId: 7, retain: false } as const;
+      const onA = await rawOn(A);
+      onA.socket.write(frame({ ...publish, dup: false }, 5));
+      // PUBREC: the stream holds the message. The device does not see it (say the connection broke), so it resends.
+      await waitFor('PUBREC on A', () => onA.packets.find((p) => p.cmd === 'pubrec'));
+      const onB = await rawOn(B);
+      try {
+        assert.equal((onB.packets[0] as mqttPacket.IConnackPacket).sessionPresent, true);
+        await waitFor('A closed the connection taken over', () => (onA.socket.destroyed || onA.socket.readableEnded ? true : undefined));
+        onB.socket.write(frame({ ...publish, dup: true }, 5));
+        const pubrec = await waitFor('PUBREC on B', () => onB.packets.find((p): p is mqttPacket.IPubrecPacket => p.cmd === 'pubrec'));
+        assert.deepEqual([pubrec.messageId, pubrec.reasonCode ?? 0], [7, 0]);
+        onB.socket.write(frame({ cmd: 'pubrel', messageId: 7 }, 5));
+        const pubcomp = await waitFor('PUBCOMP on B', () => onB.packets.find((p): p is mqttPacket.IPubcompPacket => p.cmd === 'pubcomp'));
+        assert.deepEqual([pubcomp.messageId, pubcomp.reasonCode ?? 0], [7, 0], 'B knew the packet id: PUBCOMP success, not 0x92');
+        // A marker published after it: whatever the resend caused has reached the subscriber by then.
+        const marker = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
+        await marker.publishAsync('exactly/marker', 'm', { qos: 2 });
+        await waitFor('the marker', () => (got.includes('exactly/marker m') ? true : undefined));
+        assert.deepEqual(got.filter((g) => g === 'exactly/once q2'), ['exactly/once q2'], 'delivered once');
+        await marker.endAsync();
+      } finally {
+        onA.socket.destroy();
+        onB.socket.destroy();
+        await subscriber.endAsync();
+      }
+    });
+
     test('the will of the connection taken over: without delay published once, by B and not by A; with a delay not at all [MQTT-3.1.3-9]', { timeout: 60_000 }, async () => {
       const now = await cluster.addDevice(nodeA, gateway);
       await cluster.connect(A, gateway, now, { will: { topic: `will/${now}`, payload: Buffer.from('gone'), qos: 1, retain: false } });
@@ -218,7 +267,7 @@ if (clusterSkip !== undefined) {
       const moved: string[] = [];
       const holder = (instance: string): SessionOwnership => new SessionOwnership(conn, records, gateway.id, { nodeId: instance, instance }, silentLogger,
         () => ({ receive: () => undefined, retained: () => undefined, cutOff: () => undefined, sessionMoved: (id) => moved.push(id), publishWill: () => undefined,
-          sharedElsewhere: () => undefined, receiveShared: () => false, reshare: () => false }));
+          sharedElsewhere: () => undefined, receiveShared: () => false, reshare: () => false, receivedQos2: () => [] }));
       const late = holder(`late-${randomUUID()}`);
       const winner = holder(`winner-${randomUUID()}`);
       const will: RecordedWill = {
@@ -229,9 +278,11 @@ if (clusterSkip !== undefined) {
       assert.deepEqual(first, { local: true, displacedWill: null });
       // The session's state in the record (issue 16 item 2): what the next holder resumes from.
       // Queued entries of another shape (a QoS 0, a sequence that is not a number) are left out; the rest in stream order.
+      // Received QoS 2 packet ids: only packet ids (1-65535), each once.
       const state: SessionState = {
         subscriptions: [], floor: 41, inflight: [[42, 7, 2, 1], [43, 8, 2, 0]],
         queued: [[45, 1], [44, 2], [46, 0], ['47', 1] as unknown as [number, number], 48 as unknown as [number, number]],
+        received: [9, 0, 65_536, 9, '10' as unknown as number, 65_535],
       };
       assert.equal(await late.saveState('c-fenced', () => state), true);
       const second = await winner.claim('c-fenced', 'owner-1', null, false);
@@ -239,7 +290,7 @@ if (clusterSkip !== undefined) {
       assert.deepEqual(second.moved, {
         subscriptions: [], floor: 41,
         inflight: [{ seq: 42, packetId: 7, qos: 2, released: true }, { seq: 43, packetId: 8, qos: 2, released: false }],
-        queued: [{ seq: 44, qos: 2 }, { seq: 45, qos: 1 }],
+        queued: [{ seq: 44, qos: 2 }, { seq: 45, qos: 1 }], received: [9, 65_535],
       }, 'the claim hands over the state the record held');
       // Another principal cannot claim it at all.
       assert.equal(await holder(`third-${randomUUID()}`).claim('c-fenced', 'owner-2', null, false), 'owned');
