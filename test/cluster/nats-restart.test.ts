@@ -23,6 +23,8 @@ const LEASE = { heartbeatMs: 250, leaseMs: 20_000 };
 const WINDOW = 16;
 
 interface Ledger {
+  /** Sequence numbers sent (PUBLISH written), with when. */
+  sent: Map<number, number>;
   /** Sequence numbers acknowledged (PUBACK / PUBCOMP), with when. */
   acked: Map<number, number>;
   next: number;
@@ -31,7 +33,7 @@ interface Ledger {
 
 /** Publishes `<prefix>-<n>` on `topic` continuously at `qos`, up to WINDOW unacknowledged, while `running()`. */
 function publishLoop(client: mqtt.MqttClient, topic: string, qos: 1 | 2, running: () => boolean): { ledger: Ledger; done: Promise<void> } {
-  const ledger: Ledger = { acked: new Map(), next: 0, inFlight: 0 };
+  const ledger: Ledger = { sent: new Map(), acked: new Map(), next: 0, inFlight: 0 };
   const done = (async () => {
     // Ends with the client too (the after hook ends every client): a failed test must not leave it polling.
     while (running() && !client.disconnecting) {
@@ -41,6 +43,7 @@ function publishLoop(client: mqtt.MqttClient, topic: string, qos: 1 | 2, running
       }
       const n = ledger.next++;
       ledger.inFlight++;
+      ledger.sent.set(n, Date.now());
       client.publish(topic, `${topic}-${n}`, { qos }, (err, packet) => {
         ledger.inFlight--;
         // A reason code of 0x80 or more in MQTT 5's PUBACK / PUBREC is a refusal, not an acknowledgement.
@@ -108,8 +111,8 @@ if (clusterSkip !== undefined) {
 
       await waitFor('load before the restart', () => (q1.ledger.acked.size >= 200 && q2.ledger.acked.size >= 200 ? true : undefined), 30_000)
         .catch((e: unknown) => assert.fail(`${String(e)}: QoS 1 ${q1.ledger.acked.size} of ${q1.ledger.next}, QoS 2 ${q2.ledger.acked.size} of ${q2.ledger.next}`));
-      // From `awayFrom` until NATS is back nothing may be acknowledged: no node can store a message.
-      const { from: awayFrom, until: awayUntil } = await natsOutage(nats, [nodeA.gatehouse.url, nodeB.gatehouse.url]);
+      // A message published once NATS is gone cannot be stored until it is back: none may be acknowledged before.
+      const { killedAt, until: awayUntil } = await natsOutage(nats, [nodeA.gatehouse.url, nodeB.gatehouse.url]);
       const [acked1, acked2] = [q1.ledger.acked.size, q2.ledger.acked.size];
       // The publishers reconnect by themselves and are acknowledged again.
       await waitFor('load after the restart', () => (q1.ledger.acked.size >= acked1 + 200 && q2.ledger.acked.size >= acked2 + 200 ? true : undefined), 30_000)
@@ -119,8 +122,12 @@ if (clusterSkip !== undefined) {
       await Promise.all([q1.done, q2.done]);
       await waitFor('publishes settled', () => (q1.ledger.inFlight === 0 && q2.ledger.inFlight === 0 ? true : undefined), 15_000).catch(() => undefined);
 
-      const duringOutage = [...q1.ledger.acked.values(), ...q2.ledger.acked.values()].filter((at) => at > awayFrom && at < awayUntil);
-      assert.equal(duringOutage.length, 0, 'nothing acknowledged while NATS was away');
+      // Messages sent before the kill may be acknowledged during the outage: stored before it, their PUBACK was on its
+      // way (the nodes, their NATS connections and these clients share one event loop), or their PUBREL is answered
+      // PUBCOMP without NATS. (Asserting no acknowledgement at all in the window failed on that, 4 of ~400, once in CI.)
+      const storedWhileAway = [q1.ledger, q2.ledger].flatMap((ledger) => [...ledger.acked]
+        .filter(([n, at]) => (ledger.sent.get(n) ?? 0) > killedAt && at < awayUntil));
+      assert.deepEqual(storedWhileAway, [], 'nothing published while NATS was away is acknowledged before it is back');
 
       const expected = { 'load/q1': [...q1.ledger.acked.keys()].sort((a, b) => a - b), 'load/q2': [...q2.ledger.acked.keys()].sort((a, b) => a - b) };
       const missing = (got: { get(topic: string): number[] }, topic: 'load/q1' | 'load/q2'): number[] => {
@@ -142,7 +149,7 @@ if (clusterSkip !== undefined) {
           const twice = firsts.filter((n) => received.filter((m) => m === n).length > 1);
           if (topic === 'load/q2') {
             assert.equal(duplicates, 0, `${name} ${topic}: exactly once [MQTT-4.3.3-1]; more than once: ${twice.slice(0, 20).join(', ')} `
-              + `(acknowledged to the publisher at ${twice.slice(0, 5).map((n) => (q2.ledger.acked.get(n) ?? 0) - awayFrom).join(', ')} ms from the outage)`);
+              + `(acknowledged to the publisher at ${twice.slice(0, 5).map((n) => (q2.ledger.acked.get(n) ?? 0) - killedAt).join(', ')} ms from the kill)`);
           }
           else console.log(`# ${name} ${topic}: ${received.length} received, ${firsts.length} distinct, ${duplicates} duplicates (QoS 1 allows them)`);
         }

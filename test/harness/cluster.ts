@@ -44,21 +44,22 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 /**
  * A NATS outage under the nodes whose API base URLs are given: kill -9 of the private nats-server, until every node's
  * /ready is 503, `awayMs` more, then the server started again (same port and store), until every /ready is 200.
- * `from` / `until`: the span in which no node could store anything (from all not ready to the restart).
+ * `killedAt`: the server is gone (its process exited); `from` / `until`: from every node not ready to the restart.
  */
-export async function natsOutage(nats: PrivateNatsServer, nodeUrls: string[], awayMs = 2_000): Promise<{ from: number; until: number }> {
+export async function natsOutage(nats: PrivateNatsServer, nodeUrls: string[], awayMs = 2_000): Promise<{ killedAt: number; from: number; until: number }> {
   const all = (status: number) => async (): Promise<true | undefined> => {
     const answers = await Promise.all(nodeUrls.map(async (url) => (await fetch(`${url}/ready`)).status));
     return answers.every((s) => s === status) ? true : undefined;
   };
   await nats.stop('SIGKILL');
+  const killedAt = Date.now();
   await waitFor('every node not ready', all(503), 10_000);
   const from = Date.now();
   await new Promise((resolve) => setTimeout(resolve, awayMs));
   const until = Date.now();
   await nats.start();
   await waitFor('every node ready again', all(200), 30_000);
-  return { from, until };
+  return { killedAt, from, until };
 }
 
 /** Anything with the admin API: an in-process node or a process. */
