@@ -36,7 +36,8 @@ const REPLAY_READS_AT_ONCE = 8;
 /**
  * Replay reads kept for the other replays of the gateway (by the sequence read after), and their bytes: sessions
  * resumed here together — a fleet whose node died — replay the same messages, and each is read from the stream once
- * rather than once per session (100 sessions with a 3 s backlog made 100 × 3,000 reads, 12–25 s to drain).
+ * rather than once per session (100 sessions with a 3 s backlog made 100 × 3,000 reads, 12–25 s to drain). Kept only
+ * while a replay runs.
  */
 const SHARED_READS = 4_096;
 const SHARED_READ_BYTES = 16 * 1024 * 1024;
@@ -95,6 +96,8 @@ export class DurableMessages {
   /** The replays' reads of "the gateway's next message after seq", in flight or answered (SHARED_READS). */
   readonly #sharedNext = new Map<number, { read: Promise<StoredMsg | null>; bytes: number }>();
   #sharedBytes = 0;
+  /** Replays running now (their shared reads are dropped when the last ends). */
+  #replaying = 0;
 
   constructor(conn: ClusterConnection, stream: MessageStream, gatewayId: string, instance: string, counters: DurableCounters & SharedCounters,
     logger: Logger, relay: SharedRelay, endpoint: () => { receive(message: Message, seq?: number): void } | null) {
@@ -238,6 +241,17 @@ export class DurableMessages {
    */
   async replay(from: number, skip: ReadonlySet<number>, hand: (message: Message, seq: number) => void, at: (seq: number) => void,
     caughtUp: () => void, full: () => boolean | null, through = 0): Promise<void> {
+    this.#replaying++;
+    try {
+      await this.#replayFrom(from, skip, hand, at, caughtUp, full, through);
+    } finally {
+      // The shared reads serve replays running together: with none left, none are kept (an idle link holds no backlog).
+      if (--this.#replaying === 0) this.#dropSharedReads();
+    }
+  }
+
+  async #replayFrom(from: number, skip: ReadonlySet<number>, hand: (message: Message, seq: number) => void, at: (seq: number) => void,
+    caughtUp: () => void, full: () => boolean | null, through: number): Promise<void> {
     await this.#starting;
     let pos = from;
     const wanted = (): boolean => !this.#closed && full() !== null;
@@ -317,6 +331,11 @@ export class DurableMessages {
     return entry.read;
   }
 
+  #dropSharedReads(): void {
+    this.#sharedNext.clear();
+    this.#sharedBytes = 0;
+  }
+
   /** The oldest kept reads go first, down to SHARED_READS and SHARED_READ_BYTES. */
   #trimSharedReads(): void {
     for (const [after, entry] of this.#sharedNext) {
@@ -357,8 +376,7 @@ export class DurableMessages {
 
   close(): void {
     this.#closed = true;
-    this.#sharedNext.clear();
-    this.#sharedBytes = 0;
+    this.#dropSharedReads();
     this.#stream.cancel(this.#gatewayId); // its stores not yet done end now (resolving 0), not once NATS is back
     this.stop();
   }

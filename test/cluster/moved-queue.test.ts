@@ -16,6 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import type mqtt from 'mqtt';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
 import { clusterSkip, engineOf, TestCluster, waitFor, type GatewayJson } from '../harness/cluster.ts';
+import { connackOf } from '../harness/mqtt-connack.ts';
 
 const A = '127.0.0.2';
 const B = '127.0.0.3';
@@ -71,11 +72,7 @@ if (clusterSkip !== undefined) {
       const got: string[] = [];
       const client = cluster.open(host, gateway, device, { clientId, ...PERSISTENT });
       client.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
-      const connack = await new Promise<{ sessionPresent: boolean }>((resolve, reject) => {
-        client.once('connect', resolve);
-        client.once('error', reject);
-      });
-      return { client, got, sessionPresent: connack.sessionPresent };
+      return { client, got, sessionPresent: (await connackOf(client)).sessionPresent };
     };
 
     test('a message queued on A for a subscription the access rules then removed is delivered on B, the refused one is not', { timeout: 30_000 }, async () => {

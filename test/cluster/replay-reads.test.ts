@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
 import { clusterSkip, TestCluster, waitFor, type GatewayJson } from '../harness/cluster.ts';
+import { connackOf } from '../harness/mqtt-connack.ts';
 
 const A = '127.0.0.2';
 const B = '127.0.0.3';
@@ -54,12 +55,7 @@ if (clusterSkip !== undefined) {
       const resumed = await Promise.all(devices.map(async (device, i) => {
         const client = cluster.open(B, gateway, device, { clientId: `fleet-${i}`, ...PERSISTENT });
         client.on('message', (_topic, payload) => got[i]!.push(payload.toString()));
-        const connack = await new Promise<{ sessionPresent: boolean }>((resolve, reject) => {
-          client.once('connect', resolve);
-          client.once('error', reject);
-          client.once('close', () => reject(new Error(`fleet-${i} closed before CONNACK`)));
-        });
-        return { client, present: connack.sessionPresent };
+        return { client, present: (await connackOf(client)).sessionPresent };
       }));
       assert.deepEqual(resumed.map((r) => r.present), devices.map(() => true), 'every session resumed on B (Session Present 1)');
       const expected = Array.from({ length: BACKLOG }, (_, k) => `m-${k}`);

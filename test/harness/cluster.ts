@@ -19,6 +19,7 @@ import { loadNatsClient } from '../../src/cluster/nats-client.ts';
 import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from './gatehouse.ts';
 import { startGatehouseProcess, type GatehouseProcess, type SpawnOptions } from './gatehouse-process.ts';
 import { getPki, type SharedPki } from './pki.ts';
+import { connackOf } from './mqtt-connack.ts';
 import { deleteInstallationStreams, TEST_STREAM_MAX_MB } from './nats-streams.ts';
 import { privateNatsServer, type PrivateNatsServer } from './nats-server.ts';
 
@@ -242,10 +243,8 @@ export class TestCluster {
 
   connect(host: string, gateway: GatewayJson, device: string, options: mqtt.IClientOptions = {}): Promise<mqtt.MqttClient> {
     const client = this.open(host, gateway, device, options);
-    return new Promise((resolve, reject) => {
-      client.once('connect', () => resolve(client));
-      client.once('error', reject);
-      client.once('close', () => reject(new Error(`${device} closed before CONNACK`)));
+    return connackOf(client).then(() => client, (err: Error) => {
+      throw Object.assign(new Error(`${device}: ${err.message}`), { code: (err as { code?: unknown }).code });
     });
   }
 
