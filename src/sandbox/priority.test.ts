@@ -1,29 +1,12 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { threadNiceness } from '../../test/harness/thread-niceness.ts';
 import { QuickJsRunner } from './index.ts';
 
 // A runner for background work (payload parsing) runs its worker threads at a lower priority, so
 // that on a busy core the event loop gets the CPU first; nothing else in the process is lowered.
 
 const LINUX = process.platform === 'linux';
-
-/** Niceness of every thread of this process, by thread id (field 19 of /proc/self/task/<tid>/stat). */
-function threadNiceness(): Map<number, number> {
-  const result = new Map<number, number>();
-  for (const tid of readdirSync('/proc/self/task')) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    } catch {
-      continue; // the thread ended while we listed them
-    }
-    // The command name may hold spaces and parentheses: the fields start after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    result.set(Number(tid), Number(fields[16]));
-  }
-  return result;
-}
 
 const SCRIPT = 'function transformPayload(topic) { return { topic }; }';
 const OPTIONS = { kind: 'module-function', entry: 'transformPayload' } as const;

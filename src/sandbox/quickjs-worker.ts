@@ -1,6 +1,5 @@
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import releaseSync from '@jitl/quickjs-wasmfile-release-sync';
@@ -8,6 +7,7 @@ import {
   newQuickJSWASMModuleFromVariant, newVariant,
   type QuickJSContext, type QuickJSHandle, type QuickJSRuntime, type QuickJSSyncVariant,
 } from 'quickjs-emscripten-core';
+import { lowerThreadPriority } from '../core/thread-priority.ts';
 import { lineFromStack } from './errors.ts';
 import { hostHash, hostHmac, hostTimingSafeEqual } from './host-crypto.ts';
 import { entryLookupSource, PRELUDE_SOURCE } from './prelude.ts';
@@ -34,23 +34,7 @@ import {
 const port = parentPort;
 if (!port) throw new Error('quickjs-worker.ts must run as a worker thread');
 
-/**
- * Lowers this thread's scheduling priority (QuickJsRunnerOptions.niceness). On Linux
- * setpriority(PRIO_PROCESS, tid) applies to one thread, and /proc/thread-self names it; the event
- * loop and the other threads of the process keep theirs. Raising niceness needs no privilege.
- * Elsewhere the threads keep the process's priority.
- */
-function lowerPriority(niceness: number): void {
-  if (niceness === 0 || process.platform !== 'linux') return;
-  try {
-    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (Number.isInteger(tid) && tid > 0) setPriority(tid, niceness);
-  } catch {
-    // No /proc (or a seccomp policy refusing it): the thread works at the process's priority, and
-    // only its share of a busy core differs. Failing here would replace the worker forever.
-  }
-}
-lowerPriority((workerData as { niceness?: number } | null)?.niceness ?? 0);
+lowerThreadPriority((workerData as { niceness?: number } | null)?.niceness ?? 0);
 
 /** The module's declared initial memory: 16 MiB in 64 KiB pages, the smallest it links with. */
 const INITIAL_PAGES = 256;

@@ -22,6 +22,7 @@ import {
   CompiledQuery, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler,
   type DatabaseConnection, type Dialect, type Driver, type Kysely, type QueryResult, type TransactionSettings,
 } from 'kysely';
+import { lowerThreadPriority, STORAGE_THREAD_NICENESS } from '../core/thread-priority.ts';
 
 /** Distinct statements kept prepared in the thread; the application issues a few dozen shapes of query. */
 export const PREPARED_STATEMENTS = 256;
@@ -35,6 +36,7 @@ export const PREPARED_STATEMENTS = 256;
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
+(${lowerThreadPriority.toString()})(workerData.niceness);
 const Database = require(workerData.sqliteModule);
 const describe = (e) => ({ name: e && e.name || 'Error', message: e && e.message || String(e), code: e && typeof e.code === 'string' ? e.code : undefined });
 const cache = new Map();
@@ -135,7 +137,7 @@ export class SqliteThread {
   static async open(file: string, pragmas: readonly string[]): Promise<SqliteThread> {
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { file, pragmas, preparedStatements: PREPARED_STATEMENTS, sqliteModule: createRequire(import.meta.url).resolve('better-sqlite3') },
+      workerData: { niceness: STORAGE_THREAD_NICENESS, file, pragmas, preparedStatements: PREPARED_STATEMENTS, sqliteModule: createRequire(import.meta.url).resolve('better-sqlite3') },
     });
     const thread = new SqliteThread(worker);
     try {

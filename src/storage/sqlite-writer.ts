@@ -22,6 +22,7 @@
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
+import { lowerThreadPriority, STORAGE_THREAD_NICENESS } from '../core/thread-priority.ts';
 
 /** One statement of a transaction: its SQL and positional parameters (Buffers bind as BLOBs). */
 export interface WriteStatement {
@@ -34,6 +35,7 @@ const PREPARED_STATEMENTS = 64;
 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
+(${lowerThreadPriority.toString()})(workerData.niceness);
 const Database = require(workerData.sqliteModule);
 const describe = (e) => ({ name: e && e.name || 'Error', message: e && e.message || String(e), code: e && typeof e.code === 'string' ? e.code : undefined });
 const cache = new Map();
@@ -152,7 +154,7 @@ export class SqliteWriter {
   constructor(file: string, pragmas: readonly string[]) {
     this.file = file;
     const sqliteModule = createRequire(import.meta.url).resolve('better-sqlite3');
-    this.#worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { sqliteModule, file, pragmas, preparedStatements: PREPARED_STATEMENTS } });
+    this.#worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { niceness: STORAGE_THREAD_NICENESS, sqliteModule, file, pragmas, preparedStatements: PREPARED_STATEMENTS } });
     // Referenced only while a reply is owed: an idle writer never keeps the process alive.
     this.#worker.unref();
     this.#worker.on('message', (reply: Reply) => this.#onReply(reply));

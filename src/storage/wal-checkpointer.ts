@@ -20,6 +20,7 @@ import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../core/logger.ts';
+import { lowerThreadPriority, STORAGE_THREAD_NICENESS } from '../core/thread-priority.ts';
 
 export interface WalCheckpointerOptions {
   logger: Logger;
@@ -37,6 +38,7 @@ const SQLITE_DEFAULT_AUTOCHECKPOINT = 1000;
 /** The worker: one read-write connection per file, used for nothing but PASSIVE checkpoints. */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
+(${lowerThreadPriority.toString()})(workerData.niceness);
 const Database = require(workerData.sqliteModule);
 const connections = new Map();
 parentPort.on('message', (m) => {
@@ -103,7 +105,7 @@ export class WalCheckpointer {
     this.#startAt = options.startAtBytes ?? 4 * 1024 * 1024;
     this.#maxWal = options.maxWalBytes ?? 256 * 1024 * 1024;
     const sqliteModule = createRequire(import.meta.url).resolve('better-sqlite3');
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { sqliteModule } });
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { niceness: STORAGE_THREAD_NICENESS, sqliteModule } });
     worker.unref();
     worker.on('message', (reply: Reply) => this.#onReply(reply));
     worker.on('error', (err) => this.#logger.error({ err }, 'wal_checkpointer_failed'));
