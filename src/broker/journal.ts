@@ -73,7 +73,7 @@ export class Journal implements Committable {
     this.#batch.sessionsEnded.add(clientId); // the store drops its messages and subscriptions with it, first
     const prefix = `${clientId}\u0000`;
     for (const key of this.#batch.outbound.keys()) if (key.startsWith(prefix)) this.#batch.outbound.delete(key);
-    for (const key of this.#batch.subscriptions.keys()) if (key.startsWith(prefix)) this.#batch.subscriptions.delete(key);
+    this.#batch.subscriptions.delete(clientId);
     session.subscriptionsStored = false;
     this.#schedule();
   }
@@ -81,8 +81,14 @@ export class Journal implements Committable {
   /** One filter of a session was added, replaced (`sub`) or removed (null). */
   subscription(clientId: string, raw: string, sub: StoredSubscription | null): void {
     this.#count(ROW_BYTES + raw.length);
-    this.#batch.subscriptions.set(`${clientId}\u0000${raw}`, sub);
+    this.#subscriptionsOf(clientId).set(raw, sub);
     this.#schedule();
+  }
+
+  #subscriptionsOf(clientId: string): Map<string, StoredSubscription | null> {
+    let subs = this.#batch.subscriptions.get(clientId);
+    if (subs === undefined) this.#batch.subscriptions.set(clientId, (subs = new Map<string, StoredSubscription | null>()));
+    return subs;
   }
 
   outbound(clientId: string, r: OutboundRecord): void {
@@ -120,9 +126,10 @@ export class Journal implements Committable {
       this.#batch.sessions.set(s.clientId, s.snapshot());
       // A session becoming durable (or written for the first time) takes its filters along once.
       if (!s.subscriptionsStored) {
+        const stored = this.#subscriptionsOf(s.clientId);
         for (const sub of s.subscriptions.values()) {
           this.#count(ROW_BYTES + sub.raw.length);
-          this.#batch.subscriptions.set(`${s.clientId}\u0000${sub.raw}`, storedSubscription(sub));
+          stored.set(sub.raw, storedSubscription(sub));
         }
         s.subscriptionsStored = true;
       }

@@ -63,10 +63,13 @@ export interface PersistenceBatch {
   /** `${clientId}\0${seq}` → message to upsert, or null to delete. */
   outbound: Map<string, StoredOutbound | null>;
   /**
-   * `${clientId}\0${raw filter}` → subscription to upsert, or null to delete. One row per filter: a
-   * SUBSCRIBE writes what it changed, not the session's thousand other filters.
+   * clientId → raw filter → subscription to upsert, or null to delete. One row per filter: a SUBSCRIBE
+   * writes what it changed, not the session's thousand other filters. Nested rather than one key of
+   * both: a filter may be 64 KiB long, and a joined key is a new string copied and hashed whole on every
+   * change (a flood of 4 KB filters spent a sixth of the event loop's time there); the filter's own
+   * string has its hash already (the session looked it up).
    */
-  subscriptions: Map<string, StoredSubscription | null>;
+  subscriptions: Map<string, Map<string, StoredSubscription | null>>;
   /**
    * Sessions ended in this batch, applied before everything else: a client that cleans its session and
    * starts a new one within one turn gets the new session's rows only, none of the old one's.

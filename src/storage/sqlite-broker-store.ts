@@ -160,11 +160,11 @@ function statementsOf(g: string, batch: PersistenceBatch): WriteStatement[] {
   for (const [clientId, s] of batch.sessions) {
     if (s !== null) out.push({ sql: PUT_SESSION, params: [g, clientId, s.owner ?? null, s.expiryInterval, s.disconnectedAt, '[]', JSON.stringify(s.incomingQos2)] });
   }
-  for (const [key, sub] of batch.subscriptions) {
-    const sep = key.indexOf('\u0000');
-    const clientId = key.slice(0, sep);
-    if (sub === null) out.push({ sql: DELETE_SUBSCRIPTION, params: [g, clientId, key.slice(sep + 1)] });
-    else out.push(putSubscription(g, clientId, sub));
+  for (const [clientId, subs] of batch.subscriptions) {
+    for (const [raw, sub] of subs) {
+      if (sub === null) out.push({ sql: DELETE_SUBSCRIPTION, params: [g, clientId, raw] });
+      else out.push(putSubscription(g, clientId, sub));
+    }
   }
   for (const [key, o] of batch.outbound) {
     if (o === null) {
