@@ -15,7 +15,7 @@
  * a second gateway is the quiet one. Mosquitto (Debian's, default settings: no persistence, anonymous)
  * gets two TLS listeners. Phases, each bounded by its seconds: idle; 1 MB retained messages published as
  * fast as they are acknowledged (QoS 1, new topics); five persistent sessions each subscribing 1,000
- * filters of 4 KB; 1,000 clients each subscribing up to 1,000 filters; a publisher far faster than its
+ * filters of 4 KB, again and again; 1,000 clients each subscribing up to 1,000 filters; a publisher far faster than its
  * subscriber, which stops reading (QoS 0, then QoS 1); 10,000 plain TCP sockets that never start TLS.
  * Loopback only (source addresses across 127.0.0.0/8, as many devices behind many addresses).
  */
@@ -407,16 +407,21 @@ const phases: Record<string, (l: Listener, until: number) => Promise<string>> = 
     return `${sent} retained messages of 1 MB sent, ${refused} refused (quota)`;
   },
   async 'subscriptions-4kb'(l, until) {
+    // Five persistent sessions of 1,000 filters of 4 KB, subscribed again and again (the same filters, so the
+    // same sessions' state is replaced) until the phase ends: one pass takes well under a second, too few PINGs.
     let filters = 0;
-    for (let s = 0; s < 5 && Date.now() < until; s++) {
-      const c = await device(l, `flood-subs-${s}`, { clean: false });
-      for (let i = 0; i < 1000 && Date.now() < until; i += 50) {
-        await c.subscribeAsync(Array.from({ length: 50 }, (_, j) => `s${s}/${i + j}/${'x'.repeat(4000)}`), { qos: 1 });
-        filters += 50;
+    let passes = 0;
+    for (; passes === 0 || Date.now() < until; passes++) {
+      for (let s = 0; s < 5 && Date.now() < until; s++) {
+        const c = await device(l, `flood-subs-${s}`, { clean: false });
+        for (let i = 0; i < 1000 && Date.now() < until; i += 50) {
+          await c.subscribeAsync(Array.from({ length: 50 }, (_, j) => `s${s}/${i + j}/${'x'.repeat(4000)}`), { qos: 1 });
+          filters += 50;
+        }
+        c.end(true);
       }
-      c.end(true);
     }
-    return `${filters} filters of 4 KB subscribed by persistent sessions`;
+    return `${filters} filters of 4 KB subscribed by 5 persistent sessions (${passes} passes)`;
   },
   async 'subscribers-1000'(l, phaseEnd) {
     // 1,000 TLS handshakes and a million filters need more than a flood phase's seconds on two cores.
