@@ -16,7 +16,7 @@ import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.ts';
 import { Router, type Delivery, type RemotePick } from './router.ts';
 import { RetainedStore, type RetainedBodies } from './retained.ts';
 import { createMessage, type Message } from './message.ts';
-import { DROPPED, Session, type DeliveryEnd, type FlowHooks, type Subscription } from './session.ts';
+import { DROPPED, Session, type DeliveryEnd, type FlowHooks, type Subscription, type SubscriptionOptions } from './session.ts';
 import { Connection, type ConnectionState } from './connection.ts';
 import { LongTimer } from './long-timer.ts';
 import { Admission, type SharedAdmission } from './admission.ts';
@@ -854,6 +854,21 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
 
   subscribe(sub: Subscription): void {
     this.#attach(sub);
+    sub.session.subscriptionChanged(sub.raw, sub);
+    this.#clusterSubscriptionsChanged(sub.session);
+  }
+
+  /**
+   * A session's non-shared subscription replaced by the same filter with new options [MQTT-3.8.4-3], in place: deliveries
+   * read the options when they are matched, so the next message takes them and none in flight is touched, and the
+   * router's trie is not walked twice for nothing (a filter may be 64 KiB, its levels hashed on each walk).
+   */
+  resubscribe(sub: Subscription, options: SubscriptionOptions): void {
+    sub.qos = options.qos;
+    sub.noLocal = options.noLocal;
+    sub.retainAsPublished = options.retainAsPublished;
+    sub.retainHandling = options.retainHandling;
+    sub.subscriptionId = options.subscriptionId;
     sub.session.subscriptionChanged(sub.raw, sub);
     this.#clusterSubscriptionsChanged(sub.session);
   }

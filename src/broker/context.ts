@@ -7,7 +7,7 @@ import type { Router } from './router.ts';
 import type { RetainedStore } from './retained.ts';
 import type { Message } from './message.ts';
 import type { MovedSession } from './cluster-link.ts';
-import type { Session, Subscription } from './session.ts';
+import type { Session, Subscription, SubscriptionOptions } from './session.ts';
 import type { Connection, ConnectionState } from './connection.ts';
 import type { Socket } from 'node:net';
 import type { DecodeLimits, Packet } from '../mqtt/codec.ts';
@@ -82,6 +82,8 @@ export interface BrokerContext {
    */
   publish(message: Message, from: ClientInfo | null): Promise<boolean> | undefined;
   subscribe(sub: Subscription): void;
+  /** The session's non-shared `sub`, subscribed again: takes the new options in place [MQTT-3.8.4-3]. */
+  resubscribe(sub: Subscription, options: SubscriptionOptions): void;
   unsubscribe(sub: Subscription): void;
   /** Resolves once other nodes' messages reach the subscriptions made so far; undefined when they already do (or no cluster). */
   clusterSettled(withRetained?: boolean): Promise<void> | undefined;

@@ -46,6 +46,9 @@ export interface Subscription {
   retired?: boolean;
 }
 
+/** What a SUBSCRIBE sets for one filter, besides the filter itself. */
+export type SubscriptionOptions = Pick<Subscription, 'qos' | 'noLocal' | 'retainAsPublished' | 'retainHandling' | 'subscriptionId'>;
+
 interface Outbound {
   /** Order within the session (the durable key). */
   seq: number;

@@ -88,6 +88,22 @@ test('[MQTT-3.8.4-3] subscribing again to the same filter replaces the subscript
   assert.equal((await sub.collect('publish', 200)).length, 0, 'a single copy');
 });
 
+test('[MQTT-3.8.4-3] [MQTT-3.8.3-3] [MQTT-3.3.1-12] subscribing again replaces every option: No Local, Retain As Published and QoS take the new values', { timeout: 5_000 }, async (t) => {
+  const topic = uniqueTopic('replace-options');
+  const self = await client(t, broker);
+  const inbox = new Inbox(self);
+  await self.subscribeAsync(topic, { qos: 1, nl: true, rap: false });
+  await self.publishAsync(topic, 'own, not for me', { qos: 1 });
+  await self.subscribeAsync(topic, { qos: 0, nl: false, rap: true, rh: 2 });
+  await self.publishAsync(topic, 'own, for me now', { qos: 1, retain: true });
+  const [m] = await inbox.waitForCount(1);
+  await delay(100);
+  assert.deepEqual(inbox.payloads(), ['own, for me now'], 'No Local off: the client gets its own message; once');
+  assert.equal(m?.packet.qos, 0, 'the new QoS');
+  assert.equal(m?.packet.retain, true, 'Retain As Published: the flag kept on a live delivery');
+  await self.publishAsync(topic, '', { qos: 1, retain: true });
+});
+
 test('[MQTT-3.3.4-2] [MQTT-3.3.4-3] [MQTT-3.3.4-4] overlapping subscriptions: one copy at the highest QoS with every subscription identifier', {
   timeout: 5_000,
   skip: isReference && 'mosquitto 2.0.11 sends one copy per matching subscription (the spec allows it; Gatehouse sends one)',

@@ -2,7 +2,7 @@
 import type { ISubscribePacket, ISubscription, QoS } from '../../mqtt/codec.ts';
 import { RC, V3_SUBACK_FAILURE } from '../../mqtt/reason-codes.ts';
 import { isValidTopicFilter, parseSharedFilter } from '../../mqtt/topics.ts';
-import type { Subscription } from '../session.ts';
+import type { Subscription, SubscriptionOptions } from '../session.ts';
 import type { Connection } from '../connection.ts';
 import { nextTurn, pastDeadline, sliceDeadline } from '../slices.ts';
 
@@ -84,20 +84,17 @@ function subscribeOne(conn: Connection, s: ISubscription, subId: number | undefi
 function store(conn: Connection, s: ISubscription, raw: string, filter: string, group: string | undefined, qos: QoS,
   subId: number | undefined): Outcome {
   const session = conn.session!;
+  const options: SubscriptionOptions = { qos, noLocal: s.nl === true, retainAsPublished: s.rap === true, retainHandling: s.rh ?? 0, subscriptionId: subId };
   const existing = session.subscriptions.get(raw);
-  if (existing !== undefined) conn.broker.unsubscribe(existing); // [MQTT-3.8.4-3] replaces the old one
-  const sub: Subscription = {
-    session,
-    raw,
-    filter,
-    group,
-    qos,
-    noLocal: s.nl === true,
-    retainAsPublished: s.rap === true,
-    retainHandling: s.rh ?? 0,
-    subscriptionId: subId,
-  };
-  conn.broker.subscribe(sub);
+  let sub: Subscription;
+  if (existing !== undefined && group === undefined) {
+    // [MQTT-3.8.4-3] the same filter again replaces the subscription without interrupting its flow of publications: a
+    // non-shared one keeps its place in the router and takes the new options (devices re-subscribe at every reconnect).
+    conn.broker.resubscribe((sub = existing), options);
+  } else {
+    if (existing !== undefined) conn.broker.unsubscribe(existing); // a shared one leaves its group and joins it again
+    conn.broker.subscribe((sub = { session, raw, filter, group, ...options }));
+  }
   // Retain Handling: 0 send, 1 send only for a new subscription, 2 never [MQTT-3.3.1-9, MQTT-3.3.1-10, MQTT-3.3.1-11];
   // never for shared subscriptions [§4.8.2].
   const sendRetained = group === undefined && (sub.retainHandling === 0 || (sub.retainHandling === 1 && existing === undefined));
