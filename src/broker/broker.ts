@@ -81,6 +81,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   readonly dispatch = dispatch;
   readonly #sessions = new Map<string, Session>();
   readonly #connections = new Set<Connection>();
+  /** Persistent sessions whose filters changed in this turn, for the cluster's record (`#clusterSubscriptionsChanged`). */
+  readonly #subscriptionsToTell = new Set<Session>();
   /** Connections past CONNACK (`maxConnections` counts these). */
   #connected = 0;
   /** Sessions per owner (`maxSessionsPerOwner`), kept as sessions are created, claimed and ended. */
@@ -873,9 +875,25 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.#clusterSubscriptionsChanged(sub.session);
   }
 
+  /**
+   * The cluster's record of a persistent session lists all its filters, so it is told once per turn of the sessions
+   * whose filters changed, not once per filter: a SUBSCRIBE of 1,000 filters listed the session's filters 1,000 times
+   * (half a million entries). Told before a SUBACK waits for the record (`clusterSettled`), and never after the
+   * session ended here (`#destroySession`).
+   */
   #clusterSubscriptionsChanged(session: Session): void {
-    if (this.#link === null || session.expiryInterval === 0) return;
-    this.#link.sessionChanged(session.clientId, [...session.subscriptions.values()].map(storedSubscription));
+    if (this.#link === null) return;
+    if (this.#subscriptionsToTell.size === 0) queueMicrotask(() => this.#tellSubscriptions());
+    this.#subscriptionsToTell.add(session);
+  }
+
+  #tellSubscriptions(): void {
+    for (const session of this.#subscriptionsToTell) {
+      if (session.expiryInterval === 0) continue;
+      this.contain(() => this.#link?.sessionChanged(session.clientId, [...session.subscriptions.values()].map(storedSubscription)),
+        'cluster_session_changed_failed', session.clientId);
+    }
+    this.#subscriptionsToTell.clear();
   }
 
   #attach(sub: Subscription): void {
@@ -895,6 +913,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
    */
   clusterSettled(withRetained = false): Promise<void> | undefined {
     if (this.#link === null) return undefined;
+    this.#tellSubscriptions();
     const interest = this.#link.settled();
     const retained = withRetained ? this.#link.retainedSettled() : undefined;
     if (retained === undefined) return interest;
@@ -1053,6 +1072,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   }
 
   #destroySession(session: Session): void {
+    this.#subscriptionsToTell.delete(session);
     this.#link?.sessionChanged(session.clientId, null);
     this.#journal?.sessionDeleted(session.clientId, session);
     session.journal = null;
