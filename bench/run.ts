@@ -5,6 +5,8 @@
  *
  *   npm run bench -- [--scenarios a,b] [--brokers a,b] [--reps 3] [--duration 6] [--warmup 2] [--drain 3]
  *                    [--ref gatehouse] [--json path]
+ *   npm run bench -- --cluster …   the cluster benchmark (bench/cluster.ts)
+ *   npm run bench -- --abuse …     the abuse benchmark (bench/abuse.ts; also `npm run bench:abuse`)
  */
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -42,7 +44,9 @@ const USAGE = `usage: npm run bench -- [options]
   --drain S         seconds to wait for in-flight messages after publishing stops (default ${DEFAULT_TIMING.drain})
   --ref NAME        broker the ratios are computed for (default gatehouse, else the first broker)
   --json PATH       where to write the results (default bench/results/<timestamp>.json)
-  --samples DIR     latency scenarios also write every sample to DIR/<rep>-<scenario>-<broker>.txt`;
+  --samples DIR     latency scenarios also write every sample to DIR/<rep>-<scenario>-<broker>.txt
+  --cluster ...     the cluster benchmark instead (bench/cluster.ts: its own options)
+  --abuse ...       the abuse benchmark instead (bench/abuse.ts: --seconds, --phases, --brokers, --gc)`;
 
 interface Options {
   scenarios: ScenarioName[];
@@ -400,11 +404,16 @@ async function main(): Promise<void> {
   else if (!existsSync(options.jsonPath)) process.exitCode = 1;
 }
 
-// `npm run bench -- --cluster …` is the cluster benchmark (bench/cluster.ts, issue 16): its own topologies and phases.
+// `npm run bench -- --cluster …` is the cluster benchmark (bench/cluster.ts, issue 16): its own topologies and phases;
+// `npm run bench -- --abuse …` the abuse one (bench/abuse.ts, issue 12): what one hostile device costs everyone else.
 const clusterFlag = process.argv.indexOf('--cluster');
+const abuseFlag = process.argv.indexOf('--abuse');
 if (clusterFlag >= 0) {
   process.argv.splice(clusterFlag, 1);
   await import('./cluster.ts');
+} else if (abuseFlag >= 0) {
+  process.argv.splice(abuseFlag, 1);
+  await import('./abuse.ts');
 } else {
   main().catch((err: unknown) => {
     log(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
