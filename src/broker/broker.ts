@@ -389,8 +389,13 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   #movedFlows(link: ClusterLink, clientId: string, claim: SessionClaim | 'owned' | 'lost'): SessionClaim | 'owned' | 'lost' | Promise<SessionClaim> {
     if (typeof claim !== 'object' || claim.moved === undefined) return claim;
     const moved = claim.moved;
-    if (claim.local && this.#sessions.has(clientId)) return { local: true, displacedWill: claim.displacedWill };
-    return link.readFlows(moved.inflight).then((inflight) => ({ ...claim, moved: { ...moved, inflight } }));
+    const held = this.#sessions.get(clientId);
+    if (claim.local && held !== undefined && !held.restoredFromStore) return { local: true, displacedWill: claim.displacedWill };
+    // A session this engine only restored from its file is older than the record's state: the stream went on while the
+    // node was away, and the record's floor says what the session still needs from it. The claim may say local all the
+    // same (this process adopted the record to publish its predecessor's will): the file's session goes, the record's
+    // resumes (not local: a Clean Start of the engine's copy, then the moved state).
+    return link.readFlows(moved.inflight).then((inflight) => ({ ...claim, local: false, moved: { ...moved, inflight } }));
   }
 
   /**
@@ -541,6 +546,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
    * subscriptions and floor from now (another node can resume it). Undefined without a cluster.
    */
   clusterSessionOpened(session: Session): void {
+    session.restoredFromStore = false;
     if (this.#link === null || session.expiryInterval === 0) return;
     this.#link.sessionChanged(session.clientId, [...session.subscriptions.values()].map(storedSubscription));
   }
@@ -609,6 +615,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       session.expiryInterval = stored.expiryInterval;
       session.disconnectedAt = closedAt;
       session.subscriptionsStored = true; // they come from the store: nothing to write back
+      session.restoredFromStore = true;
       this.#own(session, stored.owner);
       for (const sub of stored.subscriptions) {
         const shared = parseSharedFilter(sub.raw);

@@ -245,6 +245,12 @@ export class Session {
   /** Set by the journal once every filter of this session is in the store (later ones go one by one). */
   subscriptionsStored = false;
 
+  /**
+   * Restored from this node's own store at start and not opened by a connection of this process since: on a cluster
+   * node the record's state, when it has one, is newer (`Broker.#movedFlows`).
+   */
+  restoredFromStore = false;
+
   /** One filter was added or replaced (`sub`) or removed (null): journaled on its own. */
   subscriptionChanged(raw: string, sub: Subscription | null): void {
     if (!this.#durable) return;

@@ -9,7 +9,9 @@
  * GATEHOUSE_TEST_WORKERS=2: access-control-changes' v3.1.1 test, whose reconnect lands on the other worker).
  * The same when the messages were stored while no node held the session: the rules take its `#` away as it resumes
  * on B, before the replay reaches them; what the record's `#` owed it and it may read still comes (the replay
- * matches the record's subscriptions too). And a node restarted as itself gets what was stored while it was down.
+ * matches the record's subscriptions too). And a node restarted as itself gets what was stored while it was down,
+ * also when it took its predecessor's records over to publish their wills (found in review: the claim then said
+ * "local", the engine resumed the session it restored from its file, and what was stored meanwhile never came).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -158,6 +160,57 @@ if (clusterSkip !== undefined) {
       await again.publishAsync(`devices/${spyDevice}/marker`, 'm', { qos: 1 });
       await waitFor('the marker on D', () => (got.includes(`devices/${spyDevice}/marker m`) ? true : undefined));
       assert.deepEqual(got, [`devices/${spyDevice}/cmd before`, `devices/${spyDevice}/cmd while-down`, `devices/${spyDevice}/marker m`]);
+      await again.endAsync();
+      await publisher.endAsync();
+    });
+  });
+
+  describe('a node restarted as itself that reaps its predecessor\'s wills (issue 16 item 2)', { timeout: 120_000 }, () => {
+    // A and B never look at the leases here, so the restarted node is the one that takes its predecessor's records.
+    const cluster = new TestCluster();
+    after(() => cluster.dispose(), { timeout: 60_000 });
+
+    test('a session whose will it adopted resumes from the cluster\'s record: what was stored while the node was down comes', { timeout: 90_000 }, async () => {
+      await cluster.setUp();
+      const idle = { heartbeatMs: 600_000, leaseMs: 1_800_000 };
+      const nodeA = await cluster.startNode('reaped-a', A, { leaseTimings: idle });
+      await cluster.startNode('reaped-b', B, { leaseTimings: idle });
+      const gateway = await cluster.createGateway(nodeA, 'reaped_gw', [A, B]);
+      const r = await nodeA.api('PATCH', `/gateways/${gateway.id}`, { accessControl: OPEN });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      const D = '127.0.0.5';
+      const nodeD = await cluster.startNode('reaped-d', D);
+      await cluster.listening(D, gateway);
+      const spy = await cluster.addDevice(nodeA, gateway);
+      const publisherDevice = await cluster.addDevice(nodeA, gateway);
+      // Gone without a DISCONNECT: its delayed will stays pending in the record.
+      const first = await cluster.connect(D, gateway, spy, {
+        clientId: 'spy-reaped', ...PERSISTENT,
+        will: { topic: `devices/${spy}/will`, payload: Buffer.from('w'), qos: 1, retain: false, properties: { willDelayInterval: 3600 } },
+      });
+      assert.deepEqual((await first.subscribeAsync(`devices/${spy}/#`, { qos: 1 })).map((g) => g.qos), [1]);
+      first.end(true);
+      const onD = (node: TestGatehouse) => [...engineOf(node, gateway.id).sessions()].find((s) => s.clientId === 'spy-reaped');
+      await waitFor('the session offline on D', () => (onD(nodeD)?.link === null ? true : undefined));
+      const publisher = await cluster.connect(B, gateway, publisherDevice);
+      await publisher.publishAsync(`devices/${spy}/cmd`, 'before', { qos: 1 });
+      await waitFor('the first message queued on D', () => (onD(nodeD)?.queuedCount === 1 ? true : undefined));
+      await nodeD.stop();
+      await publisher.publishAsync(`devices/${spy}/cmd`, 'while-down', { qos: 1 }); // acknowledged: in the stream
+
+      const restarted = await cluster.startNode('reaped-d', D, { dataDir: nodeD.dataDir });
+      await cluster.listening(D, gateway);
+      assert.ok(onD(restarted) !== undefined, 'restored from its file');
+      await restarted.gatehouse.cluster!.reaper.tick(); // what its own timer does within seconds: adopts the will's record
+
+      const got: string[] = [];
+      const again = cluster.open(D, gateway, spy, { clientId: 'spy-reaped', ...PERSISTENT });
+      again.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
+      assert.equal((await connackOf(again)).sessionPresent, true);
+      await again.publishAsync(`devices/${spy}/marker`, 'm', { qos: 1 });
+      await waitFor('the marker on D', () => (got.includes(`devices/${spy}/marker m`) ? true : undefined));
+      assert.deepEqual(got, [`devices/${spy}/cmd before`, `devices/${spy}/cmd while-down`, `devices/${spy}/marker m`]);
+      assert.equal(got.some((m) => m.startsWith(`devices/${spy}/will`)), false, 'the will is not sent: the session resumed [MQTT-3.1.3-9]');
       await again.endAsync();
       await publisher.endAsync();
     });
