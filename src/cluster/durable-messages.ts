@@ -36,11 +36,14 @@ const REPLAY_READS_AT_ONCE = 8;
 /**
  * Replay reads kept for the other replays of the gateway (by the sequence read after), and their bytes: sessions
  * resumed here together — a fleet whose node died — replay the same messages, and each is read from the stream once
- * rather than once per session (100 sessions with a 3 s backlog made 100 × 3,000 reads, 12–25 s to drain). Kept only
- * while a replay runs.
+ * rather than once per session (100 sessions with a 3 s backlog made 100 × 3,000 reads, 12–25 s to drain). Kept
+ * while a replay runs and SHARED_READS_LINGER_MS after the last one ends: a fleet's reconnects are spread over seconds
+ * (back-off, jitter, a loaded node), and a replay that starts just after others finished reads what they read (in
+ * CI, 12 sessions resumed "at once" fell into two waves and read the backlog twice). An idle link holds none after.
  */
 const SHARED_READS = 4_096;
 const SHARED_READ_BYTES = 16 * 1024 * 1024;
+const SHARED_READS_LINGER_MS = 10_000;
 /** The header naming the node picked for each shared group the message matched. */
 export const PICKS_HEADER = 'Gatehouse-Shared-Picks';
 
@@ -96,8 +99,9 @@ export class DurableMessages {
   /** The replays' reads of "the gateway's next message after seq", in flight or answered (SHARED_READS). */
   readonly #sharedNext = new Map<number, { read: Promise<StoredMsg | null>; bytes: number }>();
   #sharedBytes = 0;
-  /** Replays running now (their shared reads are dropped when the last ends). */
+  /** Replays running now (their shared reads are dropped SHARED_READS_LINGER_MS after the last ends). */
   #replaying = 0;
+  #dropSharedTimer: NodeJS.Timeout | undefined;
 
   constructor(conn: ClusterConnection, stream: MessageStream, gatewayId: string, instance: string, counters: DurableCounters & SharedCounters,
     logger: Logger, relay: SharedRelay, endpoint: () => { receive(message: Message, seq?: number): void } | null) {
@@ -242,11 +246,15 @@ export class DurableMessages {
   async replay(from: number, skip: ReadonlySet<number>, hand: (message: Message, seq: number) => void, at: (seq: number) => void,
     caughtUp: () => void, full: () => boolean | null, through = 0): Promise<void> {
     this.#replaying++;
+    clearTimeout(this.#dropSharedTimer);
     try {
       await this.#replayFrom(from, skip, hand, at, caughtUp, full, through);
     } finally {
-      // The shared reads serve replays running together: with none left, none are kept (an idle link holds no backlog).
-      if (--this.#replaying === 0) this.#dropSharedReads();
+      // The shared reads serve replays running together, or within moments: an idle link keeps no backlog.
+      if (--this.#replaying === 0) {
+        this.#dropSharedTimer = setTimeout(() => this.#dropSharedReads(), SHARED_READS_LINGER_MS);
+        this.#dropSharedTimer.unref();
+      }
     }
   }
 
@@ -332,6 +340,7 @@ export class DurableMessages {
   }
 
   #dropSharedReads(): void {
+    clearTimeout(this.#dropSharedTimer);
     this.#sharedNext.clear();
     this.#sharedBytes = 0;
   }
