@@ -280,7 +280,7 @@ export class GatewayConnectionCounts implements ClusterConnectionCounts {
     void (async () => {
       for (let attempt = 0; !this.#closed; attempt++) {
         try {
-          const watch = await (await this.#bucket()).watch({ key: this.#key });
+          const watch = await this.#conn.watch(await this.#bucket(), { key: this.#key });
           if (this.#closed) {
             watch.stop();
             return;

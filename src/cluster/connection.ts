@@ -4,7 +4,8 @@
  * after a gap (the registry bus, later the engine's fencing) listen to it. `noEcho`: a node never
  * hears its own publishes, so it never routes its own messages twice.
  */
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { KV, KvWatchEntry, KvWatchOptions } from '@nats-io/kv';
+import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
 import { GatehouseError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { loadNatsClient, type NatsClient } from './nats-client.ts';
@@ -61,6 +62,9 @@ export class ClusterConnection {
   readonly #logger: Logger;
   readonly #listeners = new Set<(state: ClusterState) => void>();
   #state: ClusterState = 'connected';
+  /** KV watches being opened: close() lets them finish before it drains (see watch). */
+  readonly #openingWatches = new Set<Promise<unknown>>();
+  #closing = false;
 
   static async open(options: ClusterConnectionOptions): Promise<ClusterConnection> {
     const servers = options.servers.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
@@ -140,10 +144,34 @@ export class ClusterConnection {
     }
   }
 
+  /**
+   * `kv.watch`, tracked until it is open. nats.js (@nats-io/jetstream 3.3.1) starts an ordered consumer's
+   * idle-heartbeat timer before it subscribes; when the connection is draining or closed by then, the subscribe
+   * throws and the timer runs for good: every 10 s a ClosedConnectionError, and a process that never exits. So a
+   * watch still opening when close() is called is let finish on the open connection and stopped at once, before
+   * the drain (whose subscriptions' ends stop their consumers' timers); no watch opens once closing.
+   */
+  watch(kv: KV, options: KvWatchOptions): Promise<QueuedIterator<KvWatchEntry>> {
+    if (this.#closing) return Promise.reject(new Error('the cluster connection is closing'));
+    const opening = kv.watch(options);
+    this.#openingWatches.add(opening);
+    const opened = (watch: QueuedIterator<KvWatchEntry> | undefined): void => {
+      this.#openingWatches.delete(opening);
+      if (this.#closing) watch?.stop();
+    };
+    opening.then(opened, () => opened(undefined));
+    return opening;
+  }
+
   /** Sends what is buffered and closes; a drain that does not finish within seconds (NATS away) is cut short. */
   async close(): Promise<void> {
+    this.#closing = true;
     if (this.nc.isClosed()) return;
     let timer: NodeJS.Timeout | undefined;
+    // Bounded like the drain: with NATS away the opening's requests fail by themselves, and the close ends them.
+    const opened = Promise.allSettled([...this.#openingWatches]);
+    await Promise.race([opened, new Promise((resolve) => (timer = setTimeout(resolve, DRAIN_MS)))]);
+    clearTimeout(timer);
     const cutShort = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), DRAIN_MS)));
     const outcome = await Promise.race([this.nc.drain().then(() => 'drained' as const, () => 'failed' as const), cutShort]);
     clearTimeout(timer);

@@ -85,7 +85,7 @@ export class RetainedReplica {
       try {
         const kv = await this.#open();
         // After a break, from the next revision on: what was applied stays applied.
-        const watch = await kv.watch(this.#applied === 0 ? {} : { resumeFromRevision: this.#applied + 1 });
+        const watch = await this.#conn.watch(kv, this.#applied === 0 ? {} : { resumeFromRevision: this.#applied + 1 });
         if (this.#closed) {
           watch.stop();
           return;

@@ -278,7 +278,7 @@ export class GatewaySessionCounts implements ClusterSessionCounts {
     void (async () => {
       for (let attempt = 0; !this.#closed; attempt++) {
         try {
-          const watch = await (await this.#bucket()).watch({ key: `${this.#prefix}.>` });
+          const watch = await this.#conn.watch(await this.#bucket(), { key: `${this.#prefix}.>` });
           if (this.#closed) {
             watch.stop();
             return;

@@ -129,7 +129,7 @@ export class SharedDirectory {
     for (let attempt = 0; !this.#closed; attempt++) {
       try {
         const kv = await this.#open();
-        const watch = await kv.watch(this.#applied === 0 ? {} : { resumeFromRevision: this.#applied + 1 });
+        const watch = await this.#conn.watch(kv, this.#applied === 0 ? {} : { resumeFromRevision: this.#applied + 1 });
         if (this.#closed) {
           watch.stop();
           return;
