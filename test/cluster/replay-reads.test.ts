@@ -38,17 +38,23 @@ if (clusterSkip !== undefined) {
 
     const replayReadsOn = (node: TestGatehouse): number => node.gatehouse.cluster!.links.counters().get(gateway.id)?.replayReads ?? 0;
 
-    test(`${SESSIONS} sessions offline on A with ${BACKLOG} queued messages each resume on B at once: each gets all ${BACKLOG}, in order, and B reads about ${BACKLOG}, not ${SESSIONS * BACKLOG}`, { timeout: 90_000 }, async () => {
+    /** SESSIONS persistent sessions subscribed to `${prefix}/#` on A, offline, each owed BACKLOG messages published on B. */
+    const fleetOffline = async (prefix: string): Promise<string[]> => {
       const devices: string[] = [];
       for (let i = 0; i < SESSIONS; i++) devices.push(await cluster.addDevice(nodeA, gateway));
       await Promise.all(devices.map(async (device, i) => {
-        const client = await cluster.connect(A, gateway, device, { clientId: `fleet-${i}`, ...PERSISTENT });
-        assert.deepEqual((await client.subscribeAsync('fleet/#', { qos: 1 })).map((g) => g.qos), [1]);
+        const client = await cluster.connect(A, gateway, device, { clientId: `${prefix}-${i}`, ...PERSISTENT });
+        assert.deepEqual((await client.subscribeAsync(`${prefix}/#`, { qos: 1 })).map((g) => g.qos), [1]);
         await client.endAsync();
       }));
       const publisher = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
-      for (let k = 0; k < BACKLOG; k++) await publisher.publishAsync('fleet/reading', `m-${k}`, { qos: 1 });
+      for (let k = 0; k < BACKLOG; k++) await publisher.publishAsync(`${prefix}/reading`, `${prefix}-${k}`, { qos: 1 });
       await publisher.endAsync();
+      return devices;
+    };
+
+    test(`${SESSIONS} sessions offline on A with ${BACKLOG} queued messages each resume on B at once: each gets all ${BACKLOG}, in order, and B reads about ${BACKLOG}, not ${SESSIONS * BACKLOG}`, { timeout: 90_000 }, async () => {
+      const devices = await fleetOffline('fleet');
 
       const before = replayReadsOn(nodeB);
       const got = devices.map(() => [] as string[]);
@@ -58,7 +64,7 @@ if (clusterSkip !== undefined) {
         return { client, present: (await connackOf(client)).sessionPresent };
       }));
       assert.deepEqual(resumed.map((r) => r.present), devices.map(() => true), 'every session resumed on B (Session Present 1)');
-      const expected = Array.from({ length: BACKLOG }, (_, k) => `m-${k}`);
+      const expected = Array.from({ length: BACKLOG }, (_, k) => `fleet-${k}`);
       await waitFor('every session\'s backlog', () => (got.every((g) => g.length >= BACKLOG) ? true : undefined), 60_000);
       for (const [i, g] of got.entries()) assert.deepEqual(g.slice(0, BACKLOG), expected, `fleet-${i} in order, none missing`);
       const reads = replayReadsOn(nodeB) - before;
@@ -71,16 +77,7 @@ if (clusterSkip !== undefined) {
       // A fleet's reconnects are spread out (back-off, jitter, a loaded node): replays that start just after others
       // ended read what those read (kept a moment after the last replay ends). In CI the test above fell into two
       // such waves once and read 60.
-      const devices: string[] = [];
-      for (let i = 0; i < SESSIONS; i++) devices.push(await cluster.addDevice(nodeA, gateway));
-      await Promise.all(devices.map(async (device, i) => {
-        const client = await cluster.connect(A, gateway, device, { clientId: `wave-${i}`, ...PERSISTENT });
-        assert.deepEqual((await client.subscribeAsync('wave/#', { qos: 1 })).map((g) => g.qos), [1]);
-        await client.endAsync();
-      }));
-      const publisher = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
-      for (let k = 0; k < BACKLOG; k++) await publisher.publishAsync('wave/reading', `w-${k}`, { qos: 1 });
-      await publisher.endAsync();
+      const devices = await fleetOffline('wave');
 
       const before = replayReadsOn(nodeB);
       const got = devices.map(() => [] as string[]);
@@ -94,7 +91,7 @@ if (clusterSkip !== undefined) {
       await waitFor('the first wave\'s backlog', () => (got.slice(0, half).every((g) => g.length >= BACKLOG) ? true : undefined), 60_000);
       clients.push(...Array.from({ length: half }, (_, i) => resume(half + i)));
       await waitFor('the second wave\'s backlog', () => (got.every((g) => g.length >= BACKLOG) ? true : undefined), 60_000);
-      const expected = Array.from({ length: BACKLOG }, (_, k) => `w-${k}`);
+      const expected = Array.from({ length: BACKLOG }, (_, k) => `wave-${k}`);
       for (const [i, g] of got.entries()) assert.deepEqual(g.slice(0, BACKLOG), expected, `wave-${i} in order, none missing`);
       const reads = replayReadsOn(nodeB) - before;
       assert.ok(reads <= BACKLOG + 2 * SESSIONS, `B read the stream ${reads} times for two waves of ${half} replays of ${BACKLOG} messages`);
