@@ -8,7 +8,7 @@
  *   npm run bench -- --cluster …   the cluster benchmark (bench/cluster.ts)
  *   npm run bench -- --abuse …     the abuse benchmark (bench/abuse.ts; also `npm run bench:abuse`)
  */
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -45,6 +45,9 @@ const USAGE = `usage: npm run bench -- [options]
   --ref NAME        broker the ratios are computed for (default gatehouse, else the first broker)
   --json PATH       where to write the results (default bench/results/<timestamp>.json)
   --samples DIR     latency scenarios also write every sample to DIR/<rep>-<scenario>-<broker>.txt
+  --free-threads    the broker's main thread stays on CPU 0, its other threads (V8's GC helpers, worker threads
+                    such as parsing's) may also run on CPU 1, beside the generator: work moved off the event loop
+                    gets a core of its own, as on any machine with more cores than the broker's event loops
   --cluster ...     the cluster benchmark instead (bench/cluster.ts: its own options)
   --abuse ...       the abuse benchmark instead (bench/abuse.ts: --seconds, --phases, --brokers, --gc)`;
 
@@ -57,6 +60,8 @@ interface Options {
   jsonPath: string;
   /** --samples: where latency runs write their samples. */
   samplesDir: string | undefined;
+  /** --free-threads: the broker's threads other than its main one may run on both CPUs. */
+  freeThreads: boolean;
 }
 
 /** A usage error: the message and the usage text. */
@@ -93,6 +98,7 @@ function parseOptions(): Options {
       ref: { type: 'string' },
       json: { type: 'string' },
       samples: { type: 'string' },
+      'free-threads': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -120,6 +126,7 @@ function parseOptions(): Options {
     ref: values.ref,
     jsonPath: resolve(values.json ?? join(REPO_ROOT, 'bench', 'results', `${stamp}.json`)),
     samplesDir: values.samples === undefined ? undefined : resolve(values.samples),
+    freeThreads: values['free-threads'] === true,
   };
 }
 
@@ -203,6 +210,25 @@ interface RunContext {
   certs: BenchCerts;
   timing: Timing;
   samplesDir: string | undefined;
+  freeThreads: boolean;
+}
+
+/**
+ * --free-threads: every thread of the broker but its main one may run on CPUs 0 and 1. A thread started later by a
+ * freed thread inherits that; one started later by the main thread does not, so it is applied once the broker
+ * listens and again when the measurement begins (V8's platform threads and the sandbox's workers start with the
+ * process; a thread started after both stays on CPU 0, which only understates the option).
+ */
+function freeBrokerThreads(pid: number): void {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return; // exited: the run reports it
+  }
+  for (const tid of tids) {
+    if (tid !== String(pid)) spawnSync('taskset', ['-p', '-c', '0,1', tid], { stdio: 'ignore' });
+  }
 }
 
 /**
@@ -232,6 +258,7 @@ async function runOne(rep: number, scenario: ScenarioName, broker: BrokerName, c
   try {
     await waitForListeners(brokerProc, [port, tlsPort], LISTEN_TIMEOUT_MS);
     await new Promise((r) => setTimeout(r, SETTLE_MS));
+    if (ctx.freeThreads) freeBrokerThreads(brokerProc.pid);
     const latency = latencyGeneratorArgs(scenario, runId, ctx.samplesDir);
     const gen = spawnPinned(1, [
       process.execPath, '--no-node-snapshot', ...latency.flags, benchEntry('generator'),
@@ -244,10 +271,12 @@ async function runOne(rep: number, scenario: ScenarioName, broker: BrokerName, c
     let stderr = '';
     gen.proc.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     gen.proc.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
+    const freeAgain = ctx.freeThreads ? setTimeout(() => freeBrokerThreads(brokerProc.pid), ctx.timing.warmup * 1000) : undefined;
     const limit = (hardTimeoutSeconds(SCENARIOS[scenario].shape, ctx.timing) + 15) * 1000;
     const killer = setTimeout(() => void gen.stop(1000), limit);
     await gen.exited;
     clearTimeout(killer);
+    clearTimeout(freeAgain);
     const result = parseResult(stdout);
     if (result === undefined) {
       record.error = `generator exited ${gen.exitStatus ?? '?'} without a result${stderr === '' ? '' : `: ${stderr.trim().split('\n').slice(-3).join(' / ')}`}`;
@@ -342,9 +371,9 @@ async function main(): Promise<void> {
     const certs = generateCerts(certDir);
     const versions = Object.fromEntries(brokers.map((b) => [b, BROKERS[b].version(REPO_ROOT)]));
     log(`brokers: ${brokers.map((b) => `${b} ${versions[b]}`).join(', ')}; ratios are ${ref} ÷ peer`);
-    log(`scenarios: ${options.scenarios.join(', ')}; ${options.reps} rep(s); broker on CPU 0, generator on CPU 1`);
+    log(`scenarios: ${options.scenarios.join(', ')}; ${options.reps} rep(s); broker on CPU 0${options.freeThreads ? ' (its threads but the main one on CPUs 0-1)' : ''}, generator on CPU 1`);
     if (options.samplesDir !== undefined) mkdirSync(options.samplesDir, { recursive: true });
-    const ctx: RunContext = { workDir, certs, timing: options.timing, samplesDir: options.samplesDir };
+    const ctx: RunContext = { workDir, certs, timing: options.timing, samplesDir: options.samplesDir, freeThreads: options.freeThreads };
     runs: for (let rep = 1; rep <= options.reps; rep++) {
       for (const scenario of options.scenarios) {
         // Rotate the order each rep so no broker always runs first (or right after the heaviest one).
