@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { silentLogger } from '../core/logger.ts';
-import { QuickJsRunner } from '../sandbox/index.ts';
+import { QuickJsRunner, type CompiledScript, type ScriptRunner } from '../sandbox/index.ts';
 import { GatewayParser, type ParseOutcome } from './parser.ts';
 
 // What waits for a gateway's parsing script is bounded in messages and in bytes; beyond either bound a
@@ -65,4 +65,90 @@ test('parsing off: nothing is queued, parse answers null', { timeout: 5_000 }, (
   parser.configure({ enabled: false, script: SLOW });
   assert.equal(parser.parse('t', Buffer.alloc(1)), null);
   assert.equal(parser.enabled, false);
+});
+
+/** The runner, with a count of the calls handed to each script it compiles and not yet answered. */
+function countingRunner(inner: ScriptRunner): ScriptRunner & { handedNow: number; handedMost: number } {
+  const counting = {
+    handedNow: 0,
+    handedMost: 0,
+    async compile(source: string, options: Parameters<ScriptRunner['compile']>[1]): Promise<CompiledScript> {
+      const script = await inner.compile(source, options);
+      return {
+        invoke: (args, invokeOptions) => {
+          counting.handedNow++;
+          counting.handedMost = Math.max(counting.handedMost, counting.handedNow);
+          return script.invoke(args, invokeOptions).finally(() => counting.handedNow--);
+        },
+        stats: () => script.stats(),
+        dispose: () => script.dispose(),
+      };
+    },
+    dispose: () => undefined,
+  };
+  return counting;
+}
+
+const ECHO = 'function transformPayload(topic, bytes) { return { n: bytes[0] * 256 + bytes[1] }; }';
+
+test('what waits for the sandbox waits as data: at most two batches are handed to it at once, the rest in order behind them', { timeout: 30_000 }, async () => {
+  const counting = countingRunner(runner);
+  const parser = new GatewayParser(counting, { timeoutMs: 1000, memoryMb: 8, maxPending: 1000, batchSize: 64 }, logger);
+  try {
+    parser.configure({ enabled: true, script: ECHO });
+    const seen: number[] = [];
+    const done = (item: { topic: string; payload: Buffer }, outcome: ParseOutcome): void => {
+      assert.ok(outcome.ok, 'parsed');
+      seen.push(outcome.value.n as number);
+      assert.equal(outcome.value.n, item.payload.readUInt16BE(0), 'each outcome told with its own message');
+    };
+    // Sent in one turn, as a burst of uplinks is: 600 wait, 128 at a time go to the sandbox.
+    for (let i = 0; i < 600; i++) {
+      const payload = Buffer.alloc(2);
+      payload.writeUInt16BE(i);
+      assert.equal(parser.submit({ topic: 't', payload }, done), 'queued');
+    }
+    const deadline = Date.now() + 20_000;
+    while (seen.length < 600 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.deepEqual(seen, Array.from({ length: 600 }, (_, i) => i), 'all parsed, in the order sent');
+    assert.ok(counting.handedMost > 64 && counting.handedMost <= 128, `handed at once: ${counting.handedMost}`);
+    assert.deepEqual(parser.counters, { parsed: 600, failed: 0, dropped: 0 });
+  } finally {
+    parser.dispose();
+  }
+});
+
+test('a new script: messages still waiting for the old one fail as disposed, counted; those after it parse with the new one', { timeout: 30_000 }, async () => {
+  const parser = new GatewayParser(runner, { timeoutMs: 1000, memoryMb: 8, maxPending: 1000, batchSize: 1 }, logger);
+  try {
+    parser.configure({ enabled: true, script: SLOW });
+    // Two handed to the sandbox at once (batches of 1), three waiting here.
+    const first = Array.from({ length: 5 }, () => parseOn(parser, 'old', Buffer.alloc(1)));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    parser.configure({ enabled: true, script: ECHO });
+    const later = parseOn(parser, 'new', Buffer.from([1, 2]));
+    const kindsFirst = kinds(await Promise.all(first));
+    assert.deepEqual(kindsFirst.slice(2), ['disposed', 'disposed', 'disposed'], 'the waiting ones');
+    assert.deepEqual(await later, { ok: true, value: { n: 258 } });
+    assert.equal(parser.counters.parsed + parser.counters.failed, 6);
+    assert.equal(parser.counters.dropped, 0);
+  } finally {
+    parser.dispose();
+  }
+});
+
+test('a script that does not compile: each message fails at once, counted, and nothing waits', { timeout: 30_000 }, async () => {
+  const parser = new GatewayParser(runner, { timeoutMs: 1000, memoryMb: 8, maxPending: 10 }, logger);
+  try {
+    parser.configure({ enabled: true, script: 'function transformPayload(' });
+    const whileCompiling = await parseOn(parser, 't', Buffer.alloc(1));
+    assert.equal(whileCompiling.ok, false);
+    assert.equal(whileCompiling.ok === false && whileCompiling.kind, 'compile');
+    const after = parser.parse('t', Buffer.alloc(1));
+    assert.ok(after !== null && !(after instanceof Promise), 'answered at once once the compile failed');
+    assert.equal(after.ok === false && after.kind, 'compile');
+    assert.deepEqual(parser.counters, { parsed: 0, failed: 2, dropped: 0 });
+  } finally {
+    parser.dispose();
+  }
 });

@@ -9,7 +9,7 @@
  */
 import type { Logger } from '../core/logger.ts';
 import type { DataParsingConfig } from '../registry/index.ts';
-import { ScriptCompileError, type CompiledScript, type ScriptRunner } from '../sandbox/index.ts';
+import { ScriptCompileError, type CompiledScript, type InvokeResult, type ScriptRunner } from '../sandbox/index.ts';
 
 export const TRANSFORM_FILENAME = 'transformPayload.js';
 
@@ -48,15 +48,43 @@ export interface ParsingCounters {
 export type ParsingStats = ParsingCounters & { enabled: boolean };
 
 const DROPPED: ParseOutcome = Object.freeze({ ok: false, kind: 'dropped', error: 'not parsed: the parsing queue of this gateway is full' });
+const DISPOSED: ParseOutcome = Object.freeze({ ok: false, kind: 'disposed', error: 'disposed: the gateway\'s parsing script was replaced or turned off' });
+
+/**
+ * Calls handed to the sandbox at once per gateway: two batches, so the worker has the next while it answers one. The
+ * rest of the queue waits here as data — the message and its callback in two arrays — not as a promise, a job and
+ * prepared arguments each: what waits lives long enough (the queue's length over the parse rate) to be promoted,
+ * and at saturation collecting it cost the event loop more than the hand-over itself (docs/benchmarks.md, session 19).
+ */
+const HANDED_AT_ONCE_BATCHES = 2;
+
+/** A message to parse: what the uplink tap passes is its uplink itself. */
+export interface ParseItem {
+  readonly topic: string;
+  readonly payload: Buffer;
+}
+
+/** Told each queued message's outcome, once; the same function for every message of a caller (no closure each). */
+export type ParseDone<T extends ParseItem> = (item: T, outcome: ParseOutcome) => void;
 
 export class GatewayParser {
   readonly counters: ParsingCounters = { parsed: 0, failed: 0, dropped: 0 };
   #source: string | null = null;
   /** The compiled script (or why it does not compile) for `#source`. */
   #compiled: Promise<CompiledScript | string> | null = null;
+  /** `#compiled` once it settled: undefined while it compiles. */
+  #script: CompiledScript | string | undefined;
+  /** Messages waiting, oldest at `#head`, and each one's callback (parallel arrays: nothing allocated per message). */
+  #items: (ParseItem | undefined)[] = [];
+  #dones: (ParseDone<ParseItem> | undefined)[] = [];
+  #head = 0;
+  /** Calls handed to the sandbox and not answered. */
+  #handed = 0;
+  /** Waiting and handed: what the bounds count. */
   #pending = 0;
   #pendingBytes = 0;
   readonly #maxPendingBytes: number;
+  readonly #maxHanded: number;
   readonly #runner: ScriptRunner;
   readonly #limits: ParsingLimits;
   readonly #log: Logger;
@@ -65,6 +93,7 @@ export class GatewayParser {
     this.#runner = runner;
     this.#limits = limits;
     this.#maxPendingBytes = limits.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
+    this.#maxHanded = HANDED_AT_ONCE_BATCHES * (limits.batchSize ?? 64);
     this.#log = log;
   }
 
@@ -74,8 +103,16 @@ export class GatewayParser {
     if (source === this.#source) return;
     const previous = this.#compiled;
     this.#source = source;
-    this.#compiled = source === null ? null : this.#compile(source);
-    // Calls already handed to the old script finish with 'disposed' and are counted as failures.
+    this.#script = undefined;
+    const compiled = source === null ? null : this.#compile(source);
+    this.#compiled = compiled;
+    void compiled?.then((script) => {
+      if (this.#compiled !== compiled) return; // replaced meanwhile (and disposed below)
+      this.#script = script;
+      this.#hand();
+    });
+    // Messages still waiting end as failures ('disposed'), as calls already handed to the old script do.
+    this.#failWaiting();
     if (previous !== null) void previous.then((s) => typeof s !== 'string' && s.dispose());
   }
 
@@ -83,35 +120,75 @@ export class GatewayParser {
     return this.#compiled !== null;
   }
 
-  /** Null when parsing is off; the outcome itself when the message is not parsed (dropped). Never rejects. */
-  parse(topic: string, payload: Buffer): Promise<ParseOutcome> | ParseOutcome | null {
-    const compiled = this.#compiled;
-    if (compiled === null) return null;
+  /**
+   * Queues `item` for the script: 'queued' (`done` is told its outcome later, never before this returns), the
+   * outcome itself when it is not parsed (dropped, or the script does not compile), or null when parsing is off.
+   */
+  submit<T extends ParseItem>(item: T, done: ParseDone<T>): 'queued' | ParseOutcome | null {
+    if (this.#compiled === null) return null;
+    if (typeof this.#script === 'string') {
+      this.counters.failed++;
+      return { ok: false, kind: 'compile', error: this.#script };
+    }
     // A topic is at most 65,535 bytes of UTF-8; its UTF-16 length is close enough for a bound.
-    const bytes = payload.byteLength + topic.length;
+    const bytes = item.payload.byteLength + item.topic.length;
     if (this.#pending >= this.#limits.maxPending || this.#pendingBytes + bytes > this.#maxPendingBytes) {
       this.counters.dropped++;
       return DROPPED;
     }
     this.#pending++;
     this.#pendingBytes += bytes;
-    return this.#run(compiled, topic, payload).finally(() => {
-      this.#pending--;
-      this.#pendingBytes -= bytes;
-    });
+    this.#items.push(item);
+    this.#dones.push(done as ParseDone<ParseItem>);
+    if (this.#handed < this.#maxHanded && this.#script !== undefined) this.#hand();
+    return 'queued';
+  }
+
+  /** `submit` with a promise: for callers that parse one message at a time (the journal's replay, tests). */
+  parse(topic: string, payload: Buffer): Promise<ParseOutcome> | ParseOutcome | null {
+    let resolve: (outcome: ParseOutcome) => void = () => undefined;
+    const settled = new Promise<ParseOutcome>((r) => (resolve = r));
+    const queued = this.submit({ topic, payload }, (_item, outcome) => resolve(outcome));
+    return queued === 'queued' ? settled : queued;
   }
 
   dispose(): void {
     this.configure({ enabled: false, script: null });
   }
 
-  async #run(compiled: Promise<CompiledScript | string>, topic: string, payload: Buffer): Promise<ParseOutcome> {
-    const script = await compiled;
-    if (typeof script === 'string') {
-      this.counters.failed++;
-      return { ok: false, kind: 'compile', error: script };
+  /** Hands waiting messages to the sandbox, up to `#maxHanded` at once. */
+  #hand(): void {
+    const script = this.#script;
+    if (script === undefined) return;
+    while (this.#handed < this.#maxHanded && this.#head < this.#items.length) {
+      const item = this.#items[this.#head] as ParseItem;
+      const done = this.#dones[this.#head] as ParseDone<ParseItem>;
+      this.#items[this.#head] = undefined;
+      this.#dones[this.#head] = undefined;
+      this.#head++;
+      if (typeof script === 'string') {
+        this.counters.failed++;
+        this.#end(item, done, { ok: false, kind: 'compile', error: script });
+        continue;
+      }
+      this.#handed++;
+      const payload = item.payload;
+      const answered = (outcome: ParseOutcome): void => {
+        this.#handed--;
+        this.#end(item, done, outcome);
+        this.#hand();
+      };
+      script.invoke([item.topic, new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength)])
+        .then((result) => answered(this.#outcome(result)), (err: unknown) => {
+          // A refusal of the call itself (not the script's doing): counted as a failure, never a stalled queue.
+          this.counters.failed++;
+          answered({ ok: false, kind: 'internal', error: `internal: ${(err as Error).message}` });
+        });
     }
-    const result = await script.invoke([topic, new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength)]);
+    this.#compact();
+  }
+
+  #outcome(result: InvokeResult): ParseOutcome {
     if (result.ok) {
       this.counters.parsed++;
       return { ok: true, value: result.value as Record<string, unknown> };
@@ -122,6 +199,40 @@ export class GatewayParser {
     }
     this.counters.failed++;
     return { ok: false, kind: result.error.kind, error: `${result.error.kind}: ${result.error.message}` };
+  }
+
+  #end(item: ParseItem, done: ParseDone<ParseItem>, outcome: ParseOutcome): void {
+    this.#pending--;
+    this.#pendingBytes -= item.payload.byteLength + item.topic.length;
+    try {
+      done(item, outcome);
+    } catch (err) {
+      this.#log.error({ err }, 'parsing_outcome_handler_failed');
+    }
+  }
+
+  #failWaiting(): void {
+    while (this.#head < this.#items.length) {
+      const item = this.#items[this.#head] as ParseItem;
+      const done = this.#dones[this.#head] as ParseDone<ParseItem>;
+      this.#head++;
+      this.counters.failed++;
+      this.#end(item, done, DISPOSED);
+    }
+    this.#compact();
+  }
+
+  /** Drops the slots already handed on once they are most of the arrays (amortised: no shift per message). */
+  #compact(): void {
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#dones = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#dones = this.#dones.slice(this.#head);
+      this.#head = 0;
+    }
   }
 
   async #compile(source: string): Promise<CompiledScript | string> {

@@ -68,23 +68,25 @@ export class UplinkTap {
     const due = this.#due;
     this.#due = [];
     for (const uplink of due) {
-      const parsing = this.parser.parse(uplink.topic, uplink.payload);
+      const parsing = this.parser.submit(uplink, this.#parsed);
       if (parsing === null) {
         this.#onUplink(uplink);
-      } else if ('ok' in parsing) {
-        // Not parsed (the queue is full): known at once, no promise to wait for.
+      } else if (parsing === 'queued') {
+        // A payload that is a view of the socket read it came in would keep that whole read's memory alive while it
+        // waits for the sandbox (up to its queue's length of messages): it waits with a copy.
+        if (uplink.payload.byteLength < uplink.payload.buffer.byteLength) uplink.payload = Buffer.from(uplink.payload);
+      } else {
+        // Not parsed (the queue is full, the script does not compile): known at once.
         uplink.outcome = parsing;
         this.#onUplink(uplink);
-      } else {
-        // It waits for the sandbox (up to its queue's length of calls): a payload that is a view of the
-        // socket read it came in would keep that whole read's memory alive meanwhile.
-        if (uplink.payload.byteLength < uplink.payload.buffer.byteLength) uplink.payload = Buffer.from(uplink.payload);
-        void parsing.then((outcome) => {
-          uplink.outcome = outcome;
-          this.#onUplink(uplink);
-        });
       }
     }
+  };
+
+  /** A queued uplink's outcome: one function for them all. */
+  readonly #parsed = (uplink: Uplink, outcome: ParseOutcome): void => {
+    uplink.outcome = outcome;
+    this.#onUplink(uplink);
   };
 
   /** The gateway's configuration was edited: a new script is compiled once, here. */
