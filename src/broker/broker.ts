@@ -24,7 +24,7 @@ import { LingeringSockets } from './lingering-sockets.ts';
 import { Journal } from './journal.ts';
 import { CommitGate } from './commit-gate.ts';
 import { storedSubscription, type BrokerPersistence, type StoredMessage, type StoredSubscription } from './persistence.ts';
-import type { ClusterLink, MovedFlow, MovedSession, RecordedWill, SessionClaim, SessionsHere } from './cluster-link.ts';
+import type { ClusterLink, LinkEndpoint, MovedFlow, MovedSession, RecordedWill, SessionClaim, SessionsHere } from './cluster-link.ts';
 import { parseSharedFilter, topicMatches, topicOverLimit, topicWithinLimits } from '../mqtt/topics.ts';
 import type { BrokerContext } from './context.ts';
 import { dispatch } from './handlers/index.ts';
@@ -671,8 +671,14 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
         this.#sendWill(null, will.message, will.expiry, RC.SUCCESS); // authorized at its CONNECT, on the node that recorded it
       }, 'will_failed', will.message.senderId),
       receivedQos2: (clientId) => {
+        const held: ReturnType<LinkEndpoint['receivedQos2']> = { received: [], storing: [] };
         const session = this.#sessions.get(clientId);
-        return session === undefined ? [] : [...session.incomingQos2].filter((id) => session.qos2Storing(id) === undefined);
+        for (const id of session?.incomingQos2 ?? []) {
+          const storing = session!.qos2Storing(id);
+          if (storing === undefined) held.received.push(id);
+          else held.storing.push([id, storing]);
+        }
+        return held;
       },
     });
   }

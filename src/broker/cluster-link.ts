@@ -140,10 +140,11 @@ export interface LinkEndpoint {
   /** A will this node claimed in the cluster's records (a dead node's client's): publish it now. */
   publishWill(will: RecordedWill): void;
   /**
-   * The session's inbound QoS 2 packet ids whose message the stream holds (PUBREC sent or on its way) and whose PUBREL
-   * has not come: what another node's claim of it takes along. Not those still being stored.
+   * The session's inbound QoS 2 packet ids whose PUBREL has not come, what another node's claim of it takes along:
+   * `received`, those whose message the stream holds (PUBREC sent or on its way); `storing`, those whose store is
+   * still in flight, each with its store (true: the stream holds it).
    */
-  receivedQos2(clientId: string): number[];
+  receivedQos2(clientId: string): { received: number[]; storing: [packetId: number, stored: Promise<boolean>][] };
   /** The other nodes holding members of a shared group now (none: the group has members here only, or nowhere). */
   sharedElsewhere(group: string, filter: string, nodes: readonly string[]): void;
   /**

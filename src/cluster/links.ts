@@ -30,13 +30,15 @@ import { DurableMessages, type DurableCounters } from './durable-messages.ts';
 import { DEFAULT_MESSAGE_STREAM_LIMITS, MessageStream, type MessageStreamLimits } from './message-stream.ts';
 import { RetainedReplica, type RetainedCounters } from './retained-replica.ts';
 import type { OpenRecords, SessionState } from './session-records.ts';
-import { SessionOwnership, type NoticeAnswer, type RecordIdentity, type SessionNotice } from './session-ownership.ts';
+import { NOTICE_TIMEOUT_MS, SessionOwnership, type NoticeAnswer, type RecordIdentity, type SessionNotice } from './session-ownership.ts';
 import { SessionStates } from './session-states.ts';
 import { SharedDirectory, SharedRelay, sharedCounters, type SharedCounters } from './shared-groups.ts';
 import { batchOverhead, decodeFrames, encodeBatch, encodeMessage } from './wire.ts';
 
 /** How long a SUBACK waits for NATS to confirm the node's interest before it goes anyway (NATS cut off). */
 const SETTLE_TIMEOUT_MS = 2_000;
+/** How long a notice's answer waits for a QoS 2 message still being stored: well within the claimer's wait for it. */
+const STORING_WAIT_MS = NOTICE_TIMEOUT_MS / 2;
 /** Bytes of in-flight messages a resumed session reads back to resend under their packet ids (the default queue bound). */
 const MAX_FLOW_BYTES = 16 * 1024 * 1024;
 /** Those read at once (each waits for one of the gateway's replay reads, durable-messages.ts). */
@@ -179,17 +181,20 @@ export class NatsClusterLinks {
       this.#logger.error({ err }, 'cluster_session_notices_failed');
       return;
     }
-    let answer: NoticeAnswer = {};
+    const respond = (state: SessionState | undefined): void => {
+      // Answered after the connection was told to close: the claimer's CONNACK follows this one's DISCONNECT, and the
+      // session resumes there from the state it had here at that moment.
+      if (msg.reply !== undefined && msg.reply !== '') msg.respond(JSON.stringify(state === undefined ? {} : { state } satisfies NoticeAnswer));
+    };
+    let claimed: ReturnType<NatsGatewayLink['sessionClaimed']> | undefined;
     try {
       const notice = msg.json<SessionNotice>();
-      const state = this.#byGateway.get(notice.gatewayId)?.sessionClaimed(notice.clientId, notice.revision);
-      if (state !== undefined) answer = { state };
+      claimed = this.#byGateway.get(notice.gatewayId)?.sessionClaimed(notice.clientId, notice.revision);
     } catch (error) {
       this.#logger.warn({ err: error }, 'cluster_session_notice_unreadable');
     }
-    // Answered after the connection was told to close: the claimer's CONNACK follows this one's DISCONNECT, and the
-    // session resumes there from the state it had here at that moment.
-    if (msg.reply !== undefined && msg.reply !== '') msg.respond(JSON.stringify(answer));
+    if (claimed instanceof Promise) void claimed.then(respond);
+    else respond(claimed);
   }
 
   #onState(state: 'connected' | 'disconnected' | 'closed'): void {
@@ -288,12 +293,19 @@ class NatsGatewayLink implements ClusterLink {
    * Another node's claim of a session (its notice): the connection here goes (0x8E), and the state the session had
    * here at that moment goes to the claimer, if this node let it go (not when it claimed it again since).
    */
-  sessionClaimed(clientId: string, revision: number): SessionState | undefined {
-    let state = this.#states.handOver(clientId);
+  sessionClaimed(clientId: string, revision: number): SessionState | undefined | Promise<SessionState | undefined> {
+    const state = this.#states.handOver(clientId);
     // Read before the move drops the session here.
-    const received = this.#endpoint?.receivedQos2(clientId) ?? [];
-    if (state !== undefined && received.length > 0) state = { ...state, received };
-    return this.ownership.moved(clientId, revision) ? state : undefined;
+    const { received, storing } = this.#endpoint?.receivedQos2(clientId) ?? { received: [], storing: [] };
+    if (!this.ownership.moved(clientId, revision) || state === undefined) return undefined;
+    if (storing.length === 0) return received.length > 0 ? { ...state, received } : state;
+    // A QoS 2 message still being stored: its PUBREC never reached the client, which sends it again, with DUP, to the
+    // claimer. Stored, it must be known there as received, or it is stored and delivered twice [MQTT-4.3.3-10]. The
+    // answer waits for the stores (bounded below the claimer's wait for it); one not done by then is left out.
+    return settledWithin(storing.map(([, stored]) => stored), STORING_WAIT_MS).then((outcomes) => {
+      const stored = storing.filter((_, i) => outcomes[i] === true).map(([id]) => id);
+      return { ...state, received: [...received, ...stored] };
+    });
   }
 
   /**
@@ -525,4 +537,16 @@ class NatsGatewayLink implements ClusterLink {
     this.#counters.received += messages.length;
     for (const message of messages) this.#endpoint?.receive(message);
   }
+}
+
+/** Each promise's value, or undefined for one not settled within `ms` (or rejected). */
+function settledWithin<T>(promises: readonly Promise<T>[], ms: number): Promise<(T | undefined)[]> {
+  const outcomes: (T | undefined)[] = promises.map(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  const all = Promise.all(promises.map((p, i) => p.then((value) => void (outcomes[i] = value), () => undefined)));
+  return Promise.race([all, late]).then(() => {
+    clearTimeout(timer);
+    return outcomes.slice();
+  });
 }

@@ -21,7 +21,7 @@ import type { ClusterConnection } from './connection.ts';
 import { SessionRecords, willEntry, willOf, type OpenRecords, type SessionRecord, type SessionState } from './session-records.ts';
 
 /** How long a claim waits for the node that held the session to close its connection. */
-const NOTICE_TIMEOUT_MS = 2_000;
+export const NOTICE_TIMEOUT_MS = 2_000;
 /** Claims racing on one session: each lost write reads again; past this many something is wrong. */
 const MAX_CLAIM_ATTEMPTS = 8;
 

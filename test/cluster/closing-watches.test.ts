@@ -21,7 +21,7 @@ function liveTimers(): number {
 
 const endpoint = {
   receive: () => undefined, retained: () => undefined, cutOff: () => undefined,
-  sessionMoved: () => undefined, publishWill: () => undefined, receivedQos2: () => [],
+  sessionMoved: () => undefined, publishWill: () => undefined, receivedQos2: () => ({ received: [], storing: [] }),
   sharedElsewhere: () => undefined, receiveShared: () => false, reshare: () => false,
 };
 

@@ -220,6 +220,57 @@ if (clusterSkip !== undefined) {
       }
     });
 
+    test('a QoS 2 PUBLISH still being stored on A when B takes the session over: A\'s answer waits for the store, and the DUP resent to B gets PUBREC without a second store, delivered once [MQTT-4.3.3-10]', { timeout: 60_000 }, async () => {
+      const device = await cluster.addDevice(nodeA, gateway);
+      const subscriber = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
+      const got: string[] = [];
+      subscriber.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
+      await subscriber.subscribeAsync('storing/#', { qos: 2 });
+      const rawOn = (host: string): { socket: tls.TLSSocket; packets: mqttPacket.Packet[] } => {
+        const socket = tls.connect({ host, port: gateway.port, servername: 'localhost', ca: cluster.pki.root.certPem });
+        socket.on('error', () => undefined);
+        const packets = readPackets(socket, 5);
+        socket.once('secureConnect', () => socket.write(frame({
+          cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: false, clientId: `storing-${device}`, keepalive: 0,
+          username: device, password: Buffer.from(`pw-${device}`), properties: { sessionExpiryInterval: 600 },
+        }, 5)));
+        return { socket, packets };
+      };
+      const publish = { cmd: 'publish', topic: 'storing/once', payload: Buffer.from('q2'), qos: 2, messageId: 9, retain: false } as const;
+      const onA = rawOn(A);
+      await waitFor('CONNACK from A', () => onA.packets.find((p) => p.cmd === 'connack'));
+      // A's store of the message waits in the relay (everything else A sends passes): in flight, no PUBREC yet.
+      relay.holdFromNode(/^H?PUB [^ ]*\.qos\./);
+      onA.socket.write(frame({ ...publish, dup: false }, 5));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(onA.packets.find((p) => p.cmd === 'pubrec'), undefined, 'no PUBREC while the store is in flight');
+      const onB = rawOn(B);
+      try {
+        // The notice reached A (its engine let the connection taken over go; the bytes of its close wait behind the
+        // turn's store); A's answer is what the claim waits for.
+        await waitFor('A let the connection taken over go', () => (clientsOn(nodeA, `storing-${device}`) === 0 ? true : undefined));
+        relay.flow();
+        await waitFor('CONNACK from B', () => onB.packets.find((p) => p.cmd === 'connack'));
+        assert.equal((onB.packets[0] as mqttPacket.IConnackPacket).sessionPresent, true);
+        onB.socket.write(frame({ ...publish, dup: true }, 5));
+        const pubrec = await waitFor('PUBREC on B', () => onB.packets.find((p): p is mqttPacket.IPubrecPacket => p.cmd === 'pubrec'));
+        assert.deepEqual([pubrec.messageId, pubrec.reasonCode ?? 0], [9, 0]);
+        onB.socket.write(frame({ cmd: 'pubrel', messageId: 9 }, 5));
+        const pubcomp = await waitFor('PUBCOMP on B', () => onB.packets.find((p): p is mqttPacket.IPubcompPacket => p.cmd === 'pubcomp'));
+        assert.deepEqual([pubcomp.messageId, pubcomp.reasonCode ?? 0], [9, 0], 'B knew the packet id: PUBCOMP success, not 0x92');
+        const marker = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
+        await marker.publishAsync('storing/marker', 'm', { qos: 2 });
+        await waitFor('the marker', () => (got.includes('storing/marker m') ? true : undefined));
+        assert.deepEqual(got.filter((g) => g === 'storing/once q2'), ['storing/once q2'], 'delivered once');
+        await marker.endAsync();
+      } finally {
+        relay.flow();
+        onA.socket.destroy();
+        onB.socket.destroy();
+        await subscriber.endAsync();
+      }
+    });
+
     test('the will of the connection taken over: without delay published once, by B and not by A; with a delay not at all [MQTT-3.1.3-9]', { timeout: 60_000 }, async () => {
       const now = await cluster.addDevice(nodeA, gateway);
       await cluster.connect(A, gateway, now, { will: { topic: `will/${now}`, payload: Buffer.from('gone'), qos: 1, retain: false } });
@@ -267,7 +318,7 @@ if (clusterSkip !== undefined) {
       const moved: string[] = [];
       const holder = (instance: string): SessionOwnership => new SessionOwnership(conn, records, gateway.id, { nodeId: instance, instance }, silentLogger,
         () => ({ receive: () => undefined, retained: () => undefined, cutOff: () => undefined, sessionMoved: (id) => moved.push(id), publishWill: () => undefined,
-          sharedElsewhere: () => undefined, receiveShared: () => false, reshare: () => false, receivedQos2: () => [] }));
+          sharedElsewhere: () => undefined, receiveShared: () => false, reshare: () => false, receivedQos2: () => ({ received: [], storing: [] }) }));
       const late = holder(`late-${randomUUID()}`);
       const winner = holder(`winner-${randomUUID()}`);
       const will: RecordedWill = {

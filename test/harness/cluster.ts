@@ -313,7 +313,9 @@ export async function gatewayCounter(node: { url: string }, gateway: GatewayJson
  * `stall` keeps the connections open but forwards nothing (NATS slow to answer, as a congested link): what
  * either side sends meanwhile is held, in order, and `flow` passes it on. `deafenAfter(pattern)`: once the node
  * sends a protocol line matching `pattern` (a `PUB` to a subject), what NATS sends the node is dropped until `sever`
- * — that message lands, its answer is lost.
+ * — that message lands, its answer is lost. `holdFromNode(pattern)`: the next protocol message the node sends whose
+ * line matches `pattern` (a `PUB`/`HPUB` to a subject, with its payload) is held until `flow`, and everything else
+ * passes: a store in flight while the node goes on talking and hearing.
  */
 export interface NatsRelay {
   readonly url: string;
@@ -322,7 +324,32 @@ export interface NatsRelay {
   stall(): void;
   flow(): void;
   deafenAfter(pattern: RegExp): void;
+  holdFromNode(pattern: RegExp): void;
   close(): Promise<void>;
+}
+
+/**
+ * Splits what a NATS client sends into whole protocol messages: a line, and for `PUB`/`HPUB` the payload its last
+ * field counts and the CRLF after it. Bytes of a message not yet complete are kept for the next chunk.
+ */
+class ClientProtocolSplitter {
+  #pending: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): Buffer[] {
+    this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    const out: Buffer[] = [];
+    for (;;) {
+      const eol = this.#pending.indexOf('\r\n');
+      if (eol < 0) break;
+      const line = this.#pending.subarray(0, eol).toString('latin1');
+      const size = /^H?PUB /i.test(line) ? Number(line.trim().split(/\s+/).at(-1)) + 2 : 0;
+      const end = eol + 2 + size;
+      if (this.#pending.length < end) break;
+      out.push(this.#pending.subarray(0, end));
+      this.#pending = this.#pending.subarray(end);
+    }
+    return out;
+  }
 }
 
 export async function natsRelay(target: string): Promise<NatsRelay> {
@@ -332,17 +359,30 @@ export async function natsRelay(target: string): Promise<NatsRelay> {
   let stalled = false;
   let deaf = false;
   let deafenAt: RegExp | null = null;
+  let holdOne: RegExp | null = null;
   const held: { to: net.Socket; data: Buffer }[] = [];
   const forward = (from: net.Socket, to: net.Socket, toNode: boolean): void => {
-    from.on('data', (data: Buffer) => {
+    const messages = toNode ? null : new ClientProtocolSplitter();
+    from.on('data', (chunk: Buffer) => {
       if (deaf && toNode) return;
-      if (!toNode && deafenAt?.test(data.toString('latin1')) === true) {
+      if (!toNode && deafenAt?.test(chunk.toString('latin1')) === true) {
         deafenAt = null;
         deaf = true;
       }
-      if (stalled) held.push({ to, data });
-      else to.write(data);
+      // The node's bytes go message by message (a chunk may hold several, or part of one), so that one can be held.
+      for (const data of messages === null ? [chunk] : messages.push(chunk)) {
+        if (holdOne !== null && !toNode && holdOne.test(data.subarray(0, data.indexOf(0x0d)).toString('latin1'))) {
+          holdOne = null;
+          held.push({ to, data });
+          continue;
+        }
+        forwardOne(to, data);
+      }
     });
+  };
+  const forwardOne = (to: net.Socket, data: Buffer): void => {
+    if (stalled) held.push({ to, data });
+    else to.write(data);
   };
   const server = net.createServer((client) => {
     if (!open) {
@@ -381,6 +421,9 @@ export async function natsRelay(target: string): Promise<NatsRelay> {
     },
     deafenAfter(pattern) {
       deafenAt = pattern;
+    },
+    holdFromNode(pattern) {
+      holdOne = pattern;
     },
     async close() {
       open = false;
