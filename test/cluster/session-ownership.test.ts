@@ -174,77 +174,79 @@ if (clusterSkip !== undefined) {
       publisher.end(true);
     });
 
+    /** A device's persistent v5 session, raw over TLS: the test decides what it sends and sees every packet. */
+    const rawSession = (host: string, device: string, clientId: string): { socket: tls.TLSSocket; packets: mqttPacket.Packet[] } => {
+      const socket = tls.connect({ host, port: gateway.port, servername: 'localhost', ca: cluster.pki.root.certPem });
+      socket.on('error', () => undefined);
+      const packets = readPackets(socket, 5);
+      socket.once('secureConnect', () => socket.write(frame({
+        cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: false, clientId, keepalive: 0,
+        username: device, password: Buffer.from(`pw-${device}`), properties: { sessionExpiryInterval: 600 },
+      }, 5)));
+      return { socket, packets };
+    };
+
+    /** A subscriber on B to `<prefix>/#` at QoS 2, and what it got. */
+    const qos2Subscriber = async (prefix: string): Promise<{ client: mqtt.MqttClient; got: string[] }> => {
+      const client = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
+      const got: string[] = [];
+      client.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
+      await client.subscribeAsync(`${prefix}/#`, { qos: 2 });
+      return { client, got };
+    };
+
+    /**
+     * The device resends `<prefix>/once` (QoS 2, `packetId`) with DUP on B, which must know the id: PUBREC without a
+     * second store, PUBCOMP success (not 0x92), and the subscriber gets the message once [MQTT-4.3.3-10].
+     */
+    const resendOnBCompletesOnce = async (onB: { socket: tls.TLSSocket; packets: mqttPacket.Packet[] }, prefix: string,
+      packetId: number, got: string[]): Promise<void> => {
+      onB.socket.write(frame({ cmd: 'publish', topic: `${prefix}/once`, payload: Buffer.from('q2'), qos: 2, messageId: packetId, retain: false, dup: true }, 5));
+      const pubrec = await waitFor('PUBREC on B', () => onB.packets.find((p): p is mqttPacket.IPubrecPacket => p.cmd === 'pubrec'));
+      assert.deepEqual([pubrec.messageId, pubrec.reasonCode ?? 0], [packetId, 0]);
+      onB.socket.write(frame({ cmd: 'pubrel', messageId: packetId }, 5));
+      const pubcomp = await waitFor('PUBCOMP on B', () => onB.packets.find((p): p is mqttPacket.IPubcompPacket => p.cmd === 'pubcomp'));
+      assert.deepEqual([pubcomp.messageId, pubcomp.reasonCode ?? 0], [packetId, 0], 'B knew the packet id: PUBCOMP success, not 0x92');
+      // A marker published after it: whatever the resend caused has reached the subscriber by then.
+      const marker = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
+      await marker.publishAsync(`${prefix}/marker`, 'm', { qos: 2 });
+      await waitFor('the marker', () => (got.includes(`${prefix}/marker m`) ? true : undefined));
+      assert.deepEqual(got.filter((g) => g === `${prefix}/once q2`), [`${prefix}/once q2`], 'delivered once');
+      await marker.endAsync();
+    };
+
     test('a QoS 2 PUBLISH whose PUBREC A sent, resent with DUP to B after a takeover: PUBREC without a second store, delivered once, its PUBREL completed [MQTT-4.3.3-10]', { timeout: 60_000 }, async () => {
       const device = await cluster.addDevice(nodeA, gateway);
-      const subscriber = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
-      const got: string[] = [];
-      subscriber.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
-      await subscriber.subscribeAsync('exactly/#', { qos: 2 });
-      /** The device's connection, raw over TLS: the test decides what it sends and sees every packet. */
-      const rawOn = async (host: string): Promise<{ socket: tls.TLSSocket; packets: mqttPacket.Packet[] }> => {
-        const socket = tls.connect({ host, port: gateway.port, servername: 'localhost', ca: cluster.pki.root.certPem });
-        await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
-        const packets = readPackets(socket, 5);
-        socket.write(frame({
-          cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: false, clientId: `exactly-${device}`, keepalive: 0,
-          username: device, password: Buffer.from(`pw-${device}`), properties: { sessionExpiryInterval: 600 },
-        }, 5));
-        await waitFor(`CONNACK from ${host}`, () => packets.find((p) => p.cmd === 'connack'));
-        return { socket, packets };
-      };
-      const publish = { cmd: 'publish', topic: 'exactly/once', payload: Buffer.from('q2'), qos: 2, messageId: 7, retain: false } as const;
-      const onA = await rawOn(A);
-      onA.socket.write(frame({ ...publish, dup: false }, 5));
+      const subscriber = await qos2Subscriber('exactly');
+      const onA = rawSession(A, device, `exactly-${device}`);
+      await waitFor('CONNACK from A', () => onA.packets.find((p) => p.cmd === 'connack'));
+      onA.socket.write(frame({ cmd: 'publish', topic: 'exactly/once', payload: Buffer.from('q2'), qos: 2, messageId: 7, retain: false, dup: false }, 5));
       // PUBREC: the stream holds the message. The device does not see it (say the connection broke), so it resends.
       await waitFor('PUBREC on A', () => onA.packets.find((p) => p.cmd === 'pubrec'));
-      const onB = await rawOn(B);
+      const onB = rawSession(B, device, `exactly-${device}`);
       try {
+        await waitFor('CONNACK from B', () => onB.packets.find((p) => p.cmd === 'connack'));
         assert.equal((onB.packets[0] as mqttPacket.IConnackPacket).sessionPresent, true);
         await waitFor('A closed the connection taken over', () => (onA.socket.destroyed || onA.socket.readableEnded ? true : undefined));
-        onB.socket.write(frame({ ...publish, dup: true }, 5));
-        const pubrec = await waitFor('PUBREC on B', () => onB.packets.find((p): p is mqttPacket.IPubrecPacket => p.cmd === 'pubrec'));
-        assert.deepEqual([pubrec.messageId, pubrec.reasonCode ?? 0], [7, 0]);
-        onB.socket.write(frame({ cmd: 'pubrel', messageId: 7 }, 5));
-        const pubcomp = await waitFor('PUBCOMP on B', () => onB.packets.find((p): p is mqttPacket.IPubcompPacket => p.cmd === 'pubcomp'));
-        assert.deepEqual([pubcomp.messageId, pubcomp.reasonCode ?? 0], [7, 0], 'B knew the packet id: PUBCOMP success, not 0x92');
-        // A marker published after it: whatever the resend caused has reached the subscriber by then.
-        const marker = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
-        await marker.publishAsync('exactly/marker', 'm', { qos: 2 });
-        await waitFor('the marker', () => (got.includes('exactly/marker m') ? true : undefined));
-        assert.deepEqual(got.filter((g) => g === 'exactly/once q2'), ['exactly/once q2'], 'delivered once');
-        await marker.endAsync();
+        await resendOnBCompletesOnce(onB, 'exactly', 7, subscriber.got);
       } finally {
         onA.socket.destroy();
         onB.socket.destroy();
-        await subscriber.endAsync();
+        await subscriber.client.endAsync();
       }
     });
 
     test('a QoS 2 PUBLISH still being stored on A when B takes the session over: A\'s answer waits for the store, and the DUP resent to B gets PUBREC without a second store, delivered once [MQTT-4.3.3-10]', { timeout: 60_000 }, async () => {
       const device = await cluster.addDevice(nodeA, gateway);
-      const subscriber = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
-      const got: string[] = [];
-      subscriber.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
-      await subscriber.subscribeAsync('storing/#', { qos: 2 });
-      const rawOn = (host: string): { socket: tls.TLSSocket; packets: mqttPacket.Packet[] } => {
-        const socket = tls.connect({ host, port: gateway.port, servername: 'localhost', ca: cluster.pki.root.certPem });
-        socket.on('error', () => undefined);
-        const packets = readPackets(socket, 5);
-        socket.once('secureConnect', () => socket.write(frame({
-          cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: false, clientId: `storing-${device}`, keepalive: 0,
-          username: device, password: Buffer.from(`pw-${device}`), properties: { sessionExpiryInterval: 600 },
-        }, 5)));
-        return { socket, packets };
-      };
-      const publish = { cmd: 'publish', topic: 'storing/once', payload: Buffer.from('q2'), qos: 2, messageId: 9, retain: false } as const;
-      const onA = rawOn(A);
+      const subscriber = await qos2Subscriber('storing');
+      const onA = rawSession(A, device, `storing-${device}`);
       await waitFor('CONNACK from A', () => onA.packets.find((p) => p.cmd === 'connack'));
       // A's store of the message waits in the relay (everything else A sends passes): in flight, no PUBREC yet.
       relay.holdFromNode(/^H?PUB [^ ]*\.qos\./);
-      onA.socket.write(frame({ ...publish, dup: false }, 5));
+      onA.socket.write(frame({ cmd: 'publish', topic: 'storing/once', payload: Buffer.from('q2'), qos: 2, messageId: 9, retain: false, dup: false }, 5));
       await new Promise((resolve) => setTimeout(resolve, 200));
       assert.equal(onA.packets.find((p) => p.cmd === 'pubrec'), undefined, 'no PUBREC while the store is in flight');
-      const onB = rawOn(B);
+      const onB = rawSession(B, device, `storing-${device}`);
       try {
         // The notice reached A (its engine let the connection taken over go; the bytes of its close wait behind the
         // turn's store); A's answer is what the claim waits for.
@@ -252,22 +254,12 @@ if (clusterSkip !== undefined) {
         relay.flow();
         await waitFor('CONNACK from B', () => onB.packets.find((p) => p.cmd === 'connack'));
         assert.equal((onB.packets[0] as mqttPacket.IConnackPacket).sessionPresent, true);
-        onB.socket.write(frame({ ...publish, dup: true }, 5));
-        const pubrec = await waitFor('PUBREC on B', () => onB.packets.find((p): p is mqttPacket.IPubrecPacket => p.cmd === 'pubrec'));
-        assert.deepEqual([pubrec.messageId, pubrec.reasonCode ?? 0], [9, 0]);
-        onB.socket.write(frame({ cmd: 'pubrel', messageId: 9 }, 5));
-        const pubcomp = await waitFor('PUBCOMP on B', () => onB.packets.find((p): p is mqttPacket.IPubcompPacket => p.cmd === 'pubcomp'));
-        assert.deepEqual([pubcomp.messageId, pubcomp.reasonCode ?? 0], [9, 0], 'B knew the packet id: PUBCOMP success, not 0x92');
-        const marker = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
-        await marker.publishAsync('storing/marker', 'm', { qos: 2 });
-        await waitFor('the marker', () => (got.includes('storing/marker m') ? true : undefined));
-        assert.deepEqual(got.filter((g) => g === 'storing/once q2'), ['storing/once q2'], 'delivered once');
-        await marker.endAsync();
+        await resendOnBCompletesOnce(onB, 'storing', 9, subscriber.got);
       } finally {
         relay.flow();
         onA.socket.destroy();
         onB.socket.destroy();
-        await subscriber.endAsync();
+        await subscriber.client.endAsync();
       }
     });
 
