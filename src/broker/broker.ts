@@ -939,6 +939,24 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   }
 
   /**
+   * An inbound QoS 2 PUBLISH taken, `stored` its cluster store: on a cluster node a persistent session's record learns
+   * the packet id before the PUBREC leaves (a node resuming the session after this one's death then answers the
+   * client's resend without storing it again [MQTT-4.3.3-10]). Resolves as `stored` does (false: not stored), after.
+   */
+  qos2Taken(session: Session, packetId: number, stored: Promise<boolean> | undefined): Promise<boolean> | undefined {
+    const link = this.#link;
+    if (link === null) return stored;
+    const recording = (): Promise<boolean> | undefined => link.inboundQos2(session.clientId, packetId, true)?.then(() => true);
+    if (stored === undefined) return recording();
+    return stored.then((ok) => (ok ? (recording() ?? true) : false));
+  }
+
+  /** An inbound QoS 2 packet id released (PUBREL): on a cluster node its PUBCOMP waits for the session's record to learn it. */
+  qos2Released(session: Session, packetId: number): Promise<boolean> | undefined {
+    return this.#link?.inboundQos2(session.clientId, packetId, false);
+  }
+
+  /**
    * Cut off longer than the node's lease: the other nodes count this one dead, so every client goes
    * (v5: 0x9C use another server) and reconnects through the load balancer to a node that is alive.
    */

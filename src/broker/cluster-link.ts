@@ -298,6 +298,13 @@ export interface ClusterLink {
    * stream) is not in the answer, and its message is replayed as a new delivery.
    */
   readFlows(flows: MovedFlow[]): Promise<MovedFlow[]>;
+  /**
+   * An inbound QoS 2 packet id of a persistent session stored (`held`, before its PUBREC leaves) or released (before its
+   * PUBCOMP leaves): the session's record learns it, so a node that resumes it after this one's death neither stores the
+   * client's resend again nor takes a reused id for one [MQTT-4.3.3-10]. The promise settles once written (or not);
+   * undefined: nothing to wait for.
+   */
+  inboundQos2(clientId: string, packetId: number, held: boolean): Promise<boolean> | undefined;
   /** A stored message (`seq`) handed to a tracked persistent session at QoS 1/2 (`qos`); undefined: the session is not tracked. */
   delivered(clientId: string, seq: number, qos: 1 | 2): StoredDelivery | undefined;
   /**

@@ -89,6 +89,10 @@ export interface BrokerContext {
   clusterSettled(withRetained?: boolean): Promise<void> | undefined;
   /** Whether the other nodes of a cluster can be reached (always true without one): false refuses CONNECTs and QoS 1/2 PUBLISHes. */
   clusterReachable(): boolean;
+  /** An inbound QoS 2 PUBLISH taken: `stored`, then (on a cluster node) the session's record learning its packet id. */
+  qos2Taken(session: Session, packetId: number, stored: Promise<boolean> | undefined): Promise<boolean> | undefined;
+  /** An inbound QoS 2 packet id released: what its PUBCOMP waits for (the record letting it go), if anything. */
+  qos2Released(session: Session, packetId: number): Promise<boolean> | undefined;
   /** The connection finished CONNECT/CONNACK. */
   connectionReady(conn: Connection): void;
   /** `was`: the connection's state before it closed. */

@@ -298,13 +298,17 @@ class NatsGatewayLink implements ClusterLink {
     // Read before the move drops the session here.
     const { received, storing } = this.#endpoint?.receivedQos2(clientId) ?? { received: [], storing: [] };
     if (!this.ownership.moved(clientId, revision) || state === undefined) return undefined;
-    if (storing.length === 0) return received.length > 0 ? { ...state, received } : state;
+    const withReceived = (ids: number[]): SessionState => {
+      const all = [...new Set([...(state.received ?? []), ...ids])];
+      return all.length > 0 ? { ...state, received: all } : state;
+    };
+    if (storing.length === 0) return withReceived(received);
     // A QoS 2 message still being stored: its PUBREC never reached the client, which sends it again, with DUP, to the
     // claimer. Stored, it must be known there as received, or it is stored and delivered twice [MQTT-4.3.3-10]. The
     // answer waits for the stores (bounded below the claimer's wait for it); one not done by then is left out.
     return settledWithin(storing.map(([, stored]) => stored), STORING_WAIT_MS).then((outcomes) => {
       const stored = storing.filter((_, i) => outcomes[i] === true).map(([id]) => id);
-      return { ...state, received: [...received, ...stored] };
+      return withReceived([...received, ...stored]);
     });
   }
 
@@ -344,6 +348,10 @@ class NatsGatewayLink implements ClusterLink {
 
   sessionChanged(clientId: string, subscriptions: StoredSubscription[] | null): void {
     if (!this.#closed) this.#states.changed(clientId, subscriptions);
+  }
+
+  inboundQos2(clientId: string, packetId: number, held: boolean): Promise<boolean> | undefined {
+    return this.#states.inbound(clientId, packetId, held);
   }
 
   delivered(clientId: string, seq: number, qos: 1 | 2): StoredDelivery | undefined {

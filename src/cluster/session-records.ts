@@ -70,8 +70,8 @@ export interface SessionState {
   /**
    * Inbound QoS 2 packet ids whose message the cluster's stream holds and whose PUBREL has not come: the node that
    * resumes the session answers a resent PUBLISH of one with PUBREC and no second store [MQTT-4.3.3-10], and its
-   * PUBREL with PUBCOMP. Only in the state a live takeover hands over (a write per QoS 2 PUBLISH is not paid for it:
-   * after a node's death a resend of one is stored again, as before).
+   * PUBREL with PUBCOMP. Written before the PUBREC leaves and, once released, before the PUBCOMP does
+   * (session-states.ts); a live takeover's answer adds the ones whose store or write was still in flight.
    */
   received?: number[];
 }

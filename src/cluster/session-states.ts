@@ -14,6 +14,9 @@
  *   the session resends that PUBLISH with DUP under the same packet id, or that PUBREL [MQTT-4.4.0-1], never the
  *   message as a new one, so the client gets it once [MQTT-4.3.3]. QoS 1 packet ids go with the floor's writes (one
  *   sent in the last second is replayed under a new id: a duplicate QoS 1 allows).
+ * - An inbound QoS 2 packet id is written before its PUBREC leaves, and its release before its PUBCOMP does (`inbound`):
+ *   a node that resumes the session after this one's death answers the client's resend of that PUBLISH with PUBREC and
+ *   no second store, and never takes a released id, reused for a new message, for a resend [MQTT-4.3.3-10].
  * - Subscriptions are written when they change; the SUBACK waits for it (`settled`).
  * - A state over MAX_STATE_BYTES (many long filters, a large window) is not kept: the record then holds none, the
  *   session is not resumed elsewhere (Session Present 0 there), and it is logged: never a value NATS refuses.
@@ -60,6 +63,12 @@ interface Tracked {
   carried: Map<number, 1 | 2>;
   /** Deliveries that hold a packet id: stream sequence → flow. */
   flows: Map<number, Flow>;
+  /**
+   * Inbound QoS 2 packet ids whose message the stream holds and whose PUBREL has not come: written before the PUBREC
+   * leaves and, once released, before the PUBCOMP does, so a node that resumes the session after this one's death
+   * answers the client's resend with PUBREC and no second store [MQTT-4.3.3-10], and a reused id is never taken for one.
+   */
+  received: Set<number>;
   /** The replay's position while the session replays the stream; null once it caught up (or never replayed). */
   replayAt: number | null;
   /** The floor last written (a session with nothing outstanding follows the feed's position). */
@@ -104,8 +113,8 @@ export class SessionStates {
     if (t === undefined) {
       const floor = this.#position() ?? 0;
       this.#tracked.set(clientId, (t = {
-        clientId, subscriptions, outstanding: new Map(), carried: new Map(), flows: new Map(), replayAt: null, floor, dirty: true, abandoned: false,
-        queued: null,
+        clientId, subscriptions, outstanding: new Map(), carried: new Map(), flows: new Map(), received: new Set(), replayAt: null, floor,
+        dirty: true, abandoned: false, queued: null,
       }));
     }
     t.subscriptions = subscriptions;
@@ -127,7 +136,7 @@ export class SessionStates {
   replaying(clientId: string, moved: MovedSession): void {
     const t: Tracked = {
       clientId, subscriptions: moved.subscriptions, outstanding: new Map(), carried: new Map(moved.queued.map((q) => [q.seq, q.qos])),
-      flows: new Map(), replayAt: moved.floor, floor: moved.floor, dirty: true, abandoned: false, queued: null,
+      flows: new Map(), received: new Set(moved.received), replayAt: moved.floor, floor: moved.floor, dirty: true, abandoned: false, queued: null,
     };
     // The engine restores these (delivered() is told of each): kept until then, in case it writes before.
     for (const f of moved.inflight) {
@@ -186,6 +195,20 @@ export class SessionStates {
     };
   }
 
+  /**
+   * An inbound QoS 2 packet id stored (`held`) or released: in the record before its PUBREC, or its PUBCOMP, leaves (the
+   * caller waits for the write; whatever its fate the acknowledgement goes, as for outbound flows). Undefined: the
+   * session is not tracked here (no Session Expiry, or not this node's).
+   */
+  inbound(clientId: string, packetId: number, held: boolean): Promise<boolean> | undefined {
+    const t = this.#tracked.get(clientId);
+    if (t === undefined || held === t.received.has(packetId)) return undefined;
+    if (held) t.received.add(packetId);
+    else t.received.delete(packetId);
+    t.dirty = true;
+    return this.#save(t);
+  }
+
   #floorOf(t: Tracked): number {
     // The lowest, not the first added: a resumed session's flows come before the older messages its replay reads.
     let oldest = Infinity;
@@ -209,6 +232,7 @@ export class SessionStates {
     // The flows in stream order, which is the order a resume resends them in [MQTT-4.4.0-1].
     inflight.sort((x, y) => x[0] - y[0]);
     const state: SessionState = { subscriptions: t.subscriptions, floor: t.floor, inflight };
+    if (t.received.size > 0) state.received = [...t.received];
     const queued = queuedOf(t);
     if (queued.length > 0) {
       const listed = { ...state, queued };

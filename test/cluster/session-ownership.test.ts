@@ -263,6 +263,55 @@ if (clusterSkip !== undefined) {
       }
     });
 
+    test('A gone without an answer (cut off) after PUBREC: B resumes from the record, which holds the packet id: the DUP resend gets PUBREC without a second store, and an id released on A before is free on B [MQTT-4.3.3-10]', { timeout: 90_000 }, async () => {
+      const device = await cluster.addDevice(nodeA, gateway);
+      const subscriber = await qos2Subscriber('gone');
+      const clientId = `gone-${device}`;
+      const publishOf = (text: string, packetId: number, dup: boolean): Buffer =>
+        frame({ cmd: 'publish', topic: 'gone/once', payload: Buffer.from(text), qos: 2, messageId: packetId, retain: false, dup }, 5);
+      const onA = rawSession(A, device, clientId);
+      await waitFor('CONNACK from A', () => onA.packets.find((p) => p.cmd === 'connack'));
+      // Packet id 11 completed on A (PUBCOMP after its release is in the record), 12 stored (PUBREC after it is).
+      onA.socket.write(publishOf('first', 11, false));
+      await waitFor('PUBREC 11 on A', () => onA.packets.find((p) => p.cmd === 'pubrec' && p.messageId === 11));
+      onA.socket.write(frame({ cmd: 'pubrel', messageId: 11 }, 5));
+      await waitFor('PUBCOMP 11 on A', () => onA.packets.find((p) => p.cmd === 'pubcomp' && p.messageId === 11));
+      onA.socket.write(publishOf('q2', 12, false));
+      await waitFor('PUBREC 12 on A', () => onA.packets.find((p) => p.cmd === 'pubrec' && p.messageId === 12));
+
+      relay.sever();
+      const clusterA = nodeA.gatehouse.cluster!;
+      await waitFor('node A cut off', () => (clusterA.connection.state === 'disconnected' ? true : undefined));
+      const onB = rawSession(B, device, clientId);
+      try {
+        await waitFor('CONNACK from B', () => onB.packets.find((p) => p.cmd === 'connack'));
+        assert.equal((onB.packets[0] as mqttPacket.IConnackPacket).sessionPresent, true, 'resumed from the record');
+        // The device never saw A's PUBREC of 12: it resends it. And it reuses 11, released, for a new message.
+        onB.socket.write(publishOf('q2', 12, true));
+        const pubrec = await waitFor('PUBREC 12 on B', () => onB.packets.find((p): p is mqttPacket.IPubrecPacket => p.cmd === 'pubrec' && p.messageId === 12));
+        assert.equal(pubrec.reasonCode ?? 0, 0);
+        onB.socket.write(frame({ cmd: 'pubrel', messageId: 12 }, 5));
+        const pubcomp = await waitFor('PUBCOMP 12 on B', () => onB.packets.find((p): p is mqttPacket.IPubcompPacket => p.cmd === 'pubcomp' && p.messageId === 12));
+        assert.equal(pubcomp.reasonCode ?? 0, 0, 'B knew the packet id from the record: PUBCOMP success, not 0x92');
+        onB.socket.write(publishOf('second', 11, false));
+        await waitFor('PUBREC 11 on B', () => onB.packets.find((p) => p.cmd === 'pubrec' && p.messageId === 11));
+        onB.socket.write(frame({ cmd: 'pubrel', messageId: 11 }, 5));
+        await waitFor('PUBCOMP 11 on B', () => onB.packets.find((p) => p.cmd === 'pubcomp' && p.messageId === 11));
+        const marker = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
+        await marker.publishAsync('gone/marker', 'm', { qos: 2 });
+        await waitFor('the marker', () => (subscriber.got.includes('gone/marker m') ? true : undefined));
+        assert.deepEqual(subscriber.got.filter((g) => g.startsWith('gone/once ')), ['gone/once first', 'gone/once q2', 'gone/once second'],
+          'each once: the resend not stored again, the reused id not taken for a resend');
+        await marker.endAsync();
+      } finally {
+        relay.restore();
+        await waitFor('node A back', () => (clusterA.connection.state === 'connected' ? true : undefined), 30_000);
+        onA.socket.destroy();
+        onB.socket.destroy();
+        await subscriber.client.endAsync();
+      }
+    });
+
     test('the will of the connection taken over: without delay published once, by B and not by A; with a delay not at all [MQTT-3.1.3-9]', { timeout: 60_000 }, async () => {
       const now = await cluster.addDevice(nodeA, gateway);
       await cluster.connect(A, gateway, now, { will: { topic: `will/${now}`, payload: Buffer.from('gone'), qos: 1, retain: false } });

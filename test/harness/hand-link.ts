@@ -50,6 +50,7 @@ export function handStoredLink(options: { claimsByHand?: boolean } = {}): { link
     reachable: () => true,
     sessionChanged: () => undefined,
     readFlows: (flows) => Promise.resolve(flows),
+    inboundQos2: () => undefined,
     delivered: () => undefined,
     replay: (_clientId, _moved, _hand, caughtUp) => caughtUp(),
     saveSessions: () => Promise.resolve(),

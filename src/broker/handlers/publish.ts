@@ -121,7 +121,9 @@ function route(conn: Connection, message: Message, packetId: number): void {
   // On a cluster node a QoS 1/2 message is acknowledged once the cluster's stream holds it, so it survives this
   // node's death (issue 16 item 2), and a retained message once the cluster's store holds it, so any later
   // subscriber, on any node, gets it (issue 16 item 4).
-  const held = conn.broker.publish(message, conn);
+  const stored = conn.broker.publish(message, conn);
+  // QoS 2: on a cluster node the session's record also learns the packet id before the PUBREC leaves.
+  const held = message.qos === 2 ? conn.broker.qos2Taken(conn.session!, packetId, stored) : stored;
   if (message.qos === 2) conn.session!.takeQos2(packetId, held);
   acknowledge(conn, message.qos, packetId, RC.SUCCESS, held);
 }
