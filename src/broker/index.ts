@@ -11,6 +11,7 @@ export { listen, guardTlsServer, type Listener, type ListenOptions } from './lis
 // The seam for state outside the engine that must be as durable as the engine's acknowledgements
 // (the platform's copy of an uplink): it commits with the engine's journals, before the turn's writes.
 export { scheduleCommit, type Committable } from './flush-scheduler.ts';
+export { RingQueue } from './ring-queue.ts';
 export { CommitGate } from './commit-gate.ts';
 export type { BrokerPersistence, PersistenceBatch, PersistedState, StoredMessage, StoredRetained, StoredSession, StoredOutbound, StoredSubscription } from './persistence.ts';
 export { AddressTable, type AddressLimits } from './address-table.ts';

@@ -251,10 +251,13 @@ export class DurableMessages {
       await this.#replayFrom(from, skip, hand, at, caughtUp, full, through);
     } finally {
       // The shared reads serve replays running together, or within moments: an idle link keeps no backlog.
-      if (--this.#replaying === 0 && this.#closed) this.#dropSharedReads(); // a replay that outlived close() keeps nothing
-      else if (this.#replaying === 0) {
-        this.#dropSharedTimer = setTimeout(() => this.#dropSharedReads(), SHARED_READS_LINGER_MS);
-        this.#dropSharedTimer.unref();
+      if (--this.#replaying === 0) {
+        if (this.#closed) {
+          this.#dropSharedReads(); // a replay that outlived close() keeps nothing
+        } else {
+          this.#dropSharedTimer = setTimeout(() => this.#dropSharedReads(), SHARED_READS_LINGER_MS);
+          this.#dropSharedTimer.unref();
+        }
       }
     }
   }

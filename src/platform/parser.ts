@@ -8,6 +8,7 @@
  * output, never its MQTT traffic and never unbounded memory.
  */
 import type { Logger } from '../core/logger.ts';
+import { RingQueue } from '../broker/index.ts';
 import type { DataParsingConfig } from '../registry/index.ts';
 import { ScriptCompileError, type CompiledScript, type InvokeResult, type ScriptRunner } from '../sandbox/index.ts';
 
@@ -52,7 +53,7 @@ const DISPOSED: ParseOutcome = Object.freeze({ ok: false, kind: 'disposed', erro
 
 /**
  * Calls handed to the sandbox at once per gateway: two batches, so the worker has the next while it answers one. The
- * rest of the queue waits here as data — the message and its callback in two arrays — not as a promise, a job and
+ * rest of the queue waits here as data — the message and its callback in two rings — not as a promise, a job and
  * prepared arguments each: what waits lives long enough (the queue's length over the parse rate) to be promoted,
  * and at saturation collecting it cost the event loop more than the hand-over itself (docs/benchmarks.md, session 19).
  */
@@ -74,10 +75,9 @@ export class GatewayParser {
   #compiled: Promise<CompiledScript | string> | null = null;
   /** `#compiled` once it settled: undefined while it compiles. */
   #script: CompiledScript | string | undefined;
-  /** Messages waiting, oldest at `#head`, and each one's callback (parallel arrays: nothing allocated per message). */
-  #items: (ParseItem | undefined)[] = [];
-  #dones: (ParseDone<ParseItem> | undefined)[] = [];
-  #head = 0;
+  /** Messages waiting and each one's callback, in step (two rings: nothing allocated per message, no copy as they turn over). */
+  readonly #items = new RingQueue<ParseItem>();
+  readonly #dones = new RingQueue<ParseDone<ParseItem>>();
   /** Calls handed to the sandbox and not answered. */
   #handed = 0;
   /** Waiting and handed: what the bounds count. */
@@ -160,12 +160,9 @@ export class GatewayParser {
   #hand(): void {
     const script = this.#script;
     if (script === undefined) return;
-    while (this.#handed < this.#maxHanded && this.#head < this.#items.length) {
-      const item = this.#items[this.#head] as ParseItem;
-      const done = this.#dones[this.#head] as ParseDone<ParseItem>;
-      this.#items[this.#head] = undefined;
-      this.#dones[this.#head] = undefined;
-      this.#head++;
+    while (this.#handed < this.#maxHanded && this.#items.length > 0) {
+      const item = this.#items.shift()!;
+      const done = this.#dones.shift()!;
       if (typeof script === 'string') {
         this.counters.failed++;
         this.#end(item, done, { ok: false, kind: 'compile', error: script });
@@ -185,7 +182,6 @@ export class GatewayParser {
           answered({ ok: false, kind: 'internal', error: `internal: ${(err as Error).message}` });
         });
     }
-    this.#compact();
   }
 
   #outcome(result: InvokeResult): ParseOutcome {
@@ -212,28 +208,14 @@ export class GatewayParser {
   }
 
   #failWaiting(): void {
-    while (this.#head < this.#items.length) {
-      const item = this.#items[this.#head] as ParseItem;
-      const done = this.#dones[this.#head] as ParseDone<ParseItem>;
-      this.#head++;
+    while (this.#items.length > 0) {
+      const item = this.#items.shift()!;
+      const done = this.#dones.shift()!;
       this.counters.failed++;
       this.#end(item, done, DISPOSED);
     }
-    this.#compact();
   }
 
-  /** Drops the slots already handed on once they are most of the arrays (amortised: no shift per message). */
-  #compact(): void {
-    if (this.#head === this.#items.length) {
-      this.#items = [];
-      this.#dones = [];
-      this.#head = 0;
-    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
-      this.#dones = this.#dones.slice(this.#head);
-      this.#head = 0;
-    }
-  }
 
   async #compile(source: string): Promise<CompiledScript | string> {
     try {
