@@ -24,7 +24,7 @@ import { LingeringSockets } from './lingering-sockets.ts';
 import { Journal } from './journal.ts';
 import { CommitGate } from './commit-gate.ts';
 import { storedSubscription, type BrokerPersistence, type StoredMessage, type StoredSubscription } from './persistence.ts';
-import type { ClusterLink, LinkEndpoint, MovedFlow, MovedSession, RecordedWill, SessionClaim, SessionsHere } from './cluster-link.ts';
+import type { ClusterLink, LinkEndpoint, MovedFlow, MovedSession, Qos2Intent, RecordedWill, SessionClaim, SessionsHere } from './cluster-link.ts';
 import { parseSharedFilter, topicMatches, topicOverLimit, topicWithinLimits } from '../mqtt/topics.ts';
 import type { BrokerContext } from './context.ts';
 import { dispatch } from './handlers/index.ts';
@@ -456,6 +456,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.stats.clusterSessionsResumed++;
     // QoS 2 messages the stream holds from the client, their PUBREL still to come: a resend is acknowledged, not stored again.
     for (const packetId of moved.received) session.takeQos2(packetId);
+    // Those whose store the node that held the session was making: a resend is stored again under the same stream message id.
+    for (const r of moved.receiving) if (!session.incomingQos2.has(r.packetId)) session.takeQos2Unconfirmed(r.packetId);
     const queued = new Map(moved.queued.map((q) => [q.seq, q.qos]));
     // The subscriptions the replayed messages were stored under, whatever becomes of the session's own meanwhile.
     const recorded = moved.subscriptions.filter((sub) => parseSharedFilter(sub.raw) === null);
@@ -745,7 +747,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
    * cluster node a promise the PUBACK waits for: true once the cluster holds what it must (a QoS 1/2 message in its
    * stream, a retained message in its store), false when the cluster's stream refused the message.
    */
-  publish(message: Message, from: ClientInfo | null): Promise<boolean> | undefined {
+  publish(message: Message, from: ClientInfo | null, storeId?: string): Promise<boolean> | undefined {
     this.stats.messagesReceived++;
     this.emit('message_published', message, from);
     let replicated: Promise<void> | undefined;
@@ -769,7 +771,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       // every node (issue 16 item 2): acknowledged only once it survives this node's death, delivered once per node.
       // Each matching shared group's member is picked now, once for the whole cluster, and the picks travel with
       // the stored message: only the picked node delivers to that group [MQTT-4.8.2-2].
-      const stored = link.store(message, this.router.sharedPicks(message.topic));
+      const stored = link.store(message, this.router.sharedPicks(message.topic), storeId);
       // Under the same byte bound as the retained store's puts: a 3.1.1 flood while NATS is slow stops the reads.
       this.commits.hold(stored, RETAINED_HOLD_OVERHEAD + message.topic.length + message.payload.length);
       return replicated === undefined ? stored : Promise.all([stored, replicated]).then(([ok]) => ok);
@@ -939,21 +941,23 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   }
 
   /**
-   * An inbound QoS 2 PUBLISH taken, `stored` its cluster store: on a cluster node a persistent session's record learns
-   * the packet id before the PUBREC leaves (a node resuming the session after this one's death then answers the
-   * client's resend without storing it again [MQTT-4.3.3-10]). Resolves as `stored` does (false: not stored), after.
+   * An inbound QoS 2 PUBLISH about to be handed on: on a cluster node, for a persistent session, the stream message id
+   * it is stored under, written into the session's record before the store is made (a node resuming the session
+   * after this one's death stores the client's resend under the same id: one copy in the stream [MQTT-4.3.3-10]).
+   * Undefined: no cluster, or the session is not tracked (stored as any message).
    */
-  qos2Taken(session: Session, packetId: number, stored: Promise<boolean> | undefined): Promise<boolean> | undefined {
-    const link = this.#link;
-    if (link === null) return stored;
-    const recording = (): Promise<boolean> | undefined => link.inboundQos2(session.clientId, packetId, true)?.then(() => true);
-    if (stored === undefined) return recording();
-    return stored.then((ok) => (ok ? (recording() ?? true) : false));
+  qos2Receiving(session: Session, packetId: number): Qos2Intent | undefined {
+    return this.#link?.qos2Receiving(session.clientId, packetId);
+  }
+
+  /** That message is in the stream: the record names the packet id as received with its next write. */
+  qos2Received(session: Session, packetId: number): void {
+    this.#link?.qos2Received(session.clientId, packetId);
   }
 
   /** An inbound QoS 2 packet id released (PUBREL): on a cluster node its PUBCOMP waits for the session's record to learn it. */
   qos2Released(session: Session, packetId: number): Promise<boolean> | undefined {
-    return this.#link?.inboundQos2(session.clientId, packetId, false);
+    return this.#link?.qos2Released(session.clientId, packetId);
   }
 
   /**

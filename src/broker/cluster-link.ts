@@ -56,6 +56,23 @@ export interface MovedSession {
   queued: MovedQueued[];
   /** Inbound QoS 2 packet ids whose message the stream holds, PUBREL not come yet (a live takeover hands them over). */
   received: number[];
+  /**
+   * Inbound QoS 2 packet ids whose message was being stored, PUBREL not come, each with the stream message id it was
+   * stored under: the client's resend is stored under the same id, which the stream drops if the first store landed.
+   */
+  receiving: MovedReceiving[];
+}
+
+export interface MovedReceiving {
+  packetId: number;
+  storeId: string;
+}
+
+/** An inbound QoS 2 message's store id, picked and being written into its session's record before the store is made. */
+export interface Qos2Intent {
+  storeId: string;
+  /** Settles once the record holds it: true, or false when it could not be written (undefined: it already was). */
+  written: Promise<boolean> | undefined;
 }
 
 export interface MovedQueued {
@@ -144,7 +161,7 @@ export interface LinkEndpoint {
    * `received`, those whose message the stream holds (PUBREC sent or on its way); `storing`, those whose store is
    * still in flight, each with its store (true: the stream holds it).
    */
-  receivedQos2(clientId: string): { received: number[]; storing: [packetId: number, stored: Promise<boolean>][] };
+  receivedQos2(clientId: string): { received: number[]; storing: [packetId: number, stored: Promise<boolean | undefined>][] };
   /** The other nodes holding members of a shared group now (none: the group has members here only, or nowhere). */
   sharedElsewhere(group: string, filter: string, nodes: readonly string[]): void;
   /**
@@ -245,7 +262,7 @@ export interface ClusterLink {
    * node this one picked for each matching shared group (null: this node), stored with the message; every node
    * delivers to the non-shared subscribers and to the groups picked for it alone (through `receiveShared`).
    */
-  store(message: Message, picks: readonly SharedPick[]): Promise<boolean>;
+  store(message: Message, picks: readonly SharedPick[], storeId?: string): Promise<boolean>;
   /** Whether this engine has subscriptions (true at the first, false when the last one goes). */
   interest(present: boolean): void;
   /** Whether this engine has members of a shared group (true at the first, false when the last one goes). */
@@ -299,12 +316,20 @@ export interface ClusterLink {
    */
   readFlows(flows: MovedFlow[]): Promise<MovedFlow[]>;
   /**
-   * An inbound QoS 2 packet id of a persistent session stored (`held`, before its PUBREC leaves) or released (before its
-   * PUBCOMP leaves): the session's record learns it, so a node that resumes it after this one's death neither stores the
-   * client's resend again nor takes a reused id for one [MQTT-4.3.3-10]. The promise settles once written (or not);
-   * undefined: nothing to wait for.
+   * An inbound QoS 2 PUBLISH of a persistent session, before it is stored: picks the stream message id it is stored
+   * under (`store`'s `storeId`) and writes it into the session's record first, so a node that resumes the session after
+   * this one's death stores the client's resend under the same id, and the stream keeps one copy whether or not this
+   * node's store landed [MQTT-4.3.3-10]. A packet id already receiving (resumed here) keeps its id, nothing to write.
+   * Undefined: the session is not tracked (no Session Expiry): stored as any message.
    */
-  inboundQos2(clientId: string, packetId: number, held: boolean): Promise<boolean> | undefined;
+  qos2Receiving(clientId: string, packetId: number): Qos2Intent | undefined;
+  /** That message stored: the record learns the id as `received` with its next write (a resend then needs no store). */
+  qos2Received(clientId: string, packetId: number): void;
+  /**
+   * An inbound QoS 2 packet id released (PUBREL): the record lets it go before its PUBCOMP leaves, so a node resuming
+   * the session never takes a reused id for a resend. Settles once written (or not); undefined: nothing to wait for.
+   */
+  qos2Released(clientId: string, packetId: number): Promise<boolean> | undefined;
   /** A stored message (`seq`) handed to a tracked persistent session at QoS 1/2 (`qos`); undefined: the session is not tracked. */
   delivered(clientId: string, seq: number, qos: 1 | 2): StoredDelivery | undefined;
   /**

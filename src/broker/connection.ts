@@ -64,6 +64,12 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
    * queue behind it, so they leave in the order the PUBLISHes came [MQTT-4.6.0-2]. Null when none waits.
    */
   acksPending: Promise<void> | null = null;
+  /**
+   * On a cluster node, while an inbound QoS 2 message's store id is being written into its session's record: settles
+   * once that message is handed on (`Broker.publish`). Later PUBLISHes of this connection are handed on after it, so
+   * they reach the stream, and the subscribers, in the order they came [MQTT-4.6.0-6]. Null when none waits.
+   */
+  publishGate: Promise<unknown> | null = null;
 
   readonly #framer: Framer;
   #inAliases: Map<number, string> | undefined;

@@ -6,7 +6,7 @@ import type { BrokerHooks, ClientInfo } from './hooks.ts';
 import type { Router } from './router.ts';
 import type { RetainedStore } from './retained.ts';
 import type { Message } from './message.ts';
-import type { MovedSession } from './cluster-link.ts';
+import type { MovedSession, Qos2Intent } from './cluster-link.ts';
 import type { Session, Subscription, SubscriptionOptions } from './session.ts';
 import type { Connection, ConnectionState } from './connection.ts';
 import type { Socket } from 'node:net';
@@ -80,7 +80,7 @@ export interface BrokerContext {
    * the cluster holds what it must (a QoS 1/2 message in its stream, a retained message in its store): true, or
    * false when the stream refused the message (delivered nowhere).
    */
-  publish(message: Message, from: ClientInfo | null): Promise<boolean> | undefined;
+  publish(message: Message, from: ClientInfo | null, storeId?: string): Promise<boolean> | undefined;
   subscribe(sub: Subscription): void;
   /** The session's non-shared `sub`, subscribed again: takes the new options in place [MQTT-3.8.4-3]. */
   resubscribe(sub: Subscription, options: SubscriptionOptions): void;
@@ -89,8 +89,10 @@ export interface BrokerContext {
   clusterSettled(withRetained?: boolean): Promise<void> | undefined;
   /** Whether the other nodes of a cluster can be reached (always true without one): false refuses CONNECTs and QoS 1/2 PUBLISHes. */
   clusterReachable(): boolean;
-  /** An inbound QoS 2 PUBLISH taken: `stored`, then (on a cluster node) the session's record learning its packet id. */
-  qos2Taken(session: Session, packetId: number, stored: Promise<boolean> | undefined): Promise<boolean> | undefined;
+  /** An inbound QoS 2 PUBLISH about to be handed on: on a cluster node its store id, in the session's record first. */
+  qos2Receiving(session: Session, packetId: number): Qos2Intent | undefined;
+  /** That message is in the cluster's stream. */
+  qos2Received(session: Session, packetId: number): void;
   /** An inbound QoS 2 packet id released: what its PUBCOMP waits for (the record letting it go), if anything. */
   qos2Released(session: Session, packetId: number): Promise<boolean> | undefined;
   /** The connection finished CONNECT/CONNACK. */

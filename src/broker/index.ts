@@ -3,7 +3,7 @@ export { Broker, type BrokerInit, type DirectDelivery, type DirectOutcome } from
 export { DEFAULT_BROKER_OPTIONS, type BrokerOptions, type LiveLimits } from './options.ts';
 export type { BrokerHooks, BrokerEvents, ClientInfo, ConnectRequest, AuthResult, AdmissionLimit, EndedConnect, Farewell } from './hooks.ts';
 export { createMessage, type Message } from './message.ts';
-export type { ClusterConnectionCounts, ClusterLink, ClusterSessionCounts, SessionsHere, ConnectionEnd, LinkEndpoint, MovedFlow, MovedQueued, MovedSession, RecordedWill, SessionClaim, StoredDelivery } from './cluster-link.ts';
+export type { ClusterConnectionCounts, ClusterLink, ClusterSessionCounts, SessionsHere, ConnectionEnd, LinkEndpoint, MovedFlow, MovedQueued, MovedReceiving, MovedSession, Qos2Intent, RecordedWill, SessionClaim, StoredDelivery } from './cluster-link.ts';
 export type { SharedPick } from './router.ts';
 export type { PendingMessage, Session } from './session.ts';
 export type { BrokerStats } from './stats.ts';

@@ -135,7 +135,9 @@ export class Session {
   /** Inbound QoS 2 packet ids received and not yet released [MQTT-4.3.3-?]. */
   #incomingQos2: Set<number> | undefined;
   /** Of those, the ones whose message a cluster's stream is still storing (their PUBREC waits for it). */
-  #qos2Storing: Map<number, Promise<boolean>> | undefined;
+  #qos2Storing: Map<number, Promise<boolean | undefined>> | undefined;
+  /** Of those, the ones resumed from a record whose store may not have landed (see takeQos2Unconfirmed). */
+  #qos2Unconfirmed: Set<number> | undefined;
   /** Seconds the session lives after its connection closes; 0xFFFFFFFF = never expires. */
   expiryInterval = 0;
   expiryTimer: LongTimer | undefined;
@@ -262,7 +264,7 @@ export class Session {
    * Records an inbound QoS 2 packet id as received (until PUBREL). `storing`: the cluster's stream is storing the
    * message; a resend of the packet id before it is done (the client reconnected meanwhile) waits for the same store.
    */
-  takeQos2(packetId: number, storing?: Promise<boolean>): void {
+  takeQos2(packetId: number, storing?: Promise<boolean | undefined>): void {
     this.incomingQos2.add(packetId);
     if (storing !== undefined) {
       const map = (this.#qos2Storing ??= new Map());
@@ -274,12 +276,28 @@ export class Session {
     this.changed();
   }
 
+  /**
+   * An inbound QoS 2 packet id of a session resumed from another node's record whose store that node was making when
+   * it went (the record names its stream message id): taken, and its resend is stored again under that id (the
+   * stream keeps one copy) instead of acknowledged at once.
+   */
+  takeQos2Unconfirmed(packetId: number): void {
+    (this.#qos2Unconfirmed ??= new Set()).add(packetId);
+    this.takeQos2(packetId);
+  }
+
+  /** Whether a resend of this packet id must be stored again (see takeQos2Unconfirmed); it is then confirmed. */
+  qos2Unconfirmed(packetId: number): boolean {
+    return this.#qos2Unconfirmed?.delete(packetId) ?? false;
+  }
+
   /** The store a received QoS 2 packet id's message is still waiting for, if any (see takeQos2). */
-  qos2Storing(packetId: number): Promise<boolean> | undefined {
+  qos2Storing(packetId: number): Promise<boolean | undefined> | undefined {
     return this.#qos2Storing?.get(packetId);
   }
 
   releaseQos2(packetId: number): boolean {
+    this.#qos2Unconfirmed?.delete(packetId);
     const known = this.incomingQos2.delete(packetId);
     if (known) this.changed();
     return known;

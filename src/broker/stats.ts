@@ -55,6 +55,12 @@ export interface BrokerStats {
   publishesRefusedClusterUnreachable: number;
   /** QoS 1/2 PUBLISHes the cluster's stream refused (over NATS max_payload, or a stream error): answered 0x97, delivered nowhere. */
   publishesRefusedClusterStream: number;
+  /**
+   * Inbound QoS 2 PUBLISHes of a persistent session not stored and not acknowledged (their connection closed, 0x9C)
+   * because this cluster node could not write their store id into the session's record (NATS away, or the session
+   * claimed by another node meanwhile): the client sends them again.
+   */
+  publishesRefusedClusterUnwritable: number;
   /** Connections ended (0x9C) because this cluster node was cut off longer than its lease. */
   clusterCutOffDisconnects: number;
   /** Sessions another cluster node claimed (a CONNECT there with the client id): their connection here closed 0x8E, their state dropped. */
@@ -107,6 +113,7 @@ export function createStats(): BrokerStats {
     connectsRefusedClusterUnreachable: 0,
     publishesRefusedClusterUnreachable: 0,
     publishesRefusedClusterStream: 0,
+    publishesRefusedClusterUnwritable: 0,
     clusterCutOffDisconnects: 0,
     sessionsMovedAway: 0,
     connectsLostSessionClaim: 0,

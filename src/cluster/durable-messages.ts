@@ -57,6 +57,11 @@ export interface DurableCounters {
   storeRefused: number;
   /** Publishes to the stream tried again (no answer in time: NATS away). */
   storeRetried: number;
+  /**
+   * Stores the stream answered as duplicates of an earlier one under the same message id: a retry whose first try had
+   * landed, or an inbound QoS 2 resend stored under the id its first store was made under (the node that made it died).
+   */
+  storeDuplicates: number;
   /** Stored messages handed to this node's engine (from the stream's republished copies, or read to fill a gap). */
   storedReceived: number;
   /** Gaps in a gateway's stored messages this node could not fill: the stream's limits had removed them. */
@@ -69,6 +74,14 @@ export interface DurableCounters {
 
 /** Every publish of this process has its own id (`Nats-Msg-Id`): a retry is the same id, a later message never is. */
 let published = 0;
+
+/** A store's outcome: the stream sequence (0: not stored), and whether the stream had it already under its id. */
+interface StoreOutcome {
+  seq: number;
+  duplicate: boolean;
+}
+
+const NOT_STORED: StoreOutcome = { seq: 0, duplicate: false };
 
 export class DurableMessages {
   readonly #conn: ClusterConnection;
@@ -115,8 +128,17 @@ export class DurableMessages {
     this.#endpoint = endpoint;
   }
 
-  /** Resolves true once the stream holds the message, false when it refused it (or the link closed first). */
-  store(message: Message, picks: readonly SharedPick[]): Promise<boolean> {
+  /** A new stream message id of this process, for a store to be made under it later (`store`'s `storeId`). */
+  nextStoreId(): string {
+    return `${this.#instance}.${++published}`;
+  }
+
+  /**
+   * Resolves true once the stream holds the message, false when it refused it (or the link closed first). `storeId`:
+   * the stream message id to store it under (an inbound QoS 2 message's, named in its session's record first); the
+   * stream drops a second store under one id within its duplicate window and answers with the first one's sequence.
+   */
+  store(message: Message, picks: readonly SharedPick[], storeId?: string): Promise<boolean> {
     const frame = encodeMessage(message);
     let headers: MsgHdrs | undefined;
     let headerBytes = 0;
@@ -139,16 +161,20 @@ export class DurableMessages {
     const maxPayload = this.#conn.nc.info?.max_payload;
     const storing = maxPayload !== undefined && frame.length + headerBytes + HEADER_ROOM > maxPayload
       ? this.#tooLarge(frame.length, maxPayload)
-      : this.#storeUntilDone(frame, `${this.#instance}.${++published}`, headers);
-    if (replies.length === 0) return storing.then((seq) => seq > 0);
+      : this.#storeUntilDone(frame, storeId ?? this.nextStoreId(), headers);
+    if (replies.length === 0) return storing.then((ack) => ack.seq > 0);
     this.#counters.sharedSent += replies.length;
-    return storing.then((seq) => {
+    // Another process's id (a resend stored under the id its first store was made under, by a node now dead): a
+    // duplicate is that first store, with that node's picks in its header, not these.
+    const foreign = storeId !== undefined && !storeId.startsWith(`${this.#instance}.`);
+    return storing.then((ack) => {
       for (const reply of replies) {
-        // Stored: what is kept for a re-pick is the sequence. Refused (or the link closed first): delivered nowhere.
-        if (seq > 0) this.#relay.rest(reply, seq, this.#read);
+        // Stored: what is kept for a re-pick is the sequence. Refused (or the link closed first), or stored with other
+        // picks: delivered nowhere under these.
+        if (ack.seq > 0 && !(foreign && ack.duplicate)) this.#relay.rest(reply, ack.seq, this.#read);
         else this.#relay.release(reply);
       }
-      return seq > 0;
+      return ack.seq > 0;
     });
   }
 
@@ -158,10 +184,10 @@ export class DurableMessages {
     return stored === null ? null : decodeMessage(stored.data);
   };
 
-  #tooLarge(bytes: number, maxPayload: number): Promise<number> {
+  #tooLarge(bytes: number, maxPayload: number): Promise<StoreOutcome> {
     this.#counters.storeRefused++;
     this.#logger.warn({ bytes, maxPayload }, 'cluster_message_too_large');
-    return Promise.resolve(0);
+    return Promise.resolve(NOT_STORED);
   }
 
   /**
@@ -169,18 +195,19 @@ export class DurableMessages {
    * tries again for as long as it takes, in the order of the calls (message-stream.ts): the call is made here
    * before anything is awaited, so the order of `store` calls is the order the stream stores them in.
    */
-  async #storeUntilDone(frame: Buffer, msgId: string, headers: MsgHdrs | undefined): Promise<number> {
-    if (this.#closed) return 0;
+  async #storeUntilDone(frame: Buffer, msgId: string, headers: MsgHdrs | undefined): Promise<StoreOutcome> {
+    if (this.#closed) return NOT_STORED;
     try {
       const ack = await this.#stream.publish(this.#gatewayId, frame, msgId, headers, this.#retried);
       this.#counters.stored++;
-      return ack.seq;
+      if (ack.duplicate) this.#counters.storeDuplicates++;
+      return { seq: ack.seq, duplicate: ack.duplicate };
     } catch (err) {
       if (isRefusal(err)) {
         this.#counters.storeRefused++;
         this.#logger.warn({ err }, 'cluster_message_refused');
       }
-      return 0;
+      return NOT_STORED;
     }
   }
 

@@ -20,7 +20,7 @@
  */
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import type {
-  ClusterLink, ConnectionEnd, LinkEndpoint, Message, MovedFlow, MovedSession, RecordedWill, SessionClaim, SharedPick, StoredDelivery, StoredSubscription,
+  ClusterLink, ConnectionEnd, LinkEndpoint, Message, MovedFlow, MovedSession, Qos2Intent, RecordedWill, SessionClaim, SharedPick, StoredDelivery, StoredSubscription,
 } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
@@ -120,7 +120,7 @@ export class NatsClusterLinks {
     if (counters === undefined) {
       this.#counters.set(gatewayId, (counters = {
         forwarded: 0, received: 0, malformed: 0, forwardFailed: 0, forwardDropped: 0, retainedStored: 0, retainedTooLarge: 0, ...sharedCounters(),
-        stored: 0, storeRefused: 0, storeRetried: 0, storedReceived: 0, storeDropped: 0, replayed: 0, replayReads: 0,
+        stored: 0, storeRefused: 0, storeRetried: 0, storeDuplicates: 0, storedReceived: 0, storeDropped: 0, replayed: 0, replayReads: 0,
       }));
     }
     return counters;
@@ -350,8 +350,17 @@ class NatsGatewayLink implements ClusterLink {
     if (!this.#closed) this.#states.changed(clientId, subscriptions);
   }
 
-  inboundQos2(clientId: string, packetId: number, held: boolean): Promise<boolean> | undefined {
-    return this.#states.inbound(clientId, packetId, held);
+  qos2Receiving(clientId: string, packetId: number): Qos2Intent | undefined {
+    if (this.#closed) return undefined;
+    return this.#states.receiving(clientId, packetId, () => this.durable.nextStoreId());
+  }
+
+  qos2Received(clientId: string, packetId: number): void {
+    if (!this.#closed) this.#states.received(clientId, packetId);
+  }
+
+  qos2Released(clientId: string, packetId: number): Promise<boolean> | undefined {
+    return this.#closed ? undefined : this.#states.released(clientId, packetId);
   }
 
   delivered(clientId: string, seq: number, qos: 1 | 2): StoredDelivery | undefined {
@@ -472,9 +481,9 @@ class NatsGatewayLink implements ClusterLink {
     }
   }
 
-  store(message: Message, picks: readonly SharedPick[]): Promise<boolean> {
+  store(message: Message, picks: readonly SharedPick[], storeId?: string): Promise<boolean> {
     if (this.#closed) return Promise.resolve(false);
-    return this.durable.store(message, picks);
+    return this.durable.store(message, picks, storeId);
   }
 
   interest(present: boolean): void {

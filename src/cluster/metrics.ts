@@ -7,7 +7,7 @@ import type { NatsPlatformPeers, PeerCounters } from './platform-peers.ts';
 const KINDS: readonly (keyof LinkCounters)[] = [
   'forwarded', 'received', 'malformed', 'forwardFailed', 'forwardDropped', 'retainedStored', 'retainedTooLarge',
   'sharedSent', 'sharedReceived', 'sharedRepicked', 'sharedUndeliverable', 'sharedUntracked', 'sharedDropped',
-  'stored', 'storeRefused', 'storeRetried', 'storedReceived', 'storeDropped', 'replayed', 'replayReads',
+  'stored', 'storeRefused', 'storeRetried', 'storeDuplicates', 'storedReceived', 'storeDropped', 'replayed', 'replayReads',
 ];
 const PEER_KINDS: readonly (keyof PeerCounters)[] = ['shared', 'dropped', 'heard', 'malformed', 'asked', 'unanswered'];
 
@@ -36,7 +36,7 @@ export function registerClusterMetrics(registry: Registry, node: { connection: C
       + 'before its member completed them, or had no member left), shared_undeliverable (no member left, dropped), shared_untracked '
       + '(QoS 1/2 messages past the bound kept for redelivery), '
       + 'stored (QoS 1/2 messages written to the cluster\'s stream), store_refused (refused by it: over NATS max_payload or a stream error, '
-      + 'answered 0x97), store_retried (publishes to it tried again), stored_received (its messages handed to this node\'s subscribers), '
+      + 'answered 0x97), store_retried (publishes to it tried again), store_duplicates (stores it answered as duplicates of an earlier store under the same message id: a retry whose first try landed, or an inbound QoS 2 resend whose first store a dead node made), stored_received (its messages handed to this node\'s subscribers), '
       + 'store_dropped (gaps this node could not read back: removed by the stream\'s limits), replayed (stored messages read back '
       + 'for persistent sessions resumed here from another node), replay_reads (the stream reads those replays made: one serves every '
       + 'replay that reaches the same message meanwhile)',

@@ -15,7 +15,7 @@
  * Writes of one session go one after the other (a chain per key): a connection's end and the next CONNECT's
  * claim on this node never interleave.
  */
-import type { LinkEndpoint, MovedQueued, MovedSession, RecordedWill, SessionClaim, ConnectionEnd } from '../broker/index.ts';
+import type { LinkEndpoint, MovedQueued, MovedReceiving, MovedSession, RecordedWill, SessionClaim, ConnectionEnd } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
 import { SessionRecords, willEntry, willOf, type OpenRecords, type SessionRecord, type SessionState } from './session-records.ts';
@@ -330,7 +330,25 @@ function movedOf(state: SessionState): MovedSession {
     inflight: (state.inflight ?? []).map(([seq, packetId, qos, released]) => ({ seq, packetId, qos: qos === 1 ? 1 as const : 2 as const, released: released === 1 })),
     queued: queuedOf(state.queued),
     received: receivedOf(state.received),
+    receiving: receivingOf(state.receiving),
   };
+}
+
+/** The longest stream message id a record may name (ours are `<instance>.<counter>`, well below it). */
+const MAX_STORE_ID_LENGTH = 128;
+
+/** A state's receiving QoS 2 packet ids: [packet id, non-empty message id], each packet id once; anything else left out. */
+function receivingOf(receiving: unknown): MovedReceiving[] {
+  if (!Array.isArray(receiving)) return [];
+  const kept = new Map<number, string>();
+  for (const entry of receiving as unknown[]) {
+    if (!Array.isArray(entry)) continue;
+    const [packetId, storeId] = entry as unknown[];
+    if (!Number.isSafeInteger(packetId) || (packetId as number) < 1 || (packetId as number) > 65_535) continue;
+    if (typeof storeId !== 'string' || storeId.length === 0 || storeId.length > MAX_STORE_ID_LENGTH) continue;
+    if (!kept.has(packetId as number)) kept.set(packetId as number, storeId);
+  }
+  return [...kept].map(([packetId, storeId]) => ({ packetId, storeId }));
 }
 
 /** A handed-over state's received QoS 2 packet ids: packet ids only (1–65535), each once; anything else left out. */

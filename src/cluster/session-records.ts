@@ -74,6 +74,14 @@ export interface SessionState {
    * (session-states.ts); a live takeover's answer adds the ones whose store or write was still in flight.
    */
   received?: number[];
+  /**
+   * Inbound QoS 2 packet ids whose message is stored, or about to be, under the stream message id beside each
+   * (`Nats-Msg-Id`), PUBREL not come: written BEFORE the store is made. The node that resumes the session stores a
+   * resent PUBLISH of one under that same id, so the stream drops it as a duplicate if the first store landed (the
+   * node died after its store and before writing `received`), and stores it if not [MQTT-4.3.3-10]. Within the
+   * stream's duplicate window (2 min); `received`, written after the store, covers later resends.
+   */
+  receiving?: [number, string][];
 }
 
 export function willEntry(will: RecordedWill, dueAt: number | null): WillEntry {

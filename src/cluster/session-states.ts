@@ -14,9 +14,12 @@
  *   the session resends that PUBLISH with DUP under the same packet id, or that PUBREL [MQTT-4.4.0-1], never the
  *   message as a new one, so the client gets it once [MQTT-4.3.3]. QoS 1 packet ids go with the floor's writes (one
  *   sent in the last second is replayed under a new id: a duplicate QoS 1 allows).
- * - An inbound QoS 2 packet id is written before its PUBREC leaves, and its release before its PUBCOMP does (`inbound`):
- *   a node that resumes the session after this one's death answers the client's resend of that PUBLISH with PUBREC and
- *   no second store, and never takes a released id, reused for a new message, for a resend [MQTT-4.3.3-10].
+ * - An inbound QoS 2 PUBLISH's packet id is written with the stream message id it is about to be stored under BEFORE
+ *   the store is made (`receiving`), then as received once stored (with the next write), and its release before its
+ *   PUBCOMP leaves (`released`): a node that resumes the session after this one's death answers the client's resend of
+ *   a received one with PUBREC and no second store, stores the resend of a receiving one under the same message id
+ *   (the stream drops it if this node's store had landed), and never takes a released id, reused for a new message,
+ *   for a resend [MQTT-4.3.3-10]. No moment is left where the stream holds the message and the record knows nothing.
  * - Subscriptions are written when they change; the SUBACK waits for it (`settled`).
  * - A state over MAX_STATE_BYTES (many long filters, a large window) is not kept: the record then holds none, the
  *   session is not resumed elsewhere (Session Present 0 there), and it is logged: never a value NATS refuses.
@@ -24,7 +27,7 @@
  * Only sessions with a Session Expiry are tracked, and only while this node holds their record (session-ownership.ts
  * writes by compare-and-swap on the revision it holds: a node that lost a session cannot write over its state).
  */
-import type { MovedSession, StoredDelivery, StoredSubscription } from '../broker/index.ts';
+import type { MovedSession, Qos2Intent, StoredDelivery, StoredSubscription } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { SessionOwnership } from './session-ownership.ts';
 import type { SessionState } from './session-records.ts';
@@ -69,6 +72,11 @@ interface Tracked {
    * answers the client's resend with PUBREC and no second store [MQTT-4.3.3-10], and a reused id is never taken for one.
    */
   received: Set<number>;
+  /**
+   * Inbound QoS 2 packet ids whose store was (or is being) made, not yet known stored here, PUBREL not come, with the
+   * stream message id of that store: written before the store is made (see `receiving`).
+   */
+  receiving: Map<number, string>;
   /** The replay's position while the session replays the stream; null once it caught up (or never replayed). */
   replayAt: number | null;
   /** The floor last written (a session with nothing outstanding follows the feed's position). */
@@ -113,7 +121,7 @@ export class SessionStates {
     if (t === undefined) {
       const floor = this.#position() ?? 0;
       this.#tracked.set(clientId, (t = {
-        clientId, subscriptions, outstanding: new Map(), carried: new Map(), flows: new Map(), received: new Set(), replayAt: null, floor,
+        clientId, subscriptions, outstanding: new Map(), carried: new Map(), flows: new Map(), received: new Set(), receiving: new Map(), replayAt: null, floor,
         dirty: true, abandoned: false, queued: null,
       }));
     }
@@ -136,7 +144,8 @@ export class SessionStates {
   replaying(clientId: string, moved: MovedSession): void {
     const t: Tracked = {
       clientId, subscriptions: moved.subscriptions, outstanding: new Map(), carried: new Map(moved.queued.map((q) => [q.seq, q.qos])),
-      flows: new Map(), received: new Set(moved.received), replayAt: moved.floor, floor: moved.floor, dirty: true, abandoned: false, queued: null,
+      flows: new Map(), received: new Set(moved.received),
+      receiving: new Map(moved.receiving.filter((r) => !moved.received.includes(r.packetId)).map((r) => [r.packetId, r.storeId])), replayAt: moved.floor, floor: moved.floor, dirty: true, abandoned: false, queued: null,
     };
     // The engine restores these (delivered() is told of each): kept until then, in case it writes before.
     for (const f of moved.inflight) {
@@ -196,15 +205,43 @@ export class SessionStates {
   }
 
   /**
-   * An inbound QoS 2 packet id stored (`held`) or released: in the record before its PUBREC, or its PUBCOMP, leaves (the
-   * caller waits for the write; whatever its fate the acknowledgement goes, as for outbound flows). Undefined: the
-   * session is not tracked here (no Session Expiry, or not this node's).
+   * An inbound QoS 2 PUBLISH about to be stored: the stream message id it is stored under (`newId()`, or the one the
+   * record already names for the packet id: a resend on the node that resumed the session), in the record before the
+   * store is made (`written`; the caller stores once it settled true). Undefined: the session is not tracked here.
    */
-  inbound(clientId: string, packetId: number, held: boolean): Promise<boolean> | undefined {
+  receiving(clientId: string, packetId: number, newId: () => string): Qos2Intent | undefined {
     const t = this.#tracked.get(clientId);
-    if (t === undefined || held === t.received.has(packetId)) return undefined;
-    if (held) t.received.add(packetId);
-    else t.received.delete(packetId);
+    if (t === undefined) return undefined;
+    const known = t.receiving.get(packetId);
+    if (known !== undefined) return { storeId: known, written: undefined };
+    const storeId = newId();
+    t.receiving.set(packetId, storeId);
+    t.received.delete(packetId);
+    t.dirty = true;
+    return { storeId, written: this.#save(t) };
+  }
+
+  /**
+   * That message stored: the record names the packet id as received with its next write (within FLOOR_WRITE_MS; the
+   * PUBREC does not wait for it), so a resend after the stream's duplicate window is not stored again either.
+   */
+  received(clientId: string, packetId: number): void {
+    const t = this.#tracked.get(clientId);
+    if (t === undefined || !t.receiving.delete(packetId)) return;
+    t.received.add(packetId);
+    t.dirty = true;
+  }
+
+  /**
+   * An inbound QoS 2 packet id released (PUBREL), or given up before its store: out of the record before the PUBCOMP
+   * leaves (the caller waits for the write; whatever its fate the PUBCOMP goes, as for outbound flows). Undefined:
+   * nothing to write (not tracked here, or the id not held).
+   */
+  released(clientId: string, packetId: number): Promise<boolean> | undefined {
+    const t = this.#tracked.get(clientId);
+    if (t === undefined) return undefined;
+    const held = t.received.delete(packetId);
+    if (!t.receiving.delete(packetId) && !held) return undefined;
     t.dirty = true;
     return this.#save(t);
   }
@@ -233,6 +270,7 @@ export class SessionStates {
     inflight.sort((x, y) => x[0] - y[0]);
     const state: SessionState = { subscriptions: t.subscriptions, floor: t.floor, inflight };
     if (t.received.size > 0) state.received = [...t.received];
+    if (t.receiving.size > 0) state.receiving = [...t.receiving];
     const queued = queuedOf(t);
     if (queued.length > 0) {
       const listed = { ...state, queued };

@@ -11,7 +11,8 @@ const COUNTERS: readonly (keyof BrokerStats)[] = [
   'droppedSlowConsumer', 'droppedQueueFull', 'droppedExpired', 'droppedTooLarge', 'droppedUnauthorized', 'droppedInvalidPayload',
   'droppedRetainedQuota', 'droppedRetainedBacklog', 'protocolErrors', 'subscriptionsRefused', 'socketsRefused', 'handlerCrashes',
   'connectsOverConnectionLimit', 'connectsOverSessionLimit', 'publishesPaced', 'readsPausedForWrites', 'subscriptionsOverLimit', 'packetsTooLarge', 'sessionExpiryLowered',
-  'connectsRefusedClusterUnreachable', 'publishesRefusedClusterUnreachable', 'publishesRefusedClusterStream', 'clusterCutOffDisconnects',
+  'connectsRefusedClusterUnreachable', 'publishesRefusedClusterUnreachable', 'publishesRefusedClusterStream', 'publishesRefusedClusterUnwritable',
+  'clusterCutOffDisconnects',
   'sessionsMovedAway', 'connectsLostSessionClaim', 'clusterWillsPublished', 'sharedRepicked', 'sharedUndeliverable', 'clusterSessionsResumed',
 ];
 

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import type mqtt from 'mqtt';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
 import type { GatehouseProcess } from '../harness/gatehouse-process.ts';
-import { clusterNatsUrl, clusterSkip, collectAtPublish, gatewayCounter, natsRelay, TestCluster, waitFor, type GatewayJson, type NatsRelay } from '../harness/cluster.ts';
+import { clusterCounter, clusterNatsUrl, clusterSkip, collectAtPublish, gatewayCounter, natsRelay, TestCluster, waitFor, type GatewayJson, type NatsRelay } from '../harness/cluster.ts';
 import { loadNatsClient } from '../../src/cluster/nats-client.ts';
 
 const A = '127.0.0.2';
@@ -25,13 +25,6 @@ function collect(client: mqtt.MqttClient): { all: string[]; count(payload: strin
   const all: string[] = [];
   client.on('message', (_topic, payload) => all.push(payload.toString()));
   return { all, count: (payload) => all.filter((p) => p === payload).length };
-}
-
-async function clusterCounter(node: { url: string }, gateway: GatewayJson, kind: string): Promise<number> {
-  const res = await fetch(`${node.url}/api/v1/metrics`, { headers: { authorization: 'Bearer e2e-admin-token-0123456789abcdef' } });
-  const line = (await res.text()).split('\n').find((l) => l.startsWith('gatehouse_cluster_messages_total{')
-    && l.includes(`gateway_id="${gateway.id}"`) && l.includes(`kind="${kind}"`));
-  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
 if (clusterSkip !== undefined) {

@@ -146,7 +146,7 @@ if (natsUrl === undefined) {
       assert.deepEqual(linksB.counters().get('g1'), {
         forwarded: 0, received: 1, malformed: 0, forwardFailed: 0, forwardDropped: 0, retainedStored: 0, retainedTooLarge: 0,
         sharedSent: 0, sharedReceived: 0, sharedRepicked: 0, sharedUndeliverable: 0, sharedUntracked: 0, sharedDropped: 0,
-        stored: 0, storeRefused: 0, storeRetried: 0, storedReceived: 0, storeDropped: 0, replayed: 0, replayReads: 0,
+        stored: 0, storeRefused: 0, storeRetried: 0, storeDuplicates: 0, storedReceived: 0, storeDropped: 0, replayed: 0, replayReads: 0,
       });
       assert.equal(linksA.counters().get('g1')?.forwarded, 2);
       for (const link of [fromA, markerFromA, toB, markerToB]) link.close();

@@ -17,7 +17,7 @@ import { SessionOwnership } from '../../src/cluster/session-ownership.ts';
 import { SessionRecords, type SessionState } from '../../src/cluster/session-records.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
-import { clusterNatsUrl, clusterSkip, engineOf, natsRelay, TestCluster, waitFor, type GatewayJson, type NatsRelay } from '../harness/cluster.ts';
+import { clusterCounter, clusterNatsUrl, clusterSkip, collectAtPublish, engineOf, gatewayCounter, natsRelay, TestCluster, waitFor, type GatewayJson, type NatsRelay } from '../harness/cluster.ts';
 import { frame, readPackets } from '../harness/raw-mqtt.ts';
 
 const A = '127.0.0.2';
@@ -215,6 +215,29 @@ if (clusterSkip !== undefined) {
       await marker.endAsync();
     };
 
+    /**
+     * Node A cut off from NATS (a claim's notice goes unanswered there); the device's session resumed on B from the
+     * record (Session Present 1) and `steps` run on that connection; then A back and the sockets and subscriber gone.
+     */
+    const resumeOnBWhileACutOff = async (device: string, clientId: string, onA: { socket: tls.TLSSocket }, subscriber: { client: mqtt.MqttClient },
+      steps: (onB: { socket: tls.TLSSocket; packets: mqttPacket.Packet[] }) => Promise<void>): Promise<void> => {
+      relay.sever();
+      const clusterA = nodeA.gatehouse.cluster!;
+      await waitFor('node A cut off', () => (clusterA.connection.state === 'disconnected' ? true : undefined));
+      const onB = rawSession(B, device, clientId);
+      try {
+        await waitFor('CONNACK from B', () => onB.packets.find((p) => p.cmd === 'connack'));
+        assert.equal((onB.packets[0] as mqttPacket.IConnackPacket).sessionPresent, true, 'resumed from the record');
+        await steps(onB);
+      } finally {
+        relay.restore();
+        await waitFor('node A back', () => (clusterA.connection.state === 'connected' ? true : undefined), 30_000);
+        onA.socket.destroy();
+        onB.socket.destroy();
+        await subscriber.client.endAsync();
+      }
+    };
+
     test('a QoS 2 PUBLISH whose PUBREC A sent, resent with DUP to B after a takeover: PUBREC without a second store, delivered once, its PUBREL completed [MQTT-4.3.3-10]', { timeout: 60_000 }, async () => {
       const device = await cluster.addDevice(nodeA, gateway);
       const subscriber = await qos2Subscriber('exactly');
@@ -271,21 +294,20 @@ if (clusterSkip !== undefined) {
         frame({ cmd: 'publish', topic: 'gone/once', payload: Buffer.from(text), qos: 2, messageId: packetId, retain: false, dup }, 5);
       const onA = rawSession(A, device, clientId);
       await waitFor('CONNACK from A', () => onA.packets.find((p) => p.cmd === 'connack'));
-      // Packet id 11 completed on A (PUBCOMP after its release is in the record), 12 stored (PUBREC after it is).
+      // Packet id 11 completed on A (PUBCOMP after its release is in the record), 12 stored (its store id in the record
+      // first, then, with the next write, the id as received).
       onA.socket.write(publishOf('first', 11, false));
       await waitFor('PUBREC 11 on A', () => onA.packets.find((p) => p.cmd === 'pubrec' && p.messageId === 11));
       onA.socket.write(frame({ cmd: 'pubrel', messageId: 11 }, 5));
       await waitFor('PUBCOMP 11 on A', () => onA.packets.find((p) => p.cmd === 'pubcomp' && p.messageId === 11));
       onA.socket.write(publishOf('q2', 12, false));
       await waitFor('PUBREC 12 on A', () => onA.packets.find((p) => p.cmd === 'pubrec' && p.messageId === 12));
+      const records = SessionRecords.opener(nodeA.gatehouse.cluster!.connection);
+      await waitFor('the record naming 12 as received', async () =>
+        ((await (await records()).get(SessionRecords.key(gateway.id, clientId)))?.record.state?.received?.includes(12) === true ? true : undefined));
 
-      relay.sever();
-      const clusterA = nodeA.gatehouse.cluster!;
-      await waitFor('node A cut off', () => (clusterA.connection.state === 'disconnected' ? true : undefined));
-      const onB = rawSession(B, device, clientId);
-      try {
-        await waitFor('CONNACK from B', () => onB.packets.find((p) => p.cmd === 'connack'));
-        assert.equal((onB.packets[0] as mqttPacket.IConnackPacket).sessionPresent, true, 'resumed from the record');
+      await resumeOnBWhileACutOff(device, clientId, onA, subscriber, async (onB) => {
+        const duplicatesBefore = await clusterCounter(nodeB.gatehouse, gateway, 'store_duplicates');
         // The device never saw A's PUBREC of 12: it resends it. And it reuses 11, released, for a new message.
         onB.socket.write(publishOf('q2', 12, true));
         const pubrec = await waitFor('PUBREC 12 on B', () => onB.packets.find((p): p is mqttPacket.IPubrecPacket => p.cmd === 'pubrec' && p.messageId === 12));
@@ -302,12 +324,87 @@ if (clusterSkip !== undefined) {
         await waitFor('the marker', () => (subscriber.got.includes('gone/marker m') ? true : undefined));
         assert.deepEqual(subscriber.got.filter((g) => g.startsWith('gone/once ')), ['gone/once first', 'gone/once q2', 'gone/once second'],
           'each once: the resend not stored again, the reused id not taken for a resend');
+        assert.equal(await clusterCounter(nodeB.gatehouse, gateway, 'store_duplicates'), duplicatesBefore, 'no second store tried');
         await marker.endAsync();
+      });
+    });
+
+    test('A cut off after its store of a QoS 2 PUBLISH landed and before the record named the packet id as received: B stores the DUP resend under the message id the record named before the store, the stream keeps one copy, delivered once [MQTT-4.3.3-10]', { timeout: 90_000 }, async () => {
+      const device = await cluster.addDevice(nodeA, gateway);
+      const subscriber = await qos2Subscriber('window');
+      const clientId = `window-${device}`;
+      const onA = rawSession(A, device, clientId);
+      await waitFor('CONNACK from A', () => onA.packets.find((p) => p.cmd === 'connack'));
+      // No write of A's naming packet id 13 as received reaches NATS: A dies in that window, as far as the record goes.
+      relay.dropFromNode(/"received":\[13\]/);
+      onA.socket.write(frame({ cmd: 'publish', topic: 'window/once', payload: Buffer.from('q2'), qos: 2, messageId: 13, retain: false, dup: false }, 5));
+      await waitFor('the message stored and delivered', () => (subscriber.got.includes('window/once q2') ? true : undefined));
+
+      await resumeOnBWhileACutOff(device, clientId, onA, subscriber, async (onB) => {
+        const duplicatesBefore = await clusterCounter(nodeB.gatehouse, gateway, 'store_duplicates');
+        // Whether or not A's PUBREC reached it, the device resends: the PUBREC may be lost with A.
+        await resendOnBCompletesOnce(onB, 'window', 13, subscriber.got);
+        assert.equal(await clusterCounter(nodeB.gatehouse, gateway, 'store_duplicates'), duplicatesBefore + 1, 'the stream answered B\'s store as a duplicate');
+      });
+    });
+
+    test('an inbound QoS 2 PUBLISH waits for its store id to be in the record, and the PUBLISHes after it wait behind it (order kept [MQTT-4.6.0-6]); a record write that fails gives it up: not stored, not acknowledged, the connection closed with 0x9C, and the resend stored once', { timeout: 90_000 }, async () => {
+      const device = await cluster.addDevice(nodeA, gateway);
+      const subscriber = await qos2Subscriber('gated');
+      // In the order the PUBLISHes reach it (MQTT.js hands a QoS 2 message over at its PUBREL, a QoS 1 one at once).
+      const arrived = collectAtPublish(subscriber.client);
+      const clientId = `gated-${device}`;
+      const publishOf = (text: string, qos: 1 | 2, packetId: number, dup = false): Buffer =>
+        frame({ cmd: 'publish', topic: 'gated/t', payload: Buffer.from(text), qos, messageId: packetId, retain: false, dup }, 5);
+      const recordWrite = new RegExp(`^H?PUB \\$KV\\.[^ ]+\\.${SessionRecords.key(gateway.id, clientId).replace(/[.*+?^${}()|[\]\\-]/g, '\\$&')} `);
+      const onA = rawSession(A, device, clientId);
+      try {
+        await waitFor('CONNACK from A', () => onA.packets.find((p) => p.cmd === 'connack'));
+        // The record write naming packet id 31's store id waits in the relay: 31 is not stored yet, nor is 32 behind it.
+        relay.holdFromNode(recordWrite);
+        onA.socket.write(Buffer.concat([publishOf('first', 2, 31), publishOf('second', 1, 32)]));
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        assert.deepEqual(arrived.payloads('gated/t'), [], 'neither handed on while the write waits');
+        relay.flow();
+        await waitFor('both delivered', () => (arrived.payloads('gated/t').length === 2 ? true : undefined));
+        assert.deepEqual(arrived.payloads('gated/t'), ['first', 'second'], 'in the order they came');
+        await waitFor('PUBREC 31 and PUBACK 32', () => (onA.packets.some((p) => p.cmd === 'pubrec' && p.messageId === 31)
+          && onA.packets.some((p) => p.cmd === 'puback' && p.messageId === 32) ? true : undefined));
+        onA.socket.write(frame({ cmd: 'pubrel', messageId: 31 }, 5));
+        await waitFor('PUBCOMP 31', () => onA.packets.find((p) => p.cmd === 'pubcomp' && p.messageId === 31));
+
+        // Now the write never gets an answer (NATS's 5 s timeout): 33 is given up, and 34 behind it.
+        const refusedBefore = await gatewayCounter(nodeA.gatehouse, gateway, 'publishes_refused_cluster_unwritable');
+        relay.holdFromNode(recordWrite);
+        onA.socket.write(Buffer.concat([publishOf('third', 2, 33), publishOf('fourth', 1, 34)]));
+        const disconnect = await waitFor('DISCONNECT from A', () => onA.packets.find((p): p is mqttPacket.IDisconnectPacket => p.cmd === 'disconnect'), 15_000);
+        assert.equal(disconnect.reasonCode, 0x9c);
+        assert.equal(onA.packets.some((p) => (p.cmd === 'pubrec' && p.messageId === 33) || (p.cmd === 'puback' && p.messageId === 34)), false, 'neither acknowledged');
+        assert.equal(await gatewayCounter(nodeA.gatehouse, gateway, 'publishes_refused_cluster_unwritable'), refusedBefore + 2);
+        relay.flow(); // the held write lands late, on a revision the node has written past: refused by NATS
+
+        // The device reconnects and resends both, with DUP: each stored and delivered once, in order.
+        const again = rawSession(A, device, clientId);
+        try {
+          await waitFor('CONNACK from A again', () => again.packets.find((p) => p.cmd === 'connack'));
+          again.socket.write(Buffer.concat([publishOf('third', 2, 33, true), publishOf('fourth', 1, 34, true)]));
+          await waitFor('PUBREC 33', () => again.packets.find((p) => p.cmd === 'pubrec' && p.messageId === 33));
+          again.socket.write(frame({ cmd: 'pubrel', messageId: 33 }, 5));
+          await waitFor('PUBCOMP 33', () => again.packets.find((p) => p.cmd === 'pubcomp' && p.messageId === 33));
+          await waitFor('PUBACK 34', () => again.packets.find((p) => p.cmd === 'puback' && p.messageId === 34));
+          await waitFor('both delivered', () => (arrived.payloads('gated/t').length === 4 ? true : undefined));
+          // A marker after them: anything more (a second copy) has arrived by then.
+          const marker = await cluster.connect(A, gateway, await cluster.addDevice(nodeA, gateway));
+          await marker.publishAsync('gated/marker', 'm', { qos: 1 });
+          await waitFor('the marker', () => (arrived.payloads('gated/marker').length === 1 ? true : undefined));
+          await marker.endAsync();
+          assert.deepEqual(arrived.payloads('gated/t'), ['first', 'second', 'third', 'fourth']);
+        } finally {
+          again.socket.destroy();
+        }
       } finally {
-        relay.restore();
-        await waitFor('node A back', () => (clusterA.connection.state === 'connected' ? true : undefined), 30_000);
+        relay.flow();
         onA.socket.destroy();
-        onB.socket.destroy();
         await subscriber.client.endAsync();
       }
     });
@@ -370,11 +467,14 @@ if (clusterSkip !== undefined) {
       assert.deepEqual(first, { local: true, displacedWill: null });
       // The session's state in the record (issue 16 item 2): what the next holder resumes from.
       // Queued entries of another shape (a QoS 0, a sequence that is not a number) are left out; the rest in stream order.
-      // Received QoS 2 packet ids: only packet ids (1-65535), each once.
+      // Received QoS 2 packet ids: only packet ids (1-65535), each once. Receiving ones: a packet id (the first entry of
+      // one kept) with a message id of 1-128 characters.
       const state: SessionState = {
         subscriptions: [], floor: 41, inflight: [[42, 7, 2, 1], [43, 8, 2, 0]],
         queued: [[45, 1], [44, 2], [46, 0], ['47', 1] as unknown as [number, number], 48 as unknown as [number, number]],
         received: [9, 0, 65_536, 9, '10' as unknown as number, 65_535],
+        receiving: [[20, 'n1.5'], [20, 'n1.6'], [0, 'n1.7'], [21, ''], [22, 'x'.repeat(129)], [23, 7 as unknown as string],
+          24 as unknown as [number, string], [25, 'x'.repeat(128)]],
       };
       assert.equal(await late.saveState('c-fenced', () => state), true);
       const second = await winner.claim('c-fenced', 'owner-1', null, false);
@@ -383,6 +483,7 @@ if (clusterSkip !== undefined) {
         subscriptions: [], floor: 41,
         inflight: [{ seq: 42, packetId: 7, qos: 2, released: true }, { seq: 43, packetId: 8, qos: 2, released: false }],
         queued: [{ seq: 44, qos: 2 }, { seq: 45, qos: 1 }], received: [9, 65_535],
+        receiving: [{ packetId: 20, storeId: 'n1.5' }, { packetId: 25, storeId: 'x'.repeat(128) }],
       }, 'the claim hands over the state the record held');
       // Another principal cannot claim it at all.
       assert.equal(await holder(`third-${randomUUID()}`).claim('c-fenced', 'owner-2', null, false), 'owned');

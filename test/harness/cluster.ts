@@ -300,6 +300,14 @@ export function engineOf(node: TestGatehouse, gatewayId: string): Broker {
   return instance.broker;
 }
 
+/** A counter of a gateway's cluster link (`gatehouse_cluster_messages_total{kind}`) as a node's /metrics shows it. */
+export async function clusterCounter(node: { url: string }, gateway: GatewayJson, kind: string): Promise<number> {
+  const res = await fetch(`${node.url}/api/v1/metrics`, { headers: { authorization: 'Bearer e2e-admin-token-0123456789abcdef' } });
+  const line = (await res.text()).split('\n').find((l) => l.startsWith('gatehouse_cluster_messages_total{')
+    && l.includes(`gateway_id="${gateway.id}"`) && l.includes(`kind="${kind}"`));
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
 /** A counter of the gateway engines' (`gatehouse_gateway_<name>_total`) as a node's /metrics shows it. */
 export async function gatewayCounter(node: { url: string }, gateway: GatewayJson, name: string): Promise<number> {
   const res = await fetch(`${node.url}/api/v1/metrics`, { headers: { authorization: 'Bearer e2e-admin-token-0123456789abcdef' } });
@@ -315,7 +323,9 @@ export async function gatewayCounter(node: { url: string }, gateway: GatewayJson
  * sends a protocol line matching `pattern` (a `PUB` to a subject), what NATS sends the node is dropped until `sever`
  * — that message lands, its answer is lost. `holdFromNode(pattern)`: the next protocol message the node sends whose
  * line matches `pattern` (a `PUB`/`HPUB` to a subject, with its payload) is held until `flow`, and everything else
- * passes: a store in flight while the node goes on talking and hearing.
+ * passes: a store in flight while the node goes on talking and hearing. `dropFromNode(pattern)`: every protocol
+ * message the node sends whose whole text (line and payload) matches is dropped, until `restore`: a write that never
+ * arrives (a record's value naming what the test forbids it to name).
  */
 export interface NatsRelay {
   readonly url: string;
@@ -325,6 +335,7 @@ export interface NatsRelay {
   flow(): void;
   deafenAfter(pattern: RegExp): void;
   holdFromNode(pattern: RegExp): void;
+  dropFromNode(pattern: RegExp): void;
   close(): Promise<void>;
 }
 
@@ -360,6 +371,7 @@ export async function natsRelay(target: string): Promise<NatsRelay> {
   let deaf = false;
   let deafenAt: RegExp | null = null;
   let holdOne: RegExp | null = null;
+  let dropping: RegExp | null = null;
   const held: { to: net.Socket; data: Buffer }[] = [];
   const forward = (from: net.Socket, to: net.Socket, toNode: boolean): void => {
     const messages = toNode ? null : new ClientProtocolSplitter();
@@ -376,6 +388,7 @@ export async function natsRelay(target: string): Promise<NatsRelay> {
           held.push({ to, data });
           continue;
         }
+        if (dropping !== null && !toNode && dropping.test(data.toString('latin1'))) continue;
         forwardOne(to, data);
       }
     });
@@ -411,6 +424,7 @@ export async function natsRelay(target: string): Promise<NatsRelay> {
     },
     restore() {
       open = true;
+      dropping = null;
     },
     stall() {
       stalled = true;
@@ -424,6 +438,9 @@ export async function natsRelay(target: string): Promise<NatsRelay> {
     },
     holdFromNode(pattern) {
       holdOne = pattern;
+    },
+    dropFromNode(pattern) {
+      dropping = pattern;
     },
     async close() {
       open = false;

@@ -6,8 +6,12 @@ import { isUtf8 } from 'node:buffer';
 import { forwardedPropertiesOf, type IPublishPacket } from '../../mqtt/codec.ts';
 import { RC } from '../../mqtt/reason-codes.ts';
 import { isValidTopicName } from '../../mqtt/topics.ts';
+import type { Qos2Intent } from '../cluster-link.ts';
 import { createMessage, type Message } from '../message.ts';
 import type { Connection } from '../connection.ts';
+
+/** Bytes counted for a PUBLISH waiting to be handed on, besides its topic and payload. */
+const GATED_OVERHEAD = 64;
 
 export function handlePublish(conn: Connection, packet: IPublishPacket): void | Promise<void> {
   const opts = conn.broker.options;
@@ -52,15 +56,22 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
     if (p?.subscriptionIdentifier !== undefined) return conn.protocolViolation(RC.PROTOCOL_ERROR, 'subscription_identifier_from_client');
   }
 
-  if (qos === 2 && session.incomingQos2.has(packetId)) {
-    // A re-sent QoS 2 PUBLISH we already took: acknowledge again, do not deliver twice [MQTT-4.3.3-10]. On a
-    // cluster node whose stream is still storing the first one (the client reconnected meanwhile), the PUBREC
-    // waits for that store, as the first one's did: neither earlier, nor a second store of the same message.
-    acknowledge(conn, 2, packetId, RC.SUCCESS, session.qos2Storing(packetId));
+  // A re-sent QoS 2 PUBLISH we already took: acknowledge again, do not deliver twice [MQTT-4.3.3-10]. On a cluster
+  // node whose stream is still storing the first one (the client reconnected meanwhile), the PUBREC waits for that
+  // store, as the first one's did: neither earlier, nor a second store of the same message. One whose first store
+  // the node that held the session was making when it went is stored again, under the id that store was made under
+  // (the stream keeps one copy of the two).
+  if (qos === 2 && session.incomingQos2.has(packetId) && !session.qos2Unconfirmed(packetId)) {
+    // The first one given up (its store id could not be written): nor is this one answered, its connection goes too.
+    const storing = session.qos2Storing(packetId)?.then((ok) => {
+      if (ok === undefined) conn.disconnect(RC.USE_ANOTHER_SERVER, 'cluster_session_unwritable');
+      return ok;
+    });
+    acknowledge(conn, 2, packetId, RC.SUCCESS, storing);
     return;
   }
   // [MQTT-3.3.4-9] more unacknowledged QoS 2 PUBLISHes than our Receive Maximum.
-  if (qos === 2 && session.incomingQos2.size >= opts.receiveMaximum) {
+  if (qos === 2 && session.incomingQos2.size >= opts.receiveMaximum && !session.incomingQos2.has(packetId)) {
     return conn.protocolViolation(RC.RECEIVE_MAXIMUM_EXCEEDED, 'receive_maximum_exceeded');
   }
 
@@ -121,11 +132,56 @@ function route(conn: Connection, message: Message, packetId: number): void {
   // On a cluster node a QoS 1/2 message is acknowledged once the cluster's stream holds it, so it survives this
   // node's death (issue 16 item 2), and a retained message once the cluster's store holds it, so any later
   // subscriber, on any node, gets it (issue 16 item 4).
-  const stored = conn.broker.publish(message, conn);
-  // QoS 2: on a cluster node the session's record also learns the packet id before the PUBREC leaves.
-  const held = message.qos === 2 ? conn.broker.qos2Taken(conn.session!, packetId, stored) : stored;
-  if (message.qos === 2) conn.session!.takeQos2(packetId, held);
+  // QoS 2 on a cluster node: the session's record names the stream message id before the store is made.
+  const intent = message.qos === 2 ? conn.broker.qos2Receiving(conn.session!, packetId) : undefined;
+  const gate = conn.publishGate;
+  const held = intent?.written === undefined && gate === null
+    ? conn.broker.publish(message, conn, intent?.storeId)
+    : publishAfter(conn, message, packetId, gate, intent);
+  if (message.qos === 2) {
+    const session = conn.session!;
+    session.takeQos2(packetId, intent === undefined ? held : held?.then((ok) => {
+      if (ok) conn.broker.qos2Received(session, packetId);
+      return ok;
+    }));
+  }
   acknowledge(conn, message.qos, packetId, RC.SUCCESS, held);
+}
+
+/**
+ * Hands the message on once this connection's earlier PUBLISHes are (`gate`) and its store id is in the session's
+ * record (`intent.written`), so the stream stores them in the order they came [MQTT-4.6.0-6]; also once the connection
+ * closed meanwhile (the client's DISCONNECT after its last PUBLISH). The record not written (NATS away, or the session
+ * claimed by another node meanwhile): not stored, not acknowledged, and the connection goes (v5: 0x9C use another
+ * server); the client sends it again, with DUP, once connected where its session is [MQTT-4.4.0-1]. The PUBLISHes that
+ * waited behind it go the same way, unacknowledged, so none overtakes it. What waits counts against the engine's
+ * byte bound on unwritten state, like a store in flight.
+ */
+function publishAfter(conn: Connection, message: Message, packetId: number, gate: Promise<unknown> | null,
+  intent: Qos2Intent | undefined): Promise<boolean | undefined> {
+  const broker = conn.broker;
+  const session = conn.session!;
+  const written = intent?.written;
+  // The gate settles null when the PUBLISH before this one was given up.
+  const before = gate === null ? written! : Promise.all([gate, written]).then(([ahead, ok]) => ahead !== null && ok !== false);
+  // Settles once handed on (or given up), with the store's promise boxed: the next PUBLISH waits for this, not the store.
+  const handed = before.then((ok): [Promise<boolean> | undefined] | null => {
+    if (ok) return [broker.publish(message, conn, intent?.storeId)];
+    broker.stats.publishesRefusedClusterUnwritable++;
+    if (message.qos === 2) {
+      session.releaseQos2(packetId);
+      void broker.qos2Released(session, packetId);
+    }
+    if (conn.state !== 'closed') conn.disconnect(RC.USE_ANOTHER_SERVER, 'cluster_session_unwritable');
+    return null;
+  });
+  conn.publishGate = handed;
+  void handed.then(() => {
+    if (conn.publishGate === handed) conn.publishGate = null;
+  });
+  broker.commits.hold(handed, GATED_OVERHEAD + message.topic.length + message.payload.length);
+  // Undefined once given up: nothing is answered (the connection went).
+  return handed.then((box) => (box === null ? undefined : (box[0] ?? true)));
 }
 
 /**
@@ -134,7 +190,7 @@ function route(conn: Connection, message: Message, packetId: number): void {
  * refuse: acknowledged and dropped, as any refusal), and a QoS 2 packet id is free again (no PUBREL follows a
  * PUBREC of an error [MQTT-4.3.3-?]).
  */
-function acknowledge(conn: Connection, qos: number, packetId: number, reasonCode: number, after?: Promise<boolean>): void {
+function acknowledge(conn: Connection, qos: number, packetId: number, reasonCode: number, after?: Promise<boolean | undefined>): void {
   if (qos === 0) return;
   // [MQTT-4.3.2-2] PUBACK for QoS 1; [MQTT-4.3.3-?] PUBREC for QoS 2. v3.1.1 has no reason codes.
   const send = (rc: number): void => conn.sendAck(qos === 1 ? 'puback' : 'pubrec', packetId, conn.isV5 ? rc : 0);
