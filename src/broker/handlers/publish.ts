@@ -9,6 +9,7 @@ import { isValidTopicName } from '../../mqtt/topics.ts';
 import type { Qos2Intent } from '../cluster-link.ts';
 import { createMessage, type Message } from '../message.ts';
 import type { Connection } from '../connection.ts';
+import type { Session } from '../session.ts';
 
 /** Bytes counted for a PUBLISH waiting to be handed on, besides its topic and payload. */
 const GATED_OVERHEAD = 64;
@@ -168,10 +169,7 @@ function publishAfter(conn: Connection, message: Message, packetId: number, gate
   const handed = before.then((ok): [Promise<boolean> | undefined] | null => {
     if (ok) return [broker.publish(message, conn, intent?.storeId)];
     broker.stats.publishesRefusedClusterUnwritable++;
-    if (message.qos === 2) {
-      session.releaseQos2(packetId);
-      void broker.qos2Released(session, packetId);
-    }
+    if (message.qos === 2) releaseQos2(conn, session, packetId);
     if (conn.state !== 'closed') conn.disconnect(RC.USE_ANOTHER_SERVER, 'cluster_session_unwritable');
     return null;
   });
@@ -192,6 +190,11 @@ function publishAfter(conn: Connection, message: Message, packetId: number, gate
  */
 function acknowledge(conn: Connection, qos: number, packetId: number, reasonCode: number, after?: Promise<boolean | undefined>): void {
   if (qos === 0) return;
+  // A refused QoS 2 PUBLISH ends its flow: its packet id is free, here and in a cluster's record (a resend of an id
+  // resumed from a record, refused on this node, was taken).
+  // The session as of now: a connection's is unset once it closes, and the id stays the session's to free.
+  const session = conn.session;
+  if (qos === 2 && reasonCode >= 0x80) releaseQos2(conn, session, packetId);
   // [MQTT-4.3.2-2] PUBACK for QoS 1; [MQTT-4.3.3-?] PUBREC for QoS 2. v3.1.1 has no reason codes.
   const send = (rc: number): void => conn.sendAck(qos === 1 ? 'puback' : 'pubrec', packetId, conn.isV5 ? rc : 0);
   const before = conn.acksPending;
@@ -200,10 +203,17 @@ function acknowledge(conn: Connection, qos: number, packetId: number, reasonCode
   const chained: Promise<void> = Promise.all([before, after]).then(([, held]) => {
     if (held === false) {
       conn.broker.stats.publishesRefusedClusterStream++;
-      if (qos === 2) conn.session?.releaseQos2(packetId);
+      if (qos === 2) releaseQos2(conn, session, packetId);
     }
     if (conn.state !== 'closed') send(held === false ? RC.QUOTA_EXCEEDED : reasonCode);
     if (conn.acksPending === chained) conn.acksPending = null;
   });
   conn.acksPending = chained;
+}
+
+/** An inbound QoS 2 packet id whose flow ended without a PUBREL (refused, or given up): free again. */
+function releaseQos2(conn: Connection, session: Session | null, packetId: number): void {
+  if (session === null) return;
+  session.releaseQos2(packetId);
+  void conn.broker.qos2Released(session, packetId);
 }
