@@ -589,3 +589,20 @@ test('pendingMessages: in flight first, then queued, oldest first, bounded; noth
   assert.deepEqual(link.sent.map((s) => s.topic), ['a/1', 'a/2', 'a/3']);
   assert.deepEqual(new Session('idle', LIMITS, createStats()).pendingMessages(10), []);
 });
+
+test('an inbound QoS 2 id resumed unconfirmed stays so until a store of it is made or it is released: a resend that never got stored leaves the next one to be [MQTT-4.3.3-10]', { timeout: 5_000 }, async () => {
+  const session = new Session('c', LIMITS, createStats());
+  session.takeQos2Unconfirmed(5);
+  session.takeQos2Unconfirmed(6);
+  assert.ok(session.incomingQos2.has(5), 'taken: its PUBREL is known');
+  assert.equal(session.qos2Unconfirmed(5), true);
+  assert.equal(session.qos2Unconfirmed(5), true, 'asking does not confirm it (the resend may not get as far as its store)');
+  const stored = Promise.resolve(true);
+  session.takeQos2(5, stored);
+  assert.equal(session.qos2Unconfirmed(5), false, 'a store is made: a later resend waits for it');
+  assert.equal(session.qos2Storing(5), stored);
+  assert.equal(session.releaseQos2(6), true);
+  assert.equal(session.qos2Unconfirmed(6), false);
+  assert.equal(session.incomingQos2.has(6), false);
+  await stored;
+});

@@ -267,6 +267,7 @@ export class Session {
   takeQos2(packetId: number, storing?: Promise<boolean | undefined>): void {
     this.incomingQos2.add(packetId);
     if (storing !== undefined) {
+      this.#qos2Unconfirmed?.delete(packetId);
       const map = (this.#qos2Storing ??= new Map());
       map.set(packetId, storing);
       void storing.finally(() => {
@@ -286,9 +287,13 @@ export class Session {
     this.takeQos2(packetId);
   }
 
-  /** Whether a resend of this packet id must be stored again (see takeQos2Unconfirmed); it is then confirmed. */
+  /**
+   * Whether a resend of this packet id must be stored again (see takeQos2Unconfirmed): until a store of it is made
+   * (`takeQos2` with its store), or the id is released. A resend that never got that far (its connection closed while
+   * it was authorized) leaves the next one to be stored, not acknowledged without a store.
+   */
   qos2Unconfirmed(packetId: number): boolean {
-    return this.#qos2Unconfirmed?.delete(packetId) ?? false;
+    return this.#qos2Unconfirmed?.has(packetId) ?? false;
   }
 
   /** The store a received QoS 2 packet id's message is still waiting for, if any (see takeQos2). */
