@@ -2,13 +2,19 @@
  * A lean MQTT 3.1.1 client over TLS for `npm run bench:cluster`: thousands of them run in the driver on
  * the same two cores as the nodes, so each is a socket and a FrameScanner (bench/frame-scanner.ts), not an
  * MQTT.js client. It logs in with a device's username and password (the gateway's one-party auth), keeps
- * a session (clean = false) when told, acknowledges QoS 1 deliveries in one write per received chunk and
- * reports PUBACKs by packet identifier. Loopback only.
+ * a session (clean = false) when told, acknowledges QoS 1 deliveries (PUBACK) and QoS 2 ones (PUBREC, then
+ * PUBCOMP at the PUBREL) in one write per received chunk, answers a PUBREC of its own QoS 2 PUBLISH with
+ * PUBREL, and reports PUBACKs, PUBRECs and PUBCOMPs by packet identifier. Loopback only.
  */
 import tls from 'node:tls';
 import { generate } from 'mqtt-packet';
 import { FrameScanner, PacketType } from './frame-scanner.ts';
-import { PUBACK_ID_OFFSET, PUBACK_TEMPLATE } from './packets.ts';
+
+/** The first byte (type and flags) of the acknowledgements this client sends. */
+const PUBACK = 0x40;
+const PUBREC = 0x50;
+const PUBREL = 0x62;
+const PUBCOMP = 0x70;
 
 export interface ClientOptions {
   host: string;
@@ -41,6 +47,7 @@ const now = (): number => performance.now();
 export class Client {
   readonly sock: tls.TLSSocket;
   readonly #scanner: FrameScanner;
+  /** Acknowledgements to send with the next flush, each `header << 16 | packet id`. */
   #acks: number[] = [];
   #nextId = 0;
   #subscribed: (() => void) | undefined;
@@ -50,6 +57,9 @@ export class Client {
   /** A delivered PUBLISH: its payload (a view into the received buffer) and its receipt time (performance.now()). */
   onMessage: (payload: Buffer, at: number) => void = () => undefined;
   onPuback: (packetId: number, at: number) => void = () => undefined;
+  /** A PUBREC of this client's QoS 2 PUBLISH (its PUBREL is sent): the server holds the message. */
+  onPubrec: (packetId: number, at: number) => void = () => undefined;
+  onPubcomp: (packetId: number, at: number) => void = () => undefined;
   onClose: () => void = () => undefined;
 
   private constructor(sock: tls.TLSSocket, onConnack: (sessionPresent: boolean, rc: number) => void) {
@@ -59,10 +69,18 @@ export class Client {
       if (type === PacketType.PUBLISH) {
         const qos = (header >> 1) & 3;
         const topicEnd = start + 2 + buf.readUInt16BE(start);
-        if (qos > 0) this.#acks.push(buf.readUInt16BE(topicEnd));
+        if (qos > 0) this.#acks.push(((qos === 1 ? PUBACK : PUBREC) << 16) | buf.readUInt16BE(topicEnd));
         this.onMessage(buf.subarray(topicEnd + (qos > 0 ? 2 : 0), end), this.#at);
       } else if (type === PacketType.PUBACK) {
         this.onPuback(buf.readUInt16BE(start), this.#at);
+      } else if (type === PacketType.PUBREC) {
+        const id = buf.readUInt16BE(start);
+        this.#acks.push((PUBREL << 16) | id);
+        this.onPubrec(id, this.#at);
+      } else if (type === PacketType.PUBREL) {
+        this.#acks.push((PUBCOMP << 16) | buf.readUInt16BE(start));
+      } else if (type === PacketType.PUBCOMP) {
+        this.onPubcomp(buf.readUInt16BE(start), this.#at);
       } else if (type === PacketType.SUBACK) {
         const granted = buf[start + 2];
         const done = this.#subscribed;
@@ -95,10 +113,12 @@ export class Client {
 
   #flushAcks(): void {
     if (this.#acks.length === 0 || this.closed) return;
-    const out = Buffer.allocUnsafe(this.#acks.length * PUBACK_TEMPLATE.length);
-    this.#acks.forEach((id, k) => {
-      PUBACK_TEMPLATE.copy(out, k * PUBACK_TEMPLATE.length);
-      out.writeUInt16BE(id, k * PUBACK_TEMPLATE.length + PUBACK_ID_OFFSET);
+    // Each is 4 bytes: its first byte, remaining length 2, the packet identifier.
+    const out = Buffer.allocUnsafe(this.#acks.length * 4);
+    this.#acks.forEach((ack, k) => {
+      out[k * 4] = ack >>> 16;
+      out[k * 4 + 1] = 2;
+      out.writeUInt16BE(ack & 0xffff, k * 4 + 2);
     });
     this.#acks = [];
     this.sock.write(out);
@@ -145,7 +165,7 @@ export class Client {
     return this.#nextId;
   }
 
-  subscribe(filter: string, qos: 0 | 1, timeoutMs = 15_000): Promise<void> {
+  subscribe(filter: string, qos: 0 | 1 | 2, timeoutMs = 15_000): Promise<void> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no SUBACK for ${filter}`)), timeoutMs);
       this.#subscribed = () => {
@@ -179,13 +199,13 @@ export class PublishFrame {
   readonly #idOffset: number;
   readonly #payloadOffset: number;
 
-  constructor(topic: string, qos: 0 | 1, payloadBytes = 100) {
-    this.frame = generate({ cmd: 'publish', topic, payload: Buffer.alloc(payloadBytes, 0x61), qos, dup: false, retain: false, messageId: qos === 1 ? 1 : undefined });
+  constructor(topic: string, qos: 0 | 1 | 2, payloadBytes = 100) {
+    this.frame = generate({ cmd: 'publish', topic, payload: Buffer.alloc(payloadBytes, 0x61), qos, dup: false, retain: false, messageId: qos > 0 ? 1 : undefined });
     this.#payloadOffset = this.frame.length - payloadBytes;
-    this.#idOffset = qos === 1 ? this.#payloadOffset - 2 : -1;
+    this.#idOffset = qos > 0 ? this.#payloadOffset - 2 : -1;
   }
 
-  /** A copy of the frame for (publisher, seq), sent now, with `packetId` when QoS 1. */
+  /** A copy of the frame for (publisher, seq), sent now, with `packetId` when QoS 1 or 2. */
   build(publisher: number, seq: number, packetId: number): Buffer {
     const out = Buffer.from(this.frame);
     if (this.#idOffset >= 0) out.writeUInt16BE(packetId, this.#idOffset);

@@ -13,6 +13,9 @@
  *                   delivered msg/s and CPU µs per message of every server process (nodes, workers and
  *                   primary, nats-server) read from /proc
  *   lat0 / lat1     the same paced at --rate msg/s: publish → deliver p50/p99, and PUBACK p50/p99 at QoS 1
+ *   lat2            the same at QoS 2 from persistent sessions (clean = false) to a QoS 2 subscriber: publish →
+ *                   deliver, and PUBREC p50/p99 (the cluster's exactly-once path: the session's record names
+ *                   each message's store id before it is stored)
  *   takeover        a client id held on A, CONNECT on B: CONNECT → CONNACK and until A's socket closed
  *   failover        persistent sessions (clean = false, QoS 1) on A, a publisher on B; kill -9 A (single:
  *                   kill -9 and start it again; workers2: kill -9 worker 1): until every session that lost
@@ -68,10 +71,10 @@ const USAGE = `usage: npm run bench:cluster -- [options]     (or npm run bench -
   --takeovers N      takeover rounds (default 20)
   --sessions N       persistent sessions on the killed process in the failover phase (default 100)
   --devices N        devices of the reconnect storm (default 10000)
-  --phases LIST      default all: qos0,qos1,lat0,lat1,takeover,failover,storm
+  --phases LIST      default all: qos0,qos1,lat0,lat1,lat2,takeover,failover,storm
   --json PATH        where to write the results (default bench/results/cluster-<timestamp>.json)`;
 
-const PHASES = ['qos0', 'qos1', 'lat0', 'lat1', 'takeover', 'failover', 'storm'] as const;
+const PHASES = ['qos0', 'qos1', 'lat0', 'lat1', 'lat2', 'takeover', 'failover', 'storm'] as const;
 type Phase = (typeof PHASES)[number];
 
 function fail(message: string): never {
@@ -392,8 +395,8 @@ function hosts(infra: Infra): { a: string; b: string } {
 
 type Figures = Record<string, number>;
 
-async function openPublishers(infra: Infra, host: string, tag: string): Promise<Client[]> {
-  return Promise.all(Array.from({ length: opt.publishers }, (_, i) => connect(host, infra, 1 + i, `${tag}-pub-${i}`, true).then((c) => c.client)));
+async function openPublishers(infra: Infra, host: string, tag: string, clean = true): Promise<Client[]> {
+  return Promise.all(Array.from({ length: opt.publishers }, (_, i) => connect(host, infra, 1 + i, `${tag}-pub-${i}`, clean).then((c) => c.client)));
 }
 
 async function throughput(infra: Infra, qos: 0 | 1): Promise<Figures> {
@@ -502,13 +505,14 @@ function logPhase(infra: Infra, phase: string, what: string, pct?: Record<string
 }
 const cpuShares: Record<string, unknown>[] = [];
 
-// ---------------------------------------------------------------- lat0 / lat1: paced
+// ---------------------------------------------------------------- lat0 / lat1 / lat2: paced
 
-async function latency(infra: Infra, qos: 0 | 1): Promise<Figures> {
+async function latency(infra: Infra, qos: 0 | 1 | 2): Promise<Figures> {
   const { a, b } = hosts(infra);
   const sub = (await connect(b, infra, 0, `l${qos}-sub`, true)).client;
   await sub.subscribe('bench/#', qos);
-  const pubs = await openPublishers(infra, a, `l${qos}`);
+  // QoS 2 from persistent sessions: the path a device relying on exactly-once takes.
+  const pubs = await openPublishers(infra, a, `l${qos}`, qos < 2);
   const frames = pubs.map((_, i) => new PublishFrame(`bench/${i}`, qos));
   const idToSeq = pubs.map(() => new Uint32Array(65_536));
   const sentAt = pubs.map(() => new Float64Array(65_536));
@@ -521,11 +525,14 @@ async function latency(infra: Infra, qos: 0 | 1): Promise<Figures> {
   const puback: number[] = [];
   let windowDelivered = 0;
   pubs.forEach((pub, i) => {
-    pub.onPuback = (id, at) => {
+    // QoS 2: the PUBREC says the server holds the message (the PUBREL follows at once).
+    const acked = (id: number, at: number): void => {
       ledger.acked(i, idToSeq[i]![id]!);
       const t = sentAt[i]![id]!;
       if (t >= t0 && t < t1) puback.push(at - t);
     };
+    if (qos === 2) pub.onPubrec = acked;
+    else pub.onPuback = acked;
   });
   let deliveredAll = 0;
   sub.onMessage = (payload, at) => {
@@ -553,8 +560,8 @@ async function latency(infra: Infra, qos: 0 | 1): Promise<Figures> {
         cursor = (cursor + 1) % pubs.length;
         const pub = pubs[i]!;
         const seq = seqs[i]!++;
-        const id = qos === 1 ? pub.nextPacketId() : 0;
-        if (qos === 1) {
+        const id = qos > 0 ? pub.nextPacketId() : 0;
+        if (qos > 0) {
           idToSeq[i]![id] = seq;
           sentAt[i]![id] = now();
         }
@@ -578,8 +585,9 @@ async function latency(infra: Infra, qos: 0 | 1): Promise<Figures> {
   if (qos === 0) f.lat0_missing = counts.missing;
   else {
     const pa = latencySummary(puback);
-    Object.assign(f, { lat1_puback_p50_ms: pa.p50, lat1_puback_p99_ms: pa.p99, lat1_lost: counts.lostAcked, lat1_duplicates: counts.duplicates });
-    ack = `, PUBACK p50 ${pa.p50.toFixed(2)} p99 ${pa.p99.toFixed(2)} ms`;
+    const name = qos === 1 ? 'puback' : 'pubrec';
+    Object.assign(f, { [`${p}_${name}_p50_ms`]: pa.p50, [`${p}_${name}_p99_ms`]: pa.p99, [`${p}_lost`]: counts.lostAcked, [`${p}_duplicates`]: counts.duplicates });
+    ack = `, ${name.toUpperCase()} p50 ${pa.p50.toFixed(2)} p99 ${pa.p99.toFixed(2)} ms`;
   }
   logPhase(infra, p, `${Math.round(sent / ((t1 - start) / 1000))} msg/s offered, ${closedNote([sub, ...pubs])} ${d.n} samples, p50 ${d.p50.toFixed(2)} p99 ${d.p99.toFixed(2)} max ${d.max.toFixed(1)} ms${ack}; sent ${counts.sent}, missing ${counts.missing}, lost ${counts.lostAcked}, dup ${counts.duplicates}`, cpu.pct);
   return f;
@@ -854,7 +862,7 @@ async function main(): Promise<void> {
       await setUp(infra);
       const run: [Phase, () => Promise<Figures>][] = [
         ['qos0', () => throughput(infra, 0)], ['qos1', () => throughput(infra, 1)],
-        ['lat0', () => latency(infra, 0)], ['lat1', () => latency(infra, 1)],
+        ['lat0', () => latency(infra, 0)], ['lat1', () => latency(infra, 1)], ['lat2', () => latency(infra, 2)],
         ['takeover', () => takeover(infra)], ['failover', () => failover(infra)], ['storm', () => storm(infra)],
       ];
       for (const [phase, fn] of run) {

@@ -60,6 +60,9 @@ export const PacketType = {
   CONNACK: 2,
   PUBLISH: 3,
   PUBACK: 4,
+  PUBREC: 5,
+  PUBREL: 6,
+  PUBCOMP: 7,
   SUBACK: 9,
   PINGRESP: 13,
 } as const;
