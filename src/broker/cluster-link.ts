@@ -61,6 +61,9 @@ export interface MovedSession {
    * stored under: the client's resend is stored under the same id, which the stream drops if the first store landed.
    */
   receiving: MovedReceiving[];
+  /** The epoch of the session's inbound QoS 2 store ids and each packet id's uses in it (the cluster link's own). */
+  qos2Epoch: string | undefined;
+  qos2Uses: [number, number][];
 }
 
 export interface MovedReceiving {

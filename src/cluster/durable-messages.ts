@@ -75,13 +75,16 @@ export interface DurableCounters {
 /** Every publish of this process has its own id (`Nats-Msg-Id`): a retry is the same id, a later message never is. */
 let published = 0;
 
-/** A store's outcome: the stream sequence (0: not stored), and whether the stream had it already under its id. */
+/**
+ * A store's outcome: the stream sequence (0: not stored), and whether the stream had a store under its id made
+ * before this one's first try (an inbound QoS 2 resend whose first store another node made), not a retry's.
+ */
 interface StoreOutcome {
   seq: number;
-  duplicate: boolean;
+  earlier: boolean;
 }
 
-const NOT_STORED: StoreOutcome = { seq: 0, duplicate: false };
+const NOT_STORED: StoreOutcome = { seq: 0, earlier: false };
 
 export class DurableMessages {
   readonly #conn: ClusterConnection;
@@ -164,14 +167,11 @@ export class DurableMessages {
       : this.#storeUntilDone(frame, storeId ?? this.nextStoreId(), headers);
     if (replies.length === 0) return storing.then((ack) => ack.seq > 0);
     this.#counters.sharedSent += replies.length;
-    // Another process's id (a resend stored under the id its first store was made under, by a node now dead): a
-    // duplicate is that first store, with that node's picks in its header, not these.
-    const foreign = storeId !== undefined && !storeId.startsWith(`${this.#instance}.`);
     return storing.then((ack) => {
       for (const reply of replies) {
-        // Stored: what is kept for a re-pick is the sequence. Refused (or the link closed first), or stored with other
-        // picks: delivered nowhere under these.
-        if (ack.seq > 0 && !(foreign && ack.duplicate)) this.#relay.rest(reply, ack.seq, this.#read);
+        // Stored: what is kept for a re-pick is the sequence. Refused (or the link closed first), or an earlier store
+        // under the same id (another node's, with its picks in the header): delivered nowhere under these.
+        if (ack.seq > 0 && !ack.earlier) this.#relay.rest(reply, ack.seq, this.#read);
         else this.#relay.release(reply);
       }
       return ack.seq > 0;
@@ -198,10 +198,14 @@ export class DurableMessages {
   async #storeUntilDone(frame: Buffer, msgId: string, headers: MsgHdrs | undefined): Promise<StoreOutcome> {
     if (this.#closed) return NOT_STORED;
     try {
-      const ack = await this.#stream.publish(this.#gatewayId, frame, msgId, headers, this.#retried);
+      let retried = false;
+      const ack = await this.#stream.publish(this.#gatewayId, frame, msgId, headers, () => {
+        retried = true;
+        this.#counters.storeRetried++;
+      });
       this.#counters.stored++;
       if (ack.duplicate) this.#counters.storeDuplicates++;
-      return { seq: ack.seq, duplicate: ack.duplicate };
+      return { seq: ack.seq, earlier: ack.duplicate && !retried };
     } catch (err) {
       if (isRefusal(err)) {
         this.#counters.storeRefused++;
@@ -211,9 +215,6 @@ export class DurableMessages {
     }
   }
 
-  readonly #retried = (): void => {
-    this.#counters.storeRetried++;
-  };
 
   /**
    * Starts handing the gateway's stored messages to the engine: every one stored after the gateway's last when this

@@ -277,7 +277,7 @@ class NatsGatewayLink implements ClusterLink {
     this.durable = durable;
     this.connections = connections;
     this.sessionCounts = sessionCounts;
-    this.#states = new SessionStates(ownership, () => durable.position(), () => durable.ready(), logger);
+    this.#states = new SessionStates(ownership, () => durable.position(), () => durable.ready(), logger, () => durable.nextStoreId());
     this.#onClose = onClose;
   }
 
@@ -352,7 +352,7 @@ class NatsGatewayLink implements ClusterLink {
 
   qos2Receiving(clientId: string, packetId: number): Qos2Intent | undefined {
     if (this.#closed) return undefined;
-    return this.#states.receiving(clientId, packetId, () => this.durable.nextStoreId());
+    return this.#states.receiving(clientId, packetId);
   }
 
   qos2Received(clientId: string, packetId: number): void {

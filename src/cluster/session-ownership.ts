@@ -18,7 +18,7 @@
 import type { LinkEndpoint, MovedQueued, MovedReceiving, MovedSession, RecordedWill, SessionClaim, ConnectionEnd } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
-import { SessionRecords, willEntry, willOf, type OpenRecords, type SessionRecord, type SessionState } from './session-records.ts';
+import { MAX_EPOCH_USES, SessionRecords, willEntry, willOf, type OpenRecords, type SessionRecord, type SessionState } from './session-records.ts';
 
 /** How long a claim waits for the node that held the session to close its connection. */
 export const NOTICE_TIMEOUT_MS = 2_000;
@@ -331,7 +331,23 @@ function movedOf(state: SessionState): MovedSession {
     queued: queuedOf(state.queued),
     received: receivedOf(state.received),
     receiving: receivingOf(state.receiving),
+    qos2Epoch: typeof state.qos2Epoch === 'string' && state.qos2Epoch.length > 0 && state.qos2Epoch.length <= MAX_STORE_ID_LENGTH ? state.qos2Epoch : undefined,
+    qos2Uses: usesOf(state.qos2Uses),
   };
+}
+
+/** A state's uses of packet ids in its epoch: [packet id, a count of at least 1], each packet id once, MAX_EPOCH_USES at most. */
+function usesOf(uses: unknown): [number, number][] {
+  if (!Array.isArray(uses)) return [];
+  const kept = new Map<number, number>();
+  for (const entry of uses as unknown[]) {
+    if (kept.size >= MAX_EPOCH_USES || !Array.isArray(entry)) continue;
+    const [packetId, count] = entry as unknown[];
+    if (!Number.isSafeInteger(packetId) || (packetId as number) < 1 || (packetId as number) > 65_535) continue;
+    if (!Number.isSafeInteger(count) || (count as number) < 1) continue;
+    if (!kept.has(packetId as number)) kept.set(packetId as number, count as number);
+  }
+  return [...kept];
 }
 
 /** The longest stream message id a record may name (ours are `<instance>.<counter>`, well below it). */

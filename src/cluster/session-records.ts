@@ -48,6 +48,9 @@ export interface SessionRecord {
   state?: SessionState;
 }
 
+/** Packet ids released in one epoch of a session's inbound QoS 2 store ids before a new epoch begins (`qos2Uses`' bound). */
+export const MAX_EPOCH_USES = 1_024;
+
 export interface SessionState {
   subscriptions: StoredSubscription[];
   /** Stream sequence: every stored message of the gateway at or below it is done for this session. */
@@ -82,6 +85,13 @@ export interface SessionState {
    * stream's duplicate window (2 min); `received`, written after the store, covers later resends.
    */
   receiving?: [number, string][];
+  /**
+   * The epoch of the session's inbound QoS 2 store ids, and the times each packet id was released in it: a QoS 2
+   * PUBLISH with packet id p not in `receiving` is stored under `<qos2Epoch>.<p>.<uses of p, 0 if none>`, by the node
+   * holding the session, and by the one resuming it after that node's death (session-states.ts).
+   */
+  qos2Epoch?: string;
+  qos2Uses?: [number, number][];
 }
 
 export function willEntry(will: RecordedWill, dueAt: number | null): WillEntry {

@@ -14,12 +14,18 @@
  *   the session resends that PUBLISH with DUP under the same packet id, or that PUBREL [MQTT-4.4.0-1], never the
  *   message as a new one, so the client gets it once [MQTT-4.3.3]. QoS 1 packet ids go with the floor's writes (one
  *   sent in the last second is replayed under a new id: a duplicate QoS 1 allows).
- * - An inbound QoS 2 PUBLISH's packet id is written with the stream message id it is about to be stored under BEFORE
- *   the store is made (`receiving`), then as received once stored (with the next write), and its release before its
- *   PUBCOMP leaves (`released`): a node that resumes the session after this one's death answers the client's resend of
- *   a received one with PUBREC and no second store, stores the resend of a receiving one under the same message id
- *   (the stream drops it if this node's store had landed), and never takes a released id, reused for a new message,
- *   for a resend [MQTT-4.3.3-10]. No moment is left where the stream holds the message and the record knows nothing.
+ * - An inbound QoS 2 PUBLISH is stored under a stream message id the record determines BEFORE the store is made:
+ *   `<epoch>.<packet id>.<uses>`, the session's epoch and the times the packet id was released in it, both in the
+ *   record (`qos2Epoch`, `qos2Uses`). When the record already holds both as this node has them (the usual case: a
+ *   release is written before its PUBCOMP leaves, and only then may the client reuse the id), the store is made at
+ *   once; else (a new session or epoch, or a release whose write failed) the id is written first (`receiving`) and the
+ *   store waits for it. The id is then listed in `receiving`, then as received once stored (with the next writes),
+ *   and its release is written before its PUBCOMP leaves (`released`). A node that resumes the session after this
+ *   one's death answers the client's resend of a received one with PUBREC and no second store, stores the resend of
+ *   any other under the id the record determines for it (the stream drops it if this node's store had landed), and
+ *   never takes a released id, reused for a new message, for a resend [MQTT-4.3.3-10]. No moment is left where the
+ *   stream holds the message and the record cannot name its id. The epoch changes once MAX_EPOCH_USES ids have been
+ *   released in it, which bounds `qos2Uses`.
  * - Subscriptions are written when they change; the SUBACK waits for it (`settled`).
  * - A state over MAX_STATE_BYTES (many long filters, a large window) is not kept: the record then holds none, the
  *   session is not resumed elsewhere (Session Present 0 there), and it is logged: never a value NATS refuses.
@@ -30,7 +36,7 @@
 import type { MovedSession, Qos2Intent, StoredDelivery, StoredSubscription } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { SessionOwnership } from './session-ownership.ts';
-import type { SessionState } from './session-records.ts';
+import { MAX_EPOCH_USES, type SessionState } from './session-records.ts';
 
 /** How long a SUBACK waits for the session's subscriptions to be in its record before it goes anyway. */
 const SETTLE_TIMEOUT_MS = 2_000;
@@ -77,6 +83,15 @@ interface Tracked {
    * stream message id of that store: written before the store is made (see `receiving`).
    */
   receiving: Map<number, string>;
+  /** The epoch of the session's inbound QoS 2 store ids, and per packet id the times it was released in it. */
+  epoch: string;
+  uses: Map<number, number>;
+  /** Snapshots taken for writes, and the last one a write of which succeeded: what the record holds. */
+  snapshots: number;
+  durable: number;
+  /** The first snapshot holding the epoch, and each packet id's uses, as they are now (durable once written). */
+  epochAt: number;
+  usesAt: Map<number, number>;
   /** The replay's position while the session replays the stream; null once it caught up (or never replayed). */
   replayAt: number | null;
   /** The floor last written (a session with nothing outstanding follows the feed's position). */
@@ -95,6 +110,8 @@ export class SessionStates {
   /** The feed's start, while it is starting: a floor read before it would not know where the stream stands. */
   readonly #ready: () => Promise<void> | undefined;
   readonly #logger: Logger;
+  /** A new id unique to this process, for an epoch of inbound QoS 2 store ids. */
+  readonly #newId: () => string;
   readonly #tracked = new Map<string, Tracked>();
   /** Subscription writes a SUBACK waits for. */
   readonly #pending = new Set<Promise<boolean>>();
@@ -102,8 +119,10 @@ export class SessionStates {
   /** Writes failed since the last that did not: the first is warned about, the end of the run logged. */
   #failedWrites = 0;
 
-  constructor(ownership: SessionOwnership, position: () => number | undefined, ready: () => Promise<void> | undefined, logger: Logger) {
+  constructor(ownership: SessionOwnership, position: () => number | undefined, ready: () => Promise<void> | undefined, logger: Logger,
+    newId: () => string) {
     this.#ownership = ownership;
+    this.#newId = newId;
     this.#position = position;
     this.#ready = ready;
     this.#logger = logger;
@@ -121,8 +140,8 @@ export class SessionStates {
     if (t === undefined) {
       const floor = this.#position() ?? 0;
       this.#tracked.set(clientId, (t = {
-        clientId, subscriptions, outstanding: new Map(), carried: new Map(), flows: new Map(), received: new Set(), receiving: new Map(), replayAt: null, floor,
-        dirty: true, abandoned: false, queued: null,
+        clientId, subscriptions, outstanding: new Map(), carried: new Map(), flows: new Map(), received: new Set(), receiving: new Map(),
+        ...this.#freshEpoch(0), snapshots: 0, durable: 0, replayAt: null, floor, dirty: true, abandoned: false, queued: null,
       }));
     }
     t.subscriptions = subscriptions;
@@ -145,7 +164,12 @@ export class SessionStates {
     const t: Tracked = {
       clientId, subscriptions: moved.subscriptions, outstanding: new Map(), carried: new Map(moved.queued.map((q) => [q.seq, q.qos])),
       flows: new Map(), received: new Set(moved.received),
-      receiving: new Map(moved.receiving.filter((r) => !moved.received.includes(r.packetId)).map((r) => [r.packetId, r.storeId])), replayAt: moved.floor, floor: moved.floor, dirty: true, abandoned: false, queued: null,
+      receiving: new Map(moved.receiving.filter((r) => !moved.received.includes(r.packetId)).map((r) => [r.packetId, r.storeId])),
+      // The record's epoch and uses name the ids the node that held it stored under; this node's record holds them
+      // once it wrote them (until then, a store waits for that write).
+      ...(moved.qos2Epoch === undefined ? this.#freshEpoch(0) : { epoch: moved.qos2Epoch, uses: new Map(moved.qos2Uses), epochAt: 1, usesAt: new Map() }),
+      snapshots: 0, durable: 0,
+      replayAt: moved.floor, floor: moved.floor, dirty: true, abandoned: false, queued: null,
     };
     // The engine restores these (delivered() is told of each): kept until then, in case it writes before.
     for (const f of moved.inflight) {
@@ -209,15 +233,17 @@ export class SessionStates {
    * record already names for the packet id: a resend on the node that resumed the session), in the record before the
    * store is made (`written`; the caller stores once it settled true). Undefined: the session is not tracked here.
    */
-  receiving(clientId: string, packetId: number, newId: () => string): Qos2Intent | undefined {
+  receiving(clientId: string, packetId: number): Qos2Intent | undefined {
     const t = this.#tracked.get(clientId);
     if (t === undefined) return undefined;
     const known = t.receiving.get(packetId);
     if (known !== undefined) return { storeId: known, written: undefined };
-    const storeId = newId();
+    const storeId = `${t.epoch}.${packetId}.${t.uses.get(packetId) ?? 0}`;
     t.receiving.set(packetId, storeId);
     t.received.delete(packetId);
     t.dirty = true;
+    // The record already determines this id: stored at once (listed in `receiving` with the next write).
+    if (t.epochAt <= t.durable && (t.usesAt.get(packetId) ?? 0) <= t.durable) return { storeId, written: undefined };
     return { storeId, written: this.#save(t) };
   }
 
@@ -242,8 +268,19 @@ export class SessionStates {
     if (t === undefined) return undefined;
     const held = t.received.delete(packetId);
     if (!t.receiving.delete(packetId) && !held) return undefined;
+    // The id's next message is stored under another id; the record learns it before the PUBCOMP leaves.
+    if (t.uses.size >= MAX_EPOCH_USES && !t.uses.has(packetId)) Object.assign(t, this.#freshEpoch(t.snapshots));
+    else {
+      t.uses.set(packetId, (t.uses.get(packetId) ?? 0) + 1);
+      t.usesAt.set(packetId, t.snapshots + 1);
+    }
     t.dirty = true;
     return this.#save(t);
+  }
+
+  /** A new epoch for a session's inbound QoS 2 store ids, in the record from the write after snapshot `after`. */
+  #freshEpoch(after: number): Pick<Tracked, 'epoch' | 'uses' | 'epochAt' | 'usesAt'> {
+    return { epoch: this.#newId(), uses: new Map(), epochAt: after + 1, usesAt: new Map() };
   }
 
   #floorOf(t: Tracked): number {
@@ -271,6 +308,8 @@ export class SessionStates {
     const state: SessionState = { subscriptions: t.subscriptions, floor: t.floor, inflight };
     if (t.received.size > 0) state.received = [...t.received];
     if (t.receiving.size > 0) state.receiving = [...t.receiving];
+    state.qos2Epoch = t.epoch;
+    if (t.uses.size > 0) state.qos2Uses = [...t.uses];
     const queued = queuedOf(t);
     if (queued.length > 0) {
       const listed = { ...state, queued };
@@ -299,11 +338,15 @@ export class SessionStates {
   #save(t: Tracked): Promise<boolean> {
     if (t.queued !== null) return t.queued;
     const ready = this.#ready() ?? Promise.resolve();
+    let snapshot = 0;
     const write = ready.then(() => this.#ownership.saveState(t.clientId, () => {
       t.queued = null;
       t.dirty = false;
+      snapshot = ++t.snapshots;
       return this.#snapshot(t);
     })).then((written) => {
+      // The record holds what this snapshot held (inbound QoS 2 store ids it determines need no write first).
+      if (written && snapshot > t.durable) t.durable = snapshot;
       if (this.#failedWrites > 0) {
         this.#logger.info({ failed: this.#failedWrites }, 'cluster_session_state_writes_again');
         this.#failedWrites = 0;

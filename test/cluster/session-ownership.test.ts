@@ -348,63 +348,78 @@ if (clusterSkip !== undefined) {
       });
     });
 
-    test('an inbound QoS 2 PUBLISH waits for its store id to be in the record, and the PUBLISHes after it wait behind it (order kept [MQTT-4.6.0-6]); a record write that fails gives it up: not stored, not acknowledged, the connection closed with 0x9C, and the resend stored once', { timeout: 90_000 }, async () => {
+    test('inbound QoS 2 store ids: where the record determines the id (its epoch and the packet id\'s uses written), the PUBLISH is stored at once, PUBREC while record writes wait; where it does not (a new epoch on its way), the store waits for the write naming the id and the PUBLISHes after it wait behind it [MQTT-4.6.0-6]; that write failing gives them up (not stored, not acknowledged, 0x9C) and their resends are stored once, in order', { timeout: 120_000 }, async () => {
       const device = await cluster.addDevice(nodeA, gateway);
       const subscriber = await qos2Subscriber('gated');
       // In the order the PUBLISHes reach it (MQTT.js hands a QoS 2 message over at its PUBREL, a QoS 1 one at once).
       const arrived = collectAtPublish(subscriber.client);
       const clientId = `gated-${device}`;
-      const publishOf = (text: string, qos: 1 | 2, packetId: number, dup = false): Buffer =>
-        frame({ cmd: 'publish', topic: 'gated/t', payload: Buffer.from(text), qos, messageId: packetId, retain: false, dup }, 5);
-      const recordWrite = new RegExp(`^H?PUB \\$KV\\.[^ ]+\\.${SessionRecords.key(gateway.id, clientId).replace(/[.*+?^${}()|[\]\\-]/g, '\\$&')} `);
+      const publishOf = (topic: string, text: string, qos: 1 | 2, packetId: number, dup = false): Buffer =>
+        frame({ cmd: 'publish', topic, payload: Buffer.from(text), qos, messageId: packetId, retain: false, dup }, 5);
+      const key = SessionRecords.key(gateway.id, clientId);
+      const recordWrite = new RegExp(`^H?PUB \\$KV\\.[^ ]+\\.${key.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&')} `);
+      const records = SessionRecords.opener(nodeA.gatehouse.cluster!.connection);
+      const has = (packets: mqttPacket.Packet[], cmd: string, id: number): boolean => packets.some((p) => p.cmd === cmd && (p as { messageId?: number }).messageId === id);
       const onA = rawSession(A, device, clientId);
+      let again: ReturnType<typeof rawSession> | undefined;
       try {
         await waitFor('CONNACK from A', () => onA.packets.find((p) => p.cmd === 'connack'));
-        // The record write naming packet id 31's store id waits in the relay: 31 is not stored yet, nor is 32 behind it.
+        await waitFor('the record holding the epoch', async () => ((await (await records()).get(key))?.record.state?.qos2Epoch !== undefined ? true : undefined));
+        // Every record write of the session waits in the relay now (each waits for the one before): none is needed.
         relay.holdFromNode(recordWrite);
-        onA.socket.write(Buffer.concat([publishOf('first', 2, 31), publishOf('second', 1, 32)]));
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        assert.deepEqual(arrived.payloads('gated/t'), [], 'neither handed on while the write waits');
-        relay.flow();
+        onA.socket.write(Buffer.concat([publishOf('gated/t', 'first', 2, 31), publishOf('gated/t', 'second', 1, 32)]));
         await waitFor('both delivered', () => (arrived.payloads('gated/t').length === 2 ? true : undefined));
         assert.deepEqual(arrived.payloads('gated/t'), ['first', 'second'], 'in the order they came');
-        await waitFor('PUBREC 31 and PUBACK 32', () => (onA.packets.some((p) => p.cmd === 'pubrec' && p.messageId === 31)
-          && onA.packets.some((p) => p.cmd === 'puback' && p.messageId === 32) ? true : undefined));
+        await waitFor('PUBREC 31 and PUBACK 32', () => (has(onA.packets, 'pubrec', 31) && has(onA.packets, 'puback', 32) ? true : undefined));
+        relay.flow();
         onA.socket.write(frame({ cmd: 'pubrel', messageId: 31 }, 5));
-        await waitFor('PUBCOMP 31', () => onA.packets.find((p) => p.cmd === 'pubcomp' && p.messageId === 31));
+        await waitFor('PUBCOMP 31', () => (has(onA.packets, 'pubcomp', 31) ? true : undefined));
 
-        // Now the write never gets an answer (NATS's 5 s timeout): 33 is given up, and 34 behind it.
+        // 1,024 packet ids released in the epoch (31 among them), then 1025: its release begins a new epoch.
+        for (let from = 1; from <= 1024; from += 512) {
+          const ids = Array.from({ length: 512 }, (_, k) => from + k).filter((id) => id !== 31);
+          onA.socket.write(Buffer.concat(ids.map((id) => publishOf('gated/bulk', `${id}`, 2, id))));
+          await waitFor('their PUBRECs', () => (ids.every((id) => has(onA.packets, 'pubrec', id)) ? true : undefined));
+          onA.socket.write(Buffer.concat(ids.map((id) => frame({ cmd: 'pubrel', messageId: id }, 5))));
+          await waitFor('their PUBCOMPs', () => (ids.every((id) => has(onA.packets, 'pubcomp', id)) ? true : undefined));
+        }
+        onA.socket.write(publishOf('gated/bulk', '1025', 2, 1025));
+        await waitFor('PUBREC 1025', () => (has(onA.packets, 'pubrec', 1025) ? true : undefined));
+        // From here no record write of the session reaches NATS (each fails after NATS's 5 s timeout).
         const refusedBefore = await gatewayCounter(nodeA.gatehouse, gateway, 'publishes_refused_cluster_unwritable');
-        relay.holdFromNode(recordWrite);
-        onA.socket.write(Buffer.concat([publishOf('third', 2, 33), publishOf('fourth', 1, 34)]));
-        const disconnect = await waitFor('DISCONNECT from A', () => onA.packets.find((p): p is mqttPacket.IDisconnectPacket => p.cmd === 'disconnect'), 15_000);
+        relay.dropFromNode(recordWrite);
+        onA.socket.write(frame({ cmd: 'pubrel', messageId: 1025 }, 5));
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        // The new epoch is not in the record: 2001 waits for the write naming its id, and 2002 behind it.
+        onA.socket.write(Buffer.concat([publishOf('gated/t', 'third', 2, 2001), publishOf('gated/t', 'fourth', 1, 2002)]));
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        assert.deepEqual(arrived.payloads('gated/t'), ['first', 'second'], 'neither handed on while the write waits');
+        const disconnect = await waitFor('DISCONNECT from A', () => onA.packets.find((p): p is mqttPacket.IDisconnectPacket => p.cmd === 'disconnect'), 20_000);
         assert.equal(disconnect.reasonCode, 0x9c);
-        assert.equal(onA.packets.some((p) => (p.cmd === 'pubrec' && p.messageId === 33) || (p.cmd === 'puback' && p.messageId === 34)), false, 'neither acknowledged');
+        assert.equal(has(onA.packets, 'pubrec', 2001) || has(onA.packets, 'puback', 2002), false, 'neither acknowledged');
         assert.equal(await gatewayCounter(nodeA.gatehouse, gateway, 'publishes_refused_cluster_unwritable'), refusedBefore + 2);
-        relay.flow(); // the held write lands late, on a revision the node has written past: refused by NATS
+        relay.restore();
 
         // The device reconnects and resends both, with DUP: each stored and delivered once, in order.
-        const again = rawSession(A, device, clientId);
-        try {
-          await waitFor('CONNACK from A again', () => again.packets.find((p) => p.cmd === 'connack'));
-          again.socket.write(Buffer.concat([publishOf('third', 2, 33, true), publishOf('fourth', 1, 34, true)]));
-          await waitFor('PUBREC 33', () => again.packets.find((p) => p.cmd === 'pubrec' && p.messageId === 33));
-          again.socket.write(frame({ cmd: 'pubrel', messageId: 33 }, 5));
-          await waitFor('PUBCOMP 33', () => again.packets.find((p) => p.cmd === 'pubcomp' && p.messageId === 33));
-          await waitFor('PUBACK 34', () => again.packets.find((p) => p.cmd === 'puback' && p.messageId === 34));
-          await waitFor('both delivered', () => (arrived.payloads('gated/t').length === 4 ? true : undefined));
-          // A marker after them: anything more (a second copy) has arrived by then.
-          const marker = await cluster.connect(A, gateway, await cluster.addDevice(nodeA, gateway));
-          await marker.publishAsync('gated/marker', 'm', { qos: 1 });
-          await waitFor('the marker', () => (arrived.payloads('gated/marker').length === 1 ? true : undefined));
-          await marker.endAsync();
-          assert.deepEqual(arrived.payloads('gated/t'), ['first', 'second', 'third', 'fourth']);
-        } finally {
-          again.socket.destroy();
-        }
+        again = rawSession(A, device, clientId);
+        await waitFor('CONNACK from A again', () => again!.packets.find((p) => p.cmd === 'connack'));
+        again.socket.write(Buffer.concat([publishOf('gated/t', 'third', 2, 2001, true), publishOf('gated/t', 'fourth', 1, 2002, true)]));
+        await waitFor('PUBREC 2001', () => (has(again!.packets, 'pubrec', 2001) ? true : undefined));
+        again.socket.write(frame({ cmd: 'pubrel', messageId: 2001 }, 5));
+        await waitFor('PUBCOMP 2001 and PUBACK 2002', () => (has(again!.packets, 'pubcomp', 2001) && has(again!.packets, 'puback', 2002) ? true : undefined));
+        await waitFor('both delivered', () => (arrived.payloads('gated/t').length === 4 ? true : undefined));
+        // A marker after them: anything more (a second copy) has arrived by then.
+        const marker = await cluster.connect(A, gateway, await cluster.addDevice(nodeA, gateway));
+        await marker.publishAsync('gated/marker', 'm', { qos: 1 });
+        await waitFor('the marker', () => (arrived.payloads('gated/marker').length === 1 ? true : undefined));
+        await marker.endAsync();
+        assert.deepEqual(arrived.payloads('gated/t'), ['first', 'second', 'third', 'fourth']);
+        assert.equal(arrived.payloads('gated/bulk').length, 1024, 'every bulk message once');
       } finally {
+        relay.restore();
         relay.flow();
         onA.socket.destroy();
+        again?.socket.destroy();
         await subscriber.client.endAsync();
       }
     });
@@ -468,13 +483,16 @@ if (clusterSkip !== undefined) {
       // The session's state in the record (issue 16 item 2): what the next holder resumes from.
       // Queued entries of another shape (a QoS 0, a sequence that is not a number) are left out; the rest in stream order.
       // Received QoS 2 packet ids: only packet ids (1-65535), each once. Receiving ones: a packet id (the first entry of
-      // one kept) with a message id of 1-128 characters.
+      // one kept) with a message id of 1-128 characters. Uses in the epoch: a packet id (the first entry kept) with a
+      // count of at least 1.
       const state: SessionState = {
         subscriptions: [], floor: 41, inflight: [[42, 7, 2, 1], [43, 8, 2, 0]],
         queued: [[45, 1], [44, 2], [46, 0], ['47', 1] as unknown as [number, number], 48 as unknown as [number, number]],
         received: [9, 0, 65_536, 9, '10' as unknown as number, 65_535],
         receiving: [[20, 'n1.5'], [20, 'n1.6'], [0, 'n1.7'], [21, ''], [22, 'x'.repeat(129)], [23, 7 as unknown as string],
           24 as unknown as [number, string], [25, 'x'.repeat(128)]],
+        qos2Epoch: 'epoch-1',
+        qos2Uses: [[30, 2], [30, 5], [31, 0], [0, 1], [32, 1.5], [33, 1]],
       };
       assert.equal(await late.saveState('c-fenced', () => state), true);
       const second = await winner.claim('c-fenced', 'owner-1', null, false);
@@ -484,6 +502,7 @@ if (clusterSkip !== undefined) {
         inflight: [{ seq: 42, packetId: 7, qos: 2, released: true }, { seq: 43, packetId: 8, qos: 2, released: false }],
         queued: [{ seq: 44, qos: 2 }, { seq: 45, qos: 1 }], received: [9, 65_535],
         receiving: [{ packetId: 20, storeId: 'n1.5' }, { packetId: 25, storeId: 'x'.repeat(128) }],
+        qos2Epoch: 'epoch-1', qos2Uses: [[30, 2], [33, 1]],
       }, 'the claim hands over the state the record held');
       // Another principal cannot claim it at all.
       assert.equal(await holder(`third-${randomUUID()}`).claim('c-fenced', 'owner-2', null, false), 'owned');
