@@ -48,8 +48,13 @@ export interface SessionRecord {
   state?: SessionState;
 }
 
-/** Packet ids released in one epoch of a session's inbound QoS 2 store ids before a new epoch begins (`qos2Uses`' bound). */
-export const MAX_EPOCH_USES = 1_024;
+/**
+ * Packet ids released in one epoch of a session's inbound QoS 2 store ids before a new epoch begins (`qos2Uses`' bound).
+ * Small: every write of the session's state carries the uses (a client counting its packet ids up releases a new one
+ * each message), and the messages of a new epoch's first write wait for it. At 1,024 a node publishing 5,000 QoS 2
+ * msg/s from 20 sessions spent ~8 % more CPU than before (bench:cluster lat2); at 64, the writes stay under 1 KB.
+ */
+export const MAX_EPOCH_USES = 64;
 
 export interface SessionState {
   subscriptions: StoredSubscription[];
