@@ -348,7 +348,7 @@ if (clusterSkip !== undefined) {
       });
     });
 
-    test('inbound QoS 2 store ids: where the record determines the id (its epoch and the packet id\'s uses written), the PUBLISH is stored at once, PUBREC while record writes wait; where it does not (a new epoch on its way), the store waits for the write naming the id and the PUBLISHes after it wait behind it [MQTT-4.6.0-6]; that write failing gives them up (not stored, not acknowledged, 0x9C) and their resends are stored once, in order', { timeout: 120_000 }, async () => {
+    test('inbound QoS 2 store ids: where the record determines the id (its epoch and the packet id\'s uses written), the PUBLISH is stored at once, PUBREC while record writes wait; where it does not (a new epoch on its way), the store waits for the write naming the id and the PUBLISHes after it wait behind it [MQTT-4.6.0-6]; writes failing: a PUBREL gets no PUBCOMP and the connection goes (0x9C), the waiting PUBLISHes are given up (not stored, not acknowledged); resent, the PUBREL completes and the PUBLISHes are stored once, in order', { timeout: 120_000 }, async () => {
       const device = await cluster.addDevice(nodeA, gateway);
       const subscriber = await qos2Subscriber('gated');
       // In the order the PUBLISHes reach it (MQTT.js hands a QoS 2 message over at its PUBREL, a QoS 1 one at once).
@@ -392,15 +392,21 @@ if (clusterSkip !== undefined) {
         onA.socket.write(Buffer.concat([publishOf('gated/t', 'third', 2, 2001), publishOf('gated/t', 'fourth', 1, 2002)]));
         await new Promise((resolve) => setTimeout(resolve, 500));
         assert.deepEqual(arrived.payloads('gated/t'), ['first', 'second'], 'neither handed on while the write waits');
+        // The release of 1025 not written: no PUBCOMP, the connection goes (the client sends the PUBREL again).
         const disconnect = await waitFor('DISCONNECT from A', () => onA.packets.find((p): p is mqttPacket.IDisconnectPacket => p.cmd === 'disconnect'), 20_000);
         assert.equal(disconnect.reasonCode, 0x9c);
+        assert.equal(has(onA.packets, 'pubcomp', 1025), false, 'no PUBCOMP for a release the record did not learn');
+        await waitFor('2001 and 2002 given up', async () =>
+          (await gatewayCounter(nodeA.gatehouse, gateway, 'publishes_refused_cluster_unwritable') === refusedBefore + 2 ? true : undefined), 20_000);
         assert.equal(has(onA.packets, 'pubrec', 2001) || has(onA.packets, 'puback', 2002), false, 'neither acknowledged');
-        assert.equal(await gatewayCounter(nodeA.gatehouse, gateway, 'publishes_refused_cluster_unwritable'), refusedBefore + 2);
         relay.restore();
 
         // The device reconnects and resends both, with DUP: each stored and delivered once, in order.
         again = rawSession(A, device, clientId);
         await waitFor('CONNACK from A again', () => again!.packets.find((p) => p.cmd === 'connack'));
+        again.socket.write(frame({ cmd: 'pubrel', messageId: 1025 }, 5));
+        const pubcomp = await waitFor('PUBCOMP 1025', () => again!.packets.find((p): p is mqttPacket.IPubcompPacket => p.cmd === 'pubcomp' && p.messageId === 1025));
+        assert.equal(pubcomp.reasonCode ?? 0, 0, 'the id was still held: success, not 0x92');
         again.socket.write(Buffer.concat([publishOf('gated/t', 'third', 2, 2001, true), publishOf('gated/t', 'fourth', 1, 2002, true)]));
         await waitFor('PUBREC 2001', () => (has(again!.packets, 'pubrec', 2001) ? true : undefined));
         again.socket.write(frame({ cmd: 'pubrel', messageId: 2001 }, 5));

@@ -322,8 +322,8 @@ export async function gatewayCounter(node: { url: string }, gateway: GatewayJson
  * either side sends meanwhile is held, in order, and `flow` passes it on. `deafenAfter(pattern)`: once the node
  * sends a protocol line matching `pattern` (a `PUB` to a subject), what NATS sends the node is dropped until `sever`
  * — that message lands, its answer is lost. `holdFromNode(pattern)`: the next protocol message the node sends whose
- * line matches `pattern` (a `PUB`/`HPUB` to a subject, with its payload) is held until `flow`, and everything else
- * passes: a store in flight while the node goes on talking and hearing. `dropFromNode(pattern)`: every protocol
+ * line matches `pattern` (a `PUB`/`HPUB` to a subject, with its payload) is held until `flow` (which also ends a hold
+ * that caught nothing), and everything else passes: a store in flight while the node goes on talking and hearing. `dropFromNode(pattern)`: every protocol
  * message the node sends whose whole text (line and payload) matches is dropped, until `restore`: a write that never
  * arrives (a record's value naming what the test forbids it to name).
  */
@@ -431,6 +431,7 @@ export async function natsRelay(target: string): Promise<NatsRelay> {
     },
     flow() {
       stalled = false;
+      holdOne = null; // a hold that caught nothing ends here too
       for (const { to, data } of held.splice(0)) if (!to.destroyed) to.write(data);
     },
     deafenAfter(pattern) {
