@@ -267,7 +267,11 @@ export class SessionStates {
     const t = this.#tracked.get(clientId);
     if (t === undefined) return undefined;
     const held = t.received.delete(packetId);
-    if (!t.receiving.delete(packetId) && !held) return undefined;
+    if (!t.receiving.delete(packetId) && !held) {
+      // Released here already, and that write failed (its PUBREL, sent again, finds the id gone from this state): the
+      // record still names the id as held until a write lands, so the PUBCOMP waits for one again.
+      return (t.usesAt.get(packetId) ?? 0) > t.durable || t.epochAt > t.durable ? this.#save(t) : undefined;
+    }
     // The id's next message is stored under another id; the record learns it before the PUBCOMP leaves.
     if (t.uses.size >= MAX_EPOCH_USES && !t.uses.has(packetId)) Object.assign(t, this.#freshEpoch(t.snapshots));
     else {

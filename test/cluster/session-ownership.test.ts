@@ -407,6 +407,9 @@ if (clusterSkip !== undefined) {
         again.socket.write(frame({ cmd: 'pubrel', messageId: 1025 }, 5));
         const pubcomp = await waitFor('PUBCOMP 1025', () => again!.packets.find((p): p is mqttPacket.IPubcompPacket => p.cmd === 'pubcomp' && p.messageId === 1025));
         assert.equal(pubcomp.reasonCode ?? 0, 0, 'the id was still held: success, not 0x92');
+        // Its PUBCOMP came once the record let the id go (a reuse of 1025 after this node's death is a new message).
+        const state = (await (await records()).get(key))?.record.state;
+        assert.equal([...(state?.received ?? []), ...(state?.receiving ?? []).map(([id]) => id)].includes(1025), false, 'the record no longer holds 1025');
         again.socket.write(Buffer.concat([publishOf('gated/t', 'third', 2, 2001, true), publishOf('gated/t', 'fourth', 1, 2002, true)]));
         await waitFor('PUBREC 2001', () => (has(again!.packets, 'pubrec', 2001) ? true : undefined));
         again.socket.write(frame({ cmd: 'pubrel', messageId: 2001 }, 5));
