@@ -10,8 +10,8 @@ export interface RunRecord {
   ok: boolean;
   error?: string;
   result?: GeneratorResult;
-  /** gatehouse-parsing: messages its transformPayload parsed, failed, and dropped (queue full). */
-  parsing?: { parsed: number; failed: number; dropped: number };
+  /** gatehouse-parsing: messages its transformPayload parsed, failed, dropped (queue full), and shed (event loop saturated). */
+  parsing?: { parsed: number; failed: number; dropped: number; shed: number };
 }
 
 export interface Cell {

@@ -297,8 +297,8 @@ async function runOne(rep: number, scenario: ScenarioName, broker: BrokerName, c
   }
   // The parsing peer logs its totals as it stops: how many messages the sandbox really parsed,
   // and how many its bounded queue dropped at saturation.
-  const totals = /"parsed":(\d+),"failed":(\d+),"dropped":(\d+)/.exec(readFileSync(logPath, 'utf8'));
-  if (totals) record.parsing = { parsed: Number(totals[1]), failed: Number(totals[2]), dropped: Number(totals[3]) };
+  const totals = /"parsed":(\d+),"failed":(\d+),"dropped":(\d+),"shed":(\d+)/.exec(readFileSync(logPath, 'utf8'));
+  if (totals) record.parsing = { parsed: Number(totals[1]), failed: Number(totals[2]), dropped: Number(totals[3]), shed: Number(totals[4]) };
   return record;
 }
 
@@ -311,7 +311,7 @@ function progressLine(record: RunRecord, reps: number): string {
   const cpu = record.result.cpu;
   const shares = cpu === null ? '' : `  cpu broker/gen/other ${cpu.brokerPct}/${cpu.genPct}/${cpu.otherPct}%`;
   const p = record.parsing;
-  const parsing = p === undefined ? '' : `  parsing parsed/failed/dropped ${p.parsed}/${p.failed}/${p.dropped}`;
+  const parsing = p === undefined ? '' : `  parsing parsed/failed/dropped/shed ${p.parsed}/${p.failed}/${p.dropped}/${p.shed}`;
   return `${head} ${metrics}${shares}${parsing}`;
 }
 

@@ -235,7 +235,7 @@ function countersTopic<C extends object>(name: Topic, what: string, isPart: (val
   };
 }
 
-const parsingTopic = countersTopic<ParsingStats>('parsing', 'parsing counters', countersGuard(['parsed', 'failed', 'dropped'], ['enabled']));
+const parsingTopic = countersTopic<ParsingStats>('parsing', 'parsing counters', countersGuard(['parsed', 'failed', 'dropped', 'shed'], ['enabled']));
 const webhooksTopic = countersTopic<WebhookStats>('webhooks', 'webhook counters',
   countersGuard(['delivered', 'retried', 'deadLettered', 'dropped', 'queued', 'inFlight', 'heldBytes']));
 
@@ -552,7 +552,7 @@ export function workerReadiness(local: () => Promise<Readiness>, nodeId: string)
  */
 export function workerParsingStats(local: () => CountersById<ParsingStats>, nodeId: string): (gatewayId: string) => Promise<ParsingStats> {
   const ask = workerGathering(parsingTopic, nodeId, () => Promise.resolve(local()));
-  return async (gatewayId) => (await ask())[gatewayId] ?? { parsed: 0, failed: 0, dropped: 0, enabled: false };
+  return async (gatewayId) => (await ask())[gatewayId] ?? { parsed: 0, failed: 0, dropped: 0, shed: 0, enabled: false };
 }
 
 /**

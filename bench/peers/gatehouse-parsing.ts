@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Broker, listen } from '../../src/broker/index.ts';
 import { createLogger } from '../../src/core/logger.ts';
+import { LoopPressure } from '../../src/core/loop-pressure.ts';
 import { DEFAULT_PLATFORM_OPTIONS, GatewayParser, PARSING_NICENESS, UplinkJournal, UplinkTap, type JournalTicket } from '../../src/platform/index.ts';
 import { SqliteUplinkJournal } from '../../src/storage/sqlite-uplink-journal.ts';
 import { QuickJsRunner } from '../../src/sandbox/index.ts';
@@ -45,7 +46,9 @@ const broker = new Broker({
 // As `npm start` runs parsing: a sandbox of its own whose threads yield the core to the event loop.
 const runner = new QuickJsRunner({ niceness: PARSING_NICENESS });
 // The limits `npm start` gives each gateway's parsing (its queue of messages waiting for the sandbox).
-const parser = new GatewayParser(runner, DEFAULT_PLATFORM_OPTIONS.parsing, logger);
+// And, as there, no parsing while the event loop is saturated.
+const pressure = new LoopPressure();
+const parser = new GatewayParser(runner, DEFAULT_PLATFORM_OPTIONS.parsing, logger, pressure);
 let parsed = 0;
 let failed = 0;
 const journalFile = values.journal === undefined ? null : new SqliteUplinkJournal(values.journal);
@@ -58,7 +61,7 @@ const settleTimer = setInterval(() => {
 }, 200);
 const tap = new UplinkTap({ broker, config: { dataParsing: { enabled: values['no-parsing'] !== true, script: SCRIPT } } }, parser, (u) => {
   if (u.outcome?.ok === true) parsed++;
-  else if (u.outcome !== null && u.outcome.kind !== 'dropped') failed++;
+  else if (u.outcome !== null && u.outcome.kind !== 'dropped' && u.outcome.kind !== 'shed') failed++;
   if (u.ticket !== null) settled.push(u.ticket);
 }, journal);
 
@@ -71,7 +74,8 @@ if (values['tls-port'] !== undefined && values['tls-cert'] !== undefined && valu
 }
 
 const stop = async (): Promise<void> => {
-  logger.warn({ parsed, failed, dropped: parser.counters.dropped }, 'bench_parsing_totals');
+  logger.warn({ parsed, failed, dropped: parser.counters.dropped, shed: parser.counters.shed }, 'bench_parsing_totals');
+  pressure.stop();
   tap.close();
   clearInterval(settleTimer);
   runner.dispose();

@@ -343,9 +343,8 @@ function usesOf(uses: unknown): [number, number][] {
   for (const entry of uses as unknown[]) {
     if (kept.size >= MAX_EPOCH_USES || !Array.isArray(entry)) continue;
     const [packetId, count] = entry as unknown[];
-    if (!Number.isSafeInteger(packetId) || (packetId as number) < 1 || (packetId as number) > 65_535) continue;
-    if (!Number.isSafeInteger(count) || (count as number) < 1) continue;
-    if (!kept.has(packetId as number)) kept.set(packetId as number, count as number);
+    if (!isPacketId(packetId) || !Number.isSafeInteger(count) || (count as number) < 1) continue;
+    if (!kept.has(packetId)) kept.set(packetId, count as number);
   }
   return [...kept];
 }
@@ -360,9 +359,9 @@ function receivingOf(receiving: unknown): MovedReceiving[] {
   for (const entry of receiving as unknown[]) {
     if (!Array.isArray(entry)) continue;
     const [packetId, storeId] = entry as unknown[];
-    if (!Number.isSafeInteger(packetId) || (packetId as number) < 1 || (packetId as number) > 65_535) continue;
+    if (!isPacketId(packetId)) continue;
     if (typeof storeId !== 'string' || storeId.length === 0 || storeId.length > MAX_STORE_ID_LENGTH) continue;
-    if (!kept.has(packetId as number)) kept.set(packetId as number, storeId);
+    if (!kept.has(packetId)) kept.set(packetId, storeId);
   }
   return [...kept].map(([packetId, storeId]) => ({ packetId, storeId }));
 }
@@ -370,7 +369,12 @@ function receivingOf(receiving: unknown): MovedReceiving[] {
 /** A handed-over state's received QoS 2 packet ids: packet ids only (1–65535), each once; anything else left out. */
 function receivedOf(received: unknown): number[] {
   if (!Array.isArray(received)) return [];
-  return [...new Set((received as unknown[]).filter((id): id is number => Number.isSafeInteger(id) && (id as number) >= 1 && (id as number) <= 65_535))];
+  return [...new Set((received as unknown[]).filter(isPacketId))];
+}
+
+/** A packet id as MQTT allows one: 1–65,535 [MQTT-2.2.1-3]. */
+function isPacketId(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 1 && (value as number) <= 65_535;
 }
 
 /** A record's queued list, in stream order; entries of another shape are left out (a node of another version wrote it). */

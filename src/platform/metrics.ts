@@ -7,7 +7,7 @@ export function registerPlatformMetrics(registry: Registry, platform: Platform):
   const refresh = (): void => {
     for (const g of [parsing, store, propertyRefusals, journal, webhooks, webhookQueued]) g.reset();
     for (const { gateway, counters } of platform.allParsingStats()) {
-      for (const result of ['parsed', 'failed', 'dropped'] as const) parsing.set({ gateway, result }, counters[result]);
+      for (const result of ['parsed', 'failed', 'dropped', 'shed'] as const) parsing.set({ gateway, result }, counters[result]);
     }
     const s = platform.storeStats();
     store.set({ result: 'written' }, s.written);
@@ -35,7 +35,7 @@ export function registerPlatformMetrics(registry: Registry, platform: Platform):
   };
   // prom-client collects in registration order: the first gauge's collect() refreshes them all.
   const parsing = new Gauge({
-    name: 'gatehouse_parsing_messages_total', help: 'Data parsing outcomes per gateway since start (parsed, failed, dropped)',
+    name: 'gatehouse_parsing_messages_total', help: 'Data parsing outcomes per gateway since start (parsed, failed, dropped: its queue full, shed: the event loop saturated)',
     labelNames: ['gateway', 'result'], registers: [registry], collect: refresh,
   });
   const store = new Gauge({

@@ -42,7 +42,7 @@ test('beyond maxPendingBytes a message is not parsed but dropped and counted; th
     assert.deepEqual(kinds(second), ['parsed', 'parsed', 'parsed']);
     // A message larger than the bound alone is never parsed.
     assert.deepEqual(kinds([await parseOn(parser, 'topic', Buffer.alloc(1000))]), ['dropped']);
-    assert.deepEqual(parser.counters, { parsed: 6, failed: 0, dropped: 3 });
+    assert.deepEqual(parser.counters, { parsed: 6, failed: 0, dropped: 3, shed: 0 });
   } finally {
     parser.dispose();
   }
@@ -54,7 +54,7 @@ test('beyond maxPending messages a message is dropped and counted, whatever its 
     parser.configure({ enabled: true, script: SLOW });
     const outcomes = await Promise.all(Array.from({ length: 4 }, () => parseOn(parser, 't', Buffer.alloc(1))));
     assert.deepEqual(kinds(outcomes), ['parsed', 'parsed', 'dropped', 'dropped']);
-    assert.deepEqual(parser.counters, { parsed: 2, failed: 0, dropped: 2 });
+    assert.deepEqual(parser.counters, { parsed: 2, failed: 0, dropped: 2, shed: 0 });
   } finally {
     parser.dispose();
   }
@@ -91,6 +91,51 @@ function countingRunner(inner: ScriptRunner): ScriptRunner & { handedNow: number
 
 const ECHO = 'function transformPayload(topic, bytes) { return { n: bytes[0] * 256 + bytes[1] }; }';
 
+test('a gateway whose queue overflows while the event loop is saturated sheds what waits and what comes until the loop has time; a quiet gateway and parse() are not shed', { timeout: 30_000 }, async () => {
+  const loop = { saturated: false };
+  // Two calls handed to the sandbox at once (two batches of one), the third waits.
+  const limits = { timeoutMs: 1000, memoryMb: 8, maxPending: 3, batchSize: 1 };
+  const flooded = new GatewayParser(runner, limits, logger, loop);
+  const quiet = new GatewayParser(runner, limits, logger, loop);
+  try {
+    flooded.configure({ enabled: true, script: SLOW });
+    quiet.configure({ enabled: true, script: SLOW });
+    // Compiled: what is submitted from here is handed to the sandbox at once, as far as its two calls go.
+    assert.deepEqual(kinds(await Promise.all([parseOn(flooded, 'z', Buffer.alloc(1)), parseOn(quiet, 'z', Buffer.alloc(1))])), ['parsed', 'parsed']);
+    const told: string[] = [];
+    const done = (item: { topic: string }, outcome: ParseOutcome): void => void told.push(`${item.topic}:${outcome.ok ? 'parsed' : outcome.kind}`);
+    const submit = (parser: GatewayParser, topic: string): string => {
+      const r = parser.submit({ topic, payload: Buffer.alloc(1) }, done);
+      return r === 'queued' || r === null ? String(r) : r.ok ? 'parsed' : r.kind;
+    };
+    const until = async (n: number): Promise<void> => {
+      const deadline = Date.now() + 20_000;
+      while (told.length < n && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    };
+    assert.equal(submit(flooded, 'a'), 'queued');
+    loop.saturated = true;
+    assert.deepEqual([submit(flooded, 'b'), submit(flooded, 'c')], ['queued', 'queued'], 'saturated alone sheds nothing: its queue has room');
+    assert.equal(submit(flooded, 'd'), 'dropped', 'the queue overflows');
+    assert.deepEqual(told, ['c:shed'], 'what waited went at once; the calls handed to the sandbox finish');
+    const shed = flooded.submit({ topic: 'e', payload: Buffer.alloc(1) }, done);
+    assert.deepEqual(shed, { ok: false, kind: 'shed', error: 'not parsed: the event loop was saturated, and MQTT traffic goes first' });
+    assert.equal(submit(quiet, 'q'), 'queued', 'a gateway whose parsing keeps up goes on parsing on the saturated loop');
+    await until(4);
+    assert.equal(submit(flooded, 'f'), 'shed', 'its queue is empty again, the loop still saturated: still shed');
+    // The journal's replay parses one at a time what a crash left unfinished: never shed.
+    assert.deepEqual(kinds([await parseOn(flooded, 'g', Buffer.alloc(1))]), ['parsed']);
+    loop.saturated = false;
+    assert.equal(submit(flooded, 'h'), 'queued', 'parsed again once the loop has time');
+    await until(5);
+    assert.deepEqual(told.sort(), ['a:parsed', 'b:parsed', 'c:shed', 'h:parsed', 'q:parsed'], 'the dropped and shed ones answered at once were never told');
+    assert.deepEqual(flooded.counters, { parsed: 5, failed: 0, dropped: 1, shed: 3 });
+    assert.deepEqual(quiet.counters, { parsed: 2, failed: 0, dropped: 0, shed: 0 });
+  } finally {
+    flooded.dispose();
+    quiet.dispose();
+  }
+});
+
 test('what waits for the sandbox waits as data: at most two batches are handed to it at once, the rest in order behind them', { timeout: 30_000 }, async () => {
   const counting = countingRunner(runner);
   const parser = new GatewayParser(counting, { timeoutMs: 1000, memoryMb: 8, maxPending: 1000, batchSize: 64 }, logger);
@@ -112,7 +157,7 @@ test('what waits for the sandbox waits as data: at most two batches are handed t
     while (seen.length < 600 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     assert.deepEqual(seen, Array.from({ length: 600 }, (_, i) => i), 'all parsed, in the order sent');
     assert.ok(counting.handedMost > 64 && counting.handedMost <= 128, `handed at once: ${counting.handedMost}`);
-    assert.deepEqual(parser.counters, { parsed: 600, failed: 0, dropped: 0 });
+    assert.deepEqual(parser.counters, { parsed: 600, failed: 0, dropped: 0, shed: 0 });
   } finally {
     parser.dispose();
   }
@@ -147,7 +192,7 @@ test('a script that does not compile: each message fails at once, counted, and n
     const after = parser.parse('t', Buffer.alloc(1));
     assert.ok(after !== null && !(after instanceof Promise), 'answered at once once the compile failed');
     assert.equal(after.ok === false && after.kind, 'compile');
-    assert.deepEqual(parser.counters, { parsed: 0, failed: 2, dropped: 0 });
+    assert.deepEqual(parser.counters, { parsed: 0, failed: 2, dropped: 0, shed: 0 });
   } finally {
     parser.dispose();
   }

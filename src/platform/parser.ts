@@ -8,6 +8,7 @@
  * output, never its MQTT traffic and never unbounded memory.
  */
 import type { Logger } from '../core/logger.ts';
+import type { LoopSaturation } from '../core/loop-pressure.ts';
 import { RingQueue } from '../broker/index.ts';
 import type { DataParsingConfig } from '../registry/index.ts';
 import { ScriptCompileError, type CompiledScript, type InvokeResult, type ScriptRunner } from '../sandbox/index.ts';
@@ -43,12 +44,17 @@ export interface ParsingCounters {
   parsed: number;
   failed: number;
   dropped: number;
+  /** Not parsed because the event loop was saturated (`LoopPressure`): MQTT traffic went first. */
+  shed: number;
 }
 
 /** A gateway's counters and whether a compiled script runs on its messages (`GET /gateways/:id/parsing`). */
 export type ParsingStats = ParsingCounters & { enabled: boolean };
 
 const DROPPED: ParseOutcome = Object.freeze({ ok: false, kind: 'dropped', error: 'not parsed: the parsing queue of this gateway is full' });
+const SHED: ParseOutcome = Object.freeze({
+  ok: false, kind: 'shed', error: 'not parsed: the event loop was saturated, and MQTT traffic goes first',
+});
 const DISPOSED: ParseOutcome = Object.freeze({ ok: false, kind: 'disposed', error: 'disposed: the gateway\'s parsing script was replaced or turned off' });
 
 /**
@@ -69,7 +75,7 @@ export interface ParseItem {
 export type ParseDone<T extends ParseItem> = (item: T, outcome: ParseOutcome) => void;
 
 export class GatewayParser {
-  readonly counters: ParsingCounters = { parsed: 0, failed: 0, dropped: 0 };
+  readonly counters: ParsingCounters = { parsed: 0, failed: 0, dropped: 0, shed: 0 };
   #source: string | null = null;
   /** The compiled script (or why it does not compile) for `#source`. */
   #compiled: Promise<CompiledScript | string> | null = null;
@@ -88,9 +94,19 @@ export class GatewayParser {
   readonly #runner: ScriptRunner;
   readonly #limits: ParsingLimits;
   readonly #log: Logger;
+  readonly #saturation: LoopSaturation | undefined;
+  /** Its queue overflowed while the loop was saturated: uplinks are shed until the loop is not. */
+  #shedding = false;
 
-  constructor(runner: ScriptRunner, limits: ParsingLimits, log: Logger) {
+  /**
+   * `saturation`: this thread's event loop has no time to spare. A gateway whose queue overflows meanwhile (its parsing
+   * cannot keep up) parses nothing more (`shed`, answered at once) until the loop has time again: on a saturated core
+   * the trickle it still parsed cost MQTT traffic ~10 % of its throughput (docs/benchmarks.md). A gateway whose parsing
+   * keeps up goes on parsing: one device's flood does not stop the parsing of a quiet gateway.
+   */
+  constructor(runner: ScriptRunner, limits: ParsingLimits, log: Logger, saturation?: LoopSaturation) {
     this.#runner = runner;
+    this.#saturation = saturation;
     this.#limits = limits;
     this.#maxPendingBytes = limits.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     this.#maxHanded = HANDED_AT_ONCE_BATCHES * (limits.batchSize ?? 64);
@@ -122,18 +138,41 @@ export class GatewayParser {
 
   /**
    * Queues `item` for the script: 'queued' (`done` is told its outcome later, never before this returns), the
-   * outcome itself when it is not parsed (dropped, or the script does not compile), or null when parsing is off.
+   * outcome itself when it is not parsed (dropped, shed, or the script does not compile), or null when parsing is off.
    */
   submit<T extends ParseItem>(item: T, done: ParseDone<T>): 'queued' | ParseOutcome | null {
+    return this.#submit(item, done, true);
+  }
+
+  /**
+   * `submit` with a promise: for callers that parse one message at a time (the journal's replay, tests). Never shed:
+   * one at a time leaves the loop its time, and the journal's replay is what a crash left unfinished.
+   */
+  parse(topic: string, payload: Buffer): Promise<ParseOutcome> | ParseOutcome | null {
+    let resolve: (outcome: ParseOutcome) => void = () => undefined;
+    const settled = new Promise<ParseOutcome>((r) => (resolve = r));
+    const queued = this.#submit({ topic, payload }, (_item, outcome) => resolve(outcome), false);
+    return queued === 'queued' ? settled : queued;
+  }
+
+  #submit<T extends ParseItem>(item: T, done: ParseDone<T>, mayShed: boolean): 'queued' | ParseOutcome | null {
     if (this.#compiled === null) return null;
     if (typeof this.#script === 'string') {
       this.counters.failed++;
       return { ok: false, kind: 'compile', error: this.#script };
     }
+    if (this.#shedding && mayShed) {
+      if (this.#saturation!.saturated) {
+        this.counters.shed++;
+        return SHED;
+      }
+      this.#shedding = false; // the loop has time again
+    }
     // A topic is at most 65,535 bytes of UTF-8; its UTF-16 length is close enough for a bound.
     const bytes = item.payload.byteLength + item.topic.length;
     if (this.#pending >= this.#limits.maxPending || this.#pendingBytes + bytes > this.#maxPendingBytes) {
       this.counters.dropped++;
+      if (this.#saturation?.saturated === true) this.#shed();
       return DROPPED;
     }
     this.#pending++;
@@ -142,14 +181,6 @@ export class GatewayParser {
     this.#dones.push(done as ParseDone<ParseItem>);
     if (this.#handed < this.#maxHanded && this.#script !== undefined) this.#hand();
     return 'queued';
-  }
-
-  /** `submit` with a promise: for callers that parse one message at a time (the journal's replay, tests). */
-  parse(topic: string, payload: Buffer): Promise<ParseOutcome> | ParseOutcome | null {
-    let resolve: (outcome: ParseOutcome) => void = () => undefined;
-    const settled = new Promise<ParseOutcome>((r) => (resolve = r));
-    const queued = this.submit({ topic, payload }, (_item, outcome) => resolve(outcome));
-    return queued === 'queued' ? settled : queued;
   }
 
   dispose(): void {
@@ -204,6 +235,18 @@ export class GatewayParser {
       done(item, outcome);
     } catch (err) {
       this.#log.error({ err }, 'parsing_outcome_handler_failed');
+    }
+  }
+
+  /**
+   * Its parsing cannot keep up and the loop has no time to spare: it stops until the loop has some, and what waits goes
+   * now (shed), so the sandbox is left the calls already handed to it and not a queue's worth of work on the busy core.
+   */
+  #shed(): void {
+    this.#shedding = true;
+    while (this.#items.length > 0) {
+      this.counters.shed++;
+      this.#end(this.#items.shift()!, this.#dones.shift()!, SHED);
     }
   }
 

@@ -13,6 +13,7 @@ import type {
   GatewayRuntimeConfig, MessageQuery, MessageRecord, MessageRepository, PropertyMergeResult, RegistryEventSource,
 } from '../registry/index.ts';
 import { GatehouseError } from '../core/errors.ts';
+import { LoopPressure } from '../core/loop-pressure.ts';
 import { ScriptCompileError, type LogLine, type ScriptRunner } from '../sandbox/index.ts';
 import { isPropertyPostTopic, propertyPostValues, type PropertyValue } from './alink.ts';
 import { deviceSessions, mergeSessionViews, type DeviceSessionView } from './device-sessions.ts';
@@ -145,6 +146,8 @@ export class Platform {
   /** Property posts refused since start, by the limit they would have broken. */
   readonly #propertiesRefused = { too_many: 0, too_large: 0 };
   readonly #unsubscribe: (() => void)[] = [];
+  /** Whether this thread's event loop is saturated: parsing is shed meanwhile (MQTT traffic goes first). */
+  readonly loopPressure = new LoopPressure();
   #closed = false;
   /** /stream consumers here (watchOthers), and the other nodes' events heard for them (and a grace after the last). */
   #watchers = 0;
@@ -186,7 +189,7 @@ export class Platform {
   /** Parsing counters of a gateway since the process started. */
   parsingStats(gatewayId: string): ParsingStats {
     const parser = this.#parsers.get(gatewayId)?.parser;
-    return { parsed: 0, failed: 0, dropped: 0, ...parser?.counters, enabled: parser?.enabled ?? false };
+    return { parsed: 0, failed: 0, dropped: 0, shed: 0, ...parser?.counters, enabled: parser?.enabled ?? false };
   }
 
   /** `parsingStats` of every gateway that ran since start, by gateway id (a worker's part of the machine's, workers.ts). */
@@ -373,6 +376,7 @@ export class Platform {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.loopPressure.stop();
     this.#stopHearing();
     for (const off of this.#unsubscribe.splice(0)) off();
     for (const tap of this.#taps.values()) tap.close();
@@ -448,7 +452,7 @@ export class Platform {
   #parserFor(gatewayId: string, name: string): GatewayParser {
     let entry = this.#parsers.get(gatewayId);
     if (entry === undefined) {
-      entry = { parser: new GatewayParser(this.#deps.parsingRunner ?? this.runner, this.options.parsing, this.#log.child({ gatewayId })), name };
+      entry = { parser: new GatewayParser(this.#deps.parsingRunner ?? this.runner, this.options.parsing, this.#log.child({ gatewayId }), this.loopPressure), name };
       this.#parsers.set(gatewayId, entry);
     }
     entry.name = name;

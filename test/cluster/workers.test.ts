@@ -234,7 +234,7 @@ if (clusterSkip !== undefined) {
         for (let i = 0; i < 4; i++) {
           const res = await fetch(`${node.url}/api/v1/gateways/${gateway.id}/parsing`, { headers: token });
           assert.equal(res.status, 200);
-          assert.deepEqual(await res.json(), { enabled: true, parsed: 0, failed, dropped: 0 }, `read ${i}`);
+          assert.deepEqual(await res.json(), { enabled: true, parsed: 0, failed, dropped: 0, shed: 0 }, `read ${i}`);
         }
       } finally {
         for (const client of clients.values()) await client.endAsync(true);

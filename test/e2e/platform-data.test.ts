@@ -173,11 +173,14 @@ test('a throwing script is recorded as a parse failure with the raw bytes while 
     .find((m) => m.parseError === 'threw: Error: bad frame 4' || m.parseError?.startsWith('threw: Error: bad frame 4') === true));
   assert.equal(failed.parsed, null);
   assert.equal(Buffer.from(failed.payload, 'base64').toString('hex'), '01020304');
-  const stats = await gh.api<{ failed: number; enabled: boolean }>('GET', `/gateways/${gw.id}/parsing`);
+  const stats = await gh.api<{ failed: number; enabled: boolean; shed: number }>('GET', `/gateways/${gw.id}/parsing`);
   assert.equal(stats.json.enabled, true);
   assert.ok(stats.json.failed >= 2, JSON.stringify(stats.json));
+  // A few messages leave the loop its time: none shed (the counter is there, apart from dropped).
+  assert.equal(stats.json.shed, 0, JSON.stringify(stats.json));
   const metrics = await (await fetch(`${gh.gatehouse.url}/api/v1/metrics`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })).text();
   assert.match(metrics, /gatehouse_parsing_messages_total\{gateway="sensor_fleet",result="failed"\} [1-9]/);
+  assert.match(metrics, /gatehouse_parsing_messages_total\{gateway="sensor_fleet",result="shed"\} 0\n/);
 });
 
 // 30 s, past the rule's 10 × its 1.3 s: every call of the looping script runs out its limit on sandbox threads at

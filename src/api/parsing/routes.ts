@@ -36,7 +36,8 @@ const ParsingStatsView = Type.Object({
   enabled: Type.Boolean({ description: 'A script is compiled and runs on this gateway\'s messages' }),
   parsed: Type.Integer(),
   failed: Type.Integer({ description: 'Threw, timed out, ran out of memory or returned no object' }),
-  dropped: Type.Integer({ description: 'Not parsed because the script could not keep up' }),
+  dropped: Type.Integer({ description: 'Not parsed because the script could not keep up (its queue was full)' }),
+  shed: Type.Integer({ description: 'Not parsed because the event loop was saturated: MQTT traffic went first' }),
 });
 
 export const parsingRoutes: FastifyPluginCallbackTypebox<ParsingRoutesOptions> = (app, { registry, platform, stats }, done) => {

@@ -211,9 +211,12 @@ function acknowledge(conn: Connection, qos: number, packetId: number, reasonCode
   conn.acksPending = chained;
 }
 
-/** An inbound QoS 2 packet id whose flow ended without a PUBREL (refused, or given up): free again. */
+/**
+ * An inbound QoS 2 packet id whose flow ended without a PUBREL (refused, or given up): free again. The cluster's record
+ * is told only when the session held the id: a PUBLISH refused before its id was taken never reached the record, and
+ * telling it anyway wrote the record once per refusal right after a resume (where the record is not yet up to date).
+ */
 function releaseQos2(conn: Connection, session: Session | null, packetId: number): void {
   if (session === null) return;
-  session.releaseQos2(packetId);
-  void conn.broker.qos2Released(session, packetId);
+  if (session.releaseQos2(packetId)) void conn.broker.qos2Released(session, packetId);
 }
