@@ -4931,8 +4931,10 @@ export interface paths {
                             parsed: number;
                             /** @description Threw, timed out, ran out of memory or returned no object */
                             failed: number;
-                            /** @description Not parsed because the script could not keep up */
+                            /** @description Not parsed because the script could not keep up (its queue was full) */
                             dropped: number;
+                            /** @description Not parsed because the event loop was saturated: MQTT traffic went first */
+                            shed: number;
                         };
                     };
                 };
