@@ -347,6 +347,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     } else {
       if (session.owner === undefined) this.#own(session, owner); // a session stored before owners were recorded is claimed by its first owner
       present = true; // [MQTT-3.2.2-3]
+      if (session.replaying && session.restoredFromStore && this.#link !== null) this.#replayRestored(this.#link, session);
     }
     conn.session = session;
     this.#settleSessionPlace(conn);
@@ -458,20 +459,70 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     for (const packetId of moved.received) session.takeQos2(packetId);
     // Those whose store the node that held the session was making: a resend is stored again under the same stream message id.
     for (const r of moved.receiving) if (!session.incomingQos2.has(r.packetId)) session.takeQos2Unconfirmed(r.packetId);
-    const queued = new Map(moved.queued.map((q) => [q.seq, q.qos]));
-    // The subscriptions the replayed messages were stored under, whatever becomes of the session's own meanwhile.
-    const recorded = moved.subscriptions.filter((sub) => parseSharedFilter(sub.raw) === null);
     // First: the replay's record of the session must exist before its flows are told to it (same turn, no reads yet).
-    link.replay(session.clientId, moved,
-      (message, seq) => this.contain(() => this.#replayOne(session, message, seq, queued.get(seq) ?? recordedQos(recorded, message, session.clientId)),
-        'cluster_replay_failed', message.senderId),
-      () => {
-        session.replaying = false;
-      },
-      () => (this.#sessions.get(session.clientId) === session ? session.queueHalfFull : null));
+    this.#replay(link, session, moved);
     for (const flow of moved.inflight) {
       if (flow.packetId !== 0) this.#restoreFlow(session, flow); // id 0: a QoS 2 delivery completed there, only skipped
     }
+  }
+
+  /**
+   * A cluster node restarted as itself: a session of its file has every stored message up to `floor` (the feed's
+   * position its last batch wrote, or its own while it was replaying). What the stream stored after it — while this
+   * node was down, and from now until the client is back — reaches it by a replay from there when the client resumes
+   * it here (`openSession`), not by the live feed, which starts at the stream's end: before, a session whose record
+   * held no state (too large to keep, or none written) never got what was stored while its node was down. A record
+   * with the session's state resumes from that instead (`#movedFlows`). Its floor is written with its row, since the
+   * gateway's position moves on for the other sessions meanwhile.
+   */
+  #awaitReplay(session: Session, floor: number | undefined): void {
+    if (this.#link === null || floor === undefined || session.subscriptions.size === 0) return;
+    session.replaying = true;
+    session.streamFloor = floor;
+    this.#journal?.session(session);
+  }
+
+  /**
+   * Replays the cluster's stream after `moved.floor` for `session` alone, until it reaches the live feed. Where it
+   * stands is the session's `streamFloor`, written with its row: should this node die meanwhile and come back as itself
+   * with a record that holds no state, the session replays from there (`restore`).
+   */
+  #replay(link: ClusterLink, session: Session, moved: MovedSession): void {
+    const queued = new Map(moved.queued.map((q) => [q.seq, q.qos]));
+    // The subscriptions the replayed messages were stored under, whatever becomes of the session's own meanwhile.
+    const recorded = moved.subscriptions.filter((sub) => parseSharedFilter(sub.raw) === null);
+    session.replaying = true;
+    this.#streamFloor(session, moved.floor);
+    link.replay(session.clientId, moved,
+      (message, seq) => this.contain(() => {
+        this.#replayOne(session, message, seq, queued.get(seq) ?? recordedQos(recorded, message, session.clientId));
+        this.#streamFloor(session, seq);
+      }, 'cluster_replay_failed', message.senderId),
+      () => {
+        session.replaying = false;
+        // From here the live feed's position holds for it (this turn's batch carries it).
+        this.#streamFloor(session, undefined);
+      },
+      () => (this.#sessions.get(session.clientId) === session ? session.queueHalfFull : null));
+  }
+
+  #streamFloor(session: Session, floor: number | undefined): void {
+    if (session.streamFloor === floor || this.#sessions.get(session.clientId) !== session) return;
+    session.streamFloor = floor;
+    this.#journal?.session(session);
+  }
+
+  /**
+   * A session this node restored from its file, waiting since (`restore`), whose client is back with a record that
+   * held no state for it (too large to keep, or none written): it gets what the stream stored for it after its floor,
+   * what was stored while this node was down included, as a session resumed from a record does. Its file's queue and
+   * flows are its own (not the record's): they go first.
+   */
+  #replayRestored(link: ClusterLink, session: Session): void {
+    this.#replay(link, session, {
+      subscriptions: [...session.subscriptions.values()].map(storedSubscription), floor: session.streamFloor!, inflight: [], queued: [],
+      received: [...session.incomingQos2], receiving: [], qos2Epoch: undefined, qos2Uses: [],
+    });
   }
 
   /** One flow another node had in flight, put back in the session to be resent at its CONNACK [MQTT-4.4.0-1]. */
@@ -632,6 +683,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       for (const id of stored.incomingQos2) session.incomingQos2.add(id);
       session.restoreOutbound((outboundByClient.get(stored.clientId) ?? []).sort((a, b) => a.seq - b.seq), (r) => messageOf(r.message));
       if (leftMs !== Infinity) session.expiryTimer = new LongTimer(leftMs / 1000, () => this.#expireSessionContained(session));
+      this.#awaitReplay(session, stored.streamFloor ?? state.streamPosition);
     }
     this.logger.info({ retained: this.retained.size, sessions: this.#sessions.size }, 'broker_state_restored');
     // In the same turn as the restored subscriptions: no message of another node falls between them and the link.
@@ -862,11 +914,15 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
    */
   #routeStored(message: Message, seq: number): void {
     const deliveries = this.router.match(message.topic, message.senderId, null);
+    let persistent = false;
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
       if (d.session.replaying) continue; // its replay reads this one from the stream, in order
+      if (d.session.expiryInterval > 0) persistent = true;
       this.#deliverStored(d, message, seq);
     }
+    // The file's sessions have every stored message up to here (a node restarted as itself replays after it).
+    this.#journal?.streamPosition(seq, persistent);
   }
 
   subscribe(sub: Subscription): void {

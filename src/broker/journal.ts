@@ -44,6 +44,8 @@ export class Journal implements Committable {
   readonly #dirty = new Set<Session>();
   /** Bytes recorded in `#batch` (told to the gate as they come: see `CommitGate`). */
   #batchBytes = 0;
+  /** `#batch.streamPosition` must be written with this turn's batch even if it has no rows. */
+  #positionDue = false;
 
   /** `gate`: a store that writes asynchronously holds the engine's output there until each batch is written. */
   constructor(store: BrokerPersistence, logger: Logger, gate: CommitGate, onRetainedWritten?: (message: Message) => void) {
@@ -107,6 +109,19 @@ export class Journal implements Committable {
     this.#schedule();
   }
 
+  /**
+   * The cluster stream's message `seq` was handed to the engine by the live feed and delivered (`due`: to a persistent
+   * session). The position is written with the turn's batch when it has rows or is due, and otherwise rides with the
+   * next one: a position written late only makes a restarted node replay messages that reached no persistent session
+   * (they reach none again), while writing it alone would hold every turn's output behind a commit.
+   */
+  streamPosition(seq: number, due: boolean): void {
+    this.#batch.streamPosition = seq;
+    if (!due) return;
+    this.#positionDue = true;
+    this.#schedule();
+  }
+
   #count(bytes: number): void {
     this.#batchBytes += bytes;
     this.#gate.add(bytes);
@@ -137,10 +152,11 @@ export class Journal implements Committable {
     this.#dirty.clear();
     const bytes = this.#batchBytes;
     this.#batchBytes = 0;
-    if (isBatchEmpty(this.#batch)) {
+    if (isBatchEmpty(this.#batch) && !this.#positionDue) {
       this.#gate.release(bytes);
       return;
     }
+    this.#positionDue = false;
     const batch = this.#batch;
     this.#batch = emptyBatch();
     const retained = this.#retainedMessages;

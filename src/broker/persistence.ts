@@ -40,6 +40,11 @@ export interface StoredSession {
   /** Filled by `load()`; written one row each through `PersistenceBatch.subscriptions`, never as a whole. */
   subscriptions: StoredSubscription[];
   incomingQos2: number[];
+  /**
+   * On a cluster node: the cluster stream's sequence this session's state holds every stored message up to, when it is
+   * not the gateway's `streamPosition` (the session was replaying the stream, or waits to: `Broker.restore`).
+   */
+  streamFloor?: number;
 }
 
 export interface StoredOutbound {
@@ -75,6 +80,12 @@ export interface PersistenceBatch {
    * starts a new one within one turn gets the new session's rows only, none of the old one's.
    */
   sessionsEnded: Set<string>;
+  /**
+   * On a cluster node: the last message of the cluster's stream the engine was handed by the live feed, whose
+   * deliveries are all in this batch or before it (undefined: unchanged). A node restarted as itself replays the
+   * stream after it for the sessions of its file (`Broker.restore`), so what was stored while it was down reaches them.
+   */
+  streamPosition: number | undefined;
 }
 
 /** A retained message as `load()` returns it: the payload may be left out when `readRetainedPayload` can read it. */
@@ -93,6 +104,8 @@ export interface PersistedState {
   retained: StoredRetained[];
   sessions: StoredSession[];
   outbound: StoredOutbound[];
+  /** The last `PersistenceBatch.streamPosition` written (undefined: none, or a store that keeps none). */
+  streamPosition?: number;
 }
 
 /** Where an engine keeps its durable state (one per gateway). */
@@ -111,9 +124,10 @@ export interface BrokerPersistence {
 }
 
 export function emptyBatch(): PersistenceBatch {
-  return { retained: new Map(), sessions: new Map(), outbound: new Map(), subscriptions: new Map(), sessionsEnded: new Set() };
+  return { retained: new Map(), sessions: new Map(), outbound: new Map(), subscriptions: new Map(), sessionsEnded: new Set(), streamPosition: undefined };
 }
 
+/** Nothing to write but, maybe, a stream position (which rides with the next batch that has rows: see `Journal.streamPosition`). */
 export function isBatchEmpty(b: PersistenceBatch): boolean {
   return b.retained.size === 0 && b.sessions.size === 0 && b.outbound.size === 0 && b.subscriptions.size === 0 && b.sessionsEnded.size === 0;
 }

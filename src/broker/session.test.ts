@@ -606,3 +606,38 @@ test('an inbound QoS 2 id resumed unconfirmed stays so until a store of it is ma
   assert.equal(session.incomingQos2.has(6), false);
   await stored;
 });
+
+test('the cluster stream position rides with the next batch that has rows, or is written alone when due; a session\'s floor goes with its row', { timeout: 5_000 }, async () => {
+  const written: { position: number | undefined; sessions: string[] }[] = [];
+  const store: BrokerPersistence = {
+    load: () => Promise.resolve({ retained: [], sessions: [], outbound: [] }),
+    write: (batch) => {
+      written.push({ position: batch.streamPosition, sessions: [...batch.sessions.values()].map((s) => `${s!.clientId}@${s!.streamFloor ?? '-'}`) });
+    },
+  };
+  const journal = new Journal(store, silentLogger, new CommitGate());
+  const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+  // Messages that reached no persistent session: nothing is written for them (no commit held on their account).
+  journal.streamPosition(10, false);
+  journal.streamPosition(11, false);
+  journal.commit();
+  await turn();
+  assert.deepEqual(written, []);
+  // A session's row: the position rides with it.
+  const session = new Session('s', LIMITS, createStats());
+  session.expiryInterval = 60;
+  session.streamFloor = 5;
+  journal.session(session);
+  await turn();
+  assert.deepEqual(written, [{ position: 11, sessions: ['s@5'] }]);
+  // Delivered to a persistent session (at QoS 0 it leaves no row): written alone.
+  journal.streamPosition(12, true);
+  await turn();
+  assert.deepEqual(written.at(-1), { position: 12, sessions: [] });
+  // Written once: the next batch does not repeat it.
+  session.streamFloor = undefined;
+  journal.session(session);
+  await turn();
+  assert.deepEqual(written.at(-1), { position: undefined, sessions: ['s@-'] });
+  assert.equal(written.length, 3);
+});

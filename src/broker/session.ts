@@ -316,6 +316,7 @@ export class Session {
       disconnectedAt: this.disconnectedAt,
       subscriptions: [], // journaled one by one (subscriptionChanged)
       incomingQos2: [...(this.#incomingQos2 ?? [])],
+      ...(this.streamFloor !== undefined ? { streamFloor: this.streamFloor } : {}),
     };
   }
 
@@ -557,9 +558,15 @@ export class Session {
 
   /**
    * A session resumed from another node's record is replaying the cluster's stream (issue 16 item 2): the live
-   * feed's stored messages skip it until the replay caught up with them.
+   * feed's stored messages skip it until the replay caught up with them. So does a session a restarted node restored
+   * from its file, until its client is back and it replays the stream from `streamFloor` (`Broker.restore`).
    */
   replaying = false;
+  /**
+   * While `replaying`: the stream's sequence the session has every stored message up to (written with the session's
+   * row, so a node restarted as itself replays from there); undefined once it follows the live feed.
+   */
+  streamFloor: number | undefined = undefined;
 
   /**
    * On reconnect with a kept session: resend unacknowledged PUBLISH with DUP set and PUBREL for

@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS mqtt_session_messages (
   properties TEXT, expires_at INTEGER NOT NULL, sender_id TEXT NOT NULL,
   qos INTEGER NOT NULL, retain INTEGER NOT NULL, sub_ids TEXT, packet_id INTEGER NOT NULL, state TEXT NOT NULL,
   PRIMARY KEY (gateway_id, client_id, seq));
+CREATE TABLE IF NOT EXISTS mqtt_stream_positions (
+  gateway_id TEXT NOT NULL PRIMARY KEY, position INTEGER NOT NULL);
 `;
 
 interface RetainedRow { topic: string; payload_bytes: number; qos: number; properties: string | null; expires_at: number; sender_id: string }
@@ -38,9 +40,14 @@ function addLaterColumns(db: Database.Database): void {
   const columns = (db.prepare('PRAGMA table_info(mqtt_sessions)').all() as { name: string }[]).map((c) => c.name);
   // Issue 13: the device that owns a session (null in sessions stored before: claimed by the first owner to resume it).
   if (!columns.includes('owner')) db.exec('ALTER TABLE mqtt_sessions ADD COLUMN owner TEXT');
+  // Issue 16: a cluster node's session that was replaying the stream, and where (null: at the gateway's position).
+  if (!columns.includes('stream_floor')) db.exec('ALTER TABLE mqtt_sessions ADD COLUMN stream_floor INTEGER');
 }
 
-interface SessionRow { client_id: string; owner: string | null; expiry_interval: number; disconnected_at: number | null; subscriptions: string; incoming_qos2: string }
+interface SessionRow {
+  client_id: string; owner: string | null; expiry_interval: number; disconnected_at: number | null; subscriptions: string; incoming_qos2: string;
+  stream_floor: number | null;
+}
 interface SubscriptionRow {
   client_id: string; raw: string; qos: number; no_local: number; retain_as_published: number; retain_handling: number; subscription_id: number | null;
 }
@@ -85,12 +92,14 @@ export class SqliteBrokerStore implements BrokerPersistence {
         retainHandling: r.retain_handling, subscriptionId: r.subscription_id ?? undefined,
       });
     }
-    const sessions = (this.#db.prepare('SELECT client_id, owner, expiry_interval, disconnected_at, incoming_qos2 FROM mqtt_sessions WHERE gateway_id = ?')
+    const sessions = (this.#db.prepare('SELECT client_id, owner, expiry_interval, disconnected_at, incoming_qos2, stream_floor FROM mqtt_sessions WHERE gateway_id = ?')
       .all(g) as SessionRow[]).map((r): StoredSession => ({
       clientId: r.client_id, ...(r.owner !== null ? { owner: r.owner } : {}), expiryInterval: r.expiry_interval, disconnectedAt: r.disconnected_at,
       subscriptions: filters.get(r.client_id) ?? [],
       incomingQos2: JSON.parse(r.incoming_qos2) as number[],
+      ...(r.stream_floor !== null ? { streamFloor: r.stream_floor } : {}),
     }));
+    const position = this.#db.prepare('SELECT position FROM mqtt_stream_positions WHERE gateway_id = ?').pluck().get(g) as number | undefined;
     const outbound = (this.#db.prepare('SELECT * FROM mqtt_session_messages WHERE gateway_id = ? ORDER BY client_id, seq')
       .all(g) as MessageRow[]).map((r): StoredOutbound => ({
       clientId: r.client_id, seq: r.seq,
@@ -101,7 +110,7 @@ export class SqliteBrokerStore implements BrokerPersistence {
       qos: r.qos as QoS, retain: r.retain === 1, subIds: r.sub_ids === null ? undefined : JSON.parse(r.sub_ids) as number[],
       packetId: r.packet_id, state: r.state === 'pubrel' ? 'pubrel' : 'publish',
     }));
-    return { retained, sessions, outbound };
+    return { retained, sessions, outbound, ...(position !== undefined ? { streamPosition: position } : {}) };
   }
 
   /** Written on the writer's thread; settles once committed (the engine holds the acknowledgements until then). */
@@ -123,9 +132,12 @@ const PUT_RETAINED = `INSERT INTO mqtt_retained (gateway_id, topic, payload, qos
   VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, topic) DO UPDATE SET payload = excluded.payload, qos = excluded.qos,
   properties = excluded.properties, expires_at = excluded.expires_at, sender_id = excluded.sender_id`;
 const DELETE_RETAINED = 'DELETE FROM mqtt_retained WHERE gateway_id = ? AND topic = ?';
-const PUT_SESSION = `INSERT INTO mqtt_sessions (gateway_id, client_id, owner, expiry_interval, disconnected_at, subscriptions, incoming_qos2)
-  VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, client_id) DO UPDATE SET owner = excluded.owner, expiry_interval = excluded.expiry_interval,
-  disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, incoming_qos2 = excluded.incoming_qos2`;
+const PUT_SESSION = `INSERT INTO mqtt_sessions (gateway_id, client_id, owner, expiry_interval, disconnected_at, subscriptions, incoming_qos2, stream_floor)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, client_id) DO UPDATE SET owner = excluded.owner, expiry_interval = excluded.expiry_interval,
+  disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, incoming_qos2 = excluded.incoming_qos2,
+  stream_floor = excluded.stream_floor`;
+const PUT_POSITION = `INSERT INTO mqtt_stream_positions (gateway_id, position) VALUES (?, ?)
+  ON CONFLICT (gateway_id) DO UPDATE SET position = excluded.position`;
 const DELETE_SESSION = 'DELETE FROM mqtt_sessions WHERE gateway_id = ? AND client_id = ?';
 const DELETE_SESSION_MESSAGES = 'DELETE FROM mqtt_session_messages WHERE gateway_id = ? AND client_id = ?';
 const PUT_MESSAGE = `INSERT INTO mqtt_session_messages (gateway_id, client_id, seq, topic, payload, message_qos, message_retain,
@@ -144,7 +156,8 @@ function putSubscription(g: string, clientId: string, s: StoredSubscription): Wr
 }
 
 function clearStatements(g: string): WriteStatement[] {
-  return ['mqtt_retained', 'mqtt_sessions', 'mqtt_session_messages', 'mqtt_subscriptions'].map((table) => ({ sql: `DELETE FROM ${table} WHERE gateway_id = ?`, params: [g] }));
+  return ['mqtt_retained', 'mqtt_sessions', 'mqtt_session_messages', 'mqtt_subscriptions', 'mqtt_stream_positions']
+    .map((table) => ({ sql: `DELETE FROM ${table} WHERE gateway_id = ?`, params: [g] }));
 }
 
 /** One batch as the statements of one transaction, ended sessions first (see `PersistenceBatch.sessionsEnded`). */
@@ -158,8 +171,11 @@ function statementsOf(g: string, batch: PersistenceBatch): WriteStatement[] {
     else out.push({ sql: PUT_RETAINED, params: [g, topic, m.payload, m.qos, encodeProperties(m.properties), m.expiresAt, m.senderId] });
   }
   for (const [clientId, s] of batch.sessions) {
-    if (s !== null) out.push({ sql: PUT_SESSION, params: [g, clientId, s.owner ?? null, s.expiryInterval, s.disconnectedAt, '[]', JSON.stringify(s.incomingQos2)] });
+    if (s !== null) {
+      out.push({ sql: PUT_SESSION, params: [g, clientId, s.owner ?? null, s.expiryInterval, s.disconnectedAt, '[]', JSON.stringify(s.incomingQos2), s.streamFloor ?? null] });
+    }
   }
+  if (batch.streamPosition !== undefined) out.push({ sql: PUT_POSITION, params: [g, batch.streamPosition] });
   for (const [clientId, subs] of batch.subscriptions) {
     for (const [raw, sub] of subs) {
       if (sub === null) out.push({ sql: DELETE_SUBSCRIPTION, params: [g, clientId, raw] });

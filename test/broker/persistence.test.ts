@@ -235,3 +235,36 @@ test('[MQTT-3.3.2-5] an expired retained message leaves the disk too, asked for 
   assert.deepEqual(rows(), ['keep'], 'expired during the downtime: deleted at start');
   assert.equal(engine.broker.retained.size, 1);
 });
+
+test('a cluster node\'s stream position and a replaying session\'s floor are kept per gateway; a file from before them gains the column, and a deleted gateway loses them', { timeout: 20_000 }, async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gh-persist-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'state.db');
+  // A file written before issue 16's columns: mqtt_sessions without stream_floor.
+  const old = new BetterSqlite3(file);
+  old.exec(`CREATE TABLE mqtt_sessions (gateway_id TEXT NOT NULL, client_id TEXT NOT NULL, expiry_interval INTEGER NOT NULL,
+    disconnected_at INTEGER, subscriptions TEXT NOT NULL, incoming_qos2 TEXT NOT NULL, PRIMARY KEY (gateway_id, client_id))`);
+  old.close();
+  const stores = new SqliteStateStores(file);
+  t.after(() => stores.close());
+  const gw1 = stores.open('gw1');
+  const gw2 = stores.open('gw2');
+  assert.equal((await gw1.load()).streamPosition, undefined, 'none written yet');
+  const session = (clientId: string, streamFloor?: number): PersistenceBatch['sessions'] => new Map([[clientId, {
+    clientId, expiryInterval: 60, disconnectedAt: 1, subscriptions: [], incomingQos2: [], ...(streamFloor === undefined ? {} : { streamFloor }),
+  }]]);
+  const batch = (changes: Partial<PersistenceBatch>): PersistenceBatch => ({
+    retained: new Map(), sessions: new Map(), outbound: new Map(), subscriptions: new Map(), sessionsEnded: new Set(), streamPosition: undefined, ...changes,
+  });
+  await gw1.write(batch({ sessions: session('replaying', 40), streamPosition: 70 }));
+  await gw1.write(batch({ sessions: session('live') }));
+  await gw1.write(batch({ streamPosition: 75 })); // a position alone
+  await gw2.write(batch({ streamPosition: 9 }));
+  const loaded = await gw1.load();
+  assert.equal(loaded.streamPosition, 75);
+  assert.deepEqual(loaded.sessions.map((s) => [s.clientId, s.streamFloor]).sort(), [['live', undefined], ['replaying', 40]]);
+  assert.equal((await gw2.load()).streamPosition, 9, 'each gateway its own');
+  await stores.forget('gw1');
+  assert.equal((await gw1.load()).streamPosition, undefined, 'a deleted gateway keeps none');
+  assert.equal((await gw2.load()).streamPosition, 9);
+});

@@ -163,6 +163,48 @@ if (clusterSkip !== undefined) {
       await again.endAsync();
       await publisher.endAsync();
     });
+
+    test('a node restarted as itself whose session\'s record holds no state (too large to keep) resumes it from its file and replays what was stored while it was down, once', { timeout: 90_000 }, async () => {
+      await setRules(OPEN);
+      const E = '127.0.0.6';
+      const nodeE = await cluster.startNode('moved-queue-e', E);
+      await cluster.listening(E, gateway);
+      const spyDevice = await cluster.addDevice(nodeA, gateway);
+      const publisherDevice = await cluster.addDevice(nodeA, gateway);
+      const first = await cluster.connect(E, gateway, spyDevice, { clientId: 'spy-large', ...PERSISTENT });
+      // 70 filters of ~4 KB: a state over the record's 256 KiB, so the record is written without it (cluster_session_state_too_large).
+      const large = Array.from({ length: 70 }, (_, i) => `devices/${spyDevice}/${String(i).padStart(2, '0')}${'x'.repeat(3_900)}/#`);
+      // QoS 1 deliveries: MQTT.js tells a QoS 2 message at its PUBREL, after a QoS 1 one sent behind it, and the order is asserted.
+      const granted = await first.subscribeAsync([`devices/${spyDevice}/cmd/#`, ...large], { qos: 1 });
+      assert.equal(granted.every((g) => g.qos === 1), true, JSON.stringify(granted.map((g) => g.qos)));
+      await first.endAsync();
+      const publisher = await cluster.connect(B, gateway, publisherDevice);
+      await publisher.publishAsync(`devices/${spyDevice}/cmd/1`, 'before', { qos: 2 });
+      await waitFor('the first message queued on E', () => {
+        const session = [...engineOf(nodeE, gateway.id).sessions()].find((s) => s.clientId === 'spy-large');
+        return session?.queuedCount === 1 ? true : undefined;
+      });
+      await nodeE.stop();
+      // Stored while E is away: the record cannot say the session needs them; only E's file can.
+      await publisher.publishAsync(`devices/${spyDevice}/cmd/2`, 'while-down', { qos: 2 });
+      await publisher.publishAsync(`devices/${spyDevice}/cmd/3`, 'while-down-too', { qos: 1 });
+      const restarted = await cluster.startNode('moved-queue-e', E, { dataDir: nodeE.dataDir });
+      await cluster.listening(E, gateway);
+      // Stored after E is back, before the device is: the file's session gets it once, through the same replay.
+      await publisher.publishAsync(`devices/${spyDevice}/cmd/4`, 'after-restart', { qos: 2 });
+
+      const { client: again, got, sessionPresent } = await resume(E, spyDevice, 'spy-large');
+      assert.equal(sessionPresent, true);
+      await again.publishAsync(`devices/${spyDevice}/cmd/marker`, 'm', { qos: 1 });
+      await waitFor('the marker on E', () => (got.includes(`devices/${spyDevice}/cmd/marker m`) ? true : undefined));
+      assert.deepEqual(got, [
+        `devices/${spyDevice}/cmd/1 before`, `devices/${spyDevice}/cmd/2 while-down`, `devices/${spyDevice}/cmd/3 while-down-too`,
+        `devices/${spyDevice}/cmd/4 after-restart`, `devices/${spyDevice}/cmd/marker m`,
+      ]);
+      assert.equal([...engineOf(restarted, gateway.id).sessions()].some((s) => s.clientId === 'spy-large'), true);
+      await again.endAsync();
+      await publisher.endAsync();
+    });
   });
 
   describe('a node restarted as itself that reaps its predecessor\'s wills (issue 16 item 2)', { timeout: 120_000 }, () => {
