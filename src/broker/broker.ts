@@ -472,20 +472,23 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
    * node was down, and from now until the client is back — reaches it by a replay from there when the client resumes
    * it here (`openSession`), not by the live feed, which starts at the stream's end: before, a session whose record
    * held no state (too large to keep, or none written) never got what was stored while its node was down. A record
-   * with the session's state resumes from that instead (`#movedFlows`). Its floor is written with its row, since the
-   * gateway's position moves on for the other sessions meanwhile.
+   * with the session's state resumes from that instead (`#movedFlows`). A floor taken from the gateway's position is
+   * written into the session's row, since that position moves on for the other sessions meanwhile.
    */
-  #awaitReplay(session: Session, floor: number | undefined): void {
+  #awaitReplay(session: Session, own: number | undefined, position: number | undefined): void {
+    const floor = own ?? position;
     if (this.#link === null || floor === undefined || session.subscriptions.size === 0) return;
     session.replaying = true;
     session.streamFloor = floor;
-    this.#journal?.session(session);
+    if (own === undefined) this.#journal?.session(session);
   }
 
   /**
    * Replays the cluster's stream after `moved.floor` for `session` alone, until it reaches the live feed. Where it
    * stands is the session's `streamFloor`, written with its row: should this node die meanwhile and come back as itself
-   * with a record that holds no state, the session replays from there (`restore`).
+   * with a record that holds no state, the session replays from there (`restore`). Not exact for a session resumed
+   * with flows in flight above its floor (the replay skips them, the file holds them): such a restart would send
+   * those again as new deliveries.
    */
   #replay(link: ClusterLink, session: Session, moved: MovedSession): void {
     const queued = new Map(moved.queued.map((q) => [q.seq, q.qos]));
@@ -495,8 +498,10 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     this.#streamFloor(session, moved.floor);
     link.replay(session.clientId, moved,
       (message, seq) => this.contain(() => {
-        this.#replayOne(session, message, seq, queued.get(seq) ?? recordedQos(recorded, message, session.clientId));
-        this.#streamFloor(session, seq);
+        // Moved past a message it got: its row says so (with the message's own). One it does not get stays below the
+        // floor, so a fleet replaying a backlog writes a row per message it receives, not per message read; a restart
+        // reads the others again, and they still reach nothing.
+        if (this.#replayOne(session, message, seq, queued.get(seq) ?? recordedQos(recorded, message, session.clientId))) this.#streamFloor(session, seq);
       }, 'cluster_replay_failed', message.senderId),
       () => {
         session.replaying = false;
@@ -554,8 +559,8 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
    * rules as the session resumed here before the replay reached it — as a node holding it in its queue would have
    * [MQTT-4.1.0-1]. The rules still decide (`mayReceive`), as they do for a queue.
    */
-  #replayOne(session: Session, message: Message, seq: number, owed: QoS | undefined): void {
-    if (this.#sessions.get(session.clientId) !== session) return;
+  #replayOne(session: Session, message: Message, seq: number, owed: QoS | undefined): boolean {
+    if (this.#sessions.get(session.clientId) !== session) return false;
     const deliveries = this.router.match(message.topic, message.senderId, null);
     let matched = false;
     for (let i = 0; i < deliveries.length; i++) {
@@ -567,7 +572,9 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     if (!matched && owed !== undefined && owed > 0 && this.hooks.mayReceive?.(session.identity, message.topic) !== false) {
       // Its subscription is gone: no RETAIN as published and no identifiers, as for a flow restored without one.
       this.#deliverStored({ session, qos: owed, retainAsPublished: false, subIds: undefined, shared: undefined }, message, seq);
+      return true;
     }
+    return matched;
   }
 
   /**
@@ -683,7 +690,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
       for (const id of stored.incomingQos2) session.incomingQos2.add(id);
       session.restoreOutbound((outboundByClient.get(stored.clientId) ?? []).sort((a, b) => a.seq - b.seq), (r) => messageOf(r.message));
       if (leftMs !== Infinity) session.expiryTimer = new LongTimer(leftMs / 1000, () => this.#expireSessionContained(session));
-      this.#awaitReplay(session, stored.streamFloor ?? state.streamPosition);
+      this.#awaitReplay(session, stored.streamFloor, state.streamPosition);
     }
     this.logger.info({ retained: this.retained.size, sessions: this.#sessions.size }, 'broker_state_restored');
     // In the same turn as the restored subscriptions: no message of another node falls between them and the link.

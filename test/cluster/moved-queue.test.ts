@@ -164,7 +164,7 @@ if (clusterSkip !== undefined) {
       await publisher.endAsync();
     });
 
-    test('a node restarted as itself whose session\'s record holds no state (too large to keep) resumes it from its file and replays what was stored while it was down, once', { timeout: 90_000 }, async () => {
+    test('a node restarted as itself (twice) whose session\'s record holds no state (too large to keep) resumes it from its file and replays what was stored while it was down, once', { timeout: 120_000 }, async () => {
       await setRules(OPEN);
       const E = '127.0.0.6';
       const nodeE = await cluster.startNode('moved-queue-e', E);
@@ -188,10 +188,24 @@ if (clusterSkip !== undefined) {
       // Stored while E is away: the record cannot say the session needs them; only E's file can.
       await publisher.publishAsync(`devices/${spyDevice}/cmd/2`, 'while-down', { qos: 2 });
       await publisher.publishAsync(`devices/${spyDevice}/cmd/3`, 'while-down-too', { qos: 1 });
-      const restarted = await cluster.startNode('moved-queue-e', E, { dataDir: nodeE.dataDir });
+      const once = await cluster.startNode('moved-queue-e', E, { dataDir: nodeE.dataDir });
       await cluster.listening(E, gateway);
       // Stored after E is back, before the device is: the file's session gets it once, through the same replay.
       await publisher.publishAsync(`devices/${spyDevice}/cmd/4`, 'after-restart', { qos: 2 });
+      // Another persistent session on E gets messages meanwhile: the file's position moves past all of those.
+      const watcher = await cluster.connect(E, gateway, publisherDevice, { clientId: 'watcher-large', ...PERSISTENT });
+      const watched: string[] = [];
+      watcher.on('message', (topic) => watched.push(topic));
+      await watcher.subscribeAsync(`devices/${publisherDevice}/#`, { qos: 1 });
+      await publisher.publishAsync(`devices/${publisherDevice}/tick`, 't', { qos: 1 });
+      await waitFor('the watcher\'s message on E', () => (watched.length === 1 ? true : undefined));
+      await watcher.endAsync();
+      // E stops and comes back once more, the device still away: its session's own floor, not the file's position,
+      // says where it stands in the stream.
+      await once.stop();
+      await publisher.publishAsync(`devices/${spyDevice}/cmd/5`, 'while-down-again', { qos: 1 });
+      const restarted = await cluster.startNode('moved-queue-e', E, { dataDir: nodeE.dataDir });
+      await cluster.listening(E, gateway);
 
       const { client: again, got, sessionPresent } = await resume(E, spyDevice, 'spy-large');
       assert.equal(sessionPresent, true);
@@ -199,7 +213,7 @@ if (clusterSkip !== undefined) {
       await waitFor('the marker on E', () => (got.includes(`devices/${spyDevice}/cmd/marker m`) ? true : undefined));
       assert.deepEqual(got, [
         `devices/${spyDevice}/cmd/1 before`, `devices/${spyDevice}/cmd/2 while-down`, `devices/${spyDevice}/cmd/3 while-down-too`,
-        `devices/${spyDevice}/cmd/4 after-restart`, `devices/${spyDevice}/cmd/marker m`,
+        `devices/${spyDevice}/cmd/4 after-restart`, `devices/${spyDevice}/cmd/5 while-down-again`, `devices/${spyDevice}/cmd/marker m`,
       ]);
       assert.equal([...engineOf(restarted, gateway.id).sessions()].some((s) => s.clientId === 'spy-large'), true);
       await again.endAsync();
