@@ -93,8 +93,8 @@ const ECHO = 'function transformPayload(topic, bytes) { return { n: bytes[0] * 2
 
 test('a gateway whose queue overflows while the event loop is saturated sheds what waits and what comes until the loop has time; a quiet gateway and parse() are not shed', { timeout: 30_000 }, async () => {
   const loop = { saturated: false };
-  // Two calls handed to the sandbox at once (two batches of one), the third waits.
-  const limits = { timeoutMs: 1000, memoryMb: 8, maxPending: 3, batchSize: 1 };
+  // Two calls handed to the sandbox at once (two batches of one), the third and fourth wait.
+  const limits = { timeoutMs: 1000, memoryMb: 8, maxPending: 4, batchSize: 1 };
   const flooded = new GatewayParser(runner, limits, logger, loop);
   const quiet = new GatewayParser(runner, limits, logger, loop);
   try {
@@ -115,20 +115,22 @@ test('a gateway whose queue overflows while the event loop is saturated sheds wh
     assert.equal(submit(flooded, 'a'), 'queued');
     loop.saturated = true;
     assert.deepEqual([submit(flooded, 'b'), submit(flooded, 'c')], ['queued', 'queued'], 'saturated alone sheds nothing: its queue has room');
+    // The journal's replay parses one at a time what a crash left unfinished: never shed, also when it waits.
+    const replayed = parseOn(flooded, 'p', Buffer.alloc(1));
     assert.equal(submit(flooded, 'd'), 'dropped', 'the queue overflows');
-    assert.deepEqual(told, ['c:shed'], 'what waited went at once; the calls handed to the sandbox finish');
+    assert.deepEqual(told, ['c:shed'], 'what waited went at once, but parse()\'s; the calls handed to the sandbox finish');
     const shed = flooded.submit({ topic: 'e', payload: Buffer.alloc(1) }, done);
     assert.deepEqual(shed, { ok: false, kind: 'shed', error: 'not parsed: the event loop was saturated, and MQTT traffic goes first' });
     assert.equal(submit(quiet, 'q'), 'queued', 'a gateway whose parsing keeps up goes on parsing on the saturated loop');
     await until(4);
+    assert.deepEqual(kinds([await replayed]), ['parsed']);
     assert.equal(submit(flooded, 'f'), 'shed', 'its queue is empty again, the loop still saturated: still shed');
-    // The journal's replay parses one at a time what a crash left unfinished: never shed.
-    assert.deepEqual(kinds([await parseOn(flooded, 'g', Buffer.alloc(1))]), ['parsed']);
+    assert.deepEqual(kinds([await parseOn(flooded, 'g', Buffer.alloc(1))]), ['parsed'], 'nor when it comes while shedding');
     loop.saturated = false;
     assert.equal(submit(flooded, 'h'), 'queued', 'parsed again once the loop has time');
     await until(5);
     assert.deepEqual(told.sort(), ['a:parsed', 'b:parsed', 'c:shed', 'h:parsed', 'q:parsed'], 'the dropped and shed ones answered at once were never told');
-    assert.deepEqual(flooded.counters, { parsed: 5, failed: 0, dropped: 1, shed: 3 });
+    assert.deepEqual(flooded.counters, { parsed: 6, failed: 0, dropped: 1, shed: 3 });
     assert.deepEqual(quiet.counters, { parsed: 2, failed: 0, dropped: 0, shed: 0 });
   } finally {
     flooded.dispose();

@@ -97,6 +97,8 @@ export class GatewayParser {
   readonly #saturation: LoopSaturation | undefined;
   /** Its queue overflowed while the loop was saturated: uplinks are shed until the loop is not. */
   #shedding = false;
+  /** The items `parse()` queued: never shed, also when they wait as shedding starts. */
+  readonly #neverShed = new WeakSet<ParseItem>();
 
   /**
    * `saturation`: this thread's event loop has no time to spare. A gateway whose queue overflows meanwhile (its parsing
@@ -151,7 +153,9 @@ export class GatewayParser {
   parse(topic: string, payload: Buffer): Promise<ParseOutcome> | ParseOutcome | null {
     let resolve: (outcome: ParseOutcome) => void = () => undefined;
     const settled = new Promise<ParseOutcome>((r) => (resolve = r));
-    const queued = this.#submit({ topic, payload }, (_item, outcome) => resolve(outcome), false);
+    const item = { topic, payload };
+    this.#neverShed.add(item);
+    const queued = this.#submit(item, (_item, outcome) => resolve(outcome), false);
     return queued === 'queued' ? settled : queued;
   }
 
@@ -244,9 +248,16 @@ export class GatewayParser {
    */
   #shed(): void {
     this.#shedding = true;
-    while (this.#items.length > 0) {
+    for (let n = this.#items.length; n > 0; n--) {
+      const item = this.#items.shift()!;
+      const done = this.#dones.shift()!;
+      if (this.#neverShed.has(item)) { // parse()'s: back in line, in order
+        this.#items.push(item);
+        this.#dones.push(done);
+        continue;
+      }
       this.counters.shed++;
-      this.#end(this.#items.shift()!, this.#dones.shift()!, SHED);
+      this.#end(item, done, SHED);
     }
   }
 
