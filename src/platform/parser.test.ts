@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+import pino from 'pino';
 import { silentLogger } from '../core/logger.ts';
 import { QuickJsRunner, type CompiledScript, type ScriptRunner } from '../sandbox/index.ts';
 import { GatewayParser, type ParseOutcome } from './parser.ts';
@@ -95,7 +96,9 @@ test('a gateway whose queue overflows while the event loop is saturated sheds wh
   const loop = { saturated: false };
   // Two calls handed to the sandbox at once (two batches of one), the third and fourth wait.
   const limits = { timeoutMs: 1000, memoryMb: 8, maxPending: 4, batchSize: 1 };
-  const flooded = new GatewayParser(runner, limits, logger, loop);
+  const logged: string[] = [];
+  const recording = pino({ level: 'info' }, { write: (line: string) => void logged.push((JSON.parse(line) as { msg: string }).msg) });
+  const flooded = new GatewayParser(runner, limits, recording, loop);
   const quiet = new GatewayParser(runner, limits, logger, loop);
   try {
     flooded.configure({ enabled: true, script: SLOW });
@@ -118,6 +121,7 @@ test('a gateway whose queue overflows while the event loop is saturated sheds wh
     // The journal's replay parses one at a time what a crash left unfinished: never shed, also when it waits.
     const replayed = parseOn(flooded, 'p', Buffer.alloc(1));
     assert.equal(submit(flooded, 'd'), 'dropped', 'the queue overflows');
+    assert.deepEqual(logged, ['parsing_shedding_started'], 'once per episode, said');
     assert.deepEqual(told, ['c:shed'], 'what waited went at once, but parse()\'s; the calls handed to the sandbox finish');
     const shed = flooded.submit({ topic: 'e', payload: Buffer.alloc(1) }, done);
     assert.deepEqual(shed, { ok: false, kind: 'shed', error: 'not parsed: the event loop was saturated, and MQTT traffic goes first' });
@@ -128,6 +132,7 @@ test('a gateway whose queue overflows while the event loop is saturated sheds wh
     assert.deepEqual(kinds([await parseOn(flooded, 'g', Buffer.alloc(1))]), ['parsed'], 'nor when it comes while shedding');
     loop.saturated = false;
     assert.equal(submit(flooded, 'h'), 'queued', 'parsed again once the loop has time');
+    assert.deepEqual(logged, ['parsing_shedding_started', 'parsing_shedding_ended']);
     await until(5);
     assert.deepEqual(told.sort(), ['a:parsed', 'b:parsed', 'c:shed', 'h:parsed', 'q:parsed'], 'the dropped and shed ones answered at once were never told');
     assert.deepEqual(flooded.counters, { parsed: 6, failed: 0, dropped: 1, shed: 3 });

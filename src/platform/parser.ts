@@ -97,6 +97,8 @@ export class GatewayParser {
   readonly #saturation: LoopSaturation | undefined;
   /** Its queue overflowed while the loop was saturated: uplinks are shed until the loop is not. */
   #shedding = false;
+  /** `counters.shed` when the episode began (its end logs how many it shed). */
+  #shedAtStart = 0;
   /** The items `parse()` queued: never shed, also when they wait as shedding starts. */
   readonly #neverShed = new WeakSet<ParseItem>();
 
@@ -171,12 +173,13 @@ export class GatewayParser {
         return SHED;
       }
       this.#shedding = false; // the loop has time again
+      this.#log.info({ shed: this.counters.shed - this.#shedAtStart }, 'parsing_shedding_ended');
     }
     // A topic is at most 65,535 bytes of UTF-8; its UTF-16 length is close enough for a bound.
     const bytes = item.payload.byteLength + item.topic.length;
     if (this.#pending >= this.#limits.maxPending || this.#pendingBytes + bytes > this.#maxPendingBytes) {
       this.counters.dropped++;
-      if (this.#saturation?.saturated === true) this.#shed();
+      if (this.#saturation?.saturated === true && !this.#shedding) this.#shed();
       return DROPPED;
     }
     this.#pending++;
@@ -248,6 +251,9 @@ export class GatewayParser {
    */
   #shed(): void {
     this.#shedding = true;
+    this.#shedAtStart = this.counters.shed;
+    // Once per episode: the operator learns why messages are stored unparsed (the counter says how many).
+    this.#log.warn({ waiting: this.#items.length }, 'parsing_shedding_started');
     for (let n = this.#items.length; n > 0; n--) {
       const item = this.#items.shift()!;
       const done = this.#dones.shift()!;
