@@ -56,7 +56,10 @@ export class LoopPressure implements LoopSaturation {
   /** One window's end: run by the timer (public for tests that step it themselves). */
   tick(): void {
     const now = this.#sample();
-    const used = performance.eventLoopUtilization(now, this.#last).utilization;
+    // The delta by hand: `eventLoopUtilization(now, last)` answers zeros on Node 26 for counters it did not make.
+    const active = now.active - this.#last.active;
+    const total = active + now.idle - this.#last.idle;
+    const used = total > 0 ? active / total : 0;
     this.#last = now;
     if (used >= this.#options.enterAt) {
       this.#streak++;
