@@ -111,7 +111,9 @@ export function buildApi(deps: ApiDependencies): Api {
       void v1.register(messageRoutes, { registry: deps.registry, platform });
       void v1.register(deviceSessionRoutes, { registry: deps.registry, platform });
       void v1.register(streamRoutes, { platform });
-      void v1.register(webhookRoutes, { registry: deps.registry, stats: deps.webhookStats ?? (() => Promise.resolve(platform.webhookStatsById())) });
+      void v1.register(webhookRoutes, {
+        registry: deps.registry, stats: deps.webhookStats ?? (() => Promise.resolve(platform.webhookStatsById())), applied: () => platform.webhooks.settled(),
+      });
       void v1.register(parsingRoutes, {
         registry: deps.registry, platform, stats: deps.parsingStats ?? ((gatewayId) => Promise.resolve(platform.parsingStats(gatewayId))),
       });

@@ -207,6 +207,25 @@ test('an endpoint that never answers does not hold MQTT delivery', { timeout: 90
   assert.equal(receiver.abandoned, 0, 'the endpoint still holds every request open');
 });
 
+test('a message published as soon as POST /webhooks answered reaches the new webhook: the answer waits until this process delivers to it', { timeout: 60_000 }, async () => {
+  // Each round: a new webhook, then at once a message for it. Before, the answer came while the dispatcher was still
+  // reading the webhooks; a message published then missed the new one (seen in CI on a loaded machine, Node 26).
+  const receiver = new Receiver(pki, () => 200);
+  receivers.push(receiver);
+  const url = await receiver.listen();
+  const meter = await clients.connect(gw.port, 'meter-01', { clientId: 'pub-at-once' });
+  for (let i = 0; i < 10; i++) {
+    const hook = await addWebhook(url, { eventTypes: ['message'] });
+    await meter.publishAsync(`/${gw.productKey}/meter-01/user/update`, `at-once-${i}`, { qos: 1 });
+    const body = Buffer.from(`at-once-${i}`).toString('base64');
+    await waitFor(`round ${i} delivered to its webhook`, async () => {
+      const r = await gh.api<{ delivery?: { delivered: number } }>('GET', `/webhooks/${hook.id}`);
+      return receiver.deliveries.some((d) => d.body.includes(body)) && (r.json.delivery?.delivered ?? 0) >= 1 ? true : undefined;
+    }, 10_000);
+  }
+  await meter.endAsync();
+});
+
 test('a delivery still pending when the process stops is delivered after the restart', { timeout: 30_000 }, async () => {
   let answer: number | null = null; // hangs until the restart
   const receiver = new Receiver(pki, () => answer);
