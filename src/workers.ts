@@ -58,7 +58,7 @@ const MAX_GATHERINGS = 32;
 export const PER_NODE_METRICS: ReadonlySet<string> = new Set([
   'gatehouse_cluster_connected', 'gatehouse_gateway_retained_messages',
   'gatehouse_gateway_ocsp_stapling', 'gatehouse_gateway_ocsp_staple_age_seconds', 'gatehouse_gateway_ocsp_staple_next_refresh_seconds',
-  'gatehouse_gateway_third_party_breaker_state',
+  'gatehouse_gateway_third_party_breaker_state', 'gatehouse_event_loop_saturated', 'gatehouse_event_loop_saturations_total',
 ]);
 
 type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];

@@ -67,7 +67,8 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   const links = new NatsClusterLinks(connection, logger, timings.leaseMs, me, records,
     options.streamMaxBytes === undefined ? DEFAULT_MESSAGE_STREAM_LIMITS : { ...DEFAULT_MESSAGE_STREAM_LIMITS, maxBytes: options.streamMaxBytes },
     timings.heartbeatMs, () => leases.liveInstances());
-  const reaper = new WillReaper(connection, leases, records, me, (gatewayId) => links.ownership(gatewayId), logger, timings.heartbeatMs);
+  const reaper = new WillReaper(connection, leases, records, me, (gatewayId) => links.ownership(gatewayId),
+    (gatewayId, sinceMs, each) => links.storedIdsSince(gatewayId, sinceMs, each), logger, timings.heartbeatMs);
   const peers = new NatsPlatformPeers(connection, logger, timings.leaseMs, leases.instance,
     async () => (await leases.live()).filter((lease) => lease.nodeId !== options.nodeId).length);
   reaper.onDeaths = (instances) => {

@@ -211,6 +211,9 @@ export class NatsClusterLinks {
         this.#cutOffTimer = null;
         this.#logger.warn({ cutOffMs: this.#cutOffMs, gateways: this.#open.size }, 'cluster_cut_off_past_lease');
         for (const link of [...this.#open]) link.cutOff();
+        // The survivors take its sessions from now on, and settle their in-doubt QoS 2 stores by asking the stream
+        // (will-reaper.ts): a store of this node's still waiting to be retried must not land after that answer.
+        this.#stream.cancelAll();
       }, this.#cutOffMs);
       this.#cutOffTimer.unref();
     } else if (state !== 'disconnected') {
@@ -221,6 +224,11 @@ export class NatsClusterLinks {
   #stopTimer(): void {
     if (this.#cutOffTimer !== null) clearTimeout(this.#cutOffTimer);
     this.#cutOffTimer = null;
+  }
+
+  /** The ids of the gateway's messages stored from `sinceMs` on (MessageStream.idsSince). */
+  storedIdsSince(gatewayId: string, sinceMs: number, each: (msgId: string) => void): Promise<number> {
+    return this.#stream.idsSince(gatewayId, sinceMs, each);
   }
 
   /** Stops watching the connection (the node stops). */

@@ -18,7 +18,7 @@
  * makes a retried publish a duplicate the stream drops within its window.
  */
 import { randomUUID } from 'node:crypto';
-import type { JetStreamClient, JetStreamManager, PubAck, StoredMsg } from '@nats-io/jetstream';
+import type { DeliverPolicy, JetStreamClient, JetStreamManager, PubAck, StoredMsg } from '@nats-io/jetstream';
 import type { Msg, MsgHdrs, Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
@@ -33,6 +33,8 @@ export const DEFAULT_MESSAGE_STREAM_LIMITS: MessageStreamLimits = { maxBytes: 10
 
 /** A retried publish within this window is recognised by its message id and stored once. */
 const DUPLICATE_WINDOW_MS = 120_000;
+/** Message ids read per request by `idsSince`. */
+const ID_READ_BATCH = 1_000;
 /** How long one publish waits for the stream's ack before it is tried again. */
 const PUBLISH_TIMEOUT_MS = 5_000;
 /** After a failure the oldest unanswered publish is tried again, backing off to this. */
@@ -175,6 +177,11 @@ class StreamPublisher {
         this.#schedule(0);
       }
     }
+  }
+
+  /** Cancels every unanswered publish (the node was cut off past its lease: the cluster has written it off). */
+  cancelAll(): void {
+    for (const subject of new Set([...this.#pending.values()].map((entry) => entry.subject))) this.cancel(subject);
   }
 
   /** Hands one publish to NATS; false (and the failure begun) when it cannot go out on the current connection. */
@@ -402,6 +409,43 @@ export class MessageStream {
       return this.#open();
     }, this.#logger);
     return this.#publisher.publish(this.subject(gatewayId), frame, msgId, headers ?? this.#conn.client.headers(), onRetry);
+  }
+
+  /**
+   * The message ids (`Nats-Msg-Id`) of the gateway's messages stored from `sinceMs` on (the NATS server's clock) to
+   * the stream's end as of the call, each handed to `each` in stream order; resolves with how many were read. An
+   * ordered consumer reads them, headers only, in batches, and is deleted after: a survivor reads the last moments
+   * of a dead process's stores (in-doubt-stores.ts), a few seconds of the stream once per death.
+   */
+  async idsSince(gatewayId: string, sinceMs: number, each: (msgId: string) => void): Promise<number> {
+    const { js } = await this.#open();
+    const consumer = await js.consumers.get(this.name, {
+      filter_subjects: this.subject(gatewayId), deliver_policy: 'by_start_time' as DeliverPolicy,
+      opt_start_time: new Date(sinceMs).toISOString(), headers_only: true,
+    });
+    let read = 0;
+    try {
+      let remaining = (await consumer.info(true)).num_pending;
+      while (remaining > 0) {
+        let got = 0;
+        for await (const msg of await consumer.fetch({ max_messages: Math.min(ID_READ_BATCH, remaining), expires: PUBLISH_TIMEOUT_MS })) {
+          got++;
+          const msgId = msg.headers?.get('Nats-Msg-Id');
+          if (msgId !== undefined && msgId !== '') each(msgId);
+        }
+        if (got === 0) throw new Error(`the stream ${this.name} handed none of the ${remaining} messages still to read`);
+        remaining -= got;
+        read += got;
+      }
+    } finally {
+      await consumer.delete().catch(() => undefined); // ephemeral: the server drops it when idle anyway
+    }
+    return read;
+  }
+
+  /** Cancels every publish not yet stored (the node was cut off past its lease): none lands once its sessions moved on. */
+  cancelAll(): void {
+    this.#publisher?.cancelAll();
   }
 
   /** Cancels the gateway's publishes not yet stored (its link here closes): they are not tried again. */

@@ -18,7 +18,7 @@
 import type { LinkEndpoint, MovedQueued, MovedReceiving, MovedSession, RecordedWill, SessionClaim, ConnectionEnd } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
-import { MAX_EPOCH_USES, SessionRecords, willEntry, willOf, type OpenRecords, type SessionRecord, type SessionState } from './session-records.ts';
+import { isPacketId, MAX_EPOCH_USES, SessionRecords, willEntry, willOf, type OpenRecords, type SessionRecord, type SessionState } from './session-records.ts';
 
 /** How long a claim waits for the node that held the session to close its connection. */
 export const NOTICE_TIMEOUT_MS = 2_000;
@@ -370,11 +370,6 @@ function receivingOf(receiving: unknown): MovedReceiving[] {
 function receivedOf(received: unknown): number[] {
   if (!Array.isArray(received)) return [];
   return [...new Set((received as unknown[]).filter(isPacketId))];
-}
-
-/** A packet id as MQTT allows one: 1–65,535 [MQTT-2.2.1-3]. */
-function isPacketId(value: unknown): value is number {
-  return Number.isSafeInteger(value) && (value as number) >= 1 && (value as number) <= 65_535;
 }
 
 /** A record's queued list, in stream order; entries of another shape are left out (a node of another version wrote it). */

@@ -99,6 +99,11 @@ export interface SessionState {
   qos2Uses?: [number, number][];
 }
 
+/** A packet id as MQTT allows one: 1–65,535 [MQTT-2.2.1-3]. */
+export function isPacketId(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 1 && (value as number) <= 65_535;
+}
+
 export function willEntry(will: RecordedWill, dueAt: number | null): WillEntry {
   return { frame: encodeMessage(will.message).toString('base64'), delay: will.delay, expiry: will.expiry, dueAt };
 }

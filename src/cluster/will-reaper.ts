@@ -10,13 +10,27 @@
  *
  * The reap keys stay (one per death; history 1, small). A will is authorized when recorded, at its CONNECT:
  * a survivor has no connection of that client to ask the gateway's rules with.
+ *
+ * The winner also settles the dead process's inbound QoS 2 stores in doubt (in-doubt-stores.ts): a store whose
+ * record did not yet name its packet id as received is written into the record as received, so the client's resend,
+ * however late, is not stored a second time [MQTT-4.3.3-10].
  */
 import type { KV } from '@nats-io/kv';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
 import type { DeadLease, NodeLeases } from './node-leases.ts';
-import { willOf, type OpenRecords } from './session-records.ts';
+import { IN_DOUBT_BEFORE_DEATH_MS, InDoubtStores } from './in-doubt-stores.ts';
+import { willOf, type OpenRecords, type SessionRecord, type SessionRecords } from './session-records.ts';
 import type { RecordIdentity, SessionOwnership } from './session-ownership.ts';
+
+/** The ids of a gateway's messages stored from a moment on (MessageStream.idsSince). */
+export type StoredIdsSince = (gatewayId: string, sinceMs: number, each: (msgId: string) => void) => Promise<number>;
+
+interface HeldRecord {
+  key: string;
+  record: SessionRecord;
+  revision: number;
+}
 
 export class WillReaper {
   readonly #conn: ClusterConnection;
@@ -25,6 +39,7 @@ export class WillReaper {
   #reaps: Promise<KV> | null = null;
   readonly #me: RecordIdentity;
   readonly #ownership: (gatewayId: string) => SessionOwnership | undefined;
+  readonly #storedIdsSince: StoredIdsSince;
   readonly #logger: Logger;
   readonly #timer: NodeJS.Timeout;
   /** Deaths this node has dealt with (won or lost): asked about once. */
@@ -34,12 +49,13 @@ export class WillReaper {
   onDeaths: ((instances: string[]) => void) | undefined;
 
   constructor(conn: ClusterConnection, leases: NodeLeases, records: OpenRecords, me: RecordIdentity,
-    ownership: (gatewayId: string) => SessionOwnership | undefined, logger: Logger, everyMs: number) {
+    ownership: (gatewayId: string) => SessionOwnership | undefined, storedIdsSince: StoredIdsSince, logger: Logger, everyMs: number) {
     this.#conn = conn;
     this.#leases = leases;
     this.#records = records;
     this.#me = me;
     this.#ownership = ownership;
+    this.#storedIdsSince = storedIdsSince;
     this.#logger = logger;
     this.#timer = setInterval(() => void this.tick(), everyMs);
     this.#timer.unref();
@@ -87,27 +103,73 @@ export class WillReaper {
 
   async #reap(dead: DeadLease): Promise<void> {
     const records = await this.#records();
-    let wills = 0;
+    const held: HeldRecord[] = [];
     for (const key of await records.keys()) {
       const seen = await records.get(key).catch(() => null);
-      if (seen === null || seen.record.instance !== dead.instance || seen.record.will === null) continue;
-      const { record, revision } = seen;
-      const ownership = this.#ownership(record.gatewayId);
-      if (ownership === undefined) continue; // the gateway does not run here (stopped meanwhile)
-      const will = record.will!;
-      // A live connection's will was due from the death on, after its delay; a pending one keeps its time.
-      const dueAt = will.dueAt ?? dead.diedAt + will.delay * 1000;
-      try {
+      if (seen !== null && seen.record.instance === dead.instance) held.push({ key, ...seen });
+    }
+    // Records without a session state first: their wills need no read of the stream (a long read would delay them).
+    let wills = 0;
+    let qos2Landed = 0;
+    const take = async (records_: readonly HeldRecord[], doubts: InDoubtStores<string> | null): Promise<void> => {
+      for (const { key, record, revision } of records_) {
+        const taken = await this.#take(records, dead, key, record, revision, doubts);
+        wills += taken.will ? 1 : 0;
+        qos2Landed += taken.qos2Landed;
+      }
+    };
+    await take(held.filter(({ record }) => record.state === undefined), null);
+    const stateful = held.filter(({ record }) => record.state !== undefined);
+    await take(stateful, await this.#storesInDoubt(dead, stateful));
+    this.#logger.info({ deadNode: dead.nodeId, deadInstance: dead.instance, wills, qos2Landed }, 'cluster_dead_node_reaped');
+  }
+
+  /**
+   * One record of the dead process: its will taken (when due to be published here) and its in-doubt stores that
+   * landed named received, in one compare-and-swap; nothing when neither applies or the record moved meanwhile.
+   */
+  async #take(records: SessionRecords, dead: DeadLease, key: string, record: SessionRecord, revision: number,
+    doubts: InDoubtStores<string> | null): Promise<{ will: boolean; qos2Landed: number }> {
+    const settled = record.state === undefined ? undefined : doubts?.settled(key, record.state);
+    const will = record.will;
+    const ownership = will === null ? undefined : this.#ownership(record.gatewayId); // undefined: not running here (stopped meanwhile)
+    if (settled === undefined && ownership === undefined) return { will: false, qos2Landed: 0 };
+    const written = settled === undefined ? record : { ...record, state: settled.state };
+    try {
+      if (will !== null && ownership !== undefined) {
+        // A live connection's will was due from the death on, after its delay; a pending one keeps its time.
+        const dueAt = will.dueAt ?? dead.diedAt + will.delay * 1000;
         const taken = await records.update(key, {
-          ...record, node: this.#me.nodeId, instance: this.#me.instance, connected: false, will: { ...will, dueAt }, at: Date.now(),
+          ...written, node: this.#me.nodeId, instance: this.#me.instance, connected: false, will: { ...will, dueAt }, at: Date.now(),
         }, revision);
         ownership.adopt(record.clientId, taken, willOf(will), dueAt);
-        wills++;
+      } else {
+        await records.update(key, { ...written, at: Date.now() }, revision); // still the dead process's: claimed as before
+      }
+      return { will: ownership !== undefined, qos2Landed: settled?.landed ?? 0 };
+    } catch (err) {
+      // Claimed meanwhile: the will is not due, and the client's resends reach the claiming node within the window.
+      this.#logger.debug({ err, clientId: record.clientId }, 'cluster_reap_record_moved');
+      return { will: false, qos2Landed: 0 };
+    }
+  }
+
+  /** The dead process's sessions, told which of their inbound QoS 2 stores landed by the stream's ids since shortly before its death. */
+  async #storesInDoubt(dead: DeadLease, stateful: readonly HeldRecord[]): Promise<InDoubtStores<string>> {
+    const doubts = new InDoubtStores<string>();
+    const gateways = new Set<string>();
+    for (const { key, record } of stateful) {
+      if (record.state !== undefined && doubts.add(key, record.state)) gateways.add(record.gatewayId);
+    }
+    for (const gatewayId of gateways) {
+      try {
+        await this.#storedIdsSince(gatewayId, dead.diedAt - IN_DOUBT_BEFORE_DEATH_MS, (msgId) => doubts.heard(msgId));
       } catch (err) {
-        this.#logger.debug({ err, clientId: record.clientId }, 'cluster_reap_record_moved'); // claimed meanwhile: not due
+        // Its records stay as they were: a resend within the stream's duplicate window is still stored once.
+        this.#logger.warn({ err, gatewayId, deadInstance: dead.instance }, 'cluster_reap_stores_unread');
       }
     }
-    this.#logger.info({ deadNode: dead.nodeId, deadInstance: dead.instance, wills }, 'cluster_dead_node_reaped');
+    return doubts;
   }
 
   close(): void {

@@ -8,7 +8,10 @@
  * after a message is routed and is bounded and droppable by design, while every device's MQTT traffic passes through
  * this one loop. At saturation on the pinned core of `npm run bench`, the ~0.3 % of messages parsing still got through
  * cost MQTT ~10 % of its throughput (the sandbox thread, the collection of its garbage and the hand-over all ran on that
- * core; docs/benchmarks.md, sessions 19–21), so a saturated loop parses nothing until it has time again.
+ * core; docs/benchmarks.md, sessions 19–21), so a gateway whose parsing queue overflows while the loop is saturated
+ * is shed (parser.ts): what waits and what comes is stored unparsed until the loop has time again; a gateway whose
+ * parsing keeps up goes on parsing. `/metrics` shows the state and the episodes (`gatehouse_event_loop_saturated`,
+ * `gatehouse_event_loop_saturations_total`).
  */
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 
@@ -33,7 +36,7 @@ export interface LoopSaturation {
 
 export class LoopPressure implements LoopSaturation {
   saturated = false;
-  /** Times the loop became saturated since start. */
+  /** Times the loop became saturated since start (`gatehouse_event_loop_saturations_total`). */
   episodes = 0;
   readonly #options: LoopPressureOptions;
   readonly #sample: () => EventLoopUtilization;

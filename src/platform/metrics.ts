@@ -57,6 +57,18 @@ export function registerPlatformMetrics(registry: Registry, platform: Platform):
   const webhookQueued = new Gauge({
     name: 'gatehouse_webhook_pending', help: 'Webhook deliveries queued, waiting for a retry or in flight', labelNames: ['webhook'], registers: [registry],
   });
+  new Gauge({
+    name: 'gatehouse_event_loop_saturated', help: 'Whether the event loop is saturated now (1): data parsing of a gateway whose queue overflows is shed until it is free',
+    registers: [registry], collect() {
+      this.set(platform.loopPressure.saturated ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'gatehouse_event_loop_saturations_total', help: 'Times the event loop became saturated since start (a second or more busy at least 90 % of the time)',
+    registers: [registry], collect() {
+      this.set(platform.loopPressure.episodes);
+    },
+  });
   const webhookHeldBytes = new Gauge({
     name: 'gatehouse_webhook_held_bytes', help: 'Bytes of webhook delivery bodies held in memory (bounded by webhooks.maxQueuedBytes)',
     labelNames: ['webhook'], registers: [registry],

@@ -18,7 +18,7 @@ import { MAX_EPOCH_USES, SessionRecords, type SessionState } from '../../src/clu
 import { silentLogger } from '../../src/core/logger.ts';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
 import { clusterCounter, clusterNatsUrl, clusterSkip, collectAtPublish, engineOf, gatewayCounter, natsRelay, TestCluster, waitFor, type GatewayJson, type NatsRelay } from '../harness/cluster.ts';
-import { frame, readPackets } from '../harness/raw-mqtt.ts';
+import { frame } from '../harness/raw-mqtt.ts';
 
 const A = '127.0.0.2';
 const B = '127.0.0.3';
@@ -174,17 +174,7 @@ if (clusterSkip !== undefined) {
       publisher.end(true);
     });
 
-    /** A device's persistent v5 session, raw over TLS: the test decides what it sends and sees every packet. */
-    const rawSession = (host: string, device: string, clientId: string): { socket: tls.TLSSocket; packets: mqttPacket.Packet[] } => {
-      const socket = tls.connect({ host, port: gateway.port, servername: 'localhost', ca: cluster.pki.root.certPem });
-      socket.on('error', () => undefined);
-      const packets = readPackets(socket, 5);
-      socket.once('secureConnect', () => socket.write(frame({
-        cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: false, clientId, keepalive: 0,
-        username: device, password: Buffer.from(`pw-${device}`), properties: { sessionExpiryInterval: 600 },
-      }, 5)));
-      return { socket, packets };
-    };
+    const rawSession = (host: string, device: string, clientId: string): ReturnType<TestCluster['rawSession']> => cluster.rawSession(host, gateway, device, clientId);
 
     /** A subscriber on B to `<prefix>/#` at QoS 2, and what it got. */
     const qos2Subscriber = async (prefix: string): Promise<{ client: mqtt.MqttClient; got: string[] }> => {

@@ -197,6 +197,7 @@ if (clusterSkip !== undefined) {
         for (const worker of [w1, w2]) {
           assert.match(text, new RegExp(`^gatehouse_node_info\\{node_id="${worker}"\\} 1$`, 'm'), `scrape ${i} names ${worker}`);
           assert.match(text, new RegExp(`^gatehouse_cluster_connected\\{node_id="${worker}"\\} 1$`, 'm'), `scrape ${i}: ${worker}'s own NATS state`);
+          assert.match(text, new RegExp(`^gatehouse_event_loop_saturated\\{node_id="${worker}"\\} [01]$`, 'm'), `scrape ${i}: ${worker}'s own event loop`);
         }
         // Every device connected on either worker, in one series (a worker's own scrape would show its part).
         assert.match(text, new RegExp(`^gatehouse_gateway_connected_clients\\{gateway="${gateway.name}"\\} ${clients.size}$`, 'm'),

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import mqtt from 'mqtt';
+import type mqttPacket from 'mqtt-packet';
 import pg from 'pg';
 import type { LeaseTimings } from '../../src/cluster/index.ts';
 import type { Broker } from '../../src/broker/index.ts';
@@ -20,6 +21,7 @@ import { freePort, removeDataDir, startTestGatehouse, type TestGatehouse } from 
 import { startGatehouseProcess, type GatehouseProcess, type SpawnOptions } from './gatehouse-process.ts';
 import { getPki, type SharedPki } from './pki.ts';
 import { connackOf } from './mqtt-connack.ts';
+import { frame, readPackets } from './raw-mqtt.ts';
 import { deleteInstallationStreams, TEST_STREAM_MAX_MB } from './nats-streams.ts';
 import { privateNatsServer, type PrivateNatsServer } from './nats-server.ts';
 
@@ -229,6 +231,21 @@ export class TestCluster {
       });
       socket.once('error', () => resolve(undefined));
     }));
+  }
+
+  /**
+   * A device's persistent v5 session (Session Expiry 600 s, keep-alive off), raw over TLS: the test decides what it
+   * sends after the CONNECT and sees every packet.
+   */
+  rawSession(host: string, gateway: GatewayJson, device: string, clientId: string): { socket: tls.TLSSocket; packets: mqttPacket.Packet[] } {
+    const socket = tls.connect({ host, port: gateway.port, servername: 'localhost', ca: this.pki.root.certPem });
+    socket.on('error', () => undefined);
+    const packets = readPackets(socket, 5);
+    socket.once('secureConnect', () => socket.write(frame({
+      cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: false, clientId, keepalive: 0,
+      username: device, password: Buffer.from(`pw-${device}`), properties: { sessionExpiryInterval: 600 },
+    }, 5)));
+    return { socket, packets };
   }
 
   /** An MQTT.js client of `device` (v5 unless told; client id `c-<device>` unless told), not yet connected. */
