@@ -65,7 +65,7 @@ interface Take {
 
 /** Opens the installation's bucket once per node (and again after a failure: NATS may have been away). */
 export function connectionCountsBucket(conn: ClusterConnection): () => Promise<KV> {
-  return openedOnce(() => new conn.client.Kvm(conn.nc).create(`gatehouse-connections-${conn.bucketSuffix}`,
+  return openedOnce(() => conn.makeBucket(`gatehouse-connections-${conn.bucketSuffix}`,
     { history: 1, max_bytes: BUCKET_MAX_BYTES, maxValueSize: MAX_VALUE_BYTES }));
 }
 

@@ -4,7 +4,7 @@
  * after a gap (the registry bus, later the engine's fencing) listen to it. `noEcho`: a node never
  * hears its own publishes, so it never routes its own messages twice.
  */
-import type { KV, KvWatchEntry, KvWatchOptions } from '@nats-io/kv';
+import type { KV, KvOptions, KvWatchEntry, KvWatchOptions } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
 import { GatehouseError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
@@ -31,6 +31,8 @@ export function openedOnce<T>(open: () => Promise<T>): () => Promise<T> {
 
 export type ClusterState = 'connected' | 'disconnected' | 'closed';
 
+/** How long a reconnect waits for the buckets to be made sure of before the node counts itself connected. */
+const BUCKETS_REMADE_MS = 5_000;
 /** How long a stop waits for buffered messages to reach NATS. */
 const DRAIN_MS = 3_000;
 
@@ -62,6 +64,10 @@ export class ClusterConnection {
   readonly #logger: Logger;
   readonly #listeners = new Set<(state: ClusterState) => void>();
   #state: ClusterState = 'connected';
+  /** The installation's KV buckets this node uses, by name: each made again after every reconnect (`makeBucket`). */
+  readonly #buckets = new Map<string, () => Promise<unknown>>();
+  /** Counts the connection's status changes: a reconnect's bucket making that another change overtook sets nothing. */
+  #changes = 0;
   /** KV watches being opened: close() lets them finish before it drains (see watch). */
   readonly #openingWatches = new Set<Promise<unknown>>();
   #closing = false;
@@ -123,12 +129,42 @@ export class ClusterConnection {
     return () => this.#listeners.delete(listener);
   }
 
+  /**
+   * A KV bucket of the installation, made (or bound to, when it is there) and kept: made again the same way after
+   * each reconnect, before the node counts itself connected. A NATS server may come back without its store (a lost
+   * disk, a container started again without its volume): the buckets are gone, and every handle on them fails ("stream not found") until someone makes them again, so leases, session records and
+   * the rest would fail for good. With them made again, the handles work (a bucket is found by its name); what they
+   * held is lost with the store: each node writes its lease again at its next heartbeat, and a session whose record
+   * went is let go by its node (session-ownership.ts: the record's revision is gone), its client reconnecting.
+   */
+  makeBucket(name: string, options: Partial<KvOptions>): Promise<KV> {
+    const make = (): Promise<KV> => new this.client.Kvm(this.nc).create(name, options);
+    this.#buckets.set(name, make);
+    return make();
+  }
+
   async #watch(): Promise<void> {
     void this.nc.closed().then(() => this.#set('closed'));
     for await (const status of this.nc.status()) {
-      if (status.type === 'disconnect') this.#set('disconnected');
-      else if (status.type === 'reconnect') this.#set('connected');
+      if (status.type === 'disconnect') {
+        this.#changes++;
+        this.#set('disconnected');
+      } else if (status.type === 'reconnect') {
+        void this.#reconnected(++this.#changes);
+      }
     }
+  }
+
+  /** Back on NATS: its buckets made sure of (bounded: BUCKETS_REMADE_MS), then connected, unless it went again meanwhile. */
+  async #reconnected(change: number): Promise<void> {
+    const makes = [...this.#buckets].map(([name, make]) => make().catch((err: unknown) => {
+      this.#logger.warn({ err, bucket: name }, 'cluster_bucket_not_made');
+    }));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(makes), new Promise((resolve) => (timer = setTimeout(resolve, BUCKETS_REMADE_MS)))]);
+    clearTimeout(timer);
+    if (change !== this.#changes) return; // gone again meanwhile (or back again: that reconnect decides)
+    this.#set('connected');
   }
 
   #set(state: ClusterState): void {

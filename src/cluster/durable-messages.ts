@@ -44,6 +44,8 @@ const REPLAY_READS_AT_ONCE = 8;
 const SHARED_READS = 4_096;
 const SHARED_READ_BYTES = 16 * 1024 * 1024;
 const SHARED_READS_LINGER_MS = 10_000;
+/** At most this often a copy below the feed's position makes it ask whether the stream was replaced. */
+const STREAM_CHECK_MS = 1_000;
 /** The header naming the node picked for each shared group the message matched. */
 export const PICKS_HEADER = 'Gatehouse-Shared-Picks';
 
@@ -101,6 +103,10 @@ export class DurableMessages {
    * feed started: what the stream holds after it is owed to this node's subscribers.
    */
   #last = 0;
+  /** The stream's identity (creation time) the feed's sequences belong to (MessageStream.identity). */
+  #streamIdentity = '';
+  /** When the feed last asked the stream's identity (#replaced). */
+  #checkedAt = 0;
   /** The feed's start: the gateway's last sequence read, then the subscription in force (a SUBACK waits for it). */
   #starting: Promise<void> | undefined;
   /** Changes at every stop: a start that a stop overtook does not subscribe. */
@@ -228,8 +234,10 @@ export class DurableMessages {
     const generation = this.#generation;
     const wanted = (): boolean => generation === this.#generation && !this.#closed;
     const starting: Promise<void> = (async () => {
+      const identity = await this.#retrying(() => this.#stream.identity(), wanted);
       const origin = await this.#retrying(() => this.#stream.last(this.#gatewayId), wanted);
       if (!wanted()) return;
+      this.#streamIdentity = identity;
       this.#last = origin;
       this.#subscription = this.#conn.nc.subscribe(this.#stream.storedSubject(this.#gatewayId), {
         callback: (err, msg) => {
@@ -295,9 +303,14 @@ export class DurableMessages {
     await this.#starting;
     let pos = from;
     const wanted = (): boolean => !this.#closed && full() !== null;
-    // A floor below the stream's first message: its limits (max_age, max_bytes) removed part of the backlog.
-    const first = await this.#replayRead(() => this.#stream.first(), wanted);
-    if (first > from + 1) {
+    const { first, last } = await this.#replayRead(() => this.#stream.bounds(), wanted);
+    if (from > last) {
+      // A floor past the stream's end belongs to a stream replaced since (deleted, or NATS back without its store):
+      // every message of this one is after it.
+      this.#logger.warn({ floor: from, last }, 'cluster_replay_floor_past_stream');
+      pos = first - 1;
+    } else if (first > from + 1) {
+      // A floor below the stream's first message: its limits (max_age, max_bytes) removed part of the backlog.
       this.#counters.storeDropped++;
       this.#logger.warn({ floor: from, first }, 'cluster_replay_messages_dropped');
     }
@@ -429,6 +442,7 @@ export class DurableMessages {
       while (this.#queue.length > 0 && this.#subscription !== null) {
         const item = this.#queue.shift()!;
         if (item === 'check') {
+          await this.#checkStream(true);
           await this.#fill(await this.#retrying(() => this.#stream.last(this.#gatewayId), () => this.#subscription !== null));
           continue;
         }
@@ -438,7 +452,9 @@ export class DurableMessages {
           this.#logger.warn({ subject: item.subject }, 'cluster_stored_copy_unsequenced');
           continue;
         }
-        if (seq <= this.#last) continue; // read from the stream already, while a gap was filled
+        // Read from the stream already, while a gap was filled; or the first messages of a stream made anew (deleted
+        // by an operator, or NATS back without its store), numbered from 1 again.
+        if (seq <= this.#last && !(await this.#replaced(previous === 0))) continue;
         // The gateway's message before this one never reached this node: read what is missing, in order.
         if (previous > this.#last) await this.#fill(previous);
         if (this.#subscription === null) return;
@@ -450,6 +466,33 @@ export class DurableMessages {
     } finally {
       this.#draining = false;
     }
+  }
+
+  /**
+   * Whether the stream is still the one the feed's position belongs to. A new one (a NATS server back without its
+   * store, after a reconnect: `remake`, which makes it if nobody did yet; or the stream deleted by hand) numbers its
+   * messages from 1 again, and every one at or below the last sequence handed here would be skipped as handed
+   * (acknowledged, never delivered here until the new stream passed the old position). So the feed starts over from
+   * the new stream's beginning; what it stored before this check is read back in order by the fill that follows.
+   */
+  async #checkStream(remake: boolean): Promise<boolean> {
+    this.#checkedAt = Date.now();
+    const identity = await this.#retrying(() => this.#stream.identity(remake), () => this.#subscription !== null);
+    if (this.#subscription === null || identity === this.#streamIdentity) return false;
+    this.#logger.warn({ last: this.#last, was: this.#streamIdentity, now: identity }, 'cluster_stream_replaced');
+    this.#streamIdentity = identity;
+    this.#last = 0;
+    return true;
+  }
+
+  /**
+   * A copy at or below the last sequence handed: whether the stream was replaced (then the feed starts over). Asked
+   * at most once a second (copies queued behind a gap's fill come in bursts), except for a copy that names no
+   * previous message of the gateway, which only a new stream sends once the feed has handed any.
+   */
+  async #replaced(first: boolean): Promise<boolean> {
+    if (!first && Date.now() - this.#checkedAt < STREAM_CHECK_MS) return false;
+    return this.#checkStream(false);
   }
 
   /** Reads the gateway's stored messages after the last one handed, up to `upTo`, and hands them over. */

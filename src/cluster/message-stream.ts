@@ -478,10 +478,22 @@ export class MessageStream {
     }
   }
 
-  /** The stream's first sequence: every message below it was removed by its limits. */
-  async first(): Promise<number> {
+  /**
+   * Which stream this is: its creation time. Two answers that differ: the stream was replaced in between (deleted by
+   * hand, or a NATS server back without its store), its sequences from 1 again. `remake`: made sure of first (after
+   * a reconnect the stream may be gone, and nobody may have published since to make it again).
+   */
+  async identity(remake = false): Promise<string> {
+    if (remake) this.reopen();
     const { jsm } = await this.#open();
-    return (await jsm.streams.info(this.name)).state.first_seq;
+    return (await jsm.streams.info(this.name)).created;
+  }
+
+  /** The stream's first sequence (every message below it was removed by its limits) and its last (0: none yet). */
+  async bounds(): Promise<{ first: number; last: number }> {
+    const { jsm } = await this.#open();
+    const { state } = (await jsm.streams.info(this.name));
+    return { first: state.first_seq, last: state.last_seq };
   }
 
   /** The sequence of the gateway's last stored message (0: none). */

@@ -66,7 +66,7 @@ export class NodeLeases {
     timings: LeaseTimings = DEFAULT_LEASE_TIMINGS): Promise<NodeLeases> {
     // One value per key: the latest renewal.
     const bucket = `gatehouse-nodes-${conn.bucketSuffix}`;
-    const kv = await new conn.client.Kvm(conn.nc).create(bucket, { history: 1 });
+    const kv = await conn.makeBucket(bucket, { history: 1 });
     const leases = new NodeLeases(kv, bucket, await conn.client.jetstreamManager(conn.nc), conn, logger, timings, info.apiUrl);
     await leases.#claim();
     await leases.#announce();

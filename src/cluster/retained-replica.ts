@@ -66,7 +66,7 @@ export class RetainedReplica {
   /** The bucket, created on first use (and again after a failure: NATS may have been away). */
   #open(): Promise<KV> {
     if (this.#kv === null) {
-      const opening = new this.#conn.client.Kvm(this.#conn.nc).create(this.#bucket, { history: 1 });
+      const opening = this.#conn.makeBucket(this.#bucket, { history: 1 });
       opening.catch(() => {
         if (this.#kv === opening) this.#kv = null;
       });

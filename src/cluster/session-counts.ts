@@ -53,7 +53,7 @@ interface Owner {
 
 /** Opens the installation's bucket once per node (and again after a failure: NATS may have been away). */
 export function sessionCountsBucket(conn: ClusterConnection): () => Promise<KV> {
-  return openedOnce(() => new conn.client.Kvm(conn.nc).create(`gatehouse-session-counts-${conn.bucketSuffix}`,
+  return openedOnce(() => conn.makeBucket(`gatehouse-session-counts-${conn.bucketSuffix}`,
     { history: 1, max_bytes: BUCKET_MAX_BYTES, maxValueSize: MAX_VALUE_BYTES }));
 }
 

@@ -136,7 +136,7 @@ export class SessionRecords {
 
   static async open(conn: ClusterConnection): Promise<SessionRecords> {
     const bucket = `gatehouse-sessions-${conn.bucketSuffix}`;
-    const kv = await new conn.client.Kvm(conn.nc).create(bucket, { history: 1 });
+    const kv = await conn.makeBucket(bucket, { history: 1 });
     return new SessionRecords(conn, kv, await conn.client.jetstreamManager(conn.nc), bucket);
   }
 

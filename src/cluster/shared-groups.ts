@@ -110,7 +110,7 @@ export class SharedDirectory {
 
   #open(): Promise<KV> {
     if (this.#kv === null) {
-      const opening = new this.#conn.client.Kvm(this.#conn.nc).create(this.#bucket, { history: 1 });
+      const opening = this.#conn.makeBucket(this.#bucket, { history: 1 });
       opening.catch(() => {
         if (this.#kv === opening) this.#kv = null;
       });

@@ -92,7 +92,7 @@ export class WillReaper {
   /** The reap bucket, on first use (and again after a failure). */
   #openReaps(): Promise<KV> {
     if (this.#reaps === null) {
-      const opening = new this.#conn.client.Kvm(this.#conn.nc).create(`gatehouse-reaps-${this.#conn.bucketSuffix}`, { history: 1 });
+      const opening = this.#conn.makeBucket(`gatehouse-reaps-${this.#conn.bucketSuffix}`, { history: 1 });
       opening.catch(() => {
         if (this.#reaps === opening) this.#reaps = null;
       });

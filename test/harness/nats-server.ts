@@ -16,6 +16,8 @@ export interface PrivateNatsServer {
   start(): Promise<void>;
   /** SIGTERM (or `signal`: SIGKILL for a crash), and resolves once it exited. */
   stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Empties its store (stopped first): started again, it is a NATS server that lost its disk. */
+  wipe(): Promise<void>;
   /** Stops it and removes its store. */
   dispose(): Promise<void>;
 }
@@ -56,6 +58,10 @@ export async function privateNatsServer(): Promise<PrivateNatsServer> {
       }
     },
     stop: (signal) => stop(signal),
+    async wipe() {
+      await stop('SIGKILL');
+      await rm(store, { recursive: true, force: true });
+    },
     async dispose() {
       await stop();
       await rm(store, { recursive: true, force: true });

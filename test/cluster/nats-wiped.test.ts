@@ -1,0 +1,140 @@
+/**
+ * Issue 16 items 2 and 8: NATS comes back without its store (a server that lost its disk, or a container started
+ * again without its volume). Its message stream is created anew and numbers its messages from 1 again, while the
+ * nodes' feeds had handed their engines messages up to a higher sequence. Two in-process nodes (A on 127.0.0.2, B on
+ * 127.0.0.3) on a private nats-server; QoS 1 subscribers on both, a publisher on A; 20 messages before the store is
+ * lost, 5 after. Asserted: every message acknowledged after NATS is back reaches both subscribers, in order; before,
+ * the feeds skipped each one as already handed until the new stream passed the old position (acknowledged, never
+ * delivered). The KV buckets went with the store (leases, session records, …): the nodes make them again when they
+ * reconnect, so a persistent session connected before the loss publishes QoS 2 again (its node lets it go once its
+ * record is found gone, and it reconnects and claims a new one) and one connecting after does too, each message
+ * delivered once. Before that, the stream alone
+ * deleted (by an operator) while NATS stays up: the feeds start over at the new stream's first message, and a
+ * persistent session resumed on the other node from its record replays from the new stream's start rather than from
+ * its floor, which lies past the new stream's end.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type mqtt from 'mqtt';
+import type { TestGatehouse } from '../harness/gatehouse.ts';
+import { clusterSkip, collectAtPublish, TestCluster, waitFor, type GatewayJson } from '../harness/cluster.ts';
+import { loadNatsClient } from '../../src/cluster/nats-client.ts';
+import type { PrivateNatsServer } from '../harness/nats-server.ts';
+
+const A = '127.0.0.2';
+const B = '127.0.0.3';
+// Longer than the outage: the clients stay connected through it.
+const LEASE = { heartbeatMs: 250, leaseMs: 30_000 };
+
+if (clusterSkip !== undefined) {
+  test('NATS back without its store', { skip: clusterSkip, timeout: 1_000 }, () => {});
+} else {
+  describe('NATS back without its store (issue 16 items 2, 8)', { timeout: 180_000 }, () => {
+    const cluster = new TestCluster();
+    let nats: PrivateNatsServer;
+    let nodeA: TestGatehouse;
+    let nodeB: TestGatehouse;
+    let gateway: GatewayJson;
+
+    before(async () => {
+      nats = await cluster.setUpOnPrivateNats();
+      nodeA = await cluster.startNode('wiped-a', A, { natsUrl: nats.url, leaseTimings: LEASE });
+      nodeB = await cluster.startNode('wiped-b', B, { natsUrl: nats.url, leaseTimings: LEASE });
+      gateway = await cluster.createGateway(nodeA, 'wiped_gw', [A, B]);
+    }, { timeout: 90_000 });
+
+    after(() => cluster.dispose(), { timeout: 60_000 });
+
+    const ready = async (node: TestGatehouse): Promise<number> => (await fetch(`${node.gatehouse.url}/ready`)).status;
+
+    test('the message stream deleted while NATS stays up: the feeds of both nodes start over with the new stream, and a persistent session resumed on B replays it from its start, not from its floor past its end [MQTT-4.3.2-1, MQTT-4.6.0-2]', { timeout: 120_000 }, async () => {
+      const persistent = { clean: false, properties: { sessionExpiryInterval: 600 } };
+      const live = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
+      await live.subscribeAsync('deleted/#', { qos: 1 });
+      const gotLive = collectAtPublish(live);
+      const away = await cluster.addDevice(nodeA, gateway);
+      const first = await cluster.connect(A, gateway, away, persistent);
+      await first.subscribeAsync('deleted/#', { qos: 1 });
+      const pub = await cluster.connect(A, gateway, await cluster.addDevice(nodeA, gateway));
+      for (let i = 0; i < 20; i++) await pub.publishAsync('deleted/q1', `before ${i}`, { qos: 1 });
+      await waitFor('the messages before', () => (gotLive.payloads('deleted/q1').length === 20 ? true : undefined));
+      // The session's floor in its record is past the 20 (written within a second); then its client goes.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      await first.endAsync();
+
+      const client = await loadNatsClient();
+      const nc = await client.connect({ servers: nats.url });
+      try {
+        const jsm = await client.jetstreamManager(nc);
+        for await (const stream of jsm.streams.list()) {
+          if (stream.config.name.startsWith('gatehouse-messages-')) await jsm.streams.delete(stream.config.name);
+        }
+      } finally {
+        await nc.close();
+      }
+      for (let i = 0; i < 5; i++) await pub.publishAsync('deleted/q1', `after ${i}`, { qos: 1 });
+      const after = ['after 0', 'after 1', 'after 2', 'after 3', 'after 4'];
+      await waitFor('the messages after on B', () => (gotLive.payloads('deleted/q1').filter((p) => p.startsWith('after ')).length >= 5 ? true : undefined), 30_000);
+      assert.deepEqual(gotLive.payloads('deleted/q1').filter((p) => p.startsWith('after ')), after, 'each acknowledged message once, in order');
+
+      const back = cluster.open(B, gateway, away, persistent);
+      const gotBack = collectAtPublish(back);
+      await new Promise<void>((resolve, reject) => {
+        back.once('connect', (connack) => (connack.sessionPresent ? resolve() : reject(new Error('no session on B'))));
+        back.once('error', reject);
+      });
+      await waitFor('the messages stored while it was away', () => (gotBack.payloads('deleted/q1').length >= 5 ? true : undefined), 30_000);
+      assert.deepEqual(gotBack.payloads('deleted/q1'), after, 'replayed from the new stream\'s start, each once, in order');
+      await back.endAsync();
+      await pub.endAsync();
+      await live.endAsync();
+    });
+
+    test('nats-server killed, its store emptied, started again: the QoS 1 messages acknowledged after it reach the subscribers on both nodes, in order [MQTT-4.3.2-1, MQTT-4.6.0-2]', { timeout: 150_000 }, async () => {
+      // Clients that come back by themselves: a node lets go of a connection whose session record went with the store.
+      const retrying = { reconnectPeriod: 300, reconnectOnConnackError: true };
+      const persistent = { clean: false, ...retrying, properties: { sessionExpiryInterval: 600 } };
+      const subscribers: { host: string; sub: mqtt.MqttClient; got: ReturnType<typeof collectAtPublish> }[] = [];
+      for (const host of [A, B]) {
+        const sub = await cluster.connect(host, gateway, await cluster.addDevice(nodeA, gateway), retrying);
+        await sub.subscribeAsync('wiped/#', { qos: 1 });
+        subscribers.push({ host, sub, got: collectAtPublish(sub) });
+      }
+      const pub = await cluster.connect(A, gateway, await cluster.addDevice(nodeA, gateway), retrying);
+      const before2 = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway), persistent);
+      // More before the loss than after it: the new stream's sequences stay below the ones the feeds reached.
+      for (let i = 0; i < 20; i++) await pub.publishAsync('wiped/q1', `before ${i}`, { qos: 1 });
+      for (const { got } of subscribers) await waitFor('the messages before', () => (got.payloads('wiped/q1').length === 20 ? true : undefined));
+
+      await nats.wipe();
+      await waitFor('both nodes not ready', async () => ((await ready(nodeA)) === 503 && (await ready(nodeB)) === 503 ? true : undefined));
+      await nats.start();
+      await waitFor('both nodes ready again', async () => ((await ready(nodeA)) === 200 && (await ready(nodeB)) === 200 ? true : undefined), 60_000);
+      // Every client connected and subscribed again (a connection let go reconnects and subscribes anew): a marker
+      // published until both subscribers have one.
+      let markers = 0;
+      await waitFor('both subscribers back', async () => {
+        if (pub.connected) await pub.publishAsync('wiped/marker', `${++markers}`, { qos: 1 }).catch(() => undefined);
+        return subscribers.every(({ got }) => got.payloads('wiped/marker').length > 0) ? true : undefined;
+      }, 60_000);
+      for (let i = 0; i < 5; i++) await pub.publishAsync('wiped/q1', `after ${i}`, { qos: 1 });
+      const after = ['after 0', 'after 1', 'after 2', 'after 3', 'after 4'];
+      for (const { host, got } of subscribers) {
+        await waitFor(`the messages after on ${host}`, () => (got.payloads('wiped/q1').filter((p) => p.startsWith('after ')).length >= 5 ? true : undefined), 30_000);
+        assert.deepEqual(got.payloads('wiped/q1').filter((p) => p.startsWith('after ')), after, `${host}: each acknowledged message once, in order`);
+      }
+      // The buckets are made again: a session that was connected before, and one that connects now, publish QoS 2.
+      await before2.publishAsync('wiped/q2', 'from a session of before', { qos: 2 });
+      const after2 = await cluster.connect(A, gateway, await cluster.addDevice(nodeA, gateway), persistent);
+      await after2.publishAsync('wiped/q2', 'from a session of after', { qos: 2 });
+      for (const { host, got } of subscribers) {
+        await waitFor(`both QoS 2 messages on ${host}`, () => (got.payloads('wiped/q2').length >= 2 ? true : undefined), 30_000);
+        assert.deepEqual(got.payloads('wiped/q2').sort(), ['from a session of after', 'from a session of before'], `${host}: each once`);
+      }
+      await pub.endAsync();
+      await before2.endAsync();
+      await after2.endAsync();
+      for (const { sub } of subscribers) await sub.endAsync();
+    });
+  });
+}
