@@ -8,7 +8,9 @@
  * delivered). The KV buckets went with the store (leases, session records, …): the nodes make them again when they
  * reconnect, so a persistent session connected before the loss publishes QoS 2 again (its node lets it go once its
  * record is found gone, and it reconnects and claims a new one) and one connecting after does too, each message
- * delivered once. Before that, the stream alone
+ * delivered once; a retained message set after the loss reaches a later subscriber on the other node as retained,
+ * and a shared group with a member on each node spreads over both again, each message to one member (the members,
+ * let go with their records, subscribe anew and so write the group's records again). Before that, the stream alone
  * deleted (by an operator) while NATS stays up: the feeds start over at the new stream's first message, and a
  * persistent session resumed on the other node from its record replays from the new stream's start rather than from
  * its floor, which lies past the new stream's end.
@@ -102,8 +104,17 @@ if (clusterSkip !== undefined) {
       }
       const pub = await cluster.connect(A, gateway, await cluster.addDevice(nodeA, gateway), retrying);
       const before2 = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway), persistent);
-      // More before the loss than after it: the new stream's sequences stay below the ones the feeds reached.
+      // A shared group with a member on each node (clean sessions: subscribed again if their connection is let go).
+      const members: { host: string; got: ReturnType<typeof collectAtPublish>; member: mqtt.MqttClient }[] = [];
+      for (const host of [A, B]) {
+        const member = await cluster.connect(host, gateway, await cluster.addDevice(nodeA, gateway), retrying);
+        await member.subscribeAsync('$share/g/wiped/shared', { qos: 1 });
+        members.push({ host, got: collectAtPublish(member), member });
+      }
+      // More before the loss than after it: the new stream's sequences and the new buckets' revisions stay below the
+      // ones the nodes reached.
       for (let i = 0; i < 20; i++) await pub.publishAsync('wiped/q1', `before ${i}`, { qos: 1 });
+      for (let i = 0; i < 5; i++) await pub.publishAsync(`wiped/retained/${i}`, 'before', { qos: 1, retain: true });
       for (const { got } of subscribers) await waitFor('the messages before', () => (got.payloads('wiped/q1').length === 20 ? true : undefined));
 
       await nats.wipe();
@@ -123,6 +134,31 @@ if (clusterSkip !== undefined) {
         await waitFor(`the messages after on ${host}`, () => (got.payloads('wiped/q1').filter((p) => p.startsWith('after ')).length >= 5 ? true : undefined), 30_000);
         assert.deepEqual(got.payloads('wiped/q1').filter((p) => p.startsWith('after ')), after, `${host}: each acknowledged message once, in order`);
       }
+      // Retained messages set after the loss are seen at once on the other node (its replica reads the new bucket
+      // from its start), and the shared group spreads over both nodes again (each node wrote its members' records anew).
+      await pub.publishAsync('wiped/retained/new', 'after', { qos: 1, retain: true });
+      // Routed to the live subscribers of both nodes first: a subscriber that comes later can only get it as retained.
+      for (const { got } of subscribers) await waitFor('the retained message routed', () => (got.payloads('wiped/retained/new').length > 0 ? true : undefined));
+      const late = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
+      const retainedOnB: string[] = [];
+      late.on('packetreceive', (packet) => {
+        if (packet.cmd === 'publish' && packet.retain) retainedOnB.push(`${packet.topic} ${packet.payload.toString()}`);
+      });
+      await late.subscribeAsync('wiped/retained/new', { qos: 1 });
+      await waitFor('the retained message set after the loss, on B', () => (retainedOnB.includes('wiped/retained/new after') ? true : undefined), 10_000);
+      const sharedSent: string[] = [];
+      await waitFor('a shared message on each node\'s member', async () => {
+        const text = `s${sharedSent.length}`;
+        await pub.publishAsync('wiped/shared', text, { qos: 1 });
+        sharedSent.push(text);
+        return members.every(({ got }) => got.payloads('wiped/shared').length > 0) ? true : undefined;
+      }, 30_000);
+      await pub.publishAsync('wiped/q1', 'shared marker', { qos: 1 });
+      for (const { got } of subscribers) await waitFor('the marker', () => (got.payloads('wiped/q1').includes('shared marker') ? true : undefined));
+      const received = members.flatMap(({ got }) => got.payloads('wiped/shared')).filter((p) => sharedSent.includes(p));
+      assert.deepEqual([...received].sort(), [...sharedSent].sort(), 'each shared message to one member, none twice');
+      await late.endAsync();
+      for (const { member } of members) await member.endAsync();
       // The buckets are made again: a session that was connected before, and one that connects now, publish QoS 2.
       await before2.publishAsync('wiped/q2', 'from a session of before', { qos: 2 });
       const after2 = await cluster.connect(A, gateway, await cluster.addDevice(nodeA, gateway), persistent);
