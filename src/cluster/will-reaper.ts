@@ -26,12 +26,6 @@ import type { RecordIdentity, SessionOwnership } from './session-ownership.ts';
 /** The ids of a gateway's messages stored from a moment on (MessageStream.idsSince). */
 export type StoredIdsSince = (gatewayId: string, sinceMs: number, each: (msgId: string) => void) => Promise<number>;
 
-interface HeldRecord {
-  key: string;
-  record: SessionRecord;
-  revision: number;
-}
-
 export class WillReaper {
   readonly #conn: ClusterConnection;
   readonly #leases: NodeLeases;
@@ -44,7 +38,8 @@ export class WillReaper {
   readonly #timer: NodeJS.Timeout;
   /** Deaths this node has dealt with (won or lost): asked about once. */
   readonly #seen = new Set<string>();
-  #running = false;
+  /** The look running, if any. */
+  #looking: Promise<void> | null = null;
   /** Hears every process found dead, at each look (shared groups' messages sent to them are picked again). */
   onDeaths: ((instances: string[]) => void) | undefined;
 
@@ -61,10 +56,21 @@ export class WillReaper {
     this.#timer.unref();
   }
 
-  /** One look at the leases (the timer's; tests may call it). */
-  async tick(): Promise<void> {
-    if (this.#running || this.#conn.state !== 'connected') return;
-    this.#running = true;
+  /**
+   * One look at the leases (the timer's; tests may call it). A call while a look runs waits for that one: a caller
+   * (a test) that goes on once its call resolved finds every death seen so far dealt with, not one still being reaped.
+   */
+  tick(): Promise<void> {
+    if (this.#looking !== null) return this.#looking;
+    if (this.#conn.state !== 'connected') return Promise.resolve();
+    const looking = this.#look().finally(() => {
+      if (this.#looking === looking) this.#looking = null;
+    });
+    this.#looking = looking;
+    return looking;
+  }
+
+  async #look(): Promise<void> {
     try {
       const deaths = await this.#leases.dead();
       this.onDeaths?.(deaths.map((dead) => dead.instance));
@@ -84,8 +90,6 @@ export class WillReaper {
       }
     } catch (err) {
       this.#logger.warn({ err }, 'cluster_reap_failed');
-    } finally {
-      this.#running = false;
     }
   }
 
@@ -103,24 +107,34 @@ export class WillReaper {
 
   async #reap(dead: DeadLease): Promise<void> {
     const records = await this.#records();
-    const held: HeldRecord[] = [];
-    for (const key of await records.keys()) {
-      const seen = await records.get(key).catch(() => null);
-      if (seen !== null && seen.record.instance === dead.instance) held.push({ key, ...seen });
-    }
-    // Records without a session state first: their wills need no read of the stream (a long read would delay them).
     let wills = 0;
     let qos2Landed = 0;
-    const take = async (records_: readonly HeldRecord[], doubts: InDoubtStores<string> | null): Promise<void> => {
-      for (const { key, record, revision } of records_) {
-        const taken = await this.#take(records, dead, key, record, revision, doubts);
-        wills += taken.will ? 1 : 0;
-        qos2Landed += taken.qos2Landed;
-      }
+    const count = (taken: { will: boolean; qos2Landed: number }): void => {
+      wills += taken.will ? 1 : 0;
+      qos2Landed += taken.qos2Landed;
     };
-    await take(held.filter(({ record }) => record.state === undefined), null);
-    const stateful = held.filter(({ record }) => record.state !== undefined);
-    await take(stateful, await this.#storesInDoubt(dead, stateful));
+    // Records without a session state are taken at once: their wills need no read of the stream. Of those with one,
+    // only what matching the stream's ids needs is kept (InDoubtStores: an epoch, the uses, the ids received; not the
+    // state, up to MAX_STATE_BYTES each), and each is read again to be taken once the ids are in.
+    const doubts = new InDoubtStores<string>();
+    const gateways = new Set<string>();
+    const stateful: string[] = [];
+    for (const key of await records.keys()) {
+      const seen = await records.get(key).catch(() => null);
+      if (seen === null || seen.record.instance !== dead.instance) continue;
+      if (seen.record.state === undefined) {
+        count(await this.#take(records, dead, key, seen.record, seen.revision, null));
+        continue;
+      }
+      if (doubts.add(key, seen.record.state)) gateways.add(seen.record.gatewayId);
+      stateful.push(key);
+    }
+    await this.#readStoredIds(dead, gateways, doubts);
+    for (const key of stateful) {
+      const seen = await records.get(key).catch(() => null);
+      if (seen === null || seen.record.instance !== dead.instance) continue; // claimed meanwhile
+      count(await this.#take(records, dead, key, seen.record, seen.revision, doubts));
+    }
     this.#logger.info({ deadNode: dead.nodeId, deadInstance: dead.instance, wills, qos2Landed }, 'cluster_dead_node_reaped');
   }
 
@@ -154,13 +168,8 @@ export class WillReaper {
     }
   }
 
-  /** The dead process's sessions, told which of their inbound QoS 2 stores landed by the stream's ids since shortly before its death. */
-  async #storesInDoubt(dead: DeadLease, stateful: readonly HeldRecord[]): Promise<InDoubtStores<string>> {
-    const doubts = new InDoubtStores<string>();
-    const gateways = new Set<string>();
-    for (const { key, record } of stateful) {
-      if (record.state !== undefined && doubts.add(key, record.state)) gateways.add(record.gatewayId);
-    }
+  /** Tells `doubts` the ids of the messages stored in `gateways` from shortly before the death on (which of its stores landed). */
+  async #readStoredIds(dead: DeadLease, gateways: ReadonlySet<string>, doubts: InDoubtStores<string>): Promise<void> {
     for (const gatewayId of gateways) {
       try {
         await this.#storedIdsSince(gatewayId, dead.diedAt - IN_DOUBT_BEFORE_DEATH_MS, (msgId) => doubts.heard(msgId));
@@ -169,7 +178,6 @@ export class WillReaper {
         this.#logger.warn({ err, gatewayId, deadInstance: dead.instance }, 'cluster_reap_stores_unread');
       }
     }
-    return doubts;
   }
 
   close(): void {
