@@ -718,6 +718,10 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
           if (typeof pick === 'string') {
             this.#link?.forwardShared(pick, group, filter, message);
             placed = true;
+          } else if (pick !== undefined && Math.min(message.qos, pick.qos) === 1) {
+            // Delivered at QoS 1 here: a member that never completes it hands it on, as a single process does.
+            this.#deliverToMember(pick, message, group, filter, 0);
+            placed = true;
           } else {
             placed = this.#deliverShared(pick, message, undefined);
           }

@@ -17,6 +17,7 @@ import type { StoredMsg } from '@nats-io/jetstream';
 import type { Message, SharedPick } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
+import type { StoredPick } from './dead-node-shares.ts';
 import { isRefusal, type MessageStream } from './message-stream.ts';
 import type { SharedCounters, SharedRelay } from './shared-groups.ts';
 import { decodeMessage, encodeMessage } from './wire.ts';
@@ -49,8 +50,6 @@ const STREAM_CHECK_MS = 1_000;
 /** The header naming the node picked for each shared group the message matched. */
 export const PICKS_HEADER = 'Gatehouse-Shared-Picks';
 
-/** One shared group's pick as stored: group, filter, node process picked, reply subject when the publisher keeps it. */
-type StoredPick = [group: string, filter: string, node: string, reply?: string];
 
 export interface DurableCounters {
   /** QoS 1/2 messages this node wrote to the cluster's stream (acknowledged to their publishers). */
@@ -177,18 +176,12 @@ export class DurableMessages {
       for (const reply of replies) {
         // Stored: what is kept for a re-pick is the sequence. Refused (or the link closed first), or an earlier store
         // under the same id (another node's, with its picks in the header): delivered nowhere under these.
-        if (ack.seq > 0 && !ack.earlier) this.#relay.rest(reply, ack.seq, this.#read);
+        if (ack.seq > 0 && !ack.earlier) this.#relay.rest(reply, ack.seq);
         else this.#relay.release(reply);
       }
       return ack.seq > 0;
     });
   }
-
-  /** A stored message read back by its sequence (a shared group's re-pick); null once the stream's limits removed it. */
-  readonly #read = async (seq: number): Promise<Message | null> => {
-    const stored = await this.#stream.get(seq);
-    return stored === null ? null : decodeMessage(stored.data);
-  };
 
   #tooLarge(bytes: number, maxPayload: number): Promise<StoreOutcome> {
     this.#counters.storeRefused++;
@@ -519,8 +512,7 @@ export class DurableMessages {
     let picks: StoredPick[] = [];
     try {
       message = decodeMessage(data);
-      const value = headers?.get(PICKS_HEADER);
-      if (value !== undefined && value !== '') picks = parsePicks(value);
+      picks = picksOf(headers);
     } catch (err) {
       this.#logger.warn({ err, seq }, 'cluster_stored_message_unreadable');
       return;
@@ -528,7 +520,7 @@ export class DurableMessages {
     // Non-shared subscribers here; shared groups are skipped there [MQTT-4.8.2-2] and get it below when picked here.
     this.#endpoint()?.receive(message, seq);
     for (const [group, filter, node, reply] of picks) {
-      if (node === this.#instance) this.#relay.deliverPicked(this.#gatewayId, group, filter, message, reply);
+      if (node === this.#instance) this.#relay.deliverPicked(this.#gatewayId, group, filter, message, reply, seq);
     }
   }
 
@@ -544,6 +536,12 @@ export class DurableMessages {
       }
     }
   }
+}
+
+/** The picks a stored message's header names (none without the header); throws on a header that is not ours. */
+export function picksOf(headers: MsgHdrs | undefined): StoredPick[] {
+  const value = headers?.get(PICKS_HEADER);
+  return value === undefined || value === '' ? [] : parsePicks(value);
 }
 
 function parsePicks(value: string): StoredPick[] {

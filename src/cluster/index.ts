@@ -75,6 +75,11 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     links.nodesDead(instances);
     peers.nodesDead(instances);
   };
+  // Each renewal of the lease says what this node hands shared groups' members; the survivor reaping a dead node
+  // picks again what of it nobody keeps (dead-node-shares.ts).
+  leases.reportShares = () => links.sharesHeld();
+  links.renewLease = () => leases.renew();
+  reaper.onReaped = (dead) => links.repickDeadShares(dead, timings.heartbeatMs);
   // The live nodes known from the start, so that every node homes an address alike from its first CONNECT.
   await leases.live().catch((err: unknown) => logger.warn({ err }, 'cluster_leases_unread'));
   const throttles = new ClusterThrottles(connection, leases.instance, () => leases.liveInstances(), logger);

@@ -26,14 +26,16 @@ import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
 import { connectionCountsBucket, GatewayConnectionCounts } from './connection-counts.ts';
 import { GatewaySessionCounts, sessionCountsBucket } from './session-counts.ts';
-import { DurableMessages, type DurableCounters } from './durable-messages.ts';
+import { repickDeadShares, type SharesHeld } from './dead-node-shares.ts';
+import { DurableMessages, picksOf, type DurableCounters } from './durable-messages.ts';
+import type { DeadLease } from './node-leases.ts';
 import { DEFAULT_MESSAGE_STREAM_LIMITS, MessageStream, type MessageStreamLimits } from './message-stream.ts';
 import { RetainedReplica, type RetainedCounters } from './retained-replica.ts';
 import type { OpenRecords, SessionState } from './session-records.ts';
 import { NOTICE_TIMEOUT_MS, SessionOwnership, type NoticeAnswer, type RecordIdentity, type SessionNotice } from './session-ownership.ts';
 import { SessionStates } from './session-states.ts';
-import { SharedDirectory, SharedRelay, sharedCounters, type SharedCounters } from './shared-groups.ts';
-import { batchOverhead, decodeFrames, encodeBatch, encodeMessage } from './wire.ts';
+import { keeperOf, SharedDirectory, SharedRelay, sharedCounters, type SharedCounters } from './shared-groups.ts';
+import { batchOverhead, decodeFrames, decodeMessage, encodeBatch, encodeMessage } from './wire.ts';
 
 /** How long a SUBACK waits for NATS to confirm the node's interest before it goes anyway (NATS cut off). */
 const SETTLE_TIMEOUT_MS = 2_000;
@@ -112,7 +114,7 @@ export class NatsClusterLinks {
     // Claims of this process's sessions by other nodes: one subject per process, answered once the connection is closed.
     this.#notices = conn.nc.subscribe(`${conn.prefix}.sessions.${me.instance}`, { callback: (err, msg) => this.#onNotice(err, msg) });
     this.#relay = new SharedRelay(conn, me.instance, logger, (gatewayId) => this.#byGateway.get(gatewayId)?.endpoint ?? undefined,
-      (gatewayId) => this.#countersOf(gatewayId));
+      (gatewayId) => this.#countersOf(gatewayId), this.#dead, cutOffMs + 2 * heartbeatMs, (seq) => this.#readStored(seq));
   }
 
   #countersOf(gatewayId: string): LinkCounters {
@@ -142,6 +144,47 @@ export class NatsClusterLinks {
     this.#relay.nodesDead(fresh);
   }
 
+  /** A stored message by its sequence; null once the stream's limits removed it. */
+  async #readStored(seq: number): Promise<Message | null> {
+    const stored = await this.#stream.get(seq);
+    return stored === null ? null : decodeMessage(stored.data);
+  }
+
+  /** Writes this node's lease now (set by the node: node-leases.ts `renew`), with what it hands shared groups' members. */
+  renewLease: (() => Promise<void>) | undefined;
+
+  /** What this node hands shared groups' members, for its lease (dead-node-shares.ts). */
+  sharesHeld(): SharesHeld {
+    const positions = new Map<string, number>();
+    for (const [gatewayId, link] of this.#byGateway) {
+      const position = link.durable.position();
+      if (position !== undefined && link.shared.holdsMembers) positions.set(gatewayId, position);
+    }
+    return this.#relay.holding(positions);
+  }
+
+  /**
+   * A dead process this node reaped (will-reaper.ts): its shared groups' messages that no keeper will pick again are
+   * picked again here, through the gateways' engines running here.
+   */
+  repickDeadShares(dead: DeadLease, heartbeatMs: number): Promise<{ repicked: number; left: number }> {
+    return repickDeadShares(dead, {
+      headersFrom: (gatewayId, fromSeq, each) => this.#stream.headersFrom(gatewayId, fromSeq, each),
+      read: (seq) => this.#readStored(seq),
+      picksOf,
+      keeperOf,
+      alive: (instance) => instance === this.#me.instance || (!this.#dead.has(instance) && this.#liveInstances().includes(instance)),
+      reshare: (gatewayId, group, filter, message, avoid) => this.#byGateway.get(gatewayId)?.endpoint?.reshare(group, filter, message, avoid) ?? false,
+      counted: (gatewayId, repicked) => {
+        const counters = this.#countersOf(gatewayId);
+        if (repicked) counters.sharedRepicked++;
+        else counters.sharedUndeliverable++;
+      },
+      logger: this.#logger,
+      heartbeatMs,
+    });
+  }
+
   /** QoS 1/2 messages sent to other nodes for shared groups and not yet completed there (tests). */
   get sharedKept(): number {
     return this.#relay.kept;
@@ -154,7 +197,11 @@ export class NatsClusterLinks {
     const link: NatsGatewayLink = new NatsGatewayLink(this.#conn, `${this.#conn.prefix}.route.${gatewayId}`, counters, logger,
       new RetainedReplica(this.#conn, gatewayId, counters, logger),
       ownership,
-      new SharedDirectory(this.#conn, gatewayId, this.#me.instance, this.#dead, logger),
+      new SharedDirectory(this.#conn, gatewayId, this.#me.instance, this.#dead, logger, async () => {
+        // The feed's position first (it starts with the engine's interest), then the lease that says it.
+        await link.durable.ready();
+        await this.renewLease?.();
+      }),
       (node, group, filter, message) => this.#relay.send(gatewayId, node, group, filter, message),
       new DurableMessages(this.#conn, this.#stream, gatewayId, this.#me.instance, counters, logger, this.#relay,
         () => link.endpoint),

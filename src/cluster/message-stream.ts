@@ -18,7 +18,7 @@
  * makes a retried publish a duplicate the stream drops within its window.
  */
 import { randomUUID } from 'node:crypto';
-import type { DeliverPolicy, JetStreamClient, JetStreamManager, PubAck, StoredMsg } from '@nats-io/jetstream';
+import type { DeliverPolicy, JetStreamClient, JetStreamManager, JsMsg, PubAck, StoredMsg } from '@nats-io/jetstream';
 import type { Msg, MsgHdrs, Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
@@ -33,7 +33,7 @@ export const DEFAULT_MESSAGE_STREAM_LIMITS: MessageStreamLimits = { maxBytes: 10
 
 /** A retried publish within this window is recognised by its message id and stored once. */
 const DUPLICATE_WINDOW_MS = 120_000;
-/** Message ids read per request by `idsSince`. */
+/** Messages read per request by `idsSince` and `headersFrom` (headers only). */
 const ID_READ_BATCH = 1_000;
 /** How long one publish waits for the stream's ack before it is tried again. */
 const PUBLISH_TIMEOUT_MS = 5_000;
@@ -413,16 +413,32 @@ export class MessageStream {
 
   /**
    * The message ids (`Nats-Msg-Id`) of the gateway's messages stored from `sinceMs` on (the NATS server's clock) to
-   * the stream's end as of the call, each handed to `each` in stream order; resolves with how many were read. An
-   * ordered consumer reads them, headers only, in batches, and is deleted after: a survivor reads the last moments
-   * of a dead process's stores (in-doubt-stores.ts), a few seconds of the stream once per death.
+   * the stream's end as of the call, each handed to `each` in stream order; resolves with how many were read. A
+   * survivor reads the last moments of a dead process's stores (in-doubt-stores.ts), a few seconds of the stream once
+   * per death.
    */
-  async idsSince(gatewayId: string, sinceMs: number, each: (msgId: string) => void): Promise<number> {
-    const { js } = await this.#open();
-    const consumer = await js.consumers.get(this.name, {
-      filter_subjects: this.subject(gatewayId), deliver_policy: 'by_start_time' as DeliverPolicy,
-      opt_start_time: new Date(sinceMs).toISOString(), headers_only: true,
+  idsSince(gatewayId: string, sinceMs: number, each: (msgId: string) => void): Promise<number> {
+    return this.#headersFrom(gatewayId, { deliver_policy: 'by_start_time', opt_start_time: new Date(sinceMs).toISOString() }, (msg) => {
+      const msgId = msg.headers?.get('Nats-Msg-Id');
+      if (msgId !== undefined && msgId !== '') each(msgId);
     });
+  }
+
+  /**
+   * The headers of the gateway's messages from sequence `fromSeq` on to the stream's end as of the call, in stream
+   * order, with each one's sequence and the NATS server's time it was stored at: a survivor looks for the shared groups'
+   * picks of a dead process (dead-node-shares.ts). Resolves with how many were read.
+   */
+  headersFrom(gatewayId: string, fromSeq: number, each: (seq: number, headers: MsgHdrs | undefined, storedAtMs: number) => void): Promise<number> {
+    return this.#headersFrom(gatewayId, { deliver_policy: 'by_start_sequence', opt_start_seq: Math.max(1, fromSeq) },
+      (msg) => each(msg.seq, msg.headers, Number(msg.info.timestampNanos) / NS_PER_MS));
+  }
+
+  /** An ordered consumer over the gateway's messages, headers only, read in batches and deleted after. */
+  async #headersFrom(gatewayId: string, start: { deliver_policy: DeliverPolicy; opt_start_time?: string; opt_start_seq?: number },
+    each: (msg: JsMsg) => void): Promise<number> {
+    const { js } = await this.#open();
+    const consumer = await js.consumers.get(this.name, { filter_subjects: this.subject(gatewayId), ...start, headers_only: true });
     let read = 0;
     try {
       let remaining = (await consumer.info(true)).num_pending;
@@ -430,8 +446,7 @@ export class MessageStream {
         let got = 0;
         for await (const msg of await consumer.fetch({ max_messages: Math.min(ID_READ_BATCH, remaining), expires: PUBLISH_TIMEOUT_MS })) {
           got++;
-          const msgId = msg.headers?.get('Nats-Msg-Id');
-          if (msgId !== undefined && msgId !== '') each(msgId);
+          each(msg);
         }
         if (got === 0) throw new Error(`the stream ${this.name} handed none of the ${remaining} messages still to read`);
         remaining -= got;

@@ -15,6 +15,7 @@ import type { Subscription } from '@nats-io/transport-node';
 import { GatehouseError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
+import type { SharesHeld } from './dead-node-shares.ts';
 
 export interface NodeLease {
   nodeId: string;
@@ -27,7 +28,12 @@ export interface NodeLease {
   apiUrl: string | null;
   /** Epoch ms of a clean stop: the lease is dead from then on. */
   stoppedAt?: number;
+  /** The shared groups' messages this process was handing its members at the renewal (dead-node-shares.ts). */
+  shares?: SharesHeld;
 }
+
+/** A lease as read from the bucket: with the NATS server's time of that write. */
+type SeenLease = NodeLease & { writtenAt: number };
 
 /** A process that held a lease and is gone: killed (its lease lapsed), stopped, or replaced by a restart under its node id. */
 export interface DeadLease {
@@ -35,6 +41,10 @@ export interface DeadLease {
   instance: string;
   /** When it died as far as the cluster can tell: its last renewal, or its stop. The same on every survivor. */
   diedAt: number;
+  /** The NATS server's time of its lease's last write (the clock of the stream's messages). */
+  writtenAt: number;
+  /** What its last lease said of the shared groups' messages it was handing its members. */
+  shares: SharesHeld | undefined;
 }
 
 export interface LeaseTimings {
@@ -57,7 +67,9 @@ export class NodeLeases {
   /** The previous process under this node id, whose lease this one replaced at start: dead, but no survivor saw it lapse. */
   #replaced: DeadLease | null = null;
   /** The leases as last read (`liveInstances`). */
-  #seen: NodeLease[] = [];
+  #seen: SeenLease[] = [];
+  /** What this process is handing shared groups' members, written with each renewal (set by the links). */
+  reportShares: (() => SharesHeld | undefined) | undefined;
   /** Other nodes' notices that they joined: the leases are read again at once (`liveInstances`). */
   #joins: Subscription | null = null;
 
@@ -119,16 +131,21 @@ export class NodeLeases {
     }
     const previous = await this.#read(this.#conn.nodeId);
     if (previous !== null && previous.lease.instance !== this.#lease.instance) {
-      const { nodeId, instance, heartbeatAt, stoppedAt } = previous.lease;
-      this.#replaced = { nodeId, instance, diedAt: stoppedAt ?? heartbeatAt };
+      this.#replaced = deadOf(previous.lease);
     }
     await this.#renew();
     this.#timer = setInterval(() => void this.#renew(), this.#timings.heartbeatMs);
     this.#timer.unref();
   }
 
+  /** Renews the lease now (it says what this node hands shared groups' members: a node joining a group first says it). */
+  renew(): Promise<void> {
+    return this.#renew();
+  }
+
   async #renew(): Promise<void> {
     this.#lease.heartbeatAt = Date.now();
+    this.#lease.shares = this.#shares();
     try {
       await this.#kv.put(this.#lease.nodeId, JSON.stringify(this.#lease));
     } catch (err) {
@@ -137,11 +154,21 @@ export class NodeLeases {
     }
   }
 
-  async #read(nodeId: string): Promise<{ lease: NodeLease; revision: number } | null> {
+  /** What this process hands its members now; a failing report leaves it out (the survivor then re-picks nothing of it). */
+  #shares(): SharesHeld | undefined {
+    try {
+      return this.reportShares?.();
+    } catch (err) {
+      this.#logger.warn({ err }, 'cluster_lease_shares_unreported');
+      return undefined;
+    }
+  }
+
+  async #read(nodeId: string): Promise<{ lease: SeenLease; revision: number } | null> {
     const entry = await this.#kv.get(nodeId);
     if (entry === null || entry.operation !== 'PUT') return null;
     try {
-      return { lease: entry.json<NodeLease>(), revision: entry.revision };
+      return { lease: { ...entry.json<NodeLease>(), writtenAt: entry.created.getTime() }, revision: entry.revision };
     } catch {
       return null;
     }
@@ -162,8 +189,8 @@ export class NodeLeases {
   }
 
   /** Every lease in the bucket, one per node id ever used. */
-  async #all(): Promise<NodeLease[]> {
-    const out: NodeLease[] = [];
+  async #all(): Promise<SeenLease[]> {
+    const out: SeenLease[] = [];
     const prefix = `$KV.${this.#bucket}.`;
     const info = await this.#jsm.streams.info(`KV_${this.#bucket}`, { subjects_filter: `${prefix}>` });
     for (const subject of Object.keys(info.state.subjects ?? {})) {
@@ -190,7 +217,7 @@ export class NodeLeases {
     const out: DeadLease[] = this.#replaced === null ? [] : [this.#replaced];
     for (const lease of await this.#all()) {
       if (lease.instance === this.#lease.instance || this.#isLive(lease, now)) continue;
-      out.push({ nodeId: lease.nodeId, instance: lease.instance, diedAt: lease.stoppedAt ?? lease.heartbeatAt });
+      out.push(deadOf(lease));
     }
     return out;
   }
@@ -204,7 +231,11 @@ export class NodeLeases {
     this.#timer = null;
     this.#joins?.unsubscribe();
     this.#joins = null;
-    const stopped: NodeLease = { ...this.#lease, stoppedAt: Date.now() };
+    const stopped: NodeLease = { ...this.#lease, shares: this.#shares(), stoppedAt: Date.now() };
     await this.#kv.put(this.#lease.nodeId, JSON.stringify(stopped)).catch((err: unknown) => this.#logger.debug({ err }, 'cluster_lease_release_failed'));
   }
+}
+
+function deadOf(lease: SeenLease): DeadLease {
+  return { nodeId: lease.nodeId, instance: lease.instance, diedAt: lease.stoppedAt ?? lease.heartbeatAt, writtenAt: lease.writtenAt, shares: lease.shares };
 }

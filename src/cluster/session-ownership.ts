@@ -203,7 +203,11 @@ export class SessionOwnership {
       const pending = end.will !== null && end.will.delay > 0 ? willEntry(end.will, Date.now() + end.will.delay * 1000) : null;
       try {
         if (end.sessionEnds && pending === null) {
-          await records.remove(key, held.revision);
+          await records.remove(key, held.revision).catch(async (err: unknown) => {
+            // A write of this process whose answer was lost moved the revision on (as `#stillHeld` finds): once more at it.
+            if (await this.#stillHeld(records, key, held) === null) throw err;
+            await records.remove(key, held.revision);
+          });
           this.#held.delete(key);
         } else {
           const seen = await this.#stillHeld(records, key, held);
@@ -254,15 +258,20 @@ export class SessionOwnership {
     return seen;
   }
 
-  takeWill(clientId: string): Promise<boolean> {
+  /**
+   * Takes the will out of the record this node holds (true: it is this node's to publish). `adopted`: the revision a
+   * dead process's record was adopted at (`adopt`), which must still be the record's: a claim since, this node's own
+   * included, is a new connection of the client, and its record's will is that connection's [MQTT-3.1.3-9].
+   */
+  takeWill(clientId: string, adopted?: number): Promise<boolean> {
     const key = SessionRecords.key(this.#gatewayId, clientId);
     return this.#serial(key, async () => {
       const held = this.#held.get(key);
-      if (held === undefined) return false;
+      if (held === undefined || (adopted !== undefined && held.revision !== adopted)) return false;
       const records = await this.#records();
       try {
         const seen = await this.#stillHeld(records, key, held);
-        if (seen === null || seen.record.will === null) return false;
+        if (seen === null || seen.record.will === null || (adopted !== undefined && seen.revision !== adopted)) return false;
         held.revision = await records.update(key, { ...seen.record, will: null, at: Date.now() }, held.revision);
         return true;
       } catch (err) {
@@ -278,9 +287,12 @@ export class SessionOwnership {
    */
   adopt(clientId: string, revision: number, will: RecordedWill, dueAt: number): void {
     const key = SessionRecords.key(this.#gatewayId, clientId);
-    this.#held.set(key, { clientId, revision });
+    // A CONNECT of that client here may have claimed the record since the reaper's write (a node restarted as itself
+    // reaps its previous life's records while their devices come back to it): that claim's revision stays held.
+    const held = this.#held.get(key);
+    if (held === undefined || held.revision < revision) this.#held.set(key, { clientId, revision });
     const publish = (): void => {
-      this.takeWill(clientId).then((taken) => {
+      this.takeWill(clientId, revision).then((taken) => {
         if (taken) this.#endpoint()?.publishWill(will);
       }, (err: unknown) => this.#logger.error({ err, clientId }, 'cluster_will_claim_failed'));
     };

@@ -28,8 +28,13 @@
  * asking NATS first. Here a one-node group costs what it cost before; NATS carries a message only to the
  * node picked. A QoS 1/2 message published on a cluster node is in the cluster's stream (item 2,
  * durable-messages.ts): its picks travel in the stored message's header, and what is kept here for its redelivery
- * is its stream sequence, read back for a re-pick. The list of what is kept lives in this process's memory: a
- * publishing node's own death loses the right to redeliver, not the message already handed over.
+ * is its stream sequence, read back for a re-pick.
+ *
+ * When the keeper is gone: the list of what is kept lives in the publishing node's memory. So the node a message was
+ * picked for re-picks it itself when its member does not complete it and the keeper is dead (or dies within a lease
+ * of the answer it could not hear), and a node says in its lease which stored messages it was handing its members
+ * (`holding`): when it dies, the survivor that reaps it picks again those whose keeper is gone too, or that it had
+ * published and picked itself (dead-node-shares.ts).
  */
 import { createHash } from 'node:crypto';
 import type { KV, KvWatchEntry } from '@nats-io/kv';
@@ -37,6 +42,7 @@ import type { Msg, QueuedIterator, Subscription } from '@nats-io/transport-node'
 import type { LinkEndpoint, Message } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
+import { heldOf, type SharesHeld } from './dead-node-shares.ts';
 import { decodeMessage, encodeMessage } from './wire.ts';
 
 /** A failed write is tried again, backing off to this, for as long as the engine runs. */
@@ -50,6 +56,19 @@ const SETTLE_TIMEOUT_MS = 2_000;
 export const MAX_KEPT = 10_000;
 /** Times one message is picked again before it is dropped (nodes answering that they have no member left). */
 const MAX_REPICKS = 3;
+/**
+ * Answers that a message did not reach a member here, sent to a keeper not known dead, remembered (by stream sequence)
+ * for a lease and two heartbeats: a keeper that had died already never hears them, and once its death is known the
+ * message is picked again here. At most MAX_KEPT.
+ */
+interface Unheard {
+  keeper: string;
+  gatewayId: string;
+  group: string;
+  filter: string;
+  seq: number;
+  at: number;
+}
 
 export interface SharedCounters {
   /** Messages sent to another node for a shared group's member there. */
@@ -95,8 +114,16 @@ export class SharedDirectory {
   #tell: LinkEndpoint['sharedElsewhere'] | null = null;
   #closed = false;
   readonly #offState: () => void;
+  readonly #beforeJoin: () => Promise<void>;
 
-  constructor(conn: ClusterConnection, gatewayId: string, instance: string, dead: ReadonlySet<string>, logger: Logger) {
+  /**
+   * `beforeJoin`: awaited before this node's record of a group is written, so before any other node can pick it for
+   * the group: the node's lease says from which stored message on it hands the gateway's messages to members here
+   * (dead-node-shares.ts), and a pick of it before that renewal would be nobody's to pick again if it died at once.
+   */
+  constructor(conn: ClusterConnection, gatewayId: string, instance: string, dead: ReadonlySet<string>, logger: Logger,
+    beforeJoin: () => Promise<void> = () => Promise.resolve()) {
+    this.#beforeJoin = beforeJoin;
     this.#conn = conn;
     this.#bucket = `gatehouse-shared-${conn.bucketSuffix}-${gatewayId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
     this.#instance = instance;
@@ -199,8 +226,12 @@ export class SharedDirectory {
       if (value === null && this.#mine.has(key)) return;
       try {
         const kv = await this.#open();
-        if (value === null) await kv.delete(key);
-        else await kv.put(key, value);
+        if (value === null) {
+          await kv.delete(key);
+        } else {
+          await this.#beforeJoin();
+          await kv.put(key, value);
+        }
         return;
       } catch (err) {
         if (this.#closed) return;
@@ -216,6 +247,11 @@ export class SharedDirectory {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, SETTLE_TIMEOUT_MS)));
     return Promise.race([this.#writes, late]).finally(() => clearTimeout(timer));
+  }
+
+  /** Whether this node holds members of any of the gateway's shared groups (its lease then says what it hands them). */
+  get holdsMembers(): boolean {
+    return this.#mine.size > 0;
   }
 
   /** Node processes found dead: they hold no member any more (their records are deleted, by any survivor). */
@@ -264,7 +300,7 @@ interface Kept {
    * Once the stream holds it (`rest`), null: the kept copy is its stream sequence, read back for a re-pick.
    */
   message: Message | null;
-  stored?: { seq: number; read: (seq: number) => Promise<Message | null> };
+  stored?: { seq: number };
 }
 
 /** Messages sent from node to node for shared groups' members, and the QoS 1/2 ones kept until completed. */
@@ -280,14 +316,29 @@ export class SharedRelay {
   readonly #kept = new Map<number, Kept>();
   readonly #repicks = new WeakMap<Message, number>();
   #next = 0;
+  /** Node processes known dead (the links' set): a keeper among them hears nothing any more. */
+  readonly #dead: ReadonlySet<string>;
+  /** Per gateway, the stored messages whose QoS 1 delivery to a member here is not completed (sequence → deliveries). */
+  readonly #held = new Map<string, Map<number, number>>();
+  /** 'none' answers a dead keeper may not have heard, oldest first (`Unheard`). */
+  #unheard: Unheard[] = [];
+  readonly #rememberMs: number;
+  readonly #read: (seq: number) => Promise<Message | null>;
 
+  /**
+   * `dead`: the node processes known dead; `rememberMs`: how long an answer to a keeper that may be dead already is
+   * remembered (a lease and two heartbeats); `read`: a stored message by its sequence.
+   */
   constructor(conn: ClusterConnection, instance: string, logger: Logger, target: (gatewayId: string) => SharedTarget | undefined,
-    counters: (gatewayId: string) => SharedCounters) {
+    counters: (gatewayId: string) => SharedCounters, dead: ReadonlySet<string>, rememberMs: number, read: (seq: number) => Promise<Message | null>) {
     this.#conn = conn;
     this.#instance = instance;
     this.#logger = logger;
     this.#target = target;
     this.#counters = counters;
+    this.#dead = dead;
+    this.#rememberMs = rememberMs;
+    this.#read = read;
     this.#inbound = conn.nc.subscribe(subjectOf(conn, instance), { callback: (err, msg) => this.#onMessage(err, msg) });
     this.#replies = conn.nc.subscribe(`${conn.prefix}.shared-done.${instance}.*`, { callback: (err, msg) => this.#onReply(err, msg) });
   }
@@ -337,11 +388,11 @@ export class SharedRelay {
    * A kept message the cluster's stream now holds as `seq`: only the sequence stays here (a few dozen bytes, not the
    * payload), and a re-pick reads the message back with `read`.
    */
-  rest(reply: string, seq: number, read: (seq: number) => Promise<Message | null>): void {
+  rest(reply: string, seq: number): void {
     const kept = this.#kept.get(Number(reply.slice(reply.lastIndexOf('.') + 1)));
     if (kept === undefined) return; // completed already, or re-picked
     kept.message = null;
-    kept.stored = { seq, read };
+    kept.stored = { seq };
   }
 
   /** A kept message the stream refused (never delivered anywhere): nothing to redeliver. */
@@ -350,32 +401,139 @@ export class SharedRelay {
   }
 
   /**
-   * A stored QoS 1/2 message whose pick for a shared group named this node (issue 16 item 2): one member here gets
-   * it. `reply` (another node picked this one and keeps the message): answered at that member's PUBACK (QoS 1) or at
-   * once (QoS 0/2), or with 'none' when no member is left here, and the publishing node picks again. Without one (this
-   * node published it and picked itself), a group with no member left here is picked again here, this node avoided.
+   * A stored QoS 1/2 message (sequence `seq`) whose pick for a shared group named this node (issue 16 item 2): one
+   * member here gets it, and until its QoS 1 delivery is completed its sequence is held (`holding`, said in the lease).
+   * `reply` (another node picked this one and keeps the message): answered at that member's PUBACK (QoS 1) or at once
+   * (QoS 0/2), or with 'none' when it did not reach a member here, and the keeper picks again. Without a keeper (this
+   * node published it and picked itself), or with one known dead, a message that did not reach a member here is
+   * picked again here: among the other members here and the other nodes' (as a single process does, broker.ts
+   * `#deliverToMember`), or, with no member left here, among the other nodes'.
    */
-  deliverPicked(gatewayId: string, group: string, filter: string, message: Message, reply: string | undefined): void {
-    if (reply !== undefined) {
-      this.#deliverHere(gatewayId, group, filter, message, reply);
+  deliverPicked(gatewayId: string, group: string, filter: string, message: Message, reply: string | undefined, seq: number): void {
+    this.#deliverHere(gatewayId, group, filter, message, reply, seq);
+  }
+
+  #deliverHere(gatewayId: string, group: string, filter: string, message: Message, reply: string | undefined, seq: number | undefined): void {
+    const keeper = reply === undefined ? undefined : keeperOf(reply);
+    const held = seq === undefined ? NOT_HELD : this.#hold(gatewayId, seq);
+    let finished = false;
+    const finish = (delivered: boolean, here: boolean): void => {
+      if (finished) return;
+      finished = true;
+      held.release();
+      if (reply !== undefined && !this.#dead.has(keeper!)) {
+        this.#answer(reply, delivered ? '' : 'none');
+        if (!delivered && seq !== undefined) this.#remember({ keeper: keeper!, gatewayId, group, filter, seq, at: Date.now() });
+        return;
+      }
+      if (delivered) return;
+      if (seq === undefined && reply === undefined) {
+        // A QoS 0 message another node sent here: at most once, not sent on again (nodes with stale views of the
+        // group would pass it back and forth).
+        this.#counters(gatewayId).sharedUndeliverable++;
+        return;
+      }
+      // After the ending session's subscriptions are retired: the next pick cannot fall on it again.
+      queueMicrotask(() => this.#repickHere(gatewayId, group, filter, message, here ? '' : this.#instance));
+    };
+    const target = this.#target(gatewayId);
+    if (target === undefined) {
+      held.release(); // the engine stopped: its subscribers are gone with it (a clean stop's survivors re-pick)
       return;
     }
+    if (!target.receiveShared(group, filter, message, (delivered) => finish(delivered, true))) finish(false, false);
+  }
+
+  /** Holds a delivery's sequence until `release`. */
+  #hold(gatewayId: string, seq: number): { release(): void } {
+    let seqs = this.#held.get(gatewayId);
+    if (seqs === undefined) this.#held.set(gatewayId, (seqs = new Map<number, number>()));
+    seqs.set(seq, (seqs.get(seq) ?? 0) + 1);
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        const n = seqs.get(seq)! - 1;
+        if (n > 0) seqs.set(seq, n);
+        else seqs.delete(seq);
+        if (seqs.size === 0 && this.#held.get(gatewayId) === seqs) this.#held.delete(gatewayId);
+      },
+    };
+  }
+
+  /**
+   * What this node is handing its members, for its lease: per gateway, the first stored sequence not yet handed here
+   * (`positions`, the feeds') and the sequences whose QoS 1 delivery is not completed.
+   */
+  holding(positions: ReadonlyMap<string, number>): SharesHeld {
+    const out: SharesHeld = {};
+    for (const [gatewayId, position] of positions) out[gatewayId] = heldOf(position + 1, this.#held.get(gatewayId)?.keys() ?? []);
+    for (const [gatewayId, seqs] of this.#held) {
+      if (!positions.has(gatewayId)) out[gatewayId] = heldOf(Infinity, seqs.keys());
+    }
+    return out;
+  }
+
+  /** A message this node was picked for and could not complete, picked again here, `avoid` left out. */
+  #repickHere(gatewayId: string, group: string, filter: string, message: Message, avoid: string): void {
     const target = this.#target(gatewayId);
-    if (target === undefined) return; // the engine stopped: its subscribers are gone with it
-    if (target.receiveShared(group, filter, message, undefined)) return;
-    if (!target.reshare(group, filter, message, this.#instance)) {
-      this.#counters(gatewayId).sharedUndeliverable++;
-      this.#logger.warn({ gatewayId, group, topic: message.topic }, 'cluster_shared_undeliverable');
+    const times = (this.#repicks.get(message) ?? 0) + 1;
+    this.#repicks.set(message, times);
+    if (times <= MAX_REPICKS && target !== undefined && target.reshare(group, filter, message, avoid)) {
+      this.#counters(gatewayId).sharedRepicked++;
+      return;
+    }
+    this.#counters(gatewayId).sharedUndeliverable++;
+    this.#logger.warn({ gatewayId, group, topic: message.topic }, 'cluster_shared_undeliverable');
+  }
+
+  #answer(reply: string, text: string): void {
+    try {
+      this.#conn.nc.publish(reply, text);
+    } catch (error) {
+      this.#logger.debug({ err: error }, 'cluster_shared_answer_failed');
     }
   }
 
-  /** Node processes found dead: what was sent to them and not completed is picked again. */
+  #remember(unheard: Unheard): void {
+    this.#forgetOld(unheard.at);
+    this.#unheard.push(unheard);
+    if (this.#unheard.length > MAX_KEPT) this.#unheard.shift();
+  }
+
+  #forgetOld(now: number): void {
+    let old = 0;
+    while (old < this.#unheard.length && now - this.#unheard[old]!.at > this.#rememberMs) old++;
+    if (old > 0) this.#unheard = this.#unheard.slice(old);
+  }
+
+  /**
+   * Node processes found dead: what was sent to them and not completed is picked again, and so is what this node
+   * answered one of them it could not complete, lately enough for the answer to have gone unheard.
+   */
   nodesDead(dead: ReadonlySet<string>): void {
     for (const [n, kept] of this.#kept) {
       if (!dead.has(kept.node)) continue;
       this.#kept.delete(n);
       this.#repick(kept);
     }
+    this.#forgetOld(Date.now());
+    const unheard = this.#unheard.filter((u) => dead.has(u.keeper));
+    if (unheard.length === 0) return;
+    this.#unheard = this.#unheard.filter((u) => !dead.has(u.keeper));
+    for (const u of unheard) {
+      this.#read(u.seq).then((message) => {
+        if (message !== null) this.#repickHere(u.gatewayId, u.group, u.filter, message, u.keeper);
+        else this.#lost(u.gatewayId, u.group, u.seq, undefined);
+      }, (err: unknown) => this.#lost(u.gatewayId, u.group, u.seq, err));
+    }
+  }
+
+  /** A message to pick again that the stream no longer holds (its limits removed it), or could not be read. */
+  #lost(gatewayId: string, group: string, seq: number, err: unknown): void {
+    this.#counters(gatewayId).sharedUndeliverable++;
+    this.#logger.warn({ err, gatewayId, group, seq }, 'cluster_shared_undeliverable');
   }
 
   #repick(kept: Kept): void {
@@ -383,19 +541,11 @@ export class SharedRelay {
       this.#repickMessage(kept, kept.message);
       return;
     }
-    const { seq, read } = kept.stored!;
-    read(seq).then((message) => {
-      if (message !== null) {
-        this.#repickMessage(kept, message);
-        return;
-      }
-      // The stream's limits removed it before its member completed it.
-      this.#counters(kept.gatewayId).sharedUndeliverable++;
-      this.#logger.warn({ gatewayId: kept.gatewayId, group: kept.group, seq }, 'cluster_shared_undeliverable');
-    }, (err: unknown) => {
-      this.#counters(kept.gatewayId).sharedUndeliverable++;
-      this.#logger.warn({ err, gatewayId: kept.gatewayId, group: kept.group, seq }, 'cluster_shared_undeliverable');
-    });
+    const { seq } = kept.stored!;
+    this.#read(seq).then((message) => {
+      if (message !== null) this.#repickMessage(kept, message);
+      else this.#lost(kept.gatewayId, kept.group, seq, undefined); // its limits removed it before its member completed it
+    }, (err: unknown) => this.#lost(kept.gatewayId, kept.group, seq, err));
   }
 
   #repickMessage(kept: Kept, message: Message): void {
@@ -425,23 +575,8 @@ export class SharedRelay {
     }
     const { gatewayId, group, filter, message } = parsed;
     this.#counters(gatewayId).sharedReceived++;
-    this.#deliverHere(gatewayId, group, filter, message, msg.reply === undefined || msg.reply === '' ? undefined : msg.reply);
-  }
-
-  #deliverHere(gatewayId: string, group: string, filter: string, message: Message, reply: string | undefined): void {
-    const answer = (text: string): void => {
-      try {
-        this.#conn.nc.publish(reply!, text);
-      } catch (error) {
-        this.#logger.debug({ err: error }, 'cluster_shared_answer_failed');
-      }
-    };
-    const target = this.#target(gatewayId);
-    const delivered = target !== undefined
-      && target.receiveShared(group, filter, message, reply === undefined ? undefined : (delivered) => answer(delivered ? '' : 'none'));
-    if (delivered) return;
-    if (reply !== undefined) answer('none'); // the sender picks another member
-    else this.#counters(gatewayId).sharedUndeliverable++;
+    // A message sent over core NATS (a re-pick's): not in the stream by itself, so neither held nor remembered.
+    this.#deliverHere(gatewayId, group, filter, message, msg.reply === undefined || msg.reply === '' ? undefined : msg.reply, undefined);
   }
 
   #onReply(err: Error | null, msg: Msg): void {
@@ -457,7 +592,17 @@ export class SharedRelay {
     this.#inbound.unsubscribe();
     this.#replies.unsubscribe();
     this.#kept.clear();
+    this.#held.clear();
+    this.#unheard = [];
   }
+}
+
+const NOT_HELD = { release(): void {} };
+
+/** The node process keeping a message, from the reply subject it gave (`<prefix>.shared-done.<instance>.<n>`). */
+export function keeperOf(reply: string): string {
+  const end = reply.lastIndexOf('.');
+  return reply.slice(reply.lastIndexOf('.', end - 1) + 1, end);
 }
 
 function subjectOf(conn: ClusterConnection, instance: string): string {

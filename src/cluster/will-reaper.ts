@@ -13,7 +13,8 @@
  *
  * The winner also settles the dead process's inbound QoS 2 stores in doubt (in-doubt-stores.ts): a store whose
  * record did not yet name its packet id as received is written into the record as received, so the client's resend,
- * however late, is not stored a second time [MQTT-4.3.3-10].
+ * however late, is not stored a second time [MQTT-4.3.3-10]; and it picks again the dead process's shared groups'
+ * messages that no live keeper will (dead-node-shares.ts).
  */
 import type { KV } from '@nats-io/kv';
 import type { Logger } from '../core/logger.ts';
@@ -42,6 +43,8 @@ export class WillReaper {
   #looking: Promise<void> | null = null;
   /** Hears every process found dead, at each look (shared groups' messages sent to them are picked again). */
   onDeaths: ((instances: string[]) => void) | undefined;
+  /** Hears each dead process this node reaped, once its records are taken (its shared groups' messages nobody keeps). */
+  onReaped: ((dead: DeadLease) => Promise<unknown>) | undefined;
 
   constructor(conn: ClusterConnection, leases: NodeLeases, records: OpenRecords, me: RecordIdentity,
     ownership: (gatewayId: string) => SessionOwnership | undefined, storedIdsSince: StoredIdsSince, logger: Logger, everyMs: number) {
@@ -136,6 +139,7 @@ export class WillReaper {
       count(await this.#take(records, dead, key, seen.record, seen.revision, doubts));
     }
     this.#logger.info({ deadNode: dead.nodeId, deadInstance: dead.instance, wills, qos2Landed }, 'cluster_dead_node_reaped');
+    await this.onReaped?.(dead).catch((err: unknown) => this.#logger.warn({ err, deadInstance: dead.instance }, 'cluster_reap_shares_failed'));
   }
 
   /**

@@ -14,7 +14,7 @@ import type mqttPacket from 'mqtt-packet';
 import { randomUUID } from 'node:crypto';
 import { createMessage, type RecordedWill } from '../../src/broker/index.ts';
 import { SessionOwnership } from '../../src/cluster/session-ownership.ts';
-import { MAX_EPOCH_USES, SessionRecords, type SessionState } from '../../src/cluster/session-records.ts';
+import { MAX_EPOCH_USES, SessionRecords, willOf, type SessionState } from '../../src/cluster/session-records.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
 import { clusterCounter, clusterNatsUrl, clusterSkip, collectAtPublish, engineOf, gatewayCounter, natsRelay, TestCluster, waitFor, type GatewayJson, type NatsRelay } from '../harness/cluster.ts';
@@ -516,6 +516,59 @@ if (clusterSkip !== undefined) {
       assert.equal(await winner.connectionEnded('c-fenced', { will, sessionEnds: false }), true);
       assert.equal(await winner.takeWill('c-fenced'), true);
       assert.deepEqual(moved, []);
+    });
+
+    test('a dead process\'s record adopted here for its will and claimed by a CONNECT here before the will is due: the old will is not published, whichever comes first [MQTT-3.1.3-9]', { timeout: 30_000 }, async () => {
+      // A node restarted as itself reaps its previous life's record (will-reaper.ts) while that device reconnects to it.
+      const conn = nodeA.gatehouse.cluster!.connection;
+      const records = SessionRecords.opener(conn);
+      const published: string[] = [];
+      const holder = (instance: string): SessionOwnership => new SessionOwnership(conn, records, gateway.id, { nodeId: 'restarted', instance }, silentLogger,
+        () => ({ receive: () => undefined, retained: () => undefined, cutOff: () => undefined, sessionMoved: () => undefined,
+          publishWill: (w) => published.push(w.message.topic), sharedElsewhere: () => undefined, receiveShared: () => false, reshare: () => false,
+          receivedQos2: () => ({ received: [], storing: [] }) }));
+      const willOn = (topic: string): RecordedWill => ({
+        message: createMessage({ topic, payload: Buffer.from('x'), qos: 1, retain: false, properties: undefined, expiresAt: 0, senderId: 'c' }),
+        delay: 0, expiry: 0,
+      });
+      const oldWill = willOn('will/old');
+      /** The dead process's record, taken the way the reaper takes it: its revision. */
+      const reaped = async (clientId: string, dueAt: number): Promise<number> => {
+        assert.ok(typeof await holder(`dead-${randomUUID()}`).claim(clientId, 'owner-1', oldWill, false) === 'object');
+        const key = SessionRecords.key(gateway.id, clientId);
+        const seen = (await (await records()).get(key))!;
+        return (await records()).update(key, {
+          ...seen.record, node: 'restarted', instance: me.instance, connected: false, will: { ...seen.record.will!, dueAt }, at: Date.now(),
+        }, seen.revision);
+      };
+      const me = { instance: `me-${randomUUID()}` };
+      const ownership = holder(me.instance);
+
+      // Adopted first, then the device's CONNECT here claims the record before the will is due.
+      const taken1 = await reaped('c-adopt-1', Date.now() + 1_500);
+      ownership.adopt('c-adopt-1', taken1, oldWill, Date.now() + 1_500);
+      assert.ok(typeof await ownership.claim('c-adopt-1', 'owner-1', willOn('will/new-1'), false) === 'object');
+      // The CONNECT's claim first, then the reaper's adoption (its update had landed before the claim read the record).
+      const taken2 = await reaped('c-adopt-2', Date.now());
+      assert.ok(typeof await ownership.claim('c-adopt-2', 'owner-1', willOn('will/new-2'), false) === 'object');
+      ownership.adopt('c-adopt-2', taken2, oldWill, Date.now());
+
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      assert.deepEqual(published, [], 'the dead connection\'s will is not due: its client connected again [MQTT-3.1.3-9]');
+      for (const clientId of ['c-adopt-1', 'c-adopt-2']) {
+        const seen = await (await records()).get(SessionRecords.key(gateway.id, clientId));
+        assert.equal(seen?.record.will === null || seen === null ? null : willOf(seen.record.will).message.topic, `will/new-${clientId.slice(-1)}`,
+          'the live connection\'s will stays in its record');
+      }
+      // The live connection's own writes still go through (the claim's revision is the one held).
+      assert.equal(await ownership.connectionEnded('c-adopt-2', { will: null, sessionEnds: false }), true);
+
+      // A write of this process whose answer was lost (made here through a twin of the same process) moved the record's
+      // revision on: the session's end still removes the record rather than leaving it, and its will, behind.
+      const twin = holder(me.instance);
+      assert.ok(typeof await twin.claim('c-adopt-1', 'owner-1', willOn('will/new-1'), false) === 'object');
+      assert.equal(await ownership.connectionEnded('c-adopt-1', { will: null, sessionEnds: true }), true);
+      assert.equal(await (await records()).get(SessionRecords.key(gateway.id, 'c-adopt-1')), null, 'the ended session\'s record is gone');
     });
 
     test('node A cut off from NATS while B claims its sessions: A publishes no will of them, and back it lets go of its connection', { timeout: 90_000 }, async () => {

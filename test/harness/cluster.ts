@@ -34,6 +34,13 @@ export const clusterSkip = clusterNatsUrl === undefined || clusterDatabaseUrl ==
 
 export interface GatewayJson { id: string; name: string; port: number; productKey: string; status: string }
 
+/** How many times each value came (payloads a subscriber received, …). */
+export function tally(values: Iterable<string>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const v of values) out.set(v, (out.get(v) ?? 0) + 1);
+  return out;
+}
+
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
