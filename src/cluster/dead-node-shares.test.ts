@@ -28,6 +28,7 @@ test('a lease lists at most MAX_HELD_REPORTED open deliveries a gateway; beyond,
   const many = Array.from({ length: MAX_HELD_REPORTED + 1 }, (_, i) => 1_000 + i);
   assert.deepEqual(heldOf(5_000, many), { from: 1_000, held: [] });
   assert.deepEqual(heldOf(Infinity, many), { from: 1_000, held: [] });
+  assert.deepEqual(heldOf(40, [3, 7], 1), { from: 3, held: [] }, 'no room left in the lease: a floor');
 });
 
 /** A stored message as the reap reads it: its sequence, picks, QoS and the NATS time it was stored at. */

@@ -9,7 +9,8 @@
  * gateway):
  *
  * - `held`: the stored messages whose QoS 1 delivery to one of its members was not completed (no PUBACK yet): picked
- *   again. At most MAX_HELD_REPORTED a gateway; beyond, the lowest of them becomes `from` (more duplicates, no loss).
+ *   again. At most MAX_HELD_REPORTED a gateway and MAX_HELD_REPORTED_IN_ALL in the lease; beyond, the lowest of them
+ *   becomes `from` (more duplicates, no loss).
  * - `from`: the first stored message not yet handed to its members. From there on a QoS 1 message picked for it is
  *   picked again (handed after that renewal and completed, it is a duplicate, which QoS 1 allows). A QoS 2 message is
  *   picked again only if stored a heartbeat after the lease's last write (NATS server time, the stream's clock): by
@@ -30,13 +31,15 @@ export type SharesHeld = Record<string, { from: number; held: number[] }>;
 
 /** Sequences a lease lists per gateway (≈ 10 bytes each); beyond, only a floor. */
 export const MAX_HELD_REPORTED = 256;
+/** Sequences a lease lists in all (its gateways together): a lease stays a few KiB; beyond, floors. */
+export const MAX_HELD_REPORTED_IN_ALL = 2_048;
 /** Messages one reap picks again at most (each read whole from the stream); beyond, counted undeliverable and logged. */
 export const MAX_REPICKED = 100_000;
 
-/** A gateway's part of a lease: `from` (Infinity: no feed runs) and the open sequences, bounded. */
-export function heldOf(from: number, held: Iterable<number>): { from: number; held: number[] } {
+/** A gateway's part of a lease: `from` (Infinity: no feed runs) and the open sequences, at most `room` of them. */
+export function heldOf(from: number, held: Iterable<number>, room = MAX_HELD_REPORTED): { from: number; held: number[] } {
   const seqs = [...held];
-  if (seqs.length <= MAX_HELD_REPORTED) return { from: Number.isFinite(from) ? from : 0, held: seqs };
+  if (seqs.length <= Math.min(room, MAX_HELD_REPORTED)) return { from: Number.isFinite(from) ? from : 0, held: seqs };
   // Too many to list: everything from the lowest open one on is picked again (duplicates at QoS 1, nothing lost).
   let lowest = from;
   for (const seq of seqs) if (seq < lowest) lowest = seq;

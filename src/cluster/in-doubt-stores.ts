@@ -10,7 +10,7 @@
  * twice.
  *
  * The survivor that reaps the dead process (will-reaper.ts) closes that: it reads the ids of the messages stored in
- * the dead process's gateways from shortly before its last heartbeat (`IN_DOUBT_BEFORE_DEATH_MS`) to now, and every
+ * the dead process's gateways from shortly before its lease's last write (`IN_DOUBT_BEFORE_DEATH_MS`) to now, and every
  * one that is a store of one of the dead process's sessions under the id its record determines, not named received,
  * is written into that record as received. A resend of it, at any time, is then answered PUBREC with no second store
  * [MQTT-4.3.3-10], and its PUBREL with PUBCOMP.
@@ -18,9 +18,10 @@
 import { isPacketId, type SessionState } from './session-records.ts';
 
 /**
- * How long before a dead process's last heartbeat a store of its can still lack its `received` write: the write is
+ * How long before a dead process's last lease write a store of its can still lack its `received` write: the write is
  * made within a second of the store's ack and fails after NATS's request timeout (5 s), a session's writes one after
- * the other; the rest allows for the NATS server's clock (the stream's times) being behind the node's (the lease's).
+ * the other; the rest is margin. Counted from the lease write's NATS server time (`DeadLease.writtenAt`), the clock of
+ * the stream's times, so a node's clock ahead of the server's does not move the read past its stores.
  */
 export const IN_DOUBT_BEFORE_DEATH_MS = 30_000;
 

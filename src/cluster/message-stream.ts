@@ -168,8 +168,18 @@ class StreamPublisher {
 
   /** Cancels the unanswered publishes on `subject` (its gateway stopped here): they are not sent again. */
   cancel(subject: string): void {
+    this.#cancelWhere((entry) => entry.subject === subject);
+  }
+
+  /** Cancels every unanswered publish (the node was cut off past its lease: the cluster has written it off). */
+  cancelAll(): void {
+    this.#cancelWhere(() => true);
+  }
+
+  /** One pass over the unanswered publishes, however many gateways they belong to. */
+  #cancelWhere(which: (entry: Pending) => boolean): void {
     for (const [n, entry] of this.#pending) {
-      if (entry.subject !== subject) continue;
+      if (!which(entry)) continue;
       this.#pending.delete(n);
       entry.reject(new StoreCancelled());
       if (this.#probe === n) {
@@ -177,11 +187,6 @@ class StreamPublisher {
         this.#schedule(0);
       }
     }
-  }
-
-  /** Cancels every unanswered publish (the node was cut off past its lease: the cluster has written it off). */
-  cancelAll(): void {
-    for (const subject of new Set([...this.#pending.values()].map((entry) => entry.subject))) this.cancel(subject);
   }
 
   /** Hands one publish to NATS; false (and the failure begun) when it cannot go out on the current connection. */

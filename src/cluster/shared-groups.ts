@@ -42,7 +42,7 @@ import type { Msg, QueuedIterator, Subscription } from '@nats-io/transport-node'
 import type { LinkEndpoint, Message } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
-import { heldOf, type SharesHeld } from './dead-node-shares.ts';
+import { heldOf, MAX_HELD_REPORTED_IN_ALL, type SharesHeld } from './dead-node-shares.ts';
 import { decodeMessage, encodeMessage } from './wire.ts';
 
 /** A failed write is tried again, backing off to this, for as long as the engine runs. */
@@ -468,9 +468,14 @@ export class SharedRelay {
    */
   holding(positions: ReadonlyMap<string, number>): SharesHeld {
     const out: SharesHeld = {};
-    for (const [gatewayId, position] of positions) out[gatewayId] = heldOf(position + 1, this.#held.get(gatewayId)?.keys() ?? []);
+    let room = MAX_HELD_REPORTED_IN_ALL;
+    const add = (gatewayId: string, from: number, seqs: Iterable<number>): void => {
+      out[gatewayId] = heldOf(from, seqs, room);
+      room -= out[gatewayId].held.length;
+    };
+    for (const [gatewayId, position] of positions) add(gatewayId, position + 1, this.#held.get(gatewayId)?.keys() ?? []);
     for (const [gatewayId, seqs] of this.#held) {
-      if (!positions.has(gatewayId)) out[gatewayId] = heldOf(Infinity, seqs.keys());
+      if (!positions.has(gatewayId)) add(gatewayId, Infinity, seqs.keys());
     }
     return out;
   }

@@ -176,7 +176,7 @@ export class WillReaper {
   async #readStoredIds(dead: DeadLease, gateways: ReadonlySet<string>, doubts: InDoubtStores<string>): Promise<void> {
     for (const gatewayId of gateways) {
       try {
-        await this.#storedIdsSince(gatewayId, dead.diedAt - IN_DOUBT_BEFORE_DEATH_MS, (msgId) => doubts.heard(msgId));
+        await this.#storedIdsSince(gatewayId, dead.writtenAt - IN_DOUBT_BEFORE_DEATH_MS, (msgId) => doubts.heard(msgId));
       } catch (err) {
         // Its records stay as they were: a resend within the stream's duplicate window is still stored once.
         this.#logger.warn({ err, gatewayId, deadInstance: dead.instance }, 'cluster_reap_stores_unread');

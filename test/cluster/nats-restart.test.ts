@@ -73,10 +73,7 @@ if (clusterSkip !== undefined) {
     let gateway: GatewayJson;
 
     before(async () => {
-      nats = await cluster.setUpOnPrivateNats();
-      nodeA = await cluster.startNode('restart-a', A, { natsUrl: nats.url, leaseTimings: LEASE });
-      nodeB = await cluster.startNode('restart-b', B, { natsUrl: nats.url, leaseTimings: LEASE });
-      gateway = await cluster.createGateway(nodeA, 'restart_gw', [A, B]);
+      ({ nats, nodeA, nodeB, gateway } = await cluster.startTwoOnPrivateNats('restart', A, B, LEASE));
     }, { timeout: 90_000 });
 
     after(() => cluster.dispose(), { timeout: 60_000 });

@@ -39,10 +39,7 @@ if (clusterSkip !== undefined) {
     let gateway: GatewayJson;
 
     before(async () => {
-      nats = await cluster.setUpOnPrivateNats();
-      nodeA = await cluster.startNode('wiped-a', A, { natsUrl: nats.url, leaseTimings: LEASE });
-      nodeB = await cluster.startNode('wiped-b', B, { natsUrl: nats.url, leaseTimings: LEASE });
-      gateway = await cluster.createGateway(nodeA, 'wiped_gw', [A, B]);
+      ({ nats, nodeA, nodeB, gateway } = await cluster.startTwoOnPrivateNats('wiped', A, B, LEASE));
     }, { timeout: 90_000 });
 
     after(() => cluster.dispose(), { timeout: 60_000 });

@@ -186,6 +186,20 @@ export class TestCluster {
     return { nodeA, nodeB, gateway };
   }
 
+  /**
+   * The shared parts on a nats-server of this cluster's own (`setUpOnPrivateNats`), two in-process nodes on it with the
+   * lease `leaseTimings` and a gateway named `<name>_gw` listening on both: the start of the tests that stop NATS.
+   */
+  async startTwoOnPrivateNats(name: string, hostA: string, hostB: string, leaseTimings: LeaseTimings): Promise<{
+    nats: PrivateNatsServer; nodeA: TestGatehouse; nodeB: TestGatehouse; gateway: GatewayJson;
+  }> {
+    const nats = await this.setUpOnPrivateNats();
+    const nodeA = await this.startNode(`${name}-a`, hostA, { natsUrl: nats.url, leaseTimings });
+    const nodeB = await this.startNode(`${name}-b`, hostB, { natsUrl: nats.url, leaseTimings });
+    const gateway = await this.createGateway(nodeA, `${name}_gw`, [hostA, hostB]);
+    return { nats, nodeA, nodeB, gateway };
+  }
+
   /** Which node holds each device of the gateway (`devices.online_node`; null when offline), by device name. */
   async onlineNodes(gateway: GatewayJson): Promise<Map<string, string | null>> {
     const db = new pg.Client({ connectionString: this.databaseUrl });
