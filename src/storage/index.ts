@@ -9,6 +9,7 @@ import { KyselyStorage } from './kysely-storage.ts';
 import { BundledMigrations } from './migrations/index.ts';
 import { openPostgres } from './postgres.ts';
 import type { Database, Dialect } from './schema.ts';
+import { withOneSchemaIntrospection } from './schema-introspector.ts';
 import { openSqlite, sqliteFileIn } from './sqlite.ts';
 import { checkClaim, damagedDatabase, isDamagedSqlite, writeMarker, type DatabaseClaim } from './installation.ts';
 
@@ -68,9 +69,13 @@ export async function migrate(db: Kysely<Database>, dialect: Dialect, logger: Lo
   // Kysely looks for its bookkeeping tables in every schema of a PostgreSQL database; pin it to ours so
   // another schema's tables (another app, another test run) are not mistaken for these.
   const migrationTableSchema = dialect === 'postgres'
-    ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]?.schema
+    ? (await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db)).rows[0]?.schema ?? undefined
     : undefined;
-  const migrator = new Migrator({ db, provider: new BundledMigrations(dialect), migrationTableSchema });
+  // …and let it look in ours only: its own look reads every schema, and one dropped meanwhile fails the start.
+  const migrator = new Migrator({
+    db: migrationTableSchema === undefined ? db : withOneSchemaIntrospection(db, migrationTableSchema),
+    provider: new BundledMigrations(dialect), migrationTableSchema,
+  });
   const { error, results } = await migrator.migrateToLatest();
   for (const result of results ?? []) {
     if (result.status === 'Success') logger.info({ migration: result.migrationName, dialect }, 'storage_migration_applied');
