@@ -10,6 +10,7 @@ import type { Logger } from '../core/logger.ts';
 import type { GatewayOcspState, GatewayRuntime } from '../registry/ports.ts';
 import type { GatewayLimitsUsage } from '../registry/gateway-limits.ts';
 import type { Registry } from '../registry/registry.ts';
+import type { RegistryEvents } from '../registry/events.ts';
 import type { ConnectionEventRecorder, ParsingStats, Platform, WebhookStats } from '../platform/index.ts';
 import { deviceSessionRoutes } from './device-sessions/routes.ts';
 import { eventRoutes } from './events/routes.ts';
@@ -93,6 +94,7 @@ export function buildApi(deps: ApiDependencies): Api {
   });
   void app.withTypeProvider<TypeBoxTypeProvider>().register((v1, _options, done) => {
     v1.addHook('onRequest', bearerAuth(deps.adminToken));
+    answerOnceApplied(v1, deps.registry.events);
     // Unknown /api/v1 paths also need the token: without it, 401 rather than a map of what exists.
     v1.setNotFoundHandler(notFound);
     void v1.register(gatewayRoutes, {
@@ -123,3 +125,23 @@ export function buildApi(deps: ApiDependencies): Api {
 
   return app;
 }
+
+/**
+ * A change made through the API is answered once it is applied: by this node's runtime and platform, and on a cluster
+ * by every other live node (registry events.ts `applied`, bounded). A caller that reads or connects anywhere right
+ * after the answer finds the change in force there: a gateway created listens on every node, narrowed rules are what
+ * every node enforces, a deleted device is refused everywhere.
+ */
+function answerOnceApplied(api: FastifyInstance, events: RegistryEvents): void {
+  const since = new WeakMap<object, number>();
+  api.addHook('onRequest', (request, _reply, done) => {
+    if (request.method !== 'GET' && request.method !== 'HEAD') since.set(request, events.emitted);
+    done();
+  });
+  api.addHook('onSend', async (request, _reply, payload) => {
+    const from = since.get(request);
+    if (from !== undefined) await events.applied(from);
+    return payload;
+  });
+}
+

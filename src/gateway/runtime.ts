@@ -36,18 +36,13 @@ export class GatewayRuntime implements GatewayRuntimePort {
     this.#unsubscribe.push(
       // Created, started or stopped through this node's API: the API asks this runtime itself and awaits
       // it. Through another node's: this node applies it as its own (issue 16, a shared control plane).
-      events.on('gateway.created', ({ gatewayId }, { origin }) => {
-        if (origin === 'remote') void this.startGateway(gatewayId);
-      }),
-      events.on('gateway.started', ({ gatewayId }, { origin }) => {
-        if (origin === 'remote') void this.startGateway(gatewayId);
-      }),
-      events.on('gateway.stopped', ({ gatewayId }, { origin }) => {
-        if (origin === 'remote') void this.stopGateway(gatewayId);
-      }),
-      events.on('registry.resync', () => void this.reconcile()),
-      events.on('gateway.updated', ({ gatewayId }) => void this.reloadGateway(gatewayId)),
-      events.on('gateway.deleted', ({ gatewayId }) => void this.removeGateway(gatewayId)),
+      // Each returns the work it started: the API answers a change once it is applied on every node (events.ts).
+      events.on('gateway.created', ({ gatewayId }, { origin }) => (origin === 'remote' ? this.startGateway(gatewayId) : undefined)),
+      events.on('gateway.started', ({ gatewayId }, { origin }) => (origin === 'remote' ? this.startGateway(gatewayId) : undefined)),
+      events.on('gateway.stopped', ({ gatewayId }, { origin }) => (origin === 'remote' ? this.stopGateway(gatewayId) : undefined)),
+      events.on('registry.resync', () => this.reconcile()),
+      events.on('gateway.updated', ({ gatewayId }) => this.reloadGateway(gatewayId)),
+      events.on('gateway.deleted', ({ gatewayId }) => this.removeGateway(gatewayId)),
       events.on('device.updated', (d) => this.deviceChanged(d.gatewayId, d.username, d.deviceName, 'updated')),
       events.on('device.deleted', (d) => this.deviceChanged(d.gatewayId, d.username, d.deviceName, 'deleted')),
     );

@@ -171,7 +171,7 @@ export class Platform {
   async start(): Promise<void> {
     const events = this.#deps.registry.events;
     this.#unsubscribe.push(
-      events.on('webhook.changed', () => void this.webhooks.reload()),
+      events.on('webhook.changed', () => this.webhooks.reload()), // its promise: the API answers once it is read again
       // Counters of a deleted gateway go with it (its tap is closed when the runtime stops it).
       events.on('gateway.deleted', ({ gatewayId }) => this.#parsers.delete(gatewayId)),
       events.on('device.connected', (d) => this.#presence('online', d.gatewayId, d.productKey, d.deviceName, d.at, d.clientAddress)),

@@ -8,15 +8,22 @@ import type { RegistryEventMap, RegistryEventName } from './events.ts';
 
 /** What a bus hands to the registry of its node. */
 export interface RemoteEventReceiver {
-  /** A change another node committed (a name outside events.ts's SHARED_EVENTS is ignored). */
-  event(name: string, payload: unknown): void;
+  /**
+   * A change another node committed (a name outside events.ts's SHARED_EVENTS is ignored); the promise of the work
+   * it started here, if any goes on (the bus tells the node that made the change once it settled).
+   */
+  event(name: string, payload: unknown): Promise<void> | undefined;
   /** Changes may have been missed (the bus was cut off): everything derived from the registry is read again. */
   resync(): void;
 }
 
 export interface RegistryEventBus {
-  /** Sends a committed change to the other nodes; never throws, never waits (a cut-off bus resyncs later). */
-  publish<K extends RegistryEventName>(name: K, payload: RegistryEventMap[K]): void;
+  /**
+   * Sends a committed change to the other nodes; never throws (a cut-off bus resyncs later). With `confirm`, resolves
+   * once every other live node applied it, or once the bus stopped waiting (a node that did not answer in time is
+   * logged); without, at once. Never rejects.
+   */
+  publish<K extends RegistryEventName>(name: K, payload: RegistryEventMap[K], confirm: boolean): Promise<void> | undefined;
   /** Starts hearing the other nodes' changes; returns the function that stops. */
   subscribe(receiver: RemoteEventReceiver): () => void;
 }

@@ -5,6 +5,11 @@
  * In a cluster the shared ones also go out on the event bus (event-bus.ts), and the other nodes'
  * arrive here with `origin: 'remote'`: a listener can tell a change made through this node's API
  * (whose caller already asked the runtime) from one it must apply on its own.
+ *
+ * A listener whose work goes on after it returns (a gateway started, webhooks read again) returns that work's
+ * promise: a change counts as applied once it settled, here and on every other node of a cluster (`applied`). The
+ * API answers a change only then, so what it answered is in force on every node: an operator who narrows a gateway's
+ * rules is never answered while another node still delivers what they now refuse.
  */
 import type { Logger } from '../core/logger.ts';
 import type { RegistryEventBus } from './event-bus.ts';
@@ -64,7 +69,19 @@ export const SHARED_EVENTS: ReadonlySet<RegistryEventName> = new Set<RegistryEve
 export interface EventMeta {
   readonly origin: 'local' | 'remote';
 }
-export type RegistryListener<K extends RegistryEventName> = (payload: RegistryEventMap[K], meta: EventMeta) => void;
+/** May return the promise of the work it started, if any goes on after it returns (what `applied` waits for); other values are ignored. */
+export type RegistryListener<K extends RegistryEventName> = (payload: RegistryEventMap[K], meta: EventMeta) => unknown;
+
+/**
+ * Shared changes that the node making one waits for the others to apply (event-bus.ts `publish`): all but a device's
+ * creation, which no node keeps anything of (a CONNECT reads the device from the database).
+ */
+export const CONFIRMED_EVENTS: ReadonlySet<RegistryEventName> = new Set<RegistryEventName>(
+  [...SHARED_EVENTS].filter((name) => name !== 'device.created'),
+);
+
+/** How long `applied` waits at most for this node's own listeners (the bus bounds the other nodes' answers). */
+export const LOCAL_APPLY_WAIT_MS = 5_000;
 
 const LOCAL: EventMeta = Object.freeze({ origin: 'local' });
 const REMOTE: EventMeta = Object.freeze({ origin: 'remote' });
@@ -76,9 +93,12 @@ export interface RegistryEventSource {
 }
 
 export class RegistryEvents implements RegistryEventSource {
-  readonly #listeners = new Map<RegistryEventName, Set<(payload: never, meta: EventMeta) => void>>();
+  readonly #listeners = new Map<RegistryEventName, Set<(payload: never, meta: EventMeta) => unknown>>();
   readonly #logger: Logger;
   #bus: RegistryEventBus | null = null;
+  /** Changes emitted here so far (`emitted`), and those not yet applied everywhere, by their number. */
+  #emitted = 0;
+  readonly #applying = new Map<number, Promise<void>>();
 
   constructor(logger: Logger) {
     this.#logger = logger;
@@ -89,10 +109,11 @@ export class RegistryEvents implements RegistryEventSource {
     this.#bus = bus;
     const stop = bus.subscribe({
       event: (name, payload) => {
-        if (SHARED_EVENTS.has(name as RegistryEventName)) this.#dispatch(name as RegistryEventName, payload as never, REMOTE);
-        else this.#logger.warn({ event: name }, 'registry_remote_event_unknown');
+        if (SHARED_EVENTS.has(name as RegistryEventName)) return this.#dispatch(name as RegistryEventName, payload as never, REMOTE);
+        this.#logger.warn({ event: name }, 'registry_remote_event_unknown');
+        return undefined;
       },
-      resync: () => this.#dispatch('registry.resync', {}, REMOTE),
+      resync: () => void this.#dispatch('registry.resync', {}, REMOTE),
     });
     return () => {
       stop();
@@ -110,19 +131,56 @@ export class RegistryEvents implements RegistryEventSource {
   }
 
   emit<K extends RegistryEventName>(name: K, payload: RegistryEventMap[K]): void {
-    this.#dispatch(name, payload, LOCAL);
-    if (this.#bus !== null && SHARED_EVENTS.has(name)) this.#bus.publish(name, payload);
+    const here = this.#dispatch(name, payload, LOCAL);
+    const elsewhere = this.#bus !== null && SHARED_EVENTS.has(name) ? this.#bus.publish(name, payload, CONFIRMED_EVENTS.has(name)) : undefined;
+    const work = [here === undefined ? undefined : within(here, LOCAL_APPLY_WAIT_MS), elsewhere].filter((p) => p !== undefined);
+    if (work.length === 0) return;
+    const number = ++this.#emitted;
+    const applying = Promise.all(work).then(() => undefined);
+    this.#applying.set(number, applying);
+    void applying.finally(() => this.#applying.delete(number));
   }
 
-  #dispatch<K extends RegistryEventName>(name: K, payload: RegistryEventMap[K], meta: EventMeta): void {
+  /** How many changes were emitted here so far: `applied(since)` waits for those after it. */
+  get emitted(): number {
+    return this.#emitted;
+  }
+
+  /**
+   * Resolves once the changes emitted after `since` are applied by this node's listeners and by every other live node
+   * of a cluster (each wait bounded: LOCAL_APPLY_WAIT_MS here, the bus's own for the others); undefined: they are.
+   */
+  applied(since: number): Promise<void> | undefined {
+    const waits: Promise<void>[] = [];
+    for (const [number, applying] of this.#applying) if (number > since) waits.push(applying);
+    return waits.length === 0 ? undefined : Promise.all(waits).then(() => undefined);
+  }
+
+  /** Runs the listeners; the promise of the work they started (settled, never rejected), if any. */
+  #dispatch<K extends RegistryEventName>(name: K, payload: RegistryEventMap[K], meta: EventMeta): Promise<void> | undefined {
     const set = this.#listeners.get(name);
-    if (!set) return;
+    if (!set) return undefined;
+    const work: Promise<unknown>[] = [];
     for (const listener of [...set] as RegistryListener<K>[]) {
       try {
-        listener(payload, meta);
+        const started = listener(payload, meta);
+        if (started instanceof Promise) work.push(started);
       } catch (error) {
         this.#logger.error({ err: error, event: name }, 'registry_listener_failed');
       }
     }
+    if (work.length === 0) return undefined;
+    return Promise.all(work.map((p) => p.catch((error: unknown) => this.#logger.error({ err: error, event: name }, 'registry_listener_failed'))))
+      .then(() => undefined);
   }
+}
+
+/** `work`, or resolved after `ms` if it takes longer (the timer does not hold the process). */
+function within(work: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+    timer.unref();
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }

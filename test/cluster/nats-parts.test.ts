@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, test } from 'node:test';
+import pino from 'pino';
 import { createMessage, type Message } from '../../src/broker/index.ts';
 import { ClusterConnection, NatsClusterLinks, NatsRegistryBus, NodeLeases, type ClusterState } from '../../src/cluster/index.ts';
 import { RecordsUnreachable, SessionRecords } from '../../src/cluster/session-records.ts';
@@ -91,7 +92,7 @@ if (natsUrl === undefined) {
 
     test('registry changes go to the other nodes, marked remote; node-local observations do not', { timeout: 30_000 }, async () => {
       const [connA, connB] = [await open('bus-a'), await open('bus-b')];
-      const [busA, busB] = [new NatsRegistryBus(connA, silentLogger), new NatsRegistryBus(connB, silentLogger)];
+      const [busA, busB] = [new NatsRegistryBus(connA, silentLogger, 'bus-a', () => []), new NatsRegistryBus(connB, silentLogger, 'bus-b', () => [])];
       const eventsA = new RegistryEvents(silentLogger);
       const eventsB = new RegistryEvents(silentLogger);
       const offA = eventsA.connect(busA);
@@ -113,6 +114,63 @@ if (natsUrl === undefined) {
         'gateway.created remote {"gatewayId":"g1","productKey":"p1"}',
         'gateway.deleted remote {"gatewayId":"g1","productKey":"p1"}',
       ]);
+      offA();
+      offB();
+    });
+
+    test('a change is applied once every other live node says it applied it: the API answers then (a node that never answers holds it a bounded time)', { timeout: 30_000 }, async () => {
+      const [connA, connB] = [await open('confirm-a'), await open('confirm-b')];
+      // C (below) is live by the leases but never answers: no process of it runs.
+      let live = ['confirm-a', 'confirm-b'];
+      const logged: { msg: string; unconfirmed?: string[] }[] = [];
+      const loggerA = pino({ level: 'warn' }, { write: (line: string) => void logged.push(JSON.parse(line) as { msg: string }) });
+      const unconfirmed = (): string[][] => logged.filter((l) => l.msg === 'cluster_change_unconfirmed').map((l) => l.unconfirmed ?? []);
+      const busA = new NatsRegistryBus(connA, loggerA, 'confirm-a', () => live);
+      const busB = new NatsRegistryBus(connB, silentLogger, 'confirm-b', () => live);
+      const eventsA = new RegistryEvents(silentLogger);
+      const eventsB = new RegistryEvents(silentLogger);
+      const offA = eventsA.connect(busA);
+      const offB = eventsB.connect(busB);
+      const applied: string[] = [];
+      let release: () => void = () => undefined;
+      let started = 0;
+      eventsB.on('gateway.updated', ({ gatewayId }) => new Promise<void>((resolve) => {
+        started++;
+        release = () => {
+          applied.push(gatewayId);
+          resolve();
+        };
+      }));
+      await connB.nc.flush();
+
+      const since = eventsA.emitted;
+      eventsA.emit('gateway.updated', { gatewayId: 'g1', productKey: 'p1', changed: ['accessControl'] });
+      const done = eventsA.applied(since);
+      assert.ok(done !== undefined, 'a change other nodes apply is waited for');
+      let answered = false;
+      void done.then(() => (answered = true));
+      await waitFor('node B to start applying', () => started === 1);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(answered, false, 'not applied while node B still works on it');
+      release();
+      await done;
+      assert.deepEqual(applied, ['g1'], 'applied on node B before node A answers');
+      assert.deepEqual(unconfirmed(), [], 'node B said so (the wait did not merely run out)');
+
+      // A device's creation is not waited for: no node keeps anything of it.
+      const beforeCreate = eventsA.emitted;
+      eventsA.emit('device.created', { gatewayId: 'g1', productKey: 'p1', deviceName: 'd', username: null });
+      assert.equal(eventsA.applied(beforeCreate), undefined);
+
+      // A live process that does not answer (killed a moment ago): the change is answered all the same, in time.
+      live = ['confirm-a', 'confirm-b', 'confirm-c'];
+      const again = eventsA.emitted;
+      eventsA.emit('gateway.updated', { gatewayId: 'g2', productKey: 'p1', changed: ['limits'] });
+      await waitFor('node B to start applying the second', () => started === 2);
+      release();
+      await eventsA.applied(again);
+      assert.deepEqual(applied, ['g1', 'g2']);
+      assert.deepEqual(unconfirmed(), [['confirm-c']], 'the process that never answered is named');
       offA();
       offB();
     });
@@ -204,7 +262,7 @@ if (natsUrl === undefined) {
       const states: ClusterState[] = [];
       conn.onState((s) => states.push(s));
       const events = new RegistryEvents(silentLogger);
-      events.connect(new NatsRegistryBus(conn, silentLogger));
+      events.connect(new NatsRegistryBus(conn, silentLogger, 'restart-node', () => []));
       let resyncs = 0;
       events.on('registry.resync', (_payload, meta) => {
         assert.equal(meta.origin, 'remote');

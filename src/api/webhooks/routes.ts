@@ -20,7 +20,8 @@ export interface WebhookRoutesOptions {
   /**
    * Resolves once this process delivers to the webhooks as they are now: a change is answered after it, so a message
    * published once the answer is in reaches a webhook just added (before, it could be published while the dispatcher
-   * was still reading the webhooks, and the new one missed it). Other processes and nodes follow within a second.
+   * was still reading the webhooks, and the new one missed it). The other nodes' (and workers') reads are awaited too
+   * (api/index.ts answerOnceApplied).
    */
   applied: () => Promise<void>;
 }
