@@ -159,18 +159,28 @@ export class SessionStates {
     return allWithin([...this.#pending], SETTLE_TIMEOUT_MS);
   }
 
-  /** A session resumed from another node's record starts replaying from its floor. */
+  /**
+   * A session resumed from another node's record starts replaying from its floor. Its subscriptions, attached just
+   * before in the same turn, made an entry whose write is queued: that entry becomes the replay's, so the write
+   * snapshots the record's floor and queue. A new entry beside it left that write to snapshot the feed's position with
+   * nothing queued, and a death before the next write lost the backlog for the node that resumed it next.
+   */
   replaying(clientId: string, moved: MovedSession): void {
-    const t: Tracked = {
+    const existing = this.#tracked.get(clientId);
+    const snapshots = existing?.snapshots ?? 0;
+    const fields: Tracked = {
       clientId, subscriptions: moved.subscriptions, outstanding: new Map(), carried: new Map(moved.queued.map((q) => [q.seq, q.qos])),
       flows: new Map(), received: new Set(moved.received),
       receiving: new Map(moved.receiving.filter((r) => !moved.received.includes(r.packetId)).map((r) => [r.packetId, r.storeId])),
       // The record's epoch and uses name the ids the node that held it stored under; this node's record holds them
       // once it wrote them (until then, a store waits for that write).
-      ...(moved.qos2Epoch === undefined ? this.#freshEpoch(0) : { epoch: moved.qos2Epoch, uses: new Map(moved.qos2Uses), epochAt: 1, usesAt: new Map() }),
-      snapshots: 0, durable: 0,
-      replayAt: moved.floor, floor: moved.floor, dirty: true, abandoned: false, queued: null,
+      ...(moved.qos2Epoch === undefined
+        ? this.#freshEpoch(snapshots)
+        : { epoch: moved.qos2Epoch, uses: new Map(moved.qos2Uses), epochAt: snapshots + 1, usesAt: new Map() }),
+      snapshots, durable: existing?.durable ?? 0,
+      replayAt: moved.floor, floor: moved.floor, dirty: true, abandoned: false, queued: existing?.queued ?? null,
     };
+    const t = existing === undefined ? fields : Object.assign(existing, fields);
     // The engine restores these (delivered() is told of each): kept until then, in case it writes before.
     for (const f of moved.inflight) {
       t.flows.set(f.seq, { packetId: f.packetId, qos: f.qos, released: f.released });
