@@ -94,7 +94,7 @@ export function buildApi(deps: ApiDependencies): Api {
   });
   void app.withTypeProvider<TypeBoxTypeProvider>().register((v1, _options, done) => {
     v1.addHook('onRequest', bearerAuth(deps.adminToken));
-    answerOnceApplied(v1, deps.registry.events);
+    answerOnceApplied(v1, () => deps.registry.events);
     // Unknown /api/v1 paths also need the token: without it, 401 rather than a map of what exists.
     v1.setNotFoundHandler(notFound);
     void v1.register(gatewayRoutes, {
@@ -132,15 +132,16 @@ export function buildApi(deps: ApiDependencies): Api {
  * after the answer finds the change in force there: a gateway created listens on every node, narrowed rules are what
  * every node enforces, a deleted device is refused everywhere.
  */
-function answerOnceApplied(api: FastifyInstance, events: RegistryEvents): void {
+function answerOnceApplied(api: FastifyInstance, events: () => RegistryEvents): void {
+  // `events` is read in the hooks, never while routes register (the OpenAPI document is built without a registry).
   const since = new WeakMap<object, number>();
   api.addHook('onRequest', (request, _reply, done) => {
-    if (request.method !== 'GET' && request.method !== 'HEAD') since.set(request, events.emitted);
+    if (request.method !== 'GET' && request.method !== 'HEAD') since.set(request, events().emitted);
     done();
   });
   api.addHook('onSend', async (request, _reply, payload) => {
     const from = since.get(request);
-    if (from !== undefined) await events.applied(from);
+    if (from !== undefined) await events().applied(from);
     return payload;
   });
 }
