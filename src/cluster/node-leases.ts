@@ -89,10 +89,11 @@ export class NodeLeases {
    * Choices every node must make alike from the live leases (an address's throttle home, attempt-throttles.ts) must
    * not wait for the next look to count a node that just joined: until then the nodes that were there chose without
    * it, the newcomer with it, and two of them judged one source's guesses apart (brute-force with GATEHOUSE_WORKERS=2:
-   * 16 guesses checked, not 8). A node that joins says so once its lease is written; every node reads them again then.
+   * 16 guesses checked, not 8). A node that joins says so once its lease is written; every node reads them again then
+   * (and again when one says it left, `close`).
    */
   async #announce(): Promise<void> {
-    const subject = `${this.#conn.prefix}.nodes.joined`;
+    const subject = this.#changedSubject;
     this.#joins = this.#conn.nc.subscribe(subject, {
       callback: (err) => {
         if (err !== null) return;
@@ -101,6 +102,11 @@ export class NodeLeases {
     });
     await this.#all();
     this.#conn.nc.publish(subject, this.#lease.instance);
+  }
+
+  /** Where a node says it joined or left (the subject keeps its first name: nodes of an older version listen on it). */
+  get #changedSubject(): string {
+    return `${this.#conn.prefix}.nodes.joined`;
   }
 
   private constructor(kv: KV, bucket: string, jsm: JetStreamManager, conn: ClusterConnection, logger: Logger, timings: LeaseTimings, apiUrl: string | null) {
@@ -232,7 +238,15 @@ export class NodeLeases {
     this.#joins?.unsubscribe();
     this.#joins = null;
     const stopped: NodeLease = { ...this.#lease, shares: this.#shares(), stoppedAt: Date.now() };
-    await this.#kv.put(this.#lease.nodeId, JSON.stringify(stopped)).catch((err: unknown) => this.#logger.debug({ err }, 'cluster_lease_release_failed'));
+    try {
+      await this.#kv.put(this.#lease.nodeId, JSON.stringify(stopped));
+      // The others read the leases again at once, as for a join: a change made through their API does not wait for
+      // this node to apply it (registry-bus.ts), and an address homed here is judged by a live node.
+      this.#conn.nc.publish(this.#changedSubject, this.#lease.instance);
+      await this.#conn.nc.flush(); // before the connection closes behind it
+    } catch (err) {
+      this.#logger.debug({ err }, 'cluster_lease_release_failed');
+    }
   }
 }
 

@@ -266,7 +266,14 @@ if (clusterSkip !== undefined) {
       await again.publishAsync(`devices/${spy}/marker`, 'm', { qos: 1 });
       // If it does not come, which of the messages before it did (twice a clean-clone CI waited for it in vain).
       await waitFor('the marker on D', () => (got.includes(`devices/${spy}/marker m`) ? true : undefined), 60_000).catch((err: Error) => {
-        throw new Error(`${err.message}; got ${JSON.stringify(got)}`);
+        // And where the session and the gateway's link stand on D (the replay, the feed), for the next diagnosis.
+        const session = onD(restarted);
+        const where = session === undefined ? 'no session' : {
+          replaying: session.replaying, streamFloor: session.streamFloor, queued: session.queuedCount, inflight: session.inflightCount,
+          connected: session.link !== null, subscriptions: [...session.subscriptions.keys()],
+        };
+        const counters = restarted.gatehouse.cluster!.links.counters().get(gateway.id);
+        throw new Error(`${err.message}; got ${JSON.stringify(got)}; session ${JSON.stringify(where)}; link ${JSON.stringify(counters)}`);
       });
       assert.deepEqual(got, [`devices/${spy}/cmd before`, `devices/${spy}/cmd while-down`, `devices/${spy}/marker m`]);
       assert.equal(got.some((m) => m.startsWith(`devices/${spy}/will`)), false, 'the will is not sent: the session resumed [MQTT-3.1.3-9]');

@@ -77,7 +77,7 @@ if (natsUrl === undefined) {
       await lapsing.close();
     });
 
-    test('a node that joins is counted by the nodes already there at once, not at their next look at the leases', { timeout: 30_000 }, async () => {
+    test('a node that joins is counted by the nodes already there at once, not at their next look at the leases; one that stops is no longer counted at once', { timeout: 30_000 }, async () => {
       // No renewal and no look at the leases during the test: only the join itself can tell the first node.
       const slow = { heartbeatMs: 120_000, leaseMs: 240_000 };
       const first = await NodeLeases.join(await open('join-1'), { apiUrl: null }, silentLogger, slow);
@@ -86,7 +86,10 @@ if (natsUrl === undefined) {
       assert.ok(second.liveInstances().includes(first.instance), 'the newcomer counts the nodes there');
       await waitFor('the first node to count the newcomer', () => first.liveInstances().includes(second.instance));
       assert.ok(first.liveInstances().includes(first.instance));
+      // A clean stop says so too: the change a node's API makes waits for the live nodes to apply it (registry-bus.ts),
+      // and must not wait for one that left.
       await second.close();
+      await waitFor('the first node to stop counting the node that left', () => !first.liveInstances().includes(second.instance));
       await first.close();
     });
 
