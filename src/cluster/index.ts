@@ -86,7 +86,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   return {
     connection,
     leases,
-    bus: new NatsRegistryBus(connection, logger, leases.instance, () => leases.liveInstances()),
+    bus: new NatsRegistryBus(connection, logger, leases.instance, () => leases.liveHearingChanges(), () => leases.hearsChanges()),
     links,
     reaper,
     throttles,

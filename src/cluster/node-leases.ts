@@ -30,6 +30,11 @@ export interface NodeLease {
   stoppedAt?: number;
   /** The shared groups' messages this process was handing its members at the renewal (dead-node-shares.ts). */
   shares?: SharesHeld;
+  /**
+   * This process hears the registry's changes (its bus subscribed): a change made elsewhere waits for its answer
+   * (registry-bus.ts). Absent while it starts, and from nodes of a version that does not answer.
+   */
+  hearsChanges?: true;
 }
 
 /** A lease as read from the bucket: with the NATS server's time of that write. */
@@ -144,6 +149,20 @@ export class NodeLeases {
     this.#timer.unref();
   }
 
+  /**
+   * This process hears the registry's changes from now on: its lease says so at once, and the other nodes read it at
+   * once (a change made through their API then waits for this node's answer too).
+   */
+  async hearsChanges(): Promise<void> {
+    this.#lease.hearsChanges = true;
+    await this.#renew();
+    try {
+      this.#conn.nc.publish(this.#changedSubject, this.#lease.instance);
+    } catch (err) {
+      this.#logger.debug({ err }, 'cluster_lease_announce_failed'); // the others' next look reads it
+    }
+  }
+
   /** Renews the lease now (it says what this node hands shared groups' members: a node joining a group first says it). */
   renew(): Promise<void> {
     return this.#renew();
@@ -192,6 +211,12 @@ export class NodeLeases {
   liveInstances(): readonly string[] {
     const now = Date.now();
     return this.#seen.filter((lease) => this.#isLive(lease, now)).map((lease) => lease.instance);
+  }
+
+  /** Of those, the ones that hear the registry's changes (`hearsChanges`): whose answer a change waits for. */
+  liveHearingChanges(): readonly string[] {
+    const now = Date.now();
+    return this.#seen.filter((lease) => lease.hearsChanges === true && this.#isLive(lease, now)).map((lease) => lease.instance);
   }
 
   /** Every lease in the bucket, one per node id ever used. */

@@ -7,7 +7,8 @@
  *
  * A change the API must not answer before it is in force everywhere (events.ts CONFIRMED_EVENTS) carries a reply
  * subject: each node answers it with its process's instance once the work the change started there settled (a
- * gateway started, its rules reloaded). The publisher waits for every other live process the leases name, at most
+ * gateway started, its rules reloaded). The publisher waits for every other live process whose lease says it hears
+ * the changes (node-leases.ts `hearsChanges`, written once its subscription is in force), at most
  * CONFIRM_WAIT_MS: a node that died a moment ago (its lease not lapsed yet) holds an answer no longer than that, and is
  * logged. Cut off from NATS, nothing is awaited: the others resync when they hear the bus again.
  */
@@ -41,20 +42,24 @@ export class NatsRegistryBus implements RegistryEventBus {
   readonly #subject: string;
   /** This process, as the leases name it (what it answers with). */
   readonly #instance: string;
-  /** The live processes, as the leases last said (this one included or not). */
+  /** The live processes that hear the registry's changes, as the leases last said (this one included or not). */
   readonly #live: () => readonly string[];
+  /** Told once this bus hears the other nodes' changes (the lease says so: node-leases.ts `hearsChanges`). */
+  readonly #hearing: () => Promise<void>;
   /** Where the other nodes' answers come to: `<inbox>.<change number>`. */
   #inbox: string | null = null;
   #answers: Subscription | null = null;
   #next = 0;
   readonly #awaited = new Map<number, Awaited>();
 
-  constructor(conn: ClusterConnection, logger: Logger, instance: string, live: () => readonly string[]) {
+  constructor(conn: ClusterConnection, logger: Logger, instance: string, live: () => readonly string[],
+    hearing: () => Promise<void> = () => Promise.resolve()) {
     this.#conn = conn;
     this.#logger = logger;
     this.#subject = `${conn.prefix}.registry`;
     this.#instance = instance;
     this.#live = live;
+    this.#hearing = hearing;
   }
 
   publish<K extends RegistryEventName>(name: K, payload: RegistryEventMap[K], confirm: boolean): Promise<void> | undefined {
@@ -145,6 +150,10 @@ export class NatsRegistryBus implements RegistryEventBus {
         else void applying.then(answer);
       },
     });
+    // Once the server has the subscription, the others may wait for this node's answers (a node that starts is not
+    // waited for before: what it reads at its start includes every change made until then).
+    this.#conn.nc.flush().then(() => this.#hearing(), (err: unknown) => this.#logger.warn({ err }, 'cluster_registry_subscription_unconfirmed'))
+      .catch((err: unknown) => this.#logger.warn({ err }, 'cluster_registry_hearing_unannounced'));
     let wasCutOff = false;
     const offState = this.#conn.onState((state) => {
       if (state === 'disconnected') wasCutOff = true;

@@ -86,6 +86,11 @@ if (natsUrl === undefined) {
       assert.ok(second.liveInstances().includes(first.instance), 'the newcomer counts the nodes there');
       await waitFor('the first node to count the newcomer', () => first.liveInstances().includes(second.instance));
       assert.ok(first.liveInstances().includes(first.instance));
+      // A change made through the first node's API waits for the nodes that hear the registry's changes: the newcomer
+      // once it says it does (its bus subscribed), not while it starts.
+      assert.equal(first.liveHearingChanges().includes(second.instance), false);
+      await second.hearsChanges();
+      await waitFor('the first node to wait for the newcomer\'s answers', () => first.liveHearingChanges().includes(second.instance));
       // A clean stop says so too: the change a node's API makes waits for the live nodes to apply it (registry-bus.ts),
       // and must not wait for one that left.
       await second.close();
