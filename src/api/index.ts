@@ -114,7 +114,7 @@ export function buildApi(deps: ApiDependencies): Api {
       void v1.register(deviceSessionRoutes, { registry: deps.registry, platform });
       void v1.register(streamRoutes, { platform });
       void v1.register(webhookRoutes, {
-        registry: deps.registry, stats: deps.webhookStats ?? (() => Promise.resolve(platform.webhookStatsById())), applied: () => platform.webhooks.settled(),
+        registry: deps.registry, stats: deps.webhookStats ?? (() => Promise.resolve(platform.webhookStatsById())),
       });
       void v1.register(parsingRoutes, {
         registry: deps.registry, platform, stats: deps.parsingStats ?? ((gatewayId) => Promise.resolve(platform.parsingStats(gatewayId))),

@@ -35,6 +35,7 @@
  */
 import type { MovedSession, Qos2Intent, StoredDelivery, StoredSubscription } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
+import { settledWithin } from '../core/settled-within.ts';
 import type { SessionOwnership } from './session-ownership.ts';
 import { MAX_EPOCH_USES, type SessionState } from './session-records.ts';
 
@@ -156,7 +157,7 @@ export class SessionStates {
    */
   settled(): Promise<void> | undefined {
     if (this.#pending.size === 0) return undefined;
-    return allWithin([...this.#pending], SETTLE_TIMEOUT_MS);
+    return settledWithin(Promise.all(this.#pending), SETTLE_TIMEOUT_MS);
   }
 
   /**
@@ -399,7 +400,7 @@ export class SessionStates {
   saveAll(): Promise<void> {
     const writes: Promise<boolean>[] = [];
     for (const t of this.#tracked.values()) if (t.dirty) writes.push(this.#save(t));
-    return writes.length === 0 ? Promise.resolve() : allWithin(writes, SAVE_ALL_TIMEOUT_MS);
+    return writes.length === 0 ? Promise.resolve() : settledWithin(Promise.all(writes), SAVE_ALL_TIMEOUT_MS);
   }
 
   #writeFloors(): void {
@@ -412,13 +413,6 @@ export class SessionStates {
     clearInterval(this.#timer);
     this.#tracked.clear();
   }
-}
-
-/** Resolves once every write settled (a write resolves false when it fails), or after `ms`, whichever is first. */
-function allWithin(writes: readonly Promise<boolean>[], ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
-  return Promise.race([Promise.all(writes).then(() => undefined), late]).finally(() => clearTimeout(timer));
 }
 
 /**

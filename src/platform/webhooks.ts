@@ -332,11 +332,6 @@ export class WebhookDispatcher {
     return this.#reloading;
   }
 
-  /** Resolves once the reloads asked for so far are done: an event published after it reaches the webhooks as they are now. */
-  settled(): Promise<void> {
-    return this.#reloading;
-  }
-
   ids(): string[] {
     return [...this.#endpoints.keys()];
   }

@@ -12,6 +12,7 @@
  * rules is never answered while another node still delivers what they now refuse.
  */
 import type { Logger } from '../core/logger.ts';
+import { settledWithin } from '../core/settled-within.ts';
 import type { RegistryEventBus } from './event-bus.ts';
 
 /** Top-level gateway fields an edit may change; the runtime uses them to decide what to reload. */
@@ -96,7 +97,7 @@ export class RegistryEvents implements RegistryEventSource {
   readonly #listeners = new Map<RegistryEventName, Set<(payload: never, meta: EventMeta) => unknown>>();
   readonly #logger: Logger;
   #bus: RegistryEventBus | null = null;
-  /** Changes emitted here so far (`emitted`), and those not yet applied everywhere, by their number. */
+  /** Changes emitted here that started work to wait for (`emitted`), and those not yet applied everywhere, by their number. */
   #emitted = 0;
   readonly #applying = new Map<number, Promise<void>>();
 
@@ -133,7 +134,7 @@ export class RegistryEvents implements RegistryEventSource {
   emit<K extends RegistryEventName>(name: K, payload: RegistryEventMap[K]): void {
     const here = this.#dispatch(name, payload, LOCAL);
     const elsewhere = this.#bus !== null && SHARED_EVENTS.has(name) ? this.#bus.publish(name, payload, CONFIRMED_EVENTS.has(name)) : undefined;
-    const work = [here === undefined ? undefined : within(here, LOCAL_APPLY_WAIT_MS), elsewhere].filter((p) => p !== undefined);
+    const work = [here === undefined ? undefined : settledWithin(here, LOCAL_APPLY_WAIT_MS), elsewhere].filter((p) => p !== undefined);
     if (work.length === 0) return;
     const number = ++this.#emitted;
     const applying = Promise.all(work).then(() => undefined);
@@ -141,7 +142,7 @@ export class RegistryEvents implements RegistryEventSource {
     void applying.finally(() => this.#applying.delete(number));
   }
 
-  /** How many changes were emitted here so far: `applied(since)` waits for those after it. */
+  /** How many changes emitted here so far started work to wait for: `applied(since)` waits for those after it. */
   get emitted(): number {
     return this.#emitted;
   }
@@ -173,14 +174,4 @@ export class RegistryEvents implements RegistryEventSource {
     return Promise.all(work.map((p) => p.catch((error: unknown) => this.#logger.error({ err: error, event: name }, 'registry_listener_failed'))))
       .then(() => undefined);
   }
-}
-
-/** `work`, or resolved after `ms` if it takes longer (the timer does not hold the process). */
-function within(work: Promise<void>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
-    timer.unref();
-  });
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }

@@ -17,18 +17,11 @@ export interface WebhookRoutesOptions {
   registry: Registry;
   /** Every webhook's delivery counters by id: this process's, or under GATEHOUSE_WORKERS the machine's. */
   stats: () => Promise<Record<string, WebhookStats>>;
-  /**
-   * Resolves once this process delivers to the webhooks as they are now: a change is answered after it, so a message
-   * published once the answer is in reaches a webhook just added (before, it could be published while the dispatcher
-   * was still reading the webhooks, and the new one missed it). The other nodes' (and workers') reads are awaited too
-   * (api/index.ts answerOnceApplied).
-   */
-  applied: () => Promise<void>;
 }
 
 const tags = ['webhooks'];
 
-export const webhookRoutes: FastifyPluginCallbackTypebox<WebhookRoutesOptions> = (app, { registry, stats, applied }, done) => {
+export const webhookRoutes: FastifyPluginCallbackTypebox<WebhookRoutesOptions> = (app, { registry, stats }, done) => {
   const withStats = async <W extends Webhook>(webhooks: W[]) => {
     const all = await stats();
     return webhooks.map((w) => {
@@ -41,7 +34,6 @@ export const webhookRoutes: FastifyPluginCallbackTypebox<WebhookRoutesOptions> =
     schema: { tags, summary: 'Add a webhook (the answer shows its signing secret, once)', body: WebhookCreateBody, response: { 201: WebhookView, ...errorResponses } },
   }, async (request, reply) => {
     const created = await registry.webhooks.create(request.body);
-    await applied();
     return reply.status(201).send(created);
   });
 
@@ -57,7 +49,6 @@ export const webhookRoutes: FastifyPluginCallbackTypebox<WebhookRoutesOptions> =
     schema: { tags, summary: 'Edit a webhook', params: WebhookParams, body: WebhookUpdateBody, response: { 200: WebhookView, ...errorResponses } },
   }, async (request) => {
     const updated = await registry.webhooks.update(request.params.id, request.body);
-    await applied();
     return updated;
   });
 
@@ -65,7 +56,6 @@ export const webhookRoutes: FastifyPluginCallbackTypebox<WebhookRoutesOptions> =
     schema: { tags, summary: 'Delete a webhook and its dead letters', params: WebhookParams, response: { 204: Type.Null({ description: 'Deleted' }), ...errorResponses } },
   }, async (request, reply) => {
     await registry.webhooks.delete(request.params.id);
-    await applied();
     return reply.status(204).send(null);
   });
 
