@@ -59,10 +59,12 @@ const settleTimer = setInterval(() => {
   settled = [];
   journal?.settled(ids);
 }, 200);
-const tap = new UplinkTap({ broker, config: { dataParsing: { enabled: values['no-parsing'] !== true, script: SCRIPT } } }, parser, (u) => {
-  if (u.outcome?.ok === true) parsed++;
-  else if (u.outcome !== null && u.outcome.kind !== 'dropped' && u.outcome.kind !== 'shed') failed++;
-  if (u.ticket !== null) settled.push(u.ticket);
+const tap = new UplinkTap({ broker, config: { dataParsing: { enabled: values['no-parsing'] !== true, script: SCRIPT } } }, parser, {
+  uplink: (u) => {
+    if (u.outcome?.ok === true) parsed++;
+    else if (u.outcome !== null && u.outcome.kind !== 'dropped' && u.outcome.kind !== 'shed') failed++;
+    if (u.ticket !== null) settled.push(u.ticket);
+  },
 }, journal);
 
 const listeners = [await listen(broker, { host: '127.0.0.1', port: Number(values.port) })];

@@ -10,7 +10,7 @@ import { RC } from '../mqtt/reason-codes.ts';
 import type { Logger } from '../core/logger.ts';
 import { logText } from '../core/log-text.ts';
 import type { GatewayRuntimeConfig } from '../registry/types.ts';
-import type { ConnectionEventSink, DeviceIdentity, GatewayDirectory, SessionAccess } from './ports.ts';
+import type { ConnectionEventSink, DeviceIdentity, DevicePresence, GatewayDirectory, SessionAccess } from './ports.ts';
 import { certificateStepReason, denyReason, unavailableReason, type Provider } from './connection-reasons.ts';
 import { ConnectionEventReporter } from './connection-event-reporter.ts';
 import { compileSessionAcl } from './acl/index.ts';
@@ -114,6 +114,13 @@ export class GatewayInstance {
   /** Device certificate verification, OCSP stapling and client OCSP checks. */
   readonly #certificates: CertificateChecks;
   readonly #events: ConnectionEventReporter;
+  /** Told of every connection and disconnection of a device (the platform's tap). */
+  readonly #presenceListeners = new Set<(presence: DevicePresence) => void>();
+  /**
+   * Per device, its last presence record still being written: the next one starts after it, so the registry's
+   * record ends as the engine saw the device last (a takeover's offline, then its online, written in that order).
+   */
+  readonly #recording = new Map<string, Promise<boolean>>();
 
   constructor(config: GatewayRuntimeConfig, deps: GatewayInstanceDeps) {
     this.#config = config;
@@ -568,20 +575,49 @@ export class GatewayInstance {
       const session = this.broker.getSession(client.clientId);
       if (session !== undefined) this.#revokeRefused(session, access.acl);
     }
-    this.#deps.directory
-      .recordDeviceConnected(identity.productKey, identity.deviceName, {
-        clientAddress: client.remoteAddress ?? null, at: new Date(), ...(identity.certificate !== undefined ? { certificate: identity.certificate } : {}),
-      })
-      .then(() => undefined)
-      .catch((err: unknown) => this.#log.error({ err, deviceName: identity.deviceName }, 'device_state_update_failed'));
+    const at = new Date();
+    const clientAddress = client.remoteAddress ?? null;
+    // Told even if the record fails: the device is connected all the same.
+    const recorded = this.#record(identity.deviceName, () => this.#deps.directory.recordDeviceConnected(identity.productKey, identity.deviceName, {
+      clientAddress, at, ...(identity.certificate !== undefined ? { certificate: identity.certificate } : {}),
+    }).then(() => true));
+    this.#tellPresence({ type: 'online', identity, at, clientAddress, recorded });
   }
 
   #deviceDisconnected(client: ClientInfo, reason: string): void {
     const identity = client.identity as DeviceIdentity | undefined;
     if (identity === undefined) return;
     this.#log.debug({ deviceName: identity.deviceName, reason }, 'device_offline');
-    this.#deps.directory
-      .recordDeviceDisconnected(identity.productKey, identity.deviceName, { at: new Date() })
-      .catch((err: unknown) => this.#log.error({ err, deviceName: identity.deviceName }, 'device_state_update_failed'));
+    const at = new Date();
+    const recorded = this.#record(identity.deviceName, () => this.#deps.directory.recordDeviceDisconnected(identity.productKey, identity.deviceName, { at }));
+    this.#tellPresence({ type: 'offline', identity, at, clientAddress: null, recorded });
+  }
+
+  /** Listens to the gateway's devices coming online and going offline (returns the unsubscribe). */
+  observePresence(listener: (presence: DevicePresence) => void): () => void {
+    this.#presenceListeners.add(listener);
+    return () => this.#presenceListeners.delete(listener);
+  }
+
+  #tellPresence(presence: DevicePresence): void {
+    for (const listener of this.#presenceListeners) listener(presence);
+  }
+
+  /**
+   * Writes a device's presence after its previous write settled. Resolves whether it was recorded; a failed write
+   * is logged and counts as recorded (what the engine saw is still told).
+   */
+  #record(deviceName: string, write: () => Promise<boolean>): Promise<boolean> {
+    const guarded = (): Promise<boolean> => write().catch((err: unknown) => {
+      this.#log.error({ err, deviceName }, 'device_state_update_failed');
+      return true;
+    });
+    const previous = this.#recording.get(deviceName);
+    const recorded = previous === undefined ? guarded() : previous.then(guarded);
+    this.#recording.set(deviceName, recorded);
+    void recorded.then(() => {
+      if (this.#recording.get(deviceName) === recorded) this.#recording.delete(deviceName);
+    });
+    return recorded;
   }
 }

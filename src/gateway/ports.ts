@@ -38,6 +38,20 @@ export interface DeviceIdentity {
   access?: SessionAccess;
 }
 
+/**
+ * A device came online or went offline on a gateway, as its engine saw it: told synchronously, in the engine's
+ * order. `recorded` settles once the registry has it: false when it did not record it (a disconnection of a device
+ * online on another node since, or deleted meanwhile), so nothing should announce it. Never rejects.
+ */
+export interface DevicePresence {
+  readonly type: 'online' | 'offline';
+  readonly identity: DeviceIdentity;
+  readonly at: Date;
+  /** The client's address, for `online`. */
+  readonly clientAddress: string | null;
+  readonly recorded: Promise<boolean>;
+}
+
 /** A connection's access rules: the inputs kept so an edit of the gateway can recompile them live. */
 export interface SessionAccess {
   acl: SessionAcl;

@@ -52,3 +52,15 @@ test('a large parsed result counts toward the byte bound, not a fixed allowance'
   assert.ok(hub.replayBytes <= 100_000, `${hub.replayBytes} bytes kept`);
   assert.deepEqual(hub.replayAfter('', {}).map((e) => e.id), ['p8', 'p9'], 'two results of ~40 KB fit in 100 KB');
 });
+
+test('a resume continues after the event it names by place in the ring: a message published after a later-id event is not skipped', { timeout: 5_000 }, () => {
+  const hub = new EventHub(10);
+  // A parsed message's id is of when it arrived ('10'); it is published after another device's presence ('20').
+  hub.publish(presence('20', 'b'));
+  hub.publish(message('10', 1));
+  hub.publish(presence('30', 'b', 'offline'));
+  assert.deepEqual(hub.replayAfter('20', {}).map((e) => e.id), ['10', '30'], 'the id order alone would skip 10');
+  assert.deepEqual(hub.replayAfter('10', {}).map((e) => e.id), ['30']);
+  // An id no longer in the ring: by time, as before.
+  assert.deepEqual(hub.replayAfter('15', {}).map((e) => e.id), ['20', '30']);
+});

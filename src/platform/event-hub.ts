@@ -59,15 +59,20 @@ export class EventHub {
   }
 
   /**
-   * Buffered events after `lastId` that match, oldest first. Ids sort by time, so an id older than
-   * the whole buffer replays all of it (what was lost before that is gone).
+   * Buffered events published after the one with id `lastId` that match, oldest first: by place, not by id,
+   * since ids sort by when a message arrived and a parsed message is published later than events of other
+   * devices that came after it. An id no longer buffered (or from elsewhere) falls back to the ids' time
+   * order: one older than the whole buffer replays all of it (what was lost before that is gone).
    */
   replayAfter(lastId: string, filter: EventFilter): PlatformEvent[] {
-    const out: PlatformEvent[] = [];
     const start = (this.#next - this.#size + this.#ring.length) % this.#ring.length;
-    for (let i = 0; i < this.#size; i++) {
-      const event = this.#ring[(start + i) % this.#ring.length]!;
-      if (event.id > lastId && matches(filter, event)) out.push(event);
+    const at = (i: number): PlatformEvent => this.#ring[(start + i) % this.#ring.length]!;
+    let after = -1;
+    for (let i = this.#size - 1; i >= 0 && after < 0; i--) if (at(i).id === lastId) after = i;
+    const out: PlatformEvent[] = [];
+    for (let i = after + 1; i < this.#size; i++) {
+      const event = at(i);
+      if ((after >= 0 || event.id > lastId) && matches(filter, event)) out.push(event);
     }
     return out;
   }

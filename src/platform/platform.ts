@@ -8,7 +8,7 @@ import type { Logger } from '../core/logger.ts';
 import type { DirectDelivery, DirectOutcome } from '../broker/index.ts';
 import type { GatewayInstance } from '../gateway/instance.ts';
 import type { InstanceChange } from '../gateway/runtime.ts';
-import type { DeviceIdentity } from '../gateway/ports.ts';
+import type { DeviceIdentity, DevicePresence } from '../gateway/ports.ts';
 import type {
   GatewayRuntimeConfig, MessageQuery, MessageRecord, MessageRepository, PropertyMergeResult, RegistryEventSource,
 } from '../registry/index.ts';
@@ -174,8 +174,6 @@ export class Platform {
       events.on('webhook.changed', () => this.webhooks.reload()), // its promise: the API answers once it is read again
       // Counters of a deleted gateway go with it (its tap is closed when the runtime stops it).
       events.on('gateway.deleted', ({ gatewayId }) => this.#parsers.delete(gatewayId)),
-      events.on('device.connected', (d) => this.#presence('online', d.gatewayId, d.productKey, d.deviceName, d.at, d.clientAddress)),
-      events.on('device.disconnected', (d) => this.#presence('offline', d.gatewayId, d.productKey, d.deviceName, d.at)),
       this.#deps.runtime.observeInstances((change, instance) => this.#instanceChanged(change, instance)),
     );
     const peers = this.#deps.peers;
@@ -446,7 +444,10 @@ export class Platform {
       return;
     }
     const parser = this.#parserFor(gatewayId, instance.config.name);
-    this.#taps.set(gatewayId, new UplinkTap(instance, parser, (uplink) => this.#received(uplink), this.#journal ?? undefined));
+    // A device's presence comes through its gateway's tap, in order with its messages (not from the registry's
+    // device.connected, which comes once the record is written: after the messages the device sent meanwhile).
+    const output = { uplink: (uplink: Uplink): void => this.#received(uplink), presence: (presence: DevicePresence): void => this.#presence(presence) };
+    this.#taps.set(gatewayId, new UplinkTap(instance, parser, output, this.#journal ?? undefined));
   }
 
   #parserFor(gatewayId: string, name: string): GatewayParser {
@@ -550,10 +551,12 @@ export class Platform {
     this.#deps.peers?.share({ kind: 'event', event });
   }
 
-  #presence(type: 'online' | 'offline', gatewayId: string, productKey: string, deviceName: string, at: string, clientAddress?: string | null): void {
+  #presence({ type, identity, at, clientAddress }: DevicePresence): void {
+    if (this.#closed) return;
+    const { gatewayId, productKey, deviceName } = identity;
     const event: Exclude<PlatformEvent, { type: 'message' }> = {
       id: newEventId(), type, gatewayId, deviceName,
-      data: { gatewayId, productKey, deviceName, at, ...(clientAddress === undefined ? {} : { clientAddress }) },
+      data: { gatewayId, productKey, deviceName, at: at.toISOString(), ...(type === 'online' ? { clientAddress } : {}) },
     };
     this.#publishLocal(event);
   }

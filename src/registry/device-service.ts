@@ -203,13 +203,15 @@ export class DeviceService {
     return this.#withProperties(record);
   }
 
-  async recordDisconnected(productKey: string, deviceName: string, at: Date): Promise<void> {
+  /** Whether it was recorded (and announced). */
+  async recordDisconnected(productKey: string, deviceName: string, at: Date): Promise<boolean> {
     const product = await this.#ctx.storage.products.get(productKey);
     const record = await this.#ctx.storage.devices.get(productKey, deviceName);
-    if (!product || !record) return; // deleted while connected: nothing left to record
+    if (!product || !record) return false; // deleted while connected: nothing left to record
     // A device that has connected to another node since is still online there: not recorded, not announced.
-    if (!(await this.#ctx.storage.devices.markOffline(productKey, deviceName, this.#ctx.nodeId, at.toISOString()))) return;
+    if (!(await this.#ctx.storage.devices.markOffline(productKey, deviceName, this.#ctx.nodeId, at.toISOString()))) return false;
     this.#ctx.events.emit('device.disconnected', { ...this.#ref(product, record), at: at.toISOString() });
+    return true;
   }
 
   /**

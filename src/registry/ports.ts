@@ -470,9 +470,10 @@ export interface RegistryForDataPlane {
   recordDeviceConnected(productKey: string, deviceName: string, info: DeviceConnectionInfo): Promise<Device>;
   /**
    * The device went offline. Do not record the end of a connection that another one of the same device
-   * took over: the device is still online, through the new connection.
+   * took over: the device is still online, through the new connection. Resolves whether it was recorded
+   * (false: that, or the device is gone).
    */
-  recordDeviceDisconnected(productKey: string, deviceName: string, info: { at: Date }): Promise<void>;
+  recordDeviceDisconnected(productKey: string, deviceName: string, info: { at: Date }): Promise<boolean>;
   /**
    * ONLINE devices of the gateway go OFFLINE: every one (`all`: the listener stopped everywhere, or a single
    * process restarted), or those this node held (`node`: a cluster node restarted; the others' stay ONLINE).

@@ -108,7 +108,7 @@ export class Registry implements RegistryForDataPlane {
     return this.devices.recordConnected(productKey, deviceName, info);
   }
 
-  recordDeviceDisconnected(productKey: string, deviceName: string, info: { at: Date }): Promise<void> {
+  recordDeviceDisconnected(productKey: string, deviceName: string, info: { at: Date }): Promise<boolean> {
     return this.devices.recordDisconnected(productKey, deviceName, info.at);
   }
 

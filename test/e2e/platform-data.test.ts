@@ -7,6 +7,7 @@
  */
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { setTimeout as delay } from 'node:timers/promises';
 import { getPki, type SharedPki } from '../harness/pki.ts';
 import { removeDataDir, startTestGatehouse, TEST_ADMIN_TOKEN, type TestGatehouse } from '../harness/gatehouse.ts';
 import { inProcessOnly, testWorkers } from '../harness/gatehouse-workers.ts';
@@ -254,6 +255,34 @@ test('the SSE stream delivers messages and online/offline events, filtered, and 
   assert.equal(bad.status, 400);
   const docs = await (await fetch(`${gh.gatehouse.url}/api/docs/json`)).json() as { paths: Record<string, unknown> };
   for (const p of ['/api/v1/stream', '/api/v1/messages', '/api/v1/webhooks', '/api/v1/gateways/{id}/parsing/test']) assert.ok(p in docs.paths, p);
+});
+
+test('a device\'s online comes before its messages and its offline after them, however long its record or its parsing takes', {
+  timeout: 30_000, skip: inProcessOnly('slows the test process\'s own registry'),
+}, async (t) => {
+  const registry = gh.gatehouse.registry;
+  const recordConnected = registry.recordDeviceConnected.bind(registry);
+  t.after(() => { registry.recordDeviceConnected = recordConnected; });
+  restoreSensorScriptAfter(t);
+  // Every call runs out its 50 ms limit: each message's outcome comes well after the engine accepted it, and the
+  // last one's after the device's disconnect was recorded.
+  await setScript('function transformPayload() { for (;;) {} }', `/${gw.productKey}/sensor-02/user/update`, (m) => m.parseError?.startsWith('timeout') === true);
+  // The registry takes 500 ms to record the connection: the device's messages are parsed long before.
+  registry.recordDeviceConnected = async (...args) => {
+    await delay(500);
+    return recordConnected(...args);
+  };
+  const stream = await openStream(`${gh.gatehouse.url}/api/v1/stream?gatewayId=${gw.id}&deviceName=sensor-01`, { authorization: `Bearer ${TEST_ADMIN_TOKEN}` });
+  try {
+    const sensor = await clients.connect(gw.port, 'sensor-01', { clientId: 'c-order' });
+    for (const n of [1, 2, 3]) await sensor.publishAsync(`/${gw.productKey}/sensor-01/user/order`, Buffer.from([n]), { qos: 1 });
+    await sensor.endAsync();
+    const events = await stream.take(5, 20_000);
+    const seen = events.map((e) => (e.event === 'message' ? `message ${Buffer.from((e.data as unknown as MessageJson).payload, 'base64').toString('hex')}` : e.event));
+    assert.deepEqual(seen, ['online', 'message 01', 'message 02', 'message 03', 'offline']);
+  } finally {
+    stream.close();
+  }
 });
 
 test('a downlink reaches a subscribed device at QoS 0 and QoS 1 (acknowledged); offline and unsubscribed are reported', { timeout: 5_000 }, async () => {
