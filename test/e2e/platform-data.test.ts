@@ -285,6 +285,30 @@ test('a device\'s online comes before its messages and its offline after them, h
   }
 });
 
+test('a takeover whose disconnection is recorded slowly leaves the device ONLINE: a device\'s records are written in the engine\'s order', {
+  timeout: 30_000, skip: inProcessOnly('slows the test process\'s own registry'),
+}, async (t) => {
+  const registry = gh.gatehouse.registry;
+  const recordDisconnected = registry.recordDeviceDisconnected.bind(registry);
+  t.after(() => { registry.recordDeviceDisconnected = recordDisconnected; });
+  registry.recordDeviceDisconnected = async (...args) => {
+    await delay(300);
+    return recordDisconnected(...args);
+  };
+  const stream = await openStream(`${gh.gatehouse.url}/api/v1/stream?gatewayId=${gw.id}&deviceName=sensor-01`, { authorization: `Bearer ${TEST_ADMIN_TOKEN}` });
+  try {
+    await clients.connect(gw.port, 'sensor-01', { clientId: 'c-takeover' });
+    await clients.connect(gw.port, 'sensor-01', { clientId: 'c-takeover' }); // [MQTT-3.1.4-3] the first connection is closed
+    const events = await stream.take(3, 20_000);
+    assert.deepEqual(events.map((e) => e.event), ['online', 'offline', 'online']);
+    // Each event is told once its record is written: all three are, and the last one written is the online.
+    const device = await gh.api<{ status: string }>('GET', `/products/${gw.productKey}/devices/sensor-01`);
+    assert.equal(device.json.status, 'ONLINE');
+  } finally {
+    stream.close();
+  }
+});
+
 test('a downlink reaches a subscribed device at QoS 0 and QoS 1 (acknowledged); offline and unsubscribed are reported', { timeout: 5_000 }, async () => {
   const device = await clients.connect(gw.port, 'sensor-01', { clientId: 'c-downlink' });
   const setTopic = `/sys/${gw.productKey}/sensor-01/thing/service/property/set`;
