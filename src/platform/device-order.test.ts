@@ -11,11 +11,14 @@ test('a device\'s items are handed on in the order they came, each once ready; o
   order.ready('a', () => out.push('a:message-3'));
   order.ready('b', () => out.push('b:message'));
   assert.deepEqual(out, ['b:message'], 'b has nothing pending; a waits for its online');
+  assert.equal(order.holds('a'), true);
+  assert.equal(order.holds('b'), false);
   parsed(() => out.push('a:message-2'));
   assert.deepEqual(out, ['b:message'], 'ready, but behind the online');
   online(() => out.push('a:online'));
   assert.deepEqual(out, ['b:message', 'a:online', 'a:message-1', 'a:message-2', 'a:message-3']);
   assert.equal(order.devicesWaiting, 0, 'nothing kept once handed on');
+  assert.equal(order.holds('a'), false);
   order.ready('a', () => out.push('a:message-4'));
   assert.equal(out.at(-1), 'a:message-4', 'handed on at once again');
 });

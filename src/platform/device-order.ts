@@ -24,6 +24,11 @@ export class DeviceOrder {
     return this.#waiting.size;
   }
 
+  /** Whether an item of the device waits (a ready one would be held): one lookup, none while nothing waits at all. */
+  holds(device: string): boolean {
+    return this.#waiting.size !== 0 && this.#waiting.has(device);
+  }
+
   /** An item ready now: handed on at once unless an earlier item of its device is not ready yet. */
   ready(device: string, handOn: () => void): void {
     const held = this.#waiting.get(device);

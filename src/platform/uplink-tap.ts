@@ -112,7 +112,7 @@ export class UplinkTap {
     for (const uplink of due) {
       const parsing = this.parser.submit(uplink, this.#parsed);
       if (parsing === null) {
-        this.#order.ready(uplink.deviceName, () => this.#output.uplink(uplink));
+        this.#handOn(uplink);
       } else if (parsing === 'queued') {
         this.#parsing.set(uplink, this.#order.pending(uplink.deviceName));
         // A payload that is a view of the socket read it came in would keep that whole read's memory alive while it
@@ -121,10 +121,16 @@ export class UplinkTap {
       } else {
         // Not parsed (the queue is full, the script does not compile): known at once.
         uplink.outcome = parsing;
-        this.#order.ready(uplink.deviceName, () => this.#output.uplink(uplink));
+        this.#handOn(uplink);
       }
     }
   };
+
+  /** An uplink ready now: handed on at once, unless its device waits for an earlier item (no closure made then). */
+  #handOn(uplink: Uplink): void {
+    if (this.#order.holds(uplink.deviceName)) this.#order.ready(uplink.deviceName, () => this.#output.uplink(uplink));
+    else this.#output.uplink(uplink);
+  }
 
   /** A queued uplink's outcome: one function for them all. */
   readonly #parsed = (uplink: Uplink, outcome: ParseOutcome): void => {
