@@ -729,6 +729,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
         return placed;
       },
       retained: (message) => this.contain(() => this.#followRetained(message), 'cluster_retained_failed', message.senderId),
+      retainedHeld: () => this.#retainedHeld(),
       cutOff: () => this.#cutOff(),
       sessionMoved: (clientId) => this.contain(() => this.#sessionMoved(clientId), 'cluster_session_moved_failed', clientId),
       publishWill: (will) => this.contain(() => {
@@ -870,6 +871,13 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   #followRetained(message: Message): void {
     this.retained.replicate(message);
     this.#journal?.retained(message.topic, message.payload.length === 0 ? null : message);
+  }
+
+  *#retainedHeld(): Generator<Message> {
+    for (const topic of this.retained.topics()) {
+      const message = this.retained.get(topic, Date.now());
+      if (message !== undefined) yield message;
+    }
   }
 
   /**

@@ -147,6 +147,11 @@ export interface LinkEndpoint {
    */
   retained(message: Message): void;
   /**
+   * Every retained message this engine holds now, read one by one as iterated (a payload that left memory is read
+   * back from the engine's store then): for the cluster's store when it lost what it held.
+   */
+  retainedHeld(): Iterable<Message>;
+  /**
    * This node has been cut off from the cluster longer than its lease: the other nodes count it dead
    * (they may take its sessions over), so its clients must go and reconnect to a node that is alive.
    */

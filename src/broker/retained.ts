@@ -174,6 +174,11 @@ export class RetainedStore {
     this.#uncache(old);
   }
 
+  /** Every topic with a retained message now (`get` reads each one; a topic may expire or be cleared meanwhile). */
+  topics(): IterableIterator<string> {
+    return this.#byTopic.keys();
+  }
+
   /** Retained messages matching a filter; expired ones are dropped on the way [MQTT-3.3.2-5]. */
   match(filter: string, now: number): RetainedRef[] {
     const out: RetainedRef[] = [];

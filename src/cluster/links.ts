@@ -121,7 +121,7 @@ export class NatsClusterLinks {
     let counters = this.#counters.get(gatewayId);
     if (counters === undefined) {
       this.#counters.set(gatewayId, (counters = {
-        forwarded: 0, received: 0, malformed: 0, forwardFailed: 0, forwardDropped: 0, retainedStored: 0, retainedTooLarge: 0, ...sharedCounters(),
+        forwarded: 0, received: 0, malformed: 0, forwardFailed: 0, forwardDropped: 0, retainedStored: 0, retainedTooLarge: 0, retainedPutBack: 0, ...sharedCounters(),
         stored: 0, storeRefused: 0, storeRetried: 0, storeDuplicates: 0, storedReceived: 0, storeDropped: 0, replayed: 0, replayReads: 0,
       }));
     }
@@ -460,7 +460,7 @@ class NatsGatewayLink implements ClusterLink {
 
   bind(endpoint: LinkEndpoint): void {
     this.#endpoint = endpoint;
-    this.#retained.start((message) => this.#endpoint?.retained(message));
+    this.#retained.start((message) => this.#endpoint?.retained(message), () => this.#endpoint?.retainedHeld() ?? []);
     this.shared.start((group, filter, nodes) => this.#endpoint?.sharedElsewhere(group, filter, nodes));
   }
 

@@ -5,7 +5,7 @@ import type { LinkCounters, NatsClusterLinks } from './links.ts';
 import type { NatsPlatformPeers, PeerCounters } from './platform-peers.ts';
 
 const KINDS: readonly (keyof LinkCounters)[] = [
-  'forwarded', 'received', 'malformed', 'forwardFailed', 'forwardDropped', 'retainedStored', 'retainedTooLarge',
+  'forwarded', 'received', 'malformed', 'forwardFailed', 'forwardDropped', 'retainedStored', 'retainedTooLarge', 'retainedPutBack',
   'sharedSent', 'sharedReceived', 'sharedRepicked', 'sharedUndeliverable', 'sharedUntracked', 'sharedDropped',
   'stored', 'storeRefused', 'storeRetried', 'storeDuplicates', 'storedReceived', 'storeDropped', 'replayed', 'replayReads',
 ];
@@ -31,6 +31,7 @@ export function registerClusterMetrics(registry: Registry, node: { connection: C
     help: 'Messages of a gateway between this node and the others: forwarded, received, malformed (dropped), forward_failed (dropped), '
       + 'forward_dropped and shared_dropped (QoS 0, not sent: NATS had not confirmed 8 MiB of this node\'s publishes before them), '
       + 'retained_stored (retained messages written to the cluster\'s store), retained_too_large (over NATS max_payload: kept on this node only), '
+      + 'retained_put_back (this node\'s retained messages written again to the cluster\'s store after it lost them: NATS back without its store), '
       + 'shared_sent / shared_received (messages for a shared group\'s member on another node: picked there at a QoS 1/2 '
       + 'message\'s store, or a QoS 0 one sent there), shared_repicked (sent again: that node died '
       + 'before its member completed them, or had no member left), shared_undeliverable (no member left, dropped), shared_untracked '

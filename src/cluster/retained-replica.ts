@@ -15,6 +15,12 @@
  * the bucket held when it was called (a new subscription's retained messages wait for it): a retained
  * message acknowledged on one node is seen at once by a subscriber on any other. The messages survive any
  * node's death: they live in JetStream.
+ *
+ * A NATS server back without its store (a lost disk) has the bucket made again, empty (connection.ts): each node
+ * sees the bucket's stream is another one (its creation time changed), reads it from its start and puts back every
+ * retained message its engine holds, each only where the new bucket has nothing for its topic (a create, never a
+ * put: a message set or cleared since the loss, on any node, is newer and stays). A node that starts later then
+ * gets the retained messages set before the loss too.
  */
 import { createHash } from 'node:crypto';
 import type { KV, KvWatchEntry } from '@nats-io/kv';
@@ -23,6 +29,8 @@ import type { Message } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ClusterConnection } from './connection.ts';
 import { decodeMessage, encodeMessage } from './wire.ts';
+import { isRefusal } from './message-stream.ts';
+import { settledWithin } from '../core/settled-within.ts';
 
 /** How long a subscription's retained messages wait for this node to catch up with the bucket (NATS away: they go anyway). */
 const SETTLE_TIMEOUT_MS = 5_000;
@@ -34,6 +42,8 @@ export interface RetainedCounters {
   retainedStored: number;
   /** Retained messages larger than NATS carries (its max_payload, 1 MiB by default): kept on this node only. */
   retainedTooLarge: number;
+  /** Retained messages this node put back into the cluster's store after it lost them (NATS back without its store). */
+  retainedPutBack: number;
 }
 
 export class RetainedReplica {
@@ -44,10 +54,14 @@ export class RetainedReplica {
   #kv: Promise<KV> | null = null;
   /** Writes go one after the other: a retried write must not land after a later one of the same topic. */
   #writes: Promise<void> = Promise.resolve();
+  /** Put-backs go one after the other too (a second loss during one starts after it). */
+  #puttingBack: Promise<void> = Promise.resolve();
   /** The highest bucket revision this node has applied. */
   #applied = 0;
   #waiters: { revision: number; resolve: () => void }[] = [];
   #watch: QueuedIterator<KvWatchEntry> | null = null;
+  /** The bucket's stream as last seen (its creation time): another one means the store lost what it held. */
+  #identity: string | undefined;
   #closed = false;
   readonly #offState: () => void;
 
@@ -75,15 +89,21 @@ export class RetainedReplica {
     return this.#kv;
   }
 
-  /** Follows the bucket into `apply` until closed: its current set first, then every change, in order. */
-  start(apply: (message: Message) => void): void {
-    void this.#follow(apply);
+  /**
+   * Follows the bucket into `apply` until closed: its current set first, then every change, in order. `held`:
+   * the engine's retained messages now, put back should the bucket lose them.
+   */
+  start(apply: (message: Message) => void, held: () => Iterable<Message>): void {
+    void this.#follow(apply, held);
   }
 
-  async #follow(apply: (message: Message) => void): Promise<void> {
+  async #follow(apply: (message: Message) => void, held: () => Iterable<Message>): Promise<void> {
     for (let attempt = 0; !this.#closed; attempt++) {
       try {
         const kv = await this.#open();
+        const identity = (await kv.status()).streamInfo.created;
+        if (this.#identity !== undefined && identity !== this.#identity) this.#replaced(kv, held);
+        this.#identity = identity;
         // After a break, from the next revision on: what was applied stays applied.
         const watch = await this.#conn.watch(kv, this.#applied === 0 ? {} : { resumeFromRevision: this.#applied + 1 });
         if (this.#closed) {
@@ -117,6 +137,61 @@ export class RetainedReplica {
     }
   }
 
+  /**
+   * The bucket is another one than before (NATS lost its store): read from its start (its revisions begin at 1
+   * again, so resuming after the last one applied would skip them), and put back what this engine holds. Beside
+   * the writes, not after them: a create never lands over a put, whichever comes first, so new retained messages
+   * (whose PUBACKs wait for their writes) do not wait for the whole set.
+   */
+  #replaced(kv: KV, held: () => Iterable<Message>): void {
+    this.#logger.warn({ bucket: this.#bucket, applied: this.#applied }, 'cluster_retained_bucket_replaced');
+    this.#applied = 0;
+    this.#puttingBack = this.#puttingBack.then(() => this.#putBack(kv, held()));
+  }
+
+  async #putBack(kv: KV, messages: Iterable<Message>): Promise<void> {
+    let putBack = 0;
+    try {
+      for (const message of messages) {
+        const frame = encodeMessage(message);
+        if (this.#tooLarge(frame)) continue;
+        const key = createHash('sha256').update(message.topic).digest('base64url');
+        if (await this.#untilAnswered(() => kv.create(key, frame))) putBack++;
+        if (this.#closed) return;
+      }
+    } catch (err) {
+      this.#logger.warn({ err, bucket: this.#bucket, putBack }, 'cluster_retained_put_back_failed');
+    }
+    this.#counters.retainedPutBack += putBack;
+    this.#logger.info({ bucket: this.#bucket, putBack }, 'cluster_retained_put_back');
+  }
+
+  /**
+   * Runs a write until the bucket answers it: true once written, false when it refused it (the key exists: a
+   * create that something newer beat) or the link closed. NATS away: tried again, backing off.
+   */
+  async #untilAnswered(write: () => Promise<unknown>): Promise<boolean> {
+    for (let attempt = 0; !this.#closed; attempt++) {
+      try {
+        await write();
+        return true;
+      } catch (err) {
+        if (this.#closed || isRefusal(err)) return false;
+        this.#logger.warn({ err, bucket: this.#bucket, attempt }, 'cluster_retained_write_failed');
+        await pause(Math.min(250 * 2 ** attempt, RETRY_MAX_MS));
+      }
+    }
+    return false;
+  }
+
+  #tooLarge(frame: Buffer): boolean {
+    const maxPayload = this.#conn.nc.info?.max_payload;
+    if (maxPayload === undefined || frame.length <= maxPayload) return false;
+    this.#counters.retainedTooLarge++;
+    this.#logger.warn({ bucket: this.#bucket, bytes: frame.length, maxPayload }, 'cluster_retained_too_large');
+    return true;
+  }
+
   /** Writes a retained message (an empty payload clears the topic); resolves once the bucket has it, or the link closed. */
   put(message: Message): Promise<void> {
     const frame = encodeMessage(message);
@@ -127,36 +202,16 @@ export class RetainedReplica {
   }
 
   async #putUntilStored(key: string, frame: Buffer): Promise<void> {
-    const maxPayload = this.#conn.nc.info?.max_payload;
-    if (maxPayload !== undefined && frame.length > maxPayload) {
-      this.#counters.retainedTooLarge++;
-      this.#logger.warn({ bucket: this.#bucket, bytes: frame.length, maxPayload }, 'cluster_retained_too_large');
-      return;
-    }
-    for (let attempt = 0; !this.#closed; attempt++) {
-      try {
-        await (await this.#open()).put(key, frame);
-        this.#counters.retainedStored++;
-        return;
-      } catch (err) {
-        if (this.#closed) return;
-        this.#logger.warn({ err, bucket: this.#bucket, attempt }, 'cluster_retained_write_failed');
-        await pause(Math.min(250 * 2 ** attempt, RETRY_MAX_MS));
-      }
-    }
+    if (this.#tooLarge(frame)) return;
+    if (await this.#untilAnswered(async () => (await this.#open()).put(key, frame))) this.#counters.retainedStored++;
+    else if (!this.#closed) this.#logger.warn({ bucket: this.#bucket, bytes: frame.length }, 'cluster_retained_refused');
   }
 
   /** Resolves once this node has applied every entry the bucket holds now (or after a bounded wait, NATS away). */
-  async settled(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, SETTLE_TIMEOUT_MS)));
-    try {
-      await Promise.race([this.#caughtUp(), late]);
-    } catch (err) {
+  settled(): Promise<void> {
+    return settledWithin(this.#caughtUp().catch((err: unknown) => {
       this.#logger.warn({ err, bucket: this.#bucket }, 'cluster_retained_unsettled');
-    } finally {
-      clearTimeout(timer);
-    }
+    }), SETTLE_TIMEOUT_MS);
   }
 
   async #caughtUp(): Promise<void> {

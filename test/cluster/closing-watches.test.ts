@@ -20,7 +20,7 @@ function liveTimers(): number {
 }
 
 const endpoint = {
-  receive: () => undefined, retained: () => undefined, cutOff: () => undefined,
+  receive: () => undefined, retained: () => undefined, retainedHeld: () => [], cutOff: () => undefined,
   sessionMoved: () => undefined, publishWill: () => undefined, receivedQos2: () => ({ received: [], storing: [] }),
   sharedElsewhere: () => undefined, receiveShared: () => false, reshare: () => false,
 };

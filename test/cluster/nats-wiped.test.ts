@@ -9,6 +9,7 @@
  * reconnect, so a persistent session connected before the loss publishes QoS 2 again (its node lets it go once its
  * record is found gone, and it reconnects and claims a new one) and one connecting after does too, each message
  * delivered once; a retained message set after the loss reaches a later subscriber on the other node as retained,
+ * the ones set before it are put back into the new bucket (a node started after the loss gets them all),
  * and a shared group with a member on each node spreads over both again, each message to one member (the members,
  * let go with their records, subscribe anew and so write the group's records again). Before that, the stream alone
  * deleted (by an operator) while NATS stays up: the feeds start over at the new stream's first message, and a
@@ -19,12 +20,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type mqtt from 'mqtt';
 import type { TestGatehouse } from '../harness/gatehouse.ts';
-import { clusterSkip, collectAtPublish, TestCluster, waitFor, type GatewayJson } from '../harness/cluster.ts';
+import { clusterCounter, clusterSkip, collectAtPublish, TestCluster, waitFor, type GatewayJson } from '../harness/cluster.ts';
 import { loadNatsClient } from '../../src/cluster/nats-client.ts';
 import type { PrivateNatsServer } from '../harness/nats-server.ts';
 
 const A = '127.0.0.2';
 const B = '127.0.0.3';
+const C = '127.0.0.4';
 // Longer than the outage: the clients stay connected through it.
 const LEASE = { heartbeatMs: 250, leaseMs: 30_000 };
 
@@ -143,6 +145,24 @@ if (clusterSkip !== undefined) {
       });
       await late.subscribeAsync('wiped/retained/new', { qos: 1 });
       await waitFor('the retained message set after the loss, on B', () => (retainedOnB.includes('wiped/retained/new after') ? true : undefined), 10_000);
+      // The retained messages set before the loss are put back into the new bucket by the nodes that hold them: a node
+      // that starts now (C, its data directory new) gets them as well as the one set after. Before, only the latter.
+      const nodeC = await cluster.startNode('wiped-c', C, { natsUrl: nats.url, leaseTimings: LEASE });
+      await cluster.listening(C, gateway);
+      const onC = await cluster.connect(C, gateway, await cluster.addDevice(nodeC, gateway));
+      const retainedOnC: string[] = [];
+      onC.on('packetreceive', (packet) => {
+        if (packet.cmd === 'publish' && packet.retain) retainedOnC.push(`${packet.topic} ${packet.payload.toString()}`);
+      });
+      await onC.subscribeAsync('wiped/retained/#', { qos: 1 });
+      const expected = ['wiped/retained/0 before', 'wiped/retained/1 before', 'wiped/retained/2 before', 'wiped/retained/3 before', 'wiped/retained/4 before', 'wiped/retained/new after'];
+      await waitFor('every retained message on C', () => (retainedOnC.length >= expected.length ? true : undefined), 10_000);
+      assert.deepEqual([...retainedOnC].sort(), expected, 'each once, as last set');
+      // Each put back once: the first node's create wins, the other's finds the key there (counted once its pass ends).
+      const putBack = async (): Promise<number> => await clusterCounter(nodeA.gatehouse, gateway, 'retained_put_back') + await clusterCounter(nodeB.gatehouse, gateway, 'retained_put_back');
+      await waitFor('5 put back', async () => ((await putBack()) >= 5 ? true : undefined), 10_000);
+      assert.equal(await putBack(), 5);
+      await onC.endAsync();
       const sharedSent: string[] = [];
       await waitFor('a shared message on each node\'s member', async () => {
         const text = `s${sharedSent.length}`;

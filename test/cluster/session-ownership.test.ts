@@ -467,7 +467,7 @@ if (clusterSkip !== undefined) {
       const records = SessionRecords.opener(conn);
       const moved: string[] = [];
       const holder = (instance: string): SessionOwnership => new SessionOwnership(conn, records, gateway.id, { nodeId: instance, instance }, silentLogger,
-        () => ({ receive: () => undefined, retained: () => undefined, cutOff: () => undefined, sessionMoved: (id) => moved.push(id), publishWill: () => undefined,
+        () => ({ receive: () => undefined, retained: () => undefined, retainedHeld: () => [], cutOff: () => undefined, sessionMoved: (id) => moved.push(id), publishWill: () => undefined,
           sharedElsewhere: () => undefined, receiveShared: () => false, reshare: () => false, receivedQos2: () => ({ received: [], storing: [] }) }));
       const late = holder(`late-${randomUUID()}`);
       const winner = holder(`winner-${randomUUID()}`);
@@ -524,7 +524,7 @@ if (clusterSkip !== undefined) {
       const records = SessionRecords.opener(conn);
       const published: string[] = [];
       const holder = (instance: string): SessionOwnership => new SessionOwnership(conn, records, gateway.id, { nodeId: 'restarted', instance }, silentLogger,
-        () => ({ receive: () => undefined, retained: () => undefined, cutOff: () => undefined, sessionMoved: () => undefined,
+        () => ({ receive: () => undefined, retained: () => undefined, retainedHeld: () => [], cutOff: () => undefined, sessionMoved: () => undefined,
           publishWill: (w) => published.push(w.message.topic), sharedElsewhere: () => undefined, receiveShared: () => false, reshare: () => false,
           receivedQos2: () => ({ received: [], storing: [] }) }));
       const willOn = (topic: string): RecordedWill => ({
