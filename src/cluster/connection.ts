@@ -8,6 +8,7 @@ import type { KV, KvOptions, KvWatchEntry, KvWatchOptions } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
 import { GatehouseError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
+import { settledWithin } from '../core/settled-within.ts';
 import { loadNatsClient, type NatsClient } from './nats-client.ts';
 import { MAX_UNCONFIRMED_PUBLISH_BYTES, PublishBudget } from './publish-budget.ts';
 
@@ -160,9 +161,7 @@ export class ClusterConnection {
     const makes = [...this.#buckets].map(([name, make]) => make().catch((err: unknown) => {
       this.#logger.warn({ err, bucket: name }, 'cluster_bucket_not_made');
     }));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(makes), new Promise((resolve) => (timer = setTimeout(resolve, BUCKETS_REMADE_MS)))]);
-    clearTimeout(timer);
+    await settledWithin(Promise.all(makes), BUCKETS_REMADE_MS);
     if (change !== this.#changes) return; // gone again meanwhile (or back again: that reconnect decides)
     this.#set('connected');
   }
@@ -203,11 +202,9 @@ export class ClusterConnection {
   async close(): Promise<void> {
     this.#closing = true;
     if (this.nc.isClosed()) return;
-    let timer: NodeJS.Timeout | undefined;
     // Bounded like the drain: with NATS away the opening's requests fail by themselves, and the close ends them.
-    const opened = Promise.allSettled([...this.#openingWatches]);
-    await Promise.race([opened, new Promise((resolve) => (timer = setTimeout(resolve, DRAIN_MS)))]);
-    clearTimeout(timer);
+    await settledWithin(Promise.allSettled([...this.#openingWatches]), DRAIN_MS);
+    let timer: NodeJS.Timeout | undefined;
     const cutShort = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), DRAIN_MS)));
     const outcome = await Promise.race([this.nc.drain().then(() => 'drained' as const, () => 'failed' as const), cutShort]);
     clearTimeout(timer);

@@ -23,6 +23,7 @@ import type {
   ClusterLink, ConnectionEnd, LinkEndpoint, Message, MovedFlow, MovedSession, Qos2Intent, RecordedWill, SessionClaim, SharedPick, StoredDelivery, StoredSubscription,
 } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
+import { settledWithin } from '../core/settled-within.ts';
 import type { ClusterConnection } from './connection.ts';
 import { connectionCountsBucket, GatewayConnectionCounts } from './connection-counts.ts';
 import { GatewaySessionCounts, sessionCountsBucket } from './session-counts.ts';
@@ -361,7 +362,7 @@ class NatsGatewayLink implements ClusterLink {
     // A QoS 2 message still being stored: its PUBREC never reached the client, which sends it again, with DUP, to the
     // claimer. Stored, it must be known there as received, or it is stored and delivered twice [MQTT-4.3.3-10]. The
     // answer waits for the stores (bounded below the claimer's wait for it); one not done by then is left out.
-    return settledWithin(storing.map(([, stored]) => stored), STORING_WAIT_MS).then((outcomes) => {
+    return outcomesWithin(storing.map(([, stored]) => stored), STORING_WAIT_MS).then((outcomes) => {
       const stored = storing.filter((_, i) => outcomes[i] === true).map(([id]) => id);
       return withReceived([...received, ...stored]);
     });
@@ -552,10 +553,8 @@ class NatsGatewayLink implements ClusterLink {
       }
       // A PING answered means the server has the SUB: whatever another node publishes from now reaches us; the QoS 1/2
       // feed is in force once it read where the gateway's stream stands and subscribed.
-      const settling: Promise<void> = Promise.race([
-        Promise.all([this.#conn.nc.flush(), this.durable.start()]),
-        new Promise<void>((resolve) => setTimeout(resolve, SETTLE_TIMEOUT_MS).unref()),
-      ]).then(() => undefined, (err: unknown) => this.#logger.warn({ err }, 'cluster_interest_unconfirmed'))
+      const settling: Promise<void> = settledWithin(Promise.all([this.#conn.nc.flush(), this.durable.start()])
+        .catch((err: unknown) => this.#logger.warn({ err }, 'cluster_interest_unconfirmed')), SETTLE_TIMEOUT_MS)
         .finally(() => {
           if (this.#settling === settling) this.#settling = undefined;
         });
@@ -612,13 +611,8 @@ class NatsGatewayLink implements ClusterLink {
 }
 
 /** Each promise's value, or undefined for one not settled within `ms` (or rejected). */
-function settledWithin<T>(promises: readonly Promise<T>[], ms: number): Promise<(T | undefined)[]> {
+async function outcomesWithin<T>(promises: readonly Promise<T>[], ms: number): Promise<(T | undefined)[]> {
   const outcomes: (T | undefined)[] = promises.map(() => undefined);
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
-  const all = Promise.all(promises.map((p, i) => p.then((value) => void (outcomes[i] = value), () => undefined)));
-  return Promise.race([all, late]).then(() => {
-    clearTimeout(timer);
-    return outcomes.slice();
-  });
+  await settledWithin(Promise.all(promises.map((p, i) => p.then((value) => void (outcomes[i] = value), () => undefined))), ms);
+  return outcomes.slice();
 }

@@ -41,6 +41,7 @@ import type { KV, KvWatchEntry } from '@nats-io/kv';
 import type { Msg, QueuedIterator, Subscription } from '@nats-io/transport-node';
 import type { LinkEndpoint, Message } from '../broker/index.ts';
 import type { Logger } from '../core/logger.ts';
+import { settledWithin } from '../core/settled-within.ts';
 import type { ClusterConnection } from './connection.ts';
 import { heldOf, MAX_HELD_REPORTED_IN_ALL, type SharesHeld } from './dead-node-shares.ts';
 import { decodeMessage, encodeMessage } from './wire.ts';
@@ -244,9 +245,7 @@ export class SharedDirectory {
   /** Resolves once this node's group records are written (or after a bounded wait); undefined: they are. */
   settled(): Promise<void> | undefined {
     if (this.#pendingWrites === 0) return undefined;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, SETTLE_TIMEOUT_MS)));
-    return Promise.race([this.#writes, late]).finally(() => clearTimeout(timer));
+    return settledWithin(this.#writes, SETTLE_TIMEOUT_MS);
   }
 
   /** Whether this node holds members of any of the gateway's shared groups (its lease then says what it hands them). */
