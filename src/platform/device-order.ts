@@ -5,15 +5,13 @@
  *
  * Items of a device wait only behind an earlier item of the same device that is not ready yet; a device with
  * nothing pending costs one map lookup. What waits is bounded: a ready item finding `maxHeld` items of its device
- * waiting already is handed on at once, out of order, and counted; what is pending is bounded where it waits
+ * waiting already is handed on at once, out of order; what is pending is bounded where it waits
  * (the parser's queue, the bounded wait for a presence record).
  */
 export class DeviceOrder {
   /** Per device, its items in the engine's order from the first that is not ready; absent when none waits. */
   readonly #waiting = new Map<string, Held[]>();
   readonly #maxHeld: number;
-  /** Ready items handed on ahead of a pending one because `maxHeld` of their device waited already. */
-  overtaken = 0;
 
   constructor(maxHeld: number) {
     this.#maxHeld = maxHeld;
@@ -33,10 +31,7 @@ export class DeviceOrder {
   ready(device: string, handOn: () => void): void {
     const held = this.#waiting.get(device);
     if (held === undefined) return handOn();
-    if (held.length >= this.#maxHeld) {
-      this.overtaken++;
-      return handOn();
-    }
+    if (held.length >= this.#maxHeld) return handOn();
     held.push({ handOn });
   }
 

@@ -85,11 +85,6 @@ export class UplinkTap {
     this.#stopObservingPresence = instance.observePresence?.((presence) => this.#presence(presence)) ?? (() => undefined);
   }
 
-  /** Ready items of a device ahead of one still pending were handed on out of order (it held too many). */
-  get overtaken(): number {
-    return this.#order.overtaken;
-  }
-
   /**
    * A presence change takes its place after the uplinks the engine accepted before it (those of this turn are
    * drained first) and is handed on once recorded, or after PRESENCE_RECORD_WAIT_MS if the registry is slow
