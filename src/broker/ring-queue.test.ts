@@ -22,10 +22,12 @@ test('first in, first out across wrap-around and growth', { timeout: 5_000 }, ()
     const shifts = round % 5;
     for (let i = 0; i < shifts && expected.length > 0; i++) assert.equal(q.shift(), expected.shift());
     assert.equal(q.length, expected.length);
+    assert.equal(q.first, expected[0], 'first is the oldest, left in place');
   }
   while (expected.length > 0) assert.equal(q.shift(), expected.shift());
   assert.equal(q.length, 0);
   assert.equal(q.shift(), undefined);
+  assert.equal(q.first, undefined);
   assert.equal(q.length, 0, 'shifting an empty queue leaves it empty');
   q.push(-1);
   assert.deepEqual([q.length, q.shift()], [1, -1]);

@@ -34,6 +34,11 @@ export class RingQueue<T> {
     this.#length++;
   }
 
+  /** The oldest item, left in place. */
+  get first(): T | undefined {
+    return this.#length === 0 ? undefined : this.#slots[this.#head];
+  }
+
   /** Removes and returns the oldest item. */
   shift(): T | undefined {
     if (this.#length === 0) return undefined;

@@ -3,23 +3,20 @@
  * own time: an uplink once parsed, a presence change once the registry recorded it. Without it a stream or a
  * webhook could see a device's first message before its `online`, or its `offline` before its last message.
  *
- * Items of a device wait only behind an earlier item of the same device that is not ready yet; a device with
- * nothing pending costs one map lookup. What waits is bounded: a ready item finding `maxHeld` items of its device
+ * Items of a device wait only behind an earlier item of the same device that is not ready yet; while no device
+ * waits, an item costs one size check. What waits is bounded: a ready item finding `maxHeld` items of its device
  * waiting already is handed on at once, out of order; what is pending is bounded where it waits
  * (the parser's queue, the bounded wait for a presence record).
  */
+import { RingQueue } from '../broker/index.ts';
+
 export class DeviceOrder {
   /** Per device, its items in the engine's order from the first that is not ready; absent when none waits. */
-  readonly #waiting = new Map<string, Held[]>();
+  readonly #waiting = new Map<string, RingQueue<Held>>();
   readonly #maxHeld: number;
 
   constructor(maxHeld: number) {
     this.#maxHeld = maxHeld;
-  }
-
-  /** Devices with an item not handed on yet. */
-  get devicesWaiting(): number {
-    return this.#waiting.size;
   }
 
   /** Whether an item of the device waits (a ready one would be held): one lookup, none while nothing waits at all. */
@@ -42,7 +39,7 @@ export class DeviceOrder {
   pending(device: string): (handOn: () => void) => void {
     let held = this.#waiting.get(device);
     if (held === undefined) {
-      held = [];
+      held = new RingQueue<Held>();
       this.#waiting.set(device, held);
     }
     const item: Held = { handOn: null };
@@ -55,8 +52,8 @@ export class DeviceOrder {
   }
 
   /** Hands on the ready items at the head of a device's list; the list goes once it is empty. */
-  #release(device: string, held: Held[]): void {
-    while (held.length > 0 && held[0]!.handOn !== null) held.shift()!.handOn!();
+  #release(device: string, held: RingQueue<Held>): void {
+    while (held.length > 0 && held.first!.handOn !== null) held.shift()!.handOn!();
     if (held.length === 0 && this.#waiting.get(device) === held) this.#waiting.delete(device);
   }
 }

@@ -62,6 +62,18 @@ function restoreSensorScriptAfter(t: TestContext): void {
   t.after(() => setScript(SENSOR_SCRIPT, `/${gw.productKey}/sensor-02/user/update`, (m) => m.parsed !== null));
 }
 
+/** The test process's registry waits `ms` before each call of `method` until the test ends (in-process only). */
+function slowRegistryUntilEnd(t: TestContext, method: 'recordDeviceConnected' | 'recordDeviceDisconnected', ms: number): void {
+  const registry = gh.gatehouse.registry;
+  const original = registry[method].bind(registry) as (...args: unknown[]) => Promise<unknown>;
+  const slowed = async (...args: unknown[]): Promise<unknown> => {
+    await delay(ms);
+    return original(...args);
+  };
+  Object.assign(registry, { [method]: slowed });
+  t.after(() => { Reflect.deleteProperty(registry, method); }); // the class's own method again
+}
+
 async function setScript(script: string, probeTopic: string, until: (m: MessageJson) => boolean): Promise<void> {
   const r = await gh.api('PATCH', `/gateways/${gw.id}`, { dataParsing: { enabled: true, script } });
   assert.equal(r.status, 200, JSON.stringify(r.json));
@@ -260,18 +272,12 @@ test('the SSE stream delivers messages and online/offline events, filtered, and 
 test('a device\'s online comes before its messages and its offline after them, however long its record or its parsing takes', {
   timeout: 30_000, skip: inProcessOnly('slows the test process\'s own registry'),
 }, async (t) => {
-  const registry = gh.gatehouse.registry;
-  const recordConnected = registry.recordDeviceConnected.bind(registry);
-  t.after(() => { registry.recordDeviceConnected = recordConnected; });
   restoreSensorScriptAfter(t);
   // Every call runs out its 50 ms limit: each message's outcome comes well after the engine accepted it, and the
   // last one's after the device's disconnect was recorded.
   await setScript('function transformPayload() { for (;;) {} }', `/${gw.productKey}/sensor-02/user/update`, (m) => m.parseError?.startsWith('timeout') === true);
   // The registry takes 500 ms to record the connection: the device's messages are parsed long before.
-  registry.recordDeviceConnected = async (...args) => {
-    await delay(500);
-    return recordConnected(...args);
-  };
+  slowRegistryUntilEnd(t, 'recordDeviceConnected', 500);
   const stream = await openStream(`${gh.gatehouse.url}/api/v1/stream?gatewayId=${gw.id}&deviceName=sensor-01`, { authorization: `Bearer ${TEST_ADMIN_TOKEN}` });
   try {
     const sensor = await clients.connect(gw.port, 'sensor-01', { clientId: 'c-order' });
@@ -288,13 +294,7 @@ test('a device\'s online comes before its messages and its offline after them, h
 test('a takeover whose disconnection is recorded slowly leaves the device ONLINE: a device\'s records are written in the engine\'s order', {
   timeout: 30_000, skip: inProcessOnly('slows the test process\'s own registry'),
 }, async (t) => {
-  const registry = gh.gatehouse.registry;
-  const recordDisconnected = registry.recordDeviceDisconnected.bind(registry);
-  t.after(() => { registry.recordDeviceDisconnected = recordDisconnected; });
-  registry.recordDeviceDisconnected = async (...args) => {
-    await delay(300);
-    return recordDisconnected(...args);
-  };
+  slowRegistryUntilEnd(t, 'recordDeviceDisconnected', 300);
   const stream = await openStream(`${gh.gatehouse.url}/api/v1/stream?gatewayId=${gw.id}&deviceName=sensor-01`, { authorization: `Bearer ${TEST_ADMIN_TOKEN}` });
   try {
     await clients.connect(gw.port, 'sensor-01', { clientId: 'c-takeover' });
