@@ -110,8 +110,11 @@ export class DurableMessages {
   #starting: Promise<void> | undefined;
   /** Changes at every stop: a start that a stop overtook does not subscribe. */
   #generation = 0;
-  /** Republished copies (or a check after a reconnect) waiting while a gap is read from the stream. */
-  #queue: (Msg | 'check')[] = [];
+  /**
+   * Republished copies waiting while a gap is read from the stream; 'check' after a reconnect (the stream may be new),
+   * 'catch-up' once the feed subscribed (what was stored since it read the gateway's last sequence).
+   */
+  #queue: (Msg | 'check' | 'catch-up')[] = [];
   #draining = false;
   #closed = false;
   /** Replay reads in flight, and the replays waiting for one (REPLAY_READS_AT_ONCE). */
@@ -218,8 +221,10 @@ export class DurableMessages {
   /**
    * Starts handing the gateway's stored messages to the engine: every one stored after the gateway's last when this
    * is called. Resolves once the subscription is in force (a SUBACK waits for it). The last sequence is read BEFORE
-   * subscribing: a message stored in between is a gap the next copy (or a reconnect's check) reads back, while a
-   * sequence read after subscribing could cover copies not yet arrived, which would then be skipped as handed.
+   * subscribing (one read after could cover copies not yet arrived, which would then be skipped as handed), so a
+   * message stored in between sent its copy to no subscription: once subscribed, the feed reads the gateway's last
+   * sequence again and reads back what lies between. Before, only the gateway's next copy did — a resumed session's
+   * last message before a quiet spell (the client's own, published right after its CONNACK) waited for the next one.
    */
   start(): Promise<void> | undefined {
     if (this.#closed || this.#subscription !== null) return this.#starting;
@@ -243,6 +248,8 @@ export class DurableMessages {
         },
       });
       await this.#conn.nc.flush();
+      this.#queue.push('catch-up');
+      void this.#drain();
     })().catch((err: unknown) => {
       if (wanted()) this.#logger.error({ err }, 'cluster_stored_feed_start_failed');
     }).finally(() => {
@@ -434,8 +441,8 @@ export class DurableMessages {
     try {
       while (this.#queue.length > 0 && this.#subscription !== null) {
         const item = this.#queue.shift()!;
-        if (item === 'check') {
-          await this.#checkStream(true);
+        if (typeof item === 'string') {
+          if (item === 'check') await this.#checkStream(true);
           await this.#fill(await this.#retrying(() => this.#stream.last(this.#gatewayId), () => this.#subscription !== null));
           continue;
         }

@@ -9,6 +9,7 @@ import { after, describe, test } from 'node:test';
 import pino from 'pino';
 import { createMessage, type Message } from '../../src/broker/index.ts';
 import { ClusterConnection, NatsClusterLinks, NatsRegistryBus, NodeLeases, type ClusterState } from '../../src/cluster/index.ts';
+import { MessageStream } from '../../src/cluster/message-stream.ts';
 import { RecordsUnreachable, SessionRecords } from '../../src/cluster/session-records.ts';
 import { GatehouseError } from '../../src/core/errors.ts';
 import { silentLogger } from '../../src/core/logger.ts';
@@ -216,6 +217,47 @@ if (natsUrl === undefined) {
       });
       assert.equal(linksA.counters().get('g1')?.forwarded, 2);
       for (const link of [fromA, markerFromA, toB, markerToB]) link.close();
+      linksA.close();
+      linksB.close();
+    });
+
+    test('a message stored while a link\'s QoS 1/2 feed starts (after it read where the gateway stands, before its subscription is in force) is handed over without waiting for a later one', { timeout: 30_000 }, async () => {
+      // Found in CI (moved-queue: "a session whose will it adopted…"): a resumed session's marker, published right after
+      // its CONNACK, was stored in that window; its copy went to no subscription, and nothing read it back until the
+      // gateway's next message — which never came. The window is made certain here: the feed's read of the gateway's
+      // last sequence stores a message of the other node before it answers.
+      const [linksA, linksB] = [linksOf(await open('gap-a'), 10_000), linksOf(await open('gap-b'), 10_000)];
+      const fromA = linksA.open('g-gap');
+      const toB = linksB.open('g-gap');
+      const got: string[] = [];
+      const cutOff = (): never => assert.fail('never cut off here');
+      const retained = (): void => undefined;
+      toB.bind({ receive: (m, seq) => got.push(`${m.topic} ${m.payload.toString()} ${seq === undefined ? 'forwarded' : 'stored'}`), retained, cutOff, ...noSessions });
+      fromA.bind({ receive: () => assert.fail('node A has no subscriptions'), retained, cutOff, ...noSessions });
+      assert.equal(await fromA.store(message('t', 'before'), []), true);
+      const last = Object.getOwnPropertyDescriptor(MessageStream.prototype, 'last')!.value as MessageStream['last'];
+      let between: Promise<boolean> | undefined;
+      MessageStream.prototype.last = async function (this: MessageStream, gatewayId: string): Promise<number> {
+        const at = await last.call(this, gatewayId);
+        if (between === undefined) {
+          between = fromA.store(message('t', 'between'), []);
+          await between;
+        }
+        return at;
+      };
+      try {
+        toB.interest(true);
+        await toB.settled();
+      } finally {
+        MessageStream.prototype.last = last;
+      }
+      assert.equal(await between, true, 'stored in the window');
+      await waitFor('the message stored in the window', () => got.length > 0);
+      assert.equal(await fromA.store(message('t', 'after'), []), true);
+      await waitFor('the message stored after', () => got.length > 1);
+      assert.deepEqual(got, ['t between stored', 't after stored'], 'each once, in order; the one before the feed is not its');
+      assert.equal(linksB.counters().get('g-gap')?.storedReceived, 2);
+      for (const link of [fromA, toB]) link.close();
       linksA.close();
       linksB.close();
     });
