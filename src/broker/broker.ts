@@ -746,6 +746,10 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
         }
         return held;
       },
+      landedQos2: (clientId, packetId) => {
+        const session = this.#sessions.get(clientId);
+        if (session !== undefined && !session.incomingQos2.has(packetId)) session.takeQos2(packetId);
+      },
     });
   }
 

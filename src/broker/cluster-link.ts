@@ -170,6 +170,12 @@ export interface LinkEndpoint {
    * still in flight, each with its store (true: the stream holds it).
    */
   receivedQos2(clientId: string): { received: number[]; storing: [packetId: number, stored: Promise<boolean | undefined>][] };
+  /**
+   * A QoS 2 PUBLISH of the session's client, stored by the node it was claimed from, that this node's record did not
+   * name (that node died before writing it): the client's resend of that packet id is answered PUBREC with no second
+   * store [MQTT-4.3.3-10], as for one received here.
+   */
+  landedQos2(clientId: string, packetId: number): void;
   /** The other nodes holding members of a shared group now (none: the group has members here only, or nowhere). */
   sharedElsewhere(group: string, filter: string, nodes: readonly string[]): void;
   /**

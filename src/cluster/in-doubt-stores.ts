@@ -66,18 +66,14 @@ export class InDoubtStores<K> {
   heard(msgId: string): void {
     const named = this.#named.get(msgId);
     if (named !== undefined) return this.#land(named.key, named.packetId);
-    const last = msgId.lastIndexOf('.');
-    const middle = msgId.lastIndexOf('.', last - 1);
-    if (middle <= 0) return; // not `<epoch>.<packet id>.<uses>` (a QoS 1 store: `<process>.<n>`)
-    const session = this.#epochs.get(msgId.slice(0, middle));
-    if (session === undefined) return;
-    const packetId = Number(msgId.slice(middle + 1, last));
-    const uses = Number(msgId.slice(last + 1));
-    if (!isPacketId(packetId) || session.received.has(packetId)) return;
+    const id = parseStoreId(msgId);
+    if (id === undefined) return;
+    const session = this.#epochs.get(id.epoch);
+    if (session === undefined || session.received.has(id.packetId)) return;
     // Fewer uses than the record's: an earlier message under that packet id, released (the record learnt the release
     // before its PUBCOMP left, and only then could the client reuse the id).
-    if (uses !== (session.uses.get(packetId) ?? 0)) return;
-    this.#land(session.key, packetId);
+    if (id.uses !== (session.uses.get(id.packetId) ?? 0)) return;
+    this.#land(session.key, id.packetId);
   }
 
   #land(key: K, packetId: number): void {
@@ -99,4 +95,18 @@ export class InDoubtStores<K> {
 /** A record's list, or none when it holds something else. */
 function listOf(value: unknown): unknown[] {
   return Array.isArray(value) ? value as unknown[] : [];
+}
+
+/**
+ * An inbound QoS 2 store id, `<epoch>.<packet id>.<uses>` (session-states.ts); undefined for any other message id
+ * (a QoS 1 store's `<process>.<n>`, or one of another shape).
+ */
+export function parseStoreId(msgId: string): { epoch: string; packetId: number; uses: number } | undefined {
+  const last = msgId.lastIndexOf('.');
+  const middle = msgId.lastIndexOf('.', last - 1);
+  if (middle <= 0) return undefined;
+  const packetId = Number(msgId.slice(middle + 1, last));
+  const uses = Number(msgId.slice(last + 1));
+  if (!isPacketId(packetId) || !Number.isSafeInteger(uses) || uses < 0) return undefined;
+  return { epoch: msgId.slice(0, middle), packetId, uses };
 }

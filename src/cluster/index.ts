@@ -79,6 +79,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   // picks again what of it nobody keeps (dead-node-shares.ts).
   leases.reportShares = () => links.sharesHeld();
   links.renewLease = () => leases.renew();
+  links.leaseWrittenAt = (instance) => leases.writtenAt(instance);
   reaper.onReaped = (dead) => links.repickDeadShares(dead, timings.heartbeatMs);
   // The live nodes known from the start, so that every node homes an address alike from its first CONNECT.
   await leases.live().catch((err: unknown) => logger.warn({ err }, 'cluster_leases_unread'));

@@ -28,6 +28,7 @@ import type { ClusterConnection } from './connection.ts';
 import { connectionCountsBucket, GatewayConnectionCounts } from './connection-counts.ts';
 import { GatewaySessionCounts, sessionCountsBucket } from './session-counts.ts';
 import { repickDeadShares, type SharesHeld } from './dead-node-shares.ts';
+import { ClaimedDoubts } from './claimed-doubts.ts';
 import { DurableMessages, picksOf, type DurableCounters } from './durable-messages.ts';
 import type { DeadLease } from './node-leases.ts';
 import { DEFAULT_MESSAGE_STREAM_LIMITS, MessageStream, type MessageStreamLimits } from './message-stream.ts';
@@ -154,6 +155,12 @@ export class NatsClusterLinks {
   /** Writes this node's lease now (set by the node: node-leases.ts `renew`), with what it hands shared groups' members. */
   renewLease: (() => Promise<void>) | undefined;
 
+  /**
+   * The NATS server's time of a process's lease's last write as last seen here, or where it stands at the latest
+   * (set by the node: node-leases.ts `writtenAt`); undefined: unknown, and no claimed stores are checked.
+   */
+  leaseWrittenAt: ((instance: string) => number | undefined) | undefined;
+
   /** What this node hands shared groups' members, for its lease (dead-node-shares.ts). */
   sharesHeld(): SharesHeld {
     const positions = new Map<string, number>();
@@ -211,9 +218,19 @@ export class NatsClusterLinks {
       new GatewaySessionCounts(this.#conn, this.#sessionCountsBucket, gatewayId, `${this.#me.instance}.${this.#engines}`,
         this.#cutOffMs, this.#liveInstances, logger),
       () => {
+        doubts.close();
         this.#open.delete(link);
         if (this.#byGateway.get(gatewayId) === link) this.#byGateway.delete(gatewayId);
       });
+    const doubts = new ClaimedDoubts((sinceMs, each) => this.#stream.idsSince(gatewayId, sinceMs, each),
+      (clientId, epoch, packetId, uses) => link.landed(clientId, epoch, packetId, uses), logger);
+    ownership.unanswered = (clientId, holder, state) => {
+      // A holder whose lease is live and whose record said the session offline there wrote what it stored then.
+      if (!holder.connected && this.#liveInstances().includes(holder.instance)) return;
+      const epoch = state.qos2Epoch;
+      const writtenAt = this.leaseWrittenAt?.(holder.instance);
+      if (typeof epoch === 'string' && epoch !== '' && writtenAt !== undefined) doubts.add(clientId, epoch, writtenAt);
+    };
     this.#open.add(link);
     this.#byGateway.set(gatewayId, link);
     return link;
@@ -343,6 +360,13 @@ class NatsGatewayLink implements ClusterLink {
 
   claimSession(clientId: string, owner: string | undefined, will: RecordedWill | null, clean: boolean): Promise<SessionClaim | 'owned' | 'lost'> {
     return this.ownership.claim(clientId, owner, will, clean);
+  }
+
+  /** A store of the session's client that the process it was claimed from made and its record did not name (claimed-doubts.ts). */
+  landed(clientId: string, epoch: string, packetId: number, uses: number): boolean {
+    if (this.#closed || !this.#states.landed(clientId, epoch, packetId, uses)) return false;
+    this.#endpoint?.landedQos2(clientId, packetId);
+    return true;
   }
 
   /**

@@ -219,6 +219,20 @@ export class NodeLeases {
     return this.#seen.filter((lease) => lease.hearsChanges === true && this.#isLive(lease, now)).map((lease) => lease.instance);
   }
 
+  /**
+   * The NATS server's time of `instance`'s lease's last write as the last look saw it (at or before its real last
+   * write). An instance no lease names any more was replaced by a restart under its node id before the others reaped
+   * it, so it died within about a lease before that restart: two leases before this process's own last write seen
+   * is taken. Undefined before the first look.
+   */
+  writtenAt(instance: string): number | undefined {
+    if (this.#replaced?.instance === instance) return this.#replaced.writtenAt;
+    const seen = this.#seen.find((lease) => lease.instance === instance);
+    if (seen !== undefined) return seen.writtenAt;
+    const own = this.#seen.find((lease) => lease.instance === this.#lease.instance);
+    return own === undefined ? undefined : own.writtenAt - 2 * this.#timings.leaseMs;
+  }
+
   /** Every lease in the bucket, one per node id ever used. */
   async #all(): Promise<SeenLease[]> {
     const out: SeenLease[] = [];

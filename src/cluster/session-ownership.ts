@@ -123,10 +123,11 @@ export class SessionOwnership {
         const state = clean ? undefined : previous.state;
         return { local: true, displacedWill: null, ...(state === undefined ? {} : { moved: movedOf(state) }) };
       }
-      const handed = await this.#notify(previous, clientId, revision);
+      const { answered, handed } = await this.#notify(previous, clientId, revision);
       // A later claim elsewhere may have beaten this one while the holder was closing its connection.
       if (this.#lostTo(key, revision)) return 'lost';
       const state = clean ? undefined : handed ?? previous.state;
+      if (!answered && state !== undefined && handed === undefined) this.unanswered?.(clientId, previous, state);
       // This node id held it last (its previous life, whose state the engine restored from its file): local, unless
       // the record holds the session's state, which is newer than that file (the stream went on while this process
       // was away, and the record's floor says what the session still needs from it).
@@ -150,22 +151,30 @@ export class SessionOwnership {
    * Tells the node that held the session; waits (bounded) for it to close a live connection, and takes the session's
    * state from its answer (undefined: none came, the record's is the latest there is).
    */
-  async #notify(previous: SessionRecord, clientId: string, revision: number): Promise<SessionState | undefined> {
+  async #notify(previous: SessionRecord, clientId: string, revision: number): Promise<{ answered: boolean; handed?: SessionState }> {
     const subject = `${this.#conn.prefix}.sessions.${previous.instance}`;
     const notice: SessionNotice = { gatewayId: this.#gatewayId, clientId, revision };
     try {
       if (!previous.connected) {
         this.#conn.nc.publish(subject, JSON.stringify(notice));
-        return undefined;
+        return { answered: false };
       }
       const answer = await this.#conn.nc.request(subject, JSON.stringify(notice), { timeout: NOTICE_TIMEOUT_MS });
-      return answer.data.length === 0 ? undefined : stateOf(answer.json<NoticeAnswer>());
+      const handed = answer.data.length === 0 ? undefined : stateOf(answer.json<NoticeAnswer>());
+      return handed === undefined ? { answered: true } : { answered: true, handed };
     } catch (err) {
       // Gone (no responders) or too slow: it fails closed while cut off and reads its records again when back.
       this.#logger.debug({ err, holder: previous.node }, 'cluster_session_notice_unanswered');
-      return undefined;
+      return { answered: false };
     }
   }
+
+  /**
+   * A claim took the session's state from the record, its holder not having answered (the record said the session
+   * offline there, or the holder is gone or too slow): its last inbound QoS 2 stores may be in the stream without
+   * the record naming them (claimed-doubts.ts).
+   */
+  unanswered: ((clientId: string, holder: SessionRecord, state: SessionState) => void) | undefined;
 
   /** Whether the record says the session of `clientId` is connected on another process (maxConnections lets its takeover through). */
   async connectedElsewhere(clientId: string): Promise<boolean> {

@@ -270,6 +270,20 @@ export class SessionStates {
   }
 
   /**
+   * A store under `<epoch>.<packetId>.<uses>` found in the stream after the session was claimed from a process that did
+   * not answer (claimed-doubts.ts): named received, as the reap of a dead process names it (in-doubt-stores.ts), unless
+   * the session moved past that store here — another epoch, the id released since (more uses), or already held (a
+   * resend received or being stored). False: not taken (or not tracked here).
+   */
+  landed(clientId: string, epoch: string, packetId: number, uses: number): boolean {
+    const t = this.#tracked.get(clientId);
+    if (t === undefined || t.epoch !== epoch || (t.uses.get(packetId) ?? 0) !== uses || t.received.has(packetId) || t.receiving.has(packetId)) return false;
+    t.received.add(packetId);
+    t.dirty = true;
+    return true;
+  }
+
+  /**
    * An inbound QoS 2 packet id released (PUBREL), or given up before its store: out of the record before the PUBCOMP
    * leaves (the caller waits for the write; whatever its fate the PUBCOMP goes, as for outbound flows). Undefined:
    * nothing to write (not tracked here, or the id not held).

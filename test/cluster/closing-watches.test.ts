@@ -21,7 +21,7 @@ function liveTimers(): number {
 
 const endpoint = {
   receive: () => undefined, retained: () => undefined, retainedHeld: () => [], cutOff: () => undefined,
-  sessionMoved: () => undefined, publishWill: () => undefined, receivedQos2: () => ({ received: [], storing: [] }),
+  sessionMoved: () => undefined, publishWill: () => undefined, receivedQos2: () => ({ received: [], storing: [] }), landedQos2: () => undefined,
   sharedElsewhere: () => undefined, receiveShared: () => false, reshare: () => false,
 };
 

@@ -34,7 +34,7 @@ function linksOf(conn: ClusterConnection, cutOffMs: number): NatsClusterLinks {
 
 const noSessions = {
   sessionMoved: (): never => assert.fail('no sessions here'), publishWill: (): never => assert.fail('no wills here'),
-  receivedQos2: (): never => assert.fail('no sessions here'), retainedHeld: (): [] => [],
+  receivedQos2: (): never => assert.fail('no sessions here'), landedQos2: (): never => assert.fail('no sessions here'), retainedHeld: (): [] => [],
   sharedElsewhere: (): undefined => undefined, // other tests' groups on the shared NATS are none of these links'
   receiveShared: (): never => assert.fail('no shared groups here'), reshare: (): never => assert.fail('no shared groups here'),
 };

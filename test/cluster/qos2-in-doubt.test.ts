@@ -119,5 +119,80 @@ if (clusterSkip !== undefined) {
         await subscriber.endAsync();
       }
     });
+
+    test('the same death, but the device reconnects to B before A is reaped and goes away again without resending: B reads the stream for the session it claimed and names the id received, so the resend that comes after the duplicate window too is answered PUBREC with no second store [MQTT-4.3.3-10]', { timeout: 120_000 }, async () => {
+      // Before, the reap left the record alone (B's by then), B had resumed from a record that did not name the id,
+      // and a resend later than the stream's duplicate window (2 min) was stored and delivered a second time. Here the
+      // resend's store is seen without waiting the window out: store_duplicates counts a store the stream dropped.
+      const C = '127.0.0.4';
+      const relayC = await natsRelay(clusterNatsUrl!);
+      const nodeC = await cluster.startNode('doubt-c', C, { natsUrl: relayC.url, leaseTimings: LEASE });
+      await cluster.listening(C, gateway);
+      // No survivor looks at the leases in this test: the claim certainly comes before any reap of C.
+      nodeB.gatehouse.cluster!.reaper.close();
+      const device = await cluster.addDevice(nodeB, gateway);
+      const clientId = `doubt-claimed-${device}`;
+      const key = SessionRecords.key(gateway.id, clientId);
+      const recordsB = SessionRecords.opener(nodeB.gatehouse.cluster!.connection);
+      const instanceB = nodeB.gatehouse.cluster!.leases.instance;
+      const instanceC = nodeC.gatehouse.cluster!.leases.instance;
+      const subscriber = await cluster.connect(B, gateway, await cluster.addDevice(nodeB, gateway));
+      const got: string[] = [];
+      subscriber.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
+      await subscriber.subscribeAsync('doubt/#', { qos: 2 });
+
+      const onC = rawSession(C, device, clientId);
+      const sockets = [onC.socket];
+      let marker: mqtt.MqttClient | undefined;
+      try {
+        await waitFor('CONNACK from C', () => onC.packets.find((p) => p.cmd === 'connack'));
+        await waitFor('the record holding the epoch', async () => ((await (await recordsB()).get(key))?.record.state?.qos2Epoch !== undefined ? true : undefined));
+        relayC.dropFromNode(/"received":\[7\]/);
+        onC.socket.write(publishOf('claimed in doubt', 7, false));
+        await waitFor('PUBREC 7 on C', () => find(onC.packets, 'pubrec', 7));
+        await waitFor('delivered', () => (got.includes('doubt/t claimed in doubt') ? true : undefined));
+        const before = (await (await recordsB()).get(key))?.record;
+        assert.equal(before?.instance, instanceC);
+        assert.ok(before?.state !== undefined && !(before.state.received ?? []).includes(7), 'the record does not name 7 as received');
+
+        relayC.sever();
+        onC.socket.destroy();
+        // Back on B at once, before anyone reaps C; gone again before resending anything.
+        const first = rawSession(B, device, clientId);
+        sockets.push(first.socket);
+        const connack = await waitFor('CONNACK from B', () => first.packets.find((p): p is mqttPacket.IConnackPacket => p.cmd === 'connack'));
+        assert.equal(connack.sessionPresent, true, 'resumed from C\'s record');
+        first.socket.destroy();
+        const settled = await waitFor('B naming 7 received in the record it holds', async () => {
+          const record = (await (await recordsB()).get(key))?.record;
+          return record?.instance === instanceB && record.state?.received?.includes(7) === true ? record.state : undefined;
+        }, 30_000);
+        assert.equal((settled.receiving ?? []).some(([id]) => id === 7), false);
+
+        const duplicatesBefore = await clusterCounter(nodeB.gatehouse, gateway, 'store_duplicates');
+        const storedBefore = await clusterCounter(nodeB.gatehouse, gateway, 'stored');
+        const again = rawSession(B, device, clientId);
+        sockets.push(again.socket);
+        assert.equal((await waitFor('CONNACK from B again', () => again.packets.find((p): p is mqttPacket.IConnackPacket => p.cmd === 'connack'))).sessionPresent, true);
+        again.socket.write(publishOf('claimed in doubt', 7, true));
+        const pubrec = await waitFor('PUBREC 7 on B', () => find<mqttPacket.IPubrecPacket>(again.packets, 'pubrec', 7));
+        assert.equal(pubrec.reasonCode ?? 0, 0);
+        again.socket.write(frame({ cmd: 'pubrel', messageId: 7 }, 5));
+        const pubcomp = await waitFor('PUBCOMP 7 on B', () => find<mqttPacket.IPubcompPacket>(again.packets, 'pubcomp', 7));
+        assert.equal(pubcomp.reasonCode ?? 0, 0, 'B knew the packet id: PUBCOMP success, not 0x92');
+        marker = await cluster.connect(B, gateway, await cluster.addDevice(nodeB, gateway));
+        await marker.publishAsync('doubt/marker', 'm2', { qos: 2 });
+        await waitFor('the marker', () => (got.includes('doubt/marker m2') ? true : undefined));
+        assert.deepEqual(got.filter((g) => g === 'doubt/t claimed in doubt'), ['doubt/t claimed in doubt'], 'delivered once');
+        assert.equal(await clusterCounter(nodeB.gatehouse, gateway, 'store_duplicates'), duplicatesBefore, 'the resend was not stored again, not even as a duplicate');
+        assert.equal(await clusterCounter(nodeB.gatehouse, gateway, 'stored'), storedBefore + 1, 'stored on B: the marker only');
+      } finally {
+        for (const socket of sockets) socket.destroy();
+        await marker?.endAsync();
+        await subscriber.endAsync();
+        relayC.restore();
+        await relayC.close();
+      }
+    });
   });
 }

@@ -468,7 +468,7 @@ if (clusterSkip !== undefined) {
       const moved: string[] = [];
       const holder = (instance: string): SessionOwnership => new SessionOwnership(conn, records, gateway.id, { nodeId: instance, instance }, silentLogger,
         () => ({ receive: () => undefined, retained: () => undefined, retainedHeld: () => [], cutOff: () => undefined, sessionMoved: (id) => moved.push(id), publishWill: () => undefined,
-          sharedElsewhere: () => undefined, receiveShared: () => false, reshare: () => false, receivedQos2: () => ({ received: [], storing: [] }) }));
+          sharedElsewhere: () => undefined, receiveShared: () => false, reshare: () => false, receivedQos2: () => ({ received: [], storing: [] }), landedQos2: () => undefined }));
       const late = holder(`late-${randomUUID()}`);
       const winner = holder(`winner-${randomUUID()}`);
       const will: RecordedWill = {
@@ -526,7 +526,7 @@ if (clusterSkip !== undefined) {
       const holder = (instance: string): SessionOwnership => new SessionOwnership(conn, records, gateway.id, { nodeId: 'restarted', instance }, silentLogger,
         () => ({ receive: () => undefined, retained: () => undefined, retainedHeld: () => [], cutOff: () => undefined, sessionMoved: () => undefined,
           publishWill: (w) => published.push(w.message.topic), sharedElsewhere: () => undefined, receiveShared: () => false, reshare: () => false,
-          receivedQos2: () => ({ received: [], storing: [] }) }));
+          receivedQos2: () => ({ received: [], storing: [] }), landedQos2: () => undefined }));
       const willOn = (topic: string): RecordedWill => ({
         message: createMessage({ topic, payload: Buffer.from('x'), qos: 1, retain: false, properties: undefined, expiresAt: 0, senderId: 'c' }),
         delay: 0, expiry: 0,
