@@ -24,7 +24,7 @@ import { LingeringSockets } from './lingering-sockets.ts';
 import { Journal } from './journal.ts';
 import { CommitGate } from './commit-gate.ts';
 import { storedSubscription, type BrokerPersistence, type StoredMessage, type StoredSubscription } from './persistence.ts';
-import type { ClusterLink, LinkEndpoint, MovedFlow, MovedSession, Qos2Intent, RecordedWill, SessionClaim, SessionsHere } from './cluster-link.ts';
+import type { ClusterLink, LinkEndpoint, MovedFlow, MovedSession, Qos2Intent, RecordedWill, SessionClaim, SessionsHere, StoredDelivery } from './cluster-link.ts';
 import { parseSharedFilter, topicMatches, topicOverLimit, topicWithinLimits } from '../mqtt/topics.ts';
 import type { BrokerContext } from './context.ts';
 import { dispatch } from './handlers/index.ts';
@@ -533,7 +533,7 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
   /** One flow another node had in flight, put back in the session to be resent at its CONNACK [MQTT-4.4.0-1]. */
   #restoreFlow(session: Session, flow: MovedFlow): void {
     const tracked = this.#link!.delivered(session.clientId, flow.seq, flow.qos);
-    const hooks: FlowHooks | undefined = tracked === undefined ? undefined : { received: tracked.onReceived };
+    const hooks: FlowHooks | undefined = tracked === undefined ? undefined : { received: this.#pubrelRecorded(session, tracked) };
     if (flow.released) {
       // Its PUBREC came: the client has the message, only the PUBREL is owed [MQTT-4.3.3].
       if (!session.restoreFlow({
@@ -593,12 +593,35 @@ export class Broker extends EventEmitter<BrokerEvents> implements BrokerContext 
     const hooks: FlowHooks | undefined = tracked === undefined ? undefined : {
       sent: (packetId, sentQos) => {
         const written = tracked.onSent(packetId, sentQos);
-        if (written !== undefined) this.commits.track(written);
+        if (written === undefined) return;
+        // Settled before the gate lets the PUBLISH go (this reaction comes first): a session lost meanwhile keeps it.
+        const conn = d.session.link;
+        this.commits.track(written.then((held) => this.#withholdIfLost(held, conn, d.session.clientId)));
       },
-      received: qos === 2 ? tracked.onReceived : undefined,
+      received: qos === 2 ? this.#pubrelRecorded(d.session, tracked) : undefined,
     };
     // Refused at once (its queue full): done for the record's floor as well.
     if (!d.session.deliver(message, qos, retain, d.subIds, tracked?.onComplete, hooks)) tracked?.onComplete(DROPPED);
+  }
+
+  /** A QoS 2 delivery's PUBREC: its PUBREL waits for the record, and does not leave if the session was lost meanwhile. */
+  #pubrelRecorded(session: Session, tracked: StoredDelivery): (packetId: number) => Promise<void> {
+    return (packetId) => {
+      const conn = session.link;
+      return tracked.onReceived(packetId).then((held) => this.#withholdIfLost(held, conn, session.clientId));
+    };
+  }
+
+  /**
+   * A QoS 2 PUBLISH or PUBREL whose record write found the session claimed by another node (`held` false): the node
+   * that claimed it sends that flow from its record, so nothing held on this connection leaves — it closes (0x8E)
+   * without it [MQTT-4.3.3]. Before, the takeover's close waited behind the write and the PUBLISH left with it: the
+   * session's message reached the connection taken over and, again, the one that took it over.
+   */
+  #withholdIfLost(held: boolean, conn: Session['link'], clientId: string): void {
+    if (held || !(conn instanceof Connection)) return;
+    this.logger.info({ clientId: logText(clientId) }, 'cluster_session_lost_flow_withheld');
+    conn.abandonHeld();
   }
 
   /**

@@ -99,11 +99,16 @@ export interface StoredDelivery {
   readonly onComplete: (end: number) => void;
   /**
    * Its PUBLISH got packet id `packetId`: a promise for a QoS 2 one (the record's write, which the PUBLISH waits for
-   * through the engine's commit gate), undefined for QoS 1 (written with the floor).
+   * through the engine's commit gate), undefined for QoS 1 (written with the floor). False: the write found the session
+   * claimed by another node, which sends the message from its record — this PUBLISH must not leave [MQTT-4.3.3].
    */
-  readonly onSent: (packetId: number, qos: number) => Promise<unknown> | undefined;
-  /** QoS 2 PUBREC: resolves once the record says so; the PUBREL waits for it (a replay must not resend it). */
-  readonly onReceived: (packetId: number) => Promise<void>;
+  readonly onSent: (packetId: number, qos: number) => Promise<boolean> | undefined;
+  /**
+   * QoS 2 PUBREC: resolves once the record says so; the PUBREL waits for it (a replay must not resend it). False, as
+   * for `onSent`: the PUBREL must not leave (the claiming node resends the PUBLISH, and the client's PUBREC to it
+   * brings the PUBREL from there).
+   */
+  readonly onReceived: (packetId: number) => Promise<boolean>;
 }
 
 /** What the cluster's session record said when a CONNECT here claimed the session. */

@@ -550,6 +550,31 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
     }
   }
 
+  /**
+   * Output held for a commit that did not hold: a QoS 2 PUBLISH or PUBREL whose record write found the session claimed
+   * by another node (broker.ts `#withholdIfLost`). None of it leaves; the connection closes without it, with 0x8E in
+   * v5 (its will is the claiming node's to handle), or, closed already by the takeover, its DISCONNECT goes alone.
+   */
+  abandonHeld(): void {
+    if (this.socket.destroyed) return;
+    this.#out = [];
+    this.#outBytes = 0;
+    if (this.#gated !== null) {
+      this.#gated = null;
+      this.#gatedBytes = 0;
+      this.broker.commits.unwait(this.#release);
+    }
+    if (this.state !== 'closed') {
+      this.will = null;
+      this.disconnect(RC.SESSION_TAKEN_OVER, 'session_taken_over');
+      return;
+    }
+    this.#endWhenReleased = false;
+    const farewell = this.farewell?.sent;
+    if (this.isV5 && typeof farewell === 'number') this.socket.end(encodePacket({ cmd: 'disconnect', reasonCode: farewell }, 5));
+    else this.socket.end();
+  }
+
   /** @internal socket 'error' */
   onError(err: Error): void {
     this.broker.logger.debug({ err: err.message, clientId: this.clientId }, 'socket_error');

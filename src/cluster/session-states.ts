@@ -100,6 +100,11 @@ interface Tracked {
   dirty: boolean;
   /** Over a bound (MAX_FLOWS, MAX_STATE_BYTES): the record is written without state once, then the session is not tracked. */
   abandoned: boolean;
+  /**
+   * Not this node's any more (a write found the record claimed elsewhere, or the session moved or ended here): a QoS 2
+   * PUBLISH or PUBREL waiting for a write of it must not leave (StoredDelivery).
+   */
+  lost?: true;
   /** The write queued and not yet begun: later changes are in it. */
   queued: Promise<boolean> | null;
 }
@@ -134,6 +139,8 @@ export class SessionStates {
   /** A persistent session's subscriptions (it connected here, or changed them); null: it ended or moved away. */
   changed(clientId: string, subscriptions: StoredSubscription[] | null): void {
     if (subscriptions === null) {
+      const t = this.#tracked.get(clientId);
+      if (t !== undefined) t.lost = true;
       this.#tracked.delete(clientId);
       return;
     }
@@ -223,18 +230,16 @@ export class SessionStates {
         else t.flows.set(seq, { packetId: 0, qos: 2, released: true });
       },
       onSent: (packetId, qos) => {
-        if (!mine()) return undefined;
+        if (!mine()) return qos === 2 && t.lost === true ? Promise.resolve(false) : undefined;
         t.flows.set(seq, { packetId, qos, released: false });
         t.dirty = true;
         // QoS 2: in the record before the PUBLISH leaves (the caller's commit gate holds it until this settles).
-        return qos === 2 ? this.#save(t) : undefined;
+        return qos === 2 ? this.#recorded(t) : undefined;
       },
       onReceived: (packetId) => {
-        if (!mine()) return Promise.resolve();
+        if (!mine()) return Promise.resolve(t.lost !== true);
         t.flows.set(seq, { packetId, qos: 2, released: true });
-        // Whatever the write's fate the PUBREL goes: a failed write means this node no longer holds the session
-        // (another node's record says so) or NATS is away (the node fails closed and its clients go).
-        return this.#save(t).then(() => undefined);
+        return this.#recorded(t);
       },
     };
   }
@@ -364,6 +369,16 @@ export class SessionStates {
     return t === undefined ? undefined : this.#snapshot(t);
   }
 
+  /**
+   * A write a QoS 2 PUBLISH or PUBREL waits for: false when it found the session not this node's any more — the node
+   * that claimed it sends that flow from its record (the PUBLISH as new, since this write did not name its packet id),
+   * so this one must not leave or the client gets the message twice [MQTT-4.3.3]. A write that failed otherwise
+   * (NATS away or slow) lets it go: the session is still this node's, and the node fails closed on its own.
+   */
+  #recorded(t: Tracked): Promise<boolean> {
+    return this.#save(t).then((written) => written || t.lost !== true);
+  }
+
   #save(t: Tracked): Promise<boolean> {
     if (t.queued !== null) return t.queued;
     const ready = this.#ready() ?? Promise.resolve();
@@ -387,6 +402,7 @@ export class SessionStates {
       } else if (!written && this.#tracked.get(t.clientId) === t) {
         // Not this node's session any more (or not yet: restored from this node's file, not claimed): not tracked.
         this.#logger.debug({ clientId: t.clientId }, 'cluster_session_state_untracked');
+        t.lost = true;
         this.#tracked.delete(t.clientId);
       }
       return written;

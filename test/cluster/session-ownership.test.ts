@@ -276,6 +276,50 @@ if (clusterSkip !== undefined) {
       }
     });
 
+    test('a QoS 2 delivery on A whose record write is still on its way when B takes the session over: the PUBLISH never leaves A (its close goes alone, 0x8E); B sends it from A\'s answer under the same packet id, and the session gets it once [MQTT-4.3.3, MQTT-3.1.4-3]', { timeout: 60_000 }, async () => {
+      // Before, A's takeover close waited behind that write, and the PUBLISH left with it once the write found the
+      // record claimed: the message reached the connection taken over and the one on B.
+      const device = await cluster.addDevice(nodeA, gateway);
+      const clientId = `withheld-${device}`;
+      const onA = rawSession(A, device, clientId);
+      let onB: ReturnType<typeof rawSession> | undefined;
+      const publisher = await cluster.connect(B, gateway, await cluster.addDevice(nodeA, gateway));
+      try {
+        await waitFor('CONNACK from A', () => onA.packets.find((p) => p.cmd === 'connack'));
+        onA.socket.write(frame({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'withheld/#', qos: 2 }] }, 5));
+        await waitFor('SUBACK from A', () => onA.packets.find((p) => p.cmd === 'suback'));
+        // The next write of the session's record from A (the delivery's packet id) waits in the relay.
+        const key = SessionRecords.key(gateway.id, clientId).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+        relay.holdFromNode(new RegExp(`^H?PUB \\$KV\\.gatehouse-sessions-[^ .]+\\.${key} `));
+        await publisher.publishAsync('withheld/once', 'q2', { qos: 2 });
+        const held = (): number | undefined => engineOf(nodeA, gateway.id).getSession(clientId)?.inflightCount;
+        await waitFor('the delivery in flight on A', () => (held() === 1 ? true : undefined));
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        assert.equal(onA.packets.some((p) => p.cmd === 'publish'), false, 'held for its record write');
+
+        onB = rawSession(B, device, clientId);
+        await waitFor('A let the connection taken over go', () => (clientsOn(nodeA, clientId) === 0 ? true : undefined));
+        relay.flow(); // the write lands on a record B claimed: refused
+        const connack = await waitFor('CONNACK from B', () => onB!.packets.find((p): p is mqttPacket.IConnackPacket => p.cmd === 'connack'));
+        assert.equal(connack.sessionPresent, true);
+        const resent = await waitFor('the PUBLISH on B', () => onB!.packets.find((p): p is mqttPacket.IPublishPacket => p.cmd === 'publish'));
+        assert.equal(resent.topic, 'withheld/once');
+        onB.socket.write(frame({ cmd: 'pubrec', messageId: resent.messageId! }, 5));
+        await waitFor('PUBREL from B', () => onB!.packets.find((p) => p.cmd === 'pubrel'));
+        onB.socket.write(frame({ cmd: 'pubcomp', messageId: resent.messageId! }, 5));
+        const disconnect = await waitFor('A\'s connection closed', () => (onA.socket.closed || onA.socket.readableEnded ? true : undefined), 15_000);
+        assert.equal(disconnect, true);
+        assert.deepEqual(onA.packets.filter((p) => p.cmd !== 'connack' && p.cmd !== 'suback').map((p) => [p.cmd, (p as mqttPacket.IDisconnectPacket).reasonCode]),
+          [['disconnect', 0x8e]], 'the PUBLISH never left A: only its close');
+        assert.equal(onB.packets.filter((p) => p.cmd === 'publish').length, 1);
+      } finally {
+        relay.flow();
+        onA.socket.destroy();
+        onB?.socket.destroy();
+        await publisher.endAsync();
+      }
+    });
+
     test('A gone without an answer (cut off) after PUBREC: B resumes from the record, which holds the packet id: the DUP resend gets PUBREC without a second store, and an id released on A before is free on B [MQTT-4.3.3-10]', { timeout: 90_000 }, async () => {
       const device = await cluster.addDevice(nodeA, gateway);
       const subscriber = await qos2Subscriber('gone');
