@@ -61,6 +61,13 @@ export class SessionOwnership {
   readonly #fences = new Map<string, number>();
   readonly #chains = new Map<string, Promise<unknown>>();
 
+  /**
+   * A claim took the session's state from the record, its holder not having answered (the record said the session
+   * offline there, or the holder is gone or too slow): its last inbound QoS 2 stores may be in the stream without
+   * the record naming them (claimed-doubts.ts).
+   */
+  unanswered: ((clientId: string, holder: SessionRecord, state: SessionState) => void) | undefined;
+
   constructor(conn: ClusterConnection, records: OpenRecords, gatewayId: string, me: RecordIdentity, logger: Logger,
     endpoint: () => LinkEndpoint | null) {
     this.#conn = conn;
@@ -127,7 +134,7 @@ export class SessionOwnership {
       // A later claim elsewhere may have beaten this one while the holder was closing its connection.
       if (this.#lostTo(key, revision)) return 'lost';
       const state = clean ? undefined : handed ?? previous.state;
-      if (!answered && state !== undefined && handed === undefined) this.unanswered?.(clientId, previous, state);
+      if (!answered && state !== undefined) this.unanswered?.(clientId, previous, state);
       // This node id held it last (its previous life, whose state the engine restored from its file): local, unless
       // the record holds the session's state, which is newer than that file (the stream went on while this process
       // was away, and the record's floor says what the session still needs from it).
@@ -168,13 +175,6 @@ export class SessionOwnership {
       return { answered: false };
     }
   }
-
-  /**
-   * A claim took the session's state from the record, its holder not having answered (the record said the session
-   * offline there, or the holder is gone or too slow): its last inbound QoS 2 stores may be in the stream without
-   * the record naming them (claimed-doubts.ts).
-   */
-  unanswered: ((clientId: string, holder: SessionRecord, state: SessionState) => void) | undefined;
 
   /** Whether the record says the session of `clientId` is connected on another process (maxConnections lets its takeover through). */
   async connectedElsewhere(clientId: string): Promise<boolean> {
