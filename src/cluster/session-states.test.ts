@@ -45,3 +45,34 @@ test('a session resumed from a record writes the record\'s floor and queue, neve
     states.close();
   }
 });
+
+test('a store the claimed session\'s holder made is named received only where the session still determines that id: same epoch and uses, neither held nor released since [MQTT-4.3.3-10]', { timeout: 5_000 }, async () => {
+  const { ownership, written } = recorder();
+  const states = new SessionStates(ownership, () => 900, () => undefined, silentLogger, () => 'fresh');
+  try {
+    const moved: MovedSession = {
+      subscriptions: [sub('devices/d/#')], floor: 100, inflight: [], queued: [],
+      received: [3], receiving: [], qos2Epoch: 'e1', qos2Uses: [[5, 2]],
+    };
+    states.changed('c', moved.subscriptions);
+    states.replaying('c', moved);
+    assert.equal(states.landed('c', 'e0', 7, 0), false, 'another epoch');
+    assert.equal(states.landed('c', 'e1', 5, 1), false, 'an earlier use of 5, released since');
+    assert.equal(states.landed('c', 'e1', 3, 0), false, 'held already');
+    assert.equal(states.landed('other', 'e1', 7, 0), false, 'not tracked here');
+    // 8: resent and being stored here already (its store id taken), then landed: left to that store.
+    assert.equal(states.receiving('c', 8)?.storeId, 'e1.8.0');
+    assert.equal(states.landed('c', 'e1', 8, 0), false, 'being stored here');
+    assert.equal(states.landed('c', 'e1', 7, 0), true);
+    assert.equal(states.landed('c', 'e1', 5, 2), true, 'the current use of 5');
+    // Released here after the check: its next use is another id (the record learns both).
+    assert.equal(await states.released('c', 7), true);
+    assert.equal(states.landed('c', 'e1', 7, 0), false, 'released since');
+    await states.saveAll();
+    const last = written.at(-1)!;
+    assert.deepEqual([...(last.received ?? [])].sort((x, y) => x - y), [3, 5]);
+    assert.deepEqual(last.qos2Uses, [[5, 2], [7, 1]]);
+  } finally {
+    states.close();
+  }
+});
