@@ -60,3 +60,24 @@ test('a read that fails takes nothing and the next claim reads again; a closed o
   await doubts.flushed();
   assert.equal(reads, 2, 'closed before its moment ended: not read');
 });
+
+test('a session whose take throws costs only that session: the others of its read and the checks after it go on', { timeout: 5_000 }, async () => {
+  const taken: string[] = [];
+  const doubts = new ClaimedDoubts((_sinceMs, each) => {
+    for (const id of ['e1.7.0', 'e2.7.0', 'e3.7.0']) each(id);
+    return Promise.resolve(3);
+  }, (clientId) => {
+    if (clientId === 'c1') throw new Error('a bug');
+    taken.push(clientId);
+    return true;
+  }, silentLogger, 10);
+  doubts.add('c1', 'e1', 1_000);
+  doubts.add('c2', 'e2', 1_000);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await doubts.flushed();
+  doubts.add('c3', 'e3', 1_000);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await doubts.flushed();
+  assert.deepEqual(taken, ['c2', 'c3']);
+  doubts.close();
+});

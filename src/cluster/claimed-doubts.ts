@@ -106,7 +106,13 @@ export class ClaimedDoubts {
     }
     if (this.#closed) return;
     let taken = 0;
-    for (const [clientId, epoch, packetId, uses] of landed) if (this.#take(clientId, epoch, packetId, uses)) taken++;
+    for (const [clientId, epoch, packetId, uses] of landed) {
+      try {
+        if (this.#take(clientId, epoch, packetId, uses)) taken++;
+      } catch (err) {
+        this.#logger.error({ err, packetId }, 'cluster_claimed_store_not_taken'); // that session's alone
+      }
+    }
     this.#logger.info({ sessions: batch.epochs.size, read, landed: taken }, 'cluster_claimed_stores_checked');
   }
 
