@@ -559,11 +559,7 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
     if (this.socket.destroyed) return;
     this.#out = [];
     this.#outBytes = 0;
-    if (this.#gated !== null) {
-      this.#gated = null;
-      this.#gatedBytes = 0;
-      this.broker.commits.unwait(this.#release);
-    }
+    this.#dropGated();
     if (this.state !== 'closed') {
       this.will = null;
       this.disconnect(RC.SESSION_TAKEN_OVER, 'session_taken_over');
@@ -585,11 +581,15 @@ export class Connection implements SessionLink, ClientInfo, Flushable, FrameSink
   onClose(): void {
     this.close(this.state === 'connected' ? 'connection_lost' : 'closed_before_connect');
     // Output still held for a commit has nowhere to go now.
-    if (this.#gated !== null) {
-      this.#gated = null;
-      this.#gatedBytes = 0;
-      this.broker.commits.unwait(this.#release);
-    }
+    this.#dropGated();
+  }
+
+  /** Forgets the output held for commits (it will never be written), and stops waiting for them. */
+  #dropGated(): void {
+    if (this.#gated === null) return;
+    this.#gated = null;
+    this.#gatedBytes = 0;
+    this.broker.commits.unwait(this.#release);
   }
 }
 

@@ -96,8 +96,9 @@ export class ClaimedDoubts {
     try {
       read = await this.#read(batch.sinceMs, (msgId) => {
         const id = parseStoreId(msgId);
-        const clientId = id === undefined ? undefined : batch.epochs.get(id.epoch);
-        if (clientId !== undefined) landed.push([clientId, id!.epoch, id!.packetId, id!.uses]);
+        if (id === undefined) return;
+        const clientId = batch.epochs.get(id.epoch);
+        if (clientId !== undefined) landed.push([clientId, id.epoch, id.packetId, id.uses]);
       });
     } catch (err) {
       // A resend within the stream's duplicate window is still stored once; one after it, twice.

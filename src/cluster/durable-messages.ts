@@ -248,6 +248,7 @@ export class DurableMessages {
         },
       });
       await this.#conn.nc.flush();
+      if (!wanted()) return; // stopped meanwhile: its queue is gone, and the next start catches up itself
       this.#queue.push('catch-up');
       void this.#drain();
     })().catch((err: unknown) => {
